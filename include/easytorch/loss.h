@@ -1,0 +1,39 @@
+/*
+ * loss.h - loss functions, as torch.nn.functional / torch.nn losses.
+ *
+ * Each returns a new reference (0-d for "mean"/"sum", input-shaped for
+ * "none") or NULL + et_errmsg() on mismatched shapes or bad targets.
+ * Class-index targets are float32 tensors holding integers.
+ */
+#ifndef EASYTORCH_LOSS_H
+#define EASYTORCH_LOSS_H
+
+#include "easytorch/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum et_reduction { ET_REDUCTION_MEAN = 0, ET_REDUCTION_SUM, ET_REDUCTION_NONE } et_reduction;
+
+/* "mean" | "sum" | "none" -> enum; ET_ERR_ARG for anything else. */
+et_status et_reduction_parse(const char *s, et_reduction *out);
+const char *et_reduction_name(et_reduction r);
+
+et_tensor *et_mse_loss(et_tensor *input, et_tensor *target, et_reduction r);
+et_tensor *et_l1_loss(et_tensor *input, et_tensor *target, et_reduction r);
+/* input [N, C] (or [C]) logits, target [N] class indices. */
+et_tensor *et_cross_entropy(et_tensor *input, et_tensor *target, et_reduction r,
+                            float label_smoothing);
+/* input [N, C] log-probabilities, target [N] class indices. */
+et_tensor *et_nll_loss(et_tensor *input, et_tensor *target, et_reduction r);
+/* input probabilities in [0,1]; log clamped at -100 as PyTorch. */
+et_tensor *et_bce_loss(et_tensor *input, et_tensor *target, et_reduction r);
+et_tensor *et_bce_with_logits(et_tensor *input, et_tensor *target, et_reduction r);
+et_tensor *et_huber_loss(et_tensor *input, et_tensor *target, et_reduction r, float delta);
+et_tensor *et_smooth_l1_loss(et_tensor *input, et_tensor *target, et_reduction r, float beta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,78 @@
+/*
+ * nn.h - modules (layers) in the shape of torch.nn.
+ *
+ * A module is an opaque object.  Constructors return a module the caller owns
+ * and frees with et_module_free() (NULL-safe), or NULL + et_errmsg().
+ * et_sequential_append() takes ownership of the child.
+ *
+ * Parameters are named as in PyTorch's state_dict(): a Sequential's child i
+ * contributes "i.weight", "i.bias"; Linear's weight is [out, in].
+ * Parameter tensors are owned by their module; accessors return borrowed
+ * pointers valid while the module lives.
+ */
+#ifndef EASYTORCH_NN_H
+#define EASYTORCH_NN_H
+
+#include "easytorch/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct et_module et_module;
+
+/* Linear: y = x W^T + b.  Weights kaiming_uniform(a=sqrt(5)) i.e.
+ * U(-1/sqrt(in), 1/sqrt(in)), bias U(-1/sqrt(in), 1/sqrt(in)), drawn from g
+ * (weight first, then bias, row-major), as torch.nn.Linear.reset_parameters. */
+et_module *et_linear_new(int64_t in_features, int64_t out_features, bool bias,
+                         et_generator *g);
+et_module *et_relu_new(void);
+et_module *et_tanh_new(void);
+et_module *et_sigmoid_new(void);
+et_module *et_gelu_new(bool tanh_approximation);
+et_module *et_softmax_new(int dim);
+et_module *et_log_softmax_new(int dim);
+et_module *et_leaky_relu_new(float negative_slope);
+/* Dropout draws its masks from g (borrowed: must outlive the module). */
+et_module *et_dropout_new(float p, et_generator *g);
+et_module *et_flatten_new(int start_dim, int end_dim);   /* torch defaults 1, -1 */
+et_module *et_identity_new(void);
+et_module *et_sequential_new(void);
+/* Takes ownership of child (also on failure). */
+et_status et_sequential_append(et_module *seq, et_module *child);
+
+void et_module_free(et_module *m);
+
+/* Forward pass; new reference or NULL. */
+et_tensor *et_module_forward(et_module *m, et_tensor *x);
+/* "Linear", "ReLU", ... (torch class name). */
+const char *et_module_type(const et_module *m);
+/* Training mode on (true) or eval (false), recursively. */
+void et_module_train(et_module *m, bool mode);
+bool et_module_is_training(const et_module *m);
+
+/* Number of parameter tensors, and the i-th one's name and tensor
+ * (state_dict order).  Borrowed pointers. */
+int et_module_num_params(const et_module *m);
+const char *et_module_param_name(const et_module *m, int i);
+et_tensor *et_module_param(const et_module *m, int i);
+/* Parameter by state_dict name, or NULL. */
+et_tensor *et_module_param_by_name(const et_module *m, const char *name);
+/* Total number of scalar parameters. */
+int64_t et_module_param_count(const et_module *m);
+/* Set every parameter's .grad to zeros (keeps the tensors). */
+void et_module_zero_grad(et_module *m);
+
+/* Sequential children. */
+int et_sequential_len(const et_module *seq);
+et_module *et_sequential_get(const et_module *seq, int i);
+
+/* ---- gradient clipping (in place on .grad; returns the total norm) ---- */
+/* norm_type 2.0 or INFINITY; returns NAN + error on bad args. */
+double et_clip_grad_norm(et_tensor *const *params, int n, double max_norm, double norm_type);
+et_status et_clip_grad_value(et_tensor *const *params, int n, double clip_value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

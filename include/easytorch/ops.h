@@ -1,0 +1,122 @@
+/*
+ * ops.h - differentiable tensor operations.
+ *
+ * Every op returns a NEW reference (see tensor.h OWNERSHIP) or NULL with the
+ * reason in et_errmsg().  When grad mode is on and an input requires grad,
+ * the result records the op so et_backward() can differentiate it.
+ * Binary ops broadcast as NumPy/PyTorch do.  Inputs may be non-contiguous.
+ * `dim` arguments accept negative values (counted from the end).
+ */
+#ifndef EASYTORCH_OPS_H
+#define EASYTORCH_OPS_H
+
+#include "easytorch/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- elementwise binary, broadcasting ---- */
+et_tensor *et_add(et_tensor *a, et_tensor *b);
+et_tensor *et_sub(et_tensor *a, et_tensor *b);
+et_tensor *et_mul(et_tensor *a, et_tensor *b);
+et_tensor *et_div(et_tensor *a, et_tensor *b);
+et_tensor *et_pow(et_tensor *a, et_tensor *exponent);   /* tensor ^ tensor */
+et_tensor *et_maximum(et_tensor *a, et_tensor *b);      /* grad split evenly on ties, as PyTorch */
+et_tensor *et_minimum(et_tensor *a, et_tensor *b);
+
+/* ---- with a scalar on either side ---- */
+et_tensor *et_add_scalar(et_tensor *a, float s);        /* a + s */
+et_tensor *et_sub_scalar(et_tensor *a, float s);        /* a - s */
+et_tensor *et_rsub_scalar(float s, et_tensor *a);       /* s - a */
+et_tensor *et_mul_scalar(et_tensor *a, float s);        /* a * s */
+et_tensor *et_div_scalar(et_tensor *a, float s);        /* a / s */
+et_tensor *et_rdiv_scalar(float s, et_tensor *a);       /* s / a */
+et_tensor *et_pow_scalar(et_tensor *a, float exponent); /* a ^ e */
+et_tensor *et_rpow_scalar(float base, et_tensor *a);    /* base ^ a */
+
+/* ---- elementwise unary ---- */
+et_tensor *et_neg(et_tensor *a);
+et_tensor *et_exp(et_tensor *a);
+et_tensor *et_log(et_tensor *a);
+et_tensor *et_sqrt(et_tensor *a);
+et_tensor *et_abs(et_tensor *a);         /* subgradient 0 at 0 */
+et_tensor *et_tanh(et_tensor *a);
+et_tensor *et_sigmoid(et_tensor *a);
+et_tensor *et_relu(et_tensor *a);        /* gradient 0 at 0 */
+et_tensor *et_leaky_relu(et_tensor *a, float negative_slope);
+et_tensor *et_gelu(et_tensor *a, bool tanh_approximation); /* false: exact erf form */
+/* Clamp to [min, max]; pass -INFINITY / INFINITY for no bound. Gradient
+ * passes where min <= x <= max, as PyTorch. */
+et_tensor *et_clamp(et_tensor *a, float min, float max);
+
+/* ---- reductions ---- */
+et_tensor *et_sum_all(et_tensor *a);                    /* 0-d */
+et_tensor *et_mean_all(et_tensor *a);                   /* 0-d */
+/* Over `ndims` dims listed in `dims` (ndims 0 = all dims). */
+et_tensor *et_sum(et_tensor *a, const int *dims, int ndims, bool keepdim);
+et_tensor *et_mean(et_tensor *a, const int *dims, int ndims, bool keepdim);
+/* Max/min over one dim.  *indices (may be NULL) receives a new reference to
+ * the float32 index tensor (no grad).  Gradient goes to the selected element
+ * (first occurrence on ties, as PyTorch's CPU kernel). */
+et_tensor *et_max(et_tensor *a, int dim, bool keepdim, et_tensor **indices);
+et_tensor *et_min(et_tensor *a, int dim, bool keepdim, et_tensor **indices);
+et_tensor *et_argmax(et_tensor *a, int dim, bool keepdim);
+et_tensor *et_max_all(et_tensor *a);
+et_tensor *et_min_all(et_tensor *a);
+
+/* ---- softmax family (max-subtracted, stable) ---- */
+et_tensor *et_softmax(et_tensor *a, int dim);
+et_tensor *et_log_softmax(et_tensor *a, int dim);
+
+/* ---- linear algebra (OpenBLAS sgemm) ---- */
+/* All of torch.matmul's forms: 1-D.1-D -> 0-d, 1-D.2-D, 2-D.1-D, 2-D.2-D,
+ * and batched N-D with broadcast batch dims. */
+et_tensor *et_matmul(et_tensor *a, et_tensor *b);
+
+/* ---- shape and views (results share storage with the input) ---- */
+et_tensor *et_reshape(et_tensor *a, const int64_t *shape, int ndim); /* one -1 allowed; copies if it must */
+et_tensor *et_view(et_tensor *a, const int64_t *shape, int ndim);    /* error if not viewable */
+et_tensor *et_transpose(et_tensor *a, int dim0, int dim1);
+et_tensor *et_t(et_tensor *a);                                       /* 2-D transpose */
+et_tensor *et_permute(et_tensor *a, const int *dims, int ndims);
+et_tensor *et_squeeze(et_tensor *a, int dim);       /* no-op if size != 1 */
+et_tensor *et_squeeze_all(et_tensor *a);
+et_tensor *et_unsqueeze(et_tensor *a, int dim);
+et_tensor *et_flatten(et_tensor *a, int start_dim, int end_dim);
+et_tensor *et_expand(et_tensor *a, const int64_t *shape, int ndim);  /* -1 keeps a size */
+/* a.select(dim, index): removes `dim`; negative index counts from the end. */
+et_tensor *et_select(et_tensor *a, int dim, int64_t index);
+/* a[start:end:step] along dim (Python slice semantics, clamped; step > 0). */
+et_tensor *et_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t step);
+#define ET_END INT64_MAX
+
+/* ---- copies along dims ---- */
+et_tensor *et_cat(et_tensor *const *ts, int n, int dim);
+et_tensor *et_stack(et_tensor *const *ts, int n, int dim);
+/* Rows/slices picked by a 1-D index tensor (integral float values). */
+et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index);
+/* torch.gather: out[i][j] = a[i][index[i][j]] for dim 1, etc. */
+et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index);
+
+/* ---- comparisons and selection (results carry no gradient) ---- */
+et_tensor *et_eq(et_tensor *a, et_tensor *b);   /* 1.0 where true, else 0.0 */
+et_tensor *et_ne(et_tensor *a, et_tensor *b);
+et_tensor *et_lt(et_tensor *a, et_tensor *b);
+et_tensor *et_le(et_tensor *a, et_tensor *b);
+et_tensor *et_gt(et_tensor *a, et_tensor *b);
+et_tensor *et_ge(et_tensor *a, et_tensor *b);
+et_tensor *et_gt_scalar(et_tensor *a, float s);
+et_tensor *et_lt_scalar(et_tensor *a, float s);
+/* cond != 0 ? a : b, broadcasting all three; gradient flows to a and b only. */
+et_tensor *et_where(et_tensor *cond, et_tensor *a, et_tensor *b);
+
+/* ---- in place, never recorded (for optimizers; error if t is a non-leaf
+ * requiring grad while grad mode is on) ---- */
+et_status et_fill_(et_tensor *t, float value);
+et_status et_copy_(et_tensor *dst, et_tensor *src);  /* src broadcasts to dst */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,54 @@
+/*
+ * serialize.h - safetensors files and buffers.
+ *
+ * Format: u64 little-endian header length N, N bytes of JSON header
+ * {"name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...,
+ *  "__metadata__": {"key": "string value"}} padded with spaces to a multiple
+ * of 8, then the raw little-endian data.  Files written here load with
+ * safetensors.torch.load_file and into nn.Sequential.load_state_dict.
+ *
+ * Loading is all-or-nothing: a truncated, corrupt or mismatched buffer gives
+ * ET_ERR_FORMAT with a message naming the problem and nothing is changed.
+ */
+#ifndef EASYTORCH_SERIALIZE_H
+#define EASYTORCH_SERIALIZE_H
+
+#include "easytorch/nn.h"
+#include "easytorch/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A list of named tensors (owns its names and tensor references). */
+typedef struct et_tensor_dict et_tensor_dict;
+et_tensor_dict *et_tensor_dict_new(void);
+void et_tensor_dict_free(et_tensor_dict *d);
+/* Adds a reference to t and a copy of name; replaces an existing name. */
+et_status et_tensor_dict_set(et_tensor_dict *d, const char *name, et_tensor *t);
+et_tensor *et_tensor_dict_get(const et_tensor_dict *d, const char *name); /* borrowed or NULL */
+int et_tensor_dict_len(const et_tensor_dict *d);
+const char *et_tensor_dict_name(const et_tensor_dict *d, int i);
+et_tensor *et_tensor_dict_tensor(const et_tensor_dict *d, int i);
+/* String metadata (safetensors "__metadata__"); copies both strings. */
+et_status et_tensor_dict_set_meta(et_tensor_dict *d, const char *key, const char *value);
+const char *et_tensor_dict_get_meta(const et_tensor_dict *d, const char *key); /* borrowed or NULL */
+
+/* Serialize to a malloc'ed buffer (caller frees with free()). */
+et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *len);
+/* Parse a buffer; *out is a new dict the caller frees.  Only F32 tensors
+ * are accepted (F64/F16/BF16 files give a clear error). */
+et_status et_safetensors_parse(const uint8_t *buf, size_t len, et_tensor_dict **out);
+/* Files: save writes atomically (temp file, fsync, rename, fsync dir). */
+et_status et_safetensors_save(const et_tensor_dict *d, const char *path);
+et_status et_safetensors_load(const char *path, et_tensor_dict **out);
+
+/* Module state_dict helpers.  load checks every name and shape first
+ * (missing, unexpected or mis-shaped entries -> error, nothing changed). */
+et_tensor_dict *et_module_state_dict(const et_module *m);
+et_status et_module_load_state_dict(et_module *m, const et_tensor_dict *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,34 @@
+# Sourced by scripts/run and scripts/test: install the Debian packages a step needs.
+# Only missing packages are installed, so re-runs cost nothing.
+
+BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates"
+RUN_PKGS="curl"
+# PyTorch is the oracle of the differential tests; the rest serve the
+# integration, client, dashboard and container tests.
+TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
+  clang libclang-rt-14-dev curl jq chromium nodejs npm docker.io debootstrap procps iproute2"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_packages() {
+    missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    echo "==> installing:$missing"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # shellcheck disable=SC2086
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+}
+
+# meson_build DIR [meson options...]: configure once, then build.
+meson_build() {
+    dir=$1; shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@"
+    fi
+    ninja -C "$dir"
+}

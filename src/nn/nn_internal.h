@@ -1,0 +1,43 @@
+/*
+ * nn_internal.h - shared helpers of the nn layer (never installed).
+ *
+ * Pools and composite functions: nn code (modules, losses) composes core ops
+ * and must free its intermediates whether or not the caller has a pool open.
+ * It therefore runs its work inside an inner pool (nn_scope_begin) and hands
+ * the result back as one fresh tensor created in the caller's context
+ * (nn_scope_end), which is a new reference exactly like any core op's result.
+ * Tensors the nn layer keeps (parameters, optimizer state, dict entries) are
+ * created with nn_keep so that exactly one reference belongs to the owner,
+ * even if the caller happens to have a pool open.
+ */
+#ifndef EASYTORCH_NN_INTERNAL_H
+#define EASYTORCH_NN_INTERNAL_H
+
+#include "easytorch/easytorch.h"
+
+/* Open the inner pool of a composite function. */
+void nn_scope_begin(void);
+/* Close it; returns `res` re-created in the caller's context (new reference)
+ * or NULL if res is NULL (the error message is kept). */
+et_tensor *nn_scope_end(et_tensor *res);
+
+/* Creation helpers for owned tensors: the result has one reference that
+ * belongs to the caller, never to an open pool.  NULL + error on failure. */
+et_tensor *nn_keep_new(const float *data, const int64_t *shape, int ndim);
+et_tensor *nn_keep_clone(const et_tensor *t);
+et_tensor *nn_keep_detach(et_tensor *t);
+
+/* Contiguous float access to any tensor: direct pointer when contiguous,
+ * else a malloc'ed copy written back by nn_buf_release(.., true). */
+typedef struct nn_buf {
+    et_tensor *t;
+    float *p;
+    float *tmp;
+} nn_buf;
+et_status nn_buf_acquire(nn_buf *b, et_tensor *t);
+void nn_buf_release(nn_buf *b, bool write_back);
+
+/* "[2, 3]" for messages (static per-call buffer owned by the caller). */
+#define NN_SHAPE_STR(t, buf) et_shape_str(et_shape(t), et_ndim(t), (buf), sizeof(buf))
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * nn_util.c - pool scoping and buffer helpers shared by the nn layer.
+ */
+#include "nn/nn_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void nn_scope_begin(void)
+{
+    et_pool_begin();
+}
+
+et_tensor *nn_scope_end(et_tensor *res)
+{
+    if (!res) {
+        et_pool_end();
+        return NULL;
+    }
+    /* Keep res past the inner pool, then make the caller's tensor: a reshape
+     * to the same shape shares storage, records the graph and is created in
+     * whatever pool the caller has open (or none). */
+    et_tensor_ref(res);
+    et_pool_end();
+    et_tensor *out = et_reshape(res, et_shape(res), et_ndim(res));
+    et_tensor_free(res);
+    return out;
+}
+
+/* Run `make` in an inner pool and keep one owned reference of its result. */
+static et_tensor *keep(et_tensor *t)
+{
+    if (t)
+        et_tensor_ref(t);
+    et_pool_end();
+    return t;
+}
+
+et_tensor *nn_keep_new(const float *data, const int64_t *shape, int ndim)
+{
+    et_pool_begin();
+    return keep(et_tensor_new(data, shape, ndim));
+}
+
+et_tensor *nn_keep_clone(const et_tensor *t)
+{
+    et_pool_begin();
+    return keep(et_clone(t));
+}
+
+et_tensor *nn_keep_detach(et_tensor *t)
+{
+    et_pool_begin();
+    return keep(et_detach(t));
+}
+
+et_status nn_buf_acquire(nn_buf *b, et_tensor *t)
+{
+    b->t = t;
+    b->tmp = NULL;
+    if (et_is_contiguous(t)) {
+        b->p = et_data(t);
+        return ET_OK;
+    }
+    int64_t n = et_numel(t);
+    b->tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!b->tmp)
+        return et_set_error(ET_ERR_NOMEM, "out of memory copying a %lld-element tensor",
+                            (long long)n);
+    et_copy_to(t, b->tmp);
+    b->p = b->tmp;
+    return ET_OK;
+}
+
+void nn_buf_release(nn_buf *b, bool write_back)
+{
+    if (b->tmp) {
+        if (write_back)
+            et_copy_from(b->t, b->tmp);
+        free(b->tmp);
+    }
+    b->tmp = NULL;
+    b->p = NULL;
+}
