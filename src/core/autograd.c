@@ -1,0 +1,233 @@
+/* autograd.c - the op table and reverse-mode differentiation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* One row per etc_op, in enum order: PyTorch's grad_fn name and backward. */
+const etc_op_info etc_ops[] = {
+    {"", NULL},                              /* NONE */
+    {"AddBackward0", etc_bw_add},            /* ADD */
+    {"SubBackward0", etc_bw_sub},            /* SUB */
+    {"MulBackward0", etc_bw_mul},            /* MUL */
+    {"DivBackward0", etc_bw_div},            /* DIV */
+    {"PowBackward1", etc_bw_pow},            /* POW */
+    {"MaximumBackward0", etc_bw_maximum},    /* MAXIMUM */
+    {"MinimumBackward0", etc_bw_minimum},    /* MINIMUM */
+    {"AddBackward0", etc_bw_pass},           /* ADD_SCALAR */
+    {"SubBackward0", etc_bw_pass},           /* SUB_SCALAR */
+    {"RsubBackward1", etc_bw_neg_pass},      /* RSUB_SCALAR */
+    {"MulBackward0", etc_bw_mul_scalar},     /* MUL_SCALAR */
+    {"DivBackward0", etc_bw_mul_scalar},     /* DIV_SCALAR */
+    {"MulBackward0", etc_bw_rdiv_scalar},    /* RDIV_SCALAR */
+    {"PowBackward0", etc_bw_pow_scalar},     /* POW_SCALAR */
+    {"PowBackward1", etc_bw_rpow_scalar},    /* RPOW_SCALAR */
+    {"NegBackward0", etc_bw_neg_pass},       /* NEG */
+    {"ExpBackward0", etc_bw_exp},            /* EXP */
+    {"LogBackward0", etc_bw_log},            /* LOG */
+    {"SqrtBackward0", etc_bw_sqrt},          /* SQRT */
+    {"AbsBackward0", etc_bw_abs},            /* ABS */
+    {"TanhBackward0", etc_bw_tanh},          /* TANH */
+    {"SigmoidBackward0", etc_bw_sigmoid},    /* SIGMOID */
+    {"ReluBackward0", etc_bw_relu},          /* RELU */
+    {"LeakyReluBackward0", etc_bw_leaky_relu}, /* LEAKY_RELU */
+    {"GeluBackward0", etc_bw_gelu},          /* GELU */
+    {"ClampBackward1", etc_bw_clamp},        /* CLAMP */
+    {"SumBackward0", etc_bw_sum_all},        /* SUM_ALL */
+    {"SumBackward1", etc_bw_sum},            /* SUM */
+    {"MeanBackward0", etc_bw_mean_all},      /* MEAN_ALL */
+    {"MeanBackward1", etc_bw_mean},          /* MEAN */
+    {"MaxBackward0", etc_bw_max_dim},        /* MAX */
+    {"MinBackward0", etc_bw_max_dim},        /* MIN */
+    {"MaxBackward1", etc_bw_max_all},        /* MAX_ALL */
+    {"MinBackward1", etc_bw_max_all},        /* MIN_ALL */
+    {"SoftmaxBackward0", etc_bw_softmax},    /* SOFTMAX */
+    {"LogSoftmaxBackward0", etc_bw_log_softmax}, /* LOG_SOFTMAX */
+    {"DotBackward0", etc_bw_matmul},         /* DOT */
+    {"MvBackward0", etc_bw_matmul},          /* MV */
+    {"MmBackward0", etc_bw_matmul},          /* MM */
+    {"MatmulBackward0", etc_bw_matmul},      /* MATMUL */
+    {"ViewBackward0", etc_bw_reshape},       /* VIEW */
+    {"ReshapeAliasBackward0", etc_bw_reshape}, /* RESHAPE */
+    {"TransposeBackward0", etc_bw_transpose}, /* TRANSPOSE */
+    {"TBackward0", etc_bw_transpose},        /* T */
+    {"PermuteBackward0", etc_bw_permute},    /* PERMUTE */
+    {"SqueezeBackward1", etc_bw_reshape},    /* SQUEEZE */
+    {"SqueezeBackward0", etc_bw_reshape},    /* SQUEEZE_ALL */
+    {"UnsqueezeBackward0", etc_bw_reshape},  /* UNSQUEEZE */
+    {"ExpandBackward0", etc_bw_expand},      /* EXPAND */
+    {"SelectBackward0", etc_bw_select},      /* SELECT */
+    {"SliceBackward0", etc_bw_slice},        /* SLICE */
+    {"CatBackward0", etc_bw_cat},            /* CAT */
+    {"StackBackward0", etc_bw_stack},        /* STACK */
+    {"IndexSelectBackward0", etc_bw_index_select}, /* INDEX_SELECT */
+    {"GatherBackward0", etc_bw_gather},      /* GATHER */
+    {"WhereBackward0", etc_bw_where},        /* WHERE */
+    {"CloneBackward0", etc_bw_clone},        /* CLONE */
+    {"AddmmBackward0", etc_bw_linear},       /* LINEAR */
+};
+_Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
+               "etc_ops needs exactly one row per etc_op");
+
+static atomic_uint_fast64_t generation;
+
+/* Owned gradient for a tensor that persists it in .grad: steal `g` when
+ * nothing else can see it, else copy. */
+static et_tensor *owned(et_tensor *g)
+{
+    if (g->contiguous && atomic_load_explicit(&g->refcount, memory_order_relaxed) == 1 &&
+        atomic_load_explicit(&g->storage->refcount, memory_order_relaxed) == 1)
+        return etc_ref(g);
+    return etc_clone(g);
+}
+
+/* slot += g; *slot may be shared (copy on write). Consumes nothing. */
+static bool accumulate(et_tensor **slot, et_tensor *g, bool persist)
+{
+    et_tensor *s = *slot;
+    if (!s) {
+        *slot = persist ? owned(g) : etc_ref(g);
+        return *slot != NULL;
+    }
+    if (persist || (s->contiguous &&
+                    atomic_load_explicit(&s->refcount, memory_order_relaxed) == 1 &&
+                    atomic_load_explicit(&s->storage->refcount, memory_order_relaxed) == 1)) {
+        etc_add_into(s, g);
+        return true;
+    }
+    et_tensor *sum = etc_ew2(EW_ADD, "backward", s, g, 0);
+    if (!sum)
+        return false;
+    etc_release(s);
+    *slot = sum;
+    return true;
+}
+
+typedef struct {
+    et_tensor *t;
+    int next;
+} frame;
+
+et_status et_backward(et_tensor *root, et_tensor *grad)
+{
+    if (!etc_null_check(root, "backward"))
+        return ET_ERR_ARG;
+    if (!root->requires_grad)
+        return et_set_error(ET_ERR_GRAD, "backward: element 0 of tensors does not require grad "
+                            "and does not have a grad_fn");
+    if (grad && !et_same_shape(grad, root)) {
+        char b1[128], b2[128];
+        return et_set_error(ET_ERR_SHAPE, "backward: grad has shape %s but the root has shape %s",
+                            etc_shape_fmt(grad->shape, grad->ndim, b1, sizeof b1),
+                            etc_shape_fmt(root->shape, root->ndim, b2, sizeof b2));
+    }
+    if (!grad && root->numel != 1)
+        return et_set_error(ET_ERR_GRAD, "backward: grad can be implicitly created only for "
+                            "scalar outputs (root has shape %s)",
+                            etc_shape_fmt(root->shape, root->ndim, (char[128]){0}, 128));
+
+    uint64_t gen = atomic_fetch_add(&generation, 1) + 1;
+
+    /* iterative DFS, post-order: inputs before the tensors that use them */
+    frame sbuf[32];
+    et_tensor *obuf[32];
+    frame *stack = sbuf;
+    et_tensor **order = obuf;
+    size_t sp = 0, scap = 32, no = 0, ocap = 32;
+    et_status st = ET_OK;
+    root->mark = gen;
+    stack[sp++] = (frame){root, 0};
+    while (sp) {
+        frame *f = &stack[sp - 1];
+        if (f->next < f->t->nin) {
+            et_tensor *c = f->t->in[f->next++];
+            if (!c->requires_grad || c->mark == gen)
+                continue;
+            c->mark = gen;
+            if (sp == scap) {
+                frame *ns = malloc(scap * 2 * sizeof *ns);
+                if (!ns) {
+                    st = et_set_error(ET_ERR_NOMEM, "backward: out of memory");
+                    goto done;
+                }
+                memcpy(ns, stack, sp * sizeof *ns);
+                if (stack != sbuf)
+                    free(stack);
+                stack = ns;
+                scap *= 2;
+            }
+            stack[sp++] = (frame){c, 0};
+        } else {
+            if (no == ocap) {
+                et_tensor **nn = malloc(ocap * 2 * sizeof *nn);
+                if (!nn) {
+                    st = et_set_error(ET_ERR_NOMEM, "backward: out of memory");
+                    goto done;
+                }
+                memcpy(nn, order, no * sizeof *nn);
+                if (order != obuf)
+                    free(order);
+                order = nn;
+                ocap *= 2;
+            }
+            order[no++] = f->t;
+            sp--;
+        }
+    }
+
+    bool prev = et_set_grad_enabled(false);
+    et_tensor *seed = grad ? etc_ref(grad) : etc_full(root->shape, root->ndim, 1.0f);
+    if (!seed) {
+        et_set_grad_enabled(prev);
+        st = et_errcode();
+        goto done;
+    }
+    root->pgrad = seed;
+    et_tensor *gl[ETC_INLINE_INPUTS];
+    for (size_t i = no; i-- > 0;) {
+        et_tensor *t = order[i];
+        et_tensor *g = t->pgrad;
+        t->pgrad = NULL;
+        if (!g || st != ET_OK) {
+            etc_release(g);
+            continue;
+        }
+        if (t->op == ETC_OP_NONE || t->retain_grad) {
+            if (!accumulate(&t->grad, g, true))
+                st = et_errcode();
+        }
+        if (t->op != ETC_OP_NONE && st == ET_OK) {
+            et_tensor **gin = t->nin <= ETC_INLINE_INPUTS ? gl
+                                                          : calloc((size_t)t->nin, sizeof *gin);
+            if (!gin) {
+                st = et_set_error(ET_ERR_NOMEM, "backward: out of memory");
+            } else {
+                for (int j = 0; j < t->nin && gin == gl; j++)
+                    gin[j] = NULL;
+                if (!etc_ops[t->op].backward(t, g, gin))
+                    st = et_errcode() != ET_OK ? et_errcode() : ET_ERR_NOMEM;
+                for (int j = 0; j < t->nin; j++) {
+                    if (gin[j] && st == ET_OK && t->in[j]->requires_grad &&
+                        !accumulate(&t->in[j]->pgrad, gin[j], false))
+                        st = et_errcode();
+                    etc_release(gin[j]);
+                }
+                if (gin != gl)
+                    free(gin);
+            }
+        }
+        etc_release(g);
+    }
+    et_set_grad_enabled(prev);
+done:
+    if (st != ET_OK)
+        for (size_t i = 0; i < no; i++) {
+            etc_release(order[i]->pgrad);
+            order[i]->pgrad = NULL;
+        }
+    if (stack != sbuf)
+        free(stack);
+    if (order != obuf)
+        free(order);
+    return st;
+}

@@ -1,0 +1,267 @@
+/*
+ * core_internal.h - tensor layout, graph nodes and kernels shared by the
+ * files of src/core.  Never installed.
+ *
+ * Conventions inside the core:
+ *  - etc_* functions return a NEW reference that is NOT registered with the
+ *    caller's pool; public et_* wrappers pass it through etc_pooled().
+ *  - etc_* ops record a graph node when grad mode is on, exactly like the
+ *    public ones.  Backward functions run with grad mode off, so calling
+ *    etc_* ops from them never records anything.
+ */
+#ifndef EASYTORCH_CORE_INTERNAL_H
+#define EASYTORCH_CORE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "easytorch/autograd.h"
+#include "easytorch/error.h"
+#include "easytorch/ops.h"
+#include "easytorch/tensor.h"
+
+/* ---- op enum (one entry per differentiable op; see the table in autograd.c) ---- */
+typedef enum etc_op {
+    ETC_OP_NONE = 0,
+    ETC_OP_ADD, ETC_OP_SUB, ETC_OP_MUL, ETC_OP_DIV, ETC_OP_POW,
+    ETC_OP_MAXIMUM, ETC_OP_MINIMUM,
+    ETC_OP_ADD_SCALAR, ETC_OP_SUB_SCALAR, ETC_OP_RSUB_SCALAR, ETC_OP_MUL_SCALAR,
+    ETC_OP_DIV_SCALAR, ETC_OP_RDIV_SCALAR, ETC_OP_POW_SCALAR, ETC_OP_RPOW_SCALAR,
+    ETC_OP_NEG, ETC_OP_EXP, ETC_OP_LOG, ETC_OP_SQRT, ETC_OP_ABS, ETC_OP_TANH,
+    ETC_OP_SIGMOID, ETC_OP_RELU, ETC_OP_LEAKY_RELU, ETC_OP_GELU, ETC_OP_CLAMP,
+    ETC_OP_SUM_ALL, ETC_OP_SUM, ETC_OP_MEAN_ALL, ETC_OP_MEAN,
+    ETC_OP_MAX, ETC_OP_MIN, ETC_OP_MAX_ALL, ETC_OP_MIN_ALL,
+    ETC_OP_SOFTMAX, ETC_OP_LOG_SOFTMAX,
+    ETC_OP_DOT, ETC_OP_MV, ETC_OP_MM, ETC_OP_MATMUL,
+    ETC_OP_VIEW, ETC_OP_RESHAPE, ETC_OP_TRANSPOSE, ETC_OP_T, ETC_OP_PERMUTE,
+    ETC_OP_SQUEEZE, ETC_OP_SQUEEZE_ALL, ETC_OP_UNSQUEEZE, ETC_OP_EXPAND,
+    ETC_OP_SELECT, ETC_OP_SLICE, ETC_OP_CAT, ETC_OP_STACK,
+    ETC_OP_INDEX_SELECT, ETC_OP_GATHER, ETC_OP_WHERE, ETC_OP_CLONE, ETC_OP_LINEAR,
+    ETC_OP_COUNT
+} etc_op;
+
+typedef struct et_storage {
+    atomic_long refcount;
+    int64_t size;            /* capacity in floats */
+    float *data;             /* points into `inline_data` */
+    void *block;             /* small tensors: the one malloc'ed block holding
+                                the creating tensor and this storage (freed
+                                with the storage), else NULL */
+    float inline_data[];
+} et_storage;
+
+/* Computes the gradient of each input of `out` from `g` (the gradient of
+ * out).  gin[i] is NULL on entry; the function stores a new reference for
+ * every input that requires grad.  Runs with grad mode off.  Returns false
+ * (error set) on failure. */
+typedef bool (*etc_backward_fn)(et_tensor *out, et_tensor *g, et_tensor **gin);
+
+typedef struct etc_op_info {
+    const char *name;        /* PyTorch's grad_fn name */
+    etc_backward_fn backward;
+} etc_op_info;
+
+extern const etc_op_info etc_ops[ETC_OP_COUNT];
+
+#define ETC_INLINE_INPUTS 3
+
+struct et_tensor {
+    atomic_long refcount;
+    int ndim;
+    int op;                  /* etc_op; ETC_OP_NONE for leaves */
+    bool requires_grad;
+    bool retain_grad;
+    bool contiguous;
+    int64_t numel;
+    float *data;             /* storage->data + offset */
+    et_storage *storage;
+    int64_t offset;
+    int64_t shape[ET_MAX_DIMS];
+    int64_t strides[ET_MAX_DIMS];
+    et_tensor *grad;
+    /* graph node (non-leaves) */
+    int nin;
+    et_tensor **in;          /* in_inline or malloc'ed when nin > 3 */
+    et_tensor *in_inline[ETC_INLINE_INPUTS];
+    et_tensor *saved;        /* op specific (max indices, gather index...) */
+    union {
+        float f[4];
+        int i[ET_MAX_DIMS + 4];
+        int64_t l[4];
+    } aux;
+    /* backward scratch */
+    uint64_t mark;
+    et_tensor *pgrad;
+};
+
+/* ---- allocation and helpers (tensor.c) ---- */
+et_tensor *etc_alloc(const int64_t *shape, int ndim);          /* contiguous, uninitialised */
+et_tensor *etc_zeros(const int64_t *shape, int ndim);
+et_tensor *etc_full(const int64_t *shape, int ndim, float v);
+/* New tensor sharing base's storage (a leaf with no grad). */
+et_tensor *etc_view_of(et_tensor *base, const int64_t *shape, const int64_t *strides,
+                       int ndim, int64_t offset);
+/* With no pool open returns t unchanged; else hands t's reference to the
+ * innermost pool (returns t, or NULL + releases t if the pool cannot grow). */
+et_tensor *etc_pooled(et_tensor *t);
+/* Is a pool open on this thread? */
+bool etc_pool_active(void);
+et_tensor *etc_ref(et_tensor *t);
+void etc_release(et_tensor *t);
+bool etc_compute_contiguous(const et_tensor *t);
+/* Contiguous copy, no graph. */
+et_tensor *etc_clone(const et_tensor *t);
+/* Contiguous tensor with t's values: t itself (+1) when already contiguous. */
+et_tensor *etc_contig(et_tensor *t);
+/* dst[...] = src broadcast to dst's shape, through any strides. */
+void etc_strided_copy(et_tensor *dst, const et_tensor *src);
+/* Store the node of `out` (op, inputs) if grad mode is on and any input
+ * requires grad.  Returns false only on NOMEM (error set; out unchanged). */
+bool etc_record(et_tensor *out, int op, et_tensor *const *ins, int nin);
+/* etc_record, releasing `out` and returning NULL on failure. */
+et_tensor *etc_finish(et_tensor *out, int op, et_tensor *const *ins, int nin);
+bool etc_needs_grad(et_tensor *const *ins, int nin);
+bool etc_grad_mode(void);
+int etc_wrap_dim(int dim, int ndim, const char *op);   /* -1 + error if bad */
+/* "[3,4]" (no spaces; for error messages) */
+char *etc_shape_fmt(const int64_t *shape, int ndim, char *buf, size_t cap);
+int64_t etc_numel(const int64_t *shape, int ndim);
+bool etc_check_shape(const int64_t *shape, int ndim, const char *op);
+bool etc_null_check(const void *p, const char *op);
+
+/* ---- branch-free float exp / tanh (Cephes polynomials, ~1-2 ulp) ----
+ * glibc's expf/tanhf are scalar calls (tanhf ~50 ns); these inline forms
+ * let the compiler vectorise the elementwise loops.  Below -87 the result
+ * is computed as exp(x + 87) * exp(-87) to reach the subnormal range. */
+/* Branch-free select.  With the default -ftrapping-math GCC will not
+ * if-convert (so not vectorise) `c ? a : b` once it sinks float arithmetic
+ * into an arm; a bit-mask select keeps every lane's work unconditional. */
+static inline float etc_sel(bool c, float a, float b)
+{
+    union { float f; uint32_t u; } ua = {a}, ub = {b}, r;
+    uint32_t m = 0u - (uint32_t)c;
+    r.u = (ua.u & m) | (ub.u & ~m);
+    return r.f;
+}
+
+static inline float etc_expf_core(float x) /* x in [-87.5, 88.8] */
+{
+    float t = x * 1.44269504088896341f;
+    int n = (int)(t + etc_sel(t >= 0.0f, 0.5f, -0.5f));
+    float fn = (float)n;
+    float r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+    float z = r * r;
+    float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    int n1 = n / 2, n2 = n - n1; /* 2^n as two normal factors */
+    union { uint32_t u; float f; } s1, s2;
+    s1.u = (uint32_t)(n1 + 127) << 23;
+    s2.u = (uint32_t)(n2 + 127) << 23;
+    return p * s1.f * s2.f;
+}
+
+static inline float etc_expf(float x)
+{
+    const float hi = 88.72283f, lo = -104.0f;
+    bool tail = x < -87.0f;
+    float xl = etc_sel(x < lo, lo, x);
+    float xh = etc_sel(xl > hi, hi, xl);
+    float xs = xh + etc_sel(tail, 87.0f, 0.0f);
+    /* scale by exp(-87) only in the tail: a subnormal product in every
+     * lane would cost ~100 cycles each */
+    float y = etc_expf_core(xs) * etc_sel(tail, 1.6458115e-38f, 1.0f);
+    y = etc_sel(x > hi, INFINITY, y);
+    y = etc_sel(x < lo, 0.0f, y);
+    return etc_sel(x != x, x, y);
+}
+
+static inline float etc_tanhf(float x)
+{
+    float ax = fabsf(x);
+    float z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+                    1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float ac = etc_sel(ax > 20.0f, 20.0f, ax); /* keeps inf out; tanh(20) == 1.0f */
+    float e = etc_expf(2.0f * ac);
+    float big = copysignf(1.0f - 2.0f / (e + 1.0f), x);
+    float y = etc_sel(ax < 0.625f, small, big);
+    return etc_sel(x != x, x, y);
+}
+
+/* ---- elementwise kernels (kernels.c) ---- */
+typedef enum etc_ew_op {
+    EW_ADD, EW_SUB, EW_MUL, EW_DIV, EW_POW, EW_MAXIMUM, EW_MINIMUM,
+    EW_EQ, EW_NE, EW_LT, EW_LE, EW_GT, EW_GE,
+    EW_ADDS, EW_MULS, EW_DIVS, EW_RSUBS, EW_RDIVS, EW_POWS, EW_RPOWS, EW_GTS, EW_LTS,
+    EW_NEG, EW_EXP, EW_LOG, EW_SQRT, EW_ABS, EW_TANH, EW_SIGMOID, EW_RELU,
+    EW_LEAKY, EW_GELU, EW_GELU_TANH, EW_CLAMP, EW_COPY,
+    /* backward helpers: a = upstream gradient, b (and c) = saved values */
+    EW_TANH_B, EW_SIGMOID_B, EW_RELU_B, EW_LEAKY_B, EW_ABS_B, EW_SQRT_B,
+    EW_GELU_B, EW_GELU_TANH_B, EW_CLAMP_B, EW_POWS_B, EW_RPOWS_B,
+    EW_POW_BA, EW_POW_BB, EW_DIV_BB, EW_MAX_B, EW_MIN_B, EW_RDIVS_B,
+    EW_WHERE, EW_MASK, EW_MASKN,
+    EW_COUNT
+} etc_ew_op;
+
+/* Elementwise op over 1..3 broadcast inputs into a new contiguous tensor
+ * (no graph).  `name` is used in the broadcast error message. */
+et_tensor *etc_ew(int op, const char *name, et_tensor *const *in, int nin, float p0, float p1);
+et_tensor *etc_ew1(int op, et_tensor *a, float p0, float p1);
+et_tensor *etc_ew2(int op, const char *name, et_tensor *a, et_tensor *b, float p0);
+int etc_broadcast_shape(const int64_t *a, int na, const int64_t *b, int nb, int64_t *out);
+/* Sum x down to `shape` (which broadcasts to x's shape), times `scale`;
+ * accumulates in double.  New contiguous tensor of that shape. */
+et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double scale);
+/* Gradient g summed back to the shape of `like` (ref of g if same shape). */
+et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like);
+/* dst += src (src broadcasts to dst), in place through strides. */
+void etc_add_into(et_tensor *dst, const et_tensor *src);
+
+/* ---- internal ops (ops.c, shape.c, matmul.c): graph recorded, not pooled ---- */
+et_tensor *etc_add(et_tensor *a, et_tensor *b);
+et_tensor *etc_sub(et_tensor *a, et_tensor *b);
+et_tensor *etc_mul(et_tensor *a, et_tensor *b);
+et_tensor *etc_div(et_tensor *a, et_tensor *b);
+et_tensor *etc_mul_scalar(et_tensor *a, float s);
+et_tensor *etc_sum(et_tensor *a, const int *dims, int ndims, bool keepdim);
+et_tensor *etc_matmul(et_tensor *a, et_tensor *b);
+et_tensor *etc_reshape(et_tensor *a, const int64_t *shape, int ndim);
+et_tensor *etc_view(et_tensor *a, const int64_t *shape, int ndim);
+et_tensor *etc_transpose(et_tensor *a, int d0, int d1);
+et_tensor *etc_permute(et_tensor *a, const int *dims, int ndims);
+et_tensor *etc_unsqueeze(et_tensor *a, int dim);
+et_tensor *etc_squeeze(et_tensor *a, int dim);
+et_tensor *etc_expand(et_tensor *a, const int64_t *shape, int ndim);
+et_tensor *etc_select(et_tensor *a, int dim, int64_t index);
+et_tensor *etc_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t step);
+et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op);
+/* Fused affine map y = x @ w^T + b (torch.nn.functional.linear / addmm):
+ * x [..., in], w [out, in], b [out] or NULL -> y [..., out].  One sgemm
+ * with w passed transposed (no copy); backward: dx = g w, dw = g^T x (one
+ * sgemm each, straight into w's layout), db = column sums of g.  Returns a
+ * new reference NOT handed to the pool (wrap it in etc_pooled()), or NULL
+ * with the shapes named in et_errmsg(). */
+et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b);
+/* Raw batched matmul of >=2-D operands (no graph). */
+et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b);
+
+/* ---- backward functions (one per op) ---- */
+#define ETC_BW(name) bool etc_bw_##name(et_tensor *out, et_tensor *g, et_tensor **gin)
+ETC_BW(add); ETC_BW(sub); ETC_BW(mul); ETC_BW(div); ETC_BW(pow);
+ETC_BW(maximum); ETC_BW(minimum);
+ETC_BW(pass); ETC_BW(neg_pass); ETC_BW(mul_scalar); ETC_BW(rdiv_scalar);
+ETC_BW(pow_scalar); ETC_BW(rpow_scalar);
+ETC_BW(exp); ETC_BW(log); ETC_BW(sqrt); ETC_BW(abs); ETC_BW(tanh);
+ETC_BW(sigmoid); ETC_BW(relu); ETC_BW(leaky_relu); ETC_BW(gelu); ETC_BW(clamp);
+ETC_BW(sum_all); ETC_BW(sum); ETC_BW(mean_all); ETC_BW(mean);
+ETC_BW(max_dim); ETC_BW(max_all);
+ETC_BW(softmax); ETC_BW(log_softmax);
+ETC_BW(matmul);
+ETC_BW(reshape); ETC_BW(transpose); ETC_BW(permute); ETC_BW(expand);
+ETC_BW(select); ETC_BW(slice); ETC_BW(cat); ETC_BW(stack);
+ETC_BW(index_select); ETC_BW(gather); ETC_BW(where); ETC_BW(clone); ETC_BW(linear);
+
+#endif

@@ -1,0 +1,474 @@
+/* kernels.c - elementwise and reduction loops over strided tensors.
+ *
+ * Every loop coalesces dimensions first, then runs an inner row loop; the
+ * contiguous case of each row loop is a plain indexed loop the compiler can
+ * vectorise. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+#define GELU_BETA_EXACT 0.3989422804014327f   /* 1/sqrt(2*pi) */
+#define GELU_BETA_TANH 0.7978845608028654f    /* sqrt(2/pi) */
+#define GELU_KAPPA 0.044715f
+
+/* Merge dimensions that are contiguous with respect to every stride array
+ * and drop size-1 dims.  Returns the new number of dims (>= 1). */
+static int coalesce(int nd, int64_t *shape, int64_t st[][ET_MAX_DIMS], int k)
+{
+    int m = 0;
+    for (int d = 0; d < nd; d++) {
+        if (shape[d] == 1)
+            continue;
+        if (m > 0) {
+            bool merge = true;
+            for (int j = 0; j < k; j++)
+                if (st[j][m - 1] != st[j][d] * shape[d]) {
+                    merge = false;
+                    break;
+                }
+            if (merge) {
+                shape[m - 1] *= shape[d];
+                for (int j = 0; j < k; j++)
+                    st[j][m - 1] = st[j][d];
+                continue;
+            }
+        }
+        shape[m] = shape[d];
+        for (int j = 0; j < k; j++)
+            st[j][m] = st[j][d];
+        m++;
+    }
+    if (m == 0) {
+        shape[0] = 1;
+        for (int j = 0; j < k; j++)
+            st[j][0] = 0;
+        m = 1;
+    }
+    return m;
+}
+
+/* Advance a multi-index over dims [0, nd-1) (the last dim is the row). */
+static inline void next_row(int nd, const int64_t *shape, int64_t *idx,
+                            int64_t st[][ET_MAX_DIMS], int64_t *off, int k)
+{
+    for (int d = nd - 2; d >= 0; d--) {
+        idx[d]++;
+        for (int j = 0; j < k; j++)
+            off[j] += st[j][d];
+        if (idx[d] < shape[d])
+            return;
+        for (int j = 0; j < k; j++)
+            off[j] -= st[j][d] * shape[d];
+        idx[d] = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* elementwise row kernels                                              */
+
+#define LOOP1(E)                                                        \
+    do {                                                                \
+        if (sx == 1) {                                                  \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i];                                   \
+                o[i] = (E);                                             \
+            }                                                           \
+        } else {                                                        \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i * sx];                              \
+                o[i] = (E);                                             \
+            }                                                           \
+        }                                                               \
+    } while (0)
+
+#define LOOP2(E)                                                        \
+    do {                                                                \
+        if (sx == 1 && sy == 1) {                                       \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i], b = y[i];                         \
+                o[i] = (E);                                             \
+            }                                                           \
+        } else if (sx == 1 && sy == 0) {                                \
+            const float b = y[0];                                       \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i];                                   \
+                o[i] = (E);                                             \
+            }                                                           \
+        } else if (sx == 0 && sy == 1) {                                \
+            const float a = x[0];                                       \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float b = y[i];                                   \
+                o[i] = (E);                                             \
+            }                                                           \
+        } else {                                                        \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i * sx], b = y[i * sy];               \
+                o[i] = (E);                                             \
+            }                                                           \
+        }                                                               \
+    } while (0)
+
+#define LOOP3(E)                                                        \
+    do {                                                                \
+        if (sx == 1 && sy == 1 && sz == 1) {                            \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i], b = y[i], c = z[i];               \
+                o[i] = (E);                                             \
+            }                                                           \
+        } else {                                                        \
+            for (int64_t i = 0; i < n; i++) {                           \
+                const float a = x[i * sx], b = y[i * sy], c = z[i * sz]; \
+                o[i] = (E);                                             \
+            }                                                           \
+        }                                                               \
+    } while (0)
+
+static inline float gelu_f(float a)
+{
+    return 0.5f * a * (1.0f + erff(a * (float)M_SQRT1_2));
+}
+
+static inline float gelu_tanh_f(float a)
+{
+    float inner = GELU_BETA_TANH * (a + GELU_KAPPA * a * a * a);
+    return 0.5f * a * (1.0f + etc_tanhf(inner));
+}
+
+static inline float gelu_b(float dy, float x)
+{
+    float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+    float pdf = expf(-0.5f * x * x) * GELU_BETA_EXACT;
+    return dy * (cdf + x * pdf);
+}
+
+static inline float gelu_tanh_b(float dy, float x)
+{
+    float x2 = x * x;
+    float inner = GELU_BETA_TANH * (x + GELU_KAPPA * x2 * x);
+    float th = etc_tanhf(inner);
+    float left = 0.5f * x, right = 1.0f + th;
+    float dleft = 0.5f * right, dright = 1.0f - th * th;
+    float dinner = GELU_BETA_TANH * (1.0f + 3.0f * GELU_KAPPA * x2);
+    return dy * (dleft + left * dright * dinner);
+}
+
+static inline float sigmoid_f(float a) { return 1.0f / (1.0f + etc_expf(-a)); }
+
+static void row(int op, float *restrict o, const float *x, int64_t sx, const float *y, int64_t sy,
+                const float *z, int64_t sz, int64_t n, float p0, float p1)
+{
+    switch (op) {
+    case EW_ADD: LOOP2(a + b); break;
+    case EW_SUB: LOOP2(a - b); break;
+    case EW_MUL: LOOP2(a * b); break;
+    case EW_DIV: LOOP2(a / b); break;
+    case EW_POW: LOOP2(powf(a, b)); break;
+    case EW_MAXIMUM: LOOP2((a != a || b != b) ? NAN : (a > b ? a : b)); break;
+    case EW_MINIMUM: LOOP2((a != a || b != b) ? NAN : (a < b ? a : b)); break;
+    case EW_EQ: LOOP2(a == b ? 1.0f : 0.0f); break;
+    case EW_NE: LOOP2(a != b ? 1.0f : 0.0f); break;
+    case EW_LT: LOOP2(a < b ? 1.0f : 0.0f); break;
+    case EW_LE: LOOP2(a <= b ? 1.0f : 0.0f); break;
+    case EW_GT: LOOP2(a > b ? 1.0f : 0.0f); break;
+    case EW_GE: LOOP2(a >= b ? 1.0f : 0.0f); break;
+    case EW_ADDS: LOOP1(a + p0); break;
+    case EW_MULS: LOOP1(a * p0); break;
+    case EW_DIVS: LOOP1(a / p0); break;
+    case EW_RSUBS: LOOP1(p0 - a); break;
+    case EW_RDIVS: LOOP1(p0 / a); break;
+    case EW_POWS:
+        if (p0 == 2.0f)
+            LOOP1(a * a);
+        else if (p0 == 1.0f)
+            LOOP1(a);
+        else if (p0 == 0.5f)
+            LOOP1(sqrtf(a));
+        else
+            LOOP1(powf(a, p0));
+        break;
+    case EW_RPOWS: LOOP1(powf(p0, a)); break;
+    case EW_GTS: LOOP1(a > p0 ? 1.0f : 0.0f); break;
+    case EW_LTS: LOOP1(a < p0 ? 1.0f : 0.0f); break;
+    case EW_NEG: LOOP1(-a); break;
+    case EW_EXP: LOOP1(etc_expf(a)); break;
+    case EW_LOG: LOOP1(logf(a)); break;
+    case EW_SQRT: LOOP1(sqrtf(a)); break;
+    case EW_ABS: LOOP1(fabsf(a)); break;
+    case EW_TANH: LOOP1(etc_tanhf(a)); break;
+    case EW_SIGMOID: LOOP1(sigmoid_f(a)); break;
+    case EW_RELU: LOOP1(a > 0.0f ? a : (a != a ? a : 0.0f)); break;
+    case EW_LEAKY: LOOP1(a > 0.0f ? a : a * p0); break;
+    case EW_GELU: LOOP1(gelu_f(a)); break;
+    case EW_GELU_TANH: LOOP1(gelu_tanh_f(a)); break;
+    case EW_CLAMP: LOOP1(a != a ? a : fminf(fmaxf(a, p0), p1)); break;
+    case EW_COPY: LOOP1(a); break;
+    case EW_TANH_B: LOOP2(a * (1.0f - b * b)); break;
+    case EW_SIGMOID_B: LOOP2(a * (1.0f - b) * b); break;
+    case EW_RELU_B: LOOP2(b > 0.0f ? a : 0.0f); break;
+    case EW_LEAKY_B: LOOP2(b > 0.0f ? a : a * p0); break;
+    case EW_ABS_B: LOOP2(b > 0.0f ? a : (b < 0.0f ? -a : 0.0f)); break;
+    case EW_SQRT_B: LOOP2(a / (2.0f * b)); break;
+    case EW_GELU_B: LOOP2(gelu_b(a, b)); break;
+    case EW_GELU_TANH_B: LOOP2(gelu_tanh_b(a, b)); break;
+    case EW_CLAMP_B: LOOP2((b >= p0 && b <= p1) ? a : 0.0f); break;
+    case EW_POWS_B: LOOP2(p0 == 0.0f ? 0.0f : a * p0 * powf(b, p0 - 1.0f)); break;
+    case EW_RPOWS_B: /* a = dy, b = exponent, c = result */
+        LOOP3((p0 == 0.0f && b >= 0.0f) ? 0.0f : a * c * logf(p0));
+        break;
+    case EW_POW_BA: LOOP3(c == 0.0f ? 0.0f : a * c * powf(b, c - 1.0f)); break;
+    case EW_POW_BB: LOOP3((b == 0.0f && c >= 0.0f) ? 0.0f : a * powf(b, c) * logf(b)); break;
+    case EW_DIV_BB: LOOP3(-a * ((b / c) / c)); break;
+    case EW_MAX_B: LOOP3(b < c ? 0.0f : (b == c ? a * 0.5f : a)); break;
+    case EW_MIN_B: LOOP3(b > c ? 0.0f : (b == c ? a * 0.5f : a)); break;
+    case EW_RDIVS_B: LOOP2(-a * p0 / (b * b)); break;
+    case EW_WHERE: LOOP3(a != 0.0f ? b : c); break;
+    case EW_MASK: LOOP2(a != 0.0f ? b : 0.0f); break;
+    case EW_MASKN: LOOP2(a != 0.0f ? 0.0f : b); break;
+    default: break;
+    }
+}
+
+int etc_broadcast_shape(const int64_t *a, int na, const int64_t *b, int nb, int64_t *out)
+{
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int ia = na - n + i, ib = nb - n + i;
+        int64_t sa = ia >= 0 ? a[ia] : 1, sb = ib >= 0 ? b[ib] : 1;
+        if (sa == sb || sb == 1)
+            out[i] = sa;
+        else if (sa == 1)
+            out[i] = sb;
+        else
+            return -1;
+    }
+    return n;
+}
+
+et_tensor *etc_ew(int op, const char *name, et_tensor *const *in, int nin, float p0, float p1)
+{
+    const et_tensor *a = in[0];
+    /* fast path: same shape, all contiguous */
+    bool same = a->contiguous;
+    for (int i = 1; i < nin && same; i++)
+        same = in[i]->contiguous && et_same_shape(a, in[i]);
+    if (same) {
+        et_tensor *out = etc_alloc(a->shape, a->ndim);
+        if (!out)
+            return NULL;
+        row(op, out->data, a->data, 1, nin > 1 ? in[1]->data : NULL, 1,
+            nin > 2 ? in[2]->data : NULL, 1, out->numel, p0, p1);
+        return out;
+    }
+    int64_t shape[ET_MAX_DIMS];
+    int nd = a->ndim;
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)nd);
+    for (int i = 1; i < nin; i++) {
+        int64_t tmp[ET_MAX_DIMS];
+        int r = etc_broadcast_shape(shape, nd, in[i]->shape, in[i]->ndim, tmp);
+        if (r < 0) {
+            char b1[128], b2[128];
+            if (nin == 2)
+                et_set_error(ET_ERR_SHAPE, "%s: shapes %s and %s do not broadcast", name,
+                             etc_shape_fmt(a->shape, a->ndim, b1, sizeof b1),
+                             etc_shape_fmt(in[1]->shape, in[1]->ndim, b2, sizeof b2));
+            else
+                et_set_error(ET_ERR_SHAPE, "%s: shapes %s and %s do not broadcast", name,
+                             etc_shape_fmt(shape, nd, b1, sizeof b1),
+                             etc_shape_fmt(in[i]->shape, in[i]->ndim, b2, sizeof b2));
+            return NULL;
+        }
+        nd = r;
+        memcpy(shape, tmp, sizeof(int64_t) * (size_t)nd);
+    }
+    et_tensor *out = etc_alloc(shape, nd);
+    if (!out)
+        return NULL;
+    if (out->numel == 0)
+        return out;
+    int64_t st[4][ET_MAX_DIMS];
+    int k = nin + 1;
+    for (int d = 0; d < nd; d++)
+        st[0][d] = out->strides[d];
+    for (int i = 0; i < nin; i++) {
+        const et_tensor *t = in[i];
+        for (int d = 0; d < nd; d++) {
+            int td = d - (nd - t->ndim);
+            st[i + 1][d] = (td < 0 || t->shape[td] == 1) ? 0 : t->strides[td];
+        }
+    }
+    int64_t cs[ET_MAX_DIMS];
+    memcpy(cs, shape, sizeof(int64_t) * (size_t)nd);
+    int cd = coalesce(nd, cs, st, k);
+    int64_t idx[ET_MAX_DIMS] = {0};
+    int64_t off[4] = {0, 0, 0, 0};
+    int64_t rowlen = cs[cd - 1];
+    int64_t rows = out->numel / rowlen;
+    const float *p1_ = nin > 1 ? in[1]->data : NULL;
+    const float *p2_ = nin > 2 ? in[2]->data : NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        row(op, out->data + off[0], a->data + off[1], st[1][cd - 1],
+            p1_ ? p1_ + off[2] : NULL, nin > 1 ? st[2][cd - 1] : 0,
+            p2_ ? p2_ + off[3] : NULL, nin > 2 ? st[3][cd - 1] : 0, rowlen, p0, p1);
+        next_row(cd, cs, idx, st, off, k);
+    }
+    return out;
+}
+
+et_tensor *etc_ew1(int op, et_tensor *a, float p0, float p1)
+{
+    return etc_ew(op, "unary", &a, 1, p0, p1);
+}
+
+et_tensor *etc_ew2(int op, const char *name, et_tensor *a, et_tensor *b, float p0)
+{
+    et_tensor *in[2] = {a, b};
+    return etc_ew(op, name, in, 2, p0, 0.0f);
+}
+
+/* ------------------------------------------------------------------ */
+/* strided copy                                                         */
+
+void etc_strided_copy(et_tensor *dst, const et_tensor *src)
+{
+    if (dst->numel == 0)
+        return;
+    if (dst->contiguous && src->contiguous && dst->numel == src->numel) {
+        memmove(dst->data, src->data, (size_t)dst->numel * sizeof(float));
+        return;
+    }
+    int nd = dst->ndim;
+    int64_t shape[ET_MAX_DIMS];
+    int64_t st[2][ET_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        shape[d] = dst->shape[d];
+        st[0][d] = dst->strides[d];
+        int td = d - (nd - src->ndim);
+        st[1][d] = (td < 0 || src->shape[td] == 1) ? 0 : src->strides[td];
+    }
+    int cd = coalesce(nd, shape, st, 2);
+    int64_t idx[ET_MAX_DIMS] = {0};
+    int64_t off[2] = {0, 0};
+    int64_t rowlen = shape[cd - 1], rows = dst->numel / rowlen;
+    int64_t so = st[0][cd - 1], si = st[1][cd - 1];
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = dst->data + off[0];
+        const float *x = src->data + off[1];
+        if (so == 1 && si == 1)
+            memmove(o, x, (size_t)rowlen * sizeof(float));
+        else
+            for (int64_t i = 0; i < rowlen; i++)
+                o[i * so] = x[i * si];
+        next_row(cd, shape, idx, st, off, 2);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* reductions                                                           */
+
+static double sum_contig(const float *x, int64_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double scale)
+{
+    et_tensor *out = etc_alloc(shape, ndim);
+    if (!out)
+        return NULL;
+    int64_t tn = out->numel;
+    if (tn == 0)
+        return out;
+    if (x->numel == 0) {
+        memset(out->data, 0, (size_t)tn * sizeof(float));
+        return out;
+    }
+    if (tn == 1 && x->contiguous) {
+        out->data[0] = (float)(sum_contig(x->data, x->numel) * scale);
+        return out;
+    }
+    int nd = x->ndim;
+    int64_t cs[ET_MAX_DIMS];
+    int64_t st[2][ET_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        cs[d] = x->shape[d];
+        st[0][d] = x->strides[d];
+        int td = d - (nd - ndim);
+        st[1][d] = (td < 0 || shape[td] == 1) ? 0 : out->strides[td];
+    }
+    int cd = coalesce(nd, cs, st, 2);
+    if (tn == 1 && cd == 1 && st[0][0] == 1) {
+        out->data[0] = (float)(sum_contig(x->data, x->numel) * scale);
+        return out;
+    }
+    double local[64];
+    double *acc = tn <= 64 ? local : calloc((size_t)tn, sizeof(double));
+    if (!acc) {
+        etc_release(out);
+        et_set_error(ET_ERR_NOMEM, "sum: out of memory");
+        return NULL;
+    }
+    if (acc == local)
+        memset(local, 0, sizeof local);
+    int64_t idx[ET_MAX_DIMS] = {0};
+    int64_t off[2] = {0, 0};
+    int64_t rowlen = cs[cd - 1], rows = x->numel / rowlen;
+    int64_t sx = st[0][cd - 1], so = st[1][cd - 1];
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p = x->data + off[0];
+        double *q = acc + off[1];
+        if (so == 0) {
+            if (sx == 1) {
+                *q += sum_contig(p, rowlen);
+            } else {
+                double s = 0;
+                for (int64_t i = 0; i < rowlen; i++)
+                    s += p[i * sx];
+                *q += s;
+            }
+        } else {
+            for (int64_t i = 0; i < rowlen; i++)
+                q[i * so] += p[i * sx];
+        }
+        next_row(cd, cs, idx, st, off, 2);
+    }
+    for (int64_t i = 0; i < tn; i++)
+        out->data[i] = (float)(acc[i] * scale);
+    if (acc != local)
+        free(acc);
+    return out;
+}
+
+et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like)
+{
+    if (et_same_shape(g, like))
+        return etc_ref(g);
+    return etc_sum_to(g, like->shape, like->ndim, 1.0);
+}
+
+void etc_add_into(et_tensor *dst, const et_tensor *src)
+{
+    if (dst->contiguous && src->contiguous && et_same_shape(dst, src)) {
+        float *o = dst->data;
+        const float *x = src->data;
+        for (int64_t i = 0; i < dst->numel; i++)
+            o[i] += x[i];
+        return;
+    }
+    et_tensor *tmp = etc_ew2(EW_ADD, "add_", dst, (et_tensor *)src, 0.0f);
+    if (!tmp)
+        return;
+    etc_strided_copy(dst, tmp);
+    etc_release(tmp);
+}

@@ -1,0 +1,880 @@
+/* ops.c - elementwise ops, reductions, softmax, comparisons, in-place
+ * updates, and their backward functions. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* ------------------------------------------------------------------ */
+/* binary, broadcasting                                                 */
+
+static et_tensor *binary(int ew, int op, const char *name, et_tensor *a, et_tensor *b)
+{
+    if (!etc_null_check(a, name) || !etc_null_check(b, name))
+        return NULL;
+    et_tensor *ins[2] = {a, b};
+    return etc_finish(etc_ew(ew, name, ins, 2, 0.0f, 0.0f), op, ins, 2);
+}
+
+et_tensor *etc_add(et_tensor *a, et_tensor *b) { return binary(EW_ADD, ETC_OP_ADD, "add", a, b); }
+et_tensor *etc_sub(et_tensor *a, et_tensor *b) { return binary(EW_SUB, ETC_OP_SUB, "sub", a, b); }
+et_tensor *etc_mul(et_tensor *a, et_tensor *b) { return binary(EW_MUL, ETC_OP_MUL, "mul", a, b); }
+et_tensor *etc_div(et_tensor *a, et_tensor *b) { return binary(EW_DIV, ETC_OP_DIV, "div", a, b); }
+
+et_tensor *et_add(et_tensor *a, et_tensor *b) { return etc_pooled(etc_add(a, b)); }
+et_tensor *et_sub(et_tensor *a, et_tensor *b) { return etc_pooled(etc_sub(a, b)); }
+et_tensor *et_mul(et_tensor *a, et_tensor *b) { return etc_pooled(etc_mul(a, b)); }
+et_tensor *et_div(et_tensor *a, et_tensor *b) { return etc_pooled(etc_div(a, b)); }
+et_tensor *et_pow(et_tensor *a, et_tensor *e)
+{
+    return etc_pooled(binary(EW_POW, ETC_OP_POW, "pow", a, e));
+}
+et_tensor *et_maximum(et_tensor *a, et_tensor *b)
+{
+    return etc_pooled(binary(EW_MAXIMUM, ETC_OP_MAXIMUM, "maximum", a, b));
+}
+et_tensor *et_minimum(et_tensor *a, et_tensor *b)
+{
+    return etc_pooled(binary(EW_MINIMUM, ETC_OP_MINIMUM, "minimum", a, b));
+}
+
+/* Store into gin[i] the gradient `full` summed back to input i's shape.
+ * Takes ownership of `full`. */
+static bool put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full)
+{
+    if (!full)
+        return false;
+    gin[i] = etc_unbroadcast(full, out->in[i]);
+    etc_release(full);
+    return gin[i] != NULL;
+}
+
+static inline bool want(et_tensor *out, int i) { return out->in[i]->requires_grad; }
+
+ETC_BW(add)
+{
+    for (int i = 0; i < 2; i++)
+        if (want(out, i) && !(gin[i] = etc_unbroadcast(g, out->in[i])))
+            return false;
+    return true;
+}
+
+ETC_BW(sub)
+{
+    if (want(out, 0) && !(gin[0] = etc_unbroadcast(g, out->in[0])))
+        return false;
+    if (want(out, 1)) {
+        et_tensor *r = etc_unbroadcast(g, out->in[1]);
+        if (!r)
+            return false;
+        gin[1] = etc_ew1(EW_NEG, r, 0, 0);
+        etc_release(r);
+        if (!gin[1])
+            return false;
+    }
+    return true;
+}
+
+ETC_BW(mul)
+{
+    et_tensor *a = out->in[0], *b = out->in[1];
+    if (want(out, 0) && !put_grad(out, 0, gin, etc_ew2(EW_MUL, "mul", g, b, 0)))
+        return false;
+    if (want(out, 1) && !put_grad(out, 1, gin, etc_ew2(EW_MUL, "mul", g, a, 0)))
+        return false;
+    return true;
+}
+
+static et_tensor *ew3(int op, et_tensor *x, et_tensor *y, et_tensor *z, float p0)
+{
+    et_tensor *in[3] = {x, y, z};
+    return etc_ew(op, "backward", in, 3, p0, 0.0f);
+}
+
+ETC_BW(div)
+{
+    et_tensor *a = out->in[0], *b = out->in[1];
+    if (want(out, 0) && !put_grad(out, 0, gin, etc_ew2(EW_DIV, "div", g, b, 0)))
+        return false;
+    if (want(out, 1) && !put_grad(out, 1, gin, ew3(EW_DIV_BB, g, a, b, 0)))
+        return false;
+    return true;
+}
+
+ETC_BW(pow)
+{
+    et_tensor *a = out->in[0], *b = out->in[1];
+    if (want(out, 0) && !put_grad(out, 0, gin, ew3(EW_POW_BA, g, a, b, 0)))
+        return false;
+    if (want(out, 1) && !put_grad(out, 1, gin, ew3(EW_POW_BB, g, a, b, 0)))
+        return false;
+    return true;
+}
+
+ETC_BW(maximum)
+{
+    et_tensor *a = out->in[0], *b = out->in[1];
+    if (want(out, 0) && !put_grad(out, 0, gin, ew3(EW_MAX_B, g, a, b, 0)))
+        return false;
+    if (want(out, 1) && !put_grad(out, 1, gin, ew3(EW_MAX_B, g, b, a, 0)))
+        return false;
+    return true;
+}
+
+ETC_BW(minimum)
+{
+    et_tensor *a = out->in[0], *b = out->in[1];
+    if (want(out, 0) && !put_grad(out, 0, gin, ew3(EW_MIN_B, g, a, b, 0)))
+        return false;
+    if (want(out, 1) && !put_grad(out, 1, gin, ew3(EW_MIN_B, g, b, a, 0)))
+        return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* scalar ops and unary ops                                             */
+
+static et_tensor *unary(int ew, int op, const char *name, et_tensor *a, float p0, float p1)
+{
+    if (!etc_null_check(a, name))
+        return NULL;
+    et_tensor *out = etc_ew(ew, name, &a, 1, p0, p1);
+    if (!out)
+        return NULL;
+    out->aux.f[0] = p0;
+    out->aux.f[1] = p1;
+    return etc_finish(out, op, &a, 1);
+}
+
+et_tensor *etc_mul_scalar(et_tensor *a, float s)
+{
+    return unary(EW_MULS, ETC_OP_MUL_SCALAR, "mul_scalar", a, s, 0);
+}
+
+et_tensor *et_add_scalar(et_tensor *a, float s)
+{
+    return etc_pooled(unary(EW_ADDS, ETC_OP_ADD_SCALAR, "add_scalar", a, s, 0));
+}
+et_tensor *et_sub_scalar(et_tensor *a, float s)
+{
+    return etc_pooled(unary(EW_ADDS, ETC_OP_SUB_SCALAR, "sub_scalar", a, -s, 0));
+}
+et_tensor *et_rsub_scalar(float s, et_tensor *a)
+{
+    return etc_pooled(unary(EW_RSUBS, ETC_OP_RSUB_SCALAR, "rsub_scalar", a, s, 0));
+}
+et_tensor *et_mul_scalar(et_tensor *a, float s) { return etc_pooled(etc_mul_scalar(a, s)); }
+et_tensor *et_div_scalar(et_tensor *a, float s)
+{
+    return etc_pooled(unary(EW_DIVS, ETC_OP_DIV_SCALAR, "div_scalar", a, s, 0));
+}
+et_tensor *et_rdiv_scalar(float s, et_tensor *a)
+{
+    return etc_pooled(unary(EW_RDIVS, ETC_OP_RDIV_SCALAR, "rdiv_scalar", a, s, 0));
+}
+et_tensor *et_pow_scalar(et_tensor *a, float e)
+{
+    return etc_pooled(unary(EW_POWS, ETC_OP_POW_SCALAR, "pow_scalar", a, e, 0));
+}
+et_tensor *et_rpow_scalar(float base, et_tensor *a)
+{
+    return etc_pooled(unary(EW_RPOWS, ETC_OP_RPOW_SCALAR, "rpow_scalar", a, base, 0));
+}
+et_tensor *et_neg(et_tensor *a) { return etc_pooled(unary(EW_NEG, ETC_OP_NEG, "neg", a, 0, 0)); }
+et_tensor *et_exp(et_tensor *a) { return etc_pooled(unary(EW_EXP, ETC_OP_EXP, "exp", a, 0, 0)); }
+et_tensor *et_log(et_tensor *a) { return etc_pooled(unary(EW_LOG, ETC_OP_LOG, "log", a, 0, 0)); }
+et_tensor *et_sqrt(et_tensor *a) { return etc_pooled(unary(EW_SQRT, ETC_OP_SQRT, "sqrt", a, 0, 0)); }
+et_tensor *et_abs(et_tensor *a) { return etc_pooled(unary(EW_ABS, ETC_OP_ABS, "abs", a, 0, 0)); }
+et_tensor *et_tanh(et_tensor *a) { return etc_pooled(unary(EW_TANH, ETC_OP_TANH, "tanh", a, 0, 0)); }
+et_tensor *et_sigmoid(et_tensor *a)
+{
+    return etc_pooled(unary(EW_SIGMOID, ETC_OP_SIGMOID, "sigmoid", a, 0, 0));
+}
+et_tensor *et_relu(et_tensor *a) { return etc_pooled(unary(EW_RELU, ETC_OP_RELU, "relu", a, 0, 0)); }
+et_tensor *et_leaky_relu(et_tensor *a, float slope)
+{
+    return etc_pooled(unary(EW_LEAKY, ETC_OP_LEAKY_RELU, "leaky_relu", a, slope, 0));
+}
+et_tensor *et_gelu(et_tensor *a, bool tanh_approx)
+{
+    return etc_pooled(unary(tanh_approx ? EW_GELU_TANH : EW_GELU, ETC_OP_GELU, "gelu", a,
+                            tanh_approx ? 1.0f : 0.0f, 0));
+}
+et_tensor *et_clamp(et_tensor *a, float min, float max)
+{
+    if (isnan(min) || isnan(max)) {
+        et_set_error(ET_ERR_ARG, "clamp: bounds must not be NaN");
+        return NULL;
+    }
+    return etc_pooled(unary(EW_CLAMP, ETC_OP_CLAMP, "clamp", a, min, max));
+}
+
+ETC_BW(pass)
+{
+    gin[0] = etc_ref(g);
+    return true;
+}
+
+ETC_BW(neg_pass) { return (gin[0] = etc_ew1(EW_NEG, g, 0, 0)) != NULL; }
+
+ETC_BW(mul_scalar)
+{
+    int op = out->op == ETC_OP_DIV_SCALAR ? EW_DIVS : EW_MULS;
+    return (gin[0] = etc_ew1(op, g, out->aux.f[0], 0)) != NULL;
+}
+
+ETC_BW(rdiv_scalar)
+{
+    return (gin[0] = etc_ew2(EW_RDIVS_B, "rdiv", g, out->in[0], out->aux.f[0])) != NULL;
+}
+
+ETC_BW(pow_scalar)
+{
+    return (gin[0] = etc_ew2(EW_POWS_B, "pow", g, out->in[0], out->aux.f[0])) != NULL;
+}
+
+ETC_BW(rpow_scalar)
+{
+    return (gin[0] = ew3(EW_RPOWS_B, g, out->in[0], out, out->aux.f[0])) != NULL;
+}
+
+ETC_BW(exp) { return (gin[0] = etc_ew2(EW_MUL, "exp", g, out, 0)) != NULL; }
+ETC_BW(log) { return (gin[0] = etc_ew2(EW_DIV, "log", g, out->in[0], 0)) != NULL; }
+ETC_BW(sqrt) { return (gin[0] = etc_ew2(EW_SQRT_B, "sqrt", g, out, 0)) != NULL; }
+ETC_BW(abs) { return (gin[0] = etc_ew2(EW_ABS_B, "abs", g, out->in[0], 0)) != NULL; }
+ETC_BW(tanh) { return (gin[0] = etc_ew2(EW_TANH_B, "tanh", g, out, 0)) != NULL; }
+ETC_BW(sigmoid) { return (gin[0] = etc_ew2(EW_SIGMOID_B, "sigmoid", g, out, 0)) != NULL; }
+ETC_BW(relu) { return (gin[0] = etc_ew2(EW_RELU_B, "relu", g, out, 0)) != NULL; }
+ETC_BW(leaky_relu)
+{
+    return (gin[0] = etc_ew2(EW_LEAKY_B, "leaky_relu", g, out->in[0], out->aux.f[0])) != NULL;
+}
+ETC_BW(gelu)
+{
+    int op = out->aux.f[0] != 0.0f ? EW_GELU_TANH_B : EW_GELU_B;
+    return (gin[0] = etc_ew2(op, "gelu", g, out->in[0], 0)) != NULL;
+}
+ETC_BW(clamp)
+{
+    et_tensor *in[2] = {g, out->in[0]};
+    return (gin[0] = etc_ew(EW_CLAMP_B, "clamp", in, 2, out->aux.f[0], out->aux.f[1])) != NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* sum / mean                                                           */
+
+/* View of g (shape = out's shape) broadcast to `in`'s shape, where `mask`
+ * marks the reduced dims of `in` and keepdim says whether they remain in g. */
+static et_tensor *expand_back(et_tensor *g, const et_tensor *in, unsigned mask, bool keepdim)
+{
+    int64_t st[ET_MAX_DIMS];
+    int gd = 0;
+    for (int d = 0; d < in->ndim; d++) {
+        if (mask & (1u << d)) {
+            st[d] = 0;
+            if (keepdim)
+                gd++;
+        } else {
+            st[d] = g->strides[gd++];
+        }
+    }
+    return etc_view_of(g, in->shape, st, in->ndim, g->offset);
+}
+
+/* Parse `dims` into a bit mask over a's dims (all dims when ndims == 0). */
+static bool reduce_mask(const et_tensor *a, const int *dims, int ndims, const char *op,
+                        unsigned *mask)
+{
+    *mask = 0;
+    if (ndims < 0 || (ndims > 0 && !dims)) {
+        et_set_error(ET_ERR_ARG, "%s: invalid dims list", op);
+        return false;
+    }
+    if (ndims == 0) {
+        *mask = a->ndim ? (1u << a->ndim) - 1 : 0;
+        return true;
+    }
+    for (int i = 0; i < ndims; i++) {
+        int d = etc_wrap_dim(dims[i], a->ndim, op);
+        if (d < 0)
+            return false;
+        if (a->ndim == 0)
+            continue;
+        if (*mask & (1u << d)) {
+            et_set_error(ET_ERR_ARG, "%s: dim %d appears multiple times in the list of dims", op, d);
+            return false;
+        }
+        *mask |= 1u << d;
+    }
+    return true;
+}
+
+static et_tensor *reduce_sum(et_tensor *a, const int *dims, int ndims, bool keepdim, bool mean,
+                             const char *name)
+{
+    if (!etc_null_check(a, name))
+        return NULL;
+    unsigned mask;
+    if (!reduce_mask(a, dims, ndims, name, &mask))
+        return NULL;
+    int64_t kshape[ET_MAX_DIMS];
+    int64_t count = 1;
+    for (int d = 0; d < a->ndim; d++) {
+        kshape[d] = (mask & (1u << d)) ? 1 : a->shape[d];
+        if (mask & (1u << d))
+            count *= a->shape[d];
+    }
+    double scale = mean ? (count ? 1.0 / (double)count : NAN) : 1.0;
+    et_tensor *out = etc_sum_to(a, kshape, a->ndim, scale);
+    if (!out)
+        return NULL;
+    if (!keepdim) {
+        /* fresh contiguous tensor: drop the reduced dims in place */
+        int m = 0;
+        for (int d = 0; d < a->ndim; d++)
+            if (!(mask & (1u << d)))
+                out->shape[m++] = a->shape[d];
+        out->ndim = m;
+        int64_t st = 1;
+        for (int d = m - 1; d >= 0; d--) {
+            out->strides[d] = st;
+            st *= out->shape[d];
+        }
+    }
+    out->aux.i[0] = (int)mask;
+    out->aux.i[1] = keepdim;
+    return etc_finish(out, mean ? ETC_OP_MEAN : ETC_OP_SUM, &a, 1);
+}
+
+et_tensor *etc_sum(et_tensor *a, const int *dims, int ndims, bool keepdim)
+{
+    return reduce_sum(a, dims, ndims, keepdim, false, "sum");
+}
+
+et_tensor *et_sum(et_tensor *a, const int *dims, int ndims, bool keepdim)
+{
+    return etc_pooled(etc_sum(a, dims, ndims, keepdim));
+}
+
+et_tensor *et_mean(et_tensor *a, const int *dims, int ndims, bool keepdim)
+{
+    return etc_pooled(reduce_sum(a, dims, ndims, keepdim, true, "mean"));
+}
+
+et_tensor *et_sum_all(et_tensor *a)
+{
+    if (!etc_null_check(a, "sum"))
+        return NULL;
+    return etc_pooled(etc_finish(etc_sum_to(a, NULL, 0, 1.0), ETC_OP_SUM_ALL, &a, 1));
+}
+
+et_tensor *et_mean_all(et_tensor *a)
+{
+    if (!etc_null_check(a, "mean"))
+        return NULL;
+    double scale = a->numel ? 1.0 / (double)a->numel : NAN;
+    return etc_pooled(etc_finish(etc_sum_to(a, NULL, 0, scale), ETC_OP_MEAN_ALL, &a, 1));
+}
+
+ETC_BW(sum_all)
+{
+    et_tensor *a = out->in[0];
+    /* small: a contiguous gradient keeps the ops below on their fast path */
+    if (a->numel <= 4096)
+        return (gin[0] = etc_full(a->shape, a->ndim, g->data[0])) != NULL;
+    int64_t st[ET_MAX_DIMS] = {0};
+    return (gin[0] = etc_view_of(g, a->shape, st, a->ndim, g->offset)) != NULL;
+}
+
+ETC_BW(mean_all)
+{
+    et_tensor *a = out->in[0];
+    float v = (float)((double)g->data[0] / (double)a->numel);
+    return (gin[0] = etc_full(a->shape, a->ndim, v)) != NULL;
+}
+
+ETC_BW(sum)
+{
+    gin[0] = expand_back(g, out->in[0], (unsigned)out->aux.i[0], out->aux.i[1] != 0);
+    return gin[0] != NULL;
+}
+
+ETC_BW(mean)
+{
+    et_tensor *a = out->in[0];
+    unsigned mask = (unsigned)out->aux.i[0];
+    int64_t count = 1;
+    for (int d = 0; d < a->ndim; d++)
+        if (mask & (1u << d))
+            count *= a->shape[d];
+    et_tensor *v = expand_back(g, a, mask, out->aux.i[1] != 0);
+    if (!v)
+        return false;
+    gin[0] = etc_ew1(EW_DIVS, v, (float)count, 0);
+    etc_release(v);
+    return gin[0] != NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* max / min                                                            */
+
+/* a viewed as [outer, D, inner] after making it contiguous. */
+static void split3(const et_tensor *a, int dim, int64_t *outer, int64_t *D, int64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    *D = a->ndim ? a->shape[dim] : 1;
+    for (int d = 0; d < dim; d++)
+        *outer *= a->shape[d];
+    for (int d = dim + 1; d < a->ndim; d++)
+        *inner *= a->shape[d];
+}
+
+static void reduced_shape(const et_tensor *a, int dim, bool keepdim, int64_t *shape, int *nd)
+{
+    int m = 0;
+    for (int d = 0; d < a->ndim; d++) {
+        if (d == dim) {
+            if (keepdim)
+                shape[m++] = 1;
+        } else {
+            shape[m++] = a->shape[d];
+        }
+    }
+    *nd = m;
+}
+
+/* values (may be NULL) and indices of the max (is_max) or min along dim. */
+static bool argext(et_tensor *a, int dim, bool keepdim, bool is_max, const char *name,
+                   et_tensor **values, et_tensor **indices)
+{
+    int d = etc_wrap_dim(dim, a->ndim, name);
+    if (d < 0)
+        return false;
+    if (a->ndim > 0 && a->shape[d] == 0) {
+        et_set_error(ET_ERR_INDEX, "%s: expected reduction dim %d to have non-zero size", name, d);
+        return false;
+    }
+    int64_t shape[ET_MAX_DIMS];
+    int nd;
+    reduced_shape(a, a->ndim ? d : -1, keepdim, shape, &nd);
+    et_tensor *x = etc_contig(a);
+    et_tensor *v = values ? etc_alloc(shape, nd) : NULL;
+    et_tensor *ix = etc_alloc(shape, nd);
+    if (!x || (values && !v) || !ix) {
+        etc_release(x);
+        etc_release(v);
+        etc_release(ix);
+        return false;
+    }
+    int64_t outer, D, inner;
+    split3(x, d, &outer, &D, &inner);
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t i = 0; i < inner; i++) {
+            const float *p = x->data + o * D * inner + i;
+            float best = p[0];
+            int64_t bi = 0;
+            for (int64_t k = 1; k < D && best == best; k++) {
+                float c = p[k * inner];
+                if (c != c || (is_max ? c > best : c < best)) {
+                    best = c;
+                    bi = k;
+                }
+            }
+            if (v)
+                v->data[o * inner + i] = best;
+            ix->data[o * inner + i] = (float)bi;
+        }
+    }
+    etc_release(x);
+    if (values)
+        *values = v;
+    *indices = ix;
+    return true;
+}
+
+static et_tensor *max_min(et_tensor *a, int dim, bool keepdim, et_tensor **indices, bool is_max)
+{
+    const char *name = is_max ? "max" : "min";
+    if (indices)
+        *indices = NULL;
+    if (!etc_null_check(a, name))
+        return NULL;
+    et_tensor *v, *ix;
+    if (!argext(a, dim, keepdim, is_max, name, &v, &ix))
+        return NULL;
+    v->aux.i[0] = etc_wrap_dim(dim, a->ndim, name);
+    v->aux.i[1] = keepdim;
+    if (!etc_record(v, is_max ? ETC_OP_MAX : ETC_OP_MIN, &a, 1)) {
+        etc_release(v);
+        etc_release(ix);
+        return NULL;
+    }
+    if (v->requires_grad)
+        v->saved = etc_ref(ix);
+    if (indices)
+        *indices = etc_pooled(ix);
+    else
+        etc_release(ix);
+    return etc_pooled(v);
+}
+
+et_tensor *et_max(et_tensor *a, int dim, bool keepdim, et_tensor **indices)
+{
+    return max_min(a, dim, keepdim, indices, true);
+}
+
+et_tensor *et_min(et_tensor *a, int dim, bool keepdim, et_tensor **indices)
+{
+    return max_min(a, dim, keepdim, indices, false);
+}
+
+et_tensor *et_argmax(et_tensor *a, int dim, bool keepdim)
+{
+    if (!etc_null_check(a, "argmax"))
+        return NULL;
+    et_tensor *ix;
+    if (!argext(a, dim, keepdim, true, "argmax", NULL, &ix))
+        return NULL;
+    return etc_pooled(ix);
+}
+
+ETC_BW(max_dim)
+{
+    et_tensor *a = out->in[0];
+    int d = out->aux.i[0];
+    et_tensor *gz = etc_zeros(a->shape, a->ndim);
+    et_tensor *gc = etc_contig(g);
+    if (!gz || !gc) {
+        etc_release(gz);
+        etc_release(gc);
+        return false;
+    }
+    int64_t outer, D, inner;
+    split3(a, d, &outer, &D, &inner);
+    const float *ix = out->saved->data;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t k = (int64_t)ix[o * inner + i];
+            gz->data[(o * D + k) * inner + i] += gc->data[o * inner + i];
+        }
+    etc_release(gc);
+    gin[0] = gz;
+    return true;
+}
+
+static et_tensor *ext_all(et_tensor *a, bool is_max)
+{
+    const char *name = is_max ? "max" : "min";
+    if (!etc_null_check(a, name))
+        return NULL;
+    if (a->numel == 0) {
+        et_set_error(ET_ERR_ARG,
+                     "%s: operation does not have an identity, so it cannot reduce an empty tensor",
+                     name);
+        return NULL;
+    }
+    et_tensor *x = etc_contig(a);
+    if (!x)
+        return NULL;
+    float best = x->data[0];
+    for (int64_t i = 1; i < x->numel && best == best; i++) {
+        float c = x->data[i];
+        if (c != c || (is_max ? c > best : c < best))
+            best = c;
+    }
+    etc_release(x);
+    et_tensor *out = etc_alloc(NULL, 0);
+    if (!out)
+        return NULL;
+    out->data[0] = best;
+    return etc_pooled(etc_finish(out, is_max ? ETC_OP_MAX_ALL : ETC_OP_MIN_ALL, &a, 1));
+}
+
+et_tensor *et_max_all(et_tensor *a) { return ext_all(a, true); }
+et_tensor *et_min_all(et_tensor *a) { return ext_all(a, false); }
+
+/* PyTorch's evenly_distribute_backward: ties share the gradient. */
+ETC_BW(max_all)
+{
+    et_tensor *a = out->in[0];
+    float m = out->data[0];
+    et_tensor *x = etc_contig(a);
+    et_tensor *gz = etc_zeros(a->shape, a->ndim);
+    if (!x || !gz) {
+        etc_release(x);
+        etc_release(gz);
+        return false;
+    }
+    int64_t cnt = 0;
+    bool isn = m != m;
+    for (int64_t i = 0; i < x->numel; i++)
+        if (isn ? x->data[i] != x->data[i] : x->data[i] == m)
+            cnt++;
+    float v = g->data[0] / (float)cnt;
+    for (int64_t i = 0; i < x->numel; i++)
+        if (isn ? x->data[i] != x->data[i] : x->data[i] == m)
+            gz->data[i] = v;
+    etc_release(x);
+    gin[0] = gz;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* softmax                                                              */
+
+/* one contiguous row: q = softmax(p) or log_softmax(p) */
+static void softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm)
+{
+    float m = -INFINITY;
+    bool nan = false;
+    for (int64_t k = 0; k < D; k++) {
+        m = p[k] > m ? p[k] : m;
+        nan |= p[k] != p[k];
+    }
+    if (nan) {
+        for (int64_t k = 0; k < D; k++)
+            q[k] = NAN;
+        return;
+    }
+    if (m == -INFINITY)
+        m = 0; /* all -inf: 0/0 = nan like PyTorch */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t k = 0;
+    for (; k + 4 <= D; k += 4) {
+        float e0 = etc_expf(p[k] - m), e1 = etc_expf(p[k + 1] - m);
+        float e2 = etc_expf(p[k + 2] - m), e3 = etc_expf(p[k + 3] - m);
+        q[k] = e0;
+        q[k + 1] = e1;
+        q[k + 2] = e2;
+        q[k + 3] = e3;
+        s0 += e0;
+        s1 += e1;
+        s2 += e2;
+        s3 += e3;
+    }
+    for (; k < D; k++) {
+        q[k] = etc_expf(p[k] - m);
+        s0 += q[k];
+    }
+    double s = ((double)s0 + s1) + ((double)s2 + s3);
+    if (logsm) {
+        float ls = (float)log(s);
+        for (k = 0; k < D; k++)
+            q[k] = p[k] - m - ls;
+    } else {
+        float inv = (float)(1.0 / s);
+        for (k = 0; k < D; k++)
+            q[k] *= inv;
+    }
+}
+
+static et_tensor *softmax_impl(et_tensor *a, int dim, bool logsm)
+{
+    const char *name = logsm ? "log_softmax" : "softmax";
+    if (!etc_null_check(a, name))
+        return NULL;
+    int d = etc_wrap_dim(dim, a->ndim, name);
+    if (d < 0)
+        return NULL;
+    et_tensor *x = etc_contig(a);
+    if (!x)
+        return NULL;
+    et_tensor *y = etc_alloc(a->shape, a->ndim);
+    if (!y) {
+        etc_release(x);
+        return NULL;
+    }
+    int64_t outer, D, inner;
+    split3(x, d, &outer, &D, &inner);
+    float *tmp = inner > 1 ? malloc((size_t)D * 2 * sizeof(float)) : NULL;
+    if (inner > 1 && !tmp) {
+        etc_release(x);
+        etc_release(y);
+        et_set_error(ET_ERR_NOMEM, "%s: out of memory", name);
+        return NULL;
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            /* gather a strided column into tmp so the row loops vectorise */
+            const float *p = x->data + o * D * inner + i;
+            float *q = y->data + o * D * inner + i;
+            const float *pr = p;
+            float *qr = q;
+            if (inner > 1) {
+                for (int64_t k = 0; k < D; k++)
+                    tmp[k] = p[k * inner];
+                pr = tmp;
+                qr = tmp + D;
+            }
+            softmax_row(pr, qr, D, logsm);
+            if (inner > 1)
+                for (int64_t k = 0; k < D; k++)
+                    q[k * inner] = qr[k];
+        }
+    free(tmp);
+    etc_release(x);
+    y->aux.i[0] = d;
+    return etc_pooled(etc_finish(y, logsm ? ETC_OP_LOG_SOFTMAX : ETC_OP_SOFTMAX, &a, 1));
+}
+
+et_tensor *et_softmax(et_tensor *a, int dim) { return softmax_impl(a, dim, false); }
+et_tensor *et_log_softmax(et_tensor *a, int dim) { return softmax_impl(a, dim, true); }
+
+/* softmax: dx = y*(dy - sum(dy*y, dim)); log_softmax: dx = dy - exp(y)*sum(dy, dim) */
+static bool softmax_back(et_tensor *out, et_tensor *g, et_tensor **gin, bool logsm)
+{
+    et_tensor *gc = etc_contig(g);
+    et_tensor *dx = etc_alloc(out->shape, out->ndim);
+    if (!gc || !dx) {
+        etc_release(gc);
+        etc_release(dx);
+        return false;
+    }
+    int64_t outer, D, inner;
+    split3(out, out->aux.i[0], &outer, &D, &inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t base = o * D * inner + i;
+            const float *y = out->data + base, *dy = gc->data + base;
+            float *r = dx->data + base;
+            double s = 0;
+            if (logsm) {
+                for (int64_t k = 0; k < D; k++)
+                    s += dy[k * inner];
+                for (int64_t k = 0; k < D; k++)
+                    r[k * inner] = dy[k * inner] - etc_expf(y[k * inner]) * (float)s;
+            } else {
+                for (int64_t k = 0; k < D; k++)
+                    s += (double)dy[k * inner] * y[k * inner];
+                for (int64_t k = 0; k < D; k++)
+                    r[k * inner] = y[k * inner] * (dy[k * inner] - (float)s);
+            }
+        }
+    etc_release(gc);
+    gin[0] = dx;
+    return true;
+}
+
+ETC_BW(softmax) { return softmax_back(out, g, gin, false); }
+ETC_BW(log_softmax) { return softmax_back(out, g, gin, true); }
+
+/* ------------------------------------------------------------------ */
+/* comparisons and where                                                */
+
+static et_tensor *compare(int ew, const char *name, et_tensor *a, et_tensor *b)
+{
+    if (!etc_null_check(a, name) || !etc_null_check(b, name))
+        return NULL;
+    return etc_pooled(etc_ew2(ew, name, a, b, 0));
+}
+
+et_tensor *et_eq(et_tensor *a, et_tensor *b) { return compare(EW_EQ, "eq", a, b); }
+et_tensor *et_ne(et_tensor *a, et_tensor *b) { return compare(EW_NE, "ne", a, b); }
+et_tensor *et_lt(et_tensor *a, et_tensor *b) { return compare(EW_LT, "lt", a, b); }
+et_tensor *et_le(et_tensor *a, et_tensor *b) { return compare(EW_LE, "le", a, b); }
+et_tensor *et_gt(et_tensor *a, et_tensor *b) { return compare(EW_GT, "gt", a, b); }
+et_tensor *et_ge(et_tensor *a, et_tensor *b) { return compare(EW_GE, "ge", a, b); }
+
+et_tensor *et_gt_scalar(et_tensor *a, float s)
+{
+    if (!etc_null_check(a, "gt"))
+        return NULL;
+    return etc_pooled(etc_ew1(EW_GTS, a, s, 0));
+}
+
+et_tensor *et_lt_scalar(et_tensor *a, float s)
+{
+    if (!etc_null_check(a, "lt"))
+        return NULL;
+    return etc_pooled(etc_ew1(EW_LTS, a, s, 0));
+}
+
+et_tensor *et_where(et_tensor *cond, et_tensor *a, et_tensor *b)
+{
+    if (!etc_null_check(cond, "where") || !etc_null_check(a, "where") ||
+        !etc_null_check(b, "where"))
+        return NULL;
+    et_tensor *in[3] = {cond, a, b};
+    et_tensor *out = etc_ew(EW_WHERE, "where", in, 3, 0, 0);
+    if (!out)
+        return NULL;
+    out = etc_finish(out, ETC_OP_WHERE, in + 1, 2);
+    if (out && out->requires_grad)
+        out->saved = etc_ref(cond);
+    return etc_pooled(out);
+}
+
+ETC_BW(where)
+{
+    et_tensor *cond = out->saved;
+    if (want(out, 0) && !put_grad(out, 0, gin, etc_ew2(EW_MASK, "where", cond, g, 0)))
+        return false;
+    if (want(out, 1) && !put_grad(out, 1, gin, etc_ew2(EW_MASKN, "where", cond, g, 0)))
+        return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* in place                                                             */
+
+static bool inplace_ok(const et_tensor *t, const char *name)
+{
+    if (t->op != ETC_OP_NONE && t->requires_grad && etc_grad_mode()) {
+        et_set_error(ET_ERR_GRAD,
+                     "%s: in-place update of a non-leaf tensor that requires grad "
+                     "(use no-grad mode)", name);
+        return false;
+    }
+    return true;
+}
+
+et_status et_fill_(et_tensor *t, float value)
+{
+    if (!etc_null_check(t, "fill_"))
+        return ET_ERR_ARG;
+    if (!inplace_ok(t, "fill_"))
+        return ET_ERR_GRAD;
+    if (t->contiguous) {
+        for (int64_t i = 0; i < t->numel; i++)
+            t->data[i] = value;
+        return ET_OK;
+    }
+    et_tensor *s = etc_full(NULL, 0, value);
+    if (!s)
+        return et_errcode();
+    etc_strided_copy(t, s);
+    etc_release(s);
+    return ET_OK;
+}
+
+et_status et_copy_(et_tensor *dst, et_tensor *src)
+{
+    if (!etc_null_check(dst, "copy_") || !etc_null_check(src, "copy_"))
+        return ET_ERR_ARG;
+    if (!inplace_ok(dst, "copy_"))
+        return ET_ERR_GRAD;
+    int64_t bs[ET_MAX_DIMS];
+    int nd = etc_broadcast_shape(dst->shape, dst->ndim, src->shape, src->ndim, bs);
+    bool ok = nd == dst->ndim;
+    for (int i = 0; ok && i < nd; i++)
+        ok = bs[i] == dst->shape[i];
+    if (!ok) {
+        char b1[128], b2[128];
+        return et_set_error(ET_ERR_SHAPE, "copy_: source shape %s does not broadcast to %s",
+                            etc_shape_fmt(src->shape, src->ndim, b1, sizeof b1),
+                            etc_shape_fmt(dst->shape, dst->ndim, b2, sizeof b2));
+    }
+    if (src->storage == dst->storage && !(src->contiguous && dst->contiguous &&
+                                          src->data == dst->data)) {
+        et_tensor *c = etc_clone(src);
+        if (!c)
+            return et_errcode();
+        etc_strided_copy(dst, c);
+        etc_release(c);
+        return ET_OK;
+    }
+    etc_strided_copy(dst, src);
+    return ET_OK;
+}

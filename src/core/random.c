@@ -1,0 +1,180 @@
+/* random.c - xoshiro256** generator and random tensors. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/core_internal.h"
+
+struct et_generator {
+    uint64_t s[4];
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void seed_state(et_generator *g, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++)
+        g->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t next(et_generator *g)
+{
+    uint64_t *s = g->s;
+    uint64_t r = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+et_generator *et_generator_new(uint64_t seed)
+{
+    et_generator *g = malloc(sizeof *g);
+    if (!g) {
+        et_set_error(ET_ERR_NOMEM, "generator_new: out of memory");
+        return NULL;
+    }
+    seed_state(g, seed);
+    return g;
+}
+
+static et_generator default_gen;
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_init(void) { seed_state(&default_gen, 0); }
+
+et_generator *et_default_generator(void)
+{
+    pthread_once(&default_once, default_init);
+    return &default_gen;
+}
+
+void et_manual_seed(uint64_t seed)
+{
+    et_generator *g = et_default_generator();
+    pthread_mutex_lock(&default_lock);
+    seed_state(g, seed);
+    pthread_mutex_unlock(&default_lock);
+}
+
+void et_generator_free(et_generator *g)
+{
+    if (g && g != &default_gen)
+        free(g);
+}
+
+/* The default generator is shared by threads: hold its lock while used. */
+static et_generator *acquire(et_generator *g)
+{
+    if (!g)
+        g = et_default_generator();
+    if (g == &default_gen)
+        pthread_mutex_lock(&default_lock);
+    return g;
+}
+
+static void release_gen(et_generator *g)
+{
+    if (g == &default_gen)
+        pthread_mutex_unlock(&default_lock);
+}
+
+uint64_t et_generator_next(et_generator *g)
+{
+    g = acquire(g);
+    uint64_t r = next(g);
+    release_gen(g);
+    return r;
+}
+
+static inline double u53(et_generator *g) { return (double)(next(g) >> 11) * 0x1.0p-53; }
+static inline float u24(et_generator *g) { return (float)(next(g) >> 40) * 0x1.0p-24f; }
+
+double et_generator_uniform(et_generator *g)
+{
+    g = acquire(g);
+    double r = u53(g);
+    release_gen(g);
+    return r;
+}
+
+void et_generator_get_state(const et_generator *g, uint64_t state[4])
+{
+    if (!g)
+        g = et_default_generator();
+    for (int i = 0; i < 4; i++)
+        state[i] = g->s[i];
+}
+
+void et_generator_set_state(et_generator *g, const uint64_t state[4])
+{
+    g = acquire(g);
+    for (int i = 0; i < 4; i++)
+        g->s[i] = state[i];
+    if (!(g->s[0] | g->s[1] | g->s[2] | g->s[3]))
+        g->s[0] = 1; /* the all-zero state is a fixed point */
+    release_gen(g);
+}
+
+et_tensor *et_rand(et_generator *g, const int64_t *shape, int ndim)
+{
+    return et_uniform(g, shape, ndim, 0.0, 1.0);
+}
+
+et_tensor *et_uniform(et_generator *g, const int64_t *shape, int ndim, double low, double high)
+{
+    if (!etc_check_shape(shape, ndim, "uniform"))
+        return NULL;
+    if (!(low <= high) || !isfinite(low) || !isfinite(high)) {
+        et_set_error(ET_ERR_ARG, "uniform: expects low <= high and finite bounds, got [%g, %g)",
+                     low, high);
+        return NULL;
+    }
+    et_tensor *t = etc_alloc(shape, ndim);
+    if (!t)
+        return NULL;
+    g = acquire(g);
+    float lo = (float)low, span = (float)(high - low);
+    for (int64_t i = 0; i < t->numel; i++) {
+        float v = lo + span * u24(g);
+        if (v >= (float)high && high > low)
+            v = nextafterf((float)high, -INFINITY);
+        t->data[i] = v;
+    }
+    release_gen(g);
+    return etc_pooled(t);
+}
+
+et_tensor *et_randn(et_generator *g, const int64_t *shape, int ndim)
+{
+    if (!etc_check_shape(shape, ndim, "randn"))
+        return NULL;
+    et_tensor *t = etc_alloc(shape, ndim);
+    if (!t)
+        return NULL;
+    g = acquire(g);
+    for (int64_t i = 0; i < t->numel; i += 2) {
+        double u1 = 1.0 - u53(g); /* (0, 1] keeps log finite */
+        double u2 = u53(g);
+        double r = sqrt(-2.0 * log(u1));
+        t->data[i] = (float)(r * cos(2.0 * M_PI * u2));
+        if (i + 1 < t->numel)
+            t->data[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+    }
+    release_gen(g);
+    return etc_pooled(t);
+}

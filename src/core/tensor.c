@@ -1,0 +1,854 @@
+/* tensor.c - tensor allocation, reference counts, pools, creation,
+ * accessors, autograd flags and grad mode. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                        */
+
+int64_t etc_numel(const int64_t *shape, int ndim)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+char *etc_shape_fmt(const int64_t *shape, int ndim, char *buf, size_t cap)
+{
+    size_t pos = 0;
+    if (cap == 0)
+        return buf;
+    buf[0] = '\0';
+    pos += (size_t)snprintf(buf + pos, cap - pos, "[");
+    for (int i = 0; i < ndim && pos < cap; i++)
+        pos += (size_t)snprintf(buf + pos, cap - pos, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (pos < cap)
+        snprintf(buf + pos, cap - pos, "]");
+    return buf;
+}
+
+char *et_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap)
+{
+    size_t pos = 0;
+    if (!buf || cap == 0)
+        return buf;
+    buf[0] = '\0';
+    pos += (size_t)snprintf(buf + pos, cap - pos, "[");
+    for (int i = 0; i < ndim && shape && pos < cap; i++)
+        pos += (size_t)snprintf(buf + pos, cap - pos, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (pos < cap)
+        snprintf(buf + pos, cap - pos, "]");
+    return buf;
+}
+
+bool etc_null_check(const void *p, const char *op)
+{
+    if (p)
+        return true;
+    et_set_error(ET_ERR_ARG, "%s: tensor argument is NULL", op);
+    return false;
+}
+
+bool etc_check_shape(const int64_t *shape, int ndim, const char *op)
+{
+    if (ndim < 0 || ndim > ET_MAX_DIMS) {
+        et_set_error(ET_ERR_ARG, "%s: ndim %d is outside [0, %d]", op, ndim, ET_MAX_DIMS);
+        return false;
+    }
+    if (ndim > 0 && !shape) {
+        et_set_error(ET_ERR_ARG, "%s: shape is NULL", op);
+        return false;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            et_set_error(ET_ERR_ARG, "%s: negative size %lld in dim %d", op,
+                         (long long)shape[i], i);
+            return false;
+        }
+        if (shape[i] > 0 && n > (INT64_MAX / 8) / shape[i]) {
+            et_set_error(ET_ERR_NOMEM, "%s: shape is too large", op);
+            return false;
+        }
+        n *= shape[i];
+    }
+    return true;
+}
+
+int etc_wrap_dim(int dim, int ndim, const char *op)
+{
+    int n = ndim > 0 ? ndim : 1;
+    if (dim < -n || dim >= n) {
+        et_set_error(ET_ERR_INDEX,
+                     "%s: dimension %d is out of range (expected to be in range of [%d, %d])",
+                     op, dim, -n, n - 1);
+        return -1;
+    }
+    return dim < 0 ? dim + n : dim;
+}
+
+bool etc_compute_contiguous(const et_tensor *t)
+{
+    int64_t expect = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 1)
+            continue;
+        if (t->strides[i] != expect)
+            return false;
+        expect *= t->shape[i];
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-thread cache of large storages: a training step frees and then    */
+/* re-allocates the same multi-MB buffers; reusing them avoids mmap,     */
+/* munmap and page faults on every step.  Bounded in count and bytes.   */
+
+static _Thread_local et_tensor **pool_items;
+static _Thread_local size_t pool_len, pool_cap;
+static _Thread_local size_t *pool_marks;
+static _Thread_local size_t pool_depth, pool_marks_cap;
+
+#define CACHE_MIN_FLOATS 16384               /* 64 KiB */
+#define CACHE_SLOTS 32
+#define CACHE_MAX_BYTES ((size_t)256 << 20)
+
+static _Thread_local et_storage *cache_slot[CACHE_SLOTS];
+static _Thread_local size_t cache_n, cache_bytes;
+
+static void thread_state_exit(void *unused);
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+static _Thread_local bool thread_key_set;
+
+static void thread_key_init(void) { pthread_key_create(&thread_key, thread_state_exit); }
+
+/* Make sure this thread's pools and cache are released when it exits. */
+static void ensure_thread_cleanup(void)
+{
+    if (thread_key_set)
+        return;
+    pthread_once(&thread_key_once, thread_key_init);
+    pthread_setspecific(thread_key, (void *)1);
+    thread_key_set = true;
+}
+
+static size_t storage_bytes(const et_storage *s)
+{
+    return sizeof(et_storage) + (size_t)s->size * sizeof(float);
+}
+
+static et_storage *cache_take(int64_t n)
+{
+    int best = -1;
+    for (size_t i = 0; i < cache_n; i++) {
+        int64_t sz = cache_slot[i]->size;
+        if (sz >= n && sz <= n + n / 4 && (best < 0 || sz < cache_slot[best]->size))
+            best = (int)i;
+    }
+    if (best < 0)
+        return NULL;
+    et_storage *s = cache_slot[best];
+    cache_bytes -= storage_bytes(s);
+    memmove(cache_slot + best, cache_slot + best + 1, (cache_n - (size_t)best - 1) * sizeof *cache_slot);
+    cache_n--;
+    return s;
+}
+
+static void storage_free(et_storage *s)
+{
+    if (s->block) {
+        free(s->block);
+        return;
+    }
+    size_t bytes = storage_bytes(s);
+    if (s->size < CACHE_MIN_FLOATS || bytes > CACHE_MAX_BYTES / 2) {
+        free(s);
+        return;
+    }
+    ensure_thread_cleanup();
+    /* evict the oldest until the new one fits */
+    while (cache_n > 0 && (cache_n == CACHE_SLOTS || cache_bytes + bytes > CACHE_MAX_BYTES)) {
+        cache_bytes -= storage_bytes(cache_slot[0]);
+        free(cache_slot[0]);
+        memmove(cache_slot, cache_slot + 1, (cache_n - 1) * sizeof *cache_slot);
+        cache_n--;
+    }
+    cache_slot[cache_n++] = s;
+    cache_bytes += bytes;
+}
+
+static void cache_clear(void)
+{
+    for (size_t i = 0; i < cache_n; i++)
+        free(cache_slot[i]);
+    cache_n = 0;
+    cache_bytes = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* allocation                                                           */
+
+static void tensor_init(et_tensor *t)
+{
+    atomic_init(&t->refcount, 1);
+    t->ndim = 0;
+    t->op = ETC_OP_NONE;
+    t->requires_grad = false;
+    t->retain_grad = false;
+    t->contiguous = true;
+    t->numel = 1;
+    t->data = NULL;
+    t->storage = NULL;
+    t->offset = 0;
+    t->grad = NULL;
+    t->nin = 0;
+    t->in = t->in_inline;
+    t->saved = NULL;
+    t->mark = 0;
+    t->pgrad = NULL;
+}
+
+static et_tensor *tensor_struct_new(void)
+{
+    et_tensor *t = malloc(sizeof *t);
+    if (!t) {
+        et_set_error(ET_ERR_NOMEM, "out of memory allocating a tensor");
+        return NULL;
+    }
+    tensor_init(t);
+    return t;
+}
+
+/* offset of the storage inside a small tensor's block */
+#define BLOCK_STORAGE_OFFSET ((sizeof(et_tensor) + 63) & ~(size_t)63)
+
+et_tensor *etc_alloc(const int64_t *shape, int ndim)
+{
+    int64_t n = etc_numel(shape, ndim);
+    if ((uint64_t)n > (SIZE_MAX - sizeof(et_storage) - BLOCK_STORAGE_OFFSET) / sizeof(float)) {
+        et_set_error(ET_ERR_NOMEM, "tensor of %lld elements is too large", (long long)n);
+        return NULL;
+    }
+    et_tensor *t;
+    et_storage *s;
+    if (n < CACHE_MIN_FLOATS) {
+        /* one allocation for the tensor and its storage */
+        char *block = malloc(BLOCK_STORAGE_OFFSET + sizeof(et_storage) + (size_t)n * sizeof(float));
+        if (!block) {
+            et_set_error(ET_ERR_NOMEM, "out of memory allocating %lld floats", (long long)n);
+            return NULL;
+        }
+        t = (et_tensor *)block;
+        tensor_init(t);
+        s = (et_storage *)(block + BLOCK_STORAGE_OFFSET);
+        s->size = n;
+        s->block = block;
+    } else {
+        s = cache_take(n);
+        if (!s) {
+            s = malloc(sizeof(et_storage) + (size_t)n * sizeof(float));
+            if (!s) {
+                et_set_error(ET_ERR_NOMEM, "out of memory allocating %lld floats", (long long)n);
+                return NULL;
+            }
+            s->size = n;
+        }
+        s->block = NULL;
+        t = tensor_struct_new();
+        if (!t) {
+            free(s);
+            return NULL;
+        }
+    }
+    atomic_init(&s->refcount, 1);
+    s->data = s->inline_data;
+    t->storage = s;
+    t->data = s->data;
+    t->ndim = ndim;
+    t->numel = n;
+    int64_t st = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        t->strides[i] = st;
+        st *= shape[i];
+    }
+    return t;
+}
+
+et_tensor *etc_zeros(const int64_t *shape, int ndim)
+{
+    et_tensor *t = etc_alloc(shape, ndim);
+    if (t)
+        memset(t->data, 0, (size_t)t->numel * sizeof(float));
+    return t;
+}
+
+et_tensor *etc_full(const int64_t *shape, int ndim, float v)
+{
+    et_tensor *t = etc_alloc(shape, ndim);
+    if (t)
+        for (int64_t i = 0; i < t->numel; i++)
+            t->data[i] = v;
+    return t;
+}
+
+et_tensor *etc_view_of(et_tensor *base, const int64_t *shape, const int64_t *strides,
+                       int ndim, int64_t offset)
+{
+    et_tensor *t = tensor_struct_new();
+    if (!t)
+        return NULL;
+    atomic_fetch_add_explicit(&base->storage->refcount, 1, memory_order_relaxed);
+    t->storage = base->storage;
+    t->offset = offset;
+    t->data = base->storage->data + offset;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->strides[i] = strides[i];
+    }
+    t->numel = etc_numel(shape, ndim);
+    t->contiguous = etc_compute_contiguous(t);
+    return t;
+}
+
+et_tensor *etc_ref(et_tensor *t)
+{
+    if (t)
+        atomic_fetch_add_explicit(&t->refcount, 1, memory_order_relaxed);
+    return t;
+}
+
+static inline bool dec_ref(et_tensor *t)
+{
+    return atomic_fetch_sub_explicit(&t->refcount, 1, memory_order_acq_rel) == 1;
+}
+
+/* Frees iteratively: a graph of 100000 nodes must not overflow the C stack. */
+void etc_release(et_tensor *t)
+{
+    if (!t || !dec_ref(t))
+        return;
+    et_tensor *local[64];
+    et_tensor **stack = local;
+    size_t n = 0, cap = 64;
+    stack[n++] = t;
+    while (n) {
+        et_tensor *x = stack[--n];
+        et_tensor *kids[4] = {x->saved, x->grad, x->pgrad, NULL};
+        int nk = 3;
+        for (int i = 0; i < x->nin + nk; i++) {
+            et_tensor *c = i < x->nin ? x->in[i] : kids[i - x->nin];
+            if (!c || !dec_ref(c))
+                continue;
+            if (n == cap) {
+                size_t ncap = cap * 2;
+                et_tensor **ns = malloc(ncap * sizeof *ns);
+                if (!ns)
+                    abort(); /* cannot leave the graph half freed */
+                memcpy(ns, stack, n * sizeof *ns);
+                if (stack != local)
+                    free(stack);
+                stack = ns;
+                cap = ncap;
+            }
+            stack[n++] = c;
+        }
+        if (x->in != x->in_inline)
+            free(x->in);
+        et_storage *s = x->storage;
+        /* a small tensor lives in its storage's block: freed with the storage */
+        bool in_block = s && s->block == (void *)x;
+        if (s && atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1)
+            storage_free(s);
+        if (!in_block)
+            free(x);
+    }
+    if (stack != local)
+        free(stack);
+}
+
+et_tensor *et_tensor_ref(et_tensor *t) { return etc_ref(t); }
+
+void et_tensor_free(et_tensor *t) { etc_release(t); }
+
+/* ------------------------------------------------------------------ */
+/* pools: one growable array of creation references per thread, and a  */
+/* stack of marks into it (one per open pool).                          */
+
+
+/* Runs at thread exit: releases tensors still in unclosed pools, frees
+ * the pool arrays and the storage cache. */
+static void thread_state_exit(void *unused)
+{
+    (void)unused;
+    while (pool_len > 0)
+        etc_release(pool_items[--pool_len]);
+    free(pool_items);
+    free(pool_marks);
+    pool_items = NULL;
+    pool_marks = NULL;
+    pool_cap = pool_marks_cap = pool_depth = 0;
+    cache_clear();
+}
+
+void et_pool_begin(void)
+{
+    if (pool_depth == pool_marks_cap) {
+        size_t ncap = pool_marks_cap ? pool_marks_cap * 2 : 16;
+        size_t *nm = realloc(pool_marks, ncap * sizeof *nm);
+        if (!nm)
+            abort(); /* a lost pool would make every later pool_end wrong */
+        ensure_thread_cleanup();
+        pool_marks = nm;
+        pool_marks_cap = ncap;
+    }
+    pool_marks[pool_depth++] = pool_len;
+}
+
+void et_pool_end(void)
+{
+    if (pool_depth == 0)
+        return;
+    size_t mark = pool_marks[--pool_depth];
+    /* newest first: results die before the inputs they reference */
+    while (pool_len > mark)
+        etc_release(pool_items[--pool_len]);
+    if (pool_depth == 0 && pool_cap > 65536) {
+        /* a huge step should not pin its peak forever */
+        free(pool_items);
+        pool_items = NULL;
+        pool_cap = 0;
+    }
+}
+
+bool etc_pool_active(void) { return pool_depth > 0; }
+
+et_tensor *etc_pooled(et_tensor *t)
+{
+    if (!t || pool_depth == 0)
+        return t;
+    if (pool_len == pool_cap) {
+        size_t ncap = pool_cap ? pool_cap * 2 : 256;
+        et_tensor **ni = realloc(pool_items, ncap * sizeof *ni);
+        if (!ni) {
+            etc_release(t);
+            et_set_error(ET_ERR_NOMEM, "out of memory growing the tensor pool");
+            return NULL;
+        }
+        pool_items = ni;
+        pool_cap = ncap;
+    }
+    pool_items[pool_len++] = t;
+    return t;
+}
+
+/* ------------------------------------------------------------------ */
+/* grad mode                                                            */
+
+static _Thread_local bool tl_grad_disabled;
+
+bool et_set_grad_enabled(bool enabled)
+{
+    bool prev = !tl_grad_disabled;
+    tl_grad_disabled = !enabled;
+    return prev;
+}
+
+bool et_is_grad_enabled(void) { return !tl_grad_disabled; }
+
+bool etc_grad_mode(void) { return !tl_grad_disabled; }
+
+bool etc_needs_grad(et_tensor *const *ins, int nin)
+{
+    if (tl_grad_disabled)
+        return false;
+    for (int i = 0; i < nin; i++)
+        if (ins[i] && ins[i]->requires_grad)
+            return true;
+    return false;
+}
+
+bool etc_record(et_tensor *out, int op, et_tensor *const *ins, int nin)
+{
+    if (!etc_needs_grad(ins, nin))
+        return true;
+    if (nin > ETC_INLINE_INPUTS) {
+        out->in = malloc((size_t)nin * sizeof *out->in);
+        if (!out->in) {
+            out->in = out->in_inline;
+            et_set_error(ET_ERR_NOMEM, "out of memory recording the graph");
+            return false;
+        }
+    }
+    for (int i = 0; i < nin; i++)
+        out->in[i] = etc_ref(ins[i]);
+    out->nin = nin;
+    out->op = op;
+    out->requires_grad = true;
+    return true;
+}
+
+et_tensor *etc_finish(et_tensor *out, int op, et_tensor *const *ins, int nin)
+{
+    if (!out)
+        return NULL;
+    if (!etc_record(out, op, ins, nin)) {
+        etc_release(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* creation                                                             */
+
+et_tensor *et_tensor_new(const float *data, const int64_t *shape, int ndim)
+{
+    if (!etc_check_shape(shape, ndim, "tensor_new"))
+        return NULL;
+    et_tensor *t = etc_alloc(shape, ndim);
+    if (!t)
+        return NULL;
+    if (data)
+        memcpy(t->data, data, (size_t)t->numel * sizeof(float));
+    else
+        memset(t->data, 0, (size_t)t->numel * sizeof(float));
+    return etc_pooled(t);
+}
+
+et_tensor *et_scalar(float value)
+{
+    et_tensor *t = etc_alloc(NULL, 0);
+    if (!t)
+        return NULL;
+    t->data[0] = value;
+    return etc_pooled(t);
+}
+
+et_tensor *et_zeros(const int64_t *shape, int ndim)
+{
+    if (!etc_check_shape(shape, ndim, "zeros"))
+        return NULL;
+    return etc_pooled(etc_zeros(shape, ndim));
+}
+
+et_tensor *et_ones(const int64_t *shape, int ndim)
+{
+    if (!etc_check_shape(shape, ndim, "ones"))
+        return NULL;
+    return etc_pooled(etc_full(shape, ndim, 1.0f));
+}
+
+et_tensor *et_full(const int64_t *shape, int ndim, float value)
+{
+    if (!etc_check_shape(shape, ndim, "full"))
+        return NULL;
+    return etc_pooled(etc_full(shape, ndim, value));
+}
+
+et_tensor *et_zeros_like(const et_tensor *t)
+{
+    if (!etc_null_check(t, "zeros_like"))
+        return NULL;
+    return etc_pooled(etc_zeros(t->shape, t->ndim));
+}
+
+et_tensor *et_ones_like(const et_tensor *t)
+{
+    if (!etc_null_check(t, "ones_like"))
+        return NULL;
+    return etc_pooled(etc_full(t->shape, t->ndim, 1.0f));
+}
+
+et_tensor *et_arange(double start, double end, double step)
+{
+    if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
+        et_set_error(ET_ERR_ARG, "arange: step must be nonzero and bounds finite");
+        return NULL;
+    }
+    if ((step > 0 && end < start) || (step < 0 && end > start)) {
+        et_set_error(ET_ERR_ARG,
+                     "arange: upper bound and larger bound inconsistent with step sign");
+        return NULL;
+    }
+    double cnt = ceil((end - start) / step);
+    if (cnt > 1e12) {
+        et_set_error(ET_ERR_NOMEM, "arange: too many elements");
+        return NULL;
+    }
+    int64_t n = (int64_t)cnt;
+    et_tensor *t = etc_alloc(&n, 1);
+    if (!t)
+        return NULL;
+    for (int64_t i = 0; i < n; i++)
+        t->data[i] = (float)(start + (double)i * step);
+    return etc_pooled(t);
+}
+
+et_tensor *et_linspace(double start, double end, int64_t steps)
+{
+    if (steps < 0) {
+        et_set_error(ET_ERR_ARG, "linspace: number of steps must be non-negative, got %lld",
+                     (long long)steps);
+        return NULL;
+    }
+    et_tensor *t = etc_alloc(&steps, 1);
+    if (!t)
+        return NULL;
+    if (steps == 1) {
+        t->data[0] = (float)start;
+    } else if (steps > 1) {
+        double step = (end - start) / (double)(steps - 1);
+        int64_t half = steps / 2;
+        for (int64_t i = 0; i < steps; i++)
+            t->data[i] = (float)(i < half ? start + step * (double)i
+                                          : end - step * (double)(steps - 1 - i));
+    }
+    return etc_pooled(t);
+}
+
+et_tensor *et_eye(int64_t n, int64_t m)
+{
+    int64_t shape[2] = {n, m};
+    if (!etc_check_shape(shape, 2, "eye"))
+        return NULL;
+    et_tensor *t = etc_zeros(shape, 2);
+    if (!t)
+        return NULL;
+    for (int64_t i = 0; i < n && i < m; i++)
+        t->data[i * m + i] = 1.0f;
+    return etc_pooled(t);
+}
+
+et_tensor *etc_clone(const et_tensor *t)
+{
+    et_tensor *c = etc_alloc(t->shape, t->ndim);
+    if (!c)
+        return NULL;
+    if (t->contiguous)
+        memcpy(c->data, t->data, (size_t)t->numel * sizeof(float));
+    else
+        etc_strided_copy(c, t);
+    return c;
+}
+
+et_tensor *etc_contig(et_tensor *t)
+{
+    if (t->contiguous)
+        return etc_ref(t);
+    return etc_clone(t);
+}
+
+et_tensor *et_clone(const et_tensor *t)
+{
+    if (!etc_null_check(t, "clone"))
+        return NULL;
+    return etc_pooled(etc_clone(t));
+}
+
+et_tensor *et_contiguous(et_tensor *t)
+{
+    if (!etc_null_check(t, "contiguous"))
+        return NULL;
+    if (t->contiguous)
+        return etc_pooled(etc_ref(t));
+    et_tensor *c = etc_clone(t);
+    if (!c)
+        return NULL;
+    return etc_pooled(etc_finish(c, ETC_OP_CLONE, &t, 1));
+}
+
+et_tensor *et_detach(et_tensor *t)
+{
+    if (!etc_null_check(t, "detach"))
+        return NULL;
+    return etc_pooled(etc_view_of(t, t->shape, t->strides, t->ndim, t->offset));
+}
+
+/* ------------------------------------------------------------------ */
+/* accessors                                                            */
+
+int et_ndim(const et_tensor *t) { return t ? t->ndim : -1; }
+const int64_t *et_shape(const et_tensor *t) { return t ? t->shape : NULL; }
+const int64_t *et_strides(const et_tensor *t) { return t ? t->strides : NULL; }
+int64_t et_numel(const et_tensor *t) { return t ? t->numel : 0; }
+bool et_is_contiguous(const et_tensor *t) { return t && t->contiguous; }
+float *et_data(et_tensor *t) { return t ? t->data : NULL; }
+const float *et_data_const(const et_tensor *t) { return t ? t->data : NULL; }
+
+int64_t et_size(const et_tensor *t, int dim)
+{
+    if (!etc_null_check(t, "size"))
+        return -1;
+    if (t->ndim == 0) {
+        et_set_error(ET_ERR_INDEX, "size: dimension specified as %d but tensor has no dimensions", dim);
+        return -1;
+    }
+    int d = etc_wrap_dim(dim, t->ndim, "size");
+    return d < 0 ? -1 : t->shape[d];
+}
+
+float et_item(const et_tensor *t)
+{
+    if (!etc_null_check(t, "item"))
+        return NAN;
+    if (t->numel != 1) {
+        char b[128];
+        et_set_error(ET_ERR_SHAPE,
+                     "item: a Tensor with %lld elements cannot be converted to Scalar (shape %s)",
+                     (long long)t->numel, etc_shape_fmt(t->shape, t->ndim, b, sizeof b));
+        return NAN;
+    }
+    return t->data[0];
+}
+
+float et_get(const et_tensor *t, const int64_t *index)
+{
+    if (!etc_null_check(t, "get"))
+        return NAN;
+    if (t->ndim > 0 && !index) {
+        et_set_error(ET_ERR_ARG, "get: index is NULL");
+        return NAN;
+    }
+    int64_t off = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        int64_t i = index[d];
+        if (i < -t->shape[d] || i >= t->shape[d]) {
+            et_set_error(ET_ERR_INDEX, "get: index %lld is out of range for dim %d of size %lld",
+                         (long long)i, d, (long long)t->shape[d]);
+            return NAN;
+        }
+        if (i < 0)
+            i += t->shape[d];
+        off += i * t->strides[d];
+    }
+    return t->data[off];
+}
+
+void et_copy_to(const et_tensor *t, float *out)
+{
+    if (!t || !out)
+        return;
+    if (t->contiguous) {
+        memcpy(out, t->data, (size_t)t->numel * sizeof(float));
+        return;
+    }
+    /* wrap `out` in a temporary contiguous tensor header */
+    et_storage s;
+    et_tensor tmp;
+    memset(&tmp, 0, sizeof tmp);
+    s.data = out;
+    s.block = NULL;
+    s.size = t->numel;
+    tmp.storage = &s;
+    tmp.data = out;
+    tmp.ndim = t->ndim;
+    tmp.numel = t->numel;
+    int64_t st = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        tmp.shape[i] = t->shape[i];
+        tmp.strides[i] = st;
+        st *= t->shape[i];
+    }
+    tmp.contiguous = true;
+    etc_strided_copy(&tmp, t);
+}
+
+et_status et_copy_from(et_tensor *t, const float *src)
+{
+    if (!etc_null_check(t, "copy_from"))
+        return ET_ERR_ARG;
+    if (!src && t->numel > 0)
+        return et_set_error(ET_ERR_ARG, "copy_from: source is NULL");
+    if (t->contiguous) {
+        memcpy(t->data, src, (size_t)t->numel * sizeof(float));
+        return ET_OK;
+    }
+    et_storage s;
+    et_tensor tmp;
+    memset(&tmp, 0, sizeof tmp);
+    s.data = (float *)src;
+    s.block = NULL;
+    s.size = t->numel;
+    tmp.storage = &s;
+    tmp.data = (float *)src;
+    tmp.ndim = t->ndim;
+    tmp.numel = t->numel;
+    int64_t st = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        tmp.shape[i] = t->shape[i];
+        tmp.strides[i] = st;
+        st *= t->shape[i];
+    }
+    tmp.contiguous = true;
+    etc_strided_copy(t, &tmp);
+    return ET_OK;
+}
+
+bool et_same_shape(const et_tensor *a, const et_tensor *b)
+{
+    if (!a || !b || a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* autograd flags                                                       */
+
+bool et_requires_grad(const et_tensor *t) { return t && t->requires_grad; }
+
+et_status et_set_requires_grad(et_tensor *t, bool on)
+{
+    if (!etc_null_check(t, "set_requires_grad"))
+        return ET_ERR_ARG;
+    if (t->op != ETC_OP_NONE)
+        return et_set_error(ET_ERR_GRAD,
+                            "set_requires_grad: you can only change requires_grad flags of "
+                            "leaf variables");
+    t->requires_grad = on;
+    return ET_OK;
+}
+
+bool et_is_leaf(const et_tensor *t) { return t && t->op == ETC_OP_NONE; }
+
+et_tensor *et_grad(const et_tensor *t) { return t ? t->grad : NULL; }
+
+et_status et_set_grad(et_tensor *t, et_tensor *g)
+{
+    if (!etc_null_check(t, "set_grad"))
+        return ET_ERR_ARG;
+    if (g && !et_same_shape(t, g)) {
+        char b1[128], b2[128];
+        return et_set_error(ET_ERR_SHAPE, "set_grad: grad of shape %s does not match tensor of shape %s",
+                            etc_shape_fmt(g->shape, g->ndim, b1, sizeof b1),
+                            etc_shape_fmt(t->shape, t->ndim, b2, sizeof b2));
+    }
+    et_tensor *old = t->grad;
+    t->grad = etc_ref(g);
+    etc_release(old);
+    return ET_OK;
+}
+
+void et_retain_grad(et_tensor *t)
+{
+    if (t && t->op != ETC_OP_NONE)
+        t->retain_grad = true;
+}
+
+const char *et_grad_fn_name(const et_tensor *t)
+{
+    if (!t || t->op == ETC_OP_NONE)
+        return NULL;
+    return etc_ops[t->op].name;
+}

@@ -1,0 +1,269 @@
+/* check_autograd.c - et_backward: graph walk, accumulation, special
+ * subgradients, errors.  Expected gradients come from torch 1.13 (the
+ * python expression is quoted) or from elementary calculus. */
+#include "check_helpers.h"
+
+START_TEST(test_simple_graph_matches_torch)
+{
+    et_pool_begin();
+    et_tensor *a = TV(ET_SHAPE(2, 3), 1, -2, 3, 4, 5, -6);
+    et_tensor *b = TV(ET_SHAPE(3), 0.5f, 2, -1);
+    et_set_requires_grad(a, true);
+    et_set_requires_grad(b, true);
+    /* ((a*b + a).sum()).backward() */
+    et_tensor *loss = et_sum_all(et_add(et_mul(a, b), a));
+    ck_assert_int_eq(et_backward(loss, NULL), ET_OK);
+    ASSERT_VALUES(et_grad(a), 1.5f, 3, 0, 1.5f, 3, 0);
+    ASSERT_VALUES(et_grad(b), 5, 3, -3);
+    ck_assert_ptr_null(et_grad(loss)); /* non-leaf without retain_grad */
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_tensor_used_twice_gets_both_contributions)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(3), 1, 2, -3);
+    et_set_requires_grad(x, true);
+    /* d/dx sum(x*x) = 2x */
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(x, x)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 2, 4, -6);
+    et_set_grad(x, NULL);
+    /* c = x + x; d/dx sum(c + c) = 4 */
+    et_tensor *c = et_add(x, x);
+    ck_assert_int_eq(et_backward(et_sum_all(et_add(c, c)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 4, 4, 4);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_shared_chain_visits_each_node_once)
+{
+    et_pool_begin();
+    et_tensor *x0 = et_ones(ET_SHAPE(2));
+    et_set_requires_grad(x0, true);
+    et_tensor *x = x0;
+    /* 50 doublings: a walk that revisits shared nodes would take 2^50 steps */
+    for (int i = 0; i < 50; i++)
+        x = et_add(x, x);
+    ck_assert_float_eq(et_data(x)[0], ldexpf(1, 50));
+    ck_assert_int_eq(et_backward(et_sum_all(x), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x0), ldexpf(1, 50), ldexpf(1, 50));
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_deep_chain_no_stack_overflow)
+{
+    et_tensor *x0 = et_scalar(1);
+    et_set_requires_grad(x0, true);
+    /* built without a pool: freeing the root frees 100000 nodes iteratively */
+    et_tensor *x = et_tensor_ref(x0);
+    for (int i = 0; i < 100000; i++) {
+        et_tensor *y = et_mul_scalar(x, 1.0f);
+        et_tensor_free(x);
+        x = y;
+    }
+    ck_assert_int_eq(et_backward(x, NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x0), 1);
+    et_tensor_free(x);
+    et_tensor_free(x0);
+}
+END_TEST
+
+START_TEST(test_gradients_accumulate_across_calls)
+{
+    et_pool_begin();
+    et_tensor *w = TV(ET_SHAPE(2), 3, 4);
+    et_set_requires_grad(w, true);
+    et_tensor *loss = et_sum_all(et_mul_scalar(w, 5));
+    ck_assert_int_eq(et_backward(loss, NULL), ET_OK);
+    et_tensor *g1 = et_grad(w);
+    ASSERT_VALUES(g1, 5, 5);
+    ck_assert_int_eq(et_backward(loss, NULL), ET_OK); /* graph is retained */
+    ck_assert_ptr_eq(et_grad(w), g1);                  /* accumulated in place */
+    ASSERT_VALUES(et_grad(w), 10, 10);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_retain_grad_and_explicit_seed)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(2), 1, 2);
+    et_set_requires_grad(x, true);
+    et_tensor *y = et_mul_scalar(x, 3);
+    et_retain_grad(y);
+    et_tensor *z = et_mul(y, y);
+    /* z.backward(torch.tensor([1., 10.])): dz/dy = 2y = [6, 12] */
+    ck_assert_int_eq(et_backward(z, TV(ET_SHAPE(2), 1, 10)), ET_OK);
+    ASSERT_VALUES(et_grad(y), 6, 120);
+    ASSERT_VALUES(et_grad(x), 18, 360);
+    et_retain_grad(x); /* no-op on a leaf */
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_backward_errors)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(2), 1, 2);
+    ck_assert_int_eq(et_backward(et_sum_all(x), NULL), ET_ERR_GRAD);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "does not require grad"));
+    et_set_requires_grad(x, true);
+    et_tensor *y = et_mul_scalar(x, 2);
+    ck_assert_int_eq(et_backward(y, NULL), ET_ERR_GRAD);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(),
+                                 "grad can be implicitly created only for scalar outputs"));
+    ck_assert_int_eq(et_backward(y, et_ones(ET_SHAPE(3))), ET_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "[3]"));
+    ck_assert_int_eq(et_backward(NULL, NULL), ET_ERR_ARG);
+    ck_assert_ptr_null(et_grad(x)); /* failed calls changed nothing */
+    /* a one-element non-scalar root is seeded with 1 */
+    ck_assert_int_eq(et_backward(et_sum(y, NULL, 0, true), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 2, 2);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_subgradients_at_kinks)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(5), 0, -1, 2, 1, 3);
+    et_set_requires_grad(x, true);
+    /* (x.relu().sum() + x.abs().sum() + x.clamp(0,2).sum()).backward() */
+    et_tensor *l = et_add(et_add(et_sum_all(et_relu(x)), et_sum_all(et_abs(x))),
+                          et_sum_all(et_clamp(x, 0, 2)));
+    ck_assert_int_eq(et_backward(l, NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 1, -1, 3, 3, 2);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_max_min_tie_rules)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(4), 1, 3, 3, 2), *y = TV(ET_SHAPE(4), 2, 3, 1, 2);
+    et_set_requires_grad(x, true);
+    et_set_requires_grad(y, true);
+    /* torch.maximum(x,y).sum().backward(): ties split evenly */
+    ck_assert_int_eq(et_backward(et_sum_all(et_maximum(x, y)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 0, 0.5f, 1, 0.5f);
+    ASSERT_VALUES(et_grad(y), 1, 0.5f, 0, 0.5f);
+    et_set_grad(x, NULL);
+    et_set_grad(y, NULL);
+    ck_assert_int_eq(et_backward(et_sum_all(et_minimum(x, y)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 1, 0.5f, 0, 0.5f);
+    /* (x.max(1)[0] * tensor([1., 10.])).sum(): first index on ties */
+    et_tensor *m = TV(ET_SHAPE(2, 3), 1, 3, 3, 2, 0, 2);
+    et_set_requires_grad(m, true);
+    et_tensor *v = et_max(m, 1, false, NULL);
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(v, TV(ET_SHAPE(2), 1, 10))), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(m), 0, 1, 0, 10, 0, 0);
+    /* x.max().backward(): the all-reduce spreads over ties */
+    et_tensor *z = TV(ET_SHAPE(3), 1, 3, 3);
+    et_set_requires_grad(z, true);
+    ck_assert_int_eq(et_backward(et_max_all(z), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(z), 0, 0.5f, 0.5f);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_softmax_gradients_match_torch)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(2, 3), 1, -2, 3, 4, 5, -6);
+    et_tensor *w = TV(ET_SHAPE(2, 3), 1, 2, 3, 4, 5, 6);
+    et_set_requires_grad(x, true);
+    /* (x.softmax(1)*w).sum().backward() */
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(et_softmax(x, 1), w)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), -0.2082158327102661f, -0.004466705489903688f,
+                  0.21268266439437866f, -0.19661378860473633f, 0.19659802317619324f,
+                  1.5493293176405132e-05f);
+    et_set_grad(x, NULL);
+    /* (x.log_softmax(0)*w).sum().backward() */
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(et_log_softmax(x, 0), w)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 0.7628706097602844f, 1.9936226606369019f, -5.998889446258545f,
+                  -0.7628706693649292f, -1.9936230182647705f, 5.998889446258545f);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_comparisons_and_where_masks)
+{
+    et_pool_begin();
+    et_tensor *a = TV(ET_SHAPE(3), 1, -1, 2), *b = TV(ET_SHAPE(3), 0, 0, 5);
+    et_set_requires_grad(a, true);
+    et_set_requires_grad(b, true);
+    et_tensor *cond = et_gt(a, b);
+    ck_assert(!et_requires_grad(cond));
+    ck_assert(et_is_leaf(cond));
+    et_tensor *w = et_where(cond, a, et_mul_scalar(b, 2));
+    ck_assert_int_eq(et_backward(et_sum_all(w), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(a), 1, 0, 0);
+    ASSERT_VALUES(et_grad(b), 0, 2, 2);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_view_gradients_flow_to_base)
+{
+    et_pool_begin();
+    et_tensor *x = et_reshape(et_arange(0, 6, 1), ET_SHAPE(2, 3));
+    x = et_clone(x);
+    et_set_requires_grad(x, true);
+    /* x[1, ::2] * 2 + x.t()[0] (= x[:,0]) summed */
+    et_tensor *s = et_mul_scalar(et_slice(et_select(x, 0, 1), 0, 0, ET_END, 2), 2);
+    et_tensor *t0 = et_select(et_t(x), 0, 0);
+    et_tensor *l = et_add(et_sum_all(s), et_sum_all(et_mul(t0, t0)));
+    ck_assert_int_eq(et_backward(l, NULL), ET_OK);
+    /* d/dx: 2 at [1,0] and [1,2], plus 2*x at column 0 ([0,0]=0, [1,0]=3) */
+    ASSERT_VALUES(et_grad(x), 0, 0, 0, 2 + 6, 0, 2);
+    et_pool_end();
+}
+END_TEST
+
+START_TEST(test_no_grad_records_nothing)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(2), 1, 2);
+    et_set_requires_grad(x, true);
+    et_tensor *y;
+    ET_NO_GRAD { y = et_mul(x, x); }
+    ck_assert(!et_requires_grad(y));
+    ck_assert_int_eq(et_backward(et_sum_all(y), NULL), ET_ERR_GRAD);
+    et_pool_end();
+}
+END_TEST
+
+static Suite *autograd_suite(void)
+{
+    Suite *s = suite_create("autograd");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"simple_graph", test_simple_graph_matches_torch},
+        {"used_twice", test_tensor_used_twice_gets_both_contributions},
+        {"shared_subgraph", test_shared_chain_visits_each_node_once},
+        {"deep_chain", test_deep_chain_no_stack_overflow},
+        {"accumulation", test_gradients_accumulate_across_calls},
+        {"retain_grad_seed", test_retain_grad_and_explicit_seed},
+        {"errors", test_backward_errors},
+        {"kinks", test_subgradients_at_kinks},
+        {"max_min_ties", test_max_min_tie_rules},
+        {"softmax", test_softmax_gradients_match_torch},
+        {"where_masks", test_comparisons_and_where_masks},
+        {"views", test_view_gradients_flow_to_base},
+        {"no_grad", test_no_grad_records_nothing},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void) { return run_suite(autograd_suite()); }
