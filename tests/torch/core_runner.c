@@ -1,0 +1,806 @@
+/*
+ * core_runner.c - executes differential test cases for the core ops.
+ *
+ * Usage: core_runner CASES.json [FIRST] [--pool]
+ *
+ * CASES.json is {"cases": [case, ...]} written by test_core_ops.py.  A case is
+ * a small straight-line program over named tensors:
+ *
+ *   {"id": "add/bcast/3",
+ *    "inputs": [{"name": "a", "shape": [3, 1], "data": [...],
+ *                "requires_grad": true}, ...],
+ *    "prog": [{"out": "y", "op": "add", "in": ["a", "b"], "p": {...}}, ...],
+ *    "outputs": ["y", ...],
+ *    "backward": {"root": "y", "grad": {"shape": [...], "data": [...]} | null,
+ *                 "times": 1,
+ *                 "then": [{"root": "z", "grad": ...}, ...]},     (optional)
+ *    "retain": ["s", ...]}                                       (optional)
+ *
+ * A node may carry "_no_grad": true in "p" to run with grad mode off.
+ * Gradients are reported for every input with requires_grad and for every
+ * name in "retain" (non-leaves marked with retain_grad, or leaves made with
+ * requires_grad_).
+ *
+ * For each case (starting at index FIRST, default 0) one JSON line is written
+ * to stdout and flushed, so a crash loses only the crashing case:
+ *
+ *   {"id": ..., "outputs": {"y": {"shape": [...], "data": [...],
+ *                                 "requires_grad": false, "is_leaf": true}},
+ *    "grads": {"a": {"shape": ..., "data": ...} | null, ...}}
+ * or
+ *   {"id": ..., "error": "message", "code": 1, "at": "node or stage"}
+ *
+ * Floats are printed with "%.9g" (round-trips float32); non-finite values as
+ * NaN / Infinity / -Infinity, which Python's json module accepts.
+ *
+ * By default every tensor is managed by explicit references: each op result
+ * and each input is released at the end of its case.  With --pool, inputs are
+ * created first (like parameters), then the case's ops and backward run
+ * inside et_pool_begin()/et_pool_end(); outputs are printed before the pool
+ * closes and gradients after it (so leaf gradients must outlive the pool).
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "easytorch/easytorch.h"
+
+#define MAX_IN 16
+
+typedef struct {
+    const char *name;   /* borrowed from the cJSON document; NULL: use own_name */
+    et_tensor *t;       /* reference, or NULL */
+    bool owned;         /* the runner releases t; false: a pool owns it */
+    char own_name[64];  /* for derived names ("y.indices") */
+} slot;
+
+static const char *slot_name(const slot *s) { return s->name ? s->name : s->own_name; }
+
+typedef struct {
+    slot *slots;
+    int n, cap;
+    bool pool;          /* --pool: run each case's ops inside et_pool_begin/end */
+    bool pool_open;
+    char where[128];    /* stage/node of the failure, for the report */
+} env;
+
+static et_tensor *env_get(env *e, const char *name) {
+    for (int i = e->n - 1; i >= 0; i--)
+        if (strcmp(slot_name(&e->slots[i]), name) == 0)
+            return e->slots[i].t;
+    return NULL;
+}
+
+/* Room for one more slot; -1 (t released) if out of memory. */
+static int env_grow(env *e, et_tensor *t) {
+    if (e->n < e->cap)
+        return 0;
+    int cap = e->cap ? e->cap * 2 : 256;
+    slot *ns = realloc(e->slots, sizeof(slot) * (size_t)cap);
+    if (!ns) {
+        et_tensor_free(t);
+        et_set_error(ET_ERR_NOMEM, "runner: out of memory");
+        return -1;
+    }
+    e->slots = ns;
+    e->cap = cap;
+    return 0;
+}
+
+/* Stores t; the runner releases it at the end of the case unless it was
+ * created inside an open pool (then the pool owns its creation reference). */
+static int env_put_ex(env *e, const char *name, et_tensor *t, bool created) {
+    if (env_grow(e, t) != 0)
+        return -1;
+    slot *s = &e->slots[e->n++];
+    s->own_name[0] = '\0';
+    s->name = name;
+    s->t = t;
+    s->owned = !(created && e->pool_open);
+    return 0;
+}
+/* A tensor returned by the library. */
+static int env_put(env *e, const char *name, et_tensor *t) { return env_put_ex(e, name, t, true); }
+
+static int env_put_derived(env *e, const char *base, const char *suffix, et_tensor *t) {
+    if (env_grow(e, t) != 0)
+        return -1;
+    slot *s = &e->slots[e->n++];
+    snprintf(s->own_name, sizeof s->own_name, "%s%s", base, suffix);
+    s->name = NULL;
+    s->t = t;
+    s->owned = !e->pool_open;
+    return 0;
+}
+
+static void env_clear(env *e) {
+    if (e->pool_open) {
+        et_pool_end();
+        e->pool_open = false;
+    }
+    for (int i = 0; i < e->n; i++)
+        if (e->slots[i].owned)
+            et_tensor_free(e->slots[i].t);
+    e->n = 0;
+}
+
+/* ---- JSON parameter helpers ---- */
+
+static double num_or(const cJSON *p, const char *key, double dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
+    if (cJSON_IsNumber(v))
+        return v->valuedouble;
+    if (cJSON_IsString(v)) {
+        if (strcmp(v->valuestring, "inf") == 0) return INFINITY;
+        if (strcmp(v->valuestring, "-inf") == 0) return -INFINITY;
+        if (strcmp(v->valuestring, "nan") == 0) return NAN;
+    }
+    return dflt;
+}
+
+static bool bool_or(const cJSON *p, const char *key, bool dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v);
+    return dflt;
+}
+
+/* Integer list param; returns count or -1 if absent. */
+static int ints_of(const cJSON *p, const char *key, int64_t *out, int cap) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
+    if (!cJSON_IsArray(v))
+        return -1;
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        if (n < cap)
+            out[n] = (int64_t)it->valuedouble;
+        n++;
+    }
+    return n < cap ? n : cap;
+}
+
+static et_tensor *tensor_of(const cJSON *spec) {
+    int64_t shape[ET_MAX_DIMS + 1];
+    int ndim = ints_of(spec, "shape", shape, ET_MAX_DIMS + 1);
+    if (ndim < 0) {
+        et_set_error(ET_ERR_ARG, "runner: tensor without shape");
+        return NULL;
+    }
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(spec, "data");
+    int n = cJSON_GetArraySize(data);
+    float *buf = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!buf)
+        return NULL;
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, data) {
+        if (cJSON_IsNumber(it))
+            buf[i] = (float)it->valuedouble;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "inf") == 0)
+            buf[i] = INFINITY;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "-inf") == 0)
+            buf[i] = -INFINITY;
+        else
+            buf[i] = NAN;
+        i++;
+    }
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++)
+        numel *= shape[d];
+    if (numel != n) {
+        free(buf);
+        et_set_error(ET_ERR_ARG, "runner: %d data values for %lld elements", n, (long long)numel);
+        return NULL;
+    }
+    et_tensor *t = et_tensor_new(n ? buf : NULL, shape, ndim);
+    free(buf);
+    return t;
+}
+
+/* ---- op dispatch ---- */
+
+typedef struct {
+    env *e;
+    const char *out;
+    const cJSON *p;
+    et_tensor *in[MAX_IN];
+    int nin;
+} call;
+
+typedef et_tensor *(*op_fn)(call *c);
+
+#define BIN(name)                                                        \
+    static et_tensor *op_##name(call *c) { return et_##name(c->in[0], c->in[1]); }
+#define UN(name)                                                         \
+    static et_tensor *op_##name(call *c) { return et_##name(c->in[0]); }
+#define SCAL(name)                                                       \
+    static et_tensor *op_##name(call *c) {                               \
+        return et_##name(c->in[0], (float)num_or(c->p, "s", NAN));       \
+    }
+#define RSCAL(name)                                                      \
+    static et_tensor *op_##name(call *c) {                               \
+        return et_##name((float)num_or(c->p, "s", NAN), c->in[0]);       \
+    }
+
+BIN(add) BIN(sub) BIN(mul) BIN(div) BIN(pow) BIN(maximum) BIN(minimum)
+BIN(eq) BIN(ne) BIN(lt) BIN(le) BIN(gt) BIN(ge) BIN(matmul)
+SCAL(add_scalar) SCAL(sub_scalar) SCAL(mul_scalar) SCAL(div_scalar)
+SCAL(pow_scalar) SCAL(gt_scalar) SCAL(lt_scalar)
+RSCAL(rsub_scalar) RSCAL(rdiv_scalar) RSCAL(rpow_scalar)
+UN(neg) UN(exp) UN(log) UN(sqrt) UN(abs) UN(tanh) UN(sigmoid) UN(relu)
+UN(sum_all) UN(mean_all) UN(max_all) UN(min_all) UN(t) UN(squeeze_all)
+
+static et_tensor *op_leaky_relu(call *c) {
+    return et_leaky_relu(c->in[0], (float)num_or(c->p, "slope", 0.01));
+}
+static et_tensor *op_gelu(call *c) {
+    return et_gelu(c->in[0], bool_or(c->p, "approx", false));
+}
+static et_tensor *op_clamp(call *c) {
+    return et_clamp(c->in[0], (float)num_or(c->p, "min", -INFINITY),
+                    (float)num_or(c->p, "max", INFINITY));
+}
+
+static int dims_of(call *c, int *dims, int cap) {
+    int64_t d64[ET_MAX_DIMS * 2];
+    int n = ints_of(c->p, "dims", d64, ET_MAX_DIMS * 2);
+    if (n < 0)
+        n = 0;
+    if (n > cap)
+        n = cap;
+    for (int i = 0; i < n; i++)
+        dims[i] = (int)d64[i];
+    return n;
+}
+
+static et_tensor *op_sum(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_sum(c->in[0], dims, n, bool_or(c->p, "keepdim", false));
+}
+static et_tensor *op_mean(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_mean(c->in[0], dims, n, bool_or(c->p, "keepdim", false));
+}
+
+/* max/min over a dim also store "<out>.indices". */
+static et_tensor *minmax(call *c, bool is_max) {
+    et_tensor *idx = NULL;
+    int dim = (int)num_or(c->p, "dim", 0);
+    bool keep = bool_or(c->p, "keepdim", false);
+    et_tensor *r = is_max ? et_max(c->in[0], dim, keep, &idx) : et_min(c->in[0], dim, keep, &idx);
+    if (r) {
+        if (!idx) {
+            et_tensor_free(r);
+            et_set_error(ET_ERR_ARG, "runner: %s returned no indices", is_max ? "max" : "min");
+            return NULL;
+        }
+        if (env_put_derived(c->e, c->out, ".indices", idx) != 0) {
+            et_tensor_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+static et_tensor *op_max(call *c) { return minmax(c, true); }
+static et_tensor *op_min(call *c) { return minmax(c, false); }
+static et_tensor *op_argmax(call *c) {
+    return et_argmax(c->in[0], (int)num_or(c->p, "dim", 0), bool_or(c->p, "keepdim", false));
+}
+static et_tensor *op_softmax(call *c) { return et_softmax(c->in[0], (int)num_or(c->p, "dim", -1)); }
+static et_tensor *op_log_softmax(call *c) {
+    return et_log_softmax(c->in[0], (int)num_or(c->p, "dim", -1));
+}
+
+static et_tensor *op_reshape(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "shape", s, ET_MAX_DIMS + 1);
+    return et_reshape(c->in[0], s, n < 0 ? 0 : n);
+}
+static et_tensor *op_view(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "shape", s, ET_MAX_DIMS + 1);
+    return et_view(c->in[0], s, n < 0 ? 0 : n);
+}
+static et_tensor *op_expand(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "shape", s, ET_MAX_DIMS + 1);
+    return et_expand(c->in[0], s, n < 0 ? 0 : n);
+}
+static et_tensor *op_transpose(call *c) {
+    return et_transpose(c->in[0], (int)num_or(c->p, "dim0", 0), (int)num_or(c->p, "dim1", 1));
+}
+static et_tensor *op_permute(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_permute(c->in[0], dims, n);
+}
+static et_tensor *op_squeeze(call *c) { return et_squeeze(c->in[0], (int)num_or(c->p, "dim", 0)); }
+static et_tensor *op_unsqueeze(call *c) {
+    return et_unsqueeze(c->in[0], (int)num_or(c->p, "dim", 0));
+}
+static et_tensor *op_flatten(call *c) {
+    return et_flatten(c->in[0], (int)num_or(c->p, "start_dim", 0),
+                      (int)num_or(c->p, "end_dim", -1));
+}
+static et_tensor *op_select(call *c) {
+    return et_select(c->in[0], (int)num_or(c->p, "dim", 0), (int64_t)num_or(c->p, "index", 0));
+}
+static et_tensor *op_slice(call *c) {
+    const cJSON *end = cJSON_GetObjectItemCaseSensitive(c->p, "end");
+    int64_t e = cJSON_IsNumber(end) ? (int64_t)end->valuedouble : ET_END;
+    return et_slice(c->in[0], (int)num_or(c->p, "dim", 0), (int64_t)num_or(c->p, "start", 0), e,
+                    (int64_t)num_or(c->p, "step", 1));
+}
+static et_tensor *op_cat(call *c) { return et_cat(c->in, c->nin, (int)num_or(c->p, "dim", 0)); }
+static et_tensor *op_stack(call *c) { return et_stack(c->in, c->nin, (int)num_or(c->p, "dim", 0)); }
+static et_tensor *op_index_select(call *c) {
+    return et_index_select(c->in[0], (int)num_or(c->p, "dim", 0), c->in[1]);
+}
+static et_tensor *op_gather(call *c) {
+    return et_gather(c->in[0], (int)num_or(c->p, "dim", 0), c->in[1]);
+}
+static et_tensor *op_where(call *c) { return et_where(c->in[0], c->in[1], c->in[2]); }
+static et_tensor *op_contiguous(call *c) { return et_contiguous(c->in[0]); }
+static et_tensor *op_clone(call *c) { return et_clone(c->in[0]); }
+static et_tensor *op_detach(call *c) { return et_detach(c->in[0]); }
+
+/* Creation functions of tensor.h (no inputs). */
+static et_tensor *op_arange(call *c) {
+    return et_arange(num_or(c->p, "start", 0), num_or(c->p, "end", 0), num_or(c->p, "step", 1));
+}
+static et_tensor *op_linspace(call *c) {
+    return et_linspace(num_or(c->p, "start", 0), num_or(c->p, "end", 0),
+                       (int64_t)num_or(c->p, "steps", 0));
+}
+static et_tensor *op_eye(call *c) {
+    return et_eye((int64_t)num_or(c->p, "n", 0), (int64_t)num_or(c->p, "m", 0));
+}
+static et_tensor *op_full(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "shape", s, ET_MAX_DIMS + 1);
+    return et_full(s, n < 0 ? 0 : n, (float)num_or(c->p, "value", 0));
+}
+static et_tensor *op_zeros(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "shape", s, ET_MAX_DIMS + 1);
+    return et_zeros(s, n < 0 ? 0 : n);
+}
+static et_tensor *op_ones(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "shape", s, ET_MAX_DIMS + 1);
+    return et_ones(s, n < 0 ? 0 : n);
+}
+static et_tensor *op_zeros_like(call *c) { return et_zeros_like(c->in[0]); }
+static et_tensor *op_ones_like(call *c) { return et_ones_like(c->in[0]); }
+
+/* Element access of tensor.h, returned as 0-d tensors. */
+static et_tensor *op_get(call *c) {
+    int64_t idx[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "index", idx, ET_MAX_DIMS + 1);
+    if (n != et_ndim(c->in[0])) {
+        et_set_error(ET_ERR_ARG, "runner: get needs %d indices", et_ndim(c->in[0]));
+        return NULL;
+    }
+    float v = et_get(c->in[0], idx);
+    if (isnan(v) && et_errcode() != ET_OK)
+        return NULL;
+    return et_scalar(v);
+}
+static et_tensor *op_item(call *c) {
+    float v = et_item(c->in[0]);
+    if (isnan(v) && et_errcode() != ET_OK)
+        return NULL;
+    return et_scalar(v);
+}
+
+/* In-place ops and graph marks return a new reference to their target so
+ * every node yields a tensor. */
+static et_tensor *op_fill_(call *c) {
+    if (et_fill_(c->in[0], (float)num_or(c->p, "value", NAN)) != ET_OK)
+        return NULL;
+    return et_tensor_ref(c->in[0]);
+}
+static et_tensor *op_copy_from(call *c) {
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(c->p, "data");
+    int n = cJSON_GetArraySize(d);
+    if (n != et_numel(c->in[0])) {
+        et_set_error(ET_ERR_ARG, "runner: copy_from needs %lld values", (long long)et_numel(c->in[0]));
+        return NULL;
+    }
+    float *buf = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!buf)
+        return NULL;
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, d) buf[i++] = (float)it->valuedouble;
+    et_status st = et_copy_from(c->in[0], buf);
+    free(buf);
+    return st == ET_OK ? et_tensor_ref(c->in[0]) : NULL;
+}
+static et_tensor *op_copy_(call *c) {
+    if (et_copy_(c->in[0], c->in[1]) != ET_OK)
+        return NULL;
+    return et_tensor_ref(c->in[0]);
+}
+static et_tensor *op_requires_grad_(call *c) {
+    if (et_set_requires_grad(c->in[0], bool_or(c->p, "on", true)) != ET_OK)
+        return NULL;
+    return et_tensor_ref(c->in[0]);
+}
+static et_tensor *op_retain_grad(call *c) {
+    et_retain_grad(c->in[0]);
+    return et_tensor_ref(c->in[0]);
+}
+
+typedef struct {
+    const char *name;
+    int nin;   /* inputs; -1: variadic (at least one) */
+    op_fn fn;
+    bool runner_ref;  /* fn returns et_tensor_ref() of its input, not a library result */
+} op_entry;
+
+static const op_entry OPS[] = {
+    {"add", 2, op_add, false}, {"sub", 2, op_sub, false}, {"mul", 2, op_mul, false}, {"div", 2, op_div, false},
+    {"pow", 2, op_pow, false}, {"maximum", 2, op_maximum, false}, {"minimum", 2, op_minimum, false},
+    {"add_scalar", 1, op_add_scalar, false}, {"sub_scalar", 1, op_sub_scalar, false},
+    {"rsub_scalar", 1, op_rsub_scalar, false}, {"mul_scalar", 1, op_mul_scalar, false},
+    {"div_scalar", 1, op_div_scalar, false}, {"rdiv_scalar", 1, op_rdiv_scalar, false},
+    {"pow_scalar", 1, op_pow_scalar, false}, {"rpow_scalar", 1, op_rpow_scalar, false},
+    {"neg", 1, op_neg, false}, {"exp", 1, op_exp, false}, {"log", 1, op_log, false}, {"sqrt", 1, op_sqrt, false},
+    {"abs", 1, op_abs, false}, {"tanh", 1, op_tanh, false}, {"sigmoid", 1, op_sigmoid, false},
+    {"relu", 1, op_relu, false}, {"leaky_relu", 1, op_leaky_relu, false}, {"gelu", 1, op_gelu, false},
+    {"clamp", 1, op_clamp, false},
+    {"sum_all", 1, op_sum_all, false}, {"mean_all", 1, op_mean_all, false}, {"sum", 1, op_sum, false},
+    {"mean", 1, op_mean, false}, {"max", 1, op_max, false}, {"min", 1, op_min, false}, {"argmax", 1, op_argmax, false},
+    {"max_all", 1, op_max_all, false}, {"min_all", 1, op_min_all, false},
+    {"softmax", 1, op_softmax, false}, {"log_softmax", 1, op_log_softmax, false},
+    {"matmul", 2, op_matmul, false},
+    {"reshape", 1, op_reshape, false}, {"view", 1, op_view, false}, {"transpose", 1, op_transpose, false},
+    {"t", 1, op_t, false}, {"permute", 1, op_permute, false}, {"squeeze", 1, op_squeeze, false},
+    {"squeeze_all", 1, op_squeeze_all, false}, {"unsqueeze", 1, op_unsqueeze, false},
+    {"flatten", 1, op_flatten, false}, {"expand", 1, op_expand, false}, {"select", 1, op_select, false},
+    {"slice", 1, op_slice, false},
+    {"cat", -1, op_cat, false}, {"stack", -1, op_stack, false},
+    {"index_select", 2, op_index_select, false}, {"gather", 2, op_gather, false},
+    {"eq", 2, op_eq, false}, {"ne", 2, op_ne, false}, {"lt", 2, op_lt, false}, {"le", 2, op_le, false},
+    {"gt", 2, op_gt, false}, {"ge", 2, op_ge, false}, {"gt_scalar", 1, op_gt_scalar, false},
+    {"lt_scalar", 1, op_lt_scalar, false}, {"where", 3, op_where, false},
+    {"fill_", 1, op_fill_, true}, {"copy_", 2, op_copy_, true},
+    {"contiguous", 1, op_contiguous, false}, {"clone", 1, op_clone, false}, {"detach", 1, op_detach, false},
+    {"retain_grad", 1, op_retain_grad, true}, {"requires_grad_", 1, op_requires_grad_, true},
+    {"arange", 0, op_arange, false}, {"linspace", 0, op_linspace, false}, {"eye", 0, op_eye, false},
+    {"full", 0, op_full, false}, {"zeros", 0, op_zeros, false}, {"ones", 0, op_ones, false},
+    {"zeros_like", 1, op_zeros_like, false}, {"ones_like", 1, op_ones_like, false},
+    {"get", 1, op_get, false}, {"item", 1, op_item, false}, {"copy_from", 1, op_copy_from, true},
+};
+
+static const op_entry *find_op(const char *name) {
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (strcmp(OPS[i].name, name) == 0)
+            return &OPS[i];
+    return NULL;
+}
+
+/* ---- output ---- */
+
+static void put_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void put_float(FILE *f, float v) {
+    if (isnan(v))
+        fputs("NaN", f);
+    else if (isinf(v))
+        fputs(v > 0 ? "Infinity" : "-Infinity", f);
+    else
+        fprintf(f, "%.9g", (double)v);
+}
+
+static void put_tensor(FILE *f, const et_tensor *t, bool with_rg) {
+    int nd = et_ndim(t);
+    const int64_t *sh = et_shape(t);
+    fputs("{\"shape\": [", f);
+    for (int i = 0; i < nd; i++)
+        fprintf(f, "%s%lld", i ? ", " : "", (long long)sh[i]);
+    fputs("], \"data\": [", f);
+    int64_t n = et_numel(t);
+    float *buf = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (buf) {
+        et_copy_to(t, buf);
+        for (int64_t i = 0; i < n; i++) {
+            if (i)
+                fputs(", ", f);
+            put_float(f, buf[i]);
+        }
+        free(buf);
+    }
+    fputs("]", f);
+    if (with_rg)
+        fprintf(f, ", \"requires_grad\": %s, \"is_leaf\": %s", et_requires_grad(t) ? "true" : "false",
+                et_is_leaf(t) ? "true" : "false");
+    fputs("}", f);
+}
+
+static void put_error(FILE *f, const char *id, const char *where) {
+    fputs("{\"id\": ", f);
+    put_str(f, id);
+    fputs(", \"error\": ", f);
+    put_str(f, et_errmsg());
+    fprintf(f, ", \"code\": %d, \"at\": ", (int)et_errcode());
+    put_str(f, where);
+    fputs("}\n", f);
+}
+
+/* ---- one case ---- */
+
+static void run_case(env *e, const cJSON *c) {
+    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(c, "id");
+    const char *id = cJSON_IsString(idj) ? idj->valuestring : "?";
+    et_clear_error();
+    et_set_grad_enabled(true);
+    e->n = 0;
+    snprintf(e->where, sizeof e->where, "inputs");
+
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "inputs")) {
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
+        et_tensor *t = tensor_of(it);
+        if (!t || !cJSON_IsString(nm))
+            goto fail;
+        if (env_put_ex(e, nm->valuestring, t, false) != 0)
+            goto fail;
+        if (bool_or(it, "requires_grad", false) && et_set_requires_grad(t, true) != ET_OK)
+            goto fail;
+    }
+
+    /* Inputs live outside the pool, like parameters: their gradients must
+     * survive et_pool_end() (they are read after it). */
+    if (e->pool) {
+        et_pool_begin();
+        e->pool_open = true;
+    }
+
+    int node = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "prog")) {
+        const cJSON *opj = cJSON_GetObjectItemCaseSensitive(it, "op");
+        const cJSON *outj = cJSON_GetObjectItemCaseSensitive(it, "out");
+        const char *opname = cJSON_IsString(opj) ? opj->valuestring : "?";
+        snprintf(e->where, sizeof e->where, "node %d (%s)", node++, opname);
+        const op_entry *op = find_op(opname);
+        if (!op || !cJSON_IsString(outj)) {
+            et_set_error(ET_ERR_ARG, "runner: unknown op '%s' or missing out", opname);
+            goto fail;
+        }
+        call cl = {.e = e, .out = outj->valuestring,
+                   .p = cJSON_GetObjectItemCaseSensitive(it, "p"), .nin = 0};
+        const cJSON *a;
+        cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(it, "in")) {
+            et_tensor *t = cJSON_IsString(a) ? env_get(e, a->valuestring) : NULL;
+            if (!t || cl.nin >= MAX_IN) {
+                et_set_error(ET_ERR_ARG, "runner: bad input reference in %s", opname);
+                goto fail;
+            }
+            cl.in[cl.nin++] = t;
+        }
+        if ((op->nin >= 0 && cl.nin != op->nin) || (op->nin < 0 && cl.nin < 1)) {
+            et_set_error(ET_ERR_ARG, "runner: %s takes %d inputs, got %d", opname, op->nin, cl.nin);
+            goto fail;
+        }
+        et_clear_error();
+        /* "_no_grad": run this node with grad mode off (ET_NO_GRAD) */
+        bool prev = et_set_grad_enabled(!bool_or(cl.p, "_no_grad", false));
+        et_tensor *r = op->fn(&cl);
+        et_set_grad_enabled(prev);
+        if (!r) {
+            if (et_errcode() == ET_OK)
+                et_set_error(ET_ERR_COUNT, "returned NULL without setting an error");
+            goto fail;
+        }
+        if (env_put_ex(e, cl.out, r, !op->runner_ref) != 0)
+            goto fail;
+    }
+
+    const cJSON *bw = cJSON_GetObjectItemCaseSensitive(c, "backward");
+    if (cJSON_IsObject(bw)) {
+        snprintf(e->where, sizeof e->where, "backward");
+        const cJSON *rootj = cJSON_GetObjectItemCaseSensitive(bw, "root");
+        et_tensor *root = cJSON_IsString(rootj) ? env_get(e, rootj->valuestring) : NULL;
+        if (!root) {
+            et_set_error(ET_ERR_ARG, "runner: backward root missing");
+            goto fail;
+        }
+        const cJSON *gj = cJSON_GetObjectItemCaseSensitive(bw, "grad");
+        et_tensor *g = NULL;
+        if (cJSON_IsObject(gj)) {
+            g = tensor_of(gj);
+            if (!g)
+                goto fail;
+            if (env_put(e, "<upstream>", g) != 0)
+                goto fail;
+        }
+        int times = (int)num_or(bw, "times", 1);
+        for (int k = 0; k < times; k++) {
+            et_clear_error();
+            et_status st = et_backward(root, g);
+            if (st != ET_OK) {
+                if (et_errcode() == ET_OK)
+                    et_set_error(st, "backward failed without a message");
+                goto fail;
+            }
+        }
+        /* "then": further backward calls from other roots; gradients accumulate */
+        const cJSON *more;
+        cJSON_ArrayForEach(more, cJSON_GetObjectItemCaseSensitive(bw, "then")) {
+            const cJSON *rj = cJSON_GetObjectItemCaseSensitive(more, "root");
+            et_tensor *r2 = cJSON_IsString(rj) ? env_get(e, rj->valuestring) : NULL;
+            if (!r2) {
+                et_set_error(ET_ERR_ARG, "runner: backward root missing");
+                goto fail;
+            }
+            const cJSON *g2j = cJSON_GetObjectItemCaseSensitive(more, "grad");
+            et_tensor *g2 = NULL;
+            if (cJSON_IsObject(g2j)) {
+                if (!(g2 = tensor_of(g2j)) || env_put(e, "<upstream>", g2) != 0)
+                    goto fail;
+            }
+            et_clear_error();
+            et_status st = et_backward(r2, g2);
+            if (st != ET_OK) {
+                if (et_errcode() == ET_OK)
+                    et_set_error(st, "backward failed without a message");
+                goto fail;
+            }
+        }
+    }
+
+    /* report */
+    fputs("{\"id\": ", stdout);
+    put_str(stdout, id);
+    fputs(", \"outputs\": {", stdout);
+    int k = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "outputs")) {
+        et_tensor *t = cJSON_IsString(it) ? env_get(e, it->valuestring) : NULL;
+        if (k++)
+            fputs(", ", stdout);
+        put_str(stdout, cJSON_IsString(it) ? it->valuestring : "?");
+        fputs(": ", stdout);
+        if (t)
+            put_tensor(stdout, t, true);
+        else
+            fputs("null", stdout);
+    }
+    fputs("}, \"grads\": {", stdout);
+    /* keep retained non-leaves alive, then close the pool before reading gradients */
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "retain")) {
+        et_tensor *t = cJSON_IsString(it) ? env_get(e, it->valuestring) : NULL;
+        if (t && env_put_ex(e, it->valuestring, et_tensor_ref(t), false) != 0)
+            goto fail;
+    }
+    if (e->pool_open) {
+        et_pool_end();
+        e->pool_open = false;
+    }
+    k = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "inputs")) {
+        if (!bool_or(it, "requires_grad", false))
+            continue;
+        const char *nm = cJSON_GetObjectItemCaseSensitive(it, "name")->valuestring;
+        et_tensor *t = env_get(e, nm);
+        et_tensor *g = t ? et_grad(t) : NULL;
+        if (k++)
+            fputs(", ", stdout);
+        put_str(stdout, nm);
+        fputs(": ", stdout);
+        if (g)
+            put_tensor(stdout, g, false);
+        else
+            fputs("null", stdout);
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "retain")) {
+        et_tensor *t = cJSON_IsString(it) ? env_get(e, it->valuestring) : NULL;
+        et_tensor *g = t ? et_grad(t) : NULL;
+        if (k++)
+            fputs(", ", stdout);
+        put_str(stdout, cJSON_IsString(it) ? it->valuestring : "?");
+        fputs(": ", stdout);
+        if (g)
+            put_tensor(stdout, g, false);
+        else
+            fputs("null", stdout);
+    }
+    fputs("}}\n", stdout);
+    fflush(stdout);
+    env_clear(e);
+    return;
+
+fail:
+    put_error(stdout, id, e->where);
+    fflush(stdout);
+    env_clear(e);
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap)
+            break;
+        char *nb = realloc(buf, cap * 2 + 1);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s CASES.json [FIRST] [--pool]\n", argv[0]);
+        return 2;
+    }
+    long first = 0;
+    bool pool = false;
+    for (int a = 2; a < argc; a++) {
+        if (strcmp(argv[a], "--pool") == 0)
+            pool = true;
+        else
+            first = strtol(argv[a], NULL, 10);
+    }
+    size_t len = 0;
+    char *text = slurp(argv[1], &len);
+    if (!text) {
+        fprintf(stderr, "core_runner: cannot read %s\n", argv[1]);
+        return 2;
+    }
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!doc) {
+        fprintf(stderr, "core_runner: %s is not valid JSON\n", argv[1]);
+        return 2;
+    }
+    env *e = calloc(1, sizeof *e);
+    if (!e) {
+        cJSON_Delete(doc);
+        return 2;
+    }
+    e->pool = pool;
+    long i = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(doc, "cases")) {
+        if (i++ < first)
+            continue;
+        run_case(e, c);
+    }
+    free(e->slots);
+    free(e);
+    cJSON_Delete(doc);
+    return 0;
+}
