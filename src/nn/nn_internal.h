@@ -4,8 +4,9 @@
  * Pools and composite functions: nn code (modules, losses) composes core ops
  * and must free its intermediates whether or not the caller has a pool open.
  * It therefore runs its work inside an inner pool (nn_scope_begin) and hands
- * the result back as one fresh tensor created in the caller's context
- * (nn_scope_end), which is a new reference exactly like any core op's result.
+ * the result back as a reference owned like any core op result
+ * (nn_scope_end): a new reference, or the caller's pool's if one is open
+ * (core's etc_pooled does the hand-over).
  * Tensors the nn layer keeps (parameters, optimizer state, dict entries) are
  * created with nn_keep so that exactly one reference belongs to the owner,
  * even if the caller happens to have a pool open.

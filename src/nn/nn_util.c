@@ -2,6 +2,7 @@
  * nn_util.c - pool scoping and buffer helpers shared by the nn layer.
  */
 #include "nn/nn_internal.h"
+#include "core/core_internal.h"   /* etc_pooled */
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,18 +14,12 @@ void nn_scope_begin(void)
 
 et_tensor *nn_scope_end(et_tensor *res)
 {
-    if (!res) {
-        et_pool_end();
-        return NULL;
-    }
-    /* Keep res past the inner pool, then make the caller's tensor: a reshape
-     * to the same shape shares storage, records the graph and is created in
-     * whatever pool the caller has open (or none). */
-    et_tensor_ref(res);
+    /* Keep res past the inner pool, then hand that reference to the
+     * caller's pool (if one is open) like any core op result. */
+    if (res)
+        et_tensor_ref(res);
     et_pool_end();
-    et_tensor *out = et_reshape(res, et_shape(res), et_ndim(res));
-    et_tensor_free(res);
-    return out;
+    return etc_pooled(res);
 }
 
 /* Run `make` in an inner pool and keep one owned reference of its result. */

@@ -1,0 +1,664 @@
+/*
+ * serialize.c - tensor dicts, safetensors buffers and files, module
+ * state_dict.  The parser trusts nothing in the buffer: every length, offset,
+ * shape and name is checked before any tensor is created.
+ */
+#include "nn/nn_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Largest JSON header accepted (the reference implementation's limit). */
+#define MAX_HEADER (100u * 1024u * 1024u)
+#define MAX_EXACT 9007199254740992.0   /* 2^53 */
+
+/* ----------------------------------------------------------- tensor dict */
+
+struct et_tensor_dict {
+    int n, cap;
+    char **names;
+    et_tensor **tensors;
+    int nmeta, metacap;
+    char **keys;
+    char **values;
+};
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+et_tensor_dict *et_tensor_dict_new(void)
+{
+    et_tensor_dict *d = calloc(1, sizeof(*d));
+    if (!d)
+        et_set_error(ET_ERR_NOMEM, "tensor_dict_new: out of memory");
+    return d;
+}
+
+void et_tensor_dict_free(et_tensor_dict *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < d->n; i++) {
+        free(d->names[i]);
+        et_tensor_free(d->tensors[i]);
+    }
+    for (int i = 0; i < d->nmeta; i++) {
+        free(d->keys[i]);
+        free(d->values[i]);
+    }
+    free(d->names);
+    free(d->tensors);
+    free(d->keys);
+    free(d->values);
+    free(d);
+}
+
+static int find_name(char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Grows two parallel arrays of pointers to hold one more entry. */
+static bool grow2(void ***a, void ***b, int n, int *cap)
+{
+    if (n < *cap)
+        return true;
+    int nc = *cap ? *cap * 2 : 8;
+    void **na = realloc(*a, (size_t)nc * sizeof(void *));
+    if (!na)
+        return false;
+    *a = na;
+    void **nb = realloc(*b, (size_t)nc * sizeof(void *));
+    if (!nb)
+        return false;
+    *b = nb;
+    *cap = nc;
+    return true;
+}
+
+et_status et_tensor_dict_set(et_tensor_dict *d, const char *name, et_tensor *t)
+{
+    if (!d || !name || !t)
+        return et_set_error(ET_ERR_ARG, "tensor_dict_set: NULL argument");
+    if (strcmp(name, "__metadata__") == 0)
+        return et_set_error(ET_ERR_ARG, "tensor_dict_set: \"__metadata__\" is reserved");
+    int i = find_name(d->names, d->n, name);
+    if (i >= 0) {
+        et_tensor_ref(t);
+        et_tensor_free(d->tensors[i]);
+        d->tensors[i] = t;
+        return ET_OK;
+    }
+    char *copy = dup_str(name);
+    if (!copy || !grow2((void ***)&d->names, (void ***)&d->tensors, d->n, &d->cap)) {
+        free(copy);
+        return et_set_error(ET_ERR_NOMEM, "tensor_dict_set: out of memory");
+    }
+    d->names[d->n] = copy;
+    d->tensors[d->n] = et_tensor_ref(t);
+    d->n++;
+    return ET_OK;
+}
+
+et_tensor *et_tensor_dict_get(const et_tensor_dict *d, const char *name)
+{
+    if (!d || !name)
+        return NULL;
+    int i = find_name(d->names, d->n, name);
+    return i >= 0 ? d->tensors[i] : NULL;
+}
+
+int et_tensor_dict_len(const et_tensor_dict *d) { return d ? d->n : 0; }
+
+const char *et_tensor_dict_name(const et_tensor_dict *d, int i)
+{
+    return d && i >= 0 && i < d->n ? d->names[i] : NULL;
+}
+
+et_tensor *et_tensor_dict_tensor(const et_tensor_dict *d, int i)
+{
+    return d && i >= 0 && i < d->n ? d->tensors[i] : NULL;
+}
+
+et_status et_tensor_dict_set_meta(et_tensor_dict *d, const char *key, const char *value)
+{
+    if (!d || !key || !value)
+        return et_set_error(ET_ERR_ARG, "tensor_dict_set_meta: NULL argument");
+    char *v = dup_str(value);
+    if (!v)
+        return et_set_error(ET_ERR_NOMEM, "tensor_dict_set_meta: out of memory");
+    int i = find_name(d->keys, d->nmeta, key);
+    if (i >= 0) {
+        free(d->values[i]);
+        d->values[i] = v;
+        return ET_OK;
+    }
+    char *k = dup_str(key);
+    if (!k || !grow2((void ***)&d->keys, (void ***)&d->values, d->nmeta, &d->metacap)) {
+        free(k);
+        free(v);
+        return et_set_error(ET_ERR_NOMEM, "tensor_dict_set_meta: out of memory");
+    }
+    d->keys[d->nmeta] = k;
+    d->values[d->nmeta] = v;
+    d->nmeta++;
+    return ET_OK;
+}
+
+const char *et_tensor_dict_get_meta(const et_tensor_dict *d, const char *key)
+{
+    if (!d || !key)
+        return NULL;
+    int i = find_name(d->keys, d->nmeta, key);
+    return i >= 0 ? d->values[i] : NULL;
+}
+
+/* ------------------------------------------------------------ byte order */
+
+static bool host_is_little(void)
+{
+    const uint16_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+static void put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void swap32(uint8_t *p, size_t nfloats)
+{
+    for (size_t i = 0; i < nfloats; i++, p += 4) {
+        uint8_t t = p[0];
+        p[0] = p[3];
+        p[3] = t;
+        t = p[1];
+        p[1] = p[2];
+        p[2] = t;
+    }
+}
+
+/* ------------------------------------------------------------------ dump */
+
+et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *len)
+{
+    if (!d || !buf || !len)
+        return et_set_error(ET_ERR_ARG, "safetensors_dump: NULL argument");
+    *buf = NULL;
+    *len = 0;
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return et_set_error(ET_ERR_NOMEM, "safetensors_dump: out of memory");
+    bool ok = true;
+    if (d->nmeta > 0) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; ok && i < d->nmeta; i++)
+            ok = meta && cJSON_AddStringToObject(meta, d->keys[i], d->values[i]);
+        ok = ok && meta;
+    }
+    uint64_t offset = 0;
+    for (int i = 0; ok && i < d->n; i++) {
+        et_tensor *t = d->tensors[i];
+        cJSON *e = cJSON_AddObjectToObject(root, d->names[i]);
+        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *offs = shape ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+        ok = offs && cJSON_AddStringToObject(e, "dtype", "F32");
+        for (int k = 0; ok && k < et_ndim(t); k++)
+            ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)et_shape(t)[k]));
+        uint64_t bytes = (uint64_t)et_numel(t) * 4u;
+        ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset)) &&
+             cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(offset + bytes)));
+        offset += bytes;
+    }
+    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json)
+        return et_set_error(ET_ERR_NOMEM, "safetensors_dump: out of memory building the header");
+    size_t hlen = strlen(json);
+    size_t hpad = (hlen + 7) & ~(size_t)7;
+    if (offset > SIZE_MAX - 8 - hpad) {
+        free(json);
+        return et_set_error(ET_ERR_NOMEM, "safetensors_dump: tensors too large");
+    }
+    size_t total = 8 + hpad + (size_t)offset;
+    uint8_t *out = malloc(total);
+    if (!out) {
+        free(json);
+        return et_set_error(ET_ERR_NOMEM, "safetensors_dump: out of memory (%zu bytes)", total);
+    }
+    put_u64le(out, hpad);
+    memcpy(out + 8, json, hlen);
+    memset(out + 8 + hlen, ' ', hpad - hlen);
+    free(json);
+    uint8_t *data = out + 8 + hpad;
+    for (int i = 0; i < d->n; i++) {
+        size_t k = (size_t)et_numel(d->tensors[i]);
+        /* data is 8-aligned (malloc + 8 + hpad) and offsets are multiples of 4 */
+        et_copy_to(d->tensors[i], (float *)(void *)data);
+        if (!host_is_little())
+            swap32(data, k);
+        data += k * 4;
+    }
+    *buf = out;
+    *len = total;
+    return ET_OK;
+}
+
+/* ----------------------------------------------------------------- parse */
+
+typedef struct {
+    const char *name;
+    int64_t shape[ET_MAX_DIMS];
+    int ndim;
+    uint64_t begin, end;
+} st_entry;
+
+static et_status fmt_err(const char *fmt, const char *name)
+{
+    return et_set_error(ET_ERR_FORMAT, fmt, name);
+}
+
+/* Exact non-negative integer from a JSON number, or false. */
+static bool json_uint(const cJSON *j, uint64_t *out)
+{
+    if (!cJSON_IsNumber(j))
+        return false;
+    double v = j->valuedouble;
+    if (!(v >= 0.0 && v <= MAX_EXACT) || v != floor(v))
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+static et_status parse_entry(const cJSON *item, st_entry *e)
+{
+    const char *name = item->string;
+    if (!cJSON_IsObject(item))
+        return fmt_err("safetensors: entry \"%s\" is not an object", name);
+    const cJSON *dtype = NULL, *shape = NULL, *offs = NULL;
+    for (const cJSON *f = item->child; f; f = f->next) {
+        const cJSON **slot = strcmp(f->string, "dtype") == 0          ? &dtype
+                             : strcmp(f->string, "shape") == 0        ? &shape
+                             : strcmp(f->string, "data_offsets") == 0 ? &offs
+                                                                      : NULL;
+        if (!slot)
+            return fmt_err("safetensors: entry \"%s\" has an unknown field", name);
+        if (*slot)
+            return fmt_err("safetensors: entry \"%s\" repeats a field", name);
+        *slot = f;
+    }
+    if (!dtype || !shape || !offs)
+        return fmt_err("safetensors: entry \"%s\" lacks dtype, shape or data_offsets", name);
+    if (!cJSON_IsString(dtype))
+        return fmt_err("safetensors: entry \"%s\" has a non-string dtype", name);
+    if (strcmp(dtype->valuestring, "F32") != 0)
+        return et_set_error(ET_ERR_FORMAT, "safetensors: tensor \"%s\" has dtype %s, only F32 "
+                            "is supported", name, dtype->valuestring);
+    if (!cJSON_IsArray(shape))
+        return fmt_err("safetensors: entry \"%s\" has a non-array shape", name);
+    int nd = cJSON_GetArraySize(shape);
+    if (nd > ET_MAX_DIMS)
+        return fmt_err("safetensors: tensor \"%s\" has too many dimensions", name);
+    e->ndim = 0;
+    uint64_t numel = 1;
+    for (const cJSON *s = shape->child; s; s = s->next) {
+        uint64_t v;
+        if (!json_uint(s, &v))
+            return fmt_err("safetensors: tensor \"%s\" has an invalid dimension", name);
+        if (v != 0 && numel > (uint64_t)(INT64_MAX / 4) / v)
+            return fmt_err("safetensors: tensor \"%s\" is too large", name);
+        numel *= v;
+        e->shape[e->ndim++] = (int64_t)v;
+    }
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
+        !json_uint(offs->child, &e->begin) || !json_uint(offs->child->next, &e->end) ||
+        e->end < e->begin)
+        return fmt_err("safetensors: tensor \"%s\" has invalid data_offsets", name);
+    if (e->end - e->begin != numel * 4)
+        return fmt_err("safetensors: tensor \"%s\": data_offsets do not match its shape", name);
+    e->name = name;
+    return ET_OK;
+}
+
+static int cmp_begin(const void *a, const void *b)
+{
+    const st_entry *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : (x->end > y->end);
+}
+
+static et_status parse_metadata(const cJSON *meta, et_tensor_dict *d)
+{
+    if (!cJSON_IsObject(meta))
+        return et_set_error(ET_ERR_FORMAT, "safetensors: __metadata__ is not an object");
+    for (const cJSON *m = meta->child; m; m = m->next) {
+        if (!cJSON_IsString(m))
+            return fmt_err("safetensors: metadata \"%s\" is not a string", m->string);
+        if (et_tensor_dict_get_meta(d, m->string))
+            return fmt_err("safetensors: duplicate metadata key \"%s\"", m->string);
+        et_status st = et_tensor_dict_set_meta(d, m->string, m->valuestring);
+        if (st != ET_OK)
+            return st;
+    }
+    return ET_OK;
+}
+
+static et_status parse_header(const cJSON *root, const uint8_t *data, uint64_t data_len,
+                              et_tensor_dict *d)
+{
+    if (!cJSON_IsObject(root))
+        return et_set_error(ET_ERR_FORMAT, "safetensors: header is not a JSON object");
+    int count = 0;
+    bool seen_meta = false;
+    for (const cJSON *it = root->child; it; it = it->next) {
+        if (strcmp(it->string, "__metadata__") == 0) {
+            if (seen_meta)
+                return et_set_error(ET_ERR_FORMAT, "safetensors: duplicate __metadata__");
+            seen_meta = true;
+            et_status st = parse_metadata(it, d);
+            if (st != ET_OK)
+                return st;
+        } else {
+            count++;
+        }
+    }
+    st_entry *es = calloc((size_t)(count > 0 ? count : 1), sizeof(*es));
+    if (!es)
+        return et_set_error(ET_ERR_NOMEM, "safetensors: out of memory");
+    et_status st = ET_OK;
+    int k = 0;
+    for (const cJSON *it = root->child; it && st == ET_OK; it = it->next) {
+        if (strcmp(it->string, "__metadata__") == 0)
+            continue;
+        for (int j = 0; j < k && st == ET_OK; j++)
+            if (strcmp(es[j].name, it->string) == 0)
+                st = fmt_err("safetensors: duplicate tensor name \"%s\"", it->string);
+        if (st == ET_OK)
+            st = parse_entry(it, &es[k++]);
+    }
+    if (st == ET_OK) {
+        /* The data region must be covered exactly, without gaps or overlaps. */
+        st_entry *sorted = malloc((size_t)(count > 0 ? count : 1) * sizeof(*sorted));
+        if (!sorted) {
+            st = et_set_error(ET_ERR_NOMEM, "safetensors: out of memory");
+        } else {
+            memcpy(sorted, es, (size_t)count * sizeof(*sorted));
+            qsort(sorted, (size_t)count, sizeof(*sorted), cmp_begin);
+            uint64_t pos = 0;
+            for (int j = 0; j < count && st == ET_OK; j++) {
+                if (sorted[j].begin != pos)
+                    st = fmt_err("safetensors: tensor \"%s\" does not start where the "
+                                 "previous one ends", sorted[j].name);
+                pos = sorted[j].end;
+            }
+            if (st == ET_OK && pos != data_len)
+                st = et_set_error(ET_ERR_FORMAT, "safetensors: tensors cover %llu data bytes "
+                                  "but the buffer holds %llu", (unsigned long long)pos,
+                                  (unsigned long long)data_len);
+            free(sorted);
+        }
+    }
+    for (int j = 0; j < count && st == ET_OK; j++) {
+        et_tensor *t = nn_keep_new(NULL, es[j].shape, es[j].ndim);
+        if (!t) {
+            st = et_errcode() != ET_OK ? et_errcode() : ET_ERR_NOMEM;
+            break;
+        }
+        size_t bytes = (size_t)(es[j].end - es[j].begin);
+        if (bytes > 0) {
+            memcpy(et_data(t), data + es[j].begin, bytes);
+            if (!host_is_little())
+                swap32((uint8_t *)et_data(t), bytes / 4);
+        }
+        st = et_tensor_dict_set(d, es[j].name, t);
+        et_tensor_free(t);
+    }
+    free(es);
+    return st;
+}
+
+et_status et_safetensors_parse(const uint8_t *buf, size_t len, et_tensor_dict **out)
+{
+    if (!out)
+        return et_set_error(ET_ERR_ARG, "safetensors_parse: NULL output");
+    *out = NULL;
+    if (!buf && len > 0)
+        return et_set_error(ET_ERR_ARG, "safetensors_parse: NULL buffer");
+    if (len < 8)
+        return et_set_error(ET_ERR_FORMAT, "safetensors: buffer of %zu bytes is too short for "
+                            "the header length", len);
+    uint64_t n = get_u64le(buf);
+    if (n < 2 || n > MAX_HEADER)
+        return et_set_error(ET_ERR_FORMAT, "safetensors: invalid header length %llu",
+                            (unsigned long long)n);
+    if (n > len - 8)
+        return et_set_error(ET_ERR_FORMAT, "safetensors: header length %llu exceeds the %zu "
+                            "bytes that follow (truncated?)", (unsigned long long)n, len - 8);
+    if (memchr(buf + 8, '\0', (size_t)n))
+        return et_set_error(ET_ERR_FORMAT, "safetensors: header contains a NUL byte");
+    char *text = malloc((size_t)n + 1);
+    if (!text)
+        return et_set_error(ET_ERR_NOMEM, "safetensors: out of memory");
+    memcpy(text, buf + 8, (size_t)n);
+    text[n] = '\0';
+    cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)n + 1, NULL, true);
+    free(text);
+    if (!root)
+        return et_set_error(ET_ERR_FORMAT, "safetensors: header is not valid JSON");
+    et_tensor_dict *d = et_tensor_dict_new();
+    et_status st = d ? parse_header(root, buf + 8 + n, (uint64_t)(len - 8 - n), d)
+                     : ET_ERR_NOMEM;
+    cJSON_Delete(root);
+    if (st != ET_OK) {
+        et_tensor_dict_free(d);
+        return st;
+    }
+    *out = d;
+    return ET_OK;
+}
+
+/* ----------------------------------------------------------------- files */
+
+static et_status write_all(int fd, const uint8_t *p, size_t n, const char *path)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return et_set_error(ET_ERR_IO, "safetensors_save: writing %s: %s", path,
+                                strerror(errno));
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return ET_OK;
+}
+
+static void fsync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) {
+        dir = dup_str(".");
+    } else {
+        size_t k = slash == path ? 1 : (size_t)(slash - path);
+        dir = malloc(k + 1);
+        if (dir) {
+            memcpy(dir, path, k);
+            dir[k] = '\0';
+        }
+    }
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    free(dir);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+et_status et_safetensors_save(const et_tensor_dict *d, const char *path)
+{
+    if (!d || !path || !*path)
+        return et_set_error(ET_ERR_ARG, "safetensors_save: NULL argument");
+    uint8_t *buf;
+    size_t len;
+    et_status st = et_safetensors_dump(d, &buf, &len);
+    if (st != ET_OK)
+        return st;
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        free(buf);
+        return et_set_error(ET_ERR_NOMEM, "safetensors_save: out of memory");
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        st = et_set_error(ET_ERR_IO, "safetensors_save: cannot create a file next to %s: %s",
+                          path, strerror(errno));
+        free(tmp);
+        free(buf);
+        return st;
+    }
+    st = write_all(fd, buf, len, path);
+    free(buf);
+    if (st == ET_OK && fsync(fd) != 0)
+        st = et_set_error(ET_ERR_IO, "safetensors_save: fsync %s: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && st == ET_OK)
+        st = et_set_error(ET_ERR_IO, "safetensors_save: close %s: %s", tmp, strerror(errno));
+    if (st == ET_OK && rename(tmp, path) != 0)
+        st = et_set_error(ET_ERR_IO, "safetensors_save: rename to %s: %s", path,
+                          strerror(errno));
+    if (st != ET_OK)
+        unlink(tmp);
+    else
+        fsync_dir_of(path);
+    free(tmp);
+    return st;
+}
+
+et_status et_safetensors_load(const char *path, et_tensor_dict **out)
+{
+    if (!path || !out)
+        return et_set_error(ET_ERR_ARG, "safetensors_load: NULL argument");
+    *out = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return et_set_error(ET_ERR_IO, "safetensors_load: cannot open %s: %s", path,
+                            strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return et_set_error(ET_ERR_IO, "safetensors_load: %s is not a regular file", path);
+    }
+    size_t len = (size_t)sb.st_size;
+    uint8_t *buf = malloc(len > 0 ? len : 1);
+    if (!buf) {
+        close(fd);
+        return et_set_error(ET_ERR_NOMEM, "safetensors_load: out of memory for %s", path);
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    et_status st = got == len ? et_safetensors_parse(buf, len, out)
+                              : et_set_error(ET_ERR_IO, "safetensors_load: short read on %s",
+                                             path);
+    free(buf);
+    return st;
+}
+
+/* ------------------------------------------------------------ state dict */
+
+et_tensor_dict *et_module_state_dict(const et_module *m)
+{
+    if (!m) {
+        et_set_error(ET_ERR_ARG, "module_state_dict: NULL module");
+        return NULL;
+    }
+    et_tensor_dict *d = et_tensor_dict_new();
+    for (int i = 0; d && i < et_module_num_params(m); i++) {
+        et_tensor *t = nn_keep_detach(et_module_param(m, i));
+        et_status st = t ? et_tensor_dict_set(d, et_module_param_name(m, i), t) : ET_ERR_NOMEM;
+        et_tensor_free(t);
+        if (st != ET_OK) {
+            et_tensor_dict_free(d);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+et_status et_module_load_state_dict(et_module *m, const et_tensor_dict *d)
+{
+    if (!m || !d)
+        return et_set_error(ET_ERR_ARG, "module_load_state_dict: NULL argument");
+    int np = et_module_num_params(m);
+    for (int i = 0; i < d->n; i++)
+        if (!et_module_param_by_name(m, d->names[i]))
+            return et_set_error(ET_ERR_FORMAT, "load_state_dict: unexpected key \"%s\"",
+                                d->names[i]);
+    for (int i = 0; i < np; i++) {
+        const char *name = et_module_param_name(m, i);
+        et_tensor *src = et_tensor_dict_get(d, name);
+        if (!src)
+            return et_set_error(ET_ERR_FORMAT, "load_state_dict: missing key \"%s\"", name);
+        et_tensor *p = et_module_param(m, i);
+        if (!et_same_shape(src, p)) {
+            char a[96], b[96];
+            return et_set_error(ET_ERR_SHAPE, "load_state_dict: size mismatch for %s: copying "
+                                "a param with shape %s, the shape in current model is %s", name,
+                                NN_SHAPE_STR(src, a), NN_SHAPE_STR(p, b));
+        }
+    }
+    for (int i = 0; i < np; i++) {
+        et_tensor *p = et_module_param(m, i);
+        nn_buf b;
+        et_status st = nn_buf_acquire(&b, et_tensor_dict_get(d, et_module_param_name(m, i)));
+        if (st != ET_OK)
+            return st;
+        st = et_copy_from(p, b.p);
+        nn_buf_release(&b, false);
+        if (st != ET_OK)
+            return st;
+    }
+    return ET_OK;
+}
