@@ -1,0 +1,521 @@
+/* http.c - libmicrohttpd glue for easytorchd: per-request state, routing,
+ * authentication, limits, access log and request metrics. */
+#include "server/http_internal.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- metrics */
+
+#define MAX_ROUTES 64
+static const int status_codes[] = {200, 201, 204, 400, 401, 404, 405, 409, 413, 500, 503};
+#define NSTATUS ((int)(sizeof status_codes / sizeof status_codes[0]) + 1)
+static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define NBUCKETS ((int)(sizeof buckets / sizeof buckets[0]))
+
+static atomic_ulong req_count[MAX_ROUTES + 1][NSTATUS];
+static atomic_ulong lat_bucket[MAX_ROUTES + 1][NBUCKETS + 1];
+static atomic_ullong lat_sum_us[MAX_ROUTES + 1];
+
+static int status_slot(int status)
+{
+    for (int i = 0; i < NSTATUS - 1; i++)
+        if (status_codes[i] == status)
+            return i;
+    return NSTATUS - 1;
+}
+
+static void record(int route, int status, double secs)
+{
+    int r = route < 0 || route >= MAX_ROUTES ? MAX_ROUTES : route;
+    atomic_fetch_add_explicit(&req_count[r][status_slot(status)], 1, memory_order_relaxed);
+    int b = 0;
+    while (b < NBUCKETS && secs > buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&lat_bucket[r][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lat_sum_us[r], (unsigned long long)(secs * 1e6),
+                              memory_order_relaxed);
+}
+
+static const char *route_label(int r)
+{
+    return r < MAX_ROUTES && r < etd_nroutes ? etd_routes[r].label : "unmatched";
+}
+
+/* Routes share a pattern across methods: the method keeps series unique. */
+static const char *route_method(int r)
+{
+    return r < MAX_ROUTES && r < etd_nroutes ? etd_routes[r].method : "any";
+}
+
+void etd_http_metrics(etd_buf *out)
+{
+    etd_buf_puts(out, "# HELP easytorch_http_requests_total HTTP requests by route and status.\n"
+                 "# TYPE easytorch_http_requests_total counter\n");
+    for (int r = 0; r <= MAX_ROUTES; r++) {
+        if (r < MAX_ROUTES && r >= etd_nroutes)
+            continue;
+        for (int s = 0; s < NSTATUS; s++) {
+            unsigned long n = atomic_load(&req_count[r][s]);
+            if (!n)
+                continue;
+            if (s < NSTATUS - 1)
+                etd_buf_printf(out, "easytorch_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %lu\n",
+                               route_method(r), route_label(r), status_codes[s], n);
+            else
+                etd_buf_printf(out, "easytorch_http_requests_total{method=\"%s\",route=\"%s\",status=\"other\"} %lu\n",
+                               route_method(r), route_label(r), n);
+        }
+    }
+    etd_buf_puts(out, "# HELP easytorch_http_request_duration_seconds Request latency.\n"
+                 "# TYPE easytorch_http_request_duration_seconds histogram\n");
+    for (int r = 0; r <= MAX_ROUTES; r++) {
+        if (r < MAX_ROUTES && r >= etd_nroutes)
+            continue;
+        unsigned long total = 0;
+        for (int b = 0; b <= NBUCKETS; b++)
+            total += atomic_load(&lat_bucket[r][b]);
+        if (!total)
+            continue;
+        unsigned long cum = 0;
+        for (int b = 0; b < NBUCKETS; b++) {
+            cum += atomic_load(&lat_bucket[r][b]);
+            etd_buf_printf(out, "easytorch_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%g\"} %lu\n",
+                           route_method(r), route_label(r), buckets[b], cum);
+        }
+        etd_buf_printf(out, "easytorch_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %lu\n",
+                       route_method(r), route_label(r), total);
+        etd_buf_printf(out, "easytorch_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n",
+                       route_method(r), route_label(r), (double)atomic_load(&lat_sum_us[r]) / 1e6);
+        etd_buf_printf(out, "easytorch_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %lu\n",
+                       route_method(r), route_label(r), total);
+    }
+}
+
+/* ---------------------------------------------------------------- routing */
+
+const etd_asset *etd_asset_find(const char *name)
+{
+    for (const etd_asset *a = etd_assets; a->name; a++)
+        if (strcmp(a->name, name) == 0)
+            return a;
+    return NULL;
+}
+
+/* Match path against pattern segment by segment; fills captures. */
+static bool match(const char *pattern, const char *path, etd_req *q)
+{
+    const char *p = pattern, *u = path;
+    for (;;) {
+        if (*p == '\0' || *u == '\0')
+            return *p == '\0' && *u == '\0';
+        if (*p != '/' || *u != '/')
+            return false;
+        p++;
+        u++;
+        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p);
+        size_t ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (pl == 6 && strncmp(p, "{name}", 6) == 0) {
+            if (ul == 0 || ul >= sizeof q->name)
+                return false;
+            memcpy(q->name, u, ul);
+            q->name[ul] = '\0';
+        } else if (pl == 7 && strncmp(p, "{asset}", 7) == 0) {
+            if (ul == 0 || ul >= sizeof q->asset)
+                return false;
+            memcpy(q->asset, u, ul);
+            q->asset[ul] = '\0';
+            if (!etd_asset_find(q->asset))
+                return false;
+        } else if (pl != ul || strncmp(p, u, pl) != 0) {
+            return false;
+        }
+        p += pl;
+        u += ul;
+    }
+}
+
+static bool method_ok(const char *want, const char *got)
+{
+    return strcmp(want, got) == 0 || (strcmp(want, "GET") == 0 && strcmp(got, "HEAD") == 0);
+}
+
+/* Route index, or -1 with status 404/405 (and the Allow list) set. */
+static int find_route(etd_req *q, const char *path, char *allow, size_t allow_cap)
+{
+    bool path_seen = false;
+    allow[0] = '\0';
+    for (int i = 0; i < etd_nroutes; i++) {
+        if (!match(etd_routes[i].pattern, path, q))
+            continue;
+        if (method_ok(etd_routes[i].method, q->method))
+            return i;
+        if (!strstr(allow, etd_routes[i].method)) {
+            size_t l = strlen(allow);
+            snprintf(allow + l, allow_cap - l, "%s%s", l ? ", " : "", etd_routes[i].method);
+        }
+        path_seen = true;
+    }
+    q->status = path_seen ? 405 : 404;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+void etd_reply_error(etd_req *q, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    etd_buf_free(&q->out);
+    etd_buf_puts(&q->out, "{\"error\":");
+    etd_json_str(&q->out, msg);
+    etd_buf_puts(&q->out, "}\n");
+    if (q->raw_free)
+        free((void *)q->raw);
+    q->raw = NULL;
+    q->raw_free = false;
+    q->resp_type = NULL;
+    q->status = status;
+}
+
+static enum MHD_Result send_reply(etd_req *q)
+{
+    struct MHD_Response *r;
+    if (q->out.oom) {
+        etd_buf_free(&q->out);
+        etd_buf_init(&q->out);
+        etd_buf_puts(&q->out, "{\"error\":\"out of memory\"}\n");
+        q->status = 500;
+    }
+    if (q->raw) {
+        r = MHD_create_response_from_buffer(q->raw_len, (void *)q->raw,
+                                            q->raw_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (r)
+            q->raw_free = false; /* MHD owns it now */
+    } else {
+        if (q->status != 204 && (q->out.len == 0 || q->out.data[q->out.len - 1] != '\n'))
+            etd_buf_putc(&q->out, '\n');
+        size_t len;
+        char *body = etd_buf_take(&q->out, &len);
+        if (q->status == 204)
+            len = 0;
+        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!r)
+            free(body);
+    }
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            q->resp_type ? q->resp_type : "application/json");
+    if (q->allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, q->allow);
+    if (q->status == 401)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (q->close)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    q->answered = true;
+    enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- auth */
+
+/* Constant-time in the length of the expected token. */
+static bool token_ok(const etd_server *s, struct MHD_Connection *c)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *got = h + 7;
+    while (*got == ' ')
+        got++;
+    size_t gl = strlen(got), el = strlen(s->cfg.token);
+    while (gl > 0 && got[gl - 1] == ' ')
+        gl--;
+    volatile unsigned char diff = gl != el;
+    for (size_t i = 0; i < el; i++)
+        diff |= (unsigned char)((i < gl ? (unsigned char)got[i] : 0) ^ (unsigned char)s->cfg.token[i]);
+    return diff == 0;
+}
+
+/* ---------------------------------------------------------------- MHD callbacks */
+
+static double since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    etd_server *s = cls;
+    etd_req *q = *con_cls;
+    (void)version;
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q)
+            return MHD_NO;
+        atomic_fetch_add(&s->inflight, 1);
+        *con_cls = q;
+        q->srv = s;
+        q->conn = conn;
+        q->status = 200;
+        clock_gettime(CLOCK_MONOTONIC, &q->t0);
+        etd_buf_init(&q->out);
+        snprintf(q->method, sizeof q->method, "%s", method);
+        snprintf(q->path, sizeof q->path, "%s", url);
+        q->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_CONTENT_TYPE);
+        char allow[128];
+        q->route = find_route(q, url, allow, sizeof allow);
+        if (q->route < 0) {
+            if (q->status == 405) {
+                q->allow = strdup(allow);
+                etd_reply_error(q, 405, "method %s not allowed on %s (allowed: %s)", method, q->path,
+                                allow);
+            } else {
+                etd_reply_error(q, 404, "no route %s %s", method, q->path);
+            }
+            return send_reply(q);
+        }
+        const etd_route *rt = &etd_routes[q->route];
+        if (!(rt->flags & ETD_R_PUBLIC) && atomic_load(&s->draining)) {
+            q->close = true;
+            etd_reply_error(q, 503, "server is shutting down");
+            return send_reply(q);
+        }
+        if (!(rt->flags & ETD_R_PUBLIC) && s->cfg.token && !token_ok(s, conn)) {
+            etd_reply_error(q, 401, "missing or wrong bearer token (Authorization: Bearer <token>)");
+            return send_reply(q);
+        }
+        if ((rt->flags & ETD_R_READY) && !atomic_load(&s->ready)) {
+            etd_reply_error(q, 503, "not ready: loading persisted models");
+            return send_reply(q);
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (n > s->cfg.max_body) {
+                q->close = true;
+                etd_reply_error(q, 413, "body of %llu bytes is over the limit of %zu bytes (--max-body)",
+                                n, s->cfg.max_body);
+                return send_reply(q);
+            }
+            if (n > 0 && (rt->flags & ETD_R_BODY)) {
+                q->body = malloc((size_t)n + 1);
+                if (q->body)
+                    q->cap = (size_t)n + 1;
+            }
+        }
+        return MHD_YES;
+    }
+    if (q->answered) { /* early error: drop whatever body still arrives */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (q->too_big || q->len + n > s->cfg.max_body) {
+            q->too_big = true;
+            return MHD_YES;
+        }
+        if (q->len + n + 1 > q->cap) {
+            size_t nc = q->cap ? q->cap : 4096;
+            while (nc < q->len + n + 1)
+                nc *= 2;
+            char *b = realloc(q->body, nc);
+            if (!b)
+                return MHD_NO;
+            q->body = b;
+            q->cap = nc;
+        }
+        memcpy(q->body + q->len, upload_data, n);
+        q->len += n;
+        return MHD_YES;
+    }
+    if (q->too_big) {
+        q->close = true;
+        etd_reply_error(q, 413, "body is over the limit of %zu bytes (--max-body)", s->cfg.max_body);
+        return send_reply(q);
+    }
+    if (!q->body) {
+        q->body = malloc(1);
+        if (!q->body)
+            return MHD_NO;
+    }
+    q->body[q->len] = '\0';
+    etd_routes[q->route].fn(q);
+    if (atomic_load(&s->draining))
+        q->close = true;
+    return send_reply(q);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    etd_server *s = cls;
+    etd_req *q = *con_cls;
+    (void)conn;
+    if (!q)
+        return;
+    double secs = since(&q->t0);
+    int status = q->answered ? q->status : 0;
+    record(q->route, status, secs);
+    if (!s->cfg.quiet) {
+        struct timespec now;
+        struct tm tm;
+        char ts[32];
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        fprintf(stderr, "%s.%03ldZ %s %s %d %.3fms%s\n", ts, now.tv_nsec / 1000000, q->method,
+                q->path, status, secs * 1e3,
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    }
+    if (q->raw_free)
+        free((void *)q->raw);
+    free((void *)q->allow);
+    etd_buf_free(&q->out);
+    free(q->body);
+    free(q);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+etd_server *etd_server_start(const etd_config *c, etd_registry *r, char *err, size_t cap)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gai = getaddrinfo(c->host, NULL, &hints, &ai);
+    if (gai != 0 || !ai) {
+        snprintf(err, cap, "cannot resolve listen address \"%s\": %s", c->host, gai_strerror(gai));
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    bool v6 = ss.ss_family == AF_INET6;
+    if (v6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)c->port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)c->port);
+    if (!is_loopback((struct sockaddr *)&ss) && !c->token && !c->insecure) {
+        snprintf(err, cap, "refusing to listen on non-loopback address %s without a token: set "
+                 "--token-file or EASYTORCH_TOKEN (or pass --insecure)", c->host);
+        return NULL;
+    }
+    etd_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    s->cfg = *c;
+    s->reg = r;
+    atomic_init(&s->ready, false);
+    atomic_init(&s->draining, false);
+    atomic_init(&s->inflight, 0);
+    /* One thread per connection (see docs/server.md): handlers block for
+     * the length of a training call, and a blocked event-loop thread would
+     * stall every other connection it serves, health probes included. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, on_access, s,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, c->timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, c->max_conns,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        snprintf(err, cap, "cannot listen on %s:%u (address in use or not permitted?)", c->host,
+                 c->port);
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : c->port;
+    char shown[300];
+    if (v6)
+        snprintf(shown, sizeof shown, "[%s]:%u", c->host, s->port);
+    else
+        snprintf(shown, sizeof shown, "%s:%u", c->host, s->port);
+    printf("listening on %s\n", shown);
+    fflush(stdout);
+    fprintf(stderr, "easytorchd: listening on %s%s\n", shown, c->token ? " (token required)" : "");
+    return s;
+}
+
+unsigned etd_server_port(const etd_server *s) { return s->port; }
+
+void etd_server_set_ready(etd_server *s, bool ready) { atomic_store(&s->ready, ready); }
+
+void etd_server_shutdown(etd_server *s)
+{
+    if (!s)
+        return;
+    /* Keep accepting while requests finish, so probes see readiness 503
+     * (not a refused connection) and new API calls get a clear 503; then
+     * quiesce (stop listening) and stop. */
+    atomic_store(&s->draining, true);
+    atomic_store(&s->ready, false);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int left;
+    while ((left = atomic_load(&s->inflight)) > 0 && since(&t0) < s->cfg.drain_timeout) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (left > 0)
+        fprintf(stderr, "easytorchd: %d request(s) still running after %.0fs; stopping anyway\n",
+                left, s->cfg.drain_timeout);
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    MHD_stop_daemon(s->d); /* joins connection threads: nothing runs after this */
+    free(s);
+}

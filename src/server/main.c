@@ -1,0 +1,315 @@
+/*
+ * main.c - easytorchd: options, signals, startup and orderly shutdown.
+ *
+ * Startup: parse options (flag > environment > default), bind, load the
+ * persisted models (readiness 503 meanwhile), then serve.  SIGTERM/SIGINT:
+ * readiness 503, stop accepting, finish requests in flight, save every
+ * model, exit 0.  Signals are blocked in every thread and taken with
+ * sigwait() here, so no work happens in a signal handler.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <easytorch/easytorch.h>
+
+#include "server/server.h"
+
+typedef struct opt {
+    const char *flag, *env, *arg, *help;
+} opt;
+
+static const opt opts[] = {
+    {"--listen", "EASYTORCH_LISTEN", "HOST:PORT",
+     "address to listen on (default 127.0.0.1:8080; port 0 picks a free port,\n"
+     "    printed as \"listening on HOST:PORT\"; IPv6 as [::1]:8080)"},
+    {"--token-file", "EASYTORCH_TOKEN_FILE", "PATH",
+     "file holding the bearer token required on every API request\n"
+     "    (the token itself may be given in EASYTORCH_TOKEN instead)"},
+    {"--insecure", "EASYTORCH_INSECURE", NULL,
+     "allow a non-loopback listen address without a token"},
+    {"--data-dir", "EASYTORCH_DATA_DIR", "DIR", "where models are persisted (default ./easytorch-data)"},
+    {"--sync", "EASYTORCH_SYNC", "always|interval",
+     "always: persist every change before acknowledging it; interval (default):\n"
+     "    save changed models every --save-interval seconds, on checkpoint and on exit"},
+    {"--save-interval", "EASYTORCH_SAVE_INTERVAL", "SECONDS", "background save period (default 10)"},
+    {"--max-body", "EASYTORCH_MAX_BODY", "BYTES",
+     "largest request body, suffixes k/M/G allowed (default 64M); larger -> 413"},
+    {"--max-depth", "EASYTORCH_MAX_DEPTH", "N", "deepest JSON nesting accepted (default 32)"},
+    {"--max-elements", "EASYTORCH_MAX_ELEMENTS", "N", "most elements in one tensor (default 16777216)"},
+    {"--max-models", "EASYTORCH_MAX_MODELS", "N", "most models hosted at once (default 1024)"},
+    {"--max-params", "EASYTORCH_MAX_PARAMS", "N", "most scalar parameters per model (default 50000000)"},
+    {"--max-steps", "EASYTORCH_MAX_STEPS", "N", "most optimizer steps in one train call (default 1000000)"},
+    {"--max-history", "EASYTORCH_MAX_HISTORY", "N",
+     "loss-history entries kept per model; the oldest half is dropped beyond (default 100000)"},
+    {"--timeout", "EASYTORCH_TIMEOUT", "SECONDS", "close idle or stalled connections after (default 30)"},
+    {"--max-connections", "EASYTORCH_MAX_CONNECTIONS", "N", "concurrent connections (default 256)"},
+    {"--drain-timeout", "EASYTORCH_DRAIN_TIMEOUT", "SECONDS",
+     "on SIGTERM, wait this long for requests in flight (default 60)"},
+    {"--blas-threads", "EASYTORCH_BLAS_THREADS", "N",
+     "OpenBLAS threads per call (default 1: requests run in parallel instead)"},
+    {"--quiet", "EASYTORCH_QUIET", NULL, "no access log on stderr"},
+    {"--help", NULL, NULL, "this text"},
+    {"--version", NULL, NULL, "print the version"},
+};
+#define NOPTS ((int)(sizeof opts / sizeof opts[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: easytorchd [OPTIONS]\n\n"
+               "HTTP/JSON daemon hosting easytorch models (see docs/API.md).\n\n"
+               "Options (each can also be set by the environment variable shown;\n"
+               "a flag wins over the environment):\n");
+    for (int i = 0; i < NOPTS; i++) {
+        char head[80];
+        snprintf(head, sizeof head, "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
+                 opts[i].arg ? opts[i].arg : "");
+        fprintf(f, "  %-34s %s%s%s\n    %s\n", head, opts[i].env ? "[env " : "",
+                opts[i].env ? opts[i].env : "", opts[i].env ? "]" : "", opts[i].help);
+    }
+    fprintf(f, "\n  EASYTORCH_TOKEN                    the bearer token itself (instead of a file)\n"
+               "\nSignals: SIGTERM/SIGINT drain requests in flight, save every model, exit 0.\n");
+}
+
+static const char *values[NOPTS];
+
+static int find_opt(const char *flag, size_t len)
+{
+    for (int i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, flag, len) == 0)
+            return i;
+    return -1;
+}
+
+static const char *value(const char *flag)
+{
+    int i = find_opt(flag, strlen(flag));
+    if (values[i])
+        return values[i];
+    return opts[i].env ? getenv(opts[i].env) : NULL;
+}
+
+static bool flag_on(const char *flag)
+{
+    const char *v = value(flag);
+    return v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "") != 0;
+}
+
+static int die(const char *fmt, const char *a)
+{
+    fprintf(stderr, "easytorchd: ");
+    fprintf(stderr, fmt, a);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+/* Parse a count with optional k/M/G (binary) suffix. */
+static bool parse_size(const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno)
+        return false;
+    if (*end == 'k' || *end == 'K')
+        v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        v *= 1024.0 * 1024 * 1024, end++;
+    if (*end || !(v >= min && v <= max))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool num_opt(const char *flag, double def, double min, double max, double *out, int *rc)
+{
+    const char *v = value(flag);
+    *out = def;
+    if (v && !parse_size(v, min, max, out)) {
+        fprintf(stderr, "easytorchd: %s: invalid value \"%s\" (expected a number in [%g, %g])\n",
+                flag, v, min, max);
+        *rc = 2;
+        return false;
+    }
+    return true;
+}
+
+static char *read_token_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                     buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    char *t = strdup(buf);
+    memset(buf, 0, sizeof buf);
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        int k = strncmp(a, "--", 2) == 0 ? find_opt(a, len) : -1;
+        if (k < 0)
+            return die("unknown argument \"%s\" (see --help)", a);
+        if (strcmp(opts[k].flag, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(opts[k].flag, "--version") == 0) {
+            printf("easytorchd %s\n", EASYTORCH_VERSION);
+            return 0;
+        }
+        if (!opts[k].arg) {
+            values[k] = eq ? eq + 1 : "1";
+        } else if (eq) {
+            values[k] = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return die("%s needs a value", opts[k].flag);
+            values[k] = argv[++i];
+        }
+    }
+
+    etd_config c;
+    memset(&c, 0, sizeof c);
+    int rc = 0;
+    const char *listen = value("--listen");
+    if (!listen)
+        listen = "127.0.0.1:8080";
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen)
+        return die("--listen: expected HOST:PORT, got \"%s\"", listen);
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || colon[1] == '\0' || port < 0 || port > 65535)
+        return die("--listen: invalid port in \"%s\"", listen);
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') { /* [::1]:8080 */
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= sizeof c.host)
+        return die("--listen: host too long in \"%s\"", listen);
+    memcpy(c.host, listen, hl);
+    c.host[hl] = '\0';
+    c.port = (unsigned)port;
+
+    const char *tf = value("--token-file");
+    if (tf) {
+        c.token = read_token_file(tf);
+        if (!c.token)
+            return die("--token-file: cannot read \"%s\"", tf);
+    } else if (getenv("EASYTORCH_TOKEN")) {
+        c.token = strdup(getenv("EASYTORCH_TOKEN"));
+    }
+    if (c.token && !c.token[0])
+        return die("%s", "the token is empty (--token-file / EASYTORCH_TOKEN)");
+    c.insecure = flag_on("--insecure");
+    c.quiet = flag_on("--quiet");
+    c.data_dir = value("--data-dir") ? value("--data-dir") : "./easytorch-data";
+    const char *sync = value("--sync");
+    if (sync && strcmp(sync, "always") != 0 && strcmp(sync, "interval") != 0)
+        return die("--sync: expected \"always\" or \"interval\", got \"%s\"", sync);
+    c.sync_always = sync && strcmp(sync, "always") == 0;
+    double v;
+    if (!num_opt("--save-interval", 10, 0.01, 86400, &c.save_interval, &rc) ||
+        !num_opt("--max-body", 64.0 * 1024 * 1024, 1, (double)SIZE_MAX / 2, &v, &rc))
+        return rc;
+    c.max_body = (size_t)v;
+    if (!num_opt("--max-depth", 32, 2, 1000, &v, &rc))
+        return rc;
+    c.max_depth = (int)v;
+    if (!num_opt("--max-elements", 16777216, 1, 1e12, &v, &rc))
+        return rc;
+    c.max_elems = (int64_t)v;
+    if (!num_opt("--max-models", 1024, 1, 1e6, &v, &rc))
+        return rc;
+    c.max_models = (int)v;
+    if (!num_opt("--max-params", 5e7, 1, 1e12, &v, &rc))
+        return rc;
+    c.max_params = (int64_t)v;
+    if (!num_opt("--max-steps", 1e6, 1, 1e12, &v, &rc))
+        return rc;
+    c.max_steps = (int64_t)v;
+    if (!num_opt("--max-history", 100000, 2, 1e9, &v, &rc))
+        return rc;
+    c.max_history = (size_t)v;
+    if (!num_opt("--timeout", 30, 1, 86400, &v, &rc))
+        return rc;
+    c.timeout = (unsigned)v;
+    if (!num_opt("--max-connections", 256, 1, 100000, &v, &rc))
+        return rc;
+    c.max_conns = (unsigned)v;
+    if (!num_opt("--drain-timeout", 60, 0, 86400, &c.drain_timeout, &rc))
+        return rc;
+    if (!num_opt("--blas-threads", 1, 1, 1024, &v, &rc))
+        return rc;
+    /* requests are the unit of parallelism: see docs/server.md */
+    openblas_set_num_threads((int)v);
+
+    /* every thread created from here on inherits the blocked set */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[1024];
+    etd_registry_opts ro = {
+        .data_dir = c.data_dir,
+        .sync_always = c.sync_always,
+        .save_interval = c.save_interval,
+        .max_models = c.max_models,
+        .max_params = c.max_params,
+        .max_elems = c.max_elems,
+        .max_steps = c.max_steps,
+        .max_history = c.max_history,
+    };
+    etd_registry *reg = etd_registry_new(&ro, err, sizeof err);
+    if (!reg) {
+        fprintf(stderr, "easytorchd: data dir: %s\n", err);
+        return 1;
+    }
+    etd_server *srv = etd_server_start(&c, reg, err, sizeof err);
+    if (!srv) {
+        fprintf(stderr, "easytorchd: %s\n", err);
+        etd_registry_free(reg);
+        return 1;
+    }
+    etd_registry_load_all(reg);
+    etd_server_set_ready(srv, true);
+    fprintf(stderr, "easytorchd: ready (%d model%s, data dir %s, sync %s)\n",
+            etd_registry_count(reg), etd_registry_count(reg) == 1 ? "" : "s", c.data_dir,
+            c.sync_always ? "always" : "interval");
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    fprintf(stderr, "easytorchd: %s received: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    etd_server_shutdown(srv);
+    int n = etd_registry_count(reg);
+    etd_registry_free(reg); /* saves every changed model */
+    fprintf(stderr, "easytorchd: saved %d model%s, bye\n", n, n == 1 ? "" : "s");
+    if (c.token) {
+        memset(c.token, 0, strlen(c.token));
+        free(c.token);
+    }
+    return 0;
+}

@@ -1,0 +1,317 @@
+/* tensor_json.c - JSON <-> tensor conversion for easytorchd. */
+#include "server/tensor_json.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool etd_number_ok(double v)
+{
+    return isfinite(v) && fabs(v) <= (double)FLT_MAX;
+}
+
+void etd_array_free(etd_array *a)
+{
+    free(a->data);
+    a->data = NULL;
+}
+
+static void fmt_index(char *buf, size_t cap, const int64_t *idx, int depth)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < depth && n + 24 < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "[%lld]", (long long)idx[d]);
+}
+
+static bool bad_number(const char *what, const char *where, double v, char *err, size_t errcap)
+{
+    if (!isfinite(v))
+        snprintf(err, errcap, "%s%s: number is not finite", what, where);
+    else
+        snprintf(err, errcap, "%s%s: %g does not fit in float32", what, where, v);
+    return false;
+}
+
+/* Nested-list form.  The shape is read down the first elements, then every
+ * list is checked against it while the data is copied out. */
+static bool from_nested(const cJSON *j, const char *what, int64_t max_elems, etd_array *a,
+                        char *err, size_t errcap)
+{
+    a->ndim = 0;
+    const cJSON *p = j;
+    while (cJSON_IsArray(p)) {
+        if (a->ndim == ET_MAX_DIMS) {
+            snprintf(err, errcap, "%s: more than %d dimensions", what, ET_MAX_DIMS);
+            return false;
+        }
+        int n = cJSON_GetArraySize(p);
+        a->shape[a->ndim++] = n;
+        if (n == 0)
+            break;
+        p = p->child;
+    }
+    int64_t numel = 1;
+    for (int d = 0; d < a->ndim; d++) {
+        numel *= a->shape[d];
+        if (numel > max_elems) {
+            snprintf(err, errcap, "%s: more than %lld elements", what, (long long)max_elems);
+            return false;
+        }
+    }
+    a->numel = numel;
+    a->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
+    if (!a->data) {
+        snprintf(err, errcap, "%s: out of memory", what);
+        return false;
+    }
+    char where[256];
+    if (a->ndim == 0) {
+        if (!cJSON_IsNumber(j)) {
+            snprintf(err, errcap, "%s: expected a number or a (nested) list of numbers", what);
+            goto fail;
+        }
+        if (!etd_number_ok(j->valuedouble)) {
+            bad_number(what, "", j->valuedouble, err, errcap);
+            goto fail;
+        }
+        a->data[0] = (float)j->valuedouble;
+        return true;
+    }
+    /* iterative walk: stack of list cursors */
+    const cJSON *cur[ET_MAX_DIMS];
+    int64_t idx[ET_MAX_DIMS] = {0};
+    int depth = 0;
+    cur[0] = j;
+    int64_t k = 0;
+    for (;;) {
+        const cJSON *list = cur[depth];
+        if (!cJSON_IsArray(list)) {
+            fmt_index(where, sizeof where, idx, depth);
+            snprintf(err, errcap, "%s%s: expected a list of %lld elements", what, where,
+                     (long long)a->shape[depth]);
+            goto fail;
+        }
+        if (depth == a->ndim - 1) {
+            int64_t n = 0;
+            for (const cJSON *e = list->child; e; e = e->next, n++) {
+                if (n >= a->shape[depth])
+                    break;
+                if (!cJSON_IsNumber(e)) {
+                    idx[depth] = n;
+                    fmt_index(where, sizeof where, idx, depth + 1);
+                    snprintf(err, errcap, "%s%s: expected a number", what, where);
+                    goto fail;
+                }
+                double v = e->valuedouble;
+                if (!etd_number_ok(v)) {
+                    idx[depth] = n;
+                    fmt_index(where, sizeof where, idx, depth + 1);
+                    bad_number(what, where, v, err, errcap);
+                    goto fail;
+                }
+                a->data[k++] = (float)v;
+            }
+            int64_t got = cJSON_GetArraySize(list);
+            if (got != a->shape[depth]) {
+                fmt_index(where, sizeof where, idx, depth);
+                snprintf(err, errcap, "%s%s: ragged list: expected %lld elements, got %lld",
+                         what, where, (long long)a->shape[depth], (long long)got);
+                goto fail;
+            }
+            /* pop finished lists, advance to the next sibling */
+            for (;;) {
+                if (depth == 0)
+                    return true;
+                depth--;
+                const cJSON *next = cur[depth + 1]->next;
+                idx[depth]++;
+                if (next) {
+                    if (idx[depth] >= a->shape[depth]) {
+                        fmt_index(where, sizeof where, idx, depth);
+                        snprintf(err, errcap, "%s%s: ragged list: expected %lld elements",
+                                 what, where, (long long)a->shape[depth]);
+                        goto fail;
+                    }
+                    cur[++depth] = next;
+                    idx[depth] = 0;
+                    break;
+                }
+                if (idx[depth] != a->shape[depth]) {
+                    fmt_index(where, sizeof where, idx, depth);
+                    snprintf(err, errcap, "%s%s: ragged list: expected %lld elements, got %lld",
+                             what, where, (long long)a->shape[depth], (long long)idx[depth]);
+                    goto fail;
+                }
+            }
+        } else {
+            if (cJSON_GetArraySize(list) != a->shape[depth]) {
+                fmt_index(where, sizeof where, idx, depth);
+                snprintf(err, errcap, "%s%s: ragged list: expected %lld elements, got %d",
+                         what, where, (long long)a->shape[depth], cJSON_GetArraySize(list));
+                goto fail;
+            }
+            if (a->shape[depth] == 0) /* only reached when an inner dim is 0 */
+                return true;
+            cur[depth + 1] = list->child;
+            depth++;
+            idx[depth] = 0;
+        }
+    }
+fail:
+    etd_array_free(a);
+    return false;
+}
+
+static bool from_object(const cJSON *j, const char *what, int64_t max_elems, etd_array *a,
+                        char *err, size_t errcap)
+{
+    const cJSON *shape = NULL, *data = NULL;
+    for (const cJSON *e = j->child; e; e = e->next) {
+        if (strcmp(e->string, "shape") == 0 && !shape)
+            shape = e;
+        else if (strcmp(e->string, "data") == 0 && !data)
+            data = e;
+        else {
+            snprintf(err, errcap, "%s.%s: unknown or repeated field (expected \"shape\" and \"data\")",
+                     what, e->string);
+            return false;
+        }
+    }
+    if (!cJSON_IsArray(shape)) {
+        snprintf(err, errcap, "%s.shape: expected a list of non-negative integers", what);
+        return false;
+    }
+    if (!cJSON_IsArray(data)) {
+        snprintf(err, errcap, "%s.data: expected a flat list of numbers", what);
+        return false;
+    }
+    int nd = cJSON_GetArraySize(shape);
+    if (nd > ET_MAX_DIMS) {
+        snprintf(err, errcap, "%s.shape: more than %d dimensions", what, ET_MAX_DIMS);
+        return false;
+    }
+    a->ndim = nd;
+    int64_t numel = 1;
+    int d = 0;
+    for (const cJSON *e = shape->child; e; e = e->next, d++) {
+        double v = e->valuedouble;
+        if (!cJSON_IsNumber(e) || !(v >= 0) || v != floor(v) || v > (double)max_elems) {
+            snprintf(err, errcap, "%s.shape[%d]: expected a non-negative integer", what, d);
+            return false;
+        }
+        a->shape[d] = (int64_t)v;
+        numel *= a->shape[d];
+        if (numel > max_elems) {
+            snprintf(err, errcap, "%s: more than %lld elements", what, (long long)max_elems);
+            return false;
+        }
+    }
+    int64_t got = cJSON_GetArraySize(data);
+    if (got != numel) {
+        snprintf(err, errcap, "%s.data: shape needs %lld numbers, got %lld", what,
+                 (long long)numel, (long long)got);
+        return false;
+    }
+    a->numel = numel;
+    a->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
+    if (!a->data) {
+        snprintf(err, errcap, "%s: out of memory", what);
+        return false;
+    }
+    int64_t k = 0;
+    for (const cJSON *e = data->child; e; e = e->next, k++) {
+        if (!cJSON_IsNumber(e)) {
+            snprintf(err, errcap, "%s.data[%lld]: expected a number", what, (long long)k);
+            etd_array_free(a);
+            return false;
+        }
+        if (!etd_number_ok(e->valuedouble)) {
+            char where[48];
+            snprintf(where, sizeof where, ".data[%lld]", (long long)k);
+            bad_number(what, where, e->valuedouble, err, errcap);
+            etd_array_free(a);
+            return false;
+        }
+        a->data[k] = (float)e->valuedouble;
+    }
+    return true;
+}
+
+bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems, etd_array *a,
+                         char *err, size_t errcap)
+{
+    memset(a, 0, sizeof *a);
+    if (!j) {
+        snprintf(err, errcap, "%s: missing", what);
+        return false;
+    }
+    if (cJSON_IsObject(j))
+        return from_object(j, what, max_elems, a, err, errcap);
+    return from_nested(j, what, max_elems, a, err, errcap);
+}
+
+et_tensor *etd_tensor_from_json(const cJSON *j, const char *what, int64_t max_elems, char *err,
+                                size_t errcap)
+{
+    etd_array a;
+    if (!etd_array_from_json(j, what, max_elems, &a, err, errcap))
+        return NULL;
+    et_tensor *t = et_tensor_new(a.data, a.shape, a.ndim);
+    etd_array_free(&a);
+    if (!t)
+        snprintf(err, errcap, "%s: %s", what, et_errmsg());
+    return t;
+}
+
+/* Run fn on a contiguous float copy of t (no copy when already contiguous). */
+static const float *contiguous_data(const et_tensor *t, float **owned)
+{
+    *owned = NULL;
+    if (et_is_contiguous(t))
+        return et_data_const(t);
+    int64_t n = et_numel(t);
+    float *p = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!p)
+        return NULL;
+    et_copy_to(t, p);
+    *owned = p;
+    return p;
+}
+
+void etd_json_tensor(etd_buf *b, const et_tensor *t)
+{
+    float *owned;
+    const float *p = contiguous_data(t, &owned);
+    if (!p) {
+        b->oom = true;
+        return;
+    }
+    etd_json_nested(b, p, et_shape(t), et_ndim(t));
+    free(owned);
+}
+
+void etd_json_tensor_flat(etd_buf *b, const et_tensor *t)
+{
+    float *owned;
+    const float *p = contiguous_data(t, &owned);
+    if (!p) {
+        b->oom = true;
+        return;
+    }
+    etd_json_floats(b, p, et_numel(t));
+    free(owned);
+}
+
+void etd_json_shape(etd_buf *b, const et_tensor *t)
+{
+    etd_buf_putc(b, '[');
+    for (int d = 0; d < et_ndim(t); d++) {
+        if (d)
+            etd_buf_putc(b, ',');
+        etd_json_i64(b, et_shape(t)[d]);
+    }
+    etd_buf_putc(b, ']');
+}

@@ -1,0 +1,46 @@
+/*
+ * tensor_json.h - tensors in JSON (internal to easytorchd).
+ *
+ * Accepted forms (api-contract.md): nested arrays of numbers exactly as
+ * torch.tensor(x).tolist() gives (a bare number is a 0-d tensor), or
+ * {"shape": [..], "data": [flat numbers]}.  Every number must be finite
+ * and fit in float32; ragged lists, rank > ET_MAX_DIMS and more than
+ * `max_elems` elements are rejected with a message naming `what`.
+ */
+#ifndef EASYTORCHD_TENSOR_JSON_H
+#define EASYTORCHD_TENSOR_JSON_H
+
+#include <cjson/cJSON.h>
+#include <easytorch/easytorch.h>
+
+#include "server/jsonout.h"
+
+/* Parsed, still-unowned tensor data: malloc'ed floats + shape. */
+typedef struct etd_array {
+    float *data;            /* numel floats, caller frees with free() */
+    int64_t shape[ET_MAX_DIMS];
+    int ndim;
+    int64_t numel;
+} etd_array;
+
+/* Parse j into a; false + message in err (e.g. "inputs[3]: expected 4
+ * elements, got 3") on bad input. */
+bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems,
+                         etd_array *a, char *err, size_t errcap);
+void etd_array_free(etd_array *a);
+
+/* Tensor from JSON (new reference, or NULL + err). */
+et_tensor *etd_tensor_from_json(const cJSON *j, const char *what, int64_t max_elems,
+                                char *err, size_t errcap);
+
+/* Write t as nested arrays (a bare number for 0-d). */
+void etd_json_tensor(etd_buf *b, const et_tensor *t);
+/* Write t's elements flat: [a,b,...]. */
+void etd_json_tensor_flat(etd_buf *b, const et_tensor *t);
+/* Write a JSON array of t's shape. */
+void etd_json_shape(etd_buf *b, const et_tensor *t);
+
+/* Finite number that fits in float32? */
+bool etd_number_ok(double v);
+
+#endif
