@@ -1,0 +1,525 @@
+"""HTTP client for easytorchd (see /work/shared/api-contract.md, docs/API.md).
+
+Standard library only. When NumPy is importable, tensors go out in the compact
+``{"shape": [...], "data": [...]}`` form and come back as ``numpy.ndarray``
+(float32, like torch's default dtype); without NumPy they are nested lists.
+"""
+
+import collections
+import http.client
+import json
+import os
+import random
+import socket
+import sys
+import time
+import urllib.parse
+
+try:  # NumPy is optional: used when present.
+    import numpy as _np
+except ImportError:  # pragma: no cover - exercised by Client(numpy=False)
+    _np = None
+
+from ._progress import Progress
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class EasytorchError(Exception):
+    """An error answered by the daemon (``status`` is the HTTP status and
+    ``message`` the body's ``"error"``), or ``status`` None when the daemon
+    could not be reached or answered something that is not the contract."""
+
+    def __init__(self, status, message, method=None, path=None):
+        self.status = status
+        self.message = message
+        self.method = method
+        self.path = path
+        where = "%s %s: " % (method, path) if method else ""
+        code = "%s " % status if status is not None else ""
+        super().__init__("%s%s%s" % (where, code, message))
+
+
+def _is_ndarray(x):
+    return _np is not None and isinstance(x, _np.ndarray)
+
+
+def encode_tensor(x):
+    """A tensor-like value (ndarray, torch tensor, nested lists, number) as
+    JSON-ready data. NumPy arrays use the flat ``{"shape", "data"}`` form."""
+    if _np is not None and not isinstance(x, (list, tuple, int, float)):
+        if hasattr(x, "detach"):  # a torch.Tensor
+            x = x.detach().cpu().numpy()
+        if _is_ndarray(x) or isinstance(x, _np.generic):
+            x = _np.asarray(x)
+            if x.dtype.kind in "iub":
+                data = x.ravel().tolist()
+            else:
+                data = x.astype(_np.float64, copy=False).ravel().tolist()
+            return {"shape": list(x.shape), "data": data}
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, tuple):
+        return [encode_tensor(v) for v in x]
+    return x
+
+
+def _shape_of(nested):
+    shape = []
+    while isinstance(nested, list):
+        shape.append(len(nested))
+        if not nested:
+            break
+        nested = nested[0]
+    return shape
+
+
+def _unflatten(data, shape):
+    if not shape:
+        return data[0] if isinstance(data, list) else data
+    if len(shape) == 1:
+        return list(data)
+    step = 1
+    for d in shape[1:]:
+        step *= d
+    return [_unflatten(data[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def _row_count(x):
+    if _is_ndarray(x):
+        return x.shape[0]
+    if hasattr(x, "shape") and hasattr(x, "__getitem__"):
+        return int(x.shape[0])
+    return len(x)
+
+
+def _take_rows(x, idx):
+    """Rows ``idx`` (a list of ints) of ``x``, keeping its kind."""
+    if _is_ndarray(x):
+        return x[idx]
+    if hasattr(x, "detach") and _np is not None:
+        return x.detach().cpu().numpy()[idx]
+    return [x[i] for i in idx]
+
+
+def _slice_rows(x, start, stop):
+    return x[start:stop]
+
+
+class Client:
+    """A connection to one easytorchd.
+
+    ``url`` defaults to ``$EASYTORCH_URL`` or http://127.0.0.1:8080 and
+    ``token`` to ``$EASYTORCH_TOKEN`` (sent as ``Authorization: Bearer``).
+    ``numpy``: True/False forces ndarray/list results; None uses NumPy when
+    it is installed.
+    """
+
+    def __init__(self, url=None, token=None, timeout=600.0, numpy=None):
+        url = url or os.environ.get("EASYTORCH_URL") or DEFAULT_URL
+        if "://" not in url:
+            url = "http://" + url
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("url: scheme must be http or https, not %r" % parts.scheme)
+        self.url = url.rstrip("/")
+        self._scheme = parts.scheme
+        self._netloc = parts.netloc
+        self._prefix = parts.path.rstrip("/")
+        if token is None:
+            token = os.environ.get("EASYTORCH_TOKEN") or None
+        self.token = token
+        self.timeout = timeout
+        if numpy and _np is None:
+            raise ValueError("numpy=True but NumPy is not installed")
+        self.use_numpy = (_np is not None) if numpy is None else bool(numpy)
+        self._conn = None
+
+    def __repr__(self):
+        return "Client(%r)" % self.url
+
+    # -- transport -------------------------------------------------------
+    def _connect(self):
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        return cls(self._netloc, timeout=self.timeout)
+
+    def close(self):
+        """Close the kept-alive connection (a later request reopens one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def request(self, method, path, body=None, data=None, content_type=None, raw=False):
+        """Send one request and return the decoded JSON answer (or the bytes
+        when ``raw``). ``body`` is sent as JSON, ``data`` as bytes. Raises
+        EasytorchError on any non-2xx answer."""
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        if body is not None:
+            try:
+                data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
+            except ValueError as e:  # NaN/inf are not JSON and the daemon rejects them
+                raise ValueError("%s %s: %s (NaN and infinity cannot be sent)" % (method, path, e))
+            content_type = "application/json"
+        if data is not None:
+            headers["Content-Type"] = content_type or "application/octet-stream"
+        full = self._prefix + path
+        status, ctype, payload = self._send(method, full, data, headers)
+        if not 200 <= status < 300:
+            message = None
+            try:
+                message = json.loads(payload.decode("utf-8")).get("error")
+            except Exception:
+                pass
+            if not message:
+                message = payload.decode("utf-8", "replace").strip() or http.client.responses.get(status, "error")
+            raise EasytorchError(status, message, method, path)
+        if raw:
+            return payload
+        if not payload:
+            return {}
+        try:
+            return json.loads(payload.decode("utf-8"))
+        except ValueError:
+            raise EasytorchError(status, "answer is not JSON (content-type %s)" % ctype, method, path)
+
+    def _send(self, method, path, data, headers):
+        for attempt in (0, 1):
+            fresh = self._conn is None
+            if fresh:
+                self._conn = self._connect()
+            try:
+                try:
+                    self._conn.request(method, path, body=data, headers=headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The daemon may answer before reading the whole body (413
+                    # for a body over its limit) and close: read that answer.
+                    if data is None or len(data) < 65536:
+                        raise
+                resp = self._conn.getresponse()
+                payload = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return resp.status, resp.getheader("Content-Type", ""), payload
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest, http.client.BadStatusLine) as e:
+                # A kept-alive connection the daemon closed while idle: retry
+                # once on a new one. A fresh connection failing is real.
+                self.close()
+                if fresh or attempt:
+                    raise EasytorchError(None, "connection to %s failed: %s" % (self.url, e), method, path)
+            except (OSError, socket.timeout) as e:
+                self.close()
+                raise EasytorchError(None, "cannot reach %s: %s" % (self.url, e), method, path)
+
+    # -- tensors -----------------------------------------------------------
+    def _tensor(self, value):
+        """A tensor from the daemon as ndarray (float32) or nested lists."""
+        if isinstance(value, dict) and "data" in value and "shape" in value:
+            if self.use_numpy:
+                return _np.asarray(value["data"], dtype=_np.float32).reshape(value["shape"])
+            return _unflatten(value["data"], value["shape"])
+        if self.use_numpy:
+            return _np.asarray(value, dtype=_np.float32)
+        return value
+
+    def _tensors(self, mapping):
+        out = collections.OrderedDict()
+        for k, v in mapping.items():
+            out[k] = self._tensor(v)
+        return out
+
+    # -- daemon ------------------------------------------------------------
+    def health(self):
+        """GET /healthz: the daemon's status dict (raises if it is down)."""
+        return self.request("GET", "/healthz")
+
+    def ready(self):
+        """True once the daemon has loaded its persisted models."""
+        try:
+            self.request("GET", "/readyz")
+            return True
+        except EasytorchError as e:
+            if e.status == 503:
+                return False
+            raise
+
+    def wait_ready(self, timeout=30.0):
+        """Poll /readyz until it answers 200; raises EasytorchError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.ready():
+                    return
+            except EasytorchError as e:
+                if e.status is not None or time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise EasytorchError(503, "daemon not ready after %gs" % timeout)
+            time.sleep(0.05)
+
+    # -- models ------------------------------------------------------------
+    def create(self, name, layers, loss, optimizer, scheduler=None, seed=None):
+        """Define a model on the daemon (POST /v1/models) and return it.
+
+        ``layers``: a list of dicts such as ``{"type": "Linear", "in_features": 1,
+        "out_features": 16}`` (see easytorch_client.nn for helpers; a bare
+        string like ``"ReLU"`` means a layer without arguments). ``loss``,
+        ``optimizer`` and ``scheduler`` are dicts or bare type names
+        (easytorch_client.optim has helpers). Raises EasytorchError 409 if the
+        name is taken, 400 if the spec is bad."""
+        spec = {
+            "name": name,
+            "layers": [_as_spec(l) for l in layers],
+            "loss": _as_spec(loss),
+            "optimizer": _as_spec(optimizer),
+        }
+        if scheduler is not None:
+            spec["scheduler"] = _as_spec(scheduler)
+        if seed is not None:
+            spec["seed"] = seed
+        self.request("POST", "/v1/models", spec)
+        return Model(self, name)
+
+    def model(self, name):
+        """The existing model ``name`` (raises EasytorchError 404 if there is none)."""
+        m = Model(self, name)
+        m.info()
+        return m
+
+    def models(self):
+        """All models the daemon hosts, as Model handles (GET /v1/models)."""
+        return [Model(self, m["name"]) for m in self.request("GET", "/v1/models")["models"]]
+
+    def list_models(self):
+        """GET /v1/models as the daemon answers it: a list of {"name", "step", "loss"}."""
+        return self.request("GET", "/v1/models")["models"]
+
+    def delete(self, name):
+        """Delete model ``name`` and its files."""
+        Model(self, name).delete()
+
+
+def _as_spec(x):
+    if isinstance(x, str):
+        return {"type": x}
+    if isinstance(x, dict):
+        return dict(x)
+    if hasattr(x, "spec"):
+        return x.spec()
+    raise TypeError("expected a dict or a type name, got %r" % (x,))
+
+
+def _quote(name):
+    return urllib.parse.quote(name, safe="")
+
+
+class Model:
+    """A model hosted by the daemon. Every method is one or more HTTP calls;
+    the Model object itself holds no state besides its name."""
+
+    def __init__(self, client, name):
+        self.client = client
+        self.name = name
+        self._path = "/v1/models/" + _quote(name)
+
+    def __repr__(self):
+        return "Model(%r)" % self.name
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and other.name == self.name and other.client is self.client
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def _req(self, method, suffix="", body=None, **kw):
+        return self.client.request(method, self._path + suffix, body, **kw)
+
+    # -- description ---------------------------------------------------------
+    def info(self):
+        """GET /v1/models/{name}: {"name", "spec", "parameters", "step", "pending_batches", "loss"}."""
+        return self._req("GET")
+
+    @property
+    def spec(self):
+        return self.info()["spec"]
+
+    @property
+    def num_steps(self):
+        """Optimizer steps taken so far."""
+        return self.info()["step"]
+
+    @property
+    def last_loss(self):
+        """The last training loss (None before any)."""
+        return self.info()["loss"]
+
+    @property
+    def num_parameters(self):
+        return self.info()["parameters"]
+
+    # -- inference -------------------------------------------------------------
+    def predict(self, x, batch_size=None):
+        """Outputs for inputs ``x`` ([batch, ...]) in evaluation mode. With
+        ``batch_size`` the rows are sent in chunks of that size (and in
+        halves when a request is over the daemon's body limit)."""
+        n = _row_count(x)
+        if batch_size is None or n <= batch_size:
+            try:
+                return self.client._tensor(self._req("POST", "/predict", {"inputs": encode_tensor(x)})["outputs"])
+            except EasytorchError as e:
+                if e.status != 413 or n < 2:
+                    raise
+                batch_size = (n + 1) // 2  # over the body limit: send halves
+        parts = []
+        for i in range(0, n, batch_size):
+            parts.append(self.predict(_slice_rows(x, i, i + batch_size)))
+        if self.client.use_numpy:
+            return _np.concatenate(parts, axis=0)
+        return [row for p in parts for row in p]
+
+    __call__ = predict
+
+    # -- training ----------------------------------------------------------------
+    def push(self, x, y):
+        """Forward and backward one batch; gradients accumulate until step().
+        Returns the batch's loss."""
+        return self._req("POST", "/batches", {"inputs": encode_tensor(x), "targets": encode_tensor(y)})["loss"]
+
+    def step(self):
+        """Apply the optimizer to the accumulated gradients, zero them and step
+        the scheduler. Returns {"step": new step count, "lr": lr used}; raises
+        EasytorchError 409 when no batch is pending."""
+        return self._req("POST", "/step")
+
+    def train(self, x, y, epochs=1, batch_size=None, shuffle=False):
+        """One POST /train: the daemon runs the epochs. Returns {"step", "loss", "losses"}."""
+        body = {"inputs": encode_tensor(x), "targets": encode_tensor(y), "epochs": epochs, "shuffle": bool(shuffle)}
+        if batch_size is not None:
+            body["batch_size"] = batch_size
+        return self._req("POST", "/train", body)
+
+    def fit(self, x, y, epochs=1, batch_size=32, shuffle=True, seed=None, verbose=True,
+            rows_per_request=8192, file=None):
+        """Train like a PyTorch loop: for each epoch, for each minibatch of
+        ``batch_size`` rows (in a fresh random order when ``shuffle``, drawn
+        from ``random.Random(seed)``): zero grads, forward, loss, backward,
+        step. Minibatches are sent a few at a time over POST /train. Shows a
+        progress bar (epoch, step, loss) on stderr unless ``verbose`` is False.
+        Returns {"loss": [mean loss of each epoch], "step": final step count}."""
+        n = _row_count(x)
+        if n != _row_count(y):
+            raise ValueError("fit: x has %d rows but y has %d" % (n, _row_count(y)))
+        if n == 0:
+            raise ValueError("fit: no rows")
+        if batch_size is None or batch_size <= 0 or batch_size > n:
+            batch_size = n
+        per_request = max(1, rows_per_request // batch_size) * batch_size
+        rng = random.Random(seed)
+        steps_per_epoch = (n + batch_size - 1) // batch_size
+        bar = Progress(epochs, steps_per_epoch, file or sys.stderr) if verbose else None
+        history = {"loss": [], "step": None}
+        step = None
+        for epoch in range(epochs):
+            order = list(range(n))
+            if shuffle:
+                rng.shuffle(order)
+            total, count = 0.0, 0
+            start = 0
+            while start < n:
+                idx = order[start:start + per_request]
+                xb = _take_rows(x, idx) if shuffle else _slice_rows(x, start, start + per_request)
+                yb = _take_rows(y, idx) if shuffle else _slice_rows(y, start, start + per_request)
+                try:
+                    res = self.train(xb, yb, epochs=1, batch_size=batch_size, shuffle=False)
+                except EasytorchError as e:
+                    # Over the daemon's body limit (nothing was trained): send
+                    # fewer minibatches per request from now on.
+                    if e.status == 413 and per_request > batch_size:
+                        per_request = max(batch_size, (per_request // 2) // batch_size * batch_size)
+                        continue
+                    raise
+                losses = res.get("losses") or [res["loss"]]
+                rows = len(idx)
+                for i, l in enumerate(losses):
+                    size = min(batch_size, rows - i * batch_size)
+                    total += l * size
+                    count += size
+                step = res["step"]
+                start += rows
+                if bar:
+                    bar.update(epoch + 1, (start + batch_size - 1) // batch_size, step, losses[-1])
+            history["loss"].append(total / count if count else float("nan"))
+            if bar:
+                bar.end_epoch(epoch + 1, step, history["loss"][-1])
+        if bar:
+            bar.close()
+        history["step"] = step
+        return history
+
+    def loss_history(self, since=None):
+        """[(step, loss), ...] recorded after step ``since`` (all when None)."""
+        suffix = "/loss" if since is None else "/loss?since=%d" % int(since)
+        return [(int(s), l) for s, l in self._req("GET", suffix)["history"]]
+
+    # -- gradients and parameters ----------------------------------------------------
+    def gradients(self, x=None, y=None):
+        """Without arguments: the gradients accumulated since the last step,
+        {name: tensor}. With a batch ``x, y``: that batch's own gradients
+        (nothing accumulates), as {"loss", "gradients", "input_gradient"}."""
+        if x is None and y is None:
+            return self.client._tensors(self._req("GET", "/gradients")["gradients"])
+        if x is None or y is None:
+            raise ValueError("gradients: give both x and y, or neither")
+        res = self._req("POST", "/gradients", {"inputs": encode_tensor(x), "targets": encode_tensor(y)})
+        out = {"loss": res.get("loss"), "gradients": self.client._tensors(res["gradients"])}
+        if "input_gradient" in res:
+            out["input_gradient"] = self.client._tensor(res["input_gradient"])
+        return out
+
+    def parameters(self):
+        """{name: tensor}, named as torch.nn.Sequential's state_dict ("0.weight", ...)."""
+        return self.client._tensors(self._req("GET", "/parameters")["parameters"])
+
+    def state_dict(self):
+        """The parameters as an OrderedDict, like torch.nn.Module.state_dict()."""
+        return self.parameters()
+
+    def load_state_dict(self, state_dict):
+        """Replace every parameter (PUT /parameters). The daemon checks every
+        name and shape first and changes nothing if one is wrong. Accepts
+        ndarrays, torch tensors or nested lists."""
+        body = {"parameters": {k: encode_tensor(v) for k, v in state_dict.items()}}
+        self._req("PUT", "/parameters", body)
+
+    def safetensors(self):
+        """The parameters as the bytes of a safetensors file."""
+        return self._req("GET", "/parameters?format=safetensors", raw=True)
+
+    def save(self, path):
+        """Download the parameters into a safetensors file at ``path``."""
+        data = self.safetensors()
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def load(self, path):
+        """Replace the parameters from a safetensors file."""
+        with open(path, "rb") as f:
+            data = f.read()
+        self._req("PUT", "/parameters", data=data, content_type="application/octet-stream")
+
+    def checkpoint(self):
+        """Ask the daemon to make the current state durable (survives kill -9)."""
+        return self._req("POST", "/checkpoint")
+
+    def delete(self):
+        """Delete the model and its files on the daemon."""
+        self._req("DELETE")

@@ -1,0 +1,294 @@
+// The dashboard in a real browser against a real easytorchd.
+//
+//   node test_dashboard.mjs --easytorchd PATH [--out DIR]
+//
+// Starts the daemon with a token on a free port, opens the page in Debian's
+// /usr/bin/chromium (driven by playwright-core from ./node_modules: run
+// `npm ci` in tests/clients; the test runs it when node_modules is missing), gives the token when the page asks,
+// trains a model over HTTP while the page is open and checks that the chart
+// gains points during training, that the step shown matches
+// GET /v1/models/{name}, that nothing is loaded from anywhere but the daemon,
+// and takes screenshots (wide, phone, log scale) into DIR (default: the
+// current folder). Ends with `N passed, M failed`.
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
+};
+const EXE = opt('--easytorchd', process.env.EASYTORCHD);
+const OUT = path.resolve(opt('--out', process.env.SCREENSHOT_DIR || '.'));
+const CHROMIUM = opt('--chromium', '/usr/bin/chromium');
+const TOKEN = 'dashboard-test-token-42';
+
+let passed = 0, failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) { passed++; console.log(`ok: ${name}${detail ? ` (${detail})` : ''}`); }
+  else { failed++; console.log(`FAIL: ${name}${detail ? `: ${detail}` : ''}`); }
+  return ok;
+}
+function finish() {
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed || !passed ? 1 : 0);
+}
+
+// Waits for cond() to hold; the limit only turns a hang into a failure.
+async function waitFor(cond, limitMs = 20000, everyMs = 100) {
+  const end = Date.now() + limitMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > end) return v;
+    await sleep(everyMs);
+  }
+}
+
+function startDaemon(exe, token) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'et-dash-'));
+  const tokenFile = path.join(dir, 'token');
+  writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
+  const env = { ...process.env };
+  delete env.EASYTORCH_TOKEN;
+  delete env.EASYTORCH_LISTEN;
+  const proc = spawn(exe, ['--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'), '--token-file', tokenFile],
+    { stdio: ['ignore', 'ignore', 'pipe'], env });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('easytorchd printed no "listening on":\n' + log)), 60000);
+    proc.stderr.on('data', (chunk) => {
+      log += chunk.toString();
+      if (log.length > 200000) log = log.slice(-100000);
+      const m = /listening on (\S+):(\d+)/.exec(log);
+      if (m && timer) {
+        clearTimeout(timer);
+        resolve({ proc, dir, url: `http://127.0.0.1:${m[2]}`, log: () => log });
+      }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`easytorchd exited (${code}):\n${log}`)); });
+  });
+}
+
+async function main() {
+  if (!EXE || !existsSync(EXE)) {
+    check('easytorchd given with --easytorchd', false, String(EXE));
+    return finish();
+  }
+  if (!existsSync(CHROMIUM)) {
+    check(`${CHROMIUM} exists`, false, 'apt-get install chromium');
+    return finish();
+  }
+  let chromium;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  if (!existsSync(path.join(here, 'node_modules', 'playwright-core'))) {
+    // node_modules is git-ignored: install the locked version from the npm registry.
+    console.log(`playwright-core missing: npm ci in ${here}`);
+    const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
+    if (r.status !== 0) console.log(`npm ci failed (${r.status ?? r.error})`);
+  }
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    check('playwright-core is installed', false, `run \`npm ci\` in tests/clients (${e.message})`);
+    return finish();
+  }
+  mkdirSync(OUT, { recursive: true });
+
+  const d = await startDaemon(EXE, TOKEN);
+  const auth = { Authorization: `Bearer ${TOKEN}` };
+  async function api(method, p, body) {
+    const res = await fetch(d.url + p, {
+      method, headers: body ? { ...auth, 'Content-Type': 'application/json' } : auth,
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const j = await res.json().catch(() => null);
+    if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${JSON.stringify(j)}`);
+    return j;
+  }
+  await waitFor(async () => (await fetch(d.url + '/readyz').catch(() => ({ ok: false }))).ok, 30000);
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const origin = new URL(d.url).origin;
+  const foreign = [];
+  const errors = [];
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const lossPolls = [];
+  page.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(origin + '/') && !u.startsWith('data:')) foreign.push(u);
+    if (/\/v1\/models\/sine\/loss/.test(u)) lossPolls.push(new URL(u).searchParams.get('since'));
+  });
+  page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
+  page.on('console', (m) => {
+    // the first polls get 401 until the token is given: that is expected
+    if (m.type() === 'error' && !/status of 401/.test(m.text())) errors.push('console: ' + m.text());
+  });
+
+  try {
+    // -- the page, its token prompt --------------------------------------------------
+    const resp = await page.goto(d.url + '/');
+    check('GET / serves the dashboard without a token', resp && resp.status() === 200, String(resp && resp.status()));
+    check('the page has the dashboard title', (await page.title()).includes('easytorch'), await page.title());
+    const asked = await waitFor(() => page.isVisible('#auth'), 10000);
+    check('the page asks for a token after a 401', asked);
+    check('the token field has a label', await page.evaluate(() => {
+      const i = document.getElementById('token');
+      return !!(i && i.labels && i.labels.length && i.labels[0].textContent.trim());
+    }));
+    await page.fill('#token', TOKEN);
+    await page.click('#token-form button[type=submit]');
+    const emptyShown = await waitFor(() => page.isVisible('#empty'), 10000);
+    check('with the token, the page lists no models yet', emptyShown && !(await page.isVisible('#auth')));
+    check('the token is kept in localStorage',
+      (await page.evaluate(() => localStorage.getItem('easytorch.token'))) === TOKEN);
+
+    // -- a model appears by itself ----------------------------------------------------
+    const N = 256, xs = [], ys = [];
+    for (let i = 0; i < N; i++) { const x = -Math.PI + 2 * Math.PI * i / (N - 1); xs.push([x]); ys.push([Math.sin(x)]); }
+    await api('POST', '/v1/models', {
+      name: 'sine',
+      layers: [{ type: 'Linear', in_features: 1, out_features: 32 }, { type: 'Tanh' },
+        { type: 'Linear', in_features: 32, out_features: 1 }],
+      loss: { type: 'MSELoss' },
+      optimizer: { type: 'SGD', lr: 0.05, momentum: 0.9 },
+      scheduler: { type: 'StepLR', step_size: 400, gamma: 0.5 },
+      seed: 0,
+    });
+    const card = '#models article[data-model="sine"]';
+    check('a new model shows up as a card', !!(await waitFor(() => page.$(card), 10000)));
+    check('the card is headed by the model name',
+      (await page.textContent(`${card} h3`).catch(() => '')) === 'sine');
+
+    // -- train while the page is open: the chart must grow while it runs --------------
+    const seen = [];
+    let training = true;
+    const sampler = (async () => {
+      while (training) {
+        const n = Number(await page.getAttribute(`${card} canvas`, 'data-points').catch(() => NaN));
+        if (Number.isFinite(n) && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
+        await sleep(150);
+      }
+    })();
+    let rounds = 0;
+    const t0 = Date.now();
+    while (rounds < 60 || Date.now() - t0 < 6000) {   // at least ~6 s of training: several polls
+      await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32, shuffle: true });
+      rounds++;
+      await sleep(100);
+      if (rounds > 2000) break;
+    }
+    training = false;
+    await sampler;
+    const grew = seen.filter((n, i) => i > 0 && n > seen[i - 1]).length;
+    check('the chart gained points while training ran', grew >= 3,
+      `point counts seen during training: ${seen.slice(0, 12).join(', ')}${seen.length > 12 ? ', …' : ''}`);
+
+    const sinces = lossPolls.filter((k) => k !== null).map(Number);
+    check('polls after the first ask only for new points (?since=K, K growing)',
+      lossPolls.length >= 3 && lossPolls[0] === null && sinces.length === lossPolls.length - 1 &&
+      sinces.every((k, i) => i === 0 || k >= sinces[i - 1]) && sinces[sinces.length - 1] > 0,
+      `since: ${lossPolls.slice(0, 8).join(', ')}${lossPolls.length > 8 ? ', …' : ''}`);
+
+    // -- after training: what the page shows matches the daemon ------------------------
+    const info = await api('GET', '/v1/models/sine');
+    const hist = await api('GET', '/v1/models/sine/loss');
+    const settled = await waitFor(async () =>
+      Number(await page.getAttribute(card, 'data-step')) === info.step, 15000);
+    check('the step shown matches GET /v1/models/sine', !!settled,
+      `page ${await page.getAttribute(card, 'data-step')}, daemon ${info.step}`);
+    const stepText = (await page.textContent(`${card} .step`)).replace(/[^0-9]/g, '');
+    check('the step text matches too', Number(stepText) === info.step, `${stepText} vs ${info.step}`);
+    const pts = Number(await page.getAttribute(`${card} canvas`, 'data-points'));
+    check('the chart holds every point of the loss history', pts === hist.history.length,
+      `${pts} points, history ${hist.history.length}`);
+    const paramsText = (await page.textContent(`${card} .params`)).replace(/[^0-9]/g, '');
+    check('the parameter count is shown', Number(paramsText) === info.parameters, `${paramsText} vs ${info.parameters}`);
+    const lrText = await page.textContent(`${card} .lr`);
+    const wantLr = typeof info.lr === 'number' ? info.lr : 0.05 * Math.pow(0.5, Math.floor(info.step / 400));
+    check('the learning rate shown follows the scheduler', Math.abs(Number(lrText) - wantLr) <= 1e-3 * wantLr,
+      `${lrText} vs ${wantLr}`);
+    const lossText = await page.textContent(`${card} .loss`);
+    check('the last loss is shown', Math.abs(Number(lossText) - info.loss) <= 1e-3 * Math.abs(info.loss),
+      `${lossText} vs ${info.loss}`);
+    const inked = await page.evaluate((sel) => {
+      const c = document.querySelector(sel);
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+      return n;
+    }, `${card} canvas`);
+    check('the chart is drawn', inked > 1000, `${inked} pixels inked`);
+    check('the canvas has a text alternative',
+      /Loss of sine over \d+ steps/.test(await page.getAttribute(`${card} canvas`, 'aria-label')));
+    await page.screenshot({ path: path.join(OUT, 'dashboard-wide.png'), fullPage: true });
+
+    // -- log scale ---------------------------------------------------------------------------
+    const before = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} canvas`);
+    await page.check('#log-scale');
+    const after = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} canvas`);
+    check('the log-scale toggle redraws the chart', before !== after &&
+      /log scale/.test(await page.getAttribute(`${card} canvas`, 'aria-label')));
+    await page.screenshot({ path: path.join(OUT, 'dashboard-log.png'), fullPage: true });
+    await page.uncheck('#log-scale');
+
+    // -- the list follows the daemon --------------------------------------------------------
+    await api('POST', '/v1/models', { name: 'another', layers: [{ type: 'Linear', in_features: 2, out_features: 1 }],
+      loss: 'MSELoss', optimizer: { type: 'Adam', lr: 0.01 } });
+    check('a second model appears', !!(await waitFor(() => page.$('#models article[data-model="another"]'), 10000)));
+    await api('DELETE', '/v1/models/another');
+    check('a deleted model disappears',
+      !!(await waitFor(async () => !(await page.$('#models article[data-model="another"]')), 10000)));
+
+    // -- the token survives a reload ------------------------------------------------------------
+    await page.reload();
+    const back = await waitFor(() => page.$(card), 10000);
+    check('after a reload the saved token is used', !!back && !(await page.isVisible('#auth')));
+    const headings = await page.evaluate(() => ({
+      h1: document.querySelectorAll('h1').length, h2: document.querySelectorAll('h2').length,
+      h3: document.querySelectorAll('#models h3').length,
+      unlabelled: [...document.querySelectorAll('input, select')].filter((e) => !e.labels || !e.labels.length).length,
+    }));
+    check('headings and labels are in place', headings.h1 === 1 && headings.h3 === 1 && headings.unlabelled === 0,
+      JSON.stringify(headings));
+
+    // -- a phone ----------------------------------------------------------------------------
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const pp = await phone.newPage();
+    pp.on('request', (r) => { const u = r.url(); if (!u.startsWith(origin + '/') && !u.startsWith('data:')) foreign.push(u); });
+    await pp.goto(d.url + '/');
+    await pp.evaluate((t) => localStorage.setItem('easytorch.token', t), TOKEN);
+    await pp.reload();
+    const phoneCard = await waitFor(() => pp.$(card), 10000);
+    await waitFor(async () => Number(await pp.getAttribute(`${card} canvas`, 'data-points')) > 0, 10000);
+    const overflow = await pp.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check('on a phone the page fits the width', !!phoneCard && overflow <= 0, `overflow ${overflow}px`);
+    await pp.screenshot({ path: path.join(OUT, 'dashboard-phone.png'), fullPage: true });
+    await phone.close();
+
+    check('nothing is loaded from anywhere but the daemon', foreign.length === 0, foreign.slice(0, 5).join(' '));
+    check('no script errors', errors.length === 0, errors.slice(0, 5).join(' | '));
+    console.log(`screenshots: ${path.join(OUT, 'dashboard-wide.png')}, dashboard-log.png, dashboard-phone.png`);
+  } catch (e) {
+    check('the test ran to its end', false, e.stack || String(e));
+  } finally {
+    await browser.close().catch(() => {});
+    d.proc.removeAllListeners('exit');
+    d.proc.kill('SIGTERM');
+    await waitFor(() => d.proc.exitCode !== null || d.proc.signalCode !== null, 10000);
+    if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
+    rmSync(d.dir, { recursive: true, force: true });
+  }
+  finish();
+}
+
+main().catch((e) => { check('the test ran', false, e.stack || String(e)); finish(); });

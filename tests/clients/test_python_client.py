@@ -1,0 +1,606 @@
+"""Unit tests of the Python client (easytorch_client) against a real easytorchd.
+
+    python3 test_python_client.py /path/to/easytorchd
+
+Imports easytorch_client from wherever Python finds it (run_python_tests.py
+runs this inside a venv where the package was pip-installed). PyTorch, when
+importable, is the oracle for outputs, gradients and optimizer steps.
+Ends with `N passed, M failed`.
+"""
+
+import io
+import json
+import math
+import os
+import random
+import struct
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import Daemon, summary  # noqa: E402
+
+import easytorch_client as et  # noqa: E402
+from easytorch_client import nn, optim  # noqa: E402
+
+try:
+    import numpy as np
+except ImportError:  # the list-only tests still run
+    np = None
+try:
+    import torch
+except ImportError:
+    torch = None
+
+EXE = None
+RTOL, ATOL = 1e-4, 1e-5
+SINE_LAYERS = [nn.Linear(1, 5), nn.Tanh(), nn.Linear(5, 1)]
+
+
+def flat(x):
+    if hasattr(x, "tolist"):
+        x = x.tolist()
+    if isinstance(x, list):
+        return [v for item in x for v in flat(item)]
+    return [x]
+
+
+def shape(x):
+    if hasattr(x, "shape"):
+        return list(x.shape)
+    s = []
+    while isinstance(x, list):
+        s.append(len(x))
+        x = x[0] if x else None
+    return s
+
+
+def assert_close(tc, got, want, msg=""):
+    g, w = flat(got), flat(want)
+    tc.assertEqual(len(g), len(w), msg)
+    for i, (a, b) in enumerate(zip(g, w)):
+        if not abs(a - b) <= ATOL + RTOL * abs(b):
+            tc.fail("%s: element %d: %r != %r" % (msg, i, a, b))
+
+
+def torch_net(spec_layers, params):
+    """torch.nn.Sequential for a layer spec, with the given parameters."""
+    mods = []
+    for l in spec_layers:
+        kw = {k: v for k, v in l.items() if k != "type"}
+        mods.append(getattr(torch.nn, l["type"])(**kw))
+    net = torch.nn.Sequential(*mods)
+    net.load_state_dict({k: torch.tensor(flat(v), dtype=torch.float32).reshape(shape(v)) for k, v in params.items()})
+    return net
+
+
+def sine_data(n=16):
+    xs = [[-3.0 + 6.0 * i / (n - 1)] for i in range(n)]
+    ys = [[math.sin(x[0])] for x in xs]
+    return xs, ys
+
+
+def safetensors_read(data):
+    """{name: (shape, [floats])} from safetensors bytes (F32 only)."""
+    (hlen,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + hlen].decode("utf-8"))
+    out = {}
+    base = 8 + hlen
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        assert v["dtype"] == "F32", v
+        a, b = v["data_offsets"]
+        n = (b - a) // 4
+        out[k] = (v["shape"], list(struct.unpack("<%df" % n, data[base + a:base + b])))
+    return out
+
+
+class ClientTests(unittest.TestCase):
+    daemon = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(EXE)
+        cls.client = et.Client(cls.daemon.url)
+        cls.lists = et.Client(cls.daemon.url, numpy=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        if cls.daemon:
+            rc = cls.daemon.stop()
+            if rc not in (0, -15):
+                print("easytorchd exited with %s" % rc, file=sys.stderr)
+
+    def setUp(self):
+        self.name = self.id().rsplit(".", 1)[-1].replace("test_", "m-")[:60]
+
+    def tearDown(self):
+        for m in self.client.list_models():
+            self.client.delete(m["name"])
+
+    def make(self, name=None, layers=SINE_LAYERS, loss="MSELoss", opt=None, **kw):
+        return self.client.create(name or self.name, layers=layers, loss=loss,
+                                  optimizer=opt or optim.SGD(lr=0.1), **kw)
+
+    # -- defining and finding models ------------------------------------------------
+    def test_create_returns_model_with_description(self):
+        m = self.make(seed=3)
+        self.assertIsInstance(m, et.Model)
+        self.assertEqual(m.name, self.name)
+        info = m.info()
+        self.assertEqual(info["name"], self.name)
+        self.assertEqual(info["step"], 0)
+        self.assertIsNone(info["loss"])
+        self.assertEqual(info["parameters"], 5 + 5 + 5 + 1)
+        self.assertEqual(m.num_parameters, 16)
+        self.assertEqual(m.num_steps, 0)
+        self.assertEqual([l["type"] for l in m.spec["layers"]], ["Linear", "Tanh", "Linear"])
+
+    def test_create_accepts_bare_type_names(self):
+        m = self.client.create(self.name, layers=[nn.Linear(2, 3), "ReLU", {"type": "Linear", "in_features": 3, "out_features": 1}],
+                               loss="L1Loss", optimizer="Adam")
+        self.assertEqual(m.num_parameters, 2 * 3 + 3 + 3 + 1)
+
+    def test_create_taken_name_is_409(self):
+        self.make()
+        with self.assertRaises(et.EasytorchError) as cm:
+            self.make()
+        self.assertEqual(cm.exception.status, 409)
+        self.assertTrue(cm.exception.message)
+        self.assertIn("409", str(cm.exception))
+
+    def test_create_bad_layer_is_400_naming_it(self):
+        with self.assertRaises(et.EasytorchError) as cm:
+            self.client.create(self.name, layers=[{"type": "NoSuchLayer"}], loss="MSELoss", optimizer=optim.SGD(lr=0.1))
+        self.assertEqual(cm.exception.status, 400)
+        self.assertNotIn(self.name, [m.name for m in self.client.models()])
+
+    def test_create_bad_name_is_400(self):
+        for bad in ("-starts-with-dash", "has space", "a..b", "x" * 65):
+            with self.subTest(name=bad):
+                with self.assertRaises(et.EasytorchError) as cm:
+                    self.make(name=bad)
+                self.assertEqual(cm.exception.status, 400)
+
+    def test_model_unknown_is_404(self):
+        with self.assertRaises(et.EasytorchError) as cm:
+            self.client.model("no-such-model")
+        self.assertEqual(cm.exception.status, 404)
+
+    def test_models_lists_every_model(self):
+        self.make(name="list-a")
+        self.make(name="list-b")
+        names = sorted(m.name for m in self.client.models())
+        self.assertEqual(names, ["list-a", "list-b"])
+        self.assertEqual(self.client.model("list-b").name, "list-b")
+        self.assertEqual(sorted(m["name"] for m in self.client.list_models()), names)
+
+    def test_delete_removes_model(self):
+        m = self.make()
+        m.delete()
+        self.assertNotIn(self.name, [x.name for x in self.client.models()])
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.info()
+        self.assertEqual(cm.exception.status, 404)
+
+    def test_same_seed_gives_same_parameters(self):
+        a = self.make(name="seed-a", seed=7).parameters()
+        b = self.make(name="seed-b", seed=7).parameters()
+        self.assertEqual(list(a), list(b))
+        for k in a:
+            self.assertEqual(flat(a[k]), flat(b[k]), k)
+
+    # -- parameters --------------------------------------------------------------------
+    def test_parameters_named_and_shaped_like_torch(self):
+        p = self.make().parameters()
+        self.assertEqual({k: shape(v) for k, v in p.items()},
+                         {"0.weight": [5, 1], "0.bias": [5], "2.weight": [1, 5], "2.bias": [1]})
+        if np is not None:
+            self.assertIsInstance(p["0.weight"], np.ndarray)
+        # PyTorch's default Linear init: U(-1/sqrt(in), 1/sqrt(in))
+        for v in flat(p["2.weight"]):
+            self.assertLessEqual(abs(v), 1 / math.sqrt(5) + 1e-6)
+
+    def test_parameters_as_lists_without_numpy(self):
+        m = self.lists.create(self.name, layers=SINE_LAYERS, loss="MSELoss", optimizer=optim.SGD(lr=0.1))
+        p = m.parameters()
+        self.assertIsInstance(p["0.weight"], list)
+        self.assertEqual(shape(p["0.weight"]), [5, 1])
+        out = m.predict([[0.5], [1.0]])
+        self.assertIsInstance(out, list)
+        self.assertEqual(shape(out), [2, 1])
+
+    def test_load_state_dict_replaces_parameters(self):
+        m = self.make()
+        new = {"0.weight": [[0.1 * i] for i in range(5)], "0.bias": [0.0] * 5,
+               "2.weight": [[1.0, -1.0, 0.5, 0.25, 2.0]], "2.bias": [0.5]}
+        m.load_state_dict(new)
+        got = m.state_dict()
+        for k in new:
+            assert_close(self, got[k], new[k], k)
+
+    def test_load_state_dict_bad_shape_changes_nothing(self):
+        m = self.make()
+        before = m.parameters()
+        bad = {"0.weight": [[1.0]] * 5, "0.bias": [1.0] * 5, "2.weight": [[1.0] * 4], "2.bias": [1.0]}
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.load_state_dict(bad)
+        self.assertEqual(cm.exception.status, 400)
+        after = m.parameters()
+        for k in before:
+            self.assertEqual(flat(before[k]), flat(after[k]), k)
+
+    def test_save_writes_safetensors_of_the_parameters(self):
+        m = self.make(seed=1)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "m.safetensors")
+            self.assertEqual(m.save(path), path)
+            with open(path, "rb") as f:
+                st = safetensors_read(f.read())
+            p = m.parameters()
+            self.assertEqual(set(st), set(p))
+            for k, (shp, vals) in st.items():
+                self.assertEqual(shp, shape(p[k]), k)
+                assert_close(self, vals, p[k], k)
+            # and load() puts them into another model
+            other = self.make(name="other", seed=2)
+            other.load(path)
+            q = other.parameters()
+            for k in p:
+                assert_close(self, q[k], p[k], k)
+
+    # -- inference ---------------------------------------------------------------------------
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_predict_matches_torch(self):
+        m = self.make(seed=5)
+        x = [[-2.0], [-0.5], [0.0], [0.3], [2.5]]
+        net = torch_net(SINE_LAYERS, m.parameters())
+        want = net(torch.tensor(x)).detach().tolist()
+        assert_close(self, m.predict(x), want, "predict")
+        assert_close(self, m(x), want, "__call__")
+        if np is not None:
+            out = m.predict(np.array(x, dtype=np.float32))
+            self.assertEqual(out.shape, (5, 1))
+            assert_close(self, out, want, "predict(ndarray)")
+        assert_close(self, m.predict(x, batch_size=2), want, "predict in chunks")
+
+    def test_predict_wrong_width_is_400_and_model_unchanged(self):
+        m = self.make()
+        before = m.parameters()
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.predict([[1.0, 2.0]])
+        self.assertEqual(cm.exception.status, 400)
+        after = m.parameters()
+        for k in before:
+            self.assertEqual(flat(before[k]), flat(after[k]))
+
+    def test_nan_input_is_refused_before_sending(self):
+        m = self.make()
+        with self.assertRaises(ValueError):
+            m.predict([[float("nan")]])
+
+    # -- training by hand ------------------------------------------------------------------------
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_push_accumulates_gradients_like_backward(self):
+        m = self.make(seed=2)
+        net = torch_net(SINE_LAYERS, m.parameters())
+        x1, y1 = [[0.5], [1.0]], [[0.4], [0.8]]
+        x2, y2 = [[-1.0]], [[-0.9]]
+        l1 = m.push(x1, y1)
+        l2 = m.push(x2, y2)
+        lf = torch.nn.MSELoss()
+        t1 = lf(net(torch.tensor(x1)), torch.tensor(y1))
+        t1.backward()
+        t2 = lf(net(torch.tensor(x2)), torch.tensor(y2))
+        t2.backward()
+        assert_close(self, [l1, l2], [t1.item(), t2.item()], "losses")
+        self.assertEqual(m.info()["pending_batches"], 2)
+        g = m.gradients()
+        for k, p in net.named_parameters():
+            assert_close(self, g[k], p.grad.tolist(), k)
+
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_step_applies_sgd_and_zeroes_gradients(self):
+        m = self.make(seed=4, opt=optim.SGD(lr=0.1, momentum=0.9))
+        net = torch_net(SINE_LAYERS, m.parameters())
+        topt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        xs, ys = sine_data(8)
+        for i in range(3):
+            m.push(xs, ys)
+            res = m.step()
+            self.assertEqual(res["step"], i + 1)
+            assert_close(self, [res["lr"]], [0.1], "lr")
+            topt.zero_grad()
+            torch.nn.MSELoss()(net(torch.tensor(xs)), torch.tensor(ys)).backward()
+            topt.step()
+        p = m.parameters()
+        for k, v in net.state_dict().items():
+            assert_close(self, p[k], v.tolist(), k)
+        for k, v in m.gradients().items():
+            self.assertEqual(set(flat(v)), {0.0}, k)
+        self.assertEqual(m.num_steps, 3)
+
+    def test_step_without_pending_batch_is_409(self):
+        m = self.make()
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.step()
+        self.assertEqual(cm.exception.status, 409)
+
+    def test_scheduler_changes_lr_per_step(self):
+        m = self.make(opt=optim.SGD(lr=0.1), scheduler=optim.lr_scheduler.StepLR(step_size=1, gamma=0.5))
+        xs, ys = sine_data(4)
+        lrs = []
+        for _ in range(3):
+            m.push(xs, ys)
+            lrs.append(m.step()["lr"])
+        assert_close(self, lrs, [0.1, 0.05, 0.025], "StepLR lrs")
+
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_gradients_of_one_batch_match_torch_and_accumulate_nothing(self):
+        m = self.make(seed=6)
+        net = torch_net(SINE_LAYERS, m.parameters())
+        x, y = [[0.25], [-1.5], [2.0]], [[0.2], [-1.0], [0.9]]
+        res = m.gradients(x, y)
+        tx = torch.tensor(x, requires_grad=True)
+        loss = torch.nn.MSELoss()(net(tx), torch.tensor(y))
+        loss.backward()
+        assert_close(self, [res["loss"]], [loss.item()], "loss")
+        for k, p in net.named_parameters():
+            assert_close(self, res["gradients"][k], p.grad.tolist(), k)
+        assert_close(self, res["input_gradient"], tx.grad.tolist(), "input_gradient")
+        self.assertEqual(m.info()["pending_batches"], 0)
+        for k, v in m.gradients().items():
+            self.assertEqual(set(flat(v)), {0.0}, k)
+
+    def test_gradients_needs_both_x_and_y(self):
+        m = self.make()
+        with self.assertRaises(ValueError):
+            m.gradients([[1.0]])
+
+    # -- fit / train ---------------------------------------------------------------------------------
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_fit_matches_a_torch_loop(self):
+        for shuffle in (False, True):
+            with self.subTest(shuffle=shuffle):
+                name = "fit-%s" % shuffle
+                m = self.make(name=name, seed=8, opt=optim.Adam(lr=0.01))
+                net = torch_net(SINE_LAYERS, m.parameters())
+                topt = torch.optim.Adam(net.parameters(), lr=0.01)
+                xs, ys = sine_data(10)
+                err = io.StringIO()
+                hist = m.fit(xs, ys, epochs=3, batch_size=4, shuffle=shuffle, seed=11, file=err)
+                # the same loop in torch; the client draws its order from random.Random(seed)
+                rng = random.Random(11)
+                want_epoch_loss = []
+                for _ in range(3):
+                    order = list(range(10))
+                    if shuffle:
+                        rng.shuffle(order)
+                    tot = 0.0
+                    for i in range(0, 10, 4):
+                        idx = order[i:i + 4]
+                        topt.zero_grad()
+                        l = torch.nn.MSELoss()(net(torch.tensor([xs[j] for j in idx])), torch.tensor([ys[j] for j in idx]))
+                        l.backward()
+                        topt.step()
+                        tot += l.item() * len(idx)
+                    want_epoch_loss.append(tot / 10)
+                self.assertEqual(hist["step"], 9)
+                assert_close(self, hist["loss"], want_epoch_loss, "epoch losses")
+                p = m.parameters()
+                for k, v in net.state_dict().items():
+                    assert_close(self, p[k], v.tolist(), k)
+                text = err.getvalue()
+                self.assertIn("epoch 3/3", text)
+                self.assertIn("step 9", text)
+                self.assertIn("loss", text)
+
+    def test_fit_with_ndarrays_in_several_requests(self):
+        if np is None:
+            self.skipTest("needs NumPy")
+        m = self.make(seed=1, opt=optim.Adam(lr=0.01))
+        x = np.linspace(-3, 3, 40, dtype=np.float32).reshape(-1, 1)
+        y = np.sin(x)
+        # 8 rows per request -> 2 minibatches of 4 per POST /train
+        hist = m.fit(x, y, epochs=2, batch_size=4, rows_per_request=8, verbose=False)
+        self.assertEqual(hist["step"], 20)
+        self.assertEqual(len(hist["loss"]), 2)
+        self.assertEqual(m.num_steps, 20)
+
+    def test_fit_rejects_mismatched_rows(self):
+        m = self.make()
+        with self.assertRaises(ValueError):
+            m.fit([[1.0], [2.0]], [[1.0]], verbose=False)
+
+    def test_train_runs_epochs_on_the_daemon(self):
+        m = self.make(opt=optim.SGD(lr=0.05))
+        xs, ys = sine_data(12)
+        res = m.train(xs, ys, epochs=2, batch_size=5)
+        self.assertEqual(res["step"], 6)  # ceil(12/5) = 3 minibatches x 2 epochs
+        self.assertEqual(len(res["losses"]), 6)
+        assert_close(self, [res["loss"]], [res["losses"][-1]], "last loss")
+
+    def test_loss_history_and_since(self):
+        m = self.make(opt=optim.SGD(lr=0.05))
+        xs, ys = sine_data(12)
+        res = m.train(xs, ys, epochs=5, batch_size=4)
+        hist = m.loss_history()
+        self.assertEqual([s for s, _ in hist], list(range(1, 16)))
+        assert_close(self, [l for _, l in hist], res["losses"], "history losses")
+        self.assertEqual([s for s, _ in m.loss_history(since=12)], [13, 14, 15])
+        self.assertEqual(m.loss_history(since=15), [])
+        self.assertEqual(m.last_loss, hist[-1][1])
+
+    def test_cross_entropy_takes_class_indices(self):
+        m = self.client.create(self.name, layers=[nn.Linear(2, 3)], loss=nn.CrossEntropyLoss(),
+                               optimizer=optim.SGD(lr=0.5), seed=0)
+        x = [[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]] * 4
+        y = [0, 1, 2] * 4
+        first = m.train(x, y, epochs=1)["loss"]
+        last = m.train(x, y, epochs=50)["loss"]
+        self.assertLess(last, first)
+        out = m.predict([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+        self.assertEqual([max(range(3), key=lambda j: row[j]) for row in (out.tolist() if hasattr(out, "tolist") else out)], [0, 1, 2])
+
+
+class TokenTests(unittest.TestCase):
+    TOKEN = "s3cret-token-for-clients"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(EXE, token=cls.TOKEN)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+
+    def test_missing_token_is_401(self):
+        with self.assertRaises(et.EasytorchError) as cm:
+            et.Client(self.daemon.url, token="").models()  # "" = no token, even if $EASYTORCH_TOKEN is set
+        self.assertEqual(cm.exception.status, 401)
+        self.assertTrue(cm.exception.message)
+
+    def test_wrong_token_is_401(self):
+        with self.assertRaises(et.EasytorchError) as cm:
+            et.Client(self.daemon.url, token="wrong").models()
+        self.assertEqual(cm.exception.status, 401)
+
+    def test_right_token_works_and_health_needs_none(self):
+        c = et.Client(self.daemon.url, token=self.TOKEN)
+        m = c.create("tok", layers=SINE_LAYERS, loss="MSELoss", optimizer=optim.SGD(lr=0.1))
+        self.assertEqual([x.name for x in c.models()], ["tok"])
+        m.delete()
+        self.assertEqual(et.Client(self.daemon.url, token="").health().get("status"), "ok")
+
+    def test_token_from_environment(self):
+        old = os.environ.get("EASYTORCH_TOKEN")
+        os.environ["EASYTORCH_TOKEN"] = self.TOKEN
+        try:
+            self.assertEqual(et.Client(self.daemon.url).models(), [])
+        finally:
+            if old is None:
+                del os.environ["EASYTORCH_TOKEN"]
+            else:
+                os.environ["EASYTORCH_TOKEN"] = old
+
+
+class LimitsTests(unittest.TestCase):
+    """A daemon with a small body limit and a short idle timeout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(EXE, extra_args=["--max-body", "4k", "--timeout", "1"])
+        cls.client = et.Client(cls.daemon.url, numpy=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.daemon.stop()
+
+    def test_fit_sends_fewer_rows_per_request_after_413(self):
+        m = self.client.create("big-fit", layers=SINE_LAYERS, loss="MSELoss", optimizer=optim.SGD(lr=0.05))
+        xs, ys = sine_data(200)  # about 10 kB of JSON: over the limit in one request
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.train(xs, ys)
+        self.assertEqual(cm.exception.status, 413)
+        self.assertEqual(m.num_steps, 0)
+        hist = m.fit(xs, ys, epochs=2, batch_size=10, shuffle=True, seed=0, verbose=False)
+        self.assertEqual(hist["step"], 40)
+        self.assertEqual(len(m.loss_history()), 40)
+        m.delete()
+
+    def test_body_far_over_the_limit_is_413_not_a_broken_pipe(self):
+        m = self.client.create("huge", layers=SINE_LAYERS, loss="MSELoss", optimizer=optim.SGD(lr=0.05))
+        rows = [[0.5]] * 400000  # ~5 MB: the daemon answers before reading it all
+        for _ in range(2):
+            with self.assertRaises(et.EasytorchError) as cm:
+                m.train(rows, rows)
+            self.assertEqual(cm.exception.status, 413)
+        self.assertEqual(m.num_steps, 0)
+        m.delete()
+
+    def test_predict_splits_a_body_over_the_limit(self):
+        m = self.client.create("big-predict", layers=SINE_LAYERS, loss="MSELoss", optimizer=optim.SGD(lr=0.05))
+        xs, _ = sine_data(400)
+        out = m.predict(xs)
+        self.assertEqual(shape(out), [400, 1])
+        assert_close(self, out[:3], m.predict(xs[:3]), "rows")
+        m.delete()
+
+    def test_connection_closed_while_idle_is_reopened(self):
+        import time
+        m = self.client.create("idle", layers=SINE_LAYERS, loss="MSELoss", optimizer=optim.SGD(lr=0.05))
+        xs, ys = sine_data(4)
+        m.push(xs, ys)
+        time.sleep(2.5)  # past the daemon's 1 s idle timeout: it closes the kept-alive connection
+        self.assertEqual(m.step()["step"], 1)
+        time.sleep(2.5)
+        m.push(xs, ys)
+        self.assertEqual(m.info()["pending_batches"], 1)  # pushed exactly once
+        m.delete()
+
+
+class OfflineTests(unittest.TestCase):
+    """What needs no daemon."""
+
+    def test_unreachable_daemon_raises_with_no_status(self):
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens there now
+        with self.assertRaises(et.EasytorchError) as cm:
+            et.Client("http://127.0.0.1:%d" % port).models()
+        self.assertIsNone(cm.exception.status)
+
+    def test_url_from_environment_and_default(self):
+        old = os.environ.pop("EASYTORCH_URL", None)
+        try:
+            self.assertEqual(et.Client().url, "http://127.0.0.1:8080")
+            os.environ["EASYTORCH_URL"] = "http://127.0.0.1:9999/"
+            self.assertEqual(et.Client().url, "http://127.0.0.1:9999")
+        finally:
+            os.environ.pop("EASYTORCH_URL", None)
+            if old is not None:
+                os.environ["EASYTORCH_URL"] = old
+
+    def test_encode_tensor_forms(self):
+        self.assertEqual(et.encode_tensor([[1, 2]]), [[1, 2]])
+        self.assertEqual(et.encode_tensor(2.5), 2.5)
+        if np is not None:
+            self.assertEqual(et.encode_tensor(np.array([[1.5, 2.0]], dtype=np.float32)),
+                             {"shape": [1, 2], "data": [1.5, 2.0]})
+            self.assertEqual(et.encode_tensor(np.array([0, 2])), {"shape": [2], "data": [0, 2]})
+
+    def test_spec_helpers_follow_torch_names(self):
+        self.assertEqual(nn.Linear(3, 4), {"type": "Linear", "in_features": 3, "out_features": 4})
+        self.assertEqual(optim.Adam(lr=0.1, betas=(0.8, 0.9)), {"type": "Adam", "lr": 0.1, "betas": [0.8, 0.9]})
+        self.assertEqual(nn.MSELoss(reduction="sum"), {"type": "MSELoss", "reduction": "sum"})
+
+
+def main():
+    global EXE
+    if len(sys.argv) < 2:
+        print("usage: test_python_client.py EASYTORCHD [unittest args]", file=sys.stderr)
+        return 2
+    EXE = sys.argv[1]
+    print("easytorch_client from %s; numpy %s; torch %s" % (
+        os.path.dirname(et.__file__), np.__version__ if np else "absent", torch.__version__ if torch else "absent"))
+    loader = unittest.TestLoader()
+    names = sys.argv[2:]
+    if names:
+        suite = loader.loadTestsFromNames(names, sys.modules[__name__])
+    else:
+        suite = loader.loadTestsFromModule(sys.modules[__name__])
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    passed = result.testsRun - failed - len(result.skipped)
+    summary(passed, failed, len(result.skipped))
+    return 1 if failed or result.testsRun == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
