@@ -1,0 +1,404 @@
+/*
+ * et_bench - the C side of scripts/bench: easytorch workloads and the
+ * OpenBLAS anchor of the matmul row, timed in one process.
+ *
+ * scripts/bench drives this program and benchmarks/torch_bench.py through
+ * the same line protocol, so that each sample of ours is taken right next to
+ * a sample of the anchor (same machine load, same moment):
+ *
+ *     -> run <workload> <iterations>
+ *     <- ok <nanoseconds for all iterations> <value>
+ *     <- error <message>
+ *
+ * `value` is a number computed by the last iteration (the loss of a training
+ * step, a checksum of a product) so the driver can check that the work was
+ * done and produced a finite result.  Each workload's state (model, optimizer,
+ * data) is built on first use and kept; it is not part of the timing.
+ *
+ * Run by hand:  et_bench --list | et_bench <workload> [iterations]
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <easytorch/easytorch.h>
+
+/* One benchmark: setup builds the state once (NULL + et_errmsg() on error);
+ * run performs `iters` repetitions, storing a result value in *value. */
+typedef struct workload {
+    const char *name;
+    const char *what;
+    void *(*setup)(void);
+    et_status (*run)(void *state, long iters, double *value);
+    void (*teardown)(void *state);
+} workload;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Fails the current iteration when an op returned NULL. */
+#define CHECK(x)                                                          \
+    do {                                                                  \
+        if ((x) == NULL) {                                                \
+            et_pool_end();                                                \
+            return et_errcode() != ET_OK ? et_errcode() : ET_ERR_STATE;   \
+        }                                                                 \
+    } while (0)
+
+/* ---- (a*b + a).sum().backward() on 2x2 tensors: per-op overhead ---- */
+
+typedef struct {
+    et_tensor *a, *b;
+} tiny_state;
+
+static void tiny_teardown(void *p)
+{
+    tiny_state *s = p;
+    if (s == NULL)
+        return;
+    et_tensor_free(s->a);
+    et_tensor_free(s->b);
+    free(s);
+}
+
+static void *tiny_setup(void)
+{
+    tiny_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->a = et_tensor_new((const float[]){1, 2, 3, 4}, ET_SHAPE(2, 2));
+    s->b = et_tensor_new((const float[]){5, 6, 7, 8}, ET_SHAPE(2, 2));
+    if (s->a == NULL || s->b == NULL || et_set_requires_grad(s->a, true) != ET_OK ||
+        et_set_requires_grad(s->b, true) != ET_OK) {
+        tiny_teardown(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Gradients accumulate across iterations, exactly as the PyTorch side. */
+static et_status tiny_run(void *p, long iters, double *value)
+{
+    tiny_state *s = p;
+    for (long i = 0; i < iters; i++) {
+        et_pool_begin();
+        et_tensor *ab, *y, *sum;
+        CHECK(ab = et_mul(s->a, s->b));
+        CHECK(y = et_add(ab, s->a));
+        CHECK(sum = et_sum_all(y));
+        et_status st = et_backward(sum, NULL);
+        if (st != ET_OK) {
+            et_pool_end();
+            return st;
+        }
+        if (i == iters - 1)
+            *value = et_item(sum);
+        et_pool_end();
+    }
+    return ET_OK;
+}
+
+/* ---- training steps of an MLP: zero_grad, forward, loss, backward, step ---- */
+
+typedef enum { ACT_TANH, ACT_RELU } act_kind;
+typedef enum { LOSS_MSE, LOSS_CE } loss_kind;
+typedef enum { OPT_SGD, OPT_SGD_MOMENTUM, OPT_ADAM } opt_kind;
+
+typedef struct {
+    const int64_t *sizes;   /* layer widths, input first */
+    int nsizes;
+    act_kind act;
+    loss_kind loss;
+    opt_kind opt;
+    int64_t batch;
+} mlp_spec;
+
+typedef struct {
+    et_module *net;
+    et_optim *opt;
+    et_tensor *x, *y;
+    loss_kind loss;
+    et_generator *g;
+} mlp_state;
+
+static void mlp_teardown(void *p)
+{
+    mlp_state *s = p;
+    if (s == NULL)
+        return;
+    et_optim_free(s->opt);
+    et_module_free(s->net);
+    et_tensor_free(s->x);
+    et_tensor_free(s->y);
+    et_generator_free(s->g);
+    free(s);
+}
+
+static mlp_state *mlp_setup(const mlp_spec *sp)
+{
+    mlp_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->loss = sp->loss;
+    s->g = et_generator_new(0);
+    s->net = et_sequential_new();
+    if (s->g == NULL || s->net == NULL)
+        goto fail;
+    for (int i = 0; i + 1 < sp->nsizes; i++) {
+        if (et_sequential_append(s->net, et_linear_new(sp->sizes[i], sp->sizes[i + 1], true, s->g)) != ET_OK)
+            goto fail;
+        if (i + 2 < sp->nsizes &&
+            et_sequential_append(s->net, sp->act == ACT_TANH ? et_tanh_new() : et_relu_new()) != ET_OK)
+            goto fail;
+    }
+
+    int n = et_module_num_params(s->net);
+    et_tensor *params[64];
+    if (n > 64)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        params[i] = et_module_param(s->net, i);
+    if (sp->opt == OPT_ADAM) {
+        s->opt = et_adam_new(params, n, ET_ADAM_DEFAULTS);
+    } else {
+        et_sgd_opts o = ET_SGD_DEFAULTS;
+        o.lr = 0.01;
+        if (sp->opt == OPT_SGD_MOMENTUM)
+            o.momentum = 0.9;
+        s->opt = et_sgd_new(params, n, o);
+    }
+    if (s->opt == NULL)
+        goto fail;
+
+    int64_t in = sp->sizes[0], out = sp->sizes[sp->nsizes - 1];
+    s->x = et_randn(s->g, ET_SHAPE(sp->batch, in));
+    if (sp->loss == LOSS_CE) {
+        /* class indices 0..out-1, stored as float32 (tensor.h) */
+        s->y = et_zeros(ET_SHAPE(sp->batch));
+        if (s->y != NULL) {
+            float *d = et_data(s->y);
+            for (int64_t i = 0; i < sp->batch; i++)
+                d[i] = (float)(et_generator_next(s->g) % (uint64_t)out);
+        }
+    } else {
+        s->y = et_randn(s->g, ET_SHAPE(sp->batch, out));
+    }
+    if (s->x == NULL || s->y == NULL)
+        goto fail;
+    return s;
+fail:
+    mlp_teardown(s);
+    return NULL;
+}
+
+static et_status mlp_run(void *p, long iters, double *value)
+{
+    mlp_state *s = p;
+    for (long i = 0; i < iters; i++) {
+        et_pool_begin();
+        et_optim_zero_grad(s->opt);
+        et_tensor *out, *loss;
+        CHECK(out = et_module_forward(s->net, s->x));
+        if (s->loss == LOSS_CE)
+            loss = et_cross_entropy(out, s->y, ET_REDUCTION_MEAN, 0.0f);
+        else
+            loss = et_mse_loss(out, s->y, ET_REDUCTION_MEAN);
+        CHECK(loss);
+        et_status st = et_backward(loss, NULL);
+        if (st == ET_OK)
+            st = et_optim_step(s->opt);
+        if (st != ET_OK) {
+            et_pool_end();
+            return st;
+        }
+        if (i == iters - 1)
+            *value = et_item(loss);
+        et_pool_end();
+    }
+    return ET_OK;
+}
+
+static void *mlp_1_5_1_setup(void)
+{
+    static const int64_t sizes[] = {1, 5, 1};
+    return mlp_setup(&(mlp_spec){sizes, 3, ACT_TANH, LOSS_MSE, OPT_SGD, 256});
+}
+
+static void *mlp_13_64_64_1_setup(void)
+{
+    static const int64_t sizes[] = {13, 64, 64, 1};
+    return mlp_setup(&(mlp_spec){sizes, 4, ACT_RELU, LOSS_MSE, OPT_ADAM, 32});
+}
+
+static void *mlp_784_setup(void)
+{
+    static const int64_t sizes[] = {784, 1024, 1024, 10};
+    return mlp_setup(&(mlp_spec){sizes, 4, ACT_RELU, LOSS_CE, OPT_SGD_MOMENTUM, 256});
+}
+
+/* ---- matmul 1024^3: et_matmul against a bare cblas_sgemm ---- */
+
+enum { MM_N = 1024 };
+
+typedef struct {
+    et_tensor *a, *b;
+    float *c;      /* output buffer of the bare sgemm */
+} mm_state;
+
+static void mm_teardown(void *p)
+{
+    mm_state *s = p;
+    if (s == NULL)
+        return;
+    et_tensor_free(s->a);
+    et_tensor_free(s->b);
+    free(s->c);
+    free(s);
+}
+
+static void *mm_setup(void)
+{
+    mm_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    et_generator *g = et_generator_new(1);
+    s->a = et_randn(g, ET_SHAPE(MM_N, MM_N));
+    s->b = et_randn(g, ET_SHAPE(MM_N, MM_N));
+    et_generator_free(g);
+    s->c = malloc(sizeof(float) * MM_N * MM_N);
+    if (s->a == NULL || s->b == NULL || s->c == NULL) {
+        mm_teardown(s);
+        return NULL;
+    }
+    /* Refuse to time a wrong product: compare et_matmul with sgemm once. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, MM_N, MM_N, MM_N, 1.0f,
+                et_data(s->a), MM_N, et_data(s->b), MM_N, 0.0f, s->c, MM_N);
+    et_pool_begin();
+    et_tensor *c = et_matmul(s->a, s->b);
+    int bad = c == NULL || et_numel(c) != (int64_t)MM_N * MM_N;
+    for (int64_t i = 0; !bad && i < (int64_t)MM_N * MM_N; i++)
+        bad = fabsf(et_data(c)[i] - s->c[i]) > 1e-3f * (1.0f + fabsf(s->c[i]));
+    et_pool_end();
+    if (bad) {
+        if (c != NULL)
+            et_set_error(ET_ERR_STATE, "matmul: et_matmul differs from cblas_sgemm");
+        mm_teardown(s);
+        return NULL;
+    }
+    return s;
+}
+
+static et_status mm_et_run(void *p, long iters, double *value)
+{
+    mm_state *s = p;
+    for (long i = 0; i < iters; i++) {
+        et_pool_begin();
+        et_tensor *c;
+        CHECK(c = et_matmul(s->a, s->b));
+        if (i == iters - 1)
+            *value = et_data(c)[0];
+        et_pool_end();
+    }
+    return ET_OK;
+}
+
+static et_status mm_sgemm_run(void *p, long iters, double *value)
+{
+    mm_state *s = p;
+    for (long i = 0; i < iters; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, MM_N, MM_N, MM_N, 1.0f,
+                    et_data(s->a), MM_N, et_data(s->b), MM_N, 0.0f, s->c, MM_N);
+    *value = s->c[0];
+    return ET_OK;
+}
+
+static const workload workloads[] = {
+    {"tiny_backward", "(a*b + a).sum().backward(), 2x2", tiny_setup, tiny_run, tiny_teardown},
+    {"train_1_5_1", "1-5-1 Tanh, MSE, SGD, batch 256", mlp_1_5_1_setup, mlp_run, mlp_teardown},
+    {"train_13_64_64_1", "13-64-64-1 ReLU, MSE, Adam, batch 32", mlp_13_64_64_1_setup, mlp_run,
+     mlp_teardown},
+    {"train_784_1024_1024_10", "784-1024-1024-10 ReLU, CE, SGD momentum, batch 256", mlp_784_setup,
+     mlp_run, mlp_teardown},
+    {"matmul_1024", "et_matmul 1024x1024 @ 1024x1024", mm_setup, mm_et_run, mm_teardown},
+    {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
+};
+enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
+static void *states[NWORKLOADS];
+
+static int find_workload(const char *name)
+{
+    for (int i = 0; i < NWORKLOADS; i++)
+        if (strcmp(workloads[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Time `iters` repetitions of workload `name`; prints the protocol answer. */
+static int run_one(const char *name, long iters)
+{
+    int w = find_workload(name);
+    if (w < 0) {
+        printf("error unknown workload '%s'\n", name);
+        return 1;
+    }
+    if (iters < 1) {
+        printf("error iterations must be >= 1\n");
+        return 1;
+    }
+    if (states[w] == NULL) {
+        et_clear_error();
+        states[w] = workloads[w].setup();
+        if (states[w] == NULL) {
+            printf("error %s setup: %s\n", name, et_errmsg());
+            return 1;
+        }
+    }
+    double value = NAN;
+    et_clear_error();
+    double t0 = now_ns();
+    et_status st = workloads[w].run(states[w], iters, &value);
+    double t1 = now_ns();
+    if (st != ET_OK) {
+        printf("error %s: %s\n", name, et_errmsg());
+        return 1;
+    }
+    printf("ok %.0f %.9g\n", t1 - t0, value);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int rc = 0;
+    if (argc >= 2 && strcmp(argv[1], "--list") == 0) {
+        for (int i = 0; i < NWORKLOADS; i++)
+            printf("%-24s %s\n", workloads[i].name, workloads[i].what);
+    } else if (argc >= 2) {
+        rc = run_one(argv[1], argc >= 3 ? atol(argv[2]) : 1);
+    } else {
+        /* Driver mode: announce the configuration, then serve commands. */
+        printf("ready easytorch=%s openblas_threads=%d openblas=\"%s\"\n", EASYTORCH_VERSION,
+               openblas_get_num_threads(), openblas_get_config());
+        char line[256], name[128];
+        long iters;
+        while (fgets(line, sizeof line, stdin) != NULL) {
+            if (strncmp(line, "quit", 4) == 0)
+                break;
+            if (sscanf(line, "run %127s %ld", name, &iters) == 2)
+                run_one(name, iters);
+            else
+                printf("error bad command\n");
+        }
+    }
+    for (int i = 0; i < NWORKLOADS; i++)
+        if (states[i] != NULL)
+            workloads[i].teardown(states[i]);
+    return rc;
+}

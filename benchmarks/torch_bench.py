@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""PyTorch side of scripts/bench: the same workloads as benchmarks/et_bench.c.
+
+Speaks et_bench's line protocol on stdin/stdout so the driver can alternate
+samples of the two sides:
+
+    -> run <workload> <iterations>
+    <- ok <nanoseconds for all iterations> <value>
+    <- error <message>
+
+Threads: torch.set_num_threads(ET_BENCH_THREADS) (default 1), the same count
+the driver gives OpenBLAS on the easytorch side.
+"""
+import math
+import os
+import sys
+import time
+
+import torch
+
+
+def tiny_setup():
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    b = torch.tensor([[5.0, 6.0], [7.0, 8.0]], requires_grad=True)
+    return a, b
+
+
+def tiny_run(state, iters):
+    a, b = state
+    s = None
+    for _ in range(iters):
+        s = (a * b + a).sum()
+        s.backward()   # gradients accumulate, as on the C side
+    return s.item()
+
+
+def mlp_setup(sizes, act, loss, opt, batch):
+    g = torch.Generator().manual_seed(0)
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i + 2 < len(sizes):
+            layers.append(act())
+    net = torch.nn.Sequential(*layers)
+    x = torch.randn(batch, sizes[0], generator=g)
+    if loss == "ce":
+        y = torch.randint(0, sizes[-1], (batch,), generator=g)
+        loss_fn = torch.nn.CrossEntropyLoss()
+    else:
+        y = torch.randn(batch, sizes[-1], generator=g)
+        loss_fn = torch.nn.MSELoss()
+    if opt == "adam":
+        optim = torch.optim.Adam(net.parameters())
+    elif opt == "sgd_momentum":
+        optim = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    else:
+        optim = torch.optim.SGD(net.parameters(), lr=0.01)
+    return net, optim, loss_fn, x, y
+
+
+def mlp_run(state, iters):
+    net, optim, loss_fn, x, y = state
+    loss = None
+    for _ in range(iters):
+        optim.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        optim.step()
+    return loss.item()
+
+
+WORKLOADS = {
+    "tiny_backward": (tiny_setup, tiny_run),
+    "train_1_5_1": (lambda: mlp_setup([1, 5, 1], torch.nn.Tanh, "mse", "sgd", 256), mlp_run),
+    "train_13_64_64_1": (lambda: mlp_setup([13, 64, 64, 1], torch.nn.ReLU, "mse", "adam", 32),
+                         mlp_run),
+    "train_784_1024_1024_10": (lambda: mlp_setup([784, 1024, 1024, 10], torch.nn.ReLU, "ce",
+                                                 "sgd_momentum", 256), mlp_run),
+}
+
+
+def main():
+    threads = int(os.environ.get("ET_BENCH_THREADS", "1"))
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    states = {}
+    print(f"ready torch={torch.__version__} threads={torch.get_num_threads()}", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if parts[:1] == ["quit"]:
+            break
+        if len(parts) != 3 or parts[0] != "run" or parts[1] not in WORKLOADS:
+            print(f"error bad command: {line.strip()}", flush=True)
+            continue
+        name, iters = parts[1], int(parts[2])
+        setup, run = WORKLOADS[name]
+        try:
+            if name not in states:
+                states[name] = setup()
+            t0 = time.perf_counter_ns()
+            value = run(states[name], iters)
+            t1 = time.perf_counter_ns()
+        except Exception as e:  # report, keep serving
+            print(f"error {name}: {e}", flush=True)
+            continue
+        print(f"ok {t1 - t0} {value if math.isfinite(value) else 'nan'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
