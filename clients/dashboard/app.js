@@ -8,6 +8,7 @@
   const TOKEN_KEY = 'easytorch.token';
   const LOG_KEY = 'easytorch.logScale';
   const INTERVAL_KEY = 'easytorch.interval';
+  const MAX_POINTS = 200000;   // per chart; the daemon keeps 100000 by default
 
   const $ = (id) => document.getElementById(id);
   const els = {
@@ -25,7 +26,7 @@
 
   const state = {
     token: store.get(TOKEN_KEY) || '',
-    logScale: store.get(LOG_KEY) === '1',
+    logScale: store.get(LOG_KEY) !== '0',   // log scale unless turned off: losses span decades
     interval: Number(store.get(INTERVAL_KEY) || 1000),
     models: new Map(),   // name -> entry (see newEntry)
     timer: null,
@@ -265,31 +266,24 @@
     ctx.beginPath(); ctx.moveTo(left + 0.5, top); ctx.lineTo(left + 0.5, top + ph); ctx.lineTo(left + pw, top + ph + 0.5);
     ctx.stroke();
 
-    // the line: with more points than pixels, keep each column's min and max
+    // The raw loss, and over it a moving average (EMA) once there are enough
+    // points for minibatch noise to hide the trend, as TensorBoard does.
     ctx.save();
     ctx.beginPath(); ctx.rect(left, top, pw, ph); ctx.clip();
-    ctx.strokeStyle = line; ctx.lineWidth = 1.5; ctx.lineJoin = 'round';
-    ctx.beginPath();
-    if (xs.length > pw * 2) {
-      let col = -1, lo = 0, hi = 0, first = true;
-      const flush = () => {
-        if (col < 0) return;
-        const px = left + col + 0.5;
-        if (first) { ctx.moveTo(px, Y(hi)); first = false; } else ctx.lineTo(px, Y(hi));
-        ctx.lineTo(px, Y(lo));
-      };
-      for (let i = 0; i < xs.length; i++) {
-        const c = Math.floor(X(xs[i]) - left);
-        if (c !== col) { flush(); col = c; lo = hi = ys[i]; }
-        else { if (ys[i] < lo) lo = ys[i]; if (ys[i] > hi) hi = ys[i]; }
-      }
-      flush();
-    } else {
-      for (let i = 0; i < xs.length; i++) {
-        if (i === 0) ctx.moveTo(X(xs[i]), Y(ys[i])); else ctx.lineTo(X(xs[i]), Y(ys[i]));
-      }
+    ctx.strokeStyle = line; ctx.lineJoin = 'round';
+    const span = Math.floor(xs.length / 60);
+    const smooth = span >= 3;
+    ctx.globalAlpha = smooth ? 0.3 : 1;
+    ctx.lineWidth = smooth ? 1 : 1.5;
+    traceLine(ctx, xs, ys, X, Y, left, pw, true);
+    if (smooth) {
+      const a = 2 / (span + 1), sm = new Array(ys.length);
+      sm[0] = ys[0];
+      for (let i = 1; i < ys.length; i++) sm[i] = sm[i - 1] + a * (ys[i] - sm[i - 1]);
+      ctx.globalAlpha = 1;
+      ctx.lineWidth = 2;
+      traceLine(ctx, xs, sm, X, Y, left, pw, false);
     }
-    ctx.stroke();
     ctx.fillStyle = line;
     const lx = X(xs[xs.length - 1]), ly = Y(ys[ys.length - 1]);
     ctx.beginPath(); ctx.arc(lx, ly, 3, 0, Math.PI * 2); ctx.fill();
@@ -303,6 +297,34 @@
     }
     ctx.restore();
     entry.plot = { left, pw, x0, x1 };
+  }
+
+  // Strokes the polyline through (xs, ys). With more points than pixels it
+  // keeps, per pixel column, the min and max (envelope) or the last value.
+  function traceLine(ctx, xs, ys, X, Y, left, pw, envelope) {
+    ctx.beginPath();
+    if (xs.length > pw * 2) {
+      let col = -1, lo = 0, hi = 0, last = 0, first = true;
+      const flush = () => {
+        if (col < 0) return;
+        const px = left + col + 0.5;
+        const a = envelope ? hi : last;
+        if (first) { ctx.moveTo(px, Y(a)); first = false; } else ctx.lineTo(px, Y(a));
+        if (envelope) ctx.lineTo(px, Y(lo));
+      };
+      for (let i = 0; i < xs.length; i++) {
+        const c = Math.floor(X(xs[i]) - left);
+        if (c !== col) { flush(); col = c; lo = hi = ys[i]; }
+        else { if (ys[i] < lo) lo = ys[i]; if (ys[i] > hi) hi = ys[i]; }
+        last = ys[i];
+      }
+      flush();
+    } else {
+      for (let i = 0; i < xs.length; i++) {
+        if (i === 0) ctx.moveTo(X(xs[i]), Y(ys[i])); else ctx.lineTo(X(xs[i]), Y(ys[i]));
+      }
+    }
+    ctx.stroke();
   }
 
   function hover(entry, ev) {
@@ -336,6 +358,11 @@
         if (entry.steps.length && s <= entry.steps[entry.steps.length - 1]) continue;
         entry.steps.push(s);
         entry.losses.push(pt[1] === null ? NaN : Number(pt[1]));
+      }
+      if (entry.steps.length > MAX_POINTS) {  // like the daemon: drop the oldest half
+        const cut = entry.steps.length - MAX_POINTS / 2;
+        entry.steps.splice(0, cut);
+        entry.losses.splice(0, cut);
       }
       if (entry.steps.length) entry.since = entry.steps[entry.steps.length - 1];
       else entry.since = null;

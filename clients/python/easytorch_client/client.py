@@ -112,7 +112,8 @@ class Client:
     ``url`` defaults to ``$EASYTORCH_URL`` or http://127.0.0.1:8080 and
     ``token`` to ``$EASYTORCH_TOKEN`` (sent as ``Authorization: Bearer``).
     ``numpy``: True/False forces ndarray/list results; None uses NumPy when
-    it is installed.
+    it is installed. A Client keeps one HTTP connection alive and is not
+    thread-safe: use one per thread.
     """
 
     def __init__(self, url=None, token=None, timeout=600.0, numpy=None):
