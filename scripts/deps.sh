@@ -6,7 +6,7 @@ RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.
 TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
-  clang libclang-rt-14-dev curl jq chromium nodejs npm docker.io debootstrap procps iproute2
+  clang libclang-rt-14-dev curl jq chromium nodejs docker.io debootstrap procps iproute2
   wrk python3-fastapi python3-uvicorn"
 
 as_root() {
@@ -23,6 +23,12 @@ ensure_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     # shellcheck disable=SC2086
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+}
+
+# Debian's npm is a separate package; NodeSource's nodejs bundles its own
+# (and conflicts with Debian's npm), so install npm only when it is missing.
+ensure_npm() {
+    command -v npm >/dev/null 2>&1 || ensure_packages npm
 }
 
 # meson_build DIR [meson options...]: configure once, then build.
