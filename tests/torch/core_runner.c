@@ -14,9 +14,12 @@
  *    "backward": {"root": "y", "grad": {"shape": [...], "data": [...]} | null,
  *                 "times": 1,
  *                 "then": [{"root": "z", "grad": ...}, ...]},     (optional)
- *    "retain": ["s", ...]}                                       (optional)
+ *    "retain": ["s", ...],                                       (optional)
+ *    "reprs": ["y", ...]}       et_to_string() of these            (optional)
  *
  * A node may carry "_no_grad": true in "p" to run with grad mode off.
+ * The pseudo-op "free" releases the runner's reference to its inputs at once
+ * (names must not be used afterwards; the graph keeps what backward needs).
  * Gradients are reported for every input with requires_grad and for every
  * name in "retain" (non-leaves marked with retain_grad, or leaves made with
  * requires_grad_).
@@ -581,6 +584,24 @@ static void run_case(env *e, const cJSON *c) {
         const cJSON *outj = cJSON_GetObjectItemCaseSensitive(it, "out");
         const char *opname = cJSON_IsString(opj) ? opj->valuestring : "?";
         snprintf(e->where, sizeof e->where, "node %d (%s)", node++, opname);
+        if (strcmp(opname, "free") == 0) {
+            /* drop the runner's reference now (the graph must keep what it needs);
+             * a no-op for tensors owned by a pool */
+            const cJSON *a;
+            cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(it, "in")) {
+                for (int i = e->n - 1; cJSON_IsString(a) && i >= 0; i--) {
+                    slot *sl = &e->slots[i];
+                    if (sl->t && strcmp(slot_name(sl), a->valuestring) == 0) {
+                        if (sl->owned) {
+                            et_tensor_free(sl->t);
+                            sl->t = NULL;
+                        }
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
         const op_entry *op = find_op(opname);
         if (!op || !cJSON_IsString(outj)) {
             et_set_error(ET_ERR_ARG, "runner: unknown op '%s' or missing out", opname);
@@ -683,6 +704,25 @@ static void run_case(env *e, const cJSON *c) {
             put_tensor(stdout, t, true);
         else
             fputs("null", stdout);
+    }
+    /* "reprs": et_to_string() of named tensors (compared with PyTorch's str()) */
+    const cJSON *reprs = cJSON_GetObjectItemCaseSensitive(c, "reprs");
+    if (cJSON_IsArray(reprs)) {
+        fputs("}, \"reprs\": {", stdout);
+        k = 0;
+        cJSON_ArrayForEach(it, reprs) {
+            et_tensor *t = cJSON_IsString(it) ? env_get(e, it->valuestring) : NULL;
+            char *str = t ? et_to_string(t) : NULL;
+            if (k++)
+                fputs(", ", stdout);
+            put_str(stdout, cJSON_IsString(it) ? it->valuestring : "?");
+            fputs(": ", stdout);
+            if (str)
+                put_str(stdout, str);
+            else
+                fputs("null", stdout);
+            free(str);
+        }
     }
     fputs("}, \"grads\": {", stdout);
     /* keep retained non-leaves alive, then close the pool before reading gradients */

@@ -28,6 +28,7 @@ Prints the number of compared cases, the largest errors and a final line
 "N passed, M failed"; exits 1 on any failure.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -202,6 +203,7 @@ TORCH_OPS = {
     "item": lambda i, p: torch.tensor(i[0].item(), dtype=i[0].dtype),
     "copy_from": lambda i, p: _inplace_copy([i[0], torch.tensor(p["data"], dtype=i[0].dtype).reshape(
         i[0].shape)], p),
+    "free": lambda i, p: None,
     "requires_grad_": lambda i, p: i[0].requires_grad_(p.get("on", True)),
     # creation functions of tensor.h
     "arange": lambda i, p: torch.arange(p["start"], p["end"], p["step"], dtype=torch.float32),
@@ -228,7 +230,7 @@ def run_torch(case, dtype, values=None, backward=True):
     env, leaves = {}, {}
     for inp in case["inputs"]:
         data = values[inp["name"]] if values and inp["name"] in values else \
-            np.asarray(inp["data"], dtype=np.float64).reshape(inp["shape"])
+            np.asarray([float(v) for v in inp["data"]], dtype=np.float64).reshape(inp["shape"])
         t = torch.tensor(data, dtype=dtype)
         if inp["requires_grad"]:
             t.requires_grad_(True)
@@ -297,10 +299,16 @@ def DISTINCT(rng, shape):
     return np.asarray(v.reshape(shape), dtype=np.float32)
 
 
+def _jf(v):
+    """A float for the case file: non-finite values as "nan"/"inf"/"-inf" (cJSON has no NaN)."""
+    v = float(v)
+    return v if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+
+
 def I(name, arr, rg=True):
     arr = np.asarray(arr, dtype=np.float32)
     return {"name": name, "shape": list(arr.shape),
-            "data": [float(v) for v in arr.ravel()], "requires_grad": bool(rg)}
+            "data": [_jf(v) for v in arr.ravel()], "requires_grad": bool(rg)}
 
 
 def IDX(name, values):
@@ -318,7 +326,7 @@ class Suite:
         self.ids = set()
 
     def add(self, cid, inputs, prog, outputs=None, backward="rand", fd=True, times=1,
-            retain=(), rng=None, error=None, then=()):
+            retain=(), rng=None, error=None, then=(), reprs=()):
         """prog: list of (out, op, [inputs], {params}).
         backward: "rand" (random upstream of the root's shape), "none" (NULL
         upstream: root must have one element), None (no backward), or an array.
@@ -327,22 +335,25 @@ class Suite:
         self.ids.add(cid)
         nodes = [{"out": o, "op": op, "in": list(ins), "p": dict(p or {})}
                  for (o, op, ins, p) in prog]
+        last = [n for n in nodes if n["op"] != "free"][-1]["out"]   # default output and root
         case = {"id": cid, "inputs": inputs, "prog": nodes,
-                "outputs": list(outputs) if outputs else [nodes[-1]["out"]],
+                "outputs": list(outputs) if outputs else [last],
                 "retain": list(retain)}
+        if reprs:
+            case["reprs"] = list(reprs)
         any_rg = any(i["requires_grad"] for i in inputs)
         if error is not None:
             case["error"] = error
             if isinstance(backward, np.ndarray):
-                case["backward"] = {"root": nodes[-1]["out"], "grad": tensor_json(backward),
+                case["backward"] = {"root": last, "grad": tensor_json(backward),
                                     "times": 1}
             elif backward == "none":
-                case["backward"] = {"root": nodes[-1]["out"], "grad": None, "times": 1}
+                case["backward"] = {"root": last, "grad": None, "times": 1}
             case["fd"] = False
             self.cases.append(case)
             return
         if backward is not None and any_rg:
-            root = nodes[-1]["out"]
+            root = last
             if isinstance(backward, np.ndarray):
                 grad = tensor_json(backward)
             elif backward == "none":
@@ -981,6 +992,28 @@ rng = rng_for("oracle")
 S.add("oracle/gelu_backward_noncontiguous_grad_output", [I("a", N(rng, (4, 2)))],
       [("g", "gelu", ["a"], {"approx": False}), ("y", "t", ["g"], {})], rng=rng)
 
+# ---- ownership: the caller drops its references early (graph/storage keep what they need) ----
+
+rng = rng_for("free")
+S.add("free/intermediates_before_backward", [I("a", N(rng, (3, 4))), I("b", N(rng, (4,)))],
+      [("m", "mul", ["a", "b"], {}), ("e", "tanh", ["m"], {}), ("_", "free", ["m"], {}),
+       ("s", "sum", ["e"], {"dims": [1], "keepdim": False}), ("_", "free", ["e"], {}),
+       ("y", "mul", ["s", "s"], {})], rng=rng)
+S.add("free/every_intermediate_as_it_goes", [I("a", N(rng, (2, 3))), I("w", N(rng, (3, 2)))],
+      [("h", "matmul", ["a", "w"], {}), ("t", "sigmoid", ["h"], {}), ("_", "free", ["h"], {}),
+       ("tt", "t", ["t"], {}), ("_", "free", ["t"], {}), ("sl", "slice", ["tt"], {"dim": 1, "start": 0, "end": END, "step": 1}),
+       ("_", "free", ["tt"], {}), ("y", "log_softmax", ["sl"], {"dim": 0}), ("_", "free", ["sl"], {})],
+      rng=rng)
+S.add("free/constant_input_after_use", [I("a", N(rng, (3,))), I("c", N(rng, (3,)), rg=False)],
+      [("d", "sub", ["a", "c"], {}), ("_", "free", ["c"], {}), ("y", "pow_scalar", ["d"], {"s": 2.0})],
+      rng=rng)
+S.add("free/base_of_a_view", [I("x", N(rng, (3, 4)), rg=False)],
+      [("v", "slice", ["x"], {"dim": 1, "start": 1, "end": END, "step": 2}), ("_", "free", ["x"], {}),
+       ("y", "mul_scalar", ["v"], {"s": 2.0})], outputs=["v", "y"], backward=None)
+S.add("free/view_of_leaf_before_backward", [I("a", N(rng, (3, 4)))],
+      [("v", "transpose", ["a"], {"dim0": 0, "dim1": 1}), ("e", "expand", ["v"], {"shape": [2, 4, 3]}),
+       ("_", "free", ["v"], {}), ("y", "exp", ["e"], {}), ("_", "free", ["e"], {})], times=2, rng=rng)
+
 # ---- in place and view semantics (forward only: writes through views) -------------------
 
 rng = rng_for("inplace")
@@ -1291,6 +1324,49 @@ S.add("zeros_like/of_grad_tensor", [I("a", np.ones((2, 3), np.float32))],
       [("z", "zeros_like", ["a"], {}), ("o", "ones_like", ["a"], {})], outputs=["z", "o"],
       backward=None)
 
+# ---- printing: et_to_string() vs str(torch.Tensor) ------------------------------------------
+
+rng = rng_for("print")
+PRINT = [
+    ("int_like", np.array([[1, 2], [3, -4]], np.float32)),
+    ("fixed", N(rng, (2, 3))),
+    ("0d", np.float32(3.14159)),
+    ("0d_int", np.float32(-2.0)),
+    ("sci_small_large", np.array([1e-5, 1e5, 3.0], np.float32)),
+    ("large_ints", np.array([1e8, 2.0, -3e9], np.float32)),
+    ("tiny", np.array([1e-9, -2e-8], np.float32)),
+    ("zeros", np.zeros((2, 2), np.float32)),
+    ("negative_zero", np.array([-0.0, 1.5], np.float32)),
+    ("nan_inf", np.array([np.nan, np.inf, -np.inf, 1.25], np.float32)),
+    ("empty_1d", np.zeros((0,), np.float32)),
+    ("empty_2d", np.zeros((2, 0), np.float32)),
+    ("3d", N(rng, (2, 2, 3))),
+    ("wide_wraps", N(rng, (20,))),
+    ("summarized_1d", np.arange(2000, dtype=np.float32)),
+    ("summarized_2d", N(rng, (40, 40))),
+    ("summarized_3d", U(rng, (12, 10, 10), 0, 1)),
+    ("mixed_magnitudes_2d", np.array([[0.001, 1000.0], [12.5, -0.25]], np.float32)),
+    ("one_decimal", np.array([0.5, 1.5, 2.5], np.float32)),
+    ("long_row", np.array([[123456.7, 0.1, 5.0, 42.0, 1e3, 7.25]], np.float32)),
+]
+for pid, arr in PRINT:
+    S.add(f"print/{pid}", [I("a", arr, rg=False)], [("y", "contiguous", ["a"], {})], backward=None,
+          reprs=["a"])
+S.add("print/requires_grad_leaf", [I("a", N(rng, (2, 2)))], [("y", "contiguous", ["a"], {})],
+      backward=None, reprs=["a"])
+S.add("print/no_grad_result", [I("a", N(rng, (3,)))], [("y", "exp", ["a"], {"_no_grad": True})],
+      backward=None, reprs=["y"])
+S.add("print/view_of_strided", [I("a", N(rng, (3, 4)), rg=False)],
+      [("t", "t", ["a"], {}), ("y", "slice", ["t"], {"dim": 0, "start": 0, "end": END, "step": 2})],
+      backward=None, reprs=["y"])
+for op in ["add", "mul"]:
+    S.add(f"print/grad_fn_{op}", [I("a", N(rng, (2,))), I("b", N(rng, (2,)))],
+          [("y", op, ["a", "b"], {})], backward=None, reprs=["y"])
+S.add("print/grad_fn_exp", [I("a", N(rng, (2,)))], [("y", "exp", ["a"], {})], backward=None,
+      reprs=["y"])
+S.add("print/grad_fn_sum", [I("a", N(rng, (2,)))], [("y", "sum_all", ["a"], {})], backward=None,
+      reprs=["y"])
+
 # ---- errors: easytorch must fail where PyTorch fails -------------------------------------
 
 rng = rng_for("errors")
@@ -1497,7 +1573,10 @@ DIFF, FD = Stats(), Stats()
 
 
 def as_array(t):
-    return np.asarray(t["data"], dtype=np.float64).reshape(t["shape"])
+    """Runner tensor -> float64 array of the exact float32 values ("%.9g" round-trips
+    to the same float32, not to the same double)."""
+    return np.asarray(t["data"], dtype=np.float64).astype(np.float32).astype(np.float64).reshape(
+        t["shape"])
 
 
 def close(ours, ref):
@@ -1561,6 +1640,12 @@ def check_diff(case, res):
         return f"{kind} {name}: {describe(ours, ref)}"
 
     fails = []
+    if case.get("reprs"):
+        env, _ = run_torch(case, torch.float32, backward=False)
+        for name in case["reprs"]:
+            want, got = str(env[name]), res.get("reprs", {}).get(name)
+            if got != want:
+                fails.append(f"et_to_string({name}) = {got!r}, PyTorch str() = {want!r}")
     for name in case["outputs"]:
         ref, rg, leaf = outs32[name]
         o = res["outputs"].get(name)
@@ -1594,7 +1679,7 @@ def check_diff(case, res):
 def fd_grads(case):
     """Central differences of sum(root * upstream) in float64, per leaf element."""
     bw = case["backward"]
-    base = {i["name"]: np.asarray(i["data"], dtype=np.float64).reshape(i["shape"])
+    base = {i["name"]: np.asarray([float(v) for v in i["data"]], dtype=np.float64).reshape(i["shape"])
             for i in case["inputs"]}
     up = None
     if bw.get("grad") is not None:
