@@ -188,6 +188,8 @@ static inline float etc_tanhf(float x)
     float e = etc_expf(2.0f * ac);
     float big = copysignf(1.0f - 2.0f / (e + 1.0f), x);
     float y = etc_sel(ax < 0.625f, small, big);
+    /* saturate where PyTorch's (SLEEF) tanhf does, so 1 - y*y is exactly 0 there */
+    y = etc_sel(ax > 8.664339742f, copysignf(1.0f, x), y);
     return etc_sel(x != x, x, y);
 }
 

@@ -106,15 +106,18 @@ bool etc_compute_contiguous(const et_tensor *t)
 }
 
 /* ------------------------------------------------------------------ */
-/* per-thread cache of large storages: a training step frees and then    */
-/* re-allocates the same multi-MB buffers; reusing them avoids mmap,     */
-/* munmap and page faults on every step.  Bounded in count and bytes.   */
+/* per-thread state, released by a pthread key destructor at thread exit */
 
+/* pools: one growable array of creation references, and a stack of marks
+ * into it (one per open pool) */
 static _Thread_local et_tensor **pool_items;
 static _Thread_local size_t pool_len, pool_cap;
 static _Thread_local size_t *pool_marks;
 static _Thread_local size_t pool_depth, pool_marks_cap;
 
+/* cache of large storages: a training step frees and then re-allocates
+ * the same multi-MB buffers; reusing them avoids mmap, munmap and page
+ * faults on every step.  Bounded in count and bytes. */
 #define CACHE_MIN_FLOATS 16384               /* 64 KiB */
 #define CACHE_SLOTS 32
 #define CACHE_MAX_BYTES ((size_t)256 << 20)
@@ -144,6 +147,58 @@ static size_t storage_bytes(const et_storage *s)
     return sizeof(et_storage) + (size_t)s->size * sizeof(float);
 }
 
+/* Free list of the blocks of tiny tensors (<= SMALL_CAP floats): the
+ * per-op cost of small graphs is mostly allocation.  Off under ASan so
+ * use-after-free stays detectable. */
+#define SMALL_CAP 16
+#define SMALL_LIST_MAX 1024
+#if defined(__SANITIZE_ADDRESS__)
+#define USE_SMALL_LIST 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define USE_SMALL_LIST 0
+#endif
+#endif
+#ifndef USE_SMALL_LIST
+#define USE_SMALL_LIST 1
+#endif
+
+typedef struct small_block {
+    struct small_block *next;
+} small_block;
+
+static _Thread_local small_block *small_list;
+static _Thread_local size_t small_len;
+
+static void small_push(void *block)
+{
+    if (!USE_SMALL_LIST || small_len >= SMALL_LIST_MAX) {
+        free(block);
+        return;
+    }
+    ensure_thread_cleanup();
+    small_block *b = block;
+    b->next = small_list;
+    small_list = b;
+    small_len++;
+}
+
+static void *small_pop(void)
+{
+    small_block *b = small_list;
+    if (b) {
+        small_list = b->next;
+        small_len--;
+    }
+    return b;
+}
+
+static void small_clear(void)
+{
+    while (small_list)
+        free(small_pop());
+}
+
 static et_storage *cache_take(int64_t n)
 {
     int best = -1;
@@ -164,7 +219,10 @@ static et_storage *cache_take(int64_t n)
 static void storage_free(et_storage *s)
 {
     if (s->block) {
-        free(s->block);
+        if (s->size == SMALL_CAP)
+            small_push(s->block);
+        else
+            free(s->block);
         return;
     }
     size_t bytes = storage_bytes(s);
@@ -240,7 +298,10 @@ et_tensor *etc_alloc(const int64_t *shape, int ndim)
     et_storage *s;
     if (n < CACHE_MIN_FLOATS) {
         /* one allocation for the tensor and its storage */
-        char *block = malloc(BLOCK_STORAGE_OFFSET + sizeof(et_storage) + (size_t)n * sizeof(float));
+        int64_t cap = n <= SMALL_CAP ? SMALL_CAP : n;
+        char *block = cap == SMALL_CAP ? small_pop() : NULL;
+        if (!block)
+            block = malloc(BLOCK_STORAGE_OFFSET + sizeof(et_storage) + (size_t)cap * sizeof(float));
         if (!block) {
             et_set_error(ET_ERR_NOMEM, "out of memory allocating %lld floats", (long long)n);
             return NULL;
@@ -248,7 +309,7 @@ et_tensor *etc_alloc(const int64_t *shape, int ndim)
         t = (et_tensor *)block;
         tensor_init(t);
         s = (et_storage *)(block + BLOCK_STORAGE_OFFSET);
-        s->size = n;
+        s->size = cap;
         s->block = block;
     } else {
         s = cache_take(n);
@@ -326,9 +387,21 @@ et_tensor *etc_ref(et_tensor *t)
     return t;
 }
 
+/* Drops one reference; true when it was the last.  A holder of the only
+ * reference needs no atomic write: no other thread can reach the object
+ * to add one (the acquire load still orders its earlier writes). */
 static inline bool dec_ref(et_tensor *t)
 {
+    if (atomic_load_explicit(&t->refcount, memory_order_acquire) == 1)
+        return true;
     return atomic_fetch_sub_explicit(&t->refcount, 1, memory_order_acq_rel) == 1;
+}
+
+static inline bool dec_storage(et_storage *s)
+{
+    if (atomic_load_explicit(&s->refcount, memory_order_acquire) == 1)
+        return true;
+    return atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1;
 }
 
 /* Frees iteratively: a graph of 100000 nodes must not overflow the C stack. */
@@ -366,7 +439,7 @@ void etc_release(et_tensor *t)
         et_storage *s = x->storage;
         /* a small tensor lives in its storage's block: freed with the storage */
         bool in_block = s && s->block == (void *)x;
-        if (s && atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1)
+        if (s && dec_storage(s))
             storage_free(s);
         if (!in_block)
             free(x);
@@ -380,8 +453,7 @@ et_tensor *et_tensor_ref(et_tensor *t) { return etc_ref(t); }
 void et_tensor_free(et_tensor *t) { etc_release(t); }
 
 /* ------------------------------------------------------------------ */
-/* pools: one growable array of creation references per thread, and a  */
-/* stack of marks into it (one per open pool).                          */
+/* pools (see tensor.h OWNERSHIP)                                       */
 
 
 /* Runs at thread exit: releases tensors still in unclosed pools, frees
@@ -397,6 +469,7 @@ static void thread_state_exit(void *unused)
     pool_marks = NULL;
     pool_cap = pool_marks_cap = pool_depth = 0;
     cache_clear();
+    small_clear();
 }
 
 void et_pool_begin(void)

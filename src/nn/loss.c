@@ -2,6 +2,8 @@
  * loss.c - loss functions composed from differentiable core ops, so that
  * autograd provides every backward.  Each public function runs its work in an
  * inner pool (nn_scope_begin/end) and returns one new reference.
+ * Not supported (not in loss.h): class weights, ignore_index, probability
+ * targets for cross_entropy, K-dimensional [N, C, d...] inputs.
  */
 #include "nn/nn_internal.h"
 

@@ -327,9 +327,7 @@ et_status et_sequential_append(et_module *seq, et_module *child)
     seq->names = names;
     seq->params = params;
     seq->nparams += add;
-    seq->children[seq->nchildren++] = child;
-    child->training = seq->training;
-    et_module_train(child, seq->training);
+    seq->children[seq->nchildren++] = child;   /* keeps its own mode, as torch */
     return ET_OK;
 oom:
     free(names);

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>   /* _mm_sqrt_ps: GCC does not vectorise sqrtf under math-errno */
+#endif
 
 typedef enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW } opt_kind;
 
@@ -71,6 +74,12 @@ static et_optim *optim_alloc(opt_kind kind, const char *type, et_tensor *const *
         if (!params[i]) {
             et_set_error(ET_ERR_ARG, "%s: parameter %d is NULL", type, i);
             return NULL;
+        }
+        for (int j = 0; j < i; j++) {
+            if (params[j] == params[i]) {
+                et_set_error(ET_ERR_ARG, "%s: parameter %d is also parameter %d", type, i, j);
+                return NULL;
+            }
         }
     }
     et_optim *o = calloc(1, sizeof(*o));
@@ -284,35 +293,98 @@ static void rmsprop_update(const et_optim *o, float *p, const float *g, float **
     }
 }
 
+/* Adam's element loop.  Called with constant flags so that the compiler
+ * emits one branch-free (vectorisable) copy per combination. */
+static inline void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
+                             float *restrict v, float *restrict vmax, int64_t k,
+                             const bool coupled_wd, const bool decoupled, const bool ams,
+                             const float *c)
+{
+    const float sign = c[0], wd = c[1], decay = c[2], b1 = c[3], omb1 = c[4], b2 = c[5];
+    const float omb2 = c[6], bc2s = c[7], eps = c[8], nstep = c[9];
+    int64_t j = 0;
+#if defined(__SSE2__)
+    /* four lanes of exactly the scalar operations below (IEEE mul, add,
+     * div and sqrt are lane-wise identical), then the scalar tail */
+    const __m128 vsign = _mm_set1_ps(sign), vwd = _mm_set1_ps(wd), vdecay = _mm_set1_ps(decay);
+    const __m128 vb1 = _mm_set1_ps(b1), vomb1 = _mm_set1_ps(omb1), vb2 = _mm_set1_ps(b2);
+    const __m128 vomb2 = _mm_set1_ps(omb2), vbc2s = _mm_set1_ps(bc2s), veps = _mm_set1_ps(eps);
+    const __m128 vnstep = _mm_set1_ps(nstep);
+    for (; j + 4 <= k; j += 4) {
+        __m128 pj = _mm_loadu_ps(p + j);
+        __m128 d = _mm_mul_ps(vsign, _mm_loadu_ps(g + j));
+        if (decoupled)
+            pj = _mm_mul_ps(pj, vdecay);
+        if (coupled_wd)
+            d = _mm_add_ps(d, _mm_mul_ps(vwd, pj));
+        __m128 mj = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + j), vb1), _mm_mul_ps(vomb1, d));
+        __m128 vj = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + j), vb2),
+                               _mm_mul_ps(vomb2, _mm_mul_ps(d, d)));
+        _mm_storeu_ps(m + j, mj);
+        _mm_storeu_ps(v + j, vj);
+        if (ams) {
+            vj = _mm_max_ps(_mm_loadu_ps(vmax + j), vj);  /* vmax > vj ? vmax : vj */
+            _mm_storeu_ps(vmax + j, vj);
+        }
+        __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vj), vbc2s), veps);
+        _mm_storeu_ps(p + j, _mm_add_ps(pj, _mm_mul_ps(vnstep, _mm_div_ps(mj, denom))));
+    }
+#endif
+    for (; j < k; j++) {
+        float pj = p[j];
+        float d = sign * g[j];
+        if (decoupled)
+            pj = pj * decay;
+        if (coupled_wd)
+            d = d + wd * pj;
+        float mj = m[j] * b1 + omb1 * d;
+        float vj = v[j] * b2 + omb2 * (d * d);
+        m[j] = mj;
+        v[j] = vj;
+        if (ams) {
+            vj = vmax[j] > vj ? vmax[j] : vj;
+            vmax[j] = vj;
+        }
+        p[j] = pj + nstep * (mj / (sqrtf(vj) / bc2s + eps));
+    }
+}
+
 static void adam_update(const et_optim *o, float *p, const float *g, float **s, int64_t step,
                         int64_t k)
 {
     const et_adam_opts *ao = &o->o.adam;
     const bool decoupled = o->kind == OPT_ADAMW;
-    const float b1 = (float)ao->beta1, b2 = (float)ao->beta2;
-    const float omb1 = (float)(1.0 - ao->beta1), omb2 = (float)(1.0 - ao->beta2);
-    const float wd = (float)ao->weight_decay, eps = (float)ao->eps;
-    const float decay = (float)(1.0 - o->lr * ao->weight_decay);
+    const bool coupled = !decoupled && ao->weight_decay != 0;
     const double bc1 = 1.0 - pow(ao->beta1, (double)step);
     const double bc2 = 1.0 - pow(ao->beta2, (double)step);
-    const float nstep = (float)(-(o->lr / bc1));
-    const float bc2s = (float)sqrt(bc2);
-    float *m = s[0], *v = s[1], *vmax = ao->amsgrad ? s[2] : NULL;
-    for (int64_t j = 0; j < k; j++) {
-        float d = ao->maximize ? -g[j] : g[j];
+    /* torch: python floats become float32 scalars of the tensor ops */
+    const float c[10] = {
+        ao->maximize ? -1.0f : 1.0f,
+        (float)ao->weight_decay,
+        (float)(1.0 - o->lr * ao->weight_decay),
+        (float)ao->beta1,
+        (float)(1.0 - ao->beta1),
+        (float)ao->beta2,
+        (float)(1.0 - ao->beta2),
+        (float)sqrt(bc2),
+        (float)ao->eps,
+        (float)(-(o->lr / bc1)),
+    };
+    float *m = s[0], *v = s[1], *vmax = s[2];
+    if (ao->amsgrad) {
         if (decoupled)
-            p[j] = p[j] * decay;
-        else if (wd != 0.0f)
-            d = d + wd * p[j];
-        m[j] = m[j] * b1 + omb1 * d;
-        v[j] = v[j] * b2 + omb2 * (d * d);
-        float vv = v[j];
-        if (vmax) {
-            vmax[j] = vmax[j] > vv ? vmax[j] : vv;
-            vv = vmax[j];
-        }
-        float denom = sqrtf(vv) / bc2s + eps;
-        p[j] = p[j] + nstep * (m[j] / denom);
+            adam_loop(p, g, m, v, vmax, k, false, true, true, c);
+        else if (coupled)
+            adam_loop(p, g, m, v, vmax, k, true, false, true, c);
+        else
+            adam_loop(p, g, m, v, vmax, k, false, false, true, c);
+    } else {
+        if (decoupled)
+            adam_loop(p, g, m, v, NULL, k, false, true, false, c);
+        else if (coupled)
+            adam_loop(p, g, m, v, NULL, k, true, false, false, c);
+        else
+            adam_loop(p, g, m, v, NULL, k, false, false, false, c);
     }
 }
 

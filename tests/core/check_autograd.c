@@ -236,6 +236,22 @@ START_TEST(test_no_grad_records_nothing)
 }
 END_TEST
 
+/* torch.tanh saturates to exactly +-1 for |x| > 8.6643 (SLEEF), so the
+ * gradient 1 - y*y there is exactly 0 (large weights would amplify any rest) */
+START_TEST(test_tanh_saturation_grad_is_zero)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(4), 8.7f, -20, 2550, INFINITY);
+    et_set_requires_grad(x, true);
+    et_tensor *y = et_tanh(x);
+    ASSERT_VALUES(y, 1, -1, 1, 1);
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul_scalar(y, 1e6f)), NULL), ET_OK);
+    for (int i = 0; i < 4; i++)
+        ck_assert_float_eq(et_data(et_grad(x))[i], 0.0f);
+    et_pool_end();
+}
+END_TEST
+
 static Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -256,6 +272,7 @@ static Suite *autograd_suite(void)
         {"where_masks", test_comparisons_and_where_masks},
         {"views", test_view_gradients_flow_to_base},
         {"no_grad", test_no_grad_records_nothing},
+        {"tanh_saturation", test_tanh_saturation_grad_is_zero},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -72,6 +72,8 @@ START_TEST(test_unary)
     /* a.clamp(-1.5, 3.5) */
     ASSERT_VALUES(et_clamp(a, -1.5f, 3.5f), 1, -1.5f, 3, 3.5f, 3.5f, -1.5f);
     ASSERT_VALUES(et_clamp(a, 0, INFINITY), 1, 0, 3, 4, 5, 0);
+    /* torch.tensor([-3., .5, 3., nan]).clamp(1., 0.) -> [0, 0, 0, nan] */
+    ASSERT_VALUES(et_clamp(TV(ET_SHAPE(4), -3, 0.5f, 3, NAN), 1, 0), 0, 0, 0, NAN);
     et_tensor *p = TV(ET_SHAPE(3), 1, 4, 0.25f);
     ASSERT_VALUES(et_sqrt(p), 1, 2, 0.5f);
     ASSERT_VALUES(et_log(et_exp(p)), 1, 4, 0.25f);

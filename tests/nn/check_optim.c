@@ -100,6 +100,50 @@ START_TEST(adam_and_adamw_first_steps)
 }
 END_TEST
 
+/* 11 elements: the 4-lane loop and the scalar tail of the update. */
+START_TEST(adam_long_parameters_match_definition)
+{
+    enum { K = 11 };
+    et_adam_opts o = _i & 2 ? ET_ADAMW_DEFAULTS : ET_ADAM_DEFAULTS;
+    o.lr = 0.05;
+    o.amsgrad = _i & 1;
+    if (!(_i & 2))
+        o.weight_decay = 0.1;
+    et_generator *gen = et_generator_new(31 + (uint64_t)_i);
+    float p0[K], g0[K];
+    nn_fill_uniform(gen, p0, K, -1, 1);
+    double pv[K], m[K] = {0}, v[K] = {0}, vmax[K] = {0};
+    et_tensor *p = et_tensor_new(p0, ET_SHAPE(K));
+    et_set_requires_grad(p, true);
+    et_optim *opt = _i & 2 ? et_adamw_new(&p, 1, o) : et_adam_new(&p, 1, o);
+    for (int j = 0; j < K; j++)
+        pv[j] = p0[j];
+    for (int t = 1; t <= 5; t++) {
+        nn_fill_uniform(gen, g0, K, -1, 1);   /* a new gradient every step */
+        et_tensor *g = et_tensor_new(g0, ET_SHAPE(K));
+        et_set_grad(p, g);
+        et_tensor_free(g);
+        ck_assert_int_eq(et_optim_step(opt), ET_OK);
+        double bc1 = 1 - pow(o.beta1, t), bc2 = 1 - pow(o.beta2, t);
+        for (int j = 0; j < K; j++) {
+            double d = g0[j];
+            if (_i & 2)
+                pv[j] *= 1 - o.lr * o.weight_decay;
+            else
+                d += o.weight_decay * pv[j];
+            m[j] = o.beta1 * m[j] + (1 - o.beta1) * d;
+            v[j] = o.beta2 * v[j] + (1 - o.beta2) * d * d;
+            vmax[j] = fmax(vmax[j], v[j]);
+            pv[j] -= o.lr / bc1 * m[j] / (sqrt(o.amsgrad ? vmax[j] : v[j]) / sqrt(bc2) + o.eps);
+            ck_close(et_data(p)[j], pv[j]);
+        }
+    }
+    et_optim_free(opt);
+    et_tensor_free(p);
+    et_generator_free(gen);
+}
+END_TEST
+
 START_TEST(adagrad_lr_decay_and_initial_accumulator)
 {
     et_adagrad_opts o = ET_ADAGRAD_DEFAULTS;
@@ -185,6 +229,9 @@ START_TEST(invalid_hyper_parameters_are_rejected)
     ck_assert_ptr_null(et_adagrad_new(&p, 1, g));
     et_tensor *none[1] = {NULL};
     ck_assert_ptr_null(et_adam_new(none, 1, ET_ADAM_DEFAULTS));
+    et_tensor *twice[2] = {p, p};
+    ck_assert_ptr_null(et_sgd_new(twice, 2, ET_SGD_DEFAULTS));
+    ck_assert_int_eq(et_errcode(), ET_ERR_ARG);
     et_tensor_free(p);
 }
 END_TEST
@@ -364,6 +411,7 @@ int main(void)
     TCase *tc = tcase_create("rules");
     tcase_add_loop_test(tc, sgd_plain_momentum_dampening_nesterov, 0, 5);
     tcase_add_loop_test(tc, adam_and_adamw_first_steps, 0, 4);
+    tcase_add_loop_test(tc, adam_long_parameters_match_definition, 0, 4);
     tcase_add_test(tc, adagrad_lr_decay_and_initial_accumulator);
     tcase_add_loop_test(tc, rmsprop_plain_centered_momentum, 0, 4);
     suite_add_tcase(s, tc);
