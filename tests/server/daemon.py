@@ -222,12 +222,41 @@ class Daemon:
             self.stop()
         return self.start()
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                       "runtime error:", "ERROR: MemorySanitizer")
+
+    def sanitizer_reports(self):
+        """Sanitizer findings in any of this daemon's stderr logs (for ASan/TSan/UBSan
+        builds; empty for a plain build)."""
+        found = []
+        for i in range(1, self.starts + 1):
+            try:
+                with open(os.path.join(self.tmp, "stderr.%d.log" % i), "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            for mark in self.SANITIZER_MARKS:
+                at = text.find(mark)
+                if at >= 0:
+                    found.append("start %d: %s" % (i, text[max(0, at - 200):at + 2500]))
+                    break
+        return found
+
     def cleanup(self):
+        """Stops the daemon gracefully (SIGTERM, so leak checkers run), removes the temp dir,
+        and raises if a sanitizer reported anything."""
+        reports = []
         try:
             if self.alive():
-                self.kill()
+                try:
+                    self.stop()
+                except RuntimeError:
+                    pass  # ignored SIGTERM: stop() killed it
+            reports = self.sanitizer_reports()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer reports in easytorchd's stderr:\n" + "\n---\n".join(reports))
 
     # ---------------------------------------------------------------- HTTP
     def request(self, method, path, obj=None, body=None, headers=None, auth=True,

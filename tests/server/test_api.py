@@ -728,6 +728,11 @@ class TestKServe(Base):
         name = self.new_model()
         md = D.ok("GET", "/v2/models/%s" % name)
         self.assertEqual(md["name"], name)
+        # required by the Open Inference Protocol's model metadata response
+        self.assertIsInstance(md["platform"], str)
+        (inp,), (outp,) = md["inputs"], md["outputs"]
+        self.assertEqual((inp["name"], inp["datatype"], inp["shape"][-1]), ("input", "FP32", 3))
+        self.assertEqual((outp["name"], outp["datatype"], outp["shape"][-1]), ("output", "FP32", 2))
         self.assertEqual(D.get("/v2/models/%s/ready" % name).status, 200)
         r = D.ok("POST", "/v2/models/%s/infer" % name, {"inputs": [
             {"name": "input", "shape": [2, 3], "datatype": "FP32", "data": flatten(X)}]})
@@ -741,6 +746,10 @@ class TestKServe(Base):
         self.assertEqual(len(got), 4)
         for a, b in zip(got, want):
             self.assertAlmostEqual(a, b, delta=1e-5 + 1e-4 * abs(b))
+        # a request id comes back in the response
+        r3 = D.ok("POST", "/v2/models/%s/infer" % name, {"id": "req-42", "inputs": [
+            {"name": "input", "shape": [2, 3], "datatype": "FP32", "data": flatten(X)}]})
+        self.assertEqual(r3.get("id"), "req-42")
         # nested data is allowed by the protocol too
         r2 = D.ok("POST", "/v2/models/%s/infer" % name, {"inputs": [
             {"name": "input", "shape": [2, 3], "datatype": "FP32", "data": X}]})

@@ -277,6 +277,21 @@ class TestCrash(Base):
         self.assertEqual(a.get("/v1/models/fresh1").status, 200)
         self.assertEqual(f32(a.params("fresh1")), f32(p))
 
+    def test_sync_always_kill9_after_train_and_delete(self):
+        a = self.new_daemon(sync="always")
+        x, y = data(9, 32)
+        a.create(spec_for("trained", {"type": "Adam", "lr": 0.01}))
+        a.create(spec_for("deleted", {"type": "SGD", "lr": 0.1}))
+        r = a.ok("POST", "/v1/models/trained/train",
+                 {"inputs": x, "targets": y, "epochs": 3, "batch_size": 8})
+        want = state(a, "trained")
+        self.assertIn(a.delete("/v1/models/deleted").status, (200, 204))
+        a.kill()
+        a.start()
+        self.assertEqual(r["step"], 12)
+        self.assertSameState(state(a, "trained"), want, "trained")
+        self.assertEqual(a.get("/v1/models/deleted").status, 404)
+
     def test_checkpoint_then_kill9(self):
         a = self.new_daemon()
         opt, sched = OPTIMIZERS["p-adam"]
@@ -368,15 +383,30 @@ class TestCrash(Base):
 
     def test_unusual_names_survive_restart(self):
         a = self.new_daemon()
-        names = ["a.b-c_d", "x" * 64, "9lives", "A", "v1.2.3"]
+        # including names that look like the daemon's own file names
+        names = ["a.b-c_d", "x" * 64, "9lives", "A", "v1.2.3", "x", "x.etm", "x.etm.tmp",
+                 "x.tmp", "x.json", "a.", "a-", "LOCK", "index.json"]
         want = {}
-        for n in names:
-            a.create(spec_for(n, {"type": "SGD", "lr": 0.1}))
+        for i, n in enumerate(names):
+            s = spec_for(n, {"type": "SGD", "lr": 0.1})
+            s["seed"] = 100 + i
+            a.create(s)
             want[n] = a.params(n)
         a.restart()
         self.assertEqual(sorted(m["name"] for m in a.ok("GET", "/v1/models")["models"]), sorted(names))
         for n in names:
             self.assertEqual(a.params(n), want[n], n)
+
+    def test_data_dir_created_if_missing(self):
+        d = Daemon()
+        self.addCleanup(d.cleanup)
+        d.data_dir = os.path.join(d.tmp, "not", "yet", "there")
+        d.start()
+        type(self).daemon = d
+        d.create(spec_for("m", {"type": "SGD", "lr": 0.1}))
+        want = d.params("m")
+        d.restart()
+        self.assertEqual(d.params("m"), want)
 
     def test_stray_files_in_data_dir(self):
         a = self.new_daemon()
