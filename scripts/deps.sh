@@ -6,7 +6,7 @@ RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.
 TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
-  clang libclang-rt-14-dev curl jq chromium nodejs docker.io debootstrap procps iproute2
+  clang libclang-rt-14-dev curl jq chromium nodejs docker.io docker-compose debootstrap procps iproute2
   wrk python3-fastapi python3-uvicorn"
 
 as_root() {

@@ -84,7 +84,7 @@ def main():
                                cwd=outdir, env=env, capture_output=True, text=True)
         where = check.stdout.strip()
         if check.returncode != 0 or where.startswith(os.path.join(os.path.abspath(a.source), "clients", "python")):
-            print("FAIL: the installed package is not the one imported: %s %s" % (where, check.stderr), flush=True)
+            print("FAIL: the installed package is not the one imported (exit %d): %s %s" % (check.returncode, where, check.stderr), flush=True)
             print("0 passed, 2 failed", flush=True)
             return 1
         p = subprocess.run([py, os.path.join(outdir, "test_python_client.py"), os.path.abspath(a.easytorchd)] + a.tests,

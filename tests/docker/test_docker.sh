@@ -10,7 +10,8 @@
 # Needs root (or a running docker engine), docker, curl and jq; starts dockerd when none
 # runs and makes the Debian base images with debootstrap when no registry has them
 # (tests/docker/base_images.sh; cached, the first time takes a few minutes).
-# Everything it creates is removed on exit, except the base images (a cache).
+# Everything it creates is removed on exit, except the base images and the builder's
+# cache (untagged images; ET_DOCKER_PRUNE=1 removes those this run added).
 # FRESH_DEBIAN=1 (a fresh container without a docker engine) skips with exit code 77.
 set -u -o pipefail
 
@@ -48,6 +49,7 @@ volumes=()
 images=()
 compose_up=0
 dockerd_pid=
+images_before=
 
 compose_cmd=()
 if docker-compose version >/dev/null 2>&1; then
@@ -61,6 +63,19 @@ compose() {
         "${compose_cmd[@]}" -p "$run_id" -f "$src/docker/compose.yaml" "$@"
 }
 
+# prune_new_images: remove the untagged images (the builder's cache) that appeared during
+# this run, leaf first, never one that existed before it.
+prune_new_images() {
+    local again=1 id
+    while [ "$again" = 1 ]; do
+        again=0
+        for id in $(docker images -q --no-trunc -f dangling=true); do
+            grep -qxF "$id" <<<"$images_before" && continue
+            docker rmi --no-prune "$id" >/dev/null 2>&1 && again=1
+        done
+    done
+}
+
 cleanup() {
     local c v i
     trap '' INT TERM PIPE
@@ -70,14 +85,23 @@ cleanup() {
     for c in "${containers[@]}"; do docker rm -f -v "$c" >/dev/null 2>&1; done
     for v in "${volumes[@]}"; do docker volume rm -f "$v" >/dev/null 2>&1; done
     for i in "${images[@]}"; do docker rmi -f "$i" >/dev/null 2>&1; done
-    if [ -n "$dockerd_pid" ]; then
+    [ "${ET_DOCKER_PRUNE:-0}" = 1 ] && [ -n "$images_before" ] && prune_new_images
+    # Stop the engine we started, unless someone else has containers running on it meanwhile.
+    if [ -n "$dockerd_pid" ] && [ -n "$(docker ps -q 2>/dev/null)" ]; then
+        echo "# leaving the dockerd we started (pid $dockerd_pid) running: others use it" >&3
+    elif [ -n "$dockerd_pid" ]; then
         kill -TERM "$dockerd_pid" 2>/dev/null
         for _ in $(seq 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
     fi
-    rm -rf "$work"
+    if [ "$failed" -eq 0 ]; then
+        rm -rf "$work"
+    else
+        echo "# logs kept in $work" >&3
+    fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM PIPE
+trap 'echo "# interrupted: cleaning up" >&3; exit 130' INT TERM
+trap 'exit 141' PIPE
 
 # --- the engine ------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
@@ -109,6 +133,9 @@ fi
 sed 's/^/# /' "$work/base.err"
 
 # --- build ---------------------------------------------------------------------------------
+# The builder's cache (untagged images) stays for fast reruns; ET_DOCKER_PRUNE=1 removes
+# what this run added.
+images_before=$(docker images -aq --no-trunc | sort -u)
 info "docker build -f docker/Dockerfile (log: $work/build.log)"
 images+=("$img")
 if docker build --force-rm -f "$src/docker/Dockerfile" -t "$img" --build-arg JOBS=2 "$src" \
@@ -351,6 +378,22 @@ else
         fi
         http GET / "" -
         expect "compose: the dashboard GET / is served" 200
+        deadline=$((SECONDS + 600))
+        while [ "$SECONDS" -lt "$deadline" ]; do
+            trainer_rc=$(docker inspect -f '{{if not .State.Running}}{{.State.ExitCode}}{{end}}' \
+                "$tid" 2>/dev/null)
+            [ -n "$trainer_rc" ] && break
+            sleep 2
+        done
+        trainer_log=$(docker logs "$tid" 2>&1)
+        if [ "$trainer_rc" = 0 ] && grep -q '^final: ' <<<"$trainer_log"; then
+            ok "compose: the trainer (examples/sine.py) finishes: $(grep '^final: ' <<<"$trainer_log")"
+        else
+            nok "compose: the trainer (examples/sine.py) finishes (exit ${trainer_rc:-running})"
+            tail -n 20 <<<"$trainer_log" | sed 's/^/#   /'
+        fi
+        http GET /v1/models/sine-32
+        check "compose: the trainer's model stays on the daemon (--keep)" jbody '.step > 0'
     else
         tail -n 40 "$work/compose.log"
         nok "compose up -d"
