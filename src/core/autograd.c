@@ -4,67 +4,68 @@
 
 #include "core/core_internal.h"
 
-/* One row per etc_op, in enum order: PyTorch's grad_fn name and backward. */
+/* One row per etc_op, in enum order: PyTorch's grad_fn name, backward, and
+ * which saved values the backward reads (R_IN0/R_IN1 inputs, R_OUT result). */
 const etc_op_info etc_ops[] = {
-    {"", NULL},                              /* NONE */
-    {"AddBackward0", etc_bw_add},            /* ADD */
-    {"SubBackward0", etc_bw_sub},            /* SUB */
-    {"MulBackward0", etc_bw_mul},            /* MUL */
-    {"DivBackward0", etc_bw_div},            /* DIV */
-    {"PowBackward1", etc_bw_pow},            /* POW */
-    {"MaximumBackward0", etc_bw_maximum},    /* MAXIMUM */
-    {"MinimumBackward0", etc_bw_minimum},    /* MINIMUM */
-    {"AddBackward0", etc_bw_pass},           /* ADD_SCALAR */
-    {"SubBackward0", etc_bw_pass},           /* SUB_SCALAR */
-    {"RsubBackward1", etc_bw_neg_pass},      /* RSUB_SCALAR */
-    {"MulBackward0", etc_bw_mul_scalar},     /* MUL_SCALAR */
-    {"DivBackward0", etc_bw_mul_scalar},     /* DIV_SCALAR */
-    {"MulBackward0", etc_bw_rdiv_scalar},    /* RDIV_SCALAR */
-    {"PowBackward0", etc_bw_pow_scalar},     /* POW_SCALAR */
-    {"PowBackward1", etc_bw_rpow_scalar},    /* RPOW_SCALAR */
-    {"NegBackward0", etc_bw_neg_pass},       /* NEG */
-    {"ExpBackward0", etc_bw_exp},            /* EXP */
-    {"LogBackward0", etc_bw_log},            /* LOG */
-    {"SqrtBackward0", etc_bw_sqrt},          /* SQRT */
-    {"AbsBackward0", etc_bw_abs},            /* ABS */
-    {"TanhBackward0", etc_bw_tanh},          /* TANH */
-    {"SigmoidBackward0", etc_bw_sigmoid},    /* SIGMOID */
-    {"ReluBackward0", etc_bw_relu},          /* RELU */
-    {"LeakyReluBackward0", etc_bw_leaky_relu}, /* LEAKY_RELU */
-    {"GeluBackward0", etc_bw_gelu},          /* GELU */
-    {"ClampBackward1", etc_bw_clamp},        /* CLAMP */
-    {"SumBackward0", etc_bw_sum_all},        /* SUM_ALL */
-    {"SumBackward1", etc_bw_sum},            /* SUM */
-    {"MeanBackward0", etc_bw_mean_all},      /* MEAN_ALL */
-    {"MeanBackward1", etc_bw_mean},          /* MEAN */
-    {"MaxBackward0", etc_bw_max_dim},        /* MAX */
-    {"MinBackward0", etc_bw_max_dim},        /* MIN */
-    {"MaxBackward1", etc_bw_max_all},        /* MAX_ALL */
-    {"MinBackward1", etc_bw_max_all},        /* MIN_ALL */
-    {"SoftmaxBackward0", etc_bw_softmax},    /* SOFTMAX */
-    {"LogSoftmaxBackward0", etc_bw_log_softmax}, /* LOG_SOFTMAX */
-    {"DotBackward0", etc_bw_matmul},         /* DOT */
-    {"MvBackward0", etc_bw_matmul},          /* MV */
-    {"MmBackward0", etc_bw_matmul},          /* MM */
-    {"MatmulBackward0", etc_bw_matmul},      /* MATMUL */
-    {"ViewBackward0", etc_bw_reshape},       /* VIEW */
-    {"ReshapeAliasBackward0", etc_bw_reshape}, /* RESHAPE */
-    {"TransposeBackward0", etc_bw_transpose}, /* TRANSPOSE */
-    {"TBackward0", etc_bw_transpose},        /* T */
-    {"PermuteBackward0", etc_bw_permute},    /* PERMUTE */
-    {"SqueezeBackward1", etc_bw_reshape},    /* SQUEEZE */
-    {"SqueezeBackward0", etc_bw_reshape},    /* SQUEEZE_ALL */
-    {"UnsqueezeBackward0", etc_bw_reshape},  /* UNSQUEEZE */
-    {"ExpandBackward0", etc_bw_expand},      /* EXPAND */
-    {"SelectBackward0", etc_bw_select},      /* SELECT */
-    {"SliceBackward0", etc_bw_slice},        /* SLICE */
-    {"CatBackward0", etc_bw_cat},            /* CAT */
-    {"StackBackward0", etc_bw_stack},        /* STACK */
-    {"IndexSelectBackward0", etc_bw_index_select}, /* INDEX_SELECT */
-    {"GatherBackward0", etc_bw_gather},      /* GATHER */
-    {"WhereBackward0", etc_bw_where},        /* WHERE */
-    {"CloneBackward0", etc_bw_clone},        /* CLONE */
-    {"AddmmBackward0", etc_bw_linear},       /* LINEAR */
+    {"", NULL, 0},                              /* NONE */
+    {"AddBackward0", etc_bw_add, 0},            /* ADD */
+    {"SubBackward0", etc_bw_sub, 0},            /* SUB */
+    {"MulBackward0", etc_bw_mul, R_IN0 | R_IN1},            /* MUL */
+    {"DivBackward0", etc_bw_div, R_IN0 | R_IN1},            /* DIV */
+    {"PowBackward1", etc_bw_pow, R_IN0 | R_IN1},            /* POW */
+    {"MaximumBackward0", etc_bw_maximum, R_IN0 | R_IN1},    /* MAXIMUM */
+    {"MinimumBackward0", etc_bw_minimum, R_IN0 | R_IN1},    /* MINIMUM */
+    {"AddBackward0", etc_bw_pass, 0},           /* ADD_SCALAR */
+    {"SubBackward0", etc_bw_pass, 0},           /* SUB_SCALAR */
+    {"RsubBackward1", etc_bw_neg_pass, 0},      /* RSUB_SCALAR */
+    {"MulBackward0", etc_bw_mul_scalar, 0},     /* MUL_SCALAR */
+    {"DivBackward0", etc_bw_mul_scalar, 0},     /* DIV_SCALAR */
+    {"MulBackward0", etc_bw_rdiv_scalar, R_IN0},    /* RDIV_SCALAR */
+    {"PowBackward0", etc_bw_pow_scalar, R_IN0},     /* POW_SCALAR */
+    {"PowBackward1", etc_bw_rpow_scalar, R_IN0 | R_OUT},    /* RPOW_SCALAR */
+    {"NegBackward0", etc_bw_neg_pass, 0},       /* NEG */
+    {"ExpBackward0", etc_bw_exp, R_OUT},            /* EXP */
+    {"LogBackward0", etc_bw_log, R_IN0},            /* LOG */
+    {"SqrtBackward0", etc_bw_sqrt, R_OUT},          /* SQRT */
+    {"AbsBackward0", etc_bw_abs, R_IN0},            /* ABS */
+    {"TanhBackward0", etc_bw_tanh, R_OUT},          /* TANH */
+    {"SigmoidBackward0", etc_bw_sigmoid, R_OUT},    /* SIGMOID */
+    {"ReluBackward0", etc_bw_relu, R_OUT},          /* RELU */
+    {"LeakyReluBackward0", etc_bw_leaky_relu, R_IN0}, /* LEAKY_RELU */
+    {"GeluBackward0", etc_bw_gelu, R_IN0},          /* GELU */
+    {"ClampBackward1", etc_bw_clamp, R_IN0},        /* CLAMP */
+    {"SumBackward0", etc_bw_sum_all, 0},        /* SUM_ALL */
+    {"SumBackward1", etc_bw_sum, 0},            /* SUM */
+    {"MeanBackward0", etc_bw_mean_all, 0},      /* MEAN_ALL */
+    {"MeanBackward1", etc_bw_mean, 0},          /* MEAN */
+    {"MaxBackward0", etc_bw_max_dim, 0},        /* MAX */
+    {"MinBackward0", etc_bw_max_dim, 0},        /* MIN */
+    {"MaxBackward1", etc_bw_max_all, R_IN0 | R_OUT},        /* MAX_ALL */
+    {"MinBackward1", etc_bw_max_all, R_IN0 | R_OUT},        /* MIN_ALL */
+    {"SoftmaxBackward0", etc_bw_softmax, R_OUT},    /* SOFTMAX */
+    {"LogSoftmaxBackward0", etc_bw_log_softmax, R_OUT}, /* LOG_SOFTMAX */
+    {"DotBackward0", etc_bw_matmul, R_IN0 | R_IN1},         /* DOT */
+    {"MvBackward0", etc_bw_matmul, R_IN0 | R_IN1},          /* MV */
+    {"MmBackward0", etc_bw_matmul, R_IN0 | R_IN1},          /* MM */
+    {"MatmulBackward0", etc_bw_matmul, R_IN0 | R_IN1},      /* MATMUL */
+    {"ViewBackward0", etc_bw_reshape, 0},       /* VIEW */
+    {"ReshapeAliasBackward0", etc_bw_reshape, 0}, /* RESHAPE */
+    {"TransposeBackward0", etc_bw_transpose, 0}, /* TRANSPOSE */
+    {"TBackward0", etc_bw_transpose, 0},        /* T */
+    {"PermuteBackward0", etc_bw_permute, 0},    /* PERMUTE */
+    {"SqueezeBackward1", etc_bw_reshape, 0},    /* SQUEEZE */
+    {"SqueezeBackward0", etc_bw_reshape, 0},    /* SQUEEZE_ALL */
+    {"UnsqueezeBackward0", etc_bw_reshape, 0},  /* UNSQUEEZE */
+    {"ExpandBackward0", etc_bw_expand, 0},      /* EXPAND */
+    {"SelectBackward0", etc_bw_select, 0},      /* SELECT */
+    {"SliceBackward0", etc_bw_slice, 0},        /* SLICE */
+    {"CatBackward0", etc_bw_cat, 0},            /* CAT */
+    {"StackBackward0", etc_bw_stack, 0},        /* STACK */
+    {"IndexSelectBackward0", etc_bw_index_select, 0}, /* INDEX_SELECT */
+    {"GatherBackward0", etc_bw_gather, 0},      /* GATHER */
+    {"WhereBackward0", etc_bw_where, 0},        /* WHERE */
+    {"CloneBackward0", etc_bw_clone, 0},        /* CLONE */
+    {"AddmmBackward0", etc_bw_linear, R_IN0 | R_IN1},       /* LINEAR */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");
@@ -100,6 +101,35 @@ static bool accumulate(et_tensor **slot, et_tensor *g, bool persist)
         return false;
     etc_release(s);
     *slot = sum;
+    return true;
+}
+
+/* A value the backward of t reads was overwritten in place after t was
+ * made: its gradient would be silently wrong, so fail like PyTorch. */
+static bool versions_ok(const et_tensor *t)
+{
+    unsigned r = etc_ops[t->op].reads;
+    for (int i = 0; i < 2 && i < t->nin; i++) {
+        const et_tensor *x = t->in[i];
+        if ((r & (1u << i)) && x->storage->version != t->in_version[i]) {
+            char b[128];
+            et_set_error(ET_ERR_GRAD,
+                         "backward: input %d (shape %s) of %s was modified by an in-place "
+                         "operation after it was used (version %u, expected %u)", i,
+                         etc_shape_fmt(x->shape, x->ndim, b, sizeof b), etc_ops[t->op].name,
+                         (unsigned)x->storage->version, (unsigned)t->in_version[i]);
+            return false;
+        }
+    }
+    if ((r & R_OUT) && t->storage->version != t->self_version) {
+        char b[128];
+        et_set_error(ET_ERR_GRAD,
+                     "backward: the output (shape %s) of %s was modified by an in-place "
+                     "operation after it was made (version %u, expected %u)",
+                     etc_shape_fmt(t->shape, t->ndim, b, sizeof b), etc_ops[t->op].name,
+                     (unsigned)t->storage->version, (unsigned)t->self_version);
+        return false;
+    }
     return true;
 }
 
@@ -201,6 +231,10 @@ et_status et_backward(et_tensor *root, et_tensor *grad)
                                                           : calloc((size_t)t->nin, sizeof *gin);
             if (!gin) {
                 st = et_set_error(ET_ERR_NOMEM, "backward: out of memory");
+            } else if (!versions_ok(t)) {
+                st = ET_ERR_GRAD;
+                if (gin != gl)
+                    free(gin);
             } else {
                 for (int j = 0; j < t->nin && gin == gl; j++)
                     gin[j] = NULL;

@@ -46,6 +46,7 @@ typedef struct et_storage {
     atomic_long refcount;
     int64_t size;            /* capacity in floats */
     float *data;             /* points into `inline_data` */
+    uint32_t version;        /* bumped by every in-place write (fill_, copy_) */
     void *block;             /* small tensors: the one malloc'ed block holding
                                 the creating tensor and this storage (freed
                                 with the storage), else NULL */
@@ -58,9 +59,14 @@ typedef struct et_storage {
  * (error set) on failure. */
 typedef bool (*etc_backward_fn)(et_tensor *out, et_tensor *g, et_tensor **gin);
 
+/* Which saved values an op's backward reads (checked against in-place
+ * modification, like PyTorch's version counters). */
+enum { R_IN0 = 1, R_IN1 = 2, R_OUT = 8 };
+
 typedef struct etc_op_info {
     const char *name;        /* PyTorch's grad_fn name */
     etc_backward_fn backward;
+    unsigned reads;          /* R_IN0 | R_IN1 | R_OUT */
 } etc_op_info;
 
 extern const etc_op_info etc_ops[ETC_OP_COUNT];
@@ -91,6 +97,8 @@ struct et_tensor {
         int i[ET_MAX_DIMS + 4];
         int64_t l[4];
     } aux;
+    uint32_t in_version[2];  /* storage versions of in[0], in[1] when recorded */
+    uint32_t self_version;
     /* backward scratch */
     uint64_t mark;
     et_tensor *pgrad;
@@ -167,7 +175,8 @@ static inline float etc_expf(float x)
 {
     const float hi = 88.72283f, lo = -104.0f;
     bool tail = x < -87.0f;
-    float xl = etc_sel(x < lo, lo, x);
+    /* NaN lanes compute on 0 (float->int of NaN is undefined) and are put back at the end */
+    float xl = etc_sel(x < lo, lo, etc_sel(x != x, 0.0f, x));
     float xh = etc_sel(xl > hi, hi, xl);
     float xs = xh + etc_sel(tail, 87.0f, 0.0f);
     /* scale by exp(-87) only in the tail: a subnormal product in every

@@ -421,6 +421,26 @@ et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double
         out->data[0] = (float)(sum_contig(x->data, x->numel) * scale);
         return out;
     }
+    if (cd == 2 && st[0][0] == cs[1] && st[0][1] == 1 && st[1][0] == 0 && st[1][1] == 1 &&
+        cs[1] < 64) {
+        /* column sums of a contiguous [R, C] with few columns (bias grads of
+         * small layers): accumulate whole blocks of rows flat, then fold */
+        int64_t C = cs[1], L = (256 / C) * C, total = x->numel;
+        double blk[256] = {0};
+        for (int64_t off = 0; off < total; off += L) {
+            int64_t n = total - off < L ? total - off : L;
+            const float *p = x->data + off;
+            for (int64_t k = 0; k < n; k++)
+                blk[k] += p[k];
+        }
+        for (int64_t j = 0; j < C; j++) {
+            double s = 0;
+            for (int64_t k = j; k < L; k += C)
+                s += blk[k];
+            out->data[j] = (float)(s * scale);
+        }
+        return out;
+    }
     double local[64];
     double *acc = tn <= 64 ? local : calloc((size_t)tn, sizeof(double));
     if (!acc) {
@@ -446,6 +466,10 @@ et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double
                     s += p[i * sx];
                 *q += s;
             }
+        } else if (so == 1 && sx == 1) {
+            /* column sums of a contiguous matrix (bias gradients): vectorised */
+            for (int64_t i = 0; i < rowlen; i++)
+                q[i] += p[i];
         } else {
             for (int64_t i = 0; i < rowlen; i++)
                 q[i * so] += p[i * sx];

@@ -369,14 +369,32 @@ et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b)
     if (b) {
         int64_t rows = y->shape[0], bs = b->strides[0];
         const float *bd = b->data;
-        for (int64_t r = 0; r < rows; r++) {
-            float *yr = y->data + r * out_f;
-            if (bs == 1)
+        if (out_f < 64) {
+            /* few outputs (e.g. Linear(1, 5) on a batch): add a block of
+             * whole bias rows over y taken as one flat array, so the loop
+             * is long and vectorised instead of rows of 5 */
+            float pat[256];
+            int64_t reps = 256 / out_f < rows ? 256 / out_f : rows;
+            int64_t L = reps * out_f, total = rows * out_f;
+            for (int64_t r = 0; r < reps; r++)
                 for (int64_t j = 0; j < out_f; j++)
-                    yr[j] += bd[j];
-            else
-                for (int64_t j = 0; j < out_f; j++)
-                    yr[j] += bd[j * bs];
+                    pat[r * out_f + j] = bd[j * bs];
+            for (int64_t off = 0; off < total; off += L) {
+                int64_t n = total - off < L ? total - off : L;
+                float *yo = y->data + off;
+                for (int64_t k = 0; k < n; k++)
+                    yo[k] += pat[k];
+            }
+        } else {
+            for (int64_t r = 0; r < rows; r++) {
+                float *yr = y->data + r * out_f;
+                if (bs == 1)
+                    for (int64_t j = 0; j < out_f; j++)
+                        yr[j] += bd[j];
+                else
+                    for (int64_t j = 0; j < out_f; j++)
+                        yr[j] += bd[j * bs];
+            }
         }
     }
     /* y is a fresh contiguous [N, out]: give it x's leading dims */

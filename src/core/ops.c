@@ -664,7 +664,7 @@ static void softmax_row(const float *restrict p, float *restrict q, int64_t D, b
         for (k = 0; k < D; k++)
             q[k] = p[k] - m - ls;
     } else {
-        float inv = (float)(1.0 / s);
+        float inv = s > 0 ? (float)(1.0 / s) : NAN; /* all -inf: NaN like PyTorch */
         for (k = 0; k < D; k++)
             q[k] *= inv;
     }
@@ -836,6 +836,7 @@ et_status et_fill_(et_tensor *t, float value)
         return ET_ERR_ARG;
     if (!inplace_ok(t, "fill_"))
         return ET_ERR_GRAD;
+    t->storage->version++;
     if (t->contiguous) {
         for (int64_t i = 0; i < t->numel; i++)
             t->data[i] = value;
@@ -866,6 +867,7 @@ et_status et_copy_(et_tensor *dst, et_tensor *src)
                             etc_shape_fmt(src->shape, src->ndim, b1, sizeof b1),
                             etc_shape_fmt(dst->shape, dst->ndim, b2, sizeof b2));
     }
+    dst->storage->version++;
     if (src->storage == dst->storage && !(src->contiguous && dst->contiguous &&
                                           src->data == dst->data)) {
         et_tensor *c = etc_clone(src);

@@ -1,5 +1,13 @@
 /* tensor.c - tensor allocation, reference counts, pools, creation,
- * accessors, autograd flags and grad mode. */
+ * accessors, autograd flags and grad mode.
+ *
+ * Memory: a tensor is a header (shape, strides, offset, graph node) plus a
+ * reference-counted storage shared with its views.  Small tensors (< 64 KiB)
+ * get header and storage in ONE block, freed when the storage's last
+ * reference goes (a view may outlive the tensor that made it); blocks of
+ * <= 16 floats are recycled through a per-thread free list.  Large storages
+ * go through a bounded per-thread cache so training steps reuse buffers.
+ * Reference counts are atomic: threads may share read-only parameters. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -329,6 +337,7 @@ et_tensor *etc_alloc(const int64_t *shape, int ndim)
         }
     }
     atomic_init(&s->refcount, 1);
+    s->version = 0;
     s->data = s->inline_data;
     t->storage = s;
     t->data = s->data;
@@ -563,6 +572,9 @@ bool etc_record(et_tensor *out, int op, et_tensor *const *ins, int nin)
     }
     for (int i = 0; i < nin; i++)
         out->in[i] = etc_ref(ins[i]);
+    for (int i = 0; i < 2 && i < nin; i++)
+        out->in_version[i] = ins[i] ? ins[i]->storage->version : 0;
+    out->self_version = out->storage->version;
     out->nin = nin;
     out->op = op;
     out->requires_grad = true;
@@ -841,6 +853,7 @@ et_status et_copy_from(et_tensor *t, const float *src)
         return ET_ERR_ARG;
     if (!src && t->numel > 0)
         return et_set_error(ET_ERR_ARG, "copy_from: source is NULL");
+    t->storage->version++;
     if (t->contiguous) {
         memcpy(t->data, src, (size_t)t->numel * sizeof(float));
         return ET_OK;

@@ -252,6 +252,60 @@ START_TEST(test_tanh_saturation_grad_is_zero)
 }
 END_TEST
 
+/* many inputs: the node's input array is allocated, not inline */
+START_TEST(test_cat_stack_many_inputs)
+{
+    et_pool_begin();
+    et_tensor *xs[20];
+    for (int i = 0; i < 20; i++) {
+        xs[i] = et_full(ET_SHAPE(2), (float)i);
+        et_set_requires_grad(xs[i], true);
+    }
+    /* sum(cat(xs[0..4]) * w) with w = arange(10): grad of xs[i] = w[2i], w[2i+1] */
+    et_tensor *c = et_cat(xs, 5, 0);
+    ASSERT_SHAPE(c, 10);
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(c, et_arange(0, 10, 1))), NULL), ET_OK);
+    for (int i = 0; i < 5; i++)
+        ASSERT_VALUES(et_grad(xs[i]), (float)(2 * i), (float)(2 * i + 1));
+    /* stack of 20 along dim 1 -> [2, 20]; d/dxs[i] sum(stack * i) = i */
+    et_tensor *st = et_stack(xs, 20, 1);
+    ASSERT_SHAPE(st, 2, 20);
+    ck_assert_str_eq(et_grad_fn_name(st), "StackBackward0");
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(st, et_arange(0, 20, 1))), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(xs[7]), 7, 7);
+    ASSERT_VALUES(et_grad(xs[2]), 4 + 2, 5 + 2); /* accumulated onto the cat gradient */
+    et_pool_end();
+}
+END_TEST
+
+/* PyTorch's version-counter rule: backward fails when a value it needs was
+ * overwritten in place after use; values it does not need may change */
+START_TEST(test_in_place_after_use_is_detected)
+{
+    et_pool_begin();
+    et_tensor *w = TV(ET_SHAPE(3), 1, 2, 3), *x = TV(ET_SHAPE(3), 4, 5, 6);
+    et_set_requires_grad(w, true);
+    et_tensor *prod = et_sum_all(et_mul(w, x));
+    et_tensor *sum = et_sum_all(et_add(w, x));
+    ET_NO_GRAD { ck_assert_int_eq(et_fill_(et_slice(x, 0, 0, 1, 1), 0), ET_OK); }
+    ck_assert_int_eq(et_backward(prod, NULL), ET_ERR_GRAD);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "input 1 (shape [3]) of MulBackward0 was modified "
+                                              "by an in-place operation"));
+    ck_assert_int_eq(et_backward(sum, NULL), ET_OK); /* add does not read x */
+    ASSERT_VALUES(et_grad(w), 1, 1, 1);
+    /* an output that the backward reads (relu) */
+    et_tensor *r = et_relu(w);
+    et_tensor *loss = et_sum_all(r);
+    ET_NO_GRAD { ck_assert_int_eq(et_copy_(r, et_zeros(ET_SHAPE(3))), ET_OK); }
+    ck_assert_int_eq(et_backward(loss, NULL), ET_ERR_GRAD);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "ReluBackward0"));
+    /* a fresh graph after the update is fine */
+    ck_assert_int_eq(et_backward(et_sum_all(et_mul(w, x)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(w), 1, 6, 7);
+    et_pool_end();
+}
+END_TEST
+
 static Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -273,6 +327,8 @@ static Suite *autograd_suite(void)
         {"views", test_view_gradients_flow_to_base},
         {"no_grad", test_no_grad_records_nothing},
         {"tanh_saturation", test_tanh_saturation_grad_is_zero},
+        {"cat_stack_many_inputs", test_cat_stack_many_inputs},
+        {"in_place_after_use", test_in_place_after_use_is_detected},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
