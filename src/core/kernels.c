@@ -160,7 +160,10 @@ static inline float sigmoid_f(float a) { return 1.0f / (1.0f + etc_expf(-a)); }
  * (ifunc): the elementwise loops run 8 floats wide on current CPUs while the
  * binary still runs everywhere.  No FMA in the clone, so results are the same
  * bits as the baseline. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+/* (not under sanitizers: the ifunc resolver runs during relocation, before
+ * the TSan runtime is up, and crashes instrumented) */
 __attribute__((target_clones("default", "avx2")))
 #endif
 static void row(int op, float *restrict o, const float *x, int64_t sx, const float *y, int64_t sy,

@@ -300,7 +300,7 @@ char *et_to_string(const et_tensor *t)
 
 void et_fprint(FILE *f, const et_tensor *t)
 {
-    char *str = et_to_string(t);
+    char *str = f ? et_to_string(t) : NULL;
     if (!str)
         return;
     fputs(str, f);

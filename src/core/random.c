@@ -114,6 +114,8 @@ double et_generator_uniform(et_generator *g)
 
 void et_generator_get_state(const et_generator *g, uint64_t state[4])
 {
+    if (!state)
+        return;
     if (!g)
         g = et_default_generator();
     for (int i = 0; i < 4; i++)
@@ -122,6 +124,8 @@ void et_generator_get_state(const et_generator *g, uint64_t state[4])
 
 void et_generator_set_state(et_generator *g, const uint64_t state[4])
 {
+    if (!state)
+        return;
     g = acquire(g);
     for (int i = 0; i < 4; i++)
         g->s[i] = state[i];

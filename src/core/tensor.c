@@ -413,33 +413,32 @@ static inline bool dec_storage(et_storage *s)
     return atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1;
 }
 
-/* Frees iteratively: a graph of 100000 nodes must not overflow the C stack. */
-void etc_release(et_tensor *t)
+static void free_dead(et_tensor *t);
+
+/* Frees the dead tensors of `stack[0..n)` and everything that dies with
+ * them, iteratively: a graph of 100000 nodes must not overflow the C
+ * stack.  If the work list cannot grow (out of memory) the child is freed
+ * by recursion instead, which is only deep for deep graphs. */
+static void free_list(et_tensor **stack, size_t n, size_t cap, et_tensor **local)
 {
-    if (!t || !dec_ref(t))
-        return;
-    et_tensor *local[64];
-    et_tensor **stack = local;
-    size_t n = 0, cap = 64;
-    stack[n++] = t;
     while (n) {
         et_tensor *x = stack[--n];
-        et_tensor *kids[4] = {x->saved, x->grad, x->pgrad, NULL};
-        int nk = 3;
-        for (int i = 0; i < x->nin + nk; i++) {
+        et_tensor *kids[3] = {x->saved, x->grad, x->pgrad};
+        for (int i = 0; i < x->nin + 3; i++) {
             et_tensor *c = i < x->nin ? x->in[i] : kids[i - x->nin];
             if (!c || !dec_ref(c))
                 continue;
             if (n == cap) {
-                size_t ncap = cap * 2;
-                et_tensor **ns = malloc(ncap * sizeof *ns);
-                if (!ns)
-                    abort(); /* cannot leave the graph half freed */
+                et_tensor **ns = malloc(cap * 2 * sizeof *ns);
+                if (!ns) {
+                    free_dead(c);
+                    continue;
+                }
                 memcpy(ns, stack, n * sizeof *ns);
                 if (stack != local)
                     free(stack);
                 stack = ns;
-                cap = ncap;
+                cap *= 2;
             }
             stack[n++] = c;
         }
@@ -455,6 +454,20 @@ void etc_release(et_tensor *t)
     }
     if (stack != local)
         free(stack);
+}
+
+/* t has no references left */
+static void free_dead(et_tensor *t)
+{
+    et_tensor *local[64];
+    local[0] = t;
+    free_list(local, 1, 64, local);
+}
+
+void etc_release(et_tensor *t)
+{
+    if (t && dec_ref(t))
+        free_dead(t);
 }
 
 et_tensor *et_tensor_ref(et_tensor *t) { return etc_ref(t); }
@@ -481,13 +494,25 @@ static void thread_state_exit(void *unused)
     small_clear();
 }
 
+/* pools that could not be opened (out of memory): their begin/end pairs
+ * are counted so the other pools stay balanced; their tensors go to the
+ * enclosing pool */
+static _Thread_local size_t pool_lost;
+
 void et_pool_begin(void)
 {
+    if (pool_lost) {
+        pool_lost++;
+        return;
+    }
     if (pool_depth == pool_marks_cap) {
         size_t ncap = pool_marks_cap ? pool_marks_cap * 2 : 16;
         size_t *nm = realloc(pool_marks, ncap * sizeof *nm);
-        if (!nm)
-            abort(); /* a lost pool would make every later pool_end wrong */
+        if (!nm) {
+            et_set_error(ET_ERR_NOMEM, "pool_begin: out of memory");
+            pool_lost++;
+            return;
+        }
         ensure_thread_cleanup();
         pool_marks = nm;
         pool_marks_cap = ncap;
@@ -497,6 +522,10 @@ void et_pool_begin(void)
 
 void et_pool_end(void)
 {
+    if (pool_lost) {
+        pool_lost--;
+        return;
+    }
     if (pool_depth == 0)
         return;
     size_t mark = pool_marks[--pool_depth];
