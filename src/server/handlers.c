@@ -16,6 +16,19 @@
 
 /* ---------------------------------------------------------------- request helpers */
 
+/* Is every number under j finite?  The cheap walk for the common case; the
+ * path of a bad number is built (numbers_finite) only when there is one. */
+static bool all_finite(const cJSON *j)
+{
+    for (const cJSON *e = j; e; e = e->next) {
+        if (cJSON_IsNumber(e) && !isfinite(e->valuedouble))
+            return false;
+        if (e->child && !all_finite(e->child))
+            return false;
+    }
+    return true;
+}
+
 /* First non-finite number under j (cJSON turns 1e999 into inf); its path
  * ("inputs[0][2]") goes into path. */
 static bool numbers_finite(const cJSON *j, char *path, size_t len, size_t cap)
@@ -38,28 +51,193 @@ static bool numbers_finite(const cJSON *j, char *path, size_t len, size_t cap)
     return true;
 }
 
-/* Parse the body as strict JSON: one value, nothing after it, no NUL bytes,
- * nesting within --max-depth, every number finite.  NULL + 400 otherwise. */
-static cJSON *json_body(etd_req *q)
+/* Length of the JSON number at p (strict grammar: -?(0|[1-9][0-9]*)
+ * (.[0-9]+)?([eE][+-]?[0-9]+)?), or 0.  cJSON itself is lenient here (it
+ * takes "01" and "1."), so the byte scan below checks every number. */
+static size_t number_len(const char *p, const char *end)
 {
-    const etd_config *c = &q->srv->cfg;
-    if (q->len == 0) {
-        etd_reply_error(q, 400, "body: expected a JSON object, got an empty body");
-        return NULL;
+    const char *s = p;
+#define DIG(c) ((c) >= '0' && (c) <= '9')
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !DIG(*p))
+        return 0;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && DIG(*p))
+            p++;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !DIG(*p))
+            return 0;
+        while (p < end && DIG(*p))
+            p++;
     }
-    if (memchr(q->body, '\0', q->len)) {
-        etd_reply_error(q, 400, "body: contains a NUL byte");
-        return NULL;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !DIG(*p))
+            return 0;
+        while (p < end && DIG(*p))
+            p++;
     }
+    /* a number ends at a delimiter, never in more number-ish characters */
+    if (p < end && (DIG(*p) || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-'))
+        return 0;
+#undef DIG
+    return (size_t)(p - s);
+}
+
+/* Skip one JSON value (no validation: cJSON validates what remains). */
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+            if (p >= end)
+                return NULL;
+            p++;
+        } else if (c == '[' || c == '{') {
+            depth++;
+            p++;
+        } else if (c == ']' || c == '}') {
+            if (depth == 0)
+                return p;
+            depth--;
+            p++;
+        } else if (c == ',' && depth == 0) {
+            return p;
+        } else {
+            p++;
+        }
+        if (depth == 0 && (c == '"' || c == ']' || c == '}'))
+            return p;
+    }
+    return depth == 0 ? p : NULL;
+}
+
+/* The fast path for big tensors: take the top-level members named in
+ * keys[] out of the body when etd_fast_array accepts them, and put null in
+ * their place so cJSON only sees the small rest.  Returns the rewritten
+ * body (malloc'ed) or NULL when nothing was taken. */
+static char *take_fast_tensors(etd_req *q, const char *const *keys, size_t *new_len)
+{
+    const char *p = q->body, *end = q->body + q->len;
+    const char *from[2], *to[2];
+    int n = 0;
+    p = p + strspn(p, " \t\r\n");
+    if (p >= end || *p != '{')
+        return NULL;
+    p++;
+    while (n < 2) {
+        p += strspn(p, " \t\r\n");
+        if (p >= end || *p != '"')
+            break;
+        const char *k = ++p;
+        while (p < end && *p != '"' && *p != '\\')
+            p++;
+        if (p >= end || *p != '"')
+            break;
+        size_t kl = (size_t)(p - k);
+        p++;
+        p += strspn(p, " \t\r\n");
+        if (p >= end || *p != ':')
+            break;
+        p++;
+        p += strspn(p, " \t\r\n");
+        int want = -1;
+        for (int i = 0; keys[i]; i++)
+            if (strlen(keys[i]) == kl && strncmp(keys[i], k, kl) == 0)
+                want = i;
+        const char *v = p;
+        const char *e = NULL;
+        if (want >= 0 && (*p == '[' || *p == '{') && kl < sizeof q->fast_key[0]) {
+            etd_array a;
+            e = *p == '[' ? etd_fast_array(p, end, q->srv->cfg.max_elems, &a)
+                          : etd_fast_shape_data(p, end, q->srv->cfg.max_elems, &a);
+            if (e && a.ndim + 1 > q->srv->cfg.max_depth) { /* let the scan report it */
+                etd_array_free(&a);
+                e = NULL;
+            }
+            if (e) {
+                for (int i = 0; i < q->nfast; i++)
+                    if (strcmp(q->fast_key[i], keys[want]) == 0)
+                        e = NULL; /* repeated key: let the general path report it */
+                if (!e) {
+                    etd_array_free(&a);
+                } else {
+                    memcpy(q->fast_key[q->nfast], k, kl);
+                    q->fast_key[q->nfast][kl] = '\0';
+                    q->fast[q->nfast++] = a;
+                    from[n] = v;
+                    to[n++] = e;
+                }
+            }
+        }
+        if (!e)
+            e = skip_value(p, end);
+        if (!e)
+            break;
+        p = e + strspn(e, " \t\r\n");
+        if (p >= end || *p != ',')
+            break;
+        p++;
+    }
+    if (n == 0)
+        return NULL;
+    size_t len = q->len;
+    for (int i = 0; i < n; i++)
+        len -= (size_t)(to[i] - from[i]) - 4;
+    char *b = malloc(len + 1), *o = b;
+    if (!b)
+        return NULL;
+    const char *src = q->body;
+    for (int i = 0; i < n; i++) {
+        memcpy(o, src, (size_t)(from[i] - src));
+        o += from[i] - src;
+        memcpy(o, "null", 4);
+        o += 4;
+        src = to[i];
+    }
+    memcpy(o, src, (size_t)(q->body + q->len - src));
+    o += q->body + q->len - src;
+    *o = '\0';
+    *new_len = (size_t)(o - b);
+    return b;
+}
+
+/* Parse the body as strict JSON: one value, nothing after it, no NUL bytes,
+ * nesting within --max-depth, every number finite.  NULL + 400 otherwise.
+ * Members named in fast_keys may be taken out by the fast path first (see
+ * take_fast_tensors; get_array finds them). */
+/* One pass over the bytes: nesting depth, strict numbers, no \u0000 in
+ * strings.  false + 400 reply on the first problem. */
+static bool scan_body(etd_req *q, const char *body, size_t len)
+{
     int depth = 0;
     bool in_str = false;
-    for (size_t i = 0; i < q->len; i++) {
-        char ch = q->body[i];
+    size_t values = 0; /* cJSON nodes to come (keys counted too): bounds its memory */
+    for (size_t i = 0; i < len; i++) {
+        char ch = body[i];
+        if (!in_str && (ch == '"' || ch == '[' || ch == '{' || ch == '-' || ch == 't' ||
+                        ch == 'f' || ch == 'n' || (ch >= '0' && ch <= '9')) &&
+            ++values > q->srv->cfg.max_json_values) {
+            etd_reply_error(q, 413, "body: more than %zu JSON values (--max-json-values); send "
+                            "tensors as rectangular nested lists (read without that cost) or "
+                            "parameters as safetensors", q->srv->cfg.max_json_values);
+            return false;
+        }
         if (in_str) {
-            if (ch == '\\' && i + 5 < q->len && strncmp(q->body + i + 1, "u0000", 5) == 0) {
+            if (ch == '\\' && i + 5 < len && strncmp(body + i + 1, "u0000", 5) == 0) {
                 etd_reply_error(q, 400, "body: a string contains \\u0000 (NUL is not allowed in "
                                 "names or any other string)");
-                return NULL;
+                return false;
             }
             if (ch == '\\')
                 i++;
@@ -68,29 +246,76 @@ static cJSON *json_body(etd_req *q)
         } else if (ch == '"') {
             in_str = true;
         } else if (ch == '[' || ch == '{') {
-            if (++depth > c->max_depth) {
-                etd_reply_error(q, 400, "body: JSON nested deeper than %d levels", c->max_depth);
-                return NULL;
+            if (++depth > q->srv->cfg.max_depth) {
+                etd_reply_error(q, 400, "body: JSON nested deeper than %d levels",
+                                q->srv->cfg.max_depth);
+                return false;
             }
         } else if (ch == ']' || ch == '}') {
             depth--;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t n = number_len(body + i, body + len);
+            if (n == 0) {
+                etd_reply_error(q, 400, "body: invalid JSON number near byte %zu", i);
+                return false;
+            }
+            i += n - 1;
         }
     }
+    return true;
+}
+
+/* Parse the body as strict JSON: one value, nothing after it, no NUL bytes,
+ * strict numbers, nesting within --max-depth, every number finite.  NULL +
+ * 400 otherwise.  Members named in fast_keys may be taken out by the fast
+ * path first (take_fast_tensors; get_array finds them): the byte scan and
+ * cJSON then only see the rest, the fast parser having checked the same
+ * rules on what it took. */
+static cJSON *json_body_fast(etd_req *q, const char *const *fast_keys)
+{
+    if (q->len == 0) {
+        etd_reply_error(q, 400, "body: expected a JSON object, got an empty body");
+        return NULL;
+    }
+    if (memchr(q->body, '\0', q->len)) {
+        etd_reply_error(q, 400, "body: contains a NUL byte");
+        return NULL;
+    }
+    size_t flen = 0;
+    char *fbody = fast_keys ? take_fast_tensors(q, fast_keys, &flen) : NULL;
+    const char *body = fbody ? fbody : q->body;
+    size_t len = fbody ? flen : q->len;
+    if (!scan_body(q, body, len)) {
+        if (fbody) /* report the position in the body as sent */
+            scan_body(q, q->body, q->len);
+        free(fbody);
+        return NULL;
+    }
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(q->body, q->len + 1, &end, 1);
+    cJSON *j = cJSON_ParseWithLengthOpts(body, len + 1, &end, 1);
+    if (!j && fbody) {
+        end = NULL;
+        cJSON_Delete(cJSON_ParseWithLengthOpts(q->body, q->len + 1, &end, 1));
+    }
+    free(fbody);
     if (!j) {
         size_t off = end && end >= q->body && end <= q->body + q->len ? (size_t)(end - q->body) : 0;
         etd_reply_error(q, 400, "body: invalid JSON near byte %zu", off);
         return NULL;
     }
     char path[512] = "";
-    if (!numbers_finite(j->child, path, 0, sizeof path)) {
+    if (!all_finite(j->child) && !numbers_finite(j->child, path, 0, sizeof path)) {
         cJSON_Delete(j);
         etd_reply_error(q, 400, "%s: number is not finite (NaN, Infinity and overflowing values "
                         "such as 1e999 are not accepted)", path[0] ? path : "body");
         return NULL;
     }
     return j;
+}
+
+static cJSON *json_body(etd_req *q)
+{
+    return json_body_fast(q, NULL);
 }
 
 /* Body must be an object whose keys are all in allowed[]. */
@@ -133,6 +358,12 @@ static bool get_array(etd_req *q, const cJSON *j, const char *key, etd_array *a)
 {
     char err[ERRCAP];
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    for (int i = 0; i < q->nfast; i++)
+        if (v && cJSON_IsNull(v) && strcmp(q->fast_key[i], key) == 0) {
+            *a = q->fast[i]; /* taken out of the body by the fast path */
+            memset(&q->fast[i], 0, sizeof q->fast[i]);
+            return true;
+        }
     if (!v) {
         etd_reply_error(q, 400, "%s: required field is missing", key);
         return false;
@@ -250,7 +481,7 @@ static void h_predict(etd_req *q)
     etd_model *m = get_model(q);
     if (!m)
         return;
-    cJSON *j = json_body(q);
+    cJSON *j = json_body_fast(q, keys);
     if (!j || !check_keys(q, j, keys) || !get_array(q, j, "inputs", &x))
         goto out;
     cJSON_Delete(j); /* free the tree before the forward pass: it can be large */
@@ -271,6 +502,8 @@ out:
     etd_model_unref(m);
 }
 
+static const char *const xy_keys[] = {"inputs", "targets", NULL};
+
 static bool get_xy(etd_req *q, cJSON *j, const char *const *keys, etd_array *x, etd_array *y)
 {
     return check_keys(q, j, keys) && get_array(q, j, "inputs", x) && get_array(q, j, "targets", y);
@@ -284,7 +517,7 @@ static void h_batches(etd_req *q)
     etd_model *m = get_model(q);
     if (!m)
         return;
-    cJSON *j = json_body(q);
+    cJSON *j = json_body_fast(q, xy_keys);
     if (j && get_xy(q, j, keys, &x, &y)) {
         cJSON_Delete(j);
         j = NULL;
@@ -327,7 +560,7 @@ static void h_train(etd_req *q)
         return;
     int64_t epochs, bs;
     bool shuffle = false;
-    cJSON *j = json_body(q);
+    cJSON *j = json_body_fast(q, xy_keys);
     if (!j || !get_xy(q, j, keys, &x, &y) || !get_pos_int(q, j, "epochs", 1, &epochs) ||
         !get_pos_int(q, j, "batch_size", 0, &bs))
         goto out;
@@ -366,7 +599,7 @@ static void h_grad_post(etd_req *q)
     etd_model *m = get_model(q);
     if (!m)
         return;
-    cJSON *j = json_body(q);
+    cJSON *j = json_body_fast(q, xy_keys);
     if (j && get_xy(q, j, keys, &x, &y)) {
         cJSON_Delete(j);
         j = NULL;
@@ -424,6 +657,8 @@ static void h_params_get(etd_req *q)
             q->raw_len = len;
             q->raw_free = true;
             q->resp_type = "application/octet-stream";
+            snprintf(q->disposition, sizeof q->disposition,
+                     "attachment; filename=\"%s.safetensors\"", q->name);
         }
         finish(q, st, err);
     } else {
@@ -642,12 +877,12 @@ static void h_v2_infer(etd_req *q)
             goto out;
         }
         shp[nd++] = (int64_t)v;
-        numel *= (int64_t)v;
-        if (numel > q->srv->cfg.max_elems) {
+        if (v > 0 && numel > q->srv->cfg.max_elems / (int64_t)v) {
             etd_reply_error(q, 400, "inputs[0]: more than %lld elements",
                             (long long)q->srv->cfg.max_elems);
             goto out;
         }
+        numel *= (int64_t)v;
     }
     if (!data) {
         etd_reply_error(q, 400, "inputs[0].data: required field is missing");

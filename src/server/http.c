@@ -3,6 +3,7 @@
 #include "server/http_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -226,6 +227,8 @@ static enum MHD_Result send_reply(etd_req *q)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (q->close)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (q->disposition[0] && q->status < 400)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, q->disposition);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     q->answered = true;
     enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
@@ -255,11 +258,139 @@ static bool token_ok(const etd_server *s, struct MHD_Connection *c)
 
 /* ---------------------------------------------------------------- MHD callbacks */
 
+/* URL unescaping as libmicrohttpd's, except that "%00" stays as it is: a
+ * decoded NUL would silently cut the path ("/v1/models/victim%00junk" would
+ * act on "victim"); kept, it fails name validation and routing instead. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *r = s, *w = s;
+    while (*r) {
+        if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2]) &&
+            !(r[1] == '0' && r[2] == '0')) {
+            char hex[3] = {r[1], r[2], '\0'};
+            *w++ = (char)strtoul(hex, NULL, 16);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+typedef struct header_check {
+    const char *first_cl;   /* first Content-Length value */
+    bool cl_conflict;       /* a second, different Content-Length */
+    bool nul;               /* a NUL byte inside a header name or value */
+} header_check;
+
+static enum MHD_Result each_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    header_check *hc = cls;
+    (void)kind;
+    if (!key || strlen(key) != key_size || (value && strlen(value) != value_size))
+        hc->nul = true;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (!hc->first_cl)
+            hc->first_cl = value ? value : "";
+        else if (strcmp(hc->first_cl, value ? value : "") != 0)
+            hc->cl_conflict = true;
+    }
+    return MHD_YES;
+}
+
 static double since(const struct timespec *t0)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* ---- request deadline ----
+ * MHD's connection timeout is an idle timeout: a client that sends one byte
+ * of its headers every few seconds (slowloris) is never idle and would hold
+ * its connection -- and with --max-connections of them, the server -- for
+ * ever.  So every connection is tracked from MHD's connection notifications;
+ * a watchdog thread shuts down the socket of one whose request headers have
+ * not been completed within --request-timeout of it opening or finishing its
+ * previous request (MHD then closes it as a dead peer), and the upload calls
+ * of the access handler refuse a body still arriving after the deadline.
+ * CLOSED is notified before MHD closes the socket and both sides hold
+ * conn_mu, so the watchdog never touches a reused descriptor. */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    etd_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        etd_conn *ct = calloc(1, sizeof *ct);
+        if (!ct || !ci) {
+            free(ct);
+            *socket_context = NULL;
+            return;
+        }
+        ct->fd = ci->connect_fd;
+        clock_gettime(CLOCK_MONOTONIC, &ct->since);
+        pthread_mutex_lock(&s->conn_mu);
+        ct->next = s->conns;
+        if (s->conns)
+            s->conns->prev = ct;
+        s->conns = ct;
+        pthread_mutex_unlock(&s->conn_mu);
+        *socket_context = ct;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        etd_conn *ct = *socket_context;
+        if (!ct)
+            return;
+        pthread_mutex_lock(&s->conn_mu);
+        if (ct->prev)
+            ct->prev->next = ct->next;
+        else
+            s->conns = ct->next;
+        if (ct->next)
+            ct->next->prev = ct->prev;
+        pthread_mutex_unlock(&s->conn_mu);
+        free(ct);
+        *socket_context = NULL;
+    }
+}
+
+static void conn_set_active(etd_server *s, etd_conn *ct, bool active)
+{
+    if (!ct)
+        return;
+    pthread_mutex_lock(&s->conn_mu);
+    ct->active = active;
+    if (!active)
+        clock_gettime(CLOCK_MONOTONIC, &ct->since);
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+static void *watchdog_main(void *arg)
+{
+    etd_server *s = arg;
+    double period = s->cfg.request_timeout / 4 < 1 ? s->cfg.request_timeout / 4 : 1;
+    pthread_mutex_lock(&s->conn_mu);
+    while (!s->watchdog_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = ts.tv_nsec + (long)(period * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&s->watchdog_cv, &s->conn_mu, &ts);
+        for (etd_conn *ct = s->conns; ct; ct = ct->next)
+            if (!ct->active && !ct->cut && since(&ct->since) > s->cfg.request_timeout) {
+                shutdown(ct->fd, SHUT_RDWR);
+                ct->cut = true;
+            }
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return NULL;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -277,13 +408,30 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *con_cls = q;
         q->srv = s;
         q->conn = conn;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        q->ct = ci ? ci->socket_context : NULL;
+        conn_set_active(s, q->ct, true);
         q->status = 200;
         clock_gettime(CLOCK_MONOTONIC, &q->t0);
         etd_buf_init(&q->out);
         snprintf(q->method, sizeof q->method, "%s", method);
         snprintf(q->path, sizeof q->path, "%s", url);
+        for (char *c = q->path; *c; c++) /* the URL is unescaped: no control bytes in the log */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
         q->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                       MHD_HTTP_HEADER_CONTENT_TYPE);
+        /* differing Content-Length headers (the request-smuggling pattern) and
+         * NUL bytes, which would cut header values short, are refused */
+        header_check hc = {NULL, false, false};
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, each_header, &hc);
+        if (hc.cl_conflict || hc.nul) {
+            q->close = true;
+            etd_reply_error(q, 400, hc.nul ? "a request header contains a NUL byte"
+                                           : "Content-Length: repeated with different values");
+            return send_reply(q);
+        }
         char allow[128];
         q->route = find_route(q, url, allow, sizeof allow);
         if (q->route < 0) {
@@ -336,6 +484,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (since(&q->t0) > s->cfg.request_timeout)
+            return MHD_NO; /* a body dripping in past the deadline: drop the connection */
         if (q->too_big || q->len + n > s->cfg.max_body) {
             q->too_big = true;
             return MHD_YES;
@@ -393,10 +543,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 q->path, status, secs * 1e3,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     }
+    conn_set_active(s, q->ct, false);
     if (q->raw_free)
         free((void *)q->raw);
     free((void *)q->allow);
     etd_buf_free(&q->out);
+    for (int i = 0; i < q->nfast; i++)
+        etd_array_free(&q->fast[i]);
     free(q->body);
     free(q);
     *con_cls = NULL;
@@ -457,26 +610,43 @@ etd_server *etd_server_start(const etd_config *c, etd_registry *r, char *err, si
     atomic_init(&s->ready, false);
     atomic_init(&s->draining, false);
     atomic_init(&s->inflight, 0);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_cond_init(&s->watchdog_cv, NULL);
     /* One thread per connection (see docs/server.md): handlers block for
      * the length of a training call, and a blocked event-loop thread would
      * stall every other connection it serves, health probes included. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (c->pool_threads > 0) /* --thread-pool N: epoll event loops instead */
+        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem pool[] = {
+        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)c->pool_threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (c->pool_threads == 0)
+        pool[0] = pool[1]; /* MHD warns about a pool of size 0 */
     s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, on_access, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, c->timeout,
                             MHD_OPTION_CONNECTION_LIMIT, c->max_conns,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                            MHD_OPTION_ARRAY, pool,
                             MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, cap, "cannot listen on %s:%u (address in use or not permitted?)", c->host,
                  c->port);
+        pthread_mutex_destroy(&s->conn_mu);
+        pthread_cond_destroy(&s->watchdog_cv);
         free(s);
         return NULL;
     }
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0)
+        s->watchdog_started = true;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : c->port;
     char shown[300];
@@ -513,9 +683,18 @@ void etd_server_shutdown(etd_server *s)
     if (left > 0)
         fprintf(stderr, "easytorchd: %d request(s) still running after %.0fs; stopping anyway\n",
                 left, s->cfg.drain_timeout);
+    if (s->watchdog_started) {
+        pthread_mutex_lock(&s->conn_mu);
+        s->watchdog_stop = true;
+        pthread_cond_signal(&s->watchdog_cv);
+        pthread_mutex_unlock(&s->conn_mu);
+        pthread_join(s->watchdog, NULL);
+    }
     MHD_socket fd = MHD_quiesce_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     MHD_stop_daemon(s->d); /* joins connection threads: nothing runs after this */
+    pthread_mutex_destroy(&s->conn_mu);
+    pthread_cond_destroy(&s->watchdog_cv);
     free(s);
 }

@@ -6,17 +6,22 @@
 #define EASYTORCHD_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
 #include "server/jsonout.h"
 #include "server/server.h"
+#include "server/tensor_json.h"
+
+typedef struct etd_conn etd_conn;
 
 /* Per-request state: created on the first access-handler call, freed in the
  * completion callback (libmicrohttpd's largepost.c pattern). */
 typedef struct etd_req {
     etd_server *srv;
     struct MHD_Connection *conn;
+    etd_conn *ct;               /* its connection's tracking entry, or NULL */
     int route;                  /* index into etd_routes, -1 if none */
     char method[12];
     char path[256];             /* for the log line (truncated) */
@@ -29,6 +34,10 @@ typedef struct etd_req {
     bool answered;              /* a response was queued */
     int status;
     const char *content_type;   /* of the request */
+    /* tensors taken out of the body by the fast path (handlers.c) */
+    int nfast;
+    char fast_key[2][16];
+    etd_array fast[2];
     /* response being built by a handler */
     etd_buf out;
     const char *resp_type;      /* default application/json */
@@ -36,6 +45,7 @@ typedef struct etd_req {
     size_t raw_len;
     bool raw_free;              /* free(raw) after sending */
     const char *allow;          /* Allow header for 405 */
+    char disposition[128];      /* Content-Disposition, if set */
     bool close;                 /* Connection: close */
 } etd_req;
 
@@ -54,6 +64,15 @@ typedef struct etd_route {
 extern const etd_route etd_routes[];
 extern const int etd_nroutes;
 
+/* A live connection, for the request deadline (see http.c, watchdog). */
+struct etd_conn {
+    struct etd_conn *prev, *next;
+    MHD_socket fd;
+    struct timespec since;      /* opened, or last request finished */
+    bool active;                /* a request's headers are in (handler side) */
+    bool cut;
+};
+
 struct etd_server {
     struct MHD_Daemon *d;
     etd_config cfg;
@@ -62,6 +81,11 @@ struct etd_server {
     atomic_bool ready;
     atomic_bool draining;
     atomic_int inflight;
+    pthread_mutex_t conn_mu;    /* conns list */
+    etd_conn *conns;
+    pthread_t watchdog;
+    bool watchdog_started, watchdog_stop;
+    pthread_cond_t watchdog_cv;
 };
 
 /* Error response {"error": msg}. */

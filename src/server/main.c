@@ -42,13 +42,22 @@ static const opt opts[] = {
      "largest request body, suffixes k/M/G allowed (default 64M); larger -> 413"},
     {"--max-depth", "EASYTORCH_MAX_DEPTH", "N", "deepest JSON nesting accepted (default 32)"},
     {"--max-elements", "EASYTORCH_MAX_ELEMENTS", "N", "most elements in one tensor (default 16777216)"},
+    {"--max-json-values", "EASYTORCH_MAX_JSON_VALUES", "N",
+     "most JSON values in a body outside tensors read by the fast path (default 4194304);\n"
+     "    bounds the memory of parsing; larger -> 413"},
     {"--max-models", "EASYTORCH_MAX_MODELS", "N", "most models hosted at once (default 1024)"},
     {"--max-params", "EASYTORCH_MAX_PARAMS", "N", "most scalar parameters per model (default 50000000)"},
     {"--max-steps", "EASYTORCH_MAX_STEPS", "N", "most optimizer steps in one train call (default 1000000)"},
     {"--max-history", "EASYTORCH_MAX_HISTORY", "N",
      "loss-history entries kept per model; the oldest half is dropped beyond (default 100000)"},
     {"--timeout", "EASYTORCH_TIMEOUT", "SECONDS", "close idle or stalled connections after (default 30)"},
+    {"--request-timeout", "EASYTORCH_REQUEST_TIMEOUT", "SECONDS",
+     "a request's headers, and then its body, must arrive within this (default 4 x --timeout);\n"
+     "    cuts clients that trickle bytes to dodge the idle timeout"},
     {"--max-connections", "EASYTORCH_MAX_CONNECTIONS", "N", "concurrent connections (default 256)"},
+    {"--thread-pool", "EASYTORCH_THREAD_POOL", "N",
+     "serve from N epoll threads instead of one thread per connection (default 0);\n"
+     "    only for short requests: a long train call blocks its whole thread"},
     {"--drain-timeout", "EASYTORCH_DRAIN_TIMEOUT", "SECONDS",
      "on SIGTERM, wait this long for requests in flight (default 60)"},
     {"--blas-threads", "EASYTORCH_BLAS_THREADS", "N",
@@ -238,6 +247,9 @@ int main(int argc, char **argv)
     if (!num_opt("--max-elements", 16777216, 1, 1e12, &v, &rc))
         return rc;
     c.max_elems = (int64_t)v;
+    if (!num_opt("--max-json-values", 4194304, 16, 1e10, &v, &rc))
+        return rc;
+    c.max_json_values = (size_t)v;
     if (!num_opt("--max-models", 1024, 1, 1e6, &v, &rc))
         return rc;
     c.max_models = (int)v;
@@ -253,9 +265,14 @@ int main(int argc, char **argv)
     if (!num_opt("--timeout", 30, 1, 86400, &v, &rc))
         return rc;
     c.timeout = (unsigned)v;
+    if (!num_opt("--request-timeout", 4.0 * c.timeout, 0.5, 86400, &c.request_timeout, &rc))
+        return rc;
     if (!num_opt("--max-connections", 256, 1, 100000, &v, &rc))
         return rc;
     c.max_conns = (unsigned)v;
+    if (!num_opt("--thread-pool", 0, 0, 1024, &v, &rc))
+        return rc;
+    c.pool_threads = (unsigned)v;
     if (!num_opt("--drain-timeout", 60, 0, 86400, &c.drain_timeout, &rc))
         return rc;
     if (!num_opt("--blas-threads", 1, 1, 1024, &v, &rc))

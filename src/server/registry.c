@@ -224,7 +224,7 @@ static void meta_u64_hex(etd_buf *b, uint64_t v)
 
 /* Serialize the whole model state into safetensors bytes.  Caller holds the
  * model lock (shared is enough). */
-static bool model_serialize(etd_model *m, bool with_history, uint8_t **out, size_t *len,
+static bool model_serialize(etd_model *m, uint8_t **out, size_t *len,
                             char *err, size_t cap)
 {
     et_tensor_dict *d = et_tensor_dict_new();
@@ -286,19 +286,17 @@ static bool model_serialize(etd_model *m, bool with_history, uint8_t **out, size
         etd_buf_puts(&meta, ",\"sched_last_lr\":");
         etd_json_double(&meta, et_scheduler_get_last_lr(m->sched));
     }
-    if (with_history) {
-        etd_buf_puts(&meta, ",\"history\":[");
-        pthread_mutex_lock(&m->pub_mu);
-        for (size_t i = 0; i < m->h_len; i++) {
-            etd_buf_puts(&meta, i ? ",[" : "[");
-            etd_json_i64(&meta, m->h_step[i]);
-            etd_buf_putc(&meta, ',');
-            etd_json_float(&meta, m->h_loss[i]);
-            etd_buf_putc(&meta, ']');
-        }
-        pthread_mutex_unlock(&m->pub_mu);
+    etd_buf_puts(&meta, ",\"history\":[");
+    pthread_mutex_lock(&m->pub_mu);
+    for (size_t i = 0; i < m->h_len; i++) {
+        etd_buf_puts(&meta, i ? ",[" : "[");
+        etd_json_i64(&meta, m->h_step[i]);
+        etd_buf_putc(&meta, ',');
+        etd_json_float(&meta, m->h_loss[i]);
         etd_buf_putc(&meta, ']');
     }
+    pthread_mutex_unlock(&m->pub_mu);
+    etd_buf_putc(&meta, ']');
     etd_buf_putc(&meta, '}');
     if (meta.oom)
         goto oom;
@@ -340,11 +338,21 @@ static bool json_num(const cJSON *o, const char *k, double *out)
     return true;
 }
 
+/* A float that may have been written as null (NaN or infinite). */
+static bool json_num_or_nan(const cJSON *o, const char *k, double *out)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsNull(j)) {
+        *out = NAN;
+        return true;
+    }
+    return json_num(o, k, out);
+}
+
 /* Restore training state from a snapshot (dict + parsed metadata).  Used
- * to load files and to roll back a failed train call.  Caller holds the
- * write lock (or owns the model exclusively). */
+ * when loading a file.  The caller owns the model exclusively. */
 static bool model_restore(etd_model *m, const et_tensor_dict *d, const cJSON *meta,
-                          bool with_history, char *err, size_t cap)
+                          char *err, size_t cap)
 {
     char key[512];
     et_tensor_dict *pd = et_tensor_dict_new();
@@ -361,8 +369,8 @@ static bool model_restore(etd_model *m, const et_tensor_dict *d, const cJSON *me
     const cJSON *gen = cJSON_GetObjectItemCaseSensitive(meta, "generator");
     const cJSON *hl = cJSON_GetObjectItemCaseSensitive(meta, "has_loss");
     if (!json_num(meta, "step", &step) || !json_num(meta, "pending_batches", &pending) ||
-        !json_num(meta, "pending_loss_sum", &pls) || !json_num(meta, "lr", &lr) ||
-        !json_num(meta, "optim_steps", &osteps) || !json_num(meta, "loss", &loss) ||
+        !json_num_or_nan(meta, "pending_loss_sum", &pls) || !json_num(meta, "lr", &lr) ||
+        !json_num(meta, "optim_steps", &osteps) || !json_num_or_nan(meta, "loss", &loss) ||
         !cJSON_IsBool(hl) || !cJSON_IsArray(gen) || cJSON_GetArraySize(gen) != 4 ||
         step < 0 || pending < 0 || osteps < 0) {
         snprintf(err, cap, "metadata: missing or malformed training state");
@@ -380,7 +388,7 @@ static bool model_restore(etd_model *m, const et_tensor_dict *d, const cJSON *me
         goto done;
     }
     const cJSON *hist = cJSON_GetObjectItemCaseSensitive(meta, "history");
-    if (with_history && !cJSON_IsArray(hist)) {
+    if (!cJSON_IsArray(hist)) {
         snprintf(err, cap, "metadata: missing loss history");
         goto done;
     }
@@ -430,16 +438,14 @@ static bool model_restore(etd_model *m, const et_tensor_dict *d, const cJSON *me
     m->pending_loss_sum = pls;
     m->has_loss = cJSON_IsTrue(hl);
     m->last_loss = (float)loss;
-    if (with_history) {
-        pthread_mutex_lock(&m->pub_mu);
-        m->h_len = 0;
-        pthread_mutex_unlock(&m->pub_mu);
-        for (const cJSON *e = hist->child; e; e = e->next) {
-            const cJSON *s = cJSON_GetArrayItem(e, 0), *l = cJSON_GetArrayItem(e, 1);
-            if (cJSON_IsNumber(s))
-                history_add(m, (int64_t)s->valuedouble,
-                            cJSON_IsNumber(l) ? (float)l->valuedouble : NAN);
-        }
+    pthread_mutex_lock(&m->pub_mu);
+    m->h_len = 0;
+    pthread_mutex_unlock(&m->pub_mu);
+    for (const cJSON *e = hist->child; e; e = e->next) {
+        const cJSON *s = cJSON_GetArrayItem(e, 0), *l = cJSON_GetArrayItem(e, 1);
+        if (cJSON_IsNumber(s))
+            history_add(m, (int64_t)s->valuedouble,
+                        cJSON_IsNumber(l) ? (float)l->valuedouble : NAN);
     }
     publish(m);
     ok = true;
@@ -457,7 +463,7 @@ static bool model_save_locked(etd_model *m, char *err, size_t cap)
         return true;
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (!model_serialize(m, true, &buf, &len, err, cap))
+    if (!model_serialize(m, &buf, &len, err, cap))
         return false;
     bool ok = etd_persist_write(m->reg->data_dir, m->name, buf, len, err, cap);
     free(buf);
@@ -824,7 +830,7 @@ static void load_file(etd_registry *r, const char *file)
         goto bad;
     }
     m = model_build(r, name->valuestring, &spec, spec_json, seed, err, sizeof err);
-    if (!m || !model_restore(m, d, meta, true, err, sizeof err))
+    if (!m || !model_restore(m, d, meta, err, sizeof err))
         goto bad;
     if (insert(r, m, err, sizeof err) != 0)
         goto bad;
@@ -1153,6 +1159,130 @@ int etd_model_step(etd_model *m, etd_buf *out, char *err, size_t cap)
     return 200;
 }
 
+/* A raw copy of everything a train call changes, so that a minibatch that
+ * fails half-way can roll the whole call back.  Taking it is a few memcpys
+ * (it runs on every train call); restoring goes through the same loaders as
+ * persistence. */
+typedef struct train_snap {
+    int np, ns;
+    float **params, **grads, **ostate;
+    uint64_t gen[4];
+    int64_t step, pending, osteps, sched_epoch;
+    double pls, lr, sched_lr;
+    bool has_loss;
+    float last_loss;
+    size_t hlen;
+} train_snap;
+
+static float *copy_out(const et_tensor *t)
+{
+    int64_t n = et_numel(t);
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (p)
+        et_copy_to(t, p);
+    return p;
+}
+
+static void snap_free(train_snap *s)
+{
+    for (int i = 0; i < s->np; i++) {
+        if (s->params)
+            free(s->params[i]);
+        if (s->grads)
+            free(s->grads[i]);
+    }
+    for (int i = 0; i < s->ns; i++)
+        if (s->ostate)
+            free(s->ostate[i]);
+    free(s->params);
+    free(s->grads);
+    free(s->ostate);
+    memset(s, 0, sizeof *s);
+}
+
+static bool snap_take(etd_model *m, train_snap *s)
+{
+    memset(s, 0, sizeof *s);
+    s->np = m->nparams;
+    s->ns = et_optim_state_count(m->opt);
+    s->params = calloc((size_t)s->np + 1, sizeof *s->params);
+    s->grads = calloc((size_t)s->np + 1, sizeof *s->grads);
+    s->ostate = calloc((size_t)s->ns + 1, sizeof *s->ostate);
+    if (!s->params || !s->grads || !s->ostate)
+        goto oom;
+    for (int i = 0; i < s->np; i++) {
+        if (!(s->params[i] = copy_out(m->params[i])))
+            goto oom;
+        et_tensor *g = et_grad(m->params[i]);
+        if (m->pending > 0 && g && !(s->grads[i] = copy_out(g)))
+            goto oom;
+    }
+    for (int i = 0; i < s->ns; i++)
+        if (!(s->ostate[i] = copy_out(et_optim_state_tensor(m->opt, i))))
+            goto oom;
+    et_generator_get_state(m->gen, s->gen);
+    s->step = m->step;
+    s->pending = m->pending;
+    s->pls = m->pending_loss_sum;
+    s->has_loss = m->has_loss;
+    s->last_loss = m->last_loss;
+    s->osteps = et_optim_steps(m->opt);
+    s->lr = current_lr(m);
+    if (m->sched) {
+        s->sched_epoch = et_scheduler_last_epoch(m->sched);
+        s->sched_lr = et_scheduler_get_last_lr(m->sched);
+    }
+    s->hlen = m->h_len;
+    return true;
+oom:
+    snap_free(s);
+    return false;
+}
+
+static bool snap_restore(etd_model *m, const train_snap *s)
+{
+    bool ok = true;
+    for (int i = 0; i < s->np; i++) {
+        et_tensor *p = m->params[i];
+        ok &= et_copy_from(p, s->params[i]) == ET_OK;
+        et_tensor *g = s->grads[i] ? et_tensor_new(s->grads[i], et_shape(p), et_ndim(p)) : NULL;
+        et_set_grad(p, g);
+        et_tensor_free(g);
+    }
+    const char **names = calloc((size_t)s->ns + 1, sizeof *names);
+    et_tensor **ts = calloc((size_t)s->ns + 1, sizeof *ts);
+    if (names && ts) {
+        for (int i = 0; i < s->ns; i++) {
+            et_tensor *cur = et_optim_state_tensor(m->opt, i);
+            names[i] = et_optim_state_name(m->opt, i);
+            ts[i] = et_tensor_new(s->ostate[i], et_shape(cur), et_ndim(cur));
+            ok &= ts[i] != NULL;
+        }
+        ok = ok && et_optim_load_state(m->opt, names, ts, s->ns, s->osteps) == ET_OK;
+        for (int i = 0; i < s->ns; i++)
+            et_tensor_free(ts[i]);
+    } else {
+        ok = false;
+    }
+    free(names);
+    free(ts);
+    if (m->sched)
+        ok &= et_scheduler_load_state(m->sched, s->sched_epoch, s->sched_lr) == ET_OK;
+    et_optim_set_lr(m->opt, s->lr);
+    et_generator_set_state(m->gen, s->gen);
+    m->step = s->step;
+    m->pending = s->pending;
+    m->pending_loss_sum = s->pls;
+    m->has_loss = s->has_loss;
+    m->last_loss = s->last_loss;
+    pthread_mutex_lock(&m->pub_mu);
+    if (m->h_len > s->hlen)
+        m->h_len = s->hlen;
+    pthread_mutex_unlock(&m->pub_mu);
+    publish(m);
+    return ok;
+}
+
 /* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool. */
 static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n)
 {
@@ -1211,13 +1341,12 @@ int etd_model_train(etd_model *m, const etd_array *x, const etd_array *y, int64_
         return st;
     }
     /* snapshot for all-or-nothing: a bad minibatch rolls everything back */
-    uint8_t *snap = NULL;
-    size_t snap_len = 0;
-    size_t hist_len0 = m->h_len;
-    if (!model_serialize(m, false, &snap, &snap_len, err, cap)) {
+    train_snap snap;
+    if (!snap_take(m, &snap)) {
         unlock_model(m);
         free(losses);
         free(perm);
+        snprintf(err, cap, "out of memory");
         return 500;
     }
     int64_t k = 0;
@@ -1254,6 +1383,12 @@ int etd_model_train(etd_model *m, const etd_array *x, const etd_array *y, int64_
             } else {
                 if (!xb || !yb)
                     snprintf(err, cap, "out of memory");
+                /* say where, keep the field name first */
+                char where[96], tmp[1024];
+                snprintf(where, sizeof where, " (epoch %lld, minibatch %lld; nothing was changed)",
+                         (long long)ep + 1, (long long)(b / batch_size) + 1);
+                snprintf(tmp, sizeof tmp, "%s%s", err, where);
+                snprintf(err, cap, "%s", tmp);
                 ok = false;
             }
             et_pool_end();
@@ -1261,30 +1396,15 @@ int etd_model_train(etd_model *m, const etd_array *x, const etd_array *y, int64_
     }
     et_module_train(m->net, false);
     if (!ok) {
-        char rerr[256];
-        et_tensor_dict *d = NULL;
-        cJSON *meta = NULL;
-        bool restored = false;
-        if (et_safetensors_parse(snap, snap_len, &d) == ET_OK) {
-            meta = cJSON_Parse(et_tensor_dict_get_meta(d, "easytorch"));
-            restored = meta && model_restore(m, d, meta, false, rerr, sizeof rerr);
-        }
-        if (!restored)
+        if (!snap_restore(m, &snap))
             fprintf(stderr, "easytorchd: model %s: rollback after a failed train failed\n", m->name);
-        pthread_mutex_lock(&m->pub_mu);
-        if (m->h_len > hist_len0)
-            m->h_len = hist_len0;
-        pthread_mutex_unlock(&m->pub_mu);
-        publish(m);
-        cJSON_Delete(meta);
-        et_tensor_dict_free(d);
-        free(snap);
+        snap_free(&snap);
         free(losses);
         free(perm);
         unlock_model(m);
         return 400;
     }
-    free(snap);
+    snap_free(&snap);
     m->pending = 0;
     m->pending_loss_sum = 0;
     st = model_changed(m, err, cap) ? 200 : 500;

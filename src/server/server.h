@@ -24,13 +24,16 @@ typedef struct etd_config {
     double save_interval;
     size_t max_body;
     int max_depth;
+    size_t max_json_values;    /* JSON values parsed into a tree (fast-path tensors excluded) */
     int64_t max_elems;
     int max_models;
     int64_t max_params;
     int64_t max_steps;
     size_t max_history;
     unsigned timeout;          /* idle connection timeout, seconds */
+    double request_timeout;    /* whole-request deadline (headers, then body), seconds */
     unsigned max_conns;
+    unsigned pool_threads;     /* 0: a thread per connection; N: N epoll threads */
     double drain_timeout;      /* seconds to wait for in-flight requests */
     bool quiet;
 } etd_config;

@@ -139,7 +139,7 @@ static bool parse_layer(const cJSON *o, const char *path, etd_layer *l, char *er
     if (!get_type(o, path, &type, err, cap))
         return false;
     memset(l, 0, sizeof *l);
-    bool inplace;
+    bool inplace = false; /* accepted for torch compatibility, no effect */
     if (strcmp(type, "Linear") == 0) {
         static const char *const f[] = {"in_features", "out_features", "bias", NULL};
         l->kind = ETD_L_LINEAR;
@@ -522,15 +522,15 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, char *er
             }
             if (!seen_shape_change && s->in_features < 0 && features < 0)
                 s->in_features = L->in_features;
-            int64_t cnt = L->in_features * L->out_features;
-            if (L->in_features > max_params || L->out_features > max_params ||
-                cnt / L->in_features != L->out_features ||
-                cnt + (L->bias ? L->out_features : 0) > max_params - s->param_count) {
+            /* overflow-free: in * out <= max_params is checked by division first */
+            if (L->in_features > max_params / L->out_features ||
+                L->in_features * L->out_features + (L->bias ? L->out_features : 0) >
+                    max_params - s->param_count) {
                 snprintf(err, cap, "%s: the model would have more than %lld parameters", path,
                          (long long)max_params);
                 goto bad;
             }
-            s->param_count += cnt + (L->bias ? L->out_features : 0);
+            s->param_count += L->in_features * L->out_features + (L->bias ? L->out_features : 0);
             features = L->out_features;
         } else if (L->kind == ETD_L_FLATTEN) {
             features = -1;

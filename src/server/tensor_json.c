@@ -55,11 +55,11 @@ static bool from_nested(const cJSON *j, const char *what, int64_t max_elems, etd
     }
     int64_t numel = 1;
     for (int d = 0; d < a->ndim; d++) {
-        numel *= a->shape[d];
-        if (numel > max_elems) {
+        if (a->shape[d] > 0 && numel > max_elems / a->shape[d]) {
             snprintf(err, errcap, "%s: more than %lld elements", what, (long long)max_elems);
             return false;
         }
+        numel *= a->shape[d];
     }
     a->numel = numel;
     a->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
@@ -203,11 +203,11 @@ static bool from_object(const cJSON *j, const char *what, int64_t max_elems, etd
             return false;
         }
         a->shape[d] = (int64_t)v;
-        numel *= a->shape[d];
-        if (numel > max_elems) {
+        if (a->shape[d] > 0 && numel > max_elems / a->shape[d]) {
             snprintf(err, errcap, "%s: more than %lld elements", what, (long long)max_elems);
             return false;
         }
+        numel *= a->shape[d];
     }
     int64_t got = cJSON_GetArraySize(data);
     if (got != numel) {
@@ -314,4 +314,272 @@ void etd_json_shape(etd_buf *b, const et_tensor *t)
         etd_json_i64(b, et_shape(t)[d]);
     }
     etd_buf_putc(b, ']');
+}
+
+/* ---- fast path for large request bodies ----
+ *
+ * cJSON allocates a node per number and parses it with strtod; for a batch
+ * of a million numbers that dominates a request.  etd_fast_array parses the
+ * common case -- a rectangular nested list of plain numbers -- straight into
+ * floats.  Anything unusual (empty lists, ragged lists, non-numbers, values
+ * beyond float32, too many elements) makes it give up, and the caller falls
+ * back to cJSON and the general path above, which produces the precise
+ * error message.  So the fast path changes speed, never behaviour. */
+
+static const double fast_pow10[23] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* mant * 10^exp10 for mant >= 2^53: two roundings put the double v within
+ * 2 ulp of the exact value.  What matters downstream is the float32 it
+ * rounds to (the general path does strtod then (float)); that is settled
+ * unless v lies within a few ulp of a midpoint between two floats, in which
+ * case this declines and strtod decides. */
+static bool near_float_ok(uint64_t mant, int exp10, double *out)
+{
+    double v = (double)mant;
+    v = exp10 < 0 ? v / fast_pow10[-exp10] : v * fast_pow10[exp10];
+    float f = (float)v;
+    if (!isfinite(f) || f == 0.0f || fabsf(f) < FLT_MIN)
+        return false;
+    double lo = ((double)f + (double)nextafterf(f, 0.0f)) / 2;
+    double hi = ((double)f + (double)nextafterf(f, f > 0 ? INFINITY : -INFINITY)) / 2;
+    double tol = 8 * (nextafter(v, INFINITY) - v);
+    if (fabs(v - lo) <= tol || fabs(v - hi) <= tol)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* One JSON number (strict grammar) at p; NULL if it is not one. */
+static const char *fast_number(const char *p, const char *end, double *out)
+{
+    const char *start = p;
+    bool neg = false;
+    if (p < end && *p == '-') {
+        neg = true;
+        p++;
+    }
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    uint64_t mant = 0;
+    int sig = 0, exp10 = 0;
+    bool exact = true;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && is_digit(*p)) {
+            if (sig < 19) {
+                mant = mant * 10 + (uint64_t)(*p - '0');
+                sig++;
+            } else {
+                exp10++;
+                exact = false;
+            }
+            p++;
+        }
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p)) {
+            if (sig < 19) {
+                mant = mant * 10 + (uint64_t)(*p - '0');
+                if (mant)
+                    sig++;
+                exp10--;
+            } else {
+                exact = false;
+            }
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int es = 1, e = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            es = *p == '-' ? -1 : 1;
+            p++;
+        }
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p)) {
+            if (e < 100000)
+                e = e * 10 + (*p - '0');
+            p++;
+        }
+        exp10 += es * e;
+    }
+    double v;
+    if (mant == 0) {
+        v = 0.0;
+    } else if (exact && mant < (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
+        /* both operands exact: one correctly rounded operation (Clinger) */
+        v = exp10 < 0 ? (double)mant / fast_pow10[-exp10] : (double)mant * fast_pow10[exp10];
+    } else if (exact && exp10 >= -22 && exp10 <= 22 && near_float_ok(mant, exp10, &v)) {
+        /* 16-19 digits (Python prints up to 17): v is within 2 ulp of the
+         * correctly rounded double and provably rounds to the same float */
+    } else {
+        char tmp[128];
+        size_t n = (size_t)(p - start);
+        if (n >= sizeof tmp)
+            return NULL;
+        memcpy(tmp, start, n);
+        tmp[n] = '\0';
+        v = strtod(tmp, NULL);
+        *out = v;
+        return p;
+    }
+    *out = neg ? -v : v;
+    return p;
+}
+
+static inline const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+const char *etd_fast_array(const char *s, const char *end, int64_t max_elems, etd_array *a)
+{
+    memset(a, 0, sizeof *a);
+    int64_t shape[ET_MAX_DIMS], count[ET_MAX_DIMS];
+    for (int d = 0; d < ET_MAX_DIMS; d++)
+        shape[d] = -1;
+    int depth = 0, ndim = -1;
+    size_t cap = 0;
+    int64_t n = 0;
+    float *data = NULL;
+    const char *p = s;
+    if (p >= end || *p != '[')
+        return NULL;
+    for (;;) {
+        /* a value: '[' opens a list, else a number */
+        p = skip_ws(p, end);
+        if (p >= end)
+            goto fail;
+        if (*p == '[') {
+            if (depth == ET_MAX_DIMS || (ndim >= 0 && depth >= ndim))
+                goto fail;
+            count[depth++] = 0;
+            p++;
+            continue; /* an empty list lands on ']' below and fails: fallback */
+        }
+        if (ndim < 0)
+            ndim = depth;
+        if (depth != ndim || depth == 0)
+            goto fail;
+        double v;
+        p = fast_number(p, end, &v);
+        if (!p || !etd_number_ok(v) || n >= max_elems)
+            goto fail;
+        if ((size_t)n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            float *nd = realloc(data, cap * sizeof *nd);
+            if (!nd)
+                goto fail;
+            data = nd;
+        }
+        data[n++] = (float)v;
+        count[depth - 1]++;
+        /* after a value: ',' then another value, or ']' closing lists */
+        for (;;) {
+            p = skip_ws(p, end);
+            if (p >= end)
+                goto fail;
+            if (*p == ',') {
+                p++;
+                break;
+            }
+            if (*p != ']')
+                goto fail;
+            p++;
+            int d = depth - 1;
+            if (shape[d] < 0)
+                shape[d] = count[d];
+            else if (shape[d] != count[d])
+                goto fail;
+            depth--;
+            if (depth == 0)
+                goto done;
+            count[depth - 1]++;
+        }
+    }
+done:
+    if (ndim <= 0)
+        goto fail;
+    a->ndim = ndim;
+    for (int d = 0; d < ndim; d++)
+        a->shape[d] = shape[d];
+    a->numel = n;
+    a->data = data ? data : malloc(sizeof(float));
+    return a->data ? p : NULL;
+fail:
+    free(data);
+    memset(a, 0, sizeof *a);
+    return NULL;
+}
+
+/* The {"shape": [..], "data": [..]} form (either order), same contract as
+ * etd_fast_array. */
+const char *etd_fast_shape_data(const char *s, const char *end, int64_t max_elems, etd_array *a)
+{
+    etd_array shape = {0}, data = {0};
+    bool have_shape = false, have_data = false;
+    const char *p = s;
+    memset(a, 0, sizeof *a);
+    if (p >= end || *p != '{')
+        return NULL;
+    p++;
+    for (int k = 0; k < 2; k++) {
+        p = skip_ws(p, end);
+        if (end - p < 7 || *p != '"')
+            goto fail;
+        bool is_shape = strncmp(p, "\"shape\"", 7) == 0;
+        bool is_data = strncmp(p, "\"data\"", 6) == 0;
+        if (is_shape ? have_shape : is_data ? have_data : true)
+            goto fail;
+        p = skip_ws(p + (is_shape ? 7 : 6), end);
+        if (p >= end || *p != ':')
+            goto fail;
+        p = skip_ws(p + 1, end);
+        etd_array *dst = is_shape ? &shape : &data;
+        p = etd_fast_array(p, end, is_shape ? ET_MAX_DIMS : max_elems, dst);
+        if (!p || dst->ndim != 1)
+            goto fail;
+        if (is_shape)
+            have_shape = true;
+        else
+            have_data = true;
+        p = skip_ws(p, end);
+        if (p >= end || *p != (k == 0 ? ',' : '}'))
+            goto fail;
+        p++;
+    }
+    int64_t numel = 1;
+    for (int64_t d = 0; d < shape.numel; d++) {
+        float v = shape.data[d];
+        if (!(v >= 0) || v != floorf(v) || v > 16777216.0f)
+            goto fail;
+        a->shape[d] = (int64_t)v;
+        if (a->shape[d] > 0 && numel > max_elems / a->shape[d])
+            goto fail;
+        numel *= a->shape[d];
+    }
+    if (numel != data.numel)
+        goto fail;
+    a->ndim = (int)shape.numel;
+    a->numel = numel;
+    a->data = data.data;
+    etd_array_free(&shape);
+    return p;
+fail:
+    etd_array_free(&shape);
+    etd_array_free(&data);
+    memset(a, 0, sizeof *a);
+    return NULL;
 }

@@ -40,6 +40,15 @@ void etd_json_tensor_flat(etd_buf *b, const et_tensor *t);
 /* Write a JSON array of t's shape. */
 void etd_json_shape(etd_buf *b, const et_tensor *t);
 
+/* Fast path: parse the value at s (a rectangular nested list of plain
+ * numbers) straight into floats; returns the end of the value, or NULL
+ * (nothing allocated) for anything else -- the caller then takes the
+ * general cJSON path, which reports errors precisely. */
+const char *etd_fast_array(const char *s, const char *end, int64_t max_elems, etd_array *a);
+
+/* The same for {"shape": [..], "data": [flat numbers]}. */
+const char *etd_fast_shape_data(const char *s, const char *end, int64_t max_elems, etd_array *a);
+
 /* Finite number that fits in float32? */
 bool etd_number_ok(double v);
 
