@@ -28,7 +28,8 @@
  *
  * Modules: tensor.h (tensors, ownership, pools, generator), ops.h
  * (differentiable ops), autograd.h (backward), nn.h (layers), loss.h,
- * optim.h (optimizers, schedulers), serialize.h (safetensors), error.h.
+ * optim.h (optimizers, schedulers), serialize.h (safetensors, state dicts,
+ * training checkpoints), error.h.  Design notes: docs/design.md.
  */
 #ifndef EASYTORCH_H
 #define EASYTORCH_H

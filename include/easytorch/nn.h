@@ -38,9 +38,13 @@ et_module *et_dropout_new(float p, et_generator *g);
 et_module *et_flatten_new(int start_dim, int end_dim);   /* torch defaults 1, -1 */
 et_module *et_identity_new(void);
 et_module *et_sequential_new(void);
-/* Takes ownership of child (also on failure). */
+/* Takes ownership of child (also on failure, except ET_ERR_STATE when child
+ * is already in a Sequential or encloses seq: it stays where it is).  Build a nested
+ * Sequential completely before appending it: appending to a Sequential that
+ * already has a parent is ET_ERR_STATE (child freed). */
 et_status et_sequential_append(et_module *seq, et_module *child);
 
+/* Frees the module, its children and its parameters; NULL is a no-op. */
 void et_module_free(et_module *m);
 
 /* Forward pass; new reference or NULL. */
@@ -63,7 +67,7 @@ int64_t et_module_param_count(const et_module *m);
 /* Set every parameter's .grad to zeros (keeps the tensors). */
 void et_module_zero_grad(et_module *m);
 
-/* Sequential children. */
+/* Sequential children: count, and the i-th child (borrowed; NULL if out of range). */
 int et_sequential_len(const et_module *seq);
 et_module *et_sequential_get(const et_module *seq, int i);
 

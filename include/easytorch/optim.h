@@ -40,12 +40,16 @@ et_optim *et_adagrad_new(et_tensor *const *params, int n, et_adagrad_opts o);
 et_optim *et_rmsprop_new(et_tensor *const *params, int n, et_rmsprop_opts o);
 et_optim *et_adam_new(et_tensor *const *params, int n, et_adam_opts o);
 et_optim *et_adamw_new(et_tensor *const *params, int n, et_adam_opts o);
+/* Frees the optimizer and its state (not the parameters); NULL is a no-op. */
 void et_optim_free(et_optim *o);
 
+/* One update of every parameter that has a .grad.  ET_ERR_SHAPE (nothing
+ * changed) if a gradient does not match its parameter. */
 et_status et_optim_step(et_optim *o);
 /* Zero every parameter's .grad (set_to_none=false semantics). */
 void et_optim_zero_grad(et_optim *o);
 const char *et_optim_type(const et_optim *o);   /* "SGD", "Adam", ... */
+/* Current learning rate (schedulers change it); NAN for NULL. */
 double et_optim_get_lr(const et_optim *o);
 void et_optim_set_lr(et_optim *o, double lr);
 int64_t et_optim_steps(const et_optim *o);      /* step() calls so far */
@@ -61,7 +65,10 @@ et_tensor *et_optim_state_tensor(const et_optim *o, int i);
 et_status et_optim_load_state(et_optim *o, const char *const *names,
                               et_tensor *const *tensors, int n, int64_t step_count);
 
-/* ---- schedulers: step once per optimizer step; they set the optimizer's lr ---- */
+/* ---- schedulers: step once per optimizer step; they set the optimizer's lr ----
+ * A scheduler borrows its optimizer (which must outlive it); constructors
+ * perform torch's initial step (last_epoch 0) and return NULL + error on bad
+ * arguments; free with et_scheduler_free (NULL-safe). */
 et_scheduler *et_steplr_new(et_optim *o, int64_t step_size, double gamma);            /* gamma 0.1 */
 et_scheduler *et_multisteplr_new(et_optim *o, const int64_t *milestones, int n, double gamma);
 et_scheduler *et_exponentiallr_new(et_optim *o, double gamma);
@@ -69,7 +76,9 @@ et_scheduler *et_cosineannealinglr_new(et_optim *o, int64_t T_max, double eta_mi
 et_scheduler *et_linearlr_new(et_optim *o, double start_factor, double end_factor,
                               int64_t total_iters);                                   /* 1/3, 1.0, 5 */
 void et_scheduler_free(et_scheduler *s);
+/* Advance one epoch and write the new lr into the optimizer. */
 et_status et_scheduler_step(et_scheduler *s);
+/* The lr set by the last step (torch's get_last_lr()[0]). */
 double et_scheduler_get_last_lr(const et_scheduler *s);
 const char *et_scheduler_type(const et_scheduler *s);  /* "StepLR", ... */
 /* State: last_epoch and the current lr (chainable forms depend on it). */

@@ -14,6 +14,7 @@
 #define EASYTORCH_SERIALIZE_H
 
 #include "easytorch/nn.h"
+#include "easytorch/optim.h"
 #include "easytorch/tensor.h"
 
 #ifdef __cplusplus
@@ -47,6 +48,39 @@ et_status et_safetensors_load(const char *path, et_tensor_dict **out);
  * (missing, unexpected or mis-shaped entries -> error, nothing changed). */
 et_tensor_dict *et_module_state_dict(const et_module *m);
 et_status et_module_load_state_dict(et_module *m, const et_tensor_dict *d);
+
+/* ---- full training checkpoints ----
+ * One safetensors file with everything a training run needs to resume:
+ * the module's parameters ("model.<state_dict name>"), the optimizer's state
+ * tensors ("optim.<state name>", see et_optim_state_name) and, in
+ * "__metadata__": format, step, optimizer type / step count / lr, scheduler
+ * type / last_epoch / last_lr, generator state (for Dropout).  Floats are
+ * stored raw and doubles with 17 significant digits, so the steps after a
+ * restore give bit-identical numbers to an uninterrupted run.
+ * To resume, build the same objects as the original run (architecture,
+ * optimizer kind and hyper-parameters, scheduler kind and arguments) and
+ * load into them.  `o`, `s` and `g` may be NULL (not saved / not restored);
+ * a scheduler needs its optimizer.  Limitation (et_optim_load_state's): the
+ * per-parameter step counts are restored as the optimizer's step count,
+ * exact when every parameter had a gradient at every step. */
+
+/* The checkpoint as a tensor dict (new; caller frees with
+ * et_tensor_dict_free).  Its tensors are references to the live
+ * parameters and optimizer state: dump or save it before the next step. */
+et_tensor_dict *et_checkpoint_state(const et_module *m, const et_optim *o, const et_scheduler *s,
+                                    const et_generator *g, int64_t step);
+/* Restore from a dict made by et_checkpoint_state (or parsed from a file).
+ * Checks every name, shape, type and metadata value first: on any error
+ * (ET_ERR_FORMAT / ET_ERR_SHAPE, message names the entry) nothing is
+ * changed.  *step (may be NULL) receives the saved step. */
+et_status et_checkpoint_restore(const et_tensor_dict *d, et_module *m, et_optim *o,
+                                et_scheduler *s, et_generator *g, int64_t *step);
+/* File forms (atomic write as et_safetensors_save; truncated or corrupt
+ * files give ET_ERR_FORMAT and change nothing). */
+et_status et_checkpoint_save(const char *path, const et_module *m, const et_optim *o,
+                             const et_scheduler *s, const et_generator *g, int64_t step);
+et_status et_checkpoint_load(const char *path, et_module *m, et_optim *o, et_scheduler *s,
+                             et_generator *g, int64_t *step);
 
 #ifdef __cplusplus
 }

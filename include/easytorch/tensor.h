@@ -113,7 +113,8 @@ et_tensor *et_grad(const et_tensor *t);
 et_status et_set_grad(et_tensor *t, et_tensor *g);
 /* Keep .grad on a non-leaf during backward (no-op on a leaf). */
 void et_retain_grad(et_tensor *t);
-/* Name of the op that produced t ("AddBackward", ...) or NULL for a leaf. */
+/* PyTorch grad_fn name of the op that produced t ("AddBackward0",
+ * "MmBackward0", ...; static string) or NULL for a leaf. */
 const char *et_grad_fn_name(const et_tensor *t);
 
 /* ---- no-grad mode (per thread) ---- */

@@ -403,7 +403,10 @@ et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double
     if (tn == 0)
         return out;
     if (x->numel == 0) {
-        memset(out->data, 0, (size_t)tn * sizeof(float));
+        /* an empty sum is 0; an empty mean (scale NaN) is NaN, as torch */
+        float v = (float)(0.0 * scale);
+        for (int64_t i = 0; i < tn; i++)
+            out->data[i] = v;
         return out;
     }
     if (tn == 1 && x->contiguous) {

@@ -221,42 +221,37 @@ char *et_to_string(const et_tensor *t)
         sb_str(&s, "NULL");
         return s.oom ? NULL : s.buf;
     }
-    float *v = values(t);
-    if (!v)
-        return NULL;
-    int64_t st[ET_MAX_DIMS];
-    int64_t acc = 1;
-    for (int d = t->ndim - 1; d >= 0; d--) {
-        st[d] = acc;
-        acc *= t->shape[d];
-    }
     sb_str(&s, "tensor(");
     const int indent = 7;
     if (t->numel == 0) {
         sb_str(&s, "[]");
     } else {
+        /* Values are read through t's own strides: a summarized tensor
+         * (possibly a huge expanded view) is never copied whole. */
         bool summarize = t->numel > THRESHOLD;
         fmt f;
+        float *v;
+        int64_t n = 0;
         if (summarize) {
             int64_t cap = 1;
             for (int d = 0; d < t->ndim; d++)
                 cap *= t->shape[d] > 2 * EDGE ? 2 * EDGE : t->shape[d];
-            float *sv = malloc((size_t)cap * sizeof(float));
-            int64_t n = 0;
-            if (!sv) {
-                free(v);
-                free(s.buf);
-                return NULL;
-            }
-            summarized_vals(v, t->shape, st, t->ndim, sv, &n);
-            fmt_init(&f, sv, n);
-            free(sv);
+            v = malloc((size_t)cap * sizeof(float));
+            if (v)
+                summarized_vals(t->data, t->shape, t->strides, t->ndim, v, &n);
         } else {
-            fmt_init(&f, v, t->numel);
+            v = values(t);
+            n = t->numel;
         }
-        tensor_str(&s, &f, v, t->shape, st, t->ndim, indent, summarize);
+        if (!v) {
+            free(s.buf);
+            et_set_error(ET_ERR_NOMEM, "to_string: out of memory");
+            return NULL;
+        }
+        fmt_init(&f, v, n);
+        free(v);
+        tensor_str(&s, &f, t->data, t->shape, t->strides, t->ndim, indent, summarize);
     }
-    free(v);
     /* suffixes */
     char suf[3][160];
     int ns = 0;

@@ -491,12 +491,15 @@ et_tensor *etc_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t 
         end = end < -n ? 0 : end + n;
     if (end > n)
         end = n;
-    int64_t len = end > start ? (end - start + step - 1) / step : 0;
+    /* written so that a huge user step (up to INT64_MAX) cannot overflow */
+    int64_t len = end > start ? 1 + (end - start - 1) / step : 0;
     int64_t sh[ET_MAX_DIMS], st[ET_MAX_DIMS];
     memcpy(sh, a->shape, sizeof sh);
     memcpy(st, a->strides, sizeof st);
     sh[d] = len;
-    st[d] = a->strides[d] * step;
+    /* len >= 2 implies step < n, so the product stays inside the storage
+     * extent; with one element the stride is never used */
+    st[d] = len > 1 ? a->strides[d] * step : a->strides[d];
     et_tensor *out = view_op(a, sh, st, a->ndim, a->offset + start * a->strides[d], ETC_OP_SLICE);
     if (out) {
         out->aux.l[0] = d;
@@ -551,7 +554,10 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
                          etc_shape_fmt(f->shape, f->ndim, b2, sizeof b2));
             return NULL;
         }
-        sh[d] += t->shape[d];
+        if (__builtin_add_overflow(sh[d], t->shape[d], &sh[d])) {
+            et_set_error(ET_ERR_NOMEM, "%s: the result size in dimension %d overflows", name, d);
+            return NULL;
+        }
     }
     et_tensor *out = etc_alloc(sh, f->ndim);
     if (!out)
@@ -662,12 +668,15 @@ ETC_BW(stack)
 
 static bool index_value(float v, int64_t size, const char *op, int d, int64_t *out)
 {
-    if (v != floorf(v) || !(v >= 0.0f) || (int64_t)v >= size) {
+    /* range-check in float first: converting a float beyond int64's range
+     * (1e30, inf) is undefined and gives INT64_MIN on x86, which then
+     * passed a ">= size" test and read far out of bounds */
+    if (v != floorf(v) || !(v >= 0.0f && v < (float)size) || (int64_t)v >= size) {
         if (v != floorf(v))
             et_set_error(ET_ERR_INDEX, "%s: index %g is not an integer", op, (double)v);
         else
-            et_set_error(ET_ERR_INDEX, "%s: index %lld is out of range for dim %d of size %lld",
-                         op, (long long)v, d, (long long)size);
+            et_set_error(ET_ERR_INDEX, "%s: index %.0f is out of range for dim %d of size %lld",
+                         op, (double)v, d, (long long)size);
         return false;
     }
     *out = (int64_t)v;

@@ -297,9 +297,19 @@ static et_tensor *tensor_struct_new(void)
 
 et_tensor *etc_alloc(const int64_t *shape, int ndim)
 {
-    int64_t n = etc_numel(shape, ndim);
-    if ((uint64_t)n > (SIZE_MAX - sizeof(et_storage) - BLOCK_STORAGE_OFFSET) / sizeof(float)) {
-        et_set_error(ET_ERR_NOMEM, "tensor of %lld elements is too large", (long long)n);
+    /* Shapes reach here from broadcasting, matmul and cat of views (an
+     * expanded view of [1] can claim 2^40 elements in each of two dims
+     * without owning memory), so the product is checked for overflow here,
+     * not only in the public creators. */
+    int64_t n = 1;
+    bool overflow = false;
+    for (int i = 0; i < ndim; i++)
+        overflow |= shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n);
+    if (overflow ||
+        (uint64_t)n > (SIZE_MAX - sizeof(et_storage) - BLOCK_STORAGE_OFFSET) / sizeof(float)) {
+        char b[160];
+        et_set_error(ET_ERR_NOMEM, "tensor of shape %s is too large",
+                     etc_shape_fmt(shape, ndim, b, sizeof b));
         return NULL;
     }
     et_tensor *t;
@@ -847,6 +857,27 @@ float et_get(const et_tensor *t, const int64_t *index)
     return t->data[off];
 }
 
+/* A contiguous tensor header over the caller's buffer `p` with t's shape,
+ * so a strided copy can move data between t and a plain float array. */
+static void wrap_buffer(et_tensor *tmp, et_storage *s, float *p, const et_tensor *t)
+{
+    memset(tmp, 0, sizeof *tmp);
+    s->data = p;
+    s->block = NULL;
+    s->size = t->numel;
+    tmp->storage = s;
+    tmp->data = p;
+    tmp->ndim = t->ndim;
+    tmp->numel = t->numel;
+    int64_t st = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        tmp->shape[i] = t->shape[i];
+        tmp->strides[i] = st;
+        st *= t->shape[i];
+    }
+    tmp->contiguous = true;
+}
+
 void et_copy_to(const et_tensor *t, float *out)
 {
     if (!t || !out)
@@ -855,24 +886,9 @@ void et_copy_to(const et_tensor *t, float *out)
         memcpy(out, t->data, (size_t)t->numel * sizeof(float));
         return;
     }
-    /* wrap `out` in a temporary contiguous tensor header */
     et_storage s;
     et_tensor tmp;
-    memset(&tmp, 0, sizeof tmp);
-    s.data = out;
-    s.block = NULL;
-    s.size = t->numel;
-    tmp.storage = &s;
-    tmp.data = out;
-    tmp.ndim = t->ndim;
-    tmp.numel = t->numel;
-    int64_t st = 1;
-    for (int i = t->ndim - 1; i >= 0; i--) {
-        tmp.shape[i] = t->shape[i];
-        tmp.strides[i] = st;
-        st *= t->shape[i];
-    }
-    tmp.contiguous = true;
+    wrap_buffer(&tmp, &s, out, t);
     etc_strided_copy(&tmp, t);
 }
 
@@ -889,21 +905,7 @@ et_status et_copy_from(et_tensor *t, const float *src)
     }
     et_storage s;
     et_tensor tmp;
-    memset(&tmp, 0, sizeof tmp);
-    s.data = (float *)src;
-    s.block = NULL;
-    s.size = t->numel;
-    tmp.storage = &s;
-    tmp.data = (float *)src;
-    tmp.ndim = t->ndim;
-    tmp.numel = t->numel;
-    int64_t st = 1;
-    for (int i = t->ndim - 1; i >= 0; i--) {
-        tmp.shape[i] = t->shape[i];
-        tmp.strides[i] = st;
-        st *= t->shape[i];
-    }
-    tmp.contiguous = true;
+    wrap_buffer(&tmp, &s, (float *)src, t);   /* only read from */
     etc_strided_copy(t, &tmp);
     return ET_OK;
 }

@@ -2,12 +2,13 @@
  * loss.c - loss functions composed from differentiable core ops, so that
  * autograd provides every backward.  Each public function runs its work in an
  * inner pool (nn_scope_begin/end) and returns one new reference.
- * Not supported (not in loss.h): class weights, ignore_index, probability
- * targets for cross_entropy, K-dimensional [N, C, d...] inputs.
+ * Not supported (not in loss.h): probability targets for cross_entropy,
+ * K-dimensional [N, C, d...] inputs.
  */
 #include "nn/nn_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const reduction_names[] = {"mean", "sum", "none"};
@@ -218,9 +219,11 @@ et_tensor *et_bce_with_logits(et_tensor *input, et_tensor *target, et_reduction 
 /* ---------------------------------------------------------- classification */
 
 /* Checks input [N, C] or [C] against target [N] or [] and that every target
- * is an integer class in [0, C).  Sets *n and *c. */
+ * is an integer class in [0, C) or ignore_index, and weight (if any) is
+ * [C].  Sets *n and *c. */
 static bool check_class_targets(const char *name, et_tensor *input, et_tensor *target,
-                                int64_t *n, int64_t *c)
+                                const et_tensor *weight, int64_t ignore_index, int64_t *n,
+                                int64_t *c)
 {
     char a[96], b[96];
     int nd = et_ndim(input);
@@ -243,16 +246,23 @@ static bool check_class_targets(const char *name, et_tensor *input, et_tensor *t
         et_set_error(ET_ERR_SHAPE, "%s: input has no classes", name);
         return false;
     }
+    if (weight && !(et_ndim(weight) == 1 && et_size(weight, 0) == *c)) {
+        et_set_error(ET_ERR_SHAPE, "%s: weight of shape %s, expected [%lld] (one per class)",
+                     name, NN_SHAPE_STR(weight, a), (long long)*c);
+        return false;
+    }
     nn_buf tb;
     if (nn_buf_acquire(&tb, target) != ET_OK)
         return false;
     for (int64_t i = 0; i < *n; i++) {
         float v = tb.p[i];
+        if (v == (float)ignore_index && (double)v == (double)ignore_index)
+            continue;
         if (!(v >= 0.0f && v < (float)*c) || v != floorf(v)) {
             nn_buf_release(&tb, false);
             et_set_error(ET_ERR_INDEX, "%s: target %g at index %lld is out of bounds "
-                         "(expected an integer class in [0, %lld))", name, (double)v,
-                         (long long)i, (long long)*c);
+                         "(expected an integer class in [0, %lld) or ignore_index %lld)", name,
+                         (double)v, (long long)i, (long long)*c, (long long)ignore_index);
             return false;
         }
     }
@@ -260,59 +270,146 @@ static bool check_class_targets(const char *name, et_tensor *input, et_tensor *t
     return true;
 }
 
-/* -logp[i, t_i] as [N] (or 0-d when input is [C]) from log-probabilities. */
-static et_tensor *picked_nll(et_tensor *logp, et_tensor *target, int64_t n, bool one_d)
+/* Constants of a class-index loss, no gradient: the targets with ignored
+ * entries replaced by class 0 (so gather stays in range) as [N, 1], the
+ * per-sample weight w[t_i] (1 without class weights, 0 where ignored) as
+ * [N], and the 0/1 mask of non-ignored samples as [N].  *wsum = sum of the
+ * sample weights, *nvalid = number of non-ignored samples. */
+typedef struct {
+    et_tensor *idx, *sw, *valid;
+    double wsum, nvalid;
+} class_consts;
+
+static bool class_constants(et_tensor *target, et_tensor *weight, int64_t ignore_index,
+                            int64_t n, class_consts *k)
 {
-    et_tensor *lp2 = one_d ? et_reshape(logp, ET_SHAPE(1, et_size(logp, 0))) : logp;
-    et_tensor *idx = lp2 ? et_reshape(target, ET_SHAPE(n, 1)) : NULL;
-    et_tensor *g = idx ? et_gather(lp2, 1, idx) : NULL;
-    static const int64_t no_dims[1] = {1};
-    et_tensor *v = !g ? NULL : one_d ? et_reshape(g, no_dims, 0) : et_reshape(g, ET_SHAPE(n));
-    return v ? et_neg(v) : NULL;
+    size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
+    float *ti = malloc(bytes), *wi = malloc(bytes), *vi = malloc(bytes);
+    nn_buf tb, wb;
+    bool have_t = false, have_w = false;
+    bool ok = ti && wi && vi && (have_t = nn_buf_acquire(&tb, target) == ET_OK) &&
+              (!weight || (have_w = nn_buf_acquire(&wb, weight) == ET_OK));
+    if (ok) {
+        k->wsum = 0;
+        k->nvalid = 0;
+        for (int64_t i = 0; i < n; i++) {
+            bool ignored = (double)tb.p[i] == (double)ignore_index;
+            int64_t cls = ignored ? 0 : (int64_t)tb.p[i];
+            ti[i] = (float)cls;
+            wi[i] = ignored ? 0.0f : weight ? wb.p[cls] : 1.0f;
+            vi[i] = ignored ? 0.0f : 1.0f;
+            k->wsum += wi[i];
+            k->nvalid += vi[i];
+        }
+        k->idx = et_tensor_new(ti, ET_SHAPE(n, 1));
+        k->sw = et_tensor_new(wi, ET_SHAPE(n));
+        k->valid = et_tensor_new(vi, ET_SHAPE(n));
+        ok = k->idx && k->sw && k->valid;
+    } else if (!ti || !wi || !vi) {   /* else nn_buf_acquire set the error */
+        et_set_error(ET_ERR_NOMEM, "class loss: out of memory");
+    }
+    if (have_t)
+        nn_buf_release(&tb, false);
+    if (have_w)
+        nn_buf_release(&wb, false);
+    free(ti);
+    free(wi);
+    free(vi);
+    return ok;
 }
 
-static et_tensor *nll_body(et_tensor *input, et_tensor *target, et_reduction r, int64_t n)
+/* Sum of the per-sample losses, divided for "mean" by `denom` (torch
+ * normalises by the total weight of the non-ignored samples). */
+static et_tensor *reduce_by(et_tensor *per_sample, et_reduction r, double denom)
 {
-    return reduce(picked_nll(input, target, n, et_ndim(input) == 1), r);
+    if (!per_sample || r == ET_REDUCTION_NONE)
+        return per_sample;
+    et_tensor *s = et_sum_all(per_sample);
+    if (!s || r == ET_REDUCTION_SUM)
+        return s;
+    /* every target ignored: torch's loss is 0/0 = NaN but its gradient is
+     * 0 (ignored entries are skipped, not multiplied by 1/0) */
+    if (denom == 0.0)
+        return et_add_scalar(et_mul_scalar(s, 0.0f), NAN);
+    return et_div_scalar(s, (float)denom);
+}
+
+/* torch's nll_loss / cross_entropy (label smoothing as
+ * cross_entropy_loss_label_smoothing in ATen) on log-probabilities `logp`
+ * [N, C] or [C]. */
+static et_tensor *class_body(et_tensor *logp, et_tensor *target, et_reduction r,
+                             et_class_loss_opts o, int64_t n, int64_t c)
+{
+    bool one_d = et_ndim(logp) == 1;
+    et_tensor *lp = one_d ? et_reshape(logp, ET_SHAPE(1, c)) : logp;
+    class_consts k = {0};
+    if (!lp || !class_constants(target, o.weight, o.ignore_index, n, &k))
+        return NULL;
+    /* -w[t_i] * logp[i, t_i] */
+    et_tensor *picked = et_gather(lp, 1, k.idx);
+    et_tensor *nll = picked ? et_neg(et_mul(et_reshape(picked, ET_SHAPE(n)), k.sw)) : NULL;
+    et_tensor *res = reduce_by(nll, r, k.wsum);
+    if (res && o.label_smoothing != 0.0f) {
+        /* -sum_c(w[c] * logp[i, c]), zero where ignored */
+        int last = -1;
+        et_tensor *wl = o.weight ? et_mul(lp, o.weight) : lp;
+        et_tensor *sum = wl ? et_sum(wl, &last, 1, false) : NULL;
+        et_tensor *smooth = sum ? et_neg(et_mul(sum, k.valid)) : NULL;
+        et_tensor *sred = reduce_by(smooth, r, o.weight ? k.wsum : k.nvalid);
+        et_tensor *a = sred ? et_mul_scalar(res, 1.0f - o.label_smoothing) : NULL;
+        et_tensor *b = a ? et_mul_scalar(sred, o.label_smoothing / (float)c) : NULL;
+        res = b ? et_add(a, b) : NULL;
+    }
+    if (res && one_d && r == ET_REDUCTION_NONE) {
+        static const int64_t no_dims[1] = {1};
+        res = et_reshape(res, no_dims, 0);
+    }
+    return res;
+}
+
+static et_tensor *class_loss(const char *name, bool logits, et_tensor *input, et_tensor *target,
+                             et_reduction r, et_class_loss_opts o)
+{
+    int64_t n, c;
+    if (!check_args(name, input, target, r, false))
+        return NULL;
+    if (!(o.label_smoothing >= 0.0f && o.label_smoothing <= 1.0f)) {
+        et_set_error(ET_ERR_ARG, "%s: label_smoothing must be between 0.0 and 1.0, got %g", name,
+                     (double)o.label_smoothing);
+        return NULL;
+    }
+    if (!logits && o.label_smoothing != 0.0f) {
+        et_set_error(ET_ERR_ARG, "%s: label_smoothing is a cross_entropy option", name);
+        return NULL;
+    }
+    if (!check_class_targets(name, input, target, o.weight, o.ignore_index, &n, &c))
+        return NULL;
+    nn_scope_begin();
+    et_tensor *logp = logits ? et_log_softmax(input, -1) : input;
+    return nn_scope_end(logp ? class_body(logp, target, r, o, n, c) : NULL);
 }
 
 et_tensor *et_nll_loss(et_tensor *input, et_tensor *target, et_reduction r)
 {
-    int64_t n, c;
-    if (!check_args("nll_loss", input, target, r, false) ||
-        !check_class_targets("nll_loss", input, target, &n, &c))
-        return NULL;
-    LOSS_SCOPE(nll_body(input, target, r, n));
+    return class_loss("nll_loss", false, input, target, r, ET_CLASS_LOSS_DEFAULTS);
 }
 
-static et_tensor *ce_body(et_tensor *input, et_tensor *target, et_reduction r, float eps,
-                          int64_t n, int64_t c)
+et_tensor *et_nll_loss_ex(et_tensor *input, et_tensor *target, et_reduction r,
+                          et_class_loss_opts o)
 {
-    bool one_d = et_ndim(input) == 1;
-    et_tensor *logp = et_log_softmax(input, -1);
-    et_tensor *nll = logp ? picked_nll(logp, target, n, one_d) : NULL;
-    if (!nll || eps == 0.0f)
-        return reduce(nll, r);
-    /* torch: (1 - eps) * nll + eps / C * sum_c(-logp) */
-    int last = -1;
-    et_tensor *smooth = et_neg(et_sum(logp, &last, 1, false));
-    et_tensor *a = smooth ? et_mul_scalar(nll, 1.0f - eps) : NULL;
-    et_tensor *b = a ? et_mul_scalar(smooth, eps / (float)c) : NULL;
-    return b ? reduce(et_add(a, b), r) : NULL;
+    return class_loss("nll_loss", false, input, target, r, o);
 }
 
 et_tensor *et_cross_entropy(et_tensor *input, et_tensor *target, et_reduction r,
                             float label_smoothing)
 {
-    int64_t n, c;
-    if (!check_args("cross_entropy", input, target, r, false))
-        return NULL;
-    if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f)) {
-        et_set_error(ET_ERR_ARG, "cross_entropy: label_smoothing must be between 0.0 and 1.0, "
-                     "got %g", (double)label_smoothing);
-        return NULL;
-    }
-    if (!check_class_targets("cross_entropy", input, target, &n, &c))
-        return NULL;
-    LOSS_SCOPE(ce_body(input, target, r, label_smoothing, n, c));
+    et_class_loss_opts o = ET_CLASS_LOSS_DEFAULTS;
+    o.label_smoothing = label_smoothing;
+    return class_loss("cross_entropy", true, input, target, r, o);
+}
+
+et_tensor *et_cross_entropy_ex(et_tensor *input, et_tensor *target, et_reduction r,
+                               et_class_loss_opts o)
+{
+    return class_loss("cross_entropy", true, input, target, r, o);
 }

@@ -32,6 +32,7 @@ struct et_module {
     /* Sequential children (owned). */
     et_module **children;
     int nchildren, cap;
+    et_module *parent;      /* the Sequential that owns it, or NULL */
 
     /* Configuration of the leaf modules. */
     int dim0, dim1;         /* softmax dim; flatten start/end */
@@ -281,9 +282,24 @@ et_module *et_sequential_new(void)
 }
 
 /* The parent copies the child's (name, tensor) list when the child is
- * appended: build a nested Sequential completely before appending it. */
+ * appended, so a Sequential that already has a parent cannot grow (its
+ * parent's list would go stale), and a module has at most one parent (two
+ * owners would free it twice; A in B in A would be a cycle). */
 et_status et_sequential_append(et_module *seq, et_module *child)
 {
+    /* never free a module that is owned elsewhere, or that owns seq */
+    bool ancestor = false;
+    for (const et_module *p = seq ? seq->parent : NULL; p && !ancestor; p = p->parent)
+        ancestor = p == child;
+    if (child && child != seq && (child->parent || ancestor))
+        return et_set_error(ET_ERR_STATE, "sequential_append: the %s is already %s",
+                            child->type, ancestor ? "an enclosing Sequential (cycle)"
+                                                  : "in a Sequential (a module has one parent)");
+    if (seq && seq->parent && child && child != seq && seq->forward == sequential_forward) {
+        et_module_free(child);
+        return et_set_error(ET_ERR_STATE, "sequential_append: this Sequential is already "
+                            "inside another one; build it completely before appending it");
+    }
     if (!seq || !child || seq == child || seq->forward != sequential_forward) {
         et_module_free(child == seq ? NULL : child);
         return et_set_error(ET_ERR_ARG, "sequential_append: %s",
@@ -328,6 +344,7 @@ et_status et_sequential_append(et_module *seq, et_module *child)
     seq->params = params;
     seq->nparams += add;
     seq->children[seq->nchildren++] = child;   /* keeps its own mode, as torch */
+    child->parent = seq;
     return ET_OK;
 oom:
     free(names);

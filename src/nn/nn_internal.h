@@ -29,7 +29,8 @@ et_tensor *nn_keep_clone(const et_tensor *t);
 et_tensor *nn_keep_detach(et_tensor *t);
 
 /* Contiguous float access to any tensor: direct pointer when contiguous,
- * else a malloc'ed copy written back by nn_buf_release(.., true). */
+ * else a malloc'ed copy written back by nn_buf_release(.., true), which
+ * also counts as an in-place write (storage version, see autograd.h). */
 typedef struct nn_buf {
     et_tensor *t;
     float *p;

@@ -71,8 +71,13 @@ void nn_buf_release(nn_buf *b, bool write_back)
 {
     if (b->tmp) {
         if (write_back)
-            et_copy_from(b->t, b->tmp);
+            et_copy_from(b->t, b->tmp);   /* bumps the storage version */
         free(b->tmp);
+    } else if (write_back && b->t) {
+        /* written in place through the direct pointer: count it as an
+         * in-place edit (as et_copy_from does), so a graph recorded before
+         * an optimizer step cannot be back-propagated with the new values */
+        b->t->storage->version++;
     }
     b->tmp = NULL;
     b->p = NULL;

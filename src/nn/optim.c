@@ -14,6 +14,19 @@
 #include <emmintrin.h>   /* _mm_sqrt_ps: GCC does not vectorise sqrtf under math-errno */
 #endif
 
+/* An AVX (8-lane) copy of Adam's loop, chosen at run time.  Not under
+ * sanitizers, which gain nothing from it and check the portable code. */
+#if defined(__clang__) && defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define OPTIM_SANITIZED 1
+#endif
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(OPTIM_SANITIZED)
+#define OPTIM_AVX 1
+#include <immintrin.h>
+#endif
+
 typedef enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW } opt_kind;
 
 #define MAX_SLOTS 3
@@ -293,6 +306,48 @@ static void rmsprop_update(const et_optim *o, float *p, const float *g, float **
     }
 }
 
+#ifdef OPTIM_AVX
+/* Eight lanes of exactly the operations of adam_loop's four-lane and scalar
+ * code (IEEE mul, add, div, sqrt and max are lane-wise identical, and no
+ * FMA is used), so the results are the same bits on every CPU.  Returns how
+ * many leading elements it updated (a multiple of 8).  Was 54% of a
+ * 13-64-64-1 Adam training step as scalar code; 8 lanes: -12% step time. */
+__attribute__((target("avx"))) static int64_t adam_avx(float *restrict p, const float *restrict g,
+                                                      float *restrict m, float *restrict v,
+                                                      float *restrict vmax, int64_t k,
+                                                      bool coupled_wd, bool decoupled, bool ams,
+                                                      const float *c)
+{
+    const __m256 vsign = _mm256_set1_ps(c[0]), vwd = _mm256_set1_ps(c[1]);
+    const __m256 vdecay = _mm256_set1_ps(c[2]), vb1 = _mm256_set1_ps(c[3]);
+    const __m256 vomb1 = _mm256_set1_ps(c[4]), vb2 = _mm256_set1_ps(c[5]);
+    const __m256 vomb2 = _mm256_set1_ps(c[6]), vbc2s = _mm256_set1_ps(c[7]);
+    const __m256 veps = _mm256_set1_ps(c[8]), vnstep = _mm256_set1_ps(c[9]);
+    int64_t j = 0;
+    for (; j + 8 <= k; j += 8) {
+        __m256 pj = _mm256_loadu_ps(p + j);
+        __m256 d = _mm256_mul_ps(vsign, _mm256_loadu_ps(g + j));
+        if (decoupled)
+            pj = _mm256_mul_ps(pj, vdecay);
+        if (coupled_wd)
+            d = _mm256_add_ps(d, _mm256_mul_ps(vwd, pj));
+        __m256 mj = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + j), vb1),
+                                  _mm256_mul_ps(vomb1, d));
+        __m256 vj = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), vb2),
+                                  _mm256_mul_ps(vomb2, _mm256_mul_ps(d, d)));
+        _mm256_storeu_ps(m + j, mj);
+        _mm256_storeu_ps(v + j, vj);
+        if (ams) {
+            vj = _mm256_max_ps(_mm256_loadu_ps(vmax + j), vj); /* vmax > vj ? vmax : vj */
+            _mm256_storeu_ps(vmax + j, vj);
+        }
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vj), vbc2s), veps);
+        _mm256_storeu_ps(p + j, _mm256_add_ps(pj, _mm256_mul_ps(vnstep, _mm256_div_ps(mj, denom))));
+    }
+    return j;
+}
+#endif
+
 /* Adam's element loop.  Called with constant flags so that the compiler
  * emits one branch-free (vectorisable) copy per combination. */
 static inline void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
@@ -303,6 +358,15 @@ static inline void adam_loop(float *restrict p, const float *restrict g, float *
     const float sign = c[0], wd = c[1], decay = c[2], b1 = c[3], omb1 = c[4], b2 = c[5];
     const float omb2 = c[6], bc2s = c[7], eps = c[8], nstep = c[9];
     int64_t j = 0;
+#ifdef OPTIM_AVX
+    if (__builtin_cpu_supports("avx")) {
+        j = adam_avx(p, g, m, v, vmax, k, coupled_wd, decoupled, ams, c);
+        p += j, g += j, m += j, v += j, k -= j;
+        if (vmax)
+            vmax += j;
+        j = 0;
+    }
+#endif
 #if defined(__SSE2__)
     /* four lanes of exactly the scalar operations below (IEEE mul, add,
      * div and sqrt are lane-wise identical), then the scalar tail */
@@ -507,6 +571,10 @@ et_status et_optim_load_state(et_optim *o, const char *const *names, et_tensor *
         if (found < 0)
             return et_set_error(ET_ERR_FORMAT, "%s.load_state: unexpected state \"%s\"",
                                 o->type, names[k]);
+        for (int j = 0; j < k; j++)   /* else which copy wins would be arbitrary */
+            if (strcmp(names[j], names[k]) == 0)
+                return et_set_error(ET_ERR_FORMAT, "%s.load_state: state \"%s\" given twice",
+                                    o->type, names[k]);
     }
     for (int i = 0; i < ns; i++) {
         int found = -1;
@@ -690,8 +758,9 @@ et_scheduler *et_exponentiallr_new(et_optim *o, double gamma)
 
 et_scheduler *et_cosineannealinglr_new(et_optim *o, int64_t T_max, double eta_min)
 {
-    if (T_max <= 0 || !isfinite(eta_min)) {
-        et_set_error(ET_ERR_ARG, "CosineAnnealingLR: T_max must be positive (got %lld) and "
+    /* the period 2 * T_max must not overflow (and T_max is used as a double) */
+    if (T_max <= 0 || T_max > ((int64_t)1 << 53) || !isfinite(eta_min)) {
+        et_set_error(ET_ERR_ARG, "CosineAnnealingLR: T_max must be in [1, 2^53] (got %lld) and "
                      "eta_min finite", (long long)T_max);
         return NULL;
     }

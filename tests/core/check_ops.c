@@ -238,6 +238,15 @@ START_TEST(test_cat_stack_index)
                  "index 3 is out of range for dim 1 of size 3");
     ASSERT_ERROR(et_index_select(a, 1, TV(ET_SHAPE(1), 0.5f)), ET_ERR_INDEX, "not an integer");
     ASSERT_ERROR(et_gather(a, 1, TV(ET_SHAPE(2, 1), 0, -1)), ET_ERR_INDEX, "out of range");
+    /* indices beyond int64's range: the float -> int64 conversion used to
+     * give INT64_MIN, pass the range check and read out of bounds */
+    const float far[] = {1e30f, INFINITY, 9.3e18f, 1.8e19f};
+    for (int i = 0; i < 4; i++) {
+        ASSERT_ERROR(et_gather(a, 0, TV(ET_SHAPE(1, 3), 0, far[i], 0)), ET_ERR_INDEX,
+                     "out of range");
+        ASSERT_ERROR(et_index_select(a, 1, TV(ET_SHAPE(2), 1, far[i])), ET_ERR_INDEX,
+                     "out of range");
+    }
     ASSERT_ERROR(et_cat(NULL, 0, 0), ET_ERR_ARG, "non-empty");
     et_pool_end();
 }
@@ -439,6 +448,60 @@ START_TEST(test_exp_tanh_accuracy)
 }
 END_TEST
 
+/* Expanded views own no memory, so they can claim shapes whose broadcast,
+ * matmul or cat result has more than 2^63 elements; the result's size must
+ * be an error, not a wrapped-around numel (2^40 * 2^40 wraps to 0, which
+ * used to return a [2^40, 2^40] tensor with an empty buffer). */
+START_TEST(test_result_shape_overflow_is_an_error)
+{
+    et_pool_begin();
+    const int64_t big = (int64_t)1 << 40;
+    et_tensor *one = et_zeros(ET_SHAPE(1, 1));
+    et_tensor *col = et_expand(one, ET_SHAPE(big, 1));
+    et_tensor *row = et_expand(one, ET_SHAPE(1, big));
+    ck_assert_ptr_nonnull(col);
+    ck_assert_ptr_nonnull(row);
+    ASSERT_ERROR(et_mul(col, row), ET_ERR_NOMEM, "too large");
+    ASSERT_ERROR(et_add(row, col), ET_ERR_NOMEM, "too large");
+    ASSERT_ERROR(et_where(col, row, col), ET_ERR_NOMEM, "too large");
+    /* matmul refuses dims past BLAS's int first */
+    ASSERT_ERROR(et_matmul(col, row), ET_ERR_ARG, "too large");
+    /* batch dims that broadcast to 2^80 */
+    et_tensor *m = et_zeros(ET_SHAPE(1, 1, 1, 1));
+    et_tensor *b1 = et_expand(m, ET_SHAPE(big, 1, 1, 1));
+    et_tensor *b2 = et_expand(m, ET_SHAPE(1, big, 1, 1));
+    ASSERT_ERROR(et_matmul(b1, b2), ET_ERR_NOMEM, "too large");
+    /* cat of views whose sizes sum past INT64_MAX */
+    const int64_t huge = (int64_t)1 << 59;   /* 16 of them reach 2^63 */
+    et_tensor *h = et_expand(et_zeros(ET_SHAPE(1)), ET_SHAPE(huge));
+    ck_assert_ptr_nonnull(h);
+    et_tensor *parts[17];
+    for (int i = 0; i < 17; i++)
+        parts[i] = h;
+    et_clear_error();
+    ck_assert_ptr_null(et_cat(parts, 17, 0));
+    ck_assert_int_ne(et_errcode(), ET_OK);
+    et_pool_end();
+}
+END_TEST
+
+/* torch.zeros(0, 3): .mean(0) -> [nan, nan, nan], .mean() -> nan,
+ * .sum(0) -> [0, 0, 0], .sum() -> 0, .mean(1) -> [] (an empty mean used to
+ * be 0 because the empty-input path ignored the 1/count scale). */
+START_TEST(test_empty_reductions)
+{
+    et_pool_begin();
+    et_tensor *e = et_zeros(ET_SHAPE(0, 3));
+    int d0 = 0, d1 = 1;
+    ASSERT_VALUES(et_mean(e, &d0, 1, false), NAN, NAN, NAN);
+    ASSERT_VALUES(et_mean_all(e), NAN);
+    ASSERT_VALUES(et_sum(e, &d0, 1, false), 0, 0, 0);
+    ASSERT_VALUES(et_sum_all(e), 0);
+    ASSERT_SHAPE(et_mean(e, &d1, 1, false), 0);
+    et_pool_end();
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -459,6 +522,8 @@ static Suite *ops_suite(void)
         {"fused_linear", test_fused_linear},
         {"random_arguments", test_random_arguments_never_crash},
         {"exp_tanh_accuracy", test_exp_tanh_accuracy},
+        {"result_shape_overflow", test_result_shape_overflow_is_an_error},
+        {"empty_reductions", test_empty_reductions},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -147,6 +147,27 @@ START_TEST(test_select_slice_views)
 }
 END_TEST
 
+/* Python slices take any positive step: torch a[:, 1::2**63-1] is a[:, 1:2].
+ * The length used to be computed as (end - start + step - 1) / step, which
+ * overflows for such steps and gave a negative size. */
+START_TEST(test_slice_huge_step)
+{
+    et_pool_begin();
+    et_tensor *a = et_reshape(et_arange(0, 12, 1), ET_SHAPE(3, 4));
+    et_tensor *s = et_slice(a, 1, 1, ET_END, INT64_MAX);
+    ASSERT_SHAPE(s, 3, 1);
+    ASSERT_VALUES(s, 1, 5, 9);                              /* a[:, 1::2**63-1] */
+    ASSERT_VALUES(et_slice(a, 0, 0, ET_END, INT64_MAX / 2), 0, 1, 2, 3);  /* a[0::2**62] */
+    ASSERT_SHAPE(et_slice(a, 1, 4, ET_END, INT64_MAX), 3, 0);
+    /* the gradient goes back through the same view */
+    et_tensor *x = et_clone(a);
+    et_set_requires_grad(x, true);
+    ck_assert_int_eq(et_backward(et_sum_all(et_slice(x, 1, 2, ET_END, INT64_MAX)), NULL), ET_OK);
+    ASSERT_VALUES(et_grad(x), 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0);
+    et_pool_end();
+}
+END_TEST
+
 START_TEST(test_squeeze_unsqueeze_flatten_expand)
 {
     et_pool_begin();
@@ -440,6 +461,34 @@ START_TEST(test_print_summarized_matrix)
 }
 END_TEST
 
+/* A summarized print reads only the elements it shows: printing an expanded
+ * view of 2^37 elements (no memory behind it) used to copy every value
+ * first (a 512 GiB malloc: NULL, with no error message).  It prints as any
+ * summarized tensor of the same values, and non-contiguous views print
+ * their own values. */
+START_TEST(test_print_huge_view_is_summarized_without_copying)
+{
+    et_pool_begin();
+    et_tensor *one = et_full(ET_SHAPE(1, 1), 2.5f);
+    char *huge = et_to_string(et_expand(one, ET_SHAPE((int64_t)1 << 35, 4)));
+    char *small = et_to_string(et_full(ET_SHAPE(2000, 4), 2.5f));
+    ck_assert_msg(huge != NULL, "%s", et_errmsg());
+    ck_assert_ptr_nonnull(small);
+    ck_assert_str_eq(huge, small);
+    free(huge);
+    free(small);
+    et_tensor *a = et_reshape(et_arange(0, 3000, 1), ET_SHAPE(60, 50));
+    char *tv = et_to_string(et_t(a));
+    char *tc = et_to_string(et_contiguous(et_t(a)));
+    ck_assert_ptr_nonnull(tv);
+    ck_assert_ptr_nonnull(tc);
+    ck_assert_str_eq(tv, tc);
+    free(tv);
+    free(tc);
+    et_pool_end();
+}
+END_TEST
+
 /* ---- generator ---- */
 
 START_TEST(test_generator_deterministic)
@@ -579,14 +628,15 @@ static Suite *tensor_suite(void)
                       test_bad_shapes_are_errors}},
         {"views", {test_reshape_view_shares_storage, test_transpose_permute_views,
                    test_select_slice_views, test_squeeze_unsqueeze_flatten_expand,
-                   test_clone_contiguous_detach}},
+                   test_clone_contiguous_detach, test_slice_huge_step}},
         {"refcount_and_pools", {test_refcount_keeps_tensor_alive,
                                 test_pool_releases_and_ref_escapes, test_nested_pools,
                                 test_pool_many_tensors}},
         {"accessors", {test_accessors, test_copy_to_and_from_through_views,
                        test_in_place_fill_and_copy}},
         {"autograd_flags", {test_flags_and_grad_mode}},
-        {"printing", {test_print_like_pytorch, test_print_summarized_matrix}},
+        {"printing", {test_print_like_pytorch, test_print_summarized_matrix,
+                      test_print_huge_view_is_summarized_without_copying}},
         {"generator", {test_generator_deterministic, test_random_tensors_distribution}},
         {"errors", {test_error_state}},
         {"threads", {test_threads_share_parameters}},

@@ -306,6 +306,58 @@ START_TEST(losses_inside_a_pool_belong_to_the_pool)
 }
 END_TEST
 
+/* Identities of the class-loss options (the values themselves are checked
+ * against torch in tests/torch/test_nn.py test_class_loss_options):
+ * ignoring a row equals dropping it; weight 1 for every class equals no
+ * weight; torch's default ignore_index -100 is accepted by et_cross_entropy. */
+START_TEST(class_loss_options_identities_and_errors)
+{
+    et_pool_begin();
+    float xv[12] = {0.3f, -1, 2, 0.5f, 1, 1, -2, 0, 0.1f, 0.2f, 0.3f, 0.4f};
+    float tv[3] = {2, -100, 0}, tk[2] = {2, 0};
+    float rows[8] = {0.3f, -1, 2, 0.5f, 0.1f, 0.2f, 0.3f, 0.4f};
+    et_tensor *x = et_tensor_new(xv, ET_SHAPE(3, 4)), *t = et_tensor_new(tv, ET_SHAPE(3));
+    et_tensor *xk = et_tensor_new(rows, ET_SHAPE(2, 4)), *kt = et_tensor_new(tk, ET_SHAPE(2));
+    for (int r = 0; r < 3; r++) {
+        for (int sm = 0; sm < 2; sm++) {
+            float eps = sm ? 0.2f : 0.0f;
+            et_tensor *a = et_cross_entropy(x, t, (et_reduction)r, eps);
+            et_tensor *b = et_cross_entropy(xk, kt, (et_reduction)r, eps);
+            ck_assert_ptr_nonnull(a);
+            ck_assert_ptr_nonnull(b);
+            if (r == ET_REDUCTION_NONE) {
+                ck_assert_int_eq(et_numel(a), 3);
+                ck_close(et_data(a)[0], et_data(b)[0]);
+                ck_assert_float_eq(et_data(a)[1], 0.0f);
+                ck_close(et_data(a)[2], et_data(b)[1]);
+            } else {
+                ck_close(et_item(a), et_item(b));
+            }
+            et_class_loss_opts o = ET_CLASS_LOSS_DEFAULTS;
+            o.weight = et_ones(ET_SHAPE(4));
+            o.label_smoothing = eps;
+            et_tensor *w = et_cross_entropy_ex(x, t, (et_reduction)r, o);
+            ck_assert_ptr_nonnull(w);
+            for (int i = 0; i < et_numel(w); i++)
+                ck_close(et_data(w)[i], et_data(a)[i]);
+        }
+    }
+    et_class_loss_opts o = ET_CLASS_LOSS_DEFAULTS;
+    o.weight = et_ones(ET_SHAPE(3));
+    ck_assert_ptr_null(et_cross_entropy_ex(x, t, ET_REDUCTION_MEAN, o));
+    ck_assert_int_eq(et_errcode(), ET_ERR_SHAPE);
+    o = ET_CLASS_LOSS_DEFAULTS;
+    o.label_smoothing = 0.1f;
+    ck_assert_ptr_null(et_nll_loss_ex(x, t, ET_REDUCTION_MEAN, o));
+    ck_assert_int_eq(et_errcode(), ET_ERR_ARG);
+    o = ET_CLASS_LOSS_DEFAULTS;
+    o.ignore_index = 1;   /* -100 is now an ordinary (out of range) target */
+    ck_assert_ptr_null(et_nll_loss_ex(x, t, ET_REDUCTION_MEAN, o));
+    ck_assert_int_eq(et_errcode(), ET_ERR_INDEX);
+    et_pool_end();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nn_loss");
@@ -321,6 +373,7 @@ int main(void)
     tcase_add_loop_test(tc, cross_entropy_and_nll_match_definition, 0, 6);
     tcase_add_test(tc, cross_entropy_gradient_is_softmax_minus_onehot);
     tcase_add_test(tc, cross_entropy_is_finite_for_extreme_logits);
+    tcase_add_test(tc, class_loss_options_identities_and_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, class_targets_out_of_range_are_errors_naming_the_index);

@@ -3,6 +3,7 @@
  * gradient clipping.  Expected values come from the definitions (computed
  * here in double); the PyTorch comparison lives in tests/torch/test_nn.py.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "nn_check.h"
@@ -364,6 +365,31 @@ START_TEST(sequential_append_errors_take_ownership)
 }
 END_TEST
 
+/* A module has one parent.  Appending a child twice, or A into B and then B
+ * into A, used to succeed: et_module_free then freed the child twice or
+ * recursed around the cycle forever.  Growing a Sequential that is already
+ * nested used to leave its parent's parameter list stale (state_dict and
+ * optimizers silently missed the new parameters). */
+START_TEST(sequential_append_keeps_one_parent_and_fresh_names)
+{
+    et_module *outer = et_sequential_new(), *inner = et_sequential_new();
+    et_module *lin = et_linear_new(2, 3, true, NULL);
+    ck_assert_int_eq(et_sequential_append(inner, lin), ET_OK);
+    ck_assert_int_eq(et_sequential_append(outer, inner), ET_OK);
+    /* lin already belongs to inner: refused, not freed */
+    ck_assert_int_eq(et_sequential_append(outer, lin), ET_ERR_STATE);
+    ck_assert_int_eq(et_module_num_params(lin), 2);
+    /* cycle: outer into inner */
+    ck_assert_int_eq(et_sequential_append(inner, outer), ET_ERR_STATE);
+    /* growing the nested inner: refused (the new child is freed) */
+    ck_assert_int_eq(et_sequential_append(inner, et_linear_new(3, 1, true, NULL)), ET_ERR_STATE);
+    ck_assert_int_eq(et_module_num_params(outer), 2);
+    ck_assert_str_eq(et_module_param_name(outer, 0), "0.0.weight");
+    ck_assert_int_eq(et_sequential_len(inner), 1);
+    et_module_free(outer);   /* frees inner and lin exactly once (ASan) */
+}
+END_TEST
+
 START_TEST(sequential_forward_chains_children_and_train_eval_recurses)
 {
     et_generator *g = et_generator_new(4);
@@ -506,6 +532,71 @@ START_TEST(training_loop_in_pools_keeps_memory_bounded)
 }
 END_TEST
 
+/* The daemon's pattern: several threads run no-grad eval forwards (and a
+ * loss) of ONE model at once, each in its own pool.  Every thread must get
+ * exactly the serial result, and the shared parameters must be untouched
+ * (run under -Db_sanitize=thread to check the refcounts for races too). */
+typedef struct {
+    et_module *net;
+    et_tensor *x, *y;
+    const float *want;
+    float want_loss;
+    int bad;
+} fwd_job;
+
+static void *concurrent_forward(void *arg)
+{
+    fwd_job *j = arg;
+    for (int it = 0; it < 100; it++) {
+        ET_NO_GRAD
+        {
+            et_pool_begin();
+            et_tensor *out = et_module_forward(j->net, j->x);
+            et_tensor *l = et_mse_loss(out, j->y, ET_REDUCTION_MEAN);
+            if (!out || !l || memcmp(et_data(out), j->want, 16 * 4 * sizeof(float)) != 0 ||
+                et_item(l) != j->want_loss)
+                j->bad++;
+            et_pool_end();
+        }
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_no_grad_forwards_share_parameters)
+{
+    et_generator *g = et_generator_new(3);
+    et_module *net = et_sequential_new();
+    et_sequential_append(net, et_linear_new(8, 32, true, g));
+    et_sequential_append(net, et_tanh_new());
+    et_sequential_append(net, et_dropout_new(0.5f, g));
+    et_sequential_append(net, et_linear_new(32, 4, true, g));
+    et_module_train(net, false);
+    et_tensor *x = et_randn(g, ET_SHAPE(16, 8)), *y = et_randn(g, ET_SHAPE(16, 4));
+    et_tensor *ref = et_module_forward(net, x);
+    et_tensor *rl = et_mse_loss(ref, y, ET_REDUCTION_MEAN);
+    et_tensor *w0 = et_clone(et_module_param(net, 0));
+    fwd_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (fwd_job){net, x, y, et_data(ref), et_item(rl), 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, concurrent_forward, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(jobs[i].bad, 0);
+    }
+    ck_assert_int_eq(memcmp(et_data(w0), et_data(et_module_param(net, 0)), 32 * 8 * 4), 0);
+    ck_assert_ptr_null(et_grad(et_module_param(net, 0)));
+    et_tensor_free(w0);
+    et_tensor_free(rl);
+    et_tensor_free(ref);
+    et_tensor_free(x);
+    et_tensor_free(y);
+    et_module_free(net);
+    et_generator_free(g);
+}
+END_TEST
+
 static Suite *module_suite(void)
 {
     Suite *s = suite_create("nn_module");
@@ -526,12 +617,14 @@ static Suite *module_suite(void)
         {"flatten", flatten_collapses_dims},
         {"sequential_names", sequential_names_params_like_state_dict},
         {"sequential_append", sequential_append_errors_take_ownership},
+        {"sequential_one_parent", sequential_append_keeps_one_parent_and_fresh_names},
         {"sequential_forward", sequential_forward_chains_children_and_train_eval_recurses},
         {"zero_grad", zero_grad_zeroes_every_gradient},
         {"clip_grad_norm", clip_grad_norm_scales_to_max_norm},
         {"clip_grad_norm_inf", clip_grad_norm_infinity_and_bad_args},
         {"clip_grad_value", clip_grad_value_clamps_each_element},
         {"pooled_loop", training_loop_in_pools_keeps_memory_bounded},
+        {"concurrent_forward", concurrent_no_grad_forwards_share_parameters},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

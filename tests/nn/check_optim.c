@@ -302,6 +302,15 @@ START_TEST(state_save_and_load_continues_identically)
     ts2[1] = wrong;
     ck_assert_int_eq(et_optim_load_state(ob, names, ts2, n, 3), ET_ERR_SHAPE);
     ck_assert_int_eq(et_optim_steps(ob), 0);
+    /* a name given twice (one copy zeros): refused, not "last one wins" */
+    const char *dup_names[9];
+    et_tensor *dup_ts[9];
+    memcpy(dup_names, names, sizeof(char *) * (size_t)n);
+    memcpy(dup_ts, ts, sizeof(et_tensor *) * (size_t)n);
+    dup_names[n] = names[0];
+    dup_ts[n] = wrong;
+    ck_assert_int_eq(et_optim_load_state(ob, dup_names, dup_ts, n + 1, 3), ET_ERR_FORMAT);
+    ck_assert_int_eq(et_optim_steps(ob), 0);
     et_tensor_free(wrong);
     ck_assert_int_eq(et_optim_load_state(ob, names, ts, n, 3), ET_OK);
     ck_assert_int_eq(et_optim_steps(ob), 3);
@@ -384,6 +393,9 @@ START_TEST(scheduler_bad_args_and_state_restore)
     ck_assert_ptr_null(et_steplr_new(o, 0, 0.1));
     ck_assert_int_eq(et_errcode(), ET_ERR_ARG);
     ck_assert_ptr_null(et_cosineannealinglr_new(o, 0, 0));
+    /* its period 2 * T_max used to overflow (undefined behaviour) on step */
+    ck_assert_ptr_null(et_cosineannealinglr_new(o, INT64_MAX, 0));
+    ck_assert_int_eq(et_errcode(), ET_ERR_ARG);
     ck_assert_ptr_null(et_linearlr_new(o, 0, 1, 5));
     ck_assert_ptr_null(et_exponentiallr_new(NULL, 0.5));
     /* restoring (last_epoch, lr) continues the chainable form */
@@ -405,6 +417,33 @@ START_TEST(scheduler_bad_args_and_state_restore)
 }
 END_TEST
 
+/* torch: loss.backward(retain_graph=True); opt.step(); loss.backward() raises
+ * "modified by an inplace operation": the step changed W, which the
+ * graph's backward reads.  The step used to write through a raw pointer
+ * without counting it, so the second backward silently used the new W. */
+START_TEST(step_invalidates_graphs_that_read_the_parameters)
+{
+    et_generator *g = et_generator_new(4);
+    et_module *lin = et_linear_new(3, 2, true, g);
+    et_tensor *params[2] = {et_module_param(lin, 0), et_module_param(lin, 1)};
+    et_optim *o = et_sgd_new(params, 2, ET_SGD_DEFAULTS);
+    et_pool_begin();
+    et_tensor *x = et_randn(g, ET_SHAPE(4, 3));
+    et_set_requires_grad(x, true);
+    et_tensor *loss = et_sum_all(et_module_forward(lin, x));
+    ck_assert_int_eq(et_backward(loss, NULL), ET_OK);
+    ck_assert_int_eq(et_optim_step(o), ET_OK);
+    ck_assert_int_eq(et_backward(loss, NULL), ET_ERR_GRAD);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "in-place"));
+    /* a fresh forward after the step differentiates normally */
+    ck_assert_int_eq(et_backward(et_sum_all(et_module_forward(lin, x)), NULL), ET_OK);
+    et_pool_end();
+    et_optim_free(o);
+    et_module_free(lin);
+    et_generator_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nn_optim");
@@ -420,6 +459,7 @@ int main(void)
     tcase_add_test(tc, parameters_without_grad_are_skipped_and_zero_grad_zeroes);
     tcase_add_test(tc, wrong_gradient_shape_changes_nothing);
     tcase_add_test(tc, state_save_and_load_continues_identically);
+    tcase_add_test(tc, step_invalidates_graphs_that_read_the_parameters);
     suite_add_tcase(s, tc);
     tc = tcase_create("schedulers");
     tcase_add_test(tc, schedulers_follow_torch_closed_forms);

@@ -171,7 +171,16 @@ static int cmd_loss(const char *name, const char *red, const char *param, const 
     et_tensor *gout = get(in, "gout", false);
     if (!x || !t || !gout)
         return 1;
+    /* "_ex" forms: class weights ("weight", optional) and ignore_index (0-d
+     * "ignore_index", default -100) from the input file; param = smoothing */
+    et_class_loss_opts co = ET_CLASS_LOSS_DEFAULTS;
+    co.label_smoothing = !strcmp(name, "cross_entropy_ex") ? p : 0.0f;
+    co.weight = et_tensor_dict_get(in, "weight");
+    if (et_tensor_dict_get(in, "ignore_index"))
+        co.ignore_index = (int64_t)et_item(et_tensor_dict_get(in, "ignore_index"));
     et_tensor *l = !strcmp(name, "mse")          ? et_mse_loss(x, t, r)
+                   : !strcmp(name, "cross_entropy_ex") ? et_cross_entropy_ex(x, t, r, co)
+                   : !strcmp(name, "nll_ex")     ? et_nll_loss_ex(x, t, r, co)
                    : !strcmp(name, "l1")         ? et_l1_loss(x, t, r)
                    : !strcmp(name, "cross_entropy") ? et_cross_entropy(x, t, r, p)
                    : !strcmp(name, "nll")        ? et_nll_loss(x, t, r)
