@@ -5,8 +5,10 @@ Speaks et_bench's line protocol on stdin/stdout so the driver can alternate
 samples of the two sides:
 
     -> run <workload> <iterations>
-    <- ok <nanoseconds for all iterations> <value>
+    <- ok <wall nanoseconds for all iterations> <value> <CPU nanoseconds>
     <- error <message>
+
+CPU time is the process's (time.process_time_ns), as et_bench's.
 
 Threads: torch.set_num_threads(ET_BENCH_THREADS) (default 1), the same count
 the driver gives OpenBLAS on the easytorch side.
@@ -97,13 +99,13 @@ def main():
         try:
             if name not in states:
                 states[name] = setup()
-            t0 = time.perf_counter_ns()
+            c0, t0 = time.process_time_ns(), time.perf_counter_ns()
             value = run(states[name], iters)
-            t1 = time.perf_counter_ns()
+            t1, c1 = time.perf_counter_ns(), time.process_time_ns()
         except Exception as e:  # report, keep serving
             print(f"error {name}: {e}", flush=True)
             continue
-        print(f"ok {t1 - t0} {value if math.isfinite(value) else 'nan'}", flush=True)
+        print(f"ok {t1 - t0} {value if math.isfinite(value) else 'nan'} {c1 - c0}", flush=True)
 
 
 if __name__ == "__main__":
