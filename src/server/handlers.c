@@ -10,6 +10,7 @@
 
 #include "server/http_internal.h"
 #include "server/registry.h"
+#include "server/spec.h"
 #include "server/tensor_json.h"
 
 #define ERRCAP 1024
@@ -325,25 +326,18 @@ static bool check_keys(etd_req *q, const cJSON *j, const char *const *allowed)
         etd_reply_error(q, 400, "body: expected a JSON object");
         return false;
     }
-    for (const cJSON *e = j->child; e; e = e->next) {
-        bool ok = false;
-        for (int i = 0; allowed[i]; i++)
-            ok |= strcmp(allowed[i], e->string) == 0;
-        for (const cJSON *p = j->child; p != e; p = p->next)
-            if (strcmp(p->string, e->string) == 0) {
-                etd_reply_error(q, 400, "%s: repeated field", e->string);
-                return false;
-            }
-        if (!ok) {
-            char list[256] = "";
-            size_t n = 0;
-            for (int i = 0; allowed[i]; i++)
-                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", allowed[i]);
-            etd_reply_error(q, 400, "%s: unknown field (accepted: %s)", e->string, list);
-            return false;
-        }
+    bool repeated;
+    const cJSON *e = etd_bad_key(j, allowed, NULL, &repeated);
+    if (!e)
+        return true;
+    if (repeated) {
+        etd_reply_error(q, 400, "%s: repeated field", e->string);
+    } else {
+        char list[256];
+        etd_join_names(allowed, list, sizeof list);
+        etd_reply_error(q, 400, "%s: unknown field (accepted: %s)", e->string, list);
     }
-    return true;
+    return false;
 }
 
 static etd_model *get_model(etd_req *q)
@@ -446,14 +440,18 @@ static void h_define(etd_req *q)
     cJSON_Delete(j);
 }
 
-static void h_get(etd_req *q)
+/* Answer with fn's JSON about the route's model: reads that fail only when
+ * the model is deleted meanwhile. */
+static void model_read(etd_req *q, int (*fn)(etd_model *, etd_buf *))
 {
     etd_model *m = get_model(q);
     if (!m)
         return;
-    finish(q, etd_model_describe(m, &q->out), "");
+    finish(q, fn(m, &q->out), "model was deleted");
     etd_model_unref(m);
 }
+
+static void h_get(etd_req *q) { model_read(q, etd_model_describe); }
 
 static void h_delete(etd_req *q)
 {
@@ -511,14 +509,13 @@ static bool get_xy(etd_req *q, cJSON *j, const char *const *keys, etd_array *x, 
 
 static void h_batches(etd_req *q)
 {
-    static const char *const keys[] = {"inputs", "targets", NULL};
     char err[ERRCAP];
     etd_array x = {0}, y = {0};
     etd_model *m = get_model(q);
     if (!m)
         return;
     cJSON *j = json_body_fast(q, xy_keys);
-    if (j && get_xy(q, j, keys, &x, &y)) {
+    if (j && get_xy(q, j, xy_keys, &x, &y)) {
         cJSON_Delete(j);
         j = NULL;
         finish(q, etd_model_push_batch(m, &x, &y, &q->out, err, sizeof err), err);
@@ -582,25 +579,17 @@ out:
     etd_model_unref(m);
 }
 
-static void h_grad_get(etd_req *q)
-{
-    etd_model *m = get_model(q);
-    if (!m)
-        return;
-    finish(q, etd_model_get_gradients(m, &q->out), "model was deleted");
-    etd_model_unref(m);
-}
+static void h_grad_get(etd_req *q) { model_read(q, etd_model_get_gradients); }
 
 static void h_grad_post(etd_req *q)
 {
-    static const char *const keys[] = {"inputs", "targets", NULL};
     char err[ERRCAP];
     etd_array x = {0}, y = {0};
     etd_model *m = get_model(q);
     if (!m)
         return;
     cJSON *j = json_body_fast(q, xy_keys);
-    if (j && get_xy(q, j, keys, &x, &y)) {
+    if (j && get_xy(q, j, xy_keys, &x, &y)) {
         cJSON_Delete(j);
         j = NULL;
         etd_buf tmp;
@@ -622,7 +611,7 @@ static void h_grad_post(etd_req *q)
 
 static bool wants_safetensors(etd_req *q, bool *bad)
 {
-    const char *fmt = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "format");
+    const char *fmt = etd_req_arg(q, "format");
     *bad = false;
     if (fmt) {
         if (strcmp(fmt, "safetensors") == 0)
@@ -632,7 +621,7 @@ static bool wants_safetensors(etd_req *q, bool *bad)
         *bad = true;
         return false;
     }
-    const char *acc = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    const char *acc = etd_req_header(q, MHD_HTTP_HEADER_ACCEPT);
     return acc && strncmp(acc, "application/octet-stream", 24) == 0;
 }
 
@@ -748,7 +737,7 @@ out:
 static void h_loss(etd_req *q)
 {
     int64_t since = -1;
-    const char *s = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "since");
+    const char *s = etd_req_arg(q, "since");
     if (s) {
         char *end;
         long long v = strtoll(s, &end, 10);
@@ -795,14 +784,7 @@ static void h_v2_server(etd_req *q)
                  "\",\"extensions\":[]}");
 }
 
-static void h_v2_model(etd_req *q)
-{
-    etd_model *m = get_model(q);
-    if (!m)
-        return;
-    finish(q, etd_model_kserve_meta(m, &q->out), "");
-    etd_model_unref(m);
-}
+static void h_v2_model(etd_req *q) { model_read(q, etd_model_kserve_meta); }
 
 static void h_v2_model_ready(etd_req *q)
 {

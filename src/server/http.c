@@ -4,9 +4,12 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,35 +195,56 @@ void etd_reply_error(etd_req *q, int status, const char *fmt, ...)
     q->status = status;
 }
 
-static enum MHD_Result send_reply(etd_req *q)
+/* Finish the answer set in q (out of memory -> 500, a trailing newline on
+ * JSON) and hand its body over: *body must be freed by the caller when
+ * *mode is MHD_RESPMEM_MUST_FREE (a static asset is PERSISTENT). */
+static void reply_take(etd_req *q, void **body, size_t *len, enum MHD_ResponseMemoryMode *mode)
 {
-    struct MHD_Response *r;
     if (q->out.oom) {
         etd_buf_free(&q->out);
         etd_buf_init(&q->out);
         etd_buf_puts(&q->out, "{\"error\":\"out of memory\"}\n");
         q->status = 500;
+        if (q->raw_free)
+            free((void *)q->raw);
+        q->raw = NULL;
+        q->raw_free = false;
     }
+    q->answered = true;
     if (q->raw) {
-        r = MHD_create_response_from_buffer(q->raw_len, (void *)q->raw,
-                                            q->raw_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-        if (r)
-            q->raw_free = false; /* MHD owns it now */
-    } else {
-        if (q->status != 204 && (q->out.len == 0 || q->out.data[q->out.len - 1] != '\n'))
-            etd_buf_putc(&q->out, '\n');
-        size_t len;
-        char *body = etd_buf_take(&q->out, &len);
-        if (q->status == 204)
-            len = 0;
-        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-        if (!r)
-            free(body);
+        *body = (void *)q->raw;
+        *len = q->raw_len;
+        *mode = q->raw_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT;
+        q->raw = NULL;
+        q->raw_free = false;
+        return;
     }
-    if (!r)
+    if (q->status != 204 && (q->out.len == 0 || q->out.data[q->out.len - 1] != '\n'))
+        etd_buf_putc(&q->out, '\n');
+    *body = etd_buf_take(&q->out, len);
+    if (q->status == 204)
+        *len = 0;
+    *mode = MHD_RESPMEM_MUST_FREE;
+}
+
+static const char *reply_type(const etd_req *q)
+{
+    return q->resp_type ? q->resp_type : "application/json";
+}
+
+static enum MHD_Result send_reply(etd_req *q)
+{
+    void *body;
+    size_t len;
+    enum MHD_ResponseMemoryMode mode;
+    reply_take(q, &body, &len, &mode);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    if (!r) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(body);
         return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            q->resp_type ? q->resp_type : "application/json");
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, reply_type(q));
     if (q->allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, q->allow);
     if (q->status == 401)
@@ -230,18 +254,53 @@ static enum MHD_Result send_reply(etd_req *q)
     if (q->disposition[0] && q->status < 400)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, q->disposition);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    q->answered = true;
     enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
+/* ---------------------------------------------------------------- request accessors */
+
+#define DET_MAX_ARGS 64
+
+/* Headers and query arguments of an etd_dispatch request. */
+struct etd_detached {
+    const char *const *names, *const *values;
+    const size_t *lens;         /* NULL: strlen */
+    int n;
+    int nargs;
+    char *akey[DET_MAX_ARGS], *aval[DET_MAX_ARGS]; /* into qbuf; aval NULL without "=" */
+    char *qbuf;
+};
+
+const char *etd_req_header(const etd_req *q, const char *name)
+{
+    if (q->conn)
+        return MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, name);
+    if (q->det)
+        for (int i = 0; i < q->det->n; i++)
+            if (q->det->names[i] && strcasecmp(q->det->names[i], name) == 0)
+                return q->det->values[i];
+    return NULL;
+}
+
+const char *etd_req_arg(const etd_req *q, const char *name)
+{
+    if (q->conn)
+        return MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (q->det)
+        for (int i = 0; i < q->det->nargs; i++)
+            if (strcmp(q->det->akey[i], name) == 0)
+                return q->det->aval[i];
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- auth */
 
 /* Constant-time in the length of the expected token. */
-static bool token_ok(const etd_server *s, struct MHD_Connection *c)
+static bool token_ok(const etd_server *s, const etd_req *q)
 {
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h = etd_req_header(q, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     const char *got = h + 7;
@@ -300,6 +359,12 @@ static enum MHD_Result each_header(void *cls, enum MHD_ValueKind kind, const cha
             hc->cl_conflict = true;
     }
     return MHD_YES;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 static double since(const struct timespec *t0)
@@ -393,156 +458,182 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_data_size, void **con_cls)
+/* The request-handling steps below are shared by the libmicrohttpd
+ * callbacks and etd_dispatch, so both run the same routing, checks and
+ * handlers. */
+
+/* Per-request state for a request whose (unescaped) path is url. */
+static etd_req *req_new(etd_server *s, struct MHD_Connection *conn,
+                        const struct etd_detached *det, const char *method, const char *url)
 {
-    etd_server *s = cls;
-    etd_req *q = *con_cls;
-    (void)version;
-    if (!q) {
-        q = calloc(1, sizeof *q);
-        if (!q)
-            return MHD_NO;
-        atomic_fetch_add(&s->inflight, 1);
-        *con_cls = q;
-        q->srv = s;
-        q->conn = conn;
+    etd_req *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    atomic_fetch_add(&s->inflight, 1);
+    atomic_fetch_add(&s->started, 1);
+    q->srv = s;
+    q->conn = conn;
+    q->det = det;
+    if (conn) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         q->ct = ci ? ci->socket_context : NULL;
-        conn_set_active(s, q->ct, true);
-        q->status = 200;
-        clock_gettime(CLOCK_MONOTONIC, &q->t0);
-        etd_buf_init(&q->out);
-        snprintf(q->method, sizeof q->method, "%s", method);
-        snprintf(q->path, sizeof q->path, "%s", url);
-        for (char *c = q->path; *c; c++) /* the URL is unescaped: no control bytes in the log */
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
-        q->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                      MHD_HTTP_HEADER_CONTENT_TYPE);
-        /* differing Content-Length headers (the request-smuggling pattern) and
-         * NUL bytes, which would cut header values short, are refused */
-        header_check hc = {NULL, false, false};
-        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, each_header, &hc);
-        if (hc.cl_conflict || hc.nul) {
+    }
+    conn_set_active(s, q->ct, true);
+    q->status = 200;
+    q->route = -1;
+    clock_gettime(CLOCK_MONOTONIC, &q->t0);
+    etd_buf_init(&q->out);
+    snprintf(q->method, sizeof q->method, "%s", method);
+    snprintf(q->path, sizeof q->path, "%s", url);
+    for (char *c = q->path; *c; c++) /* the URL is unescaped: no control bytes in the log */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    q->content_type = etd_req_header(q, MHD_HTTP_HEADER_CONTENT_TYPE);
+    return q;
+}
+
+/* The headers are in: header sanity, routing, draining, auth, readiness and
+ * the declared body size.  true: an early answer is set in q (send it, drop
+ * the body). */
+static bool req_admit(etd_req *q, const char *url)
+{
+    etd_server *s = q->srv;
+    /* differing Content-Length headers (the request-smuggling pattern) and
+     * NUL bytes, which would cut header values short, are refused */
+    header_check hc = {NULL, false, false};
+    if (q->conn) {
+        MHD_get_connection_values_n(q->conn, MHD_HEADER_KIND, each_header, &hc);
+    } else {
+        for (int i = 0; i < q->det->n; i++) {
+            const char *k = q->det->names[i], *v = q->det->values[i];
+            each_header(&hc, MHD_HEADER_KIND, k, k ? strlen(k) : 0, v,
+                        q->det->lens ? q->det->lens[i] : v ? strlen(v) : 0);
+        }
+    }
+    if (hc.cl_conflict || hc.nul) {
+        q->close = true;
+        etd_reply_error(q, 400, hc.nul ? "a request header contains a NUL byte"
+                                       : "Content-Length: repeated with different values");
+        return true;
+    }
+    char allow[128];
+    q->route = find_route(q, url, allow, sizeof allow);
+    if (q->route < 0) {
+        if (q->status == 405) {
+            q->allow = strdup(allow);
+            etd_reply_error(q, 405, "method %s not allowed on %s (allowed: %s)", q->method,
+                            q->path, allow);
+        } else {
+            etd_reply_error(q, 404, "no route %s %s", q->method, q->path);
+        }
+        return true;
+    }
+    const etd_route *rt = &etd_routes[q->route];
+    if (!(rt->flags & ETD_R_PUBLIC) && atomic_load(&s->draining)) {
+        q->close = true;
+        etd_reply_error(q, 503, "server is shutting down");
+        return true;
+    }
+    if (!(rt->flags & ETD_R_PUBLIC) && s->cfg.token && !token_ok(s, q)) {
+        etd_reply_error(q, 401, "missing or wrong bearer token (Authorization: Bearer <token>)");
+        return true;
+    }
+    if ((rt->flags & ETD_R_READY) && !atomic_load(&s->ready)) {
+        etd_reply_error(q, 503, "not ready: loading persisted models");
+        return true;
+    }
+    const char *cl = etd_req_header(q, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (n > s->cfg.max_body) {
             q->close = true;
-            etd_reply_error(q, 400, hc.nul ? "a request header contains a NUL byte"
-                                           : "Content-Length: repeated with different values");
-            return send_reply(q);
+            etd_reply_error(q, 413, "body of %llu bytes is over the limit of %zu bytes (--max-body)",
+                            n, s->cfg.max_body);
+            return true;
         }
-        char allow[128];
-        q->route = find_route(q, url, allow, sizeof allow);
-        if (q->route < 0) {
-            if (q->status == 405) {
-                q->allow = strdup(allow);
-                etd_reply_error(q, 405, "method %s not allowed on %s (allowed: %s)", method, q->path,
-                                allow);
-            } else {
-                etd_reply_error(q, 404, "no route %s %s", method, q->path);
-            }
-            return send_reply(q);
+        if (n > 0 && (rt->flags & ETD_R_BODY)) {
+            q->body = malloc((size_t)n + 1);
+            if (q->body)
+                q->cap = (size_t)n + 1;
         }
-        const etd_route *rt = &etd_routes[q->route];
-        if (!(rt->flags & ETD_R_PUBLIC) && atomic_load(&s->draining)) {
-            q->close = true;
-            etd_reply_error(q, 503, "server is shutting down");
-            return send_reply(q);
-        }
-        if (!(rt->flags & ETD_R_PUBLIC) && s->cfg.token && !token_ok(s, conn)) {
-            etd_reply_error(q, 401, "missing or wrong bearer token (Authorization: Bearer <token>)");
-            return send_reply(q);
-        }
-        if ((rt->flags & ETD_R_READY) && !atomic_load(&s->ready)) {
-            etd_reply_error(q, 503, "not ready: loading persisted models");
-            return send_reply(q);
-        }
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (n > s->cfg.max_body) {
-                q->close = true;
-                etd_reply_error(q, 413, "body of %llu bytes is over the limit of %zu bytes (--max-body)",
-                                n, s->cfg.max_body);
-                return send_reply(q);
-            }
-            if (n > 0 && (rt->flags & ETD_R_BODY)) {
-                q->body = malloc((size_t)n + 1);
-                if (q->body)
-                    q->cap = (size_t)n + 1;
-            }
-        }
-        return MHD_YES;
     }
-    if (q->answered) { /* early error: drop whatever body still arrives */
-        *upload_data_size = 0;
-        return MHD_YES;
+    return false;
+}
+
+/* n more body bytes.  false: drop the connection (out of memory, or a body
+ * dripping in past the deadline). */
+static bool req_upload(etd_req *q, const char *data, size_t n)
+{
+    const etd_config *c = &q->srv->cfg;
+    if (c->request_timeout > 0 && since(&q->t0) > c->request_timeout)
+        return false;
+    if (q->too_big || q->len + n > c->max_body) {
+        q->too_big = true; /* keep reading (and dropping): 413 at the end */
+        return true;
     }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        *upload_data_size = 0;
-        if (since(&q->t0) > s->cfg.request_timeout)
-            return MHD_NO; /* a body dripping in past the deadline: drop the connection */
-        if (q->too_big || q->len + n > s->cfg.max_body) {
-            q->too_big = true;
-            return MHD_YES;
-        }
-        if (q->len + n + 1 > q->cap) {
-            size_t nc = q->cap ? q->cap : 4096;
-            while (nc < q->len + n + 1)
-                nc *= 2;
-            char *b = realloc(q->body, nc);
-            if (!b)
-                return MHD_NO;
-            q->body = b;
-            q->cap = nc;
-        }
-        memcpy(q->body + q->len, upload_data, n);
-        q->len += n;
-        return MHD_YES;
+    if (q->len + n + 1 > q->cap) {
+        size_t nc = q->cap ? q->cap : 4096;
+        while (nc < q->len + n + 1)
+            nc *= 2;
+        char *b = realloc(q->body, nc);
+        if (!b)
+            return false;
+        q->body = b;
+        q->cap = nc;
     }
+    memcpy(q->body + q->len, data, n);
+    q->len += n;
+    return true;
+}
+
+/* The body is complete: sets the handler's answer (or 413) in q.  false:
+ * drop the connection (out of memory). */
+static bool req_run(etd_req *q)
+{
     if (q->too_big) {
         q->close = true;
-        etd_reply_error(q, 413, "body is over the limit of %zu bytes (--max-body)", s->cfg.max_body);
-        return send_reply(q);
+        etd_reply_error(q, 413, "body is over the limit of %zu bytes (--max-body)",
+                        q->srv->cfg.max_body);
+        return true;
     }
     if (!q->body) {
         q->body = malloc(1);
         if (!q->body)
-            return MHD_NO;
+            return false;
     }
     q->body[q->len] = '\0';
     etd_routes[q->route].fn(q);
-    if (atomic_load(&s->draining))
+    if (atomic_load(&q->srv->draining))
         q->close = true;
-    return send_reply(q);
+    return true;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+/* One access-log line on stderr (unless --quiet); status 0: no answer. */
+static void log_access(const etd_server *s, const char *method, const char *path, int status,
+                       double secs, bool completed_ok)
 {
-    etd_server *s = cls;
-    etd_req *q = *con_cls;
-    (void)conn;
-    if (!q)
+    if (s->cfg.quiet)
         return;
+    struct timespec now;
+    struct tm tm;
+    char ts[32];
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %s %s %d %.3fms%s\n", ts, now.tv_nsec / 1000000, method, path,
+            status, secs * 1e3, completed_ok ? "" : " (aborted)");
+}
+
+/* The request is over (answered or not): metrics, access log, free q. */
+static void req_end(etd_req *q, bool completed_ok)
+{
+    etd_server *s = q->srv;
     double secs = since(&q->t0);
     int status = q->answered ? q->status : 0;
     record(q->route, status, secs);
-    if (!s->cfg.quiet) {
-        struct timespec now;
-        struct tm tm;
-        char ts[32];
-        clock_gettime(CLOCK_REALTIME, &now);
-        gmtime_r(&now.tv_sec, &tm);
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(stderr, "%s.%03ldZ %s %s %d %.3fms%s\n", ts, now.tv_nsec / 1000000, q->method,
-                q->path, status, secs * 1e3,
-                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
-    }
+    log_access(s, q->method, q->path, status, secs, completed_ok);
     conn_set_active(s, q->ct, false);
     if (q->raw_free)
         free((void *)q->raw);
@@ -552,8 +643,143 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         etd_array_free(&q->fast[i]);
     free(q->body);
     free(q);
-    *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* libmicrohttpd's access handler: called once with the headers, then with
+ * each piece of the body, then once more with none. */
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    etd_server *s = cls;
+    etd_req *q = *con_cls;
+    (void)version;
+    if (!q) {
+        q = req_new(s, conn, NULL, method, url);
+        if (!q)
+            return MHD_NO;
+        *con_cls = q;
+        return req_admit(q, url) ? send_reply(q) : MHD_YES;
+    }
+    if (q->answered) { /* early error: drop whatever body still arrives */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return req_upload(q, upload_data, n) ? MHD_YES : MHD_NO;
+    }
+    return req_run(q) ? send_reply(q) : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    if (!*con_cls)
+        return;
+    req_end(*con_cls, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    *con_cls = NULL;
+}
+
+/* ---------------------------------------------------------------- etd_dispatch */
+
+/* Split qbuf ("a=1&b=%41") into decoded key/value pairs as libmicrohttpd
+ * does ('+' is a space, then the unescape callback). */
+static void parse_args(struct etd_detached *d)
+{
+    char *p = d->qbuf;
+    while (p && *p && d->nargs < DET_MAX_ARGS) {
+        char *amp = strchr(p, '&');
+        if (amp)
+            *amp = '\0';
+        if (*p) {
+            char *eq = strchr(p, '=');
+            if (eq)
+                *eq++ = '\0';
+            for (char *c = p; *c; c++)
+                if (*c == '+')
+                    *c = ' ';
+            unescape(NULL, NULL, p);
+            if (eq) {
+                for (char *c = eq; *c; c++)
+                    if (*c == '+')
+                        *c = ' ';
+                unescape(NULL, NULL, eq);
+            }
+            d->akey[d->nargs] = p;
+            d->aval[d->nargs++] = eq;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+}
+
+int etd_dispatch(etd_server *s, const char *method, const char *url,
+                 const char *const *names, const char *const *values,
+                 const size_t *value_lens, int n, const char *body, size_t body_len,
+                 char **resp, size_t *resp_len, const char **content_type)
+{
+    *resp = NULL;
+    *resp_len = 0;
+    *content_type = "application/json";
+    struct etd_detached det;
+    memset(&det, 0, sizeof det);
+    det.names = names;
+    det.values = values;
+    det.lens = value_lens;
+    det.n = n > 0 ? n : 0;
+    const char *qm = strchr(url, '?');
+    size_t plen = qm ? (size_t)(qm - url) : strlen(url);
+    char *path = malloc(plen + 1);
+    if (!path)
+        return 0;
+    memcpy(path, url, plen);
+    path[plen] = '\0';
+    unescape(NULL, NULL, path);
+    if (qm && !(det.qbuf = strdup(qm + 1))) {
+        free(path);
+        return 0;
+    }
+    parse_args(&det);
+    int status = 0;
+    etd_req *q = req_new(s, NULL, &det, method, path);
+    if (!q)
+        goto out;
+    bool ok = true;
+    if (!req_admit(q, path)) {
+        if (body_len > 0)
+            ok = req_upload(q, body, body_len);
+        ok = ok && req_run(q);
+    }
+    if (ok) {
+        void *b;
+        size_t len;
+        enum MHD_ResponseMemoryMode mode;
+        reply_take(q, &b, &len, &mode);
+        if (strcmp(method, "HEAD") == 0)
+            len = 0;
+        *resp = malloc(len + 1);
+        if (*resp) {
+            if (len)
+                memcpy(*resp, b, len);
+            (*resp)[len] = '\0';
+            *resp_len = len;
+            *content_type = reply_type(q);
+            status = q->status;
+        } else {
+            q->answered = false;
+        }
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(b);
+    }
+    req_end(q, ok && status != 0);
+out:
+    free(det.qbuf);
+    free(path);
+    return status;
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -660,9 +886,88 @@ etd_server *etd_server_start(const etd_config *c, etd_registry *r, char *err, si
     return s;
 }
 
+etd_server *etd_server_new_detached(const etd_config *c, etd_registry *r)
+{
+    etd_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cfg = *c;
+    s->reg = r;
+    atomic_init(&s->ready, true);
+    atomic_init(&s->draining, false);
+    atomic_init(&s->inflight, 0);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_cond_init(&s->watchdog_cv, NULL);
+    return s;
+}
+
 unsigned etd_server_port(const etd_server *s) { return s->port; }
 
 void etd_server_set_ready(etd_server *s, bool ready) { atomic_store(&s->ready, ready); }
+
+/* Answer 503 to every connection still in the kernel's accept queue of the
+ * listening socket fd (taken back from MHD by MHD_quiesce_daemon): closing fd
+ * with them queued would reset them, and a client cannot tell a reset after
+ * sending its request from a crash in the middle of it.  Each request head is
+ * read (for the access log), answered, and the connection drained until the
+ * client closes, so that close() does not turn into a reset.  At most ~2 s. */
+static void refuse_queued(const etd_server *s, MHD_socket fd)
+{
+    static const char body[] = "{\"error\":\"server is shutting down\"}\n";
+    char resp[256];
+    int rl = snprintf(resp, sizeof resp,
+                      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                      sizeof body - 1, body);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (since(&t0) < 2.0) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            break; /* EAGAIN: the queue is empty */
+        }
+        struct timespec r0;
+        clock_gettime(CLOCK_MONOTONIC, &r0);
+        char buf[8192];
+        size_t got = 0;
+        buf[0] = '\0';
+        while (got < sizeof buf - 1 && !strstr(buf, "\r\n\r\n") && since(&r0) < 0.2) {
+            struct pollfd p = {c, POLLIN, 0};
+            if (poll(&p, 1, 20) <= 0)
+                continue;
+            ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            buf[got] = '\0';
+        }
+        char method[12] = "-", path[256] = "-";
+        if (got && sscanf(buf, "%11s %255s", method, path) >= 1) {
+            path[strcspn(path, "?")] = '\0'; /* as on_access logs it: no query string */
+            for (char *ch = path; *ch; ch++)
+                if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
+                    *ch = '?';
+        }
+        bool sent = send(c, resp, (size_t)rl, MSG_NOSIGNAL) == rl;
+        shutdown(c, SHUT_WR);
+        while (since(&r0) < 0.5) { /* the client reads the answer and closes */
+            struct pollfd p = {c, POLLIN, 0};
+            if (poll(&p, 1, 20) <= 0)
+                continue;
+            ssize_t n = recv(c, buf, sizeof buf, 0);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                break;
+        }
+        close(c);
+        if (got)
+            log_access(s, method, path, sent ? 503 : 0, since(&r0), sent);
+    }
+}
 
 void etd_server_shutdown(etd_server *s)
 {
@@ -677,8 +982,7 @@ void etd_server_shutdown(etd_server *s)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int left;
     while ((left = atomic_load(&s->inflight)) > 0 && since(&t0) < s->cfg.drain_timeout) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        sleep_ms(10);
     }
     if (left > 0)
         fprintf(stderr, "easytorchd: %d request(s) still running after %.0fs; stopping anyway\n",
@@ -690,10 +994,34 @@ void etd_server_shutdown(etd_server *s)
         pthread_mutex_unlock(&s->conn_mu);
         pthread_join(s->watchdog, NULL);
     }
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    MHD_stop_daemon(s->d); /* joins connection threads: nothing runs after this */
+    if (s->d) { /* NULL: a detached server (etd_server_new_detached) */
+        /* Requests on connections already accepted keep arriving for a
+         * moment: answer them 503 until none has begun for 50 ms (at most
+         * 1 s), rather than have MHD_stop_daemon cut them. */
+        unsigned long seen = atomic_load(&s->started);
+        struct timespec g0, calm;
+        clock_gettime(CLOCK_MONOTONIC, &g0);
+        calm = g0;
+        while (since(&g0) < 1.0 && since(&calm) < 0.05) {
+            sleep_ms(5);
+            unsigned long now = atomic_load(&s->started);
+            if (now != seen || atomic_load(&s->inflight) > 0) {
+                seen = now;
+                clock_gettime(CLOCK_MONOTONIC, &calm);
+            }
+        }
+        MHD_socket fd = MHD_quiesce_daemon(s->d);
+        if (fd != MHD_INVALID_SOCKET) {
+            refuse_queued(s, fd);
+            close(fd);
+        }
+        /* connections MHD took just before quiescing: let their 503s go out */
+        clock_gettime(CLOCK_MONOTONIC, &g0);
+        while (since(&g0) < 0.5 && atomic_load(&s->inflight) > 0) {
+            sleep_ms(5);
+        }
+        MHD_stop_daemon(s->d); /* joins connection threads: nothing runs after this */
+    }
     pthread_mutex_destroy(&s->conn_mu);
     pthread_cond_destroy(&s->watchdog_cv);
     free(s);

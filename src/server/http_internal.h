@@ -20,7 +20,8 @@ typedef struct etd_conn etd_conn;
  * completion callback (libmicrohttpd's largepost.c pattern). */
 typedef struct etd_req {
     etd_server *srv;
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* NULL for etd_dispatch (detached) requests */
+    const struct etd_detached *det; /* headers/arguments of a detached request */
     etd_conn *ct;               /* its connection's tracking entry, or NULL */
     int route;                  /* index into etd_routes, -1 if none */
     char method[12];
@@ -81,12 +82,44 @@ struct etd_server {
     atomic_bool ready;
     atomic_bool draining;
     atomic_int inflight;
+    atomic_ulong started;       /* requests begun, for the shutdown grace period */
     pthread_mutex_t conn_mu;    /* conns list */
     etd_conn *conns;
     pthread_t watchdog;
     bool watchdog_started, watchdog_stop;
     pthread_cond_t watchdog_cv;
 };
+
+/* Request header `name` (case-insensitive; the first if repeated), or NULL.
+ * The string belongs to the request.  Handlers use this and etd_req_arg,
+ * never libmicrohttpd, so etd_dispatch runs them without a socket. */
+const char *etd_req_header(const etd_req *q, const char *name);
+/* Decoded query argument `name` (the first if repeated), or NULL; an
+ * argument without "=" reads as absent, as with libmicrohttpd. */
+const char *etd_req_arg(const etd_req *q, const char *name);
+
+/* Runs one request through routing, auth, limits and the handler exactly as
+ * the libmicrohttpd access handler does, without a socket (fuzzing, unit
+ * tests).  url is raw: still %-escaped, with the query string.  headers are
+ * n name/value pairs; value_lens[i] is the length of values[i] (a NUL inside
+ * it is refused as on the wire; value_lens may be NULL: strlen).  body may be
+ * NULL when body_len is 0; without a Content-Length header the body is still
+ * delivered (as chunked).  Returns the HTTP status, with *resp (malloc'ed,
+ * NUL-terminated, caller frees), *resp_len and *content_type (static) set;
+ * for HEAD and 204 the body is empty.  Returns 0 with *resp NULL where the
+ * daemon would drop the connection (out of memory).  Thread-safe as the
+ * daemon is; metrics and the access log (unless cfg.quiet) are recorded. */
+int etd_dispatch(etd_server *s, const char *method, const char *url,
+                 const char *const *names, const char *const *values,
+                 const size_t *value_lens, int n, const char *body, size_t body_len,
+                 char **resp, size_t *resp_len, const char **content_type);
+
+/* A server without a listening daemon, for etd_dispatch: a copy of *c (the
+ * token string is not copied and must outlive the server), serving r (not
+ * owned).  Starts ready (etd_server_set_ready(s, false) to test 503s);
+ * cfg.request_timeout <= 0 means no deadline.  NULL on allocation failure.
+ * Free with etd_server_shutdown(). */
+etd_server *etd_server_new_detached(const etd_config *c, etd_registry *r);
 
 /* Error response {"error": msg}. */
 void etd_reply_error(etd_req *q, int status, const char *fmt, ...)
@@ -95,7 +128,7 @@ void etd_reply_error(etd_req *q, int status, const char *fmt, ...)
 #endif
     ;
 
-/* Request metrics in Prometheus text format. */
+/* Request metrics in Prometheus text format (appended to out). */
 void etd_http_metrics(etd_buf *out);
 
 /* Embedded dashboard files (generated at build time). */
@@ -105,6 +138,7 @@ typedef struct etd_asset {
     size_t len;
 } etd_asset;
 extern const etd_asset etd_assets[];   /* terminated by {NULL} */
+/* The embedded file called name (no leading '/'), or NULL. */
 const etd_asset *etd_asset_find(const char *name);
 
 #endif

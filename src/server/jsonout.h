@@ -21,10 +21,13 @@ typedef struct etd_buf {
     bool oom;
 } etd_buf;
 
+/* An empty buffer (no allocation yet). */
 void etd_buf_init(etd_buf *b);
+/* Free the bytes and leave b empty and reusable. */
 void etd_buf_free(etd_buf *b);
 /* Make room for n more bytes; returns false (and sets oom) on failure. */
 bool etd_buf_reserve(etd_buf *b, size_t n);
+/* Append n bytes / a C string / one byte / printf output. */
 void etd_buf_putn(etd_buf *b, const char *s, size_t n);
 void etd_buf_puts(etd_buf *b, const char *s);
 void etd_buf_putc(etd_buf *b, char c);
@@ -42,6 +45,7 @@ size_t etd_fmt_float(char *out, float f);
 /* Same for a double (shortest of %.15g..%.17g that round-trips). */
 size_t etd_fmt_double(char *out, double d);
 
+/* Append a number as etd_fmt_float / etd_fmt_double / an integer. */
 void etd_json_float(etd_buf *b, float f);
 void etd_json_double(etd_buf *b, double d);
 void etd_json_i64(etd_buf *b, int64_t v);

@@ -29,6 +29,7 @@
 #define ETD_FILE_HEADER 32u
 #define ETD_FILE_EXT ".etm"
 
+/* CRC-32 (IEEE 802.3, as zlib.crc32) of len bytes. */
 uint32_t etd_crc32(const void *data, size_t len);
 
 /* Create dir (and parents) if missing; false + message on failure. */

@@ -732,6 +732,16 @@ int etd_registry_define(etd_registry *r, const cJSON *body, etd_buf *out, char *
     return 201;
 }
 
+/* ,"loss":<last loss, or null before the first step> */
+static void put_loss(etd_buf *out, bool has_loss, float loss)
+{
+    etd_buf_puts(out, ",\"loss\":");
+    if (has_loss)
+        etd_json_float(out, loss);
+    else
+        etd_buf_puts(out, "null");
+}
+
 int etd_registry_list(etd_registry *r, etd_buf *out)
 {
     int n;
@@ -748,11 +758,7 @@ int etd_registry_list(etd_registry *r, etd_buf *out)
         etd_json_str(out, m->name);
         etd_buf_puts(out, ",\"step\":");
         etd_json_i64(out, step);
-        etd_buf_puts(out, ",\"loss\":");
-        if (hl)
-            etd_json_float(out, loss);
-        else
-            etd_buf_puts(out, "null");
+        put_loss(out, hl, loss);
         etd_buf_putc(out, '}');
         etd_model_unref(m);
     }
@@ -893,45 +899,45 @@ void etd_registry_metrics(etd_registry *r, etd_buf *out)
 {
     int n;
     etd_model **v = snapshot_models(r, &n);
+    /* one consistent reading per model, taken under its lock once */
+    struct pub { int64_t step, pending; float loss; bool has_loss; } *pv =
+        calloc((size_t)(n ? n : 1), sizeof *pv);
+    if (!pv)
+        out->oom = true;
+    for (int i = 0; pv && i < n; i++) {
+        pthread_mutex_lock(&v[i]->pub_mu);
+        pv[i] = (struct pub){v[i]->pub_step, v[i]->pub_pending, v[i]->pub_loss,
+                             v[i]->pub_has_loss};
+        pthread_mutex_unlock(&v[i]->pub_mu);
+    }
     etd_buf_printf(out, "# HELP easytorch_models Models hosted.\n# TYPE easytorch_models gauge\n"
                    "easytorch_models %d\n", n);
     etd_buf_puts(out, "# HELP easytorch_optimizer_steps_total Optimizer steps taken per model.\n"
                  "# TYPE easytorch_optimizer_steps_total counter\n");
-    for (int i = 0; i < n; i++) {
-        pthread_mutex_lock(&v[i]->pub_mu);
-        int64_t s = v[i]->pub_step;
-        pthread_mutex_unlock(&v[i]->pub_mu);
+    for (int i = 0; pv && i < n; i++)
         etd_buf_printf(out, "easytorch_optimizer_steps_total{model=\"%s\"} %lld\n", v[i]->name,
-                       (long long)s);
-    }
+                       (long long)pv[i].step);
     etd_buf_puts(out, "# HELP easytorch_last_loss Last training loss per model.\n"
                  "# TYPE easytorch_last_loss gauge\n");
-    for (int i = 0; i < n; i++) {
-        pthread_mutex_lock(&v[i]->pub_mu);
-        bool hl = v[i]->pub_has_loss;
-        float l = v[i]->pub_loss;
-        int64_t p = v[i]->pub_pending;
-        pthread_mutex_unlock(&v[i]->pub_mu);
-        (void)p;
-        if (hl) {
-            char num[40];
-            if (isfinite(l))
-                etd_fmt_float(num, l);
-            else
-                snprintf(num, sizeof num, "%s", isnan(l) ? "NaN" : l > 0 ? "+Inf" : "-Inf");
-            etd_buf_printf(out, "easytorch_last_loss{model=\"%s\"} %s\n", v[i]->name, num);
-        }
+    for (int i = 0; pv && i < n; i++) {
+        if (!pv[i].has_loss)
+            continue;
+        float l = pv[i].loss;
+        char num[40];
+        if (isfinite(l))
+            etd_fmt_float(num, l);
+        else /* Prometheus spells these out; JSON has only null */
+            snprintf(num, sizeof num, "%s", isnan(l) ? "NaN" : l > 0 ? "+Inf" : "-Inf");
+        etd_buf_printf(out, "easytorch_last_loss{model=\"%s\"} %s\n", v[i]->name, num);
     }
     etd_buf_puts(out, "# HELP easytorch_pending_batches Batches accumulated since the last step.\n"
                  "# TYPE easytorch_pending_batches gauge\n");
-    for (int i = 0; i < n; i++) {
-        pthread_mutex_lock(&v[i]->pub_mu);
-        int64_t p = v[i]->pub_pending;
-        pthread_mutex_unlock(&v[i]->pub_mu);
+    for (int i = 0; pv && i < n; i++)
         etd_buf_printf(out, "easytorch_pending_batches{model=\"%s\"} %lld\n", v[i]->name,
-                       (long long)p);
+                       (long long)pv[i].pending);
+    for (int i = 0; i < n; i++)
         etd_model_unref(v[i]);
-    }
+    free(pv);
     free(v);
 }
 
@@ -972,11 +978,7 @@ int etd_model_describe(etd_model *m, etd_buf *out)
     etd_json_i64(out, step);
     etd_buf_puts(out, ",\"pending_batches\":");
     etd_json_i64(out, pending);
-    etd_buf_puts(out, ",\"loss\":");
-    if (hl)
-        etd_json_float(out, loss);
-    else
-        etd_buf_puts(out, "null");
+    put_loss(out, hl, loss);
     etd_buf_puts(out, ",\"lr\":");
     etd_json_double(out, lr);
     etd_buf_printf(out, ",\"seed\":%" PRIu64 ",\"parameter_names\":[", m->seed);

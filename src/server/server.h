@@ -43,7 +43,9 @@ typedef struct etd_server etd_server;
 /* Bind and start serving (not ready until etd_server_set_ready).  Prints
  * "listening on HOST:PORT" on stdout.  NULL + err on failure. */
 etd_server *etd_server_start(const etd_config *c, etd_registry *r, char *err, size_t cap);
+/* The bound port (the real one when 0 was asked for). */
 unsigned etd_server_port(const etd_server *s);
+/* Readiness for /readyz and the API routes (503 "not ready" while false). */
 void etd_server_set_ready(etd_server *s, bool ready);
 /* Stop accepting, answer 503 to new requests, wait (up to the drain
  * timeout) for requests in flight, then stop the daemon and free s. */

@@ -17,32 +17,49 @@ static bool fail(char *err, size_t cap, const char *path, const char *key, const
     return false;
 }
 
+const cJSON *etd_bad_key(const cJSON *obj, const char *const *allowed, const char *also,
+                         bool *repeated)
+{
+    for (const cJSON *e = obj->child; e; e = e->next) {
+        for (const cJSON *p = obj->child; p != e; p = p->next)
+            if (strcmp(p->string, e->string) == 0) {
+                *repeated = true;
+                return e;
+            }
+        bool ok = also && strcmp(e->string, also) == 0;
+        for (int i = 0; !ok && allowed[i]; i++)
+            ok = strcmp(allowed[i], e->string) == 0;
+        if (!ok) {
+            *repeated = false;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+void etd_join_names(const char *const *allowed, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; allowed[i] && n < cap; i++) /* snprintf truncates; n may pass cap */
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", allowed[i]);
+}
+
 /* Every key of obj must be "type" or in allowed[], and appear once. */
 static bool check_fields(const cJSON *obj, const char *path, const char *type,
                          const char *const *allowed, char *err, size_t cap)
 {
-    for (const cJSON *e = obj->child; e; e = e->next) {
-        for (const cJSON *p = obj->child; p != e; p = p->next)
-            if (strcmp(p->string, e->string) == 0)
-                return fail(err, cap, path, e->string, "repeated field");
-        if (strcmp(e->string, "type") == 0)
-            continue;
-        bool ok = false;
-        for (int i = 0; allowed[i]; i++)
-            if (strcmp(allowed[i], e->string) == 0)
-                ok = true;
-        if (!ok) {
-            char list[256] = "";
-            size_t n = 0;
-            for (int i = 0; allowed[i] && n < sizeof list - 40; i++)
-                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", allowed[i]);
-            char msg[400];
-            snprintf(msg, sizeof msg, "unknown field for %s (%s%s)", type,
-                     allowed[0] ? "accepted: " : "it takes no fields", list);
-            return fail(err, cap, path, e->string, msg);
-        }
-    }
-    return true;
+    bool repeated;
+    const cJSON *e = etd_bad_key(obj, allowed, "type", &repeated);
+    if (!e)
+        return true;
+    if (repeated)
+        return fail(err, cap, path, e->string, "repeated field");
+    char list[256], msg[400];
+    etd_join_names(allowed, list, sizeof list);
+    snprintf(msg, sizeof msg, "unknown field for %s (%s%s)", type,
+             allowed[0] ? "accepted: " : "it takes no fields", list);
+    return fail(err, cap, path, e->string, msg);
 }
 
 static bool get_int(const cJSON *o, const char *key, const char *path, bool required,
@@ -452,7 +469,9 @@ static bool parse_sched(const cJSON *o, etd_spec *s, char *err, size_t cap)
         static const char *const f[] = {"start_factor", "end_factor", "total_iters", NULL};
         s->sched = ETD_SCHED_LINEAR;
         if (!check_fields(o, path, type, f, err, cap) ||
-            !get_int(o, "total_iters", path, false, 5, 0, &s->total_iters, err, cap))
+            /* torch takes 0 (the lr then stays at start_factor x lr for ever);
+             * et_linearlr_new needs at least 1 */
+            !get_int(o, "total_iters", path, false, 5, 1, &s->total_iters, err, cap))
             return false;
         NUM("end_factor", 1.0, 0.0, 1.0, s->end_factor);
         if (!get_num(o, "start_factor", path, false, 1.0 / 3.0, 0.0, 1.0, false,
@@ -478,18 +497,15 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, char *er
     memset(s, 0, sizeof *s);
     if (!cJSON_IsObject(root))
         return fail(err, cap, "body", NULL, "expected a JSON object");
-    for (const cJSON *e = root->child; e; e = e->next) {
-        for (const cJSON *p = root->child; p != e; p = p->next)
-            if (strcmp(p->string, e->string) == 0)
-                return fail(err, cap, e->string, NULL, "repeated field");
-        bool ok = false;
-        for (int i = 0; top[i]; i++)
-            ok |= strcmp(top[i], e->string) == 0;
-        if (!ok) {
-            snprintf(err, cap, "%s: unknown field (accepted: name, layers, loss, optimizer, "
-                     "scheduler, seed)", e->string);
-            return false;
-        }
+    bool repeated;
+    const cJSON *bad = etd_bad_key(root, top, NULL, &repeated);
+    if (bad) {
+        if (repeated)
+            return fail(err, cap, bad->string, NULL, "repeated field");
+        char list[128];
+        etd_join_names(top, list, sizeof list);
+        snprintf(err, cap, "%s: unknown field (accepted: %s)", bad->string, list);
+        return false;
     }
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!layers)
@@ -538,6 +554,10 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, char *er
         }
     }
     s->out_features = features;
+    if (s->param_count == 0) { /* torch.optim: "optimizer got an empty parameter list" */
+        fail(err, cap, "layers", NULL, "the model has no parameters to optimize (add a Linear)");
+        goto bad;
+    }
     if (!parse_loss(cJSON_GetObjectItemCaseSensitive(root, "loss"), s, err, cap) ||
         !parse_optim(cJSON_GetObjectItemCaseSensitive(root, "optimizer"), s, err, cap) ||
         !parse_sched(cJSON_GetObjectItemCaseSensitive(root, "scheduler"), s, err, cap))

@@ -67,6 +67,7 @@ typedef struct etd_spec {
  * message naming the field in err on bad input.  Free with etd_spec_free. */
 bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *out, char *err,
                     size_t errcap);
+/* Free what etd_spec_parse allocated; s may be zeroed or freed before. */
 void etd_spec_free(etd_spec *s);
 
 /* Build the network, drawing initial parameters (and later dropout masks)
@@ -75,9 +76,21 @@ et_module *etd_spec_build_net(const etd_spec *s, et_generator *g, char *err, siz
 /* Optimizer over params[n] and, if the spec has one, a scheduler. */
 et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params, int n,
                                char *err, size_t errcap);
+/* The spec's scheduler over o; NULL when it has none (ETD_SCHED_NONE), or
+ * NULL + err on failure. */
 et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, char *err, size_t errcap);
 /* The loss of the spec on (output, target); new reference or NULL + et_errmsg(). */
 et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target);
+
+/* torch class names ("MSELoss", "Adam"); static strings. */
+/* Key checks for JSON objects (specs here, request bodies in handlers.c):
+ * the first member of obj whose key repeats an earlier one (*repeated set)
+ * or is neither in allowed[] (NULL-terminated) nor equal to `also` (may be
+ * NULL), or NULL when every key is fine. */
+const cJSON *etd_bad_key(const cJSON *obj, const char *const *allowed, const char *also,
+                         bool *repeated);
+/* allowed[] joined by ", " into buf (truncated to cap), for messages. */
+void etd_join_names(const char *const *allowed, char *buf, size_t cap);
 
 const char *etd_loss_name(etd_loss_kind k);
 const char *etd_opt_name(etd_opt_kind k);

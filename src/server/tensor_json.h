@@ -27,6 +27,7 @@ typedef struct etd_array {
  * elements, got 3") on bad input. */
 bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems,
                          etd_array *a, char *err, size_t errcap);
+/* Free a->data and set it to NULL (so a second call is harmless). */
 void etd_array_free(etd_array *a);
 
 /* Tensor from JSON (new reference, or NULL + err). */
