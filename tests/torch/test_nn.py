@@ -136,6 +136,13 @@ def module_cases():
         ("linear:5:4:1", nn.Linear(5, 4), x2),
         ("linear:5:4:0", nn.Linear(5, 4, bias=False), x2),
         ("linear:5:3:1", nn.Linear(5, 3), x3),
+        # shapes that take etc_linear's direct-loop paths (K == 1, N == 1, K <= 8) and sgemm
+        ("linear:1:5:1", nn.Linear(1, 5), torch.randn(256, 1, generator=g)),
+        ("linear:5:1:1", nn.Linear(5, 1), torch.randn(256, 5, generator=g)),
+        ("linear:8:1:0", nn.Linear(8, 1, bias=False), torch.randn(9, 8, generator=g)),
+        ("linear:64:1:1", nn.Linear(64, 1), torch.randn(32, 64, generator=g)),
+        ("linear:3:70:1", nn.Linear(3, 70), torch.randn(7, 3, generator=g)),
+        ("linear:13:64:1", nn.Linear(13, 64), torch.randn(2, 5, 13, generator=g)),
         ("relu", nn.ReLU(), x2),
         ("tanh", nn.Tanh(), x2),
         ("sigmoid", nn.Sigmoid(), x2),
