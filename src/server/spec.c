@@ -1,6 +1,7 @@
 /* spec.c - parse, validate and build model specifications for easytorchd. */
 #include "server/spec.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,7 +204,7 @@ static bool parse_layer(const cJSON *o, const char *path, etd_layer *l, char *er
         l->kind = ETD_L_LEAKYRELU;
         if (!check_fields(o, path, type, f, err, cap))
             return false;
-        NUM("negative_slope", 0.01, -INFINITY, INFINITY, l->negative_slope);
+        NUM("negative_slope", 0.01, -FLT_MAX, FLT_MAX, l->negative_slope); /* a float in nn */
         BOOL("inplace", false, inplace);
     } else if (strcmp(type, "Dropout") == 0) {
         static const char *const f[] = {"p", "inplace", NULL};
@@ -294,14 +295,14 @@ static bool parse_loss(const cJSON *o, etd_spec *s, char *err, size_t cap)
         !get_num(o, "label_smoothing", path, false, 0.0, 0.0, 1.0, false, &s->loss_arg, err, cap))
         goto out;
     if (s->loss == ETD_LOSS_HUBER &&
-        !get_num(o, "delta", path, false, 1.0, 0.0, INFINITY, false, &s->loss_arg, err, cap))
+        !get_num(o, "delta", path, false, 1.0, 0.0, FLT_MAX, false, &s->loss_arg, err, cap))
         goto out;
     if (s->loss == ETD_LOSS_HUBER && s->loss_arg <= 0) {
         fail(err, cap, path, "delta", "expected a positive number");
         goto out;
     }
     if (s->loss == ETD_LOSS_SMOOTHL1 &&
-        !get_num(o, "beta", path, false, 1.0, 0.0, INFINITY, false, &s->loss_arg, err, cap))
+        !get_num(o, "beta", path, false, 1.0, 0.0, FLT_MAX, false, &s->loss_arg, err, cap))
         goto out;
     ok = true;
 out:

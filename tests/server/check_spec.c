@@ -201,6 +201,10 @@ START_TEST(test_layer_errors_name_the_field)
               "inplace", NULL);
     must_fail("{\"layers\":[{\"type\":\"Tanh\",\"x\":1}]," BASE_LOSS "," BASE_OPT "}", "x",
               "unknown field");
+    /* float-typed fields: a double that overflows float32 is refused by the parser (H8) */
+    must_fail("{\"layers\":[{\"type\":\"Linear\",\"in_features\":3,\"out_features\":2},"
+              "{\"type\":\"LeakyReLU\",\"negative_slope\":1e100}]," BASE_LOSS "," BASE_OPT "}",
+              "layers[1].negative_slope", NULL);
     /* Linear feature chaining */
     must_fail("{\"layers\":[{\"type\":\"Linear\",\"in_features\":3,\"out_features\":2},"
               "{\"type\":\"Linear\",\"in_features\":5,\"out_features\":1}]," BASE_LOSS "," BASE_OPT "}",
@@ -254,6 +258,10 @@ START_TEST(test_loss_errors_name_the_field)
     must_fail("{" BASE_LAYERS "," BASE_OPT "}", "loss", "missing");
     must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"HuberLoss\",\"delta\":0}," BASE_OPT "}",
               "loss.delta", NULL);
+    must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"HuberLoss\",\"delta\":1e300}," BASE_OPT "}",
+              "loss.delta", NULL);
+    must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"SmoothL1Loss\",\"beta\":1e300}," BASE_OPT "}",
+              "loss.beta", NULL);
 }
 END_TEST
 
