@@ -1,0 +1,146 @@
+"""Writes the seed corpora of tests/fuzz (run again after the API or file format changes):
+
+  /usr/bin/python3 tests/fuzz/make_seeds.py BUILD/src/server/easytorchd
+
+fuzz_dispatch and fuzz_json seeds are written from the lists below; fuzz_load seeds are
+model files made by a real easytorchd (tests/server/daemon.py starts it on loopback), with
+one seed per mode byte (0 safetensors payload, 1 payload to wrap, 2 whole file).
+"""
+import hashlib
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "server"))
+import daemon as dm  # noqa: E402
+
+AUTH = "Authorization: Bearer fuzz-token\n"
+JSON = "Content-Type: application/json\n"
+M = "/v1/models/m"
+
+SPEC = {"name": "n", "layers": [{"type": "Linear", "in_features": 2, "out_features": 4},
+                                {"type": "Tanh"}, {"type": "Dropout", "p": 0.1},
+                                {"type": "Linear", "in_features": 4, "out_features": 1}],
+        "loss": {"type": "HuberLoss", "delta": 0.5},
+        "optimizer": {"type": "RMSprop", "lr": 0.01, "momentum": 0.5, "centered": True},
+        "scheduler": {"type": "CosineAnnealingLR", "T_max": 10}, "seed": 3}
+
+
+def req(method, path, body=None, headers=AUTH + JSON):
+    s = "%s %s\n%s\n" % (method, path, headers)
+    if body is not None:
+        s += body if isinstance(body, str) else json.dumps(body)
+    return s
+
+
+DISPATCH = [
+    req("GET", "/healthz", headers=""),
+    req("GET", "/readyz", headers=""),
+    req("GET", "/metrics"),
+    req("GET", "/v1/models"),
+    req("POST", "/v1/models", SPEC),
+    req("POST", "/v1/models", {"name": "x", "layers": [{"type": "Linear", "in_features": 3,
+                                                          "out_features": 2}, {"type": "LogSoftmax"}],
+                               "loss": "NLLLoss", "optimizer": {"type": "Adagrad"}}),
+    req("GET", M),
+    req("DELETE", M),
+    req("POST", M + "/predict", {"inputs": [[1, 2], [3, 4]]}),
+    req("POST", M + "/predict", {"inputs": {"shape": [2, 2], "data": [1, 2, 3, 4]}}),
+    req("POST", M + "/batches", {"inputs": [[1, 2]], "targets": [[0.5]]}) + "\n%%\n" +
+    req("POST", M + "/step", ""),
+    req("POST", M + "/train", {"inputs": [[1, 2], [3, 4], [5, 6]], "targets": [[1], [2], [3]],
+                               "epochs": 2, "batch_size": 2, "shuffle": True}),
+    req("POST", "/v1/models/c/train", {"inputs": [[1, 2, 3, 4]], "targets": [2]}),
+    req("GET", M + "/gradients"),
+    req("POST", M + "/gradients", {"inputs": [[1, 2]], "targets": [[0.5]]}),
+    req("GET", M + "/parameters"),
+    req("GET", M + "/parameters?format=safetensors"),
+    req("PUT", M + "/parameters", {"parameters": {"0.weight": [[1, 2], [3, 4], [5, 6]],
+                                                  "0.bias": [0, 0, 0], "2.weight": [[1, 1, 1]],
+                                                  "2.bias": [0]}}),
+    req("GET", M + "/loss?since=0"),
+    req("POST", M + "/checkpoint"),
+    req("GET", "/v2", headers=AUTH),
+    req("GET", "/v2/health/live", headers=""),
+    req("GET", "/v2/models/m", headers=AUTH),
+    req("POST", "/v2/models/m/infer", {"id": "r1", "inputs": [{"name": "input", "shape": [1, 2],
+                                                                "datatype": "FP32", "data": [1, 2]}]}),
+    req("GET", "/", headers=""),
+    req("GET", "/app.js", headers=""),
+    req("POST", M + "/predict", '{"inputs": [[1, 2], [3]]}'),
+    req("POST", M + "/predict", '{"inputs": [[1e999, 2]]}'),
+    req("POST", M + "/predict", '{"inputs": [[1, 2]], "inputs": [[3, 4]]}'),
+    req("POST", M + "/train", '{"inputs": [[1, 2]], "targets": [[1]]} trailing'),
+    req("GET", M, headers="Authorization: Bearer wrong\n"),
+]
+
+TENSORS = ["[[1,2],[3,4]]", "[1.5,-2e-3,0]", "3.25", "[]", "[[],[]]", "[[[1],[2]],[[3],[4]]]",
+           '{"shape":[2,2],"data":[1,2,3,4]}', '{"shape":[],"data":[7]}', '{"shape":[0,3],"data":[]}',
+           "[[1,2],[3]]", "[1,[2]]", "[1e39]", '[-0.0, 1e-46, 3.4028235e38]', "[true]", '["1"]',
+           "[[1,2] , [3,4] ]", '{"data":[1],"shape":[1]}']
+SPECS = [SPEC,
+         {"layers": [{"type": "Flatten"}, {"type": "Linear", "in_features": 4, "out_features": 3,
+                                           "bias": False}, {"type": "Softmax", "dim": 1}],
+          "loss": {"type": "CrossEntropyLoss", "label_smoothing": 0.1, "reduction": "sum"},
+          "optimizer": {"type": "AdamW", "lr": 0.001, "betas": [0.8, 0.9], "amsgrad": True},
+          "scheduler": {"type": "MultiStepLR", "milestones": [2, 5], "gamma": 0.3}},
+         {"layers": [{"type": "Linear", "in_features": 1, "out_features": 1}, {"type": "GELU"},
+                     {"type": "LeakyReLU", "negative_slope": 0.2}, {"type": "Sigmoid"}],
+          "loss": "BCELoss", "optimizer": {"type": "SGD", "lr": 0.1, "nesterov": True,
+                                           "momentum": 0.9},
+          "scheduler": {"type": "LinearLR", "start_factor": 0.5, "total_iters": 4}},
+         {"layers": [{"type": "Identity"}], "loss": "L1Loss",
+          "optimizer": {"type": "Adam"}, "scheduler": {"type": "ExponentialLR", "gamma": 0.9}}]
+
+
+def write(dirname, items):
+    d = os.path.join(HERE, "corpus", dirname)
+    os.makedirs(d, exist_ok=True)
+    for it in items:
+        b = it if isinstance(it, bytes) else it.encode()
+        with open(os.path.join(d, hashlib.sha1(b).hexdigest()[:16]), "wb") as f:
+            f.write(b)
+
+
+def model_files(path):
+    dm.DAEMON_PATH = os.path.abspath(path)
+    d = dm.Daemon(sync="always").start()
+    out = []
+    try:
+        specs = [dict(SPEC, name="m"),
+                 {"name": "m", "layers": [{"type": "Linear", "in_features": 3, "out_features": 2}],
+                  "loss": "CrossEntropyLoss", "optimizer": {"type": "Adam", "amsgrad": True},
+                  "scheduler": {"type": "StepLR", "step_size": 1}, "seed": 1},
+                 {"name": "m", "layers": [{"type": "Linear", "in_features": 1, "out_features": 1}],
+                  "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 2}]
+        for i, s in enumerate(specs):
+            d.create(s)
+            nin = s["layers"][0]["in_features"]
+            tgt = [1] if s["loss"] == "CrossEntropyLoss" else [[0.5]]
+            for _ in range(i + 1):
+                d.ok("POST", "/v1/models/m/train", {"inputs": [[0.1] * nin], "targets": tgt})
+            if i == 1:
+                d.push("m", [[0.2] * nin], tgt)  # pending gradients in the file
+            d.ok("POST", "/v1/models/m/checkpoint")
+            with open(os.path.join(d.data_dir, "m.etm"), "rb") as f:
+                out.append(f.read())
+            d.ok("DELETE", "/v1/models/m", expect=(200, 204))
+    finally:
+        d.cleanup()
+    return out
+
+
+def main():
+    write("fuzz_dispatch", DISPATCH)
+    write("fuzz_json", TENSORS + [json.dumps(s) for s in SPECS])
+    if len(sys.argv) > 1:
+        load = []
+        for f in model_files(sys.argv[1]):
+            load += [b"\x00" + f[32:], b"\x01" + f[32:], b"\x02" + f]
+        write("fuzz_load", load)
+    print("seeds written under", os.path.join(HERE, "corpus"))
+
+
+if __name__ == "__main__":
+    main()
