@@ -123,6 +123,10 @@ bool etc_compute_contiguous(const et_tensor *t);
 et_tensor *etc_clone(const et_tensor *t);
 /* Contiguous tensor with t's values: t itself (+1) when already contiguous. */
 et_tensor *etc_contig(et_tensor *t);
+/* Start of a backward that scatters g into the input's shape (gather,
+ * index_select, max/min over a dim): *zeros = zeros shaped like `in`,
+ * *gc = g made contiguous.  On NOMEM returns false with both released. */
+bool etc_scatter_begin(const et_tensor *in, et_tensor *g, et_tensor **zeros, et_tensor **gc);
 /* dst[...] = src broadcast to dst's shape, through any strides. */
 void etc_strided_copy(et_tensor *dst, const et_tensor *src);
 /* Store the node of `out` (op, inputs) if grad mode is on and any input

@@ -544,13 +544,9 @@ ETC_BW(max_dim)
 {
     et_tensor *a = out->in[0];
     int d = out->aux.i[0];
-    et_tensor *gz = etc_zeros(a->shape, a->ndim);
-    et_tensor *gc = etc_contig(g);
-    if (!gz || !gc) {
-        etc_release(gz);
-        etc_release(gc);
+    et_tensor *gz, *gc;
+    if (!etc_scatter_begin(a, g, &gz, &gc))
         return false;
-    }
     int64_t outer, D, inner;
     split3(a, d, &outer, &D, &inner);
     const float *ix = out->saved->data;

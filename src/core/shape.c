@@ -742,13 +742,9 @@ ETC_BW(index_select)
 {
     et_tensor *a = out->in[0];
     int d = out->aux.i[0];
-    et_tensor *gz = etc_zeros(a->shape, a->ndim);
-    et_tensor *gc = etc_contig(g);
-    if (!gz || !gc) {
-        etc_release(gz);
-        etc_release(gc);
+    et_tensor *gz, *gc;
+    if (!etc_scatter_begin(a, g, &gz, &gc))
         return false;
-    }
     const float *ix = out->saved->data;
     int64_t L = out->saved->numel, D = a->ndim ? a->shape[d] : 1;
     int64_t outer = 1, inner = 1;
@@ -829,13 +825,9 @@ ETC_BW(gather)
 {
     et_tensor *a = out->in[0];
     int d = out->aux.i[0];
-    et_tensor *gz = etc_zeros(a->shape, a->ndim);
-    et_tensor *gc = etc_contig(g);
-    if (!gz || !gc) {
-        etc_release(gz);
-        etc_release(gc);
+    et_tensor *gz, *gc;
+    if (!etc_scatter_begin(a, g, &gz, &gc))
         return false;
-    }
     const et_tensor *ix = out->saved;
     int64_t idx[ET_MAX_DIMS] = {0};
     for (int64_t n = 0; n < ix->numel; n++) {

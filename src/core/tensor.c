@@ -969,3 +969,15 @@ const char *et_grad_fn_name(const et_tensor *t)
         return NULL;
     return etc_ops[t->op].name;
 }
+
+bool etc_scatter_begin(const et_tensor *in, et_tensor *g, et_tensor **zeros, et_tensor **gc)
+{
+    *zeros = etc_zeros(in->shape, in->ndim);
+    *gc = etc_contig(g);
+    if (*zeros && *gc)
+        return true;
+    etc_release(*zeros);
+    etc_release(*gc);
+    *zeros = *gc = NULL;
+    return false;
+}
