@@ -3,7 +3,8 @@
  *
  * Each returns a new reference (0-d for "mean"/"sum", input-shaped for
  * "none") or NULL + et_errmsg() on mismatched shapes or bad targets.
- * Class-index targets are float32 tensors holding integers.
+ * Class-index targets are int64 tensors (or float32 tensors holding
+ * integers, exact to 2^24).
  */
 #ifndef EASYTORCH_LOSS_H
 #define EASYTORCH_LOSS_H

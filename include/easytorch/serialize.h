@@ -2,7 +2,7 @@
  * serialize.h - safetensors files and buffers.
  *
  * Format: u64 little-endian header length N, N bytes of JSON header
- * {"name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...,
+ * {"name": {"dtype": "F32" or "I64", "shape": [...], "data_offsets": [b, e]},
  *  "__metadata__": {"key": "string value"}} padded with spaces to a multiple
  * of 8, then the raw little-endian data.  Files written here load with
  * safetensors.torch.load_file and into nn.Sequential.load_state_dict.
@@ -37,8 +37,8 @@ const char *et_tensor_dict_get_meta(const et_tensor_dict *d, const char *key); /
 
 /* Serialize to a malloc'ed buffer (caller frees with free()). */
 et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *len);
-/* Parse a buffer; *out is a new dict the caller frees.  Only F32 tensors
- * are accepted (F64/F16/BF16 files give a clear error). */
+/* Parse a buffer; *out is a new dict the caller frees.  F32 and I64
+ * (int64) tensors are accepted (F64/F16/BF16/... files give a clear error). */
 et_status et_safetensors_parse(const uint8_t *buf, size_t len, et_tensor_dict **out);
 /* Files: save writes atomically (temp file, fsync, rename, fsync dir). */
 et_status et_safetensors_save(const et_tensor_dict *d, const char *path);

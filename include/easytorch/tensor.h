@@ -19,8 +19,17 @@
  *   tensor alive past et_pool_end().  Pools nest and are per thread.  A
  *   training loop opens one pool per step: memory is flat across steps.
  *
- * Tensors are float32 only.  Index tensors (class targets, argmax results,
- * index_select indices) are float32 holding integral values (exact to 2^24).
+ * DTYPES
+ *   Tensors are float32 (ET_FLOAT32, the default of every creator below)
+ *   or int64 (ET_INT64, torch.long): the dtype of indices — embedding and
+ *   embedding_bag inputs, class targets, index_select/gather indices — so
+ *   that an index above 2^24 is never rounded through float32.  int64
+ *   tensors never require grad; views (reshape, view, transpose, permute,
+ *   squeeze, unsqueeze, flatten, expand, select, slice), cat/stack, clone,
+ *   contiguous, detach, zeros_like/ones_like, printing and safetensors
+ *   ("I64") accept them; float ops reject them with ET_ERR_ARG ("exp:
+ *   expected a float32 tensor, got int64").  Index arguments still accept
+ *   float32 tensors holding integral values (exact to 2^24) as before.
  */
 #ifndef EASYTORCH_TENSOR_H
 #define EASYTORCH_TENSOR_H
@@ -40,6 +49,8 @@ extern "C" {
 
 typedef struct et_tensor et_tensor;
 typedef struct et_generator et_generator;
+
+typedef enum et_dtype { ET_FLOAT32 = 0, ET_INT64 = 1 } et_dtype;
 
 /* Shape literal helper: ET_SHAPE(2, 3) -> (const int64_t[]){2, 3}, 2 */
 #define ET_SHAPE(...) \
@@ -63,12 +74,21 @@ et_tensor *et_rand(et_generator *g, const int64_t *shape, int ndim);  /* U[0,1) 
 et_tensor *et_randn(et_generator *g, const int64_t *shape, int ndim); /* N(0,1) */
 et_tensor *et_uniform(et_generator *g, const int64_t *shape, int ndim,
                       double low, double high);                     /* U[low,high) */
+/* int64 tensor: copy `data` (numel(shape) values; NULL for zeros). */
+et_tensor *et_tensor_new_int64(const int64_t *data, const int64_t *shape, int ndim);
 /* Contiguous copy that does not require grad and has no graph. */
 et_tensor *et_clone(const et_tensor *t);
 /* `t` itself (new reference) if contiguous, else a differentiable copy. */
 et_tensor *et_contiguous(et_tensor *t);
 /* Shares storage with `t`, no graph, requires_grad false. */
 et_tensor *et_detach(et_tensor *t);
+
+/* Copy of t converted to `dtype` (a new reference to t itself when it
+ * already has it), no graph.  float32 -> int64 is exact or an error: a
+ * NaN, infinite, non-integral or out-of-range element gives ET_ERR_ARG
+ * naming it (torch's .long() truncates; this is the checked conversion
+ * indices need).  int64 -> float32 rounds to nearest above 2^24. */
+et_tensor *et_to_dtype(et_tensor *t, et_dtype dtype);
 
 /* ---- references ---- */
 et_tensor *et_tensor_ref(et_tensor *t);      /* +1, returns t; NULL-safe */
@@ -85,18 +105,35 @@ const int64_t *et_strides(const et_tensor *t);     /* in elements */
 int64_t et_size(const et_tensor *t, int dim);      /* negative dim allowed; -1 on error */
 int64_t et_numel(const et_tensor *t);
 bool et_is_contiguous(const et_tensor *t);
+et_dtype et_tensor_dtype(const et_tensor *t);      /* ET_FLOAT32 for NULL */
+const char *et_dtype_name(et_dtype d);             /* "float32", "int64" */
 /* Pointer to element [0,...,0]; elements are at data[sum(i_k * stride_k)].
- * Borrowed: valid while `t` (or its storage) lives. */
+ * Borrowed: valid while `t` (or its storage) lives.  float32 tensors only
+ * (NULL + error for int64: use et_data_int64). */
 float *et_data(et_tensor *t);
 const float *et_data_const(const et_tensor *t);
-/* Value of a one-element tensor (NAN and an error otherwise). */
+/* The same for int64 tensors (NULL + error for float32). */
+int64_t *et_data_int64(et_tensor *t);
+const int64_t *et_data_int64_const(const et_tensor *t);
+/* Value of a one-element tensor (NAN and an error otherwise); an int64
+ * value is converted to float. */
 float et_item(const et_tensor *t);
+/* Exact integer value of a one-element tensor of either dtype (a float32
+ * value must be integral); ET_ERR_* otherwise, *out unchanged. */
+et_status et_item_int64(const et_tensor *t, int64_t *out);
 /* Element at a full index (ndim entries, negatives allowed); NAN + error if out of range. */
 float et_get(const et_tensor *t, const int64_t *index);
-/* Copy all elements in row-major order into out[numel]. */
+/* Copy all elements in row-major order into out[numel] (int64 values are
+ * converted to float). */
 void et_copy_to(const et_tensor *t, float *out);
-/* Overwrite all elements from src[numel] (row-major); works through views. */
+/* Overwrite all elements from src[numel] (row-major); works through views.
+ * float32 tensors only. */
 et_status et_copy_from(et_tensor *t, const float *src);
+/* int64 forms: copy out (a float32 tensor's values must all be integral,
+ * else ET_ERR_ARG and `out` is left partly written) and overwrite an int64
+ * tensor. */
+et_status et_copy_to_int64(const et_tensor *t, int64_t *out);
+et_status et_copy_from_int64(et_tensor *t, const int64_t *src);
 /* Shapes equal? */
 bool et_same_shape(const et_tensor *a, const et_tensor *b);
 /* "[3, 4]" into buf; returns buf. */
@@ -104,7 +141,8 @@ char *et_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 
 /* ---- autograd flags ---- */
 bool et_requires_grad(const et_tensor *t);
-/* Only on leaves; error (ET_ERR_GRAD) on a non-leaf. */
+/* Only on float32 leaves; error (ET_ERR_GRAD) on a non-leaf, ET_ERR_ARG
+ * on an int64 tensor (only floating point tensors can require grad). */
 et_status et_set_requires_grad(et_tensor *t, bool on);
 bool et_is_leaf(const et_tensor *t);
 /* Accumulated gradient, or NULL if none yet.  Borrowed reference. */

@@ -80,8 +80,10 @@ struct et_tensor {
     bool requires_grad;
     bool retain_grad;
     bool contiguous;
+    uint8_t dtype;           /* et_dtype; ET_FLOAT32 unless made int64 */
     int64_t numel;
-    float *data;             /* storage->data + offset */
+    float *data;             /* storage->data + offset elements of dtype;
+                                an int64 tensor's data is int64_t (etc_idata) */
     et_storage *storage;
     int64_t offset;
     int64_t shape[ET_MAX_DIMS];
@@ -106,6 +108,17 @@ struct et_tensor {
 
 /* ---- allocation and helpers (tensor.c) ---- */
 et_tensor *etc_alloc(const int64_t *shape, int ndim);          /* contiguous, uninitialised */
+/* etc_alloc of any dtype (storage sized in floats: 2 per int64). */
+et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype);
+/* An int64 tensor's elements. */
+static inline int64_t *etc_idata(const et_tensor *t) { return (int64_t *)(void *)t->data; }
+/* Bytes per element of a dtype. */
+static inline int etc_elsize(int dtype) { return dtype == ET_INT64 ? 8 : 4; }
+/* Index `ix` at element offset `off` (float32 holding an integer, or int64)
+ * checked to lie in [0, size); false + ET_ERR_INDEX naming op, dim and the
+ * value otherwise ("embedding: index 7 is out of range for dim 0 of size 5"). */
+bool etc_index_read(const et_tensor *ix, int64_t off, int64_t size, const char *op, int dim,
+                    int64_t *out);
 et_tensor *etc_zeros(const int64_t *shape, int ndim);
 et_tensor *etc_full(const int64_t *shape, int ndim, float v);
 /* New tensor sharing base's storage (a leaf with no grad). */
@@ -127,7 +140,7 @@ et_tensor *etc_contig(et_tensor *t);
  * index_select, max/min over a dim): *zeros = zeros shaped like `in`,
  * *gc = g made contiguous.  On NOMEM returns false with both released. */
 bool etc_scatter_begin(const et_tensor *in, et_tensor *g, et_tensor **zeros, et_tensor **gc);
-/* dst[...] = src broadcast to dst's shape, through any strides. */
+/* dst[...] = src broadcast to dst's shape, through any strides (same dtype). */
 void etc_strided_copy(et_tensor *dst, const et_tensor *src);
 /* Store the node of `out` (op, inputs) if grad mode is on and any input
  * requires grad.  Returns false only on NOMEM (error set; out unchanged). */
@@ -141,7 +154,11 @@ int etc_wrap_dim(int dim, int ndim, const char *op);   /* -1 + error if bad */
 char *etc_shape_fmt(const int64_t *shape, int ndim, char *buf, size_t cap);
 int64_t etc_numel(const int64_t *shape, int ndim);
 bool etc_check_shape(const int64_t *shape, int ndim, const char *op);
-bool etc_null_check(const void *p, const char *op);
+/* Argument check of float ops: non-NULL and float32 (ET_ERR_ARG naming
+ * op otherwise: "exp: expected a float32 tensor, got int64"). */
+bool etc_null_check(const et_tensor *p, const char *op);
+/* Non-NULL, any dtype (views, copies, index arguments). */
+bool etc_any_check(const et_tensor *p, const char *op);
 
 /* ---- branch-free float exp / tanh (Cephes polynomials, ~1-2 ulp) ----
  * glibc's expf/tanhf are scalar calls (tanhf ~50 ns); these inline forms

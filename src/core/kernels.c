@@ -347,7 +347,7 @@ void etc_strided_copy(et_tensor *dst, const et_tensor *src)
     if (dst->numel == 0)
         return;
     if (dst->contiguous && src->contiguous && dst->numel == src->numel) {
-        memmove(dst->data, src->data, (size_t)dst->numel * sizeof(float));
+        memmove(dst->data, src->data, (size_t)dst->numel * (size_t)etc_elsize(dst->dtype));
         return;
     }
     int nd = dst->ndim;
@@ -364,6 +364,16 @@ void etc_strided_copy(et_tensor *dst, const et_tensor *src)
     int64_t off[2] = {0, 0};
     int64_t rowlen = shape[cd - 1], rows = dst->numel / rowlen;
     int64_t so = st[0][cd - 1], si = st[1][cd - 1];
+    if (dst->dtype == ET_INT64) {   /* same walk over 8-byte elements */
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t *o = etc_idata(dst) + off[0];
+            const int64_t *x = etc_idata(src) + off[1];
+            for (int64_t i = 0; i < rowlen; i++)
+                o[i * so] = x[i * si];
+            next_row(cd, shape, idx, st, off, 2);
+        }
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
         float *o = dst->data + off[0];
         const float *x = src->data + off[1];

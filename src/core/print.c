@@ -48,6 +48,7 @@ static void sb_rep(sbuf *s, char c, int n)
 
 typedef struct {
     bool int_mode, sci_mode;
+    bool int64;              /* an int64 tensor: "%lld", no trailing '.' */
     int width;
 } fmt;
 
@@ -118,10 +119,17 @@ static void fmt_init(fmt *f, const float *vals, int64_t n)
      * formatted width of the rest still pads via max(); mimic format(): */
 }
 
-static void put_value(sbuf *s, const fmt *f, double v)
+/* element i of a float32 or int64 buffer */
+static const char *elem(const char *v, int64_t i, const fmt *f)
+{
+    return v + i * (f->int64 ? 8 : 4);
+}
+
+static void put_value(sbuf *s, const fmt *f, const char *p)
 {
     char tmp[64];
-    int w = fmt_value(f, v, tmp, sizeof tmp);
+    int w = f->int64 ? snprintf(tmp, sizeof tmp, "%lld", (long long)*(const int64_t *)(const void *)p)
+                     : fmt_value(f, *(const float *)(const void *)p, tmp, sizeof tmp);
     if (w < f->width)
         sb_rep(s, ' ', f->width - w);
     sb_str(s, tmp);
@@ -137,11 +145,11 @@ static float *values(const et_tensor *t)
 }
 
 /* recursive over dims; depth bounded by ET_MAX_DIMS */
-static void tensor_str(sbuf *s, const fmt *f, const float *v, const int64_t *shape,
+static void tensor_str(sbuf *s, const fmt *f, const char *v, const int64_t *shape,
                        const int64_t *st, int nd, int indent, bool summarize)
 {
     if (nd == 0) {
-        put_value(s, f, v[0]);
+        put_value(s, f, v);
         return;
     }
     int64_t n = shape[0];
@@ -168,9 +176,9 @@ static void tensor_str(sbuf *s, const fmt *f, const float *v, const int64_t *sha
                     continue;
                 }
                 int64_t i = k < EDGE ? k : n - (items - k);
-                put_value(s, f, v[i * st[0]]);
+                put_value(s, f, elem(v, i * st[0], f));
             } else {
-                put_value(s, f, v[k * st[0]]);
+                put_value(s, f, elem(v, k * st[0], f));
             }
         }
         sb_str(s, "]");
@@ -190,27 +198,32 @@ static void tensor_str(sbuf *s, const fmt *f, const float *v, const int64_t *sha
             continue;
         }
         int64_t i = (cut && k > EDGE) ? n - (items - k) : k;
-        tensor_str(s, f, v + i * st[0], shape + 1, st + 1, nd - 1, indent + 1, summarize);
+        tensor_str(s, f, elem(v, i * st[0], f), shape + 1, st + 1, nd - 1, indent + 1, summarize);
     }
     sb_str(s, "]");
 }
 
-/* the values PyTorch's summarized formatter looks at */
-static void summarized_vals(const float *v, const int64_t *shape, const int64_t *st, int nd,
-                            float *out, int64_t *n)
+/* the values PyTorch's summarized formatter looks at (as floats; for an
+ * int64 tensor, the widest decimal form is taken into *iwidth) */
+static void summarized_vals(const char *v, const fmt *f, const int64_t *shape, const int64_t *st,
+                            int nd, float *out, int64_t *n, int *iwidth)
 {
     if (nd == 0) {
-        out[(*n)++] = v[0];
+        if (f->int64) {
+            char tmp[32];
+            int w = snprintf(tmp, sizeof tmp, "%lld", (long long)*(const int64_t *)(const void *)v);
+            *iwidth = w > *iwidth ? w : *iwidth;
+        } else {
+            out[*n] = *(const float *)(const void *)v;
+        }
+        (*n)++;
         return;
     }
     int64_t len = shape[0];
     for (int64_t i = 0; i < len; i++) {
         if (len > 2 * EDGE && i == EDGE)
             i = len - EDGE;
-        if (nd == 1)
-            out[(*n)++] = v[i * st[0]];
-        else
-            summarized_vals(v + i * st[0], shape + 1, st + 1, nd - 1, out, n);
+        summarized_vals(elem(v, i * st[0], f), f, shape + 1, st + 1, nd - 1, out, n, iwidth);
     }
 }
 
@@ -229,16 +242,37 @@ char *et_to_string(const et_tensor *t)
         /* Values are read through t's own strides: a summarized tensor
          * (possibly a huge expanded view) is never copied whole. */
         bool summarize = t->numel > THRESHOLD;
-        fmt f;
+        fmt f = {.int64 = t->dtype == ET_INT64};
         float *v;
         int64_t n = 0;
+        if (f.int64) {
+            /* torch formats integers with the width of the widest one */
+            int w = 1;
+            int64_t cnt = 0;
+            summarized_vals((const char *)t->data, &f, t->shape, t->strides, t->ndim, NULL, &cnt,
+                            &w);
+            if (!summarize) {   /* every value (summarized_vals saw only the edges) */
+                et_tensor *c = etc_contig((et_tensor *)t);
+                for (int64_t i = 0; c && i < c->numel; i++) {
+                    char tmp[32];
+                    int k = snprintf(tmp, sizeof tmp, "%lld", (long long)etc_idata(c)[i]);
+                    w = k > w ? k : w;
+                }
+                etc_release(c);
+            }
+            f.width = w;
+            tensor_str(&s, &f, (const char *)t->data, t->shape, t->strides, t->ndim, indent,
+                       summarize);
+            goto suffixes;
+        }
         if (summarize) {
             int64_t cap = 1;
             for (int d = 0; d < t->ndim; d++)
                 cap *= t->shape[d] > 2 * EDGE ? 2 * EDGE : t->shape[d];
             v = malloc((size_t)cap * sizeof(float));
             if (v)
-                summarized_vals(t->data, t->shape, t->strides, t->ndim, v, &n);
+                summarized_vals((const char *)t->data, &f, t->shape, t->strides, t->ndim, v, &n,
+                                NULL);
         } else {
             v = values(t);
             n = t->numel;
@@ -250,9 +284,10 @@ char *et_to_string(const et_tensor *t)
         }
         fmt_init(&f, v, n);
         free(v);
-        tensor_str(&s, &f, t->data, t->shape, t->strides, t->ndim, indent, summarize);
+        tensor_str(&s, &f, (const char *)t->data, t->shape, t->strides, t->ndim, indent,
+                   summarize);
     }
-    /* suffixes */
+suffixes:;
     char suf[3][160];
     int ns = 0;
     if (t->numel == 0 && !(t->ndim == 1 && t->shape[0] == 0)) {
@@ -263,6 +298,8 @@ char *et_to_string(const et_tensor *t)
         snprintf(suf[ns] + p, sizeof suf[ns] - (size_t)p, t->ndim == 1 ? ",)" : ")");
         ns++;
     }
+    if (t->numel == 0 && t->dtype == ET_INT64)   /* torch names the dtype of empty ints */
+        snprintf(suf[ns++], sizeof suf[0], "dtype=torch.int64");
     if (t->op != ETC_OP_NONE)
         snprintf(suf[ns++], sizeof suf[0], "grad_fn=<%s>", etc_ops[t->op].name);
     else if (t->requires_grad)

@@ -94,7 +94,7 @@ static bool infer_shape(const et_tensor *a, const int64_t *shape, int ndim, cons
 
 et_tensor *etc_reshape(et_tensor *a, const int64_t *shape, int ndim)
 {
-    if (!etc_null_check(a, "reshape"))
+    if (!etc_any_check(a, "reshape"))
         return NULL;
     int64_t res[ET_MAX_DIMS], st[ET_MAX_DIMS];
     if (!infer_shape(a, shape, ndim, "reshape", res))
@@ -116,7 +116,7 @@ et_tensor *etc_reshape(et_tensor *a, const int64_t *shape, int ndim)
 
 et_tensor *etc_view(et_tensor *a, const int64_t *shape, int ndim)
 {
-    if (!etc_null_check(a, "view"))
+    if (!etc_any_check(a, "view"))
         return NULL;
     int64_t res[ET_MAX_DIMS], st[ET_MAX_DIMS];
     if (!infer_shape(a, shape, ndim, "view", res))
@@ -152,7 +152,7 @@ ETC_BW(reshape)
 
 et_tensor *etc_transpose(et_tensor *a, int d0, int d1)
 {
-    if (!etc_null_check(a, "transpose"))
+    if (!etc_any_check(a, "transpose"))
         return NULL;
     int x = etc_wrap_dim(d0, a->ndim, "transpose");
     int y = x < 0 ? -1 : etc_wrap_dim(d1, a->ndim, "transpose");
@@ -182,7 +182,7 @@ et_tensor *et_transpose(et_tensor *a, int d0, int d1)
 
 et_tensor *et_t(et_tensor *a)
 {
-    if (!etc_null_check(a, "t"))
+    if (!etc_any_check(a, "t"))
         return NULL;
     if (a->ndim > 2) {
         char b[128];
@@ -203,7 +203,7 @@ ETC_BW(transpose)
 
 et_tensor *etc_permute(et_tensor *a, const int *dims, int ndims)
 {
-    if (!etc_null_check(a, "permute"))
+    if (!etc_any_check(a, "permute"))
         return NULL;
     if (ndims != a->ndim || (ndims > 0 && !dims)) {
         et_set_error(ET_ERR_ARG,
@@ -249,7 +249,7 @@ ETC_BW(permute)
 
 et_tensor *etc_squeeze(et_tensor *a, int dim)
 {
-    if (!etc_null_check(a, "squeeze"))
+    if (!etc_any_check(a, "squeeze"))
         return NULL;
     int d = etc_wrap_dim(dim, a->ndim, "squeeze");
     if (d < 0)
@@ -269,7 +269,7 @@ et_tensor *et_squeeze(et_tensor *a, int dim) { return etc_pooled(etc_squeeze(a, 
 
 et_tensor *et_squeeze_all(et_tensor *a)
 {
-    if (!etc_null_check(a, "squeeze"))
+    if (!etc_any_check(a, "squeeze"))
         return NULL;
     int64_t sh[ET_MAX_DIMS], st[ET_MAX_DIMS];
     int m = 0;
@@ -284,7 +284,7 @@ et_tensor *et_squeeze_all(et_tensor *a)
 
 et_tensor *etc_unsqueeze(et_tensor *a, int dim)
 {
-    if (!etc_null_check(a, "unsqueeze"))
+    if (!etc_any_check(a, "unsqueeze"))
         return NULL;
     if (a->ndim >= ET_MAX_DIMS) {
         char b[128];
@@ -314,7 +314,7 @@ et_tensor *et_unsqueeze(et_tensor *a, int dim) { return etc_pooled(etc_unsqueeze
 
 et_tensor *et_flatten(et_tensor *a, int start_dim, int end_dim)
 {
-    if (!etc_null_check(a, "flatten"))
+    if (!etc_any_check(a, "flatten"))
         return NULL;
     if (a->ndim == 0) {
         int64_t one = 1;
@@ -343,7 +343,7 @@ et_tensor *et_flatten(et_tensor *a, int start_dim, int end_dim)
 
 et_tensor *etc_expand(et_tensor *a, const int64_t *shape, int ndim)
 {
-    if (!etc_null_check(a, "expand"))
+    if (!etc_any_check(a, "expand"))
         return NULL;
     if (ndim < a->ndim || ndim > ET_MAX_DIMS || (ndim > 0 && !shape)) {
         char b1[128], b2[128];
@@ -404,7 +404,7 @@ ETC_BW(expand) { return (gin[0] = etc_unbroadcast(g, out->in[0])) != NULL; }
 
 et_tensor *etc_select(et_tensor *a, int dim, int64_t index)
 {
-    if (!etc_null_check(a, "select"))
+    if (!etc_any_check(a, "select"))
         return NULL;
     if (a->ndim == 0) {
         et_set_error(ET_ERR_INDEX, "select: cannot be applied to a 0-dim tensor");
@@ -469,7 +469,7 @@ ETC_BW(slice) { return scatter_view_back(out, g, gin); }
 
 et_tensor *etc_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t step)
 {
-    if (!etc_null_check(a, "slice"))
+    if (!etc_any_check(a, "slice"))
         return NULL;
     if (a->ndim == 0) {
         et_set_error(ET_ERR_INDEX, "slice: cannot be applied to a 0-dim tensor");
@@ -526,7 +526,7 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
         return NULL;
     }
     for (int i = 0; i < n; i++)
-        if (!etc_null_check(ts[i], name))
+        if (!etc_any_check(ts[i], name))
             return NULL;
     const et_tensor *f = ts[0];
     if (f->ndim == 0) {
@@ -554,12 +554,17 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
                          etc_shape_fmt(f->shape, f->ndim, b2, sizeof b2));
             return NULL;
         }
+        if (t->dtype != f->dtype) {
+            et_set_error(ET_ERR_ARG, "%s: tensor %d is %s but tensor 0 is %s", name, i,
+                         et_dtype_name((et_dtype)t->dtype), et_dtype_name((et_dtype)f->dtype));
+            return NULL;
+        }
         if (__builtin_add_overflow(sh[d], t->shape[d], &sh[d])) {
             et_set_error(ET_ERR_NOMEM, "%s: the result size in dimension %d overflows", name, d);
             return NULL;
         }
     }
-    et_tensor *out = etc_alloc(sh, f->ndim);
+    et_tensor *out = etc_alloc_dtype(sh, f->ndim, f->dtype);
     if (!out)
         return NULL;
     int64_t pos = 0;
@@ -611,7 +616,7 @@ et_tensor *et_stack(et_tensor *const *ts, int n, int dim)
         return NULL;
     }
     for (int i = 0; i < n; i++)
-        if (!etc_null_check(ts[i], "stack"))
+        if (!etc_any_check(ts[i], "stack"))
             return NULL;
     const et_tensor *f = ts[0];
     for (int i = 1; i < n; i++)
@@ -666,26 +671,34 @@ ETC_BW(stack)
 /* ------------------------------------------------------------------ */
 /* index_select / gather                                                */
 
-static bool index_value(float v, int64_t size, const char *op, int d, int64_t *out)
+/* The indices of `index` (any dtype, any strides), checked against
+ * [0, size), as a contiguous int64 tensor of the same shape. */
+static et_tensor *checked_indices(const et_tensor *index, int64_t size, const char *op, int d)
 {
-    /* range-check in float first: converting a float beyond int64's range
-     * (1e30, inf) is undefined and gives INT64_MIN on x86, which then
-     * passed a ">= size" test and read far out of bounds */
-    if (v != floorf(v) || !(v >= 0.0f && v < (float)size) || (int64_t)v >= size) {
-        if (v != floorf(v))
-            et_set_error(ET_ERR_INDEX, "%s: index %g is not an integer", op, (double)v);
-        else
-            et_set_error(ET_ERR_INDEX, "%s: index %.0f is out of range for dim %d of size %lld",
-                         op, (double)v, d, (long long)size);
-        return false;
+    et_tensor *ix = etc_alloc_dtype(index->shape, index->ndim, ET_INT64);
+    if (!ix)
+        return NULL;
+    int64_t pos[ET_MAX_DIMS] = {0};
+    for (int64_t n = 0; n < index->numel; n++) {
+        int64_t off = 0;
+        for (int k = 0; k < index->ndim; k++)
+            off += pos[k] * index->strides[k];
+        if (!etc_index_read(index, off, size, op, d, &etc_idata(ix)[n])) {
+            etc_release(ix);
+            return NULL;
+        }
+        for (int k = index->ndim - 1; k >= 0; k--) {
+            if (++pos[k] < index->shape[k])
+                break;
+            pos[k] = 0;
+        }
     }
-    *out = (int64_t)v;
-    return true;
+    return ix;
 }
 
 et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
 {
-    if (!etc_null_check(a, "index_select") || !etc_null_check(index, "index_select"))
+    if (!etc_any_check(a, "index_select") || !etc_any_check(index, "index_select"))
         return NULL;
     if (index->ndim > 1) {
         char b[128];
@@ -696,24 +709,17 @@ et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
     int d = etc_wrap_dim(dim, a->ndim, "index_select");
     if (d < 0)
         return NULL;
-    et_tensor *ix = etc_contig(index);
+    int64_t D = a->ndim ? a->shape[d] : 1;
+    et_tensor *ix = checked_indices(index, D, "index_select", d);
     if (!ix)
         return NULL;
     int64_t L = ix->numel;
-    int64_t D = a->ndim ? a->shape[d] : 1;
-    for (int64_t i = 0; i < L; i++) {
-        int64_t k;
-        if (!index_value(ix->data[i], D, "index_select", d, &k)) {
-            etc_release(ix);
-            return NULL;
-        }
-    }
     int64_t sh[ET_MAX_DIMS];
     memcpy(sh, a->shape, sizeof sh);
     if (a->ndim)
         sh[d] = L;
     et_tensor *x = etc_contig(a);
-    et_tensor *out = x ? etc_alloc(sh, a->ndim) : NULL;
+    et_tensor *out = x ? etc_alloc_dtype(sh, a->ndim, a->dtype) : NULL;
     if (!out) {
         etc_release(x);
         etc_release(ix);
@@ -724,11 +730,12 @@ et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
         outer *= a->shape[k];
     for (int k = d + 1; k < a->ndim; k++)
         inner *= a->shape[k];
+    size_t es = (size_t)etc_elsize(a->dtype);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < L; i++)
-            memcpy(out->data + (o * L + i) * inner,
-                   x->data + (o * D + (int64_t)ix->data[i]) * inner,
-                   (size_t)inner * sizeof(float));
+            memcpy((char *)out->data + (size_t)((o * L + i) * inner) * es,
+                   (const char *)x->data + (size_t)((o * D + etc_idata(ix)[i]) * inner) * es,
+                   (size_t)inner * es);
     etc_release(x);
     out->aux.i[0] = d;
     out = etc_finish(out, ETC_OP_INDEX_SELECT, &a, 1);
@@ -745,7 +752,7 @@ ETC_BW(index_select)
     et_tensor *gz, *gc;
     if (!etc_scatter_begin(a, g, &gz, &gc))
         return false;
-    const float *ix = out->saved->data;
+    const int64_t *ix = etc_idata(out->saved);
     int64_t L = out->saved->numel, D = a->ndim ? a->shape[d] : 1;
     int64_t outer = 1, inner = 1;
     for (int k = 0; k < d; k++)
@@ -754,7 +761,7 @@ ETC_BW(index_select)
         inner *= a->shape[k];
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < L; i++) {
-            float *dst = gz->data + (o * D + (int64_t)ix[i]) * inner;
+            float *dst = gz->data + (o * D + ix[i]) * inner;
             const float *src = gc->data + (o * L + i) * inner;
             for (int64_t j = 0; j < inner; j++)
                 dst[j] += src[j];
@@ -766,7 +773,7 @@ ETC_BW(index_select)
 
 et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index)
 {
-    if (!etc_null_check(a, "gather") || !etc_null_check(index, "gather"))
+    if (!etc_null_check(a, "gather") || !etc_any_check(index, "gather"))
         return NULL;
     int d = etc_wrap_dim(dim, a->ndim, "gather");
     if (d < 0)
@@ -786,25 +793,21 @@ et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index)
                          etc_shape_fmt(a->shape, a->ndim, b2, sizeof b2), k);
             return NULL;
         }
-    et_tensor *out = etc_alloc(index->shape, index->ndim);
-    if (!out)
-        return NULL;
     int64_t D = a->ndim ? a->shape[d] : 1;
+    et_tensor *ix = checked_indices(index, D, "gather", d);
+    et_tensor *out = ix ? etc_alloc(index->shape, index->ndim) : NULL;
+    if (!out) {
+        etc_release(ix);
+        return NULL;
+    }
     int64_t idx[ET_MAX_DIMS] = {0};
     for (int64_t n = 0; n < index->numel; n++) {
-        int64_t ioff = 0, aoff = 0;
-        for (int k = 0; k < index->ndim; k++) {
-            ioff += idx[k] * index->strides[k];
+        int64_t aoff = 0;
+        for (int k = 0; k < index->ndim; k++)
             if (k != d && k < a->ndim)
                 aoff += idx[k] * a->strides[k];
-        }
-        int64_t v;
-        if (!index_value(index->data[ioff], D, "gather", d, &v)) {
-            etc_release(out);
-            return NULL;
-        }
         if (a->ndim)
-            aoff += v * a->strides[d];
+            aoff += etc_idata(ix)[n] * a->strides[d];
         out->data[n] = a->data[aoff];
         for (int k = index->ndim - 1; k >= 0; k--) {
             if (++idx[k] < index->shape[k])
@@ -814,10 +817,9 @@ et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index)
     }
     out->aux.i[0] = d;
     out = etc_finish(out, ETC_OP_GATHER, &a, 1);
-    if (out && out->requires_grad && !(out->saved = etc_clone(index))) {
-        etc_release(out);
-        return NULL;
-    }
+    if (out && out->requires_grad)
+        out->saved = etc_ref(ix);
+    etc_release(ix);
     return etc_pooled(out);
 }
 
@@ -833,7 +835,7 @@ ETC_BW(gather)
     for (int64_t n = 0; n < ix->numel; n++) {
         int64_t off = 0;
         for (int k = 0; k < a->ndim; k++)
-            off += (k == d ? (int64_t)ix->data[n] : idx[k]) * gz->strides[k];
+            off += (k == d ? etc_idata(ix)[n] : idx[k]) * gz->strides[k];
         gz->data[off] += gc->data[n];
         for (int k = ix->ndim - 1; k >= 0; k--) {
             if (++idx[k] < ix->shape[k])

@@ -54,11 +54,22 @@ char *et_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap)
     return buf;
 }
 
-bool etc_null_check(const void *p, const char *op)
+bool etc_any_check(const et_tensor *p, const char *op)
 {
     if (p)
         return true;
     et_set_error(ET_ERR_ARG, "%s: tensor argument is NULL", op);
+    return false;
+}
+
+bool etc_null_check(const et_tensor *p, const char *op)
+{
+    if (!etc_any_check(p, op))
+        return false;
+    if (p->dtype == ET_FLOAT32)
+        return true;
+    et_set_error(ET_ERR_ARG, "%s: expected a float32 tensor, got %s", op,
+                 et_dtype_name((et_dtype)p->dtype));
     return false;
 }
 
@@ -269,6 +280,7 @@ static void tensor_init(et_tensor *t)
     t->requires_grad = false;
     t->retain_grad = false;
     t->contiguous = true;
+    t->dtype = ET_FLOAT32;
     t->numel = 1;
     t->data = NULL;
     t->storage = NULL;
@@ -297,6 +309,11 @@ static et_tensor *tensor_struct_new(void)
 
 et_tensor *etc_alloc(const int64_t *shape, int ndim)
 {
+    return etc_alloc_dtype(shape, ndim, ET_FLOAT32);
+}
+
+et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
+{
     /* Shapes reach here from broadcasting, matmul and cat of views (an
      * expanded view of [1] can claim 2^40 elements in each of two dims
      * without owning memory), so the product is checked for overflow here,
@@ -305,13 +322,17 @@ et_tensor *etc_alloc(const int64_t *shape, int ndim)
     bool overflow = false;
     for (int i = 0; i < ndim; i++)
         overflow |= shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n);
-    if (overflow ||
-        (uint64_t)n > (SIZE_MAX - sizeof(et_storage) - BLOCK_STORAGE_OFFSET) / sizeof(float)) {
+    /* storage is counted in floats: an int64 element takes two */
+    int64_t per = etc_elsize(dtype) / (int64_t)sizeof(float);
+    if (overflow || (uint64_t)n > (SIZE_MAX - sizeof(et_storage) - BLOCK_STORAGE_OFFSET) /
+                                      sizeof(float) / (uint64_t)per) {
         char b[160];
         et_set_error(ET_ERR_NOMEM, "tensor of shape %s is too large",
                      etc_shape_fmt(shape, ndim, b, sizeof b));
         return NULL;
     }
+    int64_t numel = n;
+    n *= per;
     et_tensor *t;
     et_storage *s;
     if (n < CACHE_MIN_FLOATS) {
@@ -352,7 +373,8 @@ et_tensor *etc_alloc(const int64_t *shape, int ndim)
     t->storage = s;
     t->data = s->data;
     t->ndim = ndim;
-    t->numel = n;
+    t->numel = numel;
+    t->dtype = (uint8_t)dtype;
     int64_t st = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         t->shape[i] = shape[i];
@@ -388,7 +410,8 @@ et_tensor *etc_view_of(et_tensor *base, const int64_t *shape, const int64_t *str
     atomic_fetch_add_explicit(&base->storage->refcount, 1, memory_order_relaxed);
     t->storage = base->storage;
     t->offset = offset;
-    t->data = base->storage->data + offset;
+    t->dtype = base->dtype;
+    t->data = (float *)(void *)((char *)base->storage->data + offset * etc_elsize(base->dtype));
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) {
         t->shape[i] = shape[i];
@@ -678,19 +701,22 @@ et_tensor *et_full(const int64_t *shape, int ndim, float value)
     return etc_pooled(etc_full(shape, ndim, value));
 }
 
-et_tensor *et_zeros_like(const et_tensor *t)
+/* zeros_like / ones_like keep the dtype, as torch's */
+static et_tensor *full_like(const et_tensor *t, float v, const char *op)
 {
-    if (!etc_null_check(t, "zeros_like"))
+    if (!etc_any_check(t, op))
         return NULL;
-    return etc_pooled(etc_zeros(t->shape, t->ndim));
+    if (t->dtype == ET_FLOAT32)
+        return etc_pooled(etc_full(t->shape, t->ndim, v));
+    et_tensor *r = etc_alloc_dtype(t->shape, t->ndim, t->dtype);
+    for (int64_t i = 0; r && i < r->numel; i++)
+        etc_idata(r)[i] = (int64_t)v;
+    return etc_pooled(r);
 }
 
-et_tensor *et_ones_like(const et_tensor *t)
-{
-    if (!etc_null_check(t, "ones_like"))
-        return NULL;
-    return etc_pooled(etc_full(t->shape, t->ndim, 1.0f));
-}
+et_tensor *et_zeros_like(const et_tensor *t) { return full_like(t, 0.0f, "zeros_like"); }
+
+et_tensor *et_ones_like(const et_tensor *t) { return full_like(t, 1.0f, "ones_like"); }
 
 et_tensor *et_arange(double start, double end, double step)
 {
@@ -754,11 +780,11 @@ et_tensor *et_eye(int64_t n, int64_t m)
 
 et_tensor *etc_clone(const et_tensor *t)
 {
-    et_tensor *c = etc_alloc(t->shape, t->ndim);
+    et_tensor *c = etc_alloc_dtype(t->shape, t->ndim, t->dtype);
     if (!c)
         return NULL;
     if (t->contiguous)
-        memcpy(c->data, t->data, (size_t)t->numel * sizeof(float));
+        memcpy(c->data, t->data, (size_t)t->numel * (size_t)etc_elsize(t->dtype));
     else
         etc_strided_copy(c, t);
     return c;
@@ -773,14 +799,14 @@ et_tensor *etc_contig(et_tensor *t)
 
 et_tensor *et_clone(const et_tensor *t)
 {
-    if (!etc_null_check(t, "clone"))
+    if (!etc_any_check(t, "clone"))
         return NULL;
     return etc_pooled(etc_clone(t));
 }
 
 et_tensor *et_contiguous(et_tensor *t)
 {
-    if (!etc_null_check(t, "contiguous"))
+    if (!etc_any_check(t, "contiguous"))
         return NULL;
     if (t->contiguous)
         return etc_pooled(etc_ref(t));
@@ -792,7 +818,7 @@ et_tensor *et_contiguous(et_tensor *t)
 
 et_tensor *et_detach(et_tensor *t)
 {
-    if (!etc_null_check(t, "detach"))
+    if (!etc_any_check(t, "detach"))
         return NULL;
     return etc_pooled(etc_view_of(t, t->shape, t->strides, t->ndim, t->offset));
 }
@@ -805,12 +831,15 @@ const int64_t *et_shape(const et_tensor *t) { return t ? t->shape : NULL; }
 const int64_t *et_strides(const et_tensor *t) { return t ? t->strides : NULL; }
 int64_t et_numel(const et_tensor *t) { return t ? t->numel : 0; }
 bool et_is_contiguous(const et_tensor *t) { return t && t->contiguous; }
-float *et_data(et_tensor *t) { return t ? t->data : NULL; }
-const float *et_data_const(const et_tensor *t) { return t ? t->data : NULL; }
+float *et_data(et_tensor *t) { return t && etc_null_check(t, "data") ? t->data : NULL; }
+const float *et_data_const(const et_tensor *t)
+{
+    return t && etc_null_check(t, "data") ? t->data : NULL;
+}
 
 int64_t et_size(const et_tensor *t, int dim)
 {
-    if (!etc_null_check(t, "size"))
+    if (!etc_any_check(t, "size"))
         return -1;
     if (t->ndim == 0) {
         et_set_error(ET_ERR_INDEX, "size: dimension specified as %d but tensor has no dimensions", dim);
@@ -822,7 +851,7 @@ int64_t et_size(const et_tensor *t, int dim)
 
 float et_item(const et_tensor *t)
 {
-    if (!etc_null_check(t, "item"))
+    if (!etc_any_check(t, "item"))
         return NAN;
     if (t->numel != 1) {
         char b[128];
@@ -831,12 +860,12 @@ float et_item(const et_tensor *t)
                      (long long)t->numel, etc_shape_fmt(t->shape, t->ndim, b, sizeof b));
         return NAN;
     }
-    return t->data[0];
+    return t->dtype == ET_INT64 ? (float)etc_idata(t)[0] : t->data[0];
 }
 
 float et_get(const et_tensor *t, const int64_t *index)
 {
-    if (!etc_null_check(t, "get"))
+    if (!etc_any_check(t, "get"))
         return NAN;
     if (t->ndim > 0 && !index) {
         et_set_error(ET_ERR_ARG, "get: index is NULL");
@@ -854,7 +883,7 @@ float et_get(const et_tensor *t, const int64_t *index)
             i += t->shape[d];
         off += i * t->strides[d];
     }
-    return t->data[off];
+    return t->dtype == ET_INT64 ? (float)etc_idata(t)[off] : t->data[off];
 }
 
 /* A contiguous tensor header over the caller's buffer `p` with t's shape,
@@ -882,6 +911,13 @@ void et_copy_to(const et_tensor *t, float *out)
 {
     if (!t || !out)
         return;
+    if (t->dtype == ET_INT64) {
+        et_tensor *c = etc_contig((et_tensor *)t);
+        for (int64_t i = 0; c && i < c->numel; i++)
+            out[i] = (float)etc_idata(c)[i];
+        etc_release(c);
+        return;
+    }
     if (t->contiguous) {
         memcpy(out, t->data, (size_t)t->numel * sizeof(float));
         return;
@@ -927,8 +963,12 @@ bool et_requires_grad(const et_tensor *t) { return t && t->requires_grad; }
 
 et_status et_set_requires_grad(et_tensor *t, bool on)
 {
-    if (!etc_null_check(t, "set_requires_grad"))
+    if (!etc_any_check(t, "set_requires_grad"))
         return ET_ERR_ARG;
+    if (on && t->dtype != ET_FLOAT32)
+        return et_set_error(ET_ERR_ARG, "set_requires_grad: only tensors of floating point "
+                            "dtype can require gradients (got %s)",
+                            et_dtype_name((et_dtype)t->dtype));
     if (t->op != ETC_OP_NONE)
         return et_set_error(ET_ERR_GRAD,
                             "set_requires_grad: you can only change requires_grad flags of "

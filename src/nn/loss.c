@@ -218,6 +218,50 @@ et_tensor *et_bce_with_logits(et_tensor *input, et_tensor *target, et_reduction 
 
 /* ---------------------------------------------------------- classification */
 
+/* The n class targets (int64, or float32 holding integers) as int64 in
+ * out[n]; ET_ERR_INDEX naming the position of a non-integral float. */
+static bool read_targets(const char *name, et_tensor *target, int64_t n, int64_t *out)
+{
+    if (et_tensor_dtype(target) == ET_INT64)
+        return et_copy_to_int64(target, out) == ET_OK;
+    nn_buf tb;
+    if (nn_buf_acquire(&tb, target) != ET_OK)
+        return false;
+    for (int64_t i = 0; i < n; i++) {
+        float v = tb.p[i];
+        if (!(v >= -9.2e18f && v <= 9.2e18f) || v != floorf(v)) {
+            nn_buf_release(&tb, false);
+            et_set_error(ET_ERR_INDEX, "%s: target %g at index %lld is not an integer class",
+                         name, (double)v, (long long)i);
+            return false;
+        }
+        out[i] = (int64_t)v;
+    }
+    nn_buf_release(&tb, false);
+    return true;
+}
+
+/* Every target in [0, c) or equal to ignore_index. */
+static bool class_targets_valid(const char *name, et_tensor *target, int64_t n, int64_t c,
+                                int64_t ignore_index)
+{
+    int64_t *t = malloc((size_t)(n > 0 ? n : 1) * sizeof *t);
+    if (!t) {
+        et_set_error(ET_ERR_NOMEM, "%s: out of memory", name);
+        return false;
+    }
+    bool ok = read_targets(name, target, n, t);
+    for (int64_t i = 0; ok && i < n; i++)
+        if (t[i] != ignore_index && (t[i] < 0 || t[i] >= c)) {
+            et_set_error(ET_ERR_INDEX, "%s: target %lld at index %lld is out of bounds "
+                         "(expected an integer class in [0, %lld) or ignore_index %lld)", name,
+                         (long long)t[i], (long long)i, (long long)c, (long long)ignore_index);
+            ok = false;
+        }
+    free(t);
+    return ok;
+}
+
 /* Checks input [N, C] or [C] against target [N] or [] and that every target
  * is an integer class in [0, C) or ignore_index, and weight (if any) is
  * [C].  Sets *n and *c. */
@@ -251,23 +295,7 @@ static bool check_class_targets(const char *name, et_tensor *input, et_tensor *t
                      name, NN_SHAPE_STR(weight, a), (long long)*c);
         return false;
     }
-    nn_buf tb;
-    if (nn_buf_acquire(&tb, target) != ET_OK)
-        return false;
-    for (int64_t i = 0; i < *n; i++) {
-        float v = tb.p[i];
-        if (v == (float)ignore_index && (double)v == (double)ignore_index)
-            continue;
-        if (!(v >= 0.0f && v < (float)*c) || v != floorf(v)) {
-            nn_buf_release(&tb, false);
-            et_set_error(ET_ERR_INDEX, "%s: target %g at index %lld is out of bounds "
-                         "(expected an integer class in [0, %lld) or ignore_index %lld)", name,
-                         (double)v, (long long)i, (long long)*c, (long long)ignore_index);
-            return false;
-        }
-    }
-    nn_buf_release(&tb, false);
-    return true;
+    return class_targets_valid(name, target, *n, *c, ignore_index);
 }
 
 /* Constants of a class-index loss, no gradient: the targets with ignored
@@ -284,32 +312,31 @@ static bool class_constants(et_tensor *target, et_tensor *weight, int64_t ignore
                             int64_t n, class_consts *k)
 {
     size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
-    float *ti = malloc(bytes), *wi = malloc(bytes), *vi = malloc(bytes);
-    nn_buf tb, wb;
-    bool have_t = false, have_w = false;
-    bool ok = ti && wi && vi && (have_t = nn_buf_acquire(&tb, target) == ET_OK) &&
+    int64_t *ti = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    float *wi = malloc(bytes), *vi = malloc(bytes);
+    nn_buf wb;
+    bool have_w = false;
+    bool ok = ti && wi && vi && read_targets("class loss", target, n, ti) &&
               (!weight || (have_w = nn_buf_acquire(&wb, weight) == ET_OK));
     if (ok) {
         k->wsum = 0;
         k->nvalid = 0;
         for (int64_t i = 0; i < n; i++) {
-            bool ignored = (double)tb.p[i] == (double)ignore_index;
-            int64_t cls = ignored ? 0 : (int64_t)tb.p[i];
-            ti[i] = (float)cls;
+            bool ignored = ti[i] == ignore_index;
+            int64_t cls = ignored ? 0 : ti[i];
+            ti[i] = cls;
             wi[i] = ignored ? 0.0f : weight ? wb.p[cls] : 1.0f;
             vi[i] = ignored ? 0.0f : 1.0f;
             k->wsum += wi[i];
             k->nvalid += vi[i];
         }
-        k->idx = et_tensor_new(ti, ET_SHAPE(n, 1));
+        k->idx = et_tensor_new_int64(ti, ET_SHAPE(n, 1));
         k->sw = et_tensor_new(wi, ET_SHAPE(n));
         k->valid = et_tensor_new(vi, ET_SHAPE(n));
         ok = k->idx && k->sw && k->valid;
-    } else if (!ti || !wi || !vi) {   /* else nn_buf_acquire set the error */
+    } else if (!ti || !wi || !vi) {   /* else the reader set the error */
         et_set_error(ET_ERR_NOMEM, "class loss: out of memory");
     }
-    if (have_t)
-        nn_buf_release(&tb, false);
     if (have_w)
         nn_buf_release(&wb, false);
     free(ti);

@@ -37,6 +37,12 @@ et_tensor *nn_keep_new(const float *data, const int64_t *shape, int ndim)
     return keep(et_tensor_new(data, shape, ndim));
 }
 
+et_tensor *nn_keep_new_int64(const int64_t *data, const int64_t *shape, int ndim)
+{
+    et_pool_begin();
+    return keep(et_tensor_new_int64(data, shape, ndim));
+}
+
 et_tensor *nn_keep_clone(const et_tensor *t)
 {
     et_pool_begin();
@@ -53,6 +59,10 @@ et_status nn_buf_acquire(nn_buf *b, et_tensor *t)
 {
     b->t = t;
     b->tmp = NULL;
+    b->p = NULL;
+    if (et_tensor_dtype(t) != ET_FLOAT32)
+        return et_set_error(ET_ERR_ARG, "expected a float32 tensor, got %s",
+                            et_dtype_name(et_tensor_dtype(t)));
     if (et_is_contiguous(t)) {
         b->p = et_data(t);
         return ET_OK;

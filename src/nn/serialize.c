@@ -205,6 +205,20 @@ static void swap32(uint8_t *p, size_t nfloats)
     }
 }
 
+static void swap64(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++, p += 8)
+        for (int k = 0; k < 4; k++) {
+            uint8_t t = p[k];
+            p[k] = p[7 - k];
+            p[7 - k] = t;
+        }
+}
+
+/* safetensors dtype names of the two tensor dtypes */
+static const char *st_dtype(et_dtype d) { return d == ET_INT64 ? "I64" : "F32"; }
+static size_t st_elsize(et_dtype d) { return d == ET_INT64 ? 8 : 4; }
+
 /* ------------------------------------------------------------------ dump */
 
 et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *len)
@@ -229,10 +243,10 @@ et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *le
         cJSON *e = cJSON_AddObjectToObject(root, d->names[i]);
         cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *offs = shape ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
-        ok = offs && cJSON_AddStringToObject(e, "dtype", "F32");
+        ok = offs && cJSON_AddStringToObject(e, "dtype", st_dtype(et_tensor_dtype(t)));
         for (int k = 0; ok && k < et_ndim(t); k++)
             ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)et_shape(t)[k]));
-        uint64_t bytes = (uint64_t)et_numel(t) * 4u;
+        uint64_t bytes = (uint64_t)et_numel(t) * st_elsize(et_tensor_dtype(t));
         ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset)) &&
              cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(offset + bytes)));
         offset += bytes;
@@ -259,9 +273,25 @@ et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *le
     free(json);
     uint8_t *data = out + 8 + hpad;
     for (int i = 0; i < d->n; i++) {
-        size_t k = (size_t)et_numel(d->tensors[i]);
+        et_tensor *t = d->tensors[i];
+        size_t k = (size_t)et_numel(t);
+        if (et_tensor_dtype(t) == ET_INT64) {
+            /* offsets are multiples of 4 only: go through an aligned copy */
+            et_tensor *c = nn_keep_clone(t);
+            if (!c) {
+                free(out);
+                return et_errcode();
+            }
+            if (k)
+                memcpy(data, et_data_int64(c), k * 8);
+            et_tensor_free(c);
+            if (!host_is_little())
+                swap64(data, k);
+            data += k * 8;
+            continue;
+        }
         /* data is 8-aligned (malloc + 8 + hpad) and offsets are multiples of 4 */
-        et_copy_to(d->tensors[i], (float *)(void *)data);
+        et_copy_to(t, (float *)(void *)data);
         if (!host_is_little())
             swap32(data, k);
         data += k * 4;
@@ -277,6 +307,7 @@ typedef struct {
     const char *name;
     int64_t shape[ET_MAX_DIMS];
     int ndim;
+    et_dtype dtype;
     uint64_t begin, end;
 } st_entry;
 
@@ -318,9 +349,13 @@ static et_status parse_entry(const cJSON *item, st_entry *e)
         return fmt_err("safetensors: entry \"%s\" lacks dtype, shape or data_offsets", name);
     if (!cJSON_IsString(dtype))
         return fmt_err("safetensors: entry \"%s\" has a non-string dtype", name);
-    if (strcmp(dtype->valuestring, "F32") != 0)
+    if (strcmp(dtype->valuestring, "F32") == 0)
+        e->dtype = ET_FLOAT32;
+    else if (strcmp(dtype->valuestring, "I64") == 0)
+        e->dtype = ET_INT64;
+    else
         return et_set_error(ET_ERR_FORMAT, "safetensors: tensor \"%s\" has dtype %s, only F32 "
-                            "is supported", name, dtype->valuestring);
+                            "and I64 are supported", name, dtype->valuestring);
     if (!cJSON_IsArray(shape))
         return fmt_err("safetensors: entry \"%s\" has a non-array shape", name);
     int nd = cJSON_GetArraySize(shape);
@@ -341,7 +376,7 @@ static et_status parse_entry(const cJSON *item, st_entry *e)
         !json_uint(offs->child, &e->begin) || !json_uint(offs->child->next, &e->end) ||
         e->end < e->begin)
         return fmt_err("safetensors: tensor \"%s\" has invalid data_offsets", name);
-    if (e->end - e->begin != numel * 4)
+    if (e->end - e->begin != numel * st_elsize(e->dtype))
         return fmt_err("safetensors: tensor \"%s\": data_offsets do not match its shape", name);
     e->name = name;
     return ET_OK;
@@ -427,16 +462,23 @@ static et_status parse_header(const cJSON *root, const uint8_t *data, uint64_t d
         }
     }
     for (int j = 0; j < count && st == ET_OK; j++) {
-        et_tensor *t = nn_keep_new(NULL, es[j].shape, es[j].ndim);
+        bool i64 = es[j].dtype == ET_INT64;
+        et_tensor *t = i64 ? nn_keep_new_int64(NULL, es[j].shape, es[j].ndim)
+                           : nn_keep_new(NULL, es[j].shape, es[j].ndim);
         if (!t) {
             st = et_errcode() != ET_OK ? et_errcode() : ET_ERR_NOMEM;
             break;
         }
         size_t bytes = (size_t)(es[j].end - es[j].begin);
         if (bytes > 0) {
-            memcpy(et_data(t), data + es[j].begin, bytes);
-            if (!host_is_little())
-                swap32((uint8_t *)et_data(t), bytes / 4);
+            uint8_t *dst = i64 ? (uint8_t *)et_data_int64(t) : (uint8_t *)et_data(t);
+            memcpy(dst, data + es[j].begin, bytes);
+            if (!host_is_little()) {
+                if (i64)
+                    swap64(dst, bytes / 8);
+                else
+                    swap32(dst, bytes / 4);
+            }
         }
         st = et_tensor_dict_set(d, es[j].name, t);
         et_tensor_free(t);

@@ -246,6 +246,43 @@ START_TEST(class_targets_out_of_range_are_errors_naming_the_index)
 }
 END_TEST
 
+START_TEST(int64_class_targets_equal_float_targets)
+{
+    et_pool_begin();
+    float x[12];
+    et_generator *g = et_generator_new(17);
+    nn_fill_uniform(g, x, 12, -2, 2);
+    et_tensor *xf = et_tensor_new(x, ET_SHAPE(3, 4)), *xi = et_tensor_new(x, ET_SHAPE(3, 4));
+    et_set_requires_grad(xf, true);
+    et_set_requires_grad(xi, true);
+    et_tensor *tf = et_tensor_new((float[]){3, -100, 1}, ET_SHAPE(3));
+    et_tensor *ti = et_tensor_new_int64((int64_t[]){3, -100, 1}, ET_SHAPE(3));
+    et_class_loss_opts o = ET_CLASS_LOSS_DEFAULTS;
+    o.label_smoothing = 0.1f;
+    et_tensor *lf = et_cross_entropy_ex(xf, tf, ET_REDUCTION_MEAN, o);
+    et_tensor *li = et_cross_entropy_ex(xi, ti, ET_REDUCTION_MEAN, o);
+    ck_assert_ptr_nonnull(li);
+    ck_assert_float_eq(et_item(lf), et_item(li));
+    ck_assert_int_eq(et_backward(lf, NULL), ET_OK);
+    ck_assert_int_eq(et_backward(li, NULL), ET_OK);
+    for (int k = 0; k < 12; k++)
+        ck_assert_float_eq(et_data(et_grad(xf))[k], et_data(et_grad(xi))[k]);
+    et_tensor *nl = et_nll_loss(et_log_softmax(xi, 1),
+                                et_tensor_new_int64((int64_t[]){0, 1, 2}, ET_SHAPE(3)),
+                                ET_REDUCTION_SUM);
+    ck_assert_ptr_nonnull(nl);
+    ck_assert_ptr_null(et_cross_entropy(xi, et_tensor_new_int64((int64_t[]){0, 4, 1}, ET_SHAPE(3)),
+                                        ET_REDUCTION_MEAN, 0));
+    ck_assert_int_eq(et_errcode(), ET_ERR_INDEX);
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "target 4 at index 1 is out of bounds"));
+    ck_assert_ptr_null(et_cross_entropy(xi, et_tensor_new((float[]){0, 1.5f, 1}, ET_SHAPE(3)),
+                                        ET_REDUCTION_MEAN, 0));
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "target 1.5 at index 1 is not an integer"));
+    et_generator_free(g);
+    et_pool_end();
+}
+END_TEST
+
 START_TEST(mismatched_shapes_and_bad_arguments_are_errors)
 {
     et_tensor *a = et_zeros(ET_SHAPE(2, 3)), *b = et_zeros(ET_SHAPE(3, 2));
@@ -377,6 +414,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, class_targets_out_of_range_are_errors_naming_the_index);
+    tcase_add_test(tc, int64_class_targets_equal_float_targets);
     tcase_add_test(tc, mismatched_shapes_and_bad_arguments_are_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("misc");

@@ -229,6 +229,43 @@ START_TEST(malformed_headers_are_rejected_with_reasons)
 }
 END_TEST
 
+START_TEST(int64_tensors_round_trip_as_I64)
+{
+    et_tensor_dict *d = et_tensor_dict_new();
+    const int64_t big[3] = {((int64_t)1 << 40) + 1, -7, INT64_MAX};
+    et_tensor *i = et_tensor_new_int64(big, ET_SHAPE(3));
+    et_tensor *n = et_tensor_new_int64((int64_t[]){5}, NULL, 0);   /* like num_batches_tracked */
+    et_tensor *f = et_tensor_new((float[]){1.5f}, ET_SHAPE(1));
+    ck_assert_int_eq(et_tensor_dict_set(d, "f", f), ET_OK);          /* 4 bytes: I64 at offset 4 */
+    ck_assert_int_eq(et_tensor_dict_set(d, "i", i), ET_OK);
+    ck_assert_int_eq(et_tensor_dict_set(d, "n", n), ET_OK);
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(et_safetensors_dump(d, &buf, &len), ET_OK);
+    char *hdr = strndup((const char *)buf + 8, len - 8);
+    ck_assert_ptr_nonnull(strstr(hdr, "\"i\":{\"shape\":[3],\"data_offsets\":[4,28],\"dtype\":\"I64\"}"));
+    free(hdr);
+    et_tensor_dict *back;
+    ck_assert_int_eq(et_safetensors_parse(buf, len, &back), ET_OK);
+    et_tensor *bi = et_tensor_dict_get(back, "i"), *bn = et_tensor_dict_get(back, "n");
+    ck_assert_int_eq(et_tensor_dtype(bi), ET_INT64);
+    ck_assert_int_eq(et_ndim(bn), 0);
+    for (int k = 0; k < 3; k++)
+        ck_assert(et_data_int64(bi)[k] == big[k]);
+    ck_assert(et_data_int64(bn)[0] == 5);
+    ck_assert_int_eq(et_tensor_dtype(et_tensor_dict_get(back, "f")), ET_FLOAT32);
+    /* an I64 entry whose offsets give 4 bytes per element is rejected */
+    ck_assert_int_eq(parse_header_text("{\"a\":{\"dtype\":\"I64\",\"shape\":[2],"
+                                       "\"data_offsets\":[0,8]}}", 8), ET_ERR_FORMAT);
+    et_tensor_dict_free(back);
+    free(buf);
+    et_tensor_free(i);
+    et_tensor_free(n);
+    et_tensor_free(f);
+    et_tensor_dict_free(d);
+}
+END_TEST
+
 START_TEST(header_length_field_is_checked)
 {
     uint8_t b[16] = {0};
@@ -373,6 +410,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("safetensors");
     tcase_add_test(tc, dump_layout_and_parse_round_trip);
+    tcase_add_test(tc, int64_tensors_round_trip_as_I64);
     tcase_add_test(tc, every_truncation_is_an_error);
     tcase_add_test(tc, header_bit_flips_never_crash);
     tcase_add_test(tc, random_byte_mutations_never_crash);
