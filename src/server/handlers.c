@@ -10,7 +10,7 @@
 
 #include "server/http_internal.h"
 #include "server/registry.h"
-#include "server/spec.h"
+#include "server/formats/json_in.h"
 #include "server/tensor_json.h"
 
 #define ERRCAP 1024

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "server/persist.h"
-#include "server/spec.h"
+#include "server/models/spec.h"
 
 struct etd_model {
     char name[72];
@@ -188,9 +188,12 @@ static etd_model *model_build(etd_registry *r, const char *name, etd_spec *spec,
         snprintf(err, cap, "out of memory");
         goto fail;
     }
-    m->net = etd_spec_build_net(&m->spec, m->gen, err, cap);
-    if (!m->net)
+    etd_err e;
+    m->net = etd_spec_build_net(&m->spec, m->gen, &e);
+    if (!m->net) {
+        snprintf(err, cap, "%s", e.msg);
         goto fail;
+    }
     et_module_train(m->net, false);
     m->nparams = et_module_num_params(m->net);
     m->params = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *m->params);
@@ -200,13 +203,17 @@ static etd_model *model_build(etd_registry *r, const char *name, etd_spec *spec,
     }
     for (int i = 0; i < m->nparams; i++)
         m->params[i] = et_module_param(m->net, i);
-    m->opt = etd_spec_build_optim(&m->spec, m->params, m->nparams, err, cap);
-    if (!m->opt)
+    m->opt = etd_spec_build_optim(&m->spec, m->params, m->nparams, &e);
+    if (!m->opt) {
+        snprintf(err, cap, "%s", e.msg);
         goto fail;
-    if (m->spec.sched != ETD_SCHED_NONE) {
-        m->sched = etd_spec_build_sched(&m->spec, m->opt, err, cap);
-        if (!m->sched)
+    }
+    if (m->spec.sched.type) {
+        m->sched = etd_spec_build_sched(&m->spec, m->opt, &e);
+        if (!m->sched) {
+            snprintf(err, cap, "%s", e.msg);
             goto fail;
+        }
     }
     publish(m);
     return m;
@@ -693,8 +700,11 @@ int etd_registry_define(etd_registry *r, const cJSON *body, etd_buf *out, char *
         return 400;
     }
     etd_spec spec;
-    if (!etd_spec_parse(body, r->o.max_params, &spec, err, cap))
-        return 400;
+    etd_err e;
+    if (!etd_spec_parse(body, r->o.max_params, &spec, &e)) {
+        snprintf(err, cap, "%s", e.msg);
+        return e.rc == ETD_ENOMEM ? 500 : 400;
+    }
     etd_model *old = etd_registry_get(r, name->valuestring);
     if (old) {
         etd_model_unref(old);
@@ -827,8 +837,11 @@ static void load_file(etd_registry *r, const char *file)
         goto bad;
     }
     etd_spec spec;
-    if (!etd_spec_parse(spec_j, r->o.max_params, &spec, err, sizeof err))
+    etd_err e;
+    if (!etd_spec_parse(spec_j, r->o.max_params, &spec, &e)) {
+        snprintf(err, sizeof err, "%.500s", e.msg);
         goto bad;
+    }
     char *spec_json = cJSON_PrintUnformatted(spec_j);
     if (!spec_json) {
         etd_spec_free(&spec);
@@ -1047,9 +1060,10 @@ static et_tensor *train_loss(etd_model *m, et_tensor *xt, et_tensor *yt, char *e
         snprintf(err, cap, "inputs: %s", et_errmsg());
         return NULL;
     }
-    et_tensor *loss = etd_spec_loss(&m->spec, out, yt);
+    etd_err e;
+    et_tensor *loss = etd_spec_loss(&m->spec, out, yt, &e);
     if (!loss) {
-        snprintf(err, cap, "targets: %s", et_errmsg());
+        snprintf(err, cap, "%s", e.msg);
         return NULL;
     }
     if (et_numel(loss) != 1) {

@@ -1,6 +1,6 @@
 /*
  * fuzz_json.c - libFuzzer harness: JSON tensors and model specs
- * (src/server/tensor_json.c, src/server/spec.c).
+ * (src/server/tensor_json.c, src/server/models/spec*.c).
  *
  * Every input is tried as
  *   1. a tensor: the general path (strict cJSON, then etd_array_from_json)
@@ -20,7 +20,7 @@
 #include <cjson/cJSON.h>
 #include <easytorch/easytorch.h>
 
-#include "server/spec.h"
+#include "server/models/spec.h"
 #include "server/tensor_json.h"
 
 #define MAX_ELEMS 4096
@@ -88,13 +88,13 @@ static void fuzz_tensor(const uint8_t *data, size_t size, const char *text)
 
 static void fuzz_spec(const uint8_t *data, size_t size, const char *text)
 {
-    char err[512] = "";
+    etd_err err = {0};
     cJSON *j = cJSON_ParseWithLengthOpts(text, size + 1, NULL, 1);
     if (!j)
         return;
     etd_spec spec;
-    if (!etd_spec_parse(j, MAX_PARAMS, &spec, err, sizeof err)) {
-        if (!err[0])
+    if (!etd_spec_parse(j, MAX_PARAMS, &spec, &err)) {
+        if (!err.msg[0] || err.rc == ETD_OK)
             fail("etd_spec_parse rejected without a message", data, size);
         cJSON_Delete(j);
         return;
@@ -102,18 +102,18 @@ static void fuzz_spec(const uint8_t *data, size_t size, const char *text)
     if (spec.param_count > MAX_PARAMS)
         fail("etd_spec_parse accepted more parameters than allowed", data, size);
     et_generator *g = et_generator_new(spec.has_seed ? spec.seed : 0);
-    et_module *net = etd_spec_build_net(&spec, g, err, sizeof err);
+    et_module *net = etd_spec_build_net(&spec, g, &err);
     if (!net)
         fail("a parsed spec failed to build its network", data, size);
     int np = et_module_num_params(net);
     et_tensor **params = calloc((size_t)np + 1, sizeof *params);
     for (int i = 0; i < np; i++)
         params[i] = et_module_param(net, i);
-    et_optim *opt = etd_spec_build_optim(&spec, params, np, err, sizeof err);
+    et_optim *opt = etd_spec_build_optim(&spec, params, np, &err);
     if (!opt) /* BUG H4: e.g. a model without parameters */
         fail("a parsed spec failed to build its optimizer", data, size);
     et_scheduler *sch = NULL; /* BUG H4: e.g. LinearLR total_iters 0 */
-    if (spec.sched != ETD_SCHED_NONE && !(sch = etd_spec_build_sched(&spec, opt, err, sizeof err)))
+    if (spec.sched.type && !(sch = etd_spec_build_sched(&spec, opt, &err)))
         fail("a parsed spec failed to build its scheduler", data, size);
     if (spec.in_features > 0 && spec.in_features <= 1024) {
         int64_t shape[2] = {2, spec.in_features};

@@ -1,0 +1,425 @@
+/* spec.c - parse, validate and build model specifications: the field
+ * readers, the feature flow, the top level and the build functions.  The
+ * type tables are in spec_layers.c and spec_train.c. */
+#include "server/models/spec.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/formats/json_in.h"
+
+#define MAX_EXACT 9007199254740992.0 /* 2^53: integers a JSON number holds exactly */
+
+/* ---------------------------------------------------------------- field readers */
+
+bool etd_field_fail(const etd_obj *o, const char *key, const char *fmt, ...)
+{
+    char msg[ETD_ERRCAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (key)
+        etd_fail(o->e, ETD_EINVAL, "%s.%s: %s", o->path, key, msg);
+    else
+        etd_fail(o->e, ETD_EINVAL, "%s: %s", o->path, msg);
+    return false;
+}
+
+static const cJSON *field(const etd_obj *o, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(o->o, key);
+}
+
+bool etd_field_int(const etd_obj *o, const char *key, bool required, int64_t def, int64_t min,
+                   int64_t max, int64_t *out)
+{
+    const cJSON *v = field(o, key);
+    if (!v) {
+        if (required)
+            return etd_field_fail(o, key, "required field is missing");
+        *out = def;
+        return true;
+    }
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d != floor(d) || fabs(d) > MAX_EXACT || d < (double)min ||
+        d > (double)max) {
+        if (max == INT64_MAX && min == 1)
+            return etd_field_fail(o, key, "expected a positive integer");
+        if (max == INT64_MAX && min == 0)
+            return etd_field_fail(o, key, "expected a non-negative integer");
+        if (max == INT64_MAX)
+            return etd_field_fail(o, key, "expected an integer >= %lld", (long long)min);
+        return etd_field_fail(o, key, "expected an integer in [%lld, %lld]", (long long)min,
+                              (long long)max);
+    }
+    *out = (int64_t)d;
+    return true;
+}
+
+bool etd_field_num(const etd_obj *o, const char *key, bool required, double def, double lo,
+                   double hi, double *out)
+{
+    const cJSON *v = field(o, key);
+    if (!v) {
+        if (required)
+            return etd_field_fail(o, key, "required field is missing");
+        *out = def;
+        return true;
+    }
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || !isfinite(d) || d < lo || d > hi) {
+        if (isinf(lo) && isinf(hi))
+            return etd_field_fail(o, key, "expected a number");
+        if (isinf(hi))
+            return etd_field_fail(o, key, "expected a number >= %g", lo);
+        return etd_field_fail(o, key, "expected a number in [%g, %g]", lo, hi);
+    }
+    *out = d;
+    return true;
+}
+
+bool etd_field_bool(const etd_obj *o, const char *key, bool def, bool *out)
+{
+    const cJSON *v = field(o, key);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!cJSON_IsBool(v))
+        return etd_field_fail(o, key, "expected true or false");
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+bool etd_field_choice(const etd_obj *o, const char *key, const char *const *choices, int def,
+                      int *out)
+{
+    const cJSON *v = field(o, key);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    for (int i = 0; cJSON_IsString(v) && choices[i]; i++)
+        if (strcmp(v->valuestring, choices[i]) == 0) {
+            *out = i;
+            return true;
+        }
+    char list[256] = "";
+    for (int i = 0, n = 0; choices[i] && n < (int)sizeof list; i++)
+        n += snprintf(list + n, sizeof list - (size_t)n, "%s\"%s\"",
+                      i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
+    etd_field_fail(o, key, "expected %s", list);
+    if (cJSON_IsString(v))
+        etd_err_suggest(o->e, v->valuestring, choices);
+    return false;
+}
+
+bool etd_field_ints(const etd_obj *o, const char *key, bool required, int max_n, int64_t min,
+                    int64_t **out, int *n)
+{
+    const cJSON *v = field(o, key);
+    *out = NULL;
+    *n = 0;
+    if (!v)
+        return required ? etd_field_fail(o, key, "required field is missing") : true;
+    const char *what = min == 0 ? "non-negative integers" : min == 1 ? "positive integers"
+                                                                     : "integers";
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > max_n)
+        return etd_field_fail(o, key, "expected a list of %s", what);
+    int k = cJSON_GetArraySize(v);
+    int64_t *a = calloc((size_t)(k ? k : 1), sizeof *a);
+    if (!a)
+        return etd_fail(o->e, ETD_ENOMEM, "%s.%s: out of memory", o->path, key), false;
+    int i = 0;
+    for (const cJSON *x = v->child; x; x = x->next, i++) {
+        double d = x->valuedouble;
+        if (!cJSON_IsNumber(x) || d < (double)min || d != floor(d) || d > MAX_EXACT) {
+            free(a);
+            char k2[96];
+            snprintf(k2, sizeof k2, "%s[%d]", key, i);
+            return etd_field_fail(o, k2, "expected a %s", min == 0 ? "non-negative integer"
+                                                        : min == 1 ? "positive integer"
+                                                                   : "integer");
+        }
+        a[i] = (int64_t)d;
+    }
+    *out = a;
+    *n = k;
+    return true;
+}
+
+/* ---------------------------------------------------------------- feature flow */
+
+bool etd_flow_need(etd_flow *f, const etd_obj *o, const char *key, int64_t n)
+{
+    if (f->features >= 0 && f->features != n)
+        return etd_field_fail(o, key, "expected %lld (%s), got %lld", (long long)f->features,
+                              f->features_by, (long long)n);
+    if (f->features < 0 && !f->reshaped && f->in_features < 0)
+        f->in_features = n;
+    return true;
+}
+
+void etd_flow_give(etd_flow *f, int64_t n, const char *by)
+{
+    f->features = n;
+    f->features_by = by;
+}
+
+void etd_flow_reshape(etd_flow *f)
+{
+    f->features = -1;
+    f->reshaped = true;
+}
+
+bool etd_flow_params(etd_flow *f, const etd_obj *o, int64_t n)
+{
+    if (n < 0 || n > f->max_params - f->params)
+        return etd_field_fail(o, NULL, "the model would have more than %lld parameters",
+                              (long long)f->max_params);
+    f->params += n;
+    return true;
+}
+
+/* ---------------------------------------------------------------- tables */
+
+const void *etd_spec_find(const void *rows, int n, size_t size, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        const void *row = (const char *)rows + (size_t)i * size;
+        if (strcmp(*(const char *const *)row, name) == 0)
+            return row;
+    }
+    return NULL;
+}
+
+/* "type" of the object at o: the row of the table with that name, or false
+ * + "unknown <what> type \"X\" (known: ...); did you mean \"Y\"?". */
+static const void *find_type(const etd_obj *o, const void *rows, int n, size_t size,
+                             const char *what)
+{
+    if (!cJSON_IsObject(o->o))
+        return etd_field_fail(o, NULL, "expected an object with a \"type\""), NULL;
+    const cJSON *t = field(o, "type");
+    if (!t)
+        return etd_field_fail(o, "type", "required field is missing"), NULL;
+    if (!cJSON_IsString(t))
+        return etd_field_fail(o, "type", "expected a string"), NULL;
+    const void *row = etd_spec_find(rows, n, size, t->valuestring);
+    if (row)
+        return row;
+    const char *names[128];
+    int k = 0;
+    for (; k < n && k < 127; k++)
+        names[k] = *(const char *const *)((const char *)rows + (size_t)k * size);
+    names[k] = NULL;
+    char list[1024];
+    etd_join_names(names, list, sizeof list);
+    etd_field_fail(o, "type", "unknown %s type \"%.60s\" (known: %s)", what, t->valuestring, list);
+    etd_err_suggest(o->e, t->valuestring, names);
+    return NULL;
+}
+
+/* The object's fields: "type" and fields[] only, each once. */
+static bool check_fields(const etd_obj *o, const char *type, const char *const *fields)
+{
+    static const char *const none[] = {NULL};
+    char for_what[96];
+    snprintf(for_what, sizeof for_what, " for %s", type);
+    return etd_check_keys(o->o, o->path, for_what, fields ? fields : none, "type", o->e);
+}
+
+/* ---------------------------------------------------------------- the whole spec */
+
+static bool parse_layers(const cJSON *layers, etd_spec *s, etd_flow *flow, etd_err *e)
+{
+    if (!layers)
+        return etd_fail(e, ETD_EINVAL, "layers: required field is missing"), false;
+    if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) == 0)
+        return etd_fail(e, ETD_EINVAL, "layers: expected a non-empty list of layers"), false;
+    int n = cJSON_GetArraySize(layers);
+    if (n > 1000)
+        return etd_fail(e, ETD_EINVAL, "layers: more than 1000 layers"), false;
+    s->layers = calloc((size_t)n, sizeof *s->layers);
+    if (!s->layers)
+        return etd_fail(e, ETD_ENOMEM, "layers: out of memory"), false;
+    s->nlayers = n;
+    int i = 0;
+    for (const cJSON *l = layers->child; l; l = l->next, i++) {
+        char path[32];
+        snprintf(path, sizeof path, "layers[%d]", i);
+        etd_obj o = {l, path, e};
+        const etd_layer_type *t =
+            find_type(&o, etd_layer_types, etd_nlayer_types, sizeof *etd_layer_types, "layer");
+        if (!t || !check_fields(&o, t->name, t->fields))
+            return false;
+        s->layers[i].type = t;
+        if (t->parse && !t->parse(&s->layers[i], &o, flow))
+            return false;
+    }
+    return true;
+}
+
+/* The loss may be a bare string: {"type": <it>}. */
+static bool parse_loss(const cJSON *j, etd_spec *s, etd_err *e)
+{
+    static const char *const reductions[] = {"mean", "sum", NULL};
+    if (!j)
+        return etd_fail(e, ETD_EINVAL, "loss: required field is missing"), false;
+    cJSON *tmp = NULL;
+    if (cJSON_IsString(j)) {
+        tmp = cJSON_CreateObject();
+        if (!tmp || !cJSON_AddStringToObject(tmp, "type", j->valuestring)) {
+            cJSON_Delete(tmp);
+            return etd_fail(e, ETD_ENOMEM, "loss: out of memory"), false;
+        }
+        j = tmp;
+    }
+    etd_obj o = {j, "loss", e};
+    const etd_loss_type *t =
+        find_type(&o, etd_loss_types, etd_nloss_types, sizeof *etd_loss_types, "loss");
+    int red = 0;
+    bool ok = t && check_fields(&o, t->name, t->fields);
+    if (ok) {
+        s->loss.type = t;
+        ok = etd_field_choice(&o, "reduction", reductions, 0, &red);
+        s->loss.reduction = red ? ET_REDUCTION_SUM : ET_REDUCTION_MEAN;
+    }
+    if (ok && t->parse)
+        ok = t->parse(&s->loss, &o);
+    cJSON_Delete(tmp);
+    return ok;
+}
+
+static bool parse_optim(const cJSON *j, etd_spec *s, etd_err *e)
+{
+    if (!j)
+        return etd_fail(e, ETD_EINVAL, "optimizer: required field is missing"), false;
+    etd_obj o = {j, "optimizer", e};
+    const etd_optim_type *t =
+        find_type(&o, etd_optim_types, etd_noptim_types, sizeof *etd_optim_types, "optimizer");
+    if (!t || !check_fields(&o, t->name, t->fields))
+        return false;
+    s->optim.type = t;
+    return t->parse(&s->optim, &o);
+}
+
+static bool parse_sched(const cJSON *j, etd_spec *s, etd_err *e)
+{
+    s->sched.type = NULL;
+    if (!j || cJSON_IsNull(j))
+        return true;
+    etd_obj o = {j, "scheduler", e};
+    const etd_sched_type *t =
+        find_type(&o, etd_sched_types, etd_nsched_types, sizeof *etd_sched_types, "scheduler");
+    if (!t || !check_fields(&o, t->name, t->fields))
+        return false;
+    s->sched.type = t;
+    return t->parse(&s->sched, &o);
+}
+
+bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err *e)
+{
+    static const char *const top[] = {"name", "layers", "loss", "optimizer", "scheduler", "seed",
+                                      NULL};
+    memset(s, 0, sizeof *s);
+    if (!cJSON_IsObject(root))
+        return etd_fail(e, ETD_EINVAL, "body: expected a JSON object"), false;
+    if (!etd_check_keys(root, "", NULL, top, NULL, e))
+        return false;
+    etd_flow flow = {.features = -1, .features_by = "", .in_features = -1,
+                     .max_params = max_params};
+    if (!parse_layers(cJSON_GetObjectItemCaseSensitive(root, "layers"), s, &flow, e))
+        goto bad;
+    s->in_features = flow.in_features;
+    s->out_features = flow.features;
+    s->param_count = flow.params;
+    if (s->param_count == 0) { /* torch.optim: "optimizer got an empty parameter list" */
+        etd_fail(e, ETD_EINVAL, "layers: the model has no parameters to optimize (add a Linear)");
+        goto bad;
+    }
+    if (!parse_loss(cJSON_GetObjectItemCaseSensitive(root, "loss"), s, e) ||
+        !parse_optim(cJSON_GetObjectItemCaseSensitive(root, "optimizer"), s, e) ||
+        !parse_sched(cJSON_GetObjectItemCaseSensitive(root, "scheduler"), s, e))
+        goto bad;
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
+    if (seed && !cJSON_IsNull(seed)) {
+        double v = seed->valuedouble;
+        if (!cJSON_IsNumber(seed) || v < 0 || v != floor(v) || v > MAX_EXACT) {
+            etd_fail(e, ETD_EINVAL, "seed: expected a non-negative integer (at most 2^53)");
+            goto bad;
+        }
+        s->has_seed = true;
+        s->seed = (uint64_t)v;
+    }
+    return true;
+bad:
+    etd_spec_free(s);
+    return false;
+}
+
+void etd_spec_free(etd_spec *s)
+{
+    if (s->sched.type && s->sched.type->free)
+        s->sched.type->free(&s->sched);
+    free(s->layers);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------------------------------------------------------------- building */
+
+et_module *etd_spec_build_net(const etd_spec *s, et_generator *g, etd_err *e)
+{
+    et_module *seq = et_sequential_new();
+    if (!seq) {
+        etd_fail(e, ETD_ENOMEM, "model: %s", et_errmsg());
+        return NULL;
+    }
+    for (int i = 0; i < s->nlayers; i++) {
+        const etd_layer *l = &s->layers[i];
+        et_module *m = l->type->build(l, g);
+        if (!m || et_sequential_append(seq, m) != ET_OK) {
+            etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "layers[%d]: %s",
+                     i, et_errmsg());
+            et_module_free(seq);
+            return NULL;
+        }
+    }
+    return seq;
+}
+
+et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params, int n, etd_err *e)
+{
+    et_optim *o = s->optim.type->build(&s->optim, params, n);
+    if (!o)
+        etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "optimizer: %s",
+                 et_errmsg());
+    return o;
+}
+
+et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e)
+{
+    if (!s->sched.type)
+        return NULL;
+    et_scheduler *r = s->sched.type->build(&s->sched, o);
+    if (!r)
+        etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "scheduler: %s",
+                 et_errmsg());
+    return r;
+}
+
+et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, etd_err *e)
+{
+    const etd_loss_type *t = s->loss.type;
+    if (t->check && !t->check(&s->loss, out, target, e))
+        return NULL;
+    et_tensor *l = t->fn(&s->loss, out, target);
+    if (!l)
+        etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "targets: %s",
+                 et_errmsg());
+    return l;
+}

@@ -1,0 +1,152 @@
+/* spec_layers.c - the layer types of a model spec: one row each (name,
+ * fields, parse, build), see spec.h for how to add one. */
+#include <float.h>
+#include <stdint.h>
+
+#include "server/models/spec.h"
+
+/* ---- Linear ---- */
+
+static const char *const linear_fields[] = {"in_features", "out_features", "bias", NULL};
+
+static bool linear_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    int64_t in, out;
+    if (!etd_field_int(o, "in_features", true, 0, 1, INT64_MAX, &in) ||
+        !etd_field_int(o, "out_features", true, 0, 1, INT64_MAX, &out) ||
+        !etd_field_bool(o, "bias", true, &l->u.linear.bias) ||
+        !etd_flow_need(f, o, "in_features", in))
+        return false;
+    /* overflow-free: in * out is only formed once it is known to fit */
+    if (in > f->max_params / out)
+        return etd_flow_params(f, o, -1);
+    if (!etd_flow_params(f, o, in * out + (l->u.linear.bias ? out : 0)))
+        return false;
+    l->u.linear.in_features = in;
+    l->u.linear.out_features = out;
+    etd_flow_give(f, out, "the out_features of the previous Linear");
+    return true;
+}
+
+static et_module *linear_build(const etd_layer *l, et_generator *g)
+{
+    return et_linear_new(l->u.linear.in_features, l->u.linear.out_features, l->u.linear.bias, g);
+}
+
+/* ---- activations and friends ---- */
+
+static const char *const inplace_field[] = {"inplace", NULL};
+
+/* inplace is accepted for torch compatibility and has no effect */
+static bool inplace_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    (void)l;
+    (void)f;
+    bool inplace;
+    return etd_field_bool(o, "inplace", false, &inplace);
+}
+
+static et_module *relu_build(const etd_layer *l, et_generator *g) { return et_relu_new(); }
+static et_module *tanh_build(const etd_layer *l, et_generator *g) { return et_tanh_new(); }
+static et_module *sigmoid_build(const etd_layer *l, et_generator *g) { return et_sigmoid_new(); }
+static et_module *identity_build(const etd_layer *l, et_generator *g) { return et_identity_new(); }
+
+static const char *const gelu_fields[] = {"approximate", NULL};
+
+static bool gelu_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    static const char *const modes[] = {"none", "tanh", NULL};
+    int mode;
+    if (!etd_field_choice(o, "approximate", modes, 0, &mode))
+        return false;
+    l->u.gelu.tanh = mode == 1;
+    return true;
+}
+
+static et_module *gelu_build(const etd_layer *l, et_generator *g) { return et_gelu_new(l->u.gelu.tanh); }
+
+static const char *const dim_field[] = {"dim", NULL};
+
+/* PyTorch's dim=None is not supported; -1 is what it means for [batch, features] */
+static bool softmax_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    int64_t dim;
+    if (!etd_field_int(o, "dim", false, -1, -ET_MAX_DIMS, ET_MAX_DIMS - 1, &dim))
+        return false;
+    l->u.softmax.dim = (int)dim;
+    return true;
+}
+
+static et_module *softmax_build(const etd_layer *l, et_generator *g)
+{
+    return et_softmax_new(l->u.softmax.dim);
+}
+
+static et_module *log_softmax_build(const etd_layer *l, et_generator *g)
+{
+    return et_log_softmax_new(l->u.softmax.dim);
+}
+
+static const char *const leaky_fields[] = {"negative_slope", "inplace", NULL};
+
+static bool leaky_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    /* a float in nn: bounded by FLT_MAX so the cast cannot overflow */
+    return etd_field_num(o, "negative_slope", false, 0.01, -FLT_MAX, FLT_MAX,
+                         &l->u.leaky_relu.negative_slope) &&
+           inplace_parse(l, o, f);
+}
+
+static et_module *leaky_build(const etd_layer *l, et_generator *g)
+{
+    return et_leaky_relu_new((float)l->u.leaky_relu.negative_slope);
+}
+
+static const char *const dropout_fields[] = {"p", "inplace", NULL};
+
+static bool dropout_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    return etd_field_num(o, "p", false, 0.5, 0.0, 1.0, &l->u.dropout.p) && inplace_parse(l, o, f);
+}
+
+/* Dropout draws its masks from the model's generator */
+static et_module *dropout_build(const etd_layer *l, et_generator *g)
+{
+    return et_dropout_new((float)l->u.dropout.p, g);
+}
+
+static const char *const flatten_fields[] = {"start_dim", "end_dim", NULL};
+
+static bool flatten_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    int64_t s, e;
+    if (!etd_field_int(o, "start_dim", false, 1, -ET_MAX_DIMS, ET_MAX_DIMS - 1, &s) ||
+        !etd_field_int(o, "end_dim", false, -1, -ET_MAX_DIMS, ET_MAX_DIMS - 1, &e))
+        return false;
+    l->u.flatten.start_dim = (int)s;
+    l->u.flatten.end_dim = (int)e;
+    etd_flow_reshape(f);
+    return true;
+}
+
+static et_module *flatten_build(const etd_layer *l, et_generator *g)
+{
+    return et_flatten_new(l->u.flatten.start_dim, l->u.flatten.end_dim);
+}
+
+/* ---- the table: one row per type, in the order of "known: ..." ---- */
+
+const etd_layer_type etd_layer_types[] = {
+    {"Linear", linear_fields, linear_parse, linear_build},
+    {"ReLU", inplace_field, inplace_parse, relu_build},
+    {"Tanh", NULL, NULL, tanh_build},
+    {"Sigmoid", NULL, NULL, sigmoid_build},
+    {"GELU", gelu_fields, gelu_parse, gelu_build},
+    {"Softmax", dim_field, softmax_parse, softmax_build},
+    {"LogSoftmax", dim_field, softmax_parse, log_softmax_build},
+    {"LeakyReLU", leaky_fields, leaky_parse, leaky_build},
+    {"Dropout", dropout_fields, dropout_parse, dropout_build},
+    {"Flatten", flatten_fields, flatten_parse, flatten_build},
+    {"Identity", NULL, NULL, identity_build},
+};
+const int etd_nlayer_types = (int)(sizeof etd_layer_types / sizeof etd_layer_types[0]);
