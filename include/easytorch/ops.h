@@ -47,8 +47,41 @@ et_tensor *et_relu(et_tensor *a);        /* gradient 0 at 0 */
 et_tensor *et_leaky_relu(et_tensor *a, float negative_slope);
 et_tensor *et_gelu(et_tensor *a, bool tanh_approximation); /* false: exact erf form */
 /* Clamp to [min, max]; pass -INFINITY / INFINITY for no bound. Gradient
- * passes where min <= x <= max, as PyTorch. */
+ * passes where min <= x <= max, as PyTorch.  A NaN bound gives NaN
+ * everywhere when the other bound is given, and leaves the values when it
+ * is the only bound (torch 1.13's clamp vs clamp_min/clamp_max); the
+ * gradient is 0 then. */
 et_tensor *et_clamp(et_tensor *a, float min, float max);
+
+/* More elementwise math (ops_unary.c).  sign is 0 at 0 and at NaN, as torch;
+ * sign, floor, ceil and round (half to even) have gradient 0. */
+et_tensor *et_sign(et_tensor *a);
+et_tensor *et_floor(et_tensor *a);
+et_tensor *et_ceil(et_tensor *a);
+et_tensor *et_round(et_tensor *a);
+et_tensor *et_reciprocal(et_tensor *a);
+et_tensor *et_rsqrt(et_tensor *a);
+et_tensor *et_log1p(et_tensor *a);
+et_tensor *et_expm1(et_tensor *a);
+et_tensor *et_sin(et_tensor *a);
+et_tensor *et_cos(et_tensor *a);
+et_tensor *et_erf(et_tensor *a);
+/* Activations of torch.nn.functional (torch's defaults in brackets):
+ * softplus(beta [1], threshold [20]) = x where x*beta > threshold, else
+ * log1p(exp(beta x)) / beta; elu(alpha [1]); silu = x sigmoid(x);
+ * mish = x tanh(softplus(x)); hardtanh(min_val [-1], max_val [1]) clamps, with
+ * gradient 0 at and beyond the bounds (min_val > max_val is ET_ERR_ARG). */
+et_tensor *et_softplus(et_tensor *a, float beta, float threshold);
+et_tensor *et_elu(et_tensor *a, float alpha);
+et_tensor *et_silu(et_tensor *a);
+et_tensor *et_mish(et_tensor *a);
+et_tensor *et_hardtanh(et_tensor *a, float min_val, float max_val);
+/* Elementwise binary cross entropy, torch.nn.functional.binary_cross_entropy
+ * with reduction "none": -(y log x + (1 - y) log(1 - x)) with each log
+ * clamped at -100; the input gradient divides by max(x (1 - x), 1e-12) and
+ * the target gets (log(1 - x) - log(x)), as torch.  input in [0, 1]
+ * (ET_ERR_ARG otherwise), same shape as target. */
+et_tensor *et_binary_cross_entropy(et_tensor *input, et_tensor *target);
 
 /* ---- reductions ---- */
 et_tensor *et_sum_all(et_tensor *a);                    /* 0-d */
@@ -110,11 +143,30 @@ et_tensor *et_gt_scalar(et_tensor *a, float s);
 et_tensor *et_lt_scalar(et_tensor *a, float s);
 /* cond != 0 ? a : b, broadcasting all three; gradient flows to a and b only. */
 et_tensor *et_where(et_tensor *cond, et_tensor *a, et_tensor *b);
+/* Predicates and logic (1.0 / 0.0, nonzero is true; broadcasting; no gradient). */
+et_tensor *et_isnan(et_tensor *a);
+et_tensor *et_isfinite(et_tensor *a);
+et_tensor *et_logical_and(et_tensor *a, et_tensor *b);
+et_tensor *et_logical_or(et_tensor *a, et_tensor *b);
+et_tensor *et_logical_not(et_tensor *a);
+/* mask != 0 ? value : a.  a and mask broadcast (the result has their
+ * broadcast shape, as torch.masked_fill); the gradient reaches a where the
+ * mask is 0. */
+et_tensor *et_masked_fill(et_tensor *a, et_tensor *mask, float value);
 
 /* ---- in place, never recorded (for optimizers; error if t is a non-leaf
  * requiring grad while grad mode is on) ---- */
 et_status et_fill_(et_tensor *t, float value);
 et_status et_copy_(et_tensor *dst, et_tensor *src);  /* src broadcasts to dst */
+/* In-place arithmetic through any strides (torch's add_, mul_, clamp_); the
+ * operand broadcasts to t's shape (ET_ERR_SHAPE otherwise, t unchanged).  With
+ * grad mode on, t must not require grad (a leaf that does is torch's error)
+ * and neither may the operand: in-place ops are never recorded. */
+et_status et_add_(et_tensor *t, et_tensor *other, float alpha);   /* t += alpha * other */
+et_status et_mul_(et_tensor *t, et_tensor *other);
+et_status et_add_scalar_(et_tensor *t, float s);
+et_status et_mul_scalar_(et_tensor *t, float s);
+et_status et_clamp_(et_tensor *t, float min, float max);          /* as et_clamp */
 
 #ifdef __cplusplus
 }

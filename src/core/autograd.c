@@ -66,6 +66,25 @@ const etc_op_info etc_ops[] = {
     {"WhereBackward0", etc_bw_where, 0},        /* WHERE */
     {"CloneBackward0", etc_bw_clone, 0},        /* CLONE */
     {"AddmmBackward0", etc_bw_linear, R_IN0 | R_IN1},       /* LINEAR */
+    /* ops_unary.c */
+    {"SignBackward0", etc_bw_zero, 0},              /* SIGN */
+    {"FloorBackward0", etc_bw_zero, 0},             /* FLOOR */
+    {"CeilBackward0", etc_bw_zero, 0},              /* CEIL */
+    {"RoundBackward0", etc_bw_zero, 0},             /* ROUND */
+    {"ReciprocalBackward0", etc_bw_reciprocal, R_OUT}, /* RECIPROCAL */
+    {"RsqrtBackward0", etc_bw_rsqrt, R_OUT},        /* RSQRT */
+    {"Log1PBackward0", etc_bw_log1p, R_IN0},        /* LOG1P */
+    {"Expm1Backward0", etc_bw_expm1, R_OUT},        /* EXPM1 */
+    {"SinBackward0", etc_bw_sin, R_IN0},            /* SIN */
+    {"CosBackward0", etc_bw_cos, R_IN0},            /* COS */
+    {"ErfBackward0", etc_bw_erf, R_IN0},            /* ERF */
+    {"SoftplusBackward0", etc_bw_softplus, R_IN0},  /* SOFTPLUS */
+    {"EluBackward0", etc_bw_elu, R_IN0},            /* ELU */
+    {"SiluBackward0", etc_bw_silu, R_IN0},          /* SILU */
+    {"MishBackward0", etc_bw_mish, R_IN0},          /* MISH */
+    {"HardtanhBackward0", etc_bw_hardtanh, R_IN0},  /* HARDTANH */
+    {"MaskedFillBackward0", etc_bw_masked_fill, 0}, /* MASKED_FILL */
+    {"BinaryCrossEntropyBackward0", etc_bw_bce, R_IN0 | R_IN1}, /* BCE */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

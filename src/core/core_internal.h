@@ -39,6 +39,10 @@ typedef enum etc_op {
     ETC_OP_SQUEEZE, ETC_OP_SQUEEZE_ALL, ETC_OP_UNSQUEEZE, ETC_OP_EXPAND,
     ETC_OP_SELECT, ETC_OP_SLICE, ETC_OP_CAT, ETC_OP_STACK,
     ETC_OP_INDEX_SELECT, ETC_OP_GATHER, ETC_OP_WHERE, ETC_OP_CLONE, ETC_OP_LINEAR,
+    /* ops_unary.c */
+    ETC_OP_SIGN, ETC_OP_FLOOR, ETC_OP_CEIL, ETC_OP_ROUND, ETC_OP_RECIPROCAL, ETC_OP_RSQRT,
+    ETC_OP_LOG1P, ETC_OP_EXPM1, ETC_OP_SIN, ETC_OP_COS, ETC_OP_ERF, ETC_OP_SOFTPLUS,
+    ETC_OP_ELU, ETC_OP_SILU, ETC_OP_MISH, ETC_OP_HARDTANH, ETC_OP_MASKED_FILL, ETC_OP_BCE,
     ETC_OP_COUNT
 } etc_op;
 
@@ -235,6 +239,12 @@ typedef enum etc_ew_op {
     EW_GELU_B, EW_GELU_TANH_B, EW_CLAMP_B, EW_POWS_B, EW_RPOWS_B,
     EW_POW_BA, EW_POW_BB, EW_DIV_BB, EW_MAX_B, EW_MIN_B, EW_RDIVS_B,
     EW_WHERE, EW_MASK, EW_MASKN,
+    /* ops_unary.c */
+    EW_SIGN, EW_FLOOR, EW_CEIL, EW_ROUND, EW_RECIP, EW_RSQRT, EW_LOG1P, EW_EXPM1, EW_SIN,
+    EW_COS, EW_ERF, EW_SOFTPLUS, EW_ELU, EW_SILU, EW_MISH, EW_HARDTANH, EW_ISNAN, EW_ISFINITE,
+    EW_LAND, EW_LOR, EW_LNOT, EW_MASKED_FILL, EW_BCE,
+    EW_RECIP_B, EW_RSQRT_B, EW_LOG1P_B, EW_EXPM1_B, EW_SIN_B, EW_COS_B, EW_ERF_B,
+    EW_SOFTPLUS_B, EW_ELU_B, EW_SILU_B, EW_MISH_B, EW_HARDTANH_B, EW_BCE_BX, EW_BCE_BY,
     EW_COUNT
 } etc_ew_op;
 
@@ -280,6 +290,12 @@ et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b);
 /* Raw batched matmul of >=2-D operands (no graph). */
 et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b);
 
+/* Elementwise op `ew` of a (parameters p0, p1, kept in aux.f[0..1] for the
+ * backward), recorded as `op` (ops.c). */
+et_tensor *etc_unary(int ew, int op, const char *name, et_tensor *a, float p0, float p1);
+/* gin[i] = `full` summed back to input i's shape; takes ownership of full (ops.c). */
+bool etc_put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full);
+
 /* ---- backward functions (one per op) ---- */
 #define ETC_BW(name) bool etc_bw_##name(et_tensor *out, et_tensor *g, et_tensor **gin)
 ETC_BW(add); ETC_BW(sub); ETC_BW(mul); ETC_BW(div); ETC_BW(pow);
@@ -295,5 +311,9 @@ ETC_BW(matmul);
 ETC_BW(reshape); ETC_BW(transpose); ETC_BW(permute); ETC_BW(expand);
 ETC_BW(select); ETC_BW(slice); ETC_BW(cat); ETC_BW(stack);
 ETC_BW(index_select); ETC_BW(gather); ETC_BW(where); ETC_BW(clone); ETC_BW(linear);
+/* ops_unary.c */
+ETC_BW(zero); ETC_BW(reciprocal); ETC_BW(rsqrt); ETC_BW(log1p); ETC_BW(expm1); ETC_BW(sin);
+ETC_BW(cos); ETC_BW(erf); ETC_BW(softplus); ETC_BW(elu); ETC_BW(silu); ETC_BW(mish);
+ETC_BW(hardtanh); ETC_BW(masked_fill); ETC_BW(bce);
 
 #endif

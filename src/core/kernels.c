@@ -156,6 +156,51 @@ static inline float gelu_tanh_b(float dy, float x)
 
 static inline float sigmoid_f(float a) { return 1.0f / (1.0f + etc_expf(-a)); }
 
+/* ---- ops_unary.c: torch 1.13's CPU formulas ---- */
+static inline float sign_f(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : 0.0f); }
+
+/* x * beta > threshold ? x : log1p(exp(x * beta)) / beta */
+static inline float softplus_f(float a, float beta, float thr)
+{
+    return a * beta > thr ? a : log1pf(expf(a * beta)) / beta;
+}
+
+static inline float softplus_b(float dy, float x, float beta, float thr)
+{
+    float z = expf(x * beta);
+    return x * beta > thr ? dy : dy * z / (z + 1.0f);
+}
+
+static inline float mish_f(float a) { return a * tanhf(log1pf(expf(a))); }
+
+static inline float mish_b(float dy, float x)
+{
+    float s = 1.0f / (1.0f + expf(-x));
+    float t = tanhf(log1pf(expf(x)));
+    return dy * (t + x * s * (1.0f - t * t));
+}
+
+static inline float silu_b(float dy, float x)
+{
+    float s = 1.0f / (1.0f + expf(-x));
+    return dy * s * (1.0f + x * (1.0f - s));
+}
+
+/* (target - 1) * max(log1p(-x), -100) - target * max(log(x), -100) */
+static inline float bce_f(float x, float y)
+{
+    float l1 = log1pf(-x), l0 = logf(x);
+    l1 = l1 < -100.0f ? -100.0f : l1;
+    l0 = l0 < -100.0f ? -100.0f : l0;
+    return (y - 1.0f) * l1 - y * l0;
+}
+
+static inline float bce_bx(float dy, float x, float y)
+{
+    float d = (1.0f - x) * x;
+    return dy * (x - y) / (d > 1e-12f ? d : 1e-12f);
+}
+
 /* Built twice, for baseline x86-64 (SSE2) and for AVX2, picked at load time
  * (ifunc): the elementwise loops run 8 floats wide on current CPUs while the
  * binary still runs everywhere.  No FMA in the clone, so results are the same
@@ -218,7 +263,7 @@ static void row(int op, float *restrict o, const float *x, int64_t sx, const flo
     case EW_COPY: LOOP1(a); break;
     case EW_TANH_B: LOOP2(a * (1.0f - b * b)); break;
     case EW_SIGMOID_B: LOOP2(a * (1.0f - b) * b); break;
-    case EW_RELU_B: LOOP2(b > 0.0f ? a : 0.0f); break;
+    case EW_RELU_B: LOOP2(b <= 0.0f ? 0.0f : a); break;   /* NaN passes, as torch */
     case EW_LEAKY_B: LOOP2(etc_sel(b > 0.0f, a, a * p0)); break;
     case EW_ABS_B: LOOP2(etc_sel(b > 0.0f, a, etc_sel(b < 0.0f, -a, 0.0f))); break;
     case EW_SQRT_B: LOOP2(a / (2.0f * b)); break;
@@ -238,6 +283,44 @@ static void row(int op, float *restrict o, const float *x, int64_t sx, const flo
     case EW_WHERE: LOOP3(a != 0.0f ? b : c); break;
     case EW_MASK: LOOP2(a != 0.0f ? b : 0.0f); break;
     case EW_MASKN: LOOP2(a != 0.0f ? 0.0f : b); break;
+    /* ops_unary.c */
+    case EW_SIGN: LOOP1(sign_f(a)); break;
+    case EW_FLOOR: LOOP1(floorf(a)); break;
+    case EW_CEIL: LOOP1(ceilf(a)); break;
+    case EW_ROUND: LOOP1(nearbyintf(a)); break;   /* half to even, as torch */
+    case EW_RECIP: LOOP1(1.0f / a); break;
+    case EW_RSQRT: LOOP1(1.0f / sqrtf(a)); break;
+    case EW_LOG1P: LOOP1(log1pf(a)); break;
+    case EW_EXPM1: LOOP1(expm1f(a)); break;
+    case EW_SIN: LOOP1(sinf(a)); break;
+    case EW_COS: LOOP1(cosf(a)); break;
+    case EW_ERF: LOOP1(erff(a)); break;
+    case EW_SOFTPLUS: LOOP1(softplus_f(a, p0, p1)); break;
+    case EW_ELU: LOOP1(a <= 0.0f ? expm1f(a) * p0 : a); break;
+    case EW_SILU: LOOP1(a / (1.0f + expf(-a))); break;
+    case EW_MISH: LOOP1(mish_f(a)); break;
+    case EW_HARDTANH: LOOP1(a < p0 ? p0 : (a > p1 ? p1 : a)); break;
+    case EW_ISNAN: LOOP1(a != a ? 1.0f : 0.0f); break;
+    case EW_ISFINITE: LOOP1(isfinite(a) ? 1.0f : 0.0f); break;
+    case EW_LAND: LOOP2((a != 0.0f && b != 0.0f) ? 1.0f : 0.0f); break;
+    case EW_LOR: LOOP2((a != 0.0f || b != 0.0f) ? 1.0f : 0.0f); break;
+    case EW_LNOT: LOOP1(a == 0.0f ? 1.0f : 0.0f); break;
+    case EW_MASKED_FILL: LOOP2(b != 0.0f ? p0 : a); break;   /* a input, b mask */
+    case EW_BCE: LOOP2(bce_f(a, b)); break;
+    case EW_RECIP_B: LOOP2(-a * (b * b)); break;               /* b = result */
+    case EW_RSQRT_B: LOOP2(-0.5f * a * (b * b * b)); break;    /* b = result */
+    case EW_LOG1P_B: LOOP2(a / (b + 1.0f)); break;
+    case EW_EXPM1_B: LOOP2(a * (b + 1.0f)); break;             /* b = result */
+    case EW_SIN_B: LOOP2(a * cosf(b)); break;
+    case EW_COS_B: LOOP2(a * -sinf(b)); break;
+    case EW_ERF_B: LOOP2(a * 1.12837916709551257f * expf(-(b * b))); break;
+    case EW_SOFTPLUS_B: LOOP2(softplus_b(a, b, p0, p1)); break;
+    case EW_ELU_B: LOOP2(b <= 0.0f ? a * p0 * expf(b) : a); break;
+    case EW_SILU_B: LOOP2(silu_b(a, b)); break;
+    case EW_MISH_B: LOOP2(mish_b(a, b)); break;
+    case EW_HARDTANH_B: LOOP2((b <= p0 || b >= p1) ? 0.0f : a); break;
+    case EW_BCE_BX: LOOP3(bce_bx(a, b, c)); break;             /* a dy, b input, c target */
+    case EW_BCE_BY: LOOP2(a * (log1pf(-b) - logf(b))); break;  /* a dy, b input */
     default: break;
     }
 }

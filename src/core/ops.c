@@ -52,6 +52,11 @@ static bool put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full)
 
 static inline bool want(et_tensor *out, int i) { return out->in[i]->requires_grad; }
 
+bool etc_put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full)
+{
+    return put_grad(out, i, gin, full);
+}
+
 ETC_BW(add)
 {
     for (int i = 0; i < 2; i++)
@@ -147,6 +152,11 @@ static et_tensor *unary(int ew, int op, const char *name, et_tensor *a, float p0
     return etc_finish(out, op, &a, 1);
 }
 
+et_tensor *etc_unary(int ew, int op, const char *name, et_tensor *a, float p0, float p1)
+{
+    return unary(ew, op, name, a, p0, p1);
+}
+
 et_tensor *etc_mul_scalar(et_tensor *a, float s)
 {
     return unary(EW_MULS, ETC_OP_MUL_SCALAR, "mul_scalar", a, s, 0);
@@ -203,10 +213,13 @@ et_tensor *et_gelu(et_tensor *a, bool tanh_approx)
 }
 et_tensor *et_clamp(et_tensor *a, float min, float max)
 {
-    if (isnan(min) || isnan(max)) {
-        et_set_error(ET_ERR_ARG, "clamp: bounds must not be NaN");
-        return NULL;
-    }
+    /* torch 1.13: a NaN bound with the other bound given makes every element
+     * NaN; a NaN as the only bound (the other is -inf/+inf, i.e. absent)
+     * leaves the values, as clamp_min/clamp_max.  No gradient either way. */
+    if ((isnan(min) && max != INFINITY) || (isnan(max) && min != -INFINITY))
+        return etc_pooled(unary(EW_MULS, ETC_OP_CLAMP, "clamp", a, NAN, NAN));
+    if (isnan(min) || isnan(max))
+        return etc_pooled(unary(EW_COPY, ETC_OP_CLAMP, "clamp", a, NAN, NAN));
     return etc_pooled(unary(EW_CLAMP, ETC_OP_CLAMP, "clamp", a, min, max));
 }
 

@@ -205,7 +205,12 @@ et_tensor *etc_permute(et_tensor *a, const int *dims, int ndims)
 {
     if (!etc_any_check(a, "permute"))
         return NULL;
-    if (ndims != a->ndim || (ndims > 0 && !dims)) {
+    if (!dims && a->ndim > 0) {
+        et_set_error(ET_ERR_ARG, "permute: dims is NULL (expected a list of the input's %d dims)",
+                     a->ndim);
+        return NULL;
+    }
+    if (ndims != a->ndim) {
         et_set_error(ET_ERR_ARG,
                      "permute: number of dims don't match (input has %d dims, %d given)",
                      a->ndim, ndims);
@@ -518,6 +523,10 @@ et_tensor *et_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t s
 /* ------------------------------------------------------------------ */
 /* cat / stack                                                          */
 
+/* torch.cat skips PyTorch's legacy empty tensor (1-D of size 0) in its shape
+ * checks, so it can be concatenated with anything. */
+static bool legacy_empty(const et_tensor *t) { return t->ndim == 1 && t->shape[0] == 0; }
+
 et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
 {
     const char *name = op == ETC_OP_STACK ? "stack" : "cat";
@@ -525,15 +534,21 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
         et_set_error(ET_ERR_ARG, "%s: expected a non-empty list of tensors", name);
         return NULL;
     }
-    for (int i = 0; i < n; i++)
+    int first = -1;   /* the first tensor that is not a legacy empty one */
+    for (int i = 0; i < n; i++) {
         if (!etc_any_check(ts[i], name))
             return NULL;
-    const et_tensor *f = ts[0];
-    if (f->ndim == 0) {
-        et_set_error(ET_ERR_SHAPE, "%s: zero-dimensional tensor (at position 0) cannot be "
-                     "concatenated", name);
-        return NULL;
+        if (ts[i]->ndim == 0) {
+            et_set_error(ET_ERR_SHAPE, "%s: zero-dimensional tensor (at position %d) cannot be "
+                         "concatenated", name, i);
+            return NULL;
+        }
+        if (first < 0 && (op == ETC_OP_STACK || !legacy_empty(ts[i])))
+            first = i;
     }
+    if (first < 0) /* every input is a legacy empty tensor: so is the result */
+        first = 0;
+    const et_tensor *f = ts[first];
     int d = etc_wrap_dim(dim, f->ndim, name);
     if (d < 0)
         return NULL;
@@ -542,6 +557,8 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
     sh[d] = 0;
     for (int i = 0; i < n; i++) {
         const et_tensor *t = ts[i];
+        if (op != ETC_OP_STACK && legacy_empty(t) && t != f)
+            continue;
         bool ok = t->ndim == f->ndim;
         for (int k = 0; ok && k < f->ndim; k++)
             ok = k == d || t->shape[k] == f->shape[k];
@@ -549,14 +566,15 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
             char b1[128], b2[128];
             et_set_error(ET_ERR_SHAPE,
                          "%s: sizes of tensors must match except in dimension %d (tensor %d has "
-                         "shape %s, tensor 0 has shape %s)", name, d, i,
-                         etc_shape_fmt(t->shape, t->ndim, b1, sizeof b1),
+                         "shape %s, tensor %d has shape %s)", name, d, i,
+                         etc_shape_fmt(t->shape, t->ndim, b1, sizeof b1), first,
                          etc_shape_fmt(f->shape, f->ndim, b2, sizeof b2));
             return NULL;
         }
         if (t->dtype != f->dtype) {
-            et_set_error(ET_ERR_ARG, "%s: tensor %d is %s but tensor 0 is %s", name, i,
-                         et_dtype_name((et_dtype)t->dtype), et_dtype_name((et_dtype)f->dtype));
+            et_set_error(ET_ERR_ARG, "%s: tensor %d is %s but tensor %d is %s", name, i,
+                         et_dtype_name((et_dtype)t->dtype), first,
+                         et_dtype_name((et_dtype)f->dtype));
             return NULL;
         }
         if (__builtin_add_overflow(sh[d], t->shape[d], &sh[d])) {
@@ -569,6 +587,8 @@ et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op)
         return NULL;
     int64_t pos = 0;
     for (int i = 0; i < n; i++) {
+        if (ts[i]->numel == 0)
+            continue;
         int64_t vs[ET_MAX_DIMS];
         memcpy(vs, sh, sizeof vs);
         vs[d] = ts[i]->shape[d];
@@ -598,8 +618,14 @@ ETC_BW(cat)
     int d = out->aux.i[0];
     int64_t pos = 0;
     for (int i = 0; i < out->nin; i++) {
-        int64_t len = out->in[i]->shape[d];
-        if (out->in[i]->requires_grad) {
+        et_tensor *in = out->in[i];
+        if (in->numel == 0 && in->ndim != out->ndim) {   /* a legacy empty input */
+            if (in->requires_grad && !(gin[i] = etc_zeros(in->shape, in->ndim)))
+                return false;
+            continue;
+        }
+        int64_t len = in->shape[d];
+        if (in->requires_grad) {
             gin[i] = etc_slice(g, d, pos, pos + len, 1);
             if (!gin[i])
                 return false;

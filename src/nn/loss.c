@@ -105,6 +105,15 @@ et_tensor *et_l1_loss(et_tensor *input, et_tensor *target, et_reduction r)
     LOSS_SCOPE(l1_body(input, target, r));
 }
 
+/* |d| as where(d > 0, d, -d): torch's smooth_l1 backward with beta 0 takes
+ * the -1 branch at d == 0 (x <= -beta), unlike abs's subgradient 0. */
+static et_tensor *l1_sign_body(et_tensor *input, et_tensor *target, et_reduction r)
+{
+    et_tensor *d = et_sub(input, target);
+    et_tensor *pos = d ? et_gt_scalar(d, 0.0f) : NULL;
+    return pos ? reduce(et_where(pos, d, et_neg(d)), r) : NULL;
+}
+
 /* where(|d| < t, quad_scale * d^2, lin_scale * (|d| - t/2)):
  * Huber is (0.5, delta) scaled, SmoothL1 is (0.5/beta, 1). */
 static et_tensor *piecewise_body(et_tensor *input, et_tensor *target, et_reduction r, float t,
@@ -139,60 +148,20 @@ et_tensor *et_smooth_l1_loss(et_tensor *input, et_tensor *target, et_reduction r
                      (double)beta);
         return NULL;
     }
-    if (beta == 0.0f)   /* torch: beta 0 is exactly the L1 loss */
-        LOSS_SCOPE(l1_body(input, target, r));
+    if (beta == 0.0f)   /* torch: beta 0 is the L1 loss, with gradient -1 at d == 0 */
+        LOSS_SCOPE(l1_sign_body(input, target, r));
     LOSS_SCOPE(piecewise_body(input, target, r, beta, 0.5f / beta, 1.0f));
 }
 
 /* ----------------------------------------------------------------- binary */
 
-static bool check_range01(const char *name, et_tensor *t, const char *what)
-{
-    nn_buf b;
-    if (nn_buf_acquire(&b, t) != ET_OK)
-        return false;
-    int64_t n = et_numel(t);
-    for (int64_t i = 0; i < n; i++) {
-        float v = b.p[i];
-        if (!(v >= 0.0f && v <= 1.0f)) {
-            nn_buf_release(&b, false);
-            et_set_error(ET_ERR_ARG, "%s: all elements of %s should be between 0 and 1, "
-                         "element %lld is %g", name, what, (long long)i, (double)v);
-            return false;
-        }
-    }
-    nn_buf_release(&b, false);
-    return true;
-}
-
-/* clamp(log(x), -100) with the input clamped first so that x == 0 gives a
- * zero (not NaN) gradient through the log. */
-static et_tensor *clamped_log(et_tensor *x)
-{
-    et_tensor *xc = et_clamp(x, 3.7200760e-44f, INFINITY); /* ~exp(-100) */
-    et_tensor *l = xc ? et_log(xc) : NULL;
-    return l ? et_clamp(l, -100.0f, INFINITY) : NULL;
-}
-
-static et_tensor *bce_body(et_tensor *x, et_tensor *y, et_reduction r)
-{
-    /* -(y log x + (1 - y) log(1 - x)) */
-    et_tensor *lx = clamped_log(x);
-    et_tensor *l1x = lx ? clamped_log(et_rsub_scalar(1.0f, x)) : NULL;
-    if (!l1x)
-        return NULL;
-    et_tensor *a = et_mul(y, lx);
-    et_tensor *b = et_mul(et_rsub_scalar(1.0f, y), l1x);
-    et_tensor *s = a && b ? et_add(a, b) : NULL;
-    return s ? reduce(et_neg(s), r) : NULL;
-}
-
+/* core's elementwise binary_cross_entropy clamps each log at -100 and gives
+ * torch's gradient (x - y) / max(x (1 - x), 1e-12); it checks the range */
 et_tensor *et_bce_loss(et_tensor *input, et_tensor *target, et_reduction r)
 {
-    if (!check_args("binary_cross_entropy", input, target, r, true) ||
-        !check_range01("binary_cross_entropy", input, "input"))
+    if (!check_args("binary_cross_entropy", input, target, r, true))
         return NULL;
-    LOSS_SCOPE(bce_body(input, target, r));
+    LOSS_SCOPE(reduce(et_binary_cross_entropy(input, target), r));
 }
 
 static et_tensor *bce_logits_body(et_tensor *x, et_tensor *y, et_reduction r)
@@ -354,10 +323,9 @@ static et_tensor *reduce_by(et_tensor *per_sample, et_reduction r, double denom)
     et_tensor *s = et_sum_all(per_sample);
     if (!s || r == ET_REDUCTION_SUM)
         return s;
-    /* every target ignored: torch's loss is 0/0 = NaN but its gradient is
-     * 0 (ignored entries are skipped, not multiplied by 1/0) */
-    if (denom == 0.0)
-        return et_add_scalar(et_mul_scalar(s, 0.0f), NAN);
+    /* a zero denominator gives torch's 0/0 = NaN loss; the gradient g/0
+     * becomes NaN at the picked entries of the samples whose weight is 0 and
+     * stays 0 at ignored ones, which class_body masks out with where */
     return et_div_scalar(s, (float)denom);
 }
 
@@ -372,16 +340,18 @@ static et_tensor *class_body(et_tensor *logp, et_tensor *target, et_reduction r,
     class_consts k = {0};
     if (!lp || !class_constants(target, o.weight, o.ignore_index, n, &k))
         return NULL;
-    /* -w[t_i] * logp[i, t_i] */
-    et_tensor *picked = et_gather(lp, 1, k.idx);
+    /* -w[t_i] * logp[i, t_i]; ignored samples are cut out of the graph (not
+     * multiplied by 0) so that a 0/0 mean leaves their gradient 0, as torch */
+    et_tensor *zero = et_scalar(0.0f);
+    et_tensor *picked = zero ? et_gather(lp, 1, k.idx) : NULL;
     et_tensor *nll = picked ? et_neg(et_mul(et_reshape(picked, ET_SHAPE(n)), k.sw)) : NULL;
-    et_tensor *res = reduce_by(nll, r, k.wsum);
+    et_tensor *res = reduce_by(nll ? et_where(k.valid, nll, zero) : NULL, r, k.wsum);
     if (res && o.label_smoothing != 0.0f) {
         /* -sum_c(w[c] * logp[i, c]), zero where ignored */
         int last = -1;
         et_tensor *wl = o.weight ? et_mul(lp, o.weight) : lp;
         et_tensor *sum = wl ? et_sum(wl, &last, 1, false) : NULL;
-        et_tensor *smooth = sum ? et_neg(et_mul(sum, k.valid)) : NULL;
+        et_tensor *smooth = sum ? et_where(k.valid, et_neg(sum), zero) : NULL;
         et_tensor *sred = reduce_by(smooth, r, o.weight ? k.wsum : k.nvalid);
         et_tensor *a = sred ? et_mul_scalar(res, 1.0f - o.label_smoothing) : NULL;
         et_tensor *b = a ? et_mul_scalar(sred, o.label_smoothing / (float)c) : NULL;

@@ -88,6 +88,11 @@ static et_optim *optim_alloc(opt_kind kind, const char *type, et_tensor *const *
             et_set_error(ET_ERR_ARG, "%s: parameter %d is NULL", type, i);
             return NULL;
         }
+        if (!et_is_leaf(params[i])) {   /* its .grad is never kept: torch refuses it too */
+            et_set_error(ET_ERR_ARG, "%s: can't optimize a non-leaf Tensor (parameter %d, "
+                         "made by %s)", type, i, et_grad_fn_name(params[i]));
+            return NULL;
+        }
         for (int j = 0; j < i; j++) {
             if (params[j] == params[i]) {
                 et_set_error(ET_ERR_ARG, "%s: parameter %d is also parameter %d", type, i, j);

@@ -50,24 +50,7 @@
 
 #include "easytorch/easytorch.h"
 
-#define MAX_IN 16
-
-typedef struct {
-    const char *name;   /* borrowed from the cJSON document; NULL: use own_name */
-    et_tensor *t;       /* reference, or NULL */
-    bool owned;         /* the runner releases t; false: a pool owns it */
-    char own_name[64];  /* for derived names ("y.indices") */
-} slot;
-
-static const char *slot_name(const slot *s) { return s->name ? s->name : s->own_name; }
-
-typedef struct {
-    slot *slots;
-    int n, cap;
-    bool pool;          /* --pool: run each case's ops inside et_pool_begin/end */
-    bool pool_open;
-    char where[128];    /* stage/node of the failure, for the report */
-} env;
+#include "core_runner.h"
 
 static et_tensor *env_get(env *e, const char *name) {
     for (int i = e->n - 1; i >= 0; i--)
@@ -107,7 +90,7 @@ static int env_put_ex(env *e, const char *name, et_tensor *t, bool created) {
 /* A tensor returned by the library. */
 static int env_put(env *e, const char *name, et_tensor *t) { return env_put_ex(e, name, t, true); }
 
-static int env_put_derived(env *e, const char *base, const char *suffix, et_tensor *t) {
+int env_put_derived(env *e, const char *base, const char *suffix, et_tensor *t) {
     if (env_grow(e, t) != 0)
         return -1;
     slot *s = &e->slots[e->n++];
@@ -131,7 +114,7 @@ static void env_clear(env *e) {
 
 /* ---- JSON parameter helpers ---- */
 
-static double num_or(const cJSON *p, const char *key, double dflt) {
+double num_or(const cJSON *p, const char *key, double dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
     if (cJSON_IsNumber(v))
         return v->valuedouble;
@@ -143,7 +126,7 @@ static double num_or(const cJSON *p, const char *key, double dflt) {
     return dflt;
 }
 
-static bool bool_or(const cJSON *p, const char *key, bool dflt) {
+bool bool_or(const cJSON *p, const char *key, bool dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
     if (cJSON_IsBool(v))
         return cJSON_IsTrue(v);
@@ -151,7 +134,7 @@ static bool bool_or(const cJSON *p, const char *key, bool dflt) {
 }
 
 /* Integer list param; returns count or -1 if absent. */
-static int ints_of(const cJSON *p, const char *key, int64_t *out, int cap) {
+int ints_of(const cJSON *p, const char *key, int64_t *out, int cap) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
     if (!cJSON_IsArray(v))
         return -1;
@@ -205,15 +188,6 @@ static et_tensor *tensor_of(const cJSON *spec) {
 
 /* ---- op dispatch ---- */
 
-typedef struct {
-    env *e;
-    const char *out;
-    const cJSON *p;
-    et_tensor *in[MAX_IN];
-    int nin;
-} call;
-
-typedef et_tensor *(*op_fn)(call *c);
 
 #define BIN(name)                                                        \
     static et_tensor *op_##name(call *c) { return et_##name(c->in[0], c->in[1]); }
@@ -247,7 +221,7 @@ static et_tensor *op_clamp(call *c) {
                     (float)num_or(c->p, "max", INFINITY));
 }
 
-static int dims_of(call *c, int *dims, int cap) {
+int dims_of(call *c, int *dims, int cap) {
     int64_t d64[ET_MAX_DIMS * 2];
     int n = ints_of(c->p, "dims", d64, ET_MAX_DIMS * 2);
     if (n < 0)
@@ -440,12 +414,6 @@ static et_tensor *op_retain_grad(call *c) {
     return et_tensor_ref(c->in[0]);
 }
 
-typedef struct {
-    const char *name;
-    int nin;   /* inputs; -1: variadic (at least one) */
-    op_fn fn;
-    bool runner_ref;  /* fn returns et_tensor_ref() of its input, not a library result */
-} op_entry;
 
 static const op_entry OPS[] = {
     {"add", 2, op_add, false}, {"sub", 2, op_sub, false}, {"mul", 2, op_mul, false}, {"div", 2, op_div, false},
@@ -486,6 +454,9 @@ static const op_entry *find_op(const char *name) {
     for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
         if (strcmp(OPS[i].name, name) == 0)
             return &OPS[i];
+    for (size_t i = 0; i < core_runner_ops_more_n; i++)   /* core_runner_ops.c */
+        if (strcmp(core_runner_ops_more[i].name, name) == 0)
+            return &core_runner_ops_more[i];
     return NULL;
 }
 

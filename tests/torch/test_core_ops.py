@@ -57,6 +57,9 @@ lt le gt ge gt_scalar lt_scalar where fill_ copy_""".split()
 
 torch.set_num_threads(1)
 
+# Case files of further op families (see the end of case construction).
+CASE_MODULES = ["cases_elementwise"]
+
 
 # ----------------------------------------------------------------------------
 # PyTorch interpreter for case programs
@@ -1505,6 +1508,15 @@ err("backward_nonscalar_without_grad", [I("a", a34)], [("y", "exp", ["a"], {})],
     {ET_ERR_GRAD}, backward="none", at="backward")
 err("backward_grad_shape", [I("a", a34)], [("y", "exp", ["a"], {})], ["backward", "[4,3]", "[3,4]"],
     {ET_ERR_SHAPE}, backward=N(rng, (4, 3)), at="backward")
+
+
+# ---- further op families, one file of cases each (tests/torch/cases_*.py) -------------
+# Each module's add_cases(T) receives this module and uses its helpers (S, I, N, err, ...),
+# adds its ops to TORCH_OPS and OPS_H, and its cases to S.
+import importlib  # noqa: E402
+
+for _name in CASE_MODULES:
+    importlib.import_module(_name).add_cases(sys.modules[__name__])
 
 
 # ----------------------------------------------------------------------------
