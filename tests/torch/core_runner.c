@@ -157,6 +157,25 @@ static et_tensor *tensor_of(const cJSON *spec) {
     }
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(spec, "data");
     int n = cJSON_GetArraySize(data);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(spec, "dtype");
+    if (cJSON_IsString(dt) && strcmp(dt->valuestring, "int64") == 0) {
+        int64_t *ibuf = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+        if (!ibuf)
+            return NULL;
+        int k = 0;
+        const cJSON *v;
+        cJSON_ArrayForEach(v, data) ibuf[k++] = (int64_t)v->valuedouble;
+        int64_t cnt = 1;
+        for (int d = 0; d < ndim; d++)
+            cnt *= shape[d];
+        et_tensor *t = NULL;
+        if (cnt != n)
+            et_set_error(ET_ERR_ARG, "runner: %d data values for %lld elements", n, (long long)cnt);
+        else
+            t = et_tensor_new_int64(n ? ibuf : NULL, shape, ndim);
+        free(ibuf);
+        return t;
+    }
     float *buf = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (!buf)
         return NULL;
@@ -493,6 +512,19 @@ static void put_tensor(FILE *f, const et_tensor *t, bool with_rg) {
         fprintf(f, "%s%lld", i ? ", " : "", (long long)sh[i]);
     fputs("], \"data\": [", f);
     int64_t n = et_numel(t);
+    if (et_tensor_dtype(t) == ET_INT64) {
+        int64_t *ib = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+        if (ib && et_copy_to_int64(t, ib) == ET_OK)
+            for (int64_t i = 0; i < n; i++)
+                fprintf(f, "%s%lld", i ? ", " : "", (long long)ib[i]);
+        free(ib);
+        fputs("], \"dtype\": \"int64\"", f);
+        if (with_rg)
+            fprintf(f, ", \"requires_grad\": %s, \"is_leaf\": %s",
+                    et_requires_grad(t) ? "true" : "false", et_is_leaf(t) ? "true" : "false");
+        fputs("}", f);
+        return;
+    }
     float *buf = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (buf) {
         et_copy_to(t, buf);

@@ -23,13 +23,15 @@
 
 #include <easytorch/easytorch.h>
 
-static int fail(const char *what)
+#include "nn_runner.h"
+
+int fail(const char *what)
 {
     fprintf(stderr, "nn_runner: %s: %s\n", what, et_errmsg());
     return 1;
 }
 
-static et_tensor_dict *load(const char *path)
+et_tensor_dict *load(const char *path)
 {
     et_tensor_dict *d = NULL;
     if (et_safetensors_load(path, &d) != ET_OK)
@@ -38,7 +40,7 @@ static et_tensor_dict *load(const char *path)
 }
 
 /* Fresh leaf copy of a dict entry (NULL + message if missing). */
-static et_tensor *get(const et_tensor_dict *d, const char *name, bool grad)
+et_tensor *get(const et_tensor_dict *d, const char *name, bool grad)
 {
     et_tensor *t = et_tensor_dict_get(d, name);
     if (!t) {
@@ -52,7 +54,7 @@ static et_tensor *get(const et_tensor_dict *d, const char *name, bool grad)
 }
 
 /* Loads every "p.<name>" entry of `in` into m's parameters. */
-static int load_params(et_module *m, const et_tensor_dict *in)
+int load_params(et_module *m, const et_tensor_dict *in)
 {
     et_tensor_dict *sd = et_tensor_dict_new();
     for (int i = 0; i < et_tensor_dict_len(in); i++) {
@@ -115,7 +117,7 @@ static et_module *module_from_spec(const char *spec)
     return NULL;
 }
 
-static int save(et_tensor_dict *d, const char *path)
+int save(et_tensor_dict *d, const char *path)
 {
     et_status st = et_safetensors_save(d, path);
     et_tensor_dict_free(d);
@@ -455,6 +457,9 @@ static int cmd_st_echo(const char *inp, const char *outp)
 
 int main(int argc, char **argv)
 {
+    int more = nn_runner_more(argc, argv);   /* nn_runner_more.c's commands */
+    if (more >= 0)
+        return more;
     if (argc >= 5 && !strcmp(argv[1], "module"))
         return cmd_module(argv[2], argv[3], argv[4]);
     if (argc >= 7 && !strcmp(argv[1], "loss"))

@@ -234,7 +234,7 @@ def run_torch(case, dtype, values=None, backward=True):
     for inp in case["inputs"]:
         data = values[inp["name"]] if values and inp["name"] in values else \
             np.asarray([float(v) for v in inp["data"]], dtype=np.float64).reshape(inp["shape"])
-        t = torch.tensor(data, dtype=dtype)
+        t = torch.tensor(data, dtype=torch.int64 if inp.get("dtype") == "int64" else dtype)
         if inp["requires_grad"]:
             t.requires_grad_(True)
             leaves[inp["name"]] = t
@@ -316,6 +316,13 @@ def I(name, arr, rg=True):
 
 def IDX(name, values):
     return I(name, np.asarray(values, dtype=np.float32), rg=False)
+
+
+def IL(name, values):
+    """An int64 input (torch.long): indices, exact beyond 2^24."""
+    arr = np.asarray(values, dtype=np.int64)
+    return {"name": name, "shape": list(arr.shape), "data": [int(v) for v in arr.ravel()],
+            "requires_grad": False, "dtype": "int64"}
 
 
 def tensor_json(arr):
@@ -1586,9 +1593,16 @@ DIFF, FD = Stats(), Stats()
 
 def as_array(t):
     """Runner tensor -> float64 array of the exact float32 values ("%.9g" round-trips
-    to the same float32, not to the same double)."""
+    to the same float32, not to the same double); int64 tensors exactly (to 2^53)."""
+    if t.get("dtype") == "int64":
+        return np.asarray(t["data"], dtype=np.int64).astype(np.float64).reshape(t["shape"])
     return np.asarray(t["data"], dtype=np.float64).astype(np.float32).astype(np.float64).reshape(
         t["shape"])
+
+
+def dtype_name(t):
+    """'int64' for torch.long results, 'float32' for floating ones (float64 runs too)."""
+    return "int64" if t.dtype == torch.int64 else ("float32" if t.is_floating_point() else str(t.dtype))
 
 
 def close(ours, ref):
@@ -1614,8 +1628,8 @@ ORACLE_NOTES = []
 def torch_results(case, dtype):
     """name -> (array, requires_grad, is_leaf) for outputs; name -> array|None for grads."""
     env, leaves = run_torch(case, dtype)
-    outs = {n: (env[n].detach().double().numpy(), env[n].requires_grad, env[n].is_leaf)
-            for n in case["outputs"]}
+    outs = {n: (env[n].detach().double().numpy(), env[n].requires_grad, env[n].is_leaf,
+                dtype_name(env[n])) for n in case["outputs"]}
     grads = {}
     if case.get("backward"):
         grads = {n: (None if t.grad is None else t.grad.double().numpy()) for n, t in leaves.items()}
@@ -1659,11 +1673,13 @@ def check_diff(case, res):
             if got != want:
                 fails.append(f"et_to_string({name}) = {got!r}, PyTorch str() = {want!r}")
     for name in case["outputs"]:
-        ref, rg, leaf = outs32[name]
+        ref, rg, leaf, dt = outs32[name]
         o = res["outputs"].get(name)
         if o is None:
             fails.append(f"output {name}: missing")
             continue
+        if o.get("dtype", "float32") != dt:
+            fails.append(f"output {name}: dtype {o.get('dtype', 'float32')}, PyTorch {dt}")
         f = compare("output", name, as_array(o), ref)
         if f:
             fails.append(f)

@@ -585,6 +585,8 @@ def main():
         test_optimizers()
         test_schedulers()
         test_safetensors()
+        import nn_more  # the losses, optimizers and schedulers added later
+        nn_more.run(sys.modules[__name__])
     w = results["worst"]
     print(f"{results['passed']} passed, {results['failed']} failed; largest error at the suite "
           f"tolerance (rtol {RTOL}, atol {ATOL}): {w[0]:.3g} of the allowed |diff| "
