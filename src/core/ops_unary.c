@@ -211,11 +211,11 @@ static et_status inplace_apply(et_tensor *t, et_tensor *other, int ew, const cha
         return et_errcode();
     if (!et_same_shape(r, t)) {
         char b1[128], b2[128];
+        etc_shape_fmt(t->shape, t->ndim, b1, sizeof b1);
+        etc_shape_fmt(r->shape, r->ndim, b2, sizeof b2);
         etc_release(r);
         return et_set_error(ET_ERR_SHAPE, "%s: output with shape %s doesn't match the "
-                            "broadcast shape %s", name,
-                            etc_shape_fmt(t->shape, t->ndim, b1, sizeof b1),
-                            etc_shape_fmt(r->shape, r->ndim, b2, sizeof b2));
+                            "broadcast shape %s", name, b1, b2);
     }
     t->storage->version++;
     etc_strided_copy(t, r);
