@@ -27,9 +27,9 @@
  *     }
  *
  * Modules: tensor.h (tensors, ownership, pools, generator), ops.h
- * (differentiable ops), autograd.h (backward), nn.h (layers), loss.h,
- * optim.h (optimizers, schedulers), serialize.h (safetensors, state dicts,
- * training checkpoints), error.h.  Design notes: docs/design.md.
+ * (differentiable ops), conv.h (convolution, pooling, padding), autograd.h
+ * (backward), nn.h (layers), loss.h, optim.h (optimizers, schedulers),
+ * serialize.h (safetensors, state dicts, training checkpoints), error.h.  Design notes: docs/design.md.
  */
 #ifndef EASYTORCH_H
 #define EASYTORCH_H
@@ -37,6 +37,7 @@
 #include "easytorch/error.h"
 #include "easytorch/tensor.h"
 #include "easytorch/ops.h"
+#include "easytorch/conv.h"
 #include "easytorch/autograd.h"
 #include "easytorch/nn.h"
 #include "easytorch/loss.h"

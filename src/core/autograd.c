@@ -85,6 +85,8 @@ const etc_op_info etc_ops[] = {
     {"HardtanhBackward0", etc_bw_hardtanh, R_IN0},  /* HARDTANH */
     {"MaskedFillBackward0", etc_bw_masked_fill, 0}, /* MASKED_FILL */
     {"BinaryCrossEntropyBackward0", etc_bw_bce, R_IN0 | R_IN1}, /* BCE */
+    {"ConvolutionBackward0", etc_bw_conv, R_IN0 | R_IN1},   /* CONV */
+    {"ConvolutionBackward0", etc_bw_conv_transpose, R_IN0 | R_IN1}, /* CONV_TRANSPOSE */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

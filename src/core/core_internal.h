@@ -43,6 +43,7 @@ typedef enum etc_op {
     ETC_OP_SIGN, ETC_OP_FLOOR, ETC_OP_CEIL, ETC_OP_ROUND, ETC_OP_RECIPROCAL, ETC_OP_RSQRT,
     ETC_OP_LOG1P, ETC_OP_EXPM1, ETC_OP_SIN, ETC_OP_COS, ETC_OP_ERF, ETC_OP_SOFTPLUS,
     ETC_OP_ELU, ETC_OP_SILU, ETC_OP_MISH, ETC_OP_HARDTANH, ETC_OP_MASKED_FILL, ETC_OP_BCE,
+    ETC_OP_CONV, ETC_OP_CONV_TRANSPOSE,                 /* conv.c */
     ETC_OP_COUNT
 } etc_op;
 
@@ -315,5 +316,6 @@ ETC_BW(index_select); ETC_BW(gather); ETC_BW(where); ETC_BW(clone); ETC_BW(linea
 ETC_BW(zero); ETC_BW(reciprocal); ETC_BW(rsqrt); ETC_BW(log1p); ETC_BW(expm1); ETC_BW(sin);
 ETC_BW(cos); ETC_BW(erf); ETC_BW(softplus); ETC_BW(elu); ETC_BW(silu); ETC_BW(mish);
 ETC_BW(hardtanh); ETC_BW(masked_fill); ETC_BW(bce);
+ETC_BW(conv); ETC_BW(conv_transpose);
 
 #endif

@@ -476,6 +476,9 @@ static const op_entry *find_op(const char *name) {
     for (size_t i = 0; i < core_runner_ops_more_n; i++)   /* core_runner_ops.c */
         if (strcmp(core_runner_ops_more[i].name, name) == 0)
             return &core_runner_ops_more[i];
+    for (size_t i = 0; i < core_runner_conv_n; i++)       /* core_runner_conv.c */
+        if (strcmp(core_runner_conv[i].name, name) == 0)
+            return &core_runner_conv[i];
     return NULL;
 }
 
@@ -559,6 +562,7 @@ static void run_case(env *e, const cJSON *c) {
     const char *id = cJSON_IsString(idj) ? idj->valuestring : "?";
     et_clear_error();
     et_set_grad_enabled(true);
+    et_set_conv_algo(ET_CONV_AUTO);   /* a case may force one (core_runner_conv.c) */
     e->n = 0;
     snprintf(e->where, sizeof e->where, "inputs");
 

@@ -51,6 +51,9 @@ typedef struct {
 /* Further op entries (core_runner_ops.c), searched after core_runner.c's own. */
 extern const op_entry core_runner_ops_more[];
 extern const size_t core_runner_ops_more_n;
+/* conv.h entries (core_runner_conv.c). */
+extern const op_entry core_runner_conv[];
+extern const size_t core_runner_conv_n;
 
 /* ---- JSON parameter helpers (core_runner.c) ---- */
 /* Number p[key] ("inf", "-inf", "nan" strings too), or dflt. */

@@ -1,0 +1,78 @@
+/*
+ * conv.h - convolution, pooling, padding and unfold/fold: the image ops of
+ * torch.nn.functional, differentiable, for any batch size and any strides
+ * (non-contiguous inputs are copied once).
+ *
+ * Layout is PyTorch's: inputs [N, C, L] (1-d ops) or [N, C, H, W] (2-d
+ * ops), or without the batch dim ([C, L] / [C, H, W], "unbatched", as
+ * torch 1.13 accepts); weights [out, in/groups, kH, kW] for convolution and
+ * [in, out/groups, kH, kW] for transposed convolution.  Every function
+ * returns a NEW reference (see tensor.h OWNERSHIP) or NULL with the reason
+ * in et_errmsg() naming the op and the shapes, and records the op for
+ * et_backward() when an input requires grad (grad_fn names as PyTorch's:
+ * ConvolutionBackward0, MaxPool2DWithIndicesBackward0, ...).
+ *
+ * Size arguments are arrays with one entry per spatial dim (1 for the 1-d
+ * ops, 2 = {H, W} for the 2-d ops).  NULL selects PyTorch's default:
+ * stride 1 (pooling: stride = kernel_size), padding 0, dilation 1,
+ * output_padding 0.  Padding is symmetric (the same on both sides of a
+ * dim), except ET_PADDING_SAME.
+ */
+#ifndef EASYTORCH_CONV_H
+#define EASYTORCH_CONV_H
+
+#include "easytorch/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Pass as `padding` for torch's padding="same": the output has the input's
+ * spatial size (stride must be 1; for an even dilated kernel the extra
+ * row/column of zeros goes at the end, as PyTorch).  padding="valid" is
+ * padding 0, i.e. NULL. */
+extern const int64_t et_padding_same[2];
+#define ET_PADDING_SAME et_padding_same
+
+/* ---- convolution ---- */
+/* torch.nn.functional.conv2d: input [N, C, H, W] (or [C, H, W]), weight
+ * [O, C/groups, kH, kW], bias [O] or NULL; output [N, O, oH, oW] with
+ * oH = (H + 2 pad - dil (kH - 1) - 1) / stride + 1.  C and O must be
+ * divisible by groups (groups == C: depthwise). */
+et_tensor *et_conv2d(et_tensor *input, et_tensor *weight, et_tensor *bias,
+                     const int64_t stride[2], const int64_t padding[2],
+                     const int64_t dilation[2], int64_t groups);
+/* torch.nn.functional.conv1d: input [N, C, L] (or [C, L]), weight
+ * [O, C/groups, k]; arrays of one entry. */
+et_tensor *et_conv1d(et_tensor *input, et_tensor *weight, et_tensor *bias,
+                     const int64_t stride[1], const int64_t padding[1],
+                     const int64_t dilation[1], int64_t groups);
+/* torch.nn.functional.conv_transpose2d (argument order as torch): input
+ * [N, C, H, W], weight [C, O/groups, kH, kW], bias [O] or NULL; output
+ * oH = (H - 1) stride - 2 pad + dil (kH - 1) + output_padding + 1, and
+ * output_padding must be smaller than stride or dilation. */
+et_tensor *et_conv_transpose2d(et_tensor *input, et_tensor *weight, et_tensor *bias,
+                               const int64_t stride[2], const int64_t padding[2],
+                               const int64_t output_padding[2], int64_t groups,
+                               const int64_t dilation[2]);
+
+/* How convolutions are computed.  AUTO picks per call and shape between
+ * oneDNN (when built in) and im2col + sgemm, by the measurements in
+ * docs/design.md; the other two force one (like torch.backends.mkldnn).
+ * The setting is process-wide. */
+typedef enum et_conv_algo {
+    ET_CONV_AUTO = 0,
+    ET_CONV_IM2COL = 1,
+    ET_CONV_ONEDNN = 2,
+} et_conv_algo;
+/* ET_ERR_ARG (setting unchanged) for ET_CONV_ONEDNN in a build without
+ * oneDNN or for an unknown value. */
+et_status et_set_conv_algo(et_conv_algo algo);
+et_conv_algo et_get_conv_algo(void);
+/* Was this library built with oneDNN? */
+bool et_have_onednn(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,65 @@
+/*
+ * core_runner_conv.c - core_runner entries for conv.h (convolution,
+ * pooling, padding, unfold/fold); the cases are in cases_conv.py.
+ *
+ * Size arguments are int lists ("stride": [2, 1]); an absent key passes
+ * NULL (the op's default).  "padding" may also be "same" or "valid".
+ * "algo" ("im2col" / "onednn") calls et_set_conv_algo for the rest of the
+ * case (core_runner resets it to auto before each case).
+ */
+#include <string.h>
+
+#include "core_runner.h"
+
+static const int64_t *sizes_of(call *c, const char *key, int64_t *buf) {
+    return ints_of(c->p, key, buf, 2) < 0 ? NULL : buf;
+}
+
+static const int64_t *padding_of(call *c, int64_t *buf) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->p, "padding");
+    if (cJSON_IsString(v))
+        return strcmp(v->valuestring, "same") == 0 ? ET_PADDING_SAME : NULL;
+    return sizes_of(c, "padding", buf);
+}
+
+static bool conv_algo_of(call *c) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->p, "algo");
+    if (!cJSON_IsString(v))
+        return true;
+    et_conv_algo a = strcmp(v->valuestring, "im2col") == 0   ? ET_CONV_IM2COL
+                     : strcmp(v->valuestring, "onednn") == 0 ? ET_CONV_ONEDNN
+                                                             : ET_CONV_AUTO;
+    return et_set_conv_algo(a) == ET_OK;
+}
+
+static et_tensor *conv_common(call *c, int sd, bool transposed) {
+    int64_t s[2], p[2], d[2], op[2];
+    if (c->nin < 2 || c->nin > 3) {
+        et_set_error(ET_ERR_ARG, "runner: convolutions take 2 or 3 inputs");
+        return NULL;
+    }
+    if (!conv_algo_of(c))
+        return NULL;
+    et_tensor *b = c->nin > 2 ? c->in[2] : NULL;
+    int64_t groups = (int64_t)num_or(c->p, "groups", 1);
+    if (transposed)
+        return et_conv_transpose2d(c->in[0], c->in[1], b, sizes_of(c, "stride", s),
+                                   padding_of(c, p), sizes_of(c, "output_padding", op), groups,
+                                   sizes_of(c, "dilation", d));
+    if (sd == 1)
+        return et_conv1d(c->in[0], c->in[1], b, sizes_of(c, "stride", s), padding_of(c, p),
+                         sizes_of(c, "dilation", d), groups);
+    return et_conv2d(c->in[0], c->in[1], b, sizes_of(c, "stride", s), padding_of(c, p),
+                     sizes_of(c, "dilation", d), groups);
+}
+
+static et_tensor *op_conv1d(call *c) { return conv_common(c, 1, false); }
+static et_tensor *op_conv2d(call *c) { return conv_common(c, 2, false); }
+static et_tensor *op_conv_transpose2d(call *c) { return conv_common(c, 2, true); }
+
+const op_entry core_runner_conv[] = {
+    {"conv1d", -1, op_conv1d, false},
+    {"conv2d", -1, op_conv2d, false},
+    {"conv_transpose2d", -1, op_conv_transpose2d, false},
+};
+const size_t core_runner_conv_n = sizeof core_runner_conv / sizeof core_runner_conv[0];
