@@ -1,7 +1,9 @@
 # Sourced by scripts/run and scripts/test: install the Debian packages a step needs.
 # Only missing packages are installed, so re-runs cost nothing.
 
-BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates"
+# libdnnl-dev: oneDNN, the optional convolution backend (docs/design.md "Convolution")
+BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates
+  libdnnl-dev"
 RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.

@@ -165,7 +165,8 @@ static bool conv_setup(conv_args *a, et_tensor *x, et_tensor *w, et_tensor *b,
                        etc_conv_geom *g, int64_t *oshape, int *ondim)
 {
     char bx[128], bw[128], bb[128];
-    if (!etc_null_check(x, a->op) || !etc_null_check(w, a->op))
+    if (!etc_null_check(x, a->op) || !etc_null_check(w, a->op) ||
+        (b && !etc_null_check(b, a->op)))   /* also refuses int64 tensors */
         return false;
     if (x->ndim != a->sd + 1 && x->ndim != a->sd + 2) {
         et_set_error(ET_ERR_SHAPE, "%s: expected %dD (unbatched) or %dD (batched) input, but got "
