@@ -27,7 +27,8 @@
  *     }
  *
  * Modules: tensor.h (tensors, ownership, pools, generator), ops.h
- * (differentiable ops), conv.h (convolution, pooling, padding), autograd.h
+ * (differentiable ops), conv.h (convolution, pooling, padding),
+ * functional.h (layer ops: normalisation, embeddings), autograd.h
  * (backward), nn.h (layers), loss.h, optim.h (optimizers, schedulers),
  * serialize.h (safetensors, state dicts, training checkpoints), error.h.  Design notes: docs/design.md.
  */
@@ -38,6 +39,7 @@
 #include "easytorch/tensor.h"
 #include "easytorch/ops.h"
 #include "easytorch/conv.h"
+#include "easytorch/functional.h"
 #include "easytorch/autograd.h"
 #include "easytorch/nn.h"
 #include "easytorch/loss.h"

@@ -87,6 +87,11 @@ const etc_op_info etc_ops[] = {
     {"BinaryCrossEntropyBackward0", etc_bw_bce, R_IN0 | R_IN1}, /* BCE */
     {"ConvolutionBackward0", etc_bw_conv, R_IN0 | R_IN1},   /* CONV */
     {"ConvolutionBackward0", etc_bw_conv_transpose, R_IN0 | R_IN1}, /* CONV_TRANSPOSE */
+    {"NativeBatchNormBackward0", etc_bw_batch_norm, R_IN0 | R_IN1}, /* BATCH_NORM */
+    {"NativeLayerNormBackward0", etc_bw_layer_norm, R_IN0 | R_IN1}, /* LAYER_NORM */
+    {"NativeGroupNormBackward0", etc_bw_group_norm, R_IN0 | R_IN1}, /* GROUP_NORM */
+    {"EmbeddingBackward0", etc_bw_embedding, 0},                    /* EMBEDDING */
+    {"EmbeddingBagBackward0", etc_bw_embedding_bag, R_IN0},         /* EMBEDDING_BAG */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

@@ -20,6 +20,7 @@
 #include "easytorch/autograd.h"
 #include "easytorch/error.h"
 #include "easytorch/ops.h"
+#include "easytorch/functional.h"
 #include "easytorch/tensor.h"
 
 /* ---- op enum (one entry per differentiable op; see the table in autograd.c) ---- */
@@ -44,6 +45,9 @@ typedef enum etc_op {
     ETC_OP_LOG1P, ETC_OP_EXPM1, ETC_OP_SIN, ETC_OP_COS, ETC_OP_ERF, ETC_OP_SOFTPLUS,
     ETC_OP_ELU, ETC_OP_SILU, ETC_OP_MISH, ETC_OP_HARDTANH, ETC_OP_MASKED_FILL, ETC_OP_BCE,
     ETC_OP_CONV, ETC_OP_CONV_TRANSPOSE,                 /* conv.c */
+    /* layer ops (norm.c, embedding.c) */
+    ETC_OP_BATCH_NORM, ETC_OP_LAYER_NORM, ETC_OP_GROUP_NORM, ETC_OP_EMBEDDING,
+    ETC_OP_EMBEDDING_BAG,
     ETC_OP_COUNT
 } etc_op;
 
@@ -124,6 +128,9 @@ static inline int etc_elsize(int dtype) { return dtype == ET_INT64 ? 8 : 4; }
  * value otherwise ("embedding: index 7 is out of range for dim 0 of size 5"). */
 bool etc_index_read(const et_tensor *ix, int64_t off, int64_t size, const char *op, int dim,
                     int64_t *out);
+/* Every index of `index` (any dtype, any strides) checked by
+ * etc_index_read, as a new contiguous int64 tensor of the same shape. */
+et_tensor *etc_indices(const et_tensor *index, int64_t size, const char *op, int dim);
 et_tensor *etc_zeros(const int64_t *shape, int ndim);
 et_tensor *etc_full(const int64_t *shape, int ndim, float v);
 /* New tensor sharing base's storage (a leaf with no grad). */
@@ -317,5 +324,7 @@ ETC_BW(zero); ETC_BW(reciprocal); ETC_BW(rsqrt); ETC_BW(log1p); ETC_BW(expm1); E
 ETC_BW(cos); ETC_BW(erf); ETC_BW(softplus); ETC_BW(elu); ETC_BW(silu); ETC_BW(mish);
 ETC_BW(hardtanh); ETC_BW(masked_fill); ETC_BW(bce);
 ETC_BW(conv); ETC_BW(conv_transpose);
+ETC_BW(batch_norm); ETC_BW(layer_norm); ETC_BW(group_norm); ETC_BW(embedding);
+ETC_BW(embedding_bag);
 
 #endif

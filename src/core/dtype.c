@@ -188,3 +188,28 @@ bool etc_index_read(const et_tensor *ix, int64_t off, int64_t size, const char *
     *out = v;
     return true;
 }
+
+/* The indices of `index` (any dtype, any strides), checked against
+ * [0, size), as a contiguous int64 tensor of the same shape. */
+et_tensor *etc_indices(const et_tensor *index, int64_t size, const char *op, int d)
+{
+    et_tensor *ix = etc_alloc_dtype(index->shape, index->ndim, ET_INT64);
+    if (!ix)
+        return NULL;
+    int64_t pos[ET_MAX_DIMS] = {0};
+    for (int64_t n = 0; n < index->numel; n++) {
+        int64_t off = 0;
+        for (int k = 0; k < index->ndim; k++)
+            off += pos[k] * index->strides[k];
+        if (!etc_index_read(index, off, size, op, d, &etc_idata(ix)[n])) {
+            etc_release(ix);
+            return NULL;
+        }
+        for (int k = index->ndim - 1; k >= 0; k--) {
+            if (++pos[k] < index->shape[k])
+                break;
+            pos[k] = 0;
+        }
+    }
+    return ix;
+}

@@ -697,31 +697,6 @@ ETC_BW(stack)
 /* ------------------------------------------------------------------ */
 /* index_select / gather                                                */
 
-/* The indices of `index` (any dtype, any strides), checked against
- * [0, size), as a contiguous int64 tensor of the same shape. */
-static et_tensor *checked_indices(const et_tensor *index, int64_t size, const char *op, int d)
-{
-    et_tensor *ix = etc_alloc_dtype(index->shape, index->ndim, ET_INT64);
-    if (!ix)
-        return NULL;
-    int64_t pos[ET_MAX_DIMS] = {0};
-    for (int64_t n = 0; n < index->numel; n++) {
-        int64_t off = 0;
-        for (int k = 0; k < index->ndim; k++)
-            off += pos[k] * index->strides[k];
-        if (!etc_index_read(index, off, size, op, d, &etc_idata(ix)[n])) {
-            etc_release(ix);
-            return NULL;
-        }
-        for (int k = index->ndim - 1; k >= 0; k--) {
-            if (++pos[k] < index->shape[k])
-                break;
-            pos[k] = 0;
-        }
-    }
-    return ix;
-}
-
 et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
 {
     if (!etc_any_check(a, "index_select") || !etc_any_check(index, "index_select"))
@@ -736,7 +711,7 @@ et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
     if (d < 0)
         return NULL;
     int64_t D = a->ndim ? a->shape[d] : 1;
-    et_tensor *ix = checked_indices(index, D, "index_select", d);
+    et_tensor *ix = etc_indices(index, D, "index_select", d);
     if (!ix)
         return NULL;
     int64_t L = ix->numel;
@@ -820,7 +795,7 @@ et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index)
             return NULL;
         }
     int64_t D = a->ndim ? a->shape[d] : 1;
-    et_tensor *ix = checked_indices(index, D, "gather", d);
+    et_tensor *ix = etc_indices(index, D, "gather", d);
     et_tensor *out = ix ? etc_alloc(index->shape, index->ndim) : NULL;
     if (!out) {
         etc_release(ix);

@@ -1,0 +1,536 @@
+/* norm.c - batch_norm, layer_norm, group_norm: forward and backward.
+ *
+ * All three normalise groups of values by their mean and (biased)
+ * variance and then apply a per-element affine map; they differ only in
+ * which values form a group and which affine parameter each value uses:
+ *   batch_norm  group = a channel over N and the trailing dims; affine per channel
+ *   layer_norm  group = one row of the last dims;              affine per position in the row
+ *   group_norm  group = (sample, C/G channels, trailing dims); affine per channel
+ * Statistics and gradient sums are accumulated in double (PyTorch's CPU
+ * kernels use double accumulators for float).  Graph node: inputs
+ * {x, weight?, bias?}, `saved` = a [4, groups] float tensor holding the
+ * mean and the inverse standard deviation of each group as double-length
+ * (hi, lo) float pairs, aux.i = flags.  The backward needs them to better
+ * than float precision: with few values per group (layer_norm over 2) or
+ * |mean| >> std, a float-rounded mean costs 1e-4 relative in dx. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+enum { HAS_W = 1, HAS_B = 2, TRAINING = 4 };
+
+/* stats [4, G]: row 0/1 = mean hi/lo, row 2/3 = 1/std hi/lo */
+static void stat_put(float *s, int64_t G, int64_t i, double mean, double rstd)
+{
+    s[i] = (float)mean;
+    s[G + i] = (float)(mean - (double)s[i]);
+    s[2 * G + i] = (float)rstd;
+    s[3 * G + i] = (float)(rstd - (double)s[2 * G + i]);
+}
+
+static double stat_mean(const float *s, int64_t G, int64_t i)
+{
+    return (double)s[i] + (double)s[G + i];
+}
+
+static double stat_rstd(const float *s, int64_t G, int64_t i)
+{
+    return (double)s[2 * G + i] + (double)s[3 * G + i];
+}
+
+/* Checks an optional per-channel / per-position parameter. */
+static bool param_ok(const et_tensor *p, const int64_t *shape, int nd, const char *op,
+                     const char *what)
+{
+    if (!p)
+        return true;
+    if (!etc_null_check(p, op))
+        return false;
+    bool ok = p->ndim == nd;
+    for (int i = 0; ok && i < nd; i++)
+        ok = p->shape[i] == shape[i];
+    if (!ok) {
+        char b1[128], b2[128];
+        et_set_error(ET_ERR_SHAPE, "%s: %s of shape %s, expected %s", op, what,
+                     etc_shape_fmt(p->shape, p->ndim, b1, sizeof b1),
+                     etc_shape_fmt(shape, nd, b2, sizeof b2));
+    }
+    return ok;
+}
+
+/* Contiguous float32 copy (or reference) of an optional parameter. */
+static const float *param_data(et_tensor *p, et_tensor **hold)
+{
+    *hold = p ? etc_contig(p) : NULL;
+    return *hold ? (*hold)->data : NULL;
+}
+
+/* Records the node: inputs x, w?, b? (only those present), saved stats. */
+static et_tensor *finish(et_tensor *out, int op, et_tensor *x, et_tensor *w, et_tensor *b,
+                         et_tensor *stats, int flags)
+{
+    et_tensor *ins[3];
+    int n = 0;
+    ins[n++] = x;
+    if (w)
+        ins[n++] = w;
+    if (b)
+        ins[n++] = b;
+    out = etc_finish(out, op, ins, n);
+    if (out && out->requires_grad) {
+        out->saved = etc_ref(stats);
+        out->aux.i[0] = flags | (w ? HAS_W : 0) | (b ? HAS_B : 0);
+    }
+    etc_release(stats);
+    return out;
+}
+
+/* gin slots of w and b in a node recorded by finish() (-1 when absent) */
+static void param_slots(const et_tensor *out, int *wi, int *bi)
+{
+    int f = out->aux.i[0], k = 1;
+    *wi = (f & HAS_W) ? k++ : -1;
+    *bi = (f & HAS_B) ? k++ : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* batch_norm                                                           */
+
+et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *running_var,
+                         et_tensor *weight, et_tensor *bias, bool training, double momentum,
+                         double eps)
+{
+    const char *op = "batch_norm";
+    if (!etc_null_check(input, op))
+        return NULL;
+    char b1[128];
+    if (input->ndim < 2) {
+        et_set_error(ET_ERR_SHAPE, "%s: input of shape %s, expected at least 2 dims [N, C, *]",
+                     op, etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
+        return NULL;
+    }
+    if (!(eps >= 0) || isinf(eps) || isnan(momentum) || isinf(momentum)) {
+        et_set_error(ET_ERR_ARG, "%s: eps (%g) must be >= 0 and momentum (%g) finite", op, eps,
+                     momentum);
+        return NULL;
+    }
+    int64_t N = input->shape[0], C = input->shape[1];
+    int64_t L = input->numel / (N * C > 0 ? N * C : 1);
+    int64_t M = N * L;   /* values per channel */
+    if (!param_ok(weight, &C, 1, op, "weight") || !param_ok(bias, &C, 1, op, "bias") ||
+        !param_ok(running_mean, &C, 1, op, "running_mean") ||
+        !param_ok(running_var, &C, 1, op, "running_var"))
+        return NULL;
+    if ((running_mean == NULL) != (running_var == NULL)) {
+        et_set_error(ET_ERR_ARG, "%s: running_mean and running_var must be given together", op);
+        return NULL;
+    }
+    if (!training && !running_mean) {
+        et_set_error(ET_ERR_ARG, "%s: running_mean and running_var must be defined in "
+                     "evaluation mode", op);
+        return NULL;
+    }
+    if (training && M <= 1) {
+        et_set_error(ET_ERR_ARG, "%s: expected more than 1 value per channel when training, "
+                     "got input of shape %s", op,
+                     etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
+        return NULL;
+    }
+    et_tensor *x = etc_contig(input);
+    et_tensor *out = x ? etc_alloc(input->shape, input->ndim) : NULL;
+    et_tensor *stats = out ? etc_alloc((int64_t[]){4, C}, 2) : NULL;
+    et_tensor *hw, *hb, *hrm = NULL, *hrv = NULL;
+    const float *w = param_data(weight, &hw), *bb = param_data(bias, &hb);
+    if (running_mean && !training) {
+        hrm = etc_contig(running_mean);
+        hrv = etc_contig(running_var);
+    }
+    if (!stats || (weight && !hw) || (bias && !hb) || (running_mean && !training && (!hrm || !hrv))) {
+        etc_release(x);
+        etc_release(out);
+        etc_release(stats);
+        etc_release(hw);
+        etc_release(hb);
+        etc_release(hrm);
+        etc_release(hrv);
+        return NULL;
+    }
+    const float *xd = x->data;
+    float *yd = out->data;
+    float *rmd = running_mean ? running_mean->data : NULL;
+    float *rvd = running_var ? running_var->data : NULL;
+    for (int64_t c = 0; c < C; c++) {
+        double mean, invstd;
+        if (training) {
+            double s = 0;
+            for (int64_t n = 0; n < N; n++) {
+                const float *p = xd + (n * C + c) * L;
+                for (int64_t l = 0; l < L; l++)
+                    s += p[l];
+            }
+            mean = s / (double)M;
+            double ss = 0;
+            for (int64_t n = 0; n < N; n++) {
+                const float *p = xd + (n * C + c) * L;
+                for (int64_t l = 0; l < L; l++) {
+                    double d = p[l] - mean;
+                    ss += d * d;
+                }
+            }
+            invstd = 1.0 / sqrt(ss / (double)M + eps);
+            if (running_mean) {
+                /* torch: r = momentum * stat + (1 - momentum) * r, unbiased var */
+                double unb = ss / (double)(M - 1);
+                int64_t om = c * running_mean->strides[0], ov = c * running_var->strides[0];
+                rmd[om] = (float)(momentum * mean + (1 - momentum) * rmd[om]);
+                rvd[ov] = (float)(momentum * unb + (1 - momentum) * rvd[ov]);
+            }
+        } else {
+            mean = hrm->data[c];
+            invstd = 1.0 / sqrt((double)hrv->data[c] + eps);
+        }
+        stat_put(stats->data, C, c, mean, invstd);
+        /* y = (x - mean) * alpha + bias: folding the mean into the constant
+         * (x * alpha + beta) loses digits when |mean| >> std */
+        float alpha = (float)invstd * (w ? w[c] : 1.0f);
+        float beta = bb ? bb[c] : 0.0f, fm = (float)mean;
+        for (int64_t n = 0; n < N; n++) {
+            const float *p = xd + (n * C + c) * L;
+            float *q = yd + (n * C + c) * L;
+            for (int64_t l = 0; l < L; l++)
+                q[l] = (p[l] - fm) * alpha + beta;
+        }
+    }
+    if (training && running_mean) {
+        running_mean->storage->version++;
+        running_var->storage->version++;
+    }
+    etc_release(x);
+    etc_release(hw);
+    etc_release(hb);
+    etc_release(hrm);
+    etc_release(hrv);
+    return etc_pooled(finish(out, ETC_OP_BATCH_NORM, input, weight, bias, stats,
+                             training ? TRAINING : 0));
+}
+
+ETC_BW(batch_norm)
+{
+    et_tensor *in = out->in[0];
+    int wi, bi;
+    param_slots(out, &wi, &bi);
+    bool training = out->aux.i[0] & TRAINING;
+    int64_t N = in->shape[0], C = in->shape[1];
+    int64_t L = in->numel / (N * C > 0 ? N * C : 1), M = N * L;
+    const float *st = out->saved->data;
+    et_tensor *x = etc_contig(in), *gc = etc_contig(g), *hw = NULL;
+    const float *w = wi >= 0 ? param_data(out->in[wi], &hw) : NULL;
+    bool need_x = in->requires_grad;
+    et_tensor *gx = need_x ? etc_alloc(in->shape, in->ndim) : NULL;
+    et_tensor *gw = wi >= 0 && out->in[wi]->requires_grad ? etc_alloc(&C, 1) : NULL;
+    et_tensor *gb = bi >= 0 && out->in[bi]->requires_grad ? etc_alloc(&C, 1) : NULL;
+    if (!x || !gc || (wi >= 0 && !hw) || (need_x && !gx) ||
+        (wi >= 0 && out->in[wi]->requires_grad && !gw) ||
+        (bi >= 0 && out->in[bi]->requires_grad && !gb)) {
+        etc_release(x);
+        etc_release(gc);
+        etc_release(hw);
+        etc_release(gx);
+        etc_release(gw);
+        etc_release(gb);
+        return false;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double sum = 0, dotp = 0, m = stat_mean(st, C, c);
+        for (int64_t n = 0; n < N; n++) {
+            const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
+            for (int64_t l = 0; l < L; l++) {
+                sum += q[l];
+                dotp += (p[l] - m) * q[l];
+            }
+        }
+        double is = stat_rstd(st, C, c), wc = w ? w[c] : 1.0;
+        if (gx) {
+            for (int64_t n = 0; n < N; n++) {
+                const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
+                float *r = gx->data + (n * C + c) * L;
+                if (training) {
+                    double k = dotp * is * is / (double)M, gm = sum / (double)M;
+                    for (int64_t l = 0; l < L; l++)
+                        r[l] = (float)((q[l] - gm - (p[l] - m) * k) * is * wc);
+                } else {
+                    float s = (float)(is * wc);
+                    for (int64_t l = 0; l < L; l++)
+                        r[l] = q[l] * s;
+                }
+            }
+        }
+        if (gw)
+            gw->data[c] = (float)(dotp * is);
+        if (gb)
+            gb->data[c] = (float)sum;
+    }
+    etc_release(x);
+    etc_release(gc);
+    etc_release(hw);
+    gin[0] = gx;
+    if (wi >= 0)
+        gin[wi] = gw;
+    if (bi >= 0)
+        gin[bi] = gb;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* layer_norm and group_norm: G groups of D values each                 */
+
+/* Mean and inverse std of each of the G contiguous groups of D values of
+ * x into stats [4, G]; y = (x - mean) * rstd (not yet affine). */
+static void normalise_groups(const float *x, float *y, int64_t G, int64_t D, double eps,
+                             float *stats)
+{
+    for (int64_t gi = 0; gi < G; gi++) {
+        const float *p = x + gi * D;
+        double s = 0, ss = 0;
+        for (int64_t k = 0; k < D; k++)
+            s += p[k];
+        double mean = D ? s / (double)D : 0.0;
+        for (int64_t k = 0; k < D; k++) {
+            double d = p[k] - mean;
+            ss += d * d;
+        }
+        double rstd = 1.0 / sqrt((D ? ss / (double)D : 0.0) + eps);
+        stat_put(stats, G, gi, mean, rstd);
+        float *q = y + gi * D;
+        for (int64_t k = 0; k < D; k++)
+            q[k] = (float)((p[k] - mean) * rstd);
+    }
+}
+
+et_tensor *et_layer_norm(et_tensor *input, const int64_t *normalized_shape, int ndims,
+                         et_tensor *weight, et_tensor *bias, double eps)
+{
+    const char *op = "layer_norm";
+    if (!etc_null_check(input, op))
+        return NULL;
+    char b1[128], b2[128];
+    if (ndims < 1 || ndims > input->ndim || !normalized_shape) {
+        et_set_error(ET_ERR_SHAPE, "%s: normalized_shape of %d dims does not fit input of "
+                     "shape %s", op, ndims,
+                     etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
+        return NULL;
+    }
+    for (int i = 0; i < ndims; i++)
+        if (normalized_shape[i] != input->shape[input->ndim - ndims + i]) {
+            et_set_error(ET_ERR_SHAPE, "%s: input of shape %s does not end in normalized_shape "
+                         "%s", op, etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1),
+                         etc_shape_fmt(normalized_shape, ndims, b2, sizeof b2));
+            return NULL;
+        }
+    if (!(eps >= 0) || isinf(eps)) {
+        et_set_error(ET_ERR_ARG, "%s: eps must be >= 0 and finite, got %g", op, eps);
+        return NULL;
+    }
+    if (!param_ok(weight, normalized_shape, ndims, op, "weight") ||
+        !param_ok(bias, normalized_shape, ndims, op, "bias"))
+        return NULL;
+    int64_t D = etc_numel(normalized_shape, ndims);
+    int64_t G = D ? input->numel / D : 0;
+    et_tensor *x = etc_contig(input);
+    et_tensor *out = x ? etc_alloc(input->shape, input->ndim) : NULL;
+    et_tensor *stats = out ? etc_alloc((int64_t[]){4, G}, 2) : NULL;
+    et_tensor *hw, *hb;
+    const float *w = param_data(weight, &hw), *bb = param_data(bias, &hb);
+    if (!stats || (weight && !hw) || (bias && !hb)) {
+        etc_release(x);
+        etc_release(out);
+        etc_release(stats);
+        etc_release(hw);
+        etc_release(hb);
+        return NULL;
+    }
+    normalise_groups(x->data, out->data, G, D, eps, stats->data);
+    if (w || bb)
+        for (int64_t gi = 0; gi < G; gi++) {
+            float *q = out->data + gi * D;
+            for (int64_t k = 0; k < D; k++)
+                q[k] = q[k] * (w ? w[k] : 1.0f) + (bb ? bb[k] : 0.0f);
+        }
+    etc_release(x);
+    etc_release(hw);
+    etc_release(hb);
+    out = finish(out, ETC_OP_LAYER_NORM, input, weight, bias, stats, 0);
+    if (out && out->requires_grad)
+        out->aux.i[1] = ndims;
+    return etc_pooled(out);
+}
+
+/* Backward of G groups of D values; value k of group gi uses affine
+ * parameter pidx(gi, k) of P (the weight/bias gradients have shape pshape). */
+typedef int64_t (*pidx_fn)(int64_t gi, int64_t k, const int64_t *geo);
+
+static int64_t pidx_layer(int64_t gi, int64_t k, const int64_t *geo)
+{
+    (void)gi;
+    (void)geo;
+    return k;
+}
+
+/* group_norm: geo = {groups per sample, channels per group, L} */
+static int64_t pidx_group(int64_t gi, int64_t k, const int64_t *geo)
+{
+    return (gi % geo[0]) * geo[1] + k / geo[2];
+}
+
+static bool groups_backward(et_tensor *out, et_tensor *g, et_tensor **gin, int64_t G, int64_t D,
+                            int64_t P, const int64_t *pshape, int pnd, pidx_fn pidx,
+                            const int64_t *geo)
+{
+    et_tensor *in = out->in[0];
+    int wi, bi;
+    param_slots(out, &wi, &bi);
+    const float *st = out->saved->data;
+    et_tensor *x = etc_contig(in), *gc = etc_contig(g), *hw = NULL;
+    const float *w = wi >= 0 ? param_data(out->in[wi], &hw) : NULL;
+    bool want_w = wi >= 0 && out->in[wi]->requires_grad;
+    bool want_b = bi >= 0 && out->in[bi]->requires_grad;
+    et_tensor *gx = in->requires_grad ? etc_alloc(in->shape, in->ndim) : NULL;
+    double *acc = calloc((size_t)(2 * P + 1), sizeof *acc);   /* dgamma, dbeta */
+    if (!x || !gc || (wi >= 0 && !hw) || (in->requires_grad && !gx) || !acc) {
+        etc_release(x);
+        etc_release(gc);
+        etc_release(hw);
+        etc_release(gx);
+        free(acc);
+        if (!acc)
+            et_set_error(ET_ERR_NOMEM, "%s: out of memory", etc_ops[out->op].name);
+        return false;
+    }
+    for (int64_t gi = 0; gi < G; gi++) {
+        const float *p = x->data + gi * D, *q = gc->data + gi * D;
+        double m = stat_mean(st, G, gi), r = stat_rstd(st, G, gi);
+        double dsc = 0, db = 0;   /* sum(dy*w * (x - mean)), sum(dy*w) */
+        for (int64_t k = 0; k < D; k++) {
+            int64_t pi = pidx(gi, k, geo);
+            double gw = w ? q[k] * (double)w[pi] : q[k];
+            dsc += gw * (p[k] - m);
+            db += gw;
+            if (want_w)
+                acc[pi] += q[k] * (p[k] - m) * r;
+            if (want_b)
+                acc[P + pi] += q[k];
+        }
+        if (gx) {
+            /* dx = rstd * (dy*w - mean(dy*w)) - (x - mean) * rstd^3 * mean(dy*w * (x - mean)),
+             * ATen's a*dy*w + b*x + c with the sums centred: b*x + c cancels
+             * badly when |mean| >> std */
+            double scale = 1.0 / (double)D;
+            double bcoef = -dsc * r * r * r * scale, ccoef = -db * r * scale;
+            float *o = gx->data + gi * D;
+            for (int64_t k = 0; k < D; k++) {
+                double gw = w ? q[k] * (double)w[pidx(gi, k, geo)] : q[k];
+                o[k] = (float)(r * gw + bcoef * (p[k] - m) + ccoef);
+            }
+        }
+    }
+    bool ok = true;
+    if (want_w) {
+        et_tensor *t = etc_alloc(pshape, pnd);
+        for (int64_t i = 0; t && i < P; i++)
+            t->data[i] = (float)acc[i];
+        ok = (gin[wi] = t) != NULL;
+    }
+    if (want_b && ok) {
+        et_tensor *t = etc_alloc(pshape, pnd);
+        for (int64_t i = 0; t && i < P; i++)
+            t->data[i] = (float)acc[P + i];
+        ok = (gin[bi] = t) != NULL;
+    }
+    free(acc);
+    etc_release(x);
+    etc_release(gc);
+    etc_release(hw);
+    gin[0] = gx;
+    return ok;
+}
+
+ETC_BW(layer_norm)
+{
+    et_tensor *in = out->in[0];
+    int nd = out->aux.i[1];
+    const int64_t *ns = in->shape + in->ndim - nd;
+    int64_t D = etc_numel(ns, nd), G = D ? in->numel / D : 0;
+    return groups_backward(out, g, gin, G, D, D, ns, nd, pidx_layer, NULL);
+}
+
+et_tensor *et_group_norm(et_tensor *input, int64_t num_groups, et_tensor *weight,
+                         et_tensor *bias, double eps)
+{
+    const char *op = "group_norm";
+    if (!etc_null_check(input, op))
+        return NULL;
+    char b1[128];
+    if (input->ndim < 2) {
+        et_set_error(ET_ERR_SHAPE, "%s: input of shape %s, expected at least 2 dims [N, C, *]",
+                     op, etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
+        return NULL;
+    }
+    int64_t N = input->shape[0], C = input->shape[1];
+    if (num_groups <= 0 || C % num_groups != 0) {
+        et_set_error(ET_ERR_SHAPE, "%s: expected number of channels in input to be divisible by "
+                     "num_groups, but got input of shape %s and num_groups=%lld", op,
+                     etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1),
+                     (long long)num_groups);
+        return NULL;
+    }
+    if (!(eps >= 0) || isinf(eps)) {
+        et_set_error(ET_ERR_ARG, "%s: eps must be >= 0 and finite, got %g", op, eps);
+        return NULL;
+    }
+    if (!param_ok(weight, &C, 1, op, "weight") || !param_ok(bias, &C, 1, op, "bias"))
+        return NULL;
+    int64_t L = (N * C != 0) ? input->numel / (N * C) : 0;
+    int64_t G = N * num_groups, D = (C / num_groups) * L;
+    et_tensor *x = etc_contig(input);
+    et_tensor *out = x ? etc_alloc(input->shape, input->ndim) : NULL;
+    et_tensor *stats = out ? etc_alloc((int64_t[]){4, G}, 2) : NULL;
+    et_tensor *hw, *hb;
+    const float *w = param_data(weight, &hw), *bb = param_data(bias, &hb);
+    if (!stats || (weight && !hw) || (bias && !hb)) {
+        etc_release(x);
+        etc_release(out);
+        etc_release(stats);
+        etc_release(hw);
+        etc_release(hb);
+        return NULL;
+    }
+    normalise_groups(x->data, out->data, G, D, eps, stats->data);
+    if (w || bb)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                float *q = out->data + (n * C + c) * L;
+                float a = w ? w[c] : 1.0f, b = bb ? bb[c] : 0.0f;
+                for (int64_t l = 0; l < L; l++)
+                    q[l] = q[l] * a + b;
+            }
+    etc_release(x);
+    etc_release(hw);
+    etc_release(hb);
+    out = finish(out, ETC_OP_GROUP_NORM, input, weight, bias, stats, 0);
+    if (out && out->requires_grad)
+        out->aux.i[1] = (int)num_groups;
+    return etc_pooled(out);
+}
+
+ETC_BW(group_norm)
+{
+    et_tensor *in = out->in[0];
+    int64_t groups = out->aux.i[1];
+    int64_t N = in->shape[0], C = in->shape[1];
+    int64_t L = (N * C != 0) ? in->numel / (N * C) : 0;
+    int64_t G = N * groups, cpg = C / groups, D = cpg * L;
+    int64_t geo[3] = {groups, cpg, L ? L : 1};
+    return groups_backward(out, g, gin, G, D, C, &C, 1, pidx_group, geo);
+}
