@@ -5,8 +5,9 @@
  * and frees with et_module_free() (NULL-safe), or NULL + et_errmsg().
  * et_sequential_append() takes ownership of the child.
  *
- * Parameters are named as in PyTorch's state_dict(): a Sequential's child i
- * contributes "i.weight", "i.bias"; Linear's weight is [out, in].
+ * Parameters and buffers are named as in PyTorch's state_dict(): a
+ * Sequential's child i contributes "i.weight", "i.bias" (and e.g.
+ * "i.running_mean"); Linear's weight is [out, in].
  * Parameter tensors are owned by their module; accessors return borrowed
  * pointers valid while the module lives.
  */
@@ -51,7 +52,9 @@ void et_module_free(et_module *m);
 et_tensor *et_module_forward(et_module *m, et_tensor *x);
 /* "Linear", "ReLU", ... (torch class name). */
 const char *et_module_type(const et_module *m);
-/* Training mode on (true) or eval (false), recursively. */
+/* Training mode on (true) or eval (false), recursively.  It matters to
+ * Dropout (identity in eval) and BatchNorm (batch statistics and running
+ * updates in training, running statistics in eval), as in torch. */
 void et_module_train(et_module *m, bool mode);
 bool et_module_is_training(const et_module *m);
 
@@ -62,6 +65,20 @@ const char *et_module_param_name(const et_module *m, int i);
 et_tensor *et_module_param(const et_module *m, int i);
 /* Parameter by state_dict name, or NULL. */
 et_tensor *et_module_param_by_name(const et_module *m, const char *name);
+/* Buffers: state that is saved and loaded but never optimized
+ * (BatchNorm's running_mean, running_var and int64 num_batches_tracked),
+ * named like parameters.  Borrowed pointers. */
+int et_module_num_buffers(const et_module *m);
+const char *et_module_buffer_name(const et_module *m, int i);
+et_tensor *et_module_buffer(const et_module *m, int i);
+et_tensor *et_module_buffer_by_name(const et_module *m, const char *name);
+/* The whole state_dict in torch's order (each module's parameters, then its
+ * buffers, children in order): what et_module_state_dict saves and
+ * et_module_load_state_dict expects.  Borrowed pointers. */
+int et_module_num_state(const et_module *m);
+const char *et_module_state_name(const et_module *m, int i);
+et_tensor *et_module_state_tensor(const et_module *m, int i);
+bool et_module_state_is_buffer(const et_module *m, int i);
 /* Total number of scalar parameters. */
 int64_t et_module_param_count(const et_module *m);
 /* Set every parameter's .grad to zeros (keeps the tensors). */

@@ -68,8 +68,9 @@ et_tensor_dict *et_checkpoint_state(const et_module *m, const et_optim *o, const
     et_status st = et_tensor_dict_set_meta(d, "format", CKPT_FORMAT);
     if (st == ET_OK)
         st = set_meta_i64(d, "step", step);
-    for (int i = 0; st == ET_OK && i < et_module_num_params(m); i++)
-        st = set_prefixed(d, MODEL_PREFIX, et_module_param_name(m, i), et_module_param(m, i));
+    for (int i = 0; st == ET_OK && i < et_module_num_state(m); i++)
+        st = set_prefixed(d, MODEL_PREFIX, et_module_state_name(m, i),
+                          et_module_state_tensor(m, i));
     if (o && st == ET_OK) {
         st = et_tensor_dict_set_meta(d, "optim.type", et_optim_type(o));
         if (st == ET_OK)

@@ -2,11 +2,11 @@
  * module.c - torch.nn-style modules: Linear, activations, Dropout, Flatten,
  * Identity and Sequential, plus gradient clipping.
  *
- * A module is one struct with a small vtable (type name, raw forward).  Raw
- * forwards run inside the inner pool opened by et_module_forward(), so they
- * never free intermediates themselves (see nn_internal.h).
+ * The module object itself (struct et_module, module_internal.h: state
+ * registration, Sequential, the generic API) lives here too; other layers
+ * are in their own files and use module_internal.h.
  */
-#include "nn/nn_internal.h"
+#include "nn/module_internal.h"
 #include "core/core_internal.h"   /* etc_linear, etc_pooled */
 
 #include <math.h>
@@ -14,36 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef et_tensor *(*forward_fn)(et_module *m, et_tensor *x);
-
-struct et_module {
-    const char *type;
-    forward_fn forward;
-    bool training;
-
-    /* Parameters in state_dict order.  A leaf module owns its tensors
-     * (owns_params); a Sequential borrows its children's and prefixes the
-     * names with the child index. */
-    int nparams;
-    char **names;
-    et_tensor **params;
-    bool owns_params;
-
-    /* Sequential children (owned). */
-    et_module **children;
-    int nchildren, cap;
-    et_module *parent;      /* the Sequential that owns it, or NULL */
-
-    /* Configuration of the leaf modules. */
-    int dim0, dim1;         /* softmax dim; flatten start/end */
-    float f;                /* leaky slope, dropout p */
-    bool flag;              /* gelu tanh approximation */
-    et_generator *g;        /* dropout (borrowed) */
-};
+typedef nn_forward_fn forward_fn;
 
 /* ---------------------------------------------------------------- helpers */
 
-static et_module *module_alloc(const char *type, forward_fn fwd)
+static char *str_dup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+et_module *nn_module_alloc(const char *type, nn_forward_fn fwd)
 {
     et_module *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -56,18 +40,31 @@ static et_module *module_alloc(const char *type, forward_fn fwd)
     return m;
 }
 
+static et_module *module_alloc(const char *type, forward_fn fwd)
+{
+    return nn_module_alloc(type, fwd);
+}
+
+static void list_clear(nn_list *l, bool owns)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->names[i]);
+        if (owns)
+            et_tensor_free(l->t[i]);
+    }
+    free(l->names);
+    free(l->t);
+    *l = (nn_list){0};
+}
+
 static void clear_params(et_module *m)
 {
-    for (int i = 0; i < m->nparams; i++) {
-        free(m->names[i]);
-        if (m->owns_params)
-            et_tensor_free(m->params[i]);
-    }
-    free(m->names);
-    free(m->params);
-    m->names = NULL;
-    m->params = NULL;
-    m->nparams = 0;
+    /* the tensors are owned through params and buffers; state only points at them */
+    list_clear(&m->params, m->owns_params);
+    list_clear(&m->buffers, m->owns_params);
+    list_clear(&m->state, false);
+    free(m->is_buffer);
+    m->is_buffer = NULL;
 }
 
 void et_module_free(et_module *m)
@@ -78,23 +75,89 @@ void et_module_free(et_module *m)
     for (int i = 0; i < m->nchildren; i++)
         et_module_free(m->children[i]);
     free(m->children);
+    if (m->impl_free)
+        m->impl_free(m->impl);
+    else
+        free(m->impl);
     free(m);
 }
 
-static char *str_dup(const char *s)
+void nn_module_set_impl(et_module *m, void *impl, void (*free_fn)(void *impl))
 {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
+    m->impl = impl;
+    m->impl_free = free_fn;
 }
+
+/* Appends (copy of name, t) to l; false on NOMEM (l unchanged). */
+static bool list_push(nn_list *l, const char *name, et_tensor *t)
+{
+    char *nm = str_dup(name);
+    char **nn = nm ? realloc(l->names, (size_t)(l->n + 1) * sizeof *nn) : NULL;
+    if (nn)
+        l->names = nn;
+    et_tensor **nt = nn ? realloc(l->t, (size_t)(l->n + 1) * sizeof *nt) : NULL;
+    if (!nt) {
+        free(nm);
+        return false;
+    }
+    l->t = nt;
+    l->names[l->n] = nm;
+    l->t[l->n++] = t;
+    return true;
+}
+
+static et_status add_entry(et_module *m, const char *name, et_tensor *t, bool buffer)
+{
+    if (!t)
+        return et_errcode() != ET_OK ? et_errcode()
+                                     : et_set_error(ET_ERR_ARG, "%s: NULL %s", m->type, name);
+    m->owns_params = true;
+    bool *ib = realloc(m->is_buffer, (size_t)(m->state.n + 1) * sizeof *ib);
+    if (ib)
+        m->is_buffer = ib;
+    nn_list *own = buffer ? &m->buffers : &m->params;
+    if (!ib || !list_push(own, name, t)) {
+        et_tensor_free(t);
+        return et_set_error(ET_ERR_NOMEM, "%s: out of memory adding %s", m->type, name);
+    }
+    if (!list_push(&m->state, name, t)) {
+        own->n--;   /* still owned: drop the entry and its tensor */
+        free(own->names[own->n]);
+        et_tensor_free(t);
+        return et_set_error(ET_ERR_NOMEM, "%s: out of memory adding %s", m->type, name);
+    }
+    m->is_buffer[m->state.n - 1] = buffer;
+    if (!buffer)
+        et_set_requires_grad(t, true);
+    return ET_OK;
+}
+
+et_status nn_module_add_param(et_module *m, const char *name, et_tensor *t)
+{
+    return add_entry(m, name, t, false);
+}
+
+et_status nn_module_add_buffer(et_module *m, const char *name, et_tensor *t)
+{
+    return add_entry(m, name, t, true);
+}
+
+static et_tensor *list_find(const nn_list *l, const char *name)
+{
+    for (int i = 0; name && i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0)
+            return l->t[i];
+    return NULL;
+}
+
+et_tensor *nn_param(const et_module *m, const char *name) { return list_find(&m->params, name); }
+et_tensor *nn_buffer(const et_module *m, const char *name) { return list_find(&m->buffers, name); }
 
 /* ----------------------------------------------------------------- Linear */
 
 static et_tensor *linear_forward(et_module *m, et_tensor *x)
 {
-    et_tensor *w = m->params[0];
+    et_tensor *w = m->params.t[0];
     int nd = et_ndim(x);
     int64_t in = et_size(w, 1);
     if (nd < 1 || et_size(x, -1) != in) {
@@ -104,7 +167,7 @@ static et_tensor *linear_forward(et_module *m, et_tensor *x)
         return NULL;
     }
     /* core's fused addmm: one sgemm forward, dW straight into W's layout */
-    return etc_pooled(etc_linear(x, w, m->nparams > 1 ? m->params[1] : NULL));
+    return etc_pooled(etc_linear(x, w, m->params.n > 1 ? m->params.t[1] : NULL));
 }
 
 et_module *et_linear_new(int64_t in_features, int64_t out_features, bool bias, et_generator *g)
@@ -119,12 +182,6 @@ et_module *et_linear_new(int64_t in_features, int64_t out_features, bool bias, e
     et_module *m = module_alloc("Linear", linear_forward);
     if (!m)
         return NULL;
-    int np = bias ? 2 : 1;
-    m->names = calloc((size_t)np, sizeof(char *));
-    m->params = calloc((size_t)np, sizeof(et_tensor *));
-    m->owns_params = true;
-    if (!m->names || !m->params)
-        goto oom;
     /* kaiming_uniform_(a=sqrt(5)) gives bound = gain*sqrt(3/fan_in) with
      * gain = sqrt(2/(1+5)), i.e. 1/sqrt(fan_in); the bias uses the same. */
     double bound = 1.0 / sqrt((double)in_features);
@@ -136,19 +193,15 @@ et_module *et_linear_new(int64_t in_features, int64_t out_features, bool bias, e
     if (b)
         et_tensor_ref(b);
     et_pool_end();
-    m->params[0] = w;
-    m->names[0] = str_dup("weight");
-    m->nparams = 1;
+    et_status st = nn_module_add_param(m, "weight", w);
     if (bias) {
-        m->params[1] = b;
-        m->names[1] = str_dup("bias");
-        m->nparams = 2;
+        if (st == ET_OK)
+            st = nn_module_add_param(m, "bias", b);
+        else
+            et_tensor_free(b);
     }
-    for (int i = 0; i < m->nparams; i++) {
-        if (!m->params[i] || !m->names[i])
-            goto oom;
-        et_set_requires_grad(m->params[i], true);
-    }
+    if (st != ET_OK)
+        goto oom;
     return m;
 oom:
     et_module_free(m);
@@ -307,10 +360,6 @@ et_status et_sequential_append(et_module *seq, et_module *child)
                             seq == child ? "cannot append a module to itself"
                                          : "not a Sequential");
     }
-    int idx = seq->nchildren;
-    int add = child->nparams;
-    char **names = NULL;
-    et_tensor **params = NULL;
     if (seq->nchildren == seq->cap) {
         int cap = seq->cap ? seq->cap * 2 : 4;
         et_module **c = realloc(seq->children, (size_t)cap * sizeof(*c));
@@ -319,36 +368,59 @@ et_status et_sequential_append(et_module *seq, et_module *child)
         seq->children = c;
         seq->cap = cap;
     }
-    names = calloc((size_t)(seq->nparams + add) + 1, sizeof(char *));
-    params = calloc((size_t)(seq->nparams + add) + 1, sizeof(et_tensor *));
-    if (!names || !params)
-        goto oom;
-    for (int i = 0; i < add; i++) {
-        size_t len = strlen(child->names[i]) + 16;
-        names[seq->nparams + i] = malloc(len);
-        if (!names[seq->nparams + i]) {
-            for (int k = 0; k < i; k++)
-                free(names[seq->nparams + k]);
-            goto oom;
+    /* all or nothing: build the three grown lists first */
+    int idx = seq->nchildren;
+    nn_list grown[3] = {{0}};
+    const nn_list *mine[3] = {&seq->params, &seq->buffers, &seq->state};
+    const nn_list *theirs[3] = {&child->params, &child->buffers, &child->state};
+    bool *ib = malloc((size_t)(seq->state.n + child->state.n + 1) * sizeof *ib);
+    bool ok = ib != NULL;
+    for (int k = 0; k < 3 && ok; k++) {
+        int n = mine[k]->n + theirs[k]->n;
+        grown[k].names = calloc((size_t)n + 1, sizeof(char *));
+        grown[k].t = calloc((size_t)n + 1, sizeof(et_tensor *));
+        ok = grown[k].names && grown[k].t;
+        for (int i = 0; ok && i < theirs[k]->n; i++) {
+            size_t len = strlen(theirs[k]->names[i]) + 16;
+            char *nm = malloc(len);
+            ok = nm != NULL;
+            if (ok)
+                snprintf(nm, len, "%d.%s", idx, theirs[k]->names[i]);
+            grown[k].names[mine[k]->n + i] = nm;
+            grown[k].t[mine[k]->n + i] = theirs[k]->t[i];
         }
-        snprintf(names[seq->nparams + i], len, "%d.%s", idx, child->names[i]);
-        params[seq->nparams + i] = child->params[i];
+        grown[k].n = n;
     }
-    for (int i = 0; i < seq->nparams; i++) {
-        names[i] = seq->names[i];
-        params[i] = seq->params[i];
+    if (!ok) {
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; grown[k].names && i < theirs[k]->n; i++)
+                free(grown[k].names[mine[k]->n + i]);
+            free(grown[k].names);
+            free(grown[k].t);
+        }
+        free(ib);
+        goto oom;
     }
-    free(seq->names);
-    free(seq->params);
-    seq->names = names;
-    seq->params = params;
-    seq->nparams += add;
+    nn_list *dst[3] = {&seq->params, &seq->buffers, &seq->state};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < mine[k]->n; i++) {
+            grown[k].names[i] = mine[k]->names[i];
+            grown[k].t[i] = mine[k]->t[i];
+        }
+        free(dst[k]->names);
+        free(dst[k]->t);
+        *dst[k] = grown[k];
+    }
+    for (int i = 0; i < seq->state.n; i++)
+        ib[i] = i < seq->state.n - child->state.n ? seq->is_buffer[i]
+                                                  : child->is_buffer[i - (seq->state.n -
+                                                                          child->state.n)];
+    free(seq->is_buffer);
+    seq->is_buffer = ib;
     seq->children[seq->nchildren++] = child;   /* keeps its own mode, as torch */
     child->parent = seq;
     return ET_OK;
 oom:
-    free(names);
-    free(params);
     et_module_free(child);
     return et_set_error(ET_ERR_NOMEM, "sequential_append: out of memory");
 }
@@ -399,53 +471,81 @@ bool et_module_is_training(const et_module *m)
     return m && m->training;
 }
 
-int et_module_num_params(const et_module *m)
+static int list_len(const et_module *m, const nn_list *l) { return m ? l->n : 0; }
+
+static bool list_index_ok(const et_module *m, const nn_list *l, int i, const char *what)
 {
-    return m ? m->nparams : 0;
+    if (m && i >= 0 && i < l->n)
+        return true;
+    et_set_error(ET_ERR_INDEX, "module_%s: index %d out of range (%d entries)", what, i,
+                 m ? l->n : 0);
+    return false;
 }
+
+int et_module_num_params(const et_module *m) { return m ? m->params.n : 0; }
 
 const char *et_module_param_name(const et_module *m, int i)
 {
-    if (!m || i < 0 || i >= m->nparams) {
-        et_set_error(ET_ERR_INDEX, "module_param_name: index %d out of range (%d parameters)", i,
-                     m ? m->nparams : 0);
-        return NULL;
-    }
-    return m->names[i];
+    return list_index_ok(m, m ? &m->params : NULL, i, "param_name") ? m->params.names[i] : NULL;
 }
 
 et_tensor *et_module_param(const et_module *m, int i)
 {
-    if (!m || i < 0 || i >= m->nparams) {
-        et_set_error(ET_ERR_INDEX, "module_param: index %d out of range (%d parameters)", i,
-                     m ? m->nparams : 0);
-        return NULL;
-    }
-    return m->params[i];
+    return list_index_ok(m, m ? &m->params : NULL, i, "param") ? m->params.t[i] : NULL;
 }
 
 et_tensor *et_module_param_by_name(const et_module *m, const char *name)
 {
-    if (!m || !name)
-        return NULL;
-    for (int i = 0; i < m->nparams; i++)
-        if (strcmp(m->names[i], name) == 0)
-            return m->params[i];
-    return NULL;
+    return m ? list_find(&m->params, name) : NULL;
+}
+
+int et_module_num_buffers(const et_module *m) { return m ? list_len(m, &m->buffers) : 0; }
+
+const char *et_module_buffer_name(const et_module *m, int i)
+{
+    return list_index_ok(m, m ? &m->buffers : NULL, i, "buffer_name") ? m->buffers.names[i]
+                                                                         : NULL;
+}
+
+et_tensor *et_module_buffer(const et_module *m, int i)
+{
+    return list_index_ok(m, m ? &m->buffers : NULL, i, "buffer") ? m->buffers.t[i] : NULL;
+}
+
+et_tensor *et_module_buffer_by_name(const et_module *m, const char *name)
+{
+    return m ? list_find(&m->buffers, name) : NULL;
+}
+
+int et_module_num_state(const et_module *m) { return m ? list_len(m, &m->state) : 0; }
+
+const char *et_module_state_name(const et_module *m, int i)
+{
+    return list_index_ok(m, m ? &m->state : NULL, i, "state_name") ? m->state.names[i] : NULL;
+}
+
+et_tensor *et_module_state_tensor(const et_module *m, int i)
+{
+    return list_index_ok(m, m ? &m->state : NULL, i, "state_tensor") ? m->state.t[i] : NULL;
+}
+
+bool et_module_state_is_buffer(const et_module *m, int i)
+{
+    return m && i >= 0 && i < m->state.n && m->is_buffer[i];
 }
 
 int64_t et_module_param_count(const et_module *m)
 {
     int64_t total = 0;
-    for (int i = 0; m && i < m->nparams; i++)
-        total += et_numel(m->params[i]);
+    for (int i = 0; m && i < m->params.n; i++)
+        total += et_numel(m->params.t[i]);
     return total;
 }
 
 void et_module_zero_grad(et_module *m)
 {
-    for (int i = 0; m && i < m->nparams; i++) {
-        et_tensor *g = et_grad(m->params[i]);
+    for (int i = 0; m && i < m->params.n; i++) {
+        et_tensor *g = et_grad(m->params.t[i]);
         if (g)
             et_fill_(g, 0.0f);
     }

@@ -657,9 +657,9 @@ et_tensor_dict *et_module_state_dict(const et_module *m)
         return NULL;
     }
     et_tensor_dict *d = et_tensor_dict_new();
-    for (int i = 0; d && i < et_module_num_params(m); i++) {
-        et_tensor *t = nn_keep_detach(et_module_param(m, i));
-        et_status st = t ? et_tensor_dict_set(d, et_module_param_name(m, i), t) : ET_ERR_NOMEM;
+    for (int i = 0; d && i < et_module_num_state(m); i++) {
+        et_tensor *t = nn_keep_detach(et_module_state_tensor(m, i));
+        et_status st = t ? et_tensor_dict_set(d, et_module_state_name(m, i), t) : ET_ERR_NOMEM;
         et_tensor_free(t);
         if (st != ET_OK) {
             et_tensor_dict_free(d);
@@ -669,36 +669,83 @@ et_tensor_dict *et_module_state_dict(const et_module *m)
     return d;
 }
 
+/* Is src's every value representable in dst's dtype (torch's
+ * load_state_dict copies across dtypes; an int64 buffer takes integral
+ * floats only)? */
+static et_status check_convertible(const char *name, const et_tensor *src, const et_tensor *dst)
+{
+    if (et_tensor_dtype(dst) != ET_INT64 || et_tensor_dtype(src) == ET_INT64)
+        return ET_OK;
+    nn_buf b;
+    et_status st = nn_buf_acquire(&b, (et_tensor *)src);
+    if (st != ET_OK)
+        return st;
+    for (int64_t k = 0; st == ET_OK && k < et_numel(src); k++)
+        if (b.p[k] != floorf(b.p[k]) || !(fabsf(b.p[k]) < 9.2e18f))
+            st = et_set_error(ET_ERR_FORMAT, "load_state_dict: %s is int64 but element %lld of "
+                              "the given tensor is %g", name, (long long)k, (double)b.p[k]);
+    nn_buf_release(&b, false);
+    return st;
+}
+
+/* dst = src converted to dst's dtype (checked by check_convertible). */
+static et_status copy_entry(et_tensor *dst, et_tensor *src)
+{
+    et_status st;
+    if (et_tensor_dtype(dst) == ET_INT64) {
+        int64_t *tmp = malloc((size_t)(et_numel(dst) > 0 ? et_numel(dst) : 1) * sizeof *tmp);
+        if (!tmp)
+            return et_set_error(ET_ERR_NOMEM, "load_state_dict: out of memory");
+        st = et_copy_to_int64(src, tmp);
+        if (st == ET_OK)
+            st = et_copy_from_int64(dst, tmp);
+        free(tmp);
+        return st;
+    }
+    et_pool_begin();
+    et_tensor *f = et_to_dtype(src, ET_FLOAT32);
+    nn_buf b;
+    st = f ? nn_buf_acquire(&b, f) : et_errcode();
+    if (st == ET_OK) {
+        st = et_copy_from(dst, b.p);
+        nn_buf_release(&b, false);
+    }
+    et_pool_end();
+    return st;
+}
+
 et_status et_module_load_state_dict(et_module *m, const et_tensor_dict *d)
 {
     if (!m || !d)
         return et_set_error(ET_ERR_ARG, "module_load_state_dict: NULL argument");
-    int np = et_module_num_params(m);
-    for (int i = 0; i < d->n; i++)
-        if (!et_module_param_by_name(m, d->names[i]))
+    int ns = et_module_num_state(m);
+    for (int i = 0; i < d->n; i++) {
+        bool known = false;
+        for (int k = 0; k < ns && !known; k++)
+            known = strcmp(et_module_state_name(m, k), d->names[i]) == 0;
+        if (!known)
             return et_set_error(ET_ERR_FORMAT, "load_state_dict: unexpected key \"%s\"",
                                 d->names[i]);
-    for (int i = 0; i < np; i++) {
-        const char *name = et_module_param_name(m, i);
+    }
+    for (int i = 0; i < ns; i++) {
+        const char *name = et_module_state_name(m, i);
         et_tensor *src = et_tensor_dict_get(d, name);
         if (!src)
             return et_set_error(ET_ERR_FORMAT, "load_state_dict: missing key \"%s\"", name);
-        et_tensor *p = et_module_param(m, i);
+        et_tensor *p = et_module_state_tensor(m, i);
         if (!et_same_shape(src, p)) {
             char a[96], b[96];
             return et_set_error(ET_ERR_SHAPE, "load_state_dict: size mismatch for %s: copying "
                                 "a param with shape %s, the shape in current model is %s", name,
                                 NN_SHAPE_STR(src, a), NN_SHAPE_STR(p, b));
         }
-    }
-    for (int i = 0; i < np; i++) {
-        et_tensor *p = et_module_param(m, i);
-        nn_buf b;
-        et_status st = nn_buf_acquire(&b, et_tensor_dict_get(d, et_module_param_name(m, i)));
+        et_status st = check_convertible(name, src, p);
         if (st != ET_OK)
             return st;
-        st = et_copy_from(p, b.p);
-        nn_buf_release(&b, false);
+    }
+    for (int i = 0; i < ns; i++) {
+        et_status st = copy_entry(et_module_state_tensor(m, i),
+                                  et_tensor_dict_get(d, et_module_state_name(m, i)));
         if (st != ET_OK)
             return st;
     }
