@@ -56,6 +56,53 @@ et_tensor *et_conv_transpose2d(et_tensor *input, et_tensor *weight, et_tensor *b
                                const int64_t output_padding[2], int64_t groups,
                                const int64_t dilation[2]);
 
+/* ---- pooling ---- */
+/* torch.nn.functional.max_pool2d: input [N, C, H, W] or [C, H, W];
+ * kernel_size required, stride NULL = kernel_size; padding (at most half the
+ * kernel; padded positions are never chosen), dilation, ceil_mode as torch.
+ * Ties pick the first element of a window and a NaN wins.  *indices (may be
+ * NULL) receives a new reference to the int64 tensor of chosen positions,
+ * flat in each input plane (h * W + w), shaped like the output. */
+et_tensor *et_max_pool2d(et_tensor *input, const int64_t kernel_size[2], const int64_t stride[2],
+                         const int64_t padding[2], const int64_t dilation[2], bool ceil_mode,
+                         et_tensor **indices);
+/* [N, C, L] or [C, L]; indices are positions in L. */
+et_tensor *et_max_pool1d(et_tensor *input, const int64_t kernel_size[1], const int64_t stride[1],
+                         const int64_t padding[1], const int64_t dilation[1], bool ceil_mode,
+                         et_tensor **indices);
+/* torch.nn.functional.avg_pool2d: the mean of each window; the divisor is
+ * divisor_override when non-zero, else the window size counted with the
+ * padding (count_include_pad, torch's default true) or without it. */
+et_tensor *et_avg_pool2d(et_tensor *input, const int64_t kernel_size[2], const int64_t stride[2],
+                         const int64_t padding[2], bool ceil_mode, bool count_include_pad,
+                         int64_t divisor_override);
+et_tensor *et_avg_pool1d(et_tensor *input, const int64_t kernel_size[1], const int64_t stride[1],
+                         const int64_t padding[1], bool ceil_mode, bool count_include_pad);
+/* torch.nn.functional.adaptive_{avg,max}_pool{1,2}d: output_size entries
+ * >= 0, or -1 to keep the input's size (torch's None).  Window i of n over
+ * a dim of size L is [floor(i L / n), ceil((i + 1) L / n)). */
+et_tensor *et_adaptive_avg_pool2d(et_tensor *input, const int64_t output_size[2]);
+et_tensor *et_adaptive_avg_pool1d(et_tensor *input, const int64_t output_size[1]);
+et_tensor *et_adaptive_max_pool2d(et_tensor *input, const int64_t output_size[2],
+                                  et_tensor **indices);
+et_tensor *et_adaptive_max_pool1d(et_tensor *input, const int64_t output_size[1],
+                                  et_tensor **indices);
+
+/* ---- padding ---- */
+typedef enum et_pad_mode {
+    ET_PAD_CONSTANT = 0,
+    ET_PAD_REFLECT = 1,
+    ET_PAD_REPLICATE = 2,
+    ET_PAD_CIRCULAR = 3,
+} et_pad_mode;
+/* torch.nn.functional.pad: pad[2 k], pad[2 k + 1] are the padding before
+ * and after the k-th LAST dim (npad even, at most 2 ndim); negative values
+ * crop.  Constant mode pads any dims with `value`; reflect, replicate and
+ * circular pad the last 1-3 dims of an input with one or two leading dims
+ * (circular: two), take value 0, and reflect needs each padding smaller
+ * than the dim.  Gradients of the copies sum into the input. */
+et_tensor *et_pad(et_tensor *input, const int64_t *pad, int npad, et_pad_mode mode, float value);
+
 /* How convolutions are computed.  AUTO picks per call and shape between
  * oneDNN (when built in) and im2col + sgemm, by the measurements in
  * docs/design.md; the other two force one (like torch.backends.mkldnn).

@@ -92,6 +92,11 @@ const etc_op_info etc_ops[] = {
     {"NativeGroupNormBackward0", etc_bw_group_norm, R_IN0 | R_IN1}, /* GROUP_NORM */
     {"EmbeddingBackward0", etc_bw_embedding, 0},                    /* EMBEDDING */
     {"EmbeddingBagBackward0", etc_bw_embedding_bag, R_IN0},         /* EMBEDDING_BAG */
+    {"MaxPool2DWithIndicesBackward0", etc_bw_max_pool, 0},  /* MAX_POOL */
+    {"AvgPool2DBackward0", etc_bw_avg_pool, 0},             /* AVG_POOL */
+    {"AdaptiveAvgPool2DBackward0", etc_bw_adaptive_avg_pool, 0}, /* ADAPTIVE_AVG_POOL */
+    {"AdaptiveMaxPool2DBackward0", etc_bw_max_pool, 0},     /* ADAPTIVE_MAX_POOL */
+    {"ConstantPadNdBackward0", etc_bw_pad, 0},              /* PAD */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

@@ -48,6 +48,8 @@ typedef enum etc_op {
     /* layer ops (norm.c, embedding.c) */
     ETC_OP_BATCH_NORM, ETC_OP_LAYER_NORM, ETC_OP_GROUP_NORM, ETC_OP_EMBEDDING,
     ETC_OP_EMBEDDING_BAG,
+    ETC_OP_MAX_POOL, ETC_OP_AVG_POOL, ETC_OP_ADAPTIVE_AVG_POOL, ETC_OP_ADAPTIVE_MAX_POOL, /* pool.c */
+    ETC_OP_PAD,                                         /* pad.c */
     ETC_OP_COUNT
 } etc_op;
 
@@ -326,5 +328,6 @@ ETC_BW(hardtanh); ETC_BW(masked_fill); ETC_BW(bce);
 ETC_BW(conv); ETC_BW(conv_transpose);
 ETC_BW(batch_norm); ETC_BW(layer_norm); ETC_BW(group_norm); ETC_BW(embedding);
 ETC_BW(embedding_bag);
+ETC_BW(max_pool); ETC_BW(avg_pool); ETC_BW(adaptive_avg_pool); ETC_BW(pad);
 
 #endif
