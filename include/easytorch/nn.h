@@ -14,6 +14,7 @@
 #ifndef EASYTORCH_NN_H
 #define EASYTORCH_NN_H
 
+#include "easytorch/functional.h"
 #include "easytorch/tensor.h"
 
 #ifdef __cplusplus
@@ -38,6 +39,45 @@ et_module *et_leaky_relu_new(float negative_slope);
 et_module *et_dropout_new(float p, et_generator *g);
 et_module *et_flatten_new(int start_dim, int end_dim);   /* torch defaults 1, -1 */
 et_module *et_identity_new(void);
+
+/* ---- normalisation (torch.nn.BatchNorm1d/2d, LayerNorm, GroupNorm) ---- */
+typedef struct {
+    double eps;                /* 1e-5 */
+    double momentum;           /* 0.1; NAN = torch's None: cumulative moving average */
+    bool affine;               /* weight (ones) and bias (zeros) parameters */
+    bool track_running_stats;  /* buffers running_mean (zeros), running_var (ones),
+                                  num_batches_tracked (int64 0) */
+} et_batch_norm_opts;
+#define ET_BATCH_NORM_DEFAULTS \
+    ((et_batch_norm_opts){.eps = 1e-5, .momentum = 0.1, .affine = true, \
+                          .track_running_stats = true})
+/* BatchNorm1d takes [N, C] or [N, C, L], BatchNorm2d [N, C, H, W].  Training
+ * mode: batch statistics, running statistics updated (unbiased variance)
+ * and num_batches_tracked counted; eval: running statistics (batch ones
+ * when track_running_stats is false).  A failing forward changes nothing. */
+et_module *et_batch_norm1d_new(int64_t num_features, et_batch_norm_opts o);
+et_module *et_batch_norm2d_new(int64_t num_features, et_batch_norm_opts o);
+/* Over the last dims (normalized_shape); weight ones, bias zeros of that shape. */
+et_module *et_layer_norm_new(const int64_t *normalized_shape, int ndims, double eps,
+                             bool elementwise_affine);
+/* num_channels divisible by num_groups; weight [C] ones, bias [C] zeros. */
+et_module *et_group_norm_new(int64_t num_groups, int64_t num_channels, double eps, bool affine);
+
+/* ---- embeddings (torch.nn.Embedding, EmbeddingBag) ----
+ * weight [num_embeddings, embedding_dim] ~ N(0, 1) from g (default
+ * generator if NULL), the padding_idx row zeroed.  Inputs are int64 indices
+ * (or float32 holding integers).  Options as functional.h's (offsets and
+ * per_sample_weights of et_embedding_bag_opts must be NULL here: they are
+ * forward arguments). */
+et_module *et_embedding_new(int64_t num_embeddings, int64_t embedding_dim, et_embedding_opts o,
+                            et_generator *g);
+/* et_module_forward of an EmbeddingBag takes a 2-D input (each row a bag);
+ * et_embedding_bag_module_forward takes torch's full forward(input, offsets,
+ * per_sample_weights) (NULLs allowed).  New reference or NULL. */
+et_module *et_embedding_bag_new(int64_t num_embeddings, int64_t embedding_dim,
+                                et_embedding_bag_opts o, et_generator *g);
+et_tensor *et_embedding_bag_module_forward(et_module *m, et_tensor *input, et_tensor *offsets,
+                                           et_tensor *per_sample_weights);
 et_module *et_sequential_new(void);
 /* Takes ownership of child (also on failure, except ET_ERR_STATE when child
  * is already in a Sequential or encloses seq: it stays where it is).  Build a nested

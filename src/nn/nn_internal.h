@@ -25,6 +25,7 @@ et_tensor *nn_scope_end(et_tensor *res);
 /* Creation helpers for owned tensors: the result has one reference that
  * belongs to the caller, never to an open pool.  NULL + error on failure. */
 et_tensor *nn_keep_new(const float *data, const int64_t *shape, int ndim);
+et_tensor *nn_keep_ones(const int64_t *shape, int ndim);
 et_tensor *nn_keep_new_int64(const int64_t *data, const int64_t *shape, int ndim);
 et_tensor *nn_keep_clone(const et_tensor *t);
 et_tensor *nn_keep_detach(et_tensor *t);

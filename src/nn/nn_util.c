@@ -37,6 +37,12 @@ et_tensor *nn_keep_new(const float *data, const int64_t *shape, int ndim)
     return keep(et_tensor_new(data, shape, ndim));
 }
 
+et_tensor *nn_keep_ones(const int64_t *shape, int ndim)
+{
+    et_pool_begin();
+    return keep(et_ones(shape, ndim));
+}
+
 et_tensor *nn_keep_new_int64(const int64_t *data, const int64_t *shape, int ndim)
 {
     et_pool_begin();

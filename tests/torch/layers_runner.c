@@ -395,8 +395,16 @@ static bool module_steps(et_module *m, const cJSON *c, FILE *f, char *at, size_t
         tensors ts = {0};
         if (!add_tensor(&ts, "input", get(it, "input")))
             return false;
+        if (cJSON_IsObject(get(it, "offsets")) && !add_tensor(&ts, "offsets", get(it, "offsets")))
+            return false;
+        if (cJSON_IsObject(get(it, "per_sample_weights")) &&
+            !add_tensor(&ts, "per_sample_weights", get(it, "per_sample_weights")))
+            return false;
         et_module_zero_grad(m);
-        et_tensor *y = et_module_forward(m, tget(&ts, "input"));
+        et_tensor *y = ts.n > 1 ? et_embedding_bag_module_forward(m, tget(&ts, "input"),
+                                                                 tget(&ts, "offsets"),
+                                                                 tget(&ts, "per_sample_weights"))
+                                : et_module_forward(m, tget(&ts, "input"));
         if (!y)
             return false;
         const cJSON *go = get(it, "grad_out");
@@ -409,6 +417,11 @@ static bool module_steps(et_module *m, const cJSON *c, FILE *f, char *at, size_t
         put_tensor(f, y);
         fputs(", \"input_grad\": ", f);
         put_tensor(f, et_requires_grad(ts.t[0].leaf) ? et_grad(ts.t[0].leaf) : NULL);
+        et_tensor *pw = tget(&ts, "per_sample_weights");
+        if (pw && et_requires_grad(pw)) {
+            fputs(", \"psw_grad\": ", f);
+            put_tensor(f, et_grad(pw));
+        }
         fputs(", \"grads\": {", f);
         for (int p = 0; p < et_module_num_params(m); p++) {
             fputs(p ? ", " : "", f);
@@ -453,10 +466,76 @@ static bool module_case(const cJSON *c, FILE *f, char *at, size_t atcap)
     return ok;
 }
 
+static double momentum_of(const cJSON *spec)
+{
+    const cJSON *v = get(spec, "momentum");
+    return cJSON_IsNull(v) ? NAN : num(spec, "momentum", 0.1);
+}
+
 static et_module *module_of(const cJSON *spec)
 {
     const cJSON *type = get(spec, "type");
     const char *t = cJSON_IsString(type) ? type->valuestring : "?";
+    static et_generator *g;
+    if (!g)
+        g = et_generator_new(1);   /* initial values are overwritten by "state" */
+    if (strcmp(t, "Sequential") == 0) {
+        et_module *s = et_sequential_new();
+        const cJSON *it;
+        cJSON_ArrayForEach(it, get(spec, "layers")) {
+            et_module *c = module_of(it);
+            if (!c || et_sequential_append(s, c) != ET_OK) {
+                et_module_free(s);
+                return NULL;
+            }
+        }
+        return s;
+    }
+    if (strcmp(t, "BatchNorm1d") == 0 || strcmp(t, "BatchNorm2d") == 0) {
+        et_batch_norm_opts o = ET_BATCH_NORM_DEFAULTS;
+        o.eps = num(spec, "eps", 1e-5);
+        o.momentum = momentum_of(spec);
+        o.affine = flag(spec, "affine", true);
+        o.track_running_stats = flag(spec, "track_running_stats", true);
+        int64_t C = (int64_t)num(spec, "num_features", 0);
+        return t[9] == '1' ? et_batch_norm1d_new(C, o) : et_batch_norm2d_new(C, o);
+    }
+    if (strcmp(t, "LayerNorm") == 0) {
+        int64_t ns[ET_MAX_DIMS];
+        int n = ints(spec, "normalized_shape", ns, ET_MAX_DIMS);
+        return et_layer_norm_new(ns, n, num(spec, "eps", 1e-5),
+                                 flag(spec, "elementwise_affine", true));
+    }
+    if (strcmp(t, "GroupNorm") == 0)
+        return et_group_norm_new((int64_t)num(spec, "num_groups", 0),
+                                 (int64_t)num(spec, "num_channels", 0), num(spec, "eps", 1e-5),
+                                 flag(spec, "affine", true));
+    if (strcmp(t, "Embedding") == 0 || strcmp(t, "EmbeddingBag") == 0) {
+        et_embedding_bag_opts o = ET_EMBEDDING_BAG_DEFAULTS;
+        o.padding_idx = idx_or(spec, "padding_idx");
+        o.max_norm = num(spec, "max_norm", 0);
+        o.norm_type = num(spec, "norm_type", 2);
+        o.scale_grad_by_freq = flag(spec, "scale_grad_by_freq", false);
+        o.include_last_offset = flag(spec, "include_last_offset", false);
+        const cJSON *mode = get(spec, "mode");
+        if (cJSON_IsString(mode) && et_bag_mode_parse(mode->valuestring, &o.mode) != ET_OK)
+            return NULL;
+        int64_t V = (int64_t)num(spec, "num_embeddings", 0), D = (int64_t)num(spec, "embedding_dim", 0);
+        if (t[9] == 'B')
+            return et_embedding_bag_new(V, D, o, g);
+        et_embedding_opts eo = {.padding_idx = o.padding_idx, .max_norm = o.max_norm,
+                                .norm_type = o.norm_type, .scale_grad_by_freq = o.scale_grad_by_freq};
+        return et_embedding_new(V, D, eo, g);
+    }
+    if (strcmp(t, "Linear") == 0)
+        return et_linear_new((int64_t)num(spec, "in_features", 0),
+                             (int64_t)num(spec, "out_features", 0), flag(spec, "bias", true), g);
+    if (strcmp(t, "Flatten") == 0)
+        return et_flatten_new((int)num(spec, "start_dim", 1), (int)num(spec, "end_dim", -1));
+    if (strcmp(t, "Tanh") == 0)
+        return et_tanh_new();
+    if (strcmp(t, "ReLU") == 0)
+        return et_relu_new();
     et_set_error(ET_ERR_ARG, "runner: unknown module %s", t);
     return NULL;
 }
