@@ -90,13 +90,37 @@ et_tensor *et_mean_all(et_tensor *a);                   /* 0-d */
 et_tensor *et_sum(et_tensor *a, const int *dims, int ndims, bool keepdim);
 et_tensor *et_mean(et_tensor *a, const int *dims, int ndims, bool keepdim);
 /* Max/min over one dim.  *indices (may be NULL) receives a new reference to
- * the float32 index tensor (no grad).  Gradient goes to the selected element
- * (first occurrence on ties, as PyTorch's CPU kernel). */
+ * the int64 index tensor (no grad).  Gradient goes to the selected element
+ * (first occurrence on ties, as PyTorch's CPU kernel; NaN wins). */
 et_tensor *et_max(et_tensor *a, int dim, bool keepdim, et_tensor **indices);
 et_tensor *et_min(et_tensor *a, int dim, bool keepdim, et_tensor **indices);
+/* int64 indices of the max / min along dim (first occurrence on ties). */
 et_tensor *et_argmax(et_tensor *a, int dim, bool keepdim);
+et_tensor *et_argmin(et_tensor *a, int dim, bool keepdim);
 et_tensor *et_max_all(et_tensor *a);
 et_tensor *et_min_all(et_tensor *a);
+
+/* More reductions (reduce.c).  `dims`/`ndims` as et_sum (ndims 0 = every dim). */
+/* log(sum(exp(a))) over dims, max-subtracted; gradient g * exp(a - result). */
+et_tensor *et_logsumexp(et_tensor *a, const int *dims, int ndims, bool keepdim);
+/* Variance / standard deviation dividing by max(0, N - correction):
+ * correction 1 is torch's unbiased=True, 0 the population variance. */
+et_tensor *et_var(et_tensor *a, const int *dims, int ndims, double correction, bool keepdim);
+et_tensor *et_std(et_tensor *a, const int *dims, int ndims, double correction, bool keepdim);
+/* Product over one dim / over everything (0-d); exact gradients with zeros. */
+et_tensor *et_prod(et_tensor *a, int dim, bool keepdim);
+et_tensor *et_prod_all(et_tensor *a);
+/* Cumulative sum along dim (same shape). */
+et_tensor *et_cumsum(et_tensor *a, int dim);
+/* Vector p-norm over dims (torch.norm / linalg.vector_norm): p = 2, 1,
+ * INFINITY (max |x|), -INFINITY (min |x|), 0 (count of non-zeros; no
+ * gradient, as torch) or any other p (sum |x|^p)^(1/p).  The gradient is 0
+ * where the norm is 0; for +-inf it is shared by tied elements. */
+et_tensor *et_norm(et_tensor *a, double p, const int *dims, int ndims, bool keepdim);
+/* Max / min over several dims (values only); the gradient is shared evenly
+ * by the elements equal to the result, as torch.amax. */
+et_tensor *et_amax(et_tensor *a, const int *dims, int ndims, bool keepdim);
+et_tensor *et_amin(et_tensor *a, const int *dims, int ndims, bool keepdim);
 
 /* ---- softmax family (max-subtracted, stable) ---- */
 et_tensor *et_softmax(et_tensor *a, int dim);

@@ -97,6 +97,16 @@ const etc_op_info etc_ops[] = {
     {"AdaptiveAvgPool2DBackward0", etc_bw_adaptive_avg_pool, 0}, /* ADAPTIVE_AVG_POOL */
     {"AdaptiveMaxPool2DBackward0", etc_bw_max_pool, 0},     /* ADAPTIVE_MAX_POOL */
     {"ConstantPadNdBackward0", etc_bw_pad, 0},              /* PAD */
+    /* reduce.c */
+    {"LogsumexpBackward0", etc_bw_logsumexp, R_IN0 | R_OUT}, /* LOGSUMEXP */
+    {"VarBackward0", etc_bw_var, R_IN0},            /* VAR */
+    {"StdBackward0", etc_bw_std, R_IN0 | R_OUT},    /* STD */
+    {"ProdBackward0", etc_bw_prod, R_IN0},          /* PROD_ALL */
+    {"ProdBackward1", etc_bw_prod, R_IN0},          /* PROD */
+    {"CumsumBackward0", etc_bw_cumsum, 0},          /* CUMSUM */
+    {"NormBackward1", etc_bw_norm, R_IN0 | R_OUT},  /* NORM */
+    {"AmaxBackward0", etc_bw_amax, R_IN0 | R_OUT},  /* AMAX */
+    {"AminBackward0", etc_bw_amax, R_IN0 | R_OUT},  /* AMIN */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

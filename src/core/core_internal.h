@@ -50,6 +50,9 @@ typedef enum etc_op {
     ETC_OP_EMBEDDING_BAG,
     ETC_OP_MAX_POOL, ETC_OP_AVG_POOL, ETC_OP_ADAPTIVE_AVG_POOL, ETC_OP_ADAPTIVE_MAX_POOL, /* pool.c */
     ETC_OP_PAD,                                         /* pad.c */
+    /* reduce.c */
+    ETC_OP_LOGSUMEXP, ETC_OP_VAR, ETC_OP_STD, ETC_OP_PROD_ALL, ETC_OP_PROD, ETC_OP_CUMSUM,
+    ETC_OP_NORM, ETC_OP_AMAX, ETC_OP_AMIN,
     ETC_OP_COUNT
 } etc_op;
 
@@ -255,6 +258,8 @@ typedef enum etc_ew_op {
     EW_LAND, EW_LOR, EW_LNOT, EW_MASKED_FILL, EW_BCE,
     EW_RECIP_B, EW_RSQRT_B, EW_LOG1P_B, EW_EXPM1_B, EW_SIN_B, EW_COS_B, EW_ERF_B,
     EW_SOFTPLUS_B, EW_ELU_B, EW_SILU_B, EW_MISH_B, EW_HARDTANH_B, EW_BCE_BX, EW_BCE_BY,
+    /* reduce.c */
+    EW_NORM_B, EW_NORM_INF_B,
     EW_COUNT
 } etc_ew_op;
 
@@ -303,6 +308,13 @@ et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b);
 /* Elementwise op `ew` of a (parameters p0, p1, kept in aux.f[0..1] for the
  * backward), recorded as `op` (ops.c). */
 et_tensor *etc_unary(int ew, int op, const char *name, et_tensor *a, float p0, float p1);
+/* Parse a reduction's dims list into a bit mask over a's dims (all dims when
+ * ndims is 0); false + error on a bad or repeated dim (ops.c). */
+bool etc_reduce_mask(const et_tensor *a, const int *dims, int ndims, const char *op,
+                     unsigned *mask);
+/* View of g (the result of reducing `in` over `mask`, keepdim as given)
+ * broadcast back to in's shape with stride 0 on the reduced dims (ops.c). */
+et_tensor *etc_expand_back(et_tensor *g, const et_tensor *in, unsigned mask, bool keepdim);
 /* gin[i] = `full` summed back to input i's shape; takes ownership of full (ops.c). */
 bool etc_put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full);
 
@@ -329,5 +341,8 @@ ETC_BW(conv); ETC_BW(conv_transpose);
 ETC_BW(batch_norm); ETC_BW(layer_norm); ETC_BW(group_norm); ETC_BW(embedding);
 ETC_BW(embedding_bag);
 ETC_BW(max_pool); ETC_BW(avg_pool); ETC_BW(adaptive_avg_pool); ETC_BW(pad);
+/* reduce.c */
+ETC_BW(logsumexp); ETC_BW(var); ETC_BW(std); ETC_BW(prod); ETC_BW(cumsum); ETC_BW(norm);
+ETC_BW(amax);
 
 #endif

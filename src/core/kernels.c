@@ -195,6 +195,20 @@ static inline float bce_f(float x, float y)
     return (y - 1.0f) * l1 - y * l0;
 }
 
+/* torch's norm_backward for finite p != 0 (x, norm, g): 0 where norm == 0 */
+static inline float norm_b(float x, float n, float g, float p)
+{
+    if (n == 0.0f)
+        return 0.0f;
+    if (p == 1.0f)
+        return sign_f(x) * g;
+    if (p == 2.0f)
+        return x * (g / n);
+    if (p < 1.0f)
+        return sign_f(x) * powf(fabsf(x), p - 1.0f) * (g / powf(n, p - 1.0f));
+    return x * powf(fabsf(x), p - 2.0f) * (g / powf(n, p - 1.0f));
+}
+
 static inline float bce_bx(float dy, float x, float y)
 {
     float d = (1.0f - x) * x;
@@ -321,6 +335,9 @@ static void row(int op, float *restrict o, const float *x, int64_t sx, const flo
     case EW_HARDTANH_B: LOOP2((b <= p0 || b >= p1) ? 0.0f : a); break;
     case EW_BCE_BX: LOOP3(bce_bx(a, b, c)); break;             /* a dy, b input, c target */
     case EW_BCE_BY: LOOP2(a * (log1pf(-b) - logf(b))); break;  /* a dy, b input */
+    /* reduce.c */
+    case EW_NORM_B: LOOP3(norm_b(a, b, c, p0)); break;        /* a x, b norm, c dy */
+    case EW_NORM_INF_B: LOOP3(fabsf(a) == b ? sign_f(a) * c : 0.0f); break; /* c dy/ties */
     default: break;
     }
 }

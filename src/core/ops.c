@@ -323,6 +323,17 @@ static bool reduce_mask(const et_tensor *a, const int *dims, int ndims, const ch
     return true;
 }
 
+et_tensor *etc_expand_back(et_tensor *g, const et_tensor *in, unsigned mask, bool keepdim)
+{
+    return expand_back(g, in, mask, keepdim);
+}
+
+bool etc_reduce_mask(const et_tensor *a, const int *dims, int ndims, const char *op,
+                     unsigned *mask)
+{
+    return reduce_mask(a, dims, ndims, op, mask);
+}
+
 static et_tensor *reduce_sum(et_tensor *a, const int *dims, int ndims, bool keepdim, bool mean,
                              const char *name)
 {
@@ -474,7 +485,7 @@ static bool argext(et_tensor *a, int dim, bool keepdim, bool is_max, const char 
     reduced_shape(a, a->ndim ? d : -1, keepdim, shape, &nd);
     et_tensor *x = etc_contig(a);
     et_tensor *v = values ? etc_alloc(shape, nd) : NULL;
-    et_tensor *ix = etc_alloc(shape, nd);
+    et_tensor *ix = etc_alloc_dtype(shape, nd, ET_INT64);
     if (!x || (values && !v) || !ix) {
         etc_release(x);
         etc_release(v);
@@ -497,7 +508,7 @@ static bool argext(et_tensor *a, int dim, bool keepdim, bool is_max, const char 
             }
             if (v)
                 v->data[o * inner + i] = best;
-            ix->data[o * inner + i] = (float)bi;
+            etc_idata(ix)[o * inner + i] = bi;
         }
     }
     etc_release(x);
@@ -543,15 +554,19 @@ et_tensor *et_min(et_tensor *a, int dim, bool keepdim, et_tensor **indices)
     return max_min(a, dim, keepdim, indices, false);
 }
 
-et_tensor *et_argmax(et_tensor *a, int dim, bool keepdim)
+static et_tensor *arg_ext(et_tensor *a, int dim, bool keepdim, bool is_max)
 {
-    if (!etc_null_check(a, "argmax"))
+    const char *name = is_max ? "argmax" : "argmin";
+    if (!etc_null_check(a, name))
         return NULL;
     et_tensor *ix;
-    if (!argext(a, dim, keepdim, true, "argmax", NULL, &ix))
+    if (!argext(a, dim, keepdim, is_max, name, NULL, &ix))
         return NULL;
     return etc_pooled(ix);
 }
+
+et_tensor *et_argmax(et_tensor *a, int dim, bool keepdim) { return arg_ext(a, dim, keepdim, true); }
+et_tensor *et_argmin(et_tensor *a, int dim, bool keepdim) { return arg_ext(a, dim, keepdim, false); }
 
 ETC_BW(max_dim)
 {
@@ -562,10 +577,10 @@ ETC_BW(max_dim)
         return false;
     int64_t outer, D, inner;
     split3(a, d, &outer, &D, &inner);
-    const float *ix = out->saved->data;
+    const int64_t *ix = etc_idata(out->saved);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
-            int64_t k = (int64_t)ix[o * inner + i];
+            int64_t k = ix[o * inner + i];
             gz->data[(o * D + k) * inner + i] += gc->data[o * inner + i];
         }
     etc_release(gc);

@@ -123,12 +123,15 @@ START_TEST(test_max_min_argmax)
     ASSERT_VALUES(v, 3, 5);
     ASSERT_VALUES(ix, 2, 1);
     ck_assert(!et_requires_grad(ix));
+    ck_assert_int_eq(et_tensor_dtype(ix), ET_INT64);   /* torch.long, as torch */
     /* a.min(0) -> values [1, -2, -6], indices [0, 0, 1] */
     v = et_min(a, 0, true, &ix);
     ASSERT_SHAPE(v, 1, 3);
     ASSERT_VALUES(v, 1, -2, -6);
     ASSERT_VALUES(ix, 0, 0, 1);
     ASSERT_VALUES(et_argmax(a, 0, false), 1, 1, 0);
+    ck_assert_int_eq(et_tensor_dtype(et_argmax(a, 0, false)), ET_INT64);
+    ASSERT_VALUES(et_argmin(a, 1, false), 1, 2);   /* a.argmin(1) */
     ASSERT_VALUES(et_max_all(a), 5);
     ASSERT_VALUES(et_min_all(a), -6);
     /* ties: first occurrence, torch.tensor([1.,3.,3.]).max(0) -> index 1 */

@@ -53,7 +53,50 @@ static et_tensor *op_permute_null(call *c) {
     return et_permute(c->in[0], NULL, (int)num_or(c->p, "ndims", 0));
 }
 
+/* ---- reduce.c ---- */
+static et_tensor *op_logsumexp(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_logsumexp(c->in[0], dims, n, bool_or(c->p, "keepdim", false));
+}
+static et_tensor *var_std(call *c, bool is_std) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    double corr = num_or(c->p, "correction", 1);
+    bool keep = bool_or(c->p, "keepdim", false);
+    return is_std ? et_std(c->in[0], dims, n, corr, keep) : et_var(c->in[0], dims, n, corr, keep);
+}
+static et_tensor *op_var(call *c) { return var_std(c, false); }
+static et_tensor *op_std(call *c) { return var_std(c, true); }
+static et_tensor *op_prod(call *c) {
+    return et_prod(c->in[0], (int)num_or(c->p, "dim", 0), bool_or(c->p, "keepdim", false));
+}
+static et_tensor *op_prod_all(call *c) { return et_prod_all(c->in[0]); }
+static et_tensor *op_cumsum(call *c) { return et_cumsum(c->in[0], (int)num_or(c->p, "dim", 0)); }
+static et_tensor *op_norm(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_norm(c->in[0], num_or(c->p, "p", 2), dims, n, bool_or(c->p, "keepdim", false));
+}
+static et_tensor *op_amax(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_amax(c->in[0], dims, n, bool_or(c->p, "keepdim", false));
+}
+static et_tensor *op_amin(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_amin(c->in[0], dims, n, bool_or(c->p, "keepdim", false));
+}
+static et_tensor *op_argmin(call *c) {
+    return et_argmin(c->in[0], (int)num_or(c->p, "dim", 0), bool_or(c->p, "keepdim", false));
+}
+
 const op_entry core_runner_ops_more[] = {
+    {"logsumexp", 1, op_logsumexp, false}, {"var", 1, op_var, false}, {"std", 1, op_std, false},
+    {"prod", 1, op_prod, false}, {"prod_all", 1, op_prod_all, false},
+    {"cumsum", 1, op_cumsum, false}, {"norm", 1, op_norm, false}, {"amax", 1, op_amax, false},
+    {"amin", 1, op_amin, false}, {"argmin", 1, op_argmin, false},
     {"sign", 1, op_sign, false}, {"floor", 1, op_floor, false}, {"ceil", 1, op_ceil, false},
     {"round", 1, op_round, false}, {"reciprocal", 1, op_reciprocal, false},
     {"rsqrt", 1, op_rsqrt, false}, {"log1p", 1, op_log1p, false}, {"expm1", 1, op_expm1, false},

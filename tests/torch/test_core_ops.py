@@ -58,7 +58,7 @@ lt le gt ge gt_scalar lt_scalar where fill_ copy_""".split()
 torch.set_num_threads(1)
 
 # Case files of further op families (see the end of case construction).
-CASE_MODULES = ["cases_elementwise", "cases_conv", "cases_pool"]
+CASE_MODULES = ["cases_elementwise", "cases_conv", "cases_pool", "cases_reduce"]
 
 
 # ----------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def _retain(i, p):
 def _minmax(fn):
     def run(i, p):
         v, idx = fn(i[0], p["dim"], p.get("keepdim", False))
-        return v, idx.to(i[0].dtype)
+        return v, idx
     return run
 
 
@@ -169,7 +169,7 @@ TORCH_OPS = {
     "mean": _sum_like(torch.mean),
     "max": _minmax(torch.max),
     "min": _minmax(torch.min),
-    "argmax": lambda i, p: torch.argmax(i[0], p["dim"], p.get("keepdim", False)).to(i[0].dtype),
+    "argmax": lambda i, p: torch.argmax(i[0], p["dim"], p.get("keepdim", False)),
     "max_all": lambda i, p: i[0].max(),
     "min_all": lambda i, p: i[0].min(),
     "softmax": lambda i, p: torch.softmax(i[0], p["dim"]),
