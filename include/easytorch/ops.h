@@ -148,7 +148,45 @@ et_tensor *et_select(et_tensor *a, int dim, int64_t index);
 et_tensor *et_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t step);
 #define ET_END INT64_MAX
 
+/* Pieces along dim as views (torch.split / split with sizes / chunk /
+ * unbind): new references in out[0..count-1], returns count, or -1 + error
+ * with nothing written (also when count > max_out).  out NULL: returns the
+ * count only.  split: pieces of split_size, the last shorter; chunk:
+ * ceil(size / chunks) each, so possibly fewer than `chunks`; unbind removes
+ * dim.  Gradients flow back into the slices. */
+int et_split(et_tensor *a, int64_t split_size, int dim, et_tensor **out, int max_out);
+int et_split_sizes(et_tensor *a, const int64_t *sizes, int n, int dim, et_tensor **out,
+                   int max_out);
+int et_chunk(et_tensor *a, int chunks, int dim, et_tensor **out, int max_out);
+int et_unbind(et_tensor *a, int dim, et_tensor **out, int max_out);
+/* View of the diagonal of dims dim1, dim2 (offset > 0 above the main
+ * diagonal), appended as the last dim, as torch.diagonal. */
+et_tensor *et_diagonal(et_tensor *a, int64_t offset, int dim1, int dim2);
+/* a.expand(other's shape) */
+et_tensor *et_expand_as(et_tensor *a, et_tensor *other);
+
 /* ---- copies along dims ---- */
+/* Tile a (torch.repeat): n >= ndim(a) repeat counts, leading ones new dims. */
+et_tensor *et_repeat(et_tensor *a, const int64_t *repeats, int n);
+/* Reverse the order along each listed dim. */
+et_tensor *et_flip(et_tensor *a, const int *dims, int n);
+/* Shift by shifts[i] along dims[i] with wrap-around (torch.roll); with
+ * n == 0 the flattened tensor is rolled by shifts[0]. */
+et_tensor *et_roll(et_tensor *a, const int64_t *shifts, const int *dims, int n);
+/* Lower / upper triangle of the last two dims (elements with j - i <=
+ * diagonal / >= diagonal kept, the rest 0), batched over leading dims. */
+et_tensor *et_tril(et_tensor *a, int64_t diagonal);
+et_tensor *et_triu(et_tensor *a, int64_t diagonal);
+/* Sorted along dim (ascending unless descending), always stable (equal
+ * elements keep their order: torch's stable=True); NaN sorts as the largest
+ * value.  *indices (may be NULL) gets the int64 positions; the gradient
+ * goes back to them. */
+et_tensor *et_sort(et_tensor *a, int dim, bool descending, et_tensor **indices);
+et_tensor *et_argsort(et_tensor *a, int dim, bool descending);     /* int64 */
+/* The k largest (or smallest) along dim, sorted, with int64 *indices. */
+et_tensor *et_topk(et_tensor *a, int64_t k, int dim, bool largest, bool sorted,
+                   et_tensor **indices);
+
 et_tensor *et_cat(et_tensor *const *ts, int n, int dim);
 et_tensor *et_stack(et_tensor *const *ts, int n, int dim);
 /* Rows/slices picked by a 1-D index tensor (integral float values). */

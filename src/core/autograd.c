@@ -107,6 +107,19 @@ const etc_op_info etc_ops[] = {
     {"NormBackward1", etc_bw_norm, R_IN0 | R_OUT},  /* NORM */
     {"AmaxBackward0", etc_bw_amax, R_IN0 | R_OUT},  /* AMAX */
     {"AminBackward0", etc_bw_amax, R_IN0 | R_OUT},  /* AMIN */
+    /* sort.c */
+    {"SortBackward0", etc_bw_sort, 0},              /* SORT */
+    {"TopkBackward0", etc_bw_sort, 0},              /* TOPK */
+    /* shape_more.c */
+    {"SplitBackward0", etc_bw_slice, 0},            /* SPLIT */
+    {"SplitWithSizesBackward0", etc_bw_slice, 0},   /* SPLIT_WITH_SIZES */
+    {"UnbindBackward0", etc_bw_select, 0},          /* UNBIND */
+    {"DiagonalBackward0", etc_bw_diagonal, 0},      /* DIAGONAL */
+    {"RepeatBackward0", etc_bw_repeat, 0},          /* REPEAT */
+    {"RollBackward0", etc_bw_roll, 0},              /* ROLL */
+    {"FlipBackward0", etc_bw_flip, 0},              /* FLIP */
+    {"TrilBackward0", etc_bw_tri, 0},               /* TRIL */
+    {"TriuBackward0", etc_bw_tri, 0},               /* TRIU */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

@@ -53,6 +53,11 @@ typedef enum etc_op {
     /* reduce.c */
     ETC_OP_LOGSUMEXP, ETC_OP_VAR, ETC_OP_STD, ETC_OP_PROD_ALL, ETC_OP_PROD, ETC_OP_CUMSUM,
     ETC_OP_NORM, ETC_OP_AMAX, ETC_OP_AMIN,
+    /* sort.c */
+    ETC_OP_SORT, ETC_OP_TOPK,
+    /* shape_more.c */
+    ETC_OP_SPLIT, ETC_OP_SPLIT_WITH_SIZES, ETC_OP_UNBIND, ETC_OP_DIAGONAL, ETC_OP_REPEAT,
+    ETC_OP_ROLL, ETC_OP_FLIP, ETC_OP_TRIL, ETC_OP_TRIU,
     ETC_OP_COUNT
 } etc_op;
 
@@ -295,6 +300,7 @@ et_tensor *etc_expand(et_tensor *a, const int64_t *shape, int ndim);
 et_tensor *etc_select(et_tensor *a, int dim, int64_t index);
 et_tensor *etc_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t step);
 et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op);
+et_tensor *etc_diagonal(et_tensor *a, int64_t offset, int dim1, int dim2);
 /* Fused affine map y = x @ w^T + b (torch.nn.functional.linear / addmm):
  * x [..., in], w [out, in], b [out] or NULL -> y [..., out].  One sgemm
  * with w passed transposed (no copy); backward: dx = g w, dw = g^T x (one
@@ -344,5 +350,9 @@ ETC_BW(max_pool); ETC_BW(avg_pool); ETC_BW(adaptive_avg_pool); ETC_BW(pad);
 /* reduce.c */
 ETC_BW(logsumexp); ETC_BW(var); ETC_BW(std); ETC_BW(prod); ETC_BW(cumsum); ETC_BW(norm);
 ETC_BW(amax);
+/* sort.c */
+ETC_BW(sort);
+/* shape_more.c */
+ETC_BW(diagonal); ETC_BW(repeat); ETC_BW(roll); ETC_BW(flip); ETC_BW(tri);
 
 #endif

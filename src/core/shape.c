@@ -455,7 +455,7 @@ static bool scatter_view_back(et_tensor *out, et_tensor *g, et_tensor **gin)
     et_tensor *z = etc_zeros(a->shape, a->ndim);
     if (!z)
         return false;
-    et_tensor *v = out->op == ETC_OP_SELECT
+    et_tensor *v = out->op == ETC_OP_SELECT || out->op == ETC_OP_UNBIND
                        ? etc_select(z, (int)out->aux.l[0], out->aux.l[1])
                        : etc_slice(z, (int)out->aux.l[0], out->aux.l[1], out->aux.l[2],
                                    out->aux.l[3]);

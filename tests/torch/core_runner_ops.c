@@ -4,6 +4,7 @@
  * tests/torch/cases_*.py.  Parameters as in core_runner.c ("p" of a node).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,7 +93,106 @@ static et_tensor *op_argmin(call *c) {
     return et_argmin(c->in[0], (int)num_or(c->p, "dim", 0), bool_or(c->p, "keepdim", false));
 }
 
+/* ---- sort.c ---- */
+static et_tensor *with_indices(call *c, et_tensor *r, et_tensor *idx) {
+    if (r && env_put_derived(c->e, c->out, ".indices", idx) != 0) {
+        et_tensor_free(r);
+        return NULL;
+    }
+    return r;
+}
+static et_tensor *op_sort(call *c) {
+    et_tensor *idx = NULL;
+    et_tensor *r = et_sort(c->in[0], (int)num_or(c->p, "dim", -1), bool_or(c->p, "descending", false),
+                           &idx);
+    return with_indices(c, r, idx);
+}
+static et_tensor *op_argsort(call *c) {
+    return et_argsort(c->in[0], (int)num_or(c->p, "dim", -1), bool_or(c->p, "descending", false));
+}
+static et_tensor *op_topk(call *c) {
+    et_tensor *idx = NULL;
+    et_tensor *r = et_topk(c->in[0], (int64_t)num_or(c->p, "k", 1), (int)num_or(c->p, "dim", -1),
+                           bool_or(c->p, "largest", true), bool_or(c->p, "sorted", true), &idx);
+    return with_indices(c, r, idx);
+}
+
+/* ---- shape_more.c ---- */
+/* Pieces: the node's own name is piece 0, then "<out>.1", ... and "<out>.n" (count, int64). */
+static et_tensor *pieces_out(call *c, et_tensor **pieces, int n) {
+    if (n < 0)
+        return NULL;
+    if (n == 0) {
+        et_set_error(ET_ERR_ARG, "runner: no pieces");
+        return NULL;
+    }
+    for (int i = 1; i < n; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof suffix, ".%d", i);
+        if (env_put_derived(c->e, c->out, suffix, pieces[i]) != 0)
+            return NULL;
+    }
+    int64_t count = n;
+    if (env_put_derived(c->e, c->out, ".n", et_tensor_new_int64(&count, NULL, 0)) != 0)
+        return NULL;
+    return pieces[0];
+}
+#define MAX_PIECES 64
+static et_tensor *op_split(call *c) {
+    et_tensor *p[MAX_PIECES];
+    int64_t sizes[MAX_PIECES];
+    int ns = ints_of(c->p, "sizes", sizes, MAX_PIECES);
+    int dim = (int)num_or(c->p, "dim", 0);
+    int n = ns >= 0 ? et_split_sizes(c->in[0], sizes, ns, dim, p, MAX_PIECES)
+                    : et_split(c->in[0], (int64_t)num_or(c->p, "split_size", 1), dim, p, MAX_PIECES);
+    return pieces_out(c, p, n);
+}
+static et_tensor *op_chunk(call *c) {
+    et_tensor *p[MAX_PIECES];
+    int n = et_chunk(c->in[0], (int)num_or(c->p, "chunks", 1), (int)num_or(c->p, "dim", 0), p,
+                     MAX_PIECES);
+    return pieces_out(c, p, n);
+}
+static et_tensor *op_unbind(call *c) {
+    et_tensor *p[MAX_PIECES];
+    int n = et_unbind(c->in[0], (int)num_or(c->p, "dim", 0), p, MAX_PIECES);
+    return pieces_out(c, p, n);
+}
+static et_tensor *op_diagonal(call *c) {
+    return et_diagonal(c->in[0], (int64_t)num_or(c->p, "offset", 0), (int)num_or(c->p, "dim1", 0),
+                       (int)num_or(c->p, "dim2", 1));
+}
+static et_tensor *op_expand_as(call *c) { return et_expand_as(c->in[0], c->in[1]); }
+static et_tensor *op_repeat(call *c) {
+    int64_t r[ET_MAX_DIMS + 1];
+    int n = ints_of(c->p, "repeats", r, ET_MAX_DIMS + 1);
+    return et_repeat(c->in[0], r, n < 0 ? 0 : n);
+}
+static et_tensor *op_flip(call *c) {
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    return et_flip(c->in[0], dims, n);
+}
+static et_tensor *op_roll(call *c) {
+    int64_t s[ET_MAX_DIMS + 1];
+    int ns = ints_of(c->p, "shifts", s, ET_MAX_DIMS + 1);
+    int dims[ET_MAX_DIMS * 2];
+    int n = dims_of(c, dims, ET_MAX_DIMS * 2);
+    if (ns != (n ? n : 1)) {   /* torch's message */
+        et_set_error(ET_ERR_ARG, "roll: shifts and dimensions must align (%d shifts, %d dims)", ns, n);
+        return NULL;
+    }
+    return et_roll(c->in[0], s, dims, n);
+}
+static et_tensor *op_tril(call *c) { return et_tril(c->in[0], (int64_t)num_or(c->p, "diagonal", 0)); }
+static et_tensor *op_triu(call *c) { return et_triu(c->in[0], (int64_t)num_or(c->p, "diagonal", 0)); }
+
 const op_entry core_runner_ops_more[] = {
+    {"sort", 1, op_sort, false}, {"argsort", 1, op_argsort, false}, {"topk", 1, op_topk, false},
+    {"split", 1, op_split, false}, {"chunk", 1, op_chunk, false}, {"unbind", 1, op_unbind, false},
+    {"diagonal", 1, op_diagonal, false}, {"expand_as", 2, op_expand_as, false},
+    {"repeat", 1, op_repeat, false}, {"flip", 1, op_flip, false}, {"roll", 1, op_roll, false},
+    {"tril", 1, op_tril, false}, {"triu", 1, op_triu, false},
     {"logsumexp", 1, op_logsumexp, false}, {"var", 1, op_var, false}, {"std", 1, op_std, false},
     {"prod", 1, op_prod, false}, {"prod_all", 1, op_prod_all, false},
     {"cumsum", 1, op_cumsum, false}, {"norm", 1, op_norm, false}, {"amax", 1, op_amax, false},

@@ -58,7 +58,7 @@ lt le gt ge gt_scalar lt_scalar where fill_ copy_""".split()
 torch.set_num_threads(1)
 
 # Case files of further op families (see the end of case construction).
-CASE_MODULES = ["cases_elementwise", "cases_conv", "cases_pool", "cases_reduce"]
+CASE_MODULES = ["cases_elementwise", "cases_conv", "cases_pool", "cases_reduce", "cases_shape"]
 
 
 # ----------------------------------------------------------------------------
@@ -247,7 +247,10 @@ def run_torch(case, dtype, values=None, backward=True):
                 r = TORCH_OPS[node["op"]]([env[n] for n in node["in"]], p)
         except Exception as exc:  # noqa: BLE001 - any torch error is the expected kind
             raise TorchFailure(at, exc) from None
-        if isinstance(r, tuple):
+        if isinstance(r, dict):   # several results (split): key "" is the node's own name
+            for key, v in r.items():
+                env[node["out"] + key] = v
+        elif isinstance(r, tuple):
             env[node["out"]], env[node["out"] + ".indices"] = r
         else:
             env[node["out"]] = r
