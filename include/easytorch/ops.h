@@ -194,6 +194,26 @@ et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index);
 /* torch.gather: out[i][j] = a[i][index[i][j]] for dim 1, etc. */
 et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index);
 
+/* Out-of-place scatters with an int64 index of a's number of dims (torch
+ * 1.13's rules: index no larger than src, nor than a outside dim):
+ * scatter writes src[i][j] at out[i][index[i][j]] (dim 1; duplicate targets:
+ * one of the values), scatter_value writes `value`, scatter_add adds.
+ * index_add adds alpha * source[.., i, ..] at out[.., index[i], ..] for a
+ * 1-D index along dim.  Gradients: a gets g (zeroed where scatter
+ * overwrote), src/source the gathered g (times alpha). */
+et_tensor *et_scatter(et_tensor *a, int dim, et_tensor *index, et_tensor *src);
+et_tensor *et_scatter_value(et_tensor *a, int dim, et_tensor *index, float value);
+et_tensor *et_scatter_add(et_tensor *a, int dim, et_tensor *index, et_tensor *src);
+et_tensor *et_index_add(et_tensor *a, int dim, et_tensor *index, et_tensor *source, float alpha);
+
+/* ---- linear algebra in index notation ---- */
+/* torch.einsum: "ij,jk->ik" (matmul), "bij,bjk->bik", "i,j->ij" (outer),
+ * "i,i->" (dot), "ij->ji", "ij->j", "ii->i" (diagonal), "ii" (trace),
+ * "...ij,...jk->...ik", implicit outputs ("ij,jk"), any number of operands
+ * (contracted left to right).  Size-1 dims broadcast.  The result is
+ * differentiable through the ops it is made of. */
+et_tensor *et_einsum(const char *equation, et_tensor *const *operands, int n);
+
 /* ---- comparisons and selection (results carry no gradient) ---- */
 et_tensor *et_eq(et_tensor *a, et_tensor *b);   /* 1.0 where true, else 0.0 */
 et_tensor *et_ne(et_tensor *a, et_tensor *b);

@@ -120,6 +120,11 @@ const etc_op_info etc_ops[] = {
     {"FlipBackward0", etc_bw_flip, 0},              /* FLIP */
     {"TrilBackward0", etc_bw_tri, 0},               /* TRIL */
     {"TriuBackward0", etc_bw_tri, 0},               /* TRIU */
+    /* index.c */
+    {"ScatterBackward0", etc_bw_scatter, 0},        /* SCATTER */
+    {"ScatterBackward1", etc_bw_scatter, 0},        /* SCATTER_VALUE */
+    {"ScatterAddBackward0", etc_bw_scatter, 0},     /* SCATTER_ADD */
+    {"IndexAddBackward0", etc_bw_index_add, 0},     /* INDEX_ADD */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

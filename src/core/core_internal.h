@@ -58,6 +58,8 @@ typedef enum etc_op {
     /* shape_more.c */
     ETC_OP_SPLIT, ETC_OP_SPLIT_WITH_SIZES, ETC_OP_UNBIND, ETC_OP_DIAGONAL, ETC_OP_REPEAT,
     ETC_OP_ROLL, ETC_OP_FLIP, ETC_OP_TRIL, ETC_OP_TRIU,
+    /* index.c */
+    ETC_OP_SCATTER, ETC_OP_SCATTER_VALUE, ETC_OP_SCATTER_ADD, ETC_OP_INDEX_ADD,
     ETC_OP_COUNT
 } etc_op;
 
@@ -354,5 +356,7 @@ ETC_BW(amax);
 ETC_BW(sort);
 /* shape_more.c */
 ETC_BW(diagonal); ETC_BW(repeat); ETC_BW(roll); ETC_BW(flip); ETC_BW(tri);
+/* index.c */
+ETC_BW(scatter); ETC_BW(index_add);
 
 #endif

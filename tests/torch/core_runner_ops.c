@@ -187,7 +187,30 @@ static et_tensor *op_roll(call *c) {
 static et_tensor *op_tril(call *c) { return et_tril(c->in[0], (int64_t)num_or(c->p, "diagonal", 0)); }
 static et_tensor *op_triu(call *c) { return et_triu(c->in[0], (int64_t)num_or(c->p, "diagonal", 0)); }
 
+/* ---- index.c, einsum.c ---- */
+static et_tensor *op_scatter(call *c) {
+    return et_scatter(c->in[0], (int)num_or(c->p, "dim", 0), c->in[1], c->in[2]);
+}
+static et_tensor *op_scatter_value(call *c) {
+    return et_scatter_value(c->in[0], (int)num_or(c->p, "dim", 0), c->in[1],
+                            (float)num_or(c->p, "value", 0));
+}
+static et_tensor *op_scatter_add(call *c) {
+    return et_scatter_add(c->in[0], (int)num_or(c->p, "dim", 0), c->in[1], c->in[2]);
+}
+static et_tensor *op_index_add(call *c) {
+    return et_index_add(c->in[0], (int)num_or(c->p, "dim", 0), c->in[1], c->in[2],
+                        (float)num_or(c->p, "alpha", 1));
+}
+static et_tensor *op_einsum(call *c) {
+    const cJSON *eq = cJSON_GetObjectItemCaseSensitive(c->p, "eq");
+    return et_einsum(cJSON_IsString(eq) ? eq->valuestring : NULL, c->in, c->nin);
+}
+
 const op_entry core_runner_ops_more[] = {
+    {"scatter", 3, op_scatter, false}, {"scatter_value", 2, op_scatter_value, false},
+    {"scatter_add", 3, op_scatter_add, false}, {"index_add", 3, op_index_add, false},
+    {"einsum", -1, op_einsum, false},
     {"sort", 1, op_sort, false}, {"argsort", 1, op_argsort, false}, {"topk", 1, op_topk, false},
     {"split", 1, op_split, false}, {"chunk", 1, op_chunk, false}, {"unbind", 1, op_unbind, false},
     {"diagonal", 1, op_diagonal, false}, {"expand_as", 2, op_expand_as, false},

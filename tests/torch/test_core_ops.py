@@ -58,7 +58,7 @@ lt le gt ge gt_scalar lt_scalar where fill_ copy_""".split()
 torch.set_num_threads(1)
 
 # Case files of further op families (see the end of case construction).
-CASE_MODULES = ["cases_elementwise", "cases_conv", "cases_pool", "cases_reduce", "cases_shape"]
+CASE_MODULES = ["cases_elementwise", "cases_conv", "cases_pool", "cases_reduce", "cases_shape", "cases_index"]
 
 
 # ----------------------------------------------------------------------------
