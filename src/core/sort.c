@@ -46,6 +46,8 @@ static bool sort_rows(et_tensor *a, int d, int64_t k, bool descending, const cha
     memcpy(shape, a->shape, sizeof shape);
     if (a->ndim)
         shape[d] = k;
+    else
+        k = 1;   /* a 0-d input is its own one-element result (torch: even for k 0) */
     et_tensor *x = etc_contig(a);
     et_tensor *v = x && values ? etc_alloc(shape, a->ndim) : NULL;
     et_tensor *ix = x ? etc_alloc_dtype(shape, a->ndim, ET_INT64) : NULL;

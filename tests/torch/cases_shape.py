@@ -87,6 +87,9 @@ def add_cases(T):
             S.add(f"topk/{list(shp)}/dim={dim}/k={k}/largest={largest}", [I("a", DISTINCT(rng, shp))],
                   [("y", "topk", ["a"], {"k": k, "dim": dim, "largest": largest})],
                   outputs=["y", "y.indices"], rng=rng)
+    for k in [0, 1]:   # torch: a 0-d input is its own result, even for k 0
+        S.add(f"topk/0d/k={k}", [I("a", 1.5)], [("y", "topk", ["a"], {"k": k, "dim": 0})],
+              outputs=["y", "y.indices"], rng=rng)
     S.add("topk/ties_values", [I("a", ties)], [("y", "topk", ["a"], {"k": 5, "dim": 1})],
           outputs=["y"], fd=False, backward=None)
     S.add("topk/nan_is_largest", [I("a", [3.0, NAN, 1.0, 2.0])],
