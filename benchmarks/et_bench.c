@@ -246,6 +246,105 @@ static void *mlp_784_setup(void)
     return mlp_setup(&(mlp_spec){sizes, 4, ACT_RELU, LOSS_CE, OPT_SGD_MOMENTUM, 256});
 }
 
+/* ---- the character model of examples/char_lm (Bengio et al. 2003, makemore):
+ * Embedding(27, 10) -> Flatten -> Linear(30, 200) -> BatchNorm1d(200) -> Tanh ->
+ * Linear(200, 27), cross-entropy, SGD lr 0.1.  A step draws a batch of 32 rows
+ * of a fixed 4096-row dataset (index_select of int64 contexts and targets),
+ * then zero_grad, forward, loss, backward, step -- makemore's loop. ---- */
+
+enum { CHAR_ROWS = 4096, CHAR_BATCH = 32 };
+
+typedef struct {
+    et_module *net;
+    et_optim *opt;
+    et_tensor *X, *Y;   /* [4096, 3], [4096] int64 */
+    et_generator *g;
+} char_state;
+
+static void char_teardown(void *p)
+{
+    char_state *s = p;
+    if (s == NULL)
+        return;
+    et_optim_free(s->opt);
+    et_module_free(s->net);
+    et_tensor_free(s->X);
+    et_tensor_free(s->Y);
+    et_generator_free(s->g);
+    free(s);
+}
+
+static void *char_setup(void)
+{
+    char_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->g = et_generator_new(0);
+    s->net = et_sequential_new();
+    if (s->g == NULL || s->net == NULL)
+        goto fail;
+    et_module *layers[] = {
+        et_embedding_new(27, 10, ET_EMBEDDING_DEFAULTS, s->g), et_flatten_new(1, -1),
+        et_linear_new(30, 200, true, s->g), et_batch_norm1d_new(200, ET_BATCH_NORM_DEFAULTS),
+        et_tanh_new(), et_linear_new(200, 27, true, s->g)};
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++)
+        if (et_sequential_append(s->net, layers[i]) != ET_OK)
+            goto fail;
+    int n = et_module_num_params(s->net);
+    et_tensor *params[16];
+    for (int i = 0; i < n; i++)
+        params[i] = et_module_param(s->net, i);
+    et_sgd_opts o = ET_SGD_DEFAULTS;
+    o.lr = 0.1;
+    s->opt = et_sgd_new(params, n, o);
+    int64_t *x = malloc(CHAR_ROWS * 3 * sizeof *x), *y = malloc(CHAR_ROWS * sizeof *y);
+    if (x && y) {
+        for (int i = 0; i < CHAR_ROWS * 3; i++)
+            x[i] = (int64_t)(et_generator_next(s->g) % 27);
+        for (int i = 0; i < CHAR_ROWS; i++)
+            y[i] = (int64_t)(et_generator_next(s->g) % 27);
+        s->X = et_tensor_new_int64(x, ET_SHAPE(CHAR_ROWS, 3));
+        s->Y = et_tensor_new_int64(y, ET_SHAPE(CHAR_ROWS));
+    }
+    free(x);
+    free(y);
+    if (s->opt == NULL || s->X == NULL || s->Y == NULL)
+        goto fail;
+    return s;
+fail:
+    char_teardown(s);
+    return NULL;
+}
+
+static et_status char_run(void *p, long iters, double *value)
+{
+    char_state *s = p;
+    for (long i = 0; i < iters; i++) {
+        et_pool_begin();
+        int64_t ix[CHAR_BATCH];
+        for (int k = 0; k < CHAR_BATCH; k++)
+            ix[k] = (int64_t)(et_generator_next(s->g) % CHAR_ROWS);
+        et_tensor *it = et_tensor_new_int64(ix, ET_SHAPE(CHAR_BATCH)), *out, *loss;
+        et_tensor *xb = it ? et_index_select(s->X, 0, it) : NULL;
+        et_tensor *yb = xb ? et_index_select(s->Y, 0, it) : NULL;
+        et_optim_zero_grad(s->opt);
+        CHECK(yb);
+        CHECK(out = et_module_forward(s->net, xb));
+        CHECK(loss = et_cross_entropy(out, yb, ET_REDUCTION_MEAN, 0.0f));
+        et_status st = et_backward(loss, NULL);
+        if (st == ET_OK)
+            st = et_optim_step(s->opt);
+        if (st != ET_OK) {
+            et_pool_end();
+            return st;
+        }
+        if (i == iters - 1)
+            *value = et_item(loss);
+        et_pool_end();
+    }
+    return ET_OK;
+}
+
 /* ---- matmul 1024^3: et_matmul against a bare cblas_sgemm ---- */
 
 enum { MM_N = 1024 };
@@ -394,6 +493,8 @@ static const workload workloads[] = {
      mlp_teardown},
     {"train_784_1024_1024_10", "784-1024-1024-10 ReLU, CE, SGD momentum, batch 256", mlp_784_setup,
      mlp_run, mlp_teardown},
+    {"train_char_mlp", "char model Embedding-Linear-BatchNorm1d-Tanh-Linear, CE, SGD, batch 32",
+     char_setup, char_run, char_teardown},
     {"matmul_1024", "et_matmul 1024x1024 @ 1024x1024", mm_setup, mm_et_run, mm_teardown},
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
     {"sgemm_784_step", "the 8 cblas_sgemm calls of a 784-1024-1024-10 step (floor)", floor_setup,

@@ -71,6 +71,32 @@ def mlp_run(state, iters):
     return loss.item()
 
 
+def char_setup():
+    """The character model of examples/char_lm (makemore): Embedding(27, 10) -> Flatten ->
+    Linear(30, 200) -> BatchNorm1d(200) -> Tanh -> Linear(200, 27), CE, SGD lr 0.1; a step
+    draws 32 rows of a fixed 4096-row int64 dataset, as et_bench.c."""
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(27, 10), torch.nn.Flatten(),
+                              torch.nn.Linear(30, 200), torch.nn.BatchNorm1d(200),
+                              torch.nn.Tanh(), torch.nn.Linear(200, 27))
+    X = torch.randint(0, 27, (4096, 3), generator=g)
+    Y = torch.randint(0, 27, (4096,), generator=g)
+    optim = torch.optim.SGD(net.parameters(), lr=0.1)
+    return net, optim, torch.nn.CrossEntropyLoss(), X, Y, g
+
+
+def char_run(state, iters):
+    net, optim, loss_fn, X, Y, g = state
+    loss = None
+    for _ in range(iters):
+        ix = torch.randint(0, X.shape[0], (32,), generator=g)
+        optim.zero_grad()
+        loss = loss_fn(net(X[ix]), Y[ix])
+        loss.backward()
+        optim.step()
+    return loss.item()
+
+
 WORKLOADS = {
     "tiny_backward": (tiny_setup, tiny_run),
     "train_1_5_1": (lambda: mlp_setup([1, 5, 1], torch.nn.Tanh, "mse", "sgd", 256), mlp_run),
@@ -78,6 +104,7 @@ WORKLOADS = {
                          mlp_run),
     "train_784_1024_1024_10": (lambda: mlp_setup([784, 1024, 1024, 10], torch.nn.ReLU, "ce",
                                                  "sgd_momentum", 256), mlp_run),
+    "train_char_mlp": (char_setup, char_run),
 }
 
 

@@ -98,6 +98,67 @@ static void param_slots(const et_tensor *out, int *wi, int *bi)
 /* ------------------------------------------------------------------ */
 /* batch_norm                                                           */
 
+/* The [N, C] loops (BatchNorm1d on features, the common case): rows outer,
+ * channels inner, 4 doubles wide with AVX2 (no FMA: same bits as the
+ * baseline clone).  Not cloned under sanitizers, as kernels.c's row(). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+#define BN_CLONES __attribute__((target_clones("default", "avx2")))
+#else
+#define BN_CLONES
+#endif
+
+/* mean[c] = sum over rows / N, ss[c] = sum of (x - mean)^2 */
+BN_CLONES static void bn_rows_stats(const float *restrict x, int64_t N, int64_t C,
+                                    double *restrict mean, double *restrict ss)
+{
+    for (int64_t c = 0; c < C; c++)
+        mean[c] = ss[c] = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            mean[c] += x[n * C + c];
+    for (int64_t c = 0; c < C; c++)
+        mean[c] /= (double)N;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            double d = x[n * C + c] - mean[c];
+            ss[c] += d * d;
+        }
+}
+
+BN_CLONES static void bn_rows_apply(const float *restrict x, float *restrict y, int64_t N,
+                                    int64_t C, const float *restrict fm,
+                                    const float *restrict alpha, const float *restrict beta)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            y[n * C + c] = (x[n * C + c] - fm[c]) * alpha[c] + beta[c];
+}
+
+/* sum[c] += g, dotp[c] += (x - mean) g */
+BN_CLONES static void bn_rows_grad_sums(const float *restrict x, const float *restrict g,
+                                        int64_t N, int64_t C, const double *restrict mean,
+                                        double *restrict sum, double *restrict dotp)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            double q = g[n * C + c];
+            sum[c] += q;
+            dotp[c] += (x[n * C + c] - mean[c]) * q;
+        }
+}
+
+BN_CLONES static void bn_rows_dx(const float *restrict x, const float *restrict g,
+                                 float *restrict dx, int64_t N, int64_t C,
+                                 const double *restrict mean, const double *restrict gm,
+                                 const double *restrict kc, const double *restrict sc)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            dx[n * C + c] = (float)((g[n * C + c] - gm[c] - (x[n * C + c] - mean[c]) * kc[c]) *
+                                    sc[c]);
+}
+
 et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *running_var,
                          et_tensor *weight, et_tensor *bias, bool training, double momentum,
                          double eps)
@@ -161,48 +222,85 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
     float *yd = out->data;
     float *rmd = running_mean ? running_mean->data : NULL;
     float *rvd = running_var ? running_var->data : NULL;
-    for (int64_t c = 0; c < C; c++) {
-        double mean, invstd;
-        if (training) {
-            double s = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const float *p = xd + (n * C + c) * L;
-                for (int64_t l = 0; l < L; l++)
-                    s += p[l];
-            }
-            mean = s / (double)M;
-            double ss = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const float *p = xd + (n * C + c) * L;
-                for (int64_t l = 0; l < L; l++) {
-                    double d = p[l] - mean;
-                    ss += d * d;
+    /* per channel: mean, sum of squared deviations (double), then the
+     * float affine terms; work[] = mean[C], ss[C], fm[C], alpha[C], beta[C] */
+    double *mean = malloc((size_t)C * (2 * sizeof(double) + 3 * sizeof(float)));
+    if (!mean) {
+        etc_release(x);
+        etc_release(out);
+        etc_release(stats);
+        etc_release(hw);
+        etc_release(hb);
+        etc_release(hrm);
+        etc_release(hrv);
+        et_set_error(ET_ERR_NOMEM, "%s: out of memory", op);
+        return NULL;
+    }
+    double *ss = mean + C;
+    float *fm = (float *)(ss + C), *alpha = fm + C, *beta = alpha + C;
+    if (training) {
+        for (int64_t c = 0; c < C; c++)
+            mean[c] = ss[c] = 0;
+        if (L == 1) {
+            bn_rows_stats(xd, N, C, mean, ss);
+        } else {
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t c = 0; c < C; c++) {
+                    const float *p = xd + (n * C + c) * L;
+                    double acc = 0;
+                    for (int64_t l = 0; l < L; l++)
+                        acc += p[l];
+                    mean[c] += acc;
                 }
-            }
-            invstd = 1.0 / sqrt(ss / (double)M + eps);
+            for (int64_t c = 0; c < C; c++)
+                mean[c] /= (double)M;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t c = 0; c < C; c++) {
+                    const float *p = xd + (n * C + c) * L;
+                    double acc = 0, m = mean[c];
+                    for (int64_t l = 0; l < L; l++) {
+                        double d = p[l] - m;
+                        acc += d * d;
+                    }
+                    ss[c] += acc;
+                }
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double invstd;
+        if (training) {
+            invstd = 1.0 / sqrt(ss[c] / (double)M + eps);
             if (running_mean) {
                 /* torch: r = momentum * stat + (1 - momentum) * r, unbiased var */
-                double unb = ss / (double)(M - 1);
+                double unb = ss[c] / (double)(M - 1);
                 int64_t om = c * running_mean->strides[0], ov = c * running_var->strides[0];
-                rmd[om] = (float)(momentum * mean + (1 - momentum) * rmd[om]);
+                rmd[om] = (float)(momentum * mean[c] + (1 - momentum) * rmd[om]);
                 rvd[ov] = (float)(momentum * unb + (1 - momentum) * rvd[ov]);
             }
         } else {
-            mean = hrm->data[c];
+            mean[c] = hrm->data[c];
             invstd = 1.0 / sqrt((double)hrv->data[c] + eps);
         }
-        stat_put(stats->data, C, c, mean, invstd);
-        /* y = (x - mean) * alpha + bias: folding the mean into the constant
-         * (x * alpha + beta) loses digits when |mean| >> std */
-        float alpha = (float)invstd * (w ? w[c] : 1.0f);
-        float beta = bb ? bb[c] : 0.0f, fm = (float)mean;
-        for (int64_t n = 0; n < N; n++) {
-            const float *p = xd + (n * C + c) * L;
-            float *q = yd + (n * C + c) * L;
-            for (int64_t l = 0; l < L; l++)
-                q[l] = (p[l] - fm) * alpha + beta;
-        }
+        stat_put(stats->data, C, c, mean[c], invstd);
+        fm[c] = (float)mean[c];
+        alpha[c] = (float)invstd * (w ? w[c] : 1.0f);
+        beta[c] = bb ? bb[c] : 0.0f;
     }
+    /* y = (x - mean) * alpha + bias: folding the mean into the constant
+     * (x * alpha + beta) loses digits when |mean| >> std */
+    if (L == 1) {
+        bn_rows_apply(xd, yd, N, C, fm, alpha, beta);
+    } else {
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *p = xd + (n * C + c) * L;
+                float *q = yd + (n * C + c) * L;
+                float a = alpha[c], b = beta[c], m = fm[c];
+                for (int64_t l = 0; l < L; l++)
+                    q[l] = (p[l] - m) * a + b;
+            }
+    }
+    free(mean);
     if (training && running_mean) {
         running_mean->storage->version++;
         running_var->storage->version++;
@@ -242,36 +340,59 @@ ETC_BW(batch_norm)
         etc_release(gb);
         return false;
     }
-    for (int64_t c = 0; c < C; c++) {
-        double sum = 0, dotp = 0, m = stat_mean(st, C, c);
-        for (int64_t n = 0; n < N; n++) {
-            const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
-            for (int64_t l = 0; l < L; l++) {
-                sum += q[l];
-                dotp += (p[l] - m) * q[l];
+    /* work[] = sum[C], dotp[C], mean[C], then per-channel coefficients of dx */
+    double *sum = calloc((size_t)C, 6 * sizeof(double));
+    if (!sum) {
+        etc_release(x);
+        etc_release(gc);
+        etc_release(hw);
+        etc_release(gx);
+        etc_release(gw);
+        etc_release(gb);
+        et_set_error(ET_ERR_NOMEM, "NativeBatchNormBackward0: out of memory");
+        return false;
+    }
+    double *dotp = sum + C, *mean = dotp + C, *gm = mean + C, *kc = gm + C, *sc = kc + C;
+    for (int64_t c = 0; c < C; c++)
+        mean[c] = stat_mean(st, C, c);
+    if (L == 1) {
+        bn_rows_grad_sums(x->data, gc->data, N, C, mean, sum, dotp);
+    } else {
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
+                double s1 = 0, s2 = 0, m = mean[c];
+                for (int64_t l = 0; l < L; l++) {
+                    s1 += q[l];
+                    s2 += (p[l] - m) * q[l];
+                }
+                sum[c] += s1;
+                dotp[c] += s2;
             }
-        }
+    }
+    for (int64_t c = 0; c < C; c++) {
         double is = stat_rstd(st, C, c), wc = w ? w[c] : 1.0;
-        if (gx) {
-            for (int64_t n = 0; n < N; n++) {
+        /* dx = (g - mean(g) - (x - mean) * k) * invstd * w (train), g * invstd * w (eval) */
+        gm[c] = training ? sum[c] / (double)M : 0.0;
+        kc[c] = training ? dotp[c] * is * is / (double)M : 0.0;
+        sc[c] = is * wc;
+        if (gw)
+            gw->data[c] = (float)(dotp[c] * is);
+        if (gb)
+            gb->data[c] = (float)sum[c];
+    }
+    if (gx && L == 1)
+        bn_rows_dx(x->data, gc->data, gx->data, N, C, mean, gm, kc, sc);
+    else if (gx)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
                 const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
                 float *r = gx->data + (n * C + c) * L;
-                if (training) {
-                    double k = dotp * is * is / (double)M, gm = sum / (double)M;
-                    for (int64_t l = 0; l < L; l++)
-                        r[l] = (float)((q[l] - gm - (p[l] - m) * k) * is * wc);
-                } else {
-                    float s = (float)(is * wc);
-                    for (int64_t l = 0; l < L; l++)
-                        r[l] = q[l] * s;
-                }
+                double m = mean[c], g0 = gm[c], k = kc[c], s0 = sc[c];
+                for (int64_t l = 0; l < L; l++)
+                    r[l] = (float)((q[l] - g0 - (p[l] - m) * k) * s0);
             }
-        }
-        if (gw)
-            gw->data[c] = (float)(dotp * is);
-        if (gb)
-            gb->data[c] = (float)sum;
-    }
+    free(sum);
     etc_release(x);
     etc_release(gc);
     etc_release(hw);
