@@ -4,7 +4,8 @@
  * Every function that can fail on user data either returns an et_status
  * (ET_OK on success) or returns NULL; in both cases the reason is kept in a
  * thread-local message readable with et_errmsg() until the next failure on
- * the same thread.  Messages name the problem, e.g.
+ * the same thread (a NULL argument left by a failed call keeps the message
+ * of that call: see et_set_error_after).  Messages name the problem, e.g.
  *   "matmul: shapes [3,4] and [5,2] do not align"
  * Nothing in easytorch aborts on bad input.
  */
@@ -43,6 +44,19 @@ void et_clear_error(void);
 /* Record an error (printf-style) for this thread and return `code`.
  * Used by the library and by layers built on it (nn, server). */
 et_status et_set_error(et_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Record a failure that is most likely the consequence of the previous one:
+ * an argument that is NULL because the call that produced it failed, as in
+ * et_item(et_module_forward(m, x)).  If this thread's last failure happened
+ * with no tensor created since, that failure's code and message are kept
+ * (the message gains " (then: <this one>)" once), so et_errmsg() names the
+ * first failure of the chain; otherwise it records as et_set_error.
+ * Returns the code now recorded. */
+et_status et_set_error_after(et_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif

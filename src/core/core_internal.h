@@ -181,6 +181,10 @@ bool etc_check_shape(const int64_t *shape, int ndim, const char *op);
 /* Argument check of float ops: non-NULL and float32 (ET_ERR_ARG naming
  * op otherwise: "exp: expected a float32 tensor, got int64"). */
 bool etc_null_check(const et_tensor *p, const char *op);
+/* Tensors created on this thread so far: a failure recorded with nothing
+ * made since is the cause of a NULL argument that follows it
+ * (et_set_error_after, error.c). */
+extern _Thread_local unsigned long etc_made;
 /* Non-NULL, any dtype (views, copies, index arguments). */
 bool etc_any_check(const et_tensor *p, const char *op);
 

@@ -1,11 +1,17 @@
 /* error.c - per-thread status and message (see error.h). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "easytorch/error.h"
+#include "core/core_internal.h"
 
 static _Thread_local et_status tl_code = ET_OK;
 static _Thread_local char tl_msg[512];
+/* etc_made when the last failure was recorded, and whether a consequence
+ * has been added to its message */
+static _Thread_local unsigned long tl_made_at;
+static _Thread_local bool tl_chained;
+_Thread_local unsigned long etc_made;
 
 static const char *const errstr_table[] = {
     "success",                 /* ET_OK */
@@ -36,18 +42,45 @@ void et_clear_error(void)
 {
     tl_code = ET_OK;
     tl_msg[0] = '\0';
+    tl_chained = false;
+}
+
+static void record(et_status code, const char *fmt, va_list ap)
+{
+    tl_code = code;
+    tl_made_at = etc_made;
+    tl_chained = false;
+    if (fmt)
+        vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+    else
+        snprintf(tl_msg, sizeof tl_msg, "%s", et_errstr(code));
 }
 
 et_status et_set_error(et_status code, const char *fmt, ...)
 {
-    tl_code = code;
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
-        va_end(ap);
-    } else {
-        snprintf(tl_msg, sizeof tl_msg, "%s", et_errstr(code));
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    record(code, fmt, ap);
+    va_end(ap);
     return code;
+}
+
+et_status et_set_error_after(et_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    /* nothing was made since the last failure: this one follows from it */
+    if (tl_code != ET_OK && tl_made_at == etc_made && fmt) {
+        if (!tl_chained) {
+            char then[256];
+            vsnprintf(then, sizeof then, fmt, ap);
+            size_t n = strlen(tl_msg);
+            snprintf(tl_msg + n, sizeof tl_msg - n, " (then: %s)", then);
+            tl_chained = true;
+        }
+    } else {
+        record(code, fmt, ap);
+    }
+    va_end(ap);
+    return tl_code;
 }

@@ -58,7 +58,7 @@ bool etc_any_check(const et_tensor *p, const char *op)
 {
     if (p)
         return true;
-    et_set_error(ET_ERR_ARG, "%s: tensor argument is NULL", op);
+    et_set_error_after(ET_ERR_ARG, "%s: tensor argument is NULL", op);
     return false;
 }
 
@@ -291,6 +291,7 @@ static void tensor_init(et_tensor *t)
     t->saved = NULL;
     t->mark = 0;
     t->pgrad = NULL;
+    etc_made++; /* a tensor was made: the last failure is no longer fresh */
 }
 
 static et_tensor *tensor_struct_new(void)

@@ -54,7 +54,7 @@ static bool check_args(const char *name, et_tensor *input, et_tensor *target, et
                        bool same_shape)
 {
     if (!input || !target) {
-        et_set_error(ET_ERR_ARG, "%s: NULL %s", name, input ? "target" : "input");
+        et_set_error_after(ET_ERR_ARG, "%s: NULL %s", name, input ? "target" : "input");
         return false;
     }
     if ((unsigned)r > ET_REDUCTION_NONE) {

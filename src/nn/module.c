@@ -355,10 +355,10 @@ et_status et_sequential_append(et_module *seq, et_module *child)
     }
     if (!seq || !child || seq == child || seq->forward != sequential_forward) {
         et_module_free(child == seq ? NULL : child);
+        if (!seq || !child) /* most likely a constructor that failed: keep its message */
+            return et_set_error_after(ET_ERR_ARG, "sequential_append: NULL module");
         return et_set_error(ET_ERR_ARG, "sequential_append: %s",
-                            !seq || !child ? "NULL module" :
-                            seq == child ? "cannot append a module to itself"
-                                         : "not a Sequential");
+                            seq == child ? "cannot append a module to itself" : "not a Sequential");
     }
     if (seq->nchildren == seq->cap) {
         int cap = seq->cap ? seq->cap * 2 : 4;
@@ -445,7 +445,7 @@ et_module *et_sequential_get(const et_module *seq, int i)
 et_tensor *et_module_forward(et_module *m, et_tensor *x)
 {
     if (!m || !x) {
-        et_set_error(ET_ERR_ARG, "module_forward: NULL %s", m ? "input" : "module");
+        et_set_error_after(ET_ERR_ARG, "module_forward: NULL %s", m ? "input" : "module");
         return NULL;
     }
     nn_scope_begin();

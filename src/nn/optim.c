@@ -85,7 +85,7 @@ static et_optim *optim_alloc(opt_kind kind, const char *type, et_tensor *const *
     }
     for (int i = 0; i < n; i++) {
         if (!params[i]) {
-            et_set_error(ET_ERR_ARG, "%s: parameter %d is NULL", type, i);
+            et_set_error_after(ET_ERR_ARG, "%s: parameter %d is NULL", type, i);
             return NULL;
         }
         if (!et_is_leaf(params[i])) {   /* its .grad is never kept: torch refuses it too */
@@ -460,7 +460,7 @@ static void adam_update(const et_optim *o, float *p, const float *g, float **s, 
 et_status et_optim_step(et_optim *o)
 {
     if (!o)
-        return et_set_error(ET_ERR_ARG, "optim_step: NULL optimizer");
+        return et_set_error_after(ET_ERR_ARG, "optim_step: NULL optimizer");
     /* Validate first so that a bad gradient changes nothing. */
     for (int i = 0; i < o->n; i++) {
         et_tensor *g = et_grad(o->params[i]);
@@ -678,7 +678,7 @@ static double sched_lr(const et_scheduler *s)
 et_status et_scheduler_step(et_scheduler *s)
 {
     if (!s)
-        return et_set_error(ET_ERR_ARG, "scheduler_step: NULL scheduler");
+        return et_set_error_after(ET_ERR_ARG, "scheduler_step: NULL scheduler");
     s->last_epoch++;
     s->last_lr = sched_lr(s);
     s->o->lr = s->last_lr;
@@ -689,7 +689,7 @@ et_status et_scheduler_step(et_scheduler *s)
 static et_scheduler *sched_new(sched_kind kind, const char *type, et_optim *o)
 {
     if (!o) {
-        et_set_error(ET_ERR_ARG, "%s: NULL optimizer", type);
+        et_set_error_after(ET_ERR_ARG, "%s: NULL optimizer", type);
         return NULL;
     }
     et_scheduler *s = calloc(1, sizeof(*s));

@@ -95,7 +95,7 @@ static bool grow2(void ***a, void ***b, int n, int *cap)
 et_status et_tensor_dict_set(et_tensor_dict *d, const char *name, et_tensor *t)
 {
     if (!d || !name || !t)
-        return et_set_error(ET_ERR_ARG, "tensor_dict_set: NULL argument");
+        return et_set_error_after(ET_ERR_ARG, "tensor_dict_set: NULL argument");
     if (strcmp(name, "__metadata__") == 0)
         return et_set_error(ET_ERR_ARG, "tensor_dict_set: \"__metadata__\" is reserved");
     int i = find_name(d->names, d->n, name);

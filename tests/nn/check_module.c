@@ -125,6 +125,25 @@ START_TEST(linear_forward_rejects_wrong_width)
 }
 END_TEST
 
+/* The chain from the issue: item(forward(Linear(2, 1), [1, 3])) still names
+ * the Linear's failure, not item's NULL argument. */
+START_TEST(error_chain_keeps_the_layer_message)
+{
+    et_module *m = et_linear_new(2, 1, true, NULL);
+    et_tensor *x = et_zeros(ET_SHAPE(1, 3));
+    et_pool_begin();
+    float v = et_item(et_module_forward(m, x));
+    et_pool_end();
+    ck_assert(v != v);
+    ck_assert_int_eq(et_errcode(), ET_ERR_SHAPE);
+    ck_assert_msg(strncmp(et_errmsg(), "Linear: input of shape [1, 3], expected last dim 2", 50) == 0,
+                  "%s", et_errmsg());
+    ck_assert_ptr_nonnull(strstr(et_errmsg(), "(then: item: tensor argument is NULL)"));
+    et_tensor_free(x);
+    et_module_free(m);
+}
+END_TEST
+
 /* d(sum(y * r))/dW by finite differences equals autograd's gradient. */
 START_TEST(linear_backward_matches_finite_differences)
 {
@@ -609,6 +628,7 @@ static Suite *module_suite(void)
         {"linear_args", linear_without_bias_and_bad_sizes},
         {"linear_forward", linear_forward_matches_definition_2d_and_3d},
         {"linear_shape", linear_forward_rejects_wrong_width},
+        {"error_chain", error_chain_keeps_the_layer_message},
         {"linear_backward", linear_backward_matches_finite_differences},
         {"activations", activations_match_their_definitions},
         {"softmax", softmax_and_log_softmax_normalise_along_dim},
