@@ -18,7 +18,7 @@
 
 #include <easytorch/easytorch.h>
 
-#include "server/server.h"
+#include "server/config.h"
 
 typedef struct opt {
     const char *flag, *env, *arg, *help;
@@ -63,8 +63,8 @@ static const opt opts[] = {
     {"--blas-threads", "EASYTORCH_BLAS_THREADS", "N",
      "OpenBLAS threads per call (default 1: requests run in parallel instead)"},
     {"--quiet", "EASYTORCH_QUIET", NULL, "no access log on stderr"},
-    {"--help", NULL, NULL, "this text"},
-    {"--version", NULL, NULL, "print the version"},
+    {"--help", NULL, NULL, "this text (also -h)"},
+    {"--version", NULL, NULL, "print the version (also -V)"},
 };
 #define NOPTS ((int)(sizeof opts / sizeof opts[0]))
 
@@ -167,10 +167,30 @@ static char *read_token_file(const char *path)
     return t;
 }
 
+/* Where to go from here: the dashboard and one request to try (a wildcard
+ * listen address is reached through loopback). */
+static void print_next_steps(const etd_transport_opts *h, unsigned port)
+{
+    const char *host = h->host;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    char url[300];
+    snprintf(url, sizeof url, strchr(host, ':') ? "http://[%s]:%u" : "http://%s:%u", host, port);
+    fprintf(stderr, "easytorchd: dashboard %s/\n", url);
+    fprintf(stderr, "easytorchd: try  curl -s %s%s/v1/models\n",
+            h->token ? "-H \"Authorization: Bearer <token>\" " : "", url);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "-h") == 0)
+            a = "--help";
+        else if (strcmp(a, "-V") == 0)
+            a = "--version";
         const char *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
         int k = strncmp(a, "--", 2) == 0 ? find_opt(a, len) : -1;
@@ -197,6 +217,7 @@ int main(int argc, char **argv)
 
     etd_config c;
     memset(&c, 0, sizeof c);
+    etd_transport_opts *h = &c.http;
     int rc = 0;
     const char *listen = value("--listen");
     if (!listen)
@@ -213,67 +234,69 @@ int main(int argc, char **argv)
         listen++;
         hl -= 2;
     }
-    if (hl >= sizeof c.host)
+    if (hl >= sizeof h->host)
         return die("--listen: host too long in \"%s\"", listen);
-    memcpy(c.host, listen, hl);
-    c.host[hl] = '\0';
-    c.port = (unsigned)port;
+    memcpy(h->host, listen, hl);
+    h->host[hl] = '\0';
+    h->port = (unsigned)port;
 
+    char *token = NULL;
     const char *tf = value("--token-file");
     if (tf) {
-        c.token = read_token_file(tf);
-        if (!c.token)
+        token = read_token_file(tf);
+        if (!token)
             return die("--token-file: cannot read \"%s\"", tf);
     } else if (getenv("EASYTORCH_TOKEN")) {
-        c.token = strdup(getenv("EASYTORCH_TOKEN"));
+        token = strdup(getenv("EASYTORCH_TOKEN"));
     }
-    if (c.token && !c.token[0])
+    if (token && !token[0])
         return die("%s", "the token is empty (--token-file / EASYTORCH_TOKEN)");
-    c.insecure = flag_on("--insecure");
-    c.quiet = flag_on("--quiet");
-    c.data_dir = value("--data-dir") ? value("--data-dir") : "./easytorch-data";
+    h->token = token;
+    h->insecure = flag_on("--insecure");
+    h->quiet = flag_on("--quiet");
+    c.models.data_dir = value("--data-dir") ? value("--data-dir") : "./easytorch-data";
     const char *sync = value("--sync");
     if (sync && strcmp(sync, "always") != 0 && strcmp(sync, "interval") != 0)
         return die("--sync: expected \"always\" or \"interval\", got \"%s\"", sync);
-    c.sync_always = sync && strcmp(sync, "always") == 0;
+    c.models.sync_always = sync && strcmp(sync, "always") == 0;
     double v;
-    if (!num_opt("--save-interval", 10, 0.01, 86400, &c.save_interval, &rc) ||
+    if (!num_opt("--save-interval", 10, 0.01, 86400, &c.models.save_interval, &rc) ||
         !num_opt("--max-body", 64.0 * 1024 * 1024, 1, (double)SIZE_MAX / 2, &v, &rc))
         return rc;
-    c.max_body = (size_t)v;
+    h->max_body = (size_t)v;
     if (!num_opt("--max-depth", 32, 2, 1000, &v, &rc))
         return rc;
-    c.max_depth = (int)v;
+    c.json.max_depth = (int)v;
     if (!num_opt("--max-elements", 16777216, 1, 1e12, &v, &rc))
         return rc;
-    c.max_elems = (int64_t)v;
+    c.json.max_elems = (int64_t)v;
     if (!num_opt("--max-json-values", 4194304, 16, 1e10, &v, &rc))
         return rc;
-    c.max_json_values = (size_t)v;
+    c.json.max_values = (size_t)v;
     if (!num_opt("--max-models", 1024, 1, 1e6, &v, &rc))
         return rc;
-    c.max_models = (int)v;
+    c.models.max_models = (int)v;
     if (!num_opt("--max-params", 5e7, 1, 1e12, &v, &rc))
         return rc;
-    c.max_params = (int64_t)v;
+    c.models.max_params = (int64_t)v;
     if (!num_opt("--max-steps", 1e6, 1, 1e12, &v, &rc))
         return rc;
-    c.max_steps = (int64_t)v;
+    c.models.max_steps = (int64_t)v;
     if (!num_opt("--max-history", 100000, 2, 1e9, &v, &rc))
         return rc;
-    c.max_history = (size_t)v;
+    c.models.max_history = (size_t)v;
     if (!num_opt("--timeout", 30, 1, 86400, &v, &rc))
         return rc;
-    c.timeout = (unsigned)v;
-    if (!num_opt("--request-timeout", 4.0 * c.timeout, 0.5, 86400, &c.request_timeout, &rc))
+    h->timeout = (unsigned)v;
+    if (!num_opt("--request-timeout", 4.0 * h->timeout, 0.5, 86400, &h->request_timeout, &rc))
         return rc;
     if (!num_opt("--max-connections", 256, 1, 100000, &v, &rc))
         return rc;
-    c.max_conns = (unsigned)v;
+    h->max_conns = (unsigned)v;
     if (!num_opt("--thread-pool", 0, 0, 1024, &v, &rc))
         return rc;
-    c.pool_threads = (unsigned)v;
-    if (!num_opt("--drain-timeout", 60, 0, 86400, &c.drain_timeout, &rc))
+    h->pool_threads = (unsigned)v;
+    if (!num_opt("--drain-timeout", 60, 0, 86400, &h->drain_timeout, &rc))
         return rc;
     if (!num_opt("--blas-threads", 1, 1, 1024, &v, &rc))
         return rc;
@@ -288,33 +311,25 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[1024];
-    etd_registry_opts ro = {
-        .data_dir = c.data_dir,
-        .sync_always = c.sync_always,
-        .save_interval = c.save_interval,
-        .max_models = c.max_models,
-        .max_params = c.max_params,
-        .max_elems = c.max_elems,
-        .max_steps = c.max_steps,
-        .max_history = c.max_history,
-    };
-    etd_registry *reg = etd_registry_new(&ro, err, sizeof err);
+    etd_err err;
+    etd_registry *reg = etd_registry_new(&c.models, &err);
     if (!reg) {
-        fprintf(stderr, "easytorchd: data dir: %s\n", err);
+        fprintf(stderr, "easytorchd: data dir: %s\n", err.msg);
         return 1;
     }
-    etd_server *srv = etd_server_start(&c, reg, err, sizeof err);
+    etd_app app = {reg, c.json};
+    etd_server *srv = etd_server_start(&c.http, etd_routes, etd_nroutes, &app, &err);
     if (!srv) {
-        fprintf(stderr, "easytorchd: %s\n", err);
+        fprintf(stderr, "easytorchd: %s\n", err.msg);
         etd_registry_free(reg);
         return 1;
     }
     etd_registry_load_all(reg);
     etd_server_set_ready(srv, true);
-    fprintf(stderr, "easytorchd: ready (%d model%s, data dir %s, sync %s)\n",
-            etd_registry_count(reg), etd_registry_count(reg) == 1 ? "" : "s", c.data_dir,
-            c.sync_always ? "always" : "interval");
+    int nm = etd_registry_count(reg);
+    fprintf(stderr, "easytorchd: ready (%d model%s, data dir %s, sync %s)\n", nm,
+            nm == 1 ? "" : "s", c.models.data_dir, c.models.sync_always ? "always" : "interval");
+    print_next_steps(h, etd_server_port(srv));
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
@@ -324,9 +339,9 @@ int main(int argc, char **argv)
     int n = etd_registry_count(reg);
     etd_registry_free(reg); /* saves every changed model */
     fprintf(stderr, "easytorchd: saved %d model%s, bye\n", n, n == 1 ? "" : "s");
-    if (c.token) {
-        memset(c.token, 0, strlen(c.token));
-        free(c.token);
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
     }
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_dispatch.c - libFuzzer harness: HTTP requests into easytorchd's router
- * and handlers without sockets, through etd_dispatch() (http_internal.h): the
+ * and handlers without sockets, through etd_dispatch() (transport/transport.h): the
  * same admission (header checks, routing, draining, auth, readiness,
  * Content-Length), upload, handler and completion code as the libmicrohttpd
  * access handler, including the daemon's own URL unescaping.
@@ -24,8 +24,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "server/http_internal.h"
-#include "server/registry.h"
+#include "server/config.h"
+#include "server/transport/transport_internal.h" /* inflight */
 
 #include "fuzz_common.h"
 
@@ -133,41 +133,28 @@ static void one_request(etd_server *s, const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char err[1024];
-    etd_registry_opts o = {
-        .data_dir = fz_scratch(), .sync_always = false, .save_interval = 3600,
-        .max_models = 8, .max_params = 100000, .max_elems = 100000, .max_steps = 200,
-        .max_history = 1000,
+    etd_err err;
+    etd_config cfg = {
+        .http = {.host = "127.0.0.1", .token = "fuzz-token", .max_body = 1 << 20, .quiet = true},
+        .json = {.max_depth = 32, .max_values = 100000, .max_elems = 100000},
+        .models = {.data_dir = fz_scratch(), .sync_always = false, .save_interval = 3600,
+                   .max_models = 8, .max_params = 100000, .max_steps = 200, .max_history = 1000},
     };
-    etd_registry *reg = etd_registry_new(&o, err, sizeof err);
+    etd_registry *reg = etd_registry_new(&cfg.models, &err);
     if (!reg)
         abort();
     for (size_t i = 0; i < sizeof model_specs / sizeof model_specs[0]; i++) {
         cJSON *j = cJSON_Parse(model_specs[i]);
-        etd_buf out;
-        etd_buf_init(&out);
-        if (etd_registry_define(reg, j, &out, err, sizeof err) != 201) {
-            fprintf(stderr, "fuzz_dispatch: cannot define seed model: %s\n", err);
+        etd_model *m;
+        if (etd_registry_define(reg, j, &m, &err) != ETD_OK) {
+            fprintf(stderr, "fuzz_dispatch: cannot define seed model: %s\n", err.msg);
             abort();
         }
-        etd_buf_free(&out);
+        etd_model_unref(m);
         cJSON_Delete(j);
     }
-    etd_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    snprintf(cfg.host, sizeof cfg.host, "127.0.0.1");
-    cfg.token = (char *)"fuzz-token";
-    cfg.data_dir = o.data_dir;
-    cfg.max_body = 1 << 20;
-    cfg.max_depth = 32;
-    cfg.max_json_values = 100000;
-    cfg.max_elems = o.max_elems;
-    cfg.max_models = o.max_models;
-    cfg.max_params = o.max_params;
-    cfg.max_steps = o.max_steps;
-    cfg.max_history = o.max_history;
-    cfg.quiet = true;
-    etd_server *s = etd_server_new_detached(&cfg, reg);
+    etd_app app = {reg, cfg.json};
+    etd_server *s = etd_server_new_detached(&cfg.http, etd_routes, etd_nroutes, &app);
     if (!s)
         abort();
 

@@ -21,7 +21,7 @@
 #include <easytorch/easytorch.h>
 
 #include "server/models/spec.h"
-#include "server/tensor_json.h"
+#include "server/formats/tensor_json.h"
 
 #define MAX_ELEMS 4096
 #define MAX_PARAMS 20000

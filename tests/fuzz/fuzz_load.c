@@ -1,7 +1,7 @@
 /*
  * fuzz_load.c - libFuzzer harness: the checkpoint loader and the safetensors
- * reader (src/server/persist.c, the model loader in src/server/registry.c,
- * et_safetensors_parse in src/nn).
+ * reader (src/server/formats/modelfile.c, the model loader in
+ * src/server/models/registry.c and train_state.c, et_safetensors_parse in src/nn).
  *
  * The first byte picks what the rest is:
  *   0  a safetensors buffer for et_safetensors_parse; when it parses, dumping
@@ -22,8 +22,8 @@
 #include <cjson/cJSON.h>
 #include <easytorch/easytorch.h>
 
-#include "server/persist.h"
-#include "server/registry.h"
+#include "server/formats/modelfile.h"
+#include "server/models/models.h"
 
 #include "fuzz_common.h"
 
@@ -52,13 +52,12 @@ static void write_file(const char *path, const uint8_t *a, size_t alen, const ui
 
 static void load_dir(void)
 {
-    char err[512];
+    etd_err err;
     etd_registry_opts o = {
         .data_dir = fz_scratch(), .sync_always = false, .save_interval = 3600,
-        .max_models = 8, .max_params = 200000, .max_elems = 200000, .max_steps = 100,
-        .max_history = 100000,
+        .max_models = 8, .max_params = 200000, .max_steps = 100, .max_history = 100000,
     };
-    etd_registry *r = etd_registry_new(&o, err, sizeof err);
+    etd_registry *r = etd_registry_new(&o, &err);
     if (!r)
         abort();
     etd_registry_load_all(r);
@@ -66,14 +65,17 @@ static void load_dir(void)
         fprintf(stderr, "fuzz_load: one file loaded as %d models\n", etd_registry_count(r));
         abort();
     }
-    etd_model *m = etd_registry_get(r, "m");
-    if (m) { /* a model that loads must be usable: describe it and read its state */
-        etd_buf out;
-        etd_buf_init(&out);
-        etd_model_describe(m, &out);
-        etd_model_get_parameters(m, &out);
-        etd_model_loss_history(m, -1, &out);
-        etd_buf_free(&out);
+    etd_model *m;
+    if (etd_registry_get(r, "m", &m, &err) == ETD_OK) {
+        /* a model that loads must be usable: describe it and read its state */
+        etd_model_info info;
+        etd_model_info_get(m, &info);
+        etd_tensors p;
+        if (etd_model_parameters(m, &p, &err) == ETD_OK)
+            etd_tensors_free(&p);
+        etd_history h;
+        if (etd_model_loss_history(m, -1, &h, &err) == ETD_OK)
+            etd_history_free(&h);
         etd_model_unref(m);
     }
     etd_registry_free(r);

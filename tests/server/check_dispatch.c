@@ -1,4 +1,4 @@
-/* check_dispatch.c - requests through etd_dispatch (http_internal.h), the
+/* check_dispatch.c - requests through etd_dispatch (transport/transport.h), the
  * same routing, auth, limits and handlers as the libmicrohttpd path, without
  * a socket: routes, 404/405, 401, 413, 400 for hostile headers, 503. */
 #include "check_server.h"
@@ -8,39 +8,30 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/http_internal.h"
+#include "server/config.h"
 
 #define TOKEN "s3cret"
 
 static char dir[256];
 static etd_registry *reg;
 static etd_server *srv;
+static etd_app app;
 
 static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/check_dispatch_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    char err[256];
-    etd_registry_opts o = {
-        .data_dir = dir, .sync_always = false, .save_interval = 3600, .max_models = 8,
-        .max_params = 100000, .max_elems = 100000, .max_steps = 100, .max_history = 1000,
+    etd_config c = {
+        .http = {.token = TOKEN, .max_body = 4096, .quiet = true},
+        .json = {.max_depth = 32, .max_values = 100000, .max_elems = 100000},
+        .models = {.data_dir = dir, .sync_always = false, .save_interval = 3600, .max_models = 8,
+                   .max_params = 100000, .max_steps = 100, .max_history = 1000},
     };
-    reg = etd_registry_new(&o, err, sizeof err);
-    ck_assert_msg(reg != NULL, "%s", err);
-    etd_config c;
-    memset(&c, 0, sizeof c);
-    c.token = (char *)TOKEN;
-    c.data_dir = dir;
-    c.max_body = 4096;
-    c.max_depth = 32;
-    c.max_json_values = 100000;
-    c.max_elems = o.max_elems;
-    c.max_models = o.max_models;
-    c.max_params = o.max_params;
-    c.max_steps = o.max_steps;
-    c.max_history = o.max_history;
-    c.quiet = true;
-    srv = etd_server_new_detached(&c, reg);
+    etd_err err;
+    reg = etd_registry_new(&c.models, &err);
+    ck_assert_msg(reg != NULL, "%s", err.msg);
+    app = (etd_app){reg, c.json};
+    srv = etd_server_new_detached(&c.http, etd_routes, etd_nroutes, &app);
     ck_assert_ptr_nonnull(srv);
 }
 
@@ -347,6 +338,50 @@ START_TEST(test_plus_in_query_is_a_space)
 }
 END_TEST
 
+START_TEST(test_unknown_query_arguments_are_400)
+{
+    define_model();
+    reply r = req("GET", "/v1/models/m/loss?sinse=3", NULL, true, NULL, NULL);
+    expect(&r, 400, "sinse: unknown query parameter (accepted: since); did you mean \"since\"?");
+    r = req("GET", "/v1/models?limit=3", NULL, true, NULL, NULL);
+    expect(&r, 400, "limit: unknown query parameter (this route takes none)");
+    r = req("GET", "/v1/models/m/parameters?format=json&Format=json", NULL, true, NULL, NULL);
+    expect(&r, 400, "did you mean \"format\"?");
+    r = req("GET", "/v1/models/m/loss?since=0", NULL, true, NULL, NULL);
+    expect(&r, 200, NULL);
+    /* static files take any (cache busters) */
+    r = req("GET", "/?v=12", NULL, false, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+}
+END_TEST
+
+START_TEST(test_405_is_counted_under_its_route)
+{
+    reply r = req("DELETE", "/metrics", NULL, true, NULL, NULL);
+    expect(&r, 405, "allowed: GET");
+    r = req("GET", "/metrics", NULL, true, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "easytorch_http_requests_total{method=\"DELETE\",route=\"/metrics\","
+                                 "status=\"405\"} 1"), "%.2000s", r.body);
+    ck_assert_msg(!strstr(r.body, "route=\"unmatched\",status=\"405\""), "%.2000s", r.body);
+    reply_free(&r);
+}
+END_TEST
+
+START_TEST(test_a_body_that_is_not_json_says_so)
+{
+    define_model();
+    reply r = req("POST", "/v1/models/m/predict", "x,y\n1,2\n", true, NULL, NULL);
+    expect(&r, 400, "CSV and form data are not accepted");
+    r = req("POST", "/v1/models/m/predict", "inputs=1&x=2", true, NULL, NULL);
+    expect(&r, 400, "starts with \"inputs=1&x=2\"");
+    /* a broken JSON object keeps the plain message */
+    r = req("POST", "/v1/models/m/predict", "{\"inputs\": [[1,2]", true, NULL, NULL);
+    expect(&r, 400, "body: invalid JSON near byte");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("dispatch");
@@ -356,6 +391,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_model_lifecycle_through_routes);
     tcase_add_test(tc, test_query_arguments_are_decoded_and_checked);
     tcase_add_test(tc, test_plus_in_query_is_a_space);
+    tcase_add_test(tc, test_unknown_query_arguments_are_400);
+    tcase_add_test(tc, test_a_body_that_is_not_json_says_so);
     suite_add_tcase(s, tc);
     tc = tcase_create("not_found_and_method");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -376,6 +413,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_not_ready_is_503_but_health_is_200);
     tcase_add_test(tc, test_metrics_count_dispatched_requests);
     tcase_add_test(tc, test_metrics_put_unrouted_requests_under_unmatched);
+    tcase_add_test(tc, test_405_is_counted_under_its_route);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,4 +1,4 @@
-/* check_persist.c - easytorchd's model file format (persist.h): CRC-32,
+/* check_persist.c - easytorchd's model file format (formats/modelfile.h): CRC-32,
  * write/read round trip, every truncation and every single-bit flip of a
  * small file rejected, atomic replace, remove, mkdir. */
 #include "check_server.h"
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/persist.h"
+#include "server/formats/modelfile.h"
 
 static char dir[256];
 
@@ -74,11 +74,11 @@ END_TEST
 
 START_TEST(test_write_read_round_trip)
 {
-    char err[256];
-    ck_assert_msg(etd_persist_write(dir, "m1", payload, sizeof payload, err, sizeof err), "%s", err);
+    etd_err err = {0};
+    ck_assert_msg((etd_modelfile_write(dir, "m1", payload, sizeof payload, NULL, &err) == ETD_OK), "%s", err.msg);
     uint8_t *got = NULL;
     size_t len = 0;
-    ck_assert_msg(etd_persist_read(dir, "m1" ETD_FILE_EXT, &got, &len, err, sizeof err), "%s", err);
+    ck_assert_msg((etd_modelfile_read(dir, "m1" ETD_FILE_EXT, &got, &len, &err) == ETD_OK), "%s", err.msg);
     ck_assert_uint_eq(len, sizeof payload);
     ck_assert_mem_eq(got, payload, len);
     free(got);
@@ -91,8 +91,8 @@ START_TEST(test_write_read_round_trip)
     ck_assert_uint_eq(f[16], sizeof payload);
     free(f);
     /* an empty payload is a valid file too */
-    ck_assert(etd_persist_write(dir, "empty", payload, 0, err, sizeof err));
-    ck_assert(etd_persist_read(dir, "empty" ETD_FILE_EXT, &got, &len, err, sizeof err));
+    ck_assert((etd_modelfile_write(dir, "empty", payload, 0, NULL, &err) == ETD_OK));
+    ck_assert((etd_modelfile_read(dir, "empty" ETD_FILE_EXT, &got, &len, &err) == ETD_OK));
     ck_assert_uint_eq(len, 0);
     free(got);
 }
@@ -100,18 +100,18 @@ END_TEST
 
 START_TEST(test_every_truncation_rejected)
 {
-    char err[256];
-    ck_assert(etd_persist_write(dir, "m", payload, sizeof payload, err, sizeof err));
+    etd_err err = {0};
+    ck_assert((etd_modelfile_write(dir, "m", payload, sizeof payload, NULL, &err) == ETD_OK));
     size_t flen;
     uint8_t *f = slurp("m" ETD_FILE_EXT, &flen);
     for (size_t n = 0; n < flen; n++) {
         spit("t" ETD_FILE_EXT, f, n);
         uint8_t *got = (uint8_t *)"untouched";
         size_t len = 0;
-        err[0] = '\0';
-        ck_assert_msg(!etd_persist_read(dir, "t" ETD_FILE_EXT, &got, &len, err, sizeof err),
+        err.msg[0] = '\0';
+        ck_assert_msg(!(etd_modelfile_read(dir, "t" ETD_FILE_EXT, &got, &len, &err) == ETD_OK),
                       "a file cut to %zu of %zu bytes was accepted", n, flen);
-        ck_assert_msg(err[0] != '\0', "no message for a cut at %zu", n);
+        ck_assert_msg(err.msg[0] != '\0', "no message for a cut at %zu", n);
     }
     /* and a trailing byte too many */
     uint8_t *longer = malloc(flen + 1);
@@ -120,7 +120,7 @@ START_TEST(test_every_truncation_rejected)
     spit("t" ETD_FILE_EXT, longer, flen + 1);
     uint8_t *got;
     size_t len;
-    ck_assert(!etd_persist_read(dir, "t" ETD_FILE_EXT, &got, &len, err, sizeof err));
+    ck_assert(!(etd_modelfile_read(dir, "t" ETD_FILE_EXT, &got, &len, &err) == ETD_OK));
     free(longer);
     free(f);
 }
@@ -128,8 +128,8 @@ END_TEST
 
 START_TEST(test_every_bit_flip_rejected)
 {
-    char err[256];
-    ck_assert(etd_persist_write(dir, "m", payload, sizeof payload, err, sizeof err));
+    etd_err err = {0};
+    ck_assert((etd_modelfile_write(dir, "m", payload, sizeof payload, NULL, &err) == ETD_OK));
     size_t flen;
     uint8_t *f = slurp("m" ETD_FILE_EXT, &flen);
     for (size_t i = 0; i < flen; i++)
@@ -138,7 +138,7 @@ START_TEST(test_every_bit_flip_rejected)
             spit("t" ETD_FILE_EXT, f, flen);
             uint8_t *got = NULL;
             size_t len = 0;
-            ck_assert_msg(!etd_persist_read(dir, "t" ETD_FILE_EXT, &got, &len, err, sizeof err),
+            ck_assert_msg(!(etd_modelfile_read(dir, "t" ETD_FILE_EXT, &got, &len, &err) == ETD_OK),
                           "bit %d of byte %zu flipped was accepted", bit, i);
             f[i] ^= (uint8_t)(1u << bit);
         }
@@ -148,23 +148,23 @@ END_TEST
 
 START_TEST(test_missing_file_rejected)
 {
-    char err[256] = "";
+    etd_err err = {0};
     uint8_t *got;
     size_t len;
-    ck_assert(!etd_persist_read(dir, "nope" ETD_FILE_EXT, &got, &len, err, sizeof err));
-    ck_assert(err[0] != '\0');
+    ck_assert(!(etd_modelfile_read(dir, "nope" ETD_FILE_EXT, &got, &len, &err) == ETD_OK));
+    ck_assert(err.msg[0] != '\0');
 }
 END_TEST
 
 START_TEST(test_write_replaces_atomically_and_leaves_no_temp_files)
 {
-    char err[256];
+    etd_err err = {0};
     const uint8_t v2[] = "second version, longer than the first one";
-    ck_assert(etd_persist_write(dir, "m", payload, sizeof payload, err, sizeof err));
-    ck_assert(etd_persist_write(dir, "m", v2, sizeof v2, err, sizeof err));
+    ck_assert((etd_modelfile_write(dir, "m", payload, sizeof payload, NULL, &err) == ETD_OK));
+    ck_assert((etd_modelfile_write(dir, "m", v2, sizeof v2, NULL, &err) == ETD_OK));
     uint8_t *got;
     size_t len;
-    ck_assert(etd_persist_read(dir, "m" ETD_FILE_EXT, &got, &len, err, sizeof err));
+    ck_assert((etd_modelfile_read(dir, "m" ETD_FILE_EXT, &got, &len, &err) == ETD_OK));
     ck_assert_uint_eq(len, sizeof v2);
     ck_assert_mem_eq(got, v2, len);
     free(got);
@@ -172,25 +172,26 @@ START_TEST(test_write_replaces_atomically_and_leaves_no_temp_files)
     /* writing into a directory that is gone fails and leaves nothing */
     char gone[300];
     snprintf(gone, sizeof gone, "%s/no/such/dir", dir);
-    ck_assert(!etd_persist_write(gone, "m", v2, sizeof v2, err, sizeof err));
+    ck_assert(!(etd_modelfile_write(gone, "m", v2, sizeof v2, NULL, &err) == ETD_OK));
     ck_assert_int_eq(count_files(), 1);
 }
 END_TEST
 
 START_TEST(test_remove_and_mkdir)
 {
-    char err[256], sub[300], sub2[320];
-    ck_assert(etd_persist_write(dir, "m", payload, sizeof payload, err, sizeof err));
-    ck_assert(etd_persist_remove(dir, "m", err, sizeof err));
+    etd_err err = {0};
+    char sub[300], sub2[320];
+    ck_assert((etd_modelfile_write(dir, "m", payload, sizeof payload, NULL, &err) == ETD_OK));
+    ck_assert((etd_modelfile_remove(dir, "m", &err) == ETD_OK));
     ck_assert_int_eq(count_files(), 0);
-    ck_assert_msg(etd_persist_remove(dir, "m", err, sizeof err), "missing is fine: %s", err);
+    ck_assert_msg((etd_modelfile_remove(dir, "m", &err) == ETD_OK), "missing is fine: %s", err.msg);
     snprintf(sub, sizeof sub, "%s/a", dir);
     snprintf(sub2, sizeof sub2, "%s/a/b", dir);
-    ck_assert_msg(etd_persist_mkdir(sub2, err, sizeof err), "%s", err);
+    ck_assert_msg((etd_modelfile_mkdir(sub2, &err) == ETD_OK), "%s", err.msg);
     struct stat st;
     ck_assert_int_eq(stat(sub2, &st), 0);
     ck_assert(S_ISDIR(st.st_mode));
-    ck_assert(etd_persist_mkdir(sub2, err, sizeof err)); /* existing is fine */
+    ck_assert((etd_modelfile_mkdir(sub2, &err) == ETD_OK)); /* existing is fine */
     rmdir(sub2);
     rmdir(sub);
 }

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/jsonout.h"
-#include "server/tensor_json.h"
+#include "server/formats/json_out.h"
+#include "server/formats/tensor_json.h"
 
 /* Parse text with cJSON, then etd_array_from_json; returns the verdict. */
 static bool parse(const char *text, int64_t max_elems, etd_array *a, char *err, size_t cap)

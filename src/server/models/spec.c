@@ -159,8 +159,10 @@ bool etd_flow_need(etd_flow *f, const etd_obj *o, const char *key, int64_t n)
     if (f->features >= 0 && f->features != n)
         return etd_field_fail(o, key, "expected %lld (%s), got %lld", (long long)f->features,
                               f->features_by, (long long)n);
-    if (f->features < 0 && !f->reshaped && f->in_features < 0)
+    if (f->features < 0 && !f->reshaped && f->in_features < 0) {
         f->in_features = n;
+        snprintf(f->in_field, sizeof f->in_field, "%s.%s", o->path, key);
+    }
     return true;
 }
 
@@ -336,6 +338,7 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
     if (!parse_layers(cJSON_GetObjectItemCaseSensitive(root, "layers"), s, &flow, e))
         goto bad;
     s->in_features = flow.in_features;
+    memcpy(s->in_field, flow.in_field, sizeof s->in_field);
     s->out_features = flow.features;
     s->param_count = flow.params;
     if (s->param_count == 0) { /* torch.optim: "optimizer got an empty parameter list" */

@@ -71,6 +71,7 @@ typedef struct etd_flow {
     const char *features_by;/* for messages: "the out_features of the previous Linear" */
     bool reshaped;          /* an earlier layer changed the shape (Flatten, ...) */
     int64_t in_features;    /* the model input's last dimension if a layer fixed it, else -1 */
+    char in_field[48];      /* the field that fixed it: "layers[0].in_features" */
     int64_t params;         /* scalar parameters so far */
     int64_t max_params;
 } etd_flow;
@@ -192,6 +193,7 @@ typedef struct etd_spec {
     bool has_seed;
     uint64_t seed;
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
+    char in_field[48];        /* the field that fixes it, for messages */
     int64_t out_features;     /* the output's last dimension if known, else -1 */
     int64_t param_count;
 } etd_spec;

@@ -13,7 +13,7 @@
 #include <cjson/cJSON.h>
 #include <easytorch/easytorch.h>
 
-#include "server/jsonout.h"
+#include "server/formats/json_out.h"
 
 /* Parsed, still-unowned tensor data: malloc'ed floats + shape. */
 typedef struct etd_array {

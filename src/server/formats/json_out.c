@@ -1,5 +1,5 @@
 /* jsonout.c - output buffer and number writers for easytorchd. */
-#include "server/jsonout.h"
+#include "server/formats/json_out.h"
 
 #include <float.h>
 #include <inttypes.h>

@@ -1,5 +1,7 @@
-/* tensor_json.c - JSON <-> tensor conversion for easytorchd. */
-#include "server/tensor_json.h"
+/* tensor_json.c - JSON <-> tensor conversion for easytorchd (see tensor_json.h). */
+#include "server/formats/tensor_json.h"
+
+#include "server/formats/json_lex.h"
 
 #include <float.h>
 #include <math.h>
@@ -326,124 +328,6 @@ void etd_json_shape(etd_buf *b, const et_tensor *t)
  * back to cJSON and the general path above, which produces the precise
  * error message.  So the fast path changes speed, never behaviour. */
 
-static const double fast_pow10[23] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-/* mant * 10^exp10 for mant >= 2^53: two roundings put the double v within
- * 2 ulp of the exact value.  What matters downstream is the float32 it
- * rounds to (the general path does strtod then (float)); that is settled
- * unless v lies within a few ulp of a midpoint between two floats, in which
- * case this declines and strtod decides. */
-static bool near_float_ok(uint64_t mant, int exp10, double *out)
-{
-    double v = (double)mant;
-    v = exp10 < 0 ? v / fast_pow10[-exp10] : v * fast_pow10[exp10];
-    float f = (float)v;
-    if (!isfinite(f) || f == 0.0f || fabsf(f) < FLT_MIN)
-        return false;
-    double lo = ((double)f + (double)nextafterf(f, 0.0f)) / 2;
-    double hi = ((double)f + (double)nextafterf(f, f > 0 ? INFINITY : -INFINITY)) / 2;
-    double tol = 8 * (nextafter(v, INFINITY) - v);
-    if (fabs(v - lo) <= tol || fabs(v - hi) <= tol)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* One JSON number (strict grammar) at p; NULL if it is not one. */
-static const char *fast_number(const char *p, const char *end, double *out)
-{
-    const char *start = p;
-    bool neg = false;
-    if (p < end && *p == '-') {
-        neg = true;
-        p++;
-    }
-    if (p >= end || !is_digit(*p))
-        return NULL;
-    uint64_t mant = 0;
-    int sig = 0, exp10 = 0;
-    bool exact = true;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && is_digit(*p)) {
-            if (sig < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                sig++;
-            } else {
-                exp10++;
-                exact = false;
-            }
-            p++;
-        }
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (p >= end || !is_digit(*p))
-            return NULL;
-        while (p < end && is_digit(*p)) {
-            if (sig < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                if (mant)
-                    sig++;
-                exp10--;
-            } else {
-                exact = false;
-            }
-            p++;
-        }
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        int es = 1, e = 0;
-        if (p < end && (*p == '+' || *p == '-')) {
-            es = *p == '-' ? -1 : 1;
-            p++;
-        }
-        if (p >= end || !is_digit(*p))
-            return NULL;
-        while (p < end && is_digit(*p)) {
-            if (e < 100000)
-                e = e * 10 + (*p - '0');
-            p++;
-        }
-        exp10 += es * e;
-    }
-    double v;
-    if (mant == 0) {
-        v = 0.0;
-    } else if (exact && mant < (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
-        /* both operands exact: one correctly rounded operation (Clinger) */
-        v = exp10 < 0 ? (double)mant / fast_pow10[-exp10] : (double)mant * fast_pow10[exp10];
-    } else if (exact && exp10 >= -22 && exp10 <= 22 && near_float_ok(mant, exp10, &v)) {
-        /* 16-19 digits (Python prints up to 17): v is within 2 ulp of the
-         * correctly rounded double and provably rounds to the same float */
-    } else {
-        char tmp[128];
-        size_t n = (size_t)(p - start);
-        if (n >= sizeof tmp)
-            return NULL;
-        memcpy(tmp, start, n);
-        tmp[n] = '\0';
-        v = strtod(tmp, NULL);
-        *out = v;
-        return p;
-    }
-    *out = neg ? -v : v;
-    return p;
-}
-
-static inline const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
-
 const char *etd_fast_array(const char *s, const char *end, int64_t max_elems, etd_array *a)
 {
     memset(a, 0, sizeof *a);
@@ -459,7 +343,7 @@ const char *etd_fast_array(const char *s, const char *end, int64_t max_elems, et
         return NULL;
     for (;;) {
         /* a value: '[' opens a list, else a number */
-        p = skip_ws(p, end);
+        p = etd_json_ws(p, end);
         if (p >= end)
             goto fail;
         if (*p == '[') {
@@ -474,7 +358,7 @@ const char *etd_fast_array(const char *s, const char *end, int64_t max_elems, et
         if (depth != ndim || depth == 0)
             goto fail;
         double v;
-        p = fast_number(p, end, &v);
+        p = etd_json_number(p, end, &v);
         if (!p || !etd_number_ok(v) || n >= max_elems)
             goto fail;
         if ((size_t)n == cap) {
@@ -488,7 +372,7 @@ const char *etd_fast_array(const char *s, const char *end, int64_t max_elems, et
         count[depth - 1]++;
         /* after a value: ',' then another value, or ']' closing lists */
         for (;;) {
-            p = skip_ws(p, end);
+            p = etd_json_ws(p, end);
             if (p >= end)
                 goto fail;
             if (*p == ',') {
@@ -536,17 +420,17 @@ const char *etd_fast_shape_data(const char *s, const char *end, int64_t max_elem
         return NULL;
     p++;
     for (int k = 0; k < 2; k++) {
-        p = skip_ws(p, end);
+        p = etd_json_ws(p, end);
         if (end - p < 7 || *p != '"')
             goto fail;
         bool is_shape = strncmp(p, "\"shape\"", 7) == 0;
         bool is_data = strncmp(p, "\"data\"", 6) == 0;
         if (is_shape ? have_shape : is_data ? have_data : true)
             goto fail;
-        p = skip_ws(p + (is_shape ? 7 : 6), end);
+        p = etd_json_ws(p + (is_shape ? 7 : 6), end);
         if (p >= end || *p != ':')
             goto fail;
-        p = skip_ws(p + 1, end);
+        p = etd_json_ws(p + 1, end);
         etd_array *dst = is_shape ? &shape : &data;
         p = etd_fast_array(p, end, is_shape ? ET_MAX_DIMS : max_elems, dst);
         if (!p || dst->ndim != 1)
@@ -555,7 +439,7 @@ const char *etd_fast_shape_data(const char *s, const char *end, int64_t max_elem
             have_shape = true;
         else
             have_data = true;
-        p = skip_ws(p, end);
+        p = etd_json_ws(p, end);
         if (p >= end || *p != (k == 0 ? ',' : '}'))
             goto fail;
         p++;

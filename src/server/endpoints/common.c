@@ -1,0 +1,275 @@
+/* common.c - what every endpoint shares: the handler skeleton, responses,
+ * the result -> status table, body, keys, model lookup, tensors in. */
+#include "server/endpoints/common.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------------------------------------------------------- results -> statuses */
+
+int etd_rc_status(etd_rc rc)
+{
+    static const int status[] = {
+        [ETD_OK] = 200,
+        [ETD_EINVAL] = 400,
+        [ETD_ENOTFOUND] = 404,
+        [ETD_EEXIST] = 409,
+        [ETD_ELIMIT] = 409,
+        [ETD_ESTATE] = 409,
+        [ETD_ETOOBIG] = 413,
+        [ETD_ENOMEM] = 500,
+        [ETD_EIO] = 500,
+        [ETD_ENOSPC] = 507,     /* Insufficient Storage (RFC 4918) */
+        [ETD_ECANCELED] = 499,  /* nginx's "client closed request": nobody is listening */
+        [ETD_EINTERNAL] = 500,
+    };
+    _Static_assert(sizeof status / sizeof status[0] == ETD_RC_COUNT, "one status per etd_rc");
+    return (unsigned)rc < ETD_RC_COUNT ? status[rc] : 500;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+void etd_response_init(etd_response *rs)
+{
+    memset(rs, 0, sizeof *rs);
+    rs->status = 200;
+    etd_buf_init(&rs->body);
+}
+
+static void drop_raw(etd_response *rs)
+{
+    if (rs->raw_free)
+        free((void *)rs->raw);
+    rs->raw = NULL;
+    rs->raw_len = 0;
+    rs->raw_free = false;
+}
+
+void etd_response_free(etd_response *rs)
+{
+    drop_raw(rs);
+    etd_buf_free(&rs->body);
+}
+
+static void vreply_error(etd_response *rs, int status, const char *fmt, va_list ap)
+{
+    char msg[ETD_ERRCAP];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    etd_buf_free(&rs->body);
+    etd_buf_puts(&rs->body, "{\"error\":");
+    etd_json_str(&rs->body, msg);
+    etd_buf_puts(&rs->body, "}\n");
+    drop_raw(rs);
+    rs->content_type = NULL;
+    rs->status = status;
+}
+
+void etd_response_error(etd_response *rs, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply_error(rs, status, fmt, ap);
+    va_end(ap);
+}
+
+void etd_response_header(etd_response *rs, const char *name, const char *value)
+{
+    if (rs->nheaders >= ETD_RESP_HEADERS)
+        return;
+    rs->headers[rs->nheaders].name = name;
+    snprintf(rs->headers[rs->nheaders].value, sizeof rs->headers[0].value, "%s", value);
+    rs->nheaders++;
+}
+
+void etd_response_finish(etd_response *rs, bool head, const void **data, size_t *len,
+                         bool *must_free)
+{
+    if (rs->body.oom) {
+        etd_buf_free(&rs->body);
+        etd_response_error(rs, 500, "out of memory");
+    }
+    if (rs->raw) {
+        *data = rs->raw;
+        *len = rs->raw_len;
+        *must_free = rs->raw_free;
+        rs->raw = NULL;
+        rs->raw_free = false;
+    } else {
+        if (rs->status != 204 && (rs->body.len == 0 || rs->body.data[rs->body.len - 1] != '\n'))
+            etd_buf_putc(&rs->body, '\n');
+        *data = etd_buf_take(&rs->body, len);
+        *must_free = true;
+        if (!*data) { /* etd_buf_take could not even allocate one byte */
+            *len = 0;
+            *must_free = false;
+            *data = "";
+        }
+    }
+    if (head || rs->status == 204)
+        *len = 0;
+}
+
+/* ---------------------------------------------------------------- the skeleton */
+
+void etd_endpoint_run(const etd_route *route, const etd_request *rq, etd_response *rs)
+{
+    etd_call c;
+    memset(&c, 0, sizeof c);
+    c.rq = rq;
+    c.rs = rs;
+    if (!(route->flags & ETD_R_ANY_QUERY)) {
+        static const char *const none[] = {NULL};
+        const char *const *ok = route->query ? route->query : none;
+        for (int i = 0; i < rq->nquery; i++) {
+            bool known = false;
+            for (int k = 0; ok[k] && !known; k++)
+                known = strcmp(ok[k], rq->query[i].name) == 0;
+            if (known)
+                continue;
+            char list[200];
+            etd_join_names(ok, list, sizeof list);
+            etd_fail(&c.e, ETD_EINVAL, "%s: unknown query parameter (%s%s)", rq->query[i].name,
+                     ok[0] ? "accepted: " : "this route takes none", list);
+            etd_err_suggest(&c.e, rq->query[i].name, ok);
+            ep_ok(&c, ETD_EINVAL);
+            return;
+        }
+    }
+    route->fn(&c);
+    etd_model_unref(c.m);
+    etd_json_doc_free(&c.doc);
+    etd_array_free(&c.x);
+    etd_array_free(&c.y);
+}
+
+/* ---------------------------------------------------------------- the steps */
+
+void ep_error(etd_call *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply_error(c->rs, status, fmt, ap);
+    va_end(ap);
+}
+
+bool ep_ok(etd_call *c, etd_rc rc)
+{
+    if (rc == ETD_OK)
+        return true;
+    ep_error(c, etd_rc_status(rc), "%s", c->e.msg);
+    return false;
+}
+
+bool ep_model(etd_call *c)
+{
+    if (c->m)
+        return true;
+    return ep_ok(c, etd_registry_get(c->rq->app->reg, c->rq->name, &c->m, &c->e));
+}
+
+bool ep_json(etd_call *c, const char *const *fast_keys)
+{
+    etd_json_doc_free(&c->doc);
+    return ep_ok(c, etd_json_parse(c->rq->body, c->rq->body_len, &c->rq->app->json, fast_keys,
+                                   &c->doc, &c->e)
+                        ? ETD_OK
+                        : c->e.rc);
+}
+
+bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
+{
+    if (!cJSON_IsObject(obj)) {
+        ep_error(c, 400, "body: expected a JSON object");
+        return false;
+    }
+    return ep_ok(c, etd_check_keys(obj, "", NULL, allowed, NULL, &c->e) ? ETD_OK : c->e.rc);
+}
+
+bool ep_tensor(etd_call *c, const char *key, etd_array *a)
+{
+    return ep_ok(c, etd_json_take_array(&c->doc, key, c->rq->app->json.max_elems, a, &c->e)
+                        ? ETD_OK
+                        : c->e.rc);
+}
+
+bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
+{
+    static const char *const fast[] = {"inputs", "targets", NULL};
+    return ep_model(c) && ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
+           ep_tensor(c, "inputs", &c->x) && (!targets || ep_tensor(c, "targets", &c->y));
+}
+
+bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->doc.root, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return true;
+    }
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d < 1 || d != floor(d) || d > 9007199254740992.0) {
+        ep_error(c, 400, "%s: expected a positive integer", key);
+        return false;
+    }
+    *out = (int64_t)d;
+    return true;
+}
+
+bool ep_bool(etd_call *c, const char *key, bool def, bool *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->doc.root, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return true;
+    }
+    if (!cJSON_IsBool(v)) {
+        ep_error(c, 400, "%s: expected true or false", key);
+        return false;
+    }
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+const char *ep_query(const etd_call *c, const char *name)
+{
+    for (int i = 0; i < c->rq->nquery; i++)
+        if (strcmp(c->rq->query[i].name, name) == 0)
+            return c->rq->query[i].value;
+    return NULL;
+}
+
+const char *ep_header(const etd_call *c, const char *name)
+{
+    for (int i = 0; i < c->rq->nheaders; i++)
+        if (strcasecmp(c->rq->headers[i].name, name) == 0)
+            return c->rq->headers[i].value;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- shared writers */
+
+void ep_write_tensors(etd_buf *out, const etd_tensors *t)
+{
+    etd_buf_putc(out, '{');
+    for (int i = 0; i < t->n; i++) {
+        if (i)
+            etd_buf_putc(out, ',');
+        etd_json_str(out, t->names[i]);
+        etd_buf_putc(out, ':');
+        etd_json_tensor(out, t->t[i]);
+    }
+    etd_buf_putc(out, '}');
+}
+
+void ep_write_loss(etd_buf *out, bool has_loss, float loss)
+{
+    etd_buf_puts(out, ",\"loss\":");
+    if (has_loss)
+        etd_json_float(out, loss);
+    else
+        etd_buf_puts(out, "null");
+}

@@ -1,0 +1,73 @@
+/*
+ * common.h - what every handler shares (internal to src/server/endpoints).
+ *
+ * The skeleton of a handler:
+ *
+ *     static void h_batches(etd_call *c)
+ *     {
+ *         if (!ep_inputs(c, xy_keys, true))        model, body, keys, tensors;
+ *             return;                              400/404 already answered
+ *         etd_batch_result r;
+ *         if (!ep_ok(c, etd_model_push_batch(c->m, &c->x, &c->y, &r, &c->e)))
+ *             return;                              result code -> status + message
+ *         ... write the body into c->rs->body ...
+ *     }
+ *
+ * Each ep_* step answers the request itself when it fails and returns
+ * false; whatever it took (model reference, parsed body, tensors) is freed
+ * by etd_endpoint_run after the handler returns, so handlers have no
+ * cleanup paths.
+ */
+#ifndef EASYTORCHD_ENDPOINTS_COMMON_H
+#define EASYTORCHD_ENDPOINTS_COMMON_H
+
+#include "server/endpoints/endpoint.h"
+
+struct etd_call {
+    const etd_request *rq;
+    etd_response *rs;
+    etd_model *m;               /* ep_model */
+    etd_json_doc doc;           /* ep_json: doc.root is the body */
+    etd_array x, y;             /* ep_inputs: inputs, targets */
+    etd_err e;                  /* for the models layer's messages */
+};
+
+/* Answer with status and {"error": ...}. */
+void ep_error(etd_call *c, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* rc == ETD_OK: true.  Otherwise answer c->e's message with the status of
+ * rc and return false. */
+bool ep_ok(etd_call *c, etd_rc rc);
+
+/* The route's {name} model into c->m (404 "no model named ..." if none). */
+bool ep_model(etd_call *c);
+/* The body as strict JSON into c->doc (400/413); fast_keys: top-level
+ * members holding big tensors (NULL: none). */
+bool ep_json(etd_call *c, const char *const *fast_keys);
+/* obj is an object with only the keys allowed[] (400 naming the key). */
+bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed);
+/* The tensor of top-level member key (400 if missing or bad). */
+bool ep_tensor(etd_call *c, const char *key, etd_array *a);
+/* The common start of a training call: ep_model, the body (inputs and
+ * targets through the fast path), ep_keys(keys), then inputs into c->x and,
+ * with targets, targets into c->y. */
+bool ep_inputs(etd_call *c, const char *const *keys, bool targets);
+
+/* Optional top-level fields of the body: absent or null -> def. */
+bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out);
+bool ep_bool(etd_call *c, const char *key, bool def, bool *out);
+
+/* A query argument's value (NULL if absent or without "="). */
+const char *ep_query(const etd_call *c, const char *name);
+/* A request header (case-insensitive; the first if repeated), or NULL. */
+const char *ep_header(const etd_call *c, const char *name);
+
+/* Tensors by name as a JSON object {"0.weight": [[...]], ...}. */
+void ep_write_tensors(etd_buf *out, const etd_tensors *t);
+/* ,"loss":<loss or null> */
+void ep_write_loss(etd_buf *out, bool has_loss, float loss);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * handlers.h - the handlers of the route table (internal to
+ * src/server/endpoints; routes.c lists them).  One line per handler, by
+ * family: a new endpoint is a handler in its family's file, its line here
+ * and its row in routes.c.
+ */
+#ifndef EASYTORCHD_HANDLERS_H
+#define EASYTORCHD_HANDLERS_H
+
+#include "server/endpoints/endpoint.h"
+
+/* ops.c */
+void etd_h_healthz(etd_call *c);
+void etd_h_readyz(etd_call *c);
+void etd_h_metrics(etd_call *c);
+/* v1_models.c */
+void etd_h_list(etd_call *c);
+void etd_h_define(etd_call *c);
+void etd_h_get(etd_call *c);
+void etd_h_delete(etd_call *c);
+/* v1_train.c */
+void etd_h_predict(etd_call *c);
+void etd_h_batches(etd_call *c);
+void etd_h_step(etd_call *c);
+void etd_h_train(etd_call *c);
+void etd_h_grad_get(etd_call *c);
+void etd_h_grad_post(etd_call *c);
+void etd_h_loss(etd_call *c);
+void etd_h_checkpoint(etd_call *c);
+/* v1_params.c */
+void etd_h_params_get(etd_call *c);
+void etd_h_params_put(etd_call *c);
+/* v2_oip.c */
+void etd_h_v2_live(etd_call *c);
+void etd_h_v2_ready(etd_call *c);
+void etd_h_v2_server(etd_call *c);
+void etd_h_v2_model(etd_call *c);
+void etd_h_v2_model_ready(etd_call *c);
+void etd_h_v2_infer(etd_call *c);
+/* dashboard.c */
+void etd_h_index(etd_call *c);
+void etd_h_asset(etd_call *c);
+bool etd_asset_exists(const char *name);
+
+#endif

@@ -1,0 +1,72 @@
+/* ops.c - the operational endpoints: /healthz, /readyz, /metrics. */
+#include <math.h>
+#include <stdio.h>
+
+#include "server/endpoints/common.h"
+#include "server/endpoints/handlers.h"
+
+void etd_h_healthz(etd_call *c)
+{
+    etd_buf_puts(&c->rs->body, "{\"status\":\"ok\"}");
+}
+
+void etd_h_readyz(etd_call *c)
+{
+    if (c->rq->host->draining)
+        ep_error(c, 503, "not ready: draining (shutting down)");
+    else if (!c->rq->host->ready)
+        ep_error(c, 503, "not ready: loading persisted models");
+    else
+        etd_buf_printf(&c->rs->body, "{\"status\":\"ready\",\"models\":%d}",
+                       etd_registry_count(c->rq->app->reg));
+}
+
+/* Per-model gauges and counters from the published summaries (never waits
+ * for a training call). */
+static void model_metrics(etd_call *c, etd_buf *out)
+{
+    etd_model_list l;
+    if (etd_registry_list(c->rq->app->reg, &l, &c->e) != ETD_OK) {
+        out->oom = true;
+        return;
+    }
+    etd_buf_printf(out, "# HELP easytorch_models Models hosted.\n# TYPE easytorch_models gauge\n"
+                   "easytorch_models %d\n", l.n);
+    etd_buf_puts(out, "# HELP easytorch_optimizer_steps_total Optimizer steps taken per model.\n"
+                 "# TYPE easytorch_optimizer_steps_total counter\n");
+    for (int i = 0; i < l.n; i++)
+        etd_buf_printf(out, "easytorch_optimizer_steps_total{model=\"%s\"} %lld\n",
+                       etd_model_name(l.models[i]), (long long)l.sum[i].step);
+    etd_buf_puts(out, "# HELP easytorch_last_loss Last training loss per model.\n"
+                 "# TYPE easytorch_last_loss gauge\n");
+    for (int i = 0; i < l.n; i++) {
+        if (!l.sum[i].has_loss)
+            continue;
+        float v = l.sum[i].loss;
+        char num[40];
+        if (isfinite(v))
+            etd_fmt_float(num, v);
+        else /* Prometheus spells these out; JSON has only null */
+            snprintf(num, sizeof num, "%s", isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+        etd_buf_printf(out, "easytorch_last_loss{model=\"%s\"} %s\n", etd_model_name(l.models[i]),
+                       num);
+    }
+    etd_buf_puts(out, "# HELP easytorch_pending_batches Batches accumulated since the last step.\n"
+                 "# TYPE easytorch_pending_batches gauge\n");
+    for (int i = 0; i < l.n; i++)
+        etd_buf_printf(out, "easytorch_pending_batches{model=\"%s\"} %lld\n",
+                       etd_model_name(l.models[i]), (long long)l.sum[i].pending);
+    etd_model_list_free(&l);
+}
+
+void etd_h_metrics(etd_call *c)
+{
+    etd_buf *out = &c->rs->body;
+    etd_buf_printf(out, "# HELP easytorch_ready 1 when the daemon serves models.\n"
+                   "# TYPE easytorch_ready gauge\neasytorch_ready %d\n",
+                   c->rq->host->ready && !c->rq->host->draining);
+    model_metrics(c, out);
+    if (c->rq->host->http_metrics)
+        c->rq->host->http_metrics(c->rq->host->arg, out);
+    c->rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}

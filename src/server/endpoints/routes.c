@@ -1,0 +1,41 @@
+/* routes.c - the route table of easytorchd: {method, pattern, handler,
+ * flags, accepted query arguments}.  The transport matches requests against
+ * it (transport/router.c); the pattern is also the metrics label. */
+#include "server/endpoints/handlers.h"
+
+static const char *const q_since[] = {"since", NULL};
+static const char *const q_format[] = {"format", NULL};
+
+#define PUB ETD_R_PUBLIC
+#define RDY ETD_R_READY
+#define BODY ETD_R_BODY
+#define M "/v1/models/{name}"
+const etd_route etd_routes[] = {
+    {"GET", "/healthz", etd_h_healthz, PUB, NULL, NULL},
+    {"GET", "/readyz", etd_h_readyz, PUB, NULL, NULL},
+    {"GET", "/metrics", etd_h_metrics, 0, NULL, NULL},
+    {"GET", "/v1/models", etd_h_list, RDY, NULL, NULL},
+    {"POST", "/v1/models", etd_h_define, RDY | BODY, NULL, NULL},
+    {"GET", M, etd_h_get, RDY, NULL, NULL},
+    {"DELETE", M, etd_h_delete, RDY, NULL, NULL},
+    {"POST", M "/predict", etd_h_predict, RDY | BODY, NULL, NULL},
+    {"POST", M "/batches", etd_h_batches, RDY | BODY, NULL, NULL},
+    {"POST", M "/step", etd_h_step, RDY | BODY, NULL, NULL},
+    {"POST", M "/train", etd_h_train, RDY | BODY, NULL, NULL},
+    {"GET", M "/gradients", etd_h_grad_get, RDY, NULL, NULL},
+    {"POST", M "/gradients", etd_h_grad_post, RDY | BODY, NULL, NULL},
+    {"GET", M "/parameters", etd_h_params_get, RDY, q_format, NULL},
+    {"PUT", M "/parameters", etd_h_params_put, RDY | BODY, NULL, NULL},
+    {"GET", M "/loss", etd_h_loss, RDY, q_since, NULL},
+    {"POST", M "/checkpoint", etd_h_checkpoint, RDY, NULL, NULL},
+    {"GET", "/v2/health/live", etd_h_v2_live, PUB, NULL, NULL},
+    {"GET", "/v2/health/ready", etd_h_v2_ready, PUB, NULL, NULL},
+    {"GET", "/v2", etd_h_v2_server, 0, NULL, NULL},
+    {"GET", "/v2/models/{name}", etd_h_v2_model, RDY, NULL, NULL},
+    {"GET", "/v2/models/{name}/ready", etd_h_v2_model_ready, RDY, NULL, NULL},
+    {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY, NULL, NULL},
+    {"GET", "/", etd_h_index, PUB | ETD_R_ANY_QUERY, NULL, NULL},
+    {"GET", "/{asset}", etd_h_asset, PUB | ETD_R_ANY_QUERY, NULL, etd_asset_exists},
+};
+#undef M
+const int etd_nroutes = (int)(sizeof etd_routes / sizeof etd_routes[0]);

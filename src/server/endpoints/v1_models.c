@@ -1,0 +1,75 @@
+/* v1_models.c - /v1/models: list, define, describe, delete (docs/API.md). */
+#include <inttypes.h>
+
+#include "server/endpoints/common.h"
+#include "server/endpoints/handlers.h"
+
+/* GET /v1/models/{name} and the answer of a define. */
+static void write_description(etd_buf *out, etd_model *m)
+{
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    etd_buf_puts(out, "{\"name\":");
+    etd_json_str(out, in.name);
+    etd_buf_puts(out, ",\"spec\":");
+    etd_buf_puts(out, in.spec_json);
+    etd_buf_puts(out, ",\"parameters\":");
+    etd_json_i64(out, in.param_count);
+    etd_buf_puts(out, ",\"step\":");
+    etd_json_i64(out, in.sum.step);
+    etd_buf_puts(out, ",\"pending_batches\":");
+    etd_json_i64(out, in.sum.pending);
+    ep_write_loss(out, in.sum.has_loss, in.sum.loss);
+    etd_buf_puts(out, ",\"lr\":");
+    etd_json_double(out, in.sum.lr);
+    etd_buf_printf(out, ",\"seed\":%" PRIu64 ",\"parameter_names\":[", in.seed);
+    for (int i = 0; i < in.nparams; i++) {
+        if (i)
+            etd_buf_putc(out, ',');
+        etd_json_str(out, etd_model_param_name(m, i));
+    }
+    etd_buf_puts(out, "]}");
+}
+
+void etd_h_list(etd_call *c)
+{
+    etd_model_list l;
+    if (!ep_ok(c, etd_registry_list(c->rq->app->reg, &l, &c->e)))
+        return;
+    etd_buf *out = &c->rs->body;
+    etd_buf_puts(out, "{\"models\":[");
+    for (int i = 0; i < l.n; i++) {
+        etd_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
+        etd_json_str(out, etd_model_name(l.models[i]));
+        etd_buf_puts(out, ",\"step\":");
+        etd_json_i64(out, l.sum[i].step);
+        ep_write_loss(out, l.sum[i].has_loss, l.sum[i].loss);
+        etd_buf_putc(out, '}');
+    }
+    etd_buf_puts(out, "]}");
+    etd_model_list_free(&l);
+}
+
+void etd_h_define(etd_call *c)
+{
+    if (!ep_json(c, NULL) ||
+        !ep_ok(c, etd_registry_define(c->rq->app->reg, c->doc.root, &c->m, &c->e)))
+        return;
+    c->rs->status = 201;
+    write_description(&c->rs->body, c->m);
+}
+
+void etd_h_get(etd_call *c)
+{
+    if (ep_model(c))
+        write_description(&c->rs->body, c->m);
+}
+
+void etd_h_delete(etd_call *c)
+{
+    if (!ep_ok(c, etd_registry_delete(c->rq->app->reg, c->rq->name, &c->e)))
+        return;
+    etd_buf_puts(&c->rs->body, "{\"deleted\":");
+    etd_json_str(&c->rs->body, c->rq->name);
+    etd_buf_putc(&c->rs->body, '}');
+}

@@ -1,0 +1,359 @@
+/* model.c - one model of easytorchd (models.h): build and free, the
+ * published summary and loss history, locks, saves and the commit of a
+ * change, checkpoints, reading gradients and parameters, replacing the
+ * parameters.  The training calls are in train.c.  No HTTP: result codes
+ * and plain structs. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/formats/modelfile.h"
+#include "server/models/model_internal.h"
+
+/* ---------------------------------------------------------------- lifetime */
+
+void etd_model_destroy(etd_model *m)
+{
+    if (!m)
+        return;
+    et_scheduler_free(m->sched);
+    et_optim_free(m->opt);
+    et_module_free(m->net);
+    et_generator_free(m->gen);
+    free(m->params);
+    etd_spec_free(&m->spec);
+    free(m->spec_json);
+    free(m->h_step);
+    free(m->h_loss);
+    pthread_rwlock_destroy(&m->lock);
+    pthread_mutex_destroy(&m->pub_mu);
+    free(m);
+}
+
+void etd_model_unref(etd_model *m)
+{
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1)
+        etd_model_destroy(m);
+}
+
+etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, char *spec_json,
+                           uint64_t seed, etd_err *e)
+{
+    etd_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        etd_spec_free(spec);
+        free(spec_json);
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->reg = r;
+    atomic_init(&m->refs, 1);
+    atomic_init(&m->dirty, false);
+    pthread_rwlock_init(&m->lock, NULL);
+    pthread_mutex_init(&m->pub_mu, NULL);
+    m->spec = *spec;
+    memset(spec, 0, sizeof *spec);
+    m->spec_json = spec_json;
+    m->seed = seed;
+    if (!(m->gen = et_generator_new(seed))) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (!(m->net = etd_spec_build_net(&m->spec, m->gen, e)))
+        goto fail;
+    et_module_train(m->net, false);
+    m->nparams = et_module_num_params(m->net);
+    m->params = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *m->params);
+    if (!m->params) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->nparams; i++)
+        m->params[i] = et_module_param(m->net, i);
+    if (!(m->opt = etd_spec_build_optim(&m->spec, m->params, m->nparams, e)))
+        goto fail;
+    if (m->spec.sched.type && !(m->sched = etd_spec_build_sched(&m->spec, m->opt, e)))
+        goto fail;
+    etd_model_publish(m);
+    return m;
+fail:
+    etd_model_destroy(m);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- what readers see */
+
+void etd_model_publish(etd_model *m)
+{
+    pthread_mutex_lock(&m->pub_mu);
+    m->pub = (etd_model_summary){m->ts.step, m->ts.pending, m->ts.has_loss, m->ts.last_loss,
+                                 et_optim_get_lr(m->opt)};
+    pthread_mutex_unlock(&m->pub_mu);
+}
+
+void etd_model_history_add(etd_model *m, int64_t step, float loss)
+{
+    pthread_mutex_lock(&m->pub_mu);
+    size_t max = m->reg->o.max_history;
+    if (max && m->h_len >= max) { /* drop the oldest half: amortised O(1) */
+        size_t drop = m->h_len - max / 2;
+        memmove(m->h_step, m->h_step + drop, (m->h_len - drop) * sizeof *m->h_step);
+        memmove(m->h_loss, m->h_loss + drop, (m->h_len - drop) * sizeof *m->h_loss);
+        m->h_len -= drop;
+    }
+    if (m->h_len == m->h_cap) {
+        size_t cap = m->h_cap ? m->h_cap * 2 : 64;
+        int64_t *s = realloc(m->h_step, cap * sizeof *s);
+        if (s)
+            m->h_step = s;
+        float *l = realloc(m->h_loss, cap * sizeof *l);
+        if (l)
+            m->h_loss = l;
+        if (!s || !l) {
+            pthread_mutex_unlock(&m->pub_mu);
+            return;
+        }
+        m->h_cap = cap;
+    }
+    m->h_step[m->h_len] = step;
+    m->h_loss[m->h_len] = loss;
+    m->h_len++;
+    pthread_mutex_unlock(&m->pub_mu);
+}
+
+const char *etd_model_name(const etd_model *m) { return m->name; }
+
+const char *etd_model_param_name(const etd_model *m, int i)
+{
+    return et_module_param_name(m->net, i);
+}
+
+void etd_model_info_get(etd_model *m, etd_model_info *info)
+{
+    info->name = m->name;
+    info->spec_json = m->spec_json;
+    info->seed = m->seed;
+    info->param_count = m->spec.param_count;
+    info->nparams = m->nparams;
+    info->in_features = m->spec.in_features;
+    info->out_features = m->spec.out_features;
+    pthread_mutex_lock(&m->pub_mu);
+    info->sum = m->pub;
+    pthread_mutex_unlock(&m->pub_mu);
+}
+
+etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_err *e)
+{
+    memset(h, 0, sizeof *h);
+    pthread_mutex_lock(&m->pub_mu);
+    size_t lo = 0, hi = m->h_len;
+    while (lo < hi) { /* first entry with step > since */
+        size_t mid = (lo + hi) / 2;
+        if (m->h_step[mid] <= since)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    h->step = m->pub.step;
+    h->n = m->h_len - lo;
+    h->steps = malloc((h->n ? h->n : 1) * sizeof *h->steps);
+    h->losses = malloc((h->n ? h->n : 1) * sizeof *h->losses);
+    if (h->steps && h->losses && h->n) {
+        memcpy(h->steps, m->h_step + lo, h->n * sizeof *h->steps);
+        memcpy(h->losses, m->h_loss + lo, h->n * sizeof *h->losses);
+    }
+    pthread_mutex_unlock(&m->pub_mu);
+    if (!h->steps || !h->losses) {
+        etd_history_free(h);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    return ETD_OK;
+}
+
+void etd_history_free(etd_history *h)
+{
+    free(h->steps);
+    free(h->losses);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---------------------------------------------------------------- locks, saves */
+
+/* Take the lock; ETD_ENOTFOUND if the model was deleted while we waited. */
+etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e)
+{
+    if (write)
+        pthread_rwlock_wrlock(&m->lock);
+    else
+        pthread_rwlock_rdlock(&m->lock);
+    if (m->deleted) {
+        pthread_rwlock_unlock(&m->lock);
+        return etd_fail(e, ETD_ENOTFOUND, "no model named \"%s\" (deleted)", m->name);
+    }
+    return ETD_OK;
+}
+
+void etd_model_unlock(etd_model *m) { pthread_rwlock_unlock(&m->lock); }
+
+etd_rc etd_model_save_locked(etd_model *m, bool *replaced_out, etd_err *e)
+{
+    bool replaced = false;
+    if (replaced_out)
+        *replaced_out = false;
+    if (m->deleted)
+        return ETD_OK;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (etd_ts_encode(m, &buf, &len, e) != ETD_OK)
+        return e->rc;
+    etd_err fe;
+    etd_rc rc = etd_modelfile_write(m->reg->data_dir, m->name, buf, len, &replaced, &fe);
+    if (replaced_out)
+        *replaced_out = replaced;
+    free(buf);
+    if (rc == ETD_OK) {
+        atomic_store(&m->dirty, false);
+        return ETD_OK;
+    }
+    return etd_fail(e, rc, "saving model \"%s\" failed: %s%s", m->name, fe.msg,
+                    replaced ? "" : " (the previous file is kept)");
+}
+
+/* After a change under the write lock: persist it now (--sync always) or
+ * mark the model for the saver.  A failed synchronous save puts the model
+ * back to snap -- the state its file still holds -- so the failed call
+ * changes nothing, and fails the call. */
+etd_rc etd_model_commit(etd_model *m, const etd_train_state *snap, etd_err *e)
+{
+    atomic_store(&m->dirty, true);
+    bool replaced;
+    if (m->reg->o.sync_always && etd_model_save_locked(m, &replaced, e) != ETD_OK) {
+        fprintf(stderr, "easytorchd: %s\n", e->msg);
+        etd_err re;
+        if (snap && etd_ts_apply(m, snap, &re) != ETD_OK) {
+            fprintf(stderr, "easytorchd: model %s: rollback after a failed save failed: %s\n",
+                    m->name, re.msg);
+        } else {
+            etd_err_append(e, "; the request changed nothing");
+            /* the refused state reached the file (only the directory's fsync
+             * failed): put the state it had back at once */
+            if (replaced && etd_model_save_locked(m, NULL, &re) != ETD_OK)
+                fprintf(stderr, "easytorchd: %s\n", re.msg);
+        }
+        etd_model_publish(m);
+        return e->rc;
+    }
+    etd_model_publish(m);
+    return ETD_OK;
+}
+
+etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e)
+{
+    if (etd_model_lock(m, false, e) != ETD_OK)
+        return e->rc;
+    etd_rc rc = etd_model_save_locked(m, NULL, e);
+    *step = m->ts.step;
+    etd_model_unlock(m);
+    if (rc != ETD_OK)
+        fprintf(stderr, "easytorchd: %s\n", e->msg);
+    return rc;
+}
+
+/* Copies of the parameters (grad: their gradients, zeros where none). */
+etd_rc etd_model_copy_tensors(etd_model *m, bool grad, etd_tensors *out, etd_err *e)
+{
+    out->n = m->nparams;
+    out->names = calloc((size_t)m->nparams + 1, sizeof *out->names);
+    out->t = calloc((size_t)m->nparams + 1, sizeof *out->t);
+    bool ok = out->names && out->t;
+    for (int i = 0; ok && i < m->nparams; i++) {
+        out->names[i] = et_module_param_name(m->net, i);
+        et_tensor *src = grad ? et_grad(m->params[i]) : m->params[i];
+        out->t[i] = src ? et_clone(src) : et_zeros_like(m->params[i]);
+        ok = out->t[i] != NULL;
+    }
+    if (!ok) {
+        etd_tensors_free(out);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    return ETD_OK;
+}
+
+/* ---------------------------------------------------------------- gradients, parameters */
+
+void etd_tensors_free(etd_tensors *t)
+{
+    for (int i = 0; t->t && i < t->n; i++)
+        et_tensor_free(t->t[i]);
+    free(t->t);
+    free(t->names);
+    memset(t, 0, sizeof *t);
+}
+
+etd_rc etd_model_gradients(etd_model *m, etd_tensors *g, int64_t *pending, etd_err *e)
+{
+    memset(g, 0, sizeof *g);
+    if (etd_model_lock(m, false, e) != ETD_OK)
+        return e->rc;
+    etd_rc rc = etd_model_copy_tensors(m, true, g, e);
+    *pending = m->ts.pending;
+    etd_model_unlock(m);
+    return rc;
+}
+
+etd_rc etd_model_parameters(etd_model *m, etd_tensors *p, etd_err *e)
+{
+    memset(p, 0, sizeof *p);
+    if (etd_model_lock(m, false, e) != ETD_OK)
+        return e->rc;
+    etd_rc rc = etd_model_copy_tensors(m, false, p, e);
+    etd_model_unlock(m);
+    return rc;
+}
+
+etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *e)
+{
+    /* names and shapes first, with messages naming the parameter */
+    int n = et_tensor_dict_len(d);
+    for (int i = 0; i < n; i++) {
+        const char *name = et_tensor_dict_name(d, i);
+        et_tensor *p = et_module_param_by_name(m->net, name);
+        if (!p) {
+            etd_fail(e, ETD_EINVAL, "parameters.%s: unknown parameter (the model has:", name);
+            for (int k = 0; k < m->nparams; k++)
+                etd_err_append(e, " %s", et_module_param_name(m->net, k));
+            etd_err_append(e, ")");
+            return e->rc;
+        }
+        et_tensor *t = et_tensor_dict_tensor(d, i);
+        if (!et_same_shape(p, t)) {
+            char a[128], b[128];
+            et_shape_str(et_shape(p), et_ndim(p), a, sizeof a);
+            et_shape_str(et_shape(t), et_ndim(t), b, sizeof b);
+            return etd_fail(e, ETD_EINVAL, "parameters.%s: expected shape %s, got %s", name, a, b);
+        }
+    }
+    for (int k = 0; k < m->nparams; k++)
+        if (!et_tensor_dict_get(d, et_module_param_name(m->net, k)))
+            return etd_fail(e, ETD_EINVAL, "parameters.%s: missing (every parameter must be given)",
+                            et_module_param_name(m->net, k));
+    if (etd_model_lock(m, true, e) != ETD_OK)
+        return e->rc;
+    etd_train_state snap = {0};
+    bool snapped = m->reg->o.sync_always;
+    if (snapped && etd_ts_capture(m, ETD_TS_PARAMS, true, &snap, e) != ETD_OK) {
+        etd_model_unlock(m);
+        return e->rc;
+    }
+    etd_rc rc;
+    if (et_module_load_state_dict(m->net, d) != ET_OK)
+        rc = etd_fail(e, ETD_EINVAL, "parameters: %s", et_errmsg());
+    else
+        rc = etd_model_commit(m, snapped ? &snap : NULL, e);
+    etd_ts_free(&snap);
+    etd_model_unlock(m);
+    return rc;
+}

@@ -1,0 +1,203 @@
+/*
+ * models.h - the models layer of easytorchd: the named models it hosts and
+ * what can be done with them (internal).  No HTTP here: calls return an
+ * etd_rc (formats/result.h) with a message in an etd_err, and plain result
+ * structs; the endpoints write the responses.
+ *
+ * Locking (the reason the registry is a module of its own):
+ *   - the registry mutex guards the name table only;
+ *   - each model has a read/write lock: predictions, parameter and gradient
+ *     reads and saves take it shared, training calls (batches, step, train,
+ *     gradient probes, parameter writes) take it exclusive, so a prediction
+ *     never sees half-updated parameters.  Modules stay in eval mode except
+ *     while a training call holds the write lock;
+ *   - a small per-model mutex guards the published summary and the loss
+ *     history, so listings, /metrics and dashboards never wait for a long
+ *     training call.
+ * Lookups return a counted reference (etd_model_unref when done), so a model
+ * deleted meanwhile stays valid until its last user is gone.
+ *
+ * Every call validates fully before changing anything; a call that fails
+ * half-way (a bad minibatch in train, a failed save with --sync always)
+ * rolls the model back to the state before it (train_state.c), so a failed
+ * call never changes a model.  Results hold copies, so the endpoints write
+ * responses without holding any lock.
+ */
+#ifndef EASYTORCHD_MODELS_H
+#define EASYTORCHD_MODELS_H
+
+#include <cjson/cJSON.h>
+#include <easytorch/easytorch.h>
+
+#include "server/formats/result.h"
+#include "server/formats/tensor_json.h"
+
+typedef struct etd_registry etd_registry;
+typedef struct etd_model etd_model;
+
+typedef struct etd_registry_opts {
+    const char *data_dir;
+    bool sync_always;         /* persist before acknowledging every change */
+    double save_interval;     /* seconds between background saves of changed models */
+    int max_models;
+    int64_t max_params;       /* scalar parameters per model */
+    int64_t max_steps;        /* optimizer steps per train call */
+    size_t max_history;       /* loss-history entries kept per model */
+} etd_registry_opts;
+
+/* ---- the registry ---- */
+
+/* NULL + e if the data directory cannot be created.  o is copied. */
+etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e);
+/* Stops the saver thread, saves every changed model and frees everything. */
+void etd_registry_free(etd_registry *r);
+/* Load every model file of the data dir (corrupt ones are reported on
+ * stderr and skipped), then start the background saver. */
+void etd_registry_load_all(etd_registry *r);
+/* Save every changed model now; returns the number of failures. */
+int etd_registry_save_all(etd_registry *r);
+/* Number of live models (deleted ones excluded). */
+int etd_registry_count(etd_registry *r);
+
+/* Valid model name?  (^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$, no "..") */
+bool etd_name_ok(const char *name);
+/* Counted reference to the model called name; ETD_ENOTFOUND ("no model
+ * named \"x\"") for unknown or invalid names. */
+etd_rc etd_registry_get(etd_registry *r, const char *name, etd_model **m, etd_err *e);
+/* Drop a reference (NULL-safe); the last one frees. */
+void etd_model_unref(etd_model *m);
+
+/* Define a model from its spec (the whole JSON body, "name" included):
+ * parse, build, write its file, then publish it.  *m: a new reference.
+ * ETD_EINVAL bad spec or name, ETD_EEXIST name taken, ETD_ELIMIT
+ * --max-models reached, ETD_ENOSPC/ETD_EIO its file could not be written
+ * (the model is not created). */
+etd_rc etd_registry_define(etd_registry *r, const cJSON *spec, etd_model **m, etd_err *e);
+/* Forget the model and remove its file; ETD_ENOTFOUND. */
+etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e);
+
+/* ---- what readers see without waiting (the published summary) ---- */
+
+typedef struct etd_model_summary {
+    int64_t step, pending;
+    bool has_loss;
+    float loss;
+    double lr;                /* the next step's */
+} etd_model_summary;
+
+/* References to every live model with its summary, in definition order;
+ * free with etd_model_list_free. */
+typedef struct etd_model_list {
+    int n;
+    etd_model **models;
+    etd_model_summary *sum;
+} etd_model_list;
+etd_rc etd_registry_list(etd_registry *r, etd_model_list *out, etd_err *e);
+void etd_model_list_free(etd_model_list *l);
+
+/* What a model is (immutable parts borrowed from m, valid while the
+ * reference is held) and its summary. */
+typedef struct etd_model_info {
+    const char *name;
+    const char *spec_json;    /* the spec as submitted, without "name" */
+    uint64_t seed;
+    int64_t param_count;      /* scalar parameters */
+    int nparams;              /* parameter tensors: etd_model_param_name(m, 0..n-1) */
+    int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
+    int64_t out_features;     /* the output's, else -1 */
+    etd_model_summary sum;
+} etd_model_info;
+void etd_model_info_get(etd_model *m, etd_model_info *info);
+const char *etd_model_name(const etd_model *m);
+/* state_dict() name of the i-th parameter ("0.weight"); borrowed. */
+const char *etd_model_param_name(const etd_model *m, int i);
+
+/* ---- operations ---- */
+
+/* Named tensors: names borrowed from the model, tensors owned (free with
+ * etd_tensors_free). */
+typedef struct etd_tensors {
+    int n;
+    const char **names;
+    et_tensor **t;
+} etd_tensors;
+void etd_tensors_free(etd_tensors *t);
+
+/* Forward in eval mode without gradients; *y is a new reference. */
+etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e);
+
+/* Forward in training mode, loss, backward: the gradients accumulate. */
+typedef struct etd_batch_result {
+    float loss;
+    int64_t pending;          /* batches pending after this one */
+} etd_batch_result;
+etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y,
+                            etd_batch_result *r, etd_err *e);
+
+/* One optimizer (and scheduler) step over the accumulated batches;
+ * ETD_ESTATE when none is pending. */
+typedef struct etd_step_result {
+    int64_t step;             /* after this one */
+    double lr, next_lr;       /* used by this step; after the scheduler stepped */
+    float loss;               /* the mean loss of the batches it consumed */
+} etd_step_result;
+etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e);
+
+/* Called between the optimizer steps of a long call with the steps done
+ * and the total; returning false cancels the call (ETD_ECANCELED, rolled
+ * back).  It runs under the model's write lock: keep it short. */
+typedef bool (*etd_progress_fn)(void *arg, int64_t done, int64_t total);
+
+typedef struct etd_train_opts {
+    int64_t epochs;           /* >= 1 */
+    int64_t batch_size;       /* <= 0 or more than the rows: all rows */
+    bool shuffle;             /* a permutation per epoch from the model's generator */
+    etd_progress_fn progress; /* may be NULL */
+    void *progress_arg;
+} etd_train_opts;
+
+typedef struct etd_train_result {
+    int64_t step;             /* after the call */
+    double lr;                /* of the last step */
+    int64_t n;                /* steps taken */
+    float *losses;            /* one per step (malloc'ed: etd_train_result_free) */
+} etd_train_result;
+/* epochs x minibatches of (x, y), zero grad, forward, loss, backward and
+ * one optimizer step each.  All-or-nothing. */
+etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
+                       const etd_train_opts *o, etd_train_result *r, etd_err *e);
+void etd_train_result_free(etd_train_result *r);
+
+/* The accumulated gradients (zeros where none) and the pending count. */
+etd_rc etd_model_gradients(etd_model *m, etd_tensors *g, int64_t *pending, etd_err *e);
+
+/* Gradients of the loss on (x, y) alone, of the parameters and of the
+ * inputs; nothing of the model changes. */
+typedef struct etd_probe_result {
+    float loss;
+    etd_tensors grads;
+    et_tensor *input_grad;
+} etd_probe_result;
+etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
+                       etd_probe_result *r, etd_err *e);
+void etd_probe_result_free(etd_probe_result *r);
+
+/* Copies of the parameters by name, in state_dict() order. */
+etd_rc etd_model_parameters(etd_model *m, etd_tensors *p, etd_err *e);
+/* Replace all parameters (every name and shape checked first). */
+etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *e);
+
+/* The loss history after step `since` (since < 0: all kept entries). */
+typedef struct etd_history {
+    int64_t step;             /* the model's step count */
+    size_t n;
+    int64_t *steps;           /* malloc'ed: etd_history_free */
+    float *losses;
+} etd_history;
+etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_err *e);
+void etd_history_free(etd_history *h);
+
+/* Write the model's file now (fsynced); *step: the step it holds. */
+etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e);
+
+#endif

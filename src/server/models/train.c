@@ -1,0 +1,357 @@
+/* train.c - the calls that run the network (models.h): forward, pushing a
+ * batch, the optimizer step, train, and the gradient probe.  Each takes the
+ * model's lock, opens one tensor pool per forward/backward and, where it
+ * changes the model, rolls back to a snapshot (train_state.c) when it fails
+ * half-way. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/models/model_internal.h"
+
+/* ---------------------------------------------------------------- inputs */
+
+/* An input batch against the first layer that fixes its size. */
+static etd_rc check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
+{
+    if (x->ndim < 1)
+        return etd_fail(e, ETD_EINVAL, "inputs: expected a batch (a list), got a scalar");
+    int64_t in = m->spec.in_features;
+    if (in >= 0 && x->shape[x->ndim - 1] != in) {
+        char s[160];
+        et_shape_str(x->shape, x->ndim, s, sizeof s);
+        return etd_fail(e, ETD_EINVAL, "inputs: expected shape [batch, %lld] (%s = %lld), got %s",
+                        (long long)in, m->spec.in_field, (long long)in, s);
+    }
+    return ETD_OK;
+}
+
+static et_tensor *array_tensor(const etd_array *a)
+{
+    return et_tensor_new(a->data, a->shape, a->ndim);
+}
+
+/* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool. */
+static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n)
+{
+    int64_t row = a->shape[0] ? a->numel / a->shape[0] : 0;
+    int64_t total = n * row;
+    float *buf = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
+    if (!buf)
+        return NULL;
+    for (int64_t i = 0; i < n; i++)
+        memcpy(buf + i * row, a->data + idx[i] * row, (size_t)row * sizeof(float));
+    int64_t shape[ET_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[0] = n;
+    et_tensor *t = et_tensor_new(buf, shape, a->ndim);
+    free(buf);
+    return t;
+}
+
+static etd_rc lib_fail(etd_err *e, const char *what)
+{
+    return etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "%s: %s", what,
+                    et_errmsg());
+}
+
+/* Forward + loss in training mode: the loss tensor (pool-owned) or NULL + e. */
+static et_tensor *train_loss(etd_model *m, et_tensor *xt, et_tensor *yt, etd_err *e)
+{
+    et_tensor *out = et_module_forward(m->net, xt);
+    if (!out)
+        return lib_fail(e, "inputs"), NULL;
+    et_tensor *loss = etd_spec_loss(&m->spec, out, yt, e);
+    if (loss && et_numel(loss) != 1)
+        return etd_fail(e, ETD_EINVAL, "loss: expected a scalar"), NULL;
+    return loss;
+}
+
+/* ---------------------------------------------------------------- forward, batches, step */
+
+etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e)
+{
+    *y = NULL;
+    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, false, e) != ETD_OK)
+        return e->rc;
+    etd_rc rc = ETD_OK;
+    et_pool_begin();
+    et_tensor *xt = array_tensor(x), *out = NULL;
+    if (xt) {
+        ET_NO_GRAD { out = et_module_forward(m->net, xt); }
+    }
+    if (!out)
+        rc = lib_fail(e, "inputs");
+    else
+        *y = et_tensor_ref(out);
+    et_pool_end();
+    etd_model_unlock(m);
+    return rc;
+}
+
+etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y,
+                            etd_batch_result *r, etd_err *e)
+{
+    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
+        return e->rc;
+    /* a failed backward or save puts the gradients and counters back */
+    etd_train_state snap;
+    if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS, true, &snap, e) != ETD_OK) {
+        etd_model_unlock(m);
+        return e->rc;
+    }
+    et_pool_begin();
+    et_module_train(m->net, true);
+    et_tensor *xt = array_tensor(x), *yt = array_tensor(y), *loss = NULL;
+    if (!xt || !yt)
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+    else
+        loss = train_loss(m, xt, yt, e);
+    if (loss && et_backward(loss, NULL) != ET_OK) {
+        lib_fail(e, "backward");
+        loss = NULL;
+    }
+    et_module_train(m->net, false);
+    float lv = loss ? et_item(loss) : 0;
+    et_pool_end();
+    etd_rc rc = e->rc;
+    if (!loss) {
+        etd_err re;
+        if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
+    } else {
+        m->ts.pending++;
+        m->ts.pending_loss_sum += lv;
+        m->ts.has_loss = true;
+        m->ts.last_loss = lv;
+        rc = etd_model_commit(m, &snap, e);
+        *r = (etd_batch_result){lv, m->ts.pending};
+    }
+    etd_ts_free(&snap);
+    etd_model_unlock(m);
+    return rc;
+}
+
+/* One optimizer step + scheduler step; *lr_used: the lr it used. */
+static bool do_step(etd_model *m, double *lr_used, etd_err *e)
+{
+    *lr_used = et_optim_get_lr(m->opt);
+    if (et_optim_step(m->opt) != ET_OK)
+        return lib_fail(e, "optimizer"), false;
+    et_optim_zero_grad(m->opt);
+    if (m->sched && et_scheduler_step(m->sched) != ET_OK)
+        return lib_fail(e, "scheduler"), false;
+    m->ts.step++;
+    return true;
+}
+
+etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
+{
+    if (etd_model_lock(m, true, e) != ETD_OK)
+        return e->rc;
+    if (m->ts.pending == 0) {
+        etd_model_unlock(m);
+        return etd_fail(e, ETD_ESTATE, "nothing to step: no batch is pending");
+    }
+    /* with --sync always a failed save rolls the step back */
+    etd_train_state snap = {0};
+    bool snapped = m->reg->o.sync_always;
+    if (snapped && etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) {
+        etd_model_unlock(m);
+        return e->rc;
+    }
+    double lr;
+    et_pool_begin();
+    bool ok = do_step(m, &lr, e);
+    et_pool_end();
+    etd_rc rc = ok ? ETD_OK : e->rc == ETD_ENOMEM ? ETD_ENOMEM : ETD_EINTERNAL;
+    if (ok) {
+        float loss = (float)(m->ts.pending_loss_sum / (double)m->ts.pending);
+        m->ts.pending = 0;
+        m->ts.pending_loss_sum = 0;
+        etd_model_history_add(m, m->ts.step, loss);
+        rc = etd_model_commit(m, snapped ? &snap : NULL, e);
+        *r = (etd_step_result){m->ts.step, lr, et_optim_get_lr(m->opt), loss};
+    } else {
+        e->rc = rc;
+    }
+    etd_ts_free(&snap);
+    etd_model_unlock(m);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- train */
+
+void etd_train_result_free(etd_train_result *r)
+{
+    free(r->losses);
+    memset(r, 0, sizeof *r);
+}
+
+etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
+                       const etd_train_opts *o, etd_train_result *r, etd_err *e)
+{
+    memset(r, 0, sizeof *r);
+    if (check_inputs(m, x, e) != ETD_OK)
+        return e->rc;
+    if (y->ndim < 1 || y->shape[0] != x->shape[0])
+        return etd_fail(e, ETD_EINVAL, "targets: expected %lld rows (as many as inputs), got %lld",
+                        (long long)x->shape[0], (long long)(y->ndim ? y->shape[0] : 0));
+    int64_t n = x->shape[0];
+    if (n == 0)
+        return etd_fail(e, ETD_EINVAL, "inputs: empty batch");
+    int64_t bs = o->batch_size <= 0 || o->batch_size > n ? n : o->batch_size;
+    int64_t per_epoch = (n + bs - 1) / bs;
+    if (o->epochs > m->reg->o.max_steps / per_epoch)
+        return etd_fail(e, ETD_EINVAL, "epochs: %lld epochs of %lld steps exceed the limit of "
+                        "%lld steps per call (--max-steps)", (long long)o->epochs,
+                        (long long)per_epoch, (long long)m->reg->o.max_steps);
+    int64_t total = o->epochs * per_epoch;
+    float *losses = malloc((size_t)(total ? total : 1) * sizeof(float));
+    int64_t *perm = malloc((size_t)n * sizeof(int64_t));
+    if (!losses || !perm) {
+        free(losses);
+        free(perm);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    if (etd_model_lock(m, true, e) != ETD_OK) {
+        free(losses);
+        free(perm);
+        return e->rc;
+    }
+    /* all-or-nothing: a bad minibatch, a cancel or a failed save rolls back */
+    etd_train_state snap;
+    if (etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) {
+        etd_model_unlock(m);
+        free(losses);
+        free(perm);
+        return e->rc;
+    }
+    int64_t k = 0;
+    double lr = 0;
+    bool ok = true;
+    et_module_train(m->net, true);
+    for (int64_t ep = 0; ep < o->epochs && ok; ep++) {
+        for (int64_t i = 0; i < n; i++)
+            perm[i] = i;
+        if (o->shuffle) /* Fisher-Yates from the model's generator */
+            for (int64_t i = n - 1; i > 0; i--) {
+                int64_t j = (int64_t)(et_generator_next(m->gen) % (uint64_t)(i + 1));
+                int64_t t = perm[i];
+                perm[i] = perm[j];
+                perm[j] = t;
+            }
+        for (int64_t b = 0; b < n && ok; b += bs) {
+            if (o->progress && !o->progress(o->progress_arg, k, total)) {
+                etd_fail(e, ETD_ECANCELED, "train: cancelled after %lld of %lld steps",
+                         (long long)k, (long long)total);
+                ok = false;
+                break;
+            }
+            int64_t bn = n - b < bs ? n - b : bs;
+            et_pool_begin();
+            et_tensor *xb = gather_rows(x, perm + b, bn), *yb = gather_rows(y, perm + b, bn);
+            et_optim_zero_grad(m->opt);
+            et_tensor *loss = NULL;
+            if (!xb || !yb)
+                etd_fail(e, ETD_ENOMEM, "out of memory");
+            else
+                loss = train_loss(m, xb, yb, e);
+            if (loss && et_backward(loss, NULL) != ET_OK) {
+                lib_fail(e, "backward");
+                loss = NULL;
+            }
+            if (loss && do_step(m, &lr, e)) {
+                float lv = et_item(loss);
+                losses[k++] = lv;
+                m->ts.has_loss = true;
+                m->ts.last_loss = lv;
+                etd_model_history_add(m, m->ts.step, lv);
+                etd_model_publish(m);
+            } else {
+                /* say where, keep the field name first */
+                etd_err_append(e, " (epoch %lld, minibatch %lld; nothing was changed)",
+                               (long long)ep + 1, (long long)(b / bs) + 1);
+                ok = false;
+            }
+            et_pool_end();
+        }
+    }
+    et_module_train(m->net, false);
+    etd_rc rc = e->rc;
+    if (ok) {
+        m->ts.pending = 0;
+        m->ts.pending_loss_sum = 0;
+        rc = etd_model_commit(m, &snap, e);
+    } else {
+        etd_err re;
+        if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: rollback after a failed train failed: %s\n",
+                    m->name, re.msg);
+    }
+    if (rc == ETD_OK)
+        *r = (etd_train_result){m->ts.step, lr, k, losses};
+    else
+        free(losses);
+    etd_ts_free(&snap);
+    etd_model_unlock(m);
+    free(perm);
+    return rc;
+}
+
+void etd_probe_result_free(etd_probe_result *r)
+{
+    etd_tensors_free(&r->grads);
+    et_tensor_free(r->input_grad);
+    memset(r, 0, sizeof *r);
+}
+
+etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
+                       etd_probe_result *r, etd_err *e)
+{
+    memset(r, 0, sizeof *r);
+    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
+        return e->rc;
+    /* the accumulated gradients and the generator go back afterwards */
+    etd_train_state snap;
+    if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS, true, &snap, e) != ETD_OK) {
+        etd_model_unlock(m);
+        return e->rc;
+    }
+    for (int i = 0; i < m->nparams; i++)
+        et_set_grad(m->params[i], NULL);
+    et_pool_begin();
+    et_module_train(m->net, true);
+    et_tensor *xt = array_tensor(x), *yt = array_tensor(y), *loss = NULL;
+    if (!xt || !yt)
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+    else if (et_set_requires_grad(xt, true) == ET_OK)
+        loss = train_loss(m, xt, yt, e);
+    if (loss && et_backward(loss, NULL) != ET_OK) {
+        lib_fail(e, "backward");
+        loss = NULL;
+    }
+    et_module_train(m->net, false);
+    etd_rc rc = loss ? ETD_OK : e->rc;
+    if (loss) {
+        r->loss = et_item(loss);
+        et_tensor *xg = et_grad(xt);
+        /* made in the pool: one more reference keeps it past the pool's end */
+        r->input_grad = et_tensor_ref(xg ? et_clone(xg) : et_zeros_like(xt));
+        if (!r->input_grad)
+            rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    et_pool_end();
+    if (rc == ETD_OK) /* outside the pool: the copies are ours */
+        rc = etd_model_copy_tensors(m, true, &r->grads, e);
+    etd_err re;
+    if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+        fprintf(stderr, "easytorchd: model %s: restoring after a gradient probe failed: %s\n",
+                m->name, re.msg);
+    etd_ts_free(&snap);
+    etd_model_unlock(m);
+    if (rc != ETD_OK)
+        etd_probe_result_free(r);
+    return rc;
+}
+

@@ -1,0 +1,448 @@
+/*
+ * train_state.c - a model's training state, listed once.
+ *
+ * The same code serves the two uses of "everything training changes":
+ *   - the rollback snapshot: a call that fails half-way (a bad minibatch in
+ *     train, a failed save with --sync always) puts the state back;
+ *   - the model file: the payload is a safetensors file of the tensors below
+ *     with the scalars in its "easytorch" metadata (format: docs/server.md).
+ * The state:
+ *   tensors  "param.<name>" (state_dict), "grad.<name>" (while batches are
+ *            pending), "optim.<slot>" (et_optim_state_name);
+ *   scalars  etd_ts_scalars (model_internal.h), one row each in fields[];
+ *   history  the [step, loss] entries.
+ * Adding a scalar: a member in etd_ts_scalars, its row in fields[], and --
+ * for a mirror of a library object -- a line in capture_scalars and
+ * apply_scalars.  Plain counters (in m->ts) need only the first two.
+ * Callers hold the model's lock (write lock to apply) and no tensor pool.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/formats/json_out.h"
+#include "server/models/model_internal.h"
+
+/* ---------------------------------------------------------------- the scalars */
+
+typedef enum { F_I64, F_F64, F_F32, F_BOOL, F_GEN } field_kind;
+enum { NONNEG = 1, NULLABLE = 2, SCHED = 4 };
+
+static const struct ts_field {
+    const char *key;           /* in the file's metadata */
+    field_kind kind;
+    size_t off;                /* in etd_ts_scalars */
+    unsigned flags;            /* NONNEG; NULLABLE: a non-finite float is written as null;
+                                  SCHED: only with a scheduler */
+} fields[] = {
+    {"generator", F_GEN, offsetof(etd_ts_scalars, gen), 0},
+    {"step", F_I64, offsetof(etd_ts_scalars, step), NONNEG},
+    {"pending_batches", F_I64, offsetof(etd_ts_scalars, pending), NONNEG},
+    {"pending_loss_sum", F_F64, offsetof(etd_ts_scalars, pending_loss_sum), NULLABLE},
+    {"has_loss", F_BOOL, offsetof(etd_ts_scalars, has_loss), 0},
+    {"loss", F_F32, offsetof(etd_ts_scalars, last_loss), NULLABLE},
+    {"lr", F_F64, offsetof(etd_ts_scalars, lr), 0},
+    {"optim_steps", F_I64, offsetof(etd_ts_scalars, optim_steps), NONNEG},
+    {"sched_last_epoch", F_I64, offsetof(etd_ts_scalars, sched_epoch), SCHED},
+    {"sched_last_lr", F_F64, offsetof(etd_ts_scalars, sched_lr), SCHED},
+};
+#define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+/* The counters as they are, the mirrors read from the library objects. */
+static void capture_scalars(const etd_model *m, etd_ts_scalars *s)
+{
+    *s = m->ts;
+    et_generator_get_state(m->gen, s->gen);
+    s->lr = et_optim_get_lr(m->opt);
+    s->optim_steps = et_optim_steps(m->opt);
+    s->sched_epoch = m->sched ? et_scheduler_last_epoch(m->sched) : 0;
+    s->sched_lr = m->sched ? et_scheduler_get_last_lr(m->sched) : 0;
+}
+
+/* The inverse of capture_scalars (optim_steps goes back with the optimizer
+ * state, in apply_tensors).  false + e: the scheduler refused its state. */
+static bool apply_scalars(etd_model *m, const etd_ts_scalars *s, etd_err *e)
+{
+    if (m->sched && et_scheduler_load_state(m->sched, s->sched_epoch, s->sched_lr) != ET_OK) {
+        etd_fail(e, ETD_EINVAL, "scheduler state: %s", et_errmsg());
+        return false;
+    }
+    et_optim_set_lr(m->opt, s->lr); /* after the scheduler, which sets it too */
+    et_generator_set_state(m->gen, s->gen);
+    m->ts.step = s->step;
+    m->ts.pending = s->pending;
+    m->ts.pending_loss_sum = s->pending_loss_sum;
+    m->ts.has_loss = s->has_loss;
+    m->ts.last_loss = s->last_loss;
+    return true;
+}
+
+/* ---------------------------------------------------------------- the tensors */
+
+typedef enum { T_PARAM, T_GRAD, T_OPTIM } tensor_kind;
+
+/* Calls fn for every tensor of the state that m has now, with its key
+ * ("param.0.weight") and the live tensor; stops at the first false. */
+static bool each_tensor(const etd_model *m, unsigned parts,
+                        bool (*fn)(void *arg, const char *key, et_tensor *t), void *arg)
+{
+    char key[512];
+    for (int i = 0; i < m->nparams; i++) {
+        const char *pn = et_module_param_name(m->net, i);
+        snprintf(key, sizeof key, "param.%s", pn);
+        if ((parts & ETD_TS_PARAMS) && !fn(arg, key, m->params[i]))
+            return false;
+        et_tensor *g = et_grad(m->params[i]);
+        snprintf(key, sizeof key, "grad.%s", pn);
+        if ((parts & ETD_TS_GRADS) && m->ts.pending > 0 && g && !fn(arg, key, g))
+            return false;
+    }
+    int ns = et_optim_state_count(m->opt);
+    for (int i = 0; (parts & ETD_TS_OPTIM) && i < ns; i++) {
+        snprintf(key, sizeof key, "optim.%s", et_optim_state_name(m->opt, i));
+        if (!fn(arg, key, et_optim_state_tensor(m->opt, i)))
+            return false;
+    }
+    return true;
+}
+
+typedef struct put_ctx {
+    et_tensor_dict *d;
+    bool copy;
+} put_ctx;
+
+static bool put_tensor(void *arg, const char *key, et_tensor *t)
+{
+    put_ctx *c = arg;
+    if (!c->copy)
+        return et_tensor_dict_set(c->d, key, t) == ET_OK;
+    et_tensor *k = et_clone(t);
+    bool ok = k && et_tensor_dict_set(c->d, key, k) == ET_OK;
+    et_tensor_free(k);
+    return ok;
+}
+
+etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *st, etd_err *e)
+{
+    memset(st, 0, sizeof *st);
+    st->parts = parts;
+    if (parts & ETD_TS_SCALARS)
+        capture_scalars(m, &st->s);
+    if (parts & ETD_TS_HISTORY) {
+        pthread_mutex_lock(&m->pub_mu);
+        st->hlen = m->h_len;
+        pthread_mutex_unlock(&m->pub_mu);
+    }
+    if (!(parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM)))
+        return ETD_OK;
+    put_ctx c = {et_tensor_dict_new(), copy};
+    st->tensors = c.d;
+    if (!c.d || !each_tensor(m, parts, put_tensor, &c)) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_ENOMEM, "out of memory taking a snapshot of the model");
+    }
+    return ETD_OK;
+}
+
+void etd_ts_free(etd_train_state *st)
+{
+    et_tensor_dict_free(st->tensors);
+    free(st->h_step);
+    free(st->h_loss);
+    memset(st, 0, sizeof *st);
+}
+
+/* Every tensor st holds for m, named and shaped as m's (checked before
+ * anything changes). */
+static bool check_tensors(const etd_model *m, const etd_train_state *st, etd_err *e)
+{
+    char key[512];
+    for (int i = 0; (st->parts & ETD_TS_PARAMS) && i < m->nparams; i++) {
+        snprintf(key, sizeof key, "param.%s", et_module_param_name(m->net, i));
+        et_tensor *t = et_tensor_dict_get(st->tensors, key);
+        if (!t)
+            return etd_fail(e, ETD_EINVAL, "missing tensor %.400s", key), false;
+        if (et_tensor_dtype(t) != ET_FLOAT32)
+            return etd_fail(e, ETD_EINVAL, "tensor %.400s: %s, expected float32", key,
+                            et_dtype_name(et_tensor_dtype(t))), false;
+        if (!et_same_shape(t, m->params[i])) {
+            char a[128], b[128];
+            etd_fail(e, ETD_EINVAL, "tensor %.300s: shape %s, the model's is %s", key,
+                     et_shape_str(et_shape(t), et_ndim(t), a, sizeof a),
+                     et_shape_str(et_shape(m->params[i]), et_ndim(m->params[i]), b, sizeof b));
+            return false;
+        }
+    }
+    int ns = et_optim_state_count(m->opt);
+    for (int i = 0; (st->parts & ETD_TS_OPTIM) && i < ns; i++) {
+        snprintf(key, sizeof key, "optim.%s", et_optim_state_name(m->opt, i));
+        if (!et_tensor_dict_get(st->tensors, key))
+            return etd_fail(e, ETD_EINVAL, "missing tensor %.400s", key), false;
+    }
+    return true;
+}
+
+/* Parameters copied in place; gradients replaced (a gradient of the wrong
+ * shape is dropped, as none); optimizer state loaded all-or-nothing. */
+static bool apply_tensors(etd_model *m, const etd_train_state *st, etd_err *e)
+{
+    char key[512];
+    int ns = et_optim_state_count(m->opt);
+    if (st->parts & ETD_TS_OPTIM) {
+        const char **names = calloc((size_t)ns + 1, sizeof *names);
+        et_tensor **ts = calloc((size_t)ns + 1, sizeof *ts);
+        bool ok = names && ts;
+        for (int i = 0; ok && i < ns; i++) {
+            names[i] = et_optim_state_name(m->opt, i);
+            snprintf(key, sizeof key, "optim.%s", names[i]);
+            ts[i] = et_tensor_dict_get(st->tensors, key);
+        }
+        int64_t steps = (st->parts & ETD_TS_SCALARS) ? st->s.optim_steps : et_optim_steps(m->opt);
+        if (!ok)
+            etd_fail(e, ETD_ENOMEM, "out of memory restoring the optimizer state");
+        else if (et_optim_load_state(m->opt, names, ts, ns, steps) != ET_OK)
+            ok = etd_fail(e, ETD_EINVAL, "optimizer state: %s", et_errmsg()) == ETD_OK;
+        free(names);
+        free(ts);
+        if (!ok)
+            return false;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const char *pn = et_module_param_name(m->net, i);
+        if (st->parts & ETD_TS_PARAMS) {
+            snprintf(key, sizeof key, "param.%s", pn);
+            et_tensor *t = et_tensor_dict_get(st->tensors, key);
+            et_tensor *c = et_is_contiguous(t) ? et_tensor_ref(t) : et_clone(t);
+            et_status s = c ? et_copy_from(m->params[i], et_data_const(c)) : ET_ERR_NOMEM;
+            et_tensor_free(c);
+            if (s != ET_OK)
+                return etd_fail(e, ETD_EINTERNAL, "parameter %s: %s", pn, et_errmsg()), false;
+        }
+        if (st->parts & ETD_TS_GRADS) {
+            snprintf(key, sizeof key, "grad.%s", pn);
+            et_tensor *g = et_tensor_dict_get(st->tensors, key);
+            et_tensor *c = g && et_same_shape(g, m->params[i]) ? et_clone(g) : NULL;
+            et_set_grad(m->params[i], c);
+            et_tensor_free(c);
+        }
+    }
+    return true;
+}
+
+etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e)
+{
+    e->rc = ETD_OK;
+    if ((st->parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM)) &&
+        (!check_tensors(m, st, e) || !apply_tensors(m, st, e)))
+        return e->rc;
+    if ((st->parts & ETD_TS_SCALARS) && !apply_scalars(m, &st->s, e))
+        return e->rc;
+    if (st->parts & ETD_TS_HISTORY) {
+        if (st->h_step) { /* from a file: the entries */
+            pthread_mutex_lock(&m->pub_mu);
+            m->h_len = 0;
+            pthread_mutex_unlock(&m->pub_mu);
+            for (size_t i = 0; i < st->h_n; i++)
+                etd_model_history_add(m, st->h_step[i], st->h_loss[i]);
+        } else { /* a snapshot: what was added since goes */
+            pthread_mutex_lock(&m->pub_mu);
+            if (m->h_len > st->hlen)
+                m->h_len = st->hlen;
+            pthread_mutex_unlock(&m->pub_mu);
+        }
+    }
+    etd_model_publish(m);
+    return ETD_OK;
+}
+
+/* ---------------------------------------------------------------- the file */
+
+static void put_u64_hex(etd_buf *b, uint64_t v)
+{
+    etd_buf_printf(b, "\"%016" PRIx64 "\"", v);
+}
+
+static bool get_u64_hex(const cJSON *j, uint64_t *out)
+{
+    if (!cJSON_IsString(j))
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(j->valuestring, &end, 16);
+    if (errno || *end || end == j->valuestring)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void write_field(etd_buf *b, const struct ts_field *f, const etd_ts_scalars *s)
+{
+    const char *p = (const char *)s + f->off;
+    switch (f->kind) {
+    case F_I64: etd_json_i64(b, *(const int64_t *)p); break;
+    case F_F64: etd_json_double(b, *(const double *)p); break; /* null when not finite */
+    case F_F32: etd_json_float(b, *(const float *)p); break;
+    case F_BOOL: etd_buf_puts(b, *(const bool *)p ? "true" : "false"); break;
+    case F_GEN:
+        for (int i = 0; i < 4; i++) {
+            etd_buf_putc(b, i ? ',' : '[');
+            put_u64_hex(b, ((const uint64_t *)p)[i]);
+        }
+        etd_buf_putc(b, ']');
+        break;
+    }
+}
+
+static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scalars *s)
+{
+    char *p = (char *)s + f->off;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(meta, f->key);
+    if ((f->flags & NULLABLE) && cJSON_IsNull(j)) {
+        if (f->kind == F_F64)
+            *(double *)p = NAN;
+        else
+            *(float *)p = NAN;
+        return true;
+    }
+    switch (f->kind) {
+    case F_I64:
+        if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) ||
+            fabs(j->valuedouble) > 9007199254740992.0 ||
+            ((f->flags & NONNEG) && j->valuedouble < 0))
+            return false;
+        *(int64_t *)p = (int64_t)j->valuedouble;
+        return true;
+    case F_F64:
+    case F_F32:
+        if (!cJSON_IsNumber(j))
+            return false;
+        if (f->kind == F_F64)
+            *(double *)p = j->valuedouble;
+        else
+            *(float *)p = (float)j->valuedouble;
+        return true;
+    case F_BOOL:
+        if (!cJSON_IsBool(j))
+            return false;
+        *(bool *)p = cJSON_IsTrue(j);
+        return true;
+    case F_GEN:
+        if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != 4)
+            return false;
+        for (int i = 0; i < 4; i++)
+            if (!get_u64_hex(cJSON_GetArrayItem(j, i), &((uint64_t *)p)[i]))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
+{
+    etd_train_state st;
+    if (etd_ts_capture(m, ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_SCALARS, false,
+                       &st, e) != ETD_OK)
+        return e->rc;
+    etd_buf meta;
+    etd_buf_init(&meta);
+    etd_buf_puts(&meta, "{\"format\":1,\"name\":");
+    etd_json_str(&meta, m->name);
+    etd_buf_puts(&meta, ",\"spec\":");
+    etd_buf_puts(&meta, m->spec_json);
+    etd_buf_puts(&meta, ",\"seed\":");
+    put_u64_hex(&meta, m->seed);
+    if (!st.s.has_loss)
+        st.s.last_loss = 0.0f; /* no loss yet is written as 0 beside has_loss false */
+    for (int i = 0; i < NFIELDS; i++) {
+        if ((fields[i].flags & SCHED) && !m->sched)
+            continue;
+        etd_buf_printf(&meta, ",\"%s\":", fields[i].key);
+        write_field(&meta, &fields[i], &st.s);
+    }
+    etd_buf_puts(&meta, ",\"history\":[");
+    pthread_mutex_lock(&m->pub_mu);
+    for (size_t i = 0; i < m->h_len; i++) {
+        etd_buf_puts(&meta, i ? ",[" : "[");
+        etd_json_i64(&meta, m->h_step[i]);
+        etd_buf_putc(&meta, ',');
+        etd_json_float(&meta, m->h_loss[i]);
+        etd_buf_putc(&meta, ']');
+    }
+    pthread_mutex_unlock(&m->pub_mu);
+    etd_buf_puts(&meta, "]}");
+    etd_rc rc = ETD_OK;
+    if (meta.oom)
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory encoding the model");
+    else if (et_tensor_dict_set_meta(st.tensors, "easytorch", meta.data) != ET_OK ||
+             et_safetensors_dump(st.tensors, buf, len) != ET_OK)
+        rc = etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINTERNAL,
+                      "encoding the model: %s", et_errmsg());
+    etd_buf_free(&meta);
+    etd_ts_free(&st);
+    return rc;
+}
+
+etd_rc etd_ts_decode(const uint8_t *buf, size_t len, et_tensor_dict **dict, cJSON **meta,
+                     const char **name, const cJSON **spec, uint64_t *seed, etd_err *e)
+{
+    *dict = NULL;
+    *meta = NULL;
+    if (et_safetensors_parse(buf, len, dict) != ET_OK)
+        return etd_fail(e, ETD_EINVAL, "payload: %s", et_errmsg());
+    const char *ms = et_tensor_dict_get_meta(*dict, "easytorch");
+    *meta = ms ? cJSON_Parse(ms) : NULL;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(*meta, "name");
+    *spec = cJSON_GetObjectItemCaseSensitive(*meta, "spec");
+    if (!cJSON_IsString(n) || !cJSON_IsObject(*spec) ||
+        !get_u64_hex(cJSON_GetObjectItemCaseSensitive(*meta, "seed"), seed))
+        return etd_fail(e, ETD_EINVAL, "missing or malformed metadata");
+    *name = n->valuestring;
+    return ETD_OK;
+}
+
+etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *meta,
+                        etd_train_state *st, etd_err *e)
+{
+    memset(st, 0, sizeof *st);
+    st->parts = ETD_TS_ALL;
+    for (int i = 0; i < NFIELDS; i++) {
+        if ((fields[i].flags & SCHED) && !m->sched)
+            continue;
+        if (!read_field(meta, &fields[i], &st->s))
+            return etd_fail(e, ETD_EINVAL, "metadata: \"%s\" is missing or malformed",
+                            fields[i].key);
+    }
+    const cJSON *hist = cJSON_GetObjectItemCaseSensitive(meta, "history");
+    if (!cJSON_IsArray(hist))
+        return etd_fail(e, ETD_EINVAL, "metadata: missing loss history");
+    size_t n = (size_t)cJSON_GetArraySize(hist);
+    st->h_step = malloc((n ? n : 1) * sizeof *st->h_step);
+    st->h_loss = malloc((n ? n : 1) * sizeof *st->h_loss);
+    st->tensors = et_tensor_dict_new();
+    if (!st->h_step || !st->h_loss || !st->tensors) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    for (const cJSON *h = hist->child; h; h = h->next) {
+        const cJSON *s = cJSON_GetArrayItem(h, 0), *l = cJSON_GetArrayItem(h, 1);
+        if (!cJSON_IsNumber(s))
+            continue;
+        st->h_step[st->h_n] = (int64_t)s->valuedouble;
+        st->h_loss[st->h_n++] = cJSON_IsNumber(l) ? (float)l->valuedouble : NAN;
+    }
+    /* the tensors the model has slots for (references; the rest is ignored) */
+    for (int i = 0; i < et_tensor_dict_len(dict); i++) {
+        const char *k = et_tensor_dict_name(dict, i);
+        if ((strncmp(k, "param.", 6) == 0 || strncmp(k, "grad.", 5) == 0 ||
+             strncmp(k, "optim.", 6) == 0) &&
+            et_tensor_dict_set(st->tensors, k, et_tensor_dict_tensor(dict, i)) != ET_OK) {
+            etd_ts_free(st);
+            return etd_fail(e, ETD_ENOMEM, "out of memory");
+        }
+    }
+    return ETD_OK;
+}

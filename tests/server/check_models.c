@@ -1,0 +1,428 @@
+/* check_models.c - the models layer (src/server/models) without HTTP: the
+ * training state round trip (every field through the model file and back,
+ * then identical training afterwards), rollbacks (a failing minibatch, a
+ * cancel through the progress hook, a failing batch, a gradient probe leave
+ * the state exactly as it was), result codes and messages. */
+#include "check_server.h"
+#include <math.h>
+#include <string.h>
+
+#include "server/models/model_internal.h"
+
+static char dir[256];
+static etd_registry *reg;
+
+static etd_registry_opts opts(bool sync_always)
+{
+    return (etd_registry_opts){.data_dir = dir, .sync_always = sync_always,
+                               .save_interval = 3600, .max_models = 8, .max_params = 100000,
+                               .max_steps = 100000, .max_history = 1000};
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/check_models_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    etd_registry_opts o = opts(false);
+    etd_err e;
+    reg = etd_registry_new(&o, &e);
+    ck_assert_msg(reg != NULL, "%s", e.msg);
+}
+
+/* twin() registries, each with its own data dir, freed with the fixture */
+static etd_registry *twins[4];
+static char twin_dirs[4][300];
+static int ntwins;
+
+static void teardown(void)
+{
+    for (int i = 0; i < ntwins; i++) {
+        etd_registry_free(twins[i]);
+        remove_scratch_dir(twin_dirs[i]);
+    }
+    ntwins = 0;
+    etd_registry_free(reg);
+    remove_scratch_dir(dir);
+}
+
+/* Adam (moments and step count), a scheduler, Dropout (generator draws). */
+#define SPEC "{\"name\":\"m\",\"layers\":[{\"type\":\"Linear\",\"in_features\":2,\"out_features\":4}," \
+             "{\"type\":\"Tanh\"},{\"type\":\"Dropout\",\"p\":0.25}," \
+             "{\"type\":\"Linear\",\"in_features\":4,\"out_features\":3}]," \
+             "\"loss\":\"CrossEntropyLoss\",\"optimizer\":{\"type\":\"Adam\",\"lr\":0.05}," \
+             "\"scheduler\":{\"type\":\"StepLR\",\"step_size\":2,\"gamma\":0.5},\"seed\":3}"
+
+static etd_model *define(etd_registry *r, const char *spec)
+{
+    cJSON *j = cJSON_Parse(spec);
+    ck_assert_ptr_nonnull(j);
+    etd_model *m;
+    etd_err e;
+    etd_rc rc = etd_registry_define(r, j, &m, &e);
+    ck_assert_msg(rc == ETD_OK, "%s", e.msg);
+    cJSON_Delete(j);
+    return m;
+}
+
+static etd_array array(const float *v, int64_t rows, int64_t cols)
+{
+    etd_array a = {0};
+    a.ndim = cols ? 2 : 1;
+    a.shape[0] = rows;
+    a.shape[1] = cols;
+    a.numel = rows * (cols ? cols : 1);
+    a.data = malloc((size_t)a.numel * sizeof(float));
+    memcpy(a.data, v, (size_t)a.numel * sizeof(float));
+    return a;
+}
+
+static const float X[] = {0.5f, -1, 1, 2, -0.25f, 0.75f, 3, -2, 0, 1, -1.5f, 0.5f};
+static const float Y[] = {0, 2, 1, 2, 0, 1};
+
+/* Push two batches, step, train with shuffling, push one more: every part
+ * of the state is non-trivial (pending gradients, moments, scheduler past a
+ * milestone, generator advanced, history). */
+static void exercise(etd_model *m)
+{
+    etd_array x = array(X, 6, 2), y = array(Y, 6, 0);
+    etd_err e;
+    etd_batch_result b;
+    etd_step_result s;
+    etd_train_result t;
+    ck_assert_msg(etd_model_push_batch(m, &x, &y, &b, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_msg(etd_model_push_batch(m, &x, &y, &b, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_msg(etd_model_step(m, &s, &e) == ETD_OK, "%s", e.msg);
+    etd_train_opts o = {.epochs = 3, .batch_size = 4, .shuffle = true};
+    ck_assert_msg(etd_model_train(m, &x, &y, &o, &t, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(t.n, 6);
+    etd_train_result_free(&t);
+    ck_assert_msg(etd_model_push_batch(m, &x, &y, &b, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(b.pending, 1);
+    etd_array_free(&x);
+    etd_array_free(&y);
+}
+
+/* The first difference between the two states (bit for bit: every tensor,
+ * every scalar of the fields table, the history), or NULL when the same. */
+static const char *state_diff(etd_model *a, etd_model *b)
+{
+    static char why[256];
+    etd_train_state sa, sb;
+    etd_err e;
+    pthread_rwlock_rdlock(&a->lock);
+    ck_assert(etd_ts_capture(a, ETD_TS_ALL, true, &sa, &e) == ETD_OK);
+    pthread_rwlock_unlock(&a->lock);
+    pthread_rwlock_rdlock(&b->lock);
+    ck_assert(etd_ts_capture(b, ETD_TS_ALL, true, &sb, &e) == ETD_OK);
+    pthread_rwlock_unlock(&b->lock);
+    const char *d = NULL;
+    if (et_tensor_dict_len(sa.tensors) != et_tensor_dict_len(sb.tensors))
+        d = "number of tensors";
+    for (int i = 0; !d && i < et_tensor_dict_len(sa.tensors); i++) {
+        const char *k = et_tensor_dict_name(sa.tensors, i);
+        et_tensor *ta = et_tensor_dict_tensor(sa.tensors, i), *tb = et_tensor_dict_get(sb.tensors, k);
+        if (!tb || !et_same_shape(ta, tb) ||
+            memcmp(et_data_const(ta), et_data_const(tb), (size_t)et_numel(ta) * sizeof(float))) {
+            snprintf(why, sizeof why, "tensor %s", k);
+            d = why;
+        }
+    }
+    const etd_ts_scalars *x = &sa.s, *y = &sb.s;
+    if (!d && x->step != y->step) d = "step";
+    if (!d && x->pending != y->pending) d = "pending";
+    if (!d && memcmp(&x->pending_loss_sum, &y->pending_loss_sum, sizeof(double))) d = "pending_loss_sum";
+    if (!d && x->has_loss != y->has_loss) d = "has_loss";
+    if (!d && memcmp(&x->last_loss, &y->last_loss, sizeof(float))) d = "last_loss";
+    if (!d && memcmp(x->gen, y->gen, sizeof x->gen)) d = "generator";
+    if (!d && x->lr != y->lr) d = "lr";
+    if (!d && x->optim_steps != y->optim_steps) d = "optim_steps";
+    if (!d && x->sched_epoch != y->sched_epoch) d = "sched_epoch";
+    if (!d && x->sched_lr != y->sched_lr) d = "sched_lr";
+    etd_history ha, hb;
+    ck_assert(etd_model_loss_history(a, -1, &ha, &e) == ETD_OK);
+    ck_assert(etd_model_loss_history(b, -1, &hb, &e) == ETD_OK);
+    if (!d && ha.n != hb.n) d = "history length";
+    for (size_t i = 0; !d && i < ha.n; i++)
+        if (ha.steps[i] != hb.steps[i] || memcmp(&ha.losses[i], &hb.losses[i], sizeof(float)))
+            d = "history entry";
+    etd_history_free(&ha);
+    etd_history_free(&hb);
+    etd_ts_free(&sa);
+    etd_ts_free(&sb);
+    return d;
+}
+
+static void same_state(etd_model *a, etd_model *b)
+{
+    const char *d = state_diff(a, b);
+    ck_assert_msg(d == NULL, "states differ in %s", d);
+}
+
+/* ---- the round trip ---- */
+
+START_TEST(test_state_round_trips_through_the_file)
+{
+    etd_model *m = define(reg, SPEC);
+    exercise(m);
+    ck_assert_int_eq(m->ts.step, 7);
+    ck_assert_int_eq(m->ts.pending, 1);
+    int64_t step;
+    etd_err e;
+    ck_assert_msg(etd_model_checkpoint(m, &step, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(step, 7);
+
+    /* a second registry loads the file: the same state, field by field */
+    etd_registry_opts o = opts(false);
+    etd_registry *r2 = etd_registry_new(&o, &e);
+    etd_registry_load_all(r2);
+    etd_model *m2;
+    ck_assert_msg(etd_registry_get(r2, "m", &m2, &e) == ETD_OK, "%s", e.msg);
+    same_state(m, m2);
+
+    /* and trains on exactly as the original does (dropout masks, shuffles,
+     * Adam moments, the scheduler: all continue bit-identically) */
+    exercise(m);
+    exercise(m2);
+    same_state(m, m2);
+    etd_model_unref(m2);
+    etd_model_unref(m);
+    etd_registry_free(r2);
+}
+END_TEST
+
+START_TEST(test_every_scalar_field_is_in_the_file)
+{
+    etd_model *m = define(reg, SPEC);
+    exercise(m);
+    uint8_t *buf;
+    size_t len;
+    etd_err e;
+    pthread_rwlock_rdlock(&m->lock);
+    ck_assert(etd_ts_encode(m, &buf, &len, &e) == ETD_OK);
+    pthread_rwlock_unlock(&m->lock);
+    et_tensor_dict *d;
+    cJSON *meta;
+    const char *name;
+    const cJSON *spec;
+    uint64_t seed;
+    ck_assert_msg(etd_ts_decode(buf, len, &d, &meta, &name, &spec, &seed, &e) == ETD_OK, "%s",
+                  e.msg);
+    ck_assert_str_eq(name, "m");
+    ck_assert_uint_eq(seed, 3);
+    static const char *const keys[] = {"generator", "step", "pending_batches", "pending_loss_sum",
+                                       "has_loss", "loss", "lr", "optim_steps",
+                                       "sched_last_epoch", "sched_last_lr", "history"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(meta, keys[i]), "%s missing", keys[i]);
+    /* every parameter, its pending gradient and the optimizer slots */
+    ck_assert_ptr_nonnull(et_tensor_dict_get(d, "param.0.weight"));
+    ck_assert_ptr_nonnull(et_tensor_dict_get(d, "grad.3.bias"));
+    ck_assert_ptr_nonnull(et_tensor_dict_get(d, "optim.0.exp_avg"));
+    /* a file without one of them is refused, naming it */
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "optim_steps");
+    etd_train_state st;
+    ck_assert_int_eq(etd_ts_from_file(m, d, meta, &st, &e), ETD_EINVAL);
+    ck_assert_msg(strstr(e.msg, "\"optim_steps\" is missing"), "%s", e.msg);
+    etd_ts_free(&st);
+    cJSON_Delete(meta);
+    et_tensor_dict_free(d);
+    free(buf);
+    etd_model_unref(m);
+}
+END_TEST
+
+/* ---- rollbacks ---- */
+
+/* A copy of the model's whole state, to compare with after a failed call. */
+static etd_model *twin(etd_model *m)
+{
+    /* the same spec and seed in a registry of its own, then m's state applied */
+    ck_assert_int_lt(ntwins, 4);
+    char *dir2 = twin_dirs[ntwins];
+    snprintf(dir2, sizeof twin_dirs[0], "%s/twin%d", dir, ntwins);
+    etd_registry_opts o = opts(false);
+    o.data_dir = dir2;
+    etd_err e;
+    etd_registry *r2 = twins[ntwins++] = etd_registry_new(&o, &e);
+    ck_assert_ptr_nonnull(r2);
+    etd_model *t = define(r2, SPEC);
+    etd_train_state st;
+    pthread_rwlock_rdlock(&m->lock);
+    ck_assert(etd_ts_capture(m, ETD_TS_ALL, true, &st, &e) == ETD_OK);
+    pthread_rwlock_unlock(&m->lock);
+    /* the history is not in a snapshot: copy it over */
+    etd_history h;
+    ck_assert(etd_model_loss_history(m, -1, &h, &e) == ETD_OK);
+    st.h_step = h.steps;
+    st.h_loss = h.losses;
+    st.h_n = h.n;
+    pthread_rwlock_wrlock(&t->lock);
+    ck_assert_msg(etd_ts_apply(t, &st, &e) == ETD_OK, "%s", e.msg);
+    pthread_rwlock_unlock(&t->lock);
+    etd_ts_free(&st);
+    return t;
+}
+
+START_TEST(test_a_failing_minibatch_rolls_train_back)
+{
+    etd_model *m = define(reg, SPEC);
+    exercise(m);
+    etd_model *before = twin(m);
+    same_state(m, before);
+    /* the comparison sees a change: one more step on the twin differs */
+    etd_model *moved = twin(m);
+    etd_array x0 = array(X, 6, 2), y0 = array(Y, 6, 0);
+    etd_batch_result b0;
+    etd_err e0;
+    ck_assert(etd_model_push_batch(moved, &x0, &y0, &b0, &e0) == ETD_OK);
+    ck_assert_str_eq(state_diff(m, moved), "tensor grad.0.weight");
+    etd_step_result s0;
+    ck_assert(etd_model_step(moved, &s0, &e0) == ETD_OK);
+    ck_assert_ptr_nonnull(state_diff(m, moved));
+    etd_array_free(&x0);
+    etd_array_free(&y0);
+    etd_model_unref(moved);
+    /* class 7 of 3 in the last rows: the second minibatch fails */
+    float bad[6] = {0, 1, 2, 1, 7, 0};
+    etd_array x = array(X, 6, 2), y = array(bad, 6, 0);
+    etd_train_opts o = {.epochs = 2, .batch_size = 3, .shuffle = false};
+    etd_train_result t;
+    etd_err e;
+    ck_assert_int_eq(etd_model_train(m, &x, &y, &o, &t, &e), ETD_EINVAL);
+    ck_assert_msg(strstr(e.msg, "targets[1]: class 7 is out of range") &&
+                  strstr(e.msg, "(epoch 1, minibatch 2; nothing was changed)"), "%s", e.msg);
+    same_state(m, before);
+    etd_array_free(&x);
+    etd_array_free(&y);
+    etd_model_unref(before);
+    etd_model_unref(m);
+}
+END_TEST
+
+typedef struct progress {
+    int calls;
+    int64_t stop_at;
+} progress;
+
+static bool stop_at(void *arg, int64_t done, int64_t total)
+{
+    progress *p = arg;
+    p->calls++;
+    ck_assert_int_eq(total, 6);
+    return done < p->stop_at;
+}
+
+START_TEST(test_cancel_through_the_progress_hook_rolls_back)
+{
+    etd_model *m = define(reg, SPEC);
+    exercise(m);
+    etd_model *before = twin(m);
+    etd_array x = array(X, 6, 2), y = array(Y, 6, 0);
+    progress p = {0, 4};
+    etd_train_opts o = {.epochs = 3, .batch_size = 3, .shuffle = true, .progress = stop_at,
+                        .progress_arg = &p};
+    etd_train_result t;
+    etd_err e;
+    ck_assert_int_eq(etd_model_train(m, &x, &y, &o, &t, &e), ETD_ECANCELED);
+    ck_assert_msg(strstr(e.msg, "cancelled after 4 of 6 steps"), "%s", e.msg);
+    ck_assert_int_eq(p.calls, 5); /* before steps 1..4 (go on), then before 5 (stop) */
+    same_state(m, before);
+    /* a hook that never stops: called before every step, all taken */
+    p = (progress){0, 1000};
+    ck_assert_msg(etd_model_train(m, &x, &y, &o, &t, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(p.calls, 6);
+    ck_assert_int_eq(t.n, 6);
+    etd_train_result_free(&t);
+    etd_array_free(&x);
+    etd_array_free(&y);
+    etd_model_unref(before);
+    etd_model_unref(m);
+}
+END_TEST
+
+START_TEST(test_failing_batch_and_gradient_probe_change_nothing)
+{
+    etd_model *m = define(reg, SPEC);
+    exercise(m);
+    etd_model *before = twin(m);
+    etd_err e;
+    /* a batch with a bad class: nothing accumulates, the generator is back */
+    float bad[6] = {0, 1, 2, 1, 1.5f, 0};
+    etd_array x = array(X, 6, 2), y = array(bad, 6, 0), yok = array(Y, 6, 0);
+    etd_batch_result b;
+    ck_assert_int_eq(etd_model_push_batch(m, &x, &y, &b, &e), ETD_EINVAL);
+    ck_assert_msg(strstr(e.msg, "targets[4]: 1.5 is not an integer"), "%s", e.msg);
+    same_state(m, before);
+    /* a probe computes gradients of its own and puts everything back */
+    etd_probe_result pr;
+    ck_assert_msg(etd_model_probe(m, &x, &yok, &pr, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(pr.grads.n, 4);
+    ck_assert_ptr_nonnull(pr.input_grad);
+    ck_assert_int_eq(et_numel(pr.input_grad), 12);
+    etd_probe_result_free(&pr);
+    same_state(m, before);
+    /* step with nothing pending is a state error with its message */
+    etd_step_result s;
+    ck_assert_int_eq(etd_model_step(m, &s, &e), ETD_OK);
+    ck_assert_int_eq(etd_model_step(m, &s, &e), ETD_ESTATE);
+    ck_assert_str_eq(e.msg, "nothing to step: no batch is pending");
+    etd_array_free(&x);
+    etd_array_free(&y);
+    etd_array_free(&yok);
+    etd_model_unref(before);
+    etd_model_unref(m);
+}
+END_TEST
+
+/* ---- the registry ---- */
+
+START_TEST(test_registry_result_codes_and_messages)
+{
+    etd_model *m = define(reg, SPEC), *got;
+    etd_err e;
+    cJSON *j = cJSON_Parse(SPEC);
+    ck_assert_int_eq(etd_registry_define(reg, j, &got, &e), ETD_EEXIST);
+    ck_assert_str_eq(e.msg, "name: a model named \"m\" already exists");
+    cJSON_Delete(j);
+    ck_assert_int_eq(etd_registry_get(reg, "nope", &got, &e), ETD_ENOTFOUND);
+    ck_assert_str_eq(e.msg, "no model named \"nope\"");
+    ck_assert_int_eq(etd_registry_get(reg, "../x", &got, &e), ETD_ENOTFOUND);
+    j = cJSON_Parse("{\"name\":\"x\",\"layers\":[{\"type\":\"Relu\"}],\"loss\":\"MSELoss\","
+                    "\"optimizer\":{\"type\":\"SGD\",\"lr\":1}}");
+    ck_assert_int_eq(etd_registry_define(reg, j, &got, &e), ETD_EINVAL);
+    ck_assert_msg(strstr(e.msg, "did you mean \"ReLU\"?"), "%s", e.msg);
+    cJSON_Delete(j);
+    /* a model deleted while a caller holds it answers ENOTFOUND, not a crash */
+    ck_assert_int_eq(etd_registry_delete(reg, "m", &e), ETD_OK);
+    etd_tensors p;
+    ck_assert_int_eq(etd_model_parameters(m, &p, &e), ETD_ENOTFOUND);
+    ck_assert_str_eq(e.msg, "no model named \"m\" (deleted)");
+    ck_assert_int_eq(etd_registry_delete(reg, "m", &e), ETD_ENOTFOUND);
+    etd_model_unref(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("models");
+    TCase *tc = tcase_create("train_state");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_state_round_trips_through_the_file);
+    tcase_add_test(tc, test_every_scalar_field_is_in_the_file);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rollback");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_a_failing_minibatch_rolls_train_back);
+    tcase_add_test(tc, test_cancel_through_the_progress_hook_rolls_back);
+    tcase_add_test(tc, test_failing_batch_and_gradient_probe_change_nothing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("registry");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_registry_result_codes_and_messages);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return run_suite(suite()); }
