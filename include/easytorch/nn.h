@@ -136,4 +136,8 @@ et_status et_clip_grad_value(et_tensor *const *params, int n, double clip_value)
 #ifdef __cplusplus
 }
 #endif
+
+/* Convolution, pooling and padding layers, Unflatten, Dropout2d. */
+#include "easytorch/nn_conv.h"
+
 #endif

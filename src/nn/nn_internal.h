@@ -29,6 +29,13 @@ et_tensor *nn_keep_ones(const int64_t *shape, int ndim);
 et_tensor *nn_keep_new_int64(const int64_t *data, const int64_t *shape, int ndim);
 et_tensor *nn_keep_clone(const et_tensor *t);
 et_tensor *nn_keep_detach(et_tensor *t);
+/* U(-bound, bound) drawn from g in row-major order (torch's init.uniform_),
+ * owned like the nn_keep_* results. */
+et_tensor *nn_keep_uniform(et_generator *g, const int64_t *shape, int ndim, double bound);
+
+/* Prefix the current error message (e.g. with the layer: "Conv2d(3, 8, ...): ");
+ * the status code is kept.  Returns that code. */
+et_status nn_error_prefix(const char *prefix);
 
 /* Contiguous float access to any tensor: direct pointer when contiguous,
  * else a malloc'ed copy written back by nn_buf_release(.., true), which

@@ -4,6 +4,7 @@
 #include "nn/nn_internal.h"
 #include "core/core_internal.h"   /* etc_pooled */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,20 @@ et_tensor *nn_keep_detach(et_tensor *t)
 {
     et_pool_begin();
     return keep(et_detach(t));
+}
+
+et_tensor *nn_keep_uniform(et_generator *g, const int64_t *shape, int ndim, double bound)
+{
+    et_pool_begin();
+    return keep(et_uniform(g, shape, ndim, -bound, bound));
+}
+
+et_status nn_error_prefix(const char *prefix)
+{
+    char msg[1024];
+    et_status code = et_errcode();
+    snprintf(msg, sizeof msg, "%s", et_errmsg());
+    return et_set_error(code != ET_OK ? code : ET_ERR_STATE, "%s%s", prefix, msg);
 }
 
 et_status nn_buf_acquire(nn_buf *b, et_tensor *t)

@@ -23,5 +23,7 @@ int save(et_tensor_dict *d, const char *path);
 /* nn_runner_more.c: runs argv[1] if it is one of its commands and returns
  * its exit status, else returns -1. */
 int nn_runner_more(int argc, char **argv);
+/* nn_runner_conv.c: the same for the image layers' commands. */
+int nn_runner_conv(int argc, char **argv);
 
 #endif

@@ -587,6 +587,8 @@ def main():
         test_safetensors()
         import nn_more  # the losses, optimizers and schedulers added later
         nn_more.run(sys.modules[__name__])
+        import nn_conv  # the image layers (nn_conv.h)
+        nn_conv.run(sys.modules[__name__])
     w = results["worst"]
     print(f"{results['passed']} passed, {results['failed']} failed; largest error at the suite "
           f"tolerance (rtol {RTOL}, atol {ATOL}): {w[0]:.3g} of the allowed |diff| "
