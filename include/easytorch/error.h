@@ -52,10 +52,10 @@ et_status et_set_error(et_status code, const char *fmt, ...)
 /* Record a failure that is most likely the consequence of the previous one:
  * an argument that is NULL because the call that produced it failed, as in
  * et_item(et_module_forward(m, x)).  If this thread's last failure happened
- * with no tensor created since, that failure's code and message are kept
- * (the message gains " (then: <this one>)" once), so et_errmsg() names the
- * first failure of the chain; otherwise it records as et_set_error.
- * Returns the code now recorded. */
+ * with no tensor created since, its message is kept and gains
+ * " (then: <this one>)" once, so et_errmsg() names the first failure of the
+ * chain; otherwise the message is this one's, as with et_set_error.  Either
+ * way et_errcode() and the return value are `code`. */
 et_status et_set_error_after(et_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

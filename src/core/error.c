@@ -71,6 +71,7 @@ et_status et_set_error_after(et_status code, const char *fmt, ...)
     va_start(ap, fmt);
     /* nothing was made since the last failure: this one follows from it */
     if (tl_code != ET_OK && tl_made_at == etc_made && fmt) {
+        tl_code = code; /* the last failure's code, as et_errcode() promises */
         if (!tl_chained) {
             char then[256];
             vsnprintf(then, sizeof then, fmt, ap);
@@ -82,5 +83,5 @@ et_status et_set_error_after(et_status code, const char *fmt, ...)
         record(code, fmt, ap);
     }
     va_end(ap);
-    return tl_code;
+    return code;
 }

@@ -39,11 +39,14 @@ START_TEST(test_null_from_a_failed_call_keeps_the_first_message)
     et_tensor *s = et_sum_all(y);
     float v = et_item(s);
     ck_assert(v != v); /* NaN */
-    ck_assert_int_eq(et_errcode(), ET_ERR_SHAPE);
+    ck_assert_int_eq(et_errcode(), ET_ERR_ARG); /* the last failure's code */
     const char *m = et_errmsg();
     ck_assert_msg(strncmp(m, "matmul: ", 8) == 0, "the first failure comes first: %s", m);
     ck_assert_msg(strstr(m, "(then: sum: tensor argument is NULL)"), "%s", m);
     ck_assert_msg(!strstr(m, "item:"), "one consequence is enough: %s", m);
+    /* a call's return value is its own failure: a NULL argument */
+    ck_assert_int_eq(et_add_scalar_(NULL, 1), ET_ERR_ARG);
+    ck_assert_msg(strncmp(et_errmsg(), "matmul: ", 8) == 0, "%s", et_errmsg());
     et_tensor_free(a);
     et_tensor_free(b);
 }
