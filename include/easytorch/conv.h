@@ -103,6 +103,19 @@ typedef enum et_pad_mode {
  * than the dim.  Gradients of the copies sum into the input. */
 et_tensor *et_pad(et_tensor *input, const int64_t *pad, int npad, et_pad_mode mode, float value);
 
+/* ---- sliding blocks ---- */
+/* torch.nn.functional.unfold (im2col): input [N, C, H, W] (or [C, H, W]) ->
+ * [N, C kH kW, L], L = the number of blocks (oH oW); column l holds block
+ * l's values in (c, kh, kw) order, zeros where it covers padding.  NULL
+ * arrays: dilation 1, padding 0, stride 1 (torch's argument order). */
+et_tensor *et_unfold(et_tensor *input, const int64_t kernel_size[2], const int64_t dilation[2],
+                     const int64_t padding[2], const int64_t stride[2]);
+/* torch.nn.functional.fold (col2im), unfold's adjoint: input [N, C kH kW, L]
+ * (or [C kH kW, L]) -> [N, C, H, W] with {H, W} = output_size; values of
+ * overlapping blocks add up. */
+et_tensor *et_fold(et_tensor *input, const int64_t output_size[2], const int64_t kernel_size[2],
+                   const int64_t dilation[2], const int64_t padding[2], const int64_t stride[2]);
+
 /* How convolutions are computed.  AUTO picks per call and shape between
  * oneDNN (when built in) and im2col + sgemm, by the measurements in
  * docs/design.md; the other two force one (like torch.backends.mkldnn).

@@ -97,6 +97,8 @@ const etc_op_info etc_ops[] = {
     {"AdaptiveAvgPool2DBackward0", etc_bw_adaptive_avg_pool, 0}, /* ADAPTIVE_AVG_POOL */
     {"AdaptiveMaxPool2DBackward0", etc_bw_max_pool, 0},     /* ADAPTIVE_MAX_POOL */
     {"ConstantPadNdBackward0", etc_bw_pad, 0},              /* PAD */
+    {"Im2ColBackward0", etc_bw_unfold, 0},                  /* UNFOLD */
+    {"Col2ImBackward0", etc_bw_fold, 0},                    /* FOLD */
     /* reduce.c */
     {"LogsumexpBackward0", etc_bw_logsumexp, R_IN0 | R_OUT}, /* LOGSUMEXP */
     {"VarBackward0", etc_bw_var, R_IN0},            /* VAR */

@@ -14,9 +14,11 @@
  * so training steps reuse them.
  */
 #include <cblas.h>
+#include <limits.h>
 #include <string.h>
 
 #include "core/conv_internal.h"
+#include "easytorch/conv.h"
 
 /* Columns a chunk aims for, and the most floats its col buffer may take
  * beyond one image's. */
@@ -241,3 +243,224 @@ bool etc_conv_bwd_weight_im2col(const etc_conv_geom *g, const float *x, const fl
     etc_release(tmpt);
     return true;
 }
+
+/* ------------------------------------------------------- unfold / fold */
+
+/* Node parameters (aux.i) of unfold and fold. */
+enum { U_KH, U_KW, U_DH, U_DW, U_PH, U_PW, U_SH, U_SW, U_BATCHED };
+
+typedef struct {
+    const char *op;
+    int64_t k[2], d[2], p[2], s[2];
+} fold_args;
+
+static bool fold_pair(const fold_args *a, const int64_t *v, int64_t dflt, int64_t min,
+                      const char *what, int64_t out[2])
+{
+    out[0] = out[1] = dflt;
+    for (int i = 0; v && i < 2; i++) {
+        if (v[i] < min || v[i] > INT_MAX / 4) {
+            et_set_error(ET_ERR_ARG, "%s: %s should be %s, but got %lld", a->op, what,
+                         min > 0 ? "greater than zero" : "non-negative", (long long)v[i]);
+            return false;
+        }
+        out[i] = v[i];
+    }
+    return true;
+}
+
+static bool fold_parse(fold_args *a, const int64_t *kernel, const int64_t *dilation,
+                       const int64_t *padding, const int64_t *stride)
+{
+    if (!kernel) {
+        et_set_error(ET_ERR_ARG, "%s: kernel_size is NULL", a->op);
+        return false;
+    }
+    return fold_pair(a, kernel, 1, 1, "kernel_size", a->k) &&
+           fold_pair(a, dilation, 1, 1, "dilation", a->d) &&
+           fold_pair(a, padding, 0, 0, "padding", a->p) &&
+           fold_pair(a, stride, 1, 1, "stride", a->s);
+}
+
+/* The geometry of one image: c channels of h x w, blocks oh x ow. */
+static bool fold_geom(const fold_args *a, int64_t c, int64_t h, int64_t w, etc_conv_geom *g)
+{
+    memset(g, 0, sizeof *g);
+    g->n = 1, g->c = c, g->h = h, g->w = w, g->o = c, g->groups = 1;
+    g->kh = a->k[0], g->kw = a->k[1], g->dh = a->d[0], g->dw = a->d[1];
+    g->pt = g->pb = a->p[0], g->pl = g->pr = a->p[1], g->sh = a->s[0], g->sw = a->s[1];
+    int64_t eh = g->dh * (g->kh - 1) + 1, ew = g->dw * (g->kw - 1) + 1;
+    int64_t nh = h + 2 * g->pt - eh, nw = w + 2 * g->pl - ew;
+    g->oh = nh < 0 ? 0 : nh / g->sh + 1;
+    g->ow = nw < 0 ? 0 : nw / g->sw + 1;
+    if (g->oh < 1 || g->ow < 1) {
+        et_set_error(ET_ERR_SHAPE, "%s: given input with spatial size (%lld, %lld), kernel_size="
+                     "(%lld, %lld), dilation=(%lld, %lld), padding=(%lld, %lld), calculated shape "
+                     "of the array of sliding blocks as (%lld, %lld), but its components must be "
+                     "at least one", a->op, (long long)h, (long long)w, (long long)g->kh,
+                     (long long)g->kw, (long long)g->dh, (long long)g->dw, (long long)g->pt,
+                     (long long)g->pl, (long long)(nh < 0 ? 0 : g->oh),
+                     (long long)(nw < 0 ? 0 : g->ow));
+        return false;
+    }
+    if (g->oh * g->ow > INT_MAX / 2 || c * g->kh * g->kw > INT_MAX / 2) {
+        et_set_error(ET_ERR_SHAPE, "%s: input is too large", a->op);
+        return false;
+    }
+    return true;
+}
+
+static void fold_save(et_tensor *out, const fold_args *a, bool batched)
+{
+    int *p = out->aux.i;
+    p[U_KH] = (int)a->k[0], p[U_KW] = (int)a->k[1], p[U_DH] = (int)a->d[0];
+    p[U_DW] = (int)a->d[1], p[U_PH] = (int)a->p[0], p[U_PW] = (int)a->p[1];
+    p[U_SH] = (int)a->s[0], p[U_SW] = (int)a->s[1], p[U_BATCHED] = batched;
+}
+
+static void fold_load(const et_tensor *out, fold_args *a)
+{
+    const int *p = out->aux.i;
+    a->k[0] = p[U_KH], a->k[1] = p[U_KW], a->d[0] = p[U_DH], a->d[1] = p[U_DW];
+    a->p[0] = p[U_PH], a->p[1] = p[U_PW], a->s[0] = p[U_SH], a->s[1] = p[U_SW];
+}
+
+/* [n, c, h, w] -> [n, c kh kw, L]: one etc_im2col per image (its layout is
+ * unfold's).  x contiguous. */
+static void unfold_raw(const etc_conv_geom *g, int64_t n, const float *x, float *col)
+{
+    int64_t chw = g->c * g->h * g->w, cols = g->c * g->kh * g->kw * g->oh * g->ow;
+    for (int64_t i = 0; i < n; i++)
+        etc_im2col(g, x + i * chw, 1, col + i * cols);
+}
+
+static void fold_raw(const etc_conv_geom *g, int64_t n, const float *col, float *x)
+{
+    int64_t chw = g->c * g->h * g->w, cols = g->c * g->kh * g->kw * g->oh * g->ow;
+    memset(x, 0, (size_t)(n * chw) * sizeof *x);
+    for (int64_t i = 0; i < n; i++)
+        etc_col2im(g, col + i * cols, 1, x + i * chw);
+}
+
+et_tensor *et_unfold(et_tensor *input, const int64_t kernel_size[2], const int64_t dilation[2],
+                     const int64_t padding[2], const int64_t stride[2])
+{
+    fold_args a = {.op = "unfold"};
+    char bx[128];
+    if (!etc_null_check(input, a.op) || !fold_parse(&a, kernel_size, dilation, padding, stride))
+        return NULL;
+    const et_tensor *x = input;
+    bool batched = x->ndim == 4;
+    bool empty = false;
+    for (int d = batched ? 1 : 0; d < x->ndim; d++)
+        empty = empty || x->shape[d] == 0;
+    if ((x->ndim != 3 && x->ndim != 4) || empty) {
+        et_set_error(ET_ERR_SHAPE, "unfold: expected 3D or 4D (batch mode) tensor with possibly 0 "
+                     "batch size and other non-zero dimensions for input, but got: %s",
+                     etc_shape_fmt(x->shape, x->ndim, bx, sizeof bx));
+        return NULL;
+    }
+    int64_t n = batched ? x->shape[0] : 1;
+    etc_conv_geom g;
+    if (!fold_geom(&a, x->shape[x->ndim - 3], x->shape[x->ndim - 2], x->shape[x->ndim - 1], &g))
+        return NULL;
+    int64_t shape[3] = {n, g.c * g.kh * g.kw, g.oh * g.ow};
+    et_tensor *xc = etc_contig(input);
+    et_tensor *out = xc ? etc_alloc(batched ? shape : shape + 1, batched ? 3 : 2) : NULL;
+    if (out)
+        unfold_raw(&g, n, xc->data, out->data);
+    etc_release(xc);
+    if (!out)
+        return NULL;
+    fold_save(out, &a, batched);
+    return etc_pooled(etc_finish(out, ETC_OP_UNFOLD, &input, 1));
+}
+
+et_tensor *et_fold(et_tensor *input, const int64_t output_size[2], const int64_t kernel_size[2],
+                   const int64_t dilation[2], const int64_t padding[2], const int64_t stride[2])
+{
+    fold_args a = {.op = "fold"};
+    char bx[128];
+    if (!etc_null_check(input, a.op) || !fold_parse(&a, kernel_size, dilation, padding, stride))
+        return NULL;
+    if (!output_size || output_size[0] < 1 || output_size[1] < 1 ||
+        output_size[0] > INT_MAX / 4 || output_size[1] > INT_MAX / 4) {
+        et_set_error(ET_ERR_ARG, "fold: output_size should be positive");
+        return NULL;
+    }
+    const et_tensor *x = input;
+    bool batched = x->ndim == 3;
+    bool empty = false;
+    for (int d = batched ? 1 : 0; d < x->ndim; d++)
+        empty = empty || x->shape[d] == 0;
+    if ((x->ndim != 2 && x->ndim != 3) || empty) {
+        et_set_error(ET_ERR_SHAPE, "fold: expected 2D or 3D (batch mode) tensor for input with "
+                     "possibly 0 batch size and non-zero dimensions for input, but got: %s",
+                     etc_shape_fmt(x->shape, x->ndim, bx, sizeof bx));
+        return NULL;
+    }
+    int64_t rows = x->shape[x->ndim - 2], L = x->shape[x->ndim - 1], kk = a.k[0] * a.k[1];
+    if (rows % kk != 0) {
+        et_set_error(ET_ERR_SHAPE, "fold: expected size of input's dimension %d to be divisible "
+                     "by the product of kernel_size, but got input.size(%d)=%lld and "
+                     "kernel_size=(%lld, %lld) (input %s)", x->ndim - 2, x->ndim - 2,
+                     (long long)rows, (long long)a.k[0], (long long)a.k[1],
+                     etc_shape_fmt(x->shape, x->ndim, bx, sizeof bx));
+        return NULL;
+    }
+    etc_conv_geom g;
+    if (!fold_geom(&a, rows / kk, output_size[0], output_size[1], &g))
+        return NULL;
+    if (L != g.oh * g.ow) {
+        et_set_error(ET_ERR_SHAPE, "fold: given output_size=(%lld, %lld), kernel_size=(%lld, "
+                     "%lld), dilation=(%lld, %lld), padding=(%lld, %lld), stride=(%lld, %lld), "
+                     "expected size of input's dimension %d to match the calculated number of "
+                     "sliding blocks %lld * %lld = %lld, but got input.size(%d)=%lld",
+                     (long long)output_size[0], (long long)output_size[1], (long long)a.k[0],
+                     (long long)a.k[1], (long long)a.d[0], (long long)a.d[1], (long long)a.p[0],
+                     (long long)a.p[1], (long long)a.s[0], (long long)a.s[1], x->ndim - 1,
+                     (long long)g.oh, (long long)g.ow, (long long)(g.oh * g.ow), x->ndim - 1,
+                     (long long)L);
+        return NULL;
+    }
+    int64_t n = batched ? x->shape[0] : 1;
+    int64_t shape[4] = {n, g.c, g.h, g.w};
+    et_tensor *xc = etc_contig(input);
+    et_tensor *out = xc ? etc_alloc(batched ? shape : shape + 1, batched ? 4 : 3) : NULL;
+    if (out)
+        fold_raw(&g, n, xc->data, out->data);
+    etc_release(xc);
+    if (!out)
+        return NULL;
+    fold_save(out, &a, batched);
+    return etc_pooled(etc_finish(out, ETC_OP_FOLD, &input, 1));
+}
+
+/* unfold's gradient is fold(g) and fold's is unfold(g), same parameters
+ * (g is the upstream gradient here; geo the image geometry). */
+static bool fold_backward(et_tensor *out, et_tensor *g, et_tensor **gin, bool unfold)
+{
+    const et_tensor *x = out->in[0];
+    const et_tensor *img = unfold ? x : out;   /* the [.., C, H, W] side */
+    fold_args a = {.op = unfold ? "unfold backward" : "fold backward"};
+    fold_load(out, &a);
+    etc_conv_geom geo;
+    int64_t kk = a.k[0] * a.k[1];
+    int64_t c = unfold ? img->shape[img->ndim - 3] : x->shape[x->ndim - 2] / kk;
+    if (!fold_geom(&a, c, img->shape[img->ndim - 2], img->shape[img->ndim - 1], &geo))
+        return false;
+    int64_t n = out->aux.i[U_BATCHED] ? x->shape[0] : 1;
+    et_tensor *gc = etc_contig(g);
+    gin[0] = gc ? etc_alloc(x->shape, x->ndim) : NULL;
+    if (gin[0]) {
+        if (unfold)
+            fold_raw(&geo, n, gc->data, gin[0]->data);
+        else
+            unfold_raw(&geo, n, gc->data, gin[0]->data);
+    }
+    etc_release(gc);
+    return gin[0] != NULL;
+}
+
+ETC_BW(unfold) { return fold_backward(out, g, gin, true); }
+ETC_BW(fold) { return fold_backward(out, g, gin, false); }

@@ -50,6 +50,7 @@ typedef enum etc_op {
     ETC_OP_EMBEDDING_BAG,
     ETC_OP_MAX_POOL, ETC_OP_AVG_POOL, ETC_OP_ADAPTIVE_AVG_POOL, ETC_OP_ADAPTIVE_MAX_POOL, /* pool.c */
     ETC_OP_PAD,                                         /* pad.c */
+    ETC_OP_UNFOLD, ETC_OP_FOLD,                         /* conv_im2col.c */
     /* reduce.c */
     ETC_OP_LOGSUMEXP, ETC_OP_VAR, ETC_OP_STD, ETC_OP_PROD_ALL, ETC_OP_PROD, ETC_OP_CUMSUM,
     ETC_OP_NORM, ETC_OP_AMAX, ETC_OP_AMIN,
@@ -353,6 +354,7 @@ ETC_BW(conv); ETC_BW(conv_transpose);
 ETC_BW(batch_norm); ETC_BW(layer_norm); ETC_BW(group_norm); ETC_BW(embedding);
 ETC_BW(embedding_bag);
 ETC_BW(max_pool); ETC_BW(avg_pool); ETC_BW(adaptive_avg_pool); ETC_BW(pad);
+ETC_BW(unfold); ETC_BW(fold);
 /* reduce.c */
 ETC_BW(logsumexp); ETC_BW(var); ETC_BW(std); ETC_BW(prod); ETC_BW(cumsum); ETC_BW(norm);
 ETC_BW(amax);

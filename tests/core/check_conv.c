@@ -231,6 +231,29 @@ START_TEST(test_algorithms_agree)
 }
 END_TEST
 
+START_TEST(test_unfold_fold)
+{
+    et_pool_begin();
+    float v[12];
+    for (int i = 0; i < 12; i++)
+        v[i] = (float)(i + 1);
+    /* x = torch.arange(1., 13.).reshape(1, 1, 3, 4); F.unfold(x, 2) */
+    et_tensor *x = et_tensor_new(v, ET_SHAPE(1, 1, 3, 4));
+    et_tensor *u = et_unfold(x, (int64_t[]){2, 2}, NULL, NULL, NULL);
+    ASSERT_SHAPE(u, 1, 4, 6);
+    ASSERT_VALUES(u, 1, 2, 3, 5, 6, 7, 2, 3, 4, 6, 7, 8, 5, 6, 7, 9, 10, 11, 6, 7, 8, 10, 11, 12);
+    /* F.fold(u, (3, 4), 2): each pixel times the number of blocks covering it */
+    et_tensor *f = et_fold(u, (int64_t[]){3, 4}, (int64_t[]){2, 2}, NULL, NULL, NULL);
+    ASSERT_SHAPE(f, 1, 1, 3, 4);
+    ASSERT_VALUES(f, 1, 4, 6, 4, 10, 24, 28, 16, 9, 20, 22, 12);
+    ASSERT_ERROR(et_fold(u, (int64_t[]){4, 4}, (int64_t[]){2, 2}, NULL, NULL, NULL), ET_ERR_SHAPE,
+                 "sliding blocks 3 * 3 = 9, but got input.size(2)=6");
+    ASSERT_ERROR(et_unfold(x, (int64_t[]){4, 4}, NULL, NULL, NULL), ET_ERR_SHAPE,
+                 "must be at least one");
+    et_pool_end();
+}
+END_TEST
+
 START_TEST(test_conv_algo_switch)
 {
     ck_assert_int_eq(et_get_conv_algo(), ET_CONV_AUTO);
@@ -288,6 +311,7 @@ int main(void)
         {"conv_transpose2d", test_conv_transpose2d},
         {"conv_transpose_is_adjoint", test_conv_transpose_is_adjoint},
         {"algorithms_agree", test_algorithms_agree},
+        {"unfold_fold", test_unfold_fold},
         {"conv_algo_switch", test_conv_algo_switch},
         {"conv_errors", test_conv_errors},
     };

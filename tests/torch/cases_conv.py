@@ -19,7 +19,7 @@ import torch.nn.functional as F
 # padding="same" with an even kernel: torch warns that it pads a copy (we test that case)
 warnings.filterwarnings("ignore", message="Using padding='same'")
 
-OPS = ["conv1d", "conv2d", "conv_transpose2d"]
+OPS = ["conv1d", "conv2d", "conv_transpose2d", "unfold", "fold"]
 
 
 def _opt(i):
@@ -51,7 +51,14 @@ def _conv_t(i, p):
                               groups=p.get("groups", 1), dilation=_tup(p, "dilation", (1, 1)))
 
 
+def _fold_args(p):
+    return dict(kernel_size=_tup(p, "kernel_size", None), dilation=_tup(p, "dilation", 1),
+                padding=_tup(p, "padding", 0), stride=_tup(p, "stride", 1))
+
+
 TORCH_OPS = {
+    "unfold": lambda i, p: F.unfold(i[0], **_fold_args(p)),
+    "fold": lambda i, p: F.fold(i[0], _tup(p, "output_size", None), **_fold_args(p)),
     "conv1d": _conv(F.conv1d, 1),
     "conv2d": _conv(F.conv2d, 2),
     "conv_transpose2d": _conv_t,
@@ -66,6 +73,7 @@ def add_cases(h):
     h.OPS_H.extend(o for o in OPS if o not in h.OPS_H)
     _conv_cases(h)
     _conv_errors(h)
+    _fold_cases(h)
 
 
 # ---------------------------------------------------------------- convolution
@@ -315,3 +323,50 @@ def _conv_errors(h):
       op="conv_transpose2d")
     e("groups_weight", (2, 3, 5, 5), (3, 2, 3, 3), None, {"groups": 2},
       ["conv_transpose2d", "groups=2", "[3,2,3,3]"], SH, op="conv_transpose2d")
+
+
+# ------------------------------------------------------------- unfold / fold
+
+def _fold_cases(h):
+    N, I, err = h.N, h.I, h.err
+    rng = h.rng_for("unfold")
+    grid = [  # (id, C, H, W, params)
+        ("k2", 3, 5, 6, {"kernel_size": [2, 2]}),
+        ("k3_pad1", 2, 5, 5, {"kernel_size": [3, 3], "padding": [1, 1]}),
+        ("stride2", 2, 7, 6, {"kernel_size": [3, 2], "stride": [2, 2]}),
+        ("dilation", 2, 7, 8, {"kernel_size": [2, 3], "dilation": [2, 2]}),
+        ("all_args", 3, 9, 8, {"kernel_size": [3, 2], "dilation": [1, 2], "padding": [1, 0],
+                               "stride": [2, 3]}),
+        ("k1", 4, 3, 3, {"kernel_size": [1, 1]}),
+    ]
+    for gid, c, hh, ww, p in grid:
+        x = N(rng, (2, c, hh, ww))
+        h.S.add(f"unfold/{gid}", [I("x", x)], [("y", "unfold", ["x"], p)], rng=rng)
+        # fold: its input is what unfold makes of an image of that size
+        cols = TORCH_OPS["unfold"]([F.torch.tensor(x)], p)
+        h.S.add(f"fold/{gid}", [I("x", N(rng, tuple(cols.shape)))],
+                [("y", "fold", ["x"], dict(p, output_size=[hh, ww]))], rng=rng)
+    x = N(rng, (3, 5, 4))
+    h.S.add("unfold/unbatched", [I("x", x)], [("y", "unfold", ["x"], {"kernel_size": [2, 2]})], rng=rng)
+    h.S.add("fold/unbatched", [I("x", N(rng, (12, 12)))],
+            [("y", "fold", ["x"], {"kernel_size": [2, 2], "output_size": [5, 4]})], rng=rng)
+    h.S.add("unfold/noncontig", [I("x", N(rng, (2, 5, 6, 3)))],
+            [("xt", "permute", ["x"], {"dims": [0, 3, 1, 2]}),
+             ("y", "unfold", ["xt"], {"kernel_size": [2, 3], "padding": [1, 1]})], rng=rng)
+    # fold(unfold(x)) counts each pixel's blocks; unfold -> matmul is a convolution
+    h.S.add("unfold/then_matmul_is_conv", [I("x", N(rng, (2, 3, 5, 5))), I("w", N(rng, (4, 27)))],
+            [("u", "unfold", ["x"], {"kernel_size": [3, 3]}), ("y", "matmul", ["w", "u"], {})], rng=rng)
+    h.S.add("fold/of_unfold", [I("x", N(rng, (1, 2, 4, 5)))],
+            [("u", "unfold", ["x"], {"kernel_size": [2, 2]}),
+             ("y", "fold", ["u"], {"kernel_size": [2, 2], "output_size": [4, 5]})], rng=rng)
+    SH = {h.ET_ERR_SHAPE}
+    err("unfold_too_small", [I("x", N(rng, (1, 2, 5, 5)))], [("y", "unfold", ["x"], {"kernel_size": [6, 6]})],
+        ["unfold", "sliding blocks", "at least one"], SH)
+    err("unfold_rank", [I("x", N(rng, (1, 1, 2, 5, 5)))], [("y", "unfold", ["x"], {"kernel_size": [2, 2]})],
+        ["unfold", "[1,1,2,5,5]"], SH)
+    err("fold_not_divisible", [I("x", N(rng, (1, 5, 9)))],
+        [("y", "fold", ["x"], {"kernel_size": [2, 2], "output_size": [4, 4]})],
+        ["fold", "divisible by the product of kernel_size", "[1,5,9]"], SH)
+    err("fold_blocks", [I("x", N(rng, (1, 8, 8)))],
+        [("y", "fold", ["x"], {"kernel_size": [2, 2], "output_size": [4, 4]})],
+        ["fold", "3 * 3 = 9", "input.size(2)=8"], SH)

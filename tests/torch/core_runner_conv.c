@@ -128,7 +128,20 @@ static et_tensor *op_pad(call *c) {
     return et_pad(c->in[0], pad, n < 0 ? 0 : n, mode, (float)num_or(c->p, "value", 0));
 }
 
+static et_tensor *op_unfold(call *c) {
+    int64_t k[2], d[2], p[2], s[2];
+    return et_unfold(c->in[0], sizes_of(c, "kernel_size", k), sizes_of(c, "dilation", d),
+                     sizes_of(c, "padding", p), sizes_of(c, "stride", s));
+}
+static et_tensor *op_fold(call *c) {
+    int64_t o[2], k[2], d[2], p[2], s[2];
+    return et_fold(c->in[0], sizes_of(c, "output_size", o), sizes_of(c, "kernel_size", k),
+                   sizes_of(c, "dilation", d), sizes_of(c, "padding", p), sizes_of(c, "stride", s));
+}
+
 const op_entry core_runner_conv[] = {
+    {"unfold", 1, op_unfold, false},
+    {"fold", 1, op_fold, false},
     {"conv1d", -1, op_conv1d, false},
     {"conv2d", -1, op_conv2d, false},
     {"conv_transpose2d", -1, op_conv_transpose2d, false},
