@@ -12,6 +12,7 @@ b = 1/sqrt(fan_in) with torch's own fan_in).  Error specs must fail on both
 sides, ours with the layer's name and the input shape in the message.
 """
 import json
+import zlib
 
 import numpy as np
 import torch
@@ -32,11 +33,17 @@ def _distinct(g, shape):
     return (v + torch.rand(n, generator=g, dtype=torch.float64) * 0.1).float().reshape(shape)
 
 
-def layer_case(T, name, spec, xshape, distinct=False, expect_error=None, noncontig=False):
+def layer_case(T, name, spec, xshape, distinct=False, expect_error=None, noncontig=False,
+               positive=False):
+    """positive: input and upstream gradient in [0, 1) -- for layers whose weight
+    gradient sums thousands of products, where mixed signs cancel to values whose
+    float32 rounding (torch's as much as ours) exceeds atol."""
     case = f"layer {name}"
-    g = torch.Generator().manual_seed(abs(hash(name)) % (2 ** 31))
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     try:
         x = _distinct(g, xshape) if distinct else torch.randn(xshape, generator=g)
+        if positive:
+            x = torch.rand(xshape, generator=g)
         if noncontig:   # the layer sees a transposed view of a contiguous tensor
             x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
         x = x.clone().requires_grad_(True)
@@ -52,7 +59,7 @@ def layer_case(T, name, spec, xshape, distinct=False, expect_error=None, noncont
         for k, v in (mod.state_dict().items() if mod is not None else []):
             inputs["p." + k] = v.float().numpy()
         if torch_err is None:
-            gout = torch.randn(y.shape, generator=g)
+            gout = torch.rand(y.shape, generator=g) if positive else torch.randn(y.shape, generator=g)
             if y.requires_grad:
                 y.backward(gout)
             inputs["gout"] = gout.numpy()
@@ -144,7 +151,7 @@ def conv_cases(T):
                                    "kernel_size": 4, "stride": 2, "padding": 1, "bias": False}, (2, 8, 4, 4)),
     ]
     for name, spec, shape in C:
-        layer_case(T, name, spec, shape, noncontig="noncontig" in name)
+        layer_case(T, name, spec, shape, noncontig="noncontig" in name, positive="lenet" in name)
     # errors: channels, rank, construction arguments
     E = [
         ("conv2d channels", {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3},
