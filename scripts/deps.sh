@@ -8,10 +8,13 @@ RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.  python3-sklearn and
 # wamerican hold the examples' data (boston and digits CSVs; the word list
-# of the character model, /usr/share/dict/american-english).
+# of the character model, /usr/share/dict/american-english).  python3-jsonschema:
+# the contract check against docs/openapi.json; geventhttpclient, gevent,
+# rapidjson, aiohttp: NVIDIA's tritonclient (../shared/vendor) as a real OIP client.
 TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
   clang libclang-rt-14-dev curl jq chromium nodejs docker.io docker-compose debootstrap procps iproute2
-  wrk python3-fastapi python3-uvicorn wamerican"
+  wrk python3-fastapi python3-uvicorn wamerican python3-jsonschema
+  python3-geventhttpclient python3-gevent python3-rapidjson python3-aiohttp"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

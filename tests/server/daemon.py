@@ -5,6 +5,10 @@
   HTTP to it with http.client (one connection per request, so threads may share it).
 - run_tests(): runs the calling module's unittest cases, prints `N passed, M failed` and
   exits nonzero on failure.
+- The contract check (openapi_contract.py): every answer Daemon.request() receives is
+  checked against docs/openapi.json (operation, status, content type, body schema; accepted
+  request bodies against the requestBody schema), so every integration test also tests the
+  API document. A new endpoint needs its entry there.
 
 The daemon path comes from argv[1] (meson passes easytorchd.full_path()) or $EASYTORCHD.
 By hand:  /usr/bin/python3 tests/server/test_api.py BUILD/src/server/easytorchd [-k PATTERN]
@@ -25,6 +29,8 @@ import time
 import unittest
 
 sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openapi_contract  # noqa: E402
 
 # Safety nets so a hung daemon fails a test instead of hanging the suite; they are never
 # used to judge speed.
@@ -260,8 +266,10 @@ class Daemon:
 
     # ---------------------------------------------------------------- HTTP
     def request(self, method, path, obj=None, body=None, headers=None, auth=True,
-                content_type=None):
-        """Sends one request. obj is JSON-encoded; body is sent as is (bytes or str)."""
+                content_type=None, contract=True):
+        """Sends one request. obj is JSON-encoded; body is sent as is (bytes or str).
+        The answer is checked against docs/openapi.json (contract=False skips that, for
+        requests that are not HTTP the document can describe)."""
         hdrs = {}
         if obj is not None:
             body = json.dumps(obj, allow_nan=True).encode()
@@ -284,9 +292,13 @@ class Daemon:
                 pass  # the server may answer (e.g. 413) before reading the whole body
             r = conn.getresponse()
             data = r.read()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
         finally:
             conn.close()
+        if contract:
+            openapi_contract.contract().check(method, path, hdrs, body, resp.status,
+                                              resp.headers, resp.body)
+        return resp
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

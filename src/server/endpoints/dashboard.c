@@ -36,17 +36,19 @@ static const char fallback_page[] =
     "poll();setInterval(poll,1000);\n"
     "</script></body></html>\n";
 
-static const etd_asset *find(const char *name)
+const etd_asset *etd_asset_find(const etd_asset *table, const char *name)
 {
-    for (const etd_asset *a = etd_assets; a->name; a++)
+    for (const etd_asset *a = table; a->name; a++)
         if (strcmp(a->name, name) == 0)
             return a;
     return NULL;
 }
 
+static const etd_asset *find(const char *name) { return etd_asset_find(etd_assets, name); }
+
 bool etd_asset_exists(const char *name) { return find(name) != NULL; }
 
-static const char *mime(const char *name)
+const char *etd_mime_type(const char *name)
 {
     const char *dot = strrchr(name, '.');
     if (!dot)
@@ -78,5 +80,5 @@ void etd_h_asset(etd_call *c)
     }
     c->rs->raw = a->data;
     c->rs->raw_len = a->len;
-    c->rs->content_type = mime(a->name);
+    c->rs->content_type = etd_mime_type(a->name);
 }

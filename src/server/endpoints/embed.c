@@ -1,11 +1,12 @@
 /*
  * embed.c - build-time tool: turn files into a C array table for easytorchd.
  *
- *   embed OUTPUT.c FILE...
+ *   embed [--symbol NAME] OUTPUT.c FILE...
  *
- * Writes `const etd_asset etd_assets[]` (see endpoints/assets.h) with one entry
- * per FILE, named by its base name, terminated by {NULL}.  Built with
- * meson `native: true`, so no python or xxd is needed at build time.
+ * Writes `const etd_asset NAME[]` (default etd_assets; see endpoints/assets.h)
+ * with one entry per FILE, named by its base name, terminated by {NULL}.
+ * Built with meson `native: true`, so no python or xxd is needed at build
+ * time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,15 @@ static const char *base_name(const char *p)
 
 int main(int argc, char **argv)
 {
+    const char *symbol = "etd_assets";
+    if (argc >= 3 && strcmp(argv[1], "--symbol") == 0) {
+        symbol = argv[2];
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUTPUT.c [FILE...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--symbol NAME] OUTPUT.c [FILE...]\n", argv[0]);
         return 2;
     }
     FILE *out = fopen(argv[1], "w");
@@ -53,7 +61,7 @@ int main(int argc, char **argv)
         lens[i] = n;
         fclose(in);
     }
-    fprintf(out, "\nconst etd_asset etd_assets[] = {\n");
+    fprintf(out, "\nconst etd_asset %s[] = {\n", symbol);
     for (int i = 2; i < argc; i++) {
         const char *name = base_name(argv[i]);
         fprintf(out, "    {\"");

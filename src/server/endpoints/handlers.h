@@ -18,6 +18,7 @@ void etd_h_list(etd_call *c);
 void etd_h_define(etd_call *c);
 void etd_h_get(etd_call *c);
 void etd_h_delete(etd_call *c);
+void etd_h_types(etd_call *c);
 /* v1_train.c */
 void etd_h_predict(etd_call *c);
 void etd_h_batches(etd_call *c);
@@ -37,6 +38,11 @@ void etd_h_v2_server(etd_call *c);
 void etd_h_v2_model(etd_call *c);
 void etd_h_v2_model_ready(etd_call *c);
 void etd_h_v2_infer(etd_call *c);
+/* apidocs.c */
+void etd_h_openapi(etd_call *c);
+void etd_h_docs(etd_call *c);
+void etd_h_docs_asset(etd_call *c);
+bool etd_docs_asset_exists(const char *name);
 /* dashboard.c */
 void etd_h_index(etd_call *c);
 void etd_h_asset(etd_call *c);

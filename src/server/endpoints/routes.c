@@ -16,6 +16,7 @@ const etd_route etd_routes[] = {
     {"GET", "/metrics", etd_h_metrics, 0, NULL, NULL},
     {"GET", "/v1/models", etd_h_list, RDY, NULL, NULL},
     {"POST", "/v1/models", etd_h_define, RDY | BODY, NULL, NULL},
+    {"GET", "/v1/types", etd_h_types, 0, NULL, NULL},
     {"GET", M, etd_h_get, RDY, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY, NULL, NULL},
     {"POST", M "/predict", etd_h_predict, RDY | BODY, NULL, NULL},
@@ -34,6 +35,9 @@ const etd_route etd_routes[] = {
     {"GET", "/v2/models/{name}", etd_h_v2_model, RDY, NULL, NULL},
     {"GET", "/v2/models/{name}/ready", etd_h_v2_model_ready, RDY, NULL, NULL},
     {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY, NULL, NULL},
+    {"GET", "/openapi.json", etd_h_openapi, PUB, NULL, NULL},
+    {"GET", "/docs", etd_h_docs, PUB, NULL, NULL},
+    {"GET", "/docs/{asset}", etd_h_docs_asset, PUB, NULL, etd_docs_asset_exists},
     {"GET", "/", etd_h_index, PUB | ETD_R_ANY_QUERY, NULL, NULL},
     {"GET", "/{asset}", etd_h_asset, PUB | ETD_R_ANY_QUERY, NULL, etd_asset_exists},
 };

@@ -73,3 +73,34 @@ void etd_h_delete(etd_call *c)
     etd_json_str(&c->rs->body, c->rq->name);
     etd_buf_putc(&c->rs->body, '}');
 }
+
+/* The type names a spec may use and their fields in constructor order, so
+ * clients need no table of their own (the Python client maps positional
+ * arguments with it). */
+void etd_h_types(etd_call *c)
+{
+    static const char *const family[ETD_TYPES_COUNT] = {"layers", "losses", "optimizers",
+                                                        "schedulers"};
+    etd_buf *out = &c->rs->body;
+    etd_buf_putc(out, '{');
+    for (int f = 0; f < ETD_TYPES_COUNT; f++) {
+        etd_buf_puts(out, f ? ",\"" : "\"");
+        etd_buf_puts(out, family[f]);
+        etd_buf_puts(out, "\":[");
+        const char *const *fields;
+        const char *name;
+        for (int i = 0; (name = etd_spec_type((etd_type_family)f, i, &fields)); i++) {
+            etd_buf_puts(out, i ? ",{\"type\":" : "{\"type\":");
+            etd_json_str(out, name);
+            etd_buf_puts(out, ",\"fields\":[");
+            for (int k = 0; fields && fields[k]; k++) {
+                if (k)
+                    etd_buf_putc(out, ',');
+                etd_json_str(out, fields[k]);
+            }
+            etd_buf_puts(out, "]}");
+        }
+        etd_buf_putc(out, ']');
+    }
+    etd_buf_putc(out, '}');
+}

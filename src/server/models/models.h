@@ -76,6 +76,22 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *spec, etd_model **m, et
 /* Forget the model and remove its file; ETD_ENOTFOUND. */
 etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e);
 
+/* ---- the vocabulary of specs (GET /v1/types) ---- */
+
+typedef enum etd_type_family {
+    ETD_TYPES_LAYER,
+    ETD_TYPES_LOSS,
+    ETD_TYPES_OPTIMIZER,
+    ETD_TYPES_SCHEDULER,
+    ETD_TYPES_COUNT
+} etd_type_family;
+
+/* Number of types of family f. */
+int etd_spec_type_count(etd_type_family f);
+/* The i-th type's name (the torch class name) and its fields in constructor
+ * order (*fields NULL-terminated, or NULL for none); NULL past the end. */
+const char *etd_spec_type(etd_type_family f, int i, const char *const **fields);
+
 /* ---- what readers see without waiting (the published summary) ---- */
 
 typedef struct etd_model_summary {

@@ -1,6 +1,7 @@
 /* spec.c - parse, validate and build model specifications: the field
  * readers, the feature flow, the top level and the build functions.  The
  * type tables are in spec_layers.c and spec_train.c. */
+#include "server/models/models.h"
 #include "server/models/spec.h"
 
 #include <math.h>
@@ -425,4 +426,31 @@ et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, e
         etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "targets: %s",
                  et_errmsg());
     return l;
+}
+
+/* ---------------------------------------------------------------- the vocabulary */
+
+int etd_spec_type_count(etd_type_family f)
+{
+    switch (f) {
+    case ETD_TYPES_LAYER: return etd_nlayer_types;
+    case ETD_TYPES_LOSS: return etd_nloss_types;
+    case ETD_TYPES_OPTIMIZER: return etd_noptim_types;
+    case ETD_TYPES_SCHEDULER: return etd_nsched_types;
+    default: return 0;
+    }
+}
+
+const char *etd_spec_type(etd_type_family f, int i, const char *const **fields)
+{
+    *fields = NULL;
+    if (i < 0 || i >= etd_spec_type_count(f))
+        return NULL;
+    switch (f) {
+    case ETD_TYPES_LAYER: *fields = etd_layer_types[i].fields; return etd_layer_types[i].name;
+    case ETD_TYPES_LOSS: *fields = etd_loss_types[i].fields; return etd_loss_types[i].name;
+    case ETD_TYPES_OPTIMIZER: *fields = etd_optim_types[i].fields; return etd_optim_types[i].name;
+    case ETD_TYPES_SCHEDULER: *fields = etd_sched_types[i].fields; return etd_sched_types[i].name;
+    default: return NULL;
+    }
 }
