@@ -39,6 +39,18 @@ et_module *et_leaky_relu_new(float negative_slope);
 et_module *et_dropout_new(float p, et_generator *g);
 et_module *et_flatten_new(int start_dim, int end_dim);   /* torch defaults 1, -1 */
 et_module *et_identity_new(void);
+/* More activations (torch.nn.SiLU, ELU, Mish, Softplus, Hardtanh, ReLU6;
+ * torch's defaults in brackets).  ET_ERR_ARG for a non-finite alpha, a zero
+ * beta, or max_val <= min_val. */
+et_module *et_silu_new(void);
+et_module *et_elu_new(float alpha);                        /* [1.0] */
+et_module *et_mish_new(void);
+et_module *et_softplus_new(float beta, float threshold);   /* [1, 20] */
+et_module *et_hardtanh_new(float min_val, float max_val);  /* [-1, 1] */
+et_module *et_relu6_new(void);                             /* Hardtanh(0, 6) */
+/* Their configuration: alpha (ELU), beta/threshold (Softplus), min/max
+ * (Hardtanh, ReLU6) into *a, *b (may be NULL); false for any other module. */
+bool et_activation_params(const et_module *m, float *a, float *b);
 
 /* ---- normalisation (torch.nn.BatchNorm1d/2d, LayerNorm, GroupNorm) ---- */
 typedef struct {

@@ -76,5 +76,32 @@ def test_sweep(T):
             T.report(case, False, repr(e))
 
 
+def test_activation_modules(T):
+    """nn.SiLU, ELU, Mish, Softplus, Hardtanh, ReLU6: forward and input gradient through
+    `nn_runner module`, and inside a Sequential between Linear layers."""
+    import torch.nn as nn
+    g = torch.Generator().manual_seed(21)
+    x2 = torch.randn(6, 5, generator=g) * 3
+    x3 = torch.randn(2, 3, 4, generator=g) * 2
+    cases = [("silu", nn.SiLU(), x2), ("mish", nn.Mish(), x3), ("elu", nn.ELU(), x2),
+             ("elu:0.3", nn.ELU(0.3), x3), ("softplus", nn.Softplus(), x2),
+             ("softplus:2:1.5", nn.Softplus(2.0, 1.5), x3), ("hardtanh", nn.Hardtanh(), x2),
+             ("hardtanh:-0.5:2", nn.Hardtanh(-0.5, 2.0), x3), ("relu6", nn.ReLU6(), x2 * 3)]
+    for spec, mod, x in cases:
+        case = f"module {spec}"
+        try:
+            x = x.clone().requires_grad_(True)
+            y = mod(x)
+            gout = torch.randn(y.shape, generator=g)
+            y.backward(gout)
+            T.st_write(T.tmp("m_in.st"), {"x": x.detach().numpy(), "gout": gout.numpy()})
+            T.run("module", spec, T.tmp("m_in.st"), T.tmp("m_out.st"))
+            ours, _ = T.st_read(T.tmp("m_out.st"))
+            T.compare_all(case, ours, {"y": y, "x_grad": x.grad})
+        except Exception as e:  # noqa: BLE001
+            T.report(case, False, repr(e))
+
+
 def run(T):
     test_sweep(T)
+    test_activation_modules(T)

@@ -114,7 +114,7 @@ static et_module *module_from_spec(const char *spec)
         return et_dropout_new((float)a, NULL);
     if (!strcmp(name, "mlp"))
         return mlp((int64_t)a, (int64_t)b, (int64_t)c, false, NULL);
-    return NULL;
+    return module_from_spec_more(name, n - 1, a, b, c);   /* nn_runner_more.c */
 }
 
 int save(et_tensor_dict *d, const char *path)

@@ -20,6 +20,10 @@ int load_params(et_module *m, const et_tensor_dict *in);
 /* Save d to path and free it; 0 or 1. */
 int save(et_tensor_dict *d, const char *path);
 
+/* nn_runner_more.c: the module of a spec "name:a:b:c" with nargs numbers
+ * given, or NULL. */
+et_module *module_from_spec_more(const char *name, int nargs, double a, double b, double c);
+
 /* nn_runner_more.c: runs argv[1] if it is one of its commands and returns
  * its exit status, else returns -1. */
 int nn_runner_more(int argc, char **argv);

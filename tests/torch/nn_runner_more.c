@@ -10,6 +10,24 @@
 
 #include "nn_runner.h"
 
+et_module *module_from_spec_more(const char *name, int nargs, double a, double b, double c)
+{
+    (void)c;
+    if (!strcmp(name, "silu"))
+        return et_silu_new();
+    if (!strcmp(name, "mish"))
+        return et_mish_new();
+    if (!strcmp(name, "relu6"))
+        return et_relu6_new();
+    if (!strcmp(name, "elu"))
+        return et_elu_new(nargs >= 1 ? (float)a : 1.0f);
+    if (!strcmp(name, "softplus"))
+        return et_softplus_new(nargs >= 1 ? (float)a : 1.0f, nargs >= 2 ? (float)b : 20.0f);
+    if (!strcmp(name, "hardtanh"))
+        return et_hardtanh_new(nargs >= 1 ? (float)a : -1.0f, nargs >= 2 ? (float)b : 1.0f);
+    return NULL;
+}
+
 static int cmd_nonleaf(const char *name)
 {
     et_tensor *w = et_ones(ET_SHAPE(3));
