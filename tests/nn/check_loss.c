@@ -316,8 +316,8 @@ END_TEST
 
 START_TEST(reduction_parse_and_name_round_trip)
 {
-    const char *names[] = {"mean", "sum", "none"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"mean", "sum", "none", "batchmean"};
+    for (int i = 0; i < 4; i++) {
         et_reduction r;
         ck_assert_int_eq(et_reduction_parse(names[i], &r), ET_OK);
         ck_assert_int_eq(r, i);

@@ -102,6 +102,172 @@ def test_activation_modules(T):
             T.report(case, False, repr(e))
 
 
+def loss2_case(T, case, name, red, tensors, grads, fn, **kw):
+    """`nn_runner loss2`: tensors {name: torch tensor}; the ones named in `grads` require
+    grad; loss and every gradient vs torch's fn(tensors...)."""
+    try:
+        ts = {k: (v.clone().requires_grad_(True) if k in grads else v) for k, v in tensors.items()}
+        loss = fn(ts, red)
+        gout = torch.randn(loss.shape, generator=torch.Generator().manual_seed(31)) \
+            if loss.dim() else torch.tensor(1.0)
+        loss.backward(gout)
+        inputs = {k: v.detach().float().numpy() for k, v in ts.items()}
+        inputs["gout"] = gout.numpy()
+        T.st_write(T.tmp("l2_in.st"), inputs)
+        args = [f"grad={','.join(grads)}"] + [f"{k}={v}" for k, v in kw.items()]
+        T.run("loss2", name, red, T.tmp("l2_in.st"), T.tmp("l2_out.st"), *args)
+        ours, _ = T.st_read(T.tmp("l2_out.st"))
+        want = {"loss": loss}
+        want.update({f"grad.{k}": ts[k].grad for k in grads})
+        T.compare_all(case, ours, want)
+    except Exception as e:  # noqa: BLE001
+        T.report(case, False, repr(e))
+
+
+REDS = ("mean", "sum", "none")
+
+
+def test_losses(T):
+    g = torch.Generator().manual_seed(41)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    # KLDivLoss: log_target both ways, every reduction incl. batchmean, zeros in the target
+    for log_target in (False, True):
+        for red in REDS + ("batchmean",):
+            for shape in ((4, 5), (2, 3, 4)):
+                x = F.log_softmax(r(*shape), -1)
+                t = F.softmax(r(*shape) * 2, -1)
+                if not log_target:
+                    t[0, 1] = 0.0   # 0 log 0 = 0
+                else:
+                    t = t.log()
+                loss2_case(T, f"loss kl_div(log_target={log_target}) {list(shape)} {red}", "kl_div",
+                           red, {"input": x, "target": t}, ["input", "target"],
+                           lambda ts, rd, lt=log_target: F.kl_div(ts["input"], ts["target"],
+                                                                  reduction=rd, log_target=lt),
+                           log_target=int(log_target))
+    # BCEWithLogitsLoss with weight and pos_weight (broadcast), x == 0 and extreme logits
+    x = r(6, 4) * 3
+    x[0, 0] = 0.0
+    x[1, :] = torch.tensor([1e4, -1e4, 30.0, -30.0])
+    t = torch.randint(0, 2, (6, 4), generator=g).float()
+    t[2, :] = torch.rand(4, generator=g)   # soft labels too
+    for wname, w in [("none", None), ("[4]", torch.rand(4, generator=g) + 0.5),
+                     ("[6,1]", torch.rand(6, 1, generator=g) + 0.5)]:
+        for pname, pw in [("none", None), ("[4]", torch.tensor([0.5, 1.0, 2.0, 3.0]))]:
+            for red in REDS:
+                ts = {"input": x, "target": t}
+                if w is not None:
+                    ts["weight"] = w
+                if pw is not None:
+                    ts["pos_weight"] = pw
+                grads = ["input", "target"]   # torch: pos_weight/weight not differentiable
+                loss2_case(T, f"loss bce_with_logits(weight={wname}, pos_weight={pname}) {red}",
+                           "bce_logits", red, ts, grads,
+                           lambda s, rd: F.binary_cross_entropy_with_logits(
+                               s["input"], s["target"], weight=s.get("weight"),
+                               pos_weight=s.get("pos_weight"), reduction=rd))
+    # CrossEntropyLoss: [N, C, d1, ...] inputs, probability targets, with weights, ignore_index,
+    # label smoothing; NLLLoss on [N, C, d1, ...]
+    for shape in ((4, 5), (3, 4, 2), (2, 3, 2, 3), (5,)):
+        C = shape[0] if len(shape) == 1 else shape[1]
+        cls_shape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+        x = r(*shape) * 2
+        cls = torch.randint(0, C, cls_shape, generator=g)
+        if len(shape) > 1:
+            cls.view(-1)[1] = -100
+        prob = F.softmax(r(*shape), 1 if len(shape) > 1 else 0)
+        w = torch.rand(C, generator=g) + 0.2
+        for weighted in (False, True):
+            for ls in (0.0, 0.2):
+                for red in REDS:
+                    tag = f"{list(shape)} weight={'yes' if weighted else 'no'} ls={ls} {red}"
+                    ts = {"input": x, "target": cls.float()}
+                    if weighted:
+                        ts["weight"] = w
+                    loss2_case(T, f"loss cross_entropy(class targets) {tag}", "cross_entropy", red,
+                               ts, ["input"],
+                               lambda s, rd, ls=ls: F.cross_entropy(s["input"], s["target"].long(),
+                                                                    weight=s.get("weight"),
+                                                                    reduction=rd, label_smoothing=ls),
+                               label_smoothing=ls)
+                    tp = {"input": x, "target": prob}
+                    if weighted:
+                        tp["weight"] = w
+                    loss2_case(T, f"loss cross_entropy(probability targets) {tag}", "cross_entropy",
+                               red, tp, ["input", "target"],
+                               lambda s, rd, ls=ls: F.cross_entropy(s["input"], s["target"],
+                                                                    weight=s.get("weight"),
+                                                                    reduction=rd, label_smoothing=ls),
+                               label_smoothing=ls)
+            if len(shape) > 1:
+                for red in REDS:
+                    ts = {"input": F.log_softmax(x, 1), "target": cls.float()}
+                    if weighted:
+                        ts["weight"] = w
+                    loss2_case(T, f"loss nll {list(shape)} weight={'yes' if weighted else 'no'} {red}",
+                               "nll", red, ts, ["input"],
+                               lambda s, rd: F.nll_loss(s["input"], s["target"].long(),
+                                                        weight=s.get("weight"), reduction=rd))
+    # MarginRankingLoss (broadcasting), CosineEmbeddingLoss, TripletMarginLoss
+    for margin in (0.0, 0.5):
+        for red in REDS:
+            y = torch.randint(0, 2, (6,), generator=g).float() * 2 - 1
+            loss2_case(T, f"loss margin_ranking(margin={margin}) {red}", "margin_ranking", red,
+                       {"input": r(6), "input2": r(6), "y": y}, ["input", "input2"],
+                       lambda s, rd, m=margin: F.margin_ranking_loss(s["input"], s["input2"], s["y"],
+                                                                     margin=m, reduction=rd),
+                       margin=margin)
+            yb = torch.randint(0, 2, (3, 4), generator=g).float() * 2 - 1
+            loss2_case(T, f"loss margin_ranking(margin={margin}, broadcast) {red}", "margin_ranking",
+                       red, {"input": r(3, 1), "input2": r(1, 4), "y": yb}, ["input", "input2"],
+                       lambda s, rd, m=margin: F.margin_ranking_loss(s["input"], s["input2"], s["y"],
+                                                                     margin=m, reduction=rd),
+                       margin=margin)
+            yc = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0])
+            loss2_case(T, f"loss cosine_embedding(margin={margin}) {red}", "cosine_embedding", red,
+                       {"input": r(5, 4), "input2": r(5, 4), "y": yc}, ["input", "input2"],
+                       lambda s, rd, m=margin: F.cosine_embedding_loss(s["input"], s["input2"],
+                                                                       s["y"], margin=m,
+                                                                       reduction=rd),
+                       margin=margin)
+        loss2_case(T, f"loss cosine_embedding(margin={margin}, 1-D)", "cosine_embedding", "mean",
+                   {"input": r(4), "input2": r(4), "y": torch.tensor(-1.0)}, ["input", "input2"],
+                   lambda s, rd, m=margin: F.cosine_embedding_loss(s["input"], s["input2"], s["y"],
+                                                                   margin=m, reduction=rd),
+                   margin=margin)
+    for kw in ({}, {"margin": 0.3}, {"p": 1.0}, {"p": 3.0}, {"swap": 1}, {"eps": 1e-3}):
+        for red in REDS:
+            for shape in ((5, 4), (4,), (2, 3, 4)):
+                ts = {"anchor": r(*shape), "positive": r(*shape), "negative": r(*shape)}
+                tkw = {k: (bool(v) if k == "swap" else v) for k, v in kw.items()}
+                loss2_case(T, f"loss triplet_margin({kw}) {list(shape)} {red}", "triplet", red, ts,
+                           ["anchor", "positive", "negative"],
+                           lambda s, rd, tkw=tkw: F.triplet_margin_loss(
+                               s["anchor"], s["positive"], s["negative"], reduction=rd, **tkw),
+                           **kw)
+    # errors named as torch names them
+    for case, args, want in [
+            ("mse batchmean", ("loss", "mse", "batchmean"), "batchmean"),
+            ("cross_entropy prob target with ignore_index", None, "ignore_index")]:
+        try:
+            if args:
+                T.st_write(T.tmp("e_in.st"), {"input": r(3).numpy(), "target": r(3).numpy(),
+                                               "gout": r(3).numpy()})
+                proc = T.subprocess.run([T.RUNNER, *args, "0", T.tmp("e_in.st"), T.tmp("e_out.st")],
+                                        stdout=T.subprocess.PIPE, stderr=T.subprocess.PIPE, text=True)
+            else:
+                T.st_write(T.tmp("e_in.st"), {"input": r(3, 4).numpy(), "target": r(3, 4).numpy(),
+                                               "gout": r(1).numpy()[0], "ignore_index": 1.0})
+                proc = T.subprocess.run([T.RUNNER, "loss2", "cross_entropy", "mean", T.tmp("e_in.st"),
+                                         T.tmp("e_out.st")], stdout=T.subprocess.PIPE,
+                                        stderr=T.subprocess.PIPE, text=True)
+            T.report(f"loss error: {case}", proc.returncode != 0 and want in proc.stderr,
+                     proc.stderr.strip())
+        except Exception as e:  # noqa: BLE001
+            T.report(f"loss error: {case}", False, repr(e))
+
+
 def run(T):
     test_sweep(T)
     test_activation_modules(T)
+    test_losses(T)
