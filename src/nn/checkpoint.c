@@ -80,13 +80,25 @@ et_tensor_dict *et_checkpoint_state(const et_module *m, const et_optim *o, const
         for (int i = 0; st == ET_OK && i < et_optim_state_count(o); i++)
             st = set_prefixed(d, OPTIM_PREFIX, et_optim_state_name(o, i),
                               et_optim_state_tensor(o, i));
+        /* every group's hyper-parameters (schedulers change lr and momentum) */
+        if (st == ET_OK)
+            st = set_meta_i64(d, "optim.groups", et_optim_num_groups(o));
+        for (int gi = 0; st == ET_OK && gi < et_optim_num_groups(o); gi++)
+            for (int k = 0; st == ET_OK && k < et_optim_num_hparams(o); k++) {
+                char key[96];
+                const char *h = et_optim_hparam_name(o, k);
+                snprintf(key, sizeof key, "optim.group.%d.%s", gi, h);
+                st = set_meta_dbl(d, key, et_optim_group_get(o, gi, h));
+            }
     }
     if (s && st == ET_OK) {
         st = et_tensor_dict_set_meta(d, "scheduler.type", et_scheduler_type(s));
-        if (st == ET_OK)
-            st = set_meta_i64(d, "scheduler.last_epoch", et_scheduler_last_epoch(s));
-        if (st == ET_OK)
-            st = set_meta_dbl(d, "scheduler.last_lr", et_scheduler_get_last_lr(s));
+        /* last_epoch, last_lr[.g], and what the scheduler keeps besides */
+        for (int i = 0; st == ET_OK && i < et_scheduler_state_count(s); i++) {
+            char key[160];
+            snprintf(key, sizeof key, "scheduler.%s", et_scheduler_state_name(s, i));
+            st = set_meta_dbl(d, key, et_scheduler_state_get(s, i));
+        }
     }
     if (g && st == ET_OK) {
         uint64_t gs[4];
@@ -137,6 +149,18 @@ static et_status parse_dbl(const char *key, const char *v, double *out)
     return ET_OK;
 }
 
+/* any number but NaN (a plateau's best starts at +-inf) */
+static et_status parse_num(const char *key, const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || isnan(x))
+        return et_set_error(ET_ERR_FORMAT, "checkpoint: metadata \"%s\" = \"%s\" is not a "
+                            "number", key, v);
+    *out = x;
+    return ET_OK;
+}
+
 static et_status parse_gen(const char *v, uint64_t gs[4])
 {
     const char *p = v;
@@ -180,9 +204,15 @@ et_status et_checkpoint_restore(const et_tensor_dict *d, et_module *m, et_optim 
                             CKPT_FORMAT);
 
     /* 1. metadata, all parsed before anything is changed */
-    int64_t step_v = 0, osteps = 0, last_epoch = 0;
-    double olr = 0, last_lr = 0;
+    int64_t step_v = 0, osteps = 0;
+    double olr = 0;
     uint64_t gs[4];
+    int ngroups = o ? et_optim_num_groups(o) : 0, nhp = o ? et_optim_num_hparams(o) : 0;
+    int nsv = s ? et_scheduler_state_count(s) : 0;
+    bool have_groups = false;
+    double *hp = calloc((size_t)(ngroups * nhp + nsv + 1), sizeof *hp), *sv = hp + ngroups * nhp;
+    if (!hp)
+        return et_set_error(ET_ERR_NOMEM, "checkpoint: out of memory");
     const char *v = need_meta(d, "step", &st);
     if (st == ET_OK)
         st = parse_i64("step", v, &step_v);
@@ -195,21 +225,58 @@ et_status et_checkpoint_restore(const et_tensor_dict *d, et_module *m, et_optim 
             st = parse_i64("optim.steps", v, &osteps);
         if (st == ET_OK && (v = need_meta(d, "optim.lr", &st)))
             st = parse_dbl("optim.lr", v, &olr);
+        /* files before parameter groups have only optim.lr */
+        const char *gv = et_tensor_dict_get_meta(d, "optim.groups");
+        int64_t ng = 0;
+        if (st == ET_OK && gv && (st = parse_i64("optim.groups", gv, &ng)) == ET_OK &&
+            ng != ngroups)
+            st = et_set_error(ET_ERR_FORMAT, "checkpoint: %lld parameter groups, the optimizer "
+                              "has %d", (long long)ng, ngroups);
+        have_groups = gv != NULL;
+        for (int gi = 0; have_groups && st == ET_OK && gi < ngroups; gi++)
+            for (int k = 0; st == ET_OK && k < nhp; k++) {
+                char key[96];
+                snprintf(key, sizeof key, "optim.group.%d.%s", gi, et_optim_hparam_name(o, k));
+                if ((v = need_meta(d, key, &st)))
+                    st = parse_num(key, v, &hp[gi * nhp + k]);
+            }
     }
     if (s && st == ET_OK) {
         const char *type = need_meta(d, "scheduler.type", &st);
         if (st == ET_OK && strcmp(type, et_scheduler_type(s)) != 0)
             st = et_set_error(ET_ERR_FORMAT, "checkpoint: scheduler is %s, the checkpoint "
                               "holds %s", et_scheduler_type(s), type);
-        if (st == ET_OK && (v = need_meta(d, "scheduler.last_epoch", &st)))
-            st = parse_i64("scheduler.last_epoch", v, &last_epoch);
-        if (st == ET_OK && (v = need_meta(d, "scheduler.last_lr", &st)))
-            st = parse_dbl("scheduler.last_lr", v, &last_lr);
+        for (int i = 0; st == ET_OK && i < nsv; i++) {
+            char key[160];
+            snprintf(key, sizeof key, "scheduler.%s", et_scheduler_state_name(s, i));
+            if ((v = need_meta(d, key, &st)) && (st = parse_num(key, v, &sv[i])) == ET_OK &&
+                et_scheduler_state_check(s, et_scheduler_state_name(s, i), sv[i]) != ET_OK)
+                st = et_set_error(ET_ERR_FORMAT, "checkpoint: metadata \"%s\" = \"%s\" is "
+                                  "out of range", key, v);
+        }
     }
     if (g && st == ET_OK && (v = need_meta(d, "generator.state", &st)))
         st = parse_gen(v, gs);
-    if (st != ET_OK)
+    /* the hyper-parameters go in first (a key such as momentum may create the
+     * state the tensors below fill); back to the old values if one is refused */
+    for (int gi = 0; have_groups && st == ET_OK && gi < ngroups; gi++)
+        for (int k = 0; st == ET_OK && k < nhp; k++) {
+            const char *h = et_optim_hparam_name(o, k);
+            double old = et_optim_group_get(o, gi, h);
+            st = et_optim_group_set(o, gi, h, hp[gi * nhp + k]);
+            hp[gi * nhp + k] = old;   /* what to put back */
+            if (st != ET_OK) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", et_errmsg());
+                for (int r = gi * nhp + k - 1; r >= 0; r--)
+                    et_optim_group_set(o, r / nhp, et_optim_hparam_name(o, r % nhp), hp[r]);
+                st = et_set_error(ET_ERR_FORMAT, "checkpoint: optim.group.%d.%s: %s", gi, h, msg);
+            }
+        }
+    if (st != ET_OK) {
+        free(hp);
         return st;
+    }
 
     /* 2. split the tensors into the module's and the optimizer's */
     int n = et_tensor_dict_len(d);
@@ -259,9 +326,9 @@ et_status et_checkpoint_restore(const et_tensor_dict *d, et_module *m, et_optim 
     if (o && st == ET_OK)
         st = et_optim_load_state(o, onames, otensors, on, osteps);
     if (st == ET_OK) {
-        if (s)
-            et_scheduler_load_state(s, last_epoch, last_lr);
-        if (o)
+        for (int i = 0; i < nsv; i++)   /* values of our own format: cannot fail */
+            et_scheduler_state_set(s, et_scheduler_state_name(s, i), sv[i]);
+        if (o && !have_groups)
             et_optim_set_lr(o, olr);
         if (g)
             et_generator_set_state(g, gs);
@@ -269,6 +336,10 @@ et_status et_checkpoint_restore(const et_tensor_dict *d, et_module *m, et_optim 
             *step = step_v;
     }
 out:
+    if (st != ET_OK && have_groups)   /* put the hyper-parameters back */
+        for (int r = ngroups * nhp - 1; r >= 0; r--)
+            et_optim_group_set(o, r / nhp, et_optim_hparam_name(o, r % nhp), hp[r]);
+    free(hp);
     et_tensor_dict_free(md);
     free(onames);
     free(otensors);

@@ -1,57 +1,181 @@
 /*
- * optim.c - optimizers (SGD, Adagrad, RMSprop, Adam, AdamW) with the update
- * rules of torch 1.13's single-tensor implementations, written as one pass
- * over each parameter in float32 with the same operation order, and the
- * learning-rate schedulers in torch's recursive (chainable) form.
+ * optim.c - the optimizer object: parameter groups (torch's param_groups),
+ * hyper-parameters by torch's key names, per-parameter state, step and
+ * checkpoint state.  The update rules are in optim_rules.c (SGD, Adagrad,
+ * RMSprop, Adam, AdamW) and optim_rules_more.c (NAdam, RAdam, Adamax), the
+ * schedulers in sched.c.
  */
-#include "nn/nn_internal.h"
+#include "nn/optim_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>   /* _mm_sqrt_ps: GCC does not vectorise sqrtf under math-errno */
-#endif
 
-/* An AVX (8-lane) copy of Adam's loop, chosen at run time.  Not under
- * sanitizers, which gain nothing from it and check the portable code. */
-#if defined(__clang__) && defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define OPTIM_SANITIZED 1
-#endif
-#endif
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(OPTIM_SANITIZED)
-#define OPTIM_AVX 1
-#include <immintrin.h>
-#endif
+/* ------------------------------------------------- kinds: slots and keys */
 
-typedef enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW } opt_kind;
+typedef struct {
+    const char *key;
+    size_t off;        /* of the double or bool in the kind's opts struct */
+    bool is_bool;
+    bool structural;   /* changes which state slots exist */
+} hp_def;
 
-#define MAX_SLOTS 3
-
-struct et_optim {
-    opt_kind kind;
+typedef struct {
     const char *type;
-    int n;
-    et_tensor **params;      /* borrowed */
-    double lr;
-    union {
-        et_sgd_opts sgd;
-        et_adagrad_opts ada;
-        et_rmsprop_opts rms;
-        et_adam_opts adam;
-    } o;
-    /* State: nslots tensors per parameter, state[i * nslots + s]. */
-    int nslots;
-    const char *slot[MAX_SLOTS];
-    et_tensor **state;
-    char **state_names;
-    int64_t *pstep;          /* per-parameter step (torch's state["step"]) */
-    bool *buf_init;          /* SGD: momentum buffer holds a value */
-    int64_t steps;
+    const hp_def *hp;
+    int nhp;
+    const char *slot[OPT_MAX_SLOTS];
+} kind_info;
+
+#define D(T, f) {#f, offsetof(T, f), false, false}
+#define DS(T, f) {#f, offsetof(T, f), false, true}
+#define B(T, f) {#f, offsetof(T, f), true, false}
+#define BS(T, f) {#f, offsetof(T, f), true, true}
+static const hp_def sgd_hp[] = {D(et_sgd_opts, lr), DS(et_sgd_opts, momentum),
+                                D(et_sgd_opts, dampening), D(et_sgd_opts, weight_decay),
+                                B(et_sgd_opts, nesterov), B(et_sgd_opts, maximize)};
+static const hp_def ada_hp[] = {D(et_adagrad_opts, lr), D(et_adagrad_opts, lr_decay),
+                                D(et_adagrad_opts, weight_decay),
+                                D(et_adagrad_opts, initial_accumulator_value),
+                                D(et_adagrad_opts, eps), B(et_adagrad_opts, maximize)};
+static const hp_def rms_hp[] = {D(et_rmsprop_opts, lr), D(et_rmsprop_opts, alpha),
+                                D(et_rmsprop_opts, eps), D(et_rmsprop_opts, weight_decay),
+                                DS(et_rmsprop_opts, momentum), BS(et_rmsprop_opts, centered),
+                                B(et_rmsprop_opts, maximize)};
+static const hp_def adam_hp[] = {D(et_adam_opts, lr), D(et_adam_opts, beta1),
+                                 D(et_adam_opts, beta2), D(et_adam_opts, eps),
+                                 D(et_adam_opts, weight_decay), BS(et_adam_opts, amsgrad),
+                                 B(et_adam_opts, maximize)};
+static const hp_def nadam_hp[] = {D(et_nadam_opts, lr), D(et_nadam_opts, beta1),
+                                  D(et_nadam_opts, beta2), D(et_nadam_opts, eps),
+                                  D(et_nadam_opts, weight_decay), D(et_nadam_opts, momentum_decay)};
+static const hp_def radam_hp[] = {D(et_radam_opts, lr), D(et_radam_opts, beta1),
+                                  D(et_radam_opts, beta2), D(et_radam_opts, eps),
+                                  D(et_radam_opts, weight_decay)};
+static const hp_def adamax_hp[] = {D(et_adamax_opts, lr), D(et_adamax_opts, beta1),
+                                   D(et_adamax_opts, beta2), D(et_adamax_opts, eps),
+                                   D(et_adamax_opts, weight_decay), B(et_adamax_opts, maximize)};
+#undef D
+#undef DS
+#undef B
+#undef BS
+#define HP(a) a, (int)(sizeof a / sizeof a[0])
+
+/* in opt_kind order */
+static const kind_info kinds[] = {
+    {"SGD", HP(sgd_hp), {"momentum_buffer"}},
+    {"Adagrad", HP(ada_hp), {"sum"}},
+    {"RMSprop", HP(rms_hp), {"square_avg", "momentum_buffer", "grad_avg"}},
+    {"Adam", HP(adam_hp), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
+    {"AdamW", HP(adam_hp), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
+    {"NAdam", HP(nadam_hp), {"exp_avg", "exp_avg_sq", "mu_product"}},
+    {"RAdam", HP(radam_hp), {"exp_avg", "exp_avg_sq"}},
+    {"Adamax", HP(adamax_hp), {"exp_avg", "exp_inf"}},
 };
+
+/* Which slots a group with options o has. */
+static bool has_slot(opt_kind kind, const opt_opts *o, int s)
+{
+    switch (kind) {
+    case OPT_SGD: return s == 0 && o->sgd.momentum != 0;
+    case OPT_ADAGRAD: return s == 0;
+    case OPT_RMSPROP: return s == 0 || (s == 1 && o->rms.momentum > 0) || (s == 2 && o->rms.centered);
+    case OPT_ADAM:
+    case OPT_ADAMW: return s < 2 || o->adam.amsgrad;
+    case OPT_NADAM: return true;
+    case OPT_RADAM:
+    case OPT_ADAMAX: return s < 2;
+    }
+    return false;
+}
+
+/* The value a new slot starts with.  Adagrad's sums start at the
+ * constructor's initial_accumulator_value for every group (torch 1.13's
+ * __init__ reads its argument, not the group's key). */
+static float slot_init(const et_optim *opt, const opt_opts *o, int s)
+{
+    opt_kind kind = opt->kind;
+    if (kind == OPT_ADAGRAD)
+        return (float)opt->defaults.ada.initial_accumulator_value;
+    if (kind == OPT_NADAM && s == 2)
+        return 1.0f;   /* mu_product */
+    return 0.0f;
+}
+
+static bool bad(double v) { return !(v >= 0.0) || isinf(v); }
+
+/* torch's constructor checks (messages as torch's ValueErrors); false + error. */
+static bool validate(opt_kind kind, const opt_opts *o, const char *where)
+{
+    const char *t = kinds[kind].type;
+#define FAIL(...)                                                        \
+    do {                                                                 \
+        char msg_[160];                                                  \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                        \
+        et_set_error(ET_ERR_ARG, "%s%s: %s", t, where, msg_);            \
+        return false;                                                    \
+    } while (0)
+    if (bad(o->sgd.lr))
+        FAIL("invalid learning rate: %g", o->sgd.lr);
+    switch (kind) {
+    case OPT_SGD:
+        if (bad(o->sgd.momentum))
+            FAIL("invalid momentum value: %g", o->sgd.momentum);
+        if (bad(o->sgd.weight_decay))
+            FAIL("invalid weight_decay value: %g", o->sgd.weight_decay);
+        if (!isfinite(o->sgd.dampening))
+            FAIL("invalid dampening: %g", o->sgd.dampening);
+        if (o->sgd.nesterov && (o->sgd.momentum <= 0 || o->sgd.dampening != 0))
+            FAIL("nesterov momentum requires a momentum and zero dampening");
+        return true;
+    case OPT_ADAGRAD:
+        if (bad(o->ada.lr_decay))
+            FAIL("invalid lr_decay value: %g", o->ada.lr_decay);
+        if (bad(o->ada.weight_decay))
+            FAIL("invalid weight_decay value: %g", o->ada.weight_decay);
+        if (bad(o->ada.initial_accumulator_value))
+            FAIL("invalid initial_accumulator_value value: %g", o->ada.initial_accumulator_value);
+        if (bad(o->ada.eps))
+            FAIL("invalid epsilon value: %g", o->ada.eps);
+        return true;
+    case OPT_RMSPROP:
+        if (bad(o->rms.eps))
+            FAIL("invalid epsilon value: %g", o->rms.eps);
+        if (bad(o->rms.momentum))
+            FAIL("invalid momentum value: %g", o->rms.momentum);
+        if (bad(o->rms.weight_decay))
+            FAIL("invalid weight_decay value: %g", o->rms.weight_decay);
+        if (bad(o->rms.alpha))
+            FAIL("invalid alpha value: %g", o->rms.alpha);
+        return true;
+    default: {
+        /* the Adam family: lr, beta1, beta2, eps, weight_decay lead each struct */
+        double b1 = kind == OPT_NADAM ? o->nadam.beta1 : kind == OPT_RADAM ? o->radam.beta1
+                    : kind == OPT_ADAMAX ? o->adamax.beta1 : o->adam.beta1;
+        double b2 = kind == OPT_NADAM ? o->nadam.beta2 : kind == OPT_RADAM ? o->radam.beta2
+                    : kind == OPT_ADAMAX ? o->adamax.beta2 : o->adam.beta2;
+        double eps = kind == OPT_NADAM ? o->nadam.eps : kind == OPT_RADAM ? o->radam.eps
+                     : kind == OPT_ADAMAX ? o->adamax.eps : o->adam.eps;
+        double wd = kind == OPT_NADAM ? o->nadam.weight_decay
+                    : kind == OPT_RADAM ? o->radam.weight_decay
+                    : kind == OPT_ADAMAX ? o->adamax.weight_decay : o->adam.weight_decay;
+        if (bad(eps))
+            FAIL("invalid epsilon value: %g", eps);
+        if (!(b1 >= 0 && b1 < 1))
+            FAIL("invalid beta parameter at index 0: %g", b1);
+        if (!(b2 >= 0 && b2 < 1))
+            FAIL("invalid beta parameter at index 1: %g", b2);
+        if (bad(wd))
+            FAIL("invalid weight_decay value: %g", wd);
+        if (kind == OPT_NADAM && bad(o->nadam.momentum_decay))
+            FAIL("invalid momentum_decay value: %g", o->nadam.momentum_decay);
+        return true;
+    }
+    }
+#undef FAIL
+}
 
 /* ------------------------------------------------------------ life cycle */
 
@@ -59,403 +183,367 @@ void et_optim_free(et_optim *o)
 {
     if (!o)
         return;
-    int ns = o->n * o->nslots;
-    for (int i = 0; i < ns; i++) {
-        if (o->state)
-            et_tensor_free(o->state[i]);
-        if (o->state_names)
-            free(o->state_names[i]);
+    for (int i = 0; i < o->nstate; i++) {
+        et_tensor_free(o->state[i]);
+        free(o->state_names[i]);
     }
     free(o->state);
     free(o->state_names);
+    free(o->slot);
     free(o->params);
+    free(o->group_of);
+    free(o->groups);
     free(o->pstep);
     free(o->buf_init);
     free(o);
 }
 
-/* Allocates the optimizer, copies params and creates the state tensors
- * (filled with `init`) named "<param index>.<slot>". */
-static et_optim *optim_alloc(opt_kind kind, const char *type, et_tensor *const *params, int n,
-                             double lr, const char *const *slots, int nslots, float init)
+/* Make room for `add` more parameters (arrays grow together; nothing else changes). */
+static bool grow_params(et_optim *o, int add)
 {
+    int n = o->n + add;
+    et_tensor **p = realloc(o->params, (size_t)n * sizeof *p);
+    if (p)
+        o->params = p;
+    int *go = p ? realloc(o->group_of, (size_t)n * sizeof *go) : NULL;
+    if (go)
+        o->group_of = go;
+    int *sl = go ? realloc(o->slot, (size_t)n * OPT_MAX_SLOTS * sizeof *sl) : NULL;
+    if (sl)
+        o->slot = sl;
+    int64_t *ps = sl ? realloc(o->pstep, (size_t)n * sizeof *ps) : NULL;
+    if (ps)
+        o->pstep = ps;
+    bool *bi = ps ? realloc(o->buf_init, (size_t)n * sizeof *bi) : NULL;
+    if (bi)
+        o->buf_init = bi;
+    return bi != NULL;
+}
+
+/* Creates the state slots group g's options need that its parameters lack. */
+static et_status ensure_slots(et_optim *o, int g, const opt_opts *opts)
+{
+    const optim_group *gr = &o->groups[g];
+    int need = 0;
+    for (int i = gr->first; i < gr->first + gr->n; i++)
+        for (int s = 0; s < OPT_MAX_SLOTS; s++)
+            need += has_slot(o->kind, opts, s) && o->slot[i * OPT_MAX_SLOTS + s] < 0;
+    if (need == 0)
+        return ET_OK;
+    et_tensor **st = realloc(o->state, (size_t)(o->nstate + need) * sizeof *st);
+    if (st)
+        o->state = st;
+    char **nm = st ? realloc(o->state_names, (size_t)(o->nstate + need) * sizeof *nm) : NULL;
+    if (!nm)
+        return et_set_error(ET_ERR_NOMEM, "%s: out of memory", o->type);
+    o->state_names = nm;
+    /* build them all first: a failure adds none */
+    et_tensor **tmp = calloc((size_t)need, sizeof *tmp);
+    char **names = tmp ? calloc((size_t)need, sizeof *names) : NULL;
+    int k = 0;
+    bool ok = names != NULL;
+    for (int i = gr->first; ok && i < gr->first + gr->n; i++)
+        for (int s = 0; ok && s < OPT_MAX_SLOTS; s++) {
+            if (!has_slot(o->kind, opts, s) || o->slot[i * OPT_MAX_SLOTS + s] >= 0)
+                continue;
+            et_tensor *p = o->params[i];
+            bool scalar = o->kind == OPT_NADAM && s == 2;   /* mu_product */
+            tmp[k] = scalar ? nn_keep_new(NULL, NULL, 0) : nn_keep_new(NULL, et_shape(p), et_ndim(p));
+            float init = slot_init(o, opts, s);
+            if (tmp[k] && init != 0.0f)
+                et_fill_(tmp[k], init);
+            size_t len = strlen(kinds[o->kind].slot[s]) + 24;
+            names[k] = malloc(len);
+            if (names[k])
+                snprintf(names[k], len, "%d.%s", i, kinds[o->kind].slot[s]);
+            ok = tmp[k] && names[k];
+            k++;
+        }
+    if (!ok) {
+        for (int j = 0; j < k && names; j++) {
+            et_tensor_free(tmp[j]);
+            free(names[j]);
+        }
+        free(tmp);
+        free(names);
+        return et_set_error(ET_ERR_NOMEM, "%s: out of memory for the optimizer state", o->type);
+    }
+    k = 0;
+    for (int i = gr->first; i < gr->first + gr->n; i++)
+        for (int s = 0; s < OPT_MAX_SLOTS; s++) {
+            if (!has_slot(o->kind, opts, s) || o->slot[i * OPT_MAX_SLOTS + s] >= 0)
+                continue;
+            o->slot[i * OPT_MAX_SLOTS + s] = o->nstate;
+            o->state[o->nstate] = tmp[k];
+            o->state_names[o->nstate++] = names[k];
+            k++;
+        }
+    free(tmp);
+    free(names);
+    return ET_OK;
+}
+
+/* Appends params[n] as a new group with options opts; the group index or -1. */
+static int add_group(et_optim *o, et_tensor *const *params, int n, const opt_opts *opts)
+{
+    const char *t = o->type;
     if (n <= 0 || !params) {
-        et_set_error(ET_ERR_ARG, "%s: optimizer got an empty parameter list", type);
-        return NULL;
+        et_set_error(ET_ERR_ARG, "%s: optimizer got an empty parameter list", t);
+        return -1;
     }
     for (int i = 0; i < n; i++) {
         if (!params[i]) {
-            et_set_error_after(ET_ERR_ARG, "%s: parameter %d is NULL", type, i);
-            return NULL;
+            et_set_error_after(ET_ERR_ARG, "%s: parameter %d is NULL", t, o->n + i);
+            return -1;
         }
         if (!et_is_leaf(params[i])) {   /* its .grad is never kept: torch refuses it too */
             et_set_error(ET_ERR_ARG, "%s: can't optimize a non-leaf Tensor (parameter %d, "
-                         "made by %s)", type, i, et_grad_fn_name(params[i]));
-            return NULL;
+                         "made by %s)", t, o->n + i, et_grad_fn_name(params[i]));
+            return -1;
         }
-        for (int j = 0; j < i; j++) {
-            if (params[j] == params[i]) {
-                et_set_error(ET_ERR_ARG, "%s: parameter %d is also parameter %d", type, i, j);
-                return NULL;
+        for (int j = 0; j < o->n + i; j++) {
+            et_tensor *q = j < o->n ? o->params[j] : params[j - o->n];
+            if (q == params[i]) {
+                et_set_error(ET_ERR_ARG, j < o->n ? "%s: some parameters appear in more than "
+                             "one parameter group (parameter %d is also parameter %d)"
+                             : "%s: parameter %d is also parameter %d", t, o->n + i, j);
+                return -1;
             }
         }
     }
-    et_optim *o = calloc(1, sizeof(*o));
-    if (!o)
-        goto oom;
-    o->kind = kind;
-    o->type = type;
-    o->lr = lr;
-    o->params = malloc((size_t)n * sizeof(*o->params));
-    o->pstep = calloc((size_t)n, sizeof(*o->pstep));
-    o->buf_init = calloc((size_t)n, sizeof(*o->buf_init));
-    if (!o->params || !o->pstep || !o->buf_init)
-        goto oom;
-    memcpy(o->params, params, (size_t)n * sizeof(*o->params));
-    o->n = n;
-    o->nslots = nslots;
-    for (int s = 0; s < nslots; s++)
-        o->slot[s] = slots[s];
-    if (nslots > 0) {
-        o->state = calloc((size_t)(n * nslots), sizeof(*o->state));
-        o->state_names = calloc((size_t)(n * nslots), sizeof(*o->state_names));
-        if (!o->state || !o->state_names)
-            goto oom;
-        for (int i = 0; i < n; i++) {
-            for (int s = 0; s < nslots; s++) {
-                et_tensor *p = params[i];
-                et_tensor *t = nn_keep_new(NULL, et_shape(p), et_ndim(p));
-                if (!t)
-                    goto oom;
-                o->state[i * nslots + s] = t;
-                if (init != 0.0f)
-                    et_fill_(t, init);
-                size_t len = strlen(slots[s]) + 16;
-                char *name = malloc(len);
-                if (!name)
-                    goto oom;
-                snprintf(name, len, "%d.%s", i, slots[s]);
-                o->state_names[i * nslots + s] = name;
-            }
-        }
+    optim_group *gs = realloc(o->groups, (size_t)(o->ngroups + 1) * sizeof *gs);
+    if (!gs || !grow_params(o, n)) {
+        if (gs)
+            o->groups = gs;
+        et_set_error(ET_ERR_NOMEM, "%s: out of memory", t);
+        return -1;
     }
-    return o;
-oom:
-    et_optim_free(o);
-    et_set_error(ET_ERR_NOMEM, "%s: out of memory", type);
-    return NULL;
+    o->groups = gs;
+    int g = o->ngroups;
+    gs[g] = (optim_group){.o = *opts, .first = o->n, .n = n};
+    for (int i = 0; i < n; i++) {
+        int k = o->n + i;
+        o->params[k] = params[i];
+        o->group_of[k] = g;
+        o->pstep[k] = 0;
+        o->buf_init[k] = false;
+        for (int s = 0; s < OPT_MAX_SLOTS; s++)
+            o->slot[k * OPT_MAX_SLOTS + s] = -1;
+    }
+    o->n += n;
+    o->ngroups++;
+    if (ensure_slots(o, g, opts) != ET_OK) {
+        o->n -= n;   /* undo: the arrays keep their (harmless) larger size */
+        o->ngroups--;
+        return -1;
+    }
+    return g;
 }
 
-static bool bad(double v) { return !(v >= 0.0) || isinf(v); }
-
-#define CHECK_HP(cond, type, ...)                          \
-    do {                                                   \
-        if (cond) {                                        \
-            et_set_error(ET_ERR_ARG, type ": " __VA_ARGS__); \
-            return NULL;                                   \
-        }                                                  \
-    } while (0)
+static et_optim *optim_new(opt_kind kind, et_tensor *const *params, int n, const opt_opts *opts)
+{
+    if (!validate(kind, opts, ""))
+        return NULL;
+    et_optim *o = calloc(1, sizeof *o);
+    if (!o) {
+        et_set_error(ET_ERR_NOMEM, "%s: out of memory", kinds[kind].type);
+        return NULL;
+    }
+    o->kind = kind;
+    o->type = kinds[kind].type;
+    o->defaults = *opts;
+    if (add_group(o, params, n, opts) < 0) {
+        et_optim_free(o);
+        return NULL;
+    }
+    return o;
+}
 
 et_optim *et_sgd_new(et_tensor *const *params, int n, et_sgd_opts so)
 {
-    CHECK_HP(bad(so.lr), "SGD", "invalid learning rate: %g", so.lr);
-    CHECK_HP(bad(so.momentum), "SGD", "invalid momentum value: %g", so.momentum);
-    CHECK_HP(bad(so.weight_decay), "SGD", "invalid weight_decay value: %g", so.weight_decay);
-    CHECK_HP(isnan(so.dampening) || isinf(so.dampening), "SGD", "invalid dampening: %g",
-             so.dampening);
-    CHECK_HP(so.nesterov && (so.momentum <= 0 || so.dampening != 0), "SGD",
-             "nesterov momentum requires a momentum and zero dampening");
-    static const char *const slots[] = {"momentum_buffer"};
-    et_optim *o = optim_alloc(OPT_SGD, "SGD", params, n, so.lr, slots,
-                              so.momentum != 0 ? 1 : 0, 0.0f);
-    if (o)
-        o->o.sgd = so;
-    return o;
+    return optim_new(OPT_SGD, params, n, &(opt_opts){.sgd = so});
 }
 
 et_optim *et_adagrad_new(et_tensor *const *params, int n, et_adagrad_opts ao)
 {
-    CHECK_HP(bad(ao.lr), "Adagrad", "invalid learning rate: %g", ao.lr);
-    CHECK_HP(bad(ao.lr_decay), "Adagrad", "invalid lr_decay value: %g", ao.lr_decay);
-    CHECK_HP(bad(ao.weight_decay), "Adagrad", "invalid weight_decay value: %g", ao.weight_decay);
-    CHECK_HP(bad(ao.initial_accumulator_value), "Adagrad",
-             "invalid initial_accumulator_value value: %g", ao.initial_accumulator_value);
-    CHECK_HP(bad(ao.eps), "Adagrad", "invalid epsilon value: %g", ao.eps);
-    static const char *const slots[] = {"sum"};
-    et_optim *o = optim_alloc(OPT_ADAGRAD, "Adagrad", params, n, ao.lr, slots, 1,
-                              (float)ao.initial_accumulator_value);
-    if (o)
-        o->o.ada = ao;
-    return o;
+    return optim_new(OPT_ADAGRAD, params, n, &(opt_opts){.ada = ao});
 }
 
 et_optim *et_rmsprop_new(et_tensor *const *params, int n, et_rmsprop_opts ro)
 {
-    CHECK_HP(bad(ro.lr), "RMSprop", "invalid learning rate: %g", ro.lr);
-    CHECK_HP(bad(ro.eps), "RMSprop", "invalid epsilon value: %g", ro.eps);
-    CHECK_HP(bad(ro.momentum), "RMSprop", "invalid momentum value: %g", ro.momentum);
-    CHECK_HP(bad(ro.weight_decay), "RMSprop", "invalid weight_decay value: %g", ro.weight_decay);
-    CHECK_HP(bad(ro.alpha), "RMSprop", "invalid alpha value: %g", ro.alpha);
-    const char *slots[3];
-    int ns = 0;
-    slots[ns++] = "square_avg";
-    if (ro.momentum > 0)
-        slots[ns++] = "momentum_buffer";
-    if (ro.centered)
-        slots[ns++] = "grad_avg";
-    et_optim *o = optim_alloc(OPT_RMSPROP, "RMSprop", params, n, ro.lr, slots, ns, 0.0f);
-    if (o)
-        o->o.rms = ro;
-    return o;
-}
-
-static et_optim *adam_common(opt_kind kind, const char *type, et_tensor *const *params, int n,
-                             et_adam_opts ao)
-{
-    if (bad(ao.lr) || bad(ao.eps) || bad(ao.weight_decay) || !(ao.beta1 >= 0 && ao.beta1 < 1) ||
-        !(ao.beta2 >= 0 && ao.beta2 < 1)) {
-        et_set_error(ET_ERR_ARG, "%s: invalid hyper-parameters (lr=%g, betas=(%g, %g), eps=%g, "
-                     "weight_decay=%g)", type, ao.lr, ao.beta1, ao.beta2, ao.eps, ao.weight_decay);
-        return NULL;
-    }
-    static const char *const slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
-    et_optim *o = optim_alloc(kind, type, params, n, ao.lr, slots, ao.amsgrad ? 3 : 2, 0.0f);
-    if (o)
-        o->o.adam = ao;
-    return o;
+    return optim_new(OPT_RMSPROP, params, n, &(opt_opts){.rms = ro});
 }
 
 et_optim *et_adam_new(et_tensor *const *params, int n, et_adam_opts ao)
 {
-    return adam_common(OPT_ADAM, "Adam", params, n, ao);
+    return optim_new(OPT_ADAM, params, n, &(opt_opts){.adam = ao});
 }
 
 et_optim *et_adamw_new(et_tensor *const *params, int n, et_adam_opts ao)
 {
-    return adam_common(OPT_ADAMW, "AdamW", params, n, ao);
+    return optim_new(OPT_ADAMW, params, n, &(opt_opts){.adam = ao});
 }
 
-/* ------------------------------------------------------------ update rules */
-
-/* Each rule updates k elements of one parameter p from its gradient g and
- * its state slots s[]; `step` is the parameter's step after increment. */
-
-static void sgd_update(const et_optim *o, float *p, const float *g, float **s, bool *init,
-                       int64_t k)
+et_optim *et_nadam_new(et_tensor *const *params, int n, et_nadam_opts no)
 {
-    const et_sgd_opts *so = &o->o.sgd;
-    const float wd = (float)so->weight_decay, mom = (float)so->momentum;
-    const float damp = (float)(1.0 - so->dampening), nlr = (float)(-o->lr);
-    const bool has_mom = so->momentum != 0, first = !*init;
-    float *buf = has_mom ? s[0] : NULL;
-    for (int64_t j = 0; j < k; j++) {
-        float d = so->maximize ? -g[j] : g[j];
-        if (wd != 0.0f)
-            d = d + wd * p[j];
-        if (has_mom) {
-            buf[j] = first ? d : buf[j] * mom + damp * d;
-            d = so->nesterov ? d + mom * buf[j] : buf[j];
-        }
-        p[j] = p[j] + nlr * d;
-    }
-    if (has_mom)
-        *init = true;
+    return optim_new(OPT_NADAM, params, n, &(opt_opts){.nadam = no});
 }
 
-static void adagrad_update(const et_optim *o, float *p, const float *g, float **s, int64_t step,
-                           int64_t k)
+et_optim *et_radam_new(et_tensor *const *params, int n, et_radam_opts ro)
 {
-    const et_adagrad_opts *ao = &o->o.ada;
-    const double clr = o->lr / (1.0 + (double)(step - 1) * ao->lr_decay);
-    const float nclr = (float)(-clr), wd = (float)ao->weight_decay, eps = (float)ao->eps;
-    float *sum = s[0];
-    for (int64_t j = 0; j < k; j++) {
-        float d = ao->maximize ? -g[j] : g[j];
-        if (wd != 0.0f)
-            d = d + wd * p[j];
-        sum[j] = sum[j] + d * d;
-        float std = sqrtf(sum[j]) + eps;
-        p[j] = p[j] + nclr * (d / std);
-    }
+    return optim_new(OPT_RADAM, params, n, &(opt_opts){.radam = ro});
 }
 
-static void rmsprop_update(const et_optim *o, float *p, const float *g, float **s, int64_t k)
+et_optim *et_adamax_new(et_tensor *const *params, int n, et_adamax_opts ao)
 {
-    const et_rmsprop_opts *ro = &o->o.rms;
-    const float alpha = (float)ro->alpha, one_m = (float)(1.0 - ro->alpha);
-    const float wd = (float)ro->weight_decay, eps = (float)ro->eps, mom = (float)ro->momentum;
-    const float nlr = (float)(-o->lr);
-    const bool has_mom = ro->momentum > 0;
-    float *sq = s[0];
-    float *buf = has_mom ? s[1] : NULL;
-    float *gavg = ro->centered ? s[has_mom ? 2 : 1] : NULL;
-    for (int64_t j = 0; j < k; j++) {
-        float d = ro->maximize ? -g[j] : g[j];
-        if (wd != 0.0f)
-            d = d + wd * p[j];
-        sq[j] = sq[j] * alpha + one_m * (d * d);
-        float avg;
-        if (gavg) {
-            gavg[j] = gavg[j] * alpha + one_m * d;
-            avg = sqrtf(sq[j] - gavg[j] * gavg[j]);
-        } else {
-            avg = sqrtf(sq[j]);
-        }
-        avg = avg + eps;
-        if (has_mom) {
-            buf[j] = buf[j] * mom + d / avg;
-            p[j] = p[j] + nlr * buf[j];
-        } else {
-            p[j] = p[j] + nlr * (d / avg);
-        }
-    }
+    return optim_new(OPT_ADAMAX, params, n, &(opt_opts){.adamax = ao});
 }
 
-#ifdef OPTIM_AVX
-/* Eight lanes of exactly the operations of adam_loop's four-lane and scalar
- * code (IEEE mul, add, div, sqrt and max are lane-wise identical, and no
- * FMA is used), so the results are the same bits on every CPU.  Returns how
- * many leading elements it updated (a multiple of 8).  Was 54% of a
- * 13-64-64-1 Adam training step as scalar code; 8 lanes: -12% step time. */
-__attribute__((target("avx"))) static int64_t adam_avx(float *restrict p, const float *restrict g,
-                                                      float *restrict m, float *restrict v,
-                                                      float *restrict vmax, int64_t k,
-                                                      bool coupled_wd, bool decoupled, bool ams,
-                                                      const float *c)
-{
-    const __m256 vsign = _mm256_set1_ps(c[0]), vwd = _mm256_set1_ps(c[1]);
-    const __m256 vdecay = _mm256_set1_ps(c[2]), vb1 = _mm256_set1_ps(c[3]);
-    const __m256 vomb1 = _mm256_set1_ps(c[4]), vb2 = _mm256_set1_ps(c[5]);
-    const __m256 vomb2 = _mm256_set1_ps(c[6]), vbc2s = _mm256_set1_ps(c[7]);
-    const __m256 veps = _mm256_set1_ps(c[8]), vnstep = _mm256_set1_ps(c[9]);
-    int64_t j = 0;
-    for (; j + 8 <= k; j += 8) {
-        __m256 pj = _mm256_loadu_ps(p + j);
-        __m256 d = _mm256_mul_ps(vsign, _mm256_loadu_ps(g + j));
-        if (decoupled)
-            pj = _mm256_mul_ps(pj, vdecay);
-        if (coupled_wd)
-            d = _mm256_add_ps(d, _mm256_mul_ps(vwd, pj));
-        __m256 mj = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + j), vb1),
-                                  _mm256_mul_ps(vomb1, d));
-        __m256 vj = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), vb2),
-                                  _mm256_mul_ps(vomb2, _mm256_mul_ps(d, d)));
-        _mm256_storeu_ps(m + j, mj);
-        _mm256_storeu_ps(v + j, vj);
-        if (ams) {
-            vj = _mm256_max_ps(_mm256_loadu_ps(vmax + j), vj); /* vmax > vj ? vmax : vj */
-            _mm256_storeu_ps(vmax + j, vj);
-        }
-        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vj), vbc2s), veps);
-        _mm256_storeu_ps(p + j, _mm256_add_ps(pj, _mm256_mul_ps(vnstep, _mm256_div_ps(mj, denom))));
-    }
-    return j;
-}
-#endif
+/* ------------------------------------------------------------ parameter groups */
 
-/* Adam's element loop.  Called with constant flags so that the compiler
- * emits one branch-free (vectorisable) copy per combination. */
-static inline void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
-                             float *restrict v, float *restrict vmax, int64_t k,
-                             const bool coupled_wd, const bool decoupled, const bool ams,
-                             const float *c)
+int et_optim_add_param_group(et_optim *o, et_tensor *const *params, int n)
 {
-    const float sign = c[0], wd = c[1], decay = c[2], b1 = c[3], omb1 = c[4], b2 = c[5];
-    const float omb2 = c[6], bc2s = c[7], eps = c[8], nstep = c[9];
-    int64_t j = 0;
-#ifdef OPTIM_AVX
-    if (__builtin_cpu_supports("avx")) {
-        j = adam_avx(p, g, m, v, vmax, k, coupled_wd, decoupled, ams, c);
-        p += j, g += j, m += j, v += j, k -= j;
-        if (vmax)
-            vmax += j;
-        j = 0;
+    if (!o) {
+        et_set_error_after(ET_ERR_ARG, "add_param_group: NULL optimizer");
+        return -1;
     }
-#endif
-#if defined(__SSE2__)
-    /* four lanes of exactly the scalar operations below (IEEE mul, add,
-     * div and sqrt are lane-wise identical), then the scalar tail */
-    const __m128 vsign = _mm_set1_ps(sign), vwd = _mm_set1_ps(wd), vdecay = _mm_set1_ps(decay);
-    const __m128 vb1 = _mm_set1_ps(b1), vomb1 = _mm_set1_ps(omb1), vb2 = _mm_set1_ps(b2);
-    const __m128 vomb2 = _mm_set1_ps(omb2), vbc2s = _mm_set1_ps(bc2s), veps = _mm_set1_ps(eps);
-    const __m128 vnstep = _mm_set1_ps(nstep);
-    for (; j + 4 <= k; j += 4) {
-        __m128 pj = _mm_loadu_ps(p + j);
-        __m128 d = _mm_mul_ps(vsign, _mm_loadu_ps(g + j));
-        if (decoupled)
-            pj = _mm_mul_ps(pj, vdecay);
-        if (coupled_wd)
-            d = _mm_add_ps(d, _mm_mul_ps(vwd, pj));
-        __m128 mj = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + j), vb1), _mm_mul_ps(vomb1, d));
-        __m128 vj = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + j), vb2),
-                               _mm_mul_ps(vomb2, _mm_mul_ps(d, d)));
-        _mm_storeu_ps(m + j, mj);
-        _mm_storeu_ps(v + j, vj);
-        if (ams) {
-            vj = _mm_max_ps(_mm_loadu_ps(vmax + j), vj);  /* vmax > vj ? vmax : vj */
-            _mm_storeu_ps(vmax + j, vj);
-        }
-        __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vj), vbc2s), veps);
-        _mm_storeu_ps(p + j, _mm_add_ps(pj, _mm_mul_ps(vnstep, _mm_div_ps(mj, denom))));
+    opt_opts base = o->defaults;   /* a copy: add_group moves the groups array */
+    return add_group(o, params, n, &base);
+}
+
+int et_optim_num_groups(const et_optim *o) { return o ? o->ngroups : 0; }
+
+static bool group_ok(const et_optim *o, int g, const char *what)
+{
+    if (!o || g < 0 || g >= o->ngroups) {
+        et_set_error(ET_ERR_INDEX, "%s: param_groups[%d] is out of range (%d groups)", what, g,
+                     o ? o->ngroups : 0);
+        return false;
     }
-#endif
-    for (; j < k; j++) {
-        float pj = p[j];
-        float d = sign * g[j];
-        if (decoupled)
-            pj = pj * decay;
-        if (coupled_wd)
-            d = d + wd * pj;
-        float mj = m[j] * b1 + omb1 * d;
-        float vj = v[j] * b2 + omb2 * (d * d);
-        m[j] = mj;
-        v[j] = vj;
-        if (ams) {
-            vj = vmax[j] > vj ? vmax[j] : vj;
-            vmax[j] = vj;
-        }
-        p[j] = pj + nstep * (mj / (sqrtf(vj) / bc2s + eps));
+    return true;
+}
+
+int et_optim_group_num_params(const et_optim *o, int g)
+{
+    return group_ok(o, g, "group_num_params") ? o->groups[g].n : 0;
+}
+
+et_tensor *et_optim_group_param(const et_optim *o, int g, int i)
+{
+    if (!group_ok(o, g, "group_param"))
+        return NULL;
+    if (i < 0 || i >= o->groups[g].n) {
+        et_set_error(ET_ERR_INDEX, "group_param: index %d out of range (%d parameters)", i,
+                     o->groups[g].n);
+        return NULL;
+    }
+    return o->params[o->groups[g].first + i];
+}
+
+int et_optim_num_hparams(const et_optim *o) { return o ? kinds[o->kind].nhp : 0; }
+
+const char *et_optim_hparam_name(const et_optim *o, int k)
+{
+    if (!o || k < 0 || k >= kinds[o->kind].nhp) {
+        et_set_error(ET_ERR_INDEX, "hparam_name: index %d out of range", k);
+        return NULL;
+    }
+    return kinds[o->kind].hp[k].key;
+}
+
+static const hp_def *find_hp(const et_optim *o, const char *key)
+{
+    for (int k = 0; key && k < kinds[o->kind].nhp; k++)
+        if (strcmp(kinds[o->kind].hp[k].key, key) == 0)
+            return &kinds[o->kind].hp[k];
+    return NULL;
+}
+
+static et_status no_key(const et_optim *o, const char *key)
+{
+    char list[256] = "";
+    for (int k = 0; k < kinds[o->kind].nhp; k++) {
+        strncat(list, k ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, kinds[o->kind].hp[k].key, sizeof list - strlen(list) - 1);
+    }
+    return et_set_error(ET_ERR_ARG, "%s has no hyper-parameter \"%s\" (it has %s)", o->type,
+                        key ? key : "(null)", list);
+}
+
+double et_optim_group_get(const et_optim *o, int g, const char *key)
+{
+    if (!group_ok(o, g, "group_get"))
+        return NAN;
+    const hp_def *h = find_hp(o, key);
+    if (!h) {
+        no_key(o, key);
+        return NAN;
+    }
+    const char *base = (const char *)&o->groups[g].o;
+    return h->is_bool ? (double)*(const bool *)(base + h->off) : *(const double *)(base + h->off);
+}
+
+et_status et_optim_group_set(et_optim *o, int g, const char *key, double value)
+{
+    if (!group_ok(o, g, "group_set"))
+        return ET_ERR_INDEX;
+    const hp_def *h = find_hp(o, key);
+    if (!h)
+        return no_key(o, key);
+    if (h->is_bool && value != 0 && value != 1)
+        return et_set_error(ET_ERR_ARG, "%s: param_groups[%d]: %s is a flag (0 or 1), got %g",
+                            o->type, g, key, value);
+    opt_opts next = o->groups[g].o;
+    char *base = (char *)&next;
+    if (h->is_bool)
+        *(bool *)(base + h->off) = value != 0;
+    else
+        *(double *)(base + h->off) = value;
+    char where[48];
+    snprintf(where, sizeof where, ": param_groups[%d]", g);
+    if (!validate(o->kind, &next, where))
+        return ET_ERR_ARG;
+    if (h->structural) {
+        et_status st = ensure_slots(o, g, &next);
+        if (st != ET_OK)
+            return st;
+    }
+    o->groups[g].o = next;
+    return ET_OK;
+}
+
+/* ---- for the schedulers ---- */
+int nn_optim_ngroups(const et_optim *o) { return o->ngroups; }
+double nn_optim_group_lr(const et_optim *o, int g) { return opt_lr_c(&o->groups[g]); }
+void nn_optim_set_group_lr(et_optim *o, int g, double lr) { *opt_lr(&o->groups[g]) = lr; }
+
+double nn_optim_initial_lr(et_optim *o, int g)
+{
+    optim_group *gr = &o->groups[g];
+    if (!gr->has_initial_lr) {
+        gr->initial_lr = opt_lr_c(gr);
+        gr->has_initial_lr = true;
+    }
+    return gr->initial_lr;
+}
+
+void nn_optim_set_initial_lr(et_optim *o, int g, double lr)
+{
+    o->groups[g].initial_lr = lr;
+    o->groups[g].has_initial_lr = true;
+}
+
+const char *nn_optim_momentum_key(const et_optim *o)
+{
+    switch (o->kind) {
+    case OPT_SGD:
+    case OPT_RMSPROP: return "momentum";
+    case OPT_ADAGRAD: return NULL;
+    default: return "beta1";
     }
 }
 
-static void adam_update(const et_optim *o, float *p, const float *g, float **s, int64_t step,
-                        int64_t k)
-{
-    const et_adam_opts *ao = &o->o.adam;
-    const bool decoupled = o->kind == OPT_ADAMW;
-    const bool coupled = !decoupled && ao->weight_decay != 0;
-    const double bc1 = 1.0 - pow(ao->beta1, (double)step);
-    const double bc2 = 1.0 - pow(ao->beta2, (double)step);
-    /* torch: python floats become float32 scalars of the tensor ops */
-    const float c[10] = {
-        ao->maximize ? -1.0f : 1.0f,
-        (float)ao->weight_decay,
-        (float)(1.0 - o->lr * ao->weight_decay),
-        (float)ao->beta1,
-        (float)(1.0 - ao->beta1),
-        (float)ao->beta2,
-        (float)(1.0 - ao->beta2),
-        (float)sqrt(bc2),
-        (float)ao->eps,
-        (float)(-(o->lr / bc1)),
-    };
-    float *m = s[0], *v = s[1], *vmax = s[2];
-    if (ao->amsgrad) {
-        if (decoupled)
-            adam_loop(p, g, m, v, vmax, k, false, true, true, c);
-        else if (coupled)
-            adam_loop(p, g, m, v, vmax, k, true, false, true, c);
-        else
-            adam_loop(p, g, m, v, vmax, k, false, false, true, c);
-    } else {
-        if (decoupled)
-            adam_loop(p, g, m, v, NULL, k, false, true, false, c);
-        else if (coupled)
-            adam_loop(p, g, m, v, NULL, k, true, false, false, c);
-        else
-            adam_loop(p, g, m, v, NULL, k, false, false, false, c);
-    }
-}
+/* ------------------------------------------------------------ step */
 
 et_status et_optim_step(et_optim *o)
 {
@@ -471,45 +559,44 @@ et_status et_optim_step(et_optim *o)
                                 NN_SHAPE_STR(o->params[i], b));
         }
     }
+    opt_rule rule = nn_optim_rule(o->kind);
     for (int i = 0; i < o->n; i++) {
         et_tensor *pt = o->params[i];
         et_tensor *gt = et_grad(pt);
         if (!gt)
             continue;
-        nn_buf pb, gb, sb[MAX_SLOTS];
-        float *s[MAX_SLOTS] = {NULL, NULL, NULL};
-        int acquired = 0;
+        nn_buf pb, gb, sb[OPT_MAX_SLOTS];
+        float *s[OPT_MAX_SLOTS] = {NULL, NULL, NULL};
+        bool held[OPT_MAX_SLOTS] = {false, false, false};
         et_status st = nn_buf_acquire(&pb, pt);
         if (st != ET_OK)
             return st;
         st = nn_buf_acquire(&gb, gt);
-        for (; st == ET_OK && acquired < o->nslots; acquired++) {
-            st = nn_buf_acquire(&sb[acquired], o->state[i * o->nslots + acquired]);
-            s[acquired] = sb[acquired].p;
-        }
         if (st != ET_OK) {
             nn_buf_release(&pb, false);
             return st;
         }
-        int64_t k = et_numel(pt);
-        int64_t step = ++o->pstep[i];
-        switch (o->kind) {
-        case OPT_SGD:
-            sgd_update(o, pb.p, gb.p, s, &o->buf_init[i], k);
-            break;
-        case OPT_ADAGRAD:
-            adagrad_update(o, pb.p, gb.p, s, step, k);
-            break;
-        case OPT_RMSPROP:
-            rmsprop_update(o, pb.p, gb.p, s, k);
-            break;
-        case OPT_ADAM:
-        case OPT_ADAMW:
-            adam_update(o, pb.p, gb.p, s, step, k);
-            break;
+        for (int k = 0; st == ET_OK && k < OPT_MAX_SLOTS; k++) {
+            int si = o->slot[i * OPT_MAX_SLOTS + k];
+            if (si < 0)
+                continue;
+            st = nn_buf_acquire(&sb[k], o->state[si]);
+            held[k] = st == ET_OK;
+            s[k] = held[k] ? sb[k].p : NULL;
         }
-        for (int j = 0; j < acquired; j++)
-            nn_buf_release(&sb[j], true);
+        if (st != ET_OK) {
+            for (int k = 0; k < OPT_MAX_SLOTS; k++)
+                if (held[k])
+                    nn_buf_release(&sb[k], false);
+            nn_buf_release(&gb, false);
+            nn_buf_release(&pb, false);
+            return st;
+        }
+        int64_t step = ++o->pstep[i];
+        rule(o, &o->groups[o->group_of[i]], pb.p, gb.p, s, &o->buf_init[i], step, et_numel(pt));
+        for (int k = 0; k < OPT_MAX_SLOTS; k++)
+            if (held[k])
+                nn_buf_release(&sb[k], true);
         nn_buf_release(&gb, false);
         nn_buf_release(&pb, true);
     }
@@ -527,23 +614,22 @@ void et_optim_zero_grad(et_optim *o)
 }
 
 const char *et_optim_type(const et_optim *o) { return o ? o->type : NULL; }
-double et_optim_get_lr(const et_optim *o) { return o ? o->lr : NAN; }
+double et_optim_get_lr(const et_optim *o) { return o ? opt_lr_c(&o->groups[0]) : NAN; }
 int64_t et_optim_steps(const et_optim *o) { return o ? o->steps : 0; }
 
 void et_optim_set_lr(et_optim *o, double lr)
 {
-    if (o)
-        o->lr = lr;
+    for (int g = 0; o && g < o->ngroups; g++)
+        *opt_lr(&o->groups[g]) = lr;
 }
 
-int et_optim_state_count(const et_optim *o)
-{
-    return o ? o->n * o->nslots : 0;
-}
+/* ------------------------------------------------------------ state */
+
+int et_optim_state_count(const et_optim *o) { return o ? o->nstate : 0; }
 
 const char *et_optim_state_name(const et_optim *o, int i)
 {
-    if (!o || i < 0 || i >= o->n * o->nslots) {
+    if (!o || i < 0 || i >= o->nstate) {
         et_set_error(ET_ERR_INDEX, "optim_state_name: index %d out of range", i);
         return NULL;
     }
@@ -552,7 +638,7 @@ const char *et_optim_state_name(const et_optim *o, int i)
 
 et_tensor *et_optim_state_tensor(const et_optim *o, int i)
 {
-    if (!o || i < 0 || i >= o->n * o->nslots) {
+    if (!o || i < 0 || i >= o->nstate) {
         et_set_error(ET_ERR_INDEX, "optim_state_tensor: index %d out of range", i);
         return NULL;
     }
@@ -564,7 +650,7 @@ et_status et_optim_load_state(et_optim *o, const char *const *names, et_tensor *
 {
     if (!o || n < 0 || (n > 0 && (!names || !tensors)) || step_count < 0)
         return et_set_error(ET_ERR_ARG, "optim_load_state: invalid arguments");
-    int ns = o->n * o->nslots;
+    int ns = o->nstate;
     /* Check everything before changing anything. */
     for (int k = 0; k < n; k++) {
         if (!names[k] || !tensors[k])
@@ -595,6 +681,9 @@ et_status et_optim_load_state(et_optim *o, const char *const *names, et_tensor *
                                 o->type, o->state_names[i], NN_SHAPE_STR(tensors[found], a),
                                 NN_SHAPE_STR(o->state[i], b));
         }
+        if (et_tensor_dtype(tensors[found]) != ET_FLOAT32)
+            return et_set_error(ET_ERR_FORMAT, "%s.load_state: \"%s\" is not float32", o->type,
+                                o->state_names[i]);
     }
     for (int i = 0; i < ns; i++) {
         for (int k = 0; k < n; k++) {
@@ -614,207 +703,5 @@ et_status et_optim_load_state(et_optim *o, const char *const *names, et_tensor *
         o->pstep[i] = step_count;
         o->buf_init[i] = step_count > 0;
     }
-    return ET_OK;
-}
-
-/* ------------------------------------------------------------- schedulers */
-
-typedef enum { SCH_STEP, SCH_MULTISTEP, SCH_EXP, SCH_COSINE, SCH_LINEAR } sched_kind;
-
-struct et_scheduler {
-    sched_kind kind;
-    const char *type;
-    et_optim *o;           /* borrowed */
-    double base_lr;
-    int64_t last_epoch;
-    double last_lr;
-    int64_t step_size, t_max, total_iters;
-    double gamma, eta_min, start_factor, end_factor;
-    int64_t *milestones;
-    int nmilestones;
-};
-
-/* torch's get_lr(): the chainable form, from the optimizer's current lr. */
-static double sched_lr(const et_scheduler *s)
-{
-    double lr = s->o->lr;
-    int64_t e = s->last_epoch;
-    switch (s->kind) {
-    case SCH_STEP:
-        return (e == 0 || e % s->step_size != 0) ? lr : lr * s->gamma;
-    case SCH_MULTISTEP: {
-        int count = 0;
-        for (int i = 0; i < s->nmilestones; i++)
-            count += s->milestones[i] == e;
-        return count == 0 ? lr : lr * pow(s->gamma, (double)count);
-    }
-    case SCH_EXP:
-        return e == 0 ? lr : lr * s->gamma;
-    case SCH_COSINE: {
-        if (e == 0)
-            return lr;
-        double tm = (double)s->t_max;
-        int64_t period = 2 * s->t_max;
-        int64_t r = (e - 1 - s->t_max) % period;   /* Python's modulo */
-        if (r < 0)
-            r += period;
-        if (r == 0)
-            return lr + (s->base_lr - s->eta_min) * (1.0 - cos(M_PI / tm)) / 2.0;
-        return (1.0 + cos(M_PI * (double)e / tm)) / (1.0 + cos(M_PI * (double)(e - 1) / tm)) *
-                   (lr - s->eta_min) + s->eta_min;
-    }
-    case SCH_LINEAR:
-        if (e == 0)
-            return lr * s->start_factor;
-        if (e > s->total_iters)
-            return lr;
-        return lr * (1.0 + (s->end_factor - s->start_factor) /
-                               ((double)s->total_iters * s->start_factor +
-                                (double)(e - 1) * (s->end_factor - s->start_factor)));
-    }
-    return lr;
-}
-
-et_status et_scheduler_step(et_scheduler *s)
-{
-    if (!s)
-        return et_set_error_after(ET_ERR_ARG, "scheduler_step: NULL scheduler");
-    s->last_epoch++;
-    s->last_lr = sched_lr(s);
-    s->o->lr = s->last_lr;
-    return ET_OK;
-}
-
-/* Allocates and performs torch's initial step (last_epoch -1 -> 0). */
-static et_scheduler *sched_new(sched_kind kind, const char *type, et_optim *o)
-{
-    if (!o) {
-        et_set_error_after(ET_ERR_ARG, "%s: NULL optimizer", type);
-        return NULL;
-    }
-    et_scheduler *s = calloc(1, sizeof(*s));
-    if (!s) {
-        et_set_error(ET_ERR_NOMEM, "%s: out of memory", type);
-        return NULL;
-    }
-    s->kind = kind;
-    s->type = type;
-    s->o = o;
-    s->base_lr = o->lr;
-    s->last_epoch = -1;
-    return s;
-}
-
-static et_scheduler *sched_start(et_scheduler *s)
-{
-    if (s)
-        et_scheduler_step(s);
-    return s;
-}
-
-et_scheduler *et_steplr_new(et_optim *o, int64_t step_size, double gamma)
-{
-    if (step_size <= 0 || !isfinite(gamma)) {
-        et_set_error(ET_ERR_ARG, "StepLR: step_size must be positive (got %lld) and gamma finite",
-                     (long long)step_size);
-        return NULL;
-    }
-    et_scheduler *s = sched_new(SCH_STEP, "StepLR", o);
-    if (s) {
-        s->step_size = step_size;
-        s->gamma = gamma;
-    }
-    return sched_start(s);
-}
-
-et_scheduler *et_multisteplr_new(et_optim *o, const int64_t *milestones, int n, double gamma)
-{
-    if (n < 0 || (n > 0 && !milestones) || !isfinite(gamma)) {
-        et_set_error(ET_ERR_ARG, "MultiStepLR: invalid milestones or gamma");
-        return NULL;
-    }
-    et_scheduler *s = sched_new(SCH_MULTISTEP, "MultiStepLR", o);
-    if (!s)
-        return NULL;
-    s->milestones = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
-    if (!s->milestones) {
-        free(s);
-        et_set_error(ET_ERR_NOMEM, "MultiStepLR: out of memory");
-        return NULL;
-    }
-    if (n > 0)
-        memcpy(s->milestones, milestones, (size_t)n * sizeof(int64_t));
-    s->nmilestones = n;
-    s->gamma = gamma;
-    return sched_start(s);
-}
-
-et_scheduler *et_exponentiallr_new(et_optim *o, double gamma)
-{
-    if (!isfinite(gamma)) {
-        et_set_error(ET_ERR_ARG, "ExponentialLR: gamma must be finite");
-        return NULL;
-    }
-    et_scheduler *s = sched_new(SCH_EXP, "ExponentialLR", o);
-    if (s)
-        s->gamma = gamma;
-    return sched_start(s);
-}
-
-et_scheduler *et_cosineannealinglr_new(et_optim *o, int64_t T_max, double eta_min)
-{
-    /* the period 2 * T_max must not overflow (and T_max is used as a double) */
-    if (T_max <= 0 || T_max > ((int64_t)1 << 53) || !isfinite(eta_min)) {
-        et_set_error(ET_ERR_ARG, "CosineAnnealingLR: T_max must be in [1, 2^53] (got %lld) and "
-                     "eta_min finite", (long long)T_max);
-        return NULL;
-    }
-    et_scheduler *s = sched_new(SCH_COSINE, "CosineAnnealingLR", o);
-    if (s) {
-        s->t_max = T_max;
-        s->eta_min = eta_min;
-    }
-    return sched_start(s);
-}
-
-et_scheduler *et_linearlr_new(et_optim *o, double start_factor, double end_factor,
-                              int64_t total_iters)
-{
-    if (!(start_factor > 0.0 && start_factor <= 1.0) ||
-        !(end_factor >= 0.0 && end_factor <= 1.0) || total_iters <= 0) {
-        et_set_error(ET_ERR_ARG, "LinearLR: start_factor must be in (0, 1], end_factor in "
-                     "[0, 1] and total_iters positive (got %g, %g, %lld)", start_factor,
-                     end_factor, (long long)total_iters);
-        return NULL;
-    }
-    et_scheduler *s = sched_new(SCH_LINEAR, "LinearLR", o);
-    if (s) {
-        s->start_factor = start_factor;
-        s->end_factor = end_factor;
-        s->total_iters = total_iters;
-    }
-    return sched_start(s);
-}
-
-void et_scheduler_free(et_scheduler *s)
-{
-    if (!s)
-        return;
-    free(s->milestones);
-    free(s);
-}
-
-double et_scheduler_get_last_lr(const et_scheduler *s) { return s ? s->last_lr : NAN; }
-const char *et_scheduler_type(const et_scheduler *s) { return s ? s->type : NULL; }
-int64_t et_scheduler_last_epoch(const et_scheduler *s) { return s ? s->last_epoch : -1; }
-
-et_status et_scheduler_load_state(et_scheduler *s, int64_t last_epoch, double last_lr)
-{
-    if (!s || last_epoch < 0 || !isfinite(last_lr))
-        return et_set_error(ET_ERR_ARG, "scheduler_load_state: invalid state (last_epoch %lld)",
-                            (long long)last_epoch);
-    s->last_epoch = last_epoch;
-    s->last_lr = last_lr;
-    s->o->lr = last_lr;
     return ET_OK;
 }

@@ -4,6 +4,7 @@ selected weights are all 0, an optimizer given a non-leaf tensor), and the
 losses, optimizers and schedulers of issue 14.  Run from test_nn.py's main()
 as run(T) with T the test_nn module (its helpers: st_write, st_read, run,
 report, compare_all, tmp)."""
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -267,7 +268,244 @@ def test_losses(T):
             T.report(f"loss error: {case}", False, repr(e))
 
 
+# ------------------------------------------------------------- optimizers and schedulers
+
+TORCH_OPT = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop,
+             "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
+             "radam": torch.optim.RAdam, "adamax": torch.optim.Adamax}
+BOOL_KEYS = {"nesterov", "maximize", "centered", "amsgrad"}
+
+
+def torch_kwargs(d):
+    """Our flat keys -> torch's (beta1/beta2 -> betas, 0/1 flags -> bools)."""
+    kw = {}
+    for k, v in d.items():
+        if k in ("name", "groups", "sched", "steps", "replay", "params"):
+            continue
+        kw[k] = bool(v) if k in BOOL_KEYS else v
+    if "beta1" in kw or "beta2" in kw:
+        kw["betas"] = (kw.pop("beta1", 0.9), kw.pop("beta2", 0.999))
+    return kw
+
+
+def torch_sched(j, opt):
+    t, S = j["type"], torch.optim.lr_scheduler
+    kw = {k: v for k, v in j.items() if k not in ("type", "schedulers", "metrics", "optimizer",
+                                                  "momentum")}
+    if t in ("SequentialLR", "ChainedScheduler"):
+        kids = [torch_sched(k, opt) for k in j["schedulers"]]
+        return S.SequentialLR(opt, kids, j["milestones"]) if t == "SequentialLR" \
+            else S.ChainedScheduler(kids)
+    if t == "OneCycleLR":
+        kw["cycle_momentum"] = bool(kw.get("cycle_momentum", True))
+        kw["three_phase"] = bool(kw.get("three_phase", False))
+    return getattr(S, t)(opt, **kw)
+
+
+def step_sched(s, j, e):
+    if j["type"] == "ReduceLROnPlateau":
+        s.step(j["metrics"][e])
+    else:
+        s.step()
+
+
+def torch_run(spec, init, X, Y):
+    """torch's trajectory for an optim2 spec: per step the gradients and the parameters."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    net.load_state_dict(init)
+    named = dict(net.named_parameters())
+    groups, taken = [], set()
+    for g in spec.get("groups", []):
+        ps = [n for n in named if n not in taken and any(n.startswith(p) for p in g["params"])]
+        taken.update(ps)
+        groups.append((ps, torch_kwargs(g)))
+    rest = [n for n in named if n not in taken]
+    pgs = ([{"params": [named[n] for n in rest]}] if rest else []) + \
+        [dict({"params": [named[n] for n in ps]}, **kw) for ps, kw in groups]
+    order = rest + [n for ps, _ in groups for n in ps]
+    opt = TORCH_OPT[spec["name"]](pgs, **torch_kwargs(spec))
+    sch = torch_sched(spec["sched"], opt) if "sched" in spec else None
+    grads, params = [], []
+    for step in range(spec.get("steps", 50)):
+        opt.zero_grad()
+        loss = F.mse_loss(net(X), Y)
+        if spec.get("maximize"):
+            loss = -loss
+        loss.backward()
+        grads.append({k: p.grad.detach().clone().numpy() for k, p in net.named_parameters()})
+        opt.step()
+        if sch:
+            step_sched(sch, spec["sched"], step)
+        params.append({k: v.clone().numpy() for k, v in net.state_dict().items()})
+    return grads, params, order
+
+
+OPTIM2 = [
+    {"name": "nadam"},
+    {"name": "nadam", "lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.05,
+     "momentum_decay": 0.01},
+    {"name": "radam"},
+    {"name": "radam", "lr": 0.01, "beta1": 0.7, "beta2": 0.9, "weight_decay": 0.02},
+    {"name": "radam", "lr": 0.005, "beta2": 0.99},      # rectified from step 6 on
+    {"name": "adamax"},
+    # (eps 1e-3: with 1e-6 a gradient coordinate near 0 at step 1 makes exp_inf ~ eps and the
+    # full loop's last-bit gradient differences grow past the LOOSE tolerance by step 19; the
+    # STRICT replay of torch's gradients matches either way)
+    {"name": "adamax", "lr": 0.01, "beta1": 0.5, "beta2": 0.9, "eps": 1e-3, "weight_decay": 0.03},
+    {"name": "adamax", "lr": 0.005, "maximize": 1},
+    # parameter groups: per-group lr, weight_decay, momentum, betas, flags
+    {"name": "sgd", "lr": 0.05, "groups": [{"params": ["2."], "lr": 0.01, "momentum": 0.9}]},
+    {"name": "sgd", "lr": 0.05, "momentum": 0.5,
+     "groups": [{"params": ["0.weight"], "weight_decay": 0.1, "nesterov": 1, "momentum": 0.9},
+                {"params": ["0.bias", "2."], "lr": 0.02, "dampening": 0.5}]},
+    {"name": "adam", "lr": 0.01, "groups": [{"params": ["0."], "lr": 0.001, "beta1": 0.5},
+                                            {"params": ["2."], "amsgrad": 1, "weight_decay": 0.1}]},
+    {"name": "adamw", "lr": 0.01, "groups": [{"params": ["2.bias"], "weight_decay": 0.0}]},
+    {"name": "rmsprop", "lr": 0.005, "groups": [{"params": ["2."], "centered": 1, "momentum": 0.5}]},
+    {"name": "adagrad", "lr": 0.05, "groups": [{"params": ["0."], "lr_decay": 0.01,
+                                                "initial_accumulator_value": 0.1}]},
+    {"name": "nadam", "lr": 0.005, "groups": [{"params": ["2."], "lr": 0.02, "momentum_decay": 0.1}]},
+    {"name": "radam", "lr": 0.005, "groups": [{"params": ["0."], "beta2": 0.99}]},
+    {"name": "adamax", "lr": 0.005, "groups": [{"params": ["0.", "2.weight"], "lr": 0.01}]},
+    # every group listed: no leftover group 0
+    {"name": "sgd", "lr": 0.03, "groups": [{"params": ["2."], "lr": 0.01}, {"params": ["0."]}]},
+    # with schedulers: OneCycleLR cycling SGD's momentum / Adam's beta1, plateau on a metric
+    {"name": "sgd", "lr": 0.05, "momentum": 0.9,
+     "sched": {"type": "OneCycleLR", "max_lr": 0.1, "total_steps": 60}},
+    {"name": "adam", "lr": 0.01, "groups": [{"params": ["2."], "lr": 0.003}],
+     "sched": {"type": "OneCycleLR", "max_lr": 0.02, "total_steps": 50, "three_phase": 1,
+               "anneal_strategy": "linear"}},
+    {"name": "nadam", "lr": 0.01,
+     "sched": {"type": "SequentialLR", "milestones": [10],
+               "schedulers": [{"type": "LinearLR", "start_factor": 0.1, "total_iters": 10},
+                              {"type": "CosineAnnealingLR", "T_max": 40}]}},
+    {"name": "sgd", "lr": 0.1, "sched": {"type": "ReduceLROnPlateau", "patience": 2, "factor": 0.5,
+                                         "metrics": [1.0 - 0.01 * (i % 7) for i in range(50)]}},
+]
+
+
+def test_optimizers(T, steps=50):
+    """STRICT replay (torch's gradients fed to our optimizer, rtol 1e-4) and LOOSE full loop
+    (rtol 1e-3 / atol 1e-4), parameters compared after every step, as test_nn.py does."""
+    import json
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(16, 4, generator=g)
+    Y = torch.randn(16, 3, generator=g)
+    torch.manual_seed(5)
+    init = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+                               torch.nn.Linear(8, 3)).state_dict()
+    for spec in OPTIM2:
+        spec = dict(spec, steps=steps)
+        desc = json.dumps({k: v for k, v in spec.items() if k not in ("name", "steps")},
+                          separators=(",", ":"))
+        if "metrics" in desc:
+            desc = desc.split(',"metrics"')[0] + "...}}"
+        case = f"optim {spec['name']}({desc}) x{steps} steps"
+        try:
+            grads, params, _ = torch_run(spec, init, X, Y)
+            inputs = {"X": X.numpy(), "Y": Y.numpy()}
+            inputs.update({"p." + k: v.numpy() for k, v in init.items()})
+            for step, gs in enumerate(grads, 1):
+                inputs.update({f"g{step}.{k}": v for k, v in gs.items()})
+            T.st_write(T.tmp("o2_in.st"), inputs)
+            for replay, (rt, at), tag in [(1, (T.RTOL, T.ATOL), "STRICT replay"),
+                                          (0, (1e-3, 1e-4), "LOOSE train")]:
+                with open(T.tmp("o2.json"), "w") as f:
+                    json.dump(dict(spec, replay=replay), f)
+                T.run("optim2", T.tmp("o2.json"), T.tmp("o2_in.st"), T.tmp("o2_out.st"))
+                ours, _ = T.st_read(T.tmp("o2_out.st"))
+                T.compare_trajectory(f"{case} {tag} (rtol {rt} atol {at})", ours, params, rt, at)
+        except Exception as e:  # noqa: BLE001
+            T.report(case, False, repr(e))
+
+
+SCHED2 = [
+    {"type": "ConstantLR"}, {"type": "ConstantLR", "factor": 0.5, "total_iters": 12},
+    {"type": "CosineAnnealingWarmRestarts", "T_0": 10},
+    {"type": "CosineAnnealingWarmRestarts", "T_0": 3, "T_mult": 2, "eta_min": 0.001},
+    {"type": "OneCycleLR", "max_lr": 0.5, "total_steps": 100},
+    {"type": "OneCycleLR", "max_lr": 0.3, "total_steps": 120, "pct_start": 0.25,
+     "anneal_strategy": "linear", "three_phase": 1, "div_factor": 10, "final_div_factor": 100},
+    {"type": "OneCycleLR", "max_lr": 0.3, "total_steps": 100, "cycle_momentum": 0},
+    {"type": "OneCycleLR", "max_lr": 0.2, "total_steps": 100, "optimizer": "adam",
+     "base_momentum": 0.8, "max_momentum": 0.9},
+    {"type": "ReduceLROnPlateau", "metrics": [1.0 / (1 + i) if i < 30 else 0.03 for i in range(100)]},
+    {"type": "ReduceLROnPlateau", "mode": "max", "patience": 3, "factor": 0.5, "cooldown": 2,
+     "threshold": 0.01, "threshold_mode": "abs", "min_lr": 0.01,
+     "metrics": [min(i, 20) * 0.1 + (0.05 if i % 5 == 0 else 0.0) for i in range(100)]},
+    {"type": "SequentialLR", "milestones": [5],
+     "schedulers": [{"type": "LinearLR", "start_factor": 0.1, "total_iters": 5},
+                    {"type": "ExponentialLR", "gamma": 0.95}]},
+    {"type": "SequentialLR", "milestones": [3, 20],
+     "schedulers": [{"type": "ConstantLR", "factor": 0.2, "total_iters": 3},
+                    {"type": "CosineAnnealingLR", "T_max": 17, "eta_min": 0.01},
+                    {"type": "StepLR", "step_size": 10, "gamma": 0.5}]},
+    {"type": "SequentialLR", "milestones": [10],
+     "schedulers": [{"type": "LinearLR", "start_factor": 0.5, "total_iters": 10},
+                    {"type": "MultiStepLR", "milestones": [20, 40], "gamma": 0.3}]},
+    {"type": "SequentialLR", "milestones": [8],
+     "schedulers": [{"type": "LinearLR", "start_factor": 0.25, "total_iters": 8},
+                    {"type": "CosineAnnealingWarmRestarts", "T_0": 12, "T_mult": 2}]},
+    {"type": "ChainedScheduler",
+     "schedulers": [{"type": "LinearLR", "start_factor": 0.1, "total_iters": 10},
+                    {"type": "ExponentialLR", "gamma": 0.97}]},
+    {"type": "ChainedScheduler",
+     "schedulers": [{"type": "ConstantLR", "factor": 0.5, "total_iters": 4},
+                    {"type": "StepLR", "step_size": 7, "gamma": 0.7},
+                    {"type": "MultiStepLR", "milestones": [30, 60], "gamma": 0.5}]},
+    {"type": "ChainedScheduler",
+     "schedulers": [{"type": "LinearLR", "start_factor": 0.2, "total_iters": 5},
+                    {"type": "SequentialLR", "milestones": [50],
+                     "schedulers": [{"type": "ExponentialLR", "gamma": 0.99},
+                                    {"type": "StepLR", "step_size": 5, "gamma": 0.5}]}]},
+]
+
+
+def test_schedulers(T, steps=100):
+    """Every group's lr (and the momentum OneCycleLR cycles) over 100 steps, one and two groups."""
+    import json
+    import warnings
+    for spec in SCHED2:
+        for groups in (1, 2):
+            base = 0.1
+            desc = json.dumps({k: v for k, v in spec.items() if k != "metrics"},
+                              separators=(",", ":"))
+            case = f"sched {desc} groups={groups} x{steps} steps"
+            try:
+                ps = [torch.zeros(1, requires_grad=True) for _ in range(groups)]
+                adam = spec.get("optimizer") == "adam"
+                pg = [{"params": [p], "lr": base * (g + 1)} for g, p in enumerate(ps)]
+                opt = torch.optim.Adam(pg, lr=base) if adam else \
+                    torch.optim.SGD(pg, lr=base, momentum=spec.get("momentum", 0))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    sch = torch_sched(spec, opt)
+                    want = []
+                    for e in range(steps + 1):
+                        row = [gr["lr"] for gr in opt.param_groups]
+                        row += [gr["betas"][0] if adam else gr["momentum"] for gr in opt.param_groups]
+                        want.append(row)
+                        if e < steps:
+                            opt.step()
+                            step_sched(sch, spec, e)
+                with open(T.tmp("s2.json"), "w") as f:
+                    json.dump(spec, f)
+                out = T.run("sched2", T.tmp("s2.json"), base, groups, steps).split("\n")
+                ours = [[float(v) for v in line.split()[:2 * groups]] for line in out if line.strip()]
+                ok = len(ours) == steps + 1 and all(
+                    np.allclose(o, w, rtol=1e-9, atol=1e-12) for o, w in zip(ours, want))
+                bad = next((e for e, (o, w) in enumerate(zip(ours, want))
+                            if not np.allclose(o, w, rtol=1e-9, atol=1e-12)), None)
+                T.report(case, ok, f"first difference at epoch {bad}: ours "
+                         f"{ours[bad] if bad is not None else ours[-1:]} torch "
+                         f"{want[bad] if bad is not None else want[-1]}")
+            except Exception as e:  # noqa: BLE001
+                T.report(case, False, repr(e))
+
+
 def run(T):
     test_sweep(T)
     test_activation_modules(T)
     test_losses(T)
+    test_optimizers(T)
+    test_schedulers(T)

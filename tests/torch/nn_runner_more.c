@@ -9,7 +9,20 @@
  *           pos_weight, anchor, positive, negative, ignore_index 0-d) + gout;
  *       the tensors listed in grad= require grad; out: loss, grad.<name>
  *       keys: margin, p, eps, swap, log_target, label_smoothing
+ *   nn_runner sched2 <spec.json> <base_lr> <groups> <steps>
+ *       prints, for epochs 0..steps, each group's lr then its momentum / beta1
+ *       (OneCycleLR cycles it); spec: {"type": "SequentialLR", "schedulers":
+ *       [...], "milestones": [...]} / {"type": "OneCycleLR", "max_lr": ...} ...
+ *       ReduceLROnPlateau: "metrics": [one per step]
+ *   nn_runner optim2 <spec.json> <in> <out>
+ *       the Linear-Tanh-Linear of `nn_runner optim` (same files), with
+ *       spec {"name": "nadam", "lr": ..., "groups": [{"params": ["0."], "lr": ...}],
+ *       "sched": {...}, "steps": 50, "replay": 0|1}: groups by parameter-name
+ *       prefix (the first group whose prefix matches; unmatched parameters
+ *       form group 0 with the base options), a scheduler stepped after each step
  */
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,8 +161,316 @@ static int cmd_loss2(const char *name, const char *red, const char *inp, const c
     return rc;
 }
 
+/* ---- JSON helpers ---- */
+static double jnum(const cJSON *o, const char *k, double d)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsBool(v) ? (double)cJSON_IsTrue(v) : d;
+}
+
+static const char *jstr(const cJSON *o, const char *k, const char *d)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : d;
+}
+
+static cJSON *read_json(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return cJSON_Parse(buf);
+}
+
+/* A scheduler from its JSON spec (torch's constructor arguments by name). */
+static et_scheduler *sched_of(const cJSON *j, et_optim *o)
+{
+    const char *t = jstr(j, "type", "");
+    if (!strcmp(t, "StepLR"))
+        return et_steplr_new(o, (int64_t)jnum(j, "step_size", 1), jnum(j, "gamma", 0.1));
+    if (!strcmp(t, "MultiStepLR")) {
+        int64_t ms[16];
+        int n = 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(j, "milestones")) if (n < 16)
+            ms[n++] = (int64_t)m->valuedouble;
+        return et_multisteplr_new(o, ms, n, jnum(j, "gamma", 0.1));
+    }
+    if (!strcmp(t, "ExponentialLR"))
+        return et_exponentiallr_new(o, jnum(j, "gamma", 0.9));
+    if (!strcmp(t, "CosineAnnealingLR"))
+        return et_cosineannealinglr_new(o, (int64_t)jnum(j, "T_max", 10), jnum(j, "eta_min", 0));
+    if (!strcmp(t, "LinearLR"))
+        return et_linearlr_new(o, jnum(j, "start_factor", 1.0 / 3), jnum(j, "end_factor", 1.0),
+                               (int64_t)jnum(j, "total_iters", 5));
+    if (!strcmp(t, "ConstantLR"))
+        return et_constantlr_new(o, jnum(j, "factor", 1.0 / 3), (int64_t)jnum(j, "total_iters", 5));
+    if (!strcmp(t, "CosineAnnealingWarmRestarts"))
+        return et_cosineannealingwarmrestarts_new(o, (int64_t)jnum(j, "T_0", 10),
+                                                  (int64_t)jnum(j, "T_mult", 1),
+                                                  jnum(j, "eta_min", 0));
+    if (!strcmp(t, "OneCycleLR")) {
+        et_onecycle_opts c = ET_ONECYCLE_DEFAULTS;
+        c.max_lr = jnum(j, "max_lr", NAN);
+        c.total_steps = (int64_t)jnum(j, "total_steps", 0);
+        c.pct_start = jnum(j, "pct_start", c.pct_start);
+        c.anneal_linear = !strcmp(jstr(j, "anneal_strategy", "cos"), "linear");
+        c.cycle_momentum = jnum(j, "cycle_momentum", 1) != 0;
+        c.base_momentum = jnum(j, "base_momentum", c.base_momentum);
+        c.max_momentum = jnum(j, "max_momentum", c.max_momentum);
+        c.div_factor = jnum(j, "div_factor", c.div_factor);
+        c.final_div_factor = jnum(j, "final_div_factor", c.final_div_factor);
+        c.three_phase = jnum(j, "three_phase", 0) != 0;
+        return et_onecyclelr_new(o, c);
+    }
+    if (!strcmp(t, "ReduceLROnPlateau")) {
+        et_plateau_opts p = ET_PLATEAU_DEFAULTS;
+        p.mode_max = !strcmp(jstr(j, "mode", "min"), "max");
+        p.factor = jnum(j, "factor", p.factor);
+        p.patience = (int64_t)jnum(j, "patience", (double)p.patience);
+        p.threshold = jnum(j, "threshold", p.threshold);
+        p.threshold_abs = !strcmp(jstr(j, "threshold_mode", "rel"), "abs");
+        p.cooldown = (int64_t)jnum(j, "cooldown", 0);
+        p.min_lr = jnum(j, "min_lr", 0);
+        p.eps = jnum(j, "eps", p.eps);
+        return et_reducelronplateau_new(o, p);
+    }
+    if (!strcmp(t, "SequentialLR") || !strcmp(t, "ChainedScheduler")) {
+        et_scheduler *kids[16];
+        int64_t ms[16];
+        int n = 0, nm = 0;
+        const cJSON *k;
+        cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(j, "schedulers")) if (n < 16)
+            kids[n++] = sched_of(k, o);
+        cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(j, "milestones")) if (nm < 16)
+            ms[nm++] = (int64_t)k->valuedouble;
+        return !strcmp(t, "SequentialLR") ? et_sequentiallr_new(o, kids, n, ms)
+                                          : et_chainedscheduler_new(kids, n);
+    }
+    et_set_error(ET_ERR_ARG, "unknown scheduler %s", t);
+    return NULL;
+}
+
+static int sched_step_with(et_scheduler *s, const cJSON *metrics, int e)
+{
+    if (et_scheduler_needs_metric(s))
+        return et_scheduler_step_metric(s, cJSON_GetArrayItem(metrics, e)->valuedouble) != ET_OK;
+    return et_scheduler_step(s) != ET_OK;
+}
+
+static int cmd_sched2(const char *spec_path, double base_lr, int groups, int steps)
+{
+    cJSON *spec = read_json(spec_path);
+    if (!spec)
+        return fail("sched2: spec");
+    const char *opt = jstr(spec, "optimizer", "sgd");
+    et_tensor *ps[8];
+    for (int g = 0; g < groups && g < 8; g++) {
+        ps[g] = et_zeros(ET_SHAPE(1));
+        et_set_requires_grad(ps[g], true);
+    }
+    et_optim *o = NULL;
+    if (!strcmp(opt, "adam")) {
+        et_adam_opts ao = ET_ADAM_DEFAULTS;
+        ao.lr = base_lr;
+        o = et_adam_new(ps, 1, ao);
+    } else {
+        et_sgd_opts so = ET_SGD_DEFAULTS;
+        so.lr = base_lr;
+        so.momentum = jnum(spec, "momentum", 0);
+        o = et_sgd_new(ps, 1, so);
+    }
+    for (int g = 1; o && g < groups; g++) {   /* group g: lr base_lr * (g + 1) */
+        et_optim_add_param_group(o, &ps[g], 1);
+        et_optim_group_set(o, g, "lr", base_lr * (g + 1));
+    }
+    et_scheduler *s = o ? sched_of(spec, o) : NULL;
+    if (!s)
+        return fail("sched2");
+    const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(spec, "metrics");
+    const char *mk = !strcmp(opt, "adam") ? "beta1" : "momentum";
+    for (int e = 0; e <= steps; e++) {
+        for (int g = 0; g < groups; g++)
+            printf("%.17g ", et_optim_group_get(o, g, "lr"));
+        for (int g = 0; g < groups; g++)
+            printf("%.17g ", et_optim_group_get(o, g, mk));
+        printf("%.17g\n", et_scheduler_get_last_lr(s));
+        if (e < steps && sched_step_with(s, metrics, e) != 0)
+            return fail("sched2 step");
+    }
+    et_scheduler_free(s);
+    et_optim_free(o);
+    for (int g = 0; g < groups; g++)
+        et_tensor_free(ps[g]);
+    cJSON_Delete(spec);
+    return 0;
+}
+
+/* An optimizer of `name` with group-0 options from the spec. */
+static et_optim *optim_of(const cJSON *j, et_tensor **ps, int n)
+{
+    const char *name = jstr(j, "name", "");
+#define F(field, key) o.field = jnum(j, key, o.field)
+#define FB(field, key) o.field = jnum(j, key, o.field) != 0
+    if (!strcmp(name, "sgd")) {
+        et_sgd_opts o = ET_SGD_DEFAULTS;
+        F(lr, "lr"); F(momentum, "momentum"); F(dampening, "dampening");
+        F(weight_decay, "weight_decay"); FB(nesterov, "nesterov"); FB(maximize, "maximize");
+        return et_sgd_new(ps, n, o);
+    }
+    if (!strcmp(name, "adagrad")) {
+        et_adagrad_opts o = ET_ADAGRAD_DEFAULTS;
+        F(lr, "lr"); F(lr_decay, "lr_decay"); F(weight_decay, "weight_decay");
+        F(initial_accumulator_value, "initial_accumulator_value"); F(eps, "eps");
+        FB(maximize, "maximize");
+        return et_adagrad_new(ps, n, o);
+    }
+    if (!strcmp(name, "rmsprop")) {
+        et_rmsprop_opts o = ET_RMSPROP_DEFAULTS;
+        F(lr, "lr"); F(alpha, "alpha"); F(eps, "eps"); F(weight_decay, "weight_decay");
+        F(momentum, "momentum"); FB(centered, "centered"); FB(maximize, "maximize");
+        return et_rmsprop_new(ps, n, o);
+    }
+    if (!strcmp(name, "adam") || !strcmp(name, "adamw")) {
+        bool w = !strcmp(name, "adamw");
+        et_adam_opts o = w ? ET_ADAMW_DEFAULTS : ET_ADAM_DEFAULTS;
+        F(lr, "lr"); F(beta1, "beta1"); F(beta2, "beta2"); F(eps, "eps");
+        F(weight_decay, "weight_decay"); FB(amsgrad, "amsgrad"); FB(maximize, "maximize");
+        return w ? et_adamw_new(ps, n, o) : et_adam_new(ps, n, o);
+    }
+    if (!strcmp(name, "nadam")) {
+        et_nadam_opts o = ET_NADAM_DEFAULTS;
+        F(lr, "lr"); F(beta1, "beta1"); F(beta2, "beta2"); F(eps, "eps");
+        F(weight_decay, "weight_decay"); F(momentum_decay, "momentum_decay");
+        return et_nadam_new(ps, n, o);
+    }
+    if (!strcmp(name, "radam")) {
+        et_radam_opts o = ET_RADAM_DEFAULTS;
+        F(lr, "lr"); F(beta1, "beta1"); F(beta2, "beta2"); F(eps, "eps");
+        F(weight_decay, "weight_decay");
+        return et_radam_new(ps, n, o);
+    }
+    if (!strcmp(name, "adamax")) {
+        et_adamax_opts o = ET_ADAMAX_DEFAULTS;
+        F(lr, "lr"); F(beta1, "beta1"); F(beta2, "beta2"); F(eps, "eps");
+        F(weight_decay, "weight_decay"); FB(maximize, "maximize");
+        return et_adamax_new(ps, n, o);
+    }
+#undef F
+#undef FB
+    et_set_error(ET_ERR_ARG, "unknown optimizer %s", name);
+    return NULL;
+}
+
+static int cmd_optim2(const char *spec_path, const char *inp, const char *outp)
+{
+    cJSON *spec = read_json(spec_path);
+    et_tensor_dict *in = spec ? load(inp) : NULL;
+    if (!in)
+        return fail("optim2: inputs");
+    et_tensor *X = et_tensor_dict_get(in, "X"), *Y = et_tensor_dict_get(in, "Y");
+    et_module *net = et_sequential_new();
+    et_sequential_append(net, et_linear_new(et_size(X, 1), et_size(et_tensor_dict_get(in, "p.0.weight"), 0), true, NULL));
+    et_sequential_append(net, et_tanh_new());
+    et_sequential_append(net, et_linear_new(et_size(et_tensor_dict_get(in, "p.2.weight"), 1),
+                                            et_size(Y, 1), true, NULL));
+    if (load_params(net, in))
+        return 1;
+    /* groups by name prefix: spec group k -> optimizer group (k + 1 if some
+     * parameter matches no group, else k) */
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(spec, "groups");
+    int ng = cJSON_GetArraySize(groups), np = et_module_num_params(net);
+    int of[16];
+    for (int i = 0; i < np; i++) {
+        of[i] = -1;
+        for (int k = 0; k < ng && of[i] < 0; k++) {
+            const cJSON *pre;
+            cJSON_ArrayForEach(pre, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(groups, k),
+                                                                     "params"))
+                if (!strncmp(et_module_param_name(net, i), pre->valuestring, strlen(pre->valuestring)))
+                    of[i] = k;
+        }
+    }
+    bool rest = false;
+    for (int i = 0; i < np; i++)
+        rest |= of[i] < 0;
+    et_optim *opt = NULL;
+    for (int k = rest ? -1 : 0; k < ng; k++) {
+        et_tensor *ps[16];
+        int n = 0;
+        for (int i = 0; i < np; i++)
+            if (of[i] == k)
+                ps[n++] = et_module_param(net, i);
+        if (!opt)
+            opt = optim_of(spec, ps, n);
+        else if (et_optim_add_param_group(opt, ps, n) < 0)
+            return fail("add_param_group");
+        if (!opt)
+            return fail("optimizer");
+        const cJSON *gj = k >= 0 ? cJSON_GetArrayItem(groups, k) : NULL, *kv_;
+        int gi = et_optim_num_groups(opt) - 1;
+        cJSON_ArrayForEach(kv_, (cJSON *)gj) {
+            if (cJSON_IsNumber(kv_) || cJSON_IsBool(kv_))
+                if (et_optim_group_set(opt, gi, kv_->string,
+                                       cJSON_IsBool(kv_) ? cJSON_IsTrue(kv_) : kv_->valuedouble) != ET_OK)
+                    return fail("group_set");
+        }
+    }
+    const cJSON *sj = cJSON_GetObjectItemCaseSensitive(spec, "sched");
+    et_scheduler *sch = sj ? sched_of(sj, opt) : NULL;
+    if (sj && !sch)
+        return fail("scheduler");
+    int steps = (int)jnum(spec, "steps", 50);
+    bool replay = jnum(spec, "replay", 0) != 0;
+    et_tensor_dict *out = et_tensor_dict_new();
+    for (int step = 1; step <= steps; step++) {
+        char name[96];
+        et_pool_begin();
+        et_optim_zero_grad(opt);
+        et_tensor *loss = NULL;
+        if (replay) {
+            for (int i = 0; i < np; i++) {
+                snprintf(name, sizeof name, "g%d.%s", step, et_module_param_name(net, i));
+                et_tensor *g = et_tensor_dict_get(in, name);
+                if (!g || et_set_grad(et_module_param(net, i), g) != ET_OK)
+                    return fail(name);
+            }
+        } else {
+            loss = et_mse_loss(et_module_forward(net, X), Y, ET_REDUCTION_MEAN);
+            if (loss && jnum(spec, "maximize", 0) != 0)
+                loss = et_neg(loss);
+            if (!loss || et_backward(loss, NULL) != ET_OK)
+                return fail("loss");
+        }
+        if (et_optim_step(opt) != ET_OK)
+            return fail("step");
+        if (sch && sched_step_with(sch, cJSON_GetObjectItemCaseSensitive(sj, "metrics"), step - 1))
+            return fail("scheduler step");
+        for (int i = 0; i < np; i++) {
+            snprintf(name, sizeof name, "step%d.%s", step, et_module_param_name(net, i));
+            et_tensor_dict_set(out, name, et_clone(et_module_param(net, i)));
+        }
+        et_pool_end();
+    }
+    int rc = save(out, outp);
+    et_scheduler_free(sch);
+    et_optim_free(opt);
+    et_module_free(net);
+    et_tensor_dict_free(in);
+    cJSON_Delete(spec);
+    return rc;
+}
+
 int nn_runner_more(int argc, char **argv)
 {
+    if (argc >= 6 && !strcmp(argv[1], "sched2"))
+        return cmd_sched2(argv[2], atof(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    if (argc >= 5 && !strcmp(argv[1], "optim2"))
+        return cmd_optim2(argv[2], argv[3], argv[4]);
     if (argc >= 6 && !strcmp(argv[1], "loss2"))
         return cmd_loss2(argv[2], argv[3], argv[4], argv[5], argc - 6, argv + 6);
     if (argc >= 3 && !strcmp(argv[1], "nonleaf"))
