@@ -76,13 +76,11 @@ bool etc_conv_bwd_data(const etc_conv_geom *g, const float *dy, const float *w, 
     return etc_conv_bwd_data_im2col(g, dy, w, dx);
 }
 
-bool etc_conv_bwd_weight(const etc_conv_geom *g, const float *x, const float *dy, float *dw,
-                         float *db)
+bool etc_conv_bwd_weight(const etc_conv_geom *g, const float *x, const float *dy, float *dw)
 {
-    if (etc_conv_use_onednn(g, ETC_CONV_BWD_WEIGHT) &&
-        etc_conv_bwd_weight_onednn(g, x, dy, dw, db))
+    if (etc_conv_use_onednn(g, ETC_CONV_BWD_WEIGHT) && etc_conv_bwd_weight_onednn(g, x, dy, dw))
         return true;
-    return etc_conv_bwd_weight_im2col(g, x, dy, dw, db);
+    return etc_conv_bwd_weight_im2col(g, x, dy, dw);
 }
 
 /* ------------------------------------------------------ argument checks */
@@ -492,10 +490,8 @@ static bool conv_backward(et_tensor *out, et_tensor *g, et_tensor **gin, bool tr
     if (ok && need_w) {
         gin[1] = etc_alloc(w->shape, w->ndim);
         /* the forward convolution's input is g for a transposed op */
-        ok = gin[1] && (transposed ? etc_conv_bwd_weight(&geo, gc->data, xc->data, gin[1]->data,
-                                                         NULL)
-                                   : etc_conv_bwd_weight(&geo, xc->data, gc->data, gin[1]->data,
-                                                         NULL));
+        ok = gin[1] && (transposed ? etc_conv_bwd_weight(&geo, gc->data, xc->data, gin[1]->data)
+                                   : etc_conv_bwd_weight(&geo, xc->data, gc->data, gin[1]->data));
     }
     if (ok && need_b) {
         int64_t ch = transposed ? geo.c : geo.o;

@@ -130,33 +130,69 @@ static void to_channel_major(const float *src, int64_t nb, int64_t o, int64_t oh
             memcpy(dst + (c * nb + i) * ohw, src + (i * o + c) * ohw, (size_t)ohw * sizeof *dst);
 }
 
+/* The scratch of one pass: the column buffer of a chunk, and for batched
+ * chunks the channel-major copy of the output (or output gradient). */
+typedef struct {
+    int64_t nb0;                /* images per chunk */
+    et_tensor *col, *tmp;
+} chunks;
+
+static bool chunks_begin(const etc_conv_geom *g, chunks *c)
+{
+    int64_t ohw = g->oh * g->ow;
+    c->nb0 = chunk_images(g);
+    c->col = scratch(g->c * g->kh * g->kw * c->nb0 * ohw);
+    c->tmp = c->nb0 > 1 ? scratch(g->o * c->nb0 * ohw) : NULL;
+    if (c->col && (c->nb0 == 1 || c->tmp))
+        return true;
+    etc_release(c->col);
+    return false;
+}
+
+static void chunks_end(chunks *c)
+{
+    etc_release(c->col);
+    etc_release(c->tmp);
+}
+
+/* dy of images [n0, n0 + nb) as [o, nb ohw]: in place for one image, else
+ * the copy in c->tmp. */
+static const float *dy_chunk(const chunks *c, const etc_conv_geom *g, const float *dy,
+                             int64_t n0, int64_t nb)
+{
+    const int64_t ohw = g->oh * g->ow;
+    const float *d = dy + n0 * g->o * ohw;
+    if (c->nb0 == 1)
+        return d;
+    to_channel_major(d, nb, g->o, ohw, c->tmp->data);
+    return c->tmp->data;
+}
+
 bool etc_conv_fwd_im2col(const etc_conv_geom *g, const float *x, const float *w,
                          const float *b, float *y)
 {
     const int64_t G = g->groups, og = g->o / G, k = g->c / G * g->kh * g->kw;
-    const int64_t ohw = g->oh * g->ow, nb0 = chunk_images(g);
+    const int64_t ohw = g->oh * g->ow;
+    chunks ch;
     if (g->n == 0 || ohw == 0)
         return true;
-    et_tensor *colt = scratch(g->c * g->kh * g->kw * nb0 * ohw);
-    et_tensor *tmpt = nb0 > 1 ? scratch(g->o * nb0 * ohw) : NULL;
-    if (!colt || (nb0 > 1 && !tmpt)) {
-        etc_release(colt);
+    if (!chunks_begin(g, &ch))
         return false;
-    }
-    for (int64_t n0 = 0; n0 < g->n; n0 += nb0) {
-        int64_t nb = g->n - n0 < nb0 ? g->n - n0 : nb0, cols = nb * ohw;
-        etc_im2col(g, x + n0 * g->c * g->h * g->w, nb, colt->data);
-        float *out = nb0 > 1 ? tmpt->data : y + n0 * g->o * ohw;
+    for (int64_t n0 = 0; n0 < g->n; n0 += ch.nb0) {
+        int64_t nb = g->n - n0 < ch.nb0 ? g->n - n0 : ch.nb0, cols = nb * ohw;
+        etc_im2col(g, x + n0 * g->c * g->h * g->w, nb, ch.col->data);
+        float *out = ch.nb0 > 1 ? ch.tmp->data : y + n0 * g->o * ohw;
         for (int64_t gi = 0; gi < G; gi++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)cols, (int)k,
-                        1.0f, w + gi * og * k, (int)k, colt->data + gi * k * cols, (int)cols,
+                        1.0f, w + gi * og * k, (int)k, ch.col->data + gi * k * cols, (int)cols,
                         0.0f, out + gi * og * cols, (int)cols);
+        /* bias, and back from [o, nb, ohw] to [nb, o, ohw] for a batched chunk */
         for (int64_t i = 0; i < nb; i++)
             for (int64_t c = 0; c < g->o; c++) {
                 float *dst = y + ((n0 + i) * g->o + c) * ohw;
                 const float *src = out + (c * nb + i) * ohw;
                 float bc = b ? b[c] : 0.0f;
-                if (nb0 > 1)
+                if (ch.nb0 > 1)
                     for (int64_t j = 0; j < ohw; j++)
                         dst[j] = src[j] + bc;
                 else if (b)
@@ -164,8 +200,7 @@ bool etc_conv_fwd_im2col(const etc_conv_geom *g, const float *x, const float *w,
                         dst[j] += bc;
             }
     }
-    etc_release(colt);
-    etc_release(tmpt);
+    chunks_end(&ch);
     return true;
 }
 
@@ -173,74 +208,47 @@ bool etc_conv_bwd_data_im2col(const etc_conv_geom *g, const float *dy, const flo
                               float *dx)
 {
     const int64_t G = g->groups, og = g->o / G, k = g->c / G * g->kh * g->kw;
-    const int64_t ohw = g->oh * g->ow, nb0 = chunk_images(g);
+    const int64_t ohw = g->oh * g->ow;
+    chunks ch;
     memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof *dx);
     if (g->n == 0 || ohw == 0)
         return true;
-    et_tensor *colt = scratch(g->c * g->kh * g->kw * nb0 * ohw);
-    et_tensor *tmpt = nb0 > 1 ? scratch(g->o * nb0 * ohw) : NULL;
-    if (!colt || (nb0 > 1 && !tmpt)) {
-        etc_release(colt);
+    if (!chunks_begin(g, &ch))
         return false;
-    }
-    for (int64_t n0 = 0; n0 < g->n; n0 += nb0) {
-        int64_t nb = g->n - n0 < nb0 ? g->n - n0 : nb0, cols = nb * ohw;
-        const float *d = dy + n0 * g->o * ohw;
-        if (nb0 > 1) {
-            to_channel_major(d, nb, g->o, ohw, tmpt->data);
-            d = tmpt->data;
-        }
+    for (int64_t n0 = 0; n0 < g->n; n0 += ch.nb0) {
+        int64_t nb = g->n - n0 < ch.nb0 ? g->n - n0 : ch.nb0, cols = nb * ohw;
+        const float *d = dy_chunk(&ch, g, dy, n0, nb);
         for (int64_t gi = 0; gi < G; gi++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)cols, (int)og,
                         1.0f, w + gi * og * k, (int)k, d + gi * og * cols, (int)cols, 0.0f,
-                        colt->data + gi * k * cols, (int)cols);
-        etc_col2im(g, colt->data, nb, dx + n0 * g->c * g->h * g->w);
+                        ch.col->data + gi * k * cols, (int)cols);
+        etc_col2im(g, ch.col->data, nb, dx + n0 * g->c * g->h * g->w);
     }
-    etc_release(colt);
-    etc_release(tmpt);
+    chunks_end(&ch);
     return true;
 }
 
 bool etc_conv_bwd_weight_im2col(const etc_conv_geom *g, const float *x, const float *dy,
-                                float *dw, float *db)
+                                float *dw)
 {
     const int64_t G = g->groups, og = g->o / G, k = g->c / G * g->kh * g->kw;
-    const int64_t ohw = g->oh * g->ow, nb0 = chunk_images(g);
+    const int64_t ohw = g->oh * g->ow;
+    chunks ch;
     memset(dw, 0, (size_t)(g->o * k) * sizeof *dw);
-    if (db) {
-        for (int64_t c = 0; c < g->o; c++) {
-            double s = 0.0;
-            for (int64_t i = 0; i < g->n; i++) {
-                const float *p = dy + (i * g->o + c) * ohw;
-                for (int64_t j = 0; j < ohw; j++)
-                    s += p[j];
-            }
-            db[c] = (float)s;
-        }
-    }
     if (g->n == 0 || ohw == 0)
         return true;
-    et_tensor *colt = scratch(g->c * g->kh * g->kw * nb0 * ohw);
-    et_tensor *tmpt = nb0 > 1 ? scratch(g->o * nb0 * ohw) : NULL;
-    if (!colt || (nb0 > 1 && !tmpt)) {
-        etc_release(colt);
+    if (!chunks_begin(g, &ch))
         return false;
-    }
-    for (int64_t n0 = 0; n0 < g->n; n0 += nb0) {
-        int64_t nb = g->n - n0 < nb0 ? g->n - n0 : nb0, cols = nb * ohw;
-        const float *d = dy + n0 * g->o * ohw;
-        if (nb0 > 1) {
-            to_channel_major(d, nb, g->o, ohw, tmpt->data);
-            d = tmpt->data;
-        }
-        etc_im2col(g, x + n0 * g->c * g->h * g->w, nb, colt->data);
+    for (int64_t n0 = 0; n0 < g->n; n0 += ch.nb0) {
+        int64_t nb = g->n - n0 < ch.nb0 ? g->n - n0 : ch.nb0, cols = nb * ohw;
+        const float *d = dy_chunk(&ch, g, dy, n0, nb);
+        etc_im2col(g, x + n0 * g->c * g->h * g->w, nb, ch.col->data);
         for (int64_t gi = 0; gi < G; gi++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)og, (int)k, (int)cols, 1.0f,
-                        d + gi * og * cols, (int)cols, colt->data + gi * k * cols, (int)cols,
+                        d + gi * og * cols, (int)cols, ch.col->data + gi * k * cols, (int)cols,
                         1.0f, dw + gi * og * k, (int)k);
     }
-    etc_release(colt);
-    etc_release(tmpt);
+    chunks_end(&ch);
     return true;
 }
 

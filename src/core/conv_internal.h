@@ -8,7 +8,7 @@
  * on contiguous float buffers (no graph):
  *   fwd          y = conv(x, w) (+ b)
  *   bwd_data     dx = conv^T(dy, w)          (also: conv_transpose2d forward)
- *   bwd_weight   dw = dy (*) x, db = sum dy  (also: conv_transpose2d dW)
+ *   bwd_weight   dw = dy (*) x               (also: conv_transpose2d dW)
  * conv1d is the case h = kh = 1.  Padding may be asymmetric (padding="same"
  * with an even kernel); the bottom/right padding is stored exactly as the
  * output size needs it: (oh - 1) sh + dh (kh - 1) + 1 = h + pt + pb.
@@ -32,9 +32,8 @@ bool etc_conv_fwd_im2col(const etc_conv_geom *g, const float *x, const float *w,
                          const float *b, float *y);
 bool etc_conv_bwd_data_im2col(const etc_conv_geom *g, const float *dy, const float *w,
                               float *dx);
-/* db may be NULL. */
 bool etc_conv_bwd_weight_im2col(const etc_conv_geom *g, const float *x, const float *dy,
-                                float *dw, float *db);
+                                float *dw);
 
 /* im2col of a chunk of nb images: col[(c kh kw), nb, oh ow] from
  * x[nb, c, h, w] (zeros where a tap falls into the padding), and its
@@ -50,7 +49,7 @@ bool etc_conv_fwd_onednn(const etc_conv_geom *g, const float *x, const float *w,
 bool etc_conv_bwd_data_onednn(const etc_conv_geom *g, const float *dy, const float *w,
                               float *dx);
 bool etc_conv_bwd_weight_onednn(const etc_conv_geom *g, const float *x, const float *dy,
-                                float *dw, float *db);
+                                float *dw);
 bool etc_onednn_available(void);
 
 /* Which pass is being chosen (etc_conv_use_onednn). */
@@ -62,7 +61,6 @@ bool etc_conv_use_onednn(const etc_conv_geom *g, int pass);
 bool etc_conv_fwd(const etc_conv_geom *g, const float *x, const float *w, const float *b,
                   float *y);
 bool etc_conv_bwd_data(const etc_conv_geom *g, const float *dy, const float *w, float *dx);
-bool etc_conv_bwd_weight(const etc_conv_geom *g, const float *x, const float *dy, float *dw,
-                         float *db);
+bool etc_conv_bwd_weight(const etc_conv_geom *g, const float *x, const float *dy, float *dw);
 
 #endif

@@ -34,7 +34,7 @@ bool etc_conv_bwd_data_onednn(const etc_conv_geom *g, const float *dy, const flo
     return false;
 }
 bool etc_conv_bwd_weight_onednn(const etc_conv_geom *g, const float *x, const float *dy,
-                                float *dw, float *db)
+                                float *dw)
 {
     return false;
 }
@@ -289,25 +289,24 @@ bool etc_conv_bwd_data_onednn(const etc_conv_geom *g, const float *dy, const flo
 }
 
 bool etc_conv_bwd_weight_onednn(const etc_conv_geom *g, const float *x, const float *dy,
-                                float *dw, float *db)
+                                float *dw)
 {
     descs d;
     if (g->n == 0 || !thread_setup() || !make_descs(g, &d))
         return false;
-    dnnl_primitive_desc_t hint = fwd_pd(&d, db != NULL, dnnl_forward_training), pd = NULL;
+    dnnl_primitive_desc_t hint = fwd_pd(&d, false, dnnl_forward_training), pd = NULL;
     dnnl_convolution_desc_t cd;
     if (hint && dnnl_dilated_convolution_backward_weights_desc_init(
-                    &cd, dnnl_convolution_direct, &d.src_any, &d.wei_any, db ? &d.bias : NULL,
-                    &d.dst_any, d.strides, d.dilates, d.pad_l, d.pad_r) == dnnl_success)
+                    &cd, dnnl_convolution_direct, &d.src_any, &d.wei_any, NULL, &d.dst_any,
+                    d.strides, d.dilates, d.pad_l, d.pad_r) == dnnl_success)
         if (dnnl_primitive_desc_create(&pd, &cd, NULL, engine, hint) != dnnl_success)
             pd = NULL;
     bool ok = false;
     if (pd) {
-        user_arg ua[4] = {{DNNL_ARG_SRC, &d.src, (float *)x, false},
+        user_arg ua[3] = {{DNNL_ARG_SRC, &d.src, (float *)x, false},
                           {DNNL_ARG_DIFF_DST, &d.dst, (float *)dy, false},
-                          {DNNL_ARG_DIFF_WEIGHTS, &d.wei, dw, true},
-                          {DNNL_ARG_DIFF_BIAS, &d.bias, db, true}};
-        ok = run(pd, ua, db ? 4 : 3);
+                          {DNNL_ARG_DIFF_WEIGHTS, &d.wei, dw, true}};
+        ok = run(pd, ua, 3);
         dnnl_primitive_desc_destroy(pd);
     }
     if (hint)

@@ -110,11 +110,8 @@ static et_tensor *conv_forward(et_module *m, et_tensor *x)
         else
             y = et_conv1d(x, w, b, stride, pad, dil, c->o.groups);
     }
-    if (!y) {
-        char pre[220];
-        snprintf(pre, sizeof pre, "%s: ", c->repr);
-        nn_error_prefix(pre);
-    }
+    if (!y)
+        nn_error_prefix("%s: ", c->repr);
     return y;
 }
 
@@ -203,10 +200,8 @@ static et_module *conv_new(const char *type, int sd, bool transposed, int64_t in
     if (nn_module_add_param(m, "weight", nn_keep_uniform(g, wshape, wnd, bound)) != ET_OK ||
         (o->bias && nn_module_add_param(m, "bias", nn_keep_uniform(g, (int64_t[]){out}, 1,
                                                                    bound)) != ET_OK)) {
-        char pre[220];
-        snprintf(pre, sizeof pre, "%s: ", c->repr);
-        nn_error_prefix(pre);
-        et_module_free(m);
+        nn_error_prefix("%s: ", c->repr);
+        et_module_free(m);   /* frees c too */
         return NULL;
     }
     return m;

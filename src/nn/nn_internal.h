@@ -33,9 +33,13 @@ et_tensor *nn_keep_detach(et_tensor *t);
  * owned like the nn_keep_* results. */
 et_tensor *nn_keep_uniform(et_generator *g, const int64_t *shape, int ndim, double bound);
 
-/* Prefix the current error message (e.g. with the layer: "Conv2d(3, 8, ...): ");
- * the status code is kept.  Returns that code. */
-et_status nn_error_prefix(const char *prefix);
+/* Prefix the current error message with the formatted text (e.g. the layer:
+ * "Conv2d(3, 8, ...): "); the status code is kept.  Returns that code. */
+et_status nn_error_prefix(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
 
 /* Contiguous float access to any tensor: direct pointer when contiguous,
  * else a malloc'ed copy written back by nn_buf_release(.., true), which

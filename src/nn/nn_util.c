@@ -4,6 +4,7 @@
 #include "nn/nn_internal.h"
 #include "core/core_internal.h"   /* etc_pooled */
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,11 +69,15 @@ et_tensor *nn_keep_uniform(et_generator *g, const int64_t *shape, int ndim, doub
     return keep(et_uniform(g, shape, ndim, -bound, bound));
 }
 
-et_status nn_error_prefix(const char *prefix)
+et_status nn_error_prefix(const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], prefix[256];
     et_status code = et_errcode();
     snprintf(msg, sizeof msg, "%s", et_errmsg());
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
     return et_set_error(code != ET_OK ? code : ET_ERR_STATE, "%s%s", prefix, msg);
 }
 

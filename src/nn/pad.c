@@ -22,11 +22,8 @@ static et_tensor *pad_forward(et_module *m, et_tensor *x)
 {
     pad_cfg *c = m->impl;
     et_tensor *y = et_pad(x, c->pad, c->n, c->mode, c->value);
-    if (!y) {
-        char pre[160];
-        snprintf(pre, sizeof pre, "%s: ", c->repr);
-        nn_error_prefix(pre);
-    }
+    if (!y)
+        nn_error_prefix("%s: ", c->repr);
     return y;
 }
 

@@ -76,11 +76,8 @@ static et_tensor *pool_forward(et_module *m, et_tensor *x)
         y = c->sd == 2 ? et_adaptive_max_pool2d(x, k, NULL) : et_adaptive_max_pool1d(x, k, NULL);
         break;
     }
-    if (!y) {
-        char pre[180];
-        snprintf(pre, sizeof pre, "%s: ", c->repr);
-        nn_error_prefix(pre);
-    }
+    if (!y)
+        nn_error_prefix("%s: ", c->repr);
     return y;
 }
 
@@ -203,34 +200,34 @@ et_module *et_avg_pool1d_new(int64_t kernel_size, const et_pool_opts *opts)
     return pool_new("AvgPool1d", AVGP, 1, (int64_t[]){1, kernel_size}, &w);
 }
 
-et_module *et_adaptive_avg_pool2d_new(const int64_t output_size[2])
+/* The adaptive pools: output_size only (the options stay at their defaults). */
+static et_module *adaptive_new(const char *type, int kind, int sd, const int64_t *output_size)
 {
     et_pool_opts d = ET_POOL_DEFAULTS;
     if (!output_size) {
-        et_set_error(ET_ERR_ARG, "AdaptiveAvgPool2d: output_size is NULL");
+        et_set_error(ET_ERR_ARG, "%s: output_size is NULL", type);
         return NULL;
     }
-    return pool_new("AdaptiveAvgPool2d", ADA_AVG, 2, output_size, &d);
+    const int64_t k[2] = {sd == 2 ? output_size[0] : 1, output_size[sd - 1]};
+    return pool_new(type, kind, sd, k, &d);
+}
+
+et_module *et_adaptive_avg_pool2d_new(const int64_t output_size[2])
+{
+    return adaptive_new("AdaptiveAvgPool2d", ADA_AVG, 2, output_size);
 }
 
 et_module *et_adaptive_avg_pool1d_new(int64_t output_size)
 {
-    et_pool_opts d = ET_POOL_DEFAULTS;
-    return pool_new("AdaptiveAvgPool1d", ADA_AVG, 1, (int64_t[]){1, output_size}, &d);
+    return adaptive_new("AdaptiveAvgPool1d", ADA_AVG, 1, &output_size);
 }
 
 et_module *et_adaptive_max_pool2d_new(const int64_t output_size[2])
 {
-    et_pool_opts d = ET_POOL_DEFAULTS;
-    if (!output_size) {
-        et_set_error(ET_ERR_ARG, "AdaptiveMaxPool2d: output_size is NULL");
-        return NULL;
-    }
-    return pool_new("AdaptiveMaxPool2d", ADA_MAX, 2, output_size, &d);
+    return adaptive_new("AdaptiveMaxPool2d", ADA_MAX, 2, output_size);
 }
 
 et_module *et_adaptive_max_pool1d_new(int64_t output_size)
 {
-    et_pool_opts d = ET_POOL_DEFAULTS;
-    return pool_new("AdaptiveMaxPool1d", ADA_MAX, 1, (int64_t[]){1, output_size}, &d);
+    return adaptive_new("AdaptiveMaxPool1d", ADA_MAX, 1, &output_size);
 }
