@@ -2,6 +2,8 @@
  * (src/core/conv.c, conv_im2col.c, conv_onednn.c).  Expected numbers come
  * from torch 1.13 on the same inputs (the expression is quoted); the
  * differential suite (tests/torch, cases_conv.py) covers the full grid. */
+#include <pthread.h>
+
 #include "check_helpers.h"
 #include "easytorch/conv.h"
 
@@ -254,6 +256,58 @@ START_TEST(test_unfold_fold)
 }
 END_TEST
 
+/* Concurrent convolutions (what easytorchd's parallel predictions and
+ * trainings do): each thread gets its own oneDNN stream and scratch; the
+ * results must equal a single thread's. */
+typedef struct {
+    et_tensor *x, *w;       /* shared, read only */
+    float out[2];           /* a forward value and a weight-gradient value */
+    bool ok;
+} conv_job;
+
+static void *conv_worker(void *arg)
+{
+    conv_job *j = arg;
+    j->ok = true;
+    for (int it = 0; it < 20 && j->ok; it++) {
+        et_pool_begin();
+        et_tensor *w = et_clone(j->w);
+        et_set_requires_grad(w, true);
+        et_tensor *y = et_conv2d(j->x, w, NULL, NULL, (int64_t[]){1, 1}, NULL, 1);
+        j->ok = y && et_backward(et_sum_all(et_tanh(y)), NULL) == ET_OK;
+        if (j->ok) {
+            j->out[0] = et_data(y)[123];
+            j->out[1] = et_data(et_grad(w))[7];
+        }
+        et_pool_end();
+    }
+    return NULL;
+}
+
+START_TEST(test_conv_threads)
+{
+    et_generator *gen = et_generator_new(9);
+    conv_job ref = {.x = et_randn(gen, ET_SHAPE(4, 8, 12, 12)), .w = et_randn(gen, ET_SHAPE(16, 8, 3, 3))};
+    conv_worker(&ref);
+    ck_assert(ref.ok);
+    conv_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (conv_job){.x = ref.x, .w = ref.w};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, conv_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert(jobs[i].ok);
+        ck_assert_float_eq(jobs[i].out[0], ref.out[0]);
+        ck_assert_float_eq(jobs[i].out[1], ref.out[1]);
+    }
+    et_tensor_free(ref.x);
+    et_tensor_free(ref.w);
+    et_generator_free(gen);
+}
+END_TEST
+
 START_TEST(test_conv_algo_switch)
 {
     ck_assert_int_eq(et_get_conv_algo(), ET_CONV_AUTO);
@@ -312,6 +366,7 @@ int main(void)
         {"conv_transpose_is_adjoint", test_conv_transpose_is_adjoint},
         {"algorithms_agree", test_algorithms_agree},
         {"unfold_fold", test_unfold_fold},
+        {"conv_threads", test_conv_threads},
         {"conv_algo_switch", test_conv_algo_switch},
         {"conv_errors", test_conv_errors},
     };
