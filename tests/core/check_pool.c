@@ -132,6 +132,7 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 60);   /* a hang guard: a loaded 2-core machine is slow */
         tcase_add_test(tc, cases[i].fn);
         suite_add_tcase(s, tc);
     }
