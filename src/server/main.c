@@ -317,7 +317,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "easytorchd: data dir: %s\n", err.msg);
         return 1;
     }
-    etd_app app = {reg, c.json};
+    etd_app app = {.reg = reg, .json = c.json, .max_decoded_body = h->max_body};
     etd_server *srv = etd_server_start(&c.http, etd_routes, etd_nroutes, &app, &err);
     if (!srv) {
         fprintf(stderr, "easytorchd: %s\n", err.msg);

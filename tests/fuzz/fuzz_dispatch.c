@@ -153,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         etd_model_unref(m);
         cJSON_Delete(j);
     }
-    etd_app app = {reg, cfg.json};
+    etd_app app = {.reg = reg, .json = cfg.json};
     etd_server *s = etd_server_new_detached(&cfg.http, etd_routes, etd_nroutes, &app);
     if (!s)
         abort();

@@ -35,10 +35,19 @@ typedef struct etd_kv {
     size_t value_len;
 } etd_kv;
 
+/* Browsers on other origins (--cors-origin; see cors.c). */
+#define ETD_CORS_MAX 32
+typedef struct etd_cors {
+    int n;                      /* 0: no CORS headers at all */
+    const char *origins[ETD_CORS_MAX];  /* "https://host:port" exactly, or "*" */
+} etd_cors;
+
 /* What the endpoints serve (set up once by main or a test). */
 typedef struct etd_app {
     etd_registry *reg;
     etd_json_limits json;       /* body limits: depth, values, tensor elements */
+    size_t max_decoded_body;    /* a compressed body's size once inflated (0: 64 MiB) */
+    etd_cors cors;
 } etd_app;
 
 /* What the transport tells a handler about itself. */
@@ -65,7 +74,7 @@ typedef struct etd_request {
     size_t body_len;
 } etd_request;
 
-#define ETD_RESP_HEADERS 4
+#define ETD_RESP_HEADERS 16
 
 typedef struct etd_response {
     int status;                 /* 200 unless set */
@@ -92,7 +101,9 @@ enum {
     ETD_R_PUBLIC = 1,           /* no token, served while draining (probes, the dashboard) */
     ETD_R_READY = 2,            /* 503 until the persisted models are loaded */
     ETD_R_BODY = 4,             /* reads a body (the transport keeps it) */
-    ETD_R_ANY_QUERY = 8         /* query arguments are not checked (static files) */
+    ETD_R_ANY_QUERY = 8,        /* query arguments are not checked (static files) */
+    ETD_R_BINARY = 16,          /* the body may also be safetensors (application/octet-stream) */
+    ETD_R_OIP = 32              /* the body may use the OIP binary tensor extension */
 };
 
 typedef struct etd_route {

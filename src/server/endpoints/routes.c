@@ -9,6 +9,7 @@ static const char *const q_format[] = {"format", NULL};
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY
 #define BODY ETD_R_BODY
+#define BIN (ETD_R_BODY | ETD_R_BINARY) /* JSON or safetensors */
 #define M "/v1/models/{name}"
 const etd_route etd_routes[] = {
     {"GET", "/healthz", etd_h_healthz, PUB, NULL, NULL},
@@ -19,14 +20,14 @@ const etd_route etd_routes[] = {
     {"GET", "/v1/types", etd_h_types, 0, NULL, NULL},
     {"GET", M, etd_h_get, RDY, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY, NULL, NULL},
-    {"POST", M "/predict", etd_h_predict, RDY | BODY, NULL, NULL},
-    {"POST", M "/batches", etd_h_batches, RDY | BODY, NULL, NULL},
+    {"POST", M "/predict", etd_h_predict, RDY | BIN, NULL, NULL},
+    {"POST", M "/batches", etd_h_batches, RDY | BIN, NULL, NULL},
     {"POST", M "/step", etd_h_step, RDY | BODY, NULL, NULL},
-    {"POST", M "/train", etd_h_train, RDY | BODY, NULL, NULL},
+    {"POST", M "/train", etd_h_train, RDY | BIN, NULL, NULL},
     {"GET", M "/gradients", etd_h_grad_get, RDY, NULL, NULL},
-    {"POST", M "/gradients", etd_h_grad_post, RDY | BODY, NULL, NULL},
+    {"POST", M "/gradients", etd_h_grad_post, RDY | BIN, NULL, NULL},
     {"GET", M "/parameters", etd_h_params_get, RDY, q_format, NULL},
-    {"PUT", M "/parameters", etd_h_params_put, RDY | BODY, NULL, NULL},
+    {"PUT", M "/parameters", etd_h_params_put, RDY | BIN, NULL, NULL},
     {"GET", M "/loss", etd_h_loss, RDY, q_since, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY, NULL, NULL},
     {"GET", "/v2/health/live", etd_h_v2_live, PUB, NULL, NULL},
@@ -34,7 +35,7 @@ const etd_route etd_routes[] = {
     {"GET", "/v2", etd_h_v2_server, 0, NULL, NULL},
     {"GET", "/v2/models/{name}", etd_h_v2_model, RDY, NULL, NULL},
     {"GET", "/v2/models/{name}/ready", etd_h_v2_model_ready, RDY, NULL, NULL},
-    {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY, NULL, NULL},
+    {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY | ETD_R_OIP, NULL, NULL},
     {"GET", "/openapi.json", etd_h_openapi, PUB, NULL, NULL},
     {"GET", "/docs", etd_h_docs, PUB, NULL, NULL},
     {"GET", "/docs/{asset}", etd_h_docs_asset, PUB, NULL, etd_docs_asset_exists},
@@ -42,4 +43,5 @@ const etd_route etd_routes[] = {
     {"GET", "/{asset}", etd_h_asset, PUB | ETD_R_ANY_QUERY, NULL, etd_asset_exists},
 };
 #undef M
+#undef BIN
 const int etd_nroutes = (int)(sizeof etd_routes / sizeof etd_routes[0]);

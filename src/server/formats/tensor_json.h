@@ -15,9 +15,13 @@
 
 #include "server/formats/json_out.h"
 
-/* Parsed, still-unowned tensor data: malloc'ed floats + shape. */
+/* Parsed, still-unowned tensor data: malloc'ed elements + shape.  float32
+ * (the zero value, what JSON gives) holds its elements in `data`; int64
+ * (indices from a binary body) in `idata`, with `data` NULL. */
 typedef struct etd_array {
-    float *data;            /* numel floats, caller frees with free() */
+    float *data;            /* float32: numel floats (etd_array_free frees) */
+    int64_t *idata;         /* int64: numel integers */
+    et_dtype dtype;         /* ET_FLOAT32 unless set */
     int64_t shape[ET_MAX_DIMS];
     int ndim;
     int64_t numel;
@@ -27,8 +31,16 @@ typedef struct etd_array {
  * elements, got 3") on bad input. */
 bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems,
                          etd_array *a, char *err, size_t errcap);
-/* Free a->data and set it to NULL (so a second call is harmless). */
+/* Free the elements and set the pointers to NULL (so a second call is harmless). */
 void etd_array_free(etd_array *a);
+/* A tensor of a's dtype, shape and elements (a copy; in the current pool if
+ * one is open, as et_tensor_new), or NULL + et_errmsg(). */
+et_tensor *etd_array_tensor(const etd_array *a);
+/* a = a copy of t's elements (float32 or int64, any layout); false +
+ * "<what>: ..." in err when t has more than max_elems elements or memory
+ * runs out. */
+bool etd_array_from_tensor(const et_tensor *t, const char *what, int64_t max_elems,
+                           etd_array *a, char *err, size_t errcap);
 
 /* Tensor from JSON (new reference, or NULL + err). */
 et_tensor *etd_tensor_from_json(const cJSON *j, const char *what, int64_t max_elems,

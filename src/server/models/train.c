@@ -26,25 +26,27 @@ static etd_rc check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
     return ETD_OK;
 }
 
-static et_tensor *array_tensor(const etd_array *a)
-{
-    return et_tensor_new(a->data, a->shape, a->ndim);
-}
+static et_tensor *array_tensor(const etd_array *a) { return etd_array_tensor(a); }
 
 /* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool. */
 static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n)
 {
+    bool i64 = a->dtype == ET_INT64;
+    size_t el = i64 ? sizeof(int64_t) : sizeof(float);
+    const char *src = i64 ? (const char *)a->idata : (const char *)a->data;
     int64_t row = a->shape[0] ? a->numel / a->shape[0] : 0;
     int64_t total = n * row;
-    float *buf = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
+    char *buf = malloc((size_t)(total > 0 ? total : 1) * el);
     if (!buf)
         return NULL;
     for (int64_t i = 0; i < n; i++)
-        memcpy(buf + i * row, a->data + idx[i] * row, (size_t)row * sizeof(float));
-    int64_t shape[ET_MAX_DIMS];
-    memcpy(shape, a->shape, sizeof shape);
-    shape[0] = n;
-    et_tensor *t = et_tensor_new(buf, shape, a->ndim);
+        memcpy(buf + (size_t)(i * row) * el, src + (size_t)(idx[i] * row) * el, (size_t)row * el);
+    etd_array rows = *a;
+    rows.shape[0] = n;
+    rows.numel = total;
+    rows.data = i64 ? NULL : (float *)(void *)buf;
+    rows.idata = i64 ? (int64_t *)(void *)buf : NULL;
+    et_tensor *t = etd_array_tensor(&rows);
     free(buf);
     return t;
 }
