@@ -195,6 +195,11 @@ class Contract:
                                 % (what, ct, ", ".join(content)))
         if _base(ct) == "application/json" and "schema" in media:
             self.validate(media["schema"], _json(what, body), what + " (response body)")
+        elif "inference-header-content-length" in headers and "application/json" in content:
+            # the OIP binary extension: the JSON header is the JSON answer's shape
+            n = int(headers["inference-header-content-length"])
+            self.validate(content["application/json"]["schema"], _json(what, body[:n]),
+                          what + " (binary answer's JSON header)")
 
     def _check_request(self, what, op, req_headers, req_body):
         rb = self.resolve(op.get("requestBody")) if op.get("requestBody") else None
@@ -219,15 +224,16 @@ class Contract:
         if ct.endswith("+json"):
             ct = "application/json"  # structured-syntax suffix: JSON (info.description)
         if "inference-header-content-length" in hdrs:
-            return  # the OIP binary extension: JSON header + tensor bytes
+            # the OIP binary extension: its JSON header against the JSON body's schema
+            n = int(hdrs["inference-header-content-length"])
+            raw, ct = raw[:n], "application/json"
         if ct not in content:
             raise ContractError("%s: accepted a %s body, which the document does not list "
                                 "(listed: %s)" % (what, ct, ", ".join(content)))
         media = content[ct]
         if ct == "application/json" and "schema" in media:
             try:
-                text = req_body.decode("utf-8") if isinstance(req_body, bytes) else req_body
-                obj = json.loads(text)
+                obj = json.loads(raw.decode("utf-8"))
             except ValueError:
                 raise ContractError("%s: the daemon accepted a request body that is not JSON"
                                     % what)

@@ -11,6 +11,7 @@ static const char *const q_format[] = {"format", NULL};
 #define BODY ETD_R_BODY
 #define BIN (ETD_R_BODY | ETD_R_BINARY) /* JSON or safetensors */
 #define M "/v1/models/{name}"
+#define V "/v2/models/{name}/versions/{version}"
 const etd_route etd_routes[] = {
     {"GET", "/healthz", etd_h_healthz, PUB, NULL, NULL},
     {"GET", "/readyz", etd_h_readyz, PUB, NULL, NULL},
@@ -36,6 +37,10 @@ const etd_route etd_routes[] = {
     {"GET", "/v2/models/{name}", etd_h_v2_model, RDY, NULL, NULL},
     {"GET", "/v2/models/{name}/ready", etd_h_v2_model_ready, RDY, NULL, NULL},
     {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY | ETD_R_OIP, NULL, NULL},
+    {"GET", V "", etd_h_v2_model, RDY, NULL, NULL},
+    {"GET", V "/ready", etd_h_v2_model_ready, RDY, NULL, NULL},
+    {"POST", V "/infer", etd_h_v2_infer, RDY | BODY | ETD_R_OIP, NULL, NULL},
+    {"POST", "/v2/repository/index", etd_h_v2_repository_index, RDY | BODY, NULL, NULL},
     {"GET", "/openapi.json", etd_h_openapi, PUB, NULL, NULL},
     {"GET", "/docs", etd_h_docs, PUB, NULL, NULL},
     {"GET", "/docs/{asset}", etd_h_docs_asset, PUB, NULL, etd_docs_asset_exists},
@@ -43,5 +48,6 @@ const etd_route etd_routes[] = {
     {"GET", "/{asset}", etd_h_asset, PUB | ETD_R_ANY_QUERY, NULL, etd_asset_exists},
 };
 #undef M
+#undef V
 #undef BIN
 const int etd_nroutes = (int)(sizeof etd_routes / sizeof etd_routes[0]);

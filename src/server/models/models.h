@@ -121,12 +121,28 @@ typedef struct etd_model_info {
     int nparams;              /* parameter tensors: etd_model_param_name(m, 0..n-1) */
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
     int64_t out_features;     /* the output's, else -1 */
+    et_dtype in_dtype;        /* ET_INT64 when the first layer takes indices, else float32 */
     etd_model_summary sum;
 } etd_model_info;
 void etd_model_info_get(etd_model *m, etd_model_info *info);
 const char *etd_model_name(const etd_model *m);
 /* state_dict() name of the i-th parameter ("0.weight"); borrowed. */
 const char *etd_model_param_name(const etd_model *m, int i);
+
+/* ---- versions (the OIP's /v2/models/{name}/versions/{version}) ----
+ * Today a model is served as one version, "1": its current state.  These
+ * two functions are the only place versions are known, so stored versions
+ * (model lifecycle) extend them and every versioned route follows. */
+
+/* The versions m serves, oldest first, into out[0..max) (borrowed
+ * strings); returns how many there are. */
+int etd_model_versions(const etd_model *m, const char **out, int max);
+/* The model that serves version `version` of m: a new reference in *out
+ * (today m itself, for "1"); ETD_ENOTFOUND "model \"x\" has no version
+ * \"2\" (versions: 1)". */
+etd_rc etd_model_version(etd_model *m, const char *version, etd_model **out, etd_err *e);
+/* The version the current state of m is served as ("1"). */
+const char *etd_model_current_version(const etd_model *m);
 
 /* ---- operations ---- */
 

@@ -195,6 +195,8 @@ typedef struct etd_spec {
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
     char in_field[48];        /* the field that fixes it, for messages */
     int64_t out_features;     /* the output's last dimension if known, else -1 */
+    et_dtype in_dtype;        /* ET_INT64 when the first layer takes indices (Embedding sets
+                                 it in its parse function), else ET_FLOAT32 (the zero value) */
     int64_t param_count;
 } etd_spec;
 

@@ -239,7 +239,8 @@ bool etd_exchange_run(etd_exchange *x)
     etd_host host = {atomic_load(&s->ready), atomic_load(&s->draining), write_http_metrics, s};
     etd_request rq = {
         .app = s->app, .host = &host, .method = x->method, .path = x->path,
-        .name = x->cap.name, .asset = x->cap.asset, .query = x->query, .nquery = x->nquery,
+        .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,
+        .query = x->query, .nquery = x->nquery,
         .headers = x->headers, .nheaders = x->nheaders, .body = x->body, .body_len = x->len,
     };
     etd_endpoint_run(x->route, &rq, &x->rs);
