@@ -146,6 +146,14 @@ void etd_response_header(etd_response *rs, const char *name, const char *value);
 void etd_response_finish(etd_response *rs, bool head, const void **data, size_t *len,
                          bool *must_free);
 
+/* ---- CORS (cors.c), for the transport: every answer goes through
+ * etd_cors_answer; an OPTIONS for a known path is answered by
+ * etd_cors_preflight (204, before authentication) with `allow`, the
+ * path's methods. ---- */
+void etd_cors_answer(const etd_cors *cors, const etd_kv *headers, int n, etd_response *rs);
+void etd_cors_preflight(const etd_cors *cors, const etd_kv *headers, int n, const char *allow,
+                        etd_response *rs);
+
 /* HTTP status of a result code (ETD_EINVAL 400, ETD_ENOTFOUND 404,
  * ETD_ENOSPC 507, ...): the one table. */
 int etd_rc_status(etd_rc rc);

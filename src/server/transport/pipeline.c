@@ -127,6 +127,7 @@ static bool refuse(etd_exchange *x, int status, bool close, const char *msg)
     etd_response_error(&x->rs, status, "%s", msg);
     x->rs.close = close;
     x->answered = true;
+    etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
     return true;
 }
 
@@ -152,6 +153,12 @@ bool etd_exchange_admit(etd_exchange *x)
     etd_match m = etd_route_match(s->routes, s->nroutes, x->method, x->upath, &x->cap);
     x->slot = etd_http_metrics_slot(s->metrics, m.route, m.pattern, x->method);
     if (m.route < 0) {
+        if (m.status == 405 && strcmp(x->method, "OPTIONS") == 0) {
+            /* a known path: the methods it takes, and the CORS preflight (no token) */
+            etd_cors_preflight(&s->app->cors, x->headers, x->nheaders, m.allow, &x->rs);
+            x->answered = true;
+            return true;
+        }
         if (m.status == 405) {
             snprintf(msg, sizeof msg, "method %s not allowed on %s (allowed: %s)", x->method,
                      x->path, m.allow);
@@ -231,6 +238,7 @@ bool etd_exchange_run(etd_exchange *x)
         etd_response_error(&x->rs, 413, "body is over the limit of %zu bytes (--max-body)",
                            s->o.max_body);
         x->rs.close = true;
+        etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
         return true;
     }
     if (!x->body && !(x->body = malloc(1)))
@@ -244,6 +252,7 @@ bool etd_exchange_run(etd_exchange *x)
         .headers = x->headers, .nheaders = x->nheaders, .body = x->body, .body_len = x->len,
     };
     etd_endpoint_run(x->route, &rq, &x->rs);
+    etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
     if (atomic_load(&s->draining))
         x->rs.close = true;
     return true;
