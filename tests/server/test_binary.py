@@ -204,6 +204,19 @@ class TestSafetensorsRequests(Base):
                                             {"inputs": x, "targets": bad}), 400, "target")
         self.assertIn("7", msg)
 
+    def test_int64_where_numbers_are_taken(self):
+        """int64 inputs of a float model and int64 targets of MSELoss are numbers, as the
+        same integers in JSON are (torch's .float())."""
+        xi = np.arange(12, dtype=np.int64).reshape(4, 3) - 5
+        yi = np.arange(8, dtype=np.int64).reshape(4, 2) % 3
+        a, b = self.model(), self.model()
+        want = D.ok("POST", "/v1/models/%s/batches" % a, {"inputs": xi.tolist(), "targets": yi.tolist()})
+        r = self.post_st("/v1/models/%s/batches" % b, {"inputs": xi, "targets": yi})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), want)
+        p1 = D.ok("POST", "/v1/models/%s/predict" % a, {"inputs": xi.tolist()})
+        self.assertEqual(self.post_st("/v1/models/%s/predict" % b, {"inputs": xi}).json(), p1)
+
     def test_against_pytorch(self):
         """The binary path against torch itself: int64 targets, CE, SGD momentum."""
         import torch

@@ -9,7 +9,20 @@
 bool etd_st_sniff(const void *body, size_t len)
 {
     const unsigned char *p = body;
-    return len >= 10 && p[7] == 0 && p[8] == '{';
+    if (len < 10 || p[7] != 0)
+        return false;
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | p[i];
+    if (n > len - 8)
+        return false;
+    for (size_t i = 8; i < 8 + n; i++) { /* JSON may start with whitespace */
+        if (p[i] == '{')
+            return true;
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return false;
+    }
+    return false;
 }
 
 void etd_st_free(etd_st_body *b)

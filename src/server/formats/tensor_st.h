@@ -26,8 +26,9 @@
 #include "server/formats/tensor_json.h"
 
 /* Does the body start like a safetensors file (a little-endian u64 header
- * length below 2^56, then '{')?  JSON never holds the NUL bytes this needs,
- * so a sniffed body cannot be JSON. */
+ * length below 2^56 that fits the body, then a header starting with '{')?
+ * JSON never holds the NUL bytes this needs, so a sniffed body cannot be
+ * JSON. */
 bool etd_st_sniff(const void *body, size_t len);
 
 /* A parsed safetensors body. */

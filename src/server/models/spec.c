@@ -419,6 +419,9 @@ et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e)
 et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, etd_err *e)
 {
     const etd_loss_type *t = s->loss.type;
+    if (et_tensor_dtype(target) == ET_INT64 && !etd_loss_takes_indices(&s->loss) &&
+        !(target = et_to_dtype(target, ET_FLOAT32))) /* in the caller's pool */
+        return etd_fail(e, ETD_ENOMEM, "targets: %s", et_errmsg()), NULL;
     if (t->check && !t->check(&s->loss, out, target, e))
         return NULL;
     et_tensor *l = t->fn(&s->loss, out, target);

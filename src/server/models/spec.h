@@ -216,8 +216,13 @@ et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params, int 
 /* The spec's scheduler over o; NULL when it has none (check s->sched.type),
  * or NULL + e on failure. */
 et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e);
+/* Does the loss take class indices as targets (CrossEntropyLoss, NLLLoss)? */
+bool etd_loss_takes_indices(const etd_loss_spec *l);
 /* The spec's loss on (output, target): a new reference, or NULL + e
- * (ETD_EINVAL "targets: ..." for targets the loss cannot take). */
+ * (ETD_EINVAL "targets: ..." for targets the loss cannot take).  int64
+ * targets (from a binary body) are class indices for a loss that takes
+ * them, and numbers (converted as torch's .float()) for the others, as the
+ * same numbers in JSON would be. */
 et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, etd_err *e);
 
 /* A row of one of the tables by its exact name, or NULL.  rows is an array

@@ -125,6 +125,8 @@ static et_tensor *sl1_fn(const etd_loss_spec *l, et_tensor *o, et_tensor *t)
     return et_smooth_l1_loss(o, t, l->reduction, (float)l->arg);
 }
 
+bool etd_loss_takes_indices(const etd_loss_spec *l) { return l->type->check == class_check; }
+
 const etd_loss_type etd_loss_types[] = {
     {"MSELoss", f_plain, NULL, same_shape_check, mse_fn},
     {"L1Loss", f_plain, NULL, same_shape_check, l1_fn},

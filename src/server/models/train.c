@@ -28,6 +28,16 @@ static etd_rc check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
 
 static et_tensor *array_tensor(const etd_array *a) { return etd_array_tensor(a); }
 
+/* The input batch as the first layer takes it: int64 (from a binary body)
+ * becomes float32 for a model of float inputs (torch's .float(), what the
+ * same numbers in JSON give).  In the current pool. */
+static et_tensor *model_input(const etd_model *m, et_tensor *t)
+{
+    if (t && et_tensor_dtype(t) == ET_INT64 && m->spec.in_dtype == ET_FLOAT32)
+        return et_to_dtype(t, ET_FLOAT32);
+    return t;
+}
+
 /* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool. */
 static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n)
 {
@@ -78,7 +88,7 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
         return e->rc;
     etd_rc rc = ETD_OK;
     et_pool_begin();
-    et_tensor *xt = array_tensor(x), *out = NULL;
+    et_tensor *xt = model_input(m, array_tensor(x)), *out = NULL;
     if (xt) {
         ET_NO_GRAD { out = et_module_forward(m->net, xt); }
     }
@@ -104,7 +114,7 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     }
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xt = array_tensor(x), *yt = array_tensor(y), *loss = NULL;
+    et_tensor *xt = model_input(m, array_tensor(x)), *yt = array_tensor(y), *loss = NULL;
     if (!xt || !yt)
         etd_fail(e, ETD_ENOMEM, "out of memory");
     else
@@ -252,7 +262,8 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
             }
             int64_t bn = n - b < bs ? n - b : bs;
             et_pool_begin();
-            et_tensor *xb = gather_rows(x, perm + b, bn), *yb = gather_rows(y, perm + b, bn);
+            et_tensor *xb = model_input(m, gather_rows(x, perm + b, bn));
+            et_tensor *yb = gather_rows(y, perm + b, bn);
             et_optim_zero_grad(m->opt);
             et_tensor *loss = NULL;
             if (!xb || !yb)
@@ -324,7 +335,7 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
         et_set_grad(m->params[i], NULL);
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xt = array_tensor(x), *yt = array_tensor(y), *loss = NULL;
+    et_tensor *xt = model_input(m, array_tensor(x)), *yt = array_tensor(y), *loss = NULL;
     if (!xt || !yt)
         etd_fail(e, ETD_ENOMEM, "out of memory");
     else if (et_set_requires_grad(xt, true) == ET_OK)
