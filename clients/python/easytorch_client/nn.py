@@ -1,67 +1,28 @@
-"""Spec helpers named like torch.nn: each returns the JSON dict the daemon
-takes, e.g. ``Linear(1, 16)`` -> ``{"type": "Linear", "in_features": 1,
-"out_features": 16}``. Arguments left out take PyTorch's defaults on the
-daemon. Plain dicts work just as well."""
+"""Spec helpers named like torch.nn: ``nn.Linear(1, 16)`` ->
+``{"type": "Linear", "in_features": 1, "out_features": 16}``. Positional arguments follow
+the torch constructor's order, keywords are its argument names, and arguments left out take
+PyTorch's defaults on the daemon. Every layer and loss type the daemon knows has a helper:
+``nn.<TypeName>`` works for types added to the daemon after this client was written too
+(their positional arguments are mapped with the daemon's table, GET /v1/types, when the model
+is created). Plain dicts work just as well."""
+
+from . import _types
+
+_FAMILIES = ("layers", "losses")
+
+for _name in list(_types.LAYERS) + list(_types.LOSSES):
+    globals()[_name] = _types.factory(_name, _FAMILIES)
+del _name
 
 
-def _spec(type_, **kw):
-    d = {"type": type_}
-    d.update({k: v for k, v in kw.items() if v is not None})
-    return d
+def __getattr__(name):
+    """nn.<AnyTypeName>: a helper for a type this client's table does not list."""
+    if name[:1].isupper():
+        f = _types.factory(name, _FAMILIES)
+        globals()[name] = f
+        return f
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
-def Linear(in_features, out_features, bias=None):
-    return _spec("Linear", in_features=in_features, out_features=out_features, bias=bias)
-
-
-def ReLU():
-    return _spec("ReLU")
-
-
-def Tanh():
-    return _spec("Tanh")
-
-
-def Sigmoid():
-    return _spec("Sigmoid")
-
-
-def Softmax(dim=None):
-    return _spec("Softmax", dim=dim)
-
-
-def LogSoftmax(dim=None):
-    return _spec("LogSoftmax", dim=dim)
-
-
-def LeakyReLU(negative_slope=None):
-    return _spec("LeakyReLU", negative_slope=negative_slope)
-
-
-def Dropout(p=None):
-    return _spec("Dropout", p=p)
-
-
-def Flatten():
-    return _spec("Flatten")
-
-
-def Identity():
-    return _spec("Identity")
-
-
-def _loss(name):
-    def make(reduction=None, **kw):
-        return _spec(name, reduction=reduction, **kw)
-    make.__name__ = name
-    make.__doc__ = "The %s spec (reduction 'mean' by default)." % name
-    return make
-
-
-MSELoss = _loss("MSELoss")
-L1Loss = _loss("L1Loss")
-CrossEntropyLoss = _loss("CrossEntropyLoss")
-NLLLoss = _loss("NLLLoss")
-BCEWithLogitsLoss = _loss("BCEWithLogitsLoss")
-HuberLoss = _loss("HuberLoss")
-SmoothL1Loss = _loss("SmoothL1Loss")
+def __dir__():
+    return sorted(set(globals()) | set(_types.LAYERS) | set(_types.LOSSES))
