@@ -344,42 +344,62 @@ static double bin_value(etd_oip_dtype d, const unsigned char *p)
     }
 }
 
-/* Depth-first flattening of nested JSON arrays of numbers into v[0..n). */
-static bool flatten(const cJSON *j, double *v, int64_t n, int64_t *k, const char *what,
+/* data into v[0..n): a flat list of n numbers, or lists nested exactly as
+ * the shape (ragged or mis-shaped nesting is refused, naming the place). */
+static bool flatten(const cJSON *j, const etd_oip_input *in, double *v, const char *what,
                     etd_err *e)
 {
-    const cJSON *stack[ET_MAX_DIMS + 2];
-    int depth = 0;
-    if (!cJSON_IsArray(j)) {
-        if (!cJSON_IsNumber(j))
-            return etd_fail(e, ETD_EINVAL, "%s.data: expected a list of numbers", what), false;
-        if (*k < n)
-            v[*k] = j->valuedouble;
-        (*k)++;
+    int64_t n = in->numel, k = 0;
+    if (!cJSON_IsArray(j))
+        return etd_fail(e, ETD_EINVAL, "%s.data: expected a list of numbers", what), false;
+    bool nested = j->child && cJSON_IsArray(j->child);
+    if (!nested) {
+        for (const cJSON *c = j->child; c; c = c->next, k++) {
+            if (!cJSON_IsNumber(c))
+                return etd_fail(e, ETD_EINVAL, "%s.data[%lld]: expected a number", what,
+                                (long long)k), false;
+            if (k < n)
+                v[k] = c->valuedouble;
+        }
+        if (k != n)
+            return etd_fail(e, ETD_EINVAL, "%s.data: shape needs %lld values, got %lld", what,
+                            (long long)n, (long long)k), false;
         return true;
     }
-    stack[0] = j->child;
-    while (depth >= 0) {
-        const cJSON *c = stack[depth];
+    /* nested: walk it as the shape says (counts bound k by n) */
+    const cJSON *next[ET_MAX_DIMS];
+    int64_t cnt[ET_MAX_DIMS];
+    int nd = in->ndim, d = 0;
+    next[0] = j->child;
+    cnt[0] = 0;
+    while (d >= 0) {
+        const cJSON *c = next[d];
         if (!c) {
-            depth--;
+            if (cnt[d] != in->shape[d])
+                return etd_fail(e, ETD_EINVAL, "%s.data: a list at depth %d has %lld elements, "
+                                "the shape says %lld", what, d, (long long)cnt[d],
+                                (long long)in->shape[d]), false;
+            d--;
             continue;
         }
-        stack[depth] = c->next;
-        if (cJSON_IsArray(c)) {
-            if (depth + 1 > ET_MAX_DIMS)
-                return etd_fail(e, ETD_EINVAL, "%s.data: nested deeper than %d levels", what,
-                                ET_MAX_DIMS), false;
-            stack[++depth] = c->child;
-            continue;
+        next[d] = c->next;
+        if (++cnt[d] > in->shape[d])
+            return etd_fail(e, ETD_EINVAL, "%s.data: a list at depth %d has more than %lld "
+                            "elements", what, d, (long long)in->shape[d]), false;
+        if (d + 1 < nd) {
+            if (!cJSON_IsArray(c))
+                return etd_fail(e, ETD_EINVAL, "%s.data: expected lists nested %d deep as the "
+                                "shape, found a value at depth %d", what, nd, d + 1), false;
+            d++;
+            next[d] = c->child;
+            cnt[d] = 0;
+        } else {
+            if (!cJSON_IsNumber(c))
+                return etd_fail(e, ETD_EINVAL, "%s.data: expected a number at depth %d%s", what,
+                                d + 1, cJSON_IsArray(c) ? " (nested deeper than the shape)" : ""),
+                       false;
+            v[k++] = c->valuedouble;
         }
-        if (!cJSON_IsNumber(c))
-            return etd_fail(e, ETD_EINVAL, "%s.data[%lld]: expected a number", what,
-                            (long long)*k), false;
-        if (*k >= n) /* counted on, for the message */
-            return etd_fail(e, ETD_EINVAL, "%s.data: shape needs %lld values, got more", what,
-                            (long long)n), false;
-        v[(*k)++] = c->valuedouble;
     }
     return true;
 }
@@ -416,17 +436,10 @@ bool etd_oip_input_array(const etd_oip_input *in, et_dtype to, const char *what,
             etd_array_free(a);
             return etd_fail(e, ETD_ENOMEM, "out of memory"), false;
         }
-        int64_t k = 0;
-        if (!flatten(in->data, vals, n, &k, what, e)) {
+        if (!flatten(in->data, in, vals, what, e)) {
             free(vals);
             etd_array_free(a);
             return false;
-        }
-        if (k != n) {
-            free(vals);
-            etd_array_free(a);
-            return etd_fail(e, ETD_EINVAL, "%s.data: shape needs %lld values, got %lld", what,
-                            (long long)n, (long long)k), false;
         }
     }
     size_t es = dtypes[in->dtype].size;
