@@ -356,6 +356,9 @@ typedef struct etc_gemm_t {
 #define ETC_GEMM_TILE 8u
 /* m, n, k must fit in int (callers check); any strides. */
 void etc_gemm(const etc_gemm_t *g, unsigned flags);
+/* The flags of this thread's mode (ETC_GEMM_INVARIANT under
+ * et_set_batch_invariant(true)): what ops pass to etc_gemm. */
+unsigned etc_gemm_mode(void);
 /* Would etc_gemm(g, flags) hand this call to OpenBLAS? */
 bool etc_gemm_uses_blas(const etc_gemm_t *g, unsigned flags);
 /* "avx512", "avx2" or "portable": the kernels this process uses. */

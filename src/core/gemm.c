@@ -414,6 +414,20 @@ static float *scratch_get(int slot, size_t floats)
     return p;
 }
 
+/* batch-invariant mode (ops.h), per thread */
+static _Thread_local bool tl_invariant;
+
+bool et_set_batch_invariant(bool on)
+{
+    bool prev = tl_invariant;
+    tl_invariant = on;
+    return prev;
+}
+
+bool et_is_batch_invariant(void) { return tl_invariant; }
+
+unsigned etc_gemm_mode(void) { return tl_invariant ? ETC_GEMM_INVARIANT : 0u; }
+
 /* ------------------------------------------------------------------ */
 /* OpenBLAS                                                             */
 

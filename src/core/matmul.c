@@ -36,7 +36,7 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t n, int64_t m, i
     g.acs = ta == CblasNoTrans ? 1 : lda;
     g.brs = tb == CblasNoTrans ? ldb : 1;
     g.bcs = tb == CblasNoTrans ? 1 : ldb;
-    etc_gemm(&g, 0);
+    etc_gemm(&g, etc_gemm_mode());
 }
 
 et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b)
@@ -364,7 +364,7 @@ static void linear_into(float *restrict y, const float *xd, int64_t rows, const 
     etc_gemm_t g = {.m = rows, .n = out_f, .k = in_f, .a = xd, .ars = in_f, .acs = 1,
                     .b = w->data, .brs = w->strides[1], .bcs = w->strides[0],
                     .c = y, .ldc = out_f, .bias = b ? b->data : NULL};
-    etc_gemm(&g, 0);
+    etc_gemm(&g, etc_gemm_mode());
 }
 
 et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b)

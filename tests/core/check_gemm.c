@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "easytorch/ops.h"
 
 typedef struct {
     int64_t m, n, k;
@@ -256,6 +257,43 @@ START_TEST(test_relu_nan_inf)
 }
 END_TEST
 
+
+/* et_set_batch_invariant: a Linear-ReLU-Linear of the 784-1024-1024-10
+ * model's first shapes gives each of 64 rows the bits it has alone (these
+ * shapes go to OpenBLAS when the mode is off). */
+START_TEST(test_linear_invariant_mode)
+{
+    et_generator *gen = et_generator_new(1);
+    et_tensor *x = et_randn(gen, (const int64_t[]){64, 784}, 2);
+    et_tensor *w1 = et_randn(gen, (const int64_t[]){1024, 784}, 2);
+    et_tensor *b1 = et_randn(gen, (const int64_t[]){1024}, 1);
+    et_tensor *w2 = et_randn(gen, (const int64_t[]){10, 1024}, 2);
+    ck_assert_ptr_nonnull(x);
+    ck_assert(!et_is_batch_invariant());
+    ck_assert(!et_set_batch_invariant(true));
+    et_pool_begin();
+    et_tensor *h = et_relu(etc_pooled(etc_linear(x, w1, b1)));
+    et_tensor *y = etc_pooled(etc_linear(h, w2, NULL));
+    ck_assert_ptr_nonnull(y);
+    for (int64_t i = 0; i < 64; i++) {
+        et_tensor *xi = et_slice(x, 0, i, i + 1, 1);
+        et_tensor *hi = et_relu(etc_pooled(etc_linear(xi, w1, b1)));
+        et_tensor *yi = etc_pooled(etc_linear(hi, w2, NULL));
+        ck_assert_ptr_nonnull(yi);
+        ck_assert_msg(memcmp(et_data(yi), et_data(y) + i * 10, 10 * sizeof(float)) == 0,
+                      "row %lld differs alone and in the batch of 64", (long long)i);
+    }
+    et_pool_end();
+    ck_assert(et_set_batch_invariant(false));
+    ck_assert(!et_is_batch_invariant());
+    et_tensor_free(x);
+    et_tensor_free(w1);
+    et_tensor_free(b1);
+    et_tensor_free(w2);
+    et_generator_free(gen);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gemm");
@@ -266,6 +304,7 @@ int main(void)
     tcase_add_test(tc, test_batch_invariance);
     tcase_add_test(tc, test_same_bits_every_isa);
     tcase_add_test(tc, test_relu_nan_inf);
+    tcase_add_test(tc, test_linear_invariant_mode);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
