@@ -198,9 +198,25 @@ bool ep_tensor(etd_call *c, const char *key, etd_array *a)
 
 bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
 {
-    static const char *const fast[] = {"inputs", "targets", NULL};
-    return ep_model(c) && ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
-           ep_tensor(c, "inputs", &c->x) && (!targets || ep_tensor(c, "targets", &c->y));
+    if (!ep_model(c))
+        return false;
+    /* indices (Embedding inputs, class targets) are read as whole numbers:
+     * the float fast path would round those above 2^24 */
+    et_dtype xd, yd;
+    etd_model_dtypes(c->m, &xd, &yd);
+    const char *fast[3];
+    int nf = 0;
+    if (xd == ET_FLOAT32)
+        fast[nf++] = "inputs";
+    if (yd == ET_FLOAT32 && targets)
+        fast[nf++] = "targets";
+    fast[nf] = NULL;
+    int64_t max = c->rq->app->json.max_elems;
+    return ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
+           ep_ok(c, etd_json_take_array_as(&c->doc, "inputs", max, xd, &c->x, &c->e)
+                        ? ETD_OK : c->e.rc) &&
+           (!targets || ep_ok(c, etd_json_take_array_as(&c->doc, "targets", max, yd, &c->y,
+                                                       &c->e) ? ETD_OK : c->e.rc));
 }
 
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)

@@ -15,20 +15,36 @@
 
 #include "server/formats/json_out.h"
 
-/* Parsed, still-unowned tensor data: malloc'ed floats + shape. */
+/* Parsed, still-unowned tensor data: malloc'ed elements + shape.  A
+ * zeroed etd_array is float32; an int64 one (indices: Embedding inputs,
+ * class targets) holds its elements in idata instead of data. */
 typedef struct etd_array {
-    float *data;            /* numel floats, caller frees with free() */
+    float *data;            /* numel floats (float32), caller frees with free() */
     int64_t shape[ET_MAX_DIMS];
     int ndim;
     int64_t numel;
+    et_dtype dtype;         /* ET_FLOAT32 (data) or ET_INT64 (idata) */
+    int64_t *idata;         /* numel int64 (ET_INT64), freed by etd_array_free */
 } etd_array;
 
 /* Parse j into a; false + message in err (e.g. "inputs[3]: expected 4
  * elements, got 3") on bad input. */
 bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems,
                          etd_array *a, char *err, size_t errcap);
-/* Free a->data and set it to NULL (so a second call is harmless). */
+/* The same, int64: every number must be a whole number of magnitude at
+ * most 2^53 (exact in JSON's doubles) -- "inputs[0][2]: 2.5 is not an
+ * integer".  Indices above 2^24 stay exact (a float32 parse rounds them). */
+bool etd_array_from_json_ints(const cJSON *j, const char *what, int64_t max_elems,
+                              etd_array *a, char *err, size_t errcap);
+/* Free a->data / a->idata and set them to NULL (so a second call is harmless). */
 void etd_array_free(etd_array *a);
+/* A new tensor (in the current pool, if one is open) of a's dtype and
+ * shape holding a copy of its elements; NULL + et_errmsg(). */
+et_tensor *etd_array_tensor(const etd_array *a);
+/* a converted in place to int64 (false + err naming `what` and the element
+ * when a float is not a whole number) or to float32 (rounding above 2^24,
+ * as torch's .float()); no-op when it has that dtype. */
+bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, size_t errcap);
 
 /* Tensor from JSON (new reference, or NULL + err). */
 et_tensor *etd_tensor_from_json(const cJSON *j, const char *what, int64_t max_elems,
