@@ -18,7 +18,7 @@
  * done and produced a finite result.  Each workload's state (model, optimizer,
  * data) is built on first use and kept; it is not part of the timing.
  *
- * Run by hand:  et_bench --list | et_bench <workload> [iterations]
+ * Run by hand:  et_bench --list | et_bench <workload> [iterations] | et_bench --blas-core
  */
 #include <cblas.h>
 #include <math.h>
@@ -30,6 +30,7 @@
 #include <easytorch/easytorch.h>
 
 #include "bench_conv.h"
+#include "core/core_internal.h"   /* etc_gemm, for the GEMM floors and --gemm-table */
 
 /* One benchmark: setup builds the state once (NULL + et_errmsg() on error);
  * run performs `iters` repetitions, storing a result value in *value. */
@@ -423,13 +424,21 @@ static et_status mm_sgemm_run(void *p, long iters, double *value)
     return ET_OK;
 }
 
-/* ---- the floor of the 784-1024-1024-10 step: its 8 sgemm calls alone ---- */
+/* ---- the GEMM floor of a training step: its GEMMs alone ---- */
 
-/* batch, input, hidden, output widths (complex.h may define I) */
-enum { FL_B = 256, FL_I = 784, FL_H = 1024, FL_O = 10 };
+/* The GEMMs an MLP training step must do, with the step's shapes, into
+ * preallocated buffers: forward Y_l = X_l W_l^T per layer; backward
+ * dW_l = G_l^T X_l per layer and dX_l = G_l W_l for every layer but the
+ * first (the input needs no gradient).  What both easytorch and PyTorch must
+ * compute at the least; the step's time over this one is its overhead. */
+enum { FL_MAX_LAYERS = 4 };
 
 typedef struct {
-    float *x, *w1, *w2, *w3, *h1, *h2, *y, *dw1, *dw2, *dw3, *dh1, *dh2;
+    int nl;                        /* layers */
+    int64_t b, n[FL_MAX_LAYERS + 1];
+    float *x[FL_MAX_LAYERS + 1];   /* activations: x[0] input, x[l+1] layer l's output */
+    float *g[FL_MAX_LAYERS + 1];   /* gradients of the same shapes */
+    float *w[FL_MAX_LAYERS], *dw[FL_MAX_LAYERS];
 } floor_state;
 
 static void floor_teardown(void *p)
@@ -437,55 +446,262 @@ static void floor_teardown(void *p)
     floor_state *s = p;
     if (s == NULL)
         return;
-    float **bufs[] = {&s->x, &s->w1, &s->w2, &s->w3, &s->h1, &s->h2, &s->y,
-                      &s->dw1, &s->dw2, &s->dw3, &s->dh1, &s->dh2};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        free(*bufs[i]);
+    for (int l = 0; l <= s->nl; l++) {
+        free(s->x[l]);
+        free(s->g[l]);
+        if (l < s->nl) {
+            free(s->w[l]);
+            free(s->dw[l]);
+        }
+    }
     free(s);
 }
 
-static void *floor_setup(void)
+static float *floor_buf(size_t n)
+{
+    float *b = malloc((n ? n : 1) * sizeof(float));
+    for (size_t j = 0; b != NULL && j < n; j++)
+        b[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    return b;
+}
+
+static void *floor_setup(const int64_t *sizes, int nsizes, int64_t batch)
 {
     floor_state *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    struct { float **p; size_t n; } bufs[] = {
-        {&s->x, FL_B * FL_I}, {&s->w1, FL_H * FL_I}, {&s->w2, FL_H * FL_H}, {&s->w3, FL_O * FL_H}, {&s->h1, FL_B * FL_H},
-        {&s->h2, FL_B * FL_H}, {&s->y, FL_B * FL_O}, {&s->dw1, FL_H * FL_I}, {&s->dw2, FL_H * FL_H}, {&s->dw3, FL_O * FL_H},
-        {&s->dh1, FL_B * FL_H}, {&s->dh2, FL_B * FL_H}};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        *bufs[i].p = calloc(bufs[i].n, sizeof(float));
-        if (*bufs[i].p == NULL) {
-            floor_teardown(s);
-            et_set_error(ET_ERR_NOMEM, "sgemm_784_step: out of memory");
-            return NULL;
+    s->nl = nsizes - 1;
+    s->b = batch;
+    bool ok = true;
+    for (int l = 0; l <= s->nl; l++) {
+        s->n[l] = sizes[l];
+        ok = ok && (s->x[l] = floor_buf((size_t)(batch * sizes[l]))) != NULL;
+        ok = ok && (s->g[l] = floor_buf((size_t)(batch * sizes[l]))) != NULL;
+        if (l < s->nl) {
+            ok = ok && (s->w[l] = floor_buf((size_t)(sizes[l] * sizes[l + 1]))) != NULL;
+            ok = ok && (s->dw[l] = floor_buf((size_t)(sizes[l] * sizes[l + 1]))) != NULL;
         }
-        for (size_t j = 0; j < bufs[i].n; j++)
-            (*bufs[i].p)[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    }
+    if (!ok) {
+        floor_teardown(s);
+        et_set_error(ET_ERR_NOMEM, "floor: out of memory");
+        return NULL;
     }
     return s;
 }
 
-/* Forward x W1^T, h1 W2^T, h2 W3^T; backward dW3 = dy^T h2, dh2 = dy W3,
- * dW2 = dh2^T h1, dh1 = dh2 W2, dW1 = dh1^T x: the minimum BLAS work of a
- * training step of that MLP (what both easytorch and PyTorch must do). */
 static et_status floor_run(void *p, long iters, double *value)
 {
     floor_state *s = p;
     const CBLAS_ORDER R = CblasRowMajor;
     const CBLAS_TRANSPOSE N = CblasNoTrans, T = CblasTrans;
+    const int b = (int)s->b;
     for (long i = 0; i < iters; i++) {
-        cblas_sgemm(R, N, T, FL_B, FL_H, FL_I, 1, s->x, FL_I, s->w1, FL_I, 0, s->h1, FL_H);
-        cblas_sgemm(R, N, T, FL_B, FL_H, FL_H, 1, s->h1, FL_H, s->w2, FL_H, 0, s->h2, FL_H);
-        cblas_sgemm(R, N, T, FL_B, FL_O, FL_H, 1, s->h2, FL_H, s->w3, FL_H, 0, s->y, FL_O);
-        cblas_sgemm(R, T, N, FL_O, FL_H, FL_B, 1, s->y, FL_O, s->h2, FL_H, 0, s->dw3, FL_H);
-        cblas_sgemm(R, N, N, FL_B, FL_H, FL_O, 1, s->y, FL_O, s->w3, FL_H, 0, s->dh2, FL_H);
-        cblas_sgemm(R, T, N, FL_H, FL_H, FL_B, 1, s->dh2, FL_H, s->h1, FL_H, 0, s->dw2, FL_H);
-        cblas_sgemm(R, N, N, FL_B, FL_H, FL_H, 1, s->dh2, FL_H, s->w2, FL_H, 0, s->dh1, FL_H);
-        cblas_sgemm(R, T, N, FL_H, FL_I, FL_B, 1, s->dh1, FL_H, s->x, FL_I, 0, s->dw1, FL_I);
+        for (int l = 0; l < s->nl; l++) {
+            int in = (int)s->n[l], out = (int)s->n[l + 1];
+            cblas_sgemm(R, N, T, b, out, in, 1, s->x[l], in, s->w[l], in, 0, s->x[l + 1], out);
+        }
+        for (int l = s->nl - 1; l >= 0; l--) {
+            int in = (int)s->n[l], out = (int)s->n[l + 1];
+            cblas_sgemm(R, T, N, out, in, b, 1, s->g[l + 1], out, s->x[l], in, 0, s->dw[l], in);
+            if (l > 0)
+                cblas_sgemm(R, N, N, b, in, out, 1, s->g[l + 1], out, s->w[l], in, 0, s->g[l], in);
+        }
     }
-    *value = s->dw1[0];
+    *value = s->dw[0][0];
     return ET_OK;
+}
+
+static void *floor_1_5_1_setup(void) { return floor_setup((const int64_t[]){1, 5, 1}, 3, 256); }
+static void *floor_13_64_64_1_setup(void)
+{
+    return floor_setup((const int64_t[]){13, 64, 64, 1}, 4, 32);
+}
+static void *floor_784_setup(void)
+{
+    return floor_setup((const int64_t[]){784, 1024, 1024, 10}, 4, 256);
+}
+
+/* ---- an optimizer's update alone, and the memory-bandwidth floor of it ---- */
+
+/* The optimizer of an MLP workload after one backward (so every parameter
+ * has a gradient); each iteration is one et_optim_step. */
+static et_status optim_run(void *p, long iters, double *value)
+{
+    mlp_state *s = p;
+    for (long i = 0; i < iters; i++) {
+        et_status st = et_optim_step(s->opt);
+        if (st != ET_OK)
+            return st;
+    }
+    *value = et_data(et_module_param(s->net, 0))[0];
+    return ET_OK;
+}
+
+static void *optim_prepare(mlp_state *s)
+{
+    if (s == NULL)
+        return NULL;
+    double v;
+    if (mlp_run(s, 1, &v) != ET_OK) {
+        mlp_teardown(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* memcpy of as many bytes as the update moves per step, within a working
+ * set of the same size: `moved` bytes read + written (a copy of n bytes
+ * moves 2n) over buffers totalling `footprint` bytes. */
+typedef struct {
+    char *src, *dst;
+    size_t half, copy;   /* bytes per buffer, bytes copied per iteration */
+} bw_state;
+
+static void bw_teardown(void *p)
+{
+    bw_state *s = p;
+    if (s == NULL)
+        return;
+    free(s->src);
+    free(s->dst);
+    free(s);
+}
+
+static void *bw_setup(size_t moved, size_t footprint)
+{
+    bw_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->half = footprint / 2;
+    s->copy = moved / 2;
+    s->src = malloc(s->half);
+    s->dst = malloc(s->half);
+    if (s->src == NULL || s->dst == NULL) {
+        bw_teardown(s);
+        et_set_error(ET_ERR_NOMEM, "bw: out of memory");
+        return NULL;
+    }
+    memset(s->src, 1, s->half);
+    memset(s->dst, 2, s->half);
+    return s;
+}
+
+static et_status bw_run(void *p, long iters, double *value)
+{
+    bw_state *s = p;
+    for (long i = 0; i < iters; i++)
+        for (size_t done = 0; done < s->copy;) {
+            size_t n = s->copy - done < s->half ? s->copy - done : s->half;
+            memcpy(s->dst, s->src, n);
+            done += n;
+        }
+    *value = (double)(unsigned char)s->dst[s->half - 1];
+    return ET_OK;
+}
+
+/* parameter counts of the two models */
+enum { NP_13_64_64_1 = 13 * 64 + 64 + 64 * 64 + 64 + 64 + 1,
+       NP_784 = 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10 };
+
+static void *optim_adam_setup(void) { return optim_prepare(mlp_13_64_64_1_setup()); }
+static void *optim_sgd_setup(void) { return optim_prepare(mlp_784_setup()); }
+/* Adam reads p, g, m, v and writes p, m, v: 28 bytes per parameter, 16 held */
+static void *bw_adam_setup(void) { return bw_setup((size_t)NP_13_64_64_1 * 28, (size_t)NP_13_64_64_1 * 16); }
+/* SGD with momentum reads p, g, buf and writes p, buf: 20 bytes, 12 held */
+static void *bw_sgd_setup(void) { return bw_setup((size_t)NP_784 * 20, (size_t)NP_784 * 12); }
+
+
+/* ---- --gemm-table: our kernels against OpenBLAS, per shape ---- */
+
+typedef struct {
+    const char *model;
+    int64_t m, n, k;
+    char form;   /* 'F' forward x W^T, 'W' weight gradient G^T X, 'X' input gradient G W */
+} gemm_shape;
+
+/* Best of 5 samples of >= 20 ms each: the time of one call. */
+static double gemm_time(const etc_gemm_t *g, unsigned flags)
+{
+    double best = 1e30;
+    long iters = 1;
+    for (int rep = 0; rep < 6; rep++) {
+        double t0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+        for (long i = 0; i < iters; i++)
+            etc_gemm(g, flags);
+        double t = now_ns(CLOCK_PROCESS_CPUTIME_ID) - t0;
+        if (rep == 0) {   /* calibration */
+            iters = (long)(20e6 / (t > 1 ? t : 1)) + 1;
+            continue;
+        }
+        if (t / (double)iters < best)
+            best = t / (double)iters;
+    }
+    return best;
+}
+
+static int gemm_table(void)
+{
+    static const struct { const char *name; int64_t sizes[5]; int n, batch; } models[] = {
+        {"1-5-1 b256", {1, 5, 1}, 3, 256},
+        {"13-64-64-1 b32", {13, 64, 64, 1}, 4, 32},
+        {"784-1024-1024-10 b256", {784, 1024, 1024, 10}, 4, 256},
+        {"784-1024-1024-10 b64", {784, 1024, 1024, 10}, 4, 64},
+        {"784-1024-1024-10 b1", {784, 1024, 1024, 10}, 4, 1},
+    };
+    printf("# kernels: %s; OpenBLAS %s, %d thread(s); times per call (best of 5)\n",
+           etc_gemm_isa(), openblas_get_corename(), openblas_get_num_threads());
+    printf("| model | GEMM | m x n x k | ours (µs) | tile kernel (µs) | invariant (µs) | OpenBLAS (µs) | OpenBLAS / ours | etc_gemm uses |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+        int64_t b = models[mi].batch;
+        for (int l = 0; l + 1 < models[mi].n; l++) {
+            int64_t in = models[mi].sizes[l], out = models[mi].sizes[l + 1];
+            gemm_shape sh[3] = {{models[mi].name, b, out, in, 'F'},
+                                {models[mi].name, out, in, b, 'W'},
+                                {models[mi].name, b, in, out, 'X'}};
+            int forms = b == 1 ? 1 : (l > 0 ? 3 : 2);
+            for (int f = 0; f < forms; f++) {
+                gemm_shape s = sh[f];
+                size_t na = (size_t)(s.m * s.k), nb = (size_t)(s.k * s.n), nc = (size_t)(s.m * s.n);
+                float *a = malloc(na * sizeof(float)), *bb = malloc(nb * sizeof(float));
+                float *c = malloc(nc * sizeof(float)), *bias = malloc((size_t)s.n * sizeof(float));
+                if (!a || !bb || !c || !bias)
+                    return 1;
+                for (size_t i = 0; i < na; i++)
+                    a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+                for (size_t i = 0; i < nb; i++)
+                    bb[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+                for (int64_t i = 0; i < s.n; i++)
+                    bias[i] = 0.01f * (float)i;
+                etc_gemm_t g = {.m = s.m, .n = s.n, .k = s.k, .a = a, .b = bb, .c = c, .ldc = s.n};
+                const char *what;
+                if (s.form == 'F') {        /* x [m,k] row-major, W [n,k]: B(p,j) = W[j,p] */
+                    g.ars = s.k, g.acs = 1, g.brs = 1, g.bcs = s.k, g.bias = bias;
+                    what = "forward x·Wᵀ+b";
+                } else if (s.form == 'W') { /* G [k,m] (A = Gᵀ), X [k,n] */
+                    g.ars = 1, g.acs = s.m, g.brs = s.n, g.bcs = 1;
+                    what = "dW = Gᵀ·X";
+                } else {                    /* G [m,k], W [k,n] */
+                    g.ars = s.k, g.acs = 1, g.brs = s.n, g.bcs = 1;
+                    what = "dX = G·W";
+                }
+                double ours = gemm_time(&g, ETC_GEMM_NO_BLAS);
+                double tile = gemm_time(&g, ETC_GEMM_NO_BLAS | ETC_GEMM_TILE);
+                double inv = gemm_time(&g, ETC_GEMM_INVARIANT);
+                double blas = gemm_time(&g, ETC_GEMM_BLAS);
+                printf("| %s | %s | %lld x %lld x %lld | %.3g | %.3g | %.3g | %.3g | %.2f | %s |\n",
+                       s.model, what, (long long)s.m, (long long)s.n, (long long)s.k, ours / 1e3,
+                       tile / 1e3, inv / 1e3, blas / 1e3, blas / ours,
+                       etc_gemm_uses_blas(&g, 0) ? "OpenBLAS" : "ours");
+                free(a);
+                free(bb);
+                free(c);
+                free(bias);
+            }
+        }
+    }
+    return 0;
 }
 
 static const workload workloads[] = {
@@ -497,10 +713,22 @@ static const workload workloads[] = {
      mlp_run, mlp_teardown},
     {"train_char_mlp", "char model Embedding-Linear-BatchNorm1d-Tanh-Linear, CE, SGD, batch 32",
      char_setup, char_run, char_teardown},
+    {"floor_1_5_1", "the GEMMs of a 1-5-1 batch-256 step alone", floor_1_5_1_setup, floor_run,
+     floor_teardown},
+    {"floor_13_64_64_1", "the GEMMs of a 13-64-64-1 batch-32 step alone", floor_13_64_64_1_setup,
+     floor_run, floor_teardown},
+    {"floor_784_1024_1024_10", "the GEMMs of a 784-1024-1024-10 batch-256 step alone",
+     floor_784_setup, floor_run, floor_teardown},
+    {"optim_adam_13_64_64_1", "Adam step alone, 13-64-64-1", optim_adam_setup, optim_run,
+     mlp_teardown},
+    {"optim_sgd_784_1024_1024_10", "SGD momentum step alone, 784-1024-1024-10", optim_sgd_setup,
+     optim_run, mlp_teardown},
+    {"bw_adam_13_64_64_1", "memcpy of the bytes an Adam step moves (13-64-64-1)", bw_adam_setup,
+     bw_run, bw_teardown},
+    {"bw_sgd_784_1024_1024_10", "memcpy of the bytes an SGD momentum step moves (784-...)",
+     bw_sgd_setup, bw_run, bw_teardown},
     {"matmul_1024", "et_matmul 1024x1024 @ 1024x1024", mm_setup, mm_et_run, mm_teardown},
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
-    {"sgemm_784_step", "the 8 cblas_sgemm calls of a 784-1024-1024-10 step (floor)", floor_setup,
-     floor_run, floor_teardown},
     BENCH_CONV_WORKLOADS   /* bench_conv.c */
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
@@ -551,15 +779,20 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = 0;
-    if (argc >= 2 && strcmp(argv[1], "--list") == 0) {
+    if (argc >= 2 && strcmp(argv[1], "--gemm-table") == 0) {
+        rc = gemm_table();
+    } else if (argc >= 2 && strcmp(argv[1], "--blas-core") == 0) {
+        printf("%s\n", openblas_get_corename());
+    } else if (argc >= 2 && strcmp(argv[1], "--list") == 0) {
         for (int i = 0; i < NWORKLOADS; i++)
             printf("%-24s %s\n", workloads[i].name, workloads[i].what);
     } else if (argc >= 2) {
         rc = run_one(argv[1], argc >= 3 ? atol(argv[2]) : 1);
     } else {
         /* Driver mode: announce the configuration, then serve commands. */
-        printf("ready easytorch=%s openblas_threads=%d openblas=\"%s\"\n", EASYTORCH_VERSION,
-               openblas_get_num_threads(), openblas_get_config());
+        printf("ready easytorch=%s openblas_threads=%d openblas_core=%s openblas=\"%s\"\n",
+               EASYTORCH_VERSION, openblas_get_num_threads(), openblas_get_corename(),
+               openblas_get_config());
         char line[256], name[128];
         long iters;
         while (fgets(line, sizeof line, stdin) != NULL) {

@@ -13,13 +13,22 @@ predict, no access log.  uvicorn runs one worker (training mutates in-process
 state, so a model cannot be spread over worker processes) with its "auto"
 choice of event loop and HTTP parser; the choice is printed at start.
 
-Usage: fastapi_server.py [--listen 127.0.0.1:0] [--threads N]
+uvicorn owns the listening socket, as in a plain `uvicorn.run(app, host,
+port)`.  (Until 2026-12 this script bound a socket itself and handed it to
+uvicorn: made as socket(AF_INET, SOCK_STREAM) its proto field is 0, so
+asyncio's transports skipped TCP_NODELAY on the accepted connections and
+every response waited ~40 ms for Nagle's algorithm and the client's delayed
+ACK: 23 req/s on one keep-alive connection instead of ~4,000.)
+
+Usage: fastapi_server.py [--listen 127.0.0.1:0] [--threads N] [--reference]
 Prints "listening on HOST:PORT" on stderr once the socket is bound.
+--reference runs the app with exactly `uvicorn.run(app, host=..., port=...)`
+(the port must then be given): scripts/bench's plain reference, against which
+it checks this anchor's single-connection latency before timing it.
 """
 import argparse
 import importlib.util
 import json
-import socket
 import sys
 
 import torch
@@ -205,24 +214,42 @@ async def train(name: str, request: Request):
     return {"step": m["step"], "loss": m["loss"], "losses": losses}
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's own server, binding the socket itself (port 0 allowed), and
+    telling scripts/bench which port the kernel chose."""
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        if self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            print(f"listening on {host}:{port}", file=sys.stderr, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--reference", action="store_true",
+                    help="plain uvicorn.run(app, host, port), the sanity reference")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     host, port = args.listen.rsplit(":", 1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, int(port)))
-    sock.listen(1024)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=1024)
+    if args.reference:
+        if int(port) == 0:
+            ap.error("--reference needs an explicit port")
+        print(f"fastapi_server: reference (plain uvicorn.run) torch={torch.__version__} "
+              f"threads={torch.get_num_threads()}", file=sys.stderr, flush=True)
+        print(f"listening on {host}:{port}", file=sys.stderr, flush=True)
+        uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+        return
+    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning",
+                            access_log=False, backlog=1024)
     config.load()
     print(f"fastapi_server: uvicorn {uvicorn.__version__} http={config.http_protocol_class.__name__} "
-          f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'} torch={torch.__version__} threads={torch.get_num_threads()}",
+          f"loop={'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'} "
+          f"torch={torch.__version__} threads={torch.get_num_threads()}",
           file=sys.stderr, flush=True)
-    print(f"listening on {host}:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run()
 
 
 if __name__ == "__main__":

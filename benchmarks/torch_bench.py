@@ -96,6 +96,20 @@ def char_run(state, iters):
         optim.step()
     return loss.item()
 
+def optim_setup(*args):
+    """An MLP after one backward (every parameter has a gradient): the
+    optimizer's step is timed alone."""
+    state = mlp_setup(*args)
+    mlp_run(state, 1)
+    return state
+
+
+def optim_run(state, iters):
+    net, optim = state[0], state[1]
+    for _ in range(iters):
+        optim.step()
+    return float(next(net.parameters()).view(-1)[0])
+
 
 def lenet_setup():
     """LeNet-5 as benchmarks/bench_conv.c: Conv2d(1,6,5,p2) ReLU MaxPool2d(2) Conv2d(6,16,5)
@@ -138,6 +152,10 @@ WORKLOADS = {
     "train_char_mlp": (char_setup, char_run),
     "train_lenet5_b64": (lenet_setup, mlp_run),
     "conv2d_56": (conv56_setup, conv56_run),
+    "optim_adam_13_64_64_1": (lambda: optim_setup([13, 64, 64, 1], torch.nn.ReLU, "mse", "adam", 32),
+                              optim_run),
+    "optim_sgd_784_1024_1024_10": (lambda: optim_setup([784, 1024, 1024, 10], torch.nn.ReLU, "ce",
+                                                       "sgd_momentum", 256), optim_run),
 }
 
 

@@ -13,7 +13,7 @@ RUN_PKGS="curl"
 # rapidjson, aiohttp: NVIDIA's tritonclient (../shared/vendor) as a real OIP client.
 TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
   clang libclang-rt-14-dev curl jq chromium nodejs docker.io docker-compose debootstrap procps iproute2
-  wrk python3-fastapi python3-uvicorn wamerican python3-jsonschema
+  wrk python3-fastapi python3-uvicorn wamerican python3-jsonschema nginx-light
   python3-geventhttpclient python3-gevent python3-rapidjson python3-aiohttp"
 
 as_root() {
@@ -45,4 +45,25 @@ meson_build() {
         meson setup "$dir" "$@"
     fi
     ninja -C "$dir"
+}
+
+# OpenBLAS 0.3.21 does not know some current CPUs (Xeon family 6 model 207 among them) and
+# falls back to its Prescott (SSE3) kernels, ~9x slower for sgemm than the AVX-512 ones.
+# OPENBLAS_CORETYPE, read when the library is loaded, picks kernels by name instead.
+# blas_coretype PROGRAM...: PROGRAM prints openblas_get_corename() (et_bench --blas-core);
+# prints the OPENBLAS_CORETYPE to use for this CPU's features, or nothing when OpenBLAS
+# recognised the CPU (or OPENBLAS_CORETYPE is already set).  scripts/bench does the same.
+blas_coretype() {
+    [ -n "${OPENBLAS_CORETYPE:-}" ] && return 0
+    core=$("$@" 2>/dev/null) || return 0
+    case "$core" in
+        Prescott|Core2|Penryn|Dunnington|Nehalem|Atom|Unknown) ;;
+        *) return 0 ;;
+    esac
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null) "
+    case "$flags" in
+        *" avx512_bf16 "*) echo COOPERLAKE ;;
+        *" avx512bw "*) echo SKYLAKEX ;;
+        *" avx2 "*) echo HASWELL ;;
+    esac
 }

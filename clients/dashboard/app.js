@@ -67,11 +67,36 @@
     return Number(v.toPrecision(digits)).toString();
   }
 
+  // torch's reprs, shortened: Conv2d(1→8, k=3, p=1), BatchNorm1d(200), Embedding(27, 10),
+  // MaxPool2d(2); fields beyond the usual ones are listed as key=value.
+  const SHORT = { kernel_size: 'k', stride: 's', padding: 'p', dilation: 'd', groups: 'g' };
+  function tup(v) { return Array.isArray(v) ? v.join('×') : String(v); }
+  function rest(l, known) {
+    return Object.keys(l).filter((k) => k !== 'type' && !known.includes(k))
+      .map((k) => (SHORT[k] || k) + '=' + (SHORT[k] ? tup(l[k]) : JSON.stringify(l[k])));
+  }
+  function call(name, first, more) {
+    const all = first.concat(more);
+    return name + '(' + all.join(', ') + ')';
+  }
   function describeLayer(l) {
     if (!l || typeof l !== 'object') return String(l);
-    if (l.type === 'Linear') return 'Linear(' + l.in_features + '→' + l.out_features + ')';
-    const args = Object.keys(l).filter((k) => k !== 'type').map((k) => k + '=' + JSON.stringify(l[k]));
-    return l.type + (args.length ? '(' + args.join(', ') + ')' : '');
+    const t = l.type;
+    if (t === 'Linear') return 'Linear(' + l.in_features + '→' + l.out_features + ')';
+    if (/^Conv(Transpose)?[12]d$/.test(t))
+      return call(t, [l.in_channels + '→' + l.out_channels], rest(l, ['in_channels', 'out_channels']));
+    if (/^BatchNorm[12]d$/.test(t)) return call(t, [String(l.num_features)], rest(l, ['num_features']));
+    if (t === 'LayerNorm') return call(t, [tup(l.normalized_shape)], rest(l, ['normalized_shape']));
+    if (t === 'GroupNorm')
+      return call(t, [l.num_groups + ', ' + l.num_channels], rest(l, ['num_groups', 'num_channels']));
+    if (t === 'Embedding' || t === 'EmbeddingBag')
+      return call(t, [l.num_embeddings + ', ' + l.embedding_dim], rest(l, ['num_embeddings', 'embedding_dim']));
+    if (/^(Max|Avg)Pool[12]d$/.test(t)) return call(t, [tup(l.kernel_size)], rest(l, ['kernel_size']));
+    if (/^Adaptive(Avg|Max)Pool[12]d$/.test(t))
+      return call(t, [Array.isArray(l.output_size) ? l.output_size.map((v) => (v === null ? '·' : v)).join('×')
+        : String(l.output_size)], rest(l, ['output_size']));
+    const args = rest(l, []);
+    return t + (args.length ? '(' + args.join(', ') + ')' : '');
   }
 
   function typeName(x) {

@@ -331,6 +331,42 @@ et_tensor *etc_expand_back(et_tensor *g, const et_tensor *in, unsigned mask, boo
 /* gin[i] = `full` summed back to input i's shape; takes ownership of full (ops.c). */
 bool etc_put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full);
 
+/* ---- GEMM (gemm.c): C = A·B with an epilogue, our kernels or OpenBLAS ---- */
+enum { ETC_GEMM_NONE = 0, ETC_GEMM_RELU = 1 };
+typedef struct etc_gemm_t {
+    int64_t m, n, k;
+    const float *a;            /* A(i,p) = a[i*ars + p*acs] */
+    int64_t ars, acs;
+    const float *b;            /* B(p,j) = b[p*brs + j*bcs] */
+    int64_t brs, bcs;
+    float *c;                  /* C(i,j) = c[i*ldc + j] */
+    int64_t ldc;
+    bool accumulate;           /* C(i,j) = C(i,j) + A·B, else C = A·B */
+    const float *bias;         /* then + bias[j] (contiguous), or NULL */
+    int act;                   /* then ETC_GEMM_RELU, or ETC_GEMM_NONE */
+} etc_gemm_t;
+/* Batch-invariant: each element of C is a sequential fused multiply-add
+ * chain over k, so a row's bits do not depend on m (nor on the CPU). */
+#define ETC_GEMM_INVARIANT 1u
+/* Our kernels even where OpenBLAS would be chosen (measurements, tests). */
+#define ETC_GEMM_NO_BLAS 2u
+/* OpenBLAS whenever the layout allows (measurements, tests). */
+#define ETC_GEMM_BLAS 4u
+/* The tile kernel even where the dot kernel would be chosen (measurements). */
+#define ETC_GEMM_TILE 8u
+/* m, n, k must fit in int (callers check); any strides. */
+void etc_gemm(const etc_gemm_t *g, unsigned flags);
+/* The flags of this thread's mode (ETC_GEMM_INVARIANT under
+ * et_set_batch_invariant(true)): what ops pass to etc_gemm. */
+unsigned etc_gemm_mode(void);
+/* Would etc_gemm(g, flags) hand this call to OpenBLAS? */
+bool etc_gemm_uses_blas(const etc_gemm_t *g, unsigned flags);
+/* "avx512", "avx2" or "portable": the kernels this process uses. */
+const char *etc_gemm_isa(void);
+/* Use the kernels of that instruction set from now on (tests); -1 when the
+ * name is unknown or the CPU lacks it. */
+int etc_gemm_set_isa(const char *name);
+
 /* ---- backward functions (one per op) ---- */
 #define ETC_BW(name) bool etc_bw_##name(et_tensor *out, et_tensor *g, et_tensor **gin)
 ETC_BW(add); ETC_BW(sub); ETC_BW(mul); ETC_BW(div); ETC_BW(pow);

@@ -26,31 +26,17 @@ static bool gemm_layout(const et_tensor *t, CBLAS_TRANSPOSE *tr, int64_t *ld)
     return false;
 }
 
-/* Most columns of the direct outer product below (a stack buffer). */
-#define OUTER_MAX_COLS 1024
-
 /* c[n, m] = a[n, k] @ b[k, m] (row-major, ld of c = m; dims checked to fit
- * in int by the caller).  An outer product (k == 1, e.g. the input gradient
- * of Linear(5, 1), or Linear(1, 5) itself) is one multiply per element, so a
- * direct loop gives sgemm's bits without its setup: 3x faster at 256x5. */
+ * in int by the caller), through etc_gemm (our kernels or sgemm). */
 static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t n, int64_t m, int64_t k,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float *c)
 {
-    if (k == 1 && m <= OUTER_MAX_COLS) {
-        float brow[OUTER_MAX_COLS];
-        const int64_t as = ta == CblasNoTrans ? lda : 1, bs = tb == CblasNoTrans ? 1 : ldb;
-        for (int64_t j = 0; j < m; j++)
-            brow[j] = b[j * bs];
-        for (int64_t i = 0; i < n; i++) {
-            const float ai = a[i * as];
-            float *restrict cr = c + i * m;
-            for (int64_t j = 0; j < m; j++)
-                cr[j] = ai * brow[j];
-        }
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)n, (int)m, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
-                0.0f, c, (int)m);
+    etc_gemm_t g = {.m = n, .n = m, .k = k, .a = a, .b = b, .c = c, .ldc = m};
+    g.ars = ta == CblasNoTrans ? lda : 1;
+    g.acs = ta == CblasNoTrans ? 1 : lda;
+    g.brs = tb == CblasNoTrans ? ldb : 1;
+    g.bcs = tb == CblasNoTrans ? 1 : ldb;
+    etc_gemm(&g, etc_gemm_mode());
 }
 
 et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b)
@@ -368,81 +354,17 @@ static et_tensor *as_rows(et_tensor *x, int64_t cols)
     return v;
 }
 
-/* y[rows, out_f] = x[rows, in_f] @ w^T + b, into a fresh y.  The bias is
- * written first and sgemm adds the product onto it (beta = 1, as torch's
- * addmm): no second pass over y.  Tiny shapes skip BLAS (see gemm()). */
+/* y[rows, out_f] = x[rows, in_f] @ w^T + b, into a fresh y: one etc_gemm
+ * with the bias added in its epilogue (after the product, as addmm). */
 static void linear_into(float *restrict y, const float *xd, int64_t rows, const et_tensor *w,
                         const et_tensor *b)
 {
     int64_t out_f = w->shape[0], in_f = w->shape[1];
-    const float *wd = w->data;
-    int64_t w0 = w->strides[0], w1 = w->strides[1];
-    if (in_f == 1 && out_f <= OUTER_MAX_COLS) {
-        /* Linear(1, n): an outer product plus bias, one rounding each, the
-         * same bits as sgemm with beta = 1 */
-        float wv[OUTER_MAX_COLS], bv[OUTER_MAX_COLS];
-        for (int64_t j = 0; j < out_f; j++) {
-            wv[j] = wd[j * w0];
-            bv[j] = b ? b->data[j * b->strides[0]] : 0.0f;
-        }
-        for (int64_t i = 0; i < rows; i++) {
-            const float xi = xd[i];
-            float *restrict yr = y + i * out_f;
-            if (b)
-                for (int64_t j = 0; j < out_f; j++)
-                    yr[j] = bv[j] + xi * wv[j];
-            else
-                for (int64_t j = 0; j < out_f; j++)
-                    yr[j] = xi * wv[j];
-        }
-        return;
-    }
-    if (out_f == 1 && in_f <= 8) {
-        /* Linear(few, 1): a short dot product per row (1.5x faster than sgemm
-         * at 256x5); the sum starts from 0 and the bias comes last, as in
-         * addmm, so that only the rounding of a fused multiply-add differs */
-        float wv[8];
-        for (int64_t q = 0; q < in_f; q++)
-            wv[q] = wd[q * w1];
-        const float bias = b ? b->data[0] : 0.0f;
-        for (int64_t i = 0; i < rows; i++) {
-            const float *xr = xd + i * in_f;
-            float acc = 0.0f;
-            for (int64_t q = 0; q < in_f; q++)
-                acc += xr[q] * wv[q];
-            y[i] = b ? bias + acc : acc;
-        }
-        return;
-    }
-    if (b) {
-        const float *bd = b->data;
-        int64_t bs = b->strides[0];
-        for (int64_t j = 0; j < out_f; j++)
-            y[j] = bd[j * bs];
-        /* the other rows by doubling copies of the rows already written */
-        for (int64_t have = 1; have < rows;) {
-            int64_t c = rows - have < have ? rows - have : have;
-            memcpy(y + have * out_f, y, (size_t)(c * out_f) * sizeof(float));
-            have += c;
-        }
-    }
-    if (in_f == 0) {
-        if (!b)
-            memset(y, 0, (size_t)(rows * out_f) * sizeof(float));
-        return;
-    }
-    /* w^T as sgemm's B: w is [out, in]; row-major w is B transposed */
-    CBLAS_TRANSPOSE tb;
-    int64_t ldb;
-    if ((w1 == 1 || in_f == 1) && (out_f == 1 || w0 >= (in_f > 1 ? in_f : 1))) {
-        tb = CblasTrans;
-        ldb = out_f == 1 ? (in_f > 1 ? in_f : 1) : w0;
-    } else {
-        tb = CblasNoTrans; /* w0 == 1 here (checked by the caller's layout test) */
-        ldb = in_f == 1 ? (out_f > 1 ? out_f : 1) : w1;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, (int)rows, (int)out_f, (int)in_f, 1.0f, xd,
-                (int)in_f, wd, (int)ldb, b ? 1.0f : 0.0f, y, (int)out_f);
+    /* w^T as B: B(p, j) = w[j, p] */
+    etc_gemm_t g = {.m = rows, .n = out_f, .k = in_f, .a = xd, .ars = in_f, .acs = 1,
+                    .b = w->data, .brs = w->strides[1], .bcs = w->strides[0],
+                    .c = y, .ldc = out_f, .bias = b ? b->data : NULL};
+    etc_gemm(&g, etc_gemm_mode());
 }
 
 et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b)
@@ -478,16 +400,13 @@ et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b)
     }
     if (!etc_check_shape(ysh, x->ndim, "linear"))
         return NULL;
-    /* sgemm needs w with one unit stride; a copy otherwise (rare: views) */
-    int64_t w0 = w->strides[0], w1 = w->strides[1];
-    bool w_ok = (w1 == 1 || in_f <= 1) && (out_f <= 1 || w0 >= (in_f > 1 ? in_f : 1));
-    w_ok = w_ok || ((w0 == 1 || out_f <= 1) && (in_f <= 1 || w1 >= (out_f > 1 ? out_f : 1)));
-    et_tensor *wc = w_ok ? etc_ref(w) : etc_clone(w);
-    et_tensor *xc = wc ? etc_contig(x) : NULL;
+    /* etc_gemm reads w through any strides; the bias must be contiguous */
+    et_tensor *bc = b && !b->contiguous ? etc_clone(b) : etc_ref(b);
+    et_tensor *xc = (bc || !b) ? etc_contig(x) : NULL;
     et_tensor *y = xc ? etc_alloc(ysh, x->ndim) : NULL;
     if (y && y->numel > 0)
-        linear_into(y->data, xc->data, rows, wc, b);
-    etc_release(wc);
+        linear_into(y->data, xc->data, rows, w, bc);
+    etc_release(bc);
     etc_release(xc);
     if (!y)
         return NULL;

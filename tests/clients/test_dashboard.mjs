@@ -256,6 +256,19 @@ async function main() {
     await page.screenshot({ path: path.join(OUT, 'dashboard-linear.png'), fullPage: true });
     await page.check('#log-scale');
 
+    // -- the summary knows the layers of issue 13 ---------------------------------------------
+    await api('POST', '/v1/models', { name: 'cnn', layers: [
+      { type: 'Conv2d', in_channels: 1, out_channels: 8, kernel_size: 3, padding: 1 }, { type: 'ReLU' },
+      { type: 'MaxPool2d', kernel_size: 2 }, { type: 'BatchNorm2d', num_features: 8 },
+      { type: 'Flatten' }, { type: 'Linear', in_features: 128, out_features: 10 }],
+      loss: 'CrossEntropyLoss', optimizer: { type: 'Adam' } });
+    const cnnArch = await waitFor(async () => (await page.textContent('#models article[data-model="cnn"] .arch')
+      .catch(() => '')) || '', 10000);
+    check('the summary names the new layers as torch shortens them',
+      cnnArch.includes('Conv2d(1→8, k=3, p=1)') && cnnArch.includes('MaxPool2d(2)') &&
+      cnnArch.includes('BatchNorm2d(8)'), cnnArch);
+    await api('DELETE', '/v1/models/cnn');
+
     // -- the list follows the daemon --------------------------------------------------------
     await api('POST', '/v1/models', { name: 'another', layers: [{ type: 'Linear', in_features: 2, out_features: 1 }],
       loss: 'MSELoss', optimizer: { type: 'Adam', lr: 0.01 } });

@@ -267,6 +267,40 @@ class ClientTests(unittest.TestCase):
             assert_close(self, out, want, "predict(ndarray)")
         assert_close(self, m.predict(x, batch_size=2), want, "predict in chunks")
 
+    @unittest.skipIf(torch is None or np is None, "needs PyTorch and NumPy")
+    def test_issue13_layers_train_predict_and_state_dict_like_torch(self):
+        layers = [nn.Embedding(11, 4, padding_idx=0), nn.Flatten(), nn.Linear(12, 6),
+                  nn.BatchNorm1d(6, momentum=None), nn.Tanh(), nn.Linear(6, 3)]
+        self.assertEqual(layers[3]["momentum"], None)
+        self.assertNotIn("momentum", nn.BatchNorm1d(6))
+        m = self.make(layers=layers, loss="CrossEntropyLoss", seed=2)
+        sd = m.state_dict()
+        self.assertEqual(list(sd)[5:8], ["3.running_mean", "3.running_var", "3.num_batches_tracked"])
+        self.assertEqual(sd["3.num_batches_tracked"].dtype, np.int64)
+        net = torch.nn.Sequential(torch.nn.Embedding(11, 4, padding_idx=0), torch.nn.Flatten(),
+                                  torch.nn.Linear(12, 6), torch.nn.BatchNorm1d(6, momentum=None),
+                                  torch.nn.Tanh(), torch.nn.Linear(6, 3))
+        net.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
+        x = np.random.default_rng(0).integers(0, 11, (8, 3))
+        y = np.random.default_rng(1).integers(0, 3, 8)
+        m.train(x, y, epochs=1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.tensor(x)), torch.tensor(y)).backward()
+        opt.step()
+        net.eval()
+        assert_close(self, m.predict(x[:3]), net(torch.tensor(x[:3])).detach().numpy(), "predict")
+        sd = m.state_dict()
+        self.assertEqual(int(sd["3.num_batches_tracked"]), 1)
+        assert_close(self, sd["3.running_var"], net[3].running_var.numpy(), "running_var")
+        m.load_state_dict(sd)   # buffers go back as they came
+        conv = self.make(name="m-conv", layers=[nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(),
+                                                nn.MaxPool2d((2, 2)), nn.Flatten(), nn.Linear(8, 1)])
+        self.assertEqual(conv.predict(np.zeros((2, 1, 4, 4), np.float32)).shape, (2, 1))
+        with self.assertRaises(et.EasytorchError) as cm:
+            conv.predict(np.zeros((2, 1, 1, 1), np.float32))
+        self.assertIn("layers[2] (MaxPool2d)", str(cm.exception))
+
     def test_predict_wrong_width_is_400_and_model_unchanged(self):
         m = self.make()
         before = m.parameters()

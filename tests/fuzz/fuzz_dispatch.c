@@ -9,7 +9,8 @@
  *     METHOD URL[?k=v&...]\n  Name: value\n ... \n  body
  * Header values may contain NUL bytes (passed with their lengths; the daemon
  * must refuse them).  A fresh registry (in a scratch directory) with two
- * models, "m" (MSE, SGD) and "c" (CrossEntropy, Adam), serves each input; the
+ * models, "m" (MSE, SGD), "c" (CrossEntropy, Adam), "e" (Embedding + BatchNorm1d:
+ * int64 inputs, buffers) and "k" (Conv2d + MaxPool2d: rank-4 inputs), serves each input; the
  * daemon token is "fuzz-token".
  *
  * Oracles besides the sanitizers: a response for every request (status 0
@@ -40,6 +41,16 @@ static const char *const model_specs[] = {
     "{\"name\":\"c\",\"layers\":[{\"type\":\"Linear\",\"in_features\":4,\"out_features\":3}],"
     "\"loss\":{\"type\":\"CrossEntropyLoss\"},\"optimizer\":{\"type\":\"Adam\",\"lr\":0.01},"
     "\"seed\":1}",
+    /* int64 inputs, BatchNorm buffers */
+    "{\"name\":\"e\",\"layers\":[{\"type\":\"Embedding\",\"num_embeddings\":6,"
+    "\"embedding_dim\":2},{\"type\":\"Flatten\"},{\"type\":\"Linear\",\"in_features\":4,"
+    "\"out_features\":3},{\"type\":\"BatchNorm1d\",\"num_features\":3}],"
+    "\"loss\":\"CrossEntropyLoss\",\"optimizer\":{\"type\":\"SGD\",\"lr\":0.1},\"seed\":2}",
+    /* rank-4 inputs, layer-named shape errors */
+    "{\"name\":\"k\",\"layers\":[{\"type\":\"Conv2d\",\"in_channels\":1,\"out_channels\":2,"
+    "\"kernel_size\":3,\"padding\":1},{\"type\":\"MaxPool2d\",\"kernel_size\":2},"
+    "{\"type\":\"Flatten\"},{\"type\":\"Linear\",\"in_features\":8,\"out_features\":2}],"
+    "\"loss\":\"MSELoss\",\"optimizer\":{\"type\":\"Adam\"},\"seed\":3}",
 };
 
 /* An answer compressed for Accept-Encoding (gzip or zlib), inflated; NULL if it is not. */

@@ -7,7 +7,11 @@
  *      and both fast paths (etd_fast_array, etd_fast_shape_data) on the raw
  *      bytes.  Differential oracle: whatever a fast path accepts, the general
  *      path must accept too, with the same shape and bit-identical floats --
- *      the daemon picks the path by the body's layout, never by meaning;
+ *      the daemon picks the path by the body's layout, never by meaning.
+ *      The int64 parse (etd_array_from_json_ints, index inputs and class
+ *      targets) must agree with the float one: the same shape, each integer
+ *      rounding to the float the float parse gives, and accepting every
+ *      float tensor of whole numbers up to 2^24;
  *   2. a model spec: etd_spec_parse; when it accepts, the network, optimizer
  *      and scheduler are built and one forward pass of zeros is run, because
  *      parsing promises that building only fails on allocation (spec.h).
@@ -43,6 +47,23 @@ static bool same_array(const etd_array *a, const etd_array *b)
     return a->numel == 0 || memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0;
 }
 
+/* Every number of a tensor's JSON (nested lists, or the "data" of the object
+ * form) a whole number of magnitude <= 2^53, as read in double?  (float32
+ * can make a fraction whole: 1e-46 reads as 0.) */
+static bool all_whole(const cJSON *j)
+{
+    if (cJSON_IsObject(j))
+        return all_whole(cJSON_GetObjectItemCaseSensitive(j, "data"));
+    if (cJSON_IsArray(j)) {
+        for (const cJSON *e = j->child; e; e = e->next)
+            if (!all_whole(e))
+                return false;
+        return true;
+    }
+    return cJSON_IsNumber(j) && j->valuedouble == floor(j->valuedouble) &&
+           fabs(j->valuedouble) <= 9007199254740992.0;
+}
+
 static void fuzz_tensor(const uint8_t *data, size_t size, const char *text)
 {
     char err[512];
@@ -62,6 +83,23 @@ static void fuzz_tensor(const uint8_t *data, size_t size, const char *text)
         if (n != general.numel || general.numel > MAX_ELEMS)
             fail("general path: shape and element count disagree", data, size);
     }
+    etd_array ints = {0};
+    bool ints_ok = j && etd_array_from_json_ints(j, "inputs", MAX_ELEMS, &ints, err, sizeof err);
+    if (j && !ints_ok && !err[0])
+        fail("etd_array_from_json_ints rejected without a message", data, size);
+    if (ints_ok && ints.dtype != ET_INT64)
+        fail("the int64 parse returned another dtype", data, size);
+    if (ints_ok && general_ok) {
+        if (ints.ndim != general.ndim || ints.numel != general.numel ||
+            memcmp(ints.shape, general.shape, (size_t)ints.ndim * sizeof ints.shape[0]) != 0)
+            fail("int64 and float parses disagree on the shape", data, size);
+        for (int64_t i = 0; i < ints.numel; i++)
+            if ((float)ints.idata[i] != general.data[i])
+                fail("int64 and float parses disagree on a value", data, size);
+    }
+    if (general_ok && !ints_ok && all_whole(j))
+        fail("the int64 parse refused a tensor of whole numbers", data, size);
+    etd_array_free(&ints);
     for (int path = 0; path < 2; path++) {
         etd_array fast = {0};
         const char *e = path == 0 ? etd_fast_array(text, text + size, MAX_ELEMS, &fast)
@@ -115,7 +153,12 @@ static void fuzz_spec(const uint8_t *data, size_t size, const char *text)
     et_scheduler *sch = NULL; /* BUG H4: e.g. LinearLR total_iters 0 */
     if (spec.sched.type && !(sch = etd_spec_build_sched(&spec, opt, &err)))
         fail("a parsed spec failed to build its scheduler", data, size);
-    if (spec.in_features > 0 && spec.in_features <= 1024) {
+    if (spec.input_dtype == ET_INT64) { /* indices: a batch of zeros is in every vocabulary */
+        et_tensor *x = et_tensor_new_int64(NULL, (int64_t[]){2, 3}, 2);
+        et_tensor *y = x ? et_module_forward(net, x) : NULL;
+        et_tensor_free(y);
+        et_tensor_free(x);
+    } else if (spec.in_features > 0 && spec.in_features <= 1024) {
         int64_t shape[2] = {2, spec.in_features};
         et_tensor *x = et_zeros(shape, 2);
         et_tensor *y = x ? et_module_forward(net, x) : NULL;

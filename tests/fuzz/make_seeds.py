@@ -75,6 +75,27 @@ DISPATCH = [
     req("POST", M + "/predict", '{"inputs": [[1, 2]], "inputs": [[3, 4]]}'),
     req("POST", M + "/train", '{"inputs": [[1, 2]], "targets": [[1]]} trailing'),
     req("GET", M, headers="Authorization: Bearer wrong\n"),
+    # the layers of issue 13: index inputs, buffers, rank-4 inputs, layer-named errors
+    req("POST", "/v1/models/e/train", {"inputs": [[1, 2], [3, 5], [0, 0]], "targets": [0, 2, 1],
+                                       "epochs": 2}),
+    req("POST", "/v1/models/e/predict", {"inputs": [[5, 4]]}),
+    req("POST", "/v1/models/e/predict", '{"inputs": [[16777217, 1]]}'),
+    req("POST", "/v1/models/e/batches", '{"inputs": [[1.5, 2]], "targets": [0]}'),
+    req("GET", "/v1/models/e/parameters"),
+    req("PUT", "/v1/models/e/parameters", {"parameters": {
+        "0.weight": [[0, 0]] * 6, "2.weight": [[0] * 4] * 3, "2.bias": [0] * 3,
+        "3.weight": [1] * 3, "3.bias": [0] * 3, "3.running_mean": [0] * 3,
+        "3.running_var": [1] * 3, "3.num_batches_tracked": 7}}),
+    req("POST", "/v1/models/k/predict", {"inputs": {"shape": [1, 1, 4, 4], "data": [0.5] * 16}}),
+    req("POST", "/v1/models/k/predict", {"inputs": [[[[1.0]]]]}),
+    req("POST", "/v1/models/k/train", {"inputs": {"shape": [2, 1, 4, 4], "data": [0.1] * 32},
+                                       "targets": [[0.0, 1.0], [1.0, 0.0]]}),
+    req("POST", "/v1/models", {"name": "z", "layers": [
+        {"type": "Conv1d", "in_channels": 2, "out_channels": 2, "kernel_size": [3],
+         "padding": "same", "padding_mode": "reflect"}, {"type": "AvgPool1d", "kernel_size": 2},
+        {"type": "LayerNorm", "normalized_shape": [2]}, {"type": "Flatten"},
+        {"type": "Linear", "in_features": 4, "out_features": 1}],
+        "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}),
 ]
 
 # ---- binary bodies (safetensors, OIP binary tensor extension): standard library only
@@ -187,7 +208,39 @@ SPECS = [SPEC,
                                            "momentum": 0.9},
           "scheduler": {"type": "LinearLR", "start_factor": 0.5, "total_iters": 4}},
          {"layers": [{"type": "Identity"}], "loss": "L1Loss",
-          "optimizer": {"type": "Adam"}, "scheduler": {"type": "ExponentialLR", "gamma": 0.9}}]
+          "optimizer": {"type": "Adam"}, "scheduler": {"type": "ExponentialLR", "gamma": 0.9}},
+         {"layers": [{"type": "Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": [3, 2],
+                      "stride": [1, 2], "padding": [1, 0], "dilation": 1, "groups": 1, "bias": False,
+                      "padding_mode": "replicate"},
+                     {"type": "BatchNorm2d", "num_features": 2, "momentum": None, "affine": False},
+                     {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2, "stride": None,
+                                        "ceil_mode": True},
+                     {"type": "AdaptiveAvgPool2d", "output_size": [1, None]},
+                     {"type": "Dropout2d", "p": 0.2}, {"type": "ZeroPad2d", "padding": [1, 0, 0, 1]},
+                     {"type": "Flatten"}, {"type": "Unflatten", "dim": 1, "unflattened_size": [2, -1]},
+                     {"type": "Flatten"}, {"type": "Linear", "in_features": 4, "out_features": 2},
+                     {"type": "GroupNorm", "num_groups": 1, "num_channels": 2}],
+          "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}},
+         {"layers": [{"type": "EmbeddingBag", "num_embeddings": 9, "embedding_dim": 3, "mode": "sum",
+                      "padding_idx": -1, "max_norm": 1.5, "norm_type": 1.0},
+                     {"type": "LayerNorm", "normalized_shape": 3, "eps": 1e-3},
+                     {"type": "Linear", "in_features": 3, "out_features": 2}],
+          "loss": "CrossEntropyLoss", "optimizer": {"type": "Adam"}},
+         {"layers": [{"type": "Embedding", "num_embeddings": 5, "embedding_dim": 2, "padding_idx": 0,
+                      "scale_grad_by_freq": True}, {"type": "Flatten"},
+                     {"type": "Linear", "in_features": 6, "out_features": 4},
+                     {"type": "BatchNorm1d", "num_features": 4}, {"type": "Tanh"},
+                     {"type": "Linear", "in_features": 4, "out_features": 5}],
+          "loss": "CrossEntropyLoss", "optimizer": {"type": "SGD", "lr": 0.1}},
+         {"layers": [{"type": "ConvTranspose2d", "in_channels": 1, "out_channels": 1, "kernel_size": 2,
+                      "stride": 2, "output_padding": 1}, {"type": "ReflectionPad2d", "padding": 1},
+                     {"type": "ConstantPad1d", "padding": [0, 1], "value": 2.5},
+                     {"type": "AvgPool2d", "kernel_size": 2, "divisor_override": 3},
+                     {"type": "AdaptiveMaxPool1d", "output_size": 2}, {"type": "Flatten"},
+                     {"type": "Linear", "in_features": 2, "out_features": 1}],
+          "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}]
+TENSORS += ["[[1,2,3],[4,5,6]]", "[16777217, 9007199254740992]", "[[2.5]]", "[-0, 1e3]",
+            '{"shape":[1,1,2,2],"data":[1,2,3,4]}']
 
 
 def write(dirname, items):
@@ -210,15 +263,21 @@ def model_files(path):
                   "loss": "CrossEntropyLoss", "optimizer": {"type": "Adam", "amsgrad": True},
                   "scheduler": {"type": "StepLR", "step_size": 1}, "seed": 1},
                  {"name": "m", "layers": [{"type": "Linear", "in_features": 1, "out_features": 1}],
-                  "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 2}]
+                  "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 2},
+                 {"name": "m", "layers": [{"type": "Linear", "in_features": 2, "out_features": 3},
+                                          {"type": "BatchNorm1d", "num_features": 3}],
+                  "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 4}]
         for i, s in enumerate(specs):
             d.create(s)
             nin = s["layers"][0]["in_features"]
-            tgt = [1] if s["loss"] == "CrossEntropyLoss" else [[0.5]]
+            nout = s["layers"][-1].get("out_features", s["layers"][-1].get("num_features"))
+            rows = 2   # BatchNorm needs more than one value per channel
+            tgt = [1] * rows if s["loss"] == "CrossEntropyLoss" else [[0.5] * nout] * rows
             for _ in range(i + 1):
-                d.ok("POST", "/v1/models/m/train", {"inputs": [[0.1] * nin], "targets": tgt})
+                d.ok("POST", "/v1/models/m/train",
+                     {"inputs": [[0.1 * (r + 1)] * nin for r in range(rows)], "targets": tgt})
             if i == 1:
-                d.push("m", [[0.2] * nin], tgt)  # pending gradients in the file
+                d.push("m", [[0.2] * nin, [0.3] * nin], tgt)  # pending gradients in the file
             d.ok("POST", "/v1/models/m/checkpoint")
             with open(os.path.join(d.data_dir, "m.etm"), "rb") as f:
                 out.append(f.read())

@@ -240,7 +240,13 @@ class HostileTest(unittest.TestCase):
             return s
 
         specs = [
-            mk(layers=[{"type": "Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 3}]),
+            mk(layers=[{"type": "LSTM", "input_size": 1, "hidden_size": 1}]),
+            mk(layers=[{"type": "Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 0}]),
+            mk(layers=[{"type": "Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": [3, 3, 3]}]),
+            mk(layers=[{"type": "BatchNorm1d", "num_features": 2 ** 40}]),
+            mk(layers=[{"type": "Embedding", "num_embeddings": 10 ** 15, "embedding_dim": 10 ** 15}]),
+            mk(layers=[{"type": "Embedding", "num_embeddings": 3, "embedding_dim": 2, "padding_idx": 3}]),
+            mk(layers=[{"type": "MaxPool2d", "kernel_size": 2, "padding": 2}, lin]),
             mk(layers=[{"type": "linear", "in_features": 3, "out_features": 2}]),
             mk(layers=[dict(lin, foo=1)]), mk(layers=[{"type": "ReLU", "inplace": "yes"}]),
             mk(layers=[]), mk(layers={"0": lin}), mk(layers=[lin, "ReLU"]), mk(layers=[lin, None]),

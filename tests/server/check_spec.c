@@ -21,7 +21,9 @@ static void load_torch_defaults(void)
         "import inspect, json, torch\n"
         "mods = {torch.nn: ['Linear','ReLU','GELU','Softmax','LogSoftmax','LeakyReLU','Dropout',"
         "'Flatten','MSELoss','L1Loss','CrossEntropyLoss','NLLLoss','BCELoss','BCEWithLogitsLoss',"
-        "'HuberLoss','SmoothL1Loss'],"
+        "'HuberLoss','SmoothL1Loss','BatchNorm1d','BatchNorm2d','LayerNorm','GroupNorm',"
+        "'Embedding','EmbeddingBag','Conv1d','Conv2d','ConvTranspose2d','MaxPool1d','MaxPool2d',"
+        "'AvgPool1d','AvgPool2d','Dropout2d'],"
         " torch.optim: ['SGD','Adagrad','RMSprop','Adam','AdamW'],"
         " torch.optim.lr_scheduler: ['StepLR','MultiStepLR','ExponentialLR','CosineAnnealingLR',"
         "'LinearLR']}\n"
@@ -136,14 +138,37 @@ START_TEST(test_every_layer_type_parses_with_torch_defaults)
     ck_assert_int_eq(s.param_count, 3 * 2 + 2 + 2 * 4 + 4);
     etd_spec_free(&s);
 
-    /* every other row of the table, with no fields given: torch's defaults */
+    /* every other row of the table with only its required fields (after a
+     * Linear giving width 2): the rest are torch's defaults */
+    static const struct { const char *type, *required; } req[] = {
+        {"BatchNorm1d", ",\"num_features\":2"}, {"BatchNorm2d", ",\"num_features\":3"},
+        {"LayerNorm", ",\"normalized_shape\":2"},
+        {"GroupNorm", ",\"num_groups\":1,\"num_channels\":2"},
+        {"Embedding", ",\"num_embeddings\":5,\"embedding_dim\":3"},
+        {"EmbeddingBag", ",\"num_embeddings\":5,\"embedding_dim\":3"},
+        {"Conv1d", ",\"in_channels\":2,\"out_channels\":3,\"kernel_size\":3"},
+        {"Conv2d", ",\"in_channels\":2,\"out_channels\":3,\"kernel_size\":3"},
+        {"ConvTranspose2d", ",\"in_channels\":2,\"out_channels\":3,\"kernel_size\":3"},
+        {"MaxPool1d", ",\"kernel_size\":2"}, {"MaxPool2d", ",\"kernel_size\":2"},
+        {"AvgPool1d", ",\"kernel_size\":2"}, {"AvgPool2d", ",\"kernel_size\":2"},
+        {"AdaptiveAvgPool1d", ",\"output_size\":1"}, {"AdaptiveAvgPool2d", ",\"output_size\":1"},
+        {"AdaptiveMaxPool1d", ",\"output_size\":1"}, {"AdaptiveMaxPool2d", ",\"output_size\":1"},
+        {"ZeroPad2d", ",\"padding\":1"}, {"ConstantPad1d", ",\"padding\":1,\"value\":0.5"},
+        {"ConstantPad2d", ",\"padding\":1,\"value\":0.5"}, {"ReflectionPad1d", ",\"padding\":1"},
+        {"ReflectionPad2d", ",\"padding\":1"}, {"ReplicationPad1d", ",\"padding\":1"},
+        {"ReplicationPad2d", ",\"padding\":1"},
+        {"Unflatten", ",\"dim\":1,\"unflattened_size\":[1,2]"},
+    };
     int seen = 0;
     for (int i = 0; i < etd_nlayer_types; i++) {
-        const char *type = etd_layer_types[i].name;
+        const char *type = etd_layer_types[i].name, *extra = "";
         if (strcmp(type, "Linear") == 0)
             continue;
-        char l[128];
-        snprintf(l, sizeof l, "{\"type\":\"%s\"}", type);
+        for (size_t k = 0; k < sizeof req / sizeof req[0]; k++)
+            if (strcmp(req[k].type, type) == 0)
+                extra = req[k].required;
+        char l[256];
+        snprintf(l, sizeof l, "{\"type\":\"%s\"%s}", type, extra);
         layer_spec(l, &s);
         const etd_layer *x = &s.layers[1];
         ck_assert_ptr_eq(x->type, &etd_layer_types[i]);
@@ -160,11 +185,68 @@ START_TEST(test_every_layer_type_parses_with_torch_defaults)
             /* torch's dim=None picks a dim implicitly (deprecated); the daemon uses the
              * last dim, which is what that picks for the 2-D batches it serves (docs/API.md) */
             ck_assert_int_eq(x->u.softmax.dim, -1);
+        } else if (strncmp(type, "BatchNorm", 9) == 0) {
+            char k[64];
+#define B(f, v) (snprintf(k, sizeof k, "%s.%s", type, f), eq_num(k, v))
+            B("eps", x->u.batch_norm.o.eps);
+            B("momentum", x->u.batch_norm.o.momentum);
+            B("affine", x->u.batch_norm.o.affine);
+            B("track_running_stats", x->u.batch_norm.o.track_running_stats);
+#undef B
+        } else if (strcmp(type, "LayerNorm") == 0) {
+            eq_num("LayerNorm.eps", x->u.layer_norm.eps);
+            eq_num("LayerNorm.elementwise_affine", x->u.layer_norm.affine);
+        } else if (strcmp(type, "GroupNorm") == 0) {
+            eq_num("GroupNorm.eps", x->u.group_norm.eps);
+            eq_num("GroupNorm.affine", x->u.group_norm.affine);
+        } else if (strncmp(type, "Embedding", 9) == 0) {
+            char k[64];
+            snprintf(k, sizeof k, "%s.norm_type", type);
+            eq_num(k, x->u.embedding.o.norm_type);
+            snprintf(k, sizeof k, "%s.scale_grad_by_freq", type);
+            eq_num(k, x->u.embedding.o.scale_grad_by_freq);
+            /* torch's None for both */
+            ck_assert(x->u.embedding.o.padding_idx == ET_NO_INDEX && x->u.embedding.o.max_norm == 0);
+            if (type[9] == 'B') {
+                eq_str("EmbeddingBag.mode", et_bag_mode_name(x->u.embedding.o.mode));
+                eq_num("EmbeddingBag.include_last_offset", x->u.embedding.o.include_last_offset);
+            }
+        } else if (strncmp(type, "Conv", 4) == 0) {
+            char k[64];
+            const et_conv_opts *c = &x->u.conv.o;
+#define C(f, v) (snprintf(k, sizeof k, "%s.%s", type, f), eq_num(k, v))
+            C("stride", c->stride[0]);
+            C("padding", c->padding[0]);
+            C("dilation", c->dilation[0]);
+            C("groups", c->groups);
+            C("bias", c->bias);
+            if (strcmp(type, "ConvTranspose2d") == 0)
+                C("output_padding", c->output_padding[0]);
+#undef C
+            snprintf(k, sizeof k, "%s.padding_mode", type);
+            eq_str(k, "zeros");
+            ck_assert(c->padding_mode == ET_PAD_CONSTANT && c->stride[1] == c->stride[0]);
+        } else if (strstr(type, "Pool") && !strstr(type, "Adaptive")) {
+            char k[64];
+            const et_pool_opts *p = &x->u.pool.o;
+            ck_assert(p->stride[0] == 0); /* torch's stride=None: the kernel size */
+#define P(f, v) (snprintf(k, sizeof k, "%s.%s", type, f), eq_num(k, v))
+            P("padding", p->padding[0]);
+            P("ceil_mode", p->ceil_mode);
+            if (strncmp(type, "Max", 3) == 0) {
+                P("dilation", p->dilation[0]);
+                P("return_indices", 0);
+            } else {
+                P("count_include_pad", p->count_include_pad);
+            }
+#undef P
+        } else if (strcmp(type, "Dropout2d") == 0) {
+            eq_num("Dropout2d.p", x->u.dropout.p);
         }
         etd_spec_free(&s);
         seen++;
     }
-    ck_assert_int_ge(seen, 10); /* ReLU, Tanh, Sigmoid, Identity, GELU, Softmax, ... */
+    ck_assert_int_ge(seen, 35); /* ReLU, ..., the norm, embedding and image layers */
 }
 END_TEST
 
@@ -195,7 +277,9 @@ START_TEST(test_layer_errors_name_the_field)
               "out_features", "missing");
     must_fail("{\"layers\":[{\"type\":\"Linear\",\"in_features\":0,\"out_features\":2}],"
               BASE_LOSS "," BASE_OPT "}", "in_features", "positive");
-    must_fail("{\"layers\":[{\"type\":\"Conv2d\"}]," BASE_LOSS "," BASE_OPT "}", "Conv2d", NULL);
+    must_fail("{\"layers\":[{\"type\":\"LSTM\"}]," BASE_LOSS "," BASE_OPT "}", "LSTM", "known:");
+    must_fail("{\"layers\":[{\"type\":\"Conv2d\"}]," BASE_LOSS "," BASE_OPT "}",
+              "layers[0].in_channels", "missing");
     must_fail("{\"layers\":[{\"type\":\"Dropout\",\"p\":1.5}]," BASE_LOSS "," BASE_OPT "}",
               "p", NULL);
     must_fail("{\"layers\":[{\"type\":\"GELU\",\"approximate\":\"fast\"}]," BASE_LOSS "," BASE_OPT "}",

@@ -261,8 +261,12 @@ def add_cases(cases, tmpdir):
             {"type": "BatchNorm1d", "num_features": 64},
             {"type": "Tanh"},
             {"type": "Linear", "in_features": 64, "out_features": 27}]}
+        # training steps need >= 4 rows: with 2, BatchNorm divides by |x1 - x2| of each unit
+        # and float32 torch itself is up to 150x the tolerance from float64 torch in 18 of 40
+        # seeds (with 4 rows: at most 0.6x), i.e. the case would test bitwise-equal sgemm
+        # rounding, not the layers; the eval steps still run one row
         add(cases, tmpdir, cid, spec,
-            lambda k, r, bs=bs: {"input": spec_tensor(r.integers(0, 27, (max(bs, 2) if k < 5 else bs, 3)),
+            lambda k, r, bs=bs: {"input": spec_tensor(r.integers(0, 27, (max(bs, 4) if k < 5 else bs, 3)),
                                                      dtype="int64")},
             7, lambda k: k < 5, r)
 

@@ -18,6 +18,32 @@ LAYERS = {
     "Dropout": ("p", "inplace"),
     "Flatten": ("start_dim", "end_dim"),
     "Identity": (),
+    "BatchNorm1d": ("num_features", "eps", "momentum", "affine", "track_running_stats"),
+    "BatchNorm2d": ("num_features", "eps", "momentum", "affine", "track_running_stats"),
+    "LayerNorm": ("normalized_shape", "eps", "elementwise_affine"),
+    "GroupNorm": ("num_groups", "num_channels", "eps", "affine"),
+    "Embedding": ("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"),
+    "EmbeddingBag": ("num_embeddings", "embedding_dim", "max_norm", "norm_type", "scale_grad_by_freq", "mode", "sparse", "include_last_offset", "padding_idx"),
+    "Conv1d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"),
+    "Conv2d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"),
+    "ConvTranspose2d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation", "padding_mode"),
+    "MaxPool1d": ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
+    "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
+    "AvgPool1d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    "AdaptiveAvgPool1d": ("output_size",),
+    "AdaptiveAvgPool2d": ("output_size",),
+    "AdaptiveMaxPool1d": ("output_size", "return_indices"),
+    "AdaptiveMaxPool2d": ("output_size", "return_indices"),
+    "ZeroPad2d": ("padding",),
+    "ConstantPad1d": ("padding", "value"),
+    "ConstantPad2d": ("padding", "value"),
+    "ReflectionPad1d": ("padding",),
+    "ReflectionPad2d": ("padding",),
+    "ReplicationPad1d": ("padding",),
+    "ReplicationPad2d": ("padding",),
+    "Unflatten": ("dim", "unflattened_size"),
+    "Dropout2d": ("p", "inplace"),
 }
 LOSSES = {
     "MSELoss": ("reduction",),
@@ -45,6 +71,10 @@ SCHEDULERS = {
 }
 BUILTIN = {"layers": LAYERS, "losses": LOSSES, "optimizers": OPTIMIZERS, "schedulers": SCHEDULERS}
 
+# Fields where torch gives None a meaning of its own (not the default): an explicit None is
+# sent as JSON null. Everywhere else None means "not given" (the daemon's default).
+NULLABLE = {("BatchNorm1d", "momentum"), ("BatchNorm2d", "momentum")}
+
 
 class Spec(dict):
     """A spec dict ``{"type": ..., field: value}`` as the daemon takes it. Positional arguments
@@ -56,8 +86,8 @@ class Spec(dict):
         self.families = families      # where to look the type up ("layers", "losses", ...)
         self.pending = ()
         for k, v in kwargs.items():
-            if v is not None:
-                self[k] = list(v) if isinstance(v, tuple) else v
+            if v is not None or (type_, k) in NULLABLE:
+                self[k] = _jsonable(v)
         if args:
             fields = _fields(BUILTIN, type_, families)
             if fields is None:
@@ -73,8 +103,8 @@ class Spec(dict):
         for name, v in zip(fields, args):
             if name in self:
                 raise TypeError("%s got multiple values for argument %r" % (t, name))
-            if v is not None:
-                self[name] = list(v) if isinstance(v, tuple) else v
+            if v is not None or (t, name) in NULLABLE:
+                self[name] = _jsonable(v)
 
     def resolve(self, tables):
         """Map pending positional arguments with ``tables`` (GET /v1/types as
@@ -98,6 +128,11 @@ class Spec(dict):
         if self.pending:
             return "%s(%s, pending positional %r)" % (self["type"], dict.__repr__(self), self.pending)
         return dict.__repr__(self)
+
+
+def _jsonable(v):
+    """tuples (torch's int-or-tuple arguments, betas) as lists"""
+    return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
 
 
 def _fields(tables, type_, families):

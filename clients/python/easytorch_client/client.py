@@ -85,6 +85,13 @@ def _as_array(x):
     if a.dtype.kind in "fb":
         return a.astype(_np.float32, copy=False)
     raise TypeError("cannot send an array of dtype %s as a tensor" % a.dtype)
+def _int_or_float(nested):
+    """int64 when the daemon wrote whole numbers without a point (int64 tensors), else float32."""
+    while isinstance(nested, list) and nested:
+        nested = nested[0]
+    if isinstance(nested, int) and not isinstance(nested, bool):
+        return _np.int64
+    return _np.float32
 
 
 def _shape_of(nested):
@@ -292,13 +299,15 @@ class Client:
 
     # -- tensors -----------------------------------------------------------
     def _tensor(self, value):
-        """A tensor from the daemon as ndarray (float32) or nested lists."""
+        """A tensor from the daemon as ndarray (float32, or int64 for integer tensors such
+        as BatchNorm's num_batches_tracked) or nested lists."""
         if isinstance(value, dict) and "data" in value and "shape" in value:
             if self.use_numpy:
-                return _np.asarray(value["data"], dtype=_np.float32).reshape(value["shape"])
+                return _np.asarray(value["data"], dtype=_int_or_float(value["data"])).reshape(
+                    value["shape"])
             return _unflatten(value["data"], value["shape"])
         if self.use_numpy:
-            return _np.asarray(value, dtype=_np.float32)
+            return _np.asarray(value, dtype=_int_or_float(value))
         return value
 
     def _tensors(self, mapping):
@@ -583,7 +592,8 @@ class Model:
         return out
 
     def parameters(self):
-        """{name: tensor}, named as torch.nn.Sequential's state_dict ("0.weight", ...)."""
+        """{name: tensor}, named and ordered as torch.nn.Sequential's state_dict ("0.weight",
+        ...), buffers included ("3.running_mean", "3.num_batches_tracked" as int64)."""
         meta, t = self.client.get_tensors(self._path + "/parameters")
         if t is not None:
             return t

@@ -242,6 +242,25 @@ bool ep_tensor(etd_call *c, const char *key, etd_array *a)
                         : c->e.rc);
 }
 
+/* ep_tensor as dtype dt: a JSON tensor read as such (whole numbers for
+ * int64), a safetensors one converted (int64 -> float32 as torch's
+ * .float(); float32 -> int64 only when whole). */
+static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a)
+{
+    int64_t max = c->rq->app->json.max_elems;
+    if (!(c->st.d && etd_st_tensor(&c->st, key)))
+        return ep_ok(c, etd_json_take_array_as(&c->doc, key, max, dt, a, &c->e) ? ETD_OK
+                                                                                 : c->e.rc);
+    char err[ETD_ERRCAP];
+    if (!ep_tensor(c, key, a))
+        return false;
+    if (!etd_array_to_dtype(a, dt, key, err, sizeof err)) {
+        ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+        return false;
+    }
+    return true;
+}
+
 /* A field of a safetensors body that came as a tensor where a value is wanted. */
 static bool not_a_tensor(etd_call *c, const char *key, const char *what)
 {
@@ -253,9 +272,22 @@ static bool not_a_tensor(etd_call *c, const char *key, const char *what)
 
 bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
 {
-    static const char *const fast[] = {"inputs", "targets", NULL};
-    return ep_model(c) && ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
-           ep_tensor(c, "inputs", &c->x) && (!targets || ep_tensor(c, "targets", &c->y));
+    if (!ep_model(c))
+        return false;
+    /* indices (Embedding inputs, class targets) are read as whole numbers:
+     * the float fast path would round those above 2^24 */
+    et_dtype xd, yd;
+    etd_model_dtypes(c->m, &xd, &yd);
+    const char *fast[3];
+    int nf = 0;
+    if (xd == ET_FLOAT32)
+        fast[nf++] = "inputs";
+    if (yd == ET_FLOAT32 && targets)
+        fast[nf++] = "targets";
+    fast[nf] = NULL;
+    return ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
+           ep_tensor_as(c, "inputs", xd, &c->x) &&
+           (!targets || ep_tensor_as(c, "targets", yd, &c->y));
 }
 
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)

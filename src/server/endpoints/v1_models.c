@@ -28,6 +28,12 @@ static void write_description(etd_buf *out, etd_model *m)
             etd_buf_putc(out, ',');
         etd_json_str(out, etd_model_param_name(m, i));
     }
+    etd_buf_puts(out, "],\"buffer_names\":[");
+    for (int i = 0; i < in.nbuffers; i++) {
+        if (i)
+            etd_buf_putc(out, ',');
+        etd_json_str(out, etd_model_buffer_name(m, i));
+    }
     etd_buf_puts(out, "]}");
 }
 

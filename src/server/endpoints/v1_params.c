@@ -31,7 +31,8 @@ void etd_h_params_get(etd_call *c)
         etd_tensors_free(&p);
         return;
     }
-    /* F32 tensors named as state_dict(), with torch's "format": "pt" */
+    /* the state_dict (F32 parameters and buffers, I64 num_batches_tracked),
+     * with torch's "format": "pt" */
     et_tensor_dict *d = et_tensor_dict_new();
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -88,9 +89,20 @@ static et_tensor_dict *json_parameters(etd_call *c)
             ep_error(c, 400, "%s: repeated parameter", what);
             goto fail;
         }
-        et_tensor *t = etd_tensor_from_json(e, what, c->rq->app->json.max_elems, err, sizeof err);
-        if (!t) {
+        /* int64 buffers (num_batches_tracked) as whole numbers, exact beyond 2^24 */
+        etd_array a;
+        bool ints = etd_model_state_is_int64(c->m, e->string);
+        if (!(ints ? etd_array_from_json_ints(e, what, c->rq->app->json.max_elems, &a, err,
+                                              sizeof err)
+                   : etd_array_from_json(e, what, c->rq->app->json.max_elems, &a, err,
+                                         sizeof err))) {
             ep_error(c, 400, "%s", err);
+            goto fail;
+        }
+        et_tensor *t = etd_array_tensor(&a);
+        etd_array_free(&a);
+        if (!t) {
+            ep_error(c, 500, "%s: %s", what, et_errmsg());
             goto fail;
         }
         et_status s = et_tensor_dict_set(d, e->string, t);

@@ -45,8 +45,9 @@ static int model_inputs(etd_model *m, io_desc *out)
 {
     etd_model_info in;
     etd_model_info_get(m, &in);
-    bool idx = in.in_dtype == ET_INT64;
-    out[0] = (io_desc){"input", idx ? "INT64" : "FP32", in.in_dtype, {-1, in.in_features}, 1};
+    et_dtype xd, yd;
+    etd_model_dtypes(m, &xd, &yd);
+    out[0] = (io_desc){"input", xd == ET_INT64 ? "INT64" : "FP32", xd, {-1, in.in_features}, 1};
     if (in.in_features >= 0)
         out[0].ndim = 2;
     return 1;

@@ -416,14 +416,20 @@ void etd_json_doc_free(etd_json_doc *doc)
     memset(doc, 0, sizeof *doc);
 }
 
-bool etd_json_take_array(etd_json_doc *doc, const char *key, int64_t max_elems, etd_array *a,
-                         etd_err *e)
+bool etd_json_take_array_as(etd_json_doc *doc, const char *key, int64_t max_elems, et_dtype dt,
+                            etd_array *a, etd_err *e)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc->root, key);
+    char err[ETD_ERRCAP];
     for (int i = 0; i < doc->nfast; i++)
         if (v && cJSON_IsNull(v) && strcmp(doc->fast_key[i], key) == 0) {
             *a = doc->fast[i]; /* taken out of the body by the fast path */
             memset(&doc->fast[i], 0, sizeof doc->fast[i]);
+            if (!etd_array_to_dtype(a, dt, key, err, sizeof err)) {
+                etd_array_free(a);
+                etd_fail(e, ETD_EINVAL, "%s", err);
+                return false;
+            }
             return true;
         }
     memset(a, 0, sizeof *a);
@@ -431,10 +437,17 @@ bool etd_json_take_array(etd_json_doc *doc, const char *key, int64_t max_elems, 
         etd_fail(e, ETD_EINVAL, "%s: required field is missing", key);
         return false;
     }
-    char err[ETD_ERRCAP];
-    if (!etd_array_from_json(v, key, max_elems, a, err, sizeof err)) {
+    bool ok = dt == ET_INT64 ? etd_array_from_json_ints(v, key, max_elems, a, err, sizeof err)
+                             : etd_array_from_json(v, key, max_elems, a, err, sizeof err);
+    if (!ok) {
         etd_fail(e, ETD_EINVAL, "%s", err);
         return false;
     }
     return true;
+}
+
+bool etd_json_take_array(etd_json_doc *doc, const char *key, int64_t max_elems, etd_array *a,
+                         etd_err *e)
+{
+    return etd_json_take_array_as(doc, key, max_elems, ET_FLOAT32, a, e);
 }

@@ -86,5 +86,10 @@ void etd_json_doc_free(etd_json_doc *doc);
  * tensor's own message. */
 bool etd_json_take_array(etd_json_doc *doc, const char *key, int64_t max_elems, etd_array *a,
                          etd_err *e);
+/* The same as a tensor of dtype dt: ET_INT64 reads the numbers as whole
+ * numbers (exact to 2^53; keep the key out of the fast path, which reads
+ * float32, when the values may exceed 2^24). */
+bool etd_json_take_array_as(etd_json_doc *doc, const char *key, int64_t max_elems, et_dtype dt,
+                            etd_array *a, etd_err *e);
 
 #endif

@@ -22,6 +22,8 @@ void etd_array_free(etd_array *a)
     a->idata = NULL;
 }
 
+#define MAX_EXACT_INT 9007199254740992.0   /* 2^53 */
+
 et_tensor *etd_array_tensor(const etd_array *a)
 {
     if (a->dtype == ET_INT64)
@@ -59,6 +61,46 @@ bool etd_array_from_tensor(const et_tensor *t, const char *what, int64_t max_ele
     return true;
 }
 
+bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, size_t errcap)
+{
+    if (a->dtype == dt)
+        return true;
+    size_t n = (size_t)(a->numel ? a->numel : 1);
+    if (dt == ET_INT64) {
+        int64_t *id = malloc(n * sizeof *id);
+        if (!id) {
+            snprintf(err, errcap, "%s: out of memory", what);
+            return false;
+        }
+        for (int64_t k = 0; k < a->numel; k++) {
+            float v = a->data[k];
+            if (v != floorf(v) || !(fabsf(v) <= (float)MAX_EXACT_INT)) {
+                snprintf(err, errcap, "%s: element %lld (%g) is not an integer", what,
+                         (long long)k, (double)v);
+                free(id);
+                return false;
+            }
+            id[k] = (int64_t)v;
+        }
+        free(a->data);
+        a->data = NULL;
+        a->idata = id;
+    } else {
+        float *fd = malloc(n * sizeof *fd);
+        if (!fd) {
+            snprintf(err, errcap, "%s: out of memory", what);
+            return false;
+        }
+        for (int64_t k = 0; k < a->numel; k++)
+            fd[k] = (float)a->idata[k];
+        free(a->idata);
+        a->idata = NULL;
+        a->data = fd;
+    }
+    a->dtype = dt;
+    return true;
+}
+
 static void fmt_index(char *buf, size_t cap, const int64_t *idx, int depth)
 {
     size_t n = 0;
@@ -74,6 +116,46 @@ static bool bad_number(const char *what, const char *where, double v, char *err,
     else
         snprintf(err, errcap, "%s%s: %g does not fit in float32", what, where, v);
     return false;
+}
+
+/* Element k of a = v (float32, or int64 for an int64 array); false + err
+ * ("<what><where>: ...") when v does not fit. */
+static bool store(etd_array *a, int64_t k, double v, const char *what, const char *where,
+                  char *err, size_t errcap)
+{
+    if (a->dtype == ET_INT64) {
+        if (v != floor(v) || !(fabs(v) <= MAX_EXACT_INT)) {
+            if (!isfinite(v))
+                snprintf(err, errcap, "%s%s: number is not finite", what, where);
+            else if (v != floor(v))
+                snprintf(err, errcap, "%s%s: %g is not an integer", what, where, v);
+            else
+                snprintf(err, errcap, "%s%s: %g is beyond 2^53, the largest exact integer",
+                         what, where, v);
+            return false;
+        }
+        a->idata[k] = (int64_t)v;
+        return true;
+    }
+    if (!etd_number_ok(v))
+        return bad_number(what, where, v, err, errcap);
+    a->data[k] = (float)v;
+    return true;
+}
+
+/* The element buffer of a (numel elements of its dtype); false + err. */
+static bool alloc_elems(etd_array *a, const char *what, char *err, size_t errcap)
+{
+    size_t n = (size_t)(a->numel ? a->numel : 1);
+    if (a->dtype == ET_INT64)
+        a->idata = malloc(n * sizeof *a->idata);
+    else
+        a->data = malloc(n * sizeof *a->data);
+    if (a->dtype == ET_INT64 ? !a->idata : !a->data) {
+        snprintf(err, errcap, "%s: out of memory", what);
+        return false;
+    }
+    return true;
 }
 
 /* Nested-list form.  The shape is read down the first elements, then every
@@ -103,22 +185,16 @@ static bool from_nested(const cJSON *j, const char *what, int64_t max_elems, etd
         numel *= a->shape[d];
     }
     a->numel = numel;
-    a->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
-    if (!a->data) {
-        snprintf(err, errcap, "%s: out of memory", what);
+    if (!alloc_elems(a, what, err, errcap))
         return false;
-    }
     char where[256];
     if (a->ndim == 0) {
         if (!cJSON_IsNumber(j)) {
             snprintf(err, errcap, "%s: expected a number or a (nested) list of numbers", what);
             goto fail;
         }
-        if (!etd_number_ok(j->valuedouble)) {
-            bad_number(what, "", j->valuedouble, err, errcap);
+        if (!store(a, 0, j->valuedouble, what, "", err, errcap))
             goto fail;
-        }
-        a->data[0] = (float)j->valuedouble;
         return true;
     }
     /* iterative walk: stack of list cursors */
@@ -147,13 +223,14 @@ static bool from_nested(const cJSON *j, const char *what, int64_t max_elems, etd
                     goto fail;
                 }
                 double v = e->valuedouble;
-                if (!etd_number_ok(v)) {
-                    idx[depth] = n;
-                    fmt_index(where, sizeof where, idx, depth + 1);
-                    bad_number(what, where, v, err, errcap);
-                    goto fail;
+                if (a->dtype == ET_FLOAT32 && etd_number_ok(v)) {
+                    a->data[k++] = (float)v;   /* the common case, inline */
+                    continue;
                 }
-                a->data[k++] = (float)v;
+                idx[depth] = n;
+                fmt_index(where, sizeof where, idx, depth + 1);
+                if (!store(a, k++, v, what, where, err, errcap))
+                    goto fail;
             }
             int64_t got = cJSON_GetArraySize(list);
             if (got != a->shape[depth]) {
@@ -257,11 +334,8 @@ static bool from_object(const cJSON *j, const char *what, int64_t max_elems, etd
         return false;
     }
     a->numel = numel;
-    a->data = malloc((size_t)(numel ? numel : 1) * sizeof(float));
-    if (!a->data) {
-        snprintf(err, errcap, "%s: out of memory", what);
+    if (!alloc_elems(a, what, err, errcap))
         return false;
-    }
     int64_t k = 0;
     for (const cJSON *e = data->child; e; e = e->next, k++) {
         if (!cJSON_IsNumber(e)) {
@@ -269,22 +343,21 @@ static bool from_object(const cJSON *j, const char *what, int64_t max_elems, etd
             etd_array_free(a);
             return false;
         }
-        if (!etd_number_ok(e->valuedouble)) {
-            char where[48];
-            snprintf(where, sizeof where, ".data[%lld]", (long long)k);
-            bad_number(what, where, e->valuedouble, err, errcap);
+        char where[48];
+        snprintf(where, sizeof where, ".data[%lld]", (long long)k);
+        if (!store(a, k, e->valuedouble, what, where, err, errcap)) {
             etd_array_free(a);
             return false;
         }
-        a->data[k] = (float)e->valuedouble;
     }
     return true;
 }
 
-bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems, etd_array *a,
-                         char *err, size_t errcap)
+static bool array_from_json(const cJSON *j, const char *what, int64_t max_elems, etd_array *a,
+                            et_dtype dt, char *err, size_t errcap)
 {
     memset(a, 0, sizeof *a);
+    a->dtype = dt;
     if (!j) {
         snprintf(err, errcap, "%s: missing", what);
         return false;
@@ -292,6 +365,18 @@ bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems, et
     if (cJSON_IsObject(j))
         return from_object(j, what, max_elems, a, err, errcap);
     return from_nested(j, what, max_elems, a, err, errcap);
+}
+
+bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems, etd_array *a,
+                         char *err, size_t errcap)
+{
+    return array_from_json(j, what, max_elems, a, ET_FLOAT32, err, errcap);
+}
+
+bool etd_array_from_json_ints(const cJSON *j, const char *what, int64_t max_elems,
+                              etd_array *a, char *err, size_t errcap)
+{
+    return array_from_json(j, what, max_elems, a, ET_INT64, err, errcap);
 }
 
 et_tensor *etd_tensor_from_json(const cJSON *j, const char *what, int64_t max_elems, char *err,
@@ -322,8 +407,37 @@ static const float *contiguous_data(const et_tensor *t, float **owned)
     return p;
 }
 
+/* int64 elements v[0..) of shape[nd] as nested lists (a bare number for 0-d) */
+static const int64_t *json_ints(etd_buf *b, const int64_t *v, const int64_t *shape, int nd)
+{
+    if (nd == 0) {
+        etd_json_i64(b, *v);
+        return v + 1;
+    }
+    etd_buf_putc(b, '[');
+    for (int64_t i = 0; i < shape[0]; i++) {
+        if (i)
+            etd_buf_putc(b, ',');
+        v = json_ints(b, v, shape + 1, nd - 1);
+    }
+    etd_buf_putc(b, ']');
+    return v;
+}
+
 void etd_json_tensor(etd_buf *b, const et_tensor *t)
 {
+    if (et_tensor_dtype(t) == ET_INT64) {   /* buffers such as num_batches_tracked */
+        int64_t n = et_numel(t);
+        int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+        if (!v || et_copy_to_int64(t, v) != ET_OK) {
+            free(v);
+            b->oom = true;
+            return;
+        }
+        json_ints(b, v, et_shape(t), et_ndim(t));
+        free(v);
+        return;
+    }
     float *owned;
     const float *p = contiguous_data(t, &owned);
     if (!p) {

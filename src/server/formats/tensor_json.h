@@ -15,30 +15,39 @@
 
 #include "server/formats/json_out.h"
 
-/* Parsed, still-unowned tensor data: malloc'ed elements + shape.  float32
- * (the zero value, what JSON gives) holds its elements in `data`; int64
- * (indices from a binary body) in `idata`, with `data` NULL. */
+/* Parsed, still-unowned tensor data: malloc'ed elements + shape.  A
+ * zeroed etd_array is float32; an int64 one (indices: Embedding inputs,
+ * class targets) holds its elements in idata instead of data. */
 typedef struct etd_array {
-    float *data;            /* float32: numel floats (etd_array_free frees) */
-    int64_t *idata;         /* int64: numel integers */
-    et_dtype dtype;         /* ET_FLOAT32 unless set */
+    float *data;            /* numel floats (float32), caller frees with free() */
     int64_t shape[ET_MAX_DIMS];
     int ndim;
     int64_t numel;
+    et_dtype dtype;         /* ET_FLOAT32 (data) or ET_INT64 (idata) */
+    int64_t *idata;         /* numel int64 (ET_INT64), freed by etd_array_free */
 } etd_array;
 
 /* Parse j into a; false + message in err (e.g. "inputs[3]: expected 4
  * elements, got 3") on bad input. */
 bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems,
                          etd_array *a, char *err, size_t errcap);
-/* Free the elements and set the pointers to NULL (so a second call is harmless). */
+/* The same, int64: every number must be a whole number of magnitude at
+ * most 2^53 (exact in JSON's doubles) -- "inputs[0][2]: 2.5 is not an
+ * integer".  Indices above 2^24 stay exact (a float32 parse rounds them). */
+bool etd_array_from_json_ints(const cJSON *j, const char *what, int64_t max_elems,
+                              etd_array *a, char *err, size_t errcap);
+/* Free a->data / a->idata and set them to NULL (so a second call is harmless). */
 void etd_array_free(etd_array *a);
-/* A tensor of a's dtype, shape and elements (a copy; in the current pool if
- * one is open, as et_tensor_new), or NULL + et_errmsg(). */
+/* A new tensor (in the current pool, if one is open) of a's dtype and
+ * shape holding a copy of its elements; NULL + et_errmsg(). */
 et_tensor *etd_array_tensor(const etd_array *a);
-/* a = a copy of t's elements (float32 or int64, any layout); false +
- * "<what>: ..." in err when t has more than max_elems elements or memory
- * runs out. */
+/* a converted in place to int64 (false + err naming `what` and the element
+ * when a float is not a whole number) or to float32 (rounding above 2^24,
+ * as torch's .float()); no-op when it has that dtype. */
+bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, size_t errcap);
+/* a = a copy of t's elements (float32 or int64, any layout; a safetensors
+ * body's tensors); false + "<what>: ..." in err when t has more than
+ * max_elems elements or memory runs out. */
 bool etd_array_from_tensor(const et_tensor *t, const char *what, int64_t max_elems,
                            etd_array *a, char *err, size_t errcap);
 

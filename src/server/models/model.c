@@ -169,6 +169,25 @@ const char *etd_model_param_name(const etd_model *m, int i)
     return et_module_param_name(m->net, i);
 }
 
+const char *etd_model_buffer_name(const etd_model *m, int i)
+{
+    return et_module_buffer_name(m->net, i);
+}
+
+bool etd_model_state_is_int64(const etd_model *m, const char *name)
+{
+    for (int k = 0; k < et_module_num_state(m->net); k++)
+        if (strcmp(et_module_state_name(m->net, k), name) == 0)
+            return et_tensor_dtype(et_module_state_tensor(m->net, k)) == ET_INT64;
+    return false;
+}
+
+void etd_model_dtypes(const etd_model *m, et_dtype *inputs, et_dtype *targets)
+{
+    *inputs = m->spec.input_dtype;
+    *targets = m->spec.target_dtype;
+}
+
 void etd_model_info_get(etd_model *m, etd_model_info *info)
 {
     info->name = m->name;
@@ -176,9 +195,9 @@ void etd_model_info_get(etd_model *m, etd_model_info *info)
     info->seed = m->seed;
     info->param_count = m->spec.param_count;
     info->nparams = m->nparams;
+    info->nbuffers = et_module_num_buffers(m->net);
     info->in_features = m->spec.in_features;
     info->out_features = m->spec.out_features;
-    info->in_dtype = m->spec.in_dtype;
     pthread_mutex_lock(&m->pub_mu);
     info->sum = m->pub;
     pthread_mutex_unlock(&m->pub_mu);
@@ -301,17 +320,24 @@ etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e)
     return rc;
 }
 
-/* Copies of the parameters (grad: their gradients, zeros where none). */
+/* Copies of the state_dict -- parameters and buffers, torch's flat names
+ * and order -- or (grad) of the parameters' gradients, zeros where none. */
 etd_rc etd_model_copy_tensors(etd_model *m, bool grad, etd_tensors *out, etd_err *e)
 {
-    out->n = m->nparams;
-    out->names = calloc((size_t)m->nparams + 1, sizeof *out->names);
-    out->t = calloc((size_t)m->nparams + 1, sizeof *out->t);
+    int n = grad ? m->nparams : et_module_num_state(m->net);
+    out->n = n;
+    out->names = calloc((size_t)n + 1, sizeof *out->names);
+    out->t = calloc((size_t)n + 1, sizeof *out->t);
     bool ok = out->names && out->t;
-    for (int i = 0; ok && i < m->nparams; i++) {
-        out->names[i] = et_module_param_name(m->net, i);
-        et_tensor *src = grad ? et_grad(m->params[i]) : m->params[i];
-        out->t[i] = src ? et_clone(src) : et_zeros_like(m->params[i]);
+    for (int i = 0; ok && i < n; i++) {
+        if (grad) {
+            out->names[i] = et_module_param_name(m->net, i);
+            et_tensor *src = et_grad(m->params[i]);
+            out->t[i] = src ? et_clone(src) : et_zeros_like(m->params[i]);
+        } else {
+            out->names[i] = et_module_state_name(m->net, i);
+            out->t[i] = et_clone(et_module_state_tensor(m->net, i));
+        }
         ok = out->t[i] != NULL;
     }
     if (!ok) {
@@ -356,14 +382,17 @@ etd_rc etd_model_parameters(etd_model *m, etd_tensors *p, etd_err *e)
 etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *e)
 {
     /* names and shapes first, with messages naming the parameter */
-    int n = et_tensor_dict_len(d);
+    int n = et_tensor_dict_len(d), ns = et_module_num_state(m->net);
     for (int i = 0; i < n; i++) {
         const char *name = et_tensor_dict_name(d, i);
-        et_tensor *p = et_module_param_by_name(m->net, name);
+        et_tensor *p = NULL;   /* a parameter or a buffer (torch's state_dict names) */
+        for (int k = 0; k < ns && !p; k++)
+            if (strcmp(et_module_state_name(m->net, k), name) == 0)
+                p = et_module_state_tensor(m->net, k);
         if (!p) {
             etd_fail(e, ETD_EINVAL, "parameters.%s: unknown parameter (the model has:", name);
-            for (int k = 0; k < m->nparams; k++)
-                etd_err_append(e, " %s", et_module_param_name(m->net, k));
+            for (int k = 0; k < ns; k++)
+                etd_err_append(e, " %s", et_module_state_name(m->net, k));
             etd_err_append(e, ")");
             return e->rc;
         }
@@ -375,15 +404,16 @@ etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *
             return etd_fail(e, ETD_EINVAL, "parameters.%s: expected shape %s, got %s", name, a, b);
         }
     }
-    for (int k = 0; k < m->nparams; k++)
-        if (!et_tensor_dict_get(d, et_module_param_name(m->net, k)))
-            return etd_fail(e, ETD_EINVAL, "parameters.%s: missing (every parameter must be given)",
-                            et_module_param_name(m->net, k));
+    for (int k = 0; k < ns; k++)
+        if (!et_tensor_dict_get(d, et_module_state_name(m->net, k)))
+            return etd_fail(e, ETD_EINVAL, "parameters.%s: missing (every parameter%s must be given)",
+                            et_module_state_name(m->net, k),
+                            et_module_num_buffers(m->net) ? " and buffer" : "");
     if (etd_model_lock(m, true, e) != ETD_OK)
         return e->rc;
     etd_train_state snap = {0};
     bool snapped = m->reg->o.sync_always;
-    if (snapped && etd_ts_capture(m, ETD_TS_PARAMS, true, &snap, e) != ETD_OK) {
+    if (snapped && etd_ts_capture(m, ETD_TS_PARAMS | ETD_TS_BUFFERS, true, &snap, e) != ETD_OK) {
         etd_model_unlock(m);
         return e->rc;
     }

@@ -116,14 +116,17 @@ enum {
     ETD_TS_OPTIM = 4,           /* optimizer state tensors */
     ETD_TS_SCALARS = 8,         /* etd_ts_scalars: counters, generator, lr, scheduler */
     ETD_TS_HISTORY = 16,        /* the loss history (a snapshot keeps its length) */
-    ETD_TS_ALL = 31
+    ETD_TS_BUFFERS = 32,        /* module buffers: BatchNorm's running statistics, which a
+                                   training-mode forward changes */
+    ETD_TS_ALL = 63
 };
 
 /* An image of (parts of) a model's training state. */
 struct etd_train_state {
     unsigned parts;
     etd_ts_scalars s;
-    et_tensor_dict *tensors;     /* "param.<name>", "grad.<name>", "optim.<slot>" */
+    et_tensor_dict *tensors;     /* "param.<name>", "grad.<name>", "optim.<slot>",
+                                    "buffer.<name>" */
     size_t hlen;                 /* history entries at capture */
     int64_t *h_step;             /* the entries (from a file) */
     float *h_loss;

@@ -119,15 +119,23 @@ typedef struct etd_model_info {
     uint64_t seed;
     int64_t param_count;      /* scalar parameters */
     int nparams;              /* parameter tensors: etd_model_param_name(m, 0..n-1) */
+    int nbuffers;             /* buffers (running statistics): etd_model_buffer_name */
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
     int64_t out_features;     /* the output's, else -1 */
-    et_dtype in_dtype;        /* ET_INT64 when the first layer takes indices, else float32 */
     etd_model_summary sum;
 } etd_model_info;
 void etd_model_info_get(etd_model *m, etd_model_info *info);
 const char *etd_model_name(const etd_model *m);
 /* state_dict() name of the i-th parameter ("0.weight"); borrowed. */
 const char *etd_model_param_name(const etd_model *m, int i);
+/* state_dict() name of the i-th buffer ("3.running_mean"); borrowed. */
+const char *etd_model_buffer_name(const etd_model *m, int i);
+/* Is state_dict entry `name` an int64 tensor ("3.num_batches_tracked")? */
+bool etd_model_state_is_int64(const etd_model *m, const char *name);
+/* The dtypes the model takes (immutable, no lock): inputs int64 when its
+ * first layer is an Embedding/EmbeddingBag, targets int64 for class-index
+ * losses; float32 otherwise.  Endpoints parse those as whole numbers. */
+void etd_model_dtypes(const etd_model *m, et_dtype *inputs, et_dtype *targets);
 
 /* ---- versions (the OIP's /v2/models/{name}/versions/{version}) ----
  * Today a model is served as one version, "1": its current state.  These
@@ -214,9 +222,12 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
                        etd_probe_result *r, etd_err *e);
 void etd_probe_result_free(etd_probe_result *r);
 
-/* Copies of the parameters by name, in state_dict() order. */
+/* Copies of the state_dict by name and in its order: parameters and
+ * buffers (BatchNorm's running_mean, running_var, int64 num_batches_tracked)
+ * with torch's flat names ("3.running_mean"). */
 etd_rc etd_model_parameters(etd_model *m, etd_tensors *p, etd_err *e);
-/* Replace all parameters (every name and shape checked first). */
+/* Replace the whole state_dict: every parameter and buffer, each name,
+ * shape (and an int64 buffer's whole-number values) checked first. */
 etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *e);
 
 /* The loss history after step `since` (since < 0: all kept entries). */

@@ -119,6 +119,59 @@ bool etd_field_choice(const etd_obj *o, const char *key, const char *const *choi
     return false;
 }
 
+static bool tuple_fail(const etd_obj *o, const char *key, int n, int64_t min, int64_t max)
+{
+    char range[96];
+    if (max == INT64_MAX)
+        snprintf(range, sizeof range, ">= %lld", (long long)min);
+    else
+        snprintf(range, sizeof range, "in [%lld, %lld]", (long long)min, (long long)max);
+    return etd_field_fail(o, key, "expected an integer %s or a list of %d of them", range, n);
+}
+
+bool etd_field_int_tuple(const etd_obj *o, const char *key, bool required, int n, int64_t def,
+                         int64_t min, int64_t max, int64_t *out)
+{
+    const cJSON *v = field(o, key);
+    if (!v) {
+        if (required)
+            return etd_field_fail(o, key, "required field is missing");
+        for (int i = 0; i < n; i++)
+            out[i] = def;
+        return true;
+    }
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) != n)
+        return etd_field_fail(o, key, "expected %d integers, got a list of %d", n,
+                              cJSON_GetArraySize(v));
+    const cJSON *x = cJSON_IsArray(v) ? v->child : v;
+    for (int i = 0; i < n; i++) {
+        double d = x ? x->valuedouble : 0;
+        if (!x || !cJSON_IsNumber(x) || d != floor(d) || fabs(d) > MAX_EXACT || d < (double)min ||
+            d > (double)max)
+            return tuple_fail(o, key, n, min, max);
+        out[i] = (int64_t)d;
+        if (cJSON_IsArray(v))
+            x = x->next;
+    }
+    return true;
+}
+
+bool etd_field_num_or_null(const etd_obj *o, const char *key, double lo, double hi, double *out,
+                           bool *is_null)
+{
+    const cJSON *v = field(o, key);
+    *is_null = !v || cJSON_IsNull(v);
+    return *is_null || etd_field_num(o, key, true, 0, lo, hi, out);
+}
+
+bool etd_field_int_or_null(const etd_obj *o, const char *key, int64_t min, int64_t max,
+                           int64_t *out, bool *is_null)
+{
+    const cJSON *v = field(o, key);
+    *is_null = !v || cJSON_IsNull(v);
+    return *is_null || etd_field_int(o, key, true, 0, min, max, out);
+}
+
 bool etd_field_ints(const etd_obj *o, const char *key, bool required, int max_n, int64_t min,
                     int64_t **out, int *n)
 {
@@ -340,6 +393,7 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         goto bad;
     s->in_features = flow.in_features;
     memcpy(s->in_field, flow.in_field, sizeof s->in_field);
+    s->input_dtype = s->layers[0].type->index_input ? ET_INT64 : ET_FLOAT32;
     s->out_features = flow.features;
     s->param_count = flow.params;
     if (s->param_count == 0) { /* torch.optim: "optimizer got an empty parameter list" */
@@ -350,6 +404,7 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         !parse_optim(cJSON_GetObjectItemCaseSensitive(root, "optimizer"), s, e) ||
         !parse_sched(cJSON_GetObjectItemCaseSensitive(root, "scheduler"), s, e))
         goto bad;
+    s->target_dtype = s->loss.type->class_targets ? ET_INT64 : ET_FLOAT32;
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
     if (seed && !cJSON_IsNull(seed)) {
         double v = seed->valuedouble;
@@ -419,9 +474,6 @@ et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e)
 et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, etd_err *e)
 {
     const etd_loss_type *t = s->loss.type;
-    if (et_tensor_dtype(target) == ET_INT64 && !etd_loss_takes_indices(&s->loss) &&
-        !(target = et_to_dtype(target, ET_FLOAT32))) /* in the caller's pool */
-        return etd_fail(e, ETD_ENOMEM, "targets: %s", et_errmsg()), NULL;
     if (t->check && !t->check(&s->loss, out, target, e))
         return NULL;
     et_tensor *l = t->fn(&s->loss, out, target);

@@ -55,6 +55,17 @@ bool etd_field_choice(const etd_obj *o, const char *key, const char *const *choi
  * *out is malloc'ed (free it; also on failure it is NULL). */
 bool etd_field_ints(const etd_obj *o, const char *key, bool required, int max_n, int64_t min,
                     int64_t **out, int *n);
+/* torch's "int or tuple" arguments (kernel_size=3 or [3, 5]): a number
+ * fills all n entries of out, a list must have exactly n integers; each in
+ * [min, max].  Absent: def in every entry unless required. */
+bool etd_field_int_tuple(const etd_obj *o, const char *key, bool required, int n, int64_t def,
+                         int64_t min, int64_t max, int64_t *out);
+/* A nullable field (torch's None): absent or null -> *is_null true and
+ * nothing read; otherwise read as etd_field_num / etd_field_int. */
+bool etd_field_num_or_null(const etd_obj *o, const char *key, double lo, double hi, double *out,
+                           bool *is_null);
+bool etd_field_int_or_null(const etd_obj *o, const char *key, int64_t min, int64_t max,
+                           int64_t *out, bool *is_null);
 /* false + ETD_EINVAL "<path>.<key>: <msg>" (key may be NULL: "<path>: <msg>"). */
 bool etd_field_fail(const etd_obj *o, const char *key, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -101,6 +112,17 @@ typedef struct etd_layer {
         struct { double negative_slope; } leaky_relu;
         struct { double p; } dropout;
         struct { int start_dim, end_dim; } flatten;
+        /* spec_layers_norm.c */
+        struct { int64_t num_features; et_batch_norm_opts o; } batch_norm;  /* 1d, 2d */
+        struct { int nd; int64_t shape[ET_MAX_DIMS]; double eps; bool affine; } layer_norm;
+        struct { int64_t groups, channels; double eps; bool affine; } group_norm;
+        struct { int64_t num, dim; et_embedding_bag_opts o; } embedding;  /* and EmbeddingBag */
+        /* spec_layers_conv.c */
+        struct { int64_t in, out, kernel[2]; et_conv_opts o; } conv;       /* 1d, 2d, transpose */
+        struct { int64_t kernel[2]; et_pool_opts o; } pool;                 /* max, avg */
+        struct { int64_t size[2]; } adaptive;                               /* -1: None */
+        struct { int64_t pad[4]; double value; } pad;
+        struct { int dim, n; int64_t sizes[ET_MAX_DIMS]; } unflatten;
     } u;
 } etd_layer;
 
@@ -110,6 +132,8 @@ struct etd_layer_type {
     /* fields of o -> l->u (l->type is set); NULL: no fields, shape kept */
     bool (*parse)(etd_layer *l, const etd_obj *o, etd_flow *f);
     et_module *(*build)(const etd_layer *l, et_generator *g);   /* NULL + et_errmsg() */
+    bool index_input;                   /* as the first layer: the model's inputs are int64
+                                           indices (Embedding, EmbeddingBag) */
 };
 
 extern const etd_layer_type etd_layer_types[];
@@ -137,6 +161,7 @@ struct etd_loss_type {
     bool (*check)(const etd_loss_spec *l, const et_tensor *out, const et_tensor *target,
                   etd_err *e);
     et_tensor *(*fn)(const etd_loss_spec *l, et_tensor *out, et_tensor *target);
+    bool class_targets;         /* targets are int64 class indices (CE, NLL) */
 };
 
 typedef struct etd_optim_spec {
@@ -195,9 +220,9 @@ typedef struct etd_spec {
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
     char in_field[48];        /* the field that fixes it, for messages */
     int64_t out_features;     /* the output's last dimension if known, else -1 */
-    et_dtype in_dtype;        /* ET_INT64 when the first layer takes indices (Embedding sets
-                                 it in its parse function), else ET_FLOAT32 (the zero value) */
     int64_t param_count;
+    et_dtype input_dtype;     /* ET_INT64 when layers[0] takes indices, else ET_FLOAT32 */
+    et_dtype target_dtype;    /* ET_INT64 for class-index losses, else ET_FLOAT32 */
 } etd_spec;
 
 /* Parse and validate a spec (the "name" key is allowed and ignored here).
@@ -216,13 +241,8 @@ et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params, int 
 /* The spec's scheduler over o; NULL when it has none (check s->sched.type),
  * or NULL + e on failure. */
 et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e);
-/* Does the loss take class indices as targets (CrossEntropyLoss, NLLLoss)? */
-bool etd_loss_takes_indices(const etd_loss_spec *l);
 /* The spec's loss on (output, target): a new reference, or NULL + e
- * (ETD_EINVAL "targets: ..." for targets the loss cannot take).  int64
- * targets (from a binary body) are class indices for a loss that takes
- * them, and numbers (converted as torch's .float()) for the others, as the
- * same numbers in JSON would be. */
+ * (ETD_EINVAL "targets: ..." for targets the loss cannot take). */
 et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, etd_err *e);
 
 /* A row of one of the tables by its exact name, or NULL.  rows is an array

@@ -1,9 +1,11 @@
 /* spec_layers.c - the layer types of a model spec: one row each (name,
- * fields, parse, build), see spec.h for how to add one. */
+ * fields, parse, build, takes indices), see spec.h for how to add one.
+ * The normalisation, embedding and image layers are parsed in
+ * spec_layers_norm.c and spec_layers_conv.c (spec_layers.h). */
 #include <float.h>
 #include <stdint.h>
 
-#include "server/models/spec.h"
+#include "server/models/spec_layers.h"
 
 /* ---- Linear ---- */
 
@@ -137,16 +139,44 @@ static et_module *flatten_build(const etd_layer *l, et_generator *g)
 /* ---- the table: one row per type, in the order of "known: ..." ---- */
 
 const etd_layer_type etd_layer_types[] = {
-    {"Linear", linear_fields, linear_parse, linear_build},
-    {"ReLU", inplace_field, inplace_parse, relu_build},
-    {"Tanh", NULL, NULL, tanh_build},
-    {"Sigmoid", NULL, NULL, sigmoid_build},
-    {"GELU", gelu_fields, gelu_parse, gelu_build},
-    {"Softmax", dim_field, softmax_parse, softmax_build},
-    {"LogSoftmax", dim_field, softmax_parse, log_softmax_build},
-    {"LeakyReLU", leaky_fields, leaky_parse, leaky_build},
-    {"Dropout", dropout_fields, dropout_parse, dropout_build},
-    {"Flatten", flatten_fields, flatten_parse, flatten_build},
-    {"Identity", NULL, NULL, identity_build},
+    {"Linear", linear_fields, linear_parse, linear_build, false},
+    {"ReLU", inplace_field, inplace_parse, relu_build, false},
+    {"Tanh", NULL, NULL, tanh_build, false},
+    {"Sigmoid", NULL, NULL, sigmoid_build, false},
+    {"GELU", gelu_fields, gelu_parse, gelu_build, false},
+    {"Softmax", dim_field, softmax_parse, softmax_build, false},
+    {"LogSoftmax", dim_field, softmax_parse, log_softmax_build, false},
+    {"LeakyReLU", leaky_fields, leaky_parse, leaky_build, false},
+    {"Dropout", dropout_fields, dropout_parse, dropout_build, false},
+    {"Flatten", flatten_fields, flatten_parse, flatten_build, false},
+    {"Identity", NULL, NULL, identity_build, false},
+    /* spec_layers_norm.c */
+    {"BatchNorm1d", etd_batch_norm1d_fields, etd_batch_norm1d_parse, etd_batch_norm1d_build, false},
+    {"BatchNorm2d", etd_batch_norm2d_fields, etd_batch_norm2d_parse, etd_batch_norm2d_build, false},
+    {"LayerNorm", etd_layer_norm_fields, etd_layer_norm_parse, etd_layer_norm_build, false},
+    {"GroupNorm", etd_group_norm_fields, etd_group_norm_parse, etd_group_norm_build, false},
+    {"Embedding", etd_embedding_fields, etd_embedding_parse, etd_embedding_build, true},
+    {"EmbeddingBag", etd_embedding_bag_fields, etd_embedding_bag_parse, etd_embedding_bag_build, true},
+    /* spec_layers_conv.c */
+    {"Conv1d", etd_conv1d_fields, etd_conv1d_parse, etd_conv1d_build, false},
+    {"Conv2d", etd_conv2d_fields, etd_conv2d_parse, etd_conv2d_build, false},
+    {"ConvTranspose2d", etd_conv_transpose2d_fields, etd_conv_transpose2d_parse, etd_conv_transpose2d_build, false},
+    {"MaxPool1d", etd_max_pool1d_fields, etd_max_pool1d_parse, etd_max_pool1d_build, false},
+    {"MaxPool2d", etd_max_pool2d_fields, etd_max_pool2d_parse, etd_max_pool2d_build, false},
+    {"AvgPool1d", etd_avg_pool1d_fields, etd_avg_pool1d_parse, etd_avg_pool1d_build, false},
+    {"AvgPool2d", etd_avg_pool2d_fields, etd_avg_pool2d_parse, etd_avg_pool2d_build, false},
+    {"AdaptiveAvgPool1d", etd_adaptive_avg_pool1d_fields, etd_adaptive_avg_pool1d_parse, etd_adaptive_avg_pool1d_build, false},
+    {"AdaptiveAvgPool2d", etd_adaptive_avg_pool2d_fields, etd_adaptive_avg_pool2d_parse, etd_adaptive_avg_pool2d_build, false},
+    {"AdaptiveMaxPool1d", etd_adaptive_max_pool1d_fields, etd_adaptive_max_pool1d_parse, etd_adaptive_max_pool1d_build, false},
+    {"AdaptiveMaxPool2d", etd_adaptive_max_pool2d_fields, etd_adaptive_max_pool2d_parse, etd_adaptive_max_pool2d_build, false},
+    {"ZeroPad2d", etd_zero_pad2d_fields, etd_zero_pad2d_parse, etd_zero_pad2d_build, false},
+    {"ConstantPad1d", etd_constant_pad1d_fields, etd_constant_pad1d_parse, etd_constant_pad1d_build, false},
+    {"ConstantPad2d", etd_constant_pad2d_fields, etd_constant_pad2d_parse, etd_constant_pad2d_build, false},
+    {"ReflectionPad1d", etd_reflection_pad1d_fields, etd_reflection_pad1d_parse, etd_reflection_pad1d_build, false},
+    {"ReflectionPad2d", etd_reflection_pad2d_fields, etd_reflection_pad2d_parse, etd_reflection_pad2d_build, false},
+    {"ReplicationPad1d", etd_replication_pad1d_fields, etd_replication_pad1d_parse, etd_replication_pad1d_build, false},
+    {"ReplicationPad2d", etd_replication_pad2d_fields, etd_replication_pad2d_parse, etd_replication_pad2d_build, false},
+    {"Unflatten", etd_unflatten_fields, etd_unflatten_parse, etd_unflatten_build, false},
+    {"Dropout2d", etd_dropout2d_fields, etd_dropout2d_parse, etd_dropout2d_build, false},
 };
 const int etd_nlayer_types = (int)(sizeof etd_layer_types / sizeof etd_layer_types[0]);

@@ -75,6 +75,19 @@ static bool class_check(const etd_loss_spec *l, const et_tensor *out, const et_t
                  "output %s), got %s", (long long)n, a, b);
         return false;
     }
+    /* int64 targets (what the endpoints make for class losses); float32 ones
+     * holding whole numbers are accepted as the library does */
+    if (et_tensor_dtype(t) == ET_INT64) {
+        const int64_t *v = et_is_contiguous(t) ? et_data_int64_const(t) : NULL;
+        for (int64_t i = 0; v && i < n; i++)
+            if ((v[i] < 0 || v[i] >= c) && v[i] != -100) {
+                etd_fail(e, ETD_EINVAL, "targets[%lld]: class %lld is out of range for %lld "
+                         "classes (expected 0 to %lld, or -100 to ignore the row)", (long long)i,
+                         (long long)v[i], (long long)c, (long long)c - 1);
+                return false;
+            }
+        return true;
+    }
     const float *v = et_is_contiguous(t) ? et_data_const(t) : NULL;
     for (int64_t i = 0; v && i < n; i++) {
         if (v[i] != floorf(v[i])) {
@@ -125,17 +138,15 @@ static et_tensor *sl1_fn(const etd_loss_spec *l, et_tensor *o, et_tensor *t)
     return et_smooth_l1_loss(o, t, l->reduction, (float)l->arg);
 }
 
-bool etd_loss_takes_indices(const etd_loss_spec *l) { return l->type->check == class_check; }
-
 const etd_loss_type etd_loss_types[] = {
-    {"MSELoss", f_plain, NULL, same_shape_check, mse_fn},
-    {"L1Loss", f_plain, NULL, same_shape_check, l1_fn},
-    {"CrossEntropyLoss", f_ce, ce_parse, class_check, ce_fn},
-    {"NLLLoss", f_plain, NULL, class_check, nll_fn},
-    {"BCELoss", f_plain, NULL, same_shape_check, bce_fn},
-    {"BCEWithLogitsLoss", f_plain, NULL, same_shape_check, bcel_fn},
-    {"HuberLoss", f_huber, huber_parse, same_shape_check, huber_fn},
-    {"SmoothL1Loss", f_sl1, sl1_parse, same_shape_check, sl1_fn},
+    {"MSELoss", f_plain, NULL, same_shape_check, mse_fn, false},
+    {"L1Loss", f_plain, NULL, same_shape_check, l1_fn, false},
+    {"CrossEntropyLoss", f_ce, ce_parse, class_check, ce_fn, true},
+    {"NLLLoss", f_plain, NULL, class_check, nll_fn, true},
+    {"BCELoss", f_plain, NULL, same_shape_check, bce_fn, false},
+    {"BCEWithLogitsLoss", f_plain, NULL, same_shape_check, bcel_fn, false},
+    {"HuberLoss", f_huber, huber_parse, same_shape_check, huber_fn, false},
+    {"SmoothL1Loss", f_sl1, sl1_parse, same_shape_check, sl1_fn, false},
 };
 const int etd_nloss_types = (int)(sizeof etd_loss_types / sizeof etd_loss_types[0]);
 

@@ -26,39 +26,40 @@ static etd_rc check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
     return ETD_OK;
 }
 
-static et_tensor *array_tensor(const etd_array *a) { return etd_array_tensor(a); }
-
-/* The input batch as the first layer takes it: int64 (from a binary body)
- * becomes float32 for a model of float inputs (torch's .float(), what the
- * same numbers in JSON give).  In the current pool. */
-static et_tensor *model_input(const etd_model *m, et_tensor *t)
+/* t (pool-owned) for a model taking dt.  The endpoints give index inputs
+ * (first layer Embedding) and class targets as int64 already; floats
+ * there are left to the layer or the loss, whose messages name the bad
+ * element.  int64 for a float model becomes float32 (as torch's .float()). */
+static et_tensor *as_dtype(et_tensor *t, et_dtype dt)
 {
-    if (t && et_tensor_dtype(t) == ET_INT64 && m->spec.in_dtype == ET_FLOAT32)
-        return et_to_dtype(t, ET_FLOAT32);
-    return t;
+    return t && dt == ET_FLOAT32 && et_tensor_dtype(t) == ET_INT64 ? et_to_dtype(t, dt) : t;
+}
+
+static et_tensor *array_tensor(const etd_array *a, et_dtype dt)
+{
+    return as_dtype(etd_array_tensor(a), dt);
 }
 
 /* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool. */
-static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n)
+static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n, et_dtype dt)
 {
-    bool i64 = a->dtype == ET_INT64;
-    size_t el = i64 ? sizeof(int64_t) : sizeof(float);
-    const char *src = i64 ? (const char *)a->idata : (const char *)a->data;
     int64_t row = a->shape[0] ? a->numel / a->shape[0] : 0;
     int64_t total = n * row;
-    char *buf = malloc((size_t)(total > 0 ? total : 1) * el);
+    size_t es = a->dtype == ET_INT64 ? sizeof(int64_t) : sizeof(float);
+    const char *src = a->dtype == ET_INT64 ? (const char *)a->idata : (const char *)a->data;
+    char *buf = malloc((size_t)(total > 0 ? total : 1) * es);
     if (!buf)
         return NULL;
     for (int64_t i = 0; i < n; i++)
-        memcpy(buf + (size_t)(i * row) * el, src + (size_t)(idx[i] * row) * el, (size_t)row * el);
-    etd_array rows = *a;
-    rows.shape[0] = n;
-    rows.numel = total;
-    rows.data = i64 ? NULL : (float *)(void *)buf;
-    rows.idata = i64 ? (int64_t *)(void *)buf : NULL;
-    et_tensor *t = etd_array_tensor(&rows);
+        memcpy(buf + (size_t)(i * row) * es, src + (size_t)(idx[i] * row) * es, (size_t)row * es);
+    int64_t shape[ET_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[0] = n;
+    et_tensor *t = a->dtype == ET_INT64 ? et_tensor_new_int64((const int64_t *)(void *)buf,
+                                                              shape, a->ndim)
+                                        : et_tensor_new((const float *)(void *)buf, shape, a->ndim);
     free(buf);
-    return t;
+    return as_dtype(t, dt);
 }
 
 static etd_rc lib_fail(etd_err *e, const char *what)
@@ -67,12 +68,41 @@ static etd_rc lib_fail(etd_err *e, const char *what)
                     et_errmsg());
 }
 
+/* The network on x, layer by layer, so that a failure names the layer as
+ * the spec does: "layers[3] (MaxPool2d): input [32, 8, 1, 1] is smaller
+ * than kernel 2" (the library's own "MaxPool2d: " or "BatchNorm1d(64): "
+ * prefix is dropped: the spec's name says it).  Pool-owned result or NULL + e. */
+static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
+{
+    if (!x)
+        return lib_fail(e, "inputs"), NULL;
+    int n = et_sequential_len(m->net);
+    for (int i = 0; i < n && x; i++) {
+        et_module *layer = et_sequential_get(m->net, i);
+        et_tensor *y = et_module_forward(layer, x);
+        if (!y) {
+            const char *type = et_module_type(layer), *msg = et_errmsg();
+            size_t tl = strlen(type);
+            if (strncmp(msg, type, tl) == 0 && (msg[tl] == ':' || msg[tl] == '(')) {
+                const char *colon = strstr(msg + tl, ": ");
+                if (colon)
+                    msg = colon + 2;
+            }
+            etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
+                     "layers[%d] (%s): %s", i, type, msg);
+            return NULL;
+        }
+        x = y;
+    }
+    return x;
+}
+
 /* Forward + loss in training mode: the loss tensor (pool-owned) or NULL + e. */
 static et_tensor *train_loss(etd_model *m, et_tensor *xt, et_tensor *yt, etd_err *e)
 {
-    et_tensor *out = et_module_forward(m->net, xt);
+    et_tensor *out = run_net(m, xt, e);
     if (!out)
-        return lib_fail(e, "inputs"), NULL;
+        return NULL;
     et_tensor *loss = etd_spec_loss(&m->spec, out, yt, e);
     if (loss && et_numel(loss) != 1)
         return etd_fail(e, ETD_EINVAL, "loss: expected a scalar"), NULL;
@@ -88,12 +118,10 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
         return e->rc;
     etd_rc rc = ETD_OK;
     et_pool_begin();
-    et_tensor *xt = model_input(m, array_tensor(x)), *out = NULL;
-    if (xt) {
-        ET_NO_GRAD { out = et_module_forward(m->net, xt); }
-    }
+    et_tensor *xt = array_tensor(x, m->spec.input_dtype), *out = NULL;
+    ET_NO_GRAD { out = run_net(m, xt, e); }
     if (!out)
-        rc = lib_fail(e, "inputs");
+        rc = e->rc;
     else
         *y = et_tensor_ref(out);
     et_pool_end();
@@ -106,17 +134,20 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
 {
     if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
         return e->rc;
-    /* a failed backward or save puts the gradients and counters back */
+    /* a failed backward or save puts the gradients, counters and running
+     * statistics (a training-mode forward updates them) back */
     etd_train_state snap;
-    if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS, true, &snap, e) != ETD_OK) {
+    if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS | ETD_TS_BUFFERS, true, &snap, e) !=
+        ETD_OK) {
         etd_model_unlock(m);
         return e->rc;
     }
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xt = model_input(m, array_tensor(x)), *yt = array_tensor(y), *loss = NULL;
+    et_tensor *xt = array_tensor(x, m->spec.input_dtype), *loss = NULL;
+    et_tensor *yt = xt ? array_tensor(y, m->spec.target_dtype) : NULL;
     if (!xt || !yt)
-        etd_fail(e, ETD_ENOMEM, "out of memory");
+        lib_fail(e, xt ? "targets" : "inputs");
     else
         loss = train_loss(m, xt, yt, e);
     if (loss && et_backward(loss, NULL) != ET_OK) {
@@ -262,12 +293,12 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
             }
             int64_t bn = n - b < bs ? n - b : bs;
             et_pool_begin();
-            et_tensor *xb = model_input(m, gather_rows(x, perm + b, bn));
-            et_tensor *yb = gather_rows(y, perm + b, bn);
+            et_tensor *xb = gather_rows(x, perm + b, bn, m->spec.input_dtype);
+            et_tensor *yb = xb ? gather_rows(y, perm + b, bn, m->spec.target_dtype) : NULL;
             et_optim_zero_grad(m->opt);
             et_tensor *loss = NULL;
             if (!xb || !yb)
-                etd_fail(e, ETD_ENOMEM, "out of memory");
+                lib_fail(e, xb ? "targets" : "inputs");
             else
                 loss = train_loss(m, xb, yb, e);
             if (loss && et_backward(loss, NULL) != ET_OK) {
@@ -325,9 +356,11 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
     memset(r, 0, sizeof *r);
     if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
         return e->rc;
-    /* the accumulated gradients and the generator go back afterwards */
+    /* the accumulated gradients, the generator and the running statistics
+     * go back afterwards */
     etd_train_state snap;
-    if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS, true, &snap, e) != ETD_OK) {
+    if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS | ETD_TS_BUFFERS, true, &snap, e) !=
+        ETD_OK) {
         etd_model_unlock(m);
         return e->rc;
     }
@@ -335,9 +368,12 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
         et_set_grad(m->params[i], NULL);
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xt = model_input(m, array_tensor(x)), *yt = array_tensor(y), *loss = NULL;
+    et_tensor *xt = array_tensor(x, m->spec.input_dtype), *loss = NULL;
+    et_tensor *yt = xt ? array_tensor(y, m->spec.target_dtype) : NULL;
     if (!xt || !yt)
-        etd_fail(e, ETD_ENOMEM, "out of memory");
+        lib_fail(e, xt ? "targets" : "inputs");
+    else if (m->spec.input_dtype != ET_FLOAT32) /* indices have no gradient (torch's neither) */
+        loss = train_loss(m, xt, yt, e);
     else if (et_set_requires_grad(xt, true) == ET_OK)
         loss = train_loss(m, xt, yt, e);
     if (loss && et_backward(loss, NULL) != ET_OK) {
@@ -349,8 +385,9 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
     if (loss) {
         r->loss = et_item(loss);
         et_tensor *xg = et_grad(xt);
-        /* made in the pool: one more reference keeps it past the pool's end */
-        r->input_grad = et_tensor_ref(xg ? et_clone(xg) : et_zeros_like(xt));
+        /* made in the pool: one more reference keeps it past the pool's end;
+         * index inputs get zeros of their shape */
+        r->input_grad = et_tensor_ref(xg ? et_clone(xg) : et_zeros(et_shape(xt), et_ndim(xt)));
         if (!r->input_grad)
             rc = etd_fail(e, ETD_ENOMEM, "out of memory");
     }

@@ -8,7 +8,8 @@
  *     with the scalars in its "easytorch" metadata (format: docs/server.md).
  * The state:
  *   tensors  "param.<name>" (state_dict), "grad.<name>" (while batches are
- *            pending), "optim.<slot>" (et_optim_state_name);
+ *            pending), "optim.<slot>" (et_optim_state_name), "buffer.<name>"
+ *            (module buffers: running statistics; int64 ones stay int64);
  *   scalars  etd_ts_scalars (model_internal.h), one row each in fields[];
  *   history  the [step, loss] entries.
  * Adding a scalar: a member in etd_ts_scalars, its row in fields[], and --
@@ -107,6 +108,12 @@ static bool each_tensor(const etd_model *m, unsigned parts,
         if (!fn(arg, key, et_optim_state_tensor(m->opt, i)))
             return false;
     }
+    int nb = et_module_num_buffers(m->net);
+    for (int i = 0; (parts & ETD_TS_BUFFERS) && i < nb; i++) {
+        snprintf(key, sizeof key, "buffer.%s", et_module_buffer_name(m->net, i));
+        if (!fn(arg, key, et_module_buffer(m->net, i)))
+            return false;
+    }
     return true;
 }
 
@@ -137,7 +144,7 @@ etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *
         st->hlen = m->h_len;
         pthread_mutex_unlock(&m->pub_mu);
     }
-    if (!(parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM)))
+    if (!(parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_BUFFERS)))
         return ETD_OK;
     put_ctx c = {et_tensor_dict_new(), copy};
     st->tensors = c.d;
@@ -182,6 +189,17 @@ static bool check_tensors(const etd_model *m, const etd_train_state *st, etd_err
         snprintf(key, sizeof key, "optim.%s", et_optim_state_name(m->opt, i));
         if (!et_tensor_dict_get(st->tensors, key))
             return etd_fail(e, ETD_EINVAL, "missing tensor %.400s", key), false;
+    }
+    int nb = et_module_num_buffers(m->net);
+    for (int i = 0; (st->parts & ETD_TS_BUFFERS) && i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        snprintf(key, sizeof key, "buffer.%s", et_module_buffer_name(m->net, i));
+        et_tensor *t = et_tensor_dict_get(st->tensors, key);
+        if (!t)
+            return etd_fail(e, ETD_EINVAL, "missing tensor %.400s", key), false;
+        if (et_tensor_dtype(t) != et_tensor_dtype(b) || !et_same_shape(t, b))
+            return etd_fail(e, ETD_EINVAL, "tensor %.400s: dtype or shape differs from the "
+                            "model's", key), false;
     }
     return true;
 }
@@ -230,13 +248,26 @@ static bool apply_tensors(etd_model *m, const etd_train_state *st, etd_err *e)
             et_tensor_free(c);
         }
     }
+    int nb = et_module_num_buffers(m->net);
+    for (int i = 0; (st->parts & ETD_TS_BUFFERS) && i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        snprintf(key, sizeof key, "buffer.%s", et_module_buffer_name(m->net, i));
+        et_tensor *c = et_clone(et_tensor_dict_get(st->tensors, key)); /* contiguous */
+        et_status s = !c ? ET_ERR_NOMEM
+                      : et_tensor_dtype(b) == ET_INT64 ? et_copy_from_int64(b, et_data_int64(c))
+                                                       : et_copy_from(b, et_data_const(c));
+        et_tensor_free(c);
+        if (s != ET_OK)
+            return etd_fail(e, ETD_EINTERNAL, "buffer %s: %s", et_module_buffer_name(m->net, i),
+                            et_errmsg()), false;
+    }
     return true;
 }
 
 etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e)
 {
     e->rc = ETD_OK;
-    if ((st->parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM)) &&
+    if ((st->parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_BUFFERS)) &&
         (!check_tensors(m, st, e) || !apply_tensors(m, st, e)))
         return e->rc;
     if ((st->parts & ETD_TS_SCALARS) && !apply_scalars(m, &st->s, e))
@@ -344,8 +375,8 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
 etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
 {
     etd_train_state st;
-    if (etd_ts_capture(m, ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_SCALARS, false,
-                       &st, e) != ETD_OK)
+    if (etd_ts_capture(m, ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_SCALARS |
+                              ETD_TS_BUFFERS, false, &st, e) != ETD_OK)
         return e->rc;
     etd_buf meta;
     etd_buf_init(&meta);
@@ -438,7 +469,7 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
     for (int i = 0; i < et_tensor_dict_len(dict); i++) {
         const char *k = et_tensor_dict_name(dict, i);
         if ((strncmp(k, "param.", 6) == 0 || strncmp(k, "grad.", 5) == 0 ||
-             strncmp(k, "optim.", 6) == 0) &&
+             strncmp(k, "optim.", 6) == 0 || strncmp(k, "buffer.", 7) == 0) &&
             et_tensor_dict_set(st->tensors, k, et_tensor_dict_tensor(dict, i)) != ET_OK) {
             etd_ts_free(st);
             return etd_fail(e, ETD_ENOMEM, "out of memory");

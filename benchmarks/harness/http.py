@@ -1,0 +1,450 @@
+"""HTTP rows: the servers (easytorchd, the FastAPI anchor, its plain
+reference, nginx as the machine's HTTP limit), the anchor sanity check, and
+wrk runs that alternate between the servers."""
+import http.client
+import json
+import math
+import os
+import pwd
+import random
+import re
+import signal
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from .common import (BENCH_DIR, TORCH_PYTHON, BenchError, SideFailed, free_port, log,
+                     summarize, tail, with_retry)
+
+LISTENING = re.compile(r"listening on \S+:(\d+)")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The anchor is refused when its single-connection latency is more than this
+# many times the plain reference's (the Nagle stall was ~70x).
+SANE_LATENCY_FACTOR = 2.0
+SANITY_ROUNDS = 3
+
+# The model every HTTP server serves (and the 100 "small models" of the RSS rows).
+MLP_SPEC = {
+    "layers": [
+        {"type": "Linear", "in_features": 13, "out_features": 64}, {"type": "ReLU"},
+        {"type": "Linear", "in_features": 64, "out_features": 64}, {"type": "ReLU"},
+        {"type": "Linear", "in_features": 64, "out_features": 1},
+    ],
+    "loss": {"type": "MSELoss"},
+    "optimizer": {"type": "Adam", "lr": 0.001},
+    "seed": 0,
+}
+
+
+class Server:
+    """A daemon started with its listen port chosen by the kernel (or given);
+    it must print "listening on HOST:PORT" (stdout or stderr, one log)."""
+
+    def __init__(self, name, argv, env, logdir):
+        self.name, self.argv, self.env = name, argv, env
+        self.logpath = Path(logdir) / f"{name}.stderr"
+        self.proc = None
+        self.port = None
+        self.setup = None   # called with the server after each (re)start
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def argv_now(self):
+        return self.argv
+
+    def start(self, timeout=60):
+        """Start, wait for the listening line; returns seconds it took."""
+        log_start = len(Path(self.logpath).read_text(errors="replace")) if self.logpath.exists() else 0
+        t0 = time.perf_counter()
+        with open(self.logpath, "ab") as f:
+            self.proc = subprocess.Popen(self.argv_now(), stdin=subprocess.DEVNULL,
+                                         stdout=f, stderr=f, env=self.env)
+        while True:
+            m = LISTENING.search(Path(self.logpath).read_text(errors="replace")[log_start:])
+            if m:
+                self.port = int(m.group(1))
+                return time.perf_counter() - t0
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited (status {self.proc.returncode}) "
+                                 f"before listening:\n{tail(self.logpath)}")
+            if time.perf_counter() - t0 > timeout:
+                raise BenchError(f"{self.name}: no 'listening on' line within {timeout} s")
+            time.sleep(0.001)
+
+    def ensure_running(self):
+        """Restart the server if it died (and run its setup hook again)."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log(f"bench: {self.name} is not running; restarting it")
+        self.stop()
+        self.start()
+        self.wait_ready()
+        if self.setup:
+            self.setup(self)
+
+    def request(self, method, path, body=None, timeout=30, raw=False):
+        """(status, parsed JSON body, or the bytes if raw); BenchError when
+        the connection fails."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data,
+                         headers={"Content-Type": "application/json"} if data else {})
+            resp = conn.getresponse()
+            payload = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError(f"{self.name}: {method} {path}: {e!r}") from e
+        finally:
+            conn.close()
+        if raw:
+            return resp.status, payload
+        try:
+            return resp.status, json.loads(payload) if payload else None
+        except ValueError:
+            return resp.status, payload.decode(errors="replace")
+
+    def wait_ready(self, timeout=120, path="/readyz"):
+        """Poll GET /readyz until 200."""
+        t0 = time.perf_counter()
+        while True:
+            try:
+                status, _ = self.request("GET", path, timeout=5)
+                if status == 200:
+                    return
+            except BenchError:
+                pass
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited (status {self.proc.returncode}):\n"
+                                 f"{tail(self.logpath)}")
+            if time.perf_counter() - t0 > timeout:
+                raise BenchError(f"{self.name}: {path} not 200 within {timeout} s")
+            time.sleep(0.002)
+
+    def cpu_seconds(self):
+        """utime + stime of the server process so far (all its threads)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError as e:
+            raise BenchError(f"{self.name} is gone: {e}") from e
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+    def rss_kb(self):
+        fields = {}
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError as e:
+            raise BenchError(f"{self.name} is gone: {e}") from e
+        for line in status.splitlines():
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                fields[k] = int(v.split()[0])
+        return fields
+
+    def stop(self):
+        """SIGTERM (a clean shutdown, which persists), then SIGKILL after 30 s."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                log(f"warning: {self.name} ignored SIGTERM for 30 s; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        rc, self.proc = self.proc.returncode, None
+        return rc
+
+
+class PortServer(Server):
+    """A server that cannot report a kernel-chosen port: a free port is
+    picked for each start (plain uvicorn.run, nginx)."""
+
+    def __init__(self, name, make_argv, env, logdir):
+        super().__init__(name, None, env, logdir)
+        self.make_argv = make_argv
+
+    def argv_now(self):
+        self.port = free_port()
+        return self.make_argv(self.port)
+
+    def start(self, timeout=60):
+        for attempt in range(3):   # the picked port may be taken in between
+            try:
+                return super().start(timeout)
+            except BenchError:
+                if attempt == 2:
+                    raise
+                self.stop()
+        return None
+
+
+def daemon_server(easytorchd, data_dir, env, logdir, extra_args, name="easytorchd"):
+    return Server(name, [easytorchd, "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+                         "--quiet"] + list(extra_args), env, logdir)
+
+
+def fastapi_server(env, logdir, threads, reference=False):
+    script = str(BENCH_DIR / "fastapi_server.py")
+    if reference:
+        return PortServer("fastapi-reference",
+                          lambda port: [TORCH_PYTHON, script, "--reference", "--threads",
+                                        str(threads), "--listen", f"127.0.0.1:{port}"],
+                          env, logdir)
+    return Server("fastapi", [TORCH_PYTHON, script, "--threads", str(threads)], env, logdir)
+
+
+class Nginx(PortServer):
+    """nginx (Debian nginx-light) serving static files: the HTTP limit of
+    this machine.  A POST to a static file is answered 405 by nginx; the
+    `error_page 405 =200 $uri` line serves the file instead, so wrk sends
+    exactly the request it sends to the model servers (same body) and gets
+    the same response bytes back.  worker_processes auto (one per CPU), no
+    access log, keep-alive without a request limit (easytorchd has none)."""
+
+    def __init__(self, env, logdir):
+        self.root = Path(logdir) / "nginx"
+        self.www = self.root / "www"
+        self.www.mkdir(parents=True, exist_ok=True)
+        super().__init__("nginx", self._argv, env, logdir)
+
+    def _argv(self, port):
+        r = self.root
+        # as root, nginx's workers would switch to nobody, who cannot read
+        # the benchmark's private temporary directory
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+        conf = f"""
+{user}
+worker_processes auto;
+daemon off;
+master_process on;
+pid {r}/nginx.pid;
+error_log {r}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {r}/body;
+  proxy_temp_path {r}/proxy;
+  fastcgi_temp_path {r}/fastcgi;
+  uwsgi_temp_path {r}/uwsgi;
+  scgi_temp_path {r}/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  client_max_body_size 64m;
+  client_body_buffer_size 1m;
+  default_type application/json;
+  server {{
+    listen 127.0.0.1:{port};
+    root {self.www};
+    location = /readyz {{ return 200 '{{"status":"ready"}}'; }}
+    location / {{ error_page 405 =200 $uri; }}
+  }}
+}}
+"""
+        (r / "nginx.conf").write_text(conf)
+        # nginx logs its start to stderr only on errors: print the line ourselves
+        return ["sh", "-c", f'echo "listening on 127.0.0.1:{port}"; exec nginx -p {r} '
+                f'-c {r}/nginx.conf -e {r}/error.log']
+
+    def publish(self, name, body):
+        """Serve `body` (bytes) at /<name>."""
+        (self.www / name).write_bytes(body)
+        return f"/{name}"
+
+
+def json_matrix(rng, rows, cols):
+    return [[round(rng.gauss(0, 1), 5) for _ in range(cols)] for _ in range(rows)]
+
+
+def http_body(route, batch):
+    rng = random.Random(batch)
+    body = {"inputs": json_matrix(rng, batch, 13)}
+    if route == "train":
+        body["targets"] = json_matrix(rng, batch, 1)
+    return body
+
+
+def create_bench_model(server):
+    status, resp = server.request("POST", "/v1/models", dict(MLP_SPEC, name="bench"))
+    if status != 201:
+        raise BenchError(f"{server.name}: create model: HTTP {status}: {resp}")
+
+
+def check_response(server, route, body, batch):
+    """One request by hand: a server that answers fast with an error must not
+    score.  Returns the response bytes."""
+    status, raw = server.request("POST", f"/v1/models/bench/{route}", body, raw=True)
+    try:
+        resp = json.loads(raw)
+    except ValueError:
+        resp = raw.decode(errors="replace")
+    if status != 200:
+        raise BenchError(f"{server.name} {route}: HTTP {status}: {str(resp)[:200]}")
+    if route == "predict":
+        out = resp.get("outputs") if isinstance(resp, dict) else None
+        if not isinstance(out, list) or len(out) != batch:
+            raise BenchError(f"{server.name} predict: expected {batch} outputs, got {str(resp)[:200]}")
+    elif not (isinstance(resp, dict) and isinstance(resp.get("loss"), (int, float))
+              and math.isfinite(resp["loss"])):
+        raise BenchError(f"{server.name} train: no finite loss in {str(resp)[:200]}")
+    return raw
+
+
+def check_static(nginx, path, expect):
+    status, raw = nginx.request("POST", path, {"x": 1}, raw=True)
+    if status != 200 or raw != expect:
+        raise BenchError(f"nginx {path}: HTTP {status}, {len(raw)} bytes (expected 200 and the "
+                         f"{len(expect)} response bytes)")
+
+
+def wrk(server, path, body_file, conns, seconds, own_pids=None):
+    url = f"http://127.0.0.1:{server.port}{path}"
+    argv = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency",
+            "--timeout", "10s", "-s", str(BENCH_DIR / "wrk_post.lua"), url, "--", str(body_file)]
+    cpu0 = server.cpu_seconds()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if own_pids is not None:
+        own_pids.add(p.pid)
+    try:
+        out, err = p.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    finally:
+        if own_pids is not None:
+            own_pids.discard(p.pid)
+    cpu = server.cpu_seconds() - cpu0
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    if p.returncode != 0 or not lines:
+        raise BenchError(f"wrk against {server.name} failed: {err.strip() or out[-500:]}")
+    r = json.loads(lines[-1])
+    errors = sum(r["errors"].values())
+    if errors:
+        raise BenchError(f"{server.name} {path}: wrk counted errors {r['errors']} "
+                         f"in {r['requests']} requests")
+    if r["requests"] == 0:
+        raise BenchError(f"{server.name} {path}: no request completed in {seconds} s")
+    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["latency_us"]["p50"] / 1000.0,
+            "p99_ms": r["latency_us"]["p99"] / 1000.0, "cpu_per_request": cpu / r["requests"]}
+
+
+def single_connection_latency(server, path, body_file, own_pids):
+    """Median latency of the request on one keep-alive connection (wrk -c1,
+    1 s): what the anchor sanity check compares."""
+    return wrk(server, path, body_file, 1, 1, own_pids)
+
+
+def measure_http(row, servers, plan, tmp, failed, own_pids):
+    """Sanity check, then wrk runs rotating between the servers (ours, the
+    anchor, nginx).  A failed check or wrk run is retried once (with a window
+    twice as long; the server restarted if it died).  When the anchor (or
+    nginx) fails, or the anchor fails the sanity check, the row keeps our
+    numbers and that column is "n/a"; `failed` remembers why for the
+    following rows."""
+    rid, route, batch, conns = row["id"], row["route"], row["batch"], row["conns"]
+    unit = row["unit"]
+    body = http_body(route, batch)
+    body_file = Path(tmp) / f"{rid}.json"
+    body_file.write_text(json.dumps(body, separators=(",", ":")))
+    paths = {s: f"/v1/models/bench/{route}" for s in ("ours", "anchor", "reference")}
+
+    def attempt(side, fn):
+        if side in failed:
+            return None
+        srv = servers[side]
+        try:
+            return with_retry(side, fn, srv.ensure_running)
+        except SideFailed as e:
+            if side == "ours":
+                raise BenchError(str(e)) from e
+            failed[side] = str(e)
+            return None
+
+    sides = [s for s in ("ours", "anchor", "limit") if s in servers]
+    ours_bytes = attempt("ours", lambda retry: check_response(servers["ours"], route, body, batch))
+    for side in ("anchor", "reference"):
+        if side in servers:
+            attempt(side, lambda retry, s=servers[side]: check_response(s, route, body, batch))
+    if "limit" in servers:
+        paths["limit"] = servers["limit"].publish(rid, ours_bytes)
+        attempt("limit", lambda retry: check_static(servers["limit"], paths["limit"], ours_bytes))
+
+    # ---- sanity: single-connection latency of every server, anchor vs reference,
+    # in SANITY_ROUNDS alternating rounds (one round on a loaded machine can be 3x off)
+    latency, rounds = {}, {}
+    checked = sides + (["reference"] if "reference" in servers else [])
+    for i in range(SANITY_ROUNDS):
+        for side in (checked if i % 2 == 0 else checked[::-1]):
+            r = attempt(side, lambda retry, s=side: single_connection_latency(
+                servers[s], paths[s], body_file, own_pids))
+            if r is not None:
+                rounds.setdefault(side, []).append(r)
+    for side, rs in rounds.items():
+        latency[side] = {"p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                         "rps": statistics.median(r["rps"] for r in rs),
+                         "rounds_p50_ms": [r["p50_ms"] for r in rs]}
+    insane = None
+    if "anchor" in latency and "reference" in latency:
+        a, ref = latency["anchor"]["p50_ms"], latency["reference"]["p50_ms"]
+        if a > SANE_LATENCY_FACTOR * ref:
+            insane = (f"anchor not sane: single-connection latency {a:.3g} ms is more than "
+                      f"{SANE_LATENCY_FACTOR:g}x the plain uvicorn.run reference's {ref:.3g} ms")
+            log(f"bench: {rid}: {insane}; its runs are kept but the row is not judged against it")
+    elif "anchor" in latency:
+        insane = "anchor not checked: the plain reference server failed"
+
+    for side in sides:
+        attempt(side, lambda retry, s=side: wrk(servers[s], paths[s], body_file, conns,
+                                                plan["http_warm_s"] * (2 if retry else 1),
+                                                own_pids))
+    runs = {s: [] for s in sides}
+    for i in range(plan["http_runs"]):
+        for side in (sides if i % 2 == 0 else sides[::-1]):
+            r = attempt(side, lambda retry, s=side: wrk(
+                servers[s], paths[s], body_file, conns,
+                plan["http_run_s"] * (2 if retry else 1), own_pids))
+            if r is not None:
+                runs[side].append(r)
+    scale = batch if unit == "rows/s" else 1
+
+    def stats(side):
+        return {"rate": summarize([r["rps"] * scale for r in runs[side]]),
+                "p99_ms": summarize([r["p99_ms"] for r in runs[side]]),
+                "cpu_per_request": summarize([r["cpu_per_request"] for r in runs[side]])}
+
+    res = {"kind": "rate", "unit": unit, "connections": conns, "batch": batch,
+           "body_bytes": body_file.stat().st_size, "response_bytes": len(ours_bytes),
+           "latency_1conn": latency, "target": row.get("target"),
+           "p99_limit_ms": row.get("p99"), "limit_target": row.get("limit_target"),
+           "errors": {}}
+    for side in sides:
+        if runs[side]:
+            res[side] = stats(side)
+        else:
+            res["errors"][side] = failed.get(side, "no runs")
+    ours = res["ours"]
+    ok = True
+    if row.get("p99") is not None:
+        ok = statistics.median(ours["p99_ms"]["samples"]) < row["p99"]
+    if "anchor" in res and insane is None:
+        res["ratio"] = ours["rate"]["median"] / res["anchor"]["rate"]["median"]
+        c_ours = ours["cpu_per_request"]["median"]
+        res["ratio_cpu"] = (res["anchor"]["cpu_per_request"]["median"] / c_ours
+                            if c_ours > 0 else None)
+        if row.get("target") is not None:
+            ok = ok and res["ratio"] >= row["target"]
+    else:
+        ok = None
+        if insane:
+            res["errors"]["anchor"] = insane
+    if "limit" in res:
+        res["fraction"] = ours["rate"]["median"] / res["limit"]["rate"]["median"]
+        if row.get("limit_target") is not None and ok is not None:
+            ok = ok and res["fraction"] >= row["limit_target"]
+    res["status"] = "n/a" if ok is None else ("ok" if ok else "MISS")
+    if ok is None:
+        res["error"] = "; ".join(f"{k}: {v}" for k, v in res["errors"].items())
+    return res

@@ -1,0 +1,411 @@
+/*
+ * gemm_kernel.h - the register-tiled GEMM kernel of gemm.c, written once and
+ * included once per instruction set (AVX-512, AVX2) with these macros set:
+ *
+ *   ISA          suffix of the generated functions (gemm_run_ISA)
+ *   TARGET       __attribute__((target(...))) for every function
+ *   VW           floats per vector;  V, M: vector and lane-mask types
+ *   MR, NVMAX    a tile of C is MR rows x NVMAX vectors (a panel is PW = NVMAX*VW columns)
+ *   V_ZERO(), V_SET1(x), V_LOAD(p), V_MLOAD(m, p), V_MSTORE(m, p, v),
+ *   V_FMA(a, b, c) = a*b + c rounded once, V_ADD(a, b),
+ *   V_RELU(v)    v > 0 ? v : (v is NaN ? v : 0), as the elementwise ReLU
+ *   M_FIRST(n)   mask of the first n lanes (0 <= n <= VW)
+ *   V_STORE(p, v), V_GATHER(m, base, idx)  lanes base[idx[l]] where m is set, else 0
+ *   VI, I_STRIDE(s)  int32 index vector type, and {0, s, 2s, ...}
+ *   CASES(NV)    `CASE(r, NV)` for r = 1 .. MR-1 (the tails of m)
+ *   PW           NVMAX * VW
+ * and dot_tile_ISA() defined before (the dot kernel's 4x4 tile, see FN(gemm_dot)).
+ *
+ * Every element of C is   acc = 0;  for p in 0..k-1: acc = fma(A(i,p), B(p,j), acc)
+ * followed by the epilogue  (C(i,j) +) acc (+ bias[j]) (then ReLU).  That
+ * order depends on k only: not on m, on the tile an element falls in, on
+ * the ISA or on whether B was packed, so a row of C has the same bits
+ * whether it is computed alone or in a batch (etc_gemm's batch invariance),
+ * and on every CPU.  (The k-split variant, KS > 1, gives up that property
+ * for speed when m is tiny; etc_gemm never uses it for invariant calls.)
+ */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, ISA)
+
+/* The epilogue of one row of a tile: (C +) acc (+ bias), ReLU, store. */
+static inline __attribute__((always_inline)) TARGET void
+FN(store)(const etc_gemm_t *g, float *cr, V v, M m, const float *bias, V bv)
+{
+    if (g->accumulate)
+        v = V_ADD(V_MLOAD(m, cr), v);
+    if (bias)
+        v = V_ADD(v, bv);
+    if (g->act == ETC_GEMM_RELU)
+        v = V_RELU(v);
+    V_MSTORE(m, cr, v);
+}
+
+/* One tile: mr rows x nv vectors of C (nv <= NVMAX), both constant after
+ * inlining, so the accumulators stay in registers.  A(i,p) = a[i*ars +
+ * p*acs]; the tile's k-th row of B at bp + p*bst; mt masks the last vector. */
+static inline __attribute__((always_inline)) TARGET void
+FN(tile)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int64_t acs,
+         const float *bp, int64_t bst, M mt, const etc_gemm_t *g, float *c, const float *bias)
+{
+    V acc[NVMAX][MR];
+    const float *ai[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        ai[i] = a + (i < mr ? i : 0) * ars;
+#pragma GCC unroll 4
+        for (int h = 0; h < NVMAX; h++)
+            acc[h][i] = V_ZERO();
+    }
+    for (int64_t p = 0; p < k; p++) {
+        const float *br = bp + p * bst;
+        V b[NVMAX];
+#pragma GCC unroll 4
+        for (int h = 0; h < NVMAX; h++)
+            if (h < nv)
+                b[h] = h == nv - 1 ? V_MLOAD(mt, br + h * VW) : V_LOAD(br + h * VW);
+        const int64_t ap = p * acs;
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            if (i < mr) {
+                V av = V_SET1(ai[i][ap]);
+#pragma GCC unroll 4
+                for (int h = 0; h < NVMAX; h++)
+                    if (h < nv)
+                        acc[h][i] = V_FMA(av, b[h], acc[h][i]);
+            }
+        }
+    }
+    V bv[NVMAX];
+#pragma GCC unroll 4
+    for (int h = 0; h < NVMAX; h++)
+        if (h < nv)
+            bv[h] = bias ? (h == nv - 1 ? V_MLOAD(mt, bias + h * VW) : V_LOAD(bias + h * VW))
+                         : V_ZERO();
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        if (i < mr) {
+#pragma GCC unroll 4
+            for (int h = 0; h < NVMAX; h++)
+                if (h < nv)
+                    FN(store)(g, c + i * g->ldc + h * VW, acc[h][i],
+                              h == nv - 1 ? mt : M_FIRST(VW), bias, bv[h]);
+        }
+    }
+}
+
+/* m <= 2 rows, one or two vectors of C (m0, m1 masks), with k split into
+ * KS_MAX interleaved chains (p mod KS_MAX, the tail on chain 0, summed in
+ * order at the end): one row with a long k is latency-bound on a single
+ * chain.  Not batch-invariant. */
+static inline __attribute__((always_inline)) TARGET void
+FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int64_t acs,
+             const float *bp, int64_t bst, M m0, M m1, const etc_gemm_t *g, float *c,
+             const float *bias)
+{
+    V acc0[2][KS_MAX], acc1[2][KS_MAX];
+#pragma GCC unroll 8
+    for (int i = 0; i < 2; i++)
+#pragma GCC unroll 8
+        for (int s = 0; s < KS_MAX; s++)
+            acc0[i][s] = acc1[i][s] = V_ZERO();
+    int64_t p = 0;
+    for (; p + KS_MAX <= k; p += KS_MAX) {
+#pragma GCC unroll 8
+        for (int s = 0; s < KS_MAX; s++) {
+            const float *br = bp + (p + s) * bst;
+            V b0 = V_MLOAD(m0, br), b1 = nv > 1 ? V_MLOAD(m1, br + VW) : V_ZERO();
+#pragma GCC unroll 8
+            for (int i = 0; i < mr; i++) {
+                V av = V_SET1(a[i * ars + (p + s) * acs]);
+                acc0[i][s] = V_FMA(av, b0, acc0[i][s]);
+                if (nv > 1)
+                    acc1[i][s] = V_FMA(av, b1, acc1[i][s]);
+            }
+        }
+    }
+    for (; p < k; p++) {
+        const float *br = bp + p * bst;
+        V b0 = V_MLOAD(m0, br), b1 = nv > 1 ? V_MLOAD(m1, br + VW) : V_ZERO();
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            V av = V_SET1(a[i * ars + p * acs]);
+            acc0[i][0] = V_FMA(av, b0, acc0[i][0]);
+            if (nv > 1)
+                acc1[i][0] = V_FMA(av, b1, acc1[i][0]);
+        }
+    }
+    V bv0 = V_ZERO(), bv1 = V_ZERO();
+    if (bias) {
+        bv0 = V_MLOAD(m0, bias);
+        if (nv > 1)
+            bv1 = V_MLOAD(m1, bias + VW);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        V v0 = acc0[i][0], v1 = acc1[i][0];
+#pragma GCC unroll 8
+        for (int s = 1; s < KS_MAX; s++) {
+            v0 = V_ADD(v0, acc0[i][s]);
+            v1 = V_ADD(v1, acc1[i][s]);
+        }
+        FN(store)(g, c + i * g->ldc, v0, m0, bias, bv0);
+        if (nv > 1)
+            FN(store)(g, c + i * g->ldc + VW, v1, m1, bias, bv1);
+    }
+}
+
+/* All rows of one panel (nv vectors, constant). */
+#define ROWS(NV)                                                                     \
+    do {                                                                             \
+        int64_t i0 = 0;                                                              \
+        for (; i0 + MR <= g->m; i0 += MR)                                            \
+            FN(tile)(MR, NV, g->k, g->a + i0 * g->ars, g->ars, g->acs, bp, bst, mt,  \
+                     g, g->c + i0 * g->ldc + j0, bias);                              \
+        const float *ar = g->a + i0 * g->ars;                                        \
+        float *cr = g->c + i0 * g->ldc + j0;                                         \
+        switch ((int)(g->m - i0)) {                                                  \
+        CASES(NV)                                                                    \
+        default: break;                                                              \
+        }                                                                            \
+    } while (0)
+
+#define CASE(R, NV)                                                                  \
+    case R:                                                                          \
+        FN(tile)(R, NV, g->k, ar, g->ars, g->acs, bp, bst, mt, g, cr, bias);         \
+        break;
+
+/* m <= 2 rows of a panel of at most 2 vectors, k split (not invariant). */
+#define FEW(NV)                                                                      \
+    do {                                                                             \
+        float *cr = g->c + j0;                                                       \
+        if (g->m == 1)                                                               \
+            FN(tile_few)(1, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, g, cr,  \
+                         bias);                                                      \
+        else                                                                         \
+            FN(tile_few)(2, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, g, cr,  \
+                         bias);                                                      \
+    } while (0)
+
+/* 8x8 transpose of the rows r[0..7] (AVX). */
+static inline __attribute__((always_inline)) TARGET void FN(t8)(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int q = 0; q < 4; q++) {
+        t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+        t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+    }
+    for (int q = 0; q < 2; q++) {
+        u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+        r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+    }
+}
+
+/* Packs columns j0..j0+nj of B (B(p,j) = b[p*brs + j*bcs]) into
+ * bp[p * PW + l], zero beyond nj: rows copied when bcs == 1 (B's rows far
+ * apart in memory: one panel row per cache line set), else by 8x8
+ * transposes of 8 columns x 8 values of p (brs == 1, x·Wᵀ). */
+static TARGET void FN(pack)(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
+{
+    const int64_t k = g->k, bcs = g->bcs;
+    const float *b = g->b + j0 * bcs;
+    if (bcs == 1) {
+        const int nv = (nj + VW - 1) / VW;
+        const M mt = M_FIRST(nj - (nv - 1) * VW);
+        for (int64_t p = 0; p < k; p++) {
+            const float *br = b + p * g->brs;
+            float *o = bp + p * PW;
+            for (int h = 0; h < NVMAX; h++)
+                V_STORE(o + h * VW, h < nv - 1 ? V_LOAD(br + h * VW)
+                                    : h == nv - 1 ? V_MLOAD(mt, br + h * VW) : V_ZERO());
+        }
+        return;
+    }
+    if (g->brs != 1) {   /* both strides non-unit (a view): element by element */
+        for (int64_t p = 0; p < k; p++)
+            for (int l = 0; l < PW; l++)
+                bp[p * PW + l] = l < nj ? b[p * g->brs + l * bcs] : 0.0f;
+        return;
+    }
+    for (int jb = 0; jb < PW; jb += 8) {
+        int nr = nj - jb < 8 ? (nj - jb > 0 ? nj - jb : 0) : 8;
+        int64_t p = 0;
+        for (; p < k; p += 8) {
+            int np = k - p < 8 ? (int)(k - p) : 8;
+            __m256i mp = _mm256_cmpgt_epi32(_mm256_set1_epi32(np), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 r[8];
+            for (int q = 0; q < 8; q++)
+                r[q] = q < nr ? _mm256_maskload_ps(b + (jb + q) * bcs + p, mp) : _mm256_setzero_ps();
+            FN(t8)(r);
+            for (int q = 0; q < np; q++)
+                _mm256_storeu_ps(bp + (p + q) * PW + jb, r[q]);
+        }
+    }
+}
+
+/* C (+)= T transposed, with the epilogue, for n <= 8 columns: T holds Cᵀ
+ * (n rows of m).  8 rows of C at a time through an 8x8 transpose. */
+static TARGET void FN(ct_store)(const etc_gemm_t *g, const float *t)
+{
+    const int64_t m = g->m;
+    const int n = (int)g->n;
+    const __m256i mn = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 bias = g->bias ? _mm256_maskload_ps(g->bias, mn) : _mm256_setzero_ps();
+    int64_t i0 = 0;
+    for (; i0 + 8 <= m; i0 += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; q++)
+            r[q] = q < n ? _mm256_loadu_ps(t + q * m + i0) : _mm256_setzero_ps();
+        FN(t8)(r);
+        for (int q = 0; q < 8; q++) {
+            float *cr = g->c + (i0 + q) * g->ldc;
+            __m256 v = r[q];
+            if (g->accumulate)
+                v = _mm256_add_ps(_mm256_maskload_ps(cr, mn), v);
+            if (g->bias)
+                v = _mm256_add_ps(v, bias);
+            if (g->act == ETC_GEMM_RELU)
+                v = _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                                  _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+            _mm256_maskstore_ps(cr, mn, v);
+        }
+    }
+    for (; i0 < m; i0++) {
+        float *cr = g->c + i0 * g->ldc;
+        for (int j = 0; j < n; j++) {
+            float v = t[j * m + i0];
+            if (g->accumulate)
+                v = cr[j] + v;
+            if (g->bias)
+                v = v + g->bias[j];
+            if (g->act == ETC_GEMM_RELU)
+                v = v > 0.0f ? v : (v != v ? v : 0.0f);
+            cr[j] = v;
+        }
+    }
+}
+
+/* n == 1: one fma chain per row (the tile kernel's order), rows
+ * independent so several chains run at once. */
+static TARGET void FN(gemm_n1)(const etc_gemm_t *g)
+{
+    const float bz = g->bias ? g->bias[0] : 0.0f;
+    for (int64_t i = 0; i < g->m; i++) {
+        const float *a = g->a + i * g->ars;
+        float acc = 0.0f;
+        for (int64_t p = 0; p < g->k; p++)
+            acc = fmaf(a[p * g->acs], g->b[p * g->brs], acc);
+        float *cp = g->c + i * g->ldc;
+        float v = acc;
+        if (g->accumulate)
+            v = *cp + v;
+        if (g->bias)
+            v = v + bz;
+        if (g->act == ETC_GEMM_RELU)
+            v = v > 0.0f ? v : (v != v ? v : 0.0f);
+        *cp = v;
+    }
+}
+
+/* C = A·B where both run along k in memory (x·Wᵀ: acs == 1, brs == 1): a
+ * tile of 4 rows of A x 4 columns of C with no packing, 16 partial sums per
+ * element (lane l takes p = l mod 16, in order), then added in one fixed
+ * tree: ((l, l+8), (l, l+4), (l, l+2), (l, l+1)).  The order depends on k
+ * only: batch-invariant, and the same on every ISA (AVX2 holds the 16
+ * lanes in two vectors).  dot_tile_ISA(ar, br, k, out) leaves the 16
+ * sums in out[4 * i + j] for rows ar[i] of A and br[j] of Bᵀ. */
+static TARGET void FN(gemm_dot)(const etc_gemm_t *g)
+{
+    const int64_t m = g->m, n = g->n, k = g->k;
+    /* column blocks of B whose rows stay in L2 while all of A goes by */
+    int64_t jb = ((int64_t)128 << 10) / (k * (int64_t)sizeof(float));
+    jb = jb < 4 ? 4 : jb - jb % 4;
+    for (int64_t jb0 = 0; jb0 < n; jb0 += jb) {
+        int64_t jend = jb0 + jb < n ? jb0 + jb : n;
+        for (int64_t i0 = 0; i0 < m; i0 += 4) {
+            int ri = m - i0 < 4 ? (int)(m - i0) : 4;
+            const float *ar[4];
+            for (int r = 0; r < 4; r++)
+                ar[r] = g->a + (i0 + (r < ri ? r : 0)) * g->ars;
+            for (int64_t j0 = jb0; j0 < jend; j0 += 4) {
+                int rj = jend - j0 < 4 ? (int)(jend - j0) : 4;
+                const float *br[4];
+                for (int q = 0; q < 4; q++)
+                    br[q] = g->b + (j0 + (q < rj ? q : 0)) * g->bcs;
+                float out[16];
+                CAT(dot_tile, ISA)(ar, br, k, out);
+                for (int r = 0; r < ri; r++) {
+                    float *cr = g->c + (i0 + r) * g->ldc + j0;
+                    for (int q = 0; q < rj; q++) {
+                        float v = out[4 * r + q];
+                        if (g->accumulate)
+                            v = cr[q] + v;
+                        if (g->bias)
+                            v = v + g->bias[j0 + q];
+                        if (g->act == ETC_GEMM_RELU)
+                            v = v > 0.0f ? v : (v != v ? v : 0.0f);
+                        cr[q] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* C = A·B (+ epilogue) for any m, n, k >= 1 by tiles (see etc_gemm for
+ * when the dot kernel is used instead).  `ks` > 1 (k split into KS_MAX
+ * chains) only for m <= 2 and n <= 2 vectors, in calls that need not be
+ * batch-invariant.  B is packed panel by panel into `scratch` (k * PW
+ * floats) when given, else read in place (needs g->bcs == 1). */
+static TARGET void FN(gemm_run)(const etc_gemm_t *g, int ks, float *scratch)
+{
+    const int pw = ks > 1 ? 2 * VW : PW;
+    for (int64_t j0 = 0; j0 < g->n; j0 += pw) {
+        int nj = g->n - j0 < pw ? (int)(g->n - j0) : pw;
+        int nv = (nj + VW - 1) / VW;
+        M mt = M_FIRST(nj - (nv - 1) * VW);
+        /* the k-split rows' two vectors (pw == 2 VW there) */
+        M m0 = M_FIRST(nj < VW ? nj : VW), m1 = M_FIRST(nj > 2 * VW ? VW : nj > VW ? nj - VW : 0);
+        const float *bp;
+        int64_t bst;
+        if (scratch == NULL) {   /* B's rows read in place */
+            bp = g->b + j0;
+            bst = g->brs;
+        } else {
+            FN(pack)(g, j0, nj, scratch);
+            bp = scratch;
+            bst = PW;
+        }
+        const float *bias = g->bias ? g->bias + j0 : NULL;
+        if (ks > 1) {
+            if (nv > 1)
+                FEW(2);
+            else
+                FEW(1);
+            continue;
+        }
+        switch (nv) {
+        case 1: ROWS(1); break;
+        case 2: ROWS(2); break;
+#if NVMAX > 2
+        case 3: ROWS(3); break;
+        case 4: ROWS(4); break;
+#endif
+        default: break;
+        }
+    }
+}
+
+#undef CAT_
+#undef CAT
+#undef FN
+#undef ROWS
+#undef CASE
+#undef FEW

@@ -1,0 +1,314 @@
+/*
+ * check_gemm.c - etc_gemm (src/core/gemm.c): every kernel path (tiles with
+ * and without packing, the dot kernel, Cᵀ for narrow C, one column, the
+ * k-split rows, OpenBLAS) against a double-precision reference, with every
+ * epilogue; batch invariance (a row computed in a batch has the bits it has
+ * alone) and the same bits on every instruction set the CPU has.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+#include "easytorch/ops.h"
+
+typedef struct {
+    int64_t m, n, k;
+    char layout;   /* 'F' x·Wᵀ, 'N' A·B, 'T' Aᵀ·B, 'S' both strided (views) */
+} shape;
+
+/* Shapes of the models' steps and the kernels' edges: tails of MR rows and
+ * of vectors, k below and above 16, n <= 8 (Cᵀ), n == 1, m <= 2 (k split). */
+static const shape shapes[] = {
+    {256, 5, 1, 'F'}, {256, 1, 5, 'F'}, {5, 1, 256, 'T'}, {1, 5, 256, 'T'}, {256, 5, 1, 'N'},
+    {32, 64, 13, 'F'}, {64, 13, 32, 'T'}, {32, 64, 64, 'F'}, {64, 64, 32, 'T'}, {32, 64, 64, 'N'},
+    {32, 1, 64, 'F'}, {1, 64, 32, 'T'}, {32, 64, 1, 'N'}, {1, 1, 1, 'F'}, {7, 9, 3, 'S'},
+    {3, 70, 17, 'F'}, {2, 33, 100, 'N'}, {1, 17, 40, 'F'}, {13, 130, 31, 'F'}, {50, 7, 33, 'N'},
+    {40, 3, 20, 'T'}, {17, 65, 16, 'N'}, {64, 100, 70, 'F'}, {9, 129, 200, 'T'}, {100, 8, 9, 'S'},
+};
+enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
+
+static float frand(unsigned *st)
+{
+    *st = *st * 1664525u + 1013904223u;
+    return (float)((*st >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+typedef struct {
+    float *a, *b, *c, *bias;
+    etc_gemm_t g;
+} problem;
+
+/* A and B in the given layout, C with a gap after each row (ldc > n). */
+static void make(problem *p, const shape *s, unsigned seed)
+{
+    int64_t m = s->m, n = s->n, k = s->k;
+    unsigned st = seed;
+    size_t na = (size_t)(m * k * 2 + 8), nb = (size_t)(k * n * 2 + 8);
+    p->a = malloc(na * sizeof(float));
+    p->b = malloc(nb * sizeof(float));
+    p->c = malloc((size_t)(m * (n + 3) + 8) * sizeof(float));
+    p->bias = malloc((size_t)(n + 8) * sizeof(float));
+    for (size_t i = 0; i < na; i++)
+        p->a[i] = frand(&st);
+    for (size_t i = 0; i < nb; i++)
+        p->b[i] = frand(&st);
+    for (int64_t i = 0; i < m * (n + 3) + 8; i++)
+        p->c[i] = frand(&st);
+    for (int64_t i = 0; i < n + 8; i++)
+        p->bias[i] = frand(&st);
+    etc_gemm_t g = {.m = m, .n = n, .k = k, .a = p->a, .b = p->b, .c = p->c, .ldc = n + 3};
+    switch (s->layout) {
+    case 'F': g.ars = k, g.acs = 1, g.brs = 1, g.bcs = k; break;
+    case 'N': g.ars = k, g.acs = 1, g.brs = n, g.bcs = 1; break;
+    case 'T': g.ars = 1, g.acs = m, g.brs = n, g.bcs = 1; break;
+    default:  g.ars = 2 * k, g.acs = 2, g.brs = 2, g.bcs = 2 * k; break;   /* every other element */
+    }
+    p->g = g;
+}
+
+static void unmake(problem *p)
+{
+    free(p->a);
+    free(p->b);
+    free(p->c);
+    free(p->bias);
+}
+
+static float A(const etc_gemm_t *g, int64_t i, int64_t q) { return g->a[i * g->ars + q * g->acs]; }
+static float B(const etc_gemm_t *g, int64_t q, int64_t j) { return g->b[q * g->brs + j * g->bcs]; }
+
+/* etc_gemm(g) against the double reference for every epilogue. */
+static void check_values(const shape *s, unsigned flags, const char *what)
+{
+    for (int ep = 0; ep < 4; ep++) {
+        problem p;
+        make(&p, s, 7u + (unsigned)ep);
+        etc_gemm_t g = p.g;
+        g.accumulate = ep & 1;
+        g.bias = ep & 2 ? p.bias : NULL;
+        g.act = ep == 3 ? ETC_GEMM_RELU : ETC_GEMM_NONE;
+        size_t csz = (size_t)(s->m * g.ldc);
+        float *before = malloc(csz * sizeof(float));
+        memcpy(before, p.c, csz * sizeof(float));
+        etc_gemm(&g, flags);
+        for (int64_t i = 0; i < s->m; i++) {
+            for (int64_t j = 0; j < g.ldc; j++) {
+                float got = p.c[i * g.ldc + j];
+                if (j >= s->n) {   /* the gap after each row is never written */
+                    ck_assert_msg(got == before[i * g.ldc + j] ||
+                                  (isnan(got) && isnan(before[i * g.ldc + j])),
+                                  "%s %lldx%lldx%lld %c: wrote past row %lld", what,
+                                  (long long)s->m, (long long)s->n, (long long)s->k, s->layout,
+                                  (long long)i);
+                    continue;
+                }
+                double e = 0, mag = 0;
+                for (int64_t q = 0; q < s->k; q++) {
+                    e += (double)A(&g, i, q) * B(&g, q, j);
+                    mag += fabs((double)A(&g, i, q) * B(&g, q, j));
+                }
+                if (g.accumulate)
+                    e += before[i * g.ldc + j], mag += fabs(before[i * g.ldc + j]);
+                if (g.bias)
+                    e += g.bias[j], mag += fabs(g.bias[j]);
+                if (g.act == ETC_GEMM_RELU)
+                    e = e > 0 ? e : 0;
+                ck_assert_msg(fabs(got - e) <= 1e-6 * mag + 1e-6,
+                              "%s %lldx%lldx%lld %c epilogue %d: C[%lld,%lld] = %.9g, expected "
+                              "%.9g", what, (long long)s->m, (long long)s->n, (long long)s->k,
+                              s->layout, ep, (long long)i, (long long)j, got, e);
+            }
+        }
+        free(before);
+        unmake(&p);
+    }
+}
+
+START_TEST(test_values_every_path)
+{
+    static const unsigned flag_sets[] = {0, ETC_GEMM_INVARIANT, ETC_GEMM_NO_BLAS,
+                                         ETC_GEMM_NO_BLAS | ETC_GEMM_TILE, ETC_GEMM_BLAS};
+    static const char *const names[] = {"default", "invariant", "ours", "tiles", "OpenBLAS"};
+    for (int f = 0; f < 5; f++)
+        for (int i = 0; i < NSHAPES; i++)
+            check_values(&shapes[i], flag_sets[f], names[f]);
+}
+END_TEST
+
+START_TEST(test_values_every_isa)
+{
+    static const char *const isas[] = {"portable", "avx2", "avx512"};
+    const char *saved = etc_gemm_isa();
+    for (int a = 0; a < 3; a++) {
+        if (etc_gemm_set_isa(isas[a]) != 0)
+            continue;   /* this CPU lacks it */
+        for (int i = 0; i < NSHAPES; i++) {
+            check_values(&shapes[i], ETC_GEMM_NO_BLAS, isas[a]);
+            check_values(&shapes[i], ETC_GEMM_INVARIANT, isas[a]);
+        }
+    }
+    ck_assert_int_eq(etc_gemm_set_isa(saved), 0);
+}
+END_TEST
+
+/* Invariant calls: each row of C computed alone (m = 1) and inside every
+ * batch size has the same bits, with every epilogue. */
+START_TEST(test_batch_invariance)
+{
+    static const shape inv[] = {{64, 100, 70, 'F'}, {64, 13, 784, 'F'}, {37, 64, 64, 'F'},
+                                {33, 1, 64, 'F'}, {40, 5, 1, 'F'}, {30, 10, 300, 'F'},
+                                {20, 64, 13, 'N'}, {50, 3, 20, 'T'}};
+    for (size_t si = 0; si < sizeof inv / sizeof inv[0]; si++) {
+        const shape *s = &inv[si];
+        problem p;
+        make(&p, s, 99u);
+        etc_gemm_t g = p.g;
+        g.bias = p.bias;
+        g.act = ETC_GEMM_RELU;
+        size_t csz = (size_t)(s->m * g.ldc);
+        float *batch = malloc(csz * sizeof(float)), *alone = malloc(csz * sizeof(float));
+        etc_gemm_t gb = g;
+        gb.c = batch;
+        etc_gemm(&gb, ETC_GEMM_INVARIANT);
+        /* each row alone, and the rows in sub-batches of every size 2..m */
+        for (int64_t i = 0; i < s->m; i++) {
+            etc_gemm_t g1 = g;
+            g1.m = 1;
+            g1.a = g.a + i * g.ars;
+            g1.c = alone + i * g.ldc;
+            etc_gemm(&g1, ETC_GEMM_INVARIANT);
+        }
+        for (int64_t i = 0; i < s->m; i++)
+            ck_assert_msg(memcmp(alone + i * g.ldc, batch + i * g.ldc,
+                                 (size_t)s->n * sizeof(float)) == 0,
+                          "%lldx%lldx%lld %c: row %lld differs alone and in a batch of %lld",
+                          (long long)s->m, (long long)s->n, (long long)s->k, s->layout,
+                          (long long)i, (long long)s->m);
+        for (int64_t bs = 2; bs < s->m; bs++) {
+            for (int64_t i0 = 0; i0 < s->m; i0 += bs) {
+                etc_gemm_t gs = g;
+                gs.m = s->m - i0 < bs ? s->m - i0 : bs;
+                gs.a = g.a + i0 * g.ars;
+                gs.c = alone + i0 * g.ldc;
+                etc_gemm(&gs, ETC_GEMM_INVARIANT);
+            }
+            for (int64_t i = 0; i < s->m; i++)
+                ck_assert_msg(memcmp(alone + i * g.ldc, batch + i * g.ldc,
+                                     (size_t)s->n * sizeof(float)) == 0,
+                              "%lldx%lldx%lld %c: row %lld differs in batches of %lld and %lld",
+                              (long long)s->m, (long long)s->n, (long long)s->k, s->layout,
+                              (long long)i, (long long)bs, (long long)s->m);
+        }
+        free(batch);
+        free(alone);
+        unmake(&p);
+    }
+}
+END_TEST
+
+/* Invariant (and tile) results are the same bits on every ISA. */
+START_TEST(test_same_bits_every_isa)
+{
+    static const char *const isas[] = {"portable", "avx2", "avx512"};
+    const char *saved = etc_gemm_isa();
+    for (int i = 0; i < NSHAPES; i++) {
+        const shape *s = &shapes[i];
+        float *ref = NULL;
+        for (int a = 0; a < 3; a++) {
+            if (etc_gemm_set_isa(isas[a]) != 0)
+                continue;
+            problem p;
+            make(&p, s, 5u);
+            etc_gemm_t g = p.g;
+            g.bias = p.bias;
+            etc_gemm(&g, ETC_GEMM_INVARIANT);
+            size_t csz = (size_t)(s->m * g.ldc);
+            if (!ref) {
+                ref = malloc(csz * sizeof(float));
+                memcpy(ref, p.c, csz * sizeof(float));
+            } else {
+                ck_assert_msg(memcmp(ref, p.c, csz * sizeof(float)) == 0,
+                              "%lldx%lldx%lld %c: %s differs from portable", (long long)s->m,
+                              (long long)s->n, (long long)s->k, s->layout, isas[a]);
+            }
+            unmake(&p);
+        }
+        free(ref);
+    }
+    ck_assert_int_eq(etc_gemm_set_isa(saved), 0);
+}
+END_TEST
+
+/* ReLU keeps NaN (as torch.relu) and maps -0 and negatives to +0; an
+ * infinite input propagates. */
+START_TEST(test_relu_nan_inf)
+{
+    float a[4] = {1, NAN, -2, INFINITY}, b[1] = {1}, c[4], bias[1] = {0};
+    etc_gemm_t g = {.m = 4, .n = 1, .k = 1, .a = a, .ars = 1, .acs = 1, .b = b, .brs = 1,
+                    .bcs = 1, .c = c, .ldc = 1, .bias = bias, .act = ETC_GEMM_RELU};
+    etc_gemm(&g, 0);
+    ck_assert_float_eq(c[0], 1.0f);
+    ck_assert(isnan(c[1]));
+    ck_assert_float_eq(c[2], 0.0f);
+    ck_assert(!signbit(c[2]));
+    ck_assert(isinf(c[3]));
+}
+END_TEST
+
+
+/* et_set_batch_invariant: a Linear-ReLU-Linear of the 784-1024-1024-10
+ * model's first shapes gives each of 64 rows the bits it has alone (these
+ * shapes go to OpenBLAS when the mode is off). */
+START_TEST(test_linear_invariant_mode)
+{
+    et_generator *gen = et_generator_new(1);
+    et_tensor *x = et_randn(gen, (const int64_t[]){64, 784}, 2);
+    et_tensor *w1 = et_randn(gen, (const int64_t[]){1024, 784}, 2);
+    et_tensor *b1 = et_randn(gen, (const int64_t[]){1024}, 1);
+    et_tensor *w2 = et_randn(gen, (const int64_t[]){10, 1024}, 2);
+    ck_assert_ptr_nonnull(x);
+    ck_assert(!et_is_batch_invariant());
+    ck_assert(!et_set_batch_invariant(true));
+    et_pool_begin();
+    et_tensor *h = et_relu(etc_pooled(etc_linear(x, w1, b1)));
+    et_tensor *y = etc_pooled(etc_linear(h, w2, NULL));
+    ck_assert_ptr_nonnull(y);
+    for (int64_t i = 0; i < 64; i++) {
+        et_tensor *xi = et_slice(x, 0, i, i + 1, 1);
+        et_tensor *hi = et_relu(etc_pooled(etc_linear(xi, w1, b1)));
+        et_tensor *yi = etc_pooled(etc_linear(hi, w2, NULL));
+        ck_assert_ptr_nonnull(yi);
+        ck_assert_msg(memcmp(et_data(yi), et_data(y) + i * 10, 10 * sizeof(float)) == 0,
+                      "row %lld differs alone and in the batch of 64", (long long)i);
+    }
+    et_pool_end();
+    ck_assert(et_set_batch_invariant(false));
+    ck_assert(!et_is_batch_invariant());
+    et_tensor_free(x);
+    et_tensor_free(w1);
+    et_tensor_free(b1);
+    et_tensor_free(w2);
+    et_generator_free(gen);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_values_every_path);
+    tcase_add_test(tc, test_values_every_isa);
+    tcase_add_test(tc, test_batch_invariance);
+    tcase_add_test(tc, test_same_bits_every_isa);
+    tcase_add_test(tc, test_relu_nan_inf);
+    tcase_add_test(tc, test_linear_invariant_mode);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
