@@ -1,0 +1,407 @@
+"""Docs that cannot drift: every curl example of README.md, docs/API.md and
+clients/curl/README.md runs against a fresh easytorchd, and what it prints
+and answers is compared with what the page documents, numbers included.
+
+    /usr/bin/python3 tests/docs/test_docs.py EASYTORCHD SRCROOT [--print] [FILE...]
+
+How a page is read
+  * Every ```sh block runs, in page order, in one bash session per page
+    (files a command writes are there for the next one), against a
+    daemon started for the page (fresh data dir, free port).  "127.0.0.1:8080"
+    in a command is that daemon's address; EASYTORCH_URL points at it too.
+  * Commands are complete shell commands (quotes and line continuations
+    followed).  A command's documented output is either
+      - the lines after it in a "$ command" block, up to the next "$ ", or
+      - "#   <output>" comment lines right after it, or a trailing
+        "# {...}" comment on its own line (JSON only).
+    An output line may end in "# 409": the status the command answers.
+  * Comparison: "..." stands for anything; everything else must be what the
+    command printed.  For JSON, whitespace between tokens is ignored (so
+    "{"a": 1}" documents {"a":1} and jq's pretty output).  A command with no
+    documented output must print nothing; every curl must answer 2xx unless
+    its status is documented.  Numbers are compared as written: "0.0621"
+    means exactly that, "0.06..." any number starting so.
+  * Directives in HTML comments just before a block:
+      <!-- doctest: setup -->  the block is setup for what follows (runs,
+                                 nothing compared but exit codes);
+      <!-- doctest: hidden COMMANDS -->  commands run before the next block
+                                 (setup a reader does not need to see);
+      <!-- doctest: daemon ARGS -->  the block runs against a second daemon
+                                 started with ARGS (paths relative to the
+                                 session's directory); U and URL point there;
+      <!-- doctest: skip REASON -->  not run (reported).
+    Commands that start a daemon (easytorchd ..., scripts/run) are replaced
+    by the one the test started.
+--print shows what each command printed (to write the docs from a run).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "server"))
+from daemon import Daemon  # noqa: E402
+
+DOCS = ["README.md", "docs/API.md", "clients/curl/README.md"]
+FENCE = re.compile(r"^```(\w*)\s*$")
+DIRECTIVE = re.compile(r"<!--\s*doctest:\s*(\w+)\s*(.*?)\s*-->", re.S)
+STATUS = re.compile(r"\s+#\s*(\d{3})\s*$")
+DAEMON_START = re.compile(r"^\s*(easytorchd|scripts/run|build/src/server/easytorchd)\b")
+
+
+class Command:
+    def __init__(self, text, line, doc):
+        self.text = text          # shell text (may span lines)
+        self.line = line          # line number in the page
+        self.doc = doc
+        self.expect = None        # documented output, or None: nothing printed
+        self.status = None        # documented status
+
+
+def complete(text):
+    """Is text a complete shell command (quotes closed, no continuation)?"""
+    sq = dq = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if sq:
+            sq = c != "'"
+        elif dq:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                dq = False
+        elif c == "\\":
+            i += 1
+        elif c == "'":
+            sq = True
+        elif c == '"':
+            dq = True
+        elif c == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            nl = text.find("\n", i)
+            if nl < 0:
+                break
+            i = nl
+        i += 1
+    if sq or dq:
+        return False
+    last = text.rstrip("\n").split("\n")[-1]
+    body = strip_comment(last).rstrip()
+    return not (body.endswith("\\") or body.endswith("|") or body.endswith("&&"))
+
+
+def strip_comment(line):
+    """line without a trailing shell comment (quotes respected)."""
+    sq = dq = False
+    for i, c in enumerate(line):
+        if sq:
+            sq = c != "'"
+        elif dq:
+            dq = c != '"'
+        elif c == "'":
+            sq = True
+        elif c == '"':
+            dq = True
+        elif c == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+    return line
+
+
+def trailing_comment(line):
+    body = strip_comment(line)
+    return line[len(body):].lstrip("#").strip() if len(body) < len(line) else None
+
+
+def take_status(lines):
+    """Documented output lines with a final "# NNN" taken off; (lines, status)."""
+    status = None
+    out = []
+    for ln in lines:
+        m = STATUS.search(ln)
+        if m:
+            status = int(m.group(1))
+            ln = ln[:m.start()]
+        out.append(ln.rstrip())
+    return out, status
+
+
+def parse_block(lines, first_line, doc):
+    """Commands of one block with their documented output."""
+    cmds = []
+    dollar = any(ln.startswith("$ ") for ln in lines)
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if not ln.strip() or (ln.lstrip().startswith("#") and not dollar):
+            i += 1
+            continue
+        if dollar and not ln.startswith("$ "):
+            raise SyntaxError("%s:%d: output without a command" % (doc, first_line + i))
+        start = i
+        text = ln[2:] if dollar else ln
+        while not complete(text) and i + 1 < len(lines):
+            i += 1
+            nxt = lines[i]
+            text += "\n" + (nxt[2:] if dollar and nxt.startswith("$ ") else nxt)
+        c = Command(text, first_line + start, doc)
+        i += 1
+        out = []
+        if dollar:
+            while i < len(lines) and not lines[i].startswith("$ "):
+                out.append(lines[i])
+                i += 1
+            while out and not out[-1].strip():
+                out.pop()
+        else:
+            tc = trailing_comment(text.split("\n")[-1])
+            if tc and tc[:1] in "{[":
+                out = [tc]
+            while i < len(lines) and re.match(r"^#\s{3}", lines[i]):
+                out.append(lines[i][1:].strip())
+                i += 1
+        if out:
+            c.expect, c.status = take_status(out)
+            c.expect = "\n".join(c.expect)
+        cmds.append(c)
+    return cmds
+
+
+def parse_doc(path, doc):
+    """[(directives, first line, [Command])] for every sh block of the page."""
+    text = open(path).read()
+    blocks = []
+    lines = text.split("\n")
+    pending = []   # directives seen since the last block
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            # directives may span lines: gather the comment
+            if "<!--" in lines[i]:
+                j = i
+                chunk = lines[i]
+                while "-->" not in chunk and j + 1 < len(lines):
+                    j += 1
+                    chunk += "\n" + lines[j]
+                for d in DIRECTIVE.finditer(chunk):
+                    pending.append((d.group(1), d.group(2)))
+                i = j
+            elif lines[i].strip():
+                pending = [p for p in pending if p[0] == "hidden"]
+            i += 1
+            continue
+        lang = m.group(1)
+        j = i + 1
+        while j < len(lines) and not FENCE.match(lines[j]):
+            j += 1
+        body = lines[i + 1:j]
+        if lang in ("sh", "bash", "shell"):
+            blocks.append((pending, i + 2, parse_block(body, i + 2, doc)))
+        pending = []
+        i = j + 1
+    return blocks
+
+
+# ---------------------------------------------------------------- comparing
+
+def squeeze_json(s):
+    """s with the whitespace between JSON tokens removed (strings kept)."""
+    out = []
+    in_str = esc = False
+    for ch in s:
+        if in_str:
+            out.append(ch)
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+            out.append(ch)
+        elif ch not in " \t\r\n":
+            out.append(ch)
+    return "".join(out)
+
+
+def matches(expect, got):
+    is_json = expect.replace("...", "").lstrip()[:1] in ("{", "[")
+    if is_json:
+        expect, got = squeeze_json(expect), squeeze_json(got)
+    else:
+        expect = "\n".join(ln.rstrip() for ln in expect.strip("\n").split("\n"))
+        got = "\n".join(ln.rstrip() for ln in got.strip("\n").split("\n"))
+    pattern = ".*?".join(re.escape(p) for p in expect.split("..."))
+    return re.fullmatch(pattern, got, re.S) is not None
+
+
+# ---------------------------------------------------------------- running
+
+class Session:
+    """One bash process; commands are sent one at a time, output split by markers."""
+
+    def __init__(self, cwd, env):
+        self.p = subprocess.Popen(["bash", "--norc", "--noprofile"], cwd=cwd, env=env,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.n = 0
+        # every curl reports its status on stderr
+        self.send_raw("set -o pipefail\n"
+                      "curl() { command curl --write-out '%{stderr}@@status %{http_code}\\n' \"$@\"; }\n")
+
+    def send_raw(self, s):
+        self.p.stdin.write(s)
+        self.p.stdin.flush()
+
+    def run(self, text):
+        self.n += 1
+        mark = "@@done-%d" % self.n
+        # stdin is /dev/null: a command must not eat the commands that follow
+        self.send_raw("{ %s\n} < /dev/null\n__rc=$?; echo; echo '%s' \"$__rc\"; echo '%s' >&2\n"
+                      % (text, mark, mark))
+        out = self.read_until(self.p.stdout, mark)
+        err = self.read_until(self.p.stderr, mark)
+        lines = out.split("\n")
+        rc = int(lines[-1].split()[1]) if lines[-1].startswith(mark) else -1
+        stdout = "\n".join(lines[:-1])
+        if stdout.endswith("\n"):
+            stdout = stdout[:-1]  # the echo before the mark
+        statuses = [int(s) for s in re.findall(r"@@status (\d+)", err)]
+        err = re.sub(r"@@status \d+\n?", "", err)
+        err = err.replace(mark, "")
+        return rc, stdout, err, statuses
+
+    @staticmethod
+    def read_until(f, mark):
+        buf = []
+        while True:
+            ln = f.readline()
+            if not ln:
+                return "".join(buf) + mark + " -1"
+            if ln.startswith(mark):
+                buf.append(ln.rstrip("\n"))
+                return "".join(buf)
+            buf.append(ln)
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            self.p.kill()
+
+
+def substitute(text, addr):
+    return text.replace("127.0.0.1:8080", addr)
+
+
+def run_doc(doc, path, easytorchd, show, results):
+    blocks = parse_doc(path, doc)
+    work = tempfile.mkdtemp(prefix="et-doctest-")
+    daemons = []
+    main_d = Daemon(extra_args=["--quiet"]).start()
+    daemons.append(main_d)
+    addr = "%s:%d" % (main_d.host, main_d.port)
+    env = dict(os.environ)
+    for k in [k for k in env if k.startswith("EASYTORCH_")]:
+        del env[k]
+    env.update({"EASYTORCH_URL": "http://" + addr, "U": "http://" + addr, "LC_ALL": "C"})
+    env["PATH"] = os.path.dirname(os.path.abspath(easytorchd)) + os.pathsep + env["PATH"]
+    sh = Session(work, env)
+    try:
+        for directives, line, cmds in blocks:
+            kinds = dict(directives)
+            if "skip" in kinds:
+                results.append((doc, line, "skip", kinds["skip"]))
+                continue
+            for k, v in directives:
+                if k == "hidden":
+                    rc, out, err, st = sh.run(substitute(v, addr))
+                    bad = rc != 0 or any(s >= 400 for s in st)
+                    results.append((doc, line, "FAIL" if bad else "ok",
+                                    "hidden setup" + (": rc %d %s %s" % (rc, out, err) if bad else "")))
+            block_addr = addr
+            if "daemon" in kinds:
+                args = kinds["daemon"].split()
+                args = [os.path.join(work, a) if os.path.exists(os.path.join(work, a)) else a
+                        for a in args]
+                extra = Daemon(extra_args=["--quiet"] + args).start()
+                daemons.append(extra)
+                block_addr = "%s:%d" % (extra.host, extra.port)
+                sh.run("U=http://%s; URL=$U" % block_addr)
+            for c in cmds:
+                if DAEMON_START.match(c.text):
+                    results.append((doc, c.line, "skip", "starts a daemon (the test's is used)"))
+                    continue
+                rc, out, err, st = sh.run(substitute(c.text, block_addr))
+                if show:
+                    print("---- %s:%d  $ %s\n%s\n[rc %d, status %s]%s" % (
+                        doc, c.line, c.text, out, rc, st, ("\n[stderr] " + err.strip()) if err.strip() else ""))
+                problems = []
+                if rc != 0:
+                    problems.append("exit status %d (stderr: %s)" % (rc, err.strip()[-300:]))
+                if "setup" in kinds:
+                    if any(s >= 400 for s in st):
+                        problems.append("status %s" % st)
+                else:
+                    if c.status is not None:
+                        if st != [c.status]:
+                            problems.append("status %s, documented %d" % (st, c.status))
+                    elif any(not 200 <= s < 300 for s in st):
+                        problems.append("status %s (document a non-2xx status as '# NNN')" % st)
+                    if c.expect is None:
+                        if out.strip():
+                            problems.append("printed output the page does not show:\n%s" % out[:2000])
+                    elif not matches(c.expect, out):
+                        problems.append("documented:\n%s\nprinted:\n%s" % (c.expect, out[:3000]))
+                first = c.text.split("\n")[0][:100]
+                results.append((doc, c.line, "FAIL" if problems else "ok",
+                                first + ("\n    " + "\n    ".join("\n".join(problems).split("\n"))
+                                         if problems else "")))
+            if "daemon" in kinds:
+                sh.run("U=http://%s; URL=$U" % addr)
+    finally:
+        sh.close()
+        for d in daemons:
+            d.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    show = "--print" in sys.argv
+    if len(args) < 2:
+        print(__doc__)
+        return 2
+    import daemon as dmod
+    dmod.DAEMON_PATH = os.path.abspath(args[0])
+    src = os.path.abspath(args[1])
+    docs = args[2:] or DOCS
+    results = []
+    for doc in docs:
+        try:
+            run_doc(doc, os.path.join(src, doc), args[0], show, results)
+        except Exception as e:  # noqa: BLE001
+            results.append((doc, 0, "FAIL", "%s: %s" % (type(e).__name__, e)))
+    passed = failed = skipped = 0
+    for doc, line, verdict, what in results:
+        if verdict == "skip":
+            skipped += 1
+            print("skip: %s:%d: %s" % (doc, line, what))
+        elif verdict == "ok":
+            passed += 1
+            print("ok: %s:%d: %s" % (doc, line, what))
+        else:
+            failed += 1
+            print("FAIL: %s:%d: %s" % (doc, line, what))
+    print("%d passed, %d failed (%d skipped)" % (passed, failed, skipped))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
