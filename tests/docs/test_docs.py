@@ -2,7 +2,7 @@
 clients/curl/README.md runs against a fresh easytorchd, and what it prints
 and answers is compared with what the page documents, numbers included.
 
-    /usr/bin/python3 tests/docs/test_docs.py EASYTORCHD SRCROOT [--print] [FILE...]
+    /usr/bin/python3 tests/docs/test_docs.py EASYTORCHD SRCROOT [--build=DIR] [--print] [FILE...]
 
 How a page is read
   * Every ```sh block runs, in page order, in one bash session per page
@@ -29,6 +29,9 @@ How a page is read
       <!-- doctest: daemon ARGS -->  the block runs against a second daemon
                                  started with ARGS (paths relative to the
                                  session's directory); U and URL point there;
+      <!-- doctest: in-source -->  the block runs in a folder where include/,
+                                 examples/ are the source tree's and build/ is the
+                                 build being tested (--build DIR);
       <!-- doctest: skip REASON -->  not run (reported).
     Commands that start a daemon (easytorchd ..., scripts/run) are replaced
     by the one the test started.
@@ -48,7 +51,7 @@ from daemon import Daemon  # noqa: E402
 
 DOCS = ["README.md", "docs/API.md", "clients/curl/README.md"]
 FENCE = re.compile(r"^```(\w*)\s*$")
-DIRECTIVE = re.compile(r"<!--\s*doctest:\s*(\w+)\s*(.*?)\s*-->", re.S)
+DIRECTIVE = re.compile(r"<!--\s*doctest:\s*([\w-]+)\s*(.*?)\s*-->", re.S)
 STATUS = re.compile(r"\s+#\s*(\d{3})\s*$")
 DAEMON_START = re.compile(r"^\s*(easytorchd|scripts/run|build/src/server/easytorchd)\b")
 
@@ -296,13 +299,30 @@ class Session:
             self.p.kill()
 
 
+def sanitized(build):
+    """Was the build configured with -Db_sanitize?"""
+    import json
+    try:
+        with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
+            opts = {o["name"]: o["value"] for o in json.load(f)}
+    except (OSError, ValueError, KeyError):
+        return False
+    return opts.get("b_sanitize", "none") != "none"
+
+
 def substitute(text, addr):
     return text.replace("127.0.0.1:8080", addr)
 
 
-def run_doc(doc, path, easytorchd, show, results):
+def run_doc(doc, path, easytorchd, show, results, src, build):
     blocks = parse_doc(path, doc)
     work = tempfile.mkdtemp(prefix="et-doctest-")
+    tree = os.path.join(work, "tree")  # for in-source blocks
+    os.makedirs(tree)
+    for name, target in (("include", os.path.join(src, "include")),
+                         ("examples", os.path.join(src, "examples")), ("build", build)):
+        if target:
+            os.symlink(target, os.path.join(tree, name))
     daemons = []
     main_d = Daemon(extra_args=["--quiet"]).start()
     daemons.append(main_d)
@@ -326,6 +346,15 @@ def run_doc(doc, path, easytorchd, show, results):
                     results.append((doc, line, "FAIL" if bad else "ok",
                                     "hidden setup" + (": rc %d %s %s" % (rc, out, err) if bad else "")))
             block_addr = addr
+            if "in-source" in kinds:
+                if not build:
+                    results.append((doc, line, "FAIL", "in-source block: no --build DIR given"))
+                    continue
+                if sanitized(build):
+                    results.append((doc, line, "skip", "in-source block: a sanitizer build "
+                                    "(a program linked to it needs the sanitizer flags)"))
+                    continue
+                sh.run('cd "%s"' % tree)
             if "daemon" in kinds:
                 args = kinds["daemon"].split()
                 args = [os.path.join(work, a) if os.path.exists(os.path.join(work, a)) else a
@@ -365,6 +394,8 @@ def run_doc(doc, path, easytorchd, show, results):
                                          if problems else "")))
             if "daemon" in kinds:
                 sh.run("U=http://%s; URL=$U" % addr)
+            if "in-source" in kinds:
+                sh.run('cd "%s"' % work)
     finally:
         sh.close()
         for d in daemons:
@@ -375,6 +406,10 @@ def run_doc(doc, path, easytorchd, show, results):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     show = "--print" in sys.argv
+    build = None
+    for a in sys.argv[1:]:
+        if a.startswith("--build="):
+            build = os.path.abspath(a.split("=", 1)[1])
     if len(args) < 2:
         print(__doc__)
         return 2
@@ -385,7 +420,7 @@ def main():
     results = []
     for doc in docs:
         try:
-            run_doc(doc, os.path.join(src, doc), args[0], show, results)
+            run_doc(doc, os.path.join(src, doc), args[0], show, results, src, build)
         except Exception as e:  # noqa: BLE001
             results.append((doc, 0, "FAIL", "%s: %s" % (type(e).__name__, e)))
     passed = failed = skipped = 0
