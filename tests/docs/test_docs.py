@@ -1,11 +1,15 @@
-"""Docs that cannot drift: every curl example of README.md, docs/API.md and
-clients/curl/README.md runs against a fresh easytorchd, and what it prints
-and answers is compared with what the page documents, numbers included.
+"""Docs that cannot drift: every curl example and command of the pages
+(README.md, docs/*.md, clients/README.md, clients/*/README.md: found, not
+listed, so a new page is covered the day it lands) runs against a fresh
+easytorchd, and what it prints and answers is compared with what the page
+documents, numbers included.
 
     /usr/bin/python3 tests/docs/test_docs.py EASYTORCHD SRCROOT [--build=DIR] [--print] [FILE...]
+    /usr/bin/python3 tests/docs/test_docs.py EASYTORCHD SRCROOT --self-test
 
 How a page is read
-  * Every ```sh block runs, in page order, in one bash session per page
+  * Every ```sh block (also an indented one, in a list item) runs, in page
+    order, in one bash session per page
     (files a command writes are there for the next one), against a
     daemon started for the page (fresh data dir, free port).  "127.0.0.1:8080"
     in a command is that daemon's address; EASYTORCH_URL points at it too.
@@ -35,6 +39,8 @@ How a page is read
       <!-- doctest: skip REASON -->  not run (reported).
     Commands that start a daemon (easytorchd ..., scripts/run) are replaced
     by the one the test started.
+  * A curl command in a block that is not ```sh (unlabelled, ```console, ...)
+    fails the test: label the block sh so it runs, or skip it with a reason.
 --print shows what each command printed (to write the docs from a run).
 """
 
@@ -49,8 +55,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
 from daemon import Daemon  # noqa: E402
 
-DOCS = ["README.md", "docs/API.md", "clients/curl/README.md"]
-FENCE = re.compile(r"^```(\w*)\s*$")
+FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
+CURL_LINE = re.compile(r"^\s*(\$\s+)?(\S+=\S*\s+)*curl\s")
+
+
+def pages(src):
+    """Every page whose examples are tested, in a stable order."""
+    import glob
+    found = ["README.md"]
+    found += sorted(os.path.relpath(p, src) for p in glob.glob(os.path.join(src, "docs", "*.md")))
+    found += ["clients/README.md"] if os.path.exists(os.path.join(src, "clients", "README.md")) else []
+    found += sorted(os.path.relpath(p, src)
+                    for p in glob.glob(os.path.join(src, "clients", "*", "README.md")))
+    return found
 DIRECTIVE = re.compile(r"<!--\s*doctest:\s*([\w-]+)\s*(.*?)\s*-->", re.S)
 STATUS = re.compile(r"\s+#\s*(\d{3})\s*$")
 DAEMON_START = re.compile(r"^\s*(easytorchd|scripts/run|build/src/server/easytorchd)\b")
@@ -197,13 +214,21 @@ def parse_doc(path, doc):
                 pending = [p for p in pending if p[0] == "hidden"]
             i += 1
             continue
-        lang = m.group(1)
+        indent, lang = m.group(1), m.group(2)
         j = i + 1
         while j < len(lines) and not FENCE.match(lines[j]):
             j += 1
-        body = lines[i + 1:j]
+        # a block in a list item is indented as its fence is
+        body = [ln[len(indent):] if ln.startswith(indent) else ln.lstrip()
+                for ln in lines[i + 1:j]]
         if lang in ("sh", "bash", "shell"):
             blocks.append((pending, i + 2, parse_block(body, i + 2, doc)))
+        elif lang not in ("python", "json", "c") and not any(k == "skip" for k, _ in pending):
+            for k, ln in enumerate(body):
+                if CURL_LINE.match(ln):
+                    raise SyntaxError("%s:%d: a curl example in a ```%s block is not run: "
+                                      "label the block sh, or skip it with a reason"
+                                      % (doc, i + 2 + k, lang))
         pending = []
         i = j + 1
     return blocks
@@ -317,6 +342,10 @@ def substitute(text, addr):
 
 def run_doc(doc, path, easytorchd, show, results, src, build):
     blocks = parse_doc(path, doc)
+    if all("skip" in dict(d) for d, _, _ in blocks):  # nothing runs: no daemon either
+        for d, line, _ in blocks:
+            results.append((doc, line, "skip", dict(d)["skip"]))
+        return
     work = tempfile.mkdtemp(prefix="et-doctest-")
     tree = os.path.join(work, "tree")  # for in-source blocks
     os.makedirs(tree)
@@ -404,6 +433,61 @@ def run_doc(doc, path, easytorchd, show, results, src, build):
         shutil.rmtree(work, ignore_errors=True)
 
 
+SELF_TEST_PAGE = """\
+```sh
+$ curl -s $U/healthz
+{"status": "ok"}
+$ curl -s $U/healthz
+{"status":"bad"}
+$ echo '{"loss":0.010739505}'
+{"loss":0.010739...}
+$ echo '{"loss":0.010739505}'
+{"loss":0.0107394...}
+$ curl -s $U/v1/models/nope
+{"error":"no model named \\"nope\\""}   # 404
+$ curl -s $U/v1/models/nope
+{"error":"no model named \\"nope\\""}
+$ curl -s $U/v1/models/nope
+{"error":"no model named ..."}   # 400
+$ echo surprise
+```
+<!-- doctest: skip not run -->
+```sh
+false
+```
+"""
+SELF_TEST_EXPECT = ["ok", "FAIL", "ok", "FAIL", "ok", "FAIL", "FAIL", "FAIL", "skip"]
+
+
+def self_test(easytorchd):
+    """The comparison can fail: a page with right and wrong examples gets the
+    verdicts it should, and a curl outside a sh block fails its page."""
+    work = tempfile.mkdtemp(prefix="et-doctest-self-")
+    try:
+        with open(os.path.join(work, "page.md"), "w") as f:
+            f.write(SELF_TEST_PAGE)
+        with open(os.path.join(work, "bad.md"), "w") as f:
+            f.write("```\ncurl -s $U/healthz\n```\n")
+        results = []
+        run_doc("page.md", os.path.join(work, "page.md"), easytorchd, False, results, work, None)
+        got = [r[2] for r in results]
+        bad = []
+        try:
+            parse_doc(os.path.join(work, "bad.md"), "bad.md")
+            bad = ["a curl in an unlabelled block was not refused"]
+        except SyntaxError:
+            pass
+        for r in results:
+            print("self-test %s: line %d: %s" % (r[2], r[1], r[3].split("\n")[0]))
+        if got != SELF_TEST_EXPECT or bad:
+            print("self-test FAILED: verdicts %s, expected %s %s" % (got, SELF_TEST_EXPECT, bad))
+            return 1
+        print("self-test: %d verdicts as expected" % len(got))
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     show = "--print" in sys.argv
@@ -416,8 +500,10 @@ def main():
         return 2
     import daemon as dmod
     dmod.DAEMON_PATH = os.path.abspath(args[0])
+    if "--self-test" in sys.argv:
+        return self_test(args[0])
     src = os.path.abspath(args[1])
-    docs = args[2:] or DOCS
+    docs = args[2:] or pages(src)
     results = []
     for doc in docs:
         try:
