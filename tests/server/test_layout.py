@@ -14,7 +14,9 @@
   * JSON numbers are lexed in one place (formats/json_lex.c): no strtod /
     strtof elsewhere in the daemon, except for command-line options
     (main.c) and the round-trip check of number output (json_out.c);
-  * no file of the daemon is longer than 700 lines.
+  * no file of the daemon is longer than 800 lines (TEAM.md's "past ~800
+    lines, split it"; issue 11 aims at ~700: files past 700 are listed as
+    the next to split, without failing).
 """
 
 import os
@@ -23,7 +25,8 @@ import sys
 
 RANK = {"formats": 1, "models": 2, "endpoints": 3, "transport": 4}
 TOP = 5  # src/server/main.c, config.h
-MAX_LINES = 700
+MAX_LINES = 800
+AIM_LINES = 700
 NN_HEADERS = {"nn.h", "loss.h", "optim.h", "serialize.h", "nn_conv.h"}
 HTTP_STATUS = re.compile(r"\b(200|201|202|204|301|304|400|401|403|404|405|406|409|411|413|415|"
                          r"422|429|499|500|501|503|504|507)\b")
@@ -140,14 +143,14 @@ def self_test():
                                       'const char *s = "409 in a string is fine";\n')
         put("src/server/formats/b.c", '#include <microhttpd.h>\n#include "server/transport/'
                                        'transport_internal.h"\ndouble g(const char *p) '
-                                       '{ return strtod(p, 0); }\n' + "\n" * 700)
+                                       '{ return strtod(p, 0); }\n' + "\n" * 800)
         put("src/core/c.c", '#include "easytorch/nn.h"\n#include "server/models/models.h"\n')
         put("src/server/odd/d.c", "")
         got = check(root)
         want = ["includes server/endpoints/common.h, a layer above models",
                 "a.c:2: an HTTP status below the endpoints",
                 "includes <microhttpd.h>", "internal to transport/",
-                "a second number parser", "lines (more than 700",
+                "a second number parser", "lines (more than 800",
                 "core knows nothing of nn", "the library knows nothing of the daemon",
                 "in no layer"]
         missing = [w for w in want if not any(w in g for g in got)]
@@ -173,6 +176,10 @@ def main():
     counts = {}
     for rel, text in sources(os.path.abspath(sys.argv[1]), "src/server"):
         counts[rel] = text.count("\n")
+    for rel in sorted(counts):
+        if AIM_LINES < counts[rel] <= MAX_LINES:
+            print("note: %s has %d lines (more than %d): the next file to split"
+                  % (rel, counts[rel], AIM_LINES))
     biggest = max(counts, key=counts.get)
     print("%d files in src/server, %d lines, the longest %s (%d lines)"
           % (len(counts), sum(counts.values()), biggest, counts[biggest]))
