@@ -7,13 +7,15 @@
     -> models -> formats (a file includes its own layer and the ones below;
     no two-way ties), and neither src/core nor src/nn includes the daemon;
     src/core includes no nn header;
-  * only transport/daemon.c knows libmicrohttpd;
+  * only transport/ knows libmicrohttpd;
   * a layer's *_internal.h is included only inside its folder;
   * models/ and formats/ hold no HTTP status and write no response: no
-    status numbers in their code, no etd_response, no endpoint helpers;
+    `return 404;` / `status = 409`, no MHD_HTTP_*, no etd_response, no
+    endpoint helpers;
   * JSON numbers are lexed in one place (formats/json_lex.c): no strtod /
-    strtof elsewhere in the daemon, except for command-line options
-    (main.c) and the round-trip check of number output (json_out.c);
+    strtof in formats/ or models/ besides it (json_out.c's round-trip check
+    of number output is output, not input).  Endpoints and main.c may parse
+    their own HTTP headers, query arguments and options;
   * no file of the daemon is longer than 800 lines (TEAM.md's "past ~800
     lines, split it"; issue 11 aims at ~700: files past 700 are listed as
     the next to split, without failing).
@@ -28,12 +30,11 @@ TOP = 5  # src/server/main.c, config.h
 MAX_LINES = 800
 AIM_LINES = 700
 NN_HEADERS = {"nn.h", "loss.h", "optim.h", "serialize.h", "nn_conv.h"}
-HTTP_STATUS = re.compile(r"\b(200|201|202|204|301|304|400|401|403|404|405|406|409|411|413|415|"
-                         r"422|429|499|500|501|503|504|507)\b")
+HTTP_STATUS = re.compile(r"\bMHD_HTTP_\w+|\betd_rc_status\b|\breturn\s+[1-5]\d\d\s*;|"
+                         r"\b\w*status\w*\s*(->\s*\w+\s*)?=\s*[1-5]\d\d\b")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 NUMBER_PARSERS = re.compile(r"\b(strtod|strtof|strtold|atof)\s*\(")
-NUMBER_PARSER_ALLOWED = {"src/server/formats/json_lex.c", "src/server/formats/json_out.c",
-                         "src/server/main.c"}
+NUMBER_PARSER_ALLOWED = {"src/server/formats/json_lex.c", "src/server/formats/json_out.c"}
 
 
 def strip_comments_and_strings(text):
@@ -91,8 +92,8 @@ def check(root):
                             % (rel, lines, MAX_LINES))
         code = strip_comments_and_strings(text)
         for kind, inc in INCLUDE.findall(text):
-            if inc == "microhttpd.h" and rel != "src/server/transport/daemon.c":
-                problems.append("%s: includes <microhttpd.h> (only transport/daemon.c may)" % rel)
+            if inc == "microhttpd.h" and name != "transport":
+                problems.append("%s: includes <microhttpd.h> (only transport/ may)" % rel)
             m = re.match(r"server/(\w+)/(.*)", inc)
             if kind != '"' or not m:
                 continue
@@ -109,7 +110,7 @@ def check(root):
                 if re.search(r"\b(etd_response\w*|ep_\w+|etd_call)\b", ln):
                     problems.append("%s:%d: a response written below the endpoints: %s"
                                     % (rel, no, ln.strip()))
-        if rel not in NUMBER_PARSER_ALLOWED:
+        if rank <= RANK["models"] and rel not in NUMBER_PARSER_ALLOWED:
             for no, ln in enumerate(code.split("\n"), 1):
                 if NUMBER_PARSERS.search(ln):
                     problems.append("%s:%d: a second number parser (use formats/json_lex.h): %s"
@@ -140,7 +141,9 @@ def self_test():
                 f.write(text)
         put("src/server/models/a.c", '#include "server/endpoints/common.h"\n'
                                       'int f(void) { return 404; } /* 500 in a comment is fine */\n'
-                                      'const char *s = "409 in a string is fine";\n')
+                                      'const char *s = "409 in a string is fine";\n'
+                                      'int max_delay_us = 500; /* a default, not a status */\n'
+                                      'void g(int *st) { r->status = 409; }\n')
         put("src/server/formats/b.c", '#include <microhttpd.h>\n#include "server/transport/'
                                        'transport_internal.h"\ndouble g(const char *p) '
                                        '{ return strtod(p, 0); }\n' + "\n" * 800)
@@ -149,12 +152,13 @@ def self_test():
         got = check(root)
         want = ["includes server/endpoints/common.h, a layer above models",
                 "a.c:2: an HTTP status below the endpoints",
+                "a.c:5: an HTTP status below the endpoints",
                 "includes <microhttpd.h>", "internal to transport/",
                 "a second number parser", "lines (more than 800",
                 "core knows nothing of nn", "the library knows nothing of the daemon",
                 "in no layer"]
         missing = [w for w in want if not any(w in g for g in got)]
-        extra = [g for g in got if "in a comment" in g or "in a string" in g]
+        extra = [g for g in got if "in a comment" in g or "in a string" in g or "a.c:4:" in g]
         return missing, extra, got
     finally:
         shutil.rmtree(root, ignore_errors=True)
