@@ -4,10 +4,11 @@ the installed copy against a real easytorchd.
     /usr/bin/python3 run_python_tests.py --easytorchd PATH --source SRCROOT --work BUILDDIR
 
 1. `python3 -m venv --system-site-packages` in BUILDDIR/clients-venv (Debian 12's
-   pip refuses to install into the system Python, PEP 668), then
-   `pip install --no-build-isolation --no-index` of a copy of clients/python
-   (no network: the build backend is Debian's python3-setuptools). Without the
-   venv module it falls back to `pip install --target`.
+   pip refuses to install into the system Python, PEP 668), then a plain
+   `pip install` of a copy of clients/python, as README.md writes it: the build
+   backend is in the package (_build/), so nothing comes from the network (the
+   test machine has none). Without the venv module it falls back to
+   `pip install --target`.
 2. test_python_client.py in that environment, from a folder outside the
    source tree, so `import easytorch_client` finds the installed package.
 Ends with `N passed, M failed` (the install counts as one test).
@@ -37,8 +38,7 @@ def install(python, src, work):
         pkg = os.path.join(build, "python")
         shutil.copytree(os.path.join(src, "clients", "python"), pkg,
                         ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-        pip_args = ["install", "--no-build-isolation", "--no-index", "--no-deps",
-                    "--no-cache-dir", "--disable-pip-version-check", pkg]
+        pip_args = ["install", "--no-cache-dir", "--disable-pip-version-check", pkg]
         r = run([python, "-m", "venv", "--system-site-packages", venv])
         if r.returncode == 0:
             vpy = os.path.join(venv, "bin", "python")

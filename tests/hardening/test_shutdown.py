@@ -164,7 +164,7 @@ class ShutdownTest(unittest.TestCase):
             during = []
             if d.alive():
                 try:
-                    during = [d.get("/healthz").status, d.get("/readyz").status,
+                    during = [d.get("/healthz").status, d.get("/readyz"),
                               d.request("POST", "/v1/models/long/predict", obj={"inputs": x[:1]})]
                 except OSError:
                     during = []  # already gone: the call finished first (checked below)
@@ -179,7 +179,9 @@ class ShutdownTest(unittest.TestCase):
             took_signal_first = log.find("draining") < log.find("POST /v1/models/long/train")
             if took_signal_first and during:
                 self.assertEqual(during[0], 200, "/healthz while draining")
-                self.assertEqual(during[1], 503, "/readyz while draining")
+                self.assertEqual(during[1].status, 503, "/readyz while draining")
+                # as docs/API.md documents it
+                self.assertEqual(during[1].json(), {"error": "not ready: draining (shutting down)"})
                 self.assertEqual(during[2].status, 503, "API call while draining")
                 during[2].error()
             d.start()

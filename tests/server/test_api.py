@@ -1058,6 +1058,41 @@ class TestStartupOptions(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_short_help_and_version_flags(self):
+        for flags in (["-h"], ["--help"]):
+            p = subprocess.run([dm.daemon_path()] + flags, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, flags)
+            self.assertIn("usage: easytorchd", p.stdout)
+            self.assertIn("--max-body", p.stdout)
+        for flags in (["-V"], ["--version"]):
+            p = subprocess.run([dm.daemon_path()] + flags, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, flags)
+            self.assertRegex(p.stdout, r"^easytorchd \d+\.\d+\.\d+\n$")
+        p = subprocess.run([dm.daemon_path(), "-x"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn('unknown argument "-x"', p.stderr)
+
+    def test_startup_lines_say_where_to_go(self):
+        d = Daemon()
+        try:
+            d.start()
+            url = "http://127.0.0.1:%d" % d.port
+            log = d.log()
+            self.assertIn("easytorchd: dashboard %s/\n" % url, log)
+            self.assertIn("easytorchd: try  curl -s %s/v1/models\n" % url, log)
+            # the curl it suggests works
+            p = subprocess.run(["curl", "-s", url + "/v1/models"], capture_output=True, text=True)
+            self.assertEqual(p.stdout, '{"models":[]}\n')
+        finally:
+            d.cleanup()
+        d = Daemon(token="t0k")
+        try:
+            d.start()
+            self.assertIn('try  curl -s -H "Authorization: Bearer <token>" http://127.0.0.1:%d/v1/models'
+                          % d.port, d.log())
+        finally:
+            d.cleanup()
+
     def test_sigterm_exits_zero(self):
         d = Daemon()
         try:

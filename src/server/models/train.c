@@ -374,7 +374,9 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
         lib_fail(e, xt ? "targets" : "inputs");
     else if (m->spec.input_dtype != ET_FLOAT32) /* indices have no gradient (torch's neither) */
         loss = train_loss(m, xt, yt, e);
-    else if (et_set_requires_grad(xt, true) == ET_OK)
+    else if (et_set_requires_grad(xt, true) != ET_OK)
+        lib_fail(e, "inputs");
+    else
         loss = train_loss(m, xt, yt, e);
     if (loss && et_backward(loss, NULL) != ET_OK) {
         lib_fail(e, "backward");

@@ -372,6 +372,32 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
     return false;
 }
 
+const char *etd_ts_field_key(int i)
+{
+    return i >= 0 && i < NFIELDS ? fields[i].key : NULL;
+}
+
+const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
+                                const etd_ts_scalars *b)
+{
+    const char *d = NULL;
+    etd_buf x, y;
+    etd_buf_init(&x);
+    etd_buf_init(&y);
+    for (int i = 0; !d && i < NFIELDS; i++) {
+        if ((fields[i].flags & SCHED) && !m->sched)
+            continue;
+        x.len = y.len = 0;
+        write_field(&x, &fields[i], a);
+        write_field(&y, &fields[i], b);
+        if (x.oom || y.oom || x.len != y.len || memcmp(x.data, y.data, x.len) != 0)
+            d = fields[i].key;
+    }
+    etd_buf_free(&x);
+    etd_buf_free(&y);
+    return d;
+}
+
 etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
 {
     etd_train_state st;
