@@ -16,6 +16,8 @@
     strtof in formats/ or models/ besides it (json_out.c's round-trip check
     of number output is output, not input).  Endpoints and main.c may parse
     their own HTTP headers, query arguments and options;
+  * docs/design.md's "Where things are" table has a row for every file of
+    src/server and no row for a file that is not there;
   * no file of the daemon is longer than 800 lines (TEAM.md's "past ~800
     lines, split it"; issue 11 aims at ~700: files past 700 are listed as
     the next to split, without failing).
@@ -128,6 +130,40 @@ def check(root):
     return problems
 
 
+def design_table(root):
+    """The files docs/design.md's "Where things are" table names (relative
+    to src/server), or None without the section."""
+    path = os.path.join(root, "docs", "design.md")
+    if not os.path.exists(path):
+        return None
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r"^### Where things are\n(.*?)(?=^#|^\* |\Z)", text, re.M | re.S)
+    if not m:
+        return None
+    names = set()
+    for row in m.group(1).split("\n"):
+        if not row.startswith("| `"):
+            continue
+        first = row.split("|")[1]
+        for name in re.findall(r"`([^`]+)`", first):
+            if name.endswith(".[ch]"):
+                names.update([name[:-5] + ".c", name[:-5] + ".h"])
+            else:
+                names.add(name)
+    return names
+
+
+def check_design(root):
+    listed = design_table(root)
+    if listed is None:
+        return ["docs/design.md: no \"### Where things are\" table of src/server"]
+    have = {rel[len("src/server/"):] for rel, _ in sources(root, "src/server")}
+    return (["src/server/%s: no row in docs/design.md's \"Where things are\" table "
+             "(add `%s` | what it holds)" % (f, f) for f in sorted(have - listed)] +
+            ["docs/design.md: \"Where things are\" names %s, which is not in src/server" % f
+             for f in sorted(listed - have)])
+
+
 def self_test():
     """The checks can fail: a planted violation of each rule is found."""
     import tempfile
@@ -149,14 +185,19 @@ def self_test():
                                        '{ return strtod(p, 0); }\n' + "\n" * 800)
         put("src/core/c.c", '#include "easytorch/nn.h"\n#include "server/models/models.h"\n')
         put("src/server/odd/d.c", "")
-        got = check(root)
+        put("src/server/models/e.c", "")
+        put("docs/design.md", "### Where things are\n\n| file | what |\n| --- | --- |\n"
+                              "| `models/a.c`, `formats/b.[ch]` | planted |\n"
+                              "| `odd/d.c` | planted |\n\n* next\n")
+        got = check(root) + check_design(root)
         want = ["includes server/endpoints/common.h, a layer above models",
                 "a.c:2: an HTTP status below the endpoints",
                 "a.c:5: an HTTP status below the endpoints",
                 "includes <microhttpd.h>", "internal to transport/",
                 "a second number parser", "lines (more than 800",
                 "core knows nothing of nn", "the library knows nothing of the daemon",
-                "in no layer"]
+                "in no layer", "names formats/b.h, which is not in src/server",
+                "src/server/models/e.c: no row"]
         missing = [w for w in want if not any(w in g for g in got)]
         extra = [g for g in got if "in a comment" in g or "in a string" in g or "a.c:4:" in g]
         return missing, extra, got
@@ -174,7 +215,7 @@ def main():
               % (missing, extra, "\n  ".join(got)))
         return 1
     print("self-test: every planted violation found")
-    problems = check(os.path.abspath(sys.argv[1]))
+    problems = check(os.path.abspath(sys.argv[1])) + check_design(os.path.abspath(sys.argv[1]))
     for p in problems:
         print("FAIL: " + p)
     counts = {}
