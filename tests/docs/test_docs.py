@@ -41,6 +41,9 @@ How a page is read
     by the one the test started.
   * A curl command in a block that is not ```sh (unlabelled, ```console, ...)
     fails the test: label the block sh so it runs, or skip it with a reason.
+  * docs/API.md's "## Command line" table and `easytorchd --help` list the
+    same options, with the same environment variables and defaults (the
+    first word of the default cell against "(default X)" of the help).
 --print shows what each command printed (to write the docs from a run).
 """
 
@@ -433,6 +436,97 @@ def run_doc(doc, path, easytorchd, show, results, src, build):
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- the options table
+
+def help_options(text):
+    """{flag: (env or None, default or None)} from `easytorchd --help`."""
+    opts, cur = {}, None
+    for ln in text.split("\n"):
+        m = re.match(r"^  (--[\w-]+)(?: \S+)?\s*(?:\[env (\w+)\])?\s*$", ln)
+        if m:
+            cur = m.group(1)
+            opts[cur] = [m.group(2), None]
+        elif cur and ln.startswith("    ") and opts[cur][1] is None:
+            d = re.search(r"\(default ([^;)]+)", ln)
+            if d:
+                opts[cur][1] = first_word(d.group(1))
+        elif not ln.startswith("    "):
+            cur = None
+    return {k: tuple(v) for k, v in opts.items()}
+
+
+def first_word(s):
+    w = s.replace("`", "").strip().split()
+    return w[0].rstrip(";:,.") if w else ""
+
+
+def table_options(md):
+    """{flag: (env or None, default cell's first word)} from the "## Command
+    line" table of docs/API.md."""
+    m = re.search(r"^## Command line\n(.*?)(?=^## |\Z)", md, re.M | re.S)
+    opts = {}
+    for row in (m.group(1).split("\n") if m else []):
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]  # "\|" is in a cell
+        if len(cells) < 3 or not cells[0].startswith("`--"):
+            continue
+        env = re.search(r"EASYTORCH_\w+", cells[1])
+        for flag in re.findall(r"`(--[\w-]+)", cells[0]):
+            opts[flag] = (env.group(0) if env else None, first_word(cells[2]))
+    return opts
+
+
+def compare_options(help_text, md):
+    """The problems between --help and docs/API.md's option table."""
+    h, t = help_options(help_text), table_options(md)
+    problems = []
+    if not t:
+        return ["docs/API.md: no \"## Command line\" table of options"]
+    for flag in sorted(set(h) - set(t)):
+        problems.append("%s (in --help) has no row in docs/API.md's Command line table" % flag)
+    for flag in sorted(set(t) - set(h)):
+        problems.append("%s is in docs/API.md's Command line table but not in --help" % flag)
+    for flag in sorted(set(h) & set(t)):
+        (henv, hdef), (tenv, tdef) = h[flag], t[flag]
+        if henv and henv != tenv:
+            problems.append("%s: --help says env %s, docs/API.md %s" % (flag, henv, tenv))
+        if hdef and hdef != tdef:
+            problems.append("%s: --help says default %s, docs/API.md %s" % (flag, hdef, tdef))
+    return problems
+
+
+def check_options(easytorchd, src, results):
+    out = subprocess.run([easytorchd, "--help"], capture_output=True, text=True).stdout
+    md = open(os.path.join(src, "docs", "API.md")).read()
+    problems = compare_options(out, md)
+    results.append(("docs/API.md", 0, "FAIL" if problems else "ok",
+                    "the Command line table against easytorchd --help (%d options)"
+                    % len(help_options(out)) + "".join("\n    " + p for p in problems)))
+
+
+SELF_TEST_HELP = """usage
+  --listen HOST:PORT                 [env EASYTORCH_LISTEN]
+    address (default 127.0.0.1:8080; port 0 picks)
+  --max-models N                     [env EASYTORCH_MAX_MODELS]
+    most models (default 1024)
+  --timeout SECONDS                  [env EASYTORCH_TIMEOUT]
+    close idle (default 30)
+  --new-flag N                       [env EASYTORCH_NEW_FLAG]
+    undocumented (default 3)
+"""
+SELF_TEST_TABLE = """## Command line
+
+| flag | env | default |
+|---|---|---|
+| `--listen HOST:PORT` | `EASYTORCH_LISTEN` | `127.0.0.1:8080`; port 0 |
+| `--max-models N` | `EASYTORCH_MAX_MODELS` | 256 |
+| `--timeout SECONDS` | `EASYTORCH_TIMEOUTS` | 30 |
+| `--gone N` | `EASYTORCH_GONE` | 1 |
+"""
+SELF_TEST_OPTION_PROBLEMS = ["--new-flag (in --help) has no row", "--gone is in docs/API.md",
+                             "--max-models: --help says default 1024, docs/API.md 256",
+                             "--timeout: --help says env EASYTORCH_TIMEOUT"]
+
+
 SELF_TEST_PAGE = """\
 ```sh
 $ curl -s $U/healthz
@@ -477,6 +571,12 @@ def self_test(easytorchd):
             bad = ["a curl in an unlabelled block was not refused"]
         except SyntaxError:
             pass
+        opt_problems = compare_options(SELF_TEST_HELP, SELF_TEST_TABLE)
+        for w in SELF_TEST_OPTION_PROBLEMS:
+            if not any(p.startswith(w) for p in opt_problems):
+                bad.append("option check missed: " + w)
+        if len(opt_problems) != len(SELF_TEST_OPTION_PROBLEMS):
+            bad.append("option check found %s" % opt_problems)
         for r in results:
             print("self-test %s: line %d: %s" % (r[2], r[1], r[3].split("\n")[0]))
         if got != SELF_TEST_EXPECT or bad:
@@ -505,6 +605,8 @@ def main():
     src = os.path.abspath(args[1])
     docs = args[2:] or pages(src)
     results = []
+    if not args[2:]:
+        check_options(args[0], src, results)
     for doc in docs:
         try:
             run_doc(doc, os.path.join(src, doc), args[0], show, results, src, build)
