@@ -16,6 +16,9 @@
     strtof in formats/ or models/ besides it (json_out.c's round-trip check
     of number output is output, not input).  Endpoints and main.c may parse
     their own HTTP headers, query arguments and options;
+  * docs/server.md's code map names every .c file of src/server (and every
+    header without a .c of its name, *_internal.h aside), and no file that
+    is not there;
   * no file of the daemon is longer than 800 lines (TEAM.md's "past ~800
     lines, split it"; issue 11 aims at ~700: files past 700 are listed as
     the next to split, without failing).
@@ -128,6 +131,56 @@ def check(root):
     return problems
 
 
+def code_map(root):
+    """(named, mentioned) from the "## Code map" table of docs/server.md,
+    paths relative to src/server: `named` are the files of a row's first
+    cell, `mentioned` every file name of the table (the first cell or the
+    text); None without the section.  A row "| **`transport/`** | ... |"
+    starts a folder's group; names without a folder are in it."""
+    path = os.path.join(root, "docs", "server.md")
+    if not os.path.exists(path):
+        return None
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r"^## Code map.*?\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if not m:
+        return None
+    named, mentioned, folder = set(), set(), ""
+    for row in m.group(1).split("\n"):
+        cells = row.split("|")[1:-1]
+        if not cells:
+            continue
+        head = re.fullmatch(r"\s*\*\*`(\w+)/`\*\*\s*", cells[0])
+        if head:
+            folder = head.group(1) + "/"
+            continue
+        for k, cell in enumerate(cells):
+            for name in re.findall(r"`([\w./-]+\.[ch])`", cell):
+                full = name if "/" in name else folder + name
+                mentioned.add(full)
+                if k == 0:
+                    named.add(full)
+    return named, mentioned
+
+
+def check_code_map(root):
+    cm = code_map(root)
+    if cm is None:
+        return ["docs/server.md: no \"## Code map\" table of src/server"]
+    named, mentioned = cm
+    have = {rel[len("src/server/"):] for rel, _ in sources(root, "src/server")}
+    problems = []
+    for f in sorted(have):
+        stem = f[:-2]
+        covered = f in mentioned or (f.endswith(".h") and (stem + ".c" in mentioned or
+                                                            f.endswith("_internal.h")))
+        if not covered:
+            problems.append("src/server/%s: not in docs/server.md's code map (name it in its "
+                            "folder's rows: | `%s` | what it holds |)" % (f, os.path.basename(f)))
+    for f in sorted(named - have):
+        problems.append("docs/server.md's code map names %s, which is not in src/server" % f)
+    return problems
+
+
 def self_test():
     """The checks can fail: a planted violation of each rule is found."""
     import tempfile
@@ -149,14 +202,20 @@ def self_test():
                                        '{ return strtod(p, 0); }\n' + "\n" * 800)
         put("src/core/c.c", '#include "easytorch/nn.h"\n#include "server/models/models.h"\n')
         put("src/server/odd/d.c", "")
-        got = check(root)
+        put("src/server/models/e.c", "")
+        put("docs/server.md", "## Code map (src/server)\n\n| file | what |\n|---|---|\n"
+                              "| **`models/`** | m |\n| `a.c` / `a.h` | planted |\n"
+                              "| **`formats/`** | f |\n| `b.c`, `gone.c` | uses `x.c` |\n"
+                              "| `odd/d.c` | planted |\n\n## Next\n")
+        got = check(root) + check_code_map(root)
         want = ["includes server/endpoints/common.h, a layer above models",
                 "a.c:2: an HTTP status below the endpoints",
                 "a.c:5: an HTTP status below the endpoints",
                 "includes <microhttpd.h>", "internal to transport/",
                 "a second number parser", "lines (more than 800",
                 "core knows nothing of nn", "the library knows nothing of the daemon",
-                "in no layer"]
+                "in no layer", "names formats/gone.c, which is not in src/server",
+                "src/server/models/e.c: not in docs/server.md's code map"]
         missing = [w for w in want if not any(w in g for g in got)]
         extra = [g for g in got if "in a comment" in g or "in a string" in g or "a.c:4:" in g]
         return missing, extra, got
@@ -174,7 +233,7 @@ def main():
               % (missing, extra, "\n  ".join(got)))
         return 1
     print("self-test: every planted violation found")
-    problems = check(os.path.abspath(sys.argv[1]))
+    problems = check(os.path.abspath(sys.argv[1])) + check_code_map(os.path.abspath(sys.argv[1]))
     for p in problems:
         print("FAIL: " + p)
     counts = {}
