@@ -166,6 +166,10 @@ et_status et_scheduler_step(et_scheduler *s);
  * plain step, the metric unused). */
 et_status et_scheduler_step_metric(et_scheduler *s, double metric);
 bool et_scheduler_needs_metric(const et_scheduler *s);
+/* Would the next step be refused (a OneCycleLR, or one inside a Sequential /
+ * Chained scheduler, at its total_steps)?  Lets a caller refuse before it
+ * steps the optimizer. */
+bool et_scheduler_exhausted(const et_scheduler *s);
 /* The lr set by the last step (torch's get_last_lr()[0], or [group]). */
 double et_scheduler_get_last_lr(const et_scheduler *s);
 double et_scheduler_get_last_lr_group(const et_scheduler *s, int group);

@@ -353,6 +353,32 @@ et_status et_scheduler_step(et_scheduler *s)
 
 bool et_scheduler_needs_metric(const et_scheduler *s) { return s && s->kind == SCH_PLATEAU; }
 
+bool et_scheduler_exhausted(const et_scheduler *s)
+{
+    if (!s)
+        return false;
+    switch (s->kind) {
+    case SCH_ONECYCLE:
+        return s->last_epoch + 1 > s->oc.total_steps;
+    case SCH_SEQUENTIAL: {
+        int64_t e = s->last_epoch + 1;
+        int idx = 0;
+        while (idx < s->nmilestones && s->milestones[idx] <= e)
+            idx++;
+        if (idx > 0 && s->milestones[idx - 1] == e)
+            return false;   /* the child starts afresh (step(0)) */
+        return et_scheduler_exhausted(s->kids[idx]);
+    }
+    case SCH_CHAINED:
+        for (int k = 0; k < s->nkids; k++)
+            if (et_scheduler_exhausted(s->kids[k]))
+                return true;
+        return false;
+    default:
+        return false;
+    }
+}
+
 et_status et_scheduler_step_metric(et_scheduler *s, double metric)
 {
     if (!s)

@@ -23,10 +23,11 @@ static void load_torch_defaults(void)
         "'Flatten','MSELoss','L1Loss','CrossEntropyLoss','NLLLoss','BCELoss','BCEWithLogitsLoss',"
         "'HuberLoss','SmoothL1Loss','BatchNorm1d','BatchNorm2d','LayerNorm','GroupNorm',"
         "'Embedding','EmbeddingBag','Conv1d','Conv2d','ConvTranspose2d','MaxPool1d','MaxPool2d',"
-        "'AvgPool1d','AvgPool2d','Dropout2d'],"
-        " torch.optim: ['SGD','Adagrad','RMSprop','Adam','AdamW'],"
+        "'AvgPool1d','AvgPool2d','Dropout2d','KLDivLoss','ELU','Softplus','Hardtanh'],"
+        " torch.optim: ['SGD','Adagrad','RMSprop','Adam','AdamW','NAdam','RAdam','Adamax'],"
         " torch.optim.lr_scheduler: ['StepLR','MultiStepLR','ExponentialLR','CosineAnnealingLR',"
-        "'LinearLR']}\n"
+        "'LinearLR','ConstantLR','CosineAnnealingWarmRestarts','OneCycleLR',"
+        "'ReduceLROnPlateau']}\n"
         "out = {}\n"
         "for m, names in mods.items():\n"
         "    for n in names:\n"
@@ -181,6 +182,14 @@ START_TEST(test_every_layer_type_parses_with_torch_defaults)
         else if (strcmp(type, "Flatten") == 0) {
             eq_num("Flatten.start_dim", x->u.flatten.start_dim);
             eq_num("Flatten.end_dim", x->u.flatten.end_dim);
+        } else if (strcmp(type, "ELU") == 0) {
+            eq_num("ELU.alpha", x->u.act.a);
+        } else if (strcmp(type, "Softplus") == 0) {
+            eq_num("Softplus.beta", x->u.act.a);
+            eq_num("Softplus.threshold", x->u.act.b);
+        } else if (strcmp(type, "Hardtanh") == 0) {
+            eq_num("Hardtanh.min_val", x->u.act.a);
+            eq_num("Hardtanh.max_val", x->u.act.b);
         } else if (strcmp(type, "Softmax") == 0 || strcmp(type, "LogSoftmax") == 0) {
             /* torch's dim=None picks a dim implicitly (deprecated); the daemon uses the
              * last dim, which is what that picks for the 2-D batches it serves (docs/API.md) */
@@ -306,7 +315,7 @@ START_TEST(test_every_loss_type_parses_with_torch_defaults)
     const struct { const char *type; const char *arg; } losses[] = {
         {"MSELoss", NULL}, {"L1Loss", NULL}, {"CrossEntropyLoss", "label_smoothing"},
         {"NLLLoss", NULL}, {"BCELoss", NULL}, {"BCEWithLogitsLoss", NULL},
-        {"HuberLoss", "delta"}, {"SmoothL1Loss", "beta"},
+        {"HuberLoss", "delta"}, {"SmoothL1Loss", "beta"}, {"KLDivLoss", NULL},
     };
     ck_assert_int_eq(etd_nloss_types, (int)(sizeof losses / sizeof losses[0]));
     for (size_t i = 0; i < sizeof losses / sizeof losses[0]; i++) {
@@ -340,7 +349,14 @@ START_TEST(test_loss_errors_name_the_field)
               "loss.delta", "unknown field");
     must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"MSELoss\",\"reduction\":\"none\"}," BASE_OPT "}",
               "loss.reduction", NULL);
-    must_fail("{" BASE_LAYERS ",\"loss\":\"KLDivLoss\"," BASE_OPT "}", "KLDivLoss", NULL);
+    must_fail("{" BASE_LAYERS ",\"loss\":\"CTCLoss\"," BASE_OPT "}", "CTCLoss", NULL);
+    /* batchmean is KLDivLoss's only */
+    must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"MSELoss\",\"reduction\":\"batchmean\"},"
+              BASE_OPT "}", "loss.reduction", NULL);
+    must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"BCEWithLogitsLoss\",\"pos_weight\":[1,\"x\"]},"
+              BASE_OPT "}", "loss.pos_weight[1]", NULL);
+    must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"CrossEntropyLoss\",\"weight\":[]},"
+              BASE_OPT "}", "loss.weight", NULL);
     must_fail("{" BASE_LAYERS "," BASE_OPT "}", "loss", "missing");
     must_fail("{" BASE_LAYERS ",\"loss\":{\"type\":\"HuberLoss\",\"delta\":0}," BASE_OPT "}",
               "loss.delta", NULL);
@@ -413,6 +429,38 @@ START_TEST(test_every_optimizer_type_parses_with_torch_defaults)
         ck_assert(s.optim.u.adam.beta2 == cJSON_GetArrayItem(b, 1)->valuedouble);
         etd_spec_free(&s);
     }
+    opt_spec("{\"type\":\"NAdam\"}", &s);
+    eq_num("NAdam.lr", s.optim.u.nadam.lr);
+    eq_num("NAdam.eps", s.optim.u.nadam.eps);
+    eq_num("NAdam.weight_decay", s.optim.u.nadam.weight_decay);
+    eq_num("NAdam.momentum_decay", s.optim.u.nadam.momentum_decay);
+    ck_assert(s.optim.u.nadam.beta1 == cJSON_GetArrayItem(tdef("NAdam.betas"), 0)->valuedouble);
+    etd_spec_free(&s);
+    opt_spec("{\"type\":\"RAdam\"}", &s);
+    eq_num("RAdam.lr", s.optim.u.radam.lr);
+    eq_num("RAdam.eps", s.optim.u.radam.eps);
+    eq_num("RAdam.weight_decay", s.optim.u.radam.weight_decay);
+    ck_assert(s.optim.u.radam.beta2 == cJSON_GetArrayItem(tdef("RAdam.betas"), 1)->valuedouble);
+    etd_spec_free(&s);
+    opt_spec("{\"type\":\"Adamax\"}", &s);
+    eq_num("Adamax.lr", s.optim.u.adamax.lr);
+    eq_num("Adamax.eps", s.optim.u.adamax.eps);
+    eq_num("Adamax.weight_decay", s.optim.u.adamax.weight_decay);
+    eq_num("Adamax.maximize", s.optim.u.adamax.maximize);
+    etd_spec_free(&s);
+    /* param_groups: prefixes and the keys each group sets (betas as beta1, beta2) */
+    opt_spec("{\"type\":\"Adam\",\"lr\":0.01,\"param_groups\":[{\"params\":[\"0.\"],"
+             "\"lr\":0.1,\"betas\":[0.5,0.6]},{\"params\":[\"1.weight\",\"1.bias\"],"
+             "\"amsgrad\":true}]}", &s);
+    ck_assert_int_eq(s.optim.ngroups, 2);
+    ck_assert_str_eq(s.optim.groups[0].prefixes[0], "0.");
+    ck_assert_int_eq(s.optim.groups[0].nset, 3);
+    ck_assert_str_eq(s.optim.groups[0].key[1], "beta1");
+    ck_assert(s.optim.groups[0].value[2] == 0.6);
+    ck_assert_int_eq(s.optim.groups[1].nprefixes, 2);
+    ck_assert_str_eq(s.optim.groups[1].key[0], "amsgrad");
+    ck_assert(s.optim.groups[1].value[0] == 1);
+    etd_spec_free(&s);
     opt_spec("{\"type\":\"Adam\",\"betas\":[0.5,0.75],\"lr\":0.02,\"amsgrad\":true}", &s);
     ck_assert(s.optim.u.adam.beta1 == 0.5 && s.optim.u.adam.beta2 == 0.75 && s.optim.u.adam.lr == 0.02 && s.optim.u.adam.amsgrad);
     etd_spec_free(&s);
@@ -434,6 +482,20 @@ START_TEST(test_optimizer_errors_name_the_field)
     must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"LBFGS\"}}", "LBFGS", NULL);
     must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"Adam\",\"lr\":0.1,\"lr\":0.2}}",
               "optimizer.lr", "repeated");
+    /* param_groups: each group is checked as an optimizer would be */
+    must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"SGD\",\"lr\":0.1,"
+              "\"param_groups\":[{\"params\":[\"0.\"],\"nesterov\":true}]}}",
+              "optimizer.param_groups[0].nesterov", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"SGD\",\"lr\":0.1,"
+              "\"param_groups\":[{\"params\":[\"0.\"],\"betas\":[0.9,0.99]}]}}",
+              "optimizer.param_groups[0].betas", "unknown field");
+    must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"SGD\",\"lr\":0.1,"
+              "\"param_groups\":[{\"lr\":0.2}]}}", "optimizer.param_groups[0].params", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"Adam\","
+              "\"param_groups\":[{\"params\":[\"0.\"],\"lr\":-1}]}}",
+              "optimizer.param_groups[0].lr", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS ",\"optimizer\":{\"type\":\"Adam\","
+              "\"param_groups\":{}}}", "optimizer.param_groups", NULL);
 }
 END_TEST
 
@@ -487,6 +549,50 @@ START_TEST(test_every_scheduler_type_parses_with_torch_defaults)
 }
 END_TEST
 
+START_TEST(test_new_schedulers_parse_with_torch_defaults)
+{
+    etd_spec s;
+    sched_spec("{\"type\":\"ConstantLR\"}", &s);
+    eq_num("ConstantLR.factor", s.sched.u.constant.factor);
+    eq_num("ConstantLR.total_iters", (double)s.sched.u.constant.total_iters);
+    etd_spec_free(&s);
+    sched_spec("{\"type\":\"CosineAnnealingWarmRestarts\",\"T_0\":4}", &s);
+    eq_num("CosineAnnealingWarmRestarts.T_mult", (double)s.sched.u.warm.T_mult);
+    eq_num("CosineAnnealingWarmRestarts.eta_min", s.sched.u.warm.eta_min);
+    etd_spec_free(&s);
+    sched_spec("{\"type\":\"OneCycleLR\",\"max_lr\":0.1,\"epochs\":3,\"steps_per_epoch\":7}", &s);
+    ck_assert_int_eq(s.sched.u.onecycle.total_steps, 21);
+    eq_num("OneCycleLR.pct_start", s.sched.u.onecycle.pct_start);
+    eq_str("OneCycleLR.anneal_strategy", s.sched.u.onecycle.anneal_linear ? "linear" : "cos");
+    eq_num("OneCycleLR.cycle_momentum", s.sched.u.onecycle.cycle_momentum);
+    eq_num("OneCycleLR.base_momentum", s.sched.u.onecycle.base_momentum);
+    eq_num("OneCycleLR.max_momentum", s.sched.u.onecycle.max_momentum);
+    eq_num("OneCycleLR.div_factor", s.sched.u.onecycle.div_factor);
+    eq_num("OneCycleLR.final_div_factor", s.sched.u.onecycle.final_div_factor);
+    eq_num("OneCycleLR.three_phase", s.sched.u.onecycle.three_phase);
+    etd_spec_free(&s);
+    sched_spec("{\"type\":\"ReduceLROnPlateau\"}", &s);
+    eq_str("ReduceLROnPlateau.mode", s.sched.u.plateau.mode_max ? "max" : "min");
+    eq_num("ReduceLROnPlateau.factor", s.sched.u.plateau.factor);
+    eq_num("ReduceLROnPlateau.patience", (double)s.sched.u.plateau.patience);
+    eq_num("ReduceLROnPlateau.threshold", s.sched.u.plateau.threshold);
+    eq_str("ReduceLROnPlateau.threshold_mode", s.sched.u.plateau.threshold_abs ? "abs" : "rel");
+    eq_num("ReduceLROnPlateau.cooldown", (double)s.sched.u.plateau.cooldown);
+    eq_num("ReduceLROnPlateau.min_lr", s.sched.u.plateau.min_lr);
+    eq_num("ReduceLROnPlateau.eps", s.sched.u.plateau.eps);
+    etd_spec_free(&s);
+    sched_spec("{\"type\":\"ChainedScheduler\",\"schedulers\":["
+               "{\"type\":\"LinearLR\",\"start_factor\":0.1,\"total_iters\":3},"
+               "{\"type\":\"SequentialLR\",\"milestones\":[4],\"schedulers\":["
+               "{\"type\":\"StepLR\",\"step_size\":2},{\"type\":\"ConstantLR\"}]}]}", &s);
+    ck_assert_int_eq(s.sched.u.seq.n, 2);
+    ck_assert_str_eq(s.sched.u.seq.kids[1].type->name, "SequentialLR");
+    ck_assert_int_eq(s.sched.u.seq.kids[1].u.seq.kids[0].u.step.step_size, 2);
+    ck_assert_int_eq(s.sched.u.seq.kids[1].u.seq.milestones[0], 4);
+    etd_spec_free(&s);
+}
+END_TEST
+
 START_TEST(test_scheduler_errors_name_the_field)
 {
     must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT ",\"scheduler\":{\"type\":\"StepLR\"}}",
@@ -502,8 +608,26 @@ START_TEST(test_scheduler_errors_name_the_field)
     must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
               ",\"scheduler\":{\"type\":\"LinearLR\",\"start_factor\":0}}",
               "scheduler.start_factor", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT ",\"scheduler\":{\"type\":\"CyclicLR\"}}",
+              "CyclicLR", NULL);
     must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT ",\"scheduler\":{\"type\":\"OneCycleLR\"}}",
-              "OneCycleLR", NULL);
+              "scheduler.max_lr", "missing");
+    must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
+              ",\"scheduler\":{\"type\":\"OneCycleLR\",\"max_lr\":0.1}}",
+              "total_steps", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
+              ",\"scheduler\":{\"type\":\"ReduceLROnPlateau\",\"factor\":1}}",
+              "scheduler.factor", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
+              ",\"scheduler\":{\"type\":\"SequentialLR\",\"schedulers\":[{\"type\":\"ConstantLR\"},"
+              "{\"type\":\"ExponentialLR\",\"gamma\":0.9}]}}", "scheduler.milestones", NULL);
+    must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
+              ",\"scheduler\":{\"type\":\"SequentialLR\",\"milestones\":[2],\"schedulers\":["
+              "{\"type\":\"ConstantLR\"},{\"type\":\"ReduceLROnPlateau\"}]}}",
+              "scheduler.schedulers[1].type", "ReduceLROnPlateau");
+    must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
+              ",\"scheduler\":{\"type\":\"ChainedScheduler\",\"schedulers\":["
+              "{\"type\":\"StepLR\"}]}}", "scheduler.schedulers[0].step_size", "missing");
     /* the spec promises that a parsed spec builds: et_linearlr_new refuses total_iters 0 */
     must_fail("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT
               ",\"scheduler\":{\"type\":\"LinearLR\",\"total_iters\":0}}",
@@ -556,9 +680,12 @@ START_TEST(test_parsed_spec_builds)
     int n = et_module_num_params(net);
     ck_assert_int_eq(n, 4);
     et_tensor *params[4];
-    for (int i = 0; i < n; i++)
+    const char *names[4];
+    for (int i = 0; i < n; i++) {
         params[i] = et_module_param(net, i);
-    et_optim *o = etd_spec_build_optim(&s, params, n, &err);
+        names[i] = et_module_param_name(net, i);
+    }
+    et_optim *o = etd_spec_build_optim(&s, params, names, n, &err);
     ck_assert_msg(o != NULL, "%s", err.msg);
     et_scheduler *sc = etd_spec_build_sched(&s, o, &err);
     ck_assert_msg(sc != NULL, "%s", err.msg);
@@ -682,10 +809,13 @@ static char *loss_error(const char *loss, const float *out, int64_t n, int64_t c
 START_TEST(test_loss_targets_are_checked_with_clear_messages)
 {
     const float out[6] = {0.1f, 0.2f, 0.7f, 1, 2, 3};
-    /* one-hot targets for CrossEntropyLoss: class indices are what it takes */
+    /* one-hot / probability targets: CrossEntropyLoss takes them, NLLLoss class indices only */
     char *m = loss_error("CrossEntropyLoss", out, 1, 3, (float[]){0, 0, 1}, (int64_t[]){1, 3}, 2);
-    ck_assert_msg(strstr(m, "targets: CrossEntropyLoss takes class indices, one per row: "
-                            "expected shape [1], got [1, 3]") && strstr(m, "one-hot"), "%s", m);
+    ck_assert_str_eq(m, "");
+    m = loss_error("NLLLoss", out, 1, 3, (float[]){0, 0, 1}, (int64_t[]){1, 3}, 2);
+    ck_assert_msg(strstr(m, "targets: NLLLoss takes class indices, one per row: "
+                            "expected shape [1], got [1, 3]") &&
+                  strstr(m, "probability targets are CrossEntropyLoss's"), "%s", m);
     m = loss_error("CrossEntropyLoss", out, 2, 3, (float[]){1.5f, 0}, (int64_t[]){2}, 1);
     ck_assert_msg(strstr(m, "targets[0]: 1.5 is not an integer"), "%s", m);
     m = loss_error("NLLLoss", out, 2, 3, (float[]){0, 3}, (int64_t[]){2}, 1);
@@ -722,6 +852,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("schedulers");
     tcase_add_test(tc, test_every_scheduler_type_parses_with_torch_defaults);
+    tcase_add_test(tc, test_new_schedulers_parse_with_torch_defaults);
     tcase_add_test(tc, test_scheduler_errors_name_the_field);
     suite_add_tcase(s, tc);
     tc = tcase_create("spec");

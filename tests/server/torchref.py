@@ -18,6 +18,8 @@ _LAYER_ARGS = {
     "ReLU": (), "Tanh": (), "Sigmoid": (), "Identity": (), "Flatten": (),
     "Softmax": ("dim",), "LogSoftmax": ("dim",),
     "LeakyReLU": ("negative_slope",), "Dropout": ("p",),
+    "SiLU": (), "Mish": (), "ReLU6": (), "ELU": ("alpha",), "Softplus": ("beta", "threshold"),
+    "Hardtanh": ("min_val", "max_val"),
 }
 
 
@@ -35,20 +37,44 @@ def build_net(layers):
 def build_loss(loss):
     if isinstance(loss, str):
         loss = {"type": loss}
-    kw = {k: v for k, v in loss.items() if k != "type"}
+    kw = {k: (torch.tensor(v, dtype=torch.float32) if k in ("weight", "pos_weight") else v)
+          for k, v in loss.items() if k != "type"}
     return getattr(torch.nn, loss["type"])(**kw)
 
 
+def _opt_kw(d):
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
+            if k not in ("type", "param_groups", "params")}
+
+
 def build_optimizer(opt, params):
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opt.items() if k != "type"}
-    return getattr(torch.optim, opt["type"])(params, **kw)
+    """params: net.parameters(), or net.named_parameters() for "param_groups" (selected by
+    state_dict name prefix; the unselected parameters form the first group)."""
+    named = list(params)
+    if named and isinstance(named[0], tuple):
+        groups, taken = [], set()
+        for g in opt.get("param_groups", []):
+            ps = [n for n, _ in named if n not in taken and any(n.startswith(p) for p in g["params"])]
+            taken.update(ps)
+            groups.append(dict({"params": [p for n, p in named if n in ps]}, **_opt_kw(g)))
+        rest = [p for n, p in named if n not in taken]
+        pgs = ([{"params": rest}] if rest else []) + groups
+    else:
+        pgs = named
+    return getattr(torch.optim, opt["type"])(pgs, **_opt_kw(opt))
 
 
 def build_scheduler(sched, optimizer):
     if not sched:
         return None
-    kw = {k: v for k, v in sched.items() if k != "type"}
-    return getattr(torch.optim.lr_scheduler, sched["type"])(optimizer, **kw)
+    kw = {k: v for k, v in sched.items() if k not in ("type", "schedulers")}
+    S = torch.optim.lr_scheduler
+    if sched["type"] == "SequentialLR":
+        return S.SequentialLR(optimizer, [build_scheduler(k, optimizer) for k in sched["schedulers"]],
+                              kw["milestones"])
+    if sched["type"] == "ChainedScheduler":
+        return S.ChainedScheduler([build_scheduler(k, optimizer) for k in sched["schedulers"]])
+    return getattr(S, sched["type"])(optimizer, **kw)
 
 
 class Reference:
@@ -58,9 +84,10 @@ class Reference:
         self.spec = spec
         self.net = build_net(spec["layers"])
         self.loss_fn = build_loss(spec["loss"])
-        self.opt = build_optimizer(spec["optimizer"], self.net.parameters())
+        self.opt = build_optimizer(spec["optimizer"], self.net.named_parameters())
         self.sched = build_scheduler(spec.get("scheduler"), self.opt)
         self.pending = 0
+        self.pending_losses = []
         self.step_count = 0
 
     def set_params(self, params_json):
@@ -71,9 +98,11 @@ class Reference:
         return {k: v.tolist() for k, v in self.net.state_dict().items()}
 
     def targets(self, y):
-        if self.spec_loss_type() in ("CrossEntropyLoss", "NLLLoss"):
-            return torch.tensor(y, dtype=torch.long)
-        return torch.tensor(y, dtype=torch.float32)
+        t = torch.tensor(y, dtype=torch.float32)
+        if self.spec_loss_type() == "NLLLoss" or (self.spec_loss_type() == "CrossEntropyLoss"
+                                                  and t.dim() == 1):
+            return t.long()   # class indices (CrossEntropyLoss: else probabilities)
+        return t
 
     def spec_loss_type(self):
         l = self.spec["loss"]
@@ -88,6 +117,7 @@ class Reference:
         loss = self.loss_fn(out, self.targets(y))
         loss.backward()
         self.pending += 1
+        self.pending_losses.append(loss.item())
         return loss.item()
 
     def step(self):
@@ -95,9 +125,13 @@ class Reference:
         lr = self.opt.param_groups[0]["lr"]
         self.opt.step()
         self.opt.zero_grad(set_to_none=False)
-        if self.sched:
+        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # the daemon's metric: the step's training loss (the mean over its batches, in float32)
+            self.sched.step(float(np.float32(np.mean(np.asarray(self.pending_losses, np.float64)))))
+        elif self.sched:
             self.sched.step()
         self.pending = 0
+        self.pending_losses = []
         self.step_count += 1
         return lr
 

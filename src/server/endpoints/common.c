@@ -285,9 +285,23 @@ bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
     if (yd == ET_FLOAT32 && targets)
         fast[nf++] = "targets";
     fast[nf] = NULL;
-    return ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
-           ep_tensor_as(c, "inputs", xd, &c->x) &&
-           (!targets || ep_tensor_as(c, "targets", yd, &c->y));
+    if (!(ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
+          ep_tensor_as(c, "inputs", xd, &c->x)))
+        return false;
+    if (!targets)
+        return true;
+    if (yd == ET_INT64 && etd_model_targets_float_ok(c->m)) {
+        /* CrossEntropyLoss: class indices, or probabilities (not whole
+         * numbers); a safetensors tensor is taken as sent (I64 indices, F32
+         * indices or probabilities, as torch takes either) */
+        if (c->st.d && etd_st_tensor(&c->st, "targets"))
+            return ep_tensor(c, "targets", &c->y);
+        int64_t max = c->rq->app->json.max_elems;
+        bool ok = etd_json_take_array_as(&c->doc, "targets", max, ET_INT64, &c->y, &c->e) ||
+                  etd_json_take_array_as(&c->doc, "targets", max, ET_FLOAT32, &c->y, &c->e);
+        return ep_ok(c, ok ? ETD_OK : c->e.rc);
+    }
+    return ep_tensor_as(c, "targets", yd, &c->y);
 }
 
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)

@@ -73,10 +73,27 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     }
     for (int i = 0; i < m->nparams; i++)
         m->params[i] = et_module_param(m->net, i);
-    if (!(m->opt = etd_spec_build_optim(&m->spec, m->params, m->nparams, e)))
+    const char **pnames = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *pnames);
+    if (!pnames) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->nparams; i++)
+        pnames[i] = et_module_param_name(m->net, i);
+    m->opt = etd_spec_build_optim(&m->spec, m->params, pnames, m->nparams, e);
+    free(pnames);
+    if (!m->opt)
         goto fail;
     if (m->spec.sched.type && !(m->sched = etd_spec_build_sched(&m->spec, m->opt, e)))
         goto fail;
+    /* the training state mirrors them in fixed arrays (model_internal.h) */
+    if (et_optim_num_groups(m->opt) * et_optim_num_hparams(m->opt) > ETD_TS_MAX_HP ||
+        (m->sched && et_scheduler_state_count(m->sched) > ETD_TS_MAX_SCHED)) {
+        etd_fail(e, ETD_EINVAL, "optimizer/scheduler: too much state to keep (at most %d "
+                 "hyper-parameters over all param_groups, %d scheduler values)", ETD_TS_MAX_HP,
+                 ETD_TS_MAX_SCHED);
+        goto fail;
+    }
     etd_model_publish(m);
     return m;
 fail:
@@ -181,6 +198,8 @@ bool etd_model_state_is_int64(const etd_model *m, const char *name)
             return et_tensor_dtype(et_module_state_tensor(m->net, k)) == ET_INT64;
     return false;
 }
+
+bool etd_model_targets_float_ok(const etd_model *m) { return m->spec.target_float_ok; }
 
 void etd_model_dtypes(const etd_model *m, et_dtype *inputs, et_dtype *targets)
 {

@@ -15,6 +15,12 @@
 
 typedef struct etd_train_state etd_train_state;
 
+/* Bounds of the mirrored optimizer / scheduler state (a spec has at most 16
+ * param_groups of at most 8 keys, schedulers 8 children nested 3 deep);
+ * model creation refuses more. */
+#define ETD_TS_MAX_HP 160
+#define ETD_TS_MAX_SCHED 2048
+
 /* The scalar training state (train_state.c lists it once for the rollback
  * snapshot and the file).  The counters are the model's own: they live here
  * in m->ts and are the live values.  The mirrors copy state the library
@@ -33,6 +39,13 @@ typedef struct etd_ts_scalars {
     int64_t optim_steps;        /* et_optim_steps */
     int64_t sched_epoch;        /* scheduler last_epoch (with a scheduler) */
     double sched_lr;            /* scheduler last lr */
+    /* every parameter group's hyper-parameters, group-major in
+     * et_optim_hparam_name order (schedulers change lr and momentum) */
+    int nhp;
+    double hp[ETD_TS_MAX_HP];
+    /* the scheduler's named state (et_scheduler_state_*), in its order */
+    int nsched;
+    double sched[ETD_TS_MAX_SCHED];
 } etd_ts_scalars;
 
 struct etd_model {

@@ -136,6 +136,9 @@ bool etd_model_state_is_int64(const etd_model *m, const char *name);
  * first layer is an Embedding/EmbeddingBag, targets int64 for class-index
  * losses; float32 otherwise.  Endpoints parse those as whole numbers. */
 void etd_model_dtypes(const etd_model *m, et_dtype *inputs, et_dtype *targets);
+/* May int64 targets also come as float32 (CrossEntropyLoss's class
+ * probabilities)?  Then targets that are not whole numbers are read as floats. */
+bool etd_model_targets_float_ok(const etd_model *m);
 
 /* ---- versions (the OIP's /v2/models/{name}/versions/{version}) ----
  * Today a model is served as one version, "1": its current state.  These

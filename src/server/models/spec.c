@@ -324,6 +324,8 @@ static bool parse_layers(const cJSON *layers, etd_spec *s, etd_flow *flow, etd_e
 static bool parse_loss(const cJSON *j, etd_spec *s, etd_err *e)
 {
     static const char *const reductions[] = {"mean", "sum", NULL};
+    /* batchmean (the sum over the batch size) is KLDivLoss's own */
+    static const char *const kl_reductions[] = {"mean", "sum", "batchmean", NULL};
     if (!j)
         return etd_fail(e, ETD_EINVAL, "loss: required field is missing"), false;
     cJSON *tmp = NULL;
@@ -342,13 +344,110 @@ static bool parse_loss(const cJSON *j, etd_spec *s, etd_err *e)
     bool ok = t && check_fields(&o, t->name, t->fields);
     if (ok) {
         s->loss.type = t;
-        ok = etd_field_choice(&o, "reduction", reductions, 0, &red);
-        s->loss.reduction = red ? ET_REDUCTION_SUM : ET_REDUCTION_MEAN;
+        s->loss.ignore_index = -100;
+        bool kl = strcmp(t->name, "KLDivLoss") == 0;
+        ok = etd_field_choice(&o, "reduction", kl ? kl_reductions : reductions, 0, &red);
+        s->loss.reduction = red == 2 ? ET_REDUCTION_BATCHMEAN
+                            : red ? ET_REDUCTION_SUM : ET_REDUCTION_MEAN;
     }
     if (ok && t->parse)
         ok = t->parse(&s->loss, &o);
     cJSON_Delete(tmp);
     return ok;
+}
+
+/* "param_groups": [{"params": ["0.", "2.weight"], "lr": 0.1, ...}, ...]: each
+ * entry's other keys must be the optimizer's fields; the group's options
+ * (the top-level ones overridden by the entry's) are checked by the type's
+ * own parse on the merged object, so a group is as valid as an optimizer. */
+#define MAX_PARAM_GROUPS 16
+static bool parse_param_groups(const etd_obj *o, const etd_optim_type *t, etd_optim_spec *os)
+{
+    const cJSON *pg = cJSON_GetObjectItemCaseSensitive(o->o, "param_groups");
+    if (!pg)
+        return true;
+    if (!cJSON_IsArray(pg) || cJSON_GetArraySize(pg) < 1 ||
+        cJSON_GetArraySize(pg) > MAX_PARAM_GROUPS)
+        return etd_field_fail(o, "param_groups", "expected a list of 1 to %d groups "
+                              "({\"params\": [name prefixes], hyper-parameters...})",
+                              MAX_PARAM_GROUPS);
+    int n = cJSON_GetArraySize(pg);
+    os->groups = calloc((size_t)n, sizeof *os->groups);
+    if (!os->groups)
+        return etd_fail(o->e, ETD_ENOMEM, "optimizer: out of memory"), false;
+    os->ngroups = n;
+    /* the keys a group may set: the optimizer's fields but param_groups */
+    const char *keys[32];
+    int nk = 0;
+    for (int k = 0; t->fields[k] && nk < 31; k++)
+        if (strcmp(t->fields[k], "param_groups") != 0)
+            keys[nk++] = t->fields[k];
+    keys[nk] = NULL;
+    int gi = 0;
+    for (const cJSON *g = pg->child; g; g = g->next, gi++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s.param_groups[%d]", o->path, gi);
+        etd_obj go = {g, path, o->e};
+        if (!cJSON_IsObject(g))
+            return etd_field_fail(&go, NULL, "expected an object {\"params\": [...], ...}");
+        if (!etd_check_keys(g, path, " for a parameter group", keys, "params", o->e))
+            return false;
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(g, "params");
+        if (!cJSON_IsArray(ps) || cJSON_GetArraySize(ps) < 1 || cJSON_GetArraySize(ps) > 1000)
+            return etd_field_fail(&go, "params", "expected a non-empty list of parameter names "
+                                  "or name prefixes (\"0.\", \"2.weight\")");
+        etd_param_group *grp = &os->groups[gi];
+        grp->prefixes = calloc((size_t)cJSON_GetArraySize(ps), sizeof *grp->prefixes);
+        if (!grp->prefixes)
+            return etd_fail(o->e, ETD_ENOMEM, "optimizer: out of memory"), false;
+        int pi = 0;
+        for (const cJSON *x = ps->child; x; x = x->next, pi++) {
+            if (!cJSON_IsString(x) || !x->valuestring[0] || strlen(x->valuestring) > 200) {
+                char k[32];
+                snprintf(k, sizeof k, "params[%d]", pi);
+                return etd_field_fail(&go, k, "expected a parameter name or prefix");
+            }
+            if (!(grp->prefixes[pi] = strdup(x->valuestring)))
+                return etd_fail(o->e, ETD_ENOMEM, "optimizer: out of memory"), false;
+            grp->nprefixes = pi + 1;
+        }
+        /* merged = the optimizer object with the group's keys over it */
+        cJSON *merged = cJSON_Duplicate(o->o, true);
+        bool ok = merged != NULL;
+        for (const cJSON *kv = g->child; ok && kv; kv = kv->next) {
+            if (strcmp(kv->string, "params") == 0)
+                continue;
+            cJSON_DeleteItemFromObjectCaseSensitive(merged, kv->string);
+            ok = cJSON_AddItemToObject(merged, kv->string, cJSON_Duplicate(kv, true));
+            if (!ok)
+                break;
+            if (strcmp(kv->string, "betas") == 0) {
+                grp->key[grp->nset] = "beta1";
+                grp->value[grp->nset++] = cJSON_GetArrayItem(kv, 0)
+                                              ? cJSON_GetArrayItem(kv, 0)->valuedouble : NAN;
+                grp->key[grp->nset] = "beta2";
+                grp->value[grp->nset++] = cJSON_GetArrayItem(kv, 1)
+                                              ? cJSON_GetArrayItem(kv, 1)->valuedouble : NAN;
+            } else if (grp->nset < 16) {
+                for (int k = 0; keys[k]; k++)
+                    if (strcmp(keys[k], kv->string) == 0)
+                        grp->key[grp->nset] = keys[k];
+                grp->value[grp->nset++] = cJSON_IsBool(kv) ? (double)cJSON_IsTrue(kv)
+                                                           : kv->valuedouble;
+            }
+        }
+        if (!ok) {
+            cJSON_Delete(merged);
+            return etd_fail(o->e, ETD_ENOMEM, "optimizer: out of memory"), false;
+        }
+        etd_optim_spec tmp = {.type = t};
+        etd_obj mo = {merged, path, o->e};
+        ok = t->parse(&tmp, &mo);
+        cJSON_Delete(merged);
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
 static bool parse_optim(const cJSON *j, etd_spec *s, etd_err *e)
@@ -361,7 +460,35 @@ static bool parse_optim(const cJSON *j, etd_spec *s, etd_err *e)
     if (!t || !check_fields(&o, t->name, t->fields))
         return false;
     s->optim.type = t;
-    return t->parse(&s->optim, &o);
+    return t->parse(&s->optim, &o) && parse_param_groups(&o, t, &s->optim);
+}
+
+bool etd_sched_parse(const cJSON *j, const char *path, int nested, etd_sched_spec *out,
+                     etd_err *e)
+{
+    memset(out, 0, sizeof *out);
+    etd_obj o = {j, path, e};
+    const etd_sched_type *t =
+        find_type(&o, etd_sched_types, etd_nsched_types, sizeof *etd_sched_types, "scheduler");
+    if (!t || !check_fields(&o, t->name, t->fields))
+        return false;
+    if (nested > 2)
+        return etd_field_fail(&o, NULL, "schedulers nest at most 3 deep"), false;
+    out->type = t;
+    out->u.seq.n = nested;   /* the parse of SequentialLR / ChainedScheduler reads it */
+    if (!t->parse(out, &o)) {
+        etd_sched_free(out);
+        return false;
+    }
+    return true;
+}
+
+void etd_sched_free(etd_sched_spec *s)
+{
+    if (s && s->type && s->type->free)
+        s->type->free(s);
+    if (s)
+        memset(s, 0, sizeof *s);
 }
 
 static bool parse_sched(const cJSON *j, etd_spec *s, etd_err *e)
@@ -369,13 +496,7 @@ static bool parse_sched(const cJSON *j, etd_spec *s, etd_err *e)
     s->sched.type = NULL;
     if (!j || cJSON_IsNull(j))
         return true;
-    etd_obj o = {j, "scheduler", e};
-    const etd_sched_type *t =
-        find_type(&o, etd_sched_types, etd_nsched_types, sizeof *etd_sched_types, "scheduler");
-    if (!t || !check_fields(&o, t->name, t->fields))
-        return false;
-    s->sched.type = t;
-    return t->parse(&s->sched, &o);
+    return etd_sched_parse(j, "scheduler", 0, &s->sched, e);
 }
 
 bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err *e)
@@ -405,6 +526,7 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         !parse_sched(cJSON_GetObjectItemCaseSensitive(root, "scheduler"), s, e))
         goto bad;
     s->target_dtype = s->loss.type->class_targets ? ET_INT64 : ET_FLOAT32;
+    s->target_float_ok = s->loss.type->prob_targets;
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
     if (seed && !cJSON_IsNull(seed)) {
         double v = seed->valuedouble;
@@ -423,8 +545,15 @@ bad:
 
 void etd_spec_free(etd_spec *s)
 {
-    if (s->sched.type && s->sched.type->free)
-        s->sched.type->free(&s->sched);
+    etd_sched_free(&s->sched);
+    for (int g = 0; g < s->optim.ngroups; g++) {
+        for (int k = 0; k < s->optim.groups[g].nprefixes; k++)
+            free(s->optim.groups[g].prefixes[k]);
+        free(s->optim.groups[g].prefixes);
+    }
+    free(s->optim.groups);
+    free(s->loss.weight);
+    free(s->loss.pos_weight);
     free(s->layers);
     memset(s, 0, sizeof *s);
 }
@@ -451,12 +580,96 @@ et_module *etd_spec_build_net(const etd_spec *s, et_generator *g, etd_err *e)
     return seq;
 }
 
-et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params, int n, etd_err *e)
+static bool starts_with(const char *s, const char *prefix)
 {
-    et_optim *o = s->optim.type->build(&s->optim, params, n);
-    if (!o)
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Which param_groups entry params[i] belongs to (-1: none), checking that it
+ * is in at most one and that every prefix selects something. */
+static bool assign_groups(const etd_optim_spec *os, const char *const *names, int n, int *of,
+                          etd_err *e)
+{
+    for (int i = 0; i < n; i++) {
+        of[i] = -1;
+        for (int g = 0; g < os->ngroups; g++)
+            for (int k = 0; k < os->groups[g].nprefixes; k++)
+                if (starts_with(names[i], os->groups[g].prefixes[k])) {
+                    if (of[i] >= 0 && of[i] != g)
+                        return etd_fail(e, ETD_EINVAL, "optimizer.param_groups[%d]: parameter "
+                                        "%s is also in param_groups[%d] (torch: some "
+                                        "parameters appear in more than one parameter group)",
+                                        g, names[i], of[i]), false;
+                    of[i] = g;
+                }
+    }
+    for (int g = 0; g < os->ngroups; g++)
+        for (int k = 0; k < os->groups[g].nprefixes; k++) {
+            bool any = false;
+            for (int i = 0; i < n && !any; i++)
+                any = starts_with(names[i], os->groups[g].prefixes[k]);
+            if (!any) {
+                char list[512] = "";
+                for (int i = 0, m = 0; i < n && m < (int)sizeof list - 2; i++)
+                    m += snprintf(list + m, sizeof list - (size_t)m, "%s%s", i ? ", " : "",
+                                  names[i]);
+                return etd_fail(e, ETD_EINVAL, "optimizer.param_groups[%d].params[%d]: \"%s\" "
+                                "is no parameter's name or prefix (the model has %s)", g, k,
+                                os->groups[g].prefixes[k], list), false;
+            }
+        }
+    return true;
+}
+
+et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params,
+                               const char *const *names, int n, etd_err *e)
+{
+    const etd_optim_spec *os = &s->optim;
+    int *of = calloc((size_t)(n > 0 ? n : 1), sizeof *of);
+    et_tensor **ps = calloc((size_t)(n > 0 ? n : 1), sizeof *ps);
+    et_optim *o = NULL;
+    if (!of || !ps) {
+        etd_fail(e, ETD_ENOMEM, "optimizer: out of memory");
+        goto out;
+    }
+    if (!assign_groups(os, names, n, of, e))
+        goto out;
+    /* group 0: the parameters no entry selects (with the top-level options),
+     * then the entries in order -- torch's [{"params": base}, {"params": head, ...}] */
+    bool rest = false;
+    for (int i = 0; i < n; i++)
+        rest |= of[i] < 0;
+    for (int g = rest ? -1 : 0; g < os->ngroups; g++) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (of[i] == g)
+                ps[k++] = params[i];
+        if (!o) {
+            o = os->type->build(os, ps, k);
+            if (!o)
+                break;
+        } else if (et_optim_add_param_group(o, ps, k) < 0) {
+            break;
+        }
+        int gi = et_optim_num_groups(o) - 1;
+        for (int j = 0; g >= 0 && j < os->groups[g].nset; j++)
+            if (et_optim_group_set(o, gi, os->groups[g].key[j], os->groups[g].value[j]) != ET_OK) {
+                et_optim_free(o);
+                o = NULL;
+                break;
+            }
+        if (!o)
+            break;
+    }
+    if (!o || et_optim_num_groups(o) != os->ngroups + rest) {
         etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "optimizer: %s",
                  et_errmsg());
+        et_optim_free(o);
+        o = NULL;
+    }
+out:
+    free(of);
+    free(ps);
     return o;
 }
 

@@ -123,6 +123,8 @@ typedef struct etd_layer {
         struct { int64_t size[2]; } adaptive;                               /* -1: None */
         struct { int64_t pad[4]; double value; } pad;
         struct { int dim, n; int64_t sizes[ET_MAX_DIMS]; } unflatten;
+        struct { double a, b; } act;                /* ELU alpha; Softplus beta, threshold;
+                                                       Hardtanh min_val, max_val */
     } u;
 } etd_layer;
 
@@ -149,6 +151,12 @@ typedef struct etd_loss_spec {
     const etd_loss_type *type;
     et_reduction reduction;
     double arg;                 /* label_smoothing, delta or beta */
+    bool flag;                  /* KLDivLoss log_target */
+    int64_t ignore_index;       /* CrossEntropyLoss, NLLLoss (torch's -100) */
+    float *weight;              /* class weights / BCEWithLogits weight (malloc'ed), or NULL */
+    int nweight;
+    float *pos_weight;          /* BCEWithLogits pos_weight, or NULL */
+    int npos_weight;
 } etd_loss_spec;
 
 struct etd_loss_type {
@@ -162,7 +170,19 @@ struct etd_loss_type {
                   etd_err *e);
     et_tensor *(*fn)(const etd_loss_spec *l, et_tensor *out, et_tensor *target);
     bool class_targets;         /* targets are int64 class indices (CE, NLL) */
+    bool prob_targets;          /* ... or float class probabilities shaped like the output (CE) */
 };
+
+/* One entry of "param_groups": the parameters whose state_dict name starts
+ * with one of `prefixes`, and the hyper-parameters it sets (library keys:
+ * "betas" is given as beta1 and beta2). */
+typedef struct etd_param_group {
+    char **prefixes;
+    int nprefixes;
+    int nset;
+    const char *key[16];        /* static strings */
+    double value[16];
+} etd_param_group;
 
 typedef struct etd_optim_spec {
     const etd_optim_type *type;
@@ -171,7 +191,12 @@ typedef struct etd_optim_spec {
         et_adagrad_opts adagrad;
         et_rmsprop_opts rmsprop;
         et_adam_opts adam;      /* Adam and AdamW */
+        et_nadam_opts nadam;
+        et_radam_opts radam;
+        et_adamax_opts adamax;
     } u;
+    etd_param_group *groups;    /* malloc'ed, or NULL */
+    int ngroups;
 } etd_optim_spec;
 
 struct etd_optim_type {
@@ -189,6 +214,12 @@ typedef struct etd_sched_spec {
         struct { double gamma; } exp;
         struct { int64_t T_max; double eta_min; } cosine;
         struct { double start_factor, end_factor; int64_t total_iters; } linear;
+        struct { double factor; int64_t total_iters; } constant;
+        struct { int64_t T_0, T_mult; double eta_min; } warm;
+        et_onecycle_opts onecycle;
+        et_plateau_opts plateau;
+        /* SequentialLR / ChainedScheduler: children (malloc'ed) and milestones */
+        struct { struct etd_sched_spec *kids; int n; int64_t *milestones; int nm; } seq;
     } u;
 } etd_sched_spec;
 
@@ -223,6 +254,8 @@ typedef struct etd_spec {
     int64_t param_count;
     et_dtype input_dtype;     /* ET_INT64 when layers[0] takes indices, else ET_FLOAT32 */
     et_dtype target_dtype;    /* ET_INT64 for class-index losses, else ET_FLOAT32 */
+    bool target_float_ok;     /* targets that are not whole numbers are read as float32
+                                 (CrossEntropyLoss's probabilities) */
 } etd_spec;
 
 /* Parse and validate a spec (the "name" key is allowed and ignored here).
@@ -236,8 +269,17 @@ void etd_spec_free(etd_spec *s);
 /* Build the network, drawing initial parameters (and later dropout masks)
  * from g.  NULL + e on failure. */
 et_module *etd_spec_build_net(const etd_spec *s, et_generator *g, etd_err *e);
-/* The optimizer over params[n].  NULL + e on failure. */
-et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params, int n, etd_err *e);
+/* The optimizer over params[n] (names[i]: params[i]'s state_dict name, which
+ * "param_groups" prefixes select).  NULL + e on failure (ETD_EINVAL naming
+ * the param_groups entry that matches nothing or a parameter twice). */
+et_optim *etd_spec_build_optim(const etd_spec *s, et_tensor *const *params,
+                               const char *const *names, int n, etd_err *e);
+/* Parse the scheduler object j (at `path` for messages) into out (the
+ * top-level "scheduler" and the children of SequentialLR / ChainedScheduler;
+ * nested: depth of nesting so far).  Free with etd_sched_free. */
+bool etd_sched_parse(const cJSON *j, const char *path, int nested, etd_sched_spec *out,
+                     etd_err *e);
+void etd_sched_free(etd_sched_spec *s);
 /* The spec's scheduler over o; NULL when it has none (check s->sched.type),
  * or NULL + e on failure. */
 et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e);

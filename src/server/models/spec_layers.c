@@ -136,6 +136,61 @@ static et_module *flatten_build(const etd_layer *l, et_generator *g)
     return et_flatten_new(l->u.flatten.start_dim, l->u.flatten.end_dim);
 }
 
+/* ---- more activations (torch.nn.SiLU, Mish, ReLU6, ELU, Softplus, Hardtanh) ---- */
+
+static et_module *silu_build(const etd_layer *l, et_generator *g) { return et_silu_new(); }
+static et_module *mish_build(const etd_layer *l, et_generator *g) { return et_mish_new(); }
+static et_module *relu6_build(const etd_layer *l, et_generator *g) { return et_relu6_new(); }
+
+static const char *const elu_fields[] = {"alpha", "inplace", NULL};
+
+static bool elu_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    return etd_field_num(o, "alpha", false, 1.0, -FLT_MAX, FLT_MAX, &l->u.act.a) &&
+           inplace_parse(l, o, f);
+}
+
+static et_module *elu_build(const etd_layer *l, et_generator *g)
+{
+    return et_elu_new((float)l->u.act.a);
+}
+
+static const char *const softplus_fields[] = {"beta", "threshold", NULL};
+
+static bool softplus_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    if (!etd_field_num(o, "beta", false, 1.0, -FLT_MAX, FLT_MAX, &l->u.act.a) ||
+        !etd_field_num(o, "threshold", false, 20.0, -FLT_MAX, FLT_MAX, &l->u.act.b))
+        return false;
+    if (l->u.act.a == 0)
+        return etd_field_fail(o, "beta", "expected a non-zero number (softplus divides by it)");
+    return true;
+}
+
+static et_module *softplus_build(const etd_layer *l, et_generator *g)
+{
+    return et_softplus_new((float)l->u.act.a, (float)l->u.act.b);
+}
+
+static const char *const hardtanh_fields[] = {"min_val", "max_val", "inplace", NULL};
+
+static bool hardtanh_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
+{
+    if (!etd_field_num(o, "min_val", false, -1.0, -FLT_MAX, FLT_MAX, &l->u.act.a) ||
+        !etd_field_num(o, "max_val", false, 1.0, -FLT_MAX, FLT_MAX, &l->u.act.b) ||
+        !inplace_parse(l, o, f))
+        return false;
+    if (!(l->u.act.b > l->u.act.a))   /* torch.nn.Hardtanh asserts it */
+        return etd_field_fail(o, "max_val", "expected a number greater than min_val (%g)",
+                              l->u.act.a);
+    return true;
+}
+
+static et_module *hardtanh_build(const etd_layer *l, et_generator *g)
+{
+    return et_hardtanh_new((float)l->u.act.a, (float)l->u.act.b);
+}
+
 /* ---- the table: one row per type, in the order of "known: ..." ---- */
 
 const etd_layer_type etd_layer_types[] = {
@@ -178,5 +233,12 @@ const etd_layer_type etd_layer_types[] = {
     {"ReplicationPad2d", etd_replication_pad2d_fields, etd_replication_pad2d_parse, etd_replication_pad2d_build, false},
     {"Unflatten", etd_unflatten_fields, etd_unflatten_parse, etd_unflatten_build, false},
     {"Dropout2d", etd_dropout2d_fields, etd_dropout2d_parse, etd_dropout2d_build, false},
+    /* spec_layers.c: issue 14's activations */
+    {"SiLU", inplace_field, inplace_parse, silu_build, false},
+    {"Mish", inplace_field, inplace_parse, mish_build, false},
+    {"ELU", elu_fields, elu_parse, elu_build, false},
+    {"Softplus", softplus_fields, softplus_parse, softplus_build, false},
+    {"Hardtanh", hardtanh_fields, hardtanh_parse, hardtanh_build, false},
+    {"ReLU6", inplace_field, inplace_parse, relu6_build, false},
 };
 const int etd_nlayer_types = (int)(sizeof etd_layer_types / sizeof etd_layer_types[0]);

@@ -175,14 +175,20 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     return rc;
 }
 
-/* One optimizer step + scheduler step; *lr_used: the lr it used. */
-static bool do_step(etd_model *m, double *lr_used, etd_err *e)
+/* One optimizer step + scheduler step; *lr_used: the lr it used (group 0's).
+ * loss: the step's training loss, the metric of a ReduceLROnPlateau.  A
+ * OneCycleLR at its total_steps refuses before anything changes. */
+static bool do_step(etd_model *m, float loss, double *lr_used, etd_err *e)
 {
     *lr_used = et_optim_get_lr(m->opt);
+    if (m->sched && et_scheduler_exhausted(m->sched))
+        return etd_fail(e, ETD_ESTATE, "scheduler: %s has taken all its steps (a OneCycleLR's "
+                        "total_steps); the model cannot step further", 
+                        et_scheduler_type(m->sched)), false;
     if (et_optim_step(m->opt) != ET_OK)
         return lib_fail(e, "optimizer"), false;
     et_optim_zero_grad(m->opt);
-    if (m->sched && et_scheduler_step(m->sched) != ET_OK)
+    if (m->sched && et_scheduler_step_metric(m->sched, loss) != ET_OK)
         return lib_fail(e, "scheduler"), false;
     m->ts.step++;
     return true;
@@ -204,12 +210,12 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
         return e->rc;
     }
     double lr;
+    float loss = (float)(m->ts.pending_loss_sum / (double)m->ts.pending);
     et_pool_begin();
-    bool ok = do_step(m, &lr, e);
+    bool ok = do_step(m, loss, &lr, e);
     et_pool_end();
-    etd_rc rc = ok ? ETD_OK : e->rc == ETD_ENOMEM ? ETD_ENOMEM : ETD_EINTERNAL;
+    etd_rc rc = ok ? ETD_OK : e->rc == ETD_ENOMEM || e->rc == ETD_ESTATE ? e->rc : ETD_EINTERNAL;
     if (ok) {
-        float loss = (float)(m->ts.pending_loss_sum / (double)m->ts.pending);
         m->ts.pending = 0;
         m->ts.pending_loss_sum = 0;
         etd_model_history_add(m, m->ts.step, loss);
@@ -305,7 +311,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                 lib_fail(e, "backward");
                 loss = NULL;
             }
-            if (loss && do_step(m, &lr, e)) {
+            if (loss && do_step(m, et_item(loss), &lr, e)) {
                 float lv = et_item(loss);
                 losses[k++] = lv;
                 m->ts.has_loss = true;

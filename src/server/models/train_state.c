@@ -62,6 +62,38 @@ static void capture_scalars(const etd_model *m, etd_ts_scalars *s)
     s->optim_steps = et_optim_steps(m->opt);
     s->sched_epoch = m->sched ? et_scheduler_last_epoch(m->sched) : 0;
     s->sched_lr = m->sched ? et_scheduler_get_last_lr(m->sched) : 0;
+    s->nhp = 0;
+    int nk = et_optim_num_hparams(m->opt);
+    for (int g = 0; g < et_optim_num_groups(m->opt); g++)
+        for (int k = 0; k < nk && s->nhp < ETD_TS_MAX_HP; k++)
+            s->hp[s->nhp++] = et_optim_group_get(m->opt, g, et_optim_hparam_name(m->opt, k));
+    s->nsched = 0;
+    for (int i = 0; m->sched && i < et_scheduler_state_count(m->sched) &&
+                    i < ETD_TS_MAX_SCHED; i++)
+        s->sched[s->nsched++] = et_scheduler_state_get(m->sched, i);
+}
+
+/* The optimizer's hyper-parameters and the scheduler's state from s (what
+ * capture_scalars took, or a file's), each checked by the library first. */
+static bool apply_mirrors(etd_model *m, const etd_ts_scalars *s, etd_err *e)
+{
+    int nk = et_optim_num_hparams(m->opt);
+    for (int i = 0; i < s->nhp && nk > 0; i++) {
+        const char *key = et_optim_hparam_name(m->opt, i % nk);
+        if (et_optim_group_set(m->opt, i / nk, key, s->hp[i]) != ET_OK) {
+            etd_fail(e, ETD_EINVAL, "optimizer state: param_groups[%d].%s: %s", i / nk, key,
+                     et_errmsg());
+            return false;
+        }
+    }
+    for (int i = 0; m->sched && i < s->nsched; i++) {
+        const char *name = et_scheduler_state_name(m->sched, i);
+        if (et_scheduler_state_set(m->sched, name, s->sched[i]) != ET_OK) {
+            etd_fail(e, ETD_EINVAL, "scheduler state: %s", et_errmsg());
+            return false;
+        }
+    }
+    return true;
 }
 
 /* The inverse of capture_scalars (optim_steps goes back with the optimizer
@@ -73,6 +105,8 @@ static bool apply_scalars(etd_model *m, const etd_ts_scalars *s, etd_err *e)
         return false;
     }
     et_optim_set_lr(m->opt, s->lr); /* after the scheduler, which sets it too */
+    if (!apply_mirrors(m, s, e))      /* per group, and the rest of the scheduler */
+        return false;
     et_generator_set_state(m->gen, s->gen);
     m->ts.step = s->step;
     m->ts.pending = s->pending;
@@ -393,9 +427,111 @@ const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
         if (x.oom || y.oom || x.len != y.len || memcmp(x.data, y.data, x.len) != 0)
             d = fields[i].key;
     }
+    /* the groups' hyper-parameters and the scheduler's state (bitwise: NaN = NaN) */
+    if (!d && (a->nhp != b->nhp || memcmp(a->hp, b->hp, sizeof a->hp[0] * (size_t)a->nhp)))
+        d = "optim_groups";
+    if (!d && (a->nsched != b->nsched ||
+               memcmp(a->sched, b->sched, sizeof a->sched[0] * (size_t)a->nsched)))
+        d = "sched_state";
     etd_buf_free(&x);
     etd_buf_free(&y);
     return d;
+}
+
+/* a double that may be infinite (a plateau's best): a number, or "inf" / "-inf" */
+static void put_num(etd_buf *b, double v)
+{
+    if (isfinite(v))
+        etd_json_double(b, v);
+    else
+        etd_buf_puts(b, isnan(v) ? "\"nan\"" : v > 0 ? "\"inf\"" : "\"-inf\"");
+}
+
+static bool get_num(const cJSON *j, double *out)
+{
+    if (cJSON_IsNumber(j)) {
+        *out = j->valuedouble;
+        return true;
+    }
+    if (!cJSON_IsString(j))
+        return false;
+    if (!strcmp(j->valuestring, "inf"))
+        *out = INFINITY;
+    else if (!strcmp(j->valuestring, "-inf"))
+        *out = -INFINITY;
+    else
+        return false;
+    return true;
+}
+
+/* "optim_groups": [[every hyper-parameter of group g], ...] with "optim_hparams" naming
+ * them, and "sched_state": {name: value} */
+static void write_mirrors(etd_buf *b, const etd_model *m, const etd_ts_scalars *s)
+{
+    int nk = et_optim_num_hparams(m->opt);
+    etd_buf_puts(b, ",\"optim_hparams\":[");
+    for (int k = 0; k < nk; k++) {
+        if (k)
+            etd_buf_putc(b, ',');
+        etd_json_str(b, et_optim_hparam_name(m->opt, k));
+    }
+    etd_buf_puts(b, "],\"optim_groups\":[");
+    for (int i = 0; nk > 0 && i < s->nhp; i++) {
+        etd_buf_puts(b, i % nk ? "," : i ? "],[" : "[");
+        put_num(b, s->hp[i]);
+    }
+    etd_buf_puts(b, s->nhp ? "]]" : "]");
+    if (!m->sched)
+        return;
+    etd_buf_puts(b, ",\"sched_state\":{");
+    for (int i = 0; i < s->nsched; i++) {
+        if (i)
+            etd_buf_putc(b, ',');
+        etd_json_str(b, et_scheduler_state_name(m->sched, i));
+        etd_buf_putc(b, ':');
+        put_num(b, s->sched[i]);
+    }
+    etd_buf_putc(b, '}');
+}
+
+/* The inverse of write_mirrors for m; absent (a file from before parameter
+ * groups): nothing (the "lr" field serves every group). */
+static bool read_mirrors(const cJSON *meta, const etd_model *m, etd_ts_scalars *s, etd_err *e)
+{
+    s->nhp = s->nsched = 0;
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(meta, "optim_groups");
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(meta, "optim_hparams");
+    int nk = et_optim_num_hparams(m->opt), ng = et_optim_num_groups(m->opt);
+    if (groups) {
+        bool ok = cJSON_IsArray(groups) && cJSON_GetArraySize(groups) == ng &&
+                  cJSON_IsArray(names) && cJSON_GetArraySize(names) == nk;
+        for (int k = 0; ok && k < nk; k++) {
+            const cJSON *n = cJSON_GetArrayItem(names, k);
+            ok = cJSON_IsString(n) && !strcmp(n->valuestring, et_optim_hparam_name(m->opt, k));
+        }
+        for (const cJSON *g = ok ? groups->child : NULL; ok && g; g = g->next) {
+            ok = cJSON_IsArray(g) && cJSON_GetArraySize(g) == nk && s->nhp + nk <= ETD_TS_MAX_HP;
+            for (const cJSON *v = ok ? g->child : NULL; ok && v; v = v->next)
+                ok = get_num(v, &s->hp[s->nhp++]);
+        }
+        if (!ok)
+            return etd_fail(e, ETD_EINVAL, "metadata: \"optim_groups\" does not match the "
+                            "optimizer's %d parameter groups of %s", ng,
+                            et_optim_type(m->opt)), false;
+    }
+    const cJSON *ss = cJSON_GetObjectItemCaseSensitive(meta, "sched_state");
+    if (m->sched && ss) {
+        int n = et_scheduler_state_count(m->sched);
+        for (int i = 0; i < n && i < ETD_TS_MAX_SCHED; i++) {
+            const char *name = et_scheduler_state_name(m->sched, i);
+            if (!get_num(cJSON_GetObjectItemCaseSensitive(ss, name), &s->sched[i]) ||
+                et_scheduler_state_check(m->sched, name, s->sched[i]) != ET_OK)
+                return etd_fail(e, ETD_EINVAL, "metadata: sched_state.%s is missing or out of "
+                                "range", name), false;
+        }
+        s->nsched = n < ETD_TS_MAX_SCHED ? n : ETD_TS_MAX_SCHED;
+    }
+    return true;
 }
 
 etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
@@ -420,6 +556,7 @@ etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
         etd_buf_printf(&meta, ",\"%s\":", fields[i].key);
         write_field(&meta, &fields[i], &st.s);
     }
+    write_mirrors(&meta, m, &st.s);
     etd_buf_puts(&meta, ",\"history\":[");
     pthread_mutex_lock(&m->pub_mu);
     for (size_t i = 0; i < m->h_len; i++) {
@@ -473,6 +610,8 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
             return etd_fail(e, ETD_EINVAL, "metadata: \"%s\" is missing or malformed",
                             fields[i].key);
     }
+    if (!read_mirrors(meta, m, &st->s, e))
+        return e->rc;
     const cJSON *hist = cJSON_GetObjectItemCaseSensitive(meta, "history");
     if (!cJSON_IsArray(hist))
         return etd_fail(e, ETD_EINVAL, "metadata: missing loss history");
