@@ -367,6 +367,66 @@ class ClientTests(unittest.TestCase):
             self.assertEqual(set(flat(v)), {0.0}, k)
         self.assertEqual(m.num_steps, 3)
 
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_new_layers_param_groups_and_onecycle_train_like_torch(self):
+        layers = [nn.Linear(1, 6), nn.SiLU(), nn.Linear(6, 6), nn.ELU(alpha=0.5),
+                  nn.Linear(6, 6), nn.Mish(), nn.Linear(6, 6), nn.Softplus(beta=2.0),
+                  nn.Linear(6, 6), nn.Hardtanh(-0.8, 0.9), nn.Linear(6, 6), nn.GELU(),
+                  nn.Linear(6, 6), nn.ReLU6(), nn.Linear(6, 1)]
+        opt = optim.NAdam(lr=0.01, betas=(0.85, 0.99),
+                          param_groups=[{"params": "14.", "lr": 0.002}])
+        sched = optim.lr_scheduler.OneCycleLR(max_lr=0.05, total_steps=6)
+        m = self.make(seed=9, layers=layers, opt=opt, scheduler=sched)
+        net = torch_net(layers, m.parameters())
+        last = [p for k, p in net.named_parameters() if k.startswith("14.")]
+        rest = [p for k, p in net.named_parameters() if not k.startswith("14.")]
+        topt = torch.optim.NAdam([{"params": rest}, {"params": last, "lr": 0.002}],
+                                 lr=0.01, betas=(0.85, 0.99))
+        tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.05, total_steps=6)
+        xs, ys = sine_data(8)
+        for i in range(6):
+            m.push(xs, ys)
+            res = m.step()
+            assert_close(self, [res["lr"]], [topt.param_groups[0]["lr"]], "lr at step %d" % (i + 1))
+            topt.zero_grad()
+            torch.nn.MSELoss()(net(torch.tensor(xs)), torch.tensor(ys)).backward()
+            topt.step()
+            tsched.step()
+        p = m.parameters()
+        for k, v in net.state_dict().items():
+            assert_close(self, p[k], v.tolist(), k)
+        m.push(xs, ys)
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.step()
+        self.assertEqual(cm.exception.status, 409)
+
+    def test_every_new_helper_is_accepted_by_the_daemon(self):
+        sch = optim.lr_scheduler
+        opts = [optim.NAdam(momentum_decay=0.01), optim.RAdam(eps=1e-6), optim.Adamax(betas=(0.8, 0.9)),
+                optim.SGD(lr=0.1, maximize=True, param_groups=[{"params": ["0."], "momentum": 0.5}])]
+        scheds = [sch.ConstantLR(factor=0.5, total_iters=3), sch.LinearLR(start_factor=0.2),
+                  sch.MultiStepLR([2, 4], gamma=0.3),
+                  sch.CosineAnnealingWarmRestarts(T_0=3, T_mult=2), sch.ReduceLROnPlateau(patience=0),
+                  sch.OneCycleLR(max_lr=0.1, epochs=2, steps_per_epoch=3),
+                  sch.SequentialLR([sch.LinearLR(total_iters=2), sch.ExponentialLR(0.9)], milestones=[2]),
+                  sch.ChainedScheduler([sch.ConstantLR(), sch.ExponentialLR(0.9)])]
+        losses = [(nn.KLDivLoss(reduction="batchmean"), [[0.2, 0.8]]),
+                  (nn.BCEWithLogitsLoss(pos_weight=[2.0, 0.5]), [[1.0, 0.0]]),
+                  (nn.BCELoss(), [[1.0, 0.0]]),
+                  (nn.CrossEntropyLoss(weight=[1.0, 2.0], label_smoothing=0.1), [[0.3, 0.7]])]
+        xs = [[0.5]]
+        for i, o in enumerate(opts + [optim.SGD(lr=0.1)] * (len(scheds) - len(opts))):
+            s = scheds[i] if i < len(scheds) else None
+            l, y = losses[i % len(losses)]
+            layers = [nn.Linear(1, 2)] + ([nn.Sigmoid()] if l["type"] == "BCELoss" else []) + \
+                     ([nn.LogSoftmax(dim=1)] if l["type"] == "KLDivLoss" else [])
+            m = self.make(name="%s-%d" % (self.name, i), layers=layers, loss=l, opt=o, scheduler=s)
+            for _ in range(3):
+                m.push(xs, y)
+                m.step()
+            self.assertEqual(m.num_steps, 3)
+            m.delete()
+
     def test_step_without_pending_batch_is_409(self):
         m = self.make()
         with self.assertRaises(et.EasytorchError) as cm:
@@ -803,6 +863,13 @@ class OfflineTests(unittest.TestCase):
         self.assertEqual(nn.Linear(3, 4), {"type": "Linear", "in_features": 3, "out_features": 4})
         self.assertEqual(optim.Adam(lr=0.1, betas=(0.8, 0.9)), {"type": "Adam", "lr": 0.1, "betas": [0.8, 0.9]})
         self.assertEqual(nn.MSELoss(reduction="sum"), {"type": "MSELoss", "reduction": "sum"})
+        self.assertEqual(nn.Softplus(beta=2), {"type": "Softplus", "beta": 2})
+        self.assertEqual(nn.KLDivLoss(reduction="batchmean", log_target=True),
+                         {"type": "KLDivLoss", "reduction": "batchmean", "log_target": True})
+        self.assertEqual(optim.SGD(lr=0.1, param_groups=[{"params": "0.", "betas": (0.1, 0.2)}]),
+                         {"type": "SGD", "lr": 0.1, "param_groups": [{"params": ["0."], "betas": [0.1, 0.2]}]})
+        self.assertEqual(optim.lr_scheduler.SequentialLR([optim.lr_scheduler.ConstantLR()], [3]),
+                         {"type": "SequentialLR", "schedulers": [{"type": "ConstantLR"}], "milestones": [3]})
 
 
 def main():

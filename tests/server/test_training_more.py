@@ -253,6 +253,29 @@ class TestSchedulerLimits(tt.Base):
         self.assertEqual(D.params(name), before)
         self.assertEqual(D.model(name)["step"], 3)
 
+    def test_train_past_total_steps_is_409_and_rolls_back(self):
+        name, ref = self.make(optimizer={"type": "Adam", "lr": 0.01},
+                              scheduler={"type": "SequentialLR", "milestones": [2],
+                                         "schedulers": [{"type": "ConstantLR", "factor": 0.5},
+                                                        {"type": "OneCycleLR", "max_lr": 0.05,
+                                                         "total_steps": 3}]})
+        x, y = tt.data(53, 12)
+        before = D.params(name)
+        r = D.post("/v1/models/%s/train" % name, {"inputs": x, "targets": y, "batch_size": 2})
+        self.assertError(r, 409, "OneCycleLR")
+        self.assertEqual(D.params(name), before)
+        self.assertEqual(D.model(name)["step"], 0)
+        # 2 ConstantLR steps, then OneCycleLR's 3 (SequentialLR restarts it at the milestone)
+        r = D.ok("POST", "/v1/models/%s/train" % name, {"inputs": x[:10], "targets": y[:10],
+                                                        "batch_size": 2})
+        self.assertEqual(r["step"], 5)
+        for k in range(5):
+            ref.push(x[2 * k:2 * k + 2], y[2 * k:2 * k + 2])
+            ref.step()
+        self.assertDictClose(D.params(name), ref.params_json(), "parameters after train")
+        D.push(name, x[:2], y[:2])
+        self.assertError(D.post("/v1/models/%s/step" % name), 409, "OneCycleLR")
+
     def test_nested_scheduler_errors(self):
         spec = {"name": "badsched", "layers": MLP, "loss": "MSELoss",
                 "optimizer": {"type": "Adagrad"},
