@@ -252,15 +252,15 @@ static et_tensor *sl1_fn(const etd_loss_spec *l, et_tensor *o, et_tensor *t)
 }
 
 const etd_loss_type etd_loss_types[] = {
-    {"MSELoss", f_plain, NULL, same_shape_check, mse_fn, false},
-    {"L1Loss", f_plain, NULL, same_shape_check, l1_fn, false},
+    {"MSELoss", f_plain, NULL, same_shape_check, mse_fn, false, false},
+    {"L1Loss", f_plain, NULL, same_shape_check, l1_fn, false, false},
     {"CrossEntropyLoss", f_ce, ce_parse, class_check, ce_fn, true, true},
-    {"NLLLoss", f_nll, class_parse, class_check, nll_fn, true},
-    {"BCELoss", f_plain, NULL, same_shape_check, bce_fn, false},
-    {"BCEWithLogitsLoss", f_bcel, bcel_parse, bcel_check, bcel_fn, false},
-    {"HuberLoss", f_huber, huber_parse, same_shape_check, huber_fn, false},
-    {"SmoothL1Loss", f_sl1, sl1_parse, same_shape_check, sl1_fn, false},
-    {"KLDivLoss", f_kl, kl_parse, same_shape_check, kl_fn, false},
+    {"NLLLoss", f_nll, class_parse, class_check, nll_fn, true, false},
+    {"BCELoss", f_plain, NULL, same_shape_check, bce_fn, false, false},
+    {"BCEWithLogitsLoss", f_bcel, bcel_parse, bcel_check, bcel_fn, false, false},
+    {"HuberLoss", f_huber, huber_parse, same_shape_check, huber_fn, false, false},
+    {"SmoothL1Loss", f_sl1, sl1_parse, same_shape_check, sl1_fn, false, false},
+    {"KLDivLoss", f_kl, kl_parse, same_shape_check, kl_fn, false, false},
 };
 const int etd_nloss_types = (int)(sizeof etd_loss_types / sizeof etd_loss_types[0]);
 
