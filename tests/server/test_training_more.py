@@ -134,7 +134,7 @@ class TestLosses(tt.Base):
         name, _ = self.make(loss="NLLLoss")
         self.assertError(D.post("/v1/models/%s/batches" % name,
                                 {"inputs": x, "targets": [[0.2, 0.3, 0.5]] * 4}), 400,
-                         "class indices")
+                         "class indices", "is not an integer")
         spec = {"name": "badkl", "layers": MLP, "optimizer": {"type": "SGD", "lr": 0.1},
                 "loss": {"type": "MSELoss", "reduction": "batchmean"}}
         self.assertError(D.post("/v1/models", spec), 400, "loss.reduction")
