@@ -172,7 +172,8 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
 /* For tests, which so cover every row of the scalars table without listing
  * it again: the key of row i (NULL past the end), and the key of the first
  * scalar whose value differs between a and b as the file writes it
- * (scheduler rows only when m has a scheduler), or NULL. */
+ * (scheduler rows only when m has a scheduler; then "optim_groups" and
+ * "sched_state" for the groups' hyper-parameters and the scheduler state), or NULL. */
 const char *etd_ts_field_key(int i);
 const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
                                 const etd_ts_scalars *b);
