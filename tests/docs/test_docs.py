@@ -247,7 +247,9 @@ def parse_doc(path, doc):
                     raise SyntaxError("%s:%d: a curl example in a ```%s block is not run: "
                                       "label the block sh, or skip it with a reason"
                                       % (doc, i + 2 + k, lang))
-        pending = []
+        # hidden commands wait for the next block that runs (a ```json block does not)
+        pending = [] if lang in ("sh", "bash", "shell") else \
+            [p for p in pending if p[0] == "hidden"]
         i = j + 1
     return blocks
 
