@@ -44,16 +44,23 @@ LAYERS = {
     "ReplicationPad2d": ("padding",),
     "Unflatten": ("dim", "unflattened_size"),
     "Dropout2d": ("p", "inplace"),
+    "SiLU": ("inplace",),
+    "Mish": ("inplace",),
+    "ELU": ("alpha", "inplace"),
+    "Softplus": ("beta", "threshold"),
+    "Hardtanh": ("min_val", "max_val", "inplace"),
+    "ReLU6": ("inplace",),
 }
 LOSSES = {
     "MSELoss": ("reduction",),
     "L1Loss": ("reduction",),
-    "CrossEntropyLoss": ("reduction", "label_smoothing"),
-    "NLLLoss": ("reduction",),
+    "CrossEntropyLoss": ("weight", "ignore_index", "reduction", "label_smoothing"),
+    "NLLLoss": ("weight", "ignore_index", "reduction"),
     "BCELoss": ("reduction",),
-    "BCEWithLogitsLoss": ("reduction",),
+    "BCEWithLogitsLoss": ("weight", "reduction", "pos_weight"),
     "HuberLoss": ("reduction", "delta"),
     "SmoothL1Loss": ("reduction", "beta"),
+    "KLDivLoss": ("reduction", "log_target"),
 }
 OPTIMIZERS = {
     "SGD": ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"),
@@ -61,6 +68,9 @@ OPTIMIZERS = {
     "RMSprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
     "Adam": ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"),
     "AdamW": ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"),
+    "NAdam": ("lr", "betas", "eps", "weight_decay", "momentum_decay"),
+    "RAdam": ("lr", "betas", "eps", "weight_decay"),
+    "Adamax": ("lr", "betas", "eps", "weight_decay", "maximize"),
 }
 SCHEDULERS = {
     "StepLR": ("step_size", "gamma"),
@@ -68,6 +78,15 @@ SCHEDULERS = {
     "ExponentialLR": ("gamma",),
     "CosineAnnealingLR": ("T_max", "eta_min"),
     "LinearLR": ("start_factor", "end_factor", "total_iters"),
+    "ConstantLR": ("factor", "total_iters"),
+    "CosineAnnealingWarmRestarts": ("T_0", "T_mult", "eta_min"),
+    "OneCycleLR": ("max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start",
+                   "anneal_strategy", "cycle_momentum", "base_momentum", "max_momentum",
+                   "div_factor", "final_div_factor", "three_phase"),
+    "ReduceLROnPlateau": ("mode", "factor", "patience", "threshold", "threshold_mode",
+                          "cooldown", "min_lr", "eps"),
+    "SequentialLR": ("schedulers", "milestones"),
+    "ChainedScheduler": ("schedulers",),
 }
 BUILTIN = {"layers": LAYERS, "losses": LOSSES, "optimizers": OPTIMIZERS, "schedulers": SCHEDULERS}
 
@@ -131,8 +150,16 @@ class Spec(dict):
 
 
 def _jsonable(v):
-    """tuples (torch's int-or-tuple arguments, betas) as lists"""
-    return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
+    """tuples (torch's int-or-tuple arguments, betas) as lists; dicts (param_groups,
+    nested specs) element-wise, a parameter group's "params" given as one prefix as a list"""
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict) and not isinstance(v, Spec):
+        d = {k: _jsonable(x) for k, x in v.items()}
+        if isinstance(d.get("params"), str):
+            d["params"] = [d["params"]]
+        return d
+    return v
 
 
 def _fields(tables, type_, families):

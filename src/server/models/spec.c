@@ -376,13 +376,8 @@ static bool parse_param_groups(const etd_obj *o, const etd_optim_type *t, etd_op
     if (!os->groups)
         return etd_fail(o->e, ETD_ENOMEM, "optimizer: out of memory"), false;
     os->ngroups = n;
-    /* the keys a group may set: the optimizer's fields but param_groups */
-    const char *keys[32];
-    int nk = 0;
-    for (int k = 0; t->fields[k] && nk < 31; k++)
-        if (strcmp(t->fields[k], "param_groups") != 0)
-            keys[nk++] = t->fields[k];
-    keys[nk] = NULL;
+    /* the keys a group may set: the optimizer's fields (not param_groups) */
+    const char *const *keys = t->fields;
     int gi = 0;
     for (const cJSON *g = pg->child; g; g = g->next, gi++) {
         char path[64];
@@ -457,7 +452,16 @@ static bool parse_optim(const cJSON *j, etd_spec *s, etd_err *e)
     etd_obj o = {j, "optimizer", e};
     const etd_optim_type *t =
         find_type(&o, etd_optim_types, etd_noptim_types, sizeof *etd_optim_types, "optimizer");
-    if (!t || !check_fields(&o, t->name, t->fields))
+    if (!t)
+        return false;
+    /* its constructor's fields and "param_groups" */
+    const char *keys[33];
+    int nk = 0;
+    for (int k = 0; t->fields[k] && nk < 31; k++)
+        keys[nk++] = t->fields[k];
+    keys[nk++] = "param_groups";
+    keys[nk] = NULL;
+    if (!check_fields(&o, t->name, keys))
         return false;
     s->optim.type = t;
     return t->parse(&s->optim, &o) && parse_param_groups(&o, t, &s->optim);

@@ -17,11 +17,11 @@
 /* ================================================================ losses */
 
 static const char *const f_plain[] = {"reduction", NULL};
-static const char *const f_ce[] = {"reduction", "label_smoothing", "weight", "ignore_index", NULL};
-static const char *const f_nll[] = {"reduction", "weight", "ignore_index", NULL};
+static const char *const f_ce[] = {"weight", "ignore_index", "reduction", "label_smoothing", NULL};
+static const char *const f_nll[] = {"weight", "ignore_index", "reduction", NULL};
 static const char *const f_huber[] = {"reduction", "delta", NULL};
 static const char *const f_sl1[] = {"reduction", "beta", NULL};
-static const char *const f_bcel[] = {"reduction", "weight", "pos_weight", NULL};
+static const char *const f_bcel[] = {"weight", "reduction", "pos_weight", NULL};
 static const char *const f_kl[] = {"reduction", "log_target", NULL};
 
 /* A list of numbers (torch's weight tensors, one per class / output column)
@@ -266,9 +266,10 @@ const int etd_nloss_types = (int)(sizeof etd_loss_types / sizeof etd_loss_types[
 
 /* ================================================================ optimizers */
 
-/* every optimizer takes "param_groups" (spec.c parses it, see docs/API.md) */
+/* torch's constructor arguments; every optimizer also takes "param_groups" (not
+ * one of them: spec.c parses it, see docs/API.md) */
 static const char *const sgd_fields[] = {"lr", "momentum", "dampening", "weight_decay",
-                                         "nesterov", "maximize", "param_groups", NULL};
+                                         "nesterov", "maximize", NULL};
 
 static bool sgd_parse(etd_optim_spec *s, const etd_obj *o)
 {
@@ -294,8 +295,7 @@ static et_optim *sgd_build(const etd_optim_spec *s, et_tensor *const *p, int n)
 }
 
 static const char *const adagrad_fields[] = {"lr", "lr_decay", "weight_decay",
-                                             "initial_accumulator_value", "eps", "maximize",
-                                             "param_groups", NULL};
+                                             "initial_accumulator_value", "eps", "maximize", NULL};
 
 static bool adagrad_parse(etd_optim_spec *s, const etd_obj *o)
 {
@@ -316,7 +316,7 @@ static et_optim *adagrad_build(const etd_optim_spec *s, et_tensor *const *p, int
 }
 
 static const char *const rmsprop_fields[] = {"lr", "alpha", "eps", "weight_decay", "momentum",
-                                             "centered", "maximize", "param_groups", NULL};
+                                             "centered", "maximize", NULL};
 
 static bool rmsprop_parse(etd_optim_spec *s, const etd_obj *o)
 {
@@ -338,7 +338,7 @@ static et_optim *rmsprop_build(const etd_optim_spec *s, et_tensor *const *p, int
 }
 
 static const char *const adam_fields[] = {"lr", "betas", "eps", "weight_decay", "amsgrad",
-                                          "maximize", "param_groups", NULL};
+                                          "maximize", NULL};
 
 /* torch's betas=(beta1, beta2); absent: *b1, *b2 stay */
 static bool parse_betas(const etd_obj *o, double *b1, double *b2)
@@ -388,7 +388,7 @@ static et_optim *adamw_build(const etd_optim_spec *s, et_tensor *const *p, int n
 }
 
 static const char *const nadam_fields[] = {"lr", "betas", "eps", "weight_decay",
-                                           "momentum_decay", "param_groups", NULL};
+                                           "momentum_decay", NULL};
 
 static bool nadam_parse(etd_optim_spec *s, const etd_obj *o)
 {
@@ -406,7 +406,7 @@ static et_optim *nadam_build(const etd_optim_spec *s, et_tensor *const *p, int n
     return et_nadam_new(p, n, s->u.nadam);
 }
 
-static const char *const radam_fields[] = {"lr", "betas", "eps", "weight_decay", "param_groups",
+static const char *const radam_fields[] = {"lr", "betas", "eps", "weight_decay",
                                            NULL};
 
 static bool radam_parse(etd_optim_spec *s, const etd_obj *o)
@@ -424,8 +424,7 @@ static et_optim *radam_build(const etd_optim_spec *s, et_tensor *const *p, int n
     return et_radam_new(p, n, s->u.radam);
 }
 
-static const char *const adamax_fields[] = {"lr", "betas", "eps", "weight_decay", "maximize",
-                                            "param_groups", NULL};
+static const char *const adamax_fields[] = {"lr", "betas", "eps", "weight_decay", "maximize", NULL};
 
 static bool adamax_parse(etd_optim_spec *s, const etd_obj *o)
 {
