@@ -47,6 +47,8 @@ How a page is read
     fails the test, and so does a command (curl, meson, scripts/..., ...) in
     an indented code block: fence it as sh so it runs, or skip it with a
     reason.
+  * The suites of the build, those `scripts/test --help` describes and
+    README.md's list are the same (fuzz: only in the libFuzzer build).
   * docs/API.md's "## Command line" table and `easytorchd --help` list the
     same options, with the same environment variables and defaults (the
     first word of the default cell against "(default X)" of the help).
@@ -533,6 +535,63 @@ def check_options(easytorchd, src, results):
                     % len(help_options(out)) + "".join("\n    " + p for p in problems)))
 
 
+# ---------------------------------------------------------------- the suites
+
+def suite_lists(src, build):
+    """{where: set of suite names}: the build's tests, `scripts/test --help`
+    and README.md's "runs one suite" list."""
+    import json
+    out = {}
+    r = subprocess.run(["meson", "introspect", build, "--tests"], capture_output=True, text=True)
+    try:
+        out["the build (meson)"] = {x.split(":", 1)[-1] for t in json.loads(r.stdout)
+                                    for x in t["suite"]}
+    except (ValueError, KeyError):
+        out["the build (meson)"] = None
+    h = subprocess.run([os.path.join(src, "scripts", "test"), "--help"], capture_output=True,
+                       text=True).stdout
+    sec = h.split("Suites:", 1)[1] if "Suites:" in h else ""
+    out["scripts/test --help"] = set(re.findall(r"^  (\w+)\s{2,}", sec.split("\n\n")[0], re.M))
+    readme = open(os.path.join(src, "README.md")).read()
+    m = re.search(r"runs one suite \((.*?)\)", readme, re.S)
+    out["README.md"] = set(re.findall(r"`(\w+)`", m.group(1))) if m else set()
+    return out
+
+
+def compare_suites(have, lists):
+    problems = []
+    for where, names in lists.items():
+        for name in sorted(have - names):
+            problems.append("suite %s (in the build) is not in %s" % (name, where))
+        for name in sorted(names - have - {"fuzz"}):
+            problems.append("%s names suite %s, which the build does not have" % (where, name))
+    return problems
+
+
+def check_suites(src, build, results):
+    """Every suite the build has is described by scripts/test --help and
+    listed in README.md, and neither names a suite that does not exist
+    (fuzz: only in the libFuzzer build)."""
+    try:
+        import json
+        with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
+            tests_on = {o["name"]: o["value"] for o in json.load(f)}.get("tests", True)
+    except (OSError, ValueError, KeyError):
+        tests_on = True
+    if not tests_on:
+        results.append(("README.md", 0, "skip", "suites: a -Dtests=false build has only some"))
+        return
+    lists = suite_lists(src, build)
+    have = lists.pop("the build (meson)")
+    if have is None:
+        results.append(("README.md", 0, "FAIL", "suites: meson introspect %s failed" % build))
+        return
+    problems = compare_suites(have, lists)
+    results.append(("README.md", 0, "FAIL" if problems else "ok",
+                    "the suites (%s) in scripts/test --help and README.md" % ", ".join(sorted(have))
+                    + "".join("\n    " + p for p in problems)))
+
+
 SELF_TEST_HELP = """usage
   --listen HOST:PORT                 [env EASYTORCH_LISTEN]
     address (default 127.0.0.1:8080; port 0 picks)
@@ -617,6 +676,12 @@ def self_test(easytorchd):
                 bad.append(what + " was not refused")
             except SyntaxError:
                 pass
+        suite_problems = compare_suites({"core", "server", "docs"},
+                                        {"README.md": {"core", "server", "fuzz"},
+                                         "scripts/test --help": {"core", "server", "docs", "old"}})
+        if suite_problems != ["suite docs (in the build) is not in README.md",
+                              "scripts/test --help names suite old, which the build does not have"]:
+            bad.append("suite check found %s" % suite_problems)
         opt_problems = compare_options(SELF_TEST_HELP, SELF_TEST_TABLE)
         for w in SELF_TEST_OPTION_PROBLEMS:
             if not any(p.startswith(w) for p in opt_problems):
@@ -653,6 +718,8 @@ def main():
     results = []
     if not args[2:]:
         check_options(args[0], src, results)
+        if build:
+            check_suites(src, build, results)
     for doc in docs:
         try:
             run_doc(doc, os.path.join(src, doc), args[0], show, results, src, build)
