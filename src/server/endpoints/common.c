@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- results -> statuses */
 
@@ -363,4 +364,54 @@ void ep_write_loss(etd_buf *out, bool has_loss, float loss)
         etd_json_float(out, loss);
     else
         etd_buf_puts(out, "null");
+}
+
+void ep_write_skipped(etd_buf *out, bool skipped, const char *why)
+{
+    if (!skipped)
+        return;
+    etd_buf_puts(out, ",\"skipped\":true,\"reason\":");
+    etd_json_str(out, why);
+}
+
+void ep_write_status(etd_buf *out, const etd_model_summary *s)
+{
+    etd_buf_puts(out, s->nf.diverged ? ",\"status\":\"diverged\"" : ",\"status\":\"ok\"");
+}
+
+void ep_write_time(etd_buf *out, double t)
+{
+    time_t sec = (time_t)floor(t);
+    int ms = (int)((t - floor(t)) * 1000.0);
+    if (ms > 999)
+        ms = 999;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char s[64];
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    etd_buf_printf(out, "\"%s.%03dZ\"", s, ms);
+}
+
+void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf)
+{
+    etd_buf_puts(out, ",\"nonfinite\":{\"policy\":");
+    etd_json_str(out, etd_nf_policy_names[nf->policy]);
+    etd_buf_puts(out, ",\"count\":");
+    etd_json_i64(out, nf->count);
+    etd_buf_puts(out, ",\"last\":");
+    if (!nf->count) {
+        etd_buf_puts(out, "null}");
+        return;
+    }
+    etd_buf_puts(out, "{\"step\":");
+    etd_json_i64(out, nf->step);
+    etd_buf_puts(out, ",\"time\":");
+    ep_write_time(out, nf->time);
+    etd_buf_puts(out, ",\"source\":");
+    etd_json_str(out, nf->source);
+    etd_buf_puts(out, ",\"reason\":");
+    etd_json_str(out, nf->reason);
+    etd_buf_puts(out, ",\"action\":");
+    etd_json_str(out, etd_nf_action_names[nf->action]);
+    etd_buf_puts(out, "}}");
 }

@@ -103,5 +103,14 @@ void ep_encode_answer(etd_call *c);
 void ep_write_tensors(etd_buf *out, const etd_tensors *t);
 /* ,"loss":<loss or null> */
 void ep_write_loss(etd_buf *out, bool has_loss, float loss);
+/* ,"skipped":true,"reason":"..." when the divergence guard did not apply a
+ * batch or step (nothing when it did). */
+void ep_write_skipped(etd_buf *out, bool skipped, const char *why);
+/* ,"status":"ok"|"diverged" and ,"nonfinite":{policy, count, last} of a
+ * model's summary (GET /v1/models/{name}). */
+void ep_write_status(etd_buf *out, const etd_model_summary *s);
+void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf);
+/* An ISO 8601 UTC time with milliseconds, quoted ("2024-05-01T12:00:00.123Z"). */
+void ep_write_time(etd_buf *out, double unix_seconds);
 
 #endif

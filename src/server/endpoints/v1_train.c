@@ -27,6 +27,10 @@ void etd_h_predict(etd_call *c)
     } else {
         etd_buf_puts(&c->rs->body, "{\"outputs\":");
         etd_json_tensor(&c->rs->body, y);
+        etd_model_info in;
+        etd_model_info_get(c->m, &in);
+        if (in.sum.nf.diverged) /* say why the outputs are null */
+            ep_write_status(&c->rs->body, &in.sum);
         etd_buf_putc(&c->rs->body, '}');
     }
     et_tensor_free(y);
@@ -45,6 +49,7 @@ void etd_h_batches(etd_call *c)
     etd_json_float(&c->rs->body, r.loss);
     etd_buf_puts(&c->rs->body, ",\"pending_batches\":");
     etd_json_i64(&c->rs->body, r.pending);
+    ep_write_skipped(&c->rs->body, r.skipped, r.why);
     etd_buf_putc(&c->rs->body, '}');
 }
 
@@ -71,6 +76,7 @@ void etd_h_step(etd_call *c)
     etd_json_double(out, r.next_lr);
     etd_buf_puts(out, ",\"loss\":");
     etd_json_float(out, r.loss);
+    ep_write_skipped(out, r.skipped, r.why);
     etd_buf_putc(out, '}');
 }
 
@@ -99,6 +105,11 @@ void etd_h_train(etd_call *c)
     etd_json_double(out, r.lr);
     etd_buf_puts(out, ",\"losses\":");
     etd_json_floats(out, r.losses, r.n);
+    if (r.skipped) {
+        etd_buf_puts(out, ",\"skipped_steps\":");
+        etd_json_i64(out, r.skipped);
+    }
+    ep_write_skipped(out, r.skipped > 0, r.why);
     etd_buf_putc(out, '}');
     etd_train_result_free(&r);
 }
@@ -214,7 +225,11 @@ void etd_h_loss(etd_call *c)
         etd_json_float(out, h.losses[i]);
         etd_buf_putc(out, ']');
     }
-    etd_buf_puts(out, "]}");
+    etd_buf_putc(out, ']');
+    etd_model_info in;
+    etd_model_info_get(c->m, &in);
+    ep_write_status(out, &in.sum);
+    etd_buf_putc(out, '}');
     etd_history_free(&h);
 }
 

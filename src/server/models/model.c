@@ -3,6 +3,7 @@
  * change, checkpoints, reading gradients and parameters, replacing the
  * parameters.  The training calls are in train.c.  No HTTP: result codes
  * and plain structs. */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@ void etd_model_destroy(etd_model *m)
 {
     if (!m)
         return;
+    etd_guard_drop(m);
     et_scheduler_free(m->sched);
     et_optim_free(m->opt);
     et_module_free(m->net);
@@ -52,7 +54,13 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     m->reg = r;
     atomic_init(&m->refs, 1);
     atomic_init(&m->dirty, false);
-    pthread_rwlock_init(&m->lock, NULL);
+    /* writer-preferring: a job takes the write lock once per step, and a
+     * steady stream of predictions (readers) must not starve it */
+    pthread_rwlockattr_t la;
+    pthread_rwlockattr_init(&la);
+    pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&m->lock, &la);
+    pthread_rwlockattr_destroy(&la);
     pthread_mutex_init(&m->pub_mu, NULL);
     m->spec = *spec;
     memset(spec, 0, sizeof *spec);
@@ -77,6 +85,9 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
         goto fail;
     if (m->spec.sched.type && !(m->sched = etd_spec_build_sched(&m->spec, m->opt, e)))
         goto fail;
+    m->ts.nonfinite = m->spec.nonfinite;
+    if (etd_guard_keep(m, e) != ETD_OK)
+        goto fail;
     etd_model_publish(m);
     return m;
 fail:
@@ -88,9 +99,13 @@ fail:
 
 void etd_model_publish(etd_model *m)
 {
+    etd_nf_summary nf = {m->ts.nonfinite, m->ts.diverged, m->ts.nf_count, m->ts.nf_step,
+                         m->ts.nf_time, m->ts.nf_action, "", ""};
+    memcpy(nf.source, m->ts.nf_source, sizeof nf.source);
+    memcpy(nf.reason, m->ts.nf_reason, sizeof nf.reason);
     pthread_mutex_lock(&m->pub_mu);
     m->pub = (etd_model_summary){m->ts.step, m->ts.pending, m->ts.has_loss, m->ts.last_loss,
-                                 et_optim_get_lr(m->opt)};
+                                 et_optim_get_lr(m->opt), nf};
     pthread_mutex_unlock(&m->pub_mu);
 }
 
@@ -418,10 +433,15 @@ etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *
         return e->rc;
     }
     etd_rc rc;
-    if (et_module_load_state_dict(m->net, d) != ET_OK)
+    if (et_module_load_state_dict(m->net, d) != ET_OK) {
         rc = etd_fail(e, ETD_EINVAL, "parameters: %s", et_errmsg());
-    else
+    } else {
+        etd_guard_recheck(m);
         rc = etd_model_commit(m, snapped ? &snap : NULL, e);
+        etd_err ge;
+        if (rc == ETD_OK && etd_guard_keep(m, &ge) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
+    }
     etd_ts_free(&snap);
     etd_model_unlock(m);
     return rc;

@@ -33,6 +33,15 @@ typedef struct etd_ts_scalars {
     int64_t optim_steps;        /* et_optim_steps */
     int64_t sched_epoch;        /* scheduler last_epoch (with a scheduler) */
     double sched_lr;            /* scheduler last lr */
+    /* the divergence guard (guard.c): counters of the model's own */
+    int nonfinite;              /* etd_nf_policy */
+    bool diverged;              /* a parameter is not finite */
+    int64_t nf_count;           /* non-finite batches and steps seen */
+    int64_t nf_step;            /* the model's step at the last one */
+    double nf_time;             /* its time (Unix seconds) */
+    int nf_action;              /* etd_nf_action: what was done about it */
+    char nf_source[ETD_NF_SOURCE];
+    char nf_reason[ETD_NF_REASON];
 } etd_ts_scalars;
 
 struct etd_model {
@@ -55,6 +64,8 @@ struct etd_model {
     et_tensor **params;          /* borrowed from net */
 
     etd_ts_scalars ts;           /* counters live; mirrors unused here */
+    /* the rollback policy's image of the last finite state (guard.c) */
+    etd_train_state *guard_img;
 
     etd_model_summary pub;       /* published copy for readers that must not wait */
     int64_t *h_step;             /* loss history, under pub_mu */
@@ -108,6 +119,56 @@ etd_rc etd_model_commit(etd_model *m, const etd_train_state *snap, etd_err *e);
  * none; call outside any tensor pool. */
 etd_rc etd_model_copy_tensors(etd_model *m, bool grad, etd_tensors *out, etd_err *e);
 
+/* ---- train.c: what train calls and jobs share ---- */
+
+/* Check a train call's data and plan: total steps of `epochs` over x's rows
+ * in minibatches of batch_size (<= 0: all rows); ETD_EINVAL naming the field. */
+etd_rc etd_train_plan(const etd_model *m, const etd_array *x, const etd_array *y,
+                      int64_t epochs, int64_t batch_size, int64_t *total, etd_err *e);
+/* An epoch's order of the n rows: 0..n-1, shuffled from the model's
+ * generator when asked (under the write lock). */
+void etd_train_permutation(etd_model *m, int64_t *perm, int64_t n, bool shuffle);
+
+typedef struct etd_minibatch_result {
+    float loss;               /* NaN when there was none */
+    double lr;                /* the lr the step used */
+    bool skipped;             /* the divergence guard applied nothing (or undid the step) */
+    char why[ETD_NF_REASON];
+} etd_minibatch_result;
+/* One minibatch under the write lock (rows idx[0..n) of x and y): zero the
+ * gradients, forward in training mode, loss, backward, the divergence guard
+ * (source names the caller in its events), optimizer and scheduler step,
+ * history, publish.  On an error the parameters, optimizer and counters
+ * are as before (the caller restores gradients and generator if it must). */
+etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
+                           const int64_t *idx, int64_t n, const char *source,
+                           etd_minibatch_result *r, etd_err *e);
+
+/* ---- guard.c: the divergence guard ---- */
+
+/* A non-finite loss: true + why ("loss is NaN", "loss is inf"). */
+bool etd_guard_loss_bad(float loss, char *why, size_t cap);
+/* Every parameter's .grad finite?  false + why naming the first that is
+ * not ("gradient of 0.weight is not finite (NaN)"). */
+bool etd_guard_grads_ok(const etd_model *m, char *why, size_t cap);
+/* Every parameter finite?  false + why naming the first that is not. */
+bool etd_guard_params_ok(const etd_model *m, char *why, size_t cap);
+/* Count one non-finite event (source "batches", "step", "train", "job 3"),
+ * remember it as the last one and publish. */
+void etd_guard_note(etd_model *m, const char *source, const char *why, etd_nf_action a);
+/* The rollback policy's image: etd_guard_keep captures (or refreshes in
+ * place) the image of the model's state as it is now -- called after every
+ * finite step and whenever the state is set from outside; a no-op under
+ * the other policies.  etd_guard_restore puts the image back (the guard's
+ * own counters and the policy stay as they are); ETD_ESTATE without one.
+ * Both under the write lock, outside tensor pools. */
+etd_rc etd_guard_keep(etd_model *m, etd_err *e);
+etd_rc etd_guard_restore(etd_model *m, etd_err *e);
+/* Drop the image (policy changed, model freed). */
+void etd_guard_drop(etd_model *m);
+/* Recompute ts.diverged from the parameters (after they were set). */
+void etd_guard_recheck(etd_model *m);
+
 /* ---- train_state.c: the training state, listed once ---- */
 
 enum {
@@ -138,6 +199,10 @@ struct etd_train_state {
  * the live ones (to encode at once).  ETD_ENOMEM on failure. */
 etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *st,
                       etd_err *e);
+/* Refresh a copy snapshot st in place from m's state as it is now: the
+ * tensors are copied into st's own (no allocation).  false (st partly
+ * refreshed: recapture it) when m's set of tensors is not st's any more. */
+bool etd_ts_refresh(etd_model *m, etd_train_state *st);
 /* Put st's parts back into m (the caller holds m's write lock): every
  * tensor's name and shape is checked before anything changes. */
 etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e);

@@ -91,6 +91,41 @@ int etd_spec_type_count(etd_type_family f);
 /* The i-th type's name (the torch class name) and its fields in constructor
  * order (*fields NULL-terminated, or NULL for none); NULL past the end. */
 const char *etd_spec_type(etd_type_family f, int i, const char *const **fields);
+/* ---- the divergence guard ----
+ * A batch whose loss or gradients are not finite, under the model's policy:
+ *   skip      (default, as torch's GradScaler) it is not applied: a pushed
+ *             batch adds no gradient, a train minibatch or a step takes no
+ *             optimizer/scheduler step (the forward ran: dropout draws stay
+ *             drawn);
+ *   rollback  the model goes back to its image of the last finite state
+ *             (refreshed after every finite step, and when the state is set
+ *             by define, load, PATCH or PUT parameters): parameters,
+ *             optimizer and scheduler state, generator, counters, history;
+ *             batches pushed since are discarded.  A step that leaves a
+ *             parameter non-finite (finite gradients, too large an lr) is
+ *             undone the same way;
+ *   allow     everything is applied; a model whose parameters went
+ *             non-finite reads "status": "diverged".
+ * Every such event is counted, the last one kept, under every policy. */
+typedef enum etd_nf_policy { ETD_NF_SKIP, ETD_NF_ROLLBACK, ETD_NF_ALLOW } etd_nf_policy;
+/* "skip", "rollback", "allow" (NULL-terminated, by etd_nf_policy) */
+extern const char *const etd_nf_policy_names[];
+typedef enum etd_nf_action { ETD_NF_SKIPPED, ETD_NF_ROLLED_BACK, ETD_NF_APPLIED } etd_nf_action;
+/* "skipped", "rolled_back", "applied" */
+extern const char *const etd_nf_action_names[];
+#define ETD_NF_SOURCE 24
+#define ETD_NF_REASON 160
+
+typedef struct etd_nf_summary {
+    int policy;               /* etd_nf_policy */
+    bool diverged;            /* a parameter is not finite */
+    int64_t count;            /* events so far */
+    int64_t step;             /* the last one: the model's step then, */
+    double time;              /* its Unix time, */
+    int action;               /* etd_nf_action, */
+    char source[ETD_NF_SOURCE];   /* "batches", "step", "train", "job 3", */
+    char reason[ETD_NF_REASON];   /* "loss is NaN" */
+} etd_nf_summary;
 
 /* ---- what readers see without waiting (the published summary) ---- */
 
@@ -99,6 +134,7 @@ typedef struct etd_model_summary {
     bool has_loss;
     float loss;
     double lr;                /* the next step's */
+    etd_nf_summary nf;
 } etd_model_summary;
 
 /* References to every live model with its summary, in definition order;
@@ -170,6 +206,8 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
 typedef struct etd_batch_result {
     float loss;
     int64_t pending;          /* batches pending after this one */
+    bool skipped;             /* the divergence guard did not apply it */
+    char why[ETD_NF_REASON];  /* ... because (the guard's reason) */
 } etd_batch_result;
 etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y,
                             etd_batch_result *r, etd_err *e);
@@ -180,6 +218,8 @@ typedef struct etd_step_result {
     int64_t step;             /* after this one */
     double lr, next_lr;       /* used by this step; after the scheduler stepped */
     float loss;               /* the mean loss of the batches it consumed */
+    bool skipped;             /* the divergence guard took no step (or undid it) */
+    char why[ETD_NF_REASON];
 } etd_step_result;
 etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e);
 
@@ -199,8 +239,11 @@ typedef struct etd_train_opts {
 typedef struct etd_train_result {
     int64_t step;             /* after the call */
     double lr;                /* of the last step */
-    int64_t n;                /* steps taken */
-    float *losses;            /* one per step (malloc'ed: etd_train_result_free) */
+    int64_t n;                /* minibatches run */
+    float *losses;            /* one per minibatch, NaN where not finite (malloc'ed:
+                                 etd_train_result_free) */
+    int64_t skipped;          /* minibatches the divergence guard did not apply */
+    char why[ETD_NF_REASON];  /* the last one's reason */
 } etd_train_result;
 /* epochs x minibatches of (x, y), zero grad, forward, loss, backward and
  * one optimizer step each.  All-or-nothing. */

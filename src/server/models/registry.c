@@ -379,7 +379,10 @@ static void load_file(etd_registry *r, const char *file)
     }
     m = etd_model_build(r, name, &spec, spec_json, seed, &e);
     if (!m || etd_ts_from_file(m, d, meta, &st, &e) != ETD_OK ||
-        etd_ts_apply(m, &st, &e) != ETD_OK || insert(r, m, false, &e) != ETD_OK)
+        etd_ts_apply(m, &st, &e) != ETD_OK)
+        goto bad;
+    etd_guard_recheck(m);
+    if (etd_guard_keep(m, &e) != ETD_OK || insert(r, m, false, &e) != ETD_OK)
         goto bad;
     fprintf(stderr, "easytorchd: loaded model %s (step %lld)\n", m->name, (long long)m->ts.step);
     m = NULL;

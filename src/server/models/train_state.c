@@ -30,26 +30,41 @@
 
 /* ---------------------------------------------------------------- the scalars */
 
-typedef enum { F_I64, F_F64, F_F32, F_BOOL, F_GEN } field_kind;
-enum { NONNEG = 1, NULLABLE = 2, SCHED = 4 };
+typedef enum { F_I64, F_F64, F_F32, F_BOOL, F_GEN, F_ENUM, F_STR } field_kind;
+enum { NONNEG = 1, NULLABLE = 2, SCHED = 4, OPTIONAL = 8 };
 
 static const struct ts_field {
     const char *key;           /* in the file's metadata */
     field_kind kind;
     size_t off;                /* in etd_ts_scalars */
     unsigned flags;            /* NONNEG; NULLABLE: a non-finite float is written as null;
-                                  SCHED: only with a scheduler */
+                                  SCHED: only with a scheduler; OPTIONAL: a file without it
+                                  (written before the field existed) reads as zero */
+    const char *const *names;  /* F_ENUM: the names of the values (stored as an int) */
+    size_t size;               /* F_STR: the char array's size */
 } fields[] = {
-    {"generator", F_GEN, offsetof(etd_ts_scalars, gen), 0},
-    {"step", F_I64, offsetof(etd_ts_scalars, step), NONNEG},
-    {"pending_batches", F_I64, offsetof(etd_ts_scalars, pending), NONNEG},
-    {"pending_loss_sum", F_F64, offsetof(etd_ts_scalars, pending_loss_sum), NULLABLE},
-    {"has_loss", F_BOOL, offsetof(etd_ts_scalars, has_loss), 0},
-    {"loss", F_F32, offsetof(etd_ts_scalars, last_loss), NULLABLE},
-    {"lr", F_F64, offsetof(etd_ts_scalars, lr), 0},
-    {"optim_steps", F_I64, offsetof(etd_ts_scalars, optim_steps), NONNEG},
-    {"sched_last_epoch", F_I64, offsetof(etd_ts_scalars, sched_epoch), SCHED},
-    {"sched_last_lr", F_F64, offsetof(etd_ts_scalars, sched_lr), SCHED},
+    {"generator", F_GEN, offsetof(etd_ts_scalars, gen), 0, NULL, 0},
+    {"step", F_I64, offsetof(etd_ts_scalars, step), NONNEG, NULL, 0},
+    {"pending_batches", F_I64, offsetof(etd_ts_scalars, pending), NONNEG, NULL, 0},
+    {"pending_loss_sum", F_F64, offsetof(etd_ts_scalars, pending_loss_sum), NULLABLE, NULL, 0},
+    {"has_loss", F_BOOL, offsetof(etd_ts_scalars, has_loss), 0, NULL, 0},
+    {"loss", F_F32, offsetof(etd_ts_scalars, last_loss), NULLABLE, NULL, 0},
+    {"lr", F_F64, offsetof(etd_ts_scalars, lr), 0, NULL, 0},
+    {"optim_steps", F_I64, offsetof(etd_ts_scalars, optim_steps), NONNEG, NULL, 0},
+    {"sched_last_epoch", F_I64, offsetof(etd_ts_scalars, sched_epoch), SCHED, NULL, 0},
+    {"sched_last_lr", F_F64, offsetof(etd_ts_scalars, sched_lr), SCHED, NULL, 0},
+    /* the divergence guard (guard.c) */
+    {"nonfinite", F_ENUM, offsetof(etd_ts_scalars, nonfinite), OPTIONAL, etd_nf_policy_names, 0},
+    {"diverged", F_BOOL, offsetof(etd_ts_scalars, diverged), OPTIONAL, NULL, 0},
+    {"nonfinite_count", F_I64, offsetof(etd_ts_scalars, nf_count), NONNEG | OPTIONAL, NULL, 0},
+    {"nonfinite_step", F_I64, offsetof(etd_ts_scalars, nf_step), NONNEG | OPTIONAL, NULL, 0},
+    {"nonfinite_time", F_F64, offsetof(etd_ts_scalars, nf_time), OPTIONAL, NULL, 0},
+    {"nonfinite_action", F_ENUM, offsetof(etd_ts_scalars, nf_action), OPTIONAL,
+     etd_nf_action_names, 0},
+    {"nonfinite_source", F_STR, offsetof(etd_ts_scalars, nf_source), OPTIONAL, NULL,
+     sizeof(((etd_ts_scalars *)0)->nf_source)},
+    {"nonfinite_reason", F_STR, offsetof(etd_ts_scalars, nf_reason), OPTIONAL, NULL,
+     sizeof(((etd_ts_scalars *)0)->nf_reason)},
 };
 #define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -79,6 +94,14 @@ static bool apply_scalars(etd_model *m, const etd_ts_scalars *s, etd_err *e)
     m->ts.pending_loss_sum = s->pending_loss_sum;
     m->ts.has_loss = s->has_loss;
     m->ts.last_loss = s->last_loss;
+    m->ts.nonfinite = s->nonfinite;
+    m->ts.diverged = s->diverged;
+    m->ts.nf_count = s->nf_count;
+    m->ts.nf_step = s->nf_step;
+    m->ts.nf_time = s->nf_time;
+    m->ts.nf_action = s->nf_action;
+    memcpy(m->ts.nf_source, s->nf_source, sizeof s->nf_source);
+    memcpy(m->ts.nf_reason, s->nf_reason, sizeof s->nf_reason);
     return true;
 }
 
@@ -153,6 +176,45 @@ etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *
         return etd_fail(e, ETD_ENOMEM, "out of memory taking a snapshot of the model");
     }
     return ETD_OK;
+}
+
+typedef struct refresh_ctx {
+    et_tensor_dict *d;
+    int seen;
+} refresh_ctx;
+
+static bool refresh_tensor(void *arg, const char *key, et_tensor *t)
+{
+    refresh_ctx *c = arg;
+    et_tensor *dst = et_tensor_dict_get(c->d, key);
+    if (!dst || !et_same_shape(dst, t) || et_tensor_dtype(dst) != et_tensor_dtype(t))
+        return false;
+    et_tensor *src = et_is_contiguous(t) ? et_tensor_ref(t) : et_clone(t);
+    bool ok = src && (et_tensor_dtype(t) == ET_INT64
+                          ? et_copy_from_int64(dst, et_data_int64_const(src)) == ET_OK
+                          : et_copy_from(dst, et_data_const(src)) == ET_OK);
+    et_tensor_free(src);
+    c->seen += ok;
+    return ok;
+}
+
+bool etd_ts_refresh(etd_model *m, etd_train_state *st)
+{
+    unsigned tparts = st->parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_BUFFERS);
+    if (tparts) {
+        refresh_ctx c = {st->tensors, 0};
+        if (!c.d || !each_tensor(m, tparts, refresh_tensor, &c) ||
+            c.seen != et_tensor_dict_len(c.d))
+            return false;
+    }
+    if (st->parts & ETD_TS_SCALARS)
+        capture_scalars(m, &st->s);
+    if (st->parts & ETD_TS_HISTORY) {
+        pthread_mutex_lock(&m->pub_mu);
+        st->hlen = m->h_len;
+        pthread_mutex_unlock(&m->pub_mu);
+    }
+    return true;
 }
 
 void etd_ts_free(etd_train_state *st)
@@ -318,6 +380,8 @@ static void write_field(etd_buf *b, const struct ts_field *f, const etd_ts_scala
     case F_F64: etd_json_double(b, *(const double *)p); break; /* null when not finite */
     case F_F32: etd_json_float(b, *(const float *)p); break;
     case F_BOOL: etd_buf_puts(b, *(const bool *)p ? "true" : "false"); break;
+    case F_ENUM: etd_json_str(b, f->names[*(const int *)p]); break;
+    case F_STR: etd_json_str(b, p); break;
     case F_GEN:
         for (int i = 0; i < 4; i++) {
             etd_buf_putc(b, i ? ',' : '[');
@@ -332,6 +396,8 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
 {
     char *p = (char *)s + f->off;
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(meta, f->key);
+    if (!j && (f->flags & OPTIONAL)) /* s is zeroed: the default */
+        return true;
     if ((f->flags & NULLABLE) && cJSON_IsNull(j)) {
         if (f->kind == F_F64)
             *(double *)p = NAN;
@@ -360,6 +426,18 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
         if (!cJSON_IsBool(j))
             return false;
         *(bool *)p = cJSON_IsTrue(j);
+        return true;
+    case F_ENUM:
+        for (int i = 0; cJSON_IsString(j) && f->names[i]; i++)
+            if (strcmp(f->names[i], j->valuestring) == 0) {
+                *(int *)p = i;
+                return true;
+            }
+        return false;
+    case F_STR:
+        if (!cJSON_IsString(j) || strlen(j->valuestring) >= f->size)
+            return false;
+        memcpy(p, j->valuestring, strlen(j->valuestring) + 1);
         return true;
     case F_GEN:
         if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != 4)
