@@ -26,6 +26,7 @@ int etd_rc_status(etd_rc rc)
         [ETD_EIO] = 500,
         [ETD_ENOSPC] = 507,     /* Insufficient Storage (RFC 4918) */
         [ETD_ECANCELED] = 499,  /* nginx's "client closed request": nobody is listening */
+        [ETD_EFULL] = 503,      /* with Retry-After */
         [ETD_EINTERNAL] = 500,
     };
     _Static_assert(sizeof status / sizeof status[0] == ETD_RC_COUNT, "one status per etd_rc");
@@ -324,6 +325,72 @@ bool ep_bool(etd_call *c, const char *key, bool def, bool *out)
     }
     *out = cJSON_IsTrue(v);
     return true;
+}
+
+bool ep_metrics(etd_call *c, const cJSON *obj, const char *path, etd_eval_opts *o)
+{
+    const char *dot = path[0] ? "." : "";
+    memset(o, 0, sizeof *o);
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(obj, "metrics");
+    if (ms && !cJSON_IsNull(ms)) {
+        if (!cJSON_IsArray(ms) || !ms->child) {
+            ep_error(c, 400, "%s%smetrics: expected a non-empty list of metric names", path, dot);
+            return false;
+        }
+        int i = 0;
+        for (const cJSON *v = ms->child; v; v = v->next, i++) {
+            int k = 0;
+            while (cJSON_IsString(v) && etd_metric_names[k] &&
+                   strcmp(etd_metric_names[k], v->valuestring) != 0)
+                k++;
+            if (!cJSON_IsString(v) || !etd_metric_names[k]) {
+                char list[200];
+                etd_join_names(etd_metric_names, list, sizeof list);
+                etd_fail(&c->e, ETD_EINVAL, "%s%smetrics[%d]: unknown metric (known: %s)", path,
+                         dot, i, list);
+                if (cJSON_IsString(v))
+                    etd_err_suggest(&c->e, v->valuestring, etd_metric_names);
+                return ep_ok(c, ETD_EINVAL);
+            }
+            if (o->metrics & 1u << k) {
+                ep_error(c, 400, "%s%smetrics[%d]: \"%s\" is listed twice", path, dot, i,
+                         etd_metric_names[k]);
+                return false;
+            }
+            o->metrics |= 1u << k;
+        }
+    }
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "k");
+    if (k && !cJSON_IsNull(k)) {
+        double d = k->valuedouble;
+        if (!cJSON_IsNumber(k) || d < 1 || d != floor(d) || d > 1e9) {
+            ep_error(c, 400, "%s%sk: expected a positive integer", path, dot);
+            return false;
+        }
+        if (!(o->metrics & 1u << ETD_M_TOPK)) {
+            ep_error(c, 400, "%s%sk: only top_k_accuracy takes k (add it to %s%smetrics)", path,
+                     dot, path, dot);
+            return false;
+        }
+        o->k = (int64_t)d;
+    }
+    return true;
+}
+
+void ep_write_metric_values(etd_buf *out, unsigned metrics, const double *value)
+{
+    etd_buf_putc(out, '{');
+    bool first = true;
+    for (int i = 0; i < ETD_M_COUNT; i++)
+        if (metrics & 1u << i) {
+            etd_buf_printf(out, "%s\"%s\":", first ? "" : ",", etd_metric_names[i]);
+            if (i == ETD_M_LOSS) /* a float32 the loss function computed */
+                etd_json_float(out, (float)value[i]);
+            else
+                etd_json_double(out, value[i]);
+            first = false;
+        }
+    etd_buf_putc(out, '}');
 }
 
 const char *ep_query(const etd_call *c, const char *name)

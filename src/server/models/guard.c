@@ -160,8 +160,12 @@ etd_rc etd_guard_restore(etd_model *m, etd_err *e)
 {
     if (!m->guard_img)
         return etd_fail(e, ETD_ESTATE, "no rollback image");
-    /* the guard's own fields describe what happened: they stay */
+    /* the guard's own fields describe what happened: they stay; so do the
+     * validation entries (measurements of states the model did have) */
     etd_ts_scalars keep = m->ts;
+    pthread_mutex_lock(&m->pub_mu);
+    m->guard_img->vlen = m->v_len;
+    pthread_mutex_unlock(&m->pub_mu);
     if (etd_ts_apply(m, m->guard_img, e) != ETD_OK)
         return e->rc;
     m->ts.nonfinite = keep.nonfinite;

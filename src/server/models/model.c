@@ -29,6 +29,9 @@ void etd_model_destroy(etd_model *m)
     free(m->spec_json);
     free(m->h_step);
     free(m->h_loss);
+    free(m->v);
+    free(m->jobs);
+    pthread_cond_destroy(&m->job_cv);
     pthread_rwlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
     free(m);
@@ -61,6 +64,7 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&m->lock, &la);
     pthread_rwlockattr_destroy(&la);
+    pthread_cond_init(&m->job_cv, NULL);
     pthread_mutex_init(&m->pub_mu, NULL);
     m->spec = *spec;
     memset(spec, 0, sizeof *spec);
@@ -271,6 +275,17 @@ etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e)
 
 void etd_model_unlock(etd_model *m) { pthread_rwlock_unlock(&m->lock); }
 
+etd_rc etd_model_lock_train(etd_model *m, etd_err *e)
+{
+    if (etd_model_lock(m, true, e) != ETD_OK)
+        return e->rc;
+    if (etd_model_job_busy(m, e) != ETD_OK) {
+        etd_model_unlock(m);
+        return e->rc;
+    }
+    return ETD_OK;
+}
+
 etd_rc etd_model_save_locked(etd_model *m, bool *replaced_out, etd_err *e)
 {
     bool replaced = false;
@@ -424,7 +439,7 @@ etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *
             return etd_fail(e, ETD_EINVAL, "parameters.%s: missing (every parameter%s must be given)",
                             et_module_state_name(m->net, k),
                             et_module_num_buffers(m->net) ? " and buffer" : "");
-    if (etd_model_lock(m, true, e) != ETD_OK)
+    if (etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     etd_train_state snap = {0};
     bool snapped = m->reg->o.sync_always;

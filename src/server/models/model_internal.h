@@ -71,7 +71,18 @@ struct etd_model {
     int64_t *h_step;             /* loss history, under pub_mu */
     float *h_loss;
     size_t h_len, h_cap;
+    etd_val_entry *v;            /* validation history, under pub_mu */
+    size_t v_len, v_cap;
+
+    /* jobs (jobs.c), under pub_mu */
+    etd_job_info *jobs;          /* records, oldest first (at most ETD_JOB_RECORDS) */
+    int njobs, jobs_cap;
+    int64_t next_job;            /* the next job's id (persisted: ids are never reused) */
+    struct etd_job *active;      /* the queued or running job, or NULL */
+    pthread_cond_t job_cv;       /* a record reached a final state */
 };
+
+#define ETD_JOB_RECORDS 100
 
 typedef struct etd_slot {
     etd_model *m;
@@ -89,7 +100,28 @@ struct etd_registry {
     pthread_mutex_t saver_mu;
     pthread_cond_t saver_cv;
     bool stopping;
+
+    /* the job pool (jobs.c) */
+    pthread_mutex_t job_mu;      /* the queue, counts, stopping */
+    pthread_cond_t job_cv;
+    struct etd_job *queue_head, *queue_tail;
+    int jobs_live;               /* queued + running */
+    pthread_t *workers;
+    int nworkers;
+    bool jobs_stopping;
 };
+
+/* ---- jobs.c ---- */
+
+/* Start the worker threads (after loading) / interrupt every job and join
+ * them (before the last saves). */
+void etd_jobs_start(etd_registry *r);
+void etd_jobs_stop(etd_registry *r);
+/* ETD_ESTATE if the model has a job queued or running (for the training
+ * calls, under the model's write lock). */
+etd_rc etd_model_job_busy(etd_model *m, etd_err *e);
+/* The model is being deleted: its job stops as cancelled. */
+void etd_model_jobs_abandon(etd_model *m);
 
 /* ---- model.c ---- */
 
@@ -102,6 +134,8 @@ void etd_model_destroy(etd_model *m);
 void etd_model_publish(etd_model *m);
 /* Append one [step, loss] entry (the oldest half goes past --max-history). */
 void etd_model_history_add(etd_model *m, int64_t step, float loss);
+/* Append one validation entry (evaluate.c; the same bound). */
+void etd_model_validation_add(etd_model *m, const etd_val_entry *v);
 /* Write the model's file now; the caller holds its lock (shared is enough).
  * On failure the previous file is left as it was, unless *replaced (may be
  * NULL) says the new one took its place but the directory's fsync failed. */
@@ -110,6 +144,9 @@ etd_rc etd_model_save_locked(etd_model *m, bool *replaced, etd_err *e);
  * we waited. */
 etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e);
 void etd_model_unlock(etd_model *m);
+/* The write lock for a training call: also ETD_ESTATE while the model has a
+ * job queued or running (the job's own steps take the plain write lock). */
+etd_rc etd_model_lock_train(etd_model *m, etd_err *e);
 /* After a change under the write lock: persist it now (--sync always) or
  * mark the model for the saver.  A failed synchronous save puts the model
  * back to snap (may be NULL) -- the state its file still holds -- so the
@@ -125,6 +162,11 @@ etd_rc etd_model_copy_tensors(etd_model *m, bool grad, etd_tensors *out, etd_err
  * in minibatches of batch_size (<= 0: all rows); ETD_EINVAL naming the field. */
 etd_rc etd_train_plan(const etd_model *m, const etd_array *x, const etd_array *y,
                       int64_t epochs, int64_t batch_size, int64_t *total, etd_err *e);
+/* Targets the loss cannot take (a class index out of range in any row),
+ * found before anything runs: the output's shape from a forward of the
+ * first row, then the loss's own check over every target. */
+etd_rc etd_model_check_targets(etd_model *m, const etd_array *x, const etd_array *y,
+                               etd_err *e);
 /* An epoch's order of the n rows: 0..n-1, shuffled from the model's
  * generator when asked (under the write lock). */
 void etd_train_permutation(etd_model *m, int64_t *perm, int64_t n, bool shuffle);
@@ -176,10 +218,11 @@ enum {
     ETD_TS_GRADS = 2,           /* accumulated gradients (while batches are pending) */
     ETD_TS_OPTIM = 4,           /* optimizer state tensors */
     ETD_TS_SCALARS = 8,         /* etd_ts_scalars: counters, generator, lr, scheduler */
-    ETD_TS_HISTORY = 16,        /* the loss history (a snapshot keeps its length) */
+    ETD_TS_HISTORY = 16,        /* the loss and validation history (a snapshot keeps lengths) */
     ETD_TS_BUFFERS = 32,        /* module buffers: BatchNorm's running statistics, which a
                                    training-mode forward changes */
-    ETD_TS_ALL = 63
+    ETD_TS_ALL = 63,
+    ETD_TS_JOBS = 64            /* the job records: in the file only, never rolled back */
 };
 
 /* An image of (parts of) a model's training state. */
@@ -188,10 +231,15 @@ struct etd_train_state {
     etd_ts_scalars s;
     et_tensor_dict *tensors;     /* "param.<name>", "grad.<name>", "optim.<slot>",
                                     "buffer.<name>" */
-    size_t hlen;                 /* history entries at capture */
+    size_t hlen, vlen;           /* loss and validation history entries at capture */
     int64_t *h_step;             /* the entries (from a file) */
     float *h_loss;
     size_t h_n;
+    etd_val_entry *v;            /* the validation entries (from a file) */
+    size_t v_n;
+    etd_job_info *jobs;          /* the job records (from a file) */
+    int njobs;
+    int64_t next_job;
 };
 
 /* Capture `parts` of m's state (the caller holds m's lock).  copy: the

@@ -43,6 +43,8 @@ typedef struct etd_registry_opts {
     int64_t max_params;       /* scalar parameters per model */
     int64_t max_steps;        /* optimizer steps per train call */
     size_t max_history;       /* loss-history entries kept per model */
+    int job_threads;          /* threads running training jobs (--job-threads) */
+    int max_jobs;             /* jobs queued or running at once, all models (--max-jobs) */
 } etd_registry_opts;
 
 /* ---- the registry ---- */
@@ -56,6 +58,9 @@ void etd_registry_free(etd_registry *r);
 void etd_registry_load_all(etd_registry *r);
 /* Save every changed model now; returns the number of failures. */
 int etd_registry_save_all(etd_registry *r);
+/* Stop every training job between two steps, as "interrupted" (shutdown;
+ * also done by etd_registry_free).  No job is accepted afterwards. */
+void etd_registry_stop_jobs(etd_registry *r);
 /* Number of live models (deleted ones excluded). */
 int etd_registry_count(etd_registry *r);
 
@@ -282,6 +287,120 @@ typedef struct etd_history {
 } etd_history;
 etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_err *e);
 void etd_history_free(etd_history *h);
+
+/* ---- evaluation (evaluate.c) ---- */
+
+typedef enum etd_metric {
+    ETD_M_LOSS, ETD_M_ACCURACY, ETD_M_TOPK, ETD_M_MAE, ETD_M_MSE, ETD_M_RMSE, ETD_M_R2,
+    ETD_M_COUNT
+} etd_metric;
+/* "loss", "accuracy", "top_k_accuracy", "mae", "mse", "rmse", "r2" (NULL-terminated) */
+extern const char *const etd_metric_names[];
+
+typedef struct etd_eval_opts {
+    unsigned metrics;         /* a bit per etd_metric; 0: the defaults of the model's loss */
+    int64_t k;                /* top_k_accuracy's k (<= 0: 2, as sklearn) */
+} etd_eval_opts;
+
+typedef struct etd_eval_result {
+    int64_t step;             /* the model's step when measured */
+    int64_t rows;
+    unsigned metrics;         /* the ones computed */
+    int64_t k;
+    double value[ETD_M_COUNT];/* NaN where undefined or not finite (JSON null) */
+} etd_eval_result;
+
+/* The metrics the model's loss implies: loss, plus accuracy for
+ * classification losses, mae/mse/rmse/r2 for regression losses. */
+unsigned etd_model_default_metrics(const etd_model *m);
+/* Forward (x) in eval mode without gradients, the loss and metrics against
+ * y; nothing of the model changes.  ETD_EINVAL naming the field for
+ * targets a metric cannot take. */
+etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
+                          const etd_eval_opts *o, etd_eval_result *r, etd_err *e);
+
+/* The validation history: evaluations recorded by jobs, next to the loss
+ * history (persisted with it, bounded by --max-history the same way). */
+typedef struct etd_val_entry {
+    int64_t step;
+    int64_t job;              /* the job that measured it */
+    unsigned metrics;
+    int64_t k;
+    double value[ETD_M_COUNT];
+} etd_val_entry;
+typedef struct etd_val_history {
+    size_t n;
+    etd_val_entry *v;         /* malloc'ed: etd_val_history_free */
+} etd_val_history;
+/* Entries after step `since` (< 0: all), of one job (job <= 0: all). */
+etd_rc etd_model_validation_history(etd_model *m, int64_t since, int64_t job,
+                                    etd_val_history *h, etd_err *e);
+void etd_val_history_free(etd_val_history *h);
+
+/* ---- training jobs (jobs.c) ----
+ * A job is a train call run by the registry's worker threads: the request
+ * is answered at once (202) and the job is polled, listed and cancelled.
+ * A model has at most one job queued or running; while it has one, the
+ * other training calls (batches, step, train, PUT parameters) answer
+ * ETD_ESTATE.  A job takes the model's write lock once per minibatch, so
+ * predictions and evaluations run between its steps and always see the
+ * parameters of a whole step.  Unlike train, a job is not all-or-nothing:
+ * a cancel, a failure or a shutdown keeps the steps done (each committed as
+ * it was taken).  Job records are part of the model file; a job that was
+ * queued or running when the daemon stopped reads "interrupted". */
+typedef enum etd_job_state {
+    ETD_JOB_QUEUED, ETD_JOB_RUNNING, ETD_JOB_DONE, ETD_JOB_FAILED, ETD_JOB_CANCELLED,
+    ETD_JOB_INTERRUPTED
+} etd_job_state;
+/* "queued", "running", "done", "failed", "cancelled", "interrupted" */
+extern const char *const etd_job_state_names[];
+
+/* What a job is asked to do; the arrays are taken over by etd_job_submit
+ * (also on failure: they are freed and zeroed). */
+typedef struct etd_job_spec {
+    etd_array x, y;
+    int64_t epochs, batch_size;
+    bool shuffle;
+    bool validate;            /* vx, vy and metrics given */
+    etd_array vx, vy;
+    etd_eval_opts metrics;
+    int64_t eval_every;       /* steps between evaluations; <= 0: once per epoch */
+} etd_job_spec;
+
+#define ETD_JOB_ERRCAP 512
+
+typedef struct etd_job_info {
+    int64_t id;               /* per model, from 1, never reused */
+    int state;                /* etd_job_state */
+    int64_t steps_done, steps_total;
+    int64_t epoch, epochs;    /* the epoch running (1-based) */
+    int64_t batch_size, rows;
+    bool shuffle;
+    bool has_loss;
+    float loss;               /* the last minibatch's */
+    double lr;                /* the lr of the last step */
+    int64_t skipped;          /* minibatches the divergence guard did not apply */
+    int64_t start_step;       /* the model's step when the job started */
+    double created, started, finished;  /* Unix seconds; 0: not yet */
+    bool validate;
+    int64_t val_rows, eval_every, evaluations;
+    unsigned metrics;         /* what the evaluations measure */
+    int64_t k;
+    char error[ETD_JOB_ERRCAP];
+} etd_job_info;
+
+/* Queue a job (202): *info is its record.  ETD_EINVAL (data, named like
+ * train's fields; "validation.inputs: ..."), ETD_ESTATE (the model has a job
+ * already), ETD_EFULL (--max-jobs reached). */
+etd_rc etd_job_submit(etd_model *m, etd_job_spec *s, etd_job_info *info, etd_err *e);
+/* A job's record; ETD_ENOTFOUND. */
+etd_rc etd_job_get(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
+/* Every record of the model, oldest first (*list malloc'ed: free it). */
+etd_rc etd_job_list(etd_model *m, etd_job_info **list, int *n, etd_err *e);
+/* Cancel a job: a queued one at once, a running one between two steps
+ * (waits for it to stop).  A job already over is left as it is (its record
+ * returned: cancelling is idempotent).  ETD_ENOTFOUND. */
+etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
 
 /* Write the model's file now (fsynced); *step: the step it holds. */
 etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e);

@@ -167,9 +167,15 @@ etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e)
     }
     r->o = *o;
     r->o.data_dir = r->data_dir;
+    if (r->o.job_threads <= 0)
+        r->o.job_threads = 1;
+    if (r->o.max_jobs <= 0)
+        r->o.max_jobs = 64;
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->saver_mu, NULL);
     pthread_cond_init(&r->saver_cv, NULL);
+    pthread_mutex_init(&r->job_mu, NULL);
+    pthread_cond_init(&r->job_cv, NULL);
     return r;
 }
 
@@ -177,6 +183,7 @@ void etd_registry_free(etd_registry *r)
 {
     if (!r)
         return;
+    etd_jobs_stop(r); /* running jobs stop between two steps; saved below */
     if (r->saver_started) {
         pthread_mutex_lock(&r->saver_mu);
         r->stopping = true;
@@ -191,6 +198,8 @@ void etd_registry_free(etd_registry *r)
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->saver_mu);
     pthread_cond_destroy(&r->saver_cv);
+    pthread_mutex_destroy(&r->job_mu);
+    pthread_cond_destroy(&r->job_cv);
     free(r->data_dir);
     free(r);
 }
@@ -332,6 +341,7 @@ etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
     etd_model *m = r->slots[i].m;
     r->slots[i].deleting = true; /* the name stays reserved until the file is gone */
     pthread_mutex_unlock(&r->mu);
+    etd_model_jobs_abandon(m); /* its job stops at its next step */
 
     pthread_rwlock_wrlock(&m->lock); /* waits for running calls and saves */
     m->deleted = true;
@@ -438,4 +448,5 @@ void etd_registry_load_all(etd_registry *r)
         if (pthread_create(&r->saver, NULL, saver_main, r) == 0)
             r->saver_started = true;
     }
+    etd_jobs_start(r);
 }

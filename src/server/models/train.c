@@ -134,7 +134,7 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
                             etd_batch_result *r, etd_err *e)
 {
     memset(r, 0, sizeof *r);
-    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
+    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     /* a failed backward or save puts the gradients, counters and running
      * statistics (a training-mode forward updates them) back */
@@ -250,7 +250,7 @@ static bool step_undone(etd_model *m, const char *source, bool noted, char *why,
 etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
 {
     memset(r, 0, sizeof *r);
-    if (etd_model_lock(m, true, e) != ETD_OK)
+    if (etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     if (m->ts.pending == 0) {
         etd_model_unlock(m);
@@ -415,7 +415,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         free(perm);
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
-    if (etd_model_lock(m, true, e) != ETD_OK) {
+    if (etd_model_lock_train(m, e) != ETD_OK) {
         free(losses);
         free(perm);
         return e->rc;
@@ -506,6 +506,38 @@ etd_rc etd_train_plan(const etd_model *m, const etd_array *x, const etd_array *y
                         (long long)per_epoch, (long long)m->reg->o.max_steps);
     *total = epochs * per_epoch;
     return ETD_OK;
+}
+
+etd_rc etd_model_check_targets(etd_model *m, const etd_array *x, const etd_array *y,
+                               etd_err *e)
+{
+    const etd_loss_type *t = m->spec.loss.type;
+    if (!t->check || x->ndim < 1 || x->shape[0] < 1)
+        return ETD_OK;
+    etd_array one = *x; /* the first row (borrowed) */
+    one.shape[0] = 1;
+    one.numel = x->numel / x->shape[0];
+    et_tensor *o1;
+    if (etd_model_forward(m, &one, &o1, e) != ETD_OK)
+        return e->rc;
+    int64_t shape[ET_MAX_DIMS];
+    int nd = et_ndim(o1);
+    memcpy(shape, et_shape(o1), (size_t)nd * sizeof *shape);
+    et_tensor_free(o1);
+    if (nd < 1)
+        return ETD_OK;
+    shape[0] = x->shape[0];
+    etd_rc rc = ETD_OK;
+    et_pool_begin();
+    et_tensor *zero = et_scalar(0.0f);
+    et_tensor *out = zero ? et_expand(zero, shape, nd) : NULL; /* no storage of its own */
+    et_tensor *yt = array_tensor(y, m->spec.target_dtype);
+    if (!out || !yt)
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+    else if (!t->check(&m->spec.loss, out, yt, e))
+        rc = e->rc;
+    et_pool_end();
+    return rc;
 }
 
 void etd_train_permutation(etd_model *m, int64_t *perm, int64_t n, bool shuffle)
