@@ -55,6 +55,10 @@ static const opt opts[] = {
      "threads running training jobs (POST .../jobs), one job each (default: the CPU count)"},
     {"--max-jobs", "EASYTORCH_MAX_JOBS", "N",
      "training jobs queued or running at once, all models together (default 64); more -> 503"},
+    {"--event-buffer", "EASYTORCH_EVENT_BUFFER", "N",
+     "events kept for Last-Event-ID resume: N for /v1/events, N/4 per model (default 4096)"},
+    {"--event-interval", "EASYTORCH_EVENT_INTERVAL", "SECONDS",
+     "a model's steps are sent as one \"step\" event per interval (default 0.1; 0: every step)"},
     {"--timeout", "EASYTORCH_TIMEOUT", "SECONDS", "close idle or stalled connections after (default 30)"},
     {"--request-timeout", "EASYTORCH_REQUEST_TIMEOUT", "SECONDS",
      "a request's headers, and then its body, must arrive within this (default 4 x --timeout);\n"
@@ -355,6 +359,11 @@ int main(int argc, char **argv)
     if (!num_opt("--max-jobs", 64, 1, 1e6, &v, &rc))
         return rc;
     c.models.max_jobs = (int)v;
+    if (!num_opt("--event-buffer", 4096, 16, 1e7, &v, &rc))
+        return rc;
+    c.models.event_buffer = (size_t)v;
+    if (!num_opt("--event-interval", 0.1, 0, 3600, &c.models.event_interval, &rc))
+        return rc;
     if (!num_opt("--timeout", 30, 1, 86400, &v, &rc))
         return rc;
     h->timeout = (unsigned)v;

@@ -379,18 +379,7 @@ bool ep_metrics(etd_call *c, const cJSON *obj, const char *path, etd_eval_opts *
 
 void ep_write_metric_values(etd_buf *out, unsigned metrics, const double *value)
 {
-    etd_buf_putc(out, '{');
-    bool first = true;
-    for (int i = 0; i < ETD_M_COUNT; i++)
-        if (metrics & 1u << i) {
-            etd_buf_printf(out, "%s\"%s\":", first ? "" : ",", etd_metric_names[i]);
-            if (i == ETD_M_LOSS) /* a float32 the loss function computed */
-                etd_json_float(out, (float)value[i]);
-            else
-                etd_json_double(out, value[i]);
-            first = false;
-        }
-    etd_buf_putc(out, '}');
+    etd_write_metrics(out, metrics, value);
 }
 
 const char *ep_query(const etd_call *c, const char *name)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/formats/json_out.h"
 #include "server/models/model_internal.h"
 
 const char *const etd_nf_policy_names[] = {"skip", "rollback", "allow", NULL};
@@ -120,6 +121,21 @@ void etd_guard_note(etd_model *m, const char *source, const char *why, etd_nf_ac
     snprintf(m->ts.nf_source, sizeof m->ts.nf_source, "%s", source);
     snprintf(m->ts.nf_reason, sizeof m->ts.nf_reason, "%s", why);
     etd_model_publish(m);
+    etd_buf b;
+    etd_buf_init(&b);
+    etd_buf_puts(&b, "\"step\":");
+    etd_json_i64(&b, m->ts.step);
+    etd_buf_puts(&b, ",\"source\":");
+    etd_json_str(&b, source);
+    etd_buf_puts(&b, ",\"reason\":");
+    etd_json_str(&b, why);
+    etd_buf_printf(&b, ",\"action\":\"%s\",\"count\":%lld,\"policy\":\"%s\",\"status\":\"%s\"",
+                   etd_nf_action_names[a], (long long)m->ts.nf_count,
+                   etd_nf_policy_names[m->ts.nonfinite], m->ts.diverged ? "diverged" : "ok");
+    etd_events_flush(m); /* after the steps before it */
+    if (!b.oom)
+        etd_events_publish(m, ETD_EV_NONFINITE, b.data);
+    etd_buf_free(&b);
 }
 
 /* ---------------------------------------------------------------- the image */

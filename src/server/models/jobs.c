@@ -109,6 +109,28 @@ static void finish_locked(etd_model *m, etd_job_info *r, int state, const char *
     pthread_cond_broadcast(&m->job_cv);
 }
 
+/* The "job" event of a record (a copy: no lock needed). */
+static void job_event(etd_model *m, etd_job_info j)
+{
+    etd_buf b;
+    etd_buf_init(&b);
+    etd_buf_printf(&b, "\"id\":%lld,\"state\":\"%s\",\"steps_done\":%lld,\"steps_total\":%lld,"
+                   "\"epoch\":%lld,\"loss\":", (long long)j.id, etd_job_state_names[j.state],
+                   (long long)j.steps_done, (long long)j.steps_total, (long long)j.epoch);
+    if (j.has_loss)
+        etd_json_float(&b, j.loss);
+    else
+        etd_buf_puts(&b, "null");
+    etd_buf_printf(&b, ",\"skipped_steps\":%lld,\"error\":", (long long)j.skipped);
+    if (j.error[0])
+        etd_json_str(&b, j.error);
+    else
+        etd_buf_puts(&b, "null");
+    if (!b.oom)
+        etd_events_publish(m, ETD_EV_JOB, b.data);
+    etd_buf_free(&b);
+}
+
 etd_rc etd_model_job_busy(etd_model *m, etd_err *e)
 {
     pthread_mutex_lock(&m->pub_mu);
@@ -204,6 +226,7 @@ etd_rc etd_job_submit(etd_model *m, etd_job_spec *s, etd_job_info *info, etd_err
         goto fail;
     }
     atomic_store(&m->dirty, true); /* the record goes into the file */
+    job_event(m, *info);
     atomic_fetch_add(&m->refs, 1);
     j->m = m;
     j->s = *s;
@@ -239,6 +262,17 @@ static void evaluate(etd_job *j)
     etd_val_entry v = {r.step, j->id, r.metrics, r.k, {0}};
     memcpy(v.value, r.value, sizeof v.value);
     etd_model_validation_add(m, &v);
+    etd_buf b;
+    etd_buf_init(&b);
+    etd_buf_printf(&b, "\"job\":%lld,\"step\":%lld,\"rows\":%lld,\"metrics\":", (long long)j->id,
+                   (long long)r.step, (long long)r.rows);
+    etd_write_metrics(&b, r.metrics, r.value);
+    if (r.metrics & 1u << ETD_M_TOPK)
+        etd_buf_printf(&b, ",\"k\":%lld", (long long)r.k);
+    etd_events_flush(m); /* the steps it follows go out first */
+    if (!b.oom)
+        etd_events_publish(m, ETD_EV_EVALUATION, b.data);
+    etd_buf_free(&b);
     pthread_mutex_lock(&m->pub_mu);
     etd_job_info *ji = rec(m, j->id);
     if (ji)
@@ -262,6 +296,7 @@ static int run(etd_job *j, char *why, size_t cap)
     char source[ETD_NF_SOURCE];
     snprintf(source, sizeof source, "job %lld", (long long)j->id);
     int64_t done = 0, since_eval = 0;
+    double last_event = 0;
     etd_err e;
     int state = ETD_JOB_DONE;
     for (int64_t ep = 0; ep < s->epochs && state == ETD_JOB_DONE; ep++) {
@@ -317,8 +352,10 @@ static int run(etd_job *j, char *why, size_t cap)
             if (rc == ETD_OK) {
                 done++;
                 since_eval++;
+                if (!mr.skipped)
+                    etd_events_step(m, m->ts.step, mr.loss, mr.lr, j->id);
                 pthread_mutex_lock(&m->pub_mu); /* with the step, under the write lock */
-                etd_job_info *ji = rec(m, j->id);
+                etd_job_info *ji = rec(m, j->id), copy = {0};
                 if (ji) {
                     ji->steps_done = done;
                     ji->epoch = ep + 1;
@@ -329,8 +366,11 @@ static int run(etd_job *j, char *why, size_t cap)
                         ji->loss = mr.loss;
                         ji->lr = mr.lr;
                     }
+                    copy = *ji;
                 }
                 pthread_mutex_unlock(&m->pub_mu);
+                if (copy.id && etd_events_due(m, &last_event)) /* progress, at most per interval */
+                    job_event(m, copy);
             }
             etd_model_unlock(m);
             if (rc != ETD_OK) {
@@ -355,13 +395,17 @@ static void run_job(etd_job *j)
     pthread_mutex_lock(&m->pub_mu);
     etd_job_info *ji = rec(m, j->id);
     int stop = atomic_load(&j->stop);
+    etd_job_info copy = {0};
     if (ji && !stop) {
         ji->state = ETD_JOB_RUNNING;
         ji->started = now();
         ji->start_step = m->pub.step;
         ji->epoch = 1;
+        copy = *ji;
     }
     pthread_mutex_unlock(&m->pub_mu);
+    if (copy.id)
+        job_event(m, copy);
     char why[ETD_JOB_ERRCAP] = "";
     int state;
     if (stop) { /* cancelled or interrupted while queued */
@@ -373,12 +417,23 @@ static void run_job(etd_job *j)
     /* the final record reaches the file like a step does */
     etd_err e;
     bool locked = etd_model_lock(m, true, &e) == ETD_OK;
+    /* no longer counted against --max-jobs once its record says it is over */
+    pthread_mutex_lock(&m->reg->job_mu);
+    m->reg->jobs_live--;
+    pthread_mutex_unlock(&m->reg->job_mu);
     pthread_mutex_lock(&m->pub_mu);
-    if ((ji = rec(m, j->id)))
+    copy.id = 0;
+    if ((ji = rec(m, j->id))) {
         finish_locked(m, ji, state, why);
-    else if (m->active == j)
+        copy = *ji;
+    } else if (m->active == j) {
         m->active = NULL;
+    }
     pthread_mutex_unlock(&m->pub_mu);
+    if (copy.id) {
+        etd_events_flush(m);
+        job_event(m, copy);
+    }
     if (locked) {
         if (etd_model_commit(m, NULL, &e) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: job %lld: %s\n", m->name, (long long)j->id,
@@ -404,10 +459,9 @@ static void *worker_main(void *arg)
         if (!r->queue_head)
             r->queue_tail = NULL;
         pthread_mutex_unlock(&r->job_mu);
-        run_job(j);
+        run_job(j); /* counts the job out of jobs_live */
         job_free(j);
         pthread_mutex_lock(&r->job_mu);
-        r->jobs_live--;
     }
     pthread_mutex_unlock(&r->job_mu);
     return NULL;
@@ -488,6 +542,8 @@ etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e)
     if (mine) {
         atomic_store(&m->dirty, true);
         job_free(mine);
+        if (ji)
+            job_event(m, *info);
     }
     if (!ji)
         return etd_fail(e, ETD_ENOTFOUND, "model \"%s\" has no job %lld", m->name, (long long)id);

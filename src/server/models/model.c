@@ -31,6 +31,8 @@ void etd_model_destroy(etd_model *m)
     free(m->h_loss);
     free(m->v);
     free(m->jobs);
+    free(m->ev_steps);
+    etd_events_model_ring_free(m->ev_ring);
     pthread_cond_destroy(&m->job_cv);
     pthread_rwlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
@@ -89,6 +91,10 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
         goto fail;
     if (m->spec.sched.type && !(m->sched = etd_spec_build_sched(&m->spec, m->opt, e)))
         goto fail;
+    if (r->events && !(m->ev_ring = etd_events_model_ring(r->events))) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
     m->ts.nonfinite = m->spec.nonfinite;
     if (etd_guard_keep(m, e) != ETD_OK)
         goto fail;

@@ -14,6 +14,8 @@
 #include "server/models/spec.h"
 
 typedef struct etd_train_state etd_train_state;
+typedef struct etd_events etd_events;
+typedef struct etd_ring etd_ring;
 
 /* The scalar training state (train_state.c lists it once for the rollback
  * snapshot and the file).  The counters are the model's own: they live here
@@ -80,6 +82,13 @@ struct etd_model {
     int64_t next_job;            /* the next job's id (persisted: ids are never reused) */
     struct etd_job *active;      /* the queued or running job, or NULL */
     pthread_cond_t job_cv;       /* a record reached a final state */
+
+    /* events (events.c) */
+    etd_ring *ev_ring;           /* this model's events (hub mutex) */
+    struct { int64_t step; float loss; } *ev_steps; /* steps not yet published (pub_mu) */
+    int ev_nsteps;
+    double ev_last, ev_lr;       /* time of the last step event; the last lr */
+    int64_t ev_job;              /* the job the buffered steps are from (0: none) */
 };
 
 #define ETD_JOB_RECORDS 100
@@ -101,6 +110,8 @@ struct etd_registry {
     pthread_cond_t saver_cv;
     bool stopping;
 
+    etd_events *events;          /* the event hub (events.c) */
+
     /* the job pool (jobs.c) */
     pthread_mutex_t job_mu;      /* the queue, counts, stopping */
     pthread_cond_t job_cv;
@@ -110,6 +121,31 @@ struct etd_registry {
     int nworkers;
     bool jobs_stopping;
 };
+
+/* References to every live model (registry.c; unref each, free the array). */
+etd_model **etd_registry_models(etd_registry *r, int *n);
+
+/* ---- events.c ---- */
+
+/* The hub: a ring of cap events for all models (cap/4, at least 64, per
+ * model), step events coalesced per interval seconds (<= 0: one per step). */
+etd_events *etd_events_new(etd_registry *r, size_t cap, double interval);
+void etd_events_free(etd_events *h);
+/* The flusher thread (steps buffered by models that stopped training). */
+void etd_events_start(etd_events *h);
+void etd_events_stop(etd_events *h);
+etd_ring *etd_events_model_ring(etd_events *h);
+void etd_events_model_ring_free(etd_ring *r);
+/* Publish one event of m: data are the JSON members after "model" (no
+ * braces; NULL: none).  Never waits for a reader. */
+void etd_events_publish(etd_model *m, int type, const char *data);
+/* A step taken (job: its job, 0: none): buffered, published as one "step"
+ * event per interval. */
+void etd_events_step(etd_model *m, int64_t step, float loss, double lr, int64_t job);
+/* Publish m's buffered steps now (before an event that must follow them). */
+void etd_events_flush(etd_model *m);
+/* Rate limit for progress events: true (and *last = now) once per interval. */
+bool etd_events_due(etd_model *m, double *last);
 
 /* ---- jobs.c ---- */
 

@@ -44,6 +44,8 @@ typedef struct etd_registry_opts {
     int64_t max_steps;        /* optimizer steps per train call */
     size_t max_history;       /* loss-history entries kept per model */
     int job_threads;          /* threads running training jobs (--job-threads) */
+    size_t event_buffer;      /* events kept for /v1/events (--event-buffer; per model: 1/4) */
+    double event_interval;    /* seconds between a model's coalesced step events */
     int max_jobs;             /* jobs queued or running at once, all models (--max-jobs) */
 } etd_registry_opts;
 
@@ -319,6 +321,10 @@ unsigned etd_model_default_metrics(const etd_model *m);
 etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
                           const etd_eval_opts *o, etd_eval_result *r, etd_err *e);
 
+/* {"loss":..,"accuracy":..} of the metrics measured (NaN as null; the loss
+ * as the float32 it is). */
+void etd_write_metrics(etd_buf *out, unsigned metrics, const double *value);
+
 /* The validation history: evaluations recorded by jobs, next to the loss
  * history (persisted with it, bounded by --max-history the same way). */
 typedef struct etd_val_entry {
@@ -401,6 +407,43 @@ etd_rc etd_job_list(etd_model *m, etd_job_info **list, int *n, etd_err *e);
  * (waits for it to stop).  A job already over is left as it is (its record
  * returned: cancelling is idempotent).  ETD_ENOTFOUND. */
 etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
+
+/* ---- event streams (events.c) ----
+ * What happens to the models as events, for text/event-stream readers:
+ * bounded rings (one for all models, one per model) that producers append
+ * to without waiting, readers with cursors, resume after an event id. */
+typedef enum etd_event_type {
+    ETD_EV_STEP, ETD_EV_BATCH, ETD_EV_EVALUATION, ETD_EV_JOB, ETD_EV_NONFINITE, ETD_EV_HPARAMS,
+    ETD_EV_CREATED, ETD_EV_DELETED, ETD_EV_COUNT
+} etd_event_type;
+/* "step", "batch", "evaluation", "job", "nonfinite", "hparams", "created", "deleted" */
+extern const char *const etd_event_type_names[];
+
+typedef struct etd_event_sub etd_event_sub;
+typedef struct etd_sub_opts {
+    unsigned types;           /* a bit per etd_event_type; 0: all */
+    bool resume;              /* continue after last_id (Last-Event-ID) */
+    uint64_t last_id;
+    /* called (any thread, no lock of the models layer held, must not block)
+     * when an event arrives for a reader whose last read found none */
+    void (*wake)(void *arg);
+    void *wake_arg;
+} etd_sub_opts;
+/* A reader of model m's events (m NULL: every model's).  Without resume it
+ * gets what happens from now on; with it, every event after last_id still
+ * buffered -- and a "reset" event first when some are not (older than the
+ * buffer, or from an earlier run). */
+etd_rc etd_events_subscribe(etd_registry *r, etd_model *m, const etd_sub_opts *o,
+                            etd_event_sub **s, etd_err *e);
+typedef enum etd_ev_read { ETD_EV_MORE, ETD_EV_WAIT, ETD_EV_END } etd_ev_read;
+/* Append the next events (SSE records, about max bytes) to out: MORE (some
+ * written), WAIT (none yet: wake() comes), END (the last bytes are in out: the
+ * model was deleted, or this reader fell a whole buffer behind and was
+ * dropped -- a "dropped" event says so). */
+etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max);
+void etd_events_unsubscribe(etd_event_sub *s);
+/* The id of the newest event (0: none yet). */
+uint64_t etd_events_last_id(etd_registry *r);
 
 /* Write the model's file now (fsynced); *step: the step it holds. */
 etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e);

@@ -81,6 +81,8 @@ static etd_model **all_models(etd_registry *r, int *n)
     return v;
 }
 
+etd_model **etd_registry_models(etd_registry *r, int *n) { return all_models(r, n); }
+
 etd_rc etd_registry_list(etd_registry *r, etd_model_list *l, etd_err *e)
 {
     l->models = all_models(r, &l->n);
@@ -171,6 +173,14 @@ etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e)
         r->o.job_threads = 1;
     if (r->o.max_jobs <= 0)
         r->o.max_jobs = 64;
+    r->events = etd_events_new(r, r->o.event_buffer ? r->o.event_buffer : 4096,
+                               r->o.event_interval);
+    if (!r->events) {
+        free(r->data_dir);
+        free(r);
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        return NULL;
+    }
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->saver_mu, NULL);
     pthread_cond_init(&r->saver_cv, NULL);
@@ -184,6 +194,7 @@ void etd_registry_free(etd_registry *r)
     if (!r)
         return;
     etd_jobs_stop(r); /* running jobs stop between two steps; saved below */
+    etd_events_stop(r->events);
     if (r->saver_started) {
         pthread_mutex_lock(&r->saver_mu);
         r->stopping = true;
@@ -195,6 +206,7 @@ void etd_registry_free(etd_registry *r)
     for (int i = 0; i < r->n; i++)
         etd_model_unref(r->slots[i].m);
     free(r->slots);
+    etd_events_free(r->events);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->saver_mu);
     pthread_cond_destroy(&r->saver_cv);
@@ -327,6 +339,9 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, 
     pthread_mutex_unlock(&r->mu);
     atomic_fetch_add(&m->refs, 1);
     *out = m;
+    char data[64];
+    snprintf(data, sizeof data, "\"parameters\":%lld", (long long)m->spec.param_count);
+    etd_events_publish(m, ETD_EV_CREATED, data);
     return ETD_OK;
 }
 
@@ -345,6 +360,8 @@ etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
 
     pthread_rwlock_wrlock(&m->lock); /* waits for running calls and saves */
     m->deleted = true;
+    etd_events_flush(m);
+    etd_events_publish(m, ETD_EV_DELETED, NULL);
     etd_err fe;
     if (etd_modelfile_remove(r->data_dir, m->name, &fe) != ETD_OK)
         fprintf(stderr, "easytorchd: deleting model %s: %s\n", m->name, fe.msg);
@@ -449,4 +466,5 @@ void etd_registry_load_all(etd_registry *r)
             r->saver_started = true;
     }
     etd_jobs_start(r);
+    etd_events_start(r->events);
 }

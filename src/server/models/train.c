@@ -112,6 +112,19 @@ static et_tensor *train_loss(etd_model *m, et_tensor *xt, et_tensor *yt, etd_err
 
 /* ---------------------------------------------------------------- forward, batches, step */
 
+/* The "batch" event of a pushed batch. */
+static void batch_event(etd_model *m, const etd_batch_result *r)
+{
+    char d[ETD_NF_REASON + 128];
+    char loss[32];
+    etd_fmt_float(loss, r->loss);
+    int n = snprintf(d, sizeof d, "\"loss\":%s,\"pending_batches\":%lld", loss,
+                     (long long)r->pending);
+    if (r->skipped && n > 0 && (size_t)n < sizeof d)
+        snprintf(d + n, sizeof d - (size_t)n, ",\"skipped\":true");
+    etd_events_publish(m, ETD_EV_BATCH, d);
+}
+
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e)
 {
     *y = NULL;
@@ -192,6 +205,7 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         r->loss = lv;
         r->pending = m->ts.pending;
         r->skipped = true;
+        batch_event(m, r);
     } else {
         if (bad) /* allow: counted, applied */
             etd_guard_note(m, "batches", r->why, ETD_NF_APPLIED);
@@ -202,6 +216,8 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         rc = etd_model_commit(m, &snap, e);
         r->loss = lv;
         r->pending = m->ts.pending;
+        if (rc == ETD_OK)
+            batch_event(m, r);
     }
     etd_ts_free(&snap);
     etd_model_unlock(m);
@@ -296,8 +312,10 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
             m->ts.pending = 0;
             m->ts.pending_loss_sum = 0;
             skipped = step_undone(m, "step", noted, why, sizeof why);
-            if (!skipped)
+            if (!skipped) {
                 etd_model_history_add(m, m->ts.step, loss);
+                etd_events_step(m, m->ts.step, loss, lr, 0);
+            }
         }
     }
     if (ok) {
@@ -456,6 +474,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                 memcpy(why, mr.why, sizeof why);
             } else {
                 lr = mr.lr;
+                etd_events_step(m, m->ts.step, mr.loss, mr.lr, 0);
             }
         }
     }
@@ -471,6 +490,10 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                     m->name, re.msg);
     }
     if (rc != ETD_OK) { /* the state is the one before the call: the image follows */
+        pthread_mutex_lock(&m->pub_mu); /* and the step events not yet sent go */
+        while (m->ev_nsteps && m->ev_steps[m->ev_nsteps - 1].step > snap.s.step)
+            m->ev_nsteps--;
+        pthread_mutex_unlock(&m->pub_mu);
         etd_err ge;
         if (etd_guard_keep(m, &ge) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
