@@ -227,6 +227,32 @@ class TestBatches(Base):
         self.assertEvent(name, 1, "applied", "step", "after step 1")
 
 
+    def test_skipped_batch_leaves_running_statistics_alone(self):
+        # a training-mode forward updates BatchNorm's running statistics: a batch that is
+        # not applied must not leave them behind (NaN there would poison every prediction)
+        for policy in ("skip", "rollback"):
+            name = fresh()
+            D.create(spec(name, policy, layers=[
+                {"type": "Linear", "in_features": 3, "out_features": 4},
+                {"type": "BatchNorm1d", "num_features": 4},
+                {"type": "Linear", "in_features": 4, "out_features": 2}]))
+            xa, ya = batch(5)
+            initial = D.params(name)
+            self.push(name, xa, ya)
+            # skip keeps batch A's forward; rollback discards it with the pending batch
+            before = D.params(name) if policy == "skip" else initial
+            r = self.push(name, POISON_X, POISON_Y)
+            self.assertIs(r.get("skipped"), True, r)
+            after = D.params(name)
+            for k in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+                self.assertEqual(after[k], before[k], "%s: %s changed" % (policy, k))
+            t = self.train(name, xa + POISON_X, ya + POISON_Y, batch_size=4)
+            self.assertEqual(t["skipped_steps"], 1)
+            p = D.params(name)
+            self.assertTrue(all(v == v for v in p["1.running_mean"]), p["1.running_mean"])
+            self.assertEqual(D.model(name)["status"], "ok")
+
+
 # ============================================================================ /train
 class TestTrain(Base):
     def poisoned_set(self):

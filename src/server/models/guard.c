@@ -102,6 +102,21 @@ bool etd_guard_params_ok(const etd_model *m, char *why, size_t cap)
     return tensors_ok(m, false, why, cap);
 }
 
+bool etd_guard_buffers_ok(const etd_model *m, char *why, size_t cap)
+{
+    int nb = et_module_num_buffers(m->net);
+    for (int i = 0; i < nb; i++) {
+        float v = 0;
+        int64_t at = tensor_nonfinite(et_module_buffer(m->net, i), &v);
+        if (at >= 0) {
+            snprintf(why, cap, "buffer %s is not finite (%s at element %lld)",
+                     et_module_buffer_name(m->net, i), kind(v), (long long)at);
+            return false;
+        }
+    }
+    return true;
+}
+
 void etd_guard_recheck(etd_model *m)
 {
     char why[ETD_NF_REASON];

@@ -231,6 +231,9 @@ bool etd_guard_loss_bad(float loss, char *why, size_t cap);
 bool etd_guard_grads_ok(const etd_model *m, char *why, size_t cap);
 /* Every parameter finite?  false + why naming the first that is not. */
 bool etd_guard_params_ok(const etd_model *m, char *why, size_t cap);
+/* Every float buffer (BatchNorm's running statistics, which a training-mode
+ * forward updates) finite?  false + why naming the first that is not. */
+bool etd_guard_buffers_ok(const etd_model *m, char *why, size_t cap);
 /* Count one non-finite event (source "batches", "step", "train", "job 3"),
  * remember it as the last one and publish. */
 void etd_guard_note(etd_model *m, const char *source, const char *why, etd_nf_action a);

@@ -99,7 +99,8 @@ int etd_spec_type_count(etd_type_family f);
  * order (*fields NULL-terminated, or NULL for none); NULL past the end. */
 const char *etd_spec_type(etd_type_family f, int i, const char *const **fields);
 /* ---- the divergence guard ----
- * A batch whose loss or gradients are not finite, under the model's policy:
+ * A batch whose loss, gradients or running statistics (buffers) are not
+ * finite, under the model's policy:
  *   skip      (default, as torch's GradScaler) it is not applied: a pushed
  *             batch adds no gradient, a train minibatch or a step takes no
  *             optimizer/scheduler step (the forward ran: dropout draws stay

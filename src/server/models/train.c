@@ -178,7 +178,8 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     bool have_loss = loss != NULL;
     et_module_train(m->net, false);
     et_pool_end();
-    if (have_loss && !bad && !etd_guard_grads_ok(m, r->why, sizeof r->why))
+    if (have_loss && !bad && (!etd_guard_grads_ok(m, r->why, sizeof r->why) ||
+                              !etd_guard_buffers_ok(m, r->why, sizeof r->why)))
         bad = true;
     etd_rc rc = e->rc;
     if (!have_loss) {
@@ -351,7 +352,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     bool bad = false, ok = true, noted = false;
     /* the running statistics a skipped minibatch's forward would leave behind */
     etd_train_state bufs = {0};
-    if (policy == ETD_NF_SKIP && et_module_num_buffers(m->net) > 0 &&
+    if (policy != ETD_NF_ALLOW && et_module_num_buffers(m->net) > 0 &&
         etd_ts_capture(m, ETD_TS_BUFFERS, true, &bufs, e) != ETD_OK)
         return e->rc;
     et_pool_begin();
@@ -372,7 +373,8 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
         lib_fail(e, "backward");
         loss = NULL;
     }
-    if (loss && !bad && !etd_guard_grads_ok(m, r->why, sizeof r->why))
+    if (loss && !bad && (!etd_guard_grads_ok(m, r->why, sizeof r->why) ||
+                         !etd_guard_buffers_ok(m, r->why, sizeof r->why)))
         bad = true;
     if (!loss) {
         ok = false;
