@@ -247,15 +247,41 @@ bool ep_tensor(etd_call *c, const char *key, etd_array *a)
 /* ep_tensor as dtype dt: a JSON tensor read as such (whole numbers for
  * int64), a safetensors one converted (int64 -> float32 as torch's
  * .float(); float32 -> int64 only when whole). */
-static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a)
+static bool whole(const etd_array *a)
+{
+    int64_t n = 1;
+    for (int i = 0; i < a->ndim; i++)
+        n *= a->shape[i];
+    for (int64_t i = 0; a->data && i < n; i++)
+        if (a->data[i] != floorf(a->data[i]))
+            return false;
+    return true;
+}
+
+/* float_rows: class-target rows that are not whole numbers (probabilities,
+ * one per class) stay float32 -- evaluate's accuracy takes them, a loss
+ * names what it needs -- instead of failing as "not an integer". */
+static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a,
+                         bool float_rows)
 {
     int64_t max = c->rq->app->json.max_elems;
-    if (!(c->st.d && etd_st_tensor(&c->st, key)))
-        return ep_ok(c, etd_json_take_array_as(&c->doc, key, max, dt, a, &c->e) ? ETD_OK
-                                                                                 : c->e.rc);
+    float_rows = float_rows && dt == ET_INT64;
+    if (!(c->st.d && etd_st_tensor(&c->st, key))) {
+        if (etd_json_take_array_as(&c->doc, key, max, dt, a, &c->e))
+            return true;
+        etd_err first = c->e;
+        if (float_rows && first.rc == ETD_EINVAL &&
+            etd_json_take_array_as(&c->doc, key, max, ET_FLOAT32, a, &c->e) && a->ndim >= 2)
+            return true;
+        etd_array_free(a);
+        c->e = first;
+        return ep_ok(c, c->e.rc);
+    }
     char err[ETD_ERRCAP];
     if (!ep_tensor(c, key, a))
         return false;
+    if (float_rows && a->dtype == ET_FLOAT32 && a->ndim >= 2 && !whole(a))
+        return true;
     if (!etd_array_to_dtype(a, dt, key, err, sizeof err)) {
         ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
         return false;
@@ -288,8 +314,8 @@ bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
         fast[nf++] = "targets";
     fast[nf] = NULL;
     return ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
-           ep_tensor_as(c, "inputs", xd, &c->x) &&
-           (!targets || ep_tensor_as(c, "targets", yd, &c->y));
+           ep_tensor_as(c, "inputs", xd, &c->x, false) &&
+           (!targets || ep_tensor_as(c, "targets", yd, &c->y, true));
 }
 
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)
