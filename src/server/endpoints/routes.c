@@ -3,7 +3,7 @@
  * it (transport/router.c); the pattern is also the metrics label. */
 #include "server/endpoints/handlers.h"
 
-static const char *const q_since[] = {"since", NULL};
+static const char *const q_loss[] = {"since", "series", NULL};
 static const char *const q_format[] = {"format", NULL};
 
 #define PUB ETD_R_PUBLIC
@@ -29,7 +29,12 @@ const etd_route etd_routes[] = {
     {"POST", M "/gradients", etd_h_grad_post, RDY | BIN, NULL, NULL},
     {"GET", M "/parameters", etd_h_params_get, RDY, q_format, NULL},
     {"PUT", M "/parameters", etd_h_params_put, RDY | BIN, NULL, NULL},
-    {"GET", M "/loss", etd_h_loss, RDY, q_since, NULL},
+    {"GET", M "/loss", etd_h_loss, RDY, q_loss, NULL},
+    {"POST", M "/evaluate", etd_h_evaluate, RDY | BODY, NULL, NULL},
+    {"POST", M "/jobs", etd_h_job_submit, RDY | BODY, NULL, NULL},
+    {"GET", M "/jobs", etd_h_job_list, RDY, NULL, NULL},
+    {"GET", M "/jobs/{id}", etd_h_job_get, RDY, NULL, NULL},
+    {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY, NULL, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY, NULL, NULL},
     {"GET", "/v2/health/live", etd_h_v2_live, PUB, NULL, NULL},
     {"GET", "/v2/health/ready", etd_h_v2_ready, PUB, NULL, NULL},

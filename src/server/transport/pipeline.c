@@ -248,7 +248,7 @@ bool etd_exchange_run(etd_exchange *x)
     etd_request rq = {
         .app = s->app, .host = &host, .method = x->method, .path = x->path,
         .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,
-        .query = x->query, .nquery = x->nquery,
+        .id = x->cap.id, .query = x->query, .nquery = x->nquery,
         .headers = x->headers, .nheaders = x->nheaders, .body = x->body, .body_len = x->len,
     };
     etd_endpoint_run(x->route, &rq, &x->rs);
