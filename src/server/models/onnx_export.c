@@ -354,6 +354,27 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         y = node(x, "Mul", IN(y, scalar_f(x, "half", 0.5f)), NULL);
     } else if (!strcmp(n, "Softmax") || !strcmp(n, "LogSoftmax")) {
         y = node(x, n, IN(c), AT(attr_i(x, "axis", l->u.softmax.dim)));
+    } else if (!strcmp(n, "SiLU")) {          /* x * sigmoid(x) */
+        y = node(x, "Sigmoid", IN(c), NULL);
+        y = node(x, "Mul", IN(c, y), NULL);
+    } else if (!strcmp(n, "Mish")) {          /* x * tanh(softplus(x)) */
+        y = node(x, "Softplus", IN(c), NULL);
+        y = node(x, "Tanh", IN(y), NULL);
+        y = node(x, "Mul", IN(c, y), NULL);
+    } else if (!strcmp(n, "ELU")) {
+        y = node(x, "Elu", IN(c), AT(attr_f(x, "alpha", l->u.act.a)));
+    } else if (!strcmp(n, "Softplus")) {      /* torch: x where beta x > threshold */
+        const char *beta = scalar_f(x, "beta", (float)l->u.act.a);
+        const char *bx = node(x, "Mul", IN(c, beta), NULL);
+        y = node(x, "Softplus", IN(bx), NULL);
+        y = node(x, "Div", IN(y, beta), NULL);
+        const char *big = node(x, "Greater", IN(bx, scalar_f(x, "threshold",
+                                                             (float)l->u.act.b)), NULL);
+        y = node(x, "Where", IN(big, c, y), NULL);
+    } else if (!strcmp(n, "Hardtanh") || !strcmp(n, "ReLU6")) {
+        bool six = !strcmp(n, "ReLU6");
+        y = node(x, "Clip", IN(c, scalar_f(x, "min", six ? 0.0f : (float)l->u.act.a),
+                               scalar_f(x, "max", six ? 6.0f : (float)l->u.act.b)), NULL);
     } else if (!strcmp(n, "LeakyReLU")) {
         y = node(x, "LeakyRelu", IN(c), AT(attr_f(x, "alpha", l->u.leaky_relu.negative_slope)));
     } else if (!strcmp(n, "Dropout") || !strcmp(n, "Dropout2d") || !strcmp(n, "Identity")) {
