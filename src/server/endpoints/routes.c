@@ -5,6 +5,7 @@
 
 static const char *const q_loss[] = {"since", "series", NULL};
 static const char *const q_format[] = {"format", NULL};
+static const char *const q_export[] = {"format", "input_shape", NULL};
 
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY
@@ -21,6 +22,7 @@ const etd_route etd_routes[] = {
     {"GET", "/v1/types", etd_h_types, 0, NULL, NULL},
     {"GET", M, etd_h_get, RDY, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY, NULL, NULL},
+    {"PATCH", M, etd_h_patch, RDY | BODY, NULL, NULL},
     {"POST", M "/predict", etd_h_predict, RDY | BIN, NULL, NULL},
     {"POST", M "/batches", etd_h_batches, RDY | BIN, NULL, NULL},
     {"POST", M "/step", etd_h_step, RDY | BODY, NULL, NULL},
@@ -36,6 +38,14 @@ const etd_route etd_routes[] = {
     {"GET", M "/jobs/{id}", etd_h_job_get, RDY, NULL, NULL},
     {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY, NULL, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY, NULL, NULL},
+    {"POST", M "/versions", etd_h_versions_post, RDY | BODY, NULL, NULL},
+    {"GET", M "/versions", etd_h_versions_list, RDY, NULL, NULL},
+    {"GET", M "/versions/{version}", etd_h_version_get, RDY, NULL, NULL},
+    {"DELETE", M "/versions/{version}", etd_h_version_delete, RDY, NULL, NULL},
+    {"POST", M "/versions/{version}/predict", etd_h_version_predict, RDY | BODY, NULL, NULL},
+    {"POST", M "/rollback", etd_h_rollback, RDY | BODY, NULL, NULL},
+    {"GET", M "/export", etd_h_export, RDY, q_export, NULL},
+    {"GET", M "/versions/{version}/export", etd_h_version_export, RDY, q_export, NULL},
     {"GET", "/v2/health/live", etd_h_v2_live, PUB, NULL, NULL},
     {"GET", "/v2/health/ready", etd_h_v2_ready, PUB, NULL, NULL},
     {"GET", "/v2", etd_h_v2_server, 0, NULL, NULL},

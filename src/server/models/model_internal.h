@@ -69,6 +69,9 @@ struct etd_model {
     /* the rollback policy's image of the last finite state (guard.c) */
     etd_train_state *guard_img;
 
+    struct etd_versions *vers;   /* versions.c (NULL for the model serving a version) */
+    bool frozen;                 /* serves a version: never saved, never trained */
+
     etd_model_summary pub;       /* published copy for readers that must not wait */
     int64_t *h_step;             /* loss history, under pub_mu */
     float *h_loss;
@@ -249,6 +252,25 @@ etd_rc etd_guard_restore(etd_model *m, etd_err *e);
 void etd_guard_drop(etd_model *m);
 /* Recompute ts.diverged from the parameters (after they were set). */
 void etd_guard_recheck(etd_model *m);
+
+/* ---- registry.c ---- */
+
+/* Publish a built model (reference taken over): insert it hidden, write its
+ * file, give it a fresh versions store (keep_versions = keep), show it.
+ * *out: a new reference.  On failure nothing of it remains. */
+etd_rc etd_registry_add(etd_registry *r, etd_model *m, int64_t keep, etd_model **out, etd_err *e);
+
+/* ---- versions.c ---- */
+
+/* Give m its versions store: fresh (a new model: stale files of that name
+ * removed) or loaded from DATA_DIR/<name>.versions (bad files reported on
+ * stderr and skipped). */
+etd_rc etd_versions_attach(etd_model *m, bool fresh, etd_err *e);
+void etd_versions_free(struct etd_versions *vs);
+/* Remove every version file of m and its directory (a deleted model). */
+void etd_versions_remove_files(etd_model *m);
+/* POST /v1/models {"name", "from": {"model", "version"}, "keep_versions"}. */
+etd_rc etd_versions_fork(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e);
 
 /* ---- train_state.c: the training state, listed once ---- */
 
