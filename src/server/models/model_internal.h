@@ -17,8 +17,8 @@ typedef struct etd_train_state etd_train_state;
 typedef struct etd_events etd_events;
 typedef struct etd_ring etd_ring;
 
-/* The scalar training state (train_state.c lists it once for the rollback
- * snapshot and the file).  The counters are the model's own: they live here
+/* The scalar training state (train_state_file.c lists it once, in fields[],
+ * for the file; the rollback snapshot copies it whole).  The counters are the model's own: they live here
  * in m->ts and are the live values.  The mirrors copy state the library
  * objects hold (generator, optimizer, scheduler); they are filled by
  * etd_ts_capture and pushed back by etd_ts_apply, never read live. */
@@ -272,7 +272,8 @@ void etd_versions_remove_files(etd_model *m);
 /* POST /v1/models {"name", "from": {"model", "version"}, "keep_versions"}. */
 etd_rc etd_versions_fork(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e);
 
-/* ---- train_state.c: the training state, listed once ---- */
+/* ---- train_state.c (what the state is, the snapshot) and train_state_file.c
+ * (its encoding in the model file): the training state, listed once ---- */
 
 enum {
     ETD_TS_PARAMS = 1,          /* parameter values */
@@ -320,6 +321,7 @@ void etd_ts_free(etd_train_state *st);
 /* The model file's payload: a safetensors file of the whole state plus
  * the identity (name, spec, seed) in its "easytorch" metadata.  *buf is
  * malloc'ed. */
+/* train_state_file.c */
 etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e);
 /* Read a payload: its identity (*meta: the parsed metadata, cJSON_Delete
  * it; *dict: the tensors, et_tensor_dict_free it) -- the caller builds the
