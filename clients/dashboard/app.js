@@ -364,6 +364,7 @@
     if (D.chart) { D.chart.destroy(); D.chart = null; }
     if (D.lr) { D.lr.destroy(); D.lr = null; }
     D.key = ''; D.params = null; D.evalResult.textContent = '';
+    jobRows.clear(); D.jobs.textContent = '';
     if (name) {
       D.title.textContent = name;
       document.title = name + ' · easytorch dashboard';
@@ -479,23 +480,24 @@
     paint();
   }
 
+  // Job rows are kept per id and updated in place (a button under the pointer is not
+  // replaced while it is being clicked).
+  const jobRows = new Map();
   function renderJobs(e) {
     const jobs = (e.jobs || []).slice().reverse();
     D.jobsEmpty.hidden = jobs.length > 0;
-    D.jobs.textContent = '';
+    const ids = new Set(jobs.map((j) => String(j.id) + '@' + e.name));
+    for (const [k, li] of jobRows) if (!ids.has(k)) { li.remove(); jobRows.delete(k); }
+    let prev = null;
     for (const j of jobs) {
-      const li = document.createElement('li');
-      li.dataset.job = String(j.id);
-      li.dataset.state = j.state;
-      const label = document.createElement('span');
-      label.textContent = 'Job ' + j.id + ' · ' + j.state + ' · ' + j.steps_done + '/' + j.steps_total + ' steps' +
-        (j.loss !== null && j.loss !== undefined ? ' · loss ' + fmtNum(j.loss, 4) : '');
-      const bar = document.createElement('progress');
-      bar.max = j.steps_total || 1;
-      bar.value = j.steps_done;
-      bar.setAttribute('aria-label', 'Job ' + j.id + ' progress');
-      li.append(label, bar);
-      if (j.state === 'running' || j.state === 'queued') {
+      const k = String(j.id) + '@' + e.name;
+      let li = jobRows.get(k);
+      if (!li) {
+        li = document.createElement('li');
+        li.dataset.job = String(j.id);
+        const label = document.createElement('span');
+        const bar = document.createElement('progress');
+        bar.setAttribute('aria-label', 'Job ' + j.id + ' progress');
         const b = document.createElement('button');
         b.type = 'button';
         b.className = 'cancel';
@@ -508,10 +510,21 @@
           } catch (err) { setStatus('error', 'cancel: ' + err.message); }
           refreshJobs(e.name);
         });
-        li.appendChild(b);
+        const small = document.createElement('small');
+        li.append(label, bar, b, small);
+        jobRows.set(k, li);
       }
-      if (j.error) { const p = document.createElement('small'); p.textContent = j.error; li.appendChild(p); }
-      D.jobs.appendChild(li);
+      li.dataset.state = j.state;
+      const [label, bar, b, small] = li.children;
+      label.textContent = 'Job ' + j.id + ' · ' + j.state + ' · ' + j.steps_done + '/' + j.steps_total + ' steps' +
+        (j.loss !== null && j.loss !== undefined ? ' · loss ' + fmtNum(j.loss, 4) : '');
+      bar.max = j.steps_total || 1;
+      bar.value = j.steps_done;
+      b.hidden = !(j.state === 'running' || j.state === 'queued');
+      small.textContent = j.error || '';
+      small.hidden = !j.error;
+      if (li.previousElementSibling !== prev || li.parentNode !== D.jobs) D.jobs.insertBefore(li, prev ? prev.nextSibling : D.jobs.firstChild);
+      prev = li;
     }
   }
 

@@ -356,7 +356,7 @@ async function main() {
     for (let i = 0; i < 2048; i++) { const x = -3 + 6 * i / 2047; big.push([x]); }
     const long = await api('POST', '/v1/models/val/jobs', { inputs: big, targets: big.map((r) => [Math.sin(r[0])]), epochs: 400, batch_size: 1 });
     await page.goto(d.url + '/#model=val');
-    const cancelBtn = `#jobs li[data-job="${long.id}"] button.cancel`;
+    const cancelBtn = `#jobs li[data-job="${long.id}"] button.cancel:not([hidden])`;
     const shown = await waitFor(() => page.$(cancelBtn), 15000);
     check('the model page lists the running job with a progress bar',
       !!shown && !!(await page.$(`#jobs li[data-job="${long.id}"] progress`)));
