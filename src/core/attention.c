@@ -13,21 +13,6 @@
 
 #include "core/core_internal.h"
 
-static float *dropout_mask(int64_t n, float p, et_generator *g)
-{
-    float *mask = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!mask) {
-        et_set_error(ET_ERR_NOMEM, "dropout: out of memory for a %lld-element mask",
-                     (long long)n);
-        return NULL;
-    }
-    /* bernoulli(1 - p) then divided by (1 - p), as torch's dropout */
-    float scale = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++)
-        mask[i] = et_generator_uniform(g) < (double)(1.0f - p) ? scale : 0.0f;
-    return mask;
-}
-
 et_tensor *et_dropout(et_tensor *a, float p, bool training, et_generator *g)
 {
     if (!etc_null_check(a, "dropout"))
@@ -43,17 +28,11 @@ et_tensor *et_dropout(et_tensor *a, float p, bool training, et_generator *g)
         return et_mul_scalar(a, 0.0f);
     if (!g)
         g = et_default_generator();
-    float *mask = dropout_mask(a->numel, p, g);
-    if (!mask)
-        return NULL;
     et_tensor *mt = etc_alloc(a->shape, a->ndim);
-    if (!mt) {
-        free(mask);
+    if (!mt)
         return NULL;
-    }
-    for (int64_t i = 0; i < a->numel; i++)
-        mt->data[i] = mask[i];
-    free(mask);
+    /* bernoulli(1 - p) then divided by (1 - p), as torch's dropout */
+    etc_dropout_mask(g, mt->data, a->numel, 1.0f - p, 1.0f / (1.0f - p));
     et_tensor *r = etc_mul(a, mt);
     etc_release(mt);
     return etc_pooled(r);

@@ -27,12 +27,12 @@ typedef struct {
 
 /* ---------------------------------------------------------------- masks */
 
-/* Additive float mask of a user mask: float32 as it is (a new reference),
- * int64 (bool) nonzero -> -inf, zero -> 0.  NULL + error for other input. */
+/* Additive float mask of a user mask: float32 as it is (borrowed from the
+ * caller), int64 (bool) nonzero -> -inf, zero -> 0 (owned by the scope). */
 static et_tensor *additive(et_tensor *m)
 {
     if (et_tensor_dtype(m) == ET_FLOAT32)
-        return et_tensor_ref(m) ? m : NULL;
+        return m;
     et_tensor *c = et_contiguous(m);
     if (!c)
         return NULL;
