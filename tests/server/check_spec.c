@@ -524,7 +524,7 @@ START_TEST(test_top_level_fields_and_limits)
     ck_assert_int_eq(s.param_count, 8);
     etd_spec_free(&s);
     must_fail("{\"extra\":1," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "extra",
-              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed)");
+              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching)");
     must_fail("{\"seed\":1,\"seed\":2," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "seed",
               "repeated field");
     must_fail("{\"layers\":[]," BASE_LOSS "," BASE_OPT "}", "layers", NULL);

@@ -53,6 +53,20 @@ void etd_response_free(etd_response *rs)
 {
     drop_raw(rs);
     etd_buf_free(&rs->body);
+    if (rs->pull_done) /* a stream that never started (HEAD, a dropped connection) */
+        rs->pull_done(rs->pull_arg);
+    rs->pull = NULL;
+    rs->pull_done = NULL;
+    rs->pull_arg = NULL;
+}
+
+void etd_response_stream(etd_response *rs, const char *content_type, etd_pull_fn pull,
+                         void (*done)(void *arg), void *arg)
+{
+    rs->content_type = content_type;
+    rs->pull = pull;
+    rs->pull_done = done;
+    rs->pull_arg = arg;
 }
 
 static void vreply_error(etd_response *rs, int status, const char *fmt, va_list ap)
@@ -60,6 +74,11 @@ static void vreply_error(etd_response *rs, int status, const char *fmt, va_list 
     char msg[ETD_ERRCAP];
     vsnprintf(msg, sizeof msg, fmt, ap);
     etd_buf_free(&rs->body);
+    if (rs->pull_done) /* an error replaces a stream set up before it */
+        rs->pull_done(rs->pull_arg);
+    rs->pull = NULL;
+    rs->pull_done = NULL;
+    rs->pull_arg = NULL;
     etd_buf_puts(&rs->body, "{\"error\":");
     etd_json_str(&rs->body, msg);
     etd_buf_puts(&rs->body, "}\n");

@@ -1,11 +1,28 @@
 /* v1_train.c - training and inference on /v1/models/{name}: predict,
  * batches, step, train, gradients, loss history, checkpoint (docs/API.md). */
 #include <stdlib.h>
+#include <time.h>
 
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
 
 static const char *const xy_keys[] = {"inputs", "targets", NULL};
+
+/* Under this many multiply-adds a forward pass takes a few tens of
+ * microseconds: cheaper to run on the I/O thread than to hand to a worker
+ * (docs/server.md, "Execution model", has the measurement). */
+#define CHEAP_MACS 262144.0
+
+bool etd_cheap_forward(etd_model *m, const etd_request *rq)
+{
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    if (in.in_features <= 0 || etd_model_batching(m))
+        return false;
+    /* a JSON number takes at least two bytes with its separator */
+    double rows = (double)rq->body_len / 2.0 / (double)in.in_features;
+    return rows * (double)in.param_count <= CHEAP_MACS;
+}
 
 void etd_h_predict(etd_call *c)
 {
@@ -64,6 +81,33 @@ void etd_h_step(etd_call *c)
     etd_buf_putc(out, '}');
 }
 
+/* A train call stops between two steps when its client has gone (or the
+ * server is stopping): the model keeps the steps done.  Checked at most
+ * every 20 ms, so a step of a few microseconds pays no system call. */
+typedef struct train_watch {
+    const etd_request *rq;
+    struct timespec last;
+    bool gone;
+} train_watch;
+
+static bool still_wanted(void *arg, int64_t done, int64_t total)
+{
+    train_watch *w = arg;
+    (void)done;
+    (void)total;
+    const etd_host *h = w->rq->host;
+    if (!h->gone)
+        return true;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double dt = (double)(now.tv_sec - w->last.tv_sec) + (double)(now.tv_nsec - w->last.tv_nsec) / 1e9;
+    if (dt < 0.02)
+        return true;
+    w->last = now;
+    w->gone = h->gone(h->xarg);
+    return !w->gone;
+}
+
 void etd_h_train(etd_call *c)
 {
     static const char *const keys[] = {"inputs", "targets", "epochs", "batch_size", "shuffle",
@@ -73,9 +117,24 @@ void etd_h_train(etd_call *c)
         !ep_pos_int(c, "batch_size", 0, &o.batch_size) || !ep_bool(c, "shuffle", false, &o.shuffle))
         return;
     etd_json_doc_free(&c->doc);
+    train_watch w = {c->rq, {0, 0}, false};
+    clock_gettime(CLOCK_MONOTONIC, &w.last);
+    o.progress = still_wanted;
+    o.progress_arg = &w;
     etd_train_result r;
     if (!ep_ok(c, etd_model_train(c->m, &c->x, &c->y, &o, &r, &c->e)))
         return;
+    if (r.stopped == ETD_TRAIN_CANCELLED) {
+        /* nobody is listening (499, nginx's "client closed request"), or the
+         * server is shutting down */
+        ep_error(c, c->rq->host->draining ? 503 : 499,
+                 "train stopped after %lld of %lld steps (%s); the model keeps them (step %lld)",
+                 (long long)r.n, (long long)r.total,
+                 c->rq->host->draining ? "the server is shutting down" : "the client went away",
+                 (long long)r.step);
+        etd_train_result_free(&r);
+        return;
+    }
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"step\":");
     etd_json_i64(out, r.step);
@@ -88,6 +147,10 @@ void etd_h_train(etd_call *c)
     etd_json_double(out, r.lr);
     etd_buf_puts(out, ",\"losses\":");
     etd_json_floats(out, r.losses, r.n);
+    if (r.stopped == ETD_TRAIN_TIME_LIMIT) {
+        etd_buf_printf(out, ",\"steps\":%lld,\"requested_steps\":%lld,\"stopped\":"
+                       "\"max_train_seconds\"", (long long)r.n, (long long)r.total);
+    }
     etd_buf_putc(out, '}');
     etd_train_result_free(&r);
 }

@@ -27,7 +27,7 @@ void etd_model_destroy(etd_model *m)
     free(m->spec_json);
     free(m->h_step);
     free(m->h_loss);
-    pthread_rwlock_destroy(&m->lock);
+    etd_mlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
     free(m);
 }
@@ -52,7 +52,7 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     m->reg = r;
     atomic_init(&m->refs, 1);
     atomic_init(&m->dirty, false);
-    pthread_rwlock_init(&m->lock, NULL);
+    etd_mlock_init(&m->lock);
     pthread_mutex_init(&m->pub_mu, NULL);
     m->spec = *spec;
     memset(spec, 0, sizeof *spec);
@@ -125,6 +125,8 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss)
 }
 
 const char *etd_model_name(const etd_model *m) { return m->name; }
+
+bool etd_model_batching(const etd_model *m) { return m->spec.max_batch_size > 0; }
 
 const char *etd_model_param_name(const etd_model *m, int i)
 {
@@ -200,23 +202,7 @@ void etd_history_free(etd_history *h)
     memset(h, 0, sizeof *h);
 }
 
-/* ---------------------------------------------------------------- locks, saves */
-
-/* Take the lock; ETD_ENOTFOUND if the model was deleted while we waited. */
-etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e)
-{
-    if (write)
-        pthread_rwlock_wrlock(&m->lock);
-    else
-        pthread_rwlock_rdlock(&m->lock);
-    if (m->deleted) {
-        pthread_rwlock_unlock(&m->lock);
-        return etd_fail(e, ETD_ENOTFOUND, "no model named \"%s\" (deleted)", m->name);
-    }
-    return ETD_OK;
-}
-
-void etd_model_unlock(etd_model *m) { pthread_rwlock_unlock(&m->lock); }
+/* ---------------------------------------------------------------- saves */
 
 etd_rc etd_model_save_locked(etd_model *m, bool *replaced_out, etd_err *e)
 {

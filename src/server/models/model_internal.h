@@ -15,6 +15,17 @@
 
 typedef struct etd_train_state etd_train_state;
 
+/* The per-model lock (model_lock.c): a read/write lock that is not tied to
+ * a thread, so the transport's pool can take it for a job without waiting. */
+typedef struct etd_mlock {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int readers;                /* shared holders */
+    bool writer;                /* held exclusively */
+    int writers_waiting;        /* threads blocked in etd_model_lock(write) */
+    int reserved;               /* pool jobs waiting for an exclusive hold */
+} etd_mlock;
+
 /* The scalar training state (train_state.c lists it once for the rollback
  * snapshot and the file).  The counters are the model's own: they live here
  * in m->ts and are the live values.  The mirrors copy state the library
@@ -39,7 +50,7 @@ struct etd_model {
     char name[72];
     etd_registry *reg;
     atomic_int refs;
-    pthread_rwlock_t lock;       /* network, gradients, optimizer, training state */
+    etd_mlock lock;              /* network, gradients, optimizer, training state */
     pthread_mutex_t pub_mu;      /* pub and the loss history */
     bool deleted;                /* set under the write lock */
     atomic_bool dirty;           /* changed since the last save */
@@ -78,6 +89,9 @@ struct etd_registry {
     pthread_mutex_t saver_mu;
     pthread_cond_t saver_cv;
     bool stopping;
+    int lock_fd;                 /* the data dir's lock file (flock'ed), or -1 */
+    void (*on_release)(void *arg); /* a model lock became free (etd_registry_on_release) */
+    void *on_release_arg;
 };
 
 /* ---- model.c ---- */
@@ -95,9 +109,16 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss);
  * On failure the previous file is left as it was, unless *replaced (may be
  * NULL) says the new one took its place but the directory's fsync failed. */
 etd_rc etd_model_save_locked(etd_model *m, bool *replaced, etd_err *e);
-/* Take m's lock (write: exclusive); ETD_ENOTFOUND if it was deleted while
- * we waited. */
+/* ---- model_lock.c ---- */
+
+void etd_mlock_init(etd_mlock *l);
+void etd_mlock_destroy(etd_mlock *l);
+/* Take m's lock (write: exclusive), waiting if needed; ETD_ENOTFOUND if it
+ * was deleted while we waited.  A no-op (but for the deleted check) when the
+ * job running on this thread already holds it (etd_model_adopt). */
 etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e);
+/* The same without the deleted check (saves, delete itself). */
+void etd_model_lock_any(etd_model *m, bool write);
 void etd_model_unlock(etd_model *m);
 /* After a change under the write lock: persist it now (--sync always) or
  * mark the model for the saver.  A failed synchronous save puts the model

@@ -223,6 +223,10 @@ typedef struct etd_spec {
     int64_t param_count;
     et_dtype input_dtype;     /* ET_INT64 when layers[0] takes indices, else ET_FLOAT32 */
     et_dtype target_dtype;    /* ET_INT64 for class-index losses, else ET_FLOAT32 */
+    /* dynamic batching ("batching": {"max_batch_size", "max_delay_us"}):
+     * max_batch_size 0 = off */
+    int64_t max_batch_size;
+    int64_t max_delay_us;
 } etd_spec;
 
 /* Parse and validate a spec (the "name" key is allowed and ignored here).

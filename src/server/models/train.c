@@ -6,8 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/models/model_internal.h"
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
 
 /* ---------------------------------------------------------------- inputs */
 
@@ -262,7 +270,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         free(perm);
         return e->rc;
     }
-    /* all-or-nothing: a bad minibatch, a cancel or a failed save rolls back */
+    /* a bad minibatch or a failed save rolls back to this; a stop keeps the steps done */
     etd_train_state snap;
     if (etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) {
         etd_model_unlock(m);
@@ -273,23 +281,35 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     int64_t k = 0;
     double lr = 0;
     bool ok = true;
+    etd_train_stop stopped = ETD_TRAIN_DONE;
+    double max_s = m->reg->o.max_train_seconds;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     et_module_train(m->net, true);
-    for (int64_t ep = 0; ep < o->epochs && ok; ep++) {
-        for (int64_t i = 0; i < n; i++)
-            perm[i] = i;
-        if (o->shuffle) /* Fisher-Yates from the model's generator */
-            for (int64_t i = n - 1; i > 0; i--) {
-                int64_t j = (int64_t)(et_generator_next(m->gen) % (uint64_t)(i + 1));
-                int64_t t = perm[i];
-                perm[i] = perm[j];
-                perm[j] = t;
-            }
+    for (int64_t ep = 0; ep < o->epochs && ok && !stopped; ep++) {
         for (int64_t b = 0; b < n && ok; b += bs) {
+            /* between two steps: the model is consistent, as if the call had
+             * asked for the k steps done so far (checked before an epoch's
+             * shuffle, so a stop at an epoch's end leaves the generator as
+             * a call for that many epochs would) */
             if (o->progress && !o->progress(o->progress_arg, k, total)) {
-                etd_fail(e, ETD_ECANCELED, "train: cancelled after %lld of %lld steps",
-                         (long long)k, (long long)total);
-                ok = false;
+                stopped = ETD_TRAIN_CANCELLED;
                 break;
+            }
+            if (max_s > 0 && k > 0 && seconds_since(&t0) > max_s) {
+                stopped = ETD_TRAIN_TIME_LIMIT;
+                break;
+            }
+            if (b == 0) {
+                for (int64_t i = 0; i < n; i++)
+                    perm[i] = i;
+                if (o->shuffle) /* Fisher-Yates from the model's generator */
+                    for (int64_t i = n - 1; i > 0; i--) {
+                        int64_t j = (int64_t)(et_generator_next(m->gen) % (uint64_t)(i + 1));
+                        int64_t t = perm[i];
+                        perm[i] = perm[j];
+                        perm[j] = t;
+                    }
             }
             int64_t bn = n - b < bs ? n - b : bs;
             et_pool_begin();
@@ -323,7 +343,9 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     }
     et_module_train(m->net, false);
     etd_rc rc = e->rc;
-    if (ok) {
+    if (ok && k == 0) {
+        rc = ETD_OK; /* stopped before the first step: nothing changed */
+    } else if (ok) {
         m->ts.pending = 0;
         m->ts.pending_loss_sum = 0;
         rc = etd_model_commit(m, &snap, e);
@@ -333,8 +355,15 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
             fprintf(stderr, "easytorchd: model %s: rollback after a failed train failed: %s\n",
                     m->name, re.msg);
     }
+    if (rc == ETD_OK && stopped == ETD_TRAIN_CANCELLED)
+        fprintf(stderr, "easytorchd: model %s: train cancelled after %lld steps (of %lld asked); "
+                "the model keeps them\n", m->name, (long long)k, (long long)total);
+    else if (rc == ETD_OK && stopped == ETD_TRAIN_TIME_LIMIT)
+        fprintf(stderr, "easytorchd: model %s: train stopped after %lld steps (of %lld asked) by "
+                "--max-train-seconds %g; the model keeps them\n", m->name, (long long)k,
+                (long long)total, max_s);
     if (rc == ETD_OK)
-        *r = (etd_train_result){m->ts.step, lr, k, losses};
+        *r = (etd_train_result){m->ts.step, lr, k, total, stopped, losses};
     else
         free(losses);
     etd_ts_free(&snap);
