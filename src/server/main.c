@@ -72,6 +72,9 @@ static const opt opts[] = {
     {"--max-queue", "EASYTORCH_MAX_QUEUE", "N",
      "requests waiting for a worker or their model before new ones get 503 with\n"
      "    Retry-After (default 1024)"},
+    {"--inline-macs", "EASYTORCH_INLINE_MACS", "N",
+     "predictions of at most this many multiply-adds run on the I/O thread instead of a\n"
+     "    worker (default 262144; 0: always a worker)"},
     {"--max-train-seconds", "EASYTORCH_MAX_TRAIN_SECONDS", "SECONDS",
      "a train call stops between two steps after this long and keeps the steps done\n"
      "    (default 0: no limit)"},
@@ -327,6 +330,8 @@ int main(int argc, char **argv)
         return rc;
     h->max_queue = (unsigned)v;
     if (!num_opt("--max-train-seconds", 0, 0, 1e9, &c.models.max_train_seconds, &rc))
+        return rc;
+    if (!num_opt("--inline-macs", 262144, 0, 1e12, &h->inline_macs, &rc))
         return rc;
     if (!num_opt("--drain-timeout", 60, 0, 86400, &h->drain_timeout, &rc))
         return rc;

@@ -60,6 +60,9 @@ typedef struct etd_host {
     /* answer later (etd_deferred); NULL result: answer now */
     etd_deferred *(*defer)(void *xarg);
     void *xarg;
+    /* predictions of at most this many multiply-adds may run on an I/O
+     * thread (etd_cheap_forward; --inline-macs); 0: never */
+    double inline_macs;
 } etd_host;
 
 /* An answer given after the handler returned (dynamic batching: the rows

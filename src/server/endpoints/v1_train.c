@@ -8,20 +8,22 @@
 
 static const char *const xy_keys[] = {"inputs", "targets", NULL};
 
-/* Under this many multiply-adds a forward pass takes a few tens of
- * microseconds: cheaper to run on the I/O thread than to hand to a worker
- * (docs/server.md, "Execution model", has the measurement). */
-#define CHEAP_MACS 262144.0
-
+/* A forward pass of at most --inline-macs multiply-adds (an upper bound
+ * from the body's size: a JSON number takes at least two bytes with its
+ * separator) takes a few tens of microseconds: cheaper on the I/O thread
+ * than handed to a worker (docs/server.md, "Execution model", has the
+ * measurement). */
 bool etd_cheap_forward(etd_model *m, const etd_request *rq)
 {
+    double max = rq->host->inline_macs;
+    if (max <= 0 || etd_model_batching(m))
+        return false;
     etd_model_info in;
     etd_model_info_get(m, &in);
-    if (in.in_features <= 0 || etd_model_batching(m))
+    if (in.in_features <= 0)
         return false;
-    /* a JSON number takes at least two bytes with its separator */
     double rows = (double)rq->body_len / 2.0 / (double)in.in_features;
-    return rows * (double)in.param_count <= CHEAP_MACS;
+    return rows * (double)in.param_count <= max;
 }
 
 void etd_h_predict(etd_call *c)

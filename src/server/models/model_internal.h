@@ -90,8 +90,8 @@ struct etd_registry {
     pthread_cond_t saver_cv;
     bool stopping;
     int lock_fd;                 /* the data dir's lock file (flock'ed), or -1 */
-    void (*on_release)(void *arg); /* a model lock became free (etd_registry_on_release) */
-    void *on_release_arg;
+    _Atomic(const etd_release_hook *) on_release; /* a model lock became free */
+    atomic_int hook_calls;       /* calls of on_release running */
 };
 
 /* ---- model.c ---- */

@@ -17,6 +17,7 @@
  * asked for an exclusive hold with a reservation.  Every release that leaves
  * the lock free calls the registry's release hook, so the pool can retry the
  * jobs that were waiting for it. */
+#include <sched.h>
 #include <stdio.h>
 
 #include "server/models/model_internal.h"
@@ -41,6 +42,19 @@ void etd_mlock_destroy(etd_mlock *l)
 {
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
+}
+
+/* The registry's release hook; hook_calls lets a replacement wait for the
+ * calls of the old one (a tiny read-copy-update). */
+static void call_hook(etd_registry *r)
+{
+    if (!r || !atomic_load(&r->on_release))
+        return;
+    atomic_fetch_add(&r->hook_calls, 1);
+    const etd_release_hook *h = atomic_load(&r->on_release);
+    if (h)
+        h->fn(h->arg);
+    atomic_fetch_sub(&r->hook_calls, 1);
 }
 
 static void acquire(etd_model *m, bool write)
@@ -72,9 +86,8 @@ static void release(etd_model *m)
     bool free_now = !l->writer && l->readers == 0;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
-    etd_registry *r = m->reg;
-    if (free_now && r && r->on_release)
-        r->on_release(r->on_release_arg);
+    if (free_now)
+        call_hook(m->reg);
 }
 
 void etd_model_lock_any(etd_model *m, bool write)
@@ -143,8 +156,7 @@ void etd_model_unreserve(etd_model *m, bool *reserved)
     *reserved = false;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
-    if (m->reg && m->reg->on_release)
-        m->reg->on_release(m->reg->on_release_arg);
+    call_hook(m->reg);
 }
 
 void etd_model_release(etd_model *m) { release(m); }
@@ -155,8 +167,9 @@ void etd_model_adopt(etd_model *m, bool write)
     adopted.write = write;
 }
 
-void etd_registry_on_release(etd_registry *r, void (*fn)(void *arg), void *arg)
+void etd_registry_on_release(etd_registry *r, const etd_release_hook *h)
 {
-    r->on_release = fn;
-    r->on_release_arg = arg;
+    atomic_store(&r->on_release, h);
+    while (atomic_load(&r->hook_calls) > 0)
+        sched_yield();
 }

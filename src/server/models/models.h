@@ -67,10 +67,15 @@ void etd_registry_load_all(etd_registry *r);
 int etd_registry_save_all(etd_registry *r);
 /* Number of live models (deleted ones excluded). */
 int etd_registry_count(etd_registry *r);
-/* fn(arg) is called whenever a model's lock becomes free (from the thread
- * that released it, holding no lock of the models layer).  Set it before
- * the registry is shared between threads. */
-void etd_registry_on_release(etd_registry *r, void (*fn)(void *arg), void *arg);
+/* h->fn(h->arg) is called whenever a model's lock becomes free (from the
+ * thread that released it, holding no lock of the models layer).  h must
+ * stay valid until it is replaced; replacing it (NULL: none) returns once no
+ * call of the old one is running. */
+typedef struct etd_release_hook {
+    void (*fn)(void *arg);
+    void *arg;
+} etd_release_hook;
+void etd_registry_on_release(etd_registry *r, const etd_release_hook *h);
 
 /* Valid model name?  (^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$, no "..") */
 bool etd_name_ok(const char *name);

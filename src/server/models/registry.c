@@ -210,6 +210,8 @@ etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e)
         return NULL;
     }
     r->lock_fd = lock_fd;
+    atomic_init(&r->on_release, NULL);
+    atomic_init(&r->hook_calls, 0);
     r->o = *o;
     r->o.data_dir = r->data_dir;
     pthread_mutex_init(&r->mu, NULL);

@@ -5,6 +5,7 @@
  * the watchdog of the connections' deadlines.  docs/server.md, "Execution
  * model", says why. */
 #include <errno.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -103,6 +104,7 @@ static void streams_tick(etd_server *s);
 static void *watchdog_main(void *arg)
 {
     etd_server *s = arg;
+    long peak = 0; /* connections, since the last trim */
     pthread_mutex_lock(&s->conn_mu);
     while (!s->watchdog_stop) {
         struct timespec ts;
@@ -122,6 +124,20 @@ static void *watchdog_main(void *arg)
         }
         pthread_mutex_unlock(&s->conn_mu);
         streams_tick(s);
+        /* After a crowd of connections has gone (an attack, a burst), give
+         * the freed heap back: glibc keeps it in its arenas otherwise, and the
+         * daemon's memory would stay at the crowd's size. */
+        if (s->acc) {
+            long pending, total;
+            unsigned long long refused;
+            etd_acceptor_counts(s->acc, &pending, &total, &refused);
+            if (total > peak)
+                peak = total;
+            if (peak >= 64 && total < peak / 4) {
+                malloc_trim(0);
+                peak = total;
+            }
+        }
         pthread_mutex_lock(&s->conn_mu);
     }
     pthread_mutex_unlock(&s->conn_mu);
@@ -541,6 +557,10 @@ enum MHD_Result etd_on_access(void *cls, struct MHD_Connection *conn, const char
             return MHD_NO;
         x->conn = conn;
         x->fd = ct ? ct->fd : -1;
+        const union MHD_ConnectionInfo *hs =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        x->head_len = hs ? hs->header_size : 0;
+        x->target_len = strlen(url);
         x->gone = x_gone;
         *con_cls = x;
         conn_state(s, ct, ETD_CONN_BODY);

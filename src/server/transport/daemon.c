@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,35 @@ static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *s)
     return etd_unescape(s);
 }
 
+/* libmicrohttpd's own messages ("Connection was closed by remote side with
+ * incomplete request."): kept, but at most 10 a second -- a slowloris
+ * attack would otherwise turn into a flood of log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static time_t second;
+    static int in_second;
+    static unsigned long dropped;
+    (void)cls;
+    pthread_mutex_lock(&mu);
+    time_t now = time(NULL);
+    if (now != second) {
+        if (dropped)
+            fprintf(stderr, "easytorchd: (%lu more libmicrohttpd messages in the last second "
+                    "not shown)\n", dropped);
+        second = now;
+        in_second = 0;
+        dropped = 0;
+    }
+    if (in_second++ < 10) {
+        fputs("easytorchd: libmicrohttpd: ", stderr);
+        vfprintf(stderr, fmt, ap);
+    } else {
+        dropped++;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 /* The acceptor's hand-over: libmicrohttpd takes the socket (and closes it,
  * also on failure). */
 static bool hand_over(etd_server *s, int fd, const struct sockaddr *a, socklen_t alen)
@@ -220,7 +250,8 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
         etd_fail(e, ETD_ENOMEM, "cannot start %u worker threads", o.workers);
         goto fail;
     }
-    etd_registry_on_release(app->reg, etd_workers_poke, s->workers);
+    s->hook = (etd_release_hook){etd_workers_poke, s->workers};
+    etd_registry_on_release(app->reg, &s->hook);
     /* libmicrohttpd in epoll mode: a few I/O threads serve every
      * connection; a handler that may wait or compute runs on the worker
      * pool with its connection suspended (connection.c, docs/server.md).
@@ -236,10 +267,15 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
     if (o.io_threads <= 1)
         pool[0] = pool[1]; /* one internal thread, no pool */
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, etd_on_access, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, as it asks */
                             MHD_OPTION_NOTIFY_COMPLETED, etd_on_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, etd_on_connection, s,
                             MHD_OPTION_URI_LOG_CALLBACK, etd_on_uri, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, o.timeout,
+                            /* room for a 16 KiB head (our limit, checked with a JSON
+                             * answer) before libmicrohttpd's own HTML 431; above 32 KiB
+                             * the pool is mmap'ed: memory goes back when it closes */
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
                             /* the acceptor enforces --max-connections; this is only a bound */
                             MHD_OPTION_CONNECTION_LIMIT, o.max_conns + 64 * o.io_threads,
                             MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, NULL,
@@ -265,6 +301,8 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
 fail:
     if (s->d)
         MHD_stop_daemon(s->d);
+    if (s->workers)
+        etd_registry_on_release(app->reg, NULL);
     etd_workers_free(s->workers);
     if (lfd >= 0)
         close(lfd);
@@ -319,6 +357,7 @@ void etd_server_shutdown(etd_server *s)
     }
     etd_acceptor_stop(s->acc);  /* queued connections get 503; no new ones */
     etd_workers_stop(s->workers); /* queued jobs get 503; running ones finish */
+    etd_registry_on_release(s->app->reg, NULL); /* the pool goes away: no more pokes */
     clock_gettime(CLOCK_MONOTONIC, &g0); /* let the last answers go out */
     while (etd_since(&g0) < 1.0 && atomic_load(&s->inflight) > 0)
         sleep_ms(5);

@@ -159,6 +159,12 @@ void etd_framing_check(const etd_kv *h, int n, int minor, etd_verdict *v)
         }
         const char *val = h[i].value ? h[i].value : "";
         size_t vl = h[i].value ? h[i].value_len : 0;
+        for (size_t k = 0; k < vl; k++)
+            if (((unsigned char)val[k] < 0x20 && val[k] != '\t') || val[k] == 0x7f) {
+                refuse(v, 400, true, "header \"%.40s\": control byte 0x%02x in the value", name,
+                       (unsigned char)val[k]);
+                return;
+            }
         if (strcasecmp(name, "Host") == 0) {
             hosts++;
             host_bad = host_bad || !host_ok(val, vl);

@@ -145,6 +145,15 @@ bool etd_exchange_admit(etd_exchange *x)
     char msg[512];
     if (x->header_nul) /* would cut header values short */
         return refuse(x, 400, true, "a request header contains a NUL byte");
+    /* the limits the acceptor applies to a connection's first request */
+    if (x->target_len > ETD_URI_MAX) {
+        snprintf(msg, sizeof msg, "request target longer than %d bytes", ETD_URI_MAX);
+        return refuse(x, 414, true, msg);
+    }
+    if (x->head_len > ETD_HEAD_MAX) {
+        snprintf(msg, sizeof msg, "request head longer than %d bytes", ETD_HEAD_MAX);
+        return refuse(x, 431, true, msg);
+    }
     /* Host, Content-Length, Transfer-Encoding (head.c; the first request of
      * a connection was checked on its raw bytes already) */
     etd_verdict v;
@@ -185,12 +194,12 @@ bool etd_exchange_admit(etd_exchange *x)
             return refuse(x, 413, true, msg);
         }
         x->declared = (size_t)n;
-        /* The length is known: one allocation -- up to 64 KiB at once, the
+        /* The length is known: one allocation -- up to 16 KiB at once, the
          * rest when that much has really arrived, so a client that declares
          * a large body and trickles it (slow-body attack) costs what it
          * sent, not what it declared. */
         if (n > 0 && (rt->flags & ETD_R_BODY)) {
-            size_t first = n + 1 < 65536 ? (size_t)n + 1 : 65536;
+            size_t first = n + 1 < 16384 ? (size_t)n + 1 : 16384;
             x->body = malloc(first);
             if (x->body)
                 x->cap_body = first;
@@ -269,7 +278,7 @@ void etd_exchange_prepare(etd_exchange *x)
 {
     etd_server *s = x->srv;
     x->host = (etd_host){atomic_load(&s->ready), atomic_load(&s->draining), write_http_metrics, s,
-                         x_gone, x_defer, x};
+                         x_gone, x_defer, x, s->o.inline_macs};
     x->rq = (etd_request){
         .app = s->app, .host = &x->host, .method = x->method, .path = x->path,
         .name = x->cap.name, .asset = x->cap.asset, .query = x->query, .nquery = x->nquery,

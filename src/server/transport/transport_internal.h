@@ -54,6 +54,7 @@ struct etd_server {
     atomic_int inflight;
     atomic_ulong started;       /* requests begun, for the shutdown grace period */
     etd_workers *workers;       /* NULL: handlers run where they are called (detached) */
+    etd_release_hook hook;      /* on app->reg: a model lock freed pokes the pool */
     etd_acceptor *acc;
     pthread_mutex_t conn_mu;    /* conns list */
     etd_conn *conns;
@@ -96,6 +97,7 @@ typedef struct etd_exchange {
     etd_kv *headers;
     int nheaders;
     bool header_nul;            /* a header name or value held a NUL byte */
+    size_t target_len, head_len; /* of the request as received (0: unknown) */
     etd_kv *query;
     int nquery;
     char *body;                 /* NUL-terminated */
