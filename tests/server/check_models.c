@@ -222,9 +222,9 @@ START_TEST(test_every_scalar_field_is_in_the_file)
     ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(meta, "history"));
     /* and the comparison the other tests rely on sees a change in any row */
     etd_train_state st0;
-    pthread_rwlock_rdlock(&m->lock);
+    etd_model_lock_any(m, false);
     ck_assert(etd_ts_capture(m, ETD_TS_SCALARS, false, &st0, &e) == ETD_OK);
-    pthread_rwlock_unlock(&m->lock);
+    etd_model_unlock(m);
     etd_ts_scalars b = st0.s;
     ck_assert_ptr_null(etd_ts_scalars_diff(m, &st0.s, &b));
     b.step++;
