@@ -6,6 +6,12 @@ Implements the part of the contract the benchmark uses: POST/GET/DELETE
 /v1/models[/{name}], POST /v1/models/{name}/predict, POST
 /v1/models/{name}/train, GET /healthz and /readyz.  Models live in memory.
 
+Binary tensors, as a NumPy user would send them: with `Content-Type:
+application/x-npy` the body of predict is the inputs as a .npy file and that
+of train the inputs' .npy followed by the targets' (np.load reads them in
+turn, torch.from_numpy shares the memory); `Accept: application/x-npy` gets
+predict's outputs back as .npy (np.save of the tensor's numpy view).
+
 It is written to be a strong anchor, as a careful engineer would write it:
 `async def` handlers (no thread-pool hop), the body parsed with json.loads
 instead of per-field pydantic validation, torch.no_grad() + eval() for
@@ -28,8 +34,11 @@ it checks this anchor's single-connection latency before timing it.
 """
 import argparse
 import importlib.util
+import io
 import json
 import sys
+
+import numpy as np
 
 import torch
 import uvicorn
@@ -82,6 +91,22 @@ def tensor_of(value, field):
         return torch.tensor(value, dtype=torch.float32)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise BadRequest(400, f"{field}: not a tensor ({e})")
+
+
+NPY = "application/x-npy"
+
+
+def is_npy(request):
+    return request.headers.get("content-type", "").split(";")[0].strip() == NPY
+
+
+async def npy_tensors(request, n):
+    """The first n arrays of a body of concatenated .npy files, as tensors."""
+    f = io.BytesIO(await request.body())
+    try:
+        return [torch.from_numpy(np.load(f, allow_pickle=False)) for _ in range(n)]
+    except (ValueError, OSError, EOFError) as e:
+        raise BadRequest(400, f"body: not {n} .npy array(s) ({e})")
 
 
 async def body_of(request):
@@ -168,10 +193,13 @@ async def delete_model(name: str):
 @app.post("/v1/models/{name}/predict")
 async def predict(name: str, request: Request):
     m = model_of(name)
-    body = await body_of(request)
-    if "inputs" not in body:
-        raise BadRequest(400, "inputs: required")
-    x = tensor_of(body["inputs"], "inputs")
+    if is_npy(request):
+        (x,) = await npy_tensors(request, 1)
+    else:
+        body = await body_of(request)
+        if "inputs" not in body:
+            raise BadRequest(400, "inputs: required")
+        x = tensor_of(body["inputs"], "inputs")
     net = m["net"]
     net.eval()
     try:
@@ -179,15 +207,23 @@ async def predict(name: str, request: Request):
             y = net(x)
     except RuntimeError as e:
         raise BadRequest(400, f"inputs: {e}")
+    if NPY in request.headers.get("accept", ""):
+        buf = io.BytesIO()
+        np.save(buf, y.numpy())
+        return Response(buf.getvalue(), media_type=NPY)
     return JSONResponse({"outputs": y.tolist()})
 
 
 @app.post("/v1/models/{name}/train")
 async def train(name: str, request: Request):
     m = model_of(name)
-    body = await body_of(request)
-    x = tensor_of(body.get("inputs"), "inputs")
-    t = tensor_of(body.get("targets"), "targets")
+    if is_npy(request):
+        x, t = await npy_tensors(request, 2)
+        body = {}
+    else:
+        body = await body_of(request)
+        x = tensor_of(body.get("inputs"), "inputs")
+        t = tensor_of(body.get("targets"), "targets")
     if isinstance(m["loss_fn"], (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)):
         t = t.long()
     epochs = int(body.get("epochs", 1))

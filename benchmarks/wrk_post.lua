@@ -1,14 +1,18 @@
 -- wrk script for scripts/bench: POST the JSON body in the file given after
--- `--`, and print one JSON line of results (throughput, errors, latency
+-- `--` (with the Content-Type and Accept given after it, if any: binary
+-- bodies), and print one JSON line of results (throughput, errors, latency
 -- percentiles in microseconds) for the driver to parse.
---   wrk -t2 -c32 -d5s -s wrk_post.lua URL -- BODY_FILE
+--   wrk -t2 -c32 -d5s -s wrk_post.lua URL -- BODY_FILE [CONTENT_TYPE [ACCEPT]]
 
 function init(args)
     local f = assert(io.open(args[1], "rb"))
     wrk.body = f:read("*a")
     f:close()
     wrk.method = "POST"
-    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Content-Type"] = args[2] or "application/json"
+    if args[3] and args[3] ~= "" then
+        wrk.headers["Accept"] = args[3]
+    end
 end
 
 function done(summary, latency, requests)

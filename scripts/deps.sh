@@ -3,7 +3,7 @@
 
 # libdnnl-dev: oneDNN, the optional convolution backend (docs/design.md "Convolution")
 BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates
-  libdnnl-dev"
+  libdnnl-dev zlib1g-dev"
 RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.  python3-sklearn and

@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import statistics
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -85,14 +86,18 @@ class Server:
         if self.setup:
             self.setup(self)
 
-    def request(self, method, path, body=None, timeout=30, raw=False):
+    def request(self, method, path, body=None, timeout=30, raw=False, headers=None):
         """(status, parsed JSON body, or the bytes if raw); BenchError when
-        the connection fails."""
+        the connection fails.  A bytes body is sent as it is, with `headers`
+        (its Content-Type, Accept)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            data = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=data,
-                         headers={"Content-Type": "application/json"} if data else {})
+            if isinstance(body, bytes):
+                data, hdrs = body, dict(headers or {})
+            else:
+                data = json.dumps(body).encode() if body is not None else None
+                hdrs = dict({"Content-Type": "application/json"} if data else {}, **(headers or {}))
+            conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             payload = resp.read()
         except (OSError, http.client.HTTPException) as e:
@@ -267,16 +272,101 @@ def http_body(route, batch):
     return body
 
 
+# Wire formats of a row's request body (and the answer asked for):
+# "json" (the contract's nested lists), "safetensors" (easytorchd's binary
+# tensors: application/octet-stream both ways) and "npy" (what the FastAPI
+# anchor takes as binary: numpy's .npy, the inputs then the targets).
+FORMATS = {
+    "json": {"Content-Type": "application/json"},
+    "safetensors": {"Content-Type": "application/octet-stream",
+                    "Accept": "application/octet-stream"},
+    "npy": {"Content-Type": "application/x-npy", "Accept": "application/x-npy"},
+}
+
+
+def _f32(nested):
+    """float32 bytes (little-endian) and shape of a nested list matrix."""
+    rows, cols = len(nested), len(nested[0])
+    return struct.pack(f"<{rows * cols}f", *(v for r in nested for v in r)), [rows, cols]
+
+
+def safetensors_bytes(tensors, metadata=None):
+    """A safetensors file of float32 matrices {name: nested list} (the
+    format: 8-byte little-endian header length, JSON header, data)."""
+    header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    for name, nested in tensors.items():
+        data, shape = _f32(nested)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)   # the data 8-byte aligned, as the reference writer does
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def safetensors_parse(raw):
+    """(header dict, data bytes) of a safetensors answer; BenchError if malformed."""
+    try:
+        (n,) = struct.unpack_from("<Q", raw)
+        return json.loads(raw[8:8 + n]), raw[8 + n:]
+    except (struct.error, ValueError) as e:
+        raise BenchError(f"not a safetensors answer ({len(raw)} bytes): {e}") from e
+
+
+def npy_bytes(nested):
+    """numpy's .npy format (version 1.0) of a float32 matrix, written by hand
+    so the driver needs no numpy."""
+    data, shape = _f32(nested)
+    h = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % tuple(shape)
+    h = h.encode("latin1")
+    h += b" " * (-(10 + len(h) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h + data
+
+
+def npy_shape(raw):
+    m = re.search(rb"'shape': \(([0-9, ]*)\)", raw[:256])
+    if not raw.startswith(b"\x93NUMPY") or not m:
+        raise BenchError(f"not a .npy answer ({len(raw)} bytes): {raw[:60]!r}")
+    return [int(d) for d in m.group(1).split(b",") if d.strip()]
+
+
+def encode_body(body, fmt):
+    """The request bytes of a row's body dict in a wire format."""
+    if fmt == "json":
+        return json.dumps(body, separators=(",", ":")).encode()
+    tensors = {k: body[k] for k in ("inputs", "targets") if k in body}
+    if fmt == "safetensors":
+        return safetensors_bytes(tensors)
+    if fmt == "npy":
+        return b"".join(npy_bytes(t) for t in tensors.values())
+    raise BenchError(f"unknown body format {fmt!r}")
+
+
 def create_bench_model(server):
     status, resp = server.request("POST", "/v1/models", dict(MLP_SPEC, name="bench"))
     if status != 201:
         raise BenchError(f"{server.name}: create model: HTTP {status}: {resp}")
 
 
-def check_response(server, route, body, batch):
+def check_response(server, route, body, batch, fmt="json"):
     """One request by hand: a server that answers fast with an error must not
-    score.  Returns the response bytes."""
-    status, raw = server.request("POST", f"/v1/models/bench/{route}", body, raw=True)
+    score.  `body` is the request's bytes in format fmt.  Returns the
+    response bytes."""
+    status, raw = server.request("POST", f"/v1/models/bench/{route}", body, raw=True,
+                                 headers=FORMATS[fmt])
+    if status == 200 and route == "predict" and fmt != "json":
+        if fmt == "safetensors":
+            header, data = safetensors_parse(raw)
+            out = header.get("outputs", {})
+            shape, size = out.get("shape"), len(data)
+        else:
+            shape, size = npy_shape(raw), None
+        if not shape or shape[0] != batch or (size is not None and size != 4 * math.prod(shape)):
+            raise BenchError(f"{server.name} predict ({fmt}): expected {batch} output rows, "
+                             f"got {str(raw[:200])}")
+        return raw
     try:
         resp = json.loads(raw)
     except ValueError:
@@ -300,10 +390,12 @@ def check_static(nginx, path, expect):
                          f"{len(expect)} response bytes)")
 
 
-def wrk(server, path, body_file, conns, seconds, own_pids=None):
+def wrk(server, path, body_file, conns, seconds, own_pids=None, fmt="json"):
     url = f"http://127.0.0.1:{server.port}{path}"
+    hdrs = FORMATS[fmt]
     argv = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency",
-            "--timeout", "10s", "-s", str(BENCH_DIR / "wrk_post.lua"), url, "--", str(body_file)]
+            "--timeout", "10s", "-s", str(BENCH_DIR / "wrk_post.lua"), url, "--", str(body_file),
+            hdrs["Content-Type"], hdrs.get("Accept", "")]
     cpu0 = server.cpu_seconds()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if own_pids is not None:
@@ -331,10 +423,10 @@ def wrk(server, path, body_file, conns, seconds, own_pids=None):
             "p99_ms": r["latency_us"]["p99"] / 1000.0, "cpu_per_request": cpu / r["requests"]}
 
 
-def single_connection_latency(server, path, body_file, own_pids):
+def single_connection_latency(server, path, body_file, own_pids, fmt="json"):
     """Median latency of the request on one keep-alive connection (wrk -c1,
     1 s): what the anchor sanity check compares."""
-    return wrk(server, path, body_file, 1, 1, own_pids)
+    return wrk(server, path, body_file, 1, 1, own_pids, fmt)
 
 
 def measure_http(row, servers, plan, tmp, failed, own_pids):
@@ -343,32 +435,49 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     twice as long; the server restarted if it died).  When the anchor (or
     nginx) fails, or the anchor fails the sanity check, the row keeps our
     numbers and that column is "n/a"; `failed` remembers why for the
-    following rows."""
+    following rows.
+
+    Row keys beyond route/batch/conns/unit: `body` (our request's format,
+    FORMATS; default json), `anchor_body` (the anchor's), and `anchor`:
+    "fastapi" (default) or "self" -- the anchor is easytorchd itself taking
+    the request in `anchor_body` (the binary-vs-JSON rows); it is then not
+    checked against the plain uvicorn reference."""
     rid, route, batch, conns = row["id"], row["route"], row["batch"], row["conns"]
     unit = row["unit"]
     body = http_body(route, batch)
-    body_file = Path(tmp) / f"{rid}.json"
-    body_file.write_text(json.dumps(body, separators=(",", ":")))
+    fmts = {"ours": row.get("body", "json"), "anchor": row.get("anchor_body", "json"),
+            "reference": row.get("anchor_body", "json"), "limit": "json"}
+    if row.get("anchor", "fastapi") == "self":
+        servers = dict(servers, anchor=servers["ours"])
+        servers.pop("reference", None)
+    files = {}
+    for side, fmt in fmts.items():
+        files[side] = Path(tmp) / f"{rid}.{side}.{fmt}"
+        files[side].write_bytes(encode_body(body, fmt))
+    files["limit"] = files["ours"]   # nginx gets our request's bytes...
+    fmts["limit"] = fmts["ours"]
     paths = {s: f"/v1/models/bench/{route}" for s in ("ours", "anchor", "reference")}
 
     def attempt(side, fn):
-        if side in failed:
+        if side in failed and servers.get(side) is not servers["ours"]:
             return None
         srv = servers[side]
         try:
             return with_retry(side, fn, srv.ensure_running)
         except SideFailed as e:
-            if side == "ours":
+            if side == "ours" or srv is servers["ours"]:
                 raise BenchError(str(e)) from e
             failed[side] = str(e)
             return None
 
     sides = [s for s in ("ours", "anchor", "limit") if s in servers]
-    ours_bytes = attempt("ours", lambda retry: check_response(servers["ours"], route, body, batch))
+    ours_bytes = attempt("ours", lambda retry: check_response(
+        servers["ours"], route, files["ours"].read_bytes(), batch, fmts["ours"]))
     for side in ("anchor", "reference"):
         if side in servers:
-            attempt(side, lambda retry, s=servers[side]: check_response(s, route, body, batch))
-    if "limit" in servers:
+            attempt(side, lambda retry, s=side: check_response(
+                servers[s], route, files[s].read_bytes(), batch, fmts[s]))
+    if "limit" in servers:   # ...and answers with our answer's bytes
         paths["limit"] = servers["limit"].publish(rid, ours_bytes)
         attempt("limit", lambda retry: check_static(servers["limit"], paths["limit"], ours_bytes))
 
@@ -379,7 +488,7 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     for i in range(SANITY_ROUNDS):
         for side in (checked if i % 2 == 0 else checked[::-1]):
             r = attempt(side, lambda retry, s=side: single_connection_latency(
-                servers[s], paths[s], body_file, own_pids))
+                servers[s], paths[s], files[s], own_pids, fmts[s]))
             if r is not None:
                 rounds.setdefault(side, []).append(r)
     for side, rs in rounds.items():
@@ -393,19 +502,19 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
             insane = (f"anchor not sane: single-connection latency {a:.3g} ms is more than "
                       f"{SANE_LATENCY_FACTOR:g}x the plain uvicorn.run reference's {ref:.3g} ms")
             log(f"bench: {rid}: {insane}; its runs are kept but the row is not judged against it")
-    elif "anchor" in latency:
+    elif "anchor" in latency and servers["anchor"] is not servers["ours"]:
         insane = "anchor not checked: the plain reference server failed"
 
     for side in sides:
-        attempt(side, lambda retry, s=side: wrk(servers[s], paths[s], body_file, conns,
+        attempt(side, lambda retry, s=side: wrk(servers[s], paths[s], files[s], conns,
                                                 plan["http_warm_s"] * (2 if retry else 1),
-                                                own_pids))
+                                                own_pids, fmts[s]))
     runs = {s: [] for s in sides}
     for i in range(plan["http_runs"]):
         for side in (sides if i % 2 == 0 else sides[::-1]):
             r = attempt(side, lambda retry, s=side: wrk(
-                servers[s], paths[s], body_file, conns,
-                plan["http_run_s"] * (2 if retry else 1), own_pids))
+                servers[s], paths[s], files[s], conns,
+                plan["http_run_s"] * (2 if retry else 1), own_pids, fmts[s]))
             if r is not None:
                 runs[side].append(r)
     scale = batch if unit == "rows/s" else 1
@@ -416,10 +525,13 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
                 "cpu_per_request": summarize([r["cpu_per_request"] for r in runs[side]])}
 
     res = {"kind": "rate", "unit": unit, "connections": conns, "batch": batch,
-           "body_bytes": body_file.stat().st_size, "response_bytes": len(ours_bytes),
+           "body_bytes": files["ours"].stat().st_size, "response_bytes": len(ours_bytes),
+           "anchor_body_bytes": files["anchor"].stat().st_size,
            "latency_1conn": latency, "target": row.get("target"),
            "p99_limit_ms": row.get("p99"), "limit_target": row.get("limit_target"),
            "errors": {}}
+    if servers["anchor"] is servers["ours"]:
+        res["anchor_label"] = f"easytorchd ({fmts['anchor']})"
     for side in sides:
         if runs[side]:
             res[side] = stats(side)

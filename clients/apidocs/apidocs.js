@@ -204,7 +204,7 @@
       });
       box.append(el('label', {}, 'body ', mediaSel), bodyArea, fileIn);
     }
-    const out = el('pre.result.hidden');
+    const out = el('pre.result.answer.hidden');
     const send = el('button', {
       type: 'button',
       onclick: async () => {

@@ -34,6 +34,9 @@ et_tensor *et_tensor_dict_tensor(const et_tensor_dict *d, int i);
 /* String metadata (safetensors "__metadata__"); copies both strings. */
 et_status et_tensor_dict_set_meta(et_tensor_dict *d, const char *key, const char *value);
 const char *et_tensor_dict_get_meta(const et_tensor_dict *d, const char *key); /* borrowed or NULL */
+/* The metadata entries in order: their number and the i-th key (borrowed or NULL). */
+int et_tensor_dict_meta_len(const et_tensor_dict *d);
+const char *et_tensor_dict_meta_key(const et_tensor_dict *d, int i);
 
 /* Serialize to a malloc'ed buffer (caller frees with free()). */
 et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *len);

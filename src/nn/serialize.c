@@ -169,6 +169,13 @@ const char *et_tensor_dict_get_meta(const et_tensor_dict *d, const char *key)
     return i >= 0 ? d->values[i] : NULL;
 }
 
+int et_tensor_dict_meta_len(const et_tensor_dict *d) { return d ? d->nmeta : 0; }
+
+const char *et_tensor_dict_meta_key(const et_tensor_dict *d, int i)
+{
+    return d && i >= 0 && i < d->nmeta ? d->keys[i] : NULL;
+}
+
 /* ------------------------------------------------------------ byte order */
 
 static bool host_is_little(void)

@@ -82,6 +82,9 @@ static const opt opts[] = {
      "on SIGTERM, wait this long for requests in flight (default 60)"},
     {"--blas-threads", "EASYTORCH_BLAS_THREADS", "N",
      "OpenBLAS threads per call (default 1: requests run in parallel instead)"},
+    {"--cors-origin", "EASYTORCH_CORS_ORIGIN", "ORIGIN",
+     "let browser scripts from ORIGIN (https://app.example.com:8443, or * for any)\n"
+     "    call the API; repeatable (the variable takes a comma-separated list)"},
     {"--quiet", "EASYTORCH_QUIET", NULL, "no access log on stderr"},
     {"--help", NULL, NULL, "this text (also -h)"},
     {"--version", NULL, NULL, "print the version (also -V)"},
@@ -106,6 +109,56 @@ static void usage(FILE *f)
 }
 
 static const char *values[NOPTS];
+
+/* --cors-origin may be given several times. */
+static const char *cors_flags[ETD_CORS_MAX];
+static int ncors_flags;
+
+/* An origin as browsers send it: scheme://host[:port], no path; or "*" / "null". */
+static bool origin_ok(const char *o)
+{
+    if (strcmp(o, "*") == 0 || strcmp(o, "null") == 0)
+        return true;
+    const char *h = strncmp(o, "http://", 7) == 0 ? o + 7 : strncmp(o, "https://", 8) == 0 ? o + 8
+                                                                                          : NULL;
+    if (!h || !*h)
+        return false;
+    for (const char *p = h; *p; p++)
+        if (*p == '/' || *p == ' ' || *p == ',' || (unsigned char)*p < 0x21)
+            return false;
+    return true;
+}
+
+/* The allowed origins: the flags, else the environment's list. */
+static bool read_cors(etd_cors *cors, char **env_copy)
+{
+    cors->n = 0;
+    *env_copy = NULL;
+    if (ncors_flags) {
+        for (int i = 0; i < ncors_flags; i++)
+            cors->origins[cors->n++] = cors_flags[i];
+    } else if (getenv("EASYTORCH_CORS_ORIGIN") && getenv("EASYTORCH_CORS_ORIGIN")[0]) {
+        char *list = *env_copy = strdup(getenv("EASYTORCH_CORS_ORIGIN"));
+        if (!list)
+            return false;
+        for (char *save = NULL, *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            if (cors->n == ETD_CORS_MAX) {
+                fprintf(stderr, "easytorchd: EASYTORCH_CORS_ORIGIN: more than %d origins\n",
+                        ETD_CORS_MAX);
+                return false;
+            }
+            cors->origins[cors->n++] = t;
+        }
+    }
+    for (int i = 0; i < cors->n; i++)
+        if (!origin_ok(cors->origins[i])) {
+            fprintf(stderr, "easytorchd: --cors-origin: \"%s\" is not an origin (expected "
+                    "scheme://host[:port] without a path, e.g. https://app.example.com, or *)\n",
+                    cors->origins[i]);
+            return false;
+        }
+    return true;
+}
 
 static int find_opt(const char *flag, size_t len)
 {
@@ -233,6 +286,11 @@ int main(int argc, char **argv)
                 return die("%s needs a value", opts[k].flag);
             values[k] = argv[++i];
         }
+        if (strcmp(opts[k].flag, "--cors-origin") == 0) {
+            if (ncors_flags == ETD_CORS_MAX)
+                return die("%s: too many origins", opts[k].flag);
+            cors_flags[ncors_flags++] = values[k];
+        }
     }
 
     etd_config c;
@@ -340,6 +398,11 @@ int main(int argc, char **argv)
     /* requests are the unit of parallelism: see docs/server.md */
     openblas_set_num_threads((int)v);
 
+    etd_cors cors;
+    char *cors_env = NULL;
+    if (!read_cors(&cors, &cors_env))
+        return 2;
+
     /* every thread created from here on inherits the blocked set */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -352,13 +415,15 @@ int main(int argc, char **argv)
     etd_registry *reg = etd_registry_new(&c.models, &err);
     if (!reg) {
         fprintf(stderr, "easytorchd: data dir: %s\n", err.msg);
+        free(cors_env);
         return 1;
     }
-    etd_app app = {reg, c.json};
+    etd_app app = {.reg = reg, .json = c.json, .max_decoded_body = h->max_body, .cors = cors};
     etd_server *srv = etd_server_start(&c.http, etd_routes, etd_nroutes, &app, &err);
     if (!srv) {
         fprintf(stderr, "easytorchd: %s\n", err.msg);
         etd_registry_free(reg);
+        free(cors_env);
         return 1;
     }
     etd_registry_load_all(reg);
@@ -380,5 +445,6 @@ int main(int argc, char **argv)
         memset(token, 0, strlen(token));
         free(token);
     }
+    free(cors_env);
     return 0;
 }

@@ -311,10 +311,20 @@ class ClientTests(unittest.TestCase):
         for k in before:
             self.assertEqual(flat(before[k]), flat(after[k]))
 
-    def test_nan_input_is_refused_before_sending(self):
+    def test_nan_input_is_refused_before_sending_as_json(self):
         m = self.make()
+        js = et.Client(self.daemon.url, binary=False)
         with self.assertRaises(ValueError):
-            m.predict([[float("nan")]])
+            et.Model(js, m.name).predict([[float("nan")]])
+        js.close()
+
+    @unittest.skipIf(np is None, "needs NumPy")
+    def test_nan_input_goes_as_it_is_in_binary(self):
+        """safetensors carry NaN (JSON cannot): the daemon computes with it, as torch would."""
+        m = self.make()
+        out = m.predict(np.array([[np.nan], [0.5]], np.float32))
+        self.assertTrue(np.isnan(out[0, 0]))
+        self.assertTrue(np.isfinite(out[1, 0]))
 
     # -- training by hand ------------------------------------------------------------------------
     @unittest.skipIf(torch is None, "needs PyTorch")
@@ -478,6 +488,186 @@ class ClientTests(unittest.TestCase):
         self.assertLess(last, first)
         out = m.predict([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
         self.assertEqual([max(range(3), key=lambda j: row[j]) for row in (out.tolist() if hasattr(out, "tolist") else out)], [0, 1, 2])
+
+
+@unittest.skipIf(np is None, "needs NumPy")
+class BinaryTransportTests(unittest.TestCase):
+    """With NumPy the client sends and takes tensors as safetensors; the results are the
+    ones the JSON transport gives (held to PyTorch by the tests above), bit for bit."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(EXE)
+        cls.bin = et.Client(cls.daemon.url)
+        cls.js = et.Client(cls.daemon.url, binary=False)
+        cls.sent = []
+        send = cls.bin._send
+
+        def spy(method, path, data, headers):
+            cls.sent.append((method, path, headers.get("Content-Type"), headers.get("Accept")))
+            return send(method, path, data, headers)
+        cls.bin._send = spy
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.bin.close()
+        cls.js.close()
+        cls.daemon.stop()
+
+    def pair(self, name, **kw):
+        spec = dict(layers=[nn.Linear(3, 8), nn.GELU(), nn.Dropout(0.0), nn.Linear(8, 2)],
+                    loss=nn.MSELoss(), optimizer=optim.Adam(lr=0.01, maximize=False), seed=4)
+        spec.update(kw)
+        return (self.bin.create(name + "-b", **spec), et.Model(self.js, name + "-j")
+                if self.js.create(name + "-j", **spec) else None)
+
+    def test_binary_is_used_and_equals_json(self):
+        b, j = self.pair("eq")
+        r = np.random.default_rng(1)
+        x = r.standard_normal((64, 3)).astype(np.float32)
+        y = r.standard_normal((64, 2)).astype(np.float32)
+        del self.sent[:]
+        pb = b.predict(x)
+        self.assertIsInstance(pb, np.ndarray)
+        self.assertEqual(pb.dtype, np.float32)
+        self.assertTrue(np.array_equal(pb, j.predict(x)))
+        self.assertIn(("POST", "/v1/models/eq-b/predict", "application/octet-stream"),
+                      [s[:3] for s in self.sent])
+        self.assertTrue(self.sent[-1][3].startswith("application/octet-stream"))
+        self.assertEqual(b.push(x, y), j.push(x, y))
+        gb, gj = b.gradients(), j.gradients()
+        self.assertEqual(list(gb), list(gj))
+        for k in gb:
+            self.assertTrue(np.array_equal(gb[k], gj[k]), k)
+        self.assertEqual(b.step(), j.step())
+        hb = b.fit(x, y, epochs=3, batch_size=16, seed=7, verbose=False)
+        hj = j.fit(x, y, epochs=3, batch_size=16, seed=7, verbose=False)
+        self.assertEqual(hb, hj)
+        tb = b.train(x, y, epochs=2, batch_size=10, shuffle=True)
+        self.assertEqual(tb, j.train(x, y, epochs=2, batch_size=10, shuffle=True))
+        sb, sj = b.state_dict(), j.state_dict()
+        self.assertEqual(list(sb), list(sj))
+        for k in sb:
+            self.assertTrue(np.array_equal(sb[k], sj[k]), k)
+        pr_b, pr_j = b.gradients(x[:5], y[:5]), j.gradients(x[:5], y[:5])
+        self.assertEqual(np.float32(pr_b["loss"]), np.float32(pr_j["loss"]))
+        self.assertTrue(np.array_equal(pr_b["input_gradient"], pr_j["input_gradient"]))
+        for k in pr_j["gradients"]:
+            self.assertTrue(np.array_equal(pr_b["gradients"][k], pr_j["gradients"][k]), k)
+        # load_state_dict in binary: parameters of one into the other
+        other = self.bin.create("eq-other", layers=[nn.Linear(3, 8), nn.GELU(), nn.Dropout(0.0),
+                                                     nn.Linear(8, 2)], loss="MSELoss",
+                                optimizer=optim.SGD(0.1), seed=99)
+        other.load_state_dict(sb)
+        self.assertTrue(np.array_equal(other.predict(x), b.predict(x)))
+        for m in ("eq-b", "eq-j", "eq-other"):
+            self.bin.delete(m)
+
+    def test_integer_class_targets_and_torch_inputs(self):
+        b, j = self.pair("ce", loss=nn.CrossEntropyLoss(label_smoothing=0.05),
+                         layers=[nn.Linear(3, 3)])
+        x = np.random.default_rng(2).standard_normal((30, 3)).astype(np.float32)
+        y = np.arange(30) % 3
+        self.assertEqual(b.fit(x, y, epochs=2, batch_size=8, seed=1, verbose=False),
+                         j.fit(x, y.tolist(), epochs=2, batch_size=8, seed=1, verbose=False))
+        if torch is not None:
+            self.assertTrue(np.array_equal(b.predict(torch.tensor(x)), j.predict(x)))
+        for m in ("ce-b", "ce-j"):
+            self.bin.delete(m)
+
+
+class SpecHelperTests(unittest.TestCase):
+    """The helpers cover every type the daemon knows, map positional arguments in torch's
+    constructor order, and work for types this client's table does not list."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(EXE)
+        cls.client = et.Client(cls.daemon.url)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.daemon.stop()
+
+    def test_every_daemon_type_has_a_helper_with_its_fields(self):
+        from easytorch_client import _types
+        tables = self.client.types()
+        where = {"layers": nn, "losses": nn, "optimizers": optim, "schedulers": optim.lr_scheduler}
+        for fam, types in tables.items():
+            for t, fields in types.items():
+                with self.subTest(type=t):
+                    helper = getattr(where[fam], t)
+                    args = tuple(range(1, len(fields) + 1))
+                    spec = helper(*args)
+                    self.assertEqual(self.client.types()[fam][t], fields)
+                    resolved = et.client._as_spec(spec, self.client)
+                    self.assertEqual(resolved, dict({"type": t}, **dict(zip(fields, args))))
+                    if t in _types.BUILTIN[fam]:
+                        self.assertEqual(_types.BUILTIN[fam][t], fields,
+                                         "the client's table of %s differs from the daemon's" % t)
+
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_field_names_are_torch_constructor_arguments(self):
+        import inspect
+        for fam, types in self.client.types().items():
+            mod = {"layers": torch.nn, "losses": torch.nn, "optimizers": torch.optim,
+                   "schedulers": torch.optim.lr_scheduler}[fam]
+            for t, fields in types.items():
+                with self.subTest(type=t):
+                    params = inspect.signature(getattr(mod, t).__init__).parameters
+                    for f in fields:
+                        self.assertIn(f, params, "%s.%s is not an argument of torch's %s" % (fam, f, t))
+
+    def test_new_helpers_create_models(self):
+        m = self.client.create("helpers", layers=[nn.Flatten(1, -1), nn.Linear(4, 3, True), nn.GELU("tanh"),
+                                                  nn.Linear(3, 1), nn.Sigmoid()],
+                               loss=nn.BCELoss("sum"), optimizer=optim.SGD(0.1, 0.9, maximize=False),
+                               scheduler=optim.lr_scheduler.MultiStepLR([2, 4], 0.5), seed=1)
+        spec = m.info()["spec"]
+        self.assertEqual(spec["layers"][0], {"type": "Flatten", "start_dim": 1, "end_dim": -1})
+        self.assertEqual(spec["layers"][2], {"type": "GELU", "approximate": "tanh"})
+        self.assertEqual(spec["loss"], {"type": "BCELoss", "reduction": "sum"})
+        self.assertEqual(spec["optimizer"], {"type": "SGD", "lr": 0.1, "momentum": 0.9, "maximize": False})
+        self.assertEqual(spec["scheduler"], {"type": "MultiStepLR", "milestones": [2, 4], "gamma": 0.5})
+        m.delete()
+        m = self.client.create("helpers2", layers=[nn.Linear(2, 1)], loss=nn.HuberLoss(delta=0.5),
+                               optimizer=optim.AdamW(0.01, (0.8, 0.9)),
+                               scheduler=optim.lr_scheduler.LinearLR(0.5, 1.0, 4))
+        self.assertEqual(m.info()["spec"]["scheduler"],
+                         {"type": "LinearLR", "start_factor": 0.5, "end_factor": 1.0, "total_iters": 4})
+        m.delete()
+
+    def test_a_type_the_client_table_lacks(self):
+        """As for a layer added to the daemon after this client was released: the positional
+        arguments wait until create() asks the daemon for the type's fields."""
+        from easytorch_client import _types
+        saved = _types.LAYERS.pop("Dropout")
+        try:
+            spec = _types.factory("Dropout", ("layers", "losses"))(0.25)
+            self.assertEqual(spec.pending, (0.25,))
+            with self.assertRaises(TypeError):
+                spec.spec()
+            m = self.client.create("lazy", layers=[nn.Linear(2, 2), spec, nn.Linear(2, 1)],
+                                   loss="MSELoss", optimizer=optim.SGD(lr=0.1))
+            self.assertEqual(m.info()["spec"]["layers"][1], {"type": "Dropout", "p": 0.25})
+            m.delete()
+            kw = nn.SomethingNew(alpha=2)   # any type name: keywords need no table
+            self.assertEqual(kw, {"type": "SomethingNew", "alpha": 2})
+            with self.assertRaises(et.EasytorchError) as e:
+                self.client.create("lazy2", layers=[kw], loss="MSELoss", optimizer=optim.SGD(lr=0.1))
+            self.assertEqual(e.exception.status, 400)
+            with self.assertRaises(TypeError):
+                self.client.create("lazy3", layers=[nn.SomethingNew(1)], loss="MSELoss",
+                                   optimizer=optim.SGD(lr=0.1))
+        finally:
+            _types.LAYERS["Dropout"] = saved
+
+    def test_argument_errors(self):
+        with self.assertRaises(TypeError):
+            nn.Linear(1, 2, True, 4)
+        with self.assertRaises(TypeError):
+            nn.Linear(1, 2, in_features=3)
 
 
 class TokenTests(unittest.TestCase):

@@ -36,11 +36,22 @@ How a page is read
       <!-- doctest: in-source -->  the block runs in a folder where include/,
                                  examples/ are the source tree's and build/ is the
                                  build being tested (--build DIR);
-      <!-- doctest: skip REASON -->  not run (reported).
+      <!-- doctest: skip REASON -->  not run (reported);
+      <!-- doctest: excerpt PATH -->  not run: every line of the block that is
+                                 not a comment must be a line of PATH (spaces
+                                 at the ends aside), so a quoted script
+                                 cannot drift from the script.
     Commands that start a daemon (easytorchd ..., scripts/run) are replaced
     by the one the test started.
   * A curl command in a block that is not ```sh (unlabelled, ```console, ...)
-    fails the test: label the block sh so it runs, or skip it with a reason.
+    fails the test, and so does a command (curl, meson, scripts/..., ...) in
+    an indented code block: fence it as sh so it runs, or skip it with a
+    reason.
+  * The suites of the build, those `scripts/test --help` describes and
+    README.md's list are the same (fuzz: only in the libFuzzer build).
+  * docs/API.md's "## Command line" table and `easytorchd --help` list the
+    same options, with the same environment variables and defaults (the
+    first word of the default cell against "(default X)" of the help).
 --print shows what each command printed (to write the docs from a run).
 """
 
@@ -56,6 +67,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "server"))
 from daemon import Daemon  # noqa: E402
 
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
+INDENTED_COMMAND = re.compile(r"^(    |\t)\s*(\$ )?(curl|meson|ninja|scripts/|/usr/bin/python3|python3|"
+                              r"easytorchd|build[\w-]*/|docker|cc|gcc|clang|pip|npm|node|jq)\b")
 CURL_LINE = re.compile(r"^\s*(\$\s+)?(\S+=\S*\s+)*curl\s")
 
 
@@ -211,6 +224,11 @@ def parse_doc(path, doc):
                     pending.append((d.group(1), d.group(2)))
                 i = j
             elif lines[i].strip():
+                if (INDENTED_COMMAND.match(lines[i]) and i > 0 and not lines[i - 1].strip()
+                        and not (i > 1 and re.match(r"^\s*([-*+]|\d+\.)\s", lines[i - 2]))):
+                    raise SyntaxError("%s:%d: a command in an indented code block is not run: "
+                                      "fence it as ```sh (and skip it with a reason if it "
+                                      "cannot run here)" % (doc, i + 1))
                 pending = [p for p in pending if p[0] == "hidden"]
             i += 1
             continue
@@ -325,6 +343,18 @@ class Session:
             self.p.kill()
 
 
+def check_excerpt(doc, line, path, cmds, src):
+    """A block quoting a file: its non-comment lines are lines of the file."""
+    try:
+        have = {ln.strip() for ln in open(os.path.join(src, path)).read().split("\n")}
+    except OSError as e:
+        return (doc, line, "FAIL", "excerpt of %s: %s" % (path, e))
+    missing = [ln.strip() for c in cmds for ln in c.text.split("\n")
+               if ln.strip() and not ln.strip().startswith("#") and ln.strip() not in have]
+    return (doc, line, "FAIL" if missing else "ok",
+            "excerpt of %s" % path + "".join("\n    not in %s: %s" % (path, m) for m in missing))
+
+
 def sanitized(build):
     """Was the build configured with -Db_sanitize?"""
     import json
@@ -342,9 +372,11 @@ def substitute(text, addr):
 
 def run_doc(doc, path, easytorchd, show, results, src, build):
     blocks = parse_doc(path, doc)
-    if all("skip" in dict(d) for d, _, _ in blocks):  # nothing runs: no daemon either
-        for d, line, _ in blocks:
-            results.append((doc, line, "skip", dict(d)["skip"]))
+    if all("skip" in dict(d) or "excerpt" in dict(d) for d, _, _ in blocks):
+        for d, line, cmds in blocks:  # nothing runs: no daemon either
+            kinds = dict(d)
+            results.append((doc, line, "skip", kinds["skip"]) if "skip" in kinds else
+                           check_excerpt(doc, line, kinds["excerpt"], cmds, src))
         return
     work = tempfile.mkdtemp(prefix="et-doctest-")
     tree = os.path.join(work, "tree")  # for in-source blocks
@@ -368,6 +400,9 @@ def run_doc(doc, path, easytorchd, show, results, src, build):
             kinds = dict(directives)
             if "skip" in kinds:
                 results.append((doc, line, "skip", kinds["skip"]))
+                continue
+            if "excerpt" in kinds:
+                results.append(check_excerpt(doc, line, kinds["excerpt"], cmds, src))
                 continue
             for k, v in directives:
                 if k == "hidden":
@@ -433,6 +468,154 @@ def run_doc(doc, path, easytorchd, show, results, src, build):
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- the options table
+
+def help_options(text):
+    """{flag: (env or None, default or None)} from `easytorchd --help`."""
+    opts, cur = {}, None
+    for ln in text.split("\n"):
+        m = re.match(r"^  (--[\w-]+)(?: \S+)?\s*(?:\[env (\w+)\])?\s*$", ln)
+        if m:
+            cur = m.group(1)
+            opts[cur] = [m.group(2), None]
+        elif cur and ln.startswith("    ") and opts[cur][1] is None:
+            d = re.search(r"\(default ([^;)]+)", ln)
+            if d:
+                opts[cur][1] = first_word(d.group(1))
+        elif not ln.startswith("    "):
+            cur = None
+    return {k: tuple(v) for k, v in opts.items()}
+
+
+def first_word(s):
+    w = s.replace("`", "").strip().split()
+    return w[0].rstrip(";:,.") if w else ""
+
+
+def table_options(md):
+    """{flag: (env or None, default cell's first word)} from the "## Command
+    line" table of docs/API.md."""
+    m = re.search(r"^## Command line\n(.*?)(?=^## |\Z)", md, re.M | re.S)
+    opts = {}
+    for row in (m.group(1).split("\n") if m else []):
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]  # "\|" is in a cell
+        if len(cells) < 3 or not cells[0].startswith("`--"):
+            continue
+        env = re.search(r"EASYTORCH_\w+", cells[1])
+        for flag in re.findall(r"`(--[\w-]+)", cells[0]):
+            opts[flag] = (env.group(0) if env else None, first_word(cells[2]))
+    return opts
+
+
+def compare_options(help_text, md):
+    """The problems between --help and docs/API.md's option table."""
+    h, t = help_options(help_text), table_options(md)
+    problems = []
+    if not t:
+        return ["docs/API.md: no \"## Command line\" table of options"]
+    for flag in sorted(set(h) - set(t)):
+        problems.append("%s (in --help) has no row in docs/API.md's Command line table" % flag)
+    for flag in sorted(set(t) - set(h)):
+        problems.append("%s is in docs/API.md's Command line table but not in --help" % flag)
+    for flag in sorted(set(h) & set(t)):
+        (henv, hdef), (tenv, tdef) = h[flag], t[flag]
+        if henv and henv != tenv:
+            problems.append("%s: --help says env %s, docs/API.md %s" % (flag, henv, tenv))
+        if hdef and hdef != tdef:
+            problems.append("%s: --help says default %s, docs/API.md %s" % (flag, hdef, tdef))
+    return problems
+
+
+def check_options(easytorchd, src, results):
+    out = subprocess.run([easytorchd, "--help"], capture_output=True, text=True).stdout
+    md = open(os.path.join(src, "docs", "API.md")).read()
+    problems = compare_options(out, md)
+    results.append(("docs/API.md", 0, "FAIL" if problems else "ok",
+                    "the Command line table against easytorchd --help (%d options)"
+                    % len(help_options(out)) + "".join("\n    " + p for p in problems)))
+
+
+# ---------------------------------------------------------------- the suites
+
+def suite_lists(src, build):
+    """{where: set of suite names}: the build's tests, `scripts/test --help`
+    and README.md's "runs one suite" list."""
+    import json
+    out = {}
+    r = subprocess.run(["meson", "introspect", build, "--tests"], capture_output=True, text=True)
+    try:
+        out["the build (meson)"] = {x.split(":", 1)[-1] for t in json.loads(r.stdout)
+                                    for x in t["suite"]}
+    except (ValueError, KeyError):
+        out["the build (meson)"] = None
+    h = subprocess.run([os.path.join(src, "scripts", "test"), "--help"], capture_output=True,
+                       text=True).stdout
+    sec = h.split("Suites:", 1)[1] if "Suites:" in h else ""
+    out["scripts/test --help"] = set(re.findall(r"^  (\w+)\s{2,}", sec.split("\n\n")[0], re.M))
+    readme = open(os.path.join(src, "README.md")).read()
+    m = re.search(r"runs one suite \((.*?)\)", readme, re.S)
+    out["README.md"] = set(re.findall(r"`(\w+)`", m.group(1))) if m else set()
+    return out
+
+
+def compare_suites(have, lists):
+    problems = []
+    for where, names in lists.items():
+        for name in sorted(have - names):
+            problems.append("suite %s (in the build) is not in %s" % (name, where))
+        for name in sorted(names - have - {"fuzz"}):
+            problems.append("%s names suite %s, which the build does not have" % (where, name))
+    return problems
+
+
+def check_suites(src, build, results):
+    """Every suite the build has is described by scripts/test --help and
+    listed in README.md, and neither names a suite that does not exist
+    (fuzz: only in the libFuzzer build)."""
+    try:
+        import json
+        with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
+            tests_on = {o["name"]: o["value"] for o in json.load(f)}.get("tests", True)
+    except (OSError, ValueError, KeyError):
+        tests_on = True
+    if not tests_on:
+        results.append(("README.md", 0, "skip", "suites: a -Dtests=false build has only some"))
+        return
+    lists = suite_lists(src, build)
+    have = lists.pop("the build (meson)")
+    if have is None:
+        results.append(("README.md", 0, "FAIL", "suites: meson introspect %s failed" % build))
+        return
+    problems = compare_suites(have, lists)
+    results.append(("README.md", 0, "FAIL" if problems else "ok",
+                    "the suites (%s) in scripts/test --help and README.md" % ", ".join(sorted(have))
+                    + "".join("\n    " + p for p in problems)))
+
+
+SELF_TEST_HELP = """usage
+  --listen HOST:PORT                 [env EASYTORCH_LISTEN]
+    address (default 127.0.0.1:8080; port 0 picks)
+  --max-models N                     [env EASYTORCH_MAX_MODELS]
+    most models (default 1024)
+  --timeout SECONDS                  [env EASYTORCH_TIMEOUT]
+    close idle (default 30)
+  --new-flag N                       [env EASYTORCH_NEW_FLAG]
+    undocumented (default 3)
+"""
+SELF_TEST_TABLE = """## Command line
+
+| flag | env | default |
+|---|---|---|
+| `--listen HOST:PORT` | `EASYTORCH_LISTEN` | `127.0.0.1:8080`; port 0 |
+| `--max-models N` | `EASYTORCH_MAX_MODELS` | 256 |
+| `--timeout SECONDS` | `EASYTORCH_TIMEOUTS` | 30 |
+| `--gone N` | `EASYTORCH_GONE` | 1 |
+"""
+SELF_TEST_OPTION_PROBLEMS = ["--new-flag (in --help) has no row", "--gone is in docs/API.md",
+                             "--max-models: --help says default 1024, docs/API.md 256",
+                             "--timeout: --help says env EASYTORCH_TIMEOUT"]
+
+
 SELF_TEST_PAGE = """\
 ```sh
 $ curl -s $U/healthz
@@ -455,8 +638,18 @@ $ echo surprise
 ```sh
 false
 ```
+<!-- doctest: excerpt script.sh -->
+```sh
+# a comment need not be there
+false
+```
+<!-- doctest: excerpt script.sh -->
+```sh
+false
+echo not in the script
+```
 """
-SELF_TEST_EXPECT = ["ok", "FAIL", "ok", "FAIL", "ok", "FAIL", "FAIL", "FAIL", "skip"]
+SELF_TEST_EXPECT = ["ok", "FAIL", "ok", "FAIL", "ok", "FAIL", "FAIL", "FAIL", "skip", "ok", "FAIL"]
 
 
 def self_test(easytorchd):
@@ -466,17 +659,35 @@ def self_test(easytorchd):
     try:
         with open(os.path.join(work, "page.md"), "w") as f:
             f.write(SELF_TEST_PAGE)
+        with open(os.path.join(work, "script.sh"), "w") as f:
+            f.write("#!/bin/sh\n    false   \n")
         with open(os.path.join(work, "bad.md"), "w") as f:
             f.write("```\ncurl -s $U/healthz\n```\n")
+        with open(os.path.join(work, "bad2.md"), "w") as f:
+            f.write("Run it:\n\n    meson test -C build --suite docs\n")
         results = []
         run_doc("page.md", os.path.join(work, "page.md"), easytorchd, False, results, work, None)
         got = [r[2] for r in results]
         bad = []
-        try:
-            parse_doc(os.path.join(work, "bad.md"), "bad.md")
-            bad = ["a curl in an unlabelled block was not refused"]
-        except SyntaxError:
-            pass
+        for page, what in (("bad.md", "a curl in an unlabelled block"),
+                           ("bad2.md", "a command in an indented block")):
+            try:
+                parse_doc(os.path.join(work, page), page)
+                bad.append(what + " was not refused")
+            except SyntaxError:
+                pass
+        suite_problems = compare_suites({"core", "server", "docs"},
+                                        {"README.md": {"core", "server", "fuzz"},
+                                         "scripts/test --help": {"core", "server", "docs", "old"}})
+        if suite_problems != ["suite docs (in the build) is not in README.md",
+                              "scripts/test --help names suite old, which the build does not have"]:
+            bad.append("suite check found %s" % suite_problems)
+        opt_problems = compare_options(SELF_TEST_HELP, SELF_TEST_TABLE)
+        for w in SELF_TEST_OPTION_PROBLEMS:
+            if not any(p.startswith(w) for p in opt_problems):
+                bad.append("option check missed: " + w)
+        if len(opt_problems) != len(SELF_TEST_OPTION_PROBLEMS):
+            bad.append("option check found %s" % opt_problems)
         for r in results:
             print("self-test %s: line %d: %s" % (r[2], r[1], r[3].split("\n")[0]))
         if got != SELF_TEST_EXPECT or bad:
@@ -505,6 +716,10 @@ def main():
     src = os.path.abspath(args[1])
     docs = args[2:] or pages(src)
     results = []
+    if not args[2:]:
+        check_options(args[0], src, results)
+        if build:
+            check_suites(src, build, results)
     for doc in docs:
         try:
             run_doc(doc, os.path.join(src, doc), args[0], show, results, src, build)

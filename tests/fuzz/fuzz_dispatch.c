@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "server/config.h"
 #include "server/transport/transport_internal.h" /* inflight */
@@ -52,9 +53,38 @@ static const char *const model_specs[] = {
     "\"loss\":\"MSELoss\",\"optimizer\":{\"type\":\"Adam\"},\"seed\":3}",
 };
 
+/* An answer compressed for Accept-Encoding (gzip or zlib), inflated; NULL if it is not. */
+static char *inflated(const char *body, size_t len, size_t *outlen)
+{
+    const unsigned char *u = (const unsigned char *)body;
+    if (len < 2 || !((u[0] == 0x1f && u[1] == 0x8b) || (u[0] == 0x78)))
+        return NULL;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 15 + 32) != Z_OK)
+        abort();
+    size_t cap = 1 << 22;
+    char *out = malloc(cap + 1);
+    if (!out)
+        abort();
+    z.next_in = (Bytef *)(uintptr_t)body;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    int r = inflate(&z, Z_FINISH);
+    *outlen = cap - z.avail_out;
+    inflateEnd(&z);
+    if (r != Z_STREAM_END) {
+        fprintf(stderr, "fuzz_dispatch: a compressed answer does not inflate (%d)\n", r);
+        abort();
+    }
+    out[*outlen] = '\0';
+    return out;
+}
+
 static void check_response(int status, const char *body, size_t len, const char *ctype)
 {
-    static const int allowed[] = {200, 201, 204, 400, 401, 404, 405, 409, 413, 503};
+    static const int allowed[] = {200, 201, 204, 400, 401, 404, 405, 406, 409, 413, 415, 503};
     bool ok = false;
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
         ok |= allowed[i] == status;
@@ -65,6 +95,13 @@ static void check_response(int status, const char *body, size_t len, const char 
     }
     if (!ctype || strncmp(ctype, "application/json", 16) != 0 || status == 204 || len == 0)
         return;
+    size_t ilen;
+    char *plain = inflated(body, len, &ilen);
+    if (plain) {
+        check_response(status, plain, ilen, ctype);
+        free(plain);
+        return;
+    }
     cJSON *j = cJSON_ParseWithLengthOpts(body, len + 1, NULL, 1); /* body is NUL-terminated */
     if (!j) {
         fprintf(stderr, "fuzz_dispatch: status %d body is not JSON: %.300s\n", status, body);
@@ -164,7 +201,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         etd_model_unref(m);
         cJSON_Delete(j);
     }
-    etd_app app = {reg, cfg.json};
+    etd_app app = {.reg = reg, .json = cfg.json, .max_decoded_body = 1 << 20,
+                   .cors = {1, {"http://fuzz.example"}}};
     etd_server *s = etd_server_new_detached(&cfg.http, etd_routes, etd_nroutes, &app);
     if (!s)
         abort();

@@ -2,13 +2,15 @@
 
   /usr/bin/python3 tests/fuzz/make_seeds.py BUILD/src/server/easytorchd
 
-fuzz_dispatch and fuzz_json seeds are written from the lists below; fuzz_load seeds are
+fuzz_dispatch, fuzz_json and fuzz_binary seeds are written from the lists below; fuzz_load seeds are
 model files made by a real easytorchd (tests/server/daemon.py starts it on loopback), with
 one seed per mode byte (0 safetensors payload, 1 payload to wrap, 2 whole file).
 """
+import gzip
 import hashlib
 import json
 import os
+import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +98,100 @@ DISPATCH = [
         "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}),
 ]
 
+# ---- binary bodies (safetensors, OIP binary tensor extension): standard library only
+_ST = {"F32": ("<f", 4), "I64": ("<q", 8), "F64": ("<d", 8), "I32": ("<i", 4), "F16": ("<e", 2)}
+
+
+def safetensors(tensors, meta=None):
+    """[(name, dtype, shape, flat values)] -> bytes"""
+    header, blobs, off = {}, [], 0
+    if meta is not None:
+        header["__metadata__"] = meta
+    for name, dt, shape, vals in tensors:
+        fmt, size = _ST[dt]
+        b = struct.pack("<%d%s" % (len(vals), fmt[1]), *vals)
+        header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+_OIP = {"FP32": "f", "FP64": "d", "FP16": "e", "INT8": "b", "INT16": "h", "INT32": "i",
+        "INT64": "q", "UINT8": "B", "UINT16": "H", "UINT32": "I", "UINT64": "Q", "BF16": "H"}
+
+
+def oip_binary(inputs, outputs=None, parameters=None):
+    """[(name, datatype, shape, flat values)] -> (json header length, body)"""
+    req, blobs = {"inputs": []}, []
+    for name, dt, shape, vals in inputs:
+        b = struct.pack("<%d%s" % (len(vals), _OIP[dt]), *vals)
+        req["inputs"].append({"name": name, "shape": shape, "datatype": dt,
+                              "parameters": {"binary_data_size": len(b)}})
+        blobs.append(b)
+    if outputs is not None:
+        req["outputs"] = outputs
+    if parameters is not None:
+        req["parameters"] = parameters
+    js = json.dumps(req).encode()
+    return len(js), js + b"".join(blobs)
+
+
+def bin_req(method, path, body, headers):
+    return ("%s %s\n%s\n" % (method, path, headers)).encode() + body
+
+
+OCT = AUTH + "Content-Type: application/octet-stream\n"
+X2 = [("inputs", "F32", [2, 2], [1, 2, 3, 4])]
+BINARY_DISPATCH = [
+    bin_req("POST", M + "/predict", safetensors(X2), OCT),
+    bin_req("POST", M + "/predict", safetensors(X2), OCT + "Accept: application/octet-stream\n"),
+    bin_req("POST", M + "/predict", safetensors(X2), AUTH),
+    bin_req("POST", M + "/train", safetensors(X2 + [("targets", "F32", [2, 1], [1, 2])],
+                                              {"epochs": "2", "batch_size": "1", "shuffle": "true"}), OCT),
+    bin_req("POST", "/v1/models/c/batches", safetensors(
+        [("inputs", "F32", [2, 4], [1, 2, 3, 4, 5, 6, 7, 8]), ("targets", "I64", [2], [0, 2])]), OCT),
+    bin_req("POST", M + "/gradients", safetensors(X2 + [("targets", "F32", [2, 1], [1, 2])]),
+            OCT + "Accept: application/octet-stream\n"),
+    bin_req("GET", M + "/gradients", b"", AUTH + "Accept: application/octet-stream\n"),
+    bin_req("POST", M + "/predict", gzip.compress(json.dumps({"inputs": [[1, 2]]}).encode()),
+            AUTH + "Content-Encoding: gzip\nAccept-Encoding: gzip\n"),
+    bin_req("POST", M + "/predict", gzip.compress(safetensors(X2)),
+            OCT + "Content-Encoding: gzip\n"),
+    bin_req("POST", M + "/predict", b'{"inputs": [[1, 2]]}', AUTH + "Content-Type: text/csv\n"),
+    bin_req("OPTIONS", M + "/predict", b"", "Origin: http://fuzz.example\n"
+            "Access-Control-Request-Method: POST\nAccess-Control-Request-Headers: authorization\n"),
+    bin_req("GET", "/v1/models", b"", AUTH + "Origin: http://fuzz.example\n"),
+    bin_req("GET", "/v1/types", b"", AUTH),
+    bin_req("GET", "/openapi.json", b"", "Accept-Encoding: gzip\n"),
+    bin_req("GET", "/docs", b"", ""),
+    bin_req("GET", "/v2/models/m/versions/1", b"", AUTH),
+    bin_req("GET", "/v2/models/m/versions/1/ready", b"", AUTH),
+    bin_req("POST", "/v2/repository/index", b'{"ready": true}', AUTH),
+]
+_hl, _b = oip_binary([("input", "FP32", [1, 2], [1.5, -2])], parameters={"binary_data_output": True})
+BINARY_DISPATCH.append(bin_req("POST", "/v2/models/m/versions/1/infer", _b,
+                               AUTH + "Inference-Header-Content-Length: %d\n" % _hl))
+_hl, _b = oip_binary([("input", "INT64", [2, 2], [1, 2, 3, 4])],
+                     outputs=[{"name": "output", "parameters": {"binary_data": True}}])
+BINARY_DISPATCH.append(bin_req("POST", "/v2/models/m/infer", _b,
+                               AUTH + "Inference-Header-Content-Length: %d\n" % _hl))
+
+BINARY = [b"\x00" + safetensors(X2), b"\x00" + safetensors(X2 + [("targets", "I64", [2], [0, 1])], {"epochs": "3", "x": "not json"}),
+          b"\x00" + safetensors([("inputs", "F64", [1], [1.0])]), b"\x00" + safetensors([], {"a": "1"})]
+for ins in ([("input", "FP32", [1, 2], [1, 2])], [("input", "FP16", [2], [0.5, -1])],
+            [("input", "BF16", [1, 2], [0x3f80, 0x4000])], [("input", "UINT64", [2], [1, 2 ** 63])],
+            [("input", "INT8", [3], [-128, 0, 127]), ("other", "FP64", [1], [1e300])]):
+    hl, b = oip_binary(ins, outputs=[{"name": "output"}])
+    BINARY.append(b"\x01" + struct.pack("<H", hl) + b)
+for body in ({"id": "a", "inputs": [{"name": "input", "shape": [1, 2], "datatype": "INT32", "data": [[1, 2]]}]},
+             {"inputs": [{"name": "input", "shape": [2], "datatype": "FP64", "data": [1e300, 1.5]}],
+              "parameters": {"binary_data_output": True}},
+             {"inputs": [{"name": "input", "shape": [1], "datatype": "UINT8", "data": [256]}],
+              "outputs": [{"name": "output", "parameters": {"binary_data": False}}]}):
+    BINARY.append(b"\x02" + json.dumps(body).encode())
+
 TENSORS = ["[[1,2],[3,4]]", "[1.5,-2e-3,0]", "3.25", "[]", "[[],[]]", "[[[1],[2]],[[3],[4]]]",
            '{"shape":[2,2],"data":[1,2,3,4]}', '{"shape":[],"data":[7]}', '{"shape":[0,3],"data":[]}',
            "[[1,2],[3]]", "[1,[2]]", "[1e39]", '[-0.0, 1e-46, 3.4028235e38]', "[true]", '["1"]',
@@ -148,6 +244,7 @@ TENSORS += ["[[1,2,3],[4,5,6]]", "[16777217, 9007199254740992]", "[[2.5]]", "[-0
 
 
 def write(dirname, items):
+    """Seeds named by their SHA-1 (already present ones are left alone)."""
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
     for it in items:
@@ -191,7 +288,8 @@ def model_files(path):
 
 
 def main():
-    write("fuzz_dispatch", DISPATCH)
+    write("fuzz_dispatch", DISPATCH + BINARY_DISPATCH)
+    write("fuzz_binary", BINARY)
     write("fuzz_json", TENSORS + [json.dumps(s) for s in SPECS])
     if len(sys.argv) > 1:
         load = []

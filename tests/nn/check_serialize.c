@@ -57,6 +57,15 @@ START_TEST(dict_set_get_replace_and_meta)
     ck_assert_str_eq(et_tensor_dict_get_meta(d, "format"), "easytorch");
     ck_assert_ptr_null(et_tensor_dict_get_meta(d, "x"));
     ck_assert_ptr_null(et_tensor_dict_name(d, 3));
+    /* the metadata in order: a replaced value keeps its place */
+    ck_assert_int_eq(et_tensor_dict_meta_len(d), 1);
+    et_tensor_dict_set_meta(d, "epochs", "2");
+    ck_assert_int_eq(et_tensor_dict_meta_len(d), 2);
+    ck_assert_str_eq(et_tensor_dict_meta_key(d, 0), "format");
+    ck_assert_str_eq(et_tensor_dict_meta_key(d, 1), "epochs");
+    ck_assert_ptr_null(et_tensor_dict_meta_key(d, 2));
+    ck_assert_ptr_null(et_tensor_dict_meta_key(d, -1));
+    ck_assert_int_eq(et_tensor_dict_meta_len(NULL), 0);
     et_tensor_dict_free(d);
     et_tensor_dict_free(NULL);
 }

@@ -30,7 +30,7 @@ static void setup(void)
     etd_err err;
     reg = etd_registry_new(&c.models, &err);
     ck_assert_msg(reg != NULL, "%s", err.msg);
-    app = (etd_app){reg, c.json};
+    app = (etd_app){.reg = reg, .json = c.json};
     srv = etd_server_new_detached(&c.http, etd_routes, etd_nroutes, &app);
     ck_assert_ptr_nonnull(srv);
 }

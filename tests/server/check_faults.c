@@ -99,7 +99,7 @@ static void start(bool sync_always)
     reg = etd_registry_new(&cfg.models, &e);
     ck_assert_msg(reg != NULL, "%s", e.msg);
     etd_registry_load_all(reg);
-    app = (etd_app){reg, cfg.json};
+    app = (etd_app){.reg = reg, .json = cfg.json};
     srv = etd_server_new_detached(&cfg.http, etd_routes, etd_nroutes, &app);
     ck_assert_ptr_nonnull(srv);
 }

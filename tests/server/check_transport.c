@@ -179,7 +179,7 @@ static void setup(void)
     etd_err err;
     reg = etd_registry_new(&c.models, &err);
     ck_assert_msg(reg != NULL, "%s", err.msg);
-    app = (etd_app){reg, c.json};
+    app = (etd_app){.reg = reg, .json = c.json};
     srv = etd_server_start(&c.http, routes, (int)(sizeof routes / sizeof routes[0]), &app, &err);
     ck_assert_msg(srv != NULL, "%s", err.msg);
     etd_server_set_ready(srv, true);

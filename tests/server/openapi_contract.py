@@ -23,10 +23,12 @@ status it can answer (most reuse #/components/responses/...), and the server
 suite checks it from then on.
 """
 
+import gzip
 import json
 import os
 import re
 import urllib.parse
+import zlib
 
 try:
     import jsonschema
@@ -139,12 +141,21 @@ class Contract:
         if item is not None:
             op = item.get("get" if m == "head" else m)
         if op is None:
+            if headers.get("content-encoding"):
+                body = gzip.decompress(body) if headers["content-encoding"] == "gzip" else zlib.decompress(body)
             if status not in (400, 404, 405):
                 raise ContractError("%s: %s is not an operation of docs/openapi.json (add it)"
                                     % (what, "%s %s" % (method, tmpl or path)))
             self._check_error_body(what, headers, body)
             return
         self.seen.add((m, tmpl, status))
+        coding = headers.get("content-encoding")
+        if coding and body:
+            try:
+                body = gzip.decompress(body) if coding == "gzip" else zlib.decompress(body)
+            except (OSError, zlib.error, EOFError) as e:
+                raise ContractError("%s: Content-Encoding %s but the body does not decode: %s"
+                                    % (what, coding, e))
         responses = op.get("responses", {})
         r = responses.get(str(status))
         if r is None:
@@ -184,6 +195,11 @@ class Contract:
                                 % (what, ct, ", ".join(content)))
         if _base(ct) == "application/json" and "schema" in media:
             self.validate(media["schema"], _json(what, body), what + " (response body)")
+        elif "inference-header-content-length" in headers and "application/json" in content:
+            # the OIP binary extension: the JSON header is the JSON answer's shape
+            n = int(headers["inference-header-content-length"])
+            self.validate(content["application/json"]["schema"], _json(what, body[:n]),
+                          what + " (binary answer's JSON header)")
 
     def _check_request(self, what, op, req_headers, req_body):
         rb = self.resolve(op.get("requestBody")) if op.get("requestBody") else None
@@ -197,18 +213,27 @@ class Contract:
         hdrs = {k.lower(): v for k, v in (req_headers or {}).items()}
         if hdrs.get("content-encoding", "identity").lower() != "identity":
             return  # the schema describes the decoded body; the daemon decoded it
-        ct = _base(hdrs.get("content-type")) or "application/json"
+        ct = _base(hdrs.get("content-type"))
         content = rb.get("content", {})
-        if ct not in content and ct in ("application/x-www-form-urlencoded", "text/plain"):
-            ct = "application/json"  # curl -d: the daemon reads JSON whatever the type says
+        raw = req_body if isinstance(req_body, bytes) else req_body.encode()
+        if ct in ("", "application/x-www-form-urlencoded", "text/plain"):
+            # read as JSON whatever the type says (curl -d), or as safetensors when the
+            # bytes are a safetensors file (the daemon sniffs them)
+            sniffed = len(raw) >= 10 and raw[7] == 0 and raw[8:9] == b"{"
+            ct = "application/octet-stream" if sniffed else "application/json"
+        if ct.endswith("+json"):
+            ct = "application/json"  # structured-syntax suffix: JSON (info.description)
+        if "inference-header-content-length" in hdrs:
+            # the OIP binary extension: its JSON header against the JSON body's schema
+            n = int(hdrs["inference-header-content-length"])
+            raw, ct = raw[:n], "application/json"
         if ct not in content:
             raise ContractError("%s: accepted a %s body, which the document does not list "
                                 "(listed: %s)" % (what, ct, ", ".join(content)))
         media = content[ct]
         if ct == "application/json" and "schema" in media:
             try:
-                text = req_body.decode("utf-8") if isinstance(req_body, bytes) else req_body
-                obj = json.loads(text)
+                obj = json.loads(raw.decode("utf-8"))
             except ValueError:
                 raise ContractError("%s: the daemon accepted a request body that is not JSON"
                                     % what)

@@ -1,8 +1,9 @@
 """HTTP client for easytorchd (see /work/shared/api-contract.md, docs/API.md).
 
-Standard library only. When NumPy is importable, tensors go out in the compact
-``{"shape": [...], "data": [...]}`` form and come back as ``numpy.ndarray``
-(float32, like torch's default dtype); without NumPy they are nested lists.
+Standard library only. When NumPy is importable, tensors travel as safetensors
+(``application/octet-stream``: float32 as F32, integer arrays as I64 indices)
+and come back as ``numpy.ndarray``; without NumPy (or with ``binary=False``)
+they go as JSON and come back as nested lists (or ndarrays when NumPy is there).
 """
 
 import collections
@@ -20,7 +21,15 @@ try:  # NumPy is optional: used when present.
 except ImportError:  # pragma: no cover - exercised by Client(numpy=False)
     _np = None
 
+from . import _types
 from ._progress import Progress
+
+if _np is not None:
+    from . import _safetensors
+else:  # pragma: no cover
+    _safetensors = None
+
+OCTET = "application/octet-stream"
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -64,6 +73,18 @@ def encode_tensor(x):
     return x
 
 
+def _as_array(x):
+    """A tensor-like value as the ndarray the binary transport sends: float32, or int64 for
+    integer data (class indices, embedding inputs; the daemon takes them as numbers where a
+    layer or loss wants floats)."""
+    if hasattr(x, "detach"):  # a torch.Tensor
+        x = x.detach().cpu().numpy()
+    a = _np.asarray(x)
+    if a.dtype.kind in "iu":
+        return a.astype(_np.int64, copy=False)
+    if a.dtype.kind in "fb":
+        return a.astype(_np.float32, copy=False)
+    raise TypeError("cannot send an array of dtype %s as a tensor" % a.dtype)
 def _int_or_float(nested):
     """int64 when the daemon wrote whole numbers without a point (int64 tensors), else float32."""
     while isinstance(nested, list) and nested:
@@ -121,11 +142,12 @@ class Client:
     ``url`` defaults to ``$EASYTORCH_URL`` or http://127.0.0.1:8080 and
     ``token`` to ``$EASYTORCH_TOKEN`` (sent as ``Authorization: Bearer``).
     ``numpy``: True/False forces ndarray/list results; None uses NumPy when
-    it is installed. A Client keeps one HTTP connection alive and is not
-    thread-safe: use one per thread.
+    it is installed. ``binary``: tensors as safetensors (the default when NumPy
+    is used) or as JSON (False). A Client keeps one HTTP connection alive and
+    is not thread-safe: use one per thread.
     """
 
-    def __init__(self, url=None, token=None, timeout=600.0, numpy=None):
+    def __init__(self, url=None, token=None, timeout=600.0, numpy=None, binary=None):
         url = url or os.environ.get("EASYTORCH_URL") or DEFAULT_URL
         if "://" not in url:
             url = "http://" + url
@@ -143,7 +165,11 @@ class Client:
         if numpy and _np is None:
             raise ValueError("numpy=True but NumPy is not installed")
         self.use_numpy = (_np is not None) if numpy is None else bool(numpy)
+        if binary and not self.use_numpy:
+            raise ValueError("binary=True needs NumPy (numpy=True)")
+        self.binary = self.use_numpy if binary is None else bool(binary)
         self._conn = None
+        self._types = _types.TypeCache()
 
     def __repr__(self):
         return "Client(%r)" % self.url
@@ -165,11 +191,26 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def request(self, method, path, body=None, data=None, content_type=None, raw=False):
+    def request(self, method, path, body=None, data=None, content_type=None, raw=False,
+                accept="application/json"):
         """Send one request and return the decoded JSON answer (or the bytes
         when ``raw``). ``body`` is sent as JSON, ``data`` as bytes. Raises
         EasytorchError on any non-2xx answer."""
-        headers = {"Accept": "application/json"}
+        ctype, payload = self.exchange(method, path, body, data, content_type, accept)
+        if raw:
+            return payload
+        if not payload:
+            return {}
+        try:
+            return json.loads(payload.decode("utf-8"))
+        except ValueError:
+            raise EasytorchError(None, "answer is not JSON (content-type %s)" % ctype, method, path)
+
+    def exchange(self, method, path, body=None, data=None, content_type=None,
+                 accept="application/json"):
+        """One request; returns (Content-Type, body bytes) of a 2xx answer, raises
+        EasytorchError otherwise."""
+        headers = {"Accept": accept}
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         if body is not None:
@@ -191,14 +232,41 @@ class Client:
             if not message:
                 message = payload.decode("utf-8", "replace").strip() or http.client.responses.get(status, "error")
             raise EasytorchError(status, message, method, path)
-        if raw:
-            return payload
-        if not payload:
-            return {}
-        try:
-            return json.loads(payload.decode("utf-8"))
-        except ValueError:
-            raise EasytorchError(status, "answer is not JSON (content-type %s)" % ctype, method, path)
+        return ctype, payload
+
+    # -- tensors over the wire ---------------------------------------------
+    def tensor_call(self, method, path, tensors, fields=None, answer_tensors=True):
+        """Send named tensors (+ other fields) and return (json answer or None,
+        {name: ndarray} or None, metadata). Binary (safetensors both ways) when
+        self.binary, else JSON."""
+        if not self.binary:
+            body = dict(fields or {})
+            for k, v in tensors.items():
+                body[k] = encode_tensor(v)
+            return self.request(method, path, body), None, {}
+        data = None
+        if tensors or fields:
+            arrays = {k: _as_array(v) for k, v in tensors.items()}
+            meta = {k: json.dumps(v) for k, v in (fields or {}).items()}
+            data = _safetensors.encode(arrays, meta)
+        accept = (OCTET + ", application/json;q=0.5") if answer_tensors else "application/json"
+        ctype, payload = self.exchange(method, path, data=data,
+                                       content_type=OCTET if data is not None else None,
+                                       accept=accept)
+        if ctype.split(";")[0].strip() == OCTET:
+            t, meta = _safetensors.decode(payload)
+            return None, {k: v.copy() for k, v in t.items()}, meta
+        return (json.loads(payload.decode("utf-8")) if payload else {}), None, {}
+
+    def get_tensors(self, path):
+        """GET tensors by name: ({name: tensor} in order, metadata)."""
+        if not self.binary:
+            return None, None
+        ctype, payload = self.exchange("GET", path, accept=OCTET + ", application/json;q=0.5")
+        if ctype.split(";")[0].strip() != OCTET:
+            return json.loads(payload.decode("utf-8")), None
+        t, meta = _safetensors.decode(payload)
+        return meta, collections.OrderedDict((k, v.copy()) for k, v in t.items())
 
     def _send(self, method, path, data, headers):
         for attempt in (0, 1):
@@ -249,6 +317,11 @@ class Client:
         return out
 
     # -- daemon ------------------------------------------------------------
+    def types(self):
+        """GET /v1/types: {"layers"|"losses"|"optimizers"|"schedulers": {type: (fields, ...)}},
+        every type the daemon takes with its fields in constructor order (fetched once)."""
+        return self._types.get(self)
+
     def health(self):
         """GET /healthz: the daemon's status dict (raises if it is down)."""
         return self.request("GET", "/healthz")
@@ -289,12 +362,12 @@ class Client:
         name is taken, 400 if the spec is bad."""
         spec = {
             "name": name,
-            "layers": [_as_spec(l) for l in layers],
-            "loss": _as_spec(loss),
-            "optimizer": _as_spec(optimizer),
+            "layers": [_as_spec(l, self) for l in layers],
+            "loss": _as_spec(loss, self),
+            "optimizer": _as_spec(optimizer, self),
         }
         if scheduler is not None:
-            spec["scheduler"] = _as_spec(scheduler)
+            spec["scheduler"] = _as_spec(scheduler, self)
         if seed is not None:
             spec["seed"] = seed
         self.request("POST", "/v1/models", spec)
@@ -319,9 +392,15 @@ class Client:
         Model(self, name).delete()
 
 
-def _as_spec(x):
+def _as_spec(x, client=None):
     if isinstance(x, str):
         return {"type": x}
+    if isinstance(x, _types.Spec):
+        if x.pending:
+            if client is None:
+                return x.spec()  # raises with the reason
+            return x.resolve(client.types())
+        return dict(x)
     if isinstance(x, dict):
         return dict(x)
     if hasattr(x, "spec"):
@@ -385,7 +464,8 @@ class Model:
         n = _row_count(x)
         if batch_size is None or n <= batch_size:
             try:
-                return self.client._tensor(self._req("POST", "/predict", {"inputs": encode_tensor(x)})["outputs"])
+                js, t, _ = self.client.tensor_call("POST", self._path + "/predict", {"inputs": x})
+                return t["outputs"] if t is not None else self.client._tensor(js["outputs"])
             except EasytorchError as e:
                 if e.status != 413 or n < 2:
                     raise
@@ -403,7 +483,9 @@ class Model:
     def push(self, x, y):
         """Forward and backward one batch; gradients accumulate until step().
         Returns the batch's loss."""
-        return self._req("POST", "/batches", {"inputs": encode_tensor(x), "targets": encode_tensor(y)})["loss"]
+        js, _, _ = self.client.tensor_call("POST", self._path + "/batches", {"inputs": x, "targets": y},
+                                           answer_tensors=False)
+        return js["loss"]
 
     def step(self):
         """Apply the optimizer to the accumulated gradients, zero them and step
@@ -413,10 +495,12 @@ class Model:
 
     def train(self, x, y, epochs=1, batch_size=None, shuffle=False):
         """One POST /train: the daemon runs the epochs. Returns {"step", "loss", "losses"}."""
-        body = {"inputs": encode_tensor(x), "targets": encode_tensor(y), "epochs": epochs, "shuffle": bool(shuffle)}
+        fields = {"epochs": epochs, "shuffle": bool(shuffle)}
         if batch_size is not None:
-            body["batch_size"] = batch_size
-        return self._req("POST", "/train", body)
+            fields["batch_size"] = batch_size
+        js, _, _ = self.client.tensor_call("POST", self._path + "/train", {"inputs": x, "targets": y},
+                                           fields, answer_tensors=False)
+        return js
 
     def fit(self, x, y, epochs=1, batch_size=32, shuffle=True, seed=None, verbose=True,
             rows_per_request=8192, file=None):
@@ -487,10 +571,21 @@ class Model:
         {name: tensor}. With a batch ``x, y``: that batch's own gradients
         (nothing accumulates), as {"loss", "gradients", "input_gradient"}."""
         if x is None and y is None:
-            return self.client._tensors(self._req("GET", "/gradients")["gradients"])
+            meta, t = self.client.get_tensors(self._path + "/gradients")
+            if t is not None:
+                return t
+            res = meta if meta is not None else self._req("GET", "/gradients")
+            return self.client._tensors(res["gradients"])
         if x is None or y is None:
             raise ValueError("gradients: give both x and y, or neither")
-        res = self._req("POST", "/gradients", {"inputs": encode_tensor(x), "targets": encode_tensor(y)})
+        res, t, meta = self.client.tensor_call("POST", self._path + "/gradients",
+                                               {"inputs": x, "targets": y})
+        if t is not None:
+            pre = "gradients."
+            return {"loss": float(meta["loss"]),
+                    "gradients": collections.OrderedDict((k[len(pre):], v) for k, v in t.items()
+                                                         if k.startswith(pre)),
+                    "input_gradient": t["input_gradient"]}
         out = {"loss": res.get("loss"), "gradients": self.client._tensors(res["gradients"])}
         if "input_gradient" in res:
             out["input_gradient"] = self.client._tensor(res["input_gradient"])
@@ -498,8 +593,12 @@ class Model:
 
     def parameters(self):
         """{name: tensor}, named and ordered as torch.nn.Sequential's state_dict ("0.weight",
-        ...), buffers included ("3.running_mean", "3.num_batches_tracked")."""
-        return self.client._tensors(self._req("GET", "/parameters")["parameters"])
+        ...), buffers included ("3.running_mean", "3.num_batches_tracked" as int64)."""
+        meta, t = self.client.get_tensors(self._path + "/parameters")
+        if t is not None:
+            return t
+        res = meta if meta is not None else self._req("GET", "/parameters")
+        return self.client._tensors(res["parameters"])
 
     def state_dict(self):
         """The parameters as an OrderedDict, like torch.nn.Module.state_dict()."""
@@ -509,6 +608,10 @@ class Model:
         """Replace every parameter (PUT /parameters). The daemon checks every
         name and shape first and changes nothing if one is wrong. Accepts
         ndarrays, torch tensors or nested lists."""
+        if self.client.binary:
+            data = _safetensors.encode({k: _as_array(v) for k, v in state_dict.items()})
+            self._req("PUT", "/parameters", data=data, content_type=OCTET)
+            return
         body = {"parameters": {k: encode_tensor(v) for k, v in state_dict.items()}}
         self._req("PUT", "/parameters", body)
 

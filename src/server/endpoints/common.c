@@ -140,6 +140,7 @@ void etd_endpoint_run(const etd_route *route, const etd_request *rq, etd_respons
     memset(&c, 0, sizeof c);
     c.rq = rq;
     c.rs = rs;
+    c.route = route;
     if (!(route->flags & ETD_R_ANY_QUERY)) {
         static const char *const none[] = {NULL};
         const char *const *ok = route->query ? route->query : none;
@@ -158,11 +159,16 @@ void etd_endpoint_run(const etd_route *route, const etd_request *rq, etd_respons
             return;
         }
     }
-    route->fn(&c);
+    etd_request local;
+    if (ep_body_prepare(&c, route, &local))
+        route->fn(&c);
     etd_model_unref(c.m);
     etd_json_doc_free(&c.doc);
+    etd_st_free(&c.st);
     etd_array_free(&c.x);
     etd_array_free(&c.y);
+    ep_encode_answer(&c);
+    free(c.decoded);
 }
 
 /* ---------------------------------------------------------------- the steps */
@@ -193,6 +199,16 @@ bool ep_model(etd_call *c)
 bool ep_json(etd_call *c, const char *const *fast_keys)
 {
     etd_json_doc_free(&c->doc);
+    etd_st_free(&c->st);
+    if (c->kind == ETD_BODY_SAFETENSORS) {
+        if (!etd_st_parse(c->rq->body, c->rq->body_len, &c->st, &c->e))
+            return ep_ok(c, c->e.rc);
+        /* "format": "pt" is what torch's files carry, not a field of the request */
+        cJSON_DeleteItemFromObjectCaseSensitive(c->st.fields, "format");
+        c->doc.root = c->st.fields; /* the doc owns the fields now */
+        c->st.fields = NULL;
+        return true;
+    }
     return ep_ok(c, etd_json_parse(c->rq->body, c->rq->body_len, &c->rq->app->json, fast_keys,
                                    &c->doc, &c->e)
                         ? ETD_OK
@@ -205,14 +221,72 @@ bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
         ep_error(c, 400, "body: expected a JSON object");
         return false;
     }
-    return ep_ok(c, etd_check_keys(obj, "", NULL, allowed, NULL, &c->e) ? ETD_OK : c->e.rc);
+    if (!etd_check_keys(obj, "", NULL, allowed, NULL, &c->e))
+        return ep_ok(c, c->e.rc);
+    if (obj != c->doc.root || !c->st.d)
+        return true;
+    for (int i = 0; i < et_tensor_dict_len(c->st.d); i++) {
+        const char *n = et_tensor_dict_name(c->st.d, i);
+        bool known = false;
+        for (int k = 0; allowed[k] && !known; k++)
+            known = strcmp(allowed[k], n) == 0;
+        if (!known) {
+            char list[200];
+            etd_join_names(allowed, list, sizeof list);
+            etd_fail(&c->e, ETD_EINVAL, "%s: unknown tensor (accepted: %s)", n, list);
+            etd_err_suggest(&c->e, n, allowed);
+            return ep_ok(c, ETD_EINVAL);
+        }
+        if (cJSON_GetObjectItemCaseSensitive(obj, n)) {
+            ep_error(c, 400, "%s: given both as a tensor and in __metadata__", n);
+            return false;
+        }
+    }
+    return true;
 }
 
 bool ep_tensor(etd_call *c, const char *key, etd_array *a)
 {
+    const et_tensor *t = c->st.d ? etd_st_tensor(&c->st, key) : NULL;
+    if (t) {
+        char err[ETD_ERRCAP];
+        if (!etd_array_from_tensor(t, key, c->rq->app->json.max_elems, a, err, sizeof err)) {
+            ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+            return false;
+        }
+        return true;
+    }
     return ep_ok(c, etd_json_take_array(&c->doc, key, c->rq->app->json.max_elems, a, &c->e)
                         ? ETD_OK
                         : c->e.rc);
+}
+
+/* ep_tensor as dtype dt: a JSON tensor read as such (whole numbers for
+ * int64), a safetensors one converted (int64 -> float32 as torch's
+ * .float(); float32 -> int64 only when whole). */
+static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a)
+{
+    int64_t max = c->rq->app->json.max_elems;
+    if (!(c->st.d && etd_st_tensor(&c->st, key)))
+        return ep_ok(c, etd_json_take_array_as(&c->doc, key, max, dt, a, &c->e) ? ETD_OK
+                                                                                 : c->e.rc);
+    char err[ETD_ERRCAP];
+    if (!ep_tensor(c, key, a))
+        return false;
+    if (!etd_array_to_dtype(a, dt, key, err, sizeof err)) {
+        ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+/* A field of a safetensors body that came as a tensor where a value is wanted. */
+static bool not_a_tensor(etd_call *c, const char *key, const char *what)
+{
+    if (!c->st.d || !etd_st_tensor(&c->st, key))
+        return true;
+    ep_error(c, 400, "%s: expected %s in __metadata__, got a tensor", key, what);
+    return false;
 }
 
 bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
@@ -230,16 +304,15 @@ bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
     if (yd == ET_FLOAT32 && targets)
         fast[nf++] = "targets";
     fast[nf] = NULL;
-    int64_t max = c->rq->app->json.max_elems;
     return ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
-           ep_ok(c, etd_json_take_array_as(&c->doc, "inputs", max, xd, &c->x, &c->e)
-                        ? ETD_OK : c->e.rc) &&
-           (!targets || ep_ok(c, etd_json_take_array_as(&c->doc, "targets", max, yd, &c->y,
-                                                       &c->e) ? ETD_OK : c->e.rc));
+           ep_tensor_as(c, "inputs", xd, &c->x) &&
+           (!targets || ep_tensor_as(c, "targets", yd, &c->y));
 }
 
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)
 {
+    if (!not_a_tensor(c, key, "a positive integer"))
+        return false;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->doc.root, key);
     if (!v || cJSON_IsNull(v)) {
         *out = def;
@@ -256,6 +329,8 @@ bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)
 
 bool ep_bool(etd_call *c, const char *key, bool def, bool *out)
 {
+    if (!not_a_tensor(c, key, "true or false"))
+        return false;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->doc.root, key);
     if (!v || cJSON_IsNull(v)) {
         *out = def;

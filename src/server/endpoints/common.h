@@ -22,13 +22,27 @@
 #define EASYTORCHD_ENDPOINTS_COMMON_H
 
 #include "server/endpoints/endpoint.h"
+#include "server/formats/tensor_st.h"
+
+/* What a request body is (content.c decides from Content-Type and the bytes). */
+typedef enum etd_body_kind {
+    ETD_BODY_NONE,              /* empty */
+    ETD_BODY_JSON,
+    ETD_BODY_SAFETENSORS,       /* routes with ETD_R_BINARY */
+    ETD_BODY_OIP                /* JSON header + binary tensors (ETD_R_OIP routes) */
+} etd_body_kind;
 
 struct etd_call {
-    const etd_request *rq;
+    const etd_request *rq;      /* the body decoded (Content-Encoding) */
     etd_response *rs;
+    const etd_route *route;
+    etd_body_kind kind;
+    char *decoded;              /* the inflated body, when it came compressed */
     etd_model *m;               /* ep_model */
-    etd_json_doc doc;           /* ep_json: doc.root is the body */
+    etd_json_doc doc;           /* ep_json: doc.root is the body (a safetensors body's metadata) */
+    etd_st_body st;             /* ep_json of a safetensors body: its tensors */
     etd_array x, y;             /* ep_inputs: inputs, targets */
+    bool vary_accept;           /* the answer depends on Accept */
     etd_err e;                  /* for the models layer's messages */
 };
 
@@ -44,12 +58,15 @@ bool ep_ok(etd_call *c, etd_rc rc);
 
 /* The route's {name} model into c->m (404 "no model named ..." if none). */
 bool ep_model(etd_call *c);
-/* The body as strict JSON into c->doc (400/413); fast_keys: top-level
- * members holding big tensors (NULL: none). */
+/* The body into c->doc (400/413): strict JSON, or for a safetensors body
+ * its metadata as the fields (the tensors stay in c->st for ep_tensor);
+ * fast_keys: top-level JSON members holding big tensors (NULL: none). */
 bool ep_json(etd_call *c, const char *const *fast_keys);
-/* obj is an object with only the keys allowed[] (400 naming the key). */
+/* obj is an object with only the keys allowed[] (400 naming the key); for
+ * the body of a safetensors request, its tensor names are checked too. */
 bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed);
-/* The tensor of top-level member key (400 if missing or bad). */
+/* The tensor `key` of the body: a safetensors tensor of that name, else the
+ * top-level member (400 if missing or bad). */
 bool ep_tensor(etd_call *c, const char *key, etd_array *a);
 /* The common start of a training call: ep_model, the body (inputs and
  * targets through the fast path), ep_keys(keys), then inputs into c->x and,
@@ -64,6 +81,23 @@ bool ep_bool(etd_call *c, const char *key, bool def, bool *out);
 const char *ep_query(const etd_call *c, const char *name);
 /* A request header (case-insensitive; the first if repeated), or NULL. */
 const char *ep_header(const etd_call *c, const char *name);
+
+/* ---- content (content.c) ---- */
+
+/* Decode the body of a route that reads one: inflate a Content-Encoding
+ * (413 past app->max_decoded_body, 400 for bad data, 415 for an unknown
+ * coding; c->rq then points at *local), and tell what it is (c->kind) from
+ * Content-Type and the bytes: 415 naming the types the route takes. */
+bool ep_body_prepare(etd_call *c, const etd_route *route, etd_request *local);
+/* Accept negotiation of an answer with tensors: *binary for safetensors;
+ * false (406 answered) when Accept takes neither JSON nor octet-stream. */
+bool ep_wants_binary(etd_call *c, bool *binary);
+/* Answer with n named tensors (and meta: key, value, ..., NULL) as a
+ * safetensors file. */
+bool ep_reply_st(etd_call *c, const char *const *names, et_tensor *const *t, int n,
+                 const char *const *meta);
+/* Vary, and compression for Accept-Encoding (after the handler). */
+void ep_encode_answer(etd_call *c);
 
 /* Tensors by name as a JSON object {"0.weight": [[...]], ...}. */
 void ep_write_tensors(etd_buf *out, const etd_tensors *t);

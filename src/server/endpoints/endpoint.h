@@ -35,10 +35,19 @@ typedef struct etd_kv {
     size_t value_len;
 } etd_kv;
 
+/* Browsers on other origins (--cors-origin; see cors.c). */
+#define ETD_CORS_MAX 32
+typedef struct etd_cors {
+    int n;                      /* 0: no CORS headers at all */
+    const char *origins[ETD_CORS_MAX];  /* "https://host:port" exactly, or "*" */
+} etd_cors;
+
 /* What the endpoints serve (set up once by main or a test). */
 typedef struct etd_app {
     etd_registry *reg;
     etd_json_limits json;       /* body limits: depth, values, tensor elements */
+    size_t max_decoded_body;    /* a compressed body's size once inflated (0: 64 MiB) */
+    etd_cors cors;
 } etd_app;
 
 typedef struct etd_deferred etd_deferred;
@@ -116,6 +125,7 @@ typedef struct etd_request {
     const char *path;           /* unescaped, without the query */
     const char *name;           /* the {name} capture ("" when the route has none) */
     const char *asset;          /* the {asset} capture */
+    const char *version;        /* the {version} capture ("" when none) */
     const etd_kv *query;        /* decoded query arguments, in order */
     int nquery;
     const etd_kv *headers;
@@ -124,7 +134,7 @@ typedef struct etd_request {
     size_t body_len;
 } etd_request;
 
-#define ETD_RESP_HEADERS 8
+#define ETD_RESP_HEADERS 16
 
 typedef struct etd_response {
     int status;                 /* 200 unless set */
@@ -156,18 +166,20 @@ enum {
     ETD_R_READY = 2,            /* 503 until the persisted models are loaded */
     ETD_R_BODY = 4,             /* reads a body (the transport keeps it) */
     ETD_R_ANY_QUERY = 8,        /* query arguments are not checked (static files) */
+    ETD_R_BINARY = 16,          /* the body may also be safetensors (application/octet-stream) */
+    ETD_R_OIP = 32,             /* the body may use the OIP binary tensor extension */
     /* Where the transport runs the handler (docs/server.md, "Execution model").
      * Without any of these it runs on a worker of the pool, holding nothing. */
-    ETD_R_INLINE = 16,          /* never waits for a model lock, computes little: the I/O thread */
-    ETD_R_SHARED = 32,          /* reads the {name} model: a worker, its lock held shared */
-    ETD_R_EXCLUSIVE = 64,       /* changes the {name} model: a worker, its lock held exclusive */
-    ETD_R_LONG = 128            /* may run for minutes (train): at most workers - 1 at once */
+    ETD_R_INLINE = 64,          /* never waits for a model lock, computes little: the I/O thread */
+    ETD_R_SHARED = 128,         /* reads the {name} model: a worker, its lock held shared */
+    ETD_R_EXCLUSIVE = 256,      /* changes the {name} model: a worker, its lock held exclusive */
+    ETD_R_LONG = 512            /* may run for minutes (train): at most workers - 1 at once */
 };
 
 typedef struct etd_route {
     const char *method;         /* GET also matches HEAD */
-    const char *pattern;        /* segments; "{name}" captures a model name, "{asset}" a file;
-                                   also the metrics label */
+    const char *pattern;        /* segments; "{name}" captures a model name, "{asset}" a file,
+                                   "{version}" a model version; also the metrics label */
     etd_handler fn;
     int flags;
     const char *const *query;   /* accepted query arguments (NULL-terminated; NULL: none) */
@@ -210,6 +222,14 @@ void etd_response_header(etd_response *rs, const char *name, const char *value);
  * after sending (else the bytes are static). */
 void etd_response_finish(etd_response *rs, bool head, const void **data, size_t *len,
                          bool *must_free);
+
+/* ---- CORS (cors.c), for the transport: every answer goes through
+ * etd_cors_answer; an OPTIONS for a known path is answered by
+ * etd_cors_preflight (204, before authentication) with `allow`, the
+ * path's methods. ---- */
+void etd_cors_answer(const etd_cors *cors, const etd_kv *headers, int n, etd_response *rs);
+void etd_cors_preflight(const etd_cors *cors, const etd_kv *headers, int n, const char *allow,
+                        etd_response *rs);
 
 /* HTTP status of a result code (ETD_EINVAL 400, ETD_ENOTFOUND 404,
  * ETD_ENOSPC 507, ...): the one table. */

@@ -40,6 +40,7 @@ void etd_h_v2_server(etd_call *c);
 void etd_h_v2_model(etd_call *c);
 void etd_h_v2_model_ready(etd_call *c);
 void etd_h_v2_infer(etd_call *c);
+void etd_h_v2_repository_index(etd_call *c);
 /* apidocs.c */
 void etd_h_openapi(etd_call *c);
 void etd_h_docs(etd_call *c);

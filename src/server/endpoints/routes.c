@@ -9,6 +9,7 @@ static const char *const q_format[] = {"format", NULL};
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY
 #define BODY ETD_R_BODY
+#define BIN (ETD_R_BODY | ETD_R_BINARY) /* JSON or safetensors */
 /* where the transport runs the handler (endpoint.h): on the I/O thread
  * (INL: reads only published summaries, never waits), or on a worker with
  * the {name} model's lock held shared (SH) or exclusive (EX) */
@@ -17,6 +18,7 @@ static const char *const q_format[] = {"format", NULL};
 #define EX ETD_R_EXCLUSIVE
 #define LONG ETD_R_LONG
 #define M "/v1/models/{name}"
+#define V "/v2/models/{name}/versions/{version}"
 const etd_route etd_routes[] = {
     {"GET", "/healthz", etd_h_healthz, PUB | INL, NULL, NULL, NULL},
     {"GET", "/readyz", etd_h_readyz, PUB | INL, NULL, NULL, NULL},
@@ -26,14 +28,14 @@ const etd_route etd_routes[] = {
     {"GET", "/v1/types", etd_h_types, INL, NULL, NULL, NULL},
     {"GET", M, etd_h_get, RDY | INL, NULL, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY | EX, NULL, NULL, NULL},
-    {"POST", M "/predict", etd_h_predict, RDY | BODY | SH, NULL, NULL, etd_cheap_forward},
-    {"POST", M "/batches", etd_h_batches, RDY | BODY | EX, NULL, NULL, NULL},
+    {"POST", M "/predict", etd_h_predict, RDY | BIN | SH, NULL, NULL, etd_cheap_forward},
+    {"POST", M "/batches", etd_h_batches, RDY | BIN | EX, NULL, NULL, NULL},
     {"POST", M "/step", etd_h_step, RDY | BODY | EX, NULL, NULL, NULL},
-    {"POST", M "/train", etd_h_train, RDY | BODY | EX | LONG, NULL, NULL, NULL},
+    {"POST", M "/train", etd_h_train, RDY | BIN | EX | LONG, NULL, NULL, NULL},
     {"GET", M "/gradients", etd_h_grad_get, RDY | SH, NULL, NULL, NULL},
-    {"POST", M "/gradients", etd_h_grad_post, RDY | BODY | EX, NULL, NULL, NULL},
+    {"POST", M "/gradients", etd_h_grad_post, RDY | BIN | EX, NULL, NULL, NULL},
     {"GET", M "/parameters", etd_h_params_get, RDY | SH, q_format, NULL, NULL},
-    {"PUT", M "/parameters", etd_h_params_put, RDY | BODY | EX, NULL, NULL, NULL},
+    {"PUT", M "/parameters", etd_h_params_put, RDY | BIN | EX, NULL, NULL, NULL},
     {"GET", M "/loss", etd_h_loss, RDY | INL, q_since, NULL, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY | SH, NULL, NULL, NULL},
     {"GET", "/v2/health/live", etd_h_v2_live, PUB | INL, NULL, NULL, NULL},
@@ -41,8 +43,13 @@ const etd_route etd_routes[] = {
     {"GET", "/v2", etd_h_v2_server, INL, NULL, NULL, NULL},
     {"GET", "/v2/models/{name}", etd_h_v2_model, RDY | INL, NULL, NULL, NULL},
     {"GET", "/v2/models/{name}/ready", etd_h_v2_model_ready, RDY | INL, NULL, NULL, NULL},
-    {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY | SH, NULL, NULL,
+    {"POST", "/v2/models/{name}/infer", etd_h_v2_infer, RDY | BODY | ETD_R_OIP | SH, NULL, NULL,
      etd_cheap_forward},
+    {"GET", V "", etd_h_v2_model, RDY | INL, NULL, NULL, NULL},
+    {"GET", V "/ready", etd_h_v2_model_ready, RDY | INL, NULL, NULL, NULL},
+    {"POST", V "/infer", etd_h_v2_infer, RDY | BODY | ETD_R_OIP | SH, NULL, NULL,
+     etd_cheap_forward},
+    {"POST", "/v2/repository/index", etd_h_v2_repository_index, RDY | BODY, NULL, NULL, NULL},
     {"GET", "/openapi.json", etd_h_openapi, PUB | INL, NULL, NULL, NULL},
     {"GET", "/docs", etd_h_docs, PUB | INL, NULL, NULL, NULL},
     {"GET", "/docs/{asset}", etd_h_docs_asset, PUB | INL, NULL, etd_docs_asset_exists, NULL},
@@ -50,4 +57,6 @@ const etd_route etd_routes[] = {
     {"GET", "/{asset}", etd_h_asset, PUB | ETD_R_ANY_QUERY | INL, NULL, etd_asset_exists, NULL},
 };
 #undef M
+#undef V
+#undef BIN
 const int etd_nroutes = (int)(sizeof etd_routes / sizeof etd_routes[0]);

@@ -8,32 +8,19 @@
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
 
-/* ?format=safetensors or Accept: application/octet-stream; *bad for an
- * unknown format. */
-static bool wants_safetensors(const etd_call *c, bool *bad)
-{
-    const char *fmt = ep_query(c, "format");
-    *bad = false;
-    if (fmt) {
-        if (strcmp(fmt, "safetensors") == 0)
-            return true;
-        if (strcmp(fmt, "json") == 0)
-            return false;
-        *bad = true;
-        return false;
-    }
-    const char *acc = ep_header(c, "Accept");
-    return acc && strncmp(acc, "application/octet-stream", 24) == 0;
-}
-
 void etd_h_params_get(etd_call *c)
 {
-    bool bad;
-    bool st_fmt = wants_safetensors(c, &bad);
-    if (bad) {
+    /* ?format= wins over Accept */
+    const char *fmt = ep_query(c, "format");
+    bool st_fmt = false;
+    if (fmt && strcmp(fmt, "safetensors") != 0 && strcmp(fmt, "json") != 0) {
         ep_error(c, 400, "format: expected \"json\" or \"safetensors\"");
         return;
     }
+    if (fmt)
+        st_fmt = strcmp(fmt, "safetensors") == 0;
+    else if (!ep_wants_binary(c, &st_fmt))
+        return;
     etd_tensors p;
     if (!ep_model(c) || !ep_ok(c, etd_model_parameters(c->m, &p, &c->e)))
         return;
@@ -136,8 +123,7 @@ void etd_h_params_put(etd_call *c)
     if (!ep_model(c))
         return;
     et_tensor_dict *d = NULL;
-    const char *ct = ep_header(c, "Content-Type");
-    if (ct && strncasecmp(ct, "application/octet-stream", 24) == 0) {
+    if (c->kind == ETD_BODY_SAFETENSORS) { /* Content-Type octet-stream, or sniffed */
         if (et_safetensors_parse((const uint8_t *)c->rq->body, c->rq->body_len, &d) != ET_OK) {
             ep_error(c, 400, "body: not a valid safetensors file: %s", et_errmsg());
             return;

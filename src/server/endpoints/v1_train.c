@@ -1,6 +1,8 @@
 /* v1_train.c - training and inference on /v1/models/{name}: predict,
  * batches, step, train, gradients, loss history, checkpoint (docs/API.md). */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "server/endpoints/common.h"
@@ -29,16 +31,23 @@ bool etd_cheap_forward(etd_model *m, const etd_request *rq)
 void etd_h_predict(etd_call *c)
 {
     static const char *const keys[] = {"inputs", NULL};
-    if (!ep_inputs(c, keys, false))
+    bool bin;
+    if (!ep_wants_binary(c, &bin) || !ep_inputs(c, keys, false))
         return;
     etd_json_doc_free(&c->doc); /* free the tree before the forward pass: it can be large */
+    etd_st_free(&c->st);
     et_tensor *y = NULL;
     if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
         return;
     etd_array_free(&c->x);
-    etd_buf_puts(&c->rs->body, "{\"outputs\":");
-    etd_json_tensor(&c->rs->body, y);
-    etd_buf_putc(&c->rs->body, '}');
+    if (bin) {
+        static const char *const names[] = {"outputs"};
+        ep_reply_st(c, names, &y, 1, NULL);
+    } else {
+        etd_buf_puts(&c->rs->body, "{\"outputs\":");
+        etd_json_tensor(&c->rs->body, y);
+        etd_buf_putc(&c->rs->body, '}');
+    }
     et_tensor_free(y);
 }
 
@@ -48,6 +57,7 @@ void etd_h_batches(etd_call *c)
     if (!ep_inputs(c, xy_keys, true))
         return;
     etd_json_doc_free(&c->doc);
+    etd_st_free(&c->st);
     if (!ep_ok(c, etd_model_push_batch(c->m, &c->x, &c->y, &r, &c->e)))
         return;
     etd_buf_puts(&c->rs->body, "{\"loss\":");
@@ -119,6 +129,7 @@ void etd_h_train(etd_call *c)
         !ep_pos_int(c, "batch_size", 0, &o.batch_size) || !ep_bool(c, "shuffle", false, &o.shuffle))
         return;
     etd_json_doc_free(&c->doc);
+    etd_st_free(&c->st);
     train_watch w = {c->rq, {0, 0}, false};
     clock_gettime(CLOCK_MONOTONIC, &w.last);
     o.progress = still_wanted;
@@ -161,8 +172,18 @@ void etd_h_grad_get(etd_call *c)
 {
     etd_tensors g;
     int64_t pending;
-    if (!ep_model(c) || !ep_ok(c, etd_model_gradients(c->m, &g, &pending, &c->e)))
+    bool bin;
+    if (!ep_wants_binary(c, &bin) || !ep_model(c) ||
+        !ep_ok(c, etd_model_gradients(c->m, &g, &pending, &c->e)))
         return;
+    if (bin) { /* named as the parameters (a state_dict of gradients) */
+        char p[32];
+        snprintf(p, sizeof p, "%lld", (long long)pending);
+        const char *const meta[] = {"pending_batches", p, NULL};
+        ep_reply_st(c, g.names, g.t, g.n, meta);
+        etd_tensors_free(&g);
+        return;
+    }
     etd_buf_puts(&c->rs->body, "{\"gradients\":");
     ep_write_tensors(&c->rs->body, &g);
     etd_buf_puts(&c->rs->body, ",\"pending_batches\":");
@@ -171,14 +192,55 @@ void etd_h_grad_get(etd_call *c)
     etd_tensors_free(&g);
 }
 
+/* The probe's answer as safetensors: "input_gradient" and "gradients.<name>"
+ * (the JSON answer's paths), the loss in the metadata. */
+static void probe_st(etd_call *c, const etd_probe_result *r)
+{
+    int n = r->grads.n + 1;
+    const char **names = calloc((size_t)n, sizeof *names);
+    char **owned = calloc((size_t)n, sizeof *owned);
+    et_tensor **t = calloc((size_t)n, sizeof *t);
+    bool ok = names && owned && t;
+    for (int i = 0; ok && i < r->grads.n; i++) {
+        size_t len = strlen(r->grads.names[i]) + 11;
+        ok = (owned[i] = malloc(len)) != NULL;
+        if (ok)
+            snprintf(owned[i], len, "gradients.%s", r->grads.names[i]);
+        names[i] = owned[i];
+        t[i] = r->grads.t[i];
+    }
+    if (ok) {
+        names[n - 1] = "input_gradient";
+        t[n - 1] = r->input_grad;
+        char loss[40];
+        etd_fmt_float(loss, r->loss);
+        const char *const meta[] = {"loss", loss, NULL};
+        ep_reply_st(c, names, t, n, meta);
+    } else {
+        ep_error(c, 500, "out of memory");
+    }
+    for (int i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(names);
+    free(t);
+}
+
 void etd_h_grad_post(etd_call *c)
 {
     etd_probe_result r;
-    if (!ep_inputs(c, xy_keys, true))
+    bool bin;
+    if (!ep_wants_binary(c, &bin) || !ep_inputs(c, xy_keys, true))
         return;
     etd_json_doc_free(&c->doc);
+    etd_st_free(&c->st);
     if (!ep_ok(c, etd_model_probe(c->m, &c->x, &c->y, &r, &c->e)))
         return;
+    if (bin) {
+        probe_st(c, &r);
+        etd_probe_result_free(&r);
+        return;
+    }
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"loss\":");
     etd_json_float(out, r.loss);

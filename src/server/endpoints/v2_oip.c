@@ -1,11 +1,15 @@
 /* v2_oip.c - the Open Inference Protocol (KServe v2) endpoints: health,
- * server and model metadata, readiness, infer (docs/API.md). */
-#include <math.h>
+ * server and model metadata, readiness, infer (JSON and the binary tensor
+ * extension), each also under /versions/{version}, and the model
+ * repository's index (docs/API.md).  Requests are parsed and their tensors
+ * converted by formats/oip.c. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
+#include "server/formats/oip.h"
 
 void etd_h_v2_live(etd_call *c)
 {
@@ -22,138 +26,324 @@ void etd_h_v2_ready(etd_call *c)
 void etd_h_v2_server(etd_call *c)
 {
     etd_buf_puts(&c->rs->body, "{\"name\":\"easytorchd\",\"version\":\"" EASYTORCH_VERSION
-                 "\",\"extensions\":[]}");
+                 "\",\"extensions\":[\"binary_tensor_data\"]}");
 }
 
-/* Shapes of -1 mean "any": a dimension is known only when the layers fix it. */
-void etd_h_v2_model(etd_call *c)
+/* ---------------------------------------------------------------- a model's tensors */
+
+/* An input or output as the metadata describes it.  A Sequential model has
+ * one of each, "input" and "output"; -1 in a shape means any size. */
+typedef struct io_desc {
+    const char *name;
+    const char *datatype;
+    et_dtype dtype;
+    int64_t shape[2];
+    int ndim;
+} io_desc;
+
+static int model_inputs(etd_model *m, io_desc *out)
+{
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    et_dtype xd, yd;
+    etd_model_dtypes(m, &xd, &yd);
+    out[0] = (io_desc){"input", xd == ET_INT64 ? "INT64" : "FP32", xd, {-1, in.in_features}, 1};
+    if (in.in_features >= 0)
+        out[0].ndim = 2;
+    return 1;
+}
+
+static int model_outputs(etd_model *m, io_desc *out)
+{
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    out[0] = (io_desc){"output", "FP32", ET_FLOAT32, {-1, in.out_features}, 1};
+    if (in.out_features >= 0)
+        out[0].ndim = 2;
+    return 1;
+}
+
+static void io_list(const io_desc *d, int n, char *buf, size_t cap)
+{
+    size_t l = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && l + 1 < cap; i++)
+        l += (size_t)snprintf(buf + l, cap - l, "%s\"%s\"", i ? ", " : "", d[i].name);
+}
+
+static void write_io(etd_buf *out, const io_desc *d, int n)
+{
+    etd_buf_putc(out, '[');
+    for (int i = 0; i < n; i++) {
+        etd_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
+        etd_json_str(out, d[i].name);
+        etd_buf_printf(out, ",\"datatype\":\"%s\",\"shape\":[", d[i].datatype);
+        for (int k = 0; k < d[i].ndim; k++)
+            etd_buf_printf(out, "%s%lld", k ? "," : "", (long long)d[i].shape[k]);
+        etd_buf_puts(out, "]}");
+    }
+    etd_buf_putc(out, ']');
+}
+
+/* The route's model and, under /versions/{version}, that version of it
+ * (one lookup: etd_model_version).  *version: the version served. */
+static bool oip_model(etd_call *c, const char **version)
 {
     if (!ep_model(c))
+        return false;
+    *version = etd_model_current_version(c->m);
+    if (!c->rq->version || !c->rq->version[0])
+        return true;
+    etd_model *v;
+    if (!ep_ok(c, etd_model_version(c->m, c->rq->version, &v, &c->e)))
+        return false;
+    etd_model_unref(c->m);
+    c->m = v;
+    *version = c->rq->version;
+    return true;
+}
+
+/* ---------------------------------------------------------------- metadata, readiness */
+
+void etd_h_v2_model(etd_call *c)
+{
+    const char *ver;
+    if (!oip_model(c, &ver))
         return;
-    etd_model_info in;
-    etd_model_info_get(c->m, &in);
+    io_desc ins[ETD_OIP_MAX_IO], outs[ETD_OIP_MAX_IO];
+    int ni = model_inputs(c->m, ins), no = model_outputs(c->m, outs);
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"name\":");
-    etd_json_str(out, in.name);
-    etd_buf_puts(out, ",\"versions\":[\"1\"],\"platform\":\"easytorch\",\"inputs\":[{\"name\":"
-                 "\"input\",\"datatype\":\"FP32\",\"shape\":[-1");
-    if (in.in_features >= 0)
-        etd_buf_printf(out, ",%lld", (long long)in.in_features);
-    etd_buf_puts(out, "]}],\"outputs\":[{\"name\":\"output\",\"datatype\":\"FP32\",\"shape\":[-1");
-    if (in.out_features >= 0)
-        etd_buf_printf(out, ",%lld", (long long)in.out_features);
-    etd_buf_puts(out, "]}]}");
+    etd_json_str(out, etd_model_name(c->m));
+    etd_buf_puts(out, ",\"versions\":[");
+    const char *v[8];
+    int nv = etd_model_versions(c->m, v, 8);
+    for (int i = 0; i < nv && i < 8; i++) {
+        if (i)
+            etd_buf_putc(out, ',');
+        etd_json_str(out, v[i]);
+    }
+    etd_buf_puts(out, "],\"platform\":\"easytorch\",\"inputs\":");
+    write_io(out, ins, ni);
+    etd_buf_puts(out, ",\"outputs\":");
+    write_io(out, outs, no);
+    etd_buf_putc(out, '}');
 }
 
 void etd_h_v2_model_ready(etd_call *c)
 {
-    if (!ep_model(c))
+    const char *ver;
+    if (!oip_model(c, &ver))
         return;
     etd_buf_puts(&c->rs->body, "{\"name\":");
     etd_json_str(&c->rs->body, etd_model_name(c->m));
     etd_buf_puts(&c->rs->body, ",\"ready\":true}");
 }
 
-/* inputs[0]'s shape and data into c->x (any numeric datatype, as FP32). */
-static bool infer_input(etd_call *c, const cJSON *ins)
+/* POST /v2/repository/index: every model and version with its state (all
+ * are loaded: "READY").  Body: none or {"ready": bool} (ready only). */
+void etd_h_v2_repository_index(etd_call *c)
 {
-    static const char *const in_keys[] = {"name", "shape", "datatype", "data", "parameters", NULL};
-    static const char *const numeric[] = {"FP32", "FP64", "FP16", "BF16", "INT8", "INT16", "INT32",
-                                          "INT64", "UINT8", "UINT16", "UINT32", "UINT64", NULL};
-    int64_t max_elems = c->rq->app->json.max_elems;
-    if (!cJSON_IsArray(ins) || cJSON_GetArraySize(ins) != 1) {
-        ep_error(c, 400, "inputs: expected a list with exactly one input tensor");
-        return false;
+    static const char *const keys[] = {"ready", NULL};
+    if (c->rq->body_len > 0) {
+        if (!ep_json(c, NULL) || !ep_keys(c, c->doc.root, keys))
+            return;
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(c->doc.root, "ready");
+        if (r && !cJSON_IsBool(r)) {
+            ep_error(c, 400, "ready: expected true or false");
+            return;
+        }
     }
-    const cJSON *in = ins->child;
-    if (!ep_keys(c, in, in_keys))
-        return false;
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(in, "shape");
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(in, "datatype");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(in, "data");
-    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(in, "name");
-    if (nm && !cJSON_IsString(nm)) {
-        ep_error(c, 400, "inputs[0].name: expected a string");
-        return false;
+    etd_model_list l;
+    if (!ep_ok(c, etd_registry_list(c->rq->app->reg, &l, &c->e)))
+        return;
+    etd_buf *out = &c->rs->body;
+    etd_buf_putc(out, '[');
+    int k = 0;
+    for (int i = 0; i < l.n; i++) {
+        const char *v[8];
+        int nv = etd_model_versions(l.models[i], v, 8);
+        for (int j = 0; j < nv && j < 8; j++) {
+            etd_buf_puts(out, k++ ? ",{\"name\":" : "{\"name\":");
+            etd_json_str(out, etd_model_name(l.models[i]));
+            etd_buf_puts(out, ",\"version\":");
+            etd_json_str(out, v[j]);
+            etd_buf_puts(out, ",\"state\":\"READY\",\"reason\":\"\"}");
+        }
     }
-    bool dt_ok = false;
-    if (cJSON_IsString(dt))
-        for (int i = 0; numeric[i]; i++)
-            dt_ok |= strcmp(numeric[i], dt->valuestring) == 0;
-    if (!dt_ok) {
-        ep_error(c, 400, "inputs[0].datatype: expected a numeric datatype such as \"FP32\"");
-        return false;
+    etd_buf_putc(out, ']');
+    etd_model_list_free(&l);
+}
+
+/* ---------------------------------------------------------------- infer */
+
+/* The request's inputs against the model's: names (unknown, missing) and
+ * values converted to the model's dtype into c->x. */
+static bool take_inputs(etd_call *c, const etd_oip_request *r)
+{
+    io_desc ins[ETD_OIP_MAX_IO];
+    int ni = model_inputs(c->m, ins);
+    char list[200];
+    io_list(ins, ni, list, sizeof list);
+    for (int i = 0; i < r->ninputs; i++) {
+        bool known = false;
+        for (int k = 0; k < ni && !known; k++)
+            known = strcmp(ins[k].name, r->inputs[i].name) == 0;
+        if (!known) {
+            const char *names[ETD_OIP_MAX_IO + 1];
+            for (int k = 0; k < ni; k++)
+                names[k] = ins[k].name;
+            names[ni] = NULL;
+            etd_fail(&c->e, ETD_EINVAL, "inputs[%d].name: model \"%s\" has no input \"%.60s\" "
+                     "(its inputs: %s; GET /v2/models/%s)", i, etd_model_name(c->m),
+                     r->inputs[i].name, list, etd_model_name(c->m));
+            etd_err_suggest(&c->e, r->inputs[i].name, names);
+            return ep_ok(c, ETD_EINVAL);
+        }
     }
-    if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > ET_MAX_DIMS ||
-        cJSON_GetArraySize(shape) < 1) {
-        ep_error(c, 400, "inputs[0].shape: expected a list of 1 to %d non-negative integers",
-                 ET_MAX_DIMS);
-        return false;
-    }
-    int64_t shp[ET_MAX_DIMS], numel = 1;
-    int nd = 0;
-    for (const cJSON *e = shape->child; e; e = e->next) {
-        double v = e->valuedouble;
-        if (!cJSON_IsNumber(e) || v < 0 || v != floor(v) || v > (double)max_elems) {
-            ep_error(c, 400, "inputs[0].shape[%d]: expected a non-negative integer", nd);
+    for (int k = 0; k < ni; k++) {
+        int i = 0;
+        while (i < r->ninputs && strcmp(r->inputs[i].name, ins[k].name) != 0)
+            i++;
+        if (i == r->ninputs) {
+            ep_error(c, 400, "inputs: the input \"%s\" of model \"%s\" is missing", ins[k].name,
+                     etd_model_name(c->m));
             return false;
         }
-        shp[nd++] = (int64_t)v;
-        if (v > 0 && numel > max_elems / (int64_t)v) {
-            ep_error(c, 400, "inputs[0]: more than %lld elements", (long long)max_elems);
+        char what[32];
+        snprintf(what, sizeof what, "inputs[%d]", i);
+        /* one input today: a Sequential's */
+        if (!ep_ok(c, etd_oip_input_array(&r->inputs[i], ins[k].dtype, what, &c->x, &c->e)
+                          ? ETD_OK
+                          : c->e.rc))
+            return false;
+    }
+    return true;
+}
+
+/* The outputs to answer with and how (requested ones, else all). */
+static bool pick_outputs(etd_call *c, const etd_oip_request *r, io_desc *outs, bool *binary,
+                         int *n)
+{
+    io_desc all[ETD_OIP_MAX_IO];
+    int na = model_outputs(c->m, all);
+    if (r->noutputs == 0) {
+        for (int k = 0; k < na; k++) {
+            outs[k] = all[k];
+            binary[k] = r->binary_output;
+        }
+        *n = na;
+        return true;
+    }
+    char list[200];
+    io_list(all, na, list, sizeof list);
+    for (int i = 0; i < r->noutputs; i++) {
+        int k = 0;
+        while (k < na && strcmp(all[k].name, r->outputs[i].name) != 0)
+            k++;
+        if (k == na) {
+            ep_error(c, 400, "outputs[%d].name: model \"%s\" has no output \"%.60s\" (its "
+                     "outputs: %s)", i, etd_model_name(c->m), r->outputs[i].name, list);
             return false;
         }
-        numel *= (int64_t)v;
+        outs[i] = all[k];
+        binary[i] = r->outputs[i].binary;
     }
-    if (!data) {
-        ep_error(c, 400, "inputs[0].data: required field is missing");
-        return false;
-    }
-    char err[ETD_ERRCAP];
-    if (!etd_array_from_json(data, "inputs[0].data", max_elems, &c->x, err, sizeof err)) {
-        ep_error(c, 400, "%s", err);
-        return false;
-    }
-    if (c->x.numel != numel) {
-        ep_error(c, 400, "inputs[0].data: shape needs %lld values, got %lld", (long long)numel,
-                 (long long)c->x.numel);
-        return false;
-    }
-    memcpy(c->x.shape, shp, sizeof shp);
-    c->x.ndim = nd;
+    *n = r->noutputs;
     return true;
 }
 
 void etd_h_v2_infer(etd_call *c)
 {
-    static const char *const keys[] = {"id", "inputs", "outputs", "parameters", NULL};
-    if (!ep_model(c) || !ep_json(c, NULL) || !ep_keys(c, c->doc.root, keys))
+    const char *ver;
+    if (!oip_model(c, &ver))
         return;
-    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(c->doc.root, "id");
-    if (idj && !cJSON_IsString(idj)) {
-        ep_error(c, 400, "id: expected a string");
+    etd_oip_request r;
+    const char *hl = c->kind == ETD_BODY_OIP ? ep_header(c, "Inference-Header-Content-Length")
+                                             : NULL;
+    if (!etd_oip_parse(c->rq->body, c->rq->body_len, hl, &c->rq->app->json, &r, &c->e)) {
+        etd_oip_request_free(&r);
+        ep_ok(c, c->e.rc);
         return;
     }
-    if (!infer_input(c, cJSON_GetObjectItemCaseSensitive(c->doc.root, "inputs")))
-        return;
-    char *id = idj ? strdup(idj->valuestring) : NULL;
-    etd_json_doc_free(&c->doc);
+    io_desc outs[ETD_OIP_MAX_IO];
+    bool binary[ETD_OIP_MAX_IO];
+    int nout = 0;
+    char *id = NULL;
+    bool ok = take_inputs(c, &r) && pick_outputs(c, &r, outs, binary, &nout);
+    if (ok && r.id && !(id = strdup(r.id))) {
+        ep_error(c, 500, "out of memory");
+        ok = false;
+    }
+    etd_oip_request_free(&r); /* before the forward pass: it can be large */
     et_tensor *y = NULL;
-    if (ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e))) {
-        etd_buf *out = &c->rs->body;
-        etd_buf_puts(out, "{\"model_name\":");
-        etd_json_str(out, etd_model_name(c->m));
-        etd_buf_puts(out, ",\"model_version\":\"1\"");
-        if (id) {
-            etd_buf_puts(out, ",\"id\":");
-            etd_json_str(out, id);
-        }
-        etd_buf_puts(out, ",\"outputs\":[{\"name\":\"output\",\"datatype\":\"FP32\",\"shape\":");
+    if (!ok || !ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e))) {
+        free(id);
+        return;
+    }
+    etd_array_free(&c->x);
+    etd_buf *out = &c->rs->body;
+    etd_buf_puts(out, "{\"model_name\":");
+    etd_json_str(out, etd_model_name(c->m));
+    etd_buf_puts(out, ",\"model_version\":");
+    etd_json_str(out, ver);
+    if (id) {
+        etd_buf_puts(out, ",\"id\":");
+        etd_json_str(out, id);
+    }
+    free(id);
+    etd_buf_puts(out, ",\"outputs\":[");
+    size_t nbin = 0;
+    for (int i = 0; i < nout; i++) { /* one output today: the network's */
+        etd_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
+        etd_json_str(out, outs[i].name);
+        etd_buf_puts(out, ",\"datatype\":\"FP32\",\"shape\":");
         etd_json_shape(out, y);
-        etd_buf_puts(out, ",\"data\":");
-        etd_json_tensor_flat(out, y);
-        etd_buf_puts(out, "}]}");
+        if (binary[i]) {
+            size_t bytes = (size_t)et_numel(y) * sizeof(float);
+            etd_buf_printf(out, ",\"parameters\":{\"binary_data_size\":%zu}}", bytes);
+            nbin += bytes;
+        } else {
+            etd_buf_puts(out, ",\"data\":");
+            etd_json_tensor_flat(out, y);
+            etd_buf_putc(out, '}');
+        }
+    }
+    etd_buf_puts(out, "]}");
+    if (nbin && !out->oom) {
+        /* the binary tensor extension: JSON header, then each binary output's bytes */
+        size_t hlen = out->len;
+        char *buf = malloc(hlen + nbin);
+        if (!buf) {
+            et_tensor_free(y);
+            ep_error(c, 500, "out of memory");
+            return;
+        }
+        float *vals = malloc((size_t)(et_numel(y) ? et_numel(y) : 1) * sizeof(float));
+        if (!vals) {
+            free(buf);
+            et_tensor_free(y);
+            ep_error(c, 500, "out of memory");
+            return;
+        }
+        et_copy_to(y, vals);
+        memcpy(buf, out->data, hlen);
+        size_t at = hlen;
+        for (int i = 0; i < nout; i++) {
+            if (!binary[i])
+                continue;
+            etd_oip_put_fp32(buf + at, vals, et_numel(y)); /* little-endian, any alignment */
+            at += (size_t)et_numel(y) * sizeof(float);
+        }
+        free(vals);
+        etd_buf_free(out);
+        c->rs->raw = buf;
+        c->rs->raw_len = hlen + nbin;
+        c->rs->raw_free = true;
+        c->rs->content_type = "application/octet-stream";
+        char hv[32];
+        snprintf(hv, sizeof hv, "%zu", hlen);
+        etd_response_header(c->rs, "Inference-Header-Content-Length", hv);
     }
     et_tensor_free(y);
-    free(id);
 }

@@ -363,8 +363,18 @@ bool etd_json_parse(const char *body, size_t len, const etd_json_limits *lim,
         etd_fail(e, ETD_EINVAL, "body: expected a JSON object, got an empty body");
         return false;
     }
-    if (memchr(body, '\0', len)) {
-        etd_fail(e, ETD_EINVAL, "body: contains a NUL byte");
+    const char *nul = memchr(body, '\0', len);
+    if (nul) {
+        /* JSON text has none: say what the bytes look like */
+        const unsigned char *u = (const unsigned char *)body;
+        const char *hint = len >= 10 && u[7] == 0 && u[8] == '{'
+                               ? " (it looks like a safetensors file: send it with Content-Type: "
+                                 "application/octet-stream where the route takes one)"
+                           : len >= 2 && u[0] == 0x1f && u[1] == 0x8b
+                               ? " (it looks gzip-compressed: send Content-Encoding: gzip)"
+                               : "";
+        etd_fail(e, ETD_EINVAL, "body: contains a NUL byte at byte %zu; JSON is required%s",
+                 (size_t)(nul - body), hint);
         return false;
     }
     size_t flen = 0;

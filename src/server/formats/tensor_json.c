@@ -31,6 +31,36 @@ et_tensor *etd_array_tensor(const etd_array *a)
     return et_tensor_new(a->data, a->shape, a->ndim);
 }
 
+bool etd_array_from_tensor(const et_tensor *t, const char *what, int64_t max_elems,
+                           etd_array *a, char *err, size_t errcap)
+{
+    memset(a, 0, sizeof *a);
+    int64_t n = et_numel(t);
+    if (n > max_elems) {
+        snprintf(err, errcap, "%s: %lld elements, more than the limit of %lld (--max-elements)",
+                 what, (long long)n, (long long)max_elems);
+        return false;
+    }
+    a->dtype = et_tensor_dtype(t);
+    a->ndim = et_ndim(t);
+    memcpy(a->shape, et_shape(t), (size_t)a->ndim * sizeof(int64_t));
+    a->numel = n;
+    size_t bytes = (size_t)(n ? n : 1) * (a->dtype == ET_INT64 ? sizeof(int64_t) : sizeof(float));
+    et_status st;
+    if (a->dtype == ET_INT64)
+        st = (a->idata = malloc(bytes)) ? et_copy_to_int64(t, a->idata) : ET_ERR_NOMEM;
+    else if ((a->data = malloc(bytes)) != NULL)
+        et_copy_to(t, a->data), st = ET_OK; /* float32 any layout: cannot fail */
+    else
+        st = ET_ERR_NOMEM;
+    if (st != ET_OK) {
+        snprintf(err, errcap, "%s: %s", what, st == ET_ERR_NOMEM ? "out of memory" : et_errmsg());
+        etd_array_free(a);
+        return false;
+    }
+    return true;
+}
+
 bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, size_t errcap)
 {
     if (a->dtype == dt)

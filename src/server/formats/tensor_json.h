@@ -45,6 +45,11 @@ et_tensor *etd_array_tensor(const etd_array *a);
  * when a float is not a whole number) or to float32 (rounding above 2^24,
  * as torch's .float()); no-op when it has that dtype. */
 bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, size_t errcap);
+/* a = a copy of t's elements (float32 or int64, any layout; a safetensors
+ * body's tensors); false + "<what>: ..." in err when t has more than
+ * max_elems elements or memory runs out. */
+bool etd_array_from_tensor(const et_tensor *t, const char *what, int64_t max_elems,
+                           etd_array *a, char *err, size_t errcap);
 
 /* Tensor from JSON (new reference, or NULL + err). */
 et_tensor *etd_tensor_from_json(const cJSON *j, const char *what, int64_t max_elems,

@@ -131,6 +131,7 @@ void etd_exchange_refuse(etd_exchange *x, int status, bool close, const char *ms
     etd_response_error(&x->rs, status, "%s", msg);
     x->rs.close = x->rs.close || close;
     x->answered = true;
+    etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
 }
 
 static bool refuse(etd_exchange *x, int status, bool close, const char *msg)
@@ -164,6 +165,12 @@ bool etd_exchange_admit(etd_exchange *x)
     etd_match m = etd_route_match(s->routes, s->nroutes, x->method, x->upath, &x->cap);
     x->slot = etd_http_metrics_slot(s->metrics, m.route, m.pattern, x->method);
     if (m.route < 0) {
+        if (m.status == 405 && strcmp(x->method, "OPTIONS") == 0) {
+            /* a known path: the methods it takes, and the CORS preflight (no token) */
+            etd_cors_preflight(&s->app->cors, x->headers, x->nheaders, m.allow, &x->rs);
+            x->answered = true;
+            return true;
+        }
         if (m.status == 405) {
             snprintf(msg, sizeof msg, "method %s not allowed on %s (allowed: %s)", x->method,
                      x->path, m.allow);
@@ -258,8 +265,10 @@ static bool x_gone(void *arg)
 static void x_done(etd_deferred *d)
 {
     etd_exchange *x = (etd_exchange *)((char *)d - offsetof(etd_exchange, def));
-    if (atomic_fetch_sub(&x->pending, 1) == 1)
+    if (atomic_fetch_sub(&x->pending, 1) == 1) {
+        etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
         x->answer_ready(x);
+    }
 }
 
 static etd_deferred *x_defer(void *arg)
@@ -281,7 +290,8 @@ void etd_exchange_prepare(etd_exchange *x)
                          x_gone, x_defer, x, s->o.inline_macs};
     x->rq = (etd_request){
         .app = s->app, .host = &x->host, .method = x->method, .path = x->path,
-        .name = x->cap.name, .asset = x->cap.asset, .query = x->query, .nquery = x->nquery,
+        .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,
+        .query = x->query, .nquery = x->nquery,
         .headers = x->headers, .nheaders = x->nheaders, .body = x->body ? x->body : "",
         .body_len = x->len,
     };
@@ -295,6 +305,7 @@ etd_run etd_exchange_run(etd_exchange *x)
                            s->o.max_body);
         x->rs.close = true;
         x->answered = true;
+        etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
         return ETD_RUN_ANSWERED;
     }
     if (!x->body && !(x->body = malloc(1)))
@@ -304,7 +315,8 @@ etd_run etd_exchange_run(etd_exchange *x)
     etd_endpoint_run(x->route, &x->rq, &x->rs);
     x->answered = true;
     if (x->deferred && atomic_fetch_sub(&x->pending, 1) != 1)
-        return ETD_RUN_LATER; /* d->done comes later, and calls answer_ready */
+        return ETD_RUN_LATER; /* d->done comes later: x_done finishes the answer */
+    etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
     if (atomic_load(&s->draining))
         x->rs.close = true;
     return ETD_RUN_ANSWERED;

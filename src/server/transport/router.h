@@ -10,6 +10,7 @@
 typedef struct etd_captures {
     char name[72];              /* {name} */
     char asset[72];             /* {asset} */
+    char version[72];           /* {version} */
 } etd_captures;
 
 typedef struct etd_match {
