@@ -243,6 +243,33 @@ static void *mlp_13_64_64_1_setup(void)
     return mlp_setup(&(mlp_spec){sizes, 4, ACT_RELU, LOSS_MSE, OPT_ADAM, 32});
 }
 
+/* issue 15's binary rows (predict/train 1024 rows over HTTP): the model's
+ * own compute, what the HTTP rows cannot go below. */
+static void *mlp_13_64_64_1_b1024_setup(void)
+{
+    static const int64_t sizes[] = {13, 64, 64, 1};
+    return mlp_setup(&(mlp_spec){sizes, 4, ACT_RELU, LOSS_MSE, OPT_ADAM, 1024});
+}
+
+/* eval-mode forward without grad: the daemon's predict */
+static et_status mlp_forward_run(void *p, long iters, double *value)
+{
+    mlp_state *s = p;
+    for (long i = 0; i < iters; i++) {
+        et_pool_begin();
+        et_tensor *out = NULL;
+        ET_NO_GRAD { out = et_module_forward(s->net, s->x); }
+        if (out == NULL) {
+            et_pool_end();
+            return et_errcode();
+        }
+        if (i == iters - 1)
+            *value = et_data(out)[0];
+        et_pool_end();
+    }
+    return ET_OK;
+}
+
 static void *mlp_784_setup(void)
 {
     static const int64_t sizes[] = {784, 1024, 1024, 10};
@@ -709,6 +736,10 @@ static const workload workloads[] = {
     {"train_1_5_1", "1-5-1 Tanh, MSE, SGD, batch 256", mlp_1_5_1_setup, mlp_run, mlp_teardown},
     {"train_13_64_64_1", "13-64-64-1 ReLU, MSE, Adam, batch 32", mlp_13_64_64_1_setup, mlp_run,
      mlp_teardown},
+    {"train_13_64_64_1_b1024", "13-64-64-1 ReLU, MSE, Adam, batch 1024 (the HTTP train rows' step)",
+     mlp_13_64_64_1_b1024_setup, mlp_run, mlp_teardown},
+    {"forward_13_64_64_1_b1024", "13-64-64-1 ReLU forward without grad, 1024 rows (HTTP predict's)",
+     mlp_13_64_64_1_b1024_setup, mlp_forward_run, mlp_teardown},
     {"train_784_1024_1024_10", "784-1024-1024-10 ReLU, CE, SGD momentum, batch 256", mlp_784_setup,
      mlp_run, mlp_teardown},
     {"train_char_mlp", "char model Embedding-Linear-BatchNorm1d-Tanh-Linear, CE, SGD, batch 32",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run an example and check the `name=value` metrics it prints.
 
-usage: check_metrics.py EXE [ARGS...] -- NAME<=LIMIT [NAME<=LIMIT ...]
+usage: check_metrics.py EXE [ARGS...] -- NAME<=LIMIT|NAME>=LIMIT [...]
 Exit 0 when every metric is present, finite and within its limit, 77 when the
 example skips itself (exit 77), 1 otherwise.
 """
@@ -33,10 +33,12 @@ def main(argv):
                 pass
     ok = True
     for check in checks:
-        name, _, limit = check.partition("<=")
+        op = ">=" if ">=" in check else "<="
+        name, _, limit = check.partition(op)
         value = metrics.get(name)
-        good = value is not None and math.isfinite(value) and value <= float(limit)
-        print(f"{'ok  ' if good else 'FAIL'} {name}={value} (limit {limit})")
+        good = value is not None and math.isfinite(value) and \
+            (value >= float(limit) if op == ">=" else value <= float(limit))
+        print(f"{'ok  ' if good else 'FAIL'} {name}={value} (limit {op} {limit})")
         ok = ok and good
     return 0 if ok else 1
 

@@ -1,7 +1,8 @@
 # Sourced by scripts/run and scripts/test: install the Debian packages a step needs.
 # Only missing packages are installed, so re-runs cost nothing.
 
-# libdnnl-dev: oneDNN, the optional convolution backend (docs/design.md "Convolution")
+# libdnnl-dev: oneDNN, the optional convolution backend (docs/design.md "Convolution");
+# zlib1g-dev: examples/digits_cnn reads scikit-learn's gzip'ed digits
 BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates
   libdnnl-dev zlib1g-dev"
 RUN_PKGS="curl"

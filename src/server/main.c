@@ -51,6 +51,14 @@ static const opt opts[] = {
     {"--max-steps", "EASYTORCH_MAX_STEPS", "N", "most optimizer steps in one train call (default 1000000)"},
     {"--max-history", "EASYTORCH_MAX_HISTORY", "N",
      "loss-history entries kept per model; the oldest half is dropped beyond (default 100000)"},
+    {"--job-threads", "EASYTORCH_JOB_THREADS", "N",
+     "threads running training jobs (POST .../jobs), one job each (default: the CPU count)"},
+    {"--max-jobs", "EASYTORCH_MAX_JOBS", "N",
+     "training jobs queued or running at once, all models together (default 64); more -> 503"},
+    {"--event-buffer", "EASYTORCH_EVENT_BUFFER", "N",
+     "events kept for Last-Event-ID resume: N for /v1/events, N/4 per model (default 4096)"},
+    {"--event-interval", "EASYTORCH_EVENT_INTERVAL", "SECONDS",
+     "a model's steps are sent as one \"step\" event per interval (default 0.1; 0: every step)"},
     {"--timeout", "EASYTORCH_TIMEOUT", "SECONDS",
      "close a connection idle for this long, between requests or before its first byte\n"
      "    (default 30)"},
@@ -363,6 +371,20 @@ int main(int argc, char **argv)
     if (!num_opt("--max-history", 100000, 2, 1e9, &v, &rc))
         return rc;
     c.models.max_history = (size_t)v;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1)
+        ncpu = 1;
+    if (!num_opt("--job-threads", (double)ncpu, 1, 256, &v, &rc))
+        return rc;
+    c.models.job_threads = (int)v;
+    if (!num_opt("--max-jobs", 64, 1, 1e6, &v, &rc))
+        return rc;
+    c.models.max_jobs = (int)v;
+    if (!num_opt("--event-buffer", 4096, 16, 1e7, &v, &rc))
+        return rc;
+    c.models.event_buffer = (size_t)v;
+    if (!num_opt("--event-interval", 0.1, 0, 3600, &c.models.event_interval, &rc))
+        return rc;
     if (!num_opt("--timeout", 30, 1, 86400, &v, &rc))
         return rc;
     h->timeout = (unsigned)v;
@@ -375,9 +397,6 @@ int main(int argc, char **argv)
     if (!num_opt("--max-connections-per-ip", 0, 0, 1000000, &v, &rc))
         return rc;
     h->max_conns_per_ip = (unsigned)v;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ncpu < 1)
-        ncpu = 1;
     if (!num_opt("--io-threads", ncpu < 4 ? (double)ncpu : 4, 1, 256, &v, &rc))
         return rc;
     h->io_threads = (unsigned)v;
@@ -437,6 +456,7 @@ int main(int argc, char **argv)
     while (sigwait(&sigs, &sig) != 0)
         ;
     fprintf(stderr, "easytorchd: %s received: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    etd_registry_stop_jobs(reg); /* running jobs stop between two steps: "interrupted" */
     etd_server_shutdown(srv);
     int n = etd_registry_count(reg);
     etd_registry_free(reg); /* saves every changed model */

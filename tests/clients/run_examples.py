@@ -1,12 +1,13 @@
 """The client examples end to end against a real easytorchd, checking their
-final metrics: clients/python/examples/{sine,boston}.py, or with --curl the
+final metrics: clients/python/examples/{sine,boston,digits_cnn,char_lm}.py, or with --curl the
 curl client (clients/curl/sine.sh and the commands of clients/curl/README.md).
 
     /usr/bin/python3 run_examples.py --easytorchd PATH --source SRCROOT [--curl] [--work DIR]
 
 Targets: sine test MSE < 1e-3 with a hidden layer of 32 (the seed's 1-5-1 net
 is run and its MSE printed too, checked only to have learnt something);
-Boston test RMSE <= 4.0. Ends with `N passed, M failed`.
+Boston test RMSE <= 4.0; digits CNN test accuracy >= 97%; the character model's train and
+validation losses within 1% of PyTorch's twin. Ends with `N passed, M failed`.
 """
 
 import argparse
@@ -97,6 +98,23 @@ def python_examples(c, d, tokd, src):
 
     p = run([py, os.path.join(ex, "boston.py"), "/nonexistent/boston.csv", "--url", d.url, "--quiet"], env, show=False)
     c.check("boston.py with a missing CSV fails", p.returncode != 0)
+
+    # the layers of issue 13: a CNN over HTTP, and the character model beside PyTorch
+    p = run([py, os.path.join(ex, "digits_cnn.py"), "--url", d.url, "--quiet"], env)
+    acc = metrics(p.stdout).get("test_accuracy", float("nan"))
+    c.check("digits_cnn.py: test accuracy >= 97%", p.returncode == 0 and acc >= 97.0,
+            "test accuracy %.2f%%" % acc)
+    p = run(["/usr/bin/python3", os.path.join(ex, "char_lm.py"), "--url", d.url, "--steps", "3000"], env)
+    m = metrics(p.stdout)
+    samples = [l for l in p.stdout.splitlines() if l.startswith("sample: ")]
+    c.check("char_lm.py: train and validation loss within 1% of PyTorch's (same init and batches)",
+            p.returncode == 0 and m.get("train_rel_diff", 1) <= 0.01 and m.get("val_rel_diff", 1) <= 0.01
+            and m.get("val_loss", 9) < 2.5,
+            "train %.4f vs %.4f, val %.4f vs %.4f" % (m.get("train_loss", float("nan")),
+                                                     m.get("torch_train_loss", float("nan")),
+                                                     m.get("val_loss", float("nan")),
+                                                     m.get("torch_val_loss", float("nan"))))
+    c.check("char_lm.py samples ten words through predict", len(samples) == 10, str(samples[:3]))
 
     # with a token: from the environment, and refused without it
     p = run([py, os.path.join(ex, "sine.py"), "--url", tokd.url, "--epochs", "3", "--quiet"],

@@ -84,7 +84,8 @@ static char *inflated(const char *body, size_t len, size_t *outlen)
 
 static void check_response(int status, const char *body, size_t len, const char *ctype)
 {
-    static const int allowed[] = {200, 201, 204, 400, 401, 404, 405, 406, 409, 413, 415, 503};
+    static const int allowed[] = {200, 201, 202, 204, 400, 401, 404, 405, 406, 409, 413, 415,
+                                  503};
     bool ok = false;
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
         ok |= allowed[i] == status;

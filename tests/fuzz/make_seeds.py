@@ -96,6 +96,24 @@ DISPATCH = [
         {"type": "LayerNorm", "normalized_shape": [2]}, {"type": "Flatten"},
         {"type": "Linear", "in_features": 4, "out_features": 1}],
         "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}),
+    # evaluation, jobs, the validation series, the divergence guard's policy
+    req("POST", M + "/evaluate", {"inputs": [[1, 2], [3, 4]], "targets": [[1], [2]]}),
+    req("POST", "/v1/models/c/evaluate", {"inputs": [[1, 2, 3, 4], [0, 1, 0, 1]], "targets": [2, 0],
+                                          "metrics": ["loss", "accuracy", "top_k_accuracy"],
+                                          "k": 2}),
+    req("POST", M + "/evaluate", {"inputs": [[1, 2]], "targets": [[1]], "metrics": ["r2", "mae"]}),
+    req("POST", M + "/jobs", {"inputs": [[1, 2], [3, 4], [5, 6]], "targets": [[1], [2], [3]],
+                              "epochs": 3, "batch_size": 2, "shuffle": True, "eval_every": 2,
+                              "validation": {"inputs": [[1, 1]], "targets": [[1]],
+                                             "metrics": ["loss", "mse"]}}) + "\n%%\n" +
+    req("GET", M + "/jobs/1") + "\n%%\n" + req("GET", M + "/jobs") + "\n%%\n" +
+    req("DELETE", M + "/jobs/1") + "\n%%\n" + req("POST", M + "/train",
+                                                   {"inputs": [[1, 2]], "targets": [[1]]}),
+    req("GET", M + "/loss?since=0&series=validation"),
+    req("GET", M + "/loss?series=train"),
+    req("POST", "/v1/models", dict(SPEC, name="g", nonfinite="rollback")) + "\n%%\n" +
+    req("POST", "/v1/models/g/batches", {"inputs": [[3e38, 3e38]], "targets": [[1]]}) + "\n%%\n" +
+    req("GET", "/v1/models/g"),
 ]
 
 # ---- binary bodies (safetensors, OIP binary tensor extension): standard library only
@@ -238,7 +256,8 @@ SPECS = [SPEC,
                      {"type": "AvgPool2d", "kernel_size": 2, "divisor_override": 3},
                      {"type": "AdaptiveMaxPool1d", "output_size": 2}, {"type": "Flatten"},
                      {"type": "Linear", "in_features": 2, "out_features": 1}],
-          "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}]
+          "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}},
+         dict(SPEC, nonfinite="allow")]
 TENSORS += ["[[1,2,3],[4,5,6]]", "[16777217, 9007199254740992]", "[[2.5]]", "[-0, 1e3]",
             '{"shape":[1,1,2,2],"data":[1,2,3,4]}']
 
@@ -278,6 +297,15 @@ def model_files(path):
                      {"inputs": [[0.1 * (r + 1)] * nin for r in range(rows)], "targets": tgt})
             if i == 1:
                 d.push("m", [[0.2] * nin, [0.3] * nin], tgt)  # pending gradients in the file
+            if i == 2:  # job records, a validation history, a guard event in the file
+                d.ok("POST", "/v1/models/m/jobs", {"inputs": [[0.1]], "targets": [[0.5]],
+                                                   "epochs": 3, "eval_every": 1,
+                                                   "validation": {"inputs": [[0.2]],
+                                                                  "targets": [[0.4]]}},
+                     expect=(202,))
+                while d.ok("GET", "/v1/models/m/jobs/1")["state"] != "done":
+                    pass
+                d.push("m", [[3e38]], [[0.0]])
             d.ok("POST", "/v1/models/m/checkpoint")
             with open(os.path.join(d.data_dir, "m.etm"), "rb") as f:
                 out.append(f.read())

@@ -342,7 +342,7 @@ START_TEST(test_unknown_query_arguments_are_400)
 {
     define_model();
     reply r = req("GET", "/v1/models/m/loss?sinse=3", NULL, true, NULL, NULL);
-    expect(&r, 400, "sinse: unknown query parameter (accepted: since); did you mean \"since\"?");
+    expect(&r, 400, "sinse: unknown query parameter (accepted: since, series); did you mean \"since\"?");
     r = req("GET", "/v1/models?limit=3", NULL, true, NULL, NULL);
     expect(&r, 400, "limit: unknown query parameter (this route takes none)");
     r = req("GET", "/v1/models/m/parameters?format=json&Format=json", NULL, true, NULL, NULL);

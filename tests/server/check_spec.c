@@ -524,9 +524,23 @@ START_TEST(test_top_level_fields_and_limits)
     ck_assert_int_eq(s.param_count, 8);
     etd_spec_free(&s);
     must_fail("{\"extra\":1," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "extra",
-              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching)");
+              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching, nonfinite)");
     must_fail("{\"seed\":1,\"seed\":2," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "seed",
               "repeated field");
+    /* the divergence guard's policy: skip by default */
+    must_parse("{" BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", &s);
+    ck_assert_int_eq(s.nonfinite, 0);
+    etd_spec_free(&s);
+    must_parse("{\"nonfinite\":\"rollback\"," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", &s);
+    ck_assert_int_eq(s.nonfinite, 1);
+    etd_spec_free(&s);
+    must_parse("{\"nonfinite\":\"allow\"," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", &s);
+    ck_assert_int_eq(s.nonfinite, 2);
+    etd_spec_free(&s);
+    must_fail("{\"nonfinite\":\"Skip\"," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}",
+              "nonfinite: expected \"skip\", \"rollback\" or \"allow\"", "did you mean \"skip\"");
+    must_fail("{\"nonfinite\":true," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "nonfinite",
+              NULL);
     must_fail("{\"layers\":[]," BASE_LOSS "," BASE_OPT "}", "layers", NULL);
     must_fail("{" BASE_LOSS "," BASE_OPT "}", "layers", NULL);
     /* no parameters: torch's optimizers refuse an empty parameter list */

@@ -121,7 +121,8 @@ class TestContractCheck(unittest.TestCase):
 
     def test_accepts_documented_answers(self):
         self.ok("GET", "/healthz", 200, {"status": "ok"})
-        self.ok("GET", "/v1/models", 200, {"models": [{"name": "a", "step": 0, "loss": None}]})
+        self.ok("GET", "/v1/models", 200, {"models": [{"name": "a", "step": 0, "loss": None,
+                                                     "status": "ok"}]})
         self.ok("GET", "/v1/models/a", 404, {"error": "no model named \"a\""})
         self.ok("GET", "/nowhere", 404, {"error": "no route GET /nowhere"})
         self.ok("POST", "/v1/models/a/predict", 200, {"outputs": [[1.5, None]]},

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- results -> statuses */
 
@@ -25,6 +26,7 @@ int etd_rc_status(etd_rc rc)
         [ETD_EIO] = 500,
         [ETD_ENOSPC] = 507,     /* Insufficient Storage (RFC 4918) */
         [ETD_ECANCELED] = 499,  /* nginx's "client closed request": nobody is listening */
+        [ETD_EFULL] = 503,      /* with Retry-After */
         [ETD_EINTERNAL] = 500,
     };
     _Static_assert(sizeof status / sizeof status[0] == ETD_RC_COUNT, "one status per etd_rc");
@@ -264,15 +266,41 @@ bool ep_tensor(etd_call *c, const char *key, etd_array *a)
 /* ep_tensor as dtype dt: a JSON tensor read as such (whole numbers for
  * int64), a safetensors one converted (int64 -> float32 as torch's
  * .float(); float32 -> int64 only when whole). */
-static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a)
+static bool whole(const etd_array *a)
+{
+    int64_t n = 1;
+    for (int i = 0; i < a->ndim; i++)
+        n *= a->shape[i];
+    for (int64_t i = 0; a->data && i < n; i++)
+        if (a->data[i] != floorf(a->data[i]))
+            return false;
+    return true;
+}
+
+/* float_rows: class-target rows that are not whole numbers (probabilities,
+ * one per class) stay float32 -- evaluate's accuracy takes them, a loss
+ * names what it needs -- instead of failing as "not an integer". */
+static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a,
+                         bool float_rows)
 {
     int64_t max = c->rq->app->json.max_elems;
-    if (!(c->st.d && etd_st_tensor(&c->st, key)))
-        return ep_ok(c, etd_json_take_array_as(&c->doc, key, max, dt, a, &c->e) ? ETD_OK
-                                                                                 : c->e.rc);
+    float_rows = float_rows && dt == ET_INT64;
+    if (!(c->st.d && etd_st_tensor(&c->st, key))) {
+        if (etd_json_take_array_as(&c->doc, key, max, dt, a, &c->e))
+            return true;
+        etd_err first = c->e;
+        if (float_rows && first.rc == ETD_EINVAL &&
+            etd_json_take_array_as(&c->doc, key, max, ET_FLOAT32, a, &c->e) && a->ndim >= 2)
+            return true;
+        etd_array_free(a);
+        c->e = first;
+        return ep_ok(c, c->e.rc);
+    }
     char err[ETD_ERRCAP];
     if (!ep_tensor(c, key, a))
         return false;
+    if (float_rows && a->dtype == ET_FLOAT32 && a->ndim >= 2 && !whole(a))
+        return true;
     if (!etd_array_to_dtype(a, dt, key, err, sizeof err)) {
         ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
         return false;
@@ -305,8 +333,8 @@ bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
         fast[nf++] = "targets";
     fast[nf] = NULL;
     return ep_json(c, fast) && ep_keys(c, c->doc.root, keys) &&
-           ep_tensor_as(c, "inputs", xd, &c->x) &&
-           (!targets || ep_tensor_as(c, "targets", yd, &c->y));
+           ep_tensor_as(c, "inputs", xd, &c->x, false) &&
+           (!targets || ep_tensor_as(c, "targets", yd, &c->y, true));
 }
 
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out)
@@ -342,6 +370,61 @@ bool ep_bool(etd_call *c, const char *key, bool def, bool *out)
     }
     *out = cJSON_IsTrue(v);
     return true;
+}
+
+bool ep_metrics(etd_call *c, const cJSON *obj, const char *path, etd_eval_opts *o)
+{
+    const char *dot = path[0] ? "." : "";
+    memset(o, 0, sizeof *o);
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(obj, "metrics");
+    if (ms && !cJSON_IsNull(ms)) {
+        if (!cJSON_IsArray(ms) || !ms->child) {
+            ep_error(c, 400, "%s%smetrics: expected a non-empty list of metric names", path, dot);
+            return false;
+        }
+        int i = 0;
+        for (const cJSON *v = ms->child; v; v = v->next, i++) {
+            int k = 0;
+            while (cJSON_IsString(v) && etd_metric_names[k] &&
+                   strcmp(etd_metric_names[k], v->valuestring) != 0)
+                k++;
+            if (!cJSON_IsString(v) || !etd_metric_names[k]) {
+                char list[200];
+                etd_join_names(etd_metric_names, list, sizeof list);
+                etd_fail(&c->e, ETD_EINVAL, "%s%smetrics[%d]: unknown metric (known: %s)", path,
+                         dot, i, list);
+                if (cJSON_IsString(v))
+                    etd_err_suggest(&c->e, v->valuestring, etd_metric_names);
+                return ep_ok(c, ETD_EINVAL);
+            }
+            if (o->metrics & 1u << k) {
+                ep_error(c, 400, "%s%smetrics[%d]: \"%s\" is listed twice", path, dot, i,
+                         etd_metric_names[k]);
+                return false;
+            }
+            o->metrics |= 1u << k;
+        }
+    }
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "k");
+    if (k && !cJSON_IsNull(k)) {
+        double d = k->valuedouble;
+        if (!cJSON_IsNumber(k) || d < 1 || d != floor(d) || d > 1e9) {
+            ep_error(c, 400, "%s%sk: expected a positive integer", path, dot);
+            return false;
+        }
+        if (!(o->metrics & 1u << ETD_M_TOPK)) {
+            ep_error(c, 400, "%s%sk: only top_k_accuracy takes k (add it to %s%smetrics)", path,
+                     dot, path, dot);
+            return false;
+        }
+        o->k = (int64_t)d;
+    }
+    return true;
+}
+
+void ep_write_metric_values(etd_buf *out, unsigned metrics, const double *value)
+{
+    etd_write_metrics(out, metrics, value);
 }
 
 const char *ep_query(const etd_call *c, const char *name)
@@ -382,4 +465,54 @@ void ep_write_loss(etd_buf *out, bool has_loss, float loss)
         etd_json_float(out, loss);
     else
         etd_buf_puts(out, "null");
+}
+
+void ep_write_skipped(etd_buf *out, bool skipped, const char *why)
+{
+    if (!skipped)
+        return;
+    etd_buf_puts(out, ",\"skipped\":true,\"reason\":");
+    etd_json_str(out, why);
+}
+
+void ep_write_status(etd_buf *out, const etd_model_summary *s)
+{
+    etd_buf_puts(out, s->nf.diverged ? ",\"status\":\"diverged\"" : ",\"status\":\"ok\"");
+}
+
+void ep_write_time(etd_buf *out, double t)
+{
+    time_t sec = (time_t)floor(t);
+    int ms = (int)((t - floor(t)) * 1000.0);
+    if (ms > 999)
+        ms = 999;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char s[64];
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    etd_buf_printf(out, "\"%s.%03dZ\"", s, ms);
+}
+
+void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf)
+{
+    etd_buf_puts(out, ",\"nonfinite\":{\"policy\":");
+    etd_json_str(out, etd_nf_policy_names[nf->policy]);
+    etd_buf_puts(out, ",\"count\":");
+    etd_json_i64(out, nf->count);
+    etd_buf_puts(out, ",\"last\":");
+    if (!nf->count) {
+        etd_buf_puts(out, "null}");
+        return;
+    }
+    etd_buf_puts(out, "{\"step\":");
+    etd_json_i64(out, nf->step);
+    etd_buf_puts(out, ",\"time\":");
+    ep_write_time(out, nf->time);
+    etd_buf_puts(out, ",\"source\":");
+    etd_json_str(out, nf->source);
+    etd_buf_puts(out, ",\"reason\":");
+    etd_json_str(out, nf->reason);
+    etd_buf_puts(out, ",\"action\":");
+    etd_json_str(out, etd_nf_action_names[nf->action]);
+    etd_buf_puts(out, "}}");
 }

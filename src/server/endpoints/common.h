@@ -77,6 +77,15 @@ bool ep_inputs(etd_call *c, const char *const *keys, bool targets);
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out);
 bool ep_bool(etd_call *c, const char *key, bool def, bool *out);
 
+/* The "metrics" (a list of etd_metric_names) and "k" members of obj (the
+ * body, or the "validation" object of a job: path "validation") into o;
+ * 400 naming the field. */
+bool ep_metrics(etd_call *c, const cJSON *obj, const char *path, etd_eval_opts *o);
+/* A validation history entry: {"step", "job", "metrics": {...}, "k"?} (v1_train.c). */
+void ep_write_validation_entry(etd_buf *out, const etd_val_entry *v);
+/* {"loss":..,"accuracy":..} of the metrics measured (NaN as null). */
+void ep_write_metric_values(etd_buf *out, unsigned metrics, const double *value);
+
 /* A query argument's value (NULL if absent or without "="). */
 const char *ep_query(const etd_call *c, const char *name);
 /* A request header (case-insensitive; the first if repeated), or NULL. */
@@ -103,5 +112,14 @@ void ep_encode_answer(etd_call *c);
 void ep_write_tensors(etd_buf *out, const etd_tensors *t);
 /* ,"loss":<loss or null> */
 void ep_write_loss(etd_buf *out, bool has_loss, float loss);
+/* ,"skipped":true,"reason":"..." when the divergence guard did not apply a
+ * batch or step (nothing when it did). */
+void ep_write_skipped(etd_buf *out, bool skipped, const char *why);
+/* ,"status":"ok"|"diverged" and ,"nonfinite":{policy, count, last} of a
+ * model's summary (GET /v1/models/{name}). */
+void ep_write_status(etd_buf *out, const etd_model_summary *s);
+void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf);
+/* An ISO 8601 UTC time with milliseconds, quoted ("2024-05-01T12:00:00.123Z"). */
+void ep_write_time(etd_buf *out, double unix_seconds);
 
 #endif

@@ -126,6 +126,7 @@ typedef struct etd_request {
     const char *name;           /* the {name} capture ("" when the route has none) */
     const char *asset;          /* the {asset} capture */
     const char *version;        /* the {version} capture ("" when none) */
+    const char *id;             /* the {id} capture (a job id) */
     const etd_kv *query;        /* decoded query arguments, in order */
     int nquery;
     const etd_kv *headers;
@@ -179,7 +180,8 @@ enum {
 typedef struct etd_route {
     const char *method;         /* GET also matches HEAD */
     const char *pattern;        /* segments; "{name}" captures a model name, "{asset}" a file,
-                                   "{version}" a model version; also the metrics label */
+                                   "{version}" a model version, "{id}" a job id; also the
+                                   metrics label */
     etd_handler fn;
     int flags;
     const char *const *query;   /* accepted query arguments (NULL-terminated; NULL: none) */

@@ -3,7 +3,7 @@
  * it (transport/router.c); the pattern is also the metrics label. */
 #include "server/endpoints/handlers.h"
 
-static const char *const q_since[] = {"since", NULL};
+static const char *const q_loss[] = {"since", "series", NULL};
 static const char *const q_format[] = {"format", NULL};
 
 #define PUB ETD_R_PUBLIC
@@ -36,7 +36,14 @@ const etd_route etd_routes[] = {
     {"POST", M "/gradients", etd_h_grad_post, RDY | BIN | EX, NULL, NULL, NULL},
     {"GET", M "/parameters", etd_h_params_get, RDY | SH, q_format, NULL, NULL},
     {"PUT", M "/parameters", etd_h_params_put, RDY | BIN | EX, NULL, NULL, NULL},
-    {"GET", M "/loss", etd_h_loss, RDY | INL, q_since, NULL, NULL},
+    {"GET", M "/loss", etd_h_loss, RDY | INL, q_loss, NULL, NULL},
+    {"POST", M "/evaluate", etd_h_evaluate, RDY | BODY | SH, NULL, NULL, NULL},
+    /* jobs take the model's lock themselves, per step: a cancel waits for the
+     * running step, so it must not hold the lock (a worker, holding nothing) */
+    {"POST", M "/jobs", etd_h_job_submit, RDY | BODY, NULL, NULL, NULL},
+    {"GET", M "/jobs", etd_h_job_list, RDY, NULL, NULL, NULL},
+    {"GET", M "/jobs/{id}", etd_h_job_get, RDY, NULL, NULL, NULL},
+    {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY, NULL, NULL, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY | SH, NULL, NULL, NULL},
     {"GET", "/v2/health/live", etd_h_v2_live, PUB | INL, NULL, NULL, NULL},
     {"GET", "/v2/health/ready", etd_h_v2_ready, PUB | INL, NULL, NULL, NULL},

@@ -22,6 +22,8 @@ static void write_description(etd_buf *out, etd_model *m)
     ep_write_loss(out, in.sum.has_loss, in.sum.loss);
     etd_buf_puts(out, ",\"lr\":");
     etd_json_double(out, in.sum.lr);
+    ep_write_status(out, &in.sum);
+    ep_write_nonfinite(out, &in.sum.nf);
     etd_buf_printf(out, ",\"seed\":%" PRIu64 ",\"parameter_names\":[", in.seed);
     for (int i = 0; i < in.nparams; i++) {
         if (i)
@@ -50,6 +52,7 @@ void etd_h_list(etd_call *c)
         etd_buf_puts(out, ",\"step\":");
         etd_json_i64(out, l.sum[i].step);
         ep_write_loss(out, l.sum[i].has_loss, l.sum[i].loss);
+        ep_write_status(out, &l.sum[i]);
         etd_buf_putc(out, '}');
     }
     etd_buf_puts(out, "]}");

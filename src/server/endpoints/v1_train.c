@@ -46,6 +46,10 @@ void etd_h_predict(etd_call *c)
     } else {
         etd_buf_puts(&c->rs->body, "{\"outputs\":");
         etd_json_tensor(&c->rs->body, y);
+        etd_model_info in;
+        etd_model_info_get(c->m, &in);
+        if (in.sum.nf.diverged) /* say why the outputs are null */
+            ep_write_status(&c->rs->body, &in.sum);
         etd_buf_putc(&c->rs->body, '}');
     }
     et_tensor_free(y);
@@ -64,6 +68,7 @@ void etd_h_batches(etd_call *c)
     etd_json_float(&c->rs->body, r.loss);
     etd_buf_puts(&c->rs->body, ",\"pending_batches\":");
     etd_json_i64(&c->rs->body, r.pending);
+    ep_write_skipped(&c->rs->body, r.skipped, r.why);
     etd_buf_putc(&c->rs->body, '}');
 }
 
@@ -90,6 +95,7 @@ void etd_h_step(etd_call *c)
     etd_json_double(out, r.next_lr);
     etd_buf_puts(out, ",\"loss\":");
     etd_json_float(out, r.loss);
+    ep_write_skipped(out, r.skipped, r.why);
     etd_buf_putc(out, '}');
 }
 
@@ -164,6 +170,11 @@ void etd_h_train(etd_call *c)
         etd_buf_printf(out, ",\"steps\":%lld,\"requested_steps\":%lld,\"stopped\":"
                        "\"max_train_seconds\"", (long long)r.n, (long long)r.total);
     }
+    if (r.skipped) {
+        etd_buf_puts(out, ",\"skipped_steps\":");
+        etd_json_i64(out, r.skipped);
+    }
+    ep_write_skipped(out, r.skipped > 0, r.why);
     etd_buf_putc(out, '}');
     etd_train_result_free(&r);
 }
@@ -252,6 +263,21 @@ void etd_h_grad_post(etd_call *c)
     etd_probe_result_free(&r);
 }
 
+void ep_write_validation_entry(etd_buf *out, const etd_val_entry *v)
+{
+    etd_buf_puts(out, "{\"step\":");
+    etd_json_i64(out, v->step);
+    etd_buf_puts(out, ",\"job\":");
+    etd_json_i64(out, v->job);
+    etd_buf_puts(out, ",\"metrics\":");
+    ep_write_metric_values(out, v->metrics, v->value);
+    if (v->metrics & 1u << ETD_M_TOPK) {
+        etd_buf_puts(out, ",\"k\":");
+        etd_json_i64(out, v->k);
+    }
+    etd_buf_putc(out, '}');
+}
+
 void etd_h_loss(etd_call *c)
 {
     int64_t since = -1;
@@ -265,22 +291,57 @@ void etd_h_loss(etd_call *c)
         }
         since = v;
     }
-    etd_history h;
-    if (!ep_model(c) || !ep_ok(c, etd_model_loss_history(c->m, since, &h, &c->e)))
+    /* series: the training loss, the validation history, or both (default) */
+    bool train = true, val = true;
+    const char *series = ep_query(c, "series");
+    if (series) {
+        static const char *const names[] = {"train", "validation", "all", NULL};
+        train = strcmp(series, "train") == 0 || strcmp(series, "all") == 0;
+        val = strcmp(series, "validation") == 0 || strcmp(series, "all") == 0;
+        if (!train && !val) {
+            etd_fail(&c->e, ETD_EINVAL, "series: expected \"train\", \"validation\" or \"all\"");
+            etd_err_suggest(&c->e, series, names);
+            ep_ok(c, ETD_EINVAL);
+            return;
+        }
+    }
+    etd_history h = {0};
+    etd_val_history vh = {0};
+    if (!ep_model(c) || (train && !ep_ok(c, etd_model_loss_history(c->m, since, &h, &c->e))))
         return;
+    if (val && !ep_ok(c, etd_model_validation_history(c->m, since, 0, &vh, &c->e))) {
+        etd_history_free(&h);
+        return;
+    }
+    etd_model_info in;
+    etd_model_info_get(c->m, &in);
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"step\":");
-    etd_json_i64(out, h.step);
-    etd_buf_puts(out, ",\"history\":[");
-    for (size_t i = 0; i < h.n; i++) {
-        etd_buf_puts(out, i ? ",[" : "[");
-        etd_json_i64(out, h.steps[i]);
-        etd_buf_putc(out, ',');
-        etd_json_float(out, h.losses[i]);
+    etd_json_i64(out, train ? h.step : in.sum.step);
+    if (train) {
+        etd_buf_puts(out, ",\"history\":[");
+        for (size_t i = 0; i < h.n; i++) {
+            etd_buf_puts(out, i ? ",[" : "[");
+            etd_json_i64(out, h.steps[i]);
+            etd_buf_putc(out, ',');
+            etd_json_float(out, h.losses[i]);
+            etd_buf_putc(out, ']');
+        }
         etd_buf_putc(out, ']');
     }
-    etd_buf_puts(out, "]}");
+    if (val) {
+        etd_buf_puts(out, ",\"validation\":[");
+        for (size_t i = 0; i < vh.n; i++) {
+            if (i)
+                etd_buf_putc(out, ',');
+            ep_write_validation_entry(out, &vh.v[i]);
+        }
+        etd_buf_putc(out, ']');
+    }
+    ep_write_status(out, &in.sum);
+    etd_buf_putc(out, '}');
     etd_history_free(&h);
+    etd_val_history_free(&vh);
 }
 
 void etd_h_checkpoint(etd_call *c)

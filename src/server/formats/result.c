@@ -37,7 +37,7 @@ const char *etd_rc_name(etd_rc rc)
 {
     static const char *const names[] = {"OK", "EINVAL", "ENOTFOUND", "EEXIST", "ELIMIT",
                                         "ESTATE", "ETOOBIG", "ENOMEM", "EIO", "ENOSPC",
-                                        "ECANCELED", "EINTERNAL"};
+                                        "ECANCELED", "EFULL", "EINTERNAL"};
     _Static_assert(sizeof names / sizeof names[0] == ETD_RC_COUNT, "one name per etd_rc");
     return (unsigned)rc < ETD_RC_COUNT ? names[rc] : "?";
 }

@@ -26,6 +26,7 @@ typedef enum etd_rc {
     ETD_EIO,        /* disk error (the file system failed a write, fsync or rename) */
     ETD_ENOSPC,     /* disk full or over quota */
     ETD_ECANCELED,  /* a long call was cancelled through its progress hook */
+    ETD_EFULL,      /* a bounded queue is full: try again later (the job queue) */
     ETD_EINTERNAL,  /* a failure that no input explains */
     ETD_RC_COUNT
 } etd_rc;

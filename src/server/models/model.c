@@ -18,6 +18,7 @@ void etd_model_destroy(etd_model *m)
 {
     if (!m)
         return;
+    etd_guard_drop(m);
     et_scheduler_free(m->sched);
     et_optim_free(m->opt);
     et_module_free(m->net);
@@ -27,6 +28,11 @@ void etd_model_destroy(etd_model *m)
     free(m->spec_json);
     free(m->h_step);
     free(m->h_loss);
+    free(m->v);
+    free(m->jobs);
+    free(m->ev_steps);
+    etd_events_model_ring_free(m->ev_ring);
+    pthread_cond_destroy(&m->job_cv);
     etd_mlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
     free(m);
@@ -53,6 +59,7 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     atomic_init(&m->refs, 1);
     atomic_init(&m->dirty, false);
     etd_mlock_init(&m->lock);
+    pthread_cond_init(&m->job_cv, NULL);
     pthread_mutex_init(&m->pub_mu, NULL);
     m->spec = *spec;
     memset(spec, 0, sizeof *spec);
@@ -77,6 +84,13 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
         goto fail;
     if (m->spec.sched.type && !(m->sched = etd_spec_build_sched(&m->spec, m->opt, e)))
         goto fail;
+    if (r->events && !(m->ev_ring = etd_events_model_ring(r->events))) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    m->ts.nonfinite = m->spec.nonfinite;
+    if (etd_guard_keep(m, e) != ETD_OK)
+        goto fail;
     etd_model_publish(m);
     return m;
 fail:
@@ -88,9 +102,13 @@ fail:
 
 void etd_model_publish(etd_model *m)
 {
+    etd_nf_summary nf = {m->ts.nonfinite, m->ts.diverged, m->ts.nf_count, m->ts.nf_step,
+                         m->ts.nf_time, m->ts.nf_action, "", ""};
+    memcpy(nf.source, m->ts.nf_source, sizeof nf.source);
+    memcpy(nf.reason, m->ts.nf_reason, sizeof nf.reason);
     pthread_mutex_lock(&m->pub_mu);
     m->pub = (etd_model_summary){m->ts.step, m->ts.pending, m->ts.has_loss, m->ts.last_loss,
-                                 et_optim_get_lr(m->opt)};
+                                 et_optim_get_lr(m->opt), nf};
     pthread_mutex_unlock(&m->pub_mu);
 }
 
@@ -240,6 +258,17 @@ void etd_history_free(etd_history *h)
 }
 
 /* ---------------------------------------------------------------- saves */
+
+etd_rc etd_model_lock_train(etd_model *m, etd_err *e)
+{
+    if (etd_model_lock(m, true, e) != ETD_OK)
+        return e->rc;
+    if (etd_model_job_busy(m, e) != ETD_OK) {
+        etd_model_unlock(m);
+        return e->rc;
+    }
+    return ETD_OK;
+}
 
 etd_rc etd_model_save_locked(etd_model *m, bool *replaced_out, etd_err *e)
 {
@@ -394,7 +423,7 @@ etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *
             return etd_fail(e, ETD_EINVAL, "parameters.%s: missing (every parameter%s must be given)",
                             et_module_state_name(m->net, k),
                             et_module_num_buffers(m->net) ? " and buffer" : "");
-    if (etd_model_lock(m, true, e) != ETD_OK)
+    if (etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     etd_train_state snap = {0};
     bool snapped = m->reg->o.sync_always;
@@ -403,10 +432,15 @@ etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *
         return e->rc;
     }
     etd_rc rc;
-    if (et_module_load_state_dict(m->net, d) != ET_OK)
+    if (et_module_load_state_dict(m->net, d) != ET_OK) {
         rc = etd_fail(e, ETD_EINVAL, "parameters: %s", et_errmsg());
-    else
+    } else {
+        etd_guard_recheck(m);
         rc = etd_model_commit(m, snapped ? &snap : NULL, e);
+        etd_err ge;
+        if (rc == ETD_OK && etd_guard_keep(m, &ge) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
+    }
     etd_ts_free(&snap);
     etd_model_unlock(m);
     return rc;

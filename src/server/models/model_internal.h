@@ -14,6 +14,8 @@
 #include "server/models/spec.h"
 
 typedef struct etd_train_state etd_train_state;
+typedef struct etd_events etd_events;
+typedef struct etd_ring etd_ring;
 
 /* The per-model lock (model_lock.c): a read/write lock that is not tied to
  * a thread, so the transport's pool can take it for a job without waiting. */
@@ -44,6 +46,15 @@ typedef struct etd_ts_scalars {
     int64_t optim_steps;        /* et_optim_steps */
     int64_t sched_epoch;        /* scheduler last_epoch (with a scheduler) */
     double sched_lr;            /* scheduler last lr */
+    /* the divergence guard (guard.c): counters of the model's own */
+    int nonfinite;              /* etd_nf_policy */
+    bool diverged;              /* a parameter is not finite */
+    int64_t nf_count;           /* non-finite batches and steps seen */
+    int64_t nf_step;            /* the model's step at the last one */
+    double nf_time;             /* its time (Unix seconds) */
+    int nf_action;              /* etd_nf_action: what was done about it */
+    char nf_source[ETD_NF_SOURCE];
+    char nf_reason[ETD_NF_REASON];
 } etd_ts_scalars;
 
 struct etd_model {
@@ -66,12 +77,32 @@ struct etd_model {
     et_tensor **params;          /* borrowed from net */
 
     etd_ts_scalars ts;           /* counters live; mirrors unused here */
+    /* the rollback policy's image of the last finite state (guard.c) */
+    etd_train_state *guard_img;
 
     etd_model_summary pub;       /* published copy for readers that must not wait */
     int64_t *h_step;             /* loss history, under pub_mu */
     float *h_loss;
     size_t h_len, h_cap;
+    etd_val_entry *v;            /* validation history, under pub_mu */
+    size_t v_len, v_cap;
+
+    /* jobs (jobs.c), under pub_mu */
+    etd_job_info *jobs;          /* records, oldest first (at most ETD_JOB_RECORDS) */
+    int njobs, jobs_cap;
+    int64_t next_job;            /* the next job's id (persisted: ids are never reused) */
+    struct etd_job *active;      /* the queued or running job, or NULL */
+    pthread_cond_t job_cv;       /* a record reached a final state */
+
+    /* events (events.c) */
+    etd_ring *ev_ring;           /* this model's events (hub mutex) */
+    struct { int64_t step; float loss; } *ev_steps; /* steps not yet published (pub_mu) */
+    int ev_nsteps;
+    double ev_last, ev_lr;       /* time of the last step event; the last lr */
+    int64_t ev_job;              /* the job the buffered steps are from (0: none) */
 };
+
+#define ETD_JOB_RECORDS 100
 
 typedef struct etd_slot {
     etd_model *m;
@@ -92,7 +123,55 @@ struct etd_registry {
     int lock_fd;                 /* the data dir's lock file (flock'ed), or -1 */
     _Atomic(const etd_release_hook *) on_release; /* a model lock became free */
     atomic_int hook_calls;       /* calls of on_release running */
+
+    etd_events *events;          /* the event hub (events.c) */
+
+    /* the job pool (jobs.c) */
+    pthread_mutex_t job_mu;      /* the queue, counts, stopping */
+    pthread_cond_t job_cv;
+    struct etd_job *queue_head, *queue_tail;
+    int jobs_live;               /* queued + running */
+    pthread_t *workers;
+    int nworkers;
+    bool jobs_stopping;
 };
+
+/* References to every live model (registry.c; unref each, free the array). */
+etd_model **etd_registry_models(etd_registry *r, int *n);
+
+/* ---- events.c ---- */
+
+/* The hub: a ring of cap events for all models (cap/4, at least 64, per
+ * model), step events coalesced per interval seconds (<= 0: one per step). */
+etd_events *etd_events_new(etd_registry *r, size_t cap, double interval);
+void etd_events_free(etd_events *h);
+/* The flusher thread (steps buffered by models that stopped training). */
+void etd_events_start(etd_events *h);
+void etd_events_stop(etd_events *h);
+etd_ring *etd_events_model_ring(etd_events *h);
+void etd_events_model_ring_free(etd_ring *r);
+/* Publish one event of m: data are the JSON members after "model" (no
+ * braces; NULL: none).  Never waits for a reader. */
+void etd_events_publish(etd_model *m, int type, const char *data);
+/* A step taken (job: its job, 0: none): buffered, published as one "step"
+ * event per interval. */
+void etd_events_step(etd_model *m, int64_t step, float loss, double lr, int64_t job);
+/* Publish m's buffered steps now (before an event that must follow them). */
+void etd_events_flush(etd_model *m);
+/* Rate limit for progress events: true (and *last = now) once per interval. */
+bool etd_events_due(etd_model *m, double *last);
+
+/* ---- jobs.c ---- */
+
+/* Start the worker threads (after loading) / interrupt every job and join
+ * them (before the last saves). */
+void etd_jobs_start(etd_registry *r);
+void etd_jobs_stop(etd_registry *r);
+/* ETD_ESTATE if the model has a job queued or running (for the training
+ * calls, under the model's write lock). */
+etd_rc etd_model_job_busy(etd_model *m, etd_err *e);
+/* The model is being deleted: its job stops as cancelled. */
+void etd_model_jobs_abandon(etd_model *m);
 
 /* ---- model.c ---- */
 
@@ -105,6 +184,8 @@ void etd_model_destroy(etd_model *m);
 void etd_model_publish(etd_model *m);
 /* Append one [step, loss] entry (the oldest half goes past --max-history). */
 void etd_model_history_add(etd_model *m, int64_t step, float loss);
+/* Append one validation entry (evaluate.c; the same bound). */
+void etd_model_validation_add(etd_model *m, const etd_val_entry *v);
 /* Write the model's file now; the caller holds its lock (shared is enough).
  * On failure the previous file is left as it was, unless *replaced (may be
  * NULL) says the new one took its place but the directory's fsync failed. */
@@ -120,6 +201,9 @@ etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e);
 /* The same without the deleted check (saves, delete itself). */
 void etd_model_lock_any(etd_model *m, bool write);
 void etd_model_unlock(etd_model *m);
+/* The write lock for a training call: also ETD_ESTATE while the model has a
+ * job queued or running (the job's own steps take the plain write lock). */
+etd_rc etd_model_lock_train(etd_model *m, etd_err *e);
 /* After a change under the write lock: persist it now (--sync always) or
  * mark the model for the saver.  A failed synchronous save puts the model
  * back to snap (may be NULL) -- the state its file still holds -- so the
@@ -129,6 +213,64 @@ etd_rc etd_model_commit(etd_model *m, const etd_train_state *snap, etd_err *e);
  * none; call outside any tensor pool. */
 etd_rc etd_model_copy_tensors(etd_model *m, bool grad, etd_tensors *out, etd_err *e);
 
+/* ---- train.c: what train calls and jobs share ---- */
+
+/* Check a train call's data and plan: total steps of `epochs` over x's rows
+ * in minibatches of batch_size (<= 0: all rows); ETD_EINVAL naming the field. */
+etd_rc etd_train_plan(const etd_model *m, const etd_array *x, const etd_array *y,
+                      int64_t epochs, int64_t batch_size, int64_t *total, etd_err *e);
+/* Targets the loss cannot take (a class index out of range in any row),
+ * found before anything runs: the output's shape from a forward of the
+ * first row, then the loss's own check over every target. */
+etd_rc etd_model_check_targets(etd_model *m, const etd_array *x, const etd_array *y,
+                               etd_err *e);
+/* An epoch's order of the n rows: 0..n-1, shuffled from the model's
+ * generator when asked (under the write lock). */
+void etd_train_permutation(etd_model *m, int64_t *perm, int64_t n, bool shuffle);
+
+typedef struct etd_minibatch_result {
+    float loss;               /* NaN when there was none */
+    double lr;                /* the lr the step used */
+    bool skipped;             /* the divergence guard applied nothing (or undid the step) */
+    char why[ETD_NF_REASON];
+} etd_minibatch_result;
+/* One minibatch under the write lock (rows idx[0..n) of x and y): zero the
+ * gradients, forward in training mode, loss, backward, the divergence guard
+ * (source names the caller in its events), optimizer and scheduler step,
+ * history, publish.  On an error the parameters, optimizer and counters
+ * are as before (the caller restores gradients and generator if it must). */
+etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
+                           const int64_t *idx, int64_t n, const char *source,
+                           etd_minibatch_result *r, etd_err *e);
+
+/* ---- guard.c: the divergence guard ---- */
+
+/* A non-finite loss: true + why ("loss is NaN", "loss is inf"). */
+bool etd_guard_loss_bad(float loss, char *why, size_t cap);
+/* Every parameter's .grad finite?  false + why naming the first that is
+ * not ("gradient of 0.weight is not finite (NaN)"). */
+bool etd_guard_grads_ok(const etd_model *m, char *why, size_t cap);
+/* Every parameter finite?  false + why naming the first that is not. */
+bool etd_guard_params_ok(const etd_model *m, char *why, size_t cap);
+/* Every float buffer (BatchNorm's running statistics, which a training-mode
+ * forward updates) finite?  false + why naming the first that is not. */
+bool etd_guard_buffers_ok(const etd_model *m, char *why, size_t cap);
+/* Count one non-finite event (source "batches", "step", "train", "job 3"),
+ * remember it as the last one and publish. */
+void etd_guard_note(etd_model *m, const char *source, const char *why, etd_nf_action a);
+/* The rollback policy's image: etd_guard_keep captures (or refreshes in
+ * place) the image of the model's state as it is now -- called after every
+ * finite step and whenever the state is set from outside; a no-op under
+ * the other policies.  etd_guard_restore puts the image back (the guard's
+ * own counters and the policy stay as they are); ETD_ESTATE without one.
+ * Both under the write lock, outside tensor pools. */
+etd_rc etd_guard_keep(etd_model *m, etd_err *e);
+etd_rc etd_guard_restore(etd_model *m, etd_err *e);
+/* Drop the image (policy changed, model freed). */
+void etd_guard_drop(etd_model *m);
+/* Recompute ts.diverged from the parameters (after they were set). */
+void etd_guard_recheck(etd_model *m);
+
 /* ---- train_state.c: the training state, listed once ---- */
 
 enum {
@@ -136,10 +278,11 @@ enum {
     ETD_TS_GRADS = 2,           /* accumulated gradients (while batches are pending) */
     ETD_TS_OPTIM = 4,           /* optimizer state tensors */
     ETD_TS_SCALARS = 8,         /* etd_ts_scalars: counters, generator, lr, scheduler */
-    ETD_TS_HISTORY = 16,        /* the loss history (a snapshot keeps its length) */
+    ETD_TS_HISTORY = 16,        /* the loss and validation history (a snapshot keeps lengths) */
     ETD_TS_BUFFERS = 32,        /* module buffers: BatchNorm's running statistics, which a
                                    training-mode forward changes */
-    ETD_TS_ALL = 63
+    ETD_TS_ALL = 63,
+    ETD_TS_JOBS = 64            /* the job records: in the file only, never rolled back */
 };
 
 /* An image of (parts of) a model's training state. */
@@ -148,10 +291,15 @@ struct etd_train_state {
     etd_ts_scalars s;
     et_tensor_dict *tensors;     /* "param.<name>", "grad.<name>", "optim.<slot>",
                                     "buffer.<name>" */
-    size_t hlen;                 /* history entries at capture */
+    size_t hlen, vlen;           /* loss and validation history entries at capture */
     int64_t *h_step;             /* the entries (from a file) */
     float *h_loss;
     size_t h_n;
+    etd_val_entry *v;            /* the validation entries (from a file) */
+    size_t v_n;
+    etd_job_info *jobs;          /* the job records (from a file) */
+    int njobs;
+    int64_t next_job;
 };
 
 /* Capture `parts` of m's state (the caller holds m's lock).  copy: the
@@ -159,6 +307,10 @@ struct etd_train_state {
  * the live ones (to encode at once).  ETD_ENOMEM on failure. */
 etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *st,
                       etd_err *e);
+/* Refresh a copy snapshot st in place from m's state as it is now: the
+ * tensors are copied into st's own (no allocation).  false (st partly
+ * refreshed: recapture it) when m's set of tensors is not st's any more. */
+bool etd_ts_refresh(etd_model *m, etd_train_state *st);
 /* Put st's parts back into m (the caller holds m's write lock): every
  * tensor's name and shape is checked before anything changes. */
 etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e);

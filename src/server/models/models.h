@@ -49,6 +49,10 @@ typedef struct etd_registry_opts {
     int64_t max_steps;        /* optimizer steps per train call */
     size_t max_history;       /* loss-history entries kept per model */
     double max_train_seconds; /* a train call stops between two steps after this; <= 0: none */
+    int job_threads;          /* threads running training jobs (--job-threads) */
+    size_t event_buffer;      /* events kept for /v1/events (--event-buffer; per model: 1/4) */
+    double event_interval;    /* seconds between a model's coalesced step events */
+    int max_jobs;             /* jobs queued or running at once, all models (--max-jobs) */
 } etd_registry_opts;
 
 /* ---- the registry ---- */
@@ -65,6 +69,9 @@ void etd_registry_free(etd_registry *r);
 void etd_registry_load_all(etd_registry *r);
 /* Save every changed model now; returns the number of failures. */
 int etd_registry_save_all(etd_registry *r);
+/* Stop every training job between two steps, as "interrupted" (shutdown;
+ * also done by etd_registry_free).  No job is accepted afterwards. */
+void etd_registry_stop_jobs(etd_registry *r);
 /* Number of live models (deleted ones excluded). */
 int etd_registry_count(etd_registry *r);
 /* h->fn(h->arg) is called whenever a model's lock becomes free (from the
@@ -109,6 +116,42 @@ int etd_spec_type_count(etd_type_family f);
 /* The i-th type's name (the torch class name) and its fields in constructor
  * order (*fields NULL-terminated, or NULL for none); NULL past the end. */
 const char *etd_spec_type(etd_type_family f, int i, const char *const **fields);
+/* ---- the divergence guard ----
+ * A batch whose loss, gradients or running statistics (buffers) are not
+ * finite, under the model's policy:
+ *   skip      (default, as torch's GradScaler) it is not applied: a pushed
+ *             batch adds no gradient, a train minibatch or a step takes no
+ *             optimizer/scheduler step (the forward ran: dropout draws stay
+ *             drawn);
+ *   rollback  the model goes back to its image of the last finite state
+ *             (refreshed after every finite step, and when the state is set
+ *             by define, load, PATCH or PUT parameters): parameters,
+ *             optimizer and scheduler state, generator, counters, history;
+ *             batches pushed since are discarded.  A step that leaves a
+ *             parameter non-finite (finite gradients, too large an lr) is
+ *             undone the same way;
+ *   allow     everything is applied; a model whose parameters went
+ *             non-finite reads "status": "diverged".
+ * Every such event is counted, the last one kept, under every policy. */
+typedef enum etd_nf_policy { ETD_NF_SKIP, ETD_NF_ROLLBACK, ETD_NF_ALLOW } etd_nf_policy;
+/* "skip", "rollback", "allow" (NULL-terminated, by etd_nf_policy) */
+extern const char *const etd_nf_policy_names[];
+typedef enum etd_nf_action { ETD_NF_SKIPPED, ETD_NF_ROLLED_BACK, ETD_NF_APPLIED } etd_nf_action;
+/* "skipped", "rolled_back", "applied" */
+extern const char *const etd_nf_action_names[];
+#define ETD_NF_SOURCE 24
+#define ETD_NF_REASON 160
+
+typedef struct etd_nf_summary {
+    int policy;               /* etd_nf_policy */
+    bool diverged;            /* a parameter is not finite */
+    int64_t count;            /* events so far */
+    int64_t step;             /* the last one: the model's step then, */
+    double time;              /* its Unix time, */
+    int action;               /* etd_nf_action, */
+    char source[ETD_NF_SOURCE];   /* "batches", "step", "train", "job 3", */
+    char reason[ETD_NF_REASON];   /* "loss is NaN" */
+} etd_nf_summary;
 
 /* ---- holding a model's lock for a job (the transport's worker pool) ---- */
 
@@ -132,6 +175,7 @@ typedef struct etd_model_summary {
     bool has_loss;
     float loss;
     double lr;                /* the next step's */
+    etd_nf_summary nf;
 } etd_model_summary;
 
 /* References to every live model with its summary, in definition order;
@@ -205,6 +249,8 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
 typedef struct etd_batch_result {
     float loss;
     int64_t pending;          /* batches pending after this one */
+    bool skipped;             /* the divergence guard did not apply it */
+    char why[ETD_NF_REASON];  /* ... because (the guard's reason) */
 } etd_batch_result;
 etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y,
                             etd_batch_result *r, etd_err *e);
@@ -215,6 +261,8 @@ typedef struct etd_step_result {
     int64_t step;             /* after this one */
     double lr, next_lr;       /* used by this step; after the scheduler stepped */
     float loss;               /* the mean loss of the batches it consumed */
+    bool skipped;             /* the divergence guard took no step (or undid it) */
+    char why[ETD_NF_REASON];
 } etd_step_result;
 etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e);
 
@@ -242,10 +290,13 @@ typedef enum etd_train_stop {
 typedef struct etd_train_result {
     int64_t step;             /* after the call */
     double lr;                /* of the last step */
-    int64_t n;                /* steps taken */
-    int64_t total;            /* steps asked for */
+    int64_t n;                /* minibatches run */
+    int64_t total;            /* minibatches asked for */
     etd_train_stop stopped;
-    float *losses;            /* one per step (malloc'ed: etd_train_result_free) */
+    float *losses;            /* one per minibatch, NaN where not finite (malloc'ed:
+                                 etd_train_result_free) */
+    int64_t skipped;          /* minibatches the divergence guard did not apply */
+    char why[ETD_NF_REASON];  /* the last one's reason */
 } etd_train_result;
 /* epochs x minibatches of (x, y), zero grad, forward, loss, backward and
  * one optimizer step each.  A failing minibatch rolls everything back; a
@@ -287,6 +338,161 @@ typedef struct etd_history {
 } etd_history;
 etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_err *e);
 void etd_history_free(etd_history *h);
+
+/* ---- evaluation (evaluate.c) ---- */
+
+typedef enum etd_metric {
+    ETD_M_LOSS, ETD_M_ACCURACY, ETD_M_TOPK, ETD_M_MAE, ETD_M_MSE, ETD_M_RMSE, ETD_M_R2,
+    ETD_M_COUNT
+} etd_metric;
+/* "loss", "accuracy", "top_k_accuracy", "mae", "mse", "rmse", "r2" (NULL-terminated) */
+extern const char *const etd_metric_names[];
+
+typedef struct etd_eval_opts {
+    unsigned metrics;         /* a bit per etd_metric; 0: the defaults of the model's loss */
+    int64_t k;                /* top_k_accuracy's k (<= 0: 2, as sklearn) */
+} etd_eval_opts;
+
+typedef struct etd_eval_result {
+    int64_t step;             /* the model's step when measured */
+    int64_t rows;
+    unsigned metrics;         /* the ones computed */
+    int64_t k;
+    double value[ETD_M_COUNT];/* NaN where undefined or not finite (JSON null) */
+} etd_eval_result;
+
+/* The metrics the model's loss implies: loss, plus accuracy for
+ * classification losses, mae/mse/rmse/r2 for regression losses. */
+unsigned etd_model_default_metrics(const etd_model *m);
+/* Forward (x) in eval mode without gradients, the loss and metrics against
+ * y; nothing of the model changes.  ETD_EINVAL naming the field for
+ * targets a metric cannot take. */
+etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
+                          const etd_eval_opts *o, etd_eval_result *r, etd_err *e);
+
+/* {"loss":..,"accuracy":..} of the metrics measured (NaN as null; the loss
+ * as the float32 it is). */
+void etd_write_metrics(etd_buf *out, unsigned metrics, const double *value);
+
+/* The validation history: evaluations recorded by jobs, next to the loss
+ * history (persisted with it, bounded by --max-history the same way). */
+typedef struct etd_val_entry {
+    int64_t step;
+    int64_t job;              /* the job that measured it */
+    unsigned metrics;
+    int64_t k;
+    double value[ETD_M_COUNT];
+} etd_val_entry;
+typedef struct etd_val_history {
+    size_t n;
+    etd_val_entry *v;         /* malloc'ed: etd_val_history_free */
+} etd_val_history;
+/* Entries after step `since` (< 0: all), of one job (job <= 0: all). */
+etd_rc etd_model_validation_history(etd_model *m, int64_t since, int64_t job,
+                                    etd_val_history *h, etd_err *e);
+void etd_val_history_free(etd_val_history *h);
+
+/* ---- training jobs (jobs.c) ----
+ * A job is a train call run by the registry's worker threads: the request
+ * is answered at once (202) and the job is polled, listed and cancelled.
+ * A model has at most one job queued or running; while it has one, the
+ * other training calls (batches, step, train, PUT parameters) answer
+ * ETD_ESTATE.  A job takes the model's write lock once per minibatch, so
+ * predictions and evaluations run between its steps and always see the
+ * parameters of a whole step.  Unlike train, a job is not all-or-nothing:
+ * a cancel, a failure or a shutdown keeps the steps done (each committed as
+ * it was taken).  Job records are part of the model file; a job that was
+ * queued or running when the daemon stopped reads "interrupted". */
+typedef enum etd_job_state {
+    ETD_JOB_QUEUED, ETD_JOB_RUNNING, ETD_JOB_DONE, ETD_JOB_FAILED, ETD_JOB_CANCELLED,
+    ETD_JOB_INTERRUPTED
+} etd_job_state;
+/* "queued", "running", "done", "failed", "cancelled", "interrupted" */
+extern const char *const etd_job_state_names[];
+
+/* What a job is asked to do; the arrays are taken over by etd_job_submit
+ * (also on failure: they are freed and zeroed). */
+typedef struct etd_job_spec {
+    etd_array x, y;
+    int64_t epochs, batch_size;
+    bool shuffle;
+    bool validate;            /* vx, vy and metrics given */
+    etd_array vx, vy;
+    etd_eval_opts metrics;
+    int64_t eval_every;       /* steps between evaluations; <= 0: once per epoch */
+} etd_job_spec;
+
+#define ETD_JOB_ERRCAP 512
+
+typedef struct etd_job_info {
+    int64_t id;               /* per model, from 1, never reused */
+    int state;                /* etd_job_state */
+    int64_t steps_done, steps_total;
+    int64_t epoch, epochs;    /* the epoch running (1-based) */
+    int64_t batch_size, rows;
+    bool shuffle;
+    bool has_loss;
+    float loss;               /* the last minibatch's */
+    double lr;                /* the lr of the last step */
+    int64_t skipped;          /* minibatches the divergence guard did not apply */
+    int64_t start_step;       /* the model's step when the job started */
+    double created, started, finished;  /* Unix seconds; 0: not yet */
+    bool validate;
+    int64_t val_rows, eval_every, evaluations;
+    unsigned metrics;         /* what the evaluations measure */
+    int64_t k;
+    char error[ETD_JOB_ERRCAP];
+} etd_job_info;
+
+/* Queue a job (202): *info is its record.  ETD_EINVAL (data, named like
+ * train's fields; "validation.inputs: ..."), ETD_ESTATE (the model has a job
+ * already), ETD_EFULL (--max-jobs reached). */
+etd_rc etd_job_submit(etd_model *m, etd_job_spec *s, etd_job_info *info, etd_err *e);
+/* A job's record; ETD_ENOTFOUND. */
+etd_rc etd_job_get(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
+/* Every record of the model, oldest first (*list malloc'ed: free it). */
+etd_rc etd_job_list(etd_model *m, etd_job_info **list, int *n, etd_err *e);
+/* Cancel a job: a queued one at once, a running one between two steps
+ * (waits for it to stop).  A job already over is left as it is (its record
+ * returned: cancelling is idempotent).  ETD_ENOTFOUND. */
+etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
+
+/* ---- event streams (events.c) ----
+ * What happens to the models as events, for text/event-stream readers:
+ * bounded rings (one for all models, one per model) that producers append
+ * to without waiting, readers with cursors, resume after an event id. */
+typedef enum etd_event_type {
+    ETD_EV_STEP, ETD_EV_BATCH, ETD_EV_EVALUATION, ETD_EV_JOB, ETD_EV_NONFINITE, ETD_EV_HPARAMS,
+    ETD_EV_CREATED, ETD_EV_DELETED, ETD_EV_COUNT
+} etd_event_type;
+/* "step", "batch", "evaluation", "job", "nonfinite", "hparams", "created", "deleted" */
+extern const char *const etd_event_type_names[];
+
+typedef struct etd_event_sub etd_event_sub;
+typedef struct etd_sub_opts {
+    unsigned types;           /* a bit per etd_event_type; 0: all */
+    bool resume;              /* continue after last_id (Last-Event-ID) */
+    uint64_t last_id;
+    /* called (any thread, no lock of the models layer held, must not block)
+     * when an event arrives for a reader whose last read found none */
+    void (*wake)(void *arg);
+    void *wake_arg;
+} etd_sub_opts;
+/* A reader of model m's events (m NULL: every model's).  Without resume it
+ * gets what happens from now on; with it, every event after last_id still
+ * buffered -- and a "reset" event first when some are not (older than the
+ * buffer, or from an earlier run). */
+etd_rc etd_events_subscribe(etd_registry *r, etd_model *m, const etd_sub_opts *o,
+                            etd_event_sub **s, etd_err *e);
+typedef enum etd_ev_read { ETD_EV_MORE, ETD_EV_WAIT, ETD_EV_END } etd_ev_read;
+/* Append the next events (SSE records, about max bytes) to out: MORE (some
+ * written), WAIT (none yet: wake() comes), END (the last bytes are in out: the
+ * model was deleted, or this reader fell a whole buffer behind and was
+ * dropped -- a "dropped" event says so). */
+etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max);
+void etd_events_unsubscribe(etd_event_sub *s);
+/* The id of the newest event (0: none yet). */
+uint64_t etd_events_last_id(etd_registry *r);
 
 /* Write the model's file now (fsynced); *step: the step it holds. */
 etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e);

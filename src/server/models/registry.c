@@ -83,6 +83,8 @@ static etd_model **all_models(etd_registry *r, int *n)
     return v;
 }
 
+etd_model **etd_registry_models(etd_registry *r, int *n) { return all_models(r, n); }
+
 etd_rc etd_registry_list(etd_registry *r, etd_model_list *l, etd_err *e)
 {
     l->models = all_models(r, &l->n);
@@ -214,9 +216,23 @@ etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e)
     atomic_init(&r->hook_calls, 0);
     r->o = *o;
     r->o.data_dir = r->data_dir;
+    if (r->o.job_threads <= 0)
+        r->o.job_threads = 1;
+    if (r->o.max_jobs <= 0)
+        r->o.max_jobs = 64;
+    r->events = etd_events_new(r, r->o.event_buffer ? r->o.event_buffer : 4096,
+                               r->o.event_interval);
+    if (!r->events) {
+        free(r->data_dir);
+        free(r);
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        return NULL;
+    }
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->saver_mu, NULL);
     pthread_cond_init(&r->saver_cv, NULL);
+    pthread_mutex_init(&r->job_mu, NULL);
+    pthread_cond_init(&r->job_cv, NULL);
     return r;
 }
 
@@ -224,6 +240,8 @@ void etd_registry_free(etd_registry *r)
 {
     if (!r)
         return;
+    etd_jobs_stop(r); /* running jobs stop between two steps; saved below */
+    etd_events_stop(r->events);
     if (r->saver_started) {
         pthread_mutex_lock(&r->saver_mu);
         r->stopping = true;
@@ -235,9 +253,12 @@ void etd_registry_free(etd_registry *r)
     for (int i = 0; i < r->n; i++)
         etd_model_unref(r->slots[i].m);
     free(r->slots);
+    etd_events_free(r->events);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->saver_mu);
     pthread_cond_destroy(&r->saver_cv);
+    pthread_mutex_destroy(&r->job_mu);
+    pthread_cond_destroy(&r->job_cv);
     free(r->data_dir);
     if (r->lock_fd >= 0)
         close(r->lock_fd); /* releases the flock */
@@ -367,6 +388,9 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, 
     pthread_mutex_unlock(&r->mu);
     atomic_fetch_add(&m->refs, 1);
     *out = m;
+    char data[64];
+    snprintf(data, sizeof data, "\"parameters\":%lld", (long long)m->spec.param_count);
+    etd_events_publish(m, ETD_EV_CREATED, data);
     return ETD_OK;
 }
 
@@ -381,9 +405,12 @@ etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
     etd_model *m = r->slots[i].m;
     r->slots[i].deleting = true; /* the name stays reserved until the file is gone */
     pthread_mutex_unlock(&r->mu);
+    etd_model_jobs_abandon(m); /* its job stops at its next step */
 
     etd_model_lock_any(m, true); /* waits for running calls and saves */
     m->deleted = true;
+    etd_events_flush(m);
+    etd_events_publish(m, ETD_EV_DELETED, NULL);
     etd_err fe;
     if (etd_modelfile_remove(r->data_dir, m->name, &fe) != ETD_OK)
         fprintf(stderr, "easytorchd: deleting model %s: %s\n", m->name, fe.msg);
@@ -428,7 +455,10 @@ static void load_file(etd_registry *r, const char *file)
     }
     m = etd_model_build(r, name, &spec, spec_json, seed, &e);
     if (!m || etd_ts_from_file(m, d, meta, &st, &e) != ETD_OK ||
-        etd_ts_apply(m, &st, &e) != ETD_OK || insert(r, m, false, &e) != ETD_OK)
+        etd_ts_apply(m, &st, &e) != ETD_OK)
+        goto bad;
+    etd_guard_recheck(m);
+    if (etd_guard_keep(m, &e) != ETD_OK || insert(r, m, false, &e) != ETD_OK)
         goto bad;
     fprintf(stderr, "easytorchd: loaded model %s (step %lld)\n", m->name, (long long)m->ts.step);
     m = NULL;
@@ -484,4 +514,6 @@ void etd_registry_load_all(etd_registry *r)
         if (pthread_create(&r->saver, NULL, saver_main, r) == 0)
             r->saver_started = true;
     }
+    etd_jobs_start(r);
+    etd_events_start(r->events);
 }

@@ -23,8 +23,8 @@ bool etd_field_fail(const etd_obj *o, const char *key, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (key)
-        etd_fail(o->e, ETD_EINVAL, "%s.%s: %s", o->path, key, msg);
+    if (key) /* a top-level field has no path: "nonfinite: ..." */
+        etd_fail(o->e, ETD_EINVAL, "%s%s%s: %s", o->path, o->path[0] ? "." : "", key, msg);
     else
         etd_fail(o->e, ETD_EINVAL, "%s: %s", o->path, msg);
     return false;
@@ -429,7 +429,9 @@ static bool parse_batching(const cJSON *j, etd_spec *s, etd_err *e)
 bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err *e)
 {
     static const char *const top[] = {"name", "layers", "loss", "optimizer", "scheduler", "seed",
-                                      "batching", NULL};
+                                      "batching", "nonfinite", NULL};
+    /* by etd_nf_policy (models.h; spec.h stays below it) */
+    static const char *const nonfinite[] = {"skip", "rollback", "allow", NULL};
     memset(s, 0, sizeof *s);
     if (!cJSON_IsObject(root))
         return etd_fail(e, ETD_EINVAL, "body: expected a JSON object"), false;
@@ -464,6 +466,10 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         s->seed = (uint64_t)v;
     }
     if (!parse_batching(cJSON_GetObjectItemCaseSensitive(root, "batching"), s, e))
+        goto bad;
+
+    etd_obj top_obj = {root, "", e};
+    if (!etd_field_choice(&top_obj, "nonfinite", nonfinite, 0, &s->nonfinite))
         goto bad;
     return true;
 bad:

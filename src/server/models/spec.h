@@ -217,6 +217,7 @@ typedef struct etd_spec {
     etd_sched_spec sched;
     bool has_seed;
     uint64_t seed;
+    int nonfinite;            /* the divergence guard's policy: etd_nf_policy (models.h) */
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
     char in_field[48];        /* the field that fixes it, for messages */
     int64_t out_features;     /* the output's last dimension if known, else -1 */

@@ -3,6 +3,7 @@
  * model's lock, opens one tensor pool per forward/backward and, where it
  * changes the model, rolls back to a snapshot (train_state.c) when it fails
  * half-way. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,19 @@ static et_tensor *train_loss(etd_model *m, et_tensor *xt, et_tensor *yt, etd_err
 
 /* ---------------------------------------------------------------- forward, batches, step */
 
+/* The "batch" event of a pushed batch. */
+static void batch_event(etd_model *m, const etd_batch_result *r)
+{
+    char d[ETD_NF_REASON + 128];
+    char loss[32];
+    etd_fmt_float(loss, r->loss);
+    int n = snprintf(d, sizeof d, "\"loss\":%s,\"pending_batches\":%lld", loss,
+                     (long long)r->pending);
+    if (r->skipped && n > 0 && (size_t)n < sizeof d)
+        snprintf(d + n, sizeof d - (size_t)n, ",\"skipped\":true");
+    etd_events_publish(m, ETD_EV_BATCH, d);
+}
+
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e)
 {
     *y = NULL;
@@ -140,7 +154,8 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
 etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y,
                             etd_batch_result *r, etd_err *e)
 {
-    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
+    memset(r, 0, sizeof *r);
+    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     /* a failed backward or save puts the gradients, counters and running
      * statistics (a training-mode forward updates them) back */
@@ -150,6 +165,8 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         etd_model_unlock(m);
         return e->rc;
     }
+    int policy = m->ts.nonfinite;
+    bool bad = false;
     et_pool_begin();
     et_module_train(m->net, true);
     et_tensor *xt = array_tensor(x, m->spec.input_dtype), *loss = NULL;
@@ -158,25 +175,58 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         lib_fail(e, xt ? "targets" : "inputs");
     else
         loss = train_loss(m, xt, yt, e);
-    if (loss && et_backward(loss, NULL) != ET_OK) {
+    float lv = loss ? et_item(loss) : 0;
+    /* a non-finite loss is not backpropagated unless the policy says allow */
+    if (loss && etd_guard_loss_bad(lv, r->why, sizeof r->why))
+        bad = true;
+    if (loss && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
         lib_fail(e, "backward");
         loss = NULL;
     }
+    bool have_loss = loss != NULL;
     et_module_train(m->net, false);
-    float lv = loss ? et_item(loss) : 0;
     et_pool_end();
+    if (have_loss && !bad && (!etd_guard_grads_ok(m, r->why, sizeof r->why) ||
+                              !etd_guard_buffers_ok(m, r->why, sizeof r->why)))
+        bad = true;
     etd_rc rc = e->rc;
-    if (!loss) {
+    if (!have_loss) {
         etd_err re;
         if (etd_ts_apply(m, &snap, &re) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
+    } else if (bad && policy != ETD_NF_ALLOW) {
+        /* not applied: skip puts the gradients and running statistics back
+         * (the dropout draws stay drawn, as after any forward); rollback goes
+         * back to the last finite state, discarding the batches pending since */
+        etd_err re;
+        etd_nf_action a = ETD_NF_SKIPPED;
+        if (policy == ETD_NF_ROLLBACK && etd_guard_restore(m, &re) == ETD_OK) {
+            a = ETD_NF_ROLLED_BACK;
+        } else {
+            unsigned parts = snap.parts;
+            snap.parts = ETD_TS_GRADS | ETD_TS_BUFFERS;
+            if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+                fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
+            snap.parts = parts;
+        }
+        etd_guard_note(m, "batches", r->why, a);
+        rc = etd_model_commit(m, &snap, e);
+        r->loss = lv;
+        r->pending = m->ts.pending;
+        r->skipped = true;
+        batch_event(m, r);
     } else {
+        if (bad) /* allow: counted, applied */
+            etd_guard_note(m, "batches", r->why, ETD_NF_APPLIED);
         m->ts.pending++;
         m->ts.pending_loss_sum += lv;
         m->ts.has_loss = true;
         m->ts.last_loss = lv;
         rc = etd_model_commit(m, &snap, e);
-        *r = (etd_batch_result){lv, m->ts.pending};
+        r->loss = lv;
+        r->pending = m->ts.pending;
+        if (rc == ETD_OK)
+            batch_event(m, r);
     }
     etd_ts_free(&snap);
     etd_model_unlock(m);
@@ -196,9 +246,36 @@ static bool do_step(etd_model *m, double *lr_used, etd_err *e)
     return true;
 }
 
+/* After a step (outside tensor pools): parameters that went non-finite are
+ * undone under rollback (true: the step no longer counts, why says so) and
+ * mark the model diverged otherwise.  noted: this call already counted an
+ * event (a non-finite gradient applied under allow), so it is not counted
+ * twice. */
+static bool step_undone(etd_model *m, const char *source, bool noted, char *why, size_t cap)
+{
+    char w[ETD_NF_REASON - 40]; /* room for " after step N" */
+    if (etd_guard_params_ok(m, w, sizeof w)) {
+        m->ts.diverged = false;
+        return false;
+    }
+    etd_err re;
+    if (m->ts.nonfinite == ETD_NF_ROLLBACK && etd_guard_restore(m, &re) == ETD_OK) {
+        snprintf(why, cap, "%s after step %lld", w, (long long)m->ts.step + 1);
+        etd_guard_note(m, source, why, ETD_NF_ROLLED_BACK);
+        return true;
+    }
+    m->ts.diverged = true;
+    if (!noted) {
+        snprintf(why, cap, "%s after step %lld", w, (long long)m->ts.step);
+        etd_guard_note(m, source, why, ETD_NF_APPLIED);
+    }
+    return false;
+}
+
 etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
 {
-    if (etd_model_lock(m, true, e) != ETD_OK)
+    memset(r, 0, sizeof *r);
+    if (etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     if (m->ts.pending == 0) {
         etd_model_unlock(m);
@@ -211,18 +288,53 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
         etd_model_unlock(m);
         return e->rc;
     }
-    double lr;
-    et_pool_begin();
-    bool ok = do_step(m, &lr, e);
-    et_pool_end();
-    etd_rc rc = ok ? ETD_OK : e->rc == ETD_ENOMEM ? ETD_ENOMEM : ETD_EINTERNAL;
+    float loss = (float)(m->ts.pending_loss_sum / (double)m->ts.pending);
+    double lr = et_optim_get_lr(m->opt);
+    etd_rc rc = ETD_OK;
+    int policy = m->ts.nonfinite;
+    bool ok = true, skipped = false, noted = false;
+    char why[ETD_NF_REASON] = "";
+    if (!etd_guard_grads_ok(m, why, sizeof why)) {
+        /* checked when pushed, but the sum of finite batches can overflow */
+        etd_err re;
+        noted = true;
+        if (policy == ETD_NF_ALLOW) {
+            etd_guard_note(m, "step", why, ETD_NF_APPLIED);
+        } else if (policy == ETD_NF_ROLLBACK && etd_guard_restore(m, &re) == ETD_OK) {
+            etd_guard_note(m, "step", why, ETD_NF_ROLLED_BACK);
+            skipped = true;
+        } else { /* skip: the pending batches go, no step */
+            for (int i = 0; i < m->nparams; i++)
+                et_set_grad(m->params[i], NULL);
+            m->ts.pending = 0;
+            m->ts.pending_loss_sum = 0;
+            etd_guard_note(m, "step", why, ETD_NF_SKIPPED);
+            skipped = true;
+        }
+    }
+    if (!skipped) {
+        et_pool_begin();
+        ok = do_step(m, &lr, e);
+        et_pool_end();
+        rc = ok ? ETD_OK : e->rc == ETD_ENOMEM ? ETD_ENOMEM : ETD_EINTERNAL;
+        if (ok) {
+            m->ts.pending = 0;
+            m->ts.pending_loss_sum = 0;
+            skipped = step_undone(m, "step", noted, why, sizeof why);
+            if (!skipped) {
+                etd_model_history_add(m, m->ts.step, loss);
+                etd_events_step(m, m->ts.step, loss, lr, 0);
+            }
+        }
+    }
     if (ok) {
-        float loss = (float)(m->ts.pending_loss_sum / (double)m->ts.pending);
-        m->ts.pending = 0;
-        m->ts.pending_loss_sum = 0;
-        etd_model_history_add(m, m->ts.step, loss);
         rc = etd_model_commit(m, snapped ? &snap : NULL, e);
-        *r = (etd_step_result){m->ts.step, lr, et_optim_get_lr(m->opt), loss};
+        etd_err ge;
+        if (etd_guard_keep(m, &ge) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
+        *r = (etd_step_result){m->ts.step, lr, et_optim_get_lr(m->opt), loss, skipped, ""};
+        if (skipped)
+            memcpy(r->why, why, sizeof why);
     } else {
         e->rc = rc;
     }
@@ -239,25 +351,91 @@ void etd_train_result_free(etd_train_result *r)
     memset(r, 0, sizeof *r);
 }
 
+etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
+                           const int64_t *idx, int64_t n, const char *source,
+                           etd_minibatch_result *r, etd_err *e)
+{
+    memset(r, 0, sizeof *r);
+    int policy = m->ts.nonfinite;
+    bool bad = false, ok = true, noted = false;
+    /* the running statistics a skipped minibatch's forward would leave behind */
+    etd_train_state bufs = {0};
+    if (policy != ETD_NF_ALLOW && et_module_num_buffers(m->net) > 0 &&
+        etd_ts_capture(m, ETD_TS_BUFFERS, true, &bufs, e) != ETD_OK)
+        return e->rc;
+    et_pool_begin();
+    et_module_train(m->net, true);
+    et_tensor *xb = gather_rows(x, idx, n, m->spec.input_dtype);
+    et_tensor *yb = xb ? gather_rows(y, idx, n, m->spec.target_dtype) : NULL;
+    et_optim_zero_grad(m->opt);
+    et_tensor *loss = NULL;
+    if (!xb || !yb)
+        lib_fail(e, xb ? "targets" : "inputs");
+    else
+        loss = train_loss(m, xb, yb, e);
+    r->loss = loss ? et_item(loss) : NAN;
+    r->lr = et_optim_get_lr(m->opt);
+    if (loss && etd_guard_loss_bad(r->loss, r->why, sizeof r->why))
+        bad = true;
+    if (loss && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
+        lib_fail(e, "backward");
+        loss = NULL;
+    }
+    if (loss && !bad && (!etd_guard_grads_ok(m, r->why, sizeof r->why) ||
+                         !etd_guard_buffers_ok(m, r->why, sizeof r->why)))
+        bad = true;
+    if (!loss) {
+        ok = false;
+    } else if (bad && policy == ETD_NF_ALLOW) {
+        noted = true;
+        etd_guard_note(m, source, r->why, ETD_NF_APPLIED);
+    }
+    if (ok && (!bad || policy == ETD_NF_ALLOW))
+        ok = do_step(m, &r->lr, e);
+    else if (ok)
+        et_optim_zero_grad(m->opt);
+    et_module_train(m->net, false);
+    et_pool_end();
+    if (!ok) {
+        etd_ts_free(&bufs);
+        return e->rc;
+    }
+    if (bad && policy != ETD_NF_ALLOW) {
+        /* not applied: skip leaves the model as it was before the
+         * minibatch; rollback goes back to the last finite state */
+        etd_err re;
+        etd_nf_action a = ETD_NF_SKIPPED;
+        if (policy == ETD_NF_ROLLBACK && etd_guard_restore(m, &re) == ETD_OK)
+            a = ETD_NF_ROLLED_BACK;
+        else if (bufs.parts && etd_ts_apply(m, &bufs, &re) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: %s\n", m->name, re.msg);
+        etd_guard_note(m, source, r->why, a);
+        r->skipped = true;
+    } else {
+        r->skipped = step_undone(m, source, noted, r->why, sizeof r->why);
+    }
+    if (!r->skipped) {
+        m->ts.has_loss = true;
+        m->ts.last_loss = r->loss;
+        etd_model_history_add(m, m->ts.step, r->loss);
+        etd_err ge;
+        if (etd_guard_keep(m, &ge) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
+    }
+    etd_ts_free(&bufs);
+    etd_model_publish(m);
+    return ETD_OK;
+}
+
 etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                        const etd_train_opts *o, etd_train_result *r, etd_err *e)
 {
     memset(r, 0, sizeof *r);
-    if (check_inputs(m, x, e) != ETD_OK)
+    int64_t total;
+    if (etd_train_plan(m, x, y, o->epochs, o->batch_size, &total, e) != ETD_OK)
         return e->rc;
-    if (y->ndim < 1 || y->shape[0] != x->shape[0])
-        return etd_fail(e, ETD_EINVAL, "targets: expected %lld rows (as many as inputs), got %lld",
-                        (long long)x->shape[0], (long long)(y->ndim ? y->shape[0] : 0));
     int64_t n = x->shape[0];
-    if (n == 0)
-        return etd_fail(e, ETD_EINVAL, "inputs: empty batch");
     int64_t bs = o->batch_size <= 0 || o->batch_size > n ? n : o->batch_size;
-    int64_t per_epoch = (n + bs - 1) / bs;
-    if (o->epochs > m->reg->o.max_steps / per_epoch)
-        return etd_fail(e, ETD_EINVAL, "epochs: %lld epochs of %lld steps exceed the limit of "
-                        "%lld steps per call (--max-steps)", (long long)o->epochs,
-                        (long long)per_epoch, (long long)m->reg->o.max_steps);
-    int64_t total = o->epochs * per_epoch;
     float *losses = malloc((size_t)(total ? total : 1) * sizeof(float));
     int64_t *perm = malloc((size_t)n * sizeof(int64_t));
     if (!losses || !perm) {
@@ -265,7 +443,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         free(perm);
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
-    if (etd_model_lock(m, true, e) != ETD_OK) {
+    if (etd_model_lock_train(m, e) != ETD_OK) {
         free(losses);
         free(perm);
         return e->rc;
@@ -278,14 +456,14 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         free(perm);
         return e->rc;
     }
-    int64_t k = 0;
-    double lr = 0;
+    int64_t k = 0, skipped = 0;
+    double lr = et_optim_get_lr(m->opt);
     bool ok = true;
+    char why[ETD_NF_REASON] = "";
     etd_train_stop stopped = ETD_TRAIN_DONE;
     double max_s = m->reg->o.max_train_seconds;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    et_module_train(m->net, true);
     for (int64_t ep = 0; ep < o->epochs && ok && !stopped; ep++) {
         for (int64_t b = 0; b < n && ok; b += bs) {
             /* between two steps: the model is consistent, as if the call had
@@ -300,48 +478,27 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                 stopped = ETD_TRAIN_TIME_LIMIT;
                 break;
             }
-            if (b == 0) {
-                for (int64_t i = 0; i < n; i++)
-                    perm[i] = i;
-                if (o->shuffle) /* Fisher-Yates from the model's generator */
-                    for (int64_t i = n - 1; i > 0; i--) {
-                        int64_t j = (int64_t)(et_generator_next(m->gen) % (uint64_t)(i + 1));
-                        int64_t t = perm[i];
-                        perm[i] = perm[j];
-                        perm[j] = t;
-                    }
-            }
+            if (b == 0)
+                etd_train_permutation(m, perm, n, o->shuffle);
             int64_t bn = n - b < bs ? n - b : bs;
-            et_pool_begin();
-            et_tensor *xb = gather_rows(x, perm + b, bn, m->spec.input_dtype);
-            et_tensor *yb = xb ? gather_rows(y, perm + b, bn, m->spec.target_dtype) : NULL;
-            et_optim_zero_grad(m->opt);
-            et_tensor *loss = NULL;
-            if (!xb || !yb)
-                lib_fail(e, xb ? "targets" : "inputs");
-            else
-                loss = train_loss(m, xb, yb, e);
-            if (loss && et_backward(loss, NULL) != ET_OK) {
-                lib_fail(e, "backward");
-                loss = NULL;
-            }
-            if (loss && do_step(m, &lr, e)) {
-                float lv = et_item(loss);
-                losses[k++] = lv;
-                m->ts.has_loss = true;
-                m->ts.last_loss = lv;
-                etd_model_history_add(m, m->ts.step, lv);
-                etd_model_publish(m);
-            } else {
+            etd_minibatch_result mr;
+            if (etd_train_minibatch(m, x, y, perm + b, bn, "train", &mr, e) != ETD_OK) {
                 /* say where, keep the field name first */
                 etd_err_append(e, " (epoch %lld, minibatch %lld; nothing was changed)",
                                (long long)ep + 1, (long long)(b / bs) + 1);
                 ok = false;
+                break;
             }
-            et_pool_end();
+            losses[k++] = mr.loss;
+            if (mr.skipped) {
+                skipped++;
+                memcpy(why, mr.why, sizeof why);
+            } else {
+                lr = mr.lr;
+                etd_events_step(m, m->ts.step, mr.loss, mr.lr, 0);
+            }
         }
     }
-    et_module_train(m->net, false);
     etd_rc rc = e->rc;
     if (ok && k == 0) {
         rc = ETD_OK; /* stopped before the first step: nothing changed */
@@ -362,14 +519,91 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         fprintf(stderr, "easytorchd: model %s: train stopped after %lld steps (of %lld asked) by "
                 "--max-train-seconds %g; the model keeps them\n", m->name, (long long)k,
                 (long long)total, max_s);
-    if (rc == ETD_OK)
-        *r = (etd_train_result){m->ts.step, lr, k, total, stopped, losses};
-    else
+    if (rc != ETD_OK) { /* the state is the one before the call: the image follows */
+        pthread_mutex_lock(&m->pub_mu); /* and the step events not yet sent go */
+        while (m->ev_nsteps && m->ev_steps[m->ev_nsteps - 1].step > snap.s.step)
+            m->ev_nsteps--;
+        pthread_mutex_unlock(&m->pub_mu);
+        etd_err ge;
+        if (etd_guard_keep(m, &ge) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
+    }
+    if (rc == ETD_OK) {
+        *r = (etd_train_result){m->ts.step, lr, k, total, stopped, losses, skipped, ""};
+        memcpy(r->why, why, sizeof why);
+    } else {
         free(losses);
+    }
     etd_ts_free(&snap);
     etd_model_unlock(m);
     free(perm);
     return rc;
+}
+
+etd_rc etd_train_plan(const etd_model *m, const etd_array *x, const etd_array *y,
+                      int64_t epochs, int64_t batch_size, int64_t *total, etd_err *e)
+{
+    if (check_inputs(m, x, e) != ETD_OK)
+        return e->rc;
+    if (y->ndim < 1 || y->shape[0] != x->shape[0])
+        return etd_fail(e, ETD_EINVAL, "targets: expected %lld rows (as many as inputs), got %lld",
+                        (long long)x->shape[0], (long long)(y->ndim ? y->shape[0] : 0));
+    int64_t n = x->shape[0];
+    if (n == 0)
+        return etd_fail(e, ETD_EINVAL, "inputs: empty batch");
+    int64_t bs = batch_size <= 0 || batch_size > n ? n : batch_size;
+    int64_t per_epoch = (n + bs - 1) / bs;
+    if (epochs > m->reg->o.max_steps / per_epoch)
+        return etd_fail(e, ETD_EINVAL, "epochs: %lld epochs of %lld steps exceed the limit of "
+                        "%lld steps per call (--max-steps)", (long long)epochs,
+                        (long long)per_epoch, (long long)m->reg->o.max_steps);
+    *total = epochs * per_epoch;
+    return ETD_OK;
+}
+
+etd_rc etd_model_check_targets(etd_model *m, const etd_array *x, const etd_array *y,
+                               etd_err *e)
+{
+    const etd_loss_type *t = m->spec.loss.type;
+    if (!t->check || x->ndim < 1 || x->shape[0] < 1)
+        return ETD_OK;
+    etd_array one = *x; /* the first row (borrowed) */
+    one.shape[0] = 1;
+    one.numel = x->numel / x->shape[0];
+    et_tensor *o1;
+    if (etd_model_forward(m, &one, &o1, e) != ETD_OK)
+        return e->rc;
+    int64_t shape[ET_MAX_DIMS];
+    int nd = et_ndim(o1);
+    memcpy(shape, et_shape(o1), (size_t)nd * sizeof *shape);
+    et_tensor_free(o1);
+    if (nd < 1)
+        return ETD_OK;
+    shape[0] = x->shape[0];
+    etd_rc rc = ETD_OK;
+    et_pool_begin();
+    et_tensor *zero = et_scalar(0.0f);
+    et_tensor *out = zero ? et_expand(zero, shape, nd) : NULL; /* no storage of its own */
+    et_tensor *yt = array_tensor(y, m->spec.target_dtype);
+    if (!out || !yt)
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+    else if (!t->check(&m->spec.loss, out, yt, e))
+        rc = e->rc;
+    et_pool_end();
+    return rc;
+}
+
+void etd_train_permutation(etd_model *m, int64_t *perm, int64_t n, bool shuffle)
+{
+    for (int64_t i = 0; i < n; i++)
+        perm[i] = i;
+    if (shuffle) /* Fisher-Yates from the model's generator */
+        for (int64_t i = n - 1; i > 0; i--) {
+            int64_t j = (int64_t)(et_generator_next(m->gen) % (uint64_t)(i + 1));
+            int64_t t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
 }
 
 void etd_probe_result_free(etd_probe_result *r)

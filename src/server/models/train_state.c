@@ -30,26 +30,41 @@
 
 /* ---------------------------------------------------------------- the scalars */
 
-typedef enum { F_I64, F_F64, F_F32, F_BOOL, F_GEN } field_kind;
-enum { NONNEG = 1, NULLABLE = 2, SCHED = 4 };
+typedef enum { F_I64, F_F64, F_F32, F_BOOL, F_GEN, F_ENUM, F_STR } field_kind;
+enum { NONNEG = 1, NULLABLE = 2, SCHED = 4, OPTIONAL = 8 };
 
 static const struct ts_field {
     const char *key;           /* in the file's metadata */
     field_kind kind;
     size_t off;                /* in etd_ts_scalars */
     unsigned flags;            /* NONNEG; NULLABLE: a non-finite float is written as null;
-                                  SCHED: only with a scheduler */
+                                  SCHED: only with a scheduler; OPTIONAL: a file without it
+                                  (written before the field existed) reads as zero */
+    const char *const *names;  /* F_ENUM: the names of the values (stored as an int) */
+    size_t size;               /* F_STR: the char array's size */
 } fields[] = {
-    {"generator", F_GEN, offsetof(etd_ts_scalars, gen), 0},
-    {"step", F_I64, offsetof(etd_ts_scalars, step), NONNEG},
-    {"pending_batches", F_I64, offsetof(etd_ts_scalars, pending), NONNEG},
-    {"pending_loss_sum", F_F64, offsetof(etd_ts_scalars, pending_loss_sum), NULLABLE},
-    {"has_loss", F_BOOL, offsetof(etd_ts_scalars, has_loss), 0},
-    {"loss", F_F32, offsetof(etd_ts_scalars, last_loss), NULLABLE},
-    {"lr", F_F64, offsetof(etd_ts_scalars, lr), 0},
-    {"optim_steps", F_I64, offsetof(etd_ts_scalars, optim_steps), NONNEG},
-    {"sched_last_epoch", F_I64, offsetof(etd_ts_scalars, sched_epoch), SCHED},
-    {"sched_last_lr", F_F64, offsetof(etd_ts_scalars, sched_lr), SCHED},
+    {"generator", F_GEN, offsetof(etd_ts_scalars, gen), 0, NULL, 0},
+    {"step", F_I64, offsetof(etd_ts_scalars, step), NONNEG, NULL, 0},
+    {"pending_batches", F_I64, offsetof(etd_ts_scalars, pending), NONNEG, NULL, 0},
+    {"pending_loss_sum", F_F64, offsetof(etd_ts_scalars, pending_loss_sum), NULLABLE, NULL, 0},
+    {"has_loss", F_BOOL, offsetof(etd_ts_scalars, has_loss), 0, NULL, 0},
+    {"loss", F_F32, offsetof(etd_ts_scalars, last_loss), NULLABLE, NULL, 0},
+    {"lr", F_F64, offsetof(etd_ts_scalars, lr), 0, NULL, 0},
+    {"optim_steps", F_I64, offsetof(etd_ts_scalars, optim_steps), NONNEG, NULL, 0},
+    {"sched_last_epoch", F_I64, offsetof(etd_ts_scalars, sched_epoch), SCHED, NULL, 0},
+    {"sched_last_lr", F_F64, offsetof(etd_ts_scalars, sched_lr), SCHED, NULL, 0},
+    /* the divergence guard (guard.c) */
+    {"nonfinite", F_ENUM, offsetof(etd_ts_scalars, nonfinite), OPTIONAL, etd_nf_policy_names, 0},
+    {"diverged", F_BOOL, offsetof(etd_ts_scalars, diverged), OPTIONAL, NULL, 0},
+    {"nonfinite_count", F_I64, offsetof(etd_ts_scalars, nf_count), NONNEG | OPTIONAL, NULL, 0},
+    {"nonfinite_step", F_I64, offsetof(etd_ts_scalars, nf_step), NONNEG | OPTIONAL, NULL, 0},
+    {"nonfinite_time", F_F64, offsetof(etd_ts_scalars, nf_time), OPTIONAL, NULL, 0},
+    {"nonfinite_action", F_ENUM, offsetof(etd_ts_scalars, nf_action), OPTIONAL,
+     etd_nf_action_names, 0},
+    {"nonfinite_source", F_STR, offsetof(etd_ts_scalars, nf_source), OPTIONAL, NULL,
+     sizeof(((etd_ts_scalars *)0)->nf_source)},
+    {"nonfinite_reason", F_STR, offsetof(etd_ts_scalars, nf_reason), OPTIONAL, NULL,
+     sizeof(((etd_ts_scalars *)0)->nf_reason)},
 };
 #define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -79,6 +94,14 @@ static bool apply_scalars(etd_model *m, const etd_ts_scalars *s, etd_err *e)
     m->ts.pending_loss_sum = s->pending_loss_sum;
     m->ts.has_loss = s->has_loss;
     m->ts.last_loss = s->last_loss;
+    m->ts.nonfinite = s->nonfinite;
+    m->ts.diverged = s->diverged;
+    m->ts.nf_count = s->nf_count;
+    m->ts.nf_step = s->nf_step;
+    m->ts.nf_time = s->nf_time;
+    m->ts.nf_action = s->nf_action;
+    memcpy(m->ts.nf_source, s->nf_source, sizeof s->nf_source);
+    memcpy(m->ts.nf_reason, s->nf_reason, sizeof s->nf_reason);
     return true;
 }
 
@@ -142,6 +165,7 @@ etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *
     if (parts & ETD_TS_HISTORY) {
         pthread_mutex_lock(&m->pub_mu);
         st->hlen = m->h_len;
+        st->vlen = m->v_len;
         pthread_mutex_unlock(&m->pub_mu);
     }
     if (!(parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_BUFFERS)))
@@ -155,11 +179,53 @@ etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *
     return ETD_OK;
 }
 
+typedef struct refresh_ctx {
+    et_tensor_dict *d;
+    int seen;
+} refresh_ctx;
+
+static bool refresh_tensor(void *arg, const char *key, et_tensor *t)
+{
+    refresh_ctx *c = arg;
+    et_tensor *dst = et_tensor_dict_get(c->d, key);
+    if (!dst || !et_same_shape(dst, t) || et_tensor_dtype(dst) != et_tensor_dtype(t))
+        return false;
+    et_tensor *src = et_is_contiguous(t) ? et_tensor_ref(t) : et_clone(t);
+    bool ok = src && (et_tensor_dtype(t) == ET_INT64
+                          ? et_copy_from_int64(dst, et_data_int64_const(src)) == ET_OK
+                          : et_copy_from(dst, et_data_const(src)) == ET_OK);
+    et_tensor_free(src);
+    c->seen += ok;
+    return ok;
+}
+
+bool etd_ts_refresh(etd_model *m, etd_train_state *st)
+{
+    unsigned tparts = st->parts & (ETD_TS_PARAMS | ETD_TS_GRADS | ETD_TS_OPTIM | ETD_TS_BUFFERS);
+    if (tparts) {
+        refresh_ctx c = {st->tensors, 0};
+        if (!c.d || !each_tensor(m, tparts, refresh_tensor, &c) ||
+            c.seen != et_tensor_dict_len(c.d))
+            return false;
+    }
+    if (st->parts & ETD_TS_SCALARS)
+        capture_scalars(m, &st->s);
+    if (st->parts & ETD_TS_HISTORY) {
+        pthread_mutex_lock(&m->pub_mu);
+        st->hlen = m->h_len;
+        st->vlen = m->v_len;
+        pthread_mutex_unlock(&m->pub_mu);
+    }
+    return true;
+}
+
 void etd_ts_free(etd_train_state *st)
 {
     et_tensor_dict_free(st->tensors);
     free(st->h_step);
     free(st->h_loss);
+    free(st->v);
+    free(st->jobs);
     memset(st, 0, sizeof *st);
 }
 
@@ -272,17 +338,31 @@ etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e)
         return e->rc;
     if ((st->parts & ETD_TS_SCALARS) && !apply_scalars(m, &st->s, e))
         return e->rc;
+    if ((st->parts & ETD_TS_JOBS) && st->jobs) { /* from a file */
+        pthread_mutex_lock(&m->pub_mu);
+        free(m->jobs);
+        m->jobs = st->jobs;
+        m->njobs = m->jobs_cap = st->njobs;
+        m->next_job = st->next_job;
+        ((etd_train_state *)st)->jobs = NULL; /* taken over */
+        pthread_mutex_unlock(&m->pub_mu);
+    }
     if (st->parts & ETD_TS_HISTORY) {
         if (st->h_step) { /* from a file: the entries */
             pthread_mutex_lock(&m->pub_mu);
             m->h_len = 0;
+            m->v_len = 0;
             pthread_mutex_unlock(&m->pub_mu);
             for (size_t i = 0; i < st->h_n; i++)
                 etd_model_history_add(m, st->h_step[i], st->h_loss[i]);
+            for (size_t i = 0; i < st->v_n; i++)
+                etd_model_validation_add(m, &st->v[i]);
         } else { /* a snapshot: what was added since goes */
             pthread_mutex_lock(&m->pub_mu);
             if (m->h_len > st->hlen)
                 m->h_len = st->hlen;
+            if (m->v_len > st->vlen)
+                m->v_len = st->vlen;
             pthread_mutex_unlock(&m->pub_mu);
         }
     }
@@ -318,6 +398,8 @@ static void write_field(etd_buf *b, const struct ts_field *f, const etd_ts_scala
     case F_F64: etd_json_double(b, *(const double *)p); break; /* null when not finite */
     case F_F32: etd_json_float(b, *(const float *)p); break;
     case F_BOOL: etd_buf_puts(b, *(const bool *)p ? "true" : "false"); break;
+    case F_ENUM: etd_json_str(b, f->names[*(const int *)p]); break;
+    case F_STR: etd_json_str(b, p); break;
     case F_GEN:
         for (int i = 0; i < 4; i++) {
             etd_buf_putc(b, i ? ',' : '[');
@@ -332,6 +414,8 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
 {
     char *p = (char *)s + f->off;
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(meta, f->key);
+    if (!j && (f->flags & OPTIONAL)) /* s is zeroed: the default */
+        return true;
     if ((f->flags & NULLABLE) && cJSON_IsNull(j)) {
         if (f->kind == F_F64)
             *(double *)p = NAN;
@@ -360,6 +444,18 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
         if (!cJSON_IsBool(j))
             return false;
         *(bool *)p = cJSON_IsTrue(j);
+        return true;
+    case F_ENUM:
+        for (int i = 0; cJSON_IsString(j) && f->names[i]; i++)
+            if (strcmp(f->names[i], j->valuestring) == 0) {
+                *(int *)p = i;
+                return true;
+            }
+        return false;
+    case F_STR:
+        if (!cJSON_IsString(j) || strlen(j->valuestring) >= f->size)
+            return false;
+        memcpy(p, j->valuestring, strlen(j->valuestring) + 1);
         return true;
     case F_GEN:
         if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != 4)
@@ -398,6 +494,125 @@ const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
     return d;
 }
 
+/* {"step":..,"job":..,"k":..,"loss":..,...}: the metrics measured, NaN as null */
+static void write_validation(etd_buf *b, const etd_val_entry *v, bool comma)
+{
+    etd_buf_puts(b, comma ? ",{\"step\":" : "{\"step\":");
+    etd_json_i64(b, v->step);
+    etd_buf_puts(b, ",\"job\":");
+    etd_json_i64(b, v->job);
+    etd_buf_puts(b, ",\"k\":");
+    etd_json_i64(b, v->k);
+    for (int i = 0; i < ETD_M_COUNT; i++)
+        if (v->metrics & 1u << i) {
+            etd_buf_printf(b, ",\"%s\":", etd_metric_names[i]);
+            etd_json_double(b, v->value[i]);
+        }
+    etd_buf_putc(b, '}');
+}
+
+static bool read_validation(const cJSON *j, etd_val_entry *v)
+{
+    memset(v, 0, sizeof *v);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(j, "job");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "k");
+    if (!cJSON_IsNumber(s) || !cJSON_IsNumber(job) || !cJSON_IsNumber(k))
+        return false;
+    v->step = (int64_t)s->valuedouble;
+    v->job = (int64_t)job->valuedouble;
+    v->k = (int64_t)k->valuedouble;
+    for (int i = 0; i < ETD_M_COUNT; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, etd_metric_names[i]);
+        v->value[i] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+        if (x)
+            v->metrics |= 1u << i;
+    }
+    return true;
+}
+
+/* A job record, every field of etd_job_info (times as Unix seconds, 0 = not yet). */
+static void write_job(etd_buf *b, const etd_job_info *j, bool comma)
+{
+    etd_buf_printf(b, "%s{\"id\":%lld,\"state\":", comma ? "," : "", (long long)j->id);
+    etd_json_str(b, etd_job_state_names[j->state]);
+    const struct { const char *k; int64_t v; } ints[] = {
+        {"steps_done", j->steps_done}, {"steps_total", j->steps_total}, {"epoch", j->epoch},
+        {"epochs", j->epochs}, {"batch_size", j->batch_size}, {"rows", j->rows},
+        {"skipped", j->skipped}, {"start_step", j->start_step}, {"val_rows", j->val_rows},
+        {"eval_every", j->eval_every}, {"evaluations", j->evaluations},
+        {"metrics", (int64_t)j->metrics}, {"k", j->k}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        etd_buf_printf(b, ",\"%s\":%lld", ints[i].k, (long long)ints[i].v);
+    etd_buf_printf(b, ",\"shuffle\":%s,\"has_loss\":%s,\"validate\":%s,\"loss\":",
+                   j->shuffle ? "true" : "false", j->has_loss ? "true" : "false",
+                   j->validate ? "true" : "false");
+    etd_json_float(b, j->has_loss ? j->loss : 0.0f);
+    const struct { const char *k; double v; } dbl[] = {
+        {"lr", j->lr}, {"created", j->created}, {"started", j->started},
+        {"finished", j->finished}};
+    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++) {
+        etd_buf_printf(b, ",\"%s\":", dbl[i].k);
+        etd_json_double(b, dbl[i].v);
+    }
+    etd_buf_puts(b, ",\"error\":");
+    etd_json_str(b, j->error);
+    etd_buf_putc(b, '}');
+}
+
+/* The inverse of write_job; false for a malformed record (skipped, reported). */
+static bool read_job(const cJSON *o, etd_job_info *j)
+{
+    memset(j, 0, sizeof *j);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(st) || !cJSON_IsString(err))
+        return false;
+    int s = 0;
+    while (etd_job_state_names[s] && strcmp(etd_job_state_names[s], st->valuestring))
+        s++;
+    if (!etd_job_state_names[s])
+        return false;
+    j->state = s;
+    snprintf(j->error, sizeof j->error, "%s", err->valuestring);
+    struct { const char *k; int64_t *v; } ints[] = {
+        {"id", &j->id}, {"steps_done", &j->steps_done}, {"steps_total", &j->steps_total},
+        {"epoch", &j->epoch}, {"epochs", &j->epochs}, {"batch_size", &j->batch_size},
+        {"rows", &j->rows}, {"skipped", &j->skipped}, {"start_step", &j->start_step},
+        {"val_rows", &j->val_rows}, {"eval_every", &j->eval_every},
+        {"evaluations", &j->evaluations}, {"k", &j->k}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, ints[i].k);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
+            return false;
+        *ints[i].v = (int64_t)v->valuedouble;
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "metrics");
+    if (!cJSON_IsNumber(mt) || mt->valuedouble < 0 || mt->valuedouble >= (1 << ETD_M_COUNT))
+        return false;
+    j->metrics = (unsigned)mt->valuedouble;
+    struct { const char *k; bool *v; } bools[] = {
+        {"shuffle", &j->shuffle}, {"has_loss", &j->has_loss}, {"validate", &j->validate}};
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, bools[i].k);
+        if (!cJSON_IsBool(v))
+            return false;
+        *bools[i].v = cJSON_IsTrue(v);
+    }
+    struct { const char *k; double *v; } dbl[] = {
+        {"lr", &j->lr}, {"created", &j->created}, {"started", &j->started},
+        {"finished", &j->finished}};
+    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, dbl[i].k);
+        *dbl[i].v = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    }
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss");
+    j->loss = cJSON_IsNumber(l) ? (float)l->valuedouble : NAN;
+    if (j->id < 1)
+        return false;
+    return true;
+}
+
 etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
 {
     etd_train_state st;
@@ -429,6 +644,14 @@ etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
         etd_json_float(&meta, m->h_loss[i]);
         etd_buf_putc(&meta, ']');
     }
+    etd_buf_puts(&meta, "],\"validation\":[");
+    for (size_t i = 0; i < m->v_len; i++)
+        write_validation(&meta, &m->v[i], i > 0);
+    etd_buf_puts(&meta, "],\"next_job\":");
+    etd_json_i64(&meta, m->next_job);
+    etd_buf_puts(&meta, ",\"jobs\":[");
+    for (int i = 0; i < m->njobs; i++)
+        write_job(&meta, &m->jobs[i], i > 0);
     pthread_mutex_unlock(&m->pub_mu);
     etd_buf_puts(&meta, "]}");
     etd_rc rc = ETD_OK;
@@ -490,6 +713,54 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
             continue;
         st->h_step[st->h_n] = (int64_t)s->valuedouble;
         st->h_loss[st->h_n++] = cJSON_IsNumber(l) ? (float)l->valuedouble : NAN;
+    }
+    /* the validation history (files written before it existed have none) */
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(meta, "validation");
+    if (val && !cJSON_IsArray(val)) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_EINVAL, "metadata: malformed validation history");
+    }
+    size_t nv = val ? (size_t)cJSON_GetArraySize(val) : 0;
+    if (!(st->v = malloc((nv ? nv : 1) * sizeof *st->v))) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    for (const cJSON *v = val ? val->child : NULL; v; v = v->next)
+        if (read_validation(v, &st->v[st->v_n]))
+            st->v_n++;
+    /* the job records (none in files written before jobs existed); a job the
+     * daemon was running when it stopped was interrupted */
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(meta, "jobs");
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(meta, "next_job");
+    if ((jobs && !cJSON_IsArray(jobs)) || (next && !cJSON_IsNumber(next))) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_EINVAL, "metadata: malformed job records");
+    }
+    int nj = jobs ? cJSON_GetArraySize(jobs) : 0;
+    st->parts |= ETD_TS_JOBS;
+    st->next_job = next ? (int64_t)next->valuedouble : 1;
+    if (!(st->jobs = calloc((size_t)(nj ? nj : 1), sizeof *st->jobs))) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    for (const cJSON *j = jobs ? jobs->child : NULL; j; j = j->next) {
+        etd_job_info *ji = &st->jobs[st->njobs];
+        if (!read_job(j, ji)) {
+            fprintf(stderr, "easytorchd: model %s: skipping a malformed job record\n", m->name);
+            continue;
+        }
+        if (ji->state == ETD_JOB_QUEUED || ji->state == ETD_JOB_RUNNING) {
+            bool ran = ji->state == ETD_JOB_RUNNING;
+            ji->state = ETD_JOB_INTERRUPTED;
+            snprintf(ji->error, sizeof ji->error, "interrupted: the daemon stopped %s%lld of "
+                     "%lld steps", ran ? "after " : "before it started (", (long long)ji->steps_done,
+                     (long long)ji->steps_total);
+            if (!ran)
+                snprintf(ji->error + strlen(ji->error), sizeof ji->error - strlen(ji->error), ")");
+        }
+        if (ji->id >= st->next_job)
+            st->next_job = ji->id + 1;
+        st->njobs++;
     }
     /* the tensors the model has slots for (references; the rest is ignored) */
     for (int i = 0; i < et_tensor_dict_len(dict); i++) {

@@ -291,6 +291,7 @@ void etd_exchange_prepare(etd_exchange *x)
     x->rq = (etd_request){
         .app = s->app, .host = &x->host, .method = x->method, .path = x->path,
         .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,
+        .id = x->cap.id,
         .query = x->query, .nquery = x->nquery,
         .headers = x->headers, .nheaders = x->nheaders, .body = x->body ? x->body : "",
         .body_len = x->len,

@@ -29,6 +29,9 @@ static bool match(const etd_route *r, const char *path, etd_captures *cap)
         } else if (pl == 9 && strncmp(p, "{version}", 9) == 0) {
             dst = cap->version;
             dcap = sizeof cap->version;
+        } else if (pl == 4 && strncmp(p, "{id}", 4) == 0) {
+            dst = cap->id;
+            dcap = sizeof cap->id;
         } else if (pl != ul || strncmp(p, u, pl) != 0) {
             return false;
         }
@@ -55,7 +58,7 @@ etd_match etd_route_match(const etd_route *routes, int n, const char *method, co
 {
     etd_match m = {.route = -1, .status = 404, .pattern = -1};
     for (int i = 0; i < n; i++) {
-        etd_captures c = {"", "", ""};
+        etd_captures c = {"", "", "", ""};
         if (!match(&routes[i], path, &c))
             continue;
         if (method_ok(routes[i].method, method)) {

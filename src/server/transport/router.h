@@ -11,6 +11,7 @@ typedef struct etd_captures {
     char name[72];              /* {name} */
     char asset[72];             /* {asset} */
     char version[72];           /* {version} */
+    char id[24];                /* {id}: a job id (the handler checks it is one) */
 } etd_captures;
 
 typedef struct etd_match {

@@ -1,0 +1,27 @@
+/* v1_eval.c - measuring a model: POST /v1/models/{name}/evaluate (docs/API.md). */
+#include "server/endpoints/common.h"
+#include "server/endpoints/handlers.h"
+
+void etd_h_evaluate(etd_call *c)
+{
+    static const char *const keys[] = {"inputs", "targets", "metrics", "k", NULL};
+    etd_eval_opts o;
+    if (!ep_inputs(c, keys, true) || !ep_metrics(c, c->doc.root, "", &o))
+        return;
+    etd_json_doc_free(&c->doc);
+    etd_eval_result r;
+    if (!ep_ok(c, etd_model_evaluate(c->m, &c->x, &c->y, &o, &r, &c->e)))
+        return;
+    etd_buf *out = &c->rs->body;
+    etd_buf_puts(out, "{\"step\":");
+    etd_json_i64(out, r.step);
+    etd_buf_puts(out, ",\"rows\":");
+    etd_json_i64(out, r.rows);
+    etd_buf_puts(out, ",\"metrics\":");
+    ep_write_metric_values(out, r.metrics, r.value);
+    if (r.metrics & 1u << ETD_M_TOPK) {
+        etd_buf_puts(out, ",\"k\":");
+        etd_json_i64(out, r.k);
+    }
+    etd_buf_putc(out, '}');
+}
