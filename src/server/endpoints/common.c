@@ -169,8 +169,41 @@ void etd_endpoint_run(const etd_route *route, const etd_request *rq, etd_respons
     etd_st_free(&c.st);
     etd_array_free(&c.x);
     etd_array_free(&c.y);
-    ep_encode_answer(&c);
+    if (!c.later) /* a deferred answer is finished by ep_later_done */
+        ep_encode_answer(&c);
     free(c.decoded);
+}
+
+bool ep_defer(etd_call *c, ep_later *l)
+{
+    const etd_host *h = c->rq->host;
+    if (!h->defer || !(l->d = h->defer(h->xarg)))
+        return false;
+    l->rq = *c->rq;
+    l->rq.body = ""; /* the body (maybe inflated into c->decoded) goes with the handler */
+    l->rq.body_len = 0;
+    l->route = c->route;
+    l->vary_accept = c->vary_accept;
+    c->later = true;
+    return true;
+}
+
+etd_call ep_later_call(ep_later *l)
+{
+    etd_call c;
+    memset(&c, 0, sizeof c);
+    c.rq = &l->rq;
+    c.rs = l->d->rs;
+    c.route = l->route;
+    c.vary_accept = l->vary_accept;
+    return c;
+}
+
+void ep_later_done(ep_later *l)
+{
+    etd_call c = ep_later_call(l);
+    ep_encode_answer(&c);
+    l->d->done(l->d);
 }
 
 /* ---------------------------------------------------------------- the steps */

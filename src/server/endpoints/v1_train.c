@@ -18,14 +18,77 @@ static const char *const xy_keys[] = {"inputs", "targets", NULL};
 bool etd_cheap_forward(etd_model *m, const etd_request *rq)
 {
     double max = rq->host->inline_macs;
-    if (max <= 0 || etd_model_batching(m))
+    if (max <= 0)
         return false;
+    if (etd_model_batching(m)) /* only the body is read here: the batch runs on a worker */
+        return rq->body_len <= 256 * 1024;
     etd_model_info in;
     etd_model_info_get(m, &in);
     if (in.in_features <= 0)
         return false;
     double rows = (double)rq->body_len / 2.0 / (double)in.in_features;
     return rows * (double)in.param_count <= max;
+}
+
+static void predict_answer(etd_call *c, etd_model *m, bool bin, et_tensor *y)
+{
+    if (bin) {
+        static const char *const names[] = {"outputs"};
+        ep_reply_st(c, names, &y, 1, NULL);
+    } else {
+        etd_buf_puts(&c->rs->body, "{\"outputs\":");
+        etd_json_tensor(&c->rs->body, y);
+        etd_model_info in;
+        etd_model_info_get(m, &in);
+        if (in.sum.nf.diverged) /* say why the outputs are null */
+            ep_write_status(&c->rs->body, &in.sum);
+        etd_buf_putc(&c->rs->body, '}');
+    }
+}
+
+/* A batching model's prediction waits for its dynamic batch
+ * (models/batcher.c) without a thread; the answer is written when the
+ * batch has run, with the rows this request gets alone. */
+typedef struct predict_later {
+    ep_later l;
+    etd_model *m;               /* a reference of its own */
+    bool bin;
+} predict_later;
+
+static void predict_done(void *arg, etd_rc rc, et_tensor *y, const char *msg)
+{
+    predict_later *p = arg;
+    etd_call c = ep_later_call(&p->l);
+    if (rc == ETD_OK)
+        predict_answer(&c, p->m, p->bin, y);
+    else
+        etd_response_error(c.rs, etd_rc_status(rc), "%s", msg ? msg : "batch failed");
+    et_tensor_free(y);
+    etd_model_unref(p->m);
+    ep_later_done(&p->l);
+    free(p);
+}
+
+/* Queue c->x for the model's next batch and answer later; false when the
+ * transport cannot wait (the caller then runs the forward itself: the same
+ * bits).  An error is answered here. */
+static bool predict_batched(etd_call *c, bool bin)
+{
+    if (etd_model_check_inputs(c->m, &c->x, &c->e) != ETD_OK) {
+        ep_ok(c, c->e.rc);
+        return true;
+    }
+    predict_later *p = calloc(1, sizeof *p);
+    if (!p || !ep_defer(c, &p->l)) {
+        free(p);
+        return false;
+    }
+    p->bin = bin;
+    p->m = etd_model_ref(c->m);
+    etd_err e = {0};
+    if (etd_model_forward_batched(c->m, &c->x, predict_done, p, &e) != ETD_OK)
+        predict_done(p, e.rc, NULL, e.msg);
+    return true;
 }
 
 void etd_h_predict(etd_call *c)
@@ -36,22 +99,13 @@ void etd_h_predict(etd_call *c)
         return;
     etd_json_doc_free(&c->doc); /* free the tree before the forward pass: it can be large */
     etd_st_free(&c->st);
+    if (etd_model_batching(c->m) && predict_batched(c, bin))
+        return;
     et_tensor *y = NULL;
     if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
         return;
     etd_array_free(&c->x);
-    if (bin) {
-        static const char *const names[] = {"outputs"};
-        ep_reply_st(c, names, &y, 1, NULL);
-    } else {
-        etd_buf_puts(&c->rs->body, "{\"outputs\":");
-        etd_json_tensor(&c->rs->body, y);
-        etd_model_info in;
-        etd_model_info_get(c->m, &in);
-        if (in.sum.nf.diverged) /* say why the outputs are null */
-            ep_write_status(&c->rs->body, &in.sum);
-        etd_buf_putc(&c->rs->body, '}');
-    }
+    predict_answer(c, c->m, bin, y);
     et_tensor_free(y);
 }
 

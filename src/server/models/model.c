@@ -33,6 +33,7 @@ void etd_model_destroy(etd_model *m)
     free(m->ev_steps);
     etd_events_model_ring_free(m->ev_ring);
     pthread_cond_destroy(&m->job_cv);
+    etd_batcher_free(m->batcher);
     etd_mlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
     free(m);
@@ -91,6 +92,11 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     m->ts.nonfinite = m->spec.nonfinite;
     if (etd_guard_keep(m, e) != ETD_OK)
         goto fail;
+    if (m->spec.max_batch_size > 0 &&
+        !(m->batcher = etd_batcher_new(m->spec.max_batch_size, m->spec.max_delay_us))) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
     etd_model_publish(m);
     return m;
 fail:
@@ -144,7 +150,8 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss)
 
 const char *etd_model_name(const etd_model *m) { return m->name; }
 
-bool etd_model_batching(const etd_model *m) { return m->spec.max_batch_size > 0; }
+bool etd_model_batching(const etd_model *m) { return m->batcher != NULL; }
+
 /* ---------------------------------------------------------------- versions */
 
 static const char *const versions[] = {"1"};
@@ -181,6 +188,12 @@ etd_rc etd_model_version(etd_model *m, const char *version, etd_model **out, etd
     }
     return etd_fail(e, ETD_ENOTFOUND, "model \"%s\" has no version \"%.40s\" (versions: %s)",
                     m->name, version, list);
+}
+
+etd_model *etd_model_ref(etd_model *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+    return m;
 }
 
 const char *etd_model_param_name(const etd_model *m, int i)

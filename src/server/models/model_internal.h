@@ -16,6 +16,7 @@
 typedef struct etd_train_state etd_train_state;
 typedef struct etd_events etd_events;
 typedef struct etd_ring etd_ring;
+typedef struct etd_batcher etd_batcher;
 
 /* The per-model lock (model_lock.c): a read/write lock that is not tied to
  * a thread, so the transport's pool can take it for a job without waiting. */
@@ -79,6 +80,7 @@ struct etd_model {
     etd_ts_scalars ts;           /* counters live; mirrors unused here */
     /* the rollback policy's image of the last finite state (guard.c) */
     etd_train_state *guard_img;
+    etd_batcher *batcher;        /* dynamic batching (batcher.c), NULL without */
 
     etd_model_summary pub;       /* published copy for readers that must not wait */
     int64_t *h_step;             /* loss history, under pub_mu */
@@ -122,6 +124,7 @@ struct etd_registry {
     bool stopping;
     int lock_fd;                 /* the data dir's lock file (flock'ed), or -1 */
     _Atomic(const etd_release_hook *) on_release; /* a model lock became free */
+    _Atomic(const etd_executor *) executor;       /* where dynamic batches run */
     atomic_int hook_calls;       /* calls of on_release running */
 
     etd_events *events;          /* the event hub (events.c) */
@@ -190,6 +193,11 @@ void etd_model_validation_add(etd_model *m, const etd_val_entry *v);
  * On failure the previous file is left as it was, unless *replaced (may be
  * NULL) says the new one took its place but the directory's fsync failed. */
 etd_rc etd_model_save_locked(etd_model *m, bool *replaced, etd_err *e);
+/* ---- batcher.c ---- */
+
+etd_batcher *etd_batcher_new(int64_t max_rows, int64_t max_delay_us);
+void etd_batcher_free(etd_batcher *b);
+
 /* ---- model_lock.c ---- */
 
 void etd_mlock_init(etd_mlock *l);

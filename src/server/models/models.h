@@ -205,6 +205,8 @@ void etd_model_info_get(etd_model *m, etd_model_info *info);
 const char *etd_model_name(const etd_model *m);
 /* Does the model batch concurrent predictions (its spec's "batching")? */
 bool etd_model_batching(const etd_model *m);
+/* One more reference (drop it with etd_model_unref). */
+etd_model *etd_model_ref(etd_model *m);
 /* state_dict() name of the i-th parameter ("0.weight"); borrowed. */
 const char *etd_model_param_name(const etd_model *m, int i);
 /* state_dict() name of the i-th buffer ("3.running_mean"); borrowed. */
@@ -242,8 +244,45 @@ typedef struct etd_tensors {
 } etd_tensors;
 void etd_tensors_free(etd_tensors *t);
 
-/* Forward in eval mode without gradients; *y is a new reference. */
+/* Forward in eval mode without gradients; *y is a new reference.  For a
+ * batching model the forward is batch-invariant (et_set_batch_invariant),
+ * so its rows are the bits a dynamic batch gives them. */
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e);
+/* The inputs' shape against the layers (400 "inputs: expected shape ..."). */
+etd_rc etd_model_check_inputs(const etd_model *m, const etd_array *x, etd_err *e);
+
+/* ---- dynamic batching (batcher.c) ---- */
+
+/* The answer of a batched forward: rc ETD_OK with y (a new reference: the
+ * request's own rows), or an error with its message. */
+typedef void (*etd_forward_done)(void *arg, etd_rc rc, et_tensor *y, const char *msg);
+/* Queue x (taken over: x is zeroed) for the model's next dynamic batch;
+ * done(arg, ...) is called exactly once, on the thread that runs the batch
+ * (maybe before this returns).  Without batching, or without an executor,
+ * the request runs alone at once (the same bits).  A bad shape is refused
+ * here (the error is returned, done is not called). */
+etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done done, void *arg,
+                                 etd_err *e);
+/* Where batches run: submit(self, m, fn, arg) runs fn(arg) on a worker
+ * holding m's lock shared (taking its own reference to m), or returns
+ * false.  Set by the transport while it serves (NULL: none). */
+typedef struct etd_executor {
+    bool (*submit)(void *self, etd_model *m, void (*fn)(void *arg), void *arg);
+    void *self;
+} etd_executor;
+void etd_registry_set_executor(etd_registry *r, const etd_executor *ex);
+
+#define ETD_BATCH_BUCKETS 11
+/* Upper bounds (rows) of the batch-size histogram's buckets; the last is
+ * INT64_MAX (+Inf). */
+extern const int64_t etd_batch_bucket_le[ETD_BATCH_BUCKETS];
+typedef struct etd_batch_stats {
+    bool enabled;
+    int64_t queued_requests, queued_rows;
+    uint64_t batches, rows, requests;
+    uint64_t hist[ETD_BATCH_BUCKETS]; /* batches by rows, per bucket (not cumulative) */
+} etd_batch_stats;
+void etd_model_batch_stats(etd_model *m, etd_batch_stats *st);
 
 /* Forward in training mode, loss, backward: the gradients accumulate. */
 typedef struct etd_batch_result {

@@ -214,6 +214,7 @@ etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e)
     r->lock_fd = lock_fd;
     atomic_init(&r->on_release, NULL);
     atomic_init(&r->hook_calls, 0);
+    atomic_init(&r->executor, NULL);
     r->o = *o;
     r->o.data_dir = r->data_dir;
     if (r->o.job_threads <= 0)

@@ -133,6 +133,11 @@ static void batch_event(etd_model *m, const etd_batch_result *r)
     etd_events_publish(m, ETD_EV_BATCH, d);
 }
 
+etd_rc etd_model_check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
+{
+    return check_inputs(m, x, e);
+}
+
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e)
 {
     *y = NULL;
@@ -141,7 +146,11 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
     etd_rc rc = ETD_OK;
     et_pool_begin();
     et_tensor *xt = array_tensor(x, m->spec.input_dtype), *out = NULL;
+    /* a batching model's rows must not depend on what they are batched with */
+    bool was = m->batcher ? et_set_batch_invariant(true) : false;
     ET_NO_GRAD { out = run_net(m, xt, e); }
+    if (m->batcher)
+        et_set_batch_invariant(was);
     if (!out)
         rc = e->rc;
     else

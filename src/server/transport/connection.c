@@ -458,13 +458,26 @@ static enum MHD_Result start(etd_exchange *x, struct MHD_Connection *conn)
             etd_exchange_prepare(x);
             if (rt->cheap(m, &x->rq) && etd_model_try_hold(m, false, NULL)) {
                 /* a small request on a free model: on this thread, holding
-                 * its lock shared (taken without waiting) */
+                 * its lock shared (taken without waiting).  It may defer
+                 * (a dynamic batch): the connection is suspended before the
+                 * handler's return is counted, so the answer's completion
+                 * can never resume a connection not yet suspended. */
+                x->deferrable = true;
+                x->hold_defer = true;
+                x->answer_ready = answer_ready;
                 etd_model_adopt(m, false);
                 etd_run r = etd_exchange_run(x);
                 etd_model_adopt(NULL, false);
                 etd_model_release(m);
                 etd_model_unref(m);
                 atomic_fetch_add(&s->inline_runs, 1);
+                if (r == ETD_RUN_LATER) {
+                    atomic_store(&x->phase, ETD_X_RUNNING);
+                    MHD_suspend_connection(conn);
+                    if (etd_exchange_defer_release(x))
+                        answer_ready(x); /* it came already: resume at once */
+                    return MHD_YES;
+                }
                 return r == ETD_RUN_DROP ? MHD_NO : send_answer(x, conn);
             }
         }

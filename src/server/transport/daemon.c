@@ -129,6 +129,48 @@ static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *s)
     return etd_unescape(s);
 }
 
+/* The models layer's executor (dynamic batches): a pool job holding the
+ * model's lock shared, unbounded (the requests it answers are already
+ * admitted).  Dropped at shutdown, it still runs -- on the stopping thread,
+ * taking the lock the plain way -- so no request is left unanswered. */
+typedef struct exec_job {
+    etd_job job;
+    void (*fn)(void *arg);
+    void *arg;
+} exec_job;
+
+static void exec_run(etd_job *j)
+{
+    exec_job *e = (exec_job *)j;
+    e->fn(e->arg);
+    etd_job_release(j);
+    free(e);
+}
+
+static void exec_drop(etd_job *j)
+{
+    exec_job *e = (exec_job *)j;
+    e->fn(e->arg);
+    free(e);
+}
+
+static bool exec_submit(void *self, etd_model *m, void (*fn)(void *arg), void *arg)
+{
+    etd_server *s = self;
+    exec_job *e = calloc(1, sizeof *e);
+    if (!e)
+        return false;
+    e->job = (etd_job){.run = exec_run, .drop = exec_drop, .m = etd_model_ref(m)};
+    e->fn = fn;
+    e->arg = arg;
+    if (!etd_workers_submit(s->workers, &e->job, false)) {
+        etd_model_unref(m);
+        free(e);
+        return false;
+    }
+    return true;
+}
+
 /* libmicrohttpd's own messages ("Connection was closed by remote side with
  * incomplete request."): kept, but at most 10 a second -- a slowloris
  * attack would otherwise turn into a flood of log lines. */
@@ -252,6 +294,8 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
     }
     s->hook = (etd_release_hook){etd_workers_poke, s->workers};
     etd_registry_on_release(app->reg, &s->hook);
+    s->exec = (etd_executor){exec_submit, s};
+    etd_registry_set_executor(app->reg, &s->exec);
     /* libmicrohttpd in epoll mode: a few I/O threads serve every
      * connection; a handler that may wait or compute runs on the worker
      * pool with its connection suspended (connection.c, docs/server.md).
@@ -301,8 +345,10 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
 fail:
     if (s->d)
         MHD_stop_daemon(s->d);
-    if (s->workers)
+    if (s->workers) {
+        etd_registry_set_executor(app->reg, NULL);
         etd_registry_on_release(app->reg, NULL);
+    }
     etd_workers_free(s->workers);
     if (lfd >= 0)
         close(lfd);
@@ -357,6 +403,7 @@ void etd_server_shutdown(etd_server *s)
     }
     etd_acceptor_stop(s->acc);  /* queued connections get 503; no new ones */
     etd_workers_stop(s->workers); /* queued jobs get 503; running ones finish */
+    etd_registry_set_executor(s->app->reg, NULL); /* batches from now on run alone, at once */
     etd_registry_on_release(s->app->reg, NULL); /* the pool goes away: no more pokes */
     clock_gettime(CLOCK_MONOTONIC, &g0); /* let the last answers go out */
     while (etd_since(&g0) < 1.0 && atomic_load(&s->inflight) > 0)

@@ -315,12 +315,22 @@ etd_run etd_exchange_run(etd_exchange *x)
     etd_exchange_prepare(x);
     etd_endpoint_run(x->route, &x->rq, &x->rs);
     x->answered = true;
+    if (x->deferred && x->hold_defer)
+        return ETD_RUN_LATER; /* the driver counts the return (etd_exchange_defer_release) */
     if (x->deferred && atomic_fetch_sub(&x->pending, 1) != 1)
         return ETD_RUN_LATER; /* d->done comes later: x_done finishes the answer */
     etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
     if (atomic_load(&s->draining))
         x->rs.close = true;
     return ETD_RUN_ANSWERED;
+}
+
+bool etd_exchange_defer_release(etd_exchange *x)
+{
+    if (atomic_fetch_sub(&x->pending, 1) != 1)
+        return false; /* d->done comes later: x_done finishes the answer */
+    etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
+    return true;
 }
 
 void etd_exchange_end(etd_exchange *x, bool completed_ok)

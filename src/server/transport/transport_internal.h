@@ -55,6 +55,7 @@ struct etd_server {
     atomic_ulong started;       /* requests begun, for the shutdown grace period */
     etd_workers *workers;       /* NULL: handlers run where they are called (detached) */
     etd_release_hook hook;      /* on app->reg: a model lock freed pokes the pool */
+    etd_executor exec;          /* on app->reg: dynamic batches run on the pool */
     etd_acceptor *acc;
     pthread_mutex_t conn_mu;    /* conns list */
     etd_conn *conns;
@@ -112,6 +113,8 @@ typedef struct etd_exchange {
     etd_job job;                /* on the worker pool */
     atomic_int phase;           /* ETD_X_* */
     bool deferrable;            /* the driver can wait for a deferred answer */
+    bool hold_defer;            /* the driver counts the handler's return itself
+                                   (etd_exchange_defer_release), after suspending */
     bool deferred;
     atomic_int pending;         /* deferred: the handler's return and d->done, counted down */
     etd_deferred def;
@@ -135,6 +138,10 @@ bool etd_exchange_admit(etd_exchange *x);
 bool etd_exchange_upload(etd_exchange *x, const char *data, size_t n);
 etd_run etd_exchange_run(etd_exchange *x);
 void etd_exchange_end(etd_exchange *x, bool completed_ok);
+/* With hold_defer: the handler's return, counted after the driver suspended
+ * the connection; true if the deferred answer is complete already (its
+ * done came first and did not call answer_ready: the driver resumes). */
+bool etd_exchange_defer_release(etd_exchange *x);
 /* The request as the handler sees it (x->rq, x->host), for a route's
  * `cheap` hook before the run; etd_exchange_run calls it too. */
 void etd_exchange_prepare(etd_exchange *x);
