@@ -517,22 +517,31 @@ static void *floor_setup(const int64_t *sizes, int nsizes, int64_t batch)
     return s;
 }
 
+/* Through etc_gemm, the GEMM the step itself uses (our kernels or OpenBLAS,
+ * per shape), with the step's layouts: x·Wᵀ, Gᵀ·X, G·W. */
 static et_status floor_run(void *p, long iters, double *value)
 {
     floor_state *s = p;
-    const CBLAS_ORDER R = CblasRowMajor;
-    const CBLAS_TRANSPOSE N = CblasNoTrans, T = CblasTrans;
-    const int b = (int)s->b;
+    const int64_t b = s->b;
+    unsigned mode = etc_gemm_mode();
     for (long i = 0; i < iters; i++) {
         for (int l = 0; l < s->nl; l++) {
-            int in = (int)s->n[l], out = (int)s->n[l + 1];
-            cblas_sgemm(R, N, T, b, out, in, 1, s->x[l], in, s->w[l], in, 0, s->x[l + 1], out);
+            int64_t in = s->n[l], out = s->n[l + 1];
+            etc_gemm_t g = {.m = b, .n = out, .k = in, .a = s->x[l], .ars = in, .acs = 1,
+                            .b = s->w[l], .brs = 1, .bcs = in, .c = s->x[l + 1], .ldc = out};
+            etc_gemm(&g, mode);
         }
         for (int l = s->nl - 1; l >= 0; l--) {
-            int in = (int)s->n[l], out = (int)s->n[l + 1];
-            cblas_sgemm(R, T, N, out, in, b, 1, s->g[l + 1], out, s->x[l], in, 0, s->dw[l], in);
-            if (l > 0)
-                cblas_sgemm(R, N, N, b, in, out, 1, s->g[l + 1], out, s->w[l], in, 0, s->g[l], in);
+            int64_t in = s->n[l], out = s->n[l + 1];
+            etc_gemm_t gw = {.m = out, .n = in, .k = b, .a = s->g[l + 1], .ars = 1, .acs = out,
+                             .b = s->x[l], .brs = in, .bcs = 1, .c = s->dw[l], .ldc = in};
+            etc_gemm(&gw, 0);
+            if (l > 0) {
+                etc_gemm_t gx = {.m = b, .n = in, .k = out, .a = s->g[l + 1], .ars = out,
+                                 .acs = 1, .b = s->w[l], .brs = in, .bcs = 1, .c = s->g[l],
+                                 .ldc = in};
+                etc_gemm(&gx, 0);
+            }
         }
     }
     *value = s->dw[0][0];

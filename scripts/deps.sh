@@ -3,8 +3,10 @@
 
 # libdnnl-dev: oneDNN, the optional convolution backend (docs/design.md "Convolution");
 # zlib1g-dev: examples/digits_cnn reads scikit-learn's gzip'ed digits
+# protobuf-c-compiler, libprotobuf-c-dev, libonnx-dev: ONNX export (protoc-c compiles ONNX's
+# own onnx.proto at build time; meson feature "onnx")
 BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates
-  libdnnl-dev zlib1g-dev"
+  libdnnl-dev zlib1g-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
 RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.  python3-sklearn and
@@ -12,10 +14,12 @@ RUN_PKGS="curl"
 # of the character model, /usr/share/dict/american-english).  python3-jsonschema:
 # the contract check against docs/openapi.json; geventhttpclient, gevent,
 # rapidjson, aiohttp: NVIDIA's tritonclient (../shared/vendor) as a real OIP client.
+# python3-onnx: onnx.checker on the exported ONNX files (the runtime that runs them is
+# onnxruntime-web from npm, tests/server/onnx, installed by `npm ci` there via ensure_npm).
 TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
   clang libclang-rt-14-dev curl jq chromium nodejs docker.io docker-compose debootstrap procps iproute2
   wrk python3-fastapi python3-uvicorn wamerican python3-jsonschema nginx-light
-  python3-geventhttpclient python3-gevent python3-rapidjson python3-aiohttp"
+  python3-geventhttpclient python3-gevent python3-rapidjson python3-aiohttp python3-onnx"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -127,6 +127,10 @@ const etc_op_info etc_ops[] = {
     {"ScatterBackward1", etc_bw_scatter, 0},        /* SCATTER_VALUE */
     {"ScatterAddBackward0", etc_bw_scatter, 0},     /* SCATTER_ADD */
     {"IndexAddBackward0", etc_bw_index_add, 0},     /* INDEX_ADD */
+    /* linear.c: the activation's grad_fn name, as torch's module output */
+    {"ReluBackward0", etc_bw_linear_act, R_IN0 | R_IN1 | R_OUT},    /* LINEAR_RELU */
+    {"TanhBackward0", etc_bw_linear_act, R_IN0 | R_IN1 | R_OUT},    /* LINEAR_TANH */
+    {"SigmoidBackward0", etc_bw_linear_act, R_IN0 | R_IN1 | R_OUT}, /* LINEAR_SIGMOID */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");
@@ -194,6 +198,16 @@ static bool versions_ok(const et_tensor *t)
     return true;
 }
 
+et_tensor *etc_grad_sink(const et_tensor *out, int i)
+{
+    const et_tensor *x = out->in[i];
+    et_tensor *g = x->grad;
+    if (x->op != ETC_OP_NONE || !x->requires_grad || x->nuse != 1 || x->pgrad || !g ||
+        !g->contiguous || g->dtype != ET_FLOAT32 || !et_same_shape(g, x))
+        return NULL;
+    return g;
+}
+
 typedef struct {
     et_tensor *t;
     int next;
@@ -227,14 +241,20 @@ et_status et_backward(et_tensor *root, et_tensor *grad)
     size_t sp = 0, scap = 32, no = 0, ocap = 32;
     et_status st = ET_OK;
     root->mark = gen;
+    root->nuse = 1;
     stack[sp++] = (frame){root, 0};
     while (sp) {
         frame *f = &stack[sp - 1];
         if (f->next < f->t->nin) {
             et_tensor *c = f->t->in[f->next++];
-            if (!c->requires_grad || c->mark == gen)
+            if (!c->requires_grad)
                 continue;
+            if (c->mark == gen) {
+                c->nuse++;   /* edges into c: sinks need a single consumer */
+                continue;
+            }
             c->mark = gen;
+            c->nuse = 1;
             if (sp == scap) {
                 frame *ns = malloc(scap * 2 * sizeof *ns);
                 if (!ns) {

@@ -61,6 +61,8 @@ typedef enum etc_op {
     ETC_OP_ROLL, ETC_OP_FLIP, ETC_OP_TRIL, ETC_OP_TRIU,
     /* index.c */
     ETC_OP_SCATTER, ETC_OP_SCATTER_VALUE, ETC_OP_SCATTER_ADD, ETC_OP_INDEX_ADD,
+    /* linear.c: Linear fused with the activation after it */
+    ETC_OP_LINEAR_RELU, ETC_OP_LINEAR_TANH, ETC_OP_LINEAR_SIGMOID,
     ETC_OP_COUNT
 } etc_op;
 
@@ -126,6 +128,7 @@ struct et_tensor {
     /* backward scratch */
     uint64_t mark;
     et_tensor *pgrad;
+    uint32_t nuse;           /* edges into this node in the current backward */
 };
 
 /* ---- allocation and helpers (tensor.c) ---- */
@@ -288,6 +291,18 @@ et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double
 et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like);
 /* dst += src (src broadcasts to dst), in place through strides. */
 void etc_add_into(et_tensor *dst, const et_tensor *src);
+/* o[i] = op(x[i]) for i < n, for one-input ops; o may equal x (in place). */
+void etc_ew_row(int op, float *o, const float *x, int64_t n);
+
+/* ---- autograd (autograd.c) ---- */
+/* In a backward function: the .grad of out->in[i] when the function may
+ * add input i's gradient into it directly instead of returning it in
+ * gin[i] (then it leaves gin[i] NULL).  Offered for a leaf that requires
+ * grad, already has a contiguous float .grad of its shape, and is used
+ * once in the graph being differentiated, so the result is autograd's own
+ * accumulation (.grad + g): the same bits through our kernels (c + dot),
+ * OpenBLAS's beta = 1 rounding for its large products; NULL otherwise. */
+et_tensor *etc_grad_sink(const et_tensor *out, int i);
 
 /* ---- internal ops (ops.c, shape.c, matmul.c): graph recorded, not pooled ---- */
 et_tensor *etc_add(et_tensor *a, et_tensor *b);
@@ -309,12 +324,15 @@ et_tensor *etc_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t 
 et_tensor *etc_cat(et_tensor *const *ts, int n, int dim, int op);
 et_tensor *etc_diagonal(et_tensor *a, int64_t offset, int dim1, int dim2);
 /* Fused affine map y = x @ w^T + b (torch.nn.functional.linear / addmm):
- * x [..., in], w [out, in], b [out] or NULL -> y [..., out].  One sgemm
- * with w passed transposed (no copy); backward: dx = g w, dw = g^T x (one
- * sgemm each, straight into w's layout), db = column sums of g.  Returns a
- * new reference NOT handed to the pool (wrap it in etc_pooled()), or NULL
- * with the shapes named in et_errmsg(). */
+ * x [..., in], w [out, in], b [out] or NULL -> y [..., out], and the same
+ * followed by an activation (linear.c): one etc_gemm with the bias (and
+ * ReLU) in its epilogue; backward: dx = g w, dw = g^T x, db = column sums
+ * of g, written into the inputs' .grad directly when autograd offers it
+ * (etc_grad_sink).  Returns a new reference NOT handed to the pool (wrap it
+ * in etc_pooled()), or NULL with the shapes named in et_errmsg(). */
+enum { ETC_ACT_NONE, ETC_ACT_RELU, ETC_ACT_TANH, ETC_ACT_SIGMOID };
 et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b);
+et_tensor *etc_linear_act(et_tensor *x, et_tensor *w, et_tensor *b, int act);
 /* Raw batched matmul of >=2-D operands (no graph). */
 et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b);
 
@@ -382,6 +400,7 @@ ETC_BW(matmul);
 ETC_BW(reshape); ETC_BW(transpose); ETC_BW(permute); ETC_BW(expand);
 ETC_BW(select); ETC_BW(slice); ETC_BW(cat); ETC_BW(stack);
 ETC_BW(index_select); ETC_BW(gather); ETC_BW(where); ETC_BW(clone); ETC_BW(linear);
+ETC_BW(linear_act);
 /* ops_unary.c */
 ETC_BW(zero); ETC_BW(reciprocal); ETC_BW(rsqrt); ETC_BW(log1p); ETC_BW(expm1); ETC_BW(sin);
 ETC_BW(cos); ETC_BW(erf); ETC_BW(softplus); ETC_BW(elu); ETC_BW(silu); ETC_BW(mish);

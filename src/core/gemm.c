@@ -576,6 +576,15 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
     /* k split for one or two rows with a long k (not batch-invariant) */
     int ks = !invariant && g->m <= 2 && g->n <= 16 && g->k >= 32 ? KS_MAX : 1;
 #ifdef GEMM_X86
+    /* one column of rows of at most 8 (Linear(5, 1)): 8 rows at a time
+     * through an 8x8 transpose, the fma chain in the lanes */
+    if (g->n == 1 && g->k <= 8 && g->acs == 1 && which != ISA_PORTABLE) {
+        if (which == ISA_AVX512)
+            gemm_n1_short_avx512(g);
+        else
+            gemm_n1_short_avx2(g);
+        return;
+    }
     if (g->n <= 8 && g->k > 1 && (g->m >= 16 || (g->n == 1 && g->ars == 1)) &&
         which != ISA_PORTABLE) {
         float *t = scratch_get(SCRATCH_CT, (size_t)(g->m * g->n));

@@ -292,6 +292,58 @@ static TARGET void FN(ct_store)(const etc_gemm_t *g, const float *t)
     }
 }
 
+/* n == 1, k <= 8, rows contiguous (acs == 1): 8 rows of A transposed so
+ * that lane q holds row i0+q, then acc = fma(A(i,p), b[p], acc) over p in
+ * every lane: the tile kernel's per-element order. */
+static TARGET void FN(gemm_n1_short)(const etc_gemm_t *g)
+{
+    const int64_t m = g->m;
+    const int k = (int)g->k;
+    const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 bp[8];
+    for (int p = 0; p < 8; p++)
+        bp[p] = _mm256_set1_ps(p < k ? g->b[p * g->brs] : 0.0f);
+    const __m256 bias = _mm256_set1_ps(g->bias ? g->bias[0] : 0.0f);
+    int64_t i0 = 0;
+    for (; i0 + 8 <= m; i0 += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; q++)
+            r[q] = _mm256_maskload_ps(g->a + (i0 + q) * g->ars, mk);
+        FN(t8)(r);
+        __m256 acc = _mm256_setzero_ps();
+        for (int p = 0; p < k; p++)
+            acc = _mm256_fmadd_ps(r[p], bp[p], acc);
+        float v[8];
+        _mm256_storeu_ps(v, acc);
+        for (int q = 0; q < 8; q++) {
+            float *cp = g->c + (i0 + q) * g->ldc;
+            float x = v[q];
+            if (g->accumulate)
+                x = *cp + x;
+            if (g->bias)
+                x = x + g->bias[0];
+            if (g->act == ETC_GEMM_RELU)
+                x = x > 0.0f ? x : (x != x ? x : 0.0f);
+            *cp = x;
+        }
+    }
+    (void)bias;
+    for (; i0 < m; i0++) {
+        const float *a = g->a + i0 * g->ars;
+        float acc = 0.0f;
+        for (int p = 0; p < k; p++)
+            acc = fmaf(a[p], g->b[p * g->brs], acc);
+        float *cp = g->c + i0 * g->ldc;
+        if (g->accumulate)
+            acc = *cp + acc;
+        if (g->bias)
+            acc = acc + g->bias[0];
+        if (g->act == ETC_GEMM_RELU)
+            acc = acc > 0.0f ? acc : (acc != acc ? acc : 0.0f);
+        *cp = acc;
+    }
+}
+
 /* n == 1: one fma chain per row (the tile kernel's order), rows
  * independent so several chains run at once. */
 static TARGET void FN(gemm_n1)(const etc_gemm_t *g)

@@ -215,15 +215,15 @@ static inline float bce_bx(float dy, float x, float y)
     return dy * (x - y) / (d > 1e-12f ? d : 1e-12f);
 }
 
-/* Built twice, for baseline x86-64 (SSE2) and for AVX2, picked at load time
- * (ifunc): the elementwise loops run 8 floats wide on current CPUs while the
- * binary still runs everywhere.  No FMA in the clone, so results are the same
- * bits as the baseline. */
+/* Built three times, for baseline x86-64 (SSE2), AVX2 and AVX-512, picked at
+ * load time (ifunc): the elementwise loops run 8 or 16 floats wide on current
+ * CPUs while the binary still runs everywhere.  No FMA in the clones (ISO C:
+ * no contraction), so results are the same bits as the baseline. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
     !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 /* (not under sanitizers: the ifunc resolver runs during relocation, before
  * the TSan runtime is up, and crashes instrumented) */
-__attribute__((target_clones("default", "avx2")))
+__attribute__((target_clones("default", "avx2", "avx512f")))
 #endif
 static void row(int op, float *restrict o, const float *x, int64_t sx, const float *y, int64_t sy,
                 const float *z, int64_t sz, int64_t n, float p0, float p1)
@@ -620,4 +620,34 @@ void etc_add_into(et_tensor *dst, const et_tensor *src)
         return;
     etc_strided_copy(dst, tmp);
     etc_release(tmp);
+}
+
+/* In-place-safe row of a few one-input ops (the fused Linear's activation
+ * over the rows its GEMM just wrote): the same expressions as row(), so the
+ * same bits, without row()'s restrict output. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("default", "avx2", "avx512f")))
+#endif
+void etc_ew_row(int op, float *o, const float *x, int64_t n)
+{
+    switch (op) {
+    case EW_TANH:
+        for (int64_t i = 0; i < n; i++)
+            o[i] = etc_tanhf(x[i]);
+        break;
+    case EW_SIGMOID:
+        for (int64_t i = 0; i < n; i++)
+            o[i] = sigmoid_f(x[i]);
+        break;
+    case EW_RELU:
+        for (int64_t i = 0; i < n; i++) {
+            const float a = x[i];
+            o[i] = a > 0.0f ? a : (a != a ? a : 0.0f);
+        }
+        break;
+    default:
+        row(op, o, x, 1, NULL, 0, NULL, 0, n, 0.0f, 0.0f);   /* o != x here */
+        break;
+    }
 }

@@ -166,11 +166,18 @@ static size_t storage_bytes(const et_storage *s)
     return sizeof(et_storage) + (size_t)s->size * sizeof(float);
 }
 
-/* Free list of the blocks of tiny tensors (<= SMALL_CAP floats): the
- * per-op cost of small graphs is mostly allocation.  Off under ASan so
- * use-after-free stays detectable. */
-#define SMALL_CAP 16
-#define SMALL_LIST_MAX 1024
+/* Free lists of the blocks of small tensors (header and storage in one
+ * malloc, fewer than CACHE_MIN_FLOATS floats), one list per capacity in
+ * steps of BLOCK_STEP floats, and one of the headers of the other tensors
+ * (views, large storages): a training step frees and re-makes the same
+ * shapes every step, so after the first steps every tensor comes from a
+ * list and a step calls malloc not at all (tests/nn/check_alloc.c).
+ * Bounded per thread; off under ASan so use-after-free stays detectable. */
+#define BLOCK_STEP 16
+#define BLOCK_CLASSES (CACHE_MIN_FLOATS / BLOCK_STEP)
+#define BLOCK_LIST_MAX 256                      /* blocks per capacity */
+#define BLOCK_LISTS_MAX_BYTES ((size_t)4 << 20) /* all capacities */
+#define HEADER_LIST_MAX 1024
 #if defined(__SANITIZE_ADDRESS__)
 #define USE_SMALL_LIST 0
 #elif defined(__has_feature)
@@ -186,36 +193,84 @@ typedef struct small_block {
     struct small_block *next;
 } small_block;
 
-static _Thread_local small_block *small_list;
-static _Thread_local size_t small_len;
+static _Thread_local small_block *block_list[BLOCK_CLASSES];
+static _Thread_local uint16_t block_len[BLOCK_CLASSES];
+static _Thread_local size_t block_bytes;
+static _Thread_local small_block *header_list;
+static _Thread_local size_t header_len;
 
-static void small_push(void *block)
+/* offset of the storage inside a small tensor's block */
+#define BLOCK_STORAGE_OFFSET ((sizeof(et_tensor) + 63) & ~(size_t)63)
+
+static size_t block_size(int64_t cap)
 {
-    if (!USE_SMALL_LIST || small_len >= SMALL_LIST_MAX) {
+    return BLOCK_STORAGE_OFFSET + sizeof(et_storage) + (size_t)cap * sizeof(float);
+}
+
+/* capacity (in floats) of the block made for n floats, n < CACHE_MIN_FLOATS */
+static int64_t block_cap(int64_t n)
+{
+    return n <= BLOCK_STEP ? BLOCK_STEP : (n + BLOCK_STEP - 1) / BLOCK_STEP * BLOCK_STEP;
+}
+
+static void small_push(void *block, int64_t cap)
+{
+    size_t cls = (size_t)(cap / BLOCK_STEP - 1), bytes = block_size(cap);
+    if (!USE_SMALL_LIST || cap % BLOCK_STEP != 0 || cls >= BLOCK_CLASSES ||
+        block_len[cls] >= BLOCK_LIST_MAX || block_bytes + bytes > BLOCK_LISTS_MAX_BYTES) {
         free(block);
         return;
     }
     ensure_thread_cleanup();
     small_block *b = block;
-    b->next = small_list;
-    small_list = b;
-    small_len++;
+    b->next = block_list[cls];
+    block_list[cls] = b;
+    block_len[cls]++;
+    block_bytes += bytes;
 }
 
-static void *small_pop(void)
+static void *small_pop(int64_t cap)
 {
-    small_block *b = small_list;
+    size_t cls = (size_t)(cap / BLOCK_STEP - 1);
+    small_block *b = block_list[cls];
     if (b) {
-        small_list = b->next;
-        small_len--;
+        block_list[cls] = b->next;
+        block_len[cls]--;
+        block_bytes -= block_size(cap);
     }
     return b;
 }
 
+static void header_push(et_tensor *t)
+{
+    if (!USE_SMALL_LIST || header_len >= HEADER_LIST_MAX) {
+        free(t);
+        return;
+    }
+    ensure_thread_cleanup();
+    small_block *b = (small_block *)t;
+    b->next = header_list;
+    header_list = b;
+    header_len++;
+}
+
+static et_tensor *header_pop(void)
+{
+    small_block *b = header_list;
+    if (b) {
+        header_list = b->next;
+        header_len--;
+    }
+    return (et_tensor *)b;
+}
+
 static void small_clear(void)
 {
-    while (small_list)
-        free(small_pop());
+    for (size_t c = 0; c < BLOCK_CLASSES; c++)
+        while (block_list[c])
+            free(small_pop((int64_t)(c + 1) * BLOCK_STEP));
+    while (header_list)
+        free(header_pop());
 }
 
 static et_storage *cache_take(int64_t n)
@@ -238,10 +293,7 @@ static et_storage *cache_take(int64_t n)
 static void storage_free(et_storage *s)
 {
     if (s->block) {
-        if (s->size == SMALL_CAP)
-            small_push(s->block);
-        else
-            free(s->block);
+        small_push(s->block, s->size);
         return;
     }
     size_t bytes = storage_bytes(s);
@@ -296,7 +348,9 @@ static void tensor_init(et_tensor *t)
 
 static et_tensor *tensor_struct_new(void)
 {
-    et_tensor *t = malloc(sizeof *t);
+    et_tensor *t = header_pop();
+    if (!t)
+        t = malloc(sizeof *t);
     if (!t) {
         et_set_error(ET_ERR_NOMEM, "out of memory allocating a tensor");
         return NULL;
@@ -304,9 +358,6 @@ static et_tensor *tensor_struct_new(void)
     tensor_init(t);
     return t;
 }
-
-/* offset of the storage inside a small tensor's block */
-#define BLOCK_STORAGE_OFFSET ((sizeof(et_tensor) + 63) & ~(size_t)63)
 
 et_tensor *etc_alloc(const int64_t *shape, int ndim)
 {
@@ -338,10 +389,10 @@ et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
     et_storage *s;
     if (n < CACHE_MIN_FLOATS) {
         /* one allocation for the tensor and its storage */
-        int64_t cap = n <= SMALL_CAP ? SMALL_CAP : n;
-        char *block = cap == SMALL_CAP ? small_pop() : NULL;
+        int64_t cap = block_cap(n);
+        char *block = USE_SMALL_LIST ? small_pop(cap) : NULL;
         if (!block)
-            block = malloc(BLOCK_STORAGE_OFFSET + sizeof(et_storage) + (size_t)cap * sizeof(float));
+            block = malloc(block_size(cap));
         if (!block) {
             et_set_error(ET_ERR_NOMEM, "out of memory allocating %lld floats", (long long)n);
             return NULL;
@@ -484,7 +535,7 @@ static void free_list(et_tensor **stack, size_t n, size_t cap, et_tensor **local
         if (s && dec_storage(s))
             storage_free(s);
         if (!in_block)
-            free(x);
+            header_push(x);
     }
     if (stack != local)
         free(stack);

@@ -40,7 +40,9 @@ static bool read_targets(const char *name, et_tensor *target, int64_t n, int64_t
 static bool class_targets_valid(const char *name, et_tensor *target, int64_t n, int64_t c,
                                 int64_t ignore_index)
 {
-    int64_t *t = malloc((size_t)(n > 0 ? n : 1) * sizeof *t);
+    /* a training step calls this every time: no malloc for usual batches */
+    int64_t local[1024];
+    int64_t *t = n <= 1024 ? local : malloc((size_t)n * sizeof *t);
     if (!t) {
         et_set_error(ET_ERR_NOMEM, "%s: out of memory", name);
         return false;
@@ -53,7 +55,8 @@ static bool class_targets_valid(const char *name, et_tensor *target, int64_t n, 
                          (long long)t[i], (long long)i, (long long)c, (long long)ignore_index);
             ok = false;
         }
-    free(t);
+    if (t != local)
+        free(t);
     return ok;
 }
 
@@ -155,9 +158,13 @@ typedef struct {
 static bool class_constants(et_tensor *target, et_tensor *weight, int64_t ignore_index,
                             int64_t n, class_consts *k)
 {
-    size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
-    int64_t *ti = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
-    float *wi = malloc(bytes), *vi = malloc(bytes);
+    /* written straight into the three tensors (pooled, recycled by core:
+     * a training step allocates nothing here) */
+    k->idx = et_tensor_new_int64(NULL, ET_SHAPE(n, 1));
+    k->sw = et_tensor_new(NULL, ET_SHAPE(n));
+    k->valid = et_tensor_new(NULL, ET_SHAPE(n));
+    int64_t *ti = k->idx ? et_data_int64(k->idx) : NULL;
+    float *wi = k->sw ? et_data(k->sw) : NULL, *vi = k->valid ? et_data(k->valid) : NULL;
     nn_buf wb;
     bool have_w = false;
     bool ok = ti && wi && vi && read_targets("class loss", target, n, ti) &&
@@ -174,18 +181,9 @@ static bool class_constants(et_tensor *target, et_tensor *weight, int64_t ignore
             k->wsum += wi[i];
             k->nvalid += vi[i];
         }
-        k->idx = et_tensor_new_int64(ti, ET_SHAPE(n, 1));
-        k->sw = et_tensor_new(wi, ET_SHAPE(n));
-        k->valid = et_tensor_new(vi, ET_SHAPE(n));
-        ok = k->idx && k->sw && k->valid;
-    } else if (!ti || !wi || !vi) {   /* else the reader set the error */
-        et_set_error(ET_ERR_NOMEM, "class loss: out of memory");
     }
     if (have_w)
         nn_buf_release(&wb, false);
-    free(ti);
-    free(wi);
-    free(vi);
     return ok;
 }
 

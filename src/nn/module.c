@@ -321,11 +321,38 @@ et_module *et_dropout_new(float p, et_generator *g)
 
 /* ------------------------------------------------------------- Sequential */
 
+/* Which activation module follows a Linear, for the fused op (core's
+ * etc_linear_act: one node, the bias and ReLU in the GEMM's store). */
+static int fused_act(const et_module *m)
+{
+    if (m->forward == relu_forward)
+        return ETC_ACT_RELU;
+    if (m->forward == tanh_forward)
+        return ETC_ACT_TANH;
+    if (m->forward == sigmoid_forward)
+        return ETC_ACT_SIGMOID;
+    return ETC_ACT_NONE;
+}
+
 static et_tensor *sequential_forward(et_module *m, et_tensor *x)
 {
     et_tensor *cur = x;
-    for (int i = 0; i < m->nchildren && cur; i++)
-        cur = m->children[i]->forward(m->children[i], cur);
+    for (int i = 0; i < m->nchildren && cur; i++) {
+        et_module *c = m->children[i];
+        int act = i + 1 < m->nchildren && c->forward == linear_forward
+                      ? fused_act(m->children[i + 1]) : ETC_ACT_NONE;
+        if (act != ETC_ACT_NONE && et_ndim(cur) >= 1 &&
+            et_size(cur, -1) == et_size(c->params.t[0], 1)) {
+            /* Linear + ReLU/Tanh/Sigmoid as one op: the same values and
+             * gradients (same kernels), one graph node and pass fewer; the
+             * output's grad_fn is the activation's, as in torch */
+            cur = etc_pooled(etc_linear_act(cur, c->params.t[0],
+                                            c->params.n > 1 ? c->params.t[1] : NULL, act));
+            i++;
+            continue;
+        }
+        cur = c->forward(c, cur);
+    }
     return cur;
 }
 

@@ -15,18 +15,8 @@
 #include <emmintrin.h>   /* _mm_sqrt_ps: GCC does not vectorise sqrtf under math-errno */
 #endif
 
-/* An AVX (8-lane) copy of Adam's loop, chosen at run time.  Not under
- * sanitizers, which gain nothing from it and check the portable code. */
-#if defined(__clang__) && defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define OPTIM_SANITIZED 1
-#endif
-#endif
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(OPTIM_SANITIZED)
-#define OPTIM_AVX 1
-#include <immintrin.h>
-#endif
+/* The wide-vector loops (AVX-512, AVX; same bits) are in optim_simd.c. */
+#include "nn/optim_simd.h"
 
 /* ------------------------------------------------------------ update rules */
 
@@ -41,7 +31,9 @@ void nn_rule_sgd(const et_optim *o, const optim_group *grp, float *p, const floa
     const float damp = (float)(1.0 - so->dampening), nlr = (float)(-so->lr);
     const bool has_mom = so->momentum != 0, first = !*init;
     float *buf = has_mom ? s[0] : NULL;
-    for (int64_t j = 0; j < k; j++) {
+    const nn_sgd_consts sc = {wd, mom, damp, nlr, so->maximize, wd != 0.0f, has_mom, first,
+                              so->nesterov};
+    for (int64_t j = nn_sgd_simd(p, g, buf, k, &sc); j < k; j++) {
         float d = so->maximize ? -g[j] : g[j];
         if (wd != 0.0f)
             d = d + wd * p[j];
@@ -105,48 +97,6 @@ void nn_rule_rmsprop(const et_optim *o, const optim_group *grp, float *p, const 
     }
 }
 
-#ifdef OPTIM_AVX
-/* Eight lanes of exactly the operations of adam_loop's four-lane and scalar
- * code (IEEE mul, add, div, sqrt and max are lane-wise identical, and no
- * FMA is used), so the results are the same bits on every CPU.  Returns how
- * many leading elements it updated (a multiple of 8).  Was 54% of a
- * 13-64-64-1 Adam training step as scalar code; 8 lanes: -12% step time. */
-__attribute__((target("avx"))) static int64_t adam_avx(float *restrict p, const float *restrict g,
-                                                      float *restrict m, float *restrict v,
-                                                      float *restrict vmax, int64_t k,
-                                                      bool coupled_wd, bool decoupled, bool ams,
-                                                      const float *c)
-{
-    const __m256 vsign = _mm256_set1_ps(c[0]), vwd = _mm256_set1_ps(c[1]);
-    const __m256 vdecay = _mm256_set1_ps(c[2]), vb1 = _mm256_set1_ps(c[3]);
-    const __m256 vomb1 = _mm256_set1_ps(c[4]), vb2 = _mm256_set1_ps(c[5]);
-    const __m256 vomb2 = _mm256_set1_ps(c[6]), vbc2s = _mm256_set1_ps(c[7]);
-    const __m256 veps = _mm256_set1_ps(c[8]), vnstep = _mm256_set1_ps(c[9]);
-    int64_t j = 0;
-    for (; j + 8 <= k; j += 8) {
-        __m256 pj = _mm256_loadu_ps(p + j);
-        __m256 d = _mm256_mul_ps(vsign, _mm256_loadu_ps(g + j));
-        if (decoupled)
-            pj = _mm256_mul_ps(pj, vdecay);
-        if (coupled_wd)
-            d = _mm256_add_ps(d, _mm256_mul_ps(vwd, pj));
-        __m256 mj = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + j), vb1),
-                                  _mm256_mul_ps(vomb1, d));
-        __m256 vj = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), vb2),
-                                  _mm256_mul_ps(vomb2, _mm256_mul_ps(d, d)));
-        _mm256_storeu_ps(m + j, mj);
-        _mm256_storeu_ps(v + j, vj);
-        if (ams) {
-            vj = _mm256_max_ps(_mm256_loadu_ps(vmax + j), vj); /* vmax > vj ? vmax : vj */
-            _mm256_storeu_ps(vmax + j, vj);
-        }
-        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vj), vbc2s), veps);
-        _mm256_storeu_ps(p + j, _mm256_add_ps(pj, _mm256_mul_ps(vnstep, _mm256_div_ps(mj, denom))));
-    }
-    return j;
-}
-#endif
-
 /* Adam's element loop.  Called with constant flags so that the compiler
  * emits one branch-free (vectorisable) copy per combination. */
 static inline void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
@@ -157,15 +107,12 @@ static inline void adam_loop(float *restrict p, const float *restrict g, float *
     const float sign = c[0], wd = c[1], decay = c[2], b1 = c[3], omb1 = c[4], b2 = c[5];
     const float omb2 = c[6], bc2s = c[7], eps = c[8], nstep = c[9];
     int64_t j = 0;
-#ifdef OPTIM_AVX
-    if (__builtin_cpu_supports("avx")) {
-        j = adam_avx(p, g, m, v, vmax, k, coupled_wd, decoupled, ams, c);
-        p += j, g += j, m += j, v += j, k -= j;
-        if (vmax)
-            vmax += j;
-        j = 0;
-    }
-#endif
+    /* 16 or 8 lanes where the CPU has them, then 4, then the scalar tail */
+    j = nn_adam_simd(p, g, m, v, vmax, k, coupled_wd, decoupled, ams, c);
+    p += j, g += j, m += j, v += j, k -= j;
+    if (vmax)
+        vmax += j;
+    j = 0;
 #if defined(__SSE2__)
     /* four lanes of exactly the scalar operations below (IEEE mul, add,
      * div and sqrt are lane-wise identical), then the scalar tail */
@@ -218,8 +165,17 @@ void nn_rule_adam(const et_optim *o, const optim_group *grp, float *p, const flo
     const et_adam_opts *ao = &grp->o.adam;
     const bool decoupled = o->kind == OPT_ADAMW;
     const bool coupled = !decoupled && ao->weight_decay != 0;
-    const double bc1 = 1.0 - pow(ao->beta1, (double)step);
-    const double bc2 = 1.0 - pow(ao->beta2, (double)step);
+    /* the bias corrections, once per step rather than per parameter (two
+     * pow() calls were ~1 µs of a 13-64-64-1 step) */
+    static _Thread_local struct { double b1, b2, bc1, bc2; int64_t step; } bc = {0, 0, 0, 0, -1};
+    if (bc.step != step || bc.b1 != ao->beta1 || bc.b2 != ao->beta2) {
+        bc.b1 = ao->beta1;
+        bc.b2 = ao->beta2;
+        bc.step = step;
+        bc.bc1 = 1.0 - pow(ao->beta1, (double)step);
+        bc.bc2 = 1.0 - pow(ao->beta2, (double)step);
+    }
+    const double bc1 = bc.bc1, bc2 = bc.bc2;
     /* torch: python floats become float32 scalars of the tensor ops */
     const float c[10] = {
         ao->maximize ? -1.0f : 1.0f,

@@ -267,6 +267,42 @@ class ClientTests(unittest.TestCase):
             assert_close(self, out, want, "predict(ndarray)")
         assert_close(self, m.predict(x, batch_size=2), want, "predict in chunks")
 
+    # -- versions (issue 18) -------------------------------------------------------------
+    @unittest.skipIf(torch is None, "needs PyTorch")
+    def test_freeze_serve_rollback_fork(self):
+        m = self.make(seed=7, opt=optim.Adam(lr=0.05))
+        x = [[-1.0], [0.0], [1.0], [2.0]]
+        y = [[-0.8], [0.0], [0.8], [0.9]]
+        m.train(x, y, epochs=3)
+        v = m.freeze(label="three")
+        self.assertEqual((v["version"], v["step"], v["label"], v["serving"]), (1, 3, "three", False))
+        frozen = m.parameters()
+        want = torch_net(SINE_LAYERS, frozen)(torch.tensor(x)).detach().tolist()
+        m.train(x, y, epochs=4)
+        assert_close(self, m.predict_version(1, x), want, "predict_version")
+        self.assertEqual(m.serving, "live")
+        m.serve(1)
+        self.assertEqual(m.serving, 1)
+        assert_close(self, m.predict(x), want, "predict while serving version 1")
+        m.serve("live")
+        self.assertEqual([e["version"] for e in m.versions()], [1])
+        self.assertEqual(m.version(1)["step"], 3)
+        r = m.rollback(1)
+        self.assertEqual((r["step"], r["from_step"]), (3, 7))
+        self.assertIn("optimizer", r["restored"])
+        assert_close(self, m.predict(x), want, "after rollback")
+        f = self.client.fork(self.name + "-f", m, version=1, keep_versions=2)
+        self.assertEqual(f.num_steps, 3)
+        assert_close(self, f.predict(x), want, "fork")
+        f.freeze()
+        f.keep_versions(1)
+        self.assertEqual(len(f.versions()), 1)
+        with self.assertRaises(et.EasytorchError) as cm:
+            m.rollback(5)
+        self.assertEqual(cm.exception.status, 404)
+        m.delete_version(1)
+        self.assertEqual(m.versions(), [])
+
     @unittest.skipIf(torch is None or np is None, "needs PyTorch and NumPy")
     def test_issue13_layers_train_predict_and_state_dict_like_torch(self):
         layers = [nn.Embedding(11, 4, padding_idx=0), nn.Flatten(), nn.Linear(12, 6),

@@ -75,6 +75,22 @@ DISPATCH = [
     req("POST", M + "/predict", '{"inputs": [[1, 2]], "inputs": [[3, 4]]}'),
     req("POST", M + "/train", '{"inputs": [[1, 2]], "targets": [[1]]} trailing'),
     req("GET", M, headers="Authorization: Bearer wrong\n"),
+    # versions (issue 18): freeze, list, serve, predict, rollback, fork, retention, delete
+    req("POST", M + "/versions", {"label": "a", "serve": True}) + "\n%%\n" +
+    req("GET", M + "/versions") + "\n%%\n" +
+    req("POST", M + "/versions/1/predict", {"inputs": [[1, 2]]}) + "\n%%\n" +
+    req("POST", M + "/predict", {"inputs": [[1, 2]]}) + "\n%%\n" +
+    req("PATCH", M, {"serving": "live", "keep_versions": 1}) + "\n%%\n" +
+    req("DELETE", M + "/versions/1"),
+    req("POST", M + "/versions") + "\n%%\n" +
+    req("POST", M + "/train", {"inputs": [[1, 2]], "targets": [[1]], "epochs": 2}) + "\n%%\n" +
+    req("POST", M + "/rollback", {"version": 1}) + "\n%%\n" +
+    req("POST", "/v1/models", {"name": "f", "from": {"model": "m", "version": 1}}) + "\n%%\n" +
+    req("GET", "/v1/models/f/versions/1"),
+    req("POST", "/v1/models", {"name": "f", "from": {"model": "m"}, "keep_versions": 2}),
+    req("POST", M + "/versions", '{"label": 1, "serve": "x"}'),
+    req("POST", M + "/rollback", '{"version": 0}'),
+    req("GET", M + "/versions/01"),
     # the layers of issue 13: index inputs, buffers, rank-4 inputs, layer-named errors
     req("POST", "/v1/models/e/train", {"inputs": [[1, 2], [3, 5], [0, 0]], "targets": [0, 2, 1],
                                        "epochs": 2}),

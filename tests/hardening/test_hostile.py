@@ -332,7 +332,7 @@ class HostileTest(unittest.TestCase):
             ("POST", "/v1/models/nonexistent/predict", (404,)), ("POST", "/v1/models/nonexistent/step", (404,)),
             ("DELETE", "/v1/models/nonexistent", (404,)), ("DELETE", "/v1/models/..", (400, 404)),
             ("DELETE", "/v1/models", (405,)),
-            ("PUT", "/v1/models/reg/predict", (405,)), ("PATCH", "/v1/models/reg", (405,)),
+            ("PUT", "/v1/models/reg/predict", (405,)), ("PATCH", "/v1/models/reg/predict", (405,)),
             ("GET", "/v1/models/reg/predict", (405,)), ("GET", "/v1/models/reg/train", (405,)),
             ("GET", "/v1/models/reg/step", (405,)), ("DELETE", "/v1/models/reg/parameters", (405,)),
             ("GET", "/v1/models/reg/loss?since=abc", (400,)), ("GET", "/v1/models/reg/loss?since=1e3", (400,)),
@@ -341,12 +341,20 @@ class HostileTest(unittest.TestCase):
             ("GET", "/v1", (404,)), ("POST", "/healthz", (405,)), ("GET", "/v1/models/reg/checkpoint", (405,)),
             ("GET", "/%2e%2e/%2e%2e/etc/passwd", (404,)), ("GET", "/../../etc/passwd", (400, 404)),
             ("GET", "/static/../../etc/passwd", (400, 404)),
+            # versions (issue 18): bad numbers, missing versions, bodies that say nothing
+            ("GET", "/v1/models/reg/versions/0", (400,)), ("GET", "/v1/models/reg/versions/-1", (400,)),
+            ("GET", "/v1/models/reg/versions/%2E%2E", (400,)), ("GET", "/v1/models/reg/versions/%00", (400, 404)),
+            ("GET", "/v1/models/reg/versions/1", (404,)), ("DELETE", "/v1/models/reg/versions/1", (404,)),
+            ("GET", "/v1/models/reg/versions/" + "9" * 300, (400, 404)),
+            ("POST", "/v1/models/reg/versions/1/predict", (404,)), ("POST", "/v1/models/reg/rollback", (400,)),
+            ("PUT", "/v1/models/reg/versions", (405,)), ("GET", "/v1/models/reg/rollback", (405,)),
+            ("GET", "/v1/models/nonexistent/versions", (404,)), ("POST", "/v1/models/nonexistent/versions", (404,)),
         ]
         for method, path, expect in cases:
             body = "{}" if method in ("POST", "PUT", "PATCH") else None
             self.send("%s %s" % (method, path), method, path, body, expect=expect)
             self.sent += 1
-        self.check(35)
+        self.check(48)
 
     def test_bad_parameters(self):
         self.sent = 0

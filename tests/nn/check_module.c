@@ -437,6 +437,115 @@ START_TEST(sequential_forward_chains_children_and_train_eval_recurses)
 }
 END_TEST
 
+/* Sequential runs Linear + ReLU/Tanh/Sigmoid as one fused op (core's
+ * etc_linear_act).  It must give the same bits as the modules run one by
+ * one, forward and every gradient: on the first backward (gradients made
+ * new) and on the second (added straight into the existing .grad, so
+ * exactly twice the first), and the output's grad_fn is the activation's,
+ * as torch's. */
+static bool same_bits(et_tensor *a, et_tensor *b)
+{
+    return a && b && et_numel(a) == et_numel(b) &&
+           memcmp(et_data(a), et_data(b), (size_t)et_numel(a) * sizeof(float)) == 0;
+}
+
+/* y and, after each of two backwards of sum(y * y), x's and the params'
+ * gradients (clones) -> out[0] = y, out[1 + 5 * rep + i] */
+static void fused_run(et_module *s, et_module **kids, bool fused, et_tensor *x, et_tensor **out)
+{
+    for (int i = 0; i < 4; i++)
+        et_set_grad(et_module_param(s, i), NULL);
+    et_set_grad(x, NULL);
+    for (int rep = 0; rep < 2; rep++) {
+        et_pool_begin();
+        et_tensor *y = fused ? et_module_forward(s, x)
+                             : et_module_forward(kids[2], et_module_forward(kids[1],
+                                                 et_module_forward(kids[0], x)));
+        ck_assert_ptr_nonnull(y);
+        ck_assert_int_eq(et_backward(et_sum_all(et_mul(y, y)), NULL), ET_OK);
+        if (rep == 0)
+            out[0] = et_tensor_ref(et_clone(y));   /* past the pool */
+        et_pool_end();
+        out[1 + 5 * rep] = et_clone(et_grad(x));
+        for (int i = 0; i < 4; i++)
+            out[2 + 5 * rep + i] = et_clone(et_grad(et_module_param(s, i)));
+    }
+}
+
+START_TEST(sequential_fused_linear_activation_same_bits_as_unfused)
+{
+    const char *names[] = {"ReluBackward0", "TanhBackward0", "SigmoidBackward0"};
+    for (int a = 0; a < 3; a++)
+        for (int64_t rows = 1; rows <= 37; rows += 12) {
+            et_generator *g = et_generator_new(40 + (uint64_t)a);
+            et_module *kids[3] = {et_linear_new(13, 24, true, g),
+                                  a == 0 ? et_relu_new() : a == 1 ? et_tanh_new()
+                                                                  : et_sigmoid_new(),
+                                  et_linear_new(24, 3, true, g)};
+            et_module *s = et_sequential_new();
+            for (int i = 0; i < 3; i++)
+                ck_assert_int_eq(et_sequential_append(s, kids[i]), ET_OK);
+            et_tensor *x = et_randn(g, ET_SHAPE(rows, 13));
+            et_set_requires_grad(x, true);
+            et_tensor *f[11], *u[11];
+            fused_run(s, kids, true, x, f);
+            fused_run(s, kids, false, x, u);
+            for (int i = 0; i < 11; i++)
+                ck_assert_msg(same_bits(f[i], u[i]), "%s rows %lld: result %d differs",
+                              names[a], (long long)rows, i);
+            for (int i = 1; i < 6; i++)   /* second backward added into .grad */
+                for (int64_t k = 0; k < et_numel(f[i]); k++)
+                    ck_assert_float_eq(et_data(f[i + 5])[k], 2 * et_data(f[i])[k]);
+            /* the fused output's grad_fn is the activation's */
+            et_module *s2 = et_sequential_new();
+            et_sequential_append(s2, et_linear_new(13, 4, true, g));
+            et_sequential_append(s2, a == 0 ? et_relu_new() : a == 1 ? et_tanh_new()
+                                                                     : et_sigmoid_new());
+            et_pool_begin();
+            ck_assert_str_eq(et_grad_fn_name(et_module_forward(s2, x)), names[a]);
+            et_pool_end();
+            for (int i = 0; i < 11; i++) {
+                et_tensor_free(f[i]);
+                et_tensor_free(u[i]);
+            }
+            et_module_free(s2);
+            et_tensor_free(x);
+            et_module_free(s);
+            et_generator_free(g);
+        }
+}
+END_TEST
+
+/* A leaf used twice in one graph gets both contributions (no direct write
+ * into .grad by the first consumer): y = linear(x) + x. */
+START_TEST(linear_leaf_used_twice_gets_both_gradients)
+{
+    et_generator *g = et_generator_new(7);
+    et_module *l = et_linear_new(4, 4, true, g);
+    et_tensor *x = et_randn(g, ET_SHAPE(3, 4));
+    et_set_requires_grad(x, true);
+    const float *w = et_data(et_module_param(l, 0));
+    for (int rep = 1; rep <= 2; rep++) {
+        et_pool_begin();
+        et_backward(et_sum_all(et_add(et_module_forward(l, x), x)), NULL);
+        et_pool_end();
+        /* d/dx sum(x Wᵀ + b + x) = column sums of W + 1, per row */
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < 4; k++) {
+                double e = 1;
+                for (int o = 0; o < 4; o++)
+                    e += w[o * 4 + k];
+                ck_close(et_data(et_grad(x))[i * 4 + k], rep * e);
+            }
+        for (int64_t k = 0; k < 4; k++)
+            ck_close(et_data(et_grad(et_module_param(l, 1)))[k], rep * 3.0);
+    }
+    et_tensor_free(x);
+    et_module_free(l);
+    et_generator_free(g);
+}
+END_TEST
+
 START_TEST(zero_grad_zeroes_every_gradient)
 {
     et_generator *g = et_generator_new(8);
@@ -639,6 +748,8 @@ static Suite *module_suite(void)
         {"sequential_append", sequential_append_errors_take_ownership},
         {"sequential_one_parent", sequential_append_keeps_one_parent_and_fresh_names},
         {"sequential_forward", sequential_forward_chains_children_and_train_eval_recurses},
+        {"sequential_fused", sequential_fused_linear_activation_same_bits_as_unfused},
+        {"leaf_used_twice", linear_leaf_used_twice_gets_both_gradients},
         {"zero_grad", zero_grad_zeroes_every_gradient},
         {"clip_grad_norm", clip_grad_norm_scales_to_max_norm},
         {"clip_grad_norm_inf", clip_grad_norm_infinity_and_bad_args},

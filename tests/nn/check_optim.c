@@ -144,6 +144,52 @@ START_TEST(adam_long_parameters_match_definition)
 }
 END_TEST
 
+/* Every lane gives the same bits: the wide loops (AVX-512 16, AVX 8, SSE 4
+ * elements) and the scalar tail run the same operations.  A parameter of 31
+ * elements whose element 0 (always in the widest loop) and 30 (always in the
+ * scalar tail) see the same value and gradient stays equal bit for bit;
+ * loop over SGD (momentum, Nesterov, weight decay, maximize), Adam (wd,
+ * amsgrad) and AdamW. */
+START_TEST(optimizer_lanes_give_the_same_bits)
+{
+    enum { K = 31 };
+    et_generator *gen = et_generator_new(77 + (uint64_t)_i);
+    float p0[K], g0[K];
+    nn_fill_uniform(gen, p0, K, -1, 1);
+    p0[K - 1] = p0[0];
+    et_tensor *p = et_tensor_new(p0, ET_SHAPE(K));
+    et_set_requires_grad(p, true);
+    et_optim *opt;
+    if (_i < 2) {
+        et_sgd_opts o = ET_SGD_DEFAULTS;
+        o.lr = 0.1, o.momentum = 0.9, o.weight_decay = 0.01, o.nesterov = _i == 1;
+        o.maximize = _i == 1, o.dampening = _i == 0 ? 0.1 : 0;
+        opt = et_sgd_new(&p, 1, o);
+    } else {
+        et_adam_opts o = _i == 4 ? ET_ADAMW_DEFAULTS : ET_ADAM_DEFAULTS;
+        o.lr = 0.05, o.amsgrad = _i == 3;
+        if (_i != 4)
+            o.weight_decay = 0.1;
+        opt = _i == 4 ? et_adamw_new(&p, 1, o) : et_adam_new(&p, 1, o);
+    }
+    ck_assert_ptr_nonnull(opt);
+    for (int t = 0; t < 6; t++) {
+        nn_fill_uniform(gen, g0, K, -1, 1);
+        g0[K - 1] = g0[0];
+        et_tensor *g = et_tensor_new(g0, ET_SHAPE(K));
+        et_set_grad(p, g);
+        et_tensor_free(g);
+        ck_assert_int_eq(et_optim_step(opt), ET_OK);
+        ck_assert_msg(memcmp(&et_data(p)[0], &et_data(p)[K - 1], sizeof(float)) == 0,
+                      "step %d: lane %.9g, tail %.9g", t, et_data(p)[0], et_data(p)[K - 1]);
+        ck_assert(et_data(p)[0] != p0[0]);
+    }
+    et_optim_free(opt);
+    et_tensor_free(p);
+    et_generator_free(gen);
+}
+END_TEST
+
 START_TEST(adagrad_lr_decay_and_initial_accumulator)
 {
     et_adagrad_opts o = ET_ADAGRAD_DEFAULTS;
@@ -451,6 +497,7 @@ int main(void)
     tcase_add_loop_test(tc, sgd_plain_momentum_dampening_nesterov, 0, 5);
     tcase_add_loop_test(tc, adam_and_adamw_first_steps, 0, 4);
     tcase_add_loop_test(tc, adam_long_parameters_match_definition, 0, 4);
+    tcase_add_loop_test(tc, optimizer_lanes_give_the_same_bits, 0, 5);
     tcase_add_test(tc, adagrad_lr_decay_and_initial_accumulator);
     tcase_add_loop_test(tc, rmsprop_plain_centered_momentum, 0, 4);
     suite_add_tcase(s, tc);

@@ -142,7 +142,7 @@ static const char *state_diff(etd_model *a, etd_model *b)
             d = why;
         }
     }
-    /* every row of train_state.c's fields[], as the file writes it; the
+    /* every row of train_state_file.c's fields[], as the file writes it; the
      * wall-clock time of the last guard event: only a file round trip keeps it */
     if (!same_times)
         sb.s.nf_time = sa.s.nf_time;

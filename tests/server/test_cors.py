@@ -51,7 +51,7 @@ class CorsCase(unittest.TestCase):
             self.assertIn("Origin", r.headers["vary"])
         r = self.preflight("/v1/models/m", A, method="DELETE", req_headers=None)
         self.assertEqual(r.status, 204)
-        self.assertEqual(r.headers["allow"], "GET, DELETE, OPTIONS")
+        self.assertEqual(r.headers["allow"], "GET, DELETE, PATCH, OPTIONS")
         self.assertIn("Authorization", r.headers["access-control-allow-headers"])
 
     def test_preflight_other_origin_gets_no_cors_headers(self):

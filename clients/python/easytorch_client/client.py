@@ -391,6 +391,19 @@ class Client:
         """Delete model ``name`` and its files."""
         Model(self, name).delete()
 
+    def fork(self, name, model, version=None, keep_versions=None):
+        """A new model ``name`` from version ``version`` of ``model`` (a name or a Model;
+        version None: its current state): spec, parameters, buffers, optimizer and
+        scheduler state, step count and loss history. Returns the new Model."""
+        src = model.name if isinstance(model, Model) else model
+        body = {"name": name, "from": {"model": src}}
+        if version is not None:
+            body["from"]["version"] = version
+        if keep_versions is not None:
+            body["keep_versions"] = keep_versions
+        self.request("POST", "/v1/models", body)
+        return Model(self, name)
+
 
 def _as_spec(x, client=None):
     if isinstance(x, str):
@@ -639,3 +652,51 @@ class Model:
     def delete(self):
         """Delete the model and its files on the daemon."""
         self._req("DELETE")
+
+    # -- versions ----------------------------------------------------------------
+    def freeze(self, label=None, serve=False):
+        """Freeze the current state as a new immutable version (POST /versions).
+        Returns its description {"version", "step", "loss", "created", "label", "size",
+        "serving", "removed"}; ``serve=True`` makes plain predict use it."""
+        body = {"serve": bool(serve)}
+        if label is not None:
+            body["label"] = label
+        return self._req("POST", "/versions", body)
+
+    def versions(self):
+        """The versions, oldest first: a list of {"version", "step", "loss", "created",
+        "label", "size", "serving"}."""
+        return self._req("GET", "/versions")["versions"]
+
+    def version(self, n):
+        """Version ``n``'s description."""
+        return self._req("GET", "/versions/%d" % int(n))
+
+    def delete_version(self, n):
+        """Remove version ``n`` (409 while it is the serving one)."""
+        self._req("DELETE", "/versions/%d" % int(n))
+
+    def predict_version(self, n, x):
+        """Outputs of version ``n`` for inputs ``x`` (the live model may be training)."""
+        res = self._req("POST", "/versions/%d/predict" % int(n), {"inputs": encode_tensor(x)})
+        return self.client._tensor(res["outputs"])
+
+    def serve(self, version="live"):
+        """Make plain predict and /v2 infer use ``version`` ("live" or a number)."""
+        return self._req("PATCH", "", {"serving": version})
+
+    @property
+    def serving(self):
+        """"live" or the number of the version plain predict uses."""
+        return self.info()["serving"]
+
+    def keep_versions(self, k):
+        """Retention: keep at most ``k`` versions (0: all), applied at once."""
+        return self._req("PATCH", "", {"keep_versions": int(k)})
+
+    def rollback(self, n):
+        """Put the live model back to version ``n``: parameters, buffers, optimizer and
+        scheduler state, generator, step count and loss history; pending batches are
+        dropped. Returns {"version", "step", "from_step", "discarded_pending_batches",
+        "restored"}."""
+        return self._req("POST", "/rollback", {"version": int(n)})

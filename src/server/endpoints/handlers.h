@@ -18,6 +18,7 @@ void etd_h_list(etd_call *c);
 void etd_h_define(etd_call *c);
 void etd_h_get(etd_call *c);
 void etd_h_delete(etd_call *c);
+void etd_h_patch(etd_call *c);
 void etd_h_types(etd_call *c);
 /* v1_train.c */
 void etd_h_predict(etd_call *c);
@@ -40,6 +41,23 @@ void etd_h_job_cancel(etd_call *c);
 /* v1_params.c */
 void etd_h_params_get(etd_call *c);
 void etd_h_params_put(etd_call *c);
+/* v1_versions.c */
+void etd_h_versions_post(etd_call *c);
+void etd_h_versions_list(etd_call *c);
+void etd_h_version_get(etd_call *c);
+void etd_h_version_delete(etd_call *c);
+void etd_h_version_predict(etd_call *c);
+void etd_h_rollback(etd_call *c);
+/* ,"serving":"live" or ,"serving":N */
+void ep_write_serving(etd_buf *out, int64_t serving);
+/* Replace c->m by the model plain predictions use ("serving": a version's
+ * or c->m itself); *version: 0 for live. */
+bool ep_serving(etd_call *c, int64_t *version);
+/* The versions' lines of /metrics. */
+void ep_version_metrics(etd_buf *out, etd_model *const *models, int n);
+/* v1_export.c */
+void etd_h_export(etd_call *c);
+void etd_h_version_export(etd_call *c);
 /* v2_oip.c */
 void etd_h_v2_live(etd_call *c);
 void etd_h_v2_ready(etd_call *c);

@@ -113,6 +113,7 @@ static void model_metrics(etd_call *c, etd_buf *out)
         etd_buf_printf(out, "easytorch_pending_batches{model=\"%s\"} %lld\n",
                        etd_model_name(l.models[i]), (long long)l.sum[i].pending);
     batch_metrics(&l, out);
+    ep_version_metrics(out, l.models, l.n);
     etd_model_list_free(&l);
 }
 

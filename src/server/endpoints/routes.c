@@ -5,6 +5,7 @@
 
 static const char *const q_loss[] = {"since", "series", NULL};
 static const char *const q_format[] = {"format", NULL};
+static const char *const q_export[] = {"format", "input_shape", NULL};
 
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY
@@ -28,6 +29,7 @@ const etd_route etd_routes[] = {
     {"GET", "/v1/types", etd_h_types, INL, NULL, NULL, NULL},
     {"GET", M, etd_h_get, RDY | INL, NULL, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY | EX, NULL, NULL, NULL},
+    {"PATCH", M, etd_h_patch, RDY | BODY, NULL, NULL, NULL},
     {"POST", M "/predict", etd_h_predict, RDY | BIN | SH, NULL, NULL, etd_cheap_forward},
     {"POST", M "/batches", etd_h_batches, RDY | BIN | EX, NULL, NULL, NULL},
     {"POST", M "/step", etd_h_step, RDY | BODY | EX, NULL, NULL, NULL},
@@ -45,6 +47,15 @@ const etd_route etd_routes[] = {
     {"GET", M "/jobs/{id}", etd_h_job_get, RDY, NULL, NULL, NULL},
     {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY, NULL, NULL, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY | SH, NULL, NULL, NULL},
+    /* versions take the locks they need themselves (a worker, holding nothing) */
+    {"POST", M "/versions", etd_h_versions_post, RDY | BODY, NULL, NULL, NULL},
+    {"GET", M "/versions", etd_h_versions_list, RDY, NULL, NULL, NULL},
+    {"GET", M "/versions/{version}", etd_h_version_get, RDY, NULL, NULL, NULL},
+    {"DELETE", M "/versions/{version}", etd_h_version_delete, RDY, NULL, NULL, NULL},
+    {"POST", M "/versions/{version}/predict", etd_h_version_predict, RDY | BODY, NULL, NULL, NULL},
+    {"POST", M "/rollback", etd_h_rollback, RDY | BODY, NULL, NULL, NULL},
+    {"GET", M "/export", etd_h_export, RDY, q_export, NULL, NULL},
+    {"GET", M "/versions/{version}/export", etd_h_version_export, RDY, q_export, NULL, NULL},
     {"GET", "/v2/health/live", etd_h_v2_live, PUB | INL, NULL, NULL, NULL},
     {"GET", "/v2/health/ready", etd_h_v2_ready, PUB | INL, NULL, NULL, NULL},
     {"GET", "/v2", etd_h_v2_server, INL, NULL, NULL, NULL},

@@ -1,8 +1,11 @@
 /* v1_models.c - /v1/models: list, define, describe, delete (docs/API.md). */
 #include <inttypes.h>
+#include <math.h>
+#include <string.h>
 
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
+#include "server/models/versions.h"
 
 /* GET /v1/models/{name} and the answer of a define. */
 static void write_description(etd_buf *out, etd_model *m)
@@ -36,7 +39,12 @@ static void write_description(etd_buf *out, etd_model *m)
             etd_buf_putc(out, ',');
         etd_json_str(out, etd_model_buffer_name(m, i));
     }
-    etd_buf_puts(out, "]}");
+    etd_buf_putc(out, ']');
+    int64_t serving, keep;
+    int nv;
+    etd_model_lifecycle(m, &serving, &keep, &nv);
+    ep_write_serving(out, serving);
+    etd_buf_printf(out, ",\"keep_versions\":%lld,\"versions\":%d}", (long long)keep, nv);
 }
 
 void etd_h_list(etd_call *c)
@@ -81,6 +89,41 @@ void etd_h_delete(etd_call *c)
     etd_buf_puts(&c->rs->body, "{\"deleted\":");
     etd_json_str(&c->rs->body, c->rq->name);
     etd_buf_putc(&c->rs->body, '}');
+}
+
+/* PATCH /v1/models/{name}: what plain predict/infer serve ("serving":
+ * "live" or a version) and keep_versions; the description back. */
+void etd_h_patch(etd_call *c)
+{
+    static const char *const keys[] = {"serving", "keep_versions", NULL};
+    if (!ep_model(c) || !ep_json(c, NULL) || !ep_keys(c, c->doc.root, keys))
+        return;
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(c->doc.root, "serving");
+    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(c->doc.root, "keep_versions");
+    int64_t serving = -1, keep = -1;
+    if (sv && cJSON_IsString(sv) && strcmp(sv->valuestring, "live") == 0) {
+        serving = 0;
+    } else if (sv) {
+        if (!ep_pos_int(c, "serving", 0, &serving))
+            return;
+        if (cJSON_IsNull(sv) || serving < 1) {
+            ep_error(c, 400, "serving: expected \"live\" or a version number");
+            return;
+        }
+    }
+    if (kv && !cJSON_IsNull(kv)) {
+        double d = kv->valuedouble;
+        if (!cJSON_IsNumber(kv) || d < 0 || d != floor(d) || d > 1e15) {
+            ep_error(c, 400, "keep_versions: expected a whole number >= 0 (0: keep all)");
+            return;
+        }
+        keep = (int64_t)d;
+    } else if (kv) {
+        keep = 0;
+    }
+    if (!ep_ok(c, etd_model_set_lifecycle(c->m, serving, keep, &c->e)))
+        return;
+    write_description(&c->rs->body, c->m);
 }
 
 /* The type names a spec may use and their fields in constructor order, so

@@ -95,7 +95,9 @@ void etd_h_predict(etd_call *c)
 {
     static const char *const keys[] = {"inputs", NULL};
     bool bin;
-    if (!ep_wants_binary(c, &bin) || !ep_inputs(c, keys, false))
+    int64_t version;
+    if (!ep_wants_binary(c, &bin) || !ep_inputs(c, keys, false) ||
+        !ep_serving(c, &version)) /* "serving": live or N */
         return;
     etd_json_doc_free(&c->doc); /* free the tree before the forward pass: it can be large */
     etd_st_free(&c->st);

@@ -86,20 +86,26 @@ static void write_io(etd_buf *out, const io_desc *d, int n)
 }
 
 /* The route's model and, under /versions/{version}, that version of it
- * (one lookup: etd_model_version).  *version: the version served. */
-static bool oip_model(etd_call *c, const char **version)
+ * (one lookup: etd_model_version); without one, what it serves (PATCH
+ * "serving").  version: the version served; versions (may be NULL): the
+ * model's, *nv how many. */
+static bool oip_model(etd_call *c, char version[ETD_VERSION_STR],
+                      char (*versions)[ETD_VERSION_STR], int *nv)
 {
     if (!ep_model(c))
         return false;
-    *version = etd_model_current_version(c->m);
-    if (!c->rq->version || !c->rq->version[0])
-        return true;
+    if (versions)
+        *nv = etd_model_versions(c->m, versions, 8);
     etd_model *v;
-    if (!ep_ok(c, etd_model_version(c->m, c->rq->version, &v, &c->e)))
-        return false;
+    if (!c->rq->version || !c->rq->version[0]) {
+        etd_model_current_version(c->m, &v, version);
+    } else {
+        if (!ep_ok(c, etd_model_version(c->m, c->rq->version, &v, &c->e)))
+            return false;
+        snprintf(version, ETD_VERSION_STR, "%s", c->rq->version);
+    }
     etd_model_unref(c->m);
     c->m = v;
-    *version = c->rq->version;
     return true;
 }
 
@@ -107,8 +113,9 @@ static bool oip_model(etd_call *c, const char **version)
 
 void etd_h_v2_model(etd_call *c)
 {
-    const char *ver;
-    if (!oip_model(c, &ver))
+    char ver[ETD_VERSION_STR], v[8][ETD_VERSION_STR];
+    int nv;
+    if (!oip_model(c, ver, v, &nv))
         return;
     io_desc ins[ETD_OIP_MAX_IO], outs[ETD_OIP_MAX_IO];
     int ni = model_inputs(c->m, ins), no = model_outputs(c->m, outs);
@@ -116,8 +123,6 @@ void etd_h_v2_model(etd_call *c)
     etd_buf_puts(out, "{\"name\":");
     etd_json_str(out, etd_model_name(c->m));
     etd_buf_puts(out, ",\"versions\":[");
-    const char *v[8];
-    int nv = etd_model_versions(c->m, v, 8);
     for (int i = 0; i < nv && i < 8; i++) {
         if (i)
             etd_buf_putc(out, ',');
@@ -132,8 +137,8 @@ void etd_h_v2_model(etd_call *c)
 
 void etd_h_v2_model_ready(etd_call *c)
 {
-    const char *ver;
-    if (!oip_model(c, &ver))
+    char ver[ETD_VERSION_STR];
+    if (!oip_model(c, ver, NULL, NULL))
         return;
     etd_buf_puts(&c->rs->body, "{\"name\":");
     etd_json_str(&c->rs->body, etd_model_name(c->m));
@@ -161,7 +166,7 @@ void etd_h_v2_repository_index(etd_call *c)
     etd_buf_putc(out, '[');
     int k = 0;
     for (int i = 0; i < l.n; i++) {
-        const char *v[8];
+        char v[8][ETD_VERSION_STR];
         int nv = etd_model_versions(l.models[i], v, 8);
         for (int j = 0; j < nv && j < 8; j++) {
             etd_buf_puts(out, k++ ? ",{\"name\":" : "{\"name\":");
@@ -329,7 +334,7 @@ static void infer_answer(etd_call *c, const char *model, const char *ver, const 
 typedef struct infer_later {
     ep_later l;
     char *model, *id;
-    const char *ver;            /* static, or the request's {version}: valid until done */
+    char ver[ETD_VERSION_STR];
     io_desc outs[ETD_OIP_MAX_IO];
     bool binary[ETD_OIP_MAX_IO];
     int nout;
@@ -371,7 +376,7 @@ static bool infer_batched(etd_call *c, const char *ver, char **id, const io_desc
     }
     p->id = *id;
     *id = NULL;
-    p->ver = ver;
+    snprintf(p->ver, sizeof p->ver, "%s", ver);
     memcpy(p->outs, outs, (size_t)nout * sizeof *outs);
     memcpy(p->binary, binary, (size_t)nout * sizeof *binary);
     p->nout = nout;
@@ -383,8 +388,8 @@ static bool infer_batched(etd_call *c, const char *ver, char **id, const io_desc
 
 void etd_h_v2_infer(etd_call *c)
 {
-    const char *ver;
-    if (!oip_model(c, &ver))
+    char ver[ETD_VERSION_STR];
+    if (!oip_model(c, ver, NULL, NULL))
         return;
     etd_oip_request r;
     const char *hl = c->kind == ETD_BODY_OIP ? ep_header(c, "Inference-Header-Content-Length")

@@ -19,6 +19,7 @@ void etd_model_destroy(etd_model *m)
     if (!m)
         return;
     etd_guard_drop(m);
+    etd_versions_free(m->vers);
     et_scheduler_free(m->sched);
     et_optim_free(m->opt);
     et_module_free(m->net);
@@ -152,44 +153,6 @@ const char *etd_model_name(const etd_model *m) { return m->name; }
 
 bool etd_model_batching(const etd_model *m) { return m->batcher != NULL; }
 
-/* ---------------------------------------------------------------- versions */
-
-static const char *const versions[] = {"1"};
-
-int etd_model_versions(const etd_model *m, const char **out, int max)
-{
-    (void)m;
-    int n = (int)(sizeof versions / sizeof versions[0]);
-    for (int i = 0; i < n && i < max; i++)
-        out[i] = versions[i];
-    return n;
-}
-
-const char *etd_model_current_version(const etd_model *m)
-{
-    (void)m;
-    return versions[0];
-}
-
-etd_rc etd_model_version(etd_model *m, const char *version, etd_model **out, etd_err *e)
-{
-    *out = NULL;
-    const char *v[8];
-    int n = etd_model_versions(m, v, 8);
-    char list[128] = "";
-    for (int i = 0; i < n && i < 8; i++) {
-        if (strcmp(v[i], version) == 0) {
-            atomic_fetch_add(&m->refs, 1);
-            *out = m;
-            return ETD_OK;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", v[i]);
-    }
-    return etd_fail(e, ETD_ENOTFOUND, "model \"%s\" has no version \"%.40s\" (versions: %s)",
-                    m->name, version, list);
-}
-
 etd_model *etd_model_ref(etd_model *m)
 {
     atomic_fetch_add(&m->refs, 1);
@@ -288,7 +251,7 @@ etd_rc etd_model_save_locked(etd_model *m, bool *replaced_out, etd_err *e)
     bool replaced = false;
     if (replaced_out)
         *replaced_out = false;
-    if (m->deleted)
+    if (m->deleted || m->frozen)
         return ETD_OK;
     uint8_t *buf = NULL;
     size_t len = 0;

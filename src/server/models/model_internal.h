@@ -29,8 +29,8 @@ typedef struct etd_mlock {
     int reserved;               /* pool jobs waiting for an exclusive hold */
 } etd_mlock;
 
-/* The scalar training state (train_state.c lists it once for the rollback
- * snapshot and the file).  The counters are the model's own: they live here
+/* The scalar training state (train_state_file.c lists it once, in fields[],
+ * for the file; the rollback snapshot copies it whole).  The counters are the model's own: they live here
  * in m->ts and are the live values.  The mirrors copy state the library
  * objects hold (generator, optimizer, scheduler); they are filled by
  * etd_ts_capture and pushed back by etd_ts_apply, never read live. */
@@ -81,6 +81,9 @@ struct etd_model {
     /* the rollback policy's image of the last finite state (guard.c) */
     etd_train_state *guard_img;
     etd_batcher *batcher;        /* dynamic batching (batcher.c), NULL without */
+
+    struct etd_versions *vers;   /* versions.c (NULL for the model serving a version) */
+    bool frozen;                 /* serves a version: never saved, never trained */
 
     etd_model_summary pub;       /* published copy for readers that must not wait */
     int64_t *h_step;             /* loss history, under pub_mu */
@@ -279,7 +282,27 @@ void etd_guard_drop(etd_model *m);
 /* Recompute ts.diverged from the parameters (after they were set). */
 void etd_guard_recheck(etd_model *m);
 
-/* ---- train_state.c: the training state, listed once ---- */
+/* ---- registry.c ---- */
+
+/* Publish a built model (reference taken over): insert it hidden, write its
+ * file, give it a fresh versions store (keep_versions = keep), show it.
+ * *out: a new reference.  On failure nothing of it remains. */
+etd_rc etd_registry_add(etd_registry *r, etd_model *m, int64_t keep, etd_model **out, etd_err *e);
+
+/* ---- versions.c ---- */
+
+/* Give m its versions store: fresh (a new model: stale files of that name
+ * removed) or loaded from DATA_DIR/<name>.versions (bad files reported on
+ * stderr and skipped). */
+etd_rc etd_versions_attach(etd_model *m, bool fresh, etd_err *e);
+void etd_versions_free(struct etd_versions *vs);
+/* Remove every version file of m and its directory (a deleted model). */
+void etd_versions_remove_files(etd_model *m);
+/* POST /v1/models {"name", "from": {"model", "version"}, "keep_versions"}. */
+etd_rc etd_versions_fork(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e);
+
+/* ---- train_state.c (what the state is, the snapshot) and train_state_file.c
+ * (its encoding in the model file): the training state, listed once ---- */
 
 enum {
     ETD_TS_PARAMS = 1,          /* parameter values */
@@ -327,6 +350,7 @@ void etd_ts_free(etd_train_state *st);
 /* The model file's payload: a safetensors file of the whole state plus
  * the identity (name, spec, seed) in its "easytorch" metadata.  *buf is
  * malloc'ed. */
+/* train_state_file.c */
 etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e);
 /* Read a payload: its identity (*meta: the parsed metadata, cJSON_Delete
  * it; *dict: the tensors, et_tensor_dict_free it) -- the caller builds the

@@ -218,20 +218,22 @@ bool etd_model_state_is_int64(const etd_model *m, const char *name);
  * losses; float32 otherwise.  Endpoints parse those as whole numbers. */
 void etd_model_dtypes(const etd_model *m, et_dtype *inputs, et_dtype *targets);
 
-/* ---- versions (the OIP's /v2/models/{name}/versions/{version}) ----
- * Today a model is served as one version, "1": its current state.  These
- * two functions are the only place versions are known, so stored versions
- * (model lifecycle) extend them and every versioned route follows. */
+/* ---- versions as the OIP names them (/v2/models/{name}/versions/{version}) ----
+ * A model never frozen is served as one version, "1": its live state.  Once
+ * it has frozen versions (versions.h) those are its versions "1", "2", ...
+ * and "live" names the live model. */
 
-/* The versions m serves, oldest first, into out[0..max) (borrowed
- * strings); returns how many there are. */
-int etd_model_versions(const etd_model *m, const char **out, int max);
+#define ETD_VERSION_STR 24
+/* The versions m serves, oldest first, into out[0..max); returns how many
+ * there are (may be more than max). */
+int etd_model_versions(etd_model *m, char (*out)[ETD_VERSION_STR], int max);
 /* The model that serves version `version` of m: a new reference in *out
- * (today m itself, for "1"); ETD_ENOTFOUND "model \"x\" has no version
- * \"2\" (versions: 1)". */
+ * (m itself for its live state); ETD_ENOTFOUND "model \"x\" has no
+ * version \"2\" (versions: 1)". */
 etd_rc etd_model_version(etd_model *m, const char *version, etd_model **out, etd_err *e);
-/* The version the current state of m is served as ("1"). */
-const char *etd_model_current_version(const etd_model *m);
+/* What plain infer serves ("serving": a version, or live) as a new
+ * reference in *out, and its version string. */
+void etd_model_current_version(etd_model *m, etd_model **out, char ver[ETD_VERSION_STR]);
 
 /* ---- operations ---- */
 

@@ -14,6 +14,7 @@
 
 #include "server/formats/modelfile.h"
 #include "server/models/model_internal.h"
+#include "server/models/versions.h"
 
 /* ---------------------------------------------------------------- names */
 
@@ -327,43 +328,10 @@ static uint64_t random_seed(void)
     return s & ((1ULL << 53) - 1); /* stays exact as a JSON number */
 }
 
-etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e)
+etd_rc etd_registry_add(etd_registry *r, etd_model *m, int64_t keep, etd_model **out, etd_err *e)
 {
     *out = NULL;
-    if (!cJSON_IsObject(body))
-        return etd_fail(e, ETD_EINVAL, "body: expected a JSON object");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
-    if (!name)
-        return etd_fail(e, ETD_EINVAL, "name: required field is missing");
-    if (!cJSON_IsString(name) || !etd_name_ok(name->valuestring))
-        return etd_fail(e, ETD_EINVAL, "name: expected a string matching "
-                        "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ without \"..\"");
-    etd_spec spec;
-    if (!etd_spec_parse(body, r->o.max_params, &spec, e))
-        return e->rc;
-    etd_model *old;
     etd_err ignored;
-    if (etd_registry_get(r, name->valuestring, &old, &ignored) == ETD_OK) {
-        etd_model_unref(old);
-        etd_spec_free(&spec);
-        return etd_fail(e, ETD_EEXIST, "name: a model named \"%s\" already exists",
-                        name->valuestring);
-    }
-    cJSON *copy = cJSON_Duplicate(body, 1);
-    char *spec_json = NULL;
-    if (copy) {
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, "name");
-        spec_json = cJSON_PrintUnformatted(copy);
-        cJSON_Delete(copy);
-    }
-    if (!spec_json) {
-        etd_spec_free(&spec);
-        return etd_fail(e, ETD_ENOMEM, "out of memory");
-    }
-    uint64_t seed = spec.has_seed ? spec.seed : random_seed();
-    etd_model *m = etd_model_build(r, name->valuestring, &spec, spec_json, seed, e);
-    if (!m)
-        return e->rc;
     if (insert(r, m, true, e) != ETD_OK) {
         etd_model_unref(m);
         return e->rc;
@@ -374,9 +342,12 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, 
     etd_model_lock_any(m, false);
     etd_rc rc = etd_model_save_locked(m, NULL, e);
     etd_model_unlock(m);
+    if (rc == ETD_OK && (rc = etd_versions_attach(m, true, e)) == ETD_OK && keep > 0)
+        rc = etd_model_set_lifecycle(m, -1, keep, e);
     if (rc != ETD_OK) {
         fprintf(stderr, "easytorchd: %s\n", e->msg);
         etd_err_append(e, "; the model was not created");
+        etd_versions_remove_files(m);
         etd_modelfile_remove(r->data_dir, m->name, &ignored);
         remove_slot(r, m);
         etd_model_unref(m);
@@ -393,6 +364,60 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, 
     snprintf(data, sizeof data, "\"parameters\":%lld", (long long)m->spec.param_count);
     etd_events_publish(m, ETD_EV_CREATED, data);
     return ETD_OK;
+}
+
+etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e)
+{
+    *out = NULL;
+    if (!cJSON_IsObject(body))
+        return etd_fail(e, ETD_EINVAL, "body: expected a JSON object");
+    if (cJSON_GetObjectItemCaseSensitive(body, "from")) /* a fork of a version */
+        return etd_versions_fork(r, body, out, e);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
+    if (!name)
+        return etd_fail(e, ETD_EINVAL, "name: required field is missing");
+    if (!cJSON_IsString(name) || !etd_name_ok(name->valuestring))
+        return etd_fail(e, ETD_EINVAL, "name: expected a string matching "
+                        "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ without \"..\"");
+    /* keep_versions belongs to the model's versions, not to its spec */
+    int64_t keep = 0;
+    const cJSON *kj = cJSON_GetObjectItemCaseSensitive(body, "keep_versions");
+    if (kj && !cJSON_IsNull(kj) &&
+        (!cJSON_IsNumber(kj) || kj->valuedouble != floor(kj->valuedouble) ||
+         kj->valuedouble < 0 || kj->valuedouble > 1e15))
+        return etd_fail(e, ETD_EINVAL, "keep_versions: expected a whole number >= 0 (0: keep all)");
+    if (kj)
+        keep = cJSON_IsNull(kj) ? 0 : (int64_t)kj->valuedouble;
+    cJSON *copy = cJSON_Duplicate(body, 1);
+    if (!copy)
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    cJSON_DeleteItemFromObjectCaseSensitive(copy, "keep_versions");
+    etd_spec spec;
+    if (!etd_spec_parse(copy, r->o.max_params, &spec, e)) {
+        cJSON_Delete(copy);
+        return e->rc;
+    }
+    etd_model *old;
+    etd_err ignored;
+    if (etd_registry_get(r, name->valuestring, &old, &ignored) == ETD_OK) {
+        etd_model_unref(old);
+        etd_spec_free(&spec);
+        cJSON_Delete(copy);
+        return etd_fail(e, ETD_EEXIST, "name: a model named \"%s\" already exists",
+                        name->valuestring);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(copy, "name");
+    char *spec_json = cJSON_PrintUnformatted(copy);
+    cJSON_Delete(copy);
+    if (!spec_json) {
+        etd_spec_free(&spec);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    uint64_t seed = spec.has_seed ? spec.seed : random_seed();
+    etd_model *m = etd_model_build(r, name->valuestring, &spec, spec_json, seed, e);
+    if (!m)
+        return e->rc;
+    return etd_registry_add(r, m, keep, out, e);
 }
 
 etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
@@ -415,6 +440,7 @@ etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
     etd_err fe;
     if (etd_modelfile_remove(r->data_dir, m->name, &fe) != ETD_OK)
         fprintf(stderr, "easytorchd: deleting model %s: %s\n", m->name, fe.msg);
+    etd_versions_remove_files(m);
     etd_model_unlock(m);
 
     remove_slot(r, m);
@@ -456,7 +482,7 @@ static void load_file(etd_registry *r, const char *file)
     }
     m = etd_model_build(r, name, &spec, spec_json, seed, &e);
     if (!m || etd_ts_from_file(m, d, meta, &st, &e) != ETD_OK ||
-        etd_ts_apply(m, &st, &e) != ETD_OK)
+        etd_ts_apply(m, &st, &e) != ETD_OK || etd_versions_attach(m, false, &e) != ETD_OK)
         goto bad;
     etd_guard_recheck(m);
     if (etd_guard_keep(m, &e) != ETD_OK || insert(r, m, false, &e) != ETD_OK)

@@ -1,0 +1,255 @@
+/*
+ * linear.c - torch.nn.functional.linear (addmm) and its fusion with the
+ * activation that follows it: y = act(x @ wᵀ + b), act in {none, ReLU,
+ * Tanh, Sigmoid}, one node in the graph instead of two.
+ *
+ * Forward: one etc_gemm with the bias (and ReLU) in its epilogue; Tanh and
+ * Sigmoid run over the rows just written, while they are in cache.  The
+ * pre-activation is not kept: the three activations' derivatives are
+ * functions of their output (ReLU: y > 0, Tanh: 1 - y², Sigmoid: y(1 - y)),
+ * the same formulas the unfused ops' backward uses, so the gradients are the
+ * same bits as Linear followed by the activation module.
+ *
+ * Backward: g_pre = g ⊙ act'(y); dx = g_pre·w, dw = g_preᵀ·x, db = column
+ * sums of g_pre, each written straight into the input's .grad when autograd
+ * offers it as a sink (a leaf whose .grad exists and that has no other
+ * consumer in this graph: etc_grad_sink), so the first accumulation after
+ * zero_grad copies nothing and allocates nothing.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* The activation of a LINEAR_* op, as the elementwise forward and backward
+ * kernels that the unfused op would run. */
+static int act_of(int op)
+{
+    switch (op) {
+    case ETC_OP_LINEAR_RELU: return ETC_ACT_RELU;
+    case ETC_OP_LINEAR_TANH: return ETC_ACT_TANH;
+    case ETC_OP_LINEAR_SIGMOID: return ETC_ACT_SIGMOID;
+    default: return ETC_ACT_NONE;
+    }
+}
+
+static const int act_op[] = {ETC_OP_LINEAR, ETC_OP_LINEAR_RELU, ETC_OP_LINEAR_TANH,
+                             ETC_OP_LINEAR_SIGMOID};
+static const int act_ew_b[] = {-1, EW_RELU_B, EW_TANH_B, EW_SIGMOID_B};
+static const char *const act_name[] = {"linear", "relu", "tanh", "sigmoid"};
+
+et_tensor *etc_linear_act(et_tensor *x, et_tensor *w, et_tensor *b, int act)
+{
+    if (!etc_null_check(x, "linear") || !etc_null_check(w, "linear"))
+        return NULL;
+    if (b && !etc_null_check(b, "linear"))
+        return NULL;
+    char b1[128], b2[128], b3[128];
+    if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1]) {
+        et_set_error(ET_ERR_SHAPE, "linear: input shape %s and weight shape %s do not align",
+                     etc_shape_fmt(x->shape, x->ndim, b1, sizeof b1),
+                     etc_shape_fmt(w->shape, w->ndim, b2, sizeof b2));
+        return NULL;
+    }
+    int64_t out_f = w->shape[0], in_f = w->shape[1];
+    if (b && (b->ndim != 1 || b->shape[0] != out_f)) {
+        et_set_error(ET_ERR_SHAPE, "linear: bias shape %s does not match weight shape %s "
+                     "(input %s)", etc_shape_fmt(b->shape, b->ndim, b1, sizeof b1),
+                     etc_shape_fmt(w->shape, w->ndim, b2, sizeof b2),
+                     etc_shape_fmt(x->shape, x->ndim, b3, sizeof b3));
+        return NULL;
+    }
+    /* y has x's leading dims and out_f columns */
+    int64_t ysh[ET_MAX_DIMS];
+    int64_t rows = 1;
+    for (int d = 0; d < x->ndim - 1; d++)
+        rows *= (ysh[d] = x->shape[d]);
+    ysh[x->ndim - 1] = out_f;
+    if (rows > INT_MAX / 2 || out_f > INT_MAX / 2 || in_f > INT_MAX / 2) {
+        et_set_error(ET_ERR_ARG, "linear: input shape %s and weight shape %s are too large",
+                     etc_shape_fmt(x->shape, x->ndim, b1, sizeof b1),
+                     etc_shape_fmt(w->shape, w->ndim, b2, sizeof b2));
+        return NULL;
+    }
+    if (!etc_check_shape(ysh, x->ndim, "linear"))
+        return NULL;
+    /* etc_gemm reads w through any strides; x and the bias must be contiguous */
+    et_tensor *bc = b && !b->contiguous ? etc_clone(b) : etc_ref(b);
+    et_tensor *xc = (bc || !b) ? etc_contig(x) : NULL;
+    et_tensor *y = xc ? etc_alloc(ysh, x->ndim) : NULL;
+    if (y && y->numel > 0) {
+        /* B(p, j) = w[j, p] (wᵀ), bias and ReLU in the epilogue */
+        etc_gemm_t g = {.m = rows, .n = out_f, .k = in_f, .a = xc->data, .ars = in_f, .acs = 1,
+                        .b = w->data, .brs = w->strides[1], .bcs = w->strides[0],
+                        .c = y->data, .ldc = out_f, .bias = bc ? bc->data : NULL,
+                        .act = act == ETC_ACT_RELU ? ETC_GEMM_RELU : ETC_GEMM_NONE};
+        etc_gemm(&g, etc_gemm_mode());
+        if (act == ETC_ACT_TANH)
+            etc_ew_row(EW_TANH, y->data, y->data, y->numel);
+        else if (act == ETC_ACT_SIGMOID)
+            etc_ew_row(EW_SIGMOID, y->data, y->data, y->numel);
+    }
+    etc_release(bc);
+    etc_release(xc);
+    if (!y)
+        return NULL;
+    et_tensor *ins[3] = {x, w, b};
+    return etc_finish(y, act_op[act], ins, b ? 3 : 2);
+}
+
+et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b)
+{
+    return etc_linear_act(x, w, b, ETC_ACT_NONE);
+}
+
+/* Column sums of a contiguous [rows, cols] (a bias gradient), cols >= 2,
+ * in float with short partial sums (error of order tens of ulp, well inside
+ * torch's own float sum), instead of etc_sum_to's general double loop (5% of
+ * a 13-64-64-1 step).  Few columns: whole blocks of rows are added flat (a
+ * long, vectorised loop instead of rows of `cols`), each slot collecting
+ * about rows / reps values, and the reps slots of a column are folded in
+ * double.  Many columns: blocks of 16 rows summed per column, then added.
+ * Written to out[cols] (+= when accumulate). */
+static void col_sums(const float *g, int64_t rows, int64_t cols, float *out, bool accumulate)
+{
+    if (cols < 64) {
+        int64_t reps = 128 / cols < rows ? 128 / cols : rows;
+        int64_t L = reps * cols, total = rows * cols;
+        float blk[128] = {0};
+        for (int64_t off = 0; off < total; off += L) {
+            int64_t n = total - off < L ? total - off : L;
+            const float *p = g + off;
+            for (int64_t k = 0; k < n; k++)
+                blk[k] += p[k];
+        }
+        for (int64_t j = 0; j < cols; j++) {
+            double s = 0;
+            for (int64_t k = j; k < L; k += cols)
+                s += blk[k];
+            out[j] = accumulate ? out[j] + (float)s : (float)s;
+        }
+        return;
+    }
+    for (int64_t j0 = 0; j0 < cols; j0 += 256) {
+        int64_t jn = cols - j0 < 256 ? cols - j0 : 256;
+        float tot[256] = {0}, part[256];
+        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+            int64_t r1 = rows - r0 < 16 ? rows : r0 + 16;
+            memcpy(part, g + r0 * cols + j0, (size_t)jn * sizeof(float));
+            for (int64_t r = r0 + 1; r < r1; r++) {
+                const float *gr = g + r * cols + j0;
+                for (int64_t j = 0; j < jn; j++)
+                    part[j] += gr[j];
+            }
+            for (int64_t j = 0; j < jn; j++)
+                tot[j] += part[j];
+        }
+        float *o = out + j0;
+        if (accumulate)
+            for (int64_t j = 0; j < jn; j++)
+                o[j] += tot[j];
+        else
+            memcpy(o, tot, (size_t)jn * sizeof(float));
+    }
+}
+
+/* The gradient of input i, shaped like `like` (contiguous): into the
+ * input's .grad when autograd offers it (etc_grad_sink), else a new tensor
+ * in gin[i].  Returns the buffer to write and whether to add to it. */
+static float *grad_dest(et_tensor *out, int i, et_tensor **gin, const et_tensor *like,
+                        bool *accumulate)
+{
+    et_tensor *sink = etc_grad_sink(out, i);
+    if (sink) {
+        *accumulate = true;
+        return sink->data;
+    }
+    *accumulate = false;
+    gin[i] = etc_alloc(like->shape, like->ndim);
+    return gin[i] ? gin[i]->data : NULL;
+}
+
+/* dx = G·w, dw = Gᵀ·x, db = column sums of G, for G the gradient of the
+ * product (x @ wᵀ + b), a contiguous [rows, out_f]. */
+static bool linear_backward(et_tensor *out, const float *G, int64_t rows, et_tensor **gin)
+{
+    et_tensor *x = out->in[0], *w = out->in[1];
+    int64_t out_f = w->shape[0], in_f = w->shape[1];
+    unsigned mode = 0;   /* backward products need no batch invariance */
+    bool acc;
+    if (x->requires_grad) {
+        float *dx = grad_dest(out, 0, gin, x, &acc);
+        if (!dx)
+            return false;
+        /* B(p, j) = w[p, j] */
+        etc_gemm_t g = {.m = rows, .n = in_f, .k = out_f, .a = G, .ars = out_f, .acs = 1,
+                        .b = w->data, .brs = w->strides[0], .bcs = w->strides[1], .c = dx,
+                        .ldc = in_f, .accumulate = acc};
+        etc_gemm(&g, mode);
+    }
+    if (w->requires_grad) {
+        et_tensor *xc = etc_contig(x);
+        float *dw = xc ? grad_dest(out, 1, gin, w, &acc) : NULL;
+        if (dw) {
+            /* A(i, p) = G[p, i], B(p, j) = x[p, j] */
+            etc_gemm_t g = {.m = out_f, .n = in_f, .k = rows, .a = G, .ars = 1, .acs = out_f,
+                            .b = xc->data, .brs = in_f, .bcs = 1, .c = dw, .ldc = in_f,
+                            .accumulate = acc};
+            etc_gemm(&g, mode);
+        }
+        etc_release(xc);
+        if (!dw)
+            return false;
+    }
+    if (out->nin > 2 && out->in[2]->requires_grad) {
+        et_tensor *b = out->in[2];
+        float *db = grad_dest(out, 2, gin, b, &acc);
+        if (!db)
+            return false;
+        if (out_f >= 2 && rows > 0) {
+            col_sums(G, rows, out_f, db, acc);
+        } else {
+            double s = 0;   /* one column: a plain sum, in double as etc_sum_to */
+            for (int64_t r = 0; r < rows; r++)
+                s += G[r * out_f];
+            db[0] = acc ? db[0] + (float)s : (float)s;
+        }
+    }
+    return true;
+}
+
+ETC_BW(linear)
+{
+    et_tensor *gc = etc_contig(g);
+    if (!gc)
+        return false;
+    int64_t out_f = out->in[1]->shape[0];
+    int64_t rows = out_f > 0 ? gc->numel / out_f : 0;
+    if (out_f == 0) {   /* rows from the shape when there are no columns */
+        rows = 1;
+        for (int d = 0; d < out->ndim - 1; d++)
+            rows *= out->shape[d];
+    }
+    bool ok = linear_backward(out, gc->data, rows, gin);
+    etc_release(gc);
+    return ok;
+}
+
+/* g_pre = g ⊙ act'(y) with the unfused activation's backward kernel, then
+ * the linear backward. */
+ETC_BW(linear_act)
+{
+    int act = act_of(out->op);
+    et_tensor *gp = etc_ew2(act_ew_b[act], act_name[act], g, out, 0);
+    if (!gp)
+        return false;
+    int64_t out_f = out->in[1]->shape[0];
+    int64_t rows = 1;
+    for (int d = 0; d < out->ndim - 1; d++)
+        rows *= out->shape[d];
+    (void)out_f;
+    bool ok = linear_backward(out, gp->data, rows, gin);
+    etc_release(gp);
+    return ok;
+}

@@ -1,0 +1,168 @@
+/*
+ * optim_simd.c - the element loops of SGD and Adam on wide vectors: AVX-512
+ * (16 lanes) or AVX (8), chosen at run time, so the binary still runs on any
+ * x86-64.  Each is exactly the operation sequence of the scalar loop in
+ * optim.c (IEEE mul, add, div, sqrt, max and sign flips are lane-wise the
+ * same, and no FMA is used), so the results are the same bits on every CPU
+ * and with every vector width.  Each returns how many leading elements it
+ * updated (a multiple of its width); optim.c's scalar loop does the tail.
+ *
+ * Why: the update reads and writes every parameter once per step, so on a
+ * large model it is memory-bound (SGD with momentum over the 1.86 M
+ * parameters of 784-1024-1024-10 moves 37 MB per step), and the SSE loop
+ * GCC made of it issued 4x the instructions of an AVX-512 one; Adam on a
+ * small model is bound by the divider (two divisions and a square root per
+ * element), where 16 lanes are no faster than 8 but no slower either.
+ */
+#include "nn/optim_simd.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define OPTIM_X86 1
+#include <immintrin.h>
+#endif
+
+#ifdef OPTIM_X86
+static int width(void)
+{
+    static int w = -1;
+    int v = __atomic_load_n(&w, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("avx") ? 8 : 0;
+        __atomic_store_n(&w, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+/* ---- SGD: d = ±g; d += wd·p; buf = first ? d : buf·mom + damp·d;
+ *      d = nesterov ? d + mom·buf : buf; p += nlr·d ---- */
+
+#define SGD_LOOP(V, LOAD, STORE, SET1, ADD, MUL, XOR, W)                                    \
+    const V vwd = SET1(c->wd), vmom = SET1(c->mom), vdamp = SET1(c->damp);               \
+    const V vnlr = SET1(c->nlr), sign = SET1(-0.0f);                                      \
+    int64_t j = 0;                                                                         \
+    for (; j + W <= k; j += W) {                                                           \
+        V pj = LOAD(p + j), d = LOAD(g + j);                                               \
+        if (c->maximize)                                                                   \
+            d = XOR(d, sign);                                                              \
+        if (c->has_wd)                                                                     \
+            d = ADD(d, MUL(vwd, pj));                                                      \
+        if (c->has_mom) {                                                                  \
+            V b = c->first ? d : ADD(MUL(LOAD(buf + j), vmom), MUL(vdamp, d));             \
+            STORE(buf + j, b);                                                             \
+            d = c->nesterov ? ADD(d, MUL(vmom, b)) : b;                                    \
+        }                                                                                  \
+        STORE(p + j, ADD(pj, MUL(vnlr, d)));                                               \
+    }                                                                                      \
+    return j;
+
+/* vxorps on zmm needs AVX512DQ; the integer xor is AVX512F */
+#define XOR512(a, b) _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+
+__attribute__((target("avx512f"))) static int64_t sgd512(float *restrict p,
+                                                         const float *restrict g,
+                                                         float *restrict buf, int64_t k,
+                                                         const nn_sgd_consts *c)
+{
+    SGD_LOOP(__m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps,
+             _mm512_mul_ps, XOR512, 16)
+}
+
+__attribute__((target("avx"))) static int64_t sgd256(float *restrict p, const float *restrict g,
+                                                     float *restrict buf, int64_t k,
+                                                     const nn_sgd_consts *c)
+{
+    SGD_LOOP(__m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps,
+             _mm256_mul_ps, _mm256_xor_ps, 8)
+}
+#endif
+
+int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sgd_consts *c)
+{
+#ifdef OPTIM_X86
+    int w = width();
+    if (w == 16)
+        return sgd512(p, g, buf, k, c);
+    if (w == 8)
+        return sgd256(p, g, buf, k, c);
+#endif
+    (void)p, (void)g, (void)buf, (void)k, (void)c;
+    return 0;
+}
+
+/* ---- Adam: d = sign·g (decoupled: p·decay first; coupled: d += wd·p);
+ *      m = m·b1 + (1-b1)·d; v = v·b2 + (1-b2)·d²; (amsgrad: v = max(vmax, v));
+ *      p += nstep·(m / (sqrt(v)/bc2s + eps)) ---- */
+
+#ifdef OPTIM_X86
+#define ADAM_LOOP(V, LOAD, STORE, SET1, ADD, MUL, DIV, SQRT, MAX, W)                          \
+    const V vsign = SET1(c[0]), vwd = SET1(c[1]), vdecay = SET1(c[2]), vb1 = SET1(c[3]);    \
+    const V vomb1 = SET1(c[4]), vb2 = SET1(c[5]), vomb2 = SET1(c[6]), vbc2s = SET1(c[7]);   \
+    const V veps = SET1(c[8]), vnstep = SET1(c[9]);                                         \
+    int64_t j = 0;                                                                          \
+    for (; j + W <= k; j += W) {                                                            \
+        V pj = LOAD(p + j);                                                                 \
+        V d = MUL(vsign, LOAD(g + j));                                                      \
+        if (decoupled)                                                                      \
+            pj = MUL(pj, vdecay);                                                           \
+        if (coupled_wd)                                                                     \
+            d = ADD(d, MUL(vwd, pj));                                                       \
+        V mj = ADD(MUL(LOAD(m + j), vb1), MUL(vomb1, d));                                   \
+        V vj = ADD(MUL(LOAD(v + j), vb2), MUL(vomb2, MUL(d, d)));                           \
+        STORE(m + j, mj);                                                                   \
+        STORE(v + j, vj);                                                                   \
+        if (ams) {                                                                          \
+            vj = MAX(LOAD(vmax + j), vj); /* vmax > vj ? vmax : vj */                       \
+            STORE(vmax + j, vj);                                                            \
+        }                                                                                   \
+        V denom = ADD(DIV(SQRT(vj), vbc2s), veps);                                          \
+        STORE(p + j, ADD(pj, MUL(vnstep, DIV(mj, denom))));                                 \
+    }                                                                                       \
+    return j;
+
+__attribute__((target("avx512f"))) static int64_t adam512(
+    float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+    float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
+{
+    ADAM_LOOP(__m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps,
+              _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_max_ps, 16)
+}
+
+__attribute__((target("avx"))) static int64_t adam256(
+    float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+    float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
+{
+    ADAM_LOOP(__m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps,
+              _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_max_ps, 8)
+}
+#endif
+
+int64_t nn_adam_simd(float *p, const float *g, float *m, float *v, float *vmax, int64_t k,
+                     bool coupled_wd, bool decoupled, bool ams, const float *c)
+{
+#ifdef OPTIM_X86
+    int w = width();
+    /* constant flags per call site: one branch-free loop per combination */
+    if (w == 16) {
+        if (ams)
+            return decoupled ? adam512(p, g, m, v, vmax, k, false, true, true, c)
+                 : coupled_wd ? adam512(p, g, m, v, vmax, k, true, false, true, c)
+                              : adam512(p, g, m, v, vmax, k, false, false, true, c);
+        return decoupled ? adam512(p, g, m, v, vmax, k, false, true, false, c)
+             : coupled_wd ? adam512(p, g, m, v, vmax, k, true, false, false, c)
+                          : adam512(p, g, m, v, vmax, k, false, false, false, c);
+    }
+    if (w == 8) {
+        if (ams)
+            return decoupled ? adam256(p, g, m, v, vmax, k, false, true, true, c)
+                 : coupled_wd ? adam256(p, g, m, v, vmax, k, true, false, true, c)
+                              : adam256(p, g, m, v, vmax, k, false, false, true, c);
+        return decoupled ? adam256(p, g, m, v, vmax, k, false, true, false, c)
+             : coupled_wd ? adam256(p, g, m, v, vmax, k, true, false, false, c)
+                          : adam256(p, g, m, v, vmax, k, false, false, false, c);
+    }
+#endif
+    (void)p, (void)g, (void)m, (void)v, (void)vmax, (void)k, (void)coupled_wd, (void)decoupled;
+    (void)ams, (void)c;
+    return 0;
+}

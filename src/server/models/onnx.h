@@ -1,0 +1,20 @@
+/*
+ * onnx.h - ONNX export of a model (internal; the models layer, issue 18).
+ * Built only with protobuf-c (meson feature "onnx"); ETD_HAVE_ONNX says so.
+ */
+#ifndef EASYTORCHD_ONNX_H
+#define EASYTORCHD_ONNX_H
+
+#include "server/models/models.h"
+
+/* The model (or a version's model, versions.h) as an ONNX file: opset 17,
+ * IR version 8, input "input" and output "output" with a symbolic batch
+ * dimension, parameters and buffers as initializers named as in the
+ * state_dict, eval-mode semantics.  in_dims[0..in_nd) are the input's
+ * dimensions after the batch (in_nd < 0: the spec's in_features).  *buf is
+ * malloc'ed.  ETD_EINVAL naming the layer for what ONNX cannot express;
+ * ETD_ESTATE when the daemon was built without ONNX. */
+etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t **buf,
+                             size_t *len, etd_err *e);
+
+#endif

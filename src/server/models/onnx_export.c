@@ -1,0 +1,675 @@
+/* onnx_export.c - a model as an ONNX file (onnx.h): opset 17, IR 8,
+ * dynamic batch dimension, encoded with protobuf-c from ONNX's own
+ * onnx.proto (meson generates onnx.pb-c.c).
+ *
+ * Every layer of the spec becomes ONNX nodes that compute what the layer
+ * computes in eval mode (PyTorch's .eval(): Dropout is Identity, BatchNorm
+ * uses its running statistics), its parameters and buffers initializers.
+ * Shapes that ONNX needs statically (Reshape targets, Pad ranks, adaptive
+ * pool windows) come from one probe forward of a batch of one row through
+ * the network, layer by layer, under the model's shared lock; the batch
+ * dimension stays symbolic ("batch", Reshape's 0). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx.pb-c.h"
+#include "server/models/versions.h"
+#include "server/models/model_internal.h"
+#include "server/models/onnx.h"
+
+#define OPSET 17
+#define IR_VERSION 8
+
+typedef struct ox {
+    void **owned;
+    size_t nowned, cowned;
+    Onnx__NodeProto **nodes;
+    size_t nn, cn;
+    Onnx__TensorProto **inits;
+    size_t ni, ci;
+    bool oom;
+    etd_model *m;
+    int layer;                  /* the spec layer being written, for names and messages */
+} ox;
+
+/* ---------------------------------------------------------------- building blocks */
+
+static void *own(ox *x, void *p)
+{
+    if (!p) {
+        x->oom = true;
+        return NULL;
+    }
+    if (x->nowned == x->cowned) {
+        size_t c = x->cowned ? x->cowned * 2 : 256;
+        void **n = realloc(x->owned, c * sizeof *n);
+        if (!n) {
+            free(p);
+            x->oom = true;
+            return NULL;
+        }
+        x->owned = n;
+        x->cowned = c;
+    }
+    x->owned[x->nowned++] = p;
+    return p;
+}
+
+static void *alloc(ox *x, size_t n) { return own(x, calloc(1, n ? n : 1)); }
+
+static char *str(ox *x, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return own(x, strdup(buf));
+}
+
+static bool push(ox *x, void ***arr, size_t *n, size_t *cap, void *v)
+{
+    if (!v)
+        return false;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        void **a = realloc(*arr, c * sizeof *a);
+        if (!a) {
+            x->oom = true;
+            return false;
+        }
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = v;
+    return true;
+}
+
+static Onnx__AttributeProto *attr_i(ox *x, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = alloc(x, sizeof *a);
+    if (!a)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = (char *)name;
+    a->has_type = true;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    a->has_i = true;
+    a->i = v;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_f(ox *x, const char *name, double v)
+{
+    Onnx__AttributeProto *a = alloc(x, sizeof *a);
+    if (!a)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = (char *)name;
+    a->has_type = true;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    a->has_f = true;
+    a->f = (float)v;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_ints(ox *x, const char *name, const int64_t *v, int n)
+{
+    Onnx__AttributeProto *a = alloc(x, sizeof *a);
+    int64_t *c = alloc(x, (size_t)n * sizeof *c);
+    if (!a || !c)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    if (n)
+        memcpy(c, v, (size_t)n * sizeof *c);
+    a->name = (char *)name;
+    a->has_type = true;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    a->n_ints = (size_t)n;
+    a->ints = c;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_s(ox *x, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = alloc(x, sizeof *a);
+    if (!a)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = (char *)name;
+    a->has_type = true;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    a->has_s = true;
+    a->s.data = (uint8_t *)v;
+    a->s.len = strlen(v);
+    return a;
+}
+
+/* A node op(in...) -> a new value named after the layer; returns its name.
+ * in and attrs are NULL-terminated lists ("" is an omitted optional input). */
+static const char *node(ox *x, const char *op, const char *const *in,
+                        Onnx__AttributeProto *const *attrs)
+{
+    Onnx__NodeProto *n = alloc(x, sizeof *n);
+    if (!n)
+        return "";
+    onnx__node_proto__init(n);
+    size_t ni = 0, na = 0;
+    while (in[ni])
+        ni++;
+    while (attrs && attrs[na])
+        na++;
+    for (size_t i = 0; attrs && i < na; i++) /* a NULL in the middle: out of memory */
+        if (!attrs[i])
+            x->oom = true;
+    n->op_type = (char *)op;
+    n->name = str(x, "layers.%d.%s.%zu", x->layer, op, x->nn);
+    n->n_input = ni;
+    n->input = alloc(x, ni * sizeof *n->input);
+    n->n_output = 1;
+    n->output = alloc(x, sizeof *n->output);
+    n->n_attribute = na;
+    n->attribute = na ? alloc(x, na * sizeof *n->attribute) : NULL;
+    if (!n->input || !n->output || (na && !n->attribute) || !n->name)
+        return "";
+    for (size_t i = 0; i < ni; i++)
+        n->input[i] = (char *)in[i];
+    for (size_t i = 0; i < na; i++)
+        n->attribute[i] = attrs[i];
+    n->output[0] = str(x, "layers.%d.%s_%zu", x->layer, op, x->nn);
+    push(x, (void ***)&x->nodes, &x->nn, &x->cn, n);
+    return n->output[0] ? n->output[0] : "";
+}
+
+#define IN(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define AT(...) ((Onnx__AttributeProto *const[]){__VA_ARGS__, NULL})
+
+static const char *init(ox *x, const char *name, int dtype, const void *data, size_t esize,
+                        const int64_t *dims, int nd)
+{
+    Onnx__TensorProto *t = alloc(x, sizeof *t);
+    int64_t numel = 1;
+    for (int i = 0; i < nd; i++)
+        numel *= dims[i];
+    int64_t *d = alloc(x, (size_t)(nd ? nd : 1) * sizeof *d);
+    uint8_t *raw = alloc(x, (size_t)numel * esize);
+    if (!t || !d || !raw)
+        return "";
+    onnx__tensor_proto__init(t);
+    if (nd)
+        memcpy(d, dims, (size_t)nd * sizeof *d);
+    memcpy(raw, data, (size_t)numel * esize); /* little-endian, as ONNX's raw_data */
+    t->name = (char *)name;
+    t->n_dims = (size_t)nd;
+    t->dims = d;
+    t->has_data_type = true;
+    t->data_type = dtype;
+    t->has_raw_data = true;
+    t->raw_data.data = raw;
+    t->raw_data.len = (size_t)numel * esize;
+    push(x, (void ***)&x->inits, &x->ni, &x->ci, t);
+    return name;
+}
+
+static const char *init_f(ox *x, const char *what, const float *v, const int64_t *dims, int nd)
+{
+    return init(x, str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                v, sizeof(float), dims, nd);
+}
+
+static const char *init_i64(ox *x, const char *what, const int64_t *v, int64_t n)
+{
+    return init(x, str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+                v, sizeof(int64_t), &n, 1);
+}
+
+static const char *scalar_f(ox *x, const char *what, float v)
+{
+    return init(x, str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                &v, sizeof v, NULL, 0);
+}
+
+/* The layer's state tensor `what` ("weight"), optionally reshaped to dims,
+ * as an initializer named as in the state_dict ("3.weight"). */
+static const char *param(ox *x, const char *what, const int64_t *dims, int nd)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%d.%s", x->layer, what);
+    et_module *net = x->m->net;
+    for (int k = 0; k < et_module_num_state(net); k++)
+        if (strcmp(et_module_state_name(net, k), key) == 0) {
+            et_tensor *t = et_clone(et_module_state_tensor(net, k)); /* contiguous */
+            if (!t) {
+                x->oom = true;
+                return "";
+            }
+            if (!dims) {
+                dims = et_shape(t);
+                nd = et_ndim(t);
+            }
+            const char *r = init(x, str(x, "%s", key), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                                 et_data_const(t), sizeof(float), dims, nd);
+            et_tensor_free(t);
+            return r;
+        }
+    x->oom = true; /* cannot happen: the spec made the layer with it */
+    return "";
+}
+
+/* n copies of v as a 1-D initializer. */
+static const char *fill(ox *x, const char *what, int64_t n, float v)
+{
+    float *d = alloc(x, (size_t)n * sizeof *d);
+    if (!d)
+        return "";
+    for (int64_t i = 0; i < n; i++)
+        d[i] = v;
+    return init_f(x, what, d, &n, 1);
+}
+
+/* Reshape cur to the probed shape out[] with the batch dimension symbolic
+ * (0: copied from the input; -1 where the batch was merged). */
+static const char *reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bool merged)
+{
+    int64_t s[ET_MAX_DIMS];
+    memcpy(s, out, (size_t)nd * sizeof *s);
+    s[0] = merged ? -1 : 0;
+    return node(x, "Reshape", IN(cur, init_i64(x, "shape", s, nd)), NULL);
+}
+
+/* ---------------------------------------------------------------- the layers */
+
+typedef struct shape {
+    int nd;
+    int64_t d[ET_MAX_DIMS];
+} shape;
+
+static etd_rc unsupported(ox *x, const char *what, etd_err *e)
+{
+    return etd_fail(e, ETD_EINVAL, "export: layers[%d] (%s): %s has no ONNX form here", x->layer,
+                    x->m->spec.layers[x->layer].type->name, what);
+}
+
+/* "pads" of ONNX (begins then ends) for spatial padding p[0..k). */
+static Onnx__AttributeProto *pads_attr(ox *x, const int64_t *p, int k)
+{
+    int64_t v[4];
+    for (int i = 0; i < k; i++)
+        v[i] = v[k + i] = p[i];
+    return attr_ints(x, "pads", v, 2 * k);
+}
+
+/* A torch pad layer's (left, right[, top, bottom]) padding of the last
+ * dims of an input of rank nd as ONNX Pad's pads input. */
+static const char *pad_input(ox *x, const int64_t *tp, int k, int nd)
+{
+    int64_t v[2 * ET_MAX_DIMS] = {0};
+    for (int j = 0; j < k; j++) { /* torch: pairs from the last dim backwards */
+        int dim = nd - 1 - j;
+        v[dim] = tp[2 * j];
+        v[nd + dim] = tp[2 * j + 1];
+    }
+    return init_i64(x, "pads", v, 2 * nd);
+}
+
+static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const shape *out,
+                           const char **cur, etd_err *e)
+{
+    const char *n = l->type->name, *c = *cur, *y = NULL;
+    if (!strcmp(n, "Linear")) {
+        const char *b = l->u.linear.bias ? param(x, "bias", NULL, 0) : "";
+        if (in->nd == 2) {
+            y = node(x, "Gemm", IN(c, param(x, "weight", NULL, 0), b), AT(attr_i(x, "transB", 1)));
+        } else { /* MatMul broadcasts over the leading dims: x @ W^T (+ b) */
+            int64_t perm[2] = {1, 0};
+            y = node(x, "Transpose", IN(param(x, "weight", NULL, 0)),
+                     AT(attr_ints(x, "perm", perm, 2)));
+            y = node(x, "MatMul", IN(c, y), NULL);
+            if (l->u.linear.bias)
+                y = node(x, "Add", IN(y, b), NULL);
+        }
+    } else if (!strcmp(n, "ReLU")) {
+        y = node(x, "Relu", IN(c), NULL);
+    } else if (!strcmp(n, "Tanh")) {
+        y = node(x, "Tanh", IN(c), NULL);
+    } else if (!strcmp(n, "Sigmoid")) {
+        y = node(x, "Sigmoid", IN(c), NULL);
+    } else if (!strcmp(n, "GELU")) { /* no Gelu before opset 20: torch's formulas */
+        if (!l->u.gelu.tanh) {       /* x * 0.5 * (1 + erf(x / sqrt(2))) */
+            y = node(x, "Div", IN(c, scalar_f(x, "sqrt2", (float)M_SQRT2)), NULL);
+            y = node(x, "Erf", IN(y), NULL);
+        } else { /* x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) */
+            y = node(x, "Mul", IN(c, c), NULL);
+            y = node(x, "Mul", IN(y, c), NULL);
+            y = node(x, "Mul", IN(y, scalar_f(x, "k0", 0.044715f)), NULL);
+            y = node(x, "Add", IN(c, y), NULL);
+            y = node(x, "Mul", IN(y, scalar_f(x, "k1", (float)(M_2_SQRTPI * M_SQRT1_2))), NULL);
+            y = node(x, "Tanh", IN(y), NULL);
+        }
+        y = node(x, "Add", IN(y, scalar_f(x, "one", 1.0f)), NULL);
+        y = node(x, "Mul", IN(c, y), NULL);
+        y = node(x, "Mul", IN(y, scalar_f(x, "half", 0.5f)), NULL);
+    } else if (!strcmp(n, "Softmax") || !strcmp(n, "LogSoftmax")) {
+        y = node(x, n, IN(c), AT(attr_i(x, "axis", l->u.softmax.dim)));
+    } else if (!strcmp(n, "LeakyReLU")) {
+        y = node(x, "LeakyRelu", IN(c), AT(attr_f(x, "alpha", l->u.leaky_relu.negative_slope)));
+    } else if (!strcmp(n, "Dropout") || !strcmp(n, "Dropout2d") || !strcmp(n, "Identity")) {
+        y = node(x, "Identity", IN(c), NULL);
+    } else if (!strcmp(n, "Flatten") || !strcmp(n, "Unflatten")) {
+        int sd = !strcmp(n, "Flatten") ? l->u.flatten.start_dim : l->u.unflatten.dim;
+        if (sd < 0)
+            sd += in->nd;
+        y = reshape_to(x, c, out->d, out->nd, sd == 0);
+    } else if (!strcmp(n, "BatchNorm1d") || !strcmp(n, "BatchNorm2d")) {
+        const et_batch_norm_opts *o = &l->u.batch_norm.o;
+        int64_t C = l->u.batch_norm.num_features;
+        if (!o->track_running_stats)
+            return unsupported(x, "eval with batch statistics (track_running_stats=false)", e);
+        const char *w = o->affine ? param(x, "weight", NULL, 0) : fill(x, "weight", C, 1);
+        const char *b = o->affine ? param(x, "bias", NULL, 0) : fill(x, "bias", C, 0);
+        y = node(x, "BatchNormalization",
+                 IN(c, w, b, param(x, "running_mean", NULL, 0), param(x, "running_var", NULL, 0)),
+                 AT(attr_f(x, "epsilon", o->eps)));
+    } else if (!strcmp(n, "LayerNorm")) {
+        int k = l->u.layer_norm.nd;
+        int64_t numel = 1;
+        for (int i = 0; i < k; i++)
+            numel *= l->u.layer_norm.shape[i];
+        const char *w = l->u.layer_norm.affine ? param(x, "weight", NULL, 0)
+                                               : fill(x, "weight", numel, 1);
+        const char *b = l->u.layer_norm.affine ? param(x, "bias", NULL, 0) : "";
+        if (!l->u.layer_norm.affine && k > 1) {
+            y = node(x, "Reshape", IN(w, init_i64(x, "wshape", l->u.layer_norm.shape, k)), NULL);
+            w = y;
+        }
+        y = node(x, "LayerNormalization", b[0] ? IN(c, w, b) : IN(c, w),
+                 AT(attr_i(x, "axis", -k), attr_f(x, "epsilon", l->u.layer_norm.eps)));
+    } else if (!strcmp(n, "GroupNorm")) {
+        /* no GroupNormalization before opset 18: InstanceNormalization over
+         * [N, G, rest], back to the input's shape, then the affine part */
+        int64_t G = l->u.group_norm.groups, C = l->u.group_norm.channels;
+        int64_t s3[3] = {0, G, -1};
+        y = node(x, "Reshape", IN(c, init_i64(x, "groups", s3, 3)), NULL);
+        y = node(x, "InstanceNormalization", IN(y, fill(x, "ones", G, 1), fill(x, "zeros", G, 0)),
+                 AT(attr_f(x, "epsilon", l->u.group_norm.eps)));
+        y = reshape_to(x, y, in->d, in->nd, false);
+        if (l->u.group_norm.affine) {
+            int64_t wd[ET_MAX_DIMS];
+            wd[0] = C;
+            for (int i = 1; i < in->nd - 1; i++)
+                wd[i] = 1;
+            y = node(x, "Mul", IN(y, param(x, "weight", wd, in->nd - 1)), NULL);
+            y = node(x, "Add", IN(y, param(x, "bias", wd, in->nd - 1)), NULL);
+        }
+    } else if (!strcmp(n, "Embedding")) {
+        if (l->u.embedding.o.max_norm > 0)
+            return unsupported(x, "max_norm (it renormalises the weight in the forward)", e);
+        y = node(x, "Gather", IN(param(x, "weight", NULL, 0), c), AT(attr_i(x, "axis", 0)));
+    } else if (!strcmp(n, "Conv1d") || !strcmp(n, "Conv2d") || !strcmp(n, "ConvTranspose2d")) {
+        const et_conv_opts *o = &l->u.conv.o;
+        int k = !strcmp(n, "Conv1d") ? 1 : 2;
+        bool tr = n[4] == 'T';
+        int64_t pad[2] = {o->padding[0], o->padding[1]}, pb[2], pe[2];
+        if (o->padding_same) { /* torch: total = dilation * (kernel - 1), the extra one at the end */
+            for (int i = 0; i < k; i++) {
+                int64_t tot = o->dilation[i] * (l->u.conv.kernel[i] - 1);
+                pb[i] = tot / 2;
+                pe[i] = tot - pb[i];
+            }
+        } else {
+            for (int i = 0; i < k; i++)
+                pb[i] = pe[i] = pad[i];
+        }
+        if (o->padding_mode != ET_PAD_CONSTANT && !tr) {
+            if (o->padding_mode == ET_PAD_CIRCULAR)
+                return unsupported(x, "padding_mode=\"circular\" (ONNX Pad has no wrap before opset 19)", e);
+            int64_t tp[4];
+            for (int j = 0; j < k; j++) { /* torch order: last dim first */
+                int dim = k - 1 - j;
+                tp[2 * j] = pb[dim];
+                tp[2 * j + 1] = pe[dim];
+            }
+            c = node(x, "Pad", IN(c, pad_input(x, tp, k, in->nd)),
+                     AT(attr_s(x, "mode", o->padding_mode == ET_PAD_REFLECT ? "reflect" : "edge")));
+            pb[0] = pb[1] = pe[0] = pe[1] = 0;
+        }
+        int64_t pads[4];
+        for (int i = 0; i < k; i++) {
+            pads[i] = pb[i];
+            pads[k + i] = pe[i];
+        }
+        const char *b = o->bias ? param(x, "bias", NULL, 0) : "";
+        const char *w = param(x, "weight", NULL, 0);
+        if (tr)
+            y = node(x, "ConvTranspose", o->bias ? IN(c, w, b) : IN(c, w),
+                     AT(attr_ints(x, "kernel_shape", l->u.conv.kernel, k),
+                        attr_ints(x, "strides", o->stride, k), attr_ints(x, "pads", pads, 2 * k),
+                        attr_ints(x, "dilations", o->dilation, k),
+                        attr_ints(x, "output_padding", o->output_padding, k),
+                        attr_i(x, "group", o->groups)));
+        else
+            y = node(x, "Conv", o->bias ? IN(c, w, b) : IN(c, w),
+                     AT(attr_ints(x, "kernel_shape", l->u.conv.kernel, k),
+                        attr_ints(x, "strides", o->stride, k), attr_ints(x, "pads", pads, 2 * k),
+                        attr_ints(x, "dilations", o->dilation, k), attr_i(x, "group", o->groups)));
+    } else if (!strcmp(n, "MaxPool1d") || !strcmp(n, "MaxPool2d") || !strcmp(n, "AvgPool1d") ||
+               !strcmp(n, "AvgPool2d")) {
+        const et_pool_opts *o = &l->u.pool.o;
+        int k = strchr(n, '1') ? 1 : 2;
+        int64_t stride[2];
+        for (int i = 0; i < k; i++)
+            stride[i] = o->stride[i] > 0 ? o->stride[i] : l->u.pool.kernel[i];
+        if (n[0] == 'M') {
+            y = node(x, "MaxPool", IN(c),
+                     AT(attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
+                        attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
+                        attr_ints(x, "dilations", o->dilation, k),
+                        attr_i(x, "ceil_mode", o->ceil_mode)));
+        } else {
+            if (o->divisor_override)
+                return unsupported(x, "divisor_override", e);
+            y = node(x, "AveragePool", IN(c),
+                     AT(attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
+                        attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
+                        attr_i(x, "ceil_mode", o->ceil_mode),
+                        attr_i(x, "count_include_pad", o->count_include_pad)));
+        }
+    } else if (!strncmp(n, "Adaptive", 8)) {
+        int k = strchr(n, '1') ? 1 : 2;
+        bool max = n[8] == 'M';
+        bool global = true, exact = true;
+        int64_t ks[2];
+        for (int i = 0; i < k; i++) {
+            int64_t is = in->d[in->nd - k + i], os = out->d[out->nd - k + i];
+            global = global && os == 1;
+            exact = exact && os > 0 && is % os == 0;
+            ks[i] = os > 0 ? is / os : 1;
+        }
+        if (global)
+            y = node(x, max ? "GlobalMaxPool" : "GlobalAveragePool", IN(c), NULL);
+        else if (exact) /* equal windows: a plain pool */
+            y = node(x, max ? "MaxPool" : "AveragePool", IN(c),
+                     AT(attr_ints(x, "kernel_shape", ks, k), attr_ints(x, "strides", ks, k)));
+        else
+            return unsupported(x, "an output size that does not divide the input size", e);
+    } else if (strstr(n, "Pad")) {
+        int k = strchr(n, '1') ? 1 : 2;
+        const char *mode = !strncmp(n, "Reflection", 10) ? "reflect"
+                           : !strncmp(n, "Replication", 11) ? "edge" : "constant";
+        const char *p = pad_input(x, l->u.pad.pad, k, in->nd);
+        if (!strcmp(mode, "constant"))
+            y = node(x, "Pad", IN(c, p, scalar_f(x, "value", (float)l->u.pad.value)),
+                     AT(attr_s(x, "mode", mode)));
+        else
+            y = node(x, "Pad", IN(c, p), AT(attr_s(x, "mode", mode)));
+    } else {
+        return unsupported(x, "this layer type", e);
+    }
+    *cur = y;
+    return ETD_OK;
+}
+
+/* ---------------------------------------------------------------- the model */
+
+static Onnx__ValueInfoProto *value_info(ox *x, const char *name, int elem, const shape *s)
+{
+    Onnx__ValueInfoProto *v = alloc(x, sizeof *v);
+    Onnx__TypeProto *t = alloc(x, sizeof *t);
+    Onnx__TypeProto__Tensor *tt = alloc(x, sizeof *tt);
+    Onnx__TensorShapeProto *sh = alloc(x, sizeof *sh);
+    Onnx__TensorShapeProto__Dimension **dims = alloc(x, (size_t)s->nd * sizeof *dims);
+    if (!v || !t || !tt || !sh || !dims)
+        return NULL;
+    onnx__value_info_proto__init(v);
+    onnx__type_proto__init(t);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(sh);
+    for (int i = 0; i < s->nd; i++) {
+        Onnx__TensorShapeProto__Dimension *d = alloc(x, sizeof *d);
+        if (!d)
+            return NULL;
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (i == 0) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = (char *)"batch";
+        } else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = s->d[i];
+        }
+        dims[i] = d;
+    }
+    sh->n_dim = (size_t)s->nd;
+    sh->dim = dims;
+    tt->has_elem_type = true;
+    tt->elem_type = elem;
+    tt->shape = sh;
+    t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    t->tensor_type = tt;
+    v->name = (char *)name;
+    v->type = t;
+    return v;
+}
+
+/* Shapes of the input and of every layer's output: a forward of one row
+ * (zeros; index 0 for an index-taking model), layer by layer. */
+static etd_rc probe(etd_model *m, const int64_t *dims, int nd, shape *shapes, etd_err *e)
+{
+    shape s0 = {.nd = nd + 1};
+    s0.d[0] = 1;
+    memcpy(s0.d + 1, dims, (size_t)nd * sizeof *dims);
+    shapes[0] = s0;
+    etd_rc rc = ETD_OK;
+    et_pool_begin();
+    et_tensor *t = m->spec.input_dtype == ET_INT64 ? et_to_dtype(et_zeros(s0.d, s0.nd), ET_INT64)
+                                                    : et_zeros(s0.d, s0.nd);
+    int n = et_sequential_len(m->net);
+    ET_NO_GRAD {
+        for (int i = 0; i < n && t; i++) {
+            t = et_module_forward(et_sequential_get(m->net, i), t);
+            if (!t) {
+                char sh[160];
+                et_shape_str(s0.d, s0.nd, sh, sizeof sh);
+                rc = etd_fail(e, ETD_EINVAL, "export: layers[%d] (%s), probing the shapes with an "
+                              "input of shape %s: %s (give ?input_shape=...)", i,
+                              m->spec.layers[i].type->name, sh, et_errmsg());
+                break;
+            }
+            shapes[i + 1].nd = et_ndim(t);
+            memcpy(shapes[i + 1].d, et_shape(t), (size_t)et_ndim(t) * sizeof(int64_t));
+        }
+    }
+    if (!t && rc == ETD_OK)
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+    et_pool_end();
+    return rc;
+}
+
+etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t **buf,
+                             size_t *len, etd_err *e)
+{
+    *buf = NULL;
+    int64_t dims[ET_MAX_DIMS];
+    if (in_nd < 0) { /* not given: what the spec fixes */
+        if (m->spec.in_features < 0)
+            return etd_fail(e, ETD_EINVAL, "input_shape: the model's layers do not fix its input "
+                            "size; give the dimensions after the batch (?input_shape=1,28,28)");
+        dims[0] = m->spec.in_features; /* [batch, features] (an index model: its length) */
+        in_nd = 1;
+    } else {
+        if (in_nd + 1 > ET_MAX_DIMS)
+            return etd_fail(e, ETD_EINVAL, "input_shape: at most %d dimensions", ET_MAX_DIMS - 1);
+        memcpy(dims, in_dims, (size_t)in_nd * sizeof *dims);
+    }
+    int nl = m->spec.nlayers;
+    shape *shapes = calloc((size_t)nl + 1, sizeof *shapes);
+    if (!shapes)
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    ox x = {.m = m};
+    etd_rc rc;
+    if ((rc = etd_model_lock(m, false, e)) != ETD_OK) {
+        free(shapes);
+        return rc;
+    }
+    if ((rc = probe(m, dims, in_nd, shapes, e)) != ETD_OK)
+        goto out;
+    const char *cur = "input";
+    for (int i = 0; i < nl && rc == ETD_OK; i++) {
+        x.layer = i;
+        rc = export_layer(&x, &m->spec.layers[i], &shapes[i], &shapes[i + 1], &cur, e);
+    }
+    if (rc != ETD_OK)
+        goto out;
+    x.layer = nl;
+    cur = node(&x, "Identity", IN(cur), NULL);
+    Onnx__NodeProto *last = x.nodes[x.nn - 1];
+    last->output[0] = (char *)"output";
+    int in_elem = m->spec.input_dtype == ET_INT64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64
+                                                  : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    Onnx__ValueInfoProto *vin = value_info(&x, "input", in_elem, &shapes[0]);
+    Onnx__ValueInfoProto *vout = value_info(&x, "output", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                                            &shapes[nl]);
+    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+    Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
+    Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsp = &ops;
+    g.name = m->name;
+    g.n_node = x.nn;
+    g.node = x.nodes;
+    g.n_initializer = x.ni;
+    g.initializer = x.inits;
+    g.n_input = 1;
+    g.input = &vin;
+    g.n_output = 1;
+    g.output = &vout;
+    ops.domain = (char *)"";
+    ops.has_version = true;
+    ops.version = OPSET;
+    mp.has_ir_version = true;
+    mp.ir_version = IR_VERSION;
+    mp.n_opset_import = 1;
+    mp.opset_import = &opsp;
+    mp.producer_name = (char *)"easytorchd";
+    mp.producer_version = (char *)EASYTORCH_VERSION;
+    mp.graph = &g;
+    if (x.oom || !vin || !vout) {
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
+        goto out;
+    }
+    *len = onnx__model_proto__get_packed_size(&mp);
+    *buf = malloc(*len ? *len : 1);
+    if (!*buf)
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
+    else
+        onnx__model_proto__pack(&mp, *buf);
+out:
+    etd_model_unlock(m);
+    for (size_t i = 0; i < x.nowned; i++)
+        free(x.owned[i]);
+    free(x.owned);
+    free(x.nodes);
+    free(x.inits);
+    free(shapes);
+    return rc;
+}

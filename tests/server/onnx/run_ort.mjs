@@ -1,0 +1,38 @@
+// run_ort.mjs MODEL.onnx CASES.json -> prints JSON: one {"dims", "data"} per case, the
+// output of running MODEL.onnx in onnxruntime (onnxruntime-web's WebAssembly backend, in
+// node) on the case's input {"dims": [...], "data": [...], "dtype": "float32"|"int64"}.
+// node_modules is git-ignored: `npm ci` here installs package-lock.json's versions; this
+// script runs it when onnxruntime-web is missing.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+let ort;
+try {
+  ort = require('onnxruntime-web');
+} catch (e) {
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(`npm ci in ${here} failed (${r.status ?? r.error})`);
+    process.exit(2);
+  }
+  ort = require('onnxruntime-web');
+}
+ort.env.wasm.numThreads = 1;
+
+const [model, casesFile] = process.argv.slice(2);
+const cases = JSON.parse(readFileSync(casesFile, 'utf8'));
+const session = await ort.InferenceSession.create(readFileSync(model));
+const out = [];
+for (const c of cases) {
+  const data = c.dtype === 'int64' ? BigInt64Array.from(c.data.map(BigInt)) : Float32Array.from(c.data);
+  const feeds = { [session.inputNames[0]]: new ort.Tensor(c.dtype || 'float32', data, c.dims) };
+  const res = await session.run(feeds);
+  const y = res[session.outputNames[0]];
+  out.push({ dims: Array.from(y.dims), data: Array.from(y.data, Number) });
+}
+console.log(JSON.stringify({ inputs: session.inputNames, outputs: session.outputNames, results: out }));
