@@ -1,21 +1,28 @@
-// easytorch dashboard: lists the daemon's models and plots each one's loss.
-// Plain browser JavaScript, no build step and nothing loaded from elsewhere.
-// Polls GET /v1/models for the list and GET /v1/models/{name}/loss?since=K for
-// the loss points after the last one it has (so each poll moves only new data).
+// easytorch dashboard: lists the daemon's models, charts their training and validation loss,
+// learning rate and markers (uPlot, charts.js), compares models on one chart, and per model
+// shows its architecture, optimizer, jobs (with cancel) and an evaluate form.  Plain browser
+// JavaScript, no build step, nothing loaded from elsewhere.
+// Live by push: it follows GET /v1/events (EventSource) and fetches only what is new
+// (GET /v1/models/{name}/loss?since=K) when an event says a model moved; when the stream is
+// unavailable it polls GET /v1/models every interval instead.
 'use strict';
 
 (function () {
+  const C = window.ETCharts;
   const TOKEN_KEY = 'easytorch.token';
   const LOG_KEY = 'easytorch.logScale';
   const INTERVAL_KEY = 'easytorch.interval';
-  const MAX_POINTS = 200000;   // per chart; the daemon keeps 100000 by default
+  const SMOOTH_KEY = 'easytorch.smoothing';
+  const MAX_POINTS = 200000;   // per model; the daemon keeps 100000 by default
 
   const $ = (id) => document.getElementById(id);
   const els = {
     status: $('status'), auth: $('auth'), authReason: $('auth-reason'), tokenForm: $('token-form'),
     token: $('token'), forget: $('forget-token'), showToken: $('show-token'),
     models: $('models'), empty: $('empty'), logScale: $('log-scale'), interval: $('interval'),
-    template: $('model-card'),
+    template: $('model-card'), smoothing: $('smoothing'), smoothingValue: $('smoothing-value'),
+    overview: $('overview'), detail: $('detail'), compare: $('compare'),
+    compareChart: $('compare-chart'), compareNames: $('compare-names'),
   };
 
   const store = {
@@ -26,36 +33,41 @@
 
   const state = {
     token: store.get(TOKEN_KEY) || '',
-    logScale: store.get(LOG_KEY) !== '0',   // log scale unless turned off: losses span decades
+    logScale: store.get(LOG_KEY) !== '0',
     interval: Number(store.get(INTERVAL_KEY) || 1000),
-    models: new Map(),   // name -> entry (see newEntry)
-    timer: null,
-    polling: false,
-    needToken: false,
+    smoothing: Number(store.get(SMOOTH_KEY) ?? 0.6),
+    xTime: false,
+    models: new Map(),     // name -> entry
+    compare: new Set(),    // names overlaid on the comparison chart
+    timer: null, polling: false, needToken: false,
+    live: 'connecting',    // 'stream' | 'polling' | 'connecting'
+    es: null, dirty: new Set(), frame: 0,
+    detail: null,          // the model page's name
   };
+  if (!(state.smoothing >= 0 && state.smoothing < 1)) state.smoothing = 0.6;
 
   class HttpError extends Error {
     constructor(status, message) { super(message); this.status = status; }
   }
 
-  // GET a daemon path (relative to the page, so a prefix in front of the
-  // daemon keeps working) and return its JSON; throws HttpError.
-  async function api(path) {
+  async function api(path, method, body) {
     const headers = { Accept: 'application/json' };
     if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res;
     try {
-      res = await fetch(path, { headers, cache: 'no-store' });
+      res = await fetch(path, { method: method || 'GET', headers, cache: 'no-store',
+        body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (e) {
       throw new HttpError(0, 'cannot reach the daemon (' + e.message + ')');
     }
-    let body = null;
-    try { body = await res.json(); } catch (e) { body = null; }
+    let j = null;
+    try { j = await res.json(); } catch (e) { j = null; }
     if (!res.ok) {
-      const msg = body && typeof body.error === 'string' ? body.error : res.statusText;
+      const msg = j && typeof j.error === 'string' ? j.error : res.statusText;
       throw new HttpError(res.status, msg || ('HTTP ' + res.status));
     }
-    return body;
+    return j;
   }
 
   // ---- formatting -----------------------------------------------------------
@@ -67,18 +79,14 @@
     return Number(v.toPrecision(digits)).toString();
   }
 
-  // torch's reprs, shortened: Conv2d(1→8, k=3, p=1), BatchNorm1d(200), Embedding(27, 10),
-  // MaxPool2d(2); fields beyond the usual ones are listed as key=value.
+  // torch's reprs, shortened: Conv2d(1→8, k=3, p=1), BatchNorm1d(200), Embedding(27, 10).
   const SHORT = { kernel_size: 'k', stride: 's', padding: 'p', dilation: 'd', groups: 'g' };
   function tup(v) { return Array.isArray(v) ? v.join('×') : String(v); }
   function rest(l, known) {
     return Object.keys(l).filter((k) => k !== 'type' && !known.includes(k))
       .map((k) => (SHORT[k] || k) + '=' + (SHORT[k] ? tup(l[k]) : JSON.stringify(l[k])));
   }
-  function call(name, first, more) {
-    const all = first.concat(more);
-    return name + '(' + all.join(', ') + ')';
-  }
+  function call(name, first, more) { return name + '(' + first.concat(more).join(', ') + ')'; }
   function describeLayer(l) {
     if (!l || typeof l !== 'object') return String(l);
     const t = l.type;
@@ -98,12 +106,7 @@
     const args = rest(l, []);
     return t + (args.length ? '(' + args.join(', ') + ')' : '');
   }
-
-  function typeName(x) {
-    if (!x) return '';
-    return typeof x === 'string' ? x : (x.type || '');
-  }
-
+  function typeName(x) { return !x ? '' : typeof x === 'string' ? x : (x.type || ''); }
   function describeSpec(spec) {
     if (!spec || !Array.isArray(spec.layers)) return '';
     const parts = [spec.layers.map(describeLayer).join(' · ')];
@@ -112,33 +115,7 @@
     return parts.join(' — ');
   }
 
-  // The learning rate the next step uses. The daemon's description may carry
-  // it ("lr"); otherwise it follows from the optimizer's lr, the scheduler
-  // (stepped once per optimizer step, as the contract says) and the step count.
-  function currentLr(info, step) {
-    if (info && typeof info.lr === 'number') return info.lr;
-    const spec = info && info.spec;
-    if (!spec || !spec.optimizer || typeof spec.optimizer !== 'object') return null;
-    const defaults = { SGD: 1e-3, Adam: 1e-3, AdamW: 1e-3, Adagrad: 1e-2, RMSprop: 1e-2 };
-    let lr = typeof spec.optimizer.lr === 'number' ? spec.optimizer.lr : defaults[spec.optimizer.type];
-    if (typeof lr !== 'number') return null;
-    const s = spec.scheduler;
-    const t = step || 0;
-    if (s && typeof s === 'object') {
-      if (s.type === 'StepLR' && s.step_size > 0) lr *= Math.pow(s.gamma ?? 0.1, Math.floor(t / s.step_size));
-      else if (s.type === 'ExponentialLR') lr *= Math.pow(s.gamma, t);
-      else if (s.type === 'CosineAnnealingLR' && s.T_max > 0) {
-        const eta = s.eta_min || 0;
-        lr = eta + (lr - eta) * (1 + Math.cos(Math.PI * t / s.T_max)) / 2;
-      } else if (s.type) return null;   // a scheduler this page does not know
-    }
-    if (info.spec.optimizer.type === 'Adagrad' && spec.optimizer.lr_decay) {
-      lr /= 1 + (t) * spec.optimizer.lr_decay;
-    }
-    return lr;
-  }
-
-  // ---- model cards ------------------------------------------------------------
+  // ---- one model's data -------------------------------------------------------
   function newEntry(name) {
     const card = els.template.content.firstElementChild.cloneNode(true);
     const q = (sel) => card.querySelector(sel);
@@ -146,289 +123,536 @@
     card.id = id;
     card.dataset.model = name;
     card.setAttribute('aria-labelledby', id + '-name');
-    q('.name').textContent = name;
+    const link = q('.name a');
+    link.textContent = name;
+    link.href = '#model=' + encodeURIComponent(name);
     q('.name').id = id + '-name';
-    const entry = {
-      name, card, steps: [], losses: [], since: null, step: null, loss: null, info: null,
+    const pick = q('.compare-pick');
+    pick.setAttribute('aria-label', 'Compare ' + name);
+    pick.checked = state.compare.has(name);
+    pick.addEventListener('change', () => {
+      if (pick.checked) state.compare.add(name); else state.compare.delete(name);
+      renderCompare();
+    });
+    const e = {
+      name, card, since: null, step: null, loss: null, info: null, infoStep: null, summary: null,
+      steps: [], losses: [], lrs: [], times: [], val: [], markers: [], chart: null, chartKey: '',
       el: { arch: q('.arch'), step: q('.step'), loss: q('.loss'), lr: q('.lr'), params: q('.params'),
-        canvas: q('canvas'), caption: q('.caption') },
-      hover: null,
+        plot: q('.plot'), caption: q('.caption'), state: q('.state'), warning: q('.warning') },
     };
-    entry.el.canvas.addEventListener('mousemove', (ev) => hover(entry, ev));
-    entry.el.canvas.addEventListener('mouseleave', () => { entry.hover = null; render(entry); });
-    return entry;
+    return e;
   }
 
-  function resetEntry(entry) {
-    entry.steps = []; entry.losses = []; entry.since = null; entry.step = null; entry.info = null; entry.infoStep = null;
+  function resetEntry(e) {
+    Object.assign(e, { since: null, step: null, info: null, infoStep: null, steps: [], losses: [],
+      lrs: [], times: [], val: [], markers: [] });
   }
 
-  function insertSorted(entry) {
-    const cards = Array.from(els.models.children);
-    const after = cards.find((c) => c.dataset.model > entry.name);
-    els.models.insertBefore(entry.card, after || null);
+  // Appends what GET .../loss?since=K answered.
+  function absorb(e, res) {
+    const hist = res.history || [], lrs = res.lr || [], times = res.time || [];
+    for (let i = 0; i < hist.length; i++) {
+      const s = Number(hist[i][0]);
+      if (e.steps.length && s <= e.steps[e.steps.length - 1]) continue;
+      e.steps.push(s);
+      e.losses.push(hist[i][1] === null ? NaN : Number(hist[i][1]));
+      e.lrs.push(lrs[i] && lrs[i][1] !== null ? Number(lrs[i][1]) : NaN);
+      e.times.push(times[i] && times[i][1] !== null ? Number(times[i][1]) : NaN);
+    }
+    if (e.steps.length > MAX_POINTS) {
+      const cut = e.steps.length - MAX_POINTS / 2;
+      for (const k of ['steps', 'losses', 'lrs', 'times']) e[k].splice(0, cut);
+    }
+    for (const v of res.validation || []) if (!e.val.some((w) => w.step === v.step && w.job === v.job)) e.val.push(v);
+    for (const m of res.markers || []) if (!e.markers.some((w) => w.step === m.step && w.time === m.time && w.kind === m.kind)) e.markers.push(m);
+    if (e.steps.length) e.since = e.steps[e.steps.length - 1];
+    if (typeof res.step === 'number') e.step = res.step;
   }
 
-  function render(entry) {
-    const { el, card } = entry;
-    const step = entry.step ?? 0;
-    el.step.textContent = step.toLocaleString('en-US');
-    el.loss.textContent = fmtNum(entry.loss, 4);
-    el.lr.textContent = fmtNum(currentLr(entry.info, step), 3);
-    el.params.textContent = entry.info && typeof entry.info.parameters === 'number'
-      ? entry.info.parameters.toLocaleString('en-US') : '–';
-    el.arch.textContent = describeSpec(entry.info && entry.info.spec);
-    card.dataset.step = String(step);
-    card.dataset.points = String(entry.steps.length);
-    drawChart(entry);
+  async function refreshModel(e, summary) {
+    const path = 'v1/models/' + encodeURIComponent(e.name);
+    if (summary && e.step !== null && summary.step < e.step) resetEntry(e);  // deleted and made again
+    const step = summary ? summary.step : e.step;
+    if (!e.info || e.infoStep !== step || (summary && summary.status !== (e.info && e.info.status))) {
+      e.info = await api(path);
+      e.infoStep = e.info.step;
+    }
+    if (e.since === null || e.info.step !== e.step || !e.steps.length) {
+      const res = await api(path + '/loss' + (e.since === null ? '' : '?since=' + e.since));
+      absorb(e, res);
+    }
+    e.loss = e.info.loss ?? (e.losses.length ? e.losses[e.losses.length - 1] : null);
+    if (typeof e.info.step === 'number' && e.info.step > (e.step ?? -1)) e.step = e.info.step;
+    state.dirty.add(e.name);
+    paint();
   }
 
-  // ---- the chart -------------------------------------------------------------------
-  function niceStep(span, count) {
-    const raw = span / Math.max(count, 1);
-    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const n = raw / mag;
-    return (n < 1.5 ? 1 : n < 3 ? 2 : n < 7 ? 5 : 10) * mag;
-  }
-
-  function linearTicks(lo, hi, count) {
-    if (!(hi > lo)) return [lo];
-    const st = niceStep(hi - lo, count);
-    const out = [];
-    for (let v = Math.ceil(lo / st) * st; v <= hi + st * 1e-9; v += st) out.push(Math.abs(v) < st * 1e-9 ? 0 : v);
-    return out;
-  }
-
-  function logTicks(lo, hi) {  // lo, hi are log10 values
-    const out = [];
-    const d0 = Math.floor(lo), d1 = Math.ceil(hi);
-    const decades = d1 - d0;
-    const mult = decades <= 2 ? [1, 2, 5] : [1];
-    const every = Math.max(1, Math.ceil(decades / 6));
-    for (let d = d0; d <= d1; d += every) {
-      for (const m of mult) {
-        const v = Math.log10(m) + d;
-        if (v >= lo - 1e-9 && v <= hi + 1e-9) out.push(v);
+  // ---- drawing: batched per animation frame, only what changed ------------------
+  function paint() {
+    if (state.frame) return;
+    state.frame = requestAnimationFrame(() => {
+      state.frame = 0;
+      for (const name of state.dirty) {
+        const e = state.models.get(name);
+        if (e) render(e);
       }
-    }
-    return out;
+      state.dirty.clear();
+      renderCompare();
+      if (state.detail) renderDetail();
+    });
   }
 
-  function cssVar(name, fallback) {
-    const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-    return v || fallback;
+  function xs(e) { return state.xTime ? e.times : e.steps; }
+
+  // Series for a model's chart: smoothed train loss, raw train loss (faint), the validation
+  // loss and every other evaluated metric (accuracy etc. on the right axis).
+  function seriesOf(e) {
+    const metrics = [];
+    for (const v of e.val) for (const k of Object.keys(v.metrics || {})) if (!metrics.includes(k)) metrics.push(k);
+    return metrics;
   }
 
-  function drawChart(entry) {
-    const canvas = entry.el.canvas;
-    const cssW = canvas.clientWidth || 300, cssH = canvas.clientHeight || 180;
-    const dpr = window.devicePixelRatio || 1;
-    if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
-      canvas.width = Math.round(cssW * dpr);
-      canvas.height = Math.round(cssH * dpr);
+  function chartData(e, metrics) {
+    const x = xs(e).slice();
+    const raw = e.losses.map((y) => (Number.isFinite(y) && (!state.logScale || y > 0) ? y : null));
+    const sm = C.smooth(raw.map((y) => (y === null ? NaN : y)), state.smoothing);
+    const cols = [x, sm, raw];
+    const index = new Map();
+    e.steps.forEach((s, i) => index.set(s, i));
+    for (const k of metrics) {
+      const col = new Array(x.length).fill(null);
+      for (const v of e.val) {
+        const i = index.get(v.step);
+        const y = v.metrics && v.metrics[k];
+        if (i !== undefined && typeof y === 'number' && (k !== 'loss' || !state.logScale || y > 0)) col[i] = y;
+      }
+      cols.push(col);
     }
-    const ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, cssW, cssH);
-    const fg = cssVar('--muted', '#666'), grid = cssVar('--grid', '#ddd'), line = cssVar('--accent', '#c0392b');
-    ctx.font = '11px system-ui, sans-serif';
+    return cols;
+  }
 
-    const log = state.logScale;
-    const xs = [], ys = [];
-    for (let i = 0; i < entry.steps.length; i++) {
-      const y = entry.losses[i];
-      if (typeof y !== 'number' || !Number.isFinite(y) || (log && y <= 0)) continue;
-      xs.push(entry.steps[i]);
-      ys.push(log ? Math.log10(y) : y);
+  function markerXs(e) {
+    const index = new Map();
+    e.steps.forEach((s, i) => index.set(s, i));
+    return e.markers.map((m) => {
+      let x = m.step;
+      if (state.xTime) { const i = index.get(m.step); x = i !== undefined ? e.times[i] : Date.parse(m.time) / 1000; }
+      return { x, kind: m.kind };
+    });
+  }
+
+  function buildChart(e, el, height, withMarkers, key) {
+    const metrics = seriesOf(e);
+    const series = [
+      { label: 'train loss', color: C.PALETTE[0], width: 2 },
+      { label: 'train loss (raw)', color: C.PALETTE[0] + '55', width: 1 },
+    ];
+    metrics.forEach((k, i) => series.push({ label: 'validation ' + k, color: C.PALETTE[1 + (i % 6)], width: 1.5,
+      points: true, scale: k === 'loss' ? 'y' : 'y2' }));
+    const hasY2 = metrics.some((k) => k !== 'loss');
+    const u = C.make({ el, series, log: state.logScale, time: state.xTime, height,
+      xLabel: state.xTime ? 'wall time (UTC)' : 'step (optimizer steps)',
+      yLabel: 'loss' + (state.logScale ? ' (log scale)' : ''), y2Label: hasY2 ? 'metric' : null,
+      markers: withMarkers ? () => markerXs(e) : null, sync: 'm-' + e.name });
+    u._et = { key, metrics: metrics.join(',') };
+    return u;
+  }
+
+  function chartKey() { return [state.logScale, state.xTime].join('/'); }
+
+  function render(e) {
+    const { el, card } = e;
+    const info = e.info || {};
+    const step = e.step ?? 0;
+    el.step.textContent = step.toLocaleString('en-US');
+    el.loss.textContent = fmtNum(e.loss, 4);
+    el.lr.textContent = fmtNum(typeof info.lr === 'number' ? info.lr : null, 3);
+    el.params.textContent = typeof info.parameters === 'number' ? info.parameters.toLocaleString('en-US') : '–';
+    el.arch.textContent = describeSpec(info.spec);
+    const st = modelState(e);
+    el.state.textContent = st;
+    el.state.dataset.state = st;
+    card.dataset.status = info.status || 'ok';
+    el.warning.hidden = info.status !== 'diverged';
+    el.warning.textContent = info.status === 'diverged'
+      ? 'Diverged: a parameter is not finite (' + ((info.nonfinite && info.nonfinite.last && info.nonfinite.last.reason) || 'non-finite values') + '). Predictions are NaN until the parameters are set again.'
+      : '';
+    card.dataset.step = String(step);
+    const metrics = seriesOf(e).join(',');
+    if (!e.chart || e.chart._et.key !== chartKey() || e.chart._et.metrics !== metrics) {
+      if (e.chart) e.chart.destroy();
+      el.plot.textContent = '';
+      e.chart = buildChart(e, el.plot, 170, true, chartKey());
     }
-    const n = entry.steps.length;
-    canvas.dataset.points = String(n);
-    canvas.setAttribute('aria-label', n
-      ? 'Loss of ' + entry.name + ' over ' + n + ' steps' + (log ? ' (log scale)' : '') + ', last ' + fmtNum(entry.losses[n - 1], 4)
-      : 'Loss of ' + entry.name + ': no training steps yet');
-    entry.el.caption.textContent = entry.hover
-      ? 'step ' + entry.hover[0].toLocaleString('en-US') + ': loss ' + fmtNum(entry.hover[1], 5)
-      : n ? n.toLocaleString('en-US') + ' points, steps ' + entry.steps[0].toLocaleString('en-US') + '–' +
-        entry.steps[n - 1].toLocaleString('en-US') + (log ? ', log scale' : '')
-        : 'No loss yet: the chart fills as the model trains.';
-    if (!xs.length) {
-      ctx.fillStyle = fg;
-      ctx.textAlign = 'center';
-      ctx.fillText(n ? 'no positive loss to plot on a log scale' : 'waiting for training…', cssW / 2, cssH / 2);
+    C.fit(e.chart, el.plot);
+    e.chart.setData(chartData(e, seriesOf(e)));
+    const n = e.steps.length;
+    el.plot.dataset.points = String(n);
+    el.plot.dataset.validation = String(e.val.length);
+    el.plot.dataset.series = String(e.chart.series.length - 1);
+    el.plot.setAttribute('aria-label', n
+      ? 'Loss of ' + e.name + ' over ' + n + ' steps' + (state.logScale ? ' (log scale)' : '') + ', last ' + fmtNum(e.losses[n - 1], 4) +
+        (e.val.length ? '; ' + e.val.length + ' validation points' : '')
+      : 'Loss of ' + e.name + ': no training steps yet');
+    const trunc = e.markers.filter((m) => m.kind === 'truncated').length;
+    el.caption.textContent = n
+      ? n.toLocaleString('en-US') + ' points, steps ' + e.steps[0].toLocaleString('en-US') + '–' + e.steps[n - 1].toLocaleString('en-US') +
+        (state.logScale ? ', log scale' : '') + (trunc ? ' · older history dropped by the daemon' : '')
+      : 'No loss yet: the chart fills as the model trains.';
+  }
+
+  function modelState(e) {
+    const info = e.info || {};
+    if (info.status === 'diverged') return 'diverged';
+    if ((e.jobs || []).some((j) => j.state === 'running' || j.state === 'queued')) return 'training';
+    if (e.lastMoved && Date.now() - e.lastMoved < 5000) return 'training';
+    return 'idle';
+  }
+
+  // ---- the comparison chart: one series per picked model ---------------------------
+  let compareChart = null, compareKey = '';
+  function renderCompare() {
+    const names = [...state.compare].filter((n) => state.models.has(n)).sort();
+    els.compare.hidden = names.length === 0;
+    els.compareChart.dataset.series = String(names.length);
+    if (!names.length) { if (compareChart) { compareChart.destroy(); compareChart = null; } return; }
+    els.compareNames.textContent = '(' + names.join(', ') + ')';
+    const key = chartKey() + '|' + names.join(',');
+    if (!compareChart || compareKey !== key) {
+      if (compareChart) compareChart.destroy();
+      els.compareChart.textContent = '';
+      compareChart = C.make({ el: els.compareChart, height: 220, log: state.logScale, time: state.xTime,
+        xLabel: state.xTime ? 'wall time (UTC)' : 'step (optimizer steps)',
+        yLabel: 'train loss, smoothed' + (state.logScale ? ' (log scale)' : ''),
+        series: names.map((n, i) => ({ label: n, color: C.PALETTE[i % C.PALETTE.length], width: 2 })) });
+      compareKey = key;
+    }
+    // one x for all: the union of the models' x values
+    const all = new Set();
+    for (const n of names) for (const x of xs(state.models.get(n))) all.add(x);
+    const x = [...all].filter(Number.isFinite).sort((a, b) => a - b);
+    const pos = new Map(x.map((v, i) => [v, i]));
+    const cols = [x];
+    for (const n of names) {
+      const e = state.models.get(n);
+      const sm = C.smooth(e.losses.map((y) => (Number.isFinite(y) && (!state.logScale || y > 0) ? y : NaN)), state.smoothing);
+      const col = new Array(x.length).fill(null);
+      xs(e).forEach((v, i) => { const p = pos.get(v); if (p !== undefined) col[p] = sm[i]; });
+      cols.push(col);
+    }
+    C.fit(compareChart, els.compareChart);
+    compareChart.setData(cols);
+    els.compareChart.setAttribute('aria-label', 'Smoothed training loss of ' + names.join(', '));
+  }
+
+  // ---- the model page ---------------------------------------------------------------
+  const D = {
+    title: $('detail-title'), status: $('detail-status'), warning: $('detail-warning'),
+    chartEl: $('detail-chart'), lrEl: $('detail-lr'), markers: $('detail-markers'),
+    arch: document.querySelector('#arch-table tbody'), optim: $('optim'), jobs: $('jobs'),
+    jobsEmpty: $('jobs-empty'), evalForm: $('eval-form'), evalInputs: $('eval-inputs'),
+    evalTargets: $('eval-targets'), evalResult: $('eval-result'),
+    chart: null, lr: null, key: '', params: null, jobsAt: 0,
+  };
+
+  function route() {
+    const m = /^#model=(.+)$/.exec(location.hash);
+    const name = m ? decodeURIComponent(m[1]) : null;
+    state.detail = name;
+    els.overview.hidden = !!name;
+    els.detail.hidden = !name;
+    if (D.chart) { D.chart.destroy(); D.chart = null; }
+    if (D.lr) { D.lr.destroy(); D.lr = null; }
+    D.key = ''; D.params = null; D.evalResult.textContent = '';
+    jobRows.clear(); D.jobs.textContent = '';
+    if (name) {
+      D.title.textContent = name;
+      document.title = name + ' · easytorch dashboard';
+      refreshJobs(name);
+      const e = state.models.get(name);
+      if (e) { state.dirty.add(name); paint(); }
+    } else {
+      document.title = 'easytorch dashboard';
+      for (const n of state.models.keys()) state.dirty.add(n);
+      paint();
+    }
+  }
+
+  // Output shapes of the layers that set one (features flow), parameters from the
+  // parameter names and shapes the daemon gives.
+  function layerRows(info, params) {
+    const rows = [];
+    let feat = null;
+    (info.spec.layers || []).forEach((l, i) => {
+      if (l.type === 'Linear') feat = '[N, ' + l.out_features + ']';
+      else if (l.type === 'Embedding') feat = '[N, …, ' + l.embedding_dim + ']';
+      else if (l.type === 'EmbeddingBag') feat = '[N, ' + l.embedding_dim + ']';
+      else if (/^Conv|Pool|Pad|Flatten|Unflatten/.test(l.type)) feat = null;
+      let count = 0;
+      if (params) for (const [k, v] of Object.entries(params)) if (k.split('.')[0] === String(i)) count += numel(v);
+      rows.push([i, describeLayer(l), feat || '–', params ? count.toLocaleString('en-US') : '…']);
+    });
+    return rows;
+  }
+  function numel(v) { return Array.isArray(v) ? v.reduce((s, x) => s + numel(x), 0) : 1; }
+
+  function renderDetail() {
+    const e = state.models.get(state.detail);
+    if (!e || !e.info) return;
+    const info = e.info;
+    const st = modelState(e);
+    D.status.textContent = st;
+    D.status.dataset.state = st;
+    D.warning.hidden = info.status !== 'diverged';
+    D.warning.textContent = e.el.warning.textContent;
+    const metrics = seriesOf(e).join(',');
+    const key = chartKey() + '|' + metrics;
+    if (!D.chart || D.key !== key) {
+      if (D.chart) D.chart.destroy();
+      if (D.lr) D.lr.destroy();
+      D.chartEl.textContent = ''; D.lrEl.textContent = '';
+      D.chart = buildChart(e, D.chartEl, 320, true, chartKey());
+      D.lr = C.make({ el: D.lrEl, height: 130, log: false, time: state.xTime, sync: 'm-' + e.name,
+        xLabel: state.xTime ? 'wall time (UTC)' : 'step', yLabel: 'learning rate',
+        series: [{ label: 'lr', color: C.PALETTE[2], width: 1.5 }], markers: () => markerXs(e) });
+      D.key = key;
+    }
+    C.fit(D.chart, D.chartEl); C.fit(D.lr, D.lrEl);
+    const zoom = D.chart.scales.x;
+    const keep = D.zoomed ? [zoom.min, zoom.max] : null;
+    D.chart.setData(chartData(e, seriesOf(e)), !keep);
+    D.lr.setData([xs(e).slice(), e.lrs.map((v) => (Number.isFinite(v) ? v : null))], !keep);
+    if (keep) { D.chart.setScale('x', { min: keep[0], max: keep[1] }); }
+    D.chartEl.dataset.points = String(e.steps.length);
+    D.chartEl.dataset.series = String(D.chart.series.length - 1);
+    D.chartEl.setAttribute('aria-label', 'Training loss' + (metrics ? ' and validation ' + metrics : '') + ' of ' + e.name + ' over ' + e.steps.length + ' steps');
+    D.lrEl.setAttribute('aria-label', 'Learning rate of ' + e.name + ' per step');
+    D.markers.textContent = '';
+    for (const m of e.markers.slice(-50)) {
+      const li = document.createElement('li');
+      li.dataset.kind = m.kind;
+      li.textContent = 'step ' + m.step + ': ' + markerText(m);
+      D.markers.appendChild(li);
+    }
+    // architecture and optimizer
+    if (!D.params) {
+      D.params = 'loading';
+      api('v1/models/' + encodeURIComponent(e.name) + '/parameters').then((p) => { D.params = p.parameters || {}; paintDetail(); })
+        .catch(() => { D.params = {}; });
+    }
+    D.arch.textContent = '';
+    for (const r of layerRows(info, typeof D.params === 'object' ? D.params : null)) {
+      const tr = document.createElement('tr');
+      r.forEach((v) => { const td = document.createElement('td'); td.textContent = String(v); tr.appendChild(td); });
+      D.arch.appendChild(tr);
+    }
+    D.optim.textContent = '';
+    const kv = [['type', typeName(info.spec.optimizer)], ['lr (now)', fmtNum(info.lr, 4)]];
+    for (const [k, v] of Object.entries((info.param_groups || [])[0] || {})) if (k !== 'lr') kv.push([k, JSON.stringify(v)]);
+    kv.push(['scheduler', info.spec.scheduler ? JSON.stringify(info.spec.scheduler) : 'none']);
+    kv.push(['loss', JSON.stringify(info.spec.loss)]);
+    kv.push(['divergence policy', (info.nonfinite && info.nonfinite.policy) || 'skip']);
+    for (const [k, v] of kv) {
+      const dt = document.createElement('dt'); dt.textContent = k;
+      const dd = document.createElement('dd'); dd.textContent = v;
+      D.optim.append(dt, dd);
+    }
+    renderJobs(e);
+  }
+  function paintDetail() { if (state.detail) { state.dirty.add(state.detail); paint(); } }
+
+  function markerText(m) {
+    if (m.kind === 'nonfinite') return (m.reason || 'non-finite') + ' (' + (m.action || '') + ', ' + (m.source || '') + ')';
+    if (m.kind === 'hyperparameters')
+      return 'changed ' + Object.entries(m.changes || {}).map(([k, v]) => k + ' ' + JSON.stringify(v.from) + ' → ' + JSON.stringify(v.to)).join(', ');
+    if (m.kind === 'truncated') return 'history before step ' + m.first_step + ' dropped (' + m.dropped + ' entries)';
+    return m.kind;
+  }
+
+  async function refreshJobs(name) {
+    const e = state.models.get(name);
+    if (!e) return;
+    try {
+      const r = await api('v1/models/' + encodeURIComponent(name) + '/jobs');
+      e.jobs = r.jobs || [];
+    } catch (err) { if (err.status !== 404) throw err; }
+    state.dirty.add(name);
+    paint();
+  }
+
+  // Job rows are kept per id and updated in place (a button under the pointer is not
+  // replaced while it is being clicked).
+  const jobRows = new Map();
+  function renderJobs(e) {
+    const jobs = (e.jobs || []).slice().reverse();
+    D.jobsEmpty.hidden = jobs.length > 0;
+    const ids = new Set(jobs.map((j) => String(j.id) + '@' + e.name));
+    for (const [k, li] of jobRows) if (!ids.has(k)) { li.remove(); jobRows.delete(k); }
+    let prev = null;
+    for (const j of jobs) {
+      const k = String(j.id) + '@' + e.name;
+      let li = jobRows.get(k);
+      if (!li) {
+        li = document.createElement('li');
+        li.dataset.job = String(j.id);
+        const label = document.createElement('span');
+        const bar = document.createElement('progress');
+        bar.setAttribute('aria-label', 'Job ' + j.id + ' progress');
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'cancel';
+        b.textContent = 'Cancel';
+        b.setAttribute('aria-label', 'Cancel job ' + j.id);
+        b.addEventListener('click', async () => {
+          b.disabled = true;
+          try {
+            await api('v1/models/' + encodeURIComponent(e.name) + '/jobs/' + j.id, 'DELETE');
+          } catch (err) { setStatus('error', 'cancel: ' + err.message); }
+          refreshJobs(e.name);
+        });
+        const small = document.createElement('small');
+        li.append(label, bar, b, small);
+        jobRows.set(k, li);
+      }
+      li.dataset.state = j.state;
+      const [label, bar, b, small] = li.children;
+      label.textContent = 'Job ' + j.id + ' · ' + j.state + ' · ' + j.steps_done + '/' + j.steps_total + ' steps' +
+        (j.loss !== null && j.loss !== undefined ? ' · loss ' + fmtNum(j.loss, 4) : '');
+      bar.max = j.steps_total || 1;
+      bar.value = j.steps_done;
+      b.hidden = !(j.state === 'running' || j.state === 'queued');
+      small.textContent = j.error || '';
+      small.hidden = !j.error;
+      if (li.previousElementSibling !== prev || li.parentNode !== D.jobs) D.jobs.insertBefore(li, prev ? prev.nextSibling : D.jobs.firstChild);
+      prev = li;
+    }
+  }
+
+  D.evalForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = state.detail;
+    let body;
+    try {
+      body = { inputs: JSON.parse(D.evalInputs.value), targets: JSON.parse(D.evalTargets.value) };
+    } catch (err) {
+      D.evalResult.textContent = 'Not JSON: ' + err.message;
+      D.evalResult.dataset.state = 'error';
       return;
     }
-
-    const left = 52, right = 10, top = 8, bottom = 22;
-    const pw = Math.max(10, cssW - left - right), ph = Math.max(10, cssH - top - bottom);
-    let x0 = xs[0], x1 = xs[xs.length - 1];
-    if (x1 <= x0) { x0 -= 1; x1 += 1; }
-    let y0 = Infinity, y1 = -Infinity;
-    for (const y of ys) { if (y < y0) y0 = y; if (y > y1) y1 = y; }
-    if (y1 - y0 < 1e-12) { const pad = log ? 0.5 : Math.abs(y0) * 0.1 || 1; y0 -= pad; y1 += pad; }
-    else { const pad = (y1 - y0) * 0.05; y1 += pad; if (log || y0 - pad < 0 === y0 < 0) y0 -= pad; }
-    if (!log && y0 > 0 && y0 < (y1 - y0) * 0.2) y0 = 0;   // losses: start at 0 when it's close
-    const X = (v) => left + (v - x0) / (x1 - x0) * pw;
-    const Y = (v) => top + (1 - (v - y0) / (y1 - y0)) * ph;
-
-    // grid and labels
-    ctx.strokeStyle = grid; ctx.fillStyle = fg; ctx.lineWidth = 1;
-    ctx.textAlign = 'right'; ctx.textBaseline = 'middle';
-    const yt = log ? logTicks(y0, y1) : linearTicks(y0, y1, Math.max(2, Math.floor(ph / 40)));
-    for (const t of yt) {
-      const py = Math.round(Y(t)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(left, py); ctx.lineTo(left + pw, py); ctx.stroke();
-      ctx.fillText(log ? fmtNum(Math.pow(10, t), 1) : fmtNum(t, 2), left - 6, py);
+    try {
+      const r = await api('v1/models/' + encodeURIComponent(name) + '/evaluate', 'POST', body);
+      D.evalResult.textContent = r.rows + ' rows at step ' + r.step + ': ' +
+        Object.entries(r.metrics).map(([k, v]) => k + ' ' + fmtNum(v, 5)).join(', ');
+      D.evalResult.dataset.state = 'ok';
+    } catch (err) {
+      D.evalResult.textContent = err.message;
+      D.evalResult.dataset.state = 'error';
     }
-    ctx.textAlign = 'center'; ctx.textBaseline = 'top';
-    const xt = linearTicks(x0, x1, Math.max(2, Math.floor(pw / 80))).filter((t) => Number.isInteger(t) || t % 1 === 0);
-    for (const t of xt) {
-      const px = Math.round(X(t)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(px, top + ph); ctx.lineTo(px, top + ph + 4); ctx.stroke();
-      const label = t.toLocaleString('en-US');
-      const half = ctx.measureText(label).width / 2;
-      ctx.fillText(label, Math.min(Math.max(px, half + 1), cssW - half - 1), top + ph + 6);
-    }
-    ctx.beginPath(); ctx.moveTo(left + 0.5, top); ctx.lineTo(left + 0.5, top + ph); ctx.lineTo(left + pw, top + ph + 0.5);
-    ctx.stroke();
+  });
 
-    // The raw loss, and over it a moving average (EMA) once there are enough
-    // points for minibatch noise to hide the trend, as TensorBoard does.
-    ctx.save();
-    ctx.beginPath(); ctx.rect(left, top, pw, ph); ctx.clip();
-    ctx.strokeStyle = line; ctx.lineJoin = 'round';
-    const span = Math.floor(xs.length / 60);
-    const smooth = span >= 3;
-    ctx.globalAlpha = smooth ? 0.3 : 1;
-    ctx.lineWidth = smooth ? 1 : 1.5;
-    traceLine(ctx, xs, ys, X, Y, left, pw, true);
-    if (smooth) {
-      const a = 2 / (span + 1), sm = new Array(ys.length);
-      sm[0] = ys[0];
-      for (let i = 1; i < ys.length; i++) sm[i] = sm[i - 1] + a * (ys[i] - sm[i - 1]);
-      ctx.globalAlpha = 1;
-      ctx.lineWidth = 2;
-      traceLine(ctx, xs, sm, X, Y, left, pw, false);
-    }
-    ctx.fillStyle = line;
-    const lx = X(xs[xs.length - 1]), ly = Y(ys[ys.length - 1]);
-    ctx.beginPath(); ctx.arc(lx, ly, 3, 0, Math.PI * 2); ctx.fill();
-    if (entry.hover) {
-      const hy = log ? Math.log10(entry.hover[1]) : entry.hover[1];
-      if (Number.isFinite(hy)) {
-        ctx.strokeStyle = fg; ctx.lineWidth = 1;
-        ctx.beginPath(); ctx.moveTo(X(entry.hover[0]), top); ctx.lineTo(X(entry.hover[0]), top + ph); ctx.stroke();
-        ctx.beginPath(); ctx.arc(X(entry.hover[0]), Y(hy), 3.5, 0, Math.PI * 2); ctx.fill();
+  // zoom, pan, export on the model page
+  $('zoom-reset').addEventListener('click', () => { D.zoomed = false; paintDetail(); if (D.chart) D.chart.setData(D.chart.data, true); });
+  function pan(dir) {
+    if (!D.chart) return;
+    const s = D.chart.scales.x, w = s.max - s.min;
+    D.zoomed = true;
+    D.chart.setScale('x', { min: s.min + dir * w / 4, max: s.max + dir * w / 4 });
+  }
+  $('pan-left').addEventListener('click', () => pan(-1));
+  $('pan-right').addEventListener('click', () => pan(1));
+  D.chartEl.addEventListener('keydown', (ev) => {
+    if (ev.key === 'ArrowLeft') { pan(-1); ev.preventDefault(); }
+    if (ev.key === 'ArrowRight') { pan(1); ev.preventDefault(); }
+  });
+  D.chartEl.addEventListener('mouseup', () => { setTimeout(() => { if (D.chart && D.chart.select.width === 0) D.zoomed = D.zoomed || false; }, 0); });
+  D.chartEl.addEventListener('dblclick', () => { D.zoomed = false; });
+
+  function shown() {
+    const e = state.models.get(state.detail);
+    const u = D.chart;
+    const lo = u.scales.x.min, hi = u.scales.x.max;
+    const data = u.data, keep = [];
+    for (let i = 0; i < data[0].length; i++) if (data[0][i] >= lo && data[0][i] <= hi) keep.push(i);
+    const names = [state.xTime ? 'time' : 'step'].concat(u.series.slice(1).map((s) => s.label)).concat(['lr']);
+    const cols = data.map((c) => keep.map((i) => c[i]));
+    const lrAt = new Map(xs(e).map((x, i) => [x, e.lrs[i]]));
+    cols.push(keep.map((i) => { const v = lrAt.get(data[0][i]); return Number.isFinite(v) ? v : null; }));
+    return { model: e.name, names, cols, smoothing: state.smoothing };
+  }
+  function download(name, type, text) {
+    // a blob: URL is this page's own memory, not a request to any host
+    const url = URL.createObjectURL(new Blob([text], { type: type + ';charset=utf-8' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+  $('export-csv').addEventListener('click', () => {
+    const s = shown();
+    download(s.model + '-loss.csv', 'text/csv', C.csv(s.names, s.cols));
+  });
+  $('export-json').addEventListener('click', () => {
+    const s = shown();
+    const o = { model: s.model, smoothing: s.smoothing, series: {} };
+    s.names.forEach((n, i) => { o.series[n] = s.cols[i]; });
+    download(s.model + '-loss.json', 'application/json', JSON.stringify(o));
+  });
+
+  // ---- keeping up: the event stream, or polling -------------------------------------
+  async function listModels() {
+    const list = await api('v1/models');
+    const models = (list && list.models) || [];
+    const seen = new Set();
+    await Promise.all(models.map(async (m) => {
+      seen.add(m.name);
+      let e = state.models.get(m.name);
+      if (!e) {
+        e = newEntry(m.name);
+        state.models.set(m.name, e);
+        insertSorted(e);
       }
-    }
-    ctx.restore();
-    entry.plot = { left, pw, x0, x1 };
+      if (e.summary && e.summary.step !== m.step) e.lastMoved = Date.now();
+      e.summary = m;
+      try {
+        await refreshModel(e, m);
+      } catch (err) {
+        if (err.status === 404) { seen.delete(m.name); return; }
+        throw err;
+      }
+    }));
+    for (const [name, e] of state.models) if (!seen.has(name)) removeEntry(name, e);
+    els.models.dataset.count = String(state.models.size);
+    els.empty.hidden = state.models.size > 0;
+    if (state.detail) refreshJobs(state.detail);
   }
 
-  // Strokes the polyline through (xs, ys). With more points than pixels it
-  // keeps, per pixel column, the min and max (envelope) or the last value.
-  function traceLine(ctx, xs, ys, X, Y, left, pw, envelope) {
-    ctx.beginPath();
-    if (xs.length > pw * 2) {
-      let col = -1, lo = 0, hi = 0, last = 0, first = true;
-      const flush = () => {
-        if (col < 0) return;
-        const px = left + col + 0.5;
-        const a = envelope ? hi : last;
-        if (first) { ctx.moveTo(px, Y(a)); first = false; } else ctx.lineTo(px, Y(a));
-        if (envelope) ctx.lineTo(px, Y(lo));
-      };
-      for (let i = 0; i < xs.length; i++) {
-        const c = Math.floor(X(xs[i]) - left);
-        if (c !== col) { flush(); col = c; lo = hi = ys[i]; }
-        else { if (ys[i] < lo) lo = ys[i]; if (ys[i] > hi) hi = ys[i]; }
-        last = ys[i];
-      }
-      flush();
-    } else {
-      for (let i = 0; i < xs.length; i++) {
-        if (i === 0) ctx.moveTo(X(xs[i]), Y(ys[i])); else ctx.lineTo(X(xs[i]), Y(ys[i]));
-      }
-    }
-    ctx.stroke();
+  function removeEntry(name, e) {
+    if (e.chart) e.chart.destroy();
+    e.card.remove();
+    state.models.delete(name);
+    state.compare.delete(name);
+    renderCompare();
   }
 
-  function hover(entry, ev) {
-    const p = entry.plot;
-    if (!p || !entry.steps.length) return;
-    const rect = entry.el.canvas.getBoundingClientRect();
-    const s = p.x0 + (ev.clientX - rect.left - p.left) / p.pw * (p.x1 - p.x0);
-    // steps are increasing: binary search for the nearest
-    let lo = 0, hi = entry.steps.length - 1;
-    while (lo < hi) { const mid = (lo + hi) >> 1; if (entry.steps[mid] < s) lo = mid + 1; else hi = mid; }
-    if (lo > 0 && Math.abs(entry.steps[lo - 1] - s) < Math.abs(entry.steps[lo] - s)) lo--;
-    entry.hover = [entry.steps[lo], entry.losses[lo]];
-    render(entry);
-  }
-
-  // ---- polling -------------------------------------------------------------------------
-  async function pollModel(entry, summary) {
-    const path = 'v1/models/' + encodeURIComponent(entry.name);
-    if (entry.step !== null && summary.step < entry.step) resetEntry(entry);  // deleted and made again
-    // The description carries the lr in effect (it moves with a scheduler):
-    // fetch it again whenever the step count moved.
-    if (!entry.info || entry.infoStep !== summary.step) {
-      entry.info = await api(path);
-      entry.infoStep = summary.step;
-    }
-    if (entry.since === null || summary.step !== entry.step || entry.steps.length === 0) {
-      const q = entry.since === null ? '' : '?since=' + entry.since;
-      const res = await api(path + '/loss' + q);
-      for (const pt of res.history || []) {
-        const s = Number(pt[0]);
-        if (entry.steps.length && s <= entry.steps[entry.steps.length - 1]) continue;
-        entry.steps.push(s);
-        entry.losses.push(pt[1] === null ? NaN : Number(pt[1]));
-      }
-      if (entry.steps.length > MAX_POINTS) {  // like the daemon: drop the oldest half
-        const cut = entry.steps.length - MAX_POINTS / 2;
-        entry.steps.splice(0, cut);
-        entry.losses.splice(0, cut);
-      }
-      if (entry.steps.length) entry.since = entry.steps[entry.steps.length - 1];
-      else entry.since = null;
-      entry.step = typeof res.step === 'number' ? res.step : summary.step;
-    }
-    entry.loss = summary.loss ?? (entry.losses.length ? entry.losses[entry.losses.length - 1] : null);
-    if (typeof summary.step === 'number' && summary.step > entry.step) entry.step = summary.step;
-    render(entry);
+  function insertSorted(e) {
+    const after = Array.from(els.models.children).find((c) => c.dataset.model > e.name);
+    els.models.insertBefore(e.card, after || null);
   }
 
   async function poll() {
     if (state.polling) return;
     state.polling = true;
     try {
-      const list = await api('v1/models');
-      const models = (list && list.models) || [];
-      const seen = new Set();
-      await Promise.all(models.map(async (m) => {
-        seen.add(m.name);
-        let entry = state.models.get(m.name);
-        if (!entry) {
-          entry = newEntry(m.name);
-          state.models.set(m.name, entry);
-          insertSorted(entry);
-        }
-        try {
-          await pollModel(entry, m);
-        } catch (e) {
-          if (e.status === 404) { seen.delete(m.name); return; }  // deleted meanwhile
-          throw e;
-        }
-      }));
-      for (const [name, entry] of state.models) {
-        if (!seen.has(name)) { entry.card.remove(); state.models.delete(name); }
-      }
-      els.models.dataset.count = String(state.models.size);
-      els.empty.hidden = state.models.size > 0;
+      await listModels();
       state.needToken = false;
       if (!els.auth.dataset.userOpened) els.auth.hidden = true;
       const n = state.models.size;
-      setStatus('ok', n + (n === 1 ? ' model' : ' models') + ' · updated ' + new Date().toLocaleTimeString());
+      setStatus('ok', n + (n === 1 ? ' model' : ' models') + ' · ' + (state.live === 'stream' ? 'live (event stream)' : 'polling') +
+        ' · updated ' + new Date().toLocaleTimeString());
+      if (state.live !== 'stream') connectStream();
     } catch (e) {
       if (e.status === 401) {
         state.needToken = true;
@@ -448,20 +672,69 @@
 
   function schedule() {
     clearTimeout(state.timer);
-    if (state.interval > 0 && !state.needToken) state.timer = setTimeout(poll, document.hidden ? Math.max(state.interval, 5000) : state.interval);
+    if (state.live === 'stream') return;    // pushed: no polling while the stream is up
+    if (state.interval > 0 && !state.needToken)
+      state.timer = setTimeout(poll, document.hidden ? Math.max(state.interval, 5000) : state.interval);
+  }
+
+  // EventSource cannot send an Authorization header: the token goes as ?access_token=.
+  let streamTried = 0;
+  function connectStream() {
+    if (typeof EventSource !== 'function' || state.es || Date.now() - streamTried < 10000) return;
+    streamTried = Date.now();
+    const url = 'v1/events' + (state.token ? '?access_token=' + encodeURIComponent(state.token) : '');
+    let es;
+    try { es = new EventSource(url); } catch (e) { return; }
+    state.es = es;
+    es.onopen = () => { state.live = 'stream'; clearTimeout(state.timer); setStatus('ok', state.models.size + ' models · live (event stream)'); };
+    es.onerror = () => {
+      if (es.readyState === EventSource.CLOSED || state.live !== 'stream') {
+        es.close();
+        state.es = null;
+        state.live = 'polling';
+        schedule();
+      }
+    };
+    const moved = (ev) => {
+      let d = null;
+      try { d = JSON.parse(ev.data); } catch (e) { return; }
+      const name = d && d.model;
+      if (!name) return;
+      if (ev.type === 'created' || ev.type === 'deleted' || !state.models.has(name)) { poll(); return; }
+      const e = state.models.get(name);
+      e.lastMoved = Date.now();
+      refreshModel(e, null).catch((err) => { if (err.status === 404) poll(); });
+      if (state.detail === name && ev.type === 'job') refreshJobs(name);
+    };
+    for (const t of ['step', 'batch', 'evaluation', 'job', 'nonfinite', 'hyperparameters', 'created', 'deleted'])
+      es.addEventListener(t, moved);
+    es.addEventListener('reset', () => poll());
   }
 
   function setStatus(kind, text) {
     els.status.textContent = text;
     els.status.dataset.state = kind;
+    els.status.dataset.live = state.live;
   }
 
-  // ---- controls ---------------------------------------------------------------------------
+  // ---- controls ------------------------------------------------------------------------
+  function redrawAll() {
+    for (const n of state.models.keys()) state.dirty.add(n);
+    paint();
+  }
   els.logScale.checked = state.logScale;
   els.logScale.addEventListener('change', () => {
     state.logScale = els.logScale.checked;
     store.set(LOG_KEY, state.logScale ? '1' : '0');
-    for (const entry of state.models.values()) render(entry);
+    redrawAll();
+  });
+  els.smoothing.value = String(state.smoothing);
+  els.smoothingValue.textContent = state.smoothing.toFixed(2);
+  els.smoothing.addEventListener('input', () => {
+    state.smoothing = Number(els.smoothing.value);
+    els.smoothingValue.textContent = state.smoothing.toFixed(2);
+    store.set(SMOOTH_KEY, String(state.smoothing));
+    redrawAll();
   });
   if (![...els.interval.options].some((o) => Number(o.value) === state.interval)) state.interval = 1000;
   els.interval.value = String(state.interval);
@@ -478,6 +751,7 @@
     delete els.auth.dataset.userOpened;
     els.auth.hidden = true;
     state.needToken = false;
+    if (state.es) { state.es.close(); state.es = null; state.live = 'polling'; streamTried = 0; }
     setStatus('ok', 'Token saved · connecting…');
     poll();
   });
@@ -493,17 +767,25 @@
     els.auth.hidden = !open;
     if (open) { els.auth.dataset.userOpened = '1'; els.token.focus(); } else delete els.auth.dataset.userOpened;
   });
-  document.addEventListener('visibilitychange', () => { if (!document.hidden) poll(); });
+  document.addEventListener('visibilitychange', () => { if (!document.hidden && state.live !== 'stream') poll(); });
+  window.addEventListener('hashchange', route);
   if (typeof ResizeObserver === 'function') {
     let pending = false;
     new ResizeObserver(() => {
       if (pending) return;
       pending = true;
-      requestAnimationFrame(() => { pending = false; for (const e of state.models.values()) drawChart(e); });
-    }).observe(els.models);
+      requestAnimationFrame(() => { pending = false; redrawAll(); });
+    }).observe(document.body);
   }
   const mq = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)');
-  if (mq && mq.addEventListener) mq.addEventListener('change', () => { for (const e of state.models.values()) drawChart(e); });
+  if (mq && mq.addEventListener) mq.addEventListener('change', () => {
+    for (const e of state.models.values()) { if (e.chart) e.chart.destroy(); e.chart = null; }
+    D.key = ''; compareKey = '';
+    redrawAll();
+  });
 
+  // detail page: jobs are refreshed every second while it is open
+  setInterval(() => { if (state.detail && state.live !== 'stream' && !document.hidden) refreshJobs(state.detail).catch(() => {}); }, 1000);
+  route();
   poll();
 })();

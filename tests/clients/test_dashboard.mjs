@@ -12,7 +12,7 @@
 // current folder). Ends with `N passed, M failed`.
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -105,6 +105,15 @@ async function main() {
   }
   mkdirSync(OUT, { recursive: true });
 
+  // the charting library is vendored from npm at the version package.json pins: the
+  // embedded files must be the package's, byte for byte
+  for (const f of ['uPlot.iife.min.js', 'uPlot.min.css']) {
+    const vendored = path.join(here, '..', '..', 'clients', 'dashboard', f);
+    const npm = path.join(here, 'node_modules', 'uplot', 'dist', f);
+    check(`clients/dashboard/${f} is uplot@${JSON.parse(readFileSync(path.join(here, 'package.json'))).dependencies.uplot}'s`,
+      existsSync(vendored) && existsSync(npm) && readFileSync(vendored).equals(readFileSync(npm)));
+  }
+
   const d = await startDaemon(EXE, TOKEN);
   const auth = { Authorization: `Bearer ${TOKEN}` };
   async function api(method, p, body) {
@@ -126,23 +135,30 @@ async function main() {
   const origin = new URL(d.url).origin;
   const foreign = [];
   const errors = [];
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
   const page = await context.newPage();
-  const lossPolls = [];
+  const lossPolls = [], streams = [], listPolls = [];
   page.on('request', (r) => {
     const u = r.url();
-    if (!u.startsWith(origin + '/') && !u.startsWith('data:')) foreign.push(u);
+    if (!u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:' + origin + '/')) foreign.push(u);
     if (/\/v1\/models\/sine\/loss/.test(u)) lossPolls.push(new URL(u).searchParams.get('since'));
+    if (/\/v1\/events/.test(u)) streams.push(u);
+    if (/\/v1\/models$/.test(new URL(u).pathname)) listPolls.push(Date.now());
   });
   page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
   // A poll of a model that was deleted while the page watched it gets 404 (the page then
   // drops the card): expected, and only for that model.  Any other 404 is an error.
   const notFound = [];
+  let eventsServed = false;
   page.on('response', (r) => { if (r.status() === 404) notFound.push(new URL(r.url()).pathname); });
   page.on('console', (m) => {
     // the first polls get 401 until the token is given: that is expected
     if (m.type() !== 'error' || /status of 401/.test(m.text())) return;
-    if (/status of 404/.test(m.text()) && notFound.length && notFound.every((u) => u.startsWith('/v1/models/another'))) return;
+    // without GET /v1/events (an older daemon) the EventSource's 404 is how the page learns to poll
+    const where = (m.location() && m.location().url) || '';
+    if (!eventsServed && (/\/v1\/events/.test(where) || /EventSource/.test(m.text()))) return;
+    if (/status of 404/.test(m.text()) && notFound.length &&
+        notFound.every((u) => u.startsWith('/v1/models/another') || (!eventsServed && u === '/v1/events'))) return;
     errors.push('console: ' + m.text());
   });
 
@@ -186,7 +202,7 @@ async function main() {
     let training = true;
     const sampler = (async () => {
       while (training) {
-        const n = Number(await page.getAttribute(`${card} canvas`, 'data-points').catch(() => NaN));
+        const n = Number(await page.getAttribute(`${card} .plot`, 'data-points').catch(() => NaN));
         if (Number.isFinite(n) && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
         await sleep(150);
       }
@@ -221,7 +237,7 @@ async function main() {
       `page ${await page.getAttribute(card, 'data-step')}, daemon ${info.step}`);
     const stepText = (await page.textContent(`${card} .step`)).replace(/[^0-9]/g, '');
     check('the step text matches too', Number(stepText) === info.step, `${stepText} vs ${info.step}`);
-    const pts = Number(await page.getAttribute(`${card} canvas`, 'data-points'));
+    const pts = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
     check('the chart holds every point of the loss history', pts === hist.history.length,
       `${pts} points, history ${hist.history.length}`);
     const paramsText = (await page.textContent(`${card} .params`)).replace(/[^0-9]/g, '');
@@ -239,20 +255,21 @@ async function main() {
       let n = 0;
       for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
       return n;
-    }, `${card} canvas`);
+    }, `${card} .plot canvas`);
     check('the chart is drawn', inked > 1000, `${inked} pixels inked`);
-    check('the canvas has a text alternative',
-      /Loss of sine over \d+ steps/.test(await page.getAttribute(`${card} canvas`, 'aria-label')));
+    check('the chart has a text alternative',
+      /Loss of sine over \d+ steps/.test(await page.getAttribute(`${card} .plot`, 'aria-label')));
     await page.screenshot({ path: path.join(OUT, 'dashboard-wide.png'), fullPage: true });
 
     // -- log scale ---------------------------------------------------------------------------
     check('the loss is on a log scale by default', await page.isChecked('#log-scale') &&
-      /log scale/.test(await page.getAttribute(`${card} canvas`, 'aria-label')));
-    const before = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} canvas`);
+      /log scale/.test(await page.getAttribute(`${card} .plot`, 'aria-label')));
+    const before = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
     await page.uncheck('#log-scale');
-    const after = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} canvas`);
+    await sleep(300);
+    const after = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
     check('the log-scale toggle redraws the chart on a linear scale', before !== after &&
-      !/log scale/.test(await page.getAttribute(`${card} canvas`, 'aria-label')));
+      !/log scale/.test(await page.getAttribute(`${card} .plot`, 'aria-label')));
     await page.screenshot({ path: path.join(OUT, 'dashboard-linear.png'), fullPage: true });
     await page.check('#log-scale');
 
@@ -277,6 +294,93 @@ async function main() {
     check('a deleted model disappears',
       !!(await waitFor(async () => !(await page.$('#models article[data-model="another"]')), 10000)));
 
+
+    // -- issue 17: validation, divergence, comparison, smoothing, jobs, export ---------------
+    const ev = await fetch(d.url + '/v1/events', { headers: auth });
+    eventsServed = ev.status === 200 && /text\/event-stream/.test(ev.headers.get('content-type') || '');
+    if (ev.body) ev.body.cancel().catch(() => {});
+    check('the page opens an EventSource on GET /v1/events', streams.length > 0, streams.slice(0, 2).join(' '));
+    if (eventsServed) {
+      const before = listPolls.length;
+      await sleep(3000);
+      check('no polling while the stream is up', listPolls.length === before, `${listPolls.length - before} polls in 3 s`);
+    } else {
+      console.log('SKIP: no polling while the stream is up: this daemon has no GET /v1/events yet (' + ev.status + '); the page fell back to polling');
+      check('without a stream the page falls back to polling', listPolls.length >= 3, `${listPolls.length} polls`);
+    }
+    const mk = (name, extra) => api('POST', '/v1/models', Object.assign({ name,
+      layers: [{ type: 'Linear', in_features: 1, out_features: 16 }, { type: 'Tanh' }, { type: 'Linear', in_features: 16, out_features: 1 }],
+      loss: 'MSELoss', optimizer: { type: 'SGD', lr: 0.05 }, seed: 1 }, extra || {}));
+    await mk('val');
+    await mk('boom', { nonfinite: 'allow' });
+    const valCard = '#models article[data-model="val"]', boomCard = '#models article[data-model="boom"]';
+    const listed = await waitFor(async () => (await page.$$('#models article')).length === 3, 10000);
+    const names = await page.$$eval('#models article', (as) => as.map((a) => a.dataset.model));
+    check('every model is listed', listed && ['boom', 'sine', 'val'].every((n) => names.includes(n)), names.join(', '));
+    // a job with validation data: the validation series appears
+    const job = await api('POST', '/v1/models/val/jobs', { inputs: xs, targets: ys, epochs: 20, batch_size: 64,
+      validation: { inputs: xs.slice(0, 32), targets: ys.slice(0, 32) }, eval_every: 8 });
+    await waitFor(async () => (await api('GET', `/v1/models/val/jobs/${job.id}`)).state === 'done', 30000);
+    const valSeen = await waitFor(async () => Number(await page.getAttribute(`${valCard} .plot`, 'data-validation')) > 0, 15000);
+    const legend = await page.$$eval(`${valCard} .u-legend .u-series`, (ls) => ls.map((l) => l.textContent.trim()));
+    check('the validation series appears after an evaluation', !!valSeen && legend.some((t) => /validation loss/.test(t)),
+      `validation points ${await page.getAttribute(`${valCard} .plot`, 'data-validation')}, legend ${legend.join(' | ')}`);
+    // a diverged model shows a warning
+    await api('POST', '/v1/models/boom/batches', { inputs: [[1]], targets: [[3e38]] });
+    await api('POST', '/v1/models/boom/step');
+    const warned = await waitFor(() => page.isVisible(`${boomCard} .warning`), 15000);
+    check('a diverged model shows a warning', warned && /diverged/i.test(await page.textContent(`${boomCard} .warning`)) &&
+      (await page.textContent(`${boomCard} .state`)) === 'diverged', await page.textContent(`${boomCard} .warning`).catch(() => ''));
+    // overlaying two models draws two series
+    await page.check(`${card} .compare-pick`);
+    await page.check(`${valCard} .compare-pick`);
+    const two = await waitFor(async () => (await page.getAttribute('#compare-chart', 'data-series')) === '2', 5000);
+    const cmpLegend = await page.$$eval('#compare-chart .u-legend .u-series', (ls) => ls.map((l) => l.textContent.trim()));
+    const cmpInk = await page.evaluate(() => {
+      const c = document.querySelector('#compare-chart canvas');
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n;
+    });
+    check('overlaying two models draws two series', !!two && cmpLegend.length === 3 && cmpInk > 1000,
+      `legend ${cmpLegend.join(' | ')}, ${cmpInk} pixels`);
+    // the smoothing slider changes the drawn path
+    const p0 = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
+    await page.fill('#smoothing', '0.95');
+    await page.dispatchEvent('#smoothing', 'input');
+    await sleep(400);
+    const p1 = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
+    check('the smoothing slider changes the drawn path', p0 !== p1 && (await page.textContent('#smoothing-value')) === '0.95');
+    await page.screenshot({ path: path.join(OUT, 'dashboard-1400x900.png'), fullPage: false });
+    // the model page: a running job and its cancel button
+    const big = [];
+    for (let i = 0; i < 2048; i++) { const x = -3 + 6 * i / 2047; big.push([x]); }
+    const long = await api('POST', '/v1/models/val/jobs', { inputs: big, targets: big.map((r) => [Math.sin(r[0])]), epochs: 400, batch_size: 1 });
+    await page.goto(d.url + '/#model=val');
+    const cancelBtn = `#jobs li[data-job="${long.id}"] button.cancel:not([hidden])`;
+    const shown = await waitFor(() => page.$(cancelBtn), 15000);
+    check('the model page lists the running job with a progress bar',
+      !!shown && !!(await page.$(`#jobs li[data-job="${long.id}"] progress`)));
+    if (shown) await page.click(cancelBtn);
+    const cancelled = await waitFor(async () => (await api('GET', `/v1/models/val/jobs/${long.id}`)).state === 'cancelled', 15000);
+    check('the cancel button cancels a running job (the API confirms)', !!cancelled);
+    check('the model page shows the architecture as a table',
+      (await page.$$eval('#arch-table tbody tr', (rs) => rs.length)) === 3 &&
+      /Linear\(1→16\)/.test(await page.textContent('#arch-table')));
+    const lrInk = await waitFor(async () => Number(await page.getAttribute('#detail-chart', 'data-points')) > 0, 10000);
+    check('the model page draws loss and learning-rate charts', !!lrInk && !!(await page.$('#detail-lr canvas')));
+    // evaluate a pasted batch
+    await page.fill('#eval-inputs', '[[0.5], [1.0]]');
+    await page.fill('#eval-targets', '[[0.479], [0.841]]');
+    await page.click('#eval-form button[type=submit]');
+    const evText = await waitFor(async () => { const t = await page.textContent('#eval-result'); return /mse/.test(t) ? t : ''; }, 10000);
+    check('the evaluate form shows the metrics', /2 rows/.test(evText || '') && /mse/.test(evText || ''), evText);
+    // export of the shown series
+    const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 10000 }), page.click('#export-csv')]);
+    const csvText = await new Promise((res) => { let s = ''; dl.createReadStream().then((st) => { st.on('data', (c) => { s += c; }); st.on('end', () => res(s)); }); });
+    check('CSV export of the shown series', /^step,train loss,train loss \(raw\),validation loss/.test(csvText) && csvText.split('\n').length > 10,
+      csvText.slice(0, 80));
+    await page.screenshot({ path: path.join(OUT, 'dashboard-model-1400x900.png'), fullPage: true });
+    await page.goto(d.url + '/');
     // -- the token survives a reload ------------------------------------------------------------
     await page.reload();
     const back = await waitFor(() => page.$(card), 10000);
@@ -286,26 +390,26 @@ async function main() {
       h3: document.querySelectorAll('#models h3').length,
       unlabelled: [...document.querySelectorAll('input, select')].filter((e) => !e.labels || !e.labels.length).length,
     }));
-    check('headings and labels are in place', headings.h1 === 1 && headings.h3 === 1 && headings.unlabelled === 0,
+    check('headings and labels are in place', headings.h1 === 1 && headings.h3 === 3 && headings.unlabelled === 0,
       JSON.stringify(headings));
 
     // -- a phone ----------------------------------------------------------------------------
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const phone = await browser.newContext({ viewport: { width: 400, height: 800 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     const pp = await phone.newPage();
-    pp.on('request', (r) => { const u = r.url(); if (!u.startsWith(origin + '/') && !u.startsWith('data:')) foreign.push(u); });
+    pp.on('request', (r) => { const u = r.url(); if (!u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:' + origin + '/')) foreign.push(u); });
     await pp.goto(d.url + '/');
     await pp.evaluate((t) => localStorage.setItem('easytorch.token', t), TOKEN);
     await pp.reload();
     const phoneCard = await waitFor(() => pp.$(card), 10000);
-    await waitFor(async () => Number(await pp.getAttribute(`${card} canvas`, 'data-points')) > 0, 10000);
+    await waitFor(async () => Number(await pp.getAttribute(`${card} .plot`, 'data-points')) > 0, 10000);
     const overflow = await pp.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check('on a phone the page fits the width', !!phoneCard && overflow <= 0, `overflow ${overflow}px`);
-    await pp.screenshot({ path: path.join(OUT, 'dashboard-phone.png'), fullPage: true });
+    await pp.screenshot({ path: path.join(OUT, 'dashboard-400x800.png'), fullPage: true });
     await phone.close();
 
     check('nothing is loaded from anywhere but the daemon', foreign.length === 0, foreign.slice(0, 5).join(' '));
     check('no script errors', errors.length === 0, errors.concat(notFound).slice(0, 5).join(' | '));
-    console.log(`screenshots: ${path.join(OUT, 'dashboard-wide.png')}, dashboard-linear.png, dashboard-phone.png`);
+    console.log(`screenshots: ${path.join(OUT, 'dashboard-wide.png')}, dashboard-linear.png, dashboard-1400x900.png, dashboard-model-1400x900.png, dashboard-400x800.png`);
   } catch (e) {
     check('the test ran to its end', false, e.stack || String(e));
   } finally {

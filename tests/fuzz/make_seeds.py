@@ -189,6 +189,12 @@ BINARY_DISPATCH = [
     bin_req("POST", M + "/gradients", safetensors(X2 + [("targets", "F32", [2, 1], [1, 2])]),
             OCT + "Accept: application/octet-stream\n"),
     bin_req("GET", M + "/gradients", b"", AUTH + "Accept: application/octet-stream\n"),
+    bin_req("POST", M + "/evaluate", safetensors(X2 + [("targets", "F32", [2, 1], [1, 2])],
+                                                 {"metrics": '["loss", "mae"]'}), OCT),
+    bin_req("POST", M + "/jobs", safetensors(
+        X2 + [("targets", "F32", [2, 1], [1, 2]), ("validation.inputs", "F32", [1, 2], [0, 1]),
+              ("validation.targets", "F32", [1, 1], [3])],
+        {"epochs": "2", "eval_every": "1", "validation": '{"metrics": ["loss"]}'}), OCT),
     bin_req("POST", M + "/predict", gzip.compress(json.dumps({"inputs": [[1, 2]]}).encode()),
             AUTH + "Content-Encoding: gzip\nAccept-Encoding: gzip\n"),
     bin_req("POST", M + "/predict", gzip.compress(safetensors(X2)),

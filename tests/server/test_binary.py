@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import sys
+import time
 import unittest
 import zlib
 
@@ -304,6 +305,82 @@ class TestSafetensorsRequests(Base):
 
 
 # ============================================================================ errors
+class TestEvaluateAndJobs(Base):
+    """POST .../evaluate and .../jobs take safetensors bodies too: the same answers and the
+    same trained parameters as the JSON bodies."""
+
+    def wait_job(self, name, jid):
+        deadline = time.monotonic() + 120  # a safety net against hangs, never a speed check
+        while True:
+            j = D.ok("GET", "/v1/models/%s/jobs/%s" % (name, jid))
+            if j["state"] not in ("queued", "running"):
+                return j
+            self.assertLess(time.monotonic(), deadline, j)
+            time.sleep(0.02)
+
+    def test_evaluate_binary_equals_json(self):
+        x, _, c = data(24, 5)
+        name = self.model(CLS)
+        want = D.ok("POST", "/v1/models/%s/evaluate" % name,
+                    {"inputs": x.tolist(), "targets": c.tolist(),
+                     "metrics": ["loss", "accuracy", "top_k_accuracy"], "k": 2})
+        r = self.post_st("/v1/models/%s/evaluate" % name, {"inputs": x, "targets": c},
+                         {"metrics": json.dumps(["loss", "accuracy", "top_k_accuracy"]), "k": "2"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), want)
+        # float class indices (what JSON gives) in binary are the same classes
+        r = self.post_st("/v1/models/%s/evaluate" % name, {"inputs": x, "targets": c.astype(np.float32)},
+                         {"metrics": json.dumps(["loss", "accuracy", "top_k_accuracy"]), "k": "2"})
+        self.assertEqual(r.json(), want)
+        self.assertError(self.post_st("/v1/models/%s/evaluate" % name, {"inputs": x, "targets": c},
+                                      {"metrics": json.dumps(["los"])}), 400, "metrics[0]")
+
+    def test_job_binary_equals_json(self):
+        x, y, _ = data(40, 6)
+        vx, vy, _ = data(12, 7)
+        a, b = self.model(), self.model()
+        ja = D.post("/v1/models/%s/jobs" % a, {
+            "inputs": x.tolist(), "targets": y.tolist(), "epochs": 3, "batch_size": 8,
+            "eval_every": 5, "validation": {"inputs": vx.tolist(), "targets": vy.tolist(),
+                                            "metrics": ["loss", "mae"]}})
+        self.assertEqual(ja.status, 202, ja)
+        jb = self.post_st("/v1/models/%s/jobs" % b,
+                          {"inputs": x, "targets": y, "validation.inputs": vx, "validation.targets": vy},
+                          {"epochs": "3", "batch_size": "8", "eval_every": "5",
+                           "validation": json.dumps({"metrics": ["loss", "mae"]})})
+        self.assertEqual(jb.status, 202, jb)
+        ra = self.wait_job(a, ja.json()["id"])
+        rb = self.wait_job(b, jb.json()["id"])
+        self.assertEqual(ra["state"], "done", ra)
+        for k in ("steps_done", "steps_total", "loss", "validation"):
+            self.assertEqual(ra[k], rb[k], k)
+        self.assertEqual(len(ra["validation"]["results"]), 3)
+        self.assertSameParams(a, b)
+        # validation tensors alone (no "validation" entry): the default metrics
+        c = self.model()
+        jc = self.post_st("/v1/models/%s/jobs" % c, {"inputs": x, "targets": y,
+                                                     "validation.inputs": vx, "validation.targets": vy})
+        self.assertEqual(jc.status, 202, jc)
+        self.assertIsNotNone(self.wait_job(c, jc.json()["id"])["validation"])
+
+    def test_job_binary_errors_change_nothing(self):
+        x, y, _ = data(8, 8)
+        name = self.model()
+        before = self.snapshot(name)
+        def job(tensors, meta=None):
+            return self.post_st("/v1/models/%s/jobs" % name, tensors, meta)
+        self.assertError(job({"inputs": x, "targets": y, "validation.inputs": x}), 400,
+                         "validation.targets: required")
+        self.assertError(job({"inputs": x, "targets": y, "validation.inputs": x, "validation.targets": y},
+                             {"validation": json.dumps({"inputs": x.tolist()})}), 400,
+                         "validation.inputs: given both")
+        self.assertError(job({"inputs": x, "targets": y, "validation.x": x}), 400, "validation.x")
+        self.assertError(job({"inputs": x, "targets": y, "validation.inputs": x,
+                              "validation.targets": y[:3]}), 400, "")
+        self.assertEqual(D.ok("GET", "/v1/models/%s/jobs" % name)["jobs"], [])
+        self.assertEqual(self.snapshot(name), before)
+
+
 class TestSafetensorsErrors(Base):
     def test_bad_files_are_400_and_change_nothing(self):
         name = self.model()

@@ -265,6 +265,8 @@ bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
         bool known = false;
         for (int k = 0; allowed[k] && !known; k++)
             known = strcmp(allowed[k], n) == 0;
+        for (int k = 0; c->tensor_keys && c->tensor_keys[k] && !known; k++)
+            known = strcmp(c->tensor_keys[k], n) == 0;
         if (!known) {
             char list[200];
             etd_join_names(allowed, list, sizeof list);
@@ -307,6 +309,22 @@ static bool whole(const etd_array *a)
     for (int64_t i = 0; a->data && i < n; i++)
         if (a->data[i] != floorf(a->data[i]))
             return false;
+    return true;
+}
+
+bool ep_st_tensor_as(etd_call *c, const char *name, et_dtype dt, etd_array *a, bool *found)
+{
+    const et_tensor *t = c->st.d ? etd_st_tensor(&c->st, name) : NULL;
+    *found = t != NULL;
+    if (!t)
+        return true;
+    char err[ETD_ERRCAP];
+    if (!etd_array_from_tensor(t, name, c->rq->app->json.max_elems, a, err, sizeof err) ||
+        !etd_array_to_dtype(a, dt, name, err, sizeof err)) {
+        etd_array_free(a);
+        ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+        return false;
+    }
     return true;
 }
 

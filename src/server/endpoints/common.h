@@ -42,6 +42,8 @@ struct etd_call {
     etd_json_doc doc;           /* ep_json: doc.root is the body (a safetensors body's metadata) */
     etd_st_body st;             /* ep_json of a safetensors body: its tensors */
     etd_array x, y;             /* ep_inputs: inputs, targets */
+    const char *const *tensor_keys; /* tensors of nested fields the handler reads itself
+                                   ("validation.inputs"), for ep_keys; NULL: none */
     bool vary_accept;           /* the answer depends on Accept */
     bool later;                 /* ep_defer: the answer comes after the handler returned */
     etd_err e;                  /* for the models layer's messages */
@@ -80,11 +82,17 @@ bool ep_model(etd_call *c);
  * fast_keys: top-level JSON members holding big tensors (NULL: none). */
 bool ep_json(etd_call *c, const char *const *fast_keys);
 /* obj is an object with only the keys allowed[] (400 naming the key); for
- * the body of a safetensors request, its tensor names are checked too. */
+ * the body of a safetensors request, its tensor names are checked too
+ * (against allowed[] and c->tensor_keys). */
 bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed);
 /* The tensor `key` of the body: a safetensors tensor of that name, else the
  * top-level member (400 if missing or bad). */
 bool ep_tensor(etd_call *c, const char *key, etd_array *a);
+/* A safetensors body's tensor `name` into a as dtype dt (int64 -> float32
+ * as torch's .float(), float32 -> int64 only when whole): false (400/500
+ * answered) on failure; *found false and nothing answered when the body
+ * has no such tensor. */
+bool ep_st_tensor_as(etd_call *c, const char *name, et_dtype dt, etd_array *a, bool *found);
 /* The common start of a training call: ep_model, the body (inputs and
  * targets through the fast path), ep_keys(keys), then inputs into c->x and,
  * with targets, targets into c->y. */

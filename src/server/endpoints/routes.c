@@ -39,10 +39,10 @@ const etd_route etd_routes[] = {
     {"GET", M "/parameters", etd_h_params_get, RDY | SH, q_format, NULL, NULL},
     {"PUT", M "/parameters", etd_h_params_put, RDY | BIN | EX, NULL, NULL, NULL},
     {"GET", M "/loss", etd_h_loss, RDY | INL, q_loss, NULL, NULL},
-    {"POST", M "/evaluate", etd_h_evaluate, RDY | BODY | SH, NULL, NULL, NULL},
+    {"POST", M "/evaluate", etd_h_evaluate, RDY | BIN | SH, NULL, NULL, NULL},
     /* jobs take the model's lock themselves, per step: a cancel waits for the
      * running step, so it must not hold the lock (a worker, holding nothing) */
-    {"POST", M "/jobs", etd_h_job_submit, RDY | BODY, NULL, NULL, NULL},
+    {"POST", M "/jobs", etd_h_job_submit, RDY | BIN, NULL, NULL, NULL},
     {"GET", M "/jobs", etd_h_job_list, RDY, NULL, NULL, NULL},
     {"GET", M "/jobs/{id}", etd_h_job_get, RDY, NULL, NULL, NULL},
     {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY, NULL, NULL, NULL},

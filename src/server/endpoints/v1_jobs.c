@@ -112,18 +112,28 @@ static bool job_id(etd_call *c, int64_t *id)
     return true;
 }
 
-/* The "validation" object of a job body. */
+/* The "validation" object of a job body.  In a safetensors body its
+ * tensors are "validation.inputs" and "validation.targets" and its other
+ * members ("metrics", "k") the "validation" entry of __metadata__ (which
+ * may then be absent). */
+static const char *const val_tensors[] = {"validation.inputs", "validation.targets", NULL};
+
 static bool validation(etd_call *c, etd_job_spec *s)
 {
     static const char *const keys[] = {"inputs", "targets", "metrics", "k", NULL};
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->doc.root, "validation");
-    if (!v || cJSON_IsNull(v))
+    bool binary = c->st.d && (etd_st_tensor(&c->st, val_tensors[0]) ||
+                              etd_st_tensor(&c->st, val_tensors[1]));
+    if ((!v || cJSON_IsNull(v)) && !binary)
         return true;
-    if (!cJSON_IsObject(v)) {
+    if (v && cJSON_IsNull(v))
+        v = NULL;
+    if (v && !cJSON_IsObject(v)) {
         ep_error(c, 400, "validation: expected an object {\"inputs\", \"targets\"}");
         return false;
     }
-    if (!ep_ok(c, etd_check_keys(v, "validation", NULL, keys, NULL, &c->e) ? ETD_OK : c->e.rc) ||
+    if ((v && !ep_ok(c, etd_check_keys(v, "validation", NULL, keys, NULL, &c->e) ? ETD_OK
+                                                                                  : c->e.rc)) ||
         !ep_metrics(c, v, "validation", &s->metrics))
         return false;
     char err[ETD_ERRCAP];
@@ -132,9 +142,17 @@ static bool validation(etd_call *c, etd_job_spec *s)
     et_dtype dt[2]; /* indices (Embedding inputs, class targets) as whole numbers */
     etd_model_dtypes(c->m, &dt[0], &dt[1]);
     for (int i = 0; i < 2; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "validation.%s", names[i]);
+        const char *what = val_tensors[i];
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, names[i]);
+        bool found;
+        if (!ep_st_tensor_as(c, what, dt[i], dst[i], &found))
+            return false;
+        if (found && t) {
+            ep_error(c, 400, "%s: given both as a tensor and in __metadata__", what);
+            return false;
+        }
+        if (found)
+            continue;
         if (!t) {
             ep_error(c, 400, "%s: required field is missing", what);
             return false;
@@ -155,6 +173,7 @@ void etd_h_job_submit(etd_call *c)
                                        "validation", "eval_every", NULL};
     etd_job_spec s = {0};
     int64_t eval_every;
+    c->tensor_keys = val_tensors;
     if (!ep_inputs(c, keys, true) || !ep_pos_int(c, "epochs", 1, &s.epochs) ||
         !ep_pos_int(c, "batch_size", 0, &s.batch_size) || !ep_bool(c, "shuffle", false, &s.shuffle) ||
         !ep_pos_int(c, "eval_every", 0, &eval_every) || !validation(c, &s)) {

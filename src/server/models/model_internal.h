@@ -288,6 +288,10 @@ void etd_guard_recheck(etd_model *m);
  * file, give it a fresh versions store (keep_versions = keep), show it.
  * *out: a new reference.  On failure nothing of it remains. */
 etd_rc etd_registry_add(etd_registry *r, etd_model *m, int64_t keep, etd_model **out, etd_err *e);
+/* etd_registry_define with the model's parameters and buffers set from
+ * state (may be NULL: the spec's initialisation) before it is published. */
+etd_rc etd_registry_define_state(etd_registry *r, const cJSON *body, const et_tensor_dict *state,
+                                 etd_model **out, etd_err *e);
 
 /* ---- versions.c ---- */
 

@@ -10,3 +10,11 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
     return etd_fail(e, ETD_ESTATE, "export: this easytorchd was built without ONNX support "
                     "(protobuf-c-compiler, libprotobuf-c-dev, libonnx-dev)");
 }
+
+etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e)
+{
+    (void)r, (void)body;
+    *out = NULL;
+    return etd_fail(e, ETD_ESTATE, "onnx: this easytorchd was built without ONNX support "
+                    "(protobuf-c-compiler, libprotobuf-c-dev, libonnx-dev)");
+}

@@ -14,6 +14,7 @@
 
 #include "server/formats/modelfile.h"
 #include "server/models/model_internal.h"
+#include "server/models/onnx.h"
 #include "server/models/versions.h"
 
 /* ---------------------------------------------------------------- names */
@@ -373,6 +374,15 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, 
         return etd_fail(e, ETD_EINVAL, "body: expected a JSON object");
     if (cJSON_GetObjectItemCaseSensitive(body, "from")) /* a fork of a version */
         return etd_versions_fork(r, body, out, e);
+    if (cJSON_GetObjectItemCaseSensitive(body, "onnx")) /* an ONNX model (onnx_import.c) */
+        return etd_onnx_import(r, body, out, e);
+    return etd_registry_define_state(r, body, NULL, out, e);
+}
+
+etd_rc etd_registry_define_state(etd_registry *r, const cJSON *body, const et_tensor_dict *state,
+                                 etd_model **out, etd_err *e)
+{
+    *out = NULL;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
     if (!name)
         return etd_fail(e, ETD_EINVAL, "name: required field is missing");
@@ -417,6 +427,18 @@ etd_rc etd_registry_define(etd_registry *r, const cJSON *body, etd_model **out, 
     etd_model *m = etd_model_build(r, name->valuestring, &spec, spec_json, seed, e);
     if (!m)
         return e->rc;
+    if (state) { /* the parameters and buffers it starts from (an imported model's) */
+        if (et_module_load_state_dict(m->net, state) != ET_OK) {
+            etd_fail(e, ETD_EINVAL, "parameters: %s", et_errmsg());
+            etd_model_unref(m);
+            return e->rc;
+        }
+        etd_guard_recheck(m);
+        if (etd_guard_keep(m, e) != ETD_OK) {
+            etd_model_unref(m);
+            return e->rc;
+        }
+    }
     return etd_registry_add(r, m, keep, out, e);
 }
 

@@ -1,0 +1,438 @@
+/* onnx_import.c - a model from an ONNX file (onnx.h): the graphs
+ * torch.onnx.export writes for torch.nn.Sequential models of the layers the
+ * daemon hosts, decoded with protobuf-c (onnx.pb-c.c).  The graph must be a
+ * chain: every node takes the previous node's output (its other inputs are
+ * initializers) -- graph models with branches are not imported.  Each node
+ * (or MatMul + Add) becomes one layer of the spec, its initializers that
+ * layer's parameters and buffers; the rest of the body (loss, optimizer, ...)
+ * is the usual spec.  Anything else is a 400 naming the node and its op. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx.pb-c.h"
+#include "server/formats/base64.h"
+#include "server/models/model_internal.h"
+#include "server/models/onnx.h"
+
+#define SUPPORTED "Gemm, MatMul (+ Add), Conv, MaxPool, AveragePool, GlobalAveragePool, " \
+    "BatchNormalization, LayerNormalization, Gather (embedding), Flatten, Relu, Tanh, Sigmoid, " \
+    "LeakyRelu, Softmax, LogSoftmax, Identity, Dropout"
+
+typedef struct imp {
+    Onnx__GraphProto *g;
+    cJSON *layers;
+    et_tensor_dict *state;
+    int rank;                 /* of the value flowing, 0: unknown */
+    etd_err *e;
+} imp;
+
+static const Onnx__TensorProto *initializer(const imp *x, const char *name)
+{
+    for (size_t i = 0; i < x->g->n_initializer; i++)
+        if (strcmp(x->g->initializer[i]->name, name) == 0)
+            return x->g->initializer[i];
+    return NULL;
+}
+
+static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name)
+{
+    for (size_t i = 0; i < n->n_attribute; i++)
+        if (strcmp(n->attribute[i]->name, name) == 0)
+            return n->attribute[i];
+    return NULL;
+}
+
+static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t def)
+{
+    const Onnx__AttributeProto *a = attr(n, name);
+    return a && a->has_i ? a->i : def;
+}
+
+static double attr_f(const Onnx__NodeProto *n, const char *name, double def)
+{
+    const Onnx__AttributeProto *a = attr(n, name);
+    return a && a->has_f ? a->f : def;
+}
+
+/* ints attribute into v[0..max); count or -1 if absent. */
+static int attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *v, int max)
+{
+    const Onnx__AttributeProto *a = attr(n, name);
+    if (!a)
+        return -1;
+    int k = (int)(a->n_ints < (size_t)max ? a->n_ints : (size_t)max);
+    for (int i = 0; i < k; i++)
+        v[i] = a->ints[i];
+    return (int)a->n_ints;
+}
+
+/* s as printable ASCII (names in a file may be any bytes; messages are JSON). */
+static const char *clean(char *dst, size_t cap, const char *s)
+{
+    size_t k = 0;
+    for (; s && *s && k + 1 < cap; s++)
+        dst[k++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+    dst[k] = 0;
+    return dst;
+}
+
+static etd_rc node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const char *arg)
+{
+    char msg[300], a[128], nm[128], op[64];
+    snprintf(msg, sizeof msg, fmt, clean(a, sizeof a, arg));
+    return etd_fail(x->e, ETD_EINVAL, "onnx: node \"%s\" (%s): %s",
+                    n->name && n->name[0] ? clean(nm, sizeof nm, n->name) : "(unnamed)",
+                    clean(op, sizeof op, n->op_type), msg);
+}
+
+/* A float32 initializer as a tensor (a new reference), transposed if 2-D
+ * and asked; NULL + e if it is missing or not float32 data. */
+static et_tensor *tensor_of(imp *x, const Onnx__NodeProto *n, const char *name, bool transpose)
+{
+    const Onnx__TensorProto *t = name ? initializer(x, name) : NULL;
+    if (!t) {
+        node_fail(x, n, "input \"%.100s\" is not an initializer (only sequential graphs with "
+                  "constant weights are imported)", name ? name : "");
+        return NULL;
+    }
+    if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || t->n_dims > ET_MAX_DIMS) {
+        node_fail(x, n, "initializer \"%.100s\" is not a float32 tensor", t->name);
+        return NULL;
+    }
+    int64_t shape[ET_MAX_DIMS], numel = 1;
+    for (size_t i = 0; i < t->n_dims; i++) {
+        if (t->dims[i] < 0 || t->dims[i] > (1LL << 31) || (numel *= t->dims[i]) > (1LL << 31)) {
+            node_fail(x, n, "initializer \"%.100s\" has a bad shape", t->name);
+            return NULL;
+        }
+        shape[i] = t->dims[i];
+    }
+    const float *data = NULL;
+    if (t->has_raw_data && t->raw_data.len == (size_t)numel * sizeof(float))
+        data = (const float *)(const void *)t->raw_data.data;
+    else if (!t->has_raw_data && t->n_float_data == (size_t)numel)
+        data = t->float_data;
+    if (!data && numel > 0) {
+        node_fail(x, n, "initializer \"%.100s\": its data does not match its shape", t->name);
+        return NULL;
+    }
+    float *copy = malloc((size_t)(numel ? numel : 1) * sizeof *copy);
+    if (!copy) {
+        etd_fail(x->e, ETD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (numel)
+        memcpy(copy, data, (size_t)numel * sizeof *copy); /* raw_data may be unaligned */
+    et_tensor *r = et_tensor_new(copy, shape, (int)t->n_dims);
+    free(copy);
+    if (r && transpose && et_ndim(r) == 2) {
+        et_tensor *tt = et_transpose(r, 0, 1);
+        et_tensor *c = tt ? et_clone(tt) : NULL;
+        et_tensor_free(tt);
+        et_tensor_free(r);
+        r = c;
+    }
+    if (!r)
+        etd_fail(x->e, ETD_ENOMEM, "out of memory");
+    return r;
+}
+
+static bool put(imp *x, int layer, const char *what, et_tensor *t)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%d.%s", layer, what);
+    bool ok = t && et_tensor_dict_set(x->state, key, t) == ET_OK;
+    et_tensor_free(t);
+    if (!ok && x->e->rc == ETD_OK)
+        etd_fail(x->e, ETD_ENOMEM, "out of memory");
+    return ok;
+}
+
+static cJSON *layer(imp *x, const char *type)
+{
+    cJSON *l = cJSON_CreateObject();
+    cJSON_AddStringToObject(l, "type", type);
+    cJSON_AddItemToArray(x->layers, l);
+    return l;
+}
+
+static void add_ints(cJSON *l, const char *key, const int64_t *v, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(l, key);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+}
+
+/* Symmetric ONNX pads (begins == ends) into p[0..k); false if not. */
+static bool sym_pads(const Onnx__NodeProto *n, int k, int64_t *p)
+{
+    int64_t v[8] = {0};
+    int c = attr_ints(n, "pads", v, 8);
+    for (int i = 0; i < k; i++)
+        p[i] = c < 0 ? 0 : v[i];
+    if (c < 0)
+        return true;
+    if (c != 2 * k)
+        return false;
+    for (int i = 0; i < k; i++)
+        if (v[i] != v[k + i])
+            return false;
+    return true;
+}
+
+static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
+{
+    const Onnx__NodeProto *n = nodes[*i];
+    const char *op = n->op_type;
+    int li = cJSON_GetArraySize(x->layers);
+    if (!strcmp(op, "Gemm")) {
+        if (attr_f(n, "alpha", 1) != 1 || attr_f(n, "beta", 1) != 1 || attr_i(n, "transA", 0))
+            return node_fail(x, n, "%s", "only alpha = beta = 1 and transA = 0 (torch's Linear)");
+        et_tensor *w = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, !attr_i(n, "transB", 0));
+        if (!w)
+            return x->e->rc;
+        cJSON *l = layer(x, "Linear");
+        cJSON_AddNumberToObject(l, "in_features", (double)et_shape(w)[1]);
+        cJSON_AddNumberToObject(l, "out_features", (double)et_shape(w)[0]);
+        bool bias = n->n_input > 2 && n->input[2][0];
+        cJSON_AddBoolToObject(l, "bias", bias);
+        if (!put(x, li, "weight", w))
+            return x->e->rc;
+        if (bias && !put(x, li, "bias", tensor_of(x, n, n->input[2], false)))
+            return x->e->rc;
+        x->rank = 2;
+    } else if (!strcmp(op, "MatMul")) { /* x @ W (+ b): a Linear whose weight is W^T */
+        et_tensor *w = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, true);
+        if (!w)
+            return x->e->rc;
+        const Onnx__NodeProto *add = *i + 1 < nn ? nodes[*i + 1] : NULL;
+        bool bias = add && !strcmp(add->op_type, "Add") && add->n_input == 2 &&
+                    !strcmp(add->input[0], n->output[0]) && initializer(x, add->input[1]);
+        cJSON *l = layer(x, "Linear");
+        cJSON_AddNumberToObject(l, "in_features", (double)et_shape(w)[1]);
+        cJSON_AddNumberToObject(l, "out_features", (double)et_shape(w)[0]);
+        cJSON_AddBoolToObject(l, "bias", bias);
+        if (!put(x, li, "weight", w))
+            return x->e->rc;
+        if (bias) {
+            if (!put(x, li, "bias", tensor_of(x, add, add->input[1], false)))
+                return x->e->rc;
+            (*i)++;
+        }
+    } else if (!strcmp(op, "Relu") || !strcmp(op, "Tanh") || !strcmp(op, "Sigmoid")) {
+        layer(x, !strcmp(op, "Relu") ? "ReLU" : op);
+    } else if (!strcmp(op, "LeakyRelu")) {
+        cJSON_AddNumberToObject(layer(x, "LeakyReLU"), "negative_slope", attr_f(n, "alpha", 0.01));
+    } else if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
+        cJSON_AddNumberToObject(layer(x, op), "dim", (double)attr_i(n, "axis", -1));
+    } else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) {
+        /* eval-mode no-ops: no layer */
+    } else if (!strcmp(op, "Flatten")) {
+        if (attr_i(n, "axis", 1) != 1)
+            return node_fail(x, n, "%s", "only axis = 1 (torch's Flatten)");
+        layer(x, "Flatten");
+        x->rank = 2;
+    } else if (!strcmp(op, "Conv")) {
+        et_tensor *w = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, false);
+        if (!w)
+            return x->e->rc;
+        int k = et_ndim(w) - 2;
+        if (k < 1 || k > 2) {
+            et_tensor_free(w);
+            return node_fail(x, n, "%s", "only 1-D and 2-D convolutions");
+        }
+        int64_t pads[2], st[2] = {1, 1}, dil[2] = {1, 1}, ks[2];
+        if (!sym_pads(n, k, pads)) {
+            et_tensor_free(w);
+            return node_fail(x, n, "%s", "asymmetric pads");
+        }
+        attr_ints(n, "strides", st, 2);
+        attr_ints(n, "dilations", dil, 2);
+        int64_t g = attr_i(n, "group", 1);
+        for (int d = 0; d < k; d++)
+            ks[d] = et_shape(w)[2 + d];
+        cJSON *l = layer(x, k == 1 ? "Conv1d" : "Conv2d");
+        cJSON_AddNumberToObject(l, "in_channels", (double)(et_shape(w)[1] * g));
+        cJSON_AddNumberToObject(l, "out_channels", (double)et_shape(w)[0]);
+        add_ints(l, "kernel_size", ks, k);
+        add_ints(l, "stride", st, k);
+        add_ints(l, "padding", pads, k);
+        add_ints(l, "dilation", dil, k);
+        cJSON_AddNumberToObject(l, "groups", (double)g);
+        bool bias = n->n_input > 2 && n->input[2][0];
+        cJSON_AddBoolToObject(l, "bias", bias);
+        if (!put(x, li, "weight", w))
+            return x->e->rc;
+        if (bias && !put(x, li, "bias", tensor_of(x, n, n->input[2], false)))
+            return x->e->rc;
+        x->rank = k + 2;
+    } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
+        int64_t ks[2], st[2], pads[2], dil[2] = {1, 1};
+        int k = attr_ints(n, "kernel_shape", ks, 2);
+        if (k < 1 || k > 2)
+            return node_fail(x, n, "%s", "only 1-D and 2-D pools");
+        for (int d = 0; d < k; d++)
+            st[d] = ks[d];
+        attr_ints(n, "strides", st, 2);
+        attr_ints(n, "dilations", dil, 2);
+        if (!sym_pads(n, k, pads))
+            return node_fail(x, n, "%s", "asymmetric pads");
+        bool max = op[0] == 'M';
+        cJSON *l = layer(x, max ? (k == 1 ? "MaxPool1d" : "MaxPool2d")
+                                : (k == 1 ? "AvgPool1d" : "AvgPool2d"));
+        add_ints(l, "kernel_size", ks, k);
+        add_ints(l, "stride", st, k);
+        add_ints(l, "padding", pads, k);
+        if (max)
+            add_ints(l, "dilation", dil, k);
+        else
+            cJSON_AddBoolToObject(l, "count_include_pad", attr_i(n, "count_include_pad", 0));
+        cJSON_AddBoolToObject(l, "ceil_mode", attr_i(n, "ceil_mode", 0));
+    } else if (!strcmp(op, "GlobalAveragePool")) {
+        cJSON *l = layer(x, x->rank == 3 ? "AdaptiveAvgPool1d" : "AdaptiveAvgPool2d");
+        cJSON_AddNumberToObject(l, "output_size", 1);
+    } else if (!strcmp(op, "BatchNormalization")) {
+        if (n->n_input != 5 || n->n_output != 1 || attr_i(n, "training_mode", 0))
+            return node_fail(x, n, "%s", "only the inference form (5 inputs, 1 output)");
+        et_tensor *sc = tensor_of(x, n, n->input[1], false);
+        if (!sc)
+            return x->e->rc;
+        int64_t c = et_numel(sc);
+        cJSON *l = layer(x, x->rank == 4 ? "BatchNorm2d" : "BatchNorm1d");
+        cJSON_AddNumberToObject(l, "num_features", (double)c);
+        cJSON_AddNumberToObject(l, "eps", attr_f(n, "epsilon", 1e-5));
+        /* ONNX's momentum weighs the old statistic, torch's the new one */
+        cJSON_AddNumberToObject(l, "momentum", 1.0 - attr_f(n, "momentum", 0.9));
+        int64_t zero = 0;
+        if (!put(x, li, "weight", sc) || !put(x, li, "bias", tensor_of(x, n, n->input[2], false)) ||
+            !put(x, li, "running_mean", tensor_of(x, n, n->input[3], false)) ||
+            !put(x, li, "running_var", tensor_of(x, n, n->input[4], false)) ||
+            !put(x, li, "num_batches_tracked", et_tensor_new_int64(&zero, NULL, 0)))
+            return x->e->rc;
+    } else if (!strcmp(op, "LayerNormalization")) {
+        et_tensor *sc = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, false);
+        if (!sc)
+            return x->e->rc;
+        int64_t axis = attr_i(n, "axis", -1);
+        if (axis >= 0 && x->rank)
+            axis -= x->rank;
+        if (axis != -et_ndim(sc)) {
+            et_tensor_free(sc);
+            return node_fail(x, n, "%s", "axis must cover exactly the scale's dimensions");
+        }
+        cJSON *l = layer(x, "LayerNorm");
+        add_ints(l, "normalized_shape", et_shape(sc), et_ndim(sc));
+        cJSON_AddNumberToObject(l, "eps", attr_f(n, "epsilon", 1e-5));
+        et_tensor *b = n->n_input > 2 && n->input[2][0] ? tensor_of(x, n, n->input[2], false)
+                                                         : et_zeros_like(sc);
+        if (!put(x, li, "weight", sc) || !put(x, li, "bias", b))
+            return x->e->rc;
+    } else if (!strcmp(op, "Gather")) {
+        if (li != 0 || attr_i(n, "axis", 0) != 0 || n->n_input != 2)
+            return node_fail(x, n, "%s", "only as the first node, axis 0 (an Embedding)");
+        et_tensor *w = tensor_of(x, n, n->input[0], false);
+        if (!w)
+            return x->e->rc;
+        if (et_ndim(w) != 2) {
+            et_tensor_free(w);
+            return node_fail(x, n, "%s", "the table must be 2-D");
+        }
+        cJSON *l = layer(x, "Embedding");
+        cJSON_AddNumberToObject(l, "num_embeddings", (double)et_shape(w)[0]);
+        cJSON_AddNumberToObject(l, "embedding_dim", (double)et_shape(w)[1]);
+        if (!put(x, li, "weight", w))
+            return x->e->rc;
+        x->rank = x->rank ? x->rank + 1 : 0;
+    } else {
+        return node_fail(x, n, "unsupported op (supported: %s)", SUPPORTED);
+    }
+    return ETD_OK;
+}
+
+etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e)
+{
+    *out = NULL;
+    const cJSON *oj = cJSON_GetObjectItemCaseSensitive(body, "onnx");
+    if (!cJSON_IsString(oj))
+        return etd_fail(e, ETD_EINVAL, "onnx: expected the ONNX file as a base64 string");
+    if (cJSON_GetObjectItemCaseSensitive(body, "layers"))
+        return etd_fail(e, ETD_EINVAL, "layers: not with \"onnx\" (the layers come from the file)");
+    uint8_t *bytes;
+    size_t len;
+    if (etd_base64_decode(oj->valuestring, strlen(oj->valuestring), &bytes, &len, e) != ETD_OK) {
+        etd_err_append(e, " (onnx)");
+        return e->rc;
+    }
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
+    free(bytes);
+    if (!mp || !mp->graph)
+        return onnx__model_proto__free_unpacked(mp, NULL),
+               etd_fail(e, ETD_EINVAL, "onnx: not an ONNX model (the protobuf did not decode)");
+    imp x = {.g = mp->graph, .layers = cJSON_CreateArray(), .state = et_tensor_dict_new(), .e = e};
+    etd_rc rc = ETD_OK;
+    e->rc = ETD_OK;
+    Onnx__GraphProto *g = mp->graph;
+    /* the one graph input that is not an initializer, and its rank */
+    const char *cur = NULL;
+    for (size_t i = 0; i < g->n_input; i++)
+        if (!initializer(&x, g->input[i]->name)) {
+            if (cur) {
+                rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has more than one input");
+                goto out;
+            }
+            cur = g->input[i]->name;
+            const Onnx__TypeProto *t = g->input[i]->type;
+            if (t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type->shape)
+                x.rank = (int)t->tensor_type->shape->n_dim;
+        }
+    if (!cur || g->n_output != 1 || !x.layers || !x.state) {
+        rc = etd_fail(e, x.layers && x.state ? ETD_EINVAL : ETD_ENOMEM,
+                      "onnx: the graph must have one input and one output");
+        goto out;
+    }
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *n = g->node[i];
+        if (n->n_input < 1 || n->n_output < 1 || (n->domain && n->domain[0])) {
+            rc = node_fail(&x, n, "%s", "not an operator of the default ONNX domain");
+            goto out;
+        }
+        /* the data input: the previous value (Gather takes it second) */
+        const char *data = !strcmp(n->op_type, "Gather") && n->n_input > 1 ? n->input[1]
+                                                                            : n->input[0];
+        if (strcmp(data, cur) != 0) {
+            rc = node_fail(&x, n, "input \"%.100s\" is not the previous node's output (only "
+                           "sequential graphs are imported)", data);
+            goto out;
+        }
+        size_t before = i;
+        if ((rc = one_node(&x, g->node, g->n_node, &i)) != ETD_OK)
+            goto out;
+        cur = g->node[i]->output[0];
+        (void)before;
+    }
+    if (strcmp(cur, g->output[0]->name) != 0) {
+        rc = etd_fail(e, ETD_EINVAL, "onnx: the graph's output is not its last node's");
+        goto out;
+    }
+    if (cJSON_GetArraySize(x.layers) == 0) {
+        rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has no layers");
+        goto out;
+    }
+    cJSON *spec = cJSON_Duplicate(body, 1);
+    if (!spec) {
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto out;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(spec, "onnx");
+    cJSON_AddItemToObject(spec, "layers", x.layers);
+    x.layers = NULL;
+    rc = etd_registry_define_state(r, spec, x.state, out, e);
+    cJSON_Delete(spec);
+out:
+    cJSON_Delete(x.layers);
+    et_tensor_dict_free(x.state);
+    onnx__model_proto__free_unpacked(mp, NULL);
+    return rc;
+}
