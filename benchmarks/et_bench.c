@@ -29,6 +29,7 @@
 
 #include <easytorch/easytorch.h>
 
+#include "bench_attention.h"
 #include "bench_conv.h"
 #include "core/core_internal.h"   /* etc_gemm, for the GEMM floors and --gemm-table */
 
@@ -770,6 +771,7 @@ static const workload workloads[] = {
     {"matmul_1024", "et_matmul 1024x1024 @ 1024x1024", mm_setup, mm_et_run, mm_teardown},
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
     BENCH_CONV_WORKLOADS   /* bench_conv.c */
+    BENCH_ATTENTION_WORKLOADS   /* bench_attention.c */
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 static void *states[NWORKLOADS];

@@ -142,6 +142,19 @@ def conv56_run(state, iters):
     return y.flatten()[12345].item()
 
 
+def encoder_setup():
+    """As benchmarks/bench_attention.c: TransformerEncoder(TransformerEncoderLayer(64, 4,
+    dim_feedforward=256, dropout=0.1, batch_first=True), 2) on x [16, 32, 64], MSE, Adam."""
+    g = torch.Generator().manual_seed(0)
+    nn = torch.nn
+    layer = nn.TransformerEncoderLayer(64, 4, dim_feedforward=256, dropout=0.1, batch_first=True)
+    net = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    x = torch.randn(16, 32, 64, generator=g)
+    y = torch.randn(16, 32, 64, generator=g)
+    optim = torch.optim.Adam(net.parameters(), lr=1e-3)
+    return net, optim, nn.MSELoss(), x, y
+
+
 WORKLOADS = {
     "tiny_backward": (tiny_setup, tiny_run),
     "train_1_5_1": (lambda: mlp_setup([1, 5, 1], torch.nn.Tanh, "mse", "sgd", 256), mlp_run),
@@ -151,6 +164,7 @@ WORKLOADS = {
                                                  "sgd_momentum", 256), mlp_run),
     "train_char_mlp": (char_setup, char_run),
     "train_lenet5_b64": (lenet_setup, mlp_run),
+    "train_transformer_enc2": (encoder_setup, mlp_run),
     "conv2d_56": (conv56_setup, conv56_run),
     "optim_adam_13_64_64_1": (lambda: optim_setup([13, 64, 64, 1], torch.nn.ReLU, "mse", "adam", 32),
                               optim_run),

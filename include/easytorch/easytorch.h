@@ -42,6 +42,7 @@
 #include "easytorch/functional.h"
 #include "easytorch/autograd.h"
 #include "easytorch/nn.h"
+#include "easytorch/nn_attention.h"
 #include "easytorch/loss.h"
 #include "easytorch/optim.h"
 #include "easytorch/serialize.h"

@@ -142,6 +142,32 @@ et_tensor *et_matmul(et_tensor *a, et_tensor *b);
 bool et_set_batch_invariant(bool on);
 bool et_is_batch_invariant(void);
 
+/* F.linear: x [..., in] @ w[out, in]^T + b[out] (b may be NULL), one GEMM. */
+et_tensor *et_linear(et_tensor *x, et_tensor *w, et_tensor *b);
+
+/* ---- attention and dropout (attention.c) ---- */
+/* F.dropout(a, p, training): in training, each element zeroed with
+ * probability p (drawn from g; the default generator if NULL) and the rest
+ * scaled by 1 / (1 - p); a new reference to a itself when not training or
+ * p == 0.  p outside [0, 1] is ET_ERR_ARG. */
+et_tensor *et_dropout(et_tensor *a, float p, bool training, et_generator *g);
+/* Scaled dot-product attention over the last two dims, as torch 1.13's
+ * F._scaled_dot_product_attention (torch 2's F.scaled_dot_product_attention):
+ * softmax(q k^T / sqrt(E) + mask) v, then dropout on the weights.
+ * q [..., L, E], k [..., S, E], v [..., S, Ev] -> [..., L, Ev]; the leading
+ * dims broadcast.  attn_mask (NULL, or broadcastable to [..., L, S]):
+ * float32 is added to the scores (it may require grad); int64 is torch's
+ * bool mask of this function, nonzero = takes part, zero = -inf.  is_causal:
+ * key j > query i masked (attn_mask must be NULL).  dropout_p: on the
+ * weights, drawn from g (default generator if NULL); pass 0 in eval.  A
+ * query row with every key masked gives NaN, as torch.  *attn_weights (may
+ * be NULL) receives the weights [..., L, S] (after dropout), a new
+ * reference that carries gradient. */
+et_tensor *et_scaled_dot_product_attention(et_tensor *q, et_tensor *k, et_tensor *v,
+                                           et_tensor *attn_mask, float dropout_p,
+                                           bool is_causal, et_generator *g,
+                                           et_tensor **attn_weights);
+
 /* ---- shape and views (results share storage with the input) ---- */
 et_tensor *et_reshape(et_tensor *a, const int64_t *shape, int ndim); /* one -1 allowed; copies if it must */
 et_tensor *et_view(et_tensor *a, const int64_t *shape, int ndim);    /* error if not viewable */

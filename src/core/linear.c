@@ -253,3 +253,10 @@ ETC_BW(linear_act)
     etc_release(gp);
     return ok;
 }
+
+et_tensor *et_linear(et_tensor *x, et_tensor *w, et_tensor *b)
+{
+    if (b && !etc_null_check(b, "linear"))
+        return NULL;
+    return etc_pooled(etc_linear(x, w, b));
+}

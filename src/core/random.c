@@ -112,6 +112,18 @@ double et_generator_uniform(et_generator *g)
     return r;
 }
 
+void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float scale)
+{
+    /* u53 < keep  <=>  (next >> 11) < keep * 2^53 (exact in double): the
+     * same draws and decisions as et_generator_uniform(g) < keep, without
+     * a call (and, for the default generator, a lock) per element */
+    uint64_t thr = (uint64_t)ceil((double)keep * 0x1.0p53);
+    g = acquire(g);
+    for (int64_t i = 0; i < n; i++)
+        mask[i] = (next(g) >> 11) < thr ? scale : 0.0f;
+    release_gen(g);
+}
+
 void et_generator_get_state(const et_generator *g, uint64_t state[4])
 {
     if (!state)

@@ -59,9 +59,11 @@ static void list_clear(nn_list *l, bool owns)
 
 static void clear_params(et_module *m)
 {
-    /* the tensors are owned through params and buffers; state only points at them */
-    list_clear(&m->params, m->owns_params);
-    list_clear(&m->buffers, m->owns_params);
+    /* every module holds a reference to each tensor of its params and
+     * buffers (its own, and its children's: attach_child takes one); state
+     * only points at them */
+    list_clear(&m->params, true);
+    list_clear(&m->buffers, true);
     list_clear(&m->state, false);
     free(m->is_buffer);
     m->is_buffer = NULL;
@@ -111,7 +113,6 @@ static et_status add_entry(et_module *m, const char *name, et_tensor *t, bool bu
     if (!t)
         return et_errcode() != ET_OK ? et_errcode()
                                      : et_set_error(ET_ERR_ARG, "%s: NULL %s", m->type, name);
-    m->owns_params = true;
     bool *ib = realloc(m->is_buffer, (size_t)(m->state.n + 1) * sizeof *ib);
     if (ib)
         m->is_buffer = ib;
@@ -283,25 +284,7 @@ et_module *et_flatten_new(int start_dim, int end_dim)
 
 static et_tensor *dropout_forward(et_module *m, et_tensor *x)
 {
-    float p = m->f;
-    if (!m->training || p == 0.0f)
-        return x;
-    if (p >= 1.0f)
-        return et_mul_scalar(x, 0.0f);
-    int64_t n = et_numel(x);
-    float *mask = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!mask) {
-        et_set_error(ET_ERR_NOMEM, "Dropout: out of memory for a %lld-element mask",
-                     (long long)n);
-        return NULL;
-    }
-    /* bernoulli(1-p) then divided by (1-p), as torch's dropout. */
-    float scale = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++)
-        mask[i] = et_generator_uniform(m->g) < (double)(1.0f - p) ? scale : 0.0f;
-    et_tensor *mt = et_tensor_new(mask, et_shape(x), et_ndim(x));
-    free(mask);
-    return mt ? et_mul(x, mt) : NULL;
+    return et_dropout(x, m->f, m->training, m->g);
 }
 
 et_module *et_dropout_new(float p, et_generator *g)
@@ -361,6 +344,8 @@ et_module *et_sequential_new(void)
     return module_alloc("Sequential", sequential_forward);
 }
 
+static et_status attach_child(et_module *m, const char *prefix, et_module *child);
+
 /* The parent copies the child's (name, tensor) list when the child is
  * appended, so a Sequential that already has a parent cannot grow (its
  * parent's list would go stale), and a module has at most one parent (two
@@ -387,20 +372,32 @@ et_status et_sequential_append(et_module *seq, et_module *child)
         return et_set_error(ET_ERR_ARG, "sequential_append: %s",
                             seq == child ? "cannot append a module to itself" : "not a Sequential");
     }
-    if (seq->nchildren == seq->cap) {
-        int cap = seq->cap ? seq->cap * 2 : 4;
-        et_module **c = realloc(seq->children, (size_t)cap * sizeof(*c));
+    return attach_child(seq, NULL, child);
+}
+
+/* Appends child to m->children and its (prefixed) parameters, buffers and
+ * state entries to m's lists, all or nothing.  prefix NULL: the child's
+ * index (Sequential, ModuleList).  Frees child on failure. */
+static et_status attach_child(et_module *m, const char *prefix, et_module *child)
+{
+    if (m->nchildren == m->cap) {
+        int cap = m->cap ? m->cap * 2 : 4;
+        et_module **c = realloc(m->children, (size_t)cap * sizeof(*c));
         if (!c)
             goto oom;
-        seq->children = c;
-        seq->cap = cap;
+        m->children = c;
+        m->cap = cap;
+    }
+    char idxname[16];
+    if (!prefix) {
+        snprintf(idxname, sizeof idxname, "%d", m->nchildren);
+        prefix = idxname;
     }
     /* all or nothing: build the three grown lists first */
-    int idx = seq->nchildren;
     nn_list grown[3] = {{0}};
-    const nn_list *mine[3] = {&seq->params, &seq->buffers, &seq->state};
+    const nn_list *mine[3] = {&m->params, &m->buffers, &m->state};
     const nn_list *theirs[3] = {&child->params, &child->buffers, &child->state};
-    bool *ib = malloc((size_t)(seq->state.n + child->state.n + 1) * sizeof *ib);
+    bool *ib = malloc((size_t)(m->state.n + child->state.n + 1) * sizeof *ib);
     bool ok = ib != NULL;
     for (int k = 0; k < 3 && ok; k++) {
         int n = mine[k]->n + theirs[k]->n;
@@ -408,11 +405,11 @@ et_status et_sequential_append(et_module *seq, et_module *child)
         grown[k].t = calloc((size_t)n + 1, sizeof(et_tensor *));
         ok = grown[k].names && grown[k].t;
         for (int i = 0; ok && i < theirs[k]->n; i++) {
-            size_t len = strlen(theirs[k]->names[i]) + 16;
+            size_t len = strlen(theirs[k]->names[i]) + strlen(prefix) + 2;
             char *nm = malloc(len);
             ok = nm != NULL;
             if (ok)
-                snprintf(nm, len, "%d.%s", idx, theirs[k]->names[i]);
+                snprintf(nm, len, "%s.%s", prefix, theirs[k]->names[i]);
             grown[k].names[mine[k]->n + i] = nm;
             grown[k].t[mine[k]->n + i] = theirs[k]->t[i];
         }
@@ -428,7 +425,10 @@ et_status et_sequential_append(et_module *seq, et_module *child)
         free(ib);
         goto oom;
     }
-    nn_list *dst[3] = {&seq->params, &seq->buffers, &seq->state};
+    nn_list *dst[3] = {&m->params, &m->buffers, &m->state};
+    for (int k = 0; k < 2; k++)   /* m's own reference of each param and buffer */
+        for (int i = 0; i < theirs[k]->n; i++)
+            et_tensor_ref(theirs[k]->t[i]);
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < mine[k]->n; i++) {
             grown[k].names[i] = mine[k]->names[i];
@@ -438,18 +438,31 @@ et_status et_sequential_append(et_module *seq, et_module *child)
         free(dst[k]->t);
         *dst[k] = grown[k];
     }
-    for (int i = 0; i < seq->state.n; i++)
-        ib[i] = i < seq->state.n - child->state.n ? seq->is_buffer[i]
-                                                  : child->is_buffer[i - (seq->state.n -
-                                                                          child->state.n)];
-    free(seq->is_buffer);
-    seq->is_buffer = ib;
-    seq->children[seq->nchildren++] = child;   /* keeps its own mode, as torch */
-    child->parent = seq;
+    for (int i = 0; i < m->state.n; i++)
+        ib[i] = i < m->state.n - child->state.n ? m->is_buffer[i]
+                                                : child->is_buffer[i - (m->state.n -
+                                                                        child->state.n)];
+    free(m->is_buffer);
+    m->is_buffer = ib;
+    m->children[m->nchildren++] = child;   /* keeps its own mode, as torch */
+    child->parent = m;
     return ET_OK;
 oom:
     et_module_free(child);
-    return et_set_error(ET_ERR_NOMEM, "sequential_append: out of memory");
+    return et_set_error(ET_ERR_NOMEM, "%s: out of memory adding a %s", m->type, child->type);
+}
+
+et_status nn_module_add_child(et_module *m, const char *name, et_module *child)
+{
+    if (!child)
+        return et_errcode() != ET_OK ? et_errcode()
+                                     : et_set_error(ET_ERR_ARG, "%s: NULL %s", m->type, name);
+    if (child->parent || m->parent) {
+        et_module_free(child->parent ? NULL : child);
+        return et_set_error(ET_ERR_STATE, "%s: %s already has a parent", m->type,
+                            child->parent ? name : "the module");
+    }
+    return attach_child(m, name, child);
 }
 
 int et_sequential_len(const et_module *seq)

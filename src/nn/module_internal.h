@@ -30,14 +30,13 @@ struct et_module {
     bool training;
 
     /* Parameters (what optimizers see) and buffers (running statistics:
-     * saved and loaded, never optimized).  A leaf module owns these tensors
-     * (owns_params); a Sequential borrows its children's and prefixes the
-     * names with the child index.  `state` is every entry in torch's
+     * saved and loaded, never optimized).  A module holds a reference to
+     * each: its own, and its children's (named "<child>.<name>"; a
+     * Sequential's children by index).  `state` is every entry in torch's
      * state_dict order (a module's parameters, then its buffers, children in
      * order), is_buffer[k] telling which. */
     nn_list params, buffers, state;
     bool *is_buffer;
-    bool owns_params;
 
     /* Sequential children (owned). */
     et_module **children;
@@ -66,6 +65,15 @@ et_module *nn_module_alloc(const char *type, nn_forward_fn forward);
  * failed, its error is kept). */
 et_status nn_module_add_param(et_module *m, const char *name, et_tensor *t);
 et_status nn_module_add_buffer(et_module *m, const char *name, et_tensor *t);
+
+/* Register child under `name` (torch's register_module): its state entries
+ * join m's lists as "<name>.<entry>", in order, after m's own so far; it
+ * follows m's train()/eval() and is freed with m.  m takes ownership of
+ * child, also on failure (ET_ERR_NOMEM; ET_ERR_STATE when m or child
+ * already has a parent: child is then freed only if it had none).  A NULL
+ * child (a constructor that failed) keeps its error.  Register children
+ * after the parameters that precede them in torch's state_dict. */
+et_status nn_module_add_child(et_module *m, const char *name, et_module *child);
 
 /* Attach the layer's configuration (owned by the module from now on; freed
  * with free_fn, which may be NULL for plain malloc'ed memory: free()). */

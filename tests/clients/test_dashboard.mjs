@@ -85,9 +85,10 @@ async function main() {
   }
   let chromium;
   const here = path.dirname(fileURLToPath(import.meta.url));
-  if (!existsSync(path.join(here, 'node_modules', 'playwright-core'))) {
+  // (also when a node_modules from before uplot was pinned lacks it)
+  if (!['playwright-core', 'uplot'].every((m) => existsSync(path.join(here, 'node_modules', m)))) {
     // node_modules is git-ignored: install the locked version from the npm registry.
-    console.log(`playwright-core missing: npm ci in ${here}`);
+    console.log(`playwright-core or uplot missing: npm ci in ${here}`);
     const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
     if (r.status !== 0) console.log(`npm ci failed (${r.status ?? r.error})`);
   }

@@ -5,6 +5,9 @@
  * step-by-step PyTorch comparison is tests/torch/test_nn.py.
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #include "nn_check.h"
 
@@ -187,6 +190,47 @@ START_TEST(optimizer_lanes_give_the_same_bits)
     et_optim_free(opt);
     et_tensor_free(p);
     et_generator_free(gen);
+}
+END_TEST
+
+/* Adam flushes denormals inside its loop (optim_rules.c): with gradients of
+ * 1e-20, v = (1 - b2) g² is below float's normal range, and the update
+ * still equals the definition (eps dominates the denominator); the
+ * thread's floating-point control word is restored afterwards. */
+START_TEST(adam_denormal_state_matches_definition)
+{
+    enum { K = 33 };
+    float p0[K], g0[K];
+    for (int j = 0; j < K; j++)
+        p0[j] = 0.5f + 0.01f * (float)j, g0[j] = (j % 2 ? -1e-20f : 1e-20f) * (float)(j + 1);
+    et_tensor *p = et_tensor_new(p0, ET_SHAPE(K));
+    et_set_requires_grad(p, true);
+    et_adam_opts o = ET_ADAM_DEFAULTS;
+    et_optim *opt = et_adam_new(&p, 1, o);
+#if defined(__SSE2__)
+    unsigned csr = _mm_getcsr();
+#endif
+    double m[K] = {0}, v[K] = {0}, pv[K];
+    for (int j = 0; j < K; j++)
+        pv[j] = p0[j];
+    for (int t = 1; t <= 3; t++) {
+        et_tensor *g = et_tensor_new(g0, ET_SHAPE(K));
+        et_set_grad(p, g);
+        et_tensor_free(g);
+        ck_assert_int_eq(et_optim_step(opt), ET_OK);
+        double bc1 = 1 - pow(o.beta1, t), bc2 = 1 - pow(o.beta2, t);
+        for (int j = 0; j < K; j++) {
+            m[j] = o.beta1 * m[j] + (1 - o.beta1) * g0[j];
+            v[j] = o.beta2 * v[j] + (1 - o.beta2) * (double)g0[j] * g0[j];
+            pv[j] -= o.lr / bc1 * m[j] / (sqrt(v[j]) / sqrt(bc2) + o.eps);
+            ck_close(et_data(p)[j], pv[j]);
+        }
+    }
+#if defined(__SSE2__)
+    ck_assert_uint_eq(_mm_getcsr() & ~0x3Fu, csr & ~0x3Fu);   /* control bits; the low six are sticky exception flags */
+#endif
+    et_optim_free(opt);
+    et_tensor_free(p);
 }
 END_TEST
 
@@ -498,6 +542,7 @@ int main(void)
     tcase_add_loop_test(tc, adam_and_adamw_first_steps, 0, 4);
     tcase_add_loop_test(tc, adam_long_parameters_match_definition, 0, 4);
     tcase_add_loop_test(tc, optimizer_lanes_give_the_same_bits, 0, 5);
+    tcase_add_test(tc, adam_denormal_state_matches_definition);
     tcase_add_test(tc, adagrad_lr_decay_and_initial_accumulator);
     tcase_add_loop_test(tc, rmsprop_plain_centered_momentum, 0, 4);
     suite_add_tcase(s, tc);

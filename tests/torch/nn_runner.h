@@ -29,5 +29,7 @@ et_module *module_from_spec_more(const char *name, int nargs, double a, double b
 int nn_runner_more(int argc, char **argv);
 /* nn_runner_conv.c: the same for the image layers' commands. */
 int nn_runner_conv(int argc, char **argv);
+/* nn_runner_attention.c: the same for the attention layers' command. */
+int nn_runner_attention(int argc, char **argv);
 
 #endif
