@@ -31,7 +31,10 @@
 
 #define KS_MAX 4
 
-#if defined(__GNUC__) && defined(__x86_64__)
+/* ET_GEMM_PORTABLE (meson sets it for clang sanitizer builds, whose optimiser
+ * takes tens of CPU-minutes on the always_inline SIMD tiles below): portable C
+ * only, which computes the same bits (same fma order). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(ET_GEMM_PORTABLE)
 #define GEMM_X86 1
 #include <immintrin.h>
 #endif
@@ -398,7 +401,8 @@ static void scratch_free(void *unused)
 
 static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-static float *scratch_get(int slot, size_t floats)
+/* unused when ET_GEMM_PORTABLE leaves only the portable kernels */
+__attribute__((unused)) static float *scratch_get(int slot, size_t floats)
 {
     if (floats <= scratch.cap[slot])
         return scratch.p[slot];
