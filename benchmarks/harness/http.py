@@ -37,6 +37,23 @@ MLP_SPEC = {
     "seed": 0,
 }
 
+# Issue 12's dynamic batching rows: the 784-1024-1024-10 model on easytorchd,
+# once batching concurrent predictions and once not (same seed, same bits
+# per request alone: the batching one computes batch-invariantly).
+MNIST_LAYERS = [
+    {"type": "Linear", "in_features": 784, "out_features": 1024}, {"type": "ReLU"},
+    {"type": "Linear", "in_features": 1024, "out_features": 1024}, {"type": "ReLU"},
+    {"type": "Linear", "in_features": 1024, "out_features": 10},
+]
+DAEMON_MODELS = {
+    "mnist": {"layers": MNIST_LAYERS, "loss": {"type": "CrossEntropyLoss"},
+              "optimizer": {"type": "SGD", "lr": 0.01}, "seed": 0},
+    "mnist_batched": {"layers": MNIST_LAYERS, "loss": {"type": "CrossEntropyLoss"},
+                      "optimizer": {"type": "SGD", "lr": 0.01}, "seed": 0,
+                      "batching": {"max_batch_size": 64, "max_delay_us": 500}},
+}
+MODEL_COLS = {"bench": 13, "mnist": 784, "mnist_batched": 784}
+
 
 class Server:
     """A daemon started with its listen port chosen by the kernel (or given);
@@ -264,9 +281,9 @@ def json_matrix(rng, rows, cols):
     return [[round(rng.gauss(0, 1), 5) for _ in range(cols)] for _ in range(rows)]
 
 
-def http_body(route, batch):
+def http_body(route, batch, cols=13):
     rng = random.Random(batch)
-    body = {"inputs": json_matrix(rng, batch, 13)}
+    body = {"inputs": json_matrix(rng, batch, cols)}
     if route == "train":
         body["targets"] = json_matrix(rng, batch, 1)
     return body
@@ -345,16 +362,20 @@ def encode_body(body, fmt):
 
 
 def create_bench_model(server):
-    status, resp = server.request("POST", "/v1/models", dict(MLP_SPEC, name="bench"))
-    if status != 201:
-        raise BenchError(f"{server.name}: create model: HTTP {status}: {resp}")
+    specs = {"bench": MLP_SPEC}
+    if server.name == "easytorchd":   # the batching rows' models (easytorchd only)
+        specs.update(DAEMON_MODELS)
+    for name, spec in specs.items():
+        status, resp = server.request("POST", "/v1/models", dict(spec, name=name))
+        if status != 201:
+            raise BenchError(f"{server.name}: create model {name}: HTTP {status}: {resp}")
 
 
-def check_response(server, route, body, batch, fmt="json"):
+def check_response(server, route, body, batch, fmt="json", model="bench"):
     """One request by hand: a server that answers fast with an error must not
     score.  `body` is the request's bytes in format fmt.  Returns the
     response bytes."""
-    status, raw = server.request("POST", f"/v1/models/bench/{route}", body, raw=True,
+    status, raw = server.request("POST", f"/v1/models/{model}/{route}", body, raw=True,
                                  headers=FORMATS[fmt])
     if status == 200 and route == "predict" and fmt != "json":
         if fmt == "safetensors":
@@ -441,10 +462,14 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     FORMATS; default json), `anchor_body` (the anchor's), and `anchor`:
     "fastapi" (default) or "self" -- the anchor is easytorchd itself taking
     the request in `anchor_body` (the binary-vs-JSON rows); it is then not
-    checked against the plain uvicorn reference."""
+    checked against the plain uvicorn reference.  `model` / `anchor_model`:
+    the easytorchd models the two sides ask (default "bench"; the batching
+    rows compare a batching model with the same model not batching)."""
     rid, route, batch, conns = row["id"], row["route"], row["batch"], row["conns"]
     unit = row["unit"]
-    body = http_body(route, batch)
+    model = row.get("model", "bench")
+    models = {"ours": model, "anchor": row.get("anchor_model", model), "reference": "bench"}
+    body = http_body(route, batch, MODEL_COLS[model])
     fmts = {"ours": row.get("body", "json"), "anchor": row.get("anchor_body", "json"),
             "reference": row.get("anchor_body", "json"), "limit": "json"}
     if row.get("anchor", "fastapi") == "self":
@@ -456,7 +481,7 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
         files[side].write_bytes(encode_body(body, fmt))
     files["limit"] = files["ours"]   # nginx gets our request's bytes...
     fmts["limit"] = fmts["ours"]
-    paths = {s: f"/v1/models/bench/{route}" for s in ("ours", "anchor", "reference")}
+    paths = {s: f"/v1/models/{models[s]}/{route}" for s in ("ours", "anchor", "reference")}
 
     def attempt(side, fn):
         if side in failed and servers.get(side) is not servers["ours"]:
@@ -472,11 +497,11 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
 
     sides = [s for s in ("ours", "anchor", "limit") if s in servers]
     ours_bytes = attempt("ours", lambda retry: check_response(
-        servers["ours"], route, files["ours"].read_bytes(), batch, fmts["ours"]))
+        servers["ours"], route, files["ours"].read_bytes(), batch, fmts["ours"], models["ours"]))
     for side in ("anchor", "reference"):
         if side in servers:
             attempt(side, lambda retry, s=side: check_response(
-                servers[s], route, files[s].read_bytes(), batch, fmts[s]))
+                servers[s], route, files[s].read_bytes(), batch, fmts[s], models[s]))
     if "limit" in servers:   # ...and answers with our answer's bytes
         paths["limit"] = servers["limit"].publish(rid, ours_bytes)
         attempt("limit", lambda retry: check_static(servers["limit"], paths["limit"], ours_bytes))
@@ -531,7 +556,8 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
            "p99_limit_ms": row.get("p99"), "limit_target": row.get("limit_target"),
            "errors": {}}
     if servers["anchor"] is servers["ours"]:
-        res["anchor_label"] = f"easytorchd ({fmts['anchor']})"
+        res["anchor_label"] = (f"easytorchd ({fmts['anchor']})" if models["anchor"] == model
+                               else f"easytorchd ({models['anchor']})")
     for side in sides:
         if runs[side]:
             res[side] = stats(side)

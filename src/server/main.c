@@ -59,14 +59,33 @@ static const opt opts[] = {
      "events kept for Last-Event-ID resume: N for /v1/events, N/4 per model (default 4096)"},
     {"--event-interval", "EASYTORCH_EVENT_INTERVAL", "SECONDS",
      "a model's steps are sent as one \"step\" event per interval (default 0.1; 0: every step)"},
-    {"--timeout", "EASYTORCH_TIMEOUT", "SECONDS", "close idle or stalled connections after (default 30)"},
+    {"--timeout", "EASYTORCH_TIMEOUT", "SECONDS",
+     "close a connection idle for this long, between requests or before its first byte\n"
+     "    (default 30)"},
+    {"--header-timeout", "EASYTORCH_HEADER_TIMEOUT", "SECONDS",
+     "a request's headers must be complete within this of its first byte (default 5);\n"
+     "    cuts clients that trickle headers (slowloris): 408"},
     {"--request-timeout", "EASYTORCH_REQUEST_TIMEOUT", "SECONDS",
-     "a request's headers, and then its body, must arrive within this (default 4 x --timeout);\n"
-     "    cuts clients that trickle bytes to dodge the idle timeout"},
-    {"--max-connections", "EASYTORCH_MAX_CONNECTIONS", "N", "concurrent connections (default 256)"},
-    {"--thread-pool", "EASYTORCH_THREAD_POOL", "N",
-     "serve from N epoll threads instead of one thread per connection (default 0);\n"
-     "    only for short requests: a long train call blocks its whole thread"},
+     "a request's body must be complete within this of its headers (default 4 x --timeout);\n"
+     "    cuts clients that trickle bodies"},
+    {"--max-connections", "EASYTORCH_MAX_CONNECTIONS", "N",
+     "connections at once, in every state (default 10000; RLIMIT_NOFILE is raised to fit);\n"
+     "    over it: 503 with Retry-After"},
+    {"--max-connections-per-ip", "EASYTORCH_MAX_CONNECTIONS_PER_IP", "N",
+     "connections at once from one client address (default 0: no limit); over it: 503"},
+    {"--io-threads", "EASYTORCH_IO_THREADS", "N",
+     "threads running libmicrohttpd's epoll loops (default: CPUs, at most 4)"},
+    {"--workers", "EASYTORCH_WORKERS", "N",
+     "worker threads running model work: predict, train, ... (default: CPUs)"},
+    {"--max-queue", "EASYTORCH_MAX_QUEUE", "N",
+     "requests waiting for a worker or their model before new ones get 503 with\n"
+     "    Retry-After (default 1024)"},
+    {"--inline-macs", "EASYTORCH_INLINE_MACS", "N",
+     "predictions of at most this many multiply-adds run on the I/O thread instead of a\n"
+     "    worker (default 262144; 0: always a worker)"},
+    {"--max-train-seconds", "EASYTORCH_MAX_TRAIN_SECONDS", "SECONDS",
+     "a train call stops between two steps after this long and keeps the steps done\n"
+     "    (default 0: no limit)"},
     {"--drain-timeout", "EASYTORCH_DRAIN_TIMEOUT", "SECONDS",
      "on SIGTERM, wait this long for requests in flight (default 60)"},
     {"--blas-threads", "EASYTORCH_BLAS_THREADS", "N",
@@ -353,7 +372,9 @@ int main(int argc, char **argv)
         return rc;
     c.models.max_history = (size_t)v;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!num_opt("--job-threads", ncpu > 0 ? (double)ncpu : 1, 1, 256, &v, &rc))
+    if (ncpu < 1)
+        ncpu = 1;
+    if (!num_opt("--job-threads", (double)ncpu, 1, 256, &v, &rc))
         return rc;
     c.models.job_threads = (int)v;
     if (!num_opt("--max-jobs", 64, 1, 1e6, &v, &rc))
@@ -367,14 +388,28 @@ int main(int argc, char **argv)
     if (!num_opt("--timeout", 30, 1, 86400, &v, &rc))
         return rc;
     h->timeout = (unsigned)v;
-    if (!num_opt("--request-timeout", 4.0 * h->timeout, 0.5, 86400, &h->request_timeout, &rc))
+    if (!num_opt("--header-timeout", 5, 0.1, 86400, &h->header_timeout, &rc) ||
+        !num_opt("--request-timeout", 4.0 * h->timeout, 0.5, 86400, &h->request_timeout, &rc))
         return rc;
-    if (!num_opt("--max-connections", 256, 1, 100000, &v, &rc))
+    if (!num_opt("--max-connections", 10000, 1, 1000000, &v, &rc))
         return rc;
     h->max_conns = (unsigned)v;
-    if (!num_opt("--thread-pool", 0, 0, 1024, &v, &rc))
+    if (!num_opt("--max-connections-per-ip", 0, 0, 1000000, &v, &rc))
         return rc;
-    h->pool_threads = (unsigned)v;
+    h->max_conns_per_ip = (unsigned)v;
+    if (!num_opt("--io-threads", ncpu < 4 ? (double)ncpu : 4, 1, 256, &v, &rc))
+        return rc;
+    h->io_threads = (unsigned)v;
+    if (!num_opt("--workers", (double)ncpu, 1, 1024, &v, &rc))
+        return rc;
+    h->workers = (unsigned)v;
+    if (!num_opt("--max-queue", 1024, 1, 1e7, &v, &rc))
+        return rc;
+    h->max_queue = (unsigned)v;
+    if (!num_opt("--max-train-seconds", 0, 0, 1e9, &c.models.max_train_seconds, &rc))
+        return rc;
+    if (!num_opt("--inline-macs", 262144, 0, 1e12, &h->inline_macs, &rc))
+        return rc;
     if (!num_opt("--drain-timeout", 60, 0, 86400, &h->drain_timeout, &rc))
         return rc;
     if (!num_opt("--blas-threads", 1, 1, 1024, &v, &rc))

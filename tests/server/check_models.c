@@ -119,12 +119,12 @@ static const char *state_diff(etd_model *a, etd_model *b)
     static char why[256];
     etd_train_state sa, sb;
     etd_err e;
-    pthread_rwlock_rdlock(&a->lock);
+    etd_model_lock_any(a, false);
     ck_assert(etd_ts_capture(a, ETD_TS_ALL, true, &sa, &e) == ETD_OK);
-    pthread_rwlock_unlock(&a->lock);
-    pthread_rwlock_rdlock(&b->lock);
+    etd_model_unlock(a);
+    etd_model_lock_any(b, false);
     ck_assert(etd_ts_capture(b, ETD_TS_ALL, true, &sb, &e) == ETD_OK);
-    pthread_rwlock_unlock(&b->lock);
+    etd_model_unlock(b);
     const char *d = NULL;
     if (et_tensor_dict_len(sa.tensors) != et_tensor_dict_len(sb.tensors))
         d = "number of tensors";
@@ -184,9 +184,13 @@ START_TEST(test_state_round_trips_through_the_file)
     ck_assert_msg(etd_model_checkpoint(m, &step, &e) == ETD_OK, "%s", e.msg);
     ck_assert_int_eq(step, 7);
 
-    /* a second registry loads the file: the same state, field by field */
+    /* a second registry loads the file: the same state, field by field (in
+     * a directory of its own: a data dir has one owner at a time) */
     etd_registry_opts o = opts(false);
+    char dir2[300];
+    o.data_dir = copy_scratch_dir(dir, dir2, sizeof dir2);
     etd_registry *r2 = etd_registry_new(&o, &e);
+    ck_assert_msg(r2 != NULL, "%s", e.msg);
     etd_registry_load_all(r2);
     etd_model *m2;
     ck_assert_msg(etd_registry_get(r2, "m", &m2, &e) == ETD_OK, "%s", e.msg);
@@ -202,6 +206,7 @@ START_TEST(test_state_round_trips_through_the_file)
     etd_model_unref(m2);
     etd_model_unref(m);
     etd_registry_free(r2);
+    remove_scratch_dir(dir2);
 }
 END_TEST
 
@@ -212,9 +217,9 @@ START_TEST(test_every_scalar_field_is_in_the_file)
     uint8_t *buf;
     size_t len;
     etd_err e;
-    pthread_rwlock_rdlock(&m->lock);
+    etd_model_lock_any(m, false);
     ck_assert(etd_ts_encode(m, &buf, &len, &e) == ETD_OK);
-    pthread_rwlock_unlock(&m->lock);
+    etd_model_unlock(m);
     et_tensor_dict *d;
     cJSON *meta;
     const char *name;
@@ -232,9 +237,9 @@ START_TEST(test_every_scalar_field_is_in_the_file)
     ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(meta, "history"));
     /* and the comparison the other tests rely on sees a change in any row */
     etd_train_state st0;
-    pthread_rwlock_rdlock(&m->lock);
+    etd_model_lock_any(m, false);
     ck_assert(etd_ts_capture(m, ETD_TS_SCALARS, false, &st0, &e) == ETD_OK);
-    pthread_rwlock_unlock(&m->lock);
+    etd_model_unlock(m);
     etd_ts_scalars b = st0.s;
     ck_assert_ptr_null(etd_ts_scalars_diff(m, &st0.s, &b));
     b.step++;
@@ -301,18 +306,18 @@ static etd_model *twin(etd_model *m)
     ck_assert_ptr_nonnull(r2);
     etd_model *t = define(r2, SPEC);
     etd_train_state st;
-    pthread_rwlock_rdlock(&m->lock);
+    etd_model_lock_any(m, false);
     ck_assert(etd_ts_capture(m, ETD_TS_ALL, true, &st, &e) == ETD_OK);
-    pthread_rwlock_unlock(&m->lock);
+    etd_model_unlock(m);
     /* the history is not in a snapshot: copy it over */
     etd_history h;
     ck_assert(etd_model_loss_history(m, -1, &h, &e) == ETD_OK);
     st.h_step = h.steps;
     st.h_loss = h.losses;
     st.h_n = h.n;
-    pthread_rwlock_wrlock(&t->lock);
+    etd_model_lock_any(t, true);
     ck_assert_msg(etd_ts_apply(t, &st, &e) == ETD_OK, "%s", e.msg);
-    pthread_rwlock_unlock(&t->lock);
+    etd_model_unlock(t);
     etd_ts_free(&st);
     return t;
 }
@@ -366,30 +371,51 @@ static bool stop_at(void *arg, int64_t done, int64_t total)
     return done < p->stop_at;
 }
 
-START_TEST(test_cancel_through_the_progress_hook_rolls_back)
+START_TEST(test_stop_through_the_progress_hook_keeps_the_steps_done)
 {
     etd_model *m = define(reg, SPEC);
     exercise(m);
-    etd_model *before = twin(m);
+    etd_model *twin2 = twin(m); /* will be asked for exactly the steps m keeps */
     etd_array x = array(X, 6, 2), y = array(Y, 6, 0);
+    /* 3 epochs of 2 minibatches, stopped before step 5: 4 steps = 2 epochs */
     progress p = {0, 4};
     etd_train_opts o = {.epochs = 3, .batch_size = 3, .shuffle = true, .progress = stop_at,
                         .progress_arg = &p};
     etd_train_result t;
     etd_err e;
-    ck_assert_int_eq(etd_model_train(m, &x, &y, &o, &t, &e), ETD_ECANCELED);
-    ck_assert_msg(strstr(e.msg, "cancelled after 4 of 6 steps"), "%s", e.msg);
+    ck_assert_msg(etd_model_train(m, &x, &y, &o, &t, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(t.stopped, ETD_TRAIN_CANCELLED);
+    ck_assert_int_eq(t.n, 4);
+    ck_assert_int_eq(t.total, 6);
     ck_assert_int_eq(p.calls, 5); /* before steps 1..4 (go on), then before 5 (stop) */
-    same_state(m, before);
+    etd_train_result_free(&t);
+    /* the model is exactly as after a call that asked for 2 epochs (the
+     * generator included: the third epoch's shuffle never happened) */
+    etd_train_opts o2 = {.epochs = 2, .batch_size = 3, .shuffle = true};
+    ck_assert_msg(etd_model_train(twin2, &x, &y, &o2, &t, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(t.stopped, ETD_TRAIN_DONE);
+    etd_train_result_free(&t);
+    same_state(m, twin2);
+    ck_assert(atomic_load(&m->dirty)); /* saved as usual */
+    /* a stop before the first step changes nothing */
+    etd_model *now = twin(m);
+    p = (progress){0, 0};
+    ck_assert_msg(etd_model_train(m, &x, &y, &o, &t, &e) == ETD_OK, "%s", e.msg);
+    ck_assert_int_eq(t.n, 0);
+    ck_assert_int_eq(t.stopped, ETD_TRAIN_CANCELLED);
+    etd_train_result_free(&t);
+    same_state(m, now);
     /* a hook that never stops: called before every step, all taken */
     p = (progress){0, 1000};
     ck_assert_msg(etd_model_train(m, &x, &y, &o, &t, &e) == ETD_OK, "%s", e.msg);
     ck_assert_int_eq(p.calls, 6);
     ck_assert_int_eq(t.n, 6);
+    ck_assert_int_eq(t.stopped, ETD_TRAIN_DONE);
     etd_train_result_free(&t);
     etd_array_free(&x);
     etd_array_free(&y);
-    etd_model_unref(before);
+    etd_model_unref(now);
+    etd_model_unref(twin2);
     etd_model_unref(m);
 }
 END_TEST
@@ -469,7 +495,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_a_failing_minibatch_rolls_train_back);
-    tcase_add_test(tc, test_cancel_through_the_progress_hook_rolls_back);
+    tcase_add_test(tc, test_stop_through_the_progress_hook_keeps_the_steps_done);
     tcase_add_test(tc, test_failing_batch_and_gradient_probe_change_nothing);
     suite_add_tcase(s, tc);
     tc = tcase_create("registry");

@@ -648,7 +648,7 @@ START_TEST(test_top_level_fields_and_limits)
     ck_assert_int_eq(s.param_count, 8);
     etd_spec_free(&s);
     must_fail("{\"extra\":1," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "extra",
-              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, nonfinite)");
+              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching, nonfinite)");
     must_fail("{\"seed\":1,\"seed\":2," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "seed",
               "repeated field");
     /* the divergence guard's policy: skip by default */

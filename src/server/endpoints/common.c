@@ -55,6 +55,20 @@ void etd_response_free(etd_response *rs)
 {
     drop_raw(rs);
     etd_buf_free(&rs->body);
+    if (rs->pull_done) /* a stream that never started (HEAD, a dropped connection) */
+        rs->pull_done(rs->pull_arg);
+    rs->pull = NULL;
+    rs->pull_done = NULL;
+    rs->pull_arg = NULL;
+}
+
+void etd_response_stream(etd_response *rs, const char *content_type, etd_pull_fn pull,
+                         void (*done)(void *arg), void *arg)
+{
+    rs->content_type = content_type;
+    rs->pull = pull;
+    rs->pull_done = done;
+    rs->pull_arg = arg;
 }
 
 static void vreply_error(etd_response *rs, int status, const char *fmt, va_list ap)
@@ -62,6 +76,11 @@ static void vreply_error(etd_response *rs, int status, const char *fmt, va_list 
     char msg[ETD_ERRCAP];
     vsnprintf(msg, sizeof msg, fmt, ap);
     etd_buf_free(&rs->body);
+    if (rs->pull_done) /* an error replaces a stream set up before it */
+        rs->pull_done(rs->pull_arg);
+    rs->pull = NULL;
+    rs->pull_done = NULL;
+    rs->pull_arg = NULL;
     etd_buf_puts(&rs->body, "{\"error\":");
     etd_json_str(&rs->body, msg);
     etd_buf_puts(&rs->body, "}\n");
@@ -150,8 +169,41 @@ void etd_endpoint_run(const etd_route *route, const etd_request *rq, etd_respons
     etd_st_free(&c.st);
     etd_array_free(&c.x);
     etd_array_free(&c.y);
-    ep_encode_answer(&c);
+    if (!c.later) /* a deferred answer is finished by ep_later_done */
+        ep_encode_answer(&c);
     free(c.decoded);
+}
+
+bool ep_defer(etd_call *c, ep_later *l)
+{
+    const etd_host *h = c->rq->host;
+    if (!h->defer || !(l->d = h->defer(h->xarg)))
+        return false;
+    l->rq = *c->rq;
+    l->rq.body = ""; /* the body (maybe inflated into c->decoded) goes with the handler */
+    l->rq.body_len = 0;
+    l->route = c->route;
+    l->vary_accept = c->vary_accept;
+    c->later = true;
+    return true;
+}
+
+etd_call ep_later_call(ep_later *l)
+{
+    etd_call c;
+    memset(&c, 0, sizeof c);
+    c.rq = &l->rq;
+    c.rs = l->d->rs;
+    c.route = l->route;
+    c.vary_accept = l->vary_accept;
+    return c;
+}
+
+void ep_later_done(ep_later *l)
+{
+    etd_call c = ep_later_call(l);
+    ep_encode_answer(&c);
+    l->d->done(l->d);
 }
 
 /* ---------------------------------------------------------------- the steps */

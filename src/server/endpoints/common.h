@@ -45,8 +45,25 @@ struct etd_call {
     const char *const *tensor_keys; /* tensors of nested fields the handler reads itself
                                    ("validation.inputs"), for ep_keys; NULL: none */
     bool vary_accept;           /* the answer depends on Accept */
+    bool later;                 /* ep_defer: the answer comes after the handler returned */
     etd_err e;                  /* for the models layer's messages */
 };
+
+/* An answer given after the handler returned (a dynamic batch, endpoint.h's
+ * etd_deferred): what the skeleton's last step (Vary, compression) needs,
+ * kept beyond the handler.  ep_defer fills it (false: the transport cannot
+ * defer, answer now); ep_later_call gives a call to write the answer with
+ * (rq, rs, vary_accept; no model, body or tensors); ep_later_done finishes
+ * the answer and hands it to the transport (exactly once, any thread). */
+typedef struct ep_later {
+    etd_deferred *d;
+    etd_request rq;             /* a copy: its headers stay valid until done */
+    const etd_route *route;
+    bool vary_accept;
+} ep_later;
+bool ep_defer(etd_call *c, ep_later *l);
+etd_call ep_later_call(ep_later *l);
+void ep_later_done(ep_later *l);
 
 /* Answer with status and {"error": ...}. */
 void ep_error(etd_call *c, int status, const char *fmt, ...)

@@ -50,14 +50,73 @@ typedef struct etd_app {
     etd_cors cors;
 } etd_app;
 
-/* What the transport tells a handler about itself. */
+typedef struct etd_deferred etd_deferred;
+
+/* What the transport tells a handler about itself and offers it for this
+ * request.  The per-request services are NULL where a transport has none
+ * (a handler then answers the plain way). */
 typedef struct etd_host {
     bool ready;                 /* persisted models loaded */
     bool draining;              /* shutting down */
     /* the transport's request metrics in Prometheus text, appended to out */
     void (*http_metrics)(void *arg, etd_buf *out);
     void *arg;
+    /* true once nobody waits for the answer any more (the client closed its
+     * connection, or the server is stopping): a long handler may stop
+     * between two units of work.  Cheap enough to call often (a poll of the
+     * socket), but rate-limit it in tight loops. */
+    bool (*gone)(void *xarg);
+    /* answer later (etd_deferred); NULL result: answer now */
+    etd_deferred *(*defer)(void *xarg);
+    void *xarg;
+    /* predictions of at most this many multiply-adds may run on an I/O
+     * thread (etd_cheap_forward; --inline-macs); 0: never */
+    double inline_macs;
 } etd_host;
+
+/* An answer given after the handler returned (dynamic batching: the rows
+ * come back from a batch another thread runs).  The handler calls
+ * d = rq->host->defer(rq->host->xarg), keeps d and returns; later, on any
+ * thread, it fills d->rs (as it would have filled its own rs) and calls
+ * d->done(d) exactly once.  Meanwhile the connection waits without a
+ * thread.  The request strings stay valid until done; what the ep_* steps
+ * took (model reference, body, tensors) is freed when the handler returns,
+ * so take over what is still needed. */
+struct etd_deferred {
+    struct etd_response *rs;
+    void (*done)(etd_deferred *d);
+};
+
+/* A streamed body (server-sent events, long polls), produced after the
+ * handler returned by pull(arg, s, out) on an I/O thread whenever the
+ * connection can take more.  pull must not block.  It returns
+ *   ETD_PULL_MORE: out holds the next bytes (sent at once; empty = WAIT),
+ *   ETD_PULL_WAIT: nothing now -- the connection is parked (no thread, no
+ *                  polling) until etd_stream_wake(s) or at most a second,
+ *   ETD_PULL_END:  out holds the last bytes (may be empty).
+ * While draining for shutdown pull is called once more with
+ * s->draining set; the stream ends after it.  done(arg) is called exactly
+ * once when the stream is over (ended, client gone, shutdown): free arg
+ * there.  s may be kept (etd_stream_ref) to wake it from another thread. */
+typedef enum { ETD_PULL_MORE, ETD_PULL_WAIT, ETD_PULL_END } etd_pull;
+typedef struct etd_stream etd_stream;
+struct etd_stream_ops {
+    void (*wake)(etd_stream *s);    /* any thread; a no-op once the stream is over */
+    void (*ref)(etd_stream *s);
+    void (*unref)(etd_stream *s);
+};
+struct etd_stream {
+    const struct etd_stream_ops *ops;
+    bool draining;              /* the server is shutting down: finish now */
+};
+static inline void etd_stream_wake(etd_stream *s) { s->ops->wake(s); }
+static inline etd_stream *etd_stream_ref(etd_stream *s)
+{
+    s->ops->ref(s);
+    return s;
+}
+static inline void etd_stream_unref(etd_stream *s) { s->ops->unref(s); }
+typedef etd_pull (*etd_pull_fn)(void *arg, etd_stream *s, etd_buf *out);
 
 typedef struct etd_request {
     const etd_app *app;
@@ -91,6 +150,10 @@ typedef struct etd_response {
         char value[200];
     } headers[ETD_RESP_HEADERS];
     bool close;                 /* Connection: close */
+    /* a streamed body instead (etd_response_stream) */
+    etd_pull_fn pull;
+    void (*pull_done)(void *arg);
+    void *pull_arg;
 } etd_response;
 
 /* What a handler works with.  The skeleton (etd_endpoint_run) sets up rq,
@@ -105,7 +168,13 @@ enum {
     ETD_R_BODY = 4,             /* reads a body (the transport keeps it) */
     ETD_R_ANY_QUERY = 8,        /* query arguments are not checked (static files) */
     ETD_R_BINARY = 16,          /* the body may also be safetensors (application/octet-stream) */
-    ETD_R_OIP = 32              /* the body may use the OIP binary tensor extension */
+    ETD_R_OIP = 32,             /* the body may use the OIP binary tensor extension */
+    /* Where the transport runs the handler (docs/server.md, "Execution model").
+     * Without any of these it runs on a worker of the pool, holding nothing. */
+    ETD_R_INLINE = 64,          /* never waits for a model lock, computes little: the I/O thread */
+    ETD_R_SHARED = 128,         /* reads the {name} model: a worker, its lock held shared */
+    ETD_R_EXCLUSIVE = 256,      /* changes the {name} model: a worker, its lock held exclusive */
+    ETD_R_LONG = 512            /* may run for minutes (train): at most workers - 1 at once */
 };
 
 typedef struct etd_route {
@@ -119,6 +188,11 @@ typedef struct etd_route {
     /* a capture the route takes (NULL: any); an {asset} route matches only
      * the files that exist */
     bool (*accept)(const char *capture);
+    /* A request of a SHARED route that may run on the I/O thread instead of
+     * a worker (a small prediction; the model's lock is then held shared
+     * there, taken without waiting): true when cheap.  m is the {name}
+     * model; rq has its whole body.  NULL: always a worker. */
+    bool (*cheap)(etd_model *m, const etd_request *rq);
 } etd_route;
 
 extern const etd_route etd_routes[];
@@ -140,6 +214,9 @@ void etd_response_error(etd_response *rs, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Answer with a streamed body (see etd_pull_fn), status rs->status. */
+void etd_response_stream(etd_response *rs, const char *content_type, etd_pull_fn pull,
+                         void (*done)(void *arg), void *arg);
 /* Add a header (value copied, truncated to fit); ignored past ETD_RESP_HEADERS. */
 void etd_response_header(etd_response *rs, const char *name, const char *value);
 /* The body as bytes to send: a JSON body out of memory becomes a 500, JSON

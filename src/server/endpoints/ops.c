@@ -1,6 +1,8 @@
 /* ops.c - the operational endpoints: /healthz, /readyz, /metrics. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
@@ -19,6 +21,60 @@ void etd_h_readyz(etd_call *c)
     else
         etd_buf_printf(&c->rs->body, "{\"status\":\"ready\",\"models\":%d}",
                        etd_registry_count(c->rq->app->reg));
+}
+
+/* Dynamic batching (models with "batching"): requests waiting for a batch,
+ * and rows per forward pass (models/batcher.c; its mutex is never held
+ * during a forward). */
+static void batch_metrics(const etd_model_list *l, etd_buf *out)
+{
+    etd_batch_stats *st = calloc((size_t)(l->n > 0 ? l->n : 1), sizeof *st);
+    if (!st) {
+        out->oom = true;
+        return;
+    }
+    bool any = false;
+    for (int i = 0; i < l->n; i++) {
+        etd_model_batch_stats(l->models[i], &st[i]);
+        any = any || st[i].enabled;
+    }
+    if (!any) {
+        free(st);
+        return;
+    }
+    etd_buf_puts(out, "# HELP easytorch_batch_queue_depth Requests waiting for the model's next "
+                 "dynamic batch.\n# TYPE easytorch_batch_queue_depth gauge\n");
+    for (int i = 0; i < l->n; i++)
+        if (st[i].enabled)
+            etd_buf_printf(out, "easytorch_batch_queue_depth{model=\"%s\"} %lld\n",
+                           etd_model_name(l->models[i]), (long long)st[i].queued_requests);
+    etd_buf_puts(out, "# HELP easytorch_batch_size Rows per forward pass of a dynamic batch.\n"
+                 "# TYPE easytorch_batch_size histogram\n");
+    for (int i = 0; i < l->n; i++) {
+        if (!st[i].enabled)
+            continue;
+        const char *name = etd_model_name(l->models[i]);
+        uint64_t cum = 0;
+        for (int b = 0; b < ETD_BATCH_BUCKETS; b++) {
+            cum += st[i].hist[b];
+            if (etd_batch_bucket_le[b] == INT64_MAX)
+                etd_buf_printf(out, "easytorch_batch_size_bucket{model=\"%s\",le=\"+Inf\"} %llu\n",
+                               name, (unsigned long long)cum);
+            else
+                etd_buf_printf(out, "easytorch_batch_size_bucket{model=\"%s\",le=\"%lld\"} %llu\n",
+                               name, (long long)etd_batch_bucket_le[b], (unsigned long long)cum);
+        }
+        etd_buf_printf(out, "easytorch_batch_size_sum{model=\"%s\"} %llu\n"
+                       "easytorch_batch_size_count{model=\"%s\"} %llu\n", name,
+                       (unsigned long long)st[i].rows, name, (unsigned long long)st[i].batches);
+    }
+    etd_buf_puts(out, "# HELP easytorch_batch_requests_total Requests answered from dynamic "
+                 "batches.\n# TYPE easytorch_batch_requests_total counter\n");
+    for (int i = 0; i < l->n; i++)
+        if (st[i].enabled)
+            etd_buf_printf(out, "easytorch_batch_requests_total{model=\"%s\"} %llu\n",
+                           etd_model_name(l->models[i]), (unsigned long long)st[i].requests);
+    free(st);
 }
 
 /* Per-model gauges and counters from the published summaries (never waits
@@ -56,6 +112,7 @@ static void model_metrics(etd_call *c, etd_buf *out)
     for (int i = 0; i < l.n; i++)
         etd_buf_printf(out, "easytorch_pending_batches{model=\"%s\"} %lld\n",
                        etd_model_name(l.models[i]), (long long)l.sum[i].pending);
+    batch_metrics(&l, out);
     ep_version_metrics(out, l.models, l.n);
     etd_model_list_free(&l);
 }

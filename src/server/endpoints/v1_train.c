@@ -3,11 +3,93 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
 
 static const char *const xy_keys[] = {"inputs", "targets", NULL};
+
+/* A forward pass of at most --inline-macs multiply-adds (an upper bound
+ * from the body's size: a JSON number takes at least two bytes with its
+ * separator) takes a few tens of microseconds: cheaper on the I/O thread
+ * than handed to a worker (docs/server.md, "Execution model", has the
+ * measurement). */
+bool etd_cheap_forward(etd_model *m, const etd_request *rq)
+{
+    double max = rq->host->inline_macs;
+    if (max <= 0)
+        return false;
+    if (etd_model_batching(m)) /* only the body is read here: the batch runs on a worker */
+        return rq->body_len <= 256 * 1024;
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    if (in.in_features <= 0)
+        return false;
+    double rows = (double)rq->body_len / 2.0 / (double)in.in_features;
+    return rows * (double)in.param_count <= max;
+}
+
+static void predict_answer(etd_call *c, etd_model *m, bool bin, et_tensor *y)
+{
+    if (bin) {
+        static const char *const names[] = {"outputs"};
+        ep_reply_st(c, names, &y, 1, NULL);
+    } else {
+        etd_buf_puts(&c->rs->body, "{\"outputs\":");
+        etd_json_tensor(&c->rs->body, y);
+        etd_model_info in;
+        etd_model_info_get(m, &in);
+        if (in.sum.nf.diverged) /* say why the outputs are null */
+            ep_write_status(&c->rs->body, &in.sum);
+        etd_buf_putc(&c->rs->body, '}');
+    }
+}
+
+/* A batching model's prediction waits for its dynamic batch
+ * (models/batcher.c) without a thread; the answer is written when the
+ * batch has run, with the rows this request gets alone. */
+typedef struct predict_later {
+    ep_later l;
+    etd_model *m;               /* a reference of its own */
+    bool bin;
+} predict_later;
+
+static void predict_done(void *arg, etd_rc rc, et_tensor *y, const char *msg)
+{
+    predict_later *p = arg;
+    etd_call c = ep_later_call(&p->l);
+    if (rc == ETD_OK)
+        predict_answer(&c, p->m, p->bin, y);
+    else
+        etd_response_error(c.rs, etd_rc_status(rc), "%s", msg ? msg : "batch failed");
+    et_tensor_free(y);
+    etd_model_unref(p->m);
+    ep_later_done(&p->l);
+    free(p);
+}
+
+/* Queue c->x for the model's next batch and answer later; false when the
+ * transport cannot wait (the caller then runs the forward itself: the same
+ * bits).  An error is answered here. */
+static bool predict_batched(etd_call *c, bool bin)
+{
+    if (etd_model_check_inputs(c->m, &c->x, &c->e) != ETD_OK) {
+        ep_ok(c, c->e.rc);
+        return true;
+    }
+    predict_later *p = calloc(1, sizeof *p);
+    if (!p || !ep_defer(c, &p->l)) {
+        free(p);
+        return false;
+    }
+    p->bin = bin;
+    p->m = etd_model_ref(c->m);
+    etd_err e = {0};
+    if (etd_model_forward_batched(c->m, &c->x, predict_done, p, &e) != ETD_OK)
+        predict_done(p, e.rc, NULL, e.msg);
+    return true;
+}
 
 void etd_h_predict(etd_call *c)
 {
@@ -19,22 +101,13 @@ void etd_h_predict(etd_call *c)
         return;
     etd_json_doc_free(&c->doc); /* free the tree before the forward pass: it can be large */
     etd_st_free(&c->st);
+    if (etd_model_batching(c->m) && predict_batched(c, bin))
+        return;
     et_tensor *y = NULL;
     if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
         return;
     etd_array_free(&c->x);
-    if (bin) {
-        static const char *const names[] = {"outputs"};
-        ep_reply_st(c, names, &y, 1, NULL);
-    } else {
-        etd_buf_puts(&c->rs->body, "{\"outputs\":");
-        etd_json_tensor(&c->rs->body, y);
-        etd_model_info in;
-        etd_model_info_get(c->m, &in);
-        if (in.sum.nf.diverged) /* say why the outputs are null */
-            ep_write_status(&c->rs->body, &in.sum);
-        etd_buf_putc(&c->rs->body, '}');
-    }
+    predict_answer(c, c->m, bin, y);
     et_tensor_free(y);
 }
 
@@ -82,6 +155,33 @@ void etd_h_step(etd_call *c)
     etd_buf_putc(out, '}');
 }
 
+/* A train call stops between two steps when its client has gone (or the
+ * server is stopping): the model keeps the steps done.  Checked at most
+ * every 20 ms, so a step of a few microseconds pays no system call. */
+typedef struct train_watch {
+    const etd_request *rq;
+    struct timespec last;
+    bool gone;
+} train_watch;
+
+static bool still_wanted(void *arg, int64_t done, int64_t total)
+{
+    train_watch *w = arg;
+    (void)done;
+    (void)total;
+    const etd_host *h = w->rq->host;
+    if (!h->gone)
+        return true;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double dt = (double)(now.tv_sec - w->last.tv_sec) + (double)(now.tv_nsec - w->last.tv_nsec) / 1e9;
+    if (dt < 0.02)
+        return true;
+    w->last = now;
+    w->gone = h->gone(h->xarg);
+    return !w->gone;
+}
+
 void etd_h_train(etd_call *c)
 {
     static const char *const keys[] = {"inputs", "targets", "epochs", "batch_size", "shuffle",
@@ -92,9 +192,24 @@ void etd_h_train(etd_call *c)
         return;
     etd_json_doc_free(&c->doc);
     etd_st_free(&c->st);
+    train_watch w = {c->rq, {0, 0}, false};
+    clock_gettime(CLOCK_MONOTONIC, &w.last);
+    o.progress = still_wanted;
+    o.progress_arg = &w;
     etd_train_result r;
     if (!ep_ok(c, etd_model_train(c->m, &c->x, &c->y, &o, &r, &c->e)))
         return;
+    if (r.stopped == ETD_TRAIN_CANCELLED) {
+        /* nobody is listening (499, nginx's "client closed request"), or the
+         * server is shutting down */
+        ep_error(c, c->rq->host->draining ? 503 : 499,
+                 "train stopped after %lld of %lld steps (%s); the model keeps them (step %lld)",
+                 (long long)r.n, (long long)r.total,
+                 c->rq->host->draining ? "the server is shutting down" : "the client went away",
+                 (long long)r.step);
+        etd_train_result_free(&r);
+        return;
+    }
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"step\":");
     etd_json_i64(out, r.step);
@@ -107,6 +222,10 @@ void etd_h_train(etd_call *c)
     etd_json_double(out, r.lr);
     etd_buf_puts(out, ",\"losses\":");
     etd_json_floats(out, r.losses, r.n);
+    if (r.stopped == ETD_TRAIN_TIME_LIMIT) {
+        etd_buf_printf(out, ",\"steps\":%lld,\"requested_steps\":%lld,\"stopped\":"
+                       "\"max_train_seconds\"", (long long)r.n, (long long)r.total);
+    }
     if (r.skipped) {
         etd_buf_puts(out, ",\"skipped_steps\":");
         etd_json_i64(out, r.skipped);

@@ -258,45 +258,20 @@ static bool pick_outputs(etd_call *c, const etd_oip_request *r, io_desc *outs, b
     return true;
 }
 
-void etd_h_v2_infer(etd_call *c)
+/* The infer answer for y: JSON, or JSON + binary outputs (the binary
+ * tensor extension). */
+static void infer_answer(etd_call *c, const char *model, const char *ver, const char *id,
+                         const io_desc *outs, const bool *binary, int nout, et_tensor *y)
 {
-    char ver[ETD_VERSION_STR];
-    if (!oip_model(c, ver, NULL, NULL))
-        return;
-    etd_oip_request r;
-    const char *hl = c->kind == ETD_BODY_OIP ? ep_header(c, "Inference-Header-Content-Length")
-                                             : NULL;
-    if (!etd_oip_parse(c->rq->body, c->rq->body_len, hl, &c->rq->app->json, &r, &c->e)) {
-        etd_oip_request_free(&r);
-        ep_ok(c, c->e.rc);
-        return;
-    }
-    io_desc outs[ETD_OIP_MAX_IO];
-    bool binary[ETD_OIP_MAX_IO];
-    int nout = 0;
-    char *id = NULL;
-    bool ok = take_inputs(c, &r) && pick_outputs(c, &r, outs, binary, &nout);
-    if (ok && r.id && !(id = strdup(r.id))) {
-        ep_error(c, 500, "out of memory");
-        ok = false;
-    }
-    etd_oip_request_free(&r); /* before the forward pass: it can be large */
-    et_tensor *y = NULL;
-    if (!ok || !ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e))) {
-        free(id);
-        return;
-    }
-    etd_array_free(&c->x);
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"model_name\":");
-    etd_json_str(out, etd_model_name(c->m));
+    etd_json_str(out, model);
     etd_buf_puts(out, ",\"model_version\":");
     etd_json_str(out, ver);
     if (id) {
         etd_buf_puts(out, ",\"id\":");
         etd_json_str(out, id);
     }
-    free(id);
     etd_buf_puts(out, ",\"outputs\":[");
     size_t nbin = 0;
     for (int i = 0; i < nout; i++) { /* one output today: the network's */
@@ -351,4 +326,97 @@ void etd_h_v2_infer(etd_call *c)
         etd_response_header(c->rs, "Inference-Header-Content-Length", hv);
     }
     et_tensor_free(y);
+}
+
+
+/* A batching model's infer waits for its dynamic batch (models/batcher.c)
+ * without a thread, like predict (v1_train.c). */
+typedef struct infer_later {
+    ep_later l;
+    char *model, *id;
+    char ver[ETD_VERSION_STR];
+    io_desc outs[ETD_OIP_MAX_IO];
+    bool binary[ETD_OIP_MAX_IO];
+    int nout;
+} infer_later;
+
+static void infer_done(void *arg, etd_rc rc, et_tensor *y, const char *msg)
+{
+    infer_later *p = arg;
+    etd_call c = ep_later_call(&p->l);
+    if (rc == ETD_OK) {
+        infer_answer(&c, p->model, p->ver, p->id, p->outs, p->binary, p->nout, y);
+    } else {
+        et_tensor_free(y);
+        etd_response_error(c.rs, etd_rc_status(rc), "%s", msg ? msg : "batch failed");
+    }
+    ep_later_done(&p->l);
+    free(p->model);
+    free(p->id);
+    free(p);
+}
+
+/* true: queued (or answered with an error); *id is taken over.  false:
+ * the transport cannot wait, run the forward here. */
+static bool infer_batched(etd_call *c, const char *ver, char **id, const io_desc *outs,
+                          const bool *binary, int nout)
+{
+    if (etd_model_check_inputs(c->m, &c->x, &c->e) != ETD_OK) {
+        ep_ok(c, c->e.rc);
+        free(*id);
+        *id = NULL;
+        return true;
+    }
+    infer_later *p = calloc(1, sizeof *p);
+    if (!p || !(p->model = strdup(etd_model_name(c->m))) || !ep_defer(c, &p->l)) {
+        if (p)
+            free(p->model);
+        free(p);
+        return false;
+    }
+    p->id = *id;
+    *id = NULL;
+    snprintf(p->ver, sizeof p->ver, "%s", ver);
+    memcpy(p->outs, outs, (size_t)nout * sizeof *outs);
+    memcpy(p->binary, binary, (size_t)nout * sizeof *binary);
+    p->nout = nout;
+    etd_err e = {0};
+    if (etd_model_forward_batched(c->m, &c->x, infer_done, p, &e) != ETD_OK)
+        infer_done(p, e.rc, NULL, e.msg);
+    return true;
+}
+
+void etd_h_v2_infer(etd_call *c)
+{
+    char ver[ETD_VERSION_STR];
+    if (!oip_model(c, ver, NULL, NULL))
+        return;
+    etd_oip_request r;
+    const char *hl = c->kind == ETD_BODY_OIP ? ep_header(c, "Inference-Header-Content-Length")
+                                             : NULL;
+    if (!etd_oip_parse(c->rq->body, c->rq->body_len, hl, &c->rq->app->json, &r, &c->e)) {
+        etd_oip_request_free(&r);
+        ep_ok(c, c->e.rc);
+        return;
+    }
+    io_desc outs[ETD_OIP_MAX_IO];
+    bool binary[ETD_OIP_MAX_IO];
+    int nout = 0;
+    char *id = NULL;
+    bool ok = take_inputs(c, &r) && pick_outputs(c, &r, outs, binary, &nout);
+    if (ok && r.id && !(id = strdup(r.id))) {
+        ep_error(c, 500, "out of memory");
+        ok = false;
+    }
+    etd_oip_request_free(&r); /* before the forward pass: it can be large */
+    if (ok && etd_model_batching(c->m) && infer_batched(c, ver, &id, outs, binary, nout))
+        return;
+    et_tensor *y = NULL;
+    if (!ok || !ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e))) {
+        free(id);
+        return;
+    }
+    etd_array_free(&c->x);
+    infer_answer(c, etd_model_name(c->m), ver, id, outs, binary, nout, y);
+    free(id);
 }

@@ -3,7 +3,6 @@
  * change, checkpoints, reading gradients and parameters, replacing the
  * parameters.  The training calls are in train.c.  No HTTP: result codes
  * and plain structs. */
-#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -35,7 +34,8 @@ void etd_model_destroy(etd_model *m)
     free(m->ev_steps);
     etd_events_model_ring_free(m->ev_ring);
     pthread_cond_destroy(&m->job_cv);
-    pthread_rwlock_destroy(&m->lock);
+    etd_batcher_free(m->batcher);
+    etd_mlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
     free(m);
 }
@@ -60,13 +60,7 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     m->reg = r;
     atomic_init(&m->refs, 1);
     atomic_init(&m->dirty, false);
-    /* writer-preferring: a job takes the write lock once per step, and a
-     * steady stream of predictions (readers) must not starve it */
-    pthread_rwlockattr_t la;
-    pthread_rwlockattr_init(&la);
-    pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&m->lock, &la);
-    pthread_rwlockattr_destroy(&la);
+    etd_mlock_init(&m->lock);
     pthread_cond_init(&m->job_cv, NULL);
     pthread_mutex_init(&m->pub_mu, NULL);
     m->spec = *spec;
@@ -116,6 +110,11 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     m->ts.nonfinite = m->spec.nonfinite;
     if (etd_guard_keep(m, e) != ETD_OK)
         goto fail;
+    if (m->spec.max_batch_size > 0 &&
+        !(m->batcher = etd_batcher_new(m->spec.max_batch_size, m->spec.max_delay_us))) {
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        goto fail;
+    }
     etd_model_publish(m);
     return m;
 fail:
@@ -168,6 +167,14 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss)
 }
 
 const char *etd_model_name(const etd_model *m) { return m->name; }
+
+bool etd_model_batching(const etd_model *m) { return m->batcher != NULL; }
+
+etd_model *etd_model_ref(etd_model *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+    return m;
+}
 
 const char *etd_model_param_name(const etd_model *m, int i)
 {
@@ -245,23 +252,7 @@ void etd_history_free(etd_history *h)
     memset(h, 0, sizeof *h);
 }
 
-/* ---------------------------------------------------------------- locks, saves */
-
-/* Take the lock; ETD_ENOTFOUND if the model was deleted while we waited. */
-etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e)
-{
-    if (write)
-        pthread_rwlock_wrlock(&m->lock);
-    else
-        pthread_rwlock_rdlock(&m->lock);
-    if (m->deleted) {
-        pthread_rwlock_unlock(&m->lock);
-        return etd_fail(e, ETD_ENOTFOUND, "no model named \"%s\" (deleted)", m->name);
-    }
-    return ETD_OK;
-}
-
-void etd_model_unlock(etd_model *m) { pthread_rwlock_unlock(&m->lock); }
+/* ---------------------------------------------------------------- saves */
 
 etd_rc etd_model_lock_train(etd_model *m, etd_err *e)
 {

@@ -16,6 +16,18 @@
 typedef struct etd_train_state etd_train_state;
 typedef struct etd_events etd_events;
 typedef struct etd_ring etd_ring;
+typedef struct etd_batcher etd_batcher;
+
+/* The per-model lock (model_lock.c): a read/write lock that is not tied to
+ * a thread, so the transport's pool can take it for a job without waiting. */
+typedef struct etd_mlock {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int readers;                /* shared holders */
+    bool writer;                /* held exclusively */
+    int writers_waiting;        /* threads blocked in etd_model_lock(write) */
+    int reserved;               /* pool jobs waiting for an exclusive hold */
+} etd_mlock;
 
 /* Bounds of the mirrored optimizer / scheduler state (a spec has at most 16
  * param_groups of at most 8 keys, schedulers 8 children nested 3 deep);
@@ -63,7 +75,7 @@ struct etd_model {
     char name[72];
     etd_registry *reg;
     atomic_int refs;
-    pthread_rwlock_t lock;       /* network, gradients, optimizer, training state */
+    etd_mlock lock;              /* network, gradients, optimizer, training state */
     pthread_mutex_t pub_mu;      /* pub and the loss history */
     bool deleted;                /* set under the write lock */
     atomic_bool dirty;           /* changed since the last save */
@@ -81,6 +93,7 @@ struct etd_model {
     etd_ts_scalars ts;           /* counters live; mirrors unused here */
     /* the rollback policy's image of the last finite state (guard.c) */
     etd_train_state *guard_img;
+    etd_batcher *batcher;        /* dynamic batching (batcher.c), NULL without */
 
     struct etd_versions *vers;   /* versions.c (NULL for the model serving a version) */
     bool frozen;                 /* serves a version: never saved, never trained */
@@ -125,6 +138,10 @@ struct etd_registry {
     pthread_mutex_t saver_mu;
     pthread_cond_t saver_cv;
     bool stopping;
+    int lock_fd;                 /* the data dir's lock file (flock'ed), or -1 */
+    _Atomic(const etd_release_hook *) on_release; /* a model lock became free */
+    _Atomic(const etd_executor *) executor;       /* where dynamic batches run */
+    atomic_int hook_calls;       /* calls of on_release running */
 
     etd_events *events;          /* the event hub (events.c) */
 
@@ -192,9 +209,21 @@ void etd_model_validation_add(etd_model *m, const etd_val_entry *v);
  * On failure the previous file is left as it was, unless *replaced (may be
  * NULL) says the new one took its place but the directory's fsync failed. */
 etd_rc etd_model_save_locked(etd_model *m, bool *replaced, etd_err *e);
-/* Take m's lock (write: exclusive); ETD_ENOTFOUND if it was deleted while
- * we waited. */
+/* ---- batcher.c ---- */
+
+etd_batcher *etd_batcher_new(int64_t max_rows, int64_t max_delay_us);
+void etd_batcher_free(etd_batcher *b);
+
+/* ---- model_lock.c ---- */
+
+void etd_mlock_init(etd_mlock *l);
+void etd_mlock_destroy(etd_mlock *l);
+/* Take m's lock (write: exclusive), waiting if needed; ETD_ENOTFOUND if it
+ * was deleted while we waited.  A no-op (but for the deleted check) when the
+ * job running on this thread already holds it (etd_model_adopt). */
 etd_rc etd_model_lock(etd_model *m, bool write, etd_err *e);
+/* The same without the deleted check (saves, delete itself). */
+void etd_model_lock_any(etd_model *m, bool write);
 void etd_model_unlock(etd_model *m);
 /* The write lock for a training call: also ETD_ESTATE while the model has a
  * job queued or running (the job's own steps take the plain write lock). */

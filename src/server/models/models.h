@@ -17,6 +17,11 @@
  * Lookups return a counted reference (etd_model_unref when done), so a model
  * deleted meanwhile stays valid until its last user is gone.
  *
+ * The model lock is not tied to a thread (model_lock.c): the transport's
+ * worker pool takes it without waiting for a request (etd_model_try_hold)
+ * before a worker runs that request, so a request waiting for a model waits
+ * in a queue, not in a thread.
+ *
  * Every call validates fully before changing anything; a call that fails
  * half-way (a bad minibatch in train, a failed save with --sync always)
  * rolls the model back to the state before it (train_state.c), so a failed
@@ -43,6 +48,7 @@ typedef struct etd_registry_opts {
     int64_t max_params;       /* scalar parameters per model */
     int64_t max_steps;        /* optimizer steps per train call */
     size_t max_history;       /* loss-history entries kept per model */
+    double max_train_seconds; /* a train call stops between two steps after this; <= 0: none */
     int job_threads;          /* threads running training jobs (--job-threads) */
     size_t event_buffer;      /* events kept for /v1/events (--event-buffer; per model: 1/4) */
     double event_interval;    /* seconds between a model's coalesced step events */
@@ -51,7 +57,10 @@ typedef struct etd_registry_opts {
 
 /* ---- the registry ---- */
 
-/* NULL + e if the data directory cannot be created.  o is copied. */
+/* NULL + e if the data directory cannot be created, or is in use: its lock
+ * file (DATA_DIR/.easytorchd.lock, flock'ed for the registry's lifetime,
+ * holding the owner's PID) is held by another process -- the message names
+ * that PID.  o is copied. */
 etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e);
 /* Stops the saver thread, saves every changed model and frees everything. */
 void etd_registry_free(etd_registry *r);
@@ -65,6 +74,15 @@ int etd_registry_save_all(etd_registry *r);
 void etd_registry_stop_jobs(etd_registry *r);
 /* Number of live models (deleted ones excluded). */
 int etd_registry_count(etd_registry *r);
+/* h->fn(h->arg) is called whenever a model's lock becomes free (from the
+ * thread that released it, holding no lock of the models layer).  h must
+ * stay valid until it is replaced; replacing it (NULL: none) returns once no
+ * call of the old one is running. */
+typedef struct etd_release_hook {
+    void (*fn)(void *arg);
+    void *arg;
+} etd_release_hook;
+void etd_registry_on_release(etd_registry *r, const etd_release_hook *h);
 
 /* Valid model name?  (^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$, no "..") */
 bool etd_name_ok(const char *name);
@@ -135,6 +153,21 @@ typedef struct etd_nf_summary {
     char reason[ETD_NF_REASON];   /* "loss is NaN" */
 } etd_nf_summary;
 
+/* ---- holding a model's lock for a job (the transport's worker pool) ---- */
+
+/* Take m's lock now if that needs no waiting (write: exclusive); false if
+ * it is busy.  reserved (may be NULL) is the job's reservation flag, false
+ * at first: a failed exclusive try sets it and keeps new shared holders out
+ * until the job had its turn; a successful try (or etd_model_unreserve, for
+ * a job given up) clears it. */
+bool etd_model_try_hold(etd_model *m, bool write, bool *reserved);
+void etd_model_unreserve(etd_model *m, bool *reserved);
+/* The job running on this thread holds m's lock (m NULL: none): the
+ * etd_model_* calls on m then do not lock it again. */
+void etd_model_adopt(etd_model *m, bool write);
+/* Give back a hold taken with etd_model_try_hold (from any thread). */
+void etd_model_release(etd_model *m);
+
 /* ---- what readers see without waiting (the published summary) ---- */
 
 typedef struct etd_model_summary {
@@ -170,6 +203,10 @@ typedef struct etd_model_info {
 } etd_model_info;
 void etd_model_info_get(etd_model *m, etd_model_info *info);
 const char *etd_model_name(const etd_model *m);
+/* Does the model batch concurrent predictions (its spec's "batching")? */
+bool etd_model_batching(const etd_model *m);
+/* One more reference (drop it with etd_model_unref). */
+etd_model *etd_model_ref(etd_model *m);
 /* state_dict() name of the i-th parameter ("0.weight"); borrowed. */
 const char *etd_model_param_name(const etd_model *m, int i);
 /* state_dict() name of the i-th buffer ("3.running_mean"); borrowed. */
@@ -212,8 +249,45 @@ typedef struct etd_tensors {
 } etd_tensors;
 void etd_tensors_free(etd_tensors *t);
 
-/* Forward in eval mode without gradients; *y is a new reference. */
+/* Forward in eval mode without gradients; *y is a new reference.  For a
+ * batching model the forward is batch-invariant (et_set_batch_invariant),
+ * so its rows are the bits a dynamic batch gives them. */
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e);
+/* The inputs' shape against the layers (400 "inputs: expected shape ..."). */
+etd_rc etd_model_check_inputs(const etd_model *m, const etd_array *x, etd_err *e);
+
+/* ---- dynamic batching (batcher.c) ---- */
+
+/* The answer of a batched forward: rc ETD_OK with y (a new reference: the
+ * request's own rows), or an error with its message. */
+typedef void (*etd_forward_done)(void *arg, etd_rc rc, et_tensor *y, const char *msg);
+/* Queue x (taken over: x is zeroed) for the model's next dynamic batch;
+ * done(arg, ...) is called exactly once, on the thread that runs the batch
+ * (maybe before this returns).  Without batching, or without an executor,
+ * the request runs alone at once (the same bits).  A bad shape is refused
+ * here (the error is returned, done is not called). */
+etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done done, void *arg,
+                                 etd_err *e);
+/* Where batches run: submit(self, m, fn, arg) runs fn(arg) on a worker
+ * holding m's lock shared (taking its own reference to m), or returns
+ * false.  Set by the transport while it serves (NULL: none). */
+typedef struct etd_executor {
+    bool (*submit)(void *self, etd_model *m, void (*fn)(void *arg), void *arg);
+    void *self;
+} etd_executor;
+void etd_registry_set_executor(etd_registry *r, const etd_executor *ex);
+
+#define ETD_BATCH_BUCKETS 11
+/* Upper bounds (rows) of the batch-size histogram's buckets; the last is
+ * INT64_MAX (+Inf). */
+extern const int64_t etd_batch_bucket_le[ETD_BATCH_BUCKETS];
+typedef struct etd_batch_stats {
+    bool enabled;
+    int64_t queued_requests, queued_rows;
+    uint64_t batches, rows, requests;
+    uint64_t hist[ETD_BATCH_BUCKETS]; /* batches by rows, per bucket (not cumulative) */
+} etd_batch_stats;
+void etd_model_batch_stats(etd_model *m, etd_batch_stats *st);
 
 /* Forward in training mode, loss, backward: the gradients accumulate. */
 typedef struct etd_batch_result {
@@ -236,9 +310,11 @@ typedef struct etd_step_result {
 } etd_step_result;
 etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e);
 
-/* Called between the optimizer steps of a long call with the steps done
- * and the total; returning false cancels the call (ETD_ECANCELED, rolled
- * back).  It runs under the model's write lock: keep it short. */
+/* Called before each optimizer step of a long call with the steps done
+ * and the total; returning false stops the call there: the steps done are
+ * kept (the model is as if the call had asked for that many), committed and
+ * saved as usual, and the result says `stopped`.  It runs under the model's
+ * write lock: keep it short. */
 typedef bool (*etd_progress_fn)(void *arg, int64_t done, int64_t total);
 
 typedef struct etd_train_opts {
@@ -249,17 +325,28 @@ typedef struct etd_train_opts {
     void *progress_arg;
 } etd_train_opts;
 
+typedef enum etd_train_stop {
+    ETD_TRAIN_DONE = 0,       /* every step asked for */
+    ETD_TRAIN_CANCELLED,      /* the progress hook said stop (the client went away) */
+    ETD_TRAIN_TIME_LIMIT      /* --max-train-seconds */
+} etd_train_stop;
+
 typedef struct etd_train_result {
     int64_t step;             /* after the call */
     double lr;                /* of the last step */
     int64_t n;                /* minibatches run */
+    int64_t total;            /* minibatches asked for */
+    etd_train_stop stopped;
     float *losses;            /* one per minibatch, NaN where not finite (malloc'ed:
                                  etd_train_result_free) */
     int64_t skipped;          /* minibatches the divergence guard did not apply */
     char why[ETD_NF_REASON];  /* the last one's reason */
 } etd_train_result;
 /* epochs x minibatches of (x, y), zero grad, forward, loss, backward and
- * one optimizer step each.  All-or-nothing. */
+ * one optimizer step each.  A failing minibatch rolls everything back; a
+ * stop (progress hook, time limit) between two steps keeps the steps done
+ * and returns ETD_OK with r->stopped set (logged as "cancelled after N
+ * steps"). */
 etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                        const etd_train_opts *o, etd_train_result *r, etd_err *e);
 void etd_train_result_free(etd_train_result *r);

@@ -2,11 +2,13 @@
  * delete, listing, loading the data dir and the background saver (see
  * models.h for the locking rules). */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,12 +121,12 @@ int etd_registry_save_all(etd_registry *r)
     for (int i = 0; i < n; i++) {
         etd_err e;
         if (atomic_load(&v[i]->dirty)) {
-            pthread_rwlock_rdlock(&v[i]->lock);
+            etd_model_lock_any(v[i], false);
             if (etd_model_save_locked(v[i], NULL, &e) != ETD_OK) {
                 fprintf(stderr, "easytorchd: %s\n", e.msg);
                 fails++;
             }
-            pthread_rwlock_unlock(&v[i]->lock);
+            etd_model_unlock(v[i]);
         }
         etd_model_unref(v[i]);
     }
@@ -159,16 +161,62 @@ static void *saver_main(void *arg)
 
 /* ---------------------------------------------------------------- lifetime */
 
+/* One daemon per data dir: two writing the same files would overwrite each
+ * other's models.  flock (not fcntl) so the lock belongs to this open file
+ * and goes away with the process, kill -9 included; the holder's PID is
+ * written into the file for the message of the next one. */
+static int lock_data_dir(const char *dir, etd_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.easytorchd.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        etd_fail(e, ETD_EIO, "cannot open lock file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char pid[32] = "";
+        for (int tries = 0; tries < 20 && !pid[0]; tries++) { /* the holder may be writing it */
+            ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            if (!pid[0])
+                usleep(10000);
+        }
+        close(fd);
+        if (err == EWOULDBLOCK)
+            etd_fail(e, ETD_EEXIST, "%s is in use by another easytorchd (pid %s holds %s); stop "
+                     "it or choose another --data-dir", dir, pid[0] ? pid : "unknown", path);
+        else
+            etd_fail(e, ETD_EIO, "cannot lock %s: %s", path, strerror(err));
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        fprintf(stderr, "easytorchd: warning: cannot write the PID into %s\n", path);
+    return fd;
+}
+
 etd_registry *etd_registry_new(const etd_registry_opts *o, etd_err *e)
 {
     if (etd_modelfile_mkdir(o->data_dir, e) != ETD_OK)
         return NULL;
+    int lock_fd = lock_data_dir(o->data_dir, e);
+    if (lock_fd < 0)
+        return NULL;
     etd_registry *r = calloc(1, sizeof *r);
     if (!r || !(r->data_dir = strdup(o->data_dir))) {
         free(r);
+        close(lock_fd);
         etd_fail(e, ETD_ENOMEM, "out of memory");
         return NULL;
     }
+    r->lock_fd = lock_fd;
+    atomic_init(&r->on_release, NULL);
+    atomic_init(&r->hook_calls, 0);
+    atomic_init(&r->executor, NULL);
     r->o = *o;
     r->o.data_dir = r->data_dir;
     if (r->o.job_threads <= 0)
@@ -215,6 +263,8 @@ void etd_registry_free(etd_registry *r)
     pthread_mutex_destroy(&r->job_mu);
     pthread_cond_destroy(&r->job_cv);
     free(r->data_dir);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd); /* releases the flock */
     free(r);
 }
 
@@ -290,9 +340,9 @@ etd_rc etd_registry_add(etd_registry *r, etd_model *m, int64_t keep, etd_model *
     /* a new model is written at once, whatever --sync says: it exists once
      * its file does, or not at all */
     atomic_store(&m->dirty, true);
-    pthread_rwlock_rdlock(&m->lock);
+    etd_model_lock_any(m, false);
     etd_rc rc = etd_model_save_locked(m, NULL, e);
-    pthread_rwlock_unlock(&m->lock);
+    etd_model_unlock(m);
     if (rc == ETD_OK && (rc = etd_versions_attach(m, true, e)) == ETD_OK && keep > 0)
         rc = etd_model_set_lifecycle(m, -1, keep, e);
     if (rc != ETD_OK) {
@@ -405,7 +455,7 @@ etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
     pthread_mutex_unlock(&r->mu);
     etd_model_jobs_abandon(m); /* its job stops at its next step */
 
-    pthread_rwlock_wrlock(&m->lock); /* waits for running calls and saves */
+    etd_model_lock_any(m, true); /* waits for running calls and saves */
     m->deleted = true;
     etd_events_flush(m);
     etd_events_publish(m, ETD_EV_DELETED, NULL);
@@ -413,7 +463,7 @@ etd_rc etd_registry_delete(etd_registry *r, const char *name, etd_err *e)
     if (etd_modelfile_remove(r->data_dir, m->name, &fe) != ETD_OK)
         fprintf(stderr, "easytorchd: deleting model %s: %s\n", m->name, fe.msg);
     etd_versions_remove_files(m);
-    pthread_rwlock_unlock(&m->lock);
+    etd_model_unlock(m);
 
     remove_slot(r, m);
     etd_model_unref(m);

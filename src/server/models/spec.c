@@ -503,10 +503,58 @@ static bool parse_sched(const cJSON *j, etd_spec *s, etd_err *e)
     return etd_sched_parse(j, "scheduler", 0, &s->sched, e);
 }
 
+/* The layers whose forward computes each row of the batch from that row
+ * alone, with the same bits whatever the batch size (given batch-invariant
+ * GEMM kernels): a model of only these can be batched dynamically. */
+static bool row_wise(const etd_layer *l, const char **why)
+{
+    static const char *const plain[] = {"Linear", "ReLU", "Tanh", "Sigmoid", "GELU",
+                                        "LeakyReLU", "Dropout", "Identity", NULL};
+    const char *n = l->type->name;
+    for (int i = 0; plain[i]; i++)
+        if (strcmp(n, plain[i]) == 0)
+            return true;
+    if (strcmp(n, "Softmax") == 0 || strcmp(n, "LogSoftmax") == 0) {
+        *why = "its dim must not be 0 (the batch dimension)";
+        return l->u.softmax.dim != 0;
+    }
+    if (strcmp(n, "Flatten") == 0) {
+        *why = "its start_dim must not be 0 (the batch dimension)";
+        return l->u.flatten.start_dim != 0;
+    }
+    *why = "its forward is not known to be batch-invariant (rows computed together may differ "
+           "in their last bits from rows computed alone)";
+    return false;
+}
+
+/* "batching": {"max_batch_size": 64, "max_delay_us": 500} (Triton's dynamic
+ * batcher; TorchServe's batch_size / max_batch_delay) */
+static bool parse_batching(const cJSON *j, etd_spec *s, etd_err *e)
+{
+    static const char *const fields[] = {"max_batch_size", "max_delay_us", NULL};
+    if (!j || cJSON_IsNull(j))
+        return true;
+    if (!cJSON_IsObject(j))
+        return etd_fail(e, ETD_EINVAL, "batching: expected an object such as "
+                        "{\"max_batch_size\": 64, \"max_delay_us\": 500}"), false;
+    etd_obj o = {j, "batching", e};
+    if (!etd_check_keys(j, "batching", NULL, fields, NULL, e) ||
+        !etd_field_int(&o, "max_batch_size", true, 0, 1, 65536, &s->max_batch_size) ||
+        !etd_field_int(&o, "max_delay_us", false, 500, 0, 1000000, &s->max_delay_us))
+        return false;
+    for (int i = 0; i < s->nlayers; i++) {
+        const char *why = "";
+        if (!row_wise(&s->layers[i], &why))
+            return etd_fail(e, ETD_EINVAL, "batching: layers[%d] (%s) cannot be batched: %s", i,
+                            s->layers[i].type->name, why), false;
+    }
+    return true;
+}
+
 bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err *e)
 {
     static const char *const top[] = {"name", "layers", "loss", "optimizer", "scheduler", "seed",
-                                      "nonfinite", NULL};
+                                      "batching", "nonfinite", NULL};
     /* by etd_nf_policy (models.h; spec.h stays below it) */
     static const char *const nonfinite[] = {"skip", "rollback", "allow", NULL};
     memset(s, 0, sizeof *s);
@@ -543,6 +591,9 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         s->has_seed = true;
         s->seed = (uint64_t)v;
     }
+    if (!parse_batching(cJSON_GetObjectItemCaseSensitive(root, "batching"), s, e))
+        goto bad;
+
     etd_obj top_obj = {root, "", e};
     if (!etd_field_choice(&top_obj, "nonfinite", nonfinite, 0, &s->nonfinite))
         goto bad;

@@ -257,6 +257,10 @@ typedef struct etd_spec {
     et_dtype target_dtype;    /* ET_INT64 for class-index losses, else ET_FLOAT32 */
     bool target_float_ok;     /* targets that are not whole numbers are read as float32
                                  (CrossEntropyLoss's probabilities) */
+    /* dynamic batching ("batching": {"max_batch_size", "max_delay_us"}):
+     * max_batch_size 0 = off */
+    int64_t max_batch_size;
+    int64_t max_delay_us;
 } etd_spec;
 
 /* Parse and validate a spec (the "name" key is allowed and ignored here).

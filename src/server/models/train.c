@@ -7,8 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/models/model_internal.h"
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
 
 /* ---------------------------------------------------------------- inputs */
 
@@ -125,6 +133,11 @@ static void batch_event(etd_model *m, const etd_batch_result *r)
     etd_events_publish(m, ETD_EV_BATCH, d);
 }
 
+etd_rc etd_model_check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
+{
+    return check_inputs(m, x, e);
+}
+
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e)
 {
     *y = NULL;
@@ -133,7 +146,11 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
     etd_rc rc = ETD_OK;
     et_pool_begin();
     et_tensor *xt = array_tensor(x, m->spec.input_dtype), *out = NULL;
+    /* a batching model's rows must not depend on what they are batched with */
+    bool was = m->batcher ? et_set_batch_invariant(true) : false;
     ET_NO_GRAD { out = run_net(m, xt, e); }
+    if (m->batcher)
+        et_set_batch_invariant(was);
     if (!out)
         rc = e->rc;
     else
@@ -446,7 +463,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         free(perm);
         return e->rc;
     }
-    /* all-or-nothing: a bad minibatch, a cancel or a failed save rolls back */
+    /* a bad minibatch or a failed save rolls back to this; a stop keeps the steps done */
     etd_train_state snap;
     if (etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) {
         etd_model_unlock(m);
@@ -458,15 +475,26 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     double lr = et_optim_get_lr(m->opt);
     bool ok = true;
     char why[ETD_NF_REASON] = "";
-    for (int64_t ep = 0; ep < o->epochs && ok; ep++) {
-        etd_train_permutation(m, perm, n, o->shuffle);
+    etd_train_stop stopped = ETD_TRAIN_DONE;
+    double max_s = m->reg->o.max_train_seconds;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int64_t ep = 0; ep < o->epochs && ok && !stopped; ep++) {
         for (int64_t b = 0; b < n && ok; b += bs) {
+            /* between two steps: the model is consistent, as if the call had
+             * asked for the k steps done so far (checked before an epoch's
+             * shuffle, so a stop at an epoch's end leaves the generator as
+             * a call for that many epochs would) */
             if (o->progress && !o->progress(o->progress_arg, k, total)) {
-                etd_fail(e, ETD_ECANCELED, "train: cancelled after %lld of %lld steps",
-                         (long long)k, (long long)total);
-                ok = false;
+                stopped = ETD_TRAIN_CANCELLED;
                 break;
             }
+            if (max_s > 0 && k > 0 && seconds_since(&t0) > max_s) {
+                stopped = ETD_TRAIN_TIME_LIMIT;
+                break;
+            }
+            if (b == 0)
+                etd_train_permutation(m, perm, n, o->shuffle);
             int64_t bn = n - b < bs ? n - b : bs;
             etd_minibatch_result mr;
             if (etd_train_minibatch(m, x, y, perm + b, bn, "train", &mr, e) != ETD_OK) {
@@ -487,7 +515,9 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         }
     }
     etd_rc rc = e->rc;
-    if (ok) {
+    if (ok && k == 0) {
+        rc = ETD_OK; /* stopped before the first step: nothing changed */
+    } else if (ok) {
         m->ts.pending = 0;
         m->ts.pending_loss_sum = 0;
         rc = etd_model_commit(m, &snap, e);
@@ -497,6 +527,13 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
             fprintf(stderr, "easytorchd: model %s: rollback after a failed train failed: %s\n",
                     m->name, re.msg);
     }
+    if (rc == ETD_OK && stopped == ETD_TRAIN_CANCELLED)
+        fprintf(stderr, "easytorchd: model %s: train cancelled after %lld steps (of %lld asked); "
+                "the model keeps them\n", m->name, (long long)k, (long long)total);
+    else if (rc == ETD_OK && stopped == ETD_TRAIN_TIME_LIMIT)
+        fprintf(stderr, "easytorchd: model %s: train stopped after %lld steps (of %lld asked) by "
+                "--max-train-seconds %g; the model keeps them\n", m->name, (long long)k,
+                (long long)total, max_s);
     if (rc != ETD_OK) { /* the state is the one before the call: the image follows */
         pthread_mutex_lock(&m->pub_mu); /* and the step events not yet sent go */
         while (m->ev_nsteps && m->ev_steps[m->ev_nsteps - 1].step > snap.s.step)
@@ -507,7 +544,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
             fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
     }
     if (rc == ETD_OK) {
-        *r = (etd_train_result){m->ts.step, lr, k, losses, skipped, ""};
+        *r = (etd_train_result){m->ts.step, lr, k, total, stopped, losses, skipped, ""};
         memcpy(r->why, why, sizeof why);
     } else {
         free(losses);

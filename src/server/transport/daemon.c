@@ -1,22 +1,20 @@
-/* daemon.c - libmicrohttpd glue: start and stop, the access and completion
- * callbacks that drive the pipeline, connection tracking with the request
- * deadline, and the drain on shutdown.  The only file that includes
- * microhttpd.h. */
+/* daemon.c - the server: start (the listening socket, the acceptor, the
+ * worker pool, libmicrohttpd in epoll mode with its I/O threads, the
+ * watchdog), the transport's metrics, and the drain on shutdown.  The
+ * request callbacks are in connection.c. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/transport/transport_internal.h"
+#include "server/transport/connection.h"
 
 static void sleep_ms(long ms)
 {
@@ -37,9 +35,15 @@ bool etd_server_init(etd_server *s, const etd_transport_opts *o, const etd_route
         return false;
     atomic_init(&s->ready, false);
     atomic_init(&s->draining, false);
+    atomic_init(&s->stopping, false);
     atomic_init(&s->inflight, 0);
     atomic_init(&s->started, 0);
+    atomic_init(&s->inline_runs, 0);
+    atomic_init(&s->worker_runs, 0);
+    atomic_init(&s->deferred_runs, 0);
+    atomic_init(&s->queue_full, 0);
     pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_mutex_init(&s->stream_mu, NULL);
     pthread_cond_init(&s->watchdog_cv, NULL);
     return true;
 }
@@ -47,6 +51,7 @@ bool etd_server_init(etd_server *s, const etd_transport_opts *o, const etd_route
 void etd_server_fini(etd_server *s)
 {
     pthread_mutex_destroy(&s->conn_mu);
+    pthread_mutex_destroy(&s->stream_mu);
     pthread_cond_destroy(&s->watchdog_cv);
     etd_http_metrics_free(s->metrics);
 }
@@ -55,207 +60,48 @@ unsigned etd_server_port(const etd_server *s) { return s->port; }
 
 void etd_server_set_ready(etd_server *s, bool ready) { atomic_store(&s->ready, ready); }
 
-/* ---------------------------------------------------------------- the request deadline
- * MHD's connection timeout is an idle timeout: a client that sends one byte
- * of its headers every few seconds (slowloris) is never idle and would hold
- * its connection -- and with --max-connections of them, the server -- for
- * ever.  So every connection is tracked from MHD's connection notifications;
- * a watchdog thread shuts down the socket of one whose request headers have
- * not been completed within --request-timeout of it opening or finishing its
- * previous request (MHD then closes it as a dead peer), and the upload calls
- * refuse a body still arriving after the deadline (pipeline.c).  CLOSED is
- * notified before MHD closes the socket and both sides hold conn_mu, so the
- * watchdog never touches a reused descriptor. */
-
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
+void etd_transport_metrics(etd_server *s, etd_buf *out)
 {
-    etd_server *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        etd_conn *ct = calloc(1, sizeof *ct);
-        if (!ct || !ci) {
-            free(ct);
-            *socket_context = NULL;
-            return;
-        }
-        ct->fd = ci->connect_fd;
-        clock_gettime(CLOCK_MONOTONIC, &ct->since);
-        pthread_mutex_lock(&s->conn_mu);
-        ct->next = s->conns;
-        if (s->conns)
-            s->conns->prev = ct;
-        s->conns = ct;
-        pthread_mutex_unlock(&s->conn_mu);
-        *socket_context = ct;
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        etd_conn *ct = *socket_context;
-        if (!ct)
-            return;
-        pthread_mutex_lock(&s->conn_mu);
-        if (ct->prev)
-            ct->prev->next = ct->next;
-        else
-            s->conns = ct->next;
-        if (ct->next)
-            ct->next->prev = ct->prev;
-        pthread_mutex_unlock(&s->conn_mu);
-        free(ct);
-        *socket_context = NULL;
+    if (s->acc) {
+        long pending, total;
+        unsigned long long refused;
+        etd_acceptor_counts(s->acc, &pending, &total, &refused);
+        etd_buf_printf(out,
+                       "# HELP easytorch_connections Open client connections, by whether their "
+                       "first request head has arrived.\n# TYPE easytorch_connections gauge\n"
+                       "easytorch_connections{state=\"awaiting_head\"} %ld\n"
+                       "easytorch_connections{state=\"served\"} %ld\n"
+                       "# HELP easytorch_connections_refused_total Connections answered and "
+                       "closed before their first request reached a handler (limits, bad heads, "
+                       "header timeouts).\n# TYPE easytorch_connections_refused_total counter\n"
+                       "easytorch_connections_refused_total %llu\n",
+                       pending, total - pending, refused);
     }
-}
-
-void etd_conn_set_active(etd_server *s, etd_conn *ct, bool active)
-{
-    if (!ct)
-        return;
-    pthread_mutex_lock(&s->conn_mu);
-    ct->active = active;
-    if (!active)
-        clock_gettime(CLOCK_MONOTONIC, &ct->since);
-    pthread_mutex_unlock(&s->conn_mu);
-}
-
-static void *watchdog_main(void *arg)
-{
-    etd_server *s = arg;
-    double period = s->o.request_timeout / 4 < 1 ? s->o.request_timeout / 4 : 1;
-    pthread_mutex_lock(&s->conn_mu);
-    while (!s->watchdog_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long ns = ts.tv_nsec + (long)(period * 1e9);
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
-        pthread_cond_timedwait(&s->watchdog_cv, &s->conn_mu, &ts);
-        for (etd_conn *ct = s->conns; ct; ct = ct->next)
-            if (!ct->active && !ct->cut && etd_since(&ct->since) > s->o.request_timeout) {
-                shutdown(ct->fd, SHUT_RDWR);
-                ct->cut = true;
-            }
+    if (s->workers) {
+        etd_workers_stats st;
+        etd_workers_stats_get(s->workers, &st);
+        etd_buf_printf(out,
+                       "# HELP easytorch_workers Worker threads for model work.\n"
+                       "# TYPE easytorch_workers gauge\neasytorch_workers %d\n"
+                       "# HELP easytorch_workers_busy Workers running a request.\n"
+                       "# TYPE easytorch_workers_busy gauge\neasytorch_workers_busy %d\n"
+                       "# HELP easytorch_queue_depth Requests waiting for a worker or for their "
+                       "model.\n# TYPE easytorch_queue_depth gauge\neasytorch_queue_depth %d\n"
+                       "# HELP easytorch_queue_rejected_total Requests refused with 503 because "
+                       "--max-queue requests were waiting.\n"
+                       "# TYPE easytorch_queue_rejected_total counter\n"
+                       "easytorch_queue_rejected_total %llu\n"
+                       "# HELP easytorch_queue_wait_seconds_total Time requests spent queued.\n"
+                       "# TYPE easytorch_queue_wait_seconds_total counter\n"
+                       "easytorch_queue_wait_seconds_total %.6f\n",
+                       st.threads, st.busy, st.queued, st.rejected, st.wait_sum);
     }
-    pthread_mutex_unlock(&s->conn_mu);
-    return NULL;
-}
-
-/* ---------------------------------------------------------------- the callbacks */
-
-static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *s)
-{
-    (void)cls;
-    (void)c;
-    return etd_unescape(s);
-}
-
-/* Headers or query arguments of a connection, as etd_kv (the strings stay
- * MHD's, valid until the request completes). */
-typedef struct collect {
-    etd_kv *kv;
-    int n, cap;
-    bool nul;                   /* a NUL inside a header name or value */
-} collect;
-
-static enum MHD_Result collect_one(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   size_t key_size, const char *value, size_t value_size)
-{
-    collect *c = cls;
-    (void)kind;
-    if (!key || strlen(key) != key_size || (value && strlen(value) != value_size)) {
-        c->nul = true;
-        return MHD_YES;
-    }
-    if (c->n < c->cap)
-        c->kv[c->n++] = (etd_kv){key, value, value ? value_size : 0};
-    return MHD_YES;
-}
-
-static bool collect_all(struct MHD_Connection *conn, enum MHD_ValueKind kind, collect *c)
-{
-    int n = MHD_get_connection_values(conn, kind, NULL, NULL);
-    c->cap = n > 0 ? n : 0;
-    c->kv = calloc((size_t)c->cap + 1, sizeof *c->kv);
-    if (!c->kv)
-        return false;
-    MHD_get_connection_values_n(conn, kind, collect_one, c);
-    return true;
-}
-
-static enum MHD_Result send_answer(etd_exchange *x, struct MHD_Connection *conn)
-{
-    const void *data;
-    size_t len;
-    bool must_free;
-    x->answered = true;
-    etd_response_finish(&x->rs, false, &data, &len, &must_free);
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, (void *)data, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        if (must_free)
-            free((void *)data);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            x->rs.content_type ? x->rs.content_type : "application/json");
-    for (int i = 0; i < x->rs.nheaders; i++)
-        MHD_add_response_header(r, x->rs.headers[i].name, x->rs.headers[i].value);
-    if (x->rs.close)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)x->rs.status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-/* libmicrohttpd's access handler: called once with the headers, then with
- * each piece of the body, then once more with none. */
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_data_size, void **con_cls)
-{
-    etd_server *s = cls;
-    etd_exchange *x = *con_cls;
-    (void)version;
-    if (!x) {
-        collect h = {0}, q = {0};
-        if (!collect_all(conn, MHD_HEADER_KIND, &h) ||
-            !collect_all(conn, MHD_GET_ARGUMENT_KIND, &q)) {
-            free(h.kv);
-            free(q.kv);
-            return MHD_NO;
-        }
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        x = etd_exchange_new(s, ci ? ci->socket_context : NULL, method, url, h.kv, h.n, h.nul,
-                             q.kv, q.n);
-        free(h.kv);
-        free(q.kv);
-        if (!x)
-            return MHD_NO;
-        *con_cls = x;
-        return etd_exchange_admit(x) ? send_answer(x, conn) : MHD_YES;
-    }
-    if (x->answered) { /* early answer: drop whatever body still arrives */
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        *upload_data_size = 0;
-        return etd_exchange_upload(x, upload_data, n) ? MHD_YES : MHD_NO;
-    }
-    return etd_exchange_run(x) ? send_answer(x, conn) : MHD_NO;
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)conn;
-    if (!*con_cls)
-        return;
-    etd_exchange_end(*con_cls, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
-    *con_cls = NULL;
+    etd_buf_printf(out,
+                   "# HELP easytorch_requests_run_total Handlers run, by where: on an I/O thread "
+                   "(inline) or on a worker.\n# TYPE easytorch_requests_run_total counter\n"
+                   "easytorch_requests_run_total{where=\"inline\"} %lu\n"
+                   "easytorch_requests_run_total{where=\"worker\"} %lu\n",
+                   atomic_load(&s->inline_runs), atomic_load(&s->worker_runs));
 }
 
 /* ---------------------------------------------------------------- start */
@@ -276,6 +122,117 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
+static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return etd_unescape(s);
+}
+
+/* The models layer's executor (dynamic batches): a pool job holding the
+ * model's lock shared, unbounded (the requests it answers are already
+ * admitted).  Dropped at shutdown, it still runs -- on the stopping thread,
+ * taking the lock the plain way -- so no request is left unanswered. */
+typedef struct exec_job {
+    etd_job job;
+    void (*fn)(void *arg);
+    void *arg;
+} exec_job;
+
+static void exec_run(etd_job *j)
+{
+    exec_job *e = (exec_job *)j;
+    e->fn(e->arg);
+    etd_job_release(j);
+    free(e);
+}
+
+static void exec_drop(etd_job *j)
+{
+    exec_job *e = (exec_job *)j;
+    e->fn(e->arg);
+    free(e);
+}
+
+static bool exec_submit(void *self, etd_model *m, void (*fn)(void *arg), void *arg)
+{
+    etd_server *s = self;
+    exec_job *e = calloc(1, sizeof *e);
+    if (!e)
+        return false;
+    e->job = (etd_job){.run = exec_run, .drop = exec_drop, .m = etd_model_ref(m)};
+    e->fn = fn;
+    e->arg = arg;
+    if (!etd_workers_submit(s->workers, &e->job, false)) {
+        etd_model_unref(m);
+        free(e);
+        return false;
+    }
+    return true;
+}
+
+/* libmicrohttpd's own messages ("Connection was closed by remote side with
+ * incomplete request."): kept, but at most 10 a second -- a slowloris
+ * attack would otherwise turn into a flood of log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static time_t second;
+    static int in_second;
+    static unsigned long dropped;
+    (void)cls;
+    pthread_mutex_lock(&mu);
+    time_t now = time(NULL);
+    if (now != second) {
+        if (dropped)
+            fprintf(stderr, "easytorchd: (%lu more libmicrohttpd messages in the last second "
+                    "not shown)\n", dropped);
+        second = now;
+        in_second = 0;
+        dropped = 0;
+    }
+    if (in_second++ < 10) {
+        fputs("easytorchd: libmicrohttpd: ", stderr);
+        vfprintf(stderr, fmt, ap);
+    } else {
+        dropped++;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+/* The acceptor's hand-over: libmicrohttpd takes the socket (and closes it,
+ * also on failure). */
+static bool hand_over(etd_server *s, int fd, const struct sockaddr *a, socklen_t alen)
+{
+    return MHD_add_connection(s->d, fd, a, alen) == MHD_YES;
+}
+
+/* Every connection is a descriptor: make room for --max-connections of
+ * them (and the daemon's own files), and say what was done. */
+static void raise_nofile(etd_transport_opts *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)o->max_conns + 256, was = rl.rlim_cur;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want) {
+        unsigned fit = rl.rlim_cur > 512 ? (unsigned)(rl.rlim_cur - 256) : 256;
+        fprintf(stderr, "easytorchd: RLIMIT_NOFILE is %llu (hard limit %llu): --max-connections "
+                "lowered from %u to %u\n", (unsigned long long)rl.rlim_cur,
+                (unsigned long long)rl.rlim_max, o->max_conns, fit);
+        o->max_conns = fit;
+    } else if (rl.rlim_cur != was) {
+        fprintf(stderr, "easytorchd: RLIMIT_NOFILE raised from %llu to %llu for up to %u "
+                "connections\n", (unsigned long long)was, (unsigned long long)rl.rlim_cur,
+                o->max_conns);
+    }
+}
+
 etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *routes, int n,
                              const etd_app *app, etd_err *e)
 {
@@ -293,6 +250,7 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    socklen_t alen = (socklen_t)ai->ai_addrlen;
     freeaddrinfo(ai);
     bool v6 = ss.ss_family == AF_INET6;
     if (v6)
@@ -304,176 +262,156 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
                  "set --token-file or EASYTORCH_TOKEN (or pass --insecure)", c->host);
         return NULL;
     }
+    char shown[300];
+    snprintf(shown, sizeof shown, v6 ? "[%s]:%u" : "%s:%u", c->host, c->port);
+    etd_transport_opts o = *c;
+    if (o.io_threads < 1)
+        o.io_threads = 1;
+    if (o.workers < 1)
+        o.workers = 1;
+    raise_nofile(&o);
+    int lfd = etd_listen((struct sockaddr *)&ss, alen, shown, e);
+    if (lfd < 0)
+        return NULL;
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    unsigned port = c->port;
+    if (getsockname(lfd, (struct sockaddr *)&bound, &bl) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     etd_server *s = calloc(1, sizeof *s);
-    if (!s || !etd_server_init(s, c, routes, n, app)) {
+    if (!s || !etd_server_init(s, &o, routes, n, app)) {
         free(s);
+        close(lfd);
         etd_fail(e, ETD_ENOMEM, "out of memory");
         return NULL;
     }
-    /* One thread per connection (see docs/server.md): handlers block for
-     * the length of a training call, and a blocked event-loop thread would
-     * stall every other connection it serves, health probes included. */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (c->pool_threads > 0) /* --thread-pool N: epoll event loops instead */
-        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    s->port = port;
+    s->workers = etd_workers_new((int)o.workers, (int)o.max_queue);
+    if (!s->workers) {
+        etd_fail(e, ETD_ENOMEM, "cannot start %u worker threads", o.workers);
+        goto fail;
+    }
+    s->hook = (etd_release_hook){etd_workers_poke, s->workers};
+    etd_registry_on_release(app->reg, &s->hook);
+    s->exec = (etd_executor){exec_submit, s};
+    etd_registry_set_executor(app->reg, &s->exec);
+    /* libmicrohttpd in epoll mode: a few I/O threads serve every
+     * connection; a handler that may wait or compute runs on the worker
+     * pool with its connection suspended (connection.c, docs/server.md).
+     * No listening socket of its own: the acceptor hands connections over. */
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
     struct MHD_OptionItem pool[] = {
-        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)c->pool_threads, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)o.io_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    if (c->pool_threads == 0)
-        pool[0] = pool[1]; /* MHD warns about a pool of size 0 */
-    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, on_access, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                            MHD_OPTION_CONNECTION_TIMEOUT, c->timeout,
-                            MHD_OPTION_CONNECTION_LIMIT, c->max_conns,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+    if (o.io_threads <= 1)
+        pool[0] = pool[1]; /* one internal thread, no pool */
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, etd_on_access, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, as it asks */
+                            MHD_OPTION_NOTIFY_COMPLETED, etd_on_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, etd_on_connection, s,
+                            MHD_OPTION_URI_LOG_CALLBACK, etd_on_uri, s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, o.timeout,
+                            /* room for a 16 KiB head (our limit, checked with a JSON
+                             * answer) before libmicrohttpd's own HTML 431; above 32 KiB
+                             * the pool is mmap'ed: memory goes back when it closes */
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+                            /* the acceptor enforces --max-connections; this is only a bound */
+                            MHD_OPTION_CONNECTION_LIMIT, o.max_conns + 64 * o.io_threads,
                             MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, NULL,
                             MHD_OPTION_ARRAY, pool,
                             MHD_OPTION_END);
     if (!s->d) {
-        etd_fail(e, ETD_EIO, "cannot listen on %s:%u (address in use or not permitted?)",
-                 c->host, c->port);
-        etd_server_fini(s);
-        free(s);
-        return NULL;
+        etd_fail(e, ETD_EIO, "cannot start libmicrohttpd (%u I/O threads)", o.io_threads);
+        goto fail;
     }
-    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0)
-        s->watchdog_started = true;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : c->port;
-    char shown[300];
-    if (v6)
-        snprintf(shown, sizeof shown, "[%s]:%u", c->host, s->port);
-    else
-        snprintf(shown, sizeof shown, "%s:%u", c->host, s->port);
+    if (!(s->acc = etd_acceptor_start(s, lfd, hand_over))) {
+        etd_fail(e, ETD_EIO, "cannot start the acceptor thread");
+        goto fail;
+    }
+    lfd = -1;
+    etd_watchdog_start(s);
+    snprintf(shown, sizeof shown, v6 ? "[%s]:%u" : "%s:%u", c->host, port);
     printf("listening on %s\n", shown);
     fflush(stdout);
-    fprintf(stderr, "easytorchd: listening on %s%s\n", shown, c->token ? " (token required)" : "");
+    fprintf(stderr, "easytorchd: listening on %s%s (%u I/O threads, %u workers, up to %u "
+            "connections)\n", shown, c->token ? " (token required)" : "", o.io_threads,
+            o.workers, o.max_conns);
     return s;
+fail:
+    if (s->d)
+        MHD_stop_daemon(s->d);
+    if (s->workers) {
+        etd_registry_set_executor(app->reg, NULL);
+        etd_registry_on_release(app->reg, NULL);
+    }
+    etd_workers_free(s->workers);
+    if (lfd >= 0)
+        close(lfd);
+    etd_server_fini(s);
+    free(s);
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- shutdown */
-
-/* Answer 503 to every connection still in the kernel's accept queue of the
- * listening socket fd (taken back from MHD by MHD_quiesce_daemon): closing fd
- * with them queued would reset them, and a client cannot tell a reset after
- * sending its request from a crash in the middle of it.  Each request head is
- * read (for the access log), answered, and the connection drained until the
- * client closes, so that close() does not turn into a reset.  At most ~2 s. */
-static void refuse_queued(const etd_server *s, MHD_socket fd)
-{
-    static const char body[] = "{\"error\":\"server is shutting down\"}\n";
-    char resp[256];
-    int rl = snprintf(resp, sizeof resp,
-                      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                      sizeof body - 1, body);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (etd_since(&t0) < 2.0) {
-        int c = accept(fd, NULL, NULL);
-        if (c < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            break; /* EAGAIN: the queue is empty */
-        }
-        struct timespec r0;
-        clock_gettime(CLOCK_MONOTONIC, &r0);
-        char buf[8192];
-        size_t got = 0;
-        buf[0] = '\0';
-        while (got < sizeof buf - 1 && !strstr(buf, "\r\n\r\n") && etd_since(&r0) < 0.2) {
-            struct pollfd p = {c, POLLIN, 0};
-            if (poll(&p, 1, 20) <= 0)
-                continue;
-            ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-            buf[got] = '\0';
-        }
-        char method[12] = "-", path[256] = "-";
-        if (got && sscanf(buf, "%11s %255s", method, path) >= 1) {
-            path[strcspn(path, "?")] = '\0'; /* as the access log has it: no query string */
-            for (char *ch = path; *ch; ch++)
-                if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
-                    *ch = '?';
-        }
-        bool sent = send(c, resp, (size_t)rl, MSG_NOSIGNAL) == rl;
-        shutdown(c, SHUT_WR);
-        while (etd_since(&r0) < 0.5) { /* the client reads the answer and closes */
-            struct pollfd p = {c, POLLIN, 0};
-            if (poll(&p, 1, 20) <= 0)
-                continue;
-            ssize_t n = recv(c, buf, sizeof buf, 0);
-            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-                break;
-        }
-        close(c);
-        if (got)
-            etd_log_access(s, method, path, sent ? 503 : 0, etd_since(&r0), sent);
-    }
-}
 
 void etd_server_shutdown(etd_server *s)
 {
     if (!s)
         return;
+    if (!s->d) { /* a detached server (etd_server_new_detached) */
+        etd_server_fini(s);
+        free(s);
+        return;
+    }
     /* Keep accepting while requests finish, so probes see readiness 503
-     * (not a refused connection) and new API calls get a clear 503; then
-     * quiesce (stop listening) and stop. */
+     * (not a refused connection) and new API calls get a clear 503;
+     * streams end now. */
     atomic_store(&s->draining, true);
     atomic_store(&s->ready, false);
+    etd_streams_wake_all(s);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int left;
     while ((left = atomic_load(&s->inflight)) > 0 && etd_since(&t0) < s->o.drain_timeout)
         sleep_ms(10);
-    if (left > 0)
-        fprintf(stderr, "easytorchd: %d request(s) still running after %.0fs; stopping anyway\n",
-                left, s->o.drain_timeout);
-    if (s->watchdog_started) {
-        pthread_mutex_lock(&s->conn_mu);
-        s->watchdog_stop = true;
-        pthread_cond_signal(&s->watchdog_cv);
-        pthread_mutex_unlock(&s->conn_mu);
-        pthread_join(s->watchdog, NULL);
+    if (left > 0) {
+        /* long handlers (train) stop between two steps now, keeping what
+         * they did; the rest is waited for */
+        fprintf(stderr, "easytorchd: %d request(s) still running after %.0fs: asking them to "
+                "stop\n", left, s->o.drain_timeout);
+        atomic_store(&s->stopping, true);
     }
-    if (s->d) { /* NULL: a detached server (etd_server_new_detached) */
-        /* Requests on connections already accepted keep arriving for a
-         * moment: answer them 503 until none has begun for 50 ms (at most
-         * 1 s), rather than have MHD_stop_daemon cut them. */
-        unsigned long seen = atomic_load(&s->started);
-        struct timespec g0, calm;
-        clock_gettime(CLOCK_MONOTONIC, &g0);
-        calm = g0;
-        while (etd_since(&g0) < 1.0 && etd_since(&calm) < 0.05) {
-            sleep_ms(5);
-            unsigned long now = atomic_load(&s->started);
-            if (now != seen || atomic_load(&s->inflight) > 0) {
-                seen = now;
-                clock_gettime(CLOCK_MONOTONIC, &calm);
-            }
+    /* Requests on connections already accepted keep arriving for a
+     * moment: answer them 503 until none has begun for 50 ms (at most
+     * 1 s). */
+    unsigned long seen = atomic_load(&s->started);
+    struct timespec g0, calm;
+    clock_gettime(CLOCK_MONOTONIC, &g0);
+    calm = g0;
+    while (etd_since(&g0) < 1.0 && etd_since(&calm) < 0.05) {
+        sleep_ms(5);
+        unsigned long now = atomic_load(&s->started);
+        if (now != seen || atomic_load(&s->inflight) > left) {
+            seen = now;
+            clock_gettime(CLOCK_MONOTONIC, &calm);
         }
-        MHD_socket fd = MHD_quiesce_daemon(s->d);
-        if (fd != MHD_INVALID_SOCKET) {
-            refuse_queued(s, fd);
-            close(fd);
-        }
-        /* connections MHD took just before quiescing: let their 503s go out */
-        clock_gettime(CLOCK_MONOTONIC, &g0);
-        while (etd_since(&g0) < 0.5 && atomic_load(&s->inflight) > 0)
-            sleep_ms(5);
-        MHD_stop_daemon(s->d); /* joins connection threads: nothing runs after this */
     }
+    etd_acceptor_stop(s->acc);  /* queued connections get 503; no new ones */
+    etd_workers_stop(s->workers); /* queued jobs get 503; running ones finish */
+    etd_registry_set_executor(s->app->reg, NULL); /* batches from now on run alone, at once */
+    etd_registry_on_release(s->app->reg, NULL); /* the pool goes away: no more pokes */
+    clock_gettime(CLOCK_MONOTONIC, &g0); /* let the last answers go out */
+    while (etd_since(&g0) < 1.0 && atomic_load(&s->inflight) > 0)
+        sleep_ms(5);
+    etd_watchdog_stop(s);
+    MHD_stop_daemon(s->d); /* nothing is suspended any more: every job has answered */
+    etd_workers_free(s->workers);
+    etd_acceptor_free(s->acc);
     etd_server_fini(s);
     free(s);
 }

@@ -3,6 +3,7 @@
  * checks, routing, draining, auth, readiness, body limits, the handler,
  * metrics and the access log.  No libmicrohttpd here. */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,13 +81,15 @@ static bool token_ok(const etd_exchange *x)
 
 /* ---------------------------------------------------------------- the steps */
 
-etd_exchange *etd_exchange_new(etd_server *s, etd_conn *ct, const char *method,
-                               const char *path, const etd_kv *headers, int nheaders,
-                               bool header_nul, const etd_kv *query, int nquery)
+etd_exchange *etd_exchange_new(etd_server *s, etd_conn *ct, const char *method, const char *url,
+                               int minor, const etd_kv *headers, int nheaders, bool header_nul,
+                               const etd_kv *query, int nquery)
 {
     etd_exchange *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
+    /* an absolute-form target (RFC 9112 3.2.2) is routed by its path */
+    const char *path = etd_target_path(url);
     x->headers = calloc((size_t)nheaders + 1, sizeof *x->headers);
     x->query = calloc((size_t)nquery + 1, sizeof *x->query);
     x->upath = strdup(path);
@@ -104,30 +107,36 @@ etd_exchange *etd_exchange_new(etd_server *s, etd_conn *ct, const char *method,
     x->nheaders = nheaders;
     x->nquery = nquery;
     x->header_nul = header_nul;
+    x->minor = minor;
+    x->fd = -1;
+    atomic_init(&x->phase, ETD_X_HEAD);
+    atomic_init(&x->pending, 0);
     atomic_fetch_add(&s->inflight, 1);
     atomic_fetch_add(&s->started, 1);
     x->srv = s;
     x->ct = ct;
-    etd_conn_set_active(s, ct, true);
     x->slot = etd_http_metrics_slot(s->metrics, -1, -1, "");
     clock_gettime(CLOCK_MONOTONIC, &x->t0);
     etd_response_init(&x->rs);
     snprintf(x->method, sizeof x->method, "%s", method);
-    snprintf(x->path, sizeof x->path, "%s", path);
+    snprintf(x->path, sizeof x->path, "%s", x->upath);
     for (char *c = x->path; *c; c++) /* the path is unescaped: no control bytes in the log */
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             *c = '?';
     return x;
 }
 
-/* An early answer: status and {"error": ...}; `close` asks the client to
- * go (the rest of what it sends is not read). */
-static bool refuse(etd_exchange *x, int status, bool close, const char *msg)
+void etd_exchange_refuse(etd_exchange *x, int status, bool close, const char *msg)
 {
     etd_response_error(&x->rs, status, "%s", msg);
-    x->rs.close = close;
+    x->rs.close = x->rs.close || close;
     x->answered = true;
     etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
+}
+
+static bool refuse(etd_exchange *x, int status, bool close, const char *msg)
+{
+    etd_exchange_refuse(x, status, close, msg);
     return true;
 }
 
@@ -135,21 +144,24 @@ bool etd_exchange_admit(etd_exchange *x)
 {
     etd_server *s = x->srv;
     char msg[512];
-    /* differing Content-Length headers (the request-smuggling pattern) and
-     * NUL bytes, which would cut header values short, are refused */
-    const char *first_cl = NULL;
-    bool cl_conflict = false;
-    for (int i = 0; i < x->nheaders; i++)
-        if (strcasecmp(x->headers[i].name, "Content-Length") == 0) {
-            const char *v = x->headers[i].value ? x->headers[i].value : "";
-            if (!first_cl)
-                first_cl = v;
-            else if (strcmp(first_cl, v) != 0)
-                cl_conflict = true;
-        }
-    if (x->header_nul || cl_conflict)
-        return refuse(x, 400, true, x->header_nul ? "a request header contains a NUL byte"
-                                                  : "Content-Length: repeated with different values");
+    if (x->header_nul) /* would cut header values short */
+        return refuse(x, 400, true, "a request header contains a NUL byte");
+    /* the limits the acceptor applies to a connection's first request */
+    if (x->target_len > ETD_URI_MAX) {
+        snprintf(msg, sizeof msg, "request target longer than %d bytes", ETD_URI_MAX);
+        return refuse(x, 414, true, msg);
+    }
+    if (x->head_len > ETD_HEAD_MAX) {
+        snprintf(msg, sizeof msg, "request head longer than %d bytes", ETD_HEAD_MAX);
+        return refuse(x, 431, true, msg);
+    }
+    /* Host, Content-Length, Transfer-Encoding (head.c; the first request of
+     * a connection was checked on its raw bytes already) */
+    etd_verdict v;
+    etd_framing_check(x->headers, x->nheaders, x->minor, &v);
+    if (v.status)
+        return refuse(x, v.status, true, v.msg);
+    x->close_after = v.close;
     etd_match m = etd_route_match(s->routes, s->nroutes, x->method, x->upath, &x->cap);
     x->slot = etd_http_metrics_slot(s->metrics, m.route, m.pattern, x->method);
     if (m.route < 0) {
@@ -179,7 +191,7 @@ bool etd_exchange_admit(etd_exchange *x)
     }
     if ((rt->flags & ETD_R_READY) && !atomic_load(&s->ready))
         return refuse(x, 503, false, "not ready: loading persisted models");
-    const char *cl = header(x, "Content-Length");
+    const char *cl = v.chunked ? NULL : header(x, "Content-Length");
     if (cl) {
         char *end;
         unsigned long long n = strtoull(cl, &end, 10);
@@ -188,12 +200,19 @@ bool etd_exchange_admit(etd_exchange *x)
                      "(--max-body)", n, s->o.max_body);
             return refuse(x, 413, true, msg);
         }
-        if (n > 0 && (rt->flags & ETD_R_BODY)) { /* the length is known: one allocation */
-            x->body = malloc((size_t)n + 1);
+        x->declared = (size_t)n;
+        /* The length is known: one allocation -- up to 16 KiB at once, the
+         * rest when that much has really arrived, so a client that declares
+         * a large body and trickles it (slow-body attack) costs what it
+         * sent, not what it declared. */
+        if (n > 0 && (rt->flags & ETD_R_BODY)) {
+            size_t first = n + 1 < 16384 ? (size_t)n + 1 : 16384;
+            x->body = malloc(first);
             if (x->body)
-                x->cap_body = (size_t)n + 1;
+                x->cap_body = first;
         }
     }
+    atomic_store(&x->phase, ETD_X_BODY);
     return false;
 }
 
@@ -210,6 +229,8 @@ bool etd_exchange_upload(etd_exchange *x, const char *data, size_t n)
         return true; /* a body this route ignores is read and dropped */
     if (x->len + n + 1 > x->cap_body) {
         size_t nc = x->cap_body ? x->cap_body : 4096;
+        if (x->declared >= x->len + n && nc < x->declared + 1)
+            nc = x->declared + 1; /* the rest of a declared body: once */
         while (nc < x->len + n + 1)
             nc *= 2;
         char *b = realloc(x->body, nc);
@@ -223,38 +244,92 @@ bool etd_exchange_upload(etd_exchange *x, const char *data, size_t n)
     return true;
 }
 
-/* Prometheus text of the server's request metrics (etd_host's hook). */
+/* Prometheus text of the server's request and transport metrics (etd_host's hook). */
 static void write_http_metrics(void *arg, etd_buf *out)
 {
-    const etd_server *s = arg;
+    etd_server *s = arg;
     etd_http_metrics_write(s->metrics, out);
+    etd_transport_metrics(s, out);
 }
 
-bool etd_exchange_run(etd_exchange *x)
+static bool x_gone(void *arg)
+{
+    etd_exchange *x = arg;
+    if (atomic_load(&x->srv->stopping)) {
+        x->host.draining = true; /* so the handler can say why */
+        return true;
+    }
+    return x->gone ? x->gone(x) : false;
+}
+
+static void x_done(etd_deferred *d)
+{
+    etd_exchange *x = (etd_exchange *)((char *)d - offsetof(etd_exchange, def));
+    if (atomic_fetch_sub(&x->pending, 1) == 1) {
+        etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
+        x->answer_ready(x);
+    }
+}
+
+static etd_deferred *x_defer(void *arg)
+{
+    etd_exchange *x = arg;
+    if (!x->deferrable || x->deferred)
+        return NULL;
+    x->deferred = true;
+    atomic_store(&x->pending, 2); /* the handler's return, then d->done */
+    x->def.rs = &x->rs;
+    x->def.done = x_done;
+    return &x->def;
+}
+
+void etd_exchange_prepare(etd_exchange *x)
 {
     etd_server *s = x->srv;
-    x->answered = true;
+    x->host = (etd_host){atomic_load(&s->ready), atomic_load(&s->draining), write_http_metrics, s,
+                         x_gone, x_defer, x, s->o.inline_macs};
+    x->rq = (etd_request){
+        .app = s->app, .host = &x->host, .method = x->method, .path = x->path,
+        .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,
+        .id = x->cap.id,
+        .query = x->query, .nquery = x->nquery,
+        .headers = x->headers, .nheaders = x->nheaders, .body = x->body ? x->body : "",
+        .body_len = x->len,
+    };
+}
+
+etd_run etd_exchange_run(etd_exchange *x)
+{
+    etd_server *s = x->srv;
     if (x->too_big) {
         etd_response_error(&x->rs, 413, "body is over the limit of %zu bytes (--max-body)",
                            s->o.max_body);
         x->rs.close = true;
+        x->answered = true;
         etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
-        return true;
+        return ETD_RUN_ANSWERED;
     }
     if (!x->body && !(x->body = malloc(1)))
-        return false;
+        return ETD_RUN_DROP;
     x->body[x->len] = '\0';
-    etd_host host = {atomic_load(&s->ready), atomic_load(&s->draining), write_http_metrics, s};
-    etd_request rq = {
-        .app = s->app, .host = &host, .method = x->method, .path = x->path,
-        .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,
-        .id = x->cap.id, .query = x->query, .nquery = x->nquery,
-        .headers = x->headers, .nheaders = x->nheaders, .body = x->body, .body_len = x->len,
-    };
-    etd_endpoint_run(x->route, &rq, &x->rs);
+    etd_exchange_prepare(x);
+    etd_endpoint_run(x->route, &x->rq, &x->rs);
+    x->answered = true;
+    if (x->deferred && x->hold_defer)
+        return ETD_RUN_LATER; /* the driver counts the return (etd_exchange_defer_release) */
+    if (x->deferred && atomic_fetch_sub(&x->pending, 1) != 1)
+        return ETD_RUN_LATER; /* d->done comes later: x_done finishes the answer */
     etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
     if (atomic_load(&s->draining))
         x->rs.close = true;
+    return ETD_RUN_ANSWERED;
+}
+
+bool etd_exchange_defer_release(etd_exchange *x)
+{
+    if (atomic_fetch_sub(&x->pending, 1) != 1)
+        return false; /* d->done comes later: x_done finishes the answer */
+    etd_cors_answer(&x->srv->app->cors, x->headers, x->nheaders, &x->rs);
     return true;
 }
 
@@ -265,7 +340,6 @@ void etd_exchange_end(etd_exchange *x, bool completed_ok)
     int status = x->answered ? x->rs.status : 0;
     etd_http_metrics_record(s->metrics, x->slot, status, secs);
     etd_log_access(s, x->method, x->path, status, secs, completed_ok);
-    etd_conn_set_active(s, x->ct, false);
     etd_response_free(&x->rs);
     free(x->headers);
     free(x->query);
@@ -273,4 +347,43 @@ void etd_exchange_end(etd_exchange *x, bool completed_ok)
     free(x->body);
     free(x);
     atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* ---------------------------------------------------------------- raw answers */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+int etd_raw_error(char *out, size_t cap, int status, const char *msg, bool retry_after)
+{
+    etd_buf b;
+    etd_buf_init(&b);
+    etd_buf_puts(&b, "{\"error\":");
+    etd_json_str(&b, msg);
+    etd_buf_puts(&b, "}\n");
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+                     "%sContent-Length: %zu\r\n\r\n%.*s",
+                     status, reason(status), date, retry_after ? "Retry-After: 1\r\n" : "",
+                     b.oom ? (size_t)0 : b.len, b.oom ? 0 : (int)b.len, b.oom ? "" : b.data);
+    etd_buf_free(&b);
+    return n < 0 ? 0 : n >= (int)cap ? (int)cap - 1 : n;
 }

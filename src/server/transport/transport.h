@@ -26,9 +26,14 @@ typedef struct etd_transport_opts {
     bool insecure;             /* allow a non-loopback address without a token */
     size_t max_body;           /* bytes */
     unsigned timeout;          /* idle connection timeout, seconds */
-    double request_timeout;    /* whole-request deadline (headers, then body), seconds; <= 0 none */
-    unsigned max_conns;
-    unsigned pool_threads;     /* 0: a thread per connection; N: N epoll threads */
+    double header_timeout;     /* a request's head must be in within this of its first byte, s */
+    double request_timeout;    /* its body within this of its head, seconds; <= 0 none */
+    unsigned max_conns;        /* connections at once (all states) */
+    unsigned max_conns_per_ip; /* per client address; 0: no limit */
+    unsigned io_threads;       /* libmicrohttpd epoll threads (>= 1) */
+    unsigned workers;          /* worker threads for model work (>= 1) */
+    unsigned max_queue;        /* requests waiting for a worker before 503 */
+    double inline_macs;        /* small predictions on the I/O thread (etd_host.inline_macs) */
     double drain_timeout;      /* seconds to wait for in-flight requests */
     bool quiet;                /* no access log */
 } etd_transport_opts;
@@ -37,8 +42,9 @@ typedef struct etd_server etd_server;
 
 /* Bind and start serving routes[n] for app (not ready until
  * etd_server_set_ready).  Prints "listening on HOST:PORT" on stdout.
- * NULL + e on failure.  o is copied (the token string is not); routes and
- * app must outlive the server. */
+ * NULL + e on failure ("cannot bind 127.0.0.1:8080: address in use").  o
+ * is copied (the token string is not); routes and app must outlive the
+ * server.  The worker pool's release hook is installed on app->reg. */
 etd_server *etd_server_start(const etd_transport_opts *o, const etd_route *routes, int n,
                              const etd_app *app, etd_err *e);
 /* A server without a listening daemon, for etd_dispatch.  Starts ready
@@ -50,8 +56,9 @@ etd_server *etd_server_new_detached(const etd_transport_opts *o, const etd_route
 unsigned etd_server_port(const etd_server *s);
 /* Readiness for /readyz and the API routes (503 "not ready" while false). */
 void etd_server_set_ready(etd_server *s, bool ready);
-/* Stop accepting, answer 503 to new requests, wait (up to the drain
- * timeout) for requests in flight, then stop the daemon and free s. */
+/* Answer 503 to new requests, wait (up to the drain timeout) for requests
+ * in flight, then tell long handlers to stop (etd_host.gone), stop
+ * accepting, stop the daemon and free s. */
 void etd_server_shutdown(etd_server *s);
 
 /* Run one request through the pipeline exactly as the libmicrohttpd access
@@ -64,7 +71,9 @@ void etd_server_shutdown(etd_server *s);
  * NUL-terminated, caller frees), *resp_len and *content_type (static) set;
  * for HEAD and 204 the body is empty.  Returns 0 with *resp NULL where the
  * daemon would drop the connection (out of memory).  Thread-safe as the
- * daemon is; metrics and the access log (unless quiet) are recorded. */
+ * daemon is; metrics and the access log (unless quiet) are recorded.  The
+ * handler runs on the calling thread; a deferred answer is waited for, and
+ * a streamed body is pulled to its end and returned whole. */
 int etd_dispatch(etd_server *s, const char *method, const char *url,
                  const char *const *names, const char *const *values,
                  const size_t *value_lens, int n, const char *body, size_t body_len,

@@ -1,0 +1,357 @@
+/* batcher.c - dynamic batching of a model's predictions (models.h, a spec's
+ * "batching"; Triton's dynamic batcher, TorchServe's batch_size /
+ * max_batch_delay).
+ *
+ * Requests are queued per model.  The first one into an empty queue submits
+ * a batch job to the registry's executor (the transport's worker pool: it
+ * runs the job holding the model's lock shared).  The job waits until
+ * max_batch_size rows are queued or the oldest request has waited
+ * max_delay_us, takes the oldest request and every later one with the same
+ * trailing shape that still fits, concatenates them row-wise, runs one
+ * forward pass and hands each request its own rows.  If requests remain it
+ * submits the next job (to the back of the pool's queue, so a waiting train
+ * call on the model gets its turn between batches).
+ *
+ * The rows are bit-identical to what each request gets alone: every forward
+ * of a batching model runs with et_set_batch_invariant (each output element
+ * is one sequential fma chain over its own row: ops.h), whether it carries
+ * one request or sixty-four (etd_model_forward sets it too), and the spec
+ * admits only layers that compute each row from that row alone (spec.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/models/model_internal.h"
+
+typedef struct waiting {
+    struct waiting *next;
+    etd_array x;
+    etd_forward_done done;
+    void *arg;
+    struct timespec t;
+} waiting;
+
+struct etd_batcher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* the job: a request arrived */
+    waiting *head, *tail;
+    int64_t rows, nreq;         /* queued */
+    bool scheduled;             /* a job is submitted or running */
+    int64_t max_rows;
+    double max_delay;           /* seconds */
+    /* statistics for /metrics */
+    uint64_t batches, batched_rows, requests;
+    uint64_t hist[ETD_BATCH_BUCKETS];
+};
+
+const int64_t etd_batch_bucket_le[ETD_BATCH_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024,
+                                                        INT64_MAX};
+
+etd_batcher *etd_batcher_new(int64_t max_rows, int64_t max_delay_us)
+{
+    etd_batcher *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->max_rows = max_rows;
+    b->max_delay = (double)max_delay_us / 1e6;
+    return b;
+}
+
+void etd_batcher_free(etd_batcher *b)
+{
+    if (!b)
+        return;
+    /* nobody can be queued: a queued request's job holds a model reference */
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+void etd_registry_set_executor(etd_registry *r, const etd_executor *ex)
+{
+    atomic_store(&r->executor, ex);
+}
+
+static double elapsed(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Same trailing shape (everything but the rows), so they can be stacked. */
+static bool stackable(const etd_array *a, const etd_array *b)
+{
+    if (a->ndim != b->ndim || a->dtype != b->dtype || a->ndim < 2)
+        return false;
+    for (int i = 1; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+/* The next batch (b->mu held): the oldest request, then every later one
+ * that stacks with it and fits; a request of more than max_rows rows, or
+ * without a row dimension, goes alone.  Returns the list, *rows its rows. */
+static waiting *take_batch(etd_batcher *b, int64_t *rows)
+{
+    waiting *first = b->head;
+    b->head = first->next;
+    first->next = NULL;
+    int64_t r = first->x.ndim >= 2 ? first->x.shape[0] : 1;
+    waiting *last = first;
+    if (first->x.ndim >= 2 && r < b->max_rows) {
+        for (waiting **pp = &b->head; *pp && r < b->max_rows;) {
+            waiting *w = *pp;
+            if (stackable(&first->x, &w->x) && r + w->x.shape[0] <= b->max_rows) {
+                *pp = w->next;
+                w->next = NULL;
+                last->next = w;
+                last = w;
+                r += w->x.shape[0];
+            } else {
+                pp = &w->next;
+            }
+        }
+    }
+    b->tail = NULL;
+    for (waiting *w = b->head; w; w = w->next)
+        b->tail = w;
+    *rows = r;
+    return first;
+}
+
+static void record(etd_batcher *b, int64_t rows, int64_t nreq)
+{
+    b->batches++;
+    b->batched_rows += (uint64_t)rows;
+    b->requests += (uint64_t)nreq;
+    for (int i = 0; i < ETD_BATCH_BUCKETS; i++)
+        if (rows <= etd_batch_bucket_le[i]) {
+            b->hist[i]++;
+            break;
+        }
+}
+
+/* One forward over the batch; each request gets its rows (or the error). */
+static void run_one(etd_model *m, waiting *list, int64_t rows)
+{
+    etd_err e = {0};
+    etd_rc rc = ETD_OK;
+    et_tensor *y = NULL;
+    etd_array cat = {0};
+    bool alone = !list->next;
+    if (alone) {
+        rc = etd_model_forward(m, &list->x, &y, &e);
+    } else {
+        cat = list->x; /* shape and dtype of the first; rows summed */
+        cat.data = NULL;
+        cat.idata = NULL;
+        cat.shape[0] = rows;
+        int64_t per_row = list->x.numel / list->x.shape[0];
+        cat.numel = rows * per_row;
+        cat.data = malloc((size_t)(cat.numel ? cat.numel : 1) * sizeof(float));
+        if (!cat.data) {
+            rc = etd_fail(&e, ETD_ENOMEM, "out of memory");
+        } else {
+            float *p = cat.data;
+            for (waiting *w = list; w; w = w->next) {
+                memcpy(p, w->x.data, (size_t)w->x.numel * sizeof(float));
+                p += w->x.numel;
+            }
+            rc = etd_model_forward(m, &cat, &y, &e);
+        }
+    }
+    /* split the rows back */
+    int64_t off = 0;
+    et_tensor *yc = y && !alone ? et_contiguous(y) : NULL;
+    const float *yd = yc ? et_data(yc) : NULL;
+    int64_t per_out = 0;
+    if (yc && et_ndim(yc) >= 1 && et_shape(yc)[0] == rows)
+        per_out = rows ? et_numel(yc) / rows : 0;
+    else if (yc)
+        rc = etd_fail(&e, ETD_EINTERNAL, "batching: the output has no row per input row");
+    for (waiting *w = list, *next; w; w = next) {
+        next = w->next;
+        et_tensor *mine = NULL;
+        if (rc == ETD_OK && alone) {
+            mine = y;
+            y = NULL;
+        } else if (rc == ETD_OK) {
+            int64_t n = w->x.shape[0], shape[ET_MAX_DIMS];
+            int nd = et_ndim(yc);
+            memcpy(shape, et_shape(yc), (size_t)nd * sizeof *shape);
+            shape[0] = n;
+            mine = et_tensor_new(yd + off * per_out, shape, nd);
+            off += n;
+        }
+        if (rc == ETD_OK && !mine)
+            w->done(w->arg, ETD_ENOMEM, NULL, "out of memory");
+        else
+            w->done(w->arg, rc, mine, rc == ETD_OK ? NULL : e.msg);
+        etd_array_free(&w->x);
+        free(w);
+    }
+    et_tensor_free(yc);
+    et_tensor_free(y);
+    free(cat.data);
+}
+
+typedef struct job {
+    etd_model *m;
+} job;
+
+static bool submit(etd_model *m);
+static void batch_job(void *arg);
+
+/* The batch job: on a worker, the model's lock held shared (or, without
+ * an executor, on the caller's thread).  Takes over j and its reference. */
+static void batch_job(void *arg)
+{
+    job *j = arg;
+    etd_model *m = j->m;
+    free(j);
+    etd_batcher *b = m->batcher;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        /* wait for a full batch, or for the oldest request's delay to pass */
+        while (b->head && b->rows < b->max_rows) {
+            double left = b->max_delay - elapsed(&b->head->t);
+            if (left <= 0)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long ns = ts.tv_nsec + (long)(left * 1e9);
+            ts.tv_sec += ns / 1000000000L;
+            ts.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        }
+        waiting *list = NULL;
+        int64_t rows = 0, nreq = 0;
+        if (b->head) {
+            list = take_batch(b, &rows);
+            for (waiting *w = list; w; w = w->next)
+                nreq++;
+            b->rows -= rows;
+            b->nreq -= nreq;
+            record(b, rows, nreq);
+        }
+        pthread_mutex_unlock(&b->mu);
+        if (list)
+            run_one(m, list, rows);
+        pthread_mutex_lock(&b->mu);
+        bool more = b->head != NULL;
+        b->scheduled = more;
+        pthread_mutex_unlock(&b->mu);
+        /* more: the next batch goes to the back of the executor's queue (a
+         * train call waiting for the model gets its turn), or runs here */
+        if (!more || submit(m))
+            break;
+        pthread_mutex_lock(&b->mu);
+        b->scheduled = true;
+        pthread_mutex_unlock(&b->mu);
+    }
+    etd_model_unref(m); /* the job's reference */
+}
+
+/* Hand a batch job to the executor (it takes a model reference with it);
+ * false if there is none, or it refused. */
+static bool submit(etd_model *m)
+{
+    const etd_executor *ex = atomic_load(&m->reg->executor);
+    if (!ex)
+        return false;
+    job *j = malloc(sizeof *j);
+    if (!j)
+        return false;
+    j->m = m;
+    etd_model_ref(m);
+    if (!ex->submit(ex->self, m, batch_job, j)) {
+        etd_model_unref(m);
+        free(j);
+        return false;
+    }
+    return true;
+}
+
+etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done done, void *arg,
+                                 etd_err *e)
+{
+    etd_batcher *b = m->batcher;
+    if (!b || !atomic_load(&m->reg->executor)) {
+        /* nothing to batch with: the request alone (same bits) */
+        et_tensor *y = NULL;
+        etd_rc rc = etd_model_forward(m, x, &y, e);
+        etd_array_free(x);
+        if (rc != ETD_OK)
+            return rc;
+        done(arg, ETD_OK, y, NULL);
+        return ETD_OK;
+    }
+    if (etd_model_check_inputs(m, x, e) != ETD_OK)
+        return e->rc;
+    waiting *w = calloc(1, sizeof *w);
+    if (!w)
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    w->x = *x;
+    memset(x, 0, sizeof *x);
+    w->done = done;
+    w->arg = arg;
+    clock_gettime(CLOCK_MONOTONIC, &w->t);
+    pthread_mutex_lock(&b->mu);
+    if (b->tail)
+        b->tail->next = w;
+    else
+        b->head = w;
+    b->tail = w;
+    b->rows += w->x.ndim >= 2 ? w->x.shape[0] : 1;
+    b->nreq++;
+    bool start = !b->scheduled;
+    b->scheduled = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    if (start && !submit(m)) {
+        job *j = malloc(sizeof *j);
+        if (!j) {
+            /* cannot run a job: answer the queued requests with the error */
+            pthread_mutex_lock(&b->mu);
+            waiting *all = b->head;
+            b->head = b->tail = NULL;
+            b->rows = b->nreq = 0;
+            b->scheduled = false;
+            pthread_mutex_unlock(&b->mu);
+            while (all) {
+                waiting *n = all->next;
+                all->done(all->arg, ETD_ENOMEM, NULL, "out of memory");
+                etd_array_free(&all->x);
+                free(all);
+                all = n;
+            }
+            return ETD_OK;
+        }
+        j->m = m;
+        etd_model_ref(m);
+        batch_job(j); /* no executor: batch here, on the caller's thread */
+    }
+    return ETD_OK;
+}
+
+void etd_model_batch_stats(etd_model *m, etd_batch_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    etd_batcher *b = m->batcher;
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    st->enabled = true;
+    st->queued_requests = b->nreq;
+    st->queued_rows = b->rows;
+    st->batches = b->batches;
+    st->rows = b->batched_rows;
+    st->requests = b->requests;
+    memcpy(st->hist, b->hist, sizeof st->hist);
+    pthread_mutex_unlock(&b->mu);
+}
