@@ -475,7 +475,8 @@ bool ep_metrics(etd_call *c, const cJSON *obj, const char *path, etd_eval_opts *
 
 void ep_write_metric_values(etd_buf *out, unsigned metrics, const double *value)
 {
-    etd_write_metrics(out, metrics, value);
+    /* the loss is a float32 the loss function computed; the metrics are doubles */
+    etd_json_named(out, etd_metric_names, ETD_M_COUNT, metrics, value, 1u << ETD_M_LOSS);
 }
 
 const char *ep_query(const etd_call *c, const char *name)

@@ -376,3 +376,23 @@ void etd_json_nested(etd_buf *b, const float *v, const int64_t *shape, int ndim)
             etd_buf_putc(b, '[');
     }
 }
+
+void etd_json_named(etd_buf *b, const char *const *names, int n, unsigned mask,
+                    const double *value, unsigned float32_mask)
+{
+    etd_buf_putc(b, '{');
+    bool first = true;
+    for (int i = 0; i < n; i++)
+        if (mask & 1u << i) {
+            if (!first)
+                etd_buf_putc(b, ',');
+            etd_json_str(b, names[i]);
+            etd_buf_putc(b, ':');
+            if (float32_mask & 1u << i)
+                etd_json_float(b, (float)value[i]);
+            else
+                etd_json_double(b, value[i]);
+            first = false;
+        }
+    etd_buf_putc(b, '}');
+}

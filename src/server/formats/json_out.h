@@ -56,5 +56,10 @@ void etd_json_floats(etd_buf *b, const float *v, int64_t n);
 /* Nested arrays in row-major order, as torch.tensor(x).tolist(); a 0-d
  * tensor (ndim 0) is a bare number. */
 void etd_json_nested(etd_buf *b, const float *v, const int64_t *shape, int ndim);
+/* An object {"names[i]": value[i], ...} of the i < n whose bit is set in
+ * mask, in index order; the entries in float32_mask are float32 values
+ * (written as etd_json_float), the others doubles. */
+void etd_json_named(etd_buf *b, const char *const *names, int n, unsigned mask,
+                    const double *value, unsigned float32_mask);
 
 #endif

@@ -319,22 +319,6 @@ etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
     return rc;
 }
 
-void etd_write_metrics(etd_buf *out, unsigned metrics, const double *value)
-{
-    etd_buf_putc(out, '{');
-    bool first = true;
-    for (int i = 0; i < ETD_M_COUNT; i++)
-        if (metrics & 1u << i) {
-            etd_buf_printf(out, "%s\"%s\":", first ? "" : ",", etd_metric_names[i]);
-            if (i == ETD_M_LOSS) /* a float32 the loss function computed */
-                etd_json_float(out, (float)value[i]);
-            else
-                etd_json_double(out, value[i]);
-            first = false;
-        }
-    etd_buf_putc(out, '}');
-}
-
 /* ---------------------------------------------------------------- the validation history */
 
 void etd_model_validation_add(etd_model *m, const etd_val_entry *v)

@@ -266,7 +266,7 @@ static void evaluate(etd_job *j)
     etd_buf_init(&b);
     etd_buf_printf(&b, "\"job\":%lld,\"step\":%lld,\"rows\":%lld,\"metrics\":", (long long)j->id,
                    (long long)r.step, (long long)r.rows);
-    etd_write_metrics(&b, r.metrics, r.value);
+    etd_json_named(&b, etd_metric_names, ETD_M_COUNT, r.metrics, r.value, 1u << ETD_M_LOSS);
     if (r.metrics & 1u << ETD_M_TOPK)
         etd_buf_printf(&b, ",\"k\":%lld", (long long)r.k);
     etd_events_flush(m); /* the steps it follows go out first */

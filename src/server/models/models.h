@@ -414,10 +414,6 @@ unsigned etd_model_default_metrics(const etd_model *m);
 etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
                           const etd_eval_opts *o, etd_eval_result *r, etd_err *e);
 
-/* {"loss":..,"accuracy":..} of the metrics measured (NaN as null; the loss
- * as the float32 it is). */
-void etd_write_metrics(etd_buf *out, unsigned metrics, const double *value);
-
 /* The validation history: evaluations recorded by jobs, next to the loss
  * history (persisted with it, bounded by --max-history the same way). */
 typedef struct etd_val_entry {
