@@ -119,6 +119,8 @@ def ort_run(path, cases):
         r = subprocess.run([NODE, ORT, path, cf], capture_output=True, text=True, timeout=600)
     finally:
         os.unlink(cf)
+    if r.returncode == 77:  # FRESH_DEBIAN=1 and npm cannot install onnxruntime-web there
+        raise unittest.SkipTest("onnxruntime-web could not be installed in this container")
     if r.returncode != 0:
         raise AssertionError("onnxruntime failed (%d): %s %s" % (r.returncode, r.stderr[-2000:],
                                                                  r.stdout[-500:]))

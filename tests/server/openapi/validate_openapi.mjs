@@ -36,6 +36,12 @@ try {
   ({ Validator } = await import('@seriousme/openapi-schema-validator'));
   Ajv2020 = (await import('ajv/dist/2020.js')).default;
 } catch (e) {
+  if (process.env.FRESH_DEBIAN === '1') {
+    // ../shared/tools/fresh-debian's container reaches the npm registry only through a
+    // TLS proxy whose CA it lacks; CI and real machines install it (as test_dashboard.mjs).
+    console.log(`SKIP: the validators could not be installed in this container (${e.message})`);
+    process.exit(77);
+  }
   check('the validators are installed', false, `run \`npm ci\` in ${here} (${e.message})`);
   finish();
 }
