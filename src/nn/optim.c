@@ -3,7 +3,7 @@
  * hyper-parameters by torch's key names, per-parameter state, step and
  * checkpoint state.  The update rules are in optim_rules.c (SGD, Adagrad,
  * RMSprop, Adam, AdamW) and optim_rules_more.c (NAdam, RAdam, Adamax), the
- * schedulers in sched.c.
+ * schedulers in sched.c / sched_rules.c.
  */
 #include "nn/optim_internal.h"
 

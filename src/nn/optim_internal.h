@@ -1,7 +1,8 @@
 /*
  * optim_internal.h - the optimizer object, shared by optim.c (groups, state,
- * step), optim_rules.c / optim_rules_more.c (the update rules) and sched.c
- * (schedulers read and write group learning rates).  Never installed.
+ * step), optim_rules.c / optim_rules_more.c (the update rules) and sched.c /
+ * sched_rules.c (schedulers read and write group learning rates).  Never
+ * installed.
  *
  * Parameters are stored in one array in group order (torch numbers them
  * the same way in its state_dict); group g owns params[first .. first+n).
