@@ -131,7 +131,7 @@ struct et_tensor {
     uint32_t nuse;           /* edges into this node in the current backward */
 };
 
-/* ---- allocation and helpers (tensor.c) ---- */
+/* ---- allocation, refcounts, pools (tensor_alloc.c) and helpers (tensor.c) ---- */
 et_tensor *etc_alloc(const int64_t *shape, int ndim);          /* contiguous, uninitialised */
 /* etc_alloc of any dtype (storage sized in floats: 2 per int64). */
 et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype);
