@@ -265,6 +265,11 @@ http GET /v1/models/sine/parameters
 check "GET /v1/models/sine/parameters has 0.weight 0.bias 2.weight 2.bias" \
     jbody '.parameters | keys == ["0.bias", "0.weight", "2.bias", "2.weight"]'
 params_before=$(jq -c .parameters <<<"$body")
+# The image carries protobuf-c: ONNX export answers a model file, not 409.
+http GET '/v1/models/sine/export?format=onnx'
+expect "GET /v1/models/sine/export?format=onnx (the image has ONNX support)" 200
+check "the export is an ONNX file (ir_version field first, producer easytorch)" \
+    sh -c "head -c 1 '$work/body' | od -An -tx1 | grep -q 08 && grep -aq easytorch '$work/body'"
 
 # The reference for "training after a restart continues as if there were none":
 # twin takes its next epoch now, sine takes the same epoch after the restart.

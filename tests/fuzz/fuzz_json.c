@@ -145,9 +145,13 @@ static void fuzz_spec(const uint8_t *data, size_t size, const char *text)
         fail("a parsed spec failed to build its network", data, size);
     int np = et_module_num_params(net);
     et_tensor **params = calloc((size_t)np + 1, sizeof *params);
-    for (int i = 0; i < np; i++)
+    const char **names = calloc((size_t)np + 1, sizeof *names);
+    for (int i = 0; i < np; i++) {
         params[i] = et_module_param(net, i);
-    et_optim *opt = etd_spec_build_optim(&spec, params, np, &err);
+        names[i] = et_module_param_name(net, i);
+    }
+    et_optim *opt = etd_spec_build_optim(&spec, params, names, np, &err);
+    free(names);
     if (!opt) /* BUG H4: e.g. a model without parameters */
         fail("a parsed spec failed to build its optimizer", data, size);
     et_scheduler *sch = NULL; /* BUG H4: e.g. LinearLR total_iters 0 */
