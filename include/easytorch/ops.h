@@ -83,7 +83,7 @@ et_tensor *et_hardtanh(et_tensor *a, float min_val, float max_val);
  * (ET_ERR_ARG otherwise), same shape as target. */
 et_tensor *et_binary_cross_entropy(et_tensor *input, et_tensor *target);
 
-/* ---- reductions ---- */
+/* ---- reductions (reduce_basic.c) ---- */
 et_tensor *et_sum_all(et_tensor *a);                    /* 0-d */
 et_tensor *et_mean_all(et_tensor *a);                   /* 0-d */
 /* Over `ndims` dims listed in `dims` (ndims 0 = all dims). */
@@ -122,7 +122,7 @@ et_tensor *et_norm(et_tensor *a, double p, const int *dims, int ndims, bool keep
 et_tensor *et_amax(et_tensor *a, const int *dims, int ndims, bool keepdim);
 et_tensor *et_amin(et_tensor *a, const int *dims, int ndims, bool keepdim);
 
-/* ---- softmax family (max-subtracted, stable) ---- */
+/* ---- softmax family (max-subtracted, stable; reduce_basic.c) ---- */
 et_tensor *et_softmax(et_tensor *a, int dim);
 et_tensor *et_log_softmax(et_tensor *a, int dim);
 

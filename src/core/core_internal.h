@@ -308,7 +308,7 @@ void etc_ew_row(int op, float *o, const float *x, int64_t n);
  * OpenBLAS's beta = 1 rounding for its large products; NULL otherwise. */
 et_tensor *etc_grad_sink(const et_tensor *out, int i);
 
-/* ---- internal ops (ops.c, shape.c, matmul.c): graph recorded, not pooled ---- */
+/* ---- internal ops (ops.c, reduce_basic.c, shape.c, matmul.c): graph recorded, unpooled ---- */
 et_tensor *etc_add(et_tensor *a, et_tensor *b);
 et_tensor *etc_sub(et_tensor *a, et_tensor *b);
 et_tensor *etc_mul(et_tensor *a, et_tensor *b);
@@ -344,11 +344,11 @@ et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b);
  * backward), recorded as `op` (ops.c). */
 et_tensor *etc_unary(int ew, int op, const char *name, et_tensor *a, float p0, float p1);
 /* Parse a reduction's dims list into a bit mask over a's dims (all dims when
- * ndims is 0); false + error on a bad or repeated dim (ops.c). */
+ * ndims is 0); false + error on a bad or repeated dim (reduce_basic.c). */
 bool etc_reduce_mask(const et_tensor *a, const int *dims, int ndims, const char *op,
                      unsigned *mask);
 /* View of g (the result of reducing `in` over `mask`, keepdim as given)
- * broadcast back to in's shape with stride 0 on the reduced dims (ops.c). */
+ * broadcast back to in's shape with stride 0 on the reduced dims (reduce_basic.c). */
 et_tensor *etc_expand_back(et_tensor *g, const et_tensor *in, unsigned mask, bool keepdim);
 /* gin[i] = `full` summed back to input i's shape; takes ownership of full (ops.c). */
 bool etc_put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full);
