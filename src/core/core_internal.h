@@ -308,7 +308,7 @@ void etc_ew_row(int op, float *o, const float *x, int64_t n);
  * OpenBLAS's beta = 1 rounding for its large products; NULL otherwise. */
 et_tensor *etc_grad_sink(const et_tensor *out, int i);
 
-/* ---- internal ops (ops.c, reduce_basic.c, shape.c, matmul.c): graph recorded, unpooled ---- */
+/* ---- internal ops (ops.c, reduce_basic.c, shape*.c, matmul.c): graph recorded, unpooled ---- */
 et_tensor *etc_add(et_tensor *a, et_tensor *b);
 et_tensor *etc_sub(et_tensor *a, et_tensor *b);
 et_tensor *etc_mul(et_tensor *a, et_tensor *b);

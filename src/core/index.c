@@ -1,8 +1,10 @@
-/* index.c - scatter (from a tensor or a value), scatter_add and index_add
- * with int64 indices, out of place, and their backward functions (torch
- * 1.13's derivatives.yaml: the input's gradient is g with the overwritten
- * positions zeroed for scatter, g itself for the adds; src's is g gathered
- * at the indices, times alpha for index_add). */
+/* index.c - the ops that read or write along a dim at int64 indices, out
+ * of place, and their backward functions: scatter (from a tensor or a
+ * value), scatter_add and index_add (torch 1.13's derivatives.yaml: the
+ * input's gradient is g with the overwritten positions zeroed for scatter,
+ * g itself for the adds; src's is g gathered at the indices, times alpha
+ * for index_add), and their reading twins index_select and gather (the
+ * gradient is g added back at the indices). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,5 +288,160 @@ ETC_BW(index_add)
         }
     etc_release(gc);
     gin[1] = gs;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* index_select / gather                                                */
+
+et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
+{
+    if (!etc_any_check(a, "index_select") || !etc_any_check(index, "index_select"))
+        return NULL;
+    if (index->ndim > 1) {
+        char b[128];
+        et_set_error(ET_ERR_SHAPE, "index_select: index must be 0-D or 1-D, got shape %s",
+                     etc_shape_fmt(index->shape, index->ndim, b, sizeof b));
+        return NULL;
+    }
+    int d = etc_wrap_dim(dim, a->ndim, "index_select");
+    if (d < 0)
+        return NULL;
+    int64_t D = a->ndim ? a->shape[d] : 1;
+    et_tensor *ix = etc_indices(index, D, "index_select", d);
+    if (!ix)
+        return NULL;
+    int64_t L = ix->numel;
+    int64_t sh[ET_MAX_DIMS];
+    memcpy(sh, a->shape, sizeof sh);
+    if (a->ndim)
+        sh[d] = L;
+    et_tensor *x = etc_contig(a);
+    et_tensor *out = x ? etc_alloc_dtype(sh, a->ndim, a->dtype) : NULL;
+    if (!out) {
+        etc_release(x);
+        etc_release(ix);
+        return NULL;
+    }
+    int64_t outer = 1, inner = 1;
+    for (int k = 0; k < d; k++)
+        outer *= a->shape[k];
+    for (int k = d + 1; k < a->ndim; k++)
+        inner *= a->shape[k];
+    size_t es = (size_t)etc_elsize(a->dtype);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < L; i++)
+            memcpy((char *)out->data + (size_t)((o * L + i) * inner) * es,
+                   (const char *)x->data + (size_t)((o * D + etc_idata(ix)[i]) * inner) * es,
+                   (size_t)inner * es);
+    etc_release(x);
+    out->aux.i[0] = d;
+    out = etc_finish(out, ETC_OP_INDEX_SELECT, &a, 1);
+    if (out && out->requires_grad)
+        out->saved = etc_ref(ix);
+    etc_release(ix);
+    return etc_pooled(out);
+}
+
+ETC_BW(index_select)
+{
+    et_tensor *a = out->in[0];
+    int d = out->aux.i[0];
+    et_tensor *gz, *gc;
+    if (!etc_scatter_begin(a, g, &gz, &gc))
+        return false;
+    const int64_t *ix = etc_idata(out->saved);
+    int64_t L = out->saved->numel, D = a->ndim ? a->shape[d] : 1;
+    int64_t outer = 1, inner = 1;
+    for (int k = 0; k < d; k++)
+        outer *= a->shape[k];
+    for (int k = d + 1; k < a->ndim; k++)
+        inner *= a->shape[k];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < L; i++) {
+            float *dst = gz->data + (o * D + ix[i]) * inner;
+            const float *src = gc->data + (o * L + i) * inner;
+            for (int64_t j = 0; j < inner; j++)
+                dst[j] += src[j];
+        }
+    etc_release(gc);
+    gin[0] = gz;
+    return true;
+}
+
+et_tensor *et_gather(et_tensor *a, int dim, et_tensor *index)
+{
+    if (!etc_null_check(a, "gather") || !etc_any_check(index, "gather"))
+        return NULL;
+    int d = etc_wrap_dim(dim, a->ndim, "gather");
+    if (d < 0)
+        return NULL;
+    if (index->ndim != a->ndim && !(a->ndim <= 1 && index->ndim <= 1)) {
+        char b1[128], b2[128];
+        et_set_error(ET_ERR_SHAPE, "gather: index of shape %s must have as many dims as input "
+                     "of shape %s", etc_shape_fmt(index->shape, index->ndim, b1, sizeof b1),
+                     etc_shape_fmt(a->shape, a->ndim, b2, sizeof b2));
+        return NULL;
+    }
+    for (int k = 0; k < index->ndim && k < a->ndim; k++)
+        if (k != d && index->shape[k] > a->shape[k]) {
+            char b1[128], b2[128];
+            et_set_error(ET_ERR_SHAPE, "gather: size of index %s does not fit input %s at dim %d",
+                         etc_shape_fmt(index->shape, index->ndim, b1, sizeof b1),
+                         etc_shape_fmt(a->shape, a->ndim, b2, sizeof b2), k);
+            return NULL;
+        }
+    int64_t D = a->ndim ? a->shape[d] : 1;
+    et_tensor *ix = etc_indices(index, D, "gather", d);
+    et_tensor *out = ix ? etc_alloc(index->shape, index->ndim) : NULL;
+    if (!out) {
+        etc_release(ix);
+        return NULL;
+    }
+    int64_t idx[ET_MAX_DIMS] = {0};
+    for (int64_t n = 0; n < index->numel; n++) {
+        int64_t aoff = 0;
+        for (int k = 0; k < index->ndim; k++)
+            if (k != d && k < a->ndim)
+                aoff += idx[k] * a->strides[k];
+        if (a->ndim)
+            aoff += etc_idata(ix)[n] * a->strides[d];
+        out->data[n] = a->data[aoff];
+        for (int k = index->ndim - 1; k >= 0; k--) {
+            if (++idx[k] < index->shape[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+    out->aux.i[0] = d;
+    out = etc_finish(out, ETC_OP_GATHER, &a, 1);
+    if (out && out->requires_grad)
+        out->saved = etc_ref(ix);
+    etc_release(ix);
+    return etc_pooled(out);
+}
+
+ETC_BW(gather)
+{
+    et_tensor *a = out->in[0];
+    int d = out->aux.i[0];
+    et_tensor *gz, *gc;
+    if (!etc_scatter_begin(a, g, &gz, &gc))
+        return false;
+    const et_tensor *ix = out->saved;
+    int64_t idx[ET_MAX_DIMS] = {0};
+    for (int64_t n = 0; n < ix->numel; n++) {
+        int64_t off = 0;
+        for (int k = 0; k < a->ndim; k++)
+            off += (k == d ? etc_idata(ix)[n] : idx[k]) * gz->strides[k];
+        gz->data[off] += gc->data[n];
+        for (int k = ix->ndim - 1; k >= 0; k--) {
+            if (++idx[k] < ix->shape[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+    etc_release(gc);
+    gin[0] = gz;
     return true;
 }

@@ -1,7 +1,8 @@
-/* check_dtype.c - int64 tensors (dtype.c and the dtype paths of tensor.c, tensor_alloc.c,
- * shape.c, print.c): creation, exactness above 2^24, views and copies,
- * conversion, index arguments, rejection by float ops.  Values against
- * PyTorch (views, printing, index ops) are in tests/torch/cases_layers.py. */
+/* check_dtype.c - int64 tensors (dtype.c and the dtype paths of tensor.c,
+ * tensor_alloc.c, shape.c, shape_copy.c, index.c, print.c): creation,
+ * exactness above 2^24, views and copies, conversion, index arguments,
+ * rejection by float ops.  Values against PyTorch (views, printing, index
+ * ops) are in tests/torch/cases_layers.py. */
 #include "check_helpers.h"
 #include "core/core_internal.h"
 
