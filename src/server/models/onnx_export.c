@@ -88,7 +88,8 @@ static bool push(ox *x, void ***arr, size_t *n, size_t *cap, void *v)
     return true;
 }
 
-static Onnx__AttributeProto *attr_i(ox *x, const char *name, int64_t v)
+/* An attribute `name` of type `type`, its value for the caller to set. */
+static Onnx__AttributeProto *attr(ox *x, const char *name, Onnx__AttributeProto__AttributeType type)
 {
     Onnx__AttributeProto *a = alloc(x, sizeof *a);
     if (!a)
@@ -96,38 +97,38 @@ static Onnx__AttributeProto *attr_i(ox *x, const char *name, int64_t v)
     onnx__attribute_proto__init(a);
     a->name = (char *)name;
     a->has_type = true;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = true;
-    a->i = v;
+    a->type = type;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_i(ox *x, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) {
+        a->has_i = true;
+        a->i = v;
+    }
     return a;
 }
 
 static Onnx__AttributeProto *attr_f(ox *x, const char *name, double v)
 {
-    Onnx__AttributeProto *a = alloc(x, sizeof *a);
-    if (!a)
-        return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = (char *)name;
-    a->has_type = true;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = true;
-    a->f = (float)v;
+    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) {
+        a->has_f = true;
+        a->f = (float)v;
+    }
     return a;
 }
 
 static Onnx__AttributeProto *attr_ints(ox *x, const char *name, const int64_t *v, int n)
 {
-    Onnx__AttributeProto *a = alloc(x, sizeof *a);
+    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     int64_t *c = alloc(x, (size_t)n * sizeof *c);
     if (!a || !c)
         return NULL;
-    onnx__attribute_proto__init(a);
     if (n)
         memcpy(c, v, (size_t)n * sizeof *c);
-    a->name = (char *)name;
-    a->has_type = true;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
     a->n_ints = (size_t)n;
     a->ints = c;
     return a;
@@ -135,16 +136,12 @@ static Onnx__AttributeProto *attr_ints(ox *x, const char *name, const int64_t *v
 
 static Onnx__AttributeProto *attr_s(ox *x, const char *name, const char *v)
 {
-    Onnx__AttributeProto *a = alloc(x, sizeof *a);
-    if (!a)
-        return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = (char *)name;
-    a->has_type = true;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
-    a->has_s = true;
-    a->s.data = (uint8_t *)v;
-    a->s.len = strlen(v);
+    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    if (a) {
+        a->has_s = true;
+        a->s.data = (uint8_t *)v;
+        a->s.len = strlen(v);
+    }
     return a;
 }
 
@@ -160,11 +157,8 @@ static const char *node(ox *x, const char *op, const char *const *in,
     size_t ni = 0, na = 0;
     while (in[ni])
         ni++;
-    while (attrs && attrs[na])
-        na++;
-    for (size_t i = 0; attrs && i < na; i++) /* a NULL in the middle: out of memory */
-        if (!attrs[i])
-            x->oom = true;
+    while (attrs && attrs[na]) /* a NULL in the middle (a failed attr_*) cuts the list, */
+        na++;                  /* but alloc() has set x->oom: the export fails anyway */
     n->op_type = (char *)op;
     n->name = str(x, "layers.%d.%s.%zu", x->layer, op, x->nn);
     n->n_input = ni;
@@ -464,18 +458,12 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         }
         const char *b = o->bias ? param(x, "bias", NULL, 0) : "";
         const char *w = param(x, "weight", NULL, 0);
-        if (tr)
-            y = node(x, "ConvTranspose", o->bias ? IN(c, w, b) : IN(c, w),
-                     AT(attr_ints(x, "kernel_shape", l->u.conv.kernel, k),
-                        attr_ints(x, "strides", o->stride, k), attr_ints(x, "pads", pads, 2 * k),
-                        attr_ints(x, "dilations", o->dilation, k),
-                        attr_ints(x, "output_padding", o->output_padding, k),
-                        attr_i(x, "group", o->groups)));
-        else
-            y = node(x, "Conv", o->bias ? IN(c, w, b) : IN(c, w),
-                     AT(attr_ints(x, "kernel_shape", l->u.conv.kernel, k),
-                        attr_ints(x, "strides", o->stride, k), attr_ints(x, "pads", pads, 2 * k),
-                        attr_ints(x, "dilations", o->dilation, k), attr_i(x, "group", o->groups)));
+        Onnx__AttributeProto *at[] = {
+            attr_ints(x, "kernel_shape", l->u.conv.kernel, k), attr_ints(x, "strides", o->stride, k),
+            attr_ints(x, "pads", pads, 2 * k), attr_ints(x, "dilations", o->dilation, k),
+            attr_i(x, "group", o->groups),
+            tr ? attr_ints(x, "output_padding", o->output_padding, k) : NULL, NULL};
+        y = node(x, tr ? "ConvTranspose" : "Conv", o->bias ? IN(c, w, b) : IN(c, w), at);
     } else if (!strcmp(n, "MaxPool1d") || !strcmp(n, "MaxPool2d") || !strcmp(n, "AvgPool1d") ||
                !strcmp(n, "AvgPool2d")) {
         const et_pool_opts *o = &l->u.pool.o;
