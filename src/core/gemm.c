@@ -124,29 +124,7 @@ dot_tile_avx512(const float *const ar[4], const float *const br[4], int64_t k, f
     _mm512_storeu_ps(out, sum);
 }
 
-#include "core/gemm_kernel.h"
-#undef ISA
-#undef TARGET
-#undef VW
-#undef MR
-#undef V
-#undef VI
-#undef M
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD
-#undef V_STORE
-#undef V_MLOAD
-#undef V_MSTORE
-#undef V_FMA
-#undef V_ADD
-#undef V_RELU
-#undef M_FIRST
-#undef V_GATHER
-#undef I_STRIDE
-#undef CASES
-#undef NVMAX
-#undef PW
+#include "core/gemm_kernel.h" /* undefines the macros above */
 
 /* AVX2 + FMA: 8 lanes, tiles of 6 rows x 16 columns (12 accumulators). */
 #define ISA avx2
@@ -231,30 +209,22 @@ dot_tile_avx2(const float *const ar[4], const float *const br[4], int64_t k, flo
         }
 }
 
-#include "core/gemm_kernel.h"
-#undef ISA
-#undef TARGET
-#undef VW
-#undef MR
-#undef V
-#undef VI
-#undef M
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD
-#undef V_STORE
-#undef V_MLOAD
-#undef V_MSTORE
-#undef V_FMA
-#undef V_ADD
-#undef V_RELU
-#undef M_FIRST
-#undef V_GATHER
-#undef I_STRIDE
-#undef CASES
-#undef NVMAX
-#undef PW
+#include "core/gemm_kernel.h" /* undefines the macros above */
 #endif /* GEMM_X86 */
+
+/* The epilogue of one element, as gemm_kernel.h's FN(store):
+ * (C +) acc (+ bias[j]) (then ReLU, NaN kept). */
+static inline void store_portable(const etc_gemm_t *g, int64_t i, int64_t j, float v)
+{
+    float *cp = g->c + i * g->ldc + j;
+    if (g->accumulate)
+        v = *cp + v;
+    if (g->bias)
+        v = v + g->bias[j];
+    if (g->act == ETC_GEMM_RELU)
+        v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    *cp = v;
+}
 
 /* Portable C: the same per-element order (fmaf rounds once, like the
  * vector FMAs), for CPUs without AVX2 and as the reference of the tests. */
@@ -274,14 +244,7 @@ static void gemm_run_portable(const etc_gemm_t *g, int ks)
             float v = acc[0];
             for (int s = 1; s < ks; s++)
                 v = v + acc[s];
-            float *cp = g->c + i * g->ldc + j;
-            if (g->accumulate)
-                v = *cp + v;
-            if (g->bias)
-                v = v + g->bias[j];
-            if (g->act == ETC_GEMM_RELU)
-                v = v > 0.0f ? v : (v != v ? v : 0.0f);
-            *cp = v;
+            store_portable(g, i, j, v);
         }
 }
 
@@ -300,14 +263,7 @@ static void gemm_dot_portable(const etc_gemm_t *g)
                 for (int l = 0; l < w; l++)
                     lane[l] = lane[l] + lane[l + w];
             float v = lane[0];
-            float *cp = g->c + i * g->ldc + j;
-            if (g->accumulate)
-                v = *cp + v;
-            if (g->bias)
-                v = v + g->bias[j];
-            if (g->act == ETC_GEMM_RELU)
-                v = v > 0.0f ? v : (v != v ? v : 0.0f);
-            *cp = v;
+            store_portable(g, i, j, v);
         }
 }
 

@@ -15,6 +15,7 @@
  *   CASES(NV)    `CASE(r, NV)` for r = 1 .. MR-1 (the tails of m)
  *   PW           NVMAX * VW
  * and dot_tile_ISA() defined before (the dot kernel's 4x4 tile, see FN(gemm_dot)).
+ * It undefines all of them at its end.
  *
  * Every element of C is   acc = 0;  for p in 0..k-1: acc = fma(A(i,p), B(p,j), acc)
  * followed by the epilogue  (C(i,j) +) acc (+ bias[j]) (then ReLU).  That
@@ -461,3 +462,26 @@ static TARGET void FN(gemm_run)(const etc_gemm_t *g, int ks, float *scratch)
 #undef ROWS
 #undef CASE
 #undef FEW
+/* and the parameters, so that gemm.c can include this again for the next ISA */
+#undef ISA
+#undef TARGET
+#undef VW
+#undef MR
+#undef NVMAX
+#undef PW
+#undef V
+#undef VI
+#undef M
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD
+#undef V_STORE
+#undef V_MLOAD
+#undef V_MSTORE
+#undef V_FMA
+#undef V_ADD
+#undef V_RELU
+#undef M_FIRST
+#undef V_GATHER
+#undef I_STRIDE
+#undef CASES
