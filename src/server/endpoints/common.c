@@ -497,6 +497,43 @@ const char *ep_header(const etd_call *c, const char *name)
 
 /* ---------------------------------------------------------------- shared writers */
 
+void ep_member(etd_buf *out, const char *key)
+{
+    etd_buf_putc(out, ',');
+    etd_json_str(out, key);
+    etd_buf_putc(out, ':');
+}
+
+void ep_member_i64(etd_buf *out, const char *key, int64_t v)
+{
+    ep_member(out, key);
+    etd_json_i64(out, v);
+}
+
+void ep_member_double(etd_buf *out, const char *key, double v)
+{
+    ep_member(out, key);
+    etd_json_double(out, v);
+}
+
+void ep_member_str(etd_buf *out, const char *key, const char *s)
+{
+    ep_member(out, key);
+    if (s)
+        etd_json_str(out, s);
+    else
+        etd_buf_puts(out, "null");
+}
+
+void ep_member_time(etd_buf *out, const char *key, double t)
+{
+    ep_member(out, key);
+    if (t > 0 && isfinite(t))
+        ep_write_time(out, t);
+    else
+        etd_buf_puts(out, "null");
+}
+
 void ep_write_tensors(etd_buf *out, const etd_tensors *t)
 {
     etd_buf_putc(out, '{');
@@ -549,22 +586,18 @@ void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf)
 {
     etd_buf_puts(out, ",\"nonfinite\":{\"policy\":");
     etd_json_str(out, etd_nf_policy_names[nf->policy]);
-    etd_buf_puts(out, ",\"count\":");
-    etd_json_i64(out, nf->count);
-    etd_buf_puts(out, ",\"last\":");
+    ep_member_i64(out, "count", nf->count);
+    ep_member(out, "last");
     if (!nf->count) {
         etd_buf_puts(out, "null}");
         return;
     }
     etd_buf_puts(out, "{\"step\":");
     etd_json_i64(out, nf->step);
-    etd_buf_puts(out, ",\"time\":");
+    ep_member(out, "time");
     ep_write_time(out, nf->time);
-    etd_buf_puts(out, ",\"source\":");
-    etd_json_str(out, nf->source);
-    etd_buf_puts(out, ",\"reason\":");
-    etd_json_str(out, nf->reason);
-    etd_buf_puts(out, ",\"action\":");
-    etd_json_str(out, etd_nf_action_names[nf->action]);
+    ep_member_str(out, "source", nf->source);
+    ep_member_str(out, "reason", nf->reason);
+    ep_member_str(out, "action", etd_nf_action_names[nf->action]);
     etd_buf_puts(out, "}}");
 }

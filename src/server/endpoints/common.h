@@ -133,6 +133,14 @@ bool ep_reply_st(etd_call *c, const char *const *names, et_tensor *const *t, int
 /* Vary, and compression for Accept-Encoding (after the handler). */
 void ep_encode_answer(etd_call *c);
 
+/* The next member of an object: ,"key": then (but for ep_member) its value.
+ * ep_member_double writes NaN and Inf as null, ep_member_str NULL as null,
+ * ep_member_time (ep_write_time) null for a time <= 0 or not finite. */
+void ep_member(etd_buf *out, const char *key);
+void ep_member_i64(etd_buf *out, const char *key, int64_t v);
+void ep_member_double(etd_buf *out, const char *key, double v);
+void ep_member_str(etd_buf *out, const char *key, const char *s);
+void ep_member_time(etd_buf *out, const char *key, double unix_seconds);
 /* Tensors by name as a JSON object {"0.weight": [[...]], ...}. */
 void ep_write_tensors(etd_buf *out, const etd_tensors *t);
 /* ,"loss":<loss or null> */

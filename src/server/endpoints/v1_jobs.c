@@ -14,61 +14,36 @@ static void write_job(etd_call *c, etd_buf *out, const etd_job_info *j, bool wit
 {
     etd_buf_puts(out, "{\"id\":");
     etd_json_i64(out, j->id);
-    etd_buf_puts(out, ",\"model\":");
-    etd_json_str(out, c->rq->name);
-    etd_buf_puts(out, ",\"state\":");
-    etd_json_str(out, etd_job_state_names[j->state]);
-    etd_buf_puts(out, ",\"steps_done\":");
-    etd_json_i64(out, j->steps_done);
-    etd_buf_puts(out, ",\"steps_total\":");
-    etd_json_i64(out, j->steps_total);
-    etd_buf_puts(out, ",\"epoch\":");
-    etd_json_i64(out, j->epoch);
-    etd_buf_puts(out, ",\"epochs\":");
-    etd_json_i64(out, j->epochs);
-    etd_buf_puts(out, ",\"batch_size\":");
-    etd_json_i64(out, j->batch_size);
-    etd_buf_puts(out, ",\"rows\":");
-    etd_json_i64(out, j->rows);
+    ep_member_str(out, "model", c->rq->name);
+    ep_member_str(out, "state", etd_job_state_names[j->state]);
+    ep_member_i64(out, "steps_done", j->steps_done);
+    ep_member_i64(out, "steps_total", j->steps_total);
+    ep_member_i64(out, "epoch", j->epoch);
+    ep_member_i64(out, "epochs", j->epochs);
+    ep_member_i64(out, "batch_size", j->batch_size);
+    ep_member_i64(out, "rows", j->rows);
     etd_buf_puts(out, j->shuffle ? ",\"shuffle\":true" : ",\"shuffle\":false");
     ep_write_loss(out, j->has_loss, j->loss);
-    etd_buf_puts(out, ",\"lr\":");
-    if (j->has_loss)
-        etd_json_double(out, j->lr);
-    else
-        etd_buf_puts(out, "null");
-    etd_buf_puts(out, ",\"skipped_steps\":");
-    etd_json_i64(out, j->skipped);
-    etd_buf_puts(out, ",\"start_step\":");
+    ep_member_double(out, "lr", j->has_loss ? j->lr : NAN);
+    ep_member_i64(out, "skipped_steps", j->skipped);
+    ep_member(out, "start_step");
     if (j->state == ETD_JOB_QUEUED || (j->started == 0 && j->steps_done == 0))
         etd_buf_puts(out, "null");
     else
         etd_json_i64(out, j->start_step);
-    const struct { const char *k; double t; } times[] = {
-        {"created", j->created}, {"started", j->started}, {"finished", j->finished}};
-    for (int i = 0; i < 3; i++) {
-        etd_buf_printf(out, ",\"%s\":", times[i].k);
-        if (times[i].t > 0 && isfinite(times[i].t))
-            ep_write_time(out, times[i].t);
-        else
-            etd_buf_puts(out, "null");
-    }
-    etd_buf_puts(out, ",\"error\":");
-    if (j->error[0])
-        etd_json_str(out, j->error);
-    else
-        etd_buf_puts(out, "null");
-    etd_buf_puts(out, ",\"validation\":");
+    ep_member_time(out, "created", j->created);
+    ep_member_time(out, "started", j->started);
+    ep_member_time(out, "finished", j->finished);
+    ep_member_str(out, "error", j->error[0] ? j->error : NULL);
+    ep_member(out, "validation");
     if (!j->validate) {
         etd_buf_puts(out, "null}");
         return;
     }
     etd_buf_puts(out, "{\"rows\":");
     etd_json_i64(out, j->val_rows);
-    etd_buf_puts(out, ",\"eval_every\":");
-    etd_json_i64(out, j->eval_every);
-    etd_buf_puts(out, ",\"evaluations\":");
-    etd_json_i64(out, j->evaluations);
+    ep_member_i64(out, "eval_every", j->eval_every);
+    ep_member_i64(out, "evaluations", j->evaluations);
     etd_buf_puts(out, ",\"metrics\":[");
     bool first = true;
     for (int i = 0; i < ETD_M_COUNT; i++)
@@ -78,10 +53,8 @@ static void write_job(etd_call *c, etd_buf *out, const etd_job_info *j, bool wit
             first = false;
         }
     etd_buf_putc(out, ']');
-    if (j->metrics & 1u << ETD_M_TOPK) {
-        etd_buf_puts(out, ",\"k\":");
-        etd_json_i64(out, j->k);
-    }
+    if (j->metrics & 1u << ETD_M_TOPK)
+        ep_member_i64(out, "k", j->k);
     if (with_results) {
         etd_val_history vh;
         etd_buf_puts(out, ",\"results\":[");
