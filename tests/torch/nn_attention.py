@@ -137,21 +137,9 @@ def attention_case(T, name, spec, inputs, expect_error=None, check_init=True):
                 st["gw"] = gw.numpy()
             loss.backward()
             st["gout"] = gout.numpy()
-        T.st_write(T.tmp("a_in.st"), st)
-        got = T.run("attention", json.dumps(spec), T.tmp("a_in.st"), T.tmp("a_out.st")).strip()
-        if expect_error is not None or torch_err is not None:
-            code, words = expect_error or (None, [])
-            ok = torch_err is not None and got.startswith("error:")
-            if ok and code is not None:
-                ok = got.split()[1] == str(code)
-            missing = [w_ for w_ in words if w_ not in got]
-            T.report(case + " (error)", ok and not missing,
-                     f"torch: {torch_err!r}; ours: {got!r}; missing {missing}")
+        ours = T.run_spec(case, "attention", spec, st, "a", expect_error, torch_err)
+        if ours is None:
             return
-        if got.startswith("error:"):
-            T.report(case, False, f"easytorch failed: {got}")
-            return
-        ours, _ = T.st_read(T.tmp("a_out.st"))
         want = {"y": y}
         if w is not None:
             want["w"] = w

@@ -11,7 +11,6 @@ that its initial weights follow torch's reset_parameters (U(-b, b),
 b = 1/sqrt(fan_in) with torch's own fan_in).  Error specs must fail on both
 sides, ours with the layer's name and the input shape in the message.
 """
-import json
 import zlib
 
 import numpy as np
@@ -63,21 +62,9 @@ def layer_case(T, name, spec, xshape, distinct=False, expect_error=None, noncont
             if y.requires_grad:
                 y.backward(gout)
             inputs["gout"] = gout.numpy()
-        T.st_write(T.tmp("c_in.st"), inputs)
-        got = T.run("layer", json.dumps(spec), T.tmp("c_in.st"), T.tmp("c_out.st")).strip()
-        if expect_error is not None or torch_err is not None:
-            code, words = expect_error or (None, [])
-            ok = torch_err is not None and got.startswith("error:")
-            if ok and code is not None:
-                ok = got.split()[1] == str(code)
-            missing = [w for w in words if w not in got]
-            T.report(case + " (error)", ok and not missing,
-                     f"torch: {torch_err!r}; ours: {got!r}; missing {missing}")
+        ours = T.run_spec(case, "layer", spec, inputs, "c", expect_error, torch_err)
+        if ours is None:
             return
-        if got.startswith("error:"):
-            T.report(case, False, f"easytorch failed: {got}")
-            return
-        ours, _ = T.st_read(T.tmp("c_out.st"))
         want = {"y": y, "x_grad": x.grad}
         for pname, p in mod.named_parameters():
             want["grad." + pname] = p.grad

@@ -114,6 +114,29 @@ def tmp(name):
     return os.path.join(TMP, name)
 
 
+def run_spec(case, cmd, spec, inputs, stem, expect_error=None, torch_err=None):
+    """Write inputs, run `nn_runner cmd <spec JSON> in out` and return our
+    outputs; None when the case is settled here (reported): an expected
+    error (expect_error = (code or None, words)) or one torch raised must be
+    ours too, with that code and those words; otherwise an error of ours
+    fails the case."""
+    st_write(tmp(stem + "_in.st"), inputs)
+    got = run(cmd, json.dumps(spec), tmp(stem + "_in.st"), tmp(stem + "_out.st")).strip()
+    if expect_error is not None or torch_err is not None:
+        code, words = expect_error or (None, [])
+        ok = torch_err is not None and got.startswith("error:")
+        if ok and code is not None:
+            ok = got.split()[1] == str(code)
+        missing = [w for w in words if w not in got]
+        report(case + " (error)", ok and not missing,
+               f"torch: {torch_err!r}; ours: {got!r}; missing {missing}")
+        return None
+    if got.startswith("error:"):
+        report(case, False, f"easytorch failed: {got}")
+        return None
+    return st_read(tmp(stem + "_out.st"))[0]
+
+
 def compare_all(case, ours, theirs):
     """theirs: {name: tensor or array}; every entry must be present and close."""
     for key, want in theirs.items():
