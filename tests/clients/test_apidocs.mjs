@@ -14,116 +14,35 @@
 //    (or allowing another origin) is blocked by the browser.
 // Uses Debian's /usr/bin/chromium through playwright-core (`npm ci` in tests/clients; run
 // when node_modules is missing). Ends with `N passed, M failed`.
-import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import * as B from './browser.mjs';
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const EXE = opt('--easytorchd', process.env.EASYTORCHD);
-const OUT = path.resolve(opt('--out', process.env.SCREENSHOT_DIR || '.'));
-const CHROMIUM = opt('--chromium', '/usr/bin/chromium');
+const { OUT, check, finish } = B;
 const TOKEN = 'apidocs-test-token-7';
 
-let passed = 0, failed = 0;
-function check(name, ok, detail = '') {
-  if (ok) { passed++; console.log(`ok: ${name}${detail ? ` (${detail})` : ''}`); }
-  else { failed++; console.log(`FAIL: ${name}${detail ? `: ${detail}` : ''}`); }
-  return ok;
-}
-function finish() {
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed || !passed ? 1 : 0);
-}
-
 const daemons = [];
-function startDaemon(extra = [], token = null) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'et-apidocs-'));
-  const a = ['--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'), ...extra];
-  if (token) {
-    writeFileSync(path.join(dir, 'token'), token + '\n', { mode: 0o600 });
-    a.push('--token-file', path.join(dir, 'token'));
-  }
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('EASYTORCH_')) delete env[k];
-  const proc = spawn(EXE, a, { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let log = '';
-  const d = { proc, dir, log: () => log };
+async function startDaemon(extra = [], token = null) {
+  const d = await B.startDaemon(extra, token);
   daemons.push(d);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('easytorchd printed no "listening on":\n' + log)), 60000);
-    proc.stderr.on('data', (chunk) => {
-      log += chunk.toString();
-      if (log.length > 200000) log = log.slice(-100000);
-      const m = /listening on (\S+):(\d+)/.exec(log);
-      if (m && !d.url) {
-        clearTimeout(timer);
-        d.url = `http://127.0.0.1:${m[2]}`;
-        resolve(d);
-      }
-    });
-    proc.on('exit', (code) => { clearTimeout(timer); if (!d.url) reject(new Error(`easytorchd exited (${code}):\n${log}`)); });
-  });
+  return d;
 }
-async function ready(d) {
-  const end = Date.now() + 30000;
-  while (Date.now() < end) {
-    const r = await fetch(d.url + '/readyz').catch(() => null);
-    if (r && r.ok) return;
-    await sleep(50);
-  }
-  throw new Error('daemon never ready');
-}
-function stopAll() {
-  for (const d of daemons) {
-    try { d.proc.kill('SIGTERM'); } catch (e) { /* gone */ }
-    rmSync(d.dir, { recursive: true, force: true });
-  }
+const ready = B.ready;
+async function stopAll() {
+  for (const d of daemons) await B.stopDaemon(d);
 }
 
 async function main() {
-  if (!EXE || !existsSync(EXE)) {
-    check('easytorchd is given (--easytorchd)', false, String(EXE));
-    return finish();
-  }
-  if (!existsSync(CHROMIUM)) {
-    check(`${CHROMIUM} exists`, false, 'apt-get install chromium');
-    return finish();
-  }
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  if (!existsSync(path.join(here, 'node_modules', 'playwright-core'))) {
-    console.log(`playwright-core missing: npm ci in ${here}`);
-    const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
-    if (r.status !== 0) console.log(`npm ci failed (${r.status ?? r.error})`);
-  }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    if (process.env.FRESH_DEBIAN === '1') {
-      console.log(`SKIP: playwright-core could not be installed in this container (${e.message})`);
-      process.exit(77);
-    }
-    check('playwright-core is installed', false, `run \`npm ci\` in tests/clients (${e.message})`);
-    return finish();
-  }
+  const chromium = await B.loadChromium(path.dirname(fileURLToPath(import.meta.url)));
+  if (!chromium) return finish();
   mkdirSync(OUT, { recursive: true });
 
   // ---------------------------------------------------------------- 1. the reference page
   const A = await startDaemon([], TOKEN);
   await ready(A);
   const doc = await (await fetch(A.url + '/openapi.json')).json();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await B.launch(chromium);
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
@@ -222,5 +141,5 @@ async function main() {
   }
 }
 
-main().then(() => { stopAll(); finish(); })
-  .catch((e) => { check('the test ran', false, e.stack || String(e)); stopAll(); finish(); });
+main().then(async () => { await stopAll(); finish(); })
+  .catch(async (e) => { check('the test ran', false, e.stack || String(e)); await stopAll(); finish(); });

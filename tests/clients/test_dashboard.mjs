@@ -10,100 +10,20 @@
 // GET /v1/models/{name}, that nothing is loaded from anywhere but the daemon,
 // and takes screenshots (wide, phone, linear scale) into DIR (default: the
 // current folder). Ends with `N passed, M failed`.
-import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as B from './browser.mjs';
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const EXE = opt('--easytorchd', process.env.EASYTORCHD);
-const OUT = path.resolve(opt('--out', process.env.SCREENSHOT_DIR || '.'));
-const CHROMIUM = opt('--chromium', '/usr/bin/chromium');
+const { OUT, check, finish, waitFor } = B;
 const TOKEN = 'dashboard-test-token-42';
 
-let passed = 0, failed = 0;
-function check(name, ok, detail = '') {
-  if (ok) { passed++; console.log(`ok: ${name}${detail ? ` (${detail})` : ''}`); }
-  else { failed++; console.log(`FAIL: ${name}${detail ? `: ${detail}` : ''}`); }
-  return ok;
-}
-function finish() {
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed || !passed ? 1 : 0);
-}
-
-// Waits for cond() to hold; the limit only turns a hang into a failure.
-async function waitFor(cond, limitMs = 20000, everyMs = 100) {
-  const end = Date.now() + limitMs;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > end) return v;
-    await sleep(everyMs);
-  }
-}
-
-function startDaemon(exe, token) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'et-dash-'));
-  const tokenFile = path.join(dir, 'token');
-  writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
-  const env = { ...process.env };
-  delete env.EASYTORCH_TOKEN;
-  delete env.EASYTORCH_LISTEN;
-  const proc = spawn(exe, ['--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'), '--token-file', tokenFile],
-    { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let log = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('easytorchd printed no "listening on":\n' + log)), 60000);
-    proc.stderr.on('data', (chunk) => {
-      log += chunk.toString();
-      if (log.length > 200000) log = log.slice(-100000);
-      const m = /listening on (\S+):(\d+)/.exec(log);
-      if (m && timer) {
-        clearTimeout(timer);
-        resolve({ proc, dir, url: `http://127.0.0.1:${m[2]}`, log: () => log });
-      }
-    });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`easytorchd exited (${code}):\n${log}`)); });
-  });
-}
-
 async function main() {
-  if (!EXE || !existsSync(EXE)) {
-    check('easytorchd given with --easytorchd', false, String(EXE));
-    return finish();
-  }
-  if (!existsSync(CHROMIUM)) {
-    check(`${CHROMIUM} exists`, false, 'apt-get install chromium');
-    return finish();
-  }
-  let chromium;
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // (also when a node_modules from before uplot was pinned lacks it)
-  if (!['playwright-core', 'uplot'].every((m) => existsSync(path.join(here, 'node_modules', m)))) {
-    // node_modules is git-ignored: install the locked version from the npm registry.
-    console.log(`playwright-core or uplot missing: npm ci in ${here}`);
-    const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
-    if (r.status !== 0) console.log(`npm ci failed (${r.status ?? r.error})`);
-  }
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    if (process.env.FRESH_DEBIAN === '1') {
-      // ../shared/tools/fresh-debian's container reaches the npm registry only
-      // through a TLS proxy whose CA it lacks; CI and real machines install it.
-      console.log(`SKIP: playwright-core could not be installed in this container (${e.message})`);
-      process.exit(77);
-    }
-    check('playwright-core is installed', false, `run \`npm ci\` in tests/clients (${e.message})`);
-    return finish();
-  }
+  // (uplot too: a node_modules from before uplot was pinned lacks it)
+  const chromium = await B.loadChromium(here, ['playwright-core', 'uplot']);
+  if (!chromium) return finish();
   mkdirSync(OUT, { recursive: true });
 
   // the charting library is vendored from npm at the version package.json pins: the
@@ -115,7 +35,7 @@ async function main() {
       existsSync(vendored) && existsSync(npm) && readFileSync(vendored).equals(readFileSync(npm)));
   }
 
-  const d = await startDaemon(EXE, TOKEN);
+  const d = await B.startDaemon([], TOKEN);
   const auth = { Authorization: `Bearer ${TOKEN}` };
   async function api(method, p, body) {
     const res = await fetch(d.url + p, {
@@ -126,13 +46,9 @@ async function main() {
     if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${JSON.stringify(j)}`);
     return j;
   }
-  await waitFor(async () => (await fetch(d.url + '/readyz').catch(() => ({ ok: false }))).ok, 30000);
+  await B.ready(d);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await B.launch(chromium);
   const origin = new URL(d.url).origin;
   const foreign = [];
   const errors = [];
@@ -415,11 +331,7 @@ async function main() {
     check('the test ran to its end', false, e.stack || String(e));
   } finally {
     await browser.close().catch(() => {});
-    d.proc.removeAllListeners('exit');
-    d.proc.kill('SIGTERM');
-    await waitFor(() => d.proc.exitCode !== null || d.proc.signalCode !== null, 10000);
-    if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
-    rmSync(d.dir, { recursive: true, force: true });
+    await B.stopDaemon(d);
   }
   finish();
 }
