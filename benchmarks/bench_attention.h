@@ -4,14 +4,14 @@
 
 #include <easytorch/easytorch.h>
 
-void *encoder_setup(void);
-void encoder_teardown(void *state);
-et_status encoder_run(void *state, long iters, double *value);
+#include "bench_train.h"
+
+void *encoder_setup(void); /* a bench_train (its run and teardown) */
 
 /* Rows of et_bench.c's workload table. */
 #define BENCH_ATTENTION_WORKLOADS                                                              \
     {"train_transformer_enc2", "2-layer TransformerEncoder train step (d_model 64, 4 heads, "  \
      "ff 256, dropout 0.1, batch_first), seq 32, batch 16, MSE, Adam", encoder_setup,          \
-     encoder_run, encoder_teardown},
+     bench_train_run, bench_train_free},
 
 #endif

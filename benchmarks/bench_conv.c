@@ -26,6 +26,7 @@
 #include <easytorch/easytorch.h>
 
 #include "bench_conv.h"
+#include "bench_train.h"
 
 #ifdef ET_HAVE_ONEDNN
 #include <omp.h>
@@ -295,34 +296,18 @@ et_status conv_onednn_run(void *p, long iters, double *value)
 
 enum { LN_BATCH = 64 };
 
-typedef struct {
-    et_module *net;
-    et_optim *opt;
-    et_tensor *x, *y;
-    et_generator *g;
-} lenet_state;
-
-void lenet_teardown(void *p)
+static et_tensor *cross_entropy(et_tensor *out, et_tensor *y)
 {
-    lenet_state *s = p;
-    if (!s)
-        return;
-    et_optim_free(s->opt);
-    et_module_free(s->net);
-    et_tensor_free(s->x);
-    et_tensor_free(s->y);
-    et_generator_free(s->g);
-    free(s);
+    return et_cross_entropy(out, y, ET_REDUCTION_MEAN, 0.0f);
 }
 
 void *lenet_setup(void)
 {
-    lenet_state *s = calloc(1, sizeof *s);
+    bench_train *s = bench_train_new(cross_entropy);
     if (!s)
         return NULL;
-    s->g = et_generator_new(0);
     s->net = et_sequential_new();
-    if (!s->g || !s->net)
+    if (!s->net)
         goto fail;
     et_conv_opts pad2 = ET_CONV_DEFAULTS;
     pad2.padding[0] = pad2.padding[1] = 2;
@@ -335,14 +320,15 @@ void *lenet_setup(void)
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++)
         if (et_sequential_append(s->net, layers[i]) != ET_OK)
             goto fail;
-    int n = et_module_num_params(s->net);
-    et_tensor *params[16];
-    for (int i = 0; i < n && i < 16; i++)
-        params[i] = et_module_param(s->net, i);
+    int n;
+    et_tensor **params = bench_params(s->net, &n);
+    if (!params)
+        goto fail;
     et_sgd_opts o = ET_SGD_DEFAULTS;
     o.lr = 0.01;
     o.momentum = 0.9;
     s->opt = et_sgd_new(params, n, o);
+    free(params);
     s->x = et_randn(s->g, ET_SHAPE(LN_BATCH, 1, 28, 28));
     int64_t t[LN_BATCH];
     for (int i = 0; i < LN_BATCH; i++)
@@ -352,26 +338,6 @@ void *lenet_setup(void)
         goto fail;
     return s;
 fail:
-    lenet_teardown(s);
+    bench_train_free(s);
     return NULL;
-}
-
-et_status lenet_run(void *p, long iters, double *value)
-{
-    lenet_state *s = p;
-    for (long i = 0; i < iters; i++) {
-        et_pool_begin();
-        et_optim_zero_grad(s->opt);
-        et_tensor *out = et_module_forward(s->net, s->x);
-        et_tensor *loss = out ? et_cross_entropy(out, s->y, ET_REDUCTION_MEAN, 0.0f) : NULL;
-        et_status st = loss ? et_backward(loss, NULL) : et_errcode();
-        if (st == ET_OK)
-            st = et_optim_step(s->opt);
-        if (st == ET_OK && i == iters - 1)
-            *value = et_item(loss);
-        et_pool_end();
-        if (st != ET_OK)
-            return st;
-    }
-    return ET_OK;
 }

@@ -4,14 +4,14 @@
 
 #include <easytorch/easytorch.h>
 
+#include "bench_train.h"
+
 void *conv_setup(void);
 void conv_teardown(void *state);
 et_status conv_et_run(void *state, long iters, double *value);
 et_status conv_onednn_run(void *state, long iters, double *value);
 et_status conv_im2col_run(void *state, long iters, double *value);
-void *lenet_setup(void);
-void lenet_teardown(void *state);
-et_status lenet_run(void *state, long iters, double *value);
+void *lenet_setup(void); /* a bench_train (bench_train.h: its run and teardown) */
 
 /* Rows of et_bench.c's workload table. */
 #define BENCH_CONV_WORKLOADS                                                                   \
@@ -22,6 +22,6 @@ et_status lenet_run(void *state, long iters, double *value);
     {"conv2d_56_im2col", "the same convolution as bare im2col + cblas_sgemm", conv_setup,     \
      conv_im2col_run, conv_teardown},                                                          \
     {"train_lenet5_b64", "LeNet-5 train step, CE, SGD momentum, batch 64 of 1x28x28",         \
-     lenet_setup, lenet_run, lenet_teardown},
+     lenet_setup, bench_train_run, bench_train_free},
 
 #endif

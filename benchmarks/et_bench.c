@@ -31,6 +31,7 @@
 
 #include "bench_attention.h"
 #include "bench_conv.h"
+#include "bench_train.h"
 #include "core/core_internal.h"   /* etc_gemm, for the GEMM floors and --gemm-table */
 
 /* One benchmark: setup builds the state once (NULL + et_errmsg() on error);
@@ -166,12 +167,10 @@ static mlp_state *mlp_setup(const mlp_spec *sp)
             goto fail;
     }
 
-    int n = et_module_num_params(s->net);
-    et_tensor *params[64];
-    if (n > 64)
+    int n;
+    et_tensor **params = bench_params(s->net, &n);
+    if (params == NULL)
         goto fail;
-    for (int i = 0; i < n; i++)
-        params[i] = et_module_param(s->net, i);
     if (sp->opt == OPT_ADAM) {
         s->opt = et_adam_new(params, n, ET_ADAM_DEFAULTS);
     } else {
@@ -181,6 +180,7 @@ static mlp_state *mlp_setup(const mlp_spec *sp)
             o.momentum = 0.9;
         s->opt = et_sgd_new(params, n, o);
     }
+    free(params);
     if (s->opt == NULL)
         goto fail;
 
@@ -321,13 +321,14 @@ static void *char_setup(void)
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++)
         if (et_sequential_append(s->net, layers[i]) != ET_OK)
             goto fail;
-    int n = et_module_num_params(s->net);
-    et_tensor *params[16];
-    for (int i = 0; i < n; i++)
-        params[i] = et_module_param(s->net, i);
+    int n;
+    et_tensor **params = bench_params(s->net, &n);
+    if (params == NULL)
+        goto fail;
     et_sgd_opts o = ET_SGD_DEFAULTS;
     o.lr = 0.1;
     s->opt = et_sgd_new(params, n, o);
+    free(params);
     int64_t *x = malloc(CHAR_ROWS * 3 * sizeof *x), *y = malloc(CHAR_ROWS * sizeof *y);
     if (x && y) {
         for (int i = 0; i < CHAR_ROWS * 3; i++)
