@@ -43,6 +43,7 @@
 #include "easytorch/autograd.h"
 #include "easytorch/nn.h"
 #include "easytorch/nn_attention.h"
+#include "easytorch/nn_graph.h"
 #include "easytorch/loss.h"
 #include "easytorch/optim.h"
 #include "easytorch/serialize.h"

@@ -74,9 +74,12 @@ void et_module_free(et_module *m)
     if (!m)
         return;
     clear_params(m);
-    for (int i = 0; i < m->nchildren; i++)
+    for (int i = 0; i < m->nchildren; i++) {
         et_module_free(m->children[i]);
+        free(m->child_names[i]);
+    }
     free(m->children);
+    free(m->child_names);
     if (m->impl_free)
         m->impl_free(m->impl);
     else
@@ -341,7 +344,10 @@ static et_tensor *sequential_forward(et_module *m, et_tensor *x)
 
 et_module *et_sequential_new(void)
 {
-    return module_alloc("Sequential", sequential_forward);
+    et_module *m = module_alloc("Sequential", sequential_forward);
+    if (m)
+        m->indexed = true;
+    return m;
 }
 
 static et_status attach_child(et_module *m, const char *prefix, et_module *child);
@@ -352,25 +358,28 @@ static et_status attach_child(et_module *m, const char *prefix, et_module *child
  * owners would free it twice; A in B in A would be a cycle). */
 et_status et_sequential_append(et_module *seq, et_module *child)
 {
+    const char *op = seq && seq->type && !strcmp(seq->type, "ModuleList")
+                         ? "module_list_append" : "sequential_append";
     /* never free a module that is owned elsewhere, or that owns seq */
     bool ancestor = false;
     for (const et_module *p = seq ? seq->parent : NULL; p && !ancestor; p = p->parent)
         ancestor = p == child;
     if (child && child != seq && (child->parent || ancestor))
-        return et_set_error(ET_ERR_STATE, "sequential_append: the %s is already %s",
+        return et_set_error(ET_ERR_STATE, "%s: the %s is already %s", op,
                             child->type, ancestor ? "an enclosing Sequential (cycle)"
                                                   : "in a Sequential (a module has one parent)");
-    if (seq && seq->parent && child && child != seq && seq->forward == sequential_forward) {
+    if (seq && seq->parent && child && child != seq && seq->indexed) {
         et_module_free(child);
-        return et_set_error(ET_ERR_STATE, "sequential_append: this Sequential is already "
-                            "inside another one; build it completely before appending it");
+        return et_set_error(ET_ERR_STATE, "%s: this %s is already inside another module; "
+                            "build it completely before appending to it", op, seq->type);
     }
-    if (!seq || !child || seq == child || seq->forward != sequential_forward) {
+    if (!seq || !child || seq == child || !seq->indexed) {
         et_module_free(child == seq ? NULL : child);
         if (!seq || !child) /* most likely a constructor that failed: keep its message */
-            return et_set_error_after(ET_ERR_ARG, "sequential_append: NULL module");
-        return et_set_error(ET_ERR_ARG, "sequential_append: %s",
-                            seq == child ? "cannot append a module to itself" : "not a Sequential");
+            return et_set_error_after(ET_ERR_ARG, "%s: NULL module", op);
+        return et_set_error(ET_ERR_ARG, "%s: %s", op,
+                            seq == child ? "cannot append a module to itself"
+                                         : "not a Sequential or ModuleList");
     }
     return attach_child(seq, NULL, child);
 }
@@ -386,6 +395,10 @@ static et_status attach_child(et_module *m, const char *prefix, et_module *child
         if (!c)
             goto oom;
         m->children = c;
+        char **cn = realloc(m->child_names, (size_t)cap * sizeof(*cn));
+        if (!cn)
+            goto oom;
+        m->child_names = cn;
         m->cap = cap;
     }
     char idxname[16];
@@ -393,6 +406,9 @@ static et_status attach_child(et_module *m, const char *prefix, et_module *child
         snprintf(idxname, sizeof idxname, "%d", m->nchildren);
         prefix = idxname;
     }
+    char *keep_name = str_dup(prefix);
+    if (!keep_name)
+        goto oom;
     /* all or nothing: build the three grown lists first */
     nn_list grown[3] = {{0}};
     const nn_list *mine[3] = {&m->params, &m->buffers, &m->state};
@@ -423,6 +439,7 @@ static et_status attach_child(et_module *m, const char *prefix, et_module *child
             free(grown[k].t);
         }
         free(ib);
+        free(keep_name);
         goto oom;
     }
     nn_list *dst[3] = {&m->params, &m->buffers, &m->state};
@@ -444,6 +461,7 @@ static et_status attach_child(et_module *m, const char *prefix, et_module *child
                                                                         child->state.n)];
     free(m->is_buffer);
     m->is_buffer = ib;
+    m->child_names[m->nchildren] = keep_name;
     m->children[m->nchildren++] = child;   /* keeps its own mode, as torch */
     child->parent = m;
     return ET_OK;

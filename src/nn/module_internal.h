@@ -38,8 +38,10 @@ struct et_module {
     nn_list params, buffers, state;
     bool *is_buffer;
 
-    /* Sequential children (owned). */
+    /* Children (owned) and their names ("0", "self_attn"), in order. */
     et_module **children;
+    char **child_names;
+    bool indexed;           /* Sequential / ModuleList: et_sequential_append names by index */
     int nchildren, cap;
     et_module *parent;      /* the Sequential that owns it, or NULL */
 

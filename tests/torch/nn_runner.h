@@ -31,5 +31,7 @@ int nn_runner_more(int argc, char **argv);
 int nn_runner_conv(int argc, char **argv);
 /* nn_runner_attention.c: the same for the attention layers' command. */
 int nn_runner_attention(int argc, char **argv);
+/* nn_runner_graph.c: the graph modules' command. */
+int nn_runner_graph(int argc, char **argv);
 
 #endif
