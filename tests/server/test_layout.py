@@ -32,7 +32,11 @@ RANK = {"formats": 1, "models": 2, "endpoints": 3, "transport": 4}
 TOP = 5  # src/server/main.c, config.h
 MAX_LINES = 800
 AIM_LINES = 700
-NN_HEADERS = {"nn.h", "loss.h", "optim.h", "serialize.h", "nn_conv.h"}
+# The public headers src/core may include; every other easytorch/ header is nn's
+# (or the umbrella, which includes nn).  A list of what is allowed, not of what
+# is forbidden: a new nn header (nn_attention.h was one) cannot slip past, and a
+# new core header fails here until it is added.
+CORE_HEADERS = {"error.h", "tensor.h", "ops.h", "conv.h", "functional.h", "autograd.h"}
 HTTP_STATUS = re.compile(r"\bMHD_HTTP_\w+|\betd_rc_status\b|\breturn\s+[1-5]\d\d\s*;|"
                          r"\b\w*status\w*\s*(->\s*\w+\s*)?=\s*[1-5]\d\d\b")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
@@ -126,7 +130,7 @@ def check(root):
                                     % (rel, inc))
                 if lib == "src/core" and (inc.startswith("nn/") or
                                           (inc.startswith("easytorch/") and
-                                           inc.split("/", 1)[1] in NN_HEADERS)):
+                                           inc.split("/", 1)[1] not in CORE_HEADERS)):
                     problems.append("%s: includes %s: core knows nothing of nn" % (rel, inc))
     return problems
 
