@@ -853,18 +853,20 @@ class TestRobustness(Base):
         # (JSON has no inf/nan) and the daemon must stay up
         name = fresh()
         D.create(mlp_spec(name, optimizer={"type": "SGD", "lr": 1e30}))
-        for _ in range(6):
+        for k in range(6):
+            # the default "nonfinite": "skip" answers 200 (a skipped step says so)
             r = D.post("/v1/models/%s/train" % name, {"inputs": X, "targets": Y})
-            self.assertIn(r.status, (200, 400, 409, 422), r)
-            r.json()
+            self.assertEqual(r.status, 200, r)
+            if k:
+                self.assertIs(r.json().get("skipped"), True, r)
         for path in ("", "/parameters", "/gradients", "/loss"):
             with self.subTest(path=path):
                 r = D.get("/v1/models/%s%s" % (name, path))
                 self.assertEqual(r.status, 200, r)
                 r.json()
         r = D.post("/v1/models/%s/predict" % name, {"inputs": X})
-        self.assertIn(r.status, (200, 400, 409, 422), r)
-        r.json()
+        self.assertEqual(r.status, 200, r)  # the overflowing steps were skipped: finite outputs
+        self.assertTrue(all(abs(v) < 3.5e38 for v in flatten(r.json()["outputs"])), r)
         r = D.get("/v1/models")
         self.assertEqual(r.status, 200, r)
         r.json()
