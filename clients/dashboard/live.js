@@ -1,0 +1,205 @@
+// easytorch dashboard: keeping up with the daemon.  Live by push: the page follows
+// GET /v1/events (EventSource) and applies what the events carry (a step event holds every
+// [step, loss] since the previous one, an evaluation its metrics, a job its progress), so a
+// training model costs no request at all.  It fetches only to fill a gap (a step it missed,
+// a "reset" event after the daemon's buffer overflowed) or on rare changes (hyperparameters,
+// divergence).  The browser's EventSource reconnects by itself and sends Last-Event-ID, so
+// the daemon replays what the page missed.  When the stream is unavailable (an older daemon,
+// a proxy that buffers) it polls GET /v1/models every interval instead, and tries the stream
+// again every 10 s.
+'use strict';
+
+ET.live = (function () {
+  const { state, els, api, setStatus } = ET;
+  const TYPES = ['step', 'batch', 'evaluation', 'job', 'nonfinite', 'hparams', 'created', 'deleted'];
+  let timer = null, polling = false, es = null, streamTried = 0, reconnectTimer = null;
+
+  // ---- polling --------------------------------------------------------------------------
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    try {
+      await ET.listModels();
+      state.needToken = false;
+      if (!els.auth.dataset.userOpened) els.auth.hidden = true;
+      if (state.detail) await ET.model.refreshJobs(state.detail);
+      status();
+      if (state.live !== 'stream') connect();
+    } catch (e) {
+      failed(e);
+    } finally {
+      polling = false;
+      schedule();
+    }
+  }
+  function failed(e) {
+    if (e.status === 401) {
+      state.needToken = true;
+      els.authReason.textContent = state.token
+        ? 'The daemon refused the saved token (401: ' + e.message + '). Give the right one.'
+        : 'The daemon answered 401: give the bearer token it was started with (--token-file or EASYTORCH_TOKEN). It stays in this browser\'s local storage.';
+      els.auth.hidden = false;
+      setStatus('error', 'Needs a token');
+    } else {
+      setStatus('error', (e.status ? 'HTTP ' + e.status + ': ' : '') + e.message + ' — retrying');
+    }
+  }
+  function status() {
+    const n = state.models.size;
+    setStatus('ok', n + (n === 1 ? ' model' : ' models') + ' · ' +
+      (state.live === 'stream' ? 'live (event stream)' : state.live === 'reconnecting' ? 'reconnecting…' : 'polling') +
+      ' · updated ' + new Date().toLocaleTimeString());
+  }
+  function schedule() {
+    clearTimeout(timer);
+    timer = null;
+    if (state.live === 'stream' || state.live === 'reconnecting') return;   // pushed: no polling
+    if (state.interval > 0 && !state.needToken)
+      timer = setTimeout(poll, document.hidden ? Math.max(state.interval, 5000) : state.interval);
+  }
+
+  // ---- the event stream --------------------------------------------------------------------
+  // EventSource cannot send an Authorization header: the token goes as ?access_token=.
+  function connect() {
+    if (typeof EventSource !== 'function' || es || state.needToken || Date.now() - streamTried < 10000) return;
+    streamTried = Date.now();
+    const url = 'v1/events' + (state.token ? '?access_token=' + encodeURIComponent(state.token) : '');
+    let s;
+    try { s = new EventSource(url); } catch (e) { return; }
+    es = s;
+    let opened = false;
+    s.onopen = () => {
+      clearTimeout(reconnectTimer);
+      const first = !opened;
+      opened = true;
+      state.live = 'stream';
+      clearTimeout(timer);
+      // A new stream starts from "now": what happened between the last poll and now is
+      // fetched once (?since=K per model).  A reconnect of the same EventSource resumes with
+      // Last-Event-ID instead (the daemon sends "reset" when it cannot).
+      if (first) ET.listModels().then(status, failed);
+      else status();
+    };
+    s.onerror = () => {
+      if (s.readyState === EventSource.CLOSED || !opened) {
+        // refused (404 from an older daemon, 401): poll, and try the stream again later
+        s.close();
+        if (es === s) es = null;
+        state.live = 'polling';
+        status();
+        schedule();
+      } else {
+        // the browser reconnects by itself (with Last-Event-ID); poll if that takes long
+        state.live = 'reconnecting';
+        status();
+        clearTimeout(reconnectTimer);
+        reconnectTimer = setTimeout(() => {
+          if (state.live === 'reconnecting') { state.live = 'polling'; s.close(); if (es === s) es = null; schedule(); }
+        }, 5000);
+      }
+    };
+    for (const t of TYPES) s.addEventListener(t, (ev) => { lastEventId = ev.lastEventId; onEvent(t, ev.data); });
+    s.addEventListener('reset', () => { ET.listModels().catch(failed); });
+    s.addEventListener('dropped', () => { /* the daemon dropped a slow reader: the reconnect resumes */ });
+  }
+  let lastEventId = '';
+
+  function onEvent(type, data) {
+    let d = null;
+    try { d = JSON.parse(data); } catch (e) { return; }
+    const name = d && d.model;
+    if (typeof name !== 'string') return;
+    if (type === 'deleted') { ET.removeEntry(name); return; }
+    const known = state.models.has(name);
+    const e = ET.ensureEntry(name);
+    if (type === 'created' || !known) {
+      ET.refresh(e).catch((err) => { if (err.status === 404) ET.removeEntry(name); });
+      return;
+    }
+    if (e.loading || e.since === null) { e.queue.push([type, d]); return; }
+    apply(e, type, d);
+  }
+
+  // What one event changes in a model's entry (also for events queued while it loaded).
+  function apply(e, type, d) {
+    if (type === 'step') return applySteps(e, d);
+    if (type === 'evaluation') {
+      ET.addValidation(e, { step: d.step, job: d.job, metrics: d.metrics });
+    } else if (type === 'job') {
+      ET.model.jobEvent(e, d);
+      if (d.state !== 'running' && d.state !== 'queued') e.lastMoved = Date.now();
+    } else if (type === 'batch') {
+      if (e.info) e.info.pending_batches = d.pending_batches;
+      if (typeof d.loss === 'number') e.loss = d.loss;
+    } else if (type === 'nonfinite' || type === 'hparams') {
+      // rare: the description (status, lr, hyperparameters) and the markers, fetched
+      if (e.info && d.status) e.info.status = d.status;
+      ET.refresh(e).catch(() => {});
+    }
+    ET.changed(e);
+  }
+
+  function applySteps(e, d) {
+    const pts = Array.isArray(d.steps) && d.steps.length ? d.steps : [[d.step, d.loss]];
+    const have = e.steps.length ? e.steps[e.steps.length - 1] : e.since;
+    const first = pts[0][0];
+    if (first <= have) {
+      // already have these (fetched), or the model was rolled back: then the loss differs
+      const i = e.steps.lastIndexOf(first);
+      const same = i >= 0 && (e.losses[i] === pts[0][1] || (Number.isNaN(e.losses[i]) && pts[0][1] === null));
+      if (!same) { ET.resetEntry(e); ET.refresh(e).catch(() => {}); return; }
+    } else if (have >= 0 && first > have + 1 && !e.skippedGap) {
+      // a step this page did not see (it was not connected): fetch from what it has
+      e.skippedGap = true;   // once per gap: steps skipped by the guard leave gaps too
+      ET.refresh(e).then(() => { e.skippedGap = false; }, () => { e.skippedGap = false; });
+      return;
+    }
+    // the points' times: the event's (daemons that send one), else its arrival, spread
+    // over the interval since the previous point
+    const t1 = Number.isFinite(d.time) ? d.time : Date.now() / 1000;
+    const last = e.times.length ? e.times[e.times.length - 1] : NaN;
+    const fresh = pts.filter((p) => p[0] > have);
+    const t0 = Number.isFinite(last) && last < t1 ? last : t1;
+    fresh.forEach((p, k) => {
+      e.steps.push(p[0]);
+      e.losses.push(p[1] === null ? NaN : Number(p[1]));
+      e.lrs.push(typeof d.lr === 'number' ? d.lr : NaN);
+      e.times.push(t0 + (t1 - t0) * (k + 1) / fresh.length);
+    });
+    ET.trim(e);
+    if (e.steps.length) e.since = e.steps[e.steps.length - 1];
+    if (typeof d.step === 'number' && d.step > (e.step ?? -1)) e.step = d.step;
+    if (typeof d.loss === 'number' || d.loss === null) e.loss = d.loss;
+    if (e.info) {
+      if (typeof d.lr === 'number') e.info.lr = d.lr;
+      e.info.step = e.step;
+    }
+    if (e.summary) e.summary.step = e.step;
+    e.lastMoved = Date.now();
+    ET.changed(e);
+  }
+
+  function start() {
+    // the stream first (so nothing between the first fetch and the stream is lost);
+    // without a token yet, or an older daemon, the first poll finds out
+    connect();
+    if (!es) poll(); else setTimeout(() => { if (state.live === 'connecting') poll(); }, 3000);
+  }
+  function restart() {
+    if (es) { es.close(); es = null; }
+    state.live = 'polling';
+    streamTried = 0;
+    poll();
+  }
+  function intervalChanged() {
+    if (state.live === 'stream') return;
+    if (state.interval > 0) poll(); else clearTimeout(timer);
+  }
+  document.addEventListener('visibilitychange', () => { if (!document.hidden && state.live === 'polling') poll(); });
+  // the model page's jobs, while polling (the stream pushes job events)
+  setInterval(() => {
+    if (state.detail && state.live === 'polling' && !document.hidden) ET.model.refreshJobs(state.detail).catch(() => {});
+  }, 1000);
+
+  return { start, restart, apply, intervalChanged, poll, get lastEventId() { return lastEventId; } };
+})();
