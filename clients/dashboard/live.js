@@ -86,8 +86,7 @@ ET.live = (function () {
         s.close();
         if (es === s) es = null;
         state.live = 'polling';
-        status();
-        schedule();
+        poll();
       } else {
         // the browser reconnects by itself (with Last-Event-ID); poll if that takes long
         state.live = 'reconnecting';
@@ -196,10 +195,6 @@ ET.live = (function () {
     if (state.interval > 0) poll(); else clearTimeout(timer);
   }
   document.addEventListener('visibilitychange', () => { if (!document.hidden && state.live === 'polling') poll(); });
-  // the model page's jobs, while polling (the stream pushes job events)
-  setInterval(() => {
-    if (state.detail && state.live === 'polling' && !document.hidden) ET.model.refreshJobs(state.detail).catch(() => {});
-  }, 1000);
 
   return { start, restart, apply, intervalChanged, poll, get lastEventId() { return lastEventId; } };
 })();

@@ -66,6 +66,7 @@ async function main() {
   // A poll of a model that was deleted while the page watched it gets 404 (the page then
   // drops the card): expected, and only for that model.  Any other 404 is an error.
   const notFound = [];
+  const expectedRefusals = [];
   let eventsServed = false;
   page.on('response', (r) => { if (r.status() === 404) notFound.push(new URL(r.url()).pathname); });
   page.on('console', (m) => {
@@ -74,8 +75,10 @@ async function main() {
     // without GET /v1/events (an older daemon) the EventSource's 404 is how the page learns to poll
     const where = (m.location() && m.location().url) || '';
     if (!eventsServed && (/\/v1\/events/.test(where) || /EventSource/.test(m.text()))) return;
+    // a refusal the test provokes on purpose (deleting the serving version: 409)
+    if (expectedRefusals.some(([p, st]) => where.endsWith(p) && m.text().includes(`status of ${st}`))) return;
     if (/status of 404/.test(m.text()) && notFound.length &&
-        notFound.every((u) => u.startsWith('/v1/models/another') || (!eventsServed && u === '/v1/events'))) return;
+        notFound.every((u) => ['/v1/models/another', '/v1/models/ver'].some((p) => u.startsWith(p)) || (!eventsServed && u === '/v1/events'))) return;
     errors.push('console: ' + m.text());
   });
 
@@ -366,6 +369,95 @@ async function main() {
       console.log(`SKIP: the ${mode}-time range: this daemon's GET .../loss has no "time" series`);
     }
     await page.selectOption('#x-axis', 'step');
+
+    // -- versions (issue 18's API): freeze, serve, roll back behind a confirmation, fork, ONNX, delete --
+    await api('POST', '/v1/models', { name: 'ver', layers: [{ type: 'Linear', in_features: 1, out_features: 1 }],
+      loss: 'MSELoss', optimizer: { type: 'Adam', lr: 0.1 }, seed: 0 });
+    const vx = [[1], [2]], vy = [[2], [4]];
+    await api('POST', '/v1/models/ver/train', { inputs: vx, targets: vy, epochs: 10 });
+    await page.goto(d.url + '/#model=ver');
+    const vrow = (n) => `#versions-table tbody tr[data-version="${n}"]`;
+    const vbtn = (n, a) => `${vrow(n)} button[data-action="${a}"]`;
+    const versionsApi = () => api('GET', '/v1/models/ver/versions');
+    check('a model without versions says so', !!(await waitFor(() => page.isVisible('#versions-empty'), 10000)) &&
+      (await page.getAttribute('#serving-now', 'data-serving')) === 'live');
+    await waitFor(async () => Number(await page.getAttribute('#detail-chart', 'data-points')) === 10, 10000);
+    await page.fill('#freeze-label', 'baseline');
+    await page.click('#freeze-form button[type=submit]');
+    const v1 = await waitFor(() => page.$(vrow(1)), 10000);
+    let vl = await versionsApi();
+    check('"Freeze a version" freezes one (the API lists it, labelled, at the step shown)', !!v1 && vl.versions.length === 1 &&
+      vl.versions[0].label === 'baseline' && vl.versions[0].step === 10 &&
+      /baseline/.test(await page.textContent(vrow(1))), JSON.stringify(vl.versions.map((v) => [v.version, v.label, v.step])));
+    check('the freeze is a marker on the charts', !!(await waitFor(async () =>
+      /version 1 frozen \(baseline\)/.test(await page.textContent('#detail-markers li[data-kind="version"]').catch(() => '')), 5000)));
+    await api('POST', '/v1/models/ver/train', { inputs: vx, targets: vy, epochs: 10 });
+    await page.check('#freeze-serve');
+    await page.click('#freeze-form button[type=submit]');
+    await waitFor(() => page.$(vrow(2)), 10000);
+    vl = await versionsApi();
+    check('freezing with "serve it" serves the new version', vl.serving === 2 && vl.versions[1].step === 20 &&
+      !!(await waitFor(async () => (await page.getAttribute('#serving-now', 'data-serving')) === '2', 5000)) &&
+      (await page.getAttribute(vrow(2), 'data-serving')) === '1' && !(await page.isVisible(vbtn(2, 'serve'))),
+      `serving ${vl.serving}`);
+    await page.click(vbtn(1, 'serve'));
+    check('"Serve" on version 1 makes plain predict use it', !!(await waitFor(async () => (await versionsApi()).serving === 1, 5000)) &&
+      !!(await waitFor(async () => (await page.getAttribute('#serving-now', 'data-serving')) === '1', 5000)));
+    const st = await waitFor(async () => { const t = await page.textContent('#detail-status'); return /serving v1/.test(t) ? t : ''; }, 10000);
+    check('the model page\'s status says which version serves', !!st, await page.textContent('#detail-status'));
+    await page.click('#serve-live');
+    check('"Serve the live model" switches back', !!(await waitFor(async () => (await versionsApi()).serving === 'live', 5000)) &&
+      !!(await waitFor(async () => (await page.getAttribute('#serving-now', 'data-serving')) === 'live', 5000)));
+    // roll back: a confirmation first; cancelling changes nothing
+    await page.click(vbtn(1, 'rollback'));
+    const asking = await waitFor(() => page.isVisible('#confirm'), 5000);
+    check('"Roll back" asks for a confirmation first', !!asking && /version 1/.test(await page.textContent('#confirm-title')) &&
+      (await page.evaluate(() => document.activeElement && document.activeElement.id)) === 'confirm-ok');
+    await page.keyboard.press('Escape');
+    await waitFor(async () => !(await page.isVisible('#confirm')), 5000);
+    await sleep(300);
+    check('cancelling the confirmation (Escape) rolls nothing back', (await api('GET', '/v1/models/ver')).step === 20 &&
+      /cancelled/.test(await page.textContent('#versions-result')));
+    await page.click(vbtn(1, 'rollback'));
+    await waitFor(() => page.isVisible('#confirm'), 5000);
+    await page.click('#confirm-ok');
+    const rolled = await waitFor(async () => (await api('GET', '/v1/models/ver')).step === 10, 10000);
+    const rpts = await waitFor(async () => Number(await page.getAttribute('#detail-chart', 'data-points')) === 10, 10000);
+    check('confirming rolls the live model back (the API says step 10; the chart drops the later steps)', !!rolled && !!rpts,
+      `${await page.textContent('#versions-result')}; chart ${await page.getAttribute('#detail-chart', 'data-points')} points`);
+    // fork version 2 under a name given in the dialog
+    await page.click(vbtn(2, 'fork'));
+    await waitFor(() => page.isVisible('#confirm-input'), 5000);
+    await page.fill('#confirm-input', 'ver-fork');
+    await page.click('#confirm-ok');
+    const forked = await waitFor(async () => { try { return await api('GET', '/v1/models/ver-fork'); } catch (e) { return null; } }, 10000);
+    check('"Fork" makes a new model from the version', !!forked && forked.step === 20 &&
+      !!(await waitFor(() => page.$('#versions-result a[href="#model=ver-fork"]'), 5000)), forked ? `step ${forked.step}` : 'no fork');
+    // ONNX: the downloaded file is the daemon's export of that version, byte for byte
+    const [onnxDl] = await Promise.all([page.waitForEvent('download', { timeout: 10000 }), page.click(vbtn(1, 'onnx'))]);
+    const onnxBytes = await new Promise((res) => { const parts = []; onnxDl.createReadStream().then((st) => { st.on('data', (c) => parts.push(c)); st.on('end', () => res(Buffer.concat(parts))); }); });
+    const want = Buffer.from(await (await fetch(d.url + '/v1/models/ver/versions/1/export?format=onnx', { headers: auth })).arrayBuffer());
+    check('"ONNX" downloads the version as the daemon exports it', onnxBytes.length > 0 && onnxBytes.equals(want) &&
+      onnxDl.suggestedFilename() === 'ver-v1.onnx', `${onnxBytes.length} bytes, ${onnxDl.suggestedFilename()}`);
+    // delete: behind a confirmation; the serving version is refused (409) and stays
+    await page.click(vbtn(2, 'delete'));
+    await waitFor(() => page.isVisible('#confirm'), 5000);
+    await page.click('#confirm-ok');
+    const gone = await waitFor(async () => !(await page.$(vrow(2))), 10000);
+    check('"Delete" (confirmed) removes the version', !!gone && (await versionsApi()).versions.map((v) => v.version).join() === '1');
+    await api('PATCH', '/v1/models/ver', { serving: 1 });
+    await page.reload();
+    await waitFor(async () => (await page.getAttribute('#serving-now', 'data-serving')) === '1', 10000);
+    expectedRefusals.push(['/v1/models/ver/versions/1', 409]);
+    await page.click(vbtn(1, 'delete'));
+    await waitFor(() => page.isVisible('#confirm'), 5000);
+    await page.click('#confirm-ok');
+    const refused = await waitFor(async () => { const t = await page.textContent('#versions-result'); return /serving/.test(t) ? t : ''; }, 10000);
+    check('deleting the serving version shows the daemon\'s refusal and keeps it', !!refused &&
+      (await page.getAttribute('#versions-result', 'data-state')) === 'error' && (await versionsApi()).versions.length === 1, refused);
+    await page.screenshot({ path: path.join(OUT, 'dashboard-versions-1400x900.png'), fullPage: true });
+    await api('DELETE', '/v1/models/ver-fork');
+    await api('DELETE', '/v1/models/ver');
     await page.goto(d.url + '/');
     // -- the token survives a reload ------------------------------------------------------------
     await page.reload();
@@ -395,7 +487,7 @@ async function main() {
 
     check('nothing is loaded from anywhere but the daemon', foreign.length === 0, foreign.slice(0, 5).join(' '));
     check('no script errors', errors.length === 0, errors.concat(notFound).slice(0, 5).join(' | '));
-    console.log(`screenshots: ${path.join(OUT, 'dashboard-wide.png')}, dashboard-linear.png, dashboard-1400x900.png, dashboard-model-1400x900.png, dashboard-400x800.png`);
+    console.log(`screenshots: ${path.join(OUT, 'dashboard-wide.png')}, dashboard-linear.png, dashboard-1400x900.png, dashboard-model-1400x900.png, dashboard-versions-1400x900.png, dashboard-400x800.png`);
   } catch (e) {
     check('the test ran to its end', false, e.stack || String(e));
   } finally {
