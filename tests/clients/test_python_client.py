@@ -472,7 +472,15 @@ class ClientTests(unittest.TestCase):
         for _ in range(3):
             m.push(xs, ys)
             lrs.append(m.step()["lr"])
-        assert_close(self, lrs, [0.1, 0.05, 0.025], "StepLR lrs")
+        w = torch.zeros(1, requires_grad=True)
+        topt = torch.optim.SGD([w], lr=0.1)
+        tsched = torch.optim.lr_scheduler.StepLR(topt, step_size=1, gamma=0.5)
+        want = []
+        for _ in range(3):  # the lr each step used, as torch's scheduler sets it
+            want.append(topt.param_groups[0]["lr"])
+            topt.step()
+            tsched.step()
+        assert_close(self, lrs, want, "StepLR lrs")
 
     def test_gradients_of_one_batch_match_torch_and_accumulate_nothing(self):
         m = self.make(seed=6)
