@@ -616,7 +616,7 @@ def main():
     print(f"{results['passed']} passed, {results['failed']} failed; largest error at the suite "
           f"tolerance (rtol {RTOL}, atol {ATOL}): {w[0]:.3g} of the allowed |diff| "
           f"(abs diff {w[1]:.3g}); optimizer trajectories report their own worst diff")
-    return 1 if results["failed"] else 0
+    return 1 if results["failed"] or not results["passed"] else 0  # no comparison ran: a failure
 
 
 if __name__ == "__main__":
