@@ -23,7 +23,8 @@ static void load_torch_defaults(void)
         "'Flatten','MSELoss','L1Loss','CrossEntropyLoss','NLLLoss','BCELoss','BCEWithLogitsLoss',"
         "'HuberLoss','SmoothL1Loss','BatchNorm1d','BatchNorm2d','LayerNorm','GroupNorm',"
         "'Embedding','EmbeddingBag','Conv1d','Conv2d','ConvTranspose2d','MaxPool1d','MaxPool2d',"
-        "'AvgPool1d','AvgPool2d','Dropout2d','KLDivLoss','ELU','Softplus','Hardtanh'],"
+        "'AvgPool1d','AvgPool2d','Dropout2d','KLDivLoss','ELU','Softplus','Hardtanh',"
+        "'MultiheadAttention','TransformerEncoderLayer','TransformerEncoder'],"
         " torch.optim: ['SGD','Adagrad','RMSprop','Adam','AdamW','NAdam','RAdam','Adamax'],"
         " torch.optim.lr_scheduler: ['StepLR','MultiStepLR','ExponentialLR','CosineAnnealingLR',"
         "'LinearLR','ConstantLR','CosineAnnealingWarmRestarts','OneCycleLR',"
@@ -159,6 +160,10 @@ START_TEST(test_every_layer_type_parses_with_torch_defaults)
         {"ReflectionPad2d", ",\"padding\":1"}, {"ReplicationPad1d", ",\"padding\":1"},
         {"ReplicationPad2d", ",\"padding\":1"},
         {"Unflatten", ",\"dim\":1,\"unflattened_size\":[1,2]"},
+        {"MultiheadAttention", ",\"embed_dim\":2,\"num_heads\":1"},
+        {"TransformerEncoderLayer", ",\"d_model\":2,\"nhead\":2"},
+        {"TransformerEncoder", ",\"num_layers\":1,\"encoder_layer\":"
+                               "{\"type\":\"TransformerEncoderLayer\",\"d_model\":2,\"nhead\":1}"},
     };
     int seen = 0;
     for (int i = 0; i < etd_nlayer_types; i++) {
@@ -251,6 +256,31 @@ START_TEST(test_every_layer_type_parses_with_torch_defaults)
 #undef P
         } else if (strcmp(type, "Dropout2d") == 0) {
             eq_num("Dropout2d.p", x->u.dropout.p);
+        } else if (strcmp(type, "MultiheadAttention") == 0) {
+            const et_mha_opts *m = &x->u.mha.o;
+            eq_num("MultiheadAttention.dropout", m->dropout);
+            eq_num("MultiheadAttention.bias", m->bias);
+            eq_num("MultiheadAttention.add_bias_kv", m->add_bias_kv);
+            eq_num("MultiheadAttention.add_zero_attn", m->add_zero_attn);
+            eq_num("MultiheadAttention.batch_first", m->batch_first);
+            ck_assert(m->kdim == 0 && m->vdim == 0 && x->mask.kind == ETD_MASK_NONE); /* None */
+            ck_assert_int_eq(s.param_count, 3 * 2 + 2 + 4 * 2 * 2 + 4 * 2);
+        } else if (strncmp(type, "Transformer", 11) == 0) {
+            /* TransformerEncoder: its encoder_layer's defaults */
+            bool enc = strcmp(type, "TransformerEncoder") == 0;
+            const et_encoder_layer_opts *o = enc ? &x->kids[0].u.enc_layer.o : &x->u.enc_layer.o;
+            eq_num("TransformerEncoderLayer.dim_feedforward", (double)o->dim_feedforward);
+            /* a float32 in the library, as in MultiheadAttention */
+            ck_assert(o->dropout == (float)tdef("TransformerEncoderLayer.dropout")->valuedouble);
+            eq_num("TransformerEncoderLayer.layer_norm_eps", o->layer_norm_eps);
+            eq_num("TransformerEncoderLayer.batch_first", o->batch_first);
+            eq_num("TransformerEncoderLayer.norm_first", o->norm_first);
+            /* torch's default activation is the function F.relu */
+            ck_assert(o->activation == ET_ACT_RELU && x->mask.kind == ETD_MASK_NONE);
+            if (enc) {
+                eq_num("TransformerEncoder.enable_nested_tensor", 1);
+                ck_assert(x->kids[1].type == NULL && x->u.encoder.num_layers == 1);
+            }
         }
         etd_spec_free(&s);
         seen++;

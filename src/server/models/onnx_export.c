@@ -600,6 +600,14 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
                              size_t *len, etd_err *e)
 {
     *buf = NULL;
+    /* attention has no mapping onto ONNX opset 17 nodes here yet: a state
+     * of the model, not a bad request (409, before any shape question) */
+    for (int i = 0; i < m->spec.nlayers; i++)
+        if (m->spec.layers[i].type->forward)
+            return etd_fail(e, ETD_ESTATE, "export: layers[%d] (%s): attention layers have no "
+                            "ONNX export yet (MultiheadAttention, TransformerEncoderLayer and "
+                            "TransformerEncoder are not mapped onto ONNX nodes)", i,
+                            m->spec.layers[i].type->name);
     int64_t dims[ET_MAX_DIMS];
     if (in_nd < 0) { /* not given: what the spec fixes */
         if (m->spec.in_features < 0)

@@ -1,6 +1,7 @@
-/* spec.c - parse, validate and build model specifications: the field
- * readers, the feature flow, the top level and the build functions.  The
- * type tables are in spec_layers.c and spec_train.c. */
+/* spec.c - parse, validate and build model specifications: type lookup,
+ * one layer (etd_spec_parse_layer), the top level and the build functions.
+ * The field readers and the feature flow are in spec_fields.c, the type
+ * tables in spec_layers*.c and spec_train.c. */
 #include "server/models/models.h"
 #include "server/models/spec.h"
 
@@ -12,234 +13,6 @@
 
 #include "server/formats/json_in.h"
 
-#define MAX_EXACT 9007199254740992.0 /* 2^53: integers a JSON number holds exactly */
-
-/* ---------------------------------------------------------------- field readers */
-
-bool etd_field_fail(const etd_obj *o, const char *key, const char *fmt, ...)
-{
-    char msg[ETD_ERRCAP];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (key) /* a top-level field has no path: "nonfinite: ..." */
-        etd_fail(o->e, ETD_EINVAL, "%s%s%s: %s", o->path, o->path[0] ? "." : "", key, msg);
-    else
-        etd_fail(o->e, ETD_EINVAL, "%s: %s", o->path, msg);
-    return false;
-}
-
-static const cJSON *field(const etd_obj *o, const char *key)
-{
-    return cJSON_GetObjectItemCaseSensitive(o->o, key);
-}
-
-bool etd_field_int(const etd_obj *o, const char *key, bool required, int64_t def, int64_t min,
-                   int64_t max, int64_t *out)
-{
-    const cJSON *v = field(o, key);
-    if (!v) {
-        if (required)
-            return etd_field_fail(o, key, "required field is missing");
-        *out = def;
-        return true;
-    }
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || fabs(d) > MAX_EXACT || d < (double)min ||
-        d > (double)max) {
-        if (max == INT64_MAX && min == 1)
-            return etd_field_fail(o, key, "expected a positive integer");
-        if (max == INT64_MAX && min == 0)
-            return etd_field_fail(o, key, "expected a non-negative integer");
-        if (max == INT64_MAX)
-            return etd_field_fail(o, key, "expected an integer >= %lld", (long long)min);
-        return etd_field_fail(o, key, "expected an integer in [%lld, %lld]", (long long)min,
-                              (long long)max);
-    }
-    *out = (int64_t)d;
-    return true;
-}
-
-bool etd_field_num(const etd_obj *o, const char *key, bool required, double def, double lo,
-                   double hi, double *out)
-{
-    const cJSON *v = field(o, key);
-    if (!v) {
-        if (required)
-            return etd_field_fail(o, key, "required field is missing");
-        *out = def;
-        return true;
-    }
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || !isfinite(d) || d < lo || d > hi) {
-        if (isinf(lo) && isinf(hi))
-            return etd_field_fail(o, key, "expected a number");
-        if (isinf(hi))
-            return etd_field_fail(o, key, "expected a number >= %g", lo);
-        return etd_field_fail(o, key, "expected a number in [%g, %g]", lo, hi);
-    }
-    *out = d;
-    return true;
-}
-
-bool etd_field_bool(const etd_obj *o, const char *key, bool def, bool *out)
-{
-    const cJSON *v = field(o, key);
-    if (!v) {
-        *out = def;
-        return true;
-    }
-    if (!cJSON_IsBool(v))
-        return etd_field_fail(o, key, "expected true or false");
-    *out = cJSON_IsTrue(v);
-    return true;
-}
-
-bool etd_field_choice(const etd_obj *o, const char *key, const char *const *choices, int def,
-                      int *out)
-{
-    const cJSON *v = field(o, key);
-    if (!v) {
-        *out = def;
-        return true;
-    }
-    for (int i = 0; cJSON_IsString(v) && choices[i]; i++)
-        if (strcmp(v->valuestring, choices[i]) == 0) {
-            *out = i;
-            return true;
-        }
-    char list[256] = "";
-    for (int i = 0, n = 0; choices[i] && n < (int)sizeof list; i++)
-        n += snprintf(list + n, sizeof list - (size_t)n, "%s\"%s\"",
-                      i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
-    etd_field_fail(o, key, "expected %s", list);
-    if (cJSON_IsString(v))
-        etd_err_suggest(o->e, v->valuestring, choices);
-    return false;
-}
-
-static bool tuple_fail(const etd_obj *o, const char *key, int n, int64_t min, int64_t max)
-{
-    char range[96];
-    if (max == INT64_MAX)
-        snprintf(range, sizeof range, ">= %lld", (long long)min);
-    else
-        snprintf(range, sizeof range, "in [%lld, %lld]", (long long)min, (long long)max);
-    return etd_field_fail(o, key, "expected an integer %s or a list of %d of them", range, n);
-}
-
-bool etd_field_int_tuple(const etd_obj *o, const char *key, bool required, int n, int64_t def,
-                         int64_t min, int64_t max, int64_t *out)
-{
-    const cJSON *v = field(o, key);
-    if (!v) {
-        if (required)
-            return etd_field_fail(o, key, "required field is missing");
-        for (int i = 0; i < n; i++)
-            out[i] = def;
-        return true;
-    }
-    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) != n)
-        return etd_field_fail(o, key, "expected %d integers, got a list of %d", n,
-                              cJSON_GetArraySize(v));
-    const cJSON *x = cJSON_IsArray(v) ? v->child : v;
-    for (int i = 0; i < n; i++) {
-        double d = x ? x->valuedouble : 0;
-        if (!x || !cJSON_IsNumber(x) || d != floor(d) || fabs(d) > MAX_EXACT || d < (double)min ||
-            d > (double)max)
-            return tuple_fail(o, key, n, min, max);
-        out[i] = (int64_t)d;
-        if (cJSON_IsArray(v))
-            x = x->next;
-    }
-    return true;
-}
-
-bool etd_field_num_or_null(const etd_obj *o, const char *key, double lo, double hi, double *out,
-                           bool *is_null)
-{
-    const cJSON *v = field(o, key);
-    *is_null = !v || cJSON_IsNull(v);
-    return *is_null || etd_field_num(o, key, true, 0, lo, hi, out);
-}
-
-bool etd_field_int_or_null(const etd_obj *o, const char *key, int64_t min, int64_t max,
-                           int64_t *out, bool *is_null)
-{
-    const cJSON *v = field(o, key);
-    *is_null = !v || cJSON_IsNull(v);
-    return *is_null || etd_field_int(o, key, true, 0, min, max, out);
-}
-
-bool etd_field_ints(const etd_obj *o, const char *key, bool required, int max_n, int64_t min,
-                    int64_t **out, int *n)
-{
-    const cJSON *v = field(o, key);
-    *out = NULL;
-    *n = 0;
-    if (!v)
-        return required ? etd_field_fail(o, key, "required field is missing") : true;
-    const char *what = min == 0 ? "non-negative integers" : min == 1 ? "positive integers"
-                                                                     : "integers";
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > max_n)
-        return etd_field_fail(o, key, "expected a list of %s", what);
-    int k = cJSON_GetArraySize(v);
-    int64_t *a = calloc((size_t)(k ? k : 1), sizeof *a);
-    if (!a)
-        return etd_fail(o->e, ETD_ENOMEM, "%s.%s: out of memory", o->path, key), false;
-    int i = 0;
-    for (const cJSON *x = v->child; x; x = x->next, i++) {
-        double d = x->valuedouble;
-        if (!cJSON_IsNumber(x) || d < (double)min || d != floor(d) || d > MAX_EXACT) {
-            free(a);
-            char k2[96];
-            snprintf(k2, sizeof k2, "%s[%d]", key, i);
-            return etd_field_fail(o, k2, "expected a %s", min == 0 ? "non-negative integer"
-                                                        : min == 1 ? "positive integer"
-                                                                   : "integer");
-        }
-        a[i] = (int64_t)d;
-    }
-    *out = a;
-    *n = k;
-    return true;
-}
-
-/* ---------------------------------------------------------------- feature flow */
-
-bool etd_flow_need(etd_flow *f, const etd_obj *o, const char *key, int64_t n)
-{
-    if (f->features >= 0 && f->features != n)
-        return etd_field_fail(o, key, "expected %lld (%s), got %lld", (long long)f->features,
-                              f->features_by, (long long)n);
-    if (f->features < 0 && !f->reshaped && f->in_features < 0) {
-        f->in_features = n;
-        snprintf(f->in_field, sizeof f->in_field, "%s.%s", o->path, key);
-    }
-    return true;
-}
-
-void etd_flow_give(etd_flow *f, int64_t n, const char *by)
-{
-    f->features = n;
-    f->features_by = by;
-}
-
-void etd_flow_reshape(etd_flow *f)
-{
-    f->features = -1;
-    f->reshaped = true;
-}
-
-bool etd_flow_params(etd_flow *f, const etd_obj *o, int64_t n)
-{
-    if (n < 0 || n > f->max_params - f->params)
-        return etd_field_fail(o, NULL, "the model would have more than %lld parameters",
-                              (long long)f->max_params);
-    f->params += n;
-    return true;
-}
 
 /* ---------------------------------------------------------------- tables */
 
@@ -260,7 +33,7 @@ static const void *find_type(const etd_obj *o, const void *rows, int n, size_t s
 {
     if (!cJSON_IsObject(o->o))
         return etd_field_fail(o, NULL, "expected an object with a \"type\""), NULL;
-    const cJSON *t = field(o, "type");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o->o, "type");
     if (!t)
         return etd_field_fail(o, "type", "required field is missing"), NULL;
     if (!cJSON_IsString(t))
@@ -291,6 +64,44 @@ static bool check_fields(const etd_obj *o, const char *type, const char *const *
 
 /* ---------------------------------------------------------------- the whole spec */
 
+bool etd_spec_parse_layer(const cJSON *j, const char *path, etd_layer *out, etd_flow *f,
+                          etd_err *e)
+{
+    memset(out, 0, sizeof *out);
+    etd_obj o = {j, path, e};
+    const etd_layer_type *t =
+        find_type(&o, etd_layer_types, etd_nlayer_types, sizeof *etd_layer_types, "layer");
+    if (!t || !check_fields(&o, t->name, t->fields))
+        return false;
+    out->type = t;
+    return !t->parse || t->parse(out, &o, f);
+}
+
+void etd_layer_free(etd_layer *l)
+{
+    for (int i = 0; i < l->nkids; i++)
+        etd_layer_free(&l->kids[i]);
+    free(l->kids);
+    free(l->mask.f);
+    free(l->mask.b);
+    memset(l, 0, sizeof *l);
+}
+
+et_module *etd_spec_build_layer(const etd_layer *l, et_generator *g, const char *path,
+                                etd_err *e)
+{
+    et_module *m = l->type->build(l, g);
+    if (!m)
+        etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "%s: %s", path,
+                 et_errmsg());
+    return m;
+}
+
+et_tensor *etd_layer_forward(const etd_layer *l, et_module *m, et_tensor *const *in)
+{
+    return l->type->forward ? l->type->forward(l, m, in) : et_module_forward(m, in[0]);
+}
+
 static bool parse_layers(const cJSON *layers, etd_spec *s, etd_flow *flow, etd_err *e)
 {
     if (!layers)
@@ -308,13 +119,7 @@ static bool parse_layers(const cJSON *layers, etd_spec *s, etd_flow *flow, etd_e
     for (const cJSON *l = layers->child; l; l = l->next, i++) {
         char path[32];
         snprintf(path, sizeof path, "layers[%d]", i);
-        etd_obj o = {l, path, e};
-        const etd_layer_type *t =
-            find_type(&o, etd_layer_types, etd_nlayer_types, sizeof *etd_layer_types, "layer");
-        if (!t || !check_fields(&o, t->name, t->fields))
-            return false;
-        s->layers[i].type = t;
-        if (t->parse && !t->parse(&s->layers[i], &o, flow))
+        if (!etd_spec_parse_layer(l, path, &s->layers[i], flow, e))
             return false;
     }
     return true;
@@ -584,7 +389,7 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
     if (seed && !cJSON_IsNull(seed)) {
         double v = seed->valuedouble;
-        if (!cJSON_IsNumber(seed) || v < 0 || v != floor(v) || v > MAX_EXACT) {
+        if (!cJSON_IsNumber(seed) || v < 0 || v != floor(v) || v > ETD_SPEC_MAX_EXACT) {
             etd_fail(e, ETD_EINVAL, "seed: expected a non-negative integer (at most 2^53)");
             goto bad;
         }
@@ -614,6 +419,8 @@ void etd_spec_free(etd_spec *s)
     free(s->optim.groups);
     free(s->loss.weight);
     free(s->loss.pos_weight);
+    for (int i = 0; i < s->nlayers; i++)
+        etd_layer_free(&s->layers[i]);
     free(s->layers);
     memset(s, 0, sizeof *s);
 }
@@ -628,11 +435,13 @@ et_module *etd_spec_build_net(const etd_spec *s, et_generator *g, etd_err *e)
         return NULL;
     }
     for (int i = 0; i < s->nlayers; i++) {
-        const etd_layer *l = &s->layers[i];
-        et_module *m = l->type->build(l, g);
+        char path[32];
+        snprintf(path, sizeof path, "layers[%d]", i);
+        et_module *m = etd_spec_build_layer(&s->layers[i], g, path, e);
         if (!m || et_sequential_append(seq, m) != ET_OK) {
-            etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "layers[%d]: %s",
-                     i, et_errmsg());
+            if (m)
+                etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "%s: %s",
+                         path, et_errmsg());
             et_module_free(seq);
             return NULL;
         }

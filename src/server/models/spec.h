@@ -29,7 +29,9 @@
 
 #include "server/formats/result.h"
 
-/* ---- reading fields ---- */
+/* ---- reading fields (spec_fields.c) ---- */
+
+#define ETD_SPEC_MAX_EXACT 9007199254740992.0 /* 2^53: integers a JSON number holds exactly */
 
 /* One JSON object of a spec being read: the object, where it is in the spec
  * ("layers[2]", "optimizer") for messages, and where errors go. */
@@ -103,8 +105,25 @@ bool etd_flow_params(etd_flow *f, const etd_obj *o, int64_t n);
 
 typedef struct etd_layer_type etd_layer_type;
 
+/* A mask fixed in the spec (MultiheadAttention's attn_mask, TransformerEncoderLayer's
+ * src_mask, TransformerEncoder's mask): "causal" (torch's
+ * generate_square_subsequent_mask, sized to the input at each forward), or
+ * a [rows, cols] matrix of numbers (added to the scores) or of booleans
+ * (true = may not attend, as torch's bool masks). */
+typedef enum { ETD_MASK_NONE = 0, ETD_MASK_CAUSAL, ETD_MASK_FLOAT, ETD_MASK_BOOL } etd_mask_kind;
+typedef struct etd_mask {
+    etd_mask_kind kind;
+    int64_t rows, cols;
+    float *f;                   /* ETD_MASK_FLOAT: rows * cols (malloc'ed) */
+    int64_t *b;                 /* ETD_MASK_BOOL: rows * cols, 0 / 1 (malloc'ed) */
+} etd_mask;
+
 typedef struct etd_layer {
     const etd_layer_type *type;
+    etd_mask mask;              /* attention layers' fixed mask (etd_layer_free frees it) */
+    struct etd_layer *kids;     /* nested layers (malloc'ed): TransformerEncoder's
+                                   encoder_layer [0] and norm [1] (type NULL: none) */
+    int nkids;
     union {
         struct { int64_t in_features, out_features; bool bias; } linear;
         struct { bool tanh; } gelu;
@@ -125,6 +144,10 @@ typedef struct etd_layer {
         struct { int dim, n; int64_t sizes[ET_MAX_DIMS]; } unflatten;
         struct { double a, b; } act;                /* ELU alpha; Softplus beta, threshold;
                                                        Hardtanh min_val, max_val */
+        /* spec_layers_attn.c */
+        struct { int64_t embed_dim, num_heads; et_mha_opts o; } mha;
+        struct { int64_t d_model, nhead; et_encoder_layer_opts o; } enc_layer;
+        struct { int num_layers; } encoder;         /* kids: encoder_layer, norm */
     } u;
 } etd_layer;
 
@@ -136,10 +159,38 @@ struct etd_layer_type {
     et_module *(*build)(const etd_layer *l, et_generator *g);   /* NULL + et_errmsg() */
     bool index_input;                   /* as the first layer: the model's inputs are int64
                                            indices (Embedding, EmbeddingBag) */
+    /* Layers whose torch forward takes more than one tensor: its argument
+     * names in torch's order (at most ETD_MAX_FWD_ARGS, NULL-terminated;
+     * NULL = {"input"}) and the
+     * forward over in[] (in[i] is fwd_args[i], NULL = not given; in[0] is
+     * always given).  NULL forward: et_module_forward(m, in[0]).  Call it
+     * through etd_layer_forward. */
+    const char *const *fwd_args;
+    et_tensor *(*forward)(const etd_layer *l, et_module *m, et_tensor *const *in);
 };
 
 extern const etd_layer_type etd_layer_types[];
 extern const int etd_nlayer_types;
+#define ETD_MAX_FWD_ARGS 8
+
+/* THE entry point for one layer object (the elements of "layers", nested
+ * layers such as TransformerEncoder's encoder_layer, graph nodes' modules):
+ * its "type" looked up in the table (unknown -> "known: ..." + did you
+ * mean), its fields checked and parsed into *out, the flow advanced.  path
+ * names it in messages ("layers[2]", "nodes[1].module").  false + e
+ * (ETD_EINVAL naming the field); free *out with etd_layer_free either way. */
+bool etd_spec_parse_layer(const cJSON *j, const char *path, etd_layer *out, etd_flow *f,
+                          etd_err *e);
+/* Free what etd_spec_parse_layer allocated in l (not l itself). */
+void etd_layer_free(etd_layer *l);
+/* The module of a parsed layer, its parameters drawn from g: NULL + e
+ * naming `path` on failure. */
+et_module *etd_spec_build_layer(const etd_layer *l, et_generator *g, const char *path,
+                                etd_err *e);
+/* torch's forward of the layer's module m over in[] (see fwd_args; in[0]
+ * required), inside an open et_pool: a pool-owned result, or NULL +
+ * et_errmsg() (the library's message, prefixed with the module's type). */
+et_tensor *etd_layer_forward(const etd_layer *l, et_module *m, et_tensor *const *in);
 
 /* ---- loss, optimizer, scheduler ---- */
 

@@ -3,7 +3,9 @@
  * outside spec_layers.c, for its table (internal to the models layer).
  * spec_layers_norm.c: BatchNorm1d/2d, LayerNorm, GroupNorm, Embedding,
  * EmbeddingBag; spec_layers_conv.c: convolutions, pools, padding layers,
- * Unflatten, Dropout2d.  Field lists are NULL-terminated, as in spec.h.
+ * Unflatten, Dropout2d; spec_layers_attn.c: MultiheadAttention,
+ * TransformerEncoderLayer, TransformerEncoder (which also have forward
+ * hooks).  Field lists are NULL-terminated, as in spec.h.
  */
 #ifndef EASYTORCHD_SPEC_LAYERS_H
 #define EASYTORCHD_SPEC_LAYERS_H
@@ -44,5 +46,14 @@ ETD_LAYER_FNS(etd_replication_pad1d);
 ETD_LAYER_FNS(etd_replication_pad2d);
 ETD_LAYER_FNS(etd_unflatten);
 ETD_LAYER_FNS(etd_dropout2d);
+
+/* spec_layers_attn.c */
+#define ETD_LAYER_FWD(x)                                                        \
+    ETD_LAYER_FNS(x);                                                           \
+    extern const char *const x##_fwd_args[];                                    \
+    et_tensor *x##_forward(const etd_layer *l, et_module *m, et_tensor *const *in)
+ETD_LAYER_FWD(etd_mha);
+ETD_LAYER_FWD(etd_enc_layer);
+ETD_LAYER_FWD(etd_encoder);
 
 #endif

@@ -88,7 +88,8 @@ static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
     int n = et_sequential_len(m->net);
     for (int i = 0; i < n && x; i++) {
         et_module *layer = et_sequential_get(m->net, i);
-        et_tensor *y = et_module_forward(layer, x);
+        et_tensor *in[ETD_MAX_FWD_ARGS] = {x};   /* a layer list gives each layer only its input */
+        et_tensor *y = etd_layer_forward(&m->spec.layers[i], layer, in);
         if (!y) {
             const char *type = et_module_type(layer), *msg = et_errmsg();
             size_t tl = strlen(type);
