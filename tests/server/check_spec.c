@@ -279,6 +279,7 @@ START_TEST(test_every_layer_type_parses_with_torch_defaults)
             ck_assert(o->activation == ET_ACT_RELU && x->mask.kind == ETD_MASK_NONE);
             if (enc) {
                 eq_num("TransformerEncoder.enable_nested_tensor", 1);
+                eq_num("TransformerEncoder.mask_check", 1);
                 ck_assert(x->kids[1].type == NULL && x->u.encoder.num_layers == 1);
             }
         }

@@ -52,7 +52,7 @@ LAYERS = {
     "ReLU6": ("inplace",),
     "MultiheadAttention": ("embed_dim", "num_heads", "dropout", "bias", "add_bias_kv", "add_zero_attn", "kdim", "vdim", "batch_first", "attn_mask"),
     "TransformerEncoderLayer": ("d_model", "nhead", "dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first", "norm_first", "src_mask"),
-    "TransformerEncoder": ("encoder_layer", "num_layers", "norm", "enable_nested_tensor", "mask"),
+    "TransformerEncoder": ("encoder_layer", "num_layers", "norm", "enable_nested_tensor", "mask_check", "mask"),
 }
 LOSSES = {
     "MSELoss": ("reduction",),

@@ -265,15 +265,17 @@ et_tensor *etd_enc_layer_forward(const etd_layer *l, et_module *m, et_tensor *co
 /* ---- TransformerEncoder ---- */
 
 const char *const etd_encoder_fields[] = {"encoder_layer", "num_layers", "norm",
-                                          "enable_nested_tensor", "mask", NULL};
+                                          "enable_nested_tensor", "mask_check", "mask", NULL};
 const char *const etd_encoder_fwd_args[] = {"src", "mask", "src_key_padding_mask", NULL};
 
 bool etd_encoder_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
 {
     int64_t n;
-    bool nested;   /* torch's eval fast path switch: the regular path is always taken here */
+    /* torch's eval fast path switch and its mask check: the regular path is always taken here */
+    bool nested, check;
     if (!etd_field_int(o, "num_layers", true, 0, 1, 1000, &n) ||
         !etd_field_bool(o, "enable_nested_tensor", true, &nested) ||
+        !etd_field_bool(o, "mask_check", true, &check) ||
         !mask_parse(&l->mask, o, "mask"))
         return false;
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(o->o, "encoder_layer");
