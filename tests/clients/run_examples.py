@@ -1,5 +1,5 @@
 """The client examples end to end against a real easytorchd, checking their
-final metrics: clients/python/examples/{sine,boston,digits_cnn,char_lm}.py, or with --curl the
+final metrics: clients/python/examples/{sine,boston,digits_cnn,char_lm,char_transformer}.py, or with --curl the
 curl client (clients/curl/sine.sh and the commands of clients/curl/README.md).
 
     /usr/bin/python3 run_examples.py --easytorchd PATH --source SRCROOT [--curl] [--work DIR]
@@ -115,6 +115,21 @@ def python_examples(c, d, tokd, src):
                                                      m.get("val_loss", float("nan")),
                                                      m.get("torch_val_loss", float("nan"))))
     c.check("char_lm.py samples ten words through predict", len(samples) == 10, str(samples[:3]))
+    # issue 14: the character-level Transformer beside PyTorch
+    p = run(["/usr/bin/python3", os.path.join(ex, "char_transformer.py"), "--url", d.url,
+             "--steps", "400"], env)
+    m = metrics(p.stdout)
+    samples = [l for l in p.stdout.splitlines() if l.startswith("sample: ")]
+    c.check("char_transformer.py: train and validation loss within 1% of PyTorch's (same init and "
+            "batches)",
+            p.returncode == 0 and m.get("train_rel_diff", 1) <= 0.01 and m.get("val_rel_diff", 1) <= 0.01
+            and m.get("val_loss", 9) < 2.6,
+            "train %.4f vs %.4f, val %.4f vs %.4f" % (m.get("train_loss", float("nan")),
+                                                     m.get("torch_train_loss", float("nan")),
+                                                     m.get("val_loss", float("nan")),
+                                                     m.get("torch_val_loss", float("nan"))))
+    c.check("char_transformer.py samples ten words through predict", len(samples) == 10,
+            str(samples[:3]))
 
     # with a token: from the environment, and refused without it
     p = run([py, os.path.join(ex, "sine.py"), "--url", tokd.url, "--epochs", "3", "--quiet"],
