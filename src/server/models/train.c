@@ -49,25 +49,26 @@ static et_tensor *array_tensor(const etd_array *a, et_dtype dt)
     return as_dtype(etd_array_tensor(a), dt);
 }
 
-/* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool. */
+/* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool,
+ * copied once, straight into the tensor (this runs every training step). */
 static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n, et_dtype dt)
 {
     int64_t row = a->shape[0] ? a->numel / a->shape[0] : 0;
-    int64_t total = n * row;
-    size_t es = a->dtype == ET_INT64 ? sizeof(int64_t) : sizeof(float);
-    const char *src = a->dtype == ET_INT64 ? (const char *)a->idata : (const char *)a->data;
-    char *buf = malloc((size_t)(total > 0 ? total : 1) * es);
-    if (!buf)
-        return NULL;
-    for (int64_t i = 0; i < n; i++)
-        memcpy(buf + (size_t)(i * row) * es, src + (size_t)(idx[i] * row) * es, (size_t)row * es);
+    bool i64 = a->dtype == ET_INT64;
+    size_t es = i64 ? sizeof(int64_t) : sizeof(float);
+    const char *src = i64 ? (const char *)a->idata : (const char *)a->data;
     int64_t shape[ET_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[0] = n;
-    et_tensor *t = a->dtype == ET_INT64 ? et_tensor_new_int64((const int64_t *)(void *)buf,
-                                                              shape, a->ndim)
-                                        : et_tensor_new((const float *)(void *)buf, shape, a->ndim);
-    free(buf);
+    et_tensor *t = i64 ? et_tensor_new_int64(NULL, shape, a->ndim)
+                       : et_tensor_new(NULL, shape, a->ndim);
+    if (!t || n * row == 0) /* an empty tensor may have no data pointer */
+        return t ? as_dtype(t, dt) : NULL;
+    char *dst = i64 ? (char *)(void *)et_data_int64(t) : (char *)(void *)et_data(t);
+    if (!dst)
+        return NULL; /* t is the pool's */
+    for (int64_t i = 0; i < n; i++)
+        memcpy(dst + (size_t)(i * row) * es, src + (size_t)(idx[i] * row) * es, (size_t)row * es);
     return as_dtype(t, dt);
 }
 
