@@ -113,22 +113,15 @@ static et_tensor *dropout2d_forward(et_module *m, et_tensor *x)
     if (c->p >= 1.0f)
         return et_mul_scalar(x, 0.0f);
     int md = nd == 3 ? 1 : 2;   /* leading dims that carry the mask */
-    int64_t msh[ET_MAX_DIMS], n = 1;
-    for (int i = 0; i < nd; i++) {
+    int64_t msh[ET_MAX_DIMS];
+    for (int i = 0; i < nd; i++)
         msh[i] = i < md ? et_size(x, i) : 1;
-        n *= msh[i];
-    }
-    float *mask = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!mask) {
-        et_set_error(ET_ERR_NOMEM, "Dropout2d: out of memory for a %lld-entry mask", (long long)n);
-        return NULL;
-    }
-    float scale = 1.0f / (1.0f - c->p);
-    for (int64_t i = 0; i < n; i++)
-        mask[i] = et_generator_uniform(c->g) < (double)(1.0f - c->p) ? scale : 0.0f;
-    et_tensor *mt = et_tensor_new(mask, msh, nd);
-    free(mask);
-    return mt ? et_mul(x, mt) : NULL;
+    /* the channel mask is F.dropout of ones: the same draws as torch's
+     * bernoulli_(1 - p) / (1 - p), drawn in one locked pass (not a generator
+     * call, and for the default generator a lock, per channel) */
+    nn_scope_begin();
+    et_tensor *mt = et_dropout(et_ones(msh, nd), c->p, true, c->g);
+    return nn_scope_end(mt ? et_mul(x, mt) : NULL);
 }
 
 et_module *et_dropout2d_new(float p, et_generator *g)

@@ -119,6 +119,12 @@ START_TEST(test_dropout2d)
         kept += v != 0.0f;
     }
     ck_assert_msg(kept > 900 && kept < 1100, "kept %d of 2000 channels", kept);
+    /* the channels kept are the draws `uniform(g) < 1 - p` of the same generator, in order */
+    et_generator *g2 = et_generator_new(3);
+    for (int64_t c = 0; c < 40 * 50; c++)
+        ck_assert_msg((d[c * 6] != 0.0f) == (et_generator_uniform(g2) < 0.5),
+                      "channel %lld: not the generator's draw", (long long)c);
+    et_generator_free(g2);
     /* a 3-d input masks dim-0 slices (torch 1.13) */
     y = et_module_forward(m, et_ones(ET_SHAPE(30, 4, 5)));
     d = et_data_const(y);
