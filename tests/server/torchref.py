@@ -27,6 +27,12 @@ def build_net(layers):
     mods = []
     for l in layers:
         t = l["type"]
+        # an argument the reference does not pass would leave torch at its default: if the
+        # daemon ignored it too, the comparison would pass on a wrong model
+        extra = sorted(set(l) - {"type"} - set(_LAYER_ARGS[t]))
+        if extra:
+            raise ValueError("torchref.build_net: %s %s not passed to torch (add to _LAYER_ARGS)"
+                             % (t, extra))
         kw = {k: l[k] for k in _LAYER_ARGS[t] if k in l}
         if t in ("Softmax", "LogSoftmax") and "dim" not in kw:
             kw["dim"] = -1  # the contract's default (torch warns without one)
