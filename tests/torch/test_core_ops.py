@@ -27,10 +27,8 @@ Usage: /usr/bin/python3 test_core_ops.py PATH/TO/core_runner [-k SUBSTRING] [--c
 Prints the number of compared cases, the largest errors and a final line
 "N passed, M failed"; exits 1 on any failure.
 """
-import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import zlib
@@ -38,6 +36,8 @@ import zlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+import case_runner
 
 RTOL, ATOL = 1e-4, 1e-5
 FD_EPS = 1e-6
@@ -405,37 +405,8 @@ for _name in CASE_MODULES:
 # ----------------------------------------------------------------------------
 
 def run_runner(runner, cases, tmpdir, extra=()):
-    """Run core_runner over all cases; returns id -> result dict.  If it dies,
-    the case it was on is recorded as a crash and the runner restarts after it."""
-    path = os.path.join(tmpdir, "core_cases.json")
-    with open(path, "w") as f:
-        json.dump({"cases": cases}, f)
-    results, start, runs = {}, 0, 0
-    while start < len(cases):
-        runs += 1
-        proc = subprocess.run([runner, path, str(start), *extra], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, errors="replace")
-        done = 0
-        for line in proc.stdout.split("\n"):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                break
-            results[r["id"]] = r
-            done += 1
-        if start + done >= len(cases):
-            if proc.returncode != 0:
-                print(f"runner exited with status {proc.returncode} after the last case:"
-                      f" {proc.stderr[-500:]}")
-                results["__exit__"] = proc.returncode
-            break
-        cid = cases[start + done]["id"]
-        results[cid] = {"id": cid, "crash": f"runner died with status {proc.returncode} "
-                        f"on this case; stderr: {proc.stderr.strip()[-400:]}"}
-        start += done + 1
-    return results, runs
+    """Run core_runner over all cases (case_runner.py); returns id -> result dict."""
+    return case_runner.run_cases(runner, os.path.join(tmpdir, "core_cases.json"), cases, extra)
 
 
 class Stats:
@@ -739,7 +710,7 @@ def main():
             passed += 1
     if results.get("__exit__"):
         failed += 1
-        print("FAIL [run] runner exited non-zero")
+        print(f"FAIL [run] {results['__exit__']}")
 
     print()
     print("per group (passed/failed checks):")

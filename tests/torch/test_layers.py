@@ -28,10 +28,8 @@ dtype included, with torch's state_dict().
 Prints case counts, the largest errors and "N passed, M failed"; exits 1 on
 any failure.
 """
-import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import zlib
@@ -40,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import case_runner
 
 RTOL, ATOL = 1e-4, 1e-5
 torch.set_num_threads(1)
@@ -640,34 +640,9 @@ def finalize():
 
 
 def run_runner(runner, cases):
-    path = os.path.join(TMPDIR, "layer_cases.json")
     clean = [{k: v for k, v in c.items() if not k.startswith("_") and k not in ("error", "grad")}
              for c in cases]
-    with open(path, "w") as f:
-        json.dump({"cases": clean}, f)
-    results, start, runs = {}, 0, 0
-    while start < len(cases):
-        runs += 1
-        proc = subprocess.run([runner, path, str(start)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, errors="replace")
-        done = 0
-        for line in proc.stdout.split("\n"):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                break
-            results[r["id"]] = r
-            done += 1
-        if start + done >= len(cases):
-            if proc.returncode != 0:   # e.g. LeakSanitizer at exit
-                results["__exit__"] = f"runner exited with {proc.returncode}: {proc.stderr[-600:]}"
-            break
-        cid = cases[start + done]["id"]
-        results[cid] = {"id": cid, "crash": f"runner died ({proc.returncode}): {proc.stderr[-400:]}"}
-        start += done + 1
-    return results, runs
+    return case_runner.run_cases(runner, os.path.join(TMPDIR, "layer_cases.json"), clean)
 
 
 def main():
