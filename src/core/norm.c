@@ -67,6 +67,44 @@ static const float *param_data(et_tensor *p, et_tensor **hold)
     return *hold ? (*hold)->data : NULL;
 }
 
+/* What a normalisation computes with: its contiguous input, the output, the
+ * 4 x nstats saved statistics, the affine parameters (w, b: NULL when absent)
+ * and, for batch_norm in eval mode, the running statistics. */
+typedef struct {
+    et_tensor *x, *out, *stats, *hw, *hb, *hrm, *hrv;
+    const float *w, *b;
+} norm_job;
+
+/* Releases what the job holds; out and stats too unless keep_out. */
+static void norm_release(norm_job *j, bool keep_out)
+{
+    etc_release(j->x);
+    etc_release(j->hw);
+    etc_release(j->hb);
+    etc_release(j->hrm);
+    etc_release(j->hrv);
+    if (!keep_out) {
+        etc_release(j->out);
+        etc_release(j->stats);
+    }
+}
+
+/* Fills j for input and the optional weight / bias; false (nothing held) on NOMEM. */
+static bool norm_begin(norm_job *j, et_tensor *input, et_tensor *weight, et_tensor *bias,
+                       int64_t nstats)
+{
+    *j = (norm_job){0};
+    j->x = etc_contig(input);
+    j->out = j->x ? etc_alloc(input->shape, input->ndim) : NULL;
+    j->stats = j->out ? etc_alloc((int64_t[]){4, nstats}, 2) : NULL;
+    j->w = param_data(weight, &j->hw);
+    j->b = param_data(bias, &j->hb);
+    if (j->stats && (!weight || j->hw) && (!bias || j->hb))
+        return true;
+    norm_release(j, false);
+    return false;
+}
+
 /* Records the node: inputs x, w?, b? (only those present), saved stats. */
 static et_tensor *finish(et_tensor *out, int op, et_tensor *x, et_tensor *w, et_tensor *b,
                          et_tensor *stats, int flags)
@@ -199,25 +237,19 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
                      etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
         return NULL;
     }
-    et_tensor *x = etc_contig(input);
-    et_tensor *out = x ? etc_alloc(input->shape, input->ndim) : NULL;
-    et_tensor *stats = out ? etc_alloc((int64_t[]){4, C}, 2) : NULL;
-    et_tensor *hw, *hb, *hrm = NULL, *hrv = NULL;
-    const float *w = param_data(weight, &hw), *bb = param_data(bias, &hb);
-    if (running_mean && !training) {
-        hrm = etc_contig(running_mean);
-        hrv = etc_contig(running_var);
-    }
-    if (!stats || (weight && !hw) || (bias && !hb) || (running_mean && !training && (!hrm || !hrv))) {
-        etc_release(x);
-        etc_release(out);
-        etc_release(stats);
-        etc_release(hw);
-        etc_release(hb);
-        etc_release(hrm);
-        etc_release(hrv);
+    norm_job j;
+    if (!norm_begin(&j, input, weight, bias, C))
         return NULL;
+    if (running_mean && !training) {
+        j.hrm = etc_contig(running_mean);
+        j.hrv = etc_contig(running_var);
+        if (!j.hrm || !j.hrv) {
+            norm_release(&j, false);
+            return NULL;
+        }
     }
+    et_tensor *x = j.x, *out = j.out, *stats = j.stats, *hrm = j.hrm, *hrv = j.hrv;
+    const float *w = j.w, *bb = j.b;
     const float *xd = x->data;
     float *yd = out->data;
     float *rmd = running_mean ? running_mean->data : NULL;
@@ -226,13 +258,7 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
      * float affine terms; work[] = mean[C], ss[C], fm[C], alpha[C], beta[C] */
     double *mean = malloc((size_t)C * (2 * sizeof(double) + 3 * sizeof(float)));
     if (!mean) {
-        etc_release(x);
-        etc_release(out);
-        etc_release(stats);
-        etc_release(hw);
-        etc_release(hb);
-        etc_release(hrm);
-        etc_release(hrv);
+        norm_release(&j, false);
         et_set_error(ET_ERR_NOMEM, "%s: out of memory", op);
         return NULL;
     }
@@ -305,11 +331,7 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
         running_mean->storage->version++;
         running_var->storage->version++;
     }
-    etc_release(x);
-    etc_release(hw);
-    etc_release(hb);
-    etc_release(hrm);
-    etc_release(hrv);
+    norm_release(&j, true);
     return etc_pooled(finish(out, ETC_OP_BATCH_NORM, input, weight, bias, stats,
                              training ? TRAINING : 0));
 }
@@ -459,30 +481,20 @@ et_tensor *et_layer_norm(et_tensor *input, const int64_t *normalized_shape, int 
         return NULL;
     int64_t D = etc_numel(normalized_shape, ndims);
     int64_t G = D ? input->numel / D : 0;
-    et_tensor *x = etc_contig(input);
-    et_tensor *out = x ? etc_alloc(input->shape, input->ndim) : NULL;
-    et_tensor *stats = out ? etc_alloc((int64_t[]){4, G}, 2) : NULL;
-    et_tensor *hw, *hb;
-    const float *w = param_data(weight, &hw), *bb = param_data(bias, &hb);
-    if (!stats || (weight && !hw) || (bias && !hb)) {
-        etc_release(x);
-        etc_release(out);
-        etc_release(stats);
-        etc_release(hw);
-        etc_release(hb);
+    norm_job j;
+    if (!norm_begin(&j, input, weight, bias, G))
         return NULL;
-    }
-    normalise_groups(x->data, out->data, G, D, eps, stats->data);
+    et_tensor *out = j.out;
+    const float *w = j.w, *bb = j.b;
+    normalise_groups(j.x->data, out->data, G, D, eps, j.stats->data);
     if (w || bb)
         for (int64_t gi = 0; gi < G; gi++) {
             float *q = out->data + gi * D;
             for (int64_t k = 0; k < D; k++)
                 q[k] = q[k] * (w ? w[k] : 1.0f) + (bb ? bb[k] : 0.0f);
         }
-    etc_release(x);
-    etc_release(hw);
-    etc_release(hb);
-    out = finish(out, ETC_OP_LAYER_NORM, input, weight, bias, stats, 0);
+    norm_release(&j, true);
+    out = finish(out, ETC_OP_LAYER_NORM, input, weight, bias, j.stats, 0);
     if (out && out->requires_grad)
         out->aux.i[1] = ndims;
     return etc_pooled(out);
@@ -614,20 +626,12 @@ et_tensor *et_group_norm(et_tensor *input, int64_t num_groups, et_tensor *weight
         return NULL;
     int64_t L = (N * C != 0) ? input->numel / (N * C) : 0;
     int64_t G = N * num_groups, D = (C / num_groups) * L;
-    et_tensor *x = etc_contig(input);
-    et_tensor *out = x ? etc_alloc(input->shape, input->ndim) : NULL;
-    et_tensor *stats = out ? etc_alloc((int64_t[]){4, G}, 2) : NULL;
-    et_tensor *hw, *hb;
-    const float *w = param_data(weight, &hw), *bb = param_data(bias, &hb);
-    if (!stats || (weight && !hw) || (bias && !hb)) {
-        etc_release(x);
-        etc_release(out);
-        etc_release(stats);
-        etc_release(hw);
-        etc_release(hb);
+    norm_job j;
+    if (!norm_begin(&j, input, weight, bias, G))
         return NULL;
-    }
-    normalise_groups(x->data, out->data, G, D, eps, stats->data);
+    et_tensor *out = j.out;
+    const float *w = j.w, *bb = j.b;
+    normalise_groups(j.x->data, out->data, G, D, eps, j.stats->data);
     if (w || bb)
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {
@@ -636,10 +640,8 @@ et_tensor *et_group_norm(et_tensor *input, int64_t num_groups, et_tensor *weight
                 for (int64_t l = 0; l < L; l++)
                     q[l] = q[l] * a + b;
             }
-    etc_release(x);
-    etc_release(hw);
-    etc_release(hb);
-    out = finish(out, ETC_OP_GROUP_NORM, input, weight, bias, stats, 0);
+    norm_release(&j, true);
+    out = finish(out, ETC_OP_GROUP_NORM, input, weight, bias, j.stats, 0);
     if (out && out->requires_grad)
         out->aux.i[1] = (int)num_groups;
     return etc_pooled(out);
