@@ -41,7 +41,10 @@ def read(buf):
     n = struct.unpack("<Q", buf[:8])[0]
     if 8 + n > len(buf):
         raise ValueError("header length %d runs past the file (%d bytes)" % (n, len(buf)))
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
+    raw = buf[8:8 + n]
+    if not raw.startswith(b"{"):
+        raise ValueError("header does not start with '{'")
+    header = json.loads(raw.decode("utf-8"))
     meta = header.pop("__metadata__", {})
     body = buf[8 + n:]
     out, spans = {}, []

@@ -19,6 +19,7 @@ from daemon import Daemon, DaemonTestCase, f32  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchref import Reference, build_net, random_params, close_report  # noqa: E402
+import safetensors_io as st  # noqa: E402
 
 MLP = [
     {"type": "Linear", "in_features": 3, "out_features": 5},
@@ -94,57 +95,14 @@ def listing(data_dir):
 
 
 # ---------------------------------------------------------------------------- safetensors
-_DTYPES = {"F32": ("<f4", 4), "F64": ("<f8", 8), "F16": ("<f2", 2),
-           "I64": ("<i8", 8), "I32": ("<i4", 4)}
-
-
 def read_safetensors(buf):
-    """Parses a safetensors file strictly (as the reference loader does) -> {name: ndarray}."""
-    if len(buf) < 8:
-        raise ValueError("shorter than the 8-byte header length")
-    n = struct.unpack("<Q", buf[:8])[0]
-    if 8 + n > len(buf):
-        raise ValueError("header length %d runs past the file (%d bytes)" % (n, len(buf)))
-    raw = buf[8:8 + n]
-    if not raw.startswith(b"{"):
-        raise ValueError("header does not start with '{'")
-    header = json.loads(raw.decode("utf-8"))
-    header.pop("__metadata__", None)
-    body = buf[8 + n:]
-    out, spans = {}, []
-    for name, info in header.items():
-        if set(info) != {"dtype", "shape", "data_offsets"}:
-            raise ValueError("%s: header entry has keys %s" % (name, sorted(info)))
-        dt, size = _DTYPES[info["dtype"]]
-        b, e = info["data_offsets"]
-        count = int(np.prod(info["shape"])) if info["shape"] else 1
-        if not 0 <= b <= e <= len(body) or e - b != count * size:
-            raise ValueError("%s: data_offsets %r do not fit shape %r dtype %s"
-                             % (name, (b, e), info["shape"], info["dtype"]))
-        out[name] = np.frombuffer(body[b:e], dtype=dt).reshape(info["shape"])
-        spans.append((b, e))
-    pos = 0
-    for b, e in sorted(spans):
-        if b != pos:
-            raise ValueError("data has a hole or overlap at byte %d" % pos)
-        pos = e
-    if pos != len(body):
-        raise ValueError("%d trailing bytes after the last tensor" % (len(body) - pos))
-    return out
+    """Parses a safetensors file strictly (safetensors_io.read) -> {name: ndarray}."""
+    return st.read(buf)[0]
 
 
 def write_safetensors(tensors):
-    """{name: ndarray (float32)} -> bytes, laid out like the reference writer."""
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+    """{name: ndarray} -> bytes of float32 tensors in name order, as the reference writer."""
+    return st.write({k: np.asarray(tensors[k], dtype="<f4") for k in sorted(tensors)})
 
 
 class Base(DaemonTestCase):
