@@ -153,19 +153,20 @@ class TestSafetensorsRequests(Base):
                 r = D.request("POST", "/v1/models/%s/predict" % name, body=st.write({"inputs": x}),
                               headers=h)
                 if ct is None:  # daemon.py defaults to JSON: send none for real
-                    r = self._raw_post("/v1/models/%s/predict" % name, st.write({"inputs": x}))
+                    r = self._raw("POST", "/v1/models/%s/predict" % name, st.write({"inputs": x}))
                 self.assertEqual(r.status, 200, r)
                 self.assertEqual(r.json()["outputs"], want)
 
-    def _raw_post(self, path, body):
+    def _raw(self, method, path, body):
+        """The request with a body and no Content-Type (daemon.py always sends one)."""
         import http.client
+        from daemon import Response
         c = http.client.HTTPConnection(D.host, D.port, timeout=60)
         try:
-            c.putrequest("POST", path)
+            c.putrequest(method, path)
             c.putheader("Content-Length", str(len(body)))
             c.endheaders(body)
             r = c.getresponse()
-            from daemon import Response
             return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
         finally:
             c.close()
@@ -281,17 +282,7 @@ class TestSafetensorsRequests(Base):
     def _raw_post_put(self, path, body, headers):
         if headers:
             return D.put(path, body=body, content_type=headers["Content-Type"])
-        import http.client
-        from daemon import Response
-        c = http.client.HTTPConnection(D.host, D.port, timeout=60)
-        try:
-            c.putrequest("PUT", path)
-            c.putheader("Content-Length", str(len(body)))
-            c.endheaders(body)
-            r = c.getresponse()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
-        finally:
-            c.close()
+        return self._raw("PUT", path, body)
 
     def test_nonfinite_values_pass_in_binary(self):
         """Binary tensors carry NaN/inf as they are (JSON cannot); outputs become null."""
