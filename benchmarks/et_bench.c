@@ -30,6 +30,7 @@
 #include <easytorch/easytorch.h>
 
 #include "bench_attention.h"
+#include "bench_graph.h"
 #include "bench_conv.h"
 #include "bench_train.h"
 #include "core/core_internal.h"   /* etc_gemm, for the GEMM floors and --gemm-table */
@@ -773,6 +774,7 @@ static const workload workloads[] = {
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
     BENCH_CONV_WORKLOADS   /* bench_conv.c */
     BENCH_ATTENTION_WORKLOADS   /* bench_attention.c */
+    BENCH_GRAPH_WORKLOADS       /* bench_graph.c */
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 static void *states[NWORKLOADS];

@@ -155,6 +155,45 @@ def encoder_setup():
     return net, optim, nn.MSELoss(), x, y
 
 
+class TwoTower(torch.nn.Module):
+    """As benchmarks/bench_graph.c: user/item Embedding(10000, 32) -> Linear 32-64, ReLU,
+    Linear 64-32 each; score = (u * i).sum(1)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.user_emb = nn.Embedding(10000, 32)
+        self.item_emb = nn.Embedding(10000, 32)
+        self.user_mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32))
+        self.item_mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32))
+
+    def forward(self, user, item):
+        u = self.user_mlp(self.user_emb(user))
+        i = self.item_mlp(self.item_emb(item))
+        return (u * i).sum(1)
+
+
+def two_tower_setup():
+    g = torch.Generator().manual_seed(0)
+    net = TwoTower()
+    user = torch.randint(0, 10000, (256,), generator=g)
+    item = torch.randint(0, 10000, (256,), generator=g)
+    label = torch.randint(0, 2, (256,), generator=g).float()
+    optim = torch.optim.Adam(net.parameters(), lr=1e-3)
+    return net, optim, torch.nn.BCEWithLogitsLoss(), (user, item), label
+
+
+def two_tower_run(state, iters):
+    net, optim, loss_fn, (user, item), label = state
+    loss = None
+    for _ in range(iters):
+        optim.zero_grad()
+        loss = loss_fn(net(user, item), label)
+        loss.backward()
+        optim.step()
+    return loss.item()
+
+
 WORKLOADS = {
     "tiny_backward": (tiny_setup, tiny_run),
     "train_1_5_1": (lambda: mlp_setup([1, 5, 1], torch.nn.Tanh, "mse", "sgd", 256), mlp_run),
@@ -165,6 +204,7 @@ WORKLOADS = {
     "train_char_mlp": (char_setup, char_run),
     "train_lenet5_b64": (lenet_setup, mlp_run),
     "train_transformer_enc2": (encoder_setup, mlp_run),
+    "train_two_tower": (two_tower_setup, two_tower_run),
     "conv2d_56": (conv56_setup, conv56_run),
     "optim_adam_13_64_64_1": (lambda: optim_setup([13, 64, 64, 1], torch.nn.ReLU, "mse", "adam", 32),
                               optim_run),

@@ -24,7 +24,8 @@ static void load_torch_defaults(void)
         "'HuberLoss','SmoothL1Loss','BatchNorm1d','BatchNorm2d','LayerNorm','GroupNorm',"
         "'Embedding','EmbeddingBag','Conv1d','Conv2d','ConvTranspose2d','MaxPool1d','MaxPool2d',"
         "'AvgPool1d','AvgPool2d','Dropout2d','KLDivLoss','ELU','Softplus','Hardtanh',"
-        "'MultiheadAttention','TransformerEncoderLayer','TransformerEncoder'],"
+        "'MultiheadAttention','TransformerEncoderLayer','TransformerEncoder','MarginRankingLoss',"
+        "'CosineEmbeddingLoss','TripletMarginLoss'],"
         " torch.optim: ['SGD','Adagrad','RMSprop','Adam','AdamW','NAdam','RAdam','Adamax'],"
         " torch.optim.lr_scheduler: ['StepLR','MultiStepLR','ExponentialLR','CosineAnnealingLR',"
         "'LinearLR','ConstantLR','CosineAnnealingWarmRestarts','OneCycleLR',"
@@ -348,7 +349,8 @@ START_TEST(test_every_loss_type_parses_with_torch_defaults)
         {"NLLLoss", NULL}, {"BCELoss", NULL}, {"BCEWithLogitsLoss", NULL},
         {"HuberLoss", "delta"}, {"SmoothL1Loss", "beta"}, {"KLDivLoss", NULL},
     };
-    ck_assert_int_eq(etd_nloss_types, (int)(sizeof losses / sizeof losses[0]));
+    /* + MarginRankingLoss, CosineEmbeddingLoss, TripletMarginLoss: several outputs, below */
+    ck_assert_int_eq(etd_nloss_types, (int)(sizeof losses / sizeof losses[0]) + 3);
     for (size_t i = 0; i < sizeof losses / sizeof losses[0]; i++) {
         char text[512], key[64];
         /* both the string shorthand and the object form */
@@ -371,6 +373,38 @@ START_TEST(test_every_loss_type_parses_with_torch_defaults)
             etd_spec_free(&s);
         }
     }
+}
+END_TEST
+
+/* The losses of several outputs: only in a graph's loss list, torch's defaults. */
+#define PAIR_GRAPH "\"inputs\":[\"a\",\"b\",\"c\"],\"nodes\":[" \
+    "{\"name\":\"f\",\"module\":{\"type\":\"Linear\",\"in_features\":3,\"out_features\":2},\"args\":[\"a\"]}," \
+    "{\"name\":\"g\",\"module\":\"f\",\"args\":[\"b\"]},{\"name\":\"h\",\"module\":\"f\",\"args\":[\"c\"]}]," \
+    "\"outputs\":[\"f\",\"g\",\"h\"]"
+START_TEST(test_multi_output_losses)
+{
+    etd_spec s;
+    must_parse("{" PAIR_GRAPH ",\"loss\":[{\"type\":\"MarginRankingLoss\",\"output\":[\"f\",\"g\"],"
+               "\"target\":\"y\"},{\"type\":\"CosineEmbeddingLoss\",\"output\":[\"g\",\"h\"],"
+               "\"target\":\"y\",\"weight\":0.5},{\"type\":\"TripletMarginLoss\",\"output\":[\"f\",\"g\","
+               "\"h\"]}]," BASE_OPT "}", &s);
+    ck_assert_int_eq(s.nterms, 3);
+    ck_assert_int_eq(s.ntargets, 1);
+    ck_assert_str_eq(s.target_names[0], "y");
+    eq_num("MarginRankingLoss.margin", s.terms[0].l.arg);
+    eq_num("CosineEmbeddingLoss.margin", s.terms[1].l.arg);
+    ck_assert(s.terms[1].weight == 0.5);
+    eq_num("TripletMarginLoss.margin", s.terms[2].l.arg);
+    eq_num("TripletMarginLoss.p", s.terms[2].l.p);
+    eq_num("TripletMarginLoss.eps", s.terms[2].l.eps);
+    ck_assert(!s.terms[2].l.flag); /* swap=False */
+    ck_assert_int_eq(s.terms[2].target, -1);
+    ck_assert_int_eq(s.terms[2].out[2], 2);
+    etd_spec_free(&s);
+    must_fail("{" BASE_LAYERS ",\"loss\":\"TripletMarginLoss\"," BASE_OPT "}", "loss",
+              "takes 3 outputs");
+    must_fail("{" PAIR_GRAPH ",\"loss\":[{\"type\":\"MarginRankingLoss\",\"output\":\"f\","
+              "\"target\":\"y\"}]," BASE_OPT "}", "loss[0].output", "list of 2");
 }
 END_TEST
 
@@ -679,7 +713,8 @@ START_TEST(test_top_level_fields_and_limits)
     ck_assert_int_eq(s.param_count, 8);
     etd_spec_free(&s);
     must_fail("{\"extra\":1," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "extra",
-              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching, nonfinite)");
+              "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching, nonfinite, "
+              "inputs, modules, nodes, outputs)");
     must_fail("{\"seed\":1,\"seed\":2," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "seed",
               "repeated field");
     /* the divergence guard's policy: skip by default */
@@ -889,6 +924,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("losses");
     tcase_add_test(tc, test_every_loss_type_parses_with_torch_defaults);
+    tcase_add_test(tc, test_multi_output_losses);
     tcase_add_test(tc, test_loss_errors_name_the_field);
     suite_add_tcase(s, tc);
     tc = tcase_create("optimizers");

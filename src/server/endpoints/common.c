@@ -368,10 +368,111 @@ static bool not_a_tensor(etd_call *c, const char *key, const char *what)
     return false;
 }
 
+/* A named member of the body ("inputs": {"user": [...], "item": [...]})
+ * into a's parts in the order names[0..n); every name given, no other.
+ * Its rows (shape[0]) are the first part's. */
+static bool ep_named(etd_call *c, const char *key, const char *const *names, const et_dtype *dts,
+                     const bool *float_ok, int n, etd_array *a)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(c->doc.root, key);
+    char list[512] = "";
+    size_t at = 0;
+    for (int i = 0; i < n && at < sizeof list - 80; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
+    if (!cJSON_IsObject(o)) {
+        ep_error(c, 400, "%s: %s; the model takes an object of %s by name: {%s}", key,
+                 o ? "expected an object" : "required field is missing", key, list);
+        return false;
+    }
+    for (const cJSON *v = o->child; v; v = v->next) {
+        bool known = false;
+        for (int i = 0; i < n && !known; i++)
+            known = !strcmp(names[i], v->string);
+        if (!known) {
+            ep_error(c, 400, "%s.%.60s: not one of the model's %s (%s)", key, v->string, key,
+                     list);
+            return false;
+        }
+    }
+    a->parts = calloc((size_t)(n > 0 ? n : 1), sizeof *a->parts);
+    if (!a->parts) {
+        ep_error(c, 500, "out of memory");
+        return false;
+    }
+    a->nparts = n;
+    int64_t max = c->rq->app->json.max_elems;
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, names[i]);
+        char what[96], err[ETD_ERRCAP];
+        snprintf(what, sizeof what, "%s.%.60s", key, names[i]);
+        if (!v) {
+            ep_error(c, 400, "%s: required field is missing", what);
+            return false;
+        }
+        bool ok = dts[i] == ET_INT64
+                      ? etd_array_from_json_ints(v, what, max, &a->parts[i], err, sizeof err)
+                      : etd_array_from_json(v, what, max, &a->parts[i], err, sizeof err);
+        if (!ok && dts[i] == ET_INT64 && float_ok && float_ok[i]) {
+            etd_array_free(&a->parts[i]);
+            ok = etd_array_from_json(v, what, max, &a->parts[i], err, sizeof err);
+        }
+        if (!ok) {
+            ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+            return false;
+        }
+    }
+    a->ndim = 1;
+    a->shape[0] = n && a->parts[0].ndim ? a->parts[0].shape[0] : 0;
+    a->numel = a->shape[0];
+    a->dtype = ET_FLOAT32;
+    return true;
+}
+
+/* ep_inputs for a graph model with named inputs, outputs or losses
+ * (etd_model_io.named): JSON bodies only. */
+static bool ep_inputs_named(etd_call *c, const char *const *keys, bool targets,
+                            const etd_model_io *io)
+{
+    if (!ep_json(c, NULL) || !ep_keys(c, c->doc.root, keys))
+        return false;
+    if (c->st.d) {
+        ep_error(c, 400, "inputs: a model with named inputs or targets takes JSON bodies "
+                 "(safetensors bodies: not yet)");
+        return false;
+    }
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(c->doc.root, "inputs");
+    if (io->ninputs == 1 && !cJSON_IsObject(in)) {
+        et_dtype xd, yd;
+        etd_model_dtypes(c->m, &xd, &yd);
+        if (!ep_tensor_as(c, "inputs", xd, &c->x, false))
+            return false;
+    } else if (!ep_named(c, "inputs", io->inputs, io->in_dtype, NULL, io->ninputs, &c->x)) {
+        return false;
+    }
+    if (!targets)
+        return true;
+    if (io->ntargets == 0 || !io->targets[0]) {   /* one target array, or none (a triplet loss) */
+        et_dtype xd, yd;
+        etd_model_dtypes(c->m, &xd, &yd);
+        if (io->ntargets == 0) {
+            c->y.ndim = 1;
+            c->y.shape[0] = c->y.numel = c->x.shape[0];
+            return true;
+        }
+        return ep_tensor_as(c, "targets", yd, &c->y, true);
+    }
+    return ep_named(c, "targets", io->targets, io->target_dtype, io->target_float_ok,
+                    io->ntargets, &c->y);
+}
+
 bool ep_inputs(etd_call *c, const char *const *keys, bool targets)
 {
     if (!ep_model(c))
         return false;
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    if (io.named)
+        return ep_inputs_named(c, keys, targets, &io);
     /* indices (Embedding inputs, class targets) are read as whole numbers:
      * the float fast path would round those above 2^24 */
     et_dtype xd, yd;

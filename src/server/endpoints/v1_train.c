@@ -103,6 +103,28 @@ void etd_h_predict(etd_call *c)
     etd_st_free(&c->st);
     if (etd_model_batching(c->m) && predict_batched(c, bin))
         return;
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    if (io.noutputs > 1) {   /* a graph's named outputs: {"outputs": {"score": ..., ...}} */
+        et_tensor *ys[ETD_MAX_IO];
+        int n = 0;
+        if (!ep_ok(c, etd_model_forward_all(c->m, &c->x, ys, &n, &c->e)))
+            return;
+        etd_array_free(&c->x);
+        if (bin) {
+            ep_reply_st(c, io.outputs, ys, n, NULL);
+        } else {
+            etd_buf_puts(&c->rs->body, "{\"outputs\":{");
+            for (int i = 0; i < n; i++) {
+                etd_buf_printf(&c->rs->body, "%s\"%s\":", i ? "," : "", io.outputs[i]);
+                etd_json_tensor(&c->rs->body, ys[i]);
+            }
+            etd_buf_puts(&c->rs->body, "}}");
+        }
+        for (int i = 0; i < n; i++)
+            et_tensor_free(ys[i]);
+        return;
+    }
     et_tensor *y = NULL;
     if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
         return;

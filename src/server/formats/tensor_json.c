@@ -20,6 +20,11 @@ void etd_array_free(etd_array *a)
     free(a->idata);
     a->data = NULL;
     a->idata = NULL;
+    for (int i = 0; i < a->nparts; i++)
+        etd_array_free(&a->parts[i]);
+    free(a->parts);
+    a->parts = NULL;
+    a->nparts = 0;
 }
 
 #define MAX_EXACT_INT 9007199254740992.0   /* 2^53 */

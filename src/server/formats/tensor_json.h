@@ -25,6 +25,11 @@ typedef struct etd_array {
     int64_t numel;
     et_dtype dtype;         /* ET_FLOAT32 (data) or ET_INT64 (idata) */
     int64_t *idata;         /* numel int64 (ET_INT64), freed by etd_array_free */
+    /* A graph model's named inputs or targets: nparts arrays in the model's
+     * order (malloc'ed, freed by etd_array_free); then shape[0] is their
+     * common number of rows, ndim 1 and there is no data of its own. */
+    struct etd_array *parts;
+    int nparts;
 } etd_array;
 
 /* Parse j into a; false + message in err (e.g. "inputs[3]: expected 4
@@ -36,7 +41,8 @@ bool etd_array_from_json(const cJSON *j, const char *what, int64_t max_elems,
  * integer".  Indices above 2^24 stay exact (a float32 parse rounds them). */
 bool etd_array_from_json_ints(const cJSON *j, const char *what, int64_t max_elems,
                               etd_array *a, char *err, size_t errcap);
-/* Free a->data / a->idata and set them to NULL (so a second call is harmless). */
+/* Free a->data / a->idata (and the parts) and set them to NULL (so a second
+ * call is harmless). */
 void etd_array_free(etd_array *a);
 /* A new tensor (in the current pool, if one is open) of a's dtype and
  * shape holding a copy of its elements; NULL + et_errmsg(). */

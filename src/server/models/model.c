@@ -11,6 +11,7 @@
 
 #include "server/formats/modelfile.h"
 #include "server/models/model_internal.h"
+#include "server/models/spec_graph.h"
 
 /* ---------------------------------------------------------------- lifetime */
 
@@ -200,6 +201,28 @@ void etd_model_dtypes(const etd_model *m, et_dtype *inputs, et_dtype *targets)
 {
     *inputs = m->spec.input_dtype;
     *targets = m->spec.target_dtype;
+}
+
+void etd_model_io_get(const etd_model *m, etd_model_io *io)
+{
+    memset(io, 0, sizeof *io);
+    const etd_graph *g = m->spec.graph;
+    io->graph = g != NULL;
+    io->ninputs = g ? etd_graph_num_inputs(g) : 1;
+    io->noutputs = g ? etd_graph_num_outputs(g) : 1;
+    for (int i = 0; g && i < io->ninputs; i++) {
+        io->inputs[i] = etd_graph_input(g, i);
+        io->in_dtype[i] = etd_graph_input_dtype(g, i);
+    }
+    for (int i = 0; g && i < io->noutputs; i++)
+        io->outputs[i] = etd_graph_output(g, i);
+    io->ntargets = m->spec.nterms ? m->spec.ntargets : 1;
+    for (int i = 0; m->spec.nterms && i < io->ntargets; i++) {
+        io->targets[i] = m->spec.target_names[i];
+        io->target_dtype[i] = m->spec.target_dtypes[i];
+        io->target_float_ok[i] = m->spec.target_float_oks[i];
+    }
+    io->named = g && (io->ninputs > 1 || io->noutputs > 1 || m->spec.nterms > 0);
 }
 
 void etd_model_info_get(etd_model *m, etd_model_info *info)

@@ -192,6 +192,33 @@ etd_rc etd_model_job_busy(etd_model *m, etd_err *e);
 /* The model is being deleted: its job stops as cancelled. */
 void etd_model_jobs_abandon(etd_model *m);
 
+/* ---- net_io.c: a call's data through the network ---- */
+
+/* A call's tensors: the model's inputs (or targets), one per part of a
+ * named body, else one. */
+typedef struct etd_tlist {
+    et_tensor *t[ETD_MAX_IO];
+    int n;
+} etd_tlist;
+/* x against what the spec fixes (400 "inputs: expected shape ..."; named
+ * parts: each, one number of rows). */
+etd_rc etd_check_inputs(const etd_model *m, const etd_array *x, etd_err *e);
+/* a as a tensor of dt in the current pool (int64 -> float32 for a float model). */
+et_tensor *etd_array_as(const etd_array *a, et_dtype dt);
+/* ETD_EINVAL (or ETD_ENOMEM) "<what>: <et_errmsg()>". */
+etd_rc etd_lib_fail(etd_err *e, const char *what);
+/* The inputs / targets of a call as tensors (rows idx[0..n) when idx is
+ * given, else all), pool-owned; false on allocation failure. */
+bool etd_inputs_of(const etd_model *m, const etd_array *x, const int64_t *idx, int64_t n,
+                   etd_tlist *out);
+bool etd_targets_of(const etd_model *m, const etd_array *y, const int64_t *idx, int64_t n,
+                    etd_tlist *out);
+/* Every output of the network on x (pool-owned), false + e naming the
+ * layer or node. */
+bool etd_run_net_all(etd_model *m, const etd_tlist *x, etd_tlist *out, etd_err *e);
+/* Forward + loss (the caller sets the mode): the scalar loss, pool-owned, or NULL + e. */
+et_tensor *etd_train_loss(etd_model *m, const etd_tlist *xt, const etd_tlist *yt, etd_err *e);
+
 /* ---- model.c ---- */
 
 /* Build a model from a parsed spec (taken over, also on failure). */

@@ -256,6 +256,25 @@ etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_er
 /* The inputs' shape against the layers (400 "inputs: expected shape ..."). */
 etd_rc etd_model_check_inputs(const etd_model *m, const etd_array *x, etd_err *e);
 
+/* A graph model's named inputs, outputs and targets (names borrowed from
+ * the model, valid while a reference is held).  named: bodies name them
+ * ("inputs": {"user": ..., "item": ...}) -- a graph with several inputs or
+ * outputs, or a loss list; then x and y are etd_arrays of parts in these
+ * orders.  Otherwise the model takes one input and one target array. */
+#define ETD_MAX_IO 16
+typedef struct etd_model_io {
+    bool graph, named;
+    int ninputs, noutputs, ntargets;
+    const char *inputs[ETD_MAX_IO], *outputs[ETD_MAX_IO], *targets[ETD_MAX_IO];
+    et_dtype in_dtype[ETD_MAX_IO], target_dtype[ETD_MAX_IO];
+    bool target_float_ok[ETD_MAX_IO];
+} etd_model_io;
+void etd_model_io_get(const etd_model *m, etd_model_io *io);
+/* Forward of a model with several outputs: ys[0..*ny) new references in
+ * etd_model_io's output order (*ny <= ETD_MAX_IO). */
+etd_rc etd_model_forward_all(etd_model *m, const etd_array *x, et_tensor **ys, int *ny,
+                             etd_err *e);
+
 /* ---- dynamic batching (batcher.c) ---- */
 
 /* The answer of a batched forward: rc ETD_OK with y (a new reference: the

@@ -600,6 +600,9 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
                              size_t *len, etd_err *e)
 {
     *buf = NULL;
+    if (m->spec.graph)
+        return etd_fail(e, ETD_ESTATE, "export: graph models (\"nodes\") have no ONNX export "
+                        "yet; layer lists do");
     /* attention has no mapping onto ONNX opset 17 nodes here yet: a state
      * of the model, not a bad request (409, before any shape question) */
     for (int i = 0; i < m->spec.nlayers; i++)

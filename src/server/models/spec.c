@@ -4,6 +4,7 @@
  * tables in spec_layers*.c and spec_train.c. */
 #include "server/models/models.h"
 #include "server/models/spec.h"
+#include "server/models/spec_graph.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -125,38 +126,56 @@ static bool parse_layers(const cJSON *layers, etd_spec *s, etd_flow *flow, etd_e
     return true;
 }
 
-/* The loss may be a bare string: {"type": <it>}. */
 static bool parse_loss(const cJSON *j, etd_spec *s, etd_err *e)
+{
+    if (cJSON_IsArray(j))
+        return etd_spec_parse_loss_list(j, s, e);
+    if (!etd_spec_parse_loss(j, "loss", &s->loss, e))
+        return false;
+    if (s->loss.type->ninputs > 1)
+        return etd_fail(e, ETD_EINVAL, "loss: %s takes %d outputs of the model: give a graph "
+                        "model and a loss list naming them ([{\"type\": \"%s\", \"output\": "
+                        "[...], ...}])", s->loss.type->name, s->loss.type->ninputs,
+                        s->loss.type->name), false;
+    if (s->graph && etd_graph_num_outputs(s->graph) > 1)
+        return etd_fail(e, ETD_EINVAL, "loss: the model has %d outputs: give a loss list naming "
+                        "the output and target of each loss", etd_graph_num_outputs(s->graph)),
+               false;
+    return true;
+}
+
+/* The loss may be a bare string: {"type": <it>}. */
+bool etd_spec_parse_loss(const cJSON *j, const char *path, etd_loss_spec *out, etd_err *e)
 {
     static const char *const reductions[] = {"mean", "sum", NULL};
     /* batchmean (the sum over the batch size) is KLDivLoss's own */
     static const char *const kl_reductions[] = {"mean", "sum", "batchmean", NULL};
     if (!j)
-        return etd_fail(e, ETD_EINVAL, "loss: required field is missing"), false;
+        return etd_fail(e, ETD_EINVAL, "%s: required field is missing", path), false;
     cJSON *tmp = NULL;
     if (cJSON_IsString(j)) {
         tmp = cJSON_CreateObject();
         if (!tmp || !cJSON_AddStringToObject(tmp, "type", j->valuestring)) {
             cJSON_Delete(tmp);
-            return etd_fail(e, ETD_ENOMEM, "loss: out of memory"), false;
+            return etd_fail(e, ETD_ENOMEM, "%s: out of memory", path), false;
         }
         j = tmp;
     }
-    etd_obj o = {j, "loss", e};
+    etd_obj o = {j, path, e};
     const etd_loss_type *t =
         find_type(&o, etd_loss_types, etd_nloss_types, sizeof *etd_loss_types, "loss");
     int red = 0;
     bool ok = t && check_fields(&o, t->name, t->fields);
     if (ok) {
-        s->loss.type = t;
-        s->loss.ignore_index = -100;
+        out->type = t;
+        out->ignore_index = -100;
         bool kl = strcmp(t->name, "KLDivLoss") == 0;
         ok = etd_field_choice(&o, "reduction", kl ? kl_reductions : reductions, 0, &red);
-        s->loss.reduction = red == 2 ? ET_REDUCTION_BATCHMEAN
-                            : red ? ET_REDUCTION_SUM : ET_REDUCTION_MEAN;
+        out->reduction = red == 2 ? ET_REDUCTION_BATCHMEAN
+                         : red ? ET_REDUCTION_SUM : ET_REDUCTION_MEAN;
     }
     if (ok && t->parse)
-        ok = t->parse(&s->loss, &o);
+        ok = t->parse(out, &o);
     cJSON_Delete(tmp);
     return ok;
 }
@@ -347,6 +366,9 @@ static bool parse_batching(const cJSON *j, etd_spec *s, etd_err *e)
         !etd_field_int(&o, "max_batch_size", true, 0, 1, 65536, &s->max_batch_size) ||
         !etd_field_int(&o, "max_delay_us", false, 500, 0, 1000000, &s->max_delay_us))
         return false;
+    if (s->graph)   /* which ops and nodes are row-wise is not worked out for graphs */
+        return etd_fail(e, ETD_EINVAL, "batching: graph models cannot be batched dynamically "
+                        "(only layer lists whose layers are known to be batch-invariant)"), false;
     for (int i = 0; i < s->nlayers; i++) {
         const char *why = "";
         if (!row_wise(&s->layers[i], &why))
@@ -356,10 +378,43 @@ static bool parse_batching(const cJSON *j, etd_spec *s, etd_err *e)
     return true;
 }
 
+/* "layers" (a Sequential) or a graph ("inputs", "modules", "nodes",
+ * "outputs"; spec_graph.c): the network and what is known of its input and
+ * output. */
+static bool parse_net(const cJSON *root, etd_spec *s, etd_flow *flow, etd_err *e)
+{
+    static const char *const graph_keys[] = {"inputs", "modules", "nodes", "outputs"};
+    const char *graph_key = NULL;
+    for (int i = 0; i < 4 && !graph_key; i++)
+        if (cJSON_GetObjectItemCaseSensitive(root, graph_keys[i]))
+            graph_key = graph_keys[i];
+    if (graph_key && cJSON_GetObjectItemCaseSensitive(root, "layers"))
+        return etd_fail(e, ETD_EINVAL, "%s: a model has \"layers\" (a Sequential) or a graph "
+                        "(\"inputs\", \"nodes\", \"outputs\"), not both", graph_key), false;
+    if (!graph_key) {
+        if (!parse_layers(cJSON_GetObjectItemCaseSensitive(root, "layers"), s, flow, e))
+            return false;
+        s->in_features = flow->in_features;
+        memcpy(s->in_field, flow->in_field, sizeof s->in_field);
+        s->input_dtype = s->layers[0].type->index_input ? ET_INT64 : ET_FLOAT32;
+        s->out_features = flow->features;
+        return true;
+    }
+    if (!etd_graph_parse(root, s, flow, e))
+        return false;
+    /* the single-tensor view of the model (one input, one output) */
+    s->in_features = etd_graph_input_features(s->graph, 0);
+    snprintf(s->in_field, sizeof s->in_field, "inputs[0] (%.30s)", etd_graph_input(s->graph, 0));
+    s->input_dtype = etd_graph_input_dtype(s->graph, 0);
+    s->out_features = etd_graph_output_features(s->graph, 0);
+    return true;
+}
+
 bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err *e)
 {
     static const char *const top[] = {"name", "layers", "loss", "optimizer", "scheduler", "seed",
-                                      "batching", "nonfinite", NULL};
+                                      "batching", "nonfinite", "inputs", "modules", "nodes",
+                                      "outputs", NULL};
     /* by etd_nf_policy (models.h; spec.h stays below it) */
     static const char *const nonfinite[] = {"skip", "rollback", "allow", NULL};
     memset(s, 0, sizeof *s);
@@ -369,15 +424,12 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         return false;
     etd_flow flow = {.features = -1, .features_by = "", .in_features = -1,
                      .max_params = max_params};
-    if (!parse_layers(cJSON_GetObjectItemCaseSensitive(root, "layers"), s, &flow, e))
+    if (!parse_net(root, s, &flow, e))
         goto bad;
-    s->in_features = flow.in_features;
-    memcpy(s->in_field, flow.in_field, sizeof s->in_field);
-    s->input_dtype = s->layers[0].type->index_input ? ET_INT64 : ET_FLOAT32;
-    s->out_features = flow.features;
     s->param_count = flow.params;
     if (s->param_count == 0) { /* torch.optim: "optimizer got an empty parameter list" */
-        etd_fail(e, ETD_EINVAL, "layers: the model has no parameters to optimize (add a Linear)");
+        etd_fail(e, ETD_EINVAL, "%s: the model has no parameters to optimize (add a Linear)",
+                 s->graph ? "nodes" : "layers");
         goto bad;
     }
     if (!parse_loss(cJSON_GetObjectItemCaseSensitive(root, "loss"), s, e) ||
@@ -385,6 +437,8 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         !parse_sched(cJSON_GetObjectItemCaseSensitive(root, "scheduler"), s, e))
         goto bad;
     s->target_dtype = s->loss.type->class_targets ? ET_INT64 : ET_FLOAT32;
+    if (s->nterms && s->ntargets)
+        s->target_dtype = s->target_dtypes[0];
     s->target_float_ok = s->loss.type->prob_targets;
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "seed");
     if (seed && !cJSON_IsNull(seed)) {
@@ -419,9 +473,15 @@ void etd_spec_free(etd_spec *s)
     free(s->optim.groups);
     free(s->loss.weight);
     free(s->loss.pos_weight);
+    for (int i = 0; i < s->nterms; i++) {
+        free(s->terms[i].l.weight);
+        free(s->terms[i].l.pos_weight);
+    }
+    free(s->terms);
     for (int i = 0; i < s->nlayers; i++)
         etd_layer_free(&s->layers[i]);
     free(s->layers);
+    etd_graph_free(s->graph);
     memset(s, 0, sizeof *s);
 }
 
@@ -429,6 +489,8 @@ void etd_spec_free(etd_spec *s)
 
 et_module *etd_spec_build_net(const etd_spec *s, et_generator *g, etd_err *e)
 {
+    if (s->graph)
+        return etd_graph_build(s->graph, g, e);
     et_module *seq = et_sequential_new();
     if (!seq) {
         etd_fail(e, ETD_ENOMEM, "model: %s", et_errmsg());

@@ -208,6 +208,7 @@ typedef struct etd_loss_spec {
     int nweight;
     float *pos_weight;          /* BCEWithLogits pos_weight, or NULL */
     int npos_weight;
+    double p, eps;              /* TripletMarginLoss (margin is arg, swap is flag) */
 } etd_loss_spec;
 
 struct etd_loss_type {
@@ -222,7 +223,26 @@ struct etd_loss_type {
     et_tensor *(*fn)(const etd_loss_spec *l, et_tensor *out, et_tensor *target);
     bool class_targets;         /* targets are int64 class indices (CE, NLL) */
     bool prob_targets;          /* ... or float class probabilities shaped like the output (CE) */
+    /* Losses of several model outputs (MarginRankingLoss: x1, x2; TripletMarginLoss:
+     * anchor, positive, negative): how many (0 = one, through fn), whether a
+     * target is taken, and the function over outs[0..ninputs).  Only in a
+     * graph's loss list, whose entries name the outputs (spec_losses.c). */
+    int ninputs;
+    bool no_target;
+    et_tensor *(*fn_n)(const etd_loss_spec *l, et_tensor *const *outs, et_tensor *target);
 };
+
+/* One entry of a graph model's loss list ("loss": [{"type", "output", "target",
+ * "weight"}, ...]): the loss on outputs out[0..nout) of the graph and target
+ * `target` (an index into etd_spec.target_names; -1: none), times weight. */
+#define ETD_MAX_LOSSES 8
+typedef struct etd_loss_term {
+    etd_loss_spec l;
+    int nout;
+    int out[3];
+    int target;
+    double weight;
+} etd_loss_term;
 
 /* One entry of "param_groups": the parameters whose state_dict name starts
  * with one of `prefixes`, and the hyper-parameters it sets (library keys:
@@ -291,10 +311,19 @@ extern const int etd_nsched_types;
 
 /* ---- the whole spec ---- */
 
+typedef struct etd_graph etd_graph;   /* spec_graph.h */
+
 typedef struct etd_spec {
     int nlayers;
     etd_layer *layers;
-    etd_loss_spec loss;
+    etd_graph *graph;         /* a graph model ("nodes" instead of "layers"), or NULL */
+    etd_loss_spec loss;       /* the loss (a loss list: its first entry's) */
+    etd_loss_term *terms;     /* a graph's loss list (malloc'ed), or NULL: `loss` on output 0 */
+    int nterms;
+    char target_names[ETD_MAX_LOSSES][64];  /* the loss list's targets, first use order */
+    et_dtype target_dtypes[ETD_MAX_LOSSES];
+    bool target_float_oks[ETD_MAX_LOSSES];
+    int ntargets;
     etd_optim_spec optim;
     etd_sched_spec sched;
     bool has_seed;
@@ -342,6 +371,17 @@ et_scheduler *etd_spec_build_sched(const etd_spec *s, et_optim *o, etd_err *e);
 /* The spec's loss on (output, target): a new reference, or NULL + e
  * (ETD_EINVAL "targets: ..." for targets the loss cannot take). */
 et_tensor *etd_spec_loss(const etd_spec *s, et_tensor *out, et_tensor *target, etd_err *e);
+/* One loss object at path ("loss", "loss[1]"; a bare string is {"type": it})
+ * into *out: the type looked up, its fields checked and parsed.  false + e. */
+bool etd_spec_parse_loss(const cJSON *j, const char *path, etd_loss_spec *out, etd_err *e);
+/* A graph's loss list ("loss": [...], spec_losses.c) into s->terms and the
+ * target names; false + e naming the entry and field. */
+bool etd_spec_parse_loss_list(const cJSON *j, etd_spec *s, etd_err *e);
+/* A loss list's total, sum of weight * loss over the terms, on the graph's
+ * outputs outs[] and the targets targets[] (etd_spec.target_names order):
+ * pool-owned or NULL + e naming the entry ("loss[1] (MSELoss): ..."). */
+et_tensor *etd_spec_losses(const etd_spec *s, et_tensor *const *outs, et_tensor *const *targets,
+                           etd_err *e);
 
 /* A row of one of the tables by its exact name, or NULL.  rows is an array
  * of n structs of `size` bytes whose first member is the name. */

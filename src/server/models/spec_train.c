@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "server/models/spec.h"
+#include "server/models/spec_losses.h"
 
 #define NUM(key, def, lo, hi, dst) \
     do { double v_; if (!etd_field_num(o, key, false, def, lo, hi, &v_)) return false; dst = v_; } while (0)
@@ -252,15 +253,22 @@ static et_tensor *sl1_fn(const etd_loss_spec *l, et_tensor *o, et_tensor *t)
 }
 
 const etd_loss_type etd_loss_types[] = {
-    {"MSELoss", f_plain, NULL, same_shape_check, mse_fn, false, false},
-    {"L1Loss", f_plain, NULL, same_shape_check, l1_fn, false, false},
-    {"CrossEntropyLoss", f_ce, ce_parse, class_check, ce_fn, true, true},
-    {"NLLLoss", f_nll, class_parse, class_check, nll_fn, true, false},
-    {"BCELoss", f_plain, NULL, same_shape_check, bce_fn, false, false},
-    {"BCEWithLogitsLoss", f_bcel, bcel_parse, bcel_check, bcel_fn, false, false},
-    {"HuberLoss", f_huber, huber_parse, same_shape_check, huber_fn, false, false},
-    {"SmoothL1Loss", f_sl1, sl1_parse, same_shape_check, sl1_fn, false, false},
-    {"KLDivLoss", f_kl, kl_parse, same_shape_check, kl_fn, false, false},
+    {"MSELoss", f_plain, NULL, same_shape_check, mse_fn, false, false, 0, false, NULL},
+    {"L1Loss", f_plain, NULL, same_shape_check, l1_fn, false, false, 0, false, NULL},
+    {"CrossEntropyLoss", f_ce, ce_parse, class_check, ce_fn, true, true, 0, false, NULL},
+    {"NLLLoss", f_nll, class_parse, class_check, nll_fn, true, false, 0, false, NULL},
+    {"BCELoss", f_plain, NULL, same_shape_check, bce_fn, false, false, 0, false, NULL},
+    {"BCEWithLogitsLoss", f_bcel, bcel_parse, bcel_check, bcel_fn, false, false, 0, false, NULL},
+    {"HuberLoss", f_huber, huber_parse, same_shape_check, huber_fn, false, false, 0, false, NULL},
+    {"SmoothL1Loss", f_sl1, sl1_parse, same_shape_check, sl1_fn, false, false, 0, false, NULL},
+    {"KLDivLoss", f_kl, kl_parse, same_shape_check, kl_fn, false, false, 0, false, NULL},
+    /* several outputs of a graph model (spec_losses.c): only in a loss list */
+    {"MarginRankingLoss", etd_margin_fields, etd_margin_parse, NULL, NULL, false, false, 2, false,
+     etd_margin_ranking_fn},
+    {"CosineEmbeddingLoss", etd_margin_fields, etd_margin_parse, NULL, NULL, false, false, 2,
+     false, etd_cosine_embedding_fn},
+    {"TripletMarginLoss", etd_triplet_fields, etd_triplet_parse, NULL, NULL, false, false, 3, true,
+     etd_triplet_fn},
 };
 const int etd_nloss_types = (int)(sizeof etd_loss_types / sizeof etd_loss_types[0]);
 

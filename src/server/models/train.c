@@ -10,114 +10,13 @@
 #include <time.h>
 
 #include "server/models/model_internal.h"
+#include "server/models/spec_graph.h"
 
 static double seconds_since(const struct timespec *t0)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/* ---------------------------------------------------------------- inputs */
-
-/* An input batch against the first layer that fixes its size. */
-static etd_rc check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
-{
-    if (x->ndim < 1)
-        return etd_fail(e, ETD_EINVAL, "inputs: expected a batch (a list), got a scalar");
-    int64_t in = m->spec.in_features;
-    if (in >= 0 && x->shape[x->ndim - 1] != in) {
-        char s[160];
-        et_shape_str(x->shape, x->ndim, s, sizeof s);
-        return etd_fail(e, ETD_EINVAL, "inputs: expected shape [batch, %lld] (%s = %lld), got %s",
-                        (long long)in, m->spec.in_field, (long long)in, s);
-    }
-    return ETD_OK;
-}
-
-/* t (pool-owned) for a model taking dt.  The endpoints give index inputs
- * (first layer Embedding) and class targets as int64 already; floats
- * there are left to the layer or the loss, whose messages name the bad
- * element.  int64 for a float model becomes float32 (as torch's .float()). */
-static et_tensor *as_dtype(et_tensor *t, et_dtype dt)
-{
-    return t && dt == ET_FLOAT32 && et_tensor_dtype(t) == ET_INT64 ? et_to_dtype(t, dt) : t;
-}
-
-static et_tensor *array_tensor(const etd_array *a, et_dtype dt)
-{
-    return as_dtype(etd_array_tensor(a), dt);
-}
-
-/* Rows idx[0..n) of a (first dimension) as a new tensor in the current pool,
- * copied once, straight into the tensor (this runs every training step). */
-static et_tensor *gather_rows(const etd_array *a, const int64_t *idx, int64_t n, et_dtype dt)
-{
-    int64_t row = a->shape[0] ? a->numel / a->shape[0] : 0;
-    bool i64 = a->dtype == ET_INT64;
-    size_t es = i64 ? sizeof(int64_t) : sizeof(float);
-    const char *src = i64 ? (const char *)a->idata : (const char *)a->data;
-    int64_t shape[ET_MAX_DIMS];
-    memcpy(shape, a->shape, sizeof shape);
-    shape[0] = n;
-    et_tensor *t = i64 ? et_tensor_new_int64(NULL, shape, a->ndim)
-                       : et_tensor_new(NULL, shape, a->ndim);
-    if (!t || n * row == 0) /* an empty tensor may have no data pointer */
-        return t ? as_dtype(t, dt) : NULL;
-    char *dst = i64 ? (char *)(void *)et_data_int64(t) : (char *)(void *)et_data(t);
-    if (!dst)
-        return NULL; /* t is the pool's */
-    for (int64_t i = 0; i < n; i++)
-        memcpy(dst + (size_t)(i * row) * es, src + (size_t)(idx[i] * row) * es, (size_t)row * es);
-    return as_dtype(t, dt);
-}
-
-static etd_rc lib_fail(etd_err *e, const char *what)
-{
-    return etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "%s: %s", what,
-                    et_errmsg());
-}
-
-/* The network on x, layer by layer, so that a failure names the layer as
- * the spec does: "layers[3] (MaxPool2d): input [32, 8, 1, 1] is smaller
- * than kernel 2" (the library's own "MaxPool2d: " or "BatchNorm1d(64): "
- * prefix is dropped: the spec's name says it).  Pool-owned result or NULL + e. */
-static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
-{
-    if (!x)
-        return lib_fail(e, "inputs"), NULL;
-    int n = et_sequential_len(m->net);
-    for (int i = 0; i < n && x; i++) {
-        et_module *layer = et_sequential_get(m->net, i);
-        et_tensor *in[ETD_MAX_FWD_ARGS] = {x};   /* a layer list gives each layer only its input */
-        et_tensor *y = etd_layer_forward(&m->spec.layers[i], layer, in);
-        if (!y) {
-            const char *type = et_module_type(layer), *msg = et_errmsg();
-            size_t tl = strlen(type);
-            if (strncmp(msg, type, tl) == 0 && (msg[tl] == ':' || msg[tl] == '(')) {
-                const char *colon = strstr(msg + tl, ": ");
-                if (colon)
-                    msg = colon + 2;
-            }
-            etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
-                     "layers[%d] (%s): %s", i, type, msg);
-            return NULL;
-        }
-        x = y;
-    }
-    return x;
-}
-
-/* Forward + loss in training mode: the loss tensor (pool-owned) or NULL + e. */
-static et_tensor *train_loss(etd_model *m, et_tensor *xt, et_tensor *yt, etd_err *e)
-{
-    et_tensor *out = run_net(m, xt, e);
-    if (!out)
-        return NULL;
-    et_tensor *loss = etd_spec_loss(&m->spec, out, yt, e);
-    if (loss && et_numel(loss) != 1)
-        return etd_fail(e, ETD_EINVAL, "loss: expected a scalar"), NULL;
-    return loss;
 }
 
 /* ---------------------------------------------------------------- forward, batches, step */
@@ -137,28 +36,48 @@ static void batch_event(etd_model *m, const etd_batch_result *r)
 
 etd_rc etd_model_check_inputs(const etd_model *m, const etd_array *x, etd_err *e)
 {
-    return check_inputs(m, x, e);
+    return etd_check_inputs(m, x, e);
+}
+
+etd_rc etd_model_forward_all(etd_model *m, const etd_array *x, et_tensor **ys, int *ny,
+                             etd_err *e)
+{
+    *ny = 0;
+    if (etd_check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, false, e) != ETD_OK)
+        return e->rc;
+    etd_rc rc = ETD_OK;
+    et_pool_begin();
+    etd_tlist xt, out = {{NULL}, 0};
+    bool ok = etd_inputs_of(m, x, NULL, 0, &xt) || etd_lib_fail(e, "inputs") == ETD_OK;
+    /* a batching model's rows must not depend on what they are batched with */
+    bool was = m->batcher ? et_set_batch_invariant(true) : false;
+    ET_NO_GRAD { ok = ok && etd_run_net_all(m, &xt, &out, e); }
+    if (m->batcher)
+        et_set_batch_invariant(was);
+    if (!ok)
+        rc = e->rc;
+    else
+        for (int i = 0; i < out.n; i++)
+            ys[(*ny)++] = et_tensor_ref(out.t[i]);
+    et_pool_end();
+    etd_model_unlock(m);
+    return rc;
 }
 
 etd_rc etd_model_forward(etd_model *m, const etd_array *x, et_tensor **y, etd_err *e)
 {
     *y = NULL;
-    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, false, e) != ETD_OK)
-        return e->rc;
-    etd_rc rc = ETD_OK;
-    et_pool_begin();
-    et_tensor *xt = array_tensor(x, m->spec.input_dtype), *out = NULL;
-    /* a batching model's rows must not depend on what they are batched with */
-    bool was = m->batcher ? et_set_batch_invariant(true) : false;
-    ET_NO_GRAD { out = run_net(m, xt, e); }
-    if (m->batcher)
-        et_set_batch_invariant(was);
-    if (!out)
-        rc = e->rc;
-    else
-        *y = et_tensor_ref(out);
-    et_pool_end();
-    etd_model_unlock(m);
+    et_tensor *ys[ETD_MAX_IO];
+    int n = 0;
+    etd_rc rc = etd_model_forward_all(m, x, ys, &n, e);
+    if (rc == ETD_OK && n != 1) {
+        for (int i = 0; i < n; i++)
+            et_tensor_free(ys[i]);
+        return etd_fail(e, ETD_EINVAL, "outputs: the model has %d named outputs (this call "
+                        "takes a model with one)", n);
+    }
+    if (rc == ETD_OK)
+        *y = ys[0];
     return rc;
 }
 
@@ -166,7 +85,7 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
                             etd_batch_result *r, etd_err *e)
 {
     memset(r, 0, sizeof *r);
-    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock_train(m, e) != ETD_OK)
+    if (etd_check_inputs(m, x, e) != ETD_OK || etd_model_lock_train(m, e) != ETD_OK)
         return e->rc;
     /* a failed backward or save puts the gradients, counters and running
      * statistics (a training-mode forward updates them) back */
@@ -180,18 +99,19 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     bool bad = false;
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xt = array_tensor(x, m->spec.input_dtype), *loss = NULL;
-    et_tensor *yt = xt ? array_tensor(y, m->spec.target_dtype) : NULL;
-    if (!xt || !yt)
-        lib_fail(e, xt ? "targets" : "inputs");
+    etd_tlist xt, yt;
+    et_tensor *loss = NULL;
+    bool have_x = etd_inputs_of(m, x, NULL, 0, &xt);
+    if (!have_x || !etd_targets_of(m, y, NULL, 0, &yt))
+        etd_lib_fail(e, have_x ? "targets" : "inputs");
     else
-        loss = train_loss(m, xt, yt, e);
+        loss = etd_train_loss(m, &xt, &yt, e);
     float lv = loss ? et_item(loss) : 0;
     /* a non-finite loss is not backpropagated unless the policy says allow */
     if (loss && etd_guard_loss_bad(lv, r->why, sizeof r->why))
         bad = true;
     if (loss && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
-        lib_fail(e, "backward");
+        etd_lib_fail(e, "backward");
         loss = NULL;
     }
     bool have_loss = loss != NULL;
@@ -255,10 +175,10 @@ static bool do_step(etd_model *m, float loss, double *lr_used, etd_err *e)
                         "total_steps); the model cannot step further", 
                         et_scheduler_type(m->sched)), false;
     if (et_optim_step(m->opt) != ET_OK)
-        return lib_fail(e, "optimizer"), false;
+        return etd_lib_fail(e, "optimizer"), false;
     et_optim_zero_grad(m->opt);
     if (m->sched && et_scheduler_step_metric(m->sched, loss) != ET_OK)
-        return lib_fail(e, "scheduler"), false;
+        return etd_lib_fail(e, "scheduler"), false;
     m->ts.step++;
     return true;
 }
@@ -382,20 +302,21 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
         return e->rc;
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xb = gather_rows(x, idx, n, m->spec.input_dtype);
-    et_tensor *yb = xb ? gather_rows(y, idx, n, m->spec.target_dtype) : NULL;
+    etd_tlist xb, yb;
+    bool have_x = etd_inputs_of(m, x, idx, n, &xb);
+    bool have_y = have_x && etd_targets_of(m, y, idx, n, &yb);
     et_optim_zero_grad(m->opt);
     et_tensor *loss = NULL;
-    if (!xb || !yb)
-        lib_fail(e, xb ? "targets" : "inputs");
+    if (!have_x || !have_y)
+        etd_lib_fail(e, have_x ? "targets" : "inputs");
     else
-        loss = train_loss(m, xb, yb, e);
+        loss = etd_train_loss(m, &xb, &yb, e);
     r->loss = loss ? et_item(loss) : NAN;
     r->lr = et_optim_get_lr(m->opt);
     if (loss && etd_guard_loss_bad(r->loss, r->why, sizeof r->why))
         bad = true;
     if (loss && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
-        lib_fail(e, "backward");
+        etd_lib_fail(e, "backward");
         loss = NULL;
     }
     if (loss && !bad && (!etd_guard_grads_ok(m, r->why, sizeof r->why) ||
@@ -560,7 +481,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
 etd_rc etd_train_plan(const etd_model *m, const etd_array *x, const etd_array *y,
                       int64_t epochs, int64_t batch_size, int64_t *total, etd_err *e)
 {
-    if (check_inputs(m, x, e) != ETD_OK)
+    if (etd_check_inputs(m, x, e) != ETD_OK)
         return e->rc;
     if (y->ndim < 1 || y->shape[0] != x->shape[0])
         return etd_fail(e, ETD_EINVAL, "targets: expected %lld rows (as many as inputs), got %lld",
@@ -582,7 +503,9 @@ etd_rc etd_model_check_targets(etd_model *m, const etd_array *x, const etd_array
                                etd_err *e)
 {
     const etd_loss_type *t = m->spec.loss.type;
-    if (!t->check || x->ndim < 1 || x->shape[0] < 1)
+    /* a loss list's targets are checked by each loss when it runs (the call
+     * then changes nothing) */
+    if (!t->check || x->ndim < 1 || x->shape[0] < 1 || m->spec.nterms || x->nparts)
         return ETD_OK;
     etd_array one = *x; /* the first row (borrowed) */
     one.shape[0] = 1;
@@ -601,7 +524,7 @@ etd_rc etd_model_check_targets(etd_model *m, const etd_array *x, const etd_array
     et_pool_begin();
     et_tensor *zero = et_scalar(0.0f);
     et_tensor *out = zero ? et_expand(zero, shape, nd) : NULL; /* no storage of its own */
-    et_tensor *yt = array_tensor(y, m->spec.target_dtype);
+    et_tensor *yt = etd_array_as(y, m->spec.target_dtype);
     if (!out || !yt)
         rc = etd_fail(e, ETD_ENOMEM, "out of memory");
     else if (!t->check(&m->spec.loss, out, yt, e))
@@ -634,7 +557,7 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
                        etd_probe_result *r, etd_err *e)
 {
     memset(r, 0, sizeof *r);
-    if (check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
+    if (etd_check_inputs(m, x, e) != ETD_OK || etd_model_lock(m, true, e) != ETD_OK)
         return e->rc;
     /* the accumulated gradients, the generator and the running statistics
      * go back afterwards */
@@ -648,18 +571,22 @@ etd_rc etd_model_probe(etd_model *m, const etd_array *x, const etd_array *y,
         et_set_grad(m->params[i], NULL);
     et_pool_begin();
     et_module_train(m->net, true);
-    et_tensor *xt = array_tensor(x, m->spec.input_dtype), *loss = NULL;
-    et_tensor *yt = xt ? array_tensor(y, m->spec.target_dtype) : NULL;
-    if (!xt || !yt)
-        lib_fail(e, xt ? "targets" : "inputs");
-    else if (m->spec.input_dtype != ET_FLOAT32) /* indices have no gradient (torch's neither) */
-        loss = train_loss(m, xt, yt, e);
+    etd_tlist xl, yl;
+    et_tensor *loss = NULL, *xt = NULL;
+    bool have_x = etd_inputs_of(m, x, NULL, 0, &xl);
+    bool have_y = have_x && etd_targets_of(m, y, NULL, 0, &yl);
+    if (have_x)
+        xt = xl.t[0];   /* the input whose gradient is reported (named inputs: the first) */
+    if (!have_x || !have_y)
+        etd_lib_fail(e, have_x ? "targets" : "inputs");
+    else if (et_tensor_dtype(xt) != ET_FLOAT32) /* indices have no gradient (torch's neither) */
+        loss = etd_train_loss(m, &xl, &yl, e);
     else if (et_set_requires_grad(xt, true) != ET_OK)
-        lib_fail(e, "inputs");
+        etd_lib_fail(e, "inputs");
     else
-        loss = train_loss(m, xt, yt, e);
+        loss = etd_train_loss(m, &xl, &yl, e);
     if (loss && et_backward(loss, NULL) != ET_OK) {
-        lib_fail(e, "backward");
+        etd_lib_fail(e, "backward");
         loss = NULL;
     }
     et_module_train(m->net, false);

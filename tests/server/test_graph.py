@@ -1,0 +1,556 @@
+#!/usr/bin/python3
+"""easytorchd graph models (issue 14: "inputs", "modules", "nodes", "outputs" in the shape of a
+torch.fx graph) against PyTorch: each spec has a torch twin -- an nn.Module with the same named
+children registered in the same order (so its state_dict() names are the ones GET parameters
+must give, in order) whose forward walks the same nodes with torch's functions -- loaded from
+the model's initial parameters and trained side by side for 20 steps over HTTP (losses every
+step, parameters and BatchNorm buffers at the end, predictions in eval mode): the issue's
+residual example, a ResNet-style block with BatchNorm, a weight-tied model (one module called
+twice, the output projection tied to the embedding through an attr node), nested Sequential /
+ModuleList.  Bad graphs (cycle, unknown node or module, unused input, width mismatch, a tuple
+used as a tensor, a ModuleList called) are 400s naming the node and field and create nothing;
+a run-time shape error names the node and changes nothing.
+Usage: test_graph.py PATH/TO/easytorchd"""
+
+import operator
+import os
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon as dm  # noqa: E402
+from daemon import Daemon, DaemonTestCase  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(1)
+RTOL, ATOL = 1e-4, 1e-5
+D = None
+
+
+def setUpModule():
+    global D
+    D = Daemon()
+    D.start()
+    DaemonTestCase.daemon = D
+
+
+def tearDownModule():
+    if D is not None:
+        D.cleanup()
+
+
+_n = [0]
+
+
+def fresh(prefix="g"):
+    _n[0] += 1
+    return "%s%d" % (prefix, _n[0])
+
+
+def torch_module(spec):
+    t = spec["type"]
+    if t == "Sequential":
+        return torch.nn.Sequential(*[torch_module(k) for k in spec["layers"]])
+    if t == "ModuleList":
+        return torch.nn.ModuleList([torch_module(k) for k in spec["modules"]])
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "type"}
+    return getattr(torch.nn, t)(**kw)
+
+
+def torch_op(n, a):
+    op = n["op"]
+    if op in ("add", "sub", "mul", "div", "matmul"):
+        return getattr(torch, op)(*a)
+    if op in ("cat", "stack"):
+        return getattr(torch, op)(a, dim=n.get("dim", 0))
+    if op == "reshape":
+        return torch.reshape(a[0], tuple(n["shape"]))
+    if op == "flatten":
+        return torch.flatten(a[0], n.get("start_dim", 0), n.get("end_dim", -1))
+    if op == "transpose":
+        return torch.transpose(a[0], n["dim0"], n["dim1"])
+    if op == "permute":
+        return a[0].permute(*n["dims"])
+    if op in ("sum", "mean"):
+        if "dim" in n:
+            return getattr(torch, op)(a[0], n["dim"], keepdim=n.get("keepdim", False))
+        return getattr(torch, op)(a[0])
+    if op in ("softmax", "log_softmax"):
+        return getattr(torch, op)(a[0], n["dim"])
+    if op == "getitem":
+        return torch.select(a[0], n["dim"], n["index"]) if "dim" in n else a[0][n["index"]]
+    if op == "chunk":
+        return torch.chunk(a[0], n["chunks"], n.get("dim", 0))
+    if op == "split":
+        return torch.split(a[0], n["split_size"], n.get("dim", 0))
+    if op == "cosine_similarity":
+        return F.cosine_similarity(a[0], a[1], dim=n.get("dim", 1), eps=n.get("eps", 1e-8))
+    if op == "linear":
+        return F.linear(*a)
+    raise ValueError(op)
+
+
+class Twin(torch.nn.Module):
+    """The equivalent nn.Module: "modules" then the nodes' own modules as named children (in
+    the spec's order), forward over the nodes in a topological order."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        for k, m in spec.get("modules", {}).items():
+            self.add_module(k, torch_module(m))
+        for n in spec["nodes"]:
+            if isinstance(n.get("module"), dict):
+                self.add_module(n["name"], torch_module(n["module"]))
+
+    def forward(self, *xs):
+        env = dict(zip(self.spec["inputs"], xs))
+        todo = list(self.spec["nodes"])
+        while todo:
+            for n in todo:
+                if all(a in env for a in n.get("args", [])):
+                    break
+            else:
+                raise RuntimeError("cycle")
+            todo.remove(n)
+            a = [env[x] for x in n.get("args", [])]
+            if "module" in n:
+                target = n["name"] if isinstance(n["module"], dict) else n["module"]
+                env[n["name"]] = self.get_submodule(target)(*a)
+            elif "attr" in n:
+                mod, _, p = n["attr"].rpartition(".")
+                env[n["name"]] = getattr(self.get_submodule(mod), p)
+            else:
+                env[n["name"]] = torch_op(n, a)
+        outs = [env[o] for o in self.spec["outputs"]]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def load_state(net, params):
+    sd = {}
+    for k, v in params.items():
+        ref = net.state_dict()[k]
+        sd[k] = torch.tensor(v, dtype=ref.dtype).reshape(ref.shape)
+    net.load_state_dict(sd)
+
+
+def close(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and np.allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def lin(i, o, bias=True):
+    return {"type": "Linear", "in_features": i, "out_features": o, "bias": bias}
+
+
+RESIDUAL = {"inputs": ["x"], "nodes": [
+    {"name": "fc1", "module": lin(8, 8), "args": ["x"]},
+    {"name": "act", "module": {"type": "ReLU"}, "args": ["fc1"]},
+    {"name": "sum", "op": "add", "args": ["act", "x"]},
+    {"name": "out", "module": lin(8, 1), "args": ["sum"]}], "outputs": ["out"]}
+
+RESNET = {"inputs": ["x"], "nodes": [
+    # listed out of order on purpose: the daemon sorts them
+    {"name": "head", "module": lin(8, 3), "args": ["h"]},
+    {"name": "fc1", "module": lin(8, 8, False), "args": ["x"]},
+    {"name": "bn1", "module": {"type": "BatchNorm1d", "num_features": 8}, "args": ["fc1"]},
+    {"name": "relu", "module": {"type": "ReLU"}, "args": ["bn1"]},
+    {"name": "fc2", "module": lin(8, 8, False), "args": ["relu"]},
+    {"name": "bn2", "module": {"type": "BatchNorm1d", "num_features": 8}, "args": ["fc2"]},
+    {"name": "skip", "op": "add", "args": ["bn2", "x"]},
+    {"name": "h", "module": "relu", "args": ["skip"]}], "outputs": ["head"]}
+
+TIED = {"inputs": ["tok"], "modules": {"emb": {"type": "Embedding", "num_embeddings": 20,
+                                               "embedding_dim": 6}},
+        "nodes": [
+            {"name": "e", "module": "emb", "args": ["tok"]},
+            {"name": "flat", "op": "mean", "args": ["e"], "dim": 1},
+            {"name": "enc", "module": lin(6, 6), "args": ["flat"]},
+            {"name": "a1", "module": {"type": "Tanh"}, "args": ["enc"]},
+            {"name": "enc2", "module": "enc", "args": ["a1"]},
+            {"name": "a2", "module": "a1", "args": ["enc2"]},
+            {"name": "w", "attr": "emb.weight"},
+            {"name": "logits", "op": "linear", "args": ["a2", "w"]}],
+        "outputs": ["logits"]}
+
+NESTED = {"inputs": ["x"],
+          "modules": {"blocks": {"type": "ModuleList", "modules": [
+              {"type": "Sequential", "layers": [lin(4, 4), {"type": "ReLU"}]},
+              {"type": "Sequential", "layers": [lin(4, 4), {"type": "LayerNorm",
+                                                            "normalized_shape": 4}]}]}},
+          "nodes": [
+              {"name": "c", "op": "chunk", "args": ["x"], "chunks": 2, "dim": 1},
+              {"name": "c0", "op": "getitem", "args": ["c"], "index": 0},
+              {"name": "c1", "op": "getitem", "args": ["c"], "index": 1},
+              {"name": "b0", "module": "blocks.0", "args": ["c0"]},
+              {"name": "b1", "module": "blocks.1", "args": ["c1"]},
+              {"name": "cat", "op": "cat", "args": ["b0", "b1"], "dim": -1},
+              {"name": "out", "module": lin(8, 2), "args": ["cat"]}],
+          "outputs": ["out"]}
+
+
+class Base(DaemonTestCase):
+    def assertClose(self, got, want, what):
+        if not close(got, want):
+            a, b = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+            self.fail("%s differs from torch: %s" % (
+                what, "shape %s vs %s" % (a.shape, b.shape) if a.shape != b.shape
+                else "max |diff| %.3g" % float(np.abs(a - b).max())))
+
+    def assertStateClose(self, got, net, what):
+        sd = net.state_dict()
+        self.assertEqual(list(got), list(sd), "%s: state_dict keys and order" % what)
+        for k, v in sd.items():
+            if v.dtype == torch.int64:
+                self.assertEqual(got[k], int(v), "%s: %s" % (what, k))
+            else:
+                self.assertClose(got[k], v.detach().numpy(), "%s: %s" % (what, k))
+
+    def twin(self, graph, loss, optimizer, seed=3):
+        name = fresh()
+        spec = dict(graph, name=name, loss=loss, optimizer=optimizer, seed=seed)
+        D.create(spec)
+        net = Twin(graph)
+        load_state(net, D.params(name))
+        kw = {k: v for k, v in optimizer.items() if k != "type"}
+        opt = getattr(torch.optim, optimizer["type"])(net.parameters(), **kw)
+        return name, net, opt
+
+    def run_steps(self, name, net, opt, loss_fn, batches, use_train):
+        for k, (x, y) in enumerate(batches):
+            if use_train:
+                got = D.ok("POST", "/v1/models/%s/train" % name,
+                           {"inputs": x.tolist(), "targets": y.tolist(), "epochs": 1})["losses"][0]
+            else:
+                got = D.push(name, x.tolist(), y.tolist())["loss"]
+                D.step(name)
+            net.train()
+            opt.zero_grad()
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            self.assertClose(got, loss.item(), "loss of step %d" % (k + 1))
+
+
+class TestGraphsAgainstTorch(Base):
+    def train20(self, graph, make_x, make_y, loss, loss_fn, optimizer):
+        name, net, opt = self.twin(graph, loss, optimizer)
+        self.assertEqual(list(D.params(name)), list(net.state_dict()), "state_dict names")
+        g = torch.Generator().manual_seed(11)
+        batches = [(make_x(g), make_y(g)) for _ in range(20)]
+        self.run_steps(name, net, opt, loss_fn, batches[:10], use_train=True)
+        self.run_steps(name, net, opt, loss_fn, batches[10:], use_train=False)
+        self.assertStateClose(D.params(name), net, "state after 20 steps")
+        x = make_x(g)
+        net.eval()
+        self.assertClose(D.predict(name, x.tolist()), net(x).detach().numpy(), "predict")
+        return name
+
+    def test_residual_example(self):
+        name = self.train20(RESIDUAL, lambda g: torch.randn(8, 8, generator=g),
+                            lambda g: torch.randn(8, 1, generator=g), "MSELoss",
+                            torch.nn.MSELoss(), {"type": "SGD", "lr": 0.05, "momentum": 0.9})
+        # the graph comes back from its file after a restart, parameters and answers the same
+        x = [[0.5 * i - 1 for i in range(8)]]
+        before, answer = D.params(name), D.predict(name, x)
+        D.restart()
+        self.assertEqual(D.params(name), before)
+        self.assertEqual(D.predict(name, x), answer)
+        self.assertEqual(D.model(name)["spec"]["nodes"], RESIDUAL["nodes"])
+
+    def test_resnet_block_with_batchnorm(self):
+        name = self.train20(RESNET, lambda g: torch.randn(16, 8, generator=g),
+                            lambda g: torch.randint(0, 3, (16,), generator=g),
+                            "CrossEntropyLoss", torch.nn.CrossEntropyLoss(),
+                            {"type": "Adam", "lr": 0.01})
+        p = D.params(name)
+        self.assertEqual(p["bn1.num_batches_tracked"], 20)
+        self.assertEqual(D.model(name)["buffer_names"][:2], ["bn1.running_mean", "bn1.running_var"])
+
+    def test_weight_tied(self):
+        name = self.train20(TIED, lambda g: torch.randint(0, 20, (8, 3), generator=g),
+                            lambda g: torch.randint(0, 20, (8,), generator=g),
+                            "CrossEntropyLoss", torch.nn.CrossEntropyLoss(),
+                            {"type": "SGD", "lr": 0.1})
+        # enc is called twice and emb.weight serves twice: each is one parameter
+        self.assertEqual(list(D.params(name)), ["emb.weight", "enc.weight", "enc.bias"])
+
+    def test_nested_sequential_modulelist(self):
+        name = self.train20(NESTED, lambda g: torch.randn(6, 8, generator=g),
+                            lambda g: torch.randn(6, 2, generator=g), "MSELoss",
+                            torch.nn.MSELoss(), {"type": "Adam", "lr": 0.01})
+        self.assertEqual(list(D.params(name))[:3],
+                         ["blocks.0.0.weight", "blocks.0.0.bias", "blocks.1.0.weight"])
+
+
+def bad(graph, **over):
+    spec = dict(graph, loss="MSELoss", optimizer={"type": "SGD", "lr": 0.1})
+    spec.update(over)
+    return spec
+
+
+class TestBadGraphs(Base):
+    def check(self, spec, *parts):
+        name = fresh("bad")
+        r = D.post("/v1/models", dict(spec, name=name))
+        self.assertEqual(r.status, 400, r)
+        msg = r.error()
+        for p in parts:
+            self.assertIn(p, msg)
+        self.assertEqual(D.get("/v1/models/%s" % name).status, 404, "a bad graph made a model")
+        return msg
+
+    def nodes(self, *nodes, inputs=("x",), outputs=("out",)):
+        return bad({"inputs": list(inputs), "nodes": list(nodes), "outputs": list(outputs)})
+
+    def test_cycle(self):
+        self.check(self.nodes({"name": "a", "module": lin(4, 4), "args": ["b"]},
+                              {"name": "b", "op": "add", "args": ["a", "x"]},
+                              {"name": "out", "module": lin(4, 1), "args": ["b"]}),
+                   "is on a cycle", "a -> b -> a")
+
+    def test_unknown_names(self):
+        self.check(self.nodes({"name": "out", "module": lin(4, 1), "args": ["y"]}),
+                   "nodes[0] (out).args[0]", "\"y\" is no input or node")
+        self.check(self.nodes({"name": "out", "module": "fc9", "args": ["x"]}),
+                   "nodes[0] (out).module", "\"fc9\" is no module")
+        self.check(self.nodes({"name": "out", "module": lin(4, 1), "args": ["x"]},
+                              outputs=("nope",)), "outputs[0]", "\"nope\"")
+        self.check(self.nodes({"name": "out", "op": "sofmax", "args": ["x"], "dim": 1}),
+                   "nodes[0] (out).op", "softmax")
+
+    def test_unused_and_missing(self):
+        self.check(self.nodes({"name": "out", "module": lin(4, 1), "args": ["x"]},
+                              inputs=("x", "z")), "inputs[1] (z): unused")
+        self.check(self.nodes({"name": "out", "module": lin(4, 1), "args": ["x"]},
+                              {"name": "dead", "op": "add", "args": ["x", "x"]}),
+                   "nodes[1] (dead): unused")
+        self.check(bad({"nodes": [{"name": "out", "module": lin(4, 1), "args": ["x"]}],
+                        "outputs": ["out"]}), "inputs:")
+        self.check(self.nodes({"name": "out", "module": lin(4, 1)}), "nodes[0] (out).args")
+
+    def test_width_mismatch(self):
+        self.check(self.nodes({"name": "a", "module": lin(4, 6), "args": ["x"]},
+                              {"name": "out", "module": lin(4, 1), "args": ["a"]}),
+                   "nodes[1] (out).args[0]", "\"a\" has last dimension 6", "takes 4")
+        self.check(self.nodes({"name": "a", "module": lin(4, 6), "args": ["x"]},
+                              {"name": "s", "op": "add", "args": ["a", "x"]},
+                              {"name": "out", "module": lin(6, 1), "args": ["s"]}),
+                   "nodes[1] (s, add)", "do not broadcast")
+
+    def test_fields_and_kinds(self):
+        self.check(self.nodes({"name": "out", "module": lin(4, 1), "args": ["x"], "dim": 1}),
+                   "nodes[0] (out).dim", "unknown field")
+        self.check(self.nodes({"name": "out", "op": "add", "module": lin(4, 1),
+                               "args": ["x", "x"]}), "nodes[0] (out)", "exactly one of")
+        self.check(self.nodes({"name": "c", "op": "chunk", "args": ["x"], "chunks": 2},
+                              {"name": "out", "module": lin(4, 1), "args": ["c"]}),
+                   "nodes[1] (out).args[0]", "is a tuple")
+        self.check(bad({"inputs": ["x"], "modules": {"l": {"type": "ModuleList",
+                                                          "modules": [lin(4, 1)]}},
+                        "nodes": [{"name": "out", "module": "l", "args": ["x"]}],
+                        "outputs": ["out"]}), "ModuleList", "l.0")
+        self.check(bad(RESIDUAL, layers=[lin(8, 1)]), "not both")
+        self.check(self.nodes({"name": "out", "module": {"type": "Linear", "in_features": 4},
+                               "args": ["x"]}), "nodes[0] (out).module.out_features")
+        self.check(self.nodes({"name": "x", "module": lin(4, 1), "args": ["x"]}, outputs=("x",)),
+                   "nodes[0] (x).name", "already an input")
+        self.check(self.nodes({"name": "w", "attr": "nope.weight"},
+                              {"name": "mm", "op": "matmul", "args": ["x", "w"]},
+                              {"name": "out", "module": lin(4, 1), "args": ["mm"]}),
+                   "nodes[0] (w)", "nope.weight")
+
+    def test_runtime_shape_error_names_the_node(self):
+        name = fresh()
+        spec = {"name": name, "inputs": ["x"], "nodes": [
+            {"name": "t", "op": "transpose", "args": ["x"], "dim0": 0, "dim1": 1},
+            {"name": "mm", "op": "matmul", "args": ["x", "t"]},
+            {"name": "r", "op": "reshape", "args": ["mm"], "shape": [-1, 4]},
+            {"name": "out", "module": lin(4, 1), "args": ["r"]}], "outputs": ["out"],
+            "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}
+        D.create(spec)
+        before = D.params(name)
+        r = D.post("/v1/models/%s/predict" % name, {"inputs": [[1, 2, 3]] * 3})
+        self.assertError(r, 400, "node 'r' (reshape)")
+        r = D.post("/v1/models/%s/train" % name, {"inputs": [[1, 2, 3]] * 3,
+                                                   "targets": [[0.0]] * 3})
+        self.assertError(r, 400, "node 'r' (reshape)")
+        self.assertEqual(D.params(name), before)
+        # rows of 4 fit: 4x4 -> 16 / 4 = 4 rows
+        self.assertEqual(len(D.predict(name, [[1, 2, 3, 4]] * 4)), 4)
+
+
+def tower(n):
+    return {"type": "Sequential", "layers": [lin(8, 16), {"type": "ReLU"}, lin(16, 8)]}
+
+
+TWO_TOWER = {"inputs": ["user", "item"],
+             "modules": {"user_emb": {"type": "Embedding", "num_embeddings": 30, "embedding_dim": 8},
+                         "item_emb": {"type": "Embedding", "num_embeddings": 20, "embedding_dim": 8}},
+             "nodes": [
+                 {"name": "ue", "module": "user_emb", "args": ["user"]},
+                 {"name": "user_tower", "module": tower(8), "args": ["ue"]},
+                 {"name": "ie", "module": "item_emb", "args": ["item"]},
+                 {"name": "item_tower", "module": tower(8), "args": ["ie"]},
+                 {"name": "score", "op": "cosine_similarity", "args": ["user_tower", "item_tower"],
+                  "dim": 1},
+                 {"name": "cat", "op": "cat", "args": ["user_tower", "item_tower"], "dim": 1},
+                 {"name": "logits", "module": lin(16, 3), "args": ["cat"]}],
+             "outputs": ["logits", "score"]}
+
+
+class TestNamedInputsAndLosses(Base):
+    """Several inputs, several outputs, loss lists (issue 14), against torch twins."""
+
+    def named_twin(self, graph, loss, optimizer):
+        name = fresh("n")
+        D.create(dict(graph, name=name, loss=loss, optimizer=optimizer, seed=9))
+        net = Twin(graph)
+        load_state(net, D.params(name))
+        self.assertEqual(list(D.params(name)), list(net.state_dict()), "state_dict names")
+        kw = {k: v for k, v in optimizer.items() if k != "type"}
+        return name, net, getattr(torch.optim, optimizer["type"])(net.parameters(), **kw)
+
+    def steps(self, name, net, opt, batches, torch_loss, use_train):
+        for k, (xs, ys) in enumerate(batches):
+            body = {"inputs": {n: v.tolist() for n, v in xs.items()}}
+            if ys is not None:
+                body["targets"] = {n: v.tolist() for n, v in ys.items()}
+            if use_train:
+                got = D.ok("POST", "/v1/models/%s/train" % name, dict(body, epochs=1))["losses"][0]
+            else:
+                got = D.ok("POST", "/v1/models/%s/batches" % name, body)["loss"]
+                D.step(name)
+            net.train()
+            opt.zero_grad()
+            out = net(*[xs[n] for n in net.spec["inputs"]])
+            loss = torch_loss(out if isinstance(out, tuple) else (out,), ys)
+            loss.backward()
+            opt.step()
+            self.assertClose(got, loss.item(), "loss of step %d" % (k + 1))
+
+    def test_two_tower_two_inputs_two_losses(self):
+        loss = [{"type": "CrossEntropyLoss", "output": "logits", "target": "label"},
+                {"type": "MSELoss", "output": "score", "target": "rating", "weight": 0.5}]
+        name, net, opt = self.named_twin(TWO_TOWER, loss, {"type": "Adam", "lr": 0.01})
+        g = torch.Generator().manual_seed(4)
+
+        def batch():
+            return ({"user": torch.randint(0, 30, (12,), generator=g),
+                     "item": torch.randint(0, 20, (12,), generator=g)},
+                    {"label": torch.randint(0, 3, (12,), generator=g),
+                     "rating": torch.rand(12, generator=g) * 2 - 1})
+
+        def tl(out, ys):
+            return (torch.nn.functional.cross_entropy(out[0], ys["label"]) +
+                    0.5 * torch.nn.functional.mse_loss(out[1], ys["rating"]))
+        batches = [batch() for _ in range(20)]
+        self.steps(name, net, opt, batches[:10], tl, True)
+        self.steps(name, net, opt, batches[10:], tl, False)
+        self.assertStateClose(D.params(name), net, "two-tower state after 20 steps")
+        xs, _ = batch()
+        net.eval()
+        got = D.ok("POST", "/v1/models/%s/predict" % name,
+                   {"inputs": {k: v.tolist() for k, v in xs.items()}})["outputs"]
+        want = net(xs["user"], xs["item"])
+        self.assertEqual(sorted(got), ["logits", "score"])
+        self.assertClose(got["logits"], want[0].detach().numpy(), "predict logits")
+        self.assertClose(got["score"], want[1].detach().numpy(), "predict score")
+        # named bodies are checked, naming the field; nothing changes
+        before = D.params(name)
+        r = D.post("/v1/models/%s/predict" % name, {"inputs": {"user": [1, 2]}})
+        self.assertError(r, 400, "inputs.item: required field is missing")
+        r = D.post("/v1/models/%s/predict" % name, {"inputs": [[1, 2]]})
+        self.assertError(r, 400, "inputs: expected an object", "\"user\", \"item\"")
+        r = D.post("/v1/models/%s/predict" % name, {"inputs": {"user": [1], "item": [1],
+                                                                "movie": [2]}})
+        self.assertError(r, 400, "inputs.movie: not one of the model's inputs")
+        r = D.post("/v1/models/%s/predict" % name, {"inputs": {"user": [1, 2], "item": [1]}})
+        self.assertError(r, 400, "inputs.item: 1 rows, inputs.user has 2")
+        r = D.post("/v1/models/%s/batches" % name, {"inputs": {"user": [1], "item": [1]},
+                                                    "targets": {"label": [0]}})
+        self.assertError(r, 400, "targets.rating: required field is missing")
+        r = D.post("/v1/models/%s/batches" % name, {"inputs": {"user": [1], "item": [99]},
+                                                    "targets": {"label": [0], "rating": [0.5]}})
+        self.assertError(r, 400, "node 'ie'")
+        self.assertEqual(D.params(name), before)
+
+    def pair_graph(self):
+        return {"inputs": ["a", "b", "c"], "nodes": [
+            {"name": "f", "module": lin(4, 3), "args": ["a"]},
+            {"name": "fb", "module": "f", "args": ["b"]},
+            {"name": "fc", "module": "f", "args": ["c"]},
+            {"name": "sa", "op": "sum", "args": ["f"], "dim": 1},
+            {"name": "sb", "op": "sum", "args": ["fb"], "dim": 1}],
+            "outputs": ["f", "fb", "fc", "sa", "sb"]}
+
+    def test_margin_cosine_triplet_losses(self):
+        F_ = torch.nn.functional
+        cases = [
+            ([{"type": "MarginRankingLoss", "margin": 0.3, "output": ["sa", "sb"],
+               "target": "y"}],
+             lambda o, ys: F_.margin_ranking_loss(o[3], o[4], ys["y"], margin=0.3)),
+            ([{"type": "CosineEmbeddingLoss", "margin": 0.1, "output": ["f", "fb"],
+               "target": "y", "reduction": "sum"}],
+             lambda o, ys: F_.cosine_embedding_loss(o[0], o[1], ys["y"], margin=0.1,
+                                                   reduction="sum")),
+            ([{"type": "TripletMarginLoss", "margin": 0.5, "p": 1.0, "swap": True,
+               "output": ["f", "fb", "fc"]}],
+             lambda o, ys: F_.triplet_margin_loss(o[0], o[1], o[2], margin=0.5, p=1.0,
+                                                 swap=True)),
+            ([{"type": "TripletMarginLoss", "output": ["f", "fb", "fc"]},
+              {"type": "MarginRankingLoss", "output": ["sa", "sb"], "target": "y",
+               "weight": 2.0}],
+             lambda o, ys: (F_.triplet_margin_loss(o[0], o[1], o[2]) +
+                            2.0 * F_.margin_ranking_loss(o[3], o[4], ys["y"]))),
+        ]
+        for loss, tl in cases:
+            with self.subTest(loss=loss[0]["type"]):
+                name, net, opt = self.named_twin(self.pair_graph(), loss,
+                                                 {"type": "SGD", "lr": 0.1})
+                g = torch.Generator().manual_seed(len(name))
+                needs_y = any("target" in l for l in loss)
+                batches = [({k: torch.randn(6, 4, generator=g) for k in "abc"},
+                            {"y": torch.randint(0, 2, (6,), generator=g).float() * 2 - 1}
+                            if needs_y else None) for _ in range(6)]
+                self.steps(name, net, opt, batches[:3], tl, True)
+                self.steps(name, net, opt, batches[3:], tl, False)
+                self.assertStateClose(D.params(name), net, "state after 6 steps")
+
+    def test_bad_loss_lists(self):
+        g = self.pair_graph()
+        for loss, parts in [
+                ("MSELoss", ["the model has 5 outputs", "loss list"]),
+                ([{"type": "MarginRankingLoss", "output": "sa", "target": "y"}],
+                 ["loss[0].output", "list of 2 output names"]),
+                ([{"type": "MSELoss", "output": "zz", "target": "y"}],
+                 ["loss[0].output", "\"zz\" is not one of the model's outputs"]),
+                ([{"type": "TripletMarginLoss", "output": ["f", "fb", "fc"], "target": "y"}],
+                 ["loss[0].target", "takes no target"]),
+                ([{"type": "MSELoss", "output": "f"}], ["loss[0].target"]),
+                ([{"type": "MSELoss", "output": "f", "target": "t", "weight": -1}],
+                 ["loss[0].weight"]),
+                ([{"type": "MSELoss", "output": "f", "target": "t"},
+                  {"type": "CrossEntropyLoss", "output": "f", "target": "t"}],
+                 ["loss[1].target", "\"t\" is also the target"])]:
+            r = D.post("/v1/models", dict(g, name=fresh("bl"), loss=loss,
+                                          optimizer={"type": "SGD", "lr": 0.1}))
+            self.assertError(r, 400)
+            for p in parts:
+                self.assertIn(p, r.error())
+        r = D.post("/v1/models", {"name": fresh("bl"), "layers": [lin(2, 1)],
+                                  "loss": [{"type": "MSELoss", "output": "x", "target": "y"}],
+                                  "optimizer": {"type": "SGD", "lr": 0.1}})
+        self.assertError(r, 400, "loss: a list of losses is for graph models")
+        r = D.post("/v1/models", {"name": fresh("bl"), "layers": [lin(2, 1)],
+                                  "loss": "MarginRankingLoss",
+                                  "optimizer": {"type": "SGD", "lr": 0.1}})
+        self.assertError(r, 400, "MarginRankingLoss takes 2 outputs")
+
+
+if __name__ == "__main__":
+    dm.run_tests()
