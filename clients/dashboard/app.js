@@ -215,10 +215,24 @@ window.ET = (function () {
 
   // ---- drawing: batched per animation frame, only what changed ------------------
   const painters = [];   // the model page's, called after the cards
-  function paint() {
+  // Live updates redraw at most every FRAME_MS (what arrives meanwhile is drawn together:
+  // with 100 models pushing 10 events a second each, a redraw per event or per animation
+  // frame would keep a slow machine's main thread busy); the user's own actions (zoom,
+  // smoothing, the x axis) redraw at the next animation frame.
+  const FRAME_MS = 250;
+  let lastPaint = -Infinity, paintTimer = 0;
+  function paint(now) {
     if (state.frame) return;
+    const wait = lastPaint + FRAME_MS - performance.now();
+    if (!now && wait > 0) {
+      if (!paintTimer) paintTimer = setTimeout(() => { paintTimer = 0; paint(true); }, wait);
+      return;
+    }
+    clearTimeout(paintTimer);
+    paintTimer = 0;
     state.frame = requestAnimationFrame(() => {
       state.frame = 0;
+      lastPaint = performance.now();
       const dirty = [...state.dirty];
       state.dirty.clear();
       if (!state.detail) for (const name of dirty) { const e = state.models.get(name); if (e) render(e); }
@@ -318,9 +332,14 @@ window.ET = (function () {
 
   function render(e) {
     const { el, card } = e;
-    e.stale = false;
     const info = e.info || {};
     const step = e.step ?? 0;
+    // (for scripts and tests, also off screen)
+    card.dataset.step = String(step);
+    el.plot.dataset.points = String(e.steps.length);
+    // cards off screen are drawn when they scroll into view (a few of 100 show)
+    if (!e.visible) { e.chartStale = true; return; }
+    e.stale = false;
     el.step.textContent = step.toLocaleString('en-US');
     el.loss.textContent = fmtNum(e.loss, 4);
     el.lr.textContent = fmtNum(typeof info.lr === 'number' ? info.lr : null, 3);
@@ -331,7 +350,6 @@ window.ET = (function () {
     card.dataset.status = info.status || 'ok';
     el.warning.hidden = info.status !== 'diverged';
     el.warning.textContent = info.status === 'diverged' ? divergedText(info) : '';
-    card.dataset.step = String(step);
     const metrics = metricsOf(e);
     if (!e.chart || e.chart._et.key !== chartKey() + '|' + metrics.join(',')) {
       C.destroy(e.chart);
@@ -340,8 +358,8 @@ window.ET = (function () {
     }
     C.fit(e.chart, el.plot);
     C.update(e.chart, chartData(e, metrics));
+    e.chartStale = false;
     const n = e.steps.length;
-    el.plot.dataset.points = String(n);
     el.plot.dataset.validation = String(e.val.length);
     el.plot.dataset.series = String(e.chart.series.length - 1);
     el.plot.setAttribute('aria-label', n
@@ -393,6 +411,15 @@ window.ET = (function () {
   }
 
   // ---- the list of models ------------------------------------------------------------
+  const onScreen = typeof IntersectionObserver === 'function' ? new IntersectionObserver((seen) => {
+    for (const it of seen) {
+      const e = state.models.get(it.target.dataset.model);
+      if (!e) continue;
+      e.visible = it.isIntersecting;
+      if (e.visible && e.chartStale) changed(e);
+    }
+  }, { rootMargin: '200px' }) : null;
+
   function ensureEntry(name) {
     let e = state.models.get(name);
     if (!e) {
@@ -400,6 +427,8 @@ window.ET = (function () {
       state.models.set(name, e);
       const after = Array.from(els.models.children).find((c) => c.dataset.model > name);
       els.models.insertBefore(e.card, after || null);
+      e.visible = !onScreen;
+      if (onScreen) onScreen.observe(e.card);
       counted();
     }
     return e;
@@ -408,6 +437,7 @@ window.ET = (function () {
     const e = state.models.get(name);
     if (!e) return;
     C.destroy(e.chart);
+    if (onScreen) onScreen.unobserve(e.card);
     e.card.remove();
     state.models.delete(name);
     state.compare.delete(name);
@@ -451,7 +481,7 @@ window.ET = (function () {
   // ---- controls ------------------------------------------------------------------------
   function redrawAll() {
     for (const n of state.models.keys()) state.dirty.add(n);
-    paint();
+    paint(true);
   }
   els.logScale.checked = state.logScale;
   els.logScale.addEventListener('change', () => {
@@ -519,7 +549,10 @@ window.ET = (function () {
     redrawAll();
   });
   // "training" turns to "idle" 5 s after the last step: a clock, not a request
-  setInterval(() => { if (!state.detail) for (const e of state.models.values()) renderState(e); }, 1000);
+  setInterval(() => {
+    if (!state.detail) for (const e of state.models.values()) renderState(e);
+    else ET.model.clock();
+  }, 1000);
   // every script is in by DOMContentLoaded: then the page starts
   document.addEventListener('DOMContentLoaded', () => { ET.model.route(); ET.live.start(); });
 

@@ -11,7 +11,8 @@
 
 ET.live = (function () {
   const { state, els, api, setStatus } = ET;
-  const TYPES = ['step', 'batch', 'evaluation', 'job', 'nonfinite', 'hparams', 'created', 'deleted'];
+  const TYPES = ['step', 'batch', 'evaluation', 'job', 'nonfinite', 'hyperparameters', 'version', 'created',
+    'deleted'];
   let timer = null, polling = false, es = null, streamTried = 0, reconnectTimer = null;
 
   // ---- polling --------------------------------------------------------------------------
@@ -88,13 +89,13 @@ ET.live = (function () {
         state.live = 'polling';
         poll();
       } else {
-        // the browser reconnects by itself (with Last-Event-ID); poll if that takes long
+        // the browser reconnects by itself (with Last-Event-ID); poll if that takes 10 s
         state.live = 'reconnecting';
         status();
         clearTimeout(reconnectTimer);
         reconnectTimer = setTimeout(() => {
           if (state.live === 'reconnecting') { state.live = 'polling'; s.close(); if (es === s) es = null; schedule(); }
-        }, 5000);
+        }, 10000);
       }
     };
     for (const t of TYPES) s.addEventListener(t, (ev) => { lastEventId = ev.lastEventId; onEvent(t, ev.data); });
@@ -108,9 +109,10 @@ ET.live = (function () {
     try { d = JSON.parse(data); } catch (e) { return; }
     const name = d && d.model;
     if (typeof name !== 'string') return;
-    if (type === 'deleted') { ET.removeEntry(name); return; }
+    if (type === 'deleted') { ET.removeEntry(name); status(); return; }
     const known = state.models.has(name);
     const e = ET.ensureEntry(name);
+    if (!known) status();
     if (type === 'created' || !known) {
       ET.refresh(e).catch((err) => { if (err.status === 404) ET.removeEntry(name); });
       return;
@@ -130,10 +132,16 @@ ET.live = (function () {
     } else if (type === 'batch') {
       if (e.info) e.info.pending_batches = d.pending_batches;
       if (typeof d.loss === 'number') e.loss = d.loss;
-    } else if (type === 'nonfinite' || type === 'hparams') {
+    } else if (type === 'nonfinite' || type === 'hyperparameters') {
       // rare: the description (status, lr, hyperparameters) and the markers, fetched
       if (e.info && d.status) e.info.status = d.status;
       ET.refresh(e).catch(() => {});
+    } else if (type === 'version') {
+      // frozen, deleted, removed, serving, rolled_back: the description (serving, versions)
+      // and the markers; a rollback rewinds the history
+      if (d.action === 'rolled_back') ET.resetEntry(e);
+      ET.refresh(e).catch(() => {});
+      if (state.detail === e.name && ET.versions) ET.versions.load();
     }
     ET.changed(e);
   }
@@ -182,6 +190,7 @@ ET.live = (function () {
     // the stream first (so nothing between the first fetch and the stream is lost);
     // without a token yet, or an older daemon, the first poll finds out
     connect();
+    if (typeof EventSource !== 'function') state.live = 'polling';
     if (!es) poll(); else setTimeout(() => { if (state.live === 'connecting') poll(); }, 3000);
   }
   function restart() {

@@ -30,6 +30,7 @@ ET.model = (function () {
     rebuild();
     D.params = null; D.infoShown = null; D.evalResult.textContent = '';
     jobRows.clear(); D.jobs.textContent = '';
+    for (const e of state.models.values()) e.jobsAsked = false;
     extraMarkers.length = 0;
     if (name) {
       D.title.textContent = name;
@@ -64,23 +65,31 @@ ET.model = (function () {
   }
   function numel(v) { return Array.isArray(v) ? v.reduce((s, x) => s + numel(x), 0) : 1; }
 
+  function renderStatus(e) {
+    const st = ET.modelState(e);
+    if (D.status.textContent === st) return;
+    D.status.textContent = st;
+    D.status.dataset.state = st.split(' ')[0];
+  }
+  // "training" turns to "idle" 5 s after the last step (app.js's clock)
+  function clock() { const e = state.models.get(state.detail); if (e && e.info) renderStatus(e); }
+
   function renderDetail() {
     const e = state.models.get(state.detail);
     if (!e || !e.info) return;
     const info = e.info;
-    const st = ET.modelState(e);
-    D.status.textContent = st;
-    D.status.dataset.state = st.split(' ')[0];
+    renderStatus(e);
+    if (e.jobs === null && !e.jobsAsked) { e.jobsAsked = true; refreshJobs(e.name).catch(() => {}); }
     D.warning.hidden = info.status !== 'diverged';
     D.warning.textContent = info.status === 'diverged' ? ET.divergedText(info) : '';
     const metrics = ET.metricsOf(e);
     if (!D.chart || D.chart._et.key !== ET.chartKey() + '|' + metrics.join(',')) {
       rebuild();
       D.chartEl.textContent = ''; D.lrEl.textContent = '';
-      D.chart = ET.buildChart(e, D.chartEl, 320, () => ET.markerXs(e, extraMarkers));
+      D.chart = ET.buildChart(e, D.chartEl, 320, () => ET.markerXs(e, allMarkers(e).slice(e.markers.length)));
       D.lr = C.make({ el: D.lrEl, height: 130, log: false, xMode: state.xMode, sync: 'm-' + e.name,
         yLabel: 'learning rate', series: [{ label: 'lr', color: C.PALETTE[2], width: 1.5 }],
-        markers: () => ET.markerXs(e, extraMarkers) });
+        markers: () => ET.markerXs(e, allMarkers(e).slice(e.markers.length)) });
     }
     C.fit(D.chart, D.chartEl); C.fit(D.lr, D.lrEl);
     const cols = ET.chartData(e, metrics);
@@ -133,12 +142,22 @@ ET.model = (function () {
     if (m.kind === 'hyperparameters')
       return 'changed ' + Object.entries(m.changes || {}).map(([k, v]) => k + ' ' + JSON.stringify(v.from) + ' → ' + JSON.stringify(v.to)).join(', ');
     if (m.kind === 'truncated') return 'history before step ' + m.first_step + ' dropped (' + m.dropped + ' entries)';
-    if (m.kind === 'version') return 'version ' + m.version + ' frozen' + (m.label ? ' (' + m.label + ')' : '');
+    if (m.kind === 'version') {
+      const label = m.label || (ET.versions && ET.versions.label(m.version));
+      if (m.action === 'rolled_back') return 'rolled back to version ' + m.version + ' (from step ' + m.from_step + ')';
+      return 'version ' + m.version + ' frozen' + (label ? ' (' + label + ')' : '');
+    }
     return m.kind;
   }
   let markersShown = '';
+  // The daemon's markers, and the freezes from the version list where the daemon has no
+  // version markers (an older one).
+  function allMarkers(e) {
+    const frozen = new Set(e.markers.filter((m) => m.kind === 'version' && m.action === 'frozen').map((m) => m.version));
+    return e.markers.concat(extraMarkers.filter((m) => !frozen.has(m.version)));
+  }
   function renderMarkers(e) {
-    const ms = e.markers.concat(extraMarkers).sort((a, b) => a.step - b.step).slice(-50);
+    const ms = allMarkers(e).sort((a, b) => a.step - b.step).slice(-50);
     const key = ms.map((m) => m.kind + m.step + (m.version || '')).join(',');
     if (key === markersShown) return;
     markersShown = key;
@@ -290,5 +309,5 @@ ET.model = (function () {
     download(s.model + '-loss.json', 'application/json', JSON.stringify(o));
   });
 
-  return { route, rebuild, refreshJobs, jobEvent, download, extraMarkers, paint: paintDetail };
+  return { route, rebuild, refreshJobs, jobEvent, download, extraMarkers, clock, paint: paintDetail };
 })();

@@ -234,5 +234,6 @@ ET.versions = (function () {
         (e.info.serving !== undefined && V.servingNow !== undefined && e.info.serving !== V.servingNow)) load();
   });
 
-  return { open, load };
+  const label = (n) => { const v = V.list.find((x) => x.version === n); return v ? v.label : null; };
+  return { open, load, label };
 })();
