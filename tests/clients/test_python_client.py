@@ -279,6 +279,14 @@ class ClientTests(unittest.TestCase):
         want = torch_net(SINE_LAYERS, frozen)(torch.tensor(x)).detach().tolist()
         m.train(x, y, epochs=4)
         assert_close(self, m.predict_version(1, x), want, "predict_version")
+        self.assertIsNone(m.versions()[0]["validation"])
+        ev = m.evaluate_version(1, x, y, metrics=["loss", "mae"])
+        t_out = torch_net(SINE_LAYERS, frozen)(torch.tensor(x)).detach()
+        assert_close(self, [ev["metrics"]["loss"], ev["metrics"]["mae"]],
+                     [torch.nn.functional.mse_loss(t_out, torch.tensor(y)).item(),
+                      (t_out - torch.tensor(y)).abs().double().mean().item()], "evaluate_version")
+        self.assertEqual((ev["version"], ev["step"], ev["rows"]), (1, 3, 4))
+        self.assertEqual(m.versions()[0]["validation"]["metrics"], ev["metrics"])
         self.assertEqual(m.serving, "live")
         m.serve(1)
         self.assertEqual(m.serving, 1)

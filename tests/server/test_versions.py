@@ -3,11 +3,15 @@
 while the live model trains (/v1 predict and /v2 infer), rollback (checked against PyTorch
 continuing from a copy taken at the freeze), fork, keep_versions retention, persistence
 across SIGTERM and kill -9, /metrics, and bad input that changes nothing.
+A version's validation metrics (a job's evaluation at the step frozen, or POST
+.../versions/N/evaluate) are checked against PyTorch run on the version's weights.
 Usage: test_versions.py PATH/TO/easytorchd"""
 
 import copy
+import math
 import os
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -343,6 +347,122 @@ class BadInput(DaemonTestCase):
                          409, "exists")
         self.assertEqual(d.get("/v1/models/f").status, 404)
         self.assertEqual(self.unchanged(), before)
+
+
+def torch_metrics(params, layers, x, y):
+    """PyTorch's MSE loss and regression metrics of the net holding params on (x, y)."""
+    net = build_net(layers)
+    net.load_state_dict({k: torch.tensor(v) for k, v in params.items()}, strict=True)
+    net.eval()
+    with torch.no_grad():
+        o = net(torch.tensor(x)).double()
+    t = torch.tensor(y).double()
+    mse = ((o - t) ** 2).mean()
+    tot = ((t - t.mean(0)) ** 2).sum(0)
+    return {"loss": torch.nn.functional.mse_loss(o.float(), t.float()).item(),
+            "mae": (o - t).abs().mean().item(), "mse": mse.item(), "rmse": mse.sqrt().item(),
+            "r2": (1 - ((t - o) ** 2).sum(0) / tot).mean().item()}
+
+
+class VersionMetrics(DaemonTestCase):
+    def assertMetrics(self, got, want, names):
+        self.assertEqual(sorted(got), sorted(names))
+        for k in names:
+            self.assertTrue(math.isclose(got[k], want[k], rel_tol=1e-4, abs_tol=1e-5),
+                            "%s: daemon %r, torch %r" % (k, got[k], want[k]))
+
+    def wait_job(self, d, name, jid):
+        deadline = time.monotonic() + 120  # a safety net against hangs, not a speed check
+        while True:
+            j = d.ok("GET", "/v1/models/%s/jobs/%d" % (name, jid))
+            if j["state"] not in ("queued", "running"):
+                return j
+            self.assertLess(time.monotonic(), deadline, j)
+            time.sleep(0.01)
+
+    def test_validation_metrics_of_a_job_and_of_evaluate(self):
+        d = Daemon(sync="always")
+        d.start()
+        try:
+            self.check_metrics(d)
+        finally:
+            d.cleanup()
+
+    def check_metrics(self, d):
+        name = "v-metrics"
+        d.create(spec_for(name))
+        vx, vy = data(7, 10)
+        # a job validating once per epoch: its last evaluation is at the last step
+        r = d.post("/v1/models/%s/jobs" % name,
+                   {"inputs": X, "targets": Y, "epochs": 2, "batch_size": 6,
+                    "validation": {"inputs": vx, "targets": vy, "metrics": ["loss", "mae", "r2"]}})
+        self.assertEqual(r.status, 202, r)
+        jid = r.json()["id"]
+        self.assertEqual(self.wait_job(d, name, jid)["state"], "done")
+        p1 = d.params(name)
+        v1 = d.ok("POST", "/v1/models/%s/versions" % name, None, expect=(201,))
+        self.assertEqual(v1["step"], 8)
+        val = v1["validation"]
+        self.assertEqual((val["source"], val["job"], val["step"]), ("job", jid, 8))
+        self.assertNotIn("rows", val)
+        self.assertMetrics(val["metrics"], torch_metrics(p1, MLP, vx, vy), ["loss", "mae", "r2"])
+        hist = d.ok("GET", "/v1/models/%s/loss?series=validation" % name)["validation"]
+        self.assertEqual(val["metrics"], hist[-1]["metrics"])  # the job's own entry
+        # frozen at a step nobody measured: no metrics
+        train(d, name, None, 1, 1)
+        p2 = d.params(name)
+        v2 = d.ok("POST", "/v1/models/%s/versions" % name, None, expect=(201,))
+        self.assertEqual((v2["step"], v2["validation"]), (9, None))
+        pred2 = d.ok("POST", "/v1/models/%s/versions/2/predict" % name, {"inputs": XT})["outputs"]
+        train(d, name, None, 2, 4)  # the live model moves on
+        live = (d.params(name), d.ok("GET", "/v1/models/%s/loss" % name))
+        # evaluating a version measures its weights and records the result
+        ex, ey = data(8, 7)
+        t0 = time.time()
+        e = d.ok("POST", "/v1/models/%s/versions/2/evaluate" % name,
+                 {"inputs": ex, "targets": ey, "metrics": ["loss", "mse", "rmse"]})
+        self.assertEqual((e["version"], e["step"], e["rows"]), (2, 9, 7))
+        self.assertMetrics(e["metrics"], torch_metrics(p2, MLP, ex, ey), ["loss", "mse", "rmse"])
+        g = d.ok("GET", "/v1/models/%s/versions/2" % name)
+        val = g["validation"]
+        self.assertEqual((val["source"], val["step"], val["rows"], val["metrics"]),
+                         ("evaluate", 9, 7, e["metrics"]))
+        self.assertNotIn("job", val)
+        self.assertTrue(t0 - 1 <= val["evaluated"] <= time.time() + 1, val)
+        # the default metrics of the loss; an evaluation replaces a job's metrics
+        e1 = d.ok("POST", "/v1/models/%s/versions/1/evaluate" % name, {"inputs": ex, "targets": ey})
+        self.assertMetrics(e1["metrics"], torch_metrics(p1, MLP, ex, ey),
+                           ["loss", "mae", "mse", "rmse", "r2"])
+        lst = d.ok("GET", "/v1/models/%s/versions" % name)
+        self.assertEqual([v["validation"]["source"] for v in lst["versions"]],
+                         ["evaluate", "evaluate"])
+        self.assertEqual(lst["versions"][0]["validation"]["metrics"], e1["metrics"])
+        # nothing of the live model changed
+        self.assertEqual((d.params(name), d.ok("GET", "/v1/models/%s/loss" % name)), live)
+        # bad requests are 400/404 naming the problem, and change nothing
+        for path, body, status, words in [
+                ("versions/9/evaluate", {"inputs": ex, "targets": ey}, 404, ["no version 9"]),
+                ("versions/x/evaluate", {"inputs": ex, "targets": ey}, 400, ["version"]),
+                ("versions/2/evaluate", {"inputs": ex, "targets": ey[:3]}, 400, ["targets", "7"]),
+                ("versions/2/evaluate", {"inputs": ex}, 400, ["targets"]),
+                ("versions/2/evaluate", {"inputs": ex, "targets": ey, "metrics": ["nope"]}, 400,
+                 ["metrics"]),
+                ("versions/2/evaluate", {"inputs": [[1.0]], "targets": [[1.0, 2.0]]}, 400,
+                 ["inputs"]),
+                ("versions/2/evaluate", {"inputs": ex, "targets": ey, "extra": 1}, 400, ["extra"])]:
+            with self.subTest(path=path, body=body):
+                self.assertError(d.post("/v1/models/%s/%s" % (name, path), body), status, *words)
+        self.assertEqual(d.ok("GET", "/v1/models/%s/versions" % name), lst)
+        # kept in the version files: restarts (clean and kill -9) list the same
+        for hard in (False, True):
+            d.restart(hard=hard)
+            self.assertEqual(d.ok("GET", "/v1/models/%s/versions" % name), lst)
+        # recording metrics rewrote the file's metadata, not its weights
+        self.assertEqual(d.ok("POST", "/v1/models/%s/versions/2/predict" % name,
+                              {"inputs": XT})["outputs"], pred2)
+        d.ok("POST", "/v1/models", {"name": name + "-f", "from": {"model": name, "version": 2}},
+             expect=(201,))
+        self.assertEqual(d.params(name + "-f"), p2)
 
 
 class Persistence(unittest.TestCase):

@@ -665,7 +665,8 @@ class Model:
 
     def versions(self):
         """The versions, oldest first: a list of {"version", "step", "loss", "created",
-        "label", "size", "serving"}."""
+        "label", "size", "serving", "validation"} ("validation": the metrics measured on
+        the version's weights, by a job at the freeze or by evaluate_version, or None)."""
         return self._req("GET", "/versions")["versions"]
 
     def version(self, n):
@@ -680,6 +681,20 @@ class Model:
         """Outputs of version ``n`` for inputs ``x`` (the live model may be training)."""
         res = self._req("POST", "/versions/%d/predict" % int(n), {"inputs": encode_tensor(x)})
         return self.client._tensor(res["outputs"])
+
+    def evaluate_version(self, n, x, y, metrics=None, k=None):
+        """Loss and metrics of version ``n`` on (x, y) in eval mode (POST
+        /versions/{n}/evaluate), recorded as the version's "validation" in versions().
+        Returns {"step", "rows", "metrics": {name: value}, "k"?, "version"}."""
+        fields = {}
+        if metrics is not None:
+            fields["metrics"] = list(metrics)
+        if k is not None:
+            fields["k"] = int(k)
+        res, _, _ = self.client.tensor_call("POST", self._path + "/versions/%d/evaluate" % int(n),
+                                            {"inputs": x, "targets": y}, fields,
+                                            answer_tensors=False)
+        return res
 
     def serve(self, version="live"):
         """Make plain predict and /v2 infer use ``version`` ("live" or a number)."""

@@ -110,6 +110,8 @@ bool ep_metrics(etd_call *c, const cJSON *obj, const char *path, etd_eval_opts *
 void ep_write_validation_entry(etd_buf *out, const etd_val_entry *v);
 /* {"loss":..,"accuracy":..} of the metrics measured (NaN as null). */
 void ep_write_metric_values(etd_buf *out, unsigned metrics, const double *value);
+/* /evaluate's answer {"step", "rows", "metrics", "k"?} (v1_eval.c). */
+void ep_write_eval(etd_buf *out, const etd_eval_result *r);
 
 /* A query argument's value (NULL if absent or without "="). */
 const char *ep_query(const etd_call *c, const char *name);

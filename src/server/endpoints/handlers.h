@@ -47,6 +47,7 @@ void etd_h_versions_list(etd_call *c);
 void etd_h_version_get(etd_call *c);
 void etd_h_version_delete(etd_call *c);
 void etd_h_version_predict(etd_call *c);
+void etd_h_version_evaluate(etd_call *c);
 void etd_h_rollback(etd_call *c);
 /* ,"serving":"live" or ,"serving":N */
 void ep_write_serving(etd_buf *out, int64_t serving);

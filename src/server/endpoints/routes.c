@@ -53,6 +53,8 @@ const etd_route etd_routes[] = {
     {"GET", M "/versions/{version}", etd_h_version_get, RDY, NULL, NULL, NULL},
     {"DELETE", M "/versions/{version}", etd_h_version_delete, RDY, NULL, NULL, NULL},
     {"POST", M "/versions/{version}/predict", etd_h_version_predict, RDY | BODY, NULL, NULL, NULL},
+    {"POST", M "/versions/{version}/evaluate", etd_h_version_evaluate, RDY | BIN, NULL, NULL,
+     NULL},
     {"POST", M "/rollback", etd_h_rollback, RDY | BODY, NULL, NULL, NULL},
     {"GET", M "/export", etd_h_export, RDY, q_export, NULL, NULL},
     {"GET", M "/versions/{version}/export", etd_h_version_export, RDY, q_export, NULL, NULL},

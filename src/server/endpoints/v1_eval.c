@@ -12,16 +12,20 @@ void etd_h_evaluate(etd_call *c)
     etd_eval_result r;
     if (!ep_ok(c, etd_model_evaluate(c->m, &c->x, &c->y, &o, &r, &c->e)))
         return;
-    etd_buf *out = &c->rs->body;
+    ep_write_eval(&c->rs->body, &r);
+}
+
+void ep_write_eval(etd_buf *out, const etd_eval_result *r)
+{
     etd_buf_puts(out, "{\"step\":");
-    etd_json_i64(out, r.step);
+    etd_json_i64(out, r->step);
     etd_buf_puts(out, ",\"rows\":");
-    etd_json_i64(out, r.rows);
+    etd_json_i64(out, r->rows);
     etd_buf_puts(out, ",\"metrics\":");
-    ep_write_metric_values(out, r.metrics, r.value);
-    if (r.metrics & 1u << ETD_M_TOPK) {
+    ep_write_metric_values(out, r->metrics, r->value);
+    if (r->metrics & 1u << ETD_M_TOPK) {
         etd_buf_puts(out, ",\"k\":");
-        etd_json_i64(out, r.k);
+        etd_json_i64(out, r->k);
     }
     etd_buf_putc(out, '}');
 }

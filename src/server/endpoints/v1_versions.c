@@ -26,7 +26,32 @@ static void write_version(etd_buf *out, const char *model, const etd_version_inf
         etd_buf_puts(out, "null");
     etd_buf_puts(out, ",\"size\":");
     etd_json_i64(out, v->size);
-    etd_buf_puts(out, v->serving ? ",\"serving\":true}" : ",\"serving\":false}");
+    etd_buf_puts(out, v->serving ? ",\"serving\":true" : ",\"serving\":false");
+    /* the metrics measured on these weights: by a job at the freeze, or
+     * by POST .../versions/N/evaluate */
+    etd_buf_puts(out, ",\"validation\":");
+    if (!v->has_val) {
+        etd_buf_puts(out, "null}");
+        return;
+    }
+    const etd_val_entry *m = &v->val;
+    etd_buf_puts(out, m->job > 0 ? "{\"source\":\"job\",\"job\":" : "{\"source\":\"evaluate\"");
+    if (m->job > 0)
+        etd_json_i64(out, m->job);
+    etd_buf_puts(out, ",\"step\":");
+    etd_json_i64(out, m->step);
+    if (m->job <= 0) {
+        etd_buf_puts(out, ",\"rows\":");
+        etd_json_i64(out, v->val_rows);
+        etd_buf_printf(out, ",\"evaluated\":%.3f", v->val_time);
+    }
+    etd_buf_puts(out, ",\"metrics\":");
+    ep_write_metric_values(out, m->metrics, m->value);
+    if (m->metrics & 1u << ETD_M_TOPK) {
+        etd_buf_puts(out, ",\"k\":");
+        etd_json_i64(out, m->k);
+    }
+    etd_buf_puts(out, "}}");
 }
 
 /* "serving": "live" or N */
@@ -155,6 +180,30 @@ void etd_h_version_predict(etd_call *c)
     etd_json_tensor(&c->rs->body, y);
     etd_buf_printf(&c->rs->body, ",\"version\":%" PRId64 "}", n);
     et_tensor_free(y);
+}
+
+/* POST .../versions/{N}/evaluate: /evaluate's body and answer (plus
+ * "version"), measured on version N and recorded as its metrics. */
+void etd_h_version_evaluate(etd_call *c)
+{
+    static const char *const keys[] = {"inputs", "targets", "metrics", "k", NULL};
+    int64_t n;
+    etd_version_info v;
+    etd_eval_opts o;
+    if (!ep_model(c) || !ep_version(c, &n) ||
+        !ep_ok(c, etd_model_version_info(c->m, n, &v, &c->e)) || /* before the body */
+        !ep_inputs(c, keys, true) || !ep_metrics(c, c->doc.root, "", &o))
+        return;
+    etd_json_doc_free(&c->doc);
+    etd_eval_result r;
+    if (!ep_ok(c, etd_model_version_evaluate(c->m, n, &c->x, &c->y, &o, &r, &v, &c->e)))
+        return;
+    etd_array_free(&c->x);
+    etd_array_free(&c->y);
+    etd_buf *out = &c->rs->body;
+    ep_write_eval(out, &r);
+    out->len--; /* reopen the object */
+    etd_buf_printf(out, ",\"version\":%" PRId64 "}", n);
 }
 
 void etd_h_rollback(etd_call *c)

@@ -405,6 +405,14 @@ etd_rc etd_ts_decode(const uint8_t *buf, size_t len, et_tensor_dict **dict, cJSO
 etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *meta,
                         etd_train_state *st, etd_err *e);
 
+/* One validation entry as the model file writes it ({"step", "job", "k",
+ * and the metrics measured by name, NaN as null}; versions_file.c writes a
+ * version's metrics with it too) and read back (false: malformed).  b is a
+ * formats/json_out.h etd_buf. */
+struct etd_buf;
+void etd_ts_write_validation(struct etd_buf *b, const etd_val_entry *v, bool comma);
+bool etd_ts_read_validation(const cJSON *j, etd_val_entry *v);
+
 /* For tests, which so cover every row of the scalars table without listing
  * it again: the key of row i (NULL past the end), and the key of the first
  * scalar whose value differs between a and b as the file writes it

@@ -285,7 +285,7 @@ static bool read_mirrors(const cJSON *meta, const etd_model *m, etd_ts_scalars *
 }
 
 /* {"step":..,"job":..,"k":..,"loss":..,...}: the metrics measured, NaN as null */
-static void write_validation(etd_buf *b, const etd_val_entry *v, bool comma)
+void etd_ts_write_validation(etd_buf *b, const etd_val_entry *v, bool comma)
 {
     etd_buf_puts(b, comma ? ",{\"step\":" : "{\"step\":");
     etd_json_i64(b, v->step);
@@ -301,7 +301,7 @@ static void write_validation(etd_buf *b, const etd_val_entry *v, bool comma)
     etd_buf_putc(b, '}');
 }
 
-static bool read_validation(const cJSON *j, etd_val_entry *v)
+bool etd_ts_read_validation(const cJSON *j, etd_val_entry *v)
 {
     memset(v, 0, sizeof *v);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
@@ -437,7 +437,7 @@ etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
     }
     etd_buf_puts(&meta, "],\"validation\":[");
     for (size_t i = 0; i < m->v_len; i++)
-        write_validation(&meta, &m->v[i], i > 0);
+        etd_ts_write_validation(&meta, &m->v[i], i > 0);
     etd_buf_puts(&meta, "],\"next_job\":");
     etd_json_i64(&meta, m->next_job);
     etd_buf_puts(&meta, ",\"jobs\":[");
@@ -519,7 +519,7 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
     for (const cJSON *v = val ? val->child : NULL; v; v = v->next)
-        if (read_validation(v, &st->v[st->v_n]))
+        if (etd_ts_read_validation(v, &st->v[st->v_n]))
             st->v_n++;
     /* the job records (none in files written before jobs existed); a job the
      * daemon was running when it stopped was interrupted */

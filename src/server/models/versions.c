@@ -112,11 +112,21 @@ etd_rc etd_model_freeze(etd_model *m, const char *label, bool serve, etd_version
     if (etd_model_lock(m, false, e) != ETD_OK)
         return e->rc;
     etd_rc rc = etd_ts_encode(m, &live, &live_len, e);
+    etd_version_info vi = {0};
+    /* a job's evaluation at this very step measured these weights: the
+     * version keeps it as its metrics (the newest, if there are several) */
+    pthread_mutex_lock(&m->pub_mu);
+    for (size_t i = m->v_len; i-- > 0 && m->v[i].step >= m->ts.step;)
+        if (m->v[i].step == m->ts.step) {
+            vi.has_val = true;
+            vi.val = m->v[i];
+            break;
+        }
+    pthread_mutex_unlock(&m->pub_mu);
     etd_model_unlock(m);
     if (rc != ETD_OK)
         return rc;
     pthread_mutex_lock(&vs->change);
-    etd_version_info vi = {0};
     vi.version = vs->next;
     vi.created = etd_vers_now();
     snprintf(vi.label, sizeof vi.label, "%s", label ? label : "");
@@ -181,6 +191,64 @@ done:
     etd_model_unref(s);
     free(live);
     free(vbuf);
+    return rc;
+}
+
+etd_rc etd_model_version_evaluate(etd_model *m, int64_t n, const etd_array *x,
+                                  const etd_array *y, const etd_eval_opts *o,
+                                  etd_eval_result *r, etd_version_info *vi, etd_err *e)
+{
+    etd_model *vm = NULL;
+    if (etd_model_version_model(m, n, &vm, e) != ETD_OK)
+        return e->rc;
+    etd_rc rc = etd_model_evaluate(vm, x, y, o, r, e);
+    etd_model_unref(vm);
+    if (rc != ETD_OK)
+        return rc;
+    struct etd_versions *vs = etd_vers_of(m);
+    uint8_t *buf = NULL, *nbuf = NULL;
+    size_t len = 0, nlen = 0;
+    pthread_mutex_lock(&vs->change);
+    pthread_mutex_lock(&vs->mu);
+    int i = etd_vers_find(vs, n);
+    if (i >= 0)
+        *vi = vs->v[i].info;
+    pthread_mutex_unlock(&vs->mu);
+    if (i < 0) {
+        rc = etd_vers_not_found(m, n, e);
+        goto done;
+    }
+    vi->has_val = true;
+    memset(&vi->val, 0, sizeof vi->val);
+    vi->val.step = r->step;
+    vi->val.job = 0;
+    vi->val.metrics = r->metrics;
+    vi->val.k = r->k;
+    memcpy(vi->val.value, r->value, sizeof vi->val.value);
+    vi->val_rows = r->rows;
+    vi->val_time = etd_vers_now();
+    char name[32];
+    snprintf(name, sizeof name, "%lld", (long long)n);
+    etd_err fe;
+    if ((rc = etd_vers_read_file(vs, n, &buf, &len, e)) != ETD_OK ||
+        (rc = etd_vers_repack(buf, len, vi, &nbuf, &nlen, e)) != ETD_OK)
+        goto done;
+    if (etd_modelfile_write(vs->dir, name, nbuf, nlen, NULL, &fe) != ETD_OK) {
+        rc = etd_fail(e, fe.rc, "saving the metrics of version %lld of model \"%s\" failed: %s",
+                      (long long)n, m->name, fe.msg);
+        goto done;
+    }
+    vi->size = (int64_t)nlen + ETD_FILE_HEADER;
+    pthread_mutex_lock(&vs->mu);
+    if ((i = etd_vers_find(vs, n)) >= 0) { /* deletes take vs->change: it is there */
+        vs->v[i].info = *vi;
+        vi->serving = n == vs->serving;
+    }
+    pthread_mutex_unlock(&vs->mu);
+done:
+    pthread_mutex_unlock(&vs->change);
+    free(buf);
+    free(nbuf);
     return rc;
 }
 

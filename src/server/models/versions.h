@@ -36,6 +36,14 @@ typedef struct etd_version_info {
     char label[129];           /* "" : none */
     int64_t size;              /* bytes of its file */
     bool serving;              /* plain predict/infer use it */
+    /* Its validation metrics, measured on exactly these weights: at the
+     * freeze, a job's evaluation at the step frozen (val.job: that job);
+     * later, the last POST .../versions/N/evaluate (val.job 0), which
+     * replaces it.  Kept in the version's file. */
+    bool has_val;
+    etd_val_entry val;
+    int64_t val_rows;          /* rows an evaluate measured (0: a job's, not recorded) */
+    double val_time;           /* when an evaluate measured them (Unix s; 0: a job's) */
 } etd_version_info;
 
 typedef struct etd_version_list {
@@ -54,6 +62,14 @@ etd_rc etd_model_version_list(etd_model *m, etd_version_list *out, etd_err *e);
 void etd_version_list_free(etd_version_list *l);
 /* One version; ETD_ENOTFOUND "model \"a\" has no version 3 (versions: 1, 2)". */
 etd_rc etd_model_version_info(etd_model *m, int64_t version, etd_version_info *out, etd_err *e);
+/* Evaluate version N on (x, y) as etd_model_evaluate does (its serving
+ * model: the live one keeps training meanwhile) and record the result as
+ * the version's validation metrics, in its file too (only the metadata of
+ * the file changes: the weights are the same bits).  *vi: the version
+ * after it.  A version deleted meanwhile: ETD_ENOTFOUND. */
+etd_rc etd_model_version_evaluate(etd_model *m, int64_t version, const etd_array *x,
+                                  const etd_array *y, const etd_eval_opts *o,
+                                  etd_eval_result *r, etd_version_info *vi, etd_err *e);
 /* Remove a version and its file; ETD_ESTATE while it is the serving one. */
 etd_rc etd_model_version_delete(etd_model *m, int64_t version, etd_err *e);
 /* The model that serves `version` (a new reference): predictions only. */

@@ -94,6 +94,73 @@ bool etd_vers_json_i64(const cJSON *j, int64_t lo, int64_t *out)
 
 /* ---------------------------------------------------------------- payloads */
 
+/* "easytorch_version": {"version", "label", "created"} and, when it has
+ * them, "validation" (train_state_file.c's entry), "validation_rows",
+ * "validation_time". */
+static void write_meta(etd_buf *b, const etd_version_info *vi)
+{
+    etd_buf_printf(b, "{\"version\":%lld,\"label\":", (long long)vi->version);
+    etd_json_str(b, vi->label);
+    etd_buf_printf(b, ",\"created\":%.3f", vi->created);
+    if (vi->has_val) {
+        etd_buf_puts(b, ",\"validation\":");
+        etd_ts_write_validation(b, &vi->val, false);
+        etd_buf_puts(b, ",\"validation_rows\":");
+        etd_json_i64(b, vi->val_rows);
+        etd_buf_printf(b, ",\"validation_time\":%.3f", vi->val_time);
+    }
+    etd_buf_putc(b, '}');
+}
+
+/* write_meta's object back into vi (false: malformed). */
+static bool read_meta(const char *s, etd_version_info *vi)
+{
+    cJSON *vj = s ? cJSON_Parse(s) : NULL;
+    const cJSON *lab = cJSON_GetObjectItemCaseSensitive(vj, "label");
+    const cJSON *cr = cJSON_GetObjectItemCaseSensitive(vj, "created");
+    const cJSON *vn = cJSON_GetObjectItemCaseSensitive(vj, "version");
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(vj, "validation");
+    bool ok = etd_vers_json_i64(vn, 1, &vi->version) && cJSON_IsString(lab) &&
+              strlen(lab->valuestring) < sizeof vi->label && cJSON_IsNumber(cr);
+    if (ok) {
+        snprintf(vi->label, sizeof vi->label, "%s", lab->valuestring);
+        vi->created = cr->valuedouble;
+    }
+    vi->has_val = false;
+    if (ok && val) { /* files frozen before versions had metrics have none */
+        const cJSON *rows = cJSON_GetObjectItemCaseSensitive(vj, "validation_rows");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(vj, "validation_time");
+        ok = cJSON_IsObject(val) && etd_ts_read_validation(val, &vi->val) &&
+             etd_vers_json_i64(rows, 0, &vi->val_rows) && cJSON_IsNumber(t);
+        if (ok) {
+            vi->has_val = true;
+            vi->val_time = t->valuedouble;
+        }
+    }
+    cJSON_Delete(vj);
+    return ok;
+}
+
+etd_rc etd_vers_repack(const uint8_t *buf, size_t len, const etd_version_info *vi,
+                       uint8_t **out, size_t *out_len, etd_err *e)
+{
+    et_tensor_dict *d = NULL;
+    if (et_safetensors_parse(buf, len, &d) != ET_OK)
+        return etd_fail(e, ETD_EINTERNAL, "re-reading version %lld: %s", (long long)vi->version,
+                        et_errmsg());
+    etd_buf vm;
+    etd_buf_init(&vm);
+    write_meta(&vm, vi);
+    etd_rc rc = ETD_OK;
+    if (vm.oom || et_tensor_dict_set_meta(d, "easytorch_version", vm.data) != ET_OK ||
+        et_safetensors_dump(d, out, out_len) != ET_OK)
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory recording the metrics of version %lld",
+                      (long long)vi->version);
+    etd_buf_free(&vm);
+    et_tensor_dict_free(d);
+    return rc;
+}
+
 /* The version file's payload from the live model's (train_state.c's
  * encoding): pending gradients dropped and the pending counters zeroed (a
  * version is a state between steps), plus the version's own metadata. */
@@ -127,9 +194,7 @@ etd_rc etd_vers_payload(const uint8_t *live, size_t len, const etd_version_info 
     meta_s = cJSON_PrintUnformatted(meta);
     etd_buf vm;
     etd_buf_init(&vm);
-    etd_buf_printf(&vm, "{\"version\":%lld,\"label\":", (long long)vi->version);
-    etd_json_str(&vm, vi->label);
-    etd_buf_printf(&vm, ",\"created\":%.3f}", vi->created);
+    write_meta(&vm, vi);
     if (!meta_s || vm.oom || et_tensor_dict_set_meta(keep, "easytorch", meta_s) != ET_OK ||
         et_tensor_dict_set_meta(keep, "easytorch_version", vm.data) != ET_OK ||
         et_safetensors_dump(keep, out, out_len) != ET_OK)
@@ -159,20 +224,7 @@ etd_model *etd_vers_model_from_payload(etd_registry *r, const char *name, const 
     if (etd_ts_decode(buf, len, &d, &meta, &fname, &spec_j, &seed, e) != ETD_OK)
         goto done;
     if (vi) {
-        const char *vs = et_tensor_dict_get_meta(d, "easytorch_version");
-        cJSON *vj = vs ? cJSON_Parse(vs) : NULL;
-        const cJSON *lab = cJSON_GetObjectItemCaseSensitive(vj, "label");
-        const cJSON *cr = cJSON_GetObjectItemCaseSensitive(vj, "created");
-        const cJSON *vn = cJSON_GetObjectItemCaseSensitive(vj, "version");
-        bool ok = etd_vers_json_i64(vn, 1, &vi->version) &&
-                  cJSON_IsString(lab) && strlen(lab->valuestring) < sizeof vi->label &&
-                  cJSON_IsNumber(cr);
-        if (ok) {
-            snprintf(vi->label, sizeof vi->label, "%s", lab->valuestring);
-            vi->created = cr->valuedouble;
-        }
-        cJSON_Delete(vj);
-        if (!ok) {
+        if (!read_meta(et_tensor_dict_get_meta(d, "easytorch_version"), vi)) {
             etd_fail(e, ETD_EINVAL, "missing or malformed version metadata");
             goto done;
         }

@@ -40,6 +40,10 @@ etd_rc etd_vers_write_index(struct etd_versions *vs, etd_err *e);
 /* A version file's payload from the live model's file payload. */
 etd_rc etd_vers_payload(const uint8_t *live, size_t len, const etd_version_info *vi,
                         uint8_t **out, size_t *out_len, etd_err *e);
+/* The same payload with vi as its version metadata (a version's metrics
+ * recorded after the freeze); the tensors are copied unchanged. */
+etd_rc etd_vers_repack(const uint8_t *buf, size_t len, const etd_version_info *vi,
+                       uint8_t **out, size_t *out_len, etd_err *e);
 /* A model named `name` holding the state of a (model or version) file
  * payload; vi (may be NULL) gets the version metadata.  NULL + e. */
 etd_model *etd_vers_model_from_payload(etd_registry *r, const char *name, const uint8_t *buf,
