@@ -310,6 +310,45 @@ class ClientTests(unittest.TestCase):
         m.delete_version(1)
         self.assertEqual(m.versions(), [])
 
+    def test_export_onnx_and_import_onnx(self):
+        m = self.make(seed=3, opt=optim.SGD(lr=0.1))
+        x = [[-1.0], [0.0], [0.5], [2.0]]
+        y = [[-0.8], [0.0], [0.4], [0.9]]
+        m.train(x, y, epochs=2)
+        v = m.freeze()
+        m.train(x, y, epochs=2)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.onnx")
+            self.assertEqual(m.export_onnx(path), path)
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertEqual(data, m.export_onnx())
+            c = self.client.import_onnx(path, self.name + "-i", loss="MSELoss",
+                                        optimizer=optim.SGD(lr=0.1), seed=1, keep_versions=3)
+            assert_close(self, c.predict(x), m.predict(x), "import_onnx(export_onnx)")
+            self.assertEqual(c.info()["keep_versions"], 3)
+            # a version's file; bytes instead of a path
+            cv = self.client.import_onnx(m.export_onnx(version=v["version"]), self.name + "-v",
+                                         "MSELoss", "Adam")
+            assert_close(self, cv.predict(x), m.predict_version(v["version"], x), "version")
+            # a torch.onnx.export file predicts as torch
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(),
+                                      torch.nn.Linear(4, 1)).eval()
+            tpath = os.path.join(tmp, "t.onnx")
+            torch.onnx.export(net, torch.zeros(2, 1), tpath, opset_version=17,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            t = self.client.import_onnx(tpath, self.name + "-t", "MSELoss", optim.SGD(lr=0.1))
+            with torch.no_grad():
+                assert_close(self, t.predict(x), net(torch.tensor(x)).tolist(), "torch file")
+            with self.assertRaises(et.EasytorchError) as cm:
+                self.client.import_onnx(b"not onnx", self.name + "-bad", "MSELoss", "SGD")
+            self.assertEqual(cm.exception.status, 400)
+            self.assertIn("onnx", str(cm.exception))
+        for n in (c, cv, t):
+            n.delete()
+
     @unittest.skipIf(np is None, "needs NumPy")
     def test_issue13_layers_train_predict_and_state_dict_like_torch(self):
         layers = [nn.Embedding(11, 4, padding_idx=0), nn.Flatten(), nn.Linear(12, 6),

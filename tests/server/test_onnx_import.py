@@ -1,18 +1,23 @@
 #!/usr/bin/python3
 """easytorchd ONNX import (issue 18): POST /v1/models {"name", "onnx": <base64>, "loss",
-"optimizer"} with files written by torch.onnx.export (opset 17) in the test, from
+"optimizer"}, and the file itself as the body (Content-Type: application/onnx, the rest of
+the spec in the query), with files written by torch.onnx.export (opset 17) in the test, from
 torch.nn.Sequential models of the supported vocabulary. The imported model predicts as
 PyTorch and then trains 20 steps as PyTorch does from the same weights. Unsupported nodes
 and graphs that are not chains are 400 naming the node and its op; broken files are 400 and
-create nothing.
+create nothing. Round trip: daemon models exported (GET .../export) and imported again
+predict as the original and as PyTorch, and train on identically.
 Usage: test_onnx_import.py PATH/TO/easytorchd"""
 
 import base64
+import gzip
 import io
+import json
 import os
 import random
 import sys
 import unittest
+import urllib.parse
 import warnings
 
 sys.dont_write_bytecode = True
@@ -75,8 +80,18 @@ def tearDownModule():
     DaemonTestCase.daemon.cleanup()
 
 
+def post_raw(d, onnx, headers=None, **query):
+    """POST /v1/models with the file as the body; query values that are not strings go as
+    JSON."""
+    q = urllib.parse.urlencode([(k, v if isinstance(v, str) else json.dumps(v))
+                                for k, v in query.items()])
+    h = {"Content-Type": "application/onnx"}
+    h.update(headers or {})
+    return d.request("POST", "/v1/models?" + q, body=onnx, headers=h)
+
+
 class Import(DaemonTestCase):
-    def run_case(self, name, net, shape, kind):
+    def run_case(self, name, net, shape, kind, raw=False):
         d = self.daemon
         x = data(shape, kind, 6, 1)
         with torch.no_grad():
@@ -84,7 +99,14 @@ class Import(DaemonTestCase):
         b64 = exported(net, x)
         spec = {"name": "imp-" + name, "onnx": b64, "loss": "MSELoss",
                 "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9}, "seed": 1}
-        r = d.ok("POST", "/v1/models", spec, expect=(201,))
+        if raw:  # the same, as a Content-Type: application/onnx body
+            name += "-raw"
+            spec["name"] = "imp-" + name
+            r = post_raw(d, base64.b64decode(spec.pop("onnx")), **spec)
+            self.assertEqual(r.status, 201, r)
+            r = r.json()
+        else:
+            r = d.ok("POST", "/v1/models", spec, expect=(201,))
         self.assertEqual(r["parameters"], sum(p.numel() for p in net.parameters()))
         net.eval()
         with torch.no_grad():
@@ -120,6 +142,162 @@ class Import(DaemonTestCase):
         for name, (net, shape, kind) in models().items():
             with self.subTest(case=name):
                 self.run_case(name, net, shape, kind)
+
+    def test_application_onnx_bodies_predict_and_train_as_torch(self):
+        for name, (net, shape, kind) in models().items():
+            with self.subTest(case=name):
+                self.run_case(name, net, shape, kind, raw=True)
+
+    def test_application_onnx_query_fields(self):
+        d = self.daemon
+        onnx = base64.b64decode(exported(nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
+                                                       nn.Linear(4, 2)), torch.randn(2, 3)))
+        # bare names; lr goes into the optimizer named
+        r = post_raw(d, onnx, name="q-a", loss="MSELoss", optimizer="SGD", lr="0.25")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["spec"]["optimizer"], {"type": "SGD", "lr": 0.25})
+        # JSON values: objects, numbers; a gzip-compressed body; charset parameters ignored
+        sched = {"type": "StepLR", "step_size": 2, "gamma": 0.5}
+        r = post_raw(d, gzip.compress(onnx), {"Content-Encoding": "gzip",
+                                              "Content-Type": "application/onnx; charset=binary"},
+                     name="q-b", loss={"type": "HuberLoss", "delta": 0.5},
+                     optimizer={"type": "Adam", "lr": 0.01, "betas": [0.8, 0.9]},
+                     scheduler=sched, seed=5, keep_versions=2, nonfinite="rollback")
+        self.assertEqual(r.status, 201, r)
+        got = r.json()
+        self.assertEqual((got["spec"]["loss"], got["spec"]["optimizer"]["betas"],
+                          got["spec"]["scheduler"], got["seed"], got["keep_versions"],
+                          got["nonfinite"]["policy"]),
+                         ({"type": "HuberLoss", "delta": 0.5}, [0.8, 0.9], sched, 5, 2, "rollback"))
+        self.assertEqual(d.ok("GET", "/v1/models/q-b")["spec"]["layers"],
+                         d.ok("GET", "/v1/models/q-a")["spec"]["layers"])
+        before = d.ok("GET", "/v1/models")
+        ok = dict(name="q-bad", loss="MSELoss", optimizer="SGD", lr="0.1")
+        cases = [
+            (onnx, {k: v for k, v in ok.items() if k != "name"}, 400, ["name", "missing"]),
+            (onnx, dict(ok, layers="[]"), 400, ["layers", "unknown query parameter"]),
+            (onnx, dict(ok, lr="fast"), 400, ["lr", "number"]),
+            (onnx, dict(ok, optimizer={"type": "SGD", "lr": 0.1}), 400, ["lr", "twice"]),
+            (onnx, {"name": "q-bad", "loss": "MSELoss", "lr": "0.1"}, 400, ["lr", "optimizer"]),
+            (onnx, dict(ok, loss="Nope"), 400, ["loss"]),
+            (onnx, dict(ok, name="q a"), 400, ["name"]),
+            (onnx, dict(ok, seed="-1"), 400, ["seed"]),
+            (b"", ok, 400, ["onnx", "empty"]),
+            (b"\x08\x07garbage" * 5, ok, 400, ["onnx"]),
+            (base64.b64decode(exported(nn.Sequential(nn.Linear(3, 3), nn.ELU()),
+                                       torch.randn(2, 3))), ok, 400, ["Elu", "unsupported op"]),
+            (onnx, dict(ok, name="q-a"), 409, ["q-a", "exists"]),
+        ]
+        for body, q, status, words in cases:
+            with self.subTest(query=q, body=body[:20]):
+                self.assertError(post_raw(d, body, **q), status, *words)
+        # a JSON body takes no query; a name twice
+        self.assertError(d.request("POST", "/v1/models?name=q-bad", obj={"name": "q-bad"}), 400,
+                         "query", "application/onnx")
+        self.assertError(d.request("POST", "/v1/models?name=q-bad&name=q-c&loss=MSELoss",
+                                   body=onnx, headers={"Content-Type": "application/onnx"}),
+                         400, "name", "twice")
+        # octet-stream is not ONNX here (415 names what the route takes)
+        self.assertError(d.request("POST", "/v1/models?name=q-bad", body=onnx,
+                                   headers={"Content-Type": "application/octet-stream"}),
+                         415, "application/onnx")
+        self.assertEqual(d.ok("GET", "/v1/models"), before)
+
+    def test_export_then_import_round_trip(self):
+        """Daemon models -> GET export (application/onnx) -> POST as the body of a new model:
+        the same parameters and predictions, and both the copy and PyTorch (loaded with the
+        copy's parameters) train 5 steps to the same numbers."""
+        d = self.daemon
+        L = lambda t, **kw: dict(type=t, **kw)  # noqa: E731
+        cases = {
+            "mlp": ([L("Linear", in_features=4, out_features=6), L("ReLU"),
+                     L("Linear", in_features=6, out_features=5), L("Tanh"),
+                     L("Linear", in_features=5, out_features=3), L("Sigmoid")],
+                    lambda: nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.Tanh(),
+                                          nn.Linear(5, 3), nn.Sigmoid()), (4,), "f", None),
+            "norms": ([L("Linear", in_features=4, out_features=6),
+                       L("BatchNorm1d", num_features=6), L("LeakyReLU", negative_slope=0.2),
+                       L("LayerNorm", normalized_shape=6), L("Linear", in_features=6,
+                                                             out_features=2),
+                       L("LogSoftmax", dim=1)],
+                      lambda: nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.LeakyReLU(0.2),
+                                            nn.LayerNorm(6), nn.Linear(6, 2), nn.LogSoftmax(1)),
+                      (4,), "f", None),
+            "conv": ([L("Conv2d", in_channels=1, out_channels=3, kernel_size=3, padding=1),
+                      L("BatchNorm2d", num_features=3), L("ReLU"), L("MaxPool2d", kernel_size=2),
+                      L("Conv2d", in_channels=3, out_channels=2, kernel_size=3, padding=1),
+                      L("Flatten"), L("Linear", in_features=18, out_features=2)],
+                     lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3),
+                                           nn.ReLU(), nn.MaxPool2d(2),
+                                           nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(),
+                                           nn.Linear(18, 2)), (1, 6, 6), "f", "1,6,6"),
+            "embedding": ([L("Embedding", num_embeddings=10, embedding_dim=4), L("Flatten"),
+                           L("Linear", in_features=12, out_features=3)],
+                          lambda: nn.Sequential(nn.Embedding(10, 4), nn.Flatten(),
+                                                nn.Linear(12, 3)), (3,), "i", "3"),
+            "unflatten": ([L("Linear", in_features=4, out_features=6),
+                           L("Unflatten", dim=1, unflattened_size=[2, 3]),
+                           L("LayerNorm", normalized_shape=3), L("Flatten"),
+                           L("Linear", in_features=6, out_features=2)],
+                          lambda: nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (2, 3)),
+                                                nn.LayerNorm(3), nn.Flatten(), nn.Linear(6, 2)),
+                          (4,), "f", None),
+        }
+        for name, (layers, torch_net, shape, kind, ishape) in cases.items():
+            with self.subTest(case=name):
+                src, dst = "rt-" + name, "rt-" + name + "-copy"
+                opt = {"type": "SGD", "lr": 0.05}
+                d.ok("POST", "/v1/models", {"name": src, "layers": layers, "loss": "MSELoss",
+                                            "optimizer": opt, "seed": 4}, expect=(201,))
+                x = data(shape, kind, 6, 2)
+                out_dim = len(d.predict(src, x[:1].tolist())[0])
+                y = torch.randn(6, out_dim, generator=torch.Generator().manual_seed(3))
+                d.ok("POST", "/v1/models/%s/train" % src,
+                     {"inputs": x.tolist(), "targets": y.tolist(), "epochs": 3})
+                q = "?format=onnx" + ("&input_shape=" + ishape if ishape else "")
+                r = d.request("GET", "/v1/models/%s/export%s" % (src, q),
+                              headers={"Accept": "application/onnx"})
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.headers.get("content-type"), "application/onnx")
+                r = post_raw(d, r.body, name=dst, loss="MSELoss", optimizer=opt)
+                self.assertEqual(r.status, 201, r)
+                ps, pd = d.params(src), d.params(dst)
+                # ONNX has no num_batches_tracked: an import starts it at 0 (with a momentum
+                # it changes nothing: torch uses it only for momentum=None)
+                self.assertEqual([v for k, v in ps.items() if "num_batches" not in k],
+                                 [v for k, v in pd.items() if "num_batches" not in k],
+                                 "parameters and buffers")
+                self.assertEqual([v for k, v in pd.items() if "num_batches" in k],
+                                 [0 for k in pd if "num_batches" in k])
+                self.assertIsNone(close_report(d.predict(dst, x.tolist()),
+                                               d.predict(src, x.tolist())), "predictions")
+                # PyTorch from the copy's state
+                net = torch_net()
+                keys = list(net.state_dict())
+                self.assertEqual(len(keys), len(pd))
+                net.load_state_dict({k: torch.tensor(v) for k, v in zip(keys, pd.values())})
+                self.assertEqual([tuple(v.shape) for v in net.state_dict().values()],
+                                 [tuple(torch.tensor(v).shape) for v in pd.values()])
+                net.eval()
+                with torch.no_grad():
+                    self.assertIsNone(close_report(d.predict(dst, x.tolist()), net(x).tolist()),
+                                      "predictions vs torch")
+                t = d.ok("POST", "/v1/models/%s/train" % dst,
+                         {"inputs": x.tolist(), "targets": y.tolist(), "epochs": 5})
+                topt = torch.optim.SGD(net.parameters(), lr=0.05)
+                net.train()
+                want = []
+                for _ in range(5):
+                    topt.zero_grad()
+                    loss = nn.functional.mse_loss(net(x), y)
+                    loss.backward()
+                    topt.step()
+                    want.append(loss.item())
+                self.assertIsNone(close_report(t["losses"], want), "5 losses vs torch")
+                net.eval()
+                with torch.no_grad():
+                    self.assertIsNone(close_report(d.predict(dst, x.tolist()), net(x).tolist()),
+                                      "predictions after training vs torch")
 
     def test_refusals_change_nothing(self):
         d = self.daemon

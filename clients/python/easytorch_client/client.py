@@ -30,6 +30,7 @@ else:  # pragma: no cover
     _safetensors = None
 
 OCTET = "application/octet-stream"
+ONNX = "application/onnx"
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -404,6 +405,30 @@ class Client:
         self.request("POST", "/v1/models", body)
         return Model(self, name)
 
+    def import_onnx(self, path, name, loss, optimizer, scheduler=None, seed=None,
+                    keep_versions=None):
+        """A new trainable model ``name`` from an ONNX file (``path``, or the file's bytes),
+        as torch.onnx.export writes for the layers the daemon supports: the file is the
+        body of POST /v1/models (Content-Type: application/onnx), the rest of the spec its
+        query. ``loss``, ``optimizer``, ``scheduler``: dicts or bare type names. Returns
+        the Model; EasytorchError 400 names the node and op the daemon cannot import."""
+        if isinstance(path, (bytes, bytearray)):
+            data = bytes(path)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        q = [("name", name), ("loss", json.dumps(_as_spec(loss, self))),
+             ("optimizer", json.dumps(_as_spec(optimizer, self)))]
+        if scheduler is not None:
+            q.append(("scheduler", json.dumps(_as_spec(scheduler, self))))
+        if seed is not None:
+            q.append(("seed", str(int(seed))))
+        if keep_versions is not None:
+            q.append(("keep_versions", str(int(keep_versions))))
+        self.request("POST", "/v1/models?" + urllib.parse.urlencode(q), data=data,
+                     content_type=ONNX)
+        return Model(self, name)
+
 
 def _as_spec(x, client=None):
     if isinstance(x, str):
@@ -644,6 +669,22 @@ class Model:
         with open(path, "rb") as f:
             data = f.read()
         self._req("PUT", "/parameters", data=data, content_type="application/octet-stream")
+
+    def export_onnx(self, path=None, version=None, input_shape=None):
+        """The model (or version ``version``) as an ONNX file (opset 17, dynamic batch):
+        written to ``path`` (returned) or, without a path, returned as bytes.
+        ``input_shape``: the input's dimensions after the batch, for convolution models
+        ((1, 28, 28))."""
+        suffix = "/export" if version is None else "/versions/%d/export" % int(version)
+        q = [("format", "onnx")]
+        if input_shape is not None:
+            q.append(("input_shape", ",".join(str(int(v)) for v in input_shape)))
+        data = self._req("GET", suffix + "?" + urllib.parse.urlencode(q), raw=True, accept=ONNX)
+        if path is None:
+            return data
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
 
     def checkpoint(self):
         """Ask the daemon to make the current state durable (survives kill -9)."""

@@ -29,7 +29,8 @@ typedef enum etd_body_kind {
     ETD_BODY_NONE,              /* empty */
     ETD_BODY_JSON,
     ETD_BODY_SAFETENSORS,       /* routes with ETD_R_BINARY */
-    ETD_BODY_OIP                /* JSON header + binary tensors (ETD_R_OIP routes) */
+    ETD_BODY_OIP,               /* JSON header + binary tensors (ETD_R_OIP routes) */
+    ETD_BODY_ONNX               /* an ONNX file (ETD_R_ONNX routes) */
 } etd_body_kind;
 
 struct etd_call {

@@ -210,6 +210,8 @@ static const char *takes(const etd_route *r)
         return "application/json, or the binary tensor extension (Inference-Header-Content-Length)";
     if (r->flags & ETD_R_BINARY)
         return "application/json or application/octet-stream (safetensors)";
+    if (r->flags & ETD_R_ONNX)
+        return "application/json or application/onnx (an ONNX model file)";
     return "application/json";
 }
 
@@ -257,6 +259,10 @@ bool ep_body_prepare(etd_call *c, const etd_route *route, etd_request *local)
     bool st = etd_st_sniff(rq->body, rq->body_len);
     if ((route->flags & ETD_R_OIP) && ep_header(c, "Inference-Header-Content-Length")) {
         c->kind = ETD_BODY_OIP;
+        return true;
+    }
+    if ((route->flags & ETD_R_ONNX) && strcmp(ct, "application/onnx") == 0) {
+        c->kind = ETD_BODY_ONNX;
         return true;
     }
     size_t ctl = strlen(ct);

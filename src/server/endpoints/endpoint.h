@@ -174,7 +174,8 @@ enum {
     ETD_R_INLINE = 64,          /* never waits for a model lock, computes little: the I/O thread */
     ETD_R_SHARED = 128,         /* reads the {name} model: a worker, its lock held shared */
     ETD_R_EXCLUSIVE = 256,      /* changes the {name} model: a worker, its lock held exclusive */
-    ETD_R_LONG = 512            /* may run for minutes (train): at most workers - 1 at once */
+    ETD_R_LONG = 512,           /* may run for minutes (train): at most workers - 1 at once */
+    ETD_R_ONNX = 1024           /* the body may be an ONNX file (Content-Type: application/onnx) */
 };
 
 typedef struct etd_route {

@@ -59,6 +59,11 @@ void ep_version_metrics(etd_buf *out, etd_model *const *models, int n);
 /* v1_export.c */
 void etd_h_export(etd_call *c);
 void etd_h_version_export(etd_call *c);
+/* POST /v1/models with an ONNX file as the body: true when Content-Type
+ * says application/onnx (also for an empty body); ep_define_onnx defines
+ * the model (spec from the query) into c->m, false with the answer set. */
+bool ep_onnx_body(etd_call *c);
+bool ep_define_onnx(etd_call *c);
 /* v2_oip.c */
 void etd_h_v2_live(etd_call *c);
 void etd_h_v2_ready(etd_call *c);

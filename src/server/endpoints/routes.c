@@ -6,6 +6,9 @@
 static const char *const q_loss[] = {"since", "series", NULL};
 static const char *const q_format[] = {"format", NULL};
 static const char *const q_export[] = {"format", "input_shape", NULL};
+/* POST /v1/models with an ONNX body: the spec's other fields (v1_export.c) */
+static const char *const q_define[] = {"name", "loss", "optimizer", "lr", "scheduler", "seed",
+                                       "batching", "nonfinite", "keep_versions", NULL};
 
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY
@@ -25,7 +28,7 @@ const etd_route etd_routes[] = {
     {"GET", "/readyz", etd_h_readyz, PUB | INL, NULL, NULL, NULL},
     {"GET", "/metrics", etd_h_metrics, INL, NULL, NULL, NULL},
     {"GET", "/v1/models", etd_h_list, RDY | INL, NULL, NULL, NULL},
-    {"POST", "/v1/models", etd_h_define, RDY | BODY, NULL, NULL, NULL},
+    {"POST", "/v1/models", etd_h_define, RDY | BODY | ETD_R_ONNX, q_define, NULL, NULL},
     {"GET", "/v1/types", etd_h_types, INL, NULL, NULL, NULL},
     {"GET", M, etd_h_get, RDY | INL, NULL, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY | EX, NULL, NULL, NULL},

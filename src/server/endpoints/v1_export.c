@@ -1,9 +1,14 @@
-/* v1_export.c - GET /v1/models/{name}/export and .../versions/{version}/export:
- * the model (or a version) as an ONNX file (docs/API.md "ONNX export"). */
+/* v1_export.c - ONNX over HTTP (docs/API.md "ONNX export and import"):
+ * GET /v1/models/{name}/export and .../versions/{version}/export answer the
+ * model (or a version) as an ONNX file; POST /v1/models with the file as
+ * the body (Content-Type: application/onnx) imports one. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
 
 #include "server/endpoints/common.h"
 #include "server/endpoints/handlers.h"
@@ -77,4 +82,93 @@ void etd_h_version_export(etd_call *c)
     etd_model_unref(c->m);
     c->m = vm;
     export_model(c, vm, file);
+}
+
+/* ---------------------------------------------------------------- import: the file as the body */
+
+bool ep_onnx_body(etd_call *c)
+{
+    const char *ct = ep_header(c, "Content-Type");
+    if (!ct)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strlen("application/onnx");
+    return strncasecmp(ct, "application/onnx", n) == 0 &&
+           (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
+}
+
+/* The spec from the query: each parameter is a top-level field, its value
+ * JSON when it parses as JSON ({"type": "Adam", "lr": 0.01}, 3, true), else
+ * a string (MSELoss); "name" is always a string; "optimizer=Adam" is
+ * {"type": "Adam"} and "lr=0.01" its lr (routes.c lists the names). */
+static cJSON *spec_from_query(etd_call *c)
+{
+    cJSON *spec = cJSON_CreateObject();
+    const char *lr = NULL;
+    if (!spec) {
+        ep_error(c, 500, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < c->rq->nquery; i++) {
+        const char *k = c->rq->query[i].name, *v = c->rq->query[i].value ? c->rq->query[i].value : "";
+        if (cJSON_GetObjectItemCaseSensitive(spec, k) || (strcmp(k, "lr") == 0 && lr)) {
+            ep_error(c, 400, "%s: query parameter given twice", k);
+            goto bad;
+        }
+        if (strcmp(k, "lr") == 0) {
+            lr = v;
+            continue;
+        }
+        cJSON *j = NULL;
+        if (strcmp(k, "name") != 0) {
+            const char *end = NULL;
+            j = cJSON_ParseWithOpts(v, &end, true);
+        }
+        if (!j)
+            j = cJSON_CreateString(v);
+        if (!j) {
+            ep_error(c, 500, "out of memory");
+            goto bad;
+        }
+        if (strcmp(k, "optimizer") == 0 && cJSON_IsString(j)) { /* optimizer=Adam */
+            cJSON *o = cJSON_CreateObject();
+            if (o)
+                cJSON_AddStringToObject(o, "type", j->valuestring);
+            cJSON_Delete(j);
+            j = o;
+        }
+        cJSON_AddItemToObject(spec, k, j);
+    }
+    if (lr) {
+        cJSON *o = cJSON_GetObjectItemCaseSensitive(spec, "optimizer");
+        cJSON *v = cJSON_Parse(lr);
+        if (!cJSON_IsNumber(v)) {
+            cJSON_Delete(v);
+            ep_error(c, 400, "lr: expected a number, got \"%.40s\"", lr);
+            goto bad;
+        }
+        if (!cJSON_IsObject(o) || cJSON_GetObjectItemCaseSensitive(o, "lr")) {
+            cJSON_Delete(v);
+            ep_error(c, 400, "lr: %s", cJSON_IsObject(o) ? "given twice (also in optimizer)"
+                                                         : "only with optimizer (?optimizer=SGD&lr=0.1)");
+            goto bad;
+        }
+        cJSON_AddItemToObject(o, "lr", v);
+    }
+    return spec;
+bad:
+    cJSON_Delete(spec);
+    return NULL;
+}
+
+bool ep_define_onnx(etd_call *c)
+{
+    cJSON *spec = spec_from_query(c);
+    if (!spec)
+        return false;
+    etd_rc rc = etd_onnx_import_file(c->rq->app->reg, spec, (const uint8_t *)c->rq->body,
+                                     c->rq->body_len, &c->m, &c->e);
+    cJSON_Delete(spec);
+    return ep_ok(c, rc);
 }

@@ -69,9 +69,18 @@ void etd_h_list(etd_call *c)
 
 void etd_h_define(etd_call *c)
 {
-    if (!ep_json(c, NULL) ||
-        !ep_ok(c, etd_registry_define(c->rq->app->reg, c->doc.root, &c->m, &c->e)))
+    if (c->kind == ETD_BODY_ONNX || ep_onnx_body(c)) { /* the file as the body (v1_export.c) */
+        if (!ep_define_onnx(c))
+            return;
+    } else if (c->rq->nquery) {
+        ep_error(c, 400, "%s: query parameters are the spec of an ONNX body (Content-Type: "
+                 "application/onnx); with JSON, send every field in the body",
+                 c->rq->query[0].name);
         return;
+    } else if (!ep_json(c, NULL) ||
+               !ep_ok(c, etd_registry_define(c->rq->app->reg, c->doc.root, &c->m, &c->e))) {
+        return;
+    }
     c->rs->status = 201;
     write_description(&c->rs->body, c->m);
 }

@@ -23,5 +23,9 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
  * the matching layers, its initializers the parameters.  ETD_EINVAL naming
  * the node ("onnx: node \"/0/Gemm\" (Gemm): ...") for anything else. */
 etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e);
+/* The same from the file's bytes (a Content-Type: application/onnx body):
+ * spec holds the other fields (name, loss, optimizer, ...; no "layers"). */
+etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec, const uint8_t *bytes,
+                            size_t len, etd_model **out, etd_err *e);
 
 #endif

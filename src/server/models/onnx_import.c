@@ -17,8 +17,8 @@
 #include "server/models/onnx.h"
 
 #define SUPPORTED "Gemm, MatMul (+ Add), Conv, MaxPool, AveragePool, GlobalAveragePool, " \
-    "BatchNormalization, LayerNormalization, Gather (embedding), Flatten, Relu, Tanh, Sigmoid, " \
-    "LeakyRelu, Softmax, LogSoftmax, Identity, Dropout"
+    "BatchNormalization, LayerNormalization, Gather (embedding), Flatten, Reshape (keeping the " \
+    "batch), Relu, Tanh, Sigmoid, LeakyRelu, Softmax, LogSoftmax, Identity, Dropout"
 
 typedef struct imp {
     Onnx__GraphProto *g;
@@ -80,7 +80,7 @@ static const char *clean(char *dst, size_t cap, const char *s)
 
 static etd_rc node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const char *arg)
 {
-    char msg[300], a[128], nm[128], op[64];
+    char msg[700], a[400], nm[128], op[64]; /* a: up to the list of supported ops */
     snprintf(msg, sizeof msg, fmt, clean(a, sizeof a, arg));
     return etd_fail(x->e, ETD_EINVAL, "onnx: node \"%s\" (%s): %s",
                     n->name && n->name[0] ? clean(nm, sizeof nm, n->name) : "(unnamed)",
@@ -234,6 +234,37 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
             return node_fail(x, n, "%s", "only axis = 1 (torch's Flatten)");
         layer(x, "Flatten");
         x->rank = 2;
+    } else if (!strcmp(op, "Reshape")) {
+        /* [0, d1, ...] keeps the batch: Flatten, then Unflatten when more
+         * than one dimension follows it (what the export writes for both) */
+        const Onnx__TensorProto *t = n->n_input > 1 ? initializer(x, n->input[1]) : NULL;
+        int64_t s[ET_MAX_DIMS];
+        int nd = t ? (int)t->n_dims : 0;
+        size_t k = 0;
+        if (t && t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && nd == 1 &&
+            t->dims[0] >= 2 && t->dims[0] <= ET_MAX_DIMS) {
+            k = (size_t)t->dims[0];
+            if (t->has_raw_data && t->raw_data.len == k * sizeof(int64_t))
+                memcpy(s, t->raw_data.data, k * sizeof(int64_t));
+            else if (!t->has_raw_data && t->n_int64_data == k)
+                memcpy(s, t->int64_data, k * sizeof(int64_t));
+            else
+                k = 0;
+        }
+        bool ok = k >= 2 && s[0] == 0;
+        for (size_t d = 1; ok && d < k; d++)
+            ok = s[d] > 0 || (k == 2 && s[d] == -1);
+        if (!ok)
+            return node_fail(x, n, "%s", "only a constant int64 shape [0, d1, ...] (the batch "
+                             "kept, the other dimensions positive)");
+        if (x->rank != 2 || k == 2)
+            layer(x, "Flatten");
+        if (k > 2) {
+            cJSON *l = layer(x, "Unflatten");
+            cJSON_AddNumberToObject(l, "dim", 1);
+            add_ints(l, "unflattened_size", s + 1, (int)k - 1);
+        }
+        x->rank = (int)k;
     } else if (!strcmp(op, "Conv")) {
         et_tensor *w = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, false);
         if (!w)
@@ -357,16 +388,35 @@ etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_
     const cJSON *oj = cJSON_GetObjectItemCaseSensitive(body, "onnx");
     if (!cJSON_IsString(oj))
         return etd_fail(e, ETD_EINVAL, "onnx: expected the ONNX file as a base64 string");
-    if (cJSON_GetObjectItemCaseSensitive(body, "layers"))
-        return etd_fail(e, ETD_EINVAL, "layers: not with \"onnx\" (the layers come from the file)");
     uint8_t *bytes;
     size_t len;
     if (etd_base64_decode(oj->valuestring, strlen(oj->valuestring), &bytes, &len, e) != ETD_OK) {
         etd_err_append(e, " (onnx)");
         return e->rc;
     }
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
+    cJSON *spec = cJSON_Duplicate(body, 1);
+    etd_rc rc = spec ? ETD_OK : etd_fail(e, ETD_ENOMEM, "out of memory");
+    if (spec) {
+        cJSON_DeleteItemFromObjectCaseSensitive(spec, "onnx");
+        rc = etd_onnx_import_file(r, spec, bytes, len, out, e);
+    }
+    cJSON_Delete(spec);
     free(bytes);
+    return rc;
+}
+
+etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t *bytes,
+                            size_t len, etd_model **out, etd_err *e)
+{
+    *out = NULL;
+    if (!cJSON_IsObject(spec_in))
+        return etd_fail(e, ETD_EINVAL, "body: expected a JSON object");
+    if (cJSON_GetObjectItemCaseSensitive(spec_in, "layers"))
+        return etd_fail(e, ETD_EINVAL, "layers: not with an ONNX model (the layers come from "
+                        "the file)");
+    if (len == 0)
+        return etd_fail(e, ETD_EINVAL, "onnx: the file is empty");
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
     if (!mp || !mp->graph)
         return onnx__model_proto__free_unpacked(mp, NULL),
                etd_fail(e, ETD_EINVAL, "onnx: not an ONNX model (the protobuf did not decode)");
@@ -420,12 +470,11 @@ etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_
         rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has no layers");
         goto out;
     }
-    cJSON *spec = cJSON_Duplicate(body, 1);
+    cJSON *spec = cJSON_Duplicate(spec_in, 1);
     if (!spec) {
         rc = etd_fail(e, ETD_ENOMEM, "out of memory");
         goto out;
     }
-    cJSON_DeleteItemFromObjectCaseSensitive(spec, "onnx");
     cJSON_AddItemToObject(spec, "layers", x.layers);
     x.layers = NULL;
     rc = etd_registry_define_state(r, spec, x.state, out, e);

@@ -18,3 +18,12 @@ etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_
     return etd_fail(e, ETD_ESTATE, "onnx: this easytorchd was built without ONNX support "
                     "(protobuf-c-compiler, libprotobuf-c-dev, libonnx-dev)");
 }
+
+etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec, const uint8_t *bytes,
+                            size_t len, etd_model **out, etd_err *e)
+{
+    (void)r, (void)spec, (void)bytes, (void)len;
+    *out = NULL;
+    return etd_fail(e, ETD_ESTATE, "onnx: this easytorchd was built without ONNX support "
+                    "(protobuf-c-compiler, libprotobuf-c-dev, libonnx-dev)");
+}
