@@ -338,6 +338,42 @@ class Import(DaemonTestCase):
         self.assertEqual(d.ok("GET", "/v1/models"), before)
         self.assertEqual(d.get("/v1/models/imp-bad").status, 404)
 
+    def test_files_that_crashed_the_importer_are_400(self):
+        """tests/fuzz/regress/fuzz_onnx (absent optional strings read as NULL, an Add without
+        an output, nesting that overflowed protobuf-c's recursion, ...) through HTTP, plus a
+        2.4 MB file nested 200,000 deep: each a 400 naming the problem, the daemon up."""
+        d = self.daemon
+        before = d.ok("GET", "/v1/models")
+        regress = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz",
+                               "regress", "fuzz_onnx")
+        files = sorted(os.listdir(regress))
+        self.assertGreaterEqual(len(files), 9)
+
+        def var(n):
+            out = bytearray()
+            while True:
+                b, n = n & 0x7F, n >> 7
+                out.append(b | (0x80 if n else 0))
+                if not n:
+                    return bytes(out)
+
+        # the prefixes (tag, length) from the innermost out, then joined outside in
+        prefixes, inner = [], 0
+        for num in [6, 5, 1] * 200000 + [7]:  # AttributeProto.g < NodeProto.attribute <
+            p = var(num << 3 | 2) + var(inner)  # GraphProto.node ... < ModelProto.graph
+            prefixes.append(p)
+            inner += len(p)
+        bodies = [(f, open(os.path.join(regress, f), "rb").read()) for f in files]
+        bodies.append(("nested-200000", b"".join(reversed(prefixes))))
+        for f, body in bodies:
+            with self.subTest(file=f):
+                r = post_raw(d, body, name="crash", loss="MSELoss", optimizer="SGD", lr="0.1")
+                self.assertEqual(r.status, 400, r)
+                self.assertTrue(r.error())
+        self.assertIn("nested deeper than 64", r.error())
+        self.assertEqual(d.get("/healthz").status, 200)
+        self.assertEqual(d.ok("GET", "/v1/models"), before)
+
     def test_fuzzed_files_are_refused_cleanly(self):
         """Mutated torch exports: every answer is 201 or a 400 naming what is wrong; the daemon
         stays up (the contract check validates every answer)."""

@@ -1,6 +1,7 @@
 /*
  * onnx.h - ONNX export of a model (internal; the models layer, issue 18).
- * Built only with protobuf-c (meson feature "onnx"); ETD_HAVE_ONNX says so.
+ * Built only with protobuf-c (meson feature "onnx"; meson's etd_have_onnx says
+ * so): otherwise onnx_none.c answers that the build has no ONNX.
  */
 #ifndef EASYTORCHD_ONNX_H
 #define EASYTORCHD_ONNX_H

@@ -20,6 +20,71 @@
     "BatchNormalization, LayerNormalization, Gather (embedding), Flatten, Reshape (keeping the " \
     "batch), Relu, Tanh, Sigmoid, LeakyRelu, Softmax, LogSoftmax, Identity, Dropout"
 
+/* protobuf-c leaves an absent optional string NULL: compare through this */
+static const char *S(const char *s)
+{
+    return s ? s : "";
+}
+
+/* A protobuf varint at p[*i..len) into *v; false when it runs off the end. */
+static bool varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        if (*i >= len)
+            return false;
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << sh;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* Nesting depth of the protobuf (messages in messages) within `max`:
+ * protobuf-c's decoder recurses once per level and has no limit of its own,
+ * so a small file of nested attributes would overflow the stack.  A walk
+ * of the wire format by the descriptors, no allocation; malformed bytes are
+ * left to the decoder to refuse (true). */
+static bool depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, int max)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key, n;
+        if (!varint(p, len, &i, &key))
+            return true;
+        switch (key & 7) {
+        case 0:
+            if (!varint(p, len, &i, &n))
+                return true;
+            break;
+        case 1:
+            i += 8;
+            break;
+        case 5:
+            i += 4;
+            break;
+        case 2: {
+            if (!varint(p, len, &i, &n) || n > len - i)
+                return true;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+                                       : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                (max <= 0 || !depth_ok(f->descriptor, p + i, (size_t)n, max - 1)))
+                return false;
+            i += (size_t)n;
+            break;
+        }
+        default:
+            return true; /* groups (3, 4) and bad wire types: the decoder refuses them */
+        }
+    }
+    return true;
+}
+
+#define MAX_DEPTH 64 /* Model > Graph > Node > Attribute > Graph ... nests far less */
+
 typedef struct imp {
     Onnx__GraphProto *g;
     cJSON *layers;
@@ -31,7 +96,7 @@ typedef struct imp {
 static const Onnx__TensorProto *initializer(const imp *x, const char *name)
 {
     for (size_t i = 0; i < x->g->n_initializer; i++)
-        if (strcmp(x->g->initializer[i]->name, name) == 0)
+        if (strcmp(S(x->g->initializer[i]->name), name) == 0)
             return x->g->initializer[i];
     return NULL;
 }
@@ -39,7 +104,7 @@ static const Onnx__TensorProto *initializer(const imp *x, const char *name)
 static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name)
 {
     for (size_t i = 0; i < n->n_attribute; i++)
-        if (strcmp(n->attribute[i]->name, name) == 0)
+        if (strcmp(S(n->attribute[i]->name), name) == 0)
             return n->attribute[i];
     return NULL;
 }
@@ -185,7 +250,7 @@ static bool sym_pads(const Onnx__NodeProto *n, int k, int64_t *p)
 static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
 {
     const Onnx__NodeProto *n = nodes[*i];
-    const char *op = n->op_type;
+    const char *op = S(n->op_type);
     int li = cJSON_GetArraySize(x->layers);
     if (!strcmp(op, "Gemm")) {
         if (attr_f(n, "alpha", 1) != 1 || attr_f(n, "beta", 1) != 1 || attr_i(n, "transA", 0))
@@ -193,6 +258,10 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
         et_tensor *w = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, !attr_i(n, "transB", 0));
         if (!w)
             return x->e->rc;
+        if (et_ndim(w) != 2) {
+            et_tensor_free(w);
+            return node_fail(x, n, "%s", "the weight must be 2-D");
+        }
         cJSON *l = layer(x, "Linear");
         cJSON_AddNumberToObject(l, "in_features", (double)et_shape(w)[1]);
         cJSON_AddNumberToObject(l, "out_features", (double)et_shape(w)[0]);
@@ -207,8 +276,13 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
         et_tensor *w = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, true);
         if (!w)
             return x->e->rc;
+        if (et_ndim(w) != 2) {
+            et_tensor_free(w);
+            return node_fail(x, n, "%s", "the weight must be 2-D");
+        }
         const Onnx__NodeProto *add = *i + 1 < nn ? nodes[*i + 1] : NULL;
-        bool bias = add && !strcmp(add->op_type, "Add") && add->n_input == 2 &&
+        bool bias = add && !strcmp(S(add->op_type), "Add") && add->n_input == 2 &&
+                    add->n_output >= 1 && (!add->domain || !add->domain[0]) &&
                     !strcmp(add->input[0], n->output[0]) && initializer(x, add->input[1]);
         cJSON *l = layer(x, "Linear");
         cJSON_AddNumberToObject(l, "in_features", (double)et_shape(w)[1]);
@@ -282,6 +356,10 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
         attr_ints(n, "strides", st, 2);
         attr_ints(n, "dilations", dil, 2);
         int64_t g = attr_i(n, "group", 1);
+        if (g < 1 || g > (1 << 20)) {
+            et_tensor_free(w);
+            return node_fail(x, n, "%s", "group must be in [1, 2^20]");
+        }
         for (int d = 0; d < k; d++)
             ks[d] = et_shape(w)[2 + d];
         cJSON *l = layer(x, k == 1 ? "Conv1d" : "Conv2d");
@@ -416,6 +494,8 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
                         "the file)");
     if (len == 0)
         return etd_fail(e, ETD_EINVAL, "onnx: the file is empty");
+    if (!depth_ok(&onnx__model_proto__descriptor, bytes, len, MAX_DEPTH))
+        return etd_fail(e, ETD_EINVAL, "onnx: messages nested deeper than %d levels", MAX_DEPTH);
     Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
     if (!mp || !mp->graph)
         return onnx__model_proto__free_unpacked(mp, NULL),
@@ -427,12 +507,12 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
     /* the one graph input that is not an initializer, and its rank */
     const char *cur = NULL;
     for (size_t i = 0; i < g->n_input; i++)
-        if (!initializer(&x, g->input[i]->name)) {
+        if (!initializer(&x, S(g->input[i]->name))) {
             if (cur) {
                 rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has more than one input");
                 goto out;
             }
-            cur = g->input[i]->name;
+            cur = S(g->input[i]->name);
             const Onnx__TypeProto *t = g->input[i]->type;
             if (t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type->shape)
                 x.rank = (int)t->tensor_type->shape->n_dim;
@@ -444,12 +524,16 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
     }
     for (size_t i = 0; i < g->n_node; i++) {
         const Onnx__NodeProto *n = g->node[i];
-        if (n->n_input < 1 || n->n_output < 1 || (n->domain && n->domain[0])) {
+        if (n->n_input < 1 || n->n_output < 1) {
+            rc = node_fail(&x, n, "%s", "a node needs an input and an output");
+            goto out;
+        }
+        if (n->domain && n->domain[0]) {
             rc = node_fail(&x, n, "%s", "not an operator of the default ONNX domain");
             goto out;
         }
         /* the data input: the previous value (Gather takes it second) */
-        const char *data = !strcmp(n->op_type, "Gather") && n->n_input > 1 ? n->input[1]
+        const char *data = !strcmp(S(n->op_type), "Gather") && n->n_input > 1 ? n->input[1]
                                                                             : n->input[0];
         if (strcmp(data, cur) != 0) {
             rc = node_fail(&x, n, "input \"%.100s\" is not the previous node's output (only "
@@ -462,7 +546,7 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
         cur = g->node[i]->output[0];
         (void)before;
     }
-    if (strcmp(cur, g->output[0]->name) != 0) {
+    if (strcmp(cur, S(g->output[0]->name)) != 0) {
         rc = etd_fail(e, ETD_EINVAL, "onnx: the graph's output is not its last node's");
         goto out;
     }
