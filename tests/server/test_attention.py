@@ -5,7 +5,7 @@ initial parameters as a torch twin (the loss of every step, every state_dict ent
 predictions in eval mode), with masks fixed in the spec ("causal", float and bool matrices),
 batch_first both ways, norm_first, gelu, kdim-free packed projections, add_bias_kv /
 add_zero_attn; state_dict names exactly torch's; bad definitions are 400s naming the field;
-/v1/types lists them; ONNX export answers 409; a restart keeps the model.
+/v1/types lists them; they export to ONNX; a restart keeps the model.
 Usage: test_attention.py PATH/TO/easytorchd"""
 
 import os
@@ -347,12 +347,17 @@ class TestErrorsAndVocabulary(Base):
                           "layer_norm_eps", "batch_first", "norm_first"])
         self.assertEqual(t["TransformerEncoder"][:3], ["encoder_layer", "num_layers", "norm"])
 
-    def test_onnx_export_is_409(self):
+    def test_onnx_export(self):
+        """(onnxruntime and torch check the file: tests/server/test_onnx_export.py)"""
         name = fresh()
         D.create({"name": name, "layers": char_model(), "loss": "CrossEntropyLoss",
                   "optimizer": {"type": "SGD", "lr": 0.1}})
-        r = D.get("/v1/models/%s/export?format=onnx" % name)
-        self.assertError(r, 409, "layers[1] (TransformerEncoder)", "ONNX")
+        r = D.get("/v1/models/%s/export?format=onnx&input_shape=%d" % (name, L))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers["content-type"], "application/onnx")
+        # a length the final Linear does not take: 400 naming the layer
+        r = D.get("/v1/models/%s/export?format=onnx&input_shape=%d" % (name, L + 1))
+        self.assertError(r, 400, "layers[3] (Linear)")
 
     def test_restart_keeps_the_model(self):
         mask = [[j > i for j in range(3)] for i in range(3)]

@@ -19,267 +19,13 @@
 #include "server/models/versions.h"
 #include "server/models/model_internal.h"
 #include "server/models/onnx.h"
+#include "server/models/onnx_ox.h"
 
-#define OPSET 17
 #define IR_VERSION 8
 
-typedef struct ox {
-    void **owned;
-    size_t nowned, cowned;
-    Onnx__NodeProto **nodes;
-    size_t nn, cn;
-    Onnx__TensorProto **inits;
-    size_t ni, ci;
-    bool oom;
-    etd_model *m;
-    int layer;                  /* the spec layer being written, for names and messages */
-} ox;
-
-/* ---------------------------------------------------------------- building blocks */
-
-static void *own(ox *x, void *p)
-{
-    if (!p) {
-        x->oom = true;
-        return NULL;
-    }
-    if (x->nowned == x->cowned) {
-        size_t c = x->cowned ? x->cowned * 2 : 256;
-        void **n = realloc(x->owned, c * sizeof *n);
-        if (!n) {
-            free(p);
-            x->oom = true;
-            return NULL;
-        }
-        x->owned = n;
-        x->cowned = c;
-    }
-    x->owned[x->nowned++] = p;
-    return p;
-}
-
-static void *alloc(ox *x, size_t n) { return own(x, calloc(1, n ? n : 1)); }
-
-static char *str(ox *x, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return own(x, strdup(buf));
-}
-
-static bool push(ox *x, void ***arr, size_t *n, size_t *cap, void *v)
-{
-    if (!v)
-        return false;
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 64;
-        void **a = realloc(*arr, c * sizeof *a);
-        if (!a) {
-            x->oom = true;
-            return false;
-        }
-        *arr = a;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = v;
-    return true;
-}
-
-/* An attribute `name` of type `type`, its value for the caller to set. */
-static Onnx__AttributeProto *attr(ox *x, const char *name, Onnx__AttributeProto__AttributeType type)
-{
-    Onnx__AttributeProto *a = alloc(x, sizeof *a);
-    if (!a)
-        return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = (char *)name;
-    a->has_type = true;
-    a->type = type;
-    return a;
-}
-
-static Onnx__AttributeProto *attr_i(ox *x, const char *name, int64_t v)
-{
-    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
-    if (a) {
-        a->has_i = true;
-        a->i = v;
-    }
-    return a;
-}
-
-static Onnx__AttributeProto *attr_f(ox *x, const char *name, double v)
-{
-    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
-    if (a) {
-        a->has_f = true;
-        a->f = (float)v;
-    }
-    return a;
-}
-
-static Onnx__AttributeProto *attr_ints(ox *x, const char *name, const int64_t *v, int n)
-{
-    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-    int64_t *c = alloc(x, (size_t)n * sizeof *c);
-    if (!a || !c)
-        return NULL;
-    if (n)
-        memcpy(c, v, (size_t)n * sizeof *c);
-    a->n_ints = (size_t)n;
-    a->ints = c;
-    return a;
-}
-
-static Onnx__AttributeProto *attr_s(ox *x, const char *name, const char *v)
-{
-    Onnx__AttributeProto *a = attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
-    if (a) {
-        a->has_s = true;
-        a->s.data = (uint8_t *)v;
-        a->s.len = strlen(v);
-    }
-    return a;
-}
-
-/* A node op(in...) -> a new value named after the layer; returns its name.
- * in and attrs are NULL-terminated lists ("" is an omitted optional input). */
-static const char *node(ox *x, const char *op, const char *const *in,
-                        Onnx__AttributeProto *const *attrs)
-{
-    Onnx__NodeProto *n = alloc(x, sizeof *n);
-    if (!n)
-        return "";
-    onnx__node_proto__init(n);
-    size_t ni = 0, na = 0;
-    while (in[ni])
-        ni++;
-    while (attrs && attrs[na]) /* a NULL in the middle (a failed attr_*) cuts the list, */
-        na++;                  /* but alloc() has set x->oom: the export fails anyway */
-    n->op_type = (char *)op;
-    n->name = str(x, "layers.%d.%s.%zu", x->layer, op, x->nn);
-    n->n_input = ni;
-    n->input = alloc(x, ni * sizeof *n->input);
-    n->n_output = 1;
-    n->output = alloc(x, sizeof *n->output);
-    n->n_attribute = na;
-    n->attribute = na ? alloc(x, na * sizeof *n->attribute) : NULL;
-    if (!n->input || !n->output || (na && !n->attribute) || !n->name)
-        return "";
-    for (size_t i = 0; i < ni; i++)
-        n->input[i] = (char *)in[i];
-    for (size_t i = 0; i < na; i++)
-        n->attribute[i] = attrs[i];
-    n->output[0] = str(x, "layers.%d.%s_%zu", x->layer, op, x->nn);
-    push(x, (void ***)&x->nodes, &x->nn, &x->cn, n);
-    return n->output[0] ? n->output[0] : "";
-}
-
-#define IN(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define AT(...) ((Onnx__AttributeProto *const[]){__VA_ARGS__, NULL})
-
-static const char *init(ox *x, const char *name, int dtype, const void *data, size_t esize,
-                        const int64_t *dims, int nd)
-{
-    Onnx__TensorProto *t = alloc(x, sizeof *t);
-    int64_t numel = 1;
-    for (int i = 0; i < nd; i++)
-        numel *= dims[i];
-    int64_t *d = alloc(x, (size_t)(nd ? nd : 1) * sizeof *d);
-    uint8_t *raw = alloc(x, (size_t)numel * esize);
-    if (!t || !d || !raw)
-        return "";
-    onnx__tensor_proto__init(t);
-    if (nd)
-        memcpy(d, dims, (size_t)nd * sizeof *d);
-    memcpy(raw, data, (size_t)numel * esize); /* little-endian, as ONNX's raw_data */
-    t->name = (char *)name;
-    t->n_dims = (size_t)nd;
-    t->dims = d;
-    t->has_data_type = true;
-    t->data_type = dtype;
-    t->has_raw_data = true;
-    t->raw_data.data = raw;
-    t->raw_data.len = (size_t)numel * esize;
-    push(x, (void ***)&x->inits, &x->ni, &x->ci, t);
-    return name;
-}
-
-static const char *init_f(ox *x, const char *what, const float *v, const int64_t *dims, int nd)
-{
-    return init(x, str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-                v, sizeof(float), dims, nd);
-}
-
-static const char *init_i64(ox *x, const char *what, const int64_t *v, int64_t n)
-{
-    return init(x, str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
-                v, sizeof(int64_t), &n, 1);
-}
-
-static const char *scalar_f(ox *x, const char *what, float v)
-{
-    return init(x, str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-                &v, sizeof v, NULL, 0);
-}
-
-/* The layer's state tensor `what` ("weight"), optionally reshaped to dims,
- * as an initializer named as in the state_dict ("3.weight"). */
-static const char *param(ox *x, const char *what, const int64_t *dims, int nd)
-{
-    char key[64];
-    snprintf(key, sizeof key, "%d.%s", x->layer, what);
-    et_module *net = x->m->net;
-    for (int k = 0; k < et_module_num_state(net); k++)
-        if (strcmp(et_module_state_name(net, k), key) == 0) {
-            et_tensor *t = et_clone(et_module_state_tensor(net, k)); /* contiguous */
-            if (!t) {
-                x->oom = true;
-                return "";
-            }
-            if (!dims) {
-                dims = et_shape(t);
-                nd = et_ndim(t);
-            }
-            const char *r = init(x, str(x, "%s", key), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-                                 et_data_const(t), sizeof(float), dims, nd);
-            et_tensor_free(t);
-            return r;
-        }
-    x->oom = true; /* cannot happen: the spec made the layer with it */
-    return "";
-}
-
-/* n copies of v as a 1-D initializer. */
-static const char *fill(ox *x, const char *what, int64_t n, float v)
-{
-    float *d = alloc(x, (size_t)n * sizeof *d);
-    if (!d)
-        return "";
-    for (int64_t i = 0; i < n; i++)
-        d[i] = v;
-    return init_f(x, what, d, &n, 1);
-}
-
-/* Reshape cur to the probed shape out[] with the batch dimension symbolic
- * (0: copied from the input; -1 where the batch was merged). */
-static const char *reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bool merged)
-{
-    int64_t s[ET_MAX_DIMS];
-    memcpy(s, out, (size_t)nd * sizeof *s);
-    s[0] = merged ? -1 : 0;
-    return node(x, "Reshape", IN(cur, init_i64(x, "shape", s, nd)), NULL);
-}
 
 /* ---------------------------------------------------------------- the layers */
 
-typedef struct shape {
-    int nd;
-    int64_t d[ET_MAX_DIMS];
-} shape;
 
 static etd_rc unsupported(ox *x, const char *what, etd_err *e)
 {
@@ -293,7 +39,7 @@ static Onnx__AttributeProto *pads_attr(ox *x, const int64_t *p, int k)
     int64_t v[4];
     for (int i = 0; i < k; i++)
         v[i] = v[k + i] = p[i];
-    return attr_ints(x, "pads", v, 2 * k);
+    return ox_attr_ints(x, "pads", v, 2 * k);
 }
 
 /* A torch pad layer's (left, right[, top, bottom]) padding of the last
@@ -306,123 +52,125 @@ static const char *pad_input(ox *x, const int64_t *tp, int k, int nd)
         v[dim] = tp[2 * j];
         v[nd + dim] = tp[2 * j + 1];
     }
-    return init_i64(x, "pads", v, 2 * nd);
+    return ox_init_i64(x, "pads", v, 2 * nd);
 }
 
 static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const shape *out,
                            const char **cur, etd_err *e)
 {
     const char *n = l->type->name, *c = *cur, *y = NULL;
+    if (l->type->forward) /* the layers whose forward takes masks: onnx_export_attn.c */
+        return ox_export_attention(x, l, in, out, cur, e);
     if (!strcmp(n, "Linear")) {
-        const char *b = l->u.linear.bias ? param(x, "bias", NULL, 0) : "";
+        const char *b = l->u.linear.bias ? ox_param(x, "bias", NULL, 0) : "";
         if (in->nd == 2) {
-            y = node(x, "Gemm", IN(c, param(x, "weight", NULL, 0), b), AT(attr_i(x, "transB", 1)));
+            y = ox_node(x, "Gemm", IN(c, ox_param(x, "weight", NULL, 0), b), AT(ox_attr_i(x, "transB", 1)));
         } else { /* MatMul broadcasts over the leading dims: x @ W^T (+ b) */
             int64_t perm[2] = {1, 0};
-            y = node(x, "Transpose", IN(param(x, "weight", NULL, 0)),
-                     AT(attr_ints(x, "perm", perm, 2)));
-            y = node(x, "MatMul", IN(c, y), NULL);
+            y = ox_node(x, "Transpose", IN(ox_param(x, "weight", NULL, 0)),
+                     AT(ox_attr_ints(x, "perm", perm, 2)));
+            y = ox_node(x, "MatMul", IN(c, y), NULL);
             if (l->u.linear.bias)
-                y = node(x, "Add", IN(y, b), NULL);
+                y = ox_node(x, "Add", IN(y, b), NULL);
         }
     } else if (!strcmp(n, "ReLU")) {
-        y = node(x, "Relu", IN(c), NULL);
+        y = ox_node(x, "Relu", IN(c), NULL);
     } else if (!strcmp(n, "Tanh")) {
-        y = node(x, "Tanh", IN(c), NULL);
+        y = ox_node(x, "Tanh", IN(c), NULL);
     } else if (!strcmp(n, "Sigmoid")) {
-        y = node(x, "Sigmoid", IN(c), NULL);
+        y = ox_node(x, "Sigmoid", IN(c), NULL);
     } else if (!strcmp(n, "GELU")) { /* no Gelu before opset 20: torch's formulas */
         if (!l->u.gelu.tanh) {       /* x * 0.5 * (1 + erf(x / sqrt(2))) */
-            y = node(x, "Div", IN(c, scalar_f(x, "sqrt2", (float)M_SQRT2)), NULL);
-            y = node(x, "Erf", IN(y), NULL);
+            y = ox_node(x, "Div", IN(c, ox_scalar_f(x, "sqrt2", (float)M_SQRT2)), NULL);
+            y = ox_node(x, "Erf", IN(y), NULL);
         } else { /* x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) */
-            y = node(x, "Mul", IN(c, c), NULL);
-            y = node(x, "Mul", IN(y, c), NULL);
-            y = node(x, "Mul", IN(y, scalar_f(x, "k0", 0.044715f)), NULL);
-            y = node(x, "Add", IN(c, y), NULL);
-            y = node(x, "Mul", IN(y, scalar_f(x, "k1", (float)(M_2_SQRTPI * M_SQRT1_2))), NULL);
-            y = node(x, "Tanh", IN(y), NULL);
+            y = ox_node(x, "Mul", IN(c, c), NULL);
+            y = ox_node(x, "Mul", IN(y, c), NULL);
+            y = ox_node(x, "Mul", IN(y, ox_scalar_f(x, "k0", 0.044715f)), NULL);
+            y = ox_node(x, "Add", IN(c, y), NULL);
+            y = ox_node(x, "Mul", IN(y, ox_scalar_f(x, "k1", (float)(M_2_SQRTPI * M_SQRT1_2))), NULL);
+            y = ox_node(x, "Tanh", IN(y), NULL);
         }
-        y = node(x, "Add", IN(y, scalar_f(x, "one", 1.0f)), NULL);
-        y = node(x, "Mul", IN(c, y), NULL);
-        y = node(x, "Mul", IN(y, scalar_f(x, "half", 0.5f)), NULL);
+        y = ox_node(x, "Add", IN(y, ox_scalar_f(x, "one", 1.0f)), NULL);
+        y = ox_node(x, "Mul", IN(c, y), NULL);
+        y = ox_node(x, "Mul", IN(y, ox_scalar_f(x, "half", 0.5f)), NULL);
     } else if (!strcmp(n, "Softmax") || !strcmp(n, "LogSoftmax")) {
-        y = node(x, n, IN(c), AT(attr_i(x, "axis", l->u.softmax.dim)));
+        y = ox_node(x, n, IN(c), AT(ox_attr_i(x, "axis", l->u.softmax.dim)));
     } else if (!strcmp(n, "SiLU")) {          /* x * sigmoid(x) */
-        y = node(x, "Sigmoid", IN(c), NULL);
-        y = node(x, "Mul", IN(c, y), NULL);
+        y = ox_node(x, "Sigmoid", IN(c), NULL);
+        y = ox_node(x, "Mul", IN(c, y), NULL);
     } else if (!strcmp(n, "Mish")) {          /* x * tanh(softplus(x)) */
-        y = node(x, "Softplus", IN(c), NULL);
-        y = node(x, "Tanh", IN(y), NULL);
-        y = node(x, "Mul", IN(c, y), NULL);
+        y = ox_node(x, "Softplus", IN(c), NULL);
+        y = ox_node(x, "Tanh", IN(y), NULL);
+        y = ox_node(x, "Mul", IN(c, y), NULL);
     } else if (!strcmp(n, "ELU")) {
-        y = node(x, "Elu", IN(c), AT(attr_f(x, "alpha", l->u.act.a)));
+        y = ox_node(x, "Elu", IN(c), AT(ox_attr_f(x, "alpha", l->u.act.a)));
     } else if (!strcmp(n, "Softplus")) {      /* torch: x where beta x > threshold */
-        const char *beta = scalar_f(x, "beta", (float)l->u.act.a);
-        const char *bx = node(x, "Mul", IN(c, beta), NULL);
-        y = node(x, "Softplus", IN(bx), NULL);
-        y = node(x, "Div", IN(y, beta), NULL);
-        const char *big = node(x, "Greater", IN(bx, scalar_f(x, "threshold",
+        const char *beta = ox_scalar_f(x, "beta", (float)l->u.act.a);
+        const char *bx = ox_node(x, "Mul", IN(c, beta), NULL);
+        y = ox_node(x, "Softplus", IN(bx), NULL);
+        y = ox_node(x, "Div", IN(y, beta), NULL);
+        const char *big = ox_node(x, "Greater", IN(bx, ox_scalar_f(x, "threshold",
                                                              (float)l->u.act.b)), NULL);
-        y = node(x, "Where", IN(big, c, y), NULL);
+        y = ox_node(x, "Where", IN(big, c, y), NULL);
     } else if (!strcmp(n, "Hardtanh") || !strcmp(n, "ReLU6")) {
         bool six = !strcmp(n, "ReLU6");
-        y = node(x, "Clip", IN(c, scalar_f(x, "min", six ? 0.0f : (float)l->u.act.a),
-                               scalar_f(x, "max", six ? 6.0f : (float)l->u.act.b)), NULL);
+        y = ox_node(x, "Clip", IN(c, ox_scalar_f(x, "min", six ? 0.0f : (float)l->u.act.a),
+                               ox_scalar_f(x, "max", six ? 6.0f : (float)l->u.act.b)), NULL);
     } else if (!strcmp(n, "LeakyReLU")) {
-        y = node(x, "LeakyRelu", IN(c), AT(attr_f(x, "alpha", l->u.leaky_relu.negative_slope)));
+        y = ox_node(x, "LeakyRelu", IN(c), AT(ox_attr_f(x, "alpha", l->u.leaky_relu.negative_slope)));
     } else if (!strcmp(n, "Dropout") || !strcmp(n, "Dropout2d") || !strcmp(n, "Identity")) {
-        y = node(x, "Identity", IN(c), NULL);
+        y = ox_node(x, "Identity", IN(c), NULL);
     } else if (!strcmp(n, "Flatten") || !strcmp(n, "Unflatten")) {
         int sd = !strcmp(n, "Flatten") ? l->u.flatten.start_dim : l->u.unflatten.dim;
         if (sd < 0)
             sd += in->nd;
-        y = reshape_to(x, c, out->d, out->nd, sd == 0);
+        y = ox_reshape_to(x, c, out->d, out->nd, sd == 0);
     } else if (!strcmp(n, "BatchNorm1d") || !strcmp(n, "BatchNorm2d")) {
         const et_batch_norm_opts *o = &l->u.batch_norm.o;
         int64_t C = l->u.batch_norm.num_features;
         if (!o->track_running_stats)
             return unsupported(x, "eval with batch statistics (track_running_stats=false)", e);
-        const char *w = o->affine ? param(x, "weight", NULL, 0) : fill(x, "weight", C, 1);
-        const char *b = o->affine ? param(x, "bias", NULL, 0) : fill(x, "bias", C, 0);
-        y = node(x, "BatchNormalization",
-                 IN(c, w, b, param(x, "running_mean", NULL, 0), param(x, "running_var", NULL, 0)),
-                 AT(attr_f(x, "epsilon", o->eps)));
+        const char *w = o->affine ? ox_param(x, "weight", NULL, 0) : ox_fill(x, "weight", C, 1);
+        const char *b = o->affine ? ox_param(x, "bias", NULL, 0) : ox_fill(x, "bias", C, 0);
+        y = ox_node(x, "BatchNormalization",
+                 IN(c, w, b, ox_param(x, "running_mean", NULL, 0), ox_param(x, "running_var", NULL, 0)),
+                 AT(ox_attr_f(x, "epsilon", o->eps)));
     } else if (!strcmp(n, "LayerNorm")) {
         int k = l->u.layer_norm.nd;
         int64_t numel = 1;
         for (int i = 0; i < k; i++)
             numel *= l->u.layer_norm.shape[i];
-        const char *w = l->u.layer_norm.affine ? param(x, "weight", NULL, 0)
-                                               : fill(x, "weight", numel, 1);
-        const char *b = l->u.layer_norm.affine ? param(x, "bias", NULL, 0) : "";
+        const char *w = l->u.layer_norm.affine ? ox_param(x, "weight", NULL, 0)
+                                               : ox_fill(x, "weight", numel, 1);
+        const char *b = l->u.layer_norm.affine ? ox_param(x, "bias", NULL, 0) : "";
         if (!l->u.layer_norm.affine && k > 1) {
-            y = node(x, "Reshape", IN(w, init_i64(x, "wshape", l->u.layer_norm.shape, k)), NULL);
+            y = ox_node(x, "Reshape", IN(w, ox_init_i64(x, "wshape", l->u.layer_norm.shape, k)), NULL);
             w = y;
         }
-        y = node(x, "LayerNormalization", b[0] ? IN(c, w, b) : IN(c, w),
-                 AT(attr_i(x, "axis", -k), attr_f(x, "epsilon", l->u.layer_norm.eps)));
+        y = ox_node(x, "LayerNormalization", b[0] ? IN(c, w, b) : IN(c, w),
+                 AT(ox_attr_i(x, "axis", -k), ox_attr_f(x, "epsilon", l->u.layer_norm.eps)));
     } else if (!strcmp(n, "GroupNorm")) {
         /* no GroupNormalization before opset 18: InstanceNormalization over
          * [N, G, rest], back to the input's shape, then the affine part */
         int64_t G = l->u.group_norm.groups, C = l->u.group_norm.channels;
         int64_t s3[3] = {0, G, -1};
-        y = node(x, "Reshape", IN(c, init_i64(x, "groups", s3, 3)), NULL);
-        y = node(x, "InstanceNormalization", IN(y, fill(x, "ones", G, 1), fill(x, "zeros", G, 0)),
-                 AT(attr_f(x, "epsilon", l->u.group_norm.eps)));
-        y = reshape_to(x, y, in->d, in->nd, false);
+        y = ox_node(x, "Reshape", IN(c, ox_init_i64(x, "groups", s3, 3)), NULL);
+        y = ox_node(x, "InstanceNormalization", IN(y, ox_fill(x, "ones", G, 1), ox_fill(x, "zeros", G, 0)),
+                 AT(ox_attr_f(x, "epsilon", l->u.group_norm.eps)));
+        y = ox_reshape_to(x, y, in->d, in->nd, false);
         if (l->u.group_norm.affine) {
             int64_t wd[ET_MAX_DIMS];
             wd[0] = C;
             for (int i = 1; i < in->nd - 1; i++)
                 wd[i] = 1;
-            y = node(x, "Mul", IN(y, param(x, "weight", wd, in->nd - 1)), NULL);
-            y = node(x, "Add", IN(y, param(x, "bias", wd, in->nd - 1)), NULL);
+            y = ox_node(x, "Mul", IN(y, ox_param(x, "weight", wd, in->nd - 1)), NULL);
+            y = ox_node(x, "Add", IN(y, ox_param(x, "bias", wd, in->nd - 1)), NULL);
         }
     } else if (!strcmp(n, "Embedding")) {
         if (l->u.embedding.o.max_norm > 0)
             return unsupported(x, "max_norm (it renormalises the weight in the forward)", e);
-        y = node(x, "Gather", IN(param(x, "weight", NULL, 0), c), AT(attr_i(x, "axis", 0)));
+        y = ox_node(x, "Gather", IN(ox_param(x, "weight", NULL, 0), c), AT(ox_attr_i(x, "axis", 0)));
     } else if (!strcmp(n, "Conv1d") || !strcmp(n, "Conv2d") || !strcmp(n, "ConvTranspose2d")) {
         const et_conv_opts *o = &l->u.conv.o;
         int k = !strcmp(n, "Conv1d") ? 1 : 2;
@@ -447,8 +195,8 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
                 tp[2 * j] = pb[dim];
                 tp[2 * j + 1] = pe[dim];
             }
-            c = node(x, "Pad", IN(c, pad_input(x, tp, k, in->nd)),
-                     AT(attr_s(x, "mode", o->padding_mode == ET_PAD_REFLECT ? "reflect" : "edge")));
+            c = ox_node(x, "Pad", IN(c, pad_input(x, tp, k, in->nd)),
+                     AT(ox_attr_s(x, "mode", o->padding_mode == ET_PAD_REFLECT ? "reflect" : "edge")));
             pb[0] = pb[1] = pe[0] = pe[1] = 0;
         }
         int64_t pads[4];
@@ -456,14 +204,14 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
             pads[i] = pb[i];
             pads[k + i] = pe[i];
         }
-        const char *b = o->bias ? param(x, "bias", NULL, 0) : "";
-        const char *w = param(x, "weight", NULL, 0);
+        const char *b = o->bias ? ox_param(x, "bias", NULL, 0) : "";
+        const char *w = ox_param(x, "weight", NULL, 0);
         Onnx__AttributeProto *at[] = {
-            attr_ints(x, "kernel_shape", l->u.conv.kernel, k), attr_ints(x, "strides", o->stride, k),
-            attr_ints(x, "pads", pads, 2 * k), attr_ints(x, "dilations", o->dilation, k),
-            attr_i(x, "group", o->groups),
-            tr ? attr_ints(x, "output_padding", o->output_padding, k) : NULL, NULL};
-        y = node(x, tr ? "ConvTranspose" : "Conv", o->bias ? IN(c, w, b) : IN(c, w), at);
+            ox_attr_ints(x, "kernel_shape", l->u.conv.kernel, k), ox_attr_ints(x, "strides", o->stride, k),
+            ox_attr_ints(x, "pads", pads, 2 * k), ox_attr_ints(x, "dilations", o->dilation, k),
+            ox_attr_i(x, "group", o->groups),
+            tr ? ox_attr_ints(x, "output_padding", o->output_padding, k) : NULL, NULL};
+        y = ox_node(x, tr ? "ConvTranspose" : "Conv", o->bias ? IN(c, w, b) : IN(c, w), at);
     } else if (!strcmp(n, "MaxPool1d") || !strcmp(n, "MaxPool2d") || !strcmp(n, "AvgPool1d") ||
                !strcmp(n, "AvgPool2d")) {
         const et_pool_opts *o = &l->u.pool.o;
@@ -472,19 +220,19 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         for (int i = 0; i < k; i++)
             stride[i] = o->stride[i] > 0 ? o->stride[i] : l->u.pool.kernel[i];
         if (n[0] == 'M') {
-            y = node(x, "MaxPool", IN(c),
-                     AT(attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
-                        attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
-                        attr_ints(x, "dilations", o->dilation, k),
-                        attr_i(x, "ceil_mode", o->ceil_mode)));
+            y = ox_node(x, "MaxPool", IN(c),
+                     AT(ox_attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
+                        ox_attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
+                        ox_attr_ints(x, "dilations", o->dilation, k),
+                        ox_attr_i(x, "ceil_mode", o->ceil_mode)));
         } else {
             if (o->divisor_override)
                 return unsupported(x, "divisor_override", e);
-            y = node(x, "AveragePool", IN(c),
-                     AT(attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
-                        attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
-                        attr_i(x, "ceil_mode", o->ceil_mode),
-                        attr_i(x, "count_include_pad", o->count_include_pad)));
+            y = ox_node(x, "AveragePool", IN(c),
+                     AT(ox_attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
+                        ox_attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
+                        ox_attr_i(x, "ceil_mode", o->ceil_mode),
+                        ox_attr_i(x, "count_include_pad", o->count_include_pad)));
         }
     } else if (!strncmp(n, "Adaptive", 8)) {
         int k = strchr(n, '1') ? 1 : 2;
@@ -498,10 +246,10 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
             ks[i] = os > 0 ? is / os : 1;
         }
         if (global)
-            y = node(x, max ? "GlobalMaxPool" : "GlobalAveragePool", IN(c), NULL);
+            y = ox_node(x, max ? "GlobalMaxPool" : "GlobalAveragePool", IN(c), NULL);
         else if (exact) /* equal windows: a plain pool */
-            y = node(x, max ? "MaxPool" : "AveragePool", IN(c),
-                     AT(attr_ints(x, "kernel_shape", ks, k), attr_ints(x, "strides", ks, k)));
+            y = ox_node(x, max ? "MaxPool" : "AveragePool", IN(c),
+                     AT(ox_attr_ints(x, "kernel_shape", ks, k), ox_attr_ints(x, "strides", ks, k)));
         else
             return unsupported(x, "an output size that does not divide the input size", e);
     } else if (strstr(n, "Pad")) {
@@ -510,10 +258,10 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
                            : !strncmp(n, "Replication", 11) ? "edge" : "constant";
         const char *p = pad_input(x, l->u.pad.pad, k, in->nd);
         if (!strcmp(mode, "constant"))
-            y = node(x, "Pad", IN(c, p, scalar_f(x, "value", (float)l->u.pad.value)),
-                     AT(attr_s(x, "mode", mode)));
+            y = ox_node(x, "Pad", IN(c, p, ox_scalar_f(x, "value", (float)l->u.pad.value)),
+                     AT(ox_attr_s(x, "mode", mode)));
         else
-            y = node(x, "Pad", IN(c, p), AT(attr_s(x, "mode", mode)));
+            y = ox_node(x, "Pad", IN(c, p), AT(ox_attr_s(x, "mode", mode)));
     } else {
         return unsupported(x, "this layer type", e);
     }
@@ -525,11 +273,11 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
 
 static Onnx__ValueInfoProto *value_info(ox *x, const char *name, int elem, const shape *s)
 {
-    Onnx__ValueInfoProto *v = alloc(x, sizeof *v);
-    Onnx__TypeProto *t = alloc(x, sizeof *t);
-    Onnx__TypeProto__Tensor *tt = alloc(x, sizeof *tt);
-    Onnx__TensorShapeProto *sh = alloc(x, sizeof *sh);
-    Onnx__TensorShapeProto__Dimension **dims = alloc(x, (size_t)s->nd * sizeof *dims);
+    Onnx__ValueInfoProto *v = ox_alloc(x, sizeof *v);
+    Onnx__TypeProto *t = ox_alloc(x, sizeof *t);
+    Onnx__TypeProto__Tensor *tt = ox_alloc(x, sizeof *tt);
+    Onnx__TensorShapeProto *sh = ox_alloc(x, sizeof *sh);
+    Onnx__TensorShapeProto__Dimension **dims = ox_alloc(x, (size_t)s->nd * sizeof *dims);
     if (!v || !t || !tt || !sh || !dims)
         return NULL;
     onnx__value_info_proto__init(v);
@@ -537,7 +285,7 @@ static Onnx__ValueInfoProto *value_info(ox *x, const char *name, int elem, const
     onnx__type_proto__tensor__init(tt);
     onnx__tensor_shape_proto__init(sh);
     for (int i = 0; i < s->nd; i++) {
-        Onnx__TensorShapeProto__Dimension *d = alloc(x, sizeof *d);
+        Onnx__TensorShapeProto__Dimension *d = ox_alloc(x, sizeof *d);
         if (!d)
             return NULL;
         onnx__tensor_shape_proto__dimension__init(d);
@@ -577,7 +325,8 @@ static etd_rc probe(etd_model *m, const int64_t *dims, int nd, shape *shapes, et
     int n = et_sequential_len(m->net);
     ET_NO_GRAD {
         for (int i = 0; i < n && t; i++) {
-            t = et_module_forward(et_sequential_get(m->net, i), t);
+            et_tensor *in[ETD_MAX_FWD_ARGS] = {t}; /* as run_net (train.c): masks from the spec */
+            t = etd_layer_forward(&m->spec.layers[i], et_sequential_get(m->net, i), in);
             if (!t) {
                 char sh[160];
                 et_shape_str(s0.d, s0.nd, sh, sizeof sh);
@@ -603,14 +352,6 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
     if (m->spec.graph)
         return etd_fail(e, ETD_ESTATE, "export: graph models (\"nodes\") have no ONNX export "
                         "yet; layer lists do");
-    /* attention has no mapping onto ONNX opset 17 nodes here yet: a state
-     * of the model, not a bad request (409, before any shape question) */
-    for (int i = 0; i < m->spec.nlayers; i++)
-        if (m->spec.layers[i].type->forward)
-            return etd_fail(e, ETD_ESTATE, "export: layers[%d] (%s): attention layers have no "
-                            "ONNX export yet (MultiheadAttention, TransformerEncoderLayer and "
-                            "TransformerEncoder are not mapped onto ONNX nodes)", i,
-                            m->spec.layers[i].type->name);
     int64_t dims[ET_MAX_DIMS];
     if (in_nd < 0) { /* not given: what the spec fixes */
         if (m->spec.in_features < 0)
@@ -643,7 +384,7 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
     if (rc != ETD_OK)
         goto out;
     x.layer = nl;
-    cur = node(&x, "Identity", IN(cur), NULL);
+    cur = ox_node(&x, "Identity", IN(cur), NULL);
     Onnx__NodeProto *last = x.nodes[x.nn - 1];
     last->output[0] = (char *)"output";
     int in_elem = m->spec.input_dtype == ET_INT64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64

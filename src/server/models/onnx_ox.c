@@ -1,0 +1,245 @@
+/* onnx_ox.c - the building blocks of the ONNX export (onnx_ox.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/models/onnx_ox.h"
+
+/* ---------------------------------------------------------------- building blocks */
+
+void *ox_own(ox *x, void *p)
+{
+    if (!p) {
+        x->oom = true;
+        return NULL;
+    }
+    if (x->nowned == x->cowned) {
+        size_t c = x->cowned ? x->cowned * 2 : 256;
+        void **n = realloc(x->owned, c * sizeof *n);
+        if (!n) {
+            free(p);
+            x->oom = true;
+            return NULL;
+        }
+        x->owned = n;
+        x->cowned = c;
+    }
+    x->owned[x->nowned++] = p;
+    return p;
+}
+
+void *ox_alloc(ox *x, size_t n) { return ox_own(x, calloc(1, n ? n : 1)); }
+
+char *ox_str(ox *x, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return ox_own(x, strdup(buf));
+}
+
+bool ox_push(ox *x, void ***arr, size_t *n, size_t *cap, void *v)
+{
+    if (!v)
+        return false;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        void **a = realloc(*arr, c * sizeof *a);
+        if (!a) {
+            x->oom = true;
+            return false;
+        }
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = v;
+    return true;
+}
+
+/* An attribute `name` of type `type`, its value for the caller to set. */
+Onnx__AttributeProto *ox_attr(ox *x, const char *name, Onnx__AttributeProto__AttributeType type)
+{
+    Onnx__AttributeProto *a = ox_alloc(x, sizeof *a);
+    if (!a)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = (char *)name;
+    a->has_type = true;
+    a->type = type;
+    return a;
+}
+
+Onnx__AttributeProto *ox_attr_i(ox *x, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = ox_attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) {
+        a->has_i = true;
+        a->i = v;
+    }
+    return a;
+}
+
+Onnx__AttributeProto *ox_attr_f(ox *x, const char *name, double v)
+{
+    Onnx__AttributeProto *a = ox_attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) {
+        a->has_f = true;
+        a->f = (float)v;
+    }
+    return a;
+}
+
+Onnx__AttributeProto *ox_attr_ints(ox *x, const char *name, const int64_t *v, int n)
+{
+    Onnx__AttributeProto *a = ox_attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *c = ox_alloc(x, (size_t)n * sizeof *c);
+    if (!a || !c)
+        return NULL;
+    if (n)
+        memcpy(c, v, (size_t)n * sizeof *c);
+    a->n_ints = (size_t)n;
+    a->ints = c;
+    return a;
+}
+
+Onnx__AttributeProto *ox_attr_s(ox *x, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = ox_attr(x, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    if (a) {
+        a->has_s = true;
+        a->s.data = (uint8_t *)v;
+        a->s.len = strlen(v);
+    }
+    return a;
+}
+
+/* A node op(in...) -> a new value named after the layer; returns its name.
+ * in and attrs are NULL-terminated lists ("" is an omitted optional input). */
+const char *ox_node(ox *x, const char *op, const char *const *in,
+                        Onnx__AttributeProto *const *attrs)
+{
+    Onnx__NodeProto *n = ox_alloc(x, sizeof *n);
+    if (!n)
+        return "";
+    onnx__node_proto__init(n);
+    size_t ni = 0, na = 0;
+    while (in[ni])
+        ni++;
+    while (attrs && attrs[na]) /* a NULL in the middle (a failed attr_*) cuts the list, */
+        na++;                  /* but ox_alloc() has set x->oom: the export fails anyway */
+    n->op_type = (char *)op;
+    n->name = ox_str(x, "layers.%d.%s.%zu", x->layer, op, x->nn);
+    n->n_input = ni;
+    n->input = ox_alloc(x, ni * sizeof *n->input);
+    n->n_output = 1;
+    n->output = ox_alloc(x, sizeof *n->output);
+    n->n_attribute = na;
+    n->attribute = na ? ox_alloc(x, na * sizeof *n->attribute) : NULL;
+    if (!n->input || !n->output || (na && !n->attribute) || !n->name)
+        return "";
+    for (size_t i = 0; i < ni; i++)
+        n->input[i] = (char *)in[i];
+    for (size_t i = 0; i < na; i++)
+        n->attribute[i] = attrs[i];
+    n->output[0] = ox_str(x, "layers.%d.%s_%zu", x->layer, op, x->nn);
+    ox_push(x, (void ***)&x->nodes, &x->nn, &x->cn, n);
+    return n->output[0] ? n->output[0] : "";
+}
+
+
+const char *ox_init(ox *x, const char *name, int dtype, const void *data, size_t esize,
+                        const int64_t *dims, int nd)
+{
+    Onnx__TensorProto *t = ox_alloc(x, sizeof *t);
+    int64_t numel = 1;
+    for (int i = 0; i < nd; i++)
+        numel *= dims[i];
+    int64_t *d = ox_alloc(x, (size_t)(nd ? nd : 1) * sizeof *d);
+    uint8_t *raw = ox_alloc(x, (size_t)numel * esize);
+    if (!t || !d || !raw)
+        return "";
+    onnx__tensor_proto__init(t);
+    if (nd)
+        memcpy(d, dims, (size_t)nd * sizeof *d);
+    memcpy(raw, data, (size_t)numel * esize); /* little-endian, as ONNX's raw_data */
+    t->name = (char *)name;
+    t->n_dims = (size_t)nd;
+    t->dims = d;
+    t->has_data_type = true;
+    t->data_type = dtype;
+    t->has_raw_data = true;
+    t->raw_data.data = raw;
+    t->raw_data.len = (size_t)numel * esize;
+    ox_push(x, (void ***)&x->inits, &x->ni, &x->ci, t);
+    return name;
+}
+
+const char *ox_init_f(ox *x, const char *what, const float *v, const int64_t *dims, int nd)
+{
+    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                v, sizeof(float), dims, nd);
+}
+
+const char *ox_init_i64(ox *x, const char *what, const int64_t *v, int64_t n)
+{
+    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+                v, sizeof(int64_t), &n, 1);
+}
+
+const char *ox_scalar_f(ox *x, const char *what, float v)
+{
+    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                &v, sizeof v, NULL, 0);
+}
+
+/* The layer's state tensor `what` ("weight"), optionally reshaped to dims,
+ * as an initializer named as in the state_dict ("3.weight"). */
+const char *ox_param(ox *x, const char *what, const int64_t *dims, int nd)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%d.%s", x->layer, what);
+    et_module *net = x->m->net;
+    for (int k = 0; k < et_module_num_state(net); k++)
+        if (strcmp(et_module_state_name(net, k), key) == 0) {
+            et_tensor *t = et_clone(et_module_state_tensor(net, k)); /* contiguous */
+            if (!t) {
+                x->oom = true;
+                return "";
+            }
+            if (!dims) {
+                dims = et_shape(t);
+                nd = et_ndim(t);
+            }
+            const char *r = ox_init(x, ox_str(x, "%s", key), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                                 et_data_const(t), sizeof(float), dims, nd);
+            et_tensor_free(t);
+            return r;
+        }
+    x->oom = true; /* cannot happen: the spec made the layer with it */
+    return "";
+}
+
+/* n copies of v as a 1-D initializer. */
+const char *ox_fill(ox *x, const char *what, int64_t n, float v)
+{
+    float *d = ox_alloc(x, (size_t)n * sizeof *d);
+    if (!d)
+        return "";
+    for (int64_t i = 0; i < n; i++)
+        d[i] = v;
+    return ox_init_f(x, what, d, &n, 1);
+}
+
+/* Reshape cur to the probed shape out[] with the batch dimension symbolic
+ * (0: copied from the input; -1 where the batch was merged). */
+const char *ox_reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bool merged)
+{
+    int64_t s[ET_MAX_DIMS];
+    memcpy(s, out, (size_t)nd * sizeof *s);
+    s[0] = merged ? -1 : 0;
+    return ox_node(x, "Reshape", IN(cur, ox_init_i64(x, "shape", s, nd)), NULL);
+}
+

@@ -1,0 +1,69 @@
+/*
+ * onnx_ox.h - the building blocks of the ONNX export (internal to
+ * src/server/models; onnx_ox.c): a graph under construction (ox) whose
+ * nodes, initializers and every allocation it owns are freed together, and
+ * helpers that add attributes, nodes and initializers named after the spec
+ * layer being written.  onnx_export.c writes the layers and the model,
+ * onnx_export_attn.c the attention layers.
+ */
+#ifndef EASYTORCHD_ONNX_OX_H
+#define EASYTORCHD_ONNX_OX_H
+
+#include "onnx.pb-c.h"
+#include "server/models/model_internal.h"
+
+#define OPSET 17
+
+typedef struct ox {
+    void **owned;
+    size_t nowned, cowned;
+    Onnx__NodeProto **nodes;
+    size_t nn, cn;
+    Onnx__TensorProto **inits;
+    size_t ni, ci;
+    bool oom;
+    etd_model *m;
+    int layer;                  /* the spec layer being written, for names and messages */
+} ox;
+
+/* A tensor shape as the probe forward saw it (batch of one). */
+typedef struct shape {
+    int nd;
+    int64_t d[ET_MAX_DIMS];
+} shape;
+
+void *ox_own(ox *x, void *p);                /* x frees p (NULL: x->oom) */
+void *ox_alloc(ox *x, size_t n);             /* zeroed, owned */
+char *ox_str(ox *x, const char *fmt, ...);   /* owned, up to 255 bytes */
+bool ox_push(ox *x, void ***arr, size_t *n, size_t *cap, void *v);
+Onnx__AttributeProto *ox_attr(ox *x, const char *name, Onnx__AttributeProto__AttributeType type);
+Onnx__AttributeProto *ox_attr_i(ox *x, const char *name, int64_t v);
+Onnx__AttributeProto *ox_attr_f(ox *x, const char *name, double v);
+Onnx__AttributeProto *ox_attr_ints(ox *x, const char *name, const int64_t *v, int n);
+Onnx__AttributeProto *ox_attr_s(ox *x, const char *name, const char *v);
+/* A node op(in...) -> a new value named after the layer; returns its name.
+ * in and attrs are NULL-terminated lists ("" is an omitted optional input). */
+const char *ox_node(ox *x, const char *op, const char *const *in,
+                    Onnx__AttributeProto *const *attrs);
+#define IN(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define AT(...) ((Onnx__AttributeProto *const[]){__VA_ARGS__, NULL})
+/* Initializers: data copied (little-endian raw_data), named as given / after the layer. */
+const char *ox_init(ox *x, const char *name, int dtype, const void *data, size_t esize,
+                    const int64_t *dims, int nd);
+const char *ox_init_f(ox *x, const char *what, const float *v, const int64_t *dims, int nd);
+const char *ox_init_i64(ox *x, const char *what, const int64_t *v, int64_t n);
+const char *ox_scalar_f(ox *x, const char *what, float v);
+/* The layer's state tensor `what` ("weight", "self_attn.in_proj_weight"),
+ * optionally reshaped to dims, as an initializer named as in the state_dict. */
+const char *ox_param(ox *x, const char *what, const int64_t *dims, int nd);
+const char *ox_fill(ox *x, const char *what, int64_t n, float v);  /* n copies of v */
+/* Reshape cur to out[] with the batch dimension symbolic (0: copied from
+ * the input; -1 where the batch was merged). */
+const char *ox_reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bool merged);
+
+/* onnx_export_attn.c: MultiheadAttention, TransformerEncoderLayer and
+ * TransformerEncoder (eval mode, self-attention, the spec's fixed mask). */
+etd_rc ox_export_attention(ox *x, const etd_layer *l, const shape *in, const shape *out,
+                           const char **cur, etd_err *e);
+
+#endif
