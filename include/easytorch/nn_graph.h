@@ -17,8 +17,9 @@
  * caller's job (easytorchd's spec parser sorts and reports cycles).
  * chunk and split nodes yield tuples; a getitem node picks one piece (on a
  * tensor, getitem with a dim is x.select(dim, index)).  Module calls take
- * one argument, except MultiheadAttention (query, key, value: its
- * attn_output, need_weights=False), TransformerEncoderLayer /
+ * one argument, except MultiheadAttention (query[, key[, value]]: as torch's
+ * forward with need_weights=True, a tuple (attn_output, attn_weights averaged
+ * over heads); key defaults to query, value to key), TransformerEncoderLayer /
  * TransformerEncoder (src, mask, src_key_padding_mask) and EmbeddingBag
  * (input, offsets).
  *

@@ -293,7 +293,8 @@ et_status et_graph_call_module(et_module *g, const char *node, const char *targe
     if (!tg)
         return et_set_error(ET_ERR_NOMEM, "%s: out of memory", fn);
     gnode nd = {.kind = ET_GNODE_MODULE, .target = tg, .mod = m};
-    et_status st = add_node(G, fn, node, nd, args, nargs, false);
+    /* torch's MultiheadAttention returns (attn_output, attn_weights) */
+    et_status st = add_node(G, fn, node, nd, args, nargs, !strcmp(m->type, "MultiheadAttention"));
     if (st != ET_OK)
         free(tg);
     return st;
@@ -474,16 +475,32 @@ static et_tensor *run_op(const gnode *nd, et_tensor **x, run *R, int *tuple_n)
     }
 }
 
-static et_tensor *run_module(const gnode *nd, et_tensor **x)
+static et_tensor *run_module(const gnode *nd, et_tensor **x, run *R, int *tuple_n)
 {
     et_module *m = nd->mod;
     const char *t = m->type;
     et_tensor *a1 = nd->nargs > 1 ? x[1] : NULL, *a2 = nd->nargs > 2 ? x[2] : NULL;
+    if (!strcmp(t, "MultiheadAttention")) {
+        /* forward(query, key, value) with torch's defaults: need_weights=True,
+         * the weights averaged over heads; a tuple of the two */
+        et_tensor **p = calloc(2, sizeof *p);
+        if (!p) {
+            et_set_error(ET_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        et_tensor *k = a1 ? a1 : x[0];
+        p[0] = et_multihead_attention_forward(m, x[0], k, a2 ? a2 : k, NULL, true, NULL, true,
+                                              &p[1]);
+        if (!p[0]) {
+            free(p);
+            return NULL;
+        }
+        R->tup[nd->value] = p;
+        *tuple_n = 2;
+        return p[0];
+    }
     if (nd->nargs == 1)
         return m->forward(m, x[0]);
-    if (!strcmp(t, "MultiheadAttention"))
-        return et_multihead_attention_forward(m, x[0], a1, a2 ? a2 : a1, NULL, false, NULL,
-                                              true, NULL);
     if (!strcmp(t, "TransformerEncoderLayer"))
         return et_transformer_encoder_layer_forward(m, x[0], a1, a2);
     if (!strcmp(t, "TransformerEncoder"))
@@ -510,7 +527,7 @@ static et_status graph_run(const graph *G, et_tensor *const *inputs, run *R)
             x[i] = R->t[nd->arg[i]];
         int ntuple = 0;
         et_tensor *y = nd->kind == ET_GNODE_ATTR ? nd->attr
-                       : nd->kind == ET_GNODE_MODULE ? run_module(nd, x)
+                       : nd->kind == ET_GNODE_MODULE ? run_module(nd, x, R, &ntuple)
                                                      : run_op(nd, x, R, &ntuple);
         if (x != argv_small)
             free(x);

@@ -279,6 +279,33 @@ class TestGraphsAgainstTorch(Base):
         # enc is called twice and emb.weight serves twice: each is one parameter
         self.assertEqual(list(D.params(name)), ["emb.weight", "enc.weight", "enc.bias"])
 
+    def test_attention_layers_as_nodes(self):
+        enc = {"type": "TransformerEncoderLayer", "d_model": 8, "nhead": 2, "dim_feedforward": 16,
+               "dropout": 0.0, "batch_first": True}
+        mha = {"type": "MultiheadAttention", "embed_dim": 8, "num_heads": 2, "batch_first": True}
+        graph = {"inputs": ["x"], "nodes": [
+            {"name": "enc", "module": enc, "args": ["x"]},
+            {"name": "att", "module": mha, "args": ["enc", "x", "x"]},
+            {"name": "a0", "op": "getitem", "args": ["att"], "index": 0},
+            {"name": "pool", "op": "mean", "args": ["a0"], "dim": 1},
+            {"name": "out", "module": lin(8, 1), "args": ["pool"]}], "outputs": ["out"]}
+        # SGD: the key part of in_proj_bias has a zero gradient in exact arithmetic (softmax
+        # ignores a constant per query), which Adam would turn from rounding noise into lr-sized
+        # steps on either side
+        name, net, opt = self.twin(graph, "MSELoss", {"type": "SGD", "lr": 0.05})
+        self.assertEqual(list(D.params(name)), list(net.state_dict()), "state_dict names")
+        g = torch.Generator().manual_seed(2)
+        batches = [(torch.randn(4, 5, 8, generator=g), torch.randn(4, 1, generator=g))
+                   for _ in range(6)]
+        self.run_steps(name, net, opt, torch.nn.MSELoss(), batches, use_train=True)
+        self.assertStateClose(D.params(name), net, "attention graph after 6 steps")
+        r = D.post("/v1/models", dict(graph, name=fresh(), loss="MSELoss",
+                                      optimizer={"type": "SGD", "lr": 0.1},
+                                      nodes=[dict(graph["nodes"][0],
+                                                  module=dict(enc, src_mask="causal"))] +
+                                      graph["nodes"][1:]))
+        self.assertError(r, 400, "nodes[0] (enc).module", "mask fixed in the spec")
+
     def test_nested_sequential_modulelist(self):
         name = self.train20(NESTED, lambda g: torch.randn(6, 8, generator=g),
                             lambda g: torch.randn(6, 2, generator=g), "MSELoss",

@@ -8,7 +8,8 @@
  *              state name, "args": [names], op arguments...}],
  *              "outputs": [[name, node]...], "train": bool}
  *              module types: Linear, ReLU, Tanh, BatchNorm1d, LayerNorm,
- *              Embedding, Dropout, Sequential (layers), ModuleList (modules)
+ *              Embedding, Dropout, MultiheadAttention (embed_dim, num_heads,
+ *              batch_first), Sequential (layers), ModuleList (modules)
  *       in:  in.<input>, gout.<output> (upstream gradients), p.<state name>
  *       out: out.<output>, ingrad.<input>, grad.<param>, buf.<float buffer>
  *       stdout: the graph's state_dict names, one a line; a builder or
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <easytorch/nn_attention.h>
 #include <easytorch/nn_graph.h>
 
 #include "nn_runner.h"
@@ -56,6 +58,12 @@ static et_module *build_module(const cJSON *s, et_generator *g)
     if (!strcmp(t, "LayerNorm")) {
         int64_t d = (int64_t)num(s, "normalized_shape", 0);
         return et_layer_norm_new(&d, 1, 1e-5, true);
+    }
+    if (!strcmp(t, "MultiheadAttention")) {
+        et_mha_opts o = ET_MHA_DEFAULTS;
+        o.batch_first = cJSON_IsTrue(key(s, "batch_first"));
+        return et_multihead_attention_new((int64_t)num(s, "embed_dim", 0),
+                                          (int64_t)num(s, "num_heads", 0), o, g);
     }
     if (!strcmp(t, "Embedding"))
         return et_embedding_new((int64_t)num(s, "num_embeddings", 0),

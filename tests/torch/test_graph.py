@@ -42,6 +42,9 @@ def torch_module(s):
         return nn.LayerNorm(s["normalized_shape"])
     if t == "Embedding":
         return nn.Embedding(s["num_embeddings"], s["embedding_dim"])
+    if t == "MultiheadAttention":
+        return nn.MultiheadAttention(s["embed_dim"], s["num_heads"],
+                                     batch_first=s.get("batch_first", False))
     if t == "Sequential":
         return nn.Sequential(*[torch_module(k) for k in s["layers"]])
     if t == "ModuleList":
@@ -281,6 +284,22 @@ def cases():
                      {"name": "all", "op": "sum", "args": ["sel"]}],
            "outputs": [["m", "m"], ["sel", "sel"], ["all", "all"], ["x_again", "x"]]}
     graph_case("ops, ModuleList, nested Sequential", ops, {"x": x, "y": y})
+
+    # MultiheadAttention is a tuple (attn_output, attn_weights), as torch's forward with
+    # need_weights=True; cross-attention with key = value
+    att = {"inputs": ["q", "kv"],
+           "modules": [{"name": "att", "type": "MultiheadAttention", "embed_dim": 8,
+                        "num_heads": 2, "batch_first": True}, lin("head", 8, 2)],
+           "nodes": [{"name": "a", "module": "att", "args": ["q", "kv", "kv"]},
+                     {"name": "a0", "op": "getitem", "args": ["a"], "index": 0},
+                     {"name": "w", "op": "getitem", "args": ["a"], "index": 1},
+                     {"name": "self_a", "module": "att", "args": ["q", "q", "q"]},
+                     {"name": "s0", "op": "getitem", "args": ["self_a"], "index": 0},
+                     {"name": "sum", "op": "add", "args": ["a0", "s0"]},
+                     {"name": "out", "module": "head", "args": ["sum"]}],
+           "outputs": [["out", "out"], ["weights", "w"]]}
+    graph_case("MultiheadAttention tuple", att, {"q": torch.randn(3, 4, 8, generator=g),
+                                                  "kv": torch.randn(3, 6, 8, generator=g)})
 
     # errors name the node (and the field)
     base = {"inputs": ["x"], "modules": [lin("fc", 8, 4)]}

@@ -85,6 +85,13 @@ static bool parse_gmod(const cJSON *j, const char *path, gmod *m, etd_flow *flow
         m->kind = 0;
         if (!etd_spec_parse_layer(j, path, &m->layer, flow, e))
             return false;
+        /* the library graph calls the module itself: a spec-fixed mask (applied by the
+         * layer list's forward hook) would be silently dropped */
+        if (m->layer.mask.kind != ETD_MASK_NONE)
+            return etd_fail(e, ETD_EINVAL, "%s: a mask fixed in the spec (attn_mask, src_mask, "
+                            "mask) is for layer lists; in a graph pass it as an argument "
+                            "(TransformerEncoderLayer / TransformerEncoder: src, mask, "
+                            "src_key_padding_mask)", path), false;
         m->index_input = m->layer.type->index_input;
         return true;
     }

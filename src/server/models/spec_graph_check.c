@@ -26,6 +26,11 @@ int etd_graph_value_of(const etd_graph *g, const char *name)
 
 bool etd_graph_is_tuple(const etd_graph *g, int v)
 {
+    /* torch's MultiheadAttention returns (attn_output, attn_weights) */
+    if (v >= g->ninputs && g->nodes[v - g->ninputs].kind == ET_GNODE_MODULE) {
+        const gmod *m = g->nodes[v - g->ninputs].mod;
+        return m && m->kind == 0 && !strcmp(m->layer.type->name, "MultiheadAttention");
+    }
     return v >= g->ninputs && g->nodes[v - g->ninputs].kind == ET_GNODE_OP &&
            (g->nodes[v - g->ninputs].op == ET_GOP_CHUNK || g->nodes[v - g->ninputs].op == ET_GOP_SPLIT);
 }
@@ -63,6 +68,10 @@ bool etd_graph_wire(etd_graph *g, etd_err *e)
                                 "%d given", k, nd->name, t, amax, amax == 1 ? "" : "s",
                                 nd->nargs), false;
         }
+    }
+    /* arguments once every target is known (whether a value is a tuple depends on it) */
+    for (int k = 0; k < n; k++) {
+        gnode *nd = &g->nodes[k];
         for (int i = 0; i < nd->nargs; i++) {
             int v = etd_graph_value_of(g, nd->arg[i]);
             if (v < 0) {
