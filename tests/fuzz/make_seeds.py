@@ -130,6 +130,14 @@ DISPATCH = [
     req("POST", "/v1/models", dict(SPEC, name="g", nonfinite="rollback")) + "\n%%\n" +
     req("POST", "/v1/models/g/batches", {"inputs": [[3e38, 3e38]], "targets": [[1]]}) + "\n%%\n" +
     req("GET", "/v1/models/g"),
+    # live hyperparameters, the lr series and the markers
+    req("PATCH", M, {"optimizer": {"lr": 0.05, "momentum": 0.9, "centered": False},
+                     "scheduler": {"type": "LinearLR", "start_factor": 0.5, "total_iters": 3},
+                     "nonfinite": "allow"}) + "\n%%\n" +
+    req("POST", M + "/train", {"inputs": [[1, 2]], "targets": [[1]], "epochs": 2}) + "\n%%\n" +
+    req("PATCH", M, {"optimizer": {"param_groups": [{"lr": 0.01}]}, "scheduler": None}) +
+    "\n%%\n" + req("GET", M + "/loss?series=lr,markers"),
+    req("PATCH", M, {"optimizer": {"type": "Adam", "betas": [0.9, 2]}, "layers": []}),
 ]
 
 # ---- binary bodies (safetensors, OIP binary tensor extension): standard library only

@@ -336,6 +336,7 @@ class HostileTest(unittest.TestCase):
             ("DELETE", "/v1/models/nonexistent", (404,)), ("DELETE", "/v1/models/..", (400, 404)),
             ("DELETE", "/v1/models", (405,)),
             ("PUT", "/v1/models/reg/predict", (405,)), ("PATCH", "/v1/models/reg/predict", (405,)),
+            ("PATCH", "/v1/models/reg", (400,)), ("PATCH", "/v1/models", (405,)),
             ("GET", "/v1/models/reg/predict", (405,)), ("GET", "/v1/models/reg/train", (405,)),
             ("GET", "/v1/models/reg/step", (405,)), ("DELETE", "/v1/models/reg/parameters", (405,)),
             ("GET", "/v1/models/reg/loss?since=abc", (400,)), ("GET", "/v1/models/reg/loss?since=1e3", (400,)),

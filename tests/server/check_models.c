@@ -314,7 +314,12 @@ static etd_model *twin(etd_model *m)
     ck_assert(etd_model_loss_history(m, -1, &h, &e) == ETD_OK);
     st.h_step = h.steps;
     st.h_loss = h.losses;
+    st.h_lr = h.lrs;
     st.h_n = h.n;
+    h.steps = NULL; /* taken over by st; the markers are not copied */
+    h.losses = NULL;
+    h.lrs = NULL;
+    etd_history_free(&h);
     etd_model_lock_any(t, true);
     ck_assert_msg(etd_ts_apply(t, &st, &e) == ETD_OK, "%s", e.msg);
     etd_model_unlock(t);

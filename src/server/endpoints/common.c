@@ -683,6 +683,21 @@ void ep_write_time(etd_buf *out, double t)
     etd_buf_printf(out, "\"%s.%03dZ\"", s, ms);
 }
 
+void ep_write_marker(etd_buf *out, const etd_marker *mk)
+{
+    etd_buf_puts(out, "{\"step\":");
+    etd_json_i64(out, mk->step);
+    etd_buf_puts(out, ",\"time\":");
+    ep_write_time(out, mk->time);
+    etd_buf_puts(out, ",\"kind\":");
+    etd_json_str(out, etd_marker_kinds[mk->kind]);
+    if (mk->json[0]) {
+        etd_buf_putc(out, ',');
+        etd_buf_puts(out, mk->json);
+    }
+    etd_buf_putc(out, '}');
+}
+
 void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf)
 {
     etd_buf_puts(out, ",\"nonfinite\":{\"policy\":");

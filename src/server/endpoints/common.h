@@ -157,5 +157,7 @@ void ep_write_status(etd_buf *out, const etd_model_summary *s);
 void ep_write_nonfinite(etd_buf *out, const etd_nf_summary *nf);
 /* An ISO 8601 UTC time with milliseconds, quoted ("2024-05-01T12:00:00.123Z"). */
 void ep_write_time(etd_buf *out, double unix_seconds);
+/* {"step", "time", "kind", ...the kind's members} */
+void ep_write_marker(etd_buf *out, const etd_marker *mk);
 
 #endif

@@ -7,15 +7,16 @@
 #include "server/endpoints/handlers.h"
 #include "server/models/versions.h"
 
-/* GET /v1/models/{name} and the answer of a define. */
-static void write_description(etd_buf *out, etd_model *m)
+/* GET /v1/models/{name} and the answer of a define (and of a PATCH, with
+ * its "changes" member: extra, or NULL). */
+static void write_description_with(etd_buf *out, etd_model *m, const char *extra)
 {
     etd_model_info in;
     etd_model_info_get(m, &in);
     etd_buf_puts(out, "{\"name\":");
     etd_json_str(out, in.name);
     etd_buf_puts(out, ",\"spec\":");
-    etd_buf_puts(out, in.spec_json);
+    etd_model_write_spec(m, out);
     etd_buf_puts(out, ",\"parameters\":");
     etd_json_i64(out, in.param_count);
     etd_buf_puts(out, ",\"step\":");
@@ -39,12 +40,25 @@ static void write_description(etd_buf *out, etd_model *m)
             etd_buf_putc(out, ',');
         etd_json_str(out, etd_model_buffer_name(m, i));
     }
-    etd_buf_putc(out, ']');
+    etd_buf_puts(out, "],\"param_groups\":");
+    etd_err e;
+    if (etd_model_param_groups(m, out, &e) != ETD_OK)
+        etd_buf_puts(out, "[]"); /* deleted meanwhile: the 404 comes with the next call */
     int64_t serving, keep;
     int nv;
     etd_model_lifecycle(m, &serving, &keep, &nv);
     ep_write_serving(out, serving);
-    etd_buf_printf(out, ",\"keep_versions\":%lld,\"versions\":%d}", (long long)keep, nv);
+    etd_buf_printf(out, ",\"keep_versions\":%lld,\"versions\":%d", (long long)keep, nv);
+    if (extra) {
+        etd_buf_putc(out, ',');
+        etd_buf_puts(out, extra);
+    }
+    etd_buf_putc(out, '}');
+}
+
+static void write_description(etd_buf *out, etd_model *m)
+{
+    write_description_with(out, m, NULL);
 }
 
 void etd_h_list(etd_call *c)
@@ -100,12 +114,15 @@ void etd_h_delete(etd_call *c)
     etd_buf_putc(&c->rs->body, '}');
 }
 
-/* PATCH /v1/models/{name}: what plain predict/infer serve ("serving":
- * "live" or a version) and keep_versions; the description back. */
+/* PATCH /v1/models/{name}: one change of a running model, validated whole
+ * before anything changes -- optimizer hyperparameters, the scheduler, the
+ * divergence policy (models/hparams.c) and what plain predict/infer serve
+ * ("serving": "live" or a version) and keep_versions (versions.c).  The
+ * description back, with "changes" (what moved). */
 void etd_h_patch(etd_call *c)
 {
-    static const char *const keys[] = {"serving", "keep_versions", NULL};
-    if (!ep_model(c) || !ep_json(c, NULL) || !ep_keys(c, c->doc.root, keys))
+    if (!ep_model(c) || !ep_json(c, NULL) ||
+        !ep_ok(c, etd_model_patch_check(c->doc.root, &c->e)))
         return;
     const cJSON *sv = cJSON_GetObjectItemCaseSensitive(c->doc.root, "serving");
     const cJSON *kv = cJSON_GetObjectItemCaseSensitive(c->doc.root, "keep_versions");
@@ -130,9 +147,26 @@ void etd_h_patch(etd_call *c)
     } else if (kv) {
         keep = 0;
     }
-    if (!ep_ok(c, etd_model_set_lifecycle(c->m, serving, keep, &c->e)))
+    /* the version to serve exists before anything changes */
+    if (serving > 0) {
+        etd_version_info vi;
+        if (etd_model_version_info(c->m, serving, &vi, &c->e) != ETD_OK) {
+            etd_err_append(&c->e, " (serving)");
+            ep_ok(c, c->e.rc);
+            return;
+        }
+    }
+    etd_patch_result r = {0};
+    if (etd_model_patch_wants(c->doc.root) &&
+        !ep_ok(c, etd_model_patch(c->m, c->doc.root, &r, &c->e)))
         return;
-    write_description(&c->rs->body, c->m);
+    if ((serving >= 0 || keep >= 0) &&
+        !ep_ok(c, etd_model_set_lifecycle(c->m, serving, keep, &c->e))) {
+        etd_patch_result_free(&r);
+        return;
+    }
+    write_description_with(&c->rs->body, c->m, r.changes ? r.changes : "\"changes\":{}");
+    etd_patch_result_free(&r);
 }
 
 /* The type names a spec may use and their fields in constructor order, so

@@ -369,23 +369,39 @@ void etd_h_loss(etd_call *c)
         }
         since = v;
     }
-    /* series: the training loss, the validation history, or both (default) */
-    bool train = true, val = true;
+    /* series: a comma-separated list of the training loss, the validation
+     * history, the lr of each step, the markers; "all" (default): every one */
+    enum { S_TRAIN = 1, S_VAL = 2, S_LR = 4, S_MARKERS = 8, S_ALL = 15 };
+    static const char *const names[] = {"train", "validation", "lr", "markers", "all", NULL};
+    unsigned want = S_ALL;
     const char *series = ep_query(c, "series");
     if (series) {
-        static const char *const names[] = {"train", "validation", "all", NULL};
-        train = strcmp(series, "train") == 0 || strcmp(series, "all") == 0;
-        val = strcmp(series, "validation") == 0 || strcmp(series, "all") == 0;
-        if (!train && !val) {
-            etd_fail(&c->e, ETD_EINVAL, "series: expected \"train\", \"validation\" or \"all\"");
-            etd_err_suggest(&c->e, series, names);
-            ep_ok(c, ETD_EINVAL);
-            return;
+        want = 0;
+        for (const char *p = series;;) {
+            size_t n = strcspn(p, ",");
+            int k = 0;
+            while (names[k] && (strlen(names[k]) != n || strncmp(names[k], p, n)))
+                k++;
+            if (!names[k]) {
+                char one[64];
+                snprintf(one, sizeof one, "%.*s", (int)(n < 63 ? n : 63), p);
+                etd_fail(&c->e, ETD_EINVAL, "series: unknown series \"%s\" (expected a "
+                         "comma-separated list of train, validation, lr, markers, or all)", one);
+                etd_err_suggest(&c->e, one, names);
+                ep_ok(c, ETD_EINVAL);
+                return;
+            }
+            want |= k == 4 ? S_ALL : 1u << k;
+            if (!p[n])
+                break;
+            p += n + 1;
         }
     }
+    bool train = want & S_TRAIN, val = want & S_VAL, lrs = want & S_LR, mks = want & S_MARKERS;
     etd_history h = {0};
     etd_val_history vh = {0};
-    if (!ep_model(c) || (train && !ep_ok(c, etd_model_loss_history(c->m, since, &h, &c->e))))
+    if (!ep_model(c) || ((train || lrs || mks) &&
+                         !ep_ok(c, etd_model_loss_history(c->m, since, &h, &c->e))))
         return;
     if (val && !ep_ok(c, etd_model_validation_history(c->m, since, 0, &vh, &c->e))) {
         etd_history_free(&h);
@@ -395,7 +411,7 @@ void etd_h_loss(etd_call *c)
     etd_model_info_get(c->m, &in);
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"step\":");
-    etd_json_i64(out, train ? h.step : in.sum.step);
+    etd_json_i64(out, train || lrs || mks ? h.step : in.sum.step);
     if (train) {
         etd_buf_puts(out, ",\"history\":[");
         for (size_t i = 0; i < h.n; i++) {
@@ -413,6 +429,26 @@ void etd_h_loss(etd_call *c)
             if (i)
                 etd_buf_putc(out, ',');
             ep_write_validation_entry(out, &vh.v[i]);
+        }
+        etd_buf_putc(out, ']');
+    }
+    if (lrs) { /* [step, lr]: the lr each step used (null where not known) */
+        etd_buf_puts(out, ",\"lr\":[");
+        for (size_t i = 0; i < h.n; i++) {
+            etd_buf_puts(out, i ? ",[" : "[");
+            etd_json_i64(out, h.steps[i]);
+            etd_buf_putc(out, ',');
+            etd_json_double(out, h.lrs[i]);
+            etd_buf_putc(out, ']');
+        }
+        etd_buf_putc(out, ']');
+    }
+    if (mks) {
+        etd_buf_puts(out, ",\"markers\":[");
+        for (size_t i = 0; i < h.nmarkers; i++) {
+            if (i)
+                etd_buf_putc(out, ',');
+            ep_write_marker(out, &h.markers[i]);
         }
         etd_buf_putc(out, ']');
     }

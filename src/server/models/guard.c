@@ -147,6 +147,17 @@ void etd_guard_note(etd_model *m, const char *source, const char *why, etd_nf_ac
     etd_buf_printf(&b, ",\"action\":\"%s\",\"count\":%lld,\"policy\":\"%s\",\"status\":\"%s\"",
                    etd_nf_action_names[a], (long long)m->ts.nf_count,
                    etd_nf_policy_names[m->ts.nonfinite], m->ts.diverged ? "diverged" : "ok");
+    /* the marker on the loss chart: where, what, and what was done */
+    etd_buf mk;
+    etd_buf_init(&mk);
+    etd_buf_puts(&mk, "\"source\":");
+    etd_json_str(&mk, source);
+    etd_buf_puts(&mk, ",\"reason\":");
+    etd_json_str(&mk, why);
+    etd_buf_printf(&mk, ",\"action\":\"%s\"", etd_nf_action_names[a]);
+    if (!mk.oom)
+        etd_model_marker_add(m, m->ts.step, ETD_MK_NONFINITE, mk.data);
+    etd_buf_free(&mk);
     etd_events_flush(m); /* after the steps before it */
     if (!b.oom)
         etd_events_publish(m, ETD_EV_NONFINITE, b.data);

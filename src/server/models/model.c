@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/formats/modelfile.h"
 #include "server/models/model_internal.h"
@@ -30,6 +31,10 @@ void etd_model_destroy(etd_model *m)
     free(m->spec_json);
     free(m->h_step);
     free(m->h_loss);
+    free(m->h_lr);
+    for (size_t i = 0; i < m->mk_len; i++)
+        free(m->mk[i].json);
+    free(m->mk);
     free(m->v);
     free(m->jobs);
     free(m->ev_steps);
@@ -104,11 +109,13 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
                  ETD_TS_MAX_SCHED);
         goto fail;
     }
+    m->ts.lr_base = m->sched != NULL; /* it took spec.optimizer.lr as torch's initial_lr */
     if (r->events && !(m->ev_ring = etd_events_model_ring(r->events))) {
         etd_fail(e, ETD_ENOMEM, "out of memory");
         goto fail;
     }
     m->ts.nonfinite = m->spec.nonfinite;
+    m->hp_stale = true;
     if (etd_guard_keep(m, e) != ETD_OK)
         goto fail;
     if (m->spec.max_batch_size > 0 &&
@@ -131,13 +138,24 @@ void etd_model_publish(etd_model *m)
                          m->ts.nf_time, m->ts.nf_action, "", ""};
     memcpy(nf.source, m->ts.nf_source, sizeof nf.source);
     memcpy(nf.reason, m->ts.nf_reason, sizeof nf.reason);
+    bool hp = m->sched || m->hp_stale;
+    int ng = et_optim_num_groups(m->opt), nk = et_optim_num_hparams(m->opt), n = 0;
+    double v[ETD_TS_MAX_HP];
+    for (int g = 0; hp && g < ng; g++)
+        for (int k = 0; k < nk && n < ETD_TS_MAX_HP; k++)
+            v[n++] = et_optim_group_get(m->opt, g, et_optim_hparam_name(m->opt, k));
+    m->hp_stale = false;
     pthread_mutex_lock(&m->pub_mu);
     m->pub = (etd_model_summary){m->ts.step, m->ts.pending, m->ts.has_loss, m->ts.last_loss,
                                  et_optim_get_lr(m->opt), nf};
+    if (hp) {
+        m->pub_ng = ng;
+        memcpy(m->pub_hp, v, (size_t)n * sizeof *v);
+    }
     pthread_mutex_unlock(&m->pub_mu);
 }
 
-void etd_model_history_add(etd_model *m, int64_t step, float loss)
+void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr)
 {
     pthread_mutex_lock(&m->pub_mu);
     size_t max = m->reg->o.max_history;
@@ -145,7 +163,13 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss)
         size_t drop = m->h_len - max / 2;
         memmove(m->h_step, m->h_step + drop, (m->h_len - drop) * sizeof *m->h_step);
         memmove(m->h_loss, m->h_loss + drop, (m->h_len - drop) * sizeof *m->h_loss);
+        memmove(m->h_lr, m->h_lr + drop, (m->h_len - drop) * sizeof *m->h_lr);
         m->h_len -= drop;
+        /* the dashboard marks where the kept history starts */
+        char data[96];
+        snprintf(data, sizeof data, "\"dropped\":%zu,\"first_step\":%lld", drop,
+                 (long long)m->h_step[0]);
+        etd_model_marker_add_locked(m, m->h_step[0], ETD_MK_TRUNCATED, data);
     }
     if (m->h_len == m->h_cap) {
         size_t cap = m->h_cap ? m->h_cap * 2 : 64;
@@ -155,7 +179,10 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss)
         float *l = realloc(m->h_loss, cap * sizeof *l);
         if (l)
             m->h_loss = l;
-        if (!s || !l) {
+        double *r = realloc(m->h_lr, cap * sizeof *r);
+        if (r)
+            m->h_lr = r;
+        if (!s || !l || !r) {
             pthread_mutex_unlock(&m->pub_mu);
             return;
         }
@@ -163,7 +190,48 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss)
     }
     m->h_step[m->h_len] = step;
     m->h_loss[m->h_len] = loss;
+    m->h_lr[m->h_len] = lr;
     m->h_len++;
+    pthread_mutex_unlock(&m->pub_mu);
+}
+
+/* ---------------------------------------------------------------- markers */
+
+double etd_wall_time(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+const char *const etd_marker_kinds[] = {"nonfinite", "hyperparameters", "truncated", NULL};
+
+void etd_model_marker_add_locked(etd_model *m, int64_t step, etd_marker_kind kind,
+                                 const char *data)
+{
+    if (m->mk_len == ETD_MARKERS) { /* the oldest goes */
+        free(m->mk[0].json);
+        memmove(m->mk, m->mk + 1, (m->mk_len - 1) * sizeof *m->mk);
+        m->mk_len--;
+    }
+    if (m->mk_len == m->mk_cap) {
+        size_t cap = m->mk_cap ? m->mk_cap * 2 : 16;
+        etd_marker *n = realloc(m->mk, cap * sizeof *n);
+        if (!n)
+            return;
+        m->mk = n;
+        m->mk_cap = cap;
+    }
+    char *j = strdup(data ? data : "");
+    if (!j)
+        return;
+    m->mk[m->mk_len++] = (etd_marker){step, etd_wall_time(), kind, j};
+}
+
+void etd_model_marker_add(etd_model *m, int64_t step, etd_marker_kind kind, const char *data)
+{
+    pthread_mutex_lock(&m->pub_mu);
+    etd_model_marker_add_locked(m, step, kind, data);
     pthread_mutex_unlock(&m->pub_mu);
 }
 
@@ -225,10 +293,16 @@ void etd_model_io_get(const etd_model *m, etd_model_io *io)
     io->named = g && (io->ninputs > 1 || io->noutputs > 1 || m->spec.nterms > 0);
 }
 
+void etd_model_write_spec(etd_model *m, etd_buf *out)
+{
+    pthread_mutex_lock(&m->pub_mu);
+    etd_buf_puts(out, m->spec_json);
+    pthread_mutex_unlock(&m->pub_mu);
+}
+
 void etd_model_info_get(etd_model *m, etd_model_info *info)
 {
     info->name = m->name;
-    info->spec_json = m->spec_json;
     info->seed = m->seed;
     info->param_count = m->spec.param_count;
     info->nparams = m->nparams;
@@ -256,12 +330,25 @@ etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_e
     h->n = m->h_len - lo;
     h->steps = malloc((h->n ? h->n : 1) * sizeof *h->steps);
     h->losses = malloc((h->n ? h->n : 1) * sizeof *h->losses);
-    if (h->steps && h->losses && h->n) {
+    h->lrs = malloc((h->n ? h->n : 1) * sizeof *h->lrs);
+    if (h->steps && h->losses && h->lrs && h->n) {
         memcpy(h->steps, m->h_step + lo, h->n * sizeof *h->steps);
         memcpy(h->losses, m->h_loss + lo, h->n * sizeof *h->losses);
+        memcpy(h->lrs, m->h_lr + lo, h->n * sizeof *h->lrs);
+    }
+    /* the markers after since (copies) */
+    size_t k = 0;
+    while (k < m->mk_len && m->mk[k].step <= since)
+        k++;
+    h->nmarkers = m->mk_len - k;
+    h->markers = calloc(h->nmarkers ? h->nmarkers : 1, sizeof *h->markers);
+    bool mk_ok = h->markers != NULL;
+    for (size_t i = 0; mk_ok && i < h->nmarkers; i++) {
+        h->markers[i] = m->mk[k + i];
+        mk_ok = (h->markers[i].json = strdup(m->mk[k + i].json)) != NULL;
     }
     pthread_mutex_unlock(&m->pub_mu);
-    if (!h->steps || !h->losses) {
+    if (!h->steps || !h->losses || !h->lrs || !mk_ok) {
         etd_history_free(h);
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
@@ -272,6 +359,10 @@ void etd_history_free(etd_history *h)
 {
     free(h->steps);
     free(h->losses);
+    free(h->lrs);
+    for (size_t i = 0; h->markers && i < h->nmarkers; i++)
+        free(h->markers[i].json);
+    free(h->markers);
     memset(h, 0, sizeof *h);
 }
 

@@ -69,6 +69,9 @@ typedef struct etd_ts_scalars {
     /* the scheduler's named state (et_scheduler_state_*), in its order */
     int nsched;
     double sched[ETD_TS_MAX_SCHED];
+    /* live hyperparameters (hparams.c) */
+    bool lr_base;               /* a scheduler has taken spec.optimizer.lr as its base lr
+                                   (torch's initial_lr): PATCH leaves that field as it is */
 } etd_ts_scalars;
 
 struct etd_model {
@@ -80,7 +83,9 @@ struct etd_model {
     bool deleted;                /* set under the write lock */
     atomic_bool dirty;           /* changed since the last save */
 
-    char *spec_json;             /* the spec as submitted, without "name" */
+    char *spec_json;             /* the spec as submitted, without "name"; PATCH replaces
+                                    it under the write lock AND pub_mu (readers that must
+                                    not wait copy it under pub_mu: etd_model_write_spec) */
     etd_spec spec;
     uint64_t seed;
     et_generator *gen;           /* init, dropout masks, shuffling */
@@ -99,9 +104,18 @@ struct etd_model {
     bool frozen;                 /* serves a version: never saved, never trained */
 
     etd_model_summary pub;       /* published copy for readers that must not wait */
+    /* every group's hyper-parameters as published (param_groups in GET), under
+     * pub_mu: re-read at each publish while a scheduler moves them, else only
+     * after hp_stale (build, PATCH, a state applied) */
+    int pub_ng;
+    double pub_hp[ETD_TS_MAX_HP];
+    bool hp_stale;               /* under the model's write lock */
     int64_t *h_step;             /* loss history, under pub_mu */
     float *h_loss;
+    double *h_lr;                /* the lr of each entry's step */
     size_t h_len, h_cap;
+    etd_marker *mk;              /* markers, oldest first, under pub_mu */
+    size_t mk_len, mk_cap;
     etd_val_entry *v;            /* validation history, under pub_mu */
     size_t v_len, v_cap;
 
@@ -229,7 +243,12 @@ void etd_model_destroy(etd_model *m);
 /* Copy the summary where readers that must not wait see it. */
 void etd_model_publish(etd_model *m);
 /* Append one [step, loss] entry (the oldest half goes past --max-history). */
-void etd_model_history_add(etd_model *m, int64_t step, float loss);
+void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr);
+/* A marker (data: the kind's JSON members without braces, or NULL); _locked
+ * with pub_mu held. */
+void etd_model_marker_add(etd_model *m, int64_t step, etd_marker_kind kind, const char *data);
+void etd_model_marker_add_locked(etd_model *m, int64_t step, etd_marker_kind kind,
+                                 const char *data);
 /* Append one validation entry (evaluate.c; the same bound). */
 void etd_model_validation_add(etd_model *m, const etd_val_entry *v);
 /* Write the model's file now; the caller holds its lock (shared is enough).
@@ -369,6 +388,9 @@ struct etd_train_state {
     size_t hlen, vlen;           /* loss and validation history entries at capture */
     int64_t *h_step;             /* the entries (from a file) */
     float *h_loss;
+    double *h_lr;
+    etd_marker *mk;              /* the markers (from a file) */
+    size_t mk_n;
     size_t h_n;
     etd_val_entry *v;            /* the validation entries (from a file) */
     size_t v_n;
@@ -404,6 +426,13 @@ etd_rc etd_ts_decode(const uint8_t *buf, size_t len, et_tensor_dict **dict, cJSO
 /* The state in a decoded file (tensors borrowed from dict). */
 etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *meta,
                         etd_train_state *st, etd_err *e);
+/* The scalars table as the file's metadata members (",\"key\":value" each;
+ * train_state.c, for train_state_file.c), and back (false + e naming the key). */
+void etd_ts_write_scalars(etd_buf *b, const etd_model *m, const etd_ts_scalars *s);
+bool etd_ts_read_scalars(const cJSON *meta, const etd_model *m, etd_ts_scalars *s, etd_err *e);
+/* A u64 as a 16-digit hex string (JSON numbers cannot hold 64 bits), and back. */
+void etd_ts_put_u64_hex(etd_buf *b, uint64_t v);
+bool etd_ts_get_u64_hex(const cJSON *j, uint64_t *out);
 
 /* One validation entry as the model file writes it ({"step", "job", "k",
  * and the metrics measured by name, NaN as null}; versions_file.c writes a

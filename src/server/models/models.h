@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 #include <easytorch/easytorch.h>
 
+#include "server/formats/json_out.h"
 #include "server/formats/result.h"
 #include "server/formats/tensor_json.h"
 
@@ -192,7 +193,6 @@ void etd_model_list_free(etd_model_list *l);
  * reference is held) and its summary. */
 typedef struct etd_model_info {
     const char *name;
-    const char *spec_json;    /* the spec as submitted, without "name" */
     uint64_t seed;
     int64_t param_count;      /* scalar parameters */
     int nparams;              /* parameter tensors: etd_model_param_name(m, 0..n-1) */
@@ -202,6 +202,9 @@ typedef struct etd_model_info {
     etd_model_summary sum;
 } etd_model_info;
 void etd_model_info_get(etd_model *m, etd_model_info *info);
+/* The spec as submitted (without "name"), as it is now: PATCH changes its
+ * optimizer, scheduler and nonfinite (copied: readers that must not wait). */
+void etd_model_write_spec(etd_model *m, etd_buf *out);
 const char *etd_model_name(const etd_model *m);
 /* Does the model batch concurrent predictions (its spec's "batching")? */
 bool etd_model_batching(const etd_model *m);
@@ -392,12 +395,56 @@ etd_rc etd_model_parameters(etd_model *m, etd_tensors *p, etd_err *e);
  * shape (and an int64 buffer's whole-number values) checked first. */
 etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *e);
 
+/* ---- live hyperparameters (hparams.c) ---- */
+
+/* PATCH: body {"optimizer": {hyperparameters..., "param_groups": [{...}]},
+ * "scheduler": {...} | null, "nonfinite": "skip"|"rollback"|"allow"},
+ * validated whole (ETD_EINVAL naming the field, nothing changed), applied
+ * between two steps (a running job goes on), recorded as a marker, saved.
+ * r->changes: the JSON member "changes":{"lr":{"from","to"},...}. */
+typedef struct etd_patch_result {
+    int nchanges;             /* values that differ from before */
+    int64_t step;             /* the model's step count when applied */
+    char *changes;            /* malloc'ed: etd_patch_result_free */
+} etd_patch_result;
+etd_rc etd_model_patch(etd_model *m, const cJSON *body, etd_patch_result *r, etd_err *e);
+/* The body's keys and their kinds (the whole PATCH body: these and "serving",
+ * "keep_versions", which versions.h applies); ETD_EINVAL naming the field. */
+etd_rc etd_model_patch_check(const cJSON *body, etd_err *e);
+/* Does the body change anything etd_model_patch applies? */
+bool etd_model_patch_wants(const cJSON *body);
+void etd_patch_result_free(etd_patch_result *r);
+/* [{"lr":..,"momentum":..,...}, ...]: every parameter group's current
+ * hyperparameters, spelled as the spec's optimizer fields. */
+etd_rc etd_model_param_groups(etd_model *m, etd_buf *out, etd_err *e);
+
 /* The loss history after step `since` (since < 0: all kept entries). */
+/* Markers: what the dashboard draws on a loss chart.  Kept per model (the
+ * newest ETD_MARKERS), persisted, listed by GET .../loss. */
+typedef enum etd_marker_kind {
+    ETD_MK_NONFINITE,         /* the divergence guard saw a non-finite batch/step */
+    ETD_MK_HPARAMS,           /* PATCH changed hyperparameters, the scheduler, the policy */
+    ETD_MK_TRUNCATED          /* the loss history's oldest entries were dropped */
+} etd_marker_kind;
+extern const char *const etd_marker_kinds[]; /* "nonfinite", "hyperparameters", "truncated" */
+#define ETD_MARKERS 1000
+typedef struct etd_marker {
+    int64_t step;             /* the model's step count when it happened */
+    double time;              /* Unix seconds */
+    etd_marker_kind kind;
+    char *json;               /* the kind's members, JSON without braces ("" for none) */
+} etd_marker;
+/* Wall-clock time in Unix seconds. */
+double etd_wall_time(void);
+
 typedef struct etd_history {
     int64_t step;             /* the model's step count */
     size_t n;
     int64_t *steps;           /* malloc'ed: etd_history_free */
     float *losses;
+    double *lrs;              /* the lr each step used (NaN: not known, older files) */
+    size_t nmarkers;          /* the markers after since, oldest first */
+    etd_marker *markers;
 } etd_history;
 etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_err *e);
 void etd_history_free(etd_history *h);

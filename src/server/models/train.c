@@ -259,7 +259,7 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
             m->ts.pending_loss_sum = 0;
             skipped = step_undone(m, "step", noted, why, sizeof why);
             if (!skipped) {
-                etd_model_history_add(m, m->ts.step, loss);
+                etd_model_history_add(m, m->ts.step, loss, lr);
                 etd_events_step(m, m->ts.step, loss, lr, 0);
             }
         }
@@ -355,7 +355,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     if (!r->skipped) {
         m->ts.has_loss = true;
         m->ts.last_loss = r->loss;
-        etd_model_history_add(m, m->ts.step, r->loss);
+        etd_model_history_add(m, m->ts.step, r->loss, r->lr);
         etd_err ge;
         if (etd_guard_keep(m, &ge) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);

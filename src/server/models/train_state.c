@@ -20,6 +20,7 @@
  * apply_scalars.  Plain counters (in m->ts) need only the first two.
  * Callers hold the model's lock (write lock to apply) and no tensor pool.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@ static void capture_scalars(const etd_model *m, etd_ts_scalars *s)
  * capture_scalars took, or a file's), each checked by the library first. */
 static bool apply_mirrors(etd_model *m, const etd_ts_scalars *s, etd_err *e)
 {
+    m->hp_stale = true;
     int nk = et_optim_num_hparams(m->opt);
     for (int i = 0; i < s->nhp && nk > 0; i++) {
         const char *key = et_optim_hparam_name(m->opt, i % nk);
@@ -94,6 +96,7 @@ static bool apply_scalars(etd_model *m, const etd_ts_scalars *s, etd_err *e)
     m->ts.nf_step = s->nf_step;
     m->ts.nf_time = s->nf_time;
     m->ts.nf_action = s->nf_action;
+    m->ts.lr_base = s->lr_base || m->sched; /* files before PATCH: a scheduler took it */
     memcpy(m->ts.nf_source, s->nf_source, sizeof s->nf_source);
     memcpy(m->ts.nf_reason, s->nf_reason, sizeof s->nf_reason);
     return true;
@@ -216,6 +219,10 @@ void etd_ts_free(etd_train_state *st)
     et_tensor_dict_free(st->tensors);
     free(st->h_step);
     free(st->h_loss);
+    free(st->h_lr);
+    for (size_t i = 0; st->mk && i < st->mk_n; i++)
+        free(st->mk[i].json);
+    free(st->mk);
     free(st->v);
     free(st->jobs);
     memset(st, 0, sizeof *st);
@@ -344,11 +351,22 @@ etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e)
             pthread_mutex_lock(&m->pub_mu);
             m->h_len = 0;
             m->v_len = 0;
+            for (size_t i = 0; i < m->mk_len; i++)
+                free(m->mk[i].json);
+            m->mk_len = 0;
             pthread_mutex_unlock(&m->pub_mu);
             for (size_t i = 0; i < st->h_n; i++)
-                etd_model_history_add(m, st->h_step[i], st->h_loss[i]);
+                etd_model_history_add(m, st->h_step[i], st->h_loss[i],
+                                      st->h_lr ? st->h_lr[i] : NAN);
             for (size_t i = 0; i < st->v_n; i++)
                 etd_model_validation_add(m, &st->v[i]);
+            pthread_mutex_lock(&m->pub_mu);
+            for (size_t i = 0; i < st->mk_n; i++) {
+                etd_model_marker_add_locked(m, st->mk[i].step, st->mk[i].kind, st->mk[i].json);
+                if (m->mk_len)
+                    m->mk[m->mk_len - 1].time = st->mk[i].time;
+            }
+            pthread_mutex_unlock(&m->pub_mu);
         } else { /* a snapshot: what was added since goes */
             pthread_mutex_lock(&m->pub_mu);
             if (m->h_len > st->hlen)

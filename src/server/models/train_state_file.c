@@ -53,6 +53,7 @@ static const struct ts_field {
      etd_nf_action_names, 0},
     {"nonfinite_source", F_STR, offsetof(etd_ts_scalars, nf_source), OPTIONAL, NULL,
      sizeof(((etd_ts_scalars *)0)->nf_source)},
+    {"lr_base", F_BOOL, offsetof(etd_ts_scalars, lr_base), OPTIONAL, NULL, 0},
     {"nonfinite_reason", F_STR, offsetof(etd_ts_scalars, nf_reason), OPTIONAL, NULL,
      sizeof(((etd_ts_scalars *)0)->nf_reason)},
 };
@@ -433,7 +434,21 @@ etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
         etd_json_i64(&meta, m->h_step[i]);
         etd_buf_putc(&meta, ',');
         etd_json_float(&meta, m->h_loss[i]);
+        etd_buf_putc(&meta, ',');
+        etd_json_double(&meta, m->h_lr[i]);
         etd_buf_putc(&meta, ']');
+    }
+    etd_buf_puts(&meta, "],\"markers\":[");
+    for (size_t i = 0; i < m->mk_len; i++) {
+        etd_buf_puts(&meta, i ? ",{\"step\":" : "{\"step\":");
+        etd_json_i64(&meta, m->mk[i].step);
+        etd_buf_puts(&meta, ",\"time\":");
+        etd_json_double(&meta, m->mk[i].time);
+        etd_buf_puts(&meta, ",\"kind\":");
+        etd_json_str(&meta, etd_marker_kinds[m->mk[i].kind]);
+        etd_buf_puts(&meta, ",\"data\":");
+        etd_json_str(&meta, m->mk[i].json);
+        etd_buf_putc(&meta, '}');
     }
     etd_buf_puts(&meta, "],\"validation\":[");
     for (size_t i = 0; i < m->v_len; i++)
@@ -475,6 +490,29 @@ etd_rc etd_ts_decode(const uint8_t *buf, size_t len, et_tensor_dict **dict, cJSO
     return ETD_OK;
 }
 
+/* A marker's members are written into answers as they are: from a file,
+ * only JSON object members with no other marker field's name pass. */
+static bool valid_members(const char *s)
+{
+    if (!*s)
+        return true;
+    size_t n = strlen(s);
+    char *w = malloc(n + 3);
+    if (!w)
+        return false;
+    w[0] = '{';
+    memcpy(w + 1, s, n);
+    w[n + 1] = '}';
+    w[n + 2] = 0;
+    cJSON *j = cJSON_Parse(w);
+    free(w);
+    bool ok = cJSON_IsObject(j) && !cJSON_GetObjectItemCaseSensitive(j, "step") &&
+              !cJSON_GetObjectItemCaseSensitive(j, "time") &&
+              !cJSON_GetObjectItemCaseSensitive(j, "kind");
+    cJSON_Delete(j);
+    return ok;
+}
+
 etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *meta,
                         etd_train_state *st, etd_err *e)
 {
@@ -495,17 +533,47 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
     size_t n = (size_t)cJSON_GetArraySize(hist);
     st->h_step = malloc((n ? n : 1) * sizeof *st->h_step);
     st->h_loss = malloc((n ? n : 1) * sizeof *st->h_loss);
+    st->h_lr = malloc((n ? n : 1) * sizeof *st->h_lr);
     st->tensors = et_tensor_dict_new();
-    if (!st->h_step || !st->h_loss || !st->tensors) {
+    if (!st->h_step || !st->h_loss || !st->h_lr || !st->tensors) {
         etd_ts_free(st);
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
     for (const cJSON *h = hist->child; h; h = h->next) {
         const cJSON *s = cJSON_GetArrayItem(h, 0), *l = cJSON_GetArrayItem(h, 1);
+        const cJSON *r = cJSON_GetArrayItem(h, 2); /* absent in files before the lr series */
         if (!cJSON_IsNumber(s))
             continue;
         st->h_step[st->h_n] = (int64_t)s->valuedouble;
+        st->h_lr[st->h_n] = cJSON_IsNumber(r) ? r->valuedouble : NAN;
         st->h_loss[st->h_n++] = cJSON_IsNumber(l) ? (float)l->valuedouble : NAN;
+    }
+    /* the markers (none in files before them); a malformed one is skipped */
+    const cJSON *mks = cJSON_GetObjectItemCaseSensitive(meta, "markers");
+    int nmk = cJSON_IsArray(mks) ? cJSON_GetArraySize(mks) : 0;
+    if (!(st->mk = calloc((size_t)(nmk ? nmk : 1), sizeof *st->mk))) {
+        etd_ts_free(st);
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    for (const cJSON *x = nmk ? mks->child : NULL; x; x = x->next) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(x, "step");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(x, "time");
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(x, "kind");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(x, "data");
+        int kind = 0;
+        while (cJSON_IsString(k) && etd_marker_kinds[kind] &&
+               strcmp(etd_marker_kinds[kind], k->valuestring))
+            kind++;
+        if (!cJSON_IsNumber(s) || !cJSON_IsNumber(t) || !cJSON_IsString(k) ||
+            !etd_marker_kinds[kind] || !cJSON_IsString(d) || !valid_members(d->valuestring))
+            continue;
+        if (!(st->mk[st->mk_n].json = strdup(d->valuestring))) {
+            etd_ts_free(st);
+            return etd_fail(e, ETD_ENOMEM, "out of memory");
+        }
+        st->mk[st->mk_n].step = (int64_t)s->valuedouble;
+        st->mk[st->mk_n].time = t->valuedouble;
+        st->mk[st->mk_n++].kind = (etd_marker_kind)kind;
     }
     /* the validation history (files written before it existed have none) */
     const cJSON *val = cJSON_GetObjectItemCaseSensitive(meta, "validation");

@@ -433,8 +433,9 @@ etd_rc etd_model_rollback(etd_model *m, int64_t n, etd_rollback_result *r, etd_e
     bool same = sj && strcmp(sj, m->spec_json) == 0;
     free(sj);
     if (!same)
-        rc = etd_fail(e, ETD_EINTERNAL, "version %lld of model \"%s\" has another spec",
-                      (long long)n, m->name);
+        rc = etd_fail(e, ETD_ESTATE, "version %lld of model \"%s\" was frozen with "
+                      "another optimizer, scheduler or nonfinite policy (changed by PATCH "
+                      "since): PATCH them back first", (long long)n, m->name);
     else if ((rc = etd_ts_from_file(m, d, meta, &st, e)) == ETD_OK &&
              (rc = etd_ts_capture(m, ETD_TS_ALL, true, &snap, e)) == ETD_OK) {
         st.parts &= ~(unsigned)ETD_TS_JOBS; /* the job records are the model's history */
