@@ -62,7 +62,7 @@ static void count_wake(void *arg) { (*(int *)arg)++; }
 
 static etd_event_sub *sub(etd_model *m, unsigned types, bool resume, uint64_t last)
 {
-    etd_sub_opts o = {types, resume, last, count_wake, &wakes};
+    etd_sub_opts o = {types, resume, last, count_wake, &wakes, NULL};
     etd_event_sub *s;
     etd_err e;
     ck_assert_msg(etd_events_subscribe(reg, m, &o, &s, &e) == ETD_OK, "%s", e.msg);

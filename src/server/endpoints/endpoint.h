@@ -175,7 +175,9 @@ enum {
     ETD_R_SHARED = 128,         /* reads the {name} model: a worker, its lock held shared */
     ETD_R_EXCLUSIVE = 256,      /* changes the {name} model: a worker, its lock held exclusive */
     ETD_R_LONG = 512,           /* may run for minutes (train): at most workers - 1 at once */
-    ETD_R_ONNX = 1024           /* the body may be an ONNX file (Content-Type: application/onnx) */
+    ETD_R_ONNX = 1024,          /* the body may be an ONNX file (Content-Type: application/onnx) */
+    ETD_R_QUERY_TOKEN = 2048    /* the token may come as ?access_token= (EventSource cannot
+                                   send an Authorization header) */
 };
 
 typedef struct etd_route {

@@ -19,6 +19,9 @@ void etd_h_define(etd_call *c);
 void etd_h_get(etd_call *c);
 void etd_h_delete(etd_call *c);
 void etd_h_patch(etd_call *c);
+/* v1_events.c */
+void etd_h_events(etd_call *c);
+void etd_h_model_events(etd_call *c);
 void etd_h_types(etd_call *c);
 /* v1_train.c */
 void etd_h_predict(etd_call *c);

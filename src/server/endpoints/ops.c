@@ -88,6 +88,15 @@ static void model_metrics(etd_call *c, etd_buf *out)
     }
     etd_buf_printf(out, "# HELP easytorch_models Models hosted.\n# TYPE easytorch_models gauge\n"
                    "easytorch_models %d\n", l.n);
+    long readers;
+    long long dropped;
+    etd_events_stats(c->rq->app->reg, &readers, &dropped);
+    etd_buf_printf(out, "# HELP easytorch_event_readers Event-stream readers connected.\n"
+                   "# TYPE easytorch_event_readers gauge\neasytorch_event_readers %ld\n"
+                   "# HELP easytorch_event_readers_dropped_total Event-stream readers dropped "
+                   "for falling a whole --event-buffer behind.\n"
+                   "# TYPE easytorch_event_readers_dropped_total counter\n"
+                   "easytorch_event_readers_dropped_total %lld\n", readers, dropped);
     etd_buf_puts(out, "# HELP easytorch_optimizer_steps_total Optimizer steps taken per model.\n"
                  "# TYPE easytorch_optimizer_steps_total counter\n");
     for (int i = 0; i < l.n; i++)

@@ -9,6 +9,8 @@ static const char *const q_export[] = {"format", "input_shape", NULL};
 /* POST /v1/models with an ONNX body: the spec's other fields (v1_export.c) */
 static const char *const q_define[] = {"name", "loss", "optimizer", "lr", "scheduler", "seed",
                                        "batching", "nonfinite", "keep_versions", NULL};
+static const char *const q_events[] = {"types", "last_event_id", "heartbeat", "access_token",
+                                       NULL};
 
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY
@@ -30,6 +32,9 @@ const etd_route etd_routes[] = {
     {"GET", "/v1/models", etd_h_list, RDY | INL, NULL, NULL, NULL},
     {"POST", "/v1/models", etd_h_define, RDY | BODY | ETD_R_ONNX, q_define, NULL, NULL},
     {"GET", "/v1/types", etd_h_types, INL, NULL, NULL, NULL},
+    /* event streams: subscribing never waits; the body is pulled on the I/O
+     * thread (EventSource sends no headers: the token may be ?access_token=) */
+    {"GET", "/v1/events", etd_h_events, RDY | INL | ETD_R_QUERY_TOKEN, q_events, NULL, NULL},
     {"GET", M, etd_h_get, RDY | INL, NULL, NULL, NULL},
     {"DELETE", M, etd_h_delete, RDY | EX, NULL, NULL, NULL},
     {"PATCH", M, etd_h_patch, RDY | BODY, NULL, NULL, NULL},
@@ -42,6 +47,7 @@ const etd_route etd_routes[] = {
     {"GET", M "/parameters", etd_h_params_get, RDY | SH, q_format, NULL, NULL},
     {"PUT", M "/parameters", etd_h_params_put, RDY | BIN | EX, NULL, NULL, NULL},
     {"GET", M "/loss", etd_h_loss, RDY | INL, q_loss, NULL, NULL},
+    {"GET", M "/events", etd_h_model_events, RDY | INL | ETD_R_QUERY_TOKEN, q_events, NULL, NULL},
     {"POST", M "/evaluate", etd_h_evaluate, RDY | BIN | SH, NULL, NULL, NULL},
     /* jobs take the model's lock themselves, per step: a cancel waits for the
      * running step, so it must not hold the lock (a worker, holding nothing) */

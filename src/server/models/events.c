@@ -33,7 +33,8 @@
 #include "server/models/model_internal.h"
 
 const char *const etd_event_type_names[] = {"step", "batch", "evaluation", "job", "nonfinite",
-                                            "hparams", "created", "deleted", NULL};
+                                            "hyperparameters", "version", "created", "deleted",
+                                            NULL};
 _Static_assert(sizeof etd_event_type_names / sizeof etd_event_type_names[0] == ETD_EV_COUNT + 1,
                "one name per event type");
 
@@ -65,6 +66,7 @@ struct etd_event_sub {
     unsigned types;
     void (*wake)(void *arg);
     void *wake_arg;
+    void (*wake_free)(void *arg);
     bool waiting;           /* read found nothing: wake on the next event */
     bool reset;             /* tell the reader events were lost (once) */
     uint64_t reset_from;    /* the Last-Event-ID it gave */
@@ -83,6 +85,8 @@ struct etd_events {
     pthread_cond_t stop_cv;
     bool stopping;
     etd_registry *reg;
+    atomic_long readers;    /* subscriptions not yet freed (easytorch_event_readers) */
+    atomic_llong dropped;   /* readers dropped for falling behind */
 };
 
 static double now(void)
@@ -101,6 +105,9 @@ static void event_unref(etd_event *ev)
 static void sub_unref(etd_event_sub *s)
 {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        atomic_fetch_sub(&s->hub->readers, 1);
+        if (s->wake_free)
+            s->wake_free(s->wake_arg);
         etd_model_unref(s->m);
         free(s);
     }
@@ -458,9 +465,11 @@ etd_rc etd_events_subscribe(etd_registry *reg, etd_model *m, const etd_sub_opts 
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     atomic_init(&s->refs, 1);
     s->hub = h;
+    atomic_fetch_add(&h->readers, 1);
     s->types = o->types ? o->types : (1u << ETD_EV_COUNT) - 1;
     s->wake = o->wake;
     s->wake_arg = o->wake_arg;
+    s->wake_free = o->wake_free;
     if (m) {
         atomic_fetch_add(&m->refs, 1);
         s->m = m;
@@ -540,6 +549,7 @@ etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max)
                        "here\",\"complete_after\":%llu}\n\n",
                        (unsigned long long)reset_from, (unsigned long long)floor);
     if (lost) {
+        atomic_fetch_add(&h->dropped, 1);
         etd_buf_printf(out, "event: dropped\ndata: {\"reason\":\"this reader fell %llu events "
                        "behind the buffer (--event-buffer) and was dropped; reconnect with "
                        "Last-Event-ID\"}\n\n", (unsigned long long)missed);
@@ -552,6 +562,13 @@ etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max)
     if (ended)
         return ETD_EV_END;
     return nt || reset ? ETD_EV_MORE : ETD_EV_WAIT;
+}
+
+void etd_events_stats(etd_registry *reg, long *readers, long long *dropped)
+{
+    etd_events *h = reg->events;
+    *readers = h ? atomic_load(&h->readers) : 0;
+    *dropped = h ? atomic_load(&h->dropped) : 0;
 }
 
 uint64_t etd_events_last_id(etd_registry *reg)

@@ -568,6 +568,7 @@ etd_rc etd_model_patch(etd_model *m, const cJSON *body, etd_patch_result *res, e
         etd_json_double(&ev, et_optim_get_lr(m->opt));
         etd_buf_putc(&ev, ',');
         etd_buf_puts(&ev, ch.data);
+        etd_events_flush(m); /* after the steps before it */
         if (!ev.oom)
             etd_events_publish(m, ETD_EV_HPARAMS, ev.data);
         etd_buf_free(&ev);

@@ -204,7 +204,8 @@ double etd_wall_time(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-const char *const etd_marker_kinds[] = {"nonfinite", "hyperparameters", "truncated", NULL};
+const char *const etd_marker_kinds[] = {"nonfinite", "hyperparameters", "truncated", "version",
+                                        NULL};
 
 void etd_model_marker_add_locked(etd_model *m, int64_t step, etd_marker_kind kind,
                                  const char *data)

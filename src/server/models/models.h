@@ -424,9 +424,11 @@ etd_rc etd_model_param_groups(etd_model *m, etd_buf *out, etd_err *e);
 typedef enum etd_marker_kind {
     ETD_MK_NONFINITE,         /* the divergence guard saw a non-finite batch/step */
     ETD_MK_HPARAMS,           /* PATCH changed hyperparameters, the scheduler, the policy */
-    ETD_MK_TRUNCATED          /* the loss history's oldest entries were dropped */
+    ETD_MK_TRUNCATED,         /* the loss history's oldest entries were dropped */
+    ETD_MK_VERSION            /* a version was frozen, or the model rolled back to one */
 } etd_marker_kind;
-extern const char *const etd_marker_kinds[]; /* "nonfinite", "hyperparameters", "truncated" */
+/* "nonfinite", "hyperparameters", "truncated", "version" */
+extern const char *const etd_marker_kinds[];
 #define ETD_MARKERS 1000
 typedef struct etd_marker {
     int64_t step;             /* the model's step count when it happened */
@@ -569,9 +571,10 @@ etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
  * to without waiting, readers with cursors, resume after an event id. */
 typedef enum etd_event_type {
     ETD_EV_STEP, ETD_EV_BATCH, ETD_EV_EVALUATION, ETD_EV_JOB, ETD_EV_NONFINITE, ETD_EV_HPARAMS,
-    ETD_EV_CREATED, ETD_EV_DELETED, ETD_EV_COUNT
+    ETD_EV_VERSION, ETD_EV_CREATED, ETD_EV_DELETED, ETD_EV_COUNT
 } etd_event_type;
-/* "step", "batch", "evaluation", "job", "nonfinite", "hparams", "created", "deleted" */
+/* "step", "batch", "evaluation", "job", "nonfinite", "hyperparameters", "version",
+ * "created", "deleted" */
 extern const char *const etd_event_type_names[];
 
 typedef struct etd_event_sub etd_event_sub;
@@ -583,6 +586,9 @@ typedef struct etd_sub_opts {
      * when an event arrives for a reader whose last read found none */
     void (*wake)(void *arg);
     void *wake_arg;
+    /* called once when the subscription is freed -- after unsubscribe and
+     * after the last wake that was under way (NULL: none); frees wake_arg */
+    void (*wake_free)(void *arg);
 } etd_sub_opts;
 /* A reader of model m's events (m NULL: every model's).  Without resume it
  * gets what happens from now on; with it, every event after last_id still
@@ -597,6 +603,8 @@ typedef enum etd_ev_read { ETD_EV_MORE, ETD_EV_WAIT, ETD_EV_END } etd_ev_read;
  * dropped -- a "dropped" event says so). */
 etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max);
 void etd_events_unsubscribe(etd_event_sub *s);
+/* Readers subscribed now, and readers dropped so far for falling behind. */
+void etd_events_stats(etd_registry *r, long *readers, long long *dropped);
 /* The id of the newest event (0: none yet). */
 uint64_t etd_events_last_id(etd_registry *r);
 

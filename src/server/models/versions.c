@@ -40,6 +40,24 @@ static void drop_at(etd_model *m, struct etd_versions *vs, int64_t n)
                 (long long)n, fe.msg);
 }
 
+/* A "version" event (and, for freezes and rollbacks, a marker on the loss
+ * chart): {"action": "frozen" | "deleted" | "removed" | "rolled_back" |
+ * "serving", "version": N, "step": the model's step count, ...extra}. */
+static void version_event(etd_model *m, const char *action, int64_t n, const char *extra,
+                          bool marker)
+{
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    char what[256], data[320];
+    snprintf(what, sizeof what, "\"action\":\"%s\",\"version\":%lld%s%s", action, (long long)n,
+             extra ? "," : "", extra ? extra : "");
+    snprintf(data, sizeof data, "%s,\"step\":%lld", what, (long long)in.sum.step);
+    etd_events_flush(m); /* after the steps before it */
+    etd_events_publish(m, ETD_EV_VERSION, data);
+    if (marker) /* a marker has its own step member */
+        etd_model_marker_add(m, in.sum.step, ETD_MK_VERSION, what);
+}
+
 /* keep_versions: while there are more, the oldest unlabelled version goes,
  * then the oldest labelled one; never the serving one nor the newest
  * (vs->change held). */
@@ -60,6 +78,7 @@ static int apply_retention(etd_model *m, struct etd_versions *vs, int64_t *remov
             if (!victim)
                 break;
             drop_at(m, vs, victim);
+            version_event(m, "removed", victim, "\"reason\":\"keep_versions\"", false);
             if (removed && nr < max)
                 removed[nr] = victim;
             nr++;
@@ -186,6 +205,7 @@ etd_rc etd_model_freeze(etd_model *m, const char *label, bool serve, etd_version
         *nremoved = nr;
     vi.serving = serve;
     *out = vi;
+    version_event(m, "frozen", vi.version, serve ? "\"serving\":true" : NULL, true);
 done:
     pthread_mutex_unlock(&vs->change);
     etd_model_unref(s);
@@ -316,6 +336,8 @@ etd_rc etd_model_version_delete(etd_model *m, int64_t n, etd_err *e)
     else
         drop_at(m, vs, n);
     pthread_mutex_unlock(&vs->change);
+    if (rc == ETD_OK)
+        version_event(m, "deleted", n, NULL, false);
     return rc;
 }
 
@@ -400,9 +422,19 @@ etd_rc etd_model_set_lifecycle(etd_model *m, int64_t serving, int64_t keep, etd_
         vs->keep = old_k;
         pthread_mutex_unlock(&vs->mu);
         etd_err_append(e, "; nothing changed");
-    } else if (apply_retention(m, vs, NULL, 0)) {
-        etd_err fe;
-        etd_vers_write_index(vs, &fe);
+    } else {
+        if (serving >= 0 && serving != old_s) {
+            char ex[64];
+            if (serving)
+                snprintf(ex, sizeof ex, "\"serving\":%lld", (long long)serving);
+            else
+                snprintf(ex, sizeof ex, "\"serving\":\"live\"");
+            version_event(m, "serving", serving, ex, false);
+        }
+        if (apply_retention(m, vs, NULL, 0)) {
+            etd_err fe;
+            etd_vers_write_index(vs, &fe);
+        }
     }
     pthread_mutex_unlock(&vs->change);
     return rc;
@@ -454,6 +486,12 @@ etd_rc etd_model_rollback(etd_model *m, int64_t n, etd_rollback_result *r, etd_e
         }
         r->version = n;
         r->step = m->ts.step;
+        if (rc == ETD_OK) {
+            char ex[64];
+            snprintf(ex, sizeof ex, "\"from_step\":%lld", (long long)r->from_step);
+            etd_model_publish(m);
+            version_event(m, "rolled_back", n, ex, true);
+        }
         r->scheduler = m->sched != NULL;
         r->buffers = et_module_num_buffers(m->net) > 0;
     }

@@ -61,13 +61,8 @@ static const char *header(const etd_exchange *x, const char *name)
 }
 
 /* Constant-time in the length of the expected token. */
-static bool token_ok(const etd_exchange *x)
+static bool token_eq(const char *got, const char *want)
 {
-    const char *h = header(x, "Authorization");
-    const char *want = x->srv->o.token;
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return false;
-    const char *got = h + 7;
     while (*got == ' ')
         got++;
     size_t gl = strlen(got), el = strlen(want);
@@ -77,6 +72,21 @@ static bool token_ok(const etd_exchange *x)
     for (size_t i = 0; i < el; i++)
         diff |= (unsigned char)((i < gl ? (unsigned char)got[i] : 0) ^ (unsigned char)want[i]);
     return diff == 0;
+}
+
+/* Authorization: Bearer <token>, or on routes that take it (event streams:
+ * EventSource cannot send headers) ?access_token=<token>. */
+static bool token_ok(const etd_exchange *x, const etd_route *rt)
+{
+    const char *h = header(x, "Authorization");
+    const char *want = x->srv->o.token;
+    if (h && strncasecmp(h, "Bearer ", 7) == 0)
+        return token_eq(h + 7, want);
+    if (rt->flags & ETD_R_QUERY_TOKEN)
+        for (int i = 0; i < x->nquery; i++)
+            if (strcmp(x->query[i].name, "access_token") == 0)
+                return token_eq(x->query[i].value, want);
+    return false;
 }
 
 /* ---------------------------------------------------------------- the steps */
@@ -184,7 +194,7 @@ bool etd_exchange_admit(etd_exchange *x)
     const etd_route *rt = x->route = &s->routes[m.route];
     if (!(rt->flags & ETD_R_PUBLIC) && atomic_load(&s->draining))
         return refuse(x, 503, true, "server is shutting down");
-    if (!(rt->flags & ETD_R_PUBLIC) && s->o.token && !token_ok(x)) {
+    if (!(rt->flags & ETD_R_PUBLIC) && s->o.token && !token_ok(x, rt)) {
         refuse(x, 401, false, "missing or wrong bearer token (Authorization: Bearer <token>)");
         etd_response_header(&x->rs, "WWW-Authenticate", "Bearer");
         return true;
