@@ -138,6 +138,13 @@ DISPATCH = [
     req("PATCH", M, {"optimizer": {"param_groups": [{"lr": 0.01}]}, "scheduler": None}) +
     "\n%%\n" + req("GET", M + "/loss?series=lr,markers"),
     req("PATCH", M, {"optimizer": {"type": "Adam", "betas": [0.9, 2]}, "layers": []}),
+    req("PATCH", M, {"serving": 1, "keep_versions": 2, "optimizer": {"param_groups": [{}]}}),
+    # event streams (in-process: what is buffered now, then the end)
+    req("POST", M + "/train", {"inputs": [[1, 2]], "targets": [[1]], "epochs": 2}) + "\n%%\n" +
+    req("GET", "/v1/events?last_event_id=0&types=step,hyperparameters,version", None,
+        AUTH + "Last-Event-ID: 1\n") + "\n%%\n" +
+    req("GET", M + "/events?heartbeat=1", None, AUTH),
+    req("GET", "/v1/events?access_token=fuzz-token&types=stp", None, ""),
 ]
 
 # ---- binary bodies (safetensors, OIP binary tensor extension): standard library only

@@ -277,7 +277,7 @@ class TestBackpressure(unittest.TestCase):
             self.assertTrue(stalled.ended)
             self.assertGreaterEqual(metric(d, "easytorch_event_readers_dropped_total"), 1)
             # it reconnects where it was: told what it missed (reset), then goes on
-            last = stalled.last_id
+            last = stalled.last_id or "1"   # (dropped before its first event: an old id)
             stalled.close()
             again = open_stream(d, "/v1/models/%s/events" % name,
                                 headers={"Last-Event-ID": last})

@@ -108,6 +108,8 @@ struct etd_stream_ops {
 struct etd_stream {
     const struct etd_stream_ops *ops;
     bool draining;              /* the server is shutting down: finish now */
+    bool in_process;            /* etd_dispatch (tests, the fuzzer): no client can hang up,
+                                   so an endless stream ends when it has nothing now */
 };
 static inline void etd_stream_wake(etd_stream *s) { s->ops->wake(s); }
 static inline etd_stream *etd_stream_ref(etd_stream *s)

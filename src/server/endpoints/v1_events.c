@@ -100,6 +100,8 @@ static etd_pull sse_pull(void *arg, etd_stream *s, etd_buf *out)
         x->last_out = t;
         return ETD_PULL_MORE;
     }
+    if (s->in_process) /* no client to leave: what is buffered now, then the end */
+        return ETD_PULL_END;
     if (t - x->last_out >= x->heartbeat) {
         /* a comment: EventSource ignores it; proxies and clients see the
          * connection is alive */

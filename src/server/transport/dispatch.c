@@ -97,7 +97,7 @@ static const struct etd_stream_ops ds_ops = {ds_wake, ds_ref, ds_unref};
  * would, at most a second between pulls). */
 static void pull_all(etd_exchange *x, waiter *w, etd_buf *out)
 {
-    dstream ds = {{&ds_ops, false}, w};
+    dstream ds = {{&ds_ops, false, true}, w};
     etd_pull_fn pull = x->rs.pull;
     void (*done)(void *) = x->rs.pull_done;
     void *arg = x->rs.pull_arg;
