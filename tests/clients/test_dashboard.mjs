@@ -11,7 +11,7 @@
 // and takes screenshots (wide, phone, linear scale) into DIR (default: the
 // current folder). Ends with `N passed, M failed`.
 import { fileURLToPath } from 'node:url';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as B from './browser.mjs';
@@ -35,7 +35,9 @@ async function main() {
       existsSync(vendored) && existsSync(npm) && readFileSync(vendored).equals(readFileSync(npm)));
   }
 
-  const d = await B.startDaemon([], TOKEN);
+  let d = await B.startDaemon([], TOKEN);
+  const oldDirs = [];      // data dirs of daemons stopped for a restart (removed at the end)
+  let restarting = false;  // while the daemon is down on purpose, the page's failed requests are expected
   const auth = { Authorization: `Bearer ${TOKEN}` };
   async function api(method, p, body) {
     const res = await fetch(d.url + p, {
@@ -67,11 +69,12 @@ async function main() {
   // drops the card): expected, and only for that model.  Any other 404 is an error.
   const notFound = [];
   const expectedRefusals = [];
-  let eventsServed = false;
+  const eventsServed = true;   // this tree's daemon has GET /v1/events: its 404 would be an error
   page.on('response', (r) => { if (r.status() === 404) notFound.push(new URL(r.url()).pathname); });
   page.on('console', (m) => {
     // the first polls get 401 until the token is given: that is expected
     if (m.type() !== 'error' || /status of 401/.test(m.text())) return;
+    if (restarting && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|Failed to fetch|ERR_CONNECTION_RESET/.test(m.text())) return;
     // without GET /v1/events (an older daemon) the EventSource's 404 is how the page learns to poll
     const where = (m.location() && m.location().url) || '';
     if (!eventsServed && (/\/v1\/events/.test(where) || /EventSource/.test(m.text()))) return;
@@ -84,6 +87,7 @@ async function main() {
 
   try {
     // -- the page, its token prompt --------------------------------------------------
+    const tValPage = Date.now() / 1000;   // the page's load: every time it knows is later
     const resp = await page.goto(d.url + '/');
     check('GET / serves the dashboard without a token', resp && resp.status() === 200, String(resp && resp.status()));
     check('the page has the dashboard title', (await page.title()).includes('easytorch'), await page.title());
@@ -141,12 +145,12 @@ async function main() {
     check('the chart gained points while training ran', grew >= 3,
       `point counts seen during training: ${seen.slice(0, 12).join(', ')}${seen.length > 12 ? ', …' : ''}`);
 
-    // Until the chart has a point it asks for everything; from then on only for what is new.
-    const firstSince = lossPolls.findIndex((k) => k !== null);
-    const sinces = firstSince < 0 ? [] : lossPolls.slice(firstSince).map((k) => (k === null ? NaN : Number(k)));
-    check('once it has points the page asks only for new ones (?since=K, K growing)',
-      sinces.length >= 3 && sinces.every((k, i) => k > 0 && (i === 0 || k >= sinces[i - 1])),
-      `since: ${lossPolls.slice(0, 8).join(', ')}${lossPolls.length > 8 ? ', …' : ''}`);
+    // Pushed: the step events carry the points, so the page fetched the history once (when
+    // the model appeared) and never again while it trained.
+    check('the page follows the event stream', (await page.getAttribute('#status', 'data-live')) === 'stream',
+      await page.textContent('#status'));
+    check('while training, the points came with the events (the history was fetched once)', lossPolls.length === 1,
+      `GET .../loss: ${lossPolls.length} times (since: ${lossPolls.slice(0, 8).join(', ')})`);
 
     // -- after training: what the page shows matches the daemon ------------------------
     const info = await api('GET', '/v1/models/sine');
@@ -216,17 +220,21 @@ async function main() {
 
 
     // -- issue 17: validation, divergence, comparison, smoothing, jobs, export ---------------
-    const ev = await fetch(d.url + '/v1/events', { headers: auth });
-    eventsServed = ev.status === 200 && /text\/event-stream/.test(ev.headers.get('content-type') || '');
-    if (ev.body) ev.body.cancel().catch(() => {});
     check('the page opens an EventSource on GET /v1/events', streams.length > 0, streams.slice(0, 2).join(' '));
-    if (eventsServed) {
-      const before = listPolls.length;
-      await sleep(3000);
-      check('no polling while the stream is up', listPolls.length === before, `${listPolls.length - before} polls in 3 s`);
-    } else {
-      console.log('SKIP: no polling while the stream is up: this daemon has no GET /v1/events yet (' + ev.status + '); the page fell back to polling');
-      check('without a stream the page falls back to polling', listPolls.length >= 3, `${listPolls.length} polls`);
+    {
+      // No polling while the stream is up: for 3 s of training, the page sends no request at
+      // all (any poll, of the list, a model or its loss, fails this) and still draws the new points.
+      const quiet = [];
+      const spy = (r) => { if (!/\/v1\/events/.test(r.url())) quiet.push(new URL(r.url()).pathname); };
+      const p0 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
+      page.on('request', spy);
+      const tEnd = Date.now() + 3000;
+      while (Date.now() < tEnd) await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 1, batch_size: 64 });
+      await sleep(500);
+      page.off('request', spy);
+      const p1 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
+      check('no polling while the stream is up: 3 s of training, no request, new points drawn', quiet.length === 0 && p1 > p0,
+        `${quiet.length} requests (${[...new Set(quiet)].slice(0, 4).join(', ')}), points ${p0} → ${p1}`);
     }
     const mk = (name, extra) => api('POST', '/v1/models', Object.assign({ name,
       layers: [{ type: 'Linear', in_features: 1, out_features: 16 }, { type: 'Tanh' }, { type: 'Linear', in_features: 16, out_features: 1 }],
@@ -277,7 +285,9 @@ async function main() {
     const long = await api('POST', '/v1/models/val/jobs', { inputs: big, targets: big.map((r) => [Math.sin(r[0])]), epochs: 400, batch_size: 1 });
     await page.goto(d.url + '/#model=val');
     const cancelBtn = `#jobs li[data-job="${long.id}"] button.cancel:not([hidden])`;
+    const tShown = Date.now();
     const shown = await waitFor(() => page.$(cancelBtn), 15000);
+    console.log(`(the cancel button showed after ${Date.now() - tShown} ms)`);
     check('the model page lists the running job with a progress bar',
       !!shown && !!(await page.$(`#jobs li[data-job="${long.id}"] progress`)));
     if (shown) await page.click(cancelBtn);
@@ -308,11 +318,13 @@ async function main() {
     let valHist = [];
     const settle = () => waitFor(async () => {
       valHist = (await api('GET', '/v1/models/val/loss')).history;
-      return (await range('#detail-chart')).points === valHist.length;
+      const r = await range('#detail-chart');
+      return r.points >= valHist.length && r.max === valHist[valHist.length - 1][0];
     }, 15000);
     await settle();
     const full = await range('#detail-chart');
-    check('unzoomed, the chart shows every step', full.min === valHist[0][0] && full.max === valHist[valHist.length - 1][0] &&
+    // (the page may hold more than the daemon's --max-history: it keeps what the events brought)
+    check('unzoomed, the chart shows every step', full.min <= valHist[0][0] && full.max === valHist[valHist.length - 1][0] &&
       full.zoomed === '0', `${full.min}..${full.max}, history ${valHist[0][0]}..${valHist[valHist.length - 1][0]}`);
     const over = await page.$eval('#detail-chart .u-over', (o) => { const r = o.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
     await page.mouse.move(over.x + over.w * 0.25, over.y + over.h / 2);
@@ -332,7 +344,7 @@ async function main() {
     const [dlz] = await Promise.all([page.waitForEvent('download', { timeout: 10000 }), page.click('#export-csv')]);
     const zcsv = await new Promise((res) => { let s = ''; dlz.createReadStream().then((st) => { st.on('data', (c) => { s += c; }); st.on('end', () => res(s)); }); });
     const zsteps = zcsv.trim().split('\n').slice(1).map((l) => Number(l.split(',')[0]));
-    check('CSV export of a zoomed chart has only the shown steps', !!z && zsteps.length > 0 && zsteps.length < valHist.length &&
+    check('CSV export of a zoomed chart has only the shown steps', !!z && zsteps.length > 0 && zsteps.length < full.points &&
       zsteps.every((x) => x >= z.min && x <= z.max), `${zsteps.length} rows, ${zsteps[0]}..${zsteps[zsteps.length - 1]}`);
     // more steps arrive: the zoomed range stays
     await api('POST', '/v1/models/val/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32 });
@@ -358,15 +370,24 @@ async function main() {
     // (uPlot draws axis titles on the canvas: the chart's text alternative names the axis)
     const xTitle = async () => (/x axis: (.*)$/.exec(await page.getAttribute('#detail-chart', 'aria-label')) || [])[1];
     check('the x axis is titled with its unit', (await xTitle()) === 'step (optimizer steps)', await xTitle());
-    const hasTimes = Array.isArray((await api('GET', '/v1/models/val/loss?since=0')).time);
+    // The points' wall times: the daemon's where GET .../loss has a "time" series, else the
+    // arrival of the step events that brought them (all after this page was loaded; the
+    // history fetched at load has none and is left out of the time axes).
+    await api('POST', '/v1/models/val/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32 });
+    await settle();
+    const tNow = Date.now() / 1000 + 1;
+    const daemonTimes = Array.isArray((await api('GET', '/v1/models/val/loss?since=0')).time);
     for (const [mode, title] of [['relative', 'relative time (since the first step)'], ['wall', 'wall time (UTC)']]) {
       await page.selectOption('#x-axis', mode);
       const ok = await waitFor(async () => (await page.getAttribute('#detail-chart', 'data-x-mode')) === mode, 5000);
       check(`the x axis switches to ${mode} time`, !!ok && (await xTitle()) === title &&
         (await page.evaluate(() => localStorage.getItem('easytorch.xAxis'))) === mode, await xTitle());
-      if (hasTimes) continue;
-      // this daemon records no wall time per step (polling): the chart says so instead of drawing nothing silently
-      console.log(`SKIP: the ${mode}-time range: this daemon's GET .../loss has no "time" series`);
+      const r = await waitFor(async () => { const x = await range('#detail-chart'); return Number.isFinite(x.min) && Number.isFinite(x.max) ? x : null; }, 5000);
+      const lo = daemonTimes ? 0 : tValPage - 1;   // (the daemon's times go back to the model's first step)
+      check(`the ${mode}-time axis spans when the points arrived`, !!r && (mode === 'relative'
+        ? r.min === 0 && r.max > 0 && r.max <= tNow - (daemonTimes ? 0 : tValPage)
+        : r.min >= lo && r.max <= tNow && r.max > r.min),
+        r ? `${r.min}..${r.max} (page opened ${tValPage.toFixed(1)}, now ${tNow.toFixed(1)})` : 'no range');
     }
     await page.selectOption('#x-axis', 'step');
 
@@ -471,6 +492,63 @@ async function main() {
     check('headings and labels are in place', headings.h1 === 1 && headings.h3 === 3 && headings.unlabelled === 0,
       JSON.stringify(headings));
 
+    // -- the stream survives a daemon restart: EventSource reconnects with Last-Event-ID ------
+    await page.goto(d.url + '/');
+    await waitFor(async () => (await page.getAttribute('#status', 'data-live')) === 'stream', 10000);
+    // (an event first: the id EventSource sends back is the last one it received)
+    await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 1, batch_size: 64 });
+    const beforeStep = (await api('GET', '/v1/models/sine')).step;
+    await waitFor(async () => Number(await page.getAttribute(card, 'data-step')) === beforeStep, 10000);
+    const port = new URL(d.url).port;
+    const resumed = [];
+    // (allHeaders: request.headers() leaves out what the network stack adds, as Last-Event-ID)
+    const idSpy = async (r) => { if (/\/v1\/events/.test(r.url()) && r.status() === 200) resumed.push((await r.request().allHeaders())['last-event-id'] || '(none)'); };
+    page.on('response', idSpy);
+    restarting = true;
+    d.proc.removeAllListeners('exit');
+    d.proc.kill('SIGTERM');
+    await waitFor(() => d.proc.exitCode !== null || d.proc.signalCode !== null, 15000);
+    const down = await waitFor(async () => (await page.getAttribute('#status', 'data-live')) !== 'stream', 10000);
+    check('the page notices the daemon went away', !!down, await page.textContent('#status'));
+    oldDirs.push(d.dir);
+    d = await B.startDaemon(['--listen', '127.0.0.1:' + port, '--data-dir', path.join(d.dir, 'data')], TOKEN);
+    await B.ready(d);
+    const reconnected = await waitFor(async () => (await page.getAttribute("#status", "data-live")) === "stream", 20000);
+    page.off('response', idSpy);
+    check("the EventSource reconnects by itself, sending Last-Event-ID", !!reconnected && resumed.length > 0 && /^\d+$/.test(resumed[0]),
+      `streams answered after the restart: ${resumed.length}, Last-Event-ID ${resumed.join(', ')}`);
+    await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32 });
+    const afterStep = (await api('GET', '/v1/models/sine')).step;
+    const follows = await waitFor(async () => Number(await page.getAttribute(card, 'data-step')) === afterStep, 15000);
+    check('after the restart the page follows the new run', !!follows, `page ${await page.getAttribute(card, 'data-step')}, daemon ${afterStep}`);
+    restarting = false;
+
+    // -- without EventSource (or a proxy that buffers the stream): the page polls -----------------
+    const noEs = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    await noEs.addInitScript((t) => { delete window.EventSource; localStorage.setItem('easytorch.token', t); }, TOKEN);
+    const np = await noEs.newPage();
+    np.on('pageerror', (e) => errors.push('pageerror (no EventSource): ' + e.message));
+    const npPolls = [], npSince = [];
+    np.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname === '/v1/models') npPolls.push(Date.now());
+      if (u.pathname === '/v1/models/sine/loss') npSince.push(u.searchParams.get('since'));
+    });
+    await np.goto(d.url + '/');
+    await waitFor(() => np.$(card), 10000);
+    for (let i = 0; i < 3; i++) {
+      await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32 });
+      await sleep(1200);
+    }
+    const npStep = (await api('GET', '/v1/models/sine')).step;
+    const npCaught = await waitFor(async () => Number(await np.getAttribute(card, 'data-step')) === npStep, 10000);
+    const ks = npSince.filter((k) => k !== null).map(Number);
+    check('without EventSource the page polls and keeps up, asking only for new points (?since=K, K growing)',
+      (await np.getAttribute('#status', 'data-live')) === 'polling' && npPolls.length >= 3 && !!npCaught &&
+      ks.length >= 2 && ks.every((k, i) => k > 0 && (i === 0 || k > ks[i - 1])),
+      `${npPolls.length} polls, since ${npSince.join(', ')}, page step ${await np.getAttribute(card, 'data-step')} vs ${npStep}`);
+    await noEs.close();
+
     // -- a phone ----------------------------------------------------------------------------
     const phone = await browser.newContext({ viewport: { width: 400, height: 800 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     const pp = await phone.newPage();
@@ -493,6 +571,7 @@ async function main() {
   } finally {
     await browser.close().catch(() => {});
     await B.stopDaemon(d);
+    for (const dir of oldDirs) rmSync(dir, { recursive: true, force: true });
   }
   finish();
 }
