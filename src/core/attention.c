@@ -31,9 +31,18 @@ et_tensor *et_dropout(et_tensor *a, float p, bool training, et_generator *g)
     et_tensor *mt = etc_alloc(a->shape, a->ndim);
     if (!mt)
         return NULL;
-    /* bernoulli(1 - p) then divided by (1 - p), as torch's dropout */
-    etc_dropout_mask(g, mt->data, a->numel, 1.0f - p, 1.0f / (1.0f - p));
-    et_tensor *r = etc_mul(a, mt);
+    /* bernoulli(1 - p) then divided by (1 - p), as torch's dropout; the
+     * product is recorded as a mul by the mask (its backward: g * mask) and,
+     * for a contiguous float input, computed in the mask's pass */
+    et_tensor *r = NULL;
+    if (a->contiguous && a->dtype == ET_FLOAT32 && (r = etc_alloc(a->shape, a->ndim))) {
+        etc_dropout_mask(g, mt->data, a->numel, 1.0f - p, 1.0f / (1.0f - p), a->data, r->data);
+        et_tensor *ins[2] = {a, mt};
+        r = etc_finish(r, ETC_OP_MUL, ins, 2);
+    } else {
+        etc_dropout_mask(g, mt->data, a->numel, 1.0f - p, 1.0f / (1.0f - p), NULL, NULL);
+        r = etc_mul(a, mt);
+    }
     etc_release(mt);
     return etc_pooled(r);
 }

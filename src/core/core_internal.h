@@ -156,9 +156,11 @@ et_tensor *etc_view_of(et_tensor *base, const int64_t *shape, const int64_t *str
  * innermost pool (returns t, or NULL + releases t if the pool cannot grow). */
 et_tensor *etc_pooled(et_tensor *t);
 /* mask[i] = scale where a uniform draw of g (default generator if NULL) is
- * below keep, else 0: the draws and decisions of
- * `et_generator_uniform(g) < keep` element by element (random.c). */
-void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float scale);
+ * below keep, else 0, and (x non-NULL) y[i] = x[i] * mask[i] in the same
+ * pass.  Each 64-bit draw decides two elements, its high then its low 32
+ * bits against ceil(keep * 2^32) (random.c). */
+void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float scale,
+                      const float *x, float *y);
 /* Is a pool open on this thread? */
 bool etc_pool_active(void);
 et_tensor *etc_ref(et_tensor *t);

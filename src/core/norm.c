@@ -517,6 +517,41 @@ static int64_t pidx_group(int64_t gi, int64_t k, const int64_t *geo)
     return (gi % geo[0]) * geo[1] + k / geo[2];
 }
 
+/* groups_backward's loops for layer_norm (parameter k for value k): the
+ * same arithmetic in the same order, without a call per element, cloned
+ * for AVX2 / AVX-512 (LayerNorm's backward was ~6% of a Transformer step) */
+__attribute__((target_clones("default", "avx2", "avx512f")))
+static void layer_rows_backward(const float *x, const float *gy, const float *st, const float *w,
+                                float *gx, double *acc, int64_t G, int64_t D, bool want_w,
+                                bool want_b)
+{
+    for (int64_t gi = 0; gi < G; gi++) {
+        const float *p = x + gi * D, *q = gy + gi * D;
+        double m = stat_mean(st, G, gi), r = stat_rstd(st, G, gi);
+        double dsc = 0, db = 0;
+        for (int64_t k = 0; k < D; k++) {
+            double gw = w ? q[k] * (double)w[k] : q[k];
+            dsc += gw * (p[k] - m);
+            db += gw;
+        }
+        if (want_w)
+            for (int64_t k = 0; k < D; k++)
+                acc[k] += q[k] * (p[k] - m) * r;
+        if (want_b)
+            for (int64_t k = 0; k < D; k++)
+                acc[D + k] += q[k];
+        if (gx) {
+            double scale = 1.0 / (double)D;
+            double bcoef = -dsc * r * r * r * scale, ccoef = -db * r * scale;
+            float *o = gx + gi * D;
+            for (int64_t k = 0; k < D; k++) {
+                double gw = w ? q[k] * (double)w[k] : q[k];
+                o[k] = (float)(r * gw + bcoef * (p[k] - m) + ccoef);
+            }
+        }
+    }
+}
+
 static bool groups_backward(et_tensor *out, et_tensor *g, et_tensor **gin, int64_t G, int64_t D,
                             int64_t P, const int64_t *pshape, int pnd, pidx_fn pidx,
                             const int64_t *geo)
@@ -541,7 +576,10 @@ static bool groups_backward(et_tensor *out, et_tensor *g, et_tensor **gin, int64
             et_set_error(ET_ERR_NOMEM, "%s: out of memory", etc_ops[out->op].name);
         return false;
     }
-    for (int64_t gi = 0; gi < G; gi++) {
+    if (pidx == pidx_layer)
+        layer_rows_backward(x->data, gc->data, st, w, gx ? gx->data : NULL, acc, G, D, want_w,
+                            want_b);
+    for (int64_t gi = 0; pidx != pidx_layer && gi < G; gi++) {
         const float *p = x->data + gi * D, *q = gc->data + gi * D;
         double m = stat_mean(st, G, gi), r = stat_rstd(st, G, gi);
         double dsc = 0, db = 0;   /* sum(dy*w * (x - mean)), sum(dy*w) */

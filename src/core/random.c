@@ -26,9 +26,8 @@ static void seed_state(et_generator *g, uint64_t seed)
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-static inline uint64_t next(et_generator *g)
+static inline uint64_t next_s(uint64_t *restrict s)
 {
-    uint64_t *s = g->s;
     uint64_t r = rotl(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
     s[2] ^= s[0];
@@ -39,6 +38,8 @@ static inline uint64_t next(et_generator *g)
     s[3] = rotl(s[3], 45);
     return r;
 }
+
+static inline uint64_t next(et_generator *g) { return next_s(g->s); }
 
 et_generator *et_generator_new(uint64_t seed)
 {
@@ -112,16 +113,32 @@ double et_generator_uniform(et_generator *g)
     return r;
 }
 
-void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float scale)
+void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float scale,
+                      const float *x, float *y)
 {
-    /* u53 < keep  <=>  (next >> 11) < keep * 2^53 (exact in double): the
-     * same draws and decisions as et_generator_uniform(g) < keep, without
-     * a call (and, for the default generator, a lock) per element */
-    uint64_t thr = (uint64_t)ceil((double)keep * 0x1.0p53);
+    /* u32 < ceil(keep * 2^32) keeps with probability keep to within 2^-32;
+     * two decisions a draw halve the generator's cost, which was the
+     * largest single item of a Transformer training step (docs/performance.md) */
+    uint64_t thr = (uint64_t)ceil((double)keep * 0x1.0p32);
     g = acquire(g);
-    for (int64_t i = 0; i < n; i++)
-        mask[i] = (next(g) >> 11) < thr ? scale : 0.0f;
+    uint64_t st[4] = {g->s[0], g->s[1], g->s[2], g->s[3]};  /* in registers, not re-read */
+    /* scale's bits or 0 by an AND: no branch to mispredict p of the time */
+    union { float f; uint32_t u; } sc = {scale};
+    uint32_t *mb = (uint32_t *)(void *)mask;
+    int64_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        uint64_t r = next_s(st);
+        mb[i] = sc.u & -(uint32_t)((r >> 32) < thr);
+        mb[i + 1] = sc.u & -(uint32_t)((r & 0xffffffffu) < thr);
+    }
+    if (i < n)
+        mb[i] = sc.u & -(uint32_t)((next_s(st) >> 32) < thr);
+    for (int k = 0; k < 4; k++)
+        g->s[k] = st[k];
     release_gen(g);
+    if (x)
+        for (int64_t k = 0; k < n; k++)
+            y[k] = x[k] * mask[k];
 }
 
 void et_generator_get_state(const et_generator *g, uint64_t state[4])

@@ -383,7 +383,11 @@ ETC_BW(max_all)
 /* ------------------------------------------------------------------ */
 /* softmax                                                              */
 
-/* one contiguous row: q = softmax(p) or log_softmax(p) */
+/* one contiguous row: q = softmax(p) or log_softmax(p).  Cloned for AVX2 /
+ * AVX-512 and written as loops the vectoriser takes whole (the exp into q,
+ * then 16 independent partial sums): softmax over attention rows was ~7% of
+ * a Transformer training step in its scalar form. */
+__attribute__((target_clones("default", "avx2", "avx512f")))
 static void softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm)
 {
     float m = -INFINITY;
@@ -399,25 +403,18 @@ static void softmax_row(const float *restrict p, float *restrict q, int64_t D, b
     }
     if (m == -INFINITY)
         m = 0; /* all -inf: 0/0 = nan like PyTorch */
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t k = 0;
-    for (; k + 4 <= D; k += 4) {
-        float e0 = etc_expf(p[k] - m), e1 = etc_expf(p[k + 1] - m);
-        float e2 = etc_expf(p[k + 2] - m), e3 = etc_expf(p[k + 3] - m);
-        q[k] = e0;
-        q[k + 1] = e1;
-        q[k + 2] = e2;
-        q[k + 3] = e3;
-        s0 += e0;
-        s1 += e1;
-        s2 += e2;
-        s3 += e3;
-    }
-    for (; k < D; k++) {
+    for (int64_t k = 0; k < D; k++)
         q[k] = etc_expf(p[k] - m);
-        s0 += q[k];
-    }
-    double s = ((double)s0 + s1) + ((double)s2 + s3);
+    float part[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= D; k += 16)
+        for (int j = 0; j < 16; j++)
+            part[j] += q[k + j];
+    for (int j = 0; k < D; k++, j++)
+        part[j] += q[k];
+    double s = 0;
+    for (int j = 0; j < 16; j++)
+        s += part[j];
     if (logsm) {
         float ls = (float)log(s);
         for (k = 0; k < D; k++)
@@ -481,6 +478,29 @@ static et_tensor *softmax_impl(et_tensor *a, int dim, bool logsm)
 et_tensor *et_softmax(et_tensor *a, int dim) { return softmax_impl(a, dim, false); }
 et_tensor *et_log_softmax(et_tensor *a, int dim) { return softmax_impl(a, dim, true); }
 
+/* softmax_back over one contiguous row: the same sums in the same order,
+ * the elementwise loop vectorised (cloned; the cross-entropy of a small
+ * model spent ~7% of its step in the scalar exp) */
+__attribute__((target_clones("default", "avx2", "avx512f")))
+static void softmax_back_row(const float *restrict y, const float *restrict dy,
+                             float *restrict r, int64_t D, bool logsm)
+{
+    double s = 0;
+    if (logsm) {
+        for (int64_t k = 0; k < D; k++)
+            s += dy[k];
+        float fs = (float)s;
+        for (int64_t k = 0; k < D; k++)
+            r[k] = dy[k] - etc_expf(y[k]) * fs;
+    } else {
+        for (int64_t k = 0; k < D; k++)
+            s += (double)dy[k] * y[k];
+        float fs = (float)s;
+        for (int64_t k = 0; k < D; k++)
+            r[k] = y[k] * (dy[k] - fs);
+    }
+}
+
 /* softmax: dx = y*(dy - sum(dy*y, dim)); log_softmax: dx = dy - exp(y)*sum(dy, dim) */
 static bool softmax_back(et_tensor *out, et_tensor *g, et_tensor **gin, bool logsm)
 {
@@ -493,7 +513,9 @@ static bool softmax_back(et_tensor *out, et_tensor *g, et_tensor **gin, bool log
     }
     int64_t outer, D, inner;
     split3(out, out->aux.i[0], &outer, &D, &inner);
-    for (int64_t o = 0; o < outer; o++)
+    for (int64_t o = 0; inner == 1 && o < outer; o++)
+        softmax_back_row(out->data + o * D, gc->data + o * D, dx->data + o * D, D, logsm);
+    for (int64_t o = 0; inner > 1 && o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * D * inner + i;
             const float *y = out->data + base, *dy = gc->data + base;
