@@ -261,6 +261,17 @@ static inline float etc_tanhf(float x)
     return etc_sel(x != x, x, y);
 }
 
+/* Built for baseline x86-64, AVX2 and AVX-512, picked at load time, as
+ * kernels.c's row(): gcc only, and not under sanitizers (the ifunc resolver
+ * runs during relocation, before their runtimes are up).  No FMA in the
+ * clones (ISO C: no contraction): every clone gives the same bits. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+#define ETC_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define ETC_CLONES
+#endif
+
 /* ---- elementwise kernels (kernels.c) ---- */
 typedef enum etc_ew_op {
     EW_ADD, EW_SUB, EW_MUL, EW_DIV, EW_POW, EW_MAXIMUM, EW_MINIMUM,

@@ -520,7 +520,7 @@ static int64_t pidx_group(int64_t gi, int64_t k, const int64_t *geo)
 /* groups_backward's loops for layer_norm (parameter k for value k): the
  * same arithmetic in the same order, without a call per element, cloned
  * for AVX2 / AVX-512 (LayerNorm's backward was ~6% of a Transformer step) */
-__attribute__((target_clones("default", "avx2", "avx512f")))
+ETC_CLONES
 static void layer_rows_backward(const float *x, const float *gy, const float *st, const float *w,
                                 float *gx, double *acc, int64_t G, int64_t D, bool want_w,
                                 bool want_b)

@@ -387,7 +387,7 @@ ETC_BW(max_all)
  * AVX-512 and written as loops the vectoriser takes whole (the exp into q,
  * then 16 independent partial sums): softmax over attention rows was ~7% of
  * a Transformer training step in its scalar form. */
-__attribute__((target_clones("default", "avx2", "avx512f")))
+ETC_CLONES
 static void softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm)
 {
     float m = -INFINITY;
@@ -481,7 +481,7 @@ et_tensor *et_log_softmax(et_tensor *a, int dim) { return softmax_impl(a, dim, t
 /* softmax_back over one contiguous row: the same sums in the same order,
  * the elementwise loop vectorised (cloned; the cross-entropy of a small
  * model spent ~7% of its step in the scalar exp) */
-__attribute__((target_clones("default", "avx2", "avx512f")))
+ETC_CLONES
 static void softmax_back_row(const float *restrict y, const float *restrict dy,
                              float *restrict r, int64_t D, bool logsm)
 {
