@@ -119,11 +119,18 @@ START_TEST(test_dropout2d)
         kept += v != 0.0f;
     }
     ck_assert_msg(kept > 900 && kept < 1100, "kept %d of 2000 channels", kept);
-    /* the channels kept are the draws `uniform(g) < 1 - p` of the same generator, in order */
+    /* the channels kept are the same generator's draws in order: each 64-bit
+     * draw decides two, its high then its low 32 bits against ceil((1 - p) * 2^32)
+     * (etc_dropout_mask) */
     et_generator *g2 = et_generator_new(3);
-    for (int64_t c = 0; c < 40 * 50; c++)
-        ck_assert_msg((d[c * 6] != 0.0f) == (et_generator_uniform(g2) < 0.5),
-                      "channel %lld: not the generator's draw", (long long)c);
+    uint64_t r = 0, thr = UINT64_C(1) << 31;
+    for (int64_t c = 0; c < 40 * 50; c++) {
+        if (c % 2 == 0)
+            r = et_generator_next(g2);
+        uint64_t u = c % 2 == 0 ? r >> 32 : r & 0xffffffffu;
+        ck_assert_msg((d[c * 6] != 0.0f) == (u < thr), "channel %lld: not the generator's draw",
+                      (long long)c);
+    }
     et_generator_free(g2);
     /* a 3-d input masks dim-0 slices (torch 1.13) */
     y = et_module_forward(m, et_ones(ET_SHAPE(30, 4, 5)));
