@@ -53,6 +53,9 @@ static const opt opts[] = {
      "loss-history entries kept per model; the oldest half is dropped beyond (default 100000)"},
     {"--job-threads", "EASYTORCH_JOB_THREADS", "N",
      "threads running training jobs (POST .../jobs), one job each (default: the CPU count)"},
+    {"--job-nice", "EASYTORCH_JOB_NICE", "N",
+     "nice value added to the job threads (default 10; 0: same priority as requests),\n"
+     "    so a job yields the CPU to predictions and reads instead of sharing it equally"},
     {"--max-jobs", "EASYTORCH_MAX_JOBS", "N",
      "training jobs queued or running at once, all models together (default 64); more -> 503"},
     {"--event-buffer", "EASYTORCH_EVENT_BUFFER", "N",
@@ -377,6 +380,9 @@ int main(int argc, char **argv)
     if (!num_opt("--job-threads", (double)ncpu, 1, 256, &v, &rc))
         return rc;
     c.models.job_threads = (int)v;
+    if (!num_opt("--job-nice", 10, 0, 19, &v, &rc))
+        return rc;
+    c.models.job_nice = (int)v;
     if (!num_opt("--max-jobs", 64, 1, 1e6, &v, &rc))
         return rc;
     c.models.max_jobs = (int)v;

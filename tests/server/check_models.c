@@ -5,6 +5,9 @@
  * the state exactly as it was), result codes and messages. */
 #include "check_server.h"
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "server/models/model_internal.h"
@@ -459,6 +462,61 @@ START_TEST(test_failing_batch_and_gradient_probe_change_nothing)
 }
 END_TEST
 
+/* ---- the model lock ---- */
+
+static atomic_int readers_in;
+
+static void *read_once(void *arg)
+{
+    etd_model *m = arg;
+    etd_model_lock_any(m, false);
+    atomic_fetch_add(&readers_in, 1);
+    etd_model_unlock(m);
+    return NULL;
+}
+
+static int readers_waiting(etd_model *m)
+{
+    pthread_mutex_lock(&m->lock.mu);
+    int n = m->lock.readers_waiting;
+    pthread_mutex_unlock(&m->lock.mu);
+    return n;
+}
+
+/* A training job releases and re-takes the write lock between every two
+ * steps.  Readers that were waiting when it released must get in before it
+ * has the lock again -- before, the job usually won the race against the
+ * woken readers and a reader waited for a lucky preemption (the saver,
+ * versions and exports stalled behind a running job). */
+START_TEST(test_readers_waiting_go_before_the_writer_retakes_the_lock)
+{
+    etd_model *m = define(reg, SPEC);
+    enum { READERS = 3 };
+    for (int round = 0; round < 50; round++) {
+        atomic_store(&readers_in, 0);
+        etd_model_lock_any(m, true);
+        pthread_t t[READERS];
+        for (int i = 0; i < READERS; i++)
+            ck_assert_int_eq(pthread_create(&t[i], NULL, read_once, m), 0);
+        while (readers_waiting(m) < READERS) /* all blocked behind the writer */
+            sched_yield();
+        etd_model_unlock(m);
+        /* the job's next step, or the pool's exclusive hold: either gets
+         * the lock only after every waiting reader had it */
+        if (round % 2 == 0 || !etd_model_try_hold(m, true, NULL))
+            etd_model_lock_any(m, true);
+        int in = atomic_load(&readers_in);
+        ck_assert_int_eq(in, READERS);
+        etd_model_unlock(m);
+        for (int i = 0; i < READERS; i++)
+            pthread_join(t[i], NULL);
+    }
+    ck_assert(etd_model_try_hold(m, true, NULL));
+    etd_model_release(m);
+    etd_model_unref(m);
+}
+END_TEST
+
 /* ---- the registry ---- */
 
 START_TEST(test_registry_result_codes_and_messages)
@@ -502,6 +560,10 @@ static Suite *suite(void)
     tcase_add_test(tc, test_a_failing_minibatch_rolls_train_back);
     tcase_add_test(tc, test_stop_through_the_progress_hook_keeps_the_steps_done);
     tcase_add_test(tc, test_failing_batch_and_gradient_probe_change_nothing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lock");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_readers_waiting_go_before_the_writer_retakes_the_lock);
     suite_add_tcase(s, tc);
     tc = tcase_create("registry");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -12,10 +12,13 @@
  *
  * Order: model rwlock -> pub_mu; r->job_mu alone, except at shutdown:
  * registry mutex -> pub_mu (asking every model's job to stop). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -448,6 +451,16 @@ static void run_job(etd_job *j)
 static void *worker_main(void *arg)
 {
     etd_registry *r = arg;
+    /* A job is background work: it steps as fast as the CPU lets it, and
+     * at equal priority the scheduler shares a core evenly between it and
+     * the request threads, so every hop of a prediction (I/O thread,
+     * worker, I/O thread) queued behind its time slice.  A higher nice
+     * value on this thread alone (Linux: per thread) lets request threads
+     * run first when they wake; the job takes the rest. */
+    if (r->o.job_nice > 0 &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), r->o.job_nice) != 0)
+        fprintf(stderr, "easytorchd: job thread: setpriority(%d): %s\n", r->o.job_nice,
+                strerror(errno));
     pthread_mutex_lock(&r->job_mu);
     for (;;) {
         while (!r->queue_head && !r->jobs_stopping)

@@ -27,6 +27,8 @@ typedef struct etd_mlock {
     bool writer;                /* held exclusively */
     int writers_waiting;        /* threads blocked in etd_model_lock(write) */
     int reserved;               /* pool jobs waiting for an exclusive hold */
+    int readers_waiting;        /* threads blocked in etd_model_lock(read) */
+    bool readers_turn;          /* a writer left with readers waiting: they go first */
 } etd_mlock;
 
 /* Bounds of the mirrored optimizer / scheduler state (a spec has at most 16

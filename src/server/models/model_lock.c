@@ -14,9 +14,17 @@
  *
  * Fairness: a thread blocked in etd_model_lock(write) (delete, a training
  * job) keeps new readers out until it got its turn; so does a pool job that
- * asked for an exclusive hold with a reservation.  Every release that leaves
- * the lock free calls the registry's release hook, so the pool can retry the
- * jobs that were waiting for it. */
+ * asked for an exclusive hold with a reservation.  And a writer that leaves
+ * while threads wait to read hands the lock to them first ("readers'
+ * turn"): no writer, not even the one that just left, gets it back before
+ * every reader that was waiting is in.  Without the turn a training job --
+ * which releases and re-takes the lock between every two steps -- got it
+ * back before the woken readers ran, so a thread reading the model (the
+ * saver, versions, exports) waited for a lucky preemption, seconds at a
+ * time.  Pool jobs need no turn: the release hook below hands them out on
+ * the releasing thread, before it can re-take the lock.  Every release
+ * that leaves the lock free calls the registry's release hook, so the pool
+ * can retry the jobs that were waiting for it. */
 #include <sched.h>
 #include <stdio.h>
 
@@ -36,6 +44,8 @@ void etd_mlock_init(etd_mlock *l)
     l->writer = false;
     l->writers_waiting = 0;
     l->reserved = 0;
+    l->readers_waiting = 0;
+    l->readers_turn = false;
 }
 
 void etd_mlock_destroy(etd_mlock *l)
@@ -57,19 +67,32 @@ static void call_hook(etd_registry *r)
     atomic_fetch_sub(&r->hook_calls, 1);
 }
 
+/* A new reader may enter (l->mu held): no writer holds the lock, and none
+ * waits for it -- unless it is the readers' turn. */
+static bool read_ok(const etd_mlock *l)
+{
+    return !l->writer && (l->readers_turn || (l->writers_waiting == 0 && l->reserved == 0));
+}
+
 static void acquire(etd_model *m, bool write)
 {
     etd_mlock *l = &m->lock;
     pthread_mutex_lock(&l->mu);
     if (write) {
         l->writers_waiting++;
-        while (l->writer || l->readers > 0)
+        while (l->writer || l->readers > 0 || l->readers_turn)
             pthread_cond_wait(&l->cv, &l->mu);
         l->writers_waiting--;
         l->writer = true;
-    } else {
-        while (l->writer || l->writers_waiting > 0 || l->reserved > 0)
+    } else if (!read_ok(l)) {
+        l->readers_waiting++;
+        do
             pthread_cond_wait(&l->cv, &l->mu);
+        while (!read_ok(l));
+        if (--l->readers_waiting == 0)
+            l->readers_turn = false; /* every reader that waited is in */
+        l->readers++;
+    } else {
         l->readers++;
     }
     pthread_mutex_unlock(&l->mu);
@@ -79,9 +102,10 @@ static void release(etd_model *m)
 {
     etd_mlock *l = &m->lock;
     pthread_mutex_lock(&l->mu);
-    if (l->writer)
+    if (l->writer) {
         l->writer = false;
-    else if (l->readers > 0)
+        l->readers_turn = l->readers_waiting > 0;
+    } else if (l->readers > 0)
         l->readers--;
     bool free_now = !l->writer && l->readers == 0;
     pthread_cond_broadcast(&l->cv);
@@ -126,7 +150,7 @@ bool etd_model_try_hold(etd_model *m, bool write, bool *reserved)
     pthread_mutex_lock(&l->mu);
     bool ok;
     if (write) {
-        ok = !l->writer && l->readers == 0 && l->writers_waiting == 0;
+        ok = !l->writer && l->readers == 0 && l->writers_waiting == 0 && !l->readers_turn;
         if (ok) {
             l->writer = true;
             if (reserved && *reserved) {
@@ -138,7 +162,7 @@ bool etd_model_try_hold(etd_model *m, bool write, bool *reserved)
             *reserved = true;
         }
     } else {
-        ok = !l->writer && l->writers_waiting == 0 && l->reserved == 0;
+        ok = read_ok(l);
         if (ok)
             l->readers++;
     }

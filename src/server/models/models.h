@@ -51,6 +51,7 @@ typedef struct etd_registry_opts {
     size_t max_history;       /* loss-history entries kept per model */
     double max_train_seconds; /* a train call stops between two steps after this; <= 0: none */
     int job_threads;          /* threads running training jobs (--job-threads) */
+    int job_nice;             /* added to the job threads' nice value (--job-nice) */
     size_t event_buffer;      /* events kept for /v1/events (--event-buffer; per model: 1/4) */
     double event_interval;    /* seconds between a model's coalesced step events */
     int max_jobs;             /* jobs queued or running at once, all models (--max-jobs) */
