@@ -2,15 +2,22 @@
  * "batching"; Triton's dynamic batcher, TorchServe's batch_size /
  * max_batch_delay).
  *
- * Requests are queued per model.  The first one into an empty queue submits
- * a batch job to the registry's executor (the transport's worker pool: it
- * runs the job holding the model's lock shared).  The job waits until
- * max_batch_size rows are queued or the oldest request has waited
- * max_delay_us, takes the oldest request and every later one with the same
- * trailing shape that still fits, concatenates them row-wise, runs one
- * forward pass and hands each request its own rows.  If requests remain it
- * submits the next job (to the back of the pool's queue, so a waiting train
- * call on the model gets its turn between batches).
+ * Requests are queued per model.  A batch job on the registry's executor
+ * (the transport's worker pool: it runs the job holding the model's lock
+ * shared) *forms* a batch: it waits until max_batch_size rows are queued or
+ * the oldest request has waited max_delay_us, takes the oldest request and
+ * every later one with the same trailing shape that still fits, then
+ * concatenates them row-wise, runs one forward pass and hands each request
+ * its own rows.  At most one job forms at a time, but as soon as it has
+ * taken its batch another job may start forming the next one while the
+ * first computes -- up to one job per worker (the executor's slots), like
+ * Triton's model instances.  One job at a time (before) left every core
+ * but one idle while a batch computed: the next batch's requests waited in
+ * the queue, and the 64-connection benchmark reached 3.66x the unbatched
+ * req/s on 2 cores against 4.04x in CPU time.  A job that finishes with
+ * requests queued and nobody forming forms again, through a new job at the
+ * back of the pool's queue, so a waiting train call on the model gets its
+ * turn between batches.
  *
  * The rows are bit-identical to what each request gets alone: every forward
  * of a batching model runs with et_set_batch_invariant (each output element
@@ -37,7 +44,8 @@ struct etd_batcher {
     pthread_cond_t cv;          /* the job: a request arrived */
     waiting *head, *tail;
     int64_t rows, nreq;         /* queued */
-    bool scheduled;             /* a job is submitted or running */
+    bool forming;               /* a job is submitted or collecting the next batch */
+    int jobs;                   /* jobs submitted or running (forming included) */
     int64_t max_rows;
     double max_delay;           /* seconds */
     /* statistics for /metrics */
@@ -207,14 +215,23 @@ typedef struct job {
 static bool submit(etd_model *m);
 static void batch_job(void *arg);
 
+/* Jobs of a model that may run at once: one per slot of the executor. */
+static int max_jobs(etd_model *m)
+{
+    const etd_executor *ex = atomic_load(&m->reg->executor);
+    return ex && ex->slots > 1 ? ex->slots : 1;
+}
+
 /* The batch job: on a worker, the model's lock held shared (or, without
- * an executor, on the caller's thread).  Takes over j and its reference. */
+ * an executor, on the caller's thread).  Takes over j and its reference.
+ * It starts as the forming job, counted in b->jobs. */
 static void batch_job(void *arg)
 {
     job *j = arg;
     etd_model *m = j->m;
     free(j);
     etd_batcher *b = m->batcher;
+    int limit = max_jobs(m);
     for (;;) {
         pthread_mutex_lock(&b->mu);
         /* wait for a full batch, or for the oldest request's delay to pass */
@@ -239,20 +256,33 @@ static void batch_job(void *arg)
             b->nreq -= nreq;
             record(b, rows, nreq);
         }
+        /* this job computes now: another may form the next batch meanwhile */
+        b->forming = false;
+        bool spawn = b->head && b->jobs < limit;
+        if (spawn) {
+            b->forming = true;
+            b->jobs++;
+        }
         pthread_mutex_unlock(&b->mu);
+        if (spawn && !submit(m)) {
+            pthread_mutex_lock(&b->mu); /* refused: this job forms again after its batch */
+            b->forming = false;
+            b->jobs--;
+            pthread_mutex_unlock(&b->mu);
+        }
         if (list)
             run_one(m, list, rows);
         pthread_mutex_lock(&b->mu);
-        bool more = b->head != NULL;
-        b->scheduled = more;
+        bool more = b->head && !b->forming;
+        if (more)
+            b->forming = true; /* this job's count goes to the next forming job */
+        else
+            b->jobs--;
         pthread_mutex_unlock(&b->mu);
-        /* more: the next batch goes to the back of the executor's queue (a
-         * train call waiting for the model gets its turn), or runs here */
+        /* more: the next batch forms in a job at the back of the executor's
+         * queue (a train call waiting for the model gets its turn), or here */
         if (!more || submit(m))
             break;
-        pthread_mutex_lock(&b->mu);
-        b->scheduled = true;
-        pthread_mutex_unlock(&b->mu);
     }
     etd_model_unref(m); /* the job's reference */
 }
@@ -309,8 +339,11 @@ etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done do
     b->tail = w;
     b->rows += w->x.ndim >= 2 ? w->x.shape[0] : 1;
     b->nreq++;
-    bool start = !b->scheduled;
-    b->scheduled = true;
+    bool start = !b->forming && b->jobs < max_jobs(m);
+    if (start) {
+        b->forming = true;
+        b->jobs++;
+    }
     pthread_cond_signal(&b->cv);
     pthread_mutex_unlock(&b->mu);
     if (start && !submit(m)) {
@@ -321,7 +354,8 @@ etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done do
             waiting *all = b->head;
             b->head = b->tail = NULL;
             b->rows = b->nreq = 0;
-            b->scheduled = false;
+            b->forming = false;
+            b->jobs--;
             pthread_mutex_unlock(&b->mu);
             while (all) {
                 waiting *n = all->next;

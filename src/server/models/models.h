@@ -297,6 +297,7 @@ etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done do
 typedef struct etd_executor {
     bool (*submit)(void *self, etd_model *m, void (*fn)(void *arg), void *arg);
     void *self;
+    int slots;                  /* jobs it runs at once (its workers); <= 0: 1 */
 } etd_executor;
 void etd_registry_set_executor(etd_registry *r, const etd_executor *ex);
 

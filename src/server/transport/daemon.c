@@ -294,7 +294,9 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
     }
     s->hook = (etd_release_hook){etd_workers_poke, s->workers};
     etd_registry_on_release(app->reg, &s->hook);
-    s->exec = (etd_executor){exec_submit, s};
+    etd_workers_stats ws;
+    etd_workers_stats_get(s->workers, &ws);
+    s->exec = (etd_executor){exec_submit, s, ws.threads};
     etd_registry_set_executor(app->reg, &s->exec);
     /* libmicrohttpd in epoll mode: a few I/O threads serve every
      * connection; a handler that may wait or compute runs on the worker
