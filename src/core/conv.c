@@ -440,7 +440,7 @@ et_tensor *et_conv_transpose2d(et_tensor *input, et_tensor *weight, et_tensor *b
 
 /* Sum of one plane: 16 float lanes (so it vectorises without reassociating
  * a single sum), added up in double. */
-ETC_CLONES("default", "avx2")
+ETC_ISA_CLONES("default", "avx2")
 static double plane_sum(const float *restrict p, int64_t n)
 {
     float acc[16] = {0};

@@ -97,16 +97,16 @@ extern const etc_op_info etc_ops[ETC_OP_COUNT];
 
 #define ETC_INLINE_INPUTS 3
 
-/* ETC_CLONES("default", "avx2"): build a function once per ISA, picked at
+/* ETC_ISA_CLONES("default", "avx2"): build a function once per ISA, picked at
  * load time (gcc's target_clones, an ifunc).  Not under clang or the
  * sanitizers: the ifunc resolver runs during relocation, before the
  * ASan/TSan runtime is up, and crashes when it is instrumented (the TSan
  * daemon died with SIGSEGV in max2x2_row's resolver before main). */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
     !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-#define ETC_CLONES(...) __attribute__((target_clones(__VA_ARGS__)))
+#define ETC_ISA_CLONES(...) __attribute__((target_clones(__VA_ARGS__)))
 #else
-#define ETC_CLONES(...)
+#define ETC_ISA_CLONES(...)
 #endif
 
 struct et_tensor {

@@ -219,7 +219,7 @@ static inline float bce_bx(float dy, float x, float y)
  * load time (ifunc): the elementwise loops run 8 or 16 floats wide on current
  * CPUs while the binary still runs everywhere.  No FMA in the clones (ISO C:
  * no contraction), so results are the same bits as the baseline. */
-ETC_CLONES("default", "avx2", "avx512f") /* (not under sanitizers: core_internal.h) */
+ETC_ISA_CLONES("default", "avx2", "avx512f") /* (not under sanitizers: core_internal.h) */
 static void row(int op, float *restrict o, const float *x, int64_t sx, const float *y, int64_t sy,
                 const float *z, int64_t sz, int64_t n, float p0, float p1)
 {
@@ -620,7 +620,7 @@ void etc_add_into(et_tensor *dst, const et_tensor *src)
 /* In-place-safe row of a few one-input ops (the fused Linear's activation
  * over the rows its GEMM just wrote): the same expressions as row(), so the
  * same bits, without row()'s restrict output. */
-ETC_CLONES("default", "avx2", "avx512f")
+ETC_ISA_CLONES("default", "avx2", "avx512f")
 void etc_ew_row(int op, float *o, const float *x, int64_t n)
 {
     switch (op) {

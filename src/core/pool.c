@@ -215,7 +215,7 @@ static inline int64_t first_tap(int64_t start, int64_t d)
  * half the time: 7 ns per compare, 19% of a LeNet training step).  Starting
  * from the window's first element is ATen's -inf start: a NaN or -inf
  * there ends up the same. */
-ETC_CLONES("default", "avx2")
+ETC_ISA_CLONES("default", "avx2")
 static void max2x2_row(const float *restrict r0, const float *restrict r1, int64_t n, int64_t W,
                        int64_t base, float *restrict y, int64_t *restrict ix)
 {
