@@ -269,6 +269,11 @@ class TestWhileTraining(Base):
         at = r["step"]
         rec = D.ok("GET", "/v1/models/%s/jobs/%d" % (name, job["id"]))
         self.assertIn(rec["state"], ("running", "done"))
+        # a step after the change before cancelling (the cancel could come first)
+        end = time.monotonic() + 60
+        while (D.ok("GET", "/v1/models/%s" % name)["step"] <= at and
+               time.monotonic() < end):
+            time.sleep(0.01)
         D.ok("DELETE", "/v1/models/%s/jobs/%d" % (name, job["id"]))
         h = D.get("/v1/models/%s/loss?series=lr,markers" % name).json()
         lrs = dict((s, lr) for s, lr in h["lr"])
