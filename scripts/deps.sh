@@ -5,8 +5,10 @@
 # zlib1g-dev: examples/digits_cnn reads scikit-learn's gzip'ed digits
 # protobuf-c-compiler, libprotobuf-c-dev, libonnx-dev: ONNX export (protoc-c compiles ONNX's
 # own onnx.proto at build time; meson feature "onnx")
+# libopenmpi-dev: easytorchd --mpi (meson feature "mpi", auto; docs/distributed.md); it brings
+# openmpi-bin's mpirun, which the server suite's test_mpi.py runs
 BUILD_PKGS="gcc pkg-config meson ninja-build libopenblas-dev libcjson-dev libmicrohttpd-dev check ca-certificates
-  libdnnl-dev zlib1g-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
+  libdnnl-dev zlib1g-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev libopenmpi-dev"
 RUN_PKGS="curl"
 # PyTorch is the oracle of the differential tests; the rest serve the
 # integration, client, dashboard and container tests.  python3-sklearn and
@@ -19,7 +21,7 @@ RUN_PKGS="curl"
 TEST_PKGS="python3 python3-torch python3-numpy python3-sklearn python3-venv python3-pip python3-setuptools
   clang libclang-rt-14-dev curl jq chromium nodejs docker.io docker-compose debootstrap procps iproute2
   wrk python3-fastapi python3-uvicorn wamerican python3-jsonschema nginx-light
-  python3-geventhttpclient python3-gevent python3-rapidjson python3-aiohttp python3-onnx"
+  python3-geventhttpclient python3-gevent python3-rapidjson python3-aiohttp python3-onnx openmpi-bin"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -20,6 +20,9 @@
 #include <easytorch/easytorch.h>
 
 #include "server/config.h"
+#ifdef ETD_HAVE_MPI
+#include "server/cluster/cluster.h"
+#endif
 
 typedef struct opt {
     const char *flag, *env, *arg, *help;
@@ -97,6 +100,15 @@ static const opt opts[] = {
      "let browser scripts from ORIGIN (https://app.example.com:8443, or * for any)\n"
      "    call the API; repeatable (the variable takes a comma-separated list)"},
     {"--quiet", "EASYTORCH_QUIET", NULL, "no access log on stderr"},
+    {"--mpi", "EASYTORCH_MPI", NULL,
+     "run as one rank of `mpirun -n N easytorchd --mpi`: rank R listens on --listen's port\n"
+     "    + R, replicates definitions in rank 0's order and trains data-parallel; rank 0\n"
+     "    writes --data-dir, rank R > 0 DIR/replica-R (docs/distributed.md)"},
+    {"--mpi-timeout", "EASYTORCH_MPI_TIMEOUT", "SECONDS",
+     "--mpi: a rank not heard of for this long is lost and the others exit 3 (default 10)"},
+    {"--mpi-check-every", "EASYTORCH_MPI_CHECK_EVERY", "STEPS",
+     "--mpi: replicas compare a checksum of each model every this many steps\n"
+     "    (default 10; 0: never), shown in /metrics"},
     {"--help", NULL, NULL, "this text (also -h)"},
     {"--version", NULL, NULL, "print the version (also -V)"},
 };
@@ -437,6 +449,42 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     etd_err err;
+    bool mpi = flag_on("--mpi");
+    double mpi_timeout, mpi_check;
+    if (!num_opt("--mpi-timeout", 10, 0.1, 86400, &mpi_timeout, &rc) ||
+        !num_opt("--mpi-check-every", 10, 0, 1e12, &mpi_check, &rc))
+        return rc;
+#ifdef ETD_HAVE_MPI
+    etd_cluster_opts copts = {mpi_timeout, (int64_t)mpi_check};
+    etd_cluster *cl = NULL;
+    char rank_dir[4096];
+    if (mpi) {
+        /* a time limit is not the same on every rank: the replicas would part */
+        if (c.models.max_train_seconds > 0)
+            return die("%s", "--max-train-seconds cannot be used with --mpi");
+        cl = etd_cluster_init(&argc, &argv, &copts, &err);
+        if (!cl) {
+            fprintf(stderr, "easytorchd: %s\n", err.msg);
+            return 1;
+        }
+        int rank = etd_cluster_rank(cl);
+        if (h->port != 0 && h->port + (unsigned)rank > 65535)
+            return die("%s", "--listen: the port + the rank is past 65535");
+        if (h->port != 0)
+            h->port += (unsigned)rank;
+        if (!etd_cluster_data_dir(cl, c.models.data_dir, rank_dir, sizeof rank_dir, &err)) {
+            fprintf(stderr, "easytorchd: rank %d: %s\n", rank, err.msg);
+            return 1;
+        }
+        c.models.data_dir = rank_dir;
+        fprintf(stderr, "easytorchd: rank %d of %d (pid %ld, data dir %s)\n", rank,
+                etd_cluster_size(cl), (long)getpid(), rank_dir);
+    }
+#else
+    if (mpi)
+        return die("%s", "--mpi: this easytorchd was built without MPI (install libopenmpi-dev "
+                   "and configure with meson -Dmpi=enabled)");
+#endif
     etd_registry *reg = etd_registry_new(&c.models, &err);
     if (!reg) {
         fprintf(stderr, "easytorchd: data dir: %s\n", err.msg);
@@ -444,6 +492,13 @@ int main(int argc, char **argv)
         return 1;
     }
     etd_app app = {.reg = reg, .json = c.json, .max_decoded_body = h->max_body, .cors = cors};
+#ifdef ETD_HAVE_MPI
+    if (cl && (!etd_cluster_sync_files(cl, c.models.data_dir, &err) ||
+               !etd_cluster_attach(cl, &app, h, etd_routes, etd_nroutes, &err))) {
+        fprintf(stderr, "easytorchd: rank %d: %s\n", etd_cluster_rank(cl), err.msg);
+        return 1;
+    }
+#endif
     etd_server *srv = etd_server_start(&c.http, etd_routes, etd_nroutes, &app, &err);
     if (!srv) {
         fprintf(stderr, "easytorchd: %s\n", err.msg);
@@ -452,6 +507,12 @@ int main(int argc, char **argv)
         return 1;
     }
     etd_registry_load_all(reg);
+#ifdef ETD_HAVE_MPI
+    if (cl && !etd_cluster_run(cl, &err)) {
+        fprintf(stderr, "easytorchd: rank %d: %s\n", etd_cluster_rank(cl), err.msg);
+        return 1;
+    }
+#endif
     etd_server_set_ready(srv, true);
     int nm = etd_registry_count(reg);
     fprintf(stderr, "easytorchd: ready (%d model%s, data dir %s, sync %s)\n", nm,
@@ -464,8 +525,15 @@ int main(int argc, char **argv)
     fprintf(stderr, "easytorchd: %s received: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     etd_registry_stop_jobs(reg); /* running jobs stop between two steps: "interrupted" */
     etd_server_shutdown(srv);
+#ifdef ETD_HAVE_MPI
+    if (cl) /* nothing is applied any more: the models can be saved */
+        etd_cluster_stop(cl);
+#endif
     int n = etd_registry_count(reg);
     etd_registry_free(reg); /* saves every changed model */
+#ifdef ETD_HAVE_MPI
+    etd_cluster_finish(cl);
+#endif
     fprintf(stderr, "easytorchd: saved %d model%s, bye\n", n, n == 1 ? "" : "s");
     if (token) {
         memset(token, 0, strlen(token));

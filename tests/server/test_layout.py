@@ -7,7 +7,8 @@
     -> models -> formats (a file includes its own layer and the ones below;
     no two-way ties), and neither src/core nor src/nn includes the daemon;
     src/core includes no nn header;
-  * only transport/ knows libmicrohttpd;
+  * only transport/ knows libmicrohttpd, only cluster/ (easytorchd --mpi, above the
+    transport) knows MPI;
   * a layer's *_internal.h is included only inside its folder;
   * models/ and formats/ hold no HTTP status and write no response: no
     `return 404;` / `status = 409`, no MHD_HTTP_*, no etd_response, no
@@ -28,8 +29,10 @@ import os
 import re
 import sys
 
-RANK = {"formats": 1, "models": 2, "endpoints": 3, "transport": 4}
-TOP = 5  # src/server/main.c, config.h
+# cluster/ (easytorchd --mpi) sits above the transport, beside main.c: it drives
+# requests through etd_dispatch and plugs into the layers below by their hooks
+RANK = {"formats": 1, "models": 2, "endpoints": 3, "transport": 4, "cluster": 5}
+TOP = 6  # src/server/main.c, config.h
 MAX_LINES = 800
 AIM_LINES = 700
 # The public headers src/core may include; every other easytorch/ header is nn's
@@ -101,6 +104,8 @@ def check(root):
         for kind, inc in INCLUDE.findall(text):
             if inc == "microhttpd.h" and name != "transport":
                 problems.append("%s: includes <microhttpd.h> (only transport/ may)" % rel)
+            if inc == "mpi.h" and name != "cluster":
+                problems.append("%s: includes <mpi.h> (only cluster/ may)" % rel)
             m = re.match(r"server/(\w+)/(.*)", inc)
             if kind != '"' or not m:
                 continue

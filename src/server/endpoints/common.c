@@ -161,6 +161,10 @@ void etd_endpoint_run(const etd_route *route, const etd_request *rq, etd_respons
             return;
         }
     }
+    /* replicas: the cluster orders it and answers (deferred) once applied here */
+    if ((route->flags & ETD_R_ORDERED) && rq->app->order &&
+        rq->app->order(rq->app->order_arg, route, rq, rs))
+        return;
     etd_request local;
     if (ep_body_prepare(&c, route, &local))
         route->fn(&c);

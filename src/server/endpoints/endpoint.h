@@ -42,12 +42,26 @@ typedef struct etd_cors {
     const char *origins[ETD_CORS_MAX];  /* "https://host:port" exactly, or "*" */
 } etd_cors;
 
+struct etd_route;
+struct etd_request;
+struct etd_response;
+
 /* What the endpoints serve (set up once by main or a test). */
 typedef struct etd_app {
     etd_registry *reg;
     etd_json_limits json;       /* body limits: depth, values, tensor elements */
     size_t max_decoded_body;    /* a compressed body's size once inflated (0: 64 MiB) */
     etd_cors cors;
+    /* Replicas (easytorchd --mpi, src/server/cluster; docs/distributed.md): a
+     * request of an ETD_R_ORDERED route goes to order() first; true: it took
+     * the request (answered in rs now, or later through rq->host->defer),
+     * false: run it here.  NULL: every request runs here. */
+    bool (*order)(void *arg, const struct etd_route *route, const struct etd_request *rq,
+                  struct etd_response *rs);
+    void *order_arg;
+    /* more Prometheus text for /metrics (NULL: none) */
+    void (*metrics)(void *arg, etd_buf *out);
+    void *metrics_arg;
 } etd_app;
 
 typedef struct etd_deferred etd_deferred;
@@ -178,8 +192,9 @@ enum {
     ETD_R_EXCLUSIVE = 256,      /* changes the {name} model: a worker, its lock held exclusive */
     ETD_R_LONG = 512,           /* may run for minutes (train): at most workers - 1 at once */
     ETD_R_ONNX = 1024,          /* the body may be an ONNX file (Content-Type: application/onnx) */
-    ETD_R_QUERY_TOKEN = 2048    /* the token may come as ?access_token= (EventSource cannot
+    ETD_R_QUERY_TOKEN = 2048,   /* the token may come as ?access_token= (EventSource cannot
                                    send an Authorization header) */
+    ETD_R_ORDERED = 4096        /* changes what replicas must agree on (etd_app.order) */
 };
 
 typedef struct etd_route {

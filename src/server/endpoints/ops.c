@@ -135,5 +135,7 @@ void etd_h_metrics(etd_call *c)
     model_metrics(c, out);
     if (c->rq->host->http_metrics)
         c->rq->host->http_metrics(c->rq->host->arg, out);
+    if (c->rq->app->metrics)
+        c->rq->app->metrics(c->rq->app->metrics_arg, out);
     c->rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }

@@ -160,6 +160,7 @@ struct etd_registry {
     atomic_int hook_calls;       /* calls of on_release running */
 
     etd_events *events;          /* the event hub (events.c) */
+    const etd_dp *dp;            /* data-parallel replicas (train_dp.c), or NULL */
 
     /* the job pool (jobs.c) */
     pthread_mutex_t job_mu;      /* the queue, counts, stopping */
@@ -452,5 +453,22 @@ bool etd_ts_read_validation(const cJSON *j, etd_val_entry *v);
 const char *etd_ts_field_key(int i);
 const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
                                 const etd_ts_scalars *b);
+
+/* ---- train_dp.c ---- */
+
+/* Data-parallel forward and backward of rows idx[0..n) (train.c, inside its
+ * pool, in training mode): this replica's share, the gradients summed over
+ * the replicas with weights so that .grad += the gradient of the whole rows'
+ * loss (the .grad before the call is kept, as a backward would add to it).
+ * backprop_bad: backpropagate a non-finite share too (policy allow).  The
+ * whole rows' loss as a pool-owned scalar without a graph, or NULL + e on
+ * every replica alike (gradients then as before the call is up to the
+ * caller's rollback). */
+et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
+                           const int64_t *idx, int64_t n, bool backprop_bad, etd_err *e);
+/* After a data-parallel call's step (or skip): rank 0's generator state and
+ * buffers to every replica (DDP's broadcast_buffers), then the checksum
+ * every dp->check_every steps. */
+etd_rc etd_dp_sync(etd_model *m, etd_err *e);
 
 #endif

@@ -613,4 +613,32 @@ uint64_t etd_events_last_id(etd_registry *r);
 /* Write the model's file now (fsynced); *step: the step it holds. */
 etd_rc etd_model_checkpoint(etd_model *m, int64_t *step, etd_err *e);
 
+
+/* ---- data-parallel replicas (easytorchd --mpi: src/server/cluster, docs/distributed.md) ----
+ * With an etd_dp on the registry, the training calls (batches, train) compute
+ * only this replica's share of each minibatch's rows (contiguous, sizes
+ * differing by at most one) and combine the gradients through it, weighted by
+ * the loss's normaliser, so that every replica holds the gradient of the
+ * whole minibatch and takes the same optimizer step.  The models layer never
+ * knows how the sums travel.  Every replica must make the same calls in the
+ * same order from one thread (the cluster applies them in its order). */
+typedef struct etd_dp {
+    int rank, size;
+    /* buf[0..n) summed over the replicas, in place: every replica gets the
+     * same bits.  false + e when a replica is lost. */
+    bool (*allreduce)(void *ctx, float *buf, size_t n, etd_err *e);
+    /* rank 0's bytes buf[0..n) to every replica */
+    bool (*bcast)(void *ctx, void *buf, size_t n, etd_err *e);
+    /* every check_every steps (0: never): a checksum of the model's
+     * parameters and buffers, compared across the replicas by ctx */
+    void (*verify)(void *ctx, const char *model, int64_t step, uint64_t sum);
+    int64_t check_every;
+    void *ctx;
+} etd_dp;
+/* Install dp (NULL: none) before the models are used; dp must outlive r. */
+void etd_registry_set_dp(etd_registry *r, const etd_dp *dp);
+/* FNV-1a of the model's parameters, buffers and generator state (what the
+ * replicas compare). */
+uint64_t etd_model_checksum(etd_model *m);
+
 #endif

@@ -566,3 +566,8 @@ void etd_registry_load_all(etd_registry *r)
     etd_jobs_start(r);
     etd_events_start(r->events);
 }
+
+void etd_registry_set_dp(etd_registry *r, const etd_dp *dp)
+{
+    r->dp = dp;
+}

@@ -382,6 +382,11 @@ bool etd_spec_parse_loss_list(const cJSON *j, etd_spec *s, etd_err *e);
  * pool-owned or NULL + e naming the entry ("loss[1] (MSELoss): ..."). */
 et_tensor *etd_spec_losses(const etd_spec *s, et_tensor *const *outs, et_tensor *const *targets,
                            etd_err *e);
+/* What the loss's reduction divides by for these targets (and the output's
+ * rank out_ndim): mean -- the elements, the non-ignored class targets (their
+ * class weights summed), the rows for batchmean; 0 for sum.  A data-parallel
+ * replica weights its share's gradient by it (train_dp.c). */
+double etd_spec_loss_norm(const etd_loss_spec *l, const et_tensor *target);
 
 /* A row of one of the tables by its exact name, or NULL.  rows is an array
  * of n structs of `size` bytes whose first member is the name. */

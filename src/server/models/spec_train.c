@@ -252,6 +252,27 @@ static et_tensor *sl1_fn(const etd_loss_spec *l, et_tensor *o, et_tensor *t)
     return et_smooth_l1_loss(o, t, l->reduction, (float)l->arg);
 }
 
+double etd_spec_loss_norm(const etd_loss_spec *l, const et_tensor *target)
+{
+    if (l->reduction == ET_REDUCTION_SUM)
+        return 0;
+    int64_t n = et_numel(target);
+    if (l->reduction == ET_REDUCTION_BATCHMEAN)
+        return et_ndim(target) > 0 ? (double)et_shape(target)[0] : 1;
+    if (l->type->class_targets && et_tensor_dtype(target) == ET_INT64) {
+        /* torch: sum of weight[target] over the targets not ignored */
+        const int64_t *v = et_data_int64_const(target);
+        double d = 0;
+        for (int64_t i = 0; v && i < n; i++)
+            if (v[i] != l->ignore_index)
+                d += l->weight && v[i] >= 0 && v[i] < l->nweight ? (double)l->weight[v[i]] : 1.0;
+        return d;
+    }
+    if (l->type->class_targets) /* probabilities [N, C, ...]: the positions */
+        return et_ndim(target) >= 2 && et_shape(target)[1] ? (double)(n / et_shape(target)[1]) : 1;
+    return (double)n;
+}
+
 const etd_loss_type etd_loss_types[] = {
     {"MSELoss", f_plain, NULL, same_shape_check, mse_fn, false, false, 0, false, NULL},
     {"L1Loss", f_plain, NULL, same_shape_check, l1_fn, false, false, 0, false, NULL},

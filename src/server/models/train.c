@@ -101,16 +101,27 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     et_module_train(m->net, true);
     etd_tlist xt, yt;
     et_tensor *loss = NULL;
-    bool have_x = etd_inputs_of(m, x, NULL, 0, &xt);
-    if (!have_x || !etd_targets_of(m, y, NULL, 0, &yt))
-        etd_lib_fail(e, have_x ? "targets" : "inputs");
-    else
-        loss = etd_train_loss(m, &xt, &yt, e);
+    bool dp = m->reg->dp != NULL;
+    if (dp) { /* this replica's share of the rows; the gradients summed (train_dp.c) */
+        int64_t rows = x->nparts ? x->parts[0].shape[0] : x->shape[0];
+        int64_t *idx = malloc((size_t)(rows > 0 ? rows : 1) * sizeof *idx);
+        for (int64_t i = 0; idx && i < rows; i++)
+            idx[i] = i;
+        loss = idx ? etd_dp_backward(m, x, y, idx, rows, policy == ETD_NF_ALLOW, e)
+                   : (etd_fail(e, ETD_ENOMEM, "out of memory"), NULL);
+        free(idx);
+    } else {
+        bool have_x = etd_inputs_of(m, x, NULL, 0, &xt);
+        if (!have_x || !etd_targets_of(m, y, NULL, 0, &yt))
+            etd_lib_fail(e, have_x ? "targets" : "inputs");
+        else
+            loss = etd_train_loss(m, &xt, &yt, e);
+    }
     float lv = loss ? et_item(loss) : 0;
     /* a non-finite loss is not backpropagated unless the policy says allow */
     if (loss && etd_guard_loss_bad(lv, r->why, sizeof r->why))
         bad = true;
-    if (loss && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
+    if (loss && !dp && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
         etd_lib_fail(e, "backward");
         loss = NULL;
     }
@@ -159,6 +170,8 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         if (rc == ETD_OK)
             batch_event(m, r);
     }
+    if (dp && have_loss && rc == ETD_OK)
+        rc = etd_dp_sync(m, e);
     etd_ts_free(&snap);
     etd_model_unlock(m);
     return rc;
@@ -264,6 +277,10 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
             }
         }
     }
+    if (ok && m->reg->dp && etd_dp_sync(m, e) != ETD_OK) {
+        ok = false;
+        rc = e->rc;
+    }
     if (ok) {
         rc = etd_model_commit(m, snapped ? &snap : NULL, e);
         etd_err ge;
@@ -302,20 +319,25 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
         return e->rc;
     et_pool_begin();
     et_module_train(m->net, true);
-    etd_tlist xb, yb;
-    bool have_x = etd_inputs_of(m, x, idx, n, &xb);
-    bool have_y = have_x && etd_targets_of(m, y, idx, n, &yb);
     et_optim_zero_grad(m->opt);
     et_tensor *loss = NULL;
-    if (!have_x || !have_y)
-        etd_lib_fail(e, have_x ? "targets" : "inputs");
-    else
-        loss = etd_train_loss(m, &xb, &yb, e);
+    bool dp = m->reg->dp != NULL;
+    if (dp) { /* this replica's share of the rows; the gradients summed (train_dp.c) */
+        loss = etd_dp_backward(m, x, y, idx, n, policy == ETD_NF_ALLOW, e);
+    } else {
+        etd_tlist xb, yb;
+        bool have_x = etd_inputs_of(m, x, idx, n, &xb);
+        bool have_y = have_x && etd_targets_of(m, y, idx, n, &yb);
+        if (!have_x || !have_y)
+            etd_lib_fail(e, have_x ? "targets" : "inputs");
+        else
+            loss = etd_train_loss(m, &xb, &yb, e);
+    }
     r->loss = loss ? et_item(loss) : NAN;
     r->lr = et_optim_get_lr(m->opt);
     if (loss && etd_guard_loss_bad(r->loss, r->why, sizeof r->why))
         bad = true;
-    if (loss && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
+    if (loss && !dp && (!bad || policy == ETD_NF_ALLOW) && et_backward(loss, NULL) != ET_OK) {
         etd_lib_fail(e, "backward");
         loss = NULL;
     }
@@ -362,7 +384,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     }
     etd_ts_free(&bufs);
     etd_model_publish(m);
-    return ETD_OK;
+    return dp ? etd_dp_sync(m, e) : ETD_OK;
 }
 
 etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,

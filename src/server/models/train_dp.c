@@ -1,0 +1,243 @@
+/* train_dp.c - data-parallel training over replicas (models.h, "data-parallel
+ * replicas"; docs/distributed.md): this replica's share of a minibatch's
+ * rows, the gradients combined through the registry's etd_dp, and what keeps
+ * the replicas identical afterwards.  How the numbers travel (MPI) is the
+ * cluster's business (src/server/cluster); nothing here knows it.
+ *
+ * The weighting.  A loss with reduction mean divides by a normaliser D (the
+ * elements; for class targets the non-ignored ones, or their class weights
+ * summed): loss = S / D with S the sum over the rows.  Replica r computes
+ * its share's mean loss_r = S_r / D_r and its gradient g_r, and contributes
+ * D_r * g_r and D_r; after the sum, g = (sum D_r g_r) / (sum D_r) is the
+ * gradient of S / D -- the whole minibatch's, only the order of the sums
+ * differs.  With reduction sum the contributions just add.  A share whose
+ * D_r is 0 (every target ignored) contributes nothing instead of torch's
+ * 0/0 = NaN.  Where no replica produced a gradient for a parameter, it keeps
+ * none (torch's optimizers skip those). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/models/model_internal.h"
+
+/* Rows [lo, hi) of n for replica rank of size: contiguous, sizes differ by at most one. */
+static void share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi)
+{
+    *lo = n * rank / size;
+    *hi = n * (rank + 1) / size;
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
+                           const int64_t *idx, int64_t n, bool backprop_bad, etd_err *e)
+{
+    const etd_dp *dp = m->reg->dp;
+    if (m->spec.nterms) /* the same on every replica: the spec is */
+        return etd_fail(e, ETD_EINVAL, "loss: a list of losses over a graph's outputs is not "
+                        "trained data-parallel yet (--mpi); use one loss"), NULL;
+    int64_t lo, hi;
+    share(n, dp->rank, dp->size, &lo, &hi);
+    /* the gradients so far (pending batches) stay aside: the sum is of this
+     * call's contributions only, added to them afterwards */
+    et_tensor **prev = calloc((size_t)m->nparams + 1, sizeof *prev);
+    size_t total = 0;
+    for (int i = 0; i < m->nparams; i++)
+        total += (size_t)et_numel(m->params[i]);
+    /* [gradients..., has-grad per parameter, D * loss, D, failures] */
+    size_t nbuf = total + (size_t)m->nparams + 3;
+    float *buf = calloc(nbuf, sizeof *buf);
+    if (!prev || !buf) {
+        free(prev);
+        free(buf);
+        return etd_fail(e, ETD_ENOMEM, "out of memory"), NULL;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        prev[i] = et_grad(m->params[i]);
+        if (prev[i])
+            et_tensor_ref(prev[i]);
+        et_set_grad(m->params[i], NULL);
+    }
+    /* replicas draw their dropout masks from streams of their own (rank 0's
+     * is the model's; the generator is made equal again in etd_dp_sync) */
+    uint64_t gs[4];
+    et_generator_get_state(m->gen, gs);
+    if (dp->rank > 0) {
+        uint64_t mix = gs[0] ^ gs[1] ^ gs[2] ^ gs[3] ^ (uint64_t)dp->rank * 0x2545f4914f6cdd1dull;
+        uint64_t ns[4];
+        for (int k = 0; k < 4; k++)
+            ns[k] = splitmix(&mix);
+        et_generator_set_state(m->gen, ns);
+    }
+    etd_err le;
+    le.rc = ETD_OK;
+    le.msg[0] = '\0';
+    bool failed = false;
+    double d = 0, lv = 0;
+    bool mean = m->spec.loss.reduction != ET_REDUCTION_SUM;
+    if (hi > lo) {
+        etd_tlist xb, yb;
+        bool have_x = etd_inputs_of(m, x, idx + lo, hi - lo, &xb);
+        bool have_y = have_x && etd_targets_of(m, y, idx + lo, hi - lo, &yb);
+        et_tensor *loss = NULL;
+        if (!have_x || !have_y)
+            etd_lib_fail(&le, have_x ? "targets" : "inputs");
+        else
+            d = etd_spec_loss_norm(&m->spec.loss, yb.t[0]);
+        if (have_y && (!mean || d > 0))
+            loss = etd_train_loss(m, &xb, &yb, &le);
+        if (loss) {
+            lv = et_item(loss);
+            if ((isfinite(lv) || backprop_bad) && et_backward(loss, NULL) != ET_OK)
+                etd_fail(&le, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
+                         "backward: %s", et_errmsg());
+        }
+        failed = le.rc != ETD_OK;
+    }
+    double w = mean ? d : 1;
+    size_t off = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        size_t k = (size_t)et_numel(m->params[i]);
+        et_tensor *g = et_grad(m->params[i]);
+        if (g && !failed) {
+            et_tensor *gc = et_contiguous(g);
+            const float *gd = gc ? et_data_const(gc) : NULL;
+            for (size_t j = 0; gd && j < k; j++)
+                buf[off + j] = (float)(w * gd[j]);
+            buf[total + (size_t)i] = 1; /* gc belongs to the caller's pool */
+        }
+        off += k;
+    }
+    buf[nbuf - 3] = failed || (mean && d == 0) ? 0.0f : (float)(w * lv);
+    buf[nbuf - 2] = failed ? 0.0f : (float)d;
+    buf[nbuf - 1] = failed ? 1.0f : 0.0f;
+    et_tensor *out = NULL;
+    etd_err re;
+    if (!dp->allreduce(dp->ctx, buf, nbuf, &re)) {
+        *e = re;
+    } else if (buf[nbuf - 1] > 0) {
+        if (failed)
+            *e = le;
+        else
+            etd_fail(e, ETD_EINVAL, "another replica failed on its share of the rows");
+        etd_err_append(e, " (%d of %d replicas failed)", (int)buf[nbuf - 1], dp->size);
+    } else {
+        /* mean: divide by the whole rows' normaliser (0/0 = NaN as torch when
+         * every target is ignored) */
+        float scale = mean ? 1.0f / buf[nbuf - 2] : 1.0f;
+        off = 0;
+        bool ok = true;
+        for (int i = 0; i < m->nparams && ok; i++) {
+            size_t k = (size_t)et_numel(m->params[i]);
+            if (buf[total + (size_t)i] > 0 || prev[i]) {
+                for (size_t j = 0; j < k; j++)
+                    buf[off + j] = mean ? buf[off + j] * scale : buf[off + j];
+                et_tensor *g = et_tensor_new(buf + off, et_shape(m->params[i]),
+                                             et_ndim(m->params[i]));
+                if (g && prev[i] && buf[total + (size_t)i] > 0)
+                    g = et_add(prev[i], g); /* as backward accumulates: old + new */
+                else if (g && prev[i])
+                    g = prev[i];
+                ok = g && et_set_grad(m->params[i], g) == ET_OK;
+            }
+            off += k;
+        }
+        float l = mean ? buf[nbuf - 3] / buf[nbuf - 2] : buf[nbuf - 3];
+        out = ok ? et_scalar(l) : NULL;
+        if (!out)
+            etd_fail(e, ETD_ENOMEM, "out of memory");
+    }
+    if (!out) /* the caller's rollback puts the rest back */
+        for (int i = 0; i < m->nparams; i++)
+            et_set_grad(m->params[i], prev[i]);
+    for (int i = 0; i < m->nparams; i++)
+        et_tensor_free(prev[i]);
+    free(prev);
+    free(buf);
+    return out;
+}
+
+/* Rank 0's generator state and float buffers, packed. */
+etd_rc etd_dp_sync(etd_model *m, etd_err *e)
+{
+    const etd_dp *dp = m->reg->dp;
+    int nb = et_module_num_buffers(m->net);
+    size_t bytes = 4 * sizeof(uint64_t);
+    for (int i = 0; i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        if (et_tensor_dtype(b) == ET_FLOAT32)
+            bytes += (size_t)et_numel(b) * sizeof(float);
+    }
+    char *pack = malloc(bytes);
+    if (!pack)
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    uint64_t gs[4];
+    et_generator_get_state(m->gen, gs);
+    memcpy(pack, gs, sizeof gs);
+    size_t off = sizeof gs;
+    for (int i = 0; i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        if (et_tensor_dtype(b) != ET_FLOAT32)
+            continue;
+        et_copy_to(b, (float *)(void *)(pack + off));
+        off += (size_t)et_numel(b) * sizeof(float);
+    }
+    if (!dp->bcast(dp->ctx, pack, bytes, e)) {
+        free(pack);
+        return e->rc;
+    }
+    memcpy(gs, pack, sizeof gs);
+    et_generator_set_state(m->gen, gs);
+    off = sizeof gs;
+    for (int i = 0; i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        if (et_tensor_dtype(b) != ET_FLOAT32)
+            continue;
+        et_copy_from(b, (const float *)(const void *)(pack + off));
+        off += (size_t)et_numel(b) * sizeof(float);
+    }
+    free(pack);
+    if (dp->verify && dp->check_every > 0 && m->ts.step > 0 && m->ts.step % dp->check_every == 0)
+        dp->verify(dp->ctx, m->name, m->ts.step, etd_model_checksum(m));
+    return ETD_OK;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= c[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t etd_model_checksum(etd_model *m)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    et_pool_begin(); /* the contiguous copies */
+    for (int i = 0; i < m->nparams; i++) {
+        et_tensor *c = et_contiguous(m->params[i]);
+        if (c)
+            h = fnv(h, et_data_const(c), (size_t)et_numel(c) * sizeof(float));
+    }
+    int nb = et_module_num_buffers(m->net);
+    for (int i = 0; i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        if (et_tensor_dtype(b) != ET_FLOAT32)
+            continue;
+        et_tensor *c = et_contiguous(b);
+        if (c)
+            h = fnv(h, et_data_const(c), (size_t)et_numel(c) * sizeof(float));
+    }
+    et_pool_end();
+    uint64_t gs[4];
+    et_generator_get_state(m->gen, gs);
+    return fnv(h, gs, sizeof gs);
+}
