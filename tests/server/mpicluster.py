@@ -61,6 +61,9 @@ class Cluster:
                 [daemon.daemon_path(), "--mpi", "--listen", "127.0.0.1:0",
                  "--data-dir", self.data_dir, "--quiet"] + self.extra_args)
 
+    def rank_host(self, r, host):
+        return host
+
     def start(self):
         self.starts += 1
         self.log_path = os.path.join(self.tmp, "mpirun.%d.log" % self.starts)
@@ -74,7 +77,7 @@ class Cluster:
             text = self.log()
             for r, host, port in re.findall(r"\[\d+,(\d+)\]<stdout>:listening on ([\d.]+):(\d+)",
                                             text):
-                ports[int(r)] = (host, int(port))
+                ports[int(r)] = (self.rank_host(int(r), host), int(port))
             for r, pid in re.findall(r"\[\d+,(\d+)\]<stderr>:easytorchd: rank \d+ of \d+ "
                                      r"\(pid (\d+)", text):
                 pids[int(r)] = int(pid)

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -126,19 +127,22 @@ def close(test, a, b, path=""):
 
 @unittest.skipUnless(MPI_BUILD, "this build has no MPI (meson -Dmpi=disabled)")
 class MPITest(unittest.TestCase):
+    ref = {}
+
     @classmethod
     def setUpClass(cls):
         if not shutil.which("mpirun"):
             raise AssertionError("mpirun not found (apt-get install openmpi-bin)")
+        if cls.ref:
+            return
         # the reference: one plain daemon, the same requests on the full batches
-        cls.ref = {}
         d = daemon.Daemon()
         d.start()
         try:
             for name, spec in MODELS.items():
                 d.create(dict(spec, name=name))
                 last = session(d, name)
-                cls.ref[name] = (d.params(name), last)
+                MPITest.ref[name] = (d.params(name), last)
         finally:
             d.stop()
             d.cleanup()
@@ -310,6 +314,87 @@ class MPITest(unittest.TestCase):
                 d.cleanup()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class NamespaceCluster(mpicluster.Cluster):
+    """Two "hosts": rank 0 in this network namespace, rank 1 in another, joined by a veth
+    pair; Open MPI's TCP transport between them (no shared memory: btl tcp,self), PMIx
+    over the veth too."""
+
+    def __init__(self, ns, net):
+        super().__init__(2, extra_args=["--insecure"])
+        self.ns, self.net = ns, net
+
+    def rank_host(self, r, host):
+        return "127.0.0.1" if r == 0 else self.net + ".2"
+
+    def args(self):
+        d = [daemon.daemon_path(), "--mpi", "--listen", "0.0.0.0:0", "--data-dir",
+             self.data_dir, "--quiet"] + self.extra_args
+        return (["mpirun", "--oversubscribe", "--bind-to", "none", "--tag-output",
+                 "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", self.net + ".0/24",
+                 "-n", "1"] + d + [":", "-n", "1", "ip", "netns", "exec", self.ns] + d)
+
+
+def run(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@unittest.skipUnless(MPI_BUILD, "this build has no MPI (meson -Dmpi=disabled)")
+class NamespaceTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        MPITest.setUpClass()
+
+    def test_two_namespaces_tcp(self):
+        ns = "etmpi%d" % os.getpid()
+        net = "10.231.%d" % (os.getpid() % 200 + 20)
+        va, vb = "eta%d" % os.getpid(), "etb%d" % os.getpid()
+        r = run("ip", "netns", "add", ns)
+        if r.returncode != 0 and ("Permission" in r.stderr or "not permitted" in r.stderr):
+            self.skipTest("no permission to create a network namespace: " + r.stderr.strip())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        old = {k: os.environ.get(k) for k in ("PMIX_MCA_ptl_tcp_if_include",
+                                              "PMIX_MCA_ptl_tcp_remote_connections")}
+        try:
+            for cmd in (["ip", "link", "add", va, "type", "veth", "peer", "name", vb],
+                        ["ip", "link", "set", vb, "netns", ns],
+                        ["ip", "addr", "add", net + ".1/24", "dev", va],
+                        ["ip", "link", "set", va, "up"],
+                        ["ip", "netns", "exec", ns, "ip", "addr", "add", net + ".2/24", "dev", vb],
+                        ["ip", "netns", "exec", ns, "ip", "link", "set", vb, "up"],
+                        ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]):
+                r = run(*cmd)
+                self.assertEqual(r.returncode, 0, "%s: %s" % (" ".join(cmd), r.stderr))
+            # the ranks reach mpirun's PMIx server over the veth (loopback is not shared)
+            os.environ["PMIX_MCA_ptl_tcp_if_include"] = net + ".0/24"
+            os.environ["PMIX_MCA_ptl_tcp_remote_connections"] = "1"
+            c = NamespaceCluster(ns, net).start()
+            try:
+                for name in ("mse", "ce", "cnn"):
+                    c.rank(1).create(dict(MODELS[name], name=name))
+                    last = session(c.rank(0), name)
+                    ref_params, ref_last = MPITest.ref[name]
+                    settle(c, name, ref_last["step"])
+                    got = [c.rank(r).get("/v1/models/%s/parameters" % name).body
+                           for r in range(2)]
+                    self.assertEqual(got[1], got[0], name)
+                    close(self, json.loads(got[0])["parameters"], ref_params, name)
+                    close(self, last["loss"], ref_last["loss"], name + ".loss")
+                text = c.rank(1).get("/metrics").body.decode()
+                self.assertIn("easytorch_cluster_checksum_mismatches_total 0", text)
+            finally:
+                rc = c.stop()
+                c.cleanup()
+            self.assertEqual(rc, 0, c.log()[-2000:])
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            run("ip", "link", "del", va)
+            run("ip", "netns", "del", ns)
 
 
 if __name__ == "__main__":

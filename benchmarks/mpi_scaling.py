@@ -1,0 +1,96 @@
+"""mpi_scaling.py - the cost of data-parallel training with easytorchd --mpi (issue 19;
+docs/distributed.md "Performance").
+
+    /usr/bin/python3 benchmarks/mpi_scaling.py EASYTORCHD [--ranks 1,2,4] [--steps 30]
+                     [--batch 64] [--sizes 784-1024-1024-10,784-256-256-10,784-64-10]
+
+For each model size and rank count it starts `mpirun -n N easytorchd --mpi` (loopback,
+--oversubscribe), trains `steps` minibatches of `batch` rows per rank (weak scaling: the
+global batch is batch x N) and reads from /metrics the wall time spent in the gradient
+allreduce and in the broadcast of generator and buffers.  Per step it prints the whole
+step (train call time / steps), the allreduce, the broadcast and the rest (compute:
+forward, backward, optimizer, JSON), plus the load average: the numbers are of a shared
+machine.  The allreduce sizes and times are what docs/distributed.md's cost model is
+fitted to.
+"""
+import argparse
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "server"))
+import daemon  # noqa: E402
+import mpicluster  # noqa: E402
+
+
+def spec(sizes):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append({"type": "Linear", "in_features": sizes[i], "out_features": sizes[i + 1]})
+        if i < len(sizes) - 2:
+            layers.append({"type": "ReLU"})
+    return {"name": "m", "layers": layers, "loss": "CrossEntropyLoss",
+            "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9}, "seed": 1}
+
+
+def metric(text, name):
+    m = re.search(r"^%s ([0-9.e+-]+)$" % name, text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def run(n, sizes, steps, batch):
+    c = mpicluster.Cluster(n, extra_args=["--mpi-check-every", "0"]).start()
+    try:
+        rk = c.rank(0)
+        rk.create(spec(sizes))
+        rows = batch * n
+        x = [[((i * 31 + j * 17) % 97) / 97.0 for j in range(sizes[0])] for i in range(rows)]
+        y = [i % sizes[-1] for i in range(rows)]
+        body = {"inputs": x, "targets": y, "epochs": 2, "batch_size": rows, "shuffle": False}
+        rk.ok("POST", "/v1/models/m/train", body)  # warm-up
+        before = rk.get("/metrics").body.decode()
+        body["epochs"] = steps
+        t0 = time.perf_counter()
+        rk.ok("POST", "/v1/models/m/train", body)
+        wall = time.perf_counter() - t0
+        after = rk.get("/metrics").body.decode()
+        ar = (metric(after, "easytorch_cluster_allreduce_seconds_total") -
+              metric(before, "easytorch_cluster_allreduce_seconds_total"))
+        bc = (metric(after, "easytorch_cluster_bcast_seconds_total") -
+              metric(before, "easytorch_cluster_bcast_seconds_total"))
+        nb = (metric(after, "easytorch_cluster_allreduce_bytes_total") -
+              metric(before, "easytorch_cluster_allreduce_bytes_total")) / steps
+    finally:
+        c.stop()
+        c.cleanup()
+    return wall / steps, ar / steps, bc / steps, nb
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("easytorchd")
+    ap.add_argument("--ranks", default="1,2,4")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--sizes", default="784-1024-1024-10,784-256-256-10,784-64-10")
+    a = ap.parse_args()
+    daemon.DAEMON_PATH = os.path.abspath(a.easytorchd)
+    print("load average before: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
+    print("%-18s %5s %10s %10s %12s %10s %10s %9s" % ("model", "ranks", "params", "MB/step",
+                                                    "step ms", "allred ms", "bcast ms",
+                                                    "compute ms"))
+    for s in a.sizes.split(","):
+        sizes = [int(v) for v in s.split("-")]
+        params = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
+        for n in [int(v) for v in a.ranks.split(",")]:
+            step, ar, bc, nb = run(n, sizes, a.steps, a.batch)
+            print("%-18s %5d %10d %10.2f %12.2f %10.3f %10.3f %9.2f" % (
+                s, n, params, nb / 1e6, step * 1e3, ar * 1e3, bc * 1e3, (step - ar - bc) * 1e3))
+            sys.stdout.flush()
+    print("load average after: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
