@@ -48,10 +48,10 @@ etd_cluster *etd_cluster_init(int *argc, char ***argv, const etd_cluster_opts *o
     atomic_init(&c->watch_stop, false);
     c->last_seen = calloc((size_t)c->size, sizeof *c->last_seen);
     c->gone = calloc((size_t)c->size, sizeof *c->gone);
-    if (!c->last_seen || !c->gone) {
-        etd_fail(e, ETD_ENOMEM, "out of memory");
+    /* heartbeats from the start: a rank that dies while the others copy files
+     * or load models is noticed too */
+    if (!c->last_seen || !c->gone || !etd_watch_start(c, e))
         return NULL;
-    }
     return c;
 }
 
@@ -233,7 +233,7 @@ bool etd_cluster_attach(etd_cluster *c, etd_app *app, const etd_transport_opts *
 
 bool etd_cluster_run(etd_cluster *c, etd_err *e)
 {
-    return etd_watch_start(c, e) && etd_order_start(c, e);
+    return etd_order_start(c, e);
 }
 
 void etd_cluster_stop(etd_cluster *c)

@@ -32,7 +32,8 @@ typedef struct etd_cluster_opts {
 
 /* MPI_Init_thread (MPI_THREAD_MULTIPLE) and the communicators.  Call with
  * the signals already blocked (MPI starts threads).  NULL + e when MPI
- * cannot start or gives less than MPI_THREAD_MULTIPLE. */
+ * cannot start or gives less than MPI_THREAD_MULTIPLE.  The heartbeats
+ * (watch.c) start here. */
 etd_cluster *etd_cluster_init(int *argc, char ***argv, const etd_cluster_opts *o, etd_err *e);
 int etd_cluster_rank(const etd_cluster *c);
 int etd_cluster_size(const etd_cluster *c);
@@ -51,7 +52,7 @@ bool etd_cluster_sync_files(etd_cluster *c, const char *my_dir, etd_err *e);
  * etd_server_start. */
 bool etd_cluster_attach(etd_cluster *c, etd_app *app, const etd_transport_opts *http,
                         const etd_route *routes, int nroutes, etd_err *e);
-/* After the models are loaded: start applying the order and the heartbeats. */
+/* After the models are loaded: start applying the order. */
 bool etd_cluster_run(etd_cluster *c, etd_err *e);
 /* Stop applying the order (after the HTTP server has drained; requests
  * not applied yet are answered 503).  A rank stuck in a collective ends the
