@@ -111,6 +111,24 @@ def settle(c, name, step, n=None):
             time.sleep(0.02)
 
 
+def applied(rk):
+    text = rk.get("/metrics").body.decode()
+    return int(re.search(r"^easytorch_cluster_requests_applied_total (\d+)$", text, re.M).group(1))
+
+
+def quiesce(c):
+    """Waits until every rank has applied every ordered request (the counts are equal and
+    stay so): nothing more is coming once every client has its answer."""
+    deadline, last = time.time() + 30, None
+    while time.time() < deadline:
+        counts = [applied(c.rank(r)) for r in range(c.n)]
+        if len(set(counts)) == 1 and counts == last:
+            return counts[0]
+        last = counts
+        time.sleep(0.05)
+    raise AssertionError("the ranks did not settle: %r" % last)
+
+
 def close(test, a, b, path=""):
     if isinstance(a, list):
         test.assertEqual(len(a), len(b), path)
@@ -178,8 +196,9 @@ class MPITest(unittest.TestCase):
             self.assertEqual(len(set(sums)), 1, sums)
         finally:
             rc = c.stop()
+            log = c.log()
             c.cleanup()
-        self.assertEqual(rc, 0, c.log()[-2000:])
+        self.assertEqual(rc, 0, log[-3000:])
 
     def test_one_rank(self):
         self.check_ranks(1)
@@ -215,6 +234,8 @@ class MPITest(unittest.TestCase):
 
             with concurrent.futures.ThreadPoolExecutor(8) as ex:
                 list(ex.map(work, range(12)))
+            # 12 creates, PUTs, versions, PATCHes and 4 deletes
+            self.assertEqual(quiesce(c), 4 * 12 + 4)
             lists = [sorted(m["name"] for m in c.rank(r).ok("GET", "/v1/models")["models"])
                      for r in range(n)]
             self.assertEqual(lists[0], sorted("m%d" % i for i in range(12) if i % 3))
@@ -237,8 +258,9 @@ class MPITest(unittest.TestCase):
             self.assertIn("--mpi", r.json()["error"])
         finally:
             rc = c.stop()
+            log = c.log()
             c.cleanup()
-        self.assertEqual(rc, 0, c.log()[-2000:])
+        self.assertEqual(rc, 0, log[-3000:])
 
     def test_kill_and_resume(self):
         """kill -9 of rank 2 during a train call: ranks 0 and 1 exit 3 within the
@@ -385,8 +407,9 @@ class NamespaceTest(unittest.TestCase):
                 self.assertIn("easytorch_cluster_checksum_mismatches_total 0", text)
             finally:
                 rc = c.stop()
+                log = c.log()
                 c.cleanup()
-            self.assertEqual(rc, 0, c.log()[-2000:])
+            self.assertEqual(rc, 0, log[-3000:])
         finally:
             for k, v in old.items():
                 if v is None:
