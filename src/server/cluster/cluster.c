@@ -31,6 +31,7 @@ etd_cluster *etd_cluster_init(int *argc, char ***argv, const etd_cluster_opts *o
         return NULL;
     }
     c->o = *o;
+    c->main_thread = pthread_self();
     /* errors come back as codes: a lost rank is reported, not an abort
      * without a word (etd_cluster_fatal) */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

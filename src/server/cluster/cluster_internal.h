@@ -51,6 +51,7 @@ struct etd_cluster {
     uint64_t seq;               /* rank 0: requests ordered so far */
 
     /* watch.c */
+    pthread_t main_thread;      /* the one that waits for signals (etd_cluster_init's caller) */
     pthread_t watcher;
     bool watcher_started;
     atomic_bool watch_stop;

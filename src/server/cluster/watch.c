@@ -102,7 +102,9 @@ static void *watch_main(void *arg)
                 c->gone[st.MPI_SOURCE] = true;
                 fprintf(stderr, "easytorchd: rank %d: rank %d stopped; stopping too\n", c->rank,
                         st.MPI_SOURCE);
-                kill(getpid(), SIGTERM);
+                /* to the main thread, which takes it in sigwait (or, once stopping,
+                 * keeps it pending): MPI's own threads may not block SIGTERM */
+                pthread_kill(c->main_thread, SIGTERM);
             }
         }
         for (int r = 0; r < c->size; r++)
