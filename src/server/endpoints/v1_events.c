@@ -75,6 +75,7 @@ static double mono(void)
 static etd_pull sse_pull(void *arg, etd_stream *s, etd_buf *out)
 {
     sse *x = arg;
+    size_t before = out->len; /* out may hold what earlier pulls wrote */
     if (!x->started) {
         x->started = true;
         pthread_mutex_lock(&x->w->mu);
@@ -96,7 +97,7 @@ static etd_pull sse_pull(void *arg, etd_stream *s, etd_buf *out)
     double t = mono();
     if (r == ETD_EV_END)
         return ETD_PULL_END;
-    if (out->len) {
+    if (out->len > before) {
         x->last_out = t;
         return ETD_PULL_MORE;
     }
