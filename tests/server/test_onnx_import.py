@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon as dm  # noqa: E402
 from daemon import Daemon, DaemonTestCase  # noqa: E402
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 import torch  # noqa: E402
 from torchref import close_report  # noqa: E402
 
@@ -259,16 +260,18 @@ class Import(DaemonTestCase):
                               headers={"Accept": "application/onnx"})
                 self.assertEqual(r.status, 200, r)
                 self.assertEqual(r.headers.get("content-type"), "application/onnx")
+                r_body = r.body
                 r = post_raw(d, r.body, name=dst, loss="MSELoss", optimizer=opt)
                 self.assertEqual(r.status, 201, r)
                 ps, pd = d.params(src), d.params(dst)
-                # ONNX has no num_batches_tracked: an import starts it at 0 (with a momentum
-                # it changes nothing: torch uses it only for momentum=None)
-                self.assertEqual([v for k, v in ps.items() if "num_batches" not in k],
-                                 [v for k, v in pd.items() if "num_batches" not in k],
-                                 "parameters and buffers")
-                self.assertEqual([v for k, v in pd.items() if "num_batches" in k],
-                                 [0 for k in pd if "num_batches" in k])
+                self.assertEqual(list(ps.values()), list(pd.values()), "parameters and buffers")
+                # ONNX has no num_batches_tracked: our exporter keeps the counters in
+                # metadata_props (3 epochs of one batch: 3), the import restores them
+                nbt = {k: v for k, v in ps.items() if "num_batches" in k}
+                self.assertEqual(set(nbt.values()), {3} if nbt else set())
+                meta = {p.key: p.value for p in onnx.load_from_string(r_body).metadata_props}
+                self.assertEqual(json.loads(meta["easytorch.num_batches_tracked"]) if nbt
+                                 else meta.get("easytorch.num_batches_tracked"), nbt or None)
                 self.assertIsNone(close_report(d.predict(dst, x.tolist()),
                                                d.predict(src, x.tolist())), "predictions")
                 # PyTorch from the copy's state
@@ -335,6 +338,35 @@ class Import(DaemonTestCase):
                          400, "layers")
         self.assertError(d.post("/v1/models", {"name": "imp-bad", "onnx": ok, "loss": "Nope",
                                                "optimizer": {"type": "SGD"}}), 400, "loss")
+        # our exporter's num_batches_tracked counters (metadata_props), malformed
+        bnnet = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        with torch.no_grad():  # distinct values (torch shares equal initializers by Identity)
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                getattr(bnnet[1], k).copy_(torch.rand(4) + 0.5)
+        bn = onnx.load_from_string(base64.b64decode(exported(bnnet, torch.randn(2, 3))))
+        for value, words in [("nope", ["JSON object"]), ('{"1.num_batches_tracked": -1}',
+                                                           ["1.num_batches_tracked", "integer"]),
+                             ('{"1.num_batches_tracked": 2.5}', ["integer"])]:
+            with self.subTest(metadata=value):
+                del bn.metadata_props[:]
+                bn.metadata_props.add(key="easytorch.num_batches_tracked", value=value)
+                r = d.post("/v1/models", {"name": "imp-bad", "onnx": base64.b64encode(
+                    bn.SerializeToString()).decode(), "loss": "MSELoss",
+                    "optimizer": {"type": "SGD", "lr": 0.1}})
+                msg = self.assertError(r, 400, "easytorch.num_batches_tracked")
+                for w in words:
+                    self.assertIn(w, msg)
+        # a file from torch has no counters: they start at 0; with ours they are restored
+        for value, want in [(None, 0), ('{"1.num_batches_tracked": 17}', 17)]:
+            del bn.metadata_props[:]
+            if value:
+                bn.metadata_props.add(key="easytorch.num_batches_tracked", value=value)
+            r = d.post("/v1/models", {"name": "imp-nbt", "onnx": base64.b64encode(
+                bn.SerializeToString()).decode(), "loss": "MSELoss",
+                "optimizer": {"type": "SGD", "lr": 0.1}})
+            self.assertEqual(r.status, 201, r)
+            self.assertEqual(d.params("imp-nbt")["1.num_batches_tracked"], want)
+            d.ok("DELETE", "/v1/models/imp-nbt")
         self.assertEqual(d.ok("GET", "/v1/models"), before)
         self.assertEqual(d.get("/v1/models/imp-bad").status, 404)
 

@@ -388,6 +388,42 @@ class VersionMetrics(DaemonTestCase):
         finally:
             d.cleanup()
 
+    def test_metrics_of_weights_changed_at_the_same_step(self):
+        """An evaluation measured weights that PUT parameters or a rollback replaced
+        without a training step: a version frozen at that step does not take it."""
+        d = self.daemon
+        name = "v-metrics-put"
+        d.create(spec_for(name))
+        vx, vy = data(7, 10)
+        v0 = d.ok("POST", "/v1/models/%s/versions" % name, None, expect=(201,))
+        self.assertEqual(v0["step"], 0)
+        r = d.post("/v1/models/%s/jobs" % name,
+                   {"inputs": X, "targets": Y, "epochs": 2, "batch_size": 6,
+                    "validation": {"inputs": vx, "targets": vy, "metrics": ["loss"]}})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(self.wait_job(d, name, r.json()["id"])["state"], "done")
+        hist = d.ok("GET", "/v1/models/%s/loss?series=validation" % name)["validation"]
+        self.assertEqual([h["step"] for h in hist], [4, 8])
+        # new weights at step 8: the job's step-8 metrics are not theirs
+        p = random_params(build_net(MLP), 5)
+        d.set_params(name, p)
+        v = d.ok("POST", "/v1/models/%s/versions" % name, None, expect=(201,))
+        self.assertEqual((v["step"], v["validation"]), (8, None))
+        # measured again after the PUT: the version takes that one, equal to torch's
+        r = d.post("/v1/models/%s/jobs" % name,
+                   {"inputs": X[:6], "targets": Y[:6], "epochs": 1, "batch_size": 6,
+                    "validation": {"inputs": vx, "targets": vy, "metrics": ["loss"]}})
+        self.assertEqual(self.wait_job(d, name, r.json()["id"])["state"], "done")
+        p9 = d.params(name)
+        v = d.ok("POST", "/v1/models/%s/versions" % name, None, expect=(201,))
+        self.assertEqual((v["step"], v["validation"]["step"]), (9, 9))
+        self.assertMetrics(v["validation"]["metrics"], torch_metrics(p9, MLP, vx, vy), ["loss"])
+        # back to step 0, then 4 steps: the job's step-4 metrics were a discarded future
+        d.ok("POST", "/v1/models/%s/rollback" % name, {"version": v0["version"]})
+        train(d, name, None, 1, 4)
+        v = d.ok("POST", "/v1/models/%s/versions" % name, None, expect=(201,))
+        self.assertEqual((v["step"], v["validation"]), (4, None))
+
     def check_metrics(self, d):
         name = "v-metrics"
         d.create(spec_for(name))

@@ -316,6 +316,9 @@ etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
     etd_model_info in;
     etd_model_info_get(m, &in);
     r->step = in.sum.step;
+    pthread_mutex_lock(&m->pub_mu);
+    r->wgen = m->wgen;
+    pthread_mutex_unlock(&m->pub_mu);
     return rc;
 }
 
@@ -340,7 +343,20 @@ void etd_model_validation_add(etd_model *m, const etd_val_entry *v)
         m->v = nv;
         m->v_cap = cap;
     }
-    m->v[m->v_len++] = *v;
+    m->v[m->v_len] = *v;
+    if (v->wgen != m->wgen) /* the weights changed while it was measured */
+        m->v[m->v_len].stale = true;
+    m->v_len++;
+    pthread_mutex_unlock(&m->pub_mu);
+}
+
+void etd_model_weights_changed(etd_model *m)
+{
+    pthread_mutex_lock(&m->pub_mu);
+    m->wgen++;
+    for (size_t i = 0; i < m->v_len; i++)
+        if (m->v[i].step >= m->ts.step)
+            m->v[i].stale = true;
     pthread_mutex_unlock(&m->pub_mu);
 }
 

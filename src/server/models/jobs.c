@@ -262,7 +262,7 @@ static void evaluate(etd_job *j)
                 (long long)j->id, e.msg);
         return;
     }
-    etd_val_entry v = {r.step, j->id, r.metrics, r.k, {0}};
+    etd_val_entry v = {r.step, j->id, r.metrics, r.k, {0}, r.wgen, false};
     memcpy(v.value, r.value, sizeof v.value);
     etd_model_validation_add(m, &v);
     etd_buf b;

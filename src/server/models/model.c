@@ -546,6 +546,7 @@ etd_rc etd_model_put_parameters(etd_model *m, const et_tensor_dict *d, etd_err *
         rc = etd_fail(e, ETD_EINVAL, "parameters: %s", et_errmsg());
     } else {
         etd_guard_recheck(m);
+        etd_model_weights_changed(m);
         rc = etd_model_commit(m, snapped ? &snap : NULL, e);
         etd_err ge;
         if (rc == ETD_OK && etd_guard_keep(m, &ge) != ETD_OK)

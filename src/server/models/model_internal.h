@@ -120,6 +120,11 @@ struct etd_model {
     size_t mk_len, mk_cap;
     etd_val_entry *v;            /* validation history, under pub_mu */
     size_t v_len, v_cap;
+    /* the weights generation, under pub_mu: +1 whenever parameters or
+     * buffers change other than by a training step (PUT parameters, a
+     * rollback), so an evaluation is matched to a version by step AND
+     * generation (etd_model_weights_changed) */
+    uint64_t wgen;
 
     /* jobs (jobs.c), under pub_mu */
     etd_job_info *jobs;          /* records, oldest first (at most ETD_JOB_RECORDS) */
@@ -254,6 +259,10 @@ void etd_model_marker_add_locked(etd_model *m, int64_t step, etd_marker_kind kin
                                  const char *data);
 /* Append one validation entry (evaluate.c; the same bound). */
 void etd_model_validation_add(etd_model *m, const etd_val_entry *v);
+/* The weights changed at the current step without a training step (PUT
+ * parameters, rollback; the write lock held): wgen + 1, and the validation
+ * entries from this step on are stale -- they measured other weights. */
+void etd_model_weights_changed(etd_model *m);
 /* Write the model's file now; the caller holds its lock (shared is enough).
  * On failure the previous file is left as it was, unless *replaced (may be
  * NULL) says the new one took its place but the directory's fsync failed. */

@@ -473,6 +473,7 @@ typedef struct etd_eval_result {
     unsigned metrics;         /* the ones computed */
     int64_t k;
     double value[ETD_M_COUNT];/* NaN where undefined or not finite (JSON null) */
+    uint64_t wgen;            /* the weights generation measured (etd_model.wgen) */
 } etd_eval_result;
 
 /* The metrics the model's loss implies: loss, plus accuracy for
@@ -492,6 +493,9 @@ typedef struct etd_val_entry {
     unsigned metrics;
     int64_t k;
     double value[ETD_M_COUNT];
+    uint64_t wgen;            /* the model's weights generation when measured */
+    bool stale;               /* the weights changed since at this step (PUT parameters,
+                               * rollback): no version takes it as its metrics */
 } etd_val_entry;
 typedef struct etd_val_history {
     size_t n;

@@ -8,6 +8,13 @@
 
 #include "server/models/models.h"
 
+/* BatchNorm's num_batches_tracked has no place in ONNX: the exporter keeps
+ * the counters in the model's metadata_props under this key, as a JSON
+ * object {"<state_dict name>": count, ...}; the importer restores them by
+ * the BatchNormalization's running_mean initializer ("1.running_mean" ->
+ * "1.num_batches_tracked"), 0 without the entry (a file from torch). */
+#define OX_NBT_KEY "easytorch.num_batches_tracked"
+
 /* The model (or a version's model, versions.h) as an ONNX file: opset 17,
  * IR version 8, input "input" and output "output" with a symbolic batch
  * dimension, parameters and buffers as initializers named as in the

@@ -414,6 +414,12 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
     mp.producer_name = (char *)"easytorchd";
     mp.producer_version = (char *)EASYTORCH_VERSION;
     mp.graph = &g;
+    Onnx__StringStringEntryProto nbt = ONNX__STRING_STRING_ENTRY_PROTO__INIT, *nbtp = &nbt;
+    if ((nbt.value = ox_num_batches_tracked(&x, m->net))) {
+        nbt.key = (char *)OX_NBT_KEY;
+        mp.n_metadata_props = 1;
+        mp.metadata_props = &nbtp;
+    }
     if (x.oom || !vin || !vout) {
         rc = etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
         goto out;

@@ -90,6 +90,7 @@ typedef struct imp {
     cJSON *layers;
     et_tensor_dict *state;
     int rank;                 /* of the value flowing, 0: unknown */
+    cJSON *nbt;               /* our exporter's num_batches_tracked counters, or NULL */
     etd_err *e;
 } imp;
 
@@ -213,6 +214,33 @@ static bool put(imp *x, int layer, const char *what, et_tensor *t)
     if (!ok && x->e->rc == ETD_OK)
         etd_fail(x->e, ETD_ENOMEM, "out of memory");
     return ok;
+}
+
+/* The BatchNormalization n's num_batches_tracked from our exporter's
+ * metadata (onnx_ox.h OX_NBT_KEY), by its running_mean's initializer name;
+ * 0 when the file has none for it.  false + 400 for a bad counter. */
+static bool nbt_of(imp *x, const Onnx__NodeProto *n, int64_t *out)
+{
+    static const char rm[] = ".running_mean";
+    *out = 0;
+    const char *mean = n->n_input > 3 ? S(n->input[3]) : "";
+    size_t len = strlen(mean);
+    if (!x->nbt || len <= sizeof rm - 1 || strcmp(mean + len - (sizeof rm - 1), rm) != 0 ||
+        len > 200)
+        return true;
+    char key[256];
+    snprintf(key, sizeof key, "%.*s.num_batches_tracked", (int)(len - (sizeof rm - 1)), mean);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(x->nbt, key);
+    if (!v)
+        return true;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != floor(v->valuedouble)) {
+        etd_fail(x->e, ETD_EINVAL, "onnx: metadata_props \"%s\": \"%.100s\" must be a "
+                 "non-negative integer", OX_NBT_KEY, key);
+        return false;
+    }
+    *out = (int64_t)v->valuedouble;
+    return true;
 }
 
 static cJSON *layer(imp *x, const char *type)
@@ -414,11 +442,15 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
         cJSON_AddNumberToObject(l, "eps", attr_f(n, "epsilon", 1e-5));
         /* ONNX's momentum weighs the old statistic, torch's the new one */
         cJSON_AddNumberToObject(l, "momentum", 1.0 - attr_f(n, "momentum", 0.9));
-        int64_t zero = 0;
+        int64_t tracked = 0;
+        if (!nbt_of(x, n, &tracked)) {
+            et_tensor_free(sc);
+            return x->e->rc;
+        }
         if (!put(x, li, "weight", sc) || !put(x, li, "bias", tensor_of(x, n, n->input[2], false)) ||
             !put(x, li, "running_mean", tensor_of(x, n, n->input[3], false)) ||
             !put(x, li, "running_var", tensor_of(x, n, n->input[4], false)) ||
-            !put(x, li, "num_batches_tracked", et_tensor_new_int64(&zero, NULL, 0)))
+            !put(x, li, "num_batches_tracked", et_tensor_new_int64(&tracked, NULL, 0)))
             return x->e->rc;
     } else if (!strcmp(op, "LayerNormalization")) {
         et_tensor *sc = tensor_of(x, n, n->n_input > 1 ? n->input[1] : NULL, false);
@@ -504,6 +536,16 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
     etd_rc rc = ETD_OK;
     e->rc = ETD_OK;
     Onnx__GraphProto *g = mp->graph;
+    for (size_t i = 0; i < mp->n_metadata_props; i++)
+        if (!strcmp(S(mp->metadata_props[i]->key), OX_NBT_KEY)) {
+            cJSON_Delete(x.nbt);
+            x.nbt = cJSON_Parse(S(mp->metadata_props[i]->value));
+            if (!cJSON_IsObject(x.nbt)) {
+                rc = etd_fail(e, ETD_EINVAL, "onnx: metadata_props \"%s\": expected a JSON "
+                              "object of counters", OX_NBT_KEY);
+                goto out;
+            }
+        }
     /* the one graph input that is not an initializer, and its rank */
     const char *cur = NULL;
     for (size_t i = 0; i < g->n_input; i++)
@@ -564,6 +606,7 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
     rc = etd_registry_define_state(r, spec, x.state, out, e);
     cJSON_Delete(spec);
 out:
+    cJSON_Delete(x.nbt);
     cJSON_Delete(x.layers);
     et_tensor_dict_free(x.state);
     onnx__model_proto__free_unpacked(mp, NULL);

@@ -243,3 +243,26 @@ const char *ox_reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bo
     return ox_node(x, "Reshape", IN(cur, ox_init_i64(x, "shape", s, nd)), NULL);
 }
 
+
+char *ox_num_batches_tracked(ox *x, et_module *net)
+{
+    static const char suffix[] = ".num_batches_tracked";
+    cJSON *o = NULL;
+    for (int k = 0; k < et_module_num_state(net); k++) {
+        const char *name = et_module_state_name(net, k);
+        size_t n = strlen(name);
+        int64_t v;
+        if (n < sizeof suffix - 1 || strcmp(name + n - (sizeof suffix - 1), suffix) != 0 ||
+            et_item_int64(et_module_state_tensor(net, k), &v) != ET_OK)
+            continue;
+        if ((!o && !(o = cJSON_CreateObject())) || !cJSON_AddNumberToObject(o, name, (double)v)) {
+            x->oom = true;
+            break;
+        }
+    }
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (o && !s)
+        x->oom = true;
+    cJSON_Delete(o);
+    return s ? ox_own(x, s) : NULL;
+}

@@ -11,6 +11,7 @@
 
 #include "onnx.pb-c.h"
 #include "server/models/model_internal.h"
+#include "server/models/onnx.h"
 
 #define OPSET 17
 
@@ -60,6 +61,9 @@ const char *ox_fill(ox *x, const char *what, int64_t n, float v);  /* n copies o
 /* Reshape cur to out[] with the batch dimension symbolic (0: copied from
  * the input; -1 where the batch was merged). */
 const char *ox_reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bool merged);
+
+/* That JSON of net's counters (owned by x), or NULL when it has none. */
+char *ox_num_batches_tracked(ox *x, et_module *net);
 
 /* onnx_export_attn.c: MultiheadAttention, TransformerEncoderLayer and
  * TransformerEncoder (eval mode, self-attention, the spec's fixed mask). */

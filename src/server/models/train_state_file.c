@@ -299,6 +299,8 @@ void etd_ts_write_validation(etd_buf *b, const etd_val_entry *v, bool comma)
             etd_buf_printf(b, ",\"%s\":", etd_metric_names[i]);
             etd_json_double(b, v->value[i]);
         }
+    if (v->stale)
+        etd_buf_puts(b, ",\"stale\":true");
     etd_buf_putc(b, '}');
 }
 
@@ -313,6 +315,7 @@ bool etd_ts_read_validation(const cJSON *j, etd_val_entry *v)
     v->step = (int64_t)s->valuedouble;
     v->job = (int64_t)job->valuedouble;
     v->k = (int64_t)k->valuedouble;
+    v->stale = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stale"));
     for (int i = 0; i < ETD_M_COUNT; i++) {
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, etd_metric_names[i]);
         v->value[i] = cJSON_IsNumber(x) ? x->valuedouble : NAN;

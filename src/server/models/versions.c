@@ -136,7 +136,7 @@ etd_rc etd_model_freeze(etd_model *m, const char *label, bool serve, etd_version
      * version keeps it as its metrics (the newest, if there are several) */
     pthread_mutex_lock(&m->pub_mu);
     for (size_t i = m->v_len; i-- > 0 && m->v[i].step >= m->ts.step;)
-        if (m->v[i].step == m->ts.step) {
+        if (m->v[i].step == m->ts.step && !m->v[i].stale && m->v[i].wgen == m->wgen) {
             vi.has_val = true;
             vi.val = m->v[i];
             break;
@@ -479,6 +479,7 @@ etd_rc etd_model_rollback(etd_model *m, int64_t n, etd_rollback_result *r, etd_e
                 fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
         } else {
             etd_guard_recheck(m);
+            etd_model_weights_changed(m);
             rc = etd_model_commit(m, &snap, e);
             etd_err ge;
             if (rc == ETD_OK && etd_guard_keep(m, &ge) != ETD_OK)
