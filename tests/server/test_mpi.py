@@ -111,6 +111,18 @@ def settle(c, name, step, n=None):
             time.sleep(0.02)
 
 
+def wait_job(d, name, jid):
+    """Polls job jid of model name on d until its record is final; returns it."""
+    deadline = time.time() + 120  # a safety net against hangs, never a speed check
+    while True:
+        j = d.ok("GET", "/v1/models/%s/jobs/%d" % (name, jid))
+        if j["state"] not in ("queued", "running"):
+            return j
+        if time.time() > deadline:
+            raise AssertionError("job %s/%d never ended: %r" % (name, jid, j))
+        time.sleep(0.02)
+
+
 def applied(rk):
     text = rk.get("/metrics").body.decode()
     return int(re.search(r"^easytorch_cluster_requests_applied_total (\d+)$", text, re.M).group(1))
@@ -252,10 +264,99 @@ class MPITest(unittest.TestCase):
                 self.assertEqual(json.loads(bodies[0])["parameters"]["0.bias"], [float(i)] * 16)
                 self.assertEqual(descr[0]["keep_versions"], 5 + i)
                 self.assertEqual(descr[0]["versions"], 1)
-            # jobs would train outside the order: refused with a pointer to train
-            r = c.rank(1).post("/v1/models/m1/jobs", {"inputs": [[0] * 6], "targets": [[0] * 3]})
-            self.assertEqual(r.status, 409)
-            self.assertIn("--mpi", r.json()["error"])
+        finally:
+            rc = c.stop()
+            log = c.log()
+            c.cleanup()
+        self.assertEqual(rc, 0, log[-3000:])
+
+    def test_jobs(self):
+        """POST .../jobs under --mpi: every rank runs the job's steps on its share of the
+        rows, at the same place in the order; the result equals one plain daemon's job on
+        the same data, the replicas agree bit for bit, and a cancel sent to another rank
+        stops every replica after the same step."""
+        n = 3
+        jobs = {}
+        for name in ("mse", "ce"):
+            x, y = data(name)
+            jobs[name] = {"inputs": x, "targets": y, "epochs": 6, "batch_size": 7,
+                          "shuffle": True}
+        ref = {}
+        d = daemon.Daemon()
+        d.start()
+        try:
+            for name, body in jobs.items():
+                d.create(dict(MODELS[name], name=name))
+                jid = d.ok("POST", "/v1/models/%s/jobs" % name, body, expect=(202,))["id"]
+                ref[name] = (wait_job(d, name, jid), d.params(name))
+        finally:
+            d.stop()
+            d.cleanup()
+        c = mpicluster.Cluster(n).start()
+        try:
+            for i, (name, body) in enumerate(jobs.items()):
+                c.rank(i % n).create(dict(MODELS[name], name=name))
+            # both jobs at once, sent to different ranks: they step one after the other
+            ids = {name: c.rank((i + 1) % n).ok("POST", "/v1/models/%s/jobs" % name, body,
+                                                expect=(202,))["id"]
+                   for i, (name, body) in enumerate(jobs.items())}
+            for name in jobs:
+                ref_job, ref_params = ref[name]
+                recs = [wait_job(c.rank(r), name, ids[name]) for r in range(n)]
+                for r in range(n):
+                    self.assertEqual(recs[r]["state"], "done", recs[r])
+                    self.assertEqual(recs[r]["steps_done"], ref_job["steps_done"])
+                    self.assertEqual(recs[r]["loss"], recs[0]["loss"])
+                close(self, recs[0]["loss"], ref_job["loss"], name + ".loss")
+                settle(c, name, ref_job["steps_done"])
+                per_rank = [c.rank(r).get("/v1/models/%s/parameters" % name).body
+                            for r in range(n)]
+                for r in range(1, n):
+                    self.assertEqual(per_rank[r], per_rank[0],
+                                     "%s: rank %d differs from rank 0" % (name, r))
+                close(self, json.loads(per_rank[0])["parameters"], ref_params, name)
+            # a long job cancelled through another rank: every replica stops after the
+            # same step, with the same record and the same numbers
+            x, y = data("mse")
+            jid = c.rank(0).ok("POST", "/v1/models/mse/jobs",
+                               {"inputs": x, "targets": y, "epochs": 100000, "batch_size": 7},
+                               expect=(202,))["id"]
+            base = ref["mse"][0]["steps_done"]
+            deadline = time.time() + 30
+            while c.rank(2).model("mse")["step"] < base + 12 and time.time() < deadline:
+                time.sleep(0.02)
+            # a training call meanwhile is refused alike everywhere (the job is active)
+            r = c.rank(1).post("/v1/models/mse/train", {"inputs": x, "targets": y})
+            self.assertEqual(r.status, 409, r.body)
+            got = c.rank(2).ok("DELETE", "/v1/models/mse/jobs/%d" % jid)
+            self.assertEqual(got["state"], "cancelled", got)
+            k = got["steps_done"]
+            self.assertGreater(k, 0)
+            self.assertLess(k, got["steps_total"])
+            settle(c, "mse", base + k)
+            recs = [wait_job(c.rank(r), "mse", jid) for r in range(n)]
+            strip = lambda j: {f: v for f, v in j.items()  # noqa: E731
+                               if f not in ("created", "started", "finished")}
+            for r in range(n):
+                self.assertEqual(strip(recs[r]), strip(got), "rank %d" % r)
+            time.sleep(0.2)  # nothing steps any more
+            bodies = [c.rank(r).get("/v1/models/mse/parameters").body for r in range(n)]
+            for r in range(n):
+                self.assertEqual(c.rank(r).model("mse")["step"], base + k)
+                self.assertEqual(bodies[r], bodies[0], "rank %d" % r)
+            # free again: a train call on any rank keeps the replicas together
+            c.rank(1).ok("POST", "/v1/models/mse/train", {"inputs": x, "targets": y})
+            settle(c, "mse", base + k + 1)
+            bodies = [c.rank(r).get("/v1/models/mse/parameters").body for r in range(n)]
+            for r in range(1, n):
+                self.assertEqual(bodies[r], bodies[0], "rank %d" % r)
+            text = c.rank(1).get("/metrics").body.decode()
+            self.assertIn("easytorch_cluster_checksum_mismatches_total 0", text)
+            steps = int(re.search(r"^easytorch_cluster_job_steps_total (\d+)$", text,
+                                  re.M).group(1))
+            print("jobs: %d steps granted in the order; the cancel came after %d" % (steps, k))
+            self.assertGreaterEqual(steps, ref["mse"][0]["steps_done"] + ref["ce"][0][
+                "steps_done"] + k)
         finally:
             rc = c.stop()
             log = c.log()

@@ -114,6 +114,9 @@ void etd_cluster_metrics(void *arg, etd_buf *out)
         "# HELP easytorch_cluster_requests_submitted_total Ordered requests received here.\n"
         "# TYPE easytorch_cluster_requests_submitted_total counter\n"
         "easytorch_cluster_requests_submitted_total %llu\n"
+        "# HELP easytorch_cluster_job_steps_total Job steps granted in the order (jobs).\n"
+        "# TYPE easytorch_cluster_job_steps_total counter\n"
+        "easytorch_cluster_job_steps_total %llu\n"
         "# HELP easytorch_cluster_allreduce_total Gradient allreduces (one per minibatch).\n"
         "# TYPE easytorch_cluster_allreduce_total counter\neasytorch_cluster_allreduce_total %llu\n"
         "# HELP easytorch_cluster_allreduce_bytes_total Bytes allreduced (per rank).\n"
@@ -131,7 +134,8 @@ void etd_cluster_metrics(void *arg, etd_buf *out)
         "# TYPE easytorch_cluster_checksum_mismatches_total counter\n"
         "easytorch_cluster_checksum_mismatches_total %llu\n",
         c->rank, c->size, (unsigned long long)c->ops_applied,
-        (unsigned long long)c->ops_submitted, (unsigned long long)c->allreduces,
+        (unsigned long long)c->ops_submitted, (unsigned long long)c->job_ticks,
+        (unsigned long long)c->allreduces,
         (unsigned long long)c->allreduce_bytes, c->allreduce_s, c->bcast_s,
         (unsigned long long)c->mismatches);
     if (c->nsums)

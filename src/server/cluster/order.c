@@ -12,7 +12,11 @@
  * thread, through etd_dispatch (the same pipeline and handlers as HTTP).
  * The rank the client asked answers it with its own result.  Training calls
  * are data-parallel inside (models/train_dp.c): every rank applies the same
- * call, so their collectives meet.
+ * call, so their collectives meet.  Jobs (POST .../jobs, DELETE .../jobs/{id}
+ * are ordered too) step only when the order says so: rank 0, between
+ * requests, orders one step of the oldest job (order_tick; models/jobs.c
+ * etd_jobs_tick), so every rank's job worker takes the same steps between
+ * the same requests.
  *
  * Sends are non-blocking (MPI_Isend, tested in the loop), so a rank sending
  * a request to rank 0 while rank 0 sends it the order cannot deadlock.  The
@@ -45,6 +49,9 @@ struct etd_sendq {
 };
 
 /* ---------------------------------------------------------------- the wire format */
+
+/* The method of a job's step (order_tick): no HTTP route has it. */
+#define TICK "ETD-JOB-STEP"
 
 static void put_u64(etd_buf *b, uint64_t v) { etd_buf_putn(b, (const char *)&v, sizeof v); }
 
@@ -164,12 +171,6 @@ static etd_op *serialise(int origin, uint64_t ticket, const etd_request *rq)
 bool etd_order_hook(void *arg, const etd_route *route, const etd_request *rq, etd_response *rs)
 {
     etd_cluster *c = arg;
-    if (strcmp(route->method, "POST") == 0 && strcmp(route->pattern, "/v1/models/{name}/jobs") == 0) {
-        etd_response_error(rs, 409, "jobs are not available with --mpi (a job would train "
-                           "outside the replicas' order); use POST /v1/models/%s/train",
-                           rq->name);
-        return true;
-    }
     etd_pending *p = calloc(1, sizeof *p);
     if (!p) {
         etd_response_error(rs, 503, "out of memory");
@@ -265,7 +266,13 @@ static void apply(etd_cluster *c, const char *buf, size_t len)
     }
     size_t blen = 0;
     char *body = r.bad ? NULL : get_str(&r, &blen);
-    if (r.bad || !body) {
+    if (!r.bad && body && strcmp(method, TICK) == 0) {
+        /* one step of a job (etd_jobs_tick): url is the model, body the job */
+        etd_jobs_tick(c->app->reg, url, strtoll(body, NULL, 10));
+        pthread_mutex_lock(&c->stat_mu);
+        c->job_ticks++;
+        pthread_mutex_unlock(&c->stat_mu);
+    } else if (r.bad || !body) {
         fprintf(stderr, "easytorchd: rank %d: a malformed request in the order (%zu bytes) was "
                 "skipped\n", c->rank, len);
     } else {
@@ -345,6 +352,29 @@ static void order_and_apply(etd_cluster *c, char *buf, size_t len)
     }
 }
 
+/* Rank 0: the next step of the oldest job, in the order like a request (a
+ * job's steps are collectives: every rank takes them at this place). */
+static bool order_tick(etd_cluster *c)
+{
+    char model[256], id[32];
+    int64_t job;
+    if (!etd_jobs_next(c->app->reg, model, sizeof model, &job))
+        return false;
+    snprintf(id, sizeof id, "%lld", (long long)job);
+    etd_buf b;
+    etd_buf_init(&b);
+    put_u64(&b, UINT64_MAX); /* no origin: nobody is answered */
+    put_u64(&b, 0);
+    put_str(&b, TICK, strlen(TICK));
+    put_str(&b, model, strlen(model));
+    put_u64(&b, 0);
+    put_str(&b, id, strlen(id));
+    if (b.oom)
+        etd_cluster_fatal(c, -1, "out of memory", 0);
+    order_and_apply(c, b.data, b.len);
+    return true;
+}
+
 /* A message of tag from src (MPI_ANY_SOURCE) if one is there: its bytes. */
 static char *try_recv(etd_cluster *c, int src, int tag, size_t *len)
 {
@@ -402,6 +432,8 @@ static void *applier_main(void *arg)
                 busy = true;
                 order_and_apply(c, buf, len);
             }
+            /* requests first, then one step of a job: both make progress */
+            busy = order_tick(c) || busy;
         } else {
             while ((buf = try_recv(c, 0, TAG_OP, &len))) {
                 busy = true;

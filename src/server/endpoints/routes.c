@@ -56,7 +56,7 @@ const etd_route etd_routes[] = {
     {"POST", M "/jobs", etd_h_job_submit, RDY | BIN | ORD, NULL, NULL, NULL},
     {"GET", M "/jobs", etd_h_job_list, RDY, NULL, NULL, NULL},
     {"GET", M "/jobs/{id}", etd_h_job_get, RDY, NULL, NULL, NULL},
-    {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY, NULL, NULL, NULL},
+    {"DELETE", M "/jobs/{id}", etd_h_job_cancel, RDY | ORD, NULL, NULL, NULL},
     {"POST", M "/checkpoint", etd_h_checkpoint, RDY | SH | ORD, NULL, NULL, NULL},
     /* versions take the locks they need themselves (a worker, holding nothing) */
     {"POST", M "/versions", etd_h_versions_post, RDY | BODY | ORD, NULL, NULL, NULL},

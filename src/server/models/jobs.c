@@ -32,6 +32,11 @@ typedef struct etd_job {
     int64_t id;
     etd_job_spec s;
     atomic_int stop;            /* 0: run on; else stop between steps in this etd_job_state */
+    /* data-parallel replicas (etd_jobs_tick), under the model's pub_mu */
+    bool at_gate;               /* the worker waits for a step to be granted */
+    bool granted;               /* one step granted, not taken yet */
+    bool over;                  /* no more steps: the worker finishes the record */
+    uint64_t seq;               /* submission order (the oldest steps first) */
     char stop_why[128];         /* the error the stopped record gets (set before stop) */
     struct etd_job *next;       /* the queue */
 } etd_job;
@@ -218,6 +223,7 @@ etd_rc etd_job_submit(etd_model *m, etd_job_spec *s, etd_job_info *info, etd_err
             .metrics = s->validate ? probe.metrics : 0, .k = s->validate ? probe.k : 0,
         };
         *info = *ji;
+        j->seq = atomic_fetch_add(&r->job_seq, 1) + 1;
         m->active = j;
     }
     pthread_mutex_unlock(&m->pub_mu);
@@ -284,6 +290,84 @@ static void evaluate(etd_job *j)
     atomic_store(&m->dirty, true);
 }
 
+/* ---------------------------------------------------------------- replicas
+ *
+ * With an etd_dp (easytorchd --mpi) every replica runs the same job, and its
+ * steps' collectives must meet those of the other replicas and never
+ * interleave with the training calls the replicas apply in their order (one
+ * thread makes them all).  So a job's worker does not step on its own: it
+ * waits at a gate before each minibatch, and the thread that applies the
+ * order grants it one step at a time (etd_jobs_tick, at the same place in
+ * the order on every replica) and waits until the step is taken.  A cancel,
+ * a PATCH or a delete is applied between two steps everywhere alike. */
+
+/* The worker, before a minibatch: true when a step is granted, false when
+ * asked to stop first. */
+static bool gate(etd_job *j)
+{
+    etd_model *m = j->m;
+    pthread_mutex_lock(&m->pub_mu);
+    j->granted = false; /* the previous grant is used up */
+    j->at_gate = true;
+    pthread_cond_broadcast(&m->job_cv);
+    while (!j->granted && !atomic_load(&j->stop))
+        pthread_cond_wait(&m->job_cv, &m->pub_mu);
+    bool go = j->granted;
+    j->at_gate = false;
+    pthread_mutex_unlock(&m->pub_mu);
+    return go;
+}
+
+bool etd_jobs_next(etd_registry *r, char *model, size_t cap, int64_t *id)
+{
+    uint64_t best = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n; i++) {
+        etd_model *m = r->slots[i].m;
+        pthread_mutex_lock(&m->pub_mu);
+        etd_job *j = m->active;
+        if (j && !j->over && !atomic_load(&j->stop) && (!best || j->seq < best)) {
+            best = j->seq;
+            snprintf(model, cap, "%s", m->name);
+            *id = j->id;
+        }
+        pthread_mutex_unlock(&m->pub_mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return best != 0;
+}
+
+void etd_jobs_tick(etd_registry *r, const char *model, int64_t id)
+{
+    etd_model *m;
+    etd_err e;
+    if (etd_registry_get(r, model, &m, &e) != ETD_OK)
+        return; /* deleted since: as on every replica */
+    pthread_mutex_lock(&m->pub_mu);
+    etd_job *j = m->active;
+    if (j && j->id == id) {
+        /* its worker reaches the gate (or the end: stopped, failed) */
+        while (m->active == j && !j->at_gate && !j->over)
+            pthread_cond_wait(&m->job_cv, &m->pub_mu);
+        if (m->active == j && j->at_gate && !j->over) {
+            j->granted = true;
+            pthread_cond_broadcast(&m->job_cv);
+            /* taken: the worker is at its next gate, or past the last step */
+            while (m->active == j && (j->granted || !(j->at_gate || j->over)))
+                pthread_cond_wait(&m->job_cv, &m->pub_mu);
+        }
+        /* a job that is over has its final record before the order moves on:
+         * the next submission sees the same "one job per model" and
+         * --max-jobs count everywhere */
+        etd_job_info *ji;
+        if (m->active != j || j->over)
+            while ((ji = rec(m, id)) && !final(ji->state))
+                pthread_cond_wait(&m->job_cv, &m->pub_mu);
+    }
+    pthread_mutex_unlock(&m->pub_mu);
+    etd_model_unref(m);
+}
+
 /* The job's minibatches; returns the final state (why: the error). */
 static int run(etd_job *j, char *why, size_t cap)
 {
@@ -300,11 +384,19 @@ static int run(etd_job *j, char *why, size_t cap)
     snprintf(source, sizeof source, "job %lld", (long long)j->id);
     int64_t done = 0, since_eval = 0;
     double last_event = 0;
+    bool gated = m->reg->dp != NULL;
     etd_err e;
     int state = ETD_JOB_DONE;
     for (int64_t ep = 0; ep < s->epochs && state == ETD_JOB_DONE; ep++) {
         for (int64_t b = 0; b < n; b += bs) {
             int stop = atomic_load(&j->stop);
+            if (gated) /* replicas: a step only when granted, even if asked to stop since */
+                stop = gate(j) ? 0 : atomic_load(&j->stop);
+            if (stop && gated && done == 0) { /* as a replica whose worker was later */
+                state = stop;
+                snprintf(why, cap, "%s before it started", j->stop_why);
+                break;
+            }
             if (stop) {
                 state = stop;
                 snprintf(why, cap, "%s after %lld of %lld steps", j->stop_why, (long long)done,
@@ -385,6 +477,14 @@ static int run(etd_job *j, char *why, size_t cap)
                 since_eval = 0;
             }
         }
+    }
+    if (gated) { /* the granted step (if any) is over, and so are the steps */
+        pthread_mutex_lock(&m->pub_mu);
+        j->granted = false;
+        j->at_gate = false;
+        j->over = true;
+        pthread_cond_broadcast(&m->job_cv);
+        pthread_mutex_unlock(&m->pub_mu);
     }
     if (s->validate && since_eval > 0 && done > 0)
         evaluate(j); /* the state the job leaves is always measured */
@@ -508,12 +608,13 @@ etd_rc etd_job_list(etd_model *m, etd_job_info **list, int *n, etd_err *e)
 }
 
 /* Ask the active job j (pub_mu held) to stop in `state`. */
-static void ask_stop(etd_job *j, int state, const char *why)
+static void ask_stop(etd_model *m, etd_job *j, int state, const char *why)
 {
     if (atomic_load(&j->stop))
         return;
     snprintf(j->stop_why, sizeof j->stop_why, "%s", why);
     atomic_store(&j->stop, state);
+    pthread_cond_broadcast(&m->job_cv); /* a worker at its gate (etd_jobs_tick) */
 }
 
 etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e)
@@ -523,7 +624,7 @@ etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e)
     etd_job_info *ji = rec(m, id);
     bool active = ji && !final(ji->state) && m->active && m->active->id == id;
     if (active)
-        ask_stop(m->active, ETD_JOB_CANCELLED, "cancelled");
+        ask_stop(m, m->active, ETD_JOB_CANCELLED, "cancelled");
     pthread_mutex_unlock(&m->pub_mu);
     if (!ji)
         return etd_fail(e, ETD_ENOTFOUND, "model \"%s\" has no job %lld", m->name, (long long)id);
@@ -567,7 +668,7 @@ void etd_model_jobs_abandon(etd_model *m)
 {
     pthread_mutex_lock(&m->pub_mu);
     if (m->active)
-        ask_stop(m->active, ETD_JOB_CANCELLED, "the model was deleted");
+        ask_stop(m, m->active, ETD_JOB_CANCELLED, "the model was deleted");
     pthread_mutex_unlock(&m->pub_mu);
 }
 
@@ -600,7 +701,7 @@ void etd_jobs_stop(etd_registry *r)
         etd_model *m = r->slots[i].m;
         pthread_mutex_lock(&m->pub_mu);
         if (m->active)
-            ask_stop(m->active, ETD_JOB_INTERRUPTED, "interrupted by the daemon's shutdown");
+            ask_stop(m, m->active, ETD_JOB_INTERRUPTED, "interrupted by the daemon's shutdown");
         pthread_mutex_unlock(&m->pub_mu);
     }
     pthread_mutex_unlock(&r->mu);

@@ -175,6 +175,7 @@ struct etd_registry {
     pthread_t *workers;
     int nworkers;
     bool jobs_stopping;
+    atomic_uint_least64_t job_seq; /* jobs submitted (their order: etd_jobs_next) */
 };
 
 /* References to every live model (registry.c; unref each, free the array). */

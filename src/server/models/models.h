@@ -639,6 +639,15 @@ typedef struct etd_dp {
     int64_t check_every;
     void *ctx;
 } etd_dp;
+/* Jobs under an etd_dp: a job's worker takes a step only when granted one,
+ * and every replica grants the same steps at the same place in its order.
+ * etd_jobs_next: the job to step next (the oldest running or queued one:
+ * jobs step one at a time, in submission order), false when none.
+ * etd_jobs_tick: grant job id of model one step and wait until it is taken
+ * (when the job ends with it: until its record is final); nothing when the
+ * job is over or gone.  Both from the thread that applies the order. */
+bool etd_jobs_next(etd_registry *r, char *model, size_t cap, int64_t *id);
+void etd_jobs_tick(etd_registry *r, const char *model, int64_t id);
 /* Install dp (NULL: none) before the models are used; dp must outlive r. */
 void etd_registry_set_dp(etd_registry *r, const etd_dp *dp);
 /* FNV-1a of the model's parameters, buffers and generator state (what the
