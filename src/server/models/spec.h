@@ -382,6 +382,17 @@ bool etd_spec_parse_loss_list(const cJSON *j, etd_spec *s, etd_err *e);
  * pool-owned or NULL + e naming the entry ("loss[1] (MSELoss): ..."). */
 et_tensor *etd_spec_losses(const etd_spec *s, et_tensor *const *outs, et_tensor *const *targets,
                            etd_err *e);
+/* The same with term i's loss also multiplied by scale[i] (0: the term is
+ * left out, not computed); NULL + e as above, and NULL with e untouched
+ * when every term is left out.  A data-parallel replica rescales its
+ * share's terms to the whole minibatch's normalisers (train_dp.c). */
+et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
+                                  et_tensor *const *targets, const double *scale, etd_err *e);
+/* etd_spec_loss_norm of loss list term i for these outputs and targets: the
+ * losses of several outputs divide by their elementwise count (margin
+ * ranking) or rows (cosine embedding, triplet). */
+double etd_spec_term_norm(const etd_spec *s, int i, et_tensor *const *outs,
+                          et_tensor *const *targets);
 /* What the loss's reduction divides by for these targets (and the output's
  * rank out_ndim): mean -- the elements, the non-ignored class targets (their
  * class weights summed), the rows for batchmean; 0 for sum.  A data-parallel

@@ -111,9 +111,40 @@ bool etd_spec_parse_loss_list(const cJSON *j, etd_spec *s, etd_err *e)
 et_tensor *etd_spec_losses(const etd_spec *s, et_tensor *const *outs, et_tensor *const *targets,
                            etd_err *e)
 {
+    return etd_spec_losses_scaled(s, outs, targets, NULL, e);
+}
+
+double etd_spec_term_norm(const etd_spec *s, int i, et_tensor *const *outs,
+                          et_tensor *const *targets)
+{
+    const etd_loss_term *t = &s->terms[i];
+    const etd_loss_type *ty = t->l.type;
+    et_tensor *y = t->target >= 0 ? targets[t->target] : NULL;
+    if (ty->ninputs <= 1)
+        return etd_spec_loss_norm(&t->l, y);
+    if (t->l.reduction == ET_REDUCTION_SUM)
+        return 0;
+    et_tensor *x0 = outs[t->out[0]];
+    if (ty->fn_n == etd_margin_ranking_fn) { /* elementwise over the broadcast shapes */
+        int64_t n = et_numel(x0);
+        if (et_numel(outs[t->out[1]]) > n)
+            n = et_numel(outs[t->out[1]]);
+        if (y && et_numel(y) > n)
+            n = et_numel(y);
+        return (double)n;
+    }
+    return et_ndim(x0) >= 2 ? (double)et_shape(x0)[0] : 1; /* one distance per row */
+}
+
+et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
+                                  et_tensor *const *targets, const double *scale, etd_err *e)
+{
     et_tensor *total = NULL;
     for (int i = 0; i < s->nterms; i++) {
         const etd_loss_term *t = &s->terms[i];
+        double w = t->weight * (scale ? scale[i] : 1.0);
+        if (scale && scale[i] == 0)
+            continue;
         const etd_loss_type *ty = t->l.type;
         et_tensor *x[3] = {NULL, NULL, NULL};
         for (int k = 0; k < t->nout; k++)
@@ -135,8 +166,8 @@ et_tensor *etd_spec_losses(const etd_spec *s, et_tensor *const *outs, et_tensor 
         }
         if (l && et_numel(l) != 1)
             return etd_fail(e, ETD_EINVAL, "loss[%d] (%s): expected a scalar", i, ty->name), NULL;
-        if (l && t->weight != 1.0)
-            l = et_mul_scalar(l, (float)t->weight);
+        if (l && w != 1.0)
+            l = et_mul_scalar(l, (float)w);
         if (l)
             total = total ? et_add(total, l) : l;
         if (!l || !total) {

@@ -35,13 +35,62 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* A graph's loss list: every term has its own normaliser, so one weight per
+ * share cannot make the sum right.  Instead the terms' normalisers over the
+ * whole minibatch are summed first (one small allreduce, with the failures),
+ * and each share computes its terms rescaled to them (mean: S_r / D_r times
+ * D_r / D = S_r / D): the replicas' losses, and their gradients, then just
+ * add up to the whole minibatch's.  A term whose share has D_r = 0 is left
+ * out (torch's full batch counts those rows for nothing too); D = 0 gives
+ * torch's NaN.  *loss: the share's rescaled loss, NULL when it has none
+ * (no rows, every term left out, or le set).  *anyfail: some replica failed
+ * before the sum (every replica sees it).  false + e: the collective failed. */
+static bool terms_loss(etd_model *m, const etd_dp *dp, const etd_array *x, const etd_array *y,
+                       const int64_t *idx, int64_t n, et_tensor **loss, bool *anyfail,
+                       etd_err *le, etd_err *e)
+{
+    const etd_spec *sp = &m->spec;
+    int k = sp->nterms;
+    float d[ETD_MAX_LOSSES + 1] = {0};
+    double mine[ETD_MAX_LOSSES] = {0}, scale[ETD_MAX_LOSSES];
+    etd_tlist xb, yb, outs;
+    bool fwd = false;
+    *loss = NULL;
+    if (n > 0) {
+        bool have_x = etd_inputs_of(m, x, idx, n, &xb);
+        bool have_y = have_x && etd_targets_of(m, y, idx, n, &yb);
+        if (!have_x || !have_y)
+            etd_lib_fail(le, have_x ? "targets" : "inputs");
+        else if (yb.n != sp->ntargets)
+            etd_fail(le, ETD_EINVAL, "targets: the losses take %d named target%s", sp->ntargets,
+                     sp->ntargets == 1 ? "" : "s");
+        else
+            fwd = etd_run_net_all(m, &xb, &outs, le);
+        for (int i = 0; fwd && i < k; i++)
+            mine[i] = etd_spec_term_norm(sp, i, outs.t, yb.t);
+    }
+    bool failed = le->rc != ETD_OK;
+    for (int i = 0; i < k; i++)
+        d[i] = failed ? 0.0f : (float)mine[i];
+    d[k] = failed ? 1.0f : 0.0f;
+    if (!dp->allreduce(dp->ctx, d, (size_t)k + 1, e))
+        return false;
+    *anyfail = d[k] > 0;
+    if (*anyfail || !fwd)
+        return true;
+    for (int i = 0; i < k; i++)
+        scale[i] = sp->terms[i].l.reduction == ET_REDUCTION_SUM ? 1.0
+                   : mine[i] > 0 ? mine[i] / (double)d[i]
+                   : d[i] > 0 ? 0.0 : NAN;
+    *loss = etd_spec_losses_scaled(sp, outs.t, yb.t, scale, le);
+    return true;
+}
+
 et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
                            const int64_t *idx, int64_t n, bool backprop_bad, etd_err *e)
 {
     const etd_dp *dp = m->reg->dp;
-    if (m->spec.nterms) /* the same on every replica: the spec is */
-        return etd_fail(e, ETD_EINVAL, "loss: a list of losses over a graph's outputs is not "
-                        "trained data-parallel yet (--mpi); use one loss"), NULL;
+    bool terms = m->spec.nterms > 0; /* the same on every replica: the spec is */
     int64_t lo, hi;
     share(n, dp->rank, dp->size, &lo, &hi);
     /* the gradients so far (pending batches) stay aside: the sum is of this
@@ -80,8 +129,30 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     le.msg[0] = '\0';
     bool failed = false;
     double d = 0, lv = 0;
-    bool mean = m->spec.loss.reduction != ET_REDUCTION_SUM;
-    if (hi > lo) {
+    /* a loss list's shares are already scaled to the whole minibatch: they add */
+    bool mean = !terms && m->spec.loss.reduction != ET_REDUCTION_SUM;
+    bool early = false; /* failed before the gradients' sum (every replica alike) */
+    if (terms) {
+        et_tensor *loss = NULL;
+        bool anyfail = false;
+        etd_err re;
+        if (!terms_loss(m, dp, x, y, idx + lo, hi - lo, &loss, &anyfail, &le, &re)) {
+            *e = re;
+            early = true;
+        } else if (anyfail) {
+            if (le.rc != ETD_OK)
+                *e = le;
+            else
+                etd_fail(e, ETD_EINVAL, "another replica failed on its share of the rows");
+            early = true;
+        } else if (loss) {
+            lv = et_item(loss);
+            if ((isfinite(lv) || backprop_bad) && et_backward(loss, NULL) != ET_OK)
+                etd_fail(&le, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
+                         "backward: %s", et_errmsg());
+        }
+        failed = le.rc != ETD_OK;
+    } else if (hi > lo) {
         etd_tlist xb, yb;
         bool have_x = etd_inputs_of(m, x, idx + lo, hi - lo, &xb);
         bool have_y = have_x && etd_targets_of(m, y, idx + lo, hi - lo, &yb);
@@ -119,7 +190,9 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     buf[nbuf - 1] = failed ? 1.0f : 0.0f;
     et_tensor *out = NULL;
     etd_err re;
-    if (!dp->allreduce(dp->ctx, buf, nbuf, &re)) {
+    if (early) {
+        /* e says why */
+    } else if (!dp->allreduce(dp->ctx, buf, nbuf, &re)) {
         *e = re;
     } else if (buf[nbuf - 1] > 0) {
         if (failed)
