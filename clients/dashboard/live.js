@@ -1,6 +1,6 @@
 // easytorch dashboard: keeping up with the daemon.  Live by push: the page follows
 // GET /v1/events (EventSource) and applies what the events carry (a step event holds every
-// [step, loss] since the previous one, an evaluation its metrics, a job its progress), so a
+// [step, loss] and its wall time since the previous one, an evaluation its metrics, a job its progress), so a
 // training model costs no request at all.  It fetches only to fill a gap (a step it missed,
 // a "reset" event after the daemon's buffer overflowed) or on rare changes (hyperparameters,
 // divergence).  The browser's EventSource reconnects by itself and sends Last-Event-ID, so
@@ -161,17 +161,21 @@ ET.live = (function () {
       ET.refresh(e).then(() => { e.skippedGap = false; }, () => { e.skippedGap = false; });
       return;
     }
-    // the points' times: the event's (daemons that send one), else its arrival, spread
-    // over the interval since the previous point
+    // the points' wall times: each step's own ("times", parallel to "steps", as the
+    // history's "time" series has them); from a daemon that sends none, the event's arrival
+    // spread over the interval since the previous point
+    const own = Array.isArray(d.times) && d.times.length === pts.length ? d.times : null;
     const t1 = Number.isFinite(d.time) ? d.time : Date.now() / 1000;
     const last = e.times.length ? e.times[e.times.length - 1] : NaN;
-    const fresh = pts.filter((p) => p[0] > have);
     const t0 = Number.isFinite(last) && last < t1 ? last : t1;
-    fresh.forEach((p, k) => {
+    let k = 0;
+    const n = own ? 0 : pts.filter((p) => p[0] > have).length;
+    pts.forEach((p, i) => {
+      if (!(p[0] > have)) return;
       e.steps.push(p[0]);
       e.losses.push(p[1] === null ? NaN : Number(p[1]));
       e.lrs.push(typeof d.lr === 'number' ? d.lr : NaN);
-      e.times.push(t0 + (t1 - t0) * (k + 1) / fresh.length);
+      e.times.push(own ? (typeof own[i] === 'number' ? own[i] : NaN) : t0 + (t1 - t0) * (++k) / n);
     });
     ET.trim(e);
     if (e.steps.length) e.since = e.steps[e.steps.length - 1];

@@ -389,6 +389,19 @@ async function main() {
         : r.min >= lo && r.max <= tNow && r.max > r.min),
         r ? `${r.min}..${r.max} (page opened ${tValPage.toFixed(1)}, now ${tNow.toFixed(1)})` : 'no range');
     }
+    // The daemon records each step's wall time (GET .../loss "time", the step events'
+    // "times"): every point the page has -- fetched at load or pushed since -- carries
+    // exactly the daemon's time, and the wall axis spans the first step to the last.
+    const valDoc = await api('GET', '/v1/models/val/loss');
+    const valTimes = await page.evaluate(() => { const e = ET.state.models.get('val'); return { steps: e.steps, times: e.times }; });
+    const wantTimes = (valDoc.time || []).map((p) => p[1]);
+    check('every point has the wall time the daemon recorded for its step (history and step events)',
+      daemonTimes && wantTimes.length > 0 && JSON.stringify(valTimes.steps) === JSON.stringify(valDoc.history.map((p) => p[0])) &&
+      JSON.stringify(valTimes.times) === JSON.stringify(wantTimes),
+      `page ${valTimes.times.length} times (${valTimes.times.slice(-3)}), daemon ${wantTimes.length} (${wantTimes.slice(-3)})`);
+    const wr = await range('#detail-chart');
+    check('the wall-time axis runs from the first step\'s time to the last\'s', daemonTimes &&
+      wr.min === wantTimes[0] && wr.max === wantTimes[wantTimes.length - 1], `${wr.min}..${wr.max} vs ${wantTimes[0]}..${wantTimes[wantTimes.length - 1]}`);
     await page.selectOption('#x-axis', 'step');
 
     // -- versions (issue 18's API): freeze, serve, roll back behind a confirmation, fork, ONNX, delete --

@@ -4,6 +4,7 @@
  * ending with the model's deletion, wake-ups, coalesced step events, and
  * that publishing never waits for a reader. */
 #include "check_server.h"
+#include <math.h>
 #include <string.h>
 
 #include "server/models/model_internal.h"
@@ -278,20 +279,23 @@ START_TEST(test_steps_are_coalesced)
 {
     etd_event_sub *s = sub(ma, 0, false, 0);
     etd_ev_read r;
-    etd_events_step(ma, 1, 0.5f, 0.1, 0); /* after a quiet spell: at once */
+    etd_events_step(ma, 1, 0.5f, 0.1, 1764633600.25, 0); /* after a quiet spell: at once */
     char *t = drain(s, &r);
     ck_assert_msg(strstr(t, "event: step\ndata: {\"model\":\"a\",\"step\":1,\"loss\":0.5,"
-                            "\"lr\":0.1,\"steps\":[[1,0.5]]}"), "%s", t);
+                            "\"lr\":0.1,\"time\":1764633600.25,\"steps\":[[1,0.5]],"
+                            "\"times\":[1764633600.25]}"), "%s", t);
     free(t);
-    for (int i = 2; i <= 5; i++)
-        etd_events_step(ma, i, 1.0f / (float)i, 0.1, 7);
+    for (int i = 2; i <= 5; i++) /* the times as given (NaN: not known, null) */
+        etd_events_step(ma, i, 1.0f / (float)i, 0.1, i == 4 ? NAN : 1764633600.0 + i, 7);
     t = drain(s, &r);
     ck_assert_str_eq(t, ""); /* buffered: the interval (an hour here) has not passed */
     free(t);
     etd_events_flush(ma);
     t = drain(s, &r);
-    ck_assert_msg(strstr(t, "\"step\":5,\"loss\":0.2,\"lr\":0.1,\"job\":7,"
-                            "\"steps\":[[2,0.5],[3,0.33333334],[4,0.25],[5,0.2]]}"), "%s", t);
+    ck_assert_msg(strstr(t, "\"step\":5,\"loss\":0.2,\"lr\":0.1,\"time\":1764633605.0,"
+                            "\"job\":7,\"steps\":[[2,0.5],[3,0.33333334],[4,0.25],[5,0.2]],"
+                            "\"times\":[1764633602.0,1764633603.0,null,1764633605.0]}"),
+                  "%s", t);
     ck_assert_int_eq(count(t, "event: step"), 1);
     free(t);
     etd_events_unsubscribe(s);
@@ -303,7 +307,7 @@ START_TEST(test_every_step_is_an_event_without_an_interval)
     etd_event_sub *s = sub(ma, 1u << ETD_EV_STEP, false, 0);
     etd_ev_read r;
     for (int i = 1; i <= 5; i++)
-        etd_events_step(ma, i, 1.0f, 0.01, 0);
+        etd_events_step(ma, i, 1.0f, 0.01, 1764633600.0 + i, 0);
     char *t = drain(s, &r);
     ck_assert_int_eq(count(t, "event: step"), 5);
     free(t);

@@ -370,9 +370,11 @@ void etd_h_loss(etd_call *c)
         since = v;
     }
     /* series: a comma-separated list of the training loss, the validation
-     * history, the lr of each step, the markers; "all" (default): every one */
-    enum { S_TRAIN = 1, S_VAL = 2, S_LR = 4, S_MARKERS = 8, S_ALL = 15 };
-    static const char *const names[] = {"train", "validation", "lr", "markers", "all", NULL};
+     * history, the lr of each step, the markers, the wall time of each step;
+     * "all" (default): every one */
+    enum { S_TRAIN = 1, S_VAL = 2, S_LR = 4, S_MARKERS = 8, S_TIME = 16, S_ALL = 31 };
+    static const char *const names[] = {"train", "validation", "lr", "markers", "time", "all",
+                                        NULL};
     unsigned want = S_ALL;
     const char *series = ep_query(c, "series");
     if (series) {
@@ -386,21 +388,23 @@ void etd_h_loss(etd_call *c)
                 char one[64];
                 snprintf(one, sizeof one, "%.*s", (int)(n < 63 ? n : 63), p);
                 etd_fail(&c->e, ETD_EINVAL, "series: unknown series \"%s\" (expected a "
-                         "comma-separated list of train, validation, lr, markers, or all)", one);
+                         "comma-separated list of train, validation, lr, markers, time, or all)",
+                         one);
                 etd_err_suggest(&c->e, one, names);
                 ep_ok(c, ETD_EINVAL);
                 return;
             }
-            want |= k == 4 ? S_ALL : 1u << k;
+            want |= k == 5 ? S_ALL : 1u << k;
             if (!p[n])
                 break;
             p += n + 1;
         }
     }
     bool train = want & S_TRAIN, val = want & S_VAL, lrs = want & S_LR, mks = want & S_MARKERS;
+    bool times = want & S_TIME;
     etd_history h = {0};
     etd_val_history vh = {0};
-    if (!ep_model(c) || ((train || lrs || mks) &&
+    if (!ep_model(c) || ((train || lrs || mks || times) &&
                          !ep_ok(c, etd_model_loss_history(c->m, since, &h, &c->e))))
         return;
     if (val && !ep_ok(c, etd_model_validation_history(c->m, since, 0, &vh, &c->e))) {
@@ -411,7 +415,7 @@ void etd_h_loss(etd_call *c)
     etd_model_info_get(c->m, &in);
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"step\":");
-    etd_json_i64(out, train || lrs || mks ? h.step : in.sum.step);
+    etd_json_i64(out, train || lrs || mks || times ? h.step : in.sum.step);
     if (train) {
         etd_buf_puts(out, ",\"history\":[");
         for (size_t i = 0; i < h.n; i++) {
@@ -439,6 +443,17 @@ void etd_h_loss(etd_call *c)
             etd_json_i64(out, h.steps[i]);
             etd_buf_putc(out, ',');
             etd_json_double(out, h.lrs[i]);
+            etd_buf_putc(out, ']');
+        }
+        etd_buf_putc(out, ']');
+    }
+    if (times) { /* [step, Unix seconds]: when each step of the history was taken */
+        etd_buf_puts(out, ",\"time\":[");
+        for (size_t i = 0; i < h.n; i++) {
+            etd_buf_puts(out, i ? ",[" : "[");
+            etd_json_i64(out, h.steps[i]);
+            etd_buf_putc(out, ',');
+            etd_json_double(out, h.times[i]);
             etd_buf_putc(out, ']');
         }
         etd_buf_putc(out, ']');

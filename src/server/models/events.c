@@ -14,7 +14,7 @@
  *
  * Step events are coalesced: a model's steps are buffered and published as
  * one "step" event per --event-interval (default 0.1 s) carrying every
- * [step, loss] since the previous one, so a training loop of thousands of
+ * [step, loss] since the previous one (and each one's wall time), so a training loop of thousands of
  * steps per second costs a few events per second per model and readers
  * still see every point.  A flusher thread publishes what a model that
  * stopped training left in its buffer.
@@ -334,6 +334,8 @@ static void flush_steps_locked(etd_model *m)
     etd_json_float(&b, m->ev_steps[m->ev_nsteps - 1].loss);
     etd_buf_puts(&b, ",\"lr\":");
     etd_json_double(&b, m->ev_lr);
+    etd_buf_puts(&b, ",\"time\":");
+    etd_json_double(&b, m->ev_steps[m->ev_nsteps - 1].time);
     if (m->ev_job) {
         etd_buf_puts(&b, ",\"job\":");
         etd_json_i64(&b, m->ev_job);
@@ -346,6 +348,14 @@ static void flush_steps_locked(etd_model *m)
         etd_json_float(&b, m->ev_steps[i].loss);
         etd_buf_putc(&b, ']');
     }
+    /* each step's wall time, as its history entry has it (parallel to steps:
+     * the [step, loss] pairs stay pairs) */
+    etd_buf_puts(&b, "],\"times\":[");
+    for (int i = 0; i < m->ev_nsteps; i++) {
+        if (i)
+            etd_buf_putc(&b, ',');
+        etd_json_double(&b, m->ev_steps[i].time);
+    }
     etd_buf_putc(&b, ']');
     m->ev_nsteps = 0;
     m->ev_last = now();
@@ -354,7 +364,8 @@ static void flush_steps_locked(etd_model *m)
     etd_buf_free(&b);
 }
 
-void etd_events_step(etd_model *m, int64_t step, float loss, double lr, int64_t job)
+void etd_events_step(etd_model *m, int64_t step, float loss, double lr, double time,
+                     int64_t job)
 {
     etd_events *h = m->reg->events;
     if (!h)
@@ -368,6 +379,7 @@ void etd_events_step(etd_model *m, int64_t step, float loss, double lr, int64_t 
     }
     m->ev_steps[m->ev_nsteps].step = step;
     m->ev_steps[m->ev_nsteps].loss = loss;
+    m->ev_steps[m->ev_nsteps].time = time;
     m->ev_nsteps++;
     m->ev_lr = lr;
     m->ev_job = job;

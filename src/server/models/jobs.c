@@ -448,7 +448,7 @@ static int run(etd_job *j, char *why, size_t cap)
                 done++;
                 since_eval++;
                 if (!mr.skipped)
-                    etd_events_step(m, m->ts.step, mr.loss, mr.lr, j->id);
+                    etd_events_step(m, m->ts.step, mr.loss, mr.lr, mr.time, j->id);
                 pthread_mutex_lock(&m->pub_mu); /* with the step, under the write lock */
                 etd_job_info *ji = rec(m, j->id), copy = {0};
                 if (ji) {

@@ -32,6 +32,7 @@ void etd_model_destroy(etd_model *m)
     free(m->h_step);
     free(m->h_loss);
     free(m->h_lr);
+    free(m->h_time);
     for (size_t i = 0; i < m->mk_len; i++)
         free(m->mk[i].json);
     free(m->mk);
@@ -155,8 +156,12 @@ void etd_model_publish(etd_model *m)
     pthread_mutex_unlock(&m->pub_mu);
 }
 
-void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr)
+double etd_model_history_add(etd_model *m, int64_t step, float loss, double lr, double time)
 {
+    /* milliseconds: what a chart resolves, and short in JSON (k / 1000.0 is
+     * the double nearest k ms, so it prints as written and reads back equal) */
+    if (isfinite(time))
+        time = round(time * 1000.0) / 1000.0;
     pthread_mutex_lock(&m->pub_mu);
     size_t max = m->reg->o.max_history;
     if (max && m->h_len >= max) { /* drop the oldest half: amortised O(1) */
@@ -164,6 +169,7 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr)
         memmove(m->h_step, m->h_step + drop, (m->h_len - drop) * sizeof *m->h_step);
         memmove(m->h_loss, m->h_loss + drop, (m->h_len - drop) * sizeof *m->h_loss);
         memmove(m->h_lr, m->h_lr + drop, (m->h_len - drop) * sizeof *m->h_lr);
+        memmove(m->h_time, m->h_time + drop, (m->h_len - drop) * sizeof *m->h_time);
         m->h_len -= drop;
         /* the dashboard marks where the kept history starts */
         char data[96];
@@ -172,6 +178,8 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr)
         etd_model_marker_add_locked(m, m->h_step[0], ETD_MK_TRUNCATED, data);
     }
     if (m->h_len == m->h_cap) {
+        /* each array keeps what it got: a failed realloc leaves it valid and
+         * h_cap as it was, so the next append tries again */
         size_t cap = m->h_cap ? m->h_cap * 2 : 64;
         int64_t *s = realloc(m->h_step, cap * sizeof *s);
         if (s)
@@ -182,17 +190,24 @@ void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr)
         double *r = realloc(m->h_lr, cap * sizeof *r);
         if (r)
             m->h_lr = r;
-        if (!s || !l || !r) {
+        double *t = realloc(m->h_time, cap * sizeof *t);
+        if (t)
+            m->h_time = t;
+        if (!s || !l || !r || !t) {
             pthread_mutex_unlock(&m->pub_mu);
-            return;
+            return time;
         }
         m->h_cap = cap;
     }
+    if (m->h_len && isfinite(time) && time < m->h_time[m->h_len - 1])
+        time = m->h_time[m->h_len - 1]; /* NaN < x is false: an unknown one is no floor */
     m->h_step[m->h_len] = step;
     m->h_loss[m->h_len] = loss;
     m->h_lr[m->h_len] = lr;
+    m->h_time[m->h_len] = time;
     m->h_len++;
     pthread_mutex_unlock(&m->pub_mu);
+    return time;
 }
 
 /* ---------------------------------------------------------------- markers */
@@ -332,10 +347,12 @@ etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_e
     h->steps = malloc((h->n ? h->n : 1) * sizeof *h->steps);
     h->losses = malloc((h->n ? h->n : 1) * sizeof *h->losses);
     h->lrs = malloc((h->n ? h->n : 1) * sizeof *h->lrs);
-    if (h->steps && h->losses && h->lrs && h->n) {
+    h->times = malloc((h->n ? h->n : 1) * sizeof *h->times);
+    if (h->steps && h->losses && h->lrs && h->times && h->n) {
         memcpy(h->steps, m->h_step + lo, h->n * sizeof *h->steps);
         memcpy(h->losses, m->h_loss + lo, h->n * sizeof *h->losses);
         memcpy(h->lrs, m->h_lr + lo, h->n * sizeof *h->lrs);
+        memcpy(h->times, m->h_time + lo, h->n * sizeof *h->times);
     }
     /* the markers after since (copies) */
     size_t k = 0;
@@ -349,7 +366,7 @@ etd_rc etd_model_loss_history(etd_model *m, int64_t since, etd_history *h, etd_e
         mk_ok = (h->markers[i].json = strdup(m->mk[k + i].json)) != NULL;
     }
     pthread_mutex_unlock(&m->pub_mu);
-    if (!h->steps || !h->losses || !h->lrs || !mk_ok) {
+    if (!h->steps || !h->losses || !h->lrs || !h->times || !mk_ok) {
         etd_history_free(h);
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
@@ -361,6 +378,7 @@ void etd_history_free(etd_history *h)
     free(h->steps);
     free(h->losses);
     free(h->lrs);
+    free(h->times);
     for (size_t i = 0; h->markers && i < h->nmarkers; i++)
         free(h->markers[i].json);
     free(h->markers);

@@ -115,6 +115,7 @@ struct etd_model {
     int64_t *h_step;             /* loss history, under pub_mu */
     float *h_loss;
     double *h_lr;                /* the lr of each entry's step */
+    double *h_time;              /* its wall time (Unix seconds, ms resolution; NaN: not known) */
     size_t h_len, h_cap;
     etd_marker *mk;              /* markers, oldest first, under pub_mu */
     size_t mk_len, mk_cap;
@@ -135,7 +136,7 @@ struct etd_model {
 
     /* events (events.c) */
     etd_ring *ev_ring;           /* this model's events (hub mutex) */
-    struct { int64_t step; float loss; } *ev_steps; /* steps not yet published (pub_mu) */
+    struct { int64_t step; float loss; double time; } *ev_steps; /* steps not yet published (pub_mu) */
     int ev_nsteps;
     double ev_last, ev_lr;       /* time of the last step event; the last lr */
     int64_t ev_job;              /* the job the buffered steps are from (0: none) */
@@ -195,9 +196,10 @@ void etd_events_model_ring_free(etd_ring *r);
 /* Publish one event of m: data are the JSON members after "model" (no
  * braces; NULL: none).  Never waits for a reader. */
 void etd_events_publish(etd_model *m, int type, const char *data);
-/* A step taken (job: its job, 0: none): buffered, published as one "step"
- * event per interval. */
-void etd_events_step(etd_model *m, int64_t step, float loss, double lr, int64_t job);
+/* A step taken at time (its history entry's wall time; job: its job, 0:
+ * none): buffered, published as one "step" event per interval. */
+void etd_events_step(etd_model *m, int64_t step, float loss, double lr, double time,
+                     int64_t job);
 /* Publish m's buffered steps now (before an event that must follow them). */
 void etd_events_flush(etd_model *m);
 /* Rate limit for progress events: true (and *last = now) once per interval. */
@@ -251,8 +253,11 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
 void etd_model_destroy(etd_model *m);
 /* Copy the summary where readers that must not wait see it. */
 void etd_model_publish(etd_model *m);
-/* Append one [step, loss] entry (the oldest half goes past --max-history). */
-void etd_model_history_add(etd_model *m, int64_t step, float loss, double lr);
+/* Append one [step, loss] entry with the lr its step used and its wall time
+ * (Unix seconds; NaN: not known), rounded to milliseconds and never before
+ * the previous entry's (a clock stepped back draws flat, not backwards);
+ * returns the time kept.  The oldest half goes past --max-history. */
+double etd_model_history_add(etd_model *m, int64_t step, float loss, double lr, double time);
 /* A marker (data: the kind's JSON members without braces, or NULL); _locked
  * with pub_mu held. */
 void etd_model_marker_add(etd_model *m, int64_t step, etd_marker_kind kind, const char *data);
@@ -314,6 +319,7 @@ void etd_train_permutation(etd_model *m, int64_t *perm, int64_t n, bool shuffle)
 typedef struct etd_minibatch_result {
     float loss;               /* NaN when there was none */
     double lr;                /* the lr the step used */
+    double time;              /* its history entry's wall time (when not skipped) */
     bool skipped;             /* the divergence guard applied nothing (or undid the step) */
     char why[ETD_NF_REASON];
 } etd_minibatch_result;
@@ -402,6 +408,7 @@ struct etd_train_state {
     int64_t *h_step;             /* the entries (from a file) */
     float *h_loss;
     double *h_lr;
+    double *h_time;
     etd_marker *mk;              /* the markers (from a file) */
     size_t mk_n;
     size_t h_n;

@@ -447,6 +447,7 @@ typedef struct etd_history {
     int64_t *steps;           /* malloc'ed: etd_history_free */
     float *losses;
     double *lrs;              /* the lr each step used (NaN: not known, older files) */
+    double *times;            /* its wall time, Unix seconds (NaN: not known, older files) */
     size_t nmarkers;          /* the markers after since, oldest first */
     etd_marker *markers;
 } etd_history;

@@ -272,8 +272,8 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
             m->ts.pending_loss_sum = 0;
             skipped = step_undone(m, "step", noted, why, sizeof why);
             if (!skipped) {
-                etd_model_history_add(m, m->ts.step, loss, lr);
-                etd_events_step(m, m->ts.step, loss, lr, 0);
+                double t = etd_model_history_add(m, m->ts.step, loss, lr, etd_wall_time());
+                etd_events_step(m, m->ts.step, loss, lr, t, 0);
             }
         }
     }
@@ -377,7 +377,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     if (!r->skipped) {
         m->ts.has_loss = true;
         m->ts.last_loss = r->loss;
-        etd_model_history_add(m, m->ts.step, r->loss, r->lr);
+        r->time = etd_model_history_add(m, m->ts.step, r->loss, r->lr, etd_wall_time());
         etd_err ge;
         if (etd_guard_keep(m, &ge) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
@@ -455,7 +455,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                 memcpy(why, mr.why, sizeof why);
             } else {
                 lr = mr.lr;
-                etd_events_step(m, m->ts.step, mr.loss, mr.lr, 0);
+                etd_events_step(m, m->ts.step, mr.loss, mr.lr, mr.time, 0);
             }
         }
     }

@@ -220,6 +220,7 @@ void etd_ts_free(etd_train_state *st)
     free(st->h_step);
     free(st->h_loss);
     free(st->h_lr);
+    free(st->h_time);
     for (size_t i = 0; st->mk && i < st->mk_n; i++)
         free(st->mk[i].json);
     free(st->mk);
@@ -357,7 +358,8 @@ etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e)
             pthread_mutex_unlock(&m->pub_mu);
             for (size_t i = 0; i < st->h_n; i++)
                 etd_model_history_add(m, st->h_step[i], st->h_loss[i],
-                                      st->h_lr ? st->h_lr[i] : NAN);
+                                      st->h_lr ? st->h_lr[i] : NAN,
+                                      st->h_time ? st->h_time[i] : NAN);
             for (size_t i = 0; i < st->v_n; i++)
                 etd_model_validation_add(m, &st->v[i]);
             pthread_mutex_lock(&m->pub_mu);

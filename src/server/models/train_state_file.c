@@ -439,6 +439,8 @@ etd_rc etd_ts_encode(etd_model *m, uint8_t **buf, size_t *len, etd_err *e)
         etd_json_float(&meta, m->h_loss[i]);
         etd_buf_putc(&meta, ',');
         etd_json_double(&meta, m->h_lr[i]);
+        etd_buf_putc(&meta, ',');
+        etd_json_double(&meta, m->h_time[i]);
         etd_buf_putc(&meta, ']');
     }
     etd_buf_puts(&meta, "],\"markers\":[");
@@ -537,18 +539,21 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
     st->h_step = malloc((n ? n : 1) * sizeof *st->h_step);
     st->h_loss = malloc((n ? n : 1) * sizeof *st->h_loss);
     st->h_lr = malloc((n ? n : 1) * sizeof *st->h_lr);
+    st->h_time = malloc((n ? n : 1) * sizeof *st->h_time);
     st->tensors = et_tensor_dict_new();
-    if (!st->h_step || !st->h_loss || !st->h_lr || !st->tensors) {
+    if (!st->h_step || !st->h_loss || !st->h_lr || !st->h_time || !st->tensors) {
         etd_ts_free(st);
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     }
     for (const cJSON *h = hist->child; h; h = h->next) {
         const cJSON *s = cJSON_GetArrayItem(h, 0), *l = cJSON_GetArrayItem(h, 1);
         const cJSON *r = cJSON_GetArrayItem(h, 2); /* absent in files before the lr series */
+        const cJSON *t = cJSON_GetArrayItem(h, 3); /* and before the time series */
         if (!cJSON_IsNumber(s))
             continue;
         st->h_step[st->h_n] = (int64_t)s->valuedouble;
         st->h_lr[st->h_n] = cJSON_IsNumber(r) ? r->valuedouble : NAN;
+        st->h_time[st->h_n] = cJSON_IsNumber(t) ? t->valuedouble : NAN;
         st->h_loss[st->h_n++] = cJSON_IsNumber(l) ? (float)l->valuedouble : NAN;
     }
     /* the markers (none in files before them); a malformed one is skipped */
