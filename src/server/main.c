@@ -523,6 +523,10 @@ int main(int argc, char **argv)
     while (sigwait(&sigs, &sig) != 0)
         ;
     fprintf(stderr, "easytorchd: %s received: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+#ifdef ETD_HAVE_MPI
+    if (cl) /* the replicas' jobs stop at one place in the order (after the same step) */
+        etd_cluster_quiesce(cl);
+#endif
     etd_registry_stop_jobs(reg); /* running jobs stop between two steps: "interrupted" */
     etd_server_shutdown(srv);
 #ifdef ETD_HAVE_MPI

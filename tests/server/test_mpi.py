@@ -9,7 +9,7 @@
   the replicas agree bit for bit with each other after 100 steps, and their
   checksums in /metrics say so.
 * Training jobs: the same as one plain daemon's jobs, bit for bit across ranks, a cancel
-  through another rank stops every replica after the same step.
+  through another rank stops every replica after the same step, and so does SIGTERM.
 * Definitions sent to different ranks at once end identical everywhere.
 * kill -9 of one rank: the others exit within the timeout naming it; a restart
   resumes from rank 0's data dir and continues with the numbers of a daemon that
@@ -402,6 +402,48 @@ class MPITest(unittest.TestCase):
             log = c.log()
             c.cleanup()
         self.assertEqual(rc, 0, log[-3000:])
+
+    def test_stop_during_a_job(self):
+        """SIGTERM to every rank while a job runs: the stop goes through the order, so
+        every rank interrupts the job after the same step, exits 0, and a restart finds
+        the interrupted record and that step everywhere."""
+        tmp = daemon.tempfile.mkdtemp(prefix="et-mpi-stop-")
+        data_dir = os.path.join(tmp, "data")
+        x, y = data("mse")
+        try:
+            c = mpicluster.Cluster(3, data_dir=data_dir).start()
+            try:
+                c.rank(0).create(dict(MODELS["mse"], name="s"))
+                jid = c.rank(1).ok("POST", "/v1/models/s/jobs",
+                                   {"inputs": x, "targets": y, "epochs": 100000,
+                                    "batch_size": 7}, expect=(202,))["id"]
+                deadline = time.time() + 30
+                while c.rank(2).model("s")["step"] < 20 and time.time() < deadline:
+                    time.sleep(0.02)
+            finally:
+                rc = c.stop()
+                log = c.log()
+                c.cleanup()
+            self.assertEqual(rc, 0, log[-3000:])
+            got = {int(r): int(k) for r, k in re.findall(
+                r"\[\d+,(\d+)\]<stderr>:easytorchd: model s: job %d interrupted: interrupted by "
+                r"the daemon's shutdown after (\d+) of" % jid, log)}
+            self.assertEqual(sorted(got), [0, 1, 2], log[-3000:])
+            self.assertEqual(len(set(got.values())), 1, got)
+            k = got[0]
+            self.assertGreaterEqual(k, 20)
+            c2 = mpicluster.Cluster(3, data_dir=data_dir).start()
+            try:
+                for r in range(3):
+                    self.assertEqual(c2.rank(r).model("s")["step"], k)
+                    j = c2.rank(r).ok("GET", "/v1/models/s/jobs/%d" % jid)
+                    self.assertEqual((j["state"], j["steps_done"]), ("interrupted", k))
+            finally:
+                rc = c2.stop()
+                c2.cleanup()
+            self.assertEqual(rc, 0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def test_kill_and_resume(self):
         """kill -9 of rank 2 during a train call: ranks 0 and 1 exit 3 within the

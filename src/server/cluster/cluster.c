@@ -44,6 +44,7 @@ etd_cluster *etd_cluster_init(int *argc, char ***argv, const etd_cluster_opts *o
     MPI_Comm_set_errhandler(c->comm_dp, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(c->comm_hb, MPI_ERRORS_RETURN);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->stop_cv, NULL);
     pthread_mutex_init(&c->stat_mu, NULL);
     atomic_init(&c->stop, false);
     atomic_init(&c->watch_stop, false);
@@ -235,6 +236,11 @@ bool etd_cluster_attach(etd_cluster *c, etd_app *app, const etd_transport_opts *
 bool etd_cluster_run(etd_cluster *c, etd_err *e)
 {
     return etd_order_start(c, e);
+}
+
+void etd_cluster_quiesce(etd_cluster *c)
+{
+    etd_order_quiesce(c);
 }
 
 void etd_cluster_stop(etd_cluster *c)

@@ -54,6 +54,12 @@ bool etd_cluster_attach(etd_cluster *c, etd_app *app, const etd_transport_opts *
                         const etd_route *routes, int nroutes, etd_err *e);
 /* After the models are loaded: start applying the order. */
 bool etd_cluster_run(etd_cluster *c, etd_err *e);
+/* On SIGTERM, before the jobs are stopped: a stop in the order (the first
+ * rank's to reach rank 0 counts), at which every rank interrupts its jobs
+ * -- after the same step everywhere -- and after which nothing more is
+ * applied anywhere (answered 503).  Returns once this rank has applied it,
+ * or after the timeout (rank 0 gone: the jobs then stop where they are). */
+void etd_cluster_quiesce(etd_cluster *c);
 /* Stop applying the order (after the HTTP server has drained; requests
  * not applied yet are answered 503).  A rank stuck in a collective ends the
  * process after the timeout. */

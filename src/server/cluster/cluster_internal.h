@@ -49,6 +49,8 @@ struct etd_cluster {
     uint64_t next_ticket;
     etd_sendq *sends;           /* Isends in flight (apply thread only) */
     uint64_t seq;               /* rank 0: requests ordered so far */
+    atomic_bool stop_applied;   /* the order's stop is applied: nothing after it is */
+    pthread_cond_t stop_cv;     /* (with mu) etd_cluster_quiesce waits for it */
 
     /* watch.c */
     pthread_t main_thread;      /* the one that waits for signals (etd_cluster_init's caller) */
@@ -78,6 +80,7 @@ typedef struct etd_op {
 /* order.c */
 bool etd_order_hook(void *arg, const etd_route *route, const etd_request *rq, etd_response *rs);
 bool etd_order_start(etd_cluster *c, etd_err *e);
+void etd_order_quiesce(etd_cluster *c);
 void etd_order_stop(etd_cluster *c);
 /* dp.c */
 void etd_dp_setup(etd_cluster *c);

@@ -50,8 +50,10 @@ struct etd_sendq {
 
 /* ---------------------------------------------------------------- the wire format */
 
-/* The method of a job's step (order_tick): no HTTP route has it. */
+/* The methods of a job's step (order_tick) and of the stop (quiesce): no
+ * HTTP route has them. */
 #define TICK "ETD-JOB-STEP"
+#define STOP "ETD-STOP"
 
 static void put_u64(etd_buf *b, uint64_t v) { etd_buf_putn(b, (const char *)&v, sizeof v); }
 
@@ -266,7 +268,23 @@ static void apply(etd_cluster *c, const char *buf, size_t len)
     }
     size_t blen = 0;
     char *body = r.bad ? NULL : get_str(&r, &blen);
-    if (!r.bad && body && strcmp(method, TICK) == 0) {
+    if (!r.bad && body && strcmp(method, STOP) == 0) {
+        /* the first stop: every rank interrupts its jobs here, after the
+         * same step (no step is granted while this thread is here) */
+        if (!atomic_load(&c->stop_applied)) {
+            etd_registry_stop_jobs(c->app->reg);
+            pthread_mutex_lock(&c->mu);
+            atomic_store(&c->stop_applied, true);
+            pthread_cond_broadcast(&c->stop_cv);
+            pthread_mutex_unlock(&c->mu);
+        }
+    } else if (!r.bad && body && atomic_load(&c->stop_applied)) {
+        /* after the stop some ranks may no longer apply: none does */
+        if (origin == c->rank) {
+            char *msg = strdup("{\"error\": \"shutting down: the request was not applied\"}\n");
+            answer(c, ticket, msg ? 503 : 0, msg, msg ? strlen(msg) : 0, "application/json");
+        }
+    } else if (!r.bad && body && strcmp(method, TICK) == 0) {
         /* one step of a job (etd_jobs_tick): url is the model, body the job */
         etd_jobs_tick(c->app->reg, url, strtoll(body, NULL, 10));
         pthread_mutex_lock(&c->stat_mu);
@@ -433,7 +451,8 @@ static void *applier_main(void *arg)
                 order_and_apply(c, buf, len);
             }
             /* requests first, then one step of a job: both make progress */
-            busy = order_tick(c) || busy;
+            if (!atomic_load(&c->stop_applied))
+                busy = order_tick(c) || busy;
         } else {
             while ((buf = try_recv(c, 0, TAG_OP, &len))) {
                 busy = true;
@@ -452,6 +471,43 @@ static void *applier_main(void *arg)
             idle_us += 100;
     }
     return NULL;
+}
+
+void etd_order_quiesce(etd_cluster *c)
+{
+    if (!c->applier_started)
+        return;
+    etd_buf b;
+    etd_buf_init(&b);
+    put_u64(&b, (uint64_t)c->rank);
+    put_u64(&b, 0); /* no ticket: nobody is answered */
+    put_str(&b, STOP, strlen(STOP));
+    put_str(&b, "", 0);
+    put_u64(&b, 0);
+    put_str(&b, "", 0);
+    etd_op *op = b.oom ? NULL : calloc(1, sizeof *op);
+    if (!op) {
+        etd_buf_free(&b);
+        return; /* the jobs stop where they are */
+    }
+    op->buf = b.data;
+    op->len = b.len;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)c->o.timeout + 1;
+    pthread_mutex_lock(&c->mu);
+    if (c->submit_tail)
+        c->submit_tail->next = op;
+    else
+        c->submit_head = op;
+    c->submit_tail = op;
+    int rc = 0;
+    while (!atomic_load(&c->stop_applied) && rc == 0)
+        rc = pthread_cond_timedwait(&c->stop_cv, &c->mu, &dl);
+    pthread_mutex_unlock(&c->mu);
+    if (!atomic_load(&c->stop_applied))
+        fprintf(stderr, "easytorchd: rank %d: the stop was not ordered within %.0f s; jobs stop "
+                "where they are\n", c->rank, c->o.timeout + 1);
 }
 
 bool etd_order_start(etd_cluster *c, etd_err *e)
