@@ -100,8 +100,9 @@ class Daemon:
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self):
-        """Stop the daemon (SIGTERM, then SIGKILL) and remove its files.
+    def stop(self, keep_files=False):
+        """Stop the daemon (SIGTERM, then SIGKILL) and remove its files (unless
+        ``keep_files``: a restart passes ["--data-dir", old.data_dir] to the next one).
         Returns the exit code."""
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -113,7 +114,7 @@ class Daemon:
         self._reader.join(5)
         self._log.close()
         rc = self.proc.returncode
-        if os.environ.get("ET_KEEP_TMP") != "1":
+        if os.environ.get("ET_KEEP_TMP") != "1" and not keep_files:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return rc
 

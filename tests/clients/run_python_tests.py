@@ -9,7 +9,7 @@ the installed copy against a real easytorchd.
    backend is in the package (_build/), so nothing comes from the network (the
    test machine has none). Without the venv module it falls back to
    `pip install --target`.
-2. test_python_client.py in that environment, from a folder outside the
+2. test_python_client.py (which runs test_client_*.py) in that environment, from a folder outside the
    source tree, so `import easytorch_client` finds the installed package.
 Ends with `N passed, M failed` (the install counts as one test).
 """
@@ -78,8 +78,9 @@ def main():
     env.update(env_extra)
     outdir = tempfile.mkdtemp(prefix="et-pyclient-run-")
     try:
-        shutil.copy(os.path.join(HERE, "test_python_client.py"), outdir)
-        shutil.copy(os.path.join(HERE, "daemon.py"), outdir)
+        for f in sorted(os.listdir(HERE)):  # the runner, its test files and helpers
+            if f in ("daemon.py", "client_common.py") or (f.startswith("test_") and f.endswith(".py")):
+                shutil.copy(os.path.join(HERE, f), outdir)
         check = subprocess.run([py, "-c", "import easytorch_client, sys; print(easytorch_client.__file__)"],
                                cwd=outdir, env=env, capture_output=True, text=True)
         where = check.stdout.strip()

@@ -10,9 +10,7 @@ import collections
 import http.client
 import json
 import os
-import random
 import socket
-import sys
 import time
 import urllib.parse
 
@@ -22,7 +20,7 @@ except ImportError:  # pragma: no cover - exercised by Client(numpy=False)
     _np = None
 
 from . import _types
-from ._progress import Progress
+from . import _fit, _jobs
 
 if _np is not None:
     from . import _safetensors
@@ -374,6 +372,15 @@ class Client:
         self.request("POST", "/v1/models", spec)
         return Model(self, name)
 
+    def events(self, types=None, last_event_id=None, reconnect=True, heartbeat=15, retry_for=30.0):
+        """Every model's events (GET /v1/events) as Event(id, type, data) tuples, live for as
+        long as the caller iterates (a generator: close() or break ends it). ``types``: the
+        names to keep ("step", "job", ...); ``last_event_id``: resume after it (0: all the
+        daemon buffers). With ``reconnect`` a stream that ends (dropped, daemon restart) is
+        reopened with Last-Event-ID, so no buffered event is missed or seen twice."""
+        return _jobs.iter_events(self, "/v1/events", types=types, last_event_id=last_event_id,
+                                 reconnect=reconnect, heartbeat=heartbeat, retry_for=retry_for)
+
     def model(self, name):
         """The existing model ``name`` (raises EasytorchError 404 if there is none)."""
         m = Model(self, name)
@@ -541,62 +548,91 @@ class Model:
         return js
 
     def fit(self, x, y, epochs=1, batch_size=32, shuffle=True, seed=None, verbose=True,
-            rows_per_request=8192, file=None):
-        """Train like a PyTorch loop: for each epoch, for each minibatch of
-        ``batch_size`` rows (in a fresh random order when ``shuffle``, drawn
-        from ``random.Random(seed)``): zero grads, forward, loss, backward,
-        step. Minibatches are sent a few at a time over POST /train. Shows a
-        progress bar (epoch, step, loss) on stderr unless ``verbose`` is False.
-        Returns {"loss": [mean loss of each epoch], "step": final step count}."""
-        n = _row_count(x)
-        if n != _row_count(y):
-            raise ValueError("fit: x has %d rows but y has %d" % (n, _row_count(y)))
-        if n == 0:
-            raise ValueError("fit: no rows")
-        if batch_size is None or batch_size <= 0 or batch_size > n:
-            batch_size = n
-        per_request = max(1, rows_per_request // batch_size) * batch_size
-        rng = random.Random(seed)
-        steps_per_epoch = (n + batch_size - 1) // batch_size
-        bar = Progress(epochs, steps_per_epoch, file or sys.stderr) if verbose else None
-        history = {"loss": [], "step": None}
-        step = None
-        for epoch in range(epochs):
-            order = list(range(n))
-            if shuffle:
-                rng.shuffle(order)
-            total, count = 0.0, 0
-            start = 0
-            while start < n:
-                idx = order[start:start + per_request]
-                xb = _take_rows(x, idx) if shuffle else _slice_rows(x, start, start + per_request)
-                yb = _take_rows(y, idx) if shuffle else _slice_rows(y, start, start + per_request)
-                try:
-                    res = self.train(xb, yb, epochs=1, batch_size=batch_size, shuffle=False)
-                except EasytorchError as e:
-                    # Over the daemon's body limit (nothing was trained): send
-                    # fewer minibatches per request from now on.
-                    if e.status == 413 and per_request > batch_size:
-                        per_request = max(batch_size, (per_request // 2) // batch_size * batch_size)
-                        continue
-                    raise
-                losses = res.get("losses") or [res["loss"]]
-                rows = len(idx)
-                for i, l in enumerate(losses):
-                    size = min(batch_size, rows - i * batch_size)
-                    total += l * size
-                    count += size
-                step = res["step"]
-                start += rows
-                if bar:
-                    bar.update(epoch + 1, (start + batch_size - 1) // batch_size, step, losses[-1])
-            history["loss"].append(total / count if count else float("nan"))
-            if bar:
-                bar.end_epoch(epoch + 1, step, history["loss"][-1])
-        if bar:
-            bar.close()
-        history["step"] = step
-        return history
+            rows_per_request=8192, file=None, validation=None, eval_every=None, metrics=None,
+            wait=None):
+        """Train like a PyTorch loop: for each epoch, for each minibatch of ``batch_size``
+        rows: zero grads, forward, loss, backward, step. Shows a progress bar (epoch, step,
+        loss) on stderr unless ``verbose`` is False.
+
+        Without ``validation`` and ``wait``: minibatches (in a fresh random order each epoch
+        when ``shuffle``, drawn from ``random.Random(seed)``) are sent a few at a time over
+        POST /train; returns {"loss": [mean loss of each epoch], "step": final step count}.
+
+        With ``validation=(xv, yv)`` or ``wait`` given: one training job (POST .../jobs) the
+        daemon runs, shuffling with the model's own generator (``seed`` is refused: the
+        daemon's generator decides), evaluating ``validation`` every ``eval_every`` steps
+        (default once per epoch) with ``metrics``. ``wait=False`` returns the Job at once;
+        otherwise (``wait=True`` or None) the job is followed over the event stream (Ctrl-C
+        cancels it) and the answer is {"loss": [...], "step", "validation": [evaluations],
+        "job": final record}; a job that did not end "done" raises EasytorchError."""
+        if validation is None and wait is None:
+            return _fit.client_loop(self, x, y, epochs, batch_size, shuffle, seed, verbose,
+                                    rows_per_request, file)
+        if seed is not None:
+            raise ValueError("fit: seed applies to client-side shuffling only; a job shuffles "
+                             "with the model's generator (define the model with a seed)")
+        return _fit.job_fit(self, x, y, epochs, batch_size, shuffle, verbose, file, validation,
+                            eval_every, metrics, wait is None or bool(wait))
+
+    def submit(self, x, y, epochs=1, batch_size=None, shuffle=False, validation=None,
+               eval_every=None, metrics=None, k=None):
+        """Queue a training job (POST .../jobs): what train(x, y, ...) would do, run by the
+        daemon in the background, evaluating ``validation=(xv, yv)`` every ``eval_every``
+        steps (default once per epoch) with ``metrics``/``k`` as evaluate(). Returns a Job
+        (status(), cancel(), wait(), events())."""
+        body = {"inputs": encode_tensor(x), "targets": encode_tensor(y), "epochs": int(epochs),
+                "shuffle": bool(shuffle)}
+        if batch_size is not None:
+            body["batch_size"] = int(batch_size)
+        if validation is not None:
+            xv, yv = validation
+            v = {"inputs": encode_tensor(xv), "targets": encode_tensor(yv)}
+            if metrics is not None:
+                v["metrics"] = list(metrics)
+            if k is not None:
+                v["k"] = int(k)
+            body["validation"] = v
+        elif metrics is not None or k is not None:
+            raise ValueError("submit: metrics and k apply to the validation data; give validation")
+        if eval_every is not None:
+            body["eval_every"] = int(eval_every)
+        return _jobs.Job(self, self._req("POST", "/jobs", body))
+
+    def job(self, job_id):
+        """Job ``job_id`` of this model (GET .../jobs/{id})."""
+        return _jobs.Job(self, self._req("GET", "/jobs/%d" % int(job_id)))
+
+    def jobs(self):
+        """The model's jobs, oldest first (the newest 100 are kept), as Job objects."""
+        return [_jobs.Job(self, r) for r in self._req("GET", "/jobs")["jobs"]]
+
+    def evaluate(self, x, y, metrics=None, k=None):
+        """Loss and metrics on (x, y) in evaluation mode, without gradients; nothing of the
+        model changes (POST .../evaluate). ``metrics``: names among loss, accuracy,
+        top_k_accuracy, mae, mse, rmse, r2 (default: the loss's usual ones); ``k`` for
+        top_k_accuracy. Returns {"step", "rows", "metrics": {name: value or None}, "k"?}."""
+        fields = {}
+        if metrics is not None:
+            fields["metrics"] = list(metrics)
+        if k is not None:
+            fields["k"] = int(k)
+        res, _, _ = self.client.tensor_call("POST", self._path + "/evaluate",
+                                            {"inputs": x, "targets": y}, fields,
+                                            answer_tensors=False)
+        return res
+
+    def set_lr(self, lr):
+        """Set every parameter group's learning rate while the model trains (PATCH
+        /v1/models/{name}, recorded as a "hyperparameters" marker). Returns the "changes"."""
+        return self._req("PATCH", "", {"optimizer": {"lr": float(lr)}})["changes"]
+
+    def events(self, types=None, last_event_id=None, reconnect=True, heartbeat=15, retry_for=30.0):
+        """The model's event stream (GET .../events) as Event(id, type, data) tuples,
+        following it live for as long as the caller iterates; see Client.events. Ends after
+        the model's "deleted" event."""
+        return _jobs.iter_events(self.client, self._path + "/events", types=types,
+                                 last_event_id=last_event_id, reconnect=reconnect,
+                                 heartbeat=heartbeat, retry_for=retry_for)
 
     def loss_history(self, since=None):
         """[(step, loss), ...] recorded after step ``since`` (all when None)."""
