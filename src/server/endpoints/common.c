@@ -432,17 +432,102 @@ static bool ep_named(etd_call *c, const char *key, const char *const *names, con
     return true;
 }
 
+/* A safetensors body's named parts: tensor "<key>.<name>" for each of
+ * names[0..n) (the way gradients.<name> and validation.inputs are named),
+ * every one given, into a's parts in that order. */
+static bool ep_st_named(etd_call *c, const char *key, const char *const *names,
+                        const et_dtype *dts, const bool *float_ok, int n, etd_array *a)
+{
+    if (!(a->parts = calloc((size_t)(n > 0 ? n : 1), sizeof *a->parts))) {
+        ep_error(c, 500, "out of memory");
+        return false;
+    }
+    a->nparts = n;
+    for (int i = 0; i < n; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "%s.%.60s", key, names[i]);
+        const et_tensor *t = etd_st_tensor(&c->st, what);
+        if (!t) {
+            ep_error(c, 400, "%s: required tensor is missing (a safetensors body gives each "
+                     "of the model's %s as a tensor \"%s.<name>\")", what, key, key);
+            return false;
+        }
+        char err[ETD_ERRCAP];
+        etd_array *p = &a->parts[i];
+        if (!etd_array_from_tensor(t, what, c->rq->app->json.max_elems, p, err, sizeof err)) {
+            ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+            return false;
+        }
+        bool keep = float_ok && float_ok[i] && dts[i] == ET_INT64 && p->dtype == ET_FLOAT32 &&
+                    p->ndim >= 2 && !whole(p); /* class probabilities stay floats */
+        if (!keep && !etd_array_to_dtype(p, dts[i], what, err, sizeof err)) {
+            ep_error(c, strstr(err, "out of memory") ? 500 : 400, "%s", err);
+            return false;
+        }
+    }
+    a->ndim = 1;
+    a->shape[0] = n && a->parts[0].ndim ? a->parts[0].shape[0] : 0;
+    a->numel = a->shape[0];
+    a->dtype = ET_FLOAT32;
+    return true;
+}
+
+/* The tensor names a safetensors body of a model with named inputs and
+ * targets may carry ("inputs.user", "targets.label"), after c->tensor_keys,
+ * into buf/out (NULL-terminated). */
+#define ST_KEYS (2 * ETD_MAX_IO + 8)
+static void named_st_keys(const etd_call *c, const etd_model_io *io, bool targets,
+                          char (*buf)[80], const char **out)
+{
+    int n = 0, b = 0;
+    for (int k = 0; c->tensor_keys && c->tensor_keys[k] && n < 8; k++)
+        out[n++] = c->tensor_keys[k];
+    for (int i = 0; i < io->ninputs; i++) {
+        snprintf(buf[b], sizeof buf[b], "inputs.%.60s", io->inputs[i]);
+        out[n++] = buf[b++];
+    }
+    for (int i = 0; targets && io->targets[0] && i < io->ntargets; i++) {
+        snprintf(buf[b], sizeof buf[b], "targets.%.60s", io->targets[i]);
+        out[n++] = buf[b++];
+    }
+    out[n] = NULL;
+}
+
 /* ep_inputs for a graph model with named inputs, outputs or losses
- * (etd_model_io.named): JSON bodies only. */
+ * (etd_model_io.named): JSON objects by name, or safetensors bodies whose
+ * tensors are named "inputs.<name>" / "targets.<name>". */
 static bool ep_inputs_named(etd_call *c, const char *const *keys, bool targets,
                             const etd_model_io *io)
 {
-    if (!ep_json(c, NULL) || !ep_keys(c, c->doc.root, keys))
+    char kbuf[2 * ETD_MAX_IO][80];
+    const char *kp[ST_KEYS + 1];
+    named_st_keys(c, io, targets, kbuf, kp);
+    const char *const *saved = c->tensor_keys;
+    if (!ep_json(c, NULL))
+        return false;
+    c->tensor_keys = kp;
+    bool ok = ep_keys(c, c->doc.root, keys);
+    c->tensor_keys = saved;
+    if (!ok)
         return false;
     if (c->st.d) {
-        ep_error(c, 400, "inputs: a model with named inputs or targets takes JSON bodies "
-                 "(safetensors bodies: not yet)");
-        return false;
+        et_dtype xd, yd;
+        etd_model_dtypes(c->m, &xd, &yd);
+        bool one = io->ninputs == 1 && etd_st_tensor(&c->st, "inputs");
+        if (one ? !ep_tensor_as(c, "inputs", xd, &c->x, false)
+                : !ep_st_named(c, "inputs", io->inputs, io->in_dtype, NULL, io->ninputs, &c->x))
+            return false;
+        if (!targets)
+            return true;
+        if (io->ntargets == 0) {
+            c->y.ndim = 1;
+            c->y.shape[0] = c->y.numel = c->x.shape[0];
+            return true;
+        }
+        if (!io->targets[0])
+            return ep_tensor_as(c, "targets", yd, &c->y, true);
+        return ep_st_named(c, "targets", io->targets, io->target_dtype, io->target_float_ok,
+                           io->ntargets, &c->y);
     }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(c->doc.root, "inputs");
     if (io->ninputs == 1 && !cJSON_IsObject(in)) {

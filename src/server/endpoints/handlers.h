@@ -44,6 +44,9 @@ void etd_h_job_cancel(etd_call *c);
 /* v1_params.c */
 void etd_h_params_get(etd_call *c);
 void etd_h_params_put(etd_call *c);
+/* v1_train.c: predict's answer for a model with several (named) outputs,
+ * {"outputs": {"logits": ..., "score": ...}}; false with the error answered. */
+bool ep_predict_named(etd_call *c, bool bin);
 /* v1_versions.c */
 void etd_h_versions_post(etd_call *c);
 void etd_h_versions_list(etd_call *c);

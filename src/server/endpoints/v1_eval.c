@@ -23,7 +23,28 @@ void ep_write_eval(etd_buf *out, const etd_eval_result *r)
     etd_json_i64(out, r->rows);
     etd_buf_puts(out, ",\"metrics\":");
     ep_write_metric_values(out, r->metrics, r->value);
-    if (r->metrics & 1u << ETD_M_TOPK) {
+    if (r->nlosses) { /* a loss list: each entry's own loss, in its order */
+        etd_buf_puts(out, ",\"losses\":[");
+        for (int i = 0; i < r->nlosses; i++) {
+            etd_buf_puts(out, i ? "," : "");
+            etd_json_float(out, r->losses[i]);
+        }
+        etd_buf_putc(out, ']');
+    }
+    if (r->noutputs) { /* ... and the metrics of each output it measures */
+        etd_buf_puts(out, ",\"outputs\":{");
+        for (int i = 0; i < r->noutputs; i++) {
+            etd_buf_puts(out, i ? "," : "");
+            etd_json_str(out, r->outputs[i].name);
+            etd_buf_putc(out, ':');
+            ep_write_metric_values(out, r->outputs[i].metrics, r->outputs[i].value);
+        }
+        etd_buf_putc(out, '}');
+    }
+    bool topk = r->metrics & 1u << ETD_M_TOPK;
+    for (int i = 0; i < r->noutputs; i++)
+        topk = topk || (r->outputs[i].metrics & 1u << ETD_M_TOPK);
+    if (topk) {
         etd_buf_puts(out, ",\"k\":");
         etd_json_i64(out, r->k);
     }

@@ -91,6 +91,39 @@ static bool predict_batched(etd_call *c, bool bin)
     return true;
 }
 
+/* A graph's named outputs: {"outputs": {"score": ..., ...}} (safetensors:
+ * one tensor per output name).  false with the error answered. */
+bool ep_predict_named(etd_call *c, bool bin)
+{
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    et_tensor *ys[ETD_MAX_IO];
+    int n = 0;
+    if (!ep_ok(c, etd_model_forward_all(c->m, &c->x, ys, &n, &c->e)))
+        return false;
+    etd_array_free(&c->x);
+    if (bin) {
+        ep_reply_st(c, io.outputs, ys, n, NULL);
+    } else {
+        etd_buf_puts(&c->rs->body, "{\"outputs\":{");
+        for (int i = 0; i < n; i++) {
+            etd_buf_puts(&c->rs->body, i ? "," : "");
+            etd_json_str(&c->rs->body, io.outputs[i]);
+            etd_buf_putc(&c->rs->body, ':');
+            etd_json_tensor(&c->rs->body, ys[i]);
+        }
+        etd_buf_putc(&c->rs->body, '}');
+        etd_model_info in;
+        etd_model_info_get(c->m, &in);
+        if (in.sum.nf.diverged) /* say why the outputs are null */
+            ep_write_status(&c->rs->body, &in.sum);
+        etd_buf_putc(&c->rs->body, '}');
+    }
+    for (int i = 0; i < n; i++)
+        et_tensor_free(ys[i]);
+    return true;
+}
+
 void etd_h_predict(etd_call *c)
 {
     static const char *const keys[] = {"inputs", NULL};
@@ -105,24 +138,8 @@ void etd_h_predict(etd_call *c)
         return;
     etd_model_io io;
     etd_model_io_get(c->m, &io);
-    if (io.noutputs > 1) {   /* a graph's named outputs: {"outputs": {"score": ..., ...}} */
-        et_tensor *ys[ETD_MAX_IO];
-        int n = 0;
-        if (!ep_ok(c, etd_model_forward_all(c->m, &c->x, ys, &n, &c->e)))
-            return;
-        etd_array_free(&c->x);
-        if (bin) {
-            ep_reply_st(c, io.outputs, ys, n, NULL);
-        } else {
-            etd_buf_puts(&c->rs->body, "{\"outputs\":{");
-            for (int i = 0; i < n; i++) {
-                etd_buf_printf(&c->rs->body, "%s\"%s\":", i ? "," : "", io.outputs[i]);
-                etd_json_tensor(&c->rs->body, ys[i]);
-            }
-            etd_buf_puts(&c->rs->body, "}}");
-        }
-        for (int i = 0; i < n; i++)
-            et_tensor_free(ys[i]);
+    if (io.noutputs > 1) {
+        ep_predict_named(c, bin);
         return;
     }
     et_tensor *y = NULL;

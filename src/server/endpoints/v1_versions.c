@@ -172,6 +172,15 @@ void etd_h_version_predict(etd_call *c)
     if (!ep_inputs(c, keys, false))
         return;
     etd_json_doc_free(&c->doc);
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    if (io.noutputs > 1) {   /* a graph's named outputs, as plain predict answers them */
+        if (ep_predict_named(c, false)) {
+            c->rs->body.len--; /* reopen the object */
+            etd_buf_printf(&c->rs->body, ",\"version\":%" PRId64 "}", n);
+        }
+        return;
+    }
     et_tensor *y = NULL;
     if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
         return;

@@ -32,22 +32,37 @@ void etd_h_v2_server(etd_call *c)
 /* ---------------------------------------------------------------- a model's tensors */
 
 /* An input or output as the metadata describes it.  A Sequential model has
- * one of each, "input" and "output"; -1 in a shape means any size. */
+ * one of each, "input" and "output"; a graph with named inputs, outputs or
+ * losses (etd_model_io.named) has its own, by name, in its order (the
+ * index into the model's inputs and outputs is `at`); -1 in a shape means
+ * any size. */
 typedef struct io_desc {
     const char *name;
     const char *datatype;
     et_dtype dtype;
     int64_t shape[2];
     int ndim;
+    int at;
 } io_desc;
 
 static int model_inputs(etd_model *m, io_desc *out)
 {
+    etd_model_io io;
+    etd_model_io_get(m, &io);
+    if (io.named) {
+        for (int i = 0; i < io.ninputs; i++) {
+            int64_t f = io.in_features[i];
+            et_dtype d = io.in_dtype[i];
+            out[i] = (io_desc){io.inputs[i], d == ET_INT64 ? "INT64" : "FP32", d, {-1, f},
+                               f >= 0 ? 2 : 1, i};
+        }
+        return io.ninputs;
+    }
     etd_model_info in;
     etd_model_info_get(m, &in);
     et_dtype xd, yd;
     etd_model_dtypes(m, &xd, &yd);
-    out[0] = (io_desc){"input", xd == ET_INT64 ? "INT64" : "FP32", xd, {-1, in.in_features}, 1};
+    out[0] = (io_desc){"input", xd == ET_INT64 ? "INT64" : "FP32", xd, {-1, in.in_features}, 1, 0};
     if (in.in_features >= 0)
         out[0].ndim = 2;
     return 1;
@@ -55,9 +70,18 @@ static int model_inputs(etd_model *m, io_desc *out)
 
 static int model_outputs(etd_model *m, io_desc *out)
 {
+    etd_model_io io;
+    etd_model_io_get(m, &io);
+    if (io.named) {
+        for (int i = 0; i < io.noutputs; i++) {
+            int64_t f = io.out_features[i];
+            out[i] = (io_desc){io.outputs[i], "FP32", ET_FLOAT32, {-1, f}, f >= 0 ? 2 : 1, i};
+        }
+        return io.noutputs;
+    }
     etd_model_info in;
     etd_model_info_get(m, &in);
-    out[0] = (io_desc){"output", "FP32", ET_FLOAT32, {-1, in.out_features}, 1};
+    out[0] = (io_desc){"output", "FP32", ET_FLOAT32, {-1, in.out_features}, 1, 0};
     if (in.out_features >= 0)
         out[0].ndim = 2;
     return 1;
@@ -206,6 +230,17 @@ static bool take_inputs(etd_call *c, const etd_oip_request *r)
             return ep_ok(c, ETD_EINVAL);
         }
     }
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    if (io.named) { /* a graph's named inputs: parts in the model's order (ep_named's layout) */
+        if (!(c->x.parts = calloc((size_t)ni, sizeof *c->x.parts))) {
+            ep_error(c, 500, "out of memory");
+            return false;
+        }
+        c->x.nparts = ni;
+        c->x.ndim = 1;
+        c->x.dtype = ET_FLOAT32;
+    }
     for (int k = 0; k < ni; k++) {
         int i = 0;
         while (i < r->ninputs && strcmp(r->inputs[i].name, ins[k].name) != 0)
@@ -217,11 +252,14 @@ static bool take_inputs(etd_call *c, const etd_oip_request *r)
         }
         char what[32];
         snprintf(what, sizeof what, "inputs[%d]", i);
-        /* one input today: a Sequential's */
-        if (!ep_ok(c, etd_oip_input_array(&r->inputs[i], ins[k].dtype, what, &c->x, &c->e)
+        etd_array *a = c->x.parts ? &c->x.parts[k] : &c->x;
+        if (!ep_ok(c, etd_oip_input_array(&r->inputs[i], ins[k].dtype, what, a, &c->e)
                           ? ETD_OK
                           : c->e.rc))
             return false;
+        if (k == 0 && c->x.parts) { /* the rows of a named body are its first part's */
+            c->x.shape[0] = c->x.numel = a->ndim ? a->shape[0] : 0;
+        }
     }
     return true;
 }
@@ -258,10 +296,18 @@ static bool pick_outputs(etd_call *c, const etd_oip_request *r, io_desc *outs, b
     return true;
 }
 
-/* The infer answer for y: JSON, or JSON + binary outputs (the binary
+/* The infer answer for the model's outputs ys[0..ny) (taken over): the
+ * requested ones (outs[i].at), JSON, or JSON + binary outputs (the binary
  * tensor extension). */
+static void free_all(et_tensor **ys, int ny)
+{
+    for (int i = 0; i < ny; i++)
+        et_tensor_free(ys[i]);
+}
+
 static void infer_answer(etd_call *c, const char *model, const char *ver, const char *id,
-                         const io_desc *outs, const bool *binary, int nout, et_tensor *y)
+                         const io_desc *outs, const bool *binary, int nout, et_tensor **ys,
+                         int ny)
 {
     etd_buf *out = &c->rs->body;
     etd_buf_puts(out, "{\"model_name\":");
@@ -274,7 +320,8 @@ static void infer_answer(etd_call *c, const char *model, const char *ver, const 
     }
     etd_buf_puts(out, ",\"outputs\":[");
     size_t nbin = 0;
-    for (int i = 0; i < nout; i++) { /* one output today: the network's */
+    for (int i = 0; i < nout; i++) {
+        et_tensor *y = ys[outs[i].at];
         etd_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
         etd_json_str(out, outs[i].name);
         etd_buf_puts(out, ",\"datatype\":\"FP32\",\"shape\":");
@@ -295,27 +342,28 @@ static void infer_answer(etd_call *c, const char *model, const char *ver, const 
         size_t hlen = out->len;
         char *buf = malloc(hlen + nbin);
         if (!buf) {
-            et_tensor_free(y);
+            free_all(ys, ny);
             ep_error(c, 500, "out of memory");
             return;
         }
-        float *vals = malloc((size_t)(et_numel(y) ? et_numel(y) : 1) * sizeof(float));
-        if (!vals) {
-            free(buf);
-            et_tensor_free(y);
-            ep_error(c, 500, "out of memory");
-            return;
-        }
-        et_copy_to(y, vals);
         memcpy(buf, out->data, hlen);
         size_t at = hlen;
         for (int i = 0; i < nout; i++) {
             if (!binary[i])
                 continue;
+            et_tensor *y = ys[outs[i].at];
+            float *vals = malloc((size_t)(et_numel(y) ? et_numel(y) : 1) * sizeof(float));
+            if (!vals) {
+                free(buf);
+                free_all(ys, ny);
+                ep_error(c, 500, "out of memory");
+                return;
+            }
+            et_copy_to(y, vals);
             etd_oip_put_fp32(buf + at, vals, et_numel(y)); /* little-endian, any alignment */
             at += (size_t)et_numel(y) * sizeof(float);
+            free(vals);
         }
-        free(vals);
         etd_buf_free(out);
         c->rs->raw = buf;
         c->rs->raw_len = hlen + nbin;
@@ -325,7 +373,7 @@ static void infer_answer(etd_call *c, const char *model, const char *ver, const 
         snprintf(hv, sizeof hv, "%zu", hlen);
         etd_response_header(c->rs, "Inference-Header-Content-Length", hv);
     }
-    et_tensor_free(y);
+    free_all(ys, ny);
 }
 
 
@@ -345,7 +393,7 @@ static void infer_done(void *arg, etd_rc rc, et_tensor *y, const char *msg)
     infer_later *p = arg;
     etd_call c = ep_later_call(&p->l);
     if (rc == ETD_OK) {
-        infer_answer(&c, p->model, p->ver, p->id, p->outs, p->binary, p->nout, y);
+        infer_answer(&c, p->model, p->ver, p->id, p->outs, p->binary, p->nout, &y, 1);
     } else {
         et_tensor_free(y);
         etd_response_error(c.rs, etd_rc_status(rc), "%s", msg ? msg : "batch failed");
@@ -411,12 +459,13 @@ void etd_h_v2_infer(etd_call *c)
     etd_oip_request_free(&r); /* before the forward pass: it can be large */
     if (ok && etd_model_batching(c->m) && infer_batched(c, ver, &id, outs, binary, nout))
         return;
-    et_tensor *y = NULL;
-    if (!ok || !ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e))) {
+    et_tensor *ys[ETD_MAX_IO];
+    int ny = 0;
+    if (!ok || !ep_ok(c, etd_model_forward_all(c->m, &c->x, ys, &ny, &c->e))) {
         free(id);
         return;
     }
     etd_array_free(&c->x);
-    infer_answer(c, etd_model_name(c->m), ver, id, outs, binary, nout, y);
+    infer_answer(c, etd_model_name(c->m), ver, id, outs, binary, nout, ys, ny);
     free(id);
 }

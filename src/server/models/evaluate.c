@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "server/models/model_internal.h"
+#include "server/models/spec_graph.h"
 
 const char *const etd_metric_names[] = {"loss", "accuracy", "top_k_accuracy", "mae", "mse",
                                         "rmse", "r2", NULL};
@@ -34,12 +35,12 @@ _Static_assert(sizeof etd_metric_names / sizeof etd_metric_names[0] == ETD_M_COU
 
 typedef enum { K_CLASS, K_BINARY, K_REGRESSION, K_OTHER } target_kind;
 
-static target_kind kind_of(const etd_model *m, bool *logits)
+static target_kind kind_of(const etd_loss_spec *l, bool *logits)
 {
     static const char *const cls[] = {"CrossEntropyLoss", "NLLLoss", NULL};
     static const char *const bin[] = {"BCELoss", "BCEWithLogitsLoss", NULL};
     static const char *const reg[] = {"MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", NULL};
-    const char *n = m->spec.loss.type->name;
+    const char *n = l->type->name;
     *logits = strcmp(n, "BCEWithLogitsLoss") == 0;
     for (int i = 0; cls[i]; i++)
         if (strcmp(n, cls[i]) == 0)
@@ -57,7 +58,7 @@ unsigned etd_model_default_metrics(const etd_model *m)
 {
     bool logits;
     unsigned loss = 1u << ETD_M_LOSS;
-    switch (kind_of(m, &logits)) {
+    switch (kind_of(&m->spec.loss, &logits)) {
     case K_CLASS:
     case K_BINARY: return loss | 1u << ETD_M_ACCURACY;
     case K_REGRESSION:
@@ -132,7 +133,7 @@ static etd_rc class_targets(const char *metric, const et_tensor *out, const etd_
     return ETD_OK;
 }
 
-static etd_rc accuracy(const etd_model *m, const et_tensor *out, const etd_array *y, double *acc,
+static etd_rc accuracy(const etd_loss_spec *ls, const et_tensor *out, const etd_array *y, double *acc,
                        etd_err *e)
 {
     bool logits;
@@ -140,7 +141,7 @@ static etd_rc accuracy(const etd_model *m, const et_tensor *out, const etd_array
     int64_t n = et_ndim(out) ? et_shape(out)[0] : 0;
     if (n == 0)
         return etd_fail(e, ETD_EINVAL, "inputs: empty batch");
-    if (kind_of(m, &logits) == K_BINARY) {
+    if (kind_of(ls, &logits) == K_BINARY) {
         if (y->numel != et_numel(out))
             return etd_fail(e, ETD_EINVAL, "targets: accuracy needs 0/1 targets shaped like the "
                             "outputs (%lld values), got %lld", (long long)et_numel(out),
@@ -249,6 +250,26 @@ static etd_rc regression(const et_tensor *out, const etd_array *y, unsigned want
 
 /* ---------------------------------------------------------------- the call */
 
+/* The metrics in want other than the loss of out against y, for a loss ls. */
+static etd_rc measure_metrics(const etd_loss_spec *ls, const et_tensor *out, const etd_array *y,
+                              int64_t k, unsigned want, double *value, etd_err *e)
+{
+    if ((want & 1u << ETD_M_ACCURACY) && accuracy(ls, out, y, &value[ETD_M_ACCURACY], e) != ETD_OK)
+        return e->rc;
+    if (want & 1u << ETD_M_TOPK) {
+        int64_t c = et_ndim(out) == 2 ? et_shape(out)[1] : 0;
+        if (c >= 2 && k > c)
+            return etd_fail(e, ETD_EINVAL, "k: top_k_accuracy needs k <= the %lld classes, got "
+                            "%lld", (long long)c, (long long)k);
+        if (top_k(out, y, k, &value[ETD_M_TOPK], e) != ETD_OK)
+            return e->rc;
+    }
+    unsigned reg = 1u << ETD_M_MAE | 1u << ETD_M_MSE | 1u << ETD_M_RMSE | 1u << ETD_M_R2;
+    if ((want & reg) && regression(out, y, want, value, e) != ETD_OK)
+        return e->rc;
+    return ETD_OK;
+}
+
 /* Metrics of out against y (the loss computed from out). */
 static etd_rc measure(etd_model *m, et_tensor *out, const etd_array *y, const etd_eval_opts *o,
                       etd_eval_result *r, etd_err *e)
@@ -267,20 +288,89 @@ static etd_rc measure(etd_model *m, et_tensor *out, const etd_array *y, const et
             return etd_fail(e, ETD_EINVAL, "loss: expected a scalar");
         r->value[ETD_M_LOSS] = et_item(l);
     }
-    if ((want & 1u << ETD_M_ACCURACY) &&
-        accuracy(m, out, y, &r->value[ETD_M_ACCURACY], e) != ETD_OK)
-        return e->rc;
-    if (want & 1u << ETD_M_TOPK) {
-        int64_t c = et_ndim(out) == 2 ? et_shape(out)[1] : 0;
-        if (c >= 2 && o->k > c)
-            return etd_fail(e, ETD_EINVAL, "k: top_k_accuracy needs k <= the %lld classes, got "
-                            "%lld", (long long)c, (long long)o->k);
-        if (top_k(out, y, o->k, &r->value[ETD_M_TOPK], e) != ETD_OK)
-            return e->rc;
-    }
+    return measure_metrics(&m->spec.loss, out, y, o->k, want, r->value, e);
+}
+
+/* The metrics a loss's kind gives (besides the loss): by default, and all it can. */
+static unsigned kind_metrics(target_kind k, bool all)
+{
     unsigned reg = 1u << ETD_M_MAE | 1u << ETD_M_MSE | 1u << ETD_M_RMSE | 1u << ETD_M_R2;
-    if ((want & reg) && regression(out, y, want, r->value, e) != ETD_OK)
-        return e->rc;
+    switch (k) {
+    case K_CLASS: return 1u << ETD_M_ACCURACY | (all ? 1u << ETD_M_TOPK : 0);
+    case K_BINARY: return 1u << ETD_M_ACCURACY;
+    case K_REGRESSION: return reg;
+    case K_OTHER: break;
+    }
+    return 0;
+}
+
+/* A graph's loss list on its outputs ys[] (eval mode, no grad, in a pool):
+ * the weighted total and each entry's loss, as train computes them, and the
+ * metrics of each output a one-output loss entry with a target takes. */
+static etd_rc measure_terms(etd_model *m, et_tensor *const *ys, int ny, const etd_array *y,
+                            const etd_eval_opts *o, etd_eval_result *r, etd_err *e)
+{
+    const etd_spec *s = &m->spec;
+    _Static_assert(sizeof r->losses / sizeof r->losses[0] == ETD_MAX_LOSSES, "one per loss");
+    unsigned asked = o->metrics, loss = 1u << ETD_M_LOSS;
+    int term_of[ETD_MAX_IO];
+    for (int i = 0; i < ny; i++)
+        term_of[i] = -1;
+    for (int i = 0; i < s->nterms; i++)
+        if (s->terms[i].nout == 1 && s->terms[i].target >= 0 && term_of[s->terms[i].out[0]] < 0)
+            term_of[s->terms[i].out[0]] = i;
+    if (asked & ~loss) { /* every metric asked for fits some output */
+        unsigned fit = 0;
+        bool logits;
+        for (int i = 0; i < ny; i++)
+            if (term_of[i] >= 0)
+                fit |= kind_metrics(kind_of(&s->terms[term_of[i]].l, &logits), true);
+        for (int k = 1; k < ETD_M_COUNT; k++)
+            if ((asked & 1u << k) && !(fit & 1u << k))
+                return etd_fail(e, ETD_EINVAL, "metrics: %s fits none of the model's outputs "
+                                "(by the loss each output's entry of \"loss\" gives)",
+                                etd_metric_names[k]);
+    }
+    r->metrics = asked ? asked & loss : loss;
+    if (y->nparts != s->ntargets && s->ntargets)
+        return etd_fail(e, ETD_EINVAL, "targets: the losses take %d named targets", s->ntargets);
+    for (int i = 0; i < y->nparts; i++)
+        if (y->parts[i].ndim < 1 || y->parts[i].shape[0] != r->rows)
+            return etd_fail(e, ETD_EINVAL, "targets.%s: expected %lld rows (as many as inputs), "
+                            "got %lld", s->target_names[i], (long long)r->rows,
+                            (long long)(y->parts[i].ndim ? y->parts[i].shape[0] : 0));
+    if (r->metrics & loss) {
+        etd_tlist yt;
+        if (!etd_targets_of(m, y, NULL, 0, &yt))
+            return etd_lib_fail(e, "targets");
+        et_tensor *total = etd_spec_losses_each(s, ys, yt.t, r->losses, e);
+        if (!total)
+            return e->rc;
+        r->value[ETD_M_LOSS] = et_item(total);
+        r->nlosses = s->nterms;
+    }
+    for (int i = 0; i < ny; i++) {
+        if (term_of[i] < 0)
+            continue;
+        const etd_loss_term *t = &s->terms[term_of[i]];
+        bool logits;
+        target_kind kind = kind_of(&t->l, &logits);
+        unsigned want = asked ? asked & kind_metrics(kind, true) : kind_metrics(kind, false);
+        if (!want)
+            continue;
+        int at = r->noutputs++;
+        r->outputs[at].name = etd_graph_output(s->graph, i);
+        r->outputs[at].metrics = want;
+        for (int k = 0; k < ETD_M_COUNT; k++)
+            r->outputs[at].value[k] = NAN;
+        if (measure_metrics(&t->l, ys[i], &y->parts[t->target], o->k, want, r->outputs[at].value,
+                            e) != ETD_OK) {
+            char msg[ETD_ERRCAP];
+            snprintf(msg, sizeof msg, "%s", e->msg);
+            return etd_fail(e, e->rc, "outputs.%s (target \"%s\"): %s", r->outputs[at].name,
+                            s->target_names[t->target], msg);
+        }
+    }
     return ETD_OK;
 }
 
@@ -290,7 +380,8 @@ etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
     memset(r, 0, sizeof *r);
     for (int i = 0; i < ETD_M_COUNT; i++)
         r->value[i] = NAN;
-    r->metrics = o->metrics ? o->metrics : etd_model_default_metrics(m);
+    bool terms = m->spec.nterms > 0;
+    r->metrics = o->metrics ? o->metrics : terms ? 1u << ETD_M_LOSS : etd_model_default_metrics(m);
     r->k = o->k > 0 ? o->k : 2;
     etd_eval_opts oo = *o;
     oo.k = r->k;
@@ -301,18 +392,25 @@ etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
                         (long long)x->shape[0], (long long)(y->ndim ? y->shape[0] : 0));
     if (x->shape[0] == 0)
         return etd_fail(e, ETD_EINVAL, "inputs: empty batch");
-    et_tensor *out = NULL;
-    if (etd_model_forward(m, x, &out, e) != ETD_OK) /* eval mode, no grad, read lock */
+    et_tensor *ys[ETD_MAX_IO];
+    int ny = 0;
+    /* eval mode, no grad, read lock; every output (a graph's one loss takes output 0) */
+    if (etd_model_forward_all(m, x, ys, &ny, e) != ETD_OK)
         return e->rc;
     r->rows = x->shape[0];
     etd_rc rc = ETD_OK;
     et_pool_begin();
     ET_NO_GRAD {
-        et_tensor *c = et_is_contiguous(out) ? out : et_contiguous(out);
-        rc = c ? measure(m, c, y, &oo, r, e) : etd_fail(e, ETD_ENOMEM, "out of memory");
+        et_tensor *c[ETD_MAX_IO];
+        for (int i = 0; i < ny && rc == ETD_OK; i++)
+            if (!(c[i] = et_is_contiguous(ys[i]) ? ys[i] : et_contiguous(ys[i])))
+                rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+        if (rc == ETD_OK)
+            rc = terms ? measure_terms(m, c, ny, y, &oo, r, e) : measure(m, c[0], y, &oo, r, e);
     }
     et_pool_end();
-    et_tensor_free(out);
+    for (int i = 0; i < ny; i++)
+        et_tensor_free(ys[i]);
     etd_model_info in;
     etd_model_info_get(m, &in);
     r->step = in.sum.step;

@@ -297,9 +297,12 @@ void etd_model_io_get(const etd_model *m, etd_model_io *io)
     for (int i = 0; g && i < io->ninputs; i++) {
         io->inputs[i] = etd_graph_input(g, i);
         io->in_dtype[i] = etd_graph_input_dtype(g, i);
+        io->in_features[i] = etd_graph_input_features(g, i);
     }
-    for (int i = 0; g && i < io->noutputs; i++)
+    for (int i = 0; g && i < io->noutputs; i++) {
         io->outputs[i] = etd_graph_output(g, i);
+        io->out_features[i] = etd_graph_output_features(g, i);
+    }
     io->ntargets = m->spec.nterms ? m->spec.ntargets : 1;
     for (int i = 0; m->spec.nterms && i < io->ntargets; i++) {
         io->targets[i] = m->spec.target_names[i];

@@ -271,6 +271,7 @@ typedef struct etd_model_io {
     int ninputs, noutputs, ntargets;
     const char *inputs[ETD_MAX_IO], *outputs[ETD_MAX_IO], *targets[ETD_MAX_IO];
     et_dtype in_dtype[ETD_MAX_IO], target_dtype[ETD_MAX_IO];
+    int64_t in_features[ETD_MAX_IO], out_features[ETD_MAX_IO];   /* last dims; -1: unknown */
     bool target_float_ok[ETD_MAX_IO];
 } etd_model_io;
 void etd_model_io_get(const etd_model *m, etd_model_io *io);
@@ -475,13 +476,28 @@ typedef struct etd_eval_result {
     int64_t k;
     double value[ETD_M_COUNT];/* NaN where undefined or not finite (JSON null) */
     uint64_t wgen;            /* the weights generation measured (etd_model.wgen) */
+    /* A graph with a loss list: value[ETD_M_LOSS] is the weighted total
+     * train minimises; losses[i] each entry's own (unweighted) loss, in the
+     * list's order; outputs[] the metrics of each output a one-output loss
+     * entry with a target takes (against that target, by that loss's kind). */
+    int nlosses;
+    float losses[8];
+    int noutputs;
+    struct {
+        const char *name;     /* borrowed from the model */
+        unsigned metrics;
+        double value[ETD_M_COUNT];
+    } outputs[ETD_MAX_IO];
 } etd_eval_result;
 
 /* The metrics the model's loss implies: loss, plus accuracy for
  * classification losses, mae/mse/rmse/r2 for regression losses. */
 unsigned etd_model_default_metrics(const etd_model *m);
 /* Forward (x) in eval mode without gradients, the loss and metrics against
- * y; nothing of the model changes.  ETD_EINVAL naming the field for
+ * y; nothing of the model changes.  A graph with several outputs and one
+ * loss measures output 0 (the one train's loss takes); with a loss list see
+ * etd_eval_result (o->metrics: "loss" the losses, each other metric on the
+ * outputs whose loss it fits -- 400 when it fits none).  ETD_EINVAL naming the field for
  * targets a metric cannot take. */
 etd_rc etd_model_evaluate(etd_model *m, const etd_array *x, const etd_array *y,
                           const etd_eval_opts *o, etd_eval_result *r, etd_err *e);

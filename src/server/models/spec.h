@@ -393,6 +393,9 @@ et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
  * ranking) or rows (cosine embedding, triplet). */
 double etd_spec_term_norm(const etd_spec *s, int i, et_tensor *const *outs,
                           et_tensor *const *targets);
+/* The same, and each entry's own value (unweighted) into each[0..nterms). */
+et_tensor *etd_spec_losses_each(const etd_spec *s, et_tensor *const *outs,
+                                et_tensor *const *targets, float *each, etd_err *e);
 /* What the loss's reduction divides by for these targets (and the output's
  * rank out_ndim): mean -- the elements, the non-ignored class targets (their
  * class weights summed), the rows for batchmean; 0 for sum.  A data-parallel

@@ -136,8 +136,10 @@ double etd_spec_term_norm(const etd_spec *s, int i, et_tensor *const *outs,
     return et_ndim(x0) >= 2 ? (double)et_shape(x0)[0] : 1; /* one distance per row */
 }
 
-et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
-                                  et_tensor *const *targets, const double *scale, etd_err *e)
+/* The loss list's total, term i scaled by scale[i] (NULL: 1), each term's own
+ * value (unweighted) into each[i] when each is given. */
+static et_tensor *losses(const etd_spec *s, et_tensor *const *outs, et_tensor *const *targets,
+                         const double *scale, float *each, etd_err *e)
 {
     et_tensor *total = NULL;
     for (int i = 0; i < s->nterms; i++) {
@@ -166,6 +168,8 @@ et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
         }
         if (l && et_numel(l) != 1)
             return etd_fail(e, ETD_EINVAL, "loss[%d] (%s): expected a scalar", i, ty->name), NULL;
+        if (l && each)
+            each[i] = et_item(l);
         if (l && w != 1.0)
             l = et_mul_scalar(l, (float)w);
         if (l)
@@ -177,6 +181,18 @@ et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
         }
     }
     return total;
+}
+
+et_tensor *etd_spec_losses_scaled(const etd_spec *s, et_tensor *const *outs,
+                                  et_tensor *const *targets, const double *scale, etd_err *e)
+{
+    return losses(s, outs, targets, scale, NULL, e);
+}
+
+et_tensor *etd_spec_losses_each(const etd_spec *s, et_tensor *const *outs,
+                                et_tensor *const *targets, float *each, etd_err *e)
+{
+    return losses(s, outs, targets, NULL, each, e);
 }
 
 const char *const etd_margin_fields[] = {"margin", "reduction", NULL};
