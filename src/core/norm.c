@@ -137,9 +137,9 @@ static void param_slots(const et_tensor *out, int *wi, int *bi)
 /* batch_norm                                                           */
 
 /* The [N, C] loops (BatchNorm1d on features, the common case): rows outer,
- * channels inner, 4 doubles wide with AVX2 (no FMA: same bits as the
+ * channels inner, 4 doubles wide with AVX2, 8 with AVX-512 (no FMA: same bits as the
  * baseline clone).  Not cloned under sanitizers, as kernels.c's row(). */
-#define BN_CLONES ETC_ISA_CLONES("default", "avx2")
+#define BN_CLONES ETC_ISA_CLONES("default", "avx2", "avx512f")
 
 /* mean[c] = sum over rows / N, ss[c] = sum of (x - mean)^2 */
 BN_CLONES static void bn_rows_stats(const float *restrict x, int64_t N, int64_t C,

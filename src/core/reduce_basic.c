@@ -384,46 +384,68 @@ ETC_BW(max_all)
 /* softmax                                                              */
 
 /* one contiguous row: q = softmax(p) or log_softmax(p).  Cloned for AVX2 /
- * AVX-512 and written as loops the vectoriser takes whole (the exp into q,
- * then 16 independent partial sums): softmax over attention rows was ~7% of
- * a Transformer training step in its scalar form. */
+ * AVX-512 and written as loops the vectoriser takes whole: softmax over
+ * attention rows was ~7% of a Transformer training step in its scalar form.
+ * Every pass runs 16 wide: the last partial block goes through a 16-float
+ * copy padded with -inf (max ignores it, its exp is set to 0, and adding 0
+ * to a partial sum leaves it as it was), since the scalar tails and the
+ * NaN-checking max loop (which the vectoriser does not take) were most of
+ * the cross-entropy's time over the 27 classes of the char model.  A NaN
+ * input needs no check of its own: its exp is NaN, so the sum and every
+ * output are NaN, as in PyTorch. */
 ETC_CLONES
 static void softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm)
 {
+    const int64_t Df = D & ~(int64_t)15;
+    const int r = (int)(D - Df);
+    float tp[16], tx[16], tq[16], pm[16], part[16];
+    for (int j = 0; j < 16; j++) {
+        tp[j] = j < r ? p[Df + j] : -INFINITY;
+        pm[j] = tp[j];
+        part[j] = 0.0f;
+    }
+    for (int64_t k = 0; k < Df; k += 16)
+        for (int j = 0; j < 16; j++)
+            pm[j] = p[k + j] > pm[j] ? p[k + j] : pm[j];
     float m = -INFINITY;
-    bool nan = false;
-    for (int64_t k = 0; k < D; k++) {
-        m = p[k] > m ? p[k] : m;
-        nan |= p[k] != p[k];
-    }
-    if (nan) {
-        for (int64_t k = 0; k < D; k++)
-            q[k] = NAN;
-        return;
-    }
+    for (int j = 0; j < 16; j++)
+        m = pm[j] > m ? pm[j] : m;
     if (m == -INFINITY)
         m = 0; /* all -inf: 0/0 = nan like PyTorch */
-    for (int64_t k = 0; k < D; k++)
-        q[k] = etc_expf(p[k] - m);
-    float part[16] = {0};
-    int64_t k = 0;
-    for (; k + 16 <= D; k += 16)
+    for (int64_t k = 0; k < Df; k += 16)
+        for (int j = 0; j < 16; j++)
+            q[k + j] = etc_expf(p[k + j] - m);
+    for (int64_t k = 0; k < Df; k += 16)
         for (int j = 0; j < 16; j++)
             part[j] += q[k + j];
-    for (int j = 0; k < D; k++, j++)
-        part[j] += q[k];
+    /* the padding's exp is set to 0, not computed as exp(-inf): that path
+     * scales into the subnormals, a microcode assist per row */
+    for (int j = 0; j < 16; j++)
+        tx[j] = j < r ? tp[j] - m : 0.0f;
+    for (int j = 0; j < 16; j++)
+        tq[j] = etc_expf(tx[j]);
+    for (int j = r; j < 16; j++)
+        tq[j] = 0.0f;
+    for (int j = 0; j < 16; j++)
+        part[j] += tq[j];
     double s = 0;
     for (int j = 0; j < 16; j++)
         s += part[j];
     if (logsm) {
         float ls = (float)log(s);
-        for (k = 0; k < D; k++)
+        for (int64_t k = 0; k < Df; k++)
             q[k] = p[k] - m - ls;
+        for (int j = 0; j < 16; j++)
+            tq[j] = tp[j] - m - ls;
     } else {
         float inv = s > 0 ? (float)(1.0 / s) : NAN; /* all -inf: NaN like PyTorch */
-        for (k = 0; k < D; k++)
+        for (int64_t k = 0; k < Df; k++)
             q[k] *= inv;
+        for (int j = 0; j < 16; j++)
+            tq[j] *= inv;
     }
+    for (int j = 0; j < r; j++)
+        q[Df + j] = tq[j];
 }
 
 static et_tensor *softmax_impl(et_tensor *a, int dim, bool logsm)
@@ -490,8 +512,21 @@ static void softmax_back_row(const float *restrict y, const float *restrict dy,
         for (int64_t k = 0; k < D; k++)
             s += dy[k];
         float fs = (float)s;
-        for (int64_t k = 0; k < D; k++)
+        /* 16 wide to the end: the last partial block through a zero-padded
+         * copy (the scalar tail's exp was half the work over 27 classes) */
+        const int64_t Df = D & ~(int64_t)15;
+        const int t = (int)(D - Df);
+        for (int64_t k = 0; k < Df; k++)
             r[k] = dy[k] - etc_expf(y[k]) * fs;
+        float ty[16], td[16], tr[16];
+        for (int j = 0; j < 16; j++) {
+            ty[j] = j < t ? y[Df + j] : 0.0f;
+            td[j] = j < t ? dy[Df + j] : 0.0f;
+        }
+        for (int j = 0; j < 16; j++)
+            tr[j] = td[j] - etc_expf(ty[j]) * fs;
+        for (int j = 0; j < t; j++)
+            r[Df + j] = tr[j];
     } else {
         for (int64_t k = 0; k < D; k++)
             s += (double)dy[k] * y[k];

@@ -239,6 +239,18 @@ def add_cases(T):
               [("y", op, ["a"], {"dim": -1})], rng=rng)
         S.add(f"{op}/large_1e4_dim0", [I("a", -1e4 + N(rng, (4, 3)))],
               [("y", op, ["a"], {"dim": 0})], rng=rng)
+        # rows of 16 and more: whole 16-lane blocks plus a padded partial one
+        # (27 = the char model's classes, 32 = attention over seq 32)
+        for D in [16, 17, 27, 32, 33, 50]:
+            S.add(f"{op}/rows_{D}", [I("a", N(rng, (3, D), 3.0))],
+                  [("y", op, ["a"], {"dim": -1})], rng=rng)
+        inf, nan = float("inf"), float("nan")
+        row = [float(v) for v in N(rng, (27,))]
+        # -inf in the tail block / the full block, a NaN in each, +inf, all -inf
+        special = [row[:20] + [-inf] + row[21:], [-inf] + row[1:], row[:22] + [nan] + row[23:],
+                   [nan] + row[1:], row[:5] + [inf] + row[6:], [-inf] * 27]
+        S.add(f"{op}/rows_27_special", [I("a", special, rg=False)],
+              [("y", op, ["a"], {"dim": -1})], backward=None, rng=rng)
     rng = rng_for("softmax/weighted")
     for shp, dim in [((4, 5), -1), ((2, 3, 4), 1)]:
         S.add(f"softmax/weighted_sum/{list(shp)}/dim={dim}", [I("a", N(rng, shp)), I("w", N(rng, shp))],
