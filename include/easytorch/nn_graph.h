@@ -101,6 +101,15 @@ et_status et_graph_add_output(et_module *g, const char *name, const char *node);
 et_status et_graph_forward(et_module *g, et_tensor *const *inputs, int ninputs,
                            et_tensor **outputs, int noutputs);
 
+/* A forward (no outputs kept) that calls visit after every node i (in
+ * et_graph_node order) with its value, or -- for a node yielding a tuple
+ * (chunk, split, MultiheadAttention) -- value NULL and its npieces pieces.
+ * The tensors are borrowed for the call (the ONNX export reads shapes). */
+typedef void (*et_graph_visit)(void *ctx, int node, const et_tensor *value,
+                               et_tensor *const *pieces, int npieces);
+et_status et_graph_forward_visit(et_module *g, et_tensor *const *inputs, int ninputs,
+                                 et_graph_visit visit, void *ctx);
+
 /* Introspection (ONNX export, the daemon): counts, names, nodes. */
 bool et_is_graph(const et_module *m);
 int et_graph_num_inputs(const et_module *g);

@@ -393,6 +393,8 @@ typedef struct run {
     et_tensor **t;
     et_tensor ***tup;
     int *ntup;
+    et_graph_visit visit;   /* et_graph_forward_visit's, or NULL */
+    void *ctx;
 } run;
 
 static et_tensor *cosine_similarity(et_tensor *x1, et_tensor *x2, int dim, double eps)
@@ -538,12 +540,15 @@ static et_status graph_run(const graph *G, et_tensor *const *inputs, run *R)
         }
         R->t[nd->value] = y;
         R->ntup[nd->value] = ntuple;
+        if (R->visit)
+            R->visit(R->ctx, k, R->tup[nd->value] ? NULL : y, R->tup[nd->value], ntuple);
     }
     return ET_OK;
 }
 
 static et_status forward_common(et_module *g, et_tensor *const *inputs, int ninputs,
-                                et_tensor **outputs, int noutputs)
+                                et_tensor **outputs, int noutputs, et_graph_visit visit,
+                                void *ctx)
 {
     graph *G = graph_of(g, "graph_forward");
     if (!G)
@@ -557,7 +562,7 @@ static et_status forward_common(et_module *g, et_tensor *const *inputs, int ninp
     if (G->nout == 0)
         return et_set_error(ET_ERR_STATE, "graph_forward: the graph has no outputs");
     run R = {calloc((size_t)G->nvals + 1, sizeof *R.t), calloc((size_t)G->nvals + 1,
-             sizeof *R.tup), calloc((size_t)G->nvals + 1, sizeof *R.ntup)};
+             sizeof *R.tup), calloc((size_t)G->nvals + 1, sizeof *R.ntup), visit, ctx};
     et_status st = R.t && R.tup && R.ntup
                        ? ET_OK : et_set_error(ET_ERR_NOMEM, "graph_forward: out of memory");
     et_pool_begin();
@@ -581,7 +586,24 @@ static et_status forward_common(et_module *g, et_tensor *const *inputs, int ninp
 et_status et_graph_forward(et_module *g, et_tensor *const *inputs, int ninputs,
                            et_tensor **outputs, int noutputs)
 {
-    return forward_common(g, inputs, ninputs, outputs, noutputs);
+    return forward_common(g, inputs, ninputs, outputs, noutputs, NULL, NULL);
+}
+
+et_status et_graph_forward_visit(et_module *g, et_tensor *const *inputs, int ninputs,
+                                 et_graph_visit visit, void *ctx)
+{
+    const graph *G = graph_of(g, "graph_forward_visit");
+    if (!G)
+        return et_errcode();
+    et_tensor *small[16], **out = G->nout <= 16 ? small : malloc((size_t)G->nout * sizeof *out);
+    if (!out)
+        return et_set_error(ET_ERR_NOMEM, "graph_forward: out of memory");
+    et_pool_begin(); /* the outputs go with it (they are pooled in the innermost scope) */
+    et_status st = forward_common(g, inputs, ninputs, out, G->nout, visit, ctx);
+    et_pool_end();
+    if (out != small)
+        free(out);
+    return st;
 }
 
 /* et_module_forward's entry (one input, one output); it runs inside the
@@ -595,7 +617,7 @@ static et_tensor *graph_forward1(et_module *m, et_tensor *x)
         return NULL;
     }
     et_tensor *y = NULL;
-    return forward_common(m, &x, 1, &y, 1) == ET_OK ? y : NULL;
+    return forward_common(m, &x, 1, &y, 1, NULL, NULL) == ET_OK ? y : NULL;
 }
 
 /* --------------------------------------------------------- introspection */

@@ -15,7 +15,10 @@
 #include "server/models/onnx.h"
 #include "server/models/versions.h"
 
-/* ?input_shape=1,28,28: the dimensions after the batch (400 naming it). */
+/* ?input_shape=1,28,28: the dimensions after the batch (400 naming it); a
+ * graph model's several inputs separated by ';' in the order of its
+ * "inputs" ("6;3,4"; an empty part: [batch] alone), passed on as one list
+ * with a 0 between the inputs (onnx.h). */
 static bool input_shape(etd_call *c, int64_t *dims, int *nd)
 {
     const char *s = ep_query(c, "input_shape");
@@ -23,22 +26,37 @@ static bool input_shape(etd_call *c, int64_t *dims, int *nd)
     if (!s)
         return true;
     *nd = 0;
+    int inputs = 1, here = 0;
     for (const char *p = s;;) {
+        if (*p == ';' || (*p == '\0' && here == 0 && inputs > 1)) { /* an empty part */
+            if (*p == '\0')
+                return true;
+            if (inputs >= ETD_ONNX_MAX_INPUTS || *nd >= ETD_ONNX_MAX_DIMS)
+                goto bad;
+            dims[(*nd)++] = 0;
+            inputs++;
+            here = 0;
+            p++;
+            continue;
+        }
         char *end;
         errno = 0;
         long long v = (*p >= '0' && *p <= '9') ? strtoll(p, &end, 10) : 0;
-        if (*p < '0' || *p > '9' || errno || v < 1 || v > (1LL << 31) || *nd >= ET_MAX_DIMS - 1 ||
-            (*end != ',' && *end != '\0')) {
-            ep_error(c, 400, "input_shape: expected up to %d positive integers separated by "
-                     "commas (the input's dimensions after the batch), got \"%.60s\"",
-                     ET_MAX_DIMS - 1, s);
-            return false;
-        }
+        if (*p < '0' || *p > '9' || errno || v < 1 || v > (1LL << 31) ||
+            here >= ET_MAX_DIMS - 1 || *nd >= ETD_ONNX_MAX_DIMS ||
+            (*end != ',' && *end != ';' && *end != '\0'))
+            goto bad;
         dims[(*nd)++] = v;
+        here++;
         if (!*end)
             return true;
-        p = end + 1;
+        p = *end == ',' ? end + 1 : end;
     }
+bad:
+    ep_error(c, 400, "input_shape: expected up to %d positive integers separated by commas "
+             "(the input's dimensions after the batch; a graph's inputs separated by ';'), got "
+             "\"%.60s\"", ET_MAX_DIMS - 1, s);
+    return false;
 }
 
 static void export_model(etd_call *c, etd_model *m, const char *file)
@@ -48,7 +66,7 @@ static void export_model(etd_call *c, etd_model *m, const char *file)
         ep_error(c, 400, "format: expected \"onnx\", got \"%.40s\"", f);
         return;
     }
-    int64_t dims[ET_MAX_DIMS];
+    int64_t dims[ETD_ONNX_MAX_DIMS];
     int nd;
     uint8_t *buf;
     size_t len;

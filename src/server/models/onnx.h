@@ -15,6 +15,11 @@
  * "1.num_batches_tracked"), 0 without the entry (a file from torch). */
 #define OX_NBT_KEY "easytorch.num_batches_tracked"
 
+/* in_dims of a graph model with several inputs: each input's dimensions,
+ * a 0 between two inputs ("6;3,4" -> {6, 0, 3, 4}) */
+#define ETD_ONNX_MAX_INPUTS 16
+#define ETD_ONNX_MAX_DIMS (ETD_ONNX_MAX_INPUTS * ET_MAX_DIMS)
+
 /* The model (or a version's model, versions.h) as an ONNX file: opset 17,
  * IR version 8, input "input" and output "output" with a symbolic batch
  * dimension, parameters and buffers as initializers named as in the

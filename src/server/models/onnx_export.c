@@ -27,12 +27,6 @@
 /* ---------------------------------------------------------------- the layers */
 
 
-static etd_rc unsupported(ox *x, const char *what, etd_err *e)
-{
-    return etd_fail(e, ETD_EINVAL, "export: layers[%d] (%s): %s has no ONNX form here", x->layer,
-                    x->m->spec.layers[x->layer].type->name, what);
-}
-
 /* "pads" of ONNX (begins then ends) for spatial padding p[0..k). */
 static Onnx__AttributeProto *pads_attr(ox *x, const int64_t *p, int k)
 {
@@ -55,8 +49,8 @@ static const char *pad_input(ox *x, const int64_t *tp, int k, int nd)
     return ox_init_i64(x, "pads", v, 2 * nd);
 }
 
-static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const shape *out,
-                           const char **cur, etd_err *e)
+etd_rc ox_export_layer(ox *x, const etd_layer *l, const shape *in, const shape *out,
+                       const char **cur, etd_err *e)
 {
     const char *n = l->type->name, *c = *cur, *y = NULL;
     if (l->type->forward) /* the layers whose forward takes masks: onnx_export_attn.c */
@@ -130,7 +124,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         const et_batch_norm_opts *o = &l->u.batch_norm.o;
         int64_t C = l->u.batch_norm.num_features;
         if (!o->track_running_stats)
-            return unsupported(x, "eval with batch statistics (track_running_stats=false)", e);
+            return ox_unsupported(x, "eval with batch statistics (track_running_stats=false)", e);
         const char *w = o->affine ? ox_param(x, "weight", NULL, 0) : ox_fill(x, "weight", C, 1);
         const char *b = o->affine ? ox_param(x, "bias", NULL, 0) : ox_fill(x, "bias", C, 0);
         y = ox_node(x, "BatchNormalization",
@@ -169,7 +163,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         }
     } else if (!strcmp(n, "Embedding")) {
         if (l->u.embedding.o.max_norm > 0)
-            return unsupported(x, "max_norm (it renormalises the weight in the forward)", e);
+            return ox_unsupported(x, "max_norm (it renormalises the weight in the forward)", e);
         y = ox_node(x, "Gather", IN(ox_param(x, "weight", NULL, 0), c), AT(ox_attr_i(x, "axis", 0)));
     } else if (!strcmp(n, "Conv1d") || !strcmp(n, "Conv2d") || !strcmp(n, "ConvTranspose2d")) {
         const et_conv_opts *o = &l->u.conv.o;
@@ -188,7 +182,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         }
         if (o->padding_mode != ET_PAD_CONSTANT && !tr) {
             if (o->padding_mode == ET_PAD_CIRCULAR)
-                return unsupported(x, "padding_mode=\"circular\" (ONNX Pad has no wrap before opset 19)", e);
+                return ox_unsupported(x, "padding_mode=\"circular\" (ONNX Pad has no wrap before opset 19)", e);
             int64_t tp[4];
             for (int j = 0; j < k; j++) { /* torch order: last dim first */
                 int dim = k - 1 - j;
@@ -227,7 +221,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
                         ox_attr_i(x, "ceil_mode", o->ceil_mode)));
         } else {
             if (o->divisor_override)
-                return unsupported(x, "divisor_override", e);
+                return ox_unsupported(x, "divisor_override", e);
             y = ox_node(x, "AveragePool", IN(c),
                      AT(ox_attr_ints(x, "kernel_shape", l->u.pool.kernel, k),
                         ox_attr_ints(x, "strides", stride, k), pads_attr(x, o->padding, k),
@@ -251,7 +245,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
             y = ox_node(x, max ? "MaxPool" : "AveragePool", IN(c),
                      AT(ox_attr_ints(x, "kernel_shape", ks, k), ox_attr_ints(x, "strides", ks, k)));
         else
-            return unsupported(x, "an output size that does not divide the input size", e);
+            return ox_unsupported(x, "an output size that does not divide the input size", e);
     } else if (strstr(n, "Pad")) {
         int k = strchr(n, '1') ? 1 : 2;
         const char *mode = !strncmp(n, "Reflection", 10) ? "reflect"
@@ -263,7 +257,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
         else
             y = ox_node(x, "Pad", IN(c, p), AT(ox_attr_s(x, "mode", mode)));
     } else {
-        return unsupported(x, "this layer type", e);
+        return ox_unsupported(x, "this layer type", e);
     }
     *cur = y;
     return ETD_OK;
@@ -271,7 +265,7 @@ static etd_rc export_layer(ox *x, const etd_layer *l, const shape *in, const sha
 
 /* ---------------------------------------------------------------- the model */
 
-static Onnx__ValueInfoProto *value_info(ox *x, const char *name, int elem, const shape *s)
+Onnx__ValueInfoProto *ox_value_info(ox *x, const char *name, int elem, const shape *s)
 {
     Onnx__ValueInfoProto *v = ox_alloc(x, sizeof *v);
     Onnx__TypeProto *t = ox_alloc(x, sizeof *t);
@@ -345,65 +339,22 @@ static etd_rc probe(etd_model *m, const int64_t *dims, int nd, shape *shapes, et
     return rc;
 }
 
-etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t **buf,
-                             size_t *len, etd_err *e)
+etd_rc ox_pack(ox *x, Onnx__ValueInfoProto **vin, size_t nin, Onnx__ValueInfoProto **vout,
+               size_t nout, uint8_t **buf, size_t *len, etd_err *e)
 {
-    *buf = NULL;
-    if (m->spec.graph)
-        return etd_fail(e, ETD_ESTATE, "export: graph models (\"nodes\") have no ONNX export "
-                        "yet; layer lists do");
-    int64_t dims[ET_MAX_DIMS];
-    if (in_nd < 0) { /* not given: what the spec fixes */
-        if (m->spec.in_features < 0)
-            return etd_fail(e, ETD_EINVAL, "input_shape: the model's layers do not fix its input "
-                            "size; give the dimensions after the batch (?input_shape=1,28,28)");
-        dims[0] = m->spec.in_features; /* [batch, features] (an index model: its length) */
-        in_nd = 1;
-    } else {
-        if (in_nd + 1 > ET_MAX_DIMS)
-            return etd_fail(e, ETD_EINVAL, "input_shape: at most %d dimensions", ET_MAX_DIMS - 1);
-        memcpy(dims, in_dims, (size_t)in_nd * sizeof *dims);
-    }
-    int nl = m->spec.nlayers;
-    shape *shapes = calloc((size_t)nl + 1, sizeof *shapes);
-    if (!shapes)
-        return etd_fail(e, ETD_ENOMEM, "out of memory");
-    ox x = {.m = m};
-    etd_rc rc;
-    if ((rc = etd_model_lock(m, false, e)) != ETD_OK) {
-        free(shapes);
-        return rc;
-    }
-    if ((rc = probe(m, dims, in_nd, shapes, e)) != ETD_OK)
-        goto out;
-    const char *cur = "input";
-    for (int i = 0; i < nl && rc == ETD_OK; i++) {
-        x.layer = i;
-        rc = export_layer(&x, &m->spec.layers[i], &shapes[i], &shapes[i + 1], &cur, e);
-    }
-    if (rc != ETD_OK)
-        goto out;
-    x.layer = nl;
-    cur = ox_node(&x, "Identity", IN(cur), NULL);
-    Onnx__NodeProto *last = x.nodes[x.nn - 1];
-    last->output[0] = (char *)"output";
-    int in_elem = m->spec.input_dtype == ET_INT64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64
-                                                  : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-    Onnx__ValueInfoProto *vin = value_info(&x, "input", in_elem, &shapes[0]);
-    Onnx__ValueInfoProto *vout = value_info(&x, "output", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-                                            &shapes[nl]);
+    etd_model *m = x->m;
     Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
     Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
     Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsp = &ops;
     g.name = m->name;
-    g.n_node = x.nn;
-    g.node = x.nodes;
-    g.n_initializer = x.ni;
-    g.initializer = x.inits;
-    g.n_input = 1;
-    g.input = &vin;
-    g.n_output = 1;
-    g.output = &vout;
+    g.n_node = x->nn;
+    g.node = x->nodes;
+    g.n_initializer = x->ni;
+    g.initializer = x->inits;
+    g.n_input = nin;
+    g.input = vin;
+    g.n_output = nout;
+    g.output = vout;
     ops.domain = (char *)"";
     ops.has_version = true;
     ops.version = OPSET;
@@ -415,28 +366,98 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
     mp.producer_version = (char *)EASYTORCH_VERSION;
     mp.graph = &g;
     Onnx__StringStringEntryProto nbt = ONNX__STRING_STRING_ENTRY_PROTO__INIT, *nbtp = &nbt;
-    if ((nbt.value = ox_num_batches_tracked(&x, m->net))) {
+    if ((nbt.value = ox_num_batches_tracked(x, m->net))) {
         nbt.key = (char *)OX_NBT_KEY;
         mp.n_metadata_props = 1;
         mp.metadata_props = &nbtp;
     }
-    if (x.oom || !vin || !vout) {
-        rc = etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
-        goto out;
-    }
+    for (size_t i = 0; i < nin; i++)
+        x->oom = x->oom || !vin[i];
+    for (size_t i = 0; i < nout; i++)
+        x->oom = x->oom || !vout[i];
+    if (x->oom)
+        return etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
     *len = onnx__model_proto__get_packed_size(&mp);
     *buf = malloc(*len ? *len : 1);
     if (!*buf)
-        rc = etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
-    else
-        onnx__model_proto__pack(&mp, *buf);
+        return etd_fail(e, ETD_ENOMEM, "out of memory exporting the model");
+    onnx__model_proto__pack(&mp, *buf);
+    return ETD_OK;
+}
+
+void ox_free(ox *x)
+{
+    for (size_t i = 0; i < x->nowned; i++)
+        free(x->owned[i]);
+    free(x->owned);
+    free(x->nodes);
+    free(x->inits);
+}
+
+etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t **buf,
+                             size_t *len, etd_err *e)
+{
+    *buf = NULL;
+    etd_rc rc;
+    if (m->spec.graph) {
+        if ((rc = etd_model_lock(m, false, e)) != ETD_OK)
+            return rc;
+        rc = ox_export_graph(m, in_dims, in_nd, buf, len, e);
+        etd_model_unlock(m);
+        return rc;
+    }
+    int64_t dims[ET_MAX_DIMS];
+    if (in_nd < 0) { /* not given: what the spec fixes */
+        if (m->spec.in_features < 0)
+            return etd_fail(e, ETD_EINVAL, "input_shape: the model's layers do not fix its input "
+                            "size; give the dimensions after the batch (?input_shape=1,28,28)");
+        dims[0] = m->spec.in_features; /* [batch, features] (an index model: its length) */
+        in_nd = 1;
+    } else {
+        if (in_nd + 1 > ET_MAX_DIMS)
+            return etd_fail(e, ETD_EINVAL, "input_shape: at most %d dimensions", ET_MAX_DIMS - 1);
+        for (int i = 0; i < in_nd; i++)
+            if (in_dims[i] < 1)
+                return etd_fail(e, ETD_EINVAL, "input_shape: a layer list has one input "
+                                "(no ';') and at least one dimension after the batch");
+        memcpy(dims, in_dims, (size_t)in_nd * sizeof *dims);
+    }
+    int nl = m->spec.nlayers;
+    shape *shapes = calloc((size_t)nl + 1, sizeof *shapes);
+    if (!shapes)
+        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    ox x = {.m = m};
+    if ((rc = etd_model_lock(m, false, e)) != ETD_OK) {
+        free(shapes);
+        return rc;
+    }
+    if ((rc = probe(m, dims, in_nd, shapes, e)) != ETD_OK)
+        goto out;
+    const char *cur = "input";
+    for (int i = 0; i < nl && rc == ETD_OK; i++) {
+        char pp[16], cp[32];
+        snprintf(pp, sizeof pp, "%d", i);
+        snprintf(cp, sizeof cp, "layers.%d", i);
+        ox_at(&x, &m->spec.layers[i], pp, cp, "layers[%d] (%s)", i, m->spec.layers[i].type->name);
+        rc = ox_export_layer(&x, &m->spec.layers[i], &shapes[i], &shapes[i + 1], &cur, e);
+    }
+    if (rc != ETD_OK)
+        goto out;
+    char cpo[32];
+    snprintf(cpo, sizeof cpo, "layers.%d", nl);
+    ox_at(&x, NULL, "", cpo, "output");
+    cur = ox_node(&x, "Identity", IN(cur), NULL);
+    Onnx__NodeProto *last = x.nodes[x.nn - 1];
+    last->output[0] = (char *)"output";
+    int in_elem = m->spec.input_dtype == ET_INT64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64
+                                                  : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    Onnx__ValueInfoProto *vin = ox_value_info(&x, "input", in_elem, &shapes[0]);
+    Onnx__ValueInfoProto *vout = ox_value_info(&x, "output", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                                               &shapes[nl]);
+    rc = ox_pack(&x, &vin, 1, &vout, 1, buf, len, e);
 out:
     etd_model_unlock(m);
-    for (size_t i = 0; i < x.nowned; i++)
-        free(x.owned[i]);
-    free(x.owned);
-    free(x.nodes);
-    free(x.inits);
+    ox_free(&x);
     free(shapes);
     return rc;
 }

@@ -18,18 +18,12 @@
 
 #include "server/models/onnx_ox.h"
 
-static etd_rc unsupported(ox *x, const char *what, etd_err *e)
-{
-    return etd_fail(e, ETD_EINVAL, "export: layers[%d] (%s): %s has no ONNX form here", x->layer,
-                    x->m->spec.layers[x->layer].type->name, what);
-}
-
 /* A unique initializer name for a constant `what` (one layer writes many) */
 #define U(what) ox_str(x, "%s_%zu", what, x->ni)
 
 static const char *scalar_i64(ox *x, const char *what, int64_t v)
 {
-    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what),
+    return ox_init(x, ox_str(x, "%s.%s", x->cp, what),
                    ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &v, sizeof v, NULL, 0);
 }
 
@@ -164,17 +158,17 @@ etd_rc ox_export_attention(ox *x, const etd_layer *l, const shape *in, const sha
     const char *n = l->type->name;
     bool mha_layer = !strcmp(n, "MultiheadAttention"), encoder = !strcmp(n, "TransformerEncoder");
     if (!mha_layer && !encoder && strcmp(n, "TransformerEncoderLayer") != 0)
-        return unsupported(x, "this layer type", e);
+        return ox_unsupported(x, "this layer type", e);
     const etd_layer *el = encoder ? &l->kids[0] : l;
     bool bf_in = mha_layer ? l->u.mha.o.batch_first : el->u.enc_layer.o.batch_first;
     if (in->nd != 2 && in->nd != 3)
-        return unsupported(x, "an input that is not [L, E] or 3-D", e);
+        return ox_unsupported(x, "an input that is not [L, E] or 3-D", e);
     if (mha_layer && (l->u.mha.o.add_bias_kv || l->u.mha.o.add_zero_attn))
-        return unsupported(x, "add_bias_kv / add_zero_attn", e);
+        return ox_unsupported(x, "add_bias_kv / add_zero_attn", e);
     if (encoder && l->kids[1].type &&
         (strcmp(l->kids[1].type->name, "LayerNorm") != 0 || !l->kids[1].u.layer_norm.affine ||
          l->kids[1].u.layer_norm.nd != 1))
-        return unsupported(x, "a final norm other than an affine LayerNorm over the last dimension", e);
+        return ox_unsupported(x, "a final norm other than an affine LayerNorm over the last dimension", e);
     /* to [N, L, E] */
     int64_t a0 = 0;
     const char *bf = *cur;

@@ -131,7 +131,7 @@ const char *ox_node(ox *x, const char *op, const char *const *in,
     while (attrs && attrs[na]) /* a NULL in the middle (a failed attr_*) cuts the list, */
         na++;                  /* but ox_alloc() has set x->oom: the export fails anyway */
     n->op_type = (char *)op;
-    n->name = ox_str(x, "layers.%d.%s.%zu", x->layer, op, x->nn);
+    n->name = ox_str(x, "%s.%s.%zu", x->cp, op, x->nn);
     n->n_input = ni;
     n->input = ox_alloc(x, ni * sizeof *n->input);
     n->n_output = 1;
@@ -144,7 +144,7 @@ const char *ox_node(ox *x, const char *op, const char *const *in,
         n->input[i] = (char *)in[i];
     for (size_t i = 0; i < na; i++)
         n->attribute[i] = attrs[i];
-    n->output[0] = ox_str(x, "layers.%d.%s_%zu", x->layer, op, x->nn);
+    n->output[0] = ox_str(x, "%s.%s_%zu", x->cp, op, x->nn);
     ox_push(x, (void ***)&x->nodes, &x->nn, &x->cn, n);
     return n->output[0] ? n->output[0] : "";
 }
@@ -179,47 +179,60 @@ const char *ox_init(ox *x, const char *name, int dtype, const void *data, size_t
 
 const char *ox_init_f(ox *x, const char *what, const float *v, const int64_t *dims, int nd)
 {
-    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+    return ox_init(x, ox_str(x, "%s.%s", x->cp, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
                 v, sizeof(float), dims, nd);
 }
 
 const char *ox_init_i64(ox *x, const char *what, const int64_t *v, int64_t n)
 {
-    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+    return ox_init(x, ox_str(x, "%s.%s", x->cp, what), ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
                 v, sizeof(int64_t), &n, 1);
 }
 
 const char *ox_scalar_f(ox *x, const char *what, float v)
 {
-    return ox_init(x, ox_str(x, "layers.%d.%s", x->layer, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+    return ox_init(x, ox_str(x, "%s.%s", x->cp, what), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
                 &v, sizeof v, NULL, 0);
 }
 
-/* The layer's state tensor `what` ("weight"), optionally reshaped to dims,
- * as an initializer named as in the state_dict ("3.weight"). */
-const char *ox_param(ox *x, const char *what, const int64_t *dims, int nd)
+/* The state tensor `key` of the model as an initializer of that name and
+ * its state_dict shape, once however often it is used (shared weights);
+ * reshaped to dims by a Reshape node when dims are given. */
+const char *ox_state(ox *x, const char *key, const int64_t *dims, int nd)
 {
-    char key[64];
-    snprintf(key, sizeof key, "%d.%s", x->layer, what);
     et_module *net = x->m->net;
-    for (int k = 0; k < et_module_num_state(net); k++)
+    const char *name = NULL;
+    for (size_t i = 0; i < x->ni && !name; i++)
+        if (strcmp(x->inits[i]->name, key) == 0)
+            name = x->inits[i]->name;
+    for (int k = 0; k < et_module_num_state(net) && !name; k++)
         if (strcmp(et_module_state_name(net, k), key) == 0) {
             et_tensor *t = et_clone(et_module_state_tensor(net, k)); /* contiguous */
             if (!t) {
                 x->oom = true;
                 return "";
             }
-            if (!dims) {
-                dims = et_shape(t);
-                nd = et_ndim(t);
-            }
-            const char *r = ox_init(x, ox_str(x, "%s", key), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-                                 et_data_const(t), sizeof(float), dims, nd);
+            bool i64 = et_tensor_dtype(t) == ET_INT64;
+            name = ox_init(x, ox_str(x, "%s", key), i64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64
+                                                        : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                           i64 ? (const void *)et_data_int64_const(t) : (const void *)et_data_const(t),
+                           i64 ? sizeof(int64_t) : sizeof(float), et_shape(t), et_ndim(t));
             et_tensor_free(t);
-            return r;
         }
-    x->oom = true; /* cannot happen: the spec made the layer with it */
-    return "";
+    if (!name) {
+        x->oom = true; /* cannot happen: the spec made the layer with it */
+        return "";
+    }
+    if (!dims)
+        return name;
+    return ox_node(x, "Reshape", IN(name, ox_init_i64(x, ox_str(x, "%s.shape_%zu", key, x->ni),
+                                                      dims, nd)), NULL);
+}
+
+/* The layer's state tensor `what` ("weight", "self_attn.in_proj_weight"). */
+const char *ox_param(ox *x, const char *what, const int64_t *dims, int nd)
+{
+    return ox_state(x, ox_str(x, "%s.%s", x->pp, what), dims, nd);
 }
 
 /* n copies of v as a 1-D initializer. */
@@ -265,4 +278,36 @@ char *ox_num_batches_tracked(ox *x, et_module *net)
         x->oom = true;
     cJSON_Delete(o);
     return s ? ox_own(x, s) : NULL;
+}
+
+void ox_at(ox *x, const etd_layer *l, const char *pp, const char *cp, const char *where, ...)
+{
+    x->l = l;
+    snprintf(x->pp, sizeof x->pp, "%s", pp);
+    snprintf(x->cp, sizeof x->cp, "%s", cp);
+    va_list ap;
+    va_start(ap, where);
+    vsnprintf(x->where, sizeof x->where, where, ap);
+    va_end(ap);
+}
+
+etd_rc ox_unsupported(ox *x, const char *what, etd_err *e)
+{
+    return etd_fail(e, ETD_EINVAL, "export: %s: %s has no ONNX form here", x->where, what);
+}
+
+const char *const *ox_node_n(ox *x, const char *op, const char *const *in,
+                             Onnx__AttributeProto *const *attrs, int nout)
+{
+    const char *first = ox_node(x, op, in, attrs);
+    char **outs = ox_alloc(x, (size_t)(nout > 0 ? nout : 1) * sizeof *outs);
+    if (!first[0] || !outs)
+        return NULL;
+    Onnx__NodeProto *n = x->nodes[x->nn - 1];
+    for (int i = 0; i < nout; i++)
+        if (!(outs[i] = ox_str(x, "%s.%d", first, i)))
+            return NULL;
+    n->n_output = (size_t)nout;
+    n->output = outs;
+    return (const char *const *)outs;
 }

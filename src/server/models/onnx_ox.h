@@ -24,8 +24,17 @@ typedef struct ox {
     size_t ni, ci;
     bool oom;
     etd_model *m;
-    int layer;                  /* the spec layer being written, for names and messages */
+    const etd_layer *l;         /* the layer being written */
+    char pp[160];               /* its state_dict prefix ("3", "blocks.0.1") */
+    char cp[192];               /* prefix of the constants and nodes it writes ("layers.3") */
+    char where[256];            /* for messages: "layers[3] (Linear)" */
 } ox;
+
+/* What is written next: layer l, its state under pp, its constants and
+ * nodes under cp, messages naming `where` (printf-style). */
+void ox_at(ox *x, const etd_layer *l, const char *pp, const char *cp, const char *where, ...);
+/* "export: <where>: <what> has no ONNX form here" (ETD_EINVAL). */
+etd_rc ox_unsupported(ox *x, const char *what, etd_err *e);
 
 /* A tensor shape as the probe forward saw it (batch of one). */
 typedef struct shape {
@@ -57,6 +66,11 @@ const char *ox_scalar_f(ox *x, const char *what, float v);
 /* The layer's state tensor `what` ("weight", "self_attn.in_proj_weight"),
  * optionally reshaped to dims, as an initializer named as in the state_dict. */
 const char *ox_param(ox *x, const char *what, const int64_t *dims, int nd);
+/* The model's state tensor by its full state_dict name (once per file). */
+const char *ox_state(ox *x, const char *key, const int64_t *dims, int nd);
+/* A node with nout outputs (their names; NULL on failure). */
+const char *const *ox_node_n(ox *x, const char *op, const char *const *in,
+                             Onnx__AttributeProto *const *attrs, int nout);
 const char *ox_fill(ox *x, const char *what, int64_t n, float v);  /* n copies of v */
 /* Reshape cur to out[] with the batch dimension symbolic (0: copied from
  * the input; -1 where the batch was merged). */
@@ -64,6 +78,19 @@ const char *ox_reshape_to(ox *x, const char *cur, const int64_t *out, int nd, bo
 
 /* That JSON of net's counters (owned by x), or NULL when it has none. */
 char *ox_num_batches_tracked(ox *x, et_module *net);
+
+/* onnx_export.c: one layer (x at it) on *cur of shape in (out after it). */
+etd_rc ox_export_layer(ox *x, const etd_layer *l, const shape *in, const shape *out,
+                       const char **cur, etd_err *e);
+/* onnx_export.c: the model proto of x's nodes and initializers, graph
+ * inputs / outputs vin[0..nin) / vout[0..nout), packed into *buf. */
+Onnx__ValueInfoProto *ox_value_info(ox *x, const char *name, int elem, const shape *s);
+etd_rc ox_pack(ox *x, Onnx__ValueInfoProto **vin, size_t nin, Onnx__ValueInfoProto **vout,
+               size_t nout, uint8_t **buf, size_t *len, etd_err *e);
+void ox_free(ox *x);
+/* onnx_export_graph.c: a graph model ("nodes"), the model's lock held. */
+etd_rc ox_export_graph(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t **buf,
+                       size_t *len, etd_err *e);
 
 /* onnx_export_attn.c: MultiheadAttention, TransformerEncoderLayer and
  * TransformerEncoder (eval mode, self-attention, the spec's fixed mask). */
