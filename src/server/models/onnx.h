@@ -33,7 +33,8 @@ etd_rc etd_model_export_onnx(etd_model *m, const int64_t *in_dims, int in_nd, ui
 /* POST /v1/models {"name", "onnx": <base64 ONNX file>, "loss", "optimizer",
  * "scheduler", "seed", "keep_versions"}: a model exported by torch.onnx.export
  * whose graph is a chain of supported nodes becomes a trainable model of
- * the matching layers, its initializers the parameters.  ETD_EINVAL naming
+ * the matching layers, a graph with branches a graph model (onnx_import_graph.c),
+ * its initializers the parameters.  ETD_EINVAL naming
  * the node ("onnx: node \"/0/Gemm\" (Gemm): ...") for anything else. */
 etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e);
 /* The same from the file's bytes (a Content-Type: application/onnx body):

@@ -1,8 +1,9 @@
 /* onnx_import.c - a model from an ONNX file (onnx.h): the graphs
  * torch.onnx.export writes for torch.nn.Sequential models of the layers the
- * daemon hosts, decoded with protobuf-c (onnx.pb-c.c).  The graph must be a
- * chain: every node takes the previous node's output (its other inputs are
- * initializers) -- graph models with branches are not imported.  Each node
+ * daemon hosts, decoded with protobuf-c (onnx.pb-c.c).  A chain -- every
+ * node takes the previous node's output (its other inputs are initializers)
+ * -- becomes a layer list; a graph with branches goes to
+ * onnx_import_graph.c (a graph model) through the same node mapping.  Each node
  * (or MatMul + Add) becomes one layer of the spec, its initializers that
  * layer's parameters and buffers; the rest of the body (loss, optimizer, ...)
  * is the usual spec.  Anything else is a 400 naming the node and its op. */
@@ -15,16 +16,17 @@
 #include "server/formats/base64.h"
 #include "server/models/model_internal.h"
 #include "server/models/onnx.h"
+#include "server/models/onnx_import_internal.h"
 
 #define SUPPORTED "Gemm, MatMul (+ Add), Conv, MaxPool, AveragePool, GlobalAveragePool, " \
     "BatchNormalization, LayerNormalization, Gather (embedding), Flatten, Reshape (keeping the " \
     "batch), Relu, Tanh, Sigmoid, LeakyRelu, Softmax, LogSoftmax, Identity, Dropout"
 
-/* protobuf-c leaves an absent optional string NULL: compare through this */
-static const char *S(const char *s)
-{
-    return s ? s : "";
-}
+/* the short names inside this file */
+#define S oi_s
+#define attr_i oi_attr_i
+#define node_fail oi_node_fail
+#define one_node oi_one_node
 
 /* A protobuf varint at p[*i..len) into *v; false when it runs off the end. */
 static bool varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
@@ -85,16 +87,8 @@ static bool depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, size
 
 #define MAX_DEPTH 64 /* Model > Graph > Node > Attribute > Graph ... nests far less */
 
-typedef struct imp {
-    Onnx__GraphProto *g;
-    cJSON *layers;
-    et_tensor_dict *state;
-    int rank;                 /* of the value flowing, 0: unknown */
-    cJSON *nbt;               /* our exporter's num_batches_tracked counters, or NULL */
-    etd_err *e;
-} imp;
 
-static const Onnx__TensorProto *initializer(const imp *x, const char *name)
+const Onnx__TensorProto *oi_initializer(const imp *x, const char *name)
 {
     for (size_t i = 0; i < x->g->n_initializer; i++)
         if (strcmp(S(x->g->initializer[i]->name), name) == 0)
@@ -110,7 +104,7 @@ static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *na
     return NULL;
 }
 
-static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t def)
+int64_t oi_attr_i(const Onnx__NodeProto *n, const char *name, int64_t def)
 {
     const Onnx__AttributeProto *a = attr(n, name);
     return a && a->has_i ? a->i : def;
@@ -144,7 +138,7 @@ static const char *clean(char *dst, size_t cap, const char *s)
     return dst;
 }
 
-static etd_rc node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const char *arg)
+etd_rc oi_node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const char *arg)
 {
     char msg[700], a[400], nm[128], op[64]; /* a: up to the list of supported ops */
     snprintf(msg, sizeof msg, fmt, clean(a, sizeof a, arg));
@@ -157,7 +151,7 @@ static etd_rc node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const
  * and asked; NULL + e if it is missing or not float32 data. */
 static et_tensor *tensor_of(imp *x, const Onnx__NodeProto *n, const char *name, bool transpose)
 {
-    const Onnx__TensorProto *t = name ? initializer(x, name) : NULL;
+    const Onnx__TensorProto *t = name ? oi_initializer(x, name) : NULL;
     if (!t) {
         node_fail(x, n, "input \"%.100s\" is not an initializer (only sequential graphs with "
                   "constant weights are imported)", name ? name : "");
@@ -275,7 +269,7 @@ static bool sym_pads(const Onnx__NodeProto *n, int k, int64_t *p)
     return true;
 }
 
-static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
+etd_rc oi_one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
 {
     const Onnx__NodeProto *n = nodes[*i];
     const char *op = S(n->op_type);
@@ -311,7 +305,7 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
         const Onnx__NodeProto *add = *i + 1 < nn ? nodes[*i + 1] : NULL;
         bool bias = add && !strcmp(S(add->op_type), "Add") && add->n_input == 2 &&
                     add->n_output >= 1 && (!add->domain || !add->domain[0]) &&
-                    !strcmp(add->input[0], n->output[0]) && initializer(x, add->input[1]);
+                    !strcmp(add->input[0], n->output[0]) && oi_initializer(x, add->input[1]);
         cJSON *l = layer(x, "Linear");
         cJSON_AddNumberToObject(l, "in_features", (double)et_shape(w)[1]);
         cJSON_AddNumberToObject(l, "out_features", (double)et_shape(w)[0]);
@@ -339,7 +333,7 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
     } else if (!strcmp(op, "Reshape")) {
         /* [0, d1, ...] keeps the batch: Flatten, then Unflatten when more
          * than one dimension follows it (what the export writes for both) */
-        const Onnx__TensorProto *t = n->n_input > 1 ? initializer(x, n->input[1]) : NULL;
+        const Onnx__TensorProto *t = n->n_input > 1 ? oi_initializer(x, n->input[1]) : NULL;
         int64_t s[ET_MAX_DIMS];
         int nd = t ? (int)t->n_dims : 0;
         size_t k = 0;
@@ -492,6 +486,38 @@ static etd_rc one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
     return ETD_OK;
 }
 
+/* One input that is not an initializer, one output, every node taking the
+ * previous node's output (Gather: second; MatMul + Add: the Add its
+ * MatMul's), the last one's the graph's output. */
+static bool is_chain(const imp *x)
+{
+    const Onnx__GraphProto *g = x->g;
+    const char *cur = NULL;
+    for (size_t i = 0; i < g->n_input; i++)
+        if (!oi_initializer(x, S(g->input[i]->name))) {
+            if (cur)
+                return false;
+            cur = S(g->input[i]->name);
+        }
+    if (!cur || g->n_output != 1)
+        return false;
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *n = g->node[i];
+        if (n->n_input < 1 || n->n_output < 1)
+            return true; /* the chain import names the node */
+        const char *data = !strcmp(S(n->op_type), "Gather") && n->n_input > 1 ? n->input[1]
+                                                                            : n->input[0];
+        if (strcmp(S(data), cur) != 0)
+            return false;
+        for (size_t j = 1; j < n->n_input; j++) /* its other inputs: constants */
+            if (n->input[j] && n->input[j][0] && strcmp(n->input[j], data) != 0 &&
+                !oi_initializer(x, n->input[j]))
+                return false;
+        cur = S(n->output[0]);
+    }
+    return strcmp(cur, S(g->output[0]->name)) == 0;
+}
+
 etd_rc etd_onnx_import(etd_registry *r, const cJSON *body, etd_model **out, etd_err *e)
 {
     *out = NULL;
@@ -546,10 +572,16 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
                 goto out;
             }
         }
+    /* a graph with branches (several inputs or outputs, a node not taking
+     * the previous one's output) becomes a graph model */
+    if (!is_chain(&x)) {
+        rc = oi_import_graph(&x, r, spec_in, out);
+        goto out;
+    }
     /* the one graph input that is not an initializer, and its rank */
     const char *cur = NULL;
     for (size_t i = 0; i < g->n_input; i++)
-        if (!initializer(&x, S(g->input[i]->name))) {
+        if (!oi_initializer(&x, S(g->input[i]->name))) {
             if (cur) {
                 rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has more than one input");
                 goto out;
