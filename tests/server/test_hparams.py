@@ -5,6 +5,7 @@ constructing a scheduler on the optimizer mid-training (live in this test); inva
 are 400 and change nothing; persisted across a restart; applied while a job runs; the lr
 series and markers of GET .../loss. Usage: test_hparams.py PATH/TO/easytorchd"""
 
+import copy
 import os
 import sys
 import time
@@ -434,12 +435,102 @@ class TestWithVersions(Base):
         self.assertEqual(len(hp_markers()), 1)
         self.train(name, ref, 2, 3)
         self.same(name, ref)
-        # version 1 was frozen with lr 0.1: rollback says so until the lr is put back
-        self.assertError(D.post("/v1/models/%s/rollback" % name, {"version": 1}), 409,
-                         "PATCH them back")
-        self.patch(name, {"optimizer": {"lr": 0.1}})
+        # version 1 was frozen with lr 0.1: the rollback puts it back (and the spec)
         r = D.ok("POST", "/v1/models/%s/rollback" % name, {"version": 1})
         self.assertEqual(r["step"], 2)
+        self.assertIn("hyperparameters", r["restored"])
+        m = D.model(name)
+        self.assertEqual((m["lr"], m["spec"]["optimizer"]["lr"]), (0.1, 0.1))
+        # a rollback to a version with the model's own hyperparameters says nothing of them
+        r = D.ok("POST", "/v1/models/%s/rollback" % name, {"version": 1})
+        self.assertNotIn("hyperparameters", r["restored"])
+
+
+class TestRollbackAcrossPatch(Base):
+    """A rollback to a version frozen before a PATCH restores the hyperparameters, the
+    scheduler and the nonfinite policy in force then, as torch continuing from a copy of
+    (model, optimizer, scheduler) taken at the freeze does."""
+
+    def freeze_and_copy(self, name, ref):
+        D.ok("POST", "/v1/models/%s/versions" % name, {}, expect=(201,))
+        return copy.deepcopy((ref.net.state_dict(), ref.opt.state_dict(),
+                              ref.sched.state_dict() if ref.sched else None, ref.step_count))
+
+    def restore(self, ref, saved, sched):
+        net_sd, opt_sd, sched_sd, steps = saved
+        ref.net.load_state_dict(net_sd)
+        ref.opt.load_state_dict(opt_sd)
+        ref.sched = sched
+        if sched is not None:
+            sched.load_state_dict(sched_sd)
+        ref.step_count = steps
+
+    def plain_steps(self, name, first, n):  # the daemon alone (what the rollback undoes)
+        for i in range(first, first + n):
+            x, y = batch(i)
+            D.push(name, x, y)
+            D.step(name)
+
+    def test_patched_lr_momentum_scheduler_policy_come_back(self):
+        name, ref = self.make({"type": "SGD", "lr": 0.1, "momentum": 0.9},
+                              {"type": "StepLR", "step_size": 3, "gamma": 0.5})
+        self.train(name, ref, 0, 4)
+        spec_before = D.model(name)["spec"]
+        saved = self.freeze_and_copy(name, ref)
+        sched = ref.sched
+        r = self.patch(name, {"optimizer": {"lr": 0.03, "momentum": 0.5}, "scheduler": None,
+                              "nonfinite": "allow"})
+        self.assertEqual(set(r["changes"]), {"lr", "momentum", "scheduler", "nonfinite"})
+        self.plain_steps(name, 10, 3)
+        r = D.ok("POST", "/v1/models/%s/rollback" % name, {"version": 1})
+        self.assertEqual((r["step"], r["from_step"]), (4, 7))
+        self.assertIn("hyperparameters", r["restored"])
+        self.assertIn("scheduler", r["restored"])
+        m = D.model(name)
+        self.assertEqual(m["spec"], spec_before)
+        self.assertEqual(m["nonfinite"]["policy"], "skip")
+        self.restore(ref, saved, sched)
+        self.same(name, ref)
+        for got, want in zip(m["param_groups"], ref.opt.param_groups):
+            self.assertAlmostEqual(got["lr"] / want["lr"], 1.0, places=12)
+            self.assertEqual(got["momentum"], want["momentum"])
+        # continuing: StepLR halves the lr at its steps again, momentum 0.9
+        self.train(name, ref, 4, 5)
+        self.same(name, ref)
+        self.assertAlmostEqual(D.model(name)["lr"] / self.torch_lrs(ref)[0], 1.0, places=12)
+
+    def test_a_scheduler_added_since_goes(self):
+        name, ref = self.make({"type": "Adam", "lr": 0.02})
+        self.train(name, ref, 0, 3)
+        saved = self.freeze_and_copy(name, ref)
+        self.patch(name, {"scheduler": {"type": "LinearLR", "start_factor": 0.5, "total_iters": 4}})
+        self.plain_steps(name, 20, 2)
+        r = D.ok("POST", "/v1/models/%s/rollback" % name, {"version": 1})
+        self.assertIn("hyperparameters", r["restored"])
+        self.assertNotIn("scheduler", r["restored"])
+        m = D.model(name)
+        self.assertNotIn("scheduler", m["spec"])
+        self.assertEqual(m["lr"], 0.02)
+        self.restore(ref, saved, None)
+        self.train(name, ref, 3, 4)  # a constant lr, as before the PATCH
+        self.same(name, ref)
+        self.assertEqual(D.model(name)["lr"], 0.02)
+
+    def test_survives_a_restart_and_a_scheduler_replaced_since(self):
+        name, ref = self.make({"type": "SGD", "lr": 0.05},
+                              {"type": "ExponentialLR", "gamma": 0.9})
+        self.train(name, ref, 0, 3)
+        saved = self.freeze_and_copy(name, ref)
+        sched = ref.sched
+        self.patch(name, {"scheduler": {"type": "StepLR", "step_size": 1, "gamma": 0.1}})
+        self.plain_steps(name, 30, 2)
+        D.ok("POST", "/v1/models/%s/rollback" % name, {"version": 1})
+        D.restart()
+        self.assertEqual(D.model(name)["spec"]["scheduler"], {"type": "ExponentialLR", "gamma": 0.9})
+        self.restore(ref, saved, sched)
+        self.train(name, ref, 3, 4)
+        self.same(name, ref)
+        self.assertAlmostEqual(D.model(name)["lr"] / self.torch_lrs(ref)[0], 1.0, places=12)
 
 if __name__ == "__main__":
     from daemon import run_tests

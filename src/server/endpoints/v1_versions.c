@@ -238,9 +238,10 @@ void etd_h_rollback(etd_call *c)
                    ",\"discarded_pending_batches\":%" PRId64, r.version, r.step, r.from_step,
                    r.discarded);
     /* what a version holds and a rollback puts back (versions.h) */
-    etd_buf_printf(out, ",\"restored\":[\"parameters\",%s\"optimizer\",%s\"generator\",\"step\","
-                   "\"loss\",\"loss_history\"]}", r.buffers ? "\"buffers\"," : "",
-                   r.scheduler ? "\"scheduler\"," : "");
+    etd_buf_printf(out, ",\"restored\":[\"parameters\",%s\"optimizer\",%s%s\"generator\","
+                   "\"step\",\"loss\",\"loss_history\"]}", r.buffers ? "\"buffers\"," : "",
+                   r.scheduler ? "\"scheduler\"," : "",
+                   r.hyperparameters ? "\"hyperparameters\"," : "");
 }
 
 void ep_version_metrics(etd_buf *out, etd_model *const *models, int n)

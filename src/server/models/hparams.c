@@ -596,6 +596,79 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------- rollback */
+
+/* A copy of spec j without the parts PATCH changes (what must be equal). */
+static char *fixed_parts(const cJSON *j)
+{
+    cJSON *c = cJSON_Duplicate(j, true);
+    if (!c)
+        return NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "optimizer");
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "scheduler");
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "nonfinite");
+    char *out = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    return out;
+}
+
+etd_rc etd_hp_swap_prepare(etd_model *m, const cJSON *vspec, int64_t version, etd_hp_swap *s,
+                           etd_err *e)
+{
+    memset(s, 0, sizeof *s);
+    cJSON *cur = cJSON_Parse(m->spec_json);
+    const cJSON *vo = cJSON_GetObjectItemCaseSensitive(vspec, "optimizer");
+    const cJSON *co = cJSON_GetObjectItemCaseSensitive(cur, "optimizer");
+    const cJSON *vt = cJSON_GetObjectItemCaseSensitive(vo, "type");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(co, "type");
+    char *a = fixed_parts(vspec), *b = cur ? fixed_parts(cur) : NULL;
+    etd_rc rc = ETD_OK;
+    if (!a || !b || !(s->json = cJSON_PrintUnformatted(vspec)))
+        rc = etd_fail(e, ETD_ENOMEM, "out of memory");
+    else if (strcmp(a, b) != 0 || !cJSON_IsString(vt) || !cJSON_IsString(ct) ||
+             strcmp(vt->valuestring, ct->valuestring) != 0)
+        rc = etd_fail(e, ETD_ESTATE, "version %lld of model \"%s\" was frozen with another "
+                      "definition than the model's (only the optimizer's hyperparameters, the "
+                      "scheduler and the nonfinite policy can differ)", (long long)version,
+                      m->name);
+    else if (!etd_spec_parse(vspec, m->reg->o.max_params, &s->spec, e))
+        rc = e->rc;
+    else if (s->spec.optim.ngroups != m->spec.optim.ngroups)
+        rc = etd_fail(e, ETD_ESTATE, "version %lld of model \"%s\": %d parameter groups, the "
+                      "model has %d", (long long)version, m->name, s->spec.optim.ngroups,
+                      m->spec.optim.ngroups);
+    else if (s->spec.sched.type && !(s->sched = etd_spec_build_sched(&s->spec, m->opt, e)))
+        rc = e->rc;
+    free(a);
+    free(b);
+    cJSON_Delete(cur);
+    if (rc != ETD_OK)
+        etd_hp_swap_free(s);
+    return rc;
+}
+
+void etd_hp_swap_exchange(etd_model *m, etd_hp_swap *s)
+{
+    et_scheduler *sc = m->sched;
+    m->sched = s->sched;
+    s->sched = sc;
+    pthread_mutex_lock(&m->pub_mu); /* readers copy spec_json under pub_mu */
+    char *j = m->spec_json;
+    m->spec_json = s->json;
+    pthread_mutex_unlock(&m->pub_mu);
+    s->json = j;
+    swap_parts(&m->spec, &s->spec);
+    m->hp_stale = true;
+}
+
+void etd_hp_swap_free(etd_hp_swap *s)
+{
+    et_scheduler_free(s->sched);
+    free(s->json);
+    etd_spec_free(&s->spec);
+    memset(s, 0, sizeof *s);
+}
+
 void etd_patch_result_free(etd_patch_result *r)
 {
     free(r->changes);

@@ -301,6 +301,26 @@ etd_rc etd_model_commit(etd_model *m, const etd_train_state *snap, etd_err *e);
  * none; call outside any tensor pool. */
 etd_rc etd_model_copy_tensors(etd_model *m, bool grad, etd_tensors *out, etd_err *e);
 
+/* ---- hparams.c: a version's hyperparameters back (rollback across a PATCH) ---- */
+
+/* What a rollback swaps besides the training state: the spec's optimizer,
+ * scheduler and nonfinite parts, the spec's JSON and the scheduler object
+ * (the version's may be another one, or none).  etd_hp_swap_prepare, under
+ * the write lock: the version's spec vspec parsed and checked to differ from
+ * the model's only in those parts (ETD_ESTATE naming what else differs), its
+ * scheduler built on the model's optimizer (which moves the lrs: the state
+ * applied next sets them).  etd_hp_swap_exchange swaps both sides (call it
+ * again to undo); etd_hp_swap_free frees the side the model does not use. */
+typedef struct etd_hp_swap {
+    etd_spec spec;
+    char *json;
+    et_scheduler *sched;
+} etd_hp_swap;
+etd_rc etd_hp_swap_prepare(etd_model *m, const cJSON *vspec, int64_t version, etd_hp_swap *s,
+                           etd_err *e);
+void etd_hp_swap_exchange(etd_model *m, etd_hp_swap *s);
+void etd_hp_swap_free(etd_hp_swap *s);
+
 /* ---- train.c: what train calls and jobs share ---- */
 
 /* Check a train call's data and plan: total steps of `epochs` over x's rows

@@ -464,27 +464,64 @@ etd_rc etd_model_rollback(etd_model *m, int64_t n, etd_rollback_result *r, etd_e
     char *sj = cJSON_PrintUnformatted(spec_j);
     bool same = sj && strcmp(sj, m->spec_json) == 0;
     free(sj);
-    if (!same)
-        rc = etd_fail(e, ETD_ESTATE, "version %lld of model \"%s\" was frozen with "
-                      "another optimizer, scheduler or nonfinite policy (changed by PATCH "
-                      "since): PATCH them back first", (long long)n, m->name);
-    else if ((rc = etd_ts_from_file(m, d, meta, &st, e)) == ETD_OK &&
-             (rc = etd_ts_capture(m, ETD_TS_ALL, true, &snap, e)) == ETD_OK) {
+    /* Frozen before a PATCH: the version's optimizer hyperparameters (they are
+     * in its state), scheduler and policy come back with it -- the scheduler
+     * object is the version's own type (or none), built before its state is
+     * applied; the spec follows.  All or nothing like the rest. */
+    etd_hp_swap hs = {0};
+    bool swapped = false;
+    /* the image to go back to first (of the model's own scheduler); then the
+     * version's scheduler in place, since what the file holds is read by the
+     * model's scheduler */
+    if ((rc = etd_ts_capture(m, ETD_TS_ALL, true, &snap, e)) == ETD_OK &&
+        (same || (rc = etd_hp_swap_prepare(m, spec_j, n, &hs, e)) == ETD_OK)) {
+        if (!same) {
+            etd_hp_swap_exchange(m, &hs);
+            swapped = true;
+        }
+        if ((rc = etd_ts_from_file(m, d, meta, &st, e)) != ETD_OK) {
+            if (swapped) {
+                etd_hp_swap_exchange(m, &hs);
+                swapped = false;
+                etd_err re; /* building the scheduler moved the lrs */
+                if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+                    fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name,
+                            re.msg);
+            }
+            goto unlock;
+        }
         st.parts &= ~(unsigned)ETD_TS_JOBS; /* the job records are the model's history */
         r->from_step = m->ts.step;
         r->discarded = m->ts.pending;
         if ((rc = etd_ts_apply(m, &st, e)) != ETD_OK) {
+            if (swapped)
+                etd_hp_swap_exchange(m, &hs);
+            swapped = false;
             etd_err re;
             if (etd_ts_apply(m, &snap, &re) != ETD_OK)
                 fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
         } else {
             etd_guard_recheck(m);
             etd_model_weights_changed(m);
-            rc = etd_model_commit(m, &snap, e);
+            /* a failed synchronous save: the model's scheduler and spec back
+             * before the state (snap is of them) */
+            rc = etd_model_commit(m, swapped ? NULL : &snap, e);
+            if (rc != ETD_OK && swapped) {
+                etd_hp_swap_exchange(m, &hs);
+                swapped = false;
+                etd_err re;
+                if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+                    fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name,
+                            re.msg);
+                else
+                    etd_err_append(e, "; the request changed nothing");
+                etd_model_publish(m);
+            }
             etd_err ge;
             if (rc == ETD_OK && etd_guard_keep(m, &ge) != ETD_OK)
                 fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
         }
+        r->hyperparameters = swapped;
         r->version = n;
         r->step = m->ts.step;
         if (rc == ETD_OK) {
@@ -496,6 +533,8 @@ etd_rc etd_model_rollback(etd_model *m, int64_t n, etd_rollback_result *r, etd_e
         r->scheduler = m->sched != NULL;
         r->buffers = et_module_num_buffers(m->net) > 0;
     }
+unlock:
+    etd_hp_swap_free(&hs); /* the side the model no longer uses */
     etd_model_unlock(m);
 out:
     etd_ts_free(&snap);

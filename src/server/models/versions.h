@@ -92,6 +92,9 @@ typedef struct etd_rollback_result {
     int64_t from_step;         /* ... and before */
     int64_t discarded;         /* pending batches dropped */
     bool scheduler, buffers;   /* the model has a scheduler / buffers (restored too) */
+    bool hyperparameters;      /* the version's optimizer hyperparameters, scheduler and
+                                * nonfinite policy replaced the model's (changed by a
+                                * PATCH since the freeze) */
 } etd_rollback_result;
 etd_rc etd_model_rollback(etd_model *m, int64_t version, etd_rollback_result *r, etd_err *e);
 
