@@ -235,7 +235,14 @@ window.ET = (function () {
       lastPaint = performance.now();
       const dirty = [...state.dirty];
       state.dirty.clear();
-      if (!state.detail) for (const name of dirty) { const e = state.models.get(name); if (e) render(e); }
+      if (!state.detail) {
+        // the visible cards' widths first (one layout), then the writes: reading a width
+        // after writing a card's text would lay the page out again for every card
+        const list = [];
+        for (const name of dirty) { const e = state.models.get(name); if (e) list.push(e); }
+        for (const e of list) if (e.visible) e.plotWidth = e.el.plot.clientWidth;
+        for (const e of list) render(e);
+      }
       else for (const name of dirty) { const e = state.models.get(name); if (e) e.stale = true; }
       if (!state.detail && state.compare.size) renderCompare();
       for (const f of painters) f(dirty);
@@ -356,7 +363,7 @@ window.ET = (function () {
       el.plot.textContent = '';
       e.chart = buildChart(e, el.plot, 170, () => markerXs(e));
     }
-    C.fit(e.chart, el.plot);
+    C.fit(e.chart, el.plot, e.plotWidth);
     C.update(e.chart, chartData(e, metrics));
     e.chartStale = false;
     const n = e.steps.length;

@@ -170,9 +170,9 @@ window.ETCharts = (function () {
     u.destroy();
   }
 
-  // Keeps a chart the width of its box.
-  function fit(u, el) {
-    const w = Math.max(200, el.clientWidth || 0);
+  // Keeps a chart the width of its box (width: the box's, when the caller measured it).
+  function fit(u, el, width) {
+    const w = Math.max(200, (width === undefined ? el.clientWidth : width) || 0);
     if (w && Math.abs(w - u.width) > 2) u.setSize({ width: w, height: u.height });
   }
 

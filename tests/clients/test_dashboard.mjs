@@ -55,6 +55,16 @@ async function main() {
   const foreign = [];
   const errors = [];
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
+  // EventSource records the page's listeners got, by type (the stream is coalesced: "events")
+  await context.addInitScript(() => {
+    const ES = window.EventSource;
+    if (!ES) return;
+    window.__esRecords = {};
+    const add = ES.prototype.addEventListener;
+    ES.prototype.addEventListener = function (type, fn, o) {
+      return add.call(this, type, function (ev) { window.__esRecords[type] = (window.__esRecords[type] || 0) + 1; return fn.call(this, ev); }, o);
+    };
+  });
   const page = await context.newPage();
   const lossPolls = [], streams = [], listPolls = [];
   page.on('request', (r) => {
@@ -227,14 +237,24 @@ async function main() {
       const quiet = [];
       const spy = (r) => { if (!/\/v1\/events/.test(r.url())) quiet.push(new URL(r.url()).pathname); };
       const p0 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
+      const rec0 = await page.evaluate(() => Object.assign({}, window.__esRecords));
+      const t0 = Date.now();
       page.on('request', spy);
       const tEnd = Date.now() + 3000;
-      while (Date.now() < tEnd) await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 1, batch_size: 64 });
+      let calls = 0;
+      while (Date.now() < tEnd) { await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 1, batch_size: 64 }); calls++; }
       await sleep(500);
       page.off('request', spy);
       const p1 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
+      const rec1 = await page.evaluate(() => Object.assign({}, window.__esRecords));
+      const secs = (Date.now() - t0) / 1000;
       check('no polling while the stream is up: 3 s of training, no request, new points drawn', quiet.length === 0 && p1 > p0,
         `${quiet.length} requests (${[...new Set(quiet)].slice(0, 4).join(', ')}), points ${p0} → ${p1}`);
+      // the page asks for ?coalesce=0.25: its steps come in "events" records, at most one per 0.25 s
+      const nEv = (rec1.events || 0) - (rec0.events || 0), nStep = (rec1.step || 0) - (rec0.step || 0);
+      check('the stream is coalesced: the steps come in "events" records, at most 4 a second',
+        streams.some((u) => new URL(u).searchParams.get('coalesce') === '0.25') && nEv >= 1 && nStep === 0 && nEv <= secs / 0.25 + 1,
+        `${nEv} "events" records and ${nStep} "step" records in ${secs.toFixed(1)} s (${calls} train calls)`);
     }
     const mk = (name, extra) => api('POST', '/v1/models', Object.assign({ name,
       layers: [{ type: 'Linear', in_features: 1, out_features: 16 }, { type: 'Tanh' }, { type: 'Linear', in_features: 16, out_features: 1 }],

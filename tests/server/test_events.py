@@ -244,6 +244,84 @@ class TestResume(DaemonTestCase):
         r.close()
 
 
+class TestCoalesce(DaemonTestCase):
+    """?coalesce=S: one "events" record per S seconds at most, holding the events a plain
+    reader gets one by one, in order, with the record's id the last one's."""
+
+    def entries(self, rec):
+        self.assertEqual(rec["event"], "events", rec)
+        lst = json.loads(rec["data"])
+        self.assertIsInstance(lst, list)
+        self.assertTrue(lst, rec)
+        ids = [x["id"] for x in lst if "id" in x]
+        self.assertEqual(rec["id"], ids[-1] if ids else None)
+        return lst
+
+    def test_records_hold_what_a_plain_reader_gets(self):
+        name = fresh()
+        plain = open_stream(D, "/v1/events?types=created,step,hyperparameters,deleted")
+        co = open_stream(D, "/v1/events?types=created,step,hyperparameters,deleted&coalesce=0.3")
+        t0 = time.monotonic()
+        try:
+            D.create(spec(name))
+            x, y = data()
+            for i in range(6):   # steps spread over a second or more: several records
+                D.ok("POST", "/v1/models/%s/train" % name,
+                     {"inputs": x, "targets": y, "epochs": 20, "batch_size": 2})
+                D.ok("PATCH", "/v1/models/%s" % name, {"optimizer": {"lr": 0.01 * (i + 1)}})
+                time.sleep(0.1)
+            D.ok("DELETE", "/v1/models/%s" % name)
+            want = [e for e in until(plain, is_("deleted", name))
+                    if json.loads(e["data"])["model"] == name]
+            got, records = [], 0
+            while not got or got[-1]["event"] != "deleted" or got[-1]["data"]["model"] != name:
+                rec = co.next(30)
+                self.assertIsNotNone(rec, "the coalesced stream ended")
+                records += 1
+                got += self.entries(rec)
+            elapsed = time.monotonic() - t0
+        finally:
+            plain.close()
+            co.close()
+        got = [g for g in got if g["data"]["model"] == name]
+        self.assertEqual([(g["event"], g["id"], g["data"]) for g in got],
+                         [(w["event"], w["id"], json.loads(w["data"])) for w in want])
+        self.assertGreater(len(got), records)   # coalesced: fewer records than events
+        # made at least 0.3 s apart (what the reader's timing cannot change: a count)
+        self.assertLessEqual(records, elapsed / 0.3 + 1, (records, elapsed))
+
+    def test_resume_errors_and_a_quiet_stream(self):
+        name = fresh()
+        D.create(spec(name))
+        s = open_stream(D, "/v1/models/%s/events?coalesce=0.2" % name)
+        D.ok("PATCH", "/v1/models/%s" % name, {"optimizer": {"lr": 0.02}})
+        first = self.entries(s.next(30))
+        self.assertEqual([e["event"] for e in first], ["hyperparameters"])
+        s.close()
+        D.ok("PATCH", "/v1/models/%s" % name, {"optimizer": {"lr": 0.03}})
+        D.ok("PATCH", "/v1/models/%s" % name, {"optimizer": {"lr": 0.04}})
+        # Last-Event-ID = a record's id: the events after it (both held ones go in one record)
+        r = open_stream(D, "/v1/models/%s/events?coalesce=0.2" % name,
+                        headers={"Last-Event-ID": first[-1]["id"]})
+        got = []
+        while len(got) < 2:
+            got += self.entries(r.next(30))
+        r.close()
+        self.assertEqual([g["data"]["changes"]["lr"]["to"] for g in got], [0.03, 0.04])
+        # an id older than the buffer: the reset is an entry too (without an id)
+        r = open_stream(D, "/v1/models/%s/events?coalesce=0.2" % name,
+                        headers={"Last-Event-ID": str(2 ** 63)})
+        self.assertEqual(self.entries(r.next(30))[0]["event"], "reset")
+        r.close()
+        for bad in ("-1", "11", "abc", "", "nan", "0.5s"):
+            self.assertError(D.get("/v1/events?coalesce=" + bad), 400, "coalesce")
+        # coalesce=0: records as without it
+        z = open_stream(D, "/v1/models/%s/events?coalesce=0" % name)
+        D.ok("PATCH", "/v1/models/%s" % name, {"optimizer": {"lr": 0.05}})
+        self.assertEqual(z.next(30)["event"], "hyperparameters")
+        z.close()
+
+
 class TestBackpressure(unittest.TestCase):
     def test_a_reader_that_stops_reading_is_dropped_and_never_slows_training(self):
         d = Daemon(extra_args=["--event-buffer", "32", "--event-interval", "0"])

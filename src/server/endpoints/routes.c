@@ -9,8 +9,8 @@ static const char *const q_export[] = {"format", "input_shape", NULL};
 /* POST /v1/models with an ONNX body: the spec's other fields (v1_export.c) */
 static const char *const q_define[] = {"name", "loss", "optimizer", "lr", "scheduler", "seed",
                                        "batching", "nonfinite", "keep_versions", NULL};
-static const char *const q_events[] = {"types", "last_event_id", "heartbeat", "access_token",
-                                       NULL};
+static const char *const q_events[] = {"types", "last_event_id", "heartbeat", "coalesce",
+                                       "access_token", NULL};
 
 #define PUB ETD_R_PUBLIC
 #define RDY ETD_R_READY

@@ -13,7 +13,16 @@
  * fell a whole --event-buffer behind and was dropped, told by a "dropped"
  * event) or the server drains ("shutdown" event).  A reader that stops
  * reading costs a cursor: publishers never wait for it, and it learns what
- * it missed when it reads again (dropped, then reset on reconnecting). */
+ * it missed when it reads again (dropped, then reset on reconnecting).
+ *
+ * ?coalesce=S: a reader that follows many models (the dashboard: 100 models
+ * x 10 step events a second is 1000 browser tasks a second) gets at most one
+ * "events" record per S seconds whose data is a JSON array of every event
+ * since the previous one, in order ({"event", "id", "data"}), and whose id is
+ * the last one's, so Last-Event-ID resumes as before.  pull keeps reading
+ * the hub as events come (the reader is never dropped for waiting) and holds
+ * them until the interval has passed; what a quiet spell leaves held goes
+ * out at the next wake (the transport's, within about a second). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,6 +70,9 @@ typedef struct sse {
     bool started;
     uint64_t resumed_after;     /* Last-Event-ID (0: none) */
     bool resume;
+    double coalesce;            /* seconds between "events" records (0: one record per event) */
+    double last_batch;          /* monotonic seconds of the last one */
+    etd_buf held;               /* SSE records read, not yet sent (coalesce) */
 } sse;
 
 static double mono(void)
@@ -71,6 +83,113 @@ static double mono(void)
 }
 
 #define PULL_BYTES 65536 /* events per pull, about: the transport asks again at once */
+#define HELD_MAX (4 * PULL_BYTES) /* coalesce: held past this goes out at once */
+
+/* The held SSE records as one "events" record: data is the array of
+ * {"event", "id", "data"} (no "id" for reset/dropped/shutdown), the record's
+ * id the last id in it.  Each record is "id: N\n"? "event: T\n" "data: J\n\n"
+ * with J one line of JSON (events.c writes them so). */
+static void write_batch(sse *x, etd_buf *out)
+{
+    if (!x->held.len)
+        return;
+    etd_buf b;
+    etd_buf_init(&b);
+    const char *p = x->held.data, *end = x->held.data + x->held.len;
+    const char *last_id = NULL;
+    size_t last_id_len = 0;
+    int n = 0;
+    while (p < end) {
+        const char *rec_end = strstr(p, "\n\n");
+        if (!rec_end)
+            rec_end = end;
+        const char *id = NULL, *type = NULL, *data = NULL;
+        size_t id_len = 0, type_len = 0, data_len = 0;
+        for (const char *l = p; l < rec_end;) {
+            const char *nl = memchr(l, '\n', (size_t)(rec_end - l));
+            if (!nl)
+                nl = rec_end;
+            size_t len = (size_t)(nl - l);
+            if (len > 4 && !memcmp(l, "id: ", 4))
+                id = l + 4, id_len = len - 4;
+            else if (len > 7 && !memcmp(l, "event: ", 7))
+                type = l + 7, type_len = len - 7;
+            else if (len > 6 && !memcmp(l, "data: ", 6))
+                data = l + 6, data_len = len - 6;
+            l = nl + 1;
+        }
+        if (type && data) {
+            etd_buf_puts(&b, n++ ? ",{\"event\":\"" : "[{\"event\":\"");
+            etd_buf_putn(&b, type, type_len); /* a name from etd_event_type_names or ours */
+            etd_buf_putc(&b, '"');
+            if (id) {
+                etd_buf_puts(&b, ",\"id\":\"");
+                etd_buf_putn(&b, id, id_len); /* decimal digits */
+                etd_buf_putc(&b, '"');
+                last_id = id;
+                last_id_len = id_len;
+            }
+            etd_buf_puts(&b, ",\"data\":");
+            etd_buf_putn(&b, data, data_len);
+            etd_buf_putc(&b, '}');
+        }
+        p = rec_end + 2;
+    }
+    if (n) {
+        etd_buf_putc(&b, ']');
+        if (last_id) {
+            etd_buf_puts(out, "id: ");
+            etd_buf_putn(out, last_id, last_id_len);
+            etd_buf_putc(out, '\n');
+        }
+        etd_buf_puts(out, "event: events\ndata: ");
+        etd_buf_putn(out, b.data, b.len);
+        etd_buf_puts(out, "\n\n");
+        if (b.oom)
+            out->oom = true;
+    }
+    etd_buf_free(&b);
+    x->held.len = 0;
+}
+
+/* coalesce: read what the hub has into x->held; send it as one record when
+ * the interval has passed (or it grew large, or the stream ends). */
+static etd_pull coalesced_pull(sse *x, etd_stream *s, etd_buf *out, size_t before)
+{
+    if (s->draining) {
+        write_batch(x, out);
+        etd_buf_puts(out, "event: shutdown\ndata: {\"reason\":\"the server is shutting down; "
+                          "reconnect with Last-Event-ID\"}\n\n");
+        return ETD_PULL_END;
+    }
+    etd_ev_read r = ETD_EV_MORE;
+    while (r == ETD_EV_MORE && x->held.len < HELD_MAX)
+        r = etd_events_read(x->sub, &x->held, PULL_BYTES);
+    if (x->held.oom) {
+        out->oom = true;
+        return ETD_PULL_END;
+    }
+    double t = mono();
+    bool over = r == ETD_EV_END || (s->in_process && r == ETD_EV_WAIT);
+    if (x->held.len && (over || x->held.len >= HELD_MAX || t - x->last_batch >= x->coalesce)) {
+        write_batch(x, out);
+        x->last_batch = t;
+    }
+    if (over)
+        return ETD_PULL_END;
+    if (out->len > before) {
+        x->last_out = t;
+        return ETD_PULL_MORE;
+    }
+    if (t - x->last_out >= x->heartbeat) {
+        etd_buf_puts(out, ": heartbeat\n\n");
+        x->last_out = t;
+        return ETD_PULL_MORE;
+    }
+    /* held events wait for the next wake: an event (the hub wakes a reader
+     * whose read found nothing) or the transport's, within about a second */
+    return ETD_PULL_WAIT;
+}
 
 static etd_pull sse_pull(void *arg, etd_stream *s, etd_buf *out)
 {
@@ -88,6 +207,8 @@ static etd_pull sse_pull(void *arg, etd_stream *s, etd_buf *out)
             etd_buf_printf(out, " (resuming after %llu)", (unsigned long long)x->resumed_after);
         etd_buf_puts(out, "\n\n");
     }
+    if (x->coalesce > 0)
+        return coalesced_pull(x, s, out, before);
     if (s->draining) {
         etd_buf_puts(out, "event: shutdown\ndata: {\"reason\":\"the server is shutting down; "
                           "reconnect with Last-Event-ID\"}\n\n");
@@ -124,6 +245,7 @@ static void sse_done(void *arg)
     pthread_mutex_unlock(&x->w->mu);
     etd_events_unsubscribe(x->sub); /* the hub drops its waker reference when freed */
     waker_unref(x->w);
+    etd_buf_free(&x->held);
     free(x);
 }
 
@@ -199,6 +321,17 @@ static void events(etd_call *c, etd_model *m)
             return;
         }
     }
+    double co = 0;
+    const char *cq = ep_query(c, "coalesce");
+    if (cq) {
+        char *end;
+        co = strtod(cq, &end);
+        if (end == cq || *end || !(co >= 0 && co <= 10)) {
+            ep_error(c, 400, "coalesce: expected seconds between 0 and 10 (0: one record per "
+                     "event), got \"%.40s\"", cq);
+            return;
+        }
+    }
     sse *x = calloc(1, sizeof *x);
     waker *w = calloc(1, sizeof *w);
     if (!x || !w) {
@@ -223,6 +356,8 @@ static void events(etd_call *c, etd_model *m)
     x->last_out = mono();
     x->resume = o.resume;
     x->resumed_after = o.last_id;
+    x->coalesce = co;
+    etd_buf_init(&x->held);
     etd_response_header(c->rs, "Cache-Control", "no-cache");
     etd_response_header(c->rs, "X-Accel-Buffering", "no"); /* nginx: do not buffer it */
     etd_response_stream(c->rs, "text/event-stream; charset=utf-8", sse_pull, sse_done, x);
