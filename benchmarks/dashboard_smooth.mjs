@@ -7,6 +7,10 @@
 // A benchmark, not a test: it prints numbers, judges nothing, exits 1 only when it could not
 // measure.
 //
+// Then the same training measurement with the page's event stream uncoalesced (an init
+// script drops ?coalesce= from its EventSource URL: one record per event, as before the
+// daemon coalesced for the page), side by side in one run.
+//
 //   node benchmarks/dashboard_smooth.mjs --easytorchd build/src/server/easytorchd \
 //        [--models 100] [--seconds 20] [--json FILE]
 //
@@ -23,6 +27,7 @@ const clients = path.join(here, '..', 'tests', 'clients');
 const N = Number(B.opt('--models', '100'));
 const SECONDS = Number(B.opt('--seconds', '20'));
 const JSON_OUT = B.opt('--json', '');
+const TRACE = B.opt('--trace', '');   // a Chromium trace of the (coalesced) training phase
 
 // CPU seconds (user + system) a process and its threads used so far.
 function cpuSeconds(pid) {
@@ -64,20 +69,31 @@ async function main() {
       await api('POST', `/v1/models/${name}/train`, { inputs: xs, targets: ys, epochs: 100, batch_size: 32 });
     }
     browser = await B.launch(chromium);
-    const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
     const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
     let requests = 0, counting = false;
-    page.on('request', (r) => { if (counting && !/\/v1\/events/.test(r.url())) requests++; });
-    await page.goto(d.url + '/');
-    await B.waitFor(async () => Number(await page.getAttribute('#models', 'data-count')) === N, 60000);
+    let page = null, context = null, cdp = null;
+    async function open(uncoalesced) {
+      if (context) await context.close();
+      context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+      if (uncoalesced) await context.addInitScript(() => {
+        const ES = window.EventSource;
+        window.EventSource = function (url, o) { return new ES(String(url).replace(/coalesce=[^&]*&?/, '').replace(/\?$/, ''), o); };
+        window.EventSource.prototype = ES.prototype;
+        Object.assign(window.EventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
+      });
+      page = await context.newPage();
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('request', (r) => { if (counting && !/\/v1\/events/.test(r.url())) requests++; });
+      await page.goto(d.url + '/');
+      await B.waitFor(async () => Number(await page.getAttribute('#models', 'data-count')) === N, 60000);
+      // the page's main-thread busy time (Chromium's own accounting: tasks, script, layout), so
+      // the cost is known apart from how much CPU the loaded machine gave the browser
+      cdp = await page.context().newCDPSession(page);
+      await cdp.send('Performance.enable');
+    }
     // One measurement of the page for SECONDS: frames, long tasks, requests, CPU, load.
     const steps = async () => (await api('GET', '/v1/models')).models.reduce((s, m) => s + m.step, 0);
     const points = () => page.$$eval('#models article .plot', (ps) => ps.reduce((s, p) => s + Number(p.dataset.points || 0), 0));
-    // the page's main-thread busy time (Chromium's own accounting: tasks, script, layout), so
-    // the cost is known apart from how much CPU the loaded machine gave the browser
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Performance.enable');
     const perf = async () => Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics.map((x) => [x.name, x.value]));
     async function measure(label) {
       const s0 = await steps(), p0 = await points();
@@ -138,6 +154,7 @@ async function main() {
     }
 
     // the anchor: the same page and models, nothing training (what the machine's load alone does)
+    await open(false);
     await sleep(2000);
     const idle = await measure('anchor (idle)');
     // every model trains: clients (two at a time, the machine's cores) train them round
@@ -150,13 +167,26 @@ async function main() {
         calls++;
       }
     };
-    const trainers = [trainer(0), trainer(1)];
+    let trainers = [trainer(0), trainer(1)];
     await sleep(3000);   // warm up: every card has points, the stream (or polling) runs
+    if (TRACE) await browser.startTracing(page, { path: TRACE, screenshots: false,
+      categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'blink', 'cc', 'gpu'] });
     const busyR = await measure('training');
+    if (TRACE) await browser.stopTracing();
     training = false;
     await Promise.all(trainers);
     busyR.train_calls = calls;
-    const r = { idle, training: busyR, page_errors: errors.length };
+    // the same with one EventSource record per event (the page before ?coalesce=)
+    await open(true);
+    calls = 0;
+    training = true;
+    trainers = [trainer(0), trainer(1)];
+    await sleep(3000);
+    const plain = await measure('training, uncoalesced stream');
+    training = false;
+    await Promise.all(trainers);
+    plain.train_calls = calls;
+    const r = { idle, training: busyR, training_uncoalesced: plain, page_errors: errors.length };
     if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(r, null, 1) + '\n');
     B.check('measured', busyR.frames > 0 && errors.length === 0, errors.slice(0, 3).join(' | '));
   } catch (e) {

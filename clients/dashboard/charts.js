@@ -172,7 +172,9 @@ window.ETCharts = (function () {
 
   // Keeps a chart the width of its box (width: the box's, when the caller measured it).
   function fit(u, el, width) {
-    const w = Math.max(200, (width === undefined ? el.clientWidth : width) || 0);
+    const box = width === undefined ? el.clientWidth : width;
+    if (!(box > 0)) return;   // not laid out (a card skipped off screen): keep the size
+    const w = Math.max(200, box);
     if (w && Math.abs(w - u.width) > 2) u.setSize({ width: w, height: u.height });
   }
 

@@ -145,6 +145,12 @@ DISPATCH = [
         AUTH + "Last-Event-ID: 1\n") + "\n%%\n" +
     req("GET", M + "/events?heartbeat=1", None, AUTH),
     req("GET", "/v1/events?access_token=fuzz-token&types=stp", None, ""),
+    # coalesced streams ("events" records) and the time series
+    req("POST", M + "/train", {"inputs": [[1, 2]], "targets": [[1]], "epochs": 3}) + "\n%%\n" +
+    req("GET", "/v1/events?last_event_id=0&coalesce=0.25", None, AUTH) + "\n%%\n" +
+    req("GET", M + "/events?coalesce=0&types=step", None, AUTH) + "\n%%\n" +
+    req("GET", M + "/loss?series=time&since=1"),
+    req("GET", M + "/events?coalesce=11", None, AUTH),
 ]
 
 # ---- binary bodies (safetensors, OIP binary tensor extension): standard library only
