@@ -145,6 +145,34 @@ bool etd_targets_of(const etd_model *m, const etd_array *y, const int64_t *idx, 
     return tensors_of(y, idx, n, m->spec.target_dtypes, m->spec.target_dtype, out);
 }
 
+/* layers[i]'s key padding mask from the model's token input (spec
+ * {"input_equals": pad}): [batch, seq], nonzero (torch's True) where the
+ * token is pad -- tokens are [batch, seq] for a batch_first layer, else
+ * [seq, batch].  Pool-owned, or NULL + e. */
+static et_tensor *key_padding_mask(const etd_layer *l, et_tensor *tokens, int i, etd_err *e)
+{
+    bool bf = !strcmp(l->type->name, "MultiheadAttention") ? l->u.mha.o.batch_first
+              : !strcmp(l->type->name, "TransformerEncoder") ? l->kids[0].u.enc_layer.o.batch_first
+                                                               : l->u.enc_layer.o.batch_first;
+    if (et_tensor_dtype(tokens) != ET_INT64 || et_ndim(tokens) != 2)
+        return etd_fail(e, ETD_EINVAL, "layers[%d] (%s): its key padding mask needs token "
+                        "inputs %s, got %d dims", i, l->type->name,
+                        bf ? "[batch, seq]" : "[seq, batch]", et_ndim(tokens)), NULL;
+    int64_t r = et_shape(tokens)[0], c = et_shape(tokens)[1];
+    int64_t shape[2] = {bf ? r : c, bf ? c : r};
+    et_tensor *t = et_is_contiguous(tokens) ? tokens : et_contiguous(tokens);
+    et_tensor *mk = t ? et_tensor_new_int64(NULL, shape, 2) : NULL;
+    bool any = r > 0 && c > 0; /* an empty tensor may have no data pointer */
+    const int64_t *tv = t && any ? et_data_int64(t) : NULL;
+    int64_t *mv = mk && any ? et_data_int64(mk) : NULL;
+    if (!mk || (any && (!tv || !mv)))
+        return etd_fail(e, ETD_ENOMEM, "out of memory"), NULL;
+    for (int64_t a = 0; a < r; a++)
+        for (int64_t b = 0; b < c; b++)
+            mv[bf ? a * c + b : b * r + a] = tv[a * c + b] == l->kpm_pad;
+    return mk;
+}
+
 /* The network on x, layer by layer, so that a failure names the layer as
  * the spec does: "layers[3] (MaxPool2d): input [32, 8, 1, 1] is smaller
  * than kernel 2" (the library's own "MaxPool2d: " or "BatchNorm1d(64): "
@@ -160,10 +188,17 @@ static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
         return y;
     }
     int n = et_sequential_len(m->net);
+    et_tensor *tokens = x;
     for (int i = 0; i < n && x; i++) {
         et_module *layer = et_sequential_get(m->net, i);
         et_tensor *in[ETD_MAX_FWD_ARGS] = {x};   /* a layer list gives each layer only its input */
-        et_tensor *y = etd_layer_forward(&m->spec.layers[i], layer, in);
+        const etd_layer *l = &m->spec.layers[i];
+        if (l->kpm) {   /* ... and its key padding mask, made from the tokens */
+            bool mha = !strcmp(l->type->name, "MultiheadAttention");
+            if (!(in[mha ? 3 : 2] = key_padding_mask(l, tokens, i, e)))
+                return NULL;
+        }
+        et_tensor *y = etd_layer_forward(l, layer, in);
         if (!y) {
             const char *type = et_module_type(layer), *msg = et_errmsg();
             size_t tl = strlen(type);

@@ -163,6 +163,8 @@ etd_rc ox_export_attention(ox *x, const etd_layer *l, const shape *in, const sha
     bool bf_in = mha_layer ? l->u.mha.o.batch_first : el->u.enc_layer.o.batch_first;
     if (in->nd != 2 && in->nd != 3)
         return ox_unsupported(x, "an input that is not [L, E] or 3-D", e);
+    if (l->kpm)
+        return ox_unsupported(x, "a key padding mask made from the model's input", e);
     if (mha_layer && (l->u.mha.o.add_bias_kv || l->u.mha.o.add_zero_attn))
         return ox_unsupported(x, "add_bias_kv / add_zero_attn", e);
     if (encoder && l->kids[1].type &&

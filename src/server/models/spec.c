@@ -394,6 +394,11 @@ static bool parse_net(const cJSON *root, etd_spec *s, etd_flow *flow, etd_err *e
     if (!graph_key) {
         if (!parse_layers(cJSON_GetObjectItemCaseSensitive(root, "layers"), s, flow, e))
             return false;
+        for (int i = 0; i < s->nlayers; i++)   /* a key padding mask reads the token input */
+            if (s->layers[i].kpm && (i == 0 || !s->layers[0].type->index_input))
+                return etd_fail(e, ETD_EINVAL, "layers[%d] (%s): a key padding mask "
+                                "{\"input_equals\": ...} needs token inputs: layers[0] an "
+                                "Embedding", i, s->layers[i].type->name), false;
         s->in_features = flow->in_features;
         memcpy(s->in_field, flow->in_field, sizeof s->in_field);
         s->input_dtype = s->layers[0].type->index_input ? ET_INT64 : ET_FLOAT32;

@@ -121,6 +121,10 @@ typedef struct etd_mask {
 typedef struct etd_layer {
     const etd_layer_type *type;
     etd_mask mask;              /* attention layers' fixed mask (etd_layer_free frees it) */
+    /* attention layers in a layer list: a key padding mask made from the model's
+     * token input ({"input_equals": pad}: padding where a token is pad) */
+    bool kpm;
+    int64_t kpm_pad;
     struct etd_layer *kids;     /* nested layers (malloc'ed): TransformerEncoder's
                                    encoder_layer [0] and norm [1] (type NULL: none) */
     int nkids;

@@ -87,9 +87,9 @@ static bool parse_gmod(const cJSON *j, const char *path, gmod *m, etd_flow *flow
             return false;
         /* the library graph calls the module itself: a spec-fixed mask (applied by the
          * layer list's forward hook) would be silently dropped */
-        if (m->layer.mask.kind != ETD_MASK_NONE)
+        if (m->layer.mask.kind != ETD_MASK_NONE || m->layer.kpm)
             return etd_fail(e, ETD_EINVAL, "%s: a mask fixed in the spec (attn_mask, src_mask, "
-                            "mask) is for layer lists; in a graph pass it as an argument "
+                            "mask, key padding masks) is for layer lists; in a graph pass it as an argument "
                             "(TransformerEncoderLayer / TransformerEncoder: src, mask, "
                             "src_key_padding_mask)", path), false;
         m->index_input = m->layer.type->index_input;

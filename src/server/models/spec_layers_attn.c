@@ -11,9 +11,11 @@
  * (query = key = value = the input) and its output is attn_output. */
 #include <float.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/formats/json_in.h"
 #include "server/models/spec_layers.h"
 
 /* sizes big enough for anything real, small enough that E * E * 4 cannot
@@ -128,11 +130,34 @@ static et_tensor *mask_tensor(const etd_mask *m, int64_t L, int64_t S, bool *fai
     return t;
 }
 
+/* A key padding mask from the model's token input, {"input_equals": pad}:
+ * key positions whose token is pad are padding (torch: src == pad). */
+static bool kpm_parse(etd_layer *l, const etd_obj *o, const char *key)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o->o, key);
+    l->kpm = false;
+    if (!j || cJSON_IsNull(j))
+        return true;
+    static const char *const fields[] = {"input_equals", NULL};
+    char path[200];
+    snprintf(path, sizeof path, "%s.%s", o->path, key);
+    if (!cJSON_IsObject(j))
+        return etd_field_fail(o, key, "expected {\"input_equals\": PAD} (key positions whose "
+                              "token in the model's input is PAD are padding), or null");
+    if (!etd_check_keys(j, path, NULL, fields, NULL, o->e))
+        return false;
+    etd_obj k = {j, path, o->e};
+    if (!etd_field_int(&k, "input_equals", true, 0, INT64_MIN, INT64_MAX, &l->kpm_pad))
+        return false;
+    l->kpm = true;
+    return true;
+}
+
 /* ---- MultiheadAttention ---- */
 
 const char *const etd_mha_fields[] = {"embed_dim", "num_heads", "dropout", "bias", "add_bias_kv",
                                       "add_zero_attn", "kdim", "vdim", "batch_first",
-                                      "attn_mask", NULL};
+                                      "attn_mask", "key_padding_mask", NULL};
 const char *const etd_mha_fwd_args[] = {"query", "key", "value", "key_padding_mask",
                                         "attn_mask", NULL};
 
@@ -181,7 +206,7 @@ bool etd_mha_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
         !etd_field_bool(o, "add_zero_attn", false, &m->add_zero_attn) ||
         !kvdim_parse(o, "kdim", &m->kdim) || !kvdim_parse(o, "vdim", &m->vdim) ||
         !etd_field_bool(o, "batch_first", false, &m->batch_first) ||
-        !mask_parse(&l->mask, o, "attn_mask") ||
+        !mask_parse(&l->mask, o, "attn_mask") || !kpm_parse(l, o, "key_padding_mask") ||
         !etd_flow_need(f, o, "embed_dim", E) || !etd_flow_params(f, o, mha_params(E, m)))
         return false;
     m->dropout = (float)p;
@@ -212,7 +237,8 @@ et_tensor *etd_mha_forward(const etd_layer *l, et_module *m, et_tensor *const *i
 
 const char *const etd_enc_layer_fields[] = {"d_model", "nhead", "dim_feedforward", "dropout",
                                             "activation", "layer_norm_eps", "batch_first",
-                                            "norm_first", "src_mask", NULL};
+                                            "norm_first", "src_mask", "src_key_padding_mask",
+                                            NULL};
 const char *const etd_enc_layer_fwd_args[] = {"src", "src_mask", "src_key_padding_mask", NULL};
 
 bool etd_enc_layer_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
@@ -230,7 +256,8 @@ bool etd_enc_layer_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
         !etd_field_num(o, "layer_norm_eps", false, 1e-5, DBL_MIN, FLT_MAX, &e->layer_norm_eps) ||
         !etd_field_bool(o, "batch_first", false, &e->batch_first) ||
         !etd_field_bool(o, "norm_first", false, &e->norm_first) ||
-        !mask_parse(&l->mask, o, "src_mask") || !etd_flow_need(f, o, "d_model", d))
+        !mask_parse(&l->mask, o, "src_mask") || !kpm_parse(l, o, "src_key_padding_mask") ||
+        !etd_flow_need(f, o, "d_model", d))
         return false;
     e->dropout = (float)p;
     e->activation = act == 1 ? ET_ACT_GELU : ET_ACT_RELU;
@@ -265,7 +292,8 @@ et_tensor *etd_enc_layer_forward(const etd_layer *l, et_module *m, et_tensor *co
 /* ---- TransformerEncoder ---- */
 
 const char *const etd_encoder_fields[] = {"encoder_layer", "num_layers", "norm",
-                                          "enable_nested_tensor", "mask_check", "mask", NULL};
+                                          "enable_nested_tensor", "mask_check", "mask",
+                                          "src_key_padding_mask", NULL};
 const char *const etd_encoder_fwd_args[] = {"src", "mask", "src_key_padding_mask", NULL};
 
 bool etd_encoder_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
@@ -276,7 +304,7 @@ bool etd_encoder_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
     if (!etd_field_int(o, "num_layers", true, 0, 1, 1000, &n) ||
         !etd_field_bool(o, "enable_nested_tensor", true, &nested) ||
         !etd_field_bool(o, "mask_check", true, &check) ||
-        !mask_parse(&l->mask, o, "mask"))
+        !mask_parse(&l->mask, o, "mask") || !kpm_parse(l, o, "src_key_padding_mask"))
         return false;
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(o->o, "encoder_layer");
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(o->o, "norm");
@@ -297,6 +325,9 @@ bool etd_encoder_parse(etd_layer *l, const etd_obj *o, etd_flow *f)
     if (l->kids[0].mask.kind != ETD_MASK_NONE)
         return etd_field_fail(o, "encoder_layer", "src_mask is not used inside a "
                               "TransformerEncoder: give the encoder's \"mask\" instead");
+    if (l->kids[0].kpm)
+        return etd_field_fail(o, "encoder_layer", "src_key_padding_mask is not used inside a "
+                              "TransformerEncoder: give the encoder's instead");
     /* torch deep-copies the layer num_layers times */
     if (!etd_flow_params(f, o, (f->params - before) * (n - 1)))
         return false;
