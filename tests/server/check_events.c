@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "server/endpoints/handlers.h"
 #include "server/models/model_internal.h"
 
 static char dir[256];
@@ -76,7 +77,7 @@ static char *drain(etd_event_sub *s, etd_ev_read *r)
     etd_buf b;
     etd_buf_init(&b);
     do
-        *r = etd_events_read(s, &b, 1 << 16);
+        *r = etd_events_read(s, etd_sse_event, &b, 1 << 16); /* framed as the endpoint does */
     while (*r == ETD_EV_MORE);
     etd_buf_putc(&b, '\0');
     size_t len;

@@ -21,6 +21,9 @@ void etd_h_delete(etd_call *c);
 void etd_h_patch(etd_call *c);
 /* v1_events.c */
 void etd_h_events(etd_call *c);
+/* One text/event-stream record into the etd_buf out: "id: N" (when id is
+ * not 0), "event: TYPE", "data: JSON", a blank line (an etd_event_fn). */
+void etd_sse_event(void *out, uint64_t id, const char *type, const char *json, size_t len);
 void etd_h_model_events(etd_call *c);
 void etd_h_types(etd_call *c);
 /* v1_train.c */

@@ -72,7 +72,9 @@ typedef struct sse {
     bool resume;
     double coalesce;            /* seconds between "events" records (0: one record per event) */
     double last_batch;          /* monotonic seconds of the last one */
-    etd_buf held;               /* SSE records read, not yet sent (coalesce) */
+    etd_buf held;               /* coalesce: events read, not yet sent (hold_event) */
+    int held_n;
+    uint64_t held_last_id;
 } sse;
 
 static double mono(void)
@@ -84,72 +86,53 @@ static double mono(void)
 
 #define PULL_BYTES 65536 /* events per pull, about: the transport asks again at once */
 #define HELD_MAX (4 * PULL_BYTES) /* coalesce: held past this goes out at once */
+#define SHUTDOWN_JSON "{\"reason\":\"the server is shutting down; reconnect with Last-Event-ID\"}"
 
-/* The held SSE records as one "events" record: data is the array of
- * {"event", "id", "data"} (no "id" for reset/dropped/shutdown), the record's
- * id the last id in it.  Each record is "id: N\n"? "event: T\n" "data: J\n\n"
- * with J one line of JSON (events.c writes them so). */
+void etd_sse_event(void *out, uint64_t id, const char *type, const char *json, size_t len)
+{
+    etd_buf *b = out;
+    if (id) /* what EventSource sends back as Last-Event-ID */
+        etd_buf_printf(b, "id: %llu\n", (unsigned long long)id);
+    /* one data: line: the JSON has no newline (json_out escapes them) */
+    etd_buf_printf(b, "event: %s\ndata: ", type);
+    etd_buf_putn(b, json, len);
+    etd_buf_puts(b, "\n\n");
+}
+
+
+/* coalesce: one event into x->held, the items of the array an "events"
+ * record carries: {"event", "id", "data"} (no "id" for reset/dropped); ids go
+ * as strings, as the id: line would (an etd_event_fn). */
+static void hold_event(void *arg, uint64_t id, const char *type, const char *json, size_t len)
+{
+    sse *x = arg;
+    etd_buf *b = &x->held;
+    etd_buf_puts(b, x->held_n++ ? ",{\"event\":\"" : "{\"event\":\"");
+    etd_buf_puts(b, type); /* a name from etd_event_type_names or the hub's */
+    etd_buf_putc(b, '"');
+    if (id) {
+        etd_buf_printf(b, ",\"id\":\"%llu\"", (unsigned long long)id);
+        x->held_last_id = id;
+    }
+    etd_buf_puts(b, ",\"data\":");
+    etd_buf_putn(b, json, len);
+    etd_buf_putc(b, '}');
+}
+
+/* The held events as one "events" record: data is their array, the
+ * record's id the last id in it (so Last-Event-ID resumes as before). */
 static void write_batch(sse *x, etd_buf *out)
 {
-    if (!x->held.len)
+    if (!x->held_n)
         return;
-    etd_buf b;
-    etd_buf_init(&b);
-    const char *p = x->held.data, *end = x->held.data + x->held.len;
-    const char *last_id = NULL;
-    size_t last_id_len = 0;
-    int n = 0;
-    while (p < end) {
-        const char *rec_end = strstr(p, "\n\n");
-        if (!rec_end)
-            rec_end = end;
-        const char *id = NULL, *type = NULL, *data = NULL;
-        size_t id_len = 0, type_len = 0, data_len = 0;
-        for (const char *l = p; l < rec_end;) {
-            const char *nl = memchr(l, '\n', (size_t)(rec_end - l));
-            if (!nl)
-                nl = rec_end;
-            size_t len = (size_t)(nl - l);
-            if (len > 4 && !memcmp(l, "id: ", 4))
-                id = l + 4, id_len = len - 4;
-            else if (len > 7 && !memcmp(l, "event: ", 7))
-                type = l + 7, type_len = len - 7;
-            else if (len > 6 && !memcmp(l, "data: ", 6))
-                data = l + 6, data_len = len - 6;
-            l = nl + 1;
-        }
-        if (type && data) {
-            etd_buf_puts(&b, n++ ? ",{\"event\":\"" : "[{\"event\":\"");
-            etd_buf_putn(&b, type, type_len); /* a name from etd_event_type_names or ours */
-            etd_buf_putc(&b, '"');
-            if (id) {
-                etd_buf_puts(&b, ",\"id\":\"");
-                etd_buf_putn(&b, id, id_len); /* decimal digits */
-                etd_buf_putc(&b, '"');
-                last_id = id;
-                last_id_len = id_len;
-            }
-            etd_buf_puts(&b, ",\"data\":");
-            etd_buf_putn(&b, data, data_len);
-            etd_buf_putc(&b, '}');
-        }
-        p = rec_end + 2;
-    }
-    if (n) {
-        etd_buf_putc(&b, ']');
-        if (last_id) {
-            etd_buf_puts(out, "id: ");
-            etd_buf_putn(out, last_id, last_id_len);
-            etd_buf_putc(out, '\n');
-        }
-        etd_buf_puts(out, "event: events\ndata: ");
-        etd_buf_putn(out, b.data, b.len);
-        etd_buf_puts(out, "\n\n");
-        if (b.oom)
-            out->oom = true;
-    }
-    etd_buf_free(&b);
+    if (x->held_last_id)
+        etd_buf_printf(out, "id: %llu\n", (unsigned long long)x->held_last_id);
+    etd_buf_puts(out, "event: events\ndata: [");
+    etd_buf_putn(out, x->held.data, x->held.len);
+    etd_buf_puts(out, "]\n\n");
     x->held.len = 0;
+    x->held_n = 0;
+    x->held_last_id = 0;
 }
 
 /* coalesce: read what the hub has into x->held; send it as one record when
@@ -158,20 +141,19 @@ static etd_pull coalesced_pull(sse *x, etd_stream *s, etd_buf *out, size_t befor
 {
     if (s->draining) {
         write_batch(x, out);
-        etd_buf_puts(out, "event: shutdown\ndata: {\"reason\":\"the server is shutting down; "
-                          "reconnect with Last-Event-ID\"}\n\n");
+        etd_sse_event(out, 0, "shutdown", SHUTDOWN_JSON, sizeof SHUTDOWN_JSON - 1);
         return ETD_PULL_END;
     }
     etd_ev_read r = ETD_EV_MORE;
     while (r == ETD_EV_MORE && x->held.len < HELD_MAX)
-        r = etd_events_read(x->sub, &x->held, PULL_BYTES);
+        r = etd_events_read(x->sub, hold_event, x, PULL_BYTES);
     if (x->held.oom) {
         out->oom = true;
         return ETD_PULL_END;
     }
     double t = mono();
     bool over = r == ETD_EV_END || (s->in_process && r == ETD_EV_WAIT);
-    if (x->held.len && (over || x->held.len >= HELD_MAX || t - x->last_batch >= x->coalesce)) {
+    if (x->held_n && (over || x->held.len >= HELD_MAX || t - x->last_batch >= x->coalesce)) {
         write_batch(x, out);
         x->last_batch = t;
     }
@@ -210,11 +192,10 @@ static etd_pull sse_pull(void *arg, etd_stream *s, etd_buf *out)
     if (x->coalesce > 0)
         return coalesced_pull(x, s, out, before);
     if (s->draining) {
-        etd_buf_puts(out, "event: shutdown\ndata: {\"reason\":\"the server is shutting down; "
-                          "reconnect with Last-Event-ID\"}\n\n");
+        etd_sse_event(out, 0, "shutdown", SHUTDOWN_JSON, sizeof SHUTDOWN_JSON - 1);
         return ETD_PULL_END;
     }
-    etd_ev_read r = etd_events_read(x->sub, out, PULL_BYTES);
+    etd_ev_read r = etd_events_read(x->sub, etd_sse_event, out, PULL_BYTES);
     double t = mono();
     if (r == ETD_EV_END)
         return ETD_PULL_END;

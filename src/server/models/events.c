@@ -1,13 +1,14 @@
 /* events.c - the models layer's half of the event streams (models.h): one
  * bounded ring of events for all models and one per model, subscribers
  * with cursors, Last-Event-ID resume, slow readers dropped, coalescing of
- * the per-step events.  No HTTP: endpoints/v1_events.c frames the bytes as
- * a text/event-stream response.
+ * the per-step events.  No HTTP: an event is its id, its type and its data
+ * as a JSON object; endpoints/v1_events.c frames them (id:/event:/data:
+ * lines) as a text/event-stream response.
  *
  * Producers (training threads, jobs, define/delete) never wait for a
- * reader: publishing formats the event, appends it to the rings under the
+ * reader: publishing writes the event's JSON, appends it to the rings under the
  * hub mutex (a few pointer writes; a full ring overwrites its oldest event)
- * and wakes the subscribers that were waiting.  A reader copies events out
+ * and wakes the subscribers that were waiting.  A reader takes events out
  * at its own pace; one that falls a whole ring behind has lost events and
  * is dropped (its stream ends with a "dropped" event; it may reconnect with
  * Last-Event-ID and is told what it missed).
@@ -45,7 +46,7 @@ typedef struct etd_event {
     uint64_t id;
     int type;
     size_t len;
-    char text[];            /* "id: N\nevent: T\ndata: {...}\n\n" */
+    char json[];            /* its data: {"model":...,...} (the endpoint frames it) */
 } etd_event;
 
 struct etd_ring {
@@ -272,33 +273,31 @@ static void publish(etd_events *h, etd_model *m, int type, const char *data, siz
         return;
     etd_buf b;
     etd_buf_init(&b);
-    etd_buf_printf(&b, "event: %s\ndata: {\"model\":", etd_event_type_names[type]);
+    etd_buf_puts(&b, "{\"model\":");
     etd_json_str(&b, m->name);
     if (dlen) {
         etd_buf_putc(&b, ',');
         etd_buf_putn(&b, data, dlen);
     }
-    etd_buf_puts(&b, "}\n\n");
+    etd_buf_putc(&b, '}');
     if (b.oom) {
         etd_buf_free(&b);
         return;
     }
-    /* room for the id line in front */
-    etd_event *ev = malloc(sizeof *ev + b.len + 32);
+    etd_event *ev = malloc(sizeof *ev + b.len + 1);
     if (!ev) {
         etd_buf_free(&b);
         return;
     }
     atomic_init(&ev->refs, 1);
     ev->type = type;
+    memcpy(ev->json, b.data, b.len);
+    ev->len = b.len;
+    ev->json[ev->len] = '\0';
     wake_list w = {.n = 0, .cap = 32};
     w.v = w.local;
     pthread_mutex_lock(&h->mu);
     ev->id = h->next_id++;
-    int head = snprintf(ev->text, 32, "id: %llu\n", (unsigned long long)ev->id);
-    memcpy(ev->text + head, b.data, b.len);
-    ev->len = (size_t)head + b.len;
-    ev->text[ev->len] = '\0';
     ring_push(&h->all, ev);
     collect_waiters(&h->all, type, &w);
     if (m->ev_ring && !m->ev_ring->closed) {
@@ -522,7 +521,7 @@ void etd_events_unsubscribe(etd_event_sub *s)
     sub_unref(s);
 }
 
-etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max)
+etd_ev_read etd_events_read(etd_event_sub *s, etd_event_fn fn, void *arg, size_t max)
 {
     etd_events *h = s->hub;
     etd_event *take[64];
@@ -554,21 +553,27 @@ etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max)
     s->reset = false;
     uint64_t reset_from = s->reset_from, floor = r->floor;
     pthread_mutex_unlock(&h->mu);
-    if (reset) /* no id: the reader's Last-Event-ID stays what it was */
-        etd_buf_printf(out, "event: reset\ndata: {\"last_event_id\":%llu,\"reason\":\"events "
-                       "after it are no longer buffered (or are from an earlier run of the "
-                       "daemon): reload the state (GET /v1/models, .../loss) and go on from "
-                       "here\",\"complete_after\":%llu}\n\n",
-                       (unsigned long long)reset_from, (unsigned long long)floor);
-    if (lost) {
-        atomic_fetch_add(&h->dropped, 1);
-        etd_buf_printf(out, "event: dropped\ndata: {\"reason\":\"this reader fell %llu events "
-                       "behind the buffer (--event-buffer) and was dropped; reconnect with "
-                       "Last-Event-ID\"}\n\n", (unsigned long long)missed);
-        return ETD_EV_END;
+    if (reset || lost) { /* no id: the reader's Last-Event-ID stays what it was */
+        char j[512];
+        if (reset) {
+            snprintf(j, sizeof j, "{\"last_event_id\":%llu,\"reason\":\"events after it are no "
+                     "longer buffered (or are from an earlier run of the daemon): reload the "
+                     "state (GET /v1/models, .../loss) and go on from here\","
+                     "\"complete_after\":%llu}", (unsigned long long)reset_from,
+                     (unsigned long long)floor);
+            fn(arg, 0, "reset", j, strlen(j));
+        }
+        if (lost) {
+            atomic_fetch_add(&h->dropped, 1);
+            snprintf(j, sizeof j, "{\"reason\":\"this reader fell %llu events behind the "
+                     "buffer (--event-buffer) and was dropped; reconnect with Last-Event-ID\"}",
+                     (unsigned long long)missed);
+            fn(arg, 0, "dropped", j, strlen(j));
+            return ETD_EV_END;
+        }
     }
     for (int i = 0; i < nt; i++) {
-        etd_buf_putn(out, take[i]->text, take[i]->len);
+        fn(arg, take[i]->id, etd_event_type_names[take[i]->type], take[i]->json, take[i]->len);
         event_unref(take[i]);
     }
     if (ended)

@@ -589,7 +589,7 @@ etd_rc etd_job_list(etd_model *m, etd_job_info **list, int *n, etd_err *e);
 etd_rc etd_job_cancel(etd_model *m, int64_t id, etd_job_info *info, etd_err *e);
 
 /* ---- event streams (events.c) ----
- * What happens to the models as events, for text/event-stream readers:
+ * What happens to the models as typed events with JSON data, for stream readers:
  * bounded rings (one for all models, one per model) that producers append
  * to without waiting, readers with cursors, resume after an event id. */
 typedef enum etd_event_type {
@@ -620,11 +620,17 @@ typedef struct etd_sub_opts {
 etd_rc etd_events_subscribe(etd_registry *r, etd_model *m, const etd_sub_opts *o,
                             etd_event_sub **s, etd_err *e);
 typedef enum etd_ev_read { ETD_EV_MORE, ETD_EV_WAIT, ETD_EV_END } etd_ev_read;
-/* Append the next events (SSE records, about max bytes) to out: MORE (some
- * written), WAIT (none yet: wake() comes), END (the last bytes are in out: the
- * model was deleted, or this reader fell a whole buffer behind and was
- * dropped -- a "dropped" event says so). */
-etd_ev_read etd_events_read(etd_event_sub *s, etd_buf *out, size_t max);
+/* One event as a reader gets it: its id (0: none -- "reset", "dropped"), its
+ * type's name and its data, a JSON object ({"model":...} for a model's).
+ * How it goes on the wire (text/event-stream) is the endpoint's business. */
+typedef void (*etd_event_fn)(void *arg, uint64_t id, const char *type, const char *json,
+                             size_t len);
+/* Hand the next events (about max bytes of data) to fn(arg, ...), no lock
+ * held: MORE (some given), WAIT (none yet: wake() comes), END (the last ones
+ * were given: the model was deleted, or this reader fell a whole buffer
+ * behind and was dropped -- a "dropped" event says so).  A "reset" event
+ * comes first when the resume point is no longer buffered. */
+etd_ev_read etd_events_read(etd_event_sub *s, etd_event_fn fn, void *arg, size_t max);
 void etd_events_unsubscribe(etd_event_sub *s);
 /* Readers subscribed now, and readers dropped so far for falling behind. */
 void etd_events_stats(etd_registry *r, long *readers, long long *dropped);
