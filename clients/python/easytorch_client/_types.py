@@ -50,9 +50,9 @@ LAYERS = {
     "Softplus": ("beta", "threshold"),
     "Hardtanh": ("min_val", "max_val", "inplace"),
     "ReLU6": ("inplace",),
-    "MultiheadAttention": ("embed_dim", "num_heads", "dropout", "bias", "add_bias_kv", "add_zero_attn", "kdim", "vdim", "batch_first", "attn_mask"),
-    "TransformerEncoderLayer": ("d_model", "nhead", "dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first", "norm_first", "src_mask"),
-    "TransformerEncoder": ("encoder_layer", "num_layers", "norm", "enable_nested_tensor", "mask_check", "mask"),
+    "MultiheadAttention": ("embed_dim", "num_heads", "dropout", "bias", "add_bias_kv", "add_zero_attn", "kdim", "vdim", "batch_first", "attn_mask", "key_padding_mask"),
+    "TransformerEncoderLayer": ("d_model", "nhead", "dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first", "norm_first", "src_mask", "src_key_padding_mask"),
+    "TransformerEncoder": ("encoder_layer", "num_layers", "norm", "enable_nested_tensor", "mask_check", "mask", "src_key_padding_mask"),
 }
 LOSSES = {
     "MSELoss": ("reduction",),
