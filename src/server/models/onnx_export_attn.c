@@ -201,3 +201,65 @@ etd_rc ox_export_attention(ox *x, const etd_layer *l, const shape *in, const sha
     *cur = y;
     return ETD_OK;
 }
+
+/* in [.., E] @ W[part]^T (+ b[part]): one third of the packed projection */
+static const char *proj_part(ox *x, const char *in, int part, int64_t E, bool bias)
+{
+    int64_t st = part * E, en = (part + 1) * E, a0 = 0;
+    const char *s = ox_init_i64(x, U("start"), &st, 1), *en_ = ox_init_i64(x, U("end"), &en, 1);
+    const char *ax = ox_init_i64(x, U("axis0"), &a0, 1);
+    const char *w = ox_node(x, "Slice", IN(ox_param(x, "in_proj_weight", NULL, 0), s, en_, ax), NULL);
+    const char *y = ox_node(x, "MatMul", IN(in, transpose(x, w, 1, 0, 0, 0, 2)), NULL);
+    if (!bias)
+        return y;
+    return ox_node(x, "Add", IN(y, ox_node(x, "Slice", IN(ox_param(x, "in_proj_bias", NULL, 0), s,
+                                                          en_, ax), NULL)), NULL);
+}
+
+etd_rc ox_export_mha_node(ox *x, const etd_layer *l, int nd, const char *const qkv[3],
+                          const char **out, const char **weights, etd_err *e)
+{
+    const et_mha_opts *o = &l->u.mha.o;
+    int64_t E = l->u.mha.embed_dim, H = l->u.mha.num_heads, D = E / H, a0 = 0;
+    if (o->add_bias_kv || o->add_zero_attn)
+        return ox_unsupported(x, "add_bias_kv / add_zero_attn", e);
+    if ((o->kdim && o->kdim != E) || (o->vdim && o->vdim != E))
+        return ox_unsupported(x, "kdim / vdim other than embed_dim", e);
+    if (nd != 2 && nd != 3)
+        return ox_unsupported(x, "an input that is not [L, E] or 3-D", e);
+    const char *bf[3], *p[3];
+    for (int i = 0; i < 3; i++) { /* to [N, L, E], projected, heads [N, H, L, D] */
+        bf[i] = qkv[i];
+        if (i > 0 && qkv[i] == qkv[i - 1]) {
+            bf[i] = bf[i - 1];
+        } else if (nd == 2) {
+            bf[i] = ox_node(x, "Unsqueeze", IN(bf[i], ox_init_i64(x, U("batch_axis"), &a0, 1)), NULL);
+        } else if (!o->batch_first) {
+            bf[i] = transpose(x, bf[i], 1, 0, 2, 0, 3);
+        }
+        int64_t heads[4] = {0, 0, H, D};
+        p[i] = ox_node(x, "Reshape", IN(proj_part(x, bf[i], i, E, o->bias),
+                                        ox_init_i64(x, U("heads"), heads, 4)), NULL);
+        p[i] = i == 1 ? transpose(x, p[i], 0, 2, 3, 1, 4) : transpose(x, p[i], 0, 2, 1, 3, 4);
+    }
+    const char *q = ox_node(x, "Mul", IN(p[0], ox_scalar_f(x, U("scale"), (float)(1.0 / sqrt((double)D)))),
+                            NULL);
+    const char *s = ox_node(x, "Softmax", IN(ox_node(x, "MatMul", IN(q, p[1]), NULL)),
+                            AT(ox_attr_i(x, "axis", -1)));               /* [N, H, L, S] */
+    int64_t merged[3] = {0, 0, E}, ax1 = 1;
+    const char *y = transpose(x, ox_node(x, "MatMul", IN(s, p[2]), NULL), 0, 2, 1, 3, 4);
+    y = ox_node(x, "Reshape", IN(y, ox_init_i64(x, U("merged"), merged, 3)), NULL);
+    y = linear(x, y, "out_proj.weight", o->bias ? "out_proj.bias" : NULL);
+    /* torch: the weights averaged over the heads, [N, L, S] ([L, S] unbatched) */
+    const char *w = ox_node(x, "ReduceMean", IN(s), AT(ox_attr_ints(x, "axes", &ax1, 1),
+                                                     ox_attr_i(x, "keepdims", 0)));
+    if (nd == 2) {
+        y = ox_node(x, "Squeeze", IN(y, ox_init_i64(x, U("batch_axis"), &a0, 1)), NULL);
+        w = ox_node(x, "Squeeze", IN(w, ox_init_i64(x, U("batch_axis"), &a0, 1)), NULL);
+    } else if (!o->batch_first) {
+        y = transpose(x, y, 1, 0, 2, 0, 3);
+    }
+    *out = y;
+    *weights = w;
+    return ETD_OK;
+}

@@ -152,12 +152,26 @@ static etd_rc module_node(gx *G, int k, const et_graph_node_info *in, const etd_
     if (!gm)
         return etd_fail(e, ETD_EINVAL, "export: node '%s': no module '%s'", in->name, in->target);
     bool mha = gm->kind == 0 && !strcmp(gm->layer.type->name, "MultiheadAttention");
-    bool self_attn = mha;
-    for (int j = 1; j < in->nargs; j++)
-        self_attn = self_attn && av[j] == av[0];
-    if (in->nargs != 1 && !self_attn) /* cross-attention, masks as values, EmbeddingBag offsets */
+    if (mha) { /* query[, key[, value]]: torch's tuple (attn_output, attn_weights) */
+        char cp[192];
+        snprintf(cp, sizeof cp, "nodes.%s", in->name);
+        ox_at(x, &gm->layer, in->target, cp, "node '%s' (MultiheadAttention, module '%s')",
+              in->name, in->target);
+        const char *qkv[3];
+        qkv[0] = val_name(G, av[0]);
+        qkv[1] = in->nargs > 1 ? val_name(G, av[1]) : qkv[0];
+        qkv[2] = in->nargs > 2 ? val_name(G, av[2]) : qkv[1];
+        const char **pn = ox_alloc(x, 2 * sizeof *pn);
+        if (!pn)
+            return etd_fail(e, ETD_ENOMEM, "out of memory");
+        etd_rc rc = ox_export_mha_node(x, &gm->layer, val_shape(G, av[0])->nd, qkv, &pn[0], &pn[1], e);
+        G->v[k].pnames = pn;
+        G->v[k].name = pn[0];
+        return rc;
+    }
+    if (in->nargs != 1) /* masks as graph values, EmbeddingBag offsets */
         return etd_fail(e, ETD_EINVAL, "export: node '%s' (%s): a module call with %d arguments "
-                        "has no ONNX form here (one argument: self-attention, no mask)", in->name,
+                        "has no ONNX form here (masks as graph values)", in->name,
                         gm->kind == 0 ? gm->layer.type->name : "Sequential", in->nargs);
     char cp[192];
     snprintf(cp, sizeof cp, "nodes.%s", in->name);
@@ -167,11 +181,6 @@ static etd_rc module_node(gx *G, int k, const et_graph_node_info *in, const etd_
     etd_rc rc = export_mod(G, gm, in->module, in->target, cp, in->name, &s, &idx, &cur, e);
     if (rc != ETD_OK)
         return rc;
-    if (mha) { /* torch's tuple (attn_output, attn_weights): the weights are not written */
-        G->v[k].pnames = ox_alloc(x, 2 * sizeof(char *));
-        if (G->v[k].pnames)
-            ((const char **)G->v[k].pnames)[0] = cur, ((const char **)G->v[k].pnames)[1] = NULL;
-    }
     G->v[k].name = cur;
     return ETD_OK;
 }
@@ -260,8 +269,6 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
             int64_t i = a->index < 0 ? a->index + t->npieces : a->index;
             if (i < 0 || i >= t->npieces)
                 return ox_unsupported(x, "an index out of the tuple", e);
-            if (!t->pnames[i])
-                return ox_unsupported(x, "MultiheadAttention's attention weights (getitem 1)", e);
             y = ox_node(x, "Identity", IN(t->pnames[i]), NULL);
         } else { /* select(dim, index): Gather of a scalar index drops the dimension */
             if (norm_dim(a->dim, nd) == 0)

@@ -96,5 +96,10 @@ etd_rc ox_export_graph(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t 
  * TransformerEncoder (eval mode, self-attention, the spec's fixed mask). */
 etd_rc ox_export_attention(ox *x, const etd_layer *l, const shape *in, const shape *out,
                            const char **cur, etd_err *e);
+/* A graph's MultiheadAttention node: forward(query, key, value) of rank nd
+ * with need_weights=True -> *out (attn_output) and *weights (averaged over
+ * the heads), x at the layer. */
+etd_rc ox_export_mha_node(ox *x, const etd_layer *l, int nd, const char *const qkv[3],
+                          const char **out, const char **weights, etd_err *e);
 
 #endif
