@@ -217,9 +217,11 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             if (!in[0] || (gather && j == 0 && oi_initializer(x, in)))
                 continue;
             val *v = find(&G, in);
-            if (v && na < 16)
+            if (v && na == 16)
+                rc = oi_node_fail(x, n, "%s", "more than 16 values in");
+            else if (v)
                 args[na++] = v;
-            else if (!v && !oi_initializer(x, in))
+            else if (!oi_initializer(x, in))
                 rc = oi_node_fail(x, n, "input \"%.100s\" is neither a value computed before "
                                   "nor an initializer", in);
         }
