@@ -321,9 +321,12 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
         bool is_input = false;
         for (int k = 0; v && k < cJSON_GetArraySize(inputs); k++)
             is_input = is_input || !strcmp(cJSON_GetArrayItem(inputs, k)->valuestring, v->spec);
-        if (!v || is_input)
-            rc = etd_fail(e, ETD_EINVAL, "onnx: output \"%.100s\" is %s", oi_s(g->output[o]->name),
+        if (!v || is_input) {
+            char shown[NAMELEN]; /* printable: names in a file may be any bytes */
+            spec_name(shown, oi_s(g->output[o]->name));
+            rc = etd_fail(e, ETD_EINVAL, "onnx: output \"%s\" is %s", shown,
                           v ? "an input (no node computes it)" : "computed by no node");
+        }
         else
             cJSON_AddItemToArray(outputs, cJSON_CreateString(v->spec));
     }
