@@ -8,9 +8,9 @@ torch twin of test_graph.py loaded from the model's parameters (eval mode), bad 
 naming the field that change nothing.
 Usage: test_graph_serving.py PATH/TO/easytorchd"""
 
-import json
 import os
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -192,6 +192,44 @@ class TestPredictAndEvaluate(Base):
         r = D.post("/v1/models/%s/evaluate" % name, b)
         self.assertError(r, 400, "targets.rating: required field is missing")
         self.assertEqual(D.params(name), before)
+
+
+class TestJobs(Base):
+    def test_job_validation_on_named_data(self):
+        name = fresh()
+        D.create(dict(tg.TWO_TOWER, name=name, loss=LOSS, optimizer={"type": "Adam", "lr": 0.01},
+                      seed=5))
+        net = self.twin_of(name)
+        opt = torch.optim.Adam(net.parameters(), lr=0.01)
+        g = torch.Generator().manual_seed(3)
+        (xs, ys), (vx, vy) = batch(g, 8), batch(g, 6)
+        job = D.ok("POST", "/v1/models/%s/jobs" % name,
+                   dict(body(xs, ys), epochs=3, validation=body(vx, vy)), expect=(202,))
+        self.assertEqual(job["validation"]["rows"], 6)
+        for _ in range(600):
+            if D.ok("GET", "/v1/models/%s/jobs/%d" % (name, job["id"]))["state"] in (
+                    "done", "failed", "cancelled"):
+                break
+            time.sleep(0.05)
+        val = D.ok("GET", "/v1/models/%s/loss" % name)["validation"]
+        self.assertEqual([v["step"] for v in val], [1, 2, 3])
+
+        def tl(x, y):
+            lo, sc = net(x["user"], x["item"])
+            return F.cross_entropy(lo, y["label"]) + 0.5 * F.mse_loss(sc, y["rating"])
+        for k in range(3):   # torch: a step on the training rows, then the validation loss
+            net.train()
+            opt.zero_grad()
+            tl(xs, ys).backward()
+            opt.step()
+            net.eval()
+            with torch.no_grad():
+                self.assertClose(val[k]["metrics"]["loss"], tl(vx, vy).item(),
+                                 "validation loss after step %d" % (k + 1))
+        b = body(xs, ys)
+        b["validation"] = {"inputs": {"user": [1]}, "targets": {}}
+        r = D.post("/v1/models/%s/jobs" % name, b)
+        self.assertError(r, 400, "validation.inputs.item: required field is missing")
 
 
 class TestOip(Base):

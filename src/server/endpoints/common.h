@@ -98,6 +98,10 @@ bool ep_st_tensor_as(etd_call *c, const char *name, et_dtype dt, etd_array *a, b
  * targets through the fast path), ep_keys(keys), then inputs into c->x and,
  * with targets, targets into c->y. */
 bool ep_inputs(etd_call *c, const char *const *keys, bool targets);
+/* A graph model's named inputs (targets: its loss list's targets) from
+ * parent's "inputs" / "targets" object, messages naming "<path>.inputs.user"
+ * (a job's validation data); targets of a list without any: rows only. */
+bool ep_named_of(etd_call *c, const cJSON *parent, const char *path, bool targets, etd_array *a);
 
 /* Optional top-level fields of the body: absent or null -> def. */
 bool ep_pos_int(etd_call *c, const char *key, int64_t def, int64_t *out);

@@ -90,16 +90,17 @@ static bool ep_tensor_as(etd_call *c, const char *key, et_dtype dt, etd_array *a
 /* A named member of the body ("inputs": {"user": [...], "item": [...]})
  * into a's parts in the order names[0..n); every name given, no other.
  * Its rows (shape[0]) are the first part's. */
-static bool ep_named(etd_call *c, const char *key, const char *const *names, const et_dtype *dts,
-                     const bool *float_ok, int n, etd_array *a)
+static bool ep_named_in(etd_call *c, const cJSON *parent, const char *key, const char *path,
+                        const char *const *names, const et_dtype *dts, const bool *float_ok,
+                        int n, etd_array *a)
 {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(c->doc.root, key);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(parent, key);
     char list[512] = "";
     size_t at = 0;
     for (int i = 0; i < n && at < sizeof list - 80; i++)
         at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
     if (!cJSON_IsObject(o)) {
-        ep_error(c, 400, "%s: %s; the model takes an object of %s by name: {%s}", key,
+        ep_error(c, 400, "%s: %s; the model takes an object of %s by name: {%s}", path,
                  o ? "expected an object" : "required field is missing", key, list);
         return false;
     }
@@ -108,7 +109,7 @@ static bool ep_named(etd_call *c, const char *key, const char *const *names, con
         for (int i = 0; i < n && !known; i++)
             known = !strcmp(names[i], v->string);
         if (!known) {
-            ep_error(c, 400, "%s.%.60s: not one of the model's %s (%s)", key, v->string, key,
+            ep_error(c, 400, "%s.%.60s: not one of the model's %s (%s)", path, v->string, key,
                      list);
             return false;
         }
@@ -123,7 +124,7 @@ static bool ep_named(etd_call *c, const char *key, const char *const *names, con
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, names[i]);
         char what[96], err[ETD_ERRCAP];
-        snprintf(what, sizeof what, "%s.%.60s", key, names[i]);
+        snprintf(what, sizeof what, "%s.%.60s", path, names[i]);
         if (!v) {
             ep_error(c, 400, "%s: required field is missing", what);
             return false;
@@ -145,6 +146,28 @@ static bool ep_named(etd_call *c, const char *key, const char *const *names, con
     a->numel = a->shape[0];
     a->dtype = ET_FLOAT32;
     return true;
+}
+
+static bool ep_named(etd_call *c, const char *key, const char *const *names, const et_dtype *dts,
+                     const bool *float_ok, int n, etd_array *a)
+{
+    return ep_named_in(c, c->doc.root, key, key, names, dts, float_ok, n, a);
+}
+
+bool ep_named_of(etd_call *c, const cJSON *parent, const char *path, bool targets, etd_array *a)
+{
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    char what[96];
+    snprintf(what, sizeof what, "%s.%s", path, targets ? "targets" : "inputs");
+    if (!targets)
+        return ep_named_in(c, parent, "inputs", what, io.inputs, io.in_dtype, NULL, io.ninputs, a);
+    if (io.ntargets == 0) { /* no targets (a triplet loss): as many rows as the inputs */
+        a->ndim = 1;
+        return true;
+    }
+    return ep_named_in(c, parent, "targets", what, io.targets, io.target_dtype,
+                       io.target_float_ok, io.ntargets, a);
 }
 
 /* A safetensors body's named parts: tensor "<key>.<name>" for each of

@@ -114,7 +114,26 @@ static bool validation(etd_call *c, etd_job_spec *s)
     etd_array *dst[2] = {&s->vx, &s->vy};
     et_dtype dt[2]; /* indices (Embedding inputs, class targets) as whole numbers */
     etd_model_dtypes(c->m, &dt[0], &dt[1]);
-    for (int i = 0; i < 2; i++) {
+    etd_model_io io;
+    etd_model_io_get(c->m, &io);
+    bool named_y = io.named && (io.ntargets == 0 || io.targets[0]);
+    if (io.named) { /* a graph's named inputs (and targets), as the body's own: JSON */
+        if (binary) {
+            ep_error(c, 400, "validation: a model with named inputs takes its validation data "
+                     "in the JSON (or __metadata__) \"validation\" object");
+            return false;
+        }
+        if (!ep_named_of(c, v, "validation", false, &s->vx) ||
+            (named_y && !ep_named_of(c, v, "validation", true, &s->vy)))
+            return false;
+        if (named_y && !s->vy.nparts) /* no targets: the inputs' rows */
+            s->vy.shape[0] = s->vy.numel = s->vx.shape[0];
+        if (named_y) {
+            s->validate = true;
+            return true;
+        }
+    }
+    for (int i = io.named ? 1 : 0; i < 2; i++) {
         const char *what = val_tensors[i];
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, names[i]);
         bool found;
