@@ -335,12 +335,17 @@ class TestBackpressure(unittest.TestCase):
             while metric(d, "easytorch_event_readers") < 1 and time.monotonic() < end:
                 time.sleep(0.05)
             x, y = [[0.5, 0.5]] * 64, [[0.1]] * 64
-            # every step is an event (--event-interval 0), ~100 bytes each: far more than
-            # the stalled reader's socket buffers hold; the training call never waits for it
-            n_steps = 40 * 64
-            r = d.ok("POST", "/v1/models/%s/train" % name,
-                     {"inputs": x, "targets": y, "epochs": 40, "batch_size": 1})
-            self.assertEqual(r["step"], n_steps)
+            # every step is an event (--event-interval 0), ~170 bytes each; 12 calls of 2,560
+            # steps are ~5 MB, more than the socket buffers can hold (the kernel grows the
+            # sender's up to net.ipv4.tcp_wmem's 4 MB: with one call, a slow daemon could push
+            # the whole stream into it, and the reader was never behind).  The training calls
+            # never wait for the stalled reader.
+            n_steps = 0
+            for _ in range(12):
+                r = d.ok("POST", "/v1/models/%s/train" % name,
+                         {"inputs": x, "targets": y, "epochs": 40, "batch_size": 1})
+                n_steps += 40 * 64
+                self.assertEqual(r["step"], n_steps)
             self.assertEqual(d.model(name)["step"], n_steps)
             # the stalled reader now reads: what was in flight, then "dropped", then the end
             stalled.sock.settimeout(30)
