@@ -522,11 +522,13 @@ int main(int argc, char **argv)
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
         ;
-    fprintf(stderr, "easytorchd: %s received: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 #ifdef ETD_HAVE_MPI
     if (cl) /* the replicas' jobs stop at one place in the order (after the same step) */
         etd_cluster_quiesce(cl);
 #endif
+    /* readiness is 503 once the log says so (probes and tests go by it) */
+    etd_server_drain_begin(srv);
+    fprintf(stderr, "easytorchd: %s received: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     etd_registry_stop_jobs(reg); /* running jobs stop between two steps: "interrupted" */
     etd_server_shutdown(srv);
 #ifdef ETD_HAVE_MPI

@@ -361,6 +361,15 @@ fail:
 
 /* ---------------------------------------------------------------- shutdown */
 
+void etd_server_drain_begin(etd_server *s)
+{
+    if (!s || !s->d)
+        return;
+    atomic_store(&s->draining, true);
+    atomic_store(&s->ready, false);
+    etd_streams_wake_all(s);
+}
+
 void etd_server_shutdown(etd_server *s)
 {
     if (!s)
@@ -373,9 +382,7 @@ void etd_server_shutdown(etd_server *s)
     /* Keep accepting while requests finish, so probes see readiness 503
      * (not a refused connection) and new API calls get a clear 503;
      * streams end now. */
-    atomic_store(&s->draining, true);
-    atomic_store(&s->ready, false);
-    etd_streams_wake_all(s);
+    etd_server_drain_begin(s);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int left;

@@ -56,6 +56,9 @@ etd_server *etd_server_new_detached(const etd_transport_opts *o, const etd_route
 unsigned etd_server_port(const etd_server *s);
 /* Readiness for /readyz and the API routes (503 "not ready" while false). */
 void etd_server_set_ready(etd_server *s, bool ready);
+/* Start draining: /readyz and new API calls answer 503 from now on and
+ * event streams end (etd_server_shutdown does this too, first). */
+void etd_server_drain_begin(etd_server *s);
 /* Answer 503 to new requests, wait (up to the drain timeout) for requests
  * in flight, then tell long handlers to stop (etd_host.gone), stop
  * accepting, stop the daemon and free s. */
