@@ -168,6 +168,10 @@ class ShutdownTest(unittest.TestCase):
                               d.request("POST", "/v1/models/long/predict", obj={"inputs": x[:1]})]
                 except OSError:
                     during = []  # already gone: the call finished first (checked below)
+            # judged only if the long call was still running when they were answered: once it
+            # is answered the daemon stops at once, and a request then gets the acceptor's 503
+            # (seen in a release build, where the call ends ~1 s after the signal)
+            still_running = "r" not in result
             rc = d.proc.wait(timeout=DRAIN + 120)
             d.log_file.close()
             t.join(60)
@@ -177,7 +181,7 @@ class ShutdownTest(unittest.TestCase):
             self.assertIsNotNone(r)
             self.assertEqual(r.status, 200, r)
             took_signal_first = log.find("draining") < log.find("POST /v1/models/long/train")
-            if took_signal_first and during:
+            if took_signal_first and during and still_running:
                 self.assertEqual(during[0], 200, "/healthz while draining")
                 self.assertEqual(during[1].status, 503, "/readyz while draining")
                 # as docs/API.md documents it
@@ -186,8 +190,8 @@ class ShutdownTest(unittest.TestCase):
                 during[2].error()
             d.start()
             self.assertEqual(d.model("long")["step"], r.json()["step"])
-            print("long call in flight at SIGTERM: %s; answered %d after drain"
-                  % (took_signal_first, r.status))
+            print("long call in flight at SIGTERM: %s, still running after the probes: %s; "
+                  "answered %d after drain" % (took_signal_first, still_running, r.status))
         finally:
             d.cleanup()
 
