@@ -373,6 +373,22 @@ void ep_write_validation_entry(etd_buf *out, const etd_val_entry *v)
     etd_buf_putc(out, '}');
 }
 
+/* `,"key":[[step, value], ...]`: a history series beside its steps (null
+ * where a value is not known, as etd_json_double writes NaN). */
+static void step_series(etd_buf *out, const char *key, const int64_t *steps, const double *v,
+                        size_t n)
+{
+    etd_buf_printf(out, ",\"%s\":[", key);
+    for (size_t i = 0; i < n; i++) {
+        etd_buf_puts(out, i ? ",[" : "[");
+        etd_json_i64(out, steps[i]);
+        etd_buf_putc(out, ',');
+        etd_json_double(out, v[i]);
+        etd_buf_putc(out, ']');
+    }
+    etd_buf_putc(out, ']');
+}
+
 void etd_h_loss(etd_call *c)
 {
     int64_t since = -1;
@@ -454,26 +470,10 @@ void etd_h_loss(etd_call *c)
         etd_buf_putc(out, ']');
     }
     if (lrs) { /* [step, lr]: the lr each step used (null where not known) */
-        etd_buf_puts(out, ",\"lr\":[");
-        for (size_t i = 0; i < h.n; i++) {
-            etd_buf_puts(out, i ? ",[" : "[");
-            etd_json_i64(out, h.steps[i]);
-            etd_buf_putc(out, ',');
-            etd_json_double(out, h.lrs[i]);
-            etd_buf_putc(out, ']');
-        }
-        etd_buf_putc(out, ']');
+        step_series(out, "lr", h.steps, h.lrs, h.n);
     }
     if (times) { /* [step, Unix seconds]: when each step of the history was taken */
-        etd_buf_puts(out, ",\"time\":[");
-        for (size_t i = 0; i < h.n; i++) {
-            etd_buf_puts(out, i ? ",[" : "[");
-            etd_json_i64(out, h.steps[i]);
-            etd_buf_putc(out, ',');
-            etd_json_double(out, h.times[i]);
-            etd_buf_putc(out, ']');
-        }
-        etd_buf_putc(out, ']');
+        step_series(out, "time", h.steps, h.times, h.n);
     }
     if (mks) {
         etd_buf_puts(out, ",\"markers\":[");
