@@ -3,15 +3,17 @@
 The benchmark machine is shared, so every row records how busy the machine
 was while it ran.  A thread samples, every 100 ms:
 
-- the run queue: /proc/loadavg's fourth field ("running/total"), the number
-  of threads that are running or waiting for a CPU at that instant, minus
-  the sampler itself;
-- how many of those belong to the benchmark: threads in state R of the
-  processes the harness started (workers, servers, wrk, nginx) and of their
-  descendants.
+- every thread in state R (running or waiting for a CPU) at that instant,
+  from one pass over /proc;
+- which of those belong to the benchmark: threads of the processes the
+  harness started (workers, servers, wrk, nginx) and of their descendants,
+  the sampler itself left out; kernel threads (children of kthreadd:
+  kworkers, RCU, kdamond) are counted apart as `kernel` -- they run on an
+  idle machine too, for a few ms at a time; the rest are other people's.
 
-`others` = the mean of (run queue - benchmark threads): what other people's
-jobs asked of the CPUs during the row.  A row's load per core is
+`others` = the mean number of runnable threads not the benchmark's: what
+other people's jobs asked of the CPUs during the row (the commands that
+asked most are kept as `others_top` in the JSON).  A row's load per core is
 (others + need) / CPUs, where `need` is what the row itself asks for by
 design: its compute threads for an in-process row (the two sides alternate,
 so one side runs at a time), every CPU for an HTTP row (wrk and the server
@@ -33,69 +35,77 @@ def _loadavg():
     return float(f[0]), int(f[3].split("/")[0])
 
 
-def _children_map():
-    kids = {}
+def _scan():
+    """One pass over /proc: {pid: (ppid, comm, runnable threads)}."""
+    procs = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             stat = Path(f"/proc/{d}/stat").read_text()
+            tasks = os.listdir(f"/proc/{d}/task")
         except OSError:
             continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
-def _running_threads(pid):
-    n = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for t in tasks:
-        try:
-            state = Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        n += state == "R"
-    return n
+        n = 0
+        for t in tasks:
+            try:
+                ts = Path(f"/proc/{d}/task/{t}/stat").read_text()
+            except OSError:
+                continue
+            n += ts.rsplit(")", 1)[1].split()[0] == "R"
+        procs[int(d)] = (ppid, comm, n)
+    return procs
 
 
 class LoadSampler:
-    """Samples the run queue while a row runs; `own_pids()` returns the
-    root PIDs of the benchmark's processes (their descendants count too)."""
+    """Samples the runnable threads while a row runs; `own_pids()` returns the
+    root PIDs of the benchmark's processes (their descendants count too).
+
+    Every sample classifies each runnable thread afresh (one pass over
+    /proc), so a wrk run that starts between two samples is the benchmark's
+    from its first sample on; an earlier version refreshed the benchmark's
+    PID set once a second and counted the first second of every wrk run as
+    other people's load (it read 1-2 foreign threads on an idle machine)."""
 
     def __init__(self, own_pids, ncpu, interval=0.1):
         self.own_pids, self.ncpu, self.interval = own_pids, ncpu, interval
         self._stop = threading.Event()
         self._thread = None
         self._samples = []
+        self._foreign = {}
 
-    def _pids(self):
+    def _sample(self):
         roots = {os.getpid()} | set(self.own_pids())
-        kids = _children_map()
-        out, todo = set(), list(roots)
-        while todo:
-            p = todo.pop()
-            if p in out:
+        procs = _scan()
+        own = others = kernel = 0
+        for pid, (ppid, comm, n) in procs.items():
+            if not n:
                 continue
-            out.add(p)
-            todo.extend(kids.get(p, ()))
-        return out
+            if pid == 2 or ppid == 2:      # kernel threads (kworker, rcu, kdamond)
+                kernel += n
+                continue
+            p, mine, hops = pid, False, 0
+            while p > 1 and hops < 64:
+                if p in roots:
+                    mine = True
+                    break
+                p, hops = procs.get(p, (0, "", 0))[0], hops + 1
+            if mine:
+                own += n
+            else:
+                others += n
+                self._foreign[comm] = self._foreign.get(comm, 0) + n
+        # the sampler is running while it reads; it is one of ours
+        return max(own - 1, 0), others, kernel
 
     def _run(self):
-        pids, refreshed = self._pids(), time.monotonic()
         while not self._stop.wait(self.interval):
-            if time.monotonic() - refreshed > 1.0:   # wrk runs come and go
-                pids, refreshed = self._pids(), time.monotonic()
-            _, running = _loadavg()
-            own = sum(_running_threads(p) for p in pids)
-            # the sampler is running while it reads; it is one of ours
-            self._samples.append((max(running - 1, 0), max(own - 1, 0)))
+            self._samples.append(self._sample())
 
     def start(self):
-        self._samples = []
+        self._samples, self._foreign = [], {}
         self._load1_start = _loadavg()[0]
         self._t0 = time.monotonic()
         self._stop.clear()
@@ -106,12 +116,15 @@ class LoadSampler:
         """Stop sampling; `need` = CPUs the row uses by design."""
         self._stop.set()
         self._thread.join()
-        s = self._samples or [(0, 0)]
-        queue = sum(a for a, _ in s) / len(s)
-        own = sum(b for _, b in s) / len(s)
-        others = max(queue - own, 0.0)
+        s = self._samples or [(0, 0, 0)]
+        own = sum(a for a, _, _ in s) / len(s)
+        others = sum(b for _, b, _ in s) / len(s)
+        kernel = sum(c for _, _, c in s) / len(s)
         per_core = (others + need) / self.ncpu
-        return {"loadavg1": [self._load1_start, _loadavg()[0]], "run_queue": queue,
+        top = sorted(self._foreign.items(), key=lambda kv: -kv[1])[:5]
+        return {"loadavg1": [self._load1_start, _loadavg()[0]], "run_queue": own + others + kernel,
+                "kernel": kernel,
                 "own": own, "others": others, "need": need, "per_core": per_core,
+                "others_top": {c: round(n / len(s), 2) for c, n in top},
                 "samples": len(self._samples), "seconds": time.monotonic() - self._t0,
                 "noisy": per_core > NOISY_ABOVE}
