@@ -39,7 +39,6 @@ window.ET = (function () {
     compare: new Set(),    // names overlaid on the comparison chart
     needToken: false,
     live: 'connecting',    // 'stream' | 'polling' | 'connecting'
-    dirty: new Set(), frame: 0,
     detail: null,          // the model page's name
   };
   if (!(state.smoothing >= 0 && state.smoothing < 1)) state.smoothing = 0.6;
@@ -132,32 +131,35 @@ window.ET = (function () {
     link.textContent = name;
     link.href = '#model=' + encodeURIComponent(name);
     q('.name').id = id + '-name';
+    q('.plot').setAttribute('aria-label', 'Loss of ' + name + ': not drawn yet');
     const pick = q('.compare-pick');
     pick.setAttribute('aria-label', 'Compare ' + name);
     pick.checked = state.compare.has(name);
     pick.addEventListener('change', () => {
       if (pick.checked) state.compare.add(name); else state.compare.delete(name);
-      renderCompare();
+      ET.redrawCompare();
     });
     const e = {
       name, card, since: null, step: null, loss: null, info: null, summary: null, jobs: null,
       steps: [], losses: [], lrs: [], times: [], val: [], markers: [], chart: null,
-      loading: null, queue: [], lastMoved: 0, shownState: '',
+      loading: null, queue: [], lastMoved: 0, shownState: '', epoch: 0, cols: null, plotWidth: undefined,
       el: { arch: q('.arch'), step: q('.step'), loss: q('.loss'), lr: q('.lr'), params: q('.params'),
         plot: q('.plot'), caption: q('.caption'), state: q('.state'), warning: q('.warning') },
     };
     return e;
   }
 
+  // (e.epoch: the points were replaced; the chart columns are built again)
   function resetEntry(e) {
     Object.assign(e, { since: null, step: null, info: null, steps: [], losses: [], lrs: [], times: [],
-      val: [], markers: [] });
+      val: [], markers: [], epoch: e.epoch + 1 });
   }
 
   function trim(e) {
     if (e.steps.length > MAX_POINTS) {
       const cut = e.steps.length - MAX_POINTS / 2;
       for (const k of ['steps', 'losses', 'lrs', 'times']) e[k].splice(0, cut);
+      e.epoch++;
     }
   }
 
@@ -211,43 +213,31 @@ window.ET = (function () {
     return e.loading;
   }
 
-  function changed(e) { state.dirty.add(e.name); paint(); }
-
-  // ---- drawing: batched per animation frame, only what changed ------------------
-  const painters = [];   // the model page's, called after the cards
-  // Live updates redraw at most every FRAME_MS (what arrives meanwhile is drawn together:
-  // with 100 models pushing 10 events a second each, a redraw per event or per animation
-  // frame would keep a slow machine's main thread busy); the user's own actions (zoom,
-  // smoothing, the x axis) redraw at the next animation frame.
-  const FRAME_MS = 250;
-  let lastPaint = -Infinity, paintTimer = 0;
-  function paint(now) {
-    if (state.frame) return;
-    const wait = lastPaint + FRAME_MS - performance.now();
-    if (!now && wait > 0) {
-      if (!paintTimer) paintTimer = setTimeout(() => { paintTimer = 0; paint(true); }, wait);
-      return;
-    }
-    clearTimeout(paintTimer);
-    paintTimer = 0;
-    state.frame = requestAnimationFrame(() => {
-      state.frame = 0;
-      lastPaint = performance.now();
-      const dirty = [...state.dirty];
-      state.dirty.clear();
-      if (!state.detail) {
-        // the visible cards' widths first (one layout), then the writes: reading a width
-        // after writing a card's text would lay the page out again for every card
-        const list = [];
-        for (const name of dirty) { const e = state.models.get(name); if (e) list.push(e); }
-        for (const e of list) if (e.visible) e.plotWidth = e.el.plot.clientWidth;
-        for (const e of list) render(e);
-      }
-      else for (const name of dirty) { const e = state.models.get(name); if (e) e.stale = true; }
-      if (!state.detail && state.compare.size) renderCompare();
-      for (const f of painters) f(dirty);
-    });
+  // ---- drawing: in sweeps (frames.js), only what changed and is on screen -----------
+  // Keys: a model's name (its card), COMPARE (the comparison chart), DETAIL (the model page).
+  const COMPARE = Symbol('compare'), DETAIL = Symbol('detail');
+  const painters = [];   // the model page's, called when it is drawn
+  const frames = window.ETFrames.scheduler({ draw: drawKey });
+  function keysOf(e) {
+    if (state.detail) return state.detail === e.name ? [DETAIL] : [];
+    return state.compare.has(e.name) ? [e.name, COMPARE] : [e.name];
   }
+  // A live change (the stream, a fetch): drawn in the next sweep.
+  function changed(e) { for (const k of keysOf(e)) frames.mark(k); }
+  // The user's change to one model (scrolled into view, resized): drawn at the next frame.
+  function changedNow(e) { frames.now(keysOf(e)); }
+  function drawKey(k) {
+    if (k === DETAIL) { if (state.detail) for (const f of painters) f([state.detail]); return; }
+    if (k === COMPARE) { if (!state.detail) renderCompare(); return; }
+    const e = state.models.get(k);
+    if (e && !state.detail) render(e);
+  }
+  // Kept up to date by a ResizeObserver (no layout read while drawing): a plot box's width.
+  const widths = new WeakMap();
+  const widthOf = (el) => widths.get(el);
+  const NF = new Intl.NumberFormat('en-US');
+  const fmtInt = (v) => NF.format(v);
+  function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
 
   // The x values of a model's points in the current x mode (NaN where not known).
   function xs(e) {
@@ -272,34 +262,17 @@ window.ET = (function () {
     return metrics;
   }
 
-  // The columns of a model's chart: x, smoothed train loss, raw train loss (faint), then
-  // each validation metric at its step; only points with a known x.
-  function chartData(e, metrics) {
-    const x = xs(e);
-    const keep = [];
-    for (let i = 0; i < x.length; i++) if (Number.isFinite(x[i])) keep.push(i);
-    const ok = (y, k) => (Number.isFinite(y) && (k !== 'loss' || !state.logScale || y > 0) ? y : null);
-    const raw = keep.map((i) => ok(e.losses[i], 'loss'));
-    const sm = C.smooth(raw.map((y) => (y === null ? NaN : y)), state.smoothing);
-    const cols = [keep.map((i) => x[i]), sm, raw];
-    const pos = new Map();
-    keep.forEach((i, j) => pos.set(e.steps[i], j));
-    for (const k of metrics) {
-      const col = new Array(keep.length).fill(null);
-      for (const v of e.val) {
-        const j = pos.get(v.step);
-        if (j !== undefined && v.metrics) col[j] = ok(v.metrics[k], k);
-      }
-      cols.push(col);
-    }
-    return cols;
-  }
+  // The columns of a model's chart (columns.js): x, smoothed train loss, raw train loss
+  // (faint), then each validation metric at its step; only points with a known x.
+  function view() { return { xMode: state.xMode, log: state.logScale, smoothing: state.smoothing }; }
+  function columns(e, metrics) { return window.ETColumns.of(e, view(), metrics || metricsOf(e)); }
+  function chartData(e, metrics) { return columns(e, metrics).data; }
 
   function markerXs(e, extra) {
     return e.markers.concat(extra || []).map((m) => ({ x: xOfMarker(e, m), kind: m.kind }));
   }
 
-  function buildChart(e, el, height, markers) {
+  function buildChart(e, el, height, markers, width) {
     const metrics = metricsOf(e);
     const series = [
       { label: 'train loss', color: C.PALETTE[0], width: 2 },
@@ -309,7 +282,7 @@ window.ET = (function () {
       points: true, scale: k === 'loss' ? 'y' : 'y2' }));
     const u = C.make({ el, series, log: state.logScale, xMode: state.xMode, height,
       yLabel: 'loss' + (state.logScale ? ' (log scale)' : ''), y2Label: metrics.some((k) => k !== 'loss') ? 'metric' : null,
-      markers, sync: 'm-' + e.name });
+      markers, sync: 'm-' + e.name, width });
     u._et.key = chartKey() + '|' + metrics.join(',');
     return u;
   }
@@ -346,22 +319,23 @@ window.ET = (function () {
     el.plot.dataset.points = String(e.steps.length);
     // cards off screen are drawn when they scroll into view (a few of 100 show)
     if (!e.visible) { e.chartStale = true; return; }
-    e.stale = false;
-    el.step.textContent = step.toLocaleString('en-US');
-    el.loss.textContent = fmtNum(e.loss, 4);
-    el.lr.textContent = fmtNum(typeof info.lr === 'number' ? info.lr : null, 3);
-    el.params.textContent = typeof info.parameters === 'number' ? info.parameters.toLocaleString('en-US') : '–';
-    const arch = describeSpec(info.spec);
-    if (el.arch.textContent !== arch) el.arch.textContent = arch;
+    setText(el.step, fmtInt(step));
+    setText(el.loss, fmtNum(e.loss, 4));
+    setText(el.lr, fmtNum(typeof info.lr === 'number' ? info.lr : null, 3));
+    setText(el.params, typeof info.parameters === 'number' ? fmtInt(info.parameters) : '–');
+    if (e.archOf !== info.spec) { e.archOf = info.spec; setText(el.arch, describeSpec(info.spec)); }
     renderState(e);
-    card.dataset.status = info.status || 'ok';
-    el.warning.hidden = info.status !== 'diverged';
-    el.warning.textContent = info.status === 'diverged' ? divergedText(info) : '';
+    const status = info.status || 'ok';
+    if (card.dataset.status !== status) {
+      card.dataset.status = status;
+      el.warning.hidden = status !== 'diverged';
+    }
+    setText(el.warning, status === 'diverged' ? divergedText(info) : '');
     const metrics = metricsOf(e);
     if (!e.chart || e.chart._et.key !== chartKey() + '|' + metrics.join(',')) {
       C.destroy(e.chart);
       el.plot.textContent = '';
-      e.chart = buildChart(e, el.plot, 170, () => markerXs(e));
+      e.chart = buildChart(e, el.plot, 170, () => markerXs(e), e.plotWidth);
     }
     C.fit(e.chart, el.plot, e.plotWidth);
     C.update(e.chart, chartData(e, metrics));
@@ -375,11 +349,11 @@ window.ET = (function () {
       : 'Loss of ' + e.name + ': no training steps yet');
     const trunc = e.markers.filter((m) => m.kind === 'truncated').length;
     const noTime = state.xMode !== 'step' && n && !e.times.some(Number.isFinite);
-    el.caption.textContent = n
-      ? n.toLocaleString('en-US') + ' points, steps ' + e.steps[0].toLocaleString('en-US') + '–' + e.steps[n - 1].toLocaleString('en-US') +
+    setText(el.caption, n
+      ? fmtInt(n) + ' points, steps ' + fmtInt(e.steps[0]) + '–' + fmtInt(e.steps[n - 1]) +
         (state.logScale ? ', log scale' : '') + (trunc ? ' · older history dropped by the daemon' : '') +
         (noTime ? ' · this daemon records no wall times: switch the x axis to steps' : '')
-      : 'No loss yet: the chart fills as the model trains.';
+      : 'No loss yet: the chart fills as the model trains.');
   }
 
   // ---- the comparison chart: one series per picked model ---------------------------
@@ -389,30 +363,31 @@ window.ET = (function () {
     els.compare.hidden = names.length === 0;
     els.compareChart.dataset.series = String(names.length);
     if (!names.length) { C.destroy(compareChart); compareChart = null; return; }
-    els.compareNames.textContent = '(' + names.join(', ') + ')';
+    setText(els.compareNames, '(' + names.join(', ') + ')');
     const key = chartKey() + '|' + names.join(',');
     if (!compareChart || compareKey !== key) {
       C.destroy(compareChart);
       els.compareChart.textContent = '';
       compareChart = C.make({ el: els.compareChart, height: 220, log: state.logScale, xMode: state.xMode,
+        width: widthOf(els.compareChart),
         yLabel: 'train loss, smoothed' + (state.logScale ? ' (log scale)' : ''),
         series: names.map((n, i) => ({ label: n, color: C.PALETTE[i % C.PALETTE.length], width: 2 })) });
       compareKey = key;
     }
-    // one x for all: the union of the models' x values
+    // one x for all: the union of the models' x values; each model's smoothed loss as its
+    // card draws it (its columns)
+    const mine = names.map((n) => columns(state.models.get(n)));
     const all = new Set();
-    for (const n of names) for (const x of xs(state.models.get(n))) if (Number.isFinite(x)) all.add(x);
+    for (const c of mine) for (const x of c.x) all.add(x);
     const x = [...all].sort((a, b) => a - b);
     const pos = new Map(x.map((v, i) => [v, i]));
     const cols = [x];
-    for (const n of names) {
-      const e = state.models.get(n);
-      const sm = C.smooth(e.losses.map((y) => (Number.isFinite(y) && (!state.logScale || y > 0) ? y : NaN)), state.smoothing);
+    for (const c of mine) {
       const col = new Array(x.length).fill(null);
-      xs(e).forEach((v, i) => { const p = pos.get(v); if (p !== undefined) col[p] = sm[i]; });
+      c.x.forEach((v, i) => { col[pos.get(v)] = c.sm[i]; });
       cols.push(col);
     }
-    C.fit(compareChart, els.compareChart);
+    C.fit(compareChart, els.compareChart, widthOf(els.compareChart));
     C.update(compareChart, cols);
     els.compareChart.setAttribute('aria-label', 'Smoothed training loss of ' + names.join(', '));
   }
@@ -423,9 +398,26 @@ window.ET = (function () {
       const e = state.models.get(it.target.dataset.model);
       if (!e) continue;
       e.visible = it.isIntersecting;
-      if (e.visible && e.chartStale) changed(e);
+      if (e.visible && e.chartStale) changedNow(e);
     }
   }, { rootMargin: '200px' }) : null;
+  // The plot boxes' widths, as laid out (a card's chart follows its box; a box skipped off
+  // screen keeps its last width).
+  const plotOf = new WeakMap();   // a card's plot element -> its entry
+  const sized = typeof ResizeObserver === 'function' ? new ResizeObserver((boxes) => {
+    for (const b of boxes) {
+      const w = Math.round(b.contentRect.width);
+      if (!(w > 0)) continue;
+      widths.set(b.target, w);
+      const e = plotOf.get(b.target);
+      if (e) {
+        e.plotWidth = w;
+        if (e.chart && Math.abs(Math.max(200, w) - e.chart.width) > 2) changedNow(e);
+      } else if (b.target === els.compareChart) frames.now([COMPARE]);
+      else frames.now([DETAIL]);
+    }
+  }) : null;
+  if (sized) for (const el of [els.compareChart, $('detail-chart'), $('detail-lr')]) sized.observe(el);
 
   function ensureEntry(name) {
     let e = state.models.get(name);
@@ -436,6 +428,8 @@ window.ET = (function () {
       els.models.insertBefore(e.card, after || null);
       e.visible = !onScreen;
       if (onScreen) onScreen.observe(e.card);
+      plotOf.set(e.el.plot, e);
+      if (sized) sized.observe(e.el.plot);
       counted();
     }
     return e;
@@ -445,11 +439,12 @@ window.ET = (function () {
     if (!e) return;
     C.destroy(e.chart);
     if (onScreen) onScreen.unobserve(e.card);
+    if (sized) sized.unobserve(e.el.plot);
     e.card.remove();
     state.models.delete(name);
     state.compare.delete(name);
     counted();
-    renderCompare();
+    frames.now([COMPARE]);
   }
   function counted() {
     els.models.dataset.count = String(state.models.size);
@@ -486,9 +481,11 @@ window.ET = (function () {
   }
 
   // ---- controls ------------------------------------------------------------------------
+  // Every chart drawn again from the next animation frame on (the cards on screen first).
   function redrawAll() {
-    for (const n of state.models.keys()) state.dirty.add(n);
-    paint(true);
+    if (state.detail) { frames.now([DETAIL]); return; }
+    const all = [...state.models.values()];
+    frames.now(all.filter((e) => e.visible).concat(all.filter((e) => !e.visible)).map((e) => e.name).concat([COMPARE]));
   }
   els.logScale.checked = state.logScale;
   els.logScale.addEventListener('change', () => {
@@ -540,14 +537,6 @@ window.ET = (function () {
     els.auth.hidden = !open;
     if (open) { els.auth.dataset.userOpened = '1'; els.token.focus(); } else delete els.auth.dataset.userOpened;
   });
-  if (typeof ResizeObserver === 'function') {
-    let pending = false;
-    new ResizeObserver(() => {
-      if (pending) return;
-      pending = true;
-      requestAnimationFrame(() => { pending = false; redrawAll(); });
-    }).observe(document.body);
-  }
   const mq = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)');
   if (mq && mq.addEventListener) mq.addEventListener('change', () => {
     for (const e of state.models.values()) { C.destroy(e.chart); e.chart = null; }
@@ -565,9 +554,10 @@ window.ET = (function () {
 
   const ET = {
     C, state, els, store, HttpError, request, api, modelPath, fmtNum, describeLayer, typeName,
-    refresh, resetEntry, absorb, trim, addValidation, changed, paint, painters, xs, xOfMarker,
-    metricsOf, chartData, markerXs, buildChart, chartKey, modelState, divergedText, render,
-    renderCompare, ensureEntry, removeEntry, listModels, setStatus, redrawAll,
+    refresh, resetEntry, absorb, trim, addValidation, changed, painters, xs, xOfMarker,
+    metricsOf, columns, chartData, markerXs, buildChart, chartKey, modelState, divergedText, render,
+    renderCompare, ensureEntry, removeEntry, listModels, setStatus, redrawAll, widthOf, setText,
+    idle: () => frames.idle(), redrawCompare: () => frames.now([COMPARE]),
   };
   return ET;
 })();

@@ -14,20 +14,19 @@ window.ETCharts = (function () {
   }
 
   // TensorBoard's smoothing: an exponential moving average, debiased at the start
-  // (so the first points are not pulled towards 0); non-finite values are gaps.
-  function smooth(ys, weight) {
-    if (!(weight > 0)) return ys.map((y) => (Number.isFinite(y) ? y : null));
-    const out = new Array(ys.length);
+  // (so the first points are not pulled towards 0); non-finite values are gaps.  A
+  // smoother takes the values one at a time (a chart's columns are only appended to).
+  function smoother(weight) {
+    if (!(weight > 0)) return (y) => (Number.isFinite(y) ? y : null);
     let last = 0, n = 0;
-    for (let i = 0; i < ys.length; i++) {
-      const y = ys[i];
-      if (!Number.isFinite(y)) { out[i] = null; continue; }
+    return (y) => {
+      if (!Number.isFinite(y)) return null;
       last = last * weight + (1 - weight) * y;
       n++;
-      out[i] = last / (1 - Math.pow(weight, n));
-    }
-    return out;
+      return last / (1 - Math.pow(weight, n));
+    };
   }
+  function smooth(ys, weight) { return ys.map(smoother(weight)); }
 
   // Vertical lines at the markers' x (divergence, hyperparameter changes, truncation).
   function markerHook(getMarkers) {
@@ -92,10 +91,13 @@ window.ETCharts = (function () {
   }
   function resetZoom(u) { setZoom(u, null, null); }
   // New data for a chart, keeping a zoomed range.
+  // Drawn at once (uPlot's batch), not in a microtask after the caller's frame budget.
   function update(u, data) {
     const z = u._et.zoom;
-    u.setData(data, !z);
-    if (z) u.setScale('x', { min: z.min, max: z.max });
+    u.batch(() => {
+      u.setData(data, !z);
+      if (z) u.setScale('x', { min: z.min, max: z.max });
+    });
     showRange(u);
   }
   // Moves a zoomed (or the whole) range by a quarter of its width.
@@ -106,7 +108,7 @@ window.ETCharts = (function () {
   }
 
   // A chart of several series over one x. spec: {el, series: [{label, color, width, dash,
-  // points, scale}], log, xMode, yLabel, height, markers: () => [...], sync}
+  // points, scale}], log, xMode, yLabel, height, width (the box's, when known), markers: () => [...], sync}
   function make(spec) {
     const fg = css('--muted', '#666'), grid = css('--grid', '#ddd');
     const xMode = spec.xMode || 'step';
@@ -131,7 +133,7 @@ window.ETCharts = (function () {
         value: (u, v) => (v === null || v === undefined ? '–' : fmtTick(v)),
       })));
     if (!xValue) delete series[0].value;
-    const width = Math.max(200, spec.el.clientWidth || 300);
+    const width = Math.max(200, spec.width || spec.el.clientWidth || 300);
     let picked = false;   // the next x scale change is a user's drag
     const opts = {
       width, height: spec.height || 180, scales, axes, series,
@@ -187,6 +189,6 @@ window.ETCharts = (function () {
     return lines.join('\n') + '\n';
   }
 
-  return { PALETTE, MARKER_COLORS, X_LABELS, smooth, make, destroy, update, fit, csv, fmtTick, fmtDuration,
+  return { PALETTE, MARKER_COLORS, X_LABELS, smooth, smoother, make, destroy, update, fit, csv, fmtTick, fmtDuration,
     setZoom, resetZoom, pan };
 })();

@@ -78,6 +78,8 @@ ET.model = (function () {
     const e = state.models.get(state.detail);
     if (!e || !e.info) return;
     const info = e.info;
+    // (the widths the ResizeObserver saw, else read before anything on the page is written)
+    const wChart = ET.widthOf(D.chartEl) ?? D.chartEl.clientWidth, wLr = ET.widthOf(D.lrEl) ?? D.lrEl.clientWidth;
     renderStatus(e);
     if (e.jobs === null && !e.jobsAsked) { e.jobsAsked = true; refreshJobs(e.name).catch(() => {}); }
     D.warning.hidden = info.status !== 'diverged';
@@ -86,17 +88,15 @@ ET.model = (function () {
     if (!D.chart || D.chart._et.key !== ET.chartKey() + '|' + metrics.join(',')) {
       rebuild();
       D.chartEl.textContent = ''; D.lrEl.textContent = '';
-      D.chart = ET.buildChart(e, D.chartEl, 320, () => ET.markerXs(e, allMarkers(e).slice(e.markers.length)));
-      D.lr = C.make({ el: D.lrEl, height: 130, log: false, xMode: state.xMode, sync: 'm-' + e.name,
+      D.chart = ET.buildChart(e, D.chartEl, 320, () => ET.markerXs(e, allMarkers(e).slice(e.markers.length)), wChart);
+      D.lr = C.make({ el: D.lrEl, height: 130, log: false, xMode: state.xMode, sync: 'm-' + e.name, width: wLr,
         yLabel: 'learning rate', series: [{ label: 'lr', color: C.PALETTE[2], width: 1.5 }],
         markers: () => ET.markerXs(e, allMarkers(e).slice(e.markers.length)) });
     }
-    C.fit(D.chart, D.chartEl); C.fit(D.lr, D.lrEl);
-    const cols = ET.chartData(e, metrics);
-    C.update(D.chart, cols);
-    const x = ET.xs(e), lr = [[], []];
-    for (let i = 0; i < x.length; i++) if (Number.isFinite(x[i])) { lr[0].push(x[i]); lr[1].push(Number.isFinite(e.lrs[i]) ? e.lrs[i] : null); }
-    C.update(D.lr, lr);
+    C.fit(D.chart, D.chartEl, wChart); C.fit(D.lr, D.lrEl, wLr);
+    const cols = ET.columns(e, metrics);
+    C.update(D.chart, cols.data);
+    C.update(D.lr, [cols.x, cols.lr]);
     D.chartEl.dataset.points = String(e.steps.length);
     D.chartEl.dataset.series = String(D.chart.series.length - 1);
     D.chartEl.dataset.xMode = state.xMode;
