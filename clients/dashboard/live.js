@@ -4,7 +4,7 @@
 // training model costs no request at all.  It fetches only to fill a gap (a step it missed,
 // a "reset" event after the daemon's buffer overflowed) or on rare changes (hyperparameters,
 // divergence).  The browser's EventSource reconnects by itself and sends Last-Event-ID, so
-// the daemon replays what the page missed.  When the stream is unavailable (an older daemon,
+// the daemon replays what the page missed (the page polls meanwhile when that takes 10 s).  When the stream is unavailable (an older daemon,
 // a proxy that buffers) it polls GET /v1/models every interval instead, and tries the stream
 // again every 10 s.
 'use strict';
@@ -92,13 +92,16 @@ ET.live = (function () {
         if (es === s) es = null;
         state.live = 'polling';
         poll();
-      } else {
-        // the browser reconnects by itself (with Last-Event-ID); poll if that takes 10 s
+      } else if (state.live === 'stream') {
+        // The browser reconnects by itself (with Last-Event-ID, every 2 s, the daemon's
+        // retry:) for as long as it takes: the stream is kept.  If that takes 10 s the page
+        // polls meanwhile, until the stream is open again (onopen stops the polls).  (Each
+        // failed attempt calls onerror again: the 10 s run from the first.)
         state.live = 'reconnecting';
         status();
         clearTimeout(reconnectTimer);
         reconnectTimer = setTimeout(() => {
-          if (state.live === 'reconnecting') { state.live = 'polling'; s.close(); if (es === s) es = null; schedule(); }
+          if (state.live === 'reconnecting') { state.live = 'polling'; poll(); }
         }, 10000);
       }
     };
