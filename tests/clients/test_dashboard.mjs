@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as B from './browser.mjs';
+import * as V from './dashboard_views.mjs';
 
 const { OUT, check, finish, waitFor } = B;
 const TOKEN = 'dashboard-test-token-42';
@@ -69,31 +70,38 @@ async function main() {
   const lossPolls = [], streams = [], listPolls = [];
   page.on('request', (r) => {
     const u = r.url();
-    if (!u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:' + origin + '/')) foreign.push(u);
     if (/\/v1\/models\/sine\/loss/.test(u)) lossPolls.push(new URL(u).searchParams.get('since'));
     if (/\/v1\/events/.test(u)) streams.push(u);
     if (/\/v1\/models$/.test(new URL(u).pathname)) listPolls.push(Date.now());
   });
-  page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
   // A poll of a model that was deleted while the page watched it gets 404 (the page then
   // drops the card): expected, and only for that model.  Any other 404 is an error.
   const notFound = [];
   const expectedRefusals = [];
   const eventsServed = true;   // this tree's daemon has GET /v1/events: its 404 would be an error
-  page.on('response', (r) => { if (r.status() === 404) notFound.push(new URL(r.url()).pathname); });
-  page.on('console', (m) => {
+  // A console message that is an error the test did not provoke (null otherwise).
+  function consoleFault(m) {
     // the first polls get 401 until the token is given: that is expected
-    if (m.type() !== 'error' || /status of 401/.test(m.text())) return;
-    if (restarting && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|Failed to fetch|ERR_CONNECTION_RESET/.test(m.text())) return;
+    if (m.type() !== 'error' || /status of 401/.test(m.text())) return null;
+    if (restarting && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|Failed to fetch|ERR_CONNECTION_RESET/.test(m.text())) return null;
     // without GET /v1/events (an older daemon) the EventSource's 404 is how the page learns to poll
     const where = (m.location() && m.location().url) || '';
-    if (!eventsServed && (/\/v1\/events/.test(where) || /EventSource/.test(m.text()))) return;
+    if (!eventsServed && (/\/v1\/events/.test(where) || /EventSource/.test(m.text()))) return null;
     // a refusal the test provokes on purpose (deleting the serving version: 409)
-    if (expectedRefusals.some(([p, st]) => where.endsWith(p) && m.text().includes(`status of ${st}`))) return;
+    if (expectedRefusals.some(([p, st]) => where.endsWith(p) && m.text().includes(`status of ${st}`))) return null;
     if (/status of 404/.test(m.text()) && notFound.length &&
-        notFound.every((u) => ['/v1/models/another', '/v1/models/ver'].some((p) => u.startsWith(p)) || (!eventsServed && u === '/v1/events'))) return;
-    errors.push('console: ' + m.text());
-  });
+        notFound.every((u) => ['/v1/models/another', '/v1/models/ver'].some((p) => u.startsWith(p)) || (!eventsServed && u === '/v1/events'))) return null;
+    return m.text();
+  }
+  const isForeign = (u) => !u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:' + origin + '/');
+  // Every page the test opens: requests to other hosts, script errors, console errors.
+  function watch(p, label, sink = { foreign, errors, notFound }) {
+    p.on('request', (r) => { if (isForeign(r.url())) sink.foreign.push(r.url()); });
+    p.on('pageerror', (e) => sink.errors.push(`pageerror${label}: ${e.message}`));
+    p.on('response', (r) => { if (r.status() === 404) sink.notFound.push(new URL(r.url()).pathname); });
+    p.on('console', (m) => { const f = consoleFault(m); if (f) sink.errors.push(`console${label}: ${f}`); });
+  }
+  watch(page, '');
 
   try {
     // -- the page, its token prompt --------------------------------------------------
@@ -200,10 +208,11 @@ async function main() {
       /log scale/.test(await page.getAttribute(`${card} .plot`, 'aria-label')));
     const before = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
     await page.uncheck('#log-scale');
-    await sleep(300);
+    // (until the page has drawn it: the frame it is drawn in is the page's to pick)
+    const linear = await waitFor(async () => !/log scale/.test(await page.getAttribute(`${card} .plot`, 'aria-label')) &&
+      await page.evaluate(() => ET.idle()), 10000);
     const after = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
-    check('the log-scale toggle redraws the chart on a linear scale', before !== after &&
-      !/log scale/.test(await page.getAttribute(`${card} .plot`, 'aria-label')));
+    check('the log-scale toggle redraws the chart on a linear scale', !!linear && before !== after);
     await page.screenshot({ path: path.join(OUT, 'dashboard-linear.png'), fullPage: true });
     await page.check('#log-scale');
 
@@ -232,8 +241,9 @@ async function main() {
     // -- issue 17: validation, divergence, comparison, smoothing, jobs, export ---------------
     check('the page opens an EventSource on GET /v1/events', streams.length > 0, streams.slice(0, 2).join(' '));
     {
-      // No polling while the stream is up: for 3 s of training, the page sends no request at
-      // all (any poll, of the list, a model or its loss, fails this) and still draws the new points.
+      // No polling while the stream is up: for 3 s of training and until the page shows every
+      // step the daemon took, the page sends no request at all (any poll, of the list, a model
+      // or its loss, fails this) and still draws the new points.
       const quiet = [];
       const spy = (r) => { if (!/\/v1\/events/.test(r.url())) quiet.push(new URL(r.url()).pathname); };
       const p0 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
@@ -243,13 +253,15 @@ async function main() {
       const tEnd = Date.now() + 3000;
       let calls = 0;
       while (Date.now() < tEnd) { await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 1, batch_size: 64 }); calls++; }
-      await sleep(500);
+      const quietStep = (await api('GET', '/v1/models/sine')).step;
+      const caughtUp = await waitFor(async () => Number(await page.getAttribute(card, 'data-step')) === quietStep, 15000);
       page.off('request', spy);
       const p1 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
       const rec1 = await page.evaluate(() => Object.assign({}, window.__esRecords));
       const secs = (Date.now() - t0) / 1000;
-      check('no polling while the stream is up: 3 s of training, no request, new points drawn', quiet.length === 0 && p1 > p0,
-        `${quiet.length} requests (${[...new Set(quiet)].slice(0, 4).join(', ')}), points ${p0} → ${p1}`);
+      check('no polling while the stream is up: 3 s of training, no request, new points drawn', quiet.length === 0 && p1 > p0 && !!caughtUp,
+        `${quiet.length} requests (${[...new Set(quiet)].slice(0, 4).join(', ')}), points ${p0} → ${p1}, ` +
+        `page step ${await page.getAttribute(card, 'data-step')} vs daemon ${quietStep}`);
       // the page asks for ?coalesce=0.25: its steps come in "events" records, at most one per 0.25 s
       const nEv = (rec1.events || 0) - (rec0.events || 0), nStep = (rec1.step || 0) - (rec0.step || 0);
       check('the stream is coalesced: the steps come in "events" records, at most 4 a second',
@@ -293,11 +305,22 @@ async function main() {
       `legend ${cmpLegend.join(' | ')}, ${cmpInk} pixels`);
     // the smoothing slider changes the drawn path
     const p0 = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
+    // (the drawn smoothed series, read from the chart, must be the EMA of the raw one)
+    const drawnSmooth = () => page.evaluate((name) => { const u = ET.state.models.get(name).chart; return { raw: u.data[2], sm: u.data[1] }; }, 'sine');
     await page.fill('#smoothing', '0.95');
     await page.dispatchEvent('#smoothing', 'input');
-    await sleep(400);
+    await waitFor(() => page.evaluate(() => ET.idle()), 10000);
     const p1 = await page.evaluate((sel) => document.querySelector(sel).toDataURL(), `${card} .plot canvas`);
-    check('the smoothing slider changes the drawn path', p0 !== p1 && (await page.textContent('#smoothing-value')) === '0.95');
+    const ds = await drawnSmooth();
+    // TensorBoard's debiased EMA, computed here in double precision from the drawn raw values
+    let ema = 0, k = 0, worst = 0;
+    ds.raw.forEach((y, i) => {
+      if (y === null) return;
+      ema = ema * 0.95 + 0.05 * y; k++;
+      worst = Math.max(worst, Math.abs(ds.sm[i] - ema / (1 - Math.pow(0.95, k))) / Math.abs(ema / (1 - Math.pow(0.95, k))));
+    });
+    check('the smoothing slider changes the drawn path (to the EMA with the new weight)', p0 !== p1 &&
+      (await page.textContent('#smoothing-value')) === '0.95' && k > 100 && worst < 1e-9, `${k} points, worst relative error ${worst}`);
     await page.screenshot({ path: path.join(OUT, 'dashboard-1400x900.png'), fullPage: false });
     // the model page: a running job and its cancel button
     const big = [];
@@ -380,11 +403,12 @@ async function main() {
     const rlr = await range('#detail-lr');
     check('... on the learning-rate chart too', rlr.zoomed === '0' && rlr.max === lastStep, `${rlr.min}..${rlr.max}`);
     await page.click('#pan-left');
-    const panned = await range('#detail-chart');
+    const panned = await waitFor(async () => { const r = await range('#detail-chart'); return r.zoomed === '1' ? r : null; }, 5000) ||
+      await range('#detail-chart');
     check('the pan button moves the range left by a quarter', panned.zoomed === '1' &&
       Math.abs(panned.min - (full.min - (lastStep - full.min) / 4)) < 1e-6 && Math.abs(panned.max - (lastStep - (lastStep - full.min) / 4)) < 1e-6, `${panned.min}..${panned.max}`);
     await page.click('#zoom-reset');
-    check('"Reset zoom" goes back to every point', (await range('#detail-chart')).zoomed === '0');
+    check('"Reset zoom" goes back to every point', !!(await waitFor(async () => (await range('#detail-chart')).zoomed === '0', 5000)));
 
     // -- the x axis: step, wall time, relative time (as TensorBoard) ------------------------
     // (uPlot draws axis titles on the canvas: the chart's text alternative names the axis)
@@ -469,11 +493,19 @@ async function main() {
     const asking = await waitFor(() => page.isVisible('#confirm'), 5000);
     check('"Roll back" asks for a confirmation first', !!asking && /version 1/.test(await page.textContent('#confirm-title')) &&
       (await page.evaluate(() => document.activeElement && document.activeElement.id)) === 'confirm-ok');
+    const axDialog = await V.unnamedControls(page);
+    check('the confirmation dialog and its buttons have accessible names', axDialog.unnamed.length === 0,
+      axDialog.unnamed.slice(0, 4).join(' | '));
+    const rollbackAsked = [];
+    const rbSpy = (r) => { if (r.method() === 'POST' && /\/v1\/models\/ver\/(versions\/\d+\/)?rollback/.test(r.url())) rollbackAsked.push(r.url()); };
+    page.on('request', rbSpy);
     await page.keyboard.press('Escape');
     await waitFor(async () => !(await page.isVisible('#confirm')), 5000);
-    await sleep(300);
-    check('cancelling the confirmation (Escape) rolls nothing back', (await api('GET', '/v1/models/ver')).step === 20 &&
-      /cancelled/.test(await page.textContent('#versions-result')));
+    // (the page says "cancelled" once it has decided not to roll back)
+    const saidCancelled = await waitFor(async () => /cancelled/.test(await page.textContent('#versions-result')), 10000);
+    page.off('request', rbSpy);
+    check('cancelling the confirmation (Escape) rolls nothing back', !!saidCancelled && rollbackAsked.length === 0 &&
+      (await api('GET', '/v1/models/ver')).step === 20, `said ${await page.textContent('#versions-result')}; rollback requests ${rollbackAsked.length}`);
     await page.click(vbtn(1, 'rollback'));
     await waitFor(() => page.isVisible('#confirm'), 5000);
     await page.click('#confirm-ok');
@@ -526,6 +558,61 @@ async function main() {
     }));
     check('headings and labels are in place', headings.h1 === 1 && headings.h3 === 3 && headings.unlabelled === 0,
       JSON.stringify(headings));
+    await waitFor(async () => Number(await page.getAttribute(`${card} .plot`, 'data-series')) > 0 && await page.evaluate(() => ET.idle()), 10000);
+    const axOverview = await V.unnamedControls(page);
+    check('every control, link and chart of the overview has an accessible name (Chromium\'s accessibility tree)',
+      axOverview.count >= 15 && axOverview.unnamed.length === 0, `${axOverview.count} checked; unnamed: ${axOverview.unnamed.slice(0, 4).join(' | ')}`);
+    // keyboard: Tab reaches the skip link, every header control and each card's compare box
+    // and link, in reading order; the skip link shows when focused
+    const path1 = await V.tabPath(page, 24);
+    const want1 = ['a.skip', '#home', '#log-scale', '#x-axis', '#smoothing', '#interval', '#show-token',
+      'input.compare-pick@boom', 'a@boom', 'input.compare-pick@sine', 'a@sine', 'input.compare-pick@val', 'a@val'];
+    const at1 = want1.map((w) => path1.indexOf(w));
+    check('the keyboard reaches every control in reading order (Tab)', at1.every((i, k) => i >= 0 && (k === 0 || i > at1[k - 1])),
+      path1.join(' → '));
+    await page.focus('a.skip');
+    const skipBox = await page.$eval('a.skip', (a) => { const r = a.getBoundingClientRect(); return { x: r.x, w: r.width }; });
+    check('the skip link shows when it has the focus', skipBox.x >= 0 && skipBox.w > 0, JSON.stringify(skipBox));
+    // ... and operates them: arrow keys move the smoothing slider, Space ticks a compare box,
+    // Enter on a model's name opens its page
+    const sm0 = await page.inputValue('#smoothing');
+    await page.focus('#smoothing');
+    await page.keyboard.press('ArrowLeft');
+    const sm1 = await page.inputValue('#smoothing');
+    check('the arrow keys move the smoothing slider (and the value shown follows)', Math.abs(Number(sm0) - Number(sm1) - 0.01) < 1e-9 &&
+      (await page.textContent('#smoothing-value')) === Number(sm1).toFixed(2), `${sm0} → ${sm1}`);
+    await page.keyboard.press('ArrowRight');
+    await page.focus(`${card} .compare-pick`);
+    await page.keyboard.press('Space');
+    const picked = await waitFor(async () => (await page.getAttribute('#compare-chart', 'data-series')) === '1' && await page.isVisible('#compare'), 5000);
+    await page.keyboard.press('Space');
+    const unpicked = await waitFor(async () => !(await page.isVisible('#compare')), 5000);
+    check('Space on a compare box overlays the model, and again removes it', !!picked && !!unpicked);
+    await page.focus(`${card} .name a`);
+    await page.keyboard.press('Enter');
+    const opened = await waitFor(async () => (await page.isVisible('#detail')) && (await page.textContent('#detail-title')) === 'sine', 5000);
+    check('Enter on a model\'s name opens its page', !!opened, await page.evaluate(() => location.hash));
+    await waitFor(async () => Number(await page.getAttribute('#detail-chart', 'data-points')) > 0 && await page.evaluate(() => ET.idle()), 10000);
+    const axDetail = await V.unnamedControls(page);
+    check('every control, table and chart of the model page has an accessible name',
+      axDetail.count >= 15 && axDetail.unnamed.length === 0, `${axDetail.count} checked; unnamed: ${axDetail.unnamed.slice(0, 4).join(' | ')}`);
+    const path2 = await V.tabPath(page, 40);
+    const want2 = ['#home', '#pan-left', '#pan-right', '#zoom-reset', '#export-csv', '#export-json', '#detail-chart',
+      '#freeze-label', '#freeze-serve', '#eval-inputs', '#eval-targets'];
+    const at2 = want2.map((w) => path2.indexOf(w));
+    check('on the model page the keyboard reaches the chart tools, the chart and the forms in reading order',
+      at2.every((i, k) => i >= 0 && (k === 0 || i > at2[k - 1])), path2.join(' → '));
+    // the chart itself: ← pans by a quarter, Escape goes back to every point
+    const kr0 = await range('#detail-chart');
+    await page.focus('#detail-chart');
+    await page.keyboard.press('ArrowLeft');
+    const kr1 = await waitFor(async () => { const r = await range('#detail-chart'); return r.zoomed === '1' ? r : null; }, 5000);
+    const kspan = kr0.max - kr0.min;
+    check('← on the focused chart pans it left by a quarter', !!kr1 && Math.abs(kr1.min - (kr0.min - kspan / 4)) < 1e-6 &&
+      Math.abs(kr1.max - (kr0.max - kspan / 4)) < 1e-6, kr1 ? `${kr0.min}..${kr0.max} → ${kr1.min}..${kr1.max}` : 'not moved');
+    await page.keyboard.press('Escape');
+    check('Escape on the chart resets the zoom', !!(await waitFor(async () => (await range('#detail-chart')).zoomed === '0', 5000)));
+    await page.goto(d.url + '/');
 
     // -- the stream survives a daemon restart: EventSource reconnects with Last-Event-ID ------
     await page.goto(d.url + '/');
@@ -535,9 +622,13 @@ async function main() {
     const beforeStep = (await api('GET', '/v1/models/sine')).step;
     await waitFor(async () => Number(await page.getAttribute(card, 'data-step')) === beforeStep, 10000);
     const port = new URL(d.url).port;
-    const resumed = [];
-    // (allHeaders: request.headers() leaves out what the network stack adds, as Last-Event-ID)
-    const idSpy = async (r) => { if (/\/v1\/events/.test(r.url()) && r.status() === 200) resumed.push((await r.request().allHeaders())['last-event-id'] || '(none)'); };
+    const resumed = [], reading = [];
+    // (allHeaders: request.headers() leaves out what the network stack adds, as Last-Event-ID;
+    // it answers later, so the answers are awaited before they are judged)
+    const idSpy = (r) => {
+      if (/\/v1\/events/.test(r.url()) && r.status() === 200)
+        reading.push(r.request().allHeaders().then((h) => resumed.push(h['last-event-id'] || '(none)'), () => resumed.push('(unreadable)')));
+    };
     page.on('response', idSpy);
     restarting = true;
     d.proc.removeAllListeners('exit');
@@ -548,8 +639,9 @@ async function main() {
     oldDirs.push(d.dir);
     d = await B.startDaemon(['--listen', '127.0.0.1:' + port, '--data-dir', path.join(d.dir, 'data')], TOKEN);
     await B.ready(d);
-    const reconnected = await waitFor(async () => (await page.getAttribute("#status", "data-live")) === "stream", 20000);
+    const reconnected = await waitFor(async () => (await page.getAttribute("#status", "data-live")) === "stream", 30000);
     page.off('response', idSpy);
+    await Promise.all(reading);
     check("the EventSource reconnects by itself, sending Last-Event-ID", !!reconnected && resumed.length > 0 && /^\d+$/.test(resumed[0]),
       `streams answered after the restart: ${resumed.length}, Last-Event-ID ${resumed.join(', ')}`);
     await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32 });
@@ -562,7 +654,7 @@ async function main() {
     const noEs = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     await noEs.addInitScript((t) => { delete window.EventSource; localStorage.setItem('easytorch.token', t); }, TOKEN);
     const np = await noEs.newPage();
-    np.on('pageerror', (e) => errors.push('pageerror (no EventSource): ' + e.message));
+    watch(np, ' (no EventSource)');
     const npPolls = [], npSince = [];
     np.on('request', (r) => {
       const u = new URL(r.url());
@@ -571,12 +663,14 @@ async function main() {
     });
     await np.goto(d.url + '/');
     await waitFor(() => np.$(card), 10000);
+    // three rounds of training, each followed until the page shows the daemon's step (which
+    // only a poll can bring it)
+    let npStep = null, npCaught = true;
     for (let i = 0; i < 3; i++) {
       await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 2, batch_size: 32 });
-      await sleep(1200);
+      npStep = (await api('GET', '/v1/models/sine')).step;
+      npCaught = npCaught && !!(await waitFor(async () => Number(await np.getAttribute(card, 'data-step')) === npStep, 20000));
     }
-    const npStep = (await api('GET', '/v1/models/sine')).step;
-    const npCaught = await waitFor(async () => Number(await np.getAttribute(card, 'data-step')) === npStep, 10000);
     const ks = npSince.filter((k) => k !== null).map(Number);
     check('without EventSource the page polls and keeps up, asking only for new points (?since=K, K never going back and growing)',
       (await np.getAttribute('#status', 'data-live')) === 'polling' && npPolls.length >= 3 && !!npCaught &&
@@ -587,7 +681,7 @@ async function main() {
     // -- a phone ----------------------------------------------------------------------------
     const phone = await browser.newContext({ viewport: { width: 400, height: 800 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     const pp = await phone.newPage();
-    pp.on('request', (r) => { const u = r.url(); if (!u.startsWith(origin + '/') && !u.startsWith('data:') && !u.startsWith('blob:' + origin + '/')) foreign.push(u); });
+    watch(pp, ' (phone)');
     await pp.goto(d.url + '/');
     await pp.evaluate((t) => localStorage.setItem('easytorch.token', t), TOKEN);
     await pp.reload();
@@ -596,11 +690,27 @@ async function main() {
     const overflow = await pp.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check('on a phone the page fits the width', !!phoneCard && overflow <= 0, `overflow ${overflow}px`);
     await pp.screenshot({ path: path.join(OUT, 'dashboard-400x800.png'), fullPage: true });
+    const phoneShot = V.pngSize(path.join(OUT, 'dashboard-400x800.png'));
+    check('the 400×800 screenshot is saved (full page, 2× pixels)', !!phoneShot && phoneShot.width === 800 && phoneShot.height >= 1600,
+      JSON.stringify(phoneShot));
+    // the model page on the phone: the charts, tables and forms fit too (the versions table scrolls in its box)
+    await pp.goto(d.url + '/#model=sine');
+    const phoneDetail = await waitFor(async () => Number(await pp.getAttribute('#detail-chart', 'data-points')) > 0 &&
+      await pp.evaluate(() => ET.idle()), 10000);
+    const detailOverflow = await V.overflowX(pp);
+    check('on a phone the model page fits the width', !!phoneDetail && detailOverflow <= 0, `overflow ${detailOverflow}px`);
+    await pp.screenshot({ path: path.join(OUT, 'dashboard-model-400x800.png'), fullPage: true });
     await phone.close();
 
+    // -- the system's dark theme, a 4K screen; the error checks can fail --------------------------
+    await V.themesAndScreens({ browser, url: d.url, token: TOKEN, card, page, watch, out: OUT, check, waitFor });
     check('nothing is loaded from anywhere but the daemon', foreign.length === 0, foreign.slice(0, 5).join(' '));
     check('no script errors', errors.length === 0, errors.concat(notFound).slice(0, 5).join(' | '));
-    console.log(`screenshots: ${path.join(OUT, 'dashboard-wide.png')}, dashboard-linear.png, dashboard-1400x900.png, dashboard-model-1400x900.png, dashboard-versions-1400x900.png, dashboard-400x800.png`);
+    const wide = V.pngSize(path.join(OUT, 'dashboard-1400x900.png'));
+    check('the 1400×900 screenshot is saved', !!wide && wide.width === 1400 && wide.height === 900, JSON.stringify(wide));
+    console.log(`screenshots in ${OUT}: dashboard-wide.png, dashboard-linear.png, dashboard-1400x900.png, dashboard-model-1400x900.png, ` +
+      'dashboard-versions-1400x900.png, dashboard-400x800.png, dashboard-model-400x800.png, dashboard-dark-1400x900.png, ' +
+      'dashboard-model-dark-1400x900.png, dashboard-3840x2160.png');
   } catch (e) {
     check('the test ran to its end', false, e.stack || String(e));
   } finally {
