@@ -11,11 +11,20 @@
 // script drops ?coalesce= from its EventSource URL: one record per event, as before the
 // daemon coalesced for the page), side by side in one run.
 //
+// --baseline-dir DIR: the dashboard's files from DIR (another version of clients/dashboard,
+// e.g. `git archive main clients/dashboard | tar -x -C /tmp/base`), served to the page in
+// place of the daemon's own (the browser answers the page's requests for them; same origin,
+// same daemon, same models), measured while training alternately with the daemon's page,
+// --rounds times each: a before/after in one run, on the same machine load.
+//
 //   node benchmarks/dashboard_smooth.mjs --easytorchd build/src/server/easytorchd \
-//        [--models 100] [--seconds 20] [--json FILE]
+//        [--models 100] [--seconds 20] [--json FILE] [--trace FILE]
+//        [--baseline-dir DIR [--rounds 2] [--baseline-trace FILE]]
+// (benchmarks/trace_summary.mjs FILE sums up a trace)
 //
 // Uses tests/clients' playwright-core (npm ci there) and Debian's /usr/bin/chromium.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +37,10 @@ const N = Number(B.opt('--models', '100'));
 const SECONDS = Number(B.opt('--seconds', '20'));
 const JSON_OUT = B.opt('--json', '');
 const TRACE = B.opt('--trace', '');   // a Chromium trace of the (coalesced) training phase
+const BASE_DIR = B.opt('--baseline-dir', '');
+const BASE_TRACE = B.opt('--baseline-trace', '');   // a trace of the baseline page's first round
+const ROUNDS = Number(B.opt('--rounds', BASE_DIR ? '2' : '1'));
+const uptime = () => { try { return execFileSync('uptime', { encoding: 'utf8' }).trim(); } catch (e) { return loadavg().join(' '); } };
 
 // CPU seconds (user + system) a process and its threads used so far.
 function cpuSeconds(pid) {
@@ -46,6 +59,11 @@ const pct = (xs, q) => { const s = xs.slice().sort((a, b) => a - b); return s.le
 async function main() {
   const chromium = await B.loadChromium(clients, ['playwright-core', 'uplot']);
   if (!chromium) return B.finish();
+  if (BASE_DIR && !existsSync(path.join(BASE_DIR, 'index.html'))) {
+    B.check('--baseline-dir has an index.html', false, BASE_DIR);
+    return B.finish();
+  }
+  console.log(`uptime at the start: ${uptime()}`);
   const d = await B.startDaemon([]);
   const api = async (method, p, body) => {
     const r = await fetch(d.url + p, { method, body: body ? JSON.stringify(body) : undefined,
@@ -72,9 +90,17 @@ async function main() {
     const errors = [];
     let requests = 0, counting = false;
     let page = null, context = null, cdp = null;
-    async function open(uncoalesced) {
+    async function open(uncoalesced, dir) {
       if (context) await context.close();
       context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+      if (dir) {
+        // the page's own files from dir (the API requests still go to the daemon)
+        const files = new Set(readdirSync(dir));
+        const origin = new URL(d.url).origin;
+        const fileOf = (u) => (u.origin !== origin ? null : u.pathname === '/' ? 'index.html'
+          : files.has(u.pathname.slice(1)) ? u.pathname.slice(1) : null);
+        await context.route((u) => fileOf(u) !== null, (route) => route.fulfill({ path: path.join(dir, fileOf(new URL(route.request().url()))) }));
+      }
       if (uncoalesced) await context.addInitScript(() => {
         const ES = window.EventSource;
         window.EventSource = function (url, o) { return new ES(String(url).replace(/coalesce=[^&]*&?/, '').replace(/\?$/, ''), o); };
@@ -167,26 +193,36 @@ async function main() {
         calls++;
       }
     };
-    let trainers = [trainer(0), trainer(1)];
-    await sleep(3000);   // warm up: every card has points, the stream (or polling) runs
-    if (TRACE) await browser.startTracing(page, { path: TRACE, screenshots: false,
-      categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'blink', 'cc', 'gpu'] });
-    const busyR = await measure('training');
-    if (TRACE) await browser.stopTracing();
-    training = false;
-    await Promise.all(trainers);
-    busyR.train_calls = calls;
+    // one training measurement of a page: open it, warm up 3 s (every card has points, the
+    // stream or polling runs), measure
+    async function trained(label, uncoalesced, dir, trace) {
+      await open(uncoalesced, dir);
+      calls = 0;
+      training = true;
+      const trainers = [trainer(0), trainer(1)];
+      await sleep(3000);
+      if (trace) await browser.startTracing(page, { path: trace, screenshots: false,
+        categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'blink', 'cc', 'gpu'] });
+      const r = await measure(label);
+      if (trace) await browser.stopTracing();
+      training = false;
+      await Promise.all(trainers);
+      r.train_calls = calls;
+      return r;
+    }
+    const busyR = await trained('training', false, '', TRACE);
+    const runs = [busyR];
+    if (BASE_DIR) {
+      // before/after in one run: the baseline page and this one, alternately
+      for (let i = 0; i < ROUNDS; i++) {
+        runs.push(await trained(`training, baseline page (${BASE_DIR}), round ${i + 1}`, false, BASE_DIR, i === 0 ? BASE_TRACE : ''));
+        if (i + 1 < ROUNDS) runs.push(await trained(`training, round ${i + 2}`, false, ''));
+      }
+    }
     // the same with one EventSource record per event (the page before ?coalesce=)
-    await open(true);
-    calls = 0;
-    training = true;
-    trainers = [trainer(0), trainer(1)];
-    await sleep(3000);
-    const plain = await measure('training, uncoalesced stream');
-    training = false;
-    await Promise.all(trainers);
-    plain.train_calls = calls;
-    const r = { idle, training: busyR, training_uncoalesced: plain, page_errors: errors.length };
+    const plain = await trained('training, uncoalesced stream', true, '');
+    console.log(`uptime at the end: ${uptime()}`);
+    const r = { idle, training: busyR, training_uncoalesced: plain, runs, page_errors: errors.length };
     if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(r, null, 1) + '\n');
     B.check('measured', busyR.frames > 0 && errors.length === 0, errors.slice(0, 3).join(' | '));
   } catch (e) {
