@@ -122,9 +122,11 @@ export async function themesAndScreens(t) {
     const vp = await ctx.newPage();
     watch(vp, ` (${label})`);
     await vp.goto(url + '/');
-    const drawn = await waitFor(async () => Number(await vp.getAttribute(`${card} .plot`, 'data-series')) > 0 &&
-      await vp.evaluate(() => ET.idle()), 15000);
-    check(`${label}: the page draws the models`, !!drawn && (await vp.$$('#models article')).length === 3);
+    const drawn = await waitFor(async () => !!(await vp.$(`${card} .plot[data-series]`)) &&
+      await vp.evaluate(() => ET.idle()), 30000);
+    check(`${label}: the page draws the models`, !!drawn && (await vp.$$('#models article')).length === 3,
+      `${(await vp.$$('#models article')).length} cards; status: ${await vp.textContent('#status')}`);
+    if (!drawn) { await ctx.close(); continue; }
     const text = await contrastOf(vp, `${card} .stats dd`), muted = await contrastOf(vp, `${card} .caption`);
     check(`${label}: text and muted text are readable (contrast at least 4.5:1, WCAG AA)`, text.ratio >= 4.5 && muted.ratio >= 4.5,
       `text ${text.ratio.toFixed(1)}:1 on rgb(${text.bg}), muted ${muted.ratio.toFixed(1)}:1`);
@@ -161,7 +163,8 @@ export async function themesAndScreens(t) {
       size.height === opts.viewport.height, `${shot}: ${JSON.stringify(size)}`);
     if (opts.colorScheme === 'dark') {
       await vp.goto(url + '/#model=val');
-      await waitFor(async () => Number(await vp.getAttribute('#detail-chart', 'data-points')) > 0 && await vp.evaluate(() => ET.idle()), 10000);
+      await waitFor(async () => Number(await vp.getAttribute('#detail-chart', 'data-points', { timeout: 1000 }).catch(() => 0)) > 0 &&
+        await vp.evaluate(() => ET.idle()), 15000);
       await vp.screenshot({ path: path.join(out, 'dashboard-model-dark-1400x900.png'), fullPage: true });
     }
     await ctx.close();
