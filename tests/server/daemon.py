@@ -345,6 +345,33 @@ class Daemon:
         return self.ok("POST", "/v1/models/%s/predict" % name, {"inputs": inputs})["outputs"]
 
 
+def module_fixture(module_globals, make=None, also=()):
+    """setUpModule and tearDownModule for a test module whose tests share one daemon: before
+    the module's first test, `make()` (default: Daemon()) is started and set as the module's
+    global D (and as D of each module in `also`, whose helpers the tests reuse) and as
+    DaemonTestCase.daemon; after the last test it is stopped and its temp dir removed.  The
+    daemon is made at set-up, not at import, so importing a test module for its helpers
+    starts nothing and leaves nothing behind.
+
+        D = None
+        setUpModule, tearDownModule = dm.module_fixture(
+            globals(), lambda: Daemon(extra_args=["--job-threads", "2"]))
+    """
+    def set_up():
+        d = (make or Daemon)()
+        module_globals["D"] = d
+        for m in also:
+            m.D = d
+        d.start()
+        DaemonTestCase.daemon = d
+
+    def tear_down():
+        d = module_globals.get("D")
+        if d is not None:
+            d.cleanup()
+    return set_up, tear_down
+
+
 class DaemonTestCase(unittest.TestCase):
     """Base class: `daemon` is a class attribute set by setUpModule/setUpClass. After each
     test it checks that the daemon is still alive; if a test killed it, that test fails with

@@ -12,21 +12,10 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon as dm  # noqa: E402
-from daemon import Daemon, DaemonTestCase, flatten, shape_of  # noqa: E402
+from daemon import DaemonTestCase, flatten, shape_of  # noqa: E402
 
-D = None
-
-
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals())
 
 
 def mlp_spec(name, **over):

@@ -18,19 +18,8 @@ import test_api as A  # noqa: E402
 from test_api import (Base, X, Y, dashboard_assets, first, fresh, middle,  # noqa: E402
                       mlp_spec, parse_metrics)
 
-D = None
-
-
-def setUpModule():
-    global D
-    D = A.D = Daemon()  # test_api's helpers (Base, ...) use its D
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule (test_api's helpers use it)
+setUpModule, tearDownModule = dm.module_fixture(globals(), also=(A,))
 
 # ============================================================================ bad input
 class TestBadInput(Base):

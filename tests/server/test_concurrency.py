@@ -11,24 +11,13 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon as dm  # noqa: E402
-from daemon import Daemon, DaemonTestCase, f32  # noqa: E402
+from daemon import DaemonTestCase, f32  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchref import Reference, build_net, random_params, close_report, dict_close_report  # noqa: E402
 
-D = None
-
-
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals())
 
 
 MLP = [

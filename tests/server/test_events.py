@@ -15,24 +15,17 @@ import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon as dm  # noqa: E402
 from daemon import Daemon, DaemonTestCase  # noqa: E402
 from sse import Stream  # noqa: E402
 
-D = None
 MLP = [{"type": "Linear", "in_features": 2, "out_features": 4}, {"type": "Tanh"},
        {"type": "Linear", "in_features": 4, "out_features": 1}]
 
 
-def setUpModule():
-    global D
-    D = Daemon(extra_args=["--event-buffer", "64"])
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(
+    globals(), lambda: Daemon(extra_args=["--event-buffer", "64"]))
 
 
 _n = [0]

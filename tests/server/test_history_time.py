@@ -17,26 +17,18 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon as dm  # noqa: E402
 from daemon import Daemon, DaemonTestCase, run_tests  # noqa: E402
 from sse import Stream  # noqa: E402
 
-D = None
 MLP = [{"type": "Linear", "in_features": 2, "out_features": 4}, {"type": "Tanh"},
        {"type": "Linear", "in_features": 4, "out_features": 1}]
 X = [[i / 8, 1 - i / 8] for i in range(8)]
 Y = [[i / 8] for i in range(8)]
 
 
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals())
 
 
 _n = [0]

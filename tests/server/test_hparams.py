@@ -13,26 +13,18 @@ import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon as dm  # noqa: E402
 from daemon import Daemon, DaemonTestCase  # noqa: E402
 import torch  # noqa: E402
 from torchref import Reference, build_scheduler, close_report, random_params  # noqa: E402
 
-D = None
 RTOL, ATOL = 1e-4, 1e-5
 MLP = [{"type": "Linear", "in_features": 3, "out_features": 8}, {"type": "Tanh"},
        {"type": "Linear", "in_features": 8, "out_features": 2}]
 
 
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals())
 
 
 _counter = [0]

@@ -16,25 +16,14 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon as dm  # noqa: E402
-from daemon import Daemon, DaemonTestCase  # noqa: E402
+from daemon import DaemonTestCase  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
 RTOL, ATOL = 1e-4, 1e-5
-D = None
-
-
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals())
 
 
 _n = [0]

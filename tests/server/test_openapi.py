@@ -13,25 +13,17 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openapi_contract  # noqa: E402
+import daemon as dm  # noqa: E402
 from daemon import Daemon, DaemonTestCase, run_tests  # noqa: E402
 from openapi_contract import ContractError  # noqa: E402
 
-D = None
 SPEC = {"layers": [{"type": "Linear", "in_features": 2, "out_features": 3}, {"type": "ReLU"},
                    {"type": "Linear", "in_features": 3, "out_features": 1}],
         "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 3}
 
 
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals())
 
 
 class TestDocument(DaemonTestCase):

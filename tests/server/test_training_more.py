@@ -20,20 +20,9 @@ import torch  # noqa: E402
 import test_training as tt  # noqa: E402
 from torchref import Reference, close_report  # noqa: E402
 
-D = None
 
-
-def setUpModule():
-    global D
-    D = Daemon()
-    D.start()
-    DaemonTestCase.daemon = D
-    tt.D = D   # test_training's Base.make creates models on this daemon
-
-
-def tearDownModule():
-    if D is not None:
-        D.cleanup()
+D = None  # the module's daemon, made and started by setUpModule
+setUpModule, tearDownModule = dm.module_fixture(globals(), also=(tt,))
 
 
 MLP = tt.MLP
