@@ -32,7 +32,7 @@ const t0 = Math.min(...onMain.map((e) => e.ts)), t1 = Math.max(...onMain.map((e)
 const ms = (us) => (us / 1000).toFixed(1);
 
 // top-level tasks
-const top = onMain.filter((e) => e.cat && e.cat.split(',').includes('toplevel') && /RunTask/.test(e.name));
+const top = onMain.filter((e) => e.name === 'RunTask' || (e.cat && e.cat.split(',').includes('toplevel') && /RunTask/.test(e.name)));
 const wall = top.reduce((s, e) => s + (e.dur || 0), 0), cpu = top.reduce((s, e) => s + (e.tdur || 0), 0);
 const durs = top.map((e) => e.dur || 0).sort((a, b) => a - b);
 console.log(`${file}: ${ms(t1 - t0)} ms traced on the renderer's main thread (${main[0]})`);
@@ -45,7 +45,8 @@ console.log(`top-level tasks: ${top.length}, wall ${ms(wall)} ms, thread CPU ${m
 const kinds = ['FunctionCall', 'EventDispatch', 'TimerFire', 'FireAnimationFrame', 'ResizeObserver', 'IntersectionObserverController::computeIntersections',
   'UpdateLayoutTree', 'Layout', 'PrePaint', 'Paint', 'PaintImage', 'Layerize', 'UpdateLayer', 'CompositeLayers', 'Commit',
   'MinorGC', 'MajorGC', 'V8.GC_SCAVENGER', 'V8.GC_MARK_COMPACTOR', 'ParseHTML', 'EvaluateScript', 'v8.compile',
-  'ProxyMain::BeginMainFrame', 'ThreadProxy::BeginMainFrame'];
+  'ProxyMain::BeginMainFrame', 'ThreadProxy::BeginMainFrame', 'LayerTreeHost::DoUpdateLayers',
+  'ResponseBodyLoader::OnStateChange', 'Resource::appendData'];
 const byKind = new Map();
 for (const e of onMain) {
   if (!kinds.includes(e.name)) continue;
