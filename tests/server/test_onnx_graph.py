@@ -10,7 +10,8 @@ getitem 1 / -1, batch_first or not; TransformerEncoderLayer). Each file passes o
 (full_check), keeps the spec's input and output names and a symbolic batch, has every
 state_dict entry as an initializer of that name, and onnxruntime-web (node, run_ort.mjs)
 gives the daemon's predictions AND PyTorch's (test_graph.py's torch twin loaded with the
-model's parameters, eval mode) within 1e-5 for batches of 1 and 4.
+model's parameters, eval mode) within 1e-5 for batches of 1 and 4 (relative to the largest
+output where that exceeds 1).
 Usage: test_onnx_graph.py PATH/TO/easytorchd"""
 
 import json
@@ -178,7 +179,12 @@ class GraphExport(DaemonTestCase):
                     w = np.asarray(w, dtype=np.float64)
                     self.assertEqual(g.shape, w.shape, "%s %s vs %s" % (key, o, what))
                     err = float(np.max(np.abs(g - w))) if g.size else 0.0
-                    self.assertLessEqual(err, TOL, "%s output %s: onnxruntime vs %s" % (key, o, what))
+                    # 1e-5 for outputs of unit size, relative above: the attention case's
+                    # outputs reach ~40, where float32's spacing is 3.8e-6 and a different
+                    # summation order (onnxruntime's, oneDNN's under torch) moves a few ulps
+                    scale = max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
+                    self.assertLessEqual(err, TOL * scale, "%s output %s: onnxruntime vs %s "
+                                         "(max |output| %.3g)" % (key, o, what, scale))
 
     def test_graph_models_export(self):
         only = os.environ.get("OG_CASE")
