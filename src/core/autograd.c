@@ -169,6 +169,36 @@ static bool accumulate(et_tensor **slot, et_tensor *g, bool persist)
     return true;
 }
 
+static bool exclusive(const et_tensor *t)
+{
+    return t->contiguous && atomic_load_explicit(&t->refcount, memory_order_relaxed) == 1 &&
+           atomic_load_explicit(&t->storage->refcount, memory_order_relaxed) == 1;
+}
+
+/* accumulate(slot, g, false), consuming g: the first gradient of a node is
+ * moved into its slot (no reference taken and dropped, two atomic
+ * read-modify-writes per edge of the graph); a later one adds the slot's
+ * value into g when only g is ours to write (the slot shares its gradient
+ * with another input, as add's backward hands out), instead of a new sum
+ * (x + y == y + x in IEEE arithmetic: the same bits). */
+static bool accumulate_take(et_tensor **slot, et_tensor *g)
+{
+    et_tensor *s = *slot;
+    if (!s) {
+        *slot = g;
+        return true;
+    }
+    if (!exclusive(s) && exclusive(g) && g->dtype == s->dtype && et_same_shape(g, s)) {
+        etc_add_into(g, s);
+        *slot = g;
+        etc_release(s);
+        return true;
+    }
+    bool ok = accumulate(slot, g, false);
+    etc_release(g);
+    return ok;
+}
+
 /* A value the backward of t reads was overwritten in place after t was
  * made: its gradient would be silently wrong, so fail like PyTorch. */
 static bool versions_ok(const et_tensor *t)
@@ -303,6 +333,10 @@ et_status et_backward(et_tensor *root, et_tensor *grad)
             etc_release(g);
             continue;
         }
+        if (t->op == ETC_OP_NONE && !t->grad && exclusive(g)) {
+            t->grad = g;   /* a leaf's first gradient, nothing else sees it: moved into .grad */
+            continue;
+        }
         if (t->op == ETC_OP_NONE || t->retain_grad) {
             if (!accumulate(&t->grad, g, true))
                 st = et_errcode();
@@ -322,10 +356,12 @@ et_status et_backward(et_tensor *root, et_tensor *grad)
                 if (!etc_ops[t->op].backward(t, g, gin))
                     st = et_errcode() != ET_OK ? et_errcode() : ET_ERR_NOMEM;
                 for (int j = 0; j < t->nin; j++) {
-                    if (gin[j] && st == ET_OK && t->in[j]->requires_grad &&
-                        !accumulate(&t->in[j]->pgrad, gin[j], false))
-                        st = et_errcode();
-                    etc_release(gin[j]);
+                    if (gin[j] && st == ET_OK && t->in[j]->requires_grad) {
+                        if (!accumulate_take(&t->in[j]->pgrad, gin[j]))
+                            st = et_errcode();
+                    } else {
+                        etc_release(gin[j]);
+                    }
                 }
                 if (gin != gl)
                     free(gin);

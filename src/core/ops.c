@@ -46,6 +46,10 @@ static bool put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full)
 {
     if (!full)
         return false;
+    if (et_same_shape(full, out->in[i])) {   /* moved: no reference taken and dropped */
+        gin[i] = full;
+        return true;
+    }
     gin[i] = etc_unbroadcast(full, out->in[i]);
     etc_release(full);
     return gin[i] != NULL;
