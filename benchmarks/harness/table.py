@@ -26,6 +26,8 @@ def fmt_x(v):
 
 
 def target_text(row):
+    if row.get("target_text"):
+        return row["target_text"]
     parts = []
     if row.get("target") is not None:
         parts.append(f"≥ {row['target']:g}×")
