@@ -1,12 +1,14 @@
 /*
  * attention.c - F.dropout and scaled dot-product attention.
  *
- * Attention is composed of recorded ops (scale, matmul, mask add, softmax,
- * dropout, matmul), so its gradients are those ops' gradients: the same
- * graph torch 1.13's math implementation builds
+ * Attention is torch 1.13's math implementation
  * (aten/src/ATen/native/transformers/attention.cpp,
- * _scaled_dot_product_attention_math).  The work runs inside a pool of its
- * own, so the intermediates are freed here whatever pool the caller has.
+ * _scaled_dot_product_attention_math: scale, matmul, mask add, softmax,
+ * dropout, matmul).  Without attention weights it is one fused op with its
+ * own backward (sdpa.c); when the weights are asked for (they are a graph
+ * tensor of their own) it is composed of those recorded ops.  The work runs
+ * inside a pool of its own, so the intermediates are freed here whatever
+ * pool the caller has.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -101,6 +103,29 @@ static et_tensor *sdpa_impl(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor 
         for (int64_t i = 0; i < L; i++)
             for (int64_t j = 0; j < S; j++)
                 mask->data[i * S + j] = j > i ? -INFINITY : 0.0f;
+    }
+    if (!weights && dropout_p < 1.0f && q->dtype == ET_FLOAT32 && k->dtype == ET_FLOAT32 &&
+        v->dtype == ET_FLOAT32 && q->numel > 0 && k->numel > 0 && v->numel > 0) {
+        /* one fused op (sdpa.c); the mask has to broadcast to the scores
+         * [batch(q, k)..., L, S], as below */
+        int64_t bs[ET_MAX_DIMS], ss[ET_MAX_DIMS];
+        int nb = etc_broadcast_shape(q->shape, nq - 2, k->shape, nk - 2, bs);
+        if (nb >= 0 && nb + 2 <= ET_MAX_DIMS) {
+            bs[nb] = L;
+            bs[nb + 1] = S;
+            int ns = mask ? etc_broadcast_shape(bs, nb + 2, mask->shape, mask->ndim, ss) : nb + 2;
+            bool same = ns == nb + 2;
+            for (int d = 0; mask && same && d < ns; d++)
+                same = ss[d] == bs[d];
+            if (!same) {
+                et_set_error(ET_ERR_SHAPE, "%s: attn_mask %s does not broadcast to the "
+                             "attention scores %s", op,
+                             etc_shape_fmt(mask->shape, mask->ndim, b1, sizeof b1),
+                             etc_shape_fmt(bs, nb + 2, b2, sizeof b2));
+                return NULL;
+            }
+            return etc_sdpa(q, k, v, mask, 0, dropout_p, g);
+        }
     }
     et_tensor *qs = et_mul_scalar(q, (float)(1.0 / sqrt((double)E)));
     et_tensor *scores = qs ? et_matmul(qs, et_transpose(k, -2, -1)) : NULL;

@@ -63,6 +63,7 @@ typedef enum etc_op {
     ETC_OP_SCATTER, ETC_OP_SCATTER_VALUE, ETC_OP_SCATTER_ADD, ETC_OP_INDEX_ADD,
     /* linear.c: Linear fused with the activation after it */
     ETC_OP_LINEAR_RELU, ETC_OP_LINEAR_TANH, ETC_OP_LINEAR_SIGMOID,
+    ETC_OP_SDPA,                                        /* sdpa.c */
     ETC_OP_COUNT
 } etc_op;
 
@@ -362,6 +363,24 @@ et_tensor *etc_diagonal(et_tensor *a, int64_t offset, int dim1, int dim2);
 enum { ETC_ACT_NONE, ETC_ACT_RELU, ETC_ACT_TANH, ETC_ACT_SIGMOID };
 et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b);
 et_tensor *etc_linear_act(et_tensor *x, et_tensor *w, et_tensor *b, int act);
+/* Scaled dot-product attention as one op (sdpa.c): softmax(q kᵀ / sqrt(E)
+ * + mask), dropout p (0 <= p < 1) with g, times v; no per-head tensors,
+ * one GEMM per (batch, head) product through etc_gemm, the probabilities
+ * (and the dropout mask) kept for the backward.  heads == 0: q [..., L, E],
+ * k [..., S, E], v [..., S, Ev] (batch dims broadcast), mask (float,
+ * additive) broadcasting to [batch..., L, S] or NULL; result [batch..., L,
+ * Ev] contiguous.  heads == H > 0: q [N, L, H*hd], k [N, S, H*hd], v [N, S,
+ * H*hdv], any strides, head h the columns h*hd.. of each row (torch's
+ * view(.., H, hd)), mask broadcasting to [N*H, L, S]; result [N, L, H*hdv]
+ * contiguous (the heads merged back).  Shapes are the caller's to check;
+ * NULL + error only on NOMEM or sizes that do not fit int. */
+et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, int heads,
+                    float dropout_p, et_generator *g);
+/* One contiguous row of softmax / log_softmax, and its backward
+ * (reduce_basic.c; p != q, r distinct from y and dy). */
+void etc_softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm);
+void etc_softmax_back_row(const float *restrict y, const float *restrict dy, float *restrict r,
+                          int64_t D, bool logsm);
 /* Raw batched matmul of >=2-D operands (no graph). */
 et_tensor *etc_mm_raw(et_tensor *a, et_tensor *b);
 
@@ -429,7 +448,7 @@ ETC_BW(matmul);
 ETC_BW(reshape); ETC_BW(transpose); ETC_BW(permute); ETC_BW(expand);
 ETC_BW(select); ETC_BW(slice); ETC_BW(cat); ETC_BW(stack);
 ETC_BW(index_select); ETC_BW(gather); ETC_BW(where); ETC_BW(clone); ETC_BW(linear);
-ETC_BW(linear_act);
+ETC_BW(linear_act); ETC_BW(sdpa);
 /* ops_unary.c */
 ETC_BW(zero); ETC_BW(reciprocal); ETC_BW(rsqrt); ETC_BW(log1p); ETC_BW(expm1); ETC_BW(sin);
 ETC_BW(cos); ETC_BW(erf); ETC_BW(softplus); ETC_BW(elu); ETC_BW(silu); ETC_BW(mish);

@@ -394,7 +394,7 @@ ETC_BW(max_all)
  * input needs no check of its own: its exp is NaN, so the sum and every
  * output are NaN, as in PyTorch. */
 ETC_CLONES
-static void softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm)
+void etc_softmax_row(const float *restrict p, float *restrict q, int64_t D, bool logsm)
 {
     const int64_t Df = D & ~(int64_t)15;
     const int r = (int)(D - Df);
@@ -486,7 +486,7 @@ static et_tensor *softmax_impl(et_tensor *a, int dim, bool logsm)
                 pr = tmp;
                 qr = tmp + D;
             }
-            softmax_row(pr, qr, D, logsm);
+            etc_softmax_row(pr, qr, D, logsm);
             if (inner > 1)
                 for (int64_t k = 0; k < D; k++)
                     q[k * inner] = qr[k];
@@ -504,7 +504,7 @@ et_tensor *et_log_softmax(et_tensor *a, int dim) { return softmax_impl(a, dim, t
  * the elementwise loop vectorised (cloned; the cross-entropy of a small
  * model spent ~7% of its step in the scalar exp) */
 ETC_CLONES
-static void softmax_back_row(const float *restrict y, const float *restrict dy,
+void etc_softmax_back_row(const float *restrict y, const float *restrict dy,
                              float *restrict r, int64_t D, bool logsm)
 {
     double s = 0;
@@ -549,7 +549,7 @@ static bool softmax_back(et_tensor *out, et_tensor *g, et_tensor **gin, bool log
     int64_t outer, D, inner;
     split3(out, out->aux.i[0], &outer, &D, &inner);
     for (int64_t o = 0; inner == 1 && o < outer; o++)
-        softmax_back_row(out->data + o * D, gc->data + o * D, dx->data + o * D, D, logsm);
+        etc_softmax_back_row(out->data + o * D, gc->data + o * D, dx->data + o * D, D, logsm);
     for (int64_t o = 0; inner > 1 && o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * D * inner + i;

@@ -9,6 +9,7 @@
  * becomes 0 / -inf, which is what torch converts it to before it adds it.
  */
 #include "nn/module_internal.h"
+#include "core/core_internal.h"   /* etc_sdpa, etc_pooled */
 #include "easytorch/nn_attention.h"
 
 #include <math.h>
@@ -114,10 +115,17 @@ static et_tensor *mha_impl(et_module *m, et_tensor *query, et_tensor *key, et_te
                      "bool key_padding_mask)");
         return NULL;
     }
+    /* the fused attention op (core's etc_sdpa) unless the weights are wanted
+     * or add_zero_attn pads the folded heads */
+    float p = m->training ? c->o.dropout : 0.0f;
+    bool fused = !need_weights && !c->o.add_zero_attn && p < 1.0f;
+    bool self = query == key && key == value;
+    et_tensor *x_bf = batched && c->o.batch_first && self ? query : NULL;
     if (batched && c->o.batch_first) {
+        /* as torch: one transpose when query, key and value are one tensor */
         query = et_transpose(query, 0, 1);
-        key = key == value ? NULL : et_transpose(key, 0, 1);
-        value = et_transpose(value, 0, 1);
+        key = self ? query : key == value ? NULL : et_transpose(key, 0, 1);
+        value = self ? query : et_transpose(value, 0, 1);
         if (!key)
             key = value;
     } else if (!batched) {
@@ -158,10 +166,16 @@ static et_tensor *mha_impl(et_module *m, et_tensor *query, et_tensor *key, et_te
     if (c->same_dim) {
         et_tensor *w = nn_param(m, "in_proj_weight");
         if (query == key && key == value) {
-            /* self-attention: one GEMM, as torch's linear(q, w, b).chunk(3) */
-            et_tensor *qkv = et_linear(query, w, bias), *part[3];
+            /* self-attention: one GEMM, as torch's linear(q, w, b).chunk(3);
+             * batch_first for the fused op: on x itself (rows are rows: the
+             * same values), the chunks transposed as views */
+            bool bf = fused && x_bf && et_is_contiguous(x_bf);
+            et_tensor *qkv = et_linear(bf ? x_bf : query, w, bias), *part[3];
             if (!qkv || et_chunk(qkv, 3, -1, part, 3) != 3)
                 return NULL;
+            for (int i = 0; bf && i < 3; i++)
+                if (!(part[i] = et_transpose(part[i], 0, 1)))
+                    return NULL;
             q = part[0], k = part[1], v = part[2];
         } else {
             q = et_linear(query, et_slice(w, 0, 0, E, 1), bq);
@@ -232,11 +246,16 @@ static et_tensor *mha_impl(et_module *m, et_tensor *query, et_tensor *key, et_te
         if (!k || !v || (attn_mask && !am) || (kpm && !km))
             return NULL;
     }
-    q = heads(q, bsz, H, hd);
-    k = heads(k, bsz, H, hd);
-    v = heads(v, bsz, H, hd);
-    if (!q || !k || !v)
-        return NULL;
+    if (fused) {
+        S = et_size(k, 0);
+    } else {
+        q = heads(q, bsz, H, hd);
+        k = heads(k, bsz, H, hd);
+        v = heads(v, bsz, H, hd);
+        if (!q || !k || !v)
+            return NULL;
+        S = et_size(k, 1);
+    }
     if (c->o.add_zero_attn) {
         et_tensor *zk = et_zeros(ET_SHAPE(bsz * H, 1, hd)), *zv = et_zeros(ET_SHAPE(bsz * H, 1, hd));
         et_tensor *kk[2] = {k, zk}, *vv[2] = {v, zv};
@@ -248,8 +267,8 @@ static et_tensor *mha_impl(et_module *m, et_tensor *query, et_tensor *key, et_te
             km = pad_last(km);
         if (!k || !v || (attn_mask && !am) || (kpm && !km))
             return NULL;
+        S = et_size(k, 1);
     }
-    S = et_size(k, 1);
     if (km) {
         if (et_size(km, 0) != bsz || et_size(km, 1) != S) {
             et_set_error(ET_ERR_SHAPE, "expecting key_padding_mask shape of [%lld, %lld], but "
@@ -273,14 +292,26 @@ static et_tensor *mha_impl(et_module *m, et_tensor *query, et_tensor *key, et_te
     }
 
     /* ---- attention ---- */
+    et_module *out_proj = m->children[0];
+    if (fused) {
+        /* [T, bsz, E] -> [bsz, T, E] views; the result [bsz, L, E] has the
+         * heads merged, the out-projection's rows as they are */
+        et_tensor *o = etc_pooled(etc_sdpa(et_transpose(q, 0, 1), et_transpose(k, 0, 1),
+                                           et_transpose(v, 0, 1), am, (int)H, p, c->g));
+        o = o ? out_proj->forward(out_proj, et_view(o, ET_SHAPE(bsz * L, E))) : NULL;
+        o = o ? et_view(o, ET_SHAPE(bsz, L, E)) : NULL;
+        if (!o)
+            return NULL;
+        if (!batched)
+            return et_squeeze(o, 0);
+        return c->o.batch_first ? o : et_transpose(o, 0, 1);
+    }
     et_tensor *w = NULL;
-    float p = m->training ? c->o.dropout : 0.0f;
     et_tensor *o = et_scaled_dot_product_attention(q, k, v, am, p, false, c->g,
                                                    need_weights ? &w : NULL);
     if (!o)
         return NULL;
     o = et_view(et_contiguous(et_transpose(o, 0, 1)), ET_SHAPE(L * bsz, E));
-    et_module *out_proj = m->children[0];
     o = o ? out_proj->forward(out_proj, o) : NULL;
     o = o ? et_view(o, ET_SHAPE(L, bsz, E)) : NULL;
     if (!o)

@@ -6,6 +6,7 @@
  * with a norm).
  */
 #include "nn/module_internal.h"
+#include "core/core_internal.h"   /* etc_linear_act, etc_pooled */
 #include "easytorch/nn_attention.h"
 
 #include <stdio.h>
@@ -54,9 +55,18 @@ static et_tensor *sa_block(et_module *m, et_tensor *x, et_tensor *mask, et_tenso
 static et_tensor *ff_block(et_module *m, et_tensor *x)
 {
     const enc_layer_cfg *c = m->impl;
-    et_tensor *h = run(m, C_LINEAR1, x);
-    if (h)
-        h = c->o.activation == ET_ACT_GELU ? et_gelu(h, false) : et_relu(h);
+    et_module *l1 = m->children[C_LINEAR1];
+    et_tensor *h;
+    if (c->o.activation == ET_ACT_RELU && x && et_ndim(x) >= 1 &&
+        et_size(x, -1) == et_size(l1->params.t[0], 1)) {
+        /* linear1 + ReLU as one op (core's etc_linear_act, as Sequential
+         * fuses them): the same values and gradients, a pass and a node fewer */
+        h = etc_pooled(etc_linear_act(x, l1->params.t[0], l1->params.t[1], ETC_ACT_RELU));
+    } else {
+        h = run(m, C_LINEAR1, x);
+        if (h)
+            h = c->o.activation == ET_ACT_GELU ? et_gelu(h, false) : et_relu(h);
+    }
     return run(m, C_DROPOUT2, run(m, C_LINEAR2, run(m, C_DROPOUT, h)));
 }
 

@@ -11,7 +11,7 @@
 
 #define EPS 1e-2
 #define TOL 1e-2
-#define MAXIN 3
+#define MAXIN 4
 
 typedef enum { D_ANY, D_POS, D_AWAY, D_DISTINCT, D_INDEX } domain;
 
@@ -111,8 +111,35 @@ static et_tensor *f_chain(et_tensor **x)
     return et_mean(et_mul(h, h), (int[]){0}, 1, false);
 }
 
+/* scaled dot-product attention, the fused op (sdpa.c) */
+static et_tensor *f_sdpa(et_tensor **x)
+{
+    return et_scaled_dot_product_attention(x[0], x[1], x[2], NULL, 0.0f, false, NULL, NULL);
+}
+static et_tensor *f_sdpa_mask(et_tensor **x)
+{
+    return et_scaled_dot_product_attention(x[0], x[1], x[2], x[3], 0.0f, false, NULL, NULL);
+}
+static et_tensor *f_sdpa_causal(et_tensor **x)
+{
+    return et_scaled_dot_product_attention(x[0], x[1], x[2], NULL, 0.0f, true, NULL, NULL);
+}
+/* heads folded in the last dim of seq-first [T, N, H*hd] inputs (as
+ * MultiheadAttention calls it), a [N*H, 1, S] mask */
+static et_tensor *f_sdpa_heads(et_tensor **x)
+{
+    return etc_pooled(etc_sdpa(et_transpose(x[0], 0, 1), et_transpose(x[1], 0, 1),
+                               et_transpose(x[2], 0, 1), x[3], 2, 0.0f, NULL));
+}
 
 static const gcase cases[] = {
+    {"sdpa", 3, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, {3, 3, 3}, {D_ANY, D_ANY, D_ANY}, f_sdpa},
+    {"sdpa_broadcast_mask", 4, {{2, 3, 3}, {1, 4, 3}, {4, 2}, {3, 4}}, {3, 3, 2, 2},
+     {D_ANY, D_ANY, D_ANY, D_ANY}, f_sdpa_mask},
+    {"sdpa_causal_4d", 3, {{1, 2, 4, 3}, {1, 2, 4, 3}, {1, 2, 4, 2}}, {4, 4, 4},
+     {D_ANY, D_ANY, D_ANY}, f_sdpa_causal},
+    {"sdpa_heads", 4, {{3, 2, 4}, {4, 2, 4}, {4, 2, 6}, {4, 1, 4}}, {3, 3, 3, 3},
+     {D_ANY, D_ANY, D_ANY, D_ANY}, f_sdpa_heads},
     {"add", 2, {{2, 3}, {3}}, {2, 1}, {D_ANY, D_ANY}, f_add},
     {"add_t", 2, {{3, 2}, {2, 1}}, {2, 2}, {D_ANY, D_ANY}, f_add_t},
     {"sub", 2, {{2, 1}, {1, 3}}, {2, 2}, {D_ANY, D_ANY}, f_sub},
@@ -225,7 +252,7 @@ START_TEST(test_finite_differences)
     const gcase *c = &cases[_i];
     et_pool_begin();
     et_generator *g = et_generator_new(1000 + (uint64_t)_i);
-    et_tensor *in[MAXIN] = {NULL, NULL, NULL};
+    et_tensor *in[MAXIN] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < c->nin; i++)
         in[i] = make_input(g, c, i);
     et_tensor *out = c->f(in);

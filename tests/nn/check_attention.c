@@ -86,6 +86,51 @@ START_TEST(test_sdpa_dropout_structure)
 }
 END_TEST
 
+/* Training-mode dropout of the fused op (no weights asked for) against the
+ * composed ops (weights asked for) from the same generator state: with an
+ * even L*S per batch item the fused op's per-item masks are the composed
+ * op's one mask over all items (each 64-bit draw decides two elements), so
+ * outputs and gradients agree to rounding; and the state moves on alike. */
+START_TEST(test_sdpa_fused_dropout_matches_composed)
+{
+    et_generator *g = et_generator_new(9);
+    et_tensor *q = randn(g, ET_SHAPE(3, 6, 4), true), *k = randn(g, ET_SHAPE(3, 8, 4), true);
+    et_tensor *v = randn(g, ET_SHAPE(3, 8, 5), true);
+    et_tensor *up = randn(g, ET_SHAPE(3, 6, 5), false);
+    uint64_t st0[4], st1[4], st2[4];
+    et_generator_get_state(g, st0);
+    float got[2][3 * 6 * 5], grads[2][3][3 * 8 * 5];
+    et_tensor *in[3] = {q, k, v};
+    for (int r = 0; r < 2; r++) {
+        et_generator_set_state(g, st0);
+        et_pool_begin();
+        et_tensor *w = NULL;
+        et_tensor *y = et_scaled_dot_product_attention(q, k, v, NULL, 0.3f, false, g,
+                                                       r ? &w : NULL);
+        ck_assert_ptr_nonnull(y);
+        ck_assert(r == 0 || w != NULL);
+        et_copy_to(y, got[r]);
+        ck_assert_int_eq(et_backward(y, up), ET_OK);
+        et_pool_end();
+        et_generator_get_state(g, r ? st2 : st1);
+        for (int i = 0; i < 3; i++) {
+            et_copy_to(et_grad(in[i]), grads[r][i]);
+            et_set_grad(in[i], NULL);
+        }
+    }
+    ck_assert(memcmp(st1, st2, sizeof st1) == 0);
+    for (int i = 0; i < 3 * 6 * 5; i++)
+        ck_close(got[0][i], got[1][i]);
+    for (int i = 0; i < 3; i++)
+        for (int64_t j = 0; j < et_numel(in[i]); j++)
+            ck_close(grads[0][i][j], grads[1][i][j]);
+    et_tensor *ts[] = {up, v, k, q};
+    for (int i = 0; i < 4; i++)
+        et_tensor_free(ts[i]);
+    et_generator_free(g);
+}
+END_TEST
+
 START_TEST(test_mha_names_train_eval)
 {
     et_generator *g = et_generator_new(7);
@@ -206,6 +251,7 @@ int main(void)
     TCase *tc = tcase_create("attention");
     tcase_add_test(tc, test_dropout_op);
     tcase_add_test(tc, test_sdpa_dropout_structure);
+    tcase_add_test(tc, test_sdpa_fused_dropout_matches_composed);
     tcase_add_test(tc, test_mha_names_train_eval);
     tcase_add_test(tc, test_mha_mixed_masks);
     tcase_add_test(tc, test_encoder_structure);

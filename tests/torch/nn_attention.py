@@ -212,6 +212,21 @@ def sdpa_cases(T):
          {"query": (2, 5, 4), "key": (2, 6, 4), "value": (2, 6, 4), "attn_mask": ((2, 5, 6), "float")}),
         ("sdpa float mask broadcast", {"type": "sdpa"},
          {"query": (2, 5, 4), "key": (2, 6, 4), "value": (2, 6, 4), "attn_mask": ((5, 6), "float")}),
+        # without the weights: the fused op (sdpa.c), gradients of the mask too
+        ("sdpa fused float mask (grad)", {"type": "sdpa"},
+         {"query": (2, 5, 4), "key": (2, 6, 4), "value": (2, 6, 4), "attn_mask": ((2, 5, 6), "float")}),
+        ("sdpa fused mask broadcast over batch and rows (grad)", {"type": "sdpa"},
+         {"query": (2, 3, 5, 8), "key": (2, 3, 7, 8), "value": (2, 3, 7, 3),
+          "attn_mask": ((3, 1, 7), "float")}),
+        ("sdpa fused 2d", {"type": "sdpa"}, {"query": (5, 4), "key": (3, 4), "value": (3, 6)}),
+        ("sdpa fused causal", {"type": "sdpa", "is_causal": True},
+         {"query": (2, 6, 4), "key": (2, 6, 4), "value": (2, 6, 4)}),
+        ("sdpa fused head dim 5 (scale not a power of two)", {"type": "sdpa"},
+         {"query": (3, 9, 5), "key": (3, 11, 5), "value": (3, 11, 5)}),
+        ("sdpa fused batch broadcast of q against k, v", {"type": "sdpa"},
+         {"query": (1, 4, 6, 4), "key": (2, 1, 7, 4), "value": (2, 4, 7, 5)}),
+        ("sdpa fused long rows", {"type": "sdpa"},
+         {"query": (2, 33, 16), "key": (2, 40, 16), "value": (2, 40, 16)}),
     ]
     for name, spec, inputs in C:
         attention_case(T, name, spec, inputs)
@@ -305,6 +320,24 @@ def mha_cases(T):
         ("mha batch 1", {**base, "self": True, "need_weights": True}, {"query": (L, 1, E)}),
         ("mha seq 1", {**base, "need_weights": True},
          {"query": (1, N, E), "key": (1, N, E), "value": (1, N, E)}),
+        # without the weights: the fused attention op, the heads read in place
+        ("mha fused float attn_mask 2d (grad)", {**base},
+         {"query": (L, N, E), "key": (S, N, E), "value": (S, N, E), "attn_mask": ((L, S), "float")}),
+        ("mha fused float attn_mask 3d (grad)", {**base, "self": True},
+         {"query": (L, N, E), "attn_mask": ((N * H, L, L), "float")}),
+        ("mha fused batch_first self masks", {**base, "batch_first": True, "self": True},
+         {"query": (N, L, E), "attn_mask": ((L, L), "bool"), "key_padding_mask": ((N, L), "bool")}),
+        ("mha fused float kpm", {**base, "kv_same": True},
+         {"query": (L, N, E), "key": (S, N, E), "key_padding_mask": ((N, S), "float")}),
+        ("mha fused add_bias_kv", {**base, "add_bias_kv": True, "batch_first": True},
+         {"query": (N, L, E), "key": (N, S, E), "value": (N, S, E),
+          "attn_mask": ((L, S), "float"), "key_padding_mask": ((N, S), "bool")}),
+        ("mha fused unbatched kpm", {**base, "self": True},
+         {"query": (L, E), "key_padding_mask": ((L,), "bool")}),
+        ("mha fused kdim vdim batch_first", {**base, "kdim": 5, "vdim": 3, "batch_first": True},
+         {"query": (N, L, E), "key": (N, S, 5), "value": (N, S, 3)}),
+        ("mha fused 4 heads", {"type": "MultiheadAttention", "embed_dim": 12, "num_heads": 4,
+                               "batch_first": True, "self": True}, {"query": (2, 9, 12)}),
     ]
     for name, spec, inputs in C:
         attention_case(T, name, spec, inputs)
