@@ -8,7 +8,8 @@
  * operands' own strides (so heads folded in the last dim of [N, L, H*hd]
  * projections are read in place, and the result is written with the heads
  * merged back), the scaled scores and the mask are added in the softmax's
- * row pass, and the dropout mask is drawn over the probabilities in place.
+ * row pass, and one dropout mask is drawn over all items' probabilities (the
+ * draws the composed ops' dropout of the whole weights tensor would make).
  * The node keeps the probabilities P (and the dropout mask D, already
  * scaled by 1 / (1 - p)); its backward is torch's math path's:
  *
@@ -210,7 +211,8 @@ et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, i
     et_tensor *out = etc_alloc(p.oshape, p.ond);
     /* kept for the backward: P, then (dropout) D */
     et_tensor *saved = rec ? etc_alloc(ET_SHAPE((drop ? 2 : 1) * p.B * LS)) : NULL;
-    et_tensor *scr = etc_alloc(ET_SHAPE(3 * LS + S));
+    int64_t nscr = S + (rec ? 0 : p.B * LS) + (drop ? (rec ? 1 : 2) * p.B * LS : 0);
+    et_tensor *scr = etc_alloc(ET_SHAPE(nscr));
     if (!out || (rec && !saved) || !scr) {
         etc_release(out);
         etc_release(saved);
@@ -219,18 +221,22 @@ et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, i
     }
     float keep = 1.0f - dropout_p;
     unsigned mode = etc_gemm_mode();
-    float *tmp = scr->data + 3 * LS;
+    int64_t BLS = p.B * LS;
+    float *tmp = scr->data, *at = scr->data + S;
+    float *P = rec ? saved->data : at;                      /* [B, L, S] */
+    if (!rec)
+        at += BLS;
+    float *PD = drop ? at : NULL;
+    float *D = drop ? (rec ? saved->data + BLS : at + BLS) : NULL;
     for (int64_t b = 0; b < p.B; b++) {
         int64_t o[T_COUNT];
         offsets(&p, b, o);
-        float *P = rec ? saved->data + b * LS : scr->data;
-        float *D = rec && drop ? saved->data + (p.B + b) * LS : scr->data + LS;
-        float *PD = scr->data + 2 * LS;
+        float *Pb = P + b * LS;
         /* scores: Q Kᵀ, B(l, j) = k[j, l] */
         gemm(L, S, p.E, q->data + o[T_Q], p.rs[T_Q], p.cs[T_Q], k->data + o[T_K], p.cs[T_K],
-             p.rs[T_K], P, S, mode);
+             p.rs[T_K], Pb, S, mode);
         for (int64_t i = 0; i < L; i++) {
-            float *row = P + i * S;
+            float *row = Pb + i * S;
             if (mask) {
                 const float *mr = mask->data + o[T_M] + i * p.rs[T_M];
                 int64_t mc = p.cs[T_M];
@@ -246,13 +252,16 @@ et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, i
             }
             etc_softmax_row(tmp, row, S, false);
         }
-        const float *A = P;
-        if (drop) {
-            etc_dropout_mask(g, D, LS, keep, 1.0f / keep, P, PD);
-            A = PD;
-        }
+    }
+    /* one mask over every item, in order: the composed ops' dropout of the
+     * whole weights tensor, draw for draw */
+    if (drop)
+        etc_dropout_mask(g, D, BLS, keep, 1.0f / keep, P, PD);
+    for (int64_t b = 0; b < p.B; b++) {
+        int64_t o[T_COUNT];
+        offsets(&p, b, o);
         /* out = (P ⊙ D) V */
-        gemm(L, p.Ev, S, A, S, 1, v->data + o[T_V], p.rs[T_V], p.cs[T_V],
+        gemm(L, p.Ev, S, (drop ? PD : P) + b * LS, S, 1, v->data + o[T_V], p.rs[T_V], p.cs[T_V],
              out->data + o[T_O], p.rs[T_O], mode);
     }
     etc_release(scr);
