@@ -16,10 +16,11 @@
  *   dV = (P⊙D)ᵀ G,  dP = (G Vᵀ) ⊙ D,  dS = P ⊙ (dP - Σ_j dP⊙P),
  *   dQ = dS K · scale,  dK = dSᵀ Q · scale,  dmask = dS summed to its shape.
  *
- * The softmax rows and their backward are reduce_basic.c's kernels, so the
- * numbers are those of the composed ops (scores · scale instead of
- * (q · scale) kᵀ: exact when scale is a power of two, as for head dims 4,
- * 16, 64, 256, and within one rounding otherwise).
+ * The softmax's backward is reduce_basic.c's row kernel; the forward rows
+ * are computed here with the same operations in a different summation
+ * order, so the numbers are those of the composed ops to rounding (and
+ * scores · scale instead of (q · scale) kᵀ: exact when scale is a power of
+ * two, as for head dims 4, 16, 64, 256).
  */
 #include <limits.h>
 #include <math.h>
@@ -197,6 +198,60 @@ static void gemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, i
     etc_gemm(&g, mode);
 }
 
+/* softmax(x * scale + mask) over each row of an [L, S] block of scores, in
+ * place (mask row i at m + i*mrs, its columns mcs apart; m NULL: none).
+ * The row passes run 16 wide with a scalar tail, instead of
+ * etc_softmax_row's padded block, which for attention's short rows (32
+ * keys) computed a third of its exps on padding; an all -inf row gives NaN,
+ * a NaN score a NaN row, as torch. */
+ETC_CLONES
+static void softmax_block(float *restrict P, int64_t L, int64_t S, float scale,
+                          const float *restrict m, int64_t mrs, int64_t mcs)
+{
+    const int64_t Sf = S & ~(int64_t)15;
+    for (int64_t i = 0; i < L; i++) {
+        float *restrict x = P + i * S;
+        const float *mr = m ? m + i * mrs : NULL;
+        if (mr && mcs == 1)
+            for (int64_t j = 0; j < S; j++)
+                x[j] = x[j] * scale + mr[j];
+        else if (mr)
+            for (int64_t j = 0; j < S; j++)
+                x[j] = x[j] * scale + mr[j * mcs];
+        else
+            for (int64_t j = 0; j < S; j++)
+                x[j] = x[j] * scale;
+        float pm[16], part[16];
+        for (int j = 0; j < 16; j++) {
+            pm[j] = -INFINITY;
+            part[j] = 0.0f;
+        }
+        for (int64_t k = 0; k < Sf; k += 16)
+            for (int j = 0; j < 16; j++)
+                pm[j] = x[k + j] > pm[j] ? x[k + j] : pm[j];
+        float mx = -INFINITY;
+        for (int j = 0; j < 16; j++)
+            mx = pm[j] > mx ? pm[j] : mx;
+        for (int64_t k = Sf; k < S; k++)
+            mx = x[k] > mx ? x[k] : mx;
+        if (mx == -INFINITY)
+            mx = 0; /* all -inf: 0/0 = NaN below, as torch */
+        for (int64_t k = 0; k < S; k++)
+            x[k] = etc_expf(x[k] - mx);
+        for (int64_t k = 0; k < Sf; k += 16)
+            for (int j = 0; j < 16; j++)
+                part[j] += x[k + j];
+        double sum = 0;
+        for (int j = 0; j < 16; j++)
+            sum += part[j];
+        for (int64_t k = Sf; k < S; k++)
+            sum += x[k];
+        float inv = sum > 0 ? (float)(1.0 / sum) : NAN;
+        for (int64_t k = 0; k < S; k++)
+            x[k] *= inv;
+    }
+}
+
 et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, int heads,
                     float dropout_p, et_generator *g)
 {
@@ -211,7 +266,7 @@ et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, i
     et_tensor *out = etc_alloc(p.oshape, p.ond);
     /* kept for the backward: P, then (dropout) D */
     et_tensor *saved = rec ? etc_alloc(ET_SHAPE((drop ? 2 : 1) * p.B * LS)) : NULL;
-    int64_t nscr = S + (rec ? 0 : p.B * LS) + (drop ? (rec ? 1 : 2) * p.B * LS : 0);
+    int64_t nscr = 1 + (rec ? 0 : p.B * LS) + (drop ? (rec ? 1 : 2) * p.B * LS : 0);
     et_tensor *scr = etc_alloc(ET_SHAPE(nscr));
     if (!out || (rec && !saved) || !scr) {
         etc_release(out);
@@ -222,7 +277,7 @@ et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, i
     float keep = 1.0f - dropout_p;
     unsigned mode = etc_gemm_mode();
     int64_t BLS = p.B * LS;
-    float *tmp = scr->data, *at = scr->data + S;
+    float *at = scr->data;
     float *P = rec ? saved->data : at;                      /* [B, L, S] */
     if (!rec)
         at += BLS;
@@ -235,23 +290,8 @@ et_tensor *etc_sdpa(et_tensor *q, et_tensor *k, et_tensor *v, et_tensor *mask, i
         /* scores: Q Kᵀ, B(l, j) = k[j, l] */
         gemm(L, S, p.E, q->data + o[T_Q], p.rs[T_Q], p.cs[T_Q], k->data + o[T_K], p.cs[T_K],
              p.rs[T_K], Pb, S, mode);
-        for (int64_t i = 0; i < L; i++) {
-            float *row = Pb + i * S;
-            if (mask) {
-                const float *mr = mask->data + o[T_M] + i * p.rs[T_M];
-                int64_t mc = p.cs[T_M];
-                if (mc == 1)
-                    for (int64_t j = 0; j < S; j++)
-                        tmp[j] = row[j] * p.scale + mr[j];
-                else
-                    for (int64_t j = 0; j < S; j++)
-                        tmp[j] = row[j] * p.scale + mr[j * mc];
-            } else {
-                for (int64_t j = 0; j < S; j++)
-                    tmp[j] = row[j] * p.scale;
-            }
-            etc_softmax_row(tmp, row, S, false);
-        }
+        softmax_block(Pb, L, S, p.scale, mask ? mask->data + o[T_M] : NULL, p.rs[T_M],
+                      p.cs[T_M]);
     }
     /* one mask over every item, in order: the composed ops' dropout of the
      * whole weights tensor, draw for draw */
