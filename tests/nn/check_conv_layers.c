@@ -119,17 +119,34 @@ START_TEST(test_dropout2d)
         kept += v != 0.0f;
     }
     ck_assert_msg(kept > 900 && kept < 1100, "kept %d of 2000 channels", kept);
-    /* the channels kept are the same generator's draws in order: each 64-bit
-     * draw decides two, its high then its low 32 bits against ceil((1 - p) * 2^32)
-     * (etc_dropout_mask) */
+    /* the channels kept are etc_dropout_mask's draws (core_internal.h): 16
+     * xoshiro128++ lanes seeded by splitmix64 from two draws of the module's
+     * generator, channel c from lane c % 16's (c / 16)-th output, kept when
+     * below ceil((1 - p) * 2^32) */
     et_generator *g2 = et_generator_new(3);
-    uint64_t r = 0, thr = UINT64_C(1) << 31;
+    uint64_t d0 = et_generator_next(g2), d1 = et_generator_next(g2);
+    uint64_t seed = d0 ^ ((d1 << 32) | (d1 >> 32)) * UINT64_C(0x9e3779b97f4a7c15);
+    uint32_t ls[16][4];
+    for (int l = 0; l < 16; l++)
+        for (int w = 0; w < 4; w += 2) {
+            uint64_t z = (seed += UINT64_C(0x9e3779b97f4a7c15));
+            z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+            z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+            z ^= z >> 31;
+            ls[l][w] = (uint32_t)(z >> 32);
+            ls[l][w + 1] = (uint32_t)z | (w == 0);
+        }
     for (int64_t c = 0; c < 40 * 50; c++) {
-        if (c % 2 == 0)
-            r = et_generator_next(g2);
-        uint64_t u = c % 2 == 0 ? r >> 32 : r & 0xffffffffu;
-        ck_assert_msg((d[c * 6] != 0.0f) == (u < thr), "channel %lld: not the generator's draw",
-                      (long long)c);
+        uint32_t *s = ls[c % 16];
+        uint32_t sum = s[0] + s[3], u = ((sum << 7) | (sum >> 25)) + s[0], t = s[1] << 9;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = (s[3] << 11) | (s[3] >> 21);
+        ck_assert_msg((d[c * 6] != 0.0f) == (u < UINT32_C(0x80000000)),
+                      "channel %lld: not the generator's draw", (long long)c);
     }
     et_generator_free(g2);
     /* a 3-d input masks dim-0 slices (torch 1.13) */
