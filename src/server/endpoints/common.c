@@ -101,8 +101,12 @@ void etd_response_header(etd_response *rs, const char *name, const char *value)
 {
     if (rs->nheaders >= ETD_RESP_HEADERS)
         return;
+    size_t n = strlen(value), cap = sizeof rs->headers[0].value;
+    if (n >= cap)
+        n = cap - 1; /* truncated to fit */
     rs->headers[rs->nheaders].name = name;
-    snprintf(rs->headers[rs->nheaders].value, sizeof rs->headers[0].value, "%s", value);
+    memcpy(rs->headers[rs->nheaders].value, value, n);
+    rs->headers[rs->nheaders].value[n] = '\0';
     rs->nheaders++;
 }
 

@@ -336,9 +336,7 @@ bool ep_reply_st(etd_call *c, const char *const *names, et_tensor *const *t, int
 void ep_encode_answer(etd_call *c)
 {
     etd_response *rs = c->rs;
-    char vary[40];
-    snprintf(vary, sizeof vary, "%sAccept-Encoding", c->vary_accept ? "Accept, " : "");
-    etd_response_header(rs, "Vary", vary);
+    etd_response_header(rs, "Vary", c->vary_accept ? "Accept, Accept-Encoding" : "Accept-Encoding");
     const char *ae = ep_header(c, "Accept-Encoding");
     if (!ae || rs->status == 204 || rs->status < 200 || rs->body.oom)
         return;

@@ -16,6 +16,9 @@
 
 #include "server/transport/connection.h"
 
+/* libmicrohttpd's memory pool per connection (bytes); see its use below */
+#define ETD_MHD_POOL ((size_t)40 * 1024)
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -319,9 +322,14 @@ etd_server *etd_server_start(const etd_transport_opts *c, const etd_route *route
                             MHD_OPTION_URI_LOG_CALLBACK, etd_on_uri, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, o.timeout,
                             /* room for a 16 KiB head (our limit, checked with a JSON
-                             * answer) before libmicrohttpd's own HTML 431; above 32 KiB
-                             * the pool is mmap'ed: memory goes back when it closes */
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+                             * answer) before libmicrohttpd's own HTML 431: the read
+                             * buffer starts at half the pool; above 32 KiB the pool is
+                             * mmap'ed: memory goes back when it closes.  No more:
+                             * libmicrohttpd zeroes the whole pool after every request
+                             * (MHD_pool_reset) and the read buffer's unused half when
+                             * the head is in -- at 64 KiB that memset was 9% of a
+                             * batch-1 predict's CPU (docs/server.md, "Execution model") */
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, ETD_MHD_POOL,
                             /* the acceptor enforces --max-connections; this is only a bound */
                             MHD_OPTION_CONNECTION_LIMIT, o.max_conns + 64 * o.io_threads,
                             MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, NULL,

@@ -58,7 +58,8 @@ etd_match etd_route_match(const etd_route *routes, int n, const char *method, co
 {
     etd_match m = {.route = -1, .status = 404, .pattern = -1};
     for (int i = 0; i < n; i++) {
-        etd_captures c = {"", "", "", ""};
+        etd_captures c;
+        c.name[0] = c.asset[0] = c.version[0] = c.id[0] = '\0';
         if (!match(&routes[i], path, &c))
             continue;
         if (method_ok(routes[i].method, method)) {
