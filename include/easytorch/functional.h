@@ -33,6 +33,35 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
                          et_tensor *weight, et_tensor *bias, bool training, double momentum,
                          double eps);
 
+/* A reducer: sums over the participants of a computation whose batch is
+ * split by rows among them (data-parallel replicas, each holding some rows).
+ * sum(ctx, v, n) replaces v[0..n) by the element-wise sum of every
+ * participant's v[0..n); every participant calls it at the same points with
+ * the same n and gets the same sums.  It returns false after et_set_error
+ * when it fails (a participant lost, or failed itself); the op calling it
+ * then fails.  Borrowed by the ops: it must stay valid as long as a graph
+ * recorded with it may be backpropagated. */
+typedef struct et_reducer {
+    bool (*sum)(void *ctx, double *v, int64_t n);
+    void *ctx;
+} et_reducer;
+
+/* et_batch_norm whose training-mode statistics are those of every
+ * participant's rows together (torch.nn.SyncBatchNorm): the forward sums
+ * each channel's values and count (one call, n = C + 1), then the squared
+ * deviations from the common mean (n = C); the backward sums, per channel,
+ * the gradient and the gradient times (x - mean) (n = 2C).  Each
+ * participant's output and input gradient are then those of batch_norm over
+ * all the rows; the weight and bias gradients are its own rows' share (the
+ * caller sums them, as DDP does), and every participant updates its running
+ * statistics alike (the unbiased variance counts all the rows).  A
+ * participant with no rows (N = 0) takes part with zeros.  reducer NULL, or
+ * training false: et_batch_norm (no calls). */
+et_tensor *et_batch_norm_reduced(et_tensor *input, et_tensor *running_mean,
+                                 et_tensor *running_var, et_tensor *weight, et_tensor *bias,
+                                 bool training, double momentum, double eps,
+                                 const et_reducer *reducer);
+
 /* F.layer_norm: normalises over the last `ndims` dims of input, which must
  * equal normalized_shape; weight, bias of that shape or NULL (biased
  * variance).  grad_fn NativeLayerNormBackward0. */

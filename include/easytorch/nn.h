@@ -69,6 +69,15 @@ typedef struct {
  * when track_running_stats is false).  A failing forward changes nothing. */
 et_module *et_batch_norm1d_new(int64_t num_features, et_batch_norm_opts o);
 et_module *et_batch_norm2d_new(int64_t num_features, et_batch_norm_opts o);
+/* torch.nn.SyncBatchNorm.convert_sync_batchnorm, with the process group a
+ * reducer: every BatchNorm1d / BatchNorm2d in m (m itself and its
+ * descendants) computes its training-mode statistics over the rows of every
+ * participant of r (et_batch_norm_reduced; in eval mode r is never called);
+ * r NULL: over its own input again.  r is borrowed: it must stay valid while
+ * it is set and while a graph recorded with it may be backpropagated.
+ * Returns how many modules were set; *max_features (may be NULL) the largest
+ * num_features among them (0 when none): r is asked to sum at most 2 x that. */
+int et_module_set_batch_norm_reducer(et_module *m, const et_reducer *r, int64_t *max_features);
 /* Over the last dims (normalized_shape); weight ones, bias zeros of that shape. */
 et_module *et_layer_norm_new(const int64_t *normalized_shape, int ndims, double eps,
                              bool elementwise_affine);

@@ -19,7 +19,7 @@
 
 #include "core/core_internal.h"
 
-enum { HAS_W = 1, HAS_B = 2, TRAINING = 4 };
+enum { HAS_W = 1, HAS_B = 2, TRAINING = 4, SYNC = 8 };
 
 /* stats [4, G]: row 0/1 = mean hi/lo, row 2/3 = 1/std hi/lo */
 static void stat_put(float *s, int64_t G, int64_t i, double mean, double rstd)
@@ -141,21 +141,68 @@ static void param_slots(const et_tensor *out, int *wi, int *bi)
  * baseline clone).  Not cloned under sanitizers, as kernels.c's row(). */
 #define BN_CLONES ETC_ISA_CLONES("default", "avx2", "avx512f")
 
-/* mean[c] = sum over rows / N, ss[c] = sum of (x - mean)^2 */
-BN_CLONES static void bn_rows_stats(const float *restrict x, int64_t N, int64_t C,
-                                    double *restrict mean, double *restrict ss)
+/* sum[c] = the sum over rows of channel c */
+BN_CLONES static void bn_rows_sum(const float *restrict x, int64_t N, int64_t C,
+                                  double *restrict sum)
 {
     for (int64_t c = 0; c < C; c++)
-        mean[c] = ss[c] = 0;
+        sum[c] = 0;
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++)
-            mean[c] += x[n * C + c];
+            sum[c] += x[n * C + c];
+}
+
+/* ss[c] = sum of (x - mean[c])^2 */
+BN_CLONES static void bn_rows_ss(const float *restrict x, int64_t N, int64_t C,
+                                 const double *restrict mean, double *restrict ss)
+{
     for (int64_t c = 0; c < C; c++)
-        mean[c] /= (double)N;
+        ss[c] = 0;
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++) {
             double d = x[n * C + c] - mean[c];
             ss[c] += d * d;
+        }
+}
+
+/* The same for x [N, C, L]: per channel the sum of the values ... */
+static void bn_sum(const float *x, int64_t N, int64_t C, int64_t L, double *sum)
+{
+    if (L == 1) {
+        bn_rows_sum(x, N, C, sum);
+        return;
+    }
+    for (int64_t c = 0; c < C; c++)
+        sum[c] = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *p = x + (n * C + c) * L;
+            double acc = 0;
+            for (int64_t l = 0; l < L; l++)
+                acc += p[l];
+            sum[c] += acc;
+        }
+}
+
+/* ... and of the squared deviations from mean[c] */
+static void bn_ss(const float *x, int64_t N, int64_t C, int64_t L, const double *mean,
+                  double *ss)
+{
+    if (L == 1) {
+        bn_rows_ss(x, N, C, mean, ss);
+        return;
+    }
+    for (int64_t c = 0; c < C; c++)
+        ss[c] = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *p = x + (n * C + c) * L;
+            double acc = 0, m = mean[c];
+            for (int64_t l = 0; l < L; l++) {
+                double d = p[l] - m;
+                acc += d * d;
+            }
+            ss[c] += acc;
         }
 }
 
@@ -196,7 +243,29 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
                          et_tensor *weight, et_tensor *bias, bool training, double momentum,
                          double eps)
 {
+    return et_batch_norm_reduced(input, running_mean, running_var, weight, bias, training,
+                                 momentum, eps, NULL);
+}
+
+/* A reducer's sum; false with its error (or ours when it set none). */
+static bool reduce(const et_reducer *r, double *v, int64_t n, const char *op)
+{
+    et_clear_error();
+    if (r->sum(r->ctx, v, n))
+        return true;
+    if (et_errcode() == ET_OK)
+        et_set_error(ET_ERR_STATE, "%s: the statistics could not be summed over the "
+                     "participants", op);
+    return false;
+}
+
+et_tensor *et_batch_norm_reduced(et_tensor *input, et_tensor *running_mean,
+                                 et_tensor *running_var, et_tensor *weight, et_tensor *bias,
+                                 bool training, double momentum, double eps,
+                                 const et_reducer *reducer)
+{
     const char *op = "batch_norm";
+    const et_reducer *sync = training ? reducer : NULL;
     if (!etc_null_check(input, op))
         return NULL;
     char b1[128];
@@ -226,7 +295,7 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
                      "evaluation mode", op);
         return NULL;
     }
-    if (training && M <= 1) {
+    if (training && !sync && M <= 1) {
         et_set_error(ET_ERR_ARG, "%s: expected more than 1 value per channel when training, "
                      "got input of shape %s", op,
                      etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
@@ -259,41 +328,35 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
     }
     double *ss = mean + C;
     float *fm = (float *)(ss + C), *alpha = fm + C, *beta = alpha + C;
+    double Mt = (double)M; /* the values per channel of every participant */
     if (training) {
-        for (int64_t c = 0; c < C; c++)
-            mean[c] = ss[c] = 0;
-        if (L == 1) {
-            bn_rows_stats(xd, N, C, mean, ss);
-        } else {
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t c = 0; c < C; c++) {
-                    const float *p = xd + (n * C + c) * L;
-                    double acc = 0;
-                    for (int64_t l = 0; l < L; l++)
-                        acc += p[l];
-                    mean[c] += acc;
-                }
-            for (int64_t c = 0; c < C; c++)
-                mean[c] /= (double)M;
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t c = 0; c < C; c++) {
-                    const float *p = xd + (n * C + c) * L;
-                    double acc = 0, m = mean[c];
-                    for (int64_t l = 0; l < L; l++) {
-                        double d = p[l] - m;
-                        acc += d * d;
-                    }
-                    ss[c] += acc;
-                }
+        bn_sum(xd, N, C, L, mean);
+        if (sync) { /* [sums, count]: ss[0] holds the count for the call */
+            ss[0] = Mt;
+            if (!reduce(sync, mean, C + 1, op))
+                goto fail;
+            Mt = ss[0];
+            if (Mt <= 1) {
+                et_set_error(ET_ERR_ARG, "%s: expected more than 1 value per channel when "
+                             "training, got %.0f over all the participants (input of shape %s "
+                             "here)", op, Mt,
+                             etc_shape_fmt(input->shape, input->ndim, b1, sizeof b1));
+                goto fail;
+            }
         }
+        for (int64_t c = 0; c < C; c++)
+            mean[c] /= Mt;
+        bn_ss(xd, N, C, L, mean, ss);
+        if (sync && !reduce(sync, ss, C, op))
+            goto fail;
     }
     for (int64_t c = 0; c < C; c++) {
         double invstd;
         if (training) {
-            invstd = 1.0 / sqrt(ss[c] / (double)M + eps);
+            invstd = 1.0 / sqrt(ss[c] / Mt + eps);
             if (running_mean) {
                 /* torch: r = momentum * stat + (1 - momentum) * r, unbiased var */
-                double unb = ss[c] / (double)(M - 1);
+                double unb = ss[c] / (Mt - 1);
                 int64_t om = c * running_mean->strides[0], ov = c * running_var->strides[0];
                 rmd[om] = (float)(momentum * mean[c] + (1 - momentum) * rmd[om]);
                 rvd[ov] = (float)(momentum * unb + (1 - momentum) * rvd[ov]);
@@ -327,8 +390,17 @@ et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *r
         running_var->storage->version++;
     }
     norm_release(&j, true);
-    return etc_pooled(finish(out, ETC_OP_BATCH_NORM, input, weight, bias, stats,
-                             training ? TRAINING : 0));
+    out = finish(out, ETC_OP_BATCH_NORM, input, weight, bias, stats,
+                 (training ? TRAINING : 0) | (sync ? SYNC : 0));
+    if (out && out->requires_grad && sync) { /* the backward sums again, over Mt values */
+        out->aux.l[1] = (int64_t)Mt;
+        memcpy(&out->aux.l[2], &sync, sizeof sync);
+    }
+    return etc_pooled(out);
+fail:
+    free(mean);
+    norm_release(&j, false);
+    return NULL;
 }
 
 ETC_BW(batch_norm)
@@ -339,6 +411,11 @@ ETC_BW(batch_norm)
     bool training = out->aux.i[0] & TRAINING;
     int64_t N = in->shape[0], C = in->shape[1];
     int64_t L = in->numel / (N * C > 0 ? N * C : 1), M = N * L;
+    const et_reducer *sync = NULL; /* et_batch_norm_reduced's: M counts every participant's */
+    if (out->aux.i[0] & SYNC) {
+        M = out->aux.l[1];
+        memcpy(&sync, &out->aux.l[2], sizeof sync);
+    }
     const float *st = out->saved->data;
     et_tensor *x = etc_contig(in), *gc = etc_contig(g), *hw = NULL;
     const float *w = wi >= 0 ? param_data(out->in[wi], &hw) : NULL;
@@ -387,16 +464,28 @@ ETC_BW(batch_norm)
                 dotp[c] += s2;
             }
     }
+    for (int64_t c = 0; c < C; c++) { /* this participant's rows' share */
+        if (gw)
+            gw->data[c] = (float)(dotp[c] * stat_rstd(st, C, c));
+        if (gb)
+            gb->data[c] = (float)sum[c];
+    }
+    if (sync && !reduce(sync, sum, 2 * C, "NativeBatchNormBackward0")) { /* [sum, dotp] */
+        free(sum);
+        etc_release(x);
+        etc_release(gc);
+        etc_release(hw);
+        etc_release(gx);
+        etc_release(gw);
+        etc_release(gb);
+        return false;
+    }
     for (int64_t c = 0; c < C; c++) {
         double is = stat_rstd(st, C, c), wc = w ? w[c] : 1.0;
         /* dx = (g - mean(g) - (x - mean) * k) * invstd * w (train), g * invstd * w (eval) */
         gm[c] = training ? sum[c] / (double)M : 0.0;
         kc[c] = training ? dotp[c] * is * is / (double)M : 0.0;
         sc[c] = is * wc;
-        if (gw)
-            gw->data[c] = (float)(dotp[c] * is);
-        if (gb)
-            gb->data[c] = (float)sum[c];
     }
     if (gx && L == 1)
         bn_rows_dx(x->data, gc->data, gx->data, N, C, mean, gm, kc, sc);

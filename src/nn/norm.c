@@ -16,6 +16,7 @@ typedef struct {
     int64_t C;
     int dims_lo, dims_hi;       /* accepted input ranks */
     et_batch_norm_opts o;
+    const et_reducer *reducer;  /* SyncBatchNorm's participants (borrowed), or NULL */
 } bn_cfg;
 
 static et_tensor *batch_norm_forward(et_module *m, et_tensor *x)
@@ -53,10 +54,13 @@ static et_tensor *batch_norm_forward(et_module *m, et_tensor *x)
             factor = 1.0 / (double)tracked;
     }
     bool batch_stats = m->training || !rm;
-    et_tensor *y = et_batch_norm(x, (!m->training || c->o.track_running_stats) ? rm : NULL,
-                                 (!m->training || c->o.track_running_stats) ? rv : NULL,
-                                 nn_param(m, "weight"), nn_param(m, "bias"), batch_stats, factor,
-                                 c->o.eps);
+    /* torch's SyncBatchNorm syncs in training mode only (eval without
+     * running statistics uses this input's) */
+    et_tensor *y = et_batch_norm_reduced(x, (!m->training || c->o.track_running_stats) ? rm
+                                                                                      : NULL,
+                                         (!m->training || c->o.track_running_stats) ? rv : NULL,
+                                         nn_param(m, "weight"), nn_param(m, "bias"), batch_stats,
+                                         factor, c->o.eps, m->training ? c->reducer : NULL);
     /* torch counts the batch before the call; here a failing call changes nothing */
     if (y && update && nbt && et_copy_from_int64(nbt, &tracked) != ET_OK)
         return NULL;
@@ -118,6 +122,26 @@ et_module *et_batch_norm1d_new(int64_t num_features, et_batch_norm_opts o)
 et_module *et_batch_norm2d_new(int64_t num_features, et_batch_norm_opts o)
 {
     return batch_norm_new("BatchNorm2d", 4, 4, num_features, o);
+}
+
+int et_module_set_batch_norm_reducer(et_module *m, const et_reducer *r, int64_t *max_features)
+{
+    int64_t most = 0;
+    int n = 0;
+    if (m && m->forward == batch_norm_forward) {
+        bn_cfg *c = m->impl;
+        c->reducer = r;
+        most = c->C;
+        n = 1;
+    }
+    for (int i = 0; m && i < m->nchildren; i++) {
+        int64_t k = 0;
+        n += et_module_set_batch_norm_reducer(m->children[i], r, &k);
+        most = k > most ? k : most;
+    }
+    if (max_features)
+        *max_features = most;
+    return n;
 }
 
 /* ------------------------------------------------------------- LayerNorm */
