@@ -63,8 +63,8 @@ struct etd_cluster {
     /* metrics (dp.c), under stat_mu */
     pthread_mutex_t stat_mu;
     uint64_t ops_applied, ops_submitted, job_ticks;
-    uint64_t allreduces, allreduce_bytes, bcasts;
-    double allreduce_s, bcast_s;
+    uint64_t allreduces, allreduce_bytes, bcasts, small_reduces;
+    double allreduce_s, bcast_s, small_reduce_s;
     uint64_t mismatches;
     etd_sum_rec sums[ETD_SUM_RECS];
     int nsums;

@@ -35,15 +35,36 @@ static bool dp_allreduce(void *ctx, float *buf, size_t n, etd_err *e)
     return true;
 }
 
-static bool dp_bcast(void *ctx, void *buf, size_t n, etd_err *e)
+/* SyncBatchNorm's sums (a few per layer and step) and normalisers: counted
+ * apart from the gradients' */
+static bool dp_allreduce_f64(void *ctx, double *buf, size_t n, etd_err *e)
 {
     etd_cluster *c = ctx;
     double t0 = etd_now();
     for (size_t off = 0; off < n; off += CHUNK) {
         int k = (int)(n - off < CHUNK ? n - off : CHUNK);
-        int rc = MPI_Bcast((char *)buf + off, k, MPI_BYTE, 0, c->comm_dp);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, k, MPI_DOUBLE, MPI_SUM, c->comm_dp);
         if (rc != MPI_SUCCESS)
-            etd_cluster_fatal(c, 0, "MPI_Bcast of the generator and buffers", rc);
+            etd_cluster_fatal(c, -1, "MPI_Allreduce of the BatchNorm statistics", rc);
+    }
+    double dt = etd_now() - t0;
+    pthread_mutex_lock(&c->stat_mu);
+    c->small_reduces++;
+    c->small_reduce_s += dt;
+    pthread_mutex_unlock(&c->stat_mu);
+    (void)e;
+    return true;
+}
+
+static bool dp_bcast(void *ctx, int root, void *buf, size_t n, etd_err *e)
+{
+    etd_cluster *c = ctx;
+    double t0 = etd_now();
+    for (size_t off = 0; off < n; off += CHUNK) {
+        int k = (int)(n - off < CHUNK ? n - off : CHUNK);
+        int rc = MPI_Bcast((char *)buf + off, k, MPI_BYTE, root, c->comm_dp);
+        if (rc != MPI_SUCCESS)
+            etd_cluster_fatal(c, root, "MPI_Bcast of the generator and buffers", rc);
     }
     double dt = etd_now() - t0;
     pthread_mutex_lock(&c->stat_mu);
@@ -96,7 +117,9 @@ static void dp_verify(void *ctx, const char *model, int64_t step, uint64_t sum)
 
 void etd_dp_setup(etd_cluster *c)
 {
-    c->dp = (etd_dp){c->rank, c->size, dp_allreduce, dp_bcast, dp_verify, c->o.check_every, c};
+    c->dp = (etd_dp){.rank = c->rank, .size = c->size, .allreduce = dp_allreduce,
+                     .allreduce_f64 = dp_allreduce_f64, .bcast = dp_bcast, .verify = dp_verify,
+                     .check_every = c->o.check_every, .ctx = c};
 }
 
 void etd_cluster_metrics(void *arg, etd_buf *out)
@@ -125,6 +148,13 @@ void etd_cluster_metrics(void *arg, etd_buf *out)
         "# HELP easytorch_cluster_allreduce_seconds_total Wall time in gradient allreduces.\n"
         "# TYPE easytorch_cluster_allreduce_seconds_total counter\n"
         "easytorch_cluster_allreduce_seconds_total %.6f\n"
+        "# HELP easytorch_cluster_small_allreduce_total Small allreduces of doubles "
+        "(SyncBatchNorm's statistics, normalisers).\n"
+        "# TYPE easytorch_cluster_small_allreduce_total counter\n"
+        "easytorch_cluster_small_allreduce_total %llu\n"
+        "# HELP easytorch_cluster_small_allreduce_seconds_total Wall time in them.\n"
+        "# TYPE easytorch_cluster_small_allreduce_seconds_total counter\n"
+        "easytorch_cluster_small_allreduce_seconds_total %.6f\n"
         "# HELP easytorch_cluster_bcast_seconds_total Wall time broadcasting rank 0's "
         "generator and buffers.\n"
         "# TYPE easytorch_cluster_bcast_seconds_total counter\n"
@@ -136,7 +166,8 @@ void etd_cluster_metrics(void *arg, etd_buf *out)
         c->rank, c->size, (unsigned long long)c->ops_applied,
         (unsigned long long)c->ops_submitted, (unsigned long long)c->job_ticks,
         (unsigned long long)c->allreduces,
-        (unsigned long long)c->allreduce_bytes, c->allreduce_s, c->bcast_s,
+        (unsigned long long)c->allreduce_bytes, c->allreduce_s,
+        (unsigned long long)c->small_reduces, c->small_reduce_s, c->bcast_s,
         (unsigned long long)c->mismatches);
     if (c->nsums)
         etd_buf_puts(out, "# HELP easytorch_cluster_checksum_step The last step whose checksum "

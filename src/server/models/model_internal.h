@@ -106,6 +106,10 @@ struct etd_model {
     bool frozen;                 /* serves a version: never saved, never trained */
 
     etd_model_summary pub;       /* published copy for readers that must not wait */
+    /* published with the step an etd_train_minibatch takes (pub_mu held):
+     * set by its caller under the write lock (jobs.c: the job's record), or NULL */
+    void (*step_pub)(etd_model *m, void *arg);
+    void *step_pub_arg;
     /* every group's hyper-parameters as published (param_groups in GET), under
      * pub_mu: re-read at each publish while a scheduler moves them, else only
      * after hp_stale (build, PATCH, a state applied) */
@@ -253,6 +257,10 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
 void etd_model_destroy(etd_model *m);
 /* Copy the summary where readers that must not wait see it. */
 void etd_model_publish(etd_model *m);
+/* etd_model_publish, and fn(m, arg) in the same critical section (pub_mu
+ * held; fn NULL: nothing): what must change together with the step readers
+ * see (a job's record, jobs.c). */
+void etd_model_publish_with(etd_model *m, void (*fn)(etd_model *m, void *arg), void *arg);
 /* Append one [step, loss] entry with the lr its step used and its wall time
  * (Unix seconds; NaN: not known), rounded to milliseconds and never before
  * the previous entry's (a clock stepped back draws flat, not backwards);
@@ -503,6 +511,42 @@ const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
  * caller's rollback). */
 et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
                            const int64_t *idx, int64_t n, bool backprop_bad, etd_err *e);
+
+/* ---- train_dp_bn.c: SyncBatchNorm over the replicas ---- */
+
+typedef struct etd_dp_bn {
+    const etd_dp *dp;
+    et_module *net;
+    int64_t width;              /* every sum: [failed, ended, vector, zeros] */
+    double *buf;
+    bool remote;                /* a layer here failed because another replica had */
+    bool on;
+    et_reducer r;
+} etd_dp_bn;
+/* The reducer onto m's BatchNorm layers when the spec asks for
+ * sync_batchnorm, there are several replicas and the model has BatchNorm
+ * layers (the same on every replica): true.  false: off (e untouched), or
+ * out of memory (e says so). */
+bool etd_dp_bn_begin(etd_dp_bn *b, etd_model *m, etd_err *e);
+/* The layers' own statistics again; frees what begin took.  Harmless when off. */
+void etd_dp_bn_end(etd_dp_bn *b);
+/* The end of a phase (forward or backward) on this replica: meets the
+ * others' layers until every replica has ended it.  true: some replica
+ * failed in it (every replica gets the same answer). */
+bool etd_dp_bn_drain(etd_dp_bn *b, bool failed);
+/* A one-loss model's share under SyncBatchNorm: forward, loss, drain, then
+ * the whole minibatch's normaliser (one allreduce), and *loss the share's
+ * loss scaled to it (S_r / D; a share whose targets are all ignored: a zero
+ * loss over its outputs; NULL when it has no rows).  *anyfail: some replica
+ * failed (every replica alike), le: this one's error.  false + e: the
+ * collective failed. */
+bool etd_dp_bn_loss(etd_model *m, etd_dp_bn *b, const etd_array *x, const etd_array *y,
+                    const int64_t *idx, int64_t n, et_tensor **loss, bool *anyfail, etd_err *le,
+                    etd_err *e);
+/* 0 x the sum of every output that requires grad (pool-owned): its
+ * gradient is zero everywhere; NULL when none does, NULL + e on failure. */
+et_tensor *etd_dp_bn_zero_loss(const etd_tlist *outs, etd_err *e);
+
 /* After a data-parallel call's step (or skip): rank 0's generator state and
  * buffers to every replica (DDP's broadcast_buffers), then the checksum
  * every dp->check_every steps. */

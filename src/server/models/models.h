@@ -654,8 +654,10 @@ typedef struct etd_dp {
     /* buf[0..n) summed over the replicas, in place: every replica gets the
      * same bits.  false + e when a replica is lost. */
     bool (*allreduce)(void *ctx, float *buf, size_t n, etd_err *e);
-    /* rank 0's bytes buf[0..n) to every replica */
-    bool (*bcast)(void *ctx, void *buf, size_t n, etd_err *e);
+    /* the same for doubles (small: SyncBatchNorm's statistics, normalisers) */
+    bool (*allreduce_f64)(void *ctx, double *buf, size_t n, etd_err *e);
+    /* replica root's bytes buf[0..n) to every replica */
+    bool (*bcast)(void *ctx, int root, void *buf, size_t n, etd_err *e);
     /* every check_every steps (0: never): a checksum of the model's
      * parameters and buffers, compared across the replicas by ctx */
     void (*verify)(void *ctx, const char *model, int64_t step, uint64_t sum);

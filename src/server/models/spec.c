@@ -418,8 +418,8 @@ static bool parse_net(const cJSON *root, etd_spec *s, etd_flow *flow, etd_err *e
 bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err *e)
 {
     static const char *const top[] = {"name", "layers", "loss", "optimizer", "scheduler", "seed",
-                                      "batching", "nonfinite", "inputs", "modules", "nodes",
-                                      "outputs", NULL};
+                                      "batching", "nonfinite", "sync_batchnorm", "inputs",
+                                      "modules", "nodes", "outputs", NULL};
     /* by etd_nf_policy (models.h; spec.h stays below it) */
     static const char *const nonfinite[] = {"skip", "rollback", "allow", NULL};
     memset(s, 0, sizeof *s);
@@ -459,7 +459,8 @@ bool etd_spec_parse(const cJSON *root, int64_t max_params, etd_spec *s, etd_err 
         goto bad;
 
     etd_obj top_obj = {root, "", e};
-    if (!etd_field_choice(&top_obj, "nonfinite", nonfinite, 0, &s->nonfinite))
+    if (!etd_field_choice(&top_obj, "nonfinite", nonfinite, 0, &s->nonfinite) ||
+        !etd_field_bool(&top_obj, "sync_batchnorm", false, &s->sync_batchnorm))
         goto bad;
     return true;
 bad:

@@ -333,6 +333,8 @@ typedef struct etd_spec {
     bool has_seed;
     uint64_t seed;
     int nonfinite;            /* the divergence guard's policy: etd_nf_policy (models.h) */
+    bool sync_batchnorm;      /* data-parallel training: BatchNorm statistics over every
+                                 replica's rows (torch's convert_sync_batchnorm) */
     int64_t in_features;      /* the input's last dimension if the layers fix it, else -1 */
     char in_field[48];        /* the field that fixes it, for messages */
     int64_t out_features;     /* the output's last dimension if known, else -1 */

@@ -45,9 +45,9 @@ static uint64_t splitmix(uint64_t *x)
  * torch's NaN.  *loss: the share's rescaled loss, NULL when it has none
  * (no rows, every term left out, or le set).  *anyfail: some replica failed
  * before the sum (every replica sees it).  false + e: the collective failed. */
-static bool terms_loss(etd_model *m, const etd_dp *dp, const etd_array *x, const etd_array *y,
-                       const int64_t *idx, int64_t n, et_tensor **loss, bool *anyfail,
-                       etd_err *le, etd_err *e)
+static bool terms_loss(etd_model *m, const etd_dp *dp, etd_dp_bn *bn, const etd_array *x,
+                       const etd_array *y, const int64_t *idx, int64_t n, et_tensor **loss,
+                       bool *anyfail, etd_err *le, etd_err *e)
 {
     const etd_spec *sp = &m->spec;
     int k = sp->nterms;
@@ -69,13 +69,15 @@ static bool terms_loss(etd_model *m, const etd_dp *dp, const etd_array *x, const
         for (int i = 0; fwd && i < k; i++)
             mine[i] = etd_spec_term_norm(sp, i, outs.t, yb.t);
     }
-    bool failed = le->rc != ETD_OK;
+    /* SyncBatchNorm: the forward's layer calls met before the sum */
+    bool failed = le->rc != ETD_OK && !(bn && bn->remote);
+    bool bnfail = bn && etd_dp_bn_drain(bn, failed);
     for (int i = 0; i < k; i++)
         d[i] = failed ? 0.0f : (float)mine[i];
     d[k] = failed ? 1.0f : 0.0f;
     if (!dp->allreduce(dp->ctx, d, (size_t)k + 1, e))
         return false;
-    *anyfail = d[k] > 0;
+    *anyfail = d[k] > 0 || bnfail;
     if (*anyfail || !fwd)
         return true;
     for (int i = 0; i < k; i++)
@@ -83,6 +85,10 @@ static bool terms_loss(etd_model *m, const etd_dp *dp, const etd_array *x, const
                    : mine[i] > 0 ? mine[i] / (double)d[i]
                    : d[i] > 0 ? 0.0 : NAN;
     *loss = etd_spec_losses_scaled(sp, outs.t, yb.t, scale, le);
+    /* every term left out: under SyncBatchNorm the rows still moved the
+     * others' statistics, so the share backpropagates a zero loss */
+    if (!*loss && bn && le->rc == ETD_OK)
+        *loss = etd_dp_bn_zero_loss(&outs, le);
     return true;
 }
 
@@ -129,14 +135,26 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     le.msg[0] = '\0';
     bool failed = false;
     double d = 0, lv = 0;
-    /* a loss list's shares are already scaled to the whole minibatch: they add */
-    bool mean = !terms && m->spec.loss.reduction != ET_REDUCTION_SUM;
+    /* SyncBatchNorm: the layers' statistics over every replica's rows */
+    etd_dp_bn bn;
+    etd_err be;
+    be.rc = ETD_OK;
+    bool sync = etd_dp_bn_begin(&bn, m, &be);
+    if (be.rc != ETD_OK) /* out of memory: this replica cannot take part */
+        etd_fail(&le, be.rc, "%s", be.msg);
+    /* a loss list's shares, and SyncBatchNorm's, are already scaled to the
+     * whole minibatch: they add */
+    bool mean = !terms && !sync && m->spec.loss.reduction != ET_REDUCTION_SUM;
     bool early = false; /* failed before the gradients' sum (every replica alike) */
-    if (terms) {
+    if (terms || sync) {
         et_tensor *loss = NULL;
         bool anyfail = false;
         etd_err re;
-        if (!terms_loss(m, dp, x, y, idx + lo, hi - lo, &loss, &anyfail, &le, &re)) {
+        bool ok = terms ? terms_loss(m, dp, sync ? &bn : NULL, x, y, idx + lo, hi - lo, &loss,
+                                     &anyfail, &le, &re)
+                        : etd_dp_bn_loss(m, &bn, x, y, idx + lo, hi - lo, &loss, &anyfail, &le,
+                                         &re);
+        if (!ok) {
             *e = re;
             early = true;
         } else if (anyfail) {
@@ -151,7 +169,11 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
                 etd_fail(&le, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
                          "backward: %s", et_errmsg());
         }
-        failed = le.rc != ETD_OK;
+        /* the backward's layer calls met (on every replica, early or not:
+         * early is every replica's) */
+        failed = le.rc != ETD_OK && !(sync && bn.remote);
+        if (sync)
+            etd_dp_bn_drain(&bn, failed);
     } else if (hi > lo) {
         etd_tlist xb, yb;
         bool have_x = etd_inputs_of(m, x, idx + lo, hi - lo, &xb);
@@ -188,6 +210,7 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     buf[nbuf - 3] = failed || (mean && d == 0) ? 0.0f : (float)(w * lv);
     buf[nbuf - 2] = failed ? 0.0f : (float)d;
     buf[nbuf - 1] = failed ? 1.0f : 0.0f;
+    etd_dp_bn_end(&bn);
     et_tensor *out = NULL;
     etd_err re;
     if (early) {
@@ -236,45 +259,58 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     return out;
 }
 
-/* Rank 0's generator state and float buffers, packed. */
+/* The model's buffers (float32 and int64, e.g. num_batches_tracked) into
+ * pack (NULL: their bytes), or out of it. */
+static size_t buffers_pack(etd_model *m, char *pack, bool in)
+{
+    size_t off = 0;
+    int nb = et_module_num_buffers(m->net);
+    for (int i = 0; i < nb; i++) {
+        et_tensor *b = et_module_buffer(m->net, i);
+        bool f32 = et_tensor_dtype(b) == ET_FLOAT32;
+        if (!f32 && et_tensor_dtype(b) != ET_INT64)
+            continue;
+        size_t k = (size_t)et_numel(b) * (f32 ? sizeof(float) : sizeof(int64_t));
+        if (pack && in && f32)
+            et_copy_to(b, (float *)(void *)(pack + off));
+        else if (pack && in)
+            et_copy_to_int64(b, (int64_t *)(void *)(pack + off));
+        else if (pack && f32)
+            et_copy_from(b, (const float *)(const void *)(pack + off));
+        else if (pack)
+            et_copy_from_int64(b, (const int64_t *)(const void *)(pack + off));
+        off += k;
+    }
+    return off;
+}
+
+/* Rank 0's generator state, and the buffers of one replica: rank 0's (DDP's
+ * broadcast_buffers); under SyncBatchNorm the last replica's, which always
+ * has rows (share()) -- a replica without rows takes no forward, so its
+ * running statistics and num_batches_tracked did not move; every replica
+ * with rows holds the same ones. */
 etd_rc etd_dp_sync(etd_model *m, etd_err *e)
 {
     const etd_dp *dp = m->reg->dp;
-    int nb = et_module_num_buffers(m->net);
-    size_t bytes = 4 * sizeof(uint64_t);
-    for (int i = 0; i < nb; i++) {
-        et_tensor *b = et_module_buffer(m->net, i);
-        if (et_tensor_dtype(b) == ET_FLOAT32)
-            bytes += (size_t)et_numel(b) * sizeof(float);
-    }
-    char *pack = malloc(bytes);
+    int root = m->spec.sync_batchnorm ? dp->size - 1 : 0;
+    size_t nbuf = buffers_pack(m, NULL, true), head = 4 * sizeof(uint64_t);
+    char *pack = malloc(head + nbuf);
     if (!pack)
         return etd_fail(e, ETD_ENOMEM, "out of memory");
     uint64_t gs[4];
     et_generator_get_state(m->gen, gs);
     memcpy(pack, gs, sizeof gs);
-    size_t off = sizeof gs;
-    for (int i = 0; i < nb; i++) {
-        et_tensor *b = et_module_buffer(m->net, i);
-        if (et_tensor_dtype(b) != ET_FLOAT32)
-            continue;
-        et_copy_to(b, (float *)(void *)(pack + off));
-        off += (size_t)et_numel(b) * sizeof(float);
-    }
-    if (!dp->bcast(dp->ctx, pack, bytes, e)) {
+    buffers_pack(m, pack + head, true);
+    bool ok = root == 0 ? dp->bcast(dp->ctx, 0, pack, head + nbuf, e)
+                        : dp->bcast(dp->ctx, 0, pack, head, e) &&
+                              dp->bcast(dp->ctx, root, pack + head, nbuf, e);
+    if (!ok) {
         free(pack);
         return e->rc;
     }
     memcpy(gs, pack, sizeof gs);
     et_generator_set_state(m->gen, gs);
-    off = sizeof gs;
-    for (int i = 0; i < nb; i++) {
-        et_tensor *b = et_module_buffer(m->net, i);
-        if (et_tensor_dtype(b) != ET_FLOAT32)
-            continue;
-        et_copy_from(b, (const float *)(const void *)(pack + off));
-        off += (size_t)et_numel(b) * sizeof(float);
-    }
+    buffers_pack(m, pack + head, false);
     free(pack);
     if (dp->verify && dp->check_every > 0 && m->ts.step > 0 && m->ts.step % dp->check_every == 0)
         dp->verify(dp->ctx, m->name, m->ts.step, etd_model_checksum(m));
@@ -303,6 +339,11 @@ uint64_t etd_model_checksum(etd_model *m)
     int nb = et_module_num_buffers(m->net);
     for (int i = 0; i < nb; i++) {
         et_tensor *b = et_module_buffer(m->net, i);
+        if (et_tensor_dtype(b) == ET_INT64 && et_numel(b) == 1) { /* num_batches_tracked */
+            int64_t v = 0;
+            et_copy_to_int64(b, &v);
+            h = fnv(h, &v, sizeof v);
+        }
         if (et_tensor_dtype(b) != ET_FLOAT32)
             continue;
         et_tensor *c = et_contiguous(b);
