@@ -210,9 +210,18 @@ bool etd_order_hook(void *arg, const etd_route *route, const etd_request *rq, et
     return true;
 }
 
-/* The answer to this rank's request ticket. */
+/* The applied answer's headers that are the handler's: the origin's own
+ * transport adds CORS, Vary and its own Content-Encoding to its answer. */
+static bool passed_back(const char *name)
+{
+    return strcasecmp(name, "Vary") != 0 && strcasecmp(name, "Content-Encoding") != 0 &&
+           strncasecmp(name, "Access-Control-", 15) != 0;
+}
+
+/* The answer to this rank's request ticket (hdrs: the applied answer's
+ * extra headers, or NULL). */
 static void answer(etd_cluster *c, uint64_t ticket, int status, char *body, size_t len,
-                   const char *ctype)
+                   const char *ctype, const etd_response *hdrs)
 {
     pthread_mutex_lock(&c->mu);
     etd_pending **pp = &c->pending, *p;
@@ -235,6 +244,9 @@ static void answer(etd_cluster *c, uint64_t ticket, int status, char *body, size
         rs->raw = body;
         rs->raw_len = len;
         rs->raw_free = true;
+        for (int i = 0; hdrs && i < hdrs->nheaders; i++)
+            if (passed_back(hdrs->headers[i].name))
+                etd_response_header(rs, hdrs->headers[i].name, hdrs->headers[i].value);
     }
     if (p->d) {
         etd_deferred *d = p->d;
@@ -282,7 +294,8 @@ static void apply(etd_cluster *c, const char *buf, size_t len)
         /* after the stop some ranks may no longer apply: none does */
         if (origin == c->rank) {
             char *msg = strdup("{\"error\": \"shutting down: the request was not applied\"}\n");
-            answer(c, ticket, msg ? 503 : 0, msg, msg ? strlen(msg) : 0, "application/json");
+            answer(c, ticket, msg ? 503 : 0, msg, msg ? strlen(msg) : 0, "application/json",
+                   NULL);
         }
     } else if (!r.bad && body && strcmp(method, TICK) == 0) {
         /* one step of a job (etd_jobs_tick): url is the model, body the job */
@@ -297,14 +310,15 @@ static void apply(etd_cluster *c, const char *buf, size_t len)
         char *resp = NULL;
         size_t rlen = 0;
         const char *ctype = NULL;
-        int status = etd_dispatch(c->apply, method, url, (const char *const *)names,
-                                  (const char *const *)values, lens, (int)nh, body, blen, &resp,
-                                  &rlen, &ctype);
+        etd_response hdrs; /* only its headers are used */
+        int status = etd_dispatch_headers(c->apply, method, url, (const char *const *)names,
+                                          (const char *const *)values, lens, (int)nh, body,
+                                          blen, &resp, &rlen, &ctype, &hdrs);
         pthread_mutex_lock(&c->stat_mu);
         c->ops_applied++;
         pthread_mutex_unlock(&c->stat_mu);
         if (origin == c->rank)
-            answer(c, ticket, status, resp, rlen, ctype);
+            answer(c, ticket, status, resp, rlen, ctype, &hdrs);
         else
             free(resp);
     }
@@ -555,7 +569,8 @@ void etd_order_stop(etd_cluster *c)
         get_u64(&r);
         uint64_t ticket = get_u64(&r);
         char *msg = strdup("{\"error\": \"shutting down: the request was not applied\"}\n");
-        answer(c, ticket, msg ? 503 : 0, msg, msg ? strlen(msg) : 0, "application/json");
+        answer(c, ticket, msg ? 503 : 0, msg, msg ? strlen(msg) : 0, "application/json",
+               NULL);
         free(op->buf);
         free(op);
     }

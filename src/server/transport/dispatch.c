@@ -133,6 +133,18 @@ int etd_dispatch(etd_server *s, const char *method, const char *url,
                  const size_t *value_lens, int n, const char *body, size_t body_len,
                  char **resp, size_t *resp_len, const char **content_type)
 {
+    return etd_dispatch_headers(s, method, url, names, values, value_lens, n, body, body_len,
+                                resp, resp_len, content_type, NULL);
+}
+
+int etd_dispatch_headers(etd_server *s, const char *method, const char *url,
+                         const char *const *names, const char *const *values,
+                         const size_t *value_lens, int n, const char *body, size_t body_len,
+                         char **resp, size_t *resp_len, const char **content_type,
+                         etd_response *headers)
+{
+    if (headers)
+        headers->nheaders = 0;
     *resp = NULL;
     *resp_len = 0;
     *content_type = "application/json";
@@ -213,6 +225,8 @@ int etd_dispatch(etd_server *s, const char *method, const char *url,
             *resp_len = len;
             *content_type = x->rs.content_type ? x->rs.content_type : "application/json";
             status = x->rs.status;
+            for (int i = 0; headers && i < x->rs.nheaders; i++)
+                etd_response_header(headers, x->rs.headers[i].name, x->rs.headers[i].value);
         } else {
             x->answered = false;
         }

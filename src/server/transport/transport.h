@@ -81,5 +81,14 @@ int etd_dispatch(etd_server *s, const char *method, const char *url,
                  const char *const *names, const char *const *values,
                  const size_t *value_lens, int n, const char *body, size_t body_len,
                  char **resp, size_t *resp_len, const char **content_type);
+/* etd_dispatch, also handing back the answer's extra headers (Location,
+ * Retry-After, Content-Disposition, ...; names static) into
+ * headers->nheaders / headers->headers (may be NULL): what the cluster's
+ * ordered requests pass back to their client. */
+int etd_dispatch_headers(etd_server *s, const char *method, const char *url,
+                         const char *const *names, const char *const *values,
+                         const size_t *value_lens, int n, const char *body, size_t body_len,
+                         char **resp, size_t *resp_len, const char **content_type,
+                         etd_response *headers);
 
 #endif
