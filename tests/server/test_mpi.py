@@ -359,13 +359,25 @@ class MPITest(unittest.TestCase):
             # a long job cancelled through another rank: every replica stops after the
             # same step, with the same record and the same numbers
             x, y = data("mse")
-            jid = c.rank(0).ok("POST", "/v1/models/mse/jobs",
-                               {"inputs": x, "targets": y, "epochs": 100000, "batch_size": 7},
-                               expect=(202,))["id"]
+            r = c.rank(0).post("/v1/models/mse/jobs",
+                               {"inputs": x, "targets": y, "epochs": 100000, "batch_size": 7})
+            self.assertEqual(r.status, 202, r.body)
+            jid = r.json()["id"]
+            # an ordered 202 carries its Location as on one daemon; another rank follows it
+            self.assertEqual(r.headers.get("location"), "/v1/models/mse/jobs/%d" % jid)
             base = ref["mse"][2]
             deadline = time.time() + 30
+            lag = []
             while c.rank(2).model("mse")["step"] < base + 12 and time.time() < deadline:
-                time.sleep(0.02)
+                # the job's record moves with the model's step: read the model first,
+                # then the job, and the job is never behind it
+                for rk in (c.rank(1), c.rank(2)):
+                    step = rk.model("mse")["step"]
+                    j = rk.ok("GET", r.headers["location"])
+                    done = j["steps_done"] - j["skipped_steps"]
+                    if j["start_step"] is not None and j["start_step"] + done < step:
+                        lag.append((step, j["start_step"], j["steps_done"]))
+            self.assertEqual(lag, [], "a job's record behind its model's step")
             # a training call meanwhile is refused alike everywhere (the job is active)
             r = c.rank(1).post("/v1/models/mse/train", {"inputs": x, "targets": y})
             self.assertEqual(r.status, 409, r.body)

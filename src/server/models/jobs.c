@@ -368,6 +368,36 @@ void etd_jobs_tick(etd_registry *r, const char *model, int64_t id)
     etd_model_unref(m);
 }
 
+/* A minibatch's effect on its job's record, published with the model's
+ * step (etd_model_publish_with, pub_mu held): a reader never sees the model
+ * a step ahead of its job.  before: the record as it was, for a step that is
+ * taken back (a failed save). */
+typedef struct job_step {
+    int64_t id, done, epoch;
+    const etd_minibatch_result *mr;
+    bool applied;
+    etd_job_info before;
+} job_step;
+
+static void job_step_pub(etd_model *m, void *arg)
+{
+    job_step *js = arg;
+    etd_job_info *ji = rec(m, js->id);
+    if (!ji || js->applied)
+        return;
+    js->before = *ji;
+    js->applied = true;
+    ji->steps_done = js->done;
+    ji->epoch = js->epoch;
+    if (js->mr->skipped) {
+        ji->skipped++;
+    } else {
+        ji->has_loss = true;
+        ji->loss = js->mr->loss;
+        ji->lr = js->mr->lr;
+    }
+}
+
 /* The job's minibatches; returns the final state (why: the error). */
 static int run(etd_job *j, char *why, size_t cap)
 {
@@ -422,7 +452,12 @@ static int run(etd_job *j, char *why, size_t cap)
             }
             int64_t bn = n - b < bs ? n - b : bs;
             etd_minibatch_result mr;
+            job_step js = {.id = j->id, .done = done + 1, .epoch = ep + 1, .mr = &mr};
+            m->step_pub = job_step_pub;
+            m->step_pub_arg = &js;
             etd_rc rc = etd_train_minibatch(m, &s->x, &s->y, perm + b, bn, source, &mr, &e);
+            m->step_pub = NULL;
+            m->step_pub_arg = NULL;
             if (rc != ETD_OK) {
                 etd_err re;
                 snap.parts = ETD_TS_SCALARS;
@@ -441,6 +476,11 @@ static int run(etd_job *j, char *why, size_t cap)
                     etd_err ge;
                     etd_guard_keep(m, &ge);
                     snprintf(why, cap, "%.400s (after %lld steps)", e.msg, (long long)done);
+                    pthread_mutex_lock(&m->pub_mu); /* the step was taken back */
+                    etd_job_info *ji = rec(m, j->id);
+                    if (ji && js.applied)
+                        *ji = js.before;
+                    pthread_mutex_unlock(&m->pub_mu);
                 }
             }
             etd_ts_free(&snap);
@@ -449,20 +489,12 @@ static int run(etd_job *j, char *why, size_t cap)
                 since_eval++;
                 if (!mr.skipped)
                     etd_events_step(m, m->ts.step, mr.loss, mr.lr, mr.time, j->id);
-                pthread_mutex_lock(&m->pub_mu); /* with the step, under the write lock */
+                pthread_mutex_lock(&m->pub_mu); /* published with the step (job_step_pub) */
+                if (!js.applied)
+                    job_step_pub(m, &js);
                 etd_job_info *ji = rec(m, j->id), copy = {0};
-                if (ji) {
-                    ji->steps_done = done;
-                    ji->epoch = ep + 1;
-                    if (mr.skipped) {
-                        ji->skipped++;
-                    } else {
-                        ji->has_loss = true;
-                        ji->loss = mr.loss;
-                        ji->lr = mr.lr;
-                    }
+                if (ji)
                     copy = *ji;
-                }
                 pthread_mutex_unlock(&m->pub_mu);
                 if (copy.id && etd_events_due(m, &last_event)) /* progress, at most per interval */
                     job_event(m, copy);

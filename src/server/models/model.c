@@ -135,6 +135,11 @@ fail:
 
 void etd_model_publish(etd_model *m)
 {
+    etd_model_publish_with(m, NULL, NULL);
+}
+
+void etd_model_publish_with(etd_model *m, void (*fn)(etd_model *m, void *arg), void *arg)
+{
     etd_nf_summary nf = {m->ts.nonfinite, m->ts.diverged, m->ts.nf_count, m->ts.nf_step,
                          m->ts.nf_time, m->ts.nf_action, "", ""};
     memcpy(nf.source, m->ts.nf_source, sizeof nf.source);
@@ -153,6 +158,8 @@ void etd_model_publish(etd_model *m)
         m->pub_ng = ng;
         memcpy(m->pub_hp, v, (size_t)n * sizeof *v);
     }
+    if (fn)
+        fn(m, arg);
     pthread_mutex_unlock(&m->pub_mu);
 }
 

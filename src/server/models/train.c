@@ -383,7 +383,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
             fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
     }
     etd_ts_free(&bufs);
-    etd_model_publish(m);
+    etd_model_publish_with(m, m->step_pub, m->step_pub_arg);
     return dp ? etd_dp_sync(m, e) : ETD_OK;
 }
 
