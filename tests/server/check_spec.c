@@ -714,7 +714,12 @@ START_TEST(test_top_level_fields_and_limits)
     etd_spec_free(&s);
     must_fail("{\"extra\":1," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "extra",
               "unknown field (accepted: name, layers, loss, optimizer, scheduler, seed, batching, nonfinite, "
-              "inputs, modules, nodes, outputs)");
+              "sync_batchnorm, inputs, modules, nodes, outputs)");
+    must_fail("{\"sync_batchnorm\":1," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}",
+              "sync_batchnorm: expected true or false", NULL);
+    must_parse("{\"sync_batchnorm\":true," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", &s);
+    ck_assert(s.sync_batchnorm);
+    etd_spec_free(&s);
     must_fail("{\"seed\":1,\"seed\":2," BASE_LAYERS "," BASE_LOSS "," BASE_OPT "}", "seed",
               "repeated field");
     /* the divergence guard's policy: skip by default */
