@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Dynamic batching (a spec's "batching"): concurrent predict / OIP infer calls on one model
 are concatenated row-wise into one forward pass and split back; every caller gets exactly the
-bits it gets alone, and PyTorch's numbers. Usage: test_batching.py PATH/TO/easytorchd"""
+bits it gets alone, and PyTorch's numbers.  Graph models (several named inputs, int64 indices
+and floats, several outputs; also a version's predict) likewise, against their torch twin
+(test_graph.Twin); graphs that mix rows are refused naming the node.
+Usage: test_batching.py PATH/TO/easytorchd"""
 
 import os
 import re
@@ -15,6 +18,7 @@ from daemon import Daemon, DaemonTestCase, f32  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchref import build_net, random_params, close_report  # noqa: E402
+import test_graph as tg  # noqa: E402
 
 D = None
 CLIENTS = 64
@@ -191,6 +195,244 @@ class BatchingTest(DaemonTestCase):
                                               {"type": "BatchNorm1d", "num_features": 2}]))
         self.assertEqual(r.status, 400)
         self.assertIn("cannot be batched", r.json()["error"])
+
+
+# --------------------------------------------------------------------------- graph models
+def lin(i, o):
+    return {"type": "Linear", "in_features": i, "out_features": o}
+
+
+# three inputs (two of indices), three outputs; every op keeps the rows apart
+GRAPH = {"inputs": ["user", "item", "x"],
+         "modules": {"user_emb": {"type": "Embedding", "num_embeddings": 40, "embedding_dim": 8},
+                     "item_emb": {"type": "Embedding", "num_embeddings": 30, "embedding_dim": 8}},
+         "nodes": [
+             {"name": "ue", "module": "user_emb", "args": ["user"]},
+             {"name": "ie", "module": "item_emb", "args": ["item"]},
+             {"name": "feat", "module": lin(6, 8), "args": ["x"]},
+             {"name": "fa", "module": {"type": "Tanh"}, "args": ["feat"]},
+             {"name": "mix", "op": "mul", "args": ["ue", "fa"]},
+             {"name": "h", "op": "cat", "args": ["mix", "ie"], "dim": 1},
+             {"name": "tower", "module": {"type": "Sequential", "layers": [
+                 lin(16, 16), {"type": "ReLU"}, lin(16, 3)]}, "args": ["h"]},
+             {"name": "probs", "op": "softmax", "args": ["tower"], "dim": -1},
+             {"name": "score", "op": "cosine_similarity", "args": ["ue", "ie"], "dim": 1}],
+         "outputs": ["tower", "probs", "score"],
+         "loss": [{"type": "CrossEntropyLoss", "output": "tower", "target": "label"},
+                  {"type": "MSELoss", "output": "score", "target": "rating"}]}
+
+# [batch] ids beside [batch, seq] tokens: requests of other seq lengths never mix
+SEQ = {"inputs": ["user", "tokens"],
+       "modules": {"user_emb": {"type": "Embedding", "num_embeddings": 40, "embedding_dim": 8},
+                   "tok_emb": {"type": "Embedding", "num_embeddings": 50, "embedding_dim": 8}},
+       "nodes": [
+           {"name": "ue", "module": "user_emb", "args": ["user"]},
+           {"name": "te", "module": "tok_emb", "args": ["tokens"]},
+           {"name": "tm", "op": "mean", "args": ["te"], "dim": 1},
+           {"name": "h", "op": "add", "args": ["ue", "tm"]},
+           {"name": "out", "module": lin(8, 2), "args": ["h"]}],
+       "outputs": ["out"], "loss": "MSELoss"}
+
+
+class GraphBatchingTest(DaemonTestCase):
+    def make(self, name, graph, batching):
+        s = dict(graph, name=name, optimizer={"type": "SGD", "lr": 0.1}, seed=4)
+        if batching is not None:
+            s["batching"] = batching
+        D.create(s)
+        self.addCleanup(lambda: D.delete("/v1/models/" + name))
+        net = tg.Twin(graph)
+        params = random_params(net, 17)
+        for k in params:   # the embeddings' tables as torch draws them, not scaled noise
+            if k.endswith("_emb.weight"):
+                params[k] = (np.array(params[k]) * 2).tolist()
+        D.set_params(name, params)
+        tg.load_state(net, D.params(name))
+        net.eval()
+        return net
+
+    def inputs(self, seed, rows):
+        g = torch.Generator().manual_seed(seed)
+        return {"user": torch.randint(0, 40, (rows,), generator=g).tolist(),
+                "item": torch.randint(0, 30, (rows,), generator=g).tolist(),
+                "x": (torch.randn(rows, 6, generator=g) * 2).tolist()}
+
+    def torch_out(self, net, x):
+        with torch.no_grad():
+            ys = net(*[torch.tensor(x[k]) for k in net.spec["inputs"]])
+        ys = ys if isinstance(ys, tuple) else (ys,)
+        return dict(zip(net.spec["outputs"], [y.tolist() for y in ys]))
+
+    def predict(self, path, x):
+        return D.ok("POST", path, {"inputs": x})["outputs"]
+
+    def infer(self, name, x):
+        n = len(x["user"])
+        body = {"inputs": [{"name": "user", "datatype": "INT64", "shape": [n], "data": x["user"]},
+                           {"name": "item", "datatype": "INT64", "shape": [n], "data": x["item"]},
+                           {"name": "x", "datatype": "FP32", "shape": [n, 6],
+                            "data": x["x"]}]}
+        r = D.ok("POST", "/v2/models/%s/infer" % name, body)
+        out = {}
+        for o in r["outputs"]:
+            self.assertEqual(o["shape"][0], n)
+            out[o["name"]] = np.array(o["data"], dtype=np.float32).reshape(o["shape"]).tolist()
+        return out
+
+    def concurrent(self, call, rounds, clients=CLIENTS):
+        results, errors, lock = [], [], threading.Lock()
+        barrier = threading.Barrier(clients)
+
+        def client(i):
+            try:
+                barrier.wait(timeout=60)
+                for k in range(rounds):
+                    x, y, how = call(i, k)
+                    with lock:
+                        results.append((x, y, how))
+            except Exception as e:  # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(repr(e))
+
+        ts = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return results, errors
+
+    def test_concurrent_graph_rows_equal_alone_and_torch(self):
+        net = self.make("g", GRAPH, {"max_batch_size": 64, "max_delay_us": 20000})
+        D.ok("POST", "/v1/models/g/versions", {}, expect=(201,))
+        paths = {"predict": "/v1/models/g/predict", "version": "/v1/models/g/versions/1/predict"}
+
+        def call(i, k):
+            x = self.inputs(1000 * i + k, 1 + (i + k) % 3)
+            how = ["predict", "infer", "predict", "version"][(i + k) % 4]
+            y = self.infer("g", x) if how == "infer" else self.predict(paths[how], x)
+            return x, y, how
+        results, errors = self.concurrent(call, 4)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), CLIENTS * 4)
+        text = D.get("/metrics").body.decode()
+        batches = metric(text, "easytorch_batch_size_count", "g")
+        rows = metric(text, "easytorch_batch_size_sum", "g")
+        live = sum(1 for _, _, how in results if how != "version")
+        print("graph: %d requests on the live model, %d rows in %d forward passes (%.1f each)"
+              % (live, rows, batches, rows / batches))
+        self.assertEqual(metric(text, "easytorch_batch_requests_total", "g"), live)
+        self.assertGreater(rows / batches, 2.0, "no batch formed: nothing was tested")
+        self.assertEqual(metric(text, "easytorch_batch_queue_depth", "g"), 0)
+        for x, y, how in results:
+            self.assertEqual(sorted(y), ["probs", "score", "tower"], how)
+            alone = self.predict(paths["predict"], x)
+            self.assertEqual(f32(y), f32(alone), "%s: batched rows differ from alone" % how)
+            want = self.torch_out(net, x)
+            for k in want:
+                rep = close_report(y[k], want[k])
+                self.assertIsNone(rep, "%s %s: %s" % (how, k, rep))
+
+    def test_binary_requests_batch_too(self):
+        import safetensors_io as st
+        net = self.make("gb", GRAPH, {"max_batch_size": 64, "max_delay_us": 20000})
+        octet = {"Content-Type": "application/octet-stream", "Accept": "application/octet-stream"}
+
+        def call(i, k):
+            x = self.inputs(77 * i + k, 1 + i % 2)
+            t = {"inputs.user": np.int64(x["user"]), "inputs.item": np.int64(x["item"]),
+                 "inputs.x": np.float32(x["x"])}
+            r = D.post("/v1/models/gb/predict", body=st.write(t), headers=octet)
+            if r.status != 200:
+                raise AssertionError(repr(r))
+            return x, {k: v.tolist() for k, v in st.read(r.body)[0].items()}, "binary"
+        results, errors = self.concurrent(call, 2, clients=32)
+        self.assertEqual(errors, [])
+        for x, y, _ in results:
+            self.assertEqual(f32(y), f32(self.predict("/v1/models/gb/predict", x)))
+            want = self.torch_out(net, x)
+            for k in want:
+                self.assertIsNone(close_report(y[k], want[k]), k)
+
+    def test_trailing_shapes_never_mix(self):
+        net = self.make("gs", SEQ, {"max_batch_size": 64, "max_delay_us": 20000})
+
+        def call(i, k):
+            g = torch.Generator().manual_seed(31 * i + k)
+            n, L = 1 + (i + k) % 2, 2 + (i + k) % 3
+            x = {"user": torch.randint(0, 40, (n,), generator=g).tolist(),
+                 "tokens": torch.randint(0, 50, (n, L), generator=g).tolist()}
+            return x, self.predict("/v1/models/gs/predict", x), "predict"
+        results, errors = self.concurrent(call, 3, clients=48)
+        self.assertEqual(errors, [])
+        text = D.get("/metrics").body.decode()
+        self.assertGreater(metric(text, "easytorch_batch_size_sum", "gs") /
+                           metric(text, "easytorch_batch_size_count", "gs"), 2.0)
+        for x, y, _ in results:
+            self.assertEqual(f32(y), f32(self.predict("/v1/models/gs/predict", x)))
+            self.assertIsNone(close_report(y, self.torch_out(net, x)["out"]))
+
+    def test_ranks_that_mix_rows_run_alone(self):
+        """tokens of rank 3 make "h" broadcast the ids' [batch, 8] rows against dim 1 of the
+        tokens' [batch, 3, 8] (rows mixed: such requests run alone, and give torch's numbers);
+        rank-1 tokens are refused by torch and by the daemon alike."""
+        net = self.make("gr", SEQ, {"max_batch_size": 64, "max_delay_us": 2000})
+
+        def call(i, k):
+            g = torch.Generator().manual_seed(7 * i + k)
+            x = {"user": torch.randint(0, 40, (2,), generator=g).tolist(),
+                 "tokens": (torch.randint(0, 50, (2,), generator=g).tolist() if i % 2 else
+                            torch.randint(0, 50, (2, 3, 2), generator=g).tolist())}
+            try:
+                return x, self.predict("/v1/models/gr/predict", x), "predict"
+            except AssertionError as e:
+                return x, str(e), "error"
+        results, errors = self.concurrent(call, 2, clients=16)
+        self.assertEqual(errors, [])
+        for x, y, how in results:
+            with torch.no_grad():
+                try:
+                    want = self.torch_out(net, x)["out"]
+                except RuntimeError as e:   # torch refuses it too: so must the daemon
+                    self.assertEqual(how, "error", "torch: %s" % e)
+                    continue
+            self.assertEqual(how, "predict", y)
+            self.assertEqual(f32(y), f32(self.predict("/v1/models/gr/predict", x)))
+            self.assertIsNone(close_report(y, want))
+
+    def test_graphs_that_mix_rows_are_refused(self):
+        def spec(nodes, outputs, loss="MSELoss"):
+            return {"name": "bad", "inputs": ["x"], "batching": {"max_batch_size": 8},
+                    "nodes": [{"name": "fc", "module": lin(4, 3), "args": ["x"]}] + nodes,
+                    "outputs": outputs, "loss": loss, "optimizer": {"type": "SGD", "lr": 0.1}}
+        cases = [
+            ([{"name": "total", "op": "sum", "args": ["fc"]}], "nodes[1] (total, sum): reduces "
+             "over every dim, the batch too"),
+            ([{"name": "m", "op": "mean", "args": ["fc"], "dim": 0}], "nodes[1] (m, mean): "
+             "reduces over dim 0"),
+            ([{"name": "sm", "op": "softmax", "args": ["fc"], "dim": 0}], "nodes[1] (sm, softmax)"),
+            # rank tracking: [batch] after the sum, so dim -1 is the batch
+            ([{"name": "s", "op": "sum", "args": ["fc"], "dim": 1},
+              {"name": "sm", "op": "softmax", "args": ["s"], "dim": -1}],
+             "nodes[2] (sm, softmax): over dim -1: the batch dimension"),
+            ([{"name": "r", "op": "reshape", "args": ["fc"], "shape": [-1]}], "nodes[1] (r, "
+             "reshape)"),
+            ([{"name": "t", "op": "transpose", "args": ["fc"], "dim0": 0, "dim1": 1}],
+             "nodes[1] (t, transpose): moves the batch dimension"),
+            ([{"name": "bn", "module": {"type": "BatchNorm1d", "num_features": 3},
+               "args": ["fc"]}], "nodes[1] (bn, BatchNorm1d)"),
+            ([{"name": "w", "attr": "fc.weight"},
+              {"name": "g", "op": "matmul", "args": ["w", "fc"]}], "nodes[2] (g, matmul)"),
+        ]
+        for nodes, msg in cases:
+            outs = [nodes[-1]["name"]]
+            r = D.post("/v1/models", spec(nodes, outs))
+            self.assertError(r, 400, msg)
+            self.assertIn("batching", r.error())
+            self.assertEqual(D.get("/v1/models/bad").status, 404)
+        # the same graphs without batching are fine (they are served unbatched)
+        r = D.post("/v1/models", dict(spec(cases[0][0], ["total"]), batching=None))
+        self.assertEqual(r.status, 201, r)
+        D.delete("/v1/models/bad")
 
 
 if __name__ == "__main__":

@@ -47,9 +47,16 @@ void etd_h_job_cancel(etd_call *c);
 /* v1_params.c */
 void etd_h_params_get(etd_call *c);
 void etd_h_params_put(etd_call *c);
-/* v1_train.c: predict's answer for a model with several (named) outputs,
- * {"outputs": {"logits": ..., "score": ...}}; false with the error answered. */
-bool ep_predict_named(etd_call *c, bool bin);
+/* v1_train.c: predict's answer for m's outputs ys[0..n) (borrowed):
+ * {"outputs": y}, or for several (named) outputs {"outputs": {"logits": ...,
+ * "score": ...}}; safetensors: "outputs" / one tensor per output name. */
+void ep_predict_answer(etd_call *c, etd_model *m, bool bin, et_tensor *const *ys, int n);
+/* Predict c->x on c->m now and answer; false with the error answered. */
+bool ep_predict_now(etd_call *c, bool bin);
+/* A batching model's predict: c->x queued for its next dynamic batch and
+ * answered later (version > 0: the answer names that version); false when
+ * the transport cannot wait -- then run ep_predict_now (the same bits). */
+bool ep_predict_batched(etd_call *c, bool bin, int64_t version);
 /* v1_versions.c */
 void etd_h_versions_post(etd_call *c);
 void etd_h_versions_list(etd_call *c);

@@ -30,49 +30,67 @@ bool etd_cheap_forward(etd_model *m, const etd_request *rq)
     return rows * (double)in.param_count <= max;
 }
 
-static void predict_answer(etd_call *c, etd_model *m, bool bin, et_tensor *y)
+void ep_predict_answer(etd_call *c, etd_model *m, bool bin, et_tensor *const *ys, int n)
 {
+    etd_model_io io;
+    etd_model_io_get(m, &io);
+    bool named = io.noutputs > 1;
     if (bin) {
-        static const char *const names[] = {"outputs"};
-        ep_reply_st(c, names, &y, 1, NULL);
-    } else {
-        etd_buf_puts(&c->rs->body, "{\"outputs\":");
-        etd_json_tensor(&c->rs->body, y);
-        etd_model_info in;
-        etd_model_info_get(m, &in);
-        if (in.sum.nf.diverged) /* say why the outputs are null */
-            ep_write_status(&c->rs->body, &in.sum);
-        etd_buf_putc(&c->rs->body, '}');
+        static const char *const one[] = {"outputs"};
+        ep_reply_st(c, named ? io.outputs : one, ys, n, NULL);
+        return;
     }
+    etd_buf *out = &c->rs->body;
+    etd_buf_puts(out, named ? "{\"outputs\":{" : "{\"outputs\":");
+    for (int i = 0; i < n; i++) {
+        if (named) {
+            etd_buf_puts(out, i ? "," : "");
+            etd_json_str(out, io.outputs[i]);
+            etd_buf_putc(out, ':');
+        }
+        etd_json_tensor(out, ys[i]);
+    }
+    if (named)
+        etd_buf_putc(out, '}');
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    if (in.sum.nf.diverged) /* say why the outputs are null */
+        ep_write_status(out, &in.sum);
+    etd_buf_putc(out, '}');
 }
 
 /* A batching model's prediction waits for its dynamic batch
  * (models/batcher.c) without a thread; the answer is written when the
- * batch has run, with the rows this request gets alone. */
+ * batch has run, with the rows this request gets alone.  version > 0: a
+ * version's predict (its answer says which). */
 typedef struct predict_later {
     ep_later l;
     etd_model *m;               /* a reference of its own */
     bool bin;
+    int64_t version;
 } predict_later;
 
-static void predict_done(void *arg, etd_rc rc, et_tensor *y, const char *msg)
+static void predict_done(void *arg, etd_rc rc, et_tensor **ys, int ny, const char *msg)
 {
     predict_later *p = arg;
     etd_call c = ep_later_call(&p->l);
-    if (rc == ETD_OK)
-        predict_answer(&c, p->m, p->bin, y);
-    else
+    if (rc == ETD_OK) {
+        ep_predict_answer(&c, p->m, p->bin, ys, ny);
+        if (p->version > 0) {
+            c.rs->body.len--; /* reopen the object */
+            etd_buf_printf(&c.rs->body, ",\"version\":%lld}", (long long)p->version);
+        }
+    } else {
         etd_response_error(c.rs, etd_rc_status(rc), "%s", msg ? msg : "batch failed");
-    et_tensor_free(y);
+    }
+    for (int i = 0; i < ny; i++)
+        et_tensor_free(ys[i]);
     etd_model_unref(p->m);
     ep_later_done(&p->l);
     free(p);
 }
 
-/* Queue c->x for the model's next batch and answer later; false when the
- * transport cannot wait (the caller then runs the forward itself: the same
- * bits).  An error is answered here. */
-static bool predict_batched(etd_call *c, bool bin)
+bool ep_predict_batched(etd_call *c, bool bin, int64_t version)
 {
     if (etd_model_check_inputs(c->m, &c->x, &c->e) != ETD_OK) {
         ep_ok(c, c->e.rc);
@@ -84,41 +102,22 @@ static bool predict_batched(etd_call *c, bool bin)
         return false;
     }
     p->bin = bin;
+    p->version = version;
     p->m = etd_model_ref(c->m);
     etd_err e = {0};
     if (etd_model_forward_batched(c->m, &c->x, predict_done, p, &e) != ETD_OK)
-        predict_done(p, e.rc, NULL, e.msg);
+        predict_done(p, e.rc, NULL, 0, e.msg);
     return true;
 }
 
-/* A graph's named outputs: {"outputs": {"score": ..., ...}} (safetensors:
- * one tensor per output name).  false with the error answered. */
-bool ep_predict_named(etd_call *c, bool bin)
+bool ep_predict_now(etd_call *c, bool bin)
 {
-    etd_model_io io;
-    etd_model_io_get(c->m, &io);
     et_tensor *ys[ETD_MAX_IO];
     int n = 0;
     if (!ep_ok(c, etd_model_forward_all(c->m, &c->x, ys, &n, &c->e)))
         return false;
     etd_array_free(&c->x);
-    if (bin) {
-        ep_reply_st(c, io.outputs, ys, n, NULL);
-    } else {
-        etd_buf_puts(&c->rs->body, "{\"outputs\":{");
-        for (int i = 0; i < n; i++) {
-            etd_buf_puts(&c->rs->body, i ? "," : "");
-            etd_json_str(&c->rs->body, io.outputs[i]);
-            etd_buf_putc(&c->rs->body, ':');
-            etd_json_tensor(&c->rs->body, ys[i]);
-        }
-        etd_buf_putc(&c->rs->body, '}');
-        etd_model_info in;
-        etd_model_info_get(c->m, &in);
-        if (in.sum.nf.diverged) /* say why the outputs are null */
-            ep_write_status(&c->rs->body, &in.sum);
-        etd_buf_putc(&c->rs->body, '}');
-    }
+    ep_predict_answer(c, c->m, bin, ys, n);
     for (int i = 0; i < n; i++)
         et_tensor_free(ys[i]);
     return true;
@@ -134,20 +133,9 @@ void etd_h_predict(etd_call *c)
         return;
     etd_json_doc_free(&c->doc); /* free the tree before the forward pass: it can be large */
     etd_st_free(&c->st);
-    if (etd_model_batching(c->m) && predict_batched(c, bin))
+    if (etd_model_batching(c->m) && ep_predict_batched(c, bin, 0))
         return;
-    etd_model_io io;
-    etd_model_io_get(c->m, &io);
-    if (io.noutputs > 1) {
-        ep_predict_named(c, bin);
-        return;
-    }
-    et_tensor *y = NULL;
-    if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
-        return;
-    etd_array_free(&c->x);
-    predict_answer(c, c->m, bin, y);
-    et_tensor_free(y);
+    ep_predict_now(c, bin);
 }
 
 void etd_h_batches(etd_call *c)

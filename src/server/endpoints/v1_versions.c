@@ -172,23 +172,13 @@ void etd_h_version_predict(etd_call *c)
     if (!ep_inputs(c, keys, false))
         return;
     etd_json_doc_free(&c->doc);
-    etd_model_io io;
-    etd_model_io_get(c->m, &io);
-    if (io.noutputs > 1) {   /* a graph's named outputs, as plain predict answers them */
-        if (ep_predict_named(c, false)) {
-            c->rs->body.len--; /* reopen the object */
-            etd_buf_printf(&c->rs->body, ",\"version\":%" PRId64 "}", n);
-        }
+    /* the version's own batcher: its requests batch with each other */
+    if (etd_model_batching(c->m) && ep_predict_batched(c, false, n))
         return;
+    if (ep_predict_now(c, false)) {   /* as plain predict answers, plus the version */
+        c->rs->body.len--; /* reopen the object */
+        etd_buf_printf(&c->rs->body, ",\"version\":%" PRId64 "}", n);
     }
-    et_tensor *y = NULL;
-    if (!ep_ok(c, etd_model_forward(c->m, &c->x, &y, &c->e)))
-        return;
-    etd_array_free(&c->x);
-    etd_buf_puts(&c->rs->body, "{\"outputs\":");
-    etd_json_tensor(&c->rs->body, y);
-    etd_buf_printf(&c->rs->body, ",\"version\":%" PRId64 "}", n);
-    et_tensor_free(y);
 }
 
 /* POST .../versions/{N}/evaluate: /evaluate's body and answer (plus

@@ -388,16 +388,14 @@ typedef struct infer_later {
     int nout;
 } infer_later;
 
-static void infer_done(void *arg, etd_rc rc, et_tensor *y, const char *msg)
+static void infer_done(void *arg, etd_rc rc, et_tensor **ys, int ny, const char *msg)
 {
     infer_later *p = arg;
     etd_call c = ep_later_call(&p->l);
-    if (rc == ETD_OK) {
-        infer_answer(&c, p->model, p->ver, p->id, p->outs, p->binary, p->nout, &y, 1);
-    } else {
-        et_tensor_free(y);
+    if (rc == ETD_OK)   /* takes ys over */
+        infer_answer(&c, p->model, p->ver, p->id, p->outs, p->binary, p->nout, ys, ny);
+    else
         etd_response_error(c.rs, etd_rc_status(rc), "%s", msg ? msg : "batch failed");
-    }
     ep_later_done(&p->l);
     free(p->model);
     free(p->id);
@@ -430,7 +428,7 @@ static bool infer_batched(etd_call *c, const char *ver, char **id, const io_desc
     p->nout = nout;
     etd_err e = {0};
     if (etd_model_forward_batched(c->m, &c->x, infer_done, p, &e) != ETD_OK)
-        infer_done(p, e.rc, NULL, e.msg);
+        infer_done(p, e.rc, NULL, 0, e.msg);
     return true;
 }
 

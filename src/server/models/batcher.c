@@ -23,13 +23,23 @@
  * of a batching model runs with et_set_batch_invariant (each output element
  * is one sequential fma chain over its own row: ops.h), whether it carries
  * one request or sixty-four (etd_model_forward sets it too), and the spec
- * admits only layers that compute each row from that row alone (spec.c). */
+ * admits only layers that compute each row from that row alone (spec.c).
+ *
+ * A graph model's requests have named parts (etd_array.parts): each part
+ * is stacked with the same part of the others (int64 indices as int64),
+ * and every output is split back by rows.  Requests are stacked only when
+ * every part has the same dtype and trailing shape, and only at input ranks
+ * at which the graph keeps the rows apart (spec_graph_batch.c: a softmax
+ * over dim -1 of rank-1 rows is over the batch); others go alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "server/models/model_internal.h"
+#include "server/models/spec_graph.h"
+
+#define ETD_BATCH_SIGS 8
 
 typedef struct waiting {
     struct waiting *next;
@@ -48,6 +58,10 @@ struct etd_batcher {
     int jobs;                   /* jobs submitted or running (forming included) */
     int64_t max_rows;
     double max_delay;           /* seconds */
+    /* a graph's sets of input ranks asked about (batchable) */
+    uint64_t sig[ETD_BATCH_SIGS];
+    bool sig_ok[ETD_BATCH_SIGS];
+    int nsig;
     /* statistics for /metrics */
     uint64_t batches, batched_rows, requests;
     uint64_t hist[ETD_BATCH_BUCKETS];
@@ -90,36 +104,106 @@ static double elapsed(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* Same trailing shape (everything but the rows), so they can be stacked. */
+/* The arrays a request's inputs come in: a graph's named parts in the
+ * model's order, or the one array. */
+static int parts_of(const etd_array *x, const etd_array **p)
+{
+    if (x->nparts) {
+        *p = x->parts;
+        return x->nparts;
+    }
+    *p = x;
+    return 1;
+}
+
+/* A request's rows: dim 0 of its inputs (a layer list's input of rank 1 is
+ * one row without a batch dimension). */
+static int64_t rows_of(const etd_model *m, const etd_array *x)
+{
+    const etd_array *p;
+    parts_of(x, &p);
+    if (m->spec.graph)
+        return p[0].ndim >= 1 ? p[0].shape[0] : 1;
+    return p[0].ndim >= 2 ? p[0].shape[0] : 1;
+}
+
+static int64_t trailing(const etd_array *a)
+{
+    int64_t n = 1;
+    for (int i = 1; i < a->ndim; i++)
+        n *= a->shape[i];
+    return n;
+}
+
+/* Same parts, each of the same dtype and trailing shape (everything but
+ * the rows), so they can be stacked. */
 static bool stackable(const etd_array *a, const etd_array *b)
 {
-    if (a->ndim != b->ndim || a->dtype != b->dtype || a->ndim < 2)
+    if (a->nparts != b->nparts)
         return false;
-    for (int i = 1; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
+    const etd_array *pa, *pb;
+    int n = parts_of(a, &pa);
+    parts_of(b, &pb);
+    for (int k = 0; k < n; k++) {
+        if (pa[k].ndim != pb[k].ndim || pa[k].dtype != pb[k].dtype || pa[k].ndim < 1)
             return false;
+        for (int i = 1; i < pa[k].ndim; i++)
+            if (pa[k].shape[i] != pb[k].shape[i])
+                return false;
+    }
     return true;
+}
+
+/* May x be batched with others (b->mu held)?  A layer list's input needs a
+ * row dimension besides its features (spec.c admits only row-wise layers);
+ * a graph, ranks of its inputs at which every output keeps the rows apart
+ * (spec_graph_batch.c) -- asked once per set of ranks, the answers kept. */
+static bool batchable(etd_model *m, etd_batcher *b, const etd_array *x)
+{
+    const etd_array *p;
+    int n = parts_of(x, &p);
+    if (!m->spec.graph)
+        return p[0].ndim >= 2;
+    uint64_t sig = 0;
+    int ranks[ETD_MAX_IO];
+    for (int i = 0; i < n && i < ETD_MAX_IO; i++) {
+        if (p[i].ndim < 1)
+            return false;
+        ranks[i] = p[i].ndim;
+        sig |= (uint64_t)(p[i].ndim & 15) << (4 * i);
+    }
+    for (int i = 0; i < b->nsig; i++)
+        if (b->sig[i] == sig)
+            return b->sig_ok[i];
+    char why[ETD_ERRCAP];
+    bool ok = etd_graph_rows_ok(m->spec.graph, m->net, ranks, why, sizeof why);
+    int at = b->nsig < ETD_BATCH_SIGS ? b->nsig++ : (int)(b->batches % ETD_BATCH_SIGS);
+    b->sig[at] = sig;
+    b->sig_ok[at] = ok;
+    return ok;
 }
 
 /* The next batch (b->mu held): the oldest request, then every later one
  * that stacks with it and fits; a request of more than max_rows rows, or
- * without a row dimension, goes alone.  Returns the list, *rows its rows. */
-static waiting *take_batch(etd_batcher *b, int64_t *rows)
+ * whose ranks cannot be batched, goes alone.  Returns the list, *rows its
+ * rows. */
+static waiting *take_batch(etd_model *m, etd_batcher *b, int64_t *rows)
 {
     waiting *first = b->head;
     b->head = first->next;
     first->next = NULL;
-    int64_t r = first->x.ndim >= 2 ? first->x.shape[0] : 1;
+    int64_t r = rows_of(m, &first->x);
     waiting *last = first;
-    if (first->x.ndim >= 2 && r < b->max_rows) {
+    if (r < b->max_rows && batchable(m, b, &first->x)) {
         for (waiting **pp = &b->head; *pp && r < b->max_rows;) {
             waiting *w = *pp;
-            if (stackable(&first->x, &w->x) && r + w->x.shape[0] <= b->max_rows) {
+            int64_t wr = rows_of(m, &w->x);
+            if (stackable(&first->x, &w->x) && r + wr <= b->max_rows) {
                 *pp = w->next;
                 w->next = NULL;
                 last->next = w;
                 last = w;
-                r += w->x.shape[0];
+                r += wr;
             } else {
                 pp = &w->next;
             }
@@ -144,68 +228,126 @@ static void record(etd_batcher *b, int64_t rows, int64_t nreq)
         }
 }
 
-/* One forward over the batch; each request gets its rows (or the error). */
+/* Part k of every request of list, stacked row-wise into out (rows in all;
+ * int64 parts stay int64: an Embedding's indices never pass through float). */
+static bool stack_part(const waiting *list, int k, int64_t rows, etd_array *out)
+{
+    const etd_array *p;
+    parts_of(&list->x, &p);
+    *out = p[k];
+    out->data = NULL;
+    out->idata = NULL;
+    out->parts = NULL;
+    out->nparts = 0;
+    out->shape[0] = rows;
+    int64_t per_row = trailing(&p[k]);
+    out->numel = rows * per_row;
+    size_t esz = p[k].dtype == ET_INT64 ? sizeof(int64_t) : sizeof(float);
+    char *dst = malloc((size_t)(out->numel ? out->numel : 1) * esz);
+    if (!dst)
+        return false;
+    if (p[k].dtype == ET_INT64)
+        out->idata = (int64_t *)dst;
+    else
+        out->data = (float *)dst;
+    for (const waiting *w = list; w; w = w->next) {
+        const etd_array *q;
+        parts_of(&w->x, &q);
+        size_t bytes = (size_t)q[k].numel * esz;
+        memcpy(dst, q[k].dtype == ET_INT64 ? (const void *)q[k].idata : (const void *)q[k].data,
+               bytes);
+        dst += bytes;
+    }
+    return true;
+}
+
+/* The requests' inputs as one: the same parts, rows summed. */
+static bool stack_all(const waiting *list, int64_t rows, etd_array *cat)
+{
+    memset(cat, 0, sizeof *cat);
+    if (!list->x.nparts)
+        return stack_part(list, 0, rows, cat);
+    int n = list->x.nparts;
+    if (!(cat->parts = calloc((size_t)n, sizeof *cat->parts)))
+        return false;
+    cat->nparts = n;
+    cat->ndim = 1;
+    cat->shape[0] = cat->numel = rows;
+    cat->dtype = ET_FLOAT32;
+    for (int k = 0; k < n; k++)
+        if (!stack_part(list, k, rows, &cat->parts[k]))
+            return false;
+    return true;
+}
+
+/* Rows [off, off + n) of y (contiguous, dim 0 the rows) as a new tensor. */
+static et_tensor *rows_slice(const et_tensor *y, int64_t off, int64_t n)
+{
+    int nd = et_ndim(y);
+    int64_t shape[ET_MAX_DIMS], per = 1;
+    memcpy(shape, et_shape(y), (size_t)nd * sizeof *shape);
+    for (int i = 1; i < nd; i++)
+        per *= shape[i];
+    shape[0] = n;
+    if (et_tensor_dtype(y) == ET_INT64)
+        return et_tensor_new_int64(et_data_int64_const(y) + off * per, shape, nd);
+    return et_tensor_new(et_data_const(y) + off * per, shape, nd);
+}
+
+/* One forward over the batch; each request gets its rows of every output
+ * (or the error). */
 static void run_one(etd_model *m, waiting *list, int64_t rows)
 {
     etd_err e = {0};
     etd_rc rc = ETD_OK;
-    et_tensor *y = NULL;
+    et_tensor *ys[ETD_MAX_IO] = {NULL}, *yc[ETD_MAX_IO] = {NULL};
+    int ny = 0;
     etd_array cat = {0};
     bool alone = !list->next;
-    if (alone) {
-        rc = etd_model_forward(m, &list->x, &y, &e);
-    } else {
-        cat = list->x; /* shape and dtype of the first; rows summed */
-        cat.data = NULL;
-        cat.idata = NULL;
-        cat.shape[0] = rows;
-        int64_t per_row = list->x.numel / list->x.shape[0];
-        cat.numel = rows * per_row;
-        cat.data = malloc((size_t)(cat.numel ? cat.numel : 1) * sizeof(float));
-        if (!cat.data) {
-            rc = etd_fail(&e, ETD_ENOMEM, "out of memory");
-        } else {
-            float *p = cat.data;
-            for (waiting *w = list; w; w = w->next) {
-                memcpy(p, w->x.data, (size_t)w->x.numel * sizeof(float));
-                p += w->x.numel;
-            }
-            rc = etd_model_forward(m, &cat, &y, &e);
-        }
-    }
+    if (alone)
+        rc = etd_model_forward_all(m, &list->x, ys, &ny, &e);
+    else if (!stack_all(list, rows, &cat))
+        rc = etd_fail(&e, ETD_ENOMEM, "out of memory");
+    else
+        rc = etd_model_forward_all(m, &cat, ys, &ny, &e);
+    etd_array_free(&cat);
     /* split the rows back */
+    for (int j = 0; rc == ETD_OK && !alone && j < ny; j++) {
+        yc[j] = et_contiguous(ys[j]);
+        if (!yc[j])
+            rc = etd_fail(&e, ETD_ENOMEM, "out of memory");
+        else if (et_ndim(yc[j]) < 1 || et_shape(yc[j])[0] != rows)
+            rc = etd_fail(&e, ETD_EINTERNAL, "batching: output %d has no row per input row", j);
+    }
     int64_t off = 0;
-    et_tensor *yc = y && !alone ? et_contiguous(y) : NULL;
-    const float *yd = yc ? et_data(yc) : NULL;
-    int64_t per_out = 0;
-    if (yc && et_ndim(yc) >= 1 && et_shape(yc)[0] == rows)
-        per_out = rows ? et_numel(yc) / rows : 0;
-    else if (yc)
-        rc = etd_fail(&e, ETD_EINTERNAL, "batching: the output has no row per input row");
     for (waiting *w = list, *next; w; w = next) {
         next = w->next;
-        et_tensor *mine = NULL;
+        et_tensor *mine[ETD_MAX_IO] = {NULL};
+        bool oom = false;
         if (rc == ETD_OK && alone) {
-            mine = y;
-            y = NULL;
+            memcpy(mine, ys, (size_t)ny * sizeof *ys);
+            memset(ys, 0, sizeof ys);
         } else if (rc == ETD_OK) {
-            int64_t n = w->x.shape[0], shape[ET_MAX_DIMS];
-            int nd = et_ndim(yc);
-            memcpy(shape, et_shape(yc), (size_t)nd * sizeof *shape);
-            shape[0] = n;
-            mine = et_tensor_new(yd + off * per_out, shape, nd);
+            int64_t n = rows_of(m, &w->x);
+            for (int j = 0; j < ny; j++)
+                oom |= !(mine[j] = rows_slice(yc[j], off, n));
             off += n;
         }
-        if (rc == ETD_OK && !mine)
-            w->done(w->arg, ETD_ENOMEM, NULL, "out of memory");
-        else
-            w->done(w->arg, rc, mine, rc == ETD_OK ? NULL : e.msg);
+        if (oom) {
+            for (int j = 0; j < ny; j++)
+                et_tensor_free(mine[j]);
+            w->done(w->arg, ETD_ENOMEM, NULL, 0, "out of memory");
+        } else {
+            w->done(w->arg, rc, rc == ETD_OK ? mine : NULL, rc == ETD_OK ? ny : 0,
+                    rc == ETD_OK ? NULL : e.msg);
+        }
         etd_array_free(&w->x);
         free(w);
     }
-    et_tensor_free(yc);
-    et_tensor_free(y);
-    free(cat.data);
+    for (int j = 0; j < ny; j++) {
+        et_tensor_free(yc[j]);
+        et_tensor_free(ys[j]);
+    }
 }
 
 typedef struct job {
@@ -249,7 +391,7 @@ static void batch_job(void *arg)
         waiting *list = NULL;
         int64_t rows = 0, nreq = 0;
         if (b->head) {
-            list = take_batch(b, &rows);
+            list = take_batch(m, b, &rows);
             for (waiting *w = list; w; w = w->next)
                 nreq++;
             b->rows -= rows;
@@ -313,12 +455,13 @@ etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done do
     etd_batcher *b = m->batcher;
     if (!b || !atomic_load(&m->reg->executor)) {
         /* nothing to batch with: the request alone (same bits) */
-        et_tensor *y = NULL;
-        etd_rc rc = etd_model_forward(m, x, &y, e);
+        et_tensor *ys[ETD_MAX_IO];
+        int ny = 0;
+        etd_rc rc = etd_model_forward_all(m, x, ys, &ny, e);
         etd_array_free(x);
         if (rc != ETD_OK)
             return rc;
-        done(arg, ETD_OK, y, NULL);
+        done(arg, ETD_OK, ys, ny, NULL);
         return ETD_OK;
     }
     if (etd_model_check_inputs(m, x, e) != ETD_OK)
@@ -337,7 +480,7 @@ etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done do
     else
         b->head = w;
     b->tail = w;
-    b->rows += w->x.ndim >= 2 ? w->x.shape[0] : 1;
+    b->rows += rows_of(m, &w->x);
     b->nreq++;
     bool start = !b->forming && b->jobs < max_jobs(m);
     if (start) {
@@ -359,7 +502,7 @@ etd_rc etd_model_forward_batched(etd_model *m, etd_array *x, etd_forward_done do
             pthread_mutex_unlock(&b->mu);
             while (all) {
                 waiting *n = all->next;
-                all->done(all->arg, ETD_ENOMEM, NULL, "out of memory");
+                all->done(all->arg, ETD_ENOMEM, NULL, 0, "out of memory");
                 etd_array_free(&all->x);
                 free(all);
                 all = n;

@@ -80,6 +80,10 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     }
     if (!(m->net = etd_spec_build_net(&m->spec, m->gen, e)))
         goto fail;
+    /* which rows a graph keeps apart needs the ranks of its parameters */
+    if (m->spec.max_batch_size > 0 && m->spec.graph &&
+        !etd_graph_check_batching(m->spec.graph, m->net, e))
+        goto fail;
     et_module_train(m->net, false);
     m->nparams = et_module_num_params(m->net);
     m->params = calloc((size_t)(m->nparams ? m->nparams : 1), sizeof *m->params);

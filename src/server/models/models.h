@@ -282,9 +282,11 @@ etd_rc etd_model_forward_all(etd_model *m, const etd_array *x, et_tensor **ys, i
 
 /* ---- dynamic batching (batcher.c) ---- */
 
-/* The answer of a batched forward: rc ETD_OK with y (a new reference: the
- * request's own rows), or an error with its message. */
-typedef void (*etd_forward_done)(void *arg, etd_rc rc, et_tensor *y, const char *msg);
+/* The answer of a batched forward: rc ETD_OK with ys[0..ny) (new references,
+ * taken over by the callee: the request's own rows of each output, in
+ * etd_model_io's output order; the array itself is the caller's), or an
+ * error with its message (ys NULL, ny 0). */
+typedef void (*etd_forward_done)(void *arg, etd_rc rc, et_tensor **ys, int ny, const char *msg);
 /* Queue x (taken over: x is zeroed) for the model's next dynamic batch;
  * done(arg, ...) is called exactly once, on the thread that runs the batch
  * (maybe before this returns).  Without batching, or without an executor,

@@ -366,9 +366,8 @@ static bool parse_batching(const cJSON *j, etd_spec *s, etd_err *e)
         !etd_field_int(&o, "max_batch_size", true, 0, 1, 65536, &s->max_batch_size) ||
         !etd_field_int(&o, "max_delay_us", false, 500, 0, 1000000, &s->max_delay_us))
         return false;
-    if (s->graph)   /* which ops and nodes are row-wise is not worked out for graphs */
-        return etd_fail(e, ETD_EINVAL, "batching: graph models cannot be batched dynamically "
-                        "(only layer lists whose layers are known to be batch-invariant)"), false;
+    if (s->graph)   /* checked on the built graph (spec_graph_batch.c, from model.c) */
+        return true;
     for (int i = 0; i < s->nlayers; i++) {
         const char *why = "";
         if (!row_wise(&s->layers[i], &why))

@@ -34,4 +34,18 @@ int etd_graph_num_outputs(const etd_graph *g);
 const char *etd_graph_output(const etd_graph *g, int i);
 int64_t etd_graph_output_features(const etd_graph *g, int i);
 
+/* Dynamic batching (spec_graph_batch.c): can requests whose inputs have
+ * ranks[0..ninputs) -- dim 0 of each the batch -- be concatenated along
+ * dim 0, run as one forward pass and split back along dim 0 of every
+ * output, each row the bits it has alone?  net: the built graph (the ranks
+ * of attr nodes' parameters; may be NULL).  false + why naming the node that
+ * mixes rows or is not known to be batch-invariant. */
+bool etd_graph_rows_ok(const etd_graph *g, const et_module *net, const int *ranks, char *why,
+                       size_t cap);
+/* The spec's check of "batching" on a graph: etd_graph_rows_ok at the
+ * ranks of a plain batch (1 for an index input, 2 otherwise) or with rank 2
+ * for some index inputs (token sequences); ETD_EINVAL with the reason at
+ * the first: "batching: ... nodes[3] (total, sum): reduces over every dim". */
+bool etd_graph_check_batching(const etd_graph *g, const et_module *net, etd_err *e);
+
 #endif
