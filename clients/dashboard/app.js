@@ -255,11 +255,24 @@ window.ET = (function () {
     return state.xMode === 'wall' ? t : t - e.times.find(Number.isFinite);
   }
 
-  // Validation metrics the model has (each is a series on its charts).
+  // Validation metrics the model has (each is a series on its charts); a graph with a loss
+  // list also has each entry's own loss ("losses.0", ...: the entry's "losses" by index).
   function metricsOf(e) {
     const metrics = [];
     for (const v of e.val) for (const k of Object.keys(v.metrics || {})) if (!metrics.includes(k)) metrics.push(k);
+    for (const v of e.val) (v.losses || []).forEach((_, i) => { if (!metrics.includes('losses.' + i)) metrics.push('losses.' + i); });
     return metrics;
+  }
+
+  const isLoss = (k) => k === 'loss' || k.startsWith('losses.');
+
+  // "loss (logits)": a loss-list entry named by the output(s) it takes.
+  function metricLabel(e, k) {
+    if (!k.startsWith('losses.')) return k;
+    const i = Number(k.slice(7));
+    const list = e.info && e.info.spec && Array.isArray(e.info.spec.loss) ? e.info.spec.loss : null;
+    const t = list && list[i];
+    return 'loss (' + (t && t.output !== undefined ? [].concat(t.output).join(', ') : '#' + i) + ')';
   }
 
   // The columns of a model's chart (columns.js): x, smoothed train loss, raw train loss
@@ -278,10 +291,10 @@ window.ET = (function () {
       { label: 'train loss', color: C.PALETTE[0], width: 2 },
       { label: 'train loss (raw)', color: C.PALETTE[0] + '55', width: 1 },
     ];
-    metrics.forEach((k, i) => series.push({ label: 'validation ' + k, color: C.PALETTE[1 + (i % 6)], width: 1.5,
-      points: true, scale: k === 'loss' ? 'y' : 'y2' }));
+    metrics.forEach((k, i) => series.push({ label: 'validation ' + metricLabel(e, k), color: C.PALETTE[1 + (i % 6)], width: 1.5,
+      points: true, scale: isLoss(k) ? 'y' : 'y2' }));
     const u = C.make({ el, series, log: state.logScale, xMode: state.xMode, height,
-      yLabel: 'loss' + (state.logScale ? ' (log scale)' : ''), y2Label: metrics.some((k) => k !== 'loss') ? 'metric' : null,
+      yLabel: 'loss' + (state.logScale ? ' (log scale)' : ''), y2Label: metrics.some((k) => !isLoss(k)) ? 'metric' : null,
       markers, sync: 'm-' + e.name, width });
     u._et.key = chartKey() + '|' + metrics.join(',');
     return u;
@@ -555,7 +568,7 @@ window.ET = (function () {
   const ET = {
     C, state, els, store, HttpError, request, api, modelPath, fmtNum, describeLayer, typeName,
     refresh, resetEntry, absorb, trim, addValidation, changed, painters, xs, xOfMarker,
-    metricsOf, columns, chartData, markerXs, buildChart, chartKey, modelState, divergedText, render,
+    metricsOf, metricLabel, columns, chartData, markerXs, buildChart, chartKey, modelState, divergedText, render,
     renderCompare, ensureEntry, removeEntry, listModels, setStatus, redrawAll, widthOf, setText,
     idle: () => frames.idle(), redrawCompare: () => frames.now([COMPARE]),
   };

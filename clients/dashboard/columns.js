@@ -13,7 +13,7 @@ window.ETColumns = (function () {
   // A loss or metric value as the chart draws it: null where it cannot (not finite, or not
   // positive for the loss on a log scale).
   function drawable(y, k, log) {
-    return Number.isFinite(y) && (k !== 'loss' || !log || y > 0) ? y : null;
+    return Number.isFinite(y) && ((k !== 'loss' && !k.startsWith('losses.')) || !log || y > 0) ? y : null;
   }
 
   // The columns of entry e for view {xMode, log, smoothing} and the metrics (in order), up
@@ -69,8 +69,10 @@ window.ETColumns = (function () {
     for (const v of todo) {
       const j = indexOf(c.steps, v.step);
       if (j < 0) { if (v.step > last) c.pending.push(v); continue; }
-      if (!v.metrics) continue;
-      c.metrics.forEach((k, m) => { c.val[m][j] = drawable(v.metrics[k], k, c.view.log); });
+      // "losses.i": a loss list's entry i (the entry's "losses"), else a metric by name
+      const value = (k) => (k.startsWith('losses.') ? (v.losses || [])[Number(k.slice(7))]
+        : (v.metrics || {})[k]);
+      c.metrics.forEach((k, m) => { c.val[m][j] = drawable(value(k), k, c.view.log); });
     }
   }
 

@@ -100,7 +100,7 @@ ET.model = (function () {
     D.chartEl.dataset.points = String(e.steps.length);
     D.chartEl.dataset.series = String(D.chart.series.length - 1);
     D.chartEl.dataset.xMode = state.xMode;
-    D.chartEl.setAttribute('aria-label', 'Training loss' + (metrics.length ? ' and validation ' + metrics.join(', ') : '') +
+    D.chartEl.setAttribute('aria-label', 'Training loss' + (metrics.length ? ' and validation ' + metrics.map((k) => ET.metricLabel(e, k)).join(', ') : '') +
       ' of ' + e.name + ' over ' + e.steps.length + ' steps, x axis: ' + C.X_LABELS[state.xMode]);
     D.lrEl.setAttribute('aria-label', 'Learning rate of ' + e.name + ' per step');
     renderMarkers(e);

@@ -217,6 +217,10 @@ class TestJobs(Base):
         def tl(x, y):
             lo, sc = net(x["user"], x["item"])
             return F.cross_entropy(lo, y["label"]) + 0.5 * F.mse_loss(sc, y["rating"])
+        def terms(x, y):
+            lo, sc = net(x["user"], x["item"])
+            return [F.cross_entropy(lo, y["label"]).item(), F.mse_loss(sc, y["rating"]).item()]
+        jv = D.ok("GET", "/v1/models/%s/jobs/%d" % (name, job["id"]))["validation"]["results"]
         for k in range(3):   # torch: a step on the training rows, then the validation loss
             net.train()
             opt.zero_grad()
@@ -226,6 +230,25 @@ class TestJobs(Base):
             with torch.no_grad():
                 self.assertClose(val[k]["metrics"]["loss"], tl(vx, vy).item(),
                                  "validation loss after step %d" % (k + 1))
+                # each loss-list entry's own (unweighted) loss beside the total
+                want = terms(vx, vy)
+                self.assertEqual(len(val[k]["losses"]), 2)
+                for i in range(2):
+                    self.assertClose(val[k]["losses"][i], want[i],
+                                     "validation loss[%d] after step %d" % (i, k + 1))
+                self.assertClose(val[k]["losses"][0] + 0.5 * val[k]["losses"][1],
+                                 val[k]["metrics"]["loss"], "the total of the terms")
+        self.assertEqual(jv, val, "the job's results are the history's entries")
+        # persisted with the model: the same entries after a restart
+        D.restart()
+        self.assertEqual(D.ok("GET", "/v1/models/%s/loss" % name)["validation"], val)
+        # a version frozen at the last step takes the evaluation, terms included
+        v = D.ok("POST", "/v1/models/%s/versions" % name, {}, expect=(201,))
+        self.assertEqual(v["validation"]["losses"], val[-1]["losses"])
+        r = D.ok("POST", "/v1/models/%s/versions/%d/evaluate" % (name, v["version"]),
+                 body(vx, vy))
+        self.assertEqual(r["losses"], D.ok("GET", "/v1/models/%s/versions/%d" % (
+            name, v["version"]))["validation"]["losses"])
         b = body(xs, ys)
         b["validation"] = {"inputs": {"user": [1]}, "targets": {}}
         r = D.post("/v1/models/%s/jobs" % name, b)

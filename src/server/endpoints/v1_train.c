@@ -358,6 +358,10 @@ void ep_write_validation_entry(etd_buf *out, const etd_val_entry *v)
         etd_buf_puts(out, ",\"k\":");
         etd_json_i64(out, v->k);
     }
+    if (v->nlosses > 0) { /* a loss list's terms, in its order (as evaluate's "losses") */
+        etd_buf_puts(out, ",\"losses\":");
+        etd_json_floats(out, v->losses, v->nlosses);
+    }
     etd_buf_putc(out, '}');
 }
 

@@ -51,6 +51,10 @@ static void write_version(etd_buf *out, const char *model, const etd_version_inf
         etd_buf_puts(out, ",\"k\":");
         etd_json_i64(out, m->k);
     }
+    if (m->nlosses > 0) { /* a loss list's terms, in its order */
+        etd_buf_puts(out, ",\"losses\":");
+        etd_json_floats(out, m->losses, m->nlosses);
+    }
     etd_buf_puts(out, "}}");
 }
 

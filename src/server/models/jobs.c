@@ -268,8 +268,12 @@ static void evaluate(etd_job *j)
                 (long long)j->id, e.msg);
         return;
     }
-    etd_val_entry v = {r.step, j->id, r.metrics, r.k, {0}, r.wgen, false};
+    etd_val_entry v = {r.step, j->id, r.metrics, r.k, {0}, r.wgen, false, 0, {0}};
     memcpy(v.value, r.value, sizeof v.value);
+    if (r.metrics & 1u << ETD_M_LOSS) { /* the loss list's terms beside their total */
+        v.nlosses = r.nlosses;
+        memcpy(v.losses, r.losses, sizeof v.losses);
+    }
     etd_model_validation_add(m, &v);
     etd_buf b;
     etd_buf_init(&b);
@@ -278,6 +282,10 @@ static void evaluate(etd_job *j)
     etd_json_named(&b, etd_metric_names, ETD_M_COUNT, r.metrics, r.value, 1u << ETD_M_LOSS);
     if (r.metrics & 1u << ETD_M_TOPK)
         etd_buf_printf(&b, ",\"k\":%lld", (long long)r.k);
+    if (v.nlosses > 0) {
+        etd_buf_puts(&b, ",\"losses\":");
+        etd_json_floats(&b, v.losses, v.nlosses);
+    }
     etd_events_flush(m); /* the steps it follows go out first */
     if (!b.oom)
         etd_events_publish(m, ETD_EV_EVALUATION, b.data);

@@ -515,6 +515,10 @@ typedef struct etd_val_entry {
     uint64_t wgen;            /* the model's weights generation when measured */
     bool stale;               /* the weights changed since at this step (PUT parameters,
                                * rollback): no version takes it as its metrics */
+    /* a graph with a loss list: each entry's own (unweighted) loss, in the
+     * list's order, beside the weighted total in value[ETD_M_LOSS] */
+    int nlosses;
+    float losses[8];
 } etd_val_entry;
 typedef struct etd_val_history {
     size_t n;

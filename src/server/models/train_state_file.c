@@ -301,6 +301,10 @@ void etd_ts_write_validation(etd_buf *b, const etd_val_entry *v, bool comma)
         }
     if (v->stale)
         etd_buf_puts(b, ",\"stale\":true");
+    if (v->nlosses > 0) {
+        etd_buf_puts(b, ",\"losses\":");
+        etd_json_floats(b, v->losses, v->nlosses);
+    }
     etd_buf_putc(b, '}');
 }
 
@@ -321,6 +325,14 @@ bool etd_ts_read_validation(const cJSON *j, etd_val_entry *v)
         v->value[i] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
         if (x)
             v->metrics |= 1u << i;
+    }
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(j, "losses");
+    if (ls && (!cJSON_IsArray(ls) || cJSON_GetArraySize(ls) > 8))
+        return false;
+    for (const cJSON *x = ls ? ls->child : NULL; x; x = x->next) {
+        if (!cJSON_IsNumber(x) && !cJSON_IsNull(x))
+            return false;
+        v->losses[v->nlosses++] = cJSON_IsNumber(x) ? (float)x->valuedouble : NAN;
     }
     return true;
 }

@@ -245,6 +245,10 @@ etd_rc etd_model_version_evaluate(etd_model *m, int64_t n, const etd_array *x,
     vi->val.metrics = r->metrics;
     vi->val.k = r->k;
     memcpy(vi->val.value, r->value, sizeof vi->val.value);
+    if (r->metrics & 1u << ETD_M_LOSS) {
+        vi->val.nlosses = r->nlosses;
+        memcpy(vi->val.losses, r->losses, sizeof vi->val.losses);
+    }
     vi->val_rows = r->rows;
     vi->val_time = etd_vers_now();
     char name[32];
