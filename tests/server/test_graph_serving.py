@@ -429,6 +429,26 @@ class TestSafetensorsNamed(Base):
         t["inputs.movie"] = np.zeros(3, np.int64)
         r = self.post_st("/v1/models/%s/predict" % name, t)
         self.assertError(r, 400, "inputs.movie: unknown tensor")
+        for bare in ("user", "junk"):   # tensors are named inputs.<name>; the answer lists them
+            t = self.named(xs)
+            t[bare] = t.pop("inputs.user") if bare == "user" else np.zeros(3, np.int64)
+            r = self.post_st("/v1/models/%s/predict" % name, t)
+            self.assertError(r, 400, "%s: unknown tensor (accepted: inputs, inputs.user, "
+                             "inputs.item)" % bare)
+        for dt, code in ((np.float64, "F64"), (np.int32, "I32"), (np.uint8, "U8"), (bool, "BOOL")):
+            t = self.named(xs)
+            t["inputs.user"] = t["inputs.user"].astype(dt)
+            r = self.post_st("/v1/models/%s/predict" % name, t)
+            msg = self.assertError(r, 400, 'tensor "inputs.user" has dtype %s, only F32 and I64 '
+                                   'are supported' % code)
+            self.assertNotIn("not a valid", msg)   # the file is fine: its dtype is not taken
+        t = self.named(xs)   # float32 indices are taken when whole, as torch's .long()
+        t["inputs.user"] = t["inputs.user"].astype(np.float32)
+        r = self.post_st("/v1/models/%s/predict" % name, t)
+        self.assertEqual(r.json(), D.ok("POST", "/v1/models/%s/predict" % name, body(xs)))
+        t["inputs.user"] = t["inputs.user"] + np.float32(0.5)
+        r = self.post_st("/v1/models/%s/predict" % name, t)
+        self.assertError(r, 400, "inputs.user: element 0 (", "is not an integer")
         t = self.named(xs)
         t["inputs.user"] = np.zeros(2, np.int64)
         r = self.post_st("/v1/models/%s/predict" % name, t)

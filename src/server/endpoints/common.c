@@ -276,10 +276,18 @@ bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
         for (int k = 0; c->tensor_keys && c->tensor_keys[k] && !known; k++)
             known = strcmp(c->tensor_keys[k], n) == 0;
         if (!known) {
-            char list[200];
-            etd_join_names(allowed, list, sizeof list);
+            /* the names a named model's tensors take ("inputs.user") too */
+            const char *names[48];
+            int nn = 0;
+            for (int k = 0; allowed[k] && nn < 47; k++)
+                names[nn++] = allowed[k];
+            for (int k = 0; c->tensor_keys && c->tensor_keys[k] && nn < 47; k++)
+                names[nn++] = c->tensor_keys[k];
+            names[nn] = NULL;
+            char list[600];
+            etd_join_names(names, list, sizeof list);
             etd_fail(&c->e, ETD_EINVAL, "%s: unknown tensor (accepted: %s)", n, list);
-            etd_err_suggest(&c->e, n, allowed);
+            etd_err_suggest(&c->e, n, names);
             return ep_ok(c, ETD_EINVAL);
         }
         if (cJSON_GetObjectItemCaseSensitive(obj, n)) {
