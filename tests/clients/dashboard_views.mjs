@@ -148,7 +148,11 @@ export async function themesAndScreens(t) {
       }, `${card} .plot canvas`);
       check('dark theme: the chart\'s grid is drawn in the dark theme\'s colour', grid.dark > 200 && grid.light === 0, JSON.stringify(grid));
     } else {
-      // on a wide screen the cards share the width, and each chart is as wide as its card's box
+      // on a wide screen the cards share the width, and each chart is as wide as its card's box;
+      // the page draws its charts over several frames, so first wait until all three exist
+      await waitFor(async () => await vp.$$eval('#models article .plot',
+        (ps) => ps.length === 3 && ps.every((p) => p.querySelector('canvas'))) &&
+        await vp.evaluate(() => ET.idle()), 30000);
       const fit = await vp.$$eval('#models article .plot', (ps) => ps.map((p) => {
         const c = p.querySelector('canvas');
         return { box: p.clientWidth, chart: c ? c.getBoundingClientRect().width : 0 };
