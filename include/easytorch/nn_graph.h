@@ -53,6 +53,10 @@ typedef enum et_graph_op {
     ET_GOP_SPLIT,                                         /* index = split_size, dim: a tuple */
     ET_GOP_COSINE_SIMILARITY,                             /* F.cosine_similarity: dim, eps */
     ET_GOP_LINEAR,                                        /* F.linear(x, weight[, bias]) */
+    ET_GOP_NEG, ET_GOP_EXP, ET_GOP_LOG, ET_GOP_SQRT, ET_GOP_ERF, /* elementwise, 1 arg */
+    ET_GOP_POW,                                           /* torch.pow, 2 args */
+    ET_GOP_UNSQUEEZE, ET_GOP_SQUEEZE,                     /* dim (squeeze: no-op unless 1) */
+    ET_GOP_SLICE,                                         /* x[start:end:step] along dim */
     ET_GOP_COUNT
 } et_graph_op;
 
@@ -61,7 +65,7 @@ const char *et_graph_op_name(et_graph_op op);
 /* By name; -1 if unknown. */
 int et_graph_op_from_name(const char *name);
 /* Arity: exact number of tensor arguments, or -1 for "1 or more" (cat,
- * stack), -2 for "2 or 3" (linear). */
+ * stack), -2 for "2 or 3" (linear); one less with a scalar operand. */
 int et_graph_op_arity(et_graph_op op);
 
 typedef struct et_graph_op_args {
@@ -72,8 +76,16 @@ typedef struct et_graph_op_args {
     bool keepdim;
     int64_t index;            /* getitem index; chunk's chunks; split's split_size */
     double eps;               /* cosine_similarity [1e-8] */
+    int64_t start, end, step; /* slice: Python's clamped slice [0, ET_END, 1], step > 0 */
+    /* add, sub, mul, div, pow: one operand is the number `scalar` (torch.fx's
+     * add(x, 2.0)), at argument position scalar_pos (0: scalar op x, 1: x op
+     * scalar); the node then takes the other operand as its one argument */
+    bool has_scalar;
+    int scalar_pos;
+    double scalar;
 } et_graph_op_args;
-#define ET_GRAPH_OP_ARGS_DEFAULTS ((et_graph_op_args){.dim = 0, .dim1 = -1, .eps = 1e-8})
+#define ET_GRAPH_OP_ARGS_DEFAULTS \
+    ((et_graph_op_args){.dim = 0, .dim1 = -1, .eps = 1e-8, .end = INT64_MAX, .step = 1})
 
 /* A new, empty graph module ("GraphModule"), in training mode. */
 et_module *et_graph_new(void);

@@ -72,6 +72,11 @@ static const struct { const char *name; int arity; } op_info[ET_GOP_COUNT] = {
     [ET_GOP_CHUNK] = {"chunk", 1},      [ET_GOP_SPLIT] = {"split", 1},
     [ET_GOP_COSINE_SIMILARITY] = {"cosine_similarity", 2},
     [ET_GOP_LINEAR] = {"linear", -2},
+    [ET_GOP_NEG] = {"neg", 1},          [ET_GOP_EXP] = {"exp", 1},
+    [ET_GOP_LOG] = {"log", 1},          [ET_GOP_SQRT] = {"sqrt", 1},
+    [ET_GOP_ERF] = {"erf", 1},          [ET_GOP_POW] = {"pow", 2},
+    [ET_GOP_UNSQUEEZE] = {"unsqueeze", 1}, [ET_GOP_SQUEEZE] = {"squeeze", 1},
+    [ET_GOP_SLICE] = {"slice", 1},
 };
 
 const char *et_graph_op_name(et_graph_op op)
@@ -311,6 +316,19 @@ et_status et_graph_call_op(et_module *g, const char *node, et_graph_op op,
         return et_set_error(ET_ERR_ARG, "%s: node '%s': unknown op %d", fn, node ? node : "?",
                             (int)op);
     int ar = op_info[op].arity;
+    bool binary = op == ET_GOP_ADD || op == ET_GOP_SUB || op == ET_GOP_MUL || op == ET_GOP_DIV ||
+                  op == ET_GOP_POW;
+    if (a && a->has_scalar) {
+        if (!binary || (a->scalar_pos != 0 && a->scalar_pos != 1) || !isfinite(a->scalar))
+            return et_set_error(ET_ERR_ARG, "%s: node '%s' (%s): %s", fn, node ? node : "?",
+                                op_info[op].name, binary ? "the scalar must be finite, at "
+                                "position 0 or 1" : "only add, sub, mul, div and pow take a "
+                                "scalar operand");
+        ar = 1;
+    }
+    if (op == ET_GOP_SLICE && a && a->step < 1)
+        return et_set_error(ET_ERR_ARG, "%s: node '%s' (slice): step must be >= 1, got %lld", fn,
+                            node ? node : "?", (long long)a->step);
     if ((ar >= 0 && nargs != ar) || (ar == -1 && nargs < 1) || (ar == -2 && (nargs < 2 || nargs > 3)))
         return et_set_error(ET_ERR_ARG, "%s: node '%s' (%s): takes %s argument%s, %d given", fn,
                             node ? node : "?", op_info[op].name,
@@ -414,10 +432,29 @@ static int ints_dims(const et_graph_op_args *a, int *out)
     return a->nints;
 }
 
+/* add/sub/mul/div/pow with the number a->scalar on one side */
+static et_tensor *run_scalar(et_graph_op op, et_tensor *x, const et_graph_op_args *a)
+{
+    float s = (float)a->scalar;
+    bool first = a->scalar_pos == 0;
+    switch (op) {
+    case ET_GOP_ADD: return et_add_scalar(x, s);
+    case ET_GOP_SUB: return first ? et_rsub_scalar(s, x) : et_sub_scalar(x, s);
+    case ET_GOP_MUL: return et_mul_scalar(x, s);
+    case ET_GOP_DIV: return first ? et_rdiv_scalar(s, x) : et_div_scalar(x, s);
+    case ET_GOP_POW: return first ? et_rpow_scalar(s, x) : et_pow_scalar(x, s);
+    default:
+        et_set_error(ET_ERR_ARG, "a scalar operand of an op that takes none");
+        return NULL;
+    }
+}
+
 static et_tensor *run_op(const gnode *nd, et_tensor **x, run *R, int *tuple_n)
 {
     const et_graph_op_args *a = &nd->a;
     int dims[8];
+    if (a->has_scalar)
+        return run_scalar(nd->op, x[0], a);
     switch (nd->op) {
     case ET_GOP_ADD: return et_add(x[0], x[1]);
     case ET_GOP_SUB: return et_sub(x[0], x[1]);
@@ -436,6 +473,15 @@ static et_tensor *run_op(const gnode *nd, et_tensor **x, run *R, int *tuple_n)
     case ET_GOP_LOG_SOFTMAX: return et_log_softmax(x[0], a->dim);
     case ET_GOP_COSINE_SIMILARITY: return cosine_similarity(x[0], x[1], a->dim, a->eps);
     case ET_GOP_LINEAR: return et_linear(x[0], x[1], nd->nargs > 2 ? x[2] : NULL);
+    case ET_GOP_NEG: return et_neg(x[0]);
+    case ET_GOP_EXP: return et_exp(x[0]);
+    case ET_GOP_LOG: return et_log(x[0]);
+    case ET_GOP_SQRT: return et_sqrt(x[0]);
+    case ET_GOP_ERF: return et_erf(x[0]);
+    case ET_GOP_POW: return et_pow(x[0], x[1]);
+    case ET_GOP_UNSQUEEZE: return et_unsqueeze(x[0], a->dim);
+    case ET_GOP_SQUEEZE: return et_squeeze(x[0], a->dim);
+    case ET_GOP_SLICE: return et_slice(x[0], a->dim, a->start, a->end, a->step);
     case ET_GOP_GETITEM: {
         int v = nd->arg[0];
         if (!R->tup[v])

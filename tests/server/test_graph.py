@@ -51,8 +51,20 @@ def torch_module(spec):
 
 def torch_op(n, a):
     op = n["op"]
-    if op in ("add", "sub", "mul", "div", "matmul"):
-        return getattr(torch, op)(*a)
+    if op in ("add", "sub", "mul", "div", "pow"):  # a number may stand on either side
+        x, y = a
+        return {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
+                "div": lambda: x / y, "pow": lambda: x ** y}[op]()
+    if op == "matmul":
+        return torch.matmul(*a)
+    if op in ("neg", "exp", "log", "sqrt", "erf"):
+        return getattr(torch, op)(a[0])
+    if op in ("unsqueeze", "squeeze"):
+        return getattr(torch, op)(a[0], n["dim"])
+    if op == "slice":
+        idx = [slice(None)] * a[0].dim()
+        idx[n["dim"]] = slice(n.get("start", 0), n.get("end"), n.get("step", 1))
+        return a[0][tuple(idx)]
     if op in ("cat", "stack"):
         return getattr(torch, op)(a, dim=n.get("dim", 0))
     if op == "reshape":
@@ -100,12 +112,12 @@ class Twin(torch.nn.Module):
         todo = list(self.spec["nodes"])
         while todo:
             for n in todo:
-                if all(a in env for a in n.get("args", [])):
+                if all(isinstance(a, (int, float)) or a in env for a in n.get("args", [])):
                     break
             else:
                 raise RuntimeError("cycle")
             todo.remove(n)
-            a = [env[x] for x in n.get("args", [])]
+            a = [x if isinstance(x, (int, float)) else env[x] for x in n.get("args", [])]
             if "module" in n:
                 target = n["name"] if isinstance(n["module"], dict) else n["module"]
                 env[n["name"]] = self.get_submodule(target)(*a)
@@ -165,6 +177,36 @@ TIED = {"inputs": ["tok"], "modules": {"emb": {"type": "Embedding", "num_embeddi
             {"name": "w", "attr": "emb.weight"},
             {"name": "logits", "op": "linear", "args": ["a2", "w"]}],
         "outputs": ["logits"]}
+
+# the elementwise, scalar-operand, (un)squeeze and slice ops (what ONNX imports map onto)
+MATH = {"inputs": ["x"], "nodes": [
+    {"name": "fc", "module": lin(6, 6), "args": ["x"]},
+    {"name": "sq", "op": "mul", "args": ["fc", "fc"]},
+    {"name": "sq1", "op": "add", "args": ["sq", 1.0]},
+    {"name": "r", "op": "sqrt", "args": ["sq1"]},
+    {"name": "l", "op": "log", "args": ["sq1"]},
+    {"name": "half", "op": "mul", "args": [-0.5, "fc"]},
+    {"name": "e", "op": "exp", "args": ["half"]},
+    {"name": "er", "op": "erf", "args": ["fc"]},
+    {"name": "ng", "op": "neg", "args": ["er"]},
+    {"name": "p", "op": "pow", "args": ["fc", 2]},
+    {"name": "p2", "op": "pow", "args": ["sq1", "e"]},
+    {"name": "inv", "op": "div", "args": [1.0, "sq1"]},
+    {"name": "rs", "op": "sub", "args": [2.0, "fc"]},
+    {"name": "d3", "op": "div", "args": ["p", 3.0]},
+    {"name": "s1", "op": "add", "args": ["r", "l"]},
+    {"name": "s2", "op": "add", "args": ["s1", "ng"]},
+    {"name": "s3", "op": "add", "args": ["s2", "d3"]},
+    {"name": "s4", "op": "add", "args": ["s3", "inv"]},
+    {"name": "s5", "op": "sub", "args": ["s4", "rs"]},
+    {"name": "s6", "op": "add", "args": ["s5", "p2"]},
+    {"name": "u", "op": "unsqueeze", "args": ["s6"], "dim": 1},
+    {"name": "sl", "op": "slice", "args": ["u"], "dim": 2, "start": 1, "end": 6, "step": 2},
+    {"name": "sl2", "op": "slice", "args": ["u"], "dim": -1, "start": -3},
+    {"name": "c", "op": "cat", "args": ["sl", "sl2"], "dim": 2},
+    {"name": "q", "op": "squeeze", "args": ["c"], "dim": 1},
+    {"name": "q2", "op": "squeeze", "args": ["q"], "dim": 1},
+    {"name": "out", "module": lin(6, 2), "args": ["q2"]}], "outputs": ["out"]}
 
 NESTED = {"inputs": ["x"],
           "modules": {"blocks": {"type": "ModuleList", "modules": [
@@ -250,6 +292,23 @@ class TestGraphsAgainstTorch(Base):
         self.assertEqual(D.params(name), before)
         self.assertEqual(D.predict(name, x), answer)
         self.assertEqual(D.model(name)["spec"]["nodes"], RESIDUAL["nodes"])
+
+    def test_elementwise_scalar_and_slice_ops(self):
+        name = self.train20(MATH, lambda g: torch.randn(8, 6, generator=g) * 0.5,
+                            lambda g: torch.randn(8, 2, generator=g), "MSELoss",
+                            torch.nn.MSELoss(), {"type": "SGD", "lr": 0.01})
+        self.assertEqual(D.model(name)["spec"]["nodes"], MATH["nodes"])
+        bad = dict(MATH, name=fresh(), loss="MSELoss", optimizer={"type": "SGD"})
+        for nodes, words in [
+                ([{"name": "o", "op": "matmul", "args": ["x", 2.0]}], ["args", "names"]),
+                ([{"name": "o", "op": "add", "args": [1.0, 2.0]}], ["args[1]"]),
+                ([{"name": "o", "op": "slice", "args": ["x"], "dim": 1, "step": 0}], ["step"]),
+                ([{"name": "o", "op": "unsqueeze", "args": ["x"]}], ["dim"])]:
+            with self.subTest(nodes=nodes):
+                r = D.post("/v1/models", dict(bad, nodes=nodes, outputs=["o"]))
+                msg = self.assertError(r, 400)
+                for w in words:
+                    self.assertIn(w, msg)
 
     def test_resnet_block_with_batchnorm(self):
         name = self.train20(RESNET, lambda g: torch.randn(16, 8, generator=g),

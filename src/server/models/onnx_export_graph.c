@@ -197,9 +197,45 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
     ox_at(x, NULL, "", cp, "node '%s' (%s)", in->name, et_graph_op_name(in->op));
     static const char *const binary[] = {[ET_GOP_ADD] = "Add", [ET_GOP_SUB] = "Sub",
                                          [ET_GOP_MUL] = "Mul", [ET_GOP_DIV] = "Div",
-                                         [ET_GOP_MATMUL] = "MatMul"};
+                                         [ET_GOP_MATMUL] = "MatMul", [ET_GOP_POW] = "Pow"};
+    static const char *const unary[] = {[ET_GOP_NEG] = "Neg", [ET_GOP_EXP] = "Exp",
+                                        [ET_GOP_LOG] = "Log", [ET_GOP_SQRT] = "Sqrt",
+                                        [ET_GOP_ERF] = "Erf"};
+    if (a->has_scalar) { /* x op number: the number a float32 constant */
+        const char *sc = ox_scalar_f(x, "scalar", (float)a->scalar);
+        y = ox_node(x, binary[in->op], a->scalar_pos == 0 ? IN(sc, c) : IN(c, sc), NULL);
+        G->v[k].name = y;
+        return ETD_OK;
+    }
     switch (in->op) {
+    case ET_GOP_NEG: case ET_GOP_EXP: case ET_GOP_LOG: case ET_GOP_SQRT: case ET_GOP_ERF:
+        y = ox_node(x, unary[in->op], IN(c), NULL);
+        break;
+    case ET_GOP_UNSQUEEZE: {
+        int64_t ax = a->dim;
+        y = ox_node(x, "Unsqueeze", IN(c, ox_init_i64(x, "axes", &ax, 1)), NULL);
+        break;
+    }
+    case ET_GOP_SQUEEZE: { /* torch's squeeze(dim) leaves a dimension that is not 1 */
+        int64_t ax = norm_dim(a->dim, nd);
+        if (ax == 0)
+            return ox_unsupported(x, "a squeeze of the batch dimension", e);
+        y = s0->d[ax] == 1 ? ox_node(x, "Squeeze", IN(c, ox_init_i64(x, "axes", &ax, 1)), NULL)
+                           : ox_node(x, "Identity", IN(c), NULL);
+        break;
+    }
+    case ET_GOP_SLICE: {
+        int64_t ax = norm_dim(a->dim, nd);
+        if (ax == 0)
+            return ox_unsupported(x, "a slice of the batch dimension", e);
+        y = ox_node(x, "Slice", IN(c, ox_init_i64(x, "starts", &a->start, 1),
+                                   ox_init_i64(x, "ends", &a->end, 1),
+                                   ox_init_i64(x, "axes", &ax, 1),
+                                   ox_init_i64(x, "steps", &a->step, 1)), NULL);
+        break;
+    }
     case ET_GOP_ADD: case ET_GOP_SUB: case ET_GOP_MUL: case ET_GOP_DIV: case ET_GOP_MATMUL:
+    case ET_GOP_POW:
         y = ox_node(x, binary[in->op], IN(c, val_name(G, av[1])), NULL);
         break;
     case ET_GOP_CAT: case ET_GOP_STACK: {

@@ -107,7 +107,7 @@ bool etd_field_choice(const etd_obj *o, const char *key, const char *const *choi
             *out = i;
             return true;
         }
-    char list[256] = "";
+    char list[512] = "";
     for (int i = 0, n = 0; choices[i] && n < (int)sizeof list; i++)
         n += snprintf(list + n, sizeof list - (size_t)n, "%s\"%s\"",
                       i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);

@@ -34,6 +34,7 @@ static const char *const f_getitem[] = {"name", "op", "args", "index", "dim", NU
 static const char *const f_chunk[] = {"name", "op", "args", "chunks", "dim", NULL};
 static const char *const f_split[] = {"name", "op", "args", "split_size", "dim", NULL};
 static const char *const f_cos[] = {"name", "op", "args", "dim", "eps", NULL};
+static const char *const f_slice[] = {"name", "op", "args", "dim", "start", "end", "step", NULL};
 static const char *const *const op_fields[ET_GOP_COUNT] = {
     [ET_GOP_ADD] = f_none, [ET_GOP_SUB] = f_none, [ET_GOP_MUL] = f_none, [ET_GOP_DIV] = f_none,
     [ET_GOP_MATMUL] = f_none, [ET_GOP_CAT] = f_dim, [ET_GOP_STACK] = f_dim,
@@ -41,7 +42,9 @@ static const char *const *const op_fields[ET_GOP_COUNT] = {
     [ET_GOP_PERMUTE] = f_permute, [ET_GOP_SUM] = f_reduce, [ET_GOP_MEAN] = f_reduce,
     [ET_GOP_SOFTMAX] = f_dim, [ET_GOP_LOG_SOFTMAX] = f_dim, [ET_GOP_GETITEM] = f_getitem,
     [ET_GOP_CHUNK] = f_chunk, [ET_GOP_SPLIT] = f_split, [ET_GOP_COSINE_SIMILARITY] = f_cos,
-    [ET_GOP_LINEAR] = f_none,
+    [ET_GOP_LINEAR] = f_none, [ET_GOP_NEG] = f_none, [ET_GOP_EXP] = f_none,
+    [ET_GOP_LOG] = f_none, [ET_GOP_SQRT] = f_none, [ET_GOP_ERF] = f_none, [ET_GOP_POW] = f_none,
+    [ET_GOP_UNSQUEEZE] = f_dim, [ET_GOP_SQUEEZE] = f_dim, [ET_GOP_SLICE] = f_slice,
 };
 
 static bool name_ok(const char *s)
@@ -266,6 +269,21 @@ static bool parse_op(gnode *nd, const etd_obj *o)
         a->dim = (int)v;
         return true;
     }
+    case ET_GOP_UNSQUEEZE: case ET_GOP_SQUEEZE: {
+        bool un = nd->op == ET_GOP_UNSQUEEZE; /* unsqueeze's dim may be one past the last */
+        if (!etd_field_int(o, "dim", true, 0, un ? -D - 1 : -D, un ? D : D - 1, &v))
+            return false;
+        a->dim = (int)v;
+        return true;
+    }
+    case ET_GOP_SLICE:
+        if (!etd_field_int(o, "dim", true, 0, -D, D - 1, &v) ||
+            !etd_field_int(o, "start", false, 0, -(1LL << 53), 1LL << 53, &a->start) ||
+            !etd_field_int(o, "end", false, INT64_MAX, -(1LL << 53), 1LL << 53, &a->end) ||
+            !etd_field_int(o, "step", false, 1, 1, 1LL << 53, &a->step))
+            return false;
+        a->dim = (int)v;
+        return true;
     case ET_GOP_COSINE_SIMILARITY:
         if (!etd_field_int(o, "dim", false, 1, -D, D - 1, &v) ||
             !etd_field_num(o, "eps", false, 1e-8, 0, 1, &a->eps))
@@ -363,13 +381,23 @@ static bool parse_node(etd_graph *g, int k, const cJSON *j, etd_flow *flow, etd_
         return etd_field_fail(&o, "args", "expected a list of %d%s%d name%s of inputs or nodes",
                               amin, amin == amax ? "" : " to ", amin == amax ? 0 : amax,
                               amax == 1 ? "" : "s") && false;
-    nd->nargs = na;
+    /* add/sub/mul/div/pow: one of the two may be a number (torch.fx's add(x, 2.0)) */
+    bool scalar_ok = op && (nd->op == ET_GOP_ADD || nd->op == ET_GOP_SUB ||
+                            nd->op == ET_GOP_MUL || nd->op == ET_GOP_DIV || nd->op == ET_GOP_POW);
+    nd->nargs = 0;
     int i = 0;
     for (const cJSON *a = na > 0 ? args->child : NULL; a; a = a->next, i++) {
+        if (scalar_ok && cJSON_IsNumber(a) && !nd->a.has_scalar && na == 2) {
+            nd->a.has_scalar = true;
+            nd->a.scalar_pos = i;
+            nd->a.scalar = a->valuedouble;
+            continue;
+        }
         if (!cJSON_IsString(a) || strlen(a->valuestring) >= GNAME)
-            return etd_field_fail(&o, "args", "expected names of inputs or nodes (args[%d])", i),
-                   false;
-        snprintf(nd->arg[i], GNAME, "%s", a->valuestring);
+            return etd_field_fail(&o, "args", "expected names of inputs or nodes%s (args[%d])",
+                                  scalar_ok && na == 2 ? ", one of the two may be a number" : "",
+                                  i), false;
+        snprintf(nd->arg[nd->nargs++], GNAME, "%s", a->valuestring);
     }
     return true;
 }

@@ -197,8 +197,15 @@ bool etd_graph_follow_features(etd_graph *g, etd_err *e)
         }
         if (nd->kind != ET_GNODE_OP)
             continue;
+        if (nd->a.has_scalar) { /* x op number: x's shape */
+            nd->features = f0;
+            continue;
+        }
         switch (nd->op) {
-        case ET_GOP_ADD: case ET_GOP_SUB: case ET_GOP_MUL: case ET_GOP_DIV:
+        case ET_GOP_NEG: case ET_GOP_EXP: case ET_GOP_LOG: case ET_GOP_SQRT: case ET_GOP_ERF:
+            nd->features = f0;
+            break;
+        case ET_GOP_ADD: case ET_GOP_SUB: case ET_GOP_MUL: case ET_GOP_DIV: case ET_GOP_POW:
             if (f0 >= 0 && f1 >= 0 && f0 != f1 && f0 != 1 && f1 != 1)
                 return etd_fail(e, ETD_EINVAL, "nodes[%d] (%s, %s): the last dimensions of "
                                 "\"%s\" (%lld) and \"%s\" (%lld) do not broadcast", k, nd->name,
