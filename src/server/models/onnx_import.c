@@ -20,7 +20,10 @@
 
 #define SUPPORTED "Gemm, MatMul (+ Add), Conv, MaxPool, AveragePool, GlobalAveragePool, " \
     "BatchNormalization, LayerNormalization, Gather (embedding), Flatten, Reshape (keeping the " \
-    "batch), Relu, Tanh, Sigmoid, LeakyRelu, Softmax, LogSoftmax, Identity, Dropout"
+    "batch), Relu, Tanh, Sigmoid, LeakyRelu, Softmax, LogSoftmax, Identity, Dropout; in graphs " \
+    "also Add/Sub/Mul/Div/Pow/MatMul/Concat of values or a scalar constant, Transpose, " \
+    "ReduceMean, ReduceSum, Split, Slice, Squeeze, Unsqueeze, Sqrt, Erf, Neg, Exp, Log, " \
+    "Reciprocal, Reshape, Gather (select), Cast, Shape and Constant (folded)"
 
 /* the short names inside this file */
 #define S oi_s
@@ -93,6 +96,9 @@ const Onnx__TensorProto *oi_initializer(const imp *x, const char *name)
     for (size_t i = 0; i < x->g->n_initializer; i++)
         if (strcmp(S(x->g->initializer[i]->name), name) == 0)
             return x->g->initializer[i];
+    for (size_t i = 0; i < x->nalias; i++)
+        if (strcmp(x->alias[i].name, name) == 0)
+            return x->alias[i].t;
     return NULL;
 }
 
@@ -140,7 +146,7 @@ static const char *clean(char *dst, size_t cap, const char *s)
 
 etd_rc oi_node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const char *arg)
 {
-    char msg[700], a[400], nm[128], op[64]; /* a: up to the list of supported ops */
+    char msg[1000], a[800], nm[128], op[64]; /* a: up to the list of supported ops */
     snprintf(msg, sizeof msg, fmt, clean(a, sizeof a, arg));
     return etd_fail(x->e, ETD_EINVAL, "onnx: node \"%s\" (%s): %s",
                     n->name && n->name[0] ? clean(nm, sizeof nm, n->name) : "(unnamed)",
@@ -303,9 +309,14 @@ etd_rc oi_one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
             return node_fail(x, n, "%s", "the weight must be 2-D");
         }
         const Onnx__NodeProto *add = *i + 1 < nn ? nodes[*i + 1] : NULL;
-        bool bias = add && !strcmp(S(add->op_type), "Add") && add->n_input == 2 &&
+        /* the Add takes the MatMul's output and the bias, in either order
+         * (torch 1.13 writes Add(bias, MatMul) inside MultiheadAttention) */
+        int bi = add && add->n_input == 2 && !strcmp(S(add->input[0]), S(n->output[0])) ? 1
+                 : add && add->n_input == 2 && !strcmp(S(add->input[1]), S(n->output[0])) ? 0
+                                                                                      : -1;
+        bool bias = add && !strcmp(S(add->op_type), "Add") && bi >= 0 &&
                     add->n_output >= 1 && (!add->domain || !add->domain[0]) &&
-                    !strcmp(add->input[0], n->output[0]) && oi_initializer(x, add->input[1]);
+                    oi_initializer(x, S(add->input[bi]));
         cJSON *l = layer(x, "Linear");
         cJSON_AddNumberToObject(l, "in_features", (double)et_shape(w)[1]);
         cJSON_AddNumberToObject(l, "out_features", (double)et_shape(w)[0]);
@@ -313,7 +324,7 @@ etd_rc oi_one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i)
         if (!put(x, li, "weight", w))
             return x->e->rc;
         if (bias) {
-            if (!put(x, li, "bias", tensor_of(x, add, add->input[1], false)))
+            if (!put(x, li, "bias", tensor_of(x, add, add->input[bi], false)))
                 return x->e->rc;
             (*i)++;
         }
@@ -504,7 +515,11 @@ static bool is_chain(const imp *x)
     for (size_t i = 0; i < g->n_node; i++) {
         const Onnx__NodeProto *n = g->node[i];
         if (n->n_input < 1 || n->n_output < 1)
-            return true; /* the chain import names the node */
+            return !!strcmp(S(n->op_type), "Constant"); /* the chain import names the node */
+        /* ops only graphs map (onnx_import_ops.c), but a Linear's MatMul + Add */
+        if (oi_graph_only_op(S(n->op_type)) &&
+            !(i > 0 && !strcmp(S(n->op_type), "Add") && !strcmp(S(g->node[i - 1]->op_type), "MatMul")))
+            return false;
         const char *data = !strcmp(S(n->op_type), "Gather") && n->n_input > 1 ? n->input[1]
                                                                             : n->input[0];
         if (strcmp(S(data), cur) != 0)
@@ -638,6 +653,7 @@ etd_rc etd_onnx_import_file(etd_registry *r, const cJSON *spec_in, const uint8_t
     rc = etd_registry_define_state(r, spec, x.state, out, e);
     cJSON_Delete(spec);
 out:
+    free(x.alias);
     cJSON_Delete(x.nbt);
     cJSON_Delete(x.layers);
     et_tensor_dict_free(x.state);

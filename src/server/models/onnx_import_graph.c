@@ -19,21 +19,10 @@
 
 #include "server/models/onnx_import_internal.h"
 
-#define NAMELEN 64
+#define NAMELEN OI_NAMELEN
 
-typedef struct val {
-    const char *onnx;       /* the ONNX value */
-    char spec[NAMELEN];     /* the spec's name of it (input or node) */
-    int rank;               /* 0: unknown */
-} val;
-
-typedef struct gi {
-    imp *x;
-    val *v;
-    size_t nv, cv;
-    char (*taken)[NAMELEN]; /* spec names in use */
-    size_t nt, ct;
-} gi;
+typedef oi_val val;
+typedef oi_graph gi;
 
 static void spec_name(char *dst, const char *s)
 {
@@ -57,7 +46,7 @@ static bool taken(const gi *G, const char *n)
 }
 
 /* want as a spec name not yet in use (want_2, want_3, ...). */
-static bool take(gi *G, const char *want, char *out)
+bool oi_take(gi *G, const char *want, char *out)
 {
     char base[NAMELEN];
     spec_name(base, want);
@@ -76,7 +65,7 @@ static bool take(gi *G, const char *want, char *out)
     return true;
 }
 
-static val *find(gi *G, const char *onnx)
+val *oi_find(gi *G, const char *onnx)
 {
     for (size_t i = G->nv; i-- > 0;)
         if (!strcmp(G->v[i].onnx, onnx))
@@ -84,7 +73,7 @@ static val *find(gi *G, const char *onnx)
     return NULL;
 }
 
-static val *add_val(gi *G, const char *onnx, const char *spec, int rank)
+val *oi_add_val(gi *G, const char *onnx, const char *spec, const oi_shape *s)
 {
     if (G->nv == G->cv) {
         size_t c = G->cv ? 2 * G->cv : 32;
@@ -97,7 +86,8 @@ static val *add_val(gi *G, const char *onnx, const char *spec, int rank)
     val *v = &G->v[G->nv++];
     v->onnx = onnx;
     snprintf(v->spec, NAMELEN, "%s", spec);
-    v->rank = rank;
+    v->s = *s;
+    v->rank = s->nd > 0 ? s->nd : 0;
     return v;
 }
 
@@ -126,26 +116,30 @@ static bool node_name(gi *G, const Onnx__NodeProto *n, const char *out_value, si
     if (o) {
         spec_name(want, o);
         if (!taken(G, want))
-            return take(G, o, name);
+            return oi_take(G, o, name);
     }
-    for (size_t j = 0; j < n->n_input; j++) {
-        const char *in = oi_s(n->input[j]), *dot = strrchr(in, '.');
+    /* a MatMul + Add's weight may be a folded transpose ("onnx::MatMul_12"):
+     * the Add's bias names it then */
+    const Onnx__NodeProto *add = weights_first && i + 1 < G->x->g->n_node &&
+                                 !strcmp(oi_s(n->op_type), "MatMul") ? G->x->g->node[i + 1] : NULL;
+    size_t nin = n->n_input + (add ? add->n_input : 0);
+    for (size_t j = 0; j < nin; j++) {
+        const char *in = oi_s(j < n->n_input ? n->input[j] : add->input[j - n->n_input]),
+                   *dot = strrchr(in, '.');
         if (oi_initializer(G->x, in) && dot && dot > in && !strchr(in, '/') && !strchr(in, ':')) {
             char pre[NAMELEN];
             snprintf(pre, sizeof pre, "%.*s", (int)(dot - in < NAMELEN - 1 ? dot - in : NAMELEN - 1), in);
-            return take(G, pre, name);
+            return oi_take(G, pre, name);
         }
     }
     char d[32];
     snprintf(d, sizeof d, "n%zu", i);
-    return take(G, d, name);
+    return oi_take(G, d, name);
 }
 
-static int rank_of(const Onnx__ValueInfoProto *v)
+bool oi_node_name(gi *G, const Onnx__NodeProto *n, const char *out_value, size_t i, char *name)
 {
-    const Onnx__TypeProto *t = v->type;
-    return t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type->shape
-               ? (int)t->tensor_type->shape->n_dim : 0;
+    return node_name(G, n, out_value, i, false, name);
 }
 
 /* The node's module (x's tmp layers) under name: the state renamed. */
@@ -179,6 +173,34 @@ static etd_rc add_module_node(gi *G, cJSON *node, imp *t, const char *name)
     return ETD_OK;
 }
 
+/* Drop the op nodes that lead to no output: a value torch computes only
+ * for its shape (Shape of a transposed key, folded here) leaves its op
+ * behind.  Nodes are in the file's topological order. */
+static void prune(cJSON *nodes, const cJSON *outputs)
+{
+    int n = cJSON_GetArraySize(nodes);
+    bool *used = calloc((size_t)n + 1, sizeof *used);
+    if (!used)
+        return; /* the spec check then names the unused node */
+    for (int k = n - 1; k >= 0; k--) {
+        const cJSON *nd = cJSON_GetArrayItem(nodes, k);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(nd, "name"));
+        for (const cJSON *o = outputs->child; o && name && !used[k]; o = o->next)
+            used[k] = !strcmp(o->valuestring, name);
+        for (int j = k + 1; j < n && name && !used[k]; j++) {
+            if (!used[j])
+                continue;
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(nodes, j), "args");
+            for (const cJSON *v = a ? a->child : NULL; v && !used[k]; v = v->next)
+                used[k] = cJSON_IsString(v) && !strcmp(v->valuestring, name);
+        }
+    }
+    for (int k = n - 1; k >= 0; k--)
+        if (!used[k] && cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(nodes, k), "op"))
+            cJSON_DeleteItemFromArray(nodes, k);
+    free(used);
+}
+
 etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model **out)
 {
     Onnx__GraphProto *g = x->g;
@@ -186,13 +208,26 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
     gi G = {.x = x};
     cJSON *spec = cJSON_Duplicate(spec_in, 1), *inputs = cJSON_CreateArray(),
           *nodes = cJSON_CreateArray(), *outputs = cJSON_CreateArray();
+    G.nodes = nodes;
     etd_rc rc = spec && inputs && nodes && outputs ? ETD_OK : etd_fail(e, ETD_ENOMEM, "out of memory");
+    /* the batch: the first symbolic dimension of an input */
+    for (size_t i = 0; i < g->n_input && !G.batch[0]; i++) {
+        const Onnx__TypeProto *t = g->input[i]->type;
+        const Onnx__TensorShapeProto *sh = t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE
+                                               ? t->tensor_type->shape : NULL;
+        for (size_t d = 0; sh && d < sh->n_dim && !G.batch[0]; d++)
+            if (sh->dim[d]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
+                sh->dim[d]->dim_param && sh->dim[d]->dim_param[0])
+                snprintf(G.batch, sizeof G.batch, "%s", sh->dim[d]->dim_param);
+    }
     for (size_t i = 0; i < g->n_input && rc == ETD_OK; i++) {
         const char *nm = oi_s(g->input[i]->name);
         char sn[NAMELEN];
         if (oi_initializer(x, nm))
             continue;
-        if (!take(&G, nm, sn) || !add_val(&G, nm, sn, rank_of(g->input[i])))
+        oi_shape is;
+        oi_shape_of_info(&G, g->input[i], &is);
+        if (!oi_take(&G, nm, sn) || !oi_add_val(&G, nm, sn, &is))
             rc = etd_fail(e, ETD_ENOMEM, "out of memory");
         else
             cJSON_AddItemToArray(inputs, cJSON_CreateString(sn));
@@ -200,7 +235,8 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
     for (size_t i = 0; i < g->n_node && rc == ETD_OK; i++) {
         Onnx__NodeProto *n = g->node[i];
         const char *op = oi_s(n->op_type);
-        if (n->n_input < 1 || n->n_output < 1) {
+        bool constant = !strcmp(op, "Constant") && n->n_input == 0;
+        if ((n->n_input < 1 && !constant) || n->n_output < 1) {
             rc = oi_node_fail(x, n, "%s", "a node needs an input and an output");
             break;
         }
@@ -208,6 +244,11 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             rc = oi_node_fail(x, n, "%s", "not an operator of the default ONNX domain");
             break;
         }
+        bool handled = false;
+        if ((rc = oi_ops_node(&G, n, i, &handled)) != ETD_OK)
+            break;
+        if (handled)
+            continue;
         /* the values it takes (the rest must be initializers) */
         val *args[16];
         int na = 0;
@@ -216,7 +257,7 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             const char *in = oi_s(n->input[j]);
             if (!in[0] || (gather && j == 0 && oi_initializer(x, in)))
                 continue;
-            val *v = find(&G, in);
+            val *v = oi_find(&G, in);
             if (v && na == 16)
                 rc = oi_node_fail(x, n, "%s", "more than 16 values in");
             else if (v)
@@ -233,7 +274,7 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             break;
         }
         if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* eval-mode no-ops */
-            if (!add_val(&G, oi_s(n->output[0]), args[0]->spec, args[0]->rank))
+            if (!oi_add_val(&G, oi_s(n->output[0]), args[0]->spec, &args[0]->s))
                 rc = etd_fail(e, ETD_ENOMEM, "out of memory");
             continue;
         }
@@ -244,6 +285,7 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
         char name[NAMELEN];
         size_t last = i;
         int rank = args[0]->rank;
+        oi_shape os = {.nd = -1};
         if (!node) {
             rc = etd_fail(e, ETD_ENOMEM, "out of memory");
             break;
@@ -270,7 +312,8 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
                 break;
             }
             imp t = {.g = g, .layers = cJSON_CreateArray(), .state = et_tensor_dict_new(),
-                     .rank = args[0]->rank, .nbt = x->nbt, .e = e};
+                     .rank = args[0]->rank, .nbt = x->nbt, .e = e, .alias = x->alias,
+                     .nalias = x->nalias};
             if (!t.layers || !t.state)
                 rc = etd_fail(e, ETD_ENOMEM, "out of memory");
             else
@@ -279,6 +322,8 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
                 rc = etd_fail(e, ETD_ENOMEM, "out of memory");
             if (rc == ETD_OK && cJSON_GetArraySize(t.layers) == 0)
                 rc = oi_node_fail(x, n, "%s", "no layer");
+            if (rc == ETD_OK)
+                oi_module_shape(t.layers, &args[0]->s, &os);
             if (rc == ETD_OK)
                 rc = add_module_node(&G, node, &t, name);
             rank = t.rank;
@@ -300,7 +345,7 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
         if (o && strcmp(want, name) != 0 && !taken(&G, want)) {
             cJSON *id = cJSON_CreateObject();
             char iname[NAMELEN];
-            if (!id || !take(&G, o, iname)) {
+            if (!id || !oi_take(&G, o, iname)) {
                 cJSON_Delete(id);
                 rc = etd_fail(e, ETD_ENOMEM, "out of memory");
                 break;
@@ -312,12 +357,19 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             cJSON_AddItemToArray(cJSON_AddArrayToObject(id, "args"), cJSON_CreateString(name));
             snprintf(name, NAMELEN, "%s", iname);
         }
-        if (!add_val(&G, oi_s(g->node[last]->output[0]), name, rank))
+        if (os.nd < 0)
+            oi_shape_from_file(&G, oi_s(g->node[last]->output[0]), &os);
+        if (os.nd < 0 && rank > 0) { /* the rank alone */
+            os.nd = rank;
+            for (int d = 0; d < rank; d++)
+                os.d[d] = (oi_dim){0, -1};
+        }
+        if (!oi_add_val(&G, oi_s(g->node[last]->output[0]), name, &os))
             rc = etd_fail(e, ETD_ENOMEM, "out of memory");
         i = last;
     }
     for (size_t o = 0; o < g->n_output && rc == ETD_OK; o++) {
-        const val *v = find(&G, oi_s(g->output[o]->name));
+        const val *v = oi_find(&G, oi_s(g->output[o]->name));
         bool is_input = false;
         for (int k = 0; v && k < cJSON_GetArraySize(inputs); k++)
             is_input = is_input || !strcmp(cJSON_GetArrayItem(inputs, k)->valuestring, v->spec);
@@ -330,6 +382,8 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
         else
             cJSON_AddItemToArray(outputs, cJSON_CreateString(v->spec));
     }
+    if (rc == ETD_OK)
+        prune(nodes, outputs);
     if (rc == ETD_OK && cJSON_GetArraySize(nodes) == 0)
         rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has no nodes");
     if (rc == ETD_OK) {
@@ -345,5 +399,6 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
     cJSON_Delete(outputs);
     free(G.v);
     free(G.taken);
+    oi_consts_free(&G);
     return rc;
 }

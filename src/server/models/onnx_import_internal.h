@@ -15,6 +15,13 @@ typedef struct imp {
     int rank;                 /* of the value flowing, 0: unknown */
     cJSON *nbt;               /* our exporter's num_batches_tracked counters, or NULL */
     etd_err *e;
+    /* torch writes one initializer for equal ones (two LayerNorms' ones) and
+     * the others as Identity nodes of it: those names, each its own copy */
+    struct oi_alias {
+        const char *name;
+        const Onnx__TensorProto *t;
+    } *alias;
+    size_t nalias, calias;
 } imp;
 
 /* protobuf-c leaves an absent optional string NULL: compare through this */
@@ -31,5 +38,74 @@ etd_rc oi_one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i);
 /* onnx_import_graph.c: x->g as a graph model ("inputs", "nodes",
  * "outputs") with spec_in's other fields. */
 etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model **out);
+
+/* ---- what onnx_import_graph.c and onnx_import_ops.c share ---- */
+
+#define OI_NAMELEN 64
+#define OI_MAX_CONST 4096     /* elements of a constant kept for folding */
+
+/* A dimension k * batch^p (the file's symbolic batch dimension; p < 0: unknown). */
+typedef struct oi_dim {
+    int64_t k;
+    int p;
+} oi_dim;
+
+typedef struct oi_shape {
+    int nd;                   /* < 0: unknown */
+    oi_dim d[ET_MAX_DIMS];
+} oi_shape;
+
+typedef struct oi_val {       /* a value computed by the graph: an input or a spec node */
+    const char *onnx;
+    char spec[OI_NAMELEN];    /* the spec's name of it */
+    int rank;                 /* 0: unknown */
+    oi_shape s;
+} oi_val;
+
+typedef struct oi_const {     /* a constant: a Constant node, an initializer, or folded */
+    const char *onnx;
+    bool is_int;              /* iv (int64, bool, int32: symbolic for shape arithmetic) or fv */
+    int nd;
+    int64_t dims[ET_MAX_DIMS];
+    int64_t n;
+    oi_dim *iv;
+    float *fv;
+} oi_const;
+
+typedef struct oi_graph {
+    imp *x;
+    oi_val *v;
+    size_t nv, cv;
+    char (*taken)[OI_NAMELEN]; /* spec names in use */
+    size_t nt, ct;
+    oi_const **c;
+    size_t nc, cc;
+    char batch[OI_NAMELEN];   /* the dim_param of the batch dimension ("" if none) */
+    cJSON *nodes;             /* the spec's "nodes" */
+} oi_graph;
+
+/* onnx_import_graph.c */
+oi_val *oi_find(oi_graph *G, const char *onnx);
+oi_val *oi_add_val(oi_graph *G, const char *onnx, const char *spec, const oi_shape *s);
+bool oi_take(oi_graph *G, const char *want, char *out);
+/* The spec name of the node computing out_value of ONNX node i (a graph
+ * output's name, its weights' prefix, or n<i>). */
+bool oi_node_name(oi_graph *G, const Onnx__NodeProto *n, const char *out_value, size_t i,
+                  char *name);
+
+/* onnx_import_ops.c: node i, when it is a constant computation (folded,
+ * no spec node) or one of the ops mapped onto graph op nodes (Transpose,
+ * Softmax, Reduce*, Split, Slice, Squeeze, Unsqueeze, elementwise math,
+ * Reshape, Gather as select, Concat, Cast); *handled false for the rest
+ * (modules, left to oi_one_node). */
+etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handled);
+/* A value's shape from the file's type (value_info, input, output), or unknown. */
+void oi_shape_of_info(const oi_graph *G, const Onnx__ValueInfoProto *v, oi_shape *out);
+void oi_shape_from_file(const oi_graph *G, const char *value, oi_shape *out);
+/* The shape a module node (layers as oi_one_node made them) gives for in. */
+void oi_module_shape(const cJSON *layers, const oi_shape *in, oi_shape *out);
+void oi_consts_free(oi_graph *G);
+/* The ops that only graphs import (a file using one is not a chain). */
+bool oi_graph_only_op(const char *op);
 
 #endif
