@@ -5,10 +5,12 @@ again when the importer's vocabulary grows:
 
 Seeds are files torch.onnx.export writes (opset 17, dynamic batch, eval mode) for
 torch.nn.Sequential models of the vocabulary the importer reads, a few it refuses (an
-unsupported op, a residual graph), and the daemon's own exports of models of every layer
+unsupported op, a residual graph), the primitives and attention subgraphs of
+tests/server/test_onnx_import_ops.py, and the daemon's own exports of models of every layer
 family (tests/server/daemon.py starts a real easytorchd on loopback). Each file is named by
 its SHA-1, so running this again adds new files and keeps the old ones.
 """
+import base64
 import hashlib
 import io
 import os
@@ -99,12 +101,23 @@ def daemon_files(exe):
         d.cleanup()
 
 
+def graph_files():
+    """The primitives and attention subgraphs of tests/server/test_onnx_import_ops.py
+    (Transpose, Reduce*, Split, Slice, shape chains, MultiheadAttention,
+    TransformerEncoderLayer), exported as that test does."""
+    import test_onnx_import_ops as ops
+    for name, (net, x, bdim, outs) in ops.cases().items():
+        if name.startswith("enc-") and "gelu-norm-first" not in name and name != "enc-relu":
+            continue  # two encoder layers cover the subgraph; the rest repeat it
+        yield base64.b64decode(ops.exported(net, [x], ["x"], outs, bdim))
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
     os.makedirs(OUT, exist_ok=True)
     n = 0
-    for data in list(torch_files()) + list(daemon_files(sys.argv[1])):
+    for data in list(torch_files()) + list(graph_files()) + list(daemon_files(sys.argv[1])):
         if len(data) > MAX:
             raise SystemExit("a seed of %d bytes is over -max_len %d" % (len(data), MAX))
         with open(os.path.join(OUT, hashlib.sha1(data).hexdigest()), "wb") as f:

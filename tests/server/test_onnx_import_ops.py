@@ -255,6 +255,51 @@ class OpsImport(DaemonTestCase):
             with self.subTest(case=name):
                 self.check(name, net, x, bdim, outs)
 
+    def test_refusals_name_op_and_node(self):
+        """What the import does not map is a 400 naming the op and the node, and nothing is
+        created: a comparison feeding Where (masking), a tensor constant as an operand, a
+        learnable scalar as an operand (it would silently stop learning as a constant)."""
+        d = self.daemon
+
+        class Where(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(4, 4)
+
+            def forward(self, x):
+                h = self.a(x)
+                return torch.where(h > 0, h, h * 0.1)
+
+        class TensorConst(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(4, 4)
+
+            def forward(self, x):
+                return self.a(x) + torch.arange(4.0)
+
+        class Temperature(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(4, 4)
+                self.t = nn.Parameter(torch.tensor(2.0))
+
+            def forward(self, x):
+                return self.a(x) * self.t
+
+        before = d.ok("GET", "/v1/models")
+        for net, words in [(Where(), ["Greater", "unsupported op", "/Greater"]),
+                           (TensorConst(), ["(Add)", "scalar"]),
+                           (Temperature(), ["(Mul)", "\"t\"", "parameter"])]:
+            with self.subTest(net=type(net).__name__):
+                spec = {"name": "op-bad", "onnx": exported(net, [torch.randn(3, 4)], ["x"],
+                                                           ["y"], 0),
+                        "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}
+                msg = self.assertError(d.post("/v1/models", spec), 400)
+                for w in words:
+                    self.assertIn(w, msg)
+        self.assertEqual(d.ok("GET", "/v1/models"), before)
+
     def test_default_init_shares_initializers(self):
         """Fresh LayerNorms have equal weights (ones) and biases (zeros): torch writes one
         initializer and Identity nodes; the import gives each its own parameter."""

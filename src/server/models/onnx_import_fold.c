@@ -65,18 +65,18 @@ bool oi_dim_eq(oi_dim a, oi_dim b)
     return a.p >= 0 && a.p == b.p && a.k == b.k;
 }
 
+/* file data may hold any int64: overflow is "not known", never UB */
 oi_dim oi_dim_mul(oi_dim a, oi_dim b)
 {
-    if (a.p < 0 || b.p < 0 || (a.k && b.k && llabs(a.k) > BIG / llabs(b.k)))
+    int64_t k;
+    if (a.p < 0 || b.p < 0 || __builtin_mul_overflow(a.k, b.k, &k) || k > BIG || k < -BIG)
         return UNKNOWN;
-    int64_t k = a.k * b.k;
-    oi_dim r = {k, k != 0 ? a.p + b.p : 0};
-    return r;
+    return (oi_dim){k, k != 0 ? a.p + b.p : 0};
 }
 
 oi_dim oi_dim_div(oi_dim a, oi_dim b) /* exact only; ONNX's int Div truncates */
 {
-    if (a.p < 0 || b.p < 0 || b.k == 0)
+    if (a.p < 0 || b.p < 0 || b.k == 0 || (a.k == INT64_MIN && b.k == -1))
         return UNKNOWN;
     if (a.p == 0 && b.p == 0)
         return (oi_dim){a.k / b.k, 0};
@@ -87,15 +87,15 @@ oi_dim oi_dim_div(oi_dim a, oi_dim b) /* exact only; ONNX's int Div truncates */
 
 oi_dim oi_dim_add(oi_dim a, oi_dim b, int sign)
 {
-    if (a.p < 0 || b.p < 0)
+    int64_t bk, k;
+    if (a.p < 0 || b.p < 0 || __builtin_mul_overflow(b.k, (int64_t)sign, &bk))
         return UNKNOWN;
     if (a.k == 0)
-        return (oi_dim){sign * b.k, b.p};
+        return (oi_dim){bk, b.p};
     if (b.k == 0)
         return a;
-    if (a.p != b.p)
+    if (a.p != b.p || __builtin_add_overflow(a.k, bk, &k))
         return UNKNOWN;
-    int64_t k = a.k + sign * b.k;
     return (oi_dim){k, k ? a.p : 0};
 }
 
@@ -298,6 +298,11 @@ const oi_const *oi_cget(oi_graph *G, const char *name)
     return const_of_tensor(G, name, t);
 }
 
+bool oi_is_const(oi_graph *G, const char *name)
+{
+    return cget(G, name) != NULL;
+}
+
 bool oi_const_int(const oi_const *k, int64_t i, int64_t *out) /* a known integer */
 {
     if (!k || i >= k->n)
@@ -308,7 +313,7 @@ bool oi_const_int(const oi_const *k, int64_t i, int64_t *out) /* a known integer
         *out = k->iv[i].k;
         return true;
     }
-    if (!isfinite(k->fv[i]) || k->fv[i] != floorf(k->fv[i]))
+    if (!isfinite(k->fv[i]) || k->fv[i] != floorf(k->fv[i]) || fabsf(k->fv[i]) > 9.0e15f)
         return false;
     *out = (int64_t)k->fv[i];
     return true;
@@ -454,7 +459,8 @@ etd_rc oi_fold(ctx *C)
             if (!r)
                 return OOM();
             for (int64_t i = 0; i < a->n; i++)
-                r->iv[i] = (oi_dim){(int64_t)a->fv[i], 0};
+                r->iv[i] = isfinite(a->fv[i]) && fabsf(a->fv[i]) < 9.0e15f
+                               ? (oi_dim){(int64_t)a->fv[i], 0} : UNKNOWN;
             return ETD_OK;
         }
         return fold_pick(C, a, NULL, a->n, a->dims, a->nd, f);
@@ -493,6 +499,8 @@ etd_rc oi_fold(ctx *C)
                 return FAIL("%s", "only a Concat of 1-D integer constants folds");
             total += k->n;
         }
+        if (total > OI_MAX_CONST)
+            return FAIL("%s", "a folded constant of too many elements");
         oi_const *r = new_const(G, oi_s(n->output[0]), true, 1, &total, total);
         if (!r)
             return OOM();

@@ -262,7 +262,7 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
                 rc = oi_node_fail(x, n, "%s", "more than 16 values in");
             else if (v)
                 args[na++] = v;
-            else if (!oi_initializer(x, in))
+            else if (!oi_initializer(x, in) && !oi_is_const(&G, in))
                 rc = oi_node_fail(x, n, "input \"%.100s\" is neither a value computed before "
                                   "nor an initializer", in);
         }

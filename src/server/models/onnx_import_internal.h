@@ -105,6 +105,8 @@ void oi_shape_from_file(const oi_graph *G, const char *value, oi_shape *out);
 /* The shape a module node (layers as oi_one_node made them) gives for in. */
 void oi_module_shape(const cJSON *layers, const oi_shape *in, oi_shape *out);
 void oi_consts_free(oi_graph *G);
+/* Is name a constant (folded, a Constant node's, an int initializer, ...)? */
+bool oi_is_const(oi_graph *G, const char *name);
 /* The ops that only graphs import (a file using one is not a chain). */
 bool oi_graph_only_op(const char *op);
 

@@ -83,13 +83,14 @@ static oi_dim slice_dim(oi_dim d, int64_t st, int64_t en, int64_t sp)
     en = en < 0 ? en + n : en;
     st = st < 0 ? 0 : st > n ? n : st;
     en = en < st ? st : en > n ? n : en;
-    return (oi_dim){(en - st + sp - 1) / sp, 0};
+    return (oi_dim){en == st ? 0 : (en - st - 1) / sp + 1, 0};
 }
 
 /* x sliced along dim [st, en) by sp; out the spec node's name */
 static bool emit_slice(ctx *C, const char *x, const oi_shape *xs, int dim, int64_t st,
                        int64_t en, int64_t sp, bool last, oi_shape *os, char *out)
 {
+    sp = sp > BIG ? BIG : sp;
     *os = *xs;
     if (os->nd > dim)
         os->d[dim] = slice_dim(xs->d[dim], st, en, sp);
@@ -138,7 +139,8 @@ static etd_rc split_node(ctx *C, const oi_val *xv)
         if ((sa ? (int)sa->n_ints : (int)sc->n) != k)
             return FAIL("%s", "one split size per output");
         for (int j = 0; j < k; j++)
-            if (sa ? (sz[j] = sa->ints[j]) < 0 : !const_int(sc, j, &sz[j]) || sz[j] < 0)
+            if (sa ? (sz[j] = sa->ints[j]) < 0 : !const_int(sc, j, &sz[j]) || sz[j] < 0 ||
+                sz[j] > BIG)
                 return FAIL("%s", "the split sizes must be non-negative integers");
     } else { /* equal pieces of a known dimension */
         oi_dim d = x->s.d[axis];
@@ -341,8 +343,10 @@ etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handle
     *handled = true;
     if (!strcmp(op, "Constant"))
         return oi_constant_node(C);
-    if (!strcmp(op, "Identity") && n->n_input == 1 && !oi_find(G, oi_s(n->input[0])) &&
-        !cget(G, n->input[0]) && oi_initializer(G->x, oi_s(n->input[0])))
+    const Onnx__TensorProto *init = n->n_input == 1 ? oi_initializer(G->x, oi_s(n->input[0]))
+                                                     : NULL;
+    if (!strcmp(op, "Identity") && init && init->data_type == T_FLOAT &&
+        !oi_find(G, oi_s(n->input[0])))
         return oi_alias(C);
     if (n->n_input >= 1 && all_const(G, n) && strcmp(op, "Gather") != 0)
         return oi_fold(C);
@@ -422,8 +426,11 @@ etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handle
             return FAIL("%s", "perm must list every dimension (or the input's rank be known)");
         os.nd = np;
         for (int d = 0; d < np; d++) {
-            if (perm[d] < 0 || perm[d] >= np)
-                return FAIL("%s", "perm has an axis out of range");
+            bool twice = false;
+            for (int e = 0; e < d; e++)
+                twice = twice || perm[e] == perm[d];
+            if (perm[d] < 0 || perm[d] >= np || twice)
+                return FAIL("%s", "perm must list each axis once");
             os.d[d] = x->s.nd >= 0 ? x->s.d[perm[d]] : UNKNOWN;
         }
         cJSON *nd = emit(C, "permute", (const char *[]){x->spec}, 1, NULL, true, &os, name);
