@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include <easytorch/easytorch.h>
+#include "driver.h"
 
 #include "bench_attention.h"
 #include "bench_graph.h"
@@ -838,16 +839,7 @@ int main(int argc, char **argv)
         printf("ready easytorch=%s openblas_threads=%d openblas_core=%s openblas=\"%s\"\n",
                EASYTORCH_VERSION, openblas_get_num_threads(), openblas_get_corename(),
                openblas_get_config());
-        char line[256], name[128];
-        long iters;
-        while (fgets(line, sizeof line, stdin) != NULL) {
-            if (strncmp(line, "quit", 4) == 0)
-                break;
-            if (sscanf(line, "run %127s %ld", name, &iters) == 2)
-                run_one(name, iters);
-            else
-                printf("error bad command\n");
-        }
+        bench_serve(run_one); /* a failed run says so on its line; the exit status stays 0 */
     }
     for (int i = 0; i < NWORKLOADS; i++)
         if (states[i] != NULL)

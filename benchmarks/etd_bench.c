@@ -28,6 +28,7 @@
 #include <easytorch/easytorch.h>
 
 #include "server/formats/json_in.h"
+#include "driver.h"
 
 static char *body;
 static size_t body_len;
@@ -140,16 +141,7 @@ int main(int argc, char **argv)
         rc = run_one(argv[3], argc >= 5 ? atol(argv[4]) : 1);
     } else {
         printf("ready easytorch=%s body_bytes=%zu\n", EASYTORCH_VERSION, body_len);
-        char line[256], name[128];
-        long iters;
-        while (fgets(line, sizeof line, stdin) != NULL) {
-            if (strncmp(line, "quit", 4) == 0)
-                break;
-            if (sscanf(line, "run %127s %ld", name, &iters) == 2)
-                rc |= run_one(name, iters);
-            else
-                printf("error bad command\n");
-        }
+        rc = bench_serve(run_one);
     }
     free(body);
     return rc;

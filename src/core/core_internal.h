@@ -229,16 +229,23 @@ static inline float etc_sel(bool c, float a, float b)
     return r.f;
 }
 
-static inline float etc_expf_core(float x) /* x in [-87.5, 88.8] */
+/* exp(r) for r = x - fn ln2 (fn a whole number, |r| <= ln2 / 2): Cephes'
+ * degree-5 polynomial, ln2 in two parts.  Shared by etc_expf_core and
+ * etc_expf_0_40, which differ only in how they round to fn and scale by 2^n. */
+static inline float etc_expf_reduced(float x, float fn)
 {
-    float t = x * 1.44269504088896341f;
-    int n = (int)(t + etc_sel(t >= 0.0f, 0.5f, -0.5f));
-    float fn = (float)n;
     float r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
     float z = r * r;
     float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
                 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
+    return p * z + r + 1.0f;
+}
+
+static inline float etc_expf_core(float x) /* x in [-87.5, 88.8] */
+{
+    float t = x * 1.44269504088896341f;
+    int n = (int)(t + etc_sel(t >= 0.0f, 0.5f, -0.5f));
+    float p = etc_expf_reduced(x, (float)n);
     int n1 = n / 2, n2 = n - n1; /* 2^n as two normal factors */
     union { uint32_t u; float f; } s1, s2;
     s1.u = (uint32_t)(n1 + 127) << 23;
@@ -270,12 +277,7 @@ static inline float etc_expf_0_40(float x)
 {
     float t = x * 1.44269504088896341f;
     int n = (int)(t + 0.5f);
-    float fn = (float)n;
-    float r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
-    float z = r * r;
-    float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
-                4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
+    float p = etc_expf_reduced(x, (float)n);
     union { uint32_t u; float f; } s;
     s.u = (uint32_t)(n + 127) << 23;
     return p * s.f;
