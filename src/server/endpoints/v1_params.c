@@ -125,7 +125,7 @@ void etd_h_params_put(etd_call *c)
     et_tensor_dict *d = NULL;
     if (c->kind == ETD_BODY_SAFETENSORS) { /* Content-Type octet-stream, or sniffed */
         if (et_safetensors_parse((const uint8_t *)c->rq->body, c->rq->body_len, &d) != ET_OK) {
-            ep_error(c, 400, "body: not a valid safetensors file: %s", et_errmsg());
+            ep_error(c, 400, "body: %s", et_errmsg()); /* "safetensors: ..." */
             return;
         }
     } else if (!(d = json_parameters(c))) {

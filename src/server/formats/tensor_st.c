@@ -48,12 +48,11 @@ bool etd_st_parse(const void *body, size_t len, etd_st_body *b, etd_err *e)
 {
     memset(b, 0, sizeof *b);
     if (et_safetensors_parse((const uint8_t *)body, len, &b->d) != ET_OK) {
-        /* a well-formed file with a tensor of a dtype not taken (F64, I32,
-         * BOOL, ...) is not a broken file: say only what is wrong with it */
-        bool dtype = strstr(et_errmsg(), "\" has dtype ") != NULL;
-        etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "body: %s%s%s",
-                 dtype ? "" : "not a valid safetensors file: ", et_errmsg(),
-                 dtype ? " (float32 values as F32, indices as I64)" : "");
+        /* nn's messages say what is wrong ("safetensors: tensor \"x\" has
+         * dtype F64, only F32 and I64 are supported", "... header length
+         * exceeds the file"): passed on as they are, as PUT parameters does */
+        etd_fail(e, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL, "body: %s",
+                 et_errmsg());
         return false;
     }
     if (!(b->fields = cJSON_CreateObject())) {

@@ -37,8 +37,8 @@ typedef struct etd_st_body {
     cJSON *fields;            /* an object: the metadata, each value parsed */
 } etd_st_body;
 
-/* Parse body[0..len); false + ETD_EINVAL "body: not a valid safetensors
- * file: <why>" (or ETD_ENOMEM).  Free with etd_st_free (also after a
+/* Parse body[0..len); false + ETD_EINVAL "body: safetensors: <what is
+ * wrong>" (nn's message, or ETD_ENOMEM).  Free with etd_st_free (also after a
  * failure). */
 bool etd_st_parse(const void *body, size_t len, etd_st_body *b, etd_err *e);
 void etd_st_free(etd_st_body *b);
