@@ -513,6 +513,14 @@ et_status et_safetensors_parse(const uint8_t *buf, size_t len, et_tensor_dict **
                             "bytes that follow (truncated?)", (unsigned long long)n, len - 8);
     if (memchr(buf + 8, '\0', (size_t)n))
         return et_set_error(ET_ERR_FORMAT, "safetensors: header contains a NUL byte");
+    /* JSON text may open with JSON's whitespace only; cJSON would also skip
+     * any other control byte, which the format (and etd_st_sniff) does not */
+    size_t lead = 0;
+    while (lead < n && strchr(" \t\n\r", buf[8 + lead]))
+        lead++;
+    if (lead == n || buf[8 + lead] != '{')
+        return et_set_error(ET_ERR_FORMAT, "safetensors: header is not a JSON object "
+                            "(it must start with '{' after JSON whitespace)");
     char *text = malloc((size_t)n + 1);
     if (!text)
         return et_set_error(ET_ERR_NOMEM, "safetensors: out of memory");

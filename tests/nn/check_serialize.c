@@ -224,6 +224,8 @@ START_TEST(malformed_headers_are_rejected_with_reasons)
         {"{} x", 0, "JSON"},
         {"{\"__metadata__\":{\"k\":1}}", 0, "string"},
         {"{\"__metadata__\":[]}", 0, "metadata"},
+        {"\001{}", 0, "start with '{'"},   /* cJSON skips any byte below 33 */
+        {"\t\t\v{}", 0, "start with '{'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_msg(parse_header_text(bad[i].json, bad[i].data) == ET_ERR_FORMAT,
@@ -233,6 +235,7 @@ START_TEST(malformed_headers_are_rejected_with_reasons)
     }
     /* valid corner cases: empty header object, trailing spaces, metadata */
     ck_assert_int_eq(parse_header_text("{}      ", 0), ET_OK);
+    ck_assert_int_eq(parse_header_text(" \t\r\n{}", 0), ET_OK);
     ck_assert_int_eq(parse_header_text("{\"__metadata__\":{\"a\":\"b\"},\"t\":{\"dtype\":\"F32\","
                                        "\"shape\":[],\"data_offsets\":[0,4]}}", 4), ET_OK);
 }
