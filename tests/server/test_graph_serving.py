@@ -429,12 +429,19 @@ class TestSafetensorsNamed(Base):
         t["inputs.movie"] = np.zeros(3, np.int64)
         r = self.post_st("/v1/models/%s/predict" % name, t)
         self.assertError(r, 400, "inputs.movie: unknown tensor")
-        for bare in ("user", "junk"):   # tensors are named inputs.<name>; the answer lists them
+        # tensors are named inputs.<name>; the answer lists them (a bare "inputs" tensor is
+        # no name of a model with two inputs)
+        for bare in ("user", "junk", "inputs"):
             t = self.named(xs)
             t[bare] = t.pop("inputs.user") if bare == "user" else np.zeros(3, np.int64)
             r = self.post_st("/v1/models/%s/predict" % name, t)
-            self.assertError(r, 400, "%s: unknown tensor (accepted: inputs, inputs.user, "
-                             "inputs.item)" % bare)
+            self.assertError(r, 400, "%s: unknown tensor (accepted: inputs.user, inputs.item)"
+                             % bare)
+        t = self.named(xs, ys)   # train: the targets are named too
+        t["targets"] = np.zeros(3, np.int64)
+        r = self.post_st("/v1/models/%s/train" % name, t)
+        self.assertError(r, 400, "targets: unknown tensor (accepted: ")
+        self.assertNotIn("targets,", r.json()["error"])
         for dt, code in ((np.float64, "F64"), (np.int32, "I32"), (np.uint8, "U8"), (bool, "BOOL")):
             t = self.named(xs)
             t["inputs.user"] = t["inputs.user"].astype(dt)

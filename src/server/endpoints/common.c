@@ -258,6 +258,15 @@ bool ep_json(etd_call *c, const char *const *fast_keys)
                         : c->e.rc);
 }
 
+/* Is n in the NULL-terminated list (NULL: an empty list)? */
+static bool listed(const char *const *list, const char *n)
+{
+    for (int k = 0; list && list[k]; k++)
+        if (strcmp(list[k], n) == 0)
+            return true;
+    return false;
+}
+
 bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
 {
     if (!cJSON_IsObject(obj)) {
@@ -272,7 +281,7 @@ bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
         const char *n = et_tensor_dict_name(c->st.d, i);
         bool known = false;
         for (int k = 0; allowed[k] && !known; k++)
-            known = strcmp(allowed[k], n) == 0;
+            known = strcmp(allowed[k], n) == 0 && !listed(c->tensor_not, n);
         for (int k = 0; c->tensor_keys && c->tensor_keys[k] && !known; k++)
             known = strcmp(c->tensor_keys[k], n) == 0;
         if (!known) {
@@ -280,7 +289,8 @@ bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed)
             const char *names[48];
             int nn = 0;
             for (int k = 0; allowed[k] && nn < 47; k++)
-                names[nn++] = allowed[k];
+                if (!listed(c->tensor_not, allowed[k]))
+                    names[nn++] = allowed[k];
             for (int k = 0; c->tensor_keys && c->tensor_keys[k] && nn < 47; k++)
                 names[nn++] = c->tensor_keys[k];
             names[nn] = NULL;

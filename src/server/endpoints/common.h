@@ -45,6 +45,9 @@ struct etd_call {
     etd_array x, y;             /* ep_inputs: inputs, targets */
     const char *const *tensor_keys; /* tensors of nested fields the handler reads itself
                                    ("validation.inputs"), for ep_keys; NULL: none */
+    const char *const *tensor_not; /* keys of allowed[] that are no tensor name of this
+                                   model (a bare "inputs" when its inputs are named),
+                                   for ep_keys; NULL: none */
     bool vary_accept;           /* the answer depends on Accept */
     bool later;                 /* ep_defer: the answer comes after the handler returned */
     etd_err e;                  /* for the models layer's messages */
@@ -84,7 +87,7 @@ bool ep_model(etd_call *c);
 bool ep_json(etd_call *c, const char *const *fast_keys);
 /* obj is an object with only the keys allowed[] (400 naming the key); for
  * the body of a safetensors request, its tensor names are checked too
- * (against allowed[] and c->tensor_keys). */
+ * (against allowed[] but c->tensor_not, and c->tensor_keys). */
 bool ep_keys(etd_call *c, const cJSON *obj, const char *const *allowed);
 /* The tensor `key` of the body: a safetensors tensor of that name, else the
  * top-level member (400 if missing or bad). */

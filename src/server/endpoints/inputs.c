@@ -240,12 +240,22 @@ static bool ep_inputs_named(etd_call *c, const char *const *keys, bool targets,
     char kbuf[2 * ETD_MAX_IO][80];
     const char *kp[ST_KEYS + 1];
     named_st_keys(c, io, targets, kbuf, kp);
+    /* the bare "inputs" / "targets" tensors are read only as one array */
+    const char *no[3];
+    int nno = 0;
+    if (io->ninputs != 1)
+        no[nno++] = "inputs";
+    if (targets && (io->ntargets == 0 || io->targets[0]))
+        no[nno++] = "targets";
+    no[nno] = NULL;
     const char *const *saved = c->tensor_keys;
     if (!ep_json(c, NULL))
         return false;
     c->tensor_keys = kp;
+    c->tensor_not = no;
     bool ok = ep_keys(c, c->doc.root, keys);
     c->tensor_keys = saved;
+    c->tensor_not = NULL;
     if (!ok)
         return false;
     if (c->st.d) {
