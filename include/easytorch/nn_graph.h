@@ -57,6 +57,10 @@ typedef enum et_graph_op {
     ET_GOP_POW,                                           /* torch.pow, 2 args */
     ET_GOP_UNSQUEEZE, ET_GOP_SQUEEZE,                     /* dim (squeeze: no-op unless 1) */
     ET_GOP_SLICE,                                         /* x[start:end:step] along dim */
+    ET_GOP_WHERE,                                         /* torch.where(cond, x, y), 3 args */
+    ET_GOP_MASKED_FILL,                                   /* x.masked_fill(mask, value), 2 args */
+    ET_GOP_LOGICAL_NOT, ET_GOP_LOGICAL_AND, ET_GOP_LOGICAL_OR, /* 1.0 / 0.0, nonzero true */
+    ET_GOP_EXPAND,                                        /* x.expand(ints), -1 keeps a size */
     ET_GOP_COUNT
 } et_graph_op;
 
@@ -83,6 +87,10 @@ typedef struct et_graph_op_args {
     bool has_scalar;
     int scalar_pos;
     double scalar;
+    /* masked_fill: the value written where the mask is nonzero (any float,
+     * -inf too); its x may be the number `scalar` (scalar_pos 0): a tensor of
+     * the mask's shape, torch.full_like(mask, scalar).masked_fill(mask, value) */
+    double value;
 } et_graph_op_args;
 #define ET_GRAPH_OP_ARGS_DEFAULTS \
     ((et_graph_op_args){.dim = 0, .dim1 = -1, .eps = 1e-8, .end = INT64_MAX, .step = 1})

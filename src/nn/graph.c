@@ -77,6 +77,9 @@ static const struct { const char *name; int arity; } op_info[ET_GOP_COUNT] = {
     [ET_GOP_ERF] = {"erf", 1},          [ET_GOP_POW] = {"pow", 2},
     [ET_GOP_UNSQUEEZE] = {"unsqueeze", 1}, [ET_GOP_SQUEEZE] = {"squeeze", 1},
     [ET_GOP_SLICE] = {"slice", 1},
+    [ET_GOP_WHERE] = {"where", 3},      [ET_GOP_MASKED_FILL] = {"masked_fill", 2},
+    [ET_GOP_LOGICAL_NOT] = {"logical_not", 1}, [ET_GOP_LOGICAL_AND] = {"logical_and", 2},
+    [ET_GOP_LOGICAL_OR] = {"logical_or", 2}, [ET_GOP_EXPAND] = {"expand", 1},
 };
 
 const char *et_graph_op_name(et_graph_op op)
@@ -319,11 +322,14 @@ et_status et_graph_call_op(et_module *g, const char *node, et_graph_op op,
     bool binary = op == ET_GOP_ADD || op == ET_GOP_SUB || op == ET_GOP_MUL || op == ET_GOP_DIV ||
                   op == ET_GOP_POW;
     if (a && a->has_scalar) {
-        if (!binary || (a->scalar_pos != 0 && a->scalar_pos != 1) || !isfinite(a->scalar))
+        bool fill = op == ET_GOP_MASKED_FILL; /* masked_fill(number, mask, value) */
+        if (!(binary || fill) || (a->scalar_pos != 0 && (fill || a->scalar_pos != 1)) ||
+            !isfinite(a->scalar))
             return et_set_error(ET_ERR_ARG, "%s: node '%s' (%s): %s", fn, node ? node : "?",
                                 op_info[op].name, binary ? "the scalar must be finite, at "
-                                "position 0 or 1" : "only add, sub, mul, div and pow take a "
-                                "scalar operand");
+                                "position 0 or 1" : fill ? "the scalar must be finite, at "
+                                "position 0" : "only add, sub, mul, div, pow and masked_fill "
+                                "take a scalar operand");
         ar = 1;
     }
     if (op == ET_GOP_SLICE && a && a->step < 1)
@@ -332,7 +338,8 @@ et_status et_graph_call_op(et_module *g, const char *node, et_graph_op op,
     if ((ar >= 0 && nargs != ar) || (ar == -1 && nargs < 1) || (ar == -2 && (nargs < 2 || nargs > 3)))
         return et_set_error(ET_ERR_ARG, "%s: node '%s' (%s): takes %s argument%s, %d given", fn,
                             node ? node : "?", op_info[op].name,
-                            ar == -1 ? "1 or more" : ar == -2 ? "2 or 3" : ar == 1 ? "1" : "2",
+                            ar == -1 ? "1 or more" : ar == -2 ? "2 or 3" : ar == 1 ? "1" :
+                            ar == 2 ? "2" : "3",
                             ar == 1 ? "" : "s", nargs);
     gnode nd = {.kind = ET_GNODE_OP, .op = op, .a = a ? *a : ET_GRAPH_OP_ARGS_DEFAULTS};
     if (nd.a.nints < 0 || nd.a.nints > 8)
@@ -443,6 +450,10 @@ static et_tensor *run_scalar(et_graph_op op, et_tensor *x, const et_graph_op_arg
     case ET_GOP_MUL: return et_mul_scalar(x, s);
     case ET_GOP_DIV: return first ? et_rdiv_scalar(s, x) : et_div_scalar(x, s);
     case ET_GOP_POW: return first ? et_rpow_scalar(s, x) : et_pow_scalar(x, s);
+    case ET_GOP_MASKED_FILL: { /* x is the mask: full_like(mask, s).masked_fill(mask, value) */
+        et_tensor *f = et_full(et_shape(x), et_ndim(x), s); /* the pool's, as every value */
+        return f ? et_masked_fill(f, x, (float)a->value) : NULL;
+    }
     default:
         et_set_error(ET_ERR_ARG, "a scalar operand of an op that takes none");
         return NULL;
@@ -482,6 +493,12 @@ static et_tensor *run_op(const gnode *nd, et_tensor **x, run *R, int *tuple_n)
     case ET_GOP_UNSQUEEZE: return et_unsqueeze(x[0], a->dim);
     case ET_GOP_SQUEEZE: return et_squeeze(x[0], a->dim);
     case ET_GOP_SLICE: return et_slice(x[0], a->dim, a->start, a->end, a->step);
+    case ET_GOP_WHERE: return et_where(x[0], x[1], x[2]);
+    case ET_GOP_MASKED_FILL: return et_masked_fill(x[0], x[1], (float)a->value);
+    case ET_GOP_LOGICAL_NOT: return et_logical_not(x[0]);
+    case ET_GOP_LOGICAL_AND: return et_logical_and(x[0], x[1]);
+    case ET_GOP_LOGICAL_OR: return et_logical_or(x[0], x[1]);
+    case ET_GOP_EXPAND: return et_expand(x[0], a->ints, a->nints);
     case ET_GOP_GETITEM: {
         int v = nd->arg[0];
         if (!R->tup[v])

@@ -30,14 +30,18 @@ nn = torch.nn
 F = nn.functional
 
 
-def exported(net, xs, inputs, outputs, batch_dim):
+def exported_bytes(net, xs, inputs, outputs, dyn):
     net.eval()
     b = io.BytesIO()
-    dyn = {n: {batch_dim: "batch"} for n in inputs + outputs}
     torch.onnx.export(net, tuple(xs), b, opset_version=17, input_names=inputs,
                       output_names=outputs, dynamic_axes=dyn,
                       training=torch.onnx.TrainingMode.EVAL)
-    return base64.b64encode(b.getvalue()).decode()
+    return b.getvalue()
+
+
+def exported(net, xs, inputs, outputs, batch_dim):
+    dyn = {n: {batch_dim: "batch"} for n in inputs + outputs}
+    return base64.b64encode(exported_bytes(net, xs, inputs, outputs, dyn)).decode()
 
 
 def arr(v):

@@ -177,8 +177,8 @@ void oi_consts_free(oi_graph *G)
 
 /* A new constant named onnx (its arrays allocated for n elements); each
  * its own allocation, so the pointers cget hands out stay valid. */
-static oi_const *new_const(oi_graph *G, const char *onnx, bool is_int, int nd,
-                           const int64_t *dims, int64_t n)
+oi_const *oi_new_const(oi_graph *G, const char *onnx, bool is_int, int nd, const int64_t *dims,
+                       int64_t n)
 {
     if (n < 0 || n > OI_MAX_CONST || nd > ET_MAX_DIMS)
         return NULL;
@@ -217,8 +217,7 @@ static bool folded_name(const char *s)
            (!strncmp(s, "nodes.", 6) && n > 7 && !strcmp(s + n - 7, ".scalar"));
 }
 
-/* A TensorProto's data as a constant (NULL: not a kind kept, or malformed). */
-static oi_const *const_of_tensor(oi_graph *G, const char *onnx, const Onnx__TensorProto *t)
+oi_const *oi_const_of_tensor(oi_graph *G, const char *onnx, const Onnx__TensorProto *t)
 {
     int dt = t->data_type;
     bool is_int = dt == T_INT64 || dt == T_INT32 || dt == T_BOOL;
@@ -288,14 +287,22 @@ const oi_const *oi_cget(oi_graph *G, const char *name)
         return NULL;
     for (size_t i = G->nc; i-- > 0;)
         if (!strcmp(G->c[i]->onnx, name))
-            return G->c[i];
+            return G->c[i]->sym ? NULL : G->c[i];
     const Onnx__TensorProto *t = oi_initializer(G->x, name);
     if (!t || oi_find(G, name))
         return NULL;
     bool is_int = t->data_type == T_INT64 || t->data_type == T_INT32 || t->data_type == T_BOOL;
     if (!is_int && !folded_name(name))
         return NULL;
-    return const_of_tensor(G, name, t);
+    return oi_const_of_tensor(G, name, t);
+}
+
+const oi_const *oi_cget_sym(oi_graph *G, const char *name)
+{
+    for (size_t i = G->nc; name && i-- > 0;)
+        if (!strcmp(G->c[i]->onnx, name))
+            return G->c[i]->sym ? G->c[i] : NULL;
+    return NULL;
 }
 
 bool oi_is_const(oi_graph *G, const char *name)
@@ -554,7 +561,7 @@ etd_rc oi_constant_node(ctx *C)
     const Onnx__AttributeProto *a;
     oi_const *k = NULL;
     if ((a = attr(n, "value")) && a->t) {
-        k = const_of_tensor(C->G, out, a->t);
+        k = oi_const_of_tensor(C->G, out, a->t);
         if (!k)
             return FAIL("%s", "its value is not a small float, double, int or bool tensor");
         return ETD_OK;

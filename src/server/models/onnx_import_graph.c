@@ -88,6 +88,7 @@ val *oi_add_val(gi *G, const char *onnx, const char *spec, const oi_shape *s)
     snprintf(v->spec, NAMELEN, "%s", spec);
     v->s = *s;
     v->rank = s->nd > 0 ? s->nd : 0;
+    v->boolish = false;
     return v;
 }
 
@@ -227,10 +228,16 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             continue;
         oi_shape is;
         oi_shape_of_info(&G, g->input[i], &is);
-        if (!oi_take(&G, nm, sn) || !oi_add_val(&G, nm, sn, &is))
+        const Onnx__TypeProto *t = g->input[i]->type;
+        val *v = oi_take(&G, nm, sn) ? oi_add_val(&G, nm, sn, &is) : NULL;
+        if (!v)
             rc = etd_fail(e, ETD_ENOMEM, "out of memory");
         else
             cJSON_AddItemToArray(inputs, cJSON_CreateString(sn));
+        /* a bool input (a mask) takes numbers, nonzero true, as torch's x.bool() */
+        if (v && t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type &&
+            t->tensor_type->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)
+            v->boolish = true;
     }
     for (size_t i = 0; i < g->n_node && rc == ETD_OK; i++) {
         Onnx__NodeProto *n = g->node[i];

@@ -60,6 +60,7 @@ typedef struct oi_val {       /* a value computed by the graph: an input or a sp
     char spec[OI_NAMELEN];    /* the spec's name of it */
     int rank;                 /* 0: unknown */
     oi_shape s;
+    bool boolish;             /* a bool of the file's: nonzero is true, the numbers any */
 } oi_val;
 
 typedef struct oi_const {     /* a constant: a Constant node, an initializer, or folded */
@@ -70,6 +71,11 @@ typedef struct oi_const {     /* a constant: a Constant node, an initializer, or
     int64_t n;
     oi_dim *iv;
     float *fv;
+    /* uniform: every element fv[0] / iv[0] (n 1), of shape sd[0..nd) that may
+     * follow the batch (ConstantOfShape of a computed shape); taken only as
+     * a number where the shape cannot grow the result (Where), cget skips it */
+    bool sym;
+    oi_dim sd[ET_MAX_DIMS];
 } oi_const;
 
 typedef struct oi_graph {

@@ -28,7 +28,8 @@
 static const char *const graph_only[] = {
     "Constant", "Shape", "Transpose", "ReduceMean", "ReduceSum", "Split", "Slice", "Squeeze",
     "Unsqueeze", "Sqrt", "Pow", "Erf", "Neg", "Exp", "Log", "Reciprocal", "Cast", "Add", "Sub",
-    "Mul", "Div", "Concat", NULL};
+    "Mul", "Div", "Concat", "Where", "Not", "And", "Or", "Equal", "Expand", "ConstantOfShape",
+    NULL};
 
 bool oi_graph_only_op(const char *op)
 {
@@ -40,11 +41,27 @@ bool oi_graph_only_op(const char *op)
 
 /* ------------------------------------------------------------ op nodes */
 
-/* A spec op node of op on args (spec names; a NULL entry is the number
- * *scalar); the last one of this ONNX node is named as its output (a
- * graph output's name) and registered as that value with shape s. */
-static cJSON *emit(ctx *C, const char *op, const char *const *args, int nargs,
-                   const double *scalar, bool last, const oi_shape *s, char *name)
+/* ops that only move elements: a bool stays one */
+static bool moves_only(const char *op)
+{
+    static const char *const m[] = {"reshape", "unsqueeze", "squeeze", "permute", "slice",
+                                    "expand", "getitem", "cat", NULL};
+    for (int i = 0; m[i]; i++)
+        if (!strcmp(op, m[i]))
+            return true;
+    return false;
+}
+
+static bool spec_boolish(const oi_graph *G, const char *spec)
+{
+    for (size_t i = G->nv; i-- > 0;)
+        if (!strcmp(G->v[i].spec, spec))
+            return G->v[i].boolish;
+    return false;
+}
+
+cJSON *oi_emit(ctx *C, const char *op, const char *const *args, int nargs, const double *scalar,
+               bool last, const oi_shape *s, char *name)
 {
     oi_graph *G = C->G;
     char d[40];
@@ -61,8 +78,14 @@ static cJSON *emit(ctx *C, const char *op, const char *const *args, int nargs,
     for (int j = 0; j < nargs; j++)
         cJSON_AddItemToArray(a, args[j] ? cJSON_CreateString(args[j])
                                         : cJSON_CreateNumber(*scalar));
-    if (last && !oi_add_val(G, oi_s(C->n->output[0]), name, s))
+    bool boolish = moves_only(op) && nargs > 0;
+    for (int j = 0; j < nargs && boolish; j++)
+        boolish = args[j] && spec_boolish(G, args[j]);
+    oi_val *v = last ? oi_add_val(G, oi_s(C->n->output[0]), name, s) : NULL;
+    if (last && !v)
         return NULL;
+    if (v)
+        v->boolish = boolish;
     return node;
 }
 
@@ -343,6 +366,10 @@ etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handle
     *handled = true;
     if (!strcmp(op, "Constant"))
         return oi_constant_node(C);
+    etd_rc rc = oi_mask_node(C, handled);
+    if (rc != ETD_OK || *handled)
+        return rc;
+    *handled = true;
     const Onnx__TensorProto *init = n->n_input == 1 ? oi_initializer(G->x, oi_s(n->input[0]))
                                                      : NULL;
     if (!strcmp(op, "Identity") && init && init->data_type == T_FLOAT &&
@@ -377,6 +404,9 @@ etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handle
         if (!k && oi_initializer(G->x, other))
             return FAIL("initializer \"%.100s\" is a parameter: only layers take parameters "
                         "(a constant operand must be a scalar the exporter folded)", other);
+        if (!k && oi_cget_sym(G, other))
+            return FAIL("input \"%.100s\" is a constant of the batch's shape: only Where "
+                        "takes one", other);
         if (!k || k->n != 1)
             return FAIL("%s", "a constant operand must be a scalar (one element)");
         double v = const_num(k, 0);
@@ -407,12 +437,6 @@ etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handle
         double one = 1;
         return emit(C, "div", (const char *[]){NULL, x->spec}, 2, &one, true, &x->s, name)
                    ? ETD_OK : OOM();
-    }
-    if (!strcmp(op, "Cast")) {
-        int64_t to = oi_attr_i(n, "to", 0);
-        if (to != T_FLOAT)
-            return FAIL("%s", "only a Cast to float of a float value (an identity)");
-        return oi_add_val(G, oi_s(n->output[0]), x->spec, &x->s) ? ETD_OK : OOM();
     }
     if (!strcmp(op, "Transpose")) {
         int64_t perm[ET_MAX_DIMS];

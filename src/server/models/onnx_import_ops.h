@@ -36,6 +36,25 @@ void oi_broadcast(const oi_shape *a, const oi_shape *b, oi_shape *out);
 
 /* constants: by name (NULL: not one), a known integer / number at i */
 const oi_const *oi_cget(oi_graph *G, const char *name);
+/* a TensorProto's data as a constant named onnx (NULL: not a kind kept, or
+ * malformed) */
+oi_const *oi_const_of_tensor(oi_graph *G, const char *onnx, const Onnx__TensorProto *t);
+/* a uniform constant of a shape that follows the batch (oi_const.sym), or NULL */
+const oi_const *oi_cget_sym(oi_graph *G, const char *name);
+/* a new constant named onnx, its arrays allocated for n elements (NULL: out
+ * of memory or too big); valid until oi_consts_free */
+oi_const *oi_new_const(oi_graph *G, const char *onnx, bool is_int, int nd, const int64_t *dims,
+                       int64_t n);
+/* A spec op node of op on args (spec names; a NULL entry is the number
+ * *scalar); the last one of this ONNX node is named as its output and
+ * registered as that value with shape s (a bool when its tensor args all
+ * are and op only moves elements). */
+cJSON *oi_emit(ctx *C, const char *op, const char *const *args, int nargs, const double *scalar,
+               bool last, const oi_shape *s, char *name);
+/* onnx_import_mask.c: Where, Not/And/Or, Equal, Expand, ConstantOfShape and
+ * Cast to or from bool -- the masks of attention -- folded or as op nodes;
+ * *handled false for other nodes. */
+etd_rc oi_mask_node(ctx *C, bool *handled);
 bool oi_const_int(const oi_const *k, int64_t i, int64_t *out);
 double oi_const_num(const oi_const *k, int64_t i);
 bool oi_all_const(oi_graph *G, const Onnx__NodeProto *n);
@@ -68,5 +87,7 @@ etd_rc oi_shape_node(ctx *C, const oi_val *x);
 #define attr oi_attr
 #define ints_of oi_ints_of
 #define norm_axis oi_norm_axis
+#define emit oi_emit
+#define new_const oi_new_const
 
 #endif

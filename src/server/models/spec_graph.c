@@ -13,6 +13,8 @@
  * list's feature flow does), so a Linear fed the wrong width is a 400 at
  * creation; anything this cannot follow is checked when the model runs,
  * where the library names the node. */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@ static const char *const f_chunk[] = {"name", "op", "args", "chunks", "dim", NUL
 static const char *const f_split[] = {"name", "op", "args", "split_size", "dim", NULL};
 static const char *const f_cos[] = {"name", "op", "args", "dim", "eps", NULL};
 static const char *const f_slice[] = {"name", "op", "args", "dim", "start", "end", "step", NULL};
+static const char *const f_fill[] = {"name", "op", "args", "value", NULL};
 static const char *const *const op_fields[ET_GOP_COUNT] = {
     [ET_GOP_ADD] = f_none, [ET_GOP_SUB] = f_none, [ET_GOP_MUL] = f_none, [ET_GOP_DIV] = f_none,
     [ET_GOP_MATMUL] = f_none, [ET_GOP_CAT] = f_dim, [ET_GOP_STACK] = f_dim,
@@ -45,6 +48,8 @@ static const char *const *const op_fields[ET_GOP_COUNT] = {
     [ET_GOP_LINEAR] = f_none, [ET_GOP_NEG] = f_none, [ET_GOP_EXP] = f_none,
     [ET_GOP_LOG] = f_none, [ET_GOP_SQRT] = f_none, [ET_GOP_ERF] = f_none, [ET_GOP_POW] = f_none,
     [ET_GOP_UNSQUEEZE] = f_dim, [ET_GOP_SQUEEZE] = f_dim, [ET_GOP_SLICE] = f_slice,
+    [ET_GOP_WHERE] = f_none, [ET_GOP_MASKED_FILL] = f_fill, [ET_GOP_LOGICAL_NOT] = f_none,
+    [ET_GOP_LOGICAL_AND] = f_none, [ET_GOP_LOGICAL_OR] = f_none, [ET_GOP_EXPAND] = f_shape,
 };
 
 static bool name_ok(const char *s)
@@ -207,7 +212,7 @@ static bool parse_op(gnode *nd, const etd_obj *o)
         a->dim = (int)v;
         return true;
     }
-    case ET_GOP_RESHAPE: {
+    case ET_GOP_RESHAPE: case ET_GOP_EXPAND: {
         int64_t *s = NULL;
         bool ok = etd_field_ints(o, "shape", true, ET_MAX_DIMS, -1, &s, &a->nints);
         for (int i = 0; ok && i < a->nints; i++)
@@ -284,6 +289,16 @@ static bool parse_op(gnode *nd, const etd_obj *o)
             return false;
         a->dim = (int)v;
         return true;
+    case ET_GOP_MASKED_FILL: { /* JSON has no infinities: "-inf" / "inf" say them */
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(o->o, "value");
+        if (cJSON_IsString(f) && (!strcmp(f->valuestring, "-inf") || !strcmp(f->valuestring, "inf"))) {
+            a->value = f->valuestring[0] == '-' ? -INFINITY : INFINITY;
+            return true;
+        }
+        if (cJSON_IsString(f) || (f && !cJSON_IsNumber(f)))
+            return etd_field_fail(o, "value", "expected a number, \"-inf\" or \"inf\""), false;
+        return etd_field_num(o, "value", true, 0, -FLT_MAX, FLT_MAX, &a->value);
+    }
     case ET_GOP_COSINE_SIMILARITY:
         if (!etd_field_int(o, "dim", false, 1, -D, D - 1, &v) ||
             !etd_field_num(o, "eps", false, 1e-8, 0, 1, &a->eps))
@@ -381,13 +396,16 @@ static bool parse_node(etd_graph *g, int k, const cJSON *j, etd_flow *flow, etd_
         return etd_field_fail(&o, "args", "expected a list of %d%s%d name%s of inputs or nodes",
                               amin, amin == amax ? "" : " to ", amin == amax ? 0 : amax,
                               amax == 1 ? "" : "s") && false;
-    /* add/sub/mul/div/pow: one of the two may be a number (torch.fx's add(x, 2.0)) */
+    /* add/sub/mul/div/pow: one of the two may be a number (torch.fx's add(x, 2.0));
+     * masked_fill: its first (a tensor of the mask's shape filled with it) */
+    bool fill = op && nd->op == ET_GOP_MASKED_FILL;
     bool scalar_ok = op && (nd->op == ET_GOP_ADD || nd->op == ET_GOP_SUB ||
-                            nd->op == ET_GOP_MUL || nd->op == ET_GOP_DIV || nd->op == ET_GOP_POW);
+                            nd->op == ET_GOP_MUL || nd->op == ET_GOP_DIV || nd->op == ET_GOP_POW ||
+                            fill);
     nd->nargs = 0;
     int i = 0;
     for (const cJSON *a = na > 0 ? args->child : NULL; a; a = a->next, i++) {
-        if (scalar_ok && cJSON_IsNumber(a) && !nd->a.has_scalar && na == 2) {
+        if (scalar_ok && cJSON_IsNumber(a) && !nd->a.has_scalar && na == 2 && (!fill || i == 0)) {
             nd->a.has_scalar = true;
             nd->a.scalar_pos = i;
             nd->a.scalar = a->valuedouble;
@@ -395,7 +413,8 @@ static bool parse_node(etd_graph *g, int k, const cJSON *j, etd_flow *flow, etd_
         }
         if (!cJSON_IsString(a) || strlen(a->valuestring) >= GNAME)
             return etd_field_fail(&o, "args", "expected names of inputs or nodes%s (args[%d])",
-                                  scalar_ok && na == 2 ? ", one of the two may be a number" : "",
+                                  fill ? ", the first may be a number"
+                                  : scalar_ok && na == 2 ? ", one of the two may be a number" : "",
                                   i), false;
         snprintf(nd->arg[nd->nargs++], GNAME, "%s", a->valuestring);
     }

@@ -1,6 +1,6 @@
 // run_ort.mjs MODEL.onnx CASES.json -> prints JSON: one {"dims", "data"} per case, the
 // output of running MODEL.onnx in onnxruntime (onnxruntime-web's WebAssembly backend, in
-// node) on the case's input {"dims": [...], "data": [...], "dtype": "float32"|"int64"}, or
+// node) on the case's input {"dims": [...], "data": [...], "dtype": "float32"|"int64"|"bool"}, or
 // for a case {"feeds": {name: such an input, ...}} every output: {name: {"dims", "data"}}.
 // node_modules is git-ignored: `npm ci` here installs package-lock.json's versions; this
 // script runs it when onnxruntime-web is missing.
@@ -32,7 +32,8 @@ const cases = JSON.parse(readFileSync(casesFile, 'utf8'));
 const session = await ort.InferenceSession.create(readFileSync(model));
 const out = [];
 const tensor = (c) => new ort.Tensor(c.dtype || 'float32', c.dtype === 'int64'
-  ? BigInt64Array.from(c.data.map(BigInt)) : Float32Array.from(c.data), c.dims);
+  ? BigInt64Array.from(c.data.map(BigInt)) : c.dtype === 'bool' ? Uint8Array.from(c.data, Number)
+    : Float32Array.from(c.data), c.dims);
 const plain = (y) => ({ dims: Array.from(y.dims), data: Array.from(y.data, Number) });
 for (const c of cases) {
   if (c.feeds) { // several inputs by name -> every output by name
