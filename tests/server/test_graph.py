@@ -91,6 +91,17 @@ def torch_op(n, a):
         return F.cosine_similarity(a[0], a[1], dim=n.get("dim", 1), eps=n.get("eps", 1e-8))
     if op == "linear":
         return F.linear(*a)
+    # masks: the daemon's conditions are numbers, nonzero true; its logical ops give 1.0 / 0.0
+    if op == "where":
+        return torch.where(a[0] != 0, a[1], a[2])
+    if op == "masked_fill":
+        v = float(n["value"])  # "-inf" / "inf" too
+        x = a[0] if torch.is_tensor(a[0]) else torch.full_like(a[1], a[0])
+        return x.masked_fill(a[1] != 0, v)
+    if op in ("logical_not", "logical_and", "logical_or"):
+        return getattr(torch, op)(*a).float()
+    if op == "expand":
+        return a[0].expand(*n["shape"])
     raise ValueError(op)
 
 
@@ -179,6 +190,30 @@ TIED = {"inputs": ["tok"], "modules": {"emb": {"type": "Embedding", "num_embeddi
         "outputs": ["logits"]}
 
 # the elementwise, scalar-operand, (un)squeeze and slice ops (what ONNX imports map onto)
+# the mask ops (what the ONNX import writes for attention's masks), the mask x > 0 (ReLU)
+MASKS = {"inputs": ["x"], "nodes": [
+    {"name": "fc", "module": lin(6, 6), "args": ["x"]},
+    {"name": "m", "module": {"type": "ReLU"}, "args": ["x"]},
+    {"name": "nm", "op": "logical_not", "args": ["m"]},
+    {"name": "m0", "op": "slice", "args": ["m"], "dim": 1, "end": 1},
+    {"name": "z", "op": "masked_fill", "args": [0.0, "m0"], "value": 0.0},
+    {"name": "m1", "op": "slice", "args": ["m"], "dim": 1, "start": 1},
+    {"name": "mk", "op": "cat", "args": ["z", "m1"], "dim": 1},   # column 0 never masked
+    {"name": "mf", "op": "masked_fill", "args": ["fc", "mk"], "value": "-inf"},
+    {"name": "sm", "op": "softmax", "args": ["mf"], "dim": 1},
+    {"name": "c", "op": "masked_fill", "args": [0.5, "nm"], "value": -2.0},
+    {"name": "w", "op": "where", "args": ["m", "fc", "c"]},
+    {"name": "lo", "op": "logical_or", "args": ["m", "nm"]},
+    {"name": "la", "op": "logical_and", "args": ["m", "fc"]},
+    {"name": "u", "op": "unsqueeze", "args": ["fc"], "dim": 1},
+    {"name": "ex", "op": "expand", "args": ["u"], "shape": [-1, 3, -1]},
+    {"name": "es", "op": "sum", "args": ["ex"], "dim": [1]},
+    {"name": "s1", "op": "add", "args": ["sm", "w"]},
+    {"name": "s2", "op": "add", "args": ["s1", "es"]},
+    {"name": "s3", "op": "mul", "args": ["s2", "lo"]},
+    {"name": "s4", "op": "add", "args": ["s3", "la"]},
+    {"name": "out", "module": lin(6, 2), "args": ["s4"]}], "outputs": ["out"]}
+
 MATH = {"inputs": ["x"], "nodes": [
     {"name": "fc", "module": lin(6, 6), "args": ["x"]},
     {"name": "sq", "op": "mul", "args": ["fc", "fc"]},
@@ -304,6 +339,28 @@ class TestGraphsAgainstTorch(Base):
                 ([{"name": "o", "op": "add", "args": [1.0, 2.0]}], ["args[1]"]),
                 ([{"name": "o", "op": "slice", "args": ["x"], "dim": 1, "step": 0}], ["step"]),
                 ([{"name": "o", "op": "unsqueeze", "args": ["x"]}], ["dim"])]:
+            with self.subTest(nodes=nodes):
+                r = D.post("/v1/models", dict(bad, nodes=nodes, outputs=["o"]))
+                msg = self.assertError(r, 400)
+                for w in words:
+                    self.assertIn(w, msg)
+
+    def test_mask_ops(self):
+        """where, masked_fill (a value of -inf, a number as x), logical_not/and/or, expand:
+        20 steps as the torch twin; bad fields are 400s naming them"""
+        name = self.train20(MASKS, lambda g: torch.randn(8, 6, generator=g),
+                            lambda g: torch.randn(8, 2, generator=g), "MSELoss",
+                            torch.nn.MSELoss(), {"type": "SGD", "lr": 0.01})
+        self.assertEqual(D.model(name)["spec"]["nodes"], MASKS["nodes"])
+        bad = dict(MASKS, name=fresh(), loss="MSELoss", optimizer={"type": "SGD"})
+        for nodes, words in [
+                ([{"name": "o", "op": "masked_fill", "args": ["x", "x"], "value": "nan"}],
+                 ["value", "-inf"]),
+                ([{"name": "o", "op": "masked_fill", "args": ["x", "x"]}], ["value"]),
+                ([{"name": "o", "op": "masked_fill", "args": ["x", 1.0], "value": 1}],
+                 ["args[1]", "the first may be a number"]),
+                ([{"name": "o", "op": "where", "args": ["x", "x"]}], ["args", "3"]),
+                ([{"name": "o", "op": "expand", "args": ["x"], "shape": [-2, 6]}], ["shape"])]:
             with self.subTest(nodes=nodes):
                 r = D.post("/v1/models", dict(bad, nodes=nodes, outputs=["o"]))
                 msg = self.assertError(r, 400)
