@@ -201,7 +201,8 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
     static const char *const unary[] = {[ET_GOP_NEG] = "Neg", [ET_GOP_EXP] = "Exp",
                                         [ET_GOP_LOG] = "Log", [ET_GOP_SQRT] = "Sqrt",
                                         [ET_GOP_ERF] = "Erf"};
-    if (a->has_scalar) { /* x op number: the number a float32 constant */
+    /* x op number: the number a float32 constant (masked_fill's number: not exported) */
+    if (a->has_scalar && (size_t)in->op < sizeof binary / sizeof *binary && binary[in->op]) {
         const char *sc = ox_scalar_f(x, "scalar", (float)a->scalar);
         y = ox_node(x, binary[in->op], a->scalar_pos == 0 ? IN(sc, c) : IN(c, sc), NULL);
         G->v[k].name = y;

@@ -133,9 +133,9 @@ static etd_rc constant_of_shape(ctx *C)
         oi_dim x = sh->iv[d];
         if (dim_known(x) && x.k < 0)
             return FAIL("%s", "a negative dimension in the shape");
-        known = known && dim_known(x);
+        known = known && dim_known(x) && x.k <= OI_MAX_CONST;
         dims[d] = dim_known(x) ? x.k : -1;
-        if (known && (total *= x.k) > OI_MAX_CONST)
+        if (known && (total *= x.k) > OI_MAX_CONST) /* both <= 4096: no overflow */
             known = false;
     }
     int nd = (int)sh->n;
