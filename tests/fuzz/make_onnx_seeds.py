@@ -6,7 +6,8 @@ again when the importer's vocabulary grows:
 Seeds are files torch.onnx.export writes (opset 17, dynamic batch, eval mode) for
 torch.nn.Sequential models of the vocabulary the importer reads, a few it refuses (an
 unsupported op, a residual graph), the primitives and attention subgraphs of
-tests/server/test_onnx_import_ops.py, and the daemon's own exports of models of every layer
+tests/server/test_onnx_import_ops.py, attention with masks of test_onnx_import_mask.py, and
+the daemon's own exports of models of every layer
 family (tests/server/daemon.py starts a real easytorchd on loopback). Each file is named by
 its SHA-1, so running this again adds new files and keeps the old ones.
 """
@@ -112,12 +113,32 @@ def graph_files():
         yield base64.b64decode(ops.exported(net, [x], ["x"], outs, bdim))
 
 
+def mask_files():
+    """Attention called with masks (tests/server/test_onnx_import_mask.py): Cast to bool,
+    Where, Expand, ConstantOfShape, Equal, Or -- a float, a bool and a causal attn_mask, a
+    key_padding_mask, both."""
+    import test_onnx_import_mask as mk
+    for name, (kind, attn_dtype, bf, encoder) in mk.cases().items():
+        if name.endswith("-seq-first") or name.startswith("enc-") and name != "enc-causal-kpm":
+            continue  # the batch-first MultiheadAttention cases and one encoder cover them
+        torch.manual_seed(0)
+        net = mk.Att(kind, bf, encoder)
+        g = torch.Generator().manual_seed(3)
+        x = torch.randn(mk.L, mk.L, mk.E, generator=g)
+        ms = mk.masks(kind, attn_dtype, mk.L, g)
+        dyn = {"x": {0: "batch"}, "y": {0: "batch"}}
+        dyn.update({nm: {0: "batch"} for _, nm, bd in ms if bd is not None})
+        yield mk.tio.exported_bytes(net, [x] + [m[0] for m in ms], ["x"] + [m[1] for m in ms],
+                                    ["y"], dyn)
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
     os.makedirs(OUT, exist_ok=True)
     n = 0
-    for data in list(torch_files()) + list(graph_files()) + list(daemon_files(sys.argv[1])):
+    for data in (list(torch_files()) + list(graph_files()) + list(mask_files()) +
+                 list(daemon_files(sys.argv[1]))):
         if len(data) > MAX:
             raise SystemExit("a seed of %d bytes is over -max_len %d" % (len(data), MAX))
         with open(os.path.join(OUT, hashlib.sha1(data).hexdigest()), "wb") as f:
