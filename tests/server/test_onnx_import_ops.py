@@ -304,6 +304,63 @@ class OpsImport(DaemonTestCase):
                     self.assertIn(w, msg)
         self.assertEqual(d.ok("GET", "/v1/models"), before)
 
+    def test_attention_parameters_keep_torch_names(self):
+        """nn.MultiheadAttention's parameters import under torch's names (in_proj_weight,
+        in_proj_bias, out_proj.weight, out_proj.bias: a MultiheadAttention in "modules" holds
+        them, linear nodes read them), so torch's state_dict PUTs as it is and the model then
+        predicts as torch with those weights."""
+        d = self.daemon
+        g = torch.Generator().manual_seed(7)
+        for key, make, x, bdim in [
+                ("mha", lambda: Mha(True, False, False), torch.randn(3, 4, 8, generator=g), 0),
+                ("mha-seq-first", lambda: Mha(False, True, False),
+                 torch.randn(4, 3, 8, generator=g), 1),
+                ("enc", lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0,
+                                                           batch_first=True),
+                 torch.randn(3, 4, 8, generator=g), 0)]:
+            with self.subTest(model=key):
+                name = "names-" + key
+                torch.manual_seed(1)
+                net = make()
+                spec = {"name": name, "onnx": exported(net, [x], ["x"], ["y"], bdim),
+                        "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}}
+                d.ok("POST", "/v1/models", spec, expect=(201,))
+                self.assertEqual(sorted(d.params(name)), sorted(net.state_dict()))
+                prefix = "self_attn" if key == "enc" else "att"
+                mod = d.model(name)["spec"]["modules"][prefix]
+                self.assertEqual((mod["type"], mod["embed_dim"], mod["num_heads"]),
+                                 ("MultiheadAttention", 8, 2))
+                torch.manual_seed(2)
+                other = make().eval()  # other weights, torch's state_dict as it is
+                body = {"parameters": {k: v.tolist() for k, v in other.state_dict().items()}}
+                d.ok("PUT", "/v1/models/%s/parameters" % name, body)
+                with torch.no_grad():
+                    want = other(x)
+                    want = want[0] if isinstance(want, tuple) else want
+                got = d.ok("POST", "/v1/models/%s/predict" % name,
+                           {"inputs": x.tolist()})["outputs"]
+                self.assertIsNone(close_report(got, want.tolist()))
+                if bdim:  # the export probes a batch of 1: dim 0 (the sequence) is fixed here
+                    d.ok("DELETE", "/v1/models/%s" % name)
+                    continue
+                # the daemon's export of it (linear nodes: MatMul by a Transpose of the
+                # weight) imports again, attention under the same names, predicting the same
+                shape = ",".join(str(v) for v in x.shape[1:])
+                r = d.request("GET", "/v1/models/%s/export?format=onnx&input_shape=%s"
+                              % (name, shape))
+                self.assertEqual(r.status, 200, r.body[:300])
+                r = d.request("POST", "/v1/models?name=%s-again&loss=MSELoss&optimizer=SGD&lr=0.1"
+                              % name, body=r.body, headers={"Content-Type": "application/onnx"})
+                self.assertEqual(r.status, 201, r.body[:300])
+                attn = [k for k in net.state_dict() if "_proj" in k]
+                self.assertEqual(len(attn), 4)
+                self.assertLessEqual(set(attn), set(d.params(name + "-again")))
+                again = d.ok("POST", "/v1/models/%s-again/predict" % name,
+                             {"inputs": x.tolist()})["outputs"]
+                self.assertIsNone(close_report(again, want.tolist()))
+                d.ok("DELETE", "/v1/models/%s" % name)
+                d.ok("DELETE", "/v1/models/%s-again" % name)
+
     def test_default_init_shares_initializers(self):
         """Fresh LayerNorms have equal weights (ones) and biases (zeros): torch writes one
         initializer and Identity nodes; the import gives each its own parameter."""

@@ -30,6 +30,7 @@
 #define attr_i oi_attr_i
 #define node_fail oi_node_fail
 #define one_node oi_one_node
+#define tensor_of oi_tensor_of
 
 /* A protobuf varint at p[*i..len) into *v; false when it runs off the end. */
 static bool varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
@@ -153,11 +154,12 @@ etd_rc oi_node_fail(imp *x, const Onnx__NodeProto *n, const char *fmt, const cha
                     clean(op, sizeof op, n->op_type), msg);
 }
 
-/* A float32 initializer as a tensor (a new reference), transposed if 2-D
- * and asked; NULL + e if it is missing or not float32 data. */
-static et_tensor *tensor_of(imp *x, const Onnx__NodeProto *n, const char *name, bool transpose)
+et_tensor *oi_tensor_of(imp *x, const Onnx__NodeProto *n, const char *name, bool transpose)
 {
     const Onnx__TensorProto *t = name ? oi_initializer(x, name) : NULL;
+    for (size_t i = 0; t && i < x->nalias; i++)
+        if (!strcmp(x->alias[i].name, name) && x->alias[i].transposed)
+            transpose = !transpose;
     if (!t) {
         node_fail(x, n, "input \"%.100s\" is not an initializer (only sequential graphs with "
                   "constant weights are imported)", name ? name : "");

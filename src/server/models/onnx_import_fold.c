@@ -588,6 +588,11 @@ etd_rc oi_constant_node(ctx *C)
  * name a parameter of its own when a layer takes it). */
 etd_rc oi_alias(ctx *C)
 {
+    return oi_alias_as(C, false);
+}
+
+etd_rc oi_alias_as(ctx *C, bool transposed)
+{
     imp *x = C->G->x;
     const Onnx__TensorProto *t = oi_initializer(x, oi_s(C->n->input[0]));
     const char *name = oi_s(C->n->output[0]);
@@ -601,7 +606,7 @@ etd_rc oi_alias(ctx *C)
         x->alias = p;
         x->calias = c;
     }
-    x->alias[x->nalias++] = (struct oi_alias){name, t};
+    x->alias[x->nalias++] = (struct oi_alias){name, t, transposed};
     return ETD_OK;
 }
 

@@ -208,9 +208,12 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
     etd_err *e = x->e;
     gi G = {.x = x};
     cJSON *spec = cJSON_Duplicate(spec_in, 1), *inputs = cJSON_CreateArray(),
-          *nodes = cJSON_CreateArray(), *outputs = cJSON_CreateArray();
+          *nodes = cJSON_CreateArray(), *outputs = cJSON_CreateArray(),
+          *modules = cJSON_CreateObject();
     G.nodes = nodes;
-    etd_rc rc = spec && inputs && nodes && outputs ? ETD_OK : etd_fail(e, ETD_ENOMEM, "out of memory");
+    G.modules = modules;
+    etd_rc rc = spec && inputs && nodes && outputs && modules
+                    ? ETD_OK : etd_fail(e, ETD_ENOMEM, "out of memory");
     /* the batch: the first symbolic dimension of an input */
     for (size_t i = 0; i < g->n_input && !G.batch[0]; i++) {
         const Onnx__TypeProto *t = g->input[i]->type;
@@ -252,7 +255,11 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
             break;
         }
         bool handled = false;
+        oi_attn_heads(&G, n);
         if ((rc = oi_ops_node(&G, n, i, &handled)) != ETD_OK)
+            break;
+        if (!handled && n->n_input >= 1 && oi_find(&G, oi_s(n->input[0])) &&
+            (rc = oi_attn_param(&G, &i, &handled)) != ETD_OK)
             break;
         if (handled)
             continue;
@@ -395,6 +402,10 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
         rc = etd_fail(e, ETD_EINVAL, "onnx: the graph has no nodes");
     if (rc == ETD_OK) {
         cJSON_AddItemToObject(spec, "inputs", inputs);
+        if (modules->child) {
+            cJSON_AddItemToObject(spec, "modules", modules);
+            modules = NULL;
+        }
         cJSON_AddItemToObject(spec, "nodes", nodes);
         cJSON_AddItemToObject(spec, "outputs", outputs);
         inputs = nodes = outputs = NULL;
@@ -404,6 +415,7 @@ etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model 
     cJSON_Delete(inputs);
     cJSON_Delete(nodes);
     cJSON_Delete(outputs);
+    cJSON_Delete(modules);
     free(G.v);
     free(G.taken);
     oi_consts_free(&G);

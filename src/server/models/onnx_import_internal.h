@@ -20,6 +20,7 @@ typedef struct imp {
     struct oi_alias {
         const char *name;
         const Onnx__TensorProto *t;
+        bool transposed;      /* a Transpose of a 2-D initializer (the daemon's linear export) */
     } *alias;
     size_t nalias, calias;
 } imp;
@@ -38,6 +39,10 @@ etd_rc oi_one_node(imp *x, Onnx__NodeProto **nodes, size_t nn, size_t *i);
 /* onnx_import_graph.c: x->g as a graph model ("inputs", "nodes",
  * "outputs") with spec_in's other fields. */
 etd_rc oi_import_graph(imp *x, etd_registry *r, const cJSON *spec_in, etd_model **out);
+
+/* A float32 initializer as a tensor (a new reference), transposed if 2-D
+ * and asked; NULL + x->e naming node n if it is missing or not float32 data. */
+et_tensor *oi_tensor_of(imp *x, const Onnx__NodeProto *n, const char *name, bool transpose);
 
 /* ---- what onnx_import_graph.c and onnx_import_ops.c share ---- */
 
@@ -88,6 +93,14 @@ typedef struct oi_graph {
     size_t nc, cc;
     char batch[OI_NAMELEN];   /* the dim_param of the batch dimension ("" if none) */
     cJSON *nodes;             /* the spec's "nodes" */
+    cJSON *modules;           /* the spec's "modules" (attention's parameters, torch's names) */
+    struct oi_attn {          /* a MultiheadAttention whose in_proj was seen */
+        char prefix[OI_NAMELEN];
+        const char *v;        /* the in-projection's output value */
+        int64_t E;
+        bool heads, out;      /* num_heads found, out_proj seen */
+    } attn[8];
+    int nattn;
 } oi_graph;
 
 /* onnx_import_graph.c */
@@ -113,6 +126,14 @@ void oi_module_shape(const cJSON *layers, const oi_shape *in, oi_shape *out);
 void oi_consts_free(oi_graph *G);
 /* Is name a constant (folded, a Constant node's, an int initializer, ...)? */
 bool oi_is_const(oi_graph *G, const char *name);
+/* onnx_import_attn.c: node *i, when it is nn.MultiheadAttention's in_proj
+ * (MatMul + Add of "<p>.in_proj_bias") or out_proj (Gemm of
+ * "<p>.out_proj.weight") -- a linear op on attr nodes of a module <p> in
+ * "modules" holding torch's parameters (<p>.in_proj_weight, ...); *i moves
+ * past the Add.  *handled false for the rest.  oi_attn_heads: a Reshape of a
+ * slice of an in_projection gives the module its num_heads. */
+etd_rc oi_attn_param(oi_graph *G, size_t *i, bool *handled);
+void oi_attn_heads(oi_graph *G, const Onnx__NodeProto *n);
 /* The ops that only graphs import (a file using one is not a chain). */
 bool oi_graph_only_op(const char *op);
 

@@ -375,6 +375,14 @@ etd_rc oi_ops_node(oi_graph *G, const Onnx__NodeProto *n, size_t i, bool *handle
     if (!strcmp(op, "Identity") && init && init->data_type == T_FLOAT &&
         !oi_find(G, oi_s(n->input[0])))
         return oi_alias(C);
+    /* the daemon exports linear(x, attr) as MatMul(x, Transpose(weight)): the weight
+     * (a Linear's, or attention's under torch's names) as it is stored */
+    if (!strcmp(op, "Transpose") && init && init->data_type == T_FLOAT && init->n_dims == 2 &&
+        !oi_find(G, oi_s(n->input[0])) && !oi_is_const(G, oi_s(n->input[0]))) {
+        const Onnx__AttributeProto *pa = attr(n, "perm");
+        if (!pa || (pa->n_ints == 2 && pa->ints[0] == 1 && pa->ints[1] == 0))
+            return oi_alias_as(C, true);
+    }
     if (n->n_input >= 1 && all_const(G, n) && strcmp(op, "Gather") != 0)
         return oi_fold(C);
     /* Gather of constants: a table initializer is an Embedding (a module) */

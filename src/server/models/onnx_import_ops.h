@@ -69,6 +69,7 @@ bool oi_norm_axis(int64_t a, int nd, int *out);
 etd_rc oi_fold(ctx *C);
 etd_rc oi_constant_node(ctx *C);
 etd_rc oi_alias(ctx *C);
+etd_rc oi_alias_as(ctx *C, bool transposed); /* a Transpose of a 2-D initializer: a weight */
 etd_rc oi_shape_node(ctx *C, const oi_val *x);
 
 /* the short names inside these two files */
