@@ -2,7 +2,8 @@
  * training state round trip (every field through the model file and back,
  * then identical training afterwards), rollbacks (a failing minibatch, a
  * cancel through the progress hook, a failing batch, a gradient probe leave
- * the state exactly as it was), result codes and messages. */
+ * the state exactly as it was), result codes and messages, a job's record
+ * published with its model's step. */
 #include "check_server.h"
 #include <math.h>
 #include <pthread.h>
@@ -545,6 +546,72 @@ START_TEST(test_registry_result_codes_and_messages)
 }
 END_TEST
 
+/* ---- jobs under an etd_dp ----
+ * A job's record (steps_done) is published in the same pub_mu section as its
+ * model's step (etd_model_publish_with), so a reader never sees the model a
+ * step ahead of its job.  The window it closes is a few instructions wide
+ * and an HTTP reader hits it by luck only; here a one-replica etd_dp looks
+ * from inside it: etd_dp_sync's broadcast runs after the step is published
+ * and before the job's worker gets back from etd_train_minibatch (where the
+ * record was written before the fix). */
+static etd_model *dp_model;
+static int64_t dp_job, dp_bcasts, dp_lagged;
+static char dp_lag[160];
+
+static bool dp_sum(void *ctx, float *buf, size_t n, etd_err *e)
+{
+    (void)ctx, (void)buf, (void)n, (void)e;
+    return true; /* one replica: the sum is its own */
+}
+
+static bool dp_sum_f64(void *ctx, double *buf, size_t n, etd_err *e)
+{
+    (void)ctx, (void)buf, (void)n, (void)e;
+    return true;
+}
+
+static bool dp_look(void *ctx, int root, void *buf, size_t n, etd_err *e)
+{
+    (void)ctx, (void)root, (void)buf, (void)n; /* one per step: no buffers to send apart */
+    etd_model_info mi;
+    etd_job_info ji;
+    etd_model_info_get(dp_model, &mi);
+    ck_assert(etd_job_get(dp_model, dp_job, &ji, e) == ETD_OK);
+    dp_bcasts++;
+    if (ji.start_step + ji.steps_done - ji.skipped != mi.sum.step && !dp_lagged++)
+        snprintf(dp_lag, sizeof dp_lag, "model at step %lld, its job: start %lld + %lld done",
+                 (long long)mi.sum.step, (long long)ji.start_step, (long long)ji.steps_done);
+    return true;
+}
+
+START_TEST(test_a_jobs_record_moves_with_its_models_step)
+{
+    static const etd_dp dp = {.rank = 0, .size = 1, .allreduce = dp_sum,
+                              .allreduce_f64 = dp_sum_f64, .bcast = dp_look};
+    etd_registry_set_dp(reg, &dp);
+    etd_registry_load_all(reg); /* starts the job workers */
+    dp_model = define(reg, "{\"name\":\"j\",\"layers\":[{\"type\":\"Linear\",\"in_features\":2,"
+                           "\"out_features\":1}],\"loss\":\"MSELoss\","
+                           "\"optimizer\":{\"type\":\"SGD\",\"lr\":0.1},\"seed\":1}");
+    etd_job_spec s = {.x = array(X, 6, 2), .y = array(Y, 6, 1), .epochs = 3, .batch_size = 2};
+    etd_job_info ji;
+    etd_err e;
+    ck_assert_msg(etd_job_submit(dp_model, &s, &ji, &e) == ETD_OK, "%s", e.msg);
+    dp_job = ji.id;
+    dp_bcasts = dp_lagged = 0;
+    char name[64];
+    int64_t id;
+    while (etd_jobs_next(reg, name, sizeof name, &id)) /* as the cluster's order grants them */
+        etd_jobs_tick(reg, name, id);
+    ck_assert(etd_job_get(dp_model, dp_job, &ji, &e) == ETD_OK);
+    ck_assert_str_eq(etd_job_state_names[ji.state], "done");
+    ck_assert_int_eq(ji.steps_done, 9);
+    ck_assert_int_eq(dp_bcasts, 9);
+    ck_assert_msg(dp_lagged == 0, "%lld of 9 steps: %s", (long long)dp_lagged, dp_lag);
+    etd_model_unref(dp_model);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("models");
@@ -568,6 +635,10 @@ static Suite *suite(void)
     tc = tcase_create("registry");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_registry_result_codes_and_messages);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("jobs");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_a_jobs_record_moves_with_its_models_step);
     suite_add_tcase(s, tc);
     return s;
 }
