@@ -470,14 +470,21 @@ static et_status parse_header(const cJSON *root, const uint8_t *data, uint64_t d
     }
     for (int j = 0; j < count && st == ET_OK; j++) {
         bool i64 = es[j].dtype == ET_INT64;
-        et_tensor *t = i64 ? nn_keep_new_int64(NULL, es[j].shape, es[j].ndim)
-                           : nn_keep_new(NULL, es[j].shape, es[j].ndim);
+        size_t bytes = (size_t)(es[j].end - es[j].begin);
+        const uint8_t *src = data + es[j].begin;
+        /* aligned little-endian elements are copied once, straight into the
+         * tensor; otherwise into a zeroed one, then byte-wise */
+        bool direct = bytes > 0 && host_is_little() &&
+                      (uintptr_t)src % (i64 ? _Alignof(int64_t) : _Alignof(float)) == 0;
+        et_tensor *t = i64 ? nn_keep_new_int64(direct ? (const int64_t *)(const void *)src : NULL,
+                                               es[j].shape, es[j].ndim)
+                           : nn_keep_new(direct ? (const float *)(const void *)src : NULL,
+                                         es[j].shape, es[j].ndim);
         if (!t) {
             st = et_errcode() != ET_OK ? et_errcode() : ET_ERR_NOMEM;
             break;
         }
-        size_t bytes = (size_t)(es[j].end - es[j].begin);
-        if (bytes > 0) {
+        if (bytes > 0 && !direct) {
             uint8_t *dst = i64 ? (uint8_t *)et_data_int64(t) : (uint8_t *)et_data(t);
             memcpy(dst, data + es[j].begin, bytes);
             if (!host_is_little()) {

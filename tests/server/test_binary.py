@@ -92,6 +92,16 @@ class Base(DaemonTestCase):
                 json.dumps(D.ok("GET", "/v1/models/%s/gradients" % name)))
 
 
+def shifted(tensors, metadata, shift):
+    """A safetensors file whose data starts at an offset of shift mod 8 (the header padded
+    with spaces, as the format allows)."""
+    raw = st.write(tensors, metadata, align=False)
+    n = struct.unpack("<Q", raw[:8])[0]
+    h = raw[8:8 + n] + b" " * ((shift - 8 - n) % 8)
+    assert (8 + len(h)) % 8 == shift
+    return struct.pack("<Q", len(h)) + h + raw[8 + n:]
+
+
 # ============================================================================ requests
 class TestSafetensorsRequests(Base):
     def test_predict_binary_in_json_out_equals_json(self):
@@ -186,6 +196,35 @@ class TestSafetensorsRequests(Base):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), ta)
         self.assertSameParams(a, b)
+
+    def test_unaligned_and_reused_tensors(self):
+        """The daemon takes a body's tensors without copying them when their bytes are
+        aligned, and copies them when not (the header's padding puts the data at any
+        offset): every offset gives the JSON path's bits, for float32 inputs, int64 class
+        targets, and inputs used again by each step of a train call."""
+        x, y, c = data(20, 5)
+        fields = {"epochs": 3, "batch_size": 20, "shuffle": False}
+        for shift in range(8):
+            a = self.model()
+            want = D.ok("POST", "/v1/models/%s/predict" % a, {"inputs": x.tolist()})
+            r = D.post("/v1/models/%s/predict" % a, body=shifted({"inputs": x}, None, shift),
+                       headers=dict(OCTET, **WANT_ST))
+            self.assertEqual(r.status, 200, r)
+            out = st.read(r.body)[0]["outputs"]
+            self.assertTrue(np.array_equal(out, np.array(want["outputs"], np.float32)), shift)
+            for spec, tg in ((REG, y), (CLS, c)):
+                j, b = self.model(spec), self.model(spec)
+                ta = D.ok("POST", "/v1/models/%s/train" % j,
+                          dict(fields, inputs=x.tolist(), targets=tg.tolist()))
+                meta = {k: json.dumps(v) for k, v in fields.items()}
+                r = D.post("/v1/models/%s/train" % b,
+                           body=shifted({"inputs": x, "targets": tg}, meta, shift), headers=OCTET)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json(), ta, (shift, spec["loss"]))
+                self.assertSameParams(j, b)
+            self.assertEqual(D.post("/v1/models/%s/predict" % a,
+                                    body=shifted({"inputs": x}, None, shift),
+                                    headers=OCTET).json(), want)
 
     def test_int64_class_targets(self):
         """CrossEntropyLoss takes int64 targets (torch's dtype for indices) from binary

@@ -16,8 +16,13 @@ bool etd_number_ok(double v)
 
 void etd_array_free(etd_array *a)
 {
-    free(a->data);
-    free(a->idata);
+    if (a->owner) {
+        et_tensor_free(a->owner);
+        a->owner = NULL;
+    } else {
+        free(a->data);
+        free(a->idata);
+    }
     a->data = NULL;
     a->idata = NULL;
     for (int i = 0; i < a->nparts; i++)
@@ -29,8 +34,22 @@ void etd_array_free(etd_array *a)
 
 #define MAX_EXACT_INT 9007199254740992.0   /* 2^53 */
 
+/* Does a still describe all of its owner (same dtype, shape, elements)? */
+static bool owner_whole(const etd_array *a)
+{
+    const et_tensor *t = a->owner;
+    if (!t || et_tensor_dtype(t) != a->dtype || et_ndim(t) != a->ndim || et_numel(t) != a->numel)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (et_shape(t)[i] != a->shape[i])
+            return false;
+    return a->dtype == ET_INT64 ? a->idata == et_data_int64_const(t) : a->data == et_data_const(t);
+}
+
 et_tensor *etd_array_tensor(const etd_array *a)
 {
+    if (owner_whole(a))
+        return et_detach(a->owner); /* shares the elements: no copy */
     if (a->dtype == ET_INT64)
         return et_tensor_new_int64(a->idata, a->shape, a->ndim);
     return et_tensor_new(a->data, a->shape, a->ndim);
@@ -50,6 +69,17 @@ bool etd_array_from_tensor(const et_tensor *t, const char *what, int64_t max_ele
     a->ndim = et_ndim(t);
     memcpy(a->shape, et_shape(t), (size_t)a->ndim * sizeof(int64_t));
     a->numel = n;
+    if (n > 0 && et_is_contiguous(t)) {
+        /* the elements as they are: a reference, no copy (the body's tensor
+         * is nobody else's; a view shares it with its base, which nothing
+         * writes to either) */
+        a->owner = et_tensor_ref((et_tensor *)t);
+        if (a->dtype == ET_INT64)
+            a->idata = (int64_t *)et_data_int64_const(t);
+        else
+            a->data = (float *)et_data_const(t);
+        return true;
+    }
     size_t bytes = (size_t)(n ? n : 1) * (a->dtype == ET_INT64 ? sizeof(int64_t) : sizeof(float));
     et_status st;
     if (a->dtype == ET_INT64)
@@ -87,7 +117,10 @@ bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, 
             }
             id[k] = (int64_t)v;
         }
-        free(a->data);
+        if (a->owner)
+            et_tensor_free(a->owner), a->owner = NULL;
+        else
+            free(a->data);
         a->data = NULL;
         a->idata = id;
     } else {
@@ -98,7 +131,10 @@ bool etd_array_to_dtype(etd_array *a, et_dtype dt, const char *what, char *err, 
         }
         for (int64_t k = 0; k < a->numel; k++)
             fd[k] = (float)a->idata[k];
-        free(a->idata);
+        if (a->owner)
+            et_tensor_free(a->owner), a->owner = NULL;
+        else
+            free(a->idata);
         a->idata = NULL;
         a->data = fd;
     }

@@ -30,6 +30,12 @@ typedef struct etd_array {
      * common number of rows, ndim 1 and there is no data of its own. */
     struct etd_array *parts;
     int nparts;
+    /* A contiguous tensor whose storage data / idata point into (a
+     * safetensors body's tensor taken without a copy), or NULL: then
+     * etd_array_free drops this reference instead of free()ing the
+     * elements, and etd_array_tensor hands out a view of it.  A copy of the
+     * struct that changes shape or numel borrows the elements only. */
+    et_tensor *owner;
 } etd_array;
 
 /* Parse j into a; false + message in err (e.g. "inputs[3]: expected 4

@@ -239,6 +239,7 @@ static bool stack_part(const waiting *list, int k, int64_t rows, etd_array *out)
     out->idata = NULL;
     out->parts = NULL;
     out->nparts = 0;
+    out->owner = NULL;
     out->shape[0] = rows;
     int64_t per_row = trailing(&p[k]);
     out->numel = rows * per_row;
