@@ -414,15 +414,20 @@ static int run(etd_job *j, char *why, size_t cap)
     int64_t n = s->x.shape[0];
     int64_t bs = s->batch_size <= 0 || s->batch_size > n ? n : s->batch_size;
     int64_t *perm = malloc((size_t)n * sizeof *perm);
+    bool gated = m->reg->dp != NULL;
     if (!perm) {
         snprintf(why, cap, "out of memory");
+        if (gated && gate(j)) { /* the others take the first step: fail it with them */
+            etd_err fe;
+            etd_fail(&fe, ETD_ENOMEM, "out of memory");
+            etd_dp_agree(m, false, "", &fe);
+        }
         return ETD_JOB_FAILED;
     }
     char source[ETD_NF_SOURCE];
     snprintf(source, sizeof source, "job %lld", (long long)j->id);
     int64_t done = 0, since_eval = 0;
     double last_event = 0;
-    bool gated = m->reg->dp != NULL;
     etd_err e;
     int state = ETD_JOB_DONE;
     for (int64_t ep = 0; ep < s->epochs && state == ETD_JOB_DONE; ep++) {
@@ -452,7 +457,11 @@ static int run(etd_job *j, char *why, size_t cap)
              * with --sync always a failed save takes the step back */
             etd_train_state snap;
             unsigned parts = m->reg->o.sync_always ? ETD_TS_ALL : ETD_TS_SCALARS;
-            if (etd_ts_capture(m, parts, true, &snap, &e) != ETD_OK) {
+            if (etd_ts_capture(m, parts, true, &snap, &e) != ETD_OK ||
+                (gated && etd_dp_fault(m->reg->dp, "job", &e))) {
+                if (gated) /* in place of the minibatch's first collective */
+                    etd_dp_agree(m, false, "", &e);
+                etd_ts_free(&snap);
                 etd_model_unlock(m);
                 state = ETD_JOB_FAILED;
                 snprintf(why, cap, "%.400s", e.msg);
@@ -480,6 +489,17 @@ static int run(etd_job *j, char *why, size_t cap)
                 m->ts.pending = 0; /* the first zero-grad discarded what was pending */
                 m->ts.pending_loss_sum = 0;
                 rc = etd_model_commit(m, m->reg->o.sync_always ? &snap : NULL, &e);
+                /* a save (--sync always) fails on one replica alone: every one
+                 * takes the step back and fails the job, or the others would
+                 * wait in the next step's collectives */
+                if (gated && m->reg->o.sync_always) {
+                    bool was = rc == ETD_OK;
+                    etd_err re;
+                    if (!etd_dp_agree(m, was, "saving the step", &e))
+                        rc = e.rc;
+                    if (was && rc != ETD_OK && etd_ts_apply(m, &snap, &re) != ETD_OK)
+                        fprintf(stderr, "easytorchd: model %s: %s\n", m->name, re.msg);
+                }
                 if (rc != ETD_OK) {
                     etd_err ge;
                     etd_guard_keep(m, &ge);

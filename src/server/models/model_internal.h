@@ -549,7 +549,20 @@ et_tensor *etd_dp_bn_zero_loss(const etd_tlist *outs, etd_err *e);
 
 /* After a data-parallel call's step (or skip): rank 0's generator state and
  * buffers to every replica (DDP's broadcast_buffers), then the checksum
- * every dp->check_every steps. */
-etd_rc etd_dp_sync(etd_model *m, etd_err *e);
+ * every dp->check_every steps.  ok: this replica got there without an error
+ * (false: e says what failed); first every replica's ok is agreed
+ * (etd_dp_agree): one that failed fails the call everywhere. */
+etd_rc etd_dp_sync(etd_model *m, bool ok, etd_err *e);
+/* Every replica's ok (one small allreduce): true when all are.  A replica
+ * that failed keeps its e; the others get "another replica failed WHERE"
+ * (ETD_ENOMEM when one ran out of memory, else ETD_EINTERNAL).  The first
+ * collective of etd_dp_backward, and of etd_dp_sync: a replica that fails
+ * before reaching one calls this with ok false in its place, so the others
+ * never wait for it. */
+bool etd_dp_agree(etd_model *m, bool ok, const char *where, etd_err *e);
+/* Test fault injection (EASYTORCHD_TEST_DP_FAIL="POINT@RANK,..."): true +
+ * e (ETD_ENOMEM) the first time this replica reaches POINT when asked to fail
+ * there ("batch", "minibatch", "train", "backward", "step", "sync", "job"). */
+bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e);
 
 #endif

@@ -90,8 +90,11 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     /* a failed backward or save puts the gradients, counters and running
      * statistics (a training-mode forward updates them) back */
     etd_train_state snap;
+    bool dp = m->reg->dp != NULL;
     if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS | ETD_TS_BUFFERS, true, &snap, e) !=
-        ETD_OK) {
+            ETD_OK || (dp && etd_dp_fault(m->reg->dp, "batch", e))) {
+        if (dp) /* in place of etd_dp_backward's first collective */
+            etd_dp_agree(m, false, "", e);
         etd_model_unlock(m);
         return e->rc;
     }
@@ -101,14 +104,15 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
     et_module_train(m->net, true);
     etd_tlist xt, yt;
     et_tensor *loss = NULL;
-    bool dp = m->reg->dp != NULL;
     if (dp) { /* this replica's share of the rows; the gradients summed (train_dp.c) */
         int64_t rows = x->nparts ? x->parts[0].shape[0] : x->shape[0];
         int64_t *idx = malloc((size_t)(rows > 0 ? rows : 1) * sizeof *idx);
         for (int64_t i = 0; idx && i < rows; i++)
             idx[i] = i;
-        loss = idx ? etd_dp_backward(m, x, y, idx, rows, policy == ETD_NF_ALLOW, e)
-                   : (etd_fail(e, ETD_ENOMEM, "out of memory"), NULL);
+        if (idx)
+            loss = etd_dp_backward(m, x, y, idx, rows, policy == ETD_NF_ALLOW, e);
+        else if (etd_fail(e, ETD_ENOMEM, "out of memory"), true)
+            etd_dp_agree(m, false, "", e);
         free(idx);
     } else {
         bool have_x = etd_inputs_of(m, x, NULL, 0, &xt);
@@ -170,8 +174,18 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         if (rc == ETD_OK)
             batch_event(m, r);
     }
-    if (dp && have_loss && rc == ETD_OK)
-        rc = etd_dp_sync(m, e);
+    if (dp && have_loss) { /* every replica: the loss is (NULL on every one or none) */
+        bool was = rc == ETD_OK;
+        rc = etd_dp_sync(m, was, e);
+        etd_err re;
+        if (was && rc != ETD_OK) { /* another replica failed: take the batch back here too */
+            snap.parts = ETD_TS_GRADS | ETD_TS_SCALARS | ETD_TS_BUFFERS;
+            if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+                fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
+            atomic_store(&m->dirty, true);
+            etd_model_publish(m);
+        }
+    }
     etd_ts_free(&snap);
     etd_model_unlock(m);
     return rc;
@@ -231,10 +245,15 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
         etd_model_unlock(m);
         return etd_fail(e, ETD_ESTATE, "nothing to step: no batch is pending");
     }
-    /* with --sync always a failed save rolls the step back */
+    /* with --sync always a failed save rolls the step back; so does another
+     * replica's failure (train_dp.c "agreement") */
     etd_train_state snap = {0};
-    bool snapped = m->reg->o.sync_always;
-    if (snapped && etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) {
+    bool snapped = m->reg->o.sync_always || m->reg->dp;
+    if ((snapped && etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) ||
+        (m->reg->dp && etd_dp_fault(m->reg->dp, "step", e))) {
+        if (m->reg->dp) /* in place of etd_dp_sync's */
+            etd_dp_agree(m, false, "", e);
+        etd_ts_free(&snap);
         etd_model_unlock(m);
         return e->rc;
     }
@@ -277,9 +296,15 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
             }
         }
     }
-    if (ok && m->reg->dp && etd_dp_sync(m, e) != ETD_OK) {
-        ok = false;
-        rc = e->rc;
+    if (m->reg->dp) { /* every replica, failed or not (train_dp.c "agreement") */
+        bool was = ok;
+        if (etd_dp_sync(m, ok, e) != ETD_OK) {
+            ok = false;
+            rc = e->rc;
+        }
+        etd_err re; /* another replica failed: the step taken back where it can be */
+        if (was && !ok && snapped && etd_ts_apply(m, &snap, &re) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
     }
     if (ok) {
         rc = etd_model_commit(m, snapped ? &snap : NULL, e);
@@ -314,14 +339,19 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     bool bad = false, ok = true, noted = false;
     /* the running statistics a skipped minibatch's forward would leave behind */
     etd_train_state bufs = {0};
-    if (policy != ETD_NF_ALLOW && et_module_num_buffers(m->net) > 0 &&
-        etd_ts_capture(m, ETD_TS_BUFFERS, true, &bufs, e) != ETD_OK)
+    bool dp = m->reg->dp != NULL;
+    if ((policy != ETD_NF_ALLOW && et_module_num_buffers(m->net) > 0 &&
+         etd_ts_capture(m, ETD_TS_BUFFERS, true, &bufs, e) != ETD_OK) ||
+        (dp && etd_dp_fault(m->reg->dp, "minibatch", e))) {
+        if (dp) /* in place of etd_dp_backward's first collective */
+            etd_dp_agree(m, false, "", e);
+        etd_ts_free(&bufs);
         return e->rc;
+    }
     et_pool_begin();
     et_module_train(m->net, true);
     et_optim_zero_grad(m->opt);
     et_tensor *loss = NULL;
-    bool dp = m->reg->dp != NULL;
     if (dp) { /* this replica's share of the rows; the gradients summed (train_dp.c) */
         loss = etd_dp_backward(m, x, y, idx, n, policy == ETD_NF_ALLOW, e);
     } else {
@@ -357,6 +387,8 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     et_module_train(m->net, false);
     et_pool_end();
     if (!ok) {
+        if (dp && loss) /* failed here alone, after the sum: etd_dp_sync's collective */
+            etd_dp_agree(m, false, "", e);
         etd_ts_free(&bufs);
         return e->rc;
     }
@@ -384,7 +416,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     }
     etd_ts_free(&bufs);
     etd_model_publish_with(m, m->step_pub, m->step_pub_arg);
-    return dp ? etd_dp_sync(m, e) : ETD_OK;
+    return dp ? etd_dp_sync(m, true, e) : ETD_OK;
 }
 
 etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
@@ -398,19 +430,27 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     int64_t bs = o->batch_size <= 0 || o->batch_size > n ? n : o->batch_size;
     float *losses = malloc((size_t)(total ? total : 1) * sizeof(float));
     int64_t *perm = malloc((size_t)n * sizeof(int64_t));
+    const etd_dp *dp = m->reg->dp;
     if (!losses || !perm) {
         free(losses);
         free(perm);
-        return etd_fail(e, ETD_ENOMEM, "out of memory");
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+        if (dp && total > 0) /* in place of the first minibatch's first collective */
+            etd_dp_agree(m, false, "", e);
+        return e->rc;
     }
-    if (etd_model_lock_train(m, e) != ETD_OK) {
+    if (etd_model_lock_train(m, e) != ETD_OK) { /* the same on every replica */
         free(losses);
         free(perm);
         return e->rc;
     }
     /* a bad minibatch or a failed save rolls back to this; a stop keeps the steps done */
     etd_train_state snap;
-    if (etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) {
+    if (etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK ||
+        (dp && etd_dp_fault(dp, "train", e))) {
+        if (dp && total > 0)
+            etd_dp_agree(m, false, "", e);
+        etd_ts_free(&snap);
         etd_model_unlock(m);
         free(losses);
         free(perm);

@@ -13,8 +13,20 @@
  * differs.  With reduction sum the contributions just add.  A share whose
  * D_r is 0 (every target ignored) contributes nothing instead of torch's
  * 0/0 = NaN.  Where no replica produced a gradient for a parameter, it keeps
- * none (torch's optimizers skip those). */
+ * none (torch's optimizers skip those).
+ *
+ * Agreement.  A replica that fails on its own (out of memory, a snapshot it
+ * cannot take) and skips a collective leaves the others waiting in it for
+ * ever.  So a data-parallel call's first collective is etd_dp_agree: every
+ * replica says whether it got there ready (etd_dp_backward after its own
+ * allocations, everything the result needs allocated before the sum; a
+ * caller that failed before it calls etd_dp_agree(m, false, e) in its
+ * place), and the same before etd_dp_sync's broadcast (the step, the save of
+ * a batch).  A local failure thus fails the call on every replica alike,
+ * and nothing after the gradients' sum allocates. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +45,53 @@ static uint64_t splitmix(uint64_t *x)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+
+/* Fault injection for the tests (tests/server/test_mpi.py test_local_failures):
+ * EASYTORCHD_TEST_DP_FAIL="POINT@RANK[,POINT@RANK...]" makes replica RANK
+ * fail, as out of memory, the first time it reaches POINT. */
+static const char *const fault_points[] = {"batch", "minibatch", "train", "backward", "step",
+                                           "sync", "job", NULL};
+
+bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e)
+{
+    static atomic_uint fired;
+    const char *v = getenv("EASYTORCHD_TEST_DP_FAIL");
+    int bit = 0;
+    while (fault_points[bit] && strcmp(fault_points[bit], point) != 0)
+        bit++;
+    if (!v || !fault_points[bit] || atomic_load(&fired) & 1u << bit)
+        return false;
+    char want[64];
+    snprintf(want, sizeof want, "%s@%d", point, dp->rank);
+    size_t l = strlen(want);
+    for (const char *p = v; *p; p += strcspn(p, ","), p += *p == ',') {
+        if (strncmp(p, want, l) == 0 && (p[l] == ',' || p[l] == '\0') &&
+            !(atomic_fetch_or(&fired, 1u << bit) & 1u << bit)) {
+            etd_fail(e, ETD_ENOMEM, "out of memory (EASYTORCHD_TEST_DP_FAIL %s)", want);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool etd_dp_agree(etd_model *m, bool ok, const char *where, etd_err *e)
+{
+    const etd_dp *dp = m->reg->dp;
+    double v[2] = {ok ? 0 : 1, !ok && e->rc == ETD_ENOMEM ? 1 : 0};
+    etd_err re;
+    if (!dp->allreduce_f64(dp->ctx, v, 2, &re)) {
+        if (ok)
+            *e = re;
+        return false;
+    }
+    if (v[0] == 0)
+        return true;
+    if (ok)
+        etd_fail(e, v[1] > 0 ? ETD_ENOMEM : ETD_EINTERNAL, "another replica %s %s",
+                 v[1] > 0 ? "ran out of memory" : "failed", where);
+    etd_err_append(e, " (%d of %d replicas failed)", (int)v[0], dp->size);
+    return false;
 }
 
 /* A graph's loss list: every term has its own normaliser, so one weight per
@@ -108,10 +167,28 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     /* [gradients..., has-grad per parameter, D * loss, D, failures] */
     size_t nbuf = total + (size_t)m->nparams + 3;
     float *buf = calloc(nbuf, sizeof *buf);
-    if (!prev || !buf) {
+    /* what the result needs, before the sum: nothing after it can fail
+     * here alone (pool-owned: the caller's pool) */
+    et_tensor **gnew = calloc((size_t)m->nparams + 1, sizeof *gnew);
+    const float **pd = calloc((size_t)m->nparams + 1, sizeof *pd);
+    et_tensor *out = et_scalar(0);
+    bool ready = prev && buf && gnew && pd && out;
+    for (int i = 0; ready && i < m->nparams; i++) {
+        gnew[i] = et_zeros(et_shape(m->params[i]), et_ndim(m->params[i]));
+        et_tensor *g = et_grad(m->params[i]), *gc = g ? et_contiguous(g) : NULL;
+        pd[i] = gc ? et_data_const(gc) : NULL;
+        ready = gnew[i] && (!g || pd[i]);
+    }
+    if (!ready)
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+    else if (etd_dp_fault(dp, "backward", e))
+        ready = false;
+    if (!etd_dp_agree(m, ready, "before the gradients' sum", e)) {
         free(prev);
         free(buf);
-        return etd_fail(e, ETD_ENOMEM, "out of memory"), NULL;
+        free(gnew);
+        free(pd);
+        return NULL;
     }
     for (int i = 0; i < m->nparams; i++) {
         prev[i] = et_grad(m->params[i]);
@@ -211,7 +288,7 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     buf[nbuf - 2] = failed ? 0.0f : (float)d;
     buf[nbuf - 1] = failed ? 1.0f : 0.0f;
     etd_dp_bn_end(&bn);
-    et_tensor *out = NULL;
+    bool done = false;
     etd_err re;
     if (early) {
         /* e says why */
@@ -228,35 +305,33 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
          * every target is ignored) */
         float scale = mean ? 1.0f / buf[nbuf - 2] : 1.0f;
         off = 0;
-        bool ok = true;
-        for (int i = 0; i < m->nparams && ok; i++) {
+        for (int i = 0; i < m->nparams; i++) {
             size_t k = (size_t)et_numel(m->params[i]);
-            if (buf[total + (size_t)i] > 0 || prev[i]) {
-                for (size_t j = 0; j < k; j++)
-                    buf[off + j] = mean ? buf[off + j] * scale : buf[off + j];
-                et_tensor *g = et_tensor_new(buf + off, et_shape(m->params[i]),
-                                             et_ndim(m->params[i]));
-                if (g && prev[i] && buf[total + (size_t)i] > 0)
-                    g = et_add(prev[i], g); /* as backward accumulates: old + new */
-                else if (g && prev[i])
-                    g = prev[i];
-                ok = g && et_set_grad(m->params[i], g) == ET_OK;
+            bool has = buf[total + (size_t)i] > 0;
+            if (has) { /* as backward accumulates: old + new */
+                float *gd = et_data(gnew[i]);
+                for (size_t j = 0; j < k; j++) {
+                    float v = mean ? buf[off + j] * scale : buf[off + j];
+                    gd[j] = pd[i] ? pd[i][j] + v : v;
+                }
             }
+            if (has || prev[i])
+                et_set_grad(m->params[i], has ? gnew[i] : prev[i]); /* same shape: cannot fail */
             off += k;
         }
-        float l = mean ? buf[nbuf - 3] / buf[nbuf - 2] : buf[nbuf - 3];
-        out = ok ? et_scalar(l) : NULL;
-        if (!out)
-            etd_fail(e, ETD_ENOMEM, "out of memory");
+        et_data(out)[0] = mean ? buf[nbuf - 3] / buf[nbuf - 2] : buf[nbuf - 3];
+        done = true;
     }
-    if (!out) /* the caller's rollback puts the rest back */
+    if (!done) /* the caller's rollback puts the rest back */
         for (int i = 0; i < m->nparams; i++)
             et_set_grad(m->params[i], prev[i]);
     for (int i = 0; i < m->nparams; i++)
         et_tensor_free(prev[i]);
     free(prev);
     free(buf);
-    return out;
+    free(gnew);
+    free(pd);
+    return done ? out : NULL;
 }
 
 /* The model's buffers (float32 and int64, e.g. num_batches_tracked) into
@@ -289,22 +364,27 @@ static size_t buffers_pack(etd_model *m, char *pack, bool in)
  * has rows (share()) -- a replica without rows takes no forward, so its
  * running statistics and num_batches_tracked did not move; every replica
  * with rows holds the same ones. */
-etd_rc etd_dp_sync(etd_model *m, etd_err *e)
+etd_rc etd_dp_sync(etd_model *m, bool ok, etd_err *e)
 {
     const etd_dp *dp = m->reg->dp;
     int root = m->spec.sync_batchnorm ? dp->size - 1 : 0;
     size_t nbuf = buffers_pack(m, NULL, true), head = 4 * sizeof(uint64_t);
-    char *pack = malloc(head + nbuf);
-    if (!pack)
-        return etd_fail(e, ETD_ENOMEM, "out of memory");
+    char *pack = ok ? malloc(head + nbuf) : NULL;
+    if (ok && !pack)
+        etd_fail(e, ETD_ENOMEM, "out of memory");
+    bool ready = pack && !etd_dp_fault(dp, "sync", e);
+    if (!etd_dp_agree(m, ready, "after the gradients' sum", e)) {
+        free(pack);
+        return e->rc;
+    }
     uint64_t gs[4];
     et_generator_get_state(m->gen, gs);
     memcpy(pack, gs, sizeof gs);
     buffers_pack(m, pack + head, true);
-    bool ok = root == 0 ? dp->bcast(dp->ctx, 0, pack, head + nbuf, e)
-                        : dp->bcast(dp->ctx, 0, pack, head, e) &&
-                              dp->bcast(dp->ctx, root, pack + head, nbuf, e);
-    if (!ok) {
+    bool sent = root == 0 ? dp->bcast(dp->ctx, 0, pack, head + nbuf, e)
+                          : dp->bcast(dp->ctx, 0, pack, head, e) &&
+                                dp->bcast(dp->ctx, root, pack + head, nbuf, e);
+    if (!sent) {
         free(pack);
         return e->rc;
     }
