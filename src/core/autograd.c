@@ -237,6 +237,7 @@ et_tensor *etc_grad_sink(const et_tensor *out, int i)
     if (x->op != ETC_OP_NONE || !x->requires_grad || x->nuse != 1 || x->pgrad || !g ||
         !g->contiguous || g->dtype != ET_FLOAT32 || !et_same_shape(g, x))
         return NULL;
+    etc_zrec_forget(g);   /* the caller writes into it */
     return g;
 }
 

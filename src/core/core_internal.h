@@ -75,6 +75,7 @@ typedef struct et_storage {
     void *block;             /* small tensors: the one malloc'ed block holding
                                 the creating tensor and this storage (freed
                                 with the storage), else NULL */
+    struct etc_zrec *zrec;   /* which rows may be nonzero (zero_rows.c), or NULL */
     float inline_data[];
 } et_storage;
 
@@ -358,6 +359,24 @@ void etc_ew_row(int op, float *o, const float *x, int64_t n);
  * accumulation (.grad + g): the same bits through our kernels (c + dot),
  * OpenBLAS's beta = 1 rounding for its large products; NULL otherwise. */
 et_tensor *etc_grad_sink(const et_tensor *out, int i);
+
+/* ---- zero records of gradients (zero_rows.c) ----
+ * A storage may remember that a tensor over it is zero except some rows,
+ * while its version is unchanged; zero_grad then clears only those rows. */
+/* Frees the record (storage_free). */
+void etc_zrec_free(et_storage *s);
+/* t's elements are all zero now (just zeroed or made by etc_zeros). */
+void etc_zrec_set_zero(et_tensor *t);
+/* Whether t is known to be all zero. */
+bool etc_zrec_is_zero(const et_tensor *t);
+/* Only rows[n] (row_len elements each) of t were written since it was known
+ * zero; drops the record when it cannot keep them. */
+void etc_zrec_add_rows(et_tensor *t, const int64_t *rows, int64_t n, int64_t row_len);
+/* The record no longer holds: t is written in a way it does not follow. */
+void etc_zrec_forget(et_tensor *t);
+/* zero_grad's zero_ of a gradient: only the rows the record lists when it
+ * holds, else fill_(0); either way t is then known zero. */
+et_status etc_zero_grad_(et_tensor *g);
 
 /* ---- internal ops (ops.c, reduce_basic.c, shape*.c, matmul.c): graph recorded, unpooled ---- */
 et_tensor *etc_add(et_tensor *a, et_tensor *b);

@@ -163,18 +163,36 @@ et_tensor *et_embedding(et_tensor *input, et_tensor *weight, et_embedding_opts o
     return etc_pooled(out);
 }
 
+/* The weight's gradient goes straight into its .grad when autograd offers
+ * it (etc_grad_sink: a leaf used once) -- no [V, D] temporary of zeros and
+ * no dense add -- and a gradient known zero before (zero_grad) remembers
+ * the rows written, so the next zero_grad clears only those (zero_rows.c).
+ * Into a zeroed .grad the sums are the same bits as torch's zeros +
+ * index_add then .grad += it. */
 ETC_BW(embedding)
 {
     et_tensor *w = out->in[0];
     int64_t V = w->shape[0], D = w->shape[1], pad = out->aux.l[0];
     const int64_t *iv = etc_idata(out->saved);
     int64_t n = out->saved->numel;
-    et_tensor *gw, *gc;
-    if (!etc_scatter_begin(w, g, &gw, &gc))
-        return false;
+    bool was_zero = w->grad && etc_zrec_is_zero(w->grad);
+    et_tensor *gw = etc_grad_sink(out, 0), *gc;
+    bool sink = gw != NULL;
+    if (sink) {
+        if (!(gc = etc_contig(g)))
+            return false;
+        if (was_zero)
+            etc_zrec_set_zero(gw);
+    } else {
+        if (!etc_scatter_begin(w, g, &gw, &gc))
+            return false;
+        if (w->op == ETC_OP_NONE)   /* a leaf's: it becomes .grad as it is */
+            etc_zrec_set_zero(gw);
+    }
     float *fs = freq_scale(iv, n, V, out->aux.l[1] != 0);
     if (out->aux.l[1] && !fs) {
-        etc_release(gw);
+        if (!sink)
+            etc_release(gw);
         etc_release(gc);
         return false;
     }
@@ -187,9 +205,11 @@ ETC_BW(embedding)
         for (int64_t k = 0; k < D; k++)
             dst[k] += src[k] * s;
     }
+    etc_zrec_add_rows(gw, iv, n, D);
     free(fs);
     etc_release(gc);
-    gin[0] = gw;
+    if (!sink)
+        gin[0] = gw;
     return true;
 }
 

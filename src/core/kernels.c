@@ -603,6 +603,7 @@ et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like)
 
 void etc_add_into(et_tensor *dst, const et_tensor *src)
 {
+    etc_zrec_forget(dst);
     if (dst->contiguous && src->contiguous && et_same_shape(dst, src)) {
         float *o = dst->data;
         const float *x = src->data;

@@ -359,7 +359,13 @@ const int64_t *et_shape(const et_tensor *t) { return t ? t->shape : NULL; }
 const int64_t *et_strides(const et_tensor *t) { return t ? t->strides : NULL; }
 int64_t et_numel(const et_tensor *t) { return t ? t->numel : 0; }
 bool et_is_contiguous(const et_tensor *t) { return t && t->contiguous; }
-float *et_data(et_tensor *t) { return t && etc_null_check(t, "data") ? t->data : NULL; }
+float *et_data(et_tensor *t)
+{
+    if (!t || !etc_null_check(t, "data"))
+        return NULL;
+    etc_zrec_forget(t);   /* the caller may write: no zero record holds after */
+    return t->data;
+}
 const float *et_data_const(const et_tensor *t)
 {
     return t && etc_null_check(t, "data") ? t->data : NULL;
@@ -421,6 +427,7 @@ static void wrap_buffer(et_tensor *tmp, et_storage *s, float *p, const et_tensor
     memset(tmp, 0, sizeof *tmp);
     s->data = p;
     s->block = NULL;
+    s->zrec = NULL;
     s->size = t->numel;
     tmp->storage = s;
     tmp->data = p;

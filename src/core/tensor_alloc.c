@@ -187,6 +187,7 @@ static et_storage *cache_take(int64_t n)
 
 static void storage_free(et_storage *s)
 {
+    etc_zrec_free(s);
     if (s->block) {
         small_push(s->block, s->size);
         return;
@@ -316,6 +317,7 @@ et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
     }
     atomic_init(&s->refcount, 1);
     s->version = 0;
+    s->zrec = NULL;
     s->data = s->inline_data;
     t->storage = s;
     t->data = s->data;

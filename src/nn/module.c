@@ -605,7 +605,7 @@ void et_module_zero_grad(et_module *m)
     for (int i = 0; m && i < m->params.n; i++) {
         et_tensor *g = et_grad(m->params.t[i]);
         if (g)
-            et_fill_(g, 0.0f);
+            nn_zero_grad_(g);
     }
 }
 

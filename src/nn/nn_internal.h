@@ -52,6 +52,11 @@ typedef struct nn_buf {
 et_status nn_buf_acquire(nn_buf *b, et_tensor *t);
 void nn_buf_release(nn_buf *b, bool write_back);
 
+/* zero_grad's zeroing of one gradient: only the rows an Embedding's
+ * backward wrote when core knows the rest is zero (core's zero_rows.c),
+ * else fill_(0). */
+void nn_zero_grad_(et_tensor *g);
+
 /* "[2, 3]" for messages (static per-call buffer owned by the caller). */
 #define NN_SHAPE_STR(t, buf) et_shape_str(et_shape(t), et_ndim(t), (buf), sizeof(buf))
 

@@ -81,6 +81,8 @@ et_status nn_error_prefix(const char *fmt, ...)
     return et_set_error(code != ET_OK ? code : ET_ERR_STATE, "%s%s", prefix, msg);
 }
 
+void nn_zero_grad_(et_tensor *g) { etc_zero_grad_(g); }
+
 et_status nn_buf_acquire(nn_buf *b, et_tensor *t)
 {
     b->t = t;
@@ -90,7 +92,9 @@ et_status nn_buf_acquire(nn_buf *b, et_tensor *t)
         return et_set_error(ET_ERR_ARG, "expected a float32 tensor, got %s",
                             et_dtype_name(et_tensor_dtype(t)));
     if (et_is_contiguous(t)) {
-        b->p = et_data(t);
+        /* not et_data: a read must not drop a gradient's zero record; a
+         * write is seen by nn_buf_release's version bump */
+        b->p = t->data;
         return ET_OK;
     }
     int64_t n = et_numel(t);

@@ -609,7 +609,7 @@ void et_optim_zero_grad(et_optim *o)
     for (int i = 0; o && i < o->n; i++) {
         et_tensor *g = et_grad(o->params[i]);
         if (g)
-            et_fill_(g, 0.0f);
+            nn_zero_grad_(g);
     }
 }
 

@@ -469,6 +469,9 @@ int main(int argc, char **argv)
     more = nn_runner_graph(argc, argv);      /* nn_runner_graph.c's command */
     if (more >= 0)
         return more;
+    more = nn_runner_embed(argc, argv);      /* nn_runner_embed.c's command */
+    if (more >= 0)
+        return more;
     if (argc >= 5 && !strcmp(argv[1], "module"))
         return cmd_module(argv[2], argv[3], argv[4]);
     if (argc >= 7 && !strcmp(argv[1], "loss"))

@@ -33,5 +33,7 @@ int nn_runner_conv(int argc, char **argv);
 int nn_runner_attention(int argc, char **argv);
 /* nn_runner_graph.c: the graph modules' command. */
 int nn_runner_graph(int argc, char **argv);
+/* nn_runner_embed.c: an Embedding trained over steps. */
+int nn_runner_embed(int argc, char **argv);
 
 #endif
