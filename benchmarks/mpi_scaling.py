@@ -3,6 +3,7 @@ docs/distributed.md "Performance").
 
     /usr/bin/python3 benchmarks/mpi_scaling.py EASYTORCHD [--ranks 1,2,4] [--steps 30]
                      [--batch 64] [--sizes 784-1024-1024-10,784-256-256-10,784-64-10]
+                     [--bucket-mb 0,1] [--repeat 1]
 
 For each model size and rank count it starts `mpirun -n N easytorchd --mpi` (loopback,
 --oversubscribe), trains `steps` minibatches of `batch` rows per rank (weak scaling: the
@@ -12,6 +13,12 @@ step (train call time / steps), the allreduce, the broadcast and the rest (compu
 forward, backward, optimizer, JSON), plus the load average: the numbers are of a shared
 machine.  The allreduce sizes and times are what docs/distributed.md's cost model is
 fitted to.
+
+--bucket-mb takes several --mpi-bucket-mb values (0: one allreduce after the backward) and
+measures them side by side, --repeat times each, interleaved (so drifting load hits them
+alike); then the allreduce column is the wait the backward did not hide, and "cpu ms" is
+the CPU time (user + system, /proc) of all ranks per step -- steadier than wall time on a
+shared machine.
 """
 import argparse
 import os
@@ -40,8 +47,19 @@ def metric(text, name):
     return float(m.group(1)) if m else 0.0
 
 
-def run(n, sizes, steps, batch):
-    c = mpicluster.Cluster(n, extra_args=["--mpi-check-every", "0"]).start()
+def cpu_seconds(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def run(n, sizes, steps, batch, bucket_mb=0.0):
+    c = mpicluster.Cluster(n, extra_args=["--mpi-check-every", "0",
+                                          "--mpi-bucket-mb", repr(bucket_mb)]).start()
     try:
         rk = c.rank(0)
         rk.create(spec(sizes))
@@ -52,9 +70,12 @@ def run(n, sizes, steps, batch):
         rk.ok("POST", "/v1/models/m/train", body)  # warm-up
         before = rk.get("/metrics").body.decode()
         body["epochs"] = steps
+        pids = [c.rank(r).pid for r in range(n)]
+        cpu0 = cpu_seconds(pids)
         t0 = time.perf_counter()
         rk.ok("POST", "/v1/models/m/train", body)
         wall = time.perf_counter() - t0
+        cpu = cpu_seconds(pids) - cpu0
         after = rk.get("/metrics").body.decode()
         ar = (metric(after, "easytorch_cluster_allreduce_seconds_total") -
               metric(before, "easytorch_cluster_allreduce_seconds_total"))
@@ -65,7 +86,7 @@ def run(n, sizes, steps, batch):
     finally:
         c.stop()
         c.cleanup()
-    return wall / steps, ar / steps, bc / steps, nb
+    return wall / steps, ar / steps, bc / steps, nb, cpu / steps
 
 
 def main():
@@ -75,20 +96,26 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--sizes", default="784-1024-1024-10,784-256-256-10,784-64-10")
+    ap.add_argument("--bucket-mb", default="0")
+    ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
     daemon.DAEMON_PATH = os.path.abspath(a.easytorchd)
     print("load average before: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
-    print("%-18s %5s %10s %10s %12s %10s %10s %9s" % ("model", "ranks", "params", "MB/step",
-                                                    "step ms", "allred ms", "bcast ms",
-                                                    "compute ms"))
+    print("%-18s %5s %7s %10s %10s %12s %10s %10s %10s %9s" % (
+        "model", "ranks", "bucket", "params", "MB/step", "step ms", "allred ms", "bcast ms",
+        "compute ms", "cpu ms"))
+    buckets = [float(v) for v in a.bucket_mb.split(",")]
     for s in a.sizes.split(","):
         sizes = [int(v) for v in s.split("-")]
         params = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
         for n in [int(v) for v in a.ranks.split(",")]:
-            step, ar, bc, nb = run(n, sizes, a.steps, a.batch)
-            print("%-18s %5d %10d %10.2f %12.2f %10.3f %10.3f %9.2f" % (
-                s, n, params, nb / 1e6, step * 1e3, ar * 1e3, bc * 1e3, (step - ar - bc) * 1e3))
-            sys.stdout.flush()
+            for rep in range(a.repeat):
+                for b in buckets:  # interleaved: the same load for each
+                    step, ar, bc, nb, cpu = run(n, sizes, a.steps, a.batch, b)
+                    print("%-18s %5d %7g %10d %10.2f %12.2f %10.3f %10.3f %10.2f %9.2f" % (
+                        s, n, b, params, nb / 1e6, step * 1e3, ar * 1e3, bc * 1e3,
+                        (step - ar - bc) * 1e3, cpu * 1e3))
+                    sys.stdout.flush()
     print("load average after: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
 
 

@@ -26,6 +26,20 @@ extern "C" {
  * from root's (ET_ERR_SHAPE), non-scalar root without grad (ET_ERR_GRAD). */
 et_status et_backward(et_tensor *root, et_tensor *grad);
 
+/* et_backward, telling ready(leaf, arg) about every leaf that requires grad
+ * as soon as its .grad is final for this backward: after the last
+ * contribution was accumulated into it and before the walk goes on (PyTorch's
+ * Tensor.register_post_accumulate_grad_hook, for all leaves at once).  With
+ * it a caller can use a gradient while the rest of the backward runs, e.g.
+ * send it to other processes (DDP's gradient buckets).  Leaves come in the
+ * walk's order (the layers nearest the root first), each at most once; a
+ * leaf the root does not depend on, or that got no gradient, is not reported.
+ * ready runs on the calling thread, with gradient recording off; it may read
+ * leaf's .grad but must not change it or the graph.  ready NULL: et_backward. */
+typedef void (*et_grad_ready_fn)(et_tensor *leaf, void *arg);
+et_status et_backward_notify(et_tensor *root, et_tensor *grad, et_grad_ready_fn ready,
+                             void *arg);
+
 #ifdef __cplusplus
 }
 #endif

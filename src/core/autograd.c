@@ -248,6 +248,12 @@ typedef struct {
 
 et_status et_backward(et_tensor *root, et_tensor *grad)
 {
+    return et_backward_notify(root, grad, NULL, NULL);
+}
+
+et_status et_backward_notify(et_tensor *root, et_tensor *grad, et_grad_ready_fn ready,
+                             void *arg)
+{
     if (!etc_null_check(root, "backward"))
         return ET_ERR_ARG;
     if (!root->requires_grad)
@@ -332,17 +338,25 @@ et_status et_backward(et_tensor *root, et_tensor *grad)
         et_tensor *t = order[i];
         et_tensor *g = t->pgrad;
         t->pgrad = NULL;
+        /* a leaf comes after every tensor that uses it: its .grad is final
+         * once this one is added (or was written by a sink, g NULL) */
         if (!g || st != ET_OK) {
             etc_release(g);
+            if (ready && st == ET_OK && t->op == ETC_OP_NONE && t->grad)
+                ready(t, arg);
             continue;
         }
         if (t->op == ETC_OP_NONE && !t->grad && exclusive(g)) {
             t->grad = g;   /* a leaf's first gradient, nothing else sees it: moved into .grad */
+            if (ready)
+                ready(t, arg);
             continue;
         }
         if (t->op == ETC_OP_NONE || t->retain_grad) {
             if (!accumulate(&t->grad, g, true))
                 st = et_errcode();
+            else if (ready && t->op == ETC_OP_NONE)
+                ready(t, arg);
         }
         if (t->op != ETC_OP_NONE && st == ET_OK) {
             et_tensor **gin = t->nin <= ETC_INLINE_INPUTS ? gl

@@ -109,6 +109,9 @@ static const opt opts[] = {
     {"--mpi-check-every", "EASYTORCH_MPI_CHECK_EVERY", "STEPS",
      "--mpi: replicas compare a checksum of each model every this many steps\n"
      "    (default 10; 0: never), shown in /metrics"},
+    {"--mpi-bucket-mb", "EASYTORCH_MPI_BUCKET_MB", "MB",
+     "--mpi: sum the gradients in buckets of this size while the backward runs\n"
+     "    (DDP's buckets; default 0: one allreduce after the backward)"},
     {"--help", NULL, NULL, "this text (also -h)"},
     {"--version", NULL, NULL, "print the version (also -V)"},
 };
@@ -450,12 +453,13 @@ int main(int argc, char **argv)
 
     etd_err err;
     bool mpi = flag_on("--mpi");
-    double mpi_timeout, mpi_check;
+    double mpi_timeout, mpi_check, mpi_bucket;
     if (!num_opt("--mpi-timeout", 10, 0.1, 86400, &mpi_timeout, &rc) ||
-        !num_opt("--mpi-check-every", 10, 0, 1e12, &mpi_check, &rc))
+        !num_opt("--mpi-check-every", 10, 0, 1e12, &mpi_check, &rc) ||
+        !num_opt("--mpi-bucket-mb", 0, 0, 1024, &mpi_bucket, &rc))
         return rc;
 #ifdef ETD_HAVE_MPI
-    etd_cluster_opts copts = {mpi_timeout, (int64_t)mpi_check};
+    etd_cluster_opts copts = {mpi_timeout, (int64_t)mpi_check, mpi_bucket};
     etd_cluster *cl = NULL;
     char rank_dir[4096];
     if (mpi) {

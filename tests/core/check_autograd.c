@@ -1,5 +1,5 @@
 /* check_autograd.c - et_backward: graph walk, accumulation, special
- * subgradients, errors.  Expected gradients come from torch 1.13 (the
+ * subgradients, errors, et_backward_notify.  Expected gradients come from torch 1.13 (the
  * python expression is quoted) or from elementary calculus. */
 #include "check_helpers.h"
 
@@ -306,6 +306,78 @@ START_TEST(test_in_place_after_use_is_detected)
 }
 END_TEST
 
+/* et_backward_notify: every leaf reported once, as soon as its gradient is
+ * final -- the last layer's before the first layer's exists -- with the
+ * values of et_backward (torch's). */
+typedef struct {
+    et_tensor *leaf[8];
+    float first[8];       /* grad[0] when reported */
+    bool w1_had_grad[8];  /* the first layer's weight had a gradient yet */
+    int n;
+    et_tensor *w1;
+} ready_log;
+
+static void on_ready(et_tensor *leaf, void *arg)
+{
+    ready_log *l = arg;
+    ck_assert_int_lt(l->n, 8);
+    l->leaf[l->n] = leaf;
+    l->first[l->n] = et_data_const(et_grad(leaf))[0];
+    l->w1_had_grad[l->n] = et_grad(l->w1) != NULL;
+    l->n++;
+}
+
+START_TEST(test_backward_notify_reports_each_leaf_when_final)
+{
+    et_pool_begin();
+    et_tensor *x = TV(ET_SHAPE(2, 2), 1, -2, 0.5f, 3);
+    et_tensor *w1 = TV(ET_SHAPE(3, 2), 0.5f, -1, 2, 0.25f, -0.5f, 1.5f);
+    et_tensor *b1 = TV(ET_SHAPE(3), 0.1f, -0.2f, 0.3f);
+    et_tensor *w2 = TV(ET_SHAPE(1, 3), 1, -1, 0.5f);
+    et_tensor *b2 = TV(ET_SHAPE(1), 0.25f);
+    et_tensor *unused = TV(ET_SHAPE(1), 1);
+    et_tensor *p[] = {w1, b1, w2, b2, unused};
+    for (int i = 0; i < 5; i++)
+        et_set_requires_grad(p[i], true);
+    /* y = linear(relu(linear(x, w1, b1)), w2, b2); ((y*y).sum() + (b2*3).sum()).backward():
+     * b2 is used twice, unused not at all */
+    et_tensor *y = et_linear(et_relu(et_linear(x, w1, b1)), w2, b2);
+    et_tensor *loss = et_add(et_sum_all(et_mul(y, y)), et_sum_all(et_mul_scalar(b2, 3)));
+    ready_log l = {.w1 = w1};
+    ck_assert_int_eq(et_backward_notify(loss, NULL, on_ready, &l), ET_OK);
+    ASSERT_VALUES(et_grad(w1), 3.1f, -6.2f, -4.075f, 0.349999f, 0.4875f, 2.925f);
+    ASSERT_VALUES(et_grad(b1), 3.1f, -5.05f, 0.975f);
+    ASSERT_VALUES(et_grad(w2), 8.06f, 7.0525f, 8.8725f);
+    ASSERT_VALUES(et_grad(b2), 8.05f);
+    ck_assert_int_eq(l.n, 4); /* not unused */
+    int at[4] = {-1, -1, -1, -1};
+    for (int i = 0; i < l.n; i++)
+        for (int k = 0; k < 4; k++)
+            if (l.leaf[i] == p[k]) {
+                ck_assert_int_eq(at[k], -1); /* once */
+                at[k] = i;
+                /* final when reported: what backward leaves */
+                ck_assert(l.first[i] == et_data_const(et_grad(p[k]))[0]);
+            }
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_ge(at[k], 0);
+    /* the second layer's before the first layer's, and before w1 had a gradient at all */
+    ck_assert_int_lt(at[2], at[0]);
+    ck_assert_int_lt(at[3], at[0]);
+    ck_assert(!l.w1_had_grad[at[2]] && !l.w1_had_grad[at[3]]);
+    /* the same numbers as et_backward, accumulated the same way */
+    float g[6];
+    et_copy_to(et_grad(w1), g);
+    for (int i = 0; i < 5; i++)
+        et_set_grad(p[i], NULL);
+    ck_assert_int_eq(et_backward(loss, NULL), ET_OK);
+    const float *h = et_data_const(et_grad(w1));
+    for (int i = 0; i < 6; i++)
+        ck_assert(g[i] == h[i]);
+    et_pool_end();
+}
+END_TEST
+
 static Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -329,6 +401,7 @@ static Suite *autograd_suite(void)
         {"tanh_saturation", test_tanh_saturation_grad_is_zero},
         {"cat_stack_many_inputs", test_cat_stack_many_inputs},
         {"in_place_after_use", test_in_place_after_use_is_detected},
+        {"backward_notify", test_backward_notify_reports_each_leaf_when_final},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -228,8 +228,10 @@ class MPITest(unittest.TestCase):
             d.stop()
             d.cleanup()
 
-    def check_ranks(self, n):
-        c = mpicluster.Cluster(n).start()
+    def check_ranks(self, n, args=()):
+        """Returns each model's parameters (rank 0's JSON)."""
+        c = mpicluster.Cluster(n, extra_args=args).start()
+        bodies = {}
         try:
             for i, (name, spec) in enumerate(MODELS.items()):
                 c.rank(i % n).create(dict(spec, name=name))
@@ -243,6 +245,7 @@ class MPITest(unittest.TestCase):
                     self.assertEqual(per_rank[r], per_rank[0],
                                      "%s: rank %d differs from rank 0" % (name, r))
                 close(self, json.loads(per_rank[0])["parameters"], ref_params, name)
+                bodies[name] = per_rank[0]
                 self.assertEqual(last["step"], ref_last["step"])
                 close(self, last["loss"], ref_last["loss"], name + ".loss")
             # the checksums every 10 steps: present on every rank, equal, agreeing
@@ -255,6 +258,8 @@ class MPITest(unittest.TestCase):
                 sums.append(got[0])
                 self.assertIn("easytorch_cluster_checksum_mismatches_total 0", text)
                 self.assertIn("easytorch_cluster_size %d" % n, text)
+                bodies["allreduces"] = int(re.search(
+                    r"^easytorch_cluster_allreduce_total (\d+)$", text, re.M).group(1))
             self.assertEqual(sums[0][1:], ("true", "100"))
             self.assertEqual(len(set(sums)), 1, sums)
         finally:
@@ -262,6 +267,21 @@ class MPITest(unittest.TestCase):
             log = c.log()
             c.cleanup()
         self.assertEqual(rc, 0, log[-3000:])
+        return bodies
+
+    def test_buckets(self):
+        """--mpi-bucket-mb: the gradients summed in buckets while the backward runs give
+        the bits of the single allreduce after it (each element is the same sum), on 2
+        and 4 ranks; buckets of 52 bytes make several per model (one per parameter
+        here, a few small ones together)."""
+        for n in (2, 4):
+            one = self.check_ranks(n)
+            got = self.check_ranks(n, ["--mpi-bucket-mb", "0.00005"])
+            for name in MODELS:
+                self.assertEqual(got[name], one[name], "%d ranks, %s" % (n, name))
+            print("%d ranks: %d gradient sums in buckets, %d without" % (
+                n, got["allreduces"], one["allreduces"]))
+            self.assertGreater(got["allreduces"], 2 * one["allreduces"])
 
     def test_one_rank(self):
         self.check_ranks(1)

@@ -28,6 +28,8 @@ typedef struct etd_cluster etd_cluster;
 typedef struct etd_cluster_opts {
     double timeout;            /* a rank silent this long is lost (--mpi-timeout, s) */
     int64_t check_every;       /* parameter checksum every K steps (--mpi-check-every) */
+    double bucket_mb;          /* gradient buckets of this size (--mpi-bucket-mb; 0: one
+                                  allreduce after the backward) */
 } etd_cluster_opts;
 
 /* MPI_Init_thread (MPI_THREAD_MULTIPLE) and the communicators.  Call with

@@ -38,6 +38,8 @@ struct etd_cluster {
     etd_app *app;
     etd_server *apply;          /* detached: ordered requests applied through it */
     etd_dp dp;
+    MPI_Request ireq[64];       /* dp.c: bucket sums started (the apply thread's) */
+    int nireq;
 
     /* order.c */
     pthread_t applier;

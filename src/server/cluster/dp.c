@@ -35,6 +35,54 @@ static bool dp_allreduce(void *ctx, float *buf, size_t n, etd_err *e)
     return true;
 }
 
+/* Gradient buckets: MPI_Iallreduce each, progressed by MPI_Testall while
+ * the backward runs (Open MPI moves a non-blocking collective only inside MPI
+ * calls), MPI_Waitall at the end.  The gradient allreduce's wall time is
+ * the time waited in iwait: the communication the backward did not hide. */
+static bool dp_iwait(void *ctx, etd_err *e)
+{
+    etd_cluster *c = ctx;
+    double t0 = etd_now();
+    int rc = c->nireq ? MPI_Waitall(c->nireq, c->ireq, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+    if (rc != MPI_SUCCESS)
+        etd_cluster_fatal(c, -1, "MPI_Iallreduce of the gradients", rc);
+    c->nireq = 0;
+    double dt = etd_now() - t0;
+    pthread_mutex_lock(&c->stat_mu);
+    c->allreduce_s += dt;
+    pthread_mutex_unlock(&c->stat_mu);
+    (void)e;
+    return true;
+}
+
+static bool dp_istart(void *ctx, float *buf, size_t n, etd_err *e)
+{
+    etd_cluster *c = ctx;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        if (c->nireq == (int)(sizeof c->ireq / sizeof c->ireq[0]) && !dp_iwait(c, e))
+            return false;
+        int k = (int)(n - off < CHUNK ? n - off : CHUNK);
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, k, MPI_FLOAT, MPI_SUM, c->comm_dp,
+                                &c->ireq[c->nireq]);
+        if (rc != MPI_SUCCESS)
+            etd_cluster_fatal(c, -1, "MPI_Iallreduce of the gradients", rc);
+        c->nireq++;
+    }
+    pthread_mutex_lock(&c->stat_mu);
+    c->allreduces++;
+    c->allreduce_bytes += n * sizeof(float);
+    pthread_mutex_unlock(&c->stat_mu);
+    return true;
+}
+
+static void dp_iprogress(void *ctx)
+{
+    etd_cluster *c = ctx;
+    int done;
+    if (c->nireq && MPI_Testall(c->nireq, c->ireq, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        etd_cluster_fatal(c, -1, "MPI_Iallreduce of the gradients", MPI_ERR_OTHER);
+}
+
 /* SyncBatchNorm's sums (a few per layer and step) and normalisers: counted
  * apart from the gradients' */
 static bool dp_allreduce_f64(void *ctx, double *buf, size_t n, etd_err *e)
@@ -119,7 +167,9 @@ void etd_dp_setup(etd_cluster *c)
 {
     c->dp = (etd_dp){.rank = c->rank, .size = c->size, .allreduce = dp_allreduce,
                      .allreduce_f64 = dp_allreduce_f64, .bcast = dp_bcast, .verify = dp_verify,
-                     .check_every = c->o.check_every, .ctx = c};
+                     .check_every = c->o.check_every, .istart = dp_istart,
+                     .iprogress = dp_iprogress, .iwait = dp_iwait,
+                     .bucket_bytes = (size_t)(c->o.bucket_mb * 1048576.0), .ctx = c};
 }
 
 void etd_cluster_metrics(void *arg, etd_buf *out)

@@ -512,6 +512,34 @@ const char *etd_ts_scalars_diff(const etd_model *m, const etd_ts_scalars *a,
 et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
                            const int64_t *idx, int64_t n, bool backprop_bad, etd_err *e);
 
+/* ---- train_dp_buckets.c: the gradients summed while the backward runs ---- */
+
+typedef struct etd_dp_buckets {
+    etd_model *m;
+    const etd_dp *dp;
+    float *buf;                 /* etd_dp_backward's: [gradients..., the rest] */
+    size_t total;               /* gradients in it */
+    size_t *off;                /* per parameter (+1): its offset in buf */
+    int *of, *left, *first;     /* per parameter its bucket; per bucket: parameters
+                                   not there yet, its first (lowest) parameter */
+    bool *done;                 /* per parameter */
+    int nb, next;               /* buckets; the next to start */
+    double w;                   /* the weight of this replica's gradients */
+    bool on, ok, local_fail;    /* ok false: a start failed (e) */
+    etd_err e;
+} etd_dp_buckets;
+/* The buckets of m's parameters over buf when dp->bucket_bytes asks for
+ * them (b->on), else off.  false: out of memory. */
+bool etd_dp_buckets_init(etd_dp_buckets *b, etd_model *m, float *buf);
+void etd_dp_buckets_free(etd_dp_buckets *b);
+/* et_backward of loss; when on, every finished gradient is copied into buf
+ * times w (and its has-grad flag set) and the complete buckets start. */
+et_status etd_dp_buckets_backward(etd_dp_buckets *b, et_tensor *loss, double w);
+/* After the backward (or none): the buckets not started yet, the rest of
+ * buf[0..nbuf) in one allreduce, then every bucket waited for.  false + e:
+ * a collective failed. */
+bool etd_dp_buckets_finish(etd_dp_buckets *b, size_t nbuf, etd_err *e);
+
 /* ---- train_dp_bn.c: SyncBatchNorm over the replicas ---- */
 
 typedef struct etd_dp_bn {

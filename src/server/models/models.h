@@ -668,6 +668,15 @@ typedef struct etd_dp {
      * parameters and buffers, compared across the replicas by ctx */
     void (*verify)(void *ctx, const char *model, int64_t step, uint64_t sum);
     int64_t check_every;
+    /* Gradient buckets (bucket_bytes > 0; 0: one allreduce after the
+     * backward): istart begins summing buf[0..n) in place without waiting
+     * (buf untouched until iwait), iprogress lets the started sums advance,
+     * iwait returns when every started sum is done.  Every replica starts
+     * the same sums in the same order.  false + e when a replica is lost. */
+    bool (*istart)(void *ctx, float *buf, size_t n, etd_err *e);
+    void (*iprogress)(void *ctx);
+    bool (*iwait)(void *ctx, etd_err *e);
+    size_t bucket_bytes;
     void *ctx;
 } etd_dp;
 /* Jobs under an etd_dp: a job's worker takes a step only when granted one,

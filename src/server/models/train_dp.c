@@ -172,7 +172,8 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     et_tensor **gnew = calloc((size_t)m->nparams + 1, sizeof *gnew);
     const float **pd = calloc((size_t)m->nparams + 1, sizeof *pd);
     et_tensor *out = et_scalar(0);
-    bool ready = prev && buf && gnew && pd && out;
+    etd_dp_buckets bk = {0}; /* --mpi-bucket-mb: summed while the backward runs */
+    bool ready = prev && buf && gnew && pd && out && etd_dp_buckets_init(&bk, m, buf);
     for (int i = 0; ready && i < m->nparams; i++) {
         gnew[i] = et_zeros(et_shape(m->params[i]), et_ndim(m->params[i]));
         et_tensor *g = et_grad(m->params[i]), *gc = g ? et_contiguous(g) : NULL;
@@ -184,6 +185,7 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     else if (etd_dp_fault(dp, "backward", e))
         ready = false;
     if (!etd_dp_agree(m, ready, "before the gradients' sum", e)) {
+        etd_dp_buckets_free(&bk);
         free(prev);
         free(buf);
         free(gnew);
@@ -242,7 +244,7 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
             early = true;
         } else if (loss) {
             lv = et_item(loss);
-            if ((isfinite(lv) || backprop_bad) && et_backward(loss, NULL) != ET_OK)
+            if ((isfinite(lv) || backprop_bad) && etd_dp_buckets_backward(&bk, loss, 1) != ET_OK)
                 etd_fail(&le, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
                          "backward: %s", et_errmsg());
         }
@@ -264,7 +266,8 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
             loss = etd_train_loss(m, &xb, &yb, &le);
         if (loss) {
             lv = et_item(loss);
-            if ((isfinite(lv) || backprop_bad) && et_backward(loss, NULL) != ET_OK)
+            if ((isfinite(lv) || backprop_bad) &&
+                etd_dp_buckets_backward(&bk, loss, mean ? d : 1) != ET_OK)
                 etd_fail(&le, et_errcode() == ET_ERR_NOMEM ? ETD_ENOMEM : ETD_EINVAL,
                          "backward: %s", et_errmsg());
         }
@@ -272,15 +275,23 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     }
     double w = mean ? d : 1;
     size_t off = 0;
-    for (int i = 0; i < m->nparams; i++) {
+    if (bk.local_fail && !failed) { /* a gradient the buckets could not read */
+        etd_fail(&le, ETD_ENOMEM, "out of memory");
+        failed = true;
+    }
+    for (int i = 0; i < m->nparams && !bk.on; i++) { /* the buckets have them already */
         size_t k = (size_t)et_numel(m->params[i]);
         et_tensor *g = et_grad(m->params[i]);
         if (g && !failed) {
-            et_tensor *gc = et_contiguous(g);
+            et_tensor *gc = et_contiguous(g); /* the caller's pool */
             const float *gd = gc ? et_data_const(gc) : NULL;
             for (size_t j = 0; gd && j < k; j++)
                 buf[off + j] = (float)(w * gd[j]);
-            buf[total + (size_t)i] = 1; /* gc belongs to the caller's pool */
+            buf[total + (size_t)i] = 1;
+            if (!gd) {
+                etd_fail(&le, ETD_ENOMEM, "out of memory");
+                failed = true;
+            }
         }
         off += k;
     }
@@ -292,7 +303,8 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
     etd_err re;
     if (early) {
         /* e says why */
-    } else if (!dp->allreduce(dp->ctx, buf, nbuf, &re)) {
+    } else if (!(bk.on ? etd_dp_buckets_finish(&bk, nbuf, &re)
+                       : dp->allreduce(dp->ctx, buf, nbuf, &re))) {
         *e = re;
     } else if (buf[nbuf - 1] > 0) {
         if (failed)
@@ -327,6 +339,7 @@ et_tensor *etd_dp_backward(etd_model *m, const etd_array *x, const etd_array *y,
             et_set_grad(m->params[i], prev[i]);
     for (int i = 0; i < m->nparams; i++)
         et_tensor_free(prev[i]);
+    etd_dp_buckets_free(&bk);
     free(prev);
     free(buf);
     free(gnew);
