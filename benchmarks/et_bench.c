@@ -682,12 +682,15 @@ static double gemm_time(const etc_gemm_t *g, unsigned flags)
 
 static int gemm_table(void)
 {
-    static const struct { const char *name; int64_t sizes[5]; int n, batch; } models[] = {
-        {"1-5-1 b256", {1, 5, 1}, 3, 256},
-        {"13-64-64-1 b32", {13, 64, 64, 1}, 4, 32},
-        {"784-1024-1024-10 b256", {784, 1024, 1024, 10}, 4, 256},
-        {"784-1024-1024-10 b64", {784, 1024, 1024, 10}, 4, 64},
-        {"784-1024-1024-10 b1", {784, 1024, 1024, 10}, 4, 1},
+    /* dx0: the first layer's input gradient is needed too (the char model's
+     * input is an Embedding's output) */
+    static const struct { const char *name; int64_t sizes[5]; int n, batch; bool dx0; } models[] = {
+        {"1-5-1 b256", {1, 5, 1}, 3, 256, false},
+        {"13-64-64-1 b32", {13, 64, 64, 1}, 4, 32, false},
+        {"784-1024-1024-10 b256", {784, 1024, 1024, 10}, 4, 256, false},
+        {"784-1024-1024-10 b64", {784, 1024, 1024, 10}, 4, 64, false},
+        {"784-1024-1024-10 b1", {784, 1024, 1024, 10}, 4, 1, false},
+        {"char b32", {30, 200, 27}, 3, 32, true},
     };
     printf("# kernels: %s; OpenBLAS %s, %d thread(s); times per call (best of 5)\n",
            etc_gemm_isa(), openblas_get_corename(), openblas_get_num_threads());
@@ -700,7 +703,7 @@ static int gemm_table(void)
             gemm_shape sh[3] = {{models[mi].name, b, out, in, 'F'},
                                 {models[mi].name, out, in, b, 'W'},
                                 {models[mi].name, b, in, out, 'X'}};
-            int forms = b == 1 ? 1 : (l > 0 ? 3 : 2);
+            int forms = b == 1 ? 1 : (l > 0 || models[mi].dx0 ? 3 : 2);
             for (int f = 0; f < forms; f++) {
                 gemm_shape s = sh[f];
                 size_t na = (size_t)(s.m * s.k), nb = (size_t)(s.k * s.n), nc = (size_t)(s.m * s.n);
