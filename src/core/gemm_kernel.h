@@ -210,33 +210,35 @@ static inline __attribute__((always_inline)) TARGET void FN(t8)(__m256 r[8])
 }
 
 /* Packs columns j0..j0+nj of B (B(p,j) = b[p*brs + j*bcs]) into
- * bp[p * PW + l], zero beyond nj: rows copied when bcs == 1 (B's rows far
- * apart in memory: one panel row per cache line set), else by 8x8
- * transposes of 8 columns x 8 values of p (brs == 1, x·Wᵀ). */
-static TARGET void FN(pack)(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
+ * bp[p * ps + l] (ps = the panel's vectors * VW): rows copied when bcs == 1
+ * (B's rows far apart in memory: one panel row per cache line set), else by
+ * 8x8 transposes of 8 columns x 8 values of p (brs == 1, x·Wᵀ).  Lanes
+ * beyond nj are left as they are: the tile reads the last vector through
+ * its mask (a narrow last panel -- 27 outputs, 200 = 3 x 64 + 8 -- costs
+ * only its own columns). */
+static TARGET void FN(pack)(const etc_gemm_t *g, int64_t j0, int nj, float *bp, int64_t ps)
 {
     const int64_t k = g->k, bcs = g->bcs;
     const float *b = g->b + j0 * bcs;
+    const int nv = (nj + VW - 1) / VW;
     if (bcs == 1) {
-        const int nv = (nj + VW - 1) / VW;
         const M mt = M_FIRST(nj - (nv - 1) * VW);
         for (int64_t p = 0; p < k; p++) {
             const float *br = b + p * g->brs;
-            float *o = bp + p * PW;
-            for (int h = 0; h < NVMAX; h++)
-                V_STORE(o + h * VW, h < nv - 1 ? V_LOAD(br + h * VW)
-                                    : h == nv - 1 ? V_MLOAD(mt, br + h * VW) : V_ZERO());
+            float *o = bp + p * ps;
+            for (int h = 0; h < nv; h++)
+                V_STORE(o + h * VW, h < nv - 1 ? V_LOAD(br + h * VW) : V_MLOAD(mt, br + h * VW));
         }
         return;
     }
     if (g->brs != 1) {   /* both strides non-unit (a view): element by element */
         for (int64_t p = 0; p < k; p++)
-            for (int l = 0; l < PW; l++)
-                bp[p * PW + l] = l < nj ? b[p * g->brs + l * bcs] : 0.0f;
+            for (int l = 0; l < nj; l++)
+                bp[p * ps + l] = b[p * g->brs + l * bcs];
         return;
     }
-    for (int jb = 0; jb < PW; jb += 8) {
-        int nr = nj - jb < 8 ? (nj - jb > 0 ? nj - jb : 0) : 8;
+    for (int jb = 0; jb < nj; jb += 8) {
+        int nr = nj - jb < 8 ? nj - jb : 8;
         int64_t p = 0;
         for (; p < k; p += 8) {
             int np = k - p < 8 ? (int)(k - p) : 8;
@@ -246,7 +248,7 @@ static TARGET void FN(pack)(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
                 r[q] = q < nr ? _mm256_maskload_ps(b + (jb + q) * bcs + p, mp) : _mm256_setzero_ps();
             FN(t8)(r);
             for (int q = 0; q < np; q++)
-                _mm256_storeu_ps(bp + (p + q) * PW + jb, r[q]);
+                _mm256_storeu_ps(bp + (p + q) * ps + jb, r[q]);
         }
     }
 }
@@ -432,9 +434,9 @@ static TARGET void FN(gemm_run)(const etc_gemm_t *g, int ks, float *scratch)
             bp = g->b + j0;
             bst = g->brs;
         } else {
-            FN(pack)(g, j0, nj, scratch);
+            bst = (int64_t)nv * VW;
+            FN(pack)(g, j0, nj, scratch, bst);
             bp = scratch;
-            bst = PW;
         }
         const float *bias = g->bias ? g->bias + j0 : NULL;
         if (ks > 1) {
