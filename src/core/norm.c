@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "core/norm_internal.h"
 
 enum { HAS_W = 1, HAS_B = 2, TRAINING = 4, SYNC = 8 };
 
@@ -136,40 +137,11 @@ static void param_slots(const et_tensor *out, int *wi, int *bi)
 /* ------------------------------------------------------------------ */
 /* batch_norm                                                           */
 
-/* The [N, C] loops (BatchNorm1d on features, the common case): rows outer,
- * channels inner, 4 doubles wide with AVX2, 8 with AVX-512 (no FMA: same bits as the
- * baseline clone).  Not cloned under sanitizers, as kernels.c's row(). */
-#define BN_CLONES ETC_ISA_CLONES("default", "avx2", "avx512f")
-
-/* sum[c] = the sum over rows of channel c */
-BN_CLONES static void bn_rows_sum(const float *restrict x, int64_t N, int64_t C,
-                                  double *restrict sum)
-{
-    for (int64_t c = 0; c < C; c++)
-        sum[c] = 0;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            sum[c] += x[n * C + c];
-}
-
-/* ss[c] = sum of (x - mean[c])^2 */
-BN_CLONES static void bn_rows_ss(const float *restrict x, int64_t N, int64_t C,
-                                 const double *restrict mean, double *restrict ss)
-{
-    for (int64_t c = 0; c < C; c++)
-        ss[c] = 0;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            double d = x[n * C + c] - mean[c];
-            ss[c] += d * d;
-        }
-}
-
 /* The same for x [N, C, L]: per channel the sum of the values ... */
 static void bn_sum(const float *x, int64_t N, int64_t C, int64_t L, double *sum)
 {
     if (L == 1) {
-        bn_rows_sum(x, N, C, sum);
+        etc_bn_rows_sum(x, N, C, sum);
         return;
     }
     for (int64_t c = 0; c < C; c++)
@@ -189,7 +161,7 @@ static void bn_ss(const float *x, int64_t N, int64_t C, int64_t L, const double 
                   double *ss)
 {
     if (L == 1) {
-        bn_rows_ss(x, N, C, mean, ss);
+        etc_bn_rows_ss(x, N, C, mean, ss);
         return;
     }
     for (int64_t c = 0; c < C; c++)
@@ -204,39 +176,6 @@ static void bn_ss(const float *x, int64_t N, int64_t C, int64_t L, const double 
             }
             ss[c] += acc;
         }
-}
-
-BN_CLONES static void bn_rows_apply(const float *restrict x, float *restrict y, int64_t N,
-                                    int64_t C, const float *restrict fm,
-                                    const float *restrict alpha, const float *restrict beta)
-{
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            y[n * C + c] = (x[n * C + c] - fm[c]) * alpha[c] + beta[c];
-}
-
-/* sum[c] += g, dotp[c] += (x - mean) g */
-BN_CLONES static void bn_rows_grad_sums(const float *restrict x, const float *restrict g,
-                                        int64_t N, int64_t C, const double *restrict mean,
-                                        double *restrict sum, double *restrict dotp)
-{
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            double q = g[n * C + c];
-            sum[c] += q;
-            dotp[c] += (x[n * C + c] - mean[c]) * q;
-        }
-}
-
-BN_CLONES static void bn_rows_dx(const float *restrict x, const float *restrict g,
-                                 float *restrict dx, int64_t N, int64_t C,
-                                 const double *restrict mean, const double *restrict gm,
-                                 const double *restrict kc, const double *restrict sc)
-{
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            dx[n * C + c] = (float)((g[n * C + c] - gm[c] - (x[n * C + c] - mean[c]) * kc[c]) *
-                                    sc[c]);
 }
 
 et_tensor *et_batch_norm(et_tensor *input, et_tensor *running_mean, et_tensor *running_var,
@@ -350,30 +289,28 @@ et_tensor *et_batch_norm_reduced(et_tensor *input, et_tensor *running_mean,
         if (sync && !reduce(sync, ss, C, op))
             goto fail;
     }
-    for (int64_t c = 0; c < C; c++) {
-        double invstd;
-        if (training) {
-            invstd = 1.0 / sqrt(ss[c] / Mt + eps);
-            if (running_mean) {
-                /* torch: r = momentum * stat + (1 - momentum) * r, unbiased var */
+    if (training && running_mean) {
+        if (running_mean->strides[0] == 1 && running_var->strides[0] == 1) {
+            etc_bn_running(C, mean, ss, Mt, momentum, rmd, rvd);
+        } else {
+            for (int64_t c = 0; c < C; c++) {
                 double unb = ss[c] / (Mt - 1);
                 int64_t om = c * running_mean->strides[0], ov = c * running_var->strides[0];
                 rmd[om] = (float)(momentum * mean[c] + (1 - momentum) * rmd[om]);
                 rvd[ov] = (float)(momentum * unb + (1 - momentum) * rvd[ov]);
             }
-        } else {
-            mean[c] = hrm->data[c];
-            invstd = 1.0 / sqrt((double)hrv->data[c] + eps);
         }
-        stat_put(stats->data, C, c, mean[c], invstd);
-        fm[c] = (float)mean[c];
-        alpha[c] = (float)invstd * (w ? w[c] : 1.0f);
-        beta[c] = bb ? bb[c] : 0.0f;
     }
+    if (!training)   /* the running statistics: the variance over 1 value, exactly itself */
+        for (int64_t c = 0; c < C; c++) {
+            mean[c] = hrm->data[c];
+            ss[c] = hrv->data[c];
+        }
+    etc_bn_channels(C, mean, ss, training ? Mt : 1.0, eps, w, bb, stats->data, fm, alpha, beta);
     /* y = (x - mean) * alpha + bias: folding the mean into the constant
      * (x * alpha + beta) loses digits when |mean| >> std */
     if (L == 1) {
-        bn_rows_apply(xd, yd, N, C, fm, alpha, beta);
+        etc_bn_rows_apply(xd, yd, N, C, fm, alpha, beta);
     } else {
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {
@@ -447,10 +384,9 @@ ETC_BW(batch_norm)
         return false;
     }
     double *dotp = sum + C, *mean = dotp + C, *gm = mean + C, *kc = gm + C, *sc = kc + C;
-    for (int64_t c = 0; c < C; c++)
-        mean[c] = stat_mean(st, C, c);
+    etc_bn_stat_means(C, st, mean);
     if (L == 1) {
-        bn_rows_grad_sums(x->data, gc->data, N, C, mean, sum, dotp);
+        etc_bn_rows_grad_sums(x->data, gc->data, N, C, mean, sum, dotp);
     } else {
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {
@@ -464,12 +400,10 @@ ETC_BW(batch_norm)
                 dotp[c] += s2;
             }
     }
-    for (int64_t c = 0; c < C; c++) { /* this participant's rows' share */
-        if (gw)
-            gw->data[c] = (float)(dotp[c] * stat_rstd(st, C, c));
-        if (gb)
-            gb->data[c] = (float)sum[c];
-    }
+    if (gw)   /* this participant's rows' share */
+        etc_bn_grad_wb(C, st, dotp, gw->data);
+    if (gb)
+        etc_bn_grad_wb(C, NULL, sum, gb->data);
     if (sync && !reduce(sync, sum, 2 * C, "NativeBatchNormBackward0")) { /* [sum, dotp] */
         free(sum);
         etc_release(x);
@@ -480,15 +414,9 @@ ETC_BW(batch_norm)
         etc_release(gb);
         return false;
     }
-    for (int64_t c = 0; c < C; c++) {
-        double is = stat_rstd(st, C, c), wc = w ? w[c] : 1.0;
-        /* dx = (g - mean(g) - (x - mean) * k) * invstd * w (train), g * invstd * w (eval) */
-        gm[c] = training ? sum[c] / (double)M : 0.0;
-        kc[c] = training ? dotp[c] * is * is / (double)M : 0.0;
-        sc[c] = is * wc;
-    }
+    etc_bn_dx_terms(C, st, sum, dotp, w, training, (double)M, gm, kc, sc);
     if (gx && L == 1)
-        bn_rows_dx(x->data, gc->data, gx->data, N, C, mean, gm, kc, sc);
+        etc_bn_rows_dx(x->data, gc->data, gx->data, N, C, mean, gm, kc, sc);
     else if (gx)
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {

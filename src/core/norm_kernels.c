@@ -1,0 +1,186 @@
+/* norm_kernels.c - batch_norm's loops over [N, C] values (BatchNorm1d on
+ * features, the common case) and over its channels, built per ISA
+ * (norm_internal.h).  norm.c has the op, its checks, graph node and the
+ * [N, C, L] loops. */
+#include <math.h>
+
+#include "core/core_internal.h"
+#include "core/norm_internal.h"
+
+/* The [N, C] loops (BatchNorm1d on features, the common case): rows outer,
+ * channels inner, 4 doubles wide with AVX2, 8 with AVX-512 (no FMA: same bits as the
+ * baseline clone).  Not cloned under sanitizers, as kernels.c's row(). */
+#define BN_CLONES ETC_ISA_CLONES("default", "avx2", "avx512f")
+
+/* sum[c] = the sum over rows of channel c */
+BN_CLONES void etc_bn_rows_sum(const float *restrict x, int64_t N, int64_t C,
+                               double *restrict sum)
+{
+    for (int64_t c = 0; c < C; c++)
+        sum[c] = 0;
+    /* four rows per pass over the channels, each channel's sum still taken
+     * row after row (the same bits): a quarter of the loads and stores of
+     * the sums */
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *x0 = x + n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        for (int64_t c = 0; c < C; c++)
+            sum[c] = (((sum[c] + x0[c]) + x1[c]) + x2[c]) + x3[c];
+    }
+    for (; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            sum[c] += x[n * C + c];
+}
+
+/* ss[c] = sum of (x - mean[c])^2 */
+BN_CLONES void etc_bn_rows_ss(const float *restrict x, int64_t N, int64_t C,
+                              const double *restrict mean, double *restrict ss)
+{
+    for (int64_t c = 0; c < C; c++)
+        ss[c] = 0;
+    int64_t n = 0;   /* four rows at a time, as etc_bn_rows_sum */
+    for (; n + 4 <= N; n += 4) {
+        const float *x0 = x + n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        for (int64_t c = 0; c < C; c++) {
+            double m = mean[c], d0 = x0[c] - m, d1 = x1[c] - m, d2 = x2[c] - m,
+                   d3 = x3[c] - m;
+            ss[c] = (((ss[c] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3;
+        }
+    }
+    for (; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            double d = x[n * C + c] - mean[c];
+            ss[c] += d * d;
+        }
+}
+
+/* The per-channel terms of the forward, in channel loops the clones
+ * vectorise (a division and a square root per channel were a scalar loop
+ * as long as a pass over the values; sqrt and / round correctly in every
+ * lane, so the bits are the scalar loop's): the inverse std from the sum
+ * of squared deviations ss[c] over `div` values (eval: the running
+ * variance over 1), the stats rows (stat_put) and the affine terms. */
+BN_CLONES void etc_bn_channels(int64_t C, const double *restrict mean,
+                               const double *restrict ss, double div, double eps,
+                               const float *restrict w, const float *restrict b,
+                               float *restrict st, float *restrict fm,
+                               float *restrict alpha, float *restrict beta)
+{
+    float *restrict mh = st, *restrict ml = st + C, *restrict ih = st + 2 * C,
+          *restrict il = st + 3 * C;
+    for (int64_t c = 0; c < C; c++) {
+        double invstd = 1.0 / sqrt(ss[c] / div + eps);
+        mh[c] = (float)mean[c];
+        ml[c] = (float)(mean[c] - (double)mh[c]);
+        ih[c] = (float)invstd;
+        il[c] = (float)(invstd - (double)ih[c]);
+        fm[c] = mh[c];
+        alpha[c] = ih[c];
+    }
+    if (w)
+        for (int64_t c = 0; c < C; c++)
+            alpha[c] *= w[c];
+    for (int64_t c = 0; c < C; c++)
+        beta[c] = b ? b[c] : 0.0f;
+}
+
+/* torch's running update r = momentum * stat + (1 - momentum) * r with the
+ * unbiased variance ss / (Mt - 1), for contiguous buffers (else the caller
+ * loops over their strides) */
+BN_CLONES void etc_bn_running(int64_t C, const double *restrict mean,
+                              const double *restrict ss, double Mt, double momentum,
+                              float *restrict rm, float *restrict rv)
+{
+    for (int64_t c = 0; c < C; c++) {
+        double unb = ss[c] / (Mt - 1);
+        rm[c] = (float)(momentum * mean[c] + (1 - momentum) * rm[c]);
+        rv[c] = (float)(momentum * unb + (1 - momentum) * rv[c]);
+    }
+}
+
+BN_CLONES void etc_bn_rows_apply(const float *restrict x, float *restrict y, int64_t N,
+                                 int64_t C, const float *restrict fm,
+                                 const float *restrict alpha, const float *restrict beta)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            y[n * C + c] = (x[n * C + c] - fm[c]) * alpha[c] + beta[c];
+}
+
+/* The per-channel loops of the backward, cloned to vectorise as
+ * etc_bn_channels (same bits as scalar loops).  mean[c] from the stats rows: */
+BN_CLONES void etc_bn_stat_means(int64_t C, const float *restrict st, double *restrict mean)
+{
+    for (int64_t c = 0; c < C; c++)
+        mean[c] = (double)st[c] + (double)st[C + c];
+}
+
+/* grad weight = dotp * invstd (st given), grad bias = sum (st NULL) */
+BN_CLONES void etc_bn_grad_wb(int64_t C, const float *restrict st, const double *restrict v,
+                              float *restrict out)
+{
+    if (st)
+        for (int64_t c = 0; c < C; c++)
+            out[c] = (float)(v[c] * ((double)st[2 * C + c] + (double)st[3 * C + c]));
+    else
+        for (int64_t c = 0; c < C; c++)
+            out[c] = (float)v[c];
+}
+
+/* dx = (g - mean(g) - (x - mean) * k) * invstd * w (train), g * invstd * w
+ * (eval): gm = sum / M, k = dotp invstd^2 / M, sc = invstd w */
+BN_CLONES void etc_bn_dx_terms(int64_t C, const float *restrict st,
+                               const double *restrict sum, const double *restrict dotp,
+                               const float *restrict w, bool training, double M,
+                               double *restrict gm, double *restrict kc,
+                               double *restrict sc)
+{
+    for (int64_t c = 0; c < C; c++) {
+        double is = (double)st[2 * C + c] + (double)st[3 * C + c];
+        gm[c] = training ? sum[c] / M : 0.0;
+        kc[c] = training ? dotp[c] * is * is / M : 0.0;
+        sc[c] = is;
+    }
+    if (w)
+        for (int64_t c = 0; c < C; c++)
+            sc[c] *= (double)w[c];
+}
+
+/* sum[c] += g, dotp[c] += (x - mean) g */
+BN_CLONES void etc_bn_rows_grad_sums(const float *restrict x, const float *restrict g,
+                                     int64_t N, int64_t C, const double *restrict mean,
+                                     double *restrict sum, double *restrict dotp)
+{
+    int64_t n = 0;   /* four rows at a time, as etc_bn_rows_sum */
+    for (; n + 4 <= N; n += 4) {
+        const float *x0 = x + n * C, *g0 = g + n * C;
+        for (int64_t c = 0; c < C; c++) {
+            double m = mean[c], s = sum[c], d = dotp[c];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                double q = g0[r * C + c];
+                s += q;
+                d += (x0[r * C + c] - m) * q;
+            }
+            sum[c] = s;
+            dotp[c] = d;
+        }
+    }
+    for (; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            double q = g[n * C + c];
+            sum[c] += q;
+            dotp[c] += (x[n * C + c] - mean[c]) * q;
+        }
+}
+
+BN_CLONES void etc_bn_rows_dx(const float *restrict x, const float *restrict g,
+                              float *restrict dx, int64_t N, int64_t C,
+                              const double *restrict mean, const double *restrict gm,
+                              const double *restrict kc, const double *restrict sc)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            dx[n * C + c] = (float)((g[n * C + c] - gm[c] - (x[n * C + c] - mean[c]) * kc[c]) *
+                                    sc[c]);
+}
