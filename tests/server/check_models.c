@@ -3,7 +3,8 @@
  * then identical training afterwards), rollbacks (a failing minibatch, a
  * cancel through the progress hook, a failing batch, a gradient probe leave
  * the state exactly as it was), result codes and messages, a job's record
- * published with its model's step. */
+ * published with its model's step, the dynamic batcher's fill-one-batch-first
+ * policy. */
 #include "check_server.h"
 #include <math.h>
 #include <pthread.h>
@@ -520,6 +521,120 @@ END_TEST
 
 /* ---- the registry ---- */
 
+/* ---------------------------------------------------------------- dynamic batching */
+
+/* An executor whose every job runs on a thread of its own (slots 2, as a
+ * two-worker pool); `running` counts the jobs not yet returned. */
+typedef struct spawned {
+    void (*fn)(void *);
+    void *arg;
+} spawned;
+static atomic_int running;
+
+static void *spawned_main(void *p)
+{
+    spawned s = *(spawned *)p;
+    free(p);
+    s.fn(s.arg);
+    atomic_fetch_sub(&running, 1);
+    return NULL;
+}
+
+static bool spawn_submit(void *self, etd_model *m, void (*fn)(void *), void *arg)
+{
+    (void)self;
+    (void)m;
+    spawned *s = malloc(sizeof *s);
+    ck_assert_ptr_nonnull(s);
+    s->fn = fn;
+    s->arg = arg;
+    atomic_fetch_add(&running, 1);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, spawned_main, s), 0);
+    pthread_detach(t);
+    return true;
+}
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open, answered;
+
+/* A request's answer; request 0's does not return until the gate opens, so
+ * its batch is still computing meanwhile (run_one answers from inside). */
+static void gated_done(void *arg, etd_rc rc, et_tensor **ys, int ny, const char *msg)
+{
+    ck_assert_msg(rc == ETD_OK, "%s", msg ? msg : "");
+    for (int i = 0; i < ny; i++)
+        et_tensor_free(ys[i]);
+    pthread_mutex_lock(&gate_mu);
+    answered++;
+    pthread_cond_broadcast(&gate_cv);
+    while (arg == NULL && !gate_open)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void wait_answered(int n)
+{
+    pthread_mutex_lock(&gate_mu);
+    while (answered < n)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+/* Fill one batch first (batcher.c): while a batch computes, the requests
+ * that arrive are not cut off by the delay (0 here: without a batch
+ * computing, a request goes at once) but wait, and go as one batch when it
+ * is done.  Before, the second slot's job took the first of them alone. */
+START_TEST(test_batching_fills_one_batch_while_another_computes)
+{
+    static const etd_executor ex = {.submit = spawn_submit, .slots = 2};
+    etd_registry_set_executor(reg, &ex);
+    etd_model *m = define(reg, "{\"name\":\"b\",\"layers\":[{\"type\":\"Linear\",\"in_features\":2,"
+                               "\"out_features\":1}],\"loss\":\"MSELoss\",\"optimizer\":{\"type\":"
+                               "\"SGD\",\"lr\":0.1},\"seed\":1,\"batching\":{\"max_batch_size\":8,"
+                               "\"max_delay_us\":0}}");
+    gate_open = answered = 0;
+    etd_err e;
+    etd_array x = array(X, 1, 2);
+    ck_assert_msg(etd_model_forward_batched(m, &x, gated_done, NULL, &e) == ETD_OK, "%s", e.msg);
+    wait_answered(1); /* request 0's batch computes (in its answer) */
+    for (intptr_t i = 1; i <= 3; i++) {
+        x = array(X + 2 * i, 1, 2);
+        ck_assert_msg(etd_model_forward_batched(m, &x, gated_done, (void *)i, &e) == ETD_OK, "%s",
+                      e.msg);
+    }
+    /* give the forming job every chance to take them now (it must not):
+     * until the others' job has started and is waiting */
+    for (int k = 0; k < 200 && atomic_load(&running) < 2; k++)
+        sched_yield();
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    etd_batch_stats st;
+    etd_model_batch_stats(m, &st);
+    pthread_mutex_lock(&gate_mu);
+    int early = answered;
+    pthread_mutex_unlock(&gate_mu);
+    ck_assert_int_eq(early, 1);
+    ck_assert_int_eq(st.batches, 1);
+    ck_assert_int_eq(st.queued_requests, 3);
+    pthread_mutex_lock(&gate_mu);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    wait_answered(4);
+    while (atomic_load(&running) > 0)
+        sched_yield();
+    etd_model_batch_stats(m, &st);
+    ck_assert_int_eq(st.batches, 2);   /* [0], then [1, 2, 3] */
+    ck_assert_int_eq(st.requests, 4);
+    ck_assert_int_eq(st.hist[0], 1);   /* one batch of 1 row */
+    ck_assert_int_eq(st.hist[2], 1);   /* one of 3 (the le=4 bucket) */
+    etd_registry_set_executor(reg, NULL);
+    etd_model_unref(m);
+}
+END_TEST
+
 START_TEST(test_registry_result_codes_and_messages)
 {
     etd_model *m = define(reg, SPEC), *got;
@@ -635,6 +750,7 @@ static Suite *suite(void)
     tc = tcase_create("registry");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_registry_result_codes_and_messages);
+    tcase_add_test(tc, test_batching_fills_one_batch_while_another_computes);
     suite_add_tcase(s, tc);
     tc = tcase_create("jobs");
     tcase_add_checked_fixture(tc, setup, teardown);
