@@ -110,7 +110,10 @@ et_tensor *etc_linear(et_tensor *x, et_tensor *w, et_tensor *b)
  * long, vectorised loop instead of rows of `cols`), each slot collecting
  * about rows / reps values, and the reps slots of a column are folded in
  * double.  Many columns: blocks of 16 rows summed per column, then added.
- * Written to out[cols] (+= when accumulate). */
+ * Written to out[cols] (+= when accumulate).  Cloned per ISA as kernels.c's
+ * row(): the loops run 16 floats wide with AVX-512 instead of the baseline's
+ * 4, every column's additions in the same order (the same bits). */
+ETC_ISA_CLONES("default", "avx2", "avx512f")
 static void col_sums(const float *g, int64_t rows, int64_t cols, float *out, bool accumulate)
 {
     if (cols < 64) {
