@@ -7,7 +7,9 @@ Reshape/Expand of the padding mask, ConstantOfShape/Equal/Where of shapes, Or --
 masked_fill / logical_or / expand graph nodes. The masks are inputs of the imported model (a
 bool mask takes numbers, nonzero true). Each export is run by onnxruntime (run_ort.mjs) and
 must give torch's outputs; the import must predict as torch (and as onnxruntime), and train 20 SGD steps to torch's losses and parameters from
-the same weights. A mask the import cannot take (a causal mask built inside forward: a tensor
+the same weights. The daemon's own export of each import (GET .../export: its mask nodes as
+Where / Not / And / Or / Expand) passes onnx.checker and runs in onnxruntime as the daemon
+predicts (within 1e-5). A mask the import cannot take (a causal mask built inside forward: a tensor
 constant) is a 400 naming the node, and nothing is created.
 Usage: test_onnx_import_mask.py PATH/TO/easytorchd"""
 
@@ -22,6 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon as dm  # noqa: E402
 from daemon import Daemon, DaemonTestCase  # noqa: E402
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import checker  # noqa: E402
 import torch  # noqa: E402
 from torchref import close_report  # noqa: E402
 from test_onnx_export import ort_run_bytes  # noqa: E402
@@ -154,13 +158,25 @@ class MaskImport(DaemonTestCase):
         r = d.post("/v1/models", spec)
         self.assertEqual(r.status, 201, r.body[:600])
         mapping = self.match(d.params(name), net)
-        # the daemon's ONNX export of it: a file or a 400 naming what it cannot write, never
-        # a crash (masked_fill with a number as x has no export yet)
-        r = d.request("GET", "/v1/models/%s/export?format=onnx" % name)
-        self.assertIn(r.status, (200, 400), r.body[:300])
+        # the daemon's ONNX export of the import (its mask ops as Where / Not / Or / Expand;
+        # the masks float inputs, nonzero true) runs in onnxruntime as the daemon predicts
+        dims = ";".join(",".join(str(v) for v in t.shape[1:]) for t in [x] + [m[0] for m in ms])
+        r = d.request("GET", "/v1/models/%s/export?format=onnx&input_shape=%s" % (name, dims))
+        self.assertEqual(r.status, 200, r.body[:300])
+        checker.check_model(onnx.load_from_string(r.body), full_check=True)
+        outs = []
         for (xx, mm), w in zip(((x, ms), (x2, ms2)), want):
             out = d.ok("POST", "/v1/models/%s/predict" % name, {"inputs": inputs(xx, mm)})
             self.assertIsNone(close_report(out["outputs"], w.tolist()), "%s: predictions" % name)
+            outs.append(np.asarray(out["outputs"], dtype=np.float64))
+        got = ort_run_bytes(r.body, [{"feeds": {"x": feed(xx), **{nm: feed(t.float())
+                                                                  for t, nm, _ in mm}}}
+                                     for xx, mm in ((x, ms), (x2, ms2))])
+        for res, o in zip(got["results"], outs):
+            ga = np.asarray(res["y"]["data"], dtype=np.float64).reshape(res["y"]["dims"])
+            self.assertEqual(ga.shape, o.shape)
+            self.assertLessEqual(float(np.max(np.abs(ga - o))), 1e-5, "%s: onnxruntime of the "
+                                 "daemon's export vs its predictions" % name)
         y = torch.randn(want[0].shape, generator=g)
         opt = torch.optim.SGD(net.parameters(), lr=0.05)
         net.train()

@@ -185,6 +185,12 @@ static etd_rc module_node(gx *G, int k, const et_graph_node_info *in, const etd_
     return ETD_OK;
 }
 
+/* A mask as ONNX's bool: nonzero true, as the library's where / masked_fill. */
+static const char *to_bool(ox *x, const char *v)
+{
+    return ox_node(x, "Cast", IN(v), AT(ox_attr_i(x, "to", ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)));
+}
+
 static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av, etd_err *e)
 {
     ox *x = &G->x;
@@ -201,7 +207,7 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
     static const char *const unary[] = {[ET_GOP_NEG] = "Neg", [ET_GOP_EXP] = "Exp",
                                         [ET_GOP_LOG] = "Log", [ET_GOP_SQRT] = "Sqrt",
                                         [ET_GOP_ERF] = "Erf"};
-    /* x op number: the number a float32 constant (masked_fill's number: not exported) */
+    /* x op number: the number a float32 constant (masked_fill's number: below) */
     if (a->has_scalar && (size_t)in->op < sizeof binary / sizeof *binary && binary[in->op]) {
         const char *sc = ox_scalar_f(x, "scalar", (float)a->scalar);
         y = ox_node(x, binary[in->op], a->scalar_pos == 0 ? IN(sc, c) : IN(c, sc), NULL);
@@ -321,7 +327,8 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
         gval *t = &G->v[k];
         int dim = norm_dim(a->dim, nd);
         if (dim == 0)
-            return ox_unsupported(x, "a split along the batch dimension", e);
+            return ox_unsupported(x, "a split along the batch dimension (how many pieces torch "
+                                  "gives, and their sizes, follow the batch)", e);
         if (!t->pieces || t->npieces < 1)
             return etd_fail(e, ETD_ENOMEM, "out of memory");
         int64_t *sizes = ox_alloc(x, (size_t)t->npieces * sizeof *sizes);
@@ -357,6 +364,35 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
         y = ox_node(x, "MatMul", IN(c, wt), NULL);
         if (in->nargs > 2)
             y = ox_node(x, "Add", IN(y, val_name(G, av[2])), NULL);
+        break;
+    }
+    case ET_GOP_WHERE: /* conditions are numbers, nonzero true: a Cast to bool */
+        y = ox_node(x, "Where", IN(to_bool(x, c), val_name(G, av[1]), val_name(G, av[2])), NULL);
+        break;
+    case ET_GOP_MASKED_FILL: { /* Where(mask, value, x); x a number: a scalar constant */
+        const char *v = ox_scalar_f(x, "value", (float)a->value);
+        y = a->has_scalar ? ox_node(x, "Where", IN(to_bool(x, c), v,
+                                                   ox_scalar_f(x, "scalar", (float)a->scalar)), NULL)
+                          : ox_node(x, "Where", IN(to_bool(x, val_name(G, av[1])), v, c), NULL);
+        break;
+    }
+    case ET_GOP_LOGICAL_NOT: case ET_GOP_LOGICAL_AND: case ET_GOP_LOGICAL_OR: {
+        const char *op = in->op == ET_GOP_LOGICAL_NOT ? "Not"
+                         : in->op == ET_GOP_LOGICAL_AND ? "And" : "Or";
+        y = in->op == ET_GOP_LOGICAL_NOT ? ox_node(x, op, IN(to_bool(x, c)), NULL)
+                                         : ox_node(x, op, IN(to_bool(x, c),
+                                                             to_bool(x, val_name(G, av[1]))), NULL);
+        y = ox_node(x, "Cast", IN(y), AT(ox_attr_i(x, "to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)));
+        break;
+    }
+    case ET_GOP_EXPAND: { /* ONNX's Expand broadcasts: a size of 1 keeps the input's size */
+        if (a->nints != nd || a->ints[0] != -1)
+            return ox_unsupported(x, "an expand of the batch dimension (or adding leading "
+                                  "dimensions; give -1 first)", e);
+        int64_t sh[8];
+        for (int i = 0; i < nd; i++)
+            sh[i] = a->ints[i] == -1 ? 1 : a->ints[i];
+        y = ox_node(x, "Expand", IN(c, ox_init_i64(x, "shape", sh, nd)), NULL);
         break;
     }
     default:
