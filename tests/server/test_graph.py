@@ -46,6 +46,9 @@ def torch_module(spec):
     if t == "ModuleList":
         return torch.nn.ModuleList([torch_module(k) for k in spec["modules"]])
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "type"}
+    for k in ("encoder_layer", "norm"):  # TransformerEncoder's modules
+        if k in kw:
+            kw[k] = torch_module(kw[k])
     return getattr(torch.nn, t)(**kw)
 
 

@@ -4,7 +4,10 @@
 onnx.checker (Debian's python3-onnx) with opset 17, a symbolic batch dimension and the
 spec's input/output names, and a real ONNX runtime (onnxruntime-web from npm, run by node:
 tests/server/onnx/run_ort.mjs) must give the daemon's predictions within 1e-5 for two batch
-sizes. Layers ONNX cannot express answer 400 naming the layer. The attention layers are
+sizes (EmbeddingBag's modes and padding_idx; MultiheadAttention's add_bias_kv /
+add_zero_attn; key padding masks {"input_equals": PAD} of MultiheadAttention,
+TransformerEncoderLayer and TransformerEncoder, batch-first or not). Layers ONNX cannot
+express answer 400 naming the layer. The attention layers are
 checked against onnxruntime and against PyTorch itself.
 Usage: test_onnx_export.py PATH/TO/easytorchd"""
 
@@ -103,6 +106,32 @@ CASES = {
     "enc_layer_prenorm_gelu": ([L("TransformerEncoderLayer", d_model=8, nhead=4,
                                   dim_feedforward=12, activation="gelu", norm_first=True,
                                   layer_norm_eps=1e-4, src_mask="causal")], [2, 8], "f"),
+    # each row a bag: ReduceSum / ReduceMean / ReduceMax, a padding_idx left out
+    "bag_sum": ([L("EmbeddingBag", num_embeddings=10, embedding_dim=4, mode="sum"),
+                 L("Linear", in_features=4, out_features=3)], [5], "i"),
+    "bag_mean_pad": ([L("EmbeddingBag", num_embeddings=10, embedding_dim=4, padding_idx=0),
+                      L("Linear", in_features=4, out_features=3)], [5], "i"),
+    "bag_max": ([L("EmbeddingBag", num_embeddings=10, embedding_dim=4, mode="max")], [3], "i"),
+    "bag_max_pad": ([L("EmbeddingBag", num_embeddings=10, embedding_dim=4, mode="max",
+                       padding_idx=-1)], [3], "i"),
+    # add_bias_kv / add_zero_attn (their mask columns too); key padding masks from the tokens
+    "mha_bias_kv_zero_attn": ([L("Linear", in_features=4, out_features=8),
+                               L("MultiheadAttention", embed_dim=8, num_heads=2, add_bias_kv=True,
+                                 add_zero_attn=True, attn_mask="causal")], [3, 4], "f"),
+    "mha_bf_bias_kv": ([L("MultiheadAttention", embed_dim=6, num_heads=3, batch_first=True,
+                          add_bias_kv=True)], [3, 6], "f"),
+    "mha_kpm": ([L("Embedding", num_embeddings=10, embedding_dim=8),
+                 L("MultiheadAttention", embed_dim=8, num_heads=2, batch_first=True,
+                   add_zero_attn=True, key_padding_mask={"input_equals": 9})], [5], "i"),
+    "enc_layer_kpm_seq": ([L("Embedding", num_embeddings=10, embedding_dim=8),
+                           L("TransformerEncoderLayer", d_model=8, nhead=2, dim_feedforward=16,
+                             src_key_padding_mask={"input_equals": 9})], [3], "i"),
+    "encoder_kpm_mask": ([L("Embedding", num_embeddings=10, embedding_dim=8),
+                          L("TransformerEncoder",
+                            encoder_layer=L("TransformerEncoderLayer", d_model=8, nhead=2,
+                                            dim_feedforward=16, batch_first=True),
+                            num_layers=2, src_key_padding_mask={"input_equals": 9},
+                            mask=[[0.0, -1.0, 0.5, 0.0, 0.0]] * 5)], [5], "i"),
     "encoder": ([L("Embedding", num_embeddings=10, embedding_dim=8),
                  L("TransformerEncoder", encoder_layer=L("TransformerEncoderLayer", d_model=8,
                                                          nhead=2, dim_feedforward=16,
@@ -222,7 +251,7 @@ class Export(DaemonTestCase):
               ", ".join("%s %.2g" % kv for kv in sorted(Export.worst.items())))
         # every layer type of GET /v1/types is covered by a case or refused by name below
         types = {t["type"] for t in self.daemon.ok("GET", "/v1/types")["layers"]}
-        covered = {l["type"] for c in CASES.values() for l in c[0]} | {"EmbeddingBag"}
+        covered = {l["type"] for c in CASES.values() for l in c[0]}
         self.assertEqual(sorted(types - covered), [])
 
     def test_attention_exports_predict_as_torch(self):
@@ -285,22 +314,18 @@ class Export(DaemonTestCase):
 
     def test_refusals(self):
         d = self.daemon
-        d.create({"name": "x-bag", "layers": [L("EmbeddingBag", num_embeddings=5, embedding_dim=3),
+        d.create({"name": "x-bag", "layers": [L("EmbeddingBag", num_embeddings=5, embedding_dim=3,
+                                                max_norm=1.0),
                                               L("Linear", in_features=3, out_features=1)],
                   "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}})
         self.assertError(d.get("/v1/models/x-bag/export?input_shape=4"), 400,
-                         "layers[0] (EmbeddingBag)")
+                         "layers[0] (EmbeddingBag)", "max_norm")
         d.create({"name": "x-circ", "layers": [L("Conv1d", in_channels=1, out_channels=1,
                                                  kernel_size=3, padding=1, padding_mode="circular")],
                   "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}})
         self.assertError(d.get("/v1/models/x-circ/export?input_shape=1,5"), 400,
                          "layers[0] (Conv1d)", "circular")
         self.assertError(d.get("/v1/models/x-circ/export"), 400, "input_shape")
-        d.create({"name": "x-kv", "layers": [L("MultiheadAttention", embed_dim=4, num_heads=2,
-                                               add_bias_kv=True)],
-                  "loss": "MSELoss", "optimizer": {"type": "SGD", "lr": 0.1}})
-        self.assertError(d.get("/v1/models/x-kv/export?input_shape=2,4"), 400,
-                         "layers[0] (MultiheadAttention)", "add_bias_kv")
         for q in ["format=pb", "input_shape=0", "input_shape=a", "input_shape=1,,2",
                   "input_shape=" + ",".join(["2"] * 9), "input_shape=1,99999999999", "shape=1"]:
             self.assertError(d.get("/v1/models/x-circ/export?" + q), 400)

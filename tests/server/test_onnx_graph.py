@@ -6,7 +6,12 @@ shared weights (one module called twice, an output projection tied to the embedd
 attr node), nested Sequential / ModuleList with chunk + getitem + cat, two inputs and two
 outputs (two towers, cosine_similarity), every functional op, attention nodes
 (MultiheadAttention self- and cross-attention with getitem 0 and its averaged weights
-getitem 1 / -1, batch_first or not; TransformerEncoderLayer). Each file passes onnx.checker
+getitem 1 / -1, batch_first or not; TransformerEncoderLayer; kdim / vdim, add_bias_kv,
+add_zero_attn; TransformerEncoderLayer / TransformerEncoder called with 2-D and 3-D masks as
+graph values), test_graph's elementwise / scalar / slice ops (neg, exp, log, sqrt, erf, pow,
+unsqueeze, squeeze, slice) and mask ops (where, masked_fill with -inf and a number as x,
+logical_not/and/or, expand), EmbeddingBag called with offsets (sum, mean, max; padding_idx,
+include_last_offset, empty and padding-only bags). Each file passes onnx.checker
 (full_check), keeps the spec's input and output names and a symbolic batch, has every
 state_dict entry as an initializer of that name, and onnxruntime-web (node, run_ort.mjs)
 gives the daemon's predictions AND PyTorch's (test_graph.py's torch twin loaded with the
@@ -78,7 +83,72 @@ CROSS = {"inputs": ["q", "kv"], "nodes": [
     {"name": "sw", "op": "getitem", "args": ["self"], "index": -1}],
     "outputs": ["s0", "w", "sw"]}
 
-# name -> (graph, {input: (dims after the batch, kind)}, trained first, ?input_shape)
+def bag(mode, **kw):
+    return dict(type="EmbeddingBag", num_embeddings=10, embedding_dim=4, mode=mode, **kw)
+
+
+# EmbeddingBag called with offsets: sum, mean and max, a padding_idx, include_last_offset
+BAGS = {"inputs": ["idx", "off", "offl"], "nodes": [
+    {"name": "s", "module": bag("sum"), "args": ["idx", "off"]},
+    {"name": "m", "module": bag("mean", padding_idx=0), "args": ["idx", "off"]},
+    {"name": "x", "module": bag("max", padding_idx=0, include_last_offset=True),
+     "args": ["idx", "offl"]},
+    {"name": "x2", "module": bag("max"), "args": ["idx", "off"]}],
+    "outputs": ["s", "m", "x", "x2"]}
+
+
+def bag_feeds(batch):
+    """The daemon takes inputs of one length N, so N offsets: "batch" 1: two indices, a bag
+    each (offl: one bag of both); 4: bags [1, 4], [] (empty), [0, 0] (padding only),
+    [3, 5, 7, 2, 9] and five empty ones (offl: the first four, its last entry their end)."""
+    if batch == 1:
+        idx, off, offl = [3, 0], [0, 1], [0, 2]
+    else:
+        idx, off = [1, 4, 0, 0, 3, 5, 7, 2, 9], [0, 2, 2, 4, 9, 9, 9, 9, 9]
+        offl = off
+    return {"idx": np.array(idx, dtype=np.int64), "off": np.array(off, dtype=np.float32),
+            "offl": np.array(offl, dtype=np.float32)}
+
+
+def enc(**kw):
+    return dict(type="TransformerEncoderLayer", d_model=8, nhead=2, dim_feedforward=16,
+                batch_first=True, **kw)
+
+
+# masks passed to TransformerEncoderLayer / TransformerEncoder as graph values: a 2-D float
+# mask (a parameter, through an attr node) and a 3-D [N * H, L, S] one built from an input
+ENC_MASKS = {"inputs": ["x", "mb"], "modules": {"mk": lin(4, 4, False)}, "nodes": [
+    {"name": "w", "attr": "mk.weight"},
+    {"name": "e1", "module": enc(), "args": ["x", "w"]},
+    {"name": "m3", "op": "cat", "args": ["mb", "mb"], "dim": 0},
+    {"name": "e2", "module": {"type": "TransformerEncoder", "encoder_layer": enc(norm_first=True),
+                              "num_layers": 2}, "args": ["e1", "m3"]},
+    {"name": "pool", "op": "mean", "args": ["e2"], "dim": [1]},
+    {"name": "out", "module": lin(8, 2), "args": ["pool"]}], "outputs": ["out"]}
+
+
+def mha(**kw):
+    return dict(type="MultiheadAttention", embed_dim=8, **kw)
+
+
+# kdim / vdim other than embed_dim (q/k/v_proj_weight), add_bias_kv, add_zero_attn
+MHA_OPTS = {"inputs": ["q", "kv", "v"], "nodes": [
+    {"name": "a", "module": mha(num_heads=2, kdim=5, vdim=6, batch_first=True),
+     "args": ["q", "kv", "v"]},
+    {"name": "a0", "op": "getitem", "args": ["a"], "index": 0},
+    {"name": "aw", "op": "getitem", "args": ["a"], "index": 1},
+    {"name": "b", "module": mha(num_heads=2, add_bias_kv=True, add_zero_attn=True),
+     "args": ["a0", "a0", "a0"]},
+    {"name": "b0", "op": "getitem", "args": ["b"], "index": 0},
+    {"name": "bw", "op": "getitem", "args": ["b"], "index": 1},
+    {"name": "c", "module": mha(num_heads=4, add_zero_attn=True, add_bias_kv=True, kdim=5, vdim=5,
+                                batch_first=True, bias=False), "args": ["b0", "kv", "kv"]},
+    {"name": "c0", "op": "getitem", "args": ["c"], "index": 0},
+    {"name": "cw", "op": "getitem", "args": ["c"], "index": 1}],
+    "outputs": ["c0", "aw", "bw", "cw"]}
+
+# name -> (graph, {input: (dims after the batch, kind)} or batch -> {input: array},
+#          trained first, ?input_shape)
 CASES = {
     "residual": (tg.RESIDUAL, {"x": ([8], "f")}, False, None),
     "resnet_bn": (tg.RESNET, {"x": ([8], "f")}, True, None),
@@ -90,6 +160,14 @@ CASES = {
     # cross-attention and the averaged weights (getitem 1 / -1); batch_first=False on the
     # second: the ONNX batch dimension is its sequence
     "attention_cross": (CROSS, {"q": ([3, 8], "f"), "kv": ([4, 8], "f")}, False, "3,8;4,8"),
+    # test_graph's elementwise / scalar / (un)squeeze / slice ops and its mask ops (where,
+    # masked_fill with -inf and a number as x, logical_not/and/or, expand)
+    "math": (tg.MATH, {"x": ([6], "f")}, False, "6"),
+    "masks": (tg.MASKS, {"x": ([6], "f")}, False, "6"),
+    "bags": (BAGS, bag_feeds, False, ";;"),
+    "enc_masks": (ENC_MASKS, {"x": ([4, 8], "f"), "mb": ([4, 4], "f")}, False, "4,8;4,4"),
+    "mha_options": (MHA_OPTS, {"q": ([3, 8], "f"), "kv": ([4, 5], "f"), "v": ([4, 6], "f")},
+                    False, "3,8;4,5;4,6"),
 }
 
 
@@ -154,8 +232,9 @@ class GraphExport(DaemonTestCase):
         net.eval()
         cases, want_d, want_t = [], [], []
         for batch in (1, 4):
-            xs = {k: feed(dims, kind, batch, batch * 7 + j, high.get(k, 0))
-                  for j, (k, (dims, kind)) in enumerate(ins.items())}
+            xs = ins(batch) if callable(ins) else \
+                {k: feed(dims, kind, batch, batch * 7 + j, high.get(k, 0))
+                 for j, (k, (dims, kind)) in enumerate(ins.items())}
             cases.append({"feeds": {k: {"dims": list(v.shape), "data": v.ravel().tolist(),
                                         "dtype": "int64" if v.dtype.kind == "i" else "float32"}
                                     for k, v in xs.items()}})
@@ -165,8 +244,9 @@ class GraphExport(DaemonTestCase):
             if len(graph["outputs"]) == 1:
                 out = {graph["outputs"][0]: out}
             want_d.append(out)
-            with torch.no_grad():
-                t = net(*[torch.tensor(xs[k]) for k in graph["inputs"]])
+            with torch.no_grad():  # torch's offsets are int64, the daemon's float inputs
+                t = net(*[torch.tensor(xs[k]).long() if k.startswith("off") else
+                          torch.tensor(xs[k]) for k in graph["inputs"]])
             t = t if isinstance(t, tuple) else (t,)
             want_t.append({o: v.numpy() for o, v in zip(graph["outputs"], t)})
         got = ort_run_bytes(r.body, cases)

@@ -54,7 +54,7 @@ etd_rc ox_export_layer(ox *x, const etd_layer *l, const shape *in, const shape *
 {
     const char *n = l->type->name, *c = *cur, *y = NULL;
     if (l->type->forward) /* the layers whose forward takes masks: onnx_export_attn.c */
-        return ox_export_attention(x, l, in, out, cur, e);
+        return ox_export_attention(x, l, in, out, NULL, NULL, cur, e);
     if (!strcmp(n, "Linear")) {
         const char *b = l->u.linear.bias ? ox_param(x, "bias", NULL, 0) : "";
         if (in->nd == 2) {
@@ -165,6 +165,9 @@ etd_rc ox_export_layer(ox *x, const etd_layer *l, const shape *in, const shape *
         if (l->u.embedding.o.max_norm > 0)
             return ox_unsupported(x, "max_norm (it renormalises the weight in the forward)", e);
         y = ox_node(x, "Gather", IN(ox_param(x, "weight", NULL, 0), c), AT(ox_attr_i(x, "axis", 0)));
+    } else if (!strcmp(n, "EmbeddingBag")) { /* each row a bag: onnx_export_bag.c */
+        bool i64 = !strcmp(c, "input") && x->m->spec.input_dtype == ET_INT64;
+        return ox_export_embedding_bag(x, l, in, c, i64, NULL, cur, e);
     } else if (!strcmp(n, "Conv1d") || !strcmp(n, "Conv2d") || !strcmp(n, "ConvTranspose2d")) {
         const et_conv_opts *o = &l->u.conv.o;
         int k = !strcmp(n, "Conv1d") ? 1 : 2;

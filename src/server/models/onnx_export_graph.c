@@ -169,7 +169,35 @@ static etd_rc module_node(gx *G, int k, const et_graph_node_info *in, const etd_
         G->v[k].name = pn[0];
         return rc;
     }
-    if (in->nargs != 1) /* masks as graph values, EmbeddingBag offsets */
+    bool bag = gm->kind == 0 && !strcmp(gm->layer.type->name, "EmbeddingBag");
+    if (bag && in->nargs == 2) { /* (input, offsets) */
+        char cp[192];
+        snprintf(cp, sizeof cp, "nodes.%s", in->name);
+        ox_at(x, &gm->layer, in->target, cp, "node '%s' (EmbeddingBag, module '%s')", in->name,
+              in->target);
+        bool i64 = av[0] < 0 && etd_graph_input_dtype(sg, -1 - av[0]) == ET_INT64;
+        return ox_export_embedding_bag(x, &gm->layer, val_shape(G, av[0]), val_name(G, av[0]),
+                                       i64, val_name(G, av[1]), &G->v[k].name, e);
+    }
+    bool enc = gm->kind == 0 && (!strcmp(gm->layer.type->name, "TransformerEncoderLayer") ||
+                                 !strcmp(gm->layer.type->name, "TransformerEncoder"));
+    if (enc && in->nargs > 1) { /* (src, mask[, src_key_padding_mask]) */
+        char cp[192];
+        snprintf(cp, sizeof cp, "nodes.%s", in->name);
+        ox_at(x, &gm->layer, in->target, cp, "node '%s' (%s, module '%s')", in->name,
+              gm->layer.type->name, in->target);
+        ox_mask_in mk[2] = {{0}, {0}};
+        for (int j = 1; j < in->nargs && j < 3; j++)
+            mk[j - 1] = (ox_mask_in){.name = val_name(G, av[j]), .nd = val_shape(G, av[j])->nd,
+                                     .is_bool = av[j] < 0 && etd_graph_input_dtype(sg, -1 - av[j])
+                                                                 == ET_INT64};
+        const char *cur = val_name(G, av[0]);
+        etd_rc rc = ox_export_attention(x, &gm->layer, val_shape(G, av[0]), val_shape(G, av[0]),
+                                        &mk[0], &mk[1], &cur, e);
+        G->v[k].name = cur;
+        return rc;
+    }
+    if (in->nargs != 1) /* no other module takes several */
         return etd_fail(e, ETD_EINVAL, "export: node '%s' (%s): a module call with %d arguments "
                         "has no ONNX form here (masks as graph values)", in->name,
                         gm->kind == 0 ? gm->layer.type->name : "Sequential", in->nargs);

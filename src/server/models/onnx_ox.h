@@ -92,10 +92,24 @@ void ox_free(ox *x);
 etd_rc ox_export_graph(etd_model *m, const int64_t *in_dims, int in_nd, uint8_t **buf,
                        size_t *len, etd_err *e);
 
+/* onnx_export_bag.c: EmbeddingBag (x at the layer) on idx of shape in
+ * ([B, L]; [N] with offsets, a graph's second argument, else NULL; idx_int64:
+ * idx needs no Cast) -> *cur [B, E]. */
+etd_rc ox_export_embedding_bag(ox *x, const etd_layer *l, const shape *in, const char *idx,
+                               bool idx_int64, const char *offsets, const char **cur, etd_err *e);
+
 /* onnx_export_attn.c: MultiheadAttention, TransformerEncoderLayer and
- * TransformerEncoder (eval mode, self-attention, the spec's fixed mask). */
+ * TransformerEncoder (eval mode, self-attention, the spec's fixed mask or
+ * a graph call's mask values am = src_mask / attn_mask and kpm =
+ * src_key_padding_mask, NULL for none). */
+typedef struct ox_mask_in {  /* a mask passed as a value: its ONNX name (NULL: none) */
+    const char *name;
+    int nd;
+    bool is_bool;           /* int64: nonzero is masked; else float, added */
+} ox_mask_in;
 etd_rc ox_export_attention(ox *x, const etd_layer *l, const shape *in, const shape *out,
-                           const char **cur, etd_err *e);
+                           const ox_mask_in *am, const ox_mask_in *kpm, const char **cur,
+                           etd_err *e);
 /* A graph's MultiheadAttention node: forward(query, key, value) of rank nd
  * with need_weights=True -> *out (attn_output) and *weights (averaged over
  * the heads), x at the layer. */
