@@ -710,11 +710,16 @@ class Model:
         """The model (or version ``version``) as an ONNX file (opset 17, dynamic batch):
         written to ``path`` (returned) or, without a path, returned as bytes.
         ``input_shape``: the input's dimensions after the batch, for convolution models
-        ((1, 28, 28))."""
+        ((1, 28, 28)); for a graph model with several inputs one tuple per input, in the
+        order of its "inputs" ([(3, 8), (4, 8)]; () for an input of shape [batch])."""
         suffix = "/export" if version is None else "/versions/%d/export" % int(version)
         q = [("format", "onnx")]
         if input_shape is not None:
-            q.append(("input_shape", ",".join(str(int(v)) for v in input_shape)))
+            shapes = list(input_shape)
+            if not shapes or not all(isinstance(v, (list, tuple)) for v in shapes):
+                shapes = [shapes]
+            q.append(("input_shape", ";".join(",".join(str(int(v)) for v in sh)
+                                              for sh in shapes)))
         data = self._req("GET", suffix + "?" + urllib.parse.urlencode(q), raw=True, accept=ONNX)
         if path is None:
             return data
