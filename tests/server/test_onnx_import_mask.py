@@ -8,8 +8,8 @@ masked_fill / logical_or / expand graph nodes. The masks are inputs of the impor
 bool mask takes numbers, nonzero true). Each export is run by onnxruntime (run_ort.mjs) and
 must give torch's outputs; the import must predict as torch (and as onnxruntime), and train 20 SGD steps to torch's losses and parameters from
 the same weights. The daemon's own export of each import (GET .../export: its mask nodes as
-Where / Not / And / Or / Expand) passes onnx.checker and runs in onnxruntime as the daemon
-predicts (within 1e-5). A mask the import cannot take (a causal mask built inside forward: a tensor
+Where / Not / And / Or / Expand) passes onnx.checker, runs in onnxruntime as the daemon
+predicts (within 1e-5) and imports again, predicting the same (fuzz_onnx's oracle). A mask the import cannot take (a causal mask built inside forward: a tensor
 constant) is a 400 naming the node, and nothing is created.
 Usage: test_onnx_import_mask.py PATH/TO/easytorchd"""
 
@@ -177,6 +177,14 @@ class MaskImport(DaemonTestCase):
             self.assertEqual(ga.shape, o.shape)
             self.assertLessEqual(float(np.max(np.abs(ga - o))), 1e-5, "%s: onnxruntime of the "
                                  "daemon's export vs its predictions" % name)
+        # ... and imports again (fuzz_onnx's oracle: the daemon reads what it writes)
+        r2 = d.post("/v1/models", dict(spec, name=name + "-re",
+                                       onnx=base64.b64encode(r.body).decode()))
+        self.assertEqual(r2.status, 201, r2.body[:600])
+        for (xx, mm), o in zip(((x, ms), (x2, ms2)), outs):
+            out = d.ok("POST", "/v1/models/%s-re/predict" % name, {"inputs": inputs(xx, mm)})
+            self.assertIsNone(close_report(out["outputs"], o.tolist()), "%s: re-import" % name)
+        d.ok("DELETE", "/v1/models/%s-re" % name)
         y = torch.randn(want[0].shape, generator=g)
         opt = torch.optim.SGD(net.parameters(), lr=0.05)
         net.train()

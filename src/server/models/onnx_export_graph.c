@@ -397,10 +397,11 @@ static etd_rc op_node(gx *G, int k, const et_graph_node_info *in, const int *av,
     case ET_GOP_WHERE: /* conditions are numbers, nonzero true: a Cast to bool */
         y = ox_node(x, "Where", IN(to_bool(x, c), val_name(G, av[1]), val_name(G, av[2])), NULL);
         break;
-    case ET_GOP_MASKED_FILL: { /* Where(mask, value, x); x a number: a scalar constant */
-        const char *v = ox_scalar_f(x, "value", (float)a->value);
-        y = a->has_scalar ? ox_node(x, "Where", IN(to_bool(x, c), v,
-                                                   ox_scalar_f(x, "scalar", (float)a->scalar)), NULL)
+    case ET_GOP_MASKED_FILL: { /* Where(mask, value, x); the numbers Constant nodes, as torch
+                                  writes them (the import reads those back as numbers) */
+        const char *v = ox_const_f(x, (float)a->value);
+        y = a->has_scalar ? ox_node(x, "Where", IN(to_bool(x, c), v, ox_const_f(x, (float)a->scalar)),
+                                    NULL)
                           : ox_node(x, "Where", IN(to_bool(x, val_name(G, av[1])), v, c), NULL);
         break;
     }

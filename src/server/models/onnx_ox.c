@@ -195,6 +195,14 @@ const char *ox_scalar_f(ox *x, const char *what, float v)
                 &v, sizeof v, NULL, 0);
 }
 
+/* A Constant node (value_float), as torch.onnx.export writes the numbers of
+ * tensor code: the daemon's import takes these as numbers where it takes a
+ * float initializer as a parameter. */
+const char *ox_const_f(ox *x, float v)
+{
+    return ox_node(x, "Constant", IN(NULL), AT(ox_attr_f(x, "value_float", v)));
+}
+
 /* The state tensor `key` of the model as an initializer of that name and
  * its state_dict shape, once however often it is used (shared weights);
  * reshaped to dims by a Reshape node when dims are given. */

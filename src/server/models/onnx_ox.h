@@ -63,6 +63,7 @@ const char *ox_init(ox *x, const char *name, int dtype, const void *data, size_t
 const char *ox_init_f(ox *x, const char *what, const float *v, const int64_t *dims, int nd);
 const char *ox_init_i64(ox *x, const char *what, const int64_t *v, int64_t n);
 const char *ox_scalar_f(ox *x, const char *what, float v);
+const char *ox_const_f(ox *x, float v);    /* a Constant node of a float32 scalar */
 /* The layer's state tensor `what` ("weight", "self_attn.in_proj_weight"),
  * optionally reshaped to dims, as an initializer named as in the state_dict. */
 const char *ox_param(ox *x, const char *what, const int64_t *dims, int nd);
