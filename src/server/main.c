@@ -89,6 +89,10 @@ static const opt opts[] = {
     {"--inline-macs", "EASYTORCH_INLINE_MACS", "N",
      "predictions of at most this many multiply-adds run on the I/O thread instead of a\n"
      "    worker (default 262144; 0: always a worker)"},
+    {"--inline-train-macs", "EASYTORCH_INLINE_TRAIN_MACS", "N",
+     "train calls of at most this many multiply-adds (at most 16 steps, JSON bodies,\n"
+     "    no --sync always, no cluster) run on the I/O thread instead of a worker\n"
+     "    (default 4194304; 0: always a worker)"},
     {"--max-train-seconds", "EASYTORCH_MAX_TRAIN_SECONDS", "SECONDS",
      "a train call stops between two steps after this long and keeps the steps done\n"
      "    (default 0: no limit)"},
@@ -430,6 +434,8 @@ int main(int argc, char **argv)
     if (!num_opt("--max-train-seconds", 0, 0, 1e9, &c.models.max_train_seconds, &rc))
         return rc;
     if (!num_opt("--inline-macs", 262144, 0, 1e12, &h->inline_macs, &rc))
+        return rc;
+    if (!num_opt("--inline-train-macs", 4194304, 0, 1e12, &h->inline_train_macs, &rc))
         return rc;
     if (!num_opt("--drain-timeout", 60, 0, 86400, &h->drain_timeout, &rc))
         return rc;

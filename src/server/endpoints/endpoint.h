@@ -69,6 +69,10 @@ typedef struct etd_deferred etd_deferred;
 /* What the transport tells a handler about itself and offers it for this
  * request.  The per-request services are NULL where a transport has none
  * (a handler then answers the plain way). */
+/* The most optimizer steps a train call on an I/O thread may take (each a
+ * few microseconds of fixed cost on a small model: etd_cheap_train). */
+#define ETD_INLINE_TRAIN_STEPS 16
+
 typedef struct etd_host {
     bool ready;                 /* persisted models loaded */
     bool draining;              /* shutting down */
@@ -86,6 +90,9 @@ typedef struct etd_host {
     /* predictions of at most this many multiply-adds may run on an I/O
      * thread (etd_cheap_forward; --inline-macs); 0: never */
     double inline_macs;
+    /* train calls of at most this many multiply-adds (and ETD_INLINE_TRAIN_STEPS
+     * steps) may run on an I/O thread (etd_cheap_train; --inline-train-macs) */
+    double inline_train_macs;
 } etd_host;
 
 /* An answer given after the handler returned (dynamic batching: the rows

@@ -37,6 +37,8 @@ void etd_h_loss(etd_call *c);
 void etd_h_checkpoint(etd_call *c);
 /* predict / infer small enough to run on an I/O thread (etd_route.cheap) */
 bool etd_cheap_forward(etd_model *m, const etd_request *rq);
+/* a train call small enough to run there (etd_route.cheap of train) */
+bool etd_cheap_train(etd_model *m, const etd_request *rq);
 /* v1_eval.c */
 void etd_h_evaluate(etd_call *c);
 /* v1_jobs.c */

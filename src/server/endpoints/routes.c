@@ -43,7 +43,7 @@ const etd_route etd_routes[] = {
     {"POST", M "/predict", etd_h_predict, RDY | BIN | SH, NULL, NULL, etd_cheap_forward},
     {"POST", M "/batches", etd_h_batches, RDY | BIN | EX | ORD, NULL, NULL, NULL},
     {"POST", M "/step", etd_h_step, RDY | BODY | EX | ORD, NULL, NULL, NULL},
-    {"POST", M "/train", etd_h_train, RDY | BIN | EX | LONG | ORD, NULL, NULL, NULL},
+    {"POST", M "/train", etd_h_train, RDY | BIN | EX | LONG | ORD, NULL, NULL, etd_cheap_train},
     {"GET", M "/gradients", etd_h_grad_get, RDY | SH, NULL, NULL, NULL},
     {"POST", M "/gradients", etd_h_grad_post, RDY | BIN | EX, NULL, NULL, NULL},
     {"GET", M "/parameters", etd_h_params_get, RDY | SH, q_format, NULL, NULL},

@@ -1,8 +1,10 @@
 /* v1_train.c - training and inference on /v1/models/{name}: predict,
  * batches, step, train, gradients, loss history, checkpoint (docs/API.md). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "server/endpoints/common.h"
@@ -15,10 +17,21 @@ static const char *const xy_keys[] = {"inputs", "targets", NULL};
  * separator) takes a few tens of microseconds: cheaper on the I/O thread
  * than handed to a worker (docs/server.md, "Execution model", has the
  * measurement). */
+/* Is the body on the wire the body the handler reads (no Content-Encoding:
+ * a small gzip body may inflate to a large one)? */
+static bool plain_body(const etd_request *rq)
+{
+    for (int i = 0; i < rq->nheaders; i++)
+        if (strcasecmp(rq->headers[i].name, "Content-Encoding") == 0 &&
+            strcasecmp(rq->headers[i].value ? rq->headers[i].value : "", "identity") != 0)
+            return false;
+    return true;
+}
+
 bool etd_cheap_forward(etd_model *m, const etd_request *rq)
 {
     double max = rq->host->inline_macs;
-    if (max <= 0)
+    if (max <= 0 || !plain_body(rq))
         return false;
     if (etd_model_batching(m)) /* only the body is read here: the batch runs on a worker */
         return rq->body_len <= 256 * 1024;
@@ -28,6 +41,69 @@ bool etd_cheap_forward(etd_model *m, const etd_request *rq)
         return false;
     double rows = (double)rq->body_len / 2.0 / (double)in.in_features;
     return rows * (double)in.param_count <= max;
+}
+
+/* The number after "key": in a JSON body b (NUL-terminated at len, with no
+ * other NUL and no backslash, so no key is spelt with escapes or hidden
+ * after a NUL): 1 with it in *v, 0 when
+ * the key is absent, -1 when unsure (twice, or not followed by ':' and a
+ * number -- the handler then decides, on a worker). */
+static int scan_number(const char *b, size_t len, const char *key, double *v)
+{
+    const char *p = b, *end = b + len;
+    size_t kl = strlen(key);
+    int found = 0;
+    while ((p = strstr(p, key)) != NULL) {
+        if (found++)
+            return -1;
+        p += kl;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        if (p == end || *p++ != ':')
+            return -1;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        char *e;
+        *v = strtod(p, &e);
+        if (e == p || !isfinite(*v))
+            return -1;
+        p = e;
+    }
+    return found;
+}
+
+/* A train call of at most --inline-train-macs multiply-adds and
+ * ETD_INLINE_TRAIN_STEPS optimizer steps: a few tens of microseconds, less
+ * than handing it to a worker costs (two thread switches and the
+ * connection's suspend/resume; docs/server.md "Execution model" has the
+ * measurement).  Upper bounds again: rows from the body's size as for a
+ * prediction, 3 multiply-adds per parameter and row (forward, and backward
+ * for the input and the weights), epochs and batch_size read from the body.
+ * Only a plain JSON body (epochs are read from its bytes), and never when a
+ * call waits for more than the model: a save per change (--sync always) or
+ * the cluster's order of changes. */
+bool etd_cheap_train(etd_model *m, const etd_request *rq)
+{
+    double max = rq->host->inline_train_macs;
+    if (max <= 0 || rq->app->order || etd_model_saves_each_change(m) || !plain_body(rq) ||
+        etd_st_sniff(rq->body, rq->body_len) || memchr(rq->body, '\\', rq->body_len) ||
+        memchr(rq->body, '\0', rq->body_len))
+        return false;
+    for (int i = 0; i < rq->nheaders; i++)
+        if (strcasecmp(rq->headers[i].name, "Content-Type") == 0 && rq->headers[i].value &&
+            strncasecmp(rq->headers[i].value, "application/json", 16) != 0)
+            return false;
+    etd_model_info in;
+    etd_model_info_get(m, &in);
+    if (in.in_features <= 0)
+        return false;
+    double epochs = 1, bs = 0;
+    if (scan_number(rq->body, rq->body_len, "\"epochs\"", &epochs) < 0 ||
+        scan_number(rq->body, rq->body_len, "\"batch_size\"", &bs) < 0 || epochs < 1)
+        return false;
+    double rows = (double)rq->body_len / 2.0 / (double)in.in_features;
+    double steps = epochs * (bs >= 1 && bs < rows ? ceil(rows / bs) : 1.0);
+    return steps <= ETD_INLINE_TRAIN_STEPS && epochs * 3.0 * rows * (double)in.param_count <= max;
 }
 
 void ep_predict_answer(etd_call *c, etd_model *m, bool bin, et_tensor *const *ys, int n)

@@ -21,6 +21,10 @@ void etd_model_destroy(etd_model *m)
     if (!m)
         return;
     etd_guard_drop(m);
+    if (m->train_snap) {
+        etd_ts_free(m->train_snap);
+        free(m->train_snap);
+    }
     etd_versions_free(m->vers);
     et_scheduler_free(m->sched);
     et_optim_free(m->opt);
@@ -265,6 +269,8 @@ void etd_model_marker_add(etd_model *m, int64_t step, etd_marker_kind kind, cons
 const char *etd_model_name(const etd_model *m) { return m->name; }
 
 bool etd_model_batching(const etd_model *m) { return m->batcher != NULL; }
+
+bool etd_model_saves_each_change(const etd_model *m) { return m->reg->o.sync_always; }
 
 etd_model *etd_model_ref(etd_model *m)
 {

@@ -100,6 +100,9 @@ struct etd_model {
     etd_ts_scalars ts;           /* counters live; mirrors unused here */
     /* the rollback policy's image of the last finite state (guard.c) */
     etd_train_state *guard_img;
+    /* train's rollback snapshot, kept between calls and refreshed in place
+     * (etd_ts_keep: small models only), NULL until the first train */
+    etd_train_state *train_snap;
     etd_batcher *batcher;        /* dynamic batching (batcher.c), NULL without */
 
     struct etd_versions *vers;   /* versions.c (NULL for the model serving a version) */
@@ -460,6 +463,15 @@ bool etd_ts_refresh(etd_model *m, etd_train_state *st);
  * tensor's name and shape is checked before anything changes. */
 etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e);
 void etd_ts_free(etd_train_state *st);
+/* A copy snapshot of all of m's state (ETD_TS_ALL) in *slot, refreshed in
+ * place when *slot already holds one of the same tensors: no allocation, so
+ * a small model's train call does not clone its state every time.  Models
+ * of more than ETD_TS_KEEP_PARAMS parameters keep none (*slot stays NULL,
+ * the snapshot goes into *own: the caller frees it with etd_ts_free); the
+ * result is the snapshot to use, NULL + e (ETD_ENOMEM) on failure. */
+#define ETD_TS_KEEP_PARAMS 65536
+etd_train_state *etd_ts_keep(etd_model *m, etd_train_state **slot, etd_train_state *own,
+                             etd_err *e);
 
 /* The model file's payload: a safetensors file of the whole state plus
  * the identity (name, spec, seed) in its "easytorch" metadata.  *buf is

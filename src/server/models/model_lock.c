@@ -151,6 +151,9 @@ bool etd_model_try_hold(etd_model *m, bool write, bool *reserved)
     bool ok;
     if (write) {
         ok = !l->writer && l->readers == 0 && l->writers_waiting == 0 && !l->readers_turn;
+        if (!reserved) /* a caller that cannot wait (the I/O thread's small
+                        * train) never goes ahead of a job that reserved it */
+            ok = ok && l->reserved == 0;
         if (ok) {
             l->writer = true;
             if (reserved && *reserved) {

@@ -161,7 +161,8 @@ typedef struct etd_nf_summary {
  * it is busy.  reserved (may be NULL) is the job's reservation flag, false
  * at first: a failed exclusive try sets it and keeps new shared holders out
  * until the job had its turn; a successful try (or etd_model_unreserve, for
- * a job given up) clears it. */
+ * a job given up) clears it.  Without reserved, an exclusive try also fails
+ * while any job holds a reservation. */
 bool etd_model_try_hold(etd_model *m, bool write, bool *reserved);
 void etd_model_unreserve(etd_model *m, bool *reserved);
 /* The job running on this thread holds m's lock (m NULL: none): the
@@ -209,6 +210,9 @@ void etd_model_write_spec(etd_model *m, etd_buf *out);
 const char *etd_model_name(const etd_model *m);
 /* Does the model batch concurrent predictions (its spec's "batching")? */
 bool etd_model_batching(const etd_model *m);
+/* Is every change persisted before it is acknowledged (--sync always: a
+ * file write and fsync per train call)? */
+bool etd_model_saves_each_change(const etd_model *m);
 /* One more reference (drop it with etd_model_unref). */
 etd_model *etd_model_ref(etd_model *m);
 /* state_dict() name of the i-th parameter ("0.weight"); borrowed. */

@@ -445,12 +445,12 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         return e->rc;
     }
     /* a bad minibatch or a failed save rolls back to this; a stop keeps the steps done */
-    etd_train_state snap;
-    if (etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK ||
-        (dp && etd_dp_fault(dp, "train", e))) {
+    etd_train_state own;
+    etd_train_state *snap = etd_ts_keep(m, &m->train_snap, &own, e);
+    if (!snap || (dp && etd_dp_fault(dp, "train", e))) {
         if (dp && total > 0)
             etd_dp_agree(m, false, "", e);
-        etd_ts_free(&snap);
+        etd_ts_free(&own);
         etd_model_unlock(m);
         free(losses);
         free(perm);
@@ -505,10 +505,10 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     } else if (ok) {
         m->ts.pending = 0;
         m->ts.pending_loss_sum = 0;
-        rc = etd_model_commit(m, &snap, e);
+        rc = etd_model_commit(m, snap, e);
     } else {
         etd_err re;
-        if (etd_ts_apply(m, &snap, &re) != ETD_OK)
+        if (etd_ts_apply(m, snap, &re) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: rollback after a failed train failed: %s\n",
                     m->name, re.msg);
     }
@@ -521,7 +521,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
                 (long long)total, max_s);
     if (rc != ETD_OK) { /* the state is the one before the call: the image follows */
         pthread_mutex_lock(&m->pub_mu); /* and the step events not yet sent go */
-        while (m->ev_nsteps && m->ev_steps[m->ev_nsteps - 1].step > snap.s.step)
+        while (m->ev_nsteps && m->ev_steps[m->ev_nsteps - 1].step > snap->s.step)
             m->ev_nsteps--;
         pthread_mutex_unlock(&m->pub_mu);
         etd_err ge;
@@ -534,7 +534,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     } else {
         free(losses);
     }
-    etd_ts_free(&snap);
+    etd_ts_free(&own);
     etd_model_unlock(m);
     free(perm);
     return rc;

@@ -214,6 +214,31 @@ bool etd_ts_refresh(etd_model *m, etd_train_state *st)
     return true;
 }
 
+etd_train_state *etd_ts_keep(etd_model *m, etd_train_state **slot, etd_train_state *own,
+                             etd_err *e)
+{
+    memset(own, 0, sizeof *own);
+    if (m->spec.param_count > ETD_TS_KEEP_PARAMS) /* a second copy of a big model's state: not kept */
+        return etd_ts_capture(m, ETD_TS_ALL, true, own, e) == ETD_OK ? own : NULL;
+    if (*slot && etd_ts_refresh(m, *slot))
+        return *slot;
+    if (*slot) { /* its tensors are not m's any more */
+        etd_ts_free(*slot);
+        free(*slot);
+        *slot = NULL;
+    }
+    etd_train_state *st = calloc(1, sizeof *st);
+    if (!st) {
+        etd_fail(e, ETD_ENOMEM, "out of memory taking a snapshot of the model");
+        return NULL;
+    }
+    if (etd_ts_capture(m, ETD_TS_ALL, true, st, e) != ETD_OK) {
+        free(st);
+        return NULL;
+    }
+    return *slot = st;
+}
+
 void etd_ts_free(etd_train_state *st)
 {
     et_tensor_dict_free(st->tensors);

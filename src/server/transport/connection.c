@@ -454,18 +454,21 @@ static enum MHD_Result start(etd_exchange *x, struct MHD_Connection *conn)
         etd_err e;
         if (etd_registry_get(s->app->reg, x->cap.name, &m, &e) != ETD_OK) {
             here = true; /* no such model: the handler's 404 is cheap */
-        } else if (rt->cheap && !(rt->flags & ETD_R_EXCLUSIVE) && !x->too_big) {
+        } else if (rt->cheap && !x->too_big) {
+            bool write = (rt->flags & ETD_R_EXCLUSIVE) != 0;
             etd_exchange_prepare(x);
-            if (rt->cheap(m, &x->rq) && etd_model_try_hold(m, false, NULL)) {
+            if (rt->cheap(m, &x->rq) && etd_model_try_hold(m, write, NULL)) {
                 /* a small request on a free model: on this thread, holding
-                 * its lock shared (taken without waiting).  It may defer
-                 * (a dynamic batch): the connection is suspended before the
-                 * handler's return is counted, so the answer's completion
-                 * can never resume a connection not yet suspended. */
+                 * its lock (shared for a prediction, exclusive for a small
+                 * train call; taken without waiting, so never ahead of a
+                 * job queued for the model).  It may defer (a dynamic
+                 * batch): the connection is suspended before the handler's
+                 * return is counted, so the answer's completion can never
+                 * resume a connection not yet suspended. */
                 x->deferrable = true;
                 x->hold_defer = true;
                 x->answer_ready = answer_ready;
-                etd_model_adopt(m, false);
+                etd_model_adopt(m, write);
                 etd_run r = etd_exchange_run(x);
                 etd_model_adopt(NULL, false);
                 etd_model_release(m);

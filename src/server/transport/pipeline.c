@@ -306,7 +306,8 @@ void etd_exchange_prepare(etd_exchange *x)
 {
     etd_server *s = x->srv;
     x->host = (etd_host){atomic_load(&s->ready), atomic_load(&s->draining), write_http_metrics, s,
-                         x_gone, x_defer, x, s->o.inline_macs};
+                         x_gone, x_defer, x, s->o.inline_macs,
+                         s->o.inline_train_macs};
     x->rq = (etd_request){
         .app = s->app, .host = &x->host, .method = x->method, .path = x->path,
         .name = x->cap.name, .asset = x->cap.asset, .version = x->cap.version,

@@ -34,6 +34,7 @@ typedef struct etd_transport_opts {
     unsigned workers;          /* worker threads for model work (>= 1) */
     unsigned max_queue;        /* requests waiting for a worker before 503 */
     double inline_macs;        /* small predictions on the I/O thread (etd_host.inline_macs) */
+    double inline_train_macs;  /* small train calls there (etd_host.inline_train_macs) */
     double drain_timeout;      /* seconds to wait for in-flight requests */
     bool quiet;                /* no access log */
 } etd_transport_opts;
