@@ -239,6 +239,15 @@ size_t etd_fmt_double(char *out, double d)
         memcpy(out, "null", 5);
         return 4;
     }
+    /* the last value this thread wrote (the same learning rate in every
+     * answer and event): printf and strtod cost ~0.6 us */
+    static _Thread_local double last;
+    static _Thread_local char last_s[32];
+    static _Thread_local size_t last_n;
+    if (last_n && memcmp(&d, &last, sizeof d) == 0) {
+        memcpy(out, last_s, last_n + 1);
+        return last_n;
+    }
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(out, 32, "%.*g", prec, d);
@@ -251,6 +260,9 @@ size_t etd_fmt_double(char *out, double d)
         out[n++] = '0';
         out[n] = '\0';
     }
+    last = d;
+    last_n = (size_t)n;
+    memcpy(last_s, out, last_n + 1);
     return (size_t)n;
 }
 

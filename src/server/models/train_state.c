@@ -104,6 +104,19 @@ static bool apply_scalars(etd_model *m, const etd_ts_scalars *s, etd_err *e)
 
 /* ---------------------------------------------------------------- the tensors */
 
+/* prefix + name into key (cap bytes; truncated as snprintf would): what
+ * each_tensor does per tensor, at every train call, without printf. */
+static const char *key_of(char *key, size_t cap, const char *prefix, const char *name)
+{
+    size_t p = strlen(prefix), n = strlen(name);
+    if (p + n >= cap)
+        n = p < cap ? cap - 1 - p : 0;
+    memcpy(key, prefix, p < cap ? p : cap - 1);
+    memcpy(key + p, name, n);
+    key[p + n < cap ? p + n : cap - 1] = '\0';
+    return key;
+}
+
 /* Calls fn for every tensor of the state that m has now, with its key
  * ("param.0.weight") and the live tensor; stops at the first false. */
 static bool each_tensor(const etd_model *m, unsigned parts,
@@ -112,24 +125,24 @@ static bool each_tensor(const etd_model *m, unsigned parts,
     char key[512];
     for (int i = 0; i < m->nparams; i++) {
         const char *pn = et_module_param_name(m->net, i);
-        snprintf(key, sizeof key, "param.%s", pn);
-        if ((parts & ETD_TS_PARAMS) && !fn(arg, key, m->params[i]))
+        if ((parts & ETD_TS_PARAMS) && !fn(arg, key_of(key, sizeof key, "param.", pn),
+                                           m->params[i]))
             return false;
         et_tensor *g = et_grad(m->params[i]);
-        snprintf(key, sizeof key, "grad.%s", pn);
-        if ((parts & ETD_TS_GRADS) && m->ts.pending > 0 && g && !fn(arg, key, g))
+        if ((parts & ETD_TS_GRADS) && m->ts.pending > 0 && g &&
+            !fn(arg, key_of(key, sizeof key, "grad.", pn), g))
             return false;
     }
     int ns = et_optim_state_count(m->opt);
     for (int i = 0; (parts & ETD_TS_OPTIM) && i < ns; i++) {
-        snprintf(key, sizeof key, "optim.%s", et_optim_state_name(m->opt, i));
-        if (!fn(arg, key, et_optim_state_tensor(m->opt, i)))
+        if (!fn(arg, key_of(key, sizeof key, "optim.", et_optim_state_name(m->opt, i)),
+                et_optim_state_tensor(m->opt, i)))
             return false;
     }
     int nb = et_module_num_buffers(m->net);
     for (int i = 0; (parts & ETD_TS_BUFFERS) && i < nb; i++) {
-        snprintf(key, sizeof key, "buffer.%s", et_module_buffer_name(m->net, i));
-        if (!fn(arg, key, et_module_buffer(m->net, i)))
+        if (!fn(arg, key_of(key, sizeof key, "buffer.", et_module_buffer_name(m->net, i)),
+                et_module_buffer(m->net, i)))
             return false;
     }
     return true;
