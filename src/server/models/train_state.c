@@ -231,7 +231,7 @@ etd_train_state *etd_ts_keep(etd_model *m, etd_train_state **slot, etd_train_sta
                              etd_err *e)
 {
     memset(own, 0, sizeof *own);
-    if (m->spec.param_count > ETD_TS_KEEP_PARAMS) /* a second copy of a big model's state: not kept */
+    if (m->spec.param_count > ETD_TS_KEEP_PARAMS) /* a second copy of a big state: not kept */
         return etd_ts_capture(m, ETD_TS_ALL, true, own, e) == ETD_OK ? own : NULL;
     if (*slot && etd_ts_refresh(m, *slot))
         return *slot;
