@@ -444,6 +444,13 @@ static bool gemm_blas(const etc_gemm_t *g)
  * `et_bench --gemm-table` (docs/performance.md): below roughly this many
  * multiply-adds OpenBLAS's fixed cost dominates. */
 #define OURS_MAX_MACS ((int64_t)1 << 22)
+/* With one BLAS thread ours win up to here too: the Transformer step's
+ * linear layers (512x64 by 64x192 / 64x256, 512x256 by 256x64, and their
+ * backward, up to 2^23 multiply-adds) on the EPYC (Zen 4): step CPU time
+ * -12% against OpenBLAS's COOPERLAKE kernels, -20% against the Haswell ones
+ * it picks itself (docs/performance.md, Transformer row).  With more
+ * threads OpenBLAS splits them and ours do not. */
+#define OURS_MAX_MACS_1T ((int64_t)1 << 23)
 
 static bool use_blas(const etc_gemm_t *g, unsigned flags)
 {
@@ -451,7 +458,8 @@ static bool use_blas(const etc_gemm_t *g, unsigned flags)
         return false;
     if (flags & ETC_GEMM_BLAS)
         return true;
-    if (g->m * g->n * g->k <= OURS_MAX_MACS)
+    int64_t macs = g->m * g->n * g->k;
+    if (macs <= OURS_MAX_MACS || (macs <= OURS_MAX_MACS_1T && openblas_get_num_threads() == 1))
         return false;
     return true;
 }
