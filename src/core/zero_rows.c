@@ -43,7 +43,9 @@ static bool covers(const struct etc_zrec *z, const et_tensor *t)
 
 void etc_zrec_forget(et_tensor *t)
 {
-    if (t && t->storage && t->storage->zrec)
+    /* written only when a record holds: tensors without one (parameters
+     * read by several threads) see no store */
+    if (t && t->storage && t->storage->zrec && t->storage->zrec->valid)
         t->storage->zrec->valid = false;
 }
 
