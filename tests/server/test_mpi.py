@@ -11,8 +11,7 @@
 * Training jobs: the same as one plain daemon's jobs, bit for bit across ranks, a cancel
   through another rank stops every replica after the same step, and so does SIGTERM.
 * Definitions sent to different ranks at once end identical everywhere.
-* A local failure on one rank (EASYTORCHD_TEST_DP_FAIL) before a collective fails the
-  call on every rank, changes nothing and hangs nothing.
+* A local failure on one rank (EASYTORCHD_TEST_DP_FAIL): tests/server/test_mpi_failures.py.
 * kill -9 of one rank: the others exit within the timeout naming it; a restart
   resumes from rank 0's data dir and continues with the numbers of a daemon that
   was never interrupted.
@@ -491,79 +490,6 @@ class MPITest(unittest.TestCase):
             self.assertEqual(rc, 0)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-
-    def test_local_failures(self):
-        """A replica failing on its own (out of memory: EASYTORCHD_TEST_DP_FAIL) before a
-        collective -- a train call's or a minibatch's snapshot, the gradients' buffers, the
-        broadcast after the step, a batch, a step, a job's step -- fails the call on every
-        rank with a clear error, nothing hangs and nothing changes anywhere (the ranks keep
-        equal parameters); afterwards training goes on as one plain daemon's."""
-        points = ["train", "minibatch", "backward", "sync", "batch", "step", "job"]
-        fault = ",".join("%s@1" % p for p in points)  # each fires once, on rank 1
-        x, y = data("mse")
-        train = {"inputs": x, "targets": y, "epochs": 2, "batch_size": 7, "shuffle": True}
-        before = "another replica ran out of memory before the gradients' sum (1 of 2"
-        after = "another replica ran out of memory after the gradients' sum (1 of 2"
-
-        def mine(point):
-            return "out of memory (EASYTORCHD_TEST_DP_FAIL %s@1) (1 of 2" % point
-
-        c = mpicluster.Cluster(2, mpirun_args=["-x", "EASYTORCHD_TEST_DP_FAIL=" + fault]).start()
-        try:
-            c.rank(0).create(dict(MODELS["mse"], name="f"))
-
-            def state():
-                settle(c, "f", c.rank(0).model("f")["step"])
-                got = [(c.rank(r).get("/v1/models/f/parameters").body,
-                        c.rank(r).model("f")["pending_batches"]) for r in range(2)]
-                self.assertEqual(got[1], got[0])
-                return got[0]
-
-            def fails(rank, method, path, body, msg):
-                start = state()
-                r = c.rank(rank).request(method, path, body)
-                self.assertEqual(r.status, 500, r.body)
-                self.assertIn(msg, r.error())
-                self.assertEqual(state(), start, path)  # nothing changed, on either rank
-
-            fails(0, "POST", "/v1/models/f/train", train, before)     # rank 1: train@1
-            fails(1, "POST", "/v1/models/f/train", train, mine("minibatch"))
-            fails(0, "POST", "/v1/models/f/train", train, before)     # backward@1
-            fails(0, "POST", "/v1/models/f/train", train, after)      # sync@1: rank 0 stepped
-            batch = {"inputs": x, "targets": y}
-            fails(1, "POST", "/v1/models/f/batches", batch, mine("batch"))
-            c.rank(1).ok("POST", "/v1/models/f/batches", batch)
-            fails(0, "POST", "/v1/models/f/step", None, after)         # step@1
-            c.rank(1).ok("POST", "/v1/models/f/step")
-            start = state()
-            jid = c.rank(0).ok("POST", "/v1/models/f/jobs", train, expect=(202,))["id"]
-            recs = [wait_job(c.rank(r), "f", jid) for r in range(2)]
-            self.assertEqual([j["state"] for j in recs], ["failed", "failed"])
-            self.assertIn(before, recs[0]["error"])
-            self.assertIn(mine("job"), recs[1]["error"])
-            self.assertEqual(state(), start)
-            # the failed calls drew shuffles from the generator, as on one daemon: the
-            # numbers are compared without one, the ranks' generators with one
-            c.rank(0).ok("POST", "/v1/models/f/train", dict(train, shuffle=False))
-            got = state()[0]
-            c.rank(1).ok("POST", "/v1/models/f/train", train)
-            state()
-        finally:
-            rc = c.stop()
-            log = c.log()
-            c.cleanup()
-        self.assertEqual(rc, 0, log[-3000:])
-        d = daemon.Daemon()
-        d.start()
-        try:  # the calls that were answered 2xx
-            d.create(dict(MODELS["mse"], name="f"))
-            d.ok("POST", "/v1/models/f/batches", batch)
-            d.ok("POST", "/v1/models/f/step")
-            d.ok("POST", "/v1/models/f/train", dict(train, shuffle=False))
-            close(self, json.loads(got)["parameters"], d.params("f"), "f")
-        finally:
-            d.stop()
-            d.cleanup()
 
     def test_kill_and_resume(self):
         """kill -9 of rank 2 during a train call: ranks 0 and 1 exit 3 within the

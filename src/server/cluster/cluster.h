@@ -10,6 +10,8 @@
  *              request and sends it to every rank, each applies them in that
  *              order through etd_dispatch on one thread; the origin answers
  *   dp.c       etd_dp over MPI: allreduce, broadcast, checksums; /metrics
+ *   agree.c    every rank's outcome of each ordered request: one that some
+ *              rank could not apply fails everywhere, or every rank stops
  *   watch.c    heartbeats between all ranks: a lost rank stops the others
  *              with a message naming it
  */

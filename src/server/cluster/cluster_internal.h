@@ -51,7 +51,9 @@ struct etd_cluster {
     uint64_t next_ticket;
     etd_sendq *sends;           /* Isends in flight (apply thread only) */
     uint64_t seq;               /* rank 0: requests ordered so far */
-    atomic_bool stop_applied;   /* the order's stop is applied: nothing after it is */
+    atomic_bool stop_applied;
+    int ag;                     /* agree.c: the request being applied (ETD_AG_*) */
+    char ag_what[160];          /* its method and target, for messages */   /* the order's stop is applied: nothing after it is */
     pthread_cond_t stop_cv;     /* (with mu) etd_cluster_quiesce waits for it */
 
     /* watch.c */
@@ -79,6 +81,18 @@ typedef struct etd_op {
     size_t len;
 } etd_op;
 
+/* agree.c: the outcome of each ordered request, agreed by every rank */
+enum { ETD_AG_NONE, ETD_AG_PENDING, ETD_AG_ENTERED, ETD_AG_ABORTED };
+/* Before applying one (the apply thread). */
+void etd_agree_begin(etd_cluster *c, const char *method, const char *url);
+/* dp.c, before every data-parallel collective: the first of a request meets
+ * the others' etd_agree_begin..end; false + e (if e) when a rank could not
+ * apply the request (the call then fails before changing anything). */
+bool etd_agree_enter(etd_cluster *c, etd_err *e);
+/* After applying it (status: its answer's; >= 500 when this rank could not
+ * apply it).  Stops every rank (exit 3, naming the ranks) when some applied
+ * it and some did not. */
+void etd_agree_end(etd_cluster *c, int status);
 /* order.c */
 bool etd_order_hook(void *arg, const etd_route *route, const etd_request *rq, etd_response *rs);
 bool etd_order_start(etd_cluster *c, etd_err *e);

@@ -18,6 +18,8 @@
 static bool dp_allreduce(void *ctx, float *buf, size_t n, etd_err *e)
 {
     etd_cluster *c = ctx;
+    if (!etd_agree_enter(c, e))
+        return false;
     double t0 = etd_now();
     for (size_t off = 0; off < n; off += CHUNK) {
         int k = (int)(n - off < CHUNK ? n - off : CHUNK);
@@ -58,6 +60,8 @@ static bool dp_iwait(void *ctx, etd_err *e)
 static bool dp_istart(void *ctx, float *buf, size_t n, etd_err *e)
 {
     etd_cluster *c = ctx;
+    if (!etd_agree_enter(c, e))
+        return false;
     for (size_t off = 0; off < n; off += CHUNK) {
         if (c->nireq == (int)(sizeof c->ireq / sizeof c->ireq[0]) && !dp_iwait(c, e))
             return false;
@@ -88,6 +92,8 @@ static void dp_iprogress(void *ctx)
 static bool dp_allreduce_f64(void *ctx, double *buf, size_t n, etd_err *e)
 {
     etd_cluster *c = ctx;
+    if (!etd_agree_enter(c, e))
+        return false;
     double t0 = etd_now();
     for (size_t off = 0; off < n; off += CHUNK) {
         int k = (int)(n - off < CHUNK ? n - off : CHUNK);
@@ -107,6 +113,8 @@ static bool dp_allreduce_f64(void *ctx, double *buf, size_t n, etd_err *e)
 static bool dp_bcast(void *ctx, int root, void *buf, size_t n, etd_err *e)
 {
     etd_cluster *c = ctx;
+    if (!etd_agree_enter(c, e))
+        return false;
     double t0 = etd_now();
     for (size_t off = 0; off < n; off += CHUNK) {
         int k = (int)(n - off < CHUNK ? n - off : CHUNK);
@@ -127,6 +135,8 @@ static bool dp_bcast(void *ctx, int root, void *buf, size_t n, etd_err *e)
 static void dp_verify(void *ctx, const char *model, int64_t step, uint64_t sum)
 {
     etd_cluster *c = ctx;
+    if (!etd_agree_enter(c, NULL))
+        return;
     uint64_t all[1024];
     uint64_t *v = c->size <= 1024 ? all : NULL;
     if (!v)

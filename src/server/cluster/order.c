@@ -263,6 +263,27 @@ static void answer(etd_cluster *c, uint64_t ticket, int status, char *body, size
 
 /* ---------------------------------------------------------------- the apply thread */
 
+/* The test hook (EASYTORCHD_TEST_DP_FAIL apply_train@R, apply_patch@R): this
+ * rank fails on its own applying the first ordered .../train (or PATCH)
+ * before its handler runs, as out of memory would; *resp its answer. */
+static bool local_fault(etd_cluster *c, const char *method, const char *url, char **resp,
+                        size_t *rlen)
+{
+    size_t n = strlen(url);
+    const char *point = strcmp(method, "PATCH") == 0 ? "apply_patch"
+                        : strcmp(method, "POST") == 0 && n >= 6 &&
+                          strcmp(url + n - 6, "/train") == 0 ? "apply_train" : NULL;
+    etd_err e = {0};
+    if (!point || !etd_dp_fault(&c->dp, point, &e))
+        return false;
+    etd_buf b;
+    etd_buf_init(&b);
+    etd_buf_printf(&b, "{\"error\": \"%s\"}\n", e.msg);
+    *resp = b.data;
+    *rlen = b.len;
+    return true;
+}
+
 static void apply(etd_cluster *c, const char *buf, size_t len)
 {
     rd r = {buf, buf + len, false};
@@ -310,10 +331,19 @@ static void apply(etd_cluster *c, const char *buf, size_t len)
         char *resp = NULL;
         size_t rlen = 0;
         const char *ctype = NULL;
-        etd_response hdrs; /* only its headers are used */
-        int status = etd_dispatch_headers(c->apply, method, url, (const char *const *)names,
+        etd_response hdrs = {0}; /* only its headers are used */
+        int status;
+        etd_agree_begin(c, method, url);
+        if (local_fault(c, method, url, &resp, &rlen)) {
+            status = 500;
+            ctype = "application/json";
+        } else {
+            status = etd_dispatch_headers(c->apply, method, url, (const char *const *)names,
                                           (const char *const *)values, lens, (int)nh, body,
                                           blen, &resp, &rlen, &ctype, &hdrs);
+        }
+        /* every rank's outcome: the same everywhere, or every rank stops */
+        etd_agree_end(c, status == 0 ? 503 : status);
         pthread_mutex_lock(&c->stat_mu);
         c->ops_applied++;
         pthread_mutex_unlock(&c->stat_mu);

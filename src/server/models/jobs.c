@@ -454,9 +454,13 @@ static int run(etd_job *j, char *why, size_t cap)
             if (b == 0)
                 etd_train_permutation(m, perm, n, s->shuffle);
             /* a failed minibatch leaves the generator and gradients as they were;
-             * with --sync always a failed save takes the step back */
+             * with --sync always a failed save takes the step back, and so does
+             * any failure under replicas: one that failed after the gradients'
+             * sum (its optimizer step, or before the broadcast) fails the step
+             * on every replica, and those that took it take it back -- all or
+             * nothing, so the replicas stay equal */
             etd_train_state snap;
-            unsigned parts = m->reg->o.sync_always ? ETD_TS_ALL : ETD_TS_SCALARS;
+            unsigned parts = m->reg->o.sync_always || gated ? ETD_TS_ALL : ETD_TS_SCALARS;
             if (etd_ts_capture(m, parts, true, &snap, &e) != ETD_OK ||
                 (gated && etd_dp_fault(m->reg->dp, "job", &e))) {
                 if (gated) /* in place of the minibatch's first collective */
@@ -477,11 +481,18 @@ static int run(etd_job *j, char *why, size_t cap)
             m->step_pub_arg = NULL;
             if (rc != ETD_OK) {
                 etd_err re;
-                snap.parts = ETD_TS_SCALARS;
-                for (int i = 0; i < m->nparams; i++)
-                    et_set_grad(m->params[i], NULL);
+                if (!gated) {
+                    snap.parts = ETD_TS_SCALARS;
+                    for (int i = 0; i < m->nparams; i++)
+                        et_set_grad(m->params[i], NULL);
+                }
                 if (etd_ts_apply(m, &snap, &re) != ETD_OK)
                     fprintf(stderr, "easytorchd: model %s: %s\n", m->name, re.msg);
+                pthread_mutex_lock(&m->pub_mu); /* a step published, then taken back */
+                etd_job_info *ji = rec(m, j->id);
+                if (ji && js.applied)
+                    *ji = js.before;
+                pthread_mutex_unlock(&m->pub_mu);
                 snprintf(why, cap, "%.400s (epoch %lld, minibatch %lld; the %lld steps before it "
                          "were kept)", e.msg, (long long)ep + 1, (long long)(b / bs) + 1,
                          (long long)done);

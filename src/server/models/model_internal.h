@@ -600,9 +600,5 @@ etd_rc etd_dp_sync(etd_model *m, bool ok, etd_err *e);
  * before reaching one calls this with ok false in its place, so the others
  * never wait for it. */
 bool etd_dp_agree(etd_model *m, bool ok, const char *where, etd_err *e);
-/* Test fault injection (EASYTORCHD_TEST_DP_FAIL="POINT@RANK,..."): true +
- * e (ETD_ENOMEM) the first time this replica reaches POINT when asked to fail
- * there ("batch", "minibatch", "train", "backward", "step", "sync", "job"). */
-bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e);
 
 #endif

@@ -692,6 +692,12 @@ typedef struct etd_dp {
  * job is over or gone.  Both from the thread that applies the order. */
 bool etd_jobs_next(etd_registry *r, char *model, size_t cap, int64_t *id);
 void etd_jobs_tick(etd_registry *r, const char *model, int64_t id);
+/* Test fault injection (EASYTORCHD_TEST_DP_FAIL="POINT@RANK,..."): true +
+ * e (ETD_ENOMEM) the first time this replica reaches POINT when asked to fail
+ * there ("batch", "minibatch", "train", "backward", "step", "sync", "job";
+ * the cluster's "apply_train", "apply_patch": applying the first ordered
+ * .../train or PATCH, before its handler). */
+bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e);
 /* Install dp (NULL: none) before the models are used; dp must outlive r. */
 void etd_registry_set_dp(etd_registry *r, const etd_dp *dp);
 /* FNV-1a of the model's parameters, buffers and generator state (what the

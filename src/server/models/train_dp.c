@@ -51,7 +51,7 @@ static uint64_t splitmix(uint64_t *x)
  * EASYTORCHD_TEST_DP_FAIL="POINT@RANK[,POINT@RANK...]" makes replica RANK
  * fail, as out of memory, the first time it reaches POINT. */
 static const char *const fault_points[] = {"batch", "minibatch", "train", "backward", "step",
-                                           "sync", "job", NULL};
+                                           "sync", "job", "apply_train", "apply_patch", NULL};
 
 bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e)
 {
