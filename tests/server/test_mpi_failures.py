@@ -8,6 +8,8 @@ a test hook: each point fires the first time that rank gets there, as out of mem
   afterwards training goes on as one plain daemon's.
 * After the gradients' sum, in a job's step: the step is all or nothing -- every rank
   takes it back (a snapshot per step under --mpi), the replicas stay equal.
+* A --sync always save failing on one rank at the end of a train call: every rank
+  answers 500 and the ranks that saved take the call back, in memory and in the file.
 * Applying an ordered request, before its handler (apply_train, apply_patch): every rank
   reports how it applied the request (cluster/agree.c).  A train call then fails on every
   rank, before it changed anything; a PATCH that one rank could not apply and the other
@@ -17,6 +19,7 @@ a test hook: each point fires the first time that rank gets there, as out of mem
 """
 import json
 import os
+import shutil
 import sys
 import unittest
 
@@ -129,6 +132,46 @@ class MPIFailureTest(unittest.TestCase):
             log = c.log()
             c.cleanup()
         self.assertEqual(rc, 0, log[-3000:])
+
+    def test_failed_save_fails_everywhere(self):
+        """--sync always, rank 1 of 2 fails the save at the end of a train call (save@1):
+        both ranks answer 500, rank 0 -- which had saved -- takes the call back in memory
+        and in its file, so both ranks and a restart from rank 0's files have the
+        parameters from before the call."""
+        tmp = daemon.tempfile.mkdtemp(prefix="et-mpi-save-")
+        data_dir = os.path.join(tmp, "data")
+        x, y = data("mse")
+        train = {"inputs": x, "targets": y, "epochs": 2, "batch_size": 7, "shuffle": True}
+        try:
+            c = mpicluster.Cluster(2, data_dir=data_dir, extra_args=["--sync", "always"],
+                                   mpirun_args=["-x", "EASYTORCHD_TEST_DP_FAIL=save@1"]).start()
+            try:
+                c.rank(0).create(dict(MODELS["mse"], name="s"))
+                start = c.rank(0).get("/v1/models/s/parameters").body
+                r = c.rank(0).request("POST", "/v1/models/s/train", train)
+                self.assertEqual(r.status, 500, r.body)
+                # the hook fails as out of memory; a disk error says "failed saving"
+                self.assertIn("another replica ran out of memory saving (1 of 2 replicas "
+                              "failed)", r.error())
+                for rk in range(2):
+                    settle(c, "s", 0)
+                    self.assertEqual(c.rank(rk).get("/v1/models/s/parameters").body, start,
+                                     "rank %d kept the call" % rk)
+            finally:
+                rc = c.stop()
+                log = c.log()
+                c.cleanup()
+            self.assertEqual(rc, 0, log[-3000:])
+            c2 = mpicluster.Cluster(2, data_dir=data_dir).start()
+            try:
+                for rk in range(2):
+                    self.assertEqual(c2.rank(rk).model("s")["step"], 0)
+                    self.assertEqual(c2.rank(rk).get("/v1/models/s/parameters").body, start)
+            finally:
+                c2.stop()
+                c2.cleanup()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def test_apply_failures(self):
         """Rank 1 of 2 fails applying a train call before its handler (apply_train@1): both

@@ -499,18 +499,11 @@ static int run(etd_job *j, char *why, size_t cap)
             } else {
                 m->ts.pending = 0; /* the first zero-grad discarded what was pending */
                 m->ts.pending_loss_sum = 0;
-                rc = etd_model_commit(m, m->reg->o.sync_always ? &snap : NULL, &e);
                 /* a save (--sync always) fails on one replica alone: every one
                  * takes the step back and fails the job, or the others would
-                 * wait in the next step's collectives */
-                if (gated && m->reg->o.sync_always) {
-                    bool was = rc == ETD_OK;
-                    etd_err re;
-                    if (!etd_dp_agree(m, was, "saving the step", &e))
-                        rc = e.rc;
-                    if (was && rc != ETD_OK && etd_ts_apply(m, &snap, &re) != ETD_OK)
-                        fprintf(stderr, "easytorchd: model %s: %s\n", m->name, re.msg);
-                }
+                 * wait in the next step's collectives (etd_dp_commit) */
+                rc = gated ? etd_dp_commit(m, &snap, &e)
+                           : etd_model_commit(m, m->reg->o.sync_always ? &snap : NULL, &e);
                 if (rc != ETD_OK) {
                     etd_err ge;
                     etd_guard_keep(m, &ge);

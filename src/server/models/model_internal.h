@@ -593,6 +593,13 @@ et_tensor *etd_dp_bn_zero_loss(const etd_tlist *outs, etd_err *e);
  * (false: e says what failed); first every replica's ok is agreed
  * (etd_dp_agree): one that failed fails the call everywhere. */
 etd_rc etd_dp_sync(etd_model *m, bool ok, etd_err *e);
+/* etd_model_commit under replicas with --sync always: the save's outcome is
+ * agreed (etd_dp_agree), so that a save failing on one replica fails the
+ * call on every one -- and those that saved take it back to snap, in memory
+ * and in their file -- instead of some keeping what others refused.  Without
+ * replicas, or without --sync always (nothing to fail): etd_model_commit.
+ * The same call on every replica (its ok agreed before). */
+etd_rc etd_dp_commit(etd_model *m, const etd_train_state *snap, etd_err *e);
 /* Every replica's ok (one small allreduce): true when all are.  A replica
  * that failed keeps its e; the others get "another replica failed WHERE"
  * (ETD_ENOMEM when one ran out of memory, else ETD_EINTERNAL).  The first

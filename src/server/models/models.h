@@ -694,7 +694,7 @@ bool etd_jobs_next(etd_registry *r, char *model, size_t cap, int64_t *id);
 void etd_jobs_tick(etd_registry *r, const char *model, int64_t id);
 /* Test fault injection (EASYTORCHD_TEST_DP_FAIL="POINT@RANK,..."): true +
  * e (ETD_ENOMEM) the first time this replica reaches POINT when asked to fail
- * there ("batch", "minibatch", "train", "backward", "step", "sync", "job";
+ * there ("batch", "minibatch", "train", "backward", "step", "sync", "job", "save";
  * the cluster's "apply_train", "apply_patch": applying the first ordered
  * .../train or PATCH, before its handler). */
 bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e);

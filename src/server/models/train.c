@@ -307,7 +307,7 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
             fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
     }
     if (ok) {
-        rc = etd_model_commit(m, snapped ? &snap : NULL, e);
+        rc = etd_dp_commit(m, snapped ? &snap : NULL, e); /* replicas: the save agreed */
         etd_err ge;
         if (etd_guard_keep(m, &ge) != ETD_OK)
             fprintf(stderr, "easytorchd: model %s: %s\n", m->name, ge.msg);
@@ -505,7 +505,7 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
     } else if (ok) {
         m->ts.pending = 0;
         m->ts.pending_loss_sum = 0;
-        rc = etd_model_commit(m, snap, e);
+        rc = etd_dp_commit(m, snap, e); /* replicas: the save agreed */
     } else {
         etd_err re;
         if (etd_ts_apply(m, snap, &re) != ETD_OK)

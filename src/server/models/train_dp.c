@@ -51,7 +51,7 @@ static uint64_t splitmix(uint64_t *x)
  * EASYTORCHD_TEST_DP_FAIL="POINT@RANK[,POINT@RANK...]" makes replica RANK
  * fail, as out of memory, the first time it reaches POINT. */
 static const char *const fault_points[] = {"batch", "minibatch", "train", "backward", "step",
-                                           "sync", "job", "apply_train", "apply_patch", NULL};
+                                           "sync", "job", "save", "apply_train", "apply_patch", NULL};
 
 bool etd_dp_fault(const etd_dp *dp, const char *point, etd_err *e)
 {
@@ -408,6 +408,35 @@ etd_rc etd_dp_sync(etd_model *m, bool ok, etd_err *e)
     if (dp->verify && dp->check_every > 0 && m->ts.step > 0 && m->ts.step % dp->check_every == 0)
         dp->verify(dp->ctx, m->name, m->ts.step, etd_model_checksum(m));
     return ETD_OK;
+}
+
+etd_rc etd_dp_commit(etd_model *m, const etd_train_state *snap, etd_err *e)
+{
+    const etd_dp *dp = m->reg->dp;
+    if (!dp || !m->reg->o.sync_always)
+        return etd_model_commit(m, snap, e);
+    etd_rc rc;
+    etd_err re;
+    if (etd_dp_fault(dp, "save", e)) { /* as a failed save: taken back, the file untouched */
+        rc = e->rc;
+        if (snap && etd_ts_apply(m, snap, &re) != ETD_OK)
+            fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name, re.msg);
+    } else {
+        rc = etd_model_commit(m, snap, e);
+    }
+    bool was = rc == ETD_OK;
+    if (etd_dp_agree(m, was, "saving", e))
+        return ETD_OK;
+    if (!was) /* this replica's own failure: taken back already */
+        return rc;
+    /* saved here, failed on another replica: taken back here too, in memory
+     * and in the file (what a restart reads) */
+    if (!snap || etd_ts_apply(m, snap, &re) != ETD_OK)
+        fprintf(stderr, "easytorchd: model %s: rollback failed: %s\n", m->name,
+                snap ? re.msg : "no snapshot");
+    else if (etd_model_save_locked(m, NULL, &re) != ETD_OK)
+        fprintf(stderr, "easytorchd: %s\n", re.msg);
+    return e->rc;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
