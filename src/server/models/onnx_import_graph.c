@@ -73,8 +73,13 @@ val *oi_find(gi *G, const char *onnx)
     return NULL;
 }
 
+/* spec and s may point into G->v itself (an Identity's value is its
+ * argument's): they are copied before the array can move. */
 val *oi_add_val(gi *G, const char *onnx, const char *spec, const oi_shape *s)
 {
+    char name[NAMELEN];
+    oi_shape shape = *s;
+    snprintf(name, sizeof name, "%s", spec);
     if (G->nv == G->cv) {
         size_t c = G->cv ? 2 * G->cv : 32;
         void *p = realloc(G->v, c * sizeof *G->v);
@@ -85,9 +90,9 @@ val *oi_add_val(gi *G, const char *onnx, const char *spec, const oi_shape *s)
     }
     val *v = &G->v[G->nv++];
     v->onnx = onnx;
-    snprintf(v->spec, NAMELEN, "%s", spec);
-    v->s = *s;
-    v->rank = s->nd > 0 ? s->nd : 0;
+    memcpy(v->spec, name, NAMELEN);
+    v->s = shape;
+    v->rank = shape.nd > 0 ? shape.nd : 0;
     v->boolish = false;
     return v;
 }
