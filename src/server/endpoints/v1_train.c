@@ -43,9 +43,20 @@ bool etd_cheap_forward(etd_model *m, const etd_request *rq)
     return rows * (double)in.param_count <= max;
 }
 
-/* The number after "key": in a JSON body b (NUL-terminated at len, with no
- * other NUL and no backslash, so no key is spelt with escapes or hidden
- * after a NUL): 1 with it in *v, 0 when
+/* The first key (kl bytes) in [p, end), or NULL. */
+static const char *find(const char *p, const char *end, const char *key, size_t kl)
+{
+    while ((size_t)(end - p) >= kl && (p = memchr(p, key[0], (size_t)(end - p) - kl + 1)))
+        if (!memcmp(p, key, kl))
+            return p;
+        else
+            p++;
+    return NULL;
+}
+
+/* The number after "key": in a JSON body b of len bytes (not NUL-terminated:
+ * every read stays below b + len; with no NUL and no backslash in it, so no
+ * key is spelt with escapes or hidden after a NUL): 1 with it in *v, 0 when
  * the key is absent, -1 when unsure (twice, or not followed by ':' and a
  * number -- the handler then decides, on a worker). */
 static int scan_number(const char *b, size_t len, const char *key, double *v)
@@ -53,7 +64,7 @@ static int scan_number(const char *b, size_t len, const char *key, double *v)
     const char *p = b, *end = b + len;
     size_t kl = strlen(key);
     int found = 0;
-    while ((p = strstr(p, key)) != NULL) {
+    while ((p = find(p, end, key, kl)) != NULL) {
         if (found++)
             return -1;
         p += kl;
@@ -63,11 +74,15 @@ static int scan_number(const char *b, size_t len, const char *key, double *v)
             return -1;
         while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
             p++;
+        char num[40]; /* strtod reads a terminated copy, never past the body */
+        size_t n = (size_t)(end - p) < sizeof num - 1 ? (size_t)(end - p) : sizeof num - 1;
+        memcpy(num, p, n);
+        num[n] = '\0';
         char *e;
-        *v = strtod(p, &e);
-        if (e == p || !isfinite(*v))
-            return -1;
-        p = e;
+        *v = strtod(num, &e);
+        if (e == num || !isfinite(*v) || (size_t)(e - num) == sizeof num - 1)
+            return -1; /* not a number, or one longer than the copy: unsure */
+        p += e - num;
     }
     return found;
 }
