@@ -5,8 +5,9 @@
 Runs the tests of every concept, one file each: test_client_models.py (definitions,
 parameters, predictions, versions, ONNX, spec helpers, tokens), test_client_training.py
 (push/step, train, client-side fit, gradients, binary transport, body limits),
-test_client_jobs.py (evaluate, jobs, fit as a job, set_lr) and test_client_events.py (event
-streams, resume with Last-Event-ID). Names are unittest names such as
+test_client_jobs.py (evaluate, jobs, fit as a job, set_lr), test_client_events.py (event
+streams, resume with Last-Event-ID) and test_client_graphs.py (graph models: create_graph,
+named inputs and targets, several outputs). Names are unittest names such as
 test_client_jobs.JobTests.test_cancel_mid_run.
 
 Imports easytorch_client from wherever Python finds it (run_python_tests.py runs this inside
@@ -22,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import client_common  # noqa: E402
 from daemon import summary  # noqa: E402
 
-MODULES = ["test_client_models", "test_client_training", "test_client_jobs", "test_client_events"]
+MODULES = ["test_client_models", "test_client_training", "test_client_jobs", "test_client_events",
+           "test_client_graphs"]
 
 
 def main():

@@ -48,91 +48,9 @@ class EasytorchError(Exception):
         super().__init__("%s%s%s" % (where, code, message))
 
 
-def _is_ndarray(x):
-    return _np is not None and isinstance(x, _np.ndarray)
-
-
-def encode_tensor(x):
-    """A tensor-like value (ndarray, torch tensor, nested lists, number) as
-    JSON-ready data. NumPy arrays use the flat ``{"shape", "data"}`` form."""
-    if _np is not None and not isinstance(x, (list, tuple, int, float)):
-        if hasattr(x, "detach"):  # a torch.Tensor
-            x = x.detach().cpu().numpy()
-        if _is_ndarray(x) or isinstance(x, _np.generic):
-            x = _np.asarray(x)
-            if x.dtype.kind in "iub":
-                data = x.ravel().tolist()
-            else:
-                data = x.astype(_np.float64, copy=False).ravel().tolist()
-            return {"shape": list(x.shape), "data": data}
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, tuple):
-        return [encode_tensor(v) for v in x]
-    return x
-
-
-def _as_array(x):
-    """A tensor-like value as the ndarray the binary transport sends: float32, or int64 for
-    integer data (class indices, embedding inputs; the daemon takes them as numbers where a
-    layer or loss wants floats)."""
-    if hasattr(x, "detach"):  # a torch.Tensor
-        x = x.detach().cpu().numpy()
-    a = _np.asarray(x)
-    if a.dtype.kind in "iu":
-        return a.astype(_np.int64, copy=False)
-    if a.dtype.kind in "fb":
-        return a.astype(_np.float32, copy=False)
-    raise TypeError("cannot send an array of dtype %s as a tensor" % a.dtype)
-def _int_or_float(nested):
-    """int64 when the daemon wrote whole numbers without a point (int64 tensors), else float32."""
-    while isinstance(nested, list) and nested:
-        nested = nested[0]
-    if isinstance(nested, int) and not isinstance(nested, bool):
-        return _np.int64
-    return _np.float32
-
-
-def _shape_of(nested):
-    shape = []
-    while isinstance(nested, list):
-        shape.append(len(nested))
-        if not nested:
-            break
-        nested = nested[0]
-    return shape
-
-
-def _unflatten(data, shape):
-    if not shape:
-        return data[0] if isinstance(data, list) else data
-    if len(shape) == 1:
-        return list(data)
-    step = 1
-    for d in shape[1:]:
-        step *= d
-    return [_unflatten(data[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
-
-
-def _row_count(x):
-    if _is_ndarray(x):
-        return x.shape[0]
-    if hasattr(x, "shape") and hasattr(x, "__getitem__"):
-        return int(x.shape[0])
-    return len(x)
-
-
-def _take_rows(x, idx):
-    """Rows ``idx`` (a list of ints) of ``x``, keeping its kind."""
-    if _is_ndarray(x):
-        return x[idx]
-    if hasattr(x, "detach") and _np is not None:
-        return x.detach().cpu().numpy()[idx]
-    return [x[i] for i in idx]
-
-
-def _slice_rows(x, start, stop):
-    return x[start:stop]
+from ._tensors import (_is_ndarray, encode_tensor, _as_array, _int_or_float,  # noqa: F401
+                       _unflatten, _row_count, _take_rows, _slice_rows, wire_arrays,
+                       named_outputs, _concat_rows)
 
 
 class Client:
@@ -245,7 +163,7 @@ class Client:
             return self.request(method, path, body), None, {}
         data = None
         if tensors or fields:
-            arrays = {k: _as_array(v) for k, v in tensors.items()}
+            arrays = wire_arrays(tensors)
             meta = {k: json.dumps(v) for k, v in (fields or {}).items()}
             data = _safetensors.encode(arrays, meta)
         accept = (OCTET + ", application/json;q=0.5") if answer_tensors else "application/json"
@@ -369,6 +287,36 @@ class Client:
             spec["scheduler"] = _as_spec(scheduler, self)
         if seed is not None:
             spec["seed"] = seed
+        self.request("POST", "/v1/models", spec)
+        return Model(self, name)
+
+    def create_graph(self, name, inputs, nodes, outputs, loss, optimizer, modules=None,
+                     scheduler=None, seed=None, **extra):
+        """Define a graph model (POST /v1/models with "inputs", "nodes", "outputs"; docs/API.md)
+        and return it: a torch.fx-like graph with named ``inputs`` and ``outputs`` (lists of
+        names). ``nodes``: dicts ``{"name", "module" | "op", "args", ...}``, a node's
+        ``"module"`` a layer (a dict, an nn helper such as ``nn.Linear(8, 1)``) or the name of
+        one of ``modules`` ({name: layer}, shared by the nodes naming it). ``loss``: one loss,
+        or for several outputs a list of losses each naming its ``"output"`` and ``"target"``
+        (and an optional ``"weight"``). Other spec fields (``batching``, ``keep_versions``...)
+        go through ``extra``. predict/train/push/evaluate then take ``{input name: rows}``."""
+        def node(n):
+            n = dict(n)
+            if "module" in n and not isinstance(n["module"], str):
+                n["module"] = _as_spec(n["module"], self)
+            return n
+        spec = {"name": name, "inputs": list(inputs), "nodes": [node(n) for n in nodes],
+                "outputs": list(outputs),
+                "loss": ([_as_spec(l, self) for l in loss] if isinstance(loss, (list, tuple))
+                         else _as_spec(loss, self)),
+                "optimizer": _as_spec(optimizer, self)}
+        if modules:
+            spec["modules"] = {k: _as_spec(v, self) for k, v in modules.items()}
+        if scheduler is not None:
+            spec["scheduler"] = _as_spec(scheduler, self)
+        if seed is not None:
+            spec["seed"] = seed
+        spec.update(extra)
         self.request("POST", "/v1/models", spec)
         return Model(self, name)
 
@@ -505,12 +453,14 @@ class Model:
     def predict(self, x, batch_size=None):
         """Outputs for inputs ``x`` ([batch, ...]) in evaluation mode. With
         ``batch_size`` the rows are sent in chunks of that size (and in
-        halves when a request is over the daemon's body limit)."""
+        halves when a request is over the daemon's body limit). A graph model's named
+        inputs are a dict ``{"user": rows, "item": rows}`` (sliced together) and several
+        outputs come back as ``{name: tensor}``."""
         n = _row_count(x)
         if batch_size is None or n <= batch_size:
             try:
                 js, t, _ = self.client.tensor_call("POST", self._path + "/predict", {"inputs": x})
-                return t["outputs"] if t is not None else self.client._tensor(js["outputs"])
+                return named_outputs(self.client, js, t)
             except EasytorchError as e:
                 if e.status != 413 or n < 2:
                     raise
@@ -518,9 +468,7 @@ class Model:
         parts = []
         for i in range(0, n, batch_size):
             parts.append(self.predict(_slice_rows(x, i, i + batch_size)))
-        if self.client.use_numpy:
-            return _np.concatenate(parts, axis=0)
-        return [row for p in parts for row in p]
+        return _concat_rows(parts, self.client.use_numpy)
 
     __call__ = predict
 
@@ -760,9 +708,10 @@ class Model:
         self._req("DELETE", "/versions/%d" % int(n))
 
     def predict_version(self, n, x):
-        """Outputs of version ``n`` for inputs ``x`` (the live model may be training)."""
+        """Outputs of version ``n`` for inputs ``x`` (the live model may be training); named
+        inputs and several outputs as predict's."""
         res = self._req("POST", "/versions/%d/predict" % int(n), {"inputs": encode_tensor(x)})
-        return self.client._tensor(res["outputs"])
+        return named_outputs(self.client, res, None)
 
     def evaluate_version(self, n, x, y, metrics=None, k=None):
         """Loss and metrics of version ``n`` on (x, y) in eval mode (POST
