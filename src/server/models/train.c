@@ -89,12 +89,13 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         return e->rc;
     /* a failed backward or save puts the gradients, counters and running
      * statistics (a training-mode forward updates them) back */
-    etd_train_state snap;
+    etd_train_state snap = {0};
     bool dp = m->reg->dp != NULL;
     if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS | ETD_TS_BUFFERS, true, &snap, e) !=
             ETD_OK || (dp && etd_dp_fault(m->reg->dp, "batch", e))) {
         if (dp) /* in place of etd_dp_backward's first collective */
             etd_dp_agree(m, false, "", e);
+        etd_ts_free(&snap);
         etd_model_unlock(m);
         return e->rc;
     }
