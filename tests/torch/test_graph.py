@@ -336,11 +336,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="et_graph_") as d:
         T.TMP = d
         cases()
-    r = T.results
-    w = r["worst"]
-    print(f"{r['passed']} passed, {r['failed']} failed; largest error at the suite tolerance "
-          f"(rtol {T.RTOL}, atol {T.ATOL}): {w[0]:.3g} of the allowed |diff| (abs diff {w[1]:.3g})")
-    return 1 if r["failed"] or not r["passed"] else 0  # no comparison ran: a failure
+    return T.summary()
 
 
 if __name__ == "__main__":

@@ -101,6 +101,16 @@ def close(a, b):
     return ok, f"max abs diff {diff:.3g}"
 
 
+
+def summary():
+    """Print the suite's summary line; the exit status: 1 on any failure, or when no
+    comparison ran at all."""
+    r = results
+    w = r["worst"]
+    print(f"{r['passed']} passed, {r['failed']} failed; largest error at the suite tolerance "
+          f"(rtol {RTOL}, atol {ATOL}): {w[0]:.3g} of the allowed |diff| (abs diff {w[1]:.3g})")
+    return 1 if r["failed"] or not r["passed"] else 0
+
 def run(*args):
     proc = subprocess.run([RUNNER, *map(str, args)], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
