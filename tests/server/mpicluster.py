@@ -5,6 +5,7 @@ picks its own and prints it; mpirun's --tag-output says whose line it is), waits
 until every rank is ready, and stops the job: SIGTERM to mpirun, then SIGKILL
 after a bound. rank(r) is a client with daemon.Daemon's request helpers.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -161,3 +162,18 @@ class Cluster:
             shutil.rmtree(self.tmp, ignore_errors=True)
         if problems:
             raise AssertionError("sanitizer reports:\n" + "\n".join(problems[:5]))
+
+
+@contextlib.contextmanager
+def running(test, n, **kw):
+    """A started Cluster(n, **kw) for a with-block; afterwards it is stopped and cleaned up,
+    and -- when the block ended without an exception -- test asserts it exited 0 (the log's
+    tail as the message)."""
+    c = Cluster(n, **kw).start()
+    try:
+        yield c
+    finally:
+        rc = c.stop()
+        log = c.log()
+        c.cleanup()
+    test.assertEqual(rc, 0, log[-3000:])

@@ -47,8 +47,8 @@ class MPIFailureTest(unittest.TestCase):
         def mine(point):
             return "out of memory (EASYTORCHD_TEST_DP_FAIL %s@1) (1 of 2" % point
 
-        c = mpicluster.Cluster(2, mpirun_args=["-x", "EASYTORCHD_TEST_DP_FAIL=" + fault]).start()
-        try:
+        with mpicluster.running(self, 2, mpirun_args=[
+                "-x", "EASYTORCHD_TEST_DP_FAIL=" + fault]) as c:
             c.rank(0).create(dict(MODELS["mse"], name="f"))
 
             def state():
@@ -87,11 +87,6 @@ class MPIFailureTest(unittest.TestCase):
             got = state()[0]
             c.rank(1).ok("POST", "/v1/models/f/train", train)
             state()
-        finally:
-            rc = c.stop()
-            log = c.log()
-            c.cleanup()
-        self.assertEqual(rc, 0, log[-3000:])
         d = daemon.Daemon()
         d.start()
         try:  # the calls that were answered 2xx
@@ -111,8 +106,8 @@ class MPIFailureTest(unittest.TestCase):
         it are kept), equal on both ranks."""
         x, y = data("mse")
         job = {"inputs": x, "targets": y, "epochs": 2, "batch_size": 7, "shuffle": True}
-        c = mpicluster.Cluster(2, mpirun_args=["-x", "EASYTORCHD_TEST_DP_FAIL=sync@1"]).start()
-        try:
+        with mpicluster.running(self, 2, mpirun_args=[
+                "-x", "EASYTORCHD_TEST_DP_FAIL=sync@1"]) as c:
             c.rank(0).create(dict(MODELS["mse"], name="j"))
             start = [c.rank(r).get("/v1/models/j/parameters").body for r in range(2)]
             self.assertEqual(start[1], start[0])
@@ -127,11 +122,6 @@ class MPIFailureTest(unittest.TestCase):
                 self.assertEqual(c.rank(r).model("j")["step"], 0)
                 self.assertEqual(c.rank(r).get("/v1/models/j/parameters").body, start[0],
                                  "rank %d kept the failed step" % r)
-        finally:
-            rc = c.stop()
-            log = c.log()
-            c.cleanup()
-        self.assertEqual(rc, 0, log[-3000:])
 
     def test_failed_save_fails_everywhere(self):
         """--sync always, rank 1 of 2 fails the save at the end of a train call (save@1):
@@ -143,9 +133,8 @@ class MPIFailureTest(unittest.TestCase):
         x, y = data("mse")
         train = {"inputs": x, "targets": y, "epochs": 2, "batch_size": 7, "shuffle": True}
         try:
-            c = mpicluster.Cluster(2, data_dir=data_dir, extra_args=["--sync", "always"],
-                                   mpirun_args=["-x", "EASYTORCHD_TEST_DP_FAIL=save@1"]).start()
-            try:
+            with mpicluster.running(self, 2, data_dir=data_dir, extra_args=["--sync", "always"],
+                                    mpirun_args=["-x", "EASYTORCHD_TEST_DP_FAIL=save@1"]) as c:
                 c.rank(0).create(dict(MODELS["mse"], name="s"))
                 start = c.rank(0).get("/v1/models/s/parameters").body
                 r = c.rank(0).request("POST", "/v1/models/s/train", train)
@@ -157,11 +146,6 @@ class MPIFailureTest(unittest.TestCase):
                     settle(c, "s", 0)
                     self.assertEqual(c.rank(rk).get("/v1/models/s/parameters").body, start,
                                      "rank %d kept the call" % rk)
-            finally:
-                rc = c.stop()
-                log = c.log()
-                c.cleanup()
-            self.assertEqual(rc, 0, log[-3000:])
             c2 = mpicluster.Cluster(2, data_dir=data_dir).start()
             try:
                 for rk in range(2):
