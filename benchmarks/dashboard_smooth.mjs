@@ -7,8 +7,10 @@
 // A benchmark, not a test: it prints numbers, judges nothing, exits 1 only when it could not
 // measure.
 //
-// Then the same training measurement with the page's event stream uncoalesced (an init
-// script drops ?coalesce= from its EventSource URL: one record per event, as before the
+// Then the same training measurement with the page's stream read on its main thread (an
+// init script deletes window.Worker: the page's fallback, as the page read the stream before
+// stream.js), and with the page's event stream uncoalesced (an init script drops ?coalesce=
+// from its EventSource's or its stream worker's URL: one record per event, as before the
 // daemon coalesced for the page), side by side in one run.
 //
 // --baseline-dir DIR: the dashboard's files from DIR (another version of clients/dashboard,
@@ -19,7 +21,7 @@
 //
 //   node benchmarks/dashboard_smooth.mjs --easytorchd build/src/server/easytorchd \
 //        [--models 100] [--seconds 20] [--json FILE] [--trace FILE]
-//        [--baseline-dir DIR [--rounds 2] [--baseline-trace FILE]]
+//        [--baseline-dir DIR [--rounds 2] [--baseline-trace FILE]] [--main-thread-trace FILE]
 // (benchmarks/trace_summary.mjs FILE sums up a trace)
 //
 // Uses tests/clients' playwright-core (npm ci there) and Debian's /usr/bin/chromium.
@@ -39,6 +41,7 @@ const JSON_OUT = B.opt('--json', '');
 const TRACE = B.opt('--trace', '');   // a Chromium trace of the (coalesced) training phase
 const BASE_DIR = B.opt('--baseline-dir', '');
 const BASE_TRACE = B.opt('--baseline-trace', '');   // a trace of the baseline page's first round
+const NOWORKER_TRACE = B.opt('--main-thread-trace', '');   // a trace of the no-Worker phase
 const ROUNDS = Number(B.opt('--rounds', BASE_DIR ? '2' : '1'));
 const uptime = () => { try { return execFileSync('uptime', { encoding: 'utf8' }).trim(); } catch (e) { return loadavg().join(' '); } };
 
@@ -90,7 +93,7 @@ async function main() {
     const errors = [];
     let requests = 0, counting = false;
     let page = null, context = null, cdp = null;
-    async function open(uncoalesced, dir) {
+    async function open(uncoalesced, dir, noWorker) {
       if (context) await context.close();
       context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
       if (dir) {
@@ -102,11 +105,21 @@ async function main() {
         await context.route((u) => fileOf(u) !== null, (route) => route.fulfill({ path: path.join(dir, fileOf(new URL(route.request().url()))) }));
       }
       if (uncoalesced) await context.addInitScript(() => {
+        const drop = (url) => String(url).replace(/coalesce=[^&]*&?/, '').replace(/\?$/, '');
         const ES = window.EventSource;
-        window.EventSource = function (url, o) { return new ES(String(url).replace(/coalesce=[^&]*&?/, '').replace(/\?$/, ''), o); };
+        window.EventSource = function (url, o) { return new ES(drop(url), o); };
         window.EventSource.prototype = ES.prototype;
         Object.assign(window.EventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
+        // the page's stream worker (stream.js) gets its URL in an {cmd: 'open', url} message
+        if (typeof Worker === 'function') {
+          const post = Worker.prototype.postMessage;
+          Worker.prototype.postMessage = function (m, t) {
+            return post.call(this, m && m.cmd === 'open' ? Object.assign({}, m, { url: drop(m.url) }) : m, t);
+          };
+        }
       });
+      // the page without Workers: it reads the stream on its main thread (its fallback)
+      if (noWorker) await context.addInitScript(() => { delete window.Worker; });
       page = await context.newPage();
       page.on('pageerror', (e) => errors.push(e.message));
       page.on('request', (r) => { if (counting && !/\/v1\/events/.test(r.url())) requests++; });
@@ -195,8 +208,8 @@ async function main() {
     };
     // one training measurement of a page: open it, warm up 3 s (every card has points, the
     // stream or polling runs), measure
-    async function trained(label, uncoalesced, dir, trace) {
-      await open(uncoalesced, dir);
+    async function trained(label, uncoalesced, dir, trace, noWorker) {
+      await open(uncoalesced, dir, noWorker);
       calls = 0;
       training = true;
       const trainers = [trainer(0), trainer(1)];
@@ -219,10 +232,13 @@ async function main() {
         if (i + 1 < ROUNDS) runs.push(await trained(`training, round ${i + 2}`, false, ''));
       }
     }
+    // this page with the stream read on its main thread (no Worker: the page before stream.js)
+    const onMain = await trained('training, stream on the main thread (no Worker)', false, '', NOWORKER_TRACE, true);
+    runs.push(onMain);
     // the same with one EventSource record per event (the page before ?coalesce=)
     const plain = await trained('training, uncoalesced stream', true, '');
     console.log(`uptime at the end: ${uptime()}`);
-    const r = { idle, training: busyR, training_uncoalesced: plain, runs, page_errors: errors.length };
+    const r = { idle, training: busyR, training_main_thread_stream: onMain, training_uncoalesced: plain, runs, page_errors: errors.length };
     if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(r, null, 1) + '\n');
     B.check('measured', busyR.frames > 0 && errors.length === 0, errors.slice(0, 3).join(' | '));
   } catch (e) {

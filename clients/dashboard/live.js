@@ -6,7 +6,7 @@
 // divergence).  The browser's EventSource reconnects by itself and sends Last-Event-ID, so
 // the daemon replays what the page missed (the page polls meanwhile when that takes 10 s).  When the stream is unavailable (an older daemon,
 // a proxy that buffers) it polls GET /v1/models every interval instead, and tries the stream
-// again every 10 s.
+// again every 10 s.  The stream is read in a Worker (stream.js) where the browser can.
 'use strict';
 
 ET.live = (function () {
@@ -14,6 +14,8 @@ ET.live = (function () {
   const TYPES = ['step', 'batch', 'evaluation', 'job', 'nonfinite', 'hyperparameters', 'version', 'created',
     'deleted'];
   let timer = null, polling = false, es = null, streamTried = 0, reconnectTimer = null;
+  let noWorker = typeof Worker !== 'function';
+  let streamIn = '';   // where the open stream is read: 'worker' | 'page'
 
   // ---- polling --------------------------------------------------------------------------
   async function poll() {
@@ -47,6 +49,8 @@ ET.live = (function () {
   }
   function status() {
     const n = state.models.size;
+    // (for scripts and tests: where the stream is read, 'worker' or 'page'; '' while polling)
+    els.status.dataset.stream = state.live === 'stream' ? streamIn : '';
     setStatus('ok', n + (n === 1 ? ' model' : ' models') + ' · ' +
       (state.live === 'stream' ? 'live (event stream)' : state.live === 'reconnecting' ? 'reconnecting…' : 'polling') +
       ' · updated ' + new Date().toLocaleTimeString());
@@ -64,62 +68,111 @@ ET.live = (function () {
   // ?coalesce=S: the daemon sends at most one "events" record per S seconds holding every
   // event since the previous one (a JSON array), so 100 training models cost the page a few
   // tasks a second instead of a thousand; the page draws at most every FRAME_MS anyway.
+  // The stream is read in a Worker (stream.js: its own EventSource, the records parsed and
+  // each model's steps packed into typed arrays there), so the page's main thread only
+  // appends and draws; where a Worker cannot be started (or has no EventSource), on the page.
   const COALESCE_S = 0.25;
+  const { pack, parse, TYPES: STREAM_TYPES } = window.ETStream;
+
+  // The page's own EventSource, its records packed as the worker packs them.
+  function pageSource(url, on) {
+    const s = new EventSource(url);
+    s.onopen = on.open;
+    s.onerror = () => on.error(s.readyState === EventSource.CLOSED);
+    // one event per record (a daemon without coalesce), or many in an "events" record
+    for (const t of STREAM_TYPES) {
+      s.addEventListener(t, (ev) => on.records(ev.lastEventId, pack([{ event: t, data: t === 'reset' || t === 'dropped' ? {} : parse(ev.data) }]).items));
+    }
+    s.addEventListener('events', (ev) => {
+      const list = parse(ev.data);
+      if (Array.isArray(list)) on.records(ev.lastEventId, pack(list).items);
+    });
+    return { where: 'page', close: () => s.close() };
+  }
+  // A Worker's (stream.js).  new Worker throws where workers are not allowed; a worker that
+  // fails to load, or has no EventSource, hands the stream back to the page (on.fallback).
+  function workerSource(url, on) {
+    const w = new Worker('stream.js');
+    w.onmessage = (m) => {
+      const x = m.data || {};
+      if (x.kind === 'events') on.records(x.id, x.items);
+      else if (x.kind === 'open') on.open();
+      else if (x.kind === 'error') on.error(x.closed);
+      else if (x.kind === 'unsupported') on.fallback();
+    };
+    w.onerror = (ev) => { ev.preventDefault(); on.fallback(); };
+    w.postMessage({ cmd: 'open', url });
+    return { where: 'worker', close: () => w.terminate() };
+  }
+
   function connect() {
     if (typeof EventSource !== 'function' || es || state.needToken || Date.now() - streamTried < 10000) return;
     streamTried = Date.now();
-    const url = 'v1/events?coalesce=' + COALESCE_S + (state.token ? '&access_token=' + encodeURIComponent(state.token) : '');
-    let s;
-    try { s = new EventSource(url); } catch (e) { return; }
-    es = s;
-    let opened = false;
-    s.onopen = () => {
-      clearTimeout(reconnectTimer);
-      const first = !opened;
-      opened = true;
-      state.live = 'stream';
-      clearTimeout(timer);
-      // A new stream starts from "now": what happened between the last poll and now is
-      // fetched once (?since=K per model).  A reconnect of the same EventSource resumes with
-      // Last-Event-ID instead (the daemon sends "reset" when it cannot).
-      if (first) ET.listModels().then(status, failed);
-      else status();
-    };
-    s.onerror = () => {
-      if (s.readyState === EventSource.CLOSED || !opened) {
-        // refused (404 from an older daemon, 401): poll, and try the stream again later
-        s.close();
-        if (es === s) es = null;
-        state.live = 'polling';
-        poll();
-      } else if (state.live === 'stream') {
-        // The browser reconnects by itself (with Last-Event-ID, every 2 s, the daemon's
-        // retry:) for as long as it takes: the stream is kept.  If that takes 10 s the page
-        // polls meanwhile, until the stream is open again (onopen stops the polls).  (Each
-        // failed attempt calls onerror again: the 10 s run from the first.)
-        state.live = 'reconnecting';
-        status();
+    const url = new URL('v1/events?coalesce=' + COALESCE_S + (state.token ? '&access_token=' + encodeURIComponent(state.token) : ''),
+      document.baseURI).href;
+    let s = null, opened = false;
+    const on = {
+      open() {
+        if (es !== s) return;
         clearTimeout(reconnectTimer);
-        reconnectTimer = setTimeout(() => {
-          if (state.live === 'reconnecting') { state.live = 'polling'; poll(); }
-        }, 10000);
-      }
+        const first = !opened;
+        opened = true;
+        state.live = 'stream';
+        streamIn = s.where;
+        clearTimeout(timer);
+        // A new stream starts from "now": what happened between the last poll and now is
+        // fetched once (?since=K per model).  A reconnect of the same EventSource resumes with
+        // Last-Event-ID instead (the daemon sends "reset" when it cannot).
+        if (first) ET.listModels().then(status, failed);
+        else status();
+      },
+      error(closed) {
+        if (es !== s) return;
+        if (closed || !opened) {
+          // refused (404 from an older daemon, 401): poll, and try the stream again later
+          s.close();
+          es = null;
+          state.live = 'polling';
+          poll();
+        } else if (state.live === 'stream') {
+          // The browser reconnects by itself (with Last-Event-ID, every 2 s, the daemon's
+          // retry:) for as long as it takes: the stream is kept.  If that takes 10 s the page
+          // polls meanwhile, until the stream is open again (onopen stops the polls).  (Each
+          // failed attempt calls onerror again: the 10 s run from the first.)
+          state.live = 'reconnecting';
+          status();
+          clearTimeout(reconnectTimer);
+          reconnectTimer = setTimeout(() => {
+            if (state.live === 'reconnecting') { state.live = 'polling'; poll(); }
+          }, 10000);
+        }
+      },
+      // a record's events, in order (a model's steps packed: ['steps', {...}])
+      records(id, items) {
+        if (es !== s) return;
+        lastEventId = id;
+        for (const [t, d] of items) {
+          if (t === 'reset') ET.listModels().catch(failed);
+          else if (t === 'steps' || TYPES.includes(t)) onEvent(t, d);
+        }
+      },
+      fallback() {
+        if (es !== s) return;
+        noWorker = true;
+        s.close();
+        es = null;
+        streamTried = 0;
+        connect();
+      },
     };
-    const parse = (data) => { try { return JSON.parse(data); } catch (e) { return null; } };
-    // one event per record (a daemon without coalesce), or many in an "events" record
-    for (const t of TYPES) s.addEventListener(t, (ev) => { lastEventId = ev.lastEventId; onEvent(t, parse(ev.data)); });
-    s.addEventListener('reset', () => { ET.listModels().catch(failed); });
-    s.addEventListener('dropped', () => { /* the daemon dropped a slow reader: the reconnect resumes */ });
-    s.addEventListener('events', (ev) => {
-      const list = parse(ev.data);
-      if (!Array.isArray(list)) return;
-      lastEventId = ev.lastEventId;
-      for (const x of list) {
-        if (!x || typeof x.event !== 'string') continue;
-        if (x.event === 'reset') ET.listModels().catch(failed);
-        else if (TYPES.includes(x.event)) onEvent(x.event, x.data);
-      }
-    });
+    try { s = noWorker ? pageSource(url, on) : workerSource(url, on); } catch (e) {
+      if (noWorker) return;
+      noWorker = true;
+      streamTried = 0;
+      connect();
+      return;
+    }
+    es = s;
   }
   let lastEventId = '';
 
@@ -140,7 +193,7 @@ ET.live = (function () {
 
   // What one event changes in a model's entry (also for events queued while it loaded).
   function apply(e, type, d) {
-    if (type === 'step') return applySteps(e, d);
+    if (type === 'steps') return applySteps(e, d);
     if (type === 'evaluation') {
       ET.addValidation(e, { step: d.step, job: d.job, metrics: d.metrics });
     } else if (type === 'job') {
@@ -163,14 +216,16 @@ ET.live = (function () {
     ET.changed(e);
   }
 
+  // A model's steps, packed (stream.js): steps/losses/lrs/times are parallel typed arrays.
   function applySteps(e, d) {
-    const pts = Array.isArray(d.steps) && d.steps.length ? d.steps : [[d.step, d.loss]];
+    const n = d.steps.length;
+    if (!n) return;
     const have = e.steps.length ? e.steps[e.steps.length - 1] : e.since;
-    const first = pts[0][0];
+    const first = d.steps[0];
     if (first <= have) {
       // already have these (fetched), or the model was rolled back: then the loss differs
       const i = e.steps.lastIndexOf(first);
-      const same = i >= 0 && (e.losses[i] === pts[0][1] || (Number.isNaN(e.losses[i]) && pts[0][1] === null));
+      const same = i >= 0 && (e.losses[i] === d.losses[0] || (Number.isNaN(e.losses[i]) && Number.isNaN(d.losses[0])));
       if (!same) { ET.resetEntry(e); ET.refresh(e).catch(() => {}); return; }
     } else if (have >= 0 && first > have + 1 && !e.skippedGap) {
       // a step this page did not see (it was not connected): fetch from what it has
@@ -181,19 +236,19 @@ ET.live = (function () {
     // the points' wall times: each step's own ("times", parallel to "steps", as the
     // history's "time" series has them); from a daemon that sends none, the event's arrival
     // spread over the interval since the previous point
-    const own = Array.isArray(d.times) && d.times.length === pts.length ? d.times : null;
+    const own = d.own;
     const t1 = Number.isFinite(d.time) ? d.time : Date.now() / 1000;
     const last = e.times.length ? e.times[e.times.length - 1] : NaN;
     const t0 = Number.isFinite(last) && last < t1 ? last : t1;
-    let k = 0;
-    const n = own ? 0 : pts.filter((p) => p[0] > have).length;
-    pts.forEach((p, i) => {
-      if (!(p[0] > have)) return;
-      e.steps.push(p[0]);
-      e.losses.push(p[1] === null ? NaN : Number(p[1]));
-      e.lrs.push(typeof d.lr === 'number' ? d.lr : NaN);
-      e.times.push(own ? (typeof own[i] === 'number' ? own[i] : NaN) : t0 + (t1 - t0) * (++k) / n);
-    });
+    let k = 0, fresh = 0;
+    if (!own) for (let i = 0; i < n; i++) if (d.steps[i] > have) fresh++;
+    for (let i = 0; i < n; i++) {
+      if (!(d.steps[i] > have)) continue;
+      e.steps.push(d.steps[i]);
+      e.losses.push(d.losses[i]);
+      e.lrs.push(d.lrs[i]);
+      e.times.push(own ? d.times[i] : t0 + (t1 - t0) * (++k) / fresh);
+    }
     ET.trim(e);
     if (e.steps.length) e.since = e.steps[e.steps.length - 1];
     if (typeof d.step === 'number' && d.step > (e.step ?? -1)) e.step = d.step;

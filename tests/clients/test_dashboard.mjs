@@ -16,6 +16,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as B from './browser.mjs';
 import * as V from './dashboard_views.mjs';
+import * as S from './dashboard_stream.mjs';
 
 const { OUT, check, finish, waitFor } = B;
 const TOKEN = 'dashboard-test-token-42';
@@ -66,7 +67,13 @@ async function main() {
       return add.call(this, type, function (ev) { window.__esRecords[type] = (window.__esRecords[type] || 0) + 1; return fn.call(this, ev); }, o);
     };
   });
+  // ...and what the page's stream worker (stream.js) hands it (dashboard_stream.mjs)
+  await context.addInitScript(S.countWorkerMessages);
   const page = await context.newPage();
+  // the page's dedicated workers (the stream's: stream.js)
+  const workers = [];
+  page.on('worker', (w) => workers.push(w));
+  const streamWorker = () => workers.filter((w) => /\/stream\.js$/.test(w.url())).pop();
   const lossPolls = [], streams = [], listPolls = [];
   page.on('request', (r) => {
     const u = r.url();
@@ -240,6 +247,10 @@ async function main() {
 
     // -- issue 17: validation, divergence, comparison, smoothing, jobs, export ---------------
     check('the page opens an EventSource on GET /v1/events', streams.length > 0, streams.slice(0, 2).join(' '));
+    check('the stream is read in a Worker (stream.js), not on the page', (await page.getAttribute('#status', 'data-stream')) === 'worker' &&
+      !!streamWorker() && !(await page.evaluate(() => (window.__esRecords || {}).events)),
+      `status data-stream=${await page.getAttribute('#status', 'data-stream')}, workers ${workers.map((w) => w.url()).join(' ')}, ` +
+      `page EventSource records ${JSON.stringify(await page.evaluate(() => window.__esRecords))}`);
     {
       // No polling while the stream is up: for 3 s of training and until the page shows every
       // step the daemon took, the page sends no request at all (any poll, of the list, a model
@@ -247,7 +258,9 @@ async function main() {
       const quiet = [];
       const spy = (r) => { if (!/\/v1\/events/.test(r.url())) quiet.push(new URL(r.url()).pathname); };
       const p0 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
-      const rec0 = await page.evaluate(() => Object.assign({}, window.__esRecords));
+      // (the records the stream worker's EventSource got: it reads the stream, the page does not)
+      const esRecords = async () => { const w = streamWorker(); return w ? w.evaluate(() => Object.assign({}, self.__records)) : {}; };
+      const rec0 = await esRecords(), msg0 = await page.evaluate(() => Object.assign({}, window.__workerMsgs));
       const t0 = Date.now();
       page.on('request', spy);
       const tEnd = Date.now() + 3000;
@@ -257,7 +270,7 @@ async function main() {
       const caughtUp = await waitFor(async () => Number(await page.getAttribute(card, 'data-step')) === quietStep, 15000);
       page.off('request', spy);
       const p1 = Number(await page.getAttribute(`${card} .plot`, 'data-points'));
-      const rec1 = await page.evaluate(() => Object.assign({}, window.__esRecords));
+      const rec1 = await esRecords(), msg1 = await page.evaluate(() => Object.assign({}, window.__workerMsgs));
       const secs = (Date.now() - t0) / 1000;
       check('no polling while the stream is up: 3 s of training, no request, new points drawn', quiet.length === 0 && p1 > p0 && !!caughtUp,
         `${quiet.length} requests (${[...new Set(quiet)].slice(0, 4).join(', ')}), points ${p0} → ${p1}, ` +
@@ -267,6 +280,11 @@ async function main() {
       check('the stream is coalesced: the steps come in "events" records, at most 4 a second',
         streams.some((u) => new URL(u).searchParams.get('coalesce') === '0.25') && nEv >= 1 && nStep === 0 && nEv <= secs / 0.25 + 1,
         `${nEv} "events" records and ${nStep} "step" records in ${secs.toFixed(1)} s (${calls} train calls)`);
+      // the worker hands the page each record's steps per model as typed arrays
+      const nMsg = msg1.events - msg0.events, nPacked = msg1.packed - msg0.packed;
+      check('the worker posts the steps packed per model in Float64Arrays, one message per record',
+        nMsg >= 1 && nMsg <= nEv + 1 && nPacked >= 1 && msg1.typed - msg0.typed === nPacked && msg1.unpacked === 0,
+        `${nMsg} messages, ${nPacked} packed step items (${msg1.typed - msg0.typed} typed), ${msg1.unpacked} unpacked, for ${nEv} records`);
     }
     const mk = (name, extra) => api('POST', '/v1/models', Object.assign({ name,
       layers: [{ type: 'Linear', in_features: 1, out_features: 16 }, { type: 'Tanh' }, { type: 'Linear', in_features: 16, out_features: 1 }],
@@ -649,6 +667,12 @@ async function main() {
     const follows = await waitFor(async () => Number(await page.getAttribute(card, 'data-step')) === afterStep, 15000);
     check('after the restart the page follows the new run', !!follows, `page ${await page.getAttribute(card, 'data-step')}, daemon ${afterStep}`);
     restarting = false;
+
+    // -- without Workers: the page reads the stream itself (dashboard_stream.mjs) -------------
+    await S.withoutWorkers({ browser, url: d.url, token: TOKEN, card, watch, train: async () => {
+      await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 3, batch_size: 32 });
+      return (await api('GET', '/v1/models/sine')).step;
+    } });
 
     // -- without EventSource (or a proxy that buffers the stream): the page polls -----------------
     const noEs = await browser.newContext({ viewport: { width: 1400, height: 900 } });
