@@ -17,7 +17,18 @@
  * skipped).  The body is the file given with --body: the exact bytes the
  * HTTP side sends.
  *
- * Run by hand:  etd_bench --body FILE [parse_train_json ITERS]
+ * dispatch_train (with --model SPEC_FILE: a model definition, as POSTed to
+ * /v1/models) is the daemon's whole handling of that body as a
+ * POST /v1/models/NAME/train, without the socket: etd_dispatch -- admission,
+ * routing, the parse, the training step, the loss history and events, the
+ * answer's JSON -- on a registry in a scratch directory (the background
+ * saver every 10 s, as the daemon's default).  `value` is the answer's
+ * length.  What the daemon's request costs beyond it is HTTP and the socket
+ * (libmicrohttpd, the kernel's loopback TCP): scripts/bench prints it as the
+ * daemon_train rows' "in-process daemon" part.
+ *
+ * Run by hand:  etd_bench --body FILE [--model SPEC_FILE] [WORKLOAD ITERS]
+ * (callgrind: valgrind --tool=callgrind etd_bench --body B --model S dispatch_train 2000)
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,11 +38,17 @@
 
 #include <easytorch/easytorch.h>
 
+#include <cjson/cJSON.h>
+
+#include "server/config.h"
 #include "server/formats/json_in.h"
+#include "server/endpoints/endpoint.h"
 #include "driver.h"
 
 static char *body;
 static size_t body_len;
+static char *spec;              /* --model: the model definition (JSON) */
+static size_t spec_len;
 
 static double now_ns(clockid_t clock)
 {
@@ -74,9 +91,102 @@ static bool parse_train(double *value, etd_err *e)
     return ok;
 }
 
+/* ---- dispatch_train: the daemon's handling of the request, no socket */
+
+static char scratch[512];
+static etd_registry *reg;
+static etd_server *srv;
+static etd_app app;
+static char train_url[300];
+
+static void remove_scratch(void)
+{
+    if (srv)
+        etd_server_shutdown(srv);
+    if (reg)
+        etd_registry_free(reg);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+    if (scratch[0] && system(cmd) != 0)
+        fprintf(stderr, "etd_bench: could not remove %s\n", scratch);
+}
+
+/* easytorchd's defaults (main.c), a registry in a scratch directory, the model of --model. */
+static bool dispatch_setup(etd_err *e)
+{
+    if (srv)
+        return true;
+    if (!spec) {
+        etd_fail(e, ETD_EINVAL, "dispatch_train needs --model SPEC_FILE");
+        return false;
+    }
+    const char *base = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/etd-bench-XXXXXX", base ? base : "/tmp");
+    if (!mkdtemp(scratch)) {
+        etd_fail(e, ETD_EIO, "mkdtemp %s failed", scratch);
+        scratch[0] = '\0';
+        return false;
+    }
+    atexit(remove_scratch);
+    static etd_config cfg;
+    cfg = (etd_config){
+        .http = {.host = "127.0.0.1", .max_body = 64 << 20, .quiet = true},
+        .json = limits,
+        .models = {.data_dir = scratch, .save_interval = 10, .max_models = 1000,
+                   .max_params = 100000000, .max_steps = 1000000, .max_history = 100000,
+                   .event_buffer = 4096, .event_interval = 0.1},
+    };
+    if (!(reg = etd_registry_new(&cfg.models, e)))
+        return false;
+    etd_registry_load_all(reg); /* the saver, jobs and events threads start here */
+    cJSON *j = cJSON_ParseWithLength(spec, spec_len);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+    etd_model *m = NULL;
+    if (!cJSON_IsString(name) || etd_registry_define(reg, j, &m, e) != ETD_OK) {
+        if (!e->msg[0])
+            etd_fail(e, ETD_EINVAL, "--model: not a model definition with a name");
+        cJSON_Delete(j);
+        return false;
+    }
+    snprintf(train_url, sizeof train_url, "/v1/models/%s/train", name->valuestring);
+    etd_model_unref(m);
+    cJSON_Delete(j);
+    app = (etd_app){.reg = reg, .json = cfg.json, .max_decoded_body = 64 << 20};
+    srv = etd_server_new_detached(&cfg.http, etd_routes, etd_nroutes, &app);
+    if (!srv)
+        etd_fail(e, ETD_ENOMEM, "cannot make the server");
+    return srv != NULL;
+}
+
+static bool dispatch_train(double *value, etd_err *e)
+{
+    static const char *const names[] = {"Content-Type"}, *const values[] = {"application/json"};
+    static const size_t lens[] = {16};
+    char *resp = NULL;
+    size_t rlen = 0;
+    const char *ctype;
+    int status = etd_dispatch(srv, "POST", train_url, names, values, lens, 1, body, body_len,
+                              &resp, &rlen, &ctype);
+    if (status != 200)
+        etd_fail(e, ETD_EINVAL, "HTTP %d: %.200s", status, resp ? resp : "");
+    *value = (double)rlen;
+    free(resp);
+    return status == 200;
+}
+
 static int run_one(const char *name, long iters)
 {
-    if (strcmp(name, "parse_train_json") != 0) {
+    bool (*fn)(double *, etd_err *) = NULL;
+    etd_err e = {0};
+    if (strcmp(name, "parse_train_json") == 0) {
+        fn = parse_train;
+    } else if (strcmp(name, "dispatch_train") == 0) {
+        if (!dispatch_setup(&e)) {
+            printf("error %s: %s\n", name, e.msg);
+            return 1;
+        }
+        fn = dispatch_train;
+    } else {
         printf("error unknown workload '%s'\n", name);
         return 1;
     }
@@ -85,10 +195,9 @@ static int run_one(const char *name, long iters)
         return 1;
     }
     double value = NAN;
-    etd_err e = {0};
     double c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID), t0 = now_ns(CLOCK_MONOTONIC);
     for (long i = 0; i < iters; i++)
-        if (!parse_train(&value, &e)) {
+        if (!fn(&value, &e)) {
             printf("error %s: %s\n", name, e.msg);
             return 1;
         }
@@ -97,31 +206,30 @@ static int run_one(const char *name, long iters)
     return 0;
 }
 
-static bool read_body(const char *path)
+/* The whole file, NUL-terminated (etd_json_parse needs body[len] == NUL). */
+static bool read_file(const char *path, char **out, size_t *out_len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return false;
-    size_t cap = 1 << 16;
-    body = malloc(cap);
-    body_len = 0;
-    size_t n;
-    while (body && (n = fread(body + body_len, 1, cap - body_len - 1, f)) > 0) {
-        body_len += n;
-        if (body_len + 1 == cap) {
-            char *nb = realloc(body, cap * 2);
-            if (!nb) {
-                free(body);
-                body = NULL;
-            }
-            body = nb;
+    size_t cap = 1 << 16, len = 0, n;
+    char *b = malloc(cap);
+    while (b && (n = fread(b + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb)
+                free(b);
+            b = nb;
             cap *= 2;
         }
     }
     fclose(f);
-    if (!body)
+    if (!b)
         return false;
-    body[body_len] = '\0'; /* etd_json_parse needs body[len] == NUL */
+    b[len] = '\0';
+    *out = b;
+    *out_len = len;
     return true;
 }
 
@@ -129,20 +237,30 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3 || strcmp(argv[1], "--body") != 0) {
-        fprintf(stderr, "usage: etd_bench --body FILE [parse_train_json ITERATIONS]\n");
+        fprintf(stderr, "usage: etd_bench --body FILE [--model SPEC_FILE] "
+                        "[parse_train_json|dispatch_train ITERATIONS]\n");
         return 2;
     }
-    if (!read_body(argv[2])) {
+    if (!read_file(argv[2], &body, &body_len)) {
         fprintf(stderr, "etd_bench: cannot read %s\n", argv[2]);
         return 2;
     }
+    int a = 3;
+    if (argc >= 5 && strcmp(argv[3], "--model") == 0) {
+        if (!read_file(argv[4], &spec, &spec_len)) {
+            fprintf(stderr, "etd_bench: cannot read %s\n", argv[4]);
+            return 2;
+        }
+        a = 5;
+    }
     int rc = 0;
-    if (argc >= 4) {
-        rc = run_one(argv[3], argc >= 5 ? atol(argv[4]) : 1);
+    if (argc > a) {
+        rc = run_one(argv[a], argc > a + 1 ? atol(argv[a + 1]) : 1);
     } else {
         printf("ready easytorch=%s body_bytes=%zu\n", EASYTORCH_VERSION, body_len);
         rc = bench_serve(run_one);
     }
     free(body);
+    free(spec);
     return rc;
 }

@@ -145,6 +145,19 @@ class Server:
                 raise BenchError(f"{self.name}: {path} not 200 within {timeout} s")
             time.sleep(0.002)
 
+    def pin(self, cpus):
+        """Every thread of the server on these CPUs (None: all of them); the
+        threads it starts later inherit it."""
+        cpus = set(cpus) if cpus is not None else set(range(os.cpu_count() or 1))
+        try:
+            for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+                try:
+                    os.sched_setaffinity(int(t), cpus)
+                except OSError:
+                    pass   # a thread that just ended
+        except OSError as e:
+            raise BenchError(f"{self.name} is gone: {e}") from e
+
     def cpu_seconds(self):
         """utime + stime of the server process so far (all its threads)."""
         try:
@@ -411,10 +424,11 @@ def check_static(nginx, path, expect):
                          f"{len(expect)} response bytes)")
 
 
-def wrk(server, path, body_file, conns, seconds, own_pids=None, fmt="json"):
+def wrk(server, path, body_file, conns, seconds, own_pids=None, fmt="json", cpu=None):
+    """cpu: run wrk on that CPU alone (taskset; the daemon_train rows)."""
     url = f"http://127.0.0.1:{server.port}{path}"
     hdrs = FORMATS[fmt]
-    argv = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency",
+    argv = (["taskset", "-c", str(cpu)] if cpu is not None else []) + ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency",
             "--timeout", "10s", "-s", str(BENCH_DIR / "wrk_post.lua"), url, "--", str(body_file),
             hdrs["Content-Type"], hdrs.get("Accept", "")]
     cpu0 = server.cpu_seconds()
