@@ -2,7 +2,8 @@
 // says the page's main thread did: its top-level tasks (count, wall and thread CPU time,
 // how many took longer than a frame), the time by kind of work (script, layout, style,
 // paint, GC, ...: wall time of the events of that name, nested ones counted in their own
-// name too), and the page's script by function (FunctionCall events).  Wall time far above
+// name too), the page's script by function (FunctionCall events), and its workers' threads
+// (the event stream's: clients/dashboard/stream.js).  Wall time far above
 // CPU time means the thread waited for a core (a loaded machine), not that it computed.
 //
 //   node benchmarks/trace_summary.mjs FILE [--top 15]
@@ -71,3 +72,17 @@ for (const e of onMain) {
 console.log(`script by function (top ${TOP}, wall / CPU ms, count):`);
 for (const [n, v] of [...byFn.entries()].sort((a, b) => b[1].wall - a[1].wall).slice(0, TOP))
   console.log(`  ${n.slice(0, 60).padEnd(60)} ${ms(v.wall).padStart(9)} / ${ms(v.cpu).padStart(8)}  ×${v.n}`);
+
+// the page's workers (stream.js reads the event stream in one): the same process's
+// DedicatedWorker threads, their script (FunctionCall) and tasks
+const pid = main[0].split(':')[0];
+for (const [k, n] of names) {
+  if (!k.startsWith(pid + ':') || !/^DedicatedWorker/.test(n)) continue;
+  const on = events.filter((e) => e.ph === 'X' && e.pid + ':' + e.tid === k);
+  const fc = on.filter((e) => e.name === 'FunctionCall');
+  const tasks = on.filter((e) => e.name === 'RunTask' || e.name === 'ThreadControllerImpl::RunTask');
+  const sum = (xs, f) => xs.reduce((s, e) => s + (e[f] || 0), 0);
+  if (!on.length) continue;
+  console.log(`${n} (${k}): script ${ms(sum(fc, 'dur'))} ms wall / ${ms(sum(fc, 'tdur'))} ms CPU in ${fc.length} calls; ` +
+    `tasks ${tasks.length}, wall ${ms(sum(tasks, 'dur'))} ms, CPU ${ms(sum(tasks, 'tdur'))} ms`);
+}
