@@ -62,23 +62,32 @@ export async function packs(page) {
     ok, ok ? '' : `got ${JSON.stringify(got)}`);
 }
 
-// A page without Workers (an init script deletes window.Worker) reads the stream on its own
-// EventSource ("events" records counted on the page), sends no request while training goes
-// on, and keeps up.  train() trains the model of `card` and answers the daemon's step.
-export async function withoutWorkers({ browser, url, token, card, watch, train }) {
+// A page whose stream worker cannot be had reads the stream on its own EventSource ("events"
+// records counted on the page), sends no request while training goes on, and keeps up.
+// how: 'none' (an init script deletes window.Worker) or 'unsupported' (the worker it starts
+// answers {kind: 'unsupported'}, as stream.js does where a worker has no EventSource).
+// train() trains the model of `card` and answers the daemon's step.
+export async function withoutWorkers({ browser, url, token, card, watch, train, how = 'none' }) {
   const noW = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-  await noW.addInitScript((t) => {
-    delete window.Worker;
+  await noW.addInitScript(([t, h]) => {
+    if (h === 'none') delete window.Worker;
+    else {
+      const W = window.Worker;
+      const src = URL.createObjectURL(new Blob(["self.onmessage = () => self.postMessage({ kind: 'unsupported' });"], { type: 'text/javascript' }));
+      window.__workersStarted = 0;
+      window.Worker = function () { window.__workersStarted++; return new W(src); };
+      window.Worker.prototype = W.prototype;
+    }
     localStorage.setItem('easytorch.token', t);
     const ES = window.EventSource, add = ES.prototype.addEventListener;
     window.__esRecords = {};
     ES.prototype.addEventListener = function (type, fn, o) {
       return add.call(this, type, function (ev) { window.__esRecords[type] = (window.__esRecords[type] || 0) + 1; return fn.call(this, ev); }, o);
     };
-  }, token);
+  }, [token, how]);
   try {
     const wp = await noW.newPage();
-    watch(wp, ' (no Worker)');
+    watch(wp, ` (Worker: ${how})`);
     const streams = [], quiet = [];
     let spying = false;
     wp.on('request', (r) => {
@@ -94,11 +103,13 @@ export async function withoutWorkers({ browser, url, token, card, watch, train }
     spying = false;
     const p1 = Number(await wp.getAttribute(`${card} .plot`, 'data-points'));
     const rec = await wp.evaluate(() => window.__esRecords);
-    check('without Workers the page reads the stream on its own EventSource ("events" records), polls nothing, and keeps up',
-      !!onPage && streams.length > 0 && (rec.events || 0) >= 1 && quiet.length === 0 && !!caught && p1 > p0,
-      `data-stream ${await wp.getAttribute('#status', 'data-stream')}, records ${JSON.stringify(rec)}, ` +
+    const started = await wp.evaluate(() => window.__workersStarted);
+    check(how === 'none' ? 'without Workers the page reads the stream on its own EventSource ("events" records), polls nothing, and keeps up'
+      : 'a stream worker without EventSource hands the stream back: the page reads it on its own EventSource, polls nothing, keeps up',
+      !!onPage && (how === 'none' || started >= 1) && streams.length > 0 && (rec.events || 0) >= 1 && quiet.length === 0 && !!caught && p1 > p0,
+      `data-stream ${await wp.getAttribute('#status', 'data-stream')}, workers started ${started}, records ${JSON.stringify(rec)}, ` +
       `${quiet.length} requests (${[...new Set(quiet)].slice(0, 4).join(', ')}), points ${p0} → ${p1}, step ${await wp.getAttribute(card, 'data-step')} vs ${step}`);
-    await packs(wp);
+    if (how === 'none') await packs(wp);
   } finally {
     await noW.close();
   }

@@ -669,10 +669,12 @@ async function main() {
     restarting = false;
 
     // -- without Workers: the page reads the stream itself (dashboard_stream.mjs) -------------
-    await S.withoutWorkers({ browser, url: d.url, token: TOKEN, card, watch, train: async () => {
-      await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 3, batch_size: 32 });
-      return (await api('GET', '/v1/models/sine')).step;
-    } });
+    for (const how of ['none', 'unsupported']) {
+      await S.withoutWorkers({ browser, url: d.url, token: TOKEN, card, watch, how, train: async () => {
+        await api('POST', '/v1/models/sine/train', { inputs: xs, targets: ys, epochs: 3, batch_size: 32 });
+        return (await api('GET', '/v1/models/sine')).step;
+      } });
+    }
 
     // -- without EventSource (or a proxy that buffers the stream): the page polls -----------------
     const noEs = await browser.newContext({ viewport: { width: 1400, height: 900 } });
