@@ -91,7 +91,7 @@ async function main() {
     }
     browser = await B.launch(chromium);
     const errors = [];
-    let requests = 0, counting = false;
+    let requests = 0, counting = false, streamUrls = [];
     let page = null, context = null, cdp = null;
     async function open(uncoalesced, dir, noWorker) {
       if (context) await context.close();
@@ -122,7 +122,11 @@ async function main() {
       if (noWorker) await context.addInitScript(() => { delete window.Worker; });
       page = await context.newPage();
       page.on('pageerror', (e) => errors.push(e.message));
-      page.on('request', (r) => { if (counting && !/\/v1\/events/.test(r.url())) requests++; });
+      streamUrls = [];
+      page.on('request', (r) => {
+        if (/\/v1\/events/.test(r.url())) streamUrls.push(new URL(r.url()).search.replace(/access_token=[^&]*/, 'access_token=…'));
+        else if (counting) requests++;
+      });
       await page.goto(d.url + '/');
       await B.waitFor(async () => Number(await page.getAttribute('#models', 'data-count')) === N, 60000);
       // the page's main-thread busy time (Chromium's own accounting: tasks, script, layout), so
@@ -156,7 +160,8 @@ async function main() {
           requestAnimationFrame(tick);
         });
         po.disconnect();
-        return { frames, longs, live: document.getElementById('status').dataset.live };
+        const st = document.getElementById('status').dataset;
+        return { frames, longs, live: st.live, stream: st.stream || '' };
       }, SECONDS * 1000);
       const wall = (Date.now() - t0) / 1000;
       counting = false;
@@ -165,7 +170,8 @@ async function main() {
       const busy = 1 - (m1.idle - cpu0.m.idle) / (m1.total - cpu0.m.total);
       const f = m.frames.slice(1);
       const r = {
-        phase: label, models: N, seconds: +wall.toFixed(1), keeping_up: m.live,
+        phase: label, models: N, seconds: +wall.toFixed(1), keeping_up: m.live, stream_read_in: m.stream,
+        stream_requests: streamUrls.slice(),
         frames: f.length, fps: +(f.length / wall).toFixed(1),
         frame_ms: { median: +pct(f, 0.5).toFixed(1), p95: +pct(f, 0.95).toFixed(1), p99: +pct(f, 0.99).toFixed(1),
           max: +Math.max(...f).toFixed(1) },
@@ -182,7 +188,7 @@ async function main() {
         })(),
         machine: { cores: cpus().length, busy: +busy.toFixed(2), load1_before: +load0.toFixed(2), load1_after: +loadavg()[0].toFixed(2) },
       };
-      console.log(`${label}: ${N} models (${m.live}): ${r.fps} fps, frame median ${r.frame_ms.median} ms, ` +
+      console.log(`${label}: ${N} models (${m.live}${m.stream ? ' read in the ' + m.stream : ''}, GET /v1/events${[...new Set(streamUrls)].join(' ')}): ${r.fps} fps, frame median ${r.frame_ms.median} ms, ` +
         `p95 ${r.frame_ms.p95} ms, p99 ${r.frame_ms.p99} ms, max ${r.frame_ms.max} ms; ${r.frames_over_50ms} frames > 50 ms; ` +
         `long tasks ${r.long_tasks.count} (${r.long_tasks.total_ms} ms, longest ${r.long_tasks.longest_ms} ms); ` +
         `${r.page_requests_per_s} requests/s; ${r.points_drawn_per_s} points/s; ${r.train_steps_per_s} steps/s; ` +
