@@ -30,25 +30,34 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, ISA)
 
-/* The epilogue of one row of a tile: (C +) acc (+ bias), ReLU, store. */
+/* The epilogue of one row of a tile: (C +) acc (+ bias), ReLU, store.
+ * `full`: every lane of m is set, so C is read and written with plain
+ * vector moves -- AVX2's masked store (vmaskmovps) is microcoded on AMD's
+ * Zen cores, ~20x a plain store: it was a third of the char model's GEMM
+ * time on a Zen 3 (docs/performance.md). */
 static inline __attribute__((always_inline)) TARGET void
-FN(store)(const etc_gemm_t *g, float *cr, V v, M m, const float *bias, V bv)
+FN(store)(const etc_gemm_t *g, float *cr, V v, M m, bool full, const float *bias, V bv)
 {
     if (g->accumulate)
-        v = V_ADD(V_MLOAD(m, cr), v);
+        v = V_ADD(full ? V_LOAD(cr) : V_MLOAD(m, cr), v);
     if (bias)
         v = V_ADD(v, bv);
     if (g->act == ETC_GEMM_RELU)
         v = V_RELU(v);
-    V_MSTORE(m, cr, v);
+    if (full)
+        V_STORE(cr, v);
+    else
+        V_MSTORE(m, cr, v);
 }
 
 /* One tile: mr rows x nv vectors of C (nv <= NVMAX), both constant after
  * inlining, so the accumulators stay in registers.  A(i,p) = a[i*ars +
- * p*acs]; the tile's k-th row of B at bp + p*bst; mt masks the last vector. */
+ * p*acs]; the tile's k-th row of B at bp + p*bst; mt masks the last vector
+ * (tfull: it has every lane). */
 static inline __attribute__((always_inline)) TARGET void
 FN(tile)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int64_t acs,
-         const float *bp, int64_t bst, M mt, const etc_gemm_t *g, float *c, const float *bias)
+         const float *bp, int64_t bst, M mt, bool tfull, const etc_gemm_t *g, float *c,
+         const float *bias)
 {
     V acc[NVMAX][MR];
     const float *ai[MR];
@@ -91,7 +100,8 @@ FN(tile)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int
             for (int h = 0; h < NVMAX; h++)
                 if (h < nv)
                     FN(store)(g, c + i * g->ldc + h * VW, acc[h][i],
-                              h == nv - 1 ? mt : M_FIRST(VW), bias, bv[h]);
+                              h == nv - 1 ? mt : M_FIRST(VW), h < nv - 1 || tfull, bias,
+                              bv[h]);
         }
     }
 }
@@ -102,8 +112,8 @@ FN(tile)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int
  * chain.  Not batch-invariant. */
 static inline __attribute__((always_inline)) TARGET void
 FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int64_t acs,
-             const float *bp, int64_t bst, M m0, M m1, const etc_gemm_t *g, float *c,
-             const float *bias)
+             const float *bp, int64_t bst, M m0, M m1, bool f0, bool f1, const etc_gemm_t *g,
+             float *c, const float *bias)
 {
     V acc0[2][KS_MAX], acc1[2][KS_MAX];
 #pragma GCC unroll 8
@@ -151,9 +161,9 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
             v0 = V_ADD(v0, acc0[i][s]);
             v1 = V_ADD(v1, acc1[i][s]);
         }
-        FN(store)(g, c + i * g->ldc, v0, m0, bias, bv0);
+        FN(store)(g, c + i * g->ldc, v0, m0, f0, bias, bv0);
         if (nv > 1)
-            FN(store)(g, c + i * g->ldc + VW, v1, m1, bias, bv1);
+            FN(store)(g, c + i * g->ldc + VW, v1, m1, f1, bias, bv1);
     }
 }
 
@@ -163,7 +173,7 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
         int64_t i0 = 0;                                                              \
         for (; i0 + MR <= g->m; i0 += MR)                                            \
             FN(tile)(MR, NV, g->k, g->a + i0 * g->ars, g->ars, g->acs, bp, bst, mt,  \
-                     g, g->c + i0 * g->ldc + j0, bias);                              \
+                     tfull, g, g->c + i0 * g->ldc + j0, bias);                       \
         const float *ar = g->a + i0 * g->ars;                                        \
         float *cr = g->c + i0 * g->ldc + j0;                                         \
         switch ((int)(g->m - i0)) {                                                  \
@@ -174,7 +184,7 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
 
 #define CASE(R, NV)                                                                  \
     case R:                                                                          \
-        FN(tile)(R, NV, g->k, ar, g->ars, g->acs, bp, bst, mt, g, cr, bias);         \
+        FN(tile)(R, NV, g->k, ar, g->ars, g->acs, bp, bst, mt, tfull, g, cr, bias);  \
         break;
 
 /* m <= 2 rows of a panel of at most 2 vectors, k split (not invariant). */
@@ -182,11 +192,11 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
     do {                                                                             \
         float *cr = g->c + j0;                                                       \
         if (g->m == 1)                                                               \
-            FN(tile_few)(1, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, g, cr,  \
-                         bias);                                                      \
+            FN(tile_few)(1, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, f0, f1, \
+                         g, cr, bias);                                               \
         else                                                                         \
-            FN(tile_few)(2, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, g, cr,  \
-                         bias);                                                      \
+            FN(tile_few)(2, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, f0, f1, \
+                         g, cr, bias);                                               \
     } while (0)
 
 /* 8x8 transpose of the rows r[0..7] (AVX). */
@@ -428,6 +438,7 @@ static TARGET void FN(gemm_run)(const etc_gemm_t *g, int ks, float *scratch)
         M mt = M_FIRST(nj - (nv - 1) * VW);
         /* the k-split rows' two vectors (pw == 2 VW there) */
         M m0 = M_FIRST(nj < VW ? nj : VW), m1 = M_FIRST(nj > 2 * VW ? VW : nj > VW ? nj - VW : 0);
+        const bool tfull = nj == nv * VW, f0 = nj >= VW, f1 = nj >= 2 * VW;
         const float *bp;
         int64_t bst;
         if (scratch == NULL) {   /* B's rows read in place */
