@@ -1,7 +1,8 @@
 // dashboard_views.mjs - what test_dashboard.mjs checks of how the page reads rather than
 // what it shows: accessible names (Chromium's own accessibility tree, as axe's "every
 // control has a name" rule), the keyboard path through the controls, text contrast (WCAG),
-// horizontal overflow, the size of a saved screenshot; the dark theme and a 4K screen.
+// horizontal overflow, the size of a saved screenshot; the dark theme and a 4K screen; that
+// only the cards in the viewport are drawn.
 import { openSync, readSync, closeSync } from 'node:fs';
 import path from 'node:path';
 
@@ -191,6 +192,34 @@ export async function themesAndScreens(t) {
     const caught = await waitFor(() => sink.foreign.length > 0 && sink.errors.some((e) => /^console/.test(e)) &&
       sink.errors.some((e) => /^pageerror/.test(e)), 10000);
     check('(control) a request to another host and script errors are caught', !!caught, JSON.stringify(sink));
+    await ctx.close();
+  }
+}
+
+// Only the cards in the viewport are drawn: in a viewport one card high, the last card has
+// its point count (data-points, written for every card) but no chart (no data-series, no
+// canvas) until it is scrolled into view; then it is drawn (its chart's series and canvas).
+export async function offScreenCards({ browser, url, token, watch, check, waitFor }) {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 420 } });
+  try {
+    await ctx.addInitScript((t) => localStorage.setItem('easytorch.token', t), token);
+    const p = await ctx.newPage();
+    watch(p, ' (short viewport)');
+    await p.goto(url + '/');
+    await waitFor(async () => (await p.$$('#models article')).length >= 3 && await p.evaluate(() => ET.idle()), 10000);
+    const last = '#models article:last-of-type';
+    const name = await p.getAttribute(last, 'data-model');
+    const before = await p.evaluate((sel) => {
+      const c = document.querySelector(sel), r = c.getBoundingClientRect();
+      return { below: r.top > innerHeight, points: c.querySelector('.plot').dataset.points, series: c.querySelector('.plot').dataset.series,
+        canvas: !!c.querySelector('.plot canvas') };
+    }, last);
+    await p.$eval(last, (c) => c.scrollIntoView());
+    const drawn = await waitFor(async () => (await p.$(`${last} .plot canvas`)) && (await p.getAttribute(`${last} .plot`, 'data-series')), 10000);
+    check('a card below the viewport is not drawn (its point count is kept), and is drawn once scrolled into view',
+      before.below && before.points !== undefined && before.series === undefined && !before.canvas && !!drawn,
+      `${name}: before ${JSON.stringify(before)}, after: series ${await p.getAttribute(`${last} .plot`, 'data-series')}`);
+  } finally {
     await ctx.close();
   }
 }

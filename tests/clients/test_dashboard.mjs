@@ -730,6 +730,7 @@ async function main() {
 
     // -- the system's dark theme, a 4K screen; the error checks can fail --------------------------
     await V.themesAndScreens({ browser, url: d.url, token: TOKEN, card, page, watch, out: OUT, check, waitFor });
+    await V.offScreenCards({ browser, url: d.url, token: TOKEN, watch, check, waitFor });
     check('nothing is loaded from anywhere but the daemon', foreign.length === 0, foreign.slice(0, 5).join(' '));
     check('no script errors', errors.length === 0, errors.concat(notFound).slice(0, 5).join(' | '));
     const wide = V.pngSize(path.join(OUT, 'dashboard-1400x900.png'));
