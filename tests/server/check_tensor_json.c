@@ -288,6 +288,73 @@ START_TEST(test_double_printing_round_trips)
 }
 END_TEST
 
+/* What etd_fmt_double printed before its millisecond path (printf's shortest
+ * of 15..17 digits that reads back, ".0" on a bare integer). */
+static void printf_double(char *out, double d)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, 32, "%.*g", prec, d);
+        if (strtod(out, NULL) == d)
+            break;
+    }
+    if (!strpbrk(out, ".eEn")) {
+        out[n++] = '.';
+        out[n++] = '0';
+        out[n] = '\0';
+    }
+}
+
+/* The history's wall times (k / 1000.0) are written without printf: the
+ * same bytes as printf's, for every size the fast path takes and around it. */
+START_TEST(test_millisecond_times_print_as_printf)
+{
+    uint64_t seed = 4242;
+    char got[32], want[32];
+    double edges[] = {1e6, 1e6 - 0.001, 1e6 + 0.001, 999999999999.999, 1e12, 1e12 + 0.001,
+                      1764772345.0, 1764772345.1, 1764772345.12, 1764772345.123,
+                      1764772345.005, 1764772345.05, 1764772345.5, -1764772345.123,
+                      1764772345.1234, 0.001, 123456.789};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        size_t n = etd_fmt_double(got, edges[i]);
+        printf_double(want, edges[i]);
+        ck_assert_msg(strcmp(got, want) == 0 && n == strlen(want), "%a: %s, printf %s",
+                      edges[i], got, want);
+    }
+    for (int i = 0; i < 200000; i++) {
+        /* k ms for k from 10^8 to ~10^15.6: 5 to 13 integer digits */
+        uint64_t k = ((((uint64_t)lcg(&seed) << 32) | lcg(&seed)) % 4000000000000000ULL) +
+                     100000000ULL;
+        double d = (double)k / 1000.0;
+        if (i % 4 == 1) /* and values near them that are not whole milliseconds */
+            d = nextafter(d, INFINITY);
+        etd_fmt_double(got, d);
+        printf_double(want, d);
+        ck_assert_msg(strcmp(got, want) == 0, "%a: %s, printf %s", d, got, want);
+    }
+}
+END_TEST
+
+START_TEST(test_i64_prints_as_printf)
+{
+    int64_t v[] = {0, 1, -1, 9, 10, -10, 1234567890123LL, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    uint64_t seed = 99;
+    for (int i = 0; i < 10000 + (int)(sizeof v / sizeof v[0]); i++) {
+        int64_t x = i < (int)(sizeof v / sizeof v[0])
+                        ? v[i]
+                        : (int64_t)(((uint64_t)lcg(&seed) << 32) | lcg(&seed)) >> (i % 60);
+        etd_buf b;
+        etd_buf_init(&b);
+        etd_json_i64(&b, x);
+        etd_buf_putc(&b, '\0');
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long)x);
+        ck_assert_str_eq(b.data, want);
+        etd_buf_free(&b);
+    }
+}
+END_TEST
+
 START_TEST(test_nested_writer_round_trips_through_parser)
 {
     /* torch.tensor([[1., 2., 3.], [4., 5., 6.]]).tolist() nests as [[..],[..]] */
@@ -353,6 +420,8 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_float_printing_round_trips_and_is_shortest);
     tcase_add_test(tc, test_double_printing_round_trips);
+    tcase_add_test(tc, test_millisecond_times_print_as_printf);
+    tcase_add_test(tc, test_i64_prints_as_printf);
     suite_add_tcase(s, tc);
     tc = tcase_create("json_writers");
     tcase_add_test(tc, test_nested_writer_round_trips_through_parser);
