@@ -463,6 +463,10 @@ bool etd_ts_refresh(etd_model *m, etd_train_state *st);
  * tensor's name and shape is checked before anything changes. */
 etd_rc etd_ts_apply(etd_model *m, const etd_train_state *st, etd_err *e);
 void etd_ts_free(etd_train_state *st);
+/* st as a fresh `= {0}` would be, except the arrays hp and sched (empty by
+ * their counts): what etd_ts_capture and etd_ts_free leave; cheaper than
+ * zeroing the 19 KB struct. */
+void etd_ts_clear(etd_train_state *st);
 /* A copy snapshot of all of m's state (ETD_TS_ALL) in *slot, refreshed in
  * place when *slot already holds one of the same tensors: no allocation, so
  * a small model's train call does not clone its state every time.  Models

@@ -89,7 +89,8 @@ etd_rc etd_model_push_batch(etd_model *m, const etd_array *x, const etd_array *y
         return e->rc;
     /* a failed backward or save puts the gradients, counters and running
      * statistics (a training-mode forward updates them) back */
-    etd_train_state snap = {0};
+    etd_train_state snap;
+    etd_ts_clear(&snap);
     bool dp = m->reg->dp != NULL;
     if (etd_ts_capture(m, ETD_TS_GRADS | ETD_TS_SCALARS | ETD_TS_BUFFERS, true, &snap, e) !=
             ETD_OK || (dp && etd_dp_fault(m->reg->dp, "batch", e))) {
@@ -248,7 +249,8 @@ etd_rc etd_model_step(etd_model *m, etd_step_result *r, etd_err *e)
     }
     /* with --sync always a failed save rolls the step back; so does another
      * replica's failure (train_dp.c "agreement") */
-    etd_train_state snap = {0};
+    etd_train_state snap;
+    etd_ts_clear(&snap);
     bool snapped = m->reg->o.sync_always || m->reg->dp;
     if ((snapped && etd_ts_capture(m, ETD_TS_ALL, true, &snap, e) != ETD_OK) ||
         (m->reg->dp && etd_dp_fault(m->reg->dp, "step", e))) {
@@ -339,7 +341,8 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
     int policy = m->ts.nonfinite;
     bool bad = false, ok = true, noted = false;
     /* the running statistics a skipped minibatch's forward would leave behind */
-    etd_train_state bufs = {0};
+    etd_train_state bufs;
+    etd_ts_clear(&bufs);
     bool dp = m->reg->dp != NULL;
     if ((policy != ETD_NF_ALLOW && et_module_num_buffers(m->net) > 0 &&
          etd_ts_capture(m, ETD_TS_BUFFERS, true, &bufs, e) != ETD_OK) ||

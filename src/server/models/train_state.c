@@ -21,6 +21,7 @@
  * Callers hold the model's lock (write lock to apply) and no tensor pool.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,10 @@
 /* The counters as they are, the mirrors read from the library objects. */
 static void capture_scalars(const etd_model *m, etd_ts_scalars *s)
 {
-    *s = m->ts;
+    /* the counters; hp and sched (19 KB, nearly always almost empty) only
+     * as far as they are filled, below */
+    memcpy(s, &m->ts, offsetof(etd_ts_scalars, hp));
+    s->lr_base = m->ts.lr_base;
     et_generator_get_state(m->gen, s->gen);
     s->lr = et_optim_get_lr(m->opt);
     s->optim_steps = et_optim_steps(m->opt);
@@ -164,9 +168,20 @@ static bool put_tensor(void *arg, const char *key, et_tensor *t)
     return ok;
 }
 
+void etd_ts_clear(etd_train_state *st)
+{
+    /* all but the arrays of hp and sched, empty with nhp = nsched = 0: a
+     * memset of the whole state wrote 19 KB, several times per train call */
+    memset(st, 0, offsetof(etd_train_state, s) + offsetof(etd_ts_scalars, hp));
+    st->s.nsched = 0;
+    st->s.lr_base = false;
+    size_t after = offsetof(etd_train_state, s) + sizeof st->s;
+    memset((char *)st + after, 0, sizeof *st - after);
+}
+
 etd_rc etd_ts_capture(etd_model *m, unsigned parts, bool copy, etd_train_state *st, etd_err *e)
 {
-    memset(st, 0, sizeof *st);
+    etd_ts_clear(st);
     st->parts = parts;
     if (parts & ETD_TS_SCALARS)
         capture_scalars(m, &st->s);
@@ -230,7 +245,7 @@ bool etd_ts_refresh(etd_model *m, etd_train_state *st)
 etd_train_state *etd_ts_keep(etd_model *m, etd_train_state **slot, etd_train_state *own,
                              etd_err *e)
 {
-    memset(own, 0, sizeof *own);
+    etd_ts_clear(own);
     if (m->spec.param_count > ETD_TS_KEEP_PARAMS) /* a second copy of a big state: not kept */
         return etd_ts_capture(m, ETD_TS_ALL, true, own, e) == ETD_OK ? own : NULL;
     if (*slot && etd_ts_refresh(m, *slot))
@@ -264,7 +279,7 @@ void etd_ts_free(etd_train_state *st)
     free(st->mk);
     free(st->v);
     free(st->jobs);
-    memset(st, 0, sizeof *st);
+    etd_ts_clear(st);
 }
 
 /* Every tensor st holds for m, named and shaped as m's (checked before
