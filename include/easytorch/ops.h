@@ -131,11 +131,13 @@ et_tensor *et_log_softmax(et_tensor *a, int dim);
  * and batched N-D with broadcast batch dims. */
 et_tensor *et_matmul(et_tensor *a, et_tensor *b);
 /* Batch-invariant mode, per thread, off by default.  While on, et_matmul
- * and the Linear layers compute every element of a product as one
- * sequential fused multiply-add chain over the inner dimension, so each row
- * of a result has the same bits whatever batch it is computed in, and on
- * every CPU: a server may concatenate requests row-wise and split the
- * result.  Off, each shape runs on the fastest kernel (OpenBLAS for large
+ * and the Linear layers compute every element of a product in an order
+ * that depends on the inner dimension only (one sequential fused
+ * multiply-add chain, or for x·Wᵀ as in Linear 16 such chains over every
+ * 16th term added in a fixed tree -- the order of the default mode's
+ * one-row kernel), so each row of a result has the same bits whatever batch
+ * it is computed in, and on every CPU: a server may concatenate requests
+ * row-wise and split the result.  Off, each shape runs on the fastest kernel (OpenBLAS for large
  * ones), whose blocking may depend on the batch size.  Costs nothing for
  * small layers, ~10% for a 64 x 1024 x 784 product on one thread (see
  * docs/performance.md).  Returns the previous setting. */

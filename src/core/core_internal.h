@@ -455,8 +455,10 @@ typedef struct etc_gemm_t {
     const float *bias;         /* then + bias[j] (contiguous), or NULL */
     int act;                   /* then ETC_GEMM_RELU, or ETC_GEMM_NONE */
 } etc_gemm_t;
-/* Batch-invariant: each element of C is a sequential fused multiply-add
- * chain over k, so a row's bits do not depend on m (nor on the CPU). */
+/* Batch-invariant: each element of C is summed in an order that depends on
+ * k only (a sequential fused multiply-add chain; for x·Wᵀ, acs == brs == 1
+ * and k >= 16, the dot kernel's 16 chains and tree: gemm_inv.h), so a row's
+ * bits do not depend on m (nor on the CPU). */
 #define ETC_GEMM_INVARIANT 1u
 /* Our kernels even where OpenBLAS would be chosen (measurements, tests). */
 #define ETC_GEMM_NO_BLAS 2u

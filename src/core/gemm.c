@@ -12,8 +12,9 @@
  * AVX-512 (16 lanes), AVX2+FMA (8 lanes), or portable C.
  *
  * Batch invariance: every element of C is a sequential chain of fused
- * multiply-adds over k (see gemm_kernel.h), so its bits depend on its own
- * row of A, its column of B and k only.  A row computed in a batch of 64
+ * multiply-adds over k (see gemm_kernel.h) -- or, for x·Wᵀ (a Linear
+ * layer), the dot kernel's 16 chains and fixed tree (gemm_inv.h) -- so its
+ * bits depend on its own row of A, its column of B and k only.  A row computed in a batch of 64
  * equals the row computed alone, on every CPU and instruction set (the
  * kernels use the same order, and fma rounds once everywhere), which is what
  * a server batching requests row-wise needs.  OpenBLAS gives no such
@@ -28,8 +29,13 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "core/gemm_inv.h"
 
 #define KS_MAX 4
+/* invariant x·Wᵀ from this many rows on: gemm_inv_many.c, else gemm_inv_few.c
+ * (the same bits; the crossover of the two on the 784-1024-1024-10 forward,
+ * docs/performance-http.md) */
+#define INV_MANY_MIN_ROWS 16
 
 /* ET_GEMM_PORTABLE (meson sets it for clang sanitizer builds, whose optimiser
  * takes tens of CPU-minutes on the always_inline SIMD tiles below): portable C
@@ -259,6 +265,9 @@ static void gemm_dot_portable(const etc_gemm_t *g)
             float lane[16] = {0};
             for (int64_t p = 0; p < g->k; p++)
                 lane[p % 16] = fmaf(a[p], b[p], lane[p % 16]);
+            /* the vector kernels' last chunk: fma(0, 0, s) in the lanes past k */
+            for (int64_t l = g->k % 16; l > 0 && l < 16; l++)
+                lane[l] = lane[l] + 0.0f;
             for (int w = 8; w >= 1; w /= 2)
                 for (int l = 0; l < w; l++)
                     lane[l] = lane[l] + lane[l + w];
@@ -518,6 +527,33 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
         return;
     int which = isa();
     bool invariant = flags & ETC_GEMM_INVARIANT;
+    /* invariant x·Wᵀ (a batching model's Linear layers): the dot kernel's
+     * order for every m (gemm_inv.h).  Few rows read W in place (the tile
+     * kernel transposed all of W at each call, ~2/3 of a one-row forward);
+     * many rows transpose it 16 columns at a time, as the tile kernel does.
+     * The order depends on the layout and k only, never on m or the ISA:
+     * the bits of the dot kernel below, i.e. of the default mode's one-row
+     * call. */
+    if (invariant && !(flags & ETC_GEMM_TILE) && g->acs == 1 && g->brs == 1 && g->k >= 16) {
+#ifdef GEMM_X86
+        if (which == ISA_AVX2) {
+            float *panels = g->m >= INV_MANY_MIN_ROWS
+                                ? scratch_get(SCRATCH_PANEL, ETC_INV_MANY_SCRATCH(g))
+                                : NULL;
+            if (panels)
+                etc_gemm_inv_many_avx2(g, panels);
+            else
+                etc_gemm_inv_few_avx2(g);
+            return;
+        }
+        if (which == ISA_AVX512) {
+            gemm_dot_avx512(g);
+            return;
+        }
+#endif
+        gemm_dot_portable(g);
+        return;
+    }
     /* one row or a few with both operands along k (x·Wᵀ): a packed panel of
      * B would cost as much as the product; the dot kernel reads both in
      * place (in its own order: not for invariant calls) */

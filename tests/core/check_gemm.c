@@ -208,6 +208,58 @@ START_TEST(test_batch_invariance)
 }
 END_TEST
 
+/* Invariant calls over every batch size 1..70 and odd shapes (k below,
+ * at and past 16 and not a multiple of it, n of every tail, the
+ * 784-1024-1024-10 model's k and n): the rows [s, s+m) computed as one call
+ * have the bits of the same rows in the call of all 70, on every ISA the
+ * CPU has (the kernels for few and for many rows must agree). */
+START_TEST(test_batch_invariance_every_m)
+{
+    static const shape inv[] = {{70, 67, 784, 'F'}, {70, 10, 1024, 'F'}, {70, 13, 17, 'F'},
+                                {70, 33, 100, 'F'}, {70, 1, 31, 'F'},   {70, 7, 16, 'F'},
+                                {70, 129, 40, 'F'}, {70, 19, 5, 'F'},   {70, 21, 23, 'N'}};
+    static const char *const isas[] = {"portable", "avx2", "avx512"};
+    const char *saved = etc_gemm_isa();
+    for (int a = 0; a < 3; a++) {
+        if (etc_gemm_set_isa(isas[a]) != 0)
+            continue;
+        for (size_t si = 0; si < sizeof inv / sizeof inv[0]; si++) {
+            const shape *s = &inv[si];
+            problem p;
+            make(&p, s, 41u + (unsigned)si);
+            etc_gemm_t g = p.g;
+            g.bias = p.bias;
+            g.act = si % 2 ? ETC_GEMM_RELU : ETC_GEMM_NONE;
+            size_t csz = (size_t)(s->m * g.ldc);
+            float *all = malloc(csz * sizeof(float)), *part = malloc(csz * sizeof(float));
+            etc_gemm_t ga = g;
+            ga.c = all;
+            etc_gemm(&ga, ETC_GEMM_INVARIANT);
+            for (int64_t m = 1; m <= s->m; m++) {
+                int64_t s0 = (m * 7) % (s->m - m + 1);
+                etc_gemm_t gm = g;
+                gm.m = m;
+                gm.a = g.a + s0 * g.ars;
+                gm.c = part;
+                etc_gemm(&gm, ETC_GEMM_INVARIANT);
+                for (int64_t i = 0; i < m; i++)
+                    ck_assert_msg(memcmp(part + i * g.ldc, all + (s0 + i) * g.ldc,
+                                         (size_t)s->n * sizeof(float)) == 0,
+                                  "%s %lldx%lld %c: row %lld differs in a batch of %lld "
+                                  "(from row %lld) and in the batch of %lld", isas[a],
+                                  (long long)s->n, (long long)s->k, s->layout,
+                                  (long long)(s0 + i), (long long)m, (long long)s0,
+                                  (long long)s->m);
+            }
+            free(all);
+            free(part);
+            unmake(&p);
+        }
+    }
+    ck_assert_int_eq(etc_gemm_set_isa(saved), 0);
+}
+END_TEST
+
 /* Invariant (and tile) results are the same bits on every ISA. */
 START_TEST(test_same_bits_every_isa)
 {
@@ -302,6 +354,7 @@ int main(void)
     tcase_add_test(tc, test_values_every_path);
     tcase_add_test(tc, test_values_every_isa);
     tcase_add_test(tc, test_batch_invariance);
+    tcase_add_test(tc, test_batch_invariance_every_m);
     tcase_add_test(tc, test_same_bits_every_isa);
     tcase_add_test(tc, test_relu_nan_inf);
     tcase_add_test(tc, test_linear_invariant_mode);

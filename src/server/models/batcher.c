@@ -30,7 +30,7 @@
  *
  * The rows are bit-identical to what each request gets alone: every forward
  * of a batching model runs with et_set_batch_invariant (each output element
- * is one sequential fma chain over its own row: ops.h), whether it carries
+ * is summed in an order fixed by k alone: ops.h), whether it carries
  * one request or sixty-four (etd_model_forward sets it too), and the spec
  * admits only layers that compute each row from that row alone (spec.c).
  *

@@ -1,0 +1,27 @@
+/* gemm_inv.h - the batch-invariant x·Wᵀ kernels (gemm_inv_few.c,
+ * gemm_inv_many.c): C (+)= A·B (+ bias, ReLU) with both operands along k in
+ * memory (g->acs == 1, g->brs == 1: a Linear layer's forward), any m, n and
+ * k >= 1, each element in the dot kernel's order (gemm_kernel.h,
+ * FN(gemm_dot)): 16 partial sums, lane l taking p = l mod 16 in order (lanes
+ * past k in the last chunk get one fma(0, 0, s), i.e. s + 0), then the
+ * tree (l, l+8), (l, l+4), (l, l+2), (l, l+1).  That order depends on k
+ * only, so both kernels give every row the same bits, alone or in any batch,
+ * and the same bits as gemm_dot_avx2 / gemm_dot_avx512 / gemm_dot_portable
+ * (the default mode's one-row kernel).  The CPU must have AVX2 and FMA;
+ * only on x86-64 without ET_GEMM_PORTABLE. */
+#ifndef ET_GEMM_INV_H
+#define ET_GEMM_INV_H
+
+#include "core/core_internal.h"
+
+/* Few rows: the 16 lanes along k, W's rows read in place. */
+void etc_gemm_inv_few_avx2(const etc_gemm_t *g);
+
+/* Floats of scratch etc_gemm_inv_many_avx2 needs for g (any m). */
+#define ETC_INV_MANY_SCRATCH(g) ((size_t)(((g)->k + 15) / 16 * 16) * 82u)
+
+/* Many rows: W transposed 16 columns at a time (as the tile kernel does),
+ * A's values broadcast; `scratch`: the floats above. */
+void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch);
+
+#endif

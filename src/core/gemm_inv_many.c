@@ -1,0 +1,189 @@
+/*
+ * gemm_inv_many.c - the batch-invariant x·Wᵀ for many rows (gemm_inv.h):
+ * the dot kernel's order with the vector lanes along the columns of C.
+ *
+ * gemm_inv_few.c reads W in place with the 16 lanes of each element along
+ * k: the fastest for a few rows, but from ~8 rows up both operands of every
+ * FMA are loaded vectors and it runs at about half the tile kernel's rate.
+ * Here, as in the tile kernel, W is transposed into a panel of 16 columns
+ * (k x 16 floats, bp[p * 16 + jj] = W(j0 + jj, p)), once per 64 rows, and
+ * A's values are broadcast; but each element (i, j) still keeps 16 partial
+ * sums, lane l of the dot order taking p = 16c + l, as 16 passes over the
+ * chunks c, followed by the dot kernel's tree:
+ *
+ *     s_l[cols] = fma(A(i, 16c + l), bp[16c + l][cols], s_l[cols])  (c in order)
+ *     (s_l + s_{l+8}), then (+4), (+2), (+1)
+ *
+ * so every element has exactly gemm_inv_few.c's (and gemm_dot's) bits.
+ * A's rows, 6 at a time, are copied in the order of the passes
+ * (ap[(l * C + c) * 6 + r] = A(i0 + r, 16c + l), C = ceil(k / 16)) so a
+ * pass's broadcasts are contiguous.  Tiles (16 ymm registers): 6 rows x 16
+ * columns (12 accumulators; per step 2 panel loads, 6 broadcasts, 12 FMAs),
+ * the tile kernel's shape.  Lanes past k in the last chunk get s + 0 (the
+ * vector kernels' fma(0, 0, s)).
+ */
+#include <string.h>
+
+#include "core/gemm_inv.h"
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(ET_GEMM_PORTABLE)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+enum { MR = 6, PW = 16, ROW_BLOCK = 64 };
+
+INLINE __m256i first_lanes(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8x8 transpose of r[0..7] */
+INLINE void t8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int q = 0; q < 4; q++) {
+        t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+        t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+    }
+    for (int q = 0; q < 2; q++) {
+        u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+        r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+    }
+}
+
+/* W's rows j0 .. j0+nj-1 (nj <= 16) into bp[p * 16 + jj], zeros in the
+ * lanes past nj of their 8-lane half */
+static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
+{
+    const int64_t k = g->k;
+    for (int jb = 0; jb < nj; jb += 8) {
+        int nr = nj - jb < 8 ? nj - jb : 8;
+        for (int64_t p = 0; p < k; p += 8) {
+            int np = k - p < 8 ? (int)(k - p) : 8;
+            __m256i mp = first_lanes(np);
+            __m256 r[8];
+            for (int q = 0; q < 8; q++)
+                r[q] = q < nr ? _mm256_maskload_ps(g->b + (j0 + jb + q) * g->bcs + p, mp)
+                              : _mm256_setzero_ps();
+            t8(r);
+            for (int q = 0; q < np; q++)
+                _mm256_storeu_ps(bp + (p + q) * PW + jb, r[q]);
+        }
+    }
+}
+
+/* rows i0 .. i0+nr-1 (nr <= 6) of A into ap in the passes' order */
+static void pack_a(const etc_gemm_t *g, int64_t i0, int nr, float *ap)
+{
+    const int64_t k = g->k, nc = (k + 15) / 16;
+    for (int r = 0; r < nr; r++) {
+        const float *a = g->a + (i0 + r) * g->ars;
+        for (int64_t p = 0; p < k; p++)
+            ap[((p % 16) * nc + p / 16) * MR + r] = a[p];
+    }
+}
+
+/* mr rows (from i0, packed at ap) x nv vectors of columns (from j0, the
+ * panel bp; the last vector masked by mt); mr and nv constant after inlining */
+INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *ap,
+                 const float *bp, int64_t i0, int64_t j0, __m256i mt)
+{
+    const int64_t k = g->k, nc = (k + 15) / 16;
+    const int kr = (int)(k % 16);
+    __m256 s[16][MR][2];
+    for (int l = 0; l < 16; l++) {
+        const int64_t cl = kr == 0 || l < kr ? nc : nc - 1;
+        const float *al = ap + l * nc * MR, *bl = bp + l * PW;
+        __m256 acc[MR][2];
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++)
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < cl; c++) {
+            const float *br = bl + c * 16 * PW;
+            __m256 b0 = _mm256_loadu_ps(br), b1 = nv > 1 ? _mm256_loadu_ps(br + 8) : b0;
+#pragma GCC unroll 6
+            for (int r = 0; r < MR; r++)
+                if (r < mr) {
+                    __m256 av = _mm256_broadcast_ss(al + c * MR + r);
+                    acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+                    if (nv > 1)
+                        acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+                }
+        }
+        const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++)
+            if (r < mr)
+                for (int v = 0; v < nv; v++)
+                    s[l][r][v] = cl < nc ? _mm256_add_ps(acc[r][v], z) : acc[r][v];
+    }
+    const __m256i full = first_lanes(8);
+    for (int r = 0; r < mr; r++) {
+        float *cr = g->c + (i0 + r) * g->ldc + j0;
+        for (int v = 0; v < nv; v++) {
+            __m256 t[8];
+            for (int l = 0; l < 8; l++)
+                t[l] = _mm256_add_ps(s[l][r][v], s[l + 8][r][v]);
+            for (int l = 0; l < 4; l++)
+                t[l] = _mm256_add_ps(t[l], t[l + 4]);
+            for (int l = 0; l < 2; l++)
+                t[l] = _mm256_add_ps(t[l], t[l + 2]);
+            __m256 x = _mm256_add_ps(t[0], t[1]);
+            __m256i m = v == nv - 1 ? mt : full;
+            if (g->accumulate)
+                x = _mm256_add_ps(_mm256_maskload_ps(cr + 8 * v, m), x);
+            if (g->bias)
+                x = _mm256_add_ps(x, _mm256_maskload_ps(g->bias + j0 + 8 * v, m));
+            if (g->act == ETC_GEMM_RELU)
+                x = _mm256_and_ps(x, _mm256_or_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                                  _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+            _mm256_maskstore_ps(cr + 8 * v, m, x);
+        }
+    }
+}
+
+#define T(MRR, NV) case (MRR) * 4 + (NV): tile(MRR, NV, g, ap, bp, i0, j0, mt); return;
+static TARGET void tile_any(int mr, int nv, const etc_gemm_t *g, const float *ap,
+                            const float *bp, int64_t i0, int64_t j0, __m256i mt)
+{
+    switch (mr * 4 + nv) {
+    T(1, 1) T(2, 1) T(3, 1) T(4, 1) T(5, 1) T(6, 1)
+    T(1, 2) T(2, 2) T(3, 2) T(4, 2) T(5, 2) T(6, 2)
+    default: break;
+    }
+}
+
+TARGET void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch)
+{
+    const int64_t kp = (g->k + 15) / 16 * 16;
+    float *bp = scratch, *apb = scratch + kp * PW;   /* the W panel, then A's groups */
+    const int64_t groups = (ROW_BLOCK + MR - 1) / MR;
+    for (int64_t b0 = 0; b0 < g->m; b0 += ROW_BLOCK) {
+        int64_t end = g->m - b0 < ROW_BLOCK ? g->m : b0 + ROW_BLOCK;
+        for (int64_t q = 0; q * MR < end - b0; q++) {
+            int64_t i0 = b0 + q * MR;
+            pack_a(g, i0, end - i0 < MR ? (int)(end - i0) : MR, apb + q * kp * MR);
+        }
+        (void)groups;
+        for (int64_t j0 = 0; j0 < g->n; j0 += PW) {
+            int nj = g->n - j0 < PW ? (int)(g->n - j0) : PW;
+            pack_w(g, j0, nj, bp);
+            int nv = (nj + 7) / 8;
+            __m256i mt = first_lanes(nj - (nv - 1) * 8);
+            for (int64_t q = 0; q * MR < end - b0; q++) {
+                int64_t i0 = b0 + q * MR;
+                int mr = end - i0 < MR ? (int)(end - i0) : MR;
+                tile_any(mr, nv, g, apb + q * kp * MR, bp, i0, j0, mt);
+            }
+        }
+    }
+}
+#endif
