@@ -22,7 +22,7 @@
  * the tile kernel's shape.  Lanes past k in the last chunk get s + 0 (the
  * vector kernels' fma(0, 0, s)).
  */
-#include <string.h>
+#include <stdbool.h>
 
 #include "core/gemm_inv.h"
 
@@ -94,7 +94,7 @@ static void pack_a(const etc_gemm_t *g, int64_t i0, int nr, float *ap)
 /* mr rows (from i0, packed at ap) x nv vectors of columns (from j0, the
  * panel bp; the last vector masked by mt); mr and nv constant after inlining */
 INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *ap,
-                 const float *bp, int64_t i0, int64_t j0, __m256i mt)
+                 const float *bp, int64_t i0, int64_t j0, __m256i mt, bool nfull)
 {
     const int64_t k = g->k, nc = (k + 15) / 16;
     const int kr = (int)(k % 16);
@@ -125,7 +125,6 @@ INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *a
                 for (int v = 0; v < nv; v++)
                     s[l][r][v] = cl < nc ? _mm256_add_ps(acc[r][v], z) : acc[r][v];
     }
-    const __m256i full = first_lanes(8);
     for (int r = 0; r < mr; r++) {
         float *cr = g->c + (i0 + r) * g->ldc + j0;
         for (int v = 0; v < nv; v++) {
@@ -137,22 +136,28 @@ INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *a
             for (int l = 0; l < 2; l++)
                 t[l] = _mm256_add_ps(t[l], t[l + 2]);
             __m256 x = _mm256_add_ps(t[0], t[1]);
-            __m256i m = v == nv - 1 ? mt : full;
+            /* plain moves for full vectors: vmaskmovps is microcoded on Zen */
+            const bool whole = v < nv - 1 || nfull;
             if (g->accumulate)
-                x = _mm256_add_ps(_mm256_maskload_ps(cr + 8 * v, m), x);
+                x = _mm256_add_ps(whole ? _mm256_loadu_ps(cr + 8 * v)
+                                        : _mm256_maskload_ps(cr + 8 * v, mt), x);
             if (g->bias)
-                x = _mm256_add_ps(x, _mm256_maskload_ps(g->bias + j0 + 8 * v, m));
+                x = _mm256_add_ps(x, whole ? _mm256_loadu_ps(g->bias + j0 + 8 * v)
+                                           : _mm256_maskload_ps(g->bias + j0 + 8 * v, mt));
             if (g->act == ETC_GEMM_RELU)
                 x = _mm256_and_ps(x, _mm256_or_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ),
                                                   _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
-            _mm256_maskstore_ps(cr + 8 * v, m, x);
+            if (whole)
+                _mm256_storeu_ps(cr + 8 * v, x);
+            else
+                _mm256_maskstore_ps(cr + 8 * v, mt, x);
         }
     }
 }
 
-#define T(MRR, NV) case (MRR) * 4 + (NV): tile(MRR, NV, g, ap, bp, i0, j0, mt); return;
+#define T(MRR, NV) case (MRR) * 4 + (NV): tile(MRR, NV, g, ap, bp, i0, j0, mt, nfull); return;
 static TARGET void tile_any(int mr, int nv, const etc_gemm_t *g, const float *ap,
-                            const float *bp, int64_t i0, int64_t j0, __m256i mt)
+                            const float *bp, int64_t i0, int64_t j0, __m256i mt, bool nfull)
 {
     switch (mr * 4 + nv) {
     T(1, 1) T(2, 1) T(3, 1) T(4, 1) T(5, 1) T(6, 1)
@@ -165,14 +170,12 @@ TARGET void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch)
 {
     const int64_t kp = (g->k + 15) / 16 * 16;
     float *bp = scratch, *apb = scratch + kp * PW;   /* the W panel, then A's groups */
-    const int64_t groups = (ROW_BLOCK + MR - 1) / MR;
     for (int64_t b0 = 0; b0 < g->m; b0 += ROW_BLOCK) {
         int64_t end = g->m - b0 < ROW_BLOCK ? g->m : b0 + ROW_BLOCK;
         for (int64_t q = 0; q * MR < end - b0; q++) {
             int64_t i0 = b0 + q * MR;
             pack_a(g, i0, end - i0 < MR ? (int)(end - i0) : MR, apb + q * kp * MR);
         }
-        (void)groups;
         for (int64_t j0 = 0; j0 < g->n; j0 += PW) {
             int nj = g->n - j0 < PW ? (int)(g->n - j0) : PW;
             pack_w(g, j0, nj, bp);
@@ -181,7 +184,7 @@ TARGET void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch)
             for (int64_t q = 0; q * MR < end - b0; q++) {
                 int64_t i0 = b0 + q * MR;
                 int mr = end - i0 < MR ? (int)(end - i0) : MR;
-                tile_any(mr, nv, g, apb + q * kp * MR, bp, i0, j0, mt);
+                tile_any(mr, nv, g, apb + q * kp * MR, bp, i0, j0, mt, nj % 8 == 0);
             }
         }
     }
