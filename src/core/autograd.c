@@ -190,7 +190,7 @@ static bool accumulate_take(et_tensor **slot, et_tensor *g)
         *slot = g;
         return true;
     }
-    if (!exclusive(s) && exclusive(g) && g->dtype == s->dtype && et_same_shape(g, s)) {
+    if (!exclusive(s) && exclusive(g) && g->dtype == s->dtype && etc_same_shape(g, s)) {
         etc_add_into(g, s);
         *slot = g;
         etc_release(s);
@@ -235,7 +235,7 @@ et_tensor *etc_grad_sink(const et_tensor *out, int i)
     const et_tensor *x = out->in[i];
     et_tensor *g = x->grad;
     if (x->op != ETC_OP_NONE || !x->requires_grad || x->nuse != 1 || x->pgrad || !g ||
-        !g->contiguous || g->dtype != ET_FLOAT32 || !et_same_shape(g, x))
+        !g->contiguous || g->dtype != ET_FLOAT32 || !etc_same_shape(g, x))
         return NULL;
     etc_zrec_forget(g);   /* the caller writes into it */
     return g;
@@ -259,7 +259,7 @@ et_status et_backward_notify(et_tensor *root, et_tensor *grad, et_grad_ready_fn 
     if (!root->requires_grad)
         return et_set_error(ET_ERR_GRAD, "backward: element 0 of tensors does not require grad "
                             "and does not have a grad_fn");
-    if (grad && !et_same_shape(grad, root)) {
+    if (grad && !etc_same_shape(grad, root)) {
         char b1[128], b2[128];
         return et_set_error(ET_ERR_SHAPE, "backward: grad has shape %s but the root has shape %s",
                             etc_shape_fmt(grad->shape, grad->ndim, b1, sizeof b1),
@@ -325,8 +325,11 @@ et_status et_backward_notify(et_tensor *root, et_tensor *grad, et_grad_ready_fn 
         }
     }
 
-    bool prev = et_set_grad_enabled(false);
-    et_tensor *seed = grad ? etc_ref(grad) : etc_full(root->shape, root->ndim, 1.0f);
+    bool prev = !etc_grad_off;
+    etc_grad_off = true;   /* et_set_grad_enabled(false), inline */
+    et_tensor *seed = grad         ? etc_ref(grad)
+                      : root->ndim ? etc_full(root->shape, root->ndim, 1.0f)
+                                   : etc_scalar_one();
     if (!seed) {
         et_set_grad_enabled(prev);
         st = et_errcode();
@@ -368,8 +371,9 @@ et_status et_backward_notify(et_tensor *root, et_tensor *grad, et_grad_ready_fn 
                 if (gin != gl)
                     free(gin);
             } else {
-                for (int j = 0; j < t->nin && gin == gl; j++)
-                    gin[j] = NULL;
+                if (gin == gl)   /* a fixed-size clear: no memset call per node */
+                    for (int j = 0; j < ETC_INLINE_INPUTS; j++)
+                        gl[j] = NULL;
                 if (!etc_ops[t->op].backward(t, g, gin))
                     st = et_errcode() != ET_OK ? et_errcode() : ET_ERR_NOMEM;
                 for (int j = 0; j < t->nin; j++) {
@@ -386,7 +390,7 @@ et_status et_backward_notify(et_tensor *root, et_tensor *grad, et_grad_ready_fn 
         }
         etc_release(g);
     }
-    et_set_grad_enabled(prev);
+    etc_grad_off = !prev;
 done:
     if (st != ET_OK)
         for (size_t i = 0; i < no; i++) {

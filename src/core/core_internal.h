@@ -180,8 +180,28 @@ void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float
                       const float *x, float *y);
 /* Is a pool open on this thread? */
 bool etc_pool_active(void);
-et_tensor *etc_ref(et_tensor *t);
-void etc_release(et_tensor *t);
+/* +1 reference (t may be NULL). Inline: a graph node takes one per input. */
+static inline et_tensor *etc_ref(et_tensor *t)
+{
+    if (t)
+        atomic_fetch_add_explicit(&t->refcount, 1, memory_order_relaxed);
+    return t;
+}
+/* A new reference to this thread's shared 0-d tensor 1.0 (backward's seed
+ * of a scalar root): never exclusive, so autograd copies before writing. */
+et_tensor *etc_scalar_one(void);
+/* Frees a tensor whose last reference was just dropped (tensor_alloc.c). */
+void etc_free_dead(et_tensor *t);
+/* -1 reference (t may be NULL), freeing t and what dies with it at the last.
+ * A holder of the only reference needs no atomic write: no other thread can
+ * reach the object to add one (the acquire load still orders its earlier
+ * writes). */
+static inline void etc_release(et_tensor *t)
+{
+    if (t && (atomic_load_explicit(&t->refcount, memory_order_acquire) == 1 ||
+              atomic_fetch_sub_explicit(&t->refcount, 1, memory_order_acq_rel) == 1))
+        etc_free_dead(t);
+}
 bool etc_compute_contiguous(const et_tensor *t);
 /* Contiguous copy, no graph. */
 et_tensor *etc_clone(const et_tensor *t);
@@ -198,7 +218,18 @@ void etc_strided_copy(et_tensor *dst, const et_tensor *src);
 bool etc_record(et_tensor *out, int op, et_tensor *const *ins, int nin);
 /* etc_record, releasing `out` and returning NULL on failure. */
 et_tensor *etc_finish(et_tensor *out, int op, et_tensor *const *ins, int nin);
-bool etc_needs_grad(et_tensor *const *ins, int nin);
+/* no_grad on this thread (tensor.c; et_set_grad_enabled) */
+extern _Thread_local bool etc_grad_off;
+/* Grad mode on and any of the inputs requires grad: record a node. */
+static inline bool etc_needs_grad(et_tensor *const *ins, int nin)
+{
+    if (etc_grad_off)
+        return false;
+    for (int i = 0; i < nin; i++)
+        if (ins[i] && ins[i]->requires_grad)
+            return true;
+    return false;
+}
 bool etc_grad_mode(void);
 int etc_wrap_dim(int dim, int ndim, const char *op);   /* -1 + error if bad */
 /* "[3,4]" (no spaces; for error messages) */
@@ -207,7 +238,22 @@ int64_t etc_numel(const int64_t *shape, int ndim);
 bool etc_check_shape(const int64_t *shape, int ndim, const char *op);
 /* Argument check of float ops: non-NULL and float32 (ET_ERR_ARG naming
  * op otherwise: "exp: expected a float32 tensor, got int64"). */
-bool etc_null_check(const et_tensor *p, const char *op);
+bool etc_null_check_slow(const et_tensor *p, const char *op);
+static inline bool etc_null_check(const et_tensor *p, const char *op)
+{
+    return (p && p->dtype == ET_FLOAT32) || etc_null_check_slow(p, op);
+}
+/* et_same_shape inlined: the elementwise ops and autograd ask it several
+ * times per op (tiny graphs are bound by such per-op bookkeeping). */
+static inline bool etc_same_shape(const et_tensor *a, const et_tensor *b)
+{
+    if (!a || !b || a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
 /* Tensors created on this thread so far: a failure recorded with nothing
  * made since is the cause of a NULL argument that follows it
  * (et_set_error_after, error.c). */

@@ -359,11 +359,24 @@ et_tensor *etc_ew(int op, const char *name, et_tensor *const *in, int nin, float
     /* fast path: same shape, all contiguous */
     bool same = a->contiguous;
     for (int i = 1; i < nin && same; i++)
-        same = in[i]->contiguous && et_same_shape(a, in[i]);
+        same = in[i]->contiguous && etc_same_shape(a, in[i]);
     if (same) {
         et_tensor *out = etc_alloc(a->shape, a->ndim);
         if (!out)
             return NULL;
+        if (nin == 2 && out->numel <= 16 && (op == EW_ADD || op == EW_MUL)) {
+            /* a few elements (scalars, tiny graphs): the loop here, not through
+             * row()'s ISA dispatch and switch; the same IEEE operations */
+            float *o = out->data;
+            const float *x = a->data, *y = in[1]->data;
+            if (op == EW_ADD)
+                for (int64_t i = 0; i < out->numel; i++)
+                    o[i] = x[i] + y[i];
+            else
+                for (int64_t i = 0; i < out->numel; i++)
+                    o[i] = x[i] * y[i];
+            return out;
+        }
         row(op, out->data, a->data, 1, nin > 1 ? in[1]->data : NULL, 1,
             nin > 2 ? in[2]->data : NULL, 1, out->numel, p0, p1);
         return out;
@@ -596,7 +609,7 @@ et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double
 
 et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like)
 {
-    if (et_same_shape(g, like))
+    if (etc_same_shape(g, like))
         return etc_ref(g);
     return etc_sum_to(g, like->shape, like->ndim, 1.0);
 }
@@ -604,7 +617,7 @@ et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like)
 void etc_add_into(et_tensor *dst, const et_tensor *src)
 {
     etc_zrec_forget(dst);
-    if (dst->contiguous && src->contiguous && et_same_shape(dst, src)) {
+    if (dst->contiguous && src->contiguous && etc_same_shape(dst, src)) {
         float *o = dst->data;
         const float *x = src->data;
         for (int64_t i = 0; i < dst->numel; i++)

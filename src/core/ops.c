@@ -47,7 +47,7 @@ static bool put_grad(et_tensor *out, int i, et_tensor **gin, et_tensor *full)
 {
     if (!full)
         return false;
-    if (et_same_shape(full, out->in[i])) {   /* moved: no reference taken and dropped */
+    if (etc_same_shape(full, out->in[i])) {   /* moved: no reference taken and dropped */
         gin[i] = full;
         return true;
     }

@@ -60,7 +60,7 @@ bool etc_any_check(const et_tensor *p, const char *op)
     return false;
 }
 
-bool etc_null_check(const et_tensor *p, const char *op)
+bool etc_null_check_slow(const et_tensor *p, const char *op)
 {
     if (!etc_any_check(p, op))
         return false;
@@ -125,28 +125,18 @@ bool etc_compute_contiguous(const et_tensor *t)
 /* ------------------------------------------------------------------ */
 /* grad mode                                                            */
 
-static _Thread_local bool tl_grad_disabled;
+_Thread_local bool etc_grad_off;
 
 bool et_set_grad_enabled(bool enabled)
 {
-    bool prev = !tl_grad_disabled;
-    tl_grad_disabled = !enabled;
+    bool prev = !etc_grad_off;
+    etc_grad_off = !enabled;
     return prev;
 }
 
-bool et_is_grad_enabled(void) { return !tl_grad_disabled; }
+bool et_is_grad_enabled(void) { return !etc_grad_off; }
 
-bool etc_grad_mode(void) { return !tl_grad_disabled; }
-
-bool etc_needs_grad(et_tensor *const *ins, int nin)
-{
-    if (tl_grad_disabled)
-        return false;
-    for (int i = 0; i < nin; i++)
-        if (ins[i] && ins[i]->requires_grad)
-            return true;
-    return false;
-}
+bool etc_grad_mode(void) { return !etc_grad_off; }
 
 bool etc_record(et_tensor *out, int op, et_tensor *const *ins, int nin)
 {

@@ -105,18 +105,21 @@ static size_t block_size(int64_t cap)
 /* capacity (in floats) of the block made for n floats, n < CACHE_MIN_FLOATS */
 static int64_t block_cap(int64_t n)
 {
-    return n <= BLOCK_STEP ? BLOCK_STEP : (n + BLOCK_STEP - 1) / BLOCK_STEP * BLOCK_STEP;
+    return n <= BLOCK_STEP ? BLOCK_STEP
+                           : (int64_t)(((uint64_t)n + BLOCK_STEP - 1) & ~(uint64_t)(BLOCK_STEP - 1));
 }
 
 static void small_push(void *block, int64_t cap)
 {
-    size_t cls = (size_t)(cap / BLOCK_STEP - 1), bytes = block_size(cap);
-    if (!USE_SMALL_LIST || cap % BLOCK_STEP != 0 || cls >= BLOCK_CLASSES ||
+    /* cap > 0: unsigned arithmetic, shifts instead of signed division */
+    size_t ucap = (size_t)cap, cls = ucap / BLOCK_STEP - 1, bytes = block_size(cap);
+    if (!USE_SMALL_LIST || ucap % BLOCK_STEP != 0 || cls >= BLOCK_CLASSES ||
         block_len[cls] >= BLOCK_LIST_MAX || block_bytes + bytes > BLOCK_LISTS_MAX_BYTES) {
         free(block);
         return;
     }
-    ensure_thread_cleanup();
+    if (!thread_key_set)
+        ensure_thread_cleanup();
     small_block *b = block;
     b->next = block_list[cls];
     block_list[cls] = b;
@@ -126,7 +129,7 @@ static void small_push(void *block, int64_t cap)
 
 static void *small_pop(int64_t cap)
 {
-    size_t cls = (size_t)(cap / BLOCK_STEP - 1);
+    size_t cls = (size_t)cap / BLOCK_STEP - 1;
     small_block *b = block_list[cls];
     if (b) {
         block_list[cls] = b->next;
@@ -187,7 +190,8 @@ static et_storage *cache_take(int64_t n)
 
 static void storage_free(et_storage *s)
 {
-    etc_zrec_free(s);
+    if (s->zrec)
+        etc_zrec_free(s);
     if (s->block) {
         small_push(s->block, s->size);
         return;
@@ -266,10 +270,12 @@ et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
      * expanded view of [1] can claim 2^40 elements in each of two dims
      * without owning memory), so the product is checked for overflow here,
      * not only in the public creators. */
-    int64_t n = 1;
+    int64_t n = 1, cst[ET_MAX_DIMS];   /* contiguous strides, made in the same pass */
     bool overflow = false;
-    for (int i = 0; i < ndim; i++)
+    for (int i = ndim - 1; i >= 0; i--) {
+        cst[i] = n;
         overflow |= shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n);
+    }
     /* storage is counted in floats: an int64 element takes two */
     int64_t per = etc_elsize(dtype) / (int64_t)sizeof(float);
     if (overflow || (uint64_t)n > (SIZE_MAX - sizeof(et_storage) - BLOCK_STORAGE_OFFSET) /
@@ -324,11 +330,9 @@ et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
     t->ndim = ndim;
     t->numel = numel;
     t->dtype = (uint8_t)dtype;
-    int64_t st = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
+    for (int i = 0; i < ndim; i++) {
         t->shape[i] = shape[i];
-        t->strides[i] = st;
-        st *= shape[i];
+        t->strides[i] = cst[i];
     }
     return t;
 }
@@ -371,13 +375,6 @@ et_tensor *etc_view_of(et_tensor *base, const int64_t *shape, const int64_t *str
     return t;
 }
 
-et_tensor *etc_ref(et_tensor *t)
-{
-    if (t)
-        atomic_fetch_add_explicit(&t->refcount, 1, memory_order_relaxed);
-    return t;
-}
-
 /* Drops one reference; true when it was the last.  A holder of the only
  * reference needs no atomic write: no other thread can reach the object
  * to add one (the acquire load still orders its earlier writes). */
@@ -401,41 +398,59 @@ static void free_dead(et_tensor *t);
  * them, iteratively: a graph of 100000 nodes must not overflow the C
  * stack.  If the work list cannot grow (out of memory) the child is freed
  * by recursion instead, which is only deep for deep graphs. */
+typedef struct {
+    et_tensor **stack, **local;
+    size_t n, cap;
+} dead_list;
+
+/* Drops the reference to c; if it was the last, c joins the work list. */
+static inline __attribute__((always_inline)) void drop_into(dead_list *d, et_tensor *c)
+{
+    if (!c || !dec_ref(c))
+        return;
+    if (__builtin_expect(d->n == d->cap, 0)) {
+        et_tensor **ns = malloc(d->cap * 2 * sizeof *ns);
+        if (!ns) {
+            free_dead(c);
+            return;
+        }
+        memcpy(ns, d->stack, d->n * sizeof *ns);
+        if (d->stack != d->local)
+            free(d->stack);
+        d->stack = ns;
+        d->cap *= 2;
+    }
+    d->stack[d->n++] = c;
+}
+
 static void free_list(et_tensor **stack, size_t n, size_t cap, et_tensor **local)
 {
-    while (n) {
-        et_tensor *x = stack[--n];
-        et_tensor *kids[3] = {x->saved, x->grad, x->pgrad};
-        for (int i = 0; i < x->nin + 3; i++) {
-            et_tensor *c = i < x->nin ? x->in[i] : kids[i - x->nin];
-            if (!c || !dec_ref(c))
-                continue;
-            if (n == cap) {
-                et_tensor **ns = malloc(cap * 2 * sizeof *ns);
-                if (!ns) {
-                    free_dead(c);
-                    continue;
-                }
-                memcpy(ns, stack, n * sizeof *ns);
-                if (stack != local)
-                    free(stack);
-                stack = ns;
-                cap *= 2;
-            }
-            stack[n++] = c;
-        }
-        if (x->in != x->in_inline)
-            free(x->in);
+    dead_list d = {stack, local, n, cap};
+    while (d.n) {
+        et_tensor *x = d.stack[--d.n];
+        /* the inputs of a node, then its saved tensor and gradients */
+        et_tensor **in = x->in;
+        for (int i = 0; i < x->nin; i++)
+            drop_into(&d, in[i]);
+        drop_into(&d, x->saved);
+        drop_into(&d, x->grad);
+        drop_into(&d, x->pgrad);
+        if (in != x->in_inline)
+            free(in);
         et_storage *s = x->storage;
+        if (!s) {
+            header_push(x);
+            continue;
+        }
         /* a small tensor lives in its storage's block: freed with the storage */
-        bool in_block = s && s->block == (void *)x;
-        if (s && dec_storage(s))
+        bool in_block = s->block == (void *)x;
+        if (dec_storage(s))
             storage_free(s);
         if (!in_block)
             header_push(x);
     }
-    if (stack != local)
-        free(stack);
+    if (d.stack != local)
+        free(d.stack);
 }
 
 /* t has no references left */
@@ -446,11 +461,7 @@ static void free_dead(et_tensor *t)
     free_list(local, 1, 64, local);
 }
 
-void etc_release(et_tensor *t)
-{
-    if (t && dec_ref(t))
-        free_dead(t);
-}
+void etc_free_dead(et_tensor *t) { free_dead(t); }
 
 et_tensor *et_tensor_ref(et_tensor *t) { return etc_ref(t); }
 
@@ -462,9 +473,26 @@ void et_tensor_free(et_tensor *t) { etc_release(t); }
 
 /* Runs at thread exit: releases tensors still in unclosed pools, frees
  * the pool arrays and the storage cache. */
+static _Thread_local et_tensor *scalar_one;
+
+et_tensor *etc_scalar_one(void)
+{
+    et_tensor *t = scalar_one;
+    if (t && t->data[0] == 1.0f && !t->requires_grad && t->ndim == 0)
+        return etc_ref(t);
+    etc_release(t);
+    scalar_one = t = etc_full(NULL, 0, 1.0f);
+    if (!t)
+        return NULL;
+    ensure_thread_cleanup();
+    return etc_ref(t);
+}
+
 static void thread_state_exit(void *unused)
 {
     (void)unused;
+    etc_release(scalar_one);
+    scalar_one = NULL;
     while (pool_len > 0)
         etc_release(pool_items[--pool_len]);
     free(pool_items);

@@ -2,6 +2,7 @@
  * subgradients, errors, et_backward_notify.  Expected gradients come from torch 1.13 (the
  * python expression is quoted) or from elementary calculus. */
 #include "check_helpers.h"
+#include "core/core_internal.h"   /* etc_scalar_one */
 
 START_TEST(test_simple_graph_matches_torch)
 {
@@ -378,6 +379,46 @@ START_TEST(test_backward_notify_reports_each_leaf_when_final)
 }
 END_TEST
 
+/* A scalar root's seed is one shared per-thread 1.0 (no tensor made per
+ * backward); every gradient that reaches a .grad from it must be a copy, so
+ * writing into a .grad can never change the next backward's seed. */
+START_TEST(test_scalar_seed_is_shared_never_written)
+{
+    et_pool_begin();
+    et_tensor *one = etc_scalar_one();
+    ck_assert_ptr_nonnull(one);
+    et_tensor *x = et_scalar(3.0f);
+    et_set_requires_grad(x, true);
+    for (int i = 0; i < 3; i++) {   /* the root is the leaf itself: seed into .grad */
+        ck_assert_int_eq(et_backward(x, NULL), ET_OK);
+        ck_assert_ptr_ne(et_grad(x), one);
+        ck_assert(et_item(et_grad(x)) == (float)(i + 1));
+    }
+    et_fill_(et_grad(x), 5.0f);
+    et_tensor *a = et_scalar(1.0f), *b = et_scalar(2.0f);
+    et_set_requires_grad(a, true);
+    et_set_requires_grad(b, true);
+    et_tensor *r = et_add(a, b);   /* add's backward hands the seed itself to both */
+    et_retain_grad(r);
+    ck_assert_int_eq(et_backward(r, NULL), ET_OK);
+    ck_assert_ptr_ne(et_grad(a), one);
+    ck_assert_ptr_ne(et_grad(b), one);
+    ck_assert_ptr_ne(et_grad(r), one);
+    ck_assert_ptr_ne(et_grad(a), et_grad(b));
+    et_fill_(et_grad(a), 7.0f);
+    et_fill_(et_grad(r), 9.0f);
+    ck_assert(et_item(et_grad(b)) == 1.0f);
+    ck_assert(et_data(one)[0] == 1.0f);
+    /* and the next scalar backward still seeds with 1 */
+    et_tensor *y = et_scalar(4.0f);
+    et_set_requires_grad(y, true);
+    ck_assert_int_eq(et_backward(et_mul(y, y), NULL), ET_OK);
+    ck_assert(et_item(et_grad(y)) == 8.0f);
+    et_tensor_free(one);
+    et_pool_end();
+}
+END_TEST
+
 static Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -402,6 +443,7 @@ static Suite *autograd_suite(void)
         {"cat_stack_many_inputs", test_cat_stack_many_inputs},
         {"in_place_after_use", test_in_place_after_use_is_detected},
         {"backward_notify", test_backward_notify_reports_each_leaf_when_final},
+        {"scalar_seed_shared", test_scalar_seed_is_shared_never_written},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
