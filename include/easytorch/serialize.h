@@ -43,6 +43,15 @@ et_status et_safetensors_dump(const et_tensor_dict *d, uint8_t **buf, size_t *le
 /* Parse a buffer; *out is a new dict the caller frees.  F32 and I64
  * (int64) tensors are accepted (F64/F16/BF16/... files give a clear error). */
 et_status et_safetensors_parse(const uint8_t *buf, size_t len, et_tensor_dict **out);
+/* The same without copying: every tensor whose bytes are aligned to its
+ * element size (and the host little-endian) aliases buf (external storage,
+ * et_tensor_from_external) -- retain(arg) is called once for each such
+ * tensor as it is made, release(arg) once when that tensor's storage dies;
+ * the other tensors are copied.  buf must stay valid until the last
+ * release; tensors may write their elements (in-place ops).  On failure no
+ * reference is left taken. */
+et_status et_safetensors_parse_shared(uint8_t *buf, size_t len, void (*retain)(void *arg),
+                                      et_release_fn release, void *arg, et_tensor_dict **out);
 /* Files: save writes atomically (temp file, fsync, rename, fsync dir). */
 et_status et_safetensors_save(const et_tensor_dict *d, const char *path);
 et_status et_safetensors_load(const char *path, et_tensor_dict **out);

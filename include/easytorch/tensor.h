@@ -76,6 +76,20 @@ et_tensor *et_uniform(et_generator *g, const int64_t *shape, int ndim,
                       double low, double high);                     /* U[low,high) */
 /* int64 tensor: copy `data` (numel(shape) values; NULL for zeros). */
 et_tensor *et_tensor_new_int64(const int64_t *data, const int64_t *shape, int ndim);
+/* A tensor over memory the library does not own (no copy): `data` holds
+ * numel(shape) contiguous row-major elements of `dtype`, aligned to the
+ * element size (4 or 8 bytes) -- else ET_ERR_ARG.  The storage is reference
+ * counted like any other (views share it); when its last reference goes --
+ * on whichever thread drops it -- release(arg) is called once (release may be
+ * NULL: memory that outlives every tensor).  The library may write the
+ * elements (in-place ops).  On failure (NULL) release is not called: the
+ * caller still owns the memory.  Any number of tensors may alias one buffer,
+ * each with its own release call (e.g. a reference count of the buffer). */
+typedef void (*et_release_fn)(void *arg);
+et_tensor *et_tensor_from_external(void *data, const int64_t *shape, int ndim, et_dtype dtype,
+                                   et_release_fn release, void *arg);
+/* Is t's storage external (et_tensor_from_external)? */
+bool et_tensor_is_external(const et_tensor *t);
 /* Contiguous copy that does not require grad and has no graph. */
 et_tensor *et_clone(const et_tensor *t);
 /* `t` itself (new reference) if contiguous, else a differentiable copy. */

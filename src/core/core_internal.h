@@ -70,12 +70,16 @@ typedef enum etc_op {
 typedef struct et_storage {
     atomic_long refcount;
     int64_t size;            /* capacity in floats */
-    float *data;             /* points into `inline_data` */
+    float *data;             /* points into `inline_data`, or external memory */
     uint32_t version;        /* bumped by every in-place write (fill_, copy_) */
     void *block;             /* small tensors: the one malloc'ed block holding
                                 the creating tensor and this storage (freed
                                 with the storage), else NULL */
     struct etc_zrec *zrec;   /* which rows may be nonzero (zero_rows.c), or NULL */
+    et_release_fn release;   /* external storage (et_tensor_from_external): `data`
+                                is the caller's memory, release(release_arg) runs
+                                when the last reference goes; NULL otherwise */
+    void *release_arg;
     float inline_data[];
 } et_storage;
 

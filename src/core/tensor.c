@@ -418,6 +418,7 @@ static void wrap_buffer(et_tensor *tmp, et_storage *s, float *p, const et_tensor
     s->data = p;
     s->block = NULL;
     s->zrec = NULL;
+    s->release = NULL;
     s->size = t->numel;
     tmp->storage = s;
     tmp->data = p;

@@ -8,6 +8,8 @@
  * <= 16 floats are recycled through a per-thread free list.  Large storages
  * go through a bounded per-thread cache so training steps reuse buffers.
  * Reference counts are atomic: threads may share read-only parameters.
+ * External storage (et_tensor_from_external) is a storage header whose data
+ * is the caller's memory: no cache, its release callback when it dies.
  *
  * Split from tensor.c (the tensor API) because the two change for different
  * reasons: this file for allocation speed and thread lifetime, that one for
@@ -192,6 +194,14 @@ static void storage_free(et_storage *s)
 {
     if (s->zrec)
         etc_zrec_free(s);
+    if (__builtin_expect(s->data != s->inline_data, 0)) {
+        /* external memory (et_tensor_from_external): its owner's callback,
+         * then the header alone */
+        if (s->release)
+            s->release(s->release_arg);
+        free(s);
+        return;
+    }
     if (s->block) {
         small_push(s->block, s->size);
         return;
@@ -324,6 +334,8 @@ et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
     atomic_init(&s->refcount, 1);
     s->version = 0;
     s->zrec = NULL;
+    s->release = NULL;
+    s->release_arg = NULL;
     s->data = s->inline_data;
     t->storage = s;
     t->data = s->data;
@@ -335,6 +347,67 @@ et_tensor *etc_alloc_dtype(const int64_t *shape, int ndim, int dtype)
         t->strides[i] = cst[i];
     }
     return t;
+}
+
+/* ------------------------------------------------------------------ */
+/* external storage: memory the library does not own                     */
+
+et_tensor *et_tensor_from_external(void *data, const int64_t *shape, int ndim, et_dtype dtype,
+                                   et_release_fn release, void *arg)
+{
+    if (!etc_check_shape(shape, ndim, "tensor_from_external"))
+        return NULL;
+    if (dtype != ET_FLOAT32 && dtype != ET_INT64) {
+        et_set_error(ET_ERR_ARG, "tensor_from_external: unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    int64_t numel = etc_numel(shape, ndim);
+    size_t el = (size_t)etc_elsize(dtype);
+    if (!data && numel > 0) {
+        et_set_error(ET_ERR_ARG, "tensor_from_external: data is NULL");
+        return NULL;
+    }
+    if ((uintptr_t)data % el != 0) {
+        et_set_error(ET_ERR_ARG, "tensor_from_external: data at %p is not aligned to its "
+                     "%zu-byte elements", data, el);
+        return NULL;
+    }
+    /* the header alone: the elements stay where they are */
+    et_storage *s = malloc(sizeof *s);
+    if (!s) {
+        et_set_error(ET_ERR_NOMEM, "out of memory allocating a tensor");
+        return NULL;
+    }
+    et_tensor *t = tensor_struct_new();
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    atomic_init(&s->refcount, 1);
+    s->size = numel * (int64_t)(el / sizeof(float));
+    s->data = data;
+    s->version = 0;
+    s->block = NULL;
+    s->zrec = NULL;
+    s->release = release;
+    s->release_arg = arg;
+    t->storage = s;
+    t->data = data;
+    t->ndim = ndim;
+    t->numel = numel;
+    t->dtype = (uint8_t)dtype;
+    int64_t st = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        t->strides[i] = st;
+        st *= shape[i];
+    }
+    return etc_pooled(t);
+}
+
+bool et_tensor_is_external(const et_tensor *t)
+{
+    return t && t->storage && t->storage->data != t->storage->inline_data;
 }
 
 et_tensor *etc_zeros(const int64_t *shape, int ndim)

@@ -7,7 +7,8 @@
  * The first byte picks what the rest is:
  *   0  a safetensors body: parsed, its metadata read as fields, "inputs" and
  *      "targets" taken as arrays (oracle: an array has the tensor's shape,
- *      numel and dtype);
+ *      numel and dtype); parsed again from a shared buffer at a shifted
+ *      address, its tensors aliasing the bytes (oracle: the same tensors);
  *   1  an OIP request with the binary extension: two bytes (little-endian)
  *      give Inference-Header-Content-Length, the rest is the body (oracle:
  *      every input's bytes lie inside the body after the header and add up
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "server/formats/oip.h"
+#include "server/formats/shared_buf.h"
 #include "server/formats/tensor_st.h"
 
 static const etd_json_limits lim = {.max_depth = 32, .max_values = 100000, .max_elems = 100000};
@@ -37,12 +39,64 @@ static void check_array(const etd_array *a, int64_t numel, const int64_t *shape,
     }
 }
 
+/* The same body parsed with its tensors aliasing a shared buffer (as the
+ * daemon parses request bodies): the same outcome and the same tensors, and
+ * a tensor kept past the dict and the buffer's own reference still reads its
+ * bytes (ASan: no use after free; LeakSanitizer: every reference returned).
+ * The copy starts `shift` bytes into the buffer, so aligned and unaligned
+ * tensors both occur. */
+static void fuzz_st_shared(const uint8_t *data, size_t size, bool ok, const etd_st_body *plain)
+{
+    size_t shift = size ? data[size - 1] % 8 : 0;
+    char *buf = etd_sbuf_new(size + shift + 1);
+    if (!buf)
+        return;
+    memcpy(buf + shift, data, size);
+    etd_st_body b;
+    etd_err e;
+    if (etd_st_parse(buf + shift, size, buf, &b, &e) != ok) {
+        fprintf(stderr, "fuzz_binary: the shared parse and the copying parse disagree\n");
+        abort();
+    }
+    et_tensor *kept = NULL;
+    for (int i = 0; ok && i < et_tensor_dict_len(b.d); i++) {
+        et_tensor *t = et_tensor_dict_tensor(b.d, i);
+        const et_tensor *u = etd_st_tensor(plain, et_tensor_dict_name(b.d, i));
+        size_t bytes = (size_t)et_numel(t) * (et_tensor_dtype(t) == ET_INT64 ? 8 : 4);
+        const void *pt = et_tensor_dtype(t) == ET_INT64 ? (const void *)et_data_int64(t)
+                                                        : (const void *)et_data(t);
+        const void *pu = !u ? NULL
+                         : et_tensor_dtype(u) == ET_INT64 ? (const void *)et_data_int64_const(u)
+                                                          : (const void *)et_data_const(u);
+        if (!u || !et_same_shape(t, u) || et_tensor_dtype(t) != et_tensor_dtype(u) ||
+            (bytes && memcmp(pt, pu, bytes) != 0)) {
+            fprintf(stderr, "fuzz_binary: a shared tensor differs from its copy\n");
+            abort();
+        }
+        if (!kept && bytes)
+            kept = et_tensor_ref(t);
+    }
+    etd_st_free(&b);
+    etd_sbuf_unref(buf);
+    if (kept) {
+        volatile unsigned char sink = 0;
+        const unsigned char *p = et_tensor_dtype(kept) == ET_INT64
+                                     ? (const unsigned char *)et_data_int64(kept)
+                                     : (const unsigned char *)et_data(kept);
+        sink ^= p[0];
+        (void)sink;
+        et_tensor_free(kept);
+    }
+}
+
 static void fuzz_st(const uint8_t *data, size_t size)
 {
     etd_st_body b;
     etd_err e;
     bool sniffed = etd_st_sniff(data, size);
-    if (etd_st_parse(data, size, &b, &e)) {
+    bool ok = etd_st_parse(data, size, NULL, &b, &e);
+    fuzz_st_shared(data, size, ok, &b);
+    if (ok) {
         if (!sniffed && size >= 10) {
             fprintf(stderr, "fuzz_binary: a safetensors body the sniffer does not recognise\n");
             abort();

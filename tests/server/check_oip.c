@@ -1,12 +1,13 @@
 /* check_oip.c - the OIP request parser and datatype conversion (formats/oip.c) and the
  * safetensors body reader (formats/tensor_st.c) on their own: every FP16 bit pattern
  * against an independent formula, integer ranges, exactness of int64, the binary
- * extension's framing, and the sniffing rule. */
+ * extension's framing, the sniffing rule, and tensors aliasing shared request bodies. */
 #include <math.h>
 #include <string.h>
 
 #include "check_server.h"
 #include "server/formats/oip.h"
+#include "server/formats/shared_buf.h"
 #include "server/formats/tensor_st.h"
 
 static const etd_json_limits lim = {.max_depth = 32, .max_values = 100000, .max_elems = 1 << 20};
@@ -192,6 +193,73 @@ START_TEST(sniffing)
 }
 END_TEST
 
+/* A safetensors body of inputs (F32 [2, 3]) and idx (I64 [2]) written at
+ * buf + shift; returns its length.  The data start 8 bytes after an
+ * 8-aligned point, as writers pad the header. */
+static size_t st_body(char *buf, size_t shift)
+{
+    char h[160];
+    int n = snprintf(h, sizeof h, "{\"inputs\":{\"dtype\":\"F32\",\"shape\":[2,3],"
+                     "\"data_offsets\":[0,24]},\"idx\":{\"dtype\":\"I64\",\"shape\":[2],"
+                     "\"data_offsets\":[24,40]}}");
+    while (n % 8)
+        h[n++] = ' ';
+    unsigned char *p = (unsigned char *)buf + shift;
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(p + 8, h, (size_t)n);
+    const float x[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t idx[2] = {7, -8};
+    memcpy(p + 8 + n, x, sizeof x);
+    memcpy(p + 8 + n + 24, idx, sizeof idx);
+    return (size_t)(8 + n + 40);
+}
+
+/* Request bodies are shared buffers (formats/shared_buf.h): a safetensors
+ * body's tensors alias its bytes where they are aligned, are copies where they
+ * are not, and keep the buffer alive after the request let it go. */
+START_TEST(shared_bodies)
+{
+    for (size_t shift = 0; shift < 8; shift++) {
+        char *buf = etd_sbuf_new(200);
+        ck_assert_ptr_nonnull(buf);
+        size_t len = st_body(buf, shift);
+        for (int shared = 0; shared < 2; shared++) {
+            etd_st_body b;
+            etd_err e;
+            ck_assert_msg(etd_st_parse(buf + shift, len, shared ? buf : NULL, &b, &e), "%s", e.msg);
+            et_tensor *x = (et_tensor *)etd_st_tensor(&b, "inputs");
+            et_tensor *i = (et_tensor *)etd_st_tensor(&b, "idx");
+            ck_assert(x && i);
+            /* the data region starts at buf + shift + 8 + a multiple of 8 */
+            bool x_alias = shared && shift % 4 == 0, i_alias = shared && shift == 0;
+            ck_assert_int_eq(et_tensor_is_external(x), x_alias);
+            ck_assert_int_eq(et_tensor_is_external(i), i_alias);
+            char *px = (char *)et_data(x), *pi = (char *)et_data_int64(i);
+            ck_assert_int_eq(px >= buf && px < buf + 200, x_alias);
+            ck_assert_int_eq(pi >= buf && pi < buf + 200, i_alias);
+            ck_assert_float_eq(et_data(x)[5], 6.0f);
+            ck_assert_int_eq(et_data_int64(i)[1], -8);
+            if (shared && shift == 0) {
+                /* the request ends first: the tensors keep the bytes */
+                et_tensor_ref(x);
+                et_tensor_ref(i);
+                etd_st_free(&b);
+                etd_sbuf_unref(buf);
+                buf = NULL;
+                ck_assert_float_eq(et_data(x)[0], 1.0f);
+                ck_assert_int_eq(et_data_int64(i)[0], 7);
+                et_tensor_free(x);
+                et_tensor_free(i); /* the last reference: the buffer is freed (ASan, LSan) */
+                break;
+            }
+            etd_st_free(&b);
+        }
+        etd_sbuf_unref(buf);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("oip");
@@ -202,6 +270,7 @@ static Suite *suite(void)
     tcase_add_test(t, json_ranges);
     tcase_add_test(t, binary_framing);
     tcase_add_test(t, sniffing);
+    tcase_add_test(t, shared_bodies);
     suite_add_tcase(s, t);
     return s;
 }

@@ -190,6 +190,7 @@ bool ep_defer(etd_call *c, ep_later *l)
     l->rq = *c->rq;
     l->rq.body = ""; /* the body (maybe inflated into c->decoded) goes with the handler */
     l->rq.body_len = 0;
+    l->rq.body_shared = false;
     l->route = c->route;
     l->vary_accept = c->vary_accept;
     c->later = true;
@@ -244,7 +245,9 @@ bool ep_json(etd_call *c, const char *const *fast_keys)
     etd_json_doc_free(&c->doc);
     etd_st_free(&c->st);
     if (c->kind == ETD_BODY_SAFETENSORS) {
-        if (!etd_st_parse(c->rq->body, c->rq->body_len, &c->st, &c->e))
+        if (!etd_st_parse(c->rq->body, c->rq->body_len,
+                          c->rq->body_shared ? (void *)(uintptr_t)c->rq->body : NULL, &c->st,
+                          &c->e))
             return ep_ok(c, c->e.rc);
         /* "format": "pt" is what torch's files carry, not a field of the request */
         cJSON_DeleteItemFromObjectCaseSensitive(c->st.fields, "format");

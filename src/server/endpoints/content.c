@@ -247,6 +247,7 @@ bool ep_body_prepare(etd_call *c, const etd_route *route, etd_request *local)
         *local = *rq;
         local->body = c->decoded;
         local->body_len = n;
+        local->body_shared = false;
         c->rq = rq = local;
         c->kind = n ? ETD_BODY_JSON : ETD_BODY_NONE;
     }

@@ -156,6 +156,7 @@ typedef struct etd_request {
     int nheaders;
     const char *body;           /* NUL-terminated at body_len */
     size_t body_len;
+    bool body_shared;           /* body is a shared_buf.h buffer: tensors may alias it */
 } etd_request;
 
 #define ETD_RESP_HEADERS 16

@@ -1,7 +1,9 @@
 /* tensor_st.c - tensors in safetensors bodies (see tensor_st.h).  The parsing
- * is the library's (et_safetensors_parse); this adds the metadata-as-fields
- * rule and the writer of answers. */
+ * is the library's (et_safetensors_parse, or _shared: tensors aliasing a
+ * shared request body); this adds the metadata-as-fields rule and the writer
+ * of answers. */
 #include "server/formats/tensor_st.h"
+#include "server/formats/shared_buf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +46,14 @@ static cJSON *field_value(const char *v)
     return cJSON_CreateString(v);
 }
 
-bool etd_st_parse(const void *body, size_t len, etd_st_body *b, etd_err *e)
+bool etd_st_parse(const void *body, size_t len, void *shared, etd_st_body *b, etd_err *e)
 {
     memset(b, 0, sizeof *b);
-    if (et_safetensors_parse((const uint8_t *)body, len, &b->d) != ET_OK) {
+    et_status st = shared ? et_safetensors_parse_shared((uint8_t *)(uintptr_t)body, len,
+                                                        etd_sbuf_ref, etd_sbuf_unref, shared,
+                                                        &b->d)
+                          : et_safetensors_parse((const uint8_t *)body, len, &b->d);
+    if (st != ET_OK) {
         /* nn's messages say what is wrong ("safetensors: tensor \"x\" has
          * dtype F64, only F32 and I64 are supported", "... header length
          * exceeds the file"): passed on as they are, as PUT parameters does */

@@ -39,8 +39,10 @@ typedef struct etd_st_body {
 
 /* Parse body[0..len); false + ETD_EINVAL "body: safetensors: <what is
  * wrong>" (nn's message, or ETD_ENOMEM).  Free with etd_st_free (also after a
- * failure). */
-bool etd_st_parse(const void *body, size_t len, etd_st_body *b, etd_err *e);
+ * failure).  shared: NULL, or the shared_buf.h buffer that holds body -- then
+ * every tensor whose bytes are aligned aliases them (holding a reference of
+ * shared) instead of a copy. */
+bool etd_st_parse(const void *body, size_t len, void *shared, etd_st_body *b, etd_err *e);
 void etd_st_free(etd_st_body *b);
 
 /* The tensor called name, or NULL. */

@@ -9,7 +9,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "server/formats/shared_buf.h"
 #include "server/transport/transport_internal.h"
+
+/* a declared body up to this size is allocated at once (see etd_exchange_head) */
+#define BODY_AT_ONCE ((size_t)1 << 20)
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -220,13 +224,15 @@ bool etd_exchange_admit(etd_exchange *x)
             return refuse(x, 413, true, msg);
         }
         x->declared = (size_t)n;
-        /* The length is known: one allocation -- up to 16 KiB at once, the
+        /* The length is known: one allocation of the whole body (and its
+         * NUL) up to BODY_AT_ONCE; a larger one gets 16 KiB first and the
          * rest when that much has really arrived, so a client that declares
          * a large body and trickles it (slow-body attack) costs what it
-         * sent, not what it declared. */
+         * sent, not what it declared.  The buffer is shared (shared_buf.h):
+         * tensors parsed from it may alias it. */
         if (n > 0 && (rt->flags & ETD_R_BODY)) {
-            size_t first = n + 1 < 16384 ? (size_t)n + 1 : 16384;
-            x->body = malloc(first);
+            size_t first = n + 1 <= BODY_AT_ONCE ? (size_t)n + 1 : 16384;
+            x->body = etd_sbuf_new(first);
             if (x->body)
                 x->cap_body = first;
         }
@@ -252,7 +258,7 @@ bool etd_exchange_upload(etd_exchange *x, const char *data, size_t n)
             nc = x->declared + 1; /* the rest of a declared body: once */
         while (nc < x->len + n + 1)
             nc *= 2;
-        char *b = realloc(x->body, nc);
+        char *b = etd_sbuf_grow(x->body, x->len, nc);
         if (!b)
             return false;
         x->body = b;
@@ -314,7 +320,7 @@ void etd_exchange_prepare(etd_exchange *x)
         .id = x->cap.id,
         .query = x->query, .nquery = x->nquery,
         .headers = x->headers, .nheaders = x->nheaders, .body = x->body ? x->body : "",
-        .body_len = x->len,
+        .body_len = x->len, .body_shared = x->body != NULL,
     };
 }
 
@@ -329,7 +335,7 @@ etd_run etd_exchange_run(etd_exchange *x)
         etd_cors_answer(&s->app->cors, x->headers, x->nheaders, &x->rs);
         return ETD_RUN_ANSWERED;
     }
-    if (!x->body && !(x->body = malloc(1)))
+    if (!x->body && !(x->body = etd_sbuf_new(1)))
         return ETD_RUN_DROP;
     x->body[x->len] = '\0';
     etd_exchange_prepare(x);
@@ -364,7 +370,7 @@ void etd_exchange_end(etd_exchange *x, bool completed_ok)
     free(x->headers);
     free(x->query);
     free(x->upath);
-    free(x->body);
+    etd_sbuf_unref(x->body); /* tensors parsed from it may still hold it */
     free(x);
     atomic_fetch_sub(&s->inflight, 1);
 }
