@@ -148,6 +148,12 @@ void et_module_zero_grad(et_module *m);
 /* Sequential children: count, and the i-th child (borrowed; NULL if out of range). */
 int et_sequential_len(const et_module *seq);
 et_module *et_sequential_get(const et_module *seq, int i);
+/* Children [from, to) of a Sequential run on x as its forward runs them: a
+ * Linear followed by ReLU, Tanh or Sigmoid (both in the range) as one fused
+ * op -- the same values and gradients, one pass and graph node fewer.  For
+ * callers that run a Sequential a few children at a time (easytorchd names
+ * the failing layer).  NULL + ET_ERR_ARG for a bad range. */
+et_tensor *et_sequential_forward_range(et_module *seq, int from, int to, et_tensor *x);
 
 /* ---- gradient clipping (in place on .grad; returns the total norm) ---- */
 /* norm_type 2.0 or INFINITY; returns NAN + error on bad args. */

@@ -320,12 +320,12 @@ static int fused_act(const et_module *m)
     return ETC_ACT_NONE;
 }
 
-static et_tensor *sequential_forward(et_module *m, et_tensor *x)
+static et_tensor *forward_range(et_module *m, int from, int to, et_tensor *x)
 {
     et_tensor *cur = x;
-    for (int i = 0; i < m->nchildren && cur; i++) {
+    for (int i = from; i < to && cur; i++) {
         et_module *c = m->children[i];
-        int act = i + 1 < m->nchildren && c->forward == linear_forward
+        int act = i + 1 < to && c->forward == linear_forward
                       ? fused_act(m->children[i + 1]) : ETC_ACT_NONE;
         if (act != ETC_ACT_NONE && et_ndim(cur) >= 1 &&
             et_size(cur, -1) == et_size(c->params.t[0], 1)) {
@@ -340,6 +340,23 @@ static et_tensor *sequential_forward(et_module *m, et_tensor *x)
         cur = c->forward(c, cur);
     }
     return cur;
+}
+
+static et_tensor *sequential_forward(et_module *m, et_tensor *x)
+{
+    return forward_range(m, 0, m->nchildren, x);
+}
+
+et_tensor *et_sequential_forward_range(et_module *seq, int from, int to, et_tensor *x)
+{
+    if (!seq || !x || seq->forward != sequential_forward || from < 0 || to > seq->nchildren ||
+        from > to)
+    {
+        et_set_error(ET_ERR_ARG, "sequential_forward_range: not a Sequential, or children "
+                     "[%d, %d) out of range", from, to);
+        return NULL;
+    }
+    return forward_range(seq, from, to, x);
 }
 
 et_module *et_sequential_new(void)

@@ -516,6 +516,33 @@ START_TEST(sequential_fused_linear_activation_same_bits_as_unfused)
 }
 END_TEST
 
+/* et_sequential_forward_range: children [from, to) as the whole forward runs
+ * them (a Linear + ReLU pair fused), bit for bit; bad ranges refused. */
+START_TEST(sequential_forward_range_runs_a_slice)
+{
+    et_generator *g = et_generator_new(7);
+    et_module *s = et_sequential_new();
+    et_sequential_append(s, et_linear_new(5, 6, true, g));
+    et_sequential_append(s, et_relu_new());
+    et_sequential_append(s, et_linear_new(6, 2, true, g));
+    et_pool_begin();
+    et_tensor *x = et_randn(g, ET_SHAPE(9, 5));
+    et_tensor *h = et_sequential_forward_range(s, 0, 2, x);
+    ck_assert_str_eq(et_grad_fn_name(h), "ReluBackward0");
+    et_tensor *y = et_sequential_forward_range(s, 2, 3, h);
+    ck_assert(same_bits(y, et_module_forward(s, x)));
+    ck_assert(same_bits(h, et_sequential_forward_range(
+                               s, 1, 2, et_sequential_forward_range(s, 0, 1, x))));
+    ck_assert_ptr_eq(et_sequential_forward_range(s, 1, 1, x), x); /* empty: x itself */
+    ck_assert_ptr_null(et_sequential_forward_range(s, 2, 4, h));
+    ck_assert_int_eq(et_errcode(), ET_ERR_ARG);
+    ck_assert_ptr_null(et_sequential_forward_range(et_sequential_get(s, 0), 0, 0, x));
+    et_pool_end();
+    et_module_free(s);
+    et_generator_free(g);
+}
+END_TEST
+
 /* A leaf used twice in one graph gets both contributions (no direct write
  * into .grad by the first consumer): y = linear(x) + x. */
 START_TEST(linear_leaf_used_twice_gets_both_gradients)
@@ -749,6 +776,7 @@ static Suite *module_suite(void)
         {"sequential_one_parent", sequential_append_keeps_one_parent_and_fresh_names},
         {"sequential_forward", sequential_forward_chains_children_and_train_eval_recurses},
         {"sequential_fused", sequential_fused_linear_activation_same_bits_as_unfused},
+        {"sequential_range", sequential_forward_range_runs_a_slice},
         {"leaf_used_twice", linear_leaf_used_twice_gets_both_gradients},
         {"zero_grad", zero_grad_zeroes_every_gradient},
         {"clip_grad_norm", clip_grad_norm_scales_to_max_norm},

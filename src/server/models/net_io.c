@@ -177,6 +177,17 @@ static et_tensor *key_padding_mask(const etd_layer *l, et_tensor *tokens, int i,
  * the spec does: "layers[3] (MaxPool2d): input [32, 8, 1, 1] is smaller
  * than kernel 2" (the library's own "MaxPool2d: " or "BatchNorm1d(64): "
  * prefix is dropped: the spec's name says it).  Pool-owned result or NULL + e. */
+/* May layers a, b run as the library's fused Linear + activation?  Plain
+ * layers only: no forward of the daemon's own, no key padding mask. */
+static bool fusable_pair(const etd_layer *a, const etd_layer *b)
+{
+    if (a->kpm || b->kpm || a->type->forward || b->type->forward ||
+        strcmp(a->type->name, "Linear") != 0)
+        return false;
+    return !strcmp(b->type->name, "ReLU") || !strcmp(b->type->name, "Tanh") ||
+           !strcmp(b->type->name, "Sigmoid");
+}
+
 static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
 {
     if (!x)
@@ -198,7 +209,12 @@ static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
             if (!(in[mha ? 3 : 2] = key_padding_mask(l, tokens, i, e)))
                 return NULL;
         }
-        et_tensor *y = etd_layer_forward(l, layer, in);
+        /* Linear then ReLU/Tanh/Sigmoid: the library's fused op, as a
+         * Sequential's own forward runs them (one pass and node fewer; the
+         * same values and gradients) */
+        bool fuse = i + 1 < n && fusable_pair(l, l + 1);
+        et_tensor *y = fuse ? et_sequential_forward_range(m->net, i, i + 2, x)
+                            : etd_layer_forward(l, layer, in);
         if (!y) {
             const char *type = et_module_type(layer), *msg = et_errmsg();
             size_t tl = strlen(type);
@@ -212,6 +228,7 @@ static et_tensor *run_net(etd_model *m, et_tensor *x, etd_err *e)
             return NULL;
         }
         x = y;
+        i += fuse;
     }
     return x;
 }
