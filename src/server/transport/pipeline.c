@@ -12,8 +12,12 @@
 #include "server/formats/shared_buf.h"
 #include "server/transport/transport_internal.h"
 
-/* a declared body up to this size is allocated at once (see etd_exchange_head) */
-#define BODY_AT_ONCE ((size_t)1 << 20)
+/* A declared body up to this size is allocated at once (see
+ * etd_exchange_admit).  Kept small: every connection that has sent its
+ * headers holds this much, so a slow-body attacker declaring large bodies
+ * must not reserve more than this per connection (1,000 of them: 64 MiB);
+ * above it the body costs only what has arrived, plus one 16 KiB copy. */
+#define BODY_AT_ONCE ((size_t)64 << 10)
 
 /* ---------------------------------------------------------------- small helpers */
 
