@@ -63,9 +63,9 @@ START_TEST(test_external_int64_and_empty)
     ck_assert_int_eq(et_tensor_dtype(i), ET_INT64);
     ck_assert_ptr_eq(et_data_int64(i), idx);
     et_tensor *w = TV(ET_SHAPE(3, 2), 10, 11, 20, 21, 30, 31);
+    et_pool_begin(); /* a pooled result dies at the pool's end */
     /* torch.index_select(w, 0, tensor([2, 0, 1])) */
     ASSERT_VALUES(et_index_select(w, 0, i), 30, 31, 10, 11, 20, 21);
-    et_pool_begin(); /* a pooled result dies at the pool's end */
     et_pool_end();
     et_tensor_free(w);
     et_tensor_free(i);
