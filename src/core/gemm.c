@@ -43,6 +43,8 @@
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(ET_GEMM_PORTABLE)
 #define GEMM_X86 1
 #include <immintrin.h>
+
+#include "core/avx_transpose.h"
 #endif
 
 /* ------------------------------------------------------------------ */

@@ -29,6 +29,8 @@
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(ET_GEMM_PORTABLE)
 #include <immintrin.h>
 
+#include "core/avx_transpose.h"
+
 #define TARGET __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
@@ -39,25 +41,6 @@ INLINE __m256i first_lanes(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* 8x8 transpose of r[0..7] */
-INLINE void t8(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    for (int q = 0; q < 4; q++) {
-        t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
-        t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
-    }
-    for (int q = 0; q < 2; q++) {
-        u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int q = 0; q < 4; q++) {
-        r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
-        r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
-    }
-}
 
 /* W's rows j0 .. j0+nj-1 (nj <= 16) into bp[p * 16 + jj], zeros in the
  * lanes past nj of their 8-lane half */
@@ -73,7 +56,7 @@ static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
             for (int q = 0; q < 8; q++)
                 r[q] = q < nr ? _mm256_maskload_ps(g->b + (j0 + jb + q) * g->bcs + p, mp)
                               : _mm256_setzero_ps();
-            t8(r);
+            etc_t8(r);
             for (int q = 0; q < np; q++)
                 _mm256_storeu_ps(bp + (p + q) * PW + jb, r[q]);
         }

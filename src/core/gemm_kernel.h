@@ -199,25 +199,6 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
                          g, cr, bias);                                               \
     } while (0)
 
-/* 8x8 transpose of the rows r[0..7] (AVX). */
-static inline __attribute__((always_inline)) TARGET void FN(t8)(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    for (int q = 0; q < 4; q++) {
-        t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
-        t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
-    }
-    for (int q = 0; q < 2; q++) {
-        u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int q = 0; q < 4; q++) {
-        r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
-        r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
-    }
-}
 
 /* Packs columns j0..j0+nj of B (B(p,j) = b[p*brs + j*bcs]) into
  * bp[p * ps + l] (ps = the panel's vectors * VW): rows copied when bcs == 1
@@ -256,7 +237,7 @@ static TARGET void FN(pack)(const etc_gemm_t *g, int64_t j0, int nj, float *bp, 
             __m256 r[8];
             for (int q = 0; q < 8; q++)
                 r[q] = q < nr ? _mm256_maskload_ps(b + (jb + q) * bcs + p, mp) : _mm256_setzero_ps();
-            FN(t8)(r);
+            etc_t8(r);
             for (int q = 0; q < np; q++)
                 _mm256_storeu_ps(bp + (p + q) * ps + jb, r[q]);
         }
@@ -276,7 +257,7 @@ static TARGET void FN(ct_store)(const etc_gemm_t *g, const float *t)
         __m256 r[8];
         for (int q = 0; q < 8; q++)
             r[q] = q < n ? _mm256_loadu_ps(t + q * m + i0) : _mm256_setzero_ps();
-        FN(t8)(r);
+        etc_t8(r);
         for (int q = 0; q < 8; q++) {
             float *cr = g->c + (i0 + q) * g->ldc;
             __m256 v = r[q];
@@ -322,7 +303,7 @@ static TARGET void FN(gemm_n1_short)(const etc_gemm_t *g)
         __m256 r[8];
         for (int q = 0; q < 8; q++)
             r[q] = _mm256_maskload_ps(g->a + (i0 + q) * g->ars, mk);
-        FN(t8)(r);
+        etc_t8(r);
         __m256 acc = _mm256_setzero_ps();
         for (int p = 0; p < k; p++)
             acc = _mm256_fmadd_ps(r[p], bp[p], acc);

@@ -472,15 +472,7 @@ et_status et_copy_from(et_tensor *t, const float *src)
     return ET_OK;
 }
 
-bool et_same_shape(const et_tensor *a, const et_tensor *b)
-{
-    if (!a || !b || a->ndim != b->ndim)
-        return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
-            return false;
-    return true;
-}
+bool et_same_shape(const et_tensor *a, const et_tensor *b) { return etc_same_shape(a, b); }
 
 /* ------------------------------------------------------------------ */
 /* autograd flags                                                       */
