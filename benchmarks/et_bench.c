@@ -19,6 +19,7 @@
  * data) is built on first use and kept; it is not part of the timing.
  *
  * Run by hand:  et_bench --list | et_bench <workload> [iterations] | et_bench --blas-core
+ *               | et_bench --gemm-table | et_bench --bw-table
  */
 #include <cblas.h>
 #include <math.h>
@@ -31,6 +32,7 @@
 #include "driver.h"
 
 #include "bench_attention.h"
+#include "bench_bw.h"
 #include "bench_graph.h"
 #include "bench_conv.h"
 #include "bench_train.h"
@@ -590,67 +592,8 @@ static void *optim_prepare(mlp_state *s)
     return s;
 }
 
-/* memcpy of as many bytes as the update moves per step, within a working
- * set of the same size: `moved` bytes read + written (a copy of n bytes
- * moves 2n) over buffers totalling `footprint` bytes. */
-typedef struct {
-    char *src, *dst;
-    size_t half, copy;   /* bytes per buffer, bytes copied per iteration */
-} bw_state;
-
-static void bw_teardown(void *p)
-{
-    bw_state *s = p;
-    if (s == NULL)
-        return;
-    free(s->src);
-    free(s->dst);
-    free(s);
-}
-
-static void *bw_setup(size_t moved, size_t footprint)
-{
-    bw_state *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return NULL;
-    s->half = footprint / 2;
-    s->copy = moved / 2;
-    s->src = malloc(s->half);
-    s->dst = malloc(s->half);
-    if (s->src == NULL || s->dst == NULL) {
-        bw_teardown(s);
-        et_set_error(ET_ERR_NOMEM, "bw: out of memory");
-        return NULL;
-    }
-    memset(s->src, 1, s->half);
-    memset(s->dst, 2, s->half);
-    return s;
-}
-
-static et_status bw_run(void *p, long iters, double *value)
-{
-    bw_state *s = p;
-    for (long i = 0; i < iters; i++)
-        for (size_t done = 0; done < s->copy;) {
-            size_t n = s->copy - done < s->half ? s->copy - done : s->half;
-            memcpy(s->dst, s->src, n);
-            done += n;
-        }
-    *value = (double)(unsigned char)s->dst[s->half - 1];
-    return ET_OK;
-}
-
-/* parameter counts of the two models */
-enum { NP_13_64_64_1 = 13 * 64 + 64 + 64 * 64 + 64 + 64 + 1,
-       NP_784 = 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10 };
-
 static void *optim_adam_setup(void) { return optim_prepare(mlp_13_64_64_1_setup()); }
 static void *optim_sgd_setup(void) { return optim_prepare(mlp_784_setup()); }
-/* Adam reads p, g, m, v and writes p, m, v: 28 bytes per parameter, 16 held */
-static void *bw_adam_setup(void) { return bw_setup((size_t)NP_13_64_64_1 * 28, (size_t)NP_13_64_64_1 * 16); }
-/* SGD with momentum reads p, g, buf and writes p, buf: 20 bytes, 12 held */
-static void *bw_sgd_setup(void) { return bw_setup((size_t)NP_784 * 20, (size_t)NP_784 * 12); }
-
 
 /* ---- --gemm-table: our kernels against OpenBLAS, per shape ---- */
 
@@ -770,10 +713,7 @@ static const workload workloads[] = {
      mlp_teardown},
     {"optim_sgd_784_1024_1024_10", "SGD momentum step alone, 784-1024-1024-10", optim_sgd_setup,
      optim_run, mlp_teardown},
-    {"bw_adam_13_64_64_1", "memcpy of the bytes an Adam step moves (13-64-64-1)", bw_adam_setup,
-     bw_run, bw_teardown},
-    {"bw_sgd_784_1024_1024_10", "memcpy of the bytes an SGD momentum step moves (784-...)",
-     bw_sgd_setup, bw_run, bw_teardown},
+    BENCH_BW_WORKLOADS          /* bench_bw.c */
     {"matmul_1024", "et_matmul 1024x1024 @ 1024x1024", mm_setup, mm_et_run, mm_teardown},
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
     BENCH_CONV_WORKLOADS   /* bench_conv.c */
@@ -830,6 +770,8 @@ int main(int argc, char **argv)
     int rc = 0;
     if (argc >= 2 && strcmp(argv[1], "--gemm-table") == 0) {
         rc = gemm_table();
+    } else if (argc >= 2 && strcmp(argv[1], "--bw-table") == 0) {
+        rc = bw_table();
     } else if (argc >= 2 && strcmp(argv[1], "--blas-core") == 0) {
         printf("%s\n", openblas_get_corename());
     } else if (argc >= 2 && strcmp(argv[1], "--list") == 0) {
