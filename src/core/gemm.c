@@ -45,6 +45,34 @@
 #include <immintrin.h>
 
 #include "core/avx_transpose.h"
+
+/* The first n (0..8) lanes of v to p, by plain 16-, 8- and 4-byte stores:
+ * AVX2's masked store (vmaskmovps) is microcoded on AMD's Zen cores (tens
+ * of micro-ops each); the partial last vector of a panel of C (27 or 30
+ * columns in the char model) was stored through it once per row. */
+static inline __attribute__((always_inline, target("avx2"))) void
+etc_store_first8(float *p, __m256 v, int n)
+{
+    if (n >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+        n -= 2;
+    }
+    if (n >= 1)
+        _mm_store_ss(p, h);
+}
 #endif
 
 /* ------------------------------------------------------------------ */
@@ -66,7 +94,7 @@
 #define V_LOAD(p) _mm512_loadu_ps(p)
 #define V_STORE(p, v) _mm512_storeu_ps((p), (v))
 #define V_MLOAD(m, p) _mm512_maskz_loadu_ps((m), (p))
-#define V_MSTORE(m, p, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define V_PSTORE(m, nl, p, v) _mm512_mask_storeu_ps((p), (m), (v))
 #define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define V_ADD(a, b) _mm512_add_ps((a), (b))
 #define V_RELU(v) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((v), _mm512_setzero_ps(), _CMP_GT_OQ) | \
@@ -149,7 +177,7 @@ dot_tile_avx512(const float *const ar[4], const float *const br[4], int64_t k, f
 #define V_LOAD(p) _mm256_loadu_ps(p)
 #define V_STORE(p, v) _mm256_storeu_ps((p), (v))
 #define V_MLOAD(m, p) _mm256_maskload_ps((p), (m))
-#define V_MSTORE(m, p, v) _mm256_maskstore_ps((p), (m), (v))
+#define V_PSTORE(m, nl, p, v) etc_store_first8((p), (v), (nl))
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_ADD(a, b) _mm256_add_ps((a), (b))
 #define V_RELU(v) _mm256_and_ps((v), _mm256_or_ps(_mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_GT_OQ), \

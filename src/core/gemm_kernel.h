@@ -6,7 +6,8 @@
  *   TARGET       __attribute__((target(...))) for every function
  *   VW           floats per vector;  V, M: vector and lane-mask types
  *   MR, NVMAX    a tile of C is MR rows x NVMAX vectors (a panel is PW = NVMAX*VW columns)
- *   V_ZERO(), V_SET1(x), V_LOAD(p), V_MLOAD(m, p), V_MSTORE(m, p, v),
+ *   V_ZERO(), V_SET1(x), V_LOAD(p), V_MLOAD(m, p),
+ *   V_PSTORE(m, nl, p, v)  the first nl lanes of v (m = M_FIRST(nl)) to p,
  *   V_FMA(a, b, c) = a*b + c rounded once, V_ADD(a, b),
  *   V_RELU(v)    v > 0 ? v : (v is NaN ? v : 0), as the elementwise ReLU
  *   M_FIRST(n)   mask of the first n lanes (0 <= n <= VW)
@@ -34,9 +35,11 @@
  * `full`: every lane of m is set, so C is read and written with plain
  * vector moves -- AVX2's masked store (vmaskmovps) is microcoded on AMD's
  * Zen cores, ~20x a plain store: it was a third of the char model's GEMM
- * time on a Zen 3 (docs/performance.md). */
+ * time on a Zen 3 (docs/performance.md).  A partial vector (nl lanes, m
+ * their mask) is stored by V_PSTORE, which on AVX2 is plain 16-, 8- and
+ * 4-byte stores for the same reason. */
 static inline __attribute__((always_inline)) TARGET void
-FN(store)(const etc_gemm_t *g, float *cr, V v, M m, bool full, const float *bias, V bv)
+FN(store)(const etc_gemm_t *g, float *cr, V v, M m, int nl, bool full, const float *bias, V bv)
 {
     if (g->accumulate)
         v = V_ADD(full ? V_LOAD(cr) : V_MLOAD(m, cr), v);
@@ -47,16 +50,16 @@ FN(store)(const etc_gemm_t *g, float *cr, V v, M m, bool full, const float *bias
     if (full)
         V_STORE(cr, v);
     else
-        V_MSTORE(m, cr, v);
+        V_PSTORE(m, nl, cr, v);
 }
 
 /* One tile: mr rows x nv vectors of C (nv <= NVMAX), both constant after
  * inlining, so the accumulators stay in registers.  A(i,p) = a[i*ars +
- * p*acs]; the tile's k-th row of B at bp + p*bst; mt masks the last vector
- * (tfull: it has every lane). */
+ * p*acs]; the tile's k-th row of B at bp + p*bst; mt masks the last vector,
+ * its first tl lanes (tfull: it has every lane). */
 static inline __attribute__((always_inline)) TARGET void
 FN(tile)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int64_t acs,
-         const float *bp, int64_t bst, M mt, bool tfull, const etc_gemm_t *g, float *c,
+         const float *bp, int64_t bst, M mt, int tl, bool tfull, const etc_gemm_t *g, float *c,
          const float *bias)
 {
     V acc[NVMAX][MR];
@@ -100,20 +103,20 @@ FN(tile)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int
             for (int h = 0; h < NVMAX; h++)
                 if (h < nv)
                     FN(store)(g, c + i * g->ldc + h * VW, acc[h][i],
-                              h == nv - 1 ? mt : M_FIRST(VW), h < nv - 1 || tfull, bias,
-                              bv[h]);
+                              h == nv - 1 ? mt : M_FIRST(VW), h == nv - 1 ? tl : VW,
+                              h < nv - 1 || tfull, bias, bv[h]);
         }
     }
 }
 
-/* m <= 2 rows, one or two vectors of C (m0, m1 masks), with k split into
+/* m <= 2 rows, one or two vectors of C (m0, m1 masks of n0, n1 lanes), with k split into
  * KS_MAX interleaved chains (p mod KS_MAX, the tail on chain 0, summed in
  * order at the end): one row with a long k is latency-bound on a single
  * chain.  Not batch-invariant. */
 static inline __attribute__((always_inline)) TARGET void
 FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars, int64_t acs,
-             const float *bp, int64_t bst, M m0, M m1, bool f0, bool f1, const etc_gemm_t *g,
-             float *c, const float *bias)
+             const float *bp, int64_t bst, M m0, M m1, int n0, int n1, bool f0, bool f1,
+             const etc_gemm_t *g, float *c, const float *bias)
 {
     V acc0[2][KS_MAX], acc1[2][KS_MAX];
 #pragma GCC unroll 8
@@ -161,9 +164,9 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
             v0 = V_ADD(v0, acc0[i][s]);
             v1 = V_ADD(v1, acc1[i][s]);
         }
-        FN(store)(g, c + i * g->ldc, v0, m0, f0, bias, bv0);
+        FN(store)(g, c + i * g->ldc, v0, m0, n0, f0, bias, bv0);
         if (nv > 1)
-            FN(store)(g, c + i * g->ldc + VW, v1, m1, f1, bias, bv1);
+            FN(store)(g, c + i * g->ldc + VW, v1, m1, n1, f1, bias, bv1);
     }
 }
 
@@ -173,7 +176,7 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
         int64_t i0 = 0;                                                              \
         for (; i0 + MR <= g->m; i0 += MR)                                            \
             FN(tile)(MR, NV, g->k, g->a + i0 * g->ars, g->ars, g->acs, bp, bst, mt,  \
-                     tfull, g, g->c + i0 * g->ldc + j0, bias);                       \
+                     tl, tfull, g, g->c + i0 * g->ldc + j0, bias);                   \
         const float *ar = g->a + i0 * g->ars;                                        \
         float *cr = g->c + i0 * g->ldc + j0;                                         \
         switch ((int)(g->m - i0)) {                                                  \
@@ -184,7 +187,7 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
 
 #define CASE(R, NV)                                                                  \
     case R:                                                                          \
-        FN(tile)(R, NV, g->k, ar, g->ars, g->acs, bp, bst, mt, tfull, g, cr, bias);  \
+        FN(tile)(R, NV, g->k, ar, g->ars, g->acs, bp, bst, mt, tl, tfull, g, cr, bias); \
         break;
 
 /* m <= 2 rows of a panel of at most 2 vectors, k split (not invariant). */
@@ -192,11 +195,11 @@ FN(tile_few)(const int mr, const int nv, int64_t k, const float *a, int64_t ars,
     do {                                                                             \
         float *cr = g->c + j0;                                                       \
         if (g->m == 1)                                                               \
-            FN(tile_few)(1, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, f0, f1, \
-                         g, cr, bias);                                               \
+            FN(tile_few)(1, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, n0, n1, \
+                         f0, f1, g, cr, bias);                                       \
         else                                                                         \
-            FN(tile_few)(2, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, f0, f1, \
-                         g, cr, bias);                                               \
+            FN(tile_few)(2, NV, g->k, g->a, g->ars, g->acs, bp, bst, m0, m1, n0, n1, \
+                         f0, f1, g, cr, bias);                                       \
     } while (0)
 
 
@@ -268,7 +271,7 @@ static TARGET void FN(ct_store)(const etc_gemm_t *g, const float *t)
             if (g->act == ETC_GEMM_RELU)
                 v = _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ),
                                                   _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-            _mm256_maskstore_ps(cr, mn, v);
+            etc_store_first8(cr, v, n);   /* not vmaskmovps: microcoded on Zen */
         }
     }
     for (; i0 < m; i0++) {
@@ -416,9 +419,11 @@ static TARGET void FN(gemm_run)(const etc_gemm_t *g, int ks, float *scratch)
     for (int64_t j0 = 0; j0 < g->n; j0 += pw) {
         int nj = g->n - j0 < pw ? (int)(g->n - j0) : pw;
         int nv = (nj + VW - 1) / VW;
-        M mt = M_FIRST(nj - (nv - 1) * VW);
+        const int tl = nj - (nv - 1) * VW;
+        M mt = M_FIRST(tl);
         /* the k-split rows' two vectors (pw == 2 VW there) */
-        M m0 = M_FIRST(nj < VW ? nj : VW), m1 = M_FIRST(nj > 2 * VW ? VW : nj > VW ? nj - VW : 0);
+        const int n0 = nj < VW ? nj : VW, n1 = nj > 2 * VW ? VW : nj > VW ? nj - VW : 0;
+        M m0 = M_FIRST(n0), m1 = M_FIRST(n1);
         const bool tfull = nj == nv * VW, f0 = nj >= VW, f1 = nj >= 2 * VW;
         const float *bp;
         int64_t bst;
@@ -471,7 +476,7 @@ static TARGET void FN(gemm_run)(const etc_gemm_t *g, int ks, float *scratch)
 #undef V_LOAD
 #undef V_STORE
 #undef V_MLOAD
-#undef V_MSTORE
+#undef V_PSTORE
 #undef V_FMA
 #undef V_ADD
 #undef V_RELU
