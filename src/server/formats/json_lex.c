@@ -120,3 +120,36 @@ const char *etd_json_number(const char *p, const char *end, double *out)
     *out = neg ? -v : v;
     return p;
 }
+
+/* ---------------------------------------------------------------- numbers as float32 */
+
+const double etd_pow10_tab[17] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7, 1e8,
+                                  1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16};
+const uint64_t etd_pow10_int[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                   100000000};
+
+/* The general case of etd_json_read_float (json_lex.h): etd_json_number's
+ * double, then the float32 range. */
+const char *etd_json_read_float_general(const char *p, const char *end, float *out)
+{
+    double v;
+    const char *e = etd_json_number(p, end, &v);
+    if (!e)
+        return NULL;
+    if (!(isfinite(v) && fabs(v) <= (double)FLT_MAX)) {
+        /* etd_json_number's double may be an ulp off (its 16-19 digit
+         * branch): at the edge of the range strtod decides, as the general
+         * path does */
+        char tmp[128];
+        size_t n = (size_t)(e - p);
+        if (n >= sizeof tmp)
+            return NULL;
+        memcpy(tmp, p, n);
+        tmp[n] = '\0';
+        v = strtod(tmp, NULL);
+        if (!(isfinite(v) && fabs(v) <= (double)FLT_MAX))
+            return NULL;
+    }
+    *out = (float)v;
+    return e;
+}
