@@ -157,6 +157,47 @@ static void col_sums(const float *g, int64_t rows, int64_t cols, float *out, boo
     }
 }
 
+/* ReLU's backward and the bias gradient in one pass: gp = y <= 0 ? 0 : g
+ * (EW_RELU_B: NaN passes, as torch) written to gp, and col_sums(gp) into
+ * out[cols] (+= when accumulate) with col_sums's many-column order (blocks
+ * of 16 rows per column, then added), so the same bits as the two passes
+ * it replaces (the 784-1024-1024-10 step read gp once more for the sums:
+ * 1 MB per hidden layer).  cols >= 64 only (col_sums's other branch). */
+ETC_ISA_CLONES("default", "avx2", "avx512f")
+static void relu_back_col_sums(const float *g, const float *y, int64_t rows, int64_t cols,
+                               float *gp, float *out, bool accumulate)
+{
+    for (int64_t j0 = 0; j0 < cols; j0 += 256) {
+        int64_t jn = cols - j0 < 256 ? cols - j0 : 256;
+        float tot[256] = {0}, part[256];
+        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+            int64_t r1 = rows - r0 < 16 ? rows : r0 + 16;
+            int64_t o = r0 * cols + j0;
+            for (int64_t j = 0; j < jn; j++) {
+                float v = y[o + j] <= 0.0f ? 0.0f : g[o + j];
+                gp[o + j] = v;
+                part[j] = v;
+            }
+            for (int64_t r = r0 + 1; r < r1; r++) {
+                o = r * cols + j0;
+                for (int64_t j = 0; j < jn; j++) {
+                    float v = y[o + j] <= 0.0f ? 0.0f : g[o + j];
+                    gp[o + j] = v;
+                    part[j] += v;
+                }
+            }
+            for (int64_t j = 0; j < jn; j++)
+                tot[j] += part[j];
+        }
+        float *ob = out + j0;
+        if (accumulate)
+            for (int64_t j = 0; j < jn; j++)
+                ob[j] += tot[j];
+        else
+            memcpy(ob, tot, (size_t)jn * sizeof(float));
+    }
+}
+
 /* The gradient of input i, shaped like `like` (contiguous): into the
  * input's .grad when autograd offers it (etc_grad_sink), else a new tensor
  * in gin[i].  Returns the buffer to write and whether to add to it. */
@@ -173,9 +214,10 @@ static float *grad_dest(et_tensor *out, int i, et_tensor **gin, const et_tensor 
     return gin[i] ? gin[i]->data : NULL;
 }
 
-/* dx = G·w, dw = Gᵀ·x, db = column sums of G, for G the gradient of the
- * product (x @ wᵀ + b), a contiguous [rows, out_f]. */
-static bool linear_backward(et_tensor *out, const float *G, int64_t rows, et_tensor **gin)
+/* dx = G·w, dw = Gᵀ·x, db = column sums of G (unless bias_done), for G the
+ * gradient of the product (x @ wᵀ + b), a contiguous [rows, out_f]. */
+static bool linear_backward(et_tensor *out, const float *G, int64_t rows, et_tensor **gin,
+                            bool bias_done)
 {
     et_tensor *x = out->in[0], *w = out->in[1];
     int64_t out_f = w->shape[0], in_f = w->shape[1];
@@ -205,7 +247,7 @@ static bool linear_backward(et_tensor *out, const float *G, int64_t rows, et_ten
         if (!dw)
             return false;
     }
-    if (out->nin > 2 && out->in[2]->requires_grad) {
+    if (!bias_done && out->nin > 2 && out->in[2]->requires_grad) {
         et_tensor *b = out->in[2];
         float *db = grad_dest(out, 2, gin, b, &acc);
         if (!db)
@@ -234,9 +276,33 @@ ETC_BW(linear)
         for (int d = 0; d < out->ndim - 1; d++)
             rows *= out->shape[d];
     }
-    bool ok = linear_backward(out, gc->data, rows, gin);
+    bool ok = linear_backward(out, gc->data, rows, gin, false);
     etc_release(gc);
     return ok;
+}
+
+/* ReLU with a bias to differentiate and many columns: g_pre and the bias
+ * gradient in one pass (relu_back_col_sums).  NULL (nothing done) when g is
+ * not laid out as out or the shape is not one col_sums sums by blocks. */
+static et_tensor *relu_back_bias(et_tensor *out, et_tensor *g, int64_t rows, et_tensor **gin,
+                                 bool *failed)
+{
+    int64_t out_f = out->in[1]->shape[0];
+    *failed = false;
+    if (out->op != ETC_OP_LINEAR_RELU || out->nin < 3 || !out->in[2]->requires_grad ||
+        out_f < 64 || rows <= 0 || !g->contiguous || g->dtype != ET_FLOAT32 ||
+        g->numel != out->numel || !etc_same_shape(g, out))
+        return NULL;
+    et_tensor *gp = etc_alloc(out->shape, out->ndim);
+    bool acc;
+    float *db = gp ? grad_dest(out, 2, gin, out->in[2], &acc) : NULL;
+    if (!db) {
+        etc_release(gp);
+        *failed = true;
+        return NULL;
+    }
+    relu_back_col_sums(g->data, out->data, rows, out_f, gp->data, db, acc);
+    return gp;
 }
 
 /* g_pre = g ⊙ act'(y) with the unfused activation's backward kernel, then
@@ -244,15 +310,19 @@ ETC_BW(linear)
 ETC_BW(linear_act)
 {
     int act = act_of(out->op);
-    et_tensor *gp = etc_ew2(act_ew_b[act], act_name[act], g, out, 0);
-    if (!gp)
-        return false;
-    int64_t out_f = out->in[1]->shape[0];
     int64_t rows = 1;
     for (int d = 0; d < out->ndim - 1; d++)
         rows *= out->shape[d];
-    (void)out_f;
-    bool ok = linear_backward(out, gp->data, rows, gin);
+    bool failed;
+    et_tensor *gp = relu_back_bias(out, g, rows, gin, &failed);
+    bool bias_done = gp != NULL;
+    if (failed)
+        return false;
+    if (!gp)
+        gp = etc_ew2(act_ew_b[act], act_name[act], g, out, 0);
+    if (!gp)
+        return false;
+    bool ok = linear_backward(out, gp->data, rows, gin, bias_done);
     etc_release(gp);
     return ok;
 }
