@@ -182,6 +182,10 @@ et_tensor *etc_pooled(et_tensor *t);
  * below ceil(keep * 2^32) (random.c).  A call advances g by two draws. */
 void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float scale,
                       const float *x, float *y);
+/* Its 16 lanes in AVX2 intrinsics (random_avx2.c; false: not built here).
+ * Used where etc_gemm_isa() is "avx2"; the same bits as the loop clones. */
+bool etc_dropout_lanes_avx2(uint32_t (*st)[16], float *mask, int64_t n, uint32_t thr,
+                            uint32_t sc, const float *x, float *y);
 /* Is a pool open on this thread? */
 bool etc_pool_active(void);
 /* +1 reference (t may be NULL). Inline: a graph node takes one per input. */

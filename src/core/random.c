@@ -2,6 +2,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/core_internal.h"
 
@@ -191,7 +192,8 @@ void etc_dropout_mask(et_generator *g, float *mask, int64_t n, float keep, float
         if (x)
             for (int64_t k = 0; k < n; k++)
                 y[k] = x[k] * scale;
-    } else {
+    } else if (strcmp(etc_gemm_isa(), "avx2") != 0 ||
+               !etc_dropout_lanes_avx2(st, mask, n, (uint32_t)t, sc.u, x, y)) {
         lanes_fill(st, mask, n, (uint32_t)t, sc.u, x, y);
     }
 }
