@@ -634,6 +634,11 @@ static int gemm_table(void)
         {"784-1024-1024-10 b64", {784, 1024, 1024, 10}, 4, 64, false},
         {"784-1024-1024-10 b1", {784, 1024, 1024, 10}, 4, 1, false},
         {"char b32", {30, 200, 27}, 3, 32, true},
+        /* the Transformer step's linear layers (d_model 64, ff 256, 16 x 32 tokens) */
+        {"enc in_proj b512", {64, 192}, 2, 512, true},
+        {"enc out_proj b512", {64, 64}, 2, 512, true},
+        {"enc linear1 b512", {64, 256}, 2, 512, true},
+        {"enc linear2 b512", {256, 64}, 2, 512, true},
     };
     printf("# kernels: %s; OpenBLAS %s, %d thread(s); times per call (best of 5)\n",
            etc_gemm_isa(), openblas_get_corename(), openblas_get_num_threads());
