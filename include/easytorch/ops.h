@@ -144,6 +144,31 @@ et_tensor *et_matmul(et_tensor *a, et_tensor *b);
 bool et_set_batch_invariant(bool on);
 bool et_is_batch_invariant(void);
 
+/* Linear weights packed for the batch-invariant many-row x·Wᵀ kernel (W
+ * transposed into 16-column panels), kept between calls: a server batching
+ * requests through a fixed model need not transpose its weights per batch.
+ * While a cache is set on the thread (et_set_pack_cache) and batch-invariant
+ * mode is on, et_linear (and the Linear modules) with 16 rows or more take
+ * their weight's panels from it, packing them at first use: the same bits
+ * as without it.  An entry is keyed by the weight's storage, data, shape and
+ * storage version (bumped by in-place ops, et_copy_from and optimizer
+ * steps), but not by writes through et_data(): the owner must pass a new
+ * generation to et_pack_cache_sync whenever the weights may have been
+ * written that way, before the next forward, and never write them while a
+ * forward with the cache runs.
+ * Costs about the packed weights' size in memory (up to max_bytes, 0: no
+ * limit; beyond it weights are packed per call as without a cache).
+ * Thread-safe: several threads may share a cache. */
+typedef struct et_pack_cache et_pack_cache;
+et_pack_cache *et_pack_cache_new(size_t max_bytes);
+void et_pack_cache_free(et_pack_cache *c);
+/* Drop every entry when `generation` differs from the last one given. */
+void et_pack_cache_sync(et_pack_cache *c, uint64_t generation);
+/* Bytes of packed weights held. */
+size_t et_pack_cache_bytes(et_pack_cache *c);
+/* This thread's cache (NULL: none, the default); returns the previous one. */
+et_pack_cache *et_set_pack_cache(et_pack_cache *c);
+
 /* F.linear: x [..., in] @ w[out, in]^T + b[out] (b may be NULL), one GEMM. */
 et_tensor *et_linear(et_tensor *x, et_tensor *w, et_tensor *b);
 

@@ -519,6 +519,9 @@ typedef struct etc_gemm_t {
     bool accumulate;           /* C(i,j) = C(i,j) + A·B, else C = A·B */
     const float *bias;         /* then + bias[j] (contiguous), or NULL */
     int act;                   /* then ETC_GEMM_RELU, or ETC_GEMM_NONE */
+    const float *bpack;        /* invariant x·Wᵀ only: all of B already packed
+                                  for gemm_inv_many.c (gemm_inv_pack.c's cache),
+                                  or NULL */
 } etc_gemm_t;
 /* Batch-invariant: each element of C is summed in an order that depends on
  * k only (a sequential fused multiply-add chain; for x·Wᵀ, acs == brs == 1

@@ -32,10 +32,6 @@
 #include "core/gemm_inv.h"
 
 #define KS_MAX 4
-/* invariant x·Wᵀ from this many rows on: gemm_inv_many.c, else gemm_inv_few.c
- * (the same bits; the crossover of the two on the 784-1024-1024-10 forward,
- * docs/performance-http.md) */
-#define INV_MANY_MIN_ROWS 16
 
 /* ET_GEMM_PORTABLE (meson sets it for clang sanitizer builds, whose optimiser
  * takes tens of CPU-minutes on the always_inline SIMD tiles below): portable C
@@ -574,11 +570,11 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
     if (invariant && !(flags & ETC_GEMM_TILE) && g->acs == 1 && g->brs == 1 && g->k >= 16) {
 #ifdef GEMM_X86
         if (which == ISA_AVX2) {
-            float *panels = g->m >= INV_MANY_MIN_ROWS
+            float *panels = g->m >= ETC_INV_MANY_MIN_ROWS
                                 ? scratch_get(SCRATCH_PANEL, ETC_INV_MANY_SCRATCH(g))
                                 : NULL;
             if (panels)
-                etc_gemm_inv_many_avx2(g, panels);
+                etc_gemm_inv_many_avx2(g, panels);   /* g->bpack: W packed already */
             else
                 etc_gemm_inv_few_avx2(g);
             return;

@@ -14,6 +14,11 @@
 
 #include "core/core_internal.h"
 
+/* Invariant x·Wᵀ from this many rows on: gemm_inv_many.c, else
+ * gemm_inv_few.c (the same bits; the crossover of the two on the
+ * 784-1024-1024-10 forward, docs/performance-http.md). */
+#define ETC_INV_MANY_MIN_ROWS 16
+
 /* Few rows: the 16 lanes along k, W's rows read in place. */
 void etc_gemm_inv_few_avx2(const etc_gemm_t *g);
 
@@ -21,7 +26,22 @@ void etc_gemm_inv_few_avx2(const etc_gemm_t *g);
 #define ETC_INV_MANY_SCRATCH(g) ((size_t)(((g)->k + 15) / 16 * 16) * 82u)
 
 /* Many rows: W transposed 16 columns at a time (as the tile kernel does),
- * A's values broadcast; `scratch`: the floats above. */
+ * A's values broadcast; `scratch`: the floats above.  With g->bpack, W's
+ * panels are read from there (etc_gemm_inv_pack_avx2's layout) instead. */
 void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch);
+
+/* Floats of all of W's panels packed for g (ceil(n / 16) panels of
+ * ceil(k / 16) * 16 x 16). */
+#define ETC_INV_PACK_FLOATS(g) ((size_t)(((g)->n + 15) / 16) * (size_t)(((g)->k + 15) / 16 * 16) * 16u)
+
+/* All of W (g->b, g->bcs; g->brs == 1) into dst (ETC_INV_PACK_FLOATS(g),
+ * zeroed by the caller: lanes past n are left alone) for g->bpack. */
+void etc_gemm_inv_pack_avx2(const etc_gemm_t *g, float *dst);
+
+/* The cached pack of the Linear weight w for the invariant x·Wᵀ g (this
+ * thread's et_pack_cache, gemm_inv_pack.c), packed now if missing; NULL
+ * when there is no cache, the call would not use the many-row kernel, or
+ * memory is short (the caller then packs per call as before). */
+const float *etc_inv_pack_get(const etc_gemm_t *g, const et_tensor *w);
 
 #endif

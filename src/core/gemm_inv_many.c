@@ -6,8 +6,10 @@
  * k: the fastest for a few rows, but from ~8 rows up both operands of every
  * FMA are loaded vectors and it runs at about half the tile kernel's rate.
  * Here, as in the tile kernel, W is transposed into a panel of 16 columns
- * (k x 16 floats, bp[p * 16 + jj] = W(j0 + jj, p)), once per 64 rows, and
- * A's values are broadcast; but each element (i, j) still keeps 16 partial
+ * (k x 16 floats in the passes' order, bp[((p % 16) * C + p / 16) * 16 + jj]
+ * = W(j0 + jj, p), C = ceil(k / 16), so each pass reads its chunks
+ * contiguously), once per 64 rows -- or, with g->bpack (a cached pack of all
+ * of W, gemm_inv_pack.c), never -- and A's values are broadcast; but each element (i, j) still keeps 16 partial
  * sums, lane l of the dot order taking p = 16c + l, as 16 passes over the
  * chunks c, followed by the dot kernel's tree:
  *
@@ -42,11 +44,11 @@ INLINE __m256i first_lanes(int n)
 }
 
 
-/* W's rows j0 .. j0+nj-1 (nj <= 16) into bp[p * 16 + jj], zeros in the
- * lanes past nj of their 8-lane half */
+/* W's rows j0 .. j0+nj-1 (nj <= 16) into the panel bp (the passes' order),
+ * zeros in the lanes past nj of their 8-lane half */
 static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
 {
-    const int64_t k = g->k;
+    const int64_t k = g->k, nc = (k + 15) / 16;
     for (int jb = 0; jb < nj; jb += 8) {
         int nr = nj - jb < 8 ? nj - jb : 8;
         for (int64_t p = 0; p < k; p += 8) {
@@ -58,7 +60,7 @@ static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
                               : _mm256_setzero_ps();
             etc_t8(r);
             for (int q = 0; q < np; q++)
-                _mm256_storeu_ps(bp + (p + q) * PW + jb, r[q]);
+                _mm256_storeu_ps(bp + ((p + q) % 16 * nc + (p + q) / 16) * PW + jb, r[q]);
         }
     }
 }
@@ -84,13 +86,13 @@ INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *a
     __m256 s[16][MR][2];
     for (int l = 0; l < 16; l++) {
         const int64_t cl = kr == 0 || l < kr ? nc : nc - 1;
-        const float *al = ap + l * nc * MR, *bl = bp + l * PW;
+        const float *al = ap + l * nc * MR, *bl = bp + l * nc * PW;
         __m256 acc[MR][2];
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++)
             acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         for (int64_t c = 0; c < cl; c++) {
-            const float *br = bl + c * 16 * PW;
+            const float *br = bl + c * PW;
             __m256 b0 = _mm256_loadu_ps(br), b1 = nv > 1 ? _mm256_loadu_ps(br + 8) : b0;
 #pragma GCC unroll 6
             for (int r = 0; r < MR; r++)
@@ -149,6 +151,13 @@ static TARGET void tile_any(int mr, int nv, const etc_gemm_t *g, const float *ap
     }
 }
 
+TARGET void etc_gemm_inv_pack_avx2(const etc_gemm_t *g, float *dst)
+{
+    const int64_t kp = (g->k + 15) / 16 * 16;
+    for (int64_t j0 = 0; j0 < g->n; j0 += PW)
+        pack_w(g, j0, g->n - j0 < PW ? (int)(g->n - j0) : PW, dst + j0 / PW * kp * PW);
+}
+
 TARGET void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch)
 {
     const int64_t kp = (g->k + 15) / 16 * 16;
@@ -161,13 +170,15 @@ TARGET void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch)
         }
         for (int64_t j0 = 0; j0 < g->n; j0 += PW) {
             int nj = g->n - j0 < PW ? (int)(g->n - j0) : PW;
-            pack_w(g, j0, nj, bp);
+            const float *panel = g->bpack ? g->bpack + j0 / PW * kp * PW : bp;
+            if (!g->bpack)
+                pack_w(g, j0, nj, bp);
             int nv = (nj + 7) / 8;
             __m256i mt = first_lanes(nj - (nv - 1) * 8);
             for (int64_t q = 0; q * MR < end - b0; q++) {
                 int64_t i0 = b0 + q * MR;
                 int mr = end - i0 < MR ? (int)(end - i0) : MR;
-                tile_any(mr, nv, g, apb + q * kp * MR, bp, i0, j0, mt, nj % 8 == 0);
+                tile_any(mr, nv, g, apb + q * kp * MR, panel, i0, j0, mt, nj % 8 == 0);
             }
         }
     }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "core/gemm_inv.h"
 
 /* The activation of a LINEAR_* op, as the elementwise forward and backward
  * kernels that the unfused op would run. */
@@ -84,6 +85,7 @@ et_tensor *etc_linear_act(et_tensor *x, et_tensor *w, et_tensor *b, int act)
                         .b = w->data, .brs = w->strides[1], .bcs = w->strides[0],
                         .c = y->data, .ldc = out_f, .bias = bc ? bc->data : NULL,
                         .act = act == ETC_ACT_RELU ? ETC_GEMM_RELU : ETC_GEMM_NONE};
+        g.bpack = etc_inv_pack_get(&g, w);   /* a batching server's cached Wᵀ, or NULL */
         etc_gemm(&g, etc_gemm_mode());
         if (act == ETC_ACT_TANH)
             etc_ew_row(EW_TANH, y->data, y->data, y->numel);

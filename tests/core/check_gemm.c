@@ -355,6 +355,96 @@ START_TEST(test_linear_invariant_mode)
 }
 END_TEST
 
+/* et_pack_cache (gemm_inv_pack.c): invariant Linear calls that take W's
+ * panels from the cache give the bits of the same call packing per call,
+ * at first use and from the cache; a weight written in place (its storage
+ * version) or written raw and followed by a new generation is repacked,
+ * never read stale.  Fewer rows than the many kernel's, a cache unset, or
+ * default mode leave the cache alone. */
+static et_tensor *lin(et_tensor *x, et_tensor *w, et_tensor *b, int act, et_pack_cache *c)
+{
+    et_pack_cache *prev = et_set_pack_cache(c);
+    et_tensor *y = etc_pooled(etc_linear_act(x, w, b, act));
+    ck_assert_ptr_eq(et_set_pack_cache(prev), c);
+    ck_assert_ptr_nonnull(y);
+    return y;
+}
+
+static void same(et_tensor *a, et_tensor *b, const char *what, int64_t n, int64_t k, int64_t m)
+{
+    ck_assert_int_eq(et_numel(a), et_numel(b));
+    ck_assert_msg(memcmp(et_data(a), et_data(b), (size_t)et_numel(a) * sizeof(float)) == 0,
+                  "%s: W %lldx%lld, %lld rows: cached panels give other bits", what,
+                  (long long)n, (long long)k, (long long)m);
+}
+
+START_TEST(test_pack_cache)
+{
+    static const int64_t dims[][2] = {{1024, 784}, {10, 1024}, {67, 100}, {21, 23}, {9, 16}};
+    static const int64_t ms[] = {16, 17, 40, 64, 70, 131};
+    bool avx2 = strcmp(etc_gemm_isa(), "avx2") == 0;
+    et_generator *gen = et_generator_new(7);
+    et_pack_cache *c = et_pack_cache_new(0);
+    ck_assert_ptr_nonnull(c);
+    ck_assert(!et_set_batch_invariant(true));
+    uint64_t generation = 1;
+    et_pack_cache_sync(c, generation);
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int64_t n = dims[d][0], k = dims[d][1];
+        int act = d % 2 ? ETC_ACT_RELU : ETC_ACT_NONE;
+        et_tensor *x = et_randn(gen, (const int64_t[]){131, k}, 2);
+        et_tensor *w = et_randn(gen, (const int64_t[]){n, k}, 2);
+        et_tensor *b = et_randn(gen, (const int64_t[]){n}, 1);
+        for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+            int64_t m = ms[mi];
+            et_pool_begin();
+            et_tensor *xm = et_slice(x, 0, 131 - m, 131, 1);
+            et_tensor *ref = lin(xm, w, b, act, NULL);
+            same(ref, lin(xm, w, b, act, c), "first use", n, k, m);
+            same(ref, lin(xm, w, b, act, c), "cached", n, k, m);
+            et_pool_end();
+        }
+        if (avx2)
+            ck_assert_uint_gt(et_pack_cache_bytes(c), 0);
+        /* an in-place write bumps the storage version: repacked */
+        ck_assert_int_eq(et_mul_scalar_(w, -0.5f), ET_OK);
+        et_pool_begin();
+        et_tensor *x64 = et_slice(x, 0, 0, 64, 1);
+        same(lin(x64, w, b, act, NULL), lin(x64, w, b, act, c), "after mul_", n, k, 64);
+        et_pool_end();
+        /* a raw write (as an optimizer's) is seen after a new generation */
+        float *wd = et_data(w);
+        for (int64_t i = 0; i < n * k; i += 3)
+            wd[i] = -wd[i] + 0.25f;
+        et_pack_cache_sync(c, ++generation);
+        ck_assert_uint_eq(et_pack_cache_bytes(c), 0);
+        et_pool_begin();
+        x64 = et_slice(x, 0, 0, 64, 1);
+        same(lin(x64, w, b, act, NULL), lin(x64, w, b, act, c), "after a new generation", n, k,
+             64);
+        et_pool_end();
+        et_tensor_free(x);
+        et_tensor_free(w);
+        et_tensor_free(b);
+        et_pack_cache_sync(c, ++generation);
+    }
+    /* few rows, or default mode: nothing packed */
+    et_tensor *x = et_randn(gen, (const int64_t[]){64, 40}, 2);
+    et_tensor *w = et_randn(gen, (const int64_t[]){33, 40}, 2);
+    et_pool_begin();
+    lin(et_slice(x, 0, 0, 15, 1), w, NULL, ETC_ACT_NONE, c);
+    ck_assert_uint_eq(et_pack_cache_bytes(c), 0);
+    ck_assert(et_set_batch_invariant(false));
+    lin(x, w, NULL, ETC_ACT_NONE, c);
+    ck_assert_uint_eq(et_pack_cache_bytes(c), 0);
+    et_pool_end();
+    et_tensor_free(x);
+    et_tensor_free(w);
+    et_pack_cache_free(c);
+    et_generator_free(gen);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gemm");
@@ -367,6 +457,7 @@ int main(void)
     tcase_add_test(tc, test_same_bits_every_isa);
     tcase_add_test(tc, test_relu_nan_inf);
     tcase_add_test(tc, test_linear_invariant_mode);
+    tcase_add_test(tc, test_pack_cache);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

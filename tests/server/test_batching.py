@@ -185,6 +185,40 @@ class BatchingTest(DaemonTestCase):
         for xs, ys in results:
             self.assertIsNone(close_report(ys, self.torch_out(xs)))
 
+    def test_packed_weights_never_stale(self):
+        """A batching model keeps its Linear weights packed for the many-row kernel between
+        batches (et_pack_cache, dropped when the model's lock was held exclusive): after each
+        way the daemon writes parameters (train, the small inline train, step, PUT parameters)
+        a 40-row predict -- the cached panels -- still gives every row the bits it gets alone
+        (one row: the few-row kernel, which reads the weights in place) and torch's numbers."""
+        self.make("pc", {"max_batch_size": 64, "max_delay_us": 1000})
+        x = self.inputs(21, 40)
+
+        def check(what, prev):
+            y = self.predict("pc", x)
+            for i in (0, 17, 39):
+                self.assertEqual(f32([y[i]]), f32(self.predict("pc", [x[i]])),
+                                 "%s: row %d differs in 40 rows and alone" % (what, i))
+            self.net.load_state_dict({k: torch.tensor(v) for k, v in D.params("pc").items()})
+            rep = close_report(y, self.torch_out(x))
+            self.assertIsNone(rep, "%s: %s" % (what, rep))
+            if prev is not None:
+                self.assertNotEqual(f32(y), prev, "%s changed nothing: nothing was tested" % what)
+            return f32(y)
+
+        y = check("first", None)
+        self.assertEqual(check("again", None), y)
+        zeros = [[0.0] * 5] * 40
+        D.ok("POST", "/v1/models/pc/train", {"inputs": x, "targets": zeros, "epochs": 2})
+        y = check("train", y)
+        D.ok("POST", "/v1/models/pc/train", {"inputs": x[:2], "targets": zeros[:2]})
+        y = check("one small train", y)
+        D.push("pc", x, zeros)
+        D.step("pc")
+        y = check("step", y)
+        D.set_params("pc", random_params(build_net(LAYERS), 12))
+        check("PUT parameters", y)
+
     def test_spec(self):
         r = D.post("/v1/models", spec("bad", {"max_batch_size": 0}))
         self.assertEqual(r.status, 400)

@@ -46,6 +46,7 @@ void etd_model_destroy(etd_model *m)
     etd_events_model_ring_free(m->ev_ring);
     pthread_cond_destroy(&m->job_cv);
     etd_batcher_free(m->batcher);
+    et_pack_cache_free(m->pack);
     etd_mlock_destroy(&m->lock);
     pthread_mutex_destroy(&m->pub_mu);
     free(m);
@@ -128,7 +129,8 @@ etd_model *etd_model_build(etd_registry *r, const char *name, etd_spec *spec, ch
     if (etd_guard_keep(m, e) != ETD_OK)
         goto fail;
     if (m->spec.max_batch_size > 0 &&
-        !(m->batcher = etd_batcher_new(m->spec.max_batch_size, m->spec.max_delay_us))) {
+        (!(m->batcher = etd_batcher_new(m->spec.max_batch_size, m->spec.max_delay_us)) ||
+         !(m->pack = et_pack_cache_new(ETD_PACK_CACHE_BYTES)))) {
         etd_fail(e, ETD_ENOMEM, "out of memory");
         goto fail;
     }

@@ -29,6 +29,11 @@ typedef struct etd_mlock {
     int reserved;               /* pool jobs waiting for an exclusive hold */
     int readers_waiting;        /* threads blocked in etd_model_lock(read) */
     bool readers_turn;          /* a writer left with readers waiting: they go first */
+    /* +1 when an exclusive hold starts and when it ends (so odd while held
+     * exclusive): every write of a model's parameters holds the lock
+     * exclusive, so a reader that sees the same even value as before sees the
+     * same weights (the batching forward's pack cache, train.c) */
+    _Atomic uint64_t write_gen;
 } etd_mlock;
 
 /* Bounds of the mirrored optimizer / scheduler state (a spec has at most 16
@@ -36,6 +41,10 @@ typedef struct etd_mlock {
  * model creation refuses more. */
 #define ETD_TS_MAX_HP 160
 #define ETD_TS_MAX_SCHED 2048
+
+/* A batching model's pack cache holds at most this much (beyond it, weights
+ * are packed per batch as without a cache). */
+#define ETD_PACK_CACHE_BYTES ((size_t)256 << 20)
 
 /* The scalar training state (train_state_file.c lists it once, in fields[],
  * for the file; the rollback snapshot copies it whole).  The counters are the model's own: they live here
@@ -104,6 +113,8 @@ struct etd_model {
      * (etd_ts_keep: small models only), NULL until the first train */
     etd_train_state *train_snap;
     etd_batcher *batcher;        /* dynamic batching (batcher.c), NULL without */
+    et_pack_cache *pack;         /* a batching model's Linear weights packed for
+                                    the invariant kernel (ops.h), with batcher */
 
     struct etd_versions *vers;   /* versions.c (NULL for the model serving a version) */
     bool frozen;                 /* serves a version: never saved, never trained */
@@ -293,6 +304,8 @@ void etd_batcher_free(etd_batcher *b);
 
 void etd_mlock_init(etd_mlock *l);
 void etd_mlock_destroy(etd_mlock *l);
+/* l's write_gen (see etd_mlock). */
+uint64_t etd_mlock_write_gen(etd_mlock *l);
 /* Take m's lock (write: exclusive), waiting if needed; ETD_ENOTFOUND if it
  * was deleted while we waited.  A no-op (but for the deleted check) when the
  * job running on this thread already holds it (etd_model_adopt). */

@@ -46,7 +46,10 @@ void etd_mlock_init(etd_mlock *l)
     l->reserved = 0;
     l->readers_waiting = 0;
     l->readers_turn = false;
+    atomic_store(&l->write_gen, 0);
 }
+
+uint64_t etd_mlock_write_gen(etd_mlock *l) { return atomic_load(&l->write_gen); }
 
 void etd_mlock_destroy(etd_mlock *l)
 {
@@ -84,6 +87,7 @@ static void acquire(etd_model *m, bool write)
             pthread_cond_wait(&l->cv, &l->mu);
         l->writers_waiting--;
         l->writer = true;
+        atomic_fetch_add(&l->write_gen, 1);
     } else if (!read_ok(l)) {
         l->readers_waiting++;
         do
@@ -104,6 +108,7 @@ static void release(etd_model *m)
     pthread_mutex_lock(&l->mu);
     if (l->writer) {
         l->writer = false;
+        atomic_fetch_add(&l->write_gen, 1);
         l->readers_turn = l->readers_waiting > 0;
     } else if (l->readers > 0)
         l->readers--;
@@ -156,6 +161,7 @@ bool etd_model_try_hold(etd_model *m, bool write, bool *reserved)
             ok = ok && l->reserved == 0;
         if (ok) {
             l->writer = true;
+            atomic_fetch_add(&l->write_gen, 1);
             if (reserved && *reserved) {
                 l->reserved--;
                 *reserved = false;

@@ -51,7 +51,20 @@ etd_rc etd_model_forward_all(etd_model *m, const etd_array *x, et_tensor **ys, i
     bool ok = etd_inputs_of(m, x, NULL, 0, &xt) || etd_lib_fail(e, "inputs") == ETD_OK;
     /* a batching model's rows must not depend on what they are batched with */
     bool was = m->batcher ? et_set_batch_invariant(true) : false;
+    /* its Linear weights packed once (ops.h, et_pack_cache), valid while no
+     * exclusive hold came between: held shared, the write generation is
+     * even and no writer can start before this forward ends (held exclusive
+     * -- a train route's own forward -- it is odd: no cache) */
+    uint64_t gen = etd_mlock_write_gen(&m->lock);
+    bool packed = m->pack && gen % 2 == 0;
+    et_pack_cache *prev = NULL;
+    if (packed) {
+        et_pack_cache_sync(m->pack, gen);
+        prev = et_set_pack_cache(m->pack);
+    }
     ET_NO_GRAD { ok = ok && etd_run_net_all(m, &xt, &out, e); }
+    if (packed)
+        et_set_pack_cache(prev);
     if (m->batcher)
         et_set_batch_invariant(was);
     if (!ok)
