@@ -51,11 +51,13 @@ static void teardown(void)
 }
 
 /* Adam (moments and step count), a scheduler, Dropout (generator draws). */
-#define SPEC "{\"name\":\"m\",\"layers\":[{\"type\":\"Linear\",\"in_features\":2,\"out_features\":4}," \
+#define SPEC_NET "{\"name\":\"m\",\"layers\":[{\"type\":\"Linear\",\"in_features\":2,\"out_features\":4}," \
              "{\"type\":\"Tanh\"},{\"type\":\"Dropout\",\"p\":0.25}," \
              "{\"type\":\"Linear\",\"in_features\":4,\"out_features\":3}]," \
-             "\"loss\":\"CrossEntropyLoss\",\"optimizer\":{\"type\":\"Adam\",\"lr\":0.05}," \
-             "\"scheduler\":{\"type\":\"StepLR\",\"step_size\":2,\"gamma\":0.5},\"seed\":3}"
+             "\"loss\":\"CrossEntropyLoss\",\"optimizer\":{\"type\":\"Adam\",\"lr\":0.05},\"seed\":3"
+#define SPEC SPEC_NET ",\"scheduler\":{\"type\":\"StepLR\",\"step_size\":2,\"gamma\":0.5}}"
+/* the same without the scheduler: a one-step train keeps no parameter copy */
+#define SPEC_NO_SCHED SPEC_NET "}"
 
 static etd_model *define(etd_registry *r, const char *spec)
 {
@@ -298,6 +300,7 @@ END_TEST
 /* ---- rollbacks ---- */
 
 /* A copy of the model's whole state, to compare with after a failed call. */
+static const char *twin_spec = SPEC; /* the spec m was defined with */
 static etd_model *twin(etd_model *m)
 {
     /* the same spec and seed in a registry of its own, then m's state applied */
@@ -309,7 +312,7 @@ static etd_model *twin(etd_model *m)
     etd_err e;
     etd_registry *r2 = twins[ntwins++] = etd_registry_new(&o, &e);
     ck_assert_ptr_nonnull(r2);
-    etd_model *t = define(r2, SPEC);
+    etd_model *t = define(r2, twin_spec);
     etd_train_state st;
     etd_model_lock_any(m, false);
     ck_assert(etd_ts_capture(m, ETD_TS_ALL, true, &st, &e) == ETD_OK);
@@ -365,6 +368,40 @@ START_TEST(test_a_failing_minibatch_rolls_train_back)
     etd_array_free(&y);
     etd_model_unref(before);
     etd_model_unref(m);
+}
+END_TEST
+
+/* A one-step train call of a model without a scheduler keeps no copy of the
+ * parameters and Adam's moments (train.c: the step cannot fail half-way);
+ * failing in its minibatch it still puts back what did change: the pending
+ * gradient (zeroed by the minibatch), the generator (Dropout's draws). */
+START_TEST(test_a_failing_one_step_train_changes_nothing)
+{
+    etd_model *m = define(reg, twin_spec = SPEC_NO_SCHED);
+    exercise(m); /* leaves a batch pending */
+    etd_model *before = twin(m);
+    float bad[6] = {0, 1, 2, 1, 7, 0};
+    etd_array x = array(X, 6, 2), y = array(bad, 6, 0), y1 = array(Y, 6, 0);
+    etd_train_opts o = {.epochs = 1, .shuffle = true};
+    etd_train_result t;
+    etd_err e;
+    ck_assert_int_eq(etd_model_train(m, &x, &y, &o, &t, &e), ETD_EINVAL);
+    ck_assert_msg(strstr(e.msg, "(epoch 1, minibatch 1; nothing was changed)"), "%s", e.msg);
+    same_state(m, before);
+    /* and the next one-step call trains as on the untouched twin */
+    for (etd_model *k = m; k; k = k == m ? before : NULL) {
+        ck_assert_msg(etd_model_train(k, &x, &y1, &o, &t, &e) == ETD_OK, "%s", e.msg);
+        etd_train_result_free(&t);
+    }
+    same_times = false;
+    same_state(m, before);
+    same_times = true;
+    etd_array_free(&x);
+    etd_array_free(&y);
+    etd_array_free(&y1);
+    etd_model_unref(before);
+    etd_model_unref(m);
+    twin_spec = SPEC;
 }
 END_TEST
 
@@ -740,6 +777,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_a_failing_minibatch_rolls_train_back);
+    tcase_add_test(tc, test_a_failing_one_step_train_changes_nothing);
     tcase_add_test(tc, test_stop_through_the_progress_hook_keeps_the_steps_done);
     tcase_add_test(tc, test_failing_batch_and_gradient_probe_change_nothing);
     suite_add_tcase(s, tc);

@@ -346,6 +346,46 @@ void etd_train_result_free(etd_train_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Can the optimizer step of m fail after it has written anything?
+ * et_optim_step checks every gradient's size before it writes, and then
+ * fails only where a tensor it updates must be copied (nn_buf_acquire: a
+ * strided or non-float32 one), which a gradient can be.  So: every
+ * parameter and optimizer state tensor contiguous float32 (checked here,
+ * before the call), no scheduler (its step follows the optimizer's), and
+ * the gradients made contiguous before the step (grads_in_place).  Then a
+ * one-step train call needs no copy of the parameters and the optimizer
+ * state to be all-or-nothing: it fails before the step or not at all. */
+static bool step_cannot_fail_midway(const etd_model *m)
+{
+    if (m->sched)
+        return false;
+    for (int i = 0; i < m->nparams; i++)
+        if (et_tensor_dtype(m->params[i]) != ET_FLOAT32 || !et_is_contiguous(m->params[i]))
+            return false;
+    for (int i = 0; i < et_optim_state_count(m->opt); i++) {
+        const et_tensor *t = et_optim_state_tensor(m->opt, i);
+        if (!t || et_tensor_dtype(t) != ET_FLOAT32 || !et_is_contiguous(t))
+            return false;
+    }
+    return true;
+}
+
+/* Every gradient contiguous float32 (a strided one replaced by its copy,
+ * the same values), so the optimizer step that follows cannot fail half-way
+ * (step_cannot_fail_midway); false + e before anything was written. */
+static bool grads_in_place(etd_model *m, etd_err *e)
+{
+    for (int i = 0; i < m->nparams; i++) {
+        et_tensor *g = et_grad(m->params[i]);
+        if (!g || (et_is_contiguous(g) && et_tensor_dtype(g) == ET_FLOAT32))
+            continue;
+        et_tensor *c = et_tensor_dtype(g) == ET_FLOAT32 ? et_clone(g) : NULL;
+        if (!c || et_set_grad(m->params[i], c) != ET_OK)
+            return etd_fail(e, ETD_ENOMEM, "out of memory copying a gradient"), false;
+    }
+    return true;
+}
+
 etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
                            const int64_t *idx, int64_t n, const char *source,
                            etd_minibatch_result *r, etd_err *e)
@@ -398,7 +438,7 @@ etd_rc etd_train_minibatch(etd_model *m, const etd_array *x, const etd_array *y,
         etd_guard_note(m, source, r->why, ETD_NF_APPLIED);
     }
     if (ok && (!bad || policy == ETD_NF_ALLOW))
-        ok = do_step(m, et_item(loss), &r->lr, e);
+        ok = grads_in_place(m, e) && do_step(m, et_item(loss), &r->lr, e);
     else if (ok)
         et_optim_zero_grad(m->opt);
     et_module_train(m->net, false);
@@ -461,9 +501,23 @@ etd_rc etd_model_train(etd_model *m, const etd_array *x, const etd_array *y,
         free(perm);
         return e->rc;
     }
-    /* a bad minibatch or a failed save rolls back to this; a stop keeps the steps done */
+    /* a bad minibatch or a failed save rolls back to this; a stop keeps the steps done.
+     * One step that cannot fail half-way (step_cannot_fail_midway), with no
+     * save to agree on (--sync always, replicas): a failure comes before
+     * the step, so what the step writes -- the parameters and the optimizer
+     * state, 3 copies of the parameters for Adam -- needs no copy; the rest
+     * (counters, generator, pending gradients, running statistics, history
+     * lengths) is taken as always */
     etd_train_state own;
-    etd_train_state *snap = etd_ts_keep(m, &m->train_snap, &own, e);
+    etd_train_state *snap;
+    if (total == 1 && !dp && !m->reg->o.sync_always && step_cannot_fail_midway(m)) {
+        unsigned parts = ETD_TS_SCALARS | ETD_TS_HISTORY |
+                         (m->ts.pending > 0 ? ETD_TS_GRADS : 0u) |
+                         (et_module_num_buffers(m->net) > 0 ? ETD_TS_BUFFERS : 0u);
+        snap = etd_ts_capture(m, parts, true, &own, e) == ETD_OK ? &own : NULL;
+    } else {
+        snap = etd_ts_keep(m, &m->train_snap, &own, e);
+    }
     if (!snap || (dp && etd_dp_fault(dp, "train", e))) {
         if (dp && total > 0)
             etd_dp_agree(m, false, "", e);
