@@ -127,6 +127,20 @@ const char *et_bag_mode_name(et_bag_mode m);
  * sum mode, to per_sample_weights.  grad_fn EmbeddingBagBackward0. */
 et_tensor *et_embedding_bag(et_tensor *input, et_tensor *weight, et_embedding_bag_opts o);
 
+/* ---- classification loss ---- */
+
+/* torch's cross_entropy (log_softmax + nll_loss) of logits input [N, C]
+ * (float32, C >= 1) and class targets [N] (int64, or float32 holding
+ * integers: each in [0, C) or equal to ignore_index, else ET_ERR_INDEX) as
+ * one graph node (grad_fn NllLossBackward0), without label smoothing.
+ * weight: [C] class weights or NULL (no gradient flows to it).  reduction
+ * as et_reduction (loss.h): 0 mean (divided by the summed weight of the
+ * non-ignored targets; NaN if that is 0), 1 sum, 2 none ([N]).  The same
+ * bits as et_cross_entropy_ex's composition of core ops, which is what
+ * et_cross_entropy_ex runs for the inputs this does not take. */
+et_tensor *et_cross_entropy_rows(et_tensor *input, et_tensor *target, et_tensor *weight,
+                                 int64_t ignore_index, int reduction);
+
 #ifdef __cplusplus
 }
 #endif

@@ -133,6 +133,8 @@ const etc_op_info etc_ops[] = {
     {"SigmoidBackward0", etc_bw_linear_act, R_IN0 | R_IN1 | R_OUT}, /* LINEAR_SIGMOID */
     /* sdpa.c: torch 2's name for its fused math attention's node */
     {"ScaledDotProductAttentionBackward0", etc_bw_sdpa, R_IN0 | R_IN1}, /* SDPA */
+    /* cross_entropy.c: torch's node of the loss (log_softmax's is inside it) */
+    {"NllLossBackward0", etc_bw_cross_entropy, R_IN0},  /* CROSS_ENTROPY */
 };
 _Static_assert(sizeof etc_ops / sizeof etc_ops[0] == ETC_OP_COUNT,
                "etc_ops needs exactly one row per etc_op");

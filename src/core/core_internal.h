@@ -64,6 +64,7 @@ typedef enum etc_op {
     /* linear.c: Linear fused with the activation after it */
     ETC_OP_LINEAR_RELU, ETC_OP_LINEAR_TANH, ETC_OP_LINEAR_SIGMOID,
     ETC_OP_SDPA,                                        /* sdpa.c */
+    ETC_OP_CROSS_ENTROPY,                               /* cross_entropy.c */
     ETC_OP_COUNT
 } etc_op;
 
@@ -408,6 +409,9 @@ int etc_broadcast_shape(const int64_t *a, int na, const int64_t *b, int nb, int6
 /* Sum x down to `shape` (which broadcasts to x's shape), times `scale`;
  * accumulates in double.  New contiguous tensor of that shape. */
 et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double scale);
+/* The sum of x[0..n) in double as etc_sum_to adds a contiguous tensor to
+ * one value (four interleaved partial sums). */
+double etc_sum_contig(const float *x, int64_t n);
 /* Gradient g summed back to the shape of `like` (ref of g if same shape). */
 et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like);
 /* dst += src (src broadcasts to dst), in place through strides. */
@@ -562,7 +566,7 @@ ETC_BW(matmul);
 ETC_BW(reshape); ETC_BW(transpose); ETC_BW(permute); ETC_BW(expand);
 ETC_BW(select); ETC_BW(slice); ETC_BW(cat); ETC_BW(stack);
 ETC_BW(index_select); ETC_BW(gather); ETC_BW(where); ETC_BW(clone); ETC_BW(linear);
-ETC_BW(linear_act); ETC_BW(sdpa);
+ETC_BW(linear_act); ETC_BW(sdpa); ETC_BW(cross_entropy);
 /* ops_unary.c */
 ETC_BW(zero); ETC_BW(reciprocal); ETC_BW(rsqrt); ETC_BW(log1p); ETC_BW(expm1); ETC_BW(sin);
 ETC_BW(cos); ETC_BW(erf); ETC_BW(softplus); ETC_BW(elu); ETC_BW(silu); ETC_BW(mish);

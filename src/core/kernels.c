@@ -512,6 +512,8 @@ static double sum_contig(const float *x, int64_t n)
     return (s0 + s1) + (s2 + s3);
 }
 
+double etc_sum_contig(const float *x, int64_t n) { return sum_contig(x, n); }
+
 et_tensor *etc_sum_to(const et_tensor *x, const int64_t *shape, int ndim, double scale)
 {
     et_tensor *out = etc_alloc(shape, ndim);

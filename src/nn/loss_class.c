@@ -3,7 +3,9 @@
  * class-index targets (int64, or float32 holding integers) with class
  * weights, ignore_index and label smoothing; probability targets (same
  * shape as the input) with weights and label smoothing; inputs [C], [N, C]
- * and [N, C, d1, ...] (classes on dim 1).  Composed from core ops.
+ * and [N, C, d1, ...] (classes on dim 1).  Composed from core ops, but for
+ * the common [N, C] class-index cross-entropy without label smoothing, which
+ * is core's one-node et_cross_entropy_rows (same bits).
  */
 #include "nn/loss_internal.h"
 
@@ -269,6 +271,11 @@ static et_tensor *class_loss(const char *name, bool logits, et_tensor *input, et
     }
     if (!check_class_targets(name, logits, input, target, o.weight, o.ignore_index, &cs))
         return NULL;
+    /* [N, C] class-index cross-entropy without smoothing: one node
+     * (core's et_cross_entropy_rows, the same bits as the composition below) */
+    if (logits && !cs.prob && et_ndim(input) == 2 && o.label_smoothing == 0.0f &&
+        et_tensor_dtype(input) == ET_FLOAT32)
+        return et_cross_entropy_rows(input, target, o.weight, o.ignore_index, (int)r);
     nn_scope_begin();
     et_tensor *logp = logits ? et_log_softmax(input, cs.cdim) : input;
     et_tensor *lp = logp ? as_rows(logp, &cs) : NULL;

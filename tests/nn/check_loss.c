@@ -3,6 +3,7 @@
  * definition evaluated here in double, for every reduction; gradients by
  * finite differences.  The PyTorch comparison is tests/torch/test_nn.py.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn_check.h"
@@ -395,6 +396,88 @@ START_TEST(class_loss_options_identities_and_errors)
 }
 END_TEST
 
+/* The [N, C] class-index cross-entropy runs as one node (core's
+ * et_cross_entropy_rows); the same input as [N, C, 1] takes the composed
+ * path (log_softmax, gather, where, sum).  Both must give the same bits:
+ * loss and input gradient, for every reduction, class weights (zeros
+ * included), ignored targets (all of a batch too: the mean's 0/0), int64 and
+ * float targets, widths around the 16-wide blocks and extreme logits. */
+static uint32_t lcg(uint32_t *s) { return *s = *s * 1664525u + 1013904223u; }
+
+static void ce_paths(int n, int c, int r, int wmode, int ign, bool int_t, uint32_t seed)
+{
+    et_pool_begin();   /* every tensor below belongs to the pool */
+    uint32_t st = seed;
+    float *xv = malloc(sizeof(float) * (size_t)(n * c));
+    int64_t *ti = malloc(sizeof(int64_t) * (size_t)n);
+    float *tf = malloc(sizeof(float) * (size_t)n), *wv = malloc(sizeof(float) * (size_t)c);
+    for (int i = 0; i < n * c; i++) {
+        uint32_t u = lcg(&st) >> 8;
+        xv[i] = ((float)u / 16777216.0f - 0.5f) * 12.0f;
+        if (seed % 5 == 0 && u % 13 == 0)   /* extreme logits */
+            xv[i] = u % 2 ? -INFINITY : (u % 3 ? 80.0f : -95.0f);
+    }
+    for (int i = 0; i < n; i++) {
+        ti[i] = (int64_t)(lcg(&st) >> 8) % c;
+        if (ign == 1 && i % 3 == 1)
+            ti[i] = -100;
+        if (ign == 2)
+            ti[i] = -100;
+        tf[i] = (float)ti[i];
+    }
+    for (int j = 0; j < c; j++)
+        wv[j] = wmode == 2 && j % 4 == 0 ? 0.0f : 0.25f + (float)((lcg(&st) >> 8) % 100) / 40.0f;
+    et_class_loss_opts o = ET_CLASS_LOSS_DEFAULTS;
+    if (wmode)
+        o.weight = et_tensor_new(wv, ET_SHAPE(c));
+    et_tensor *t2 = int_t ? et_tensor_new_int64(ti, ET_SHAPE(n)) : et_tensor_new(tf, ET_SHAPE(n));
+    et_tensor *t3 = int_t ? et_tensor_new_int64(ti, ET_SHAPE(n, 1)) : et_tensor_new(tf, ET_SHAPE(n, 1));
+    et_tensor *x2 = et_tensor_new(xv, ET_SHAPE(n, c)), *x3 = et_tensor_new(xv, ET_SHAPE(n, c, 1));
+    et_set_requires_grad(x2, true);
+    et_set_requires_grad(x3, true);
+    et_tensor *l2 = et_cross_entropy_ex(x2, t2, (et_reduction)r, o);
+    et_tensor *l3 = et_cross_entropy_ex(x3, t3, (et_reduction)r, o);
+    ck_assert_ptr_nonnull(l2);
+    ck_assert_ptr_nonnull(l3);
+    ck_assert_str_eq(et_grad_fn_name(l2), "NllLossBackward0");
+    ck_assert_int_eq(et_numel(l2), et_numel(l3));
+    ck_assert_msg(memcmp(et_data(l2), et_data(l3), sizeof(float) * (size_t)et_numel(l2)) == 0,
+                  "loss n=%d c=%d r=%d w=%d ign=%d: %.9g vs %.9g", n, c, r, wmode, ign,
+                  (double)et_data(l2)[0], (double)et_data(l3)[0]);
+    /* backward with a gradient that is not 1 (none: one per sample) */
+    et_tensor *s2 = r == ET_REDUCTION_NONE ? et_sum_all(et_mul_scalar(l2, 0.37f)) : et_mul_scalar(l2, 0.37f);
+    et_tensor *s3 = r == ET_REDUCTION_NONE ? et_sum_all(et_mul_scalar(l3, 0.37f)) : et_mul_scalar(l3, 0.37f);
+    ck_assert_int_eq(et_backward(s2, NULL), ET_OK);
+    ck_assert_int_eq(et_backward(s3, NULL), ET_OK);
+    et_tensor *g2 = et_grad(x2), *g3 = et_grad(x3);
+    ck_assert_ptr_nonnull(g2);
+    ck_assert_ptr_nonnull(g3);
+    const float *a = et_data(g2), *b = et_data(g3);
+    for (int i = 0; i < n * c; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
+                      "grad[%d] n=%d c=%d r=%d w=%d ign=%d: %.9g vs %.9g", i, n, c, r, wmode,
+                      ign, (double)a[i], (double)b[i]);
+    free(xv);
+    free(ti);
+    free(tf);
+    free(wv);
+    et_pool_end();
+}
+
+START_TEST(cross_entropy_one_node_matches_composed_path)
+{
+    static const int widths[] = {1, 2, 5, 15, 16, 17, 27, 31, 32, 33, 47, 70};
+    static const int rows[] = {1, 3, 32, 37};
+    uint32_t seed = 1;
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (size_t ni = 0; ni < sizeof rows / sizeof rows[0]; ni++)
+            for (int r = 0; r < 3; r++)
+                for (int wmode = 0; wmode < 3; wmode++)
+                    for (int ign = 0; ign < 3; ign++, seed++)
+                        ce_paths(rows[ni], widths[wi], r, wmode, ign, seed % 2 == 0, seed);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nn_loss");
@@ -411,6 +494,7 @@ int main(void)
     tcase_add_test(tc, cross_entropy_gradient_is_softmax_minus_onehot);
     tcase_add_test(tc, cross_entropy_is_finite_for_extreme_logits);
     tcase_add_test(tc, class_loss_options_identities_and_errors);
+    tcase_add_test(tc, cross_entropy_one_node_matches_composed_path);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, class_targets_out_of_range_are_errors_naming_the_index);
