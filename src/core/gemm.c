@@ -589,7 +589,8 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
     }
     /* one row or a few with both operands along k (x·Wᵀ): a packed panel of
      * B would cost as much as the product; the dot kernel reads both in
-     * place (in its own order: not for invariant calls) */
+     * place (its order is batch-invariant, but the few-row case only is
+     * taken here; invariant calls took the branch above) */
     if (!invariant && !(flags & ETC_GEMM_TILE) && g->acs == 1 && g->brs == 1 && g->k >= 16 &&
         g->m <= 4) {
 #ifdef GEMM_X86
@@ -597,8 +598,16 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
             gemm_dot_avx512(g);
             return;
         }
-        if (which == ISA_AVX2) {
+        if (which == ISA_AVX2 && (flags & ETC_GEMM_DOT4)) {
             gemm_dot_avx2(g);
+            return;
+        }
+        if (which == ISA_AVX2) {
+            /* gemm_inv_few.c: the same order, so the same bits as
+             * gemm_dot_avx2, whose 4x4 tile computes row 0 four times when
+             * m = 1 (one row of the 784-1024-1024-10 forward ~2.5x
+             * cheaper, docs/performance-http.md, session 9) */
+            etc_gemm_inv_few_avx2(g);
             return;
         }
 #endif

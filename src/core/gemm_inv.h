@@ -22,17 +22,25 @@
 /* Few rows: the 16 lanes along k, W's rows read in place. */
 void etc_gemm_inv_few_avx2(const etc_gemm_t *g);
 
-/* Floats of scratch etc_gemm_inv_many_avx2 needs for g (any m). */
-#define ETC_INV_MANY_SCRATCH(g) ((size_t)(((g)->k + 15) / 16 * 16) * 82u)
+/* Floats of scratch etc_gemm_inv_many_avx2 needs for g (any m): a panel
+ * of W (16 columns), A's rows of a block of 64 in groups of 6 (66 rows),
+ * and the 16 passes' partial sums of each of the block's 11 tiles. */
+#define ETC_INV_MANY_A_ROWS 66
+/* Floats of one 16-column panel of W: 16 passes of ceil(k / 16) x 16, each
+ * pass 16 floats longer (a pass 4 kB long would make the transpose's eight
+ * stores 4 kB apart: 4K aliasing) */
+#define ETC_INV_PANEL_FLOATS(g) ((size_t)(((g)->k + 15) / 16 * 16 + 16) * 16u)
+#define ETC_INV_MANY_SCRATCH(g) \
+    (ETC_INV_PANEL_FLOATS(g) + (size_t)(((g)->k + 15) / 16 * 16) * ETC_INV_MANY_A_ROWS + \
+     11u * 16u * 96u)
 
 /* Many rows: W transposed 16 columns at a time (as the tile kernel does),
  * A's values broadcast; `scratch`: the floats above.  With g->bpack, W's
  * panels are read from there (etc_gemm_inv_pack_avx2's layout) instead. */
 void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch);
 
-/* Floats of all of W's panels packed for g (ceil(n / 16) panels of
- * ceil(k / 16) * 16 x 16). */
-#define ETC_INV_PACK_FLOATS(g) ((size_t)(((g)->n + 15) / 16) * (size_t)(((g)->k + 15) / 16 * 16) * 16u)
+/* Floats of all of W's panels packed for g (ceil(n / 16) panels). */
+#define ETC_INV_PACK_FLOATS(g) ((size_t)(((g)->n + 15) / 16) * ETC_INV_PANEL_FLOATS(g))
 
 /* All of W (g->b, g->bcs; g->brs == 1) into dst (ETC_INV_PACK_FLOATS(g),
  * zeroed by the caller: lanes past n are left alone) for g->bpack. */

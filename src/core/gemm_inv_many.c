@@ -6,23 +6,28 @@
  * k: the fastest for a few rows, but from ~8 rows up both operands of every
  * FMA are loaded vectors and it runs at about half the tile kernel's rate.
  * Here, as in the tile kernel, W is transposed into a panel of 16 columns
- * (k x 16 floats in the passes' order, bp[((p % 16) * C + p / 16) * 16 + jj]
- * = W(j0 + jj, p), C = ceil(k / 16), so each pass reads its chunks
- * contiguously), once per 64 rows -- or, with g->bpack (a cached pack of all
- * of W, gemm_inv_pack.c), never -- and A's values are broadcast; but each element (i, j) still keeps 16 partial
- * sums, lane l of the dot order taking p = 16c + l, as 16 passes over the
- * chunks c, followed by the dot kernel's tree:
+ * (k x 16 floats in the passes' order, bp[(p % 16) * L + p / 16 * 16 + jj]
+ * = W(j0 + jj, p), a pass L = 16 * ceil(k / 16) + 16 floats long, so each
+ * pass reads its chunks contiguously), once per 64 rows -- or, with g->bpack (all of W packed
+ * once and cached, gemm_inv_pack.c), never -- and A's values are
+ * broadcast; but each element (i, j) still keeps 16 partial sums, lane l of
+ * the dot order taking p = 16c + l, as 16 passes over the chunks c,
+ * followed by the dot kernel's tree:
  *
  *     s_l[cols] = fma(A(i, 16c + l), bp[16c + l][cols], s_l[cols])  (c in order)
  *     (s_l + s_{l+8}), then (+4), (+2), (+1)
  *
  * so every element has exactly gemm_inv_few.c's (and gemm_dot's) bits.
  * A's rows, 6 at a time, are copied in the order of the passes
- * (ap[(l * C + c) * 6 + r] = A(i0 + r, 16c + l), C = ceil(k / 16)) so a
- * pass's broadcasts are contiguous.  Tiles (16 ymm registers): 6 rows x 16
- * columns (12 accumulators; per step 2 panel loads, 6 broadcasts, 12 FMAs),
- * the tile kernel's shape.  Lanes past k in the last chunk get s + 0 (the
- * vector kernels' fma(0, 0, s)).
+ * (ap[((l * G + q) * C + c) * 6 + r] = A(i0 + r, 16c + l) for group q of G)
+ * so a pass's broadcasts are contiguous.  Tiles (16 ymm registers): 6 rows
+ * x 16 columns (12 accumulators; per step 2 panel loads, 6 broadcasts, 12
+ * FMAs), the tile kernel's shape.  Loop order (session 9): pass l of every
+ * group of rows before pass l + 1, each tile's 16 sums kept in scratch until
+ * its tree, so the pass's slice of the panel (C x 16 floats, 4 kB at k =
+ * 1024) stays in L1 while the groups go by; tile after tile (before) read
+ * the whole panel (64 kB) from L2 for each group.  Lanes past k in the last
+ * chunk get s + 0 (the vector kernels' fma(0, 0, s)).
  */
 #include <stdbool.h>
 
@@ -44,11 +49,14 @@ INLINE __m256i first_lanes(int n)
 }
 
 
-/* W's rows j0 .. j0+nj-1 (nj <= 16) into the panel bp (the passes' order),
- * zeros in the lanes past nj of their 8-lane half */
-static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
+/* W's rows j0 .. j0+nj-1 (nj <= 16) into the panel bp, zeros in the lanes
+ * past nj of their 8-lane half: row p of the panel at p * 16 (per call:
+ * the transpose's stores in sequence), or at (p % 16) * L + p / 16 * 16 (the
+ * cache's passes' order, `pass_order`: each pass's chunks contiguous, worth
+ * its scattered stores only when packed once) */
+static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp, bool pass_order)
 {
-    const int64_t k = g->k, nc = (k + 15) / 16;
+    const int64_t k = g->k, ls = (int64_t)ETC_INV_PANEL_FLOATS(g) / 16;
     for (int jb = 0; jb < nj; jb += 8) {
         int nr = nj - jb < 8 ? nj - jb : 8;
         for (int64_t p = 0; p < k; p += 8) {
@@ -59,63 +67,75 @@ static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp)
                 r[q] = q < nr ? _mm256_maskload_ps(g->b + (j0 + jb + q) * g->bcs + p, mp)
                               : _mm256_setzero_ps();
             etc_t8(r);
-            for (int q = 0; q < np; q++)
-                _mm256_storeu_ps(bp + ((p + q) % 16 * nc + (p + q) / 16) * PW + jb, r[q]);
+            if (pass_order)
+                for (int q = 0; q < np; q++)
+                    _mm256_storeu_ps(bp + (p + q) % 16 * ls + (p + q) / 16 * PW + jb, r[q]);
+            else
+                for (int q = 0; q < np; q++)
+                    _mm256_storeu_ps(bp + (p + q) * PW + jb, r[q]);
         }
     }
 }
 
-/* rows i0 .. i0+nr-1 (nr <= 6) of A into ap in the passes' order */
-static void pack_a(const etc_gemm_t *g, int64_t i0, int nr, float *ap)
+/* rows i0 .. i0+nr-1 (nr <= 6) of A, group q of ng, into ap in the passes'
+ * order: ap[((l * ng + q) * C + c) * 6 + r] = A(i0 + r, 16c + l), so one
+ * pass's slices of every group are contiguous */
+static void pack_a(const etc_gemm_t *g, int64_t i0, int nr, int64_t q, int64_t ng, float *ap)
 {
     const int64_t k = g->k, nc = (k + 15) / 16;
     for (int r = 0; r < nr; r++) {
         const float *a = g->a + (i0 + r) * g->ars;
         for (int64_t p = 0; p < k; p++)
-            ap[((p % 16) * nc + p / 16) * MR + r] = a[p];
+            ap[(((p % 16) * ng + q) * nc + p / 16) * MR + r] = a[p];
     }
 }
 
-/* mr rows (from i0, packed at ap) x nv vectors of columns (from j0, the
- * panel bp; the last vector masked by mt); mr and nv constant after inlining */
-INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *ap,
-                 const float *bp, int64_t i0, int64_t j0, __m256i mt, bool nfull)
+/* Pass l of an mr x nv tile (mr rows of A at al, nv vectors of columns of
+ * the panel's pass at bl): lane l's chain over its cl chunks, + 0 when the
+ * last chunk had no term for it (the vector kernels' fma(0, 0, s)), into
+ * out[(r * 2 + v) * 8]; mr and nv constant after inlining */
+INLINE void pass(const int mr, const int nv, const float *al, const float *bl, int64_t cs,
+                 int64_t cl, bool pad, float *out)
 {
-    const int64_t k = g->k, nc = (k + 15) / 16;
-    const int kr = (int)(k % 16);
-    __m256 s[16][MR][2];
-    for (int l = 0; l < 16; l++) {
-        const int64_t cl = kr == 0 || l < kr ? nc : nc - 1;
-        const float *al = ap + l * nc * MR, *bl = bp + l * nc * PW;
-        __m256 acc[MR][2];
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < cl; c++) {
+        const float *br = bl + c * cs;
+        __m256 b0 = _mm256_loadu_ps(br), b1 = nv > 1 ? _mm256_loadu_ps(br + 8) : b0;
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++)
-            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-        for (int64_t c = 0; c < cl; c++) {
-            const float *br = bl + c * PW;
-            __m256 b0 = _mm256_loadu_ps(br), b1 = nv > 1 ? _mm256_loadu_ps(br + 8) : b0;
-#pragma GCC unroll 6
-            for (int r = 0; r < MR; r++)
-                if (r < mr) {
-                    __m256 av = _mm256_broadcast_ss(al + c * MR + r);
-                    acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-                    if (nv > 1)
-                        acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-                }
-        }
-        const __m256 z = _mm256_setzero_ps();
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++)
-            if (r < mr)
-                for (int v = 0; v < nv; v++)
-                    s[l][r][v] = cl < nc ? _mm256_add_ps(acc[r][v], z) : acc[r][v];
+            if (r < mr) {
+                __m256 av = _mm256_broadcast_ss(al + c * MR + r);
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+                if (nv > 1)
+                    acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+            }
     }
+    const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+        if (r < mr)
+            for (int v = 0; v < nv; v++)
+                _mm256_storeu_ps(out + (r * 2 + v) * 8, pad ? _mm256_add_ps(acc[r][v], z)
+                                                             : acc[r][v]);
+}
+
+/* The tree over the 16 passes' sums of an mr x nv tile (pass l's at
+ * sb + l * SB_PASS) and the epilogue, into rows i0.., columns j0.. of C */
+enum { SB_PASS = MR * 2 * 8, SB_TILE = 16 * SB_PASS };
+INLINE void finish(const int mr, const int nv, const etc_gemm_t *g, const float *sb, int64_t i0,
+                   int64_t j0, __m256i mt, bool nfull)
+{
     for (int r = 0; r < mr; r++) {
         float *cr = g->c + (i0 + r) * g->ldc + j0;
         for (int v = 0; v < nv; v++) {
+            const float *sv = sb + (r * 2 + v) * 8;
             __m256 t[8];
             for (int l = 0; l < 8; l++)
-                t[l] = _mm256_add_ps(s[l][r][v], s[l + 8][r][v]);
+                t[l] = _mm256_add_ps(_mm256_loadu_ps(sv + l * SB_PASS),
+                                     _mm256_loadu_ps(sv + (l + 8) * SB_PASS));
             for (int l = 0; l < 4; l++)
                 t[l] = _mm256_add_ps(t[l], t[l + 4]);
             for (int l = 0; l < 2; l++)
@@ -140,45 +160,74 @@ INLINE void tile(const int mr, const int nv, const etc_gemm_t *g, const float *a
     }
 }
 
-#define T(MRR, NV) case (MRR) * 4 + (NV): tile(MRR, NV, g, ap, bp, i0, j0, mt, nfull); return;
-static TARGET void tile_any(int mr, int nv, const etc_gemm_t *g, const float *ap,
-                            const float *bp, int64_t i0, int64_t j0, __m256i mt, bool nfull)
+#define P(MRR, NV) case (MRR) * 4 + (NV): pass(MRR, NV, al, bl, cs, cl, pad, out); return;
+static TARGET void pass_any(int mr, int nv, const float *al, const float *bl, int64_t cs,
+                            int64_t cl, bool pad, float *out)
 {
     switch (mr * 4 + nv) {
-    T(1, 1) T(2, 1) T(3, 1) T(4, 1) T(5, 1) T(6, 1)
-    T(1, 2) T(2, 2) T(3, 2) T(4, 2) T(5, 2) T(6, 2)
+    P(1, 1) P(2, 1) P(3, 1) P(4, 1) P(5, 1) P(6, 1)
+    P(1, 2) P(2, 2) P(3, 2) P(4, 2) P(5, 2) P(6, 2)
+    default: break;
+    }
+}
+
+#define F(MRR, NV) case (MRR) * 4 + (NV): finish(MRR, NV, g, sb, i0, j0, mt, nfull); return;
+static TARGET void finish_any(int mr, int nv, const etc_gemm_t *g, const float *sb, int64_t i0,
+                              int64_t j0, __m256i mt, bool nfull)
+{
+    switch (mr * 4 + nv) {
+    F(1, 1) F(2, 1) F(3, 1) F(4, 1) F(5, 1) F(6, 1)
+    F(1, 2) F(2, 2) F(3, 2) F(4, 2) F(5, 2) F(6, 2)
     default: break;
     }
 }
 
 TARGET void etc_gemm_inv_pack_avx2(const etc_gemm_t *g, float *dst)
 {
-    const int64_t kp = (g->k + 15) / 16 * 16;
     for (int64_t j0 = 0; j0 < g->n; j0 += PW)
-        pack_w(g, j0, g->n - j0 < PW ? (int)(g->n - j0) : PW, dst + j0 / PW * kp * PW);
+        pack_w(g, j0, g->n - j0 < PW ? (int)(g->n - j0) : PW,
+               dst + (size_t)(j0 / PW) * ETC_INV_PANEL_FLOATS(g), true);
 }
 
 TARGET void etc_gemm_inv_many_avx2(const etc_gemm_t *g, float *scratch)
 {
-    const int64_t kp = (g->k + 15) / 16 * 16;
-    float *bp = scratch, *apb = scratch + kp * PW;   /* the W panel, then A's groups */
+    const int64_t kp = (g->k + 15) / 16 * 16, nc = kp / 16;
+    const int kr = (int)(g->k % 16);
+    /* the W panel, A's groups, the passes' sums of every tile of a panel */
+    const int64_t ls = (int64_t)ETC_INV_PANEL_FLOATS(g) / 16;   /* a pass's floats */
+    float *bp = scratch, *apb = scratch + 16 * ls, *sb = apb + kp * ETC_INV_MANY_A_ROWS;
     for (int64_t b0 = 0; b0 < g->m; b0 += ROW_BLOCK) {
         int64_t end = g->m - b0 < ROW_BLOCK ? g->m : b0 + ROW_BLOCK;
-        for (int64_t q = 0; q * MR < end - b0; q++) {
+        const int64_t ng = (end - b0 + MR - 1) / MR;
+        for (int64_t q = 0; q < ng; q++) {
             int64_t i0 = b0 + q * MR;
-            pack_a(g, i0, end - i0 < MR ? (int)(end - i0) : MR, apb + q * kp * MR);
+            pack_a(g, i0, end - i0 < MR ? (int)(end - i0) : MR, q, ng, apb);
         }
         for (int64_t j0 = 0; j0 < g->n; j0 += PW) {
             int nj = g->n - j0 < PW ? (int)(g->n - j0) : PW;
-            const float *panel = g->bpack ? g->bpack + j0 / PW * kp * PW : bp;
+            const float *panel = g->bpack ? g->bpack + j0 / PW * 16 * ls : bp;
             if (!g->bpack)
-                pack_w(g, j0, nj, bp);
+                pack_w(g, j0, nj, bp, false);
+            /* pass l's chunk c: at l * ls + c * 16 (cached), l * 16 + c * 256 */
+            const int64_t lstride = g->bpack ? ls : PW, cs = g->bpack ? PW : 16 * PW;
             int nv = (nj + 7) / 8;
             __m256i mt = first_lanes(nj - (nv - 1) * 8);
-            for (int64_t q = 0; q * MR < end - b0; q++) {
+            /* pass by pass over every group of rows: a pass's slice of the
+             * panel (C x 16 floats) stays in L1 while the groups go by */
+            for (int l = 0; l < 16; l++) {
+                const int64_t cl = kr == 0 || l < kr ? nc : nc - 1;
+                const float *bl = panel + l * lstride;
+                for (int64_t q = 0; q < ng; q++) {
+                    int64_t i0 = b0 + q * MR;
+                    int mr = end - i0 < MR ? (int)(end - i0) : MR;
+                    pass_any(mr, nv, apb + (l * ng + q) * nc * MR, bl, cs, cl, cl < nc,
+                             sb + q * SB_TILE + l * SB_PASS);
+                }
+            }
+            for (int64_t q = 0; q < ng; q++) {
                 int64_t i0 = b0 + q * MR;
                 int mr = end - i0 < MR ? (int)(end - i0) : MR;
-                tile_any(mr, nv, g, apb + q * kp * MR, panel, i0, j0, mt, nj % 8 == 0);
+                finish_any(mr, nv, g, sb + q * SB_TILE, i0, j0, mt, nj % 8 == 0);
             }
         }
     }

@@ -445,6 +445,44 @@ START_TEST(test_pack_cache)
 }
 END_TEST
 
+/* The default mode's 1-4 rows of x·Wᵀ on AVX2 run gemm_inv_few.c (session 9)
+ * instead of the dot kernel's 4x4 tile: the same bits as before, for every
+ * epilogue, odd k and n and a strided W. */
+START_TEST(test_few_rows_same_bits_as_dot_tile)
+{
+    static const shape few[] = {{1, 1024, 784, 'F'}, {1, 10, 1024, 'F'}, {2, 67, 17, 'F'},
+                                {3, 13, 100, 'F'},   {4, 129, 31, 'F'},  {1, 5, 16, 'F'},
+                                {4, 3, 40, 'F'},     {2, 9, 33, 'F'}};
+    const char *saved = etc_gemm_isa();
+    if (etc_gemm_set_isa("avx2") != 0)
+        return;   /* no AVX2 here: the AVX-512 and portable paths did not change */
+    for (size_t si = 0; si < sizeof few / sizeof few[0]; si++)
+        for (int ep = 0; ep < 4; ep++) {
+            const shape *s = &few[si];
+            problem p;
+            make(&p, s, 91u + (unsigned)(si * 4 + ep));
+            etc_gemm_t g = p.g;
+            g.accumulate = ep & 1;
+            g.bias = ep & 2 ? p.bias : NULL;
+            g.act = ep == 3 ? ETC_GEMM_RELU : ETC_GEMM_NONE;
+            size_t csz = (size_t)(s->m * g.ldc);
+            float *ref = malloc(csz * sizeof(float));
+            memcpy(ref, p.c, csz * sizeof(float));
+            etc_gemm_t gr = g;
+            gr.c = ref;
+            etc_gemm(&gr, ETC_GEMM_DOT4);
+            etc_gemm(&g, 0);
+            ck_assert_msg(memcmp(ref, p.c, csz * sizeof(float)) == 0,
+                          "%lldx%lldx%lld %c, epilogue %d: the few-row kernel's bits differ "
+                          "from the dot tile's", (long long)s->m, (long long)s->n,
+                          (long long)s->k, s->layout, ep);
+            free(ref);
+            unmake(&p);
+        }
+    ck_assert_int_eq(etc_gemm_set_isa(saved), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gemm");
@@ -458,6 +496,7 @@ int main(void)
     tcase_add_test(tc, test_relu_nan_inf);
     tcase_add_test(tc, test_linear_invariant_mode);
     tcase_add_test(tc, test_pack_cache);
+    tcase_add_test(tc, test_few_rows_same_bits_as_dot_tile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
