@@ -91,6 +91,167 @@ static void ce_back_row(const float *restrict p, float *restrict r, int64_t D, f
         r[Df + j] = tr[j];
 }
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define CE_X86 1
+#include <immintrin.h>
+
+#define CE_AVX2 __attribute__((always_inline, target("avx2"))) static inline
+
+/* etc_expf (core_internal.h) on 8 lanes with the same IEEE operations in
+ * the same order (no FMA), so the same bits as the scalar and the
+ * compiler-vectorised forms. */
+CE_AVX2 __m256 ce_sel(__m256 c, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, c); }
+
+CE_AVX2 __m256 ce_exp8(__m256 x)
+{
+    const __m256 hi = _mm256_set1_ps(88.72283f), lo = _mm256_set1_ps(-104.0f);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 tail = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+    __m256 isnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 xl = ce_sel(below, lo, ce_sel(isnan, zero, x));
+    __m256 xh = ce_sel(_mm256_cmp_ps(xl, hi, _CMP_GT_OQ), hi, xl);
+    __m256 xs = _mm256_add_ps(xh, ce_sel(tail, _mm256_set1_ps(87.0f), zero));
+    /* etc_expf_core */
+    __m256 t = _mm256_mul_ps(xs, _mm256_set1_ps(1.44269504088896341f));
+    __m256 h = ce_sel(_mm256_cmp_ps(t, zero, _CMP_GE_OQ), _mm256_set1_ps(0.5f),
+                      _mm256_set1_ps(-0.5f));
+    __m256i n = _mm256_cvttps_epi32(_mm256_add_ps(t, h));
+    __m256 fn = _mm256_cvtepi32_ps(n);
+    /* etc_expf_reduced */
+    __m256 r = _mm256_sub_ps(_mm256_sub_ps(xs, _mm256_mul_ps(fn, _mm256_set1_ps(0.693359375f))),
+                             _mm256_mul_ps(fn, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 z = _mm256_mul_ps(r, r);
+    __m256 q = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(1.9875691500e-4f), r),
+                             _mm256_set1_ps(1.3981999507e-3f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(8.3334519073e-3f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(4.1665795894e-2f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(1.6666665459e-1f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(5.0000001201e-1f));
+    __m256 pr = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(q, z), r), _mm256_set1_ps(1.0f));
+    /* 2^n as two factors: n1 = n / 2 (C's truncation), n2 = n - n1 */
+    __m256i n1 = _mm256_srai_epi32(_mm256_add_epi32(n, _mm256_srli_epi32(n, 31)), 1);
+    __m256i n2 = _mm256_sub_epi32(n, n1);
+    const __m256i b127 = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, b127), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, b127), 23));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(pr, s1), s2);
+    y = _mm256_mul_ps(y, ce_sel(tail, _mm256_set1_ps(1.6458115e-38f), _mm256_set1_ps(1.0f)));
+    y = ce_sel(_mm256_cmp_ps(x, hi, _CMP_GT_OQ), _mm256_set1_ps(INFINITY), y);
+    y = ce_sel(below, zero, y);
+    return ce_sel(isnan, x, y);
+}
+
+CE_AVX2 __m256i ce_first(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* ce_row_stats in AVX2: the 16 partial sums as two vectors, blocks of 16 in
+ * order, the padded last block, then the same scalar folds (max, double
+ * sum) over the 16 lanes. */
+__attribute__((target("avx2"))) static void ce_row_stats_avx2(const float *p, int64_t D,
+                                                              float *m_out, float *ls_out)
+{
+    const int64_t Df = D & ~(int64_t)15;
+    const int r = (int)(D - Df);
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256i r0 = ce_first(r < 8 ? r : 8), r1 = ce_first(r > 8 ? r - 8 : 0);
+    /* tp: the last block, -inf past D */
+    __m256 tp0 = ce_sel(_mm256_castsi256_ps(r0), _mm256_maskload_ps(p + Df, r0), ninf);
+    __m256 tp1 = ce_sel(_mm256_castsi256_ps(r1), _mm256_maskload_ps(p + Df + 8, r1), ninf);
+    __m256 pm0 = tp0, pm1 = tp1;
+    for (int64_t k = 0; k < Df; k += 16) {
+        pm0 = _mm256_max_ps(_mm256_loadu_ps(p + k), pm0);   /* p > pm ? p : pm */
+        pm1 = _mm256_max_ps(_mm256_loadu_ps(p + k + 8), pm1);
+    }
+    float pm[16];
+    _mm256_storeu_ps(pm, pm0);
+    _mm256_storeu_ps(pm + 8, pm1);
+    float m = -INFINITY;
+    for (int j = 0; j < 16; j++)
+        m = pm[j] > m ? pm[j] : m;
+    if (m == -INFINITY)
+        m = 0;
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 part0 = _mm256_setzero_ps(), part1 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < Df; k += 16) {
+        part0 = _mm256_add_ps(part0, ce_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + k), mv)));
+        part1 = _mm256_add_ps(part1, ce_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + k + 8), mv)));
+    }
+    /* tx = j < r ? tp - m : 0; tq = exp(tx), 0 past r */
+    __m256 f0 = _mm256_castsi256_ps(r0), f1 = _mm256_castsi256_ps(r1);
+    __m256 tq0 = _mm256_and_ps(f0, ce_exp8(_mm256_and_ps(f0, _mm256_sub_ps(tp0, mv))));
+    __m256 tq1 = _mm256_and_ps(f1, ce_exp8(_mm256_and_ps(f1, _mm256_sub_ps(tp1, mv))));
+    part0 = _mm256_add_ps(part0, tq0);
+    part1 = _mm256_add_ps(part1, tq1);
+    float part[16];
+    _mm256_storeu_ps(part, part0);
+    _mm256_storeu_ps(part + 8, part1);
+    double s = 0;
+    for (int j = 0; j < 16; j++)
+        s += part[j];
+    *m_out = m;
+    *ls_out = (float)log(s);
+}
+
+/* ce_back_row in AVX2, 8 lanes at a time (elementwise: any width gives the
+ * same bits), the last partial vector loaded and stored by masks. */
+__attribute__((target("avx2"))) static void ce_back_row_avx2(const float *p, float *r, int64_t D,
+                                                             float m, float ls, int64_t t,
+                                                             float dyt, float fs)
+{
+    const __m256 mv = _mm256_set1_ps(m), lv = _mm256_set1_ps(ls), fv = _mm256_set1_ps(fs);
+    const __m256 dv = _mm256_set1_ps(dyt);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    /* t < 2^31 here: C < 2^31 (the caller's shape check) */
+    const __m256i tv = _mm256_set1_epi32((int)t);
+    int64_t k = 0;
+    for (; k < D; k += 8) {
+        int nl = D - k < 8 ? (int)(D - k) : 8;
+        __m256i mk = ce_first(nl);
+        __m256 x = nl == 8 ? _mm256_loadu_ps(p + k) : _mm256_maskload_ps(p + k, mk);
+        __m256 e = ce_exp8(_mm256_sub_ps(_mm256_sub_ps(x, mv), lv));
+        __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32((int)k));
+        __m256 hit = _mm256_castsi256_ps(_mm256_cmpeq_epi32(idx, tv));
+        __m256 dy = _mm256_and_ps(hit, dv);
+        __m256 v = _mm256_sub_ps(dy, _mm256_mul_ps(e, fv));
+        if (nl == 8) {
+            _mm256_storeu_ps(r + k, v);
+        } else {   /* plain 16/8/4-byte stores: vmaskmovps is microcoded on Zen */
+            float *o = r + k;
+            __m128 h = _mm256_castps256_ps128(v);
+            if (nl >= 4) {
+                _mm_storeu_ps(o, h);
+                h = _mm256_extractf128_ps(v, 1);
+                o += 4;
+                nl -= 4;
+            }
+            if (nl >= 2) {
+                _mm_storel_pi((__m64 *)o, h);
+                h = _mm_movehl_ps(h, h);
+                o += 2;
+                nl -= 2;
+            }
+            if (nl >= 1)
+                _mm_store_ss(o, h);
+        }
+    }
+}
+
+static bool ce_use_avx2(void)
+{
+    static int v = -1;
+    int c = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (c < 0) {
+        __builtin_cpu_init();
+        c = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&v, c, __ATOMIC_RELAXED);
+    }
+    return c == 1;
+}
+#endif
+
 /* The target of sample i (int64, or float32 holding an integer), checked to
  * be ignore_index or a class in [0, C). */
 static bool ce_target(const et_tensor *t, int64_t i, int64_t C, int64_t ignore_index,
@@ -162,6 +323,9 @@ et_tensor *et_cross_entropy_rows(et_tensor *input, et_tensor *target, et_tensor 
         goto fail;
     }
     double wsum = 0;
+#ifdef CE_X86
+    const bool avx2 = ce_use_avx2() && C <= INT32_MAX - 8;
+#endif
     for (int64_t i = 0; i < N; i++) {
         int64_t t;
         if (!ce_target(target, i, C, ignore_index, &t))
@@ -171,7 +335,12 @@ et_tensor *et_cross_entropy_rows(et_tensor *input, et_tensor *target, et_tensor 
         bool ignored = t == ignore_index;
         int64_t cls = ignored ? 0 : t;
         float w = ignored ? 0.0f : weight ? weight->data[cls * weight->strides[0]] : 1.0f;
-        ce_row_stats(xr, C, &s[CE_M], &s[CE_LS]);
+#ifdef CE_X86
+        if (avx2)
+            ce_row_stats_avx2(xr, C, &s[CE_M], &s[CE_LS]);
+        else
+#endif
+            ce_row_stats(xr, C, &s[CE_M], &s[CE_LS]);
         s[CE_W] = w;
         s[CE_V] = ignored ? 0.0f : 1.0f;
         memcpy(&s[CE_T], &cls, sizeof cls);
@@ -225,6 +394,9 @@ ETC_BW(cross_entropy)
     }
     const float g1 = reduction == 2 ? 0.0f : reduction == 0 ? gc->data[0] / denom : gc->data[0];
     const float *sv = out->saved->data;
+#ifdef CE_X86
+    const bool avx2 = ce_use_avx2() && C <= INT32_MAX - 8;
+#endif
     for (int64_t i = 0; i < N; i++) {
         const float *s = sv + i * CE_ROW;
         int64_t t;
@@ -233,7 +405,12 @@ ETC_BW(cross_entropy)
         float v = (-(s[CE_V] != 0.0f ? gi : 0.0f)) * s[CE_W];
         float dyt = 0.0f + v;
         float fs = (float)(0.0 + (double)dyt);
-        ce_back_row(x->data + i * C, dx->data + i * C, C, s[CE_M], s[CE_LS], t, dyt, fs);
+#ifdef CE_X86
+        if (avx2)
+            ce_back_row_avx2(x->data + i * C, dx->data + i * C, C, s[CE_M], s[CE_LS], t, dyt, fs);
+        else
+#endif
+            ce_back_row(x->data + i * C, dx->data + i * C, C, s[CE_M], s[CE_LS], t, dyt, fs);
     }
     etc_release(x);
     etc_release(gc);
