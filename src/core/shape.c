@@ -473,7 +473,63 @@ static bool scatter_view_back(et_tensor *out, et_tensor *g, et_tensor **gin)
 }
 
 ETC_BW(select) { return scatter_view_back(out, g, gin); }
-ETC_BW(slice) { return scatter_view_back(out, g, gin); }
+ETC_CLONES
+static void add_row(float *restrict o, const float *restrict x, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        o[k] += x[k];
+}
+
+/* dst (a view, any strides) += src (contiguous, dst's shape), element by
+ * element: rows along the last dim when it is dense in dst. */
+static void add_into_view(et_tensor *dst, const et_tensor *src)
+{
+    int nd = dst->ndim;
+    if (nd == 0 || dst->strides[nd - 1] != 1 || dst->numel == 0) {
+        etc_add_into(dst, src);
+        return;
+    }
+    int64_t n = dst->shape[nd - 1], rows = dst->numel / n, idx[ET_MAX_DIMS] = {0};
+    const float *x = src->data;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t off = 0;
+        for (int d = 0; d < nd - 1; d++)
+            off += idx[d] * dst->strides[d];
+        add_row(dst->data + off, x, n);
+        x += n;
+        for (int d = nd - 2; d >= 0 && ++idx[d] == dst->shape[d]; d--)
+            idx[d] = 0;
+    }
+}
+
+/* A slice's gradient added straight into its input's pending gradient when
+ * that is already there and only ours (the second and third chunk of a
+ * Transformer's packed q/k/v projection): no zeros of the input's shape,
+ * no copy, no whole-tensor add when the engine accumulates (each was a pass
+ * over [N, L, 3E] per chunk).  The slice's elements get pending + g as
+ * accumulate would compute them, the others keep their value (pending + 0,
+ * the same but for a -0 that would become +0). */
+ETC_BW(slice)
+{
+    et_tensor *a = out->in[0], *p = a->pgrad;
+    if (p && p != g && p->dtype == ET_FLOAT32 && g->dtype == ET_FLOAT32 && g->contiguous &&
+        p->contiguous && etc_same_shape(p, a) && etc_same_shape(g, out) &&
+        atomic_load_explicit(&p->refcount, memory_order_relaxed) == 1 &&
+        atomic_load_explicit(&p->storage->refcount, memory_order_relaxed) == 1 &&
+        p->storage != g->storage) {
+        et_tensor *v = etc_slice(p, (int)out->aux.l[0], out->aux.l[1], out->aux.l[2],
+                                 out->aux.l[3]);
+        if (v) {
+            etc_zrec_forget(p);
+            add_into_view(v, g);
+            etc_release(v);
+            gin[0] = NULL;
+            return true;
+        }
+        et_clear_error();
+    }
+    return scatter_view_back(out, g, gin);
+}
 
 et_tensor *etc_slice(et_tensor *a, int dim, int64_t start, int64_t end, int64_t step)
 {

@@ -419,6 +419,39 @@ START_TEST(test_scalar_seed_is_shared_never_written)
 }
 END_TEST
 
+/* Chunks of a non-leaf (a Transformer's packed q/k/v): the later chunks'
+ * gradients go straight into the pending gradient of their input
+ * (shape.c), which must equal the sum of the scattered pieces, along the
+ * last dim (rows of a view) and an inner one, with the input also used
+ * whole (its pending gradient then holds more than the chunks). */
+START_TEST(test_chunk_gradients_of_a_non_leaf)
+{
+    for (int dim = 1; dim <= 2; dim++)
+        for (int whole = 0; whole < 2; whole++) {
+            et_pool_begin();
+            et_tensor *x = et_clone(et_reshape(et_arange(0, 36, 1), ET_SHAPE(2, 3, 6)));
+            et_set_requires_grad(x, true);
+            et_tensor *y = et_mul_scalar(x, 2), *part[3];
+            ck_assert_int_eq(et_chunk(y, 3, dim, part, 3), 3);
+            /* sum(a * 1.5) + sum(b * b) + sum(c * 3) (+ sum(y)): dense gradients */
+            et_tensor *l = et_add(et_add(et_sum_all(et_mul_scalar(part[0], 1.5f)),
+                                         et_sum_all(et_mul(part[1], part[1]))),
+                                  et_sum_all(et_mul_scalar(part[2], 3)));
+            if (whole)
+                l = et_add(l, et_sum_all(y));
+            ck_assert_int_eq(et_backward(l, NULL), ET_OK);
+            float expect[36];
+            for (int i = 0; i < 36; i++) {
+                int c = dim == 2 ? (i % 6) / 2 : (i / 6) % 3;   /* which chunk */
+                float dy = c == 0 ? 1.5f : c == 1 ? 2.0f * (2.0f * (float)i) : 3.0f;
+                expect[i] = 2.0f * (dy + (whole ? 1.0f : 0.0f));
+            }
+            assert_close_tol(et_grad(x), expect, 36, 0, 0, "chunk gradient");
+            et_pool_end();
+        }
+}
+END_TEST
+
 static Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -444,6 +477,7 @@ static Suite *autograd_suite(void)
         {"in_place_after_use", test_in_place_after_use_is_detected},
         {"backward_notify", test_backward_notify_reports_each_leaf_when_final},
         {"scalar_seed_shared", test_scalar_seed_is_shared_never_written},
+        {"chunk_non_leaf", test_chunk_gradients_of_a_non_leaf},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
