@@ -8,6 +8,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,25 +176,37 @@ START_TEST(test_every_digit_layout)
 }
 END_TEST
 
+/* Appends to the test's text buffer (vsnprintf: gcc's format-overflow check
+ * under UBSan takes text + n for a possibly NULL sprintf destination). */
+static char text[1 << 20];
+static int put(char *buf, int n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + n, sizeof text - (size_t)n, fmt, ap);
+    va_end(ap);
+    ck_assert(w >= 0 && (size_t)w < sizeof text - (size_t)n);
+    return w;
+}
+
 /* Whole bodies' arrays: the fast path (every number through etd_json_read_float)
  * gives the general path's floats and shape. */
 START_TEST(test_arrays_through_fast_and_general_paths)
 {
-    static char text[1 << 20];   /* static: never NULL (gcc's -Werror=format-overflow under ASan) */
     for (int round = 0; round < 40; round++) {
         int rows = 1 + (int)(next() % 40), cols = 1 + (int)(next() % 20), n = 0;
-        n += sprintf(text + n, "[");
+        n += put(text, n, "[");
         for (int r = 0; r < rows; r++) {
-            n += sprintf(text + n, "%s[", r ? (round & 1 ? ", " : ",") : "");
+            n += put(text, n, "%s[", r ? (round & 1 ? ", " : ",") : "");
             for (int c = 0; c < cols; c++) {
                 double u = (double)(next() >> 11) / 9007199254740992.0 - 0.5;
                 const char *fmt = round % 3 == 0 ? "%.5f" : round % 3 == 1 ? "%.17g" : "%.9g";
-                n += sprintf(text + n, "%s", c ? (round & 2 ? " , " : ",") : "");
-                n += sprintf(text + n, fmt, u * pow(10.0, (double)(round % 7) - 2));
+                n += put(text, n, "%s", c ? (round & 2 ? " , " : ",") : "");
+                n += put(text, n, fmt, u * pow(10.0, (double)(round % 7) - 2));
             }
-            n += sprintf(text + n, "]");
+            n += put(text, n, "]");
         }
-        n += sprintf(text + n, "]");
+        n += put(text, n, "]");
         cJSON *j = cJSON_ParseWithLength(text, (size_t)n);
         ck_assert_ptr_nonnull(j);
         etd_array slow, fast;
