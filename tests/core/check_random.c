@@ -55,8 +55,8 @@ static void check_isa(const char *isa)
     static const float keeps[] = {0.9f, 0.5f, 0.1f, 0.999f};
     static const int64_t lens[] = {1, 7, 15, 16, 17, 31, 32, 33, 48, 100, 4096, 4099};
     enum { NMAX = 4099 };
-    float *x = malloc(NMAX * sizeof(float)), *m = malloc(NMAX * sizeof(float));
-    float *y = malloc(NMAX * sizeof(float)), *em = malloc(NMAX * sizeof(float));
+    float *x = malloc(NMAX * sizeof(float)), *m = malloc((NMAX + 1) * sizeof(float));
+    float *y = malloc((NMAX + 1) * sizeof(float)), *em = malloc(NMAX * sizeof(float));
     float *ey = malloc(NMAX * sizeof(float));
     ck_assert(x && m && y && em && ey);
     for (int i = 0; i < NMAX; i++)   /* signs, zeros, a NaN and infinities in the product */
