@@ -443,16 +443,6 @@ static bool blas_layout(int64_t rs, int64_t cs, int64_t rows, int64_t cols, CBLA
     return false;
 }
 
-/* ReLU in place, NaN kept (v <= 0 is false for NaN; -0 becomes +0, as
- * v > 0 ? v : 0 does), 8 lanes wide with AVX2: the forward's pass over
- * OpenBLAS's output (2 x 1 MB in the 784-1024-1024-10 step). */
-ETC_ISA_CLONES("default", "avx2", "avx512f")
-static void relu_row(float *v, int64_t n)
-{
-    for (int64_t j = 0; j < n; j++)
-        v[j] = v[j] <= 0.0f ? 0.0f : v[j];
-}
-
 static bool gemm_blas(const etc_gemm_t *g)
 {
     CBLAS_TRANSPOSE ta, tb;
@@ -475,7 +465,7 @@ static bool gemm_blas(const etc_gemm_t *g)
                 g->c[i * g->ldc + j] += g->bias[j];
     if (g->act == ETC_GEMM_RELU)
         for (int64_t i = 0; i < g->m; i++)
-            relu_row(g->c + i * g->ldc, g->n);
+            etc_ew_row(EW_RELU, g->c + i * g->ldc, g->c + i * g->ldc, g->n);
     return true;
 }
 

@@ -616,14 +616,39 @@ et_tensor *etc_unbroadcast(et_tensor *g, const et_tensor *like)
     return etc_sum_to(g, like->shape, like->ndim, 1.0);
 }
 
+ETC_CLONES
+static void add_row(float *restrict o, const float *restrict x, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        o[k] += x[k];
+}
+
+/* dst += src, element by element (the same bits whatever the layout).  A
+ * contiguous src of dst's shape is added row by row along dst's last dim
+ * when that is dense -- a whole contiguous dst as one row, a view such as
+ * a slice's rows (the slice backward's add into its input's pending
+ * gradient) one row at a time; anything else through a temporary. */
 void etc_add_into(et_tensor *dst, const et_tensor *src)
 {
     etc_zrec_forget(dst);
-    if (dst->contiguous && src->contiguous && etc_same_shape(dst, src)) {
-        float *o = dst->data;
+    int nd = dst->ndim;
+    if (src->contiguous && etc_same_shape(dst, src) &&
+        (dst->contiguous || (nd > 0 && dst->strides[nd - 1] == 1))) {
+        if (dst->contiguous || dst->numel == 0) {
+            add_row(dst->data, src->data, dst->numel);
+            return;
+        }
+        int64_t n = dst->shape[nd - 1], rows = dst->numel / n, idx[ET_MAX_DIMS] = {0};
         const float *x = src->data;
-        for (int64_t i = 0; i < dst->numel; i++)
-            o[i] += x[i];
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t off = 0;
+            for (int d = 0; d < nd - 1; d++)
+                off += idx[d] * dst->strides[d];
+            add_row(dst->data + off, x, n);
+            x += n;
+            for (int d = nd - 2; d >= 0 && ++idx[d] == dst->shape[d]; d--)
+                idx[d] = 0;
+        }
         return;
     }
     et_tensor *tmp = etc_ew2(EW_ADD, "add_", dst, (et_tensor *)src, 0.0f);
@@ -648,10 +673,10 @@ void etc_ew_row(int op, float *o, const float *x, int64_t n)
         for (int64_t i = 0; i < n; i++)
             o[i] = sigmoid_f(x[i]);
         break;
-    case EW_RELU:
+    case EW_RELU: /* a > 0 ? a : (NaN ? a : 0) as row()'s, in a form that vectorises */
         for (int64_t i = 0; i < n; i++) {
             const float a = x[i];
-            o[i] = a > 0.0f ? a : (a != a ? a : 0.0f);
+            o[i] = a <= 0.0f ? 0.0f : a;
         }
         break;
     default:

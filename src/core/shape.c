@@ -473,35 +473,6 @@ static bool scatter_view_back(et_tensor *out, et_tensor *g, et_tensor **gin)
 }
 
 ETC_BW(select) { return scatter_view_back(out, g, gin); }
-ETC_CLONES
-static void add_row(float *restrict o, const float *restrict x, int64_t n)
-{
-    for (int64_t k = 0; k < n; k++)
-        o[k] += x[k];
-}
-
-/* dst (a view, any strides) += src (contiguous, dst's shape), element by
- * element: rows along the last dim when it is dense in dst. */
-static void add_into_view(et_tensor *dst, const et_tensor *src)
-{
-    int nd = dst->ndim;
-    if (nd == 0 || dst->strides[nd - 1] != 1 || dst->numel == 0) {
-        etc_add_into(dst, src);
-        return;
-    }
-    int64_t n = dst->shape[nd - 1], rows = dst->numel / n, idx[ET_MAX_DIMS] = {0};
-    const float *x = src->data;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off = 0;
-        for (int d = 0; d < nd - 1; d++)
-            off += idx[d] * dst->strides[d];
-        add_row(dst->data + off, x, n);
-        x += n;
-        for (int d = nd - 2; d >= 0 && ++idx[d] == dst->shape[d]; d--)
-            idx[d] = 0;
-    }
-}
-
 /* A slice's gradient added straight into its input's pending gradient when
  * that is already there and only ours (the second and third chunk of a
  * Transformer's packed q/k/v projection): no zeros of the input's shape,
@@ -521,7 +492,7 @@ ETC_BW(slice)
                                  out->aux.l[3]);
         if (v) {
             etc_zrec_forget(p);
-            add_into_view(v, g);
+            etc_add_into(v, g);
             etc_release(v);
             gin[0] = NULL;
             return true;
