@@ -7,9 +7,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double pow10_tab[23] = {
+/* 10^0 .. 10^22, every one exact in a double (json_lex.h) */
+const double etd_pow10_tab[23] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const uint64_t etd_pow10_int[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                   100000000};
+
+/* strtod of the n bytes at s (not terminated there), as the general paths
+ * decide; false when they do not fit the copy. */
+static bool strtod_text(const char *s, size_t n, double *out)
+{
+    char tmp[128];
+    if (n >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    *out = strtod(tmp, NULL);
+    return true;
+}
 
 static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -21,7 +37,7 @@ static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool near_float_ok(uint64_t mant, int exp10, double *out)
 {
     double v = (double)mant;
-    v = exp10 < 0 ? v / pow10_tab[-exp10] : v * pow10_tab[exp10];
+    v = exp10 < 0 ? v / etd_pow10_tab[-exp10] : v * etd_pow10_tab[exp10];
     float f = (float)v;
     if (!isfinite(f) || f == 0.0f || fabsf(f) < FLT_MIN)
         return false;
@@ -103,30 +119,18 @@ const char *etd_json_number(const char *p, const char *end, double *out)
         v = 0.0;
     } else if (exact && mant < (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
         /* both operands exact: one correctly rounded operation (Clinger) */
-        v = exp10 < 0 ? (double)mant / pow10_tab[-exp10] : (double)mant * pow10_tab[exp10];
+        v = exp10 < 0 ? (double)mant / etd_pow10_tab[-exp10] : (double)mant * etd_pow10_tab[exp10];
     } else if (exact && exp10 >= -22 && exp10 <= 22 && near_float_ok(mant, exp10, &v)) {
         /* 16-19 digits (Python prints up to 17): v is within 2 ulp of the
          * correctly rounded double and provably rounds to the same float */
     } else {
-        char tmp[128];
-        size_t n = (size_t)(p - start);
-        if (n >= sizeof tmp)
-            return NULL;
-        memcpy(tmp, start, n);
-        tmp[n] = '\0';
-        *out = strtod(tmp, NULL);
-        return p;
+        return strtod_text(start, (size_t)(p - start), out) ? p : NULL;
     }
     *out = neg ? -v : v;
     return p;
 }
 
 /* ---------------------------------------------------------------- numbers as float32 */
-
-const double etd_pow10_tab[17] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7, 1e8,
-                                  1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16};
-const uint64_t etd_pow10_int[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
-                                   100000000};
 
 /* The general case of etd_json_read_float (json_lex.h): etd_json_number's
  * double, then the float32 range. */
@@ -140,14 +144,7 @@ const char *etd_json_read_float_general(const char *p, const char *end, float *o
         /* etd_json_number's double may be an ulp off (its 16-19 digit
          * branch): at the edge of the range strtod decides, as the general
          * path does */
-        char tmp[128];
-        size_t n = (size_t)(e - p);
-        if (n >= sizeof tmp)
-            return NULL;
-        memcpy(tmp, p, n);
-        tmp[n] = '\0';
-        v = strtod(tmp, NULL);
-        if (!(isfinite(v) && fabs(v) <= (double)FLT_MAX))
+        if (!strtod_text(p, (size_t)(e - p), &v) || !(isfinite(v) && fabs(v) <= (double)FLT_MAX))
             return NULL;
     }
     *out = (float)v;

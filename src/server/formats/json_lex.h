@@ -37,7 +37,7 @@ const char *etd_json_number(const char *p, const char *end, double *v);
 static inline const char *etd_json_read_float(const char *p, const char *end, float *out);
 
 const char *etd_json_read_float_general(const char *p, const char *end, float *out);
-extern const double etd_pow10_tab[17];
+extern const double etd_pow10_tab[23];   /* 10^0 .. 10^22, exact doubles */
 extern const uint64_t etd_pow10_int[9];
 
 /* Eight bytes at p as x = bytes ^ '0' (digits become 0..9), little-endian:

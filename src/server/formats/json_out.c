@@ -1,5 +1,6 @@
 /* jsonout.c - output buffer and number writers for easytorchd. */
 #include "server/formats/json_out.h"
+#include "server/formats/json_lex.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -92,16 +93,12 @@ char *etd_buf_take(etd_buf *b, size_t *len)
 
 /* ---- numbers ---- */
 
-static const double pow10_tab[23] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
 /* v * 10^e, correctly rounded whenever 10^|e| is exact (|e| <= 22). */
 static double scale10(double v, int e)
 {
     if (e >= 0)
-        return e <= 22 ? v * pow10_tab[e] : v * pow(10.0, e);
-    return -e <= 22 ? v / pow10_tab[-e] : v / pow(10.0, -e);
+        return e <= 22 ? v * etd_pow10_tab[e] : v * pow(10.0, e);
+    return -e <= 22 ? v / etd_pow10_tab[-e] : v / pow(10.0, -e);
 }
 
 static const uint32_t pow10_u32[10] = {
@@ -160,7 +157,7 @@ size_t etd_fmt_float(char *out, float f)
     for (p = 1; p < 9; p++) {
         /* the p-digit numbers just below and above V; either may be the
          * only one inside the interval */
-        double unit = pow10_tab[9 - p];
+        double unit = etd_pow10_tab[9 - p];
         uint64_t qd = (uint64_t)(V / unit);
         double cdn = (double)qd * unit, cup = (double)(qd + 1) * unit;
         /* a decimal exactly halfway rounds to the even float (strtof's ties) */
