@@ -206,8 +206,10 @@ export async function offScreenCards({ browser, url, token, watch, check, waitFo
     const p = await ctx.newPage();
     watch(p, ' (short viewport)');
     await p.goto(url + '/');
-    await waitFor(async () => (await p.$$('#models article')).length >= 3 && await p.evaluate(() => ET.idle()), 10000);
     const last = '#models article:last-of-type';
+    // the last card's point count comes with its history, which may land after ET.idle()
+    await waitFor(async () => (await p.$$('#models article')).length >= 3 && await p.evaluate(() => ET.idle()) &&
+      await p.evaluate((sel) => document.querySelector(sel + ' .plot')?.dataset.points !== undefined, last), 10000);
     const name = await p.getAttribute(last, 'data-model');
     const before = await p.evaluate((sel) => {
       const c = document.querySelector(sel), r = c.getBoundingClientRect();

@@ -98,7 +98,26 @@ class Base(DaemonTestCase):
         d.create(s)
         ref = Reference(s)
         ref.set_params(d.params(name))
+        self.specs = getattr(self, "specs", {})
+        self.specs[name] = (s, d.params(name))
         return name, ref
+
+    def assertSameAsTwin(self, name, x, y, k, what, d=None):
+        """The model's parameters are bit for bit those of a twin (same spec, same initial
+        parameters) that a job trained for exactly k steps on the same minibatches in the
+        same daemon: the model holds k whole steps, no more, no less.  (A comparison with
+        torch after k steps would mix that up with float32 drift: after the 10^4-10^5 steps
+        a long job reaches before it is stopped, torch and easytorch part by ~1e-4 --
+        test_jobs compares jobs with torch where the step count is fixed.)"""
+        d = d or D
+        s, init = self.specs[name]
+        twin = fresh("twin")
+        d.create(dict(s, name=twin))
+        d.set_params(twin, init)
+        j = wait(d, twin, submit(d, twin, x, y, epochs=k).json()["id"], over)
+        self.assertEqual((j["state"], j["steps_done"]), ("done", k), j)
+        self.assertEqual(d.params(name), d.params(twin), "%s: not the parameters of %d whole steps"
+                         % (what, k))
 
     def assertParams(self, name, ref, what, d=None):
         r = dict_close_report((d or D).params(name), ref.params_json())
@@ -314,8 +333,7 @@ class TestWhileRunning(Base):
         self.assertRegex(j["error"], r"^cancelled after %d of \d+ steps$" % k)
         self.assertRegex(j["finished"], TIME_RE)
         self.assertEqual(D.model(name)["step"], k)
-        replay(ref, x, y, 1000000, 2, steps=k)
-        self.assertParams(name, ref, "after the cancel")
+        self.assertSameAsTwin(name, x, y, k, "after the cancel")
         # cancelling again is harmless, and answers the same record
         self.assertEqual(D.ok("DELETE", jobs_path(name, jid)), j)
         time.sleep(0.05)
@@ -473,8 +491,7 @@ class TestRestart(Base):
         # the record agrees with the model it was saved with
         self.assertEqual(d.model(name)["step"], j["start_step"] + k)
         self.assertIn("%d of %d steps" % (k, j["steps_total"]), j["error"])
-        replay(ref, x, y, 10 ** 6, 2, steps=k)
-        self.assertParams(name, ref, "after the restart", d)
+        self.assertSameAsTwin(name, x, y, k, "after the restart", d)
         # not running: the model takes training calls and new jobs
         d.ok("POST", "/v1/models/%s/batches" % name, {"inputs": x, "targets": y})
         self.assertEqual(submit(d, name, x, y).json()["id"], jid + 1)
