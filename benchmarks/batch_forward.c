@@ -11,6 +11,8 @@
  *                              with the weights' panels cached (et_pack_cache,
  *                              as a batching easytorchd runs), and M = 1 to 4
  *                              default
+ *   batch_forward --floor [--json]  the 64-row x·Wᵀ of each layer: ours
+ *                              against OpenBLAS and the FMA peak (batch_floor.c)
  *   batch_forward M N [plain|cached]  N forwards of M rows (invariant unless
  *                              "plain"; "cached": with a pack cache): for
  *                              valgrind --tool=callgrind
@@ -84,8 +86,12 @@ static double time_forward(et_module *net, et_tensor *x, bool invariant)
     return best;
 }
 
+int batch_floor(bool json);   /* batch_floor.c */
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "--floor") == 0)
+        return batch_floor(argc >= 3 && strcmp(argv[2], "--json") == 0);
     et_module *net = net_new();
     et_generator *g = et_generator_new(1);
     et_tensor *x64 = et_randn(g, (const int64_t[]){64, 784}, 2);

@@ -51,8 +51,13 @@ DAEMON_MODELS = {
     "mnist_batched": {"layers": MNIST_LAYERS, "loss": {"type": "CrossEntropyLoss"},
                       "optimizer": {"type": "SGD", "lr": 0.01}, "seed": 0,
                       "batching": {"max_batch_size": 64, "max_delay_us": 500}},
+    # the batching ceiling's HTTP exchange: the same 784-number request and
+    # 10-number answer, a forward of ~8k multiply-adds (a few tenths of a µs)
+    "mnist_tiny": {"layers": [{"type": "Linear", "in_features": 784, "out_features": 10}],
+                   "loss": {"type": "CrossEntropyLoss"},
+                   "optimizer": {"type": "SGD", "lr": 0.01}, "seed": 0},
 }
-MODEL_COLS = {"bench": 13, "mnist": 784, "mnist_batched": 784}
+MODEL_COLS = {"bench": 13, "mnist": 784, "mnist_batched": 784, "mnist_tiny": 784}
 
 
 class Server:
@@ -478,7 +483,10 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     the request in `anchor_body` (the binary-vs-JSON rows); it is then not
     checked against the plain uvicorn reference.  `model` / `anchor_model`:
     the easytorchd models the two sides ask (default "bench"; the batching
-    rows compare a batching model with the same model not batching)."""
+    rows compare a batching model with the same model not batching).
+    `exchange_model`: a third easytorchd side in the same rotation (the
+    batching row's tiny model: the HTTP exchange alone), and with
+    `batch_forward` (its path) the row's ceiling (batching_ceiling)."""
     rid, route, batch, conns = row["id"], row["route"], row["batch"], row["conns"]
     unit = row["unit"]
     model = row.get("model", "bench")
@@ -495,7 +503,11 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
         files[side].write_bytes(encode_body(body, fmt))
     files["limit"] = files["ours"]   # nginx gets our request's bytes...
     fmts["limit"] = fmts["ours"]
-    paths = {s: f"/v1/models/{models[s]}/{route}" for s in ("ours", "anchor", "reference")}
+    if row.get("exchange_model"):
+        servers = dict(servers, exchange=servers["ours"])
+        models["exchange"], files["exchange"], fmts["exchange"] = (
+            row["exchange_model"], files["ours"], fmts["ours"])
+    paths = {s: f"/v1/models/{models[s]}/{route}" for s in models}
 
     def attempt(side, fn):
         if side in failed and servers.get(side) is not servers["ours"]:
@@ -512,7 +524,7 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     sides = [s for s in ("ours", "anchor", "limit") if s in servers]
     ours_bytes = attempt("ours", lambda retry: check_response(
         servers["ours"], route, files["ours"].read_bytes(), batch, fmts["ours"], models["ours"]))
-    for side in ("anchor", "reference"):
+    for side in ("anchor", "reference", "exchange"):
         if side in servers:
             attempt(side, lambda retry, s=side: check_response(
                 servers[s], route, files[s].read_bytes(), batch, fmts[s], models[s]))
@@ -544,6 +556,9 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     elif "anchor" in latency and servers["anchor"] is not servers["ours"]:
         insane = "anchor not checked: the plain reference server failed"
 
+    if "exchange" in servers:   # in the rotation, not in the sanity check
+        sides.append("exchange")
+    floor = batch_floor(row.get("batch_forward"), own_pids) if "exchange" in servers else None
     for side in sides:
         attempt(side, lambda retry, s=side: wrk(servers[s], paths[s], files[s], conns,
                                                 plan["http_warm_s"] * (2 if retry else 1),
@@ -599,4 +614,52 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     res["status"] = "n/a" if ok is None else ("ok" if ok else "MISS")
     if ok is None:
         res["error"] = "; ".join(f"{k}: {v}" for k, v in res["errors"].items())
+    if "exchange" in servers:
+        res["ceiling"] = batching_ceiling(res, floor)
     return res
+
+
+def batch_floor(path, own_pids):
+    """`batch_forward --floor --json`: the 784-1024-1024-10 forward's cost
+    per row at 64-row batches -- ours (batch-invariant, weights packed), the
+    same shapes through OpenBLAS, and at the FMA peak measured there; None
+    when it is not built or fails."""
+    if not path or not os.access(path, os.X_OK):
+        return None
+    p = subprocess.Popen([path, "--floor", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    own_pids.add(p.pid)
+    try:
+        out, _ = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return None
+    finally:
+        own_pids.discard(p.pid)
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    return json.loads(lines[-1]) if p.returncode == 0 and lines else None
+
+
+def batching_ceiling(res, floor):
+    """The most the batching ratio can be on this machine, from the same
+    run: the unbatched request's daemon CPU time over what a batched request
+    cannot go below -- the HTTP exchange of the same request on a tiny model
+    (its daemon CPU time) plus the forward's per-row cost at a full 64-row
+    batch at the GEMM floor (the lower of OpenBLAS's and ours); and the
+    measured ratios' fractions of it.  Also with the FMA peak as the floor."""
+    c = {}
+    if "anchor" not in res or "exchange" not in res or not floor:
+        c["error"] = ("no unbatched side" if "anchor" not in res else
+                      "no tiny-model side" if "exchange" not in res else
+                      "batch_forward --floor not available")
+        return c
+    unb = res["anchor"]["cpu_per_request"]["median"] * 1e6
+    exch = res["exchange"]["cpu_per_request"]["median"] * 1e6
+    c.update(unbatched_us=unb, exchange_us=exch, floor=floor,
+             ceiling=unb / (exch + floor["floor_us_per_row"]),
+             ceiling_peak=unb / (exch + floor["peak_us_per_row"]))
+    if res.get("ratio_cpu"):
+        c["fraction_cpu"] = res["ratio_cpu"] / c["ceiling"]
+    if res.get("ratio"):
+        c["fraction_wall"] = res["ratio"] / c["ceiling"]
+    return c

@@ -71,6 +71,8 @@ def table_rows(rows, results):
                         fmt_triple_time(r["anchor"]) if "anchor" in r else "—",
                         fmt_x(r.get("ratio_wall")), fmt_x(r.get("ratio_cpu")), target, limit,
                         frac, load_s, result_text(r, "CPU" if r["clock"] == "cpu" else "wall")))
+        elif r["kind"] == "ceiling":
+            out.append(ceiling_cells(r, what, thr, target, load_s))
         elif r["kind"] == "rate":
             def side(s):
                 if s not in r:
@@ -91,6 +93,24 @@ def table_rows(rows, results):
                         f"listening after {fmt_triple_time(r['listening_s'])}", "—", "—",
                         "report", "—", "—", load_s, "report"))
     return out
+
+
+def ceiling_cells(r, what, thr, target, load_s):
+    """The batching ratio's ceiling row (harness/http.py batching_ceiling)."""
+    if "error" in r:
+        return (what, thr, "—", "—", "—", fmt_x(r.get("ratio")), fmt_x(r.get("ratio_cpu")),
+                "report", "n/a", "—", load_s, f"n/a: {r['error']}")
+    f = r["floor"]
+    ours = (f"unbatched {r['unbatched_us']:.3g} µs ÷ (exchange {r['exchange_us']:.3g} µs + "
+            f"floor {f['floor_us_per_row']:.3g} µs/row)")
+    parts = (f"64 rows: ours {f['ours_us_per_row']:.3g}, OpenBLAS {f['openblas_us_per_row']:.3g}, "
+             f"FMA peak {f['peak_us_per_row']:.3g} µs/row ({f['isa']})")
+    frac = " / ".join(f"{r[k]:.2f} {w}" for k, w in (("fraction_wall", "wall"),
+                                                      ("fraction_cpu", "CPU")) if k in r)
+    return (what, thr, "the same run's sides", ours, parts, fmt_x(r.get("ratio")),
+            fmt_x(r.get("ratio_cpu")), "report",
+            f"ceiling {r['ceiling']:.3g}× (at the FMA peak {r['ceiling_peak']:.3g}×)",
+            frac or "—", load_s, "report")
 
 
 HEAD = ("workload", "threads", "anchor", "easytorch min / median / max",
