@@ -37,7 +37,8 @@ async function main() {
       existsSync(vendored) && existsSync(npm) && readFileSync(vendored).equals(readFileSync(npm)));
   }
 
-  let d = await B.startDaemon([], TOKEN);
+  const daemonArgs = ['--max-steps', '1000000000'];   // the cancel check's long job
+  let d = await B.startDaemon(daemonArgs, TOKEN);
   const oldDirs = [];      // data dirs of daemons stopped for a restart (removed at the end)
   let restarting = false;  // while the daemon is down on purpose, the page's failed requests are expected
   const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -343,7 +344,10 @@ async function main() {
     // the model page: a running job and its cancel button
     const big = [];
     for (let i = 0; i < 2048; i++) { const x = -3 + 6 * i / 2047; big.push([x]); }
-    const long = await api('POST', '/v1/models/val/jobs', { inputs: big, targets: big.map((r) => [Math.sin(r[0])]), epochs: 400, batch_size: 1 });
+    // (819 M steps, above the default --max-steps: a job that cannot end by itself before the
+    // page cancels it, however fast the machine -- with 400 epochs, 819 k steps, it once
+    // finished first)
+    const long = await api('POST', '/v1/models/val/jobs', { inputs: big, targets: big.map((r) => [Math.sin(r[0])]), epochs: 400000, batch_size: 1 });
     await page.goto(d.url + '/#model=val');
     const cancelBtn = `#jobs li[data-job="${long.id}"] button.cancel:not([hidden])`;
     const tShown = Date.now();
@@ -352,8 +356,10 @@ async function main() {
     check('the model page lists the running job with a progress bar',
       !!shown && !!(await page.$(`#jobs li[data-job="${long.id}"] progress`)));
     if (shown) await page.click(cancelBtn);
-    const cancelled = await waitFor(async () => (await api('GET', `/v1/models/val/jobs/${long.id}`)).state === 'cancelled', 15000);
-    check('the cancel button cancels a running job (the API confirms)', !!cancelled);
+    let jobNow = null;
+    const cancelled = await waitFor(async () => (jobNow = await api('GET', `/v1/models/val/jobs/${long.id}`)).state === 'cancelled', 15000);
+    check('the cancel button cancels a running job (the API confirms)', !!cancelled,
+      jobNow && `${jobNow.state} after ${jobNow.steps_done} of ${jobNow.steps_total} steps`);
     check('the model page shows the architecture as a table',
       (await page.$$eval('#arch-table tbody tr', (rs) => rs.length)) === 3 &&
       /Linear\(1→16\)/.test(await page.textContent('#arch-table')));
@@ -655,7 +661,7 @@ async function main() {
     const down = await waitFor(async () => (await page.getAttribute('#status', 'data-live')) !== 'stream', 10000);
     check('the page notices the daemon went away', !!down, await page.textContent('#status'));
     oldDirs.push(d.dir);
-    d = await B.startDaemon(['--listen', '127.0.0.1:' + port, '--data-dir', path.join(d.dir, 'data')], TOKEN);
+    d = await B.startDaemon([...daemonArgs, '--listen', '127.0.0.1:' + port, '--data-dir', path.join(d.dir, 'data')], TOKEN);
     await B.ready(d);
     const reconnected = await waitFor(async () => (await page.getAttribute("#status", "data-live")) === "stream", 30000);
     page.off('response', idSpy);
@@ -730,7 +736,7 @@ async function main() {
 
     // -- the system's dark theme, a 4K screen; the error checks can fail --------------------------
     await V.themesAndScreens({ browser, url: d.url, token: TOKEN, card, page, watch, out: OUT, check, waitFor });
-    await V.offScreenCards({ browser, url: d.url, token: TOKEN, watch, check, waitFor });
+    await V.offScreenCards({ browser, url: d.url, token: TOKEN, watch, check, waitFor, api });
     check('nothing is loaded from anywhere but the daemon', foreign.length === 0, foreign.slice(0, 5).join(' '));
     check('no script errors', errors.length === 0, errors.concat(notFound).slice(0, 5).join(' | '));
     const wide = V.pngSize(path.join(OUT, 'dashboard-1400x900.png'));
