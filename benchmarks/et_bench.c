@@ -33,6 +33,7 @@
 
 #include "bench_attention.h"
 #include "bench_bw.h"
+#include "bench_div.h"
 #include "bench_graph.h"
 #include "bench_conv.h"
 #include "bench_train.h"
@@ -719,6 +720,7 @@ static const workload workloads[] = {
     {"optim_sgd_784_1024_1024_10", "SGD momentum step alone, 784-1024-1024-10", optim_sgd_setup,
      optim_run, mlp_teardown},
     BENCH_BW_WORKLOADS          /* bench_bw.c */
+    BENCH_DIV_WORKLOADS         /* bench_div.c */
     {"matmul_1024", "et_matmul 1024x1024 @ 1024x1024", mm_setup, mm_et_run, mm_teardown},
     {"sgemm_1024", "cblas_sgemm 1024x1024 @ 1024x1024", mm_setup, mm_sgemm_run, mm_teardown},
     BENCH_CONV_WORKLOADS   /* bench_conv.c */
