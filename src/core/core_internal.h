@@ -538,8 +538,10 @@ typedef struct etc_gemm_t {
 #define ETC_GEMM_BLAS 4u
 /* The tile kernel even where the dot kernel would be chosen (measurements). */
 #define ETC_GEMM_TILE 8u
-/* AVX2, 1-4 rows of x·Wᵀ: the dot kernel's 4x4 tile (gemm_kernel.h) instead
- * of gemm_inv_few.c, which computes the same bits (tests, measurements). */
+/* x·Wᵀ of 1-4 rows, or invariant of any m, on AVX2 or AVX-512: the ISA's
+ * dot kernel (gemm_kernel.h, its 4x4 tile) where gemm_inv_few.c /
+ * gemm_inv_many.c would run, which compute the same bits (tests,
+ * measurements). */
 #define ETC_GEMM_DOT4 16u
 /* m, n, k must fit in int (callers check); any strides. */
 void etc_gemm(const etc_gemm_t *g, unsigned flags);

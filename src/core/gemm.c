@@ -556,10 +556,31 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
      * many rows transpose it 16 columns at a time, as the tile kernel does.
      * The order depends on the layout and k only, never on m or the ISA:
      * the bits of the dot kernel below, i.e. of the default mode's one-row
-     * call. */
+     * call.  AVX-512 CPUs run the AVX2 kernels for one row and for 16 or
+     * more, the AVX-512 dot kernel (a 4x4 tile of dot products, W read
+     * once per 4 rows) for 2-15: on the Zen 4 of session 10, two
+     * 784-1024-1024-10 forwards at once (as a batching daemon's two
+     * workers run them), µs per row: 1 row 142 dot / 135-138 few; 4-8 rows
+     * 39-40 dot / 69-75 few (L2-bound); 32 rows 50-51 dot / 39-40 many
+     * (packed); 64 rows 53-54 / 39-42 (the dot kernel streams the 7.4 MB
+     * of W from L3 once per 4 rows, the packed panels once per 64):
+     * docs/performance-http.md, session 10.  ETC_GEMM_DOT4 asks for the
+     * ISA's dot kernel for every m (the tests compare the bits). */
     if (invariant && !(flags & ETC_GEMM_TILE) && g->acs == 1 && g->brs == 1 && g->k >= 16) {
 #ifdef GEMM_X86
-        if (which == ISA_AVX2) {
+        if (which == ISA_AVX512 && (flags & ETC_GEMM_DOT4)) {
+            gemm_dot_avx512(g);
+            return;
+        }
+        if (which == ISA_AVX2 && (flags & ETC_GEMM_DOT4)) {
+            gemm_dot_avx2(g);
+            return;
+        }
+        if (which == ISA_AVX512 && g->m > 1 && g->m < ETC_INV_MANY_MIN_ROWS) {
+            gemm_dot_avx512(g);
+            return;
+        }
+        if (which != ISA_PORTABLE) {
             float *panels = g->m >= ETC_INV_MANY_MIN_ROWS
                                 ? scratch_get(SCRATCH_PANEL, ETC_INV_MANY_SCRATCH(g))
                                 : NULL;
@@ -567,10 +588,6 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
                 etc_gemm_inv_many_avx2(g, panels);   /* g->bpack: W packed already */
             else
                 etc_gemm_inv_few_avx2(g);
-            return;
-        }
-        if (which == ISA_AVX512) {
-            gemm_dot_avx512(g);
             return;
         }
 #endif
@@ -584,7 +601,7 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
     if (!invariant && !(flags & ETC_GEMM_TILE) && g->acs == 1 && g->brs == 1 && g->k >= 16 &&
         g->m <= 4) {
 #ifdef GEMM_X86
-        if (which == ISA_AVX512) {
+        if (which == ISA_AVX512 && (flags & ETC_GEMM_DOT4)) {
             gemm_dot_avx512(g);
             return;
         }
@@ -592,11 +609,17 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
             gemm_dot_avx2(g);
             return;
         }
-        if (which == ISA_AVX2) {
+        if (which == ISA_AVX512 && g->m > 1) {
+            gemm_dot_avx512(g);   /* 2-4 rows: 40-41 µs a row vs 65-73 (above) */
+            return;
+        }
+        if (which != ISA_PORTABLE) {
             /* gemm_inv_few.c: the same order, so the same bits as
              * gemm_dot_avx2, whose 4x4 tile computes row 0 four times when
              * m = 1 (one row of the 784-1024-1024-10 forward ~2.5x
-             * cheaper, docs/performance-http.md, session 9) */
+             * cheaper, docs/performance-http.md, session 9); one row on
+             * AVX-512 CPUs too (default mode, two at once on session 10's
+             * Zen 4: 129-135 µs against gemm_dot_avx512's 150-160) */
             etc_gemm_inv_few_avx2(g);
             return;
         }

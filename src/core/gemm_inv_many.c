@@ -78,15 +78,33 @@ static TARGET void pack_w(const etc_gemm_t *g, int64_t j0, int nj, float *bp, bo
 }
 
 /* rows i0 .. i0+nr-1 (nr <= 6) of A, group q of ng, into ap in the passes'
- * order: ap[((l * ng + q) * C + c) * 6 + r] = A(i0 + r, 16c + l), so one
- * pass's slices of every group are contiguous */
-static void pack_a(const etc_gemm_t *g, int64_t i0, int nr, int64_t q, int64_t ng, float *ap)
+ * order: ap[((l * ng + q) * nc + c) * 6 + r] = A(i0 + r, 16c + l), so one
+ * pass's slices of every group are contiguous.  Eight columns of the rows
+ * at a time through the 8x8 transpose, each column's 6 values stored at
+ * once (the element-by-element copy, an index computed per float, was
+ * ~50 us of a 64-row batch per layer on session 10's Zen 4: all of the
+ * 64 x 10 x 1024 layer's cost beyond its one panel's FMAs); the slots of
+ * rows past nr get zeros (never read) */
+static TARGET void pack_a(const etc_gemm_t *g, int64_t i0, int nr, int64_t q, int64_t ng,
+                          float *ap)
 {
     const int64_t k = g->k, nc = (k + 15) / 16;
-    for (int r = 0; r < nr; r++) {
-        const float *a = g->a + (i0 + r) * g->ars;
-        for (int64_t p = 0; p < k; p++)
-            ap[(((p % 16) * ng + q) * nc + p / 16) * MR + r] = a[p];
+    for (int64_t p = 0; p < k; p += 8) {
+        int np = k - p < 8 ? (int)(k - p) : 8;
+        __m256i mp = first_lanes(np);
+        __m256 r[8];
+        for (int rr = 0; rr < 8; rr++) {
+            const float *a = g->a + (i0 + rr) * g->ars + p;
+            r[rr] = rr >= nr ? _mm256_setzero_ps()
+                             : np == 8 ? _mm256_loadu_ps(a) : _mm256_maskload_ps(a, mp);
+        }
+        etc_t8(r);   /* r[j]: A(i0 + 0..7, p + j) */
+        for (int j = 0; j < np; j++) {
+            int64_t pj = p + j;
+            float *d = ap + (((pj % 16) * ng + q) * nc + pj / 16) * MR;
+            _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+            _mm_storel_pi((__m64 *)(void *)(d + 4), _mm256_extractf128_ps(r[j], 1));
+        }
     }
 }
 

@@ -128,7 +128,7 @@ const float *etc_inv_pack_get(const etc_gemm_t *g, const et_tensor *w)
     et_pack_cache *c = tl_cache;
     if (!c || !(etc_gemm_mode() & ETC_GEMM_INVARIANT) || g->acs != 1 || g->brs != 1 ||
         g->k < 16 || g->m < ETC_INV_MANY_MIN_ROWS || !w || !w->storage ||
-        strcmp(etc_gemm_isa(), "avx2") != 0)
+        strcmp(etc_gemm_isa(), "portable") == 0)
         return NULL;
     const et_storage *s = w->storage;
     const float *panels = NULL;

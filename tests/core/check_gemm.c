@@ -382,7 +382,7 @@ START_TEST(test_pack_cache)
 {
     static const int64_t dims[][2] = {{1024, 784}, {10, 1024}, {67, 100}, {21, 23}, {9, 16}};
     static const int64_t ms[] = {16, 17, 40, 64, 70, 131};
-    bool avx2 = strcmp(etc_gemm_isa(), "avx2") == 0;
+    bool avx2 = strcmp(etc_gemm_isa(), "portable") != 0;   /* AVX2 kernels, also on AVX-512 */
     et_generator *gen = et_generator_new(7);
     et_pack_cache *c = et_pack_cache_new(0);
     ck_assert_ptr_nonnull(c);
@@ -445,40 +445,50 @@ START_TEST(test_pack_cache)
 }
 END_TEST
 
-/* The default mode's 1-4 rows of x·Wᵀ on AVX2 run gemm_inv_few.c (session 9)
- * instead of the dot kernel's 4x4 tile: the same bits as before, for every
- * epilogue, odd k and n and a strided W. */
+/* The default mode's 1-4 rows of x·Wᵀ run gemm_inv_few.c on AVX2 (session 9)
+ * and AVX-512 CPUs (session 10) instead of the ISA's dot kernel, and the
+ * invariant x·Wᵀ of any m runs gemm_inv_few.c / gemm_inv_many.c on both:
+ * the same bits as that dot kernel (ETC_GEMM_DOT4 forces it), for every
+ * epilogue, odd k and n and a strided W, on every SIMD ISA the CPU has. */
 START_TEST(test_few_rows_same_bits_as_dot_tile)
 {
     static const shape few[] = {{1, 1024, 784, 'F'}, {1, 10, 1024, 'F'}, {2, 67, 17, 'F'},
                                 {3, 13, 100, 'F'},   {4, 129, 31, 'F'},  {1, 5, 16, 'F'},
-                                {4, 3, 40, 'F'},     {2, 9, 33, 'F'}};
+                                {4, 3, 40, 'F'},     {2, 9, 33, 'F'},    {16, 67, 17, 'F'},
+                                {23, 129, 31, 'F'},  {64, 40, 784, 'F'}, {70, 9, 33, 'F'}};
+    static const char *const isas[] = {"avx2", "avx512"};
     const char *saved = etc_gemm_isa();
-    if (etc_gemm_set_isa("avx2") != 0)
-        return;   /* no AVX2 here: the AVX-512 and portable paths did not change */
-    for (size_t si = 0; si < sizeof few / sizeof few[0]; si++)
-        for (int ep = 0; ep < 4; ep++) {
-            const shape *s = &few[si];
-            problem p;
-            make(&p, s, 91u + (unsigned)(si * 4 + ep));
-            etc_gemm_t g = p.g;
-            g.accumulate = ep & 1;
-            g.bias = ep & 2 ? p.bias : NULL;
-            g.act = ep == 3 ? ETC_GEMM_RELU : ETC_GEMM_NONE;
-            size_t csz = (size_t)(s->m * g.ldc);
-            float *ref = malloc(csz * sizeof(float));
-            memcpy(ref, p.c, csz * sizeof(float));
-            etc_gemm_t gr = g;
-            gr.c = ref;
-            etc_gemm(&gr, ETC_GEMM_DOT4);
-            etc_gemm(&g, 0);
-            ck_assert_msg(memcmp(ref, p.c, csz * sizeof(float)) == 0,
-                          "%lldx%lldx%lld %c, epilogue %d: the few-row kernel's bits differ "
-                          "from the dot tile's", (long long)s->m, (long long)s->n,
-                          (long long)s->k, s->layout, ep);
-            free(ref);
-            unmake(&p);
-        }
+    for (int a = 0; a < 2; a++) {
+        if (etc_gemm_set_isa(isas[a]) != 0)
+            continue;   /* not on this CPU */
+        for (size_t si = 0; si < sizeof few / sizeof few[0]; si++)
+            for (int ep = 0; ep < 8; ep++) {
+                const shape *s = &few[si];
+                unsigned mode = ep & 4 ? ETC_GEMM_INVARIANT : 0;
+                if (!mode && s->m > 4)
+                    continue;   /* the default mode's many rows take the tile kernel */
+                problem p;
+                make(&p, s, 91u + (unsigned)(si * 8 + ep));
+                etc_gemm_t g = p.g;
+                g.accumulate = ep & 1;
+                g.bias = ep & 2 ? p.bias : NULL;
+                g.act = (ep & 3) == 3 ? ETC_GEMM_RELU : ETC_GEMM_NONE;
+                size_t csz = (size_t)(s->m * g.ldc);
+                float *ref = malloc(csz * sizeof(float));
+                memcpy(ref, p.c, csz * sizeof(float));
+                etc_gemm_t gr = g;
+                gr.c = ref;
+                etc_gemm(&gr, mode | ETC_GEMM_DOT4);
+                etc_gemm(&g, mode);
+                ck_assert_msg(memcmp(ref, p.c, csz * sizeof(float)) == 0,
+                              "%s %lldx%lldx%lld %c, epilogue %d%s: the few/many-row kernels' "
+                              "bits differ from the dot tile's", isas[a], (long long)s->m,
+                              (long long)s->n, (long long)s->k, s->layout, ep & 3,
+                              mode ? ", invariant" : "");
+                free(ref);
+                unmake(&p);
+            }
+    }
     ck_assert_int_eq(etc_gemm_set_isa(saved), 0);
 }
 END_TEST
