@@ -196,6 +196,21 @@ et_tensor *etc_indices(const et_tensor *index, int64_t size, const char *op, int
     et_tensor *ix = etc_alloc_dtype(index->shape, index->ndim, ET_INT64);
     if (!ix)
         return NULL;
+    if (index->dtype == ET_INT64 && index->contiguous) {
+        /* the common case (a batch of int64 indices) in one loop with no
+         * call per index; an index out of range takes the general loop
+         * below, which reports it */
+        const int64_t *src = etc_idata(index);
+        int64_t *dst = etc_idata(ix), n = 0;
+        for (; n < index->numel; n++) {
+            int64_t v = src[n];
+            if (v < 0 || v >= size)
+                break;
+            dst[n] = v;
+        }
+        if (n == index->numel)
+            return ix;
+    }
     int64_t pos[ET_MAX_DIMS] = {0};
     for (int64_t n = 0; n < index->numel; n++) {
         int64_t off = 0;

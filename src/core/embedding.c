@@ -91,10 +91,12 @@ static void copy_row(float *dst, const et_tensor *w, int64_t r)
 {
     int64_t D = w->shape[1], cs = w->strides[1];
     const float *row = w->data + r * w->strides[0];
-    if (cs == 1) {
+    if (cs == 1 && D > 16) {
         memcpy(dst, row, (size_t)D * sizeof(float));
         return;
     }
+    /* short rows (the char model's 10) in a loop: a memcpy call per index
+     * cost more than the copy */
     for (int64_t k = 0; k < D; k++)
         dst[k] = row[k * cs];
 }

@@ -329,11 +329,23 @@ et_tensor *et_index_select(et_tensor *a, int dim, et_tensor *index)
     for (int k = d + 1; k < a->ndim; k++)
         inner *= a->shape[k];
     size_t es = (size_t)etc_elsize(a->dtype);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < L; i++)
-            memcpy((char *)out->data + (size_t)((o * L + i) * inner) * es,
-                   (const char *)x->data + (size_t)((o * D + etc_idata(ix)[i]) * inner) * es,
-                   (size_t)inner * es);
+    if (es == 8 && inner < 8) {
+        /* a few int64 values per index (a batch of a dataset's rows of
+         * contexts, or its targets): plain loads and stores, not a call to
+         * memcpy for 8 or 24 bytes -- the same values */
+        const int64_t *xs = etc_idata(x);
+        int64_t *os = etc_idata(out);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < L; i++)
+                for (int64_t q = 0; q < inner; q++)
+                    os[(o * L + i) * inner + q] = xs[(o * D + etc_idata(ix)[i]) * inner + q];
+    } else {
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < L; i++)
+                memcpy((char *)out->data + (size_t)((o * L + i) * inner) * es,
+                       (const char *)x->data + (size_t)((o * D + etc_idata(ix)[i]) * inner) * es,
+                       (size_t)inner * es);
+    }
     etc_release(x);
     out->aux.i[0] = d;
     out = etc_finish(out, ETC_OP_INDEX_SELECT, &a, 1);
