@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "core/cross_entropy_avx512.h"
 
 /* the saved row of each sample: max, log-sum-exp, weight w[t] (0 when
  * ignored), 1 or 0 (ignored), target class (0 when ignored, as the composed
@@ -325,6 +326,11 @@ et_tensor *et_cross_entropy_rows(et_tensor *input, et_tensor *target, et_tensor 
     double wsum = 0;
 #ifdef CE_X86
     const bool avx2 = ce_use_avx2() && C <= INT32_MAX - 8;
+    /* rows of 16..256 logits: all rows' statistics first, 16 rows at a time
+     * (cross_entropy_avx512.c; the same bits) */
+    const bool avx512 = C >= 16 && C <= CE512_MAX_D && etc_ce_avx512_cpu();
+    if (avx512)
+        etc_ce_stats_avx512(x->data, N, C, &sv->data[CE_M], &sv->data[CE_LS], CE_ROW);
 #endif
     for (int64_t i = 0; i < N; i++) {
         int64_t t;
@@ -336,7 +342,9 @@ et_tensor *et_cross_entropy_rows(et_tensor *input, et_tensor *target, et_tensor 
         int64_t cls = ignored ? 0 : t;
         float w = ignored ? 0.0f : weight ? weight->data[cls * weight->strides[0]] : 1.0f;
 #ifdef CE_X86
-        if (avx2)
+        if (avx512)
+            ;   /* done above */
+        else if (avx2)
             ce_row_stats_avx2(xr, C, &s[CE_M], &s[CE_LS]);
         else
 #endif
@@ -394,10 +402,33 @@ ETC_BW(cross_entropy)
     }
     const float g1 = reduction == 2 ? 0.0f : reduction == 0 ? gc->data[0] / denom : gc->data[0];
     const float *sv = out->saved->data;
+    int64_t first = 0;
 #ifdef CE_X86
     const bool avx2 = ce_use_avx2() && C <= INT32_MAX - 8;
+    if (C >= 16 && C <= CE512_MAX_D && etc_ce_avx512_cpu()) {
+        /* 16 rows at a time, their exps as one flat array (the same bits) */
+        for (int64_t i0 = 0; i0 < N; i0 += 16) {
+            int64_t R = N - i0 < 16 ? N - i0 : 16;
+            ce512_rows rows;
+            memset(&rows, 0, sizeof rows);
+            for (int64_t q = 0; q < R; q++) {
+                const float *s = sv + (i0 + q) * CE_ROW;
+                int64_t t;
+                memcpy(&t, &s[CE_T], sizeof t);
+                float gi = reduction == 2 ? gc->data[i0 + q] : g1;
+                float v = (-(s[CE_V] != 0.0f ? gi : 0.0f)) * s[CE_W];
+                rows.dyt[q] = 0.0f + v;
+                rows.fs[q] = (float)(0.0 + (double)rows.dyt[q]);
+                rows.m[q] = s[CE_M];
+                rows.ls[q] = s[CE_LS];
+                rows.t[q] = (int32_t)t;   /* t < C <= 256 */
+            }
+            etc_ce_back_avx512(x->data + i0 * C, dx->data + i0 * C, R, C, &rows);
+        }
+        first = N;   /* every row done */
+    }
 #endif
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = first; i < N; i++) {
         const float *s = sv + i * CE_ROW;
         int64_t t;
         memcpy(&t, &s[CE_T], sizeof t);
