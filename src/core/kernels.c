@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "core/tanh_avx512.h"
 
 #define GELU_BETA_EXACT 0.3989422804014327f   /* 1/sqrt(2*pi) */
 #define GELU_BETA_TANH 0.7978845608028654f    /* sqrt(2/pi) */
@@ -260,7 +261,12 @@ static void row(int op, float *restrict o, const float *x, int64_t sx, const flo
     case EW_LOG: LOOP1(logf(a)); break;
     case EW_SQRT: LOOP1(sqrtf(a)); break;
     case EW_ABS: LOOP1(fabsf(a)); break;
-    case EW_TANH: LOOP1(etc_tanhf(a)); break;
+    case EW_TANH:
+        if (sx == 1 && etc_tanh_avx512_cpu())   /* the same bits in fewer instructions */
+            etc_tanh_avx512(o, x, n);
+        else
+            LOOP1(etc_tanhf(a));
+        break;
     case EW_SIGMOID: LOOP1(sigmoid_f(a)); break;
     case EW_RELU: LOOP1(a > 0.0f ? a : (a != a ? a : 0.0f)); break;
     case EW_LEAKY: LOOP1(etc_sel(a > 0.0f, a, a * p0)); break;
@@ -666,8 +672,11 @@ void etc_ew_row(int op, float *o, const float *x, int64_t n)
 {
     switch (op) {
     case EW_TANH:
-        for (int64_t i = 0; i < n; i++)
-            o[i] = etc_tanhf(x[i]);
+        if (etc_tanh_avx512_cpu())
+            etc_tanh_avx512(o, x, n);
+        else
+            for (int64_t i = 0; i < n; i++)
+                o[i] = etc_tanhf(x[i]);
         break;
     case EW_SIGMOID:
         for (int64_t i = 0; i < n; i++)

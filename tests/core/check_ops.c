@@ -3,6 +3,7 @@
  * to each), or from identities between ops (non-contiguous == contiguous). */
 #include "check_helpers.h"
 #include "core/core_internal.h"
+#include "core/tanh_avx512.h"
 
 /* a = torch.tensor([[1.,-2.,3.],[4.,5.,-6.]]), b = torch.tensor([0.5,2.,-1.]) */
 static et_tensor *make_a(void) { return TV(ET_SHAPE(2, 3), 1, -2, 3, 4, 5, -6); }
@@ -422,6 +423,61 @@ START_TEST(test_random_arguments_never_crash)
 END_TEST
 
 /* the inline exp/tanh used by the kernels against libm in double */
+/* tanh_avx512.c's row against etc_tanhf bit for bit: every 251st float
+ * bit pattern (both signs, subnormals, infinities, NaNs with their
+ * payloads), the saturation and clamp edges, and rows of every length
+ * 1..40 (the masked tail) */
+START_TEST(test_tanh_avx512_bits)
+{
+    if (!etc_tanh_avx512_cpu())
+        return;
+    enum { B = 4096 };
+    static float x[B], y[B];
+    int n = 0;
+    uint64_t checked = 0;
+    for (uint64_t u = 0; u <= 0xffffffffu; u += 251) {
+        uint32_t w = (uint32_t)u;
+        memcpy(&x[n++], &w, sizeof w);
+        if (n == B || u + 251 > 0xffffffffu) {
+            etc_tanh_avx512(y, x, n);
+            for (int i = 0; i < n; i++) {   /* one check call per mismatch, not per value */
+                float t = etc_tanhf(x[i]);
+                if (memcmp(&t, &y[i], sizeof t) != 0)
+                    ck_abort_msg("tanh(%a) = %a, avx512 %a", (double)x[i], (double)t,
+                                 (double)y[i]);
+            }
+            checked += (uint64_t)n;
+            n = 0;
+        }
+    }
+    ck_assert(checked > 17000000u);
+    static const float edge[] = {0.0f, -0.0f, 8.664339742f, 8.6643400f, 8.6643390f, 9.0f,
+                                 9.0000010f, 8.9999990f, 1e-30f, -1e-30f, 1.4e-45f, 40.0f,
+                                 INFINITY, -INFINITY, NAN, -NAN, 3.0e38f, 0.5f, -0.5f};
+    const int ne = (int)(sizeof edge / sizeof edge[0]);
+    for (int len = 1; len <= 40; len++) {
+        for (int i = 0; i < len; i++)
+            x[i] = edge[i % ne] * (i >= ne ? -1.0f : 1.0f);
+        x[len] = 12345.0f;   /* past the row: must stay */
+        y[len] = 777.0f;
+        etc_tanh_avx512(y, x, len);
+        for (int i = 0; i < len; i++) {
+            float t = etc_tanhf(x[i]);
+            ck_assert_msg(memcmp(&t, &y[i], sizeof t) == 0, "len %d: tanh(%a) = %a, avx512 %a",
+                          len, (double)x[i], (double)t, (double)y[i]);
+        }
+        ck_assert_float_eq(y[len], 777.0f);
+    }
+    /* in place */
+    for (int i = 0; i < 37; i++)
+        x[i] = (float)i * 0.31f - 5.0f;
+    for (int i = 0; i < 37; i++)
+        y[i] = etc_tanhf(x[i]);
+    etc_tanh_avx512(x, x, 37);
+    ck_assert(memcmp(x, y, 37 * sizeof(float)) == 0);
+}
+END_TEST
+
 START_TEST(test_exp_tanh_accuracy)
 {
     double maxe = 0, maxt = 0;
@@ -549,6 +605,7 @@ static Suite *ops_suite(void)
         {"fused_linear", test_fused_linear},
         {"random_arguments", test_random_arguments_never_crash},
         {"exp_tanh_accuracy", test_exp_tanh_accuracy},
+        {"tanh_avx512_bits", test_tanh_avx512_bits},
         {"result_shape_overflow", test_result_shape_overflow_is_an_error},
         {"empty_reductions", test_empty_reductions},
     };
