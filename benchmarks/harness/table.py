@@ -104,7 +104,7 @@ def ceiling_cells(r, what, thr, target, load_s):
     ours = (f"unbatched {r['unbatched_us']:.3g} µs ÷ (exchange {r['exchange_us']:.3g} µs + "
             f"floor {f['floor_us_per_row']:.3g} µs/row)")
     parts = (f"64 rows: ours {f['ours_us_per_row']:.3g}, OpenBLAS {f['openblas_us_per_row']:.3g}, "
-             f"FMA peak {f['peak_us_per_row']:.3g} µs/row ({f['isa']})")
+             f"FMA peak {f['peak_us_per_row']:.3g} µs/row (CPU ISA {f['isa']})")
     frac = " / ".join(f"{r[k]:.2f} {w}" for k, w in (("fraction_wall", "wall"),
                                                       ("fraction_cpu", "CPU")) if k in r)
     return (what, thr, "the same run's sides", ours, parts, fmt_x(r.get("ratio")),
