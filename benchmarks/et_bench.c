@@ -36,8 +36,9 @@
 #include "bench_div.h"
 #include "bench_graph.h"
 #include "bench_conv.h"
+#include "bench_floor.h"
 #include "bench_train.h"
-#include "core/core_internal.h"   /* etc_gemm, for the GEMM floors and --gemm-table */
+#include "core/core_internal.h"   /* etc_gemm, for --gemm-table */
 
 /* One benchmark: setup builds the state once (NULL + et_errmsg() on error);
  * run performs `iters` repetitions, storing a result value in *value. */
@@ -458,113 +459,6 @@ static et_status mm_sgemm_run(void *p, long iters, double *value)
     return ET_OK;
 }
 
-/* ---- the GEMM floor of a training step: its GEMMs alone ---- */
-
-/* The GEMMs an MLP training step must do, with the step's shapes, into
- * preallocated buffers: forward Y_l = X_l W_l^T per layer; backward
- * dW_l = G_l^T X_l per layer and dX_l = G_l W_l for every layer but the
- * first (the input needs no gradient).  What both easytorch and PyTorch must
- * compute at the least; the step's time over this one is its overhead. */
-enum { FL_MAX_LAYERS = 4 };
-
-typedef struct {
-    int nl;                        /* layers */
-    int64_t b, n[FL_MAX_LAYERS + 1];
-    float *x[FL_MAX_LAYERS + 1];   /* activations: x[0] input, x[l+1] layer l's output */
-    float *g[FL_MAX_LAYERS + 1];   /* gradients of the same shapes */
-    float *w[FL_MAX_LAYERS], *dw[FL_MAX_LAYERS];
-} floor_state;
-
-static void floor_teardown(void *p)
-{
-    floor_state *s = p;
-    if (s == NULL)
-        return;
-    for (int l = 0; l <= s->nl; l++) {
-        free(s->x[l]);
-        free(s->g[l]);
-        if (l < s->nl) {
-            free(s->w[l]);
-            free(s->dw[l]);
-        }
-    }
-    free(s);
-}
-
-static float *floor_buf(size_t n)
-{
-    float *b = malloc((n ? n : 1) * sizeof(float));
-    for (size_t j = 0; b != NULL && j < n; j++)
-        b[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    return b;
-}
-
-static void *floor_setup(const int64_t *sizes, int nsizes, int64_t batch)
-{
-    floor_state *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return NULL;
-    s->nl = nsizes - 1;
-    s->b = batch;
-    bool ok = true;
-    for (int l = 0; l <= s->nl; l++) {
-        s->n[l] = sizes[l];
-        ok = ok && (s->x[l] = floor_buf((size_t)(batch * sizes[l]))) != NULL;
-        ok = ok && (s->g[l] = floor_buf((size_t)(batch * sizes[l]))) != NULL;
-        if (l < s->nl) {
-            ok = ok && (s->w[l] = floor_buf((size_t)(sizes[l] * sizes[l + 1]))) != NULL;
-            ok = ok && (s->dw[l] = floor_buf((size_t)(sizes[l] * sizes[l + 1]))) != NULL;
-        }
-    }
-    if (!ok) {
-        floor_teardown(s);
-        et_set_error(ET_ERR_NOMEM, "floor: out of memory");
-        return NULL;
-    }
-    return s;
-}
-
-/* Through etc_gemm, the GEMM the step itself uses (our kernels or OpenBLAS,
- * per shape), with the step's layouts: x·Wᵀ, Gᵀ·X, G·W. */
-static et_status floor_run(void *p, long iters, double *value)
-{
-    floor_state *s = p;
-    const int64_t b = s->b;
-    unsigned mode = etc_gemm_mode();
-    for (long i = 0; i < iters; i++) {
-        for (int l = 0; l < s->nl; l++) {
-            int64_t in = s->n[l], out = s->n[l + 1];
-            etc_gemm_t g = {.m = b, .n = out, .k = in, .a = s->x[l], .ars = in, .acs = 1,
-                            .b = s->w[l], .brs = 1, .bcs = in, .c = s->x[l + 1], .ldc = out};
-            etc_gemm(&g, mode);
-        }
-        for (int l = s->nl - 1; l >= 0; l--) {
-            int64_t in = s->n[l], out = s->n[l + 1];
-            etc_gemm_t gw = {.m = out, .n = in, .k = b, .a = s->g[l + 1], .ars = 1, .acs = out,
-                             .b = s->x[l], .brs = in, .bcs = 1, .c = s->dw[l], .ldc = in};
-            etc_gemm(&gw, 0);
-            if (l > 0) {
-                etc_gemm_t gx = {.m = b, .n = in, .k = out, .a = s->g[l + 1], .ars = out,
-                                 .acs = 1, .b = s->w[l], .brs = in, .bcs = 1, .c = s->g[l],
-                                 .ldc = in};
-                etc_gemm(&gx, 0);
-            }
-        }
-    }
-    *value = s->dw[0][0];
-    return ET_OK;
-}
-
-static void *floor_1_5_1_setup(void) { return floor_setup((const int64_t[]){1, 5, 1}, 3, 256); }
-static void *floor_13_64_64_1_setup(void)
-{
-    return floor_setup((const int64_t[]){13, 64, 64, 1}, 4, 32);
-}
-static void *floor_784_setup(void)
-{
-    return floor_setup((const int64_t[]){784, 1024, 1024, 10}, 4, 256);
-}
-
 /* ---- an optimizer's update alone, and the memory-bandwidth floor of it ---- */
 
 /* The optimizer of an MLP workload after one backward (so every parameter
@@ -631,6 +525,7 @@ static int gemm_table(void)
     static const struct { const char *name; int64_t sizes[5]; int n, batch; bool dx0; } models[] = {
         {"1-5-1 b256", {1, 5, 1}, 3, 256, false},
         {"13-64-64-1 b32", {13, 64, 64, 1}, 4, 32, false},
+        {"13-64-64-1 b1024", {13, 64, 64, 1}, 4, 1024, false},   /* the HTTP b1024 rows */
         {"784-1024-1024-10 b256", {784, 1024, 1024, 10}, 4, 256, false},
         {"784-1024-1024-10 b64", {784, 1024, 1024, 10}, 4, 64, false},
         {"784-1024-1024-10 b1", {784, 1024, 1024, 10}, 4, 1, false},
@@ -709,12 +604,7 @@ static const workload workloads[] = {
      mlp_run, mlp_teardown},
     {"train_char_mlp", "char model Embedding-Linear-BatchNorm1d-Tanh-Linear, CE, SGD, batch 32",
      char_setup, char_run, char_teardown},
-    {"floor_1_5_1", "the GEMMs of a 1-5-1 batch-256 step alone", floor_1_5_1_setup, floor_run,
-     floor_teardown},
-    {"floor_13_64_64_1", "the GEMMs of a 13-64-64-1 batch-32 step alone", floor_13_64_64_1_setup,
-     floor_run, floor_teardown},
-    {"floor_784_1024_1024_10", "the GEMMs of a 784-1024-1024-10 batch-256 step alone",
-     floor_784_setup, floor_run, floor_teardown},
+    BENCH_FLOOR_WORKLOADS       /* bench_floor.c */
     {"optim_adam_13_64_64_1", "Adam step alone, 13-64-64-1", optim_adam_setup, optim_run,
      mlp_teardown},
     {"optim_sgd_784_1024_1024_10", "SGD momentum step alone, 784-1024-1024-10", optim_sgd_setup,

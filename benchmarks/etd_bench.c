@@ -25,7 +25,10 @@
  * saver every 10 s, as the daemon's default).  `value` is the answer's
  * length.  What the daemon's request costs beyond it is HTTP and the socket
  * (libmicrohttpd, the kernel's loopback TCP): scripts/bench prints it as the
- * daemon_train rows' "in-process daemon" part.
+ * daemon_train rows' "in-process daemon" part.  dispatch_predict is the same
+ * for POST /v1/models/NAME/predict.  A --body that is a safetensors file is
+ * sent as one (Content-Type and Accept: application/octet-stream; issue
+ * 15's b1024 rows), any other as JSON.
  *
  * Run by hand:  etd_bench --body FILE [--model SPEC_FILE] [WORKLOAD ITERS]
  * (callgrind: valgrind --tool=callgrind etd_bench --body B --model S dispatch_train 2000)
@@ -42,6 +45,7 @@
 
 #include "server/config.h"
 #include "server/formats/json_in.h"
+#include "server/formats/tensor_st.h"
 #include "server/endpoints/endpoint.h"
 #include "driver.h"
 
@@ -97,7 +101,7 @@ static char scratch[512];
 static etd_registry *reg;
 static etd_server *srv;
 static etd_app app;
-static char train_url[300];
+static char train_url[300], predict_url[300];
 
 static void remove_scratch(void)
 {
@@ -149,6 +153,7 @@ static bool dispatch_setup(etd_err *e)
         return false;
     }
     snprintf(train_url, sizeof train_url, "/v1/models/%s/train", name->valuestring);
+    snprintf(predict_url, sizeof predict_url, "/v1/models/%s/predict", name->valuestring);
     etd_model_unref(m);
     cJSON_Delete(j);
     app = (etd_app){.reg = reg, .json = cfg.json, .max_decoded_body = 64 << 20};
@@ -158,14 +163,18 @@ static bool dispatch_setup(etd_err *e)
     return srv != NULL;
 }
 
-static bool dispatch_train(double *value, etd_err *e)
+static bool dispatch_to(const char *url, double *value, etd_err *e)
 {
-    static const char *const names[] = {"Content-Type"}, *const values[] = {"application/json"};
-    static const size_t lens[] = {16};
+    static const char *const names[] = {"Content-Type", "Accept"};
+    static const char *const json[] = {"application/json"};
+    static const char *const st[] = {"application/octet-stream", "application/octet-stream"};
+    static const size_t json_lens[] = {16}, st_lens[] = {24, 24};
+    bool is_st = etd_st_sniff(body, body_len);
     char *resp = NULL;
     size_t rlen = 0;
     const char *ctype;
-    int status = etd_dispatch(srv, "POST", train_url, names, values, lens, 1, body, body_len,
+    int status = etd_dispatch(srv, "POST", url, names, is_st ? st : json,
+                              is_st ? st_lens : json_lens, is_st ? 2 : 1, body, body_len,
                               &resp, &rlen, &ctype);
     if (status != 200)
         etd_fail(e, ETD_EINVAL, "HTTP %d: %.200s", status, resp ? resp : "");
@@ -174,18 +183,24 @@ static bool dispatch_train(double *value, etd_err *e)
     return status == 200;
 }
 
+static bool dispatch_train(double *value, etd_err *e) { return dispatch_to(train_url, value, e); }
+static bool dispatch_predict(double *value, etd_err *e)
+{
+    return dispatch_to(predict_url, value, e);
+}
+
 static int run_one(const char *name, long iters)
 {
     bool (*fn)(double *, etd_err *) = NULL;
     etd_err e = {0};
     if (strcmp(name, "parse_train_json") == 0) {
         fn = parse_train;
-    } else if (strcmp(name, "dispatch_train") == 0) {
+    } else if (strcmp(name, "dispatch_train") == 0 || strcmp(name, "dispatch_predict") == 0) {
         if (!dispatch_setup(&e)) {
             printf("error %s: %s\n", name, e.msg);
             return 1;
         }
-        fn = dispatch_train;
+        fn = name[9] == 't' ? dispatch_train : dispatch_predict;
     } else {
         printf("error unknown workload '%s'\n", name);
         return 1;
@@ -238,7 +253,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3 || strcmp(argv[1], "--body") != 0) {
         fprintf(stderr, "usage: etd_bench --body FILE [--model SPEC_FILE] "
-                        "[parse_train_json|dispatch_train ITERATIONS]\n");
+                        "[parse_train_json|dispatch_train|dispatch_predict ITERATIONS]\n");
         return 2;
     }
     if (!read_file(argv[2], &body, &body_len)) {

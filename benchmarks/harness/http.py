@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .common import (BENCH_DIR, TORCH_PYTHON, BenchError, SideFailed, free_port, log,
                      summarize, tail, with_retry)
+from .micro import calibrate
 
 LISTENING = re.compile(r"listening on \S+:(\d+)")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -469,7 +470,33 @@ def single_connection_latency(server, path, body_file, own_pids, fmt="json"):
     return wrk(server, path, body_file, 1, 1, own_pids, fmt)
 
 
-def measure_http(row, servers, plan, tmp, failed, own_pids):
+def compute_floor(res, floor_samples, scale, wl):
+    """The compute floor of a row (issue 15's b1024 rows), per request: the
+    request's GEMMs alone (et_bench `wl`, each GEMM the faster of our kernels
+    and OpenBLAS, the median of its samples) and the HTTP exchange (nginx's
+    time per request, 1 / its req/s, serving our response bytes in the same
+    run).  The daemon's I/O threads exchange one request while a compute
+    thread runs another's GEMMs, so the two overlap: the floor is the larger
+    of the two (their sum, "serial_s", is what no overlap would cost; the
+    daemon beats it).  Adds res["floor"], res["floor_fraction"] (our rate /
+    the floor's) and res["floor_ceiling"] (the floor's rate / the anchor's: the
+    most the ratio could reach on this machine)."""
+    if not floor_samples or "limit" not in res:
+        res["errors"]["floor"] = "no GEMM samples" if not floor_samples else "no nginx runs"
+        return
+    gemm_s = statistics.median(w for w, _ in floor_samples)
+    http_s = scale / res["limit"]["rate"]["median"]
+    rate = scale / max(gemm_s, http_s)
+    res["floor"] = {"workload": wl, "gemm_s": summarize([w for w, _ in floor_samples]),
+                    "gemm_cpu_s": summarize([c for _, c in floor_samples]),
+                    "http_s": http_s, "request_s": max(gemm_s, http_s),
+                    "serial_s": gemm_s + http_s, "rate": rate}
+    res["floor_fraction"] = res["ours"]["rate"]["median"] / rate
+    if "anchor" in res:
+        res["floor_ceiling"] = rate / res["anchor"]["rate"]["median"]
+
+
+def measure_http(row, servers, plan, tmp, failed, own_pids, workers=None):
     """Sanity check, then wrk runs rotating between the servers (ours, the
     anchor, nginx).  A failed check or wrk run is retried once (with a window
     twice as long; the server restarted if it died).  When the anchor (or
@@ -486,7 +513,9 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
     rows compare a batching model with the same model not batching).
     `exchange_model`: a third easytorchd side in the same rotation (the
     batching row's tiny model: the HTTP exchange alone), and with
-    `batch_forward` (its path) the row's ceiling (batching_ceiling)."""
+    `batch_forward` (its path) the row's ceiling (batching_ceiling).
+    `floor_wl`: the et_bench workload of the request's GEMMs (workers["c"]),
+    sampled in the same rotation: the row's compute floor (compute_floor)."""
     rid, route, batch, conns = row["id"], row["route"], row["batch"], row["conns"]
     unit = row["unit"]
     model = row.get("model", "bench")
@@ -522,6 +551,15 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
             return None
 
     sides = [s for s in ("ours", "anchor", "limit") if s in servers]
+    floor_wl = row.get("floor_wl")
+    fw = (workers or {}).get("c") if floor_wl else None
+    floor_iters, floor_samples = None, []
+    if fw is not None and "floor" not in failed:
+        try:
+            floor_iters = with_retry("floor", lambda retry: calibrate(fw, floor_wl, plan),
+                                     fw.stop)
+        except SideFailed as e:
+            failed["floor"] = str(e)
     ours_bytes = attempt("ours", lambda retry: check_response(
         servers["ours"], route, files["ours"].read_bytes(), batch, fmts["ours"], models["ours"]))
     for side in ("anchor", "reference", "exchange"):
@@ -564,8 +602,19 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
                                                 plan["http_warm_s"] * (2 if retry else 1),
                                                 own_pids, fmts[s]))
     runs = {s: [] for s in sides}
+    order = sides + (["floor"] if floor_iters else [])
     for i in range(plan["http_runs"]):
-        for side in (sides if i % 2 == 0 else sides[::-1]):
+        for side in (order if i % 2 == 0 else order[::-1]):
+            if side == "floor":
+                if "floor" in failed:
+                    continue
+                try:
+                    t, _, c = with_retry("floor", lambda retry: fw.run(floor_wl, floor_iters),
+                                         fw.stop)
+                    floor_samples.append((t / floor_iters, c / floor_iters))
+                except SideFailed as e:
+                    failed["floor"] = str(e)
+                continue
             r = attempt(side, lambda retry, s=side: wrk(
                 servers[s], paths[s], files[s], conns,
                 plan["http_run_s"] * (2 if retry else 1), own_pids, fmts[s]))
@@ -611,6 +660,10 @@ def measure_http(row, servers, plan, tmp, failed, own_pids):
         res["fraction"] = ours["rate"]["median"] / res["limit"]["rate"]["median"]
         if row.get("limit_target") is not None and ok is not None:
             ok = ok and res["fraction"] >= row["limit_target"]
+    if floor_wl:
+        compute_floor(res, floor_samples, scale, floor_wl)
+        if "floor" in failed:
+            res["errors"]["floor"] = failed["floor"]
     res["status"] = "n/a" if ok is None else ("ok" if ok else "MISS")
     if ok is None:
         res["error"] = "; ".join(f"{k}: {v}" for k, v in res["errors"].items())

@@ -81,6 +81,14 @@ def table_rows(rows, results):
                         f"; p99 {r[s]['p99_ms']['median']:.3g} ms")
             limit = f"nginx: {side('limit')}" if "limit" in r else "nginx: n/a"
             frac = f"{r['fraction']:.2f}" if "fraction" in r else "—"
+            if "floor" in r:   # issue 15's rows: the fraction of the compute floor
+                f = r["floor"]
+                limit = (f"compute floor (the larger of GEMMs {f['gemm_s']['median'] * 1e6:.3g} "
+                         f"µs, nginx {f['http_s'] * 1e6:.3g} µs): {fmt_rate(f['rate'])} {r['unit']}; "
+                         f"ceiling {fmt_x(r.get('floor_ceiling'))}")
+                frac = f"{r['floor_fraction']:.2f}"
+            elif row.get("floor_wl"):
+                limit, frac = "compute floor: n/a", "—"
             out.append((what, thr, anchor, side("ours"), side("anchor"), fmt_x(r.get("ratio")),
                         fmt_x(r.get("ratio_cpu")), target, limit, frac, load_s,
                         result_text(r, "wall")))
