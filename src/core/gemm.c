@@ -30,6 +30,7 @@
 
 #include "core/core_internal.h"
 #include "core/gemm_inv.h"
+#include "core/gemm_n1.h"
 
 #define KS_MAX 4
 
@@ -642,6 +643,14 @@ void etc_gemm(const etc_gemm_t *g, unsigned flags)
             gemm_n1_short_avx512(g);
         else
             gemm_n1_short_avx2(g);
+        return;
+    }
+    /* one column of many rows with a long k (a Linear(k, 1)): the Cᵀ path's
+     * k-split order below without its pack of A and transposed store
+     * (gemm_n1_ks.c, the same bits) */
+    if (!invariant && g->n == 1 && g->k >= 32 && g->m >= 16 && g->acs == 1 && g->brs == 1 &&
+        which != ISA_PORTABLE) {
+        etc_gemm_n1_ks4(g);
         return;
     }
     if (g->n <= 8 && g->k > 1 && (g->m >= 16 || (g->n == 1 && g->ars == 1)) &&

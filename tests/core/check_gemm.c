@@ -493,6 +493,67 @@ START_TEST(test_few_rows_same_bits_as_dot_tile)
 }
 END_TEST
 
+/* One output column of many rows, x·Wᵀ with k >= 32 (the last Linear of
+ * 13-64-64-1 on the HTTP rows' 1024 rows), not invariant: each element is
+ * KS_MAX = 4 interleaved fma chains (p mod 4; the tail past the last whole
+ * group of 4 on chain 0), summed in chain order, then C (accumulate), the
+ * bias, ReLU -- the k-split order the Cᵀ path gave these shapes, and the
+ * bits gemm_n1_ks.c keeps, on the AVX2 and AVX-512 kernels. */
+static float n1_ks4_ref(const etc_gemm_t *g, int64_t i)
+{
+    float acc[4] = {0};
+    int64_t p = 0;
+    for (; p + 4 <= g->k; p += 4)
+        for (int s = 0; s < 4; s++)
+            acc[s] = fmaf(A(g, i, p + s), B(g, p + s, 0), acc[s]);
+    for (; p < g->k; p++)
+        acc[0] = fmaf(A(g, i, p), B(g, p, 0), acc[0]);
+    float v = ((acc[0] + acc[1]) + acc[2]) + acc[3];
+    if (g->accumulate)
+        v = g->c[i * g->ldc] + v;
+    if (g->bias)
+        v = v + g->bias[0];
+    if (g->act == ETC_GEMM_RELU)
+        v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    return v;
+}
+
+START_TEST(test_one_column_k_split_bits)
+{
+    static const char *const isas[] = {"avx2", "avx512"};
+    static const int64_t ms[] = {16, 17, 23, 31, 1024, 1030};
+    static const int64_t ks[] = {32, 33, 35, 63, 64, 100};
+    const char *saved = etc_gemm_isa();
+    for (int a = 0; a < 2; a++) {
+        if (etc_gemm_set_isa(isas[a]) != 0)
+            continue;
+        for (int mi = 0; mi < 6; mi++)
+            for (int ki = 0; ki < 6; ki++)
+                for (int e = 0; e < 4; e++) {   /* plain, bias, bias + ReLU, accumulate */
+                    shape sh = {ms[mi], 1, ks[ki], 'F'};
+                    problem p;
+                    make(&p, &sh, 11u + (unsigned)(mi * 7 + ki));
+                    etc_gemm_t g = p.g;
+                    g.bias = e == 1 || e == 2 ? p.bias : NULL;
+                    g.act = e == 2 ? ETC_GEMM_RELU : ETC_GEMM_NONE;
+                    g.accumulate = e == 3;
+                    float *want = malloc((size_t)sh.m * sizeof(float));
+                    for (int64_t i = 0; i < sh.m; i++)
+                        want[i] = n1_ks4_ref(&g, i);
+                    etc_gemm(&g, ETC_GEMM_NO_BLAS);
+                    for (int64_t i = 0; i < sh.m; i++)
+                        ck_assert_msg(memcmp(&want[i], &p.c[i * g.ldc], sizeof(float)) == 0,
+                                      "%s m %lld k %lld epilogue %d row %lld: %a, want %a",
+                                      isas[a], (long long)sh.m, (long long)sh.k, e,
+                                      (long long)i, (double)p.c[i * g.ldc], (double)want[i]);
+                    free(want);
+                    unmake(&p);
+                }
+    }
+    ck_assert_int_eq(etc_gemm_set_isa(saved), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gemm");
@@ -507,6 +568,7 @@ int main(void)
     tcase_add_test(tc, test_linear_invariant_mode);
     tcase_add_test(tc, test_pack_cache);
     tcase_add_test(tc, test_few_rows_same_bits_as_dot_tile);
+    tcase_add_test(tc, test_one_column_k_split_bits);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
