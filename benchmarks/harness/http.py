@@ -252,6 +252,23 @@ class Nginx(PortServer):
         self.www.mkdir(parents=True, exist_ok=True)
         super().__init__("nginx", self._argv, env, logdir)
 
+    def cpu_seconds(self):
+        """utime + stime of the master and of its worker processes (its
+        children: they are never waited for, so the master's own counts
+        leave them out) -- the compute floors' nginx CPU time per request."""
+        total = super().cpu_seconds()
+        master = str(self.proc.pid)
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue   # gone meanwhile
+            if fields[1] == master:
+                total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return total
+
     def _argv(self, port):
         r = self.root
         # as root, nginx's workers would switch to nobody, who cannot read
@@ -471,29 +488,33 @@ def single_connection_latency(server, path, body_file, own_pids, fmt="json"):
 
 
 def compute_floor(res, floor_samples, scale, wl):
-    """The compute floor of a row (issue 15's b1024 rows), per request: the
-    request's GEMMs alone (et_bench `wl`, each GEMM the faster of our kernels
-    and OpenBLAS, the median of its samples) and the HTTP exchange (nginx's
-    time per request, 1 / its req/s, serving our response bytes in the same
-    run).  The daemon's I/O threads exchange one request while a compute
-    thread runs another's GEMMs, so the two overlap: the floor is the larger
-    of the two (their sum, "serial_s", is what no overlap would cost; the
-    daemon beats it).  Adds res["floor"], res["floor_fraction"] (our rate /
-    the floor's) and res["floor_ceiling"] (the floor's rate / the anchor's: the
-    most the ratio could reach on this machine)."""
+    """The compute floor of a row (issue 15's b1024 rows), in CPU time per
+    request: the request's GEMMs alone (et_bench `wl`, each GEMM the faster
+    of our kernels and OpenBLAS, the median of its samples' process CPU
+    time) plus nginx's CPU time per request (master and workers) serving our
+    response bytes to the same wrk command, both in the same run.  CPU time,
+    because the daemon runs requests on several worker threads (--workers,
+    default one per CPU) whatever its compute threads: its wall time per
+    request under 8 connections is not one request's time, and the wall
+    clock of a loaded machine says little.  Adds res["floor"],
+    res["floor_fraction"] (the floor / our CPU time per request) and
+    res["floor_ceiling"] (the anchor's CPU time per request / the floor:
+    the most the CPU ratio can reach on this machine)."""
     if not floor_samples or "limit" not in res:
         res["errors"]["floor"] = "no GEMM samples" if not floor_samples else "no nginx runs"
         return
-    gemm_s = statistics.median(w for w, _ in floor_samples)
-    http_s = scale / res["limit"]["rate"]["median"]
-    rate = scale / max(gemm_s, http_s)
-    res["floor"] = {"workload": wl, "gemm_s": summarize([w for w, _ in floor_samples]),
-                    "gemm_cpu_s": summarize([c for _, c in floor_samples]),
-                    "http_s": http_s, "request_s": max(gemm_s, http_s),
-                    "serial_s": gemm_s + http_s, "rate": rate}
-    res["floor_fraction"] = res["ours"]["rate"]["median"] / rate
+    gemm_cpu = statistics.median(c for _, c in floor_samples)
+    nginx_cpu = res["limit"]["cpu_per_request"]["median"]
+    floor_cpu = gemm_cpu + nginx_cpu
+    res["floor"] = {"workload": wl, "gemm_cpu_s": summarize([c for _, c in floor_samples]),
+                    "gemm_wall_s": summarize([w for w, _ in floor_samples]),
+                    "nginx_cpu_s": nginx_cpu, "request_cpu_s": floor_cpu,
+                    "rate": scale / floor_cpu}
+    ours_cpu = res["ours"]["cpu_per_request"]["median"]
+    if ours_cpu > 0:
+        res["floor_fraction"] = floor_cpu / ours_cpu
     if "anchor" in res:
-        res["floor_ceiling"] = rate / res["anchor"]["rate"]["median"]
+        res["floor_ceiling"] = res["anchor"]["cpu_per_request"]["median"] / floor_cpu
 
 
 def measure_http(row, servers, plan, tmp, failed, own_pids, workers=None):

@@ -81,12 +81,12 @@ def table_rows(rows, results):
                         f"; p99 {r[s]['p99_ms']['median']:.3g} ms")
             limit = f"nginx: {side('limit')}" if "limit" in r else "nginx: n/a"
             frac = f"{r['fraction']:.2f}" if "fraction" in r else "—"
-            if "floor" in r:   # issue 15's rows: the fraction of the compute floor
+            if "floor" in r:   # issue 15's rows: the fraction of the compute floor (CPU)
                 f = r["floor"]
-                limit = (f"compute floor (the larger of GEMMs {f['gemm_s']['median'] * 1e6:.3g} "
-                         f"µs, nginx {f['http_s'] * 1e6:.3g} µs): {fmt_rate(f['rate'])} {r['unit']}; "
-                         f"ceiling {fmt_x(r.get('floor_ceiling'))}")
-                frac = f"{r['floor_fraction']:.2f}"
+                limit = (f"compute floor, CPU/request: GEMMs {f['gemm_cpu_s']['median'] * 1e6:.3g} "
+                         f"µs + nginx {f['nginx_cpu_s'] * 1e6:.3g} µs; CPU-ratio ceiling "
+                         f"{fmt_x(r.get('floor_ceiling'))}")
+                frac = f"{r['floor_fraction']:.2f}" if "floor_fraction" in r else "—"
             elif row.get("floor_wl"):
                 limit, frac = "compute floor: n/a", "—"
             out.append((what, thr, anchor, side("ours"), side("anchor"), fmt_x(r.get("ratio")),
