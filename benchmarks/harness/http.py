@@ -729,7 +729,7 @@ def batching_ceiling(res, floor):
         return c
     unb = res["anchor"]["cpu_per_request"]["median"] * 1e6
     exch = res["exchange"]["cpu_per_request"]["median"] * 1e6
-    c.update(unbatched_us=unb, exchange_us=exch, floor=floor,
+    c.update(unbatched_us=unb, exchange_us=exch, forward_floor=floor,
              ceiling=unb / (exch + floor["floor_us_per_row"]),
              ceiling_peak=unb / (exch + floor["peak_us_per_row"]))
     if res.get("ratio_cpu"):

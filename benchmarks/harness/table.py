@@ -108,7 +108,7 @@ def ceiling_cells(r, what, thr, target, load_s):
     if "error" in r:
         return (what, thr, "—", "—", "—", fmt_x(r.get("ratio")), fmt_x(r.get("ratio_cpu")),
                 "report", "n/a", "—", load_s, f"n/a: {r['error']}")
-    f = r["floor"]
+    f = r["forward_floor"]
     ours = (f"unbatched {r['unbatched_us']:.3g} µs ÷ (exchange {r['exchange_us']:.3g} µs + "
             f"floor {f['floor_us_per_row']:.3g} µs/row)")
     parts = (f"64 rows: ours {f['ours_us_per_row']:.3g}, OpenBLAS {f['openblas_us_per_row']:.3g}, "
