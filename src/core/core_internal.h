@@ -552,6 +552,8 @@ unsigned etc_gemm_mode(void);
 bool etc_gemm_uses_blas(const etc_gemm_t *g, unsigned flags);
 /* "avx512", "avx2" or "portable": the kernels this process uses. */
 const char *etc_gemm_isa(void);
+/* the CPU has AVX-512F (false where the x86 kernels are not built; gemm.c) */
+bool etc_cpu_avx512f(void);
 /* Use the kernels of that instruction set from now on (tests); -1 when the
  * name is unknown or the CPU lacks it. */
 int etc_gemm_set_isa(const char *name);

@@ -328,7 +328,7 @@ et_tensor *et_cross_entropy_rows(et_tensor *input, et_tensor *target, et_tensor 
     const bool avx2 = ce_use_avx2() && C <= INT32_MAX - 8;
     /* rows of 16..256 logits: all rows' statistics first, 16 rows at a time
      * (cross_entropy_avx512.c; the same bits) */
-    const bool avx512 = C >= 16 && C <= CE512_MAX_D && etc_ce_avx512_cpu();
+    const bool avx512 = C >= 16 && C <= CE512_MAX_D && etc_cpu_avx512f();
     if (avx512)
         etc_ce_stats_avx512(x->data, N, C, &sv->data[CE_M], &sv->data[CE_LS], CE_ROW);
 #endif
@@ -405,7 +405,7 @@ ETC_BW(cross_entropy)
     int64_t first = 0;
 #ifdef CE_X86
     const bool avx2 = ce_use_avx2() && C <= INT32_MAX - 8;
-    if (C >= 16 && C <= CE512_MAX_D && etc_ce_avx512_cpu()) {
+    if (C >= 16 && C <= CE512_MAX_D && etc_cpu_avx512f()) {
         /* 16 rows at a time, their exps as one flat array (the same bits) */
         for (int64_t i0 = 0; i0 < N; i0 += 16) {
             int64_t R = N - i0 < 16 ? N - i0 : 16;

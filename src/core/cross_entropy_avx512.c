@@ -91,18 +91,6 @@ CE512 void ce_lanes_next(ce_lanes *l, __m512i d)
 
 CE512 __mmask16 ce_first16(int64_t n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1u); }
 
-__attribute__((target("avx512f"))) bool etc_ce_avx512_cpu(void)
-{
-    static int v = -1;
-    int c = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (c < 0) {
-        __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx512f") ? 1 : 0;
-        __atomic_store_n(&v, c, __ATOMIC_RELAXED);
-    }
-    return c == 1;
-}
-
 /* The max and log-sum-exp of rows 0..R-1 (R <= 16) of x [R, D], as
  * cross_entropy.c's ce_row_stats_avx2: the 16-lane max over blocks of 16
  * (the padded last block first), its scalar fold, the exps, the 16 partial

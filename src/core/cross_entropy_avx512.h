@@ -15,8 +15,7 @@ typedef struct {
     int32_t t[16];
 } ce512_rows;
 
-/* the CPU has AVX-512F (false where the kernels are not built) */
-bool etc_ce_avx512_cpu(void);
+/* (callers check etc_cpu_avx512f(), core_internal.h) */
 /* max and log-sum-exp of each row of x [N, D] (16 <= D <= CE512_MAX_D) to
  * m_out[i * ostride], ls_out[i * ostride] */
 void etc_ce_stats_avx512(const float *x, int64_t N, int64_t D, float *m_out, float *ls_out,

@@ -321,6 +321,23 @@ static int isa_detect_cpu(void)
     return best;
 }
 
+/* The CPU has AVX-512F (false where the x86 kernels are not built): asked by
+ * the AVX-512 rows outside the GEMMs (cross_entropy_avx512.c, tanh_avx512.c). */
+bool etc_cpu_avx512f(void)
+{
+    static int v = -1;
+    int c = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (c < 0) {
+        c = 0;
+#ifdef GEMM_X86
+        __builtin_cpu_init();
+        c = __builtin_cpu_supports("avx512f") ? 1 : 0;
+#endif
+        __atomic_store_n(&v, c, __ATOMIC_RELAXED);
+    }
+    return c == 1;
+}
+
 static int isa_detect(void)
 {
     /* ET_GEMM_ISA=portable|avx2|avx512 lowers the choice (tests compare the

@@ -262,7 +262,7 @@ static void row(int op, float *restrict o, const float *x, int64_t sx, const flo
     case EW_SQRT: LOOP1(sqrtf(a)); break;
     case EW_ABS: LOOP1(fabsf(a)); break;
     case EW_TANH:
-        if (sx == 1 && etc_tanh_avx512_cpu())   /* the same bits in fewer instructions */
+        if (sx == 1 && etc_cpu_avx512f())   /* the same bits in fewer instructions */
             etc_tanh_avx512(o, x, n);
         else
             LOOP1(etc_tanhf(a));
@@ -672,7 +672,7 @@ void etc_ew_row(int op, float *o, const float *x, int64_t n)
 {
     switch (op) {
     case EW_TANH:
-        if (etc_tanh_avx512_cpu())
+        if (etc_cpu_avx512f())
             etc_tanh_avx512(o, x, n);
         else
             for (int64_t i = 0; i < n; i++)

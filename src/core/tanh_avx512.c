@@ -68,23 +68,10 @@ __attribute__((target("avx512f"))) void etc_tanh_avx512(float *o, const float *x
     }
 }
 
-bool etc_tanh_avx512_cpu(void)
-{
-    static int v = -1;
-    int c = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (c < 0) {
-        __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx512f") ? 1 : 0;
-        __atomic_store_n(&v, c, __ATOMIC_RELAXED);
-    }
-    return c == 1;
-}
 #else
 void etc_tanh_avx512(float *o, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         o[i] = etc_tanhf(x[i]);
 }
-
-bool etc_tanh_avx512_cpu(void) { return false; }
 #endif

@@ -6,9 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* o[i] = etc_tanhf(x[i]), i < n (o == x allowed); needs etc_tanh_avx512_cpu() */
+/* o[i] = etc_tanhf(x[i]), i < n (o == x allowed); fast where etc_cpu_avx512f() */
 void etc_tanh_avx512(float *o, const float *x, int64_t n);
-/* the CPU has AVX-512F (false where the kernel is not built) */
-bool etc_tanh_avx512_cpu(void);
 
 #endif
