@@ -527,6 +527,21 @@ typedef struct etc_gemm_t {
                                   for gemm_inv_many.c (gemm_inv_pack.c's cache),
                                   or NULL */
 } etc_gemm_t;
+
+/* C[i, j] (+)= v, + bias[j], ReLU (NaN kept): one element's epilogue, in the
+ * order every kernel applies it (the scalar stores of gemm.c, gemm_kernel.h
+ * and gemm_n1_ks.c) */
+static inline void etc_gemm_store1(const etc_gemm_t *g, int64_t i, int64_t j, float v)
+{
+    float *cp = g->c + i * g->ldc + j;
+    if (g->accumulate)
+        v = *cp + v;
+    if (g->bias)
+        v = v + g->bias[j];
+    if (g->act == ETC_GEMM_RELU)
+        v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    *cp = v;
+}
 /* Batch-invariant: each element of C is summed in an order that depends on
  * k only (a sequential fused multiply-add chain; for x·Wᵀ, acs == brs == 1
  * and k >= 16, the dot kernel's 16 chains and tree: gemm_inv.h), so a row's

@@ -247,18 +247,6 @@ dot_tile_avx2(const float *const ar[4], const float *const br[4], int64_t k, flo
 
 /* The epilogue of one element, as gemm_kernel.h's FN(store):
  * (C +) acc (+ bias[j]) (then ReLU, NaN kept). */
-static inline void store_portable(const etc_gemm_t *g, int64_t i, int64_t j, float v)
-{
-    float *cp = g->c + i * g->ldc + j;
-    if (g->accumulate)
-        v = *cp + v;
-    if (g->bias)
-        v = v + g->bias[j];
-    if (g->act == ETC_GEMM_RELU)
-        v = v > 0.0f ? v : (v != v ? v : 0.0f);
-    *cp = v;
-}
-
 /* Portable C: the same per-element order (fmaf rounds once, like the
  * vector FMAs), for CPUs without AVX2 and as the reference of the tests. */
 static void gemm_run_portable(const etc_gemm_t *g, int ks)
@@ -277,7 +265,7 @@ static void gemm_run_portable(const etc_gemm_t *g, int ks)
             float v = acc[0];
             for (int s = 1; s < ks; s++)
                 v = v + acc[s];
-            store_portable(g, i, j, v);
+            etc_gemm_store1(g, i, j, v);
         }
 }
 
@@ -299,7 +287,7 @@ static void gemm_dot_portable(const etc_gemm_t *g)
                 for (int l = 0; l < w; l++)
                     lane[l] = lane[l] + lane[l + w];
             float v = lane[0];
-            store_portable(g, i, j, v);
+            etc_gemm_store1(g, i, j, v);
         }
 }
 

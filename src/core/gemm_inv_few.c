@@ -110,17 +110,8 @@ INLINE void tile(const int r, const int q, const etc_gemm_t *g, int64_t i0, int6
     pass(r, q, a, w, g->k, 0, lo);
     pass(r, q, a, w, g->k, 8, hi);
     for (int i = 0; i < r; i++) {
-        float *cr = g->c + (i0 + i) * g->ldc + j0;
-        for (int j = 0; j < q; j++) {
-            float v = tree(lo[i][j], hi[i][j]);
-            if (g->accumulate)
-                v = cr[j] + v;
-            if (g->bias)
-                v = v + g->bias[j0 + j];
-            if (g->act == ETC_GEMM_RELU)
-                v = v > 0.0f ? v : (v != v ? v : 0.0f);
-            cr[j] = v;
-        }
+        for (int j = 0; j < q; j++)
+            etc_gemm_store1(g, i0 + i, j0 + j, tree(lo[i][j], hi[i][j]));
     }
 }
 

@@ -275,17 +275,8 @@ static TARGET void FN(ct_store)(const etc_gemm_t *g, const float *t)
         }
     }
     for (; i0 < m; i0++) {
-        float *cr = g->c + i0 * g->ldc;
-        for (int j = 0; j < n; j++) {
-            float v = t[j * m + i0];
-            if (g->accumulate)
-                v = cr[j] + v;
-            if (g->bias)
-                v = v + g->bias[j];
-            if (g->act == ETC_GEMM_RELU)
-                v = v > 0.0f ? v : (v != v ? v : 0.0f);
-            cr[j] = v;
-        }
+        for (int j = 0; j < n; j++)
+            etc_gemm_store1(g, i0, j, t[j * m + i0]);
     }
 }
 
@@ -300,7 +291,6 @@ static TARGET void FN(gemm_n1_short)(const etc_gemm_t *g)
     __m256 bp[8];
     for (int p = 0; p < 8; p++)
         bp[p] = _mm256_set1_ps(p < k ? g->b[p * g->brs] : 0.0f);
-    const __m256 bias = _mm256_set1_ps(g->bias ? g->bias[0] : 0.0f);
     int64_t i0 = 0;
     for (; i0 + 8 <= m; i0 += 8) {
         __m256 r[8];
@@ -312,32 +302,15 @@ static TARGET void FN(gemm_n1_short)(const etc_gemm_t *g)
             acc = _mm256_fmadd_ps(r[p], bp[p], acc);
         float v[8];
         _mm256_storeu_ps(v, acc);
-        for (int q = 0; q < 8; q++) {
-            float *cp = g->c + (i0 + q) * g->ldc;
-            float x = v[q];
-            if (g->accumulate)
-                x = *cp + x;
-            if (g->bias)
-                x = x + g->bias[0];
-            if (g->act == ETC_GEMM_RELU)
-                x = x > 0.0f ? x : (x != x ? x : 0.0f);
-            *cp = x;
-        }
+        for (int q = 0; q < 8; q++)
+            etc_gemm_store1(g, i0 + q, 0, v[q]);
     }
-    (void)bias;
     for (; i0 < m; i0++) {
         const float *a = g->a + i0 * g->ars;
         float acc = 0.0f;
         for (int p = 0; p < k; p++)
             acc = fmaf(a[p], g->b[p * g->brs], acc);
-        float *cp = g->c + i0 * g->ldc;
-        if (g->accumulate)
-            acc = *cp + acc;
-        if (g->bias)
-            acc = acc + g->bias[0];
-        if (g->act == ETC_GEMM_RELU)
-            acc = acc > 0.0f ? acc : (acc != acc ? acc : 0.0f);
-        *cp = acc;
+        etc_gemm_store1(g, i0, 0, acc);
     }
 }
 
@@ -345,21 +318,12 @@ static TARGET void FN(gemm_n1_short)(const etc_gemm_t *g)
  * independent so several chains run at once. */
 static TARGET void FN(gemm_n1)(const etc_gemm_t *g)
 {
-    const float bz = g->bias ? g->bias[0] : 0.0f;
     for (int64_t i = 0; i < g->m; i++) {
         const float *a = g->a + i * g->ars;
         float acc = 0.0f;
         for (int64_t p = 0; p < g->k; p++)
             acc = fmaf(a[p * g->acs], g->b[p * g->brs], acc);
-        float *cp = g->c + i * g->ldc;
-        float v = acc;
-        if (g->accumulate)
-            v = *cp + v;
-        if (g->bias)
-            v = v + bz;
-        if (g->act == ETC_GEMM_RELU)
-            v = v > 0.0f ? v : (v != v ? v : 0.0f);
-        *cp = v;
+        etc_gemm_store1(g, i, 0, acc);
     }
 }
 
@@ -391,17 +355,8 @@ static TARGET void FN(gemm_dot)(const etc_gemm_t *g)
                 float out[16];
                 CAT(dot_tile, ISA)(ar, br, k, out);
                 for (int r = 0; r < ri; r++) {
-                    float *cr = g->c + (i0 + r) * g->ldc + j0;
-                    for (int q = 0; q < rj; q++) {
-                        float v = out[4 * r + q];
-                        if (g->accumulate)
-                            v = cr[q] + v;
-                        if (g->bias)
-                            v = v + g->bias[j0 + q];
-                        if (g->act == ETC_GEMM_RELU)
-                            v = v > 0.0f ? v : (v != v ? v : 0.0f);
-                        cr[q] = v;
-                    }
+                    for (int q = 0; q < rj; q++)
+                        etc_gemm_store1(g, i0 + r, j0 + q, out[4 * r + q]);
                 }
             }
         }

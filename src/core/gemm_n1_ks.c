@@ -100,16 +100,8 @@ TARGET void etc_gemm_n1_ks4(const etc_gemm_t *g)
         __m128 v = _mm_add_ps(_mm_add_ps(_mm_add_ps(acc[0], acc[1]), acc[2]), acc[3]);
         float o[4];
         _mm_storeu_ps(o, v);
-        for (int r = 0; r < nr; r++) {
-            float *cp = g->c + (i0 + r) * g->ldc, x = o[r];
-            if (g->accumulate)
-                x = *cp + x;
-            if (g->bias)
-                x = x + g->bias[0];
-            if (g->act == ETC_GEMM_RELU)
-                x = x > 0.0f ? x : (x != x ? x : 0.0f);
-            *cp = x;
-        }
+        for (int r = 0; r < nr; r++)
+            etc_gemm_store1(g, i0 + r, 0, o[r]);
     }
 }
 #endif
