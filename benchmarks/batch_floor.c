@@ -23,36 +23,11 @@
 
 #include "core/core_internal.h"
 #include "core/gemm_inv.h"
+#include "bench_gemm_time.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #endif
-
-static double cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static double best_call_ns(const etc_gemm_t *g, unsigned flags)
-{
-    double best = 1e30;
-    long iters = 1;
-    for (int rep = 0; rep < 6; rep++) {
-        double t0 = cpu_ns();
-        for (long i = 0; i < iters; i++)
-            etc_gemm(g, flags);
-        double t = cpu_ns() - t0;
-        if (rep == 0) {
-            iters = (long)(20e6 / (t > 1 ? t : 1)) + 1;
-            continue;
-        }
-        if (t / (double)iters < best)
-            best = t / (double)iters;
-    }
-    return best;
-}
 
 #if defined(__GNUC__) && defined(__x86_64__)
 /* 8-lane FMAs a second: 12 independent chains (4 cycles of latency x 2
@@ -65,7 +40,7 @@ __attribute__((target("avx2,fma"), noinline)) static double fma_rate(void)
         __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
         for (int i = 0; i < 12; i++)
             a[i] = _mm256_set1_ps((float)i);
-        double t0 = cpu_ns();
+        double t0 = bench_cpu_ns();
         for (long it = 0; it < iters; it++) {
 #pragma GCC unroll 12
             for (int i = 0; i < 12; i++)
@@ -74,7 +49,7 @@ __attribute__((target("avx2,fma"), noinline)) static double fma_rate(void)
                              "+x"(a[5]), "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]),
                              "+x"(a[10]), "+x"(a[11]));
         }
-        double t = cpu_ns() - t0;
+        double t = bench_cpu_ns() - t0;
         float sink[8];
         __m256 s = a[0];
         for (int i = 1; i < 12; i++)
@@ -132,13 +107,13 @@ int batch_floor(bool json)
 #endif
             etc_gemm_t gp = g;
             gp.bpack = pack;
-            double t_ours = best_call_ns(&gp, ETC_GEMM_INVARIANT);
+            double t_ours = bench_gemm_ns(&gp, ETC_GEMM_INVARIANT, 20e6);
             double t_avx2 = t_ours;
             if (strcmp(isa, "avx512") == 0 && etc_gemm_set_isa("avx2") == 0) {
-                t_avx2 = best_call_ns(&gp, ETC_GEMM_INVARIANT);
+                t_avx2 = bench_gemm_ns(&gp, ETC_GEMM_INVARIANT, 20e6);
                 etc_gemm_set_isa(isa);
             }
-            double t_blas = best_call_ns(&g, ETC_GEMM_BLAS);
+            double t_blas = bench_gemm_ns(&g, ETC_GEMM_BLAS, 20e6);
             double lm = (double)(m * n * k), t_peak = fr > 0 ? lm / 8.0 / fr * 1e9 : 0;
             ours += t_ours, ours_avx2 += t_avx2, blas += t_blas, peak += t_peak, macs += lm;
             if (!json)

@@ -14,9 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bench_floor.h"
+#include "bench_gemm_time.h"
 #include "core/core_internal.h"   /* etc_gemm */
 
 enum { FL_MAX_LAYERS = 4, FL_MAX_GEMMS = 3 * FL_MAX_LAYERS };
@@ -55,33 +55,6 @@ static float *floor_buf(size_t n)
     for (size_t j = 0; b != NULL && j < n; j++)
         b[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
     return b;
-}
-
-static double cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* Best of 5 samples of >= 2 ms each: the CPU time of one call. */
-static double gemm_ns(const etc_gemm_t *g, unsigned flags)
-{
-    double best = 1e300;
-    long iters = 1;
-    for (int rep = 0; rep < 6; rep++) {
-        double t0 = cpu_ns();
-        for (long i = 0; i < iters; i++)
-            etc_gemm(g, flags);
-        double t = cpu_ns() - t0;
-        if (rep == 0) {   /* calibration */
-            iters = (long)(2e6 / (t > 1 ? t : 1)) + 1;
-            continue;
-        }
-        if (t / (double)iters < best)
-            best = t / (double)iters;
-    }
-    return best;
 }
 
 /* sizes: the layer widths; backward: the step's GEMMs, else the forward's
@@ -129,8 +102,8 @@ static void *floor_setup(const int64_t *sizes, int nsizes, int64_t batch, bool b
     for (int i = 0; i < s->ngemm; i++) {
         s->flags[i] = 0;
         if (best)
-            s->flags[i] = gemm_ns(&s->gemm[i], ETC_GEMM_BLAS) < gemm_ns(&s->gemm[i],
-                                                                        ETC_GEMM_NO_BLAS)
+            s->flags[i] = bench_gemm_ns(&s->gemm[i], ETC_GEMM_BLAS, 2e6) <
+                                  bench_gemm_ns(&s->gemm[i], ETC_GEMM_NO_BLAS, 2e6)
                               ? ETC_GEMM_BLAS : ETC_GEMM_NO_BLAS;
     }
     return s;
