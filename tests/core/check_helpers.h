@@ -3,6 +3,7 @@
 #define CHECK_HELPERS_H
 
 #include <check.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,13 @@ static inline void assert_close_tol(const et_tensor *t, const float *expect, int
         ck_assert_msg(strstr(et_errmsg(), (substr)) != NULL, "message '%s' lacks '%s'",      \
                       et_errmsg(), (substr));                                                \
     } while (0)
+
+/* A part of a test this CPU cannot run (an ISA it lacks): said on stderr, so a
+ * log from a machine without it shows what was not compared rather than a silent pass. */
+static inline void note_not_run(const char *test, const char *what)
+{
+    fprintf(stderr, "NOT RUN on this CPU: %s: %s\n", test, what);
+}
 
 /* Runs every test of `s`, returns the process exit status. */
 static inline int run_suite(Suite *s)
