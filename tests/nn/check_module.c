@@ -475,11 +475,14 @@ static void fused_run(et_module *s, et_module **kids, bool fused, et_tensor *x, 
 START_TEST(sequential_fused_linear_activation_same_bits_as_unfused)
 {
     const char *names[] = {"ReluBackward0", "TanhBackward0", "SigmoidBackward0"};
-    /* 300 hidden: ReLU's backward and the bias gradient as one pass
-     * (linear.c's relu_back_col_sums: 256 + 44 columns, blocks of 16 rows) */
+    /* 64 hidden and more: ReLU's backward and the bias gradient as one pass
+     * (linear.c's relu_back_col_sums, blocks of 16 rows: 64 and 300 = 4 x 64
+     * + 44 in 64-column strips and a tail, 600 whole rows) */
+    static const int64_t hids[] = {24, 64, 300, 600};
     for (int a = 0; a < 3; a++)
-        for (int64_t hid = 24; hid <= 300; hid += 276)
+        for (size_t hi = 0; hi < sizeof hids / sizeof hids[0]; hi++)
         for (int64_t rows = 1; rows <= 37; rows += 12) {
+            int64_t hid = hids[hi];
             et_generator *g = et_generator_new(40 + (uint64_t)a);
             et_module *kids[3] = {et_linear_new(13, hid, true, g),
                                   a == 0 ? et_relu_new() : a == 1 ? et_tanh_new()
