@@ -490,6 +490,32 @@ static bool gemm_blas(const etc_gemm_t *g)
  * threads OpenBLAS splits them and ours do not. */
 #define OURS_MAX_MACS_1T ((int64_t)1 << 23)
 
+/* With one BLAS thread on an AVX-512 CPU ours win at any size, except in
+ * two corners, where OpenBLAS keeps them (session 13 on the Zen 4 EPYC,
+ * ours against OpenBLAS's Cooperlake kernels, docs/performance.md "The
+ * small-matrix path"):
+ *   - A read across its rows (Gᵀ·X, acs != 1) with k > 512: each step down
+ *     k is a new cache line, often a new page, and the strip of A a tile
+ *     reads no longer stays in L2 beside B's panel -- 512x512x4096 0.60x,
+ *     2048³ 0.49x, 512x512x16384 0.41x of OpenBLAS's speed (k <= 512:
+ *     0.99-1.09x, 1024x1024x1024 1.00x);
+ *   - x·Wᵀ (B packed from strided columns) with few rows and a short k, where
+ *     the pack of a huge W is not paid back: 32x100000x64 0.85x, 64x100000x256
+ *     0.91-0.95x (m >= 128 or k >= 512: 1.01-1.55x).
+ * Elsewhere 1.02-1.55x: 1024³ 19.6 vs 21.5 ms, 256x4096x4096 80.9 vs 92.9,
+ * the 784-1024-1024-10 b256 step's GEMMs, 8192x64x8192 1.5x.  On AVX2 CPUs
+ * OpenBLAS keeps the large ones. */
+static bool ours_any_size(const etc_gemm_t *g)
+{
+    if (isa() != ISA_AVX512 || openblas_get_num_threads() != 1)
+        return false;
+    if (g->acs != 1 && g->k > 512)
+        return false;
+    if (g->bcs != 1 && g->m < 128 && g->k < 512)
+        return false;
+    return true;
+}
+
 static bool use_blas(const etc_gemm_t *g, unsigned flags)
 {
     if (flags & (ETC_GEMM_INVARIANT | ETC_GEMM_NO_BLAS))
@@ -499,7 +525,7 @@ static bool use_blas(const etc_gemm_t *g, unsigned flags)
     int64_t macs = g->m * g->n * g->k;
     if (macs <= OURS_MAX_MACS || (macs <= OURS_MAX_MACS_1T && openblas_get_num_threads() == 1))
         return false;
-    return true;
+    return !ours_any_size(g);
 }
 
 /* The tile kernel of the instruction set, B packed when that pays. */
