@@ -3,7 +3,7 @@
  * (16 lanes) or AVX (8), chosen at run time, so the binary still runs on any
  * x86-64.  Each is exactly the operation sequence of the scalar loop in
  * optim.c (IEEE mul, add, div, sqrt, max and sign flips are lane-wise the
- * same, and no FMA is used), so the results are the same bits on every CPU
+ * same, and no FMA changes a rounding), so the results are the same bits on every CPU
  * and with every vector width.  Each returns how many leading elements it
  * updated (a multiple of its width); optim.c's scalar loop does the tail.
  *
@@ -12,7 +12,9 @@
  * parameters of 784-1024-1024-10 moves 37 MB per step), and the SSE loop
  * GCC made of it issued 4x the instructions of an AVX-512 one; Adam on a
  * small model is bound by the divider (two divisions and a square root per
- * element), where 16 lanes are no faster than 8 but no slower either.
+ * element), where 16 lanes are no faster than 8 but no slower either --
+ * except that the AVX-512 loop divides by the bias correction, a constant,
+ * with two FMAs instead of the divider (div_bc512: the same bits).
  */
 #include "nn/optim_simd.h"
 
@@ -95,7 +97,7 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
  *      p += nstep·(m / (sqrt(v)/bc2s + eps)) ---- */
 
 #ifdef OPTIM_X86
-#define ADAM_LOOP(V, LOAD, STORE, SET1, ADD, MUL, DIV, SQRT, MAX, W)                          \
+#define ADAM_LOOP(V, LOAD, STORE, SET1, ADD, MUL, DIV, DIVBC, SQRT, MAX, W)                   \
     const V vsign = SET1(c[0]), vwd = SET1(c[1]), vdecay = SET1(c[2]), vb1 = SET1(c[3]);    \
     const V vomb1 = SET1(c[4]), vb2 = SET1(c[5]), vomb2 = SET1(c[6]), vbc2s = SET1(c[7]);   \
     const V veps = SET1(c[8]), vnstep = SET1(c[9]);                                         \
@@ -115,17 +117,61 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
             vj = MAX(LOAD(vmax + j), vj); /* vmax > vj ? vmax : vj */                       \
             STORE(vmax + j, vj);                                                            \
         }                                                                                   \
-        V denom = ADD(DIV(SQRT(vj), vbc2s), veps);                                          \
+        V denom = ADD(DIVBC(SQRT(vj), vbc2s), veps);                                        \
         STORE(p + j, ADD(pj, MUL(vnstep, DIV(mj, denom))));                                 \
     }                                                                                       \
     return j;
+
+/* sqrt(v) / bc2s, the same bits as the division, by a multiplication and
+ * two FMAs: with y = RN(1/c), q0 = RN(s·y), the remainder r = s - q0·c
+ * (exact in an FMA) and q = RN(q0 + r·y) is RN(s/c) -- Markstein's theorem
+ * (IBM J. Res. Dev. 34(1), 1990), the division by a divisor known in
+ * advance of Brisebarre, Muller and Raina (IEEE Trans. Computers 53(8),
+ * 2004), barring underflow and overflow.  Neither happens for the s =
+ * sqrt(v) a float v gives (0, or 2^-75 <= s < 2^64) while 2^-60 <= c <= 1
+ * (nn_adam_simd checks c; the remainder stays above 2^-123); ±0 and +inf,
+ * where the remainder is 0·inf, take s itself, which is s/c; NaN stays NaN.
+ * One division less per parameter on a divider-bound loop.
+ * tests/nn/check_optim.c compares it with the division for every s of
+ * four whole binades (the algorithm scales with s's exponent) and the
+ * special values, for the bias corrections of the first steps and extreme c. */
+__attribute__((target("avx512f"))) static inline __m512 div_bc512(__m512 s, __m512 c, __m512 y)
+{
+    __m512 q0 = _mm512_mul_ps(s, y);
+    __m512 q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q0, c, s), y, q0);
+    __mmask16 keep = _mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ) |
+                     _mm512_cmp_ps_mask(s, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
+    return _mm512_mask_mov_ps(q, keep, s);
+}
 
 __attribute__((target("avx512f"))) static int64_t adam512(
     float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
     float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
 {
+    const __m512 vrbc2s = _mm512_set1_ps(1.0f / c[7]);
+#define DIV_BC512(s, bc) div_bc512(s, bc, vrbc2s)
     ADAM_LOOP(__m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps,
-              _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_max_ps, 16)
+              _mm512_mul_ps, _mm512_div_ps, DIV_BC512, _mm512_sqrt_ps, _mm512_max_ps, 16)
+#undef DIV_BC512
+}
+
+__attribute__((target("avx512f"))) static int64_t div_bc_many512(const float *s, float *out,
+                                                                int64_t n, float c)
+{
+    const __m512 vc = _mm512_set1_ps(c), vy = _mm512_set1_ps(1.0f / c);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(out + j, div_bc512(_mm512_loadu_ps(s + j), vc, vy));
+    return j;
+}
+
+/* the exact division for c outside div_bc512's range */
+__attribute__((target("avx512f"))) static int64_t adam512_div(
+    float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+    float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
+{
+    ADAM_LOOP(__m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps,
+              _mm512_mul_ps, _mm512_div_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_max_ps, 16)
 }
 
 __attribute__((target("avx"))) static int64_t adam256(
@@ -133,9 +179,23 @@ __attribute__((target("avx"))) static int64_t adam256(
     float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
 {
     ADAM_LOOP(__m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps,
-              _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_max_ps, 8)
+              _mm256_mul_ps, _mm256_div_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_max_ps, 8)
 }
 #endif
+
+/* the update's range for div_bc512 */
+static bool bc_in_range(float c) { return c >= 0x1p-60f && c <= 1.0f; }
+
+int64_t nn_div_bc_simd(const float *s, float *out, int64_t n, float c)
+{
+    int64_t j = 0;
+#ifdef OPTIM_X86
+    if (width() == 16 && bc_in_range(c))
+        j = div_bc_many512(s, out, n, c);
+#endif
+    (void)s, (void)out, (void)n, (void)c;
+    return j;
+}
 
 int64_t nn_adam_simd(float *p, const float *g, float *m, float *v, float *vmax, int64_t k,
                      bool coupled_wd, bool decoupled, bool ams, const float *c)
@@ -143,6 +203,15 @@ int64_t nn_adam_simd(float *p, const float *g, float *m, float *v, float *vmax, 
 #ifdef OPTIM_X86
     int w = width();
     /* constant flags per call site: one branch-free loop per combination */
+    if (w == 16 && !bc_in_range(c[7])) {
+        if (ams)
+            return decoupled ? adam512_div(p, g, m, v, vmax, k, false, true, true, c)
+                 : coupled_wd ? adam512_div(p, g, m, v, vmax, k, true, false, true, c)
+                              : adam512_div(p, g, m, v, vmax, k, false, false, true, c);
+        return decoupled ? adam512_div(p, g, m, v, vmax, k, false, true, false, c)
+             : coupled_wd ? adam512_div(p, g, m, v, vmax, k, true, false, false, c)
+                          : adam512_div(p, g, m, v, vmax, k, false, false, false, c);
+    }
     if (w == 16) {
         if (ams)
             return decoupled ? adam512(p, g, m, v, vmax, k, false, true, true, c)

@@ -23,4 +23,10 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
 int64_t nn_adam_simd(float *p, const float *g, float *m, float *v, float *vmax, int64_t k,
                      bool coupled_wd, bool decoupled, bool ams, const float *c);
 
+/* s[i] / c into out[i] by the AVX-512 Adam loop's division of sqrt(v) by
+ * the bias correction (two FMAs, the same bits as the division); returns how
+ * many leading elements it did (a multiple of 16), 0 when the CPU has no
+ * AVX-512 or c is outside the range where the loop uses it.  For tests. */
+int64_t nn_div_bc_simd(const float *s, float *out, int64_t n, float c);
+
 #endif

@@ -4,12 +4,16 @@
  * (in double); schedulers are checked against torch's closed forms.  The
  * step-by-step PyTorch comparison is tests/torch/test_nn.py.
  */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <xmmintrin.h>
 #endif
 
 #include "nn_check.h"
+#include "nn/optim_simd.h"
 
 /* One parameter [2] = {p0, p1} whose .grad is {g0, g1}. */
 static et_tensor *param_with_grad(float p0, float p1, float g0, float g1)
@@ -190,6 +194,68 @@ START_TEST(optimizer_lanes_give_the_same_bits)
     et_optim_free(opt);
     et_tensor_free(p);
     et_generator_free(gen);
+}
+END_TEST
+
+/* The AVX-512 Adam loop divides sqrt(v) by the bias correction with FMAs
+ * (optim_simd.c, div_bc512): the same bits as the division, for every s of
+ * whole binades (the smallest sqrt of a float, around 1, the largest) and
+ * for 0, -0, inf, NaN, against the bias corrections of Adam's first steps
+ * for three betas and the ends of the range. */
+START_TEST(adam_bias_correction_division_is_exact)
+{
+    enum { BIN = 1 << 23 };
+    float *s = malloc((size_t)BIN * sizeof(float)), *q = malloc((size_t)BIN * sizeof(float));
+    ck_assert(s != NULL && q != NULL);
+    float cs[64];
+    int nc = 0;
+    const double betas[] = {0.999, 0.99, 0.9};
+    for (int b = 0; b < 3; b++)
+        for (int t = 1; t <= 9; t++)
+            cs[nc++] = (float)sqrt(1.0 - pow(betas[b], t + (t > 6 ? 100 * t : 0)));
+    const float ends[] = {1.0f, 0x1.fffffep-1f, 0x1p-60f, 0x1.000002p-60f, 0x1.fffffep-31f,
+                          0.5f, 0x1.6a09e6p-1f, 0x1.0p-1f + 0x1p-24f};
+    for (int i = 0; i < 8; i++)
+        cs[nc++] = ends[i];
+    const uint32_t binades[] = {0x1a000000u, 0x3f800000u, 0x5f000000u}; /* 2^-75, 1, 2^63 */
+    int64_t compared = 0;
+    for (int ci = 0; ci < nc; ci++) {
+        float c = cs[ci];
+        for (int bi = 0; bi < 3; bi++) {
+            for (uint32_t i = 0; i < BIN; i++) {
+                uint32_t bits = binades[bi] + i;
+                memcpy(&s[i], &bits, sizeof bits);
+            }
+            if (bi == 0) {
+                s[0] = 0.0f, s[1] = -0.0f, s[2] = INFINITY, s[3] = NAN, s[4] = sqrtf(FLT_MAX);
+            }
+            int64_t done = nn_div_bc_simd(s, q, BIN, c);
+            if (done == 0) {
+                free(s);
+                free(q);
+                fprintf(stderr, "NOT RUN on this CPU: adam_bias_correction_division_is_exact: avx512f\n");
+                return;
+            }
+            ck_assert_int_eq(done, BIN);
+            for (uint32_t i = 0; i < BIN; i++) {
+                float d = s[i] / c;
+                uint32_t db, qb;
+                memcpy(&db, &d, sizeof db);
+                memcpy(&qb, &q[i], sizeof qb);
+                if (db == qb || (isnan(d) && isnan(q[i])))
+                    continue;
+                ck_assert_msg(0,
+                              "%a / %a: division %a, FMAs %a", (double)s[i], (double)c,
+                              (double)d, (double)q[i]);
+            }
+            compared += BIN;
+        }
+    }
+    ck_assert_int_eq(nn_div_bc_simd(s, q, 16, 0x1p-61f), 0);   /* outside: the division */
+    ck_assert_int_eq(nn_div_bc_simd(s, q, 16, 1.5f), 0);
+    ck_assert_int_gt(compared, 0);
+    free(s);
+    free(q);
 }
 END_TEST
 
@@ -545,6 +611,10 @@ int main(void)
     tcase_add_test(tc, adam_denormal_state_matches_definition);
     tcase_add_test(tc, adagrad_lr_decay_and_initial_accumulator);
     tcase_add_loop_test(tc, rmsprop_plain_centered_momentum, 0, 4);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("exact_division");   /* 130 M quotients: seconds under sanitizers */
+    tcase_set_timeout(tc, 100);
+    tcase_add_test(tc, adam_bias_correction_division_is_exact);
     suite_add_tcase(s, tc);
     tc = tcase_create("api");
     tcase_add_test(tc, invalid_hyper_parameters_are_rejected);
