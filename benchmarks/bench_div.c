@@ -1,14 +1,17 @@
 /*
  * bench_div.c - et_bench's divider floor of the Adam update: the square
- * root and the two divisions Adam does per parameter, alone.
+ * root and the divisions Adam does per parameter, alone (two with AVX; one
+ * with AVX-512, whose loop divides by the bias correction with FMAs).
  *
  * PyTorch's Adam (and ours, bit for bit: src/nn/optim_simd.c) computes
  * p += -lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) per parameter: one square
- * root and two divisions that cannot become multiplications without
- * changing the rounding.  On a CPU whose divider is slower than its memory
+ * root and two divisions that cannot become multiplications by a reciprocal
+ * without changing the rounding (the one by the constant bias correction can
+ * become a multiplication and two FMAs that round as the division does: the
+ * AVX-512 loop's div_bc512).  On a CPU whose divider is slower than its memory
  * path for a cache-resident model (Zen 3: a 256-bit vsqrtps or vdivps
  * issues every few cycles, on one divider), that is the update's limit, not
- * the bytes it moves.  This floor runs exactly those three operations over
+ * the bytes it moves.  This floor runs exactly those operations over
  * as many parameters as the 13-64-64-1 model has, with AVX-512 or AVX (the
  * widest the CPU has, as the update), independent
  * vectors (nothing to wait on but the divider), in cache, and writes one
@@ -64,14 +67,16 @@ void *div_adam_setup(void)
 }
 
 #ifdef DIV_X86
+/* AVX-512: the update divides by the bias correction with FMAs (optim_simd.c
+ * div_bc512), so its divider work is the square root and m / denom */
 __attribute__((target("avx512f"))) static void div_avx512(const float *m, const float *v,
                                                           float *out, int64_t n, float bc2s,
                                                           float eps)
 {
-    const __m512 vb = _mm512_set1_ps(bc2s), ve = _mm512_set1_ps(eps);
+    const __m512 vr = _mm512_set1_ps(1.0f / bc2s), ve = _mm512_set1_ps(eps);
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
-        __m512 d = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(_mm512_loadu_ps(v + j)), vb), ve);
+        __m512 d = _mm512_fmadd_ps(_mm512_sqrt_ps(_mm512_loadu_ps(v + j)), vr, ve);
         _mm512_storeu_ps(out + j, _mm512_div_ps(_mm512_loadu_ps(m + j), d));
     }
     for (; j < n; j++)

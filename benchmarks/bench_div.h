@@ -1,5 +1,5 @@
 /* bench_div.h - the divider floor of et_bench (bench_div.c): the square root
- * and two divisions an Adam update does per parameter, alone, for the
+ * and divisions an Adam update does per parameter, alone, for the
  * 13-64-64-1 model's 5,121 parameters. */
 #ifndef BENCH_DIV_H
 #define BENCH_DIV_H
@@ -12,7 +12,7 @@ void div_teardown(void *state);
 
 /* Rows of et_bench.c's workload table. */
 #define BENCH_DIV_WORKLOADS                                                                   \
-    {"div_adam_13_64_64_1", "the sqrt and two divisions of an Adam step alone (13-64-64-1)", \
+    {"div_adam_13_64_64_1", "the sqrt and divisions of an Adam step alone (13-64-64-1)", \
      div_adam_setup, div_run, div_teardown},
 
 #endif
