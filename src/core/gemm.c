@@ -490,7 +490,7 @@ static bool gemm_blas(const etc_gemm_t *g)
  * threads OpenBLAS splits them and ours do not. */
 #define OURS_MAX_MACS_1T ((int64_t)1 << 23)
 
-/* With one BLAS thread on an AVX-512 CPU ours win at any size, except in
+/* With one BLAS thread (use_blas asks) on an AVX-512 CPU ours win at any size, except in
  * two corners, where OpenBLAS keeps them (session 13 on the Zen 4 EPYC,
  * ours against OpenBLAS's Cooperlake kernels, docs/performance.md "The
  * small-matrix path"):
@@ -507,7 +507,7 @@ static bool gemm_blas(const etc_gemm_t *g)
  * OpenBLAS keeps the large ones. */
 static bool ours_any_size(const etc_gemm_t *g)
 {
-    if (isa() != ISA_AVX512 || openblas_get_num_threads() != 1)
+    if (isa() != ISA_AVX512)
         return false;
     if (g->acs != 1 && g->k > 512)
         return false;
@@ -523,9 +523,11 @@ static bool use_blas(const etc_gemm_t *g, unsigned flags)
     if (flags & ETC_GEMM_BLAS)
         return true;
     int64_t macs = g->m * g->n * g->k;
-    if (macs <= OURS_MAX_MACS || (macs <= OURS_MAX_MACS_1T && openblas_get_num_threads() == 1))
+    if (macs <= OURS_MAX_MACS)
         return false;
-    return !ours_any_size(g);
+    if (openblas_get_num_threads() != 1)
+        return true;
+    return macs > OURS_MAX_MACS_1T && !ours_any_size(g);
 }
 
 /* The tile kernel of the instruction set, B packed when that pays. */

@@ -133,7 +133,7 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
  * where the remainder is 0·inf, take s itself, which is s/c; NaN stays NaN.
  * One division less per parameter on a divider-bound loop.
  * tests/nn/check_optim.c compares it with the division for every s of
- * four whole binades (the algorithm scales with s's exponent) and the
+ * three whole binades (the algorithm scales with s's exponent) and the
  * special values, for the bias corrections of the first steps and extreme c. */
 __attribute__((target("avx512f"))) static inline __m512 div_bc512(__m512 s, __m512 c, __m512 y)
 {
@@ -165,15 +165,6 @@ __attribute__((target("avx512f"))) static int64_t div_bc_many512(const float *s,
     return j;
 }
 
-/* the exact division for c outside div_bc512's range */
-__attribute__((target("avx512f"))) static int64_t adam512_div(
-    float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-    float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
-{
-    ADAM_LOOP(__m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps,
-              _mm512_mul_ps, _mm512_div_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_max_ps, 16)
-}
-
 __attribute__((target("avx"))) static int64_t adam256(
     float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
     float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
@@ -184,7 +175,7 @@ __attribute__((target("avx"))) static int64_t adam256(
 #endif
 
 /* the update's range for div_bc512 */
-static bool bc_in_range(float c) { return c >= 0x1p-60f && c <= 1.0f; }
+static inline bool bc_in_range(float c) { return c >= 0x1p-60f && c <= 1.0f; }
 
 int64_t nn_div_bc_simd(const float *s, float *out, int64_t n, float c)
 {
@@ -203,33 +194,24 @@ int64_t nn_adam_simd(float *p, const float *g, float *m, float *v, float *vmax, 
 #ifdef OPTIM_X86
     int w = width();
     /* constant flags per call site: one branch-free loop per combination */
-    if (w == 16 && !bc_in_range(c[7])) {
-        if (ams)
-            return decoupled ? adam512_div(p, g, m, v, vmax, k, false, true, true, c)
-                 : coupled_wd ? adam512_div(p, g, m, v, vmax, k, true, false, true, c)
-                              : adam512_div(p, g, m, v, vmax, k, false, false, true, c);
-        return decoupled ? adam512_div(p, g, m, v, vmax, k, false, true, false, c)
-             : coupled_wd ? adam512_div(p, g, m, v, vmax, k, true, false, false, c)
-                          : adam512_div(p, g, m, v, vmax, k, false, false, false, c);
+#define ADAM_CALL(fn)                                                                       \
+    if (ams)                                                                                \
+        return decoupled ? fn(p, g, m, v, vmax, k, false, true, true, c)                    \
+             : coupled_wd ? fn(p, g, m, v, vmax, k, true, false, true, c)                   \
+                          : fn(p, g, m, v, vmax, k, false, false, true, c);                 \
+    return decoupled ? fn(p, g, m, v, vmax, k, false, true, false, c)                       \
+         : coupled_wd ? fn(p, g, m, v, vmax, k, true, false, false, c)                      \
+                      : fn(p, g, m, v, vmax, k, false, false, false, c)
+    /* a bias correction outside div_bc512's range (none a beta2 in [0, 1)
+     * gives: c >= sqrt(1 - beta2) >= 2^-26.5) takes the AVX loop, whose
+     * divisions give the same bits */
+    if (w == 16 && bc_in_range(c[7])) {
+        ADAM_CALL(adam512);
     }
-    if (w == 16) {
-        if (ams)
-            return decoupled ? adam512(p, g, m, v, vmax, k, false, true, true, c)
-                 : coupled_wd ? adam512(p, g, m, v, vmax, k, true, false, true, c)
-                              : adam512(p, g, m, v, vmax, k, false, false, true, c);
-        return decoupled ? adam512(p, g, m, v, vmax, k, false, true, false, c)
-             : coupled_wd ? adam512(p, g, m, v, vmax, k, true, false, false, c)
-                          : adam512(p, g, m, v, vmax, k, false, false, false, c);
+    if (w >= 8) {
+        ADAM_CALL(adam256);
     }
-    if (w == 8) {
-        if (ams)
-            return decoupled ? adam256(p, g, m, v, vmax, k, false, true, true, c)
-                 : coupled_wd ? adam256(p, g, m, v, vmax, k, true, false, true, c)
-                              : adam256(p, g, m, v, vmax, k, false, false, true, c);
-        return decoupled ? adam256(p, g, m, v, vmax, k, false, true, false, c)
-             : coupled_wd ? adam256(p, g, m, v, vmax, k, true, false, false, c)
-                          : adam256(p, g, m, v, vmax, k, false, false, false, c);
-    }
+#undef ADAM_CALL
 #endif
     (void)p, (void)g, (void)m, (void)v, (void)vmax, (void)k, (void)coupled_wd, (void)decoupled;
     (void)ams, (void)c;
