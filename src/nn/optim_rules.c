@@ -190,16 +190,7 @@ void nn_rule_adam(const et_optim *o, const optim_group *grp, float *p, const flo
         (float)(-(ao->lr / bc1)),
     };
     float *m = s[0], *v = s[1], *vmax = s[2];
-#if defined(__SSE2__)
-    /* Denormals flushed to zero (FTZ, DAZ) in this loop only: a model that
-     * fits its data drives m and v below 2^-126, where every lane's div and
-     * sqrt take a microcode assist (the 13-64-64-1 step went from ~21 to
-     * ~32 µs after 40k steps).  A denormal m or v changes the update by
-     * less than 1e-30 (eps = 1e-8 dominates the denominator), far inside
-     * any tolerance; every lane and the scalar tail flush alike. */
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040u);
-#endif
+    /* et_optim_step runs this with denormals flushed to zero (FTZ, DAZ) */
     if (ao->amsgrad) {
         if (decoupled)
             adam_loop(p, g, m, v, vmax, k, false, true, true, c);
@@ -215,9 +206,6 @@ void nn_rule_adam(const et_optim *o, const optim_group *grp, float *p, const flo
         else
             adam_loop(p, g, m, v, NULL, k, false, false, false, c);
     }
-#if defined(__SSE2__)
-    _mm_setcsr(csr);
-#endif
 }
 
 opt_rule nn_optim_rule(opt_kind kind)

@@ -101,10 +101,13 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
     const V vsign = SET1(c[0]), vwd = SET1(c[1]), vdecay = SET1(c[2]), vb1 = SET1(c[3]);    \
     const V vomb1 = SET1(c[4]), vb2 = SET1(c[5]), vomb2 = SET1(c[6]), vbc2s = SET1(c[7]);   \
     const V veps = SET1(c[8]), vnstep = SET1(c[9]);                                         \
+    const bool flip = c[0] != 1.0f;                                                         \
     int64_t j = 0;                                                                          \
     for (; j + W <= k; j += W) {                                                            \
         V pj = LOAD(p + j);                                                                 \
-        V d = MUL(vsign, LOAD(g + j));                                                      \
+        V d = LOAD(g + j);                                                                  \
+        if (flip) /* d·1 is d (the next multiplication quiets a signalling NaN alike) */    \
+            d = MUL(vsign, d);                                                              \
         if (decoupled)                                                                      \
             pj = MUL(pj, vdecay);                                                           \
         if (coupled_wd)                                                                     \
@@ -135,16 +138,16 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
  * tests/nn/check_optim.c compares it with the division for every s of
  * three whole binades (the algorithm scales with s's exponent) and the
  * special values, for the bias corrections of the first steps and extreme c. */
-__attribute__((target("avx512f"))) static inline __m512 div_bc512(__m512 s, __m512 c, __m512 y)
+__attribute__((target("avx512f,avx512dq"))) static inline __m512 div_bc512(__m512 s, __m512 c, __m512 y)
 {
     __m512 q0 = _mm512_mul_ps(s, y);
     __m512 q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q0, c, s), y, q0);
-    __mmask16 keep = _mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ) |
-                     _mm512_cmp_ps_mask(s, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
+    /* one classification (AVX512DQ: ±0, +inf) instead of two comparisons and an or */
+    __mmask16 keep = _mm512_fpclass_ps_mask(s, 0x02 | 0x04 | 0x08);
     return _mm512_mask_mov_ps(q, keep, s);
 }
 
-__attribute__((target("avx512f"))) static int64_t adam512(
+__attribute__((target("avx512f,avx512dq"))) static int64_t adam512(
     float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
     float *restrict vmax, int64_t k, bool coupled_wd, bool decoupled, bool ams, const float *c)
 {
@@ -155,7 +158,7 @@ __attribute__((target("avx512f"))) static int64_t adam512(
 #undef DIV_BC512
 }
 
-__attribute__((target("avx512f"))) static int64_t div_bc_many512(const float *s, float *out,
+__attribute__((target("avx512f,avx512dq"))) static int64_t div_bc_many512(const float *s, float *out,
                                                                 int64_t n, float c)
 {
     const __m512 vc = _mm512_set1_ps(c), vy = _mm512_set1_ps(1.0f / c);
@@ -172,16 +175,27 @@ __attribute__((target("avx"))) static int64_t adam256(
     ADAM_LOOP(__m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps,
               _mm256_mul_ps, _mm256_div_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_max_ps, 8)
 }
-#endif
 
-/* the update's range for div_bc512 */
-static inline bool bc_in_range(float c) { return c >= 0x1p-60f && c <= 1.0f; }
+/* div_bc512's CPU (AVX512DQ's classification beside AVX512F: every AVX-512
+ * CPU but Xeon Phi) and range of the bias correction */
+static bool bc_fma_usable(float c)
+{
+    static int dq = -1;
+    int v = __atomic_load_n(&dq, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = width() == 16 && __builtin_cpu_supports("avx512dq");
+        __atomic_store_n(&dq, v, __ATOMIC_RELAXED);
+    }
+    return v && c >= 0x1p-60f && c <= 1.0f;
+}
+#endif
 
 int64_t nn_div_bc_simd(const float *s, float *out, int64_t n, float c)
 {
     int64_t j = 0;
 #ifdef OPTIM_X86
-    if (width() == 16 && bc_in_range(c))
+    if (bc_fma_usable(c))
         j = div_bc_many512(s, out, n, c);
 #endif
     (void)s, (void)out, (void)n, (void)c;
@@ -205,7 +219,7 @@ int64_t nn_adam_simd(float *p, const float *g, float *m, float *v, float *vmax, 
     /* a bias correction outside div_bc512's range (none a beta2 in [0, 1)
      * gives: c >= sqrt(1 - beta2) >= 2^-26.5) takes the AVX loop, whose
      * divisions give the same bits */
-    if (w == 16 && bc_in_range(c[7])) {
+    if (bc_fma_usable(c[7])) {
         ADAM_CALL(adam512);
     }
     if (w >= 8) {
