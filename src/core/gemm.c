@@ -516,11 +516,43 @@ static bool ours_any_size(const etc_gemm_t *g)
     return true;
 }
 
+/* The small GEMMs where OpenBLAS's kernels beat ours on an AVX-512 CPU
+ * (session 14 on the Zen 4 EPYC, Cooperlake kernels, one thread, et_bench
+ * --gemm-table and single shapes; elsewhere the table favours ours), when
+ * no epilogue of ours (bias, ReLU) would need a pass of its own:
+ *   - Gᵀ·X (a weight gradient: A read across its rows) over at most 32 rows
+ *     of batch, both sides at least 12 wide: OpenBLAS's time 0.87-0.96 of
+ *     ours (64x13x32, 64x64x32, 200x30x32, 27x200x32 of the 13-64-64-1 and
+ *     character models at batch 32; 0.77 accumulating 200x30x32), ~1.0 at
+ *     13x13x32; ours stay faster for narrow ones (5x1x256 1.70x, 1x64x32
+ *     1.10x) and longer batches (64x64x512 1.25x);
+ *   - A·B plain (an input gradient G·W, attention's P·V) of 12 to 32 rows
+ *     (32x64x64 0.95, 32x200x27 0.87, 32x30x200 0.97, 32x16x32 0.82-0.90;
+ *     16x16x16 1.11, 17x64x64 1.01), or an outer product (k = 1: 256x5x1
+ *     0.52, 1024x64x1 0.73, 32x64x1 0.77); from 64 rows ours (64x1024x10
+ *     1.03x, 512x64x192 1.12x).
+ * Steps, side by side: the character model 43.5 -> 41.1 µs, 1-5-1 3.65 ->
+ * 3.47, 13-64-64-1 13.4 -> 13.1, the rest unchanged; the same loss bits
+ * (for these shapes both sum k in order).  Under 2^18 multiply-adds
+ * OpenBLAS runs them on one thread whatever its thread count. */
+static bool blas_faster_small(const etc_gemm_t *g)
+{
+    if (isa() != ISA_AVX512 || g->m * g->n * g->k > ((int64_t)1 << 18))
+        return false;
+    if (g->bcs != 1 || g->bias || g->act != ETC_GEMM_NONE)
+        return false;
+    if (g->acs != 1)
+        return g->k <= 32 && g->m >= 12 && g->n >= 12;
+    return (g->m >= 12 && g->m <= 32) || g->k == 1;
+}
+
 static bool use_blas(const etc_gemm_t *g, unsigned flags)
 {
     if (flags & (ETC_GEMM_INVARIANT | ETC_GEMM_NO_BLAS))
         return false;
     if (flags & ETC_GEMM_BLAS)
+        return true;
+    if (blas_faster_small(g))
         return true;
     int64_t macs = g->m * g->n * g->k;
     if (macs <= OURS_MAX_MACS)
