@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/core_internal.h"
 #include "core/gemm_inv.h"
@@ -532,18 +533,46 @@ static bool ours_any_size(const etc_gemm_t *g)
  *     0.52, 1024x64x1 0.73, 32x64x1 0.77); from 64 rows ours (64x1024x10
  *     1.03x, 512x64x192 1.12x).
  * Steps, side by side: the character model 43.5 -> 41.1 µs, 1-5-1 3.65 ->
- * 3.47, 13-64-64-1 13.4 -> 13.1, the rest unchanged; the same loss bits
- * (for these shapes both sum k in order).  Under 2^18 multiply-adds
- * OpenBLAS runs them on one thread whatever its thread count. */
+ * 3.47, 13-64-64-1 13.4 -> 13.1, the rest unchanged; the same loss bits.
+ * Only with OpenBLAS's AVX-512 kernels (SkylakeX, Cooperlake, Sapphire
+ * Rapids; its Haswell ones sum in other orders) and only for shapes where
+ * they give our bits: no n = 1 (gemm_n1_ks4 splits k, and is faster), and no
+ * plain product with k >= 32 whose n leaves a tail of 1-8 columns past a
+ * multiple of 16.  tests/core/check_gemm.c (test_blas_small_same_bits)
+ * compares every shape of a sweep that the rule routes with our kernels, bit
+ * for bit.  Under 2^18 multiply-adds OpenBLAS runs them on one thread
+ * whatever its thread count. */
+/* OpenBLAS's AVX-512 sgemm kernels: the ones measured, and the ones whose
+ * sums over k the same-bits conditions below were checked against */
+static bool blas_avx512_kernels(void)
+{
+    static int ok = -1;
+    int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *c = openblas_get_corename();
+        v = c && (strcasecmp(c, "skylakex") == 0 || strcasecmp(c, "cooperlake") == 0 ||
+                  strcasecmp(c, "sapphirerapids") == 0);
+        __atomic_store_n(&ok, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 static bool blas_faster_small(const etc_gemm_t *g)
 {
     if (isa() != ISA_AVX512 || g->m * g->n * g->k > ((int64_t)1 << 18))
         return false;
-    if (g->bcs != 1 || g->bias || g->act != ETC_GEMM_NONE)
+    if (g->bcs != 1 || g->bias || g->act != ETC_GEMM_NONE || g->n < 2)
+        return false;
+    if (!blas_avx512_kernels())
         return false;
     if (g->acs != 1)
         return g->k <= 32 && g->m >= 12 && g->n >= 12;
-    return (g->m >= 12 && g->m <= 32) || g->k == 1;
+    if (g->k == 1)
+        return true;
+    /* from k = 32 OpenBLAS's kernel sums a tail of 1-8 columns in another
+     * order than ours (a review's sweep: 16x100x64, 32x24x64 differ) */
+    return g->m >= 12 && g->m <= 32 && g->n >= 12 &&
+           (g->k < 32 || g->n % 16 == 0 || g->n % 16 > 8);
 }
 
 static bool use_blas(const etc_gemm_t *g, unsigned flags)

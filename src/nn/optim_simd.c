@@ -106,7 +106,10 @@ int64_t nn_sgd_simd(float *p, const float *g, float *buf, int64_t k, const nn_sg
     for (; j + W <= k; j += W) {                                                            \
         V pj = LOAD(p + j);                                                                 \
         V d = LOAD(g + j);                                                                  \
-        if (flip) /* d·1 is d (the next multiplication quiets a signalling NaN alike) */    \
+        /* d·1 is d (the next multiplication quiets a signalling NaN alike); kept \
+         * with coupled weight decay, where without it the compiler may swap the   \
+         * addition's operands and a NaN p's sign would win over a NaN g's */      \
+        if (flip || coupled_wd)                                                             \
             d = MUL(vsign, d);                                                              \
         if (decoupled)                                                                      \
             pj = MUL(pj, vdecay);                                                           \

@@ -566,6 +566,59 @@ START_TEST(test_one_column_k_split_bits)
 }
 END_TEST
 
+/* The small shapes etc_gemm gives to OpenBLAS (gemm.c blas_faster_small)
+ * are only those where its kernels give our bits: every shape of a sweep
+ * over the rule's range that it routes, both layouts, plain and
+ * accumulating, against our kernels (ETC_GEMM_NO_BLAS), bit for bit. */
+START_TEST(test_blas_small_same_bits)
+{
+    static const int64_t ms[] = {1, 2, 11, 12, 13, 16, 17, 24, 31, 32, 33, 64, 256, 1024};
+    static const int64_t ns[] = {1, 2, 5, 12, 13, 16, 17, 24, 25, 30, 32, 40, 64, 100, 200};
+    static const int64_t ks[] = {1, 2, 7, 16, 27, 31, 32, 33, 64, 100, 200, 262};
+    int64_t routed = 0;
+    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+                for (int l = 0; l < 2; l++) {
+                    shape sh = {ms[mi], ns[ni], ks[ki], l ? 'T' : 'N'};
+                    if (sh.m * sh.n * sh.k > ((int64_t)1 << 18))
+                        continue;
+                    problem p;
+                    make(&p, &sh, 3u + (unsigned)(mi * 31 + ni * 7 + ki));
+                    if (!etc_gemm_uses_blas(&p.g, 0)) {
+                        unmake(&p);
+                        continue;
+                    }
+                    routed++;
+                    size_t csz = (size_t)(sh.m * p.g.ldc);
+                    float *ours = malloc(csz * sizeof(float));
+                    for (int acc = 0; acc < 2; acc++) {
+                        etc_gemm_t g = p.g;
+                        g.accumulate = acc;
+                        memcpy(ours, p.c, csz * sizeof(float));
+                        etc_gemm(&g, 0);
+                        g.c = ours;
+                        etc_gemm(&g, ETC_GEMM_NO_BLAS);
+                        for (int64_t i = 0; i < sh.m; i++)
+                            for (int64_t j = 0; j < sh.n; j++)
+                                ck_assert_msg(memcmp(&p.c[i * g.ldc + j], &ours[i * g.ldc + j],
+                                                     sizeof(float)) == 0,
+                                              "%c %lldx%lldx%lld acc %d (%lld, %lld): OpenBLAS "
+                                              "%a, ours %a", sh.layout, (long long)sh.m,
+                                              (long long)sh.n, (long long)sh.k, acc,
+                                              (long long)i, (long long)j,
+                                              (double)p.c[i * g.ldc + j],
+                                              (double)ours[i * g.ldc + j]);
+                        memcpy(p.c, ours, csz * sizeof(float));   /* the next round's C */
+                    }
+                    free(ours);
+                    unmake(&p);
+                }
+    if (routed == 0)
+        note_not_run(__func__, "AVX-512 with OpenBLAS's AVX-512 kernels");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gemm");
@@ -581,6 +634,7 @@ int main(void)
     tcase_add_test(tc, test_pack_cache);
     tcase_add_test(tc, test_few_rows_same_bits_as_dot_tile);
     tcase_add_test(tc, test_one_column_k_split_bits);
+    tcase_add_test(tc, test_blas_small_same_bits);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
