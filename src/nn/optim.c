@@ -575,22 +575,18 @@ static et_status step_param(et_optim *o, opt_rule rule, int i)
         held[k] = st == ET_OK;
         s[k] = held[k] ? sb[k].p : NULL;
     }
-    if (st != ET_OK) {
-        for (int k = 0; k < OPT_MAX_SLOTS; k++)
-            if (held[k])
-                nn_buf_release(&sb[k], false);
-        nn_buf_release(&gb, false);
-        nn_buf_release(&pb, false);
-        return st;
+    const bool run = st == ET_OK;   /* else release unwritten: nothing changed */
+    if (run) {
+        int64_t step = ++o->pstep[i];
+        rule(o, &o->groups[o->group_of[i]], pb.p, gb.p, s, &o->buf_init[i], step,
+             et_numel(pt));
     }
-    int64_t step = ++o->pstep[i];
-    rule(o, &o->groups[o->group_of[i]], pb.p, gb.p, s, &o->buf_init[i], step, et_numel(pt));
     for (int k = 0; k < OPT_MAX_SLOTS; k++)
         if (held[k])
-            nn_buf_release(&sb[k], true);
+            nn_buf_release(&sb[k], run);
     nn_buf_release(&gb, false);
-    nn_buf_release(&pb, true);
-    return ET_OK;
+    nn_buf_release(&pb, run);
+    return st;
 }
 
 et_status et_optim_step(et_optim *o)
