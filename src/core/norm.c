@@ -7,7 +7,9 @@
  *   layer_norm  group = one row of the last dims;              affine per position in the row
  *   group_norm  group = (sample, C/G channels, trailing dims); affine per channel
  * Statistics and gradient sums are accumulated in double (PyTorch's CPU
- * kernels use double accumulators for float).  Graph node: inputs
+ * kernels use double accumulators for float), but for batch_norm's [N, C]
+ * backward without a reducer, in float as torch's kernel for that layout
+ * (bn_backward_f).  Graph node: inputs
  * {x, weight?, bias?}, `saved` = a [4, groups] float tensor holding the
  * mean and the inverse standard deviation of each group as double-length
  * (hi, lo) float pairs, aux.i = flags.  The backward needs them to better
@@ -307,18 +309,19 @@ et_tensor *et_batch_norm_reduced(et_tensor *input, et_tensor *running_mean,
             ss[c] = hrv->data[c];
         }
     etc_bn_channels(C, mean, ss, training ? Mt : 1.0, eps, w, bb, stats->data, fm, alpha, beta);
-    /* y = (x - mean) * alpha + bias: folding the mean into the constant
-     * (x * alpha + beta) loses digits when |mean| >> std */
+    /* y = ((x - mean hi) - mean lo) * alpha + bias: folding the mean into
+     * the constant (x * alpha + beta) loses digits when |mean| >> std, and
+     * so does its float rounding alone */
     if (L == 1) {
-        etc_bn_rows_apply(xd, yd, N, C, fm, alpha, beta);
+        etc_bn_rows_apply(xd, yd, N, C, fm, stats->data + C, alpha, beta);
     } else {
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {
                 const float *p = xd + (n * C + c) * L;
                 float *q = yd + (n * C + c) * L;
-                float a = alpha[c], b = beta[c], m = fm[c];
+                float a = alpha[c], b = beta[c], m = fm[c], ml = stats->data[C + c];
                 for (int64_t l = 0; l < L; l++)
-                    q[l] = (p[l] - m) * a + b;
+                    q[l] = ((p[l] - m) - ml) * a + b;
             }
     }
     free(mean);
@@ -338,6 +341,35 @@ fail:
     free(mean);
     norm_release(&j, false);
     return NULL;
+}
+
+/* The backward of [N, C] without a reducer, in float as torch's channels-
+ * last kernel (norm_kernels.c): the sums over the rows, the weight and bias
+ * gradients dotp * invstd and sum, then dx -- but with each deviation
+ * x - mean taken from the stats' double-length mean, (x - hi) - lo (x - hi
+ * is exact near the mean), where torch's float mean costs up to 3e-3
+ * relative in dx when |mean| >> std (32 rows of 1000 +- 0.01: 4.7e-8 from
+ * float64 torch, float32 torch 2.7e-3).  work: 4 C floats. */
+static void bn_backward_f(const float *x, const float *g, float *gx, float *gw, float *gb,
+                          int64_t N, int64_t C, bool training, const float *st, const float *w,
+                          float *work)
+{
+    float *sum = work, *dotp = sum + C, *gm = dotp + C, *k = gm + C;
+    const float *mh = st, *ml = st + C, *invstd = st + 2 * C;
+    etc_bn_rows_grad_sums_f(x, g, N, C, mh, ml, sum, dotp);
+    if (gw)
+        for (int64_t c = 0; c < C; c++)
+            gw[c] = dotp[c] * invstd[c];
+    if (gb)
+        memcpy(gb, sum, (size_t)C * sizeof *gb);
+    if (!gx)
+        return;
+    const float M = (float)N;
+    for (int64_t c = 0; c < C; c++) {
+        k[c] = dotp[c] * invstd[c] * invstd[c] / M;
+        gm[c] = sum[c] / M;
+    }
+    etc_bn_rows_dx_f(x, g, gx, N, C, training, mh, ml, gm, k, invstd, w);
 }
 
 ETC_BW(batch_norm)
@@ -384,6 +416,20 @@ ETC_BW(batch_norm)
         return false;
     }
     double *dotp = sum + C, *mean = dotp + C, *gm = mean + C, *kc = gm + C, *sc = kc + C;
+    if (L == 1 && !sync) {
+        bn_backward_f(x->data, gc->data, gx ? gx->data : NULL, gw ? gw->data : NULL,
+                      gb ? gb->data : NULL, N, C, training, st, w, (float *)sum);
+        free(sum);
+        etc_release(x);
+        etc_release(gc);
+        etc_release(hw);
+        gin[0] = gx;
+        if (wi >= 0)
+            gin[wi] = gw;
+        if (bi >= 0)
+            gin[bi] = gb;
+        return true;
+    }
     etc_bn_stat_means(C, st, mean);
     if (L == 1) {
         etc_bn_rows_grad_sums(x->data, gc->data, N, C, mean, sum, dotp);

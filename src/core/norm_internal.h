@@ -2,7 +2,8 @@
  * shared by norm.c's forward and backward.  Each is built for baseline
  * x86-64, AVX2 and AVX-512 and picked at load time, with no FMA in the
  * clones: every clone gives the same bits.  Statistics and gradient sums
- * are double; each channel's sums are taken row after row. */
+ * are double (the backward's float on the _f path); each channel's sums
+ * are taken row after row. */
 #ifndef ET_NORM_INTERNAL_H
 #define ET_NORM_INTERNAL_H
 
@@ -25,10 +26,10 @@ void etc_bn_channels(int64_t C, const double *restrict mean, const double *restr
  * contiguous rm and rv */
 void etc_bn_running(int64_t C, const double *restrict mean, const double *restrict ss,
                     double Mt, double momentum, float *restrict rm, float *restrict rv);
-/* y = (x - fm[c]) * alpha[c] + beta[c] */
+/* y = ((x - fm[c]) - ml[c]) * alpha[c] + beta[c] (fm, ml: the mean's hi and lo) */
 void etc_bn_rows_apply(const float *restrict x, float *restrict y, int64_t N, int64_t C,
-                       const float *restrict fm, const float *restrict alpha,
-                       const float *restrict beta);
+                       const float *restrict fm, const float *restrict ml,
+                       const float *restrict alpha, const float *restrict beta);
 /* mean[c] from the stats rows */
 void etc_bn_stat_means(int64_t C, const float *restrict st, double *restrict mean);
 /* out = v * invstd (st given: grad weight), else (float)v (grad bias) */
@@ -48,5 +49,20 @@ void etc_bn_rows_dx(const float *restrict x, const float *restrict g, float *res
                     int64_t N, int64_t C, const double *restrict mean,
                     const double *restrict gm, const double *restrict kc,
                     const double *restrict sc);
+
+/* The float path of the [N, C] backward without a reducer (torch's
+ * channels-last kernel, which BatchNorm1d over features takes), deviations
+ * (x - mh) - ml from the stats' double-length mean: sums row after row in
+ * float ... */
+void etc_bn_rows_grad_sums_f(const float *restrict x, const float *restrict g, int64_t N,
+                             int64_t C, const float *restrict mh, const float *restrict ml,
+                             float *restrict sum, float *restrict dotp);
+/* ... and dx = ((g - gm) - ((x - mh) - ml) k) invstd w (training), g invstd
+ * w (eval); w NULL: no factor */
+void etc_bn_rows_dx_f(const float *restrict x, const float *restrict g, float *restrict dx,
+                      int64_t N, int64_t C, bool training, const float *restrict mh,
+                      const float *restrict ml, const float *restrict gm,
+                      const float *restrict k, const float *restrict invstd,
+                      const float *restrict w);
 
 #endif

@@ -194,6 +194,17 @@ def add_cases(cases, tmpdir):
         add(cases, tmpdir, cid, {"type": "BatchNorm2d", "num_features": 3, **kw},
             lambda k, r: {"input": spec_tensor(N(r, (2, 3, 4, 5), 2.0, -1.0), rg=True, t=k % 4 == 2)},
             23, first20, r)
+    # |mean| >> std (raw features such as prices): a deviation from a float-rounded mean
+    # costs 1e-3 relative in the output, float32 torch's own mean 6e-3; easytorch must
+    # match float64 torch (forward and backward)
+    for cid, shape in (("BatchNorm1d/mean1000_std0.01/[32, 16]", (32, 16)),
+                       ("BatchNorm2d/mean3e4/[4, 3, 2, 5]", (4, 3, 2, 5))):
+        r = rng_for(cid)
+        scale, shift = (0.01, 1000.0) if len(shape) == 2 else (1.0, 3e4)
+        add(cases, tmpdir, cid, {"type": cid.split("/")[0], "num_features": shape[1]},
+            lambda k, r, shape=shape, scale=scale, shift=shift:
+                {"input": spec_tensor(N(r, shape, scale, shift), rg=True)},
+            23, first20, r)
     # resuming counts: loaded num_batches_tracked with cumulative momentum
     cid = "BatchNorm1d/momentum_None/resumed_at_5"
     r = rng_for(cid)
