@@ -32,6 +32,19 @@ static inline void nn_fill_uniform(et_generator *g, float *x, int64_t n, double 
         x[i] = (float)(lo + (hi - lo) * et_generator_uniform(g));
 }
 
+/* y = x W^T + b computed from the definition. */
+static inline void ref_linear(const float *x, const float *w, const float *b, float *y, int n,
+                              int in, int out)
+{
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int k = 0; k < in; k++)
+                s += (double)x[i * in + k] * w[o * in + k];
+            y[i * out + o] = (float)s;
+        }
+}
+
 /* Run a suite with the usual runner; returns the process exit status. */
 static inline int nn_run_suite(Suite *s)
 {

@@ -1,6 +1,7 @@
 /*
  * core_runner.h - what core_runner.c shares with the files that add op
- * entries to it (core_runner_ops.c): the case environment, one op call,
+ * entries to it (core_runner_basic.c, core_runner_ops.c, core_runner_conv.c):
+ * the case environment, one op call,
  * the table entry type and the JSON parameter helpers.
  */
 #ifndef CORE_RUNNER_H
@@ -48,7 +49,10 @@ typedef struct {
     bool runner_ref;  /* fn returns et_tensor_ref() of its input, not a library result */
 } op_entry;
 
-/* Further op entries (core_runner_ops.c), searched after core_runner.c's own. */
+/* The first release's op entries (core_runner_basic.c), searched first. */
+extern const op_entry core_runner_ops_basic[];
+extern const size_t core_runner_ops_basic_n;
+/* Further op entries (core_runner_ops.c), searched next. */
 extern const op_entry core_runner_ops_more[];
 extern const size_t core_runner_ops_more_n;
 /* conv.h entries (core_runner_conv.c). */
