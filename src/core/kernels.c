@@ -276,7 +276,12 @@ static void row(int op, float *restrict o, const float *x, int64_t sx, const flo
         LOOP1(etc_sel(etc_sel(a < p0, p0, a) > p1, p1, etc_sel(a < p0, p0, a)));
         break;
     case EW_COPY: LOOP1(a); break;
-    case EW_TANH_B: LOOP2(a * (1.0f - b * b)); break;
+    case EW_TANH_B:
+        if (sx == 1 && sy == 1 && etc_cpu_avx512f())   /* the same bits */
+            etc_tanh_back_avx512(o, x, y, n);
+        else
+            LOOP2(a * (1.0f - b * b));
+        break;
     case EW_SIGMOID_B: LOOP2(a * (1.0f - b) * b); break;
     case EW_RELU_B: LOOP2(b <= 0.0f ? 0.0f : a); break;   /* NaN passes, as torch */
     case EW_LEAKY_B: LOOP2(etc_sel(b > 0.0f, a, a * p0)); break;

@@ -96,10 +96,41 @@ __attribute__((target("avx512f"))) void etc_tanh_avx512(float *o, const float *x
     }
 }
 
+/* o = g * (1 - y * y), kernels.c's EW_TANH_B expression (no FMA: the same
+ * bits), four vectors an iteration: row()'s generic loop reloaded its
+ * pointers from the stack each vector (0.49 µs of the char step for
+ * [32, 200]) */
+__attribute__((target("avx512f"))) void etc_tanh_back_avx512(float *o, const float *g,
+                                                             const float *y, int64_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int j = 0; j < 4; j++) {
+            const __m512 b = _mm512_loadu_ps(y + i + 16 * j);
+            _mm512_storeu_ps(o + i + 16 * j,
+                             _mm512_mul_ps(_mm512_loadu_ps(g + i + 16 * j),
+                                           _mm512_sub_ps(one, _mm512_mul_ps(b, b))));
+        }
+    for (; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 b = _mm512_maskz_loadu_ps(k, y + i);
+        _mm512_mask_storeu_ps(o + i, k,
+                              _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i),
+                                            _mm512_sub_ps(one, _mm512_mul_ps(b, b))));
+    }
+}
+
 #else
 void etc_tanh_avx512(float *o, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         o[i] = etc_tanhf(x[i]);
+}
+
+void etc_tanh_back_avx512(float *o, const float *g, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        o[i] = g[i] * (1.0f - y[i] * y[i]);
 }
 #endif

@@ -480,6 +480,46 @@ START_TEST(test_tanh_avx512_bits)
 }
 END_TEST
 
+/* tanh's backward row g * (1 - y^2) against the scalar expression bit for
+ * bit: rows of 1..150 (the four-vector blocks and the masked tail), values
+ * from random bit patterns (NaNs, infinities, subnormals, signed zeros) */
+START_TEST(test_tanh_back_avx512_bits)
+{
+    if (!etc_cpu_avx512f()) {
+        note_not_run(__func__, "the AVX-512 tanh backward row (this CPU has no AVX-512F)");
+        return;
+    }
+    enum { L = 150 };
+    static float g[L + 1], y[L + 1], o[L + 1];
+    uint32_t st = 12345;
+    for (int len = 1; len <= L; len++) {
+        for (int i = 0; i < len; i++) {
+            uint32_t w[2];
+            for (int q = 0; q < 2; q++) {
+                st = st * 1664525u + 1013904223u;
+                w[q] = st;
+            }
+            /* half the lanes plain numbers in [-1.5, 1.5), half raw bit patterns */
+            if (i % 2) {
+                memcpy(&g[i], &w[0], sizeof w[0]);
+                memcpy(&y[i], &w[1], sizeof w[1]);
+            } else {
+                g[i] = (float)(w[0] >> 8) / 16777216.0f * 3.0f - 1.5f;
+                y[i] = (float)(w[1] >> 8) / 16777216.0f * 3.0f - 1.5f;
+            }
+        }
+        o[len] = 777.0f;   /* past the row: must stay */
+        etc_tanh_back_avx512(o, g, y, len);
+        for (int i = 0; i < len; i++) {
+            float t = g[i] * (1.0f - y[i] * y[i]);
+            ck_assert_msg(memcmp(&t, &o[i], sizeof t) == 0, "len %d: %a * (1 - %a^2) = %a, avx512 %a",
+                          len, (double)g[i], (double)y[i], (double)t, (double)o[i]);
+        }
+        ck_assert_float_eq(o[len], 777.0f);
+    }
+}
+END_TEST
+
 START_TEST(test_exp_tanh_accuracy)
 {
     double maxe = 0, maxt = 0;
@@ -608,6 +648,7 @@ static Suite *ops_suite(void)
         {"random_arguments", test_random_arguments_never_crash},
         {"exp_tanh_accuracy", test_exp_tanh_accuracy},
         {"tanh_avx512_bits", test_tanh_avx512_bits},
+        {"tanh_back_avx512_bits", test_tanh_back_avx512_bits},
         {"result_shape_overflow", test_result_shape_overflow_is_an_error},
         {"empty_reductions", test_empty_reductions},
     };
