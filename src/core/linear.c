@@ -136,26 +136,43 @@ static void col_sums(const float *g, int64_t rows, int64_t cols, float *out, boo
         }
         return;
     }
-    for (int64_t j0 = 0; j0 < cols; j0 += 256) {
-        int64_t jn = cols - j0 < 256 ? cols - j0 : 256;
-        float tot[256] = {0}, part[256];
+    /* blocks of 16 and then 8 columns held in vector registers over the
+     * rows (GNU vector types; the rows' loop reloaded and stored every
+     * partial sum), then single columns: each column's order unchanged */
+#define CS_BLOCK(VT, W)                                                  \
+    for (; j0 + (W) <= cols; j0 += (W)) {                                \
+        VT tot = {0}, part, v;                                           \
+        for (int64_t r0 = 0; r0 < rows; r0 += 16) {                      \
+            int64_t r1 = rows - r0 < 16 ? rows : r0 + 16;                \
+            memcpy(&part, g + r0 * cols + j0, sizeof part);              \
+            for (int64_t r = r0 + 1; r < r1; r++) {                      \
+                memcpy(&v, g + r * cols + j0, sizeof v);                 \
+                part += v;                                               \
+            }                                                            \
+            tot += part;                                                 \
+        }                                                                \
+        if (accumulate) {                                                \
+            memcpy(&v, out + j0, sizeof v);                              \
+            tot = v + tot;                                               \
+        }                                                                \
+        memcpy(out + j0, &tot, sizeof tot);                              \
+    }
+    typedef float cs_v16 __attribute__((vector_size(16 * sizeof(float))));
+    typedef float cs_v8 __attribute__((vector_size(8 * sizeof(float))));
+    int64_t j0 = 0;
+    CS_BLOCK(cs_v16, 16)
+    CS_BLOCK(cs_v8, 8)
+#undef CS_BLOCK
+    for (; j0 < cols; j0++) {
+        float tot = 0;
         for (int64_t r0 = 0; r0 < rows; r0 += 16) {
             int64_t r1 = rows - r0 < 16 ? rows : r0 + 16;
-            memcpy(part, g + r0 * cols + j0, (size_t)jn * sizeof(float));
-            for (int64_t r = r0 + 1; r < r1; r++) {
-                const float *gr = g + r * cols + j0;
-                for (int64_t j = 0; j < jn; j++)
-                    part[j] += gr[j];
-            }
-            for (int64_t j = 0; j < jn; j++)
-                tot[j] += part[j];
+            float part = g[r0 * cols + j0];
+            for (int64_t r = r0 + 1; r < r1; r++)
+                part += g[r * cols + j0];
+            tot += part;
         }
-        float *o = out + j0;
-        if (accumulate)
-            for (int64_t j = 0; j < jn; j++)
-                o[j] += tot[j];
-        else
-            memcpy(o, tot, (size_t)jn * sizeof(float));
+        out[j0] = accumulate ? out[j0] + tot : tot;
     }
 }
 
