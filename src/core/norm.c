@@ -372,6 +372,52 @@ static void bn_backward_f(const float *x, const float *g, float *gx, float *gw, 
     etc_bn_rows_dx_f(x, g, gx, N, C, training, mh, ml, gm, k, invstd, w);
 }
 
+/* The backward in double (any L, with or without a reducer): the sums over
+ * the values of each channel, the weight and bias gradients of this
+ * participant's rows, the sums over every participant (sync), then dx.
+ * work: 6 C doubles, zeroed.  false: the reducer failed (its error set). */
+static bool bn_backward_d(const float *x, const float *g, float *gx, float *gw, float *gb,
+                          int64_t N, int64_t C, int64_t L, int64_t M, bool training,
+                          const et_reducer *sync, const float *st, const float *w, double *sum)
+{
+    double *dotp = sum + C, *mean = dotp + C, *gm = mean + C, *kc = gm + C, *sc = kc + C;
+    etc_bn_stat_means(C, st, mean);
+    if (L == 1) {
+        etc_bn_rows_grad_sums(x, g, N, C, mean, sum, dotp);
+    } else {
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *p = x + (n * C + c) * L, *q = g + (n * C + c) * L;
+                double s1 = 0, s2 = 0, m = mean[c];
+                for (int64_t l = 0; l < L; l++) {
+                    s1 += q[l];
+                    s2 += (p[l] - m) * q[l];
+                }
+                sum[c] += s1;
+                dotp[c] += s2;
+            }
+    }
+    if (gw)   /* this participant's rows' share */
+        etc_bn_grad_wb(C, st, dotp, gw);
+    if (gb)
+        etc_bn_grad_wb(C, NULL, sum, gb);
+    if (sync && !reduce(sync, sum, 2 * C, "NativeBatchNormBackward0")) /* [sum, dotp] */
+        return false;
+    etc_bn_dx_terms(C, st, sum, dotp, w, training, (double)M, gm, kc, sc);
+    if (gx && L == 1)
+        etc_bn_rows_dx(x, g, gx, N, C, mean, gm, kc, sc);
+    else if (gx)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *p = x + (n * C + c) * L, *q = g + (n * C + c) * L;
+                float *r = gx + (n * C + c) * L;
+                double m = mean[c], g0 = gm[c], k = kc[c], s0 = sc[c];
+                for (int64_t l = 0; l < L; l++)
+                    r[l] = (float)((q[l] - g0 - (p[l] - m) * k) * s0);
+            }
+    return true;
+}
+
 ETC_BW(batch_norm)
 {
     et_tensor *in = out->in[0];
@@ -403,79 +449,27 @@ ETC_BW(batch_norm)
         etc_release(gb);
         return false;
     }
-    /* work[] = sum[C], dotp[C], mean[C], then per-channel coefficients of dx */
+    /* work: 6 C doubles (bn_backward_d), or 4 C floats (bn_backward_f) */
     double *sum = calloc((size_t)C, 6 * sizeof(double));
-    if (!sum) {
-        etc_release(x);
-        etc_release(gc);
-        etc_release(hw);
-        etc_release(gx);
-        etc_release(gw);
-        etc_release(gb);
+    bool ok = sum != NULL;
+    if (!ok)
         et_set_error(ET_ERR_NOMEM, "NativeBatchNormBackward0: out of memory");
-        return false;
-    }
-    double *dotp = sum + C, *mean = dotp + C, *gm = mean + C, *kc = gm + C, *sc = kc + C;
-    if (L == 1 && !sync) {
+    else if (L == 1 && !sync)
         bn_backward_f(x->data, gc->data, gx ? gx->data : NULL, gw ? gw->data : NULL,
                       gb ? gb->data : NULL, N, C, training, st, w, (float *)sum);
-        free(sum);
-        etc_release(x);
-        etc_release(gc);
-        etc_release(hw);
-        gin[0] = gx;
-        if (wi >= 0)
-            gin[wi] = gw;
-        if (bi >= 0)
-            gin[bi] = gb;
-        return true;
-    }
-    etc_bn_stat_means(C, st, mean);
-    if (L == 1) {
-        etc_bn_rows_grad_sums(x->data, gc->data, N, C, mean, sum, dotp);
-    } else {
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < C; c++) {
-                const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
-                double s1 = 0, s2 = 0, m = mean[c];
-                for (int64_t l = 0; l < L; l++) {
-                    s1 += q[l];
-                    s2 += (p[l] - m) * q[l];
-                }
-                sum[c] += s1;
-                dotp[c] += s2;
-            }
-    }
-    if (gw)   /* this participant's rows' share */
-        etc_bn_grad_wb(C, st, dotp, gw->data);
-    if (gb)
-        etc_bn_grad_wb(C, NULL, sum, gb->data);
-    if (sync && !reduce(sync, sum, 2 * C, "NativeBatchNormBackward0")) { /* [sum, dotp] */
-        free(sum);
-        etc_release(x);
-        etc_release(gc);
-        etc_release(hw);
-        etc_release(gx);
-        etc_release(gw);
-        etc_release(gb);
-        return false;
-    }
-    etc_bn_dx_terms(C, st, sum, dotp, w, training, (double)M, gm, kc, sc);
-    if (gx && L == 1)
-        etc_bn_rows_dx(x->data, gc->data, gx->data, N, C, mean, gm, kc, sc);
-    else if (gx)
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < C; c++) {
-                const float *p = x->data + (n * C + c) * L, *q = gc->data + (n * C + c) * L;
-                float *r = gx->data + (n * C + c) * L;
-                double m = mean[c], g0 = gm[c], k = kc[c], s0 = sc[c];
-                for (int64_t l = 0; l < L; l++)
-                    r[l] = (float)((q[l] - g0 - (p[l] - m) * k) * s0);
-            }
+    else
+        ok = bn_backward_d(x->data, gc->data, gx ? gx->data : NULL, gw ? gw->data : NULL,
+                           gb ? gb->data : NULL, N, C, L, M, training, sync, st, w, sum);
     free(sum);
     etc_release(x);
     etc_release(gc);
     etc_release(hw);
+    if (!ok) {
+        etc_release(gx);
+        etc_release(gw);
+        etc_release(gb);
+        return false;
+    }
     gin[0] = gx;
     if (wi >= 0)
         gin[wi] = gw;
