@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "easytorch/autograd.h"
 #include "easytorch/error.h"
@@ -115,6 +116,15 @@ extern const etc_op_info etc_ops[ETC_OP_COUNT];
 #else
 #define ETC_ISA_CLONES(...)
 #endif
+
+/* GNU vector types for the cloned loops: 16 and 8 floats, one zmm, two ymm
+ * or four xmm in each clone, loaded and stored unaligned through memcpy.
+ * Locals only, never the argument or result of a function that is not
+ * inlined (the ABI would differ between clones). */
+typedef float etc_vf16 __attribute__((vector_size(16 * sizeof(float))));
+typedef float etc_vf8 __attribute__((vector_size(8 * sizeof(float))));
+#define ETC_VLD(v, p) memcpy(&(v), (p), sizeof(v))
+#define ETC_VST(p, v) memcpy((p), &(v), sizeof(v))
 
 struct et_tensor {
     atomic_long refcount;

@@ -137,31 +137,29 @@ static void col_sums(const float *g, int64_t rows, int64_t cols, float *out, boo
         return;
     }
     /* blocks of 16 and then 8 columns held in vector registers over the
-     * rows (GNU vector types; the rows' loop reloaded and stored every
+     * rows (etc_vf16, etc_vf8; the rows' loop reloaded and stored every
      * partial sum), then single columns: each column's order unchanged */
 #define CS_BLOCK(VT, W)                                                  \
     for (; j0 + (W) <= cols; j0 += (W)) {                                \
         VT tot = {0}, part, v;                                           \
         for (int64_t r0 = 0; r0 < rows; r0 += 16) {                      \
             int64_t r1 = rows - r0 < 16 ? rows : r0 + 16;                \
-            memcpy(&part, g + r0 * cols + j0, sizeof part);              \
+            ETC_VLD(part, g + r0 * cols + j0);                           \
             for (int64_t r = r0 + 1; r < r1; r++) {                      \
-                memcpy(&v, g + r * cols + j0, sizeof v);                 \
+                ETC_VLD(v, g + r * cols + j0);                           \
                 part += v;                                               \
             }                                                            \
             tot += part;                                                 \
         }                                                                \
         if (accumulate) {                                                \
-            memcpy(&v, out + j0, sizeof v);                              \
+            ETC_VLD(v, out + j0);                                        \
             tot = v + tot;                                               \
         }                                                                \
-        memcpy(out + j0, &tot, sizeof tot);                              \
+        ETC_VST(out + j0, tot);                                          \
     }
-    typedef float cs_v16 __attribute__((vector_size(16 * sizeof(float))));
-    typedef float cs_v8 __attribute__((vector_size(8 * sizeof(float))));
     int64_t j0 = 0;
-    CS_BLOCK(cs_v16, 16)
-    CS_BLOCK(cs_v8, 8)
+    CS_BLOCK(etc_vf16, 16)
+    CS_BLOCK(etc_vf8, 8)
 #undef CS_BLOCK
     for (; j0 < cols; j0++) {
         float tot = 0;
@@ -196,21 +194,20 @@ enum { RELU_STRIP = 64 };
 
 /* 16 floats as one vector (GCC's vector extension: one zmm in the avx512f
  * clone, two ymm in the avx2 one), loaded and stored unaligned by memcpy */
-typedef float relu_v16 __attribute__((vector_size(64)));
 typedef int32_t relu_i16 __attribute__((vector_size(64)));
 
 /* v = y <= 0 ? +0 : g (a NaN y keeps g), stored to gp; *acc = v or += v.
  * Inlined into each ISA clone (a vector argument or result of a non-inlined
  * function would change the ABI). */
 __attribute__((always_inline)) static inline void relu_b16(const float *g, const float *y,
-                                                           float *gp, relu_v16 *acc,
+                                                           float *gp, etc_vf16 *acc,
                                                            bool first)
 {
-    relu_v16 gv, yv;
+    etc_vf16 gv, yv;
     memcpy(&gv, g, sizeof gv);
     memcpy(&yv, y, sizeof yv);
     relu_i16 keep = ~(yv <= 0.0f);
-    relu_v16 v = (relu_v16)((relu_i16)gv & keep);
+    etc_vf16 v = (etc_vf16)((relu_i16)gv & keep);
     memcpy(gp, &v, sizeof v);
     *acc = first ? v : *acc + v;
 }
@@ -220,7 +217,7 @@ __attribute__((always_inline)) static inline void relu_back_strip(const float *g
                                                                   int64_t cols, float *gp,
                                                                   float *tot)
 {
-    relu_v16 p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
+    etc_vf16 p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
     for (int64_t r = 0; r < nr; r++) {
         const float *gr = g + r * cols, *yr = y + r * cols;
         float *pr = gp + r * cols;
@@ -229,7 +226,7 @@ __attribute__((always_inline)) static inline void relu_back_strip(const float *g
         relu_b16(gr + 32, yr + 32, pr + 32, &p2, r == 0);
         relu_b16(gr + 48, yr + 48, pr + 48, &p3, r == 0);
     }
-    relu_v16 t[4];
+    etc_vf16 t[4];
     memcpy(t, tot, sizeof t);
     t[0] += p0, t[1] += p1, t[2] += p2, t[3] += p3;
     memcpy(tot, t, sizeof t);
