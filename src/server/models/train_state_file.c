@@ -18,6 +18,17 @@
 #include "server/formats/json_out.h"
 #include "server/models/model_internal.h"
 
+/* *out = j as an integer: a JSON number that is integral and within +-2^53
+ * (exact in a double; a file's inf, nan or 1e300 is refused, never cast) */
+static bool int53_of(const cJSON *j, int64_t *out)
+{
+    if (!cJSON_IsNumber(j) || !(fabs(j->valuedouble) <= 9007199254740992.0) ||
+        j->valuedouble != floor(j->valuedouble))
+        return false;
+    *out = (int64_t)j->valuedouble;
+    return true;
+}
+
 /* ---------------------------------------------------------------- the scalars' table */
 
 typedef enum { F_I64, F_F64, F_F32, F_BOOL, F_GEN, F_ENUM, F_STR } field_kind;
@@ -114,12 +125,7 @@ static bool read_field(const cJSON *meta, const struct ts_field *f, etd_ts_scala
     }
     switch (f->kind) {
     case F_I64:
-        if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) ||
-            fabs(j->valuedouble) > 9007199254740992.0 ||
-            ((f->flags & NONNEG) && j->valuedouble < 0))
-            return false;
-        *(int64_t *)p = (int64_t)j->valuedouble;
-        return true;
+        return int53_of(j, (int64_t *)p) && !((f->flags & NONNEG) && *(int64_t *)p < 0);
     case F_F64:
     case F_F32:
         if (!cJSON_IsNumber(j))
@@ -314,11 +320,8 @@ bool etd_ts_read_validation(const cJSON *j, etd_val_entry *v)
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
     const cJSON *job = cJSON_GetObjectItemCaseSensitive(j, "job");
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "k");
-    if (!cJSON_IsNumber(s) || !cJSON_IsNumber(job) || !cJSON_IsNumber(k))
+    if (!int53_of(s, &v->step) || !int53_of(job, &v->job) || !int53_of(k, &v->k))
         return false;
-    v->step = (int64_t)s->valuedouble;
-    v->job = (int64_t)job->valuedouble;
-    v->k = (int64_t)k->valuedouble;
     v->stale = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stale"));
     for (int i = 0; i < ETD_M_COUNT; i++) {
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, etd_metric_names[i]);
@@ -389,9 +392,8 @@ static bool read_job(const cJSON *o, etd_job_info *j)
         {"evaluations", &j->evaluations}, {"k", &j->k}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, ints[i].k);
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
+        if (!int53_of(v, ints[i].v) || *ints[i].v < 0)
             return false;
-        *ints[i].v = (int64_t)v->valuedouble;
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "metrics");
     if (!cJSON_IsNumber(mt) || mt->valuedouble < 0 || mt->valuedouble >= (1 << ETD_M_COUNT))
@@ -561,9 +563,8 @@ etd_rc etd_ts_from_file(etd_model *m, const et_tensor_dict *dict, const cJSON *m
         const cJSON *s = cJSON_GetArrayItem(h, 0), *l = cJSON_GetArrayItem(h, 1);
         const cJSON *r = cJSON_GetArrayItem(h, 2); /* absent in files before the lr series */
         const cJSON *t = cJSON_GetArrayItem(h, 3); /* and before the time series */
-        if (!cJSON_IsNumber(s))
+        if (!int53_of(s, &st->h_step[st->h_n]))
             continue;
-        st->h_step[st->h_n] = (int64_t)s->valuedouble;
         st->h_lr[st->h_n] = cJSON_IsNumber(r) ? r->valuedouble : NAN;
         st->h_time[st->h_n] = cJSON_IsNumber(t) ? t->valuedouble : NAN;
         st->h_loss[st->h_n++] = cJSON_IsNumber(l) ? (float)l->valuedouble : NAN;
